@@ -1,0 +1,172 @@
+// The agent daemon: registers its capabilities, heartbeats, takes dispatches from NATS and runs each as an
+// Attempt. Explicit states, every change logged; SIGTERM drains (no new runs, running ones finish or are
+// handed back after the drain deadline), a second SIGTERM stops at once.
+import os from 'node:os';
+import { mkdir } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connect, type NatsConnection, type Subscription } from 'nats';
+import type { Logger } from 'pino';
+import type * as Minio from 'minio';
+import type { Settings, agentSettings } from '../shared/settings.js';
+import type { Dispatch, Gpu } from '../shared/proto.js';
+import { createMinioClient } from '../shared/storage.js';
+import { subjects as makeSubjects, type ControlMessage } from '../shared/subjects.js';
+import { AttemptOutcome } from '../shared/run-states.js';
+import { errorMessage } from '../shared/errors.js';
+import { readGpus } from './gpus.js';
+import { Link } from './link.js';
+import { Attempt, type AttemptDeps } from './attempt.js';
+
+export type AgentState = 'STARTING' | 'RUNNING' | 'DRAINING' | 'STOPPED' | 'FAILED';
+const VERSION = '0.1.0';
+
+export class AgentDaemon {
+  #state: AgentState = 'STARTING';
+  readonly #abort = new AbortController();
+  readonly #attempts = new Map<string, Attempt>();
+  #session = 0;
+  #heartbeatMs = 2000;
+  #gpus: Gpu[] = [];
+  #link: Link;
+  #minio: Minio.Client;
+  #nats: NatsConnection | null = null;
+  #subs: Subscription[] = [];
+  #heartbeatLoop: Promise<void> | null = null;
+  #drained: Promise<void> | null = null;
+
+  constructor(readonly settings: Settings<typeof agentSettings>, readonly log: Logger) {
+    this.#link = new Link(settings.scheduler);
+    this.#minio = createMinioClient(settings);
+  }
+
+  get state(): AgentState { return this.#state; }
+
+  #setState(s: AgentState): void {
+    this.log.info({ from: this.#state, to: s }, 'agent state');
+    this.#state = s;
+  }
+
+  async start(): Promise<void> {
+    const { settings, log } = this;
+    await mkdir(settings.workDir, { recursive: true });
+    this.#gpus = await readGpus(settings.nvidiaSmi);
+    log.info({ gpus: this.#gpus.map((g) => `${g.index}:${g.name}`), cpus: settings.cpus, memoryMb: settings.memoryMb, labels: settings.labels }, 'capabilities');
+    this.#nats = await connect({ servers: settings.natsUrl.split(','), maxReconnectAttempts: -1, reconnectTimeWait: 500, name: `trainyard-agent-${settings.name}` });
+    const prefix = await this.#register();
+    const subjects = makeSubjects(prefix);
+    this.#subs.push(this.#nats.subscribe(subjects.dispatch(settings.name), { callback: (err, msg) => { if (!err) this.#onDispatch(msg.data); } }));
+    this.#subs.push(this.#nats.subscribe(subjects.control(settings.name), { callback: (err, msg) => { if (!err) this.#onControl(msg.data); } }));
+    await this.#nats.flush();
+    this.#heartbeatLoop = this.#heartbeat();
+    this.#setState('RUNNING');
+  }
+
+  #held() {
+    return [...this.#attempts.values()].map((a) => ({ run_id: a.runId, lease: a.lease }));
+  }
+
+  async #register(): Promise<string> {
+    const { settings, log } = this;
+    const res = await this.#link.register({
+      name: settings.name, hostname: os.hostname(), cpus: settings.cpus, memory_mb: settings.memoryMb,
+      gpus: this.#gpus, labels: { ...settings.labels }, version: VERSION, held: this.#held(),
+    }, this.#abort.signal, (err) => log.warn({ err: errorMessage(err) }, 'scheduler unreachable; retrying registration'));
+    this.#session = res.session;
+    this.#heartbeatMs = res.heartbeat_interval_ms || 2000;
+    this.#cancel(res.cancel);
+    log.info({ session: res.session }, 'registered');
+    return res.subject_prefix;
+  }
+
+  #cancel(list: { run_id: string; lease: number }[]): void {
+    for (const c of list) {
+      const a = this.#attempts.get(c.run_id);
+      if (a && a.lease === Number(c.lease)) a.stop({ outcome: AttemptOutcome.Killed, reason: 'cancelled by the scheduler: no longer the current attempt' });
+    }
+  }
+
+  async #heartbeat(): Promise<void> {
+    const signal = this.#abort.signal;
+    while (!signal.aborted) {
+      await sleep(this.#heartbeatMs, undefined, { signal }).catch(() => {});
+      if (signal.aborted) return;
+      try {
+        const res = await this.#link.heartbeat({ name: this.settings.name, session: this.#session, held: this.#held() });
+        if (res.reregister) {
+          this.log.warn('scheduler asked to register again');
+          await this.#register();
+        }
+        this.#cancel(res.cancel);
+        if (res.drain && this.#state === 'RUNNING') void this.drain('drain requested by the scheduler');
+      } catch (err) {
+        if (!signal.aborted) this.log.warn({ err: errorMessage(err) }, 'heartbeat failed');
+      }
+    }
+  }
+
+  #onDispatch(data: Uint8Array): void {
+    let d: Dispatch;
+    try {
+      d = JSON.parse(new TextDecoder().decode(data)) as Dispatch;
+    } catch (err) {
+      this.log.error({ err: errorMessage(err) }, 'unreadable dispatch ignored');
+      return;
+    }
+    const existing = this.#attempts.get(d.run_id!);
+    if (existing && existing.lease === Number(d.lease)) return; // a duplicate delivery
+    const deps: AttemptDeps = {
+      link: this.#link, minio: this.#minio, log: this.log, workDir: this.settings.workDir,
+      venv: { venvDir: this.settings.venvDir, python: this.settings.python, pipIndexUrl: this.settings.pipIndexUrl, pipFindLinks: this.settings.pipFindLinks },
+      killGraceMs: this.settings.killGraceMs, transferRetries: this.settings.transferRetries,
+      zipLimits: { maxUnzippedBytes: 4 * 1024 * 1024 * 1024, maxEntries: 100_000 },
+    };
+    const attempt = new Attempt(d, deps);
+    this.log.info({ run: d.run_id, attempt: d.attempt, lease: d.lease, gpus: d.gpu_indices }, 'dispatch received');
+    if (this.#state !== 'RUNNING') attempt.stop({ outcome: AttemptOutcome.HandedBack, reason: `agent ${this.settings.name} is draining` });
+    this.#attempts.set(d.run_id!, attempt);
+    void attempt.done.finally(() => {
+      if (this.#attempts.get(d.run_id!) === attempt) this.#attempts.delete(d.run_id!);
+    });
+  }
+
+  #onControl(data: Uint8Array): void {
+    let msg: ControlMessage;
+    try { msg = JSON.parse(new TextDecoder().decode(data)) as ControlMessage; } catch { return; }
+    if (msg.type === 'kill') {
+      const a = this.#attempts.get(msg.runId);
+      if (a && a.lease === msg.lease) a.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' });
+    } else if (msg.type === 'drain') {
+      void this.drain('drain requested by the scheduler');
+    }
+  }
+
+  /** Takes no new runs; lets running ones finish until the drain deadline, then hands them back. */
+  drain(why: string): Promise<void> {
+    if (this.#drained) return this.#drained;
+    this.#setState('DRAINING');
+    this.log.info({ why, running: this.#attempts.size }, 'draining');
+    this.#drained = (async () => {
+      const all = Promise.all([...this.#attempts.values()].map((a) => a.done));
+      const deadline = sleep(this.settings.drainTimeoutMs, 'deadline' as const);
+      if ((await Promise.race([all.then(() => 'done' as const), deadline])) === 'deadline') {
+        for (const a of this.#attempts.values()) a.stop({ outcome: AttemptOutcome.HandedBack, reason: `agent ${this.settings.name} drained` });
+        await Promise.all([...this.#attempts.values()].map((a) => a.done));
+      }
+    })();
+    return this.#drained;
+  }
+
+  /** First call: drain, then stop. force: stop now (runs are handed back). */
+  async stop(force = false): Promise<void> {
+    if (force) {
+      for (const a of this.#attempts.values()) a.stop({ outcome: AttemptOutcome.HandedBack, reason: `agent ${this.settings.name} stopped` });
+    }
+    await this.drain('shutdown');
+    this.#abort.abort();
+    await this.#heartbeatLoop;
+    for (const s of this.#subs) s.unsubscribe();
+    await this.#nats?.drain().catch(() => {});
+    this.#link.close();
+    this.#setState('STOPPED');
+  }
+}

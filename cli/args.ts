@@ -1,0 +1,35 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { invalid } from '../shared/errors.js';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** parseArgs with the project's error style: an unknown flag is a clear usage error, not a stack trace. */
+export function parse<O extends Options>(args: string[], options: O) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw invalid((err as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, ''));
+  }
+}
+
+export function requireString(value: unknown, flag: string): string {
+  if (typeof value !== 'string' || value === '') throw invalid(`missing --${flag}`);
+  return value;
+}
+
+export function intFlag(value: unknown, flag: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return 0;
+  const n = Number(value);
+  if (!/^\d+$/.test(String(value)) || n < min || n > max) throw invalid(`--${flag}: expected an integer from ${min} to ${max}, got "${String(value)}"`);
+  return n;
+}
+
+export function keyValues(values: unknown, flag: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of (values as string[] | undefined) ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw invalid(`--${flag} "${kv}": expected KEY=VALUE`);
+    out[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return out;
+}

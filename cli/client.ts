@@ -1,0 +1,49 @@
+// The client side of the Trainyard service, promisified, with server errors turned back into TrainyardErrors.
+import * as grpc from '@grpc/grpc-js';
+import { loadProto, channelOptions } from '../shared/proto.js';
+import type { TrainyardClient } from '../shared/proto/gen/trainyard/v1/Trainyard.js';
+import { fromGrpcError } from '../shared/errors.js';
+
+export function connectClient(address: string): TrainyardClient {
+  const proto = loadProto();
+  return new proto.trainyard.v1.Trainyard(address, grpc.credentials.createInsecure(), channelOptions);
+}
+
+type Cb<Res> = (err: grpc.ServiceError | null, res?: Res) => void;
+
+/** Calls a unary method; waits for the scheduler to be ready for a few seconds rather than failing at once. */
+export function unaryCall<Req, Res>(client: TrainyardClient, method: (req: Req, opts: grpc.CallOptions, cb: Cb<Res>) => unknown, req: Req, timeoutMs = 60_000): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    method.call(client, req, { deadline: Date.now() + timeoutMs, waitForReady: true } as grpc.CallOptions, (err: grpc.ServiceError | null, res?: Res) =>
+      err ? reject(fromGrpcError(err)) : resolve(res as Res));
+  });
+}
+
+/** Iterates a server stream, converting its error. */
+export async function* streamOf<T>(stream: grpc.ClientReadableStream<T>): AsyncGenerator<T> {
+  try {
+    for await (const msg of stream) yield msg as T;
+  } catch (err) {
+    throw fromGrpcError(err);
+  }
+}
+
+import type * as P from '../shared/proto.js';
+
+/** The unary calls, typed one by one (grpc-js's overloads defeat inference through a generic reference). */
+export class Api {
+  readonly client: TrainyardClient;
+  constructor(address: string) { this.client = connectClient(address); }
+  #u<Req, Res>(m: unknown, req: Req, timeoutMs?: number): Promise<Res> {
+    return unaryCall<Req, Res>(this.client, m as never, req, timeoutMs);
+  }
+  listPackageVersions = (req: P.ListPackageVersionsRequest) => this.#u<P.ListPackageVersionsRequest, P.ListPackageVersionsResponse__Output>(this.client.ListPackageVersions, req);
+  listDatasets = () => this.#u<P.ListDatasetsRequest, P.ListDatasetsResponse__Output>(this.client.ListDatasets, {});
+  submitRun = (req: P.SubmitRunRequest) => this.#u<P.SubmitRunRequest, P.Run__Output>(this.client.SubmitRun, req);
+  getRun = (id: string) => this.#u<P.GetRunRequest, P.Run__Output>(this.client.GetRun, { id });
+  listRuns = (req: P.ListRunsRequest) => this.#u<P.ListRunsRequest, P.ListRunsResponse__Output>(this.client.ListRuns, req);
+  killRun = (id: string) => this.#u<P.KillRunRequest, P.Run__Output>(this.client.KillRun, { id });
+  listAgents = () => this.#u<P.ListAgentsRequest, P.ListAgentsResponse__Output>(this.client.ListAgents, {});
+  drainAgent = (name: string) => this.#u<P.DrainAgentRequest, P.Agent__Output>(this.client.DrainAgent, { name });
+  close(): void { this.client.close(); }
+}

@@ -1,0 +1,62 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Api, connectClient } from '../client.js';
+import { parse, requireString } from '../args.js';
+import { bytes, color, progressBar, table } from '../format.js';
+import { walkFiles } from '../../shared/storage.js';
+import { fromGrpcError, invalid } from '../../shared/errors.js';
+import type { Dataset__Output } from '../../shared/proto.js';
+
+export async function datasetCommand(args: string[], address: string): Promise<number> {
+  const [verb, ...rest] = args;
+  if (verb === 'push') return push(rest, address);
+  if (verb === 'list') return list(rest, address);
+  throw invalid(`unknown command "dataset ${verb ?? ''}"; expected: dataset push DIR --name NAME, dataset list`);
+}
+
+async function push(args: string[], address: string): Promise<number> {
+  const { values, positionals } = parse(args, { name: { type: 'string' }, json: { type: 'boolean' } });
+  const dir = positionals[0];
+  if (!dir) throw invalid('dataset push: give the folder, e.g. trainyard dataset push ./data --name my-data');
+  const name = requireString(values.name, 'name');
+  const st = await stat(dir).catch(() => { throw invalid(`dataset push: ${dir} does not exist`); });
+  if (!st.isDirectory()) throw invalid(`dataset push: ${dir} is not a folder`);
+  const files = await walkFiles(dir);
+  if (files.length === 0) throw invalid(`dataset push: ${dir} has no files`);
+  const total = files.reduce((n, f) => n + f.size, 0);
+  const client = connectClient(address);
+  const bar = progressBar(`pushing ${name}`, total);
+  const dataset = await new Promise<Dataset__Output>((resolve, reject) => {
+    const call = client.PushDataset((err, res) => (err ? reject(fromGrpcError(err)) : resolve(res!)));
+    const write = async (msg: object) => { if (!call.write(msg)) await new Promise<void>((r) => call.once('drain', () => r())); };
+    (async () => {
+      await write({ header: { name } });
+      let sent = 0;
+      for (const f of files) {
+        await write({ file: { path: f.rel, size_bytes: f.size } });
+        for await (const chunk of createReadStream(path.join(dir, ...f.rel.split('/')), { highWaterMark: 1024 * 1024 })) {
+          await write({ data: chunk });
+          sent += (chunk as Buffer).length;
+          bar.update(sent);
+        }
+      }
+      bar.done();
+      call.end();
+    })().catch(reject);
+  });
+  client.close();
+  if (values.json) console.log(JSON.stringify(dataset, null, 2));
+  else console.log(`${color.green('✓')} dataset ${color.bold(dataset.name)}: ${files.length} files pushed (${dataset.file_count} files, ${bytes(Number(dataset.size_bytes))} in all)`);
+  return 0;
+}
+
+async function list(args: string[], address: string): Promise<number> {
+  const { values } = parse(args, { json: { type: 'boolean' } });
+  const api = new Api(address);
+  const res = await api.listDatasets();
+  api.close();
+  if (values.json) console.log(JSON.stringify(res.datasets, null, 2));
+  else console.log(table(['NAME', 'FILES', 'SIZE', 'UPDATED'], res.datasets.map((d) => [d.name, String(d.file_count), bytes(Number(d.size_bytes)), d.updated_at])));
+  return 0;
+}

@@ -1,0 +1,85 @@
+// The one program: `trainyard scheduler|agent` start the daemons; every other verb is a gRPC client.
+import { schedulerCommand, agentCommand } from './commands/daemons.js';
+import { packageCommand } from './commands/packages.js';
+import { datasetCommand } from './commands/datasets.js';
+import { runCommand } from './commands/runs.js';
+import { agentsCommand } from './commands/agents.js';
+import { color } from './format.js';
+import { ErrorCodes, TrainyardError } from '../shared/errors.js';
+import { clientSettings, compileSettings, describeSettings } from '../shared/settings.js';
+
+const HELP = `trainyard — training pipelines on a fleet of GPU machines
+
+Daemons:
+  trainyard scheduler [--help]              serve clients and agents (state in Postgres)
+  trainyard agent [--help]                  run trainings on this machine
+
+Packages and datasets:
+  trainyard package push DIR|ZIP --name NAME [--json]
+  trainyard package versions NAME [--json]
+  trainyard dataset push DIR --name NAME [--json]
+  trainyard dataset list [--json]
+
+Runs:
+  trainyard run train --package NAME [--version X.Y] --dataset NAME[/SUB] [--gpu | --gpus N]
+                      [--gpu-model M] [--gpu-memory-mb N] [--cpus N] [--memory-mb N] [--selector k=v]...
+                      [--env KEY=VALUE]... [--timeout SECONDS] [--priority N] [--project P]
+                      [--idempotency-key K] [--wait] [--json]
+  trainyard run get ID [--json]
+  trainyard run list [--status S] [--limit N] [--json]
+  trainyard run logs ID [--follow]
+  trainyard run outputs ID --to DIR
+  trainyard run kill ID
+
+Fleet:
+  trainyard agents [--json]
+  trainyard agents drain NAME
+
+Client settings (flag, variable, meaning):
+${describeSettings(clientSettings)}
+`;
+
+/** Pulls --scheduler out of the arguments wherever it stands, so every client verb takes it. */
+function schedulerAddress(args: string[]): { address: string; rest: string[] } {
+  const rest: string[] = [];
+  let flag: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--scheduler') flag = args[++i];
+    else if (a.startsWith('--scheduler=')) flag = a.slice('--scheduler='.length);
+    else rest.push(a);
+  }
+  const s = compileSettings(clientSettings, { scheduler: flag });
+  return { address: s.scheduler, rest };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...args] = argv;
+  try {
+    switch (cmd) {
+      case 'scheduler': return await schedulerCommand(args);
+      case 'agent': return await agentCommand(args);
+      case undefined: case 'help': case '--help': case '-h':
+        console.log(HELP);
+        return 0;
+    }
+    const { address, rest } = schedulerAddress(args);
+    switch (cmd) {
+      case 'package': return await packageCommand(rest, address);
+      case 'dataset': return await datasetCommand(rest, address);
+      case 'run': return await runCommand(rest, address);
+      case 'agents': return await agentsCommand(rest, address);
+      default:
+        console.error(`${color.red('error')}: unknown command "${cmd}"\n\n${HELP}`);
+        return 2;
+    }
+  } catch (err) {
+    if (err instanceof TrainyardError) {
+      const json = argv.includes('--json');
+      if (json) console.error(JSON.stringify({ error: { code: err.code, message: err.message } }));
+      else console.error(`${color.red('error')}: ${err.message}`);
+      return err.code === ErrorCodes.InvalidArgument || err.code === ErrorCodes.InvalidPackage ? 2 : 1;
+    }
+    throw err;
+  }
+}

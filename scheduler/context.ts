@@ -1,0 +1,25 @@
+import type * as Minio from 'minio';
+import type { NatsConnection } from 'nats';
+import type { Logger } from 'pino';
+import type pg from 'pg';
+import type { Db } from './db/database.js';
+import type { Settings } from '../shared/settings.js';
+import type { schedulerSettings } from '../shared/settings.js';
+import type { Subjects } from '../shared/subjects.js';
+import type { RetryOptions } from '../shared/storage.js';
+
+/** What every scheduler handler is given: its dependencies, passed explicitly. */
+export interface SchedulerContext {
+  readonly settings: Settings<typeof schedulerSettings>;
+  readonly db: Db;
+  readonly pool: pg.Pool;
+  readonly minio: Minio.Client;
+  readonly nats: NatsConnection;
+  readonly subjects: Subjects;
+  readonly log: Logger;
+  readonly storageRetry: RetryOptions;
+  /** Rings the placement doorbell for every scheduler. */
+  kick(): void;
+  /** Tells watchers of a run (on any scheduler) that it changed. */
+  runChanged(runId: string): void;
+}

@@ -1,0 +1,80 @@
+// A dataset push streams files straight into the bucket under datasets/NAME/. Paths are checked before a
+// byte is stored. A push that fails part way removes what it wrote when the dataset is new, so a failed
+// first push leaves no dataset; the row (what users see) is written only once every file is stored.
+import { PassThrough } from 'node:stream';
+import { once } from 'node:events';
+import { sql } from 'kysely';
+import type { SchedulerContext } from '../context.js';
+import type { Dataset, PushDatasetChunk__Output } from '../../shared/proto.js';
+import { checkName, checkRelativePath } from '../../shared/names.js';
+import { invalid } from '../../shared/errors.js';
+import { keys, listObjects, removePrefix, withStorageRetry } from '../../shared/storage.js';
+import { datasetToProto } from './to-proto.js';
+
+export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetChunk__Output>): Promise<Dataset> {
+  const { db, minio, settings } = ctx;
+  let name: string | null = null;
+  let existed = false;
+  let current: { key: string; stream: PassThrough; done: Promise<unknown>; expected: number; got: number } | null = null;
+  let files = 0;
+  const seen = new Set<string>();
+
+  const finishFile = async () => {
+    if (!current) return;
+    const c = current;
+    current = null;
+    c.stream.end();
+    await c.done;
+    if (c.got !== c.expected) throw invalid(`file ${c.key}: expected ${c.expected} bytes, received ${c.got}`);
+  };
+
+  try {
+    for await (const chunk of chunks) {
+      if (chunk.part === 'header') {
+        if (name !== null) throw invalid('dataset push: the header must come once, first');
+        name = checkName('dataset', chunk.header!.name);
+        existed = !!(await db.selectFrom('datasets').select('name').where('name', '=', name).executeTakeFirst());
+      } else if (name === null) {
+        throw invalid('dataset push: the first message must be the header naming the dataset');
+      } else if (chunk.part === 'file') {
+        await finishFile();
+        const rel = checkRelativePath('dataset file path', chunk.file!.path);
+        if (seen.has(rel)) throw invalid(`dataset push: file "${rel}" sent twice`);
+        seen.add(rel);
+        const key = keys.datasetFile(name, rel);
+        const stream = new PassThrough();
+        const expected = Number(chunk.file!.size_bytes);
+        // Not retried: a streamed body cannot be replayed; the client retries the push.
+        const done = withStorageRetry(`upload ${key}`, () => minio.putObject(settings.bucket, key, stream, expected), { retries: 0 });
+        done.catch(() => {});
+        current = { key, stream, done, expected, got: 0 };
+        files++;
+      } else if (chunk.part === 'data') {
+        if (!current) throw invalid('dataset push: data before any file header');
+        const c: { stream: PassThrough; got: number; expected: number; key: string } = current;
+        c.got += chunk.data!.length;
+        if (c.got > c.expected) throw invalid(`file ${c.key}: more bytes than the ${c.expected} announced`);
+        if (!c.stream.write(chunk.data)) await once(c.stream, 'drain');
+      }
+    }
+    await finishFile();
+    if (name === null) throw invalid('dataset push: no header received');
+    if (files === 0) throw invalid(`dataset "${name}": the folder has no files; nothing to push`);
+  } catch (err) {
+    const c = current as { stream: PassThrough } | null;
+    c?.stream.destroy();
+    if (name !== null && !existed) {
+      await removePrefix(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch((e: unknown) =>
+        ctx.log.warn({ err: e, dataset: name }, 'could not clean up a failed dataset push'));
+    }
+    throw err;
+  }
+
+  const all = await listObjects(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry);
+  const bytes = all.reduce((n, o) => n + o.size, 0);
+  const row = await db.insertInto('datasets').values({ name, file_count: all.length, size_bytes: bytes, updated_at: new Date() })
+    .onConflict((oc) => oc.column('name').doUpdateSet({ file_count: all.length, size_bytes: bytes, updated_at: sql`now()` }))
+    .returningAll().executeTakeFirstOrThrow();
+  ctx.log.info({ dataset: name, files, totalFiles: all.length, bytes }, 'dataset pushed');
+  return datasetToProto(row);
+}

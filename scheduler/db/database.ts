@@ -1,0 +1,65 @@
+// Kysely over pg, and the row types of migrations/*.sql.
+import { Kysely, PostgresDialect, type ColumnType, type Generated } from 'kysely';
+import pg from 'pg';
+import type { RunStatus } from '../../shared/run-states.js';
+
+// Bigints come back as JS numbers: counts and byte sizes stay far below 2^53.
+pg.types.setTypeParser(20, (v) => Number(v));
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+
+export interface PackagesTable { name: string; description: Generated<string>; created_at: Generated<Date> }
+export interface PackageVersionsTable {
+  package: string; major: number; minor: number; source: 'upload' | 'run'; run_id: string | null;
+  trained_major: number | null; trained_minor: number | null; object_key: string; size_bytes: number; sha256: string;
+  created_at: Generated<Date>;
+}
+export interface DatasetsTable { name: string; file_count: number; size_bytes: number; created_at: Generated<Date>; updated_at: Timestamp }
+export interface AgentsTable {
+  name: string; hostname: string; version: string; status: 'online' | 'draining' | 'lost' | 'offline'; session: number;
+  cpus: number; memory_mb: number; labels: ColumnType<Record<string, string>, string, string>;
+  last_heartbeat_at: Timestamp; registered_at: Timestamp;
+}
+export interface AgentGpusTable { agent: string; index: number; uuid: string; name: string; memory_mb: number }
+export interface RunsTable {
+  id: string; idempotency_key: string | null; project: string; priority: number;
+  package: string; package_major: number; package_minor: number; package_object_key: string;
+  dataset: string; dataset_sub: string;
+  gpus: number; gpu_model: string; gpu_memory_mb: number; cpus: number; memory_mb: number;
+  selector: ColumnType<Record<string, string>, string, string>;
+  env: ColumnType<Record<string, string>, string, string>;
+  timeout_seconds: number; max_attempts: number;
+  status: ColumnType<RunStatus, RunStatus | undefined, RunStatus>;
+  status_detail: Generated<string>;
+  attempt: Generated<number>; lost_attempts: Generated<number>;
+  lease: number | null; agent: string | null; last_agent: string | null; gpu_indices: ColumnType<number[], number[] | undefined, number[]>;
+  dispatched_at: Date | null; acked_at: Date | null; kill_requested: Generated<boolean>;
+  failure_reason: string | null; output_major: number | null; output_minor: number | null;
+  results: ColumnType<unknown, string | null, string | null>;
+  last_log_seq: Generated<number>;
+  created_at: Generated<Date>; waiting_at: Date | null; packaging_at: Date | null; running_at: Date | null; ended_at: Date | null;
+}
+export interface GpuLeasesTable { agent: string; gpu_index: number; run_id: string; lease: number }
+export interface RunEventsTable { id: Generated<number>; run_id: string; attempt: number; status: RunStatus; detail: string; at: Generated<Date> }
+export interface RunLogsTable { run_id: string; attempt: number; seq: number; stream: string; text: string; at: Timestamp }
+
+export interface Database {
+  packages: PackagesTable;
+  package_versions: PackageVersionsTable;
+  datasets: DatasetsTable;
+  agents: AgentsTable;
+  agent_gpus: AgentGpusTable;
+  runs: RunsTable;
+  gpu_leases: GpuLeasesTable;
+  run_events: RunEventsTable;
+  run_logs: RunLogsTable;
+}
+
+export type Db = Kysely<Database>;
+
+export function createDb(connectionString: string, max = 10): { db: Db; pool: pg.Pool } {
+  const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 10_000 });
+  // An idle client's error (the server restarted) must not crash the daemon; the pool replaces it.
+  pool.on('error', () => {});
+  return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), pool };
+}

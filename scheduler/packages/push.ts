@@ -1,0 +1,57 @@
+// A pushed package: checked whole before anything is stored; then the next major version is numbered
+// under the package's row lock, the zip stored under that version's key, and the row inserted in the
+// same transaction. A failure at any step leaves no version (a stored zip without its row is invisible
+// and is overwritten by the next push of that number).
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { sql } from 'kysely';
+import type { SchedulerContext } from '../context.js';
+import { checkName } from '../../shared/names.js';
+import { invalidPackage } from '../../shared/errors.js';
+import { inspectZip, readZipEntry } from '../../shared/zip.js';
+import { keys, withStorageRetry } from '../../shared/storage.js';
+import { checkTrainPy } from './check-train-py.js';
+import type { PackageVersion } from '../../shared/proto.js';
+import { versionToProto } from './to-proto.js';
+
+export async function registerUploadedPackage(
+  ctx: SchedulerContext, input: { name: string; description: string; file: string },
+): Promise<PackageVersion> {
+  const { db, minio, settings } = ctx;
+  const name = checkName('package', input.name);
+  const { size } = await stat(input.file);
+  if (size === 0) throw invalidPackage(`package "${name}": the upload is empty`);
+  const info = await inspectZip(input.file, { maxUnzippedBytes: settings.maxUnzippedBytes, maxEntries: settings.maxZipEntries });
+  const hasTrain = info.entries.some((e) => e.rel === 'train.py' && !e.isDirectory);
+  if (!hasTrain) {
+    const seen = info.entries.slice(0, 5).map((e) => e.rel).join(', ');
+    throw invalidPackage(`package "${name}" has no train.py at its root${seen ? ` (it has: ${seen}${info.entries.length > 5 ? ', ...' : ''})` : ' (the zip is empty)'}`);
+  }
+  const trainPy = await readZipEntry(input.file, `${info.root}train.py`, 16 * 1024 * 1024);
+  const checked = await checkTrainPy(trainPy ?? Buffer.alloc(0));
+  if (checked === 'skipped') ctx.log.warn({ package: name }, 'python3 not found on the scheduler: train.py not checked at push');
+  const sha256 = await sha256File(input.file);
+
+  const row = await db.transaction().execute(async (trx) => {
+    await trx.insertInto('packages').values({ name, description: input.description }).onConflict((oc) => oc.column('name').doNothing()).execute();
+    await trx.selectFrom('packages').select('name').where('name', '=', name).forUpdate().executeTakeFirstOrThrow();
+    const { max } = await trx.selectFrom('package_versions').select(sql<number>`coalesce(max(major), 0)`.as('max'))
+      .where('package', '=', name).executeTakeFirstOrThrow();
+    const major = Number(max) + 1;
+    const objectKey = keys.uploadedPackage(name, major, 0);
+    await withStorageRetry(`upload ${objectKey}`, () => minio.fPutObject(settings.bucket, objectKey, input.file, { 'Content-Type': 'application/zip' }), ctx.storageRetry);
+    return trx.insertInto('package_versions').values({
+      package: name, major, minor: 0, source: 'upload', run_id: null, trained_major: null, trained_minor: null,
+      object_key: objectKey, size_bytes: size, sha256,
+    }).returningAll().executeTakeFirstOrThrow();
+  });
+  ctx.log.info({ package: name, version: `${row.major}.${row.minor}`, bytes: size }, 'package version registered');
+  return versionToProto(row);
+}
+
+async function sha256File(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}

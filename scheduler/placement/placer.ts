@@ -1,0 +1,188 @@
+// The placer: exactly one scheduler at a time holds a Postgres advisory lock and places queued runs; the
+// others serve clients and agents and take over within a second if the holder dies (its session ends,
+// so the lock is released). A placement pass is event-driven (the kick doorbell), not polled; the timer
+// below only catches failures (lost agents, unacknowledged dispatches).
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import type { NatsConnection } from 'nats';
+import type { Logger } from 'pino';
+import type { Db } from '../db/database.js';
+import { choose, take, type Request } from './fleet.js';
+import { loadFleet } from './load-fleet.js';
+import * as runs from '../runs/transitions.js';
+import { RunStatus } from '../../shared/run-states.js';
+import type { Subjects } from '../../shared/subjects.js';
+import { buildDispatch } from '../runs/dispatch.js';
+
+const LEADER_LOCK = 7_246_002; // "trainyard placer"
+const BATCH = 2000;
+
+export interface PlacerDeps {
+  db: Db;
+  databaseUrl: string;
+  nats: NatsConnection;
+  subjects: Subjects;
+  log: Logger;
+  bucket: string;
+  agentLostAfterMs: number;
+  dispatchAckTimeoutMs: number;
+  onRunChanged: (runId: string) => void;
+}
+
+export class Placer {
+  #dirty = true;
+  #wake: (() => void) | null = null;
+  #leader = false;
+  readonly #abort = new AbortController();
+  #done: Promise<void> | null = null;
+
+  constructor(private readonly deps: PlacerDeps) {}
+
+  get isLeader(): boolean { return this.#leader; }
+
+  start(): void {
+    this.#done = this.#lead();
+  }
+
+  /** Something changed that may let a run be placed. Cheap; coalesces. */
+  kick(): void {
+    this.#dirty = true;
+    this.#wake?.();
+  }
+
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    this.#wake?.();
+    await this.#done;
+  }
+
+  async #lead(): Promise<void> {
+    const signal = this.#abort.signal;
+    while (!signal.aborted) {
+      const client = new pg.Client({ connectionString: this.deps.databaseUrl });
+      client.on('error', () => {});
+      try {
+        await client.connect();
+        while (!signal.aborted) {
+          const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [LEADER_LOCK]);
+          if (rows[0]?.ok) break;
+          await sleep(1000, undefined, { signal }).catch(() => {});
+        }
+        if (signal.aborted) break;
+        this.#leader = true;
+        this.deps.log.info('placer: this scheduler now places runs');
+        await this.#loop(client);
+      } catch (err) {
+        if (!signal.aborted) this.deps.log.warn({ err }, 'placer: lost its database session; retrying');
+      } finally {
+        if (this.#leader) this.deps.log.info('placer: stepped down');
+        this.#leader = false;
+        await client.end().catch(() => {});
+      }
+      if (!signal.aborted) await sleep(500, undefined, { signal }).catch(() => {});
+    }
+  }
+
+  async #loop(leaderClient: pg.Client): Promise<void> {
+    const signal = this.#abort.signal;
+    let lastSweep = 0;
+    while (!signal.aborted) {
+      if (Date.now() - lastSweep >= 1000) {
+        // Proves the leader session is alive: if Postgres restarted, this throws and leadership is retaken.
+        await leaderClient.query('SELECT 1');
+        await this.#sweep();
+        lastSweep = Date.now();
+      }
+      if (this.#dirty) {
+        this.#dirty = false;
+        const more = await this.#pass();
+        if (more) this.#dirty = true;
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 1000);
+        this.#wake = () => { clearTimeout(t); resolve(); };
+      });
+      this.#wake = null;
+    }
+  }
+
+  /** One placement pass over the queue head. Returns true if it should run again at once. */
+  async #pass(): Promise<boolean> {
+    const { db, log } = this.deps;
+    const queue = await db.selectFrom('runs')
+      .select(['id', 'gpus', 'gpu_model', 'gpu_memory_mb', 'cpus', 'memory_mb', 'selector', 'status', 'status_detail'])
+      .where('agent', 'is', null)
+      .where('status', 'in', [RunStatus.Scheduled, RunStatus.Waiting])
+      .where('kill_requested', '=', false)
+      .orderBy('priority', 'desc').orderBy('created_at').orderBy('id')
+      .limit(BATCH)
+      .execute();
+    if (queue.length === 0) return false;
+    const fleet = await loadFleet(db);
+    const chosen: { id: string; agent: string; gpuIndices: number[] }[] = [];
+    for (const run of queue) {
+      const req: Request = {
+        gpus: run.gpus, gpuModel: run.gpu_model, gpuMemoryMb: run.gpu_memory_mb, cpus: run.cpus, memoryMb: run.memory_mb, selector: run.selector,
+      };
+      const c = choose(fleet.values(), req);
+      if (c.ok) {
+        take(fleet.get(c.agent)!, req, c.gpuIndices);
+        chosen.push({ id: run.id, agent: c.agent, gpuIndices: c.gpuIndices });
+      } else if (c.never) {
+        const changed = await runs.endUnplaced(db, run.id, RunStatus.Failed, c.reason);
+        if (changed) this.#changed(changed, c.reason);
+      } else if (run.status === RunStatus.Scheduled) {
+        const changed = await runs.markWaiting(db, run.id, c.reason);
+        if (changed) this.#changed(changed, c.reason);
+      } else if (run.status_detail !== c.reason) {
+        await runs.setWaitingDetail(db, run.id, c.reason);
+      }
+    }
+    if (chosen.length === 0) return false;
+    const placed = await db.transaction().execute(async (trx) => {
+      const out: runs.Changed[] = [];
+      for (const c of chosen) {
+        const changed = await runs.assign(trx, c.id, c.agent, c.gpuIndices);
+        if (changed) out.push(changed);
+      }
+      return out;
+    });
+    for (const p of placed) {
+      this.#changed(p, `placed on ${p.agent}`);
+      const dispatch = await buildDispatch(db, p.id, this.deps.bucket);
+      if (dispatch) this.deps.nats.publish(this.deps.subjects.dispatch(p.agent!), JSON.stringify(dispatch));
+    }
+    log.debug({ placed: placed.length, queued: queue.length }, 'placement pass');
+    return queue.length === BATCH;
+  }
+
+  /** Failure detection: lost agents and unacknowledged dispatches go back to the queue. */
+  async #sweep(): Promise<void> {
+    const { db, log, agentLostAfterMs, dispatchAckTimeoutMs } = this.deps;
+    const lost = await db.updateTable('agents').set({ status: 'lost' })
+      .where('status', 'in', ['online', 'draining'])
+      .where('last_heartbeat_at', '<', new Date(Date.now() - agentLostAfterMs))
+      .returning('name').execute();
+    for (const a of lost) log.warn({ agent: a.name }, 'agent lost: no heartbeat');
+    const stranded = await db.selectFrom('runs').innerJoin('agents', 'agents.name', 'runs.agent')
+      .select(['runs.id', 'runs.lease', 'runs.agent', 'runs.acked_at', 'runs.dispatched_at', 'agents.status as agent_status'])
+      .where((eb) => eb.or([
+        eb('agents.status', '=', 'lost'),
+        eb.and([eb('runs.acked_at', 'is', null), eb('runs.dispatched_at', '<', new Date(Date.now() - dispatchAckTimeoutMs))]),
+      ]))
+      .execute();
+    for (const r of stranded) {
+      const agentLost = r.agent_status === 'lost';
+      const reason = agentLost ? 'agent lost' : `dispatch not acknowledged by ${r.agent} within ${dispatchAckTimeoutMs} ms`;
+      const changed = await runs.requeue(db, r.id, r.lease!, reason, agentLost);
+      if (changed) this.#changed(changed, reason);
+    }
+    if (stranded.length > 0 || lost.length > 0) this.kick();
+  }
+
+  #changed(c: runs.Changed, detail: string): void {
+    this.deps.log.info({ run: c.id, status: c.status, attempt: c.attempt, agent: c.agent, detail }, 'run status');
+    this.deps.onRunChanged(c.id);
+  }
+}

@@ -1,0 +1,103 @@
+// Submission: every check happens before the run's row exists, so a bad request leaves nothing behind.
+import { customAlphabet } from 'nanoid';
+import type { SchedulerContext } from '../context.js';
+import type { SubmitRunRequest__Output } from '../../shared/proto.js';
+import { checkName, parseDatasetRef } from '../../shared/names.js';
+import { compileRunEnv } from '../../shared/run-env.js';
+import { invalid, notFound, ErrorCodes, TrainyardError } from '../../shared/errors.js';
+import { parseVersion, formatVersion } from '../../shared/versions.js';
+import { keys, withStorageRetry } from '../../shared/storage.js';
+import { choose, type Request } from '../placement/fleet.js';
+import { loadFleet } from '../placement/load-fleet.js';
+import { RunStatus } from '../../shared/run-states.js';
+
+const newRunId = customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 14);
+
+export async function submitRun(ctx: SchedulerContext, req: SubmitRunRequest__Output): Promise<string> {
+  const { db, settings } = ctx;
+  if (req.idempotency_key) {
+    const existing = await db.selectFrom('runs').select('id').where('idempotency_key', '=', req.idempotency_key).executeTakeFirst();
+    if (existing) return existing.id;
+  }
+  const pkg = checkName('package', req.package);
+  const ds = parseDatasetRef(req.dataset);
+  const env = compileRunEnv(req.env ?? {});
+  const res = req.resources;
+  const request: Request = {
+    gpus: res?.gpus ?? 0,
+    gpuModel: res?.gpu_model ?? '',
+    gpuMemoryMb: res?.gpu_memory_mb ?? 0,
+    cpus: res?.cpus ?? 0,
+    memoryMb: res?.memory_mb ?? 0,
+    selector: res?.selector ?? {},
+  };
+  if (!Number.isInteger(request.gpus) || request.gpus < 0 || request.gpus > 8) throw invalid(`resources.gpus must be 0 to 8, got ${request.gpus}`);
+  if (request.cpus < 0 || request.memoryMb < 0 || request.gpuMemoryMb < 0) throw invalid('resources must not be negative');
+  if (req.timeout_seconds < 0) throw invalid(`timeout_seconds must be 0 (none) or positive, got ${req.timeout_seconds}`);
+  if (req.max_attempts < 0 || req.max_attempts > 20) throw invalid(`max_attempts must be 0 (default) to 20, got ${req.max_attempts}`);
+  const project = req.project ? checkName('project', req.project) : 'default';
+
+  const versions = await db.selectFrom('package_versions').select(['major', 'minor', 'object_key'])
+    .where('package', '=', pkg).orderBy('major', 'desc').orderBy('minor', 'desc').execute();
+  if (versions.length === 0) throw notFound(`package "${pkg}" not found (push it with: trainyard package push DIR --name ${pkg})`);
+  let version = versions[0]!;
+  if (req.version) {
+    const want = parseVersion(req.version, 'package version');
+    const found = versions.find((v) => v.major === want.major && v.minor === want.minor);
+    if (!found) {
+      throw notFound(`package "${pkg}" has no version ${formatVersion(want)} (it has ${versions.map(formatVersion).join(', ')})`);
+    }
+    version = found;
+  }
+
+  const dataset = await db.selectFrom('datasets').select('name').where('name', '=', ds.name).executeTakeFirst();
+  if (!dataset) throw notFound(`dataset "${ds.name}" not found (push it with: trainyard dataset push DIR --name ${ds.name})`);
+  if (ds.sub) {
+    const prefix = keys.datasetPrefix(ds.name, ds.sub);
+    const hasFile = await withStorageRetry(`list ${prefix}`, async () => {
+      for await (const _ of ctx.minio.listObjectsV2(settings.bucket, prefix, true)) return true;
+      return false;
+    }, ctx.storageRetry);
+    if (!hasFile) throw notFound(`dataset "${ds.name}" has no subfolder "${ds.sub}" (or it holds no files)`);
+  }
+
+  // A request that no known agent could ever satisfy is refused now, rather than waiting forever.
+  const fleet = await loadFleet(db);
+  if (fleet.size > 0) {
+    const c = choose(fleet.values(), request);
+    if (!c.ok && c.never) throw new TrainyardError(ErrorCodes.Unsatisfiable, c.reason);
+  }
+
+  const id = `run_${newRunId()}`;
+  const inserted = await db.insertInto('runs').values({
+    id,
+    idempotency_key: req.idempotency_key || null,
+    project,
+    priority: req.priority,
+    package: pkg,
+    package_major: version.major,
+    package_minor: version.minor,
+    package_object_key: version.object_key,
+    dataset: ds.name,
+    dataset_sub: ds.sub,
+    gpus: request.gpus,
+    gpu_model: request.gpuModel,
+    gpu_memory_mb: request.gpuMemoryMb,
+    cpus: request.cpus,
+    memory_mb: request.memoryMb,
+    selector: JSON.stringify(request.selector),
+    env: JSON.stringify(env),
+    timeout_seconds: req.timeout_seconds,
+    max_attempts: req.max_attempts || settings.maxAttempts,
+    status: RunStatus.Scheduled,
+  }).onConflict((oc) => oc.column('idempotency_key').doNothing()).returning('id').executeTakeFirst();
+  if (!inserted) {
+    // Lost a race with a retry carrying the same key: that one's run is the answer.
+    const existing = await db.selectFrom('runs').select('id').where('idempotency_key', '=', req.idempotency_key).executeTakeFirstOrThrow();
+    return existing.id;
+  }
+  await db.insertInto('run_events').values({ run_id: id, attempt: 0, status: RunStatus.Scheduled, detail: 'submitted' }).execute();
+  ctx.log.info({ run: id, status: RunStatus.Scheduled, package: pkg, version: formatVersion(version), dataset: req.dataset }, 'run status');
+  ctx.kick();
+  return id;
+}

@@ -1,0 +1,34 @@
+import type { Selectable } from 'kysely';
+import type { RunsTable } from '../db/database.js';
+import type { Run } from '../../shared/proto.js';
+import { formatVersion } from '../../shared/versions.js';
+
+const iso = (d: Date | null) => (d ? d.toISOString() : '');
+
+export function runToProto(r: Selectable<RunsTable>): Run {
+  return {
+    id: r.id,
+    status: r.status,
+    package: r.package,
+    version: formatVersion({ major: r.package_major, minor: r.package_minor }),
+    dataset: r.dataset_sub ? `${r.dataset}/${r.dataset_sub}` : r.dataset,
+    resources: { gpus: r.gpus, gpu_model: r.gpu_model, gpu_memory_mb: r.gpu_memory_mb, cpus: r.cpus, memory_mb: r.memory_mb, selector: r.selector },
+    env: r.env,
+    attempt: r.attempt,
+    max_attempts: r.max_attempts,
+    agent: r.agent ?? r.last_agent ?? '',
+    gpu_indices: r.gpu_indices,
+    failure_reason: r.failure_reason ?? '',
+    output_version: r.output_major !== null ? formatVersion({ major: r.output_major, minor: r.output_minor ?? 0 }) : '',
+    results_json: r.results ? JSON.stringify(r.results) : '',
+    times: {
+      scheduled_at: iso(r.created_at), waiting_at: iso(r.waiting_at), packaging_at: iso(r.packaging_at),
+      running_at: iso(r.running_at), ended_at: iso(r.ended_at),
+    },
+    timeout_seconds: r.timeout_seconds,
+    priority: r.priority,
+    project: r.project,
+    kill_requested: r.kill_requested,
+    status_detail: r.status_detail,
+  };
+}

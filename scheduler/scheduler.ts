@@ -1,0 +1,111 @@
+// The scheduler daemon: explicit states, every change logged, two-stage shutdown.
+import * as grpc from '@grpc/grpc-js';
+import { connect, type NatsConnection } from 'nats';
+import type { Logger } from 'pino';
+import { createDb } from './db/database.js';
+import { migrate } from './db/migrate.js';
+import { Placer } from './placement/placer.js';
+import { clientService } from './grpc/client-service.js';
+import { agentService } from './grpc/agent-service.js';
+import type { SchedulerContext } from './context.js';
+import { loadProto, channelOptions } from '../shared/proto.js';
+import { createMinioClient, ensureBucket, type RetryOptions } from '../shared/storage.js';
+import { subjects as makeSubjects } from '../shared/subjects.js';
+import type { Settings, schedulerSettings } from '../shared/settings.js';
+
+export type SchedulerState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
+
+export class Scheduler {
+  #state: SchedulerState = 'STARTING';
+  #server: grpc.Server | null = null;
+  #placer: Placer | null = null;
+  #nats: NatsConnection | null = null;
+  #closeDb: (() => Promise<void>) | null = null;
+  port = 0;
+
+  constructor(readonly settings: Settings<typeof schedulerSettings>, readonly log: Logger) {}
+
+  get state(): SchedulerState { return this.#state; }
+
+  #setState(s: SchedulerState): void {
+    this.log.info({ from: this.#state, to: s }, 'scheduler state');
+    this.#state = s;
+  }
+
+  async start(): Promise<void> {
+    const { settings, log } = this;
+    try {
+      const { db, pool } = createDb(settings.databaseUrl, 20);
+      this.#closeDb = () => db.destroy();
+      const migrated = await migrate(pool);
+      if (migrated.applied.length) log.info({ applied: migrated.applied }, 'migrations applied');
+      const minio = createMinioClient(settings);
+      const storageRetry: RetryOptions = {
+        retries: 6,
+        onRetry: (err, attempt, delayMs) => log.warn({ err: String(err), attempt, delayMs }, 'storage call failed; retrying'),
+      };
+      await ensureBucket(minio, settings.bucket, storageRetry);
+      const nats = await connect({ servers: settings.natsUrl.split(','), maxReconnectAttempts: -1, reconnectTimeWait: 500, name: 'trainyard-scheduler' });
+      this.#nats = nats;
+      void (async () => {
+        for await (const s of nats.status()) log.info({ type: s.type, data: String(s.data) }, 'nats status');
+      })();
+      const subjects = makeSubjects(settings.subjectPrefix);
+      const publish = (subject: string, data = '') => { try { nats.publish(subject, data); } catch (err) { log.warn({ err: String(err), subject }, 'nats publish failed'); } };
+      const placer = new Placer({
+        db, databaseUrl: settings.databaseUrl, nats, subjects, log, bucket: settings.bucket,
+        agentLostAfterMs: settings.agentLostAfterMs, dispatchAckTimeoutMs: settings.dispatchAckTimeoutMs,
+        onRunChanged: (id) => publish(subjects.run(id)),
+      });
+      this.#placer = placer;
+      const ctx: SchedulerContext = {
+        settings, db, pool, minio, nats, subjects, log, storageRetry,
+        kick: () => { placer.kick(); publish(subjects.kick); },
+        runChanged: (id) => publish(subjects.run(id)),
+      };
+      nats.subscribe(subjects.kick, { callback: () => placer.kick() });
+      placer.start();
+
+      const proto = loadProto();
+      const server = new grpc.Server(channelOptions);
+      server.addService(proto.trainyard.v1.Trainyard.service, clientService(ctx));
+      server.addService(proto.trainyard.v1.AgentLink.service, agentService(ctx));
+      this.port = await new Promise<number>((resolve, reject) =>
+        server.bindAsync(settings.listen, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
+      this.#server = server;
+      const host = settings.listen.slice(0, settings.listen.lastIndexOf(':'));
+      log.info({ address: `${host}:${this.port}`, port: this.port }, 'listening');
+      this.#setState('RUNNING');
+    } catch (err) {
+      this.#setState('FAILED');
+      await this.#teardown();
+      throw err;
+    }
+  }
+
+  /** First call: stop taking calls and let in-flight ones finish (bounded). A second call forces. */
+  async stop(force = false): Promise<void> {
+    if (this.#state === 'STOPPED') return;
+    if (this.#state === 'STOPPING' && !force) return;
+    this.#setState('STOPPING');
+    const server = this.#server;
+    if (server) {
+      if (force) server.forceShutdown();
+      else {
+        await Promise.race([
+          new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+          new Promise<void>((resolve) => setTimeout(resolve, 5000).unref()),
+        ]);
+        server.forceShutdown();
+      }
+    }
+    await this.#teardown();
+    this.#setState('STOPPED');
+  }
+
+  async #teardown(): Promise<void> {
+    await this.#placer?.stop().catch(() => {});
+    await this.#nats?.drain().catch(() => {});
+    await this.#closeDb?.().catch(() => {});
+  }
+}

@@ -1,0 +1,114 @@
+// Settings in layers: each one is declared once here with its default and documentation; a value comes
+// from a command-line flag, else its TRAINYARD_* variable, else the default. compileSettings() validates
+// and freezes, so a daemon never starts on a half-parsed configuration.
+import os from 'node:os';
+import path from 'node:path';
+import { invalid } from './errors.js';
+
+type Kind = 'string' | 'int' | 'labels';
+interface SettingSpec {
+  readonly env: string;
+  readonly flag: string;
+  readonly kind: Kind;
+  readonly default: () => string;
+  readonly doc: string;
+}
+
+const home = os.homedir();
+const spec = <T extends Record<string, SettingSpec>>(s: T) => s;
+
+export const commonSettings = spec({
+  scheduler: { env: 'TRAINYARD_SCHEDULER', flag: 'scheduler', kind: 'string', default: () => '127.0.0.1:50051', doc: 'scheduler gRPC address that clients and agents dial' },
+  logLevel: { env: 'TRAINYARD_LOG_LEVEL', flag: 'log-level', kind: 'string', default: () => 'info', doc: 'pino log level for daemons' },
+});
+
+export const storageSettings = spec({
+  natsUrl: { env: 'TRAINYARD_NATS_URL', flag: 'nats-url', kind: 'string', default: () => 'nats://127.0.0.1:4222', doc: 'NATS server(s), comma-separated' },
+  minioEndpoint: { env: 'TRAINYARD_MINIO_ENDPOINT', flag: 'minio-endpoint', kind: 'string', default: () => 'http://127.0.0.1:9000', doc: 'MinIO (S3) endpoint URL' },
+  minioAccessKey: { env: 'TRAINYARD_MINIO_ACCESS_KEY', flag: 'minio-access-key', kind: 'string', default: () => 'minioadmin', doc: 'MinIO access key' },
+  minioSecretKey: { env: 'TRAINYARD_MINIO_SECRET_KEY', flag: 'minio-secret-key', kind: 'string', default: () => 'minioadmin', doc: 'MinIO secret key' },
+  bucket: { env: 'TRAINYARD_BUCKET', flag: 'bucket', kind: 'string', default: () => 'trainyard', doc: 'bucket holding packages, datasets and run outputs' },
+});
+
+export const schedulerSettings = spec({
+  ...commonSettings,
+  ...storageSettings,
+  databaseUrl: { env: 'TRAINYARD_DATABASE_URL', flag: 'database-url', kind: 'string', default: () => 'postgres://trainyard:trainyard@127.0.0.1:5432/trainyard', doc: 'Postgres connection URL (schema applied at start-up)' },
+  listen: { env: 'TRAINYARD_SCHEDULER_LISTEN', flag: 'listen', kind: 'string', default: () => '127.0.0.1:50051', doc: 'gRPC listen address (port 0 picks a free one)' },
+  subjectPrefix: { env: 'TRAINYARD_SUBJECT_PREFIX', flag: 'subject-prefix', kind: 'string', default: () => 'trainyard', doc: 'prefix of every NATS subject (isolates several installations on one NATS)' },
+  heartbeatIntervalMs: { env: 'TRAINYARD_HEARTBEAT_INTERVAL_MS', flag: 'heartbeat-interval-ms', kind: 'int', default: () => '2000', doc: 'how often agents heartbeat' },
+  agentLostAfterMs: { env: 'TRAINYARD_AGENT_LOST_AFTER_MS', flag: 'agent-lost-after-ms', kind: 'int', default: () => '15000', doc: 'an agent silent this long is marked lost and its runs are placed again' },
+  dispatchAckTimeoutMs: { env: 'TRAINYARD_DISPATCH_ACK_TIMEOUT_MS', flag: 'dispatch-ack-timeout-ms', kind: 'int', default: () => '10000', doc: 'a dispatch not acknowledged this long is placed again' },
+  maxAttempts: { env: 'TRAINYARD_MAX_ATTEMPTS', flag: 'max-attempts', kind: 'int', default: () => '2', doc: 'attempts per run after agent loss before it fails' },
+  maxPackageBytes: { env: 'TRAINYARD_MAX_PACKAGE_BYTES', flag: 'max-package-bytes', kind: 'int', default: () => String(512 * 1024 * 1024), doc: 'largest package zip accepted' },
+  maxUnzippedBytes: { env: 'TRAINYARD_MAX_UNZIPPED_BYTES', flag: 'max-unzipped-bytes', kind: 'int', default: () => String(2 * 1024 * 1024 * 1024), doc: 'largest total unpacked size of a package zip (zip-bomb guard)' },
+  maxZipEntries: { env: 'TRAINYARD_MAX_ZIP_ENTRIES', flag: 'max-zip-entries', kind: 'int', default: () => '20000', doc: 'most entries in a package zip' },
+  maxLogLinesPerAttempt: { env: 'TRAINYARD_MAX_LOG_LINES', flag: 'max-log-lines', kind: 'int', default: () => '200000', doc: 'log lines kept per attempt; later ones are dropped with a marker' },
+});
+
+export const agentSettings = spec({
+  ...commonSettings,
+  ...storageSettings,
+  name: { env: 'TRAINYARD_AGENT_NAME', flag: 'name', kind: 'string', default: () => os.hostname(), doc: 'agent name, unique in the fleet' },
+  workDir: { env: 'TRAINYARD_WORK_DIR', flag: 'work-dir', kind: 'string', default: () => path.join(home, '.local/share/trainyard/agent'), doc: 'where runs get their package copy and data' },
+  venvDir: { env: 'TRAINYARD_VENV_DIR', flag: 'venv-dir', kind: 'string', default: () => path.join(home, '.cache/trainyard/venvs'), doc: 'one venv per distinct requirements.txt, reused' },
+  python: { env: 'TRAINYARD_PYTHON', flag: 'python', kind: 'string', default: () => 'python3', doc: 'Python used to create venvs' },
+  pipIndexUrl: { env: 'TRAINYARD_PIP_INDEX_URL', flag: 'pip-index-url', kind: 'string', default: () => '', doc: 'pip --index-url for requirements (empty: pip\'s own default)' },
+  pipFindLinks: { env: 'TRAINYARD_PIP_FIND_LINKS', flag: 'pip-find-links', kind: 'string', default: () => '', doc: 'pip --find-links (a folder of wheels, say)' },
+  nvidiaSmi: { env: 'TRAINYARD_NVIDIA_SMI', flag: 'nvidia-smi', kind: 'string', default: () => 'nvidia-smi', doc: 'nvidia-smi to read GPUs from (none when absent)' },
+  labels: { env: 'TRAINYARD_LABELS', flag: 'labels', kind: 'labels', default: () => '', doc: 'agent labels, k=v,k=v, matched by run selectors' },
+  cpus: { env: 'TRAINYARD_CPUS', flag: 'cpus', kind: 'int', default: () => String(os.availableParallelism()), doc: 'CPUs advertised' },
+  memoryMb: { env: 'TRAINYARD_MEMORY_MB', flag: 'memory-mb', kind: 'int', default: () => String(Math.floor(os.totalmem() / 1048576)), doc: 'memory advertised, MiB' },
+  killGraceMs: { env: 'TRAINYARD_KILL_GRACE_MS', flag: 'kill-grace-ms', kind: 'int', default: () => '10000', doc: 'SIGTERM to SIGKILL grace for a killed run' },
+  drainTimeoutMs: { env: 'TRAINYARD_DRAIN_TIMEOUT_MS', flag: 'drain-timeout-ms', kind: 'int', default: () => '600000', doc: 'on SIGTERM, how long running runs may finish before they are handed back' },
+  transferRetries: { env: 'TRAINYARD_TRANSFER_RETRIES', flag: 'transfer-retries', kind: 'int', default: () => '6', doc: 'retries per object transfer, with backoff' },
+});
+
+export const clientSettings = spec({ ...commonSettings });
+
+type Value<K extends Kind> = K extends 'int' ? number : K extends 'labels' ? Readonly<Record<string, string>> : string;
+export type Settings<S extends Record<string, SettingSpec>> = { readonly [K in keyof S]: Value<S[K]['kind']> };
+
+export function parseLabels(text: string, what = 'labels'): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw invalid(`${what}: "${part}" is not KEY=VALUE`);
+    out[part.slice(0, eq)] = part.slice(eq + 1);
+  }
+  return out;
+}
+
+export function compileSettings<S extends Record<string, SettingSpec>>(
+  specs: S,
+  flags: Readonly<Record<string, string | boolean | undefined>>,
+  env: NodeJS.ProcessEnv = process.env,
+): Settings<S> {
+  const out: Record<string, unknown> = {};
+  for (const [key, s] of Object.entries(specs)) {
+    const fromFlag = flags[s.flag];
+    const raw = typeof fromFlag === 'string' ? fromFlag : (env[s.env] ?? s.default());
+    const source = typeof fromFlag === 'string' ? `--${s.flag}` : env[s.env] !== undefined ? s.env : 'default';
+    if (s.kind === 'int') {
+      if (!/^\d+$/.test(raw)) throw invalid(`${source}: expected a non-negative integer, got "${raw}"`);
+      out[key] = Number(raw);
+    } else if (s.kind === 'labels') {
+      out[key] = Object.freeze(parseLabels(raw, source));
+    } else {
+      out[key] = raw;
+    }
+  }
+  return Object.freeze(out) as Settings<S>;
+}
+
+/** parseArgs option declarations for a settings table, so every setting is also a flag. */
+export function settingFlags(specs: Record<string, SettingSpec>): Record<string, { type: 'string' }> {
+  return Object.fromEntries(Object.values(specs).map((s) => [s.flag, { type: 'string' as const }]));
+}
+
+export function describeSettings(specs: Record<string, SettingSpec>): string {
+  return Object.values(specs)
+    .map((s) => `  --${s.flag.padEnd(24)} ${s.env.padEnd(34)} ${s.doc} (default: ${s.default() || '""'})`)
+    .join('\n');
+}
+export type { SettingSpec };

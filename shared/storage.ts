@@ -1,0 +1,188 @@
+// Object storage: the MinIO client, the bucket's key layout (documented in the README), and transfers
+// that retry with backoff and stop on an AbortSignal.
+import * as Minio from 'minio';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readdir, stat, rename } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ErrorCodes, TrainyardError, errorMessage } from './errors.js';
+
+export interface StorageOptions {
+  minioEndpoint: string;
+  minioAccessKey: string;
+  minioSecretKey: string;
+  bucket: string;
+}
+
+export function createMinioClient(o: StorageOptions): Minio.Client {
+  const url = new URL(o.minioEndpoint);
+  return new Minio.Client({
+    endPoint: url.hostname,
+    port: url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80,
+    useSSL: url.protocol === 'https:',
+    accessKey: o.minioAccessKey,
+    secretKey: o.minioSecretKey,
+    region: 'us-east-1',
+  });
+}
+
+/** The bucket's layout, in one place. */
+export const keys = {
+  uploadedPackage: (name: string, major: number, minor: number) => `packages/${name}/${major}.${minor}/package.zip`,
+  datasetPrefix: (name: string, sub = '') => `datasets/${name}/${sub ? sub + '/' : ''}`,
+  datasetFile: (name: string, rel: string) => `datasets/${name}/${rel}`,
+  attemptPrefix: (runId: string, attempt: number) => `runs/${runId}/attempt-${attempt}/`,
+};
+/** Names inside an attempt's prefix. */
+export const outputNames = {
+  package: 'package.zip',
+  artifacts: 'artifacts/',
+  trainData: 'train_data/',
+  results: '_results.json',
+} as const;
+
+const permanentS3Codes = new Set(['NoSuchKey', 'NoSuchBucket', 'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'NotFound', 'InvalidBucketName']);
+
+export function isPermanentStorageError(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return typeof code === 'string' && permanentS3Codes.has(code);
+}
+
+export interface RetryOptions {
+  retries: number;
+  signal?: AbortSignal;
+  baseDelayMs?: number;
+  onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
+}
+
+/** Runs `op` until it succeeds, a permanent error, the retries are spent, or the signal aborts. */
+export async function withStorageRetry<T>(what: string, op: () => Promise<T>, o: RetryOptions): Promise<T> {
+  const base = o.baseDelayMs ?? 250;
+  for (let attempt = 0; ; attempt++) {
+    o.signal?.throwIfAborted();
+    try {
+      return await op();
+    } catch (err) {
+      if (o.signal?.aborted) throw err;
+      if (isPermanentStorageError(err) || attempt >= o.retries) {
+        throw new TrainyardError(
+          ErrorCodes.StorageError,
+          `storage error on ${what}${attempt > 0 ? ` after ${attempt + 1} tries` : ''}: ${errorMessage(err)}`,
+          { cause: err },
+        );
+      }
+      const delay = Math.min(8000, base * 2 ** attempt) * (0.75 + Math.random() * 0.5);
+      o.onRetry?.(err, attempt + 1, delay);
+      await sleep(delay, undefined, { signal: o.signal });
+    }
+  }
+}
+
+export async function ensureBucket(client: Minio.Client, bucket: string, retry: RetryOptions): Promise<void> {
+  await withStorageRetry(`bucket ${bucket}`, async () => {
+    if (!(await client.bucketExists(bucket))) {
+      try {
+        await client.makeBucket(bucket, 'us-east-1');
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code !== 'BucketAlreadyOwnedByYou' && code !== 'BucketAlreadyExists') throw err;
+      }
+    }
+  }, retry);
+}
+
+export interface ObjectEntry {
+  key: string;
+  size: number;
+}
+
+export async function listObjects(client: Minio.Client, bucket: string, prefix: string, retry: RetryOptions): Promise<ObjectEntry[]> {
+  return withStorageRetry(`list ${prefix}`, async () => {
+    const out: ObjectEntry[] = [];
+    const stream = client.listObjectsV2(bucket, prefix, true);
+    for await (const item of stream as AsyncIterable<{ name?: string; size?: number }>) {
+      if (item.name) out.push({ key: item.name, size: item.size ?? 0 });
+    }
+    return out;
+  }, retry);
+}
+
+export async function removePrefix(client: Minio.Client, bucket: string, prefix: string, retry: RetryOptions): Promise<number> {
+  const objects = await listObjects(client, bucket, prefix, retry);
+  for (let i = 0; i < objects.length; i += 1000) {
+    const batch = objects.slice(i, i + 1000).map((o) => o.key);
+    await withStorageRetry(`remove ${prefix}`, () => client.removeObjects(bucket, batch), retry);
+  }
+  return objects.length;
+}
+
+export type Progress = (doneBytes: number, totalBytes: number) => void;
+
+/** Downloads every object under `prefix` into `dir` (keys relative to the prefix), atomically per file. */
+export async function downloadPrefix(
+  client: Minio.Client, bucket: string, prefix: string, dir: string, retry: RetryOptions, progress?: Progress,
+): Promise<{ files: number; bytes: number }> {
+  const objects = await listObjects(client, bucket, prefix, retry);
+  const total = objects.reduce((n, o) => n + o.size, 0);
+  let done = 0;
+  for (const o of objects) {
+    const rel = o.key.slice(prefix.length);
+    if (!rel || rel.endsWith('/')) continue;
+    const dest = path.join(dir, ...rel.split('/'));
+    if (!dest.startsWith(path.resolve(dir) + path.sep)) throw new TrainyardError(ErrorCodes.InvalidArgument, `object key ${o.key} leaves ${dir}`);
+    await downloadObject(client, bucket, o.key, dest, retry);
+    done += o.size;
+    progress?.(done, total);
+  }
+  return { files: objects.length, bytes: total };
+}
+
+export async function downloadObject(client: Minio.Client, bucket: string, key: string, dest: string, retry: RetryOptions): Promise<void> {
+  await mkdir(path.dirname(dest), { recursive: true });
+  const tmp = `${dest}.part`;
+  await withStorageRetry(`download ${key}`, async () => {
+    const body = await client.getObject(bucket, key);
+    await pipeline(body, createWriteStream(tmp), { signal: retry.signal });
+  }, retry);
+  await rename(tmp, dest);
+}
+
+export async function uploadFile(client: Minio.Client, bucket: string, key: string, file: string, retry: RetryOptions): Promise<number> {
+  const { size } = await stat(file);
+  await withStorageRetry(`upload ${key}`, () => client.fPutObject(bucket, key, file, {}), retry);
+  return size;
+}
+
+/** Every regular file under dir, as '/'-separated relative paths; symlinks are skipped, never followed. */
+export async function walkFiles(dir: string, exclude: (rel: string) => boolean = () => false): Promise<{ rel: string; size: number }[]> {
+  const out: { rel: string; size: number }[] = [];
+  async function walk(abs: string, rel: string): Promise<void> {
+    const entries = await readdir(abs, { withFileTypes: true });
+    entries.sort((a, b) => (a.name < b.name ? -1 : 1));
+    for (const e of entries) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (exclude(r)) continue;
+      if (e.isDirectory()) await walk(path.join(abs, e.name), r);
+      else if (e.isFile()) out.push({ rel: r, size: (await stat(path.join(abs, e.name))).size });
+    }
+  }
+  await walk(dir, '');
+  return out;
+}
+
+export async function uploadDir(
+  client: Minio.Client, bucket: string, dir: string, prefix: string, retry: RetryOptions, progress?: Progress,
+): Promise<{ files: number; bytes: number }> {
+  const files = await walkFiles(dir);
+  const total = files.reduce((n, f) => n + f.size, 0);
+  let done = 0;
+  for (const f of files) {
+    await uploadFile(client, bucket, prefix + f.rel, path.join(dir, ...f.rel.split('/')), retry);
+    done += f.size;
+    progress?.(done, total);
+  }
+  return { files: files.length, bytes: total };
+}
+
+export { createReadStream };

@@ -1,0 +1,222 @@
+// A real Trainyard for a test file: its own database (created on the shared Postgres), bucket and NATS
+// subject prefix, a scheduler and agents as real processes, and the CLI run as a user would run it.
+// Everything is torn down when the test file ends, and teardown checks that no process was left behind.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, mkdirSync, createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { customAlphabet } from 'nanoid';
+import pg from 'pg';
+import * as Minio from 'minio';
+import type { Test } from 'tap';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const bin = path.join(root, 'bin', 'trainyard.js');
+const id = customAlphabet('abcdefghijklmnopqrstuvwxyz0123456789', 10);
+const adminUrl = process.env.TRAINYARD_TEST_DATABASE_URL ?? 'postgres://trainyard:trainyard@127.0.0.1:5432/trainyard';
+export const minioEndpoint = process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000';
+const natsUrl = process.env.TRAINYARD_NATS_URL ?? 'nats://127.0.0.1:4222';
+// Venvs are shared across test files: the same requirements build once per machine.
+const venvDir = path.join(os.homedir(), '.cache', 'trainyard', 'test-venvs');
+
+export interface CliResult { code: number; stdout: string; stderr: string }
+
+export class Daemon {
+  readonly lines: string[] = [];
+  readonly exited: Promise<number | null>;
+  constructor(readonly name: string, readonly child: ChildProcess, logFile: string) {
+    const log = createWriteStream(logFile);
+    let rest = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      log.write(c);
+      rest += c.toString();
+      const parts = rest.split('\n');
+      rest = parts.pop()!;
+      this.lines.push(...parts);
+      this.#check();
+    });
+    child.stderr!.on('data', (c: Buffer) => log.write(c));
+    this.exited = new Promise((resolve) => child.on('exit', (code) => { log.end(); resolve(code); }));
+  }
+  #waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  #check() {
+    for (const w of [...this.#waiters]) {
+      for (const line of this.lines) {
+        try {
+          const j = JSON.parse(line) as Record<string, unknown>;
+          if (w.match(j)) { this.#waiters.splice(this.#waiters.indexOf(w), 1); w.resolve(j); break; }
+        } catch { /* not JSON */ }
+      }
+    }
+  }
+  /** Resolves with the first log record (already seen or to come) that matches. */
+  waitFor(match: (l: Record<string, unknown>) => boolean, timeoutMs = 60_000): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${this.name}: no matching log line within ${timeoutMs} ms`)), timeoutMs);
+      this.#waiters.push({ match, resolve: (l) => { clearTimeout(t); resolve(l); } });
+      this.#check();
+    });
+  }
+  get alive(): boolean { return this.child.exitCode === null && this.child.signalCode === null; }
+  async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = 15_000): Promise<number | null> {
+    if (!this.alive) return this.child.exitCode;
+    this.child.kill(signal);
+    const t = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+    const code = await this.exited;
+    clearTimeout(t);
+    return code;
+  }
+  kill9(): Promise<number | null> { this.child.kill('SIGKILL'); return this.exited; }
+}
+
+export interface AgentOptions { gpus?: string[]; labels?: string; cpus?: number; env?: Record<string, string>; killGraceMs?: number }
+
+export class Stack {
+  readonly prefix = `ty${id()}`;
+  readonly dbName = this.prefix;
+  readonly bucket = `ty-${this.prefix.slice(2)}`;
+  readonly dir = mkdtempSync(path.join(os.tmpdir(), 'trainyard-test-'));
+  databaseUrl = '';
+  schedulerAddress = '';
+  readonly daemons: Daemon[] = [];
+  readonly pool: pg.Pool;
+  readonly minio: Minio.Client;
+  #admin = new pg.Pool({ connectionString: adminUrl, max: 1 });
+
+  constructor() {
+    const u = new URL(adminUrl);
+    u.pathname = `/${this.dbName}`;
+    this.databaseUrl = u.toString();
+    this.pool = new pg.Pool({ connectionString: this.databaseUrl, max: 3 });
+    this.pool.on('error', () => {});
+    const m = new URL(minioEndpoint);
+    this.minio = new Minio.Client({ endPoint: m.hostname, port: Number(m.port || 80), useSSL: false, accessKey: 'minioadmin', secretKey: 'minioadmin' });
+  }
+
+  static async create(t: Test, o: { agents?: (AgentOptions & { name?: string })[]; schedulerEnv?: Record<string, string> } = {}): Promise<Stack> {
+    const s = new Stack();
+    await s.#admin.query(`CREATE DATABASE ${s.dbName}`);
+    t.teardown(() => s.destroy());
+    await s.startScheduler(o.schedulerEnv);
+    for (const [i, a] of (o.agents ?? [{}]).entries()) await s.startAgent(a.name ?? `agent${i + 1}`, a);
+    return s;
+  }
+
+  env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+    return {
+      PATH: process.env.PATH, HOME: process.env.HOME, LANG: 'C.UTF-8',
+      TRAINYARD_DATABASE_URL: this.databaseUrl, TRAINYARD_BUCKET: this.bucket, TRAINYARD_SUBJECT_PREFIX: this.prefix,
+      TRAINYARD_NATS_URL: natsUrl, TRAINYARD_MINIO_ENDPOINT: minioEndpoint, TRAINYARD_SCHEDULER: this.schedulerAddress,
+      TRAINYARD_LOG_LEVEL: 'debug', NO_COLOR: '1',
+      ...extra,
+    };
+  }
+
+  async startScheduler(extra: Record<string, string> = {}, listen = '127.0.0.1:0'): Promise<Daemon> {
+    const n = this.daemons.filter((d) => d.name.startsWith('scheduler')).length + 1;
+    const child = spawn(process.execPath, [bin, 'scheduler', '--listen', listen], {
+      env: this.env({ TRAINYARD_HEARTBEAT_INTERVAL_MS: '500', TRAINYARD_AGENT_LOST_AFTER_MS: '4000', ...extra }), stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const d = new Daemon(`scheduler${n}`, child, path.join(this.dir, `scheduler${n}.log`));
+    this.daemons.push(d);
+    const line = await d.waitFor((l) => l.msg === 'listening', 30_000);
+    if (!this.schedulerAddress) this.schedulerAddress = String(line.address);
+    return d;
+  }
+
+  async startAgent(name: string, o: AgentOptions = {}): Promise<Daemon> {
+    const work = path.join(this.dir, `work-${name}`);
+    mkdirSync(work, { recursive: true });
+    const env = this.env({
+      TRAINYARD_AGENT_NAME: name, TRAINYARD_WORK_DIR: work, TRAINYARD_VENV_DIR: venvDir,
+      TRAINYARD_NVIDIA_SMI: path.join(root, 'test', 'fixtures', 'bin', 'nvidia-smi'),
+      FAKE_NVIDIA_SMI_GPUS: (o.gpus ?? []).join(';'),
+      TRAINYARD_LABELS: o.labels ?? '', TRAINYARD_CPUS: String(o.cpus ?? 4), TRAINYARD_KILL_GRACE_MS: String(o.killGraceMs ?? 2000),
+      ...o.env,
+    });
+    const child = spawn(process.execPath, [bin, 'agent'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const d = new Daemon(name, child, path.join(this.dir, `${name}.log`));
+    this.daemons.push(d);
+    await d.waitFor((l) => l.msg === 'registered', 30_000);
+    return d;
+  }
+
+  /** Runs the CLI against this stack's scheduler. */
+  cli(args: string[], o: { timeoutMs?: number } = {}): Promise<CliResult> {
+    return new Promise((resolve) => {
+      const child = spawn(process.execPath, [bin, ...args, '--scheduler', this.schedulerAddress], { env: this.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
+      child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+      const t = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 240_000);
+      child.on('close', (code) => { clearTimeout(t); resolve({ code: code ?? -1, stdout, stderr }); });
+    });
+  }
+
+  async cliJson<T = Record<string, any>>(args: string[]): Promise<T> {
+    const r = await this.cli([...args, '--json']);
+    if (r.code !== 0) throw new Error(`trainyard ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as T;
+  }
+
+  async query<T extends pg.QueryResultRow = Record<string, any>>(text: string, params: unknown[] = []): Promise<T[]> {
+    return (await this.pool.query<T>(text, params)).rows;
+  }
+
+  async objects(prefix = ''): Promise<string[]> {
+    const out: string[] = [];
+    if (!(await this.minio.bucketExists(this.bucket))) return out;
+    for await (const o of this.minio.listObjectsV2(this.bucket, prefix, true) as AsyncIterable<{ name: string }>) out.push(o.name);
+    return out.sort();
+  }
+
+  async objectText(key: string): Promise<string> {
+    const chunks: Buffer[] = [];
+    for await (const c of await this.minio.getObject(this.bucket, key)) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  }
+
+  /** Polls Postgres until the run reaches one of the statuses (the test's own wait, not the product's). */
+  async waitForStatus(runId: string, statuses: string[], timeoutMs = 180_000): Promise<Record<string, any>> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const [row] = await this.query('SELECT * FROM runs WHERE id = $1', [runId]);
+      if (row && statuses.includes(row.status)) return row;
+      if (Date.now() > end) throw new Error(`run ${runId} is ${row?.status}, not ${statuses.join('|')}, after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  logOf(name: string): string {
+    try { return readFileSync(path.join(this.dir, `${name}.log`), 'utf8'); } catch { return ''; }
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.all(this.daemons.map((d) => d.stop('SIGTERM', 5000)));
+    await this.pool.end().catch(() => {});
+    // Another connection may linger for a moment after the scheduler exits.
+    await this.#admin.query(`DROP DATABASE IF EXISTS ${this.dbName} WITH (FORCE)`).catch(() => {});
+    await this.#admin.end();
+    try {
+      const keys = await this.objects();
+      for (let i = 0; i < keys.length; i += 1000) await this.minio.removeObjects(this.bucket, keys.slice(i, i + 1000));
+      if (await this.minio.bucketExists(this.bucket)) await this.minio.removeBucket(this.bucket);
+    } catch { /* best effort */ }
+  }
+}
+
+/** Makes a package folder from a map of file name to content. */
+export function writeTree(dir: string, files: Record<string, string | Buffer>): string {
+  for (const [rel, content] of Object.entries(files)) {
+    const p = path.join(dir, rel);
+    mkdirSync(path.dirname(p), { recursive: true });
+    writeFileSync(p, content);
+  }
+  return dir;
+}
+
+export function tempDir(prefix = 'ty-'): string {
+  return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
