@@ -1,0 +1,260 @@
+"""Runs an ML package's Main.train() then Main.save() inside the run's venv (stdlib only, Python 3.8+).
+
+    python -u trainyard_harness.py --package-dir DIR --data-dir DIR --result-file FILE [--check-only]
+
+The agent starts this in its own process group with the package folder as the working directory, and
+reads two things back: the output, line by line, and the result file, which says whether it worked and,
+if not, a one-line reason fit to show a user.
+
+Exit codes:
+  0  trained and saved (or, with --check-only, the package passed the checks)
+  1  user code raised: at import time, in Main(), train() or save(); the traceback is on stderr
+  2  bad command line (argparse), or the data directory does not exist
+  3  the package is not usable: no train.py, a syntax or import error, no class Main, a Main without
+     train or save
+A run killed by a signal (the agent's SIGTERM on kill or timeout) exits by that signal; the result file
+then still says the phase it died in, with no error.
+
+The result file is JSON, replaced atomically at every phase change so a reader never sees half of it:
+  {"ok": bool, "phase": "import"|"check"|"init"|"train"|"save",
+   "error": null | {"type", "message", "summary", "traceback"},
+   "train_started_at": float|null, "train_ended_at": float|null, "save_ended_at": float|null}
+error.summary is what the agent shows as the run's failure reason: for user code, the traceback's last
+line ("ValueError: bad data"); for an unusable package, the sentence saying what to fix.
+"""
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+
+EXIT_USER_ERROR = 1
+EXIT_USAGE = 2
+EXIT_BAD_PACKAGE = 3
+
+HARNESS_FILE = os.path.abspath(__file__)
+# A runaway recursion or a chatty exception must not turn the result file into megabytes; the whole
+# traceback still goes to stderr, and so to the run's logs.
+MAX_TRACEBACK_CHARS = 64 * 1024
+MAX_SUMMARY_CHARS = 1000
+
+
+class PackageError(Exception):
+    """The package cannot be run as it is; the message says what to fix."""
+
+    def __init__(self, message, cause=None):
+        super().__init__(message)
+        self.cause = cause
+
+
+def write_result(path, result):
+    # Same directory as the target, so the rename stays on one filesystem and is atomic.
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(result, fh)
+    os.replace(tmp, path)
+
+
+def type_name(exc):
+    # As a traceback names it: "ValueError", but "json.decoder.JSONDecodeError".
+    t = type(exc)
+    if t.__module__ in ("builtins", "__main__"):
+        return t.__qualname__
+    return "%s.%s" % (t.__module__, t.__qualname__)
+
+
+def safe_str(exc):
+    try:
+        return str(exc)
+    except Exception:  # a user exception whose __str__ raises must not take the report down with it
+        return "<%s: str() failed>" % type(exc).__name__
+
+
+def user_frames(tb):
+    # The user sees their own code first, as if they had run train.py themselves, not our call site.
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) == HARNESS_FILE:
+        tb = tb.tb_next
+    return tb
+
+
+def format_traceback(exc):
+    return "".join(traceback.format_exception(type(exc), exc, user_frames(exc.__traceback__)))
+
+
+def summary_of(exc):
+    message = safe_str(exc).strip()
+    # A failure reason is one line; a multi-line message keeps its first line here and all of it in
+    # error.message and the traceback.
+    first = message.splitlines()[0] if message else ""
+    line = "%s: %s" % (type_name(exc), first) if first else type_name(exc)
+    return line[:MAX_SUMMARY_CHARS]
+
+
+def error_of(exc, tb_text):
+    return {"type": type(exc).__name__, "message": safe_str(exc), "summary": summary_of(exc),
+            "traceback": tb_text[-MAX_TRACEBACK_CHARS:]}
+
+
+def shown_path(filename, package_dir):
+    # Paths inside the package are shown as the user wrote them ("train.py", "lib/util.py"); anything
+    # else (site-packages) in full, since a bare name there would mislead.
+    if not filename:
+        return "train.py"
+    full = os.path.abspath(filename)
+    rel = os.path.relpath(full, package_dir)
+    return full if rel.startswith(os.pardir + os.sep) or rel == os.pardir else rel
+
+
+def innermost_package_file(tb, package_dir):
+    # The last frame in the package's own files is the import statement the user can fix, even when
+    # the missing module was wanted by a library further down.
+    found = "train.py"
+    prefix = package_dir.rstrip(os.sep) + os.sep
+    while tb is not None:
+        name = os.path.abspath(tb.tb_frame.f_code.co_filename)
+        if name.startswith(prefix):
+            found = os.path.relpath(name, package_dir)
+        tb = tb.tb_next
+    return found
+
+
+def import_train(package_dir):
+    """Imports train.py, turning the failures a user can fix without reading a traceback into PackageError."""
+    if not os.path.isfile(os.path.join(package_dir, "train.py")):
+        try:
+            seen = sorted(os.listdir(package_dir))
+        except OSError:
+            seen = []
+        has = " (it has: %s%s)" % (", ".join(seen[:5]), ", ..." if len(seen) > 5 else "") if seen else " (the folder is empty)"
+        raise PackageError("the package has no train.py at its root" + has)
+    try:
+        import train  # noqa: E402 -- the package's own train.py, found through sys.path[0]
+        return train
+    except SyntaxError as e:  # IndentationError and TabError too
+        where = shown_path(e.filename, package_dir)
+        raise PackageError("%s line %s: %s" % (where, e.lineno, e.msg), e)
+    except ImportError as e:
+        where = innermost_package_file(e.__traceback__, package_dir)
+        if isinstance(e, ModuleNotFoundError):
+            raise PackageError("%s: cannot import %s: %s (is it in requirements.txt?)" % (where, e.name or "a module", e), e)
+        raise PackageError("%s: %s" % (where, e), e)
+
+
+def check_main(module):
+    main_class = getattr(module, "Main", None)
+    if not isinstance(main_class, type):
+        raise PackageError("train.py has no class Main")
+    # Same wording as the scheduler's static check on push, so a user sees one message for one mistake.
+    missing = [sig for name, sig in (("train", "train(self, training_directory)"), ("save", "save(self)"))
+               if not callable(getattr(main_class, name, None))]
+    if missing:
+        raise PackageError("train.py: class Main has no method %s" % " or ".join(missing))
+    return main_class
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description="Run an ML package's Main.train() and Main.save().")
+    parser.add_argument("--package-dir", required=True, help="the folder holding train.py")
+    parser.add_argument("--data-dir", required=True, help="passed to Main.train() as training_directory")
+    parser.add_argument("--result-file", required=True, help="where to write the JSON verdict")
+    parser.add_argument("--check-only", action="store_true", help="import train.py and check Main, then stop")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # Resolved before anything can chdir: user code may, and these must keep meaning what was asked.
+    package_dir = os.path.abspath(args.package_dir)
+    data_dir = os.path.abspath(args.data_dir)
+    result_file = os.path.abspath(args.result_file)
+
+    # An inherited "ignore" would make the agent's kill a no-op; a kill must kill. User code may still
+    # install its own handler, which is its business.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)
+        except (AttributeError, ValueError):
+            pass
+
+    result = {"ok": False, "phase": "import", "error": None,
+              "train_started_at": None, "train_ended_at": None, "save_ended_at": None}
+
+    def enter(phase):
+        # Written at every step, so a run killed mid-train (OOM, timeout) still tells where it died.
+        result["phase"] = phase
+        write_result(result_file, result)
+
+    def fail(code, error):
+        sys.stdout.flush()
+        result["error"] = error
+        write_result(result_file, result)
+        return code
+
+    enter("import")
+    if not args.check_only and not os.path.isdir(data_dir):
+        msg = "the data directory %s does not exist" % data_dir
+        print(msg, file=sys.stderr)
+        return fail(EXIT_USAGE, {"type": "UsageError", "message": msg, "summary": msg, "traceback": ""})
+
+    # Like `python train.py` from the package folder: the package first on the path, and not this
+    # script's folder, whose files are none of the user's business.
+    if sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(HARNESS_FILE):
+        sys.path.pop(0)
+    sys.path.insert(0, package_dir)
+    # As in AI Center, the package folder is the working directory: save() writes next to the code.
+    os.chdir(package_dir)
+
+    try:
+        module = import_train(package_dir)
+        enter("check")
+        main_class = check_main(module)
+    except PackageError as e:
+        tb_text = ""
+        if e.cause is not None:
+            # Python's own rendering (file, line, caret) is worth keeping above our one-line verdict.
+            tb_text = format_traceback(e.cause)
+            sys.stderr.write(tb_text)
+        print(str(e), file=sys.stderr)
+        # The summary is the sentence, not "SyntaxError: ...": it is what the user reads as the reason;
+        # type and message stay Python's own, for whoever reads the JSON rather than the reason.
+        cause = e.cause if e.cause is not None else e
+        return fail(EXIT_BAD_PACKAGE, {"type": type(cause).__name__, "message": safe_str(cause), "summary": str(e), "traceback": tb_text})
+    except BaseException as e:  # noqa: train.py's top level can raise anything, SystemExit included
+        tb_text = format_traceback(e)
+        sys.stderr.write(tb_text)
+        return fail(EXIT_USER_ERROR, error_of(e, tb_text))
+
+    if args.check_only:
+        result["ok"] = True
+        write_result(result_file, result)
+        return 0
+
+    try:
+        enter("init")
+        # User code may write artifacts from __init__ on; the agent uploads whatever lands here.
+        os.makedirs(os.environ.get("artifacts_directory", "artifacts"), exist_ok=True)
+        model = main_class()
+        result["train_started_at"] = time.time()
+        enter("train")
+        model.train(data_dir)
+        result["train_ended_at"] = time.time()
+        enter("save")
+        model.save()
+        result["save_ended_at"] = time.time()
+    except BaseException as e:  # noqa: user code; a sys.exit() or Ctrl-C before save() is a failure too
+        sys.stdout.flush()
+        tb_text = format_traceback(e)
+        sys.stderr.write(tb_text)
+        return fail(EXIT_USER_ERROR, error_of(e, tb_text))
+
+    sys.stdout.flush()
+    result["ok"] = True
+    write_result(result_file, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

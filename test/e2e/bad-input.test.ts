@@ -1,0 +1,75 @@
+// Bad input gets a clear error naming what is wrong, and leaves nothing behind: no package version, no
+// object, no run.
+import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { Stack, tempDir, writeTree } from '../helpers/stack.js';
+
+const goodTrain = 'class Main:\n    def train(self, d):\n        pass\n    def save(self):\n        pass\n';
+
+t.test('packages and submissions that are refused', async (t) => {
+  const s = await Stack.create(t);
+  const nothingStored = async (name: string) => {
+    t.same(await s.query('SELECT * FROM package_versions WHERE package = $1', [name]), [], `no version row for ${name}`);
+    t.same(await s.objects(`packages/${name}/`), [], `no object for ${name}`);
+  };
+
+  // A zip whose entry leaves the root.
+  const evil = path.join(tempDir(), 'evil.zip');
+  execFileSync('python3', ['-c', `import zipfile,sys
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    z.writestr("train.py", ${JSON.stringify(goodTrain)})
+    z.writestr("../../outside.py", "x")`, evil]);
+  let r = await s.cli(['package', 'push', evil, '--name', 'evil']);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /zip entry "\.\.\/\.\.\/outside\.py" leaves the package root/);
+  await nothingStored('evil');
+
+  // No train.py.
+  r = await s.cli(['package', 'push', writeTree(tempDir(), { 'main.py': 'x = 1\n' }), '--name', 'notrain']);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /package "notrain" has no train\.py at its root \(it has: main\.py\)/);
+  await nothingStored('notrain');
+
+  // A syntax error, and a Main without save().
+  r = await s.cli(['package', 'push', writeTree(tempDir(), { 'train.py': 'class Main:\n    def train(self, d)\n        pass\n' }), '--name', 'syntax']);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /train\.py line 2: (invalid syntax|expected ':')/);
+  await nothingStored('syntax');
+  r = await s.cli(['package', 'push', writeTree(tempDir(), { 'train.py': 'class Main:\n    def train(self, d):\n        pass\n' }), '--name', 'nosave']);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /class Main has no method save\(self\)/);
+  await nothingStored('nosave');
+
+  // A bad name.
+  r = await s.cli(['package', 'push', writeTree(tempDir(), { 'train.py': goodTrain }), '--name', 'bad/name']);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /package name "bad\/name" is invalid/);
+
+  // Now a good package and dataset, then submissions that are refused without creating a run.
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': goodTrain }), '--name', 'good']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'a/x.csv': '1\n' }), '--name', 'data']);
+  const refused: [string[], RegExp][] = [
+    [['--package', 'nope', '--dataset', 'data'], /package "nope" not found/],
+    [['--package', 'good', '--version', '7.3', '--dataset', 'data'], /package "good" has no version 7\.3 \(it has 1\.0\)/],
+    [['--package', 'good', '--version', 'one', '--dataset', 'data'], /package version "one" is not of the form MAJOR\.MINOR/],
+    [['--package', 'good', '--dataset', 'nodata'], /dataset "nodata" not found/],
+    [['--package', 'good', '--dataset', 'data/b'], /dataset "data" has no subfolder "b"/],
+    [['--package', 'good', '--dataset', 'data', '--env', '1BAD=x'], /environment variable name "1BAD" is invalid: expected \[A-Za-z_\]\[A-Za-z0-9_\]\*/],
+    [['--package', 'good', '--dataset', 'data', '--env', 'save_training_data=maybe'], /save_training_data must be true or false/],
+    [['--package', 'good', '--dataset', 'data', '--gpus', '4'], /no registered agent could ever satisfy this request \(4 GPUs\)/],
+    [['--package', 'good', '--dataset', 'data', '--gpus', '9'], /--gpus: expected an integer from 0 to 8/],
+  ];
+  for (const [args, message] of refused) {
+    r = await s.cli(['run', 'train', ...args]);
+    t.not(r.code, 0, `refused: ${args.join(' ')}`);
+    t.match(r.stderr, message);
+  }
+  t.same(await s.query('SELECT id FROM runs'), [], 'no run was created by any refused submission');
+
+  // An empty dataset folder.
+  r = await s.cli(['dataset', 'push', tempDir(), '--name', 'empty']);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /has no files/);
+  t.same(await s.query("SELECT * FROM datasets WHERE name = 'empty'"), []);
+});
