@@ -1,0 +1,113 @@
+// GPUs as a fake nvidia-smi reports them: exact assignment through CUDA_VISIBLE_DEVICES, no GPU given
+// twice, waiting when none is free; kill and timeout end the whole process group.
+import t from 'tap';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Stack, tempDir, writeTree } from '../helpers/stack.js';
+
+const sleeper = `
+import os, json, time, subprocess
+class Main:
+    def train(self, d):
+        os.makedirs(os.environ["artifacts_directory"], exist_ok=True)
+        with open(os.path.join(os.environ["artifacts_directory"], "env.json"), "w") as fh:
+            json.dump({"cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}, fh)
+        pidfile = os.environ.get("PIDFILE")
+        if pidfile:
+            child = subprocess.Popen(["sleep", "300"])
+            with open(pidfile, "w") as fh:
+                fh.write(str(child.pid))
+        print("sleeping", flush=True)
+        time.sleep(float(os.environ.get("SLEEP", "0")))
+    def save(self):
+        pass
+`;
+
+const gpus = ['0, GPU-11111111, NVIDIA H100 80GB HBM3, 81559', '1, GPU-22222222, NVIDIA H100 80GB HBM3, 81559'];
+
+function alive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch { return false; }
+}
+
+t.test('GPU runs get distinct GPUs, and wait when none is free', async (t) => {
+  const s = await Stack.create(t, { agents: [{ name: 'gpubox', gpus }] });
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': sleeper }), '--name', 'sleeper']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+
+  const agents = await s.cliJson<any[]>(['agents']);
+  t.same(agents[0].gpus.map((g: any) => [g.index, g.uuid, g.name, Number(g.memory_mb)]), [
+    [0, 'GPU-11111111', 'NVIDIA H100 80GB HBM3', 81559], [1, 'GPU-22222222', 'NVIDIA H100 80GB HBM3', 81559],
+  ], 'the agent advertises what nvidia-smi reported');
+
+  const submit = async (sleep: string) => (await s.cliJson(['run', 'train', '--package', 'sleeper', '--dataset', 'd', '--gpu', '--env', `SLEEP=${sleep}`])).id as string;
+  const a = await submit('6');
+  const b = await submit('6');
+  await s.waitForStatus(a, ['Running']);
+  await s.waitForStatus(b, ['Running']);
+  const c = await submit('0');
+  const waiting = await s.waitForStatus(c, ['Waiting for resources']);
+  t.match(waiting.status_detail, /waiting for a free agent with 1 GPU/);
+
+  const held = await s.cliJson<any[]>(['agents']);
+  t.same(held[0].gpus.map((g: any) => g.run_id).sort(), [a, b].sort(), 'agents shows which run holds each GPU');
+
+  const [ra, rb, rc] = await Promise.all([a, b, c].map((id) => s.waitForStatus(id, ['Successful', 'Failed'])));
+  t.equal(ra!.status, 'Successful');
+  t.equal(rb!.status, 'Successful');
+  t.equal(rc!.status, 'Successful', 'the waiting run ran once a GPU was free');
+  const cudaOf = async (id: string) => JSON.parse(await s.objectText(`runs/${id}/attempt-1/artifacts/env.json`)).cuda as string;
+  const seen = [await cudaOf(a), await cudaOf(b)].sort();
+  t.same(seen, ['0', '1'], 'each concurrent run saw exactly its own GPU in CUDA_VISIBLE_DEVICES');
+  t.same([...ra!.gpu_indices, ...rb!.gpu_indices].sort(), [0, 1]);
+  t.same(await s.query('SELECT * FROM gpu_leases'), [], 'every GPU lease is released at the end');
+});
+
+t.test('kill: the process group dies, the run is Killed; a queued run killed never starts', async (t) => {
+  const s = await Stack.create(t, { agents: [{ name: 'onegpu', gpus: gpus.slice(0, 1), killGraceMs: 1000 }] });
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': sleeper }), '--name', 'sleeper']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  const pidfile = path.join(tempDir(), 'child.pid');
+  const running = (await s.cliJson(['run', 'train', '--package', 'sleeper', '--dataset', 'd', '--gpu', '--env', 'SLEEP=300', '--env', `PIDFILE=${pidfile}`])).id as string;
+  await s.waitForStatus(running, ['Running']);
+  const queued = (await s.cliJson(['run', 'train', '--package', 'sleeper', '--dataset', 'd', '--gpu'])).id as string;
+  await s.waitForStatus(queued, ['Waiting for resources']);
+
+  const k1 = await s.cliJson(['run', 'kill', queued]);
+  t.equal(k1.status, 'Killed', 'a run not yet placed is Killed at once');
+
+  for (let i = 0; i < 100 && !existsSync(pidfile); i++) await new Promise((r) => setTimeout(r, 100));
+  const childPid = Number(readFileSync(pidfile, 'utf8'));
+  t.ok(alive(childPid), 'train.py\'s child is running');
+  await s.cliJson(['run', 'kill', running]);
+  const killed = await s.waitForStatus(running, ['Killed', 'Failed', 'Successful'], 30_000);
+  t.equal(killed.status, 'Killed');
+  for (let i = 0; i < 50 && alive(childPid); i++) await new Promise((r) => setTimeout(r, 100));
+  t.notOk(alive(childPid), 'the child of train.py died with it');
+
+  const [q] = await s.query('SELECT status, attempt FROM runs WHERE id = $1', [queued]);
+  t.same(q, { status: 'Killed', attempt: 0 }, 'the killed queued run never got an attempt');
+});
+
+t.test('--timeout ends the run as Failed, "timed out"', async (t) => {
+  const s = await Stack.create(t);
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': sleeper }), '--name', 'sleeper']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  const r = await s.cli(['run', 'train', '--package', 'sleeper', '--dataset', 'd', '--env', 'SLEEP=120', '--timeout', '2', '--wait', '--json']);
+  t.equal(r.code, 1);
+  const run = JSON.parse(r.stdout);
+  t.equal(run.status, 'Failed');
+  t.equal(run.failure_reason, 'timed out');
+});
+
+t.test('the same idempotency key gives the same run', async (t) => {
+  const s = await Stack.create(t);
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': sleeper }), '--name', 'sleeper']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  const args = ['run', 'train', '--package', 'sleeper', '--dataset', 'd', '--idempotency-key', 'order-42'];
+  const [one, two] = await Promise.all([s.cliJson(args), s.cliJson(args)]);
+  const three = await s.cliJson(args);
+  t.equal(one.id, two.id);
+  t.equal(one.id, three.id);
+  t.equal((await s.query('SELECT id FROM runs')).length, 1, 'one run row');
+  await s.waitForStatus(one.id, ['Successful']);
+});
