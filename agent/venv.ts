@@ -1,10 +1,11 @@
-// One venv per distinct requirements, reused across runs. Built in a private folder and renamed into
-// place, so a crash mid-build never leaves a half venv that later runs would trust; concurrent builds of
-// the same requirements (two runs, or two agents sharing the cache) are deduplicated.
+// One venv per distinct requirements, reused across runs. Only a venv with its ready marker is reused, so
+// a crash mid-build never leaves a half venv that later runs would trust; concurrent builds of the same
+// requirements (two runs, or two agents sharing the cache) are deduplicated.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { ErrorCodes, TrainyardError } from '../shared/errors.js';
 import { lineSplitter } from './log-shipper.js';
@@ -46,28 +47,55 @@ export async function ensureVenv(o: VenvOptions, requirementsFile: string | null
 
 async function build(o: VenvOptions, dir: string, requirements: string, requirementsFile: string | null, log: (line: string) => void, signal: AbortSignal): Promise<string> {
   await mkdir(o.venvDir, { recursive: true });
-  const tmp = `${dir}.building-${process.pid}-${Date.now()}`;
-  log(`[trainyard] creating environment (${requirements ? requirements.split('\n').length + ' requirements' : 'no requirements'})`);
+  // Built where it will live (a venv's scripts record their own path, so a renamed venv breaks pip and
+  // every installed tool), under a lock folder other agents sharing the cache wait on.
+  const release = await lock(`${dir}.lock`, log, signal);
   try {
-    await run(o.python, ['-m', 'venv', ...(requirements ? [] : ['--without-pip']), tmp], log, signal, 'python -m venv');
+    if (existsSync(path.join(dir, '.trainyard-ready'))) return dir;
+    await rm(dir, { recursive: true, force: true });
+    log(`[trainyard] creating environment (${requirements ? requirements.split('\n').length + ' requirements' : 'no requirements'})`);
+    await run(o.python, ['-m', 'venv', ...(requirements ? [] : ['--without-pip']), dir], log, signal, 'python -m venv');
     if (requirements && requirementsFile) {
       const args = ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', '-r', requirementsFile];
       if (o.pipIndexUrl) args.push('--index-url', o.pipIndexUrl);
       if (o.pipFindLinks) args.push('--find-links', o.pipFindLinks);
-      await run(path.join(tmp, 'bin', 'python'), args, log, signal, 'pip install -r requirements.txt');
+      await run(path.join(dir, 'bin', 'python'), args, log, signal, 'pip install -r requirements.txt');
     }
-    await writeFile(path.join(tmp, '.trainyard-ready'), new Date().toISOString());
-    try {
-      await rename(tmp, dir);
-    } catch {
-      // Another agent sharing the cache finished the same venv first; theirs is as good as ours.
-      await rm(tmp, { recursive: true, force: true });
-    }
+    // Written last: only a venv with this marker is ever reused.
+    await writeFile(path.join(dir, '.trainyard-ready'), new Date().toISOString());
     return dir;
   } catch (err) {
-    await rm(tmp, { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true });
     throw err;
+  } finally {
+    await release();
   }
+}
+
+/** A lock folder holding its owner's pid; a lock whose owner is dead is taken over. */
+async function lock(lockDir: string, log: (line: string) => void, signal: AbortSignal): Promise<() => Promise<void>> {
+  let told = false;
+  for (;;) {
+    signal.throwIfAborted();
+    try {
+      await mkdir(lockDir);
+      await writeFile(path.join(lockDir, 'pid'), String(process.pid));
+      return () => rm(lockDir, { recursive: true, force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const owner = Number(await readFile(path.join(lockDir, 'pid'), 'utf8').catch(() => '0'));
+    if (owner > 0 && !alive(owner)) {
+      await rm(lockDir, { recursive: true, force: true });
+      continue;
+    }
+    if (!told) { log('[trainyard] waiting for another agent building the same environment'); told = true; }
+    await sleep(500, undefined, { signal });
+  }
+}
+
+function alive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM'; }
 }
 
 function run(cmd: string, args: string[], log: (line: string) => void, signal: AbortSignal, what: string): Promise<void> {

@@ -99,7 +99,7 @@ CREATE TABLE runs (
   failure_reason     text,
   output_major       int,
   output_minor       int,
-  results            jsonb,
+  results            json,  -- json, not jsonb: _results.json keeps its key order
   last_log_seq       bigint NOT NULL DEFAULT 0,
   created_at         timestamptz NOT NULL DEFAULT now(),
   waiting_at         timestamptz,

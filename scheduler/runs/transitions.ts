@@ -89,7 +89,7 @@ async function releaseGpus(db: Q, runId: string): Promise<void> {
 export async function succeed(trx: Transaction<Database>, runId: string, lease: number, out: { major: number; minor: number; results: unknown }) {
   const changed = await one(trx, sql`
     UPDATE runs SET status = 'Successful', ended_at = now(), output_major = ${out.major}, output_minor = ${out.minor},
-      results = ${JSON.stringify(out.results)}::jsonb, agent = NULL, status_detail = ''
+      results = ${JSON.stringify(out.results)}::json, agent = NULL, status_detail = ''
     WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status = 'Running' ${returning}`, `registered version ${out.major}.${out.minor}`);
   if (changed) await releaseGpus(trx, runId);
   return changed;

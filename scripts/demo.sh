@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The main job, end to end on this machine: bring up Postgres, NATS and MinIO, start a scheduler and an
+# agent, push the example package and dataset, run a training pipeline and print the new version and its
+# _results.json. The demo keeps its own database and bucket (reset on every run), so it always trains
+# iris-classifier 1.0 into 1.1 and never touches a real installation's data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  say "installing npm packages"
+  npm ci --no-audit --no-fund
+fi
+say "starting services (Postgres, NATS, MinIO)"
+bash scripts/services.sh
+say "building"
+npm run --silent build
+
+DEMO_DIR=${TRAINYARD_DEMO_DIR:-$PWD/.demo}
+rm -rf "$DEMO_DIR" && mkdir -p "$DEMO_DIR"
+export TRAINYARD_DATABASE_URL=postgres://trainyard:trainyard@127.0.0.1:5432/trainyard_demo
+export TRAINYARD_BUCKET=trainyard-demo
+export TRAINYARD_SUBJECT_PREFIX=trainyard-demo
+export TRAINYARD_SCHEDULER_LISTEN=127.0.0.1:50151
+export TRAINYARD_SCHEDULER=127.0.0.1:50151
+export TRAINYARD_AGENT_NAME=demo-agent
+export TRAINYARD_WORK_DIR=$DEMO_DIR/work
+
+say "resetting the demo's database and bucket"
+node --input-type=module -e "
+import pg from 'pg';
+const c = new pg.Client('postgres://trainyard:trainyard@127.0.0.1:5432/trainyard');
+await c.connect();
+await c.query('DROP DATABASE IF EXISTS trainyard_demo WITH (FORCE)');
+await c.query('CREATE DATABASE trainyard_demo');
+await c.end();
+import * as Minio from 'minio';
+const m = new Minio.Client({ endPoint: '127.0.0.1', port: 9000, useSSL: false, accessKey: 'minioadmin', secretKey: 'minioadmin' });
+if (await m.bucketExists('trainyard-demo')) {
+  const keys = [];
+  for await (const o of m.listObjectsV2('trainyard-demo', '', true)) keys.push(o.name);
+  for (let i = 0; i < keys.length; i += 1000) await m.removeObjects('trainyard-demo', keys.slice(i, i + 1000));
+}
+"
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+say "starting a scheduler and an agent (logs in $DEMO_DIR)"
+node bin/trainyard.js scheduler >"$DEMO_DIR/scheduler.log" 2>&1 & pids+=($!)
+for _ in $(seq 1 100); do grep -q '"msg":"listening"' "$DEMO_DIR/scheduler.log" 2>/dev/null && break; sleep 0.2; done
+grep -q '"msg":"listening"' "$DEMO_DIR/scheduler.log" || { cat "$DEMO_DIR/scheduler.log"; echo "the scheduler did not start" >&2; exit 1; }
+node bin/trainyard.js agent >"$DEMO_DIR/agent.log" 2>&1 & pids+=($!)
+for _ in $(seq 1 100); do grep -q '"msg":"registered"' "$DEMO_DIR/agent.log" 2>/dev/null && break; sleep 0.2; done
+grep -q '"msg":"registered"' "$DEMO_DIR/agent.log" || { cat "$DEMO_DIR/agent.log"; echo "the agent did not register" >&2; exit 1; }
+
+ty() { node bin/trainyard.js "$@"; }
+say "trainyard agents"
+ty agents
+say "trainyard package push examples/packages/iris-classifier --name iris-classifier"
+ty package push examples/packages/iris-classifier --name iris-classifier
+say "trainyard dataset push examples/datasets/iris --name iris"
+ty dataset push examples/datasets/iris --name iris
+say "trainyard run train --package iris-classifier --version 1.0 --dataset iris/train --env save_training_data=true --wait"
+echo "(the first run builds the package's venv: pip installs scikit-learn, which takes a minute)"
+ty run train --package iris-classifier --version 1.0 --dataset iris/train --env save_training_data=true --wait --json >"$DEMO_DIR/run.json" || {
+  cat "$DEMO_DIR/run.json"; id=$(node -e "console.log(JSON.parse(require('fs').readFileSync('$DEMO_DIR/run.json','utf8')).id)" 2>/dev/null || true)
+  [[ -n ${id:-} ]] && ty run logs "$id"; exit 1; }
+id=$(node -e "console.log(JSON.parse(require('fs').readFileSync('$DEMO_DIR/run.json','utf8')).id)")
+say "trainyard run logs $id"
+ty run logs "$id"
+say "trainyard run get $id"
+ty run get "$id"
+say "trainyard package versions iris-classifier"
+ty package versions iris-classifier
+version=$(node -e "console.log(JSON.parse(require('fs').readFileSync('$DEMO_DIR/run.json','utf8')).output_version)")
+say "run $id is Successful: iris-classifier $version"
