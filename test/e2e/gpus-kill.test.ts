@@ -1,7 +1,7 @@
 // GPUs as a fake nvidia-smi reports them: exact assignment through CUDA_VISIBLE_DEVICES, no GPU given
 // twice, waiting when none is free; kill and timeout end the whole process group.
 import t from 'tap';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 
@@ -19,6 +19,11 @@ class Main:
                 fh.write(str(child.pid))
         print("sleeping", flush=True)
         time.sleep(float(os.environ.get("SLEEP", "0")))
+        # A gate the test opens, so "still running" does not depend on timing.
+        gate = os.environ.get("GATE")
+        deadline = time.time() + 120
+        while gate and not os.path.exists(gate) and time.time() < deadline:
+            time.sleep(0.1)
     def save(self):
         pass
 `;
@@ -39,17 +44,19 @@ t.test('GPU runs get distinct GPUs, and wait when none is free', async (t) => {
     [0, 'GPU-11111111', 'NVIDIA H100 80GB HBM3', 81559], [1, 'GPU-22222222', 'NVIDIA H100 80GB HBM3', 81559],
   ], 'the agent advertises what nvidia-smi reported');
 
-  const submit = async (sleep: string) => (await s.cliJson(['run', 'train', '--package', 'sleeper', '--dataset', 'd', '--gpu', '--env', `SLEEP=${sleep}`])).id as string;
-  const a = await submit('6');
-  const b = await submit('6');
+  const gate = path.join(tempDir(), 'open');
+  const submit = async () => (await s.cliJson(['run', 'train', '--package', 'sleeper', '--dataset', 'd', '--gpu', '--env', `GATE=${gate}`])).id as string;
+  const a = await submit();
+  const b = await submit();
   await s.waitForStatus(a, ['Running']);
   await s.waitForStatus(b, ['Running']);
-  const c = await submit('0');
+  const c = await submit();
   const waiting = await s.waitForStatus(c, ['Waiting for resources']);
   t.match(waiting.status_detail, /waiting for a free agent with 1 GPU/);
 
   const held = await s.cliJson<any[]>(['agents']);
   t.same(held[0].gpus.map((g: any) => g.run_id).sort(), [a, b].sort(), 'agents shows which run holds each GPU');
+  writeFileSync(gate, '');
 
   const [ra, rb, rc] = await Promise.all([a, b, c].map((id) => s.waitForStatus(id, ['Successful', 'Failed'])));
   t.equal(ra!.status, 'Successful');

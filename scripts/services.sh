@@ -1,0 +1,379 @@
+#!/usr/bin/env bash
+# Installs and starts, on loopback, the services Trainyard needs: Postgres, NATS with JetStream, and MinIO.
+#
+#   bash scripts/services.sh [start]   install what is missing, start what is not running, wait until ready
+#   bash scripts/services.sh stop      stop what this script started (by its pid files)
+#   bash scripts/services.sh status    say which services are up
+#
+# Idempotent: a server already listening on a port is reused rather than started again. All state (data,
+# logs, pid files) lives under $TRAINYARD_SERVICES_DIR, so deleting that folder resets everything. The
+# daemons are started with setsid/nohup and outlive this script.
+set -euo pipefail
+
+DIR=${TRAINYARD_SERVICES_DIR:-$HOME/.local/share/trainyard/services}
+PG_PORT=${TRAINYARD_PG_PORT:-5432}
+NATS_PORT=${TRAINYARD_NATS_PORT:-4222}
+MINIO_PORT=${TRAINYARD_MINIO_PORT:-9000}
+MINIO_CONSOLE_PORT=${TRAINYARD_MINIO_CONSOLE_PORT:-9001}
+MINIO_BIN=${TRAINYARD_MINIO_BIN:-$HOME/.cache/trainyard/bin/minio}
+MINIO_USER=${TRAINYARD_MINIO_ACCESS_KEY:-minioadmin}
+MINIO_PASSWORD=${TRAINYARD_MINIO_SECRET_KEY:-minioadmin}
+# The proxy refuses a bare commit hash; this pseudo-version is upstream commit 7aac2a2c5b7c.
+MINIO_MODULE=github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
+# Used when the machine's Go cannot build that MinIO commit.
+MINIO_FALLBACK_TOOLCHAIN=go1.24.8
+READY_TIMEOUT_S=${TRAINYARD_SERVICES_TIMEOUT_S:-90}
+
+PG_DATA=$DIR/postgres
+PG_SOCKET_DIR=$DIR/run/postgres
+PG_URL="postgres://trainyard:trainyard@127.0.0.1:$PG_PORT/trainyard"
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+say() { printf 'services: %s\n' "$*"; }
+die() { printf 'services: error: %s\n' "$*" >&2; exit 1; }
+
+# Prints the last lines of a log to stderr, so a failure shows its cause without a second command.
+show_log() {
+  local log=$1
+  [[ -s $log ]] || return 0
+  printf -- '--- last lines of %s ---\n' "$log" >&2
+  tail -n 40 "$log" >&2
+  printf -- '---\n' >&2
+}
+
+port_open() { timeout 2 bash -c "</dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+# Which process listens on a port, for error messages.
+who_listens() {
+  local line=''
+  command -v ss >/dev/null && line=$(ss -ltnpH "sport = :$1" 2>/dev/null | head -n 1)
+  if [[ -n $line ]]; then printf '%s' "$line" | tr -s ' '; else printf 'an unknown process'; fi
+}
+
+pid_file() { printf '%s/run/%s.pid' "$DIR" "$1"; }
+
+# True when the daemon this script started for $1 is still alive.
+started_here() {
+  local file pid
+  file=$(pid_file "$1")
+  [[ -f $file ]] || return 1
+  pid=$(<"$file")
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# start_daemon NAME LOG COMMAND...: runs COMMAND in its own session so it outlives this script. The lock's
+# file descriptor is closed for it, or the daemon would hold the lock forever.
+start_daemon() {
+  local name=$1 log=$2
+  shift 2
+  printf '\n=== %s: starting %s\n' "$(date -Is)" "$*" >>"$log"
+  setsid nohup "$@" >>"$log" 2>&1 </dev/null 9>&- &
+  echo $! >"$(pid_file "$name")"
+}
+
+# wait_until NAME LOG CHECK...: polls CHECK until it succeeds; fails early if the daemon has exited.
+wait_until() {
+  local name=$1 log=$2 deadline=$((SECONDS + READY_TIMEOUT_S))
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    if ! started_here "$name"; then
+      show_log "$log"
+      die "$name exited during start-up; see $log"
+    fi
+    if ((SECONDS >= deadline)); then
+      show_log "$log"
+      die "$name did not become ready within ${READY_TIMEOUT_S}s; see $log"
+    fi
+    sleep 0.5
+  done
+}
+
+as_root() {
+  if ((EUID == 0)); then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else die "need root to run: $* (install it yourself, or run this script as root)"
+  fi
+}
+
+APT_UPDATED=0
+apt_install() {
+  command -v apt-get >/dev/null || die "apt-get not found; install these yourself: $*"
+  if ((APT_UPDATED == 0)); then
+    say "apt-get update"
+    as_root apt-get update -qq || die "apt-get update failed"
+    APT_UPDATED=1
+  fi
+  say "installing $* with apt-get"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" ||
+    die "apt-get install $* failed"
+}
+
+# ------------------------------------------------------------------------------------------------ python
+
+# The agent builds each run's environment with `python3 -m venv`. Debian splits ensurepip (which venv
+# needs) into python3-venv, so a bare Debian python3 imports venv but cannot create one.
+ensure_python_venv() {
+  if ! command -v python3 >/dev/null; then
+    apt_install python3 python3-venv
+  elif ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    apt_install python3-venv
+  fi
+  python3 -c 'import ensurepip, venv' 2>/dev/null ||
+    die "python3 ($(command -v python3)) still cannot create virtual environments (no ensurepip)"
+}
+
+# ---------------------------------------------------------------------------------------------- postgres
+
+# Newest /usr/lib/postgresql/N/bin that has both initdb and postgres (Debian's layout).
+pg_bindir() {
+  local dir
+  # sort -V, since the glob would put 10 before 9.
+  for dir in /usr/lib/postgresql/*/bin; do
+    if [[ -x $dir/initdb && -x $dir/postgres ]]; then printf '%s\n' "$dir"; fi
+  done | sort -V | tail -n 1
+}
+
+ensure_postgres_installed() {
+  [[ -n $(pg_bindir) ]] && return 0
+  # Debian's postinst would create and start a "main" cluster on 5432 (with password auth), which
+  # would take our port. We run our own cluster instead, so ask it not to create one.
+  as_root mkdir -p /etc/postgresql-common/createcluster.d
+  printf '# Written by trainyard scripts/services.sh: it runs its own cluster.\ncreate_main_cluster = false\n' |
+    as_root tee /etc/postgresql-common/createcluster.d/trainyard.conf >/dev/null
+  apt_install postgresql
+  [[ -n $(pg_bindir) ]] || die "postgresql installed, but no initdb/postgres under /usr/lib/postgresql/*/bin"
+}
+
+# Runs a command as the postgres OS user when we are root: postgres refuses to run as root.
+as_pg() {
+  if ((EUID == 0)); then runuser -u postgres -- "$@"; else "$@"; fi
+}
+# The same, as a command prefix for start_daemon (setsid cannot run a shell function).
+if ((EUID == 0)); then AS_PG=(runuser -u postgres --); else AS_PG=(); fi
+
+# As root, the data folder belongs to the postgres user, which must be able to reach it. $HOME is often
+# mode 700, so grant it search (not read) permission on each folder above, with an ACL where possible.
+let_postgres_reach() {
+  ((EUID == 0)) || return 0
+  local target=$1 path='' part
+  IFS=/ read -ra parts <<<"${target#/}"
+  for part in "${parts[@]}"; do
+    path+=/$part
+    runuser -u postgres -- test -x "$path" && continue
+    if command -v setfacl >/dev/null; then
+      setfacl -m u:postgres:x "$path"
+      say "granted the postgres user search permission on $path (ACL)"
+    else
+      chmod o+x "$path"
+      say "made $path searchable by others (chmod o+x) so the postgres user can reach $target"
+    fi
+  done
+}
+
+pg_running_here() {
+  [[ -f $PG_DATA/postmaster.pid ]] || return 1
+  kill -0 "$(head -n 1 "$PG_DATA/postmaster.pid")" 2>/dev/null
+}
+
+# The port our own cluster listens on (line 4 of postmaster.pid), or nothing when it is not running.
+pg_port_here() {
+  if pg_running_here; then sed -n 4p "$PG_DATA/postmaster.pid"; fi
+}
+
+pg_admin() {
+  PGCONNECT_TIMEOUT=5 "$(pg_bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U postgres -d postgres "$@"
+}
+
+ensure_pg_role_and_db() {
+  pg_admin -c "DO \$\$ BEGIN
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'trainyard') THEN
+        CREATE ROLE trainyard SUPERUSER LOGIN PASSWORD 'trainyard';
+      END IF;
+    END \$\$;"
+  if [[ -z $(pg_admin -tAc "SELECT 1 FROM pg_database WHERE datname = 'trainyard'") ]]; then
+    pg_admin -c 'CREATE DATABASE trainyard OWNER trainyard'
+  fi
+}
+
+start_postgres() {
+  local log=$DIR/logs/postgres.log bindir err here_port
+  here_port=$(pg_port_here)
+  if [[ -n $here_port && $here_port != "$PG_PORT" ]]; then
+    die "the postgres in $PG_DATA is running on port $here_port, not $PG_PORT; run '$0 stop' first"
+  fi
+  if port_open "$PG_PORT"; then
+    if [[ -n $here_port ]]; then
+      ensure_pg_role_and_db
+      say "postgres: already running on 127.0.0.1:$PG_PORT ($PG_DATA)"
+      return 0
+    fi
+    ensure_postgres_installed # for psql
+    if err=$(PGCONNECT_TIMEOUT=5 "$(pg_bindir)/psql" -X -q "$PG_URL" -c 'select 1' 2>&1 >/dev/null); then
+      say "postgres: reusing the server already on 127.0.0.1:$PG_PORT (not started by this script)"
+      return 0
+    fi
+    die "port $PG_PORT is taken by $(who_listens "$PG_PORT"), but $PG_URL does not work there:
+  $err
+Create role and database trainyard (password trainyard) there, stop that server, or set TRAINYARD_PG_PORT."
+  fi
+  ensure_postgres_installed
+  bindir=$(pg_bindir)
+  mkdir -p "$PG_DATA" "$PG_SOCKET_DIR"
+  if ((EUID == 0)); then
+    chown postgres: "$PG_DATA" "$PG_SOCKET_DIR"
+    let_postgres_reach "$PG_DATA"
+  fi
+  chmod 700 "$PG_DATA"
+  if [[ ! -f $PG_DATA/PG_VERSION ]]; then
+    say "postgres: initdb $PG_DATA"
+    # Trust auth: the cluster listens on loopback only and is for tests and development.
+    as_pg "$bindir/initdb" -D "$PG_DATA" --auth=trust --username=postgres --encoding=UTF8 --locale=C \
+      >>"$DIR/logs/initdb.log" 2>&1 || { show_log "$DIR/logs/initdb.log"; die "initdb failed"; }
+  fi
+  # A throwaway test/dev cluster: durability is traded for speed (fsync off, no synchronous commit), and
+  # there is room for many connections, since every test file opens its own pools.
+  start_daemon postgres "$log" "${AS_PG[@]}" "$bindir/postgres" -D "$PG_DATA" \
+    -c listen_addresses=127.0.0.1 -p "$PG_PORT" -c unix_socket_directories="$PG_SOCKET_DIR" \
+    -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+    -c max_connections=400 -c shared_buffers=256MB
+  wait_until postgres "$log" "$bindir/pg_isready" -q -h "$PG_SOCKET_DIR" -p "$PG_PORT"
+  wait_until postgres "$log" port_open "$PG_PORT"
+  ensure_pg_role_and_db
+  say "postgres: started on 127.0.0.1:$PG_PORT (data $PG_DATA, log $log)"
+}
+
+stop_postgres() {
+  if pg_running_here; then
+    as_pg "$(pg_bindir)/pg_ctl" stop -D "$PG_DATA" -m fast -w >/dev/null && say "postgres: stopped"
+  fi
+  rm -f "$(pid_file postgres)"
+}
+
+# -------------------------------------------------------------------------------------------------- nats
+
+start_nats() {
+  local log=$DIR/logs/nats.log
+  if port_open "$NATS_PORT"; then
+    if started_here nats; then
+      say "nats: already running on 127.0.0.1:$NATS_PORT"
+    else
+      say "nats: reusing the server already on 127.0.0.1:$NATS_PORT (not started by this script; it needs JetStream)"
+    fi
+    return 0
+  fi
+  command -v nats-server >/dev/null || apt_install nats-server
+  mkdir -p "$DIR/nats"
+  start_daemon nats "$log" nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$DIR/nats"
+  # nats-server enables JetStream before it accepts clients, so an open port means it is ready.
+  wait_until nats "$log" port_open "$NATS_PORT"
+  say "nats: started on 127.0.0.1:$NATS_PORT with JetStream (store $DIR/nats, log $log)"
+}
+
+# ------------------------------------------------------------------------------------------------- minio
+
+minio_live() { curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$MINIO_PORT/minio/health/live"; }
+
+# Builds MinIO from source once (there is no Debian package). Never rebuilds an existing binary. The
+# build goes to a temporary folder and is renamed into place, so nobody sees a half-written binary.
+ensure_minio_binary() {
+  [[ -x $MINIO_BIN ]] && return 0
+  command -v go >/dev/null || die "MinIO is not at $MINIO_BIN and there is no Go to build it with"
+  local bindir tmp log=$DIR/logs/minio-build.log
+  bindir=$(dirname "$MINIO_BIN")
+  mkdir -p "$bindir"
+  tmp=$(mktemp -d "$bindir/.build.XXXXXX")
+  say "minio: building $MINIO_MODULE into $MINIO_BIN (once; this takes several minutes; log $log)"
+  if ! CGO_ENABLED=0 GOBIN=$tmp go install "$MINIO_MODULE" >>"$log" 2>&1; then
+    say "minio: build failed with $(go env GOVERSION); retrying with GOTOOLCHAIN=$MINIO_FALLBACK_TOOLCHAIN"
+    if ! CGO_ENABLED=0 GOTOOLCHAIN=$MINIO_FALLBACK_TOOLCHAIN GOBIN=$tmp go install "$MINIO_MODULE" >>"$log" 2>&1; then
+      rm -rf "$tmp"
+      show_log "$log"
+      die "could not build MinIO; see $log"
+    fi
+  fi
+  mv "$tmp/minio" "$MINIO_BIN"
+  rm -rf "$tmp"
+}
+
+start_minio() {
+  local log=$DIR/logs/minio.log
+  if port_open "$MINIO_PORT"; then
+    if minio_live; then
+      if started_here minio; then
+        say "minio: already running on 127.0.0.1:$MINIO_PORT"
+      else
+        say "minio: reusing the server already on 127.0.0.1:$MINIO_PORT (not started by this script)"
+      fi
+      return 0
+    fi
+    die "port $MINIO_PORT is taken by $(who_listens "$MINIO_PORT"), which does not answer MinIO's health check; stop it or set TRAINYARD_MINIO_PORT"
+  fi
+  ensure_minio_binary
+  mkdir -p "$DIR/minio"
+  start_daemon minio "$log" env MINIO_ROOT_USER="$MINIO_USER" MINIO_ROOT_PASSWORD="$MINIO_PASSWORD" \
+    MINIO_UPDATE=off "$MINIO_BIN" server "$DIR/minio" \
+    --address "127.0.0.1:$MINIO_PORT" --console-address "127.0.0.1:$MINIO_CONSOLE_PORT"
+  wait_until minio "$log" minio_live
+  say "minio: started on 127.0.0.1:$MINIO_PORT (data $DIR/minio, log $log)"
+}
+
+# --------------------------------------------------------------------------------------- stop and status
+
+# Stops a daemon by its pid file: SIGTERM, then SIGKILL if it is still there after 20 seconds.
+stop_daemon() {
+  local name=$1 pid i
+  if started_here "$name"; then
+    pid=$(<"$(pid_file "$name")")
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 40; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.5
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -KILL "$pid" 2>/dev/null || true
+      say "$name: did not stop in 20s; killed"
+    else
+      say "$name: stopped"
+    fi
+  fi
+  rm -f "$(pid_file "$name")"
+}
+
+status_line() {
+  local name=$1 port=$2 owner
+  if started_here "$name" || { [[ $name == postgres ]] && pg_running_here; }; then owner='started by this script'
+  else owner='not started by this script'; fi
+  if port_open "$port"; then printf '%-9s up    127.0.0.1:%s (%s)\n' "$name" "$port" "$owner"
+  else printf '%-9s down  127.0.0.1:%s\n' "$name" "$port"; fi
+}
+
+# -------------------------------------------------------------------------------------------------- main
+
+mkdir -p "$DIR/logs" "$DIR/run"
+# One invocation at a time (say, two test runs starting together); daemons do not inherit this lock.
+exec 9>"$DIR/run/services.lock"
+flock -w 900 9 || die "another services.sh has held $DIR/run/services.lock for 15 minutes"
+
+case ${1:-start} in
+  start)
+    ensure_python_venv
+    start_postgres
+    start_nats
+    start_minio
+    say "all services are up (state in $DIR)"
+    ;;
+  stop)
+    stop_daemon minio
+    stop_daemon nats
+    stop_postgres
+    ;;
+  status)
+    status_line postgres "$PG_PORT"
+    status_line nats "$NATS_PORT"
+    status_line minio "$MINIO_PORT"
+    ;;
+  *)
+    die "usage: $0 [start|stop|status]"
+    ;;
+esac

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The test command (`npm test`): installs dependencies if needed, starts the services (scripts/services.sh),
+# builds, runs the tap tests, and ends with one line `N passed, N failed` that CI reads.
+#
+#   npm test                                   every test/**/*.test.ts
+#   npm test -- test/runs.test.ts --bail       only these files; tap options too (use --opt=value)
+#
+# N counts individual assertions across all files; see scripts/count-tap.mjs for the rules. If a step
+# before the tests fails (install, services, build), the last line is still there: `0 passed, 1 failed`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+counted=0
+on_exit() {
+  local status=$?
+  if ((status != 0 && counted == 0)); then
+    printf '\n0 passed, 1 failed\n'
+  fi
+}
+trap on_exit EXIT
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# npm records the installed tree in node_modules/.package-lock.json; an older record means stale.
+deps_stale() {
+  local record=node_modules/.package-lock.json
+  [[ ! -f $record || package.json -nt $record || (-f package-lock.json && package-lock.json -nt $record) ]]
+}
+
+if deps_stale; then
+  if [[ -f package-lock.json ]]; then
+    step 'npm ci'
+    npm ci
+  else
+    step 'npm install'
+    npm install
+  fi
+fi
+
+step 'services'
+bash scripts/services.sh
+
+step 'build'
+npm run build
+
+# The tests connect where the services script put the services (it honours the same port variables).
+export TRAINYARD_DATABASE_URL=${TRAINYARD_DATABASE_URL:-postgres://trainyard:trainyard@127.0.0.1:${TRAINYARD_PG_PORT:-5432}/trainyard}
+export TRAINYARD_NATS_URL=${TRAINYARD_NATS_URL:-nats://127.0.0.1:${TRAINYARD_NATS_PORT:-4222}}
+export TRAINYARD_MINIO_ENDPOINT=${TRAINYARD_MINIO_ENDPOINT:-http://127.0.0.1:${TRAINYARD_MINIO_PORT:-9000}}
+
+# Arguments that are not options name the files to run; without any, run them all.
+files=()
+for arg in "$@"; do
+  [[ $arg == -* ]] || files+=("$arg")
+done
+if ((${#files[@]} == 0)); then
+  shopt -s globstar nullglob
+  files=(test/**/*.test.ts)
+  shopt -u globstar nullglob
+  if ((${#files[@]} == 0)); then
+    echo 'test.sh: no test files match test/**/*.test.ts' >&2
+    exit 1
+  fi
+  set -- "$@" "${files[@]}"
+fi
+
+step "tap (${#files[@]} file(s))"
+# --reporter=tap: count-tap.mjs shows tap's TAP output as it comes and counts it. The timeout is per
+# test file, in seconds: these tests start daemons and real training runs.
+counted=1
+node scripts/count-tap.mjs node_modules/.bin/tap --reporter=tap --disable-coverage --timeout=600 --jobs=2 "$@"
