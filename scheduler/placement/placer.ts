@@ -33,6 +33,7 @@ export class Placer {
   #dirty = true;
   #wake: (() => void) | null = null;
   #leader = false;
+  #leaderSince = 0;
   readonly #abort = new AbortController();
   #done: Promise<void> | null = null;
 
@@ -70,6 +71,7 @@ export class Placer {
         }
         if (signal.aborted) break;
         this.#leader = true;
+        this.#leaderSince = Date.now();
         this.deps.log.info('placer: this scheduler now places runs');
         await this.#loop(client);
       } catch (err) {
@@ -159,26 +161,36 @@ export class Placer {
 
   /** Failure detection: lost agents and unacknowledged dispatches go back to the queue. */
   async #sweep(): Promise<void> {
-    const { db, log, agentLostAfterMs, dispatchAckTimeoutMs } = this.deps;
-    const lost = await db.updateTable('agents').set({ status: 'lost' })
-      .where('status', 'in', ['online', 'draining'])
-      .where('last_heartbeat_at', '<', new Date(Date.now() - agentLostAfterMs))
-      .returning('name').execute();
-    for (const a of lost) log.warn({ agent: a.name }, 'agent lost: no heartbeat');
-    const stranded = await db.selectFrom('runs').innerJoin('agents', 'agents.name', 'runs.agent')
-      .select(['runs.id', 'runs.lease', 'runs.agent', 'runs.acked_at', 'runs.dispatched_at', 'agents.status as agent_status'])
-      .where((eb) => eb.or([
-        eb('agents.status', '=', 'lost'),
-        eb.and([eb('runs.acked_at', 'is', null), eb('runs.dispatched_at', '<', new Date(Date.now() - dispatchAckTimeoutMs))]),
-      ]))
-      .execute();
-    for (const r of stranded) {
-      const agentLost = r.agent_status === 'lost';
-      const reason = agentLost ? 'agent lost' : `dispatch not acknowledged by ${r.agent} within ${dispatchAckTimeoutMs} ms`;
-      const changed = await runs.requeue(db, r.id, r.lease!, reason, agentLost);
+    const { db, log, agentLostAfterMs } = this.deps;
+    // A scheduler that just took over heard no heartbeats while nobody led: give agents a full deadline.
+    if (Date.now() - this.#leaderSince >= agentLostAfterMs) {
+      const lost = await db.updateTable('agents').set({ status: 'lost' })
+        .where('status', 'in', ['online', 'draining'])
+        .where('last_heartbeat_at', '<', new Date(Date.now() - agentLostAfterMs))
+        .returning('name').execute();
+      for (const a of lost) log.warn({ agent: a.name }, 'agent lost: no heartbeat');
+      const stranded = await db.selectFrom('runs').innerJoin('agents', 'agents.name', 'runs.agent')
+        .select(['runs.id', 'runs.lease']).where('agents.status', '=', 'lost').execute();
+      for (const r of stranded) {
+        const changed = await runs.requeue(db, r.id, r.lease!, 'agent lost', true);
+        if (changed) this.#changed(changed, 'agent lost');
+      }
+      if (stranded.length > 0 || lost.length > 0) this.kick();
+    }
+    await this.#sweepUnacked();
+  }
+
+  async #sweepUnacked(): Promise<void> {
+    const { db, dispatchAckTimeoutMs } = this.deps;
+    const stale = await db.selectFrom('runs').select(['id', 'lease', 'agent'])
+      .where('agent', 'is not', null).where('acked_at', 'is', null)
+      .where('dispatched_at', '<', new Date(Date.now() - dispatchAckTimeoutMs)).execute();
+    for (const r of stale) {
+      const reason = `dispatch not acknowledged by ${r.agent} within ${dispatchAckTimeoutMs} ms`;
+      const changed = await runs.requeue(db, r.id, r.lease!, reason, false);
       if (changed) this.#changed(changed, reason);
     }
-    if (stranded.length > 0 || lost.length > 0) this.kick();
+    if (stale.length > 0) this.kick();
   }
 
   #changed(c: runs.Changed, detail: string): void {

@@ -133,10 +133,13 @@ export async function requeue(db: Q, runId: string, lease: number, reason: strin
                     WHEN lost_attempts + ${loss} >= max_attempts THEN 'Failed'::run_status
                     ELSE 'Waiting for resources'::run_status END,
       failure_reason = CASE WHEN kill_requested THEN 'killed'
-                            WHEN lost_attempts + ${loss} >= max_attempts THEN ${reason} || ' (attempts spent: ' || (lost_attempts + ${loss}) || ' of ' || max_attempts || ')'
+                            WHEN lost_attempts + ${loss} >= max_attempts THEN ${reason}
                             ELSE NULL END,
       ended_at = CASE WHEN kill_requested OR lost_attempts + ${loss} >= max_attempts THEN now() END,
-      waiting_at = now(), status_detail = ${reason}, agent = NULL, gpu_indices = '{}', acked_at = NULL
+      waiting_at = now(),
+      status_detail = CASE WHEN kill_requested OR lost_attempts + ${loss} >= max_attempts
+                           THEN 'attempts spent: ' || (lost_attempts + ${loss}) || ' of ' || max_attempts ELSE ${reason} END,
+      agent = NULL, gpu_indices = '{}', acked_at = NULL
     WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status IN ('Scheduled', 'Packaging', 'Running') ${returning}`, reason);
   if (changed) await releaseGpus(db, runId);
   return changed;

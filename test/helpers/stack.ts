@@ -10,6 +10,7 @@ import { customAlphabet } from 'nanoid';
 import pg from 'pg';
 import * as Minio from 'minio';
 import type { Test } from 'tap';
+import net from 'node:net';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = path.join(root, 'bin', 'trainyard.js');
@@ -70,6 +71,33 @@ export class Daemon {
   kill9(): Promise<number | null> { this.child.kill('SIGKILL'); return this.exited; }
 }
 
+/** A free loopback port (bind to 0, read it, close). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const sock = net.connect(port, '127.0.0.1', () => { sock.destroy(); resolve(true); });
+      sock.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`port ${port} did not open within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const minioBin = process.env.TRAINYARD_MINIO_BIN ?? path.join(os.homedir(), '.cache', 'trainyard', 'bin', 'minio');
+
 export interface AgentOptions { gpus?: string[]; labels?: string; cpus?: number; env?: Record<string, string>; killGraceMs?: number }
 
 export class Stack {
@@ -81,7 +109,7 @@ export class Stack {
   schedulerAddress = '';
   readonly daemons: Daemon[] = [];
   readonly pool: pg.Pool;
-  readonly minio: Minio.Client;
+  minio: Minio.Client;
   #admin = new pg.Pool({ connectionString: adminUrl, max: 1 });
 
   constructor() {
@@ -94,10 +122,32 @@ export class Stack {
     this.minio = new Minio.Client({ endPoint: m.hostname, port: Number(m.port || 80), useSSL: false, accessKey: 'minioadmin', secretKey: 'minioadmin' });
   }
 
-  static async create(t: Test, o: { agents?: (AgentOptions & { name?: string })[]; schedulerEnv?: Record<string, string> } = {}): Promise<Stack> {
+  natsUrl = natsUrl;
+  minioEndpoint = minioEndpoint;
+  natsPort = 0;
+  minioPort = 0;
+  nats: Daemon | null = null;
+  minioDaemon: Daemon | null = null;
+
+  /**
+   * Fault tests get their own nats-server and MinIO (so killing them disturbs no other test file);
+   * everything else shares the ones scripts/services.sh started.
+   */
+  static async create(t: Test, o: { agents?: (AgentOptions & { name?: string })[]; schedulerEnv?: Record<string, string>; privateNats?: boolean; privateMinio?: boolean } = {}): Promise<Stack> {
     const s = new Stack();
     await s.#admin.query(`CREATE DATABASE ${s.dbName}`);
     t.teardown(() => s.destroy());
+    if (o.privateNats) {
+      s.natsPort = await freePort();
+      s.natsUrl = `nats://127.0.0.1:${s.natsPort}`;
+      await s.startNats();
+    }
+    if (o.privateMinio) {
+      s.minioPort = await freePort();
+      s.minioEndpoint = `http://127.0.0.1:${s.minioPort}`;
+      s.minio = new Minio.Client({ endPoint: '127.0.0.1', port: s.minioPort, useSSL: false, accessKey: 'minioadmin', secretKey: 'minioadmin' });
+      await s.startMinio();
+    }
     await s.startScheduler(o.schedulerEnv);
     for (const [i, a] of (o.agents ?? [{}]).entries()) await s.startAgent(a.name ?? `agent${i + 1}`, a);
     return s;
@@ -107,10 +157,37 @@ export class Stack {
     return {
       PATH: process.env.PATH, HOME: process.env.HOME, LANG: 'C.UTF-8',
       TRAINYARD_DATABASE_URL: this.databaseUrl, TRAINYARD_BUCKET: this.bucket, TRAINYARD_SUBJECT_PREFIX: this.prefix,
-      TRAINYARD_NATS_URL: natsUrl, TRAINYARD_MINIO_ENDPOINT: minioEndpoint, TRAINYARD_SCHEDULER: this.schedulerAddress,
+      TRAINYARD_NATS_URL: this.natsUrl, TRAINYARD_MINIO_ENDPOINT: this.minioEndpoint, TRAINYARD_SCHEDULER: this.schedulerAddress,
       TRAINYARD_LOG_LEVEL: 'debug', NO_COLOR: '1',
       ...extra,
     };
+  }
+
+  async startNats(): Promise<Daemon> {
+    const dir = path.join(this.dir, 'nats');
+    mkdirSync(dir, { recursive: true });
+    const child = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(this.natsPort), '-sd', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.nats = new Daemon('nats', child, path.join(this.dir, 'nats.log'));
+    this.daemons.push(this.nats);
+    await waitForPort(this.natsPort, 20_000);
+    return this.nats;
+  }
+
+  async startMinio(): Promise<Daemon> {
+    const dir = path.join(this.dir, 'minio');
+    mkdirSync(dir, { recursive: true });
+    const console = await freePort();
+    const child = spawn(minioBin, ['server', dir, '--quiet', '--address', `127.0.0.1:${this.minioPort}`, '--console-address', `127.0.0.1:${console}`], {
+      env: { ...process.env, MINIO_ROOT_USER: 'minioadmin', MINIO_ROOT_PASSWORD: 'minioadmin' }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.minioDaemon = new Daemon('minio', child, path.join(this.dir, 'minio.log'));
+    this.daemons.push(this.minioDaemon);
+    const end = Date.now() + 30_000;
+    while (!(await fetch(`${this.minioEndpoint}/minio/health/ready`).then((r) => r.ok, () => false))) {
+      if (Date.now() > end) throw new Error('private MinIO did not become ready');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return this.minioDaemon;
   }
 
   async startScheduler(extra: Record<string, string> = {}, listen = '127.0.0.1:0'): Promise<Daemon> {
@@ -194,7 +271,10 @@ export class Stack {
   }
 
   async destroy(): Promise<void> {
-    await Promise.all(this.daemons.map((d) => d.stop('SIGTERM', 5000)));
+    const services = [this.nats, this.minioDaemon];
+    await Promise.all(this.daemons.filter((d) => !services.includes(d)).map((d) => d.stop('SIGTERM', 5000)));
+    // Every daemon a test started must be gone; one still alive is a leak the test should have seen.
+    for (const d of this.daemons) if (d.alive && !services.includes(d)) await d.kill9();
     await this.pool.end().catch(() => {});
     // Another connection may linger for a moment after the scheduler exits.
     await this.#admin.query(`DROP DATABASE IF EXISTS ${this.dbName} WITH (FORCE)`).catch(() => {});
@@ -204,6 +284,7 @@ export class Stack {
       for (let i = 0; i < keys.length; i += 1000) await this.minio.removeObjects(this.bucket, keys.slice(i, i + 1000));
       if (await this.minio.bucketExists(this.bucket)) await this.minio.removeBucket(this.bucket);
     } catch { /* best effort */ }
+    await Promise.all(services.map((d) => d?.stop('SIGTERM', 5000)));
   }
 }
 
