@@ -91,17 +91,21 @@ export class AgentDaemon {
       await sleep(this.#heartbeatMs, undefined, { signal }).catch(() => {});
       if (signal.aborted) return;
       try {
-        const res = await this.#link.heartbeat({ name: this.settings.name, session: this.#session, held: this.#held() });
+        const res = await this.#beat();
         if (res.reregister) {
           this.log.warn('scheduler asked to register again');
           await this.#register();
         }
         this.#cancel(res.cancel);
-        if (res.drain && this.#state === 'RUNNING') void this.drain('drain requested by the scheduler');
+        if (res.drain && this.#state === 'RUNNING') this.#remoteDrain();
       } catch (err) {
         if (!signal.aborted) this.log.warn({ err: errorMessage(err) }, 'heartbeat failed');
       }
     }
+  }
+
+  #beat(leaving = false) {
+    return this.#link.heartbeat({ name: this.settings.name, session: this.#session, held: this.#held(), draining: this.#state === 'DRAINING', leaving });
   }
 
   #onDispatch(data: Uint8Array): void {
@@ -136,7 +140,7 @@ export class AgentDaemon {
       const a = this.#attempts.get(msg.runId);
       if (a && a.lease === msg.lease) a.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' });
     } else if (msg.type === 'drain') {
-      void this.drain('drain requested by the scheduler');
+      this.#remoteDrain();
     }
   }
 
@@ -145,6 +149,8 @@ export class AgentDaemon {
     if (this.#drained) return this.#drained;
     this.#setState('DRAINING');
     this.log.info({ why, running: this.#attempts.size }, 'draining');
+    // Tell the scheduler at once, so it places nothing more here.
+    this.#beat().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'could not tell the scheduler about the drain'));
     this.#drained = (async () => {
       const all = Promise.all([...this.#attempts.values()].map((a) => a.done));
       const deadline = sleep(this.settings.drainTimeoutMs, 'deadline' as const);
@@ -156,17 +162,34 @@ export class AgentDaemon {
     return this.#drained;
   }
 
+  /** `trainyard agents drain NAME`: the same as SIGTERM, asked remotely; the process exits once drained. */
+  #remoteDrain(): void {
+    void this.drain('drain requested by the scheduler').then(() => this.stop());
+  }
+
+  #resolveStopped: () => void = () => {};
+  /** Resolves once the agent has stopped (after a signal or a remote drain). */
+  readonly stopped: Promise<void> = new Promise((resolve) => { this.#resolveStopped = resolve; });
+  #stopping: Promise<void> | null = null;
+
   /** First call: drain, then stop. force: stop now (runs are handed back). */
   async stop(force = false): Promise<void> {
     if (force) {
       for (const a of this.#attempts.values()) a.stop({ outcome: AttemptOutcome.HandedBack, reason: `agent ${this.settings.name} stopped` });
     }
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
     await this.drain('shutdown');
     this.#abort.abort();
     await this.#heartbeatLoop;
+    await this.#beat(true).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'could not tell the scheduler it leaves'));
     for (const s of this.#subs) s.unsubscribe();
     await this.#nats?.drain().catch(() => {});
     this.#link.close();
     this.#setState('STOPPED');
+    this.#resolveStopped();
   }
 }

@@ -35,5 +35,5 @@ export async function agentCommand(args: string[]): Promise<number> {
   const log = createLogger('trainyard-agent', settings.logLevel, { agent: settings.name });
   const agent = new AgentDaemon(settings, log);
   await agent.start();
-  return onSignals((force) => agent.stop(force), log);
+  return Promise.race([onSignals((force) => agent.stop(force), log), agent.stopped.then(() => 0)]);
 }

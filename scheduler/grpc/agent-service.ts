@@ -69,10 +69,16 @@ export function agentService(ctx: SchedulerContext): AgentLinkHandlers {
     }),
 
     Heartbeat: unary(log, 'Heartbeat', async (req) => {
-      const row = await db.updateTable('agents').set({ last_heartbeat_at: sql`now()` })
+      // A draining agent stays draining; a leaving one goes offline (it holds nothing by then).
+      const status = sql<string>`CASE WHEN ${req.leaving} THEN 'offline' WHEN ${req.draining} THEN 'draining' ELSE status END`;
+      const row = await db.updateTable('agents').set({ last_heartbeat_at: sql`now()`, status: status as never })
         .where('name', '=', req.name).where('session', '=', req.session).where('status', 'in', ['online', 'draining'])
         .returning('status').executeTakeFirst();
-      if (!row) return { reregister: true, cancel: [], drain: false };
+      if (!row) return { reregister: !req.leaving, cancel: [], drain: false };
+      if (row.status === 'offline') {
+        log.info({ agent: req.name }, 'agent left');
+        return { reregister: false, cancel: [], drain: true };
+      }
       const cancel = await reconcile(req.name, req.held ?? [], false);
       return { reregister: false, cancel, drain: row.status === 'draining' };
     }),

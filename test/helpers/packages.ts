@@ -1,0 +1,56 @@
+// Packages the fault tests share.
+import { writeFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { Stack, tempDir, writeTree } from './stack.js';
+
+/**
+ * train() prints its progress, then waits until the file named by $GATE exists (so a test decides when
+ * training ends, without sleeps), then writes an artifact; save() writes model.txt.
+ */
+export const gatedTrainPy = `
+import os, sys, time
+class Main:
+    def train(self, d):
+        n = int(os.environ.get("LINES", "0"))
+        for i in range(1, n + 1):
+            print("line %d" % i, flush=True)
+            time.sleep(float(os.environ.get("LINE_DELAY", "0")))
+        gate = os.environ.get("GATE")
+        deadline = time.time() + 300
+        while gate and not os.path.exists(gate) and time.time() < deadline:
+            time.sleep(0.05)
+        os.makedirs(os.environ["artifacts_directory"], exist_ok=True)
+        with open(os.path.join(os.environ["artifacts_directory"], "attempt.txt"), "w") as fh:
+            fh.write(os.environ.get("TRAINYARD_ATTEMPT", "?"))
+        print("trained", flush=True)
+    def save(self):
+        with open("model.txt", "w") as fh:
+            fh.write("ok")
+`;
+
+export class Gate {
+  readonly file = path.join(tempDir('gate-'), 'open');
+  open(): void { writeFileSync(this.file, ''); }
+  get isOpen(): boolean { return existsSync(this.file); }
+}
+
+export async function pushGated(s: Stack, name = 'gated'): Promise<void> {
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': gatedTrainPy }), '--name', name]);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+}
+
+export async function submitGated(s: Stack, gate: Gate, extra: string[] = [], name = 'gated'): Promise<string> {
+  const run = await s.cliJson(['run', 'train', '--package', name, '--dataset', 'd', '--env', `GATE=${gate.file}`, ...extra]);
+  return run.id as string;
+}
+
+/** Polls until the run is Running in the given attempt (the test's wait, not the product's). */
+export async function waitForAttempt(s: Stack, runId: string, attempt: number, status = 'Running', timeoutMs = 120_000): Promise<Record<string, any>> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const [row] = await s.query('SELECT * FROM runs WHERE id = $1', [runId]);
+    if (row && row.attempt === attempt && row.status === status) return row;
+    if (Date.now() > end) throw new Error(`run ${runId} is ${row?.status} attempt ${row?.attempt}, not ${status} attempt ${attempt}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
