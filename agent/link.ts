@@ -3,7 +3,7 @@
 // else is the scheduler's answer and is returned to the caller as a TrainyardError.
 import * as grpc from '@grpc/grpc-js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadProto, channelOptions } from '../shared/proto.js';
+import { loadProto, channelOptions, grpcTarget } from '../shared/proto.js';
 import type { AgentLinkClient } from '../shared/proto/gen/trainyard/v1/AgentLink.js';
 import { fromGrpcError, isRetryableGrpc } from '../shared/errors.js';
 import type {
@@ -18,7 +18,7 @@ export class Link {
 
   constructor(address: string) {
     const proto = loadProto();
-    this.client = new proto.trainyard.v1.AgentLink(address, grpc.credentials.createInsecure(), channelOptions);
+    this.client = new proto.trainyard.v1.AgentLink(grpcTarget(address), grpc.credentials.createInsecure(), channelOptions);
   }
 
   once<Req, Res>(method: Unary<Req, Res>, req: Req, timeoutMs = 15_000): Promise<Res> {

@@ -1,12 +1,12 @@
 // The client side of the Trainyard service, promisified, with server errors turned back into TrainyardErrors.
 import * as grpc from '@grpc/grpc-js';
-import { loadProto, channelOptions } from '../shared/proto.js';
+import { loadProto, channelOptions, grpcTarget } from '../shared/proto.js';
 import type { TrainyardClient } from '../shared/proto/gen/trainyard/v1/Trainyard.js';
 import { fromGrpcError } from '../shared/errors.js';
 
 export function connectClient(address: string): TrainyardClient {
   const proto = loadProto();
-  return new proto.trainyard.v1.Trainyard(address, grpc.credentials.createInsecure(), channelOptions);
+  return new proto.trainyard.v1.Trainyard(grpcTarget(address), grpc.credentials.createInsecure(), channelOptions);
 }
 
 type Cb<Res> = (err: grpc.ServiceError | null, res?: Res) => void;

@@ -40,3 +40,14 @@ export const channelOptions: grpc.ChannelOptions = {
 };
 
 export type * from './proto/gen/index.js';
+
+/**
+ * A gRPC target for one address or several ("10.0.0.1:50051,10.0.0.2:50051"): several become one channel
+ * that fails over between schedulers (grpc-js's ipv4:/ipv6: multi-address targets with pick_first).
+ */
+export function grpcTarget(address: string): string {
+  const parts = address.split(',').map((a) => a.trim()).filter(Boolean);
+  if (parts.length <= 1) return address;
+  const v6 = parts.every((p) => p.startsWith('['));
+  return `${v6 ? 'ipv6' : 'ipv4'}:${parts.join(',')}`;
+}
