@@ -52,13 +52,25 @@ export class AgentDaemon {
     this.#gpus = await readGpus(settings.nvidiaSmi);
     log.info({ gpus: this.#gpus.map((g) => `${g.index}:${g.name}`), cpus: settings.cpus, memoryMb: settings.memoryMb, labels: settings.labels }, 'capabilities');
     this.#nats = await connect({ servers: settings.natsUrl.split(','), maxReconnectAttempts: -1, reconnectTimeWait: 500, name: `trainyard-agent-${settings.name}` });
-    const prefix = await this.#register();
-    const subjects = makeSubjects(prefix);
-    this.#subs.push(this.#nats.subscribe(subjects.dispatch(settings.name), { callback: (err, msg) => { if (!err) this.#onDispatch(msg.data); } }));
-    this.#subs.push(this.#nats.subscribe(subjects.control(settings.name), { callback: (err, msg) => { if (!err) this.#onControl(msg.data); } }));
+    // Subscribed before registering: registering wakes the placer, whose first dispatch must find us listening.
+    this.#subscribe(settings.subjectPrefix);
     await this.#nats.flush();
+    const prefix = await this.#register();
+    if (prefix !== settings.subjectPrefix) {
+      log.warn({ ours: settings.subjectPrefix, scheduler: prefix }, 'subject prefix differs from the scheduler\'s; using the scheduler\'s');
+      for (const s of this.#subs.splice(0)) s.unsubscribe();
+      this.#subscribe(prefix);
+      await this.#nats.flush();
+    }
     this.#heartbeatLoop = this.#heartbeat();
     this.#setState('RUNNING');
+  }
+
+  #subscribe(prefix: string): void {
+    const subjects = makeSubjects(prefix);
+    const name = this.settings.name;
+    this.#subs.push(this.#nats!.subscribe(subjects.dispatch(name), { callback: (err, msg) => { if (!err) this.#onDispatch(msg.data); } }));
+    this.#subs.push(this.#nats!.subscribe(subjects.control(name), { callback: (err, msg) => { if (!err) this.#onControl(msg.data); } }));
   }
 
   #held() {
@@ -119,7 +131,7 @@ export class AgentDaemon {
     const existing = this.#attempts.get(d.run_id!);
     if (existing && existing.lease === Number(d.lease)) return; // a duplicate delivery
     const deps: AttemptDeps = {
-      link: this.#link, minio: this.#minio, log: this.log, workDir: this.settings.workDir,
+      agentName: this.settings.name, link: this.#link, minio: this.#minio, log: this.log, workDir: this.settings.workDir,
       venv: { venvDir: this.settings.venvDir, python: this.settings.python, pipIndexUrl: this.settings.pipIndexUrl, pipFindLinks: this.settings.pipFindLinks },
       killGraceMs: this.settings.killGraceMs, transferRetries: this.settings.transferRetries,
       zipLimits: { maxUnzippedBytes: 4 * 1024 * 1024 * 1024, maxEntries: 100_000 },

@@ -11,7 +11,7 @@ import type * as Minio from 'minio';
 import type { Logger } from 'pino';
 import type { Dispatch } from '../shared/proto.js';
 import { AttemptOutcome, RunStatus } from '../shared/run-states.js';
-import { downloadObject, downloadPrefix, outputNames, uploadDir, uploadFile, type RetryOptions } from '../shared/storage.js';
+import { diskFullCodes, downloadObject, downloadPrefix, outputNames, uploadDir, uploadFile, type RetryOptions } from '../shared/storage.js';
 import { extractZip, zipDir } from '../shared/zip.js';
 import { errorMessage, TrainyardError } from '../shared/errors.js';
 import { wantsTrainingData } from '../shared/run-env.js';
@@ -21,6 +21,7 @@ import { LogShipper, lineSplitter } from './log-shipper.js';
 import type { Link } from './link.js';
 
 export interface AttemptDeps {
+  agentName: string;
   link: Link;
   minio: Minio.Client;
   log: Logger;
@@ -87,6 +88,7 @@ export class Attempt {
     let result: EndReason & { startAt?: number; endAt?: number; saved?: boolean; size?: number; sha256?: string } = {
       outcome: AttemptOutcome.Failed, reason: 'agent error',
     };
+    let doing = 'fetching the package'; // for a reason that says when the agent's own disk filled up
     try {
       if (!(await this.#report(RunStatus.Packaging))) throw new Stopped();
       this.logs.line('system', `[trainyard] attempt ${d.attempt} on agent; package ${d.package} ${d.version}, dataset ${d.dataset}`);
@@ -102,6 +104,7 @@ export class Attempt {
 
       if (!(await this.#report(RunStatus.Running))) throw new Stopped();
       const startAt = Date.now() / 1000;
+      doing = 'making the data local';
       const dataDir = path.join(dir, 'data');
       const got = await downloadPrefix(this.deps.minio, d.bucket!, d.dataset_prefix!, dataDir, retry);
       await mkdir(dataDir, { recursive: true });
@@ -109,6 +112,7 @@ export class Attempt {
       if (this.#end) throw new Stopped();
 
       const env = d.env ?? {};
+      doing = 'running train.py';
       const harness = await this.#harness(venv, pkgDir, dataDir, dir, env);
       if (this.#end) throw new Stopped();
       if (!harness.ok) {
@@ -116,6 +120,7 @@ export class Attempt {
       } else {
         // Outputs: artifacts, the data copy when asked, and the new package (the folder after save(),
         // without the artifacts, data or venv, which all live outside it or are excluded).
+        doing = 'uploading the outputs';
         const prefix = d.output_prefix!;
         const artifactsRel = path.normalize(env.artifacts_directory ?? 'artifacts');
         const artifactsDir = path.resolve(pkgDir, artifactsRel);
@@ -138,8 +143,11 @@ export class Attempt {
         result = { outcome: AttemptOutcome.Succeeded, reason: '', startAt, endAt: Date.now() / 1000, saved, size, sha256 };
       }
     } catch (err) {
+      const fsError = (err as { cause?: unknown } | null)?.cause ?? err; // a transfer wraps the fs error
       if (this.#end || err instanceof Stopped) result = this.#end ?? { outcome: AttemptOutcome.Killed, reason: 'killed' };
-      else if (err instanceof PackagingError) result = { outcome: AttemptOutcome.PackagingFailed, reason: err.message };
+      else if (diskFullCodes.has((fsError as NodeJS.ErrnoException).code ?? '')) {
+        result = { outcome: AttemptOutcome.Failed, reason: `disk full on agent ${this.deps.agentName} while ${doing} (work dir ${this.deps.workDir}): ${errorMessage(fsError)}` };
+      } else if (err instanceof PackagingError) result = { outcome: AttemptOutcome.PackagingFailed, reason: err.message };
       else if (err instanceof TrainyardError) result = { outcome: AttemptOutcome.Failed, reason: err.message };
       else {
         log.error({ err, run: this.runId }, 'attempt failed in the agent');

@@ -27,6 +27,7 @@ export const storageSettings = spec({
   minioEndpoint: { env: 'TRAINYARD_MINIO_ENDPOINT', flag: 'minio-endpoint', kind: 'string', default: () => 'http://127.0.0.1:9000', doc: 'MinIO (S3) endpoint URL' },
   minioAccessKey: { env: 'TRAINYARD_MINIO_ACCESS_KEY', flag: 'minio-access-key', kind: 'string', default: () => 'minioadmin', doc: 'MinIO access key' },
   minioSecretKey: { env: 'TRAINYARD_MINIO_SECRET_KEY', flag: 'minio-secret-key', kind: 'string', default: () => 'minioadmin', doc: 'MinIO secret key' },
+  subjectPrefix: { env: 'TRAINYARD_SUBJECT_PREFIX', flag: 'subject-prefix', kind: 'string', default: () => 'trainyard', doc: 'prefix of every NATS subject (isolates several installations on one NATS)' },
   bucket: { env: 'TRAINYARD_BUCKET', flag: 'bucket', kind: 'string', default: () => 'trainyard', doc: 'bucket holding packages, datasets and run outputs' },
 });
 
@@ -35,7 +36,6 @@ export const schedulerSettings = spec({
   ...storageSettings,
   databaseUrl: { env: 'TRAINYARD_DATABASE_URL', flag: 'database-url', kind: 'string', default: () => 'postgres://trainyard:trainyard@127.0.0.1:5432/trainyard', doc: 'Postgres connection URL (schema applied at start-up)' },
   listen: { env: 'TRAINYARD_SCHEDULER_LISTEN', flag: 'listen', kind: 'string', default: () => '127.0.0.1:50051', doc: 'gRPC listen address (port 0 picks a free one)' },
-  subjectPrefix: { env: 'TRAINYARD_SUBJECT_PREFIX', flag: 'subject-prefix', kind: 'string', default: () => 'trainyard', doc: 'prefix of every NATS subject (isolates several installations on one NATS)' },
   heartbeatIntervalMs: { env: 'TRAINYARD_HEARTBEAT_INTERVAL_MS', flag: 'heartbeat-interval-ms', kind: 'int', default: () => '2000', doc: 'how often agents heartbeat' },
   agentLostAfterMs: { env: 'TRAINYARD_AGENT_LOST_AFTER_MS', flag: 'agent-lost-after-ms', kind: 'int', default: () => '15000', doc: 'an agent silent this long is marked lost and its runs are placed again' },
   dispatchAckTimeoutMs: { env: 'TRAINYARD_DISPATCH_ACK_TIMEOUT_MS', flag: 'dispatch-ack-timeout-ms', kind: 'int', default: () => '10000', doc: 'a dispatch not acknowledged this long is placed again' },

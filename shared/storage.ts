@@ -44,9 +44,12 @@ export const outputNames = {
 
 const permanentS3Codes = new Set(['NoSuchKey', 'NoSuchBucket', 'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'NotFound', 'InvalidBucketName']);
 
+/** Local disk errors that no retry fixes: the transfer stops at once instead of backing off for seconds. */
+export const diskFullCodes: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT']);
+
 export function isPermanentStorageError(err: unknown): boolean {
   const code = (err as { code?: string }).code;
-  return typeof code === 'string' && permanentS3Codes.has(code);
+  return typeof code === 'string' && (permanentS3Codes.has(code) || diskFullCodes.has(code));
 }
 
 export interface RetryOptions {

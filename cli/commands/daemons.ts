@@ -18,6 +18,15 @@ function onSignals(stop: (force: boolean) => Promise<void>, log: { info(o: objec
   });
 }
 
+/**
+ * Once a daemon has stopped, the process ends even if a library left a handle open (a keep-alive socket,
+ * a timer): the daemon's own shutdown already flushed what matters.
+ */
+function exitSoon(code: number): number {
+  setTimeout(() => process.exit(code), 200).unref();
+  return code;
+}
+
 export async function schedulerCommand(args: string[]): Promise<number> {
   const { values } = parse(args, { ...settingFlags(schedulerSettings), help: { type: 'boolean' } });
   if (values.help) { console.log(`trainyard scheduler [flags]\n\n${describeSettings(schedulerSettings)}`); return 0; }
@@ -25,7 +34,7 @@ export async function schedulerCommand(args: string[]): Promise<number> {
   const log = createLogger('trainyard-scheduler', settings.logLevel);
   const scheduler = new Scheduler(settings, log);
   await scheduler.start();
-  return onSignals((force) => scheduler.stop(force), log);
+  return exitSoon(await onSignals((force) => scheduler.stop(force), log));
 }
 
 export async function agentCommand(args: string[]): Promise<number> {
@@ -35,5 +44,5 @@ export async function agentCommand(args: string[]): Promise<number> {
   const log = createLogger('trainyard-agent', settings.logLevel, { agent: settings.name });
   const agent = new AgentDaemon(settings, log);
   await agent.start();
-  return Promise.race([onSignals((force) => agent.stop(force), log), agent.stopped.then(() => 0)]);
+  return exitSoon(await Promise.race([onSignals((force) => agent.stop(force), log), agent.stopped.then(() => 0)]));
 }

@@ -54,3 +54,12 @@ export async function waitForAttempt(s: Stack, runId: string, attempt: number, s
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** Polls until the run's log has a line with this text (train.py is really running). */
+export async function waitForLog(s: Stack, runId: string, text: string, timeoutMs = 120_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while ((await s.query('SELECT 1 FROM run_logs WHERE run_id = $1 AND text = $2', [runId, text])).length === 0) {
+    if (Date.now() > end) throw new Error(`run ${runId}: no log line "${text}" within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
