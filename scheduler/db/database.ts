@@ -43,7 +43,10 @@ export interface GpuLeasesTable { agent: string; gpu_index: number; run_id: stri
 export interface RunEventsTable { id: Generated<number>; run_id: string; attempt: number; status: RunStatus; detail: string; at: Generated<Date> }
 export interface RunLogsTable { run_id: string; attempt: number; seq: number; stream: string; text: string; at: Timestamp }
 
+export interface ProjectLimitsTable { project: string; max_runs: number | null; max_gpus: number | null }
+
 export interface Database {
+  project_limits: ProjectLimitsTable;
   packages: PackagesTable;
   package_versions: PackageVersionsTable;
   datasets: DatasetsTable;

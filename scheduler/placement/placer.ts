@@ -7,12 +7,14 @@ import pg from 'pg';
 import type { NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
-import { choose, take, type Request } from './fleet.js';
+import type { Request } from './fleet.js';
+import { FleetIndex } from './fleet-index.js';
+import { queueHead, projectUsage, overLimit } from './queue.js';
 import { loadFleet } from './load-fleet.js';
 import * as runs from '../runs/transitions.js';
 import { RunStatus } from '../../shared/run-states.js';
 import type { Subjects } from '../../shared/subjects.js';
-import { buildDispatch } from '../runs/dispatch.js';
+import { dispatchFor } from '../runs/dispatch.js';
 
 const LEADER_LOCK = 7_246_002; // "trainyard placer"
 const BATCH = 2000;
@@ -112,48 +114,43 @@ export class Placer {
   /** One placement pass over the queue head. Returns true if it should run again at once. */
   async #pass(): Promise<boolean> {
     const { db, log } = this.deps;
-    const queue = await db.selectFrom('runs')
-      .select(['id', 'gpus', 'gpu_model', 'gpu_memory_mb', 'cpus', 'memory_mb', 'selector', 'status', 'status_detail'])
-      .where('agent', 'is', null)
-      .where('status', 'in', [RunStatus.Scheduled, RunStatus.Waiting])
-      .where('kill_requested', '=', false)
-      .orderBy('priority', 'desc').orderBy('created_at').orderBy('id')
-      .limit(BATCH)
-      .execute();
+    const queue = await queueHead(db, BATCH);
     if (queue.length === 0) return false;
-    const fleet = await loadFleet(db);
+    const [fleet, projects] = await Promise.all([loadFleet(db), projectUsage(db)]);
+    const index = new FleetIndex(fleet.values());
     const chosen: { id: string; agent: string; gpuIndices: number[] }[] = [];
+    const waits: { id: string; detail: string }[] = [];
+    const details: { id: string; detail: string }[] = [];
+    const never: { id: string; reason: string }[] = [];
     for (const run of queue) {
       const req: Request = {
         gpus: run.gpus, gpuModel: run.gpu_model, gpuMemoryMb: run.gpu_memory_mb, cpus: run.cpus, memoryMb: run.memory_mb, selector: run.selector,
       };
-      const c = choose(fleet.values(), req);
+      const usage = projects.get(run.project);
+      const limited = overLimit(run.project, usage, run.gpus);
+      const c = limited ? { ok: false as const, never: false, reason: limited } : index.choose(req);
       if (c.ok) {
-        take(fleet.get(c.agent)!, req, c.gpuIndices);
+        index.take(c.agent, req, c.gpuIndices);
+        if (usage) { usage.runs++; usage.gpus += run.gpus; }
         chosen.push({ id: run.id, agent: c.agent, gpuIndices: c.gpuIndices });
-      } else if (c.never) {
-        const changed = await runs.endUnplaced(db, run.id, RunStatus.Failed, c.reason);
-        if (changed) this.#changed(changed, c.reason);
-      } else if (run.status === RunStatus.Scheduled) {
-        const changed = await runs.markWaiting(db, run.id, c.reason);
-        if (changed) this.#changed(changed, c.reason);
-      } else if (run.status_detail !== c.reason) {
-        await runs.setWaitingDetail(db, run.id, c.reason);
+        continue;
       }
+      if (c.never) { never.push({ id: run.id, reason: c.reason }); continue; }
+      if (!limited) index.reserveFor(req);
+      if (run.status === RunStatus.Scheduled) waits.push({ id: run.id, detail: c.reason });
+      else if (run.status_detail !== c.reason) details.push({ id: run.id, detail: c.reason });
     }
+    for (const n of never) {
+      const changed = await runs.endUnplaced(db, n.id, RunStatus.Failed, n.reason);
+      if (changed) this.#changed(changed, n.reason);
+    }
+    for (const w of await runs.markWaiting(db, waits)) this.#changed(w, 'waiting');
+    await runs.setWaitingDetail(db, details);
     if (chosen.length === 0) return false;
-    const placed = await db.transaction().execute(async (trx) => {
-      const out: runs.Changed[] = [];
-      for (const c of chosen) {
-        const changed = await runs.assign(trx, c.id, c.agent, c.gpuIndices);
-        if (changed) out.push(changed);
-      }
-      return out;
-    });
+    const placed = await db.transaction().execute((trx) => runs.assign(trx, chosen));
     for (const p of placed) {
       this.#changed(p, `placed on ${p.agent}`);
-      const dispatch = await buildDispatch(db, p.id, this.deps.bucket);
-      if (dispatch) this.deps.nats.publish(this.deps.subjects.dispatch(p.agent!), JSON.stringify(dispatch));
+      this.deps.nats.publish(this.deps.subjects.dispatch(p.agent!), JSON.stringify(dispatchFor(p, this.deps.bucket)));
     }
     log.debug({ placed: placed.length, queued: queue.length }, 'placement pass');
     return queue.length === BATCH;

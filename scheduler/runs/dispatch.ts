@@ -1,15 +1,14 @@
-import type { Db } from '../db/database.js';
+import type { Selectable } from 'kysely';
+import type { RunsTable } from '../db/database.js';
 import type { Dispatch } from '../../shared/proto.js';
 import { keys } from '../../shared/storage.js';
 import { formatVersion } from '../../shared/versions.js';
 
-/** The message an agent needs to run the current attempt, read fresh from the run's row. */
-export async function buildDispatch(db: Db, runId: string, bucket: string): Promise<Dispatch | null> {
-  const r = await db.selectFrom('runs').selectAll().where('id', '=', runId).where('agent', 'is not', null).executeTakeFirst();
-  if (!r || r.lease === null) return null;
+/** The message an agent needs to run a placed run's current attempt. */
+export function dispatchFor(r: Selectable<RunsTable>, bucket: string): Dispatch {
   return {
     run_id: r.id,
-    lease: r.lease,
+    lease: r.lease!,
     attempt: r.attempt,
     package: r.package,
     version: formatVersion({ major: r.package_major, minor: r.package_minor }),

@@ -7,8 +7,8 @@ import { compileRunEnv } from '../../shared/run-env.js';
 import { invalid, notFound, ErrorCodes, TrainyardError } from '../../shared/errors.js';
 import { parseVersion, formatVersion } from '../../shared/versions.js';
 import { keys, withStorageRetry } from '../../shared/storage.js';
-import { choose, type Request } from '../placement/fleet.js';
-import { loadFleet } from '../placement/load-fleet.js';
+import { describeRequest, type Request } from '../placement/fleet.js';
+import { sql } from 'kysely';
 import { RunStatus } from '../../shared/run-states.js';
 
 const newRunId = customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 14);
@@ -61,11 +61,17 @@ export async function submitRun(ctx: SchedulerContext, req: SubmitRunRequest__Ou
     if (!hasFile) throw notFound(`dataset "${ds.name}" has no subfolder "${ds.sub}" (or it holds no files)`);
   }
 
-  // A request that no known agent could ever satisfy is refused now, rather than waiting forever.
-  const fleet = await loadFleet(db);
-  if (fleet.size > 0) {
-    const c = choose(fleet.values(), request);
-    if (!c.ok && c.never) throw new TrainyardError(ErrorCodes.Unsatisfiable, c.reason);
+  // A request that no known agent could ever satisfy is refused now, rather than waiting forever. One
+  // query, so submitting stays cheap however large the fleet is.
+  const { rows: [fit] } = await sql<{ known: boolean; ever: boolean }>`
+    SELECT EXISTS (SELECT 1 FROM agents WHERE status <> 'offline') AS known,
+           EXISTS (SELECT 1 FROM agents a
+                   WHERE a.status <> 'offline' AND a.cpus >= ${request.cpus} AND a.memory_mb >= ${request.memoryMb}
+                     AND a.labels @> ${JSON.stringify(request.selector)}::jsonb
+                     AND (SELECT count(*) FROM agent_gpus g WHERE g.agent = a.name AND g.memory_mb >= ${request.gpuMemoryMb}
+                          AND strpos(lower(g.name), lower(${request.gpuModel})) > 0) >= ${request.gpus}) AS ever`.execute(db);
+  if (fit?.known && !fit.ever) {
+    throw new TrainyardError(ErrorCodes.Unsatisfiable, `no registered agent could ever satisfy this request (${describeRequest(request)})`);
   }
 
   const id = `run_${newRunId()}`;

@@ -9,7 +9,8 @@
 //
 // Every change is recorded in run_events; the caller logs it and rings the doorbell.
 import { sql, type Kysely, type Transaction } from 'kysely';
-import type { Database } from '../db/database.js';
+import type { Selectable } from 'kysely';
+import type { Database, RunsTable } from '../db/database.js';
 import { RunStatus } from '../../shared/run-states.js';
 
 type Q = Kysely<Database> | Transaction<Database>;
@@ -32,34 +33,50 @@ async function one(db: Q, query: ReturnType<typeof sql>, detail: string): Promis
   return changed[0] ?? null;
 }
 
-/** A queued run that no agent can take right now. */
-export function markWaiting(db: Q, runId: string, detail: string) {
-  return one(db, sql`
-    UPDATE runs SET status = 'Waiting for resources', status_detail = ${detail}, waiting_at = coalesce(waiting_at, now())
-    WHERE id = ${runId} AND agent IS NULL AND status = 'Scheduled' ${returning}`, detail);
+/** Queued runs that no agent can take right now, with why (one statement for a whole pass). */
+export async function markWaiting(db: Q, waits: { id: string; detail: string }[]): Promise<Changed[]> {
+  if (waits.length === 0) return [];
+  const { rows } = await sql<Changed & { detail: string }>`
+    UPDATE runs SET status = 'Waiting for resources', status_detail = w.detail, waiting_at = coalesce(waiting_at, now())
+    FROM unnest(${sql.val(waits.map((w) => w.id))}::text[], ${sql.val(waits.map((w) => w.detail))}::text[]) AS w(id, detail)
+    WHERE runs.id = w.id AND runs.agent IS NULL AND runs.status = 'Scheduled'
+    RETURNING runs.id, runs.status, runs.attempt, runs.agent, runs.lease, w.detail`.execute(db);
+  if (rows.length) {
+    await db.insertInto('run_events').values(rows.map((r) => ({ run_id: r.id, attempt: r.attempt, status: r.status, detail: r.detail }))).execute();
+  }
+  return rows;
 }
 
-/** Updates why a run waits without a new event (the reason can change as the fleet changes). */
-export async function setWaitingDetail(db: Q, runId: string, detail: string): Promise<void> {
-  await sql`UPDATE runs SET status_detail = ${detail} WHERE id = ${runId} AND agent IS NULL AND status_detail <> ${detail}`.execute(db);
+/** Updates why runs wait, without a new event (the reason changes as the fleet changes). */
+export async function setWaitingDetail(db: Q, waits: { id: string; detail: string }[]): Promise<void> {
+  if (waits.length === 0) return;
+  await sql`UPDATE runs SET status_detail = w.detail
+    FROM unnest(${sql.val(waits.map((w) => w.id))}::text[], ${sql.val(waits.map((w) => w.detail))}::text[]) AS w(id, detail)
+    WHERE runs.id = w.id AND runs.agent IS NULL AND runs.status_detail <> w.detail`.execute(db);
 }
 
 /**
- * Places a queued run on an agent: a new attempt with a new fencing token, the GPUs leased in gpu_leases
- * (whose primary key forbids giving one GPU to two runs). Must run in a transaction with the lease inserts.
+ * Places queued runs on agents: for each, a new attempt with a new fencing token and its GPUs leased in
+ * gpu_leases (whose primary key forbids giving one GPU to two runs). One statement per table for a whole
+ * pass; a run that is no longer queued (killed meanwhile) is skipped by the guard. Returns the placed rows.
  */
-export async function assign(trx: Transaction<Database>, runId: string, agent: string, gpuIndices: number[]): Promise<Changed | null> {
-  const changed = await one(trx, sql`
-    UPDATE runs SET status = 'Scheduled', status_detail = '', agent = ${agent}, last_agent = ${agent}, lease = nextval('lease_seq'),
-      attempt = attempt + 1, gpu_indices = ${sql.val(gpuIndices)}::int[], dispatched_at = now(), acked_at = NULL
-    WHERE id = ${runId} AND agent IS NULL AND status IN ('Scheduled', 'Waiting for resources') AND NOT kill_requested
-    ${returning}`, `placed on ${agent}${gpuIndices.length ? ` (GPUs ${gpuIndices.join(',')})` : ''}`);
-  if (changed && gpuIndices.length > 0) {
-    await trx.insertInto('gpu_leases')
-      .values(gpuIndices.map((g) => ({ agent, gpu_index: g, run_id: runId, lease: changed.lease! })))
-      .execute();
-  }
-  return changed;
+export async function assign(trx: Transaction<Database>, placements: { id: string; agent: string; gpuIndices: number[] }[]): Promise<Selectable<RunsTable>[]> {
+  if (placements.length === 0) return [];
+  const { rows } = await sql<Selectable<RunsTable>>`
+    UPDATE runs SET status = 'Scheduled', status_detail = '', agent = p.agent, last_agent = p.agent, lease = nextval('lease_seq'),
+      attempt = runs.attempt + 1, gpu_indices = coalesce(string_to_array(nullif(p.gpus, ''), ',')::int[], '{}'), dispatched_at = now(), acked_at = NULL
+    FROM unnest(${sql.val(placements.map((p) => p.id))}::text[], ${sql.val(placements.map((p) => p.agent))}::text[],
+                ${sql.val(placements.map((p) => p.gpuIndices.join(',')))}::text[]) AS p(id, agent, gpus)
+    WHERE runs.id = p.id AND runs.agent IS NULL AND runs.status IN ('Scheduled', 'Waiting for resources') AND NOT runs.kill_requested
+    RETURNING runs.*`.execute(trx);
+  if (rows.length === 0) return rows;
+  await trx.insertInto('run_events').values(rows.map((r) => ({
+    run_id: r.id, attempt: r.attempt, status: r.status,
+    detail: `placed on ${r.agent}${r.gpu_indices.length ? ` (GPUs ${r.gpu_indices.join(',')})` : ''}`,
+  }))).execute();
+  const leases = rows.flatMap((r) => r.gpu_indices.map((g) => ({ agent: r.agent!, gpu_index: g, run_id: r.id, lease: r.lease! })));
+  if (leases.length) await trx.insertInto('gpu_leases').values(leases).execute();
+  return rows;
 }
 
 /** The agent has the dispatch (first report about the attempt). */
