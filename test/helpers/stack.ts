@@ -301,3 +301,22 @@ export function writeTree(dir: string, files: Record<string, string | Buffer>): 
 export function tempDir(prefix = 'ty-'): string {
   return mkdtempSync(path.join(os.tmpdir(), prefix));
 }
+
+/** A migrated database of its own, for tests of the scheduler's SQL without daemons. */
+export async function testDatabase(t: Test): Promise<{ db: import('../../scheduler/db/database.js').Db; url: string }> {
+  const { createDb } = await import('../../scheduler/db/database.js');
+  const { migrate } = await import('../../scheduler/db/migrate.js');
+  const name = `ty${id()}`;
+  const admin = new pg.Pool({ connectionString: adminUrl, max: 1 });
+  await admin.query(`CREATE DATABASE ${name}`);
+  const u = new URL(adminUrl);
+  u.pathname = `/${name}`;
+  const { db, pool } = createDb(u.toString(), 3);
+  await migrate(pool);
+  t.teardown(async () => {
+    await db.destroy();
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
+    await admin.end();
+  });
+  return { db, url: u.toString() };
+}
