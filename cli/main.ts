@@ -4,6 +4,7 @@ import { packageCommand } from './commands/packages.js';
 import { datasetCommand } from './commands/datasets.js';
 import { runCommand } from './commands/runs.js';
 import { agentsCommand } from './commands/agents.js';
+import { projectsCommand } from './commands/projects.js';
 import { color } from './format.js';
 import { ErrorCodes, TrainyardError } from '../shared/errors.js';
 import { clientSettings, compileSettings, describeSettings } from '../shared/settings.js';
@@ -34,6 +35,8 @@ Runs:
 Fleet:
   trainyard agents [--json]
   trainyard agents drain NAME
+  trainyard projects [--json]
+  trainyard projects set NAME [--max-runs N|none] [--max-gpus N|none]
 
 Client settings (flag, variable, meaning):
 ${describeSettings(clientSettings)}
@@ -69,6 +72,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'dataset': return await datasetCommand(rest, address);
       case 'run': return await runCommand(rest, address);
       case 'agents': return await agentsCommand(rest, address);
+      case 'projects': return await projectsCommand(rest, address);
       default:
         console.error(`${color.red('error')}: unknown command "${cmd}"\n\n${HELP}`);
         return 2;

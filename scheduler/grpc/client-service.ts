@@ -5,7 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { SchedulerContext } from '../context.js';
 import type { TrainyardHandlers } from '../../shared/proto/gen/trainyard/v1/Trainyard.js';
-import type { Run, Agent, LogLine } from '../../shared/proto.js';
+import type { Run, Agent, LogLine, Project } from '../../shared/proto.js';
+import { sql } from 'kysely';
 import { unary, clientStream, serverStream } from './handlers.js';
 import { registerUploadedPackage } from '../packages/push.js';
 import { versionToProto } from '../packages/to-proto.js';
@@ -159,6 +160,22 @@ export function clientService(ctx: SchedulerContext): TrainyardHandlers {
 
     ListAgents: unary(log, 'ListAgents', async () => ({ agents: await listAgents(ctx) })),
 
+    SetProjectLimits: unary(log, 'SetProjectLimits', async (req) => {
+      const project = checkName('project', req.project);
+      const cap = (n: number, what: string) => {
+        if (!Number.isInteger(n) || n < -1) throw invalid(`${what} must be -1 (no cap) or a non-negative integer, got ${n}`);
+        return n < 0 ? null : n;
+      };
+      const values = { project, max_runs: cap(req.max_runs, 'max_runs'), max_gpus: cap(req.max_gpus, 'max_gpus') };
+      await db.insertInto('project_limits').values(values)
+        .onConflict((oc) => oc.column('project').doUpdateSet({ max_runs: values.max_runs, max_gpus: values.max_gpus })).execute();
+      log.info(values, 'project limits set');
+      ctx.kick(); // a raised cap may let queued runs start
+      return (await listProjects(ctx)).find((p) => p.name === project)!;
+    }),
+
+    ListProjects: unary(log, 'ListProjects', async () => ({ projects: await listProjects(ctx) })),
+
     DrainAgent: unary(log, 'DrainAgent', async (req) => {
       const row = await db.updateTable('agents').set({ status: 'draining' }).where('name', '=', req.name).where('status', 'in', ['online', 'draining']).returning('name').executeTakeFirst();
       if (!row) {
@@ -198,4 +215,15 @@ export async function listAgents(ctx: SchedulerContext): Promise<Agent[]> {
     })),
     run_ids: placed.filter((r) => r.agent === a.name).map((r) => r.id),
   }));
+}
+
+export async function listProjects(ctx: SchedulerContext): Promise<Project[]> {
+  const { rows } = await sql<{ name: string; max_runs: number | null; max_gpus: number | null; running: number; gpus: number; queued: number }>`
+    WITH names AS (SELECT project FROM runs UNION SELECT project FROM project_limits)
+    SELECT n.project AS name, l.max_runs, l.max_gpus,
+      (SELECT count(*)::int FROM runs r WHERE r.project = n.project AND r.agent IS NOT NULL) AS running,
+      (SELECT coalesce(sum(gpus), 0)::int FROM runs r WHERE r.project = n.project AND r.agent IS NOT NULL) AS gpus,
+      (SELECT count(*)::int FROM runs r WHERE r.project = n.project AND r.agent IS NULL AND r.status IN ('Scheduled', 'Waiting for resources')) AS queued
+    FROM names n LEFT JOIN project_limits l USING (project) ORDER BY n.project`.execute(ctx.db);
+  return rows.map((r) => ({ ...r, max_runs: r.max_runs ?? -1, max_gpus: r.max_gpus ?? -1 }));
 }

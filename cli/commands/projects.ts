@@ -1,0 +1,41 @@
+import { Api } from '../client.js';
+import { parse } from '../args.js';
+import { table } from '../format.js';
+import { invalid } from '../../shared/errors.js';
+
+const capFlag = (v: unknown, flag: string): number => {
+  if (v === undefined) return -2;
+  if (v === 'none') return -1;
+  if (!/^\d+$/.test(String(v))) throw invalid(`--${flag}: expected a non-negative integer or "none", got "${String(v)}"`);
+  return Number(v);
+};
+const show = (n: number) => (n < 0 ? '-' : String(n));
+
+export async function projectsCommand(args: string[], address: string): Promise<number> {
+  const { values, positionals } = parse(args, { 'max-runs': { type: 'string' }, 'max-gpus': { type: 'string' }, json: { type: 'boolean' } });
+  const api = new Api(address);
+  try {
+    if (positionals[0] === 'set') {
+      const project = positionals[1];
+      if (!project) throw invalid('projects set: give the project name');
+      const current = (await api.listProjects()).projects.find((p) => p.name === project);
+      let maxRuns = capFlag(values['max-runs'], 'max-runs');
+      let maxGpus = capFlag(values['max-gpus'], 'max-gpus');
+      if (maxRuns === -2 && maxGpus === -2) throw invalid('projects set: give --max-runs and/or --max-gpus (a number, or "none")');
+      if (maxRuns === -2) maxRuns = current?.max_runs ?? -1;
+      if (maxGpus === -2) maxGpus = current?.max_gpus ?? -1;
+      const p = await api.setProjectLimits({ project, max_runs: maxRuns, max_gpus: maxGpus });
+      console.log(values.json ? JSON.stringify(p, null, 2) : `${p.name}: max runs ${show(p.max_runs)}, max GPUs ${show(p.max_gpus)}`);
+      return 0;
+    }
+    if (positionals.length) throw invalid(`unknown command "projects ${positionals[0]}"; expected: projects, projects set NAME --max-runs N --max-gpus N`);
+    const { projects } = await api.listProjects();
+    if (values.json) console.log(JSON.stringify(projects, null, 2));
+    else console.log(table(['PROJECT', 'RUNNING', 'GPUS', 'QUEUED', 'MAX RUNS', 'MAX GPUS'], projects.map((p) => [
+      p.name, String(p.running), String(p.gpus), String(p.queued), show(p.max_runs), show(p.max_gpus),
+    ])));
+    return 0;
+  } finally {
+    api.close();
+  }
+}
