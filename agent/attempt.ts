@@ -201,6 +201,7 @@ export class Attempt {
       },
     });
     this.#child = child;
+    this.deps.log.info({ run: this.runId, attempt: this.dispatch.attempt, pid: child.pid, at: Date.now() }, 'train.py started');
     if (this.#end) signalGroup(child.pid!, 'SIGTERM');
     const timeout = this.dispatch.timeout_seconds
       ? setTimeout(() => this.stop({ outcome: AttemptOutcome.TimedOut, reason: 'timed out' }), this.dispatch.timeout_seconds * 1000)

@@ -18,6 +18,7 @@ import { dispatchFor } from '../runs/dispatch.js';
 
 const LEADER_LOCK = 7_246_002; // "trainyard placer"
 const BATCH = 2000;
+const SAFETY_PASS_EVERY = 5; // sweeps, about a second apart
 
 export interface PlacerDeps {
   db: Db;
@@ -90,12 +91,16 @@ export class Placer {
   async #loop(leaderClient: pg.Client): Promise<void> {
     const signal = this.#abort.signal;
     let lastSweep = 0;
+    let sweeps = 0;
     while (!signal.aborted) {
       if (Date.now() - lastSweep >= 1000) {
         // Proves the leader session is alive: if Postgres restarted, this throws and leadership is retaken.
         await leaderClient.query('SELECT 1');
         await this.#sweep();
         lastSweep = Date.now();
+        // A doorbell can be missed (NATS down when another scheduler took a submit): a pass every few
+        // seconds bounds that delay. The normal path never waits for it.
+        if (++sweeps % SAFETY_PASS_EVERY === 0) this.#dirty = true;
       }
       if (this.#dirty) {
         this.#dirty = false;

@@ -1,0 +1,83 @@
+// Placement throughput at fleet scale, against a real scheduler process, Postgres and NATS.
+//
+// Simulated agents register over gRPC like real ones and take their dispatches from NATS (one
+// subscription on the agents' dispatch subjects counts them); they never run anything. Runs are
+// inserted as queued rows in one go (this measures placement, not submission), then one doorbell
+// starts the clock, which stops when the last dispatch arrives.
+//
+//   node dist/bench/placement.js [--agents 1000] [--runs 20000] [--repeat 3] [--json]
+import { parseArgs } from 'node:util';
+import { connect } from 'nats';
+import pg from 'pg';
+import { benchEnv, median, rssMiB, startTrainyard } from './lib.js';
+import { Link } from '../agent/link.js';
+
+const { values } = parseArgs({ options: {
+  agents: { type: 'string', default: '1000' }, runs: { type: 'string', default: '20000' },
+  repeat: { type: 'string', default: '3' }, json: { type: 'boolean' }, gpus: { type: 'string', default: '8' },
+} });
+const agents = Number(values.agents);
+const runs = Number(values.runs);
+const gpusPerAgent = Number(values.gpus);
+
+async function once(): Promise<{ seconds: number; perSecond: number; rssMiB: number }> {
+  const bench = await benchEnv({ TRAINYARD_AGENT_LOST_AFTER_MS: '3600000', TRAINYARD_DISPATCH_ACK_TIMEOUT_MS: '3600000', TRAINYARD_SCHEDULER_LISTEN: '127.0.0.1:0' });
+  const scheduler = startTrainyard(['scheduler', '--log-level', 'info'], bench.env);
+  try {
+    const listening = JSON.parse(await scheduler.waitFor(/"msg":"listening"/));
+    await scheduler.waitFor(/now places runs/);
+    const link = new Link(listening.address as string);
+    const signal = new AbortController().signal;
+    // Register the fleet, 25 at a time, as real agents do.
+    for (let i = 0; i < agents; i += 25) {
+      await Promise.all(Array.from({ length: Math.min(25, agents - i) }, (_, j) => link.register({
+        name: `sim${i + j}`, hostname: 'bench', cpus: 32, memory_mb: 256_000, labels: { zone: (i + j) % 2 ? 'a' : 'b' }, version: 'bench', held: [],
+        gpus: Array.from({ length: gpusPerAgent }, (_, g) => ({ index: g, uuid: `GPU-${i + j}-${g}`, name: 'NVIDIA H100 80GB HBM3', memory_mb: 81559, run_id: '' })),
+      }, signal)));
+    }
+    link.close();
+    const nc = await connect({ servers: process.env.TRAINYARD_NATS_URL ?? 'nats://127.0.0.1:4222' });
+    let received = 0;
+    let done: () => void = () => {};
+    const all = new Promise<void>((r) => { done = r; });
+    nc.subscribe(`${bench.name}.agent.*.dispatch`, { callback: () => { if (++received === runs) done(); } });
+    await nc.flush();
+
+    // The queue: 30% ask for one GPU, the rest for one CPU; a quarter carry a selector.
+    const db = new pg.Client({ connectionString: bench.databaseUrl });
+    await db.connect();
+    await db.query(`
+      INSERT INTO runs (id, project, package, package_major, package_minor, package_object_key, dataset, gpus, cpus, selector, env, max_attempts, created_at)
+      SELECT 'bench' || i, 'p' || (i % 7), 'pkg', 1, 0, 'packages/pkg/1.0/package.zip', 'data',
+             CASE WHEN i % 10 < 3 THEN 1 ELSE 0 END, 1,
+             CASE WHEN i % 4 = 0 THEN '{"zone":"a"}'::jsonb ELSE '{}'::jsonb END, '{}', 2, now() + i * interval '1 microsecond'
+      FROM generate_series(1, $1) AS i`, [runs]);
+    await db.end();
+    const start = process.hrtime.bigint();
+    nc.publish(`${bench.name}.kick`);
+    await all;
+    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    const rss = rssMiB(scheduler.child.pid!);
+    await nc.close();
+    return { seconds, perSecond: runs / seconds, rssMiB: rss };
+  } finally {
+    await scheduler.stop();
+    await bench.drop();
+  }
+}
+
+const results = [];
+for (let i = 0; i < Number(values.repeat); i++) {
+  const r = await once();
+  results.push(r);
+  if (!values.json) console.error(`run ${i + 1}: ${runs} placements over ${agents} agents in ${r.seconds.toFixed(2)} s = ${Math.round(r.perSecond)}/s, scheduler RSS ${r.rssMiB} MiB`);
+}
+const summary = {
+  agents, runs,
+  placementsPerSecond: Math.round(median(results.map((r) => r.perSecond))),
+  microsecondsPerPlacement: Math.round(1e6 / median(results.map((r) => r.perSecond))),
+  schedulerRssMiB: median(results.map((r) => r.rssMiB)),
+  repeats: results.length,
+};
+console.log(values.json ? JSON.stringify(summary) : `median: ${summary.placementsPerSecond} placements/s (${summary.microsecondsPerPlacement} µs each), scheduler RSS ${summary.schedulerRssMiB} MiB`);
+process.exit(0);
