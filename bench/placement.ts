@@ -14,11 +14,14 @@ import { Link } from '../agent/link.js';
 
 const { values } = parseArgs({ options: {
   agents: { type: 'string', default: '1000' }, runs: { type: 'string', default: '20000' },
-  repeat: { type: 'string', default: '3' }, json: { type: 'boolean' }, gpus: { type: 'string', default: '8' },
+  repeat: { type: 'string', default: '3' }, json: { type: 'boolean' },
 } });
 const agents = Number(values.agents);
 const runs = Number(values.runs);
-const gpusPerAgent = Number(values.gpus);
+// Every run must fit at once (nothing completes), so a small fleet gets bigger agents: the measure is
+// the per-placement cost against the number of agents to choose from.
+const gpusPerAgent = Math.max(8, Math.ceil((0.3 * runs * 2) / agents));
+const cpusPerAgent = Math.max(32, Math.ceil((runs * 2) / agents));
 
 async function once(): Promise<{ seconds: number; perSecond: number; rssMiB: number }> {
   const bench = await benchEnv({ TRAINYARD_AGENT_LOST_AFTER_MS: '3600000', TRAINYARD_DISPATCH_ACK_TIMEOUT_MS: '3600000', TRAINYARD_SCHEDULER_LISTEN: '127.0.0.1:0' });
@@ -31,7 +34,7 @@ async function once(): Promise<{ seconds: number; perSecond: number; rssMiB: num
     // Register the fleet, 25 at a time, as real agents do.
     for (let i = 0; i < agents; i += 25) {
       await Promise.all(Array.from({ length: Math.min(25, agents - i) }, (_, j) => link.register({
-        name: `sim${i + j}`, hostname: 'bench', cpus: 32, memory_mb: 256_000, labels: { zone: (i + j) % 2 ? 'a' : 'b' }, version: 'bench', held: [],
+        name: `sim${i + j}`, hostname: 'bench', cpus: cpusPerAgent, memory_mb: 256_000, labels: { zone: (i + j) % 2 ? 'a' : 'b' }, version: 'bench', held: [],
         gpus: Array.from({ length: gpusPerAgent }, (_, g) => ({ index: g, uuid: `GPU-${i + j}-${g}`, name: 'NVIDIA H100 80GB HBM3', memory_mb: 81559, run_id: '' })),
       }, signal)));
     }
