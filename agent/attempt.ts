@@ -3,9 +3,8 @@
 // push every output to the bucket, and only then report success. Kill, timeout and drain all end the
 // process group the same way: SIGTERM, a grace period, then SIGKILL.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type * as Minio from 'minio';
 import type { Logger } from 'pino';
@@ -16,6 +15,7 @@ import { extractZip, zipDir } from '../shared/zip.js';
 import { errorMessage, TrainyardError } from '../shared/errors.js';
 import { wantsTrainingData } from '../shared/run-env.js';
 import { projectRoot } from '../shared/proto.js';
+import { sha256File } from '../shared/hash.js';
 import { ensureVenv, PackagingError, type VenvOptions } from './venv.js';
 import { LogShipper, lineSplitter } from './log-shipper.js';
 import type { Link } from './link.js';
@@ -233,10 +233,4 @@ function signalGroup(pid: number, sig: NodeJS.Signals): void {
   try { process.kill(-pid, sig); } catch { /* already gone */ }
 }
 
-async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
 
-export { stat };

@@ -2,8 +2,6 @@
 // under the package's row lock, the zip stored under that version's key, and the row inserted in the
 // same transaction. A failure at any step leaves no version (a stored zip without its row is invisible
 // and is overwritten by the next push of that number).
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { sql } from 'kysely';
 import type { SchedulerContext } from '../context.js';
@@ -14,6 +12,7 @@ import { keys, withStorageRetry } from '../../shared/storage.js';
 import { checkTrainPy } from './check-train-py.js';
 import type { PackageVersion } from '../../shared/proto.js';
 import { versionToProto } from './to-proto.js';
+import { sha256File } from '../../shared/hash.js';
 
 export async function registerUploadedPackage(
   ctx: SchedulerContext, input: { name: string; description: string; file: string },
@@ -48,10 +47,4 @@ export async function registerUploadedPackage(
   });
   ctx.log.info({ package: name, version: `${row.major}.${row.minor}`, bytes: size }, 'package version registered');
   return versionToProto(row);
-}
-
-async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
 }

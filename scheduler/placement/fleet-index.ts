@@ -2,7 +2,7 @@
 // at the smallest bucket that can hold the request first instead of scanning every agent, and answers
 // for a request shape are cached within a pass ("could any agent ever take this?", "is nothing free?").
 // Per-run cost stays flat as the fleet grows from tens to thousands of agents.
-import { couldEverFit, describeRequest, take, type AgentCapacity, type Choice, type Request } from './fleet.js';
+import { couldEverFit, describeRequest, gpuMatches, selectorMatches, take, type AgentCapacity, type Choice, type Request } from './fleet.js';
 
 const freeGpus = (a: AgentCapacity) => a.gpus.length - a.usedGpus.size;
 
@@ -92,13 +92,11 @@ export class FleetIndex {
 }
 
 function fits(a: AgentCapacity, r: Request): number[] | null {
-  if (a.cpus - a.usedCpus < r.cpus || a.memoryMb - a.usedMemoryMb < r.memoryMb) return null;
-  for (const [k, v] of Object.entries(r.selector)) if (a.labels[k] !== v) return null;
+  if (a.cpus - a.usedCpus < r.cpus || a.memoryMb - a.usedMemoryMb < r.memoryMb || !selectorMatches(a, r)) return null;
   if (r.gpus === 0) return [];
   const out: number[] = [];
-  const model = r.gpuModel.toLowerCase();
   for (const g of a.gpus) {
-    if (a.usedGpus.has(g.index) || g.memoryMb < r.gpuMemoryMb || (model && !g.name.toLowerCase().includes(model))) continue;
+    if (a.usedGpus.has(g.index) || !gpuMatches(g, r)) continue;
     out.push(g.index);
     if (out.length === r.gpus) return out;
   }

@@ -1,5 +1,5 @@
-// The fleet as the placer sees it: each agent's capacity and what is taken, and the best-fit choice of an
-// agent and specific GPUs for a request. Pure: no I/O, so the placement rules are tested directly.
+// The fleet as the placer sees it: each agent's capacity and what is taken, and what a request asks for.
+// Pure: no I/O. The choice itself is FleetIndex's (fleet-index.ts).
 
 export interface GpuInfo { index: number; uuid: string; name: string; memoryMb: number }
 
@@ -28,11 +28,11 @@ export type Choice =
   | { ok: true; agent: string; gpuIndices: number[] }
   | { ok: false; never: boolean; reason: string };
 
-function gpuMatches(g: GpuInfo, r: Request): boolean {
+export function gpuMatches(g: GpuInfo, r: Request): boolean {
   return (r.gpuModel === '' || g.name.toLowerCase().includes(r.gpuModel.toLowerCase())) && g.memoryMb >= r.gpuMemoryMb;
 }
 
-function selectorMatches(a: AgentCapacity, r: Request): boolean {
+export function selectorMatches(a: AgentCapacity, r: Request): boolean {
   return Object.entries(r.selector).every(([k, v]) => a.labels[k] === v);
 }
 
@@ -49,37 +49,6 @@ export function describeRequest(r: Request): string {
   const sel = Object.entries(r.selector).map(([k, v]) => `${k}=${v}`);
   if (sel.length) parts.push(`labels ${sel.join(',')}`);
   return parts.length ? parts.join(', ') : 'no special resources';
-}
-
-/**
- * Best fit: among agents that can take the request now, the one left with the fewest free matching GPUs
- * (then the fewest free CPUs), so big multi-GPU requests still find whole agents free. Within the agent,
- * the lowest free matching GPU indices.
- */
-export function choose(agents: Iterable<AgentCapacity>, r: Request): Choice {
-  let best: { a: AgentCapacity; gpus: number[]; score: [number, number] } | null = null;
-  let anyKnown = false;
-  let anyEver = false;
-  for (const a of agents) {
-    anyKnown = true;
-    if (!couldEverFit(a, r)) continue;
-    anyEver = true;
-    if (a.status !== 'online') continue;
-    if (a.cpus - a.usedCpus < r.cpus || a.memoryMb - a.usedMemoryMb < r.memoryMb) continue;
-    const free = a.gpus.filter((g) => !a.usedGpus.has(g.index) && gpuMatches(g, r));
-    if (free.length < r.gpus) continue;
-    const freeAll = a.gpus.length - a.usedGpus.size;
-    const score: [number, number] = [freeAll - r.gpus, a.cpus - a.usedCpus - r.cpus];
-    if (!best || score[0] < best.score[0] || (score[0] === best.score[0] && score[1] < best.score[1])) {
-      best = { a, gpus: free.slice(0, r.gpus).map((g) => g.index), score };
-    }
-  }
-  if (best) return { ok: true, agent: best.a.name, gpuIndices: best.gpus };
-  if (anyKnown && !anyEver) {
-    return { ok: false, never: true, reason: `no registered agent could ever satisfy this request (${describeRequest(r)})` };
-  }
-  if (!anyKnown) return { ok: false, never: false, reason: 'no agent has registered yet' };
-  return { ok: false, never: false, reason: `waiting for a free agent with ${describeRequest(r)}` };
 }
 
 /** Marks a choice as taken, so the next request in the same pass sees it. */

@@ -5,14 +5,15 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { projectRoot } from '../../shared/proto.js';
 import { customAlphabet } from 'nanoid';
 import pg from 'pg';
 import * as Minio from 'minio';
 import type { Test } from 'tap';
 import net from 'node:net';
 
-export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+// Found by walking up to proto/, so this works from test/ (tap) and from dist/ (the soak test).
+export const root = projectRoot();
 const bin = path.join(root, 'bin', 'trainyard.js');
 const id = customAlphabet('abcdefghijklmnopqrstuvwxyz0123456789', 10);
 const adminUrl = process.env.TRAINYARD_TEST_DATABASE_URL ?? 'postgres://trainyard:trainyard@127.0.0.1:5432/trainyard';
@@ -38,9 +39,14 @@ export class Daemon {
       this.#check();
     });
     child.stderr!.on('data', (c: Buffer) => log.write(c));
-    this.exited = new Promise((resolve) => child.on('exit', (code) => { log.end(); resolve(code); }));
+    this.exited = new Promise((resolve) => child.on('exit', (code) => {
+      log.end();
+      // Nothing more will be logged: fail whoever still waits, with what the process said.
+      for (const w of this.#waiters.splice(0)) w.reject(new Error(`${name} exited (${code ?? child.signalCode}) before the awaited log line; see ${logFile}`));
+      resolve(code);
+    }));
   }
-  #waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  #waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void; reject: (e: Error) => void }[] = [];
   #check() {
     for (const w of [...this.#waiters]) {
       for (const line of this.lines) {
@@ -55,8 +61,13 @@ export class Daemon {
   waitFor(match: (l: Record<string, unknown>) => boolean, timeoutMs = 60_000): Promise<Record<string, unknown>> {
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`${this.name}: no matching log line within ${timeoutMs} ms`)), timeoutMs);
-      this.#waiters.push({ match, resolve: (l) => { clearTimeout(t); resolve(l); } });
+      const w = { match, resolve: (l: Record<string, unknown>) => { clearTimeout(t); resolve(l); }, reject: (e: Error) => { clearTimeout(t); reject(e); } };
+      this.#waiters.push(w);
       this.#check();
+      if (this.#waiters.includes(w) && !this.alive) {
+        this.#waiters.splice(this.#waiters.indexOf(w), 1);
+        w.reject(new Error(`${this.name} has exited; the awaited log line never came`));
+      }
     });
   }
   get alive(): boolean { return this.child.exitCode === null && this.child.signalCode === null; }

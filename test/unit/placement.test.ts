@@ -1,7 +1,11 @@
 // The placement rules, on the pure fleet model: exact GPUs, no oversubscription, best fit, selectors,
 // and the difference between "not now" and "never".
 import t from 'tap';
-import { choose, take, couldEverFit, type AgentCapacity, type Request } from '../../scheduler/placement/fleet.js';
+import { couldEverFit, type AgentCapacity, type Request } from '../../scheduler/placement/fleet.js';
+import { FleetIndex } from '../../scheduler/placement/fleet-index.js';
+
+// One pass's view of the fleet, as the placer builds it.
+const choose = (agents: AgentCapacity[], r: Request) => new FleetIndex(agents).choose(r);
 
 const gpu = (index: number, name = 'NVIDIA H100 80GB HBM3', memoryMb = 81559) => ({ index, uuid: `GPU-${index}`, name, memoryMb });
 const agent = (name: string, gpus: ReturnType<typeof gpu>[], o: Partial<AgentCapacity> = {}): AgentCapacity => ({
@@ -10,19 +14,18 @@ const agent = (name: string, gpus: ReturnType<typeof gpu>[], o: Partial<AgentCap
 const req = (o: Partial<Request> = {}): Request => ({ gpus: 0, gpuModel: '', gpuMemoryMb: 0, cpus: 0, memoryMb: 0, selector: {}, ...o });
 
 t.test('assigns specific GPUs and never gives one GPU twice', async (t) => {
-  const a = agent('a', [gpu(0), gpu(1)]);
-  const fleet = [a];
+  const fleet = new FleetIndex([agent('a', [gpu(0), gpu(1)])]);
   const seen = new Set<number>();
   for (let i = 0; i < 2; i++) {
-    const c = choose(fleet, req({ gpus: 1 }));
+    const c = fleet.choose(req({ gpus: 1 }));
     t.ok(c.ok, `request ${i + 1} placed`);
     if (!c.ok) return;
     t.equal(c.gpuIndices.length, 1);
     t.notOk(seen.has(c.gpuIndices[0]!), 'a GPU not given before');
     seen.add(c.gpuIndices[0]!);
-    take(a, req({ gpus: 1 }), c.gpuIndices);
+    fleet.take(c.agent, req({ gpus: 1 }), c.gpuIndices);
   }
-  const third = choose(fleet, req({ gpus: 1 }));
+  const third = fleet.choose(req({ gpus: 1 }));
   t.notOk(third.ok, 'a third one-GPU request waits');
   if (!third.ok) t.equal(third.never, false, 'waits, it is not impossible');
 });
@@ -31,10 +34,11 @@ t.test('best fit keeps whole agents free for big requests', async (t) => {
   const big = agent('big', [gpu(0), gpu(1), gpu(2), gpu(3)]);
   const small = agent('small', [gpu(0), gpu(1)]);
   small.usedGpus.add(0);
-  const c = choose([big, small], req({ gpus: 1 }));
+  const fleet = new FleetIndex([big, small]);
+  const c = fleet.choose(req({ gpus: 1 }));
   t.ok(c.ok && c.agent === 'small', 'the one-GPU request goes where it leaves the fewest GPUs free');
-  if (c.ok) take(small, req({ gpus: 1 }), c.gpuIndices);
-  const four = choose([big, small], req({ gpus: 4 }));
+  if (c.ok) fleet.take(c.agent, req({ gpus: 1 }), c.gpuIndices);
+  const four = fleet.choose(req({ gpus: 4 }));
   t.ok(four.ok && four.agent === 'big' && four.gpuIndices.join() === '0,1,2,3', 'the four-GPU request still finds a whole agent');
 });
 
