@@ -154,3 +154,23 @@ async function listZip(file: string): Promise<string[]> {
   const info = await inspectZip(file, { maxEntries: 1000, maxUnzippedBytes: 1 << 30 });
   return info.entries.filter((e) => !e.isDirectory).map((e) => e.rel);
 }
+
+t.test('run logs --follow prints lines as they come and ends with the run', async (t) => {
+  const { Gate, pushGated, submitGated, waitForLog } = await import('../helpers/packages.js');
+  const s = await Stack.create(t);
+  await pushGated(s);
+  const gate = new Gate();
+  const id = await submitGated(s, gate, ['--env', 'LINES=3']);
+  await waitForLog(s, id, 'line 3');
+  const follow = s.cli(['run', 'logs', id, '--follow']);
+  // The follower is attached before training ends; what comes after must reach it too.
+  await new Promise((r) => setTimeout(r, 1500));
+  gate.open();
+  const r = await follow;
+  t.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.split('\n');
+  t.same(lines.filter((l) => /^line \d$/.test(l)), ['line 1', 'line 2', 'line 3']);
+  t.ok(lines.includes('trained'), 'a line printed after the follower attached');
+  t.match(r.stdout, /uploaded the new package version/, 'it ran to the end of the run');
+  t.equal((await s.query('SELECT status FROM runs WHERE id = $1', [id]))[0]!.status, 'Successful');
+});
