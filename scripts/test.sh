@@ -39,6 +39,11 @@ fi
 
 step 'services'
 bash scripts/services.sh
+# The partition test joins a second network namespace by a veth pair (test/helpers/netns.ts).
+if ! command -v ip >/dev/null 2>&1; then
+  step 'installing iproute2 (ip netns, for the partition test)'
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2 >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2; }
+fi
 
 step 'build'
 npm run build

@@ -94,11 +94,11 @@ export function freePort(): Promise<number> {
   });
 }
 
-async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+async function waitForPort(port: number, timeoutMs: number, host = '127.0.0.1'): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
-      const sock = net.connect(port, '127.0.0.1', () => { sock.destroy(); resolve(true); });
+      const sock = net.connect(port, host, () => { sock.destroy(); resolve(true); });
       sock.on('error', () => resolve(false));
     });
     if (ok) return;
@@ -109,7 +109,7 @@ async function waitForPort(port: number, timeoutMs: number): Promise<void> {
 
 const minioBin = process.env.TRAINYARD_MINIO_BIN ?? path.join(os.homedir(), '.cache', 'trainyard', 'bin', 'minio');
 
-export interface AgentOptions { gpus?: string[]; labels?: string; cpus?: number; env?: Record<string, string>; killGraceMs?: number }
+export interface AgentOptions { netns?: string; gpus?: string[]; labels?: string; cpus?: number; env?: Record<string, string>; killGraceMs?: number }
 
 export class Stack {
   readonly prefix = `ty${id()}`;
@@ -144,19 +144,23 @@ export class Stack {
    * Fault tests get their own nats-server and MinIO (so killing them disturbs no other test file);
    * everything else shares the ones scripts/services.sh started.
    */
-  static async create(t: Test, o: { agents?: (AgentOptions & { name?: string })[]; schedulerEnv?: Record<string, string>; privateNats?: boolean; privateMinio?: boolean } = {}): Promise<Stack> {
+  /** Where the private services and the schedulers listen (a veth address for partition tests). */
+  host = '127.0.0.1';
+
+  static async create(t: Test, o: { agents?: (AgentOptions & { name?: string })[]; schedulerEnv?: Record<string, string>; privateNats?: boolean; privateMinio?: boolean; host?: string } = {}): Promise<Stack> {
     const s = new Stack();
+    if (o.host) s.host = o.host;
     await s.#admin.query(`CREATE DATABASE ${s.dbName}`);
     t.teardown(() => s.destroy());
     if (o.privateNats) {
       s.natsPort = await freePort();
-      s.natsUrl = `nats://127.0.0.1:${s.natsPort}`;
+      s.natsUrl = `nats://${s.host}:${s.natsPort}`;
       await s.startNats();
     }
     if (o.privateMinio) {
       s.minioPort = await freePort();
-      s.minioEndpoint = `http://127.0.0.1:${s.minioPort}`;
-      s.minio = new Minio.Client({ endPoint: '127.0.0.1', port: s.minioPort, useSSL: false, accessKey: 'minioadmin', secretKey: 'minioadmin' });
+      s.minioEndpoint = `http://${s.host}:${s.minioPort}`;
+      s.minio = new Minio.Client({ endPoint: s.host, port: s.minioPort, useSSL: false, accessKey: 'minioadmin', secretKey: 'minioadmin' });
       await s.startMinio();
     }
     await s.startScheduler(o.schedulerEnv);
@@ -177,10 +181,10 @@ export class Stack {
   async startNats(): Promise<Daemon> {
     const dir = path.join(this.dir, 'nats');
     mkdirSync(dir, { recursive: true });
-    const child = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(this.natsPort), '-sd', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('nats-server', ['-js', '-a', this.host, '-p', String(this.natsPort), '-sd', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.nats = new Daemon('nats', child, path.join(this.dir, 'nats.log'));
     this.daemons.push(this.nats);
-    await waitForPort(this.natsPort, 20_000);
+    await waitForPort(this.natsPort, 20_000, this.host);
     return this.nats;
   }
 
@@ -188,7 +192,7 @@ export class Stack {
     const dir = path.join(this.dir, 'minio');
     mkdirSync(dir, { recursive: true });
     const console = await freePort();
-    const child = spawn(minioBin, ['server', dir, '--quiet', '--address', `127.0.0.1:${this.minioPort}`, '--console-address', `127.0.0.1:${console}`], {
+    const child = spawn(minioBin, ['server', dir, '--quiet', '--address', `${this.host}:${this.minioPort}`, '--console-address', `127.0.0.1:${console}`], {
       env: { ...process.env, MINIO_ROOT_USER: 'minioadmin', MINIO_ROOT_PASSWORD: 'minioadmin' }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.minioDaemon = new Daemon('minio', child, path.join(this.dir, 'minio.log'));
@@ -201,7 +205,7 @@ export class Stack {
     return this.minioDaemon;
   }
 
-  async startScheduler(extra: Record<string, string> = {}, listen = '127.0.0.1:0'): Promise<Daemon> {
+  async startScheduler(extra: Record<string, string> = {}, listen = `${this.host}:0`): Promise<Daemon> {
     const n = this.daemons.filter((d) => d.name.startsWith('scheduler')).length + 1;
     const child = spawn(process.execPath, [bin, 'scheduler', '--listen', listen], {
       env: this.env({ TRAINYARD_HEARTBEAT_INTERVAL_MS: '500', TRAINYARD_AGENT_LOST_AFTER_MS: '4000', ...extra }), stdio: ['ignore', 'pipe', 'pipe'],
@@ -223,7 +227,10 @@ export class Stack {
       TRAINYARD_LABELS: o.labels ?? '', TRAINYARD_CPUS: String(o.cpus ?? 4), TRAINYARD_KILL_GRACE_MS: String(o.killGraceMs ?? 2000),
       ...o.env,
     });
-    const child = spawn(process.execPath, [bin, 'agent'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // In a namespace, `ip netns exec` execs node in place, so signals still reach the agent itself.
+    const child = o.netns
+      ? spawn('ip', ['netns', 'exec', o.netns, process.execPath, bin, 'agent'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(process.execPath, [bin, 'agent'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const d = new Daemon(name, child, path.join(this.dir, `${name}.log`));
     this.daemons.push(d);
     await d.waitFor((l) => l.msg === 'registered', 30_000);
