@@ -55,3 +55,19 @@ t.test('MinIO down past the retries: Failed, naming the storage error, and no ve
   t.match(run.failure_reason, /^storage error on upload runs\/.+ after 3 tries: /);
   t.same(await s.query('SELECT * FROM package_versions WHERE run_id = $1', [id]), [], 'no version');
 });
+
+t.test('MinIO down when the run starts: the downloads retry, and the run succeeds once it is back', async (t) => {
+  const s = await Stack.create(t, { privateMinio: true });
+  await pushGated(s);
+  const gate = new Gate();
+  gate.open();
+  await s.minioDaemon!.kill9();
+  const id = await submitGated(s, gate);
+  await new Promise((r) => setTimeout(r, 2500)); // the agent is retrying the package download meanwhile
+  await s.startMinio();
+  const run = await s.waitForStatus(id, ['Successful', 'Failed']);
+  t.equal(run.status, 'Successful', run.failure_reason ?? '');
+  t.equal(run.attempt, 1, 'the same attempt, retried, not a new one');
+  const logs = await s.query("SELECT text FROM run_logs WHERE run_id = $1 AND stream = 'system' ORDER BY seq", [id]);
+  t.ok(logs.some((l) => /storage error, retry \d+ in \d+ ms/.test(l.text)), 'the download retries show in the run log');
+});
