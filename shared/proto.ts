@@ -37,6 +37,10 @@ export const channelOptions: grpc.ChannelOptions = {
   'grpc.keepalive_time_ms': 10_000,
   'grpc.keepalive_timeout_ms': 5_000,
   'grpc.keepalive_permit_without_calls': 1,
+  // grpc-js backs off up to 2 minutes between reconnects by default; an agent that waited that long after
+  // a scheduler restart would be declared lost. Bounded, it is back within about two seconds.
+  'grpc.initial_reconnect_backoff_ms': 250,
+  'grpc.max_reconnect_backoff_ms': 2_000,
 };
 
 export type * from './proto/gen/index.js';

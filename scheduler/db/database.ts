@@ -18,7 +18,7 @@ export interface DatasetsTable { name: string; file_count: number; size_bytes: n
 export interface AgentsTable {
   name: string; hostname: string; version: string; status: 'online' | 'draining' | 'lost' | 'offline'; session: number;
   cpus: number; memory_mb: number; labels: ColumnType<Record<string, string>, string, string>;
-  last_heartbeat_at: Timestamp; registered_at: Timestamp;
+  last_heartbeat_at: Timestamp; registered_at: Timestamp; unresponsive_since: ColumnType<Date | null, Date | null | undefined, Date | null>;
 }
 export interface AgentGpusTable { agent: string; index: number; uuid: string; name: string; memory_mb: number }
 export interface RunsTable {

@@ -55,6 +55,7 @@ export function agentService(ctx: SchedulerContext): AgentLinkHandlers {
         }).onConflict((oc) => oc.column('name').doUpdateSet({
           hostname: req.hostname, version: req.version, status: 'online', session: sql`nextval('agent_session_seq')`,
           cpus: req.cpus, memory_mb: req.memory_mb, labels: JSON.stringify(req.labels ?? {}), last_heartbeat_at: sql`now()`, registered_at: sql`now()`,
+          unresponsive_since: null,
         })).returning('session').executeTakeFirstOrThrow();
         await trx.deleteFrom('agent_gpus').where('agent', '=', name).execute();
         if (gpus.length) {
@@ -71,7 +72,7 @@ export function agentService(ctx: SchedulerContext): AgentLinkHandlers {
     Heartbeat: unary(log, 'Heartbeat', async (req) => {
       // A draining agent stays draining; a leaving one goes offline (it holds nothing by then).
       const status = sql<string>`CASE WHEN ${req.leaving} THEN 'offline' WHEN ${req.draining} THEN 'draining' ELSE status END`;
-      const row = await db.updateTable('agents').set({ last_heartbeat_at: sql`now()`, status: status as never })
+      const row = await db.updateTable('agents').set({ last_heartbeat_at: sql`now()`, status: status as never, unresponsive_since: null })
         .where('name', '=', req.name).where('session', '=', req.session).where('status', 'in', ['online', 'draining'])
         .returning('status').executeTakeFirst();
       if (!row) return { reregister: !req.leaving, cancel: [], drain: false };

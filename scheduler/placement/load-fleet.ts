@@ -4,14 +4,15 @@ import type { AgentCapacity } from './fleet.js';
 /** Reads every known agent with what its placed runs hold: three queries, whatever the fleet size. */
 export async function loadFleet(db: Db): Promise<Map<string, AgentCapacity>> {
   const [agents, gpus, used] = await Promise.all([
-    db.selectFrom('agents').select(['name', 'status', 'cpus', 'memory_mb', 'labels']).where('status', '<>', 'offline').execute(),
+    db.selectFrom('agents').select(['name', 'status', 'cpus', 'memory_mb', 'labels', 'unresponsive_since']).where('status', '<>', 'offline').execute(),
     db.selectFrom('agent_gpus').selectAll().execute(),
     db.selectFrom('runs').select(['agent', 'cpus', 'memory_mb', 'gpu_indices']).where('agent', 'is not', null).execute(),
   ]);
   const fleet = new Map<string, AgentCapacity>();
   for (const a of agents) {
     fleet.set(a.name, {
-      name: a.name, status: a.status, cpus: a.cpus, memoryMb: a.memory_mb, labels: a.labels,
+      // An agent that missed a dispatch takes nothing until it is heard from, but still counts for "ever".
+      name: a.name, status: a.unresponsive_since ? 'unresponsive' : a.status, cpus: a.cpus, memoryMb: a.memory_mb, labels: a.labels,
       gpus: [], usedGpus: new Set(), usedCpus: 0, usedMemoryMb: 0,
     });
   }

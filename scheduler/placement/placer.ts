@@ -164,8 +164,9 @@ export class Placer {
   /** Failure detection: lost agents and unacknowledged dispatches go back to the queue. */
   async #sweep(): Promise<void> {
     const { db, log, agentLostAfterMs } = this.deps;
-    // A scheduler that just took over heard no heartbeats while nobody led: give agents a full deadline.
-    if (Date.now() - this.#leaderSince >= agentLostAfterMs) {
+    // A scheduler that just took over heard no heartbeats while nobody led: agents get two full deadlines
+    // to reconnect before anyone is called lost.
+    if (Date.now() - this.#leaderSince >= 2 * agentLostAfterMs) {
       const lost = await db.updateTable('agents').set({ status: 'lost' })
         .where('status', 'in', ['online', 'draining'])
         .where('last_heartbeat_at', '<', new Date(Date.now() - agentLostAfterMs))
@@ -191,6 +192,11 @@ export class Placer {
       const reason = `dispatch not acknowledged by ${r.agent} within ${dispatchAckTimeoutMs} ms`;
       const changed = await runs.requeue(db, r.id, r.lease!, reason, false);
       if (changed) this.#changed(changed, reason);
+    }
+    const silent = [...new Set(stale.map((r) => r.agent!))];
+    if (silent.length) {
+      await db.updateTable('agents').set({ unresponsive_since: new Date() }).where('name', 'in', silent).where('unresponsive_since', 'is', null).execute();
+      this.deps.log.warn({ agents: silent }, 'agents missed a dispatch: offered nothing until heard from');
     }
     if (stale.length > 0) this.kick();
   }

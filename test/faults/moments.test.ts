@@ -29,8 +29,9 @@ t.test('a dispatch its agent never acknowledges is placed again elsewhere', asyn
   t.ok(events.includes('placed on frozen'), 'first placed on the frozen agent');
   t.ok(events.includes('dispatch not acknowledged by frozen within 2000 ms'), 'taken back when the ack deadline passed');
   t.equal(run.last_agent, 'awake', 'then run by the agent that answers');
-  // The frozen agent may be offered the run again before 'awake' is chosen: each offer is one attempt.
-  t.ok(run.attempt >= 2, `attempt ${run.attempt}`);
+  t.equal(run.attempt, 2, 'the frozen agent was not offered the run again');
+  const [frozenRow] = await s.query("SELECT unresponsive_since FROM agents WHERE name = 'frozen'");
+  t.ok(frozenRow!.unresponsive_since, 'the agent that missed the dispatch is marked unresponsive');
   t.equal(run.lost_attempts, 0, 'a dispatch never taken does not count as a lost attempt');
 });
 
