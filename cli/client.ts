@@ -2,11 +2,28 @@
 import * as grpc from '@grpc/grpc-js';
 import { loadProto, channelOptions, grpcTarget } from '../shared/proto.js';
 import type { TrainyardClient } from '../shared/proto/gen/trainyard/v1/Trainyard.js';
-import { fromGrpcError } from '../shared/errors.js';
+import { ErrorCodes, TrainyardError, fromGrpcError } from '../shared/errors.js';
 
-export function connectClient(address: string): TrainyardClient {
+function newClient(address: string): TrainyardClient {
   const proto = loadProto();
   return new proto.trainyard.v1.Trainyard(grpcTarget(address), grpc.credentials.createInsecure(), channelOptions);
+}
+
+/** How long a command waits to reach the scheduler before it says it cannot. */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** A client whose channel is connected, or a clear error naming the address after CONNECT_TIMEOUT_MS. */
+export async function connectClient(address: string): Promise<TrainyardClient> {
+  const client = newClient(address);
+  await new Promise<void>((resolve, reject) => {
+    client.waitForReady(Date.now() + CONNECT_TIMEOUT_MS, (err) => {
+      if (!err) return resolve();
+      client.close();
+      reject(new TrainyardError(ErrorCodes.Unavailable,
+        `cannot reach the scheduler at ${address} within ${CONNECT_TIMEOUT_MS / 1000} s (is \`trainyard scheduler\` running there? set --scheduler or TRAINYARD_SCHEDULER)`));
+    });
+  });
+  return client;
 }
 
 type Cb<Res> = (err: grpc.ServiceError | null, res?: Res) => void;
@@ -33,7 +50,10 @@ import type * as P from '../shared/proto.js';
 /** The unary calls, typed one by one (grpc-js's overloads defeat inference through a generic reference). */
 export class Api {
   readonly client: TrainyardClient;
-  constructor(address: string) { this.client = connectClient(address); }
+  /** Without waiting for the connection: calls then wait for it (waitForReady) up to their deadline. */
+  constructor(address: string, client?: TrainyardClient) { this.client = client ?? newClient(address); }
+  /** Connected, or a clear error within a few seconds: what the CLI uses. */
+  static async connect(address: string): Promise<Api> { return new Api(address, await connectClient(address)); }
   #u<Req, Res>(m: unknown, req: Req, timeoutMs?: number): Promise<Res> {
     return unaryCall<Req, Res>(this.client, m as never, req, timeoutMs);
   }

@@ -5,7 +5,7 @@ import { invalid } from '../../shared/errors.js';
 
 export async function agentsCommand(args: string[], address: string): Promise<number> {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } });
-  const api = new Api(address);
+  const api = await Api.connect(address);
   try {
     if (positionals[0] === 'drain') {
       const name = positionals[1];

@@ -25,7 +25,7 @@ async function push(args: string[], address: string): Promise<number> {
   const files = await walkFiles(dir);
   if (files.length === 0) throw invalid(`dataset push: ${dir} has no files`);
   const total = files.reduce((n, f) => n + f.size, 0);
-  const client = connectClient(address);
+  const client = await connectClient(address);
   const bar = progressBar(`pushing ${name}`, total);
   const dataset = await new Promise<Dataset__Output>((resolve, reject) => {
     const call = client.PushDataset((err, res) => (err ? reject(fromGrpcError(err)) : resolve(res!)));
@@ -53,7 +53,7 @@ async function push(args: string[], address: string): Promise<number> {
 
 async function list(args: string[], address: string): Promise<number> {
   const { values } = parse(args, { json: { type: 'boolean' } });
-  const api = new Api(address);
+  const api = await Api.connect(address);
   const res = await api.listDatasets();
   api.close();
   if (values.json) console.log(JSON.stringify(res.datasets, null, 2));

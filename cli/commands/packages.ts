@@ -37,7 +37,7 @@ async function push(args: string[], address: string): Promise<number> {
       throw invalid(`package push: ${source} is neither a folder nor a .zip file`);
     }
     const size = (await stat(zip)).size;
-    const client = connectClient(address);
+    const client = await connectClient(address);
     const bar = progressBar(`pushing ${name}`, size);
     const version = await new Promise<PackageVersion__Output>((resolve, reject) => {
       const call = client.PushPackage((err, res) => (err ? reject(fromGrpcError(err)) : resolve(res!)));
@@ -66,7 +66,7 @@ async function versions(args: string[], address: string): Promise<number> {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } });
   const name = positionals[0];
   if (!name) throw invalid('package versions: give the package name');
-  const api = new Api(address);
+  const api = await Api.connect(address);
   const res = await api.listPackageVersions({ name });
   api.close();
   if (values.json) {

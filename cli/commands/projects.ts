@@ -13,7 +13,7 @@ const show = (n: number) => (n < 0 ? '-' : String(n));
 
 export async function projectsCommand(args: string[], address: string): Promise<number> {
   const { values, positionals } = parse(args, { 'max-runs': { type: 'string' }, 'max-gpus': { type: 'string' }, json: { type: 'boolean' } });
-  const api = new Api(address);
+  const api = await Api.connect(address);
   try {
     if (positionals[0] === 'set') {
       const project = positionals[1];

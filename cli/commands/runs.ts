@@ -51,23 +51,25 @@ async function train(args: string[], address: string): Promise<number> {
     'idempotency-key': { type: 'string' }, 'max-attempts': { type: 'string' }, wait: { type: 'boolean' }, json: { type: 'boolean' },
   });
   const gpus = values.gpus !== undefined ? intFlag(values.gpus, 'gpus', 0, 8) : values.gpu ? 1 : 0;
-  const api = new Api(address);
+  // The whole request is checked before connecting: a usage error needs no scheduler.
+  const request = {
+    package: requireString(values.package, 'package'),
+    version: values.version ?? '',
+    dataset: requireString(values.dataset, 'dataset'),
+    resources: {
+      gpus, gpu_model: values['gpu-model'] ?? '', gpu_memory_mb: intFlag(values['gpu-memory-mb'], 'gpu-memory-mb'),
+      cpus: intFlag(values.cpus, 'cpus', 0, 4096), memory_mb: intFlag(values['memory-mb'], 'memory-mb'), selector: keyValues(values.selector, 'selector'),
+    },
+    env: keyValues(values.env, 'env'),
+    timeout_seconds: intFlag(values.timeout, 'timeout', 0, 30 * 86400),
+    priority: values.priority !== undefined ? Number(values.priority) | 0 : 0,
+    project: values.project ?? '',
+    idempotency_key: values['idempotency-key'] ?? '',
+    max_attempts: intFlag(values['max-attempts'], 'max-attempts', 0, 20),
+  };
+  const api = await Api.connect(address);
   try {
-    let run = await api.submitRun({
-      package: requireString(values.package, 'package'),
-      version: values.version ?? '',
-      dataset: requireString(values.dataset, 'dataset'),
-      resources: {
-        gpus, gpu_model: values['gpu-model'] ?? '', gpu_memory_mb: intFlag(values['gpu-memory-mb'], 'gpu-memory-mb'),
-        cpus: intFlag(values.cpus, 'cpus', 0, 4096), memory_mb: intFlag(values['memory-mb'], 'memory-mb'), selector: keyValues(values.selector, 'selector'),
-      },
-      env: keyValues(values.env, 'env'),
-      timeout_seconds: intFlag(values.timeout, 'timeout', 0, 30 * 86400),
-      priority: values.priority !== undefined ? Number(values.priority) | 0 : 0,
-      project: values.project ?? '',
-      idempotency_key: values['idempotency-key'] ?? '',
-      max_attempts: intFlag(values['max-attempts'], 'max-attempts', 0, 20),
-    });
+    let run = await api.submitRun(request);
     if (!values.wait) {
       if (values.json) console.log(JSON.stringify(runJson(run), null, 2));
       else console.log(run.id);
@@ -91,7 +93,7 @@ async function get(args: string[], address: string): Promise<number> {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } });
   const id = positionals[0] ?? '';
   if (!id) throw invalid('run get: give the run id');
-  const api = new Api(address);
+  const api = await Api.connect(address);
   const run = await api.getRun(id).finally(() => api.close());
   console.log(values.json ? JSON.stringify(runJson(run), null, 2) : summary(run));
   return 0;
@@ -99,7 +101,7 @@ async function get(args: string[], address: string): Promise<number> {
 
 async function list(args: string[], address: string): Promise<number> {
   const { values } = parse(args, { status: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } });
-  const api = new Api(address);
+  const api = await Api.connect(address);
   const res = await api.listRuns({ status: values.status ?? '', limit: intFlag(values.limit, 'limit', 0, 1000) }).finally(() => api.close());
   if (values.json) console.log(JSON.stringify(res.runs.map(runJson), null, 2));
   else console.log(table(['RUN', 'STATUS', 'PACKAGE', 'DATASET', 'AGENT', 'OUTPUT', 'CREATED'], res.runs.map((r) => [
@@ -112,7 +114,7 @@ async function logs(args: string[], address: string): Promise<number> {
   const { values, positionals } = parse(args, { follow: { type: 'boolean', short: 'f' }, json: { type: 'boolean' } });
   const id = positionals[0] ?? '';
   if (!id) throw invalid('run logs: give the run id');
-  const api = new Api(address);
+  const api = await Api.connect(address);
   try {
     for await (const l of streamOf(api.client.StreamLogs({ run_id: id, follow: !!values.follow }))) {
       if (values.json) console.log(JSON.stringify(l));
@@ -131,7 +133,7 @@ async function outputs(args: string[], address: string): Promise<number> {
   const id = positionals[0] ?? '';
   if (!id) throw invalid('run outputs: give the run id');
   const dest = path.resolve(requireString(values.to, 'to'));
-  const api = new Api(address);
+  const api = await Api.connect(address);
   const written: { path: string; bytes: number }[] = [];
   try {
     let out: ReturnType<typeof createWriteStream> | null = null;
@@ -178,7 +180,7 @@ async function kill(args: string[], address: string): Promise<number> {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } });
   const id = positionals[0] ?? '';
   if (!id) throw invalid('run kill: give the run id');
-  const api = new Api(address);
+  const api = await Api.connect(address);
   const run = await api.killRun(id).finally(() => api.close());
   if (values.json) console.log(JSON.stringify(runJson(run), null, 2));
   else console.log(`${run.id}  ${statusColor(run.status)}${run.kill_requested && !isTerminal(run.status) ? '  (kill sent to its agent)' : ''}`);
