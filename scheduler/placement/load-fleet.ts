@@ -1,12 +1,18 @@
 import type { Db } from '../db/database.js';
 import type { AgentCapacity } from './fleet.js';
 
-/** Reads every known agent with what its placed runs hold: three queries, whatever the fleet size. */
-export async function loadFleet(db: Db): Promise<Map<string, AgentCapacity>> {
-  const [agents, gpus, used] = await Promise.all([
+export type PlacedRun = Awaited<ReturnType<typeof placedRuns>>[number];
+
+/** What every placed run holds: read once per pass, for the fleet and for the projects' usage. */
+export function placedRuns(db: Db) {
+  return db.selectFrom('runs').select(['agent', 'project', 'cpus', 'memory_mb', 'gpus', 'gpu_indices']).where('agent', 'is not', null).execute();
+}
+
+/** Every known agent, with what the placed runs on it hold: two queries, whatever the fleet size. */
+export async function loadFleet(db: Db, used: readonly PlacedRun[]): Promise<Map<string, AgentCapacity>> {
+  const [agents, gpus] = await Promise.all([
     db.selectFrom('agents').select(['name', 'status', 'cpus', 'memory_mb', 'labels', 'unresponsive_since']).where('status', '<>', 'offline').execute(),
     db.selectFrom('agent_gpus').selectAll().execute(),
-    db.selectFrom('runs').select(['agent', 'cpus', 'memory_mb', 'gpu_indices']).where('agent', 'is not', null).execute(),
   ]);
   const fleet = new Map<string, AgentCapacity>();
   for (const a of agents) {

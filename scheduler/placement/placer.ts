@@ -10,7 +10,7 @@ import type { Db } from '../db/database.js';
 import type { Request } from './fleet.js';
 import { FleetIndex } from './fleet-index.js';
 import { queueHead, projectUsage, overLimit } from './queue.js';
-import { loadFleet } from './load-fleet.js';
+import { loadFleet, placedRuns } from './load-fleet.js';
 import * as runs from '../runs/transitions.js';
 import { RunStatus } from '../../shared/run-states.js';
 import type { Subjects } from '../../shared/subjects.js';
@@ -121,7 +121,8 @@ export class Placer {
     const { db, log } = this.deps;
     const queue = await queueHead(db, BATCH);
     if (queue.length === 0) return false;
-    const [fleet, projects] = await Promise.all([loadFleet(db), projectUsage(db)]);
+    const placedNow = await placedRuns(db);
+    const [fleet, projects] = await Promise.all([loadFleet(db, placedNow), projectUsage(db, placedNow)]);
     const index = new FleetIndex(fleet.values());
     const chosen: { id: string; agent: string; gpuIndices: number[] }[] = [];
     const waits: { id: string; detail: string }[] = [];

@@ -5,6 +5,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import { RunStatus } from '../../shared/run-states.js';
+import type { PlacedRun } from './load-fleet.js';
 
 export interface QueuedRun {
   id: string; project: string; status: string; status_detail: string;
@@ -30,18 +31,17 @@ export async function queueHead(db: Db, limit: number): Promise<QueuedRun[]> {
 
 export interface ProjectUsage { runs: number; gpus: number; maxRuns: number | null; maxGpus: number | null }
 
-/** What each project runs now, and its caps. */
-export async function projectUsage(db: Db): Promise<Map<string, ProjectUsage>> {
-  const [used, limits] = await Promise.all([
-    sql<{ project: string; runs: number; gpus: number }>`
-      SELECT project, count(*)::int AS runs, coalesce(sum(gpus), 0)::int AS gpus FROM runs WHERE agent IS NOT NULL GROUP BY project`.execute(db),
-    db.selectFrom('project_limits').selectAll().execute(),
-  ]);
+/** What each project runs now (from the pass's placed runs), and its caps. */
+export async function projectUsage(db: Db, placed: readonly PlacedRun[]): Promise<Map<string, ProjectUsage>> {
   const out = new Map<string, ProjectUsage>();
-  for (const l of limits) out.set(l.project, { runs: 0, gpus: 0, maxRuns: l.max_runs, maxGpus: l.max_gpus });
-  for (const u of used.rows) {
-    const e = out.get(u.project) ?? { runs: 0, gpus: 0, maxRuns: null, maxGpus: null };
-    out.set(u.project, { ...e, runs: u.runs, gpus: u.gpus });
+  for (const l of await db.selectFrom('project_limits').selectAll().execute()) {
+    out.set(l.project, { runs: 0, gpus: 0, maxRuns: l.max_runs, maxGpus: l.max_gpus });
+  }
+  for (const r of placed) {
+    let u = out.get(r.project);
+    if (!u) out.set(r.project, (u = { runs: 0, gpus: 0, maxRuns: null, maxGpus: null }));
+    u.runs++;
+    u.gpus += r.gpus;
   }
   return out;
 }

@@ -5,6 +5,7 @@ import { sql } from 'kysely';
 import { testDatabase } from '../helpers/stack.js';
 import { queueHead, projectUsage, overLimit } from '../../scheduler/placement/queue.js';
 import { FleetIndex } from '../../scheduler/placement/fleet-index.js';
+import { placedRuns } from '../../scheduler/placement/load-fleet.js';
 import type { AgentCapacity } from '../../scheduler/placement/fleet.js';
 
 async function queue(db: Awaited<ReturnType<typeof testDatabase>>['db'], project: string, n: number, o: { priority?: number; placedOn?: string } = {}) {
@@ -51,11 +52,11 @@ t.test('per-project caps on runs and GPUs', async (t) => {
   const { db } = await testDatabase(t);
   await db.insertInto('project_limits').values({ project: 'capped', max_runs: 2, max_gpus: 4 }).execute();
   await queue(db, 'capped', 2, { placedOn: 'a1' });
-  const usage = await projectUsage(db);
+  const usage = await projectUsage(db, await placedRuns(db));
   t.match(overLimit('capped', usage.get('capped'), 0), /project capped is at its limit of 2 concurrent runs/);
   t.equal(overLimit('free', usage.get('free'), 8), null, 'no cap, no limit');
   await sql`UPDATE project_limits SET max_runs = NULL`.execute(db);
-  const again = await projectUsage(db);
+  const again = await projectUsage(db, await placedRuns(db));
   t.equal(overLimit('capped', again.get('capped'), 4), null, 'four GPUs fit a cap of four');
   t.match(overLimit('capped', { ...again.get('capped')!, gpus: 1 }, 4), /at its limit of 4 GPUs/);
 });
