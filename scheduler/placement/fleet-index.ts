@@ -22,9 +22,6 @@ export class FleetIndex {
     }
   }
 
-  get size(): number { return this.#byName.size; }
-  get(name: string): AgentCapacity | undefined { return this.#byName.get(name); }
-
   #bucket(n: number): Set<AgentCapacity> {
     while (this.#buckets.length <= n) this.#buckets.push(new Set());
     return this.#buckets[n]!;

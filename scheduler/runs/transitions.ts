@@ -8,8 +8,7 @@
 //   Waiting for resources ◀───┘ (agent lost, dispatch not acked, handed back)
 //
 // Every change is recorded in run_events; the caller logs it and rings the doorbell.
-import { sql, type Kysely, type Transaction } from 'kysely';
-import type { Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { Database, RunsTable } from '../db/database.js';
 import { RunStatus } from '../../shared/run-states.js';
 
