@@ -7,6 +7,7 @@ import type { Settings } from '../shared/settings.js';
 import type { schedulerSettings } from '../shared/settings.js';
 import type { Subjects } from '../shared/subjects.js';
 import type { RetryOptions } from '../shared/storage.js';
+import type { RunTransitions } from './runs/transitions.js';
 
 /** What every scheduler handler is given: its dependencies, passed explicitly. */
 export interface SchedulerContext {
@@ -18,6 +19,8 @@ export interface SchedulerContext {
   readonly subjects: Subjects;
   readonly log: Logger;
   readonly storageRetry: RetryOptions;
+  /** The run state machine; every change it makes is logged and announced by one hook. */
+  readonly runs: RunTransitions;
   /** Rings the placement doorbell for every scheduler. */
   kick(): void;
   /** Tells watchers of a run (on any scheduler) that it changed. */

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { createDb } from './db/database.js';
 import { migrate } from './db/migrate.js';
 import { Placer } from './placement/placer.js';
+import { RunTransitions } from './runs/transitions.js';
 import { clientService } from './grpc/client-service.js';
 import { agentService } from './grpc/agent-service.js';
 import type { SchedulerContext } from './context.js';
@@ -52,15 +53,22 @@ export class Scheduler {
       })();
       const subjects = makeSubjects(settings.subjectPrefix);
       const publish = (subject: string, data = '') => { try { nats.publish(subject, data); } catch (err) { log.warn({ err: String(err), subject }, 'nats publish failed'); } };
+      const kick = () => { this.#placer?.kick(); publish(subjects.kick); };
+      // The one hook every run transition goes through, after it committed: one log line, the run's
+      // doorbell for its watchers, and the placer's when an agent's capacity came free.
+      const runs = new RunTransitions(db, (c) => {
+        log.info({ run: c.id, status: c.status, attempt: c.attempt, agent: c.agent, detail: c.detail }, 'run status');
+        publish(subjects.run(c.id));
+        if (c.freed) kick();
+      });
       const placer = new Placer({
-        db, databaseUrl: settings.databaseUrl, nats, subjects, log, bucket: settings.bucket,
+        db, runs, databaseUrl: settings.databaseUrl, nats, subjects, log, bucket: settings.bucket,
         agentLostAfterMs: settings.agentLostAfterMs, dispatchAckTimeoutMs: settings.dispatchAckTimeoutMs,
-        onRunChanged: (id) => publish(subjects.run(id)),
       });
       this.#placer = placer;
       const ctx: SchedulerContext = {
-        settings, db, pool, minio, nats, subjects, log, storageRetry,
-        kick: () => { placer.kick(); publish(subjects.kick); },
+        settings, db, pool, minio, nats, subjects, log, storageRetry, runs,
+        kick,
         runChanged: (id) => publish(subjects.run(id)),
       };
       nats.subscribe(subjects.kick, { callback: () => placer.kick() });

@@ -12,6 +12,8 @@ export const RunStatus = {
 export type RunStatus = (typeof RunStatus)[keyof typeof RunStatus];
 
 export const terminalStatuses: ReadonlySet<RunStatus> = new Set([RunStatus.Successful, RunStatus.Failed, RunStatus.Killed]);
+/** States of a run in the queue (no agent holds it). */
+export const queuedStatuses: readonly RunStatus[] = [RunStatus.Scheduled, RunStatus.Waiting];
 /** States in which an agent holds the run (it has been placed). */
 export const placedStatuses: readonly RunStatus[] = [RunStatus.Scheduled, RunStatus.Packaging, RunStatus.Running];
 

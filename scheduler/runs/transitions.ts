@@ -1,162 +1,264 @@
-// The run state machine, in one place. One function per transition, each a single guarded statement:
-// it names the state it expects (and, for an agent's attempt, the fencing token `lease`), so a transition
-// that lost a race, or comes from a stale attempt, changes nothing and says so by returning null.
+// The run state machine, in one place. One method per transition, each ONE SQL statement: the guarded
+// UPDATE of the run, its run_events row and its gpu_leases change are data-modifying CTEs of the same
+// statement (as graphile-worker's completeJobs/failJobs do), so they commit together or not at all — a
+// scheduler killed at any instant can never leave a lease whose run no longer holds the GPU.
+//
+// Each guard names the state it expects (and, for an agent's attempt, the fencing token `lease`), so a
+// transition that lost a race, or comes from a stale attempt, changes nothing and says so by returning
+// null. The states in SQL come from the one RunStatus list (shared/run-states.ts), never from literals.
+// Every change goes through one hook (the scheduler logs it and rings the doorbells), after it committed.
 //
 //   Scheduled ──place──▶ Scheduled(agent) ──▶ Packaging ──▶ Running ──▶ Successful
 //       │  ▲                  │    │              │            │
 //       ▼  │ requeue          │    └──────────────┴────────────┴──▶ Failed | Killed
 //   Waiting for resources ◀───┘ (agent lost, dispatch not acked, handed back)
-//
-// Every change is recorded in run_events; the caller logs it and rings the doorbell.
-import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
-import type { Database, RunsTable } from '../db/database.js';
-import { RunStatus } from '../../shared/run-states.js';
+//   (kill, from any state that is not terminal: unplaced → Killed at once; placed → kill_requested, and
+//    the attempt's end — reported, or a requeue — makes it Killed)
+import { sql, type RawBuilder, type Selectable, type Transaction } from 'kysely';
+import type { Database, Db, RunsTable } from '../db/database.js';
+import { RunStatus, placedStatuses, queuedStatuses, terminalStatuses } from '../../shared/run-states.js';
 
-type Q = Kysely<Database> | Transaction<Database>;
+type Q = Db | Transaction<Database>;
 
-export interface Changed { id: string; status: RunStatus; attempt: number; agent: string | null; lease: number | null }
+/** What a transition changed, as the hook and the callers see it. */
+export interface Changed {
+  id: string;
+  status: RunStatus;
+  attempt: number;
+  /** The agent that holds (or last held) the run. */
+  agent: string | null;
+  lease: number | null;
+  /** The run_events detail. */
+  detail: string;
+  /** True when the change gave back an agent's capacity (the placer may have work). */
+  freed: boolean;
+}
+export type RunHook = (c: Changed) => void;
 
-async function recordEvent(db: Q, rows: Changed[], detail: string): Promise<void> {
-  if (rows.length === 0) return;
-  await db.insertInto('run_events')
-    .values(rows.map((r) => ({ run_id: r.id, attempt: r.attempt, status: r.status, detail })))
-    .execute();
+/** A SQL list of states, from the one list: `status IN ${states(...)}`. */
+export function states(list: readonly RunStatus[]): RawBuilder<unknown> {
+  return sql`(${sql.join(list.map((s) => sql`${sql.lit(s)}::run_status`))})`;
+}
+const st = (s: RunStatus) => sql`${sql.lit(s)}::run_status`;
+const PLACED = states(placedStatuses);
+const QUEUED = states(queuedStatuses);
+const LIVE = states([...queuedStatuses, ...placedStatuses]);
+
+type Row = { id: string; status: RunStatus; attempt: number; agent: string | null; lease: string | number | null; detail: string };
+
+/**
+ * One statement: `update` must be an UPDATE of runs returning `id, status, attempt, agent, lease, detail`
+ * (agent as coalesce(agent, last_agent)). Its event row is written by the same statement, and with
+ * `releaseGpus` its GPU leases are deleted by it too.
+ */
+async function apply(q: Q, update: RawBuilder<unknown>, releaseGpus: boolean, freed: boolean): Promise<Changed[]> {
+  const { rows } = await sql<Row>`
+    WITH r AS (${update}),
+    e AS (INSERT INTO run_events (run_id, attempt, status, detail) SELECT id, attempt, status, detail FROM r)
+    ${releaseGpus ? sql`, g AS (DELETE FROM gpu_leases WHERE run_id IN (SELECT id FROM r))` : sql``}
+    SELECT * FROM r`.execute(q);
+  return rows.map((r) => ({ ...r, lease: r.lease === null ? null : Number(r.lease), freed }));
 }
 
-const returning = sql`RETURNING id, status, attempt, agent, lease`;
+const RETURNING = sql`RETURNING runs.id, runs.status, runs.attempt, coalesce(runs.agent, runs.last_agent) AS agent, runs.lease`;
 
-async function one(db: Q, query: ReturnType<typeof sql>, detail: string): Promise<Changed | null> {
-  const { rows } = await query.execute(db);
-  const changed = rows as Changed[];
-  await recordEvent(db, changed, detail);
-  return changed[0] ?? null;
-}
+export type KillResult = 'not_found' | 'already_ended' | 'ended' | { agent: string; lease: number };
+export type Placement = { id: string; agent: string; gpuIndices: number[] };
 
-/** Queued runs that no agent can take right now, with why (one statement for a whole pass). */
-export async function markWaiting(db: Q, waits: { id: string; detail: string }[]): Promise<Changed[]> {
-  if (waits.length === 0) return [];
-  const { rows } = await sql<Changed & { detail: string }>`
-    UPDATE runs SET status = 'Waiting for resources', status_detail = w.detail, waiting_at = coalesce(waiting_at, now())
-    FROM unnest(${sql.val(waits.map((w) => w.id))}::text[], ${sql.val(waits.map((w) => w.detail))}::text[]) AS w(id, detail)
-    WHERE runs.id = w.id AND runs.agent IS NULL AND runs.status = 'Scheduled'
-    RETURNING runs.id, runs.status, runs.attempt, runs.agent, runs.lease, w.detail`.execute(db);
-  if (rows.length) {
-    await db.insertInto('run_events').values(rows.map((r) => ({ run_id: r.id, attempt: r.attempt, status: r.status, detail: r.detail }))).execute();
+export class RunTransitions {
+  constructor(private readonly db: Db, private readonly hook: RunHook) {}
+
+  /** Tells the hook about changes committed by a caller's transaction (the success commit). */
+  announce(changes: Changed[]): void {
+    for (const c of changes) this.hook(c);
   }
-  return rows;
-}
 
-/** Updates why runs wait, without a new event (the reason changes as the fleet changes). */
-export async function setWaitingDetail(db: Q, waits: { id: string; detail: string }[]): Promise<void> {
-  if (waits.length === 0) return;
-  await sql`UPDATE runs SET status_detail = w.detail
-    FROM unnest(${sql.val(waits.map((w) => w.id))}::text[], ${sql.val(waits.map((w) => w.detail))}::text[]) AS w(id, detail)
-    WHERE runs.id = w.id AND runs.agent IS NULL AND runs.status_detail <> w.detail`.execute(db);
-}
+  #one(changes: Changed[]): Changed | null {
+    this.announce(changes);
+    return changes[0] ?? null;
+  }
 
-/**
- * Places queued runs on agents: for each, a new attempt with a new fencing token and its GPUs leased in
- * gpu_leases (whose primary key forbids giving one GPU to two runs). One statement per table for a whole
- * pass; a run that is no longer queued (killed meanwhile) is skipped by the guard. Returns the placed rows.
- */
-export async function assign(trx: Transaction<Database>, placements: { id: string; agent: string; gpuIndices: number[] }[]): Promise<Selectable<RunsTable>[]> {
-  if (placements.length === 0) return [];
-  const { rows } = await sql<Selectable<RunsTable>>`
-    UPDATE runs SET status = 'Scheduled', status_detail = '', agent = p.agent, last_agent = p.agent, lease = nextval('lease_seq'),
-      attempt = runs.attempt + 1, gpu_indices = coalesce(string_to_array(nullif(p.gpus, ''), ',')::int[], '{}'), dispatched_at = now(), acked_at = NULL
-    FROM unnest(${sql.val(placements.map((p) => p.id))}::text[], ${sql.val(placements.map((p) => p.agent))}::text[],
-                ${sql.val(placements.map((p) => p.gpuIndices.join(',')))}::text[]) AS p(id, agent, gpus)
-    WHERE runs.id = p.id AND runs.agent IS NULL AND runs.status IN ('Scheduled', 'Waiting for resources') AND NOT runs.kill_requested
-    RETURNING runs.*`.execute(trx);
-  if (rows.length === 0) return rows;
-  await trx.insertInto('run_events').values(rows.map((r) => ({
-    run_id: r.id, attempt: r.attempt, status: r.status,
-    detail: `placed on ${r.agent}${r.gpu_indices.length ? ` (GPUs ${r.gpu_indices.join(',')})` : ''}`,
-  }))).execute();
-  const leases = rows.flatMap((r) => r.gpu_indices.map((g) => ({ agent: r.agent!, gpu_index: g, run_id: r.id, lease: r.lease! })));
-  if (leases.length) await trx.insertInto('gpu_leases').values(leases).execute();
-  return rows;
-}
+  /** Queued runs that no agent can take right now, with why (one statement for a whole pass). */
+  async markWaiting(waits: { id: string; detail: string }[]): Promise<Changed[]> {
+    if (waits.length === 0) return [];
+    const changes = await apply(this.db, sql`
+      UPDATE runs SET status = ${st(RunStatus.Waiting)}, status_detail = w.detail, waiting_at = coalesce(waiting_at, now())
+      FROM unnest(${sql.val(waits.map((w) => w.id))}::text[], ${sql.val(waits.map((w) => w.detail))}::text[]) AS w(id, detail)
+      WHERE runs.id = w.id AND runs.agent IS NULL AND runs.status = ${st(RunStatus.Scheduled)} AND NOT runs.kill_requested
+      ${RETURNING}, w.detail`, false, false);
+    this.announce(changes);
+    return changes;
+  }
 
-/** The agent has the dispatch (first report about the attempt). */
-export async function acknowledge(db: Q, runId: string, lease: number): Promise<boolean> {
-  const r = await sql`UPDATE runs SET acked_at = coalesce(acked_at, now()) WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL
-    AND status IN ('Scheduled', 'Packaging', 'Running') RETURNING id`.execute(db);
-  return r.rows.length > 0;
-}
+  /** Updates why runs wait, without a new event (the reason changes as the fleet changes). */
+  async setWaitingDetail(waits: { id: string; detail: string }[]): Promise<void> {
+    if (waits.length === 0) return;
+    await sql`UPDATE runs SET status_detail = w.detail
+      FROM unnest(${sql.val(waits.map((w) => w.id))}::text[], ${sql.val(waits.map((w) => w.detail))}::text[]) AS w(id, detail)
+      WHERE runs.id = w.id AND runs.agent IS NULL AND runs.status IN ${QUEUED} AND runs.status_detail <> w.detail`.execute(this.db);
+  }
 
-export function startPackaging(db: Q, runId: string, lease: number) {
-  return one(db, sql`
-    UPDATE runs SET status = 'Packaging', packaging_at = now(), acked_at = coalesce(acked_at, now())
-    WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status = 'Scheduled' ${returning}`, 'building the environment');
-}
+  /**
+   * Places queued runs on agents: for each, a new attempt with a new fencing token and its GPUs leased in
+   * gpu_leases (whose primary key forbids giving one GPU to two runs). The whole batch is one statement;
+   * if it fails (a GPU is still leased by a row the fleet model did not know of), each placement is tried
+   * on its own, so one bad placement is reported and the others still go out. A run that is no longer
+   * queued (killed meanwhile) is skipped by the guard.
+   */
+  async assign(placements: Placement[]): Promise<{ placed: Selectable<RunsTable>[]; failed: { id: string; error: unknown }[] }> {
+    if (placements.length === 0) return { placed: [], failed: [] };
+    try {
+      const placed = await this.#assign(placements);
+      return { placed, failed: [] };
+    } catch (batchError) {
+      if (placements.length === 1) return { placed: [], failed: [{ id: placements[0]!.id, error: batchError }] };
+      const placed: Selectable<RunsTable>[] = [];
+      const failed: { id: string; error: unknown }[] = [];
+      for (const p of placements) {
+        try { placed.push(...(await this.#assign([p]))); } catch (error) { failed.push({ id: p.id, error }); }
+      }
+      return { placed, failed };
+    }
+  }
 
-export function startRunning(db: Q, runId: string, lease: number) {
-  return one(db, sql`
-    UPDATE runs SET status = 'Running', running_at = now()
-    WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status = 'Packaging' ${returning}`, 'train.py started');
-}
+  async #assign(placements: Placement[]): Promise<Selectable<RunsTable>[]> {
+    const { rows } = await sql<Selectable<RunsTable> & { detail: string }>`
+      WITH p AS (
+        SELECT * FROM unnest(${sql.val(placements.map((p) => p.id))}::text[], ${sql.val(placements.map((p) => p.agent))}::text[],
+                             ${sql.val(placements.map((p) => p.gpuIndices.join(',')))}::text[]) AS p(id, agent, gpus)),
+      r AS (
+        UPDATE runs SET status = ${st(RunStatus.Scheduled)}, status_detail = '', agent = p.agent, last_agent = p.agent,
+          lease = nextval('lease_seq'), attempt = runs.attempt + 1,
+          gpu_indices = coalesce(string_to_array(nullif(p.gpus, ''), ',')::int[], '{}'), dispatched_at = now(), acked_at = NULL
+        FROM p
+        WHERE runs.id = p.id AND runs.agent IS NULL AND runs.status IN ${QUEUED} AND NOT runs.kill_requested
+        RETURNING runs.*),
+      e AS (
+        INSERT INTO run_events (run_id, attempt, status, detail)
+        SELECT id, attempt, status, 'placed on ' || agent || CASE WHEN cardinality(gpu_indices) > 0
+          THEN ' (GPUs ' || array_to_string(gpu_indices, ',') || ')' ELSE '' END FROM r),
+      l AS (
+        INSERT INTO gpu_leases (agent, gpu_index, run_id, lease)
+        SELECT r.agent, g, r.id, r.lease FROM r, unnest(r.gpu_indices) AS g)
+      SELECT r.*, 'placed on ' || r.agent AS detail FROM r`.execute(this.db);
+    const placed = rows.map((r) => ({ ...r, lease: r.lease === null ? null : Number(r.lease) }));
+    this.announce(placed.map((r) => ({ id: r.id, status: r.status, attempt: r.attempt, agent: r.agent, lease: r.lease, detail: r.detail, freed: false })));
+    return placed;
+  }
 
-async function releaseGpus(db: Q, runId: string): Promise<void> {
-  await db.deleteFrom('gpu_leases').where('run_id', '=', runId).execute();
-}
+  /** The agent has the dispatch (first report about the attempt). Not a status change: no event. */
+  async acknowledge(runId: string, lease: number): Promise<boolean> {
+    const r = await sql`UPDATE runs SET acked_at = coalesce(acked_at, now())
+      WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status IN ${PLACED} RETURNING id`.execute(this.db);
+    return r.rows.length > 0;
+  }
 
-/** Running → Successful; the caller registers the version in the same transaction. */
-export async function succeed(trx: Transaction<Database>, runId: string, lease: number, out: { major: number; minor: number; results: unknown }) {
-  const changed = await one(trx, sql`
-    UPDATE runs SET status = 'Successful', ended_at = now(), output_major = ${out.major}, output_minor = ${out.minor},
-      results = ${JSON.stringify(out.results)}::json, agent = NULL, status_detail = ''
-    WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status = 'Running' ${returning}`, `registered version ${out.major}.${out.minor}`);
-  if (changed) await releaseGpus(trx, runId);
-  return changed;
-}
+  async startPackaging(runId: string, lease: number): Promise<Changed | null> {
+    return this.#one(await apply(this.db, sql`
+      UPDATE runs SET status = ${st(RunStatus.Packaging)}, packaging_at = now(), acked_at = coalesce(acked_at, now())
+      WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status = ${st(RunStatus.Scheduled)}
+      ${RETURNING}, 'building the environment' AS detail`, false, false));
+  }
 
-/** An attempt ends badly: Failed (or Killed), whatever placed state it was in. */
-export async function endAttempt(db: Q, runId: string, lease: number, status: typeof RunStatus.Failed | typeof RunStatus.Killed, reason: string) {
-  const changed = await one(db, sql`
-    UPDATE runs SET status = ${status}, ended_at = now(), failure_reason = ${reason}, agent = NULL, status_detail = ''
-    WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status IN ('Scheduled', 'Packaging', 'Running') ${returning}`, reason);
-  if (changed) await releaseGpus(db, runId);
-  return changed;
-}
+  async startRunning(runId: string, lease: number): Promise<Changed | null> {
+    return this.#one(await apply(this.db, sql`
+      UPDATE runs SET status = ${st(RunStatus.Running)}, running_at = now()
+      WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status = ${st(RunStatus.Packaging)}
+      ${RETURNING}, 'train.py started' AS detail`, false, false));
+  }
 
-/** A run not yet placed ends without ever starting (killed, or it can never be placed). */
-export function endUnplaced(db: Q, runId: string, status: typeof RunStatus.Failed | typeof RunStatus.Killed, reason: string) {
-  return one(db, sql`
-    UPDATE runs SET status = ${status}, ended_at = now(), failure_reason = ${reason}, status_detail = ''
-    WHERE id = ${runId} AND agent IS NULL AND status IN ('Scheduled', 'Waiting for resources') ${returning}`, reason);
-}
+  /**
+   * Running → Successful and the new version, in one statement: the run, its version row, its event and
+   * its GPU leases. The version number is the caller's choice (the next minor it read); if another run
+   * registered that number meanwhile, the insert violates the primary key and the whole statement rolls
+   * back (the caller reads again and retries). Storage I/O stays outside: _results.json is written first.
+   * A run whose kill was accepted never succeeds: the guard refuses, and the caller ends it Killed.
+   */
+  async succeed(runId: string, lease: number, v: {
+    package: string; major: number; minor: number; trainedMajor: number; trainedMinor: number;
+    objectKey: string; sizeBytes: number; sha256: string; results: unknown;
+  }): Promise<Changed | null> {
+    const { rows } = await sql<Row>`
+      WITH r AS (
+        UPDATE runs SET status = ${st(RunStatus.Successful)}, ended_at = now(), output_major = ${v.major}, output_minor = ${v.minor},
+          results = ${JSON.stringify(v.results)}::json, agent = NULL, status_detail = ''
+        WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status = ${st(RunStatus.Running)} AND NOT kill_requested
+        ${RETURNING}, ${`registered version ${v.major}.${v.minor}`}::text AS detail),
+      v AS (
+        INSERT INTO package_versions (package, major, minor, source, run_id, trained_major, trained_minor, object_key, size_bytes, sha256)
+        SELECT ${v.package}, ${v.major}, ${v.minor}, 'run', r.id, ${v.trainedMajor}, ${v.trainedMinor}, ${v.objectKey}, ${v.sizeBytes}, ${v.sha256} FROM r),
+      e AS (INSERT INTO run_events (run_id, attempt, status, detail) SELECT id, attempt, status, detail FROM r),
+      g AS (DELETE FROM gpu_leases WHERE run_id IN (SELECT id FROM r))
+      SELECT * FROM r`.execute(this.db);
+    return this.#one(rows.map((r) => ({ ...r, lease: r.lease === null ? null : Number(r.lease), freed: true })));
+  }
 
-/** Marks a kill; the caller tells the agent. Returns the run's placement if it is placed. */
-export async function requestKill(db: Q, runId: string): Promise<{ agent: string | null; lease: number | null } | null> {
-  const r = await sql<{ agent: string | null; lease: number | null }>`
-    UPDATE runs SET kill_requested = true WHERE id = ${runId} AND status IN ('Scheduled', 'Waiting for resources', 'Packaging', 'Running')
-    RETURNING agent, lease`.execute(db);
-  return r.rows[0] ?? null;
-}
+  /** An attempt ends badly: Failed (or Killed), whatever placed state it was in. */
+  async endAttempt(runId: string, lease: number, status: typeof RunStatus.Failed | typeof RunStatus.Killed, reason: string): Promise<Changed | null> {
+    return this.#one(await apply(this.db, sql`
+      UPDATE runs SET status = ${st(status)}, ended_at = now(), failure_reason = ${reason}, agent = NULL, status_detail = ''
+      WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status IN ${PLACED}
+      ${RETURNING}, ${reason}::text AS detail`, true, true));
+  }
 
-/**
- * An attempt is taken back from its agent: the agent was lost, never acknowledged the dispatch, or handed
- * the run back while draining. The run queues again for a new attempt, unless a kill was asked (Killed) or
- * the agent-loss budget is spent (Failed). `countsAsLoss` is false for a dispatch the agent never took.
- */
-export async function requeue(db: Q, runId: string, lease: number, reason: string, countsAsLoss: boolean) {
-  const loss = countsAsLoss ? 1 : 0;
-  const changed = await one(db, sql`
-    UPDATE runs SET
-      lost_attempts = lost_attempts + ${loss},
-      status = CASE WHEN kill_requested THEN 'Killed'::run_status
-                    WHEN lost_attempts + ${loss} >= max_attempts THEN 'Failed'::run_status
-                    ELSE 'Waiting for resources'::run_status END,
-      failure_reason = CASE WHEN kill_requested THEN 'killed'
-                            WHEN lost_attempts + ${loss} >= max_attempts THEN ${reason}
-                            ELSE NULL END,
-      ended_at = CASE WHEN kill_requested OR lost_attempts + ${loss} >= max_attempts THEN now() END,
-      waiting_at = now(),
-      status_detail = CASE WHEN kill_requested OR lost_attempts + ${loss} >= max_attempts
-                           THEN 'attempts spent: ' || (lost_attempts + ${loss}) || ' of ' || max_attempts ELSE ${reason} END,
-      agent = NULL, gpu_indices = '{}', acked_at = NULL
-    WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status IN ('Scheduled', 'Packaging', 'Running') ${returning}`, reason);
-  if (changed) await releaseGpus(db, runId);
-  return changed;
+  /** A run not yet placed ends without ever starting (it can never be placed). */
+  async endUnplaced(runId: string, status: typeof RunStatus.Failed | typeof RunStatus.Killed, reason: string): Promise<Changed | null> {
+    return this.#one(await apply(this.db, sql`
+      UPDATE runs SET status = ${st(status)}, ended_at = now(), failure_reason = ${reason}, status_detail = ''
+      WHERE id = ${runId} AND agent IS NULL AND status IN ${QUEUED}
+      ${RETURNING}, ${reason}::text AS detail`, false, false));
+  }
+
+  /**
+   * Kill, one transition whatever state the run is in. Unplaced: Killed now. Placed: kill_requested is
+   * set and the caller tells the agent; the attempt's end (reported Killed, or a requeue if the agent is
+   * lost) then makes it Killed, because requeue checks kill_requested in the same statement. There is no
+   * moment at which a run can be queued with kill_requested set.
+   */
+  async kill(runId: string): Promise<KillResult> {
+    const changes = await apply(this.db, sql`
+      UPDATE runs SET kill_requested = true,
+        status = CASE WHEN agent IS NULL THEN ${st(RunStatus.Killed)} ELSE status END,
+        ended_at = CASE WHEN agent IS NULL THEN now() ELSE ended_at END,
+        failure_reason = CASE WHEN agent IS NULL THEN 'killed before it started' ELSE failure_reason END,
+        status_detail = CASE WHEN agent IS NULL THEN '' ELSE 'kill requested' END
+      WHERE id = ${runId} AND status IN ${LIVE} AND NOT (agent IS NOT NULL AND kill_requested)
+      ${RETURNING}, CASE WHEN runs.agent IS NULL THEN 'killed before it started' ELSE 'kill requested' END AS detail`, false, false);
+    const c = changes[0];
+    if (c) {
+      this.announce(changes);
+      if (c.status === RunStatus.Killed) return 'ended';
+      return { agent: c.agent!, lease: c.lease! };
+    }
+    // Nothing changed: ended already, a kill already asked of its agent (asked again), or no such run.
+    const row = await this.db.selectFrom('runs').select(['status', 'agent', 'lease']).where('id', '=', runId).executeTakeFirst();
+    if (!row) return 'not_found';
+    if (terminalStatuses.has(row.status) || row.agent === null || row.lease === null) return 'already_ended';
+    return { agent: row.agent, lease: Number(row.lease) };
+  }
+
+  /**
+   * An attempt is taken back from its agent: the agent was lost, never acknowledged the dispatch, or handed
+   * the run back while draining. The run queues again for a new attempt, unless a kill was asked (Killed) or
+   * the agent-loss budget is spent (Failed). `countsAsLoss` is false for a dispatch the agent never took.
+   */
+  async requeue(runId: string, lease: number, reason: string, countsAsLoss: boolean): Promise<Changed | null> {
+    const loss = countsAsLoss ? 1 : 0;
+    const spent = sql`lost_attempts + ${loss} >= max_attempts`;
+    return this.#one(await apply(this.db, sql`
+      UPDATE runs SET
+        lost_attempts = lost_attempts + ${loss},
+        status = CASE WHEN kill_requested THEN ${st(RunStatus.Killed)} WHEN ${spent} THEN ${st(RunStatus.Failed)} ELSE ${st(RunStatus.Waiting)} END,
+        failure_reason = CASE WHEN kill_requested THEN 'killed' WHEN ${spent} THEN ${reason} ELSE NULL END,
+        ended_at = CASE WHEN kill_requested OR ${spent} THEN now() END,
+        waiting_at = now(),
+        -- The budget is worth saying only where it decided the outcome (never for a killed run).
+        status_detail = CASE WHEN kill_requested THEN ''
+                             WHEN ${spent} THEN 'attempts spent: ' || (lost_attempts + ${loss}) || ' of ' || max_attempts
+                             ELSE ${reason} END,
+        agent = NULL, gpu_indices = '{}', acked_at = NULL
+      WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status IN ${PLACED}
+      ${RETURNING}, CASE WHEN runs.status = ${st(RunStatus.Failed)} THEN ${reason} || ' (' || runs.status_detail || ')'
+                         WHEN runs.status = ${st(RunStatus.Killed)} THEN 'killed' ELSE ${reason}::text END AS detail`, true, true));
+  }
 }

@@ -1,0 +1,76 @@
+// The run state machine on a real Postgres: kill is one transition whatever the run's state, so a kill
+// racing a requeue always ends Killed (issue 7, defect 5), and every transition writes its event and its
+// lease change in the same statement.
+import t from 'tap';
+import { testDatabase } from '../helpers/stack.js';
+import { RunTransitions, type Changed } from '../../scheduler/runs/transitions.js';
+import type { Db } from '../../scheduler/db/database.js';
+
+async function queueRuns(db: Db, n: number, prefix: string): Promise<string[]> {
+  const ids = Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+  await db.insertInto('runs').values(ids.map((id) => ({
+    id, package: 'p', package_major: 1, package_minor: 0, package_object_key: 'k', dataset: 'd', gpus: 1,
+    selector: '{}', env: '{}', max_attempts: 2, timeout_seconds: 0,
+  }))).execute();
+  return ids;
+}
+
+t.test('a kill racing a requeue always ends Killed, with the reason "killed"', async (t) => {
+  const { db } = await testDatabase(t);
+  const seen: Changed[] = [];
+  const runs = new RunTransitions(db, (c) => seen.push(c));
+  const ids = await queueRuns(db, 120, 'race');
+  // Each run is placed, then a kill and a requeue (its agent lost) are sent at the same moment, on
+  // separate connections, in both orders.
+  for (const [i, id] of ids.entries()) {
+    const { placed } = await runs.assign([{ id, agent: `a${i}`, gpuIndices: [0] }]);
+    const lease = Number(placed[0]!.lease);
+    const kill = () => runs.kill(id);
+    const requeue = () => runs.requeue(id, lease, 'agent lost', true);
+    await Promise.all(i % 2 ? [kill(), requeue()] : [requeue(), kill()]);
+    // A requeue that landed before the kill leaves the run queued for a moment only if the kill then
+    // ended it; a kill that landed first leaves it for requeue to end. Either way: Killed, now.
+  }
+  const rows = await db.selectFrom('runs').select(['id', 'status', 'failure_reason', 'status_detail', 'kill_requested', 'agent']).execute();
+  const notKilled = rows.filter((r) => r.status !== 'Killed');
+  t.same(notKilled, [], 'every run is Killed');
+  t.same(rows.filter((r) => !/^killed/.test(r.failure_reason ?? '')), [], 'every reason says killed');
+  t.same(rows.filter((r) => /attempts spent/.test(r.status_detail)), [], 'no killed run is described as "attempts spent"');
+  t.same(await db.selectFrom('gpu_leases').selectAll().execute(), [], 'no GPU lease is left');
+  t.ok(seen.some((c) => c.status === 'Killed'), 'the hook saw the kills');
+});
+
+t.test('each transition writes its event and lease change with it', async (t) => {
+  const { db } = await testDatabase(t);
+  const runs = new RunTransitions(db, () => {});
+  const [id] = await queueRuns(db, 1, 'ev');
+  const { placed } = await runs.assign([{ id: id!, agent: 'a', gpuIndices: [0] }]);
+  const lease = Number(placed[0]!.lease);
+  t.equal((await db.selectFrom('gpu_leases').selectAll().execute()).length, 1, 'placing leases the GPU');
+  t.ok(await runs.startPackaging(id!, lease), 'Packaging');
+  t.equal(await runs.startPackaging(id!, lease + 1), null, 'a stale lease changes nothing');
+  t.ok(await runs.startRunning(id!, lease), 'Running');
+  const ended = await runs.endAttempt(id!, lease, 'Failed', 'boom');
+  t.equal(ended?.status, 'Failed', 'Failed');
+  t.equal(ended?.agent, 'a', 'the change names the agent that held it');
+  t.same(await db.selectFrom('gpu_leases').selectAll().execute(), [], 'the lease went with the transition');
+  const events = await db.selectFrom('run_events').select(['status', 'detail']).where('run_id', '=', id!).orderBy('id').execute();
+  t.same(events.map((e) => e.status), ['Scheduled', 'Packaging', 'Running', 'Failed'], 'one event per transition');
+  t.equal(events[3]!.detail, 'boom', 'the event carries the reason');
+});
+
+t.test('a batch placement with one bad row places the others', async (t) => {
+  const { db } = await testDatabase(t);
+  const runs = new RunTransitions(db, () => {});
+  const ids = await queueRuns(db, 3, 'batch');
+  const [stale] = await queueRuns(db, 1, 'gone');
+  // GPU 0 of agent x is still leased (a leftover): giving it to batch0 must fail alone.
+  await db.insertInto('gpu_leases').values({ agent: 'x', gpu_index: 0, run_id: stale!, lease: 1 }).execute();
+  const { placed, failed } = await runs.assign([
+    { id: ids[0]!, agent: 'x', gpuIndices: [0] }, { id: ids[1]!, agent: 'x', gpuIndices: [1] }, { id: ids[2]!, agent: 'y', gpuIndices: [0] },
+  ]);
+  t.same(placed.map((p) => p.id).sort(), [ids[1], ids[2]], 'the other two are placed');
+  t.same(failed.map((f) => f.id), [ids[0]], 'the bad one is reported');
+  const [row] = await db.selectFrom('runs').select(['status', 'agent']).where('id', '=', ids[0]!).execute();
+  t.same(row, { status: 'Scheduled', agent: null }, 'and stays queued, unchanged');
+});
