@@ -11,10 +11,12 @@ import type { Request } from './fleet.js';
 import { FleetIndex } from './fleet-index.js';
 import { queueHead, projectUsage, overLimit } from './queue.js';
 import { loadFleet, placedRuns } from './load-fleet.js';
-import * as runs from '../runs/transitions.js';
+import type { RunTransitions } from '../runs/transitions.js';
+import { Invariants } from '../invariants.js';
 import { RunStatus } from '../../shared/run-states.js';
 import type { Subjects } from '../../shared/subjects.js';
 import { dispatchFor } from '../runs/dispatch.js';
+import { loseSilent, markUnresponsive } from '../agents/status.js';
 
 const LEADER_LOCK = 7_246_002; // "trainyard placer"
 const BATCH = 2000;
@@ -22,6 +24,7 @@ const SAFETY_PASS_EVERY = 5; // sweeps, about a second apart
 
 export interface PlacerDeps {
   db: Db;
+  runs: RunTransitions;
   databaseUrl: string;
   nats: NatsConnection;
   subjects: Subjects;
@@ -29,7 +32,6 @@ export interface PlacerDeps {
   bucket: string;
   agentLostAfterMs: number;
   dispatchAckTimeoutMs: number;
-  onRunChanged: (runId: string) => void;
 }
 
 export class Placer {
@@ -39,8 +41,11 @@ export class Placer {
   #leaderSince = 0;
   readonly #abort = new AbortController();
   #done: Promise<void> | null = null;
+  readonly #invariants: Invariants;
 
-  constructor(private readonly deps: PlacerDeps) {}
+  constructor(private readonly deps: PlacerDeps) {
+    this.#invariants = new Invariants({ db: deps.db, runs: deps.runs, log: deps.log, agentLostAfterMs: deps.agentLostAfterMs });
+  }
 
   get isLeader(): boolean { return this.#leader; }
 
@@ -96,17 +101,23 @@ export class Placer {
       if (Date.now() - lastSweep >= 1000) {
         // Proves the leader session is alive: if Postgres restarted, this throws and leadership is retaken.
         await leaderClient.query('SELECT 1');
-        await this.#sweep();
+        await this.#guard('failure sweep', () => this.#sweep());
         lastSweep = Date.now();
         // A doorbell can be missed (NATS down when another scheduler took a submit): a pass every few
-        // seconds bounds that delay. The normal path never waits for it.
-        if (++sweeps % SAFETY_PASS_EVERY === 0) this.#dirty = true;
+        // seconds bounds that delay. The normal path never waits for it. The invariant sweep runs as
+        // often, after the failure sweep (so what that one repairs is never counted as impossible).
+        if (++sweeps % SAFETY_PASS_EVERY === 0) {
+          this.#dirty = true;
+          await this.#checkInvariants();
+        }
       }
       if (this.#dirty) {
         this.#dirty = false;
-        const more = await this.#pass();
-        if (more) this.#dirty = true;
-        continue;
+        // A pass that throws (a bad row, a query that failed) is logged and tried again on the next
+        // tick; it never costs the placer its leadership, and the sweep above keeps running.
+        const more = await this.#guard('placement pass', () => this.#pass());
+        if (more !== false) this.#dirty = true; // more to place, or a failed pass to try again
+        if (more !== undefined) continue;
       }
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, 1000);
@@ -146,17 +157,29 @@ export class Placer {
       if (run.status === RunStatus.Scheduled) waits.push({ id: run.id, detail: c.reason });
       else if (run.status_detail !== c.reason) details.push({ id: run.id, detail: c.reason });
     }
-    for (const n of never) {
-      const changed = await runs.endUnplaced(db, n.id, RunStatus.Failed, n.reason);
-      if (changed) this.#changed(changed, n.reason);
-    }
-    for (const w of await runs.markWaiting(db, waits)) this.#changed(w, 'waiting');
-    await runs.setWaitingDetail(db, details);
+    const { runs: transitions } = this.deps;
+    for (const n of never) await transitions.endUnplaced(n.id, RunStatus.Failed, n.reason);
+    await transitions.markWaiting(waits);
+    await transitions.setWaitingDetail(details);
     if (chosen.length === 0) return false;
-    const placed = await db.transaction().execute((trx) => runs.assign(trx, chosen));
+    const { placed, failed } = await transitions.assign(chosen);
     for (const p of placed) {
-      this.#changed(p, `placed on ${p.agent}`);
-      this.deps.nats.publish(this.deps.subjects.dispatch(p.agent!), JSON.stringify(dispatchFor(p, this.deps.bucket)));
+      try {
+        this.deps.nats.publish(this.deps.subjects.dispatch(p.agent!), JSON.stringify(dispatchFor(p, this.deps.bucket)));
+      } catch (err) {
+        // Not sent (NATS closed, or a message over its size limit): the ack deadline requeues this run
+        // alone; the rest of the pass goes on.
+        log.warn({ run: p.id, agent: p.agent, err: String(err) }, 'dispatch not sent; the ack deadline will requeue it');
+      }
+    }
+    if (failed.length) {
+      // One bad placement never stops the others; the invariant sweep repairs what made it fail (a GPU
+      // lease its run no longer holds), so the run is placed on a later pass.
+      for (const f of failed) log.error({ run: f.id, err: String(f.error) }, 'placement failed; the run stays queued');
+      await this.#invariants.recordFailedPlacements(failed);
+      // Another pass at once only if the sweep repaired something: a failure it cannot explain waits for
+      // the next safety pass rather than spinning.
+      if ((await this.#checkInvariants()) > 0) return true;
     }
     log.debug({ placed: placed.length, queued: queue.length }, 'placement pass');
     return queue.length === BATCH;
@@ -164,21 +187,16 @@ export class Placer {
 
   /** Failure detection: lost agents and unacknowledged dispatches go back to the queue. */
   async #sweep(): Promise<void> {
-    const { db, log, agentLostAfterMs } = this.deps;
+    const { db, agentLostAfterMs } = this.deps;
     // A scheduler that just took over heard no heartbeats while nobody led: agents get two full deadlines
     // to reconnect before anyone is called lost.
     if (Date.now() - this.#leaderSince >= 2 * agentLostAfterMs) {
-      const lost = await db.updateTable('agents').set({ status: 'lost' })
-        .where('status', 'in', ['online', 'draining'])
-        .where('last_heartbeat_at', '<', new Date(Date.now() - agentLostAfterMs))
-        .returning('name').execute();
-      for (const a of lost) log.warn({ agent: a.name }, 'agent lost: no heartbeat');
+      const lost = await loseSilent(this.deps, agentLostAfterMs); // logs each agent it calls lost
+      // Runs on an agent that is lost, or that left without handing them back (its last report never
+      // arrived), go back to the queue.
       const stranded = await db.selectFrom('runs').innerJoin('agents', 'agents.name', 'runs.agent')
-        .select(['runs.id', 'runs.lease']).where('agents.status', '=', 'lost').execute();
-      for (const r of stranded) {
-        const changed = await runs.requeue(db, r.id, r.lease!, 'agent lost', true);
-        if (changed) this.#changed(changed, 'agent lost');
-      }
+        .select(['runs.id', 'runs.lease', 'agents.status']).where('agents.status', 'in', ['lost', 'offline']).execute();
+      for (const r of stranded) await this.deps.runs.requeue(r.id, r.lease!, r.status === 'lost' ? 'agent lost' : 'agent left without reporting', true);
       if (stranded.length > 0 || lost.length > 0) this.kick();
     }
     await this.#sweepUnacked();
@@ -190,20 +208,36 @@ export class Placer {
       .where('agent', 'is not', null).where('acked_at', 'is', null)
       .where('dispatched_at', '<', new Date(Date.now() - dispatchAckTimeoutMs)).execute();
     for (const r of stale) {
-      const reason = `dispatch not acknowledged by ${r.agent} within ${dispatchAckTimeoutMs} ms`;
-      const changed = await runs.requeue(db, r.id, r.lease!, reason, false);
-      if (changed) this.#changed(changed, reason);
+      await this.deps.runs.requeue(r.id, r.lease!, `dispatch not acknowledged by ${r.agent} within ${dispatchAckTimeoutMs} ms`, false);
     }
     const silent = [...new Set(stale.map((r) => r.agent!))];
     if (silent.length) {
-      await db.updateTable('agents').set({ unresponsive_since: new Date() }).where('name', 'in', silent).where('unresponsive_since', 'is', null).execute();
-      this.deps.log.warn({ agents: silent }, 'agents missed a dispatch: offered nothing until heard from');
+      await markUnresponsive(this.deps, silent); // logs each agent it marks
     }
     if (stale.length > 0) this.kick();
   }
 
-  #changed(c: runs.Changed, detail: string): void {
-    this.deps.log.info({ run: c.id, status: c.status, attempt: c.attempt, agent: c.agent, detail }, 'run status');
-    this.deps.onRunChanged(c.id);
+  /** Impossible states: found, repaired where safe, logged and recorded (never fatal to placement). */
+  /** Runs one unit of the leader's work; an error is logged, not thrown (undefined = it failed). */
+  async #guard<T>(what: string, work: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await work();
+    } catch (err) {
+      if (!this.#abort.signal.aborted) this.deps.log.error({ err: String(err) }, `${what} failed; trying again shortly`);
+      return undefined;
+    }
+  }
+
+  /** Returns how many findings it repaired. */
+  async #checkInvariants(): Promise<number> {
+    // Right after a takeover nobody has heard the agents for a while: silence means nothing yet.
+    const settled = Date.now() - this.#leaderSince >= 2 * this.deps.agentLostAfterMs;
+    try {
+      const found = await this.#invariants.sweep({ repair: true, judgeSilence: settled });
+      return found.filter((v) => v.repaired).length;
+    } catch (err) {
+      this.deps.log.warn({ err: String(err) }, 'invariant sweep failed; will try again');
+      return 0;
+    }
   }
 }

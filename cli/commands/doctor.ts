@@ -1,0 +1,54 @@
+// `trainyard doctor [--repair] [--json]`: asks the scheduler to check the invariants now (impossible
+// states, scheduler/invariants.ts) and prints what is wrong, and what the placer's continuous sweep has
+// recorded so far. Exit 0 when nothing is wrong now (with --repair: nothing is left unrepaired), 1 when
+// something is, so scripts and monitoring can run it.
+import { Api, unaryCall } from '../client.js';
+import { parse } from '../args.js';
+import { color, table } from '../format.js';
+import { invalid } from '../../shared/errors.js';
+import type { DoctorRequest, DoctorReport__Output } from '../../shared/proto.js';
+
+export const DOCTOR_HELP = `trainyard doctor [--repair] [--json]
+
+Checks the scheduler's invariants now: a GPU lease whose run does not hold it, a run placed on an agent
+not heard from past the loss deadline, a kill left on a queued run, a run past its attempts, a run
+Running without an agent, ... Prints each violation found (kind, run, agent, detail, repaired) and the
+totals by kind that the placing scheduler's continuous sweep has recorded.
+
+  --repair   repair what is safe to repair (as the sweep does); without it, only look
+  --json     print the DoctorReport as JSON
+
+Exit status: 0 when no violation is found (with --repair: none is left unrepaired), 1 otherwise.`;
+
+export async function doctorCommand(args: string[], address: string): Promise<number> {
+  const { values, positionals } = parse(args, { repair: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } });
+  if (values.help) { console.log(DOCTOR_HELP); return 0; }
+  if (positionals.length) throw invalid(`doctor takes no arguments, got "${positionals.join(' ')}"; see trainyard doctor --help`);
+  const api = await Api.connect(address);
+  let report: DoctorReport__Output;
+  try {
+    // A check reads every placed run and lease: give it longer than the usual call.
+    report = await unaryCall<DoctorRequest, DoctorReport__Output>(api.client, api.client.Doctor as never, { repair: !!values.repair }, 120_000);
+  } finally {
+    api.close();
+  }
+  const bad = report.current.filter((v) => !v.repaired).length;
+  if (values.json) {
+    console.log(JSON.stringify(report, null, 2));
+    return bad ? 1 : 0;
+  }
+  if (report.current.length === 0) console.log(color.green('No invariant violations now.'));
+  else {
+    console.log(table(['KIND', 'RUN', 'AGENT', 'DETAIL', 'REPAIRED'], report.current.map((v) => [
+      color.red(v.kind), v.run_id || '-', v.agent || '-', v.detail, v.repaired ? color.green('yes') : 'no',
+    ])));
+  }
+  console.log('');
+  if (report.recorded_by_kind.length === 0) console.log(`Recorded by the sweep: ${report.recorded_total}`);
+  else {
+    console.log(`Recorded by the sweep: ${report.recorded_total} in all`);
+    console.log(table(['KIND', 'COUNT'], report.recorded_by_kind.map((k) => [k.kind, String(k.count)])));
+  }
+  if (bad) console.error(`${color.red('error')}: ${bad} violation${bad === 1 ? '' : 's'} now${values.repair ? ' left unrepaired' : ' (run `trainyard doctor --repair` to repair what is safe)'}`);
+  return bad ? 1 : 0;
+}

@@ -1,0 +1,69 @@
+// A scripted agent for tests that need to say exactly what an agent says, when: it registers and
+// heartbeats over the real AgentLink gRPC API and takes its dispatches from the real NATS subject, but
+// runs nothing — the test decides each report. (Real agents are in test/helpers/stack.ts.)
+import * as grpc from '@grpc/grpc-js';
+import { randomBytes } from 'node:crypto';
+import { connect, type NatsConnection } from 'nats';
+import { loadProto, channelOptions } from '../../shared/proto.js';
+import type { AgentLinkClient } from '../../shared/proto/gen/trainyard/v1/AgentLink.js';
+import type { Stack } from './stack.js';
+
+export interface FakeDispatch { run_id: string; lease: number; attempt: number; output_prefix: string; gpu_indices: number[]; [k: string]: unknown }
+
+export class FakeAgent {
+  readonly dispatches: FakeDispatch[] = [];
+  #waiters: ((d: FakeDispatch) => void)[] = [];
+  #beat: NodeJS.Timeout | null = null;
+  session = 0;
+
+  private constructor(readonly name: string, readonly client: AgentLinkClient, readonly nc: NatsConnection) {}
+
+  static async start(s: Stack, name: string, o: { cpus?: number; gpus?: number } = {}): Promise<FakeAgent> {
+    const proto = loadProto();
+    const client = new proto.trainyard.v1.AgentLink(s.schedulerAddress, grpc.credentials.createInsecure(), channelOptions);
+    const nc = await connect({ servers: s.natsUrl });
+    const a = new FakeAgent(name, client, nc);
+    nc.subscribe(`${s.prefix}.agent.${name}.dispatch`, {
+      callback: (err, msg) => {
+        if (err) return;
+        const d = JSON.parse(new TextDecoder().decode(msg.data)) as FakeDispatch;
+        d.lease = Number(d.lease);
+        a.dispatches.push(d);
+        for (const w of a.#waiters.splice(0)) w(d);
+      },
+    });
+    await nc.flush();
+    const res = await a.call<{ session: number }>('Register', {
+      name, hostname: 'fake', cpus: o.cpus ?? 4, memory_mb: 4096, labels: {}, version: 'test', held: [],
+      identity: randomBytes(16).toString('hex'),
+      gpus: Array.from({ length: o.gpus ?? 0 }, (_, i) => ({ index: i, uuid: `GPU-fake-${i}`, name: 'NVIDIA H100 80GB HBM3', memory_mb: 81559, run_id: '' })),
+    });
+    a.session = Number(res.session);
+    a.#beat = setInterval(() => { a.call('Heartbeat', { name, session: a.session, held: [], draining: false, leaving: false }).catch(() => {}); }, 300);
+    return a;
+  }
+
+  call<T = Record<string, unknown>>(method: string, req: Record<string, unknown>): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const fn = (this.client as unknown as Record<string, (r: unknown, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: T) => void) => void>)[method]!;
+      fn.call(this.client, req, { deadline: Date.now() + 30_000 }, (err, res) => (err ? reject(err) : resolve(res as T)));
+    });
+  }
+
+  /** The next dispatch not yet taken by an earlier call. */
+  #taken = 0;
+  nextDispatch(timeoutMs = 30_000): Promise<FakeDispatch> {
+    const d = this.dispatches[this.#taken];
+    if (d) { this.#taken++; return Promise.resolve(d); }
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${this.name}: no dispatch within ${timeoutMs} ms`)), timeoutMs);
+      this.#waiters.push(() => { clearTimeout(t); resolve(this.dispatches[this.#taken++]!); });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#beat) clearInterval(this.#beat);
+    this.client.close();
+    await this.nc.close();
+  }
+}
