@@ -5,8 +5,8 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, stat, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCodes, TrainyardError, errorMessage } from './errors.js';
+import { retry, RetriesExhausted } from './retry.js';
 
 export interface StorageOptions {
   minioEndpoint: string;
@@ -29,7 +29,8 @@ export function createMinioClient(o: StorageOptions): Minio.Client {
 
 /** The bucket's layout, in one place. */
 export const keys = {
-  uploadedPackage: (name: string, major: number, minor: number) => `packages/${name}/${major}.${minor}/package.zip`,
+  /** Content-addressed, so the zip is stored before (and outside) the transaction that numbers it. */
+  uploadedPackage: (name: string, sha256: string) => `packages/${name}/${sha256}/package.zip`,
   datasetPrefix: (name: string, sub = '') => `datasets/${name}/${sub ? sub + '/' : ''}`,
   datasetFile: (name: string, rel: string) => `datasets/${name}/${rel}`,
   attemptPrefix: (runId: string, attempt: number) => `runs/${runId}/attempt-${attempt}/`,
@@ -59,26 +60,29 @@ export interface RetryOptions {
   onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
 }
 
-/** Runs `op` until it succeeds, a permanent error, the retries are spent, or the signal aborts. */
+/**
+ * Runs `op` until it succeeds, a permanent error, the retries are spent, or the signal aborts (then the
+ * signal's reason is thrown). A permanent refusal (NoSuchKey, AccessDenied, a full local disk) throws
+ * STORAGE_REJECTED at once: no retry can change it. Retries spent on a transient error throw STORAGE_ERROR,
+ * which callers may retry later (the gRPC boundary makes it UNAVAILABLE).
+ */
 export async function withStorageRetry<T>(what: string, op: () => Promise<T>, o: RetryOptions): Promise<T> {
-  const base = o.baseDelayMs ?? 250;
-  for (let attempt = 0; ; attempt++) {
-    o.signal?.throwIfAborted();
-    try {
-      return await op();
-    } catch (err) {
-      if (o.signal?.aborted) throw err;
-      if (isPermanentStorageError(err) || attempt >= o.retries) {
-        throw new TrainyardError(
-          ErrorCodes.StorageError,
-          `storage error on ${what}${attempt > 0 ? ` after ${attempt + 1} tries` : ''}: ${errorMessage(err)}`,
-          { cause: err },
-        );
-      }
-      const delay = Math.min(8000, base * 2 ** attempt) * (0.75 + Math.random() * 0.5);
-      o.onRetry?.(err, attempt + 1, delay);
-      await sleep(delay, undefined, { signal: o.signal });
-    }
+  let tries = 0;
+  try {
+    return await retry(() => { tries++; return op(); }, {
+      retries: o.retries,
+      baseMs: o.baseDelayMs ?? 250,
+      capMs: 8000,
+      jitter: 0.25,
+      isRetryable: (err) => !isPermanentStorageError(err),
+      ...(o.signal ? { signal: o.signal } : {}),
+      ...(o.onRetry ? { onRetry: o.onRetry } : {}),
+    });
+  } catch (e) {
+    if (o.signal?.aborted) throw e;
+    const err = e instanceof RetriesExhausted ? e.cause : e;
+    const code = isPermanentStorageError(err) ? ErrorCodes.StorageRejected : ErrorCodes.StorageError;
+    throw new TrainyardError(code, `storage error on ${what}${tries > 1 ? ` after ${tries} tries` : ''}: ${errorMessage(err)}`, { cause: err });
   }
 }
 

@@ -1,7 +1,6 @@
-// A pushed package: checked whole before anything is stored; then the next major version is numbered
-// under the package's row lock, the zip stored under that version's key, and the row inserted in the
-// same transaction. A failure at any step leaves no version (a stored zip without its row is invisible
-// and is overwritten by the next push of that number).
+// A pushed package: checked whole before anything is stored; then the zip is stored under its sha256,
+// and the next major version is numbered under the package's row lock and inserted in one short
+// transaction. A failure at any step leaves no version (a stored zip without its row is invisible).
 import { stat } from 'node:fs/promises';
 import { sql } from 'kysely';
 import type { SchedulerContext } from '../context.js';
@@ -32,16 +31,19 @@ export async function registerUploadedPackage(
   if (checked === 'skipped') ctx.log.warn({ package: name }, 'python3 not found on the scheduler: train.py not checked at push');
   const sha256 = await sha256File(input.file);
 
+  // The bytes go to the bucket first, under their digest: a concurrent push of the same name writes
+  // another key (or the same bytes), so no lock needs to be held while up to 512 MiB travel. Then one
+  // short transaction numbers the version under the package's row lock. A failure between the two leaves
+  // an object no row points at, which no one sees.
+  const objectKey = keys.uploadedPackage(name, sha256);
+  await withStorageRetry(`upload ${objectKey}`, () => minio.fPutObject(settings.bucket, objectKey, input.file, { 'Content-Type': 'application/zip' }), ctx.storageRetry);
   const row = await db.transaction().execute(async (trx) => {
     await trx.insertInto('packages').values({ name, description: input.description }).onConflict((oc) => oc.column('name').doNothing()).execute();
     await trx.selectFrom('packages').select('name').where('name', '=', name).forUpdate().executeTakeFirstOrThrow();
     const { max } = await trx.selectFrom('package_versions').select(sql<number>`coalesce(max(major), 0)`.as('max'))
       .where('package', '=', name).executeTakeFirstOrThrow();
-    const major = Number(max) + 1;
-    const objectKey = keys.uploadedPackage(name, major, 0);
-    await withStorageRetry(`upload ${objectKey}`, () => minio.fPutObject(settings.bucket, objectKey, input.file, { 'Content-Type': 'application/zip' }), ctx.storageRetry);
     return trx.insertInto('package_versions').values({
-      package: name, major, minor: 0, source: 'upload', run_id: null, trained_major: null, trained_minor: null,
+      package: name, major: Number(max) + 1, minor: 0, source: 'upload', run_id: null, trained_major: null, trained_minor: null,
       object_key: objectKey, size_bytes: size, sha256,
     }).returningAll().executeTakeFirstOrThrow();
   });

@@ -1,11 +1,12 @@
-// The end of an attempt as its agent reports it. A success is committed in one transaction: the outputs
-// are checked in the bucket, _results.json is written, the next minor version is registered and the run
-// turns Successful, all guarded by the attempt's lease. A retry of the same report after a lost reply
-// gets the same answer; a report from a stale attempt changes nothing.
-import { createHash } from 'node:crypto';
+// The end of an attempt as its agent reports it. A success: the outputs are checked in the bucket and
+// _results.json is written (storage I/O, outside any transaction, so a slow or absent MinIO holds no row
+// lock and no pooled connection), then ONE statement registers the next minor version and turns the run
+// Successful, guarded by the attempt's lease. A retry of the same report after a lost reply gets the same
+// answer; a report from a stale attempt changes nothing. Storage that refuses for good (the zip is not
+// there, or not the size the agent sent) ends the run Failed with that reason instead of being retried.
 import { sql } from 'kysely';
 import type { SchedulerContext } from '../context.js';
-import * as runs from './transitions.js';
+import type { Changed } from './transitions.js';
 import { buildResults } from './results.js';
 import { AttemptOutcome, RunStatus } from '../../shared/run-states.js';
 import { ErrorCodes, TrainyardError, invalid, notFound } from '../../shared/errors.js';
@@ -16,9 +17,9 @@ import type { FinishAttemptRequest__Output, FinishAttemptResponse } from '../../
 const stale = (id: string) => new TrainyardError(ErrorCodes.StaleLease, `run ${id}: this attempt is no longer current`);
 
 export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptRequest__Output): Promise<FinishAttemptResponse> {
-  const { db } = ctx;
+  const { runs } = ctx;
   const outcome = req.outcome as AttemptOutcome;
-  let changed: runs.Changed | null = null;
+  let changed: Changed | null = null;
   let outputVersion = '';
   switch (outcome) {
     case AttemptOutcome.Succeeded: {
@@ -29,29 +30,24 @@ export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptReq
     }
     case AttemptOutcome.Failed:
     case AttemptOutcome.PackagingFailed:
-      changed = await runs.endAttempt(db, req.run_id, req.lease, RunStatus.Failed, req.reason || 'failed');
+      changed = await runs.endAttempt(req.run_id, req.lease, RunStatus.Failed, req.reason || 'failed');
       break;
     case AttemptOutcome.TimedOut:
-      changed = await runs.endAttempt(db, req.run_id, req.lease, RunStatus.Failed, 'timed out');
+      changed = await runs.endAttempt(req.run_id, req.lease, RunStatus.Failed, 'timed out');
       break;
     case AttemptOutcome.Killed:
-      changed = await runs.endAttempt(db, req.run_id, req.lease, RunStatus.Killed, req.reason || 'killed');
+      changed = await runs.endAttempt(req.run_id, req.lease, RunStatus.Killed, req.reason || 'killed');
       break;
     case AttemptOutcome.HandedBack:
-      changed = await runs.requeue(db, req.run_id, req.lease, req.reason || 'handed back by its agent', false);
+      changed = await runs.requeue(req.run_id, req.lease, req.reason || 'handed back by its agent', false);
       break;
     default:
       outcome satisfies never;
       throw invalid(`unknown outcome "${req.outcome as string}"`);
   }
-  if (changed) {
-    ctx.log.info({ run: changed.id, status: changed.status, attempt: changed.attempt, outcome, reason: req.reason }, 'run status');
-    ctx.runChanged(changed.id);
-    ctx.kick();
-    return { status: changed.status, output_version: outputVersion };
-  }
+  if (changed) return { status: changed.status, output_version: outputVersion };
   // Nothing changed: a retry of a report that already landed, or a stale attempt.
-  const run = await db.selectFrom('runs').select(['status', 'lease', 'output_major', 'output_minor', 'agent']).where('id', '=', req.run_id).executeTakeFirst();
+  const run = await ctx.db.selectFrom('runs').select(['status', 'lease', 'output_major', 'output_minor', 'agent']).where('id', '=', req.run_id).executeTakeFirst();
   if (!run) throw notFound(`run ${req.run_id} not found`);
   if (run.lease === req.lease && run.agent === null && run.status !== RunStatus.Waiting) {
     const v = run.output_major !== null ? formatVersion({ major: run.output_major, minor: run.output_minor! }) : '';
@@ -60,24 +56,38 @@ export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptReq
   throw stale(req.run_id);
 }
 
-async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__Output): Promise<{ changed: runs.Changed | null; version: string }> {
-  const { db, minio, settings, storageRetry } = ctx;
-  return db.transaction().execute(async (trx) => {
-    const run = await trx.selectFrom('runs').selectAll().where('id', '=', req.run_id).forUpdate().executeTakeFirst();
-    if (!run) throw notFound(`run ${req.run_id} not found`);
-    if (run.lease !== req.lease || run.agent === null || run.status !== RunStatus.Running) return { changed: null, version: '' };
-    const prefix = keys.attemptPrefix(run.id, run.attempt);
-    // Never Successful before the outputs are durable: the package zip must be there, whole.
-    const stat = await withStorageRetry(`stat ${prefix}${outputNames.package}`, () => minio.statObject(settings.bucket, prefix + outputNames.package), storageRetry);
-    if (req.package_size_bytes && stat.size !== req.package_size_bytes) {
-      throw new TrainyardError(ErrorCodes.StorageError, `package zip in the bucket has ${stat.size} bytes, the agent sent ${req.package_size_bytes}`);
-    }
-    // Versions of one package are numbered under its row lock, so concurrent runs get distinct minors.
-    await trx.selectFrom('packages').select('name').where('name', '=', run.package).forUpdate().executeTakeFirstOrThrow();
-    const { max } = await trx.selectFrom('package_versions')
-      .select(sql<number>`coalesce(max(minor), 0)`.as('max'))
-      .where('package', '=', run.package).where('major', '=', run.package_major)
-      .executeTakeFirstOrThrow();
+const SHA256 = /^[0-9a-f]{64}$/;
+const MAX_VERSION_RACES = 20;
+
+async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__Output): Promise<{ changed: Changed | null; version: string }> {
+  const { db, minio, settings, storageRetry, runs } = ctx;
+  const run = await db.selectFrom('runs').selectAll().where('id', '=', req.run_id).executeTakeFirst();
+  if (!run) throw notFound(`run ${req.run_id} not found`);
+  if (run.lease !== req.lease || run.agent === null || run.status !== RunStatus.Running) return { changed: null, version: '' };
+  const fail = async (reason: string) => ({ changed: await runs.endAttempt(run.id, req.lease, RunStatus.Failed, reason), version: '' });
+  // A kill the scheduler accepted wins over a success that arrives after it: the user was told it is
+  // being killed, so it ends Killed and registers nothing.
+  const killed = async () => ({ changed: await runs.endAttempt(run.id, req.lease, RunStatus.Killed, 'killed'), version: '' });
+  if (run.kill_requested) return killed();
+  // The agent hashes the zip it uploaded; the digest is what `package versions` shows and what a later
+  // download is checked against, so a report without a real one is refused rather than guessed.
+  if (!SHA256.test(req.package_sha256)) return fail(`the agent reported no valid sha256 for the package zip (got "${req.package_sha256.slice(0, 80)}")`);
+  const prefix = keys.attemptPrefix(run.id, run.attempt);
+  // Never Successful before the outputs are durable: the package zip must be there, whole.
+  let size: number;
+  try {
+    size = (await withStorageRetry(`stat ${prefix}${outputNames.package}`, () => minio.statObject(settings.bucket, prefix + outputNames.package), storageRetry)).size;
+  } catch (err) {
+    if (err instanceof TrainyardError && err.code === ErrorCodes.StorageRejected) return fail(`the new package version is not in the bucket: ${err.message}`);
+    throw err; // transient: the agent retries the report
+  }
+  if (size !== req.package_size_bytes) return fail(`the package zip in the bucket has ${size} bytes, the agent uploaded ${req.package_size_bytes}`);
+
+  for (let race = 0; ; race++) {
+    // The next minor, read without a lock; if another run registers it first, the insert below fails on
+    // the primary key and this reads again (rare: only concurrent successes of one package version).
+    const { max } = await db.selectFrom('package_versions').select(sql<number>`coalesce(max(minor), 0)`.as('max'))
+      .where('package', '=', run.package).where('major', '=', run.package_major).executeTakeFirstOrThrow();
     const minor = Number(max) + 1;
     const version = formatVersion({ major: run.package_major, minor });
     const results = buildResults({
@@ -93,15 +103,23 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
       savedTrainingData: req.saved_training_data,
     });
     const body = Buffer.from(JSON.stringify(results, null, 2) + '\n');
+    // This attempt's own prefix: rewriting it (after a lost race) can touch no other run's outputs.
     await withStorageRetry(`upload ${prefix}${outputNames.results}`,
       () => minio.putObject(settings.bucket, prefix + outputNames.results, body, body.length, { 'Content-Type': 'application/json' }), storageRetry);
-    await trx.insertInto('package_versions').values({
-      package: run.package, major: run.package_major, minor, source: 'run', run_id: run.id,
-      trained_major: run.package_major, trained_minor: run.package_minor,
-      object_key: prefix + outputNames.package, size_bytes: stat.size,
-      sha256: req.package_sha256 || createHash('sha256').update(stat.etag).digest('hex'),
-    }).execute();
-    const changed = await runs.succeed(trx, run.id, req.lease, { major: run.package_major, minor, results });
-    return { changed, version };
-  });
+    try {
+      const changed = await runs.succeed(run.id, req.lease, {
+        package: run.package, major: run.package_major, minor, trainedMajor: run.package_major, trainedMinor: run.package_minor,
+        objectKey: prefix + outputNames.package, sizeBytes: size, sha256: req.package_sha256, results,
+      });
+      if (changed) return { changed, version };
+      // Refused by the guard: a kill landed since the read above (or the attempt is no longer current,
+      // which endAttempt's own lease guard then leaves alone too).
+      const now = await db.selectFrom('runs').select('kill_requested').where('id', '=', run.id).executeTakeFirst();
+      return now?.kill_requested ? killed() : { changed: null, version: '' };
+    } catch (err) {
+      const pgErr = err as { code?: string; constraint?: string };
+      if (pgErr.code === '23505' && pgErr.constraint === 'package_versions_pkey' && race < MAX_VERSION_RACES) continue;
+      throw err;
+    }
+  }
 }
