@@ -1,8 +1,8 @@
-// One attempt of a run on this agent, start to end: fetch the package, build or reuse its venv (Packaging),
-// make the data local, run train() and save() through the harness in its own process group (Running),
-// push every output to the bucket, and only then report success. Kill, timeout and drain all end the
-// process group the same way: SIGTERM, a grace period, then SIGKILL.
-import { spawn, type ChildProcess } from 'node:child_process';
+// One attempt of a run on this agent, start to end, as named steps: fetch the package and build (or reuse)
+// its venv (Packaging), make the data local, run train() and save() through the harness in its own
+// process group, upload every output (Running), and only then report the end. Kill, timeout and drain all
+// end the attempt the same way: its AbortSignal fires, which stops whatever step is running (a transfer,
+// pip, or the process group: SIGTERM, a grace period, then SIGKILL).
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -10,14 +10,15 @@ import type * as Minio from 'minio';
 import type { Logger } from 'pino';
 import type { Dispatch } from '../shared/proto.js';
 import { AttemptOutcome, RunStatus } from '../shared/run-states.js';
-import { diskFullCodes, downloadObject, downloadPrefix, outputNames, uploadDir, uploadFile, type RetryOptions } from '../shared/storage.js';
+import { diskFullCodes, downloadObject, downloadPrefix, uploadDir, uploadFile, type RetryOptions } from '../shared/storage.js';
 import { extractZip, zipDir } from '../shared/zip.js';
-import { errorMessage, TrainyardError } from '../shared/errors.js';
-import { wantsTrainingData } from '../shared/run-env.js';
+import { ErrorCodes, errorMessage, isRetryableGrpc, TrainyardError } from '../shared/errors.js';
 import { projectRoot } from '../shared/proto.js';
 import { sha256File } from '../shared/hash.js';
 import { ensureVenv, PackagingError, type VenvOptions } from './venv.js';
-import { LogShipper, lineSplitter } from './log-shipper.js';
+import { LogShipper } from './log-shipper.js';
+import { SupervisedProcess } from './process.js';
+import { planOutputs } from './outputs.js';
 import type { Link } from './link.js';
 
 export interface AttemptDeps {
@@ -30,207 +31,253 @@ export interface AttemptDeps {
   killGraceMs: number;
   transferRetries: number;
   zipLimits: { maxUnzippedBytes: number; maxEntries: number };
+  /**
+   * Fires when the agent stops for good (a second signal, or past its drain deadline): the end report and
+   * the log shipping, which otherwise retry for as long as the scheduler is away, give up. Absent: never.
+   */
+  reportSignal?: AbortSignal;
 }
 
+/** The step an attempt is in; a failure's reason names it ("disk full on agent X while <phase>"). */
+export type Phase = 'fetching_package' | 'building_env' | 'fetching_data' | 'training' | 'uploading' | 'reporting';
+
+const phaseWords = {
+  fetching_package: 'fetching the package',
+  building_env: 'building the environment',
+  fetching_data: 'making the data local',
+  training: 'running train.py',
+  uploading: 'uploading the outputs',
+  reporting: 'reporting the end',
+} as const satisfies Record<Phase, string>;
+
 type EndReason = { outcome: AttemptOutcome; reason: string };
+type Result = EndReason & { startAt?: number; endAt?: number; saved?: boolean; size?: number; sha256?: string };
+
+/** The end was decided by stop() (a kill, a timeout, a drain), not by the steps. */
+class Stopped extends Error {}
 
 export class Attempt {
   readonly #abort = new AbortController();
-  #child: ChildProcess | null = null;
   #end: EndReason | null = null;
-  #killTimer: NodeJS.Timeout | null = null;
+  #phase: Phase = 'fetching_package';
+  readonly #dir: string;
   readonly done: Promise<void>;
   readonly logs: LogShipper;
 
   constructor(readonly dispatch: Dispatch, private readonly deps: AttemptDeps) {
+    this.#dir = path.join(deps.workDir, `${dispatch.run_id}-a${dispatch.attempt}`);
     this.logs = new LogShipper({
-      append: async (lines) => {
-        const res = await deps.link.appendLogs({ run_id: dispatch.run_id, lease: dispatch.lease, lines });
-        return { stop: res.stop };
+      sink: {
+        append: async (lines, signal) => {
+          const res = await deps.link.appendLogs({ run_id: dispatch.run_id, lease: dispatch.lease, lines }, signal);
+          return { stop: res.stop };
+        },
       },
-    }, this.#abort.signal, () => this.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' }));
+      // Beside the attempt's folder, which the first step empties.
+      spillFile: `${this.#dir}.log-spill.jsonl`,
+      // Lines keep going out after a kill (the last ones say why it ended), until the agent gives up.
+      signal: deps.reportSignal ?? new AbortController().signal,
+      isRetryable: isRetryableGrpc,
+      onStop: () => this.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' }),
+      onWarn: (msg, err) => deps.log.warn({ run: dispatch.run_id, err: errorMessage(err) }, msg),
+    });
     this.done = this.#run();
   }
 
   get runId(): string { return this.dispatch.run_id!; }
   get lease(): number { return Number(this.dispatch.lease); }
+  get phase(): Phase { return this.#phase; }
 
-  /** Ends the attempt for the given reason (first reason wins): the process group gets SIGTERM, then SIGKILL. */
+  /** Ends the attempt for the given reason (first reason wins): whatever step runs is aborted. */
   stop(end: EndReason): void {
     if (this.#end) return;
     this.#end = end;
-    this.deps.log.info({ run: this.runId, outcome: end.outcome, reason: end.reason }, 'stopping attempt');
-    const child = this.#child;
-    if (child?.pid && child.exitCode === null && child.signalCode === null) {
-      signalGroup(child.pid, 'SIGTERM');
-      this.#killTimer = setTimeout(() => signalGroup(child.pid!, 'SIGKILL'), this.deps.killGraceMs);
-    } else {
-      this.#abort.abort();
-    }
-  }
-
-  async #report(status: string): Promise<boolean> {
-    const { link } = this.deps;
-    const res = await link.reportStatus({ run_id: this.runId, lease: this.lease, status }, this.#abort.signal);
-    if (res.stop) this.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' });
-    return !res.stop;
+    this.deps.log.info({ run: this.runId, outcome: end.outcome, reason: end.reason, phase: this.#phase }, 'stopping attempt');
+    this.#abort.abort(new Stopped(end.reason));
   }
 
   async #run(): Promise<void> {
+    let result: Result;
+    try {
+      result = await this.#steps();
+    } catch (err) {
+      result = this.#failure(err);
+    }
+    if (this.#end && result.outcome !== AttemptOutcome.Succeeded) result = { ...result, ...this.#end };
+    if (result.reason && result.outcome !== AttemptOutcome.Succeeded) this.logs.line('system', `[trainyard] ${result.outcome}: ${result.reason}`);
+    this.#phase = 'reporting';
+    await this.#finish(result);
+    this.logs.close();
+    await rm(this.#dir, { recursive: true, force: true }).catch(() => {});
+  }
+
+  async #steps(): Promise<Result> {
     const d = this.dispatch;
-    const { log } = this.deps;
-    const dir = path.join(this.deps.workDir, `${d.run_id}-a${d.attempt}`);
-    const retry: RetryOptions = {
+    await this.#report(RunStatus.Packaging);
+    this.logs.line('system', `[trainyard] attempt ${d.attempt} on agent; package ${d.package} ${d.version}, dataset ${d.dataset}`);
+    await rm(this.#dir, { recursive: true, force: true });
+    await mkdir(this.#dir, { recursive: true });
+    const pkgDir = await this.#fetchPackage();
+    const venv = await this.#buildEnv(pkgDir);
+
+    await this.#report(RunStatus.Running);
+    const startAt = Date.now() / 1000;
+    const dataDir = await this.#fetchData();
+    const trained = await this.#train(venv, pkgDir, dataDir);
+    if (!trained.ok) return { outcome: AttemptOutcome.Failed, reason: trained.reason };
+    const up = await this.#upload(pkgDir, dataDir);
+    return { outcome: AttemptOutcome.Succeeded, reason: '', startAt, endAt: Date.now() / 1000, ...up };
+  }
+
+  /** Tells the scheduler the attempt's status; throws Stopped when the scheduler says it is no longer current. */
+  async #report(status: string): Promise<void> {
+    const res = await this.deps.link.reportStatus({ run_id: this.runId, lease: this.lease, status }, this.#abort.signal);
+    if (res.stop) this.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' });
+    this.#checkStopped();
+  }
+
+  #checkStopped(): void {
+    if (this.#end) throw new Stopped(this.#end.reason);
+  }
+
+  #transfers(): RetryOptions {
+    return {
       retries: this.deps.transferRetries,
       signal: this.#abort.signal,
       onRetry: (err, n, ms) => this.logs.line('system', `[trainyard] storage error, retry ${n} in ${Math.round(ms)} ms: ${errorMessage(err)}`),
     };
-    let result: EndReason & { startAt?: number; endAt?: number; saved?: boolean; size?: number; sha256?: string } = {
-      outcome: AttemptOutcome.Failed, reason: 'agent error',
-    };
-    let doing = 'fetching the package'; // for a reason that says when the agent's own disk filled up
-    try {
-      if (!(await this.#report(RunStatus.Packaging))) throw new Stopped();
-      this.logs.line('system', `[trainyard] attempt ${d.attempt} on agent; package ${d.package} ${d.version}, dataset ${d.dataset}`);
-      await rm(dir, { recursive: true, force: true });
-      await mkdir(dir, { recursive: true });
-      const zip = path.join(dir, 'input.zip');
-      await downloadObject(this.deps.minio, d.bucket!, d.package_object_key!, zip, retry);
-      const pkgDir = path.join(dir, 'package');
-      await extractZip(zip, pkgDir, this.deps.zipLimits);
-      await rm(zip);
-      const venv = await ensureVenv(this.deps.venv, path.join(pkgDir, 'requirements.txt'), (l) => this.logs.line('system', l), this.#abort.signal);
-      if (this.#end) throw new Stopped();
-
-      if (!(await this.#report(RunStatus.Running))) throw new Stopped();
-      const startAt = Date.now() / 1000;
-      doing = 'making the data local';
-      const dataDir = path.join(dir, 'data');
-      const got = await downloadPrefix(this.deps.minio, d.bucket!, d.dataset_prefix!, dataDir, retry);
-      await mkdir(dataDir, { recursive: true });
-      this.logs.line('system', `[trainyard] dataset ${d.dataset}: ${got.files} files, ${got.bytes} bytes made local`);
-      if (this.#end) throw new Stopped();
-
-      const env = d.env ?? {};
-      doing = 'running train.py';
-      const harness = await this.#harness(venv, pkgDir, dataDir, dir, env);
-      if (this.#end) throw new Stopped();
-      if (!harness.ok) {
-        result = { outcome: AttemptOutcome.Failed, reason: harness.reason };
-      } else {
-        // Outputs: artifacts, the data copy when asked, and the new package (the folder after save(),
-        // without the artifacts, data or venv, which all live outside it or are excluded).
-        doing = 'uploading the outputs';
-        const prefix = d.output_prefix!;
-        const artifactsRel = path.normalize(env.artifacts_directory ?? 'artifacts');
-        const artifactsDir = path.resolve(pkgDir, artifactsRel);
-        if (existsSync(artifactsDir)) {
-          const up = await uploadDir(this.deps.minio, d.bucket!, artifactsDir, prefix + outputNames.artifacts, retry);
-          this.logs.line('system', `[trainyard] uploaded ${up.files} artifacts (${up.bytes} bytes)`);
-        }
-        const saved = wantsTrainingData(env);
-        if (saved) {
-          const up = await uploadDir(this.deps.minio, d.bucket!, dataDir, prefix + outputNames.trainData, retry);
-          this.logs.line('system', `[trainyard] saved a copy of the training data (${up.files} files)`);
-        }
-        const insidePkg = path.relative(pkgDir, artifactsDir);
-        const exclude = (rel: string) => rel === '__pycache__' || rel.endsWith('/__pycache__') || (!insidePkg.startsWith('..') && insidePkg !== '' && (rel === insidePkg.split(path.sep).join('/')));
-        const outZip = path.join(dir, 'package.zip');
-        await zipDir(pkgDir, outZip, exclude);
-        const size = await uploadFile(this.deps.minio, d.bucket!, prefix + outputNames.package, outZip, retry);
-        const sha256 = await sha256File(outZip);
-        this.logs.line('system', `[trainyard] uploaded the new package version (${size} bytes)`);
-        result = { outcome: AttemptOutcome.Succeeded, reason: '', startAt, endAt: Date.now() / 1000, saved, size, sha256 };
-      }
-    } catch (err) {
-      const fsError = (err as { cause?: unknown } | null)?.cause ?? err; // a transfer wraps the fs error
-      if (this.#end || err instanceof Stopped) result = this.#end ?? { outcome: AttemptOutcome.Killed, reason: 'killed' };
-      else if (diskFullCodes.has((fsError as NodeJS.ErrnoException).code ?? '')) {
-        result = { outcome: AttemptOutcome.Failed, reason: `disk full on agent ${this.deps.agentName} while ${doing} (work dir ${this.deps.workDir}): ${errorMessage(fsError)}` };
-      } else if (err instanceof PackagingError) result = { outcome: AttemptOutcome.PackagingFailed, reason: err.message };
-      else if (err instanceof TrainyardError) result = { outcome: AttemptOutcome.Failed, reason: err.message };
-      else {
-        log.error({ err, run: this.runId }, 'attempt failed in the agent');
-        result = { outcome: AttemptOutcome.Failed, reason: `agent error: ${errorMessage(err)}` };
-      }
-    }
-    if (this.#end && result.outcome !== AttemptOutcome.Succeeded) result = { ...result, ...this.#end };
-    if (result.reason && result.outcome !== AttemptOutcome.Succeeded) this.logs.line('system', `[trainyard] ${result.outcome}: ${result.reason}`);
-    await this.#finish(result);
-    if (this.#killTimer) clearTimeout(this.#killTimer);
-    await rm(dir, { recursive: true, force: true }).catch(() => {});
   }
 
-  async #finish(r: EndReason & { startAt?: number; endAt?: number; saved?: boolean; size?: number; sha256?: string }): Promise<void> {
-    const { link, log } = this.deps;
-    const finishSignal = new AbortController().signal; // the final report must go out even after a kill
-    await this.logs.flush();
-    try {
-      const res = await link.finishAttempt({
-        run_id: this.runId, lease: this.lease, outcome: r.outcome, reason: r.reason,
-        start_at: r.startAt ?? 0, end_at: r.endAt ?? 0, saved_training_data: r.saved ?? false,
-        package_size_bytes: r.size ?? 0, package_sha256: r.sha256 ?? '', last_log_seq: this.logs.lastSeq,
-      }, finishSignal, (err) => log.warn({ run: this.runId, err: errorMessage(err) }, 'finish report failed; retrying'));
-      log.info({ run: this.runId, status: res.status, version: res.output_version }, 'attempt finished');
-    } catch (err) {
-      log.warn({ run: this.runId, err: errorMessage(err) }, 'finish report refused (a stale attempt)');
-    }
+  async #fetchPackage(): Promise<string> {
+    this.#phase = 'fetching_package';
+    const d = this.dispatch;
+    const zip = path.join(this.#dir, 'input.zip');
+    await downloadObject(this.deps.minio, d.bucket!, d.package_object_key!, zip, this.#transfers());
+    const pkgDir = path.join(this.#dir, 'package');
+    await extractZip(zip, pkgDir, this.deps.zipLimits);
+    await rm(zip);
+    this.#checkStopped();
+    return pkgDir;
   }
 
-  /** Runs train() and save() in the venv. Resolves with the harness's verdict. */
-  async #harness(venv: string, pkgDir: string, dataDir: string, dir: string, env: Record<string, string>): Promise<{ ok: true } | { ok: false; reason: string }> {
-    const resultFile = path.join(dir, 'result.json');
+  async #buildEnv(pkgDir: string): Promise<string> {
+    this.#phase = 'building_env';
+    const venv = await ensureVenv(this.deps.venv, path.join(pkgDir, 'requirements.txt'), (l) => this.logs.line('system', l), this.#abort.signal);
+    this.#checkStopped();
+    return venv;
+  }
+
+  async #fetchData(): Promise<string> {
+    this.#phase = 'fetching_data';
+    const d = this.dispatch;
+    const dataDir = path.join(this.#dir, 'data');
+    const got = await downloadPrefix(this.deps.minio, d.bucket!, d.dataset_prefix!, dataDir, this.#transfers());
+    await mkdir(dataDir, { recursive: true });
+    this.logs.line('system', `[trainyard] dataset ${d.dataset}: ${got.files} files, ${got.bytes} bytes made local`);
+    this.#checkStopped();
+    return dataDir;
+  }
+
+  /** Runs train() and save() in the venv, through the harness. Resolves with the harness's verdict. */
+  async #train(venv: string, pkgDir: string, dataDir: string): Promise<{ ok: true } | { ok: false; reason: string }> {
+    this.#phase = 'training';
+    const d = this.dispatch;
+    const resultFile = path.join(this.#dir, 'result.json');
     const script = path.join(projectRoot(), 'agent', 'harness', 'trainyard_harness.py');
-    const gpus = this.dispatch.gpu_indices ?? [];
-    const child = spawn(path.join(venv, 'bin', 'python'), ['-u', script, '--package-dir', pkgDir, '--data-dir', dataDir, '--result-file', resultFile], {
+    const gpus = d.gpu_indices ?? [];
+    const proc = new SupervisedProcess(path.join(venv, 'bin', 'python'), ['-u', script, '--package-dir', pkgDir, '--data-dir', dataDir, '--result-file', resultFile], {
       cwd: pkgDir,
-      detached: true, // its own process group, so a kill reaches train.py's children too
-      stdio: ['ignore', 'pipe', 'pipe'],
       env: {
         PATH: `${path.join(venv, 'bin')}:${process.env.PATH ?? '/usr/bin:/bin'}`,
-        HOME: process.env.HOME ?? dir,
+        HOME: process.env.HOME ?? this.#dir,
         LANG: process.env.LANG ?? 'C.UTF-8',
         VIRTUAL_ENV: venv,
         PYTHONUNBUFFERED: '1',
-        ...env,
+        ...d.env,
         // A run sees only the GPUs it was given; a run that asked for none sees none.
         CUDA_VISIBLE_DEVICES: gpus.join(','),
         TRAINYARD_RUN_ID: this.runId,
-        TRAINYARD_ATTEMPT: String(this.dispatch.attempt),
+        TRAINYARD_ATTEMPT: String(d.attempt),
         training_data_directory: dataDir,
       },
+      onStdout: (l) => this.logs.line('stdout', l),
+      onStderr: (l) => this.logs.line('stderr', l),
+      killGraceMs: this.deps.killGraceMs,
+      timeoutMs: (d.timeout_seconds ?? 0) * 1000,
+      onTimeout: () => this.stop({ outcome: AttemptOutcome.TimedOut, reason: 'timed out' }),
+      signal: this.#abort.signal,
     });
-    this.#child = child;
-    this.deps.log.info({ run: this.runId, attempt: this.dispatch.attempt, pid: child.pid, at: Date.now() }, 'train.py started');
-    if (this.#end) signalGroup(child.pid!, 'SIGTERM');
-    const timeout = this.dispatch.timeout_seconds
-      ? setTimeout(() => this.stop({ outcome: AttemptOutcome.TimedOut, reason: 'timed out' }), this.dispatch.timeout_seconds * 1000)
-      : null;
-    const out = lineSplitter((l) => this.logs.line('stdout', l));
-    const err = lineSplitter((l) => this.logs.line('stderr', l));
-    child.stdout!.on('data', (c: Buffer) => out.write(c));
-    child.stderr!.on('data', (c: Buffer) => err.write(c));
-    const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-      child.on('error', reject);
-      child.on('close', (code, signal) => resolve({ code, signal }));
-    });
-    out.end(); err.end();
-    if (timeout) clearTimeout(timeout);
-    // The leader is gone; anything it left in the group goes with it.
-    signalGroup(child.pid!, 'SIGKILL');
-    if (this.#end) return { ok: false, reason: this.#end.reason };
+    this.deps.log.info({ run: this.runId, attempt: d.attempt, pid: proc.pid, at: Date.now() }, 'train.py started');
+    const { code, signal } = await proc.exited;
+    this.#checkStopped();
     let verdict: { ok: boolean; error?: { summary?: string; message?: string } | null } | null = null;
     try { verdict = JSON.parse(await readFile(resultFile, 'utf8')); } catch { verdict = null; }
     if (code === 0 && verdict?.ok) return { ok: true };
     if (verdict && !verdict.ok && verdict.error) return { ok: false, reason: verdict.error.summary || verdict.error.message || 'train.py failed' };
     return { ok: false, reason: signal ? `train.py was killed by ${signal}` : `train.py exited with code ${code}` };
   }
+
+  /** Pushes every output to the attempt's prefix (agent/outputs.ts says what goes where). */
+  async #upload(pkgDir: string, dataDir: string): Promise<{ saved: boolean; size: number; sha256: string }> {
+    this.#phase = 'uploading';
+    const d = this.dispatch;
+    const plan = planOutputs(pkgDir, d.output_prefix!, d.env ?? {});
+    const { minio } = this.deps;
+    if (existsSync(plan.artifactsDir)) {
+      const up = await uploadDir(minio, d.bucket!, plan.artifactsDir, plan.keys.artifacts, this.#transfers());
+      this.logs.line('system', `[trainyard] uploaded ${up.files} artifacts (${up.bytes} bytes)`);
+    }
+    if (plan.saveTrainingData) {
+      const up = await uploadDir(minio, d.bucket!, dataDir, plan.keys.trainData, this.#transfers());
+      this.logs.line('system', `[trainyard] saved a copy of the training data (${up.files} files)`);
+    }
+    const outZip = path.join(this.#dir, 'package.zip');
+    await zipDir(pkgDir, outZip, plan.packageExcludes);
+    const size = await uploadFile(minio, d.bucket!, plan.keys.package, outZip, this.#transfers());
+    const sha256 = await sha256File(outZip);
+    this.logs.line('system', `[trainyard] uploaded the new package version (${size} bytes)`);
+    // A stop that comes now, with every output in the bucket, changes nothing: the run succeeded.
+    return { saved: plan.saveTrainingData, size, sha256 };
+  }
+
+  /** The end a failed step means. */
+  #failure(err: unknown): Result {
+    const fsError = (err as { cause?: unknown } | null)?.cause ?? err; // a transfer wraps the fs error
+    if (this.#end || err instanceof Stopped) return this.#end ?? { outcome: AttemptOutcome.Killed, reason: 'killed' };
+    if (diskFullCodes.has((fsError as NodeJS.ErrnoException).code ?? '')) {
+      return { outcome: AttemptOutcome.Failed, reason: `disk full on agent ${this.deps.agentName} while ${phaseWords[this.#phase]} (work dir ${this.deps.workDir}): ${errorMessage(fsError)}` };
+    }
+    if (err instanceof PackagingError) return { outcome: AttemptOutcome.PackagingFailed, reason: err.message };
+    if (err instanceof TrainyardError) return { outcome: AttemptOutcome.Failed, reason: err.message };
+    this.deps.log.error({ err, run: this.runId, phase: this.#phase }, 'attempt failed in the agent');
+    return { outcome: AttemptOutcome.Failed, reason: `agent error: ${errorMessage(err)}` };
+  }
+
+  /**
+   * Reports the end: the remaining log lines, then FinishAttempt. Both retry while the scheduler is away,
+   * for as long as the agent runs; a permanent refusal (a stale lease, a bad request) ends the report at
+   * once; when the agent stops for good (reportSignal) it gives up and says so: the scheduler finds the
+   * attempt through its agent-loss sweep and requeues or ends it.
+   */
+  async #finish(r: Result): Promise<void> {
+    const { link, log } = this.deps;
+    const giveUp = this.deps.reportSignal ?? new AbortController().signal;
+    const shipped = await this.logs.flush();
+    if (!shipped) log.warn({ run: this.runId, lastSeq: this.logs.lastSeq, ackedSeq: this.logs.ackedSeq }, 'agent stopping: the last log lines of the attempt were not shipped');
+    try {
+      const res = await link.finishAttempt({
+        run_id: this.runId, lease: this.lease, outcome: r.outcome, reason: r.reason,
+        start_at: r.startAt ?? 0, end_at: r.endAt ?? 0, saved_training_data: r.saved ?? false,
+        package_size_bytes: r.size ?? 0, package_sha256: r.sha256 ?? '', last_log_seq: this.logs.lastSeq,
+      }, giveUp, (err) => log.warn({ run: this.runId, err: errorMessage(err) }, 'finish report failed; retrying'));
+      log.info({ run: this.runId, status: res.status, version: res.output_version }, 'attempt finished');
+    } catch (err) {
+      if (giveUp.aborted) {
+        log.warn({ run: this.runId, attempt: this.dispatch.attempt, outcome: r.outcome }, 'agent stopping: the end of this attempt was not reported; the scheduler will requeue or end it when it finds this agent gone');
+      } else {
+        const code = (err as Partial<TrainyardError>).code;
+        log.warn({ run: this.runId, err: errorMessage(err), code }, code === ErrorCodes.StaleLease ? 'finish report refused (a stale attempt)' : 'finish report refused for good');
+      }
+    }
+  }
 }
-
-class Stopped extends Error {}
-
-function signalGroup(pid: number, sig: NodeJS.Signals): void {
-  try { process.kill(-pid, sig); } catch { /* already gone */ }
-}
-
-

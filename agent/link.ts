@@ -2,10 +2,10 @@
 // scheduler restarting, a network blip) are retried with backoff until the AbortSignal fires; anything
 // else is the scheduler's answer and is returned to the caller as a TrainyardError.
 import * as grpc from '@grpc/grpc-js';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { loadProto, channelOptions, grpcTarget } from '../shared/proto.js';
 import type { AgentLinkClient } from '../shared/proto/gen/trainyard/v1/AgentLink.js';
 import { fromGrpcError, isRetryableGrpc } from '../shared/errors.js';
+import { retry } from '../shared/retry.js';
 import type {
   AppendLogsRequest, AppendLogsResponse__Output, FinishAttemptRequest, FinishAttemptResponse__Output, HeartbeatRequest,
   HeartbeatResponse__Output, RegisterRequest, RegisterResponse__Output, ReportStatusRequest, ReportStatusResponse__Output,
@@ -21,23 +21,33 @@ export class Link {
     this.client = new proto.trainyard.v1.AgentLink(grpcTarget(address), grpc.credentials.createInsecure(), channelOptions);
   }
 
-  once<Req, Res>(method: Unary<Req, Res>, req: Req, timeoutMs = 15_000): Promise<Res> {
+  /** One call with a deadline; the signal cancels it in flight (a stopping agent does not wait 15 s). */
+  once<Req, Res>(method: Unary<Req, Res>, req: Req, timeoutMs = 15_000, signal?: AbortSignal): Promise<Res> {
     return new Promise((resolve, reject) => {
-      method.call(this.client, req, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res as Res)));
+      if (signal?.aborted) return reject(signal.reason);
+      const onAbort = () => call.cancel();
+      const call = method.call(this.client, req, { deadline: Date.now() + timeoutMs }, (err, res) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (err) reject(err); else resolve(res as Res);
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
-  /** Calls until it gets an answer; only transient errors are retried. */
+  /**
+   * Calls until it gets an answer: transient failures (shared/errors.ts's table) are retried with backoff
+   * until the signal fires, which throws the signal's reason; anything else is the scheduler's answer and
+   * is thrown as a TrainyardError.
+   */
   async call<Req, Res>(method: Unary<Req, Res>, req: Req, signal: AbortSignal, onRetry?: (err: unknown) => void): Promise<Res> {
-    for (let attempt = 0; ; attempt++) {
-      signal.throwIfAborted();
-      try {
-        return await this.once(method, req);
-      } catch (err) {
-        if (!isRetryableGrpc(err)) throw fromGrpcError(err);
-        onRetry?.(err);
-        await sleep(Math.min(5000, 100 * 2 ** attempt) * (0.75 + Math.random() * 0.5), undefined, { signal });
-      }
+    try {
+      return await retry(() => this.once(method, req, 15_000, signal), {
+        retries: Infinity, baseMs: 100, capMs: 5000, jitter: 0.25, signal, isRetryable: isRetryableGrpc,
+        ...(onRetry ? { onRetry: (err: unknown) => onRetry(err) } : {}),
+      });
+    } catch (err) {
+      if (signal.aborted) throw err;
+      throw fromGrpcError(err);
     }
   }
 
@@ -47,7 +57,8 @@ export class Link {
   heartbeat = (req: HeartbeatRequest) => this.once<HeartbeatRequest, HeartbeatResponse__Output>(this.client.Heartbeat as never, req, 5000);
   reportStatus = (req: ReportStatusRequest, signal: AbortSignal) =>
     this.call<ReportStatusRequest, ReportStatusResponse__Output>(this.client.ReportStatus as never, req, signal);
-  appendLogs = (req: AppendLogsRequest) => this.once<AppendLogsRequest, AppendLogsResponse__Output>(this.client.AppendLogs as never, req);
+  appendLogs = (req: AppendLogsRequest, signal?: AbortSignal) =>
+    this.once<AppendLogsRequest, AppendLogsResponse__Output>(this.client.AppendLogs as never, req, 15_000, signal);
   finishAttempt = (req: FinishAttemptRequest, signal: AbortSignal, onRetry?: (err: unknown) => void) =>
     this.call<FinishAttemptRequest, FinishAttemptResponse__Output>(this.client.FinishAttempt as never, req, signal, onRetry);
 

@@ -1,81 +1,189 @@
-// Ships an attempt's output to the scheduler: every line gets the next sequence number, batches go out
-// one at a time in order, and a batch is retried until the scheduler acknowledges it (appends are
-// idempotent on (run, attempt, seq)), so each line lands exactly once and in order.
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { LogLine } from '../shared/proto.js';
+// Ships an attempt's output to the scheduler: every line gets the next sequence number and batches go out
+// one at a time, in order, each retried until the scheduler acknowledges it (appends are idempotent on
+// (run, attempt, seq)), so each line lands exactly once and in order.
+//
+// While the scheduler is away, one loop retries with capped, jittered backoff (a few tries a minute, not
+// thousands a second), the oldest lines wait in memory up to a bound, and the lines past it go to a spill
+// file that is read back in order once the scheduler answers again: memory stays flat for any outage and
+// no line is dropped (unless the agent's own disk is full too, which is said in the log).
+import { errorMessage } from '../shared/errors.js';
+import { retry } from '../shared/retry.js';
+import { LogSpill } from './log-spill.js';
+import { MAX_LINE, type ShippedLine } from './lines.js';
 
-const MAX_LINE = 16 * 1024;
+export { lineSplitter } from './lines.js';
+
 const MAX_BATCH = 500;
 
 export interface LogSink {
-  append(lines: LogLine[]): Promise<{ stop: boolean }>;
+  /** Appends a batch; `stop` says the attempt is no longer current. The signal cancels a call in flight. */
+  append(lines: ShippedLine[], signal: AbortSignal): Promise<{ stop: boolean }>;
 }
+
+export interface LogShipperOptions {
+  sink: LogSink;
+  /** Where lines past the memory bound wait. Created when first needed; removed by close(). */
+  spillFile: string;
+  /** Fires when the agent gives up shipping (it is stopping): what is not shipped by then stays unshipped. */
+  signal: AbortSignal;
+  /** The scheduler said the attempt is no longer current. */
+  onStop: () => void;
+  /** Problems worth a line in the agent's log (retries, lines that could not be kept). */
+  onWarn?: (msg: string, err: unknown) => void;
+  /** Whether a failed append is worth another try; a permanent refusal drops that batch. Default: all are. */
+  isRetryable?: (err: unknown) => boolean;
+  /** Bytes of line text kept in memory before lines go to the spill file. Default 4 MiB. */
+  maxMemoryBytes?: number;
+  /** The backoff between tries of one batch. Defaults: 250 ms doubling to 10 s, ±50 %. */
+  baseMs?: number;
+  capMs?: number;
+  /** How long a line waits for company before a batch goes out. Default 100 ms. */
+  batchDelayMs?: number;
+}
+
+/** What a line costs in memory, roughly: UTF-16 text plus the record around it. */
+const cost = (l: ShippedLine) => 2 * l.text.length + 120;
 
 export class LogShipper {
+  readonly #o: LogShipperOptions;
+  readonly #signal: AbortSignal;
+  readonly #closed = new AbortController();
+  readonly #spill: LogSpill;
   #seq = 0;
-  #queue: LogLine[] = [];
-  #flushing: Promise<void> | null = null;
+  #acked = 0;
+  // Unsent lines, oldest first: #memory, then (once memory was full) #spill. New lines go to the spill
+  // while it holds any, so the order never changes.
+  #memory: ShippedLine[] = [];
+  #memoryBytes = 0;
+  #pump: Promise<void> | null = null;
   #timer: NodeJS.Timeout | null = null;
-  #onStop: () => void;
+  #waiters: { seq: number; resolve: (shipped: boolean) => void }[] = [];
+  #sends = 0;
+  #lostReported = 0;
 
-  constructor(private readonly sink: LogSink, private readonly signal: AbortSignal, onStop: () => void) {
-    this.#onStop = onStop;
+  constructor(o: LogShipperOptions) {
+    this.#o = o;
+    this.#signal = AbortSignal.any([o.signal, this.#closed.signal]);
+    this.#spill = new LogSpill(o.spillFile, (err) => o.onWarn?.('could not spill log lines to disk; they are lost', err));
+    this.#signal.addEventListener('abort', () => {
+      if (this.#timer) clearTimeout(this.#timer);
+      this.#timer = null;
+      for (const w of this.#waiters.splice(0)) w.resolve(false);
+    }, { once: true });
   }
 
+  /** The last sequence number given out. */
   get lastSeq(): number { return this.#seq; }
+  /** The last sequence number the scheduler acknowledged (or refused for good). */
+  get ackedSeq(): number { return this.#acked; }
+
+  /** For tests and diagnostics. */
+  stats() {
+    return { memoryLines: this.#memory.length, memoryBytes: this.#memoryBytes, spilledBytes: this.#spill.bytes, sends: this.#sends, lost: this.#spill.lost };
+  }
 
   line(stream: 'stdout' | 'stderr' | 'system', text: string): void {
+    if (this.#closed.signal.aborted) return;
+    const maxMemory = this.#o.maxMemoryBytes ?? 4 * 1024 * 1024;
     for (let i = 0; i === 0 || i < text.length; i += MAX_LINE) {
-      this.#queue.push({ seq: ++this.#seq, stream, text: text.slice(i, i + MAX_LINE), at: new Date().toISOString() });
+      const l: ShippedLine = { seq: ++this.#seq, stream, text: text.slice(i, i + MAX_LINE), at: new Date().toISOString() };
+      if (this.#spill.empty && this.#memoryBytes + cost(l) <= maxMemory) {
+        this.#memory.push(l);
+        this.#memoryBytes += cost(l);
+      } else {
+        this.#spill.push(l);
+      }
     }
-    if (this.#queue.length >= MAX_BATCH) void this.flush();
-    else this.#timer ??= setTimeout(() => { this.#timer = null; void this.flush(); }, 100);
+    if (this.#signal.aborted) return;
+    if (this.#memory.length >= MAX_BATCH) this.#kick();
+    else this.#timer ??= setTimeout(() => { this.#timer = null; this.#kick(); }, this.#o.batchDelayMs ?? 100);
   }
 
-  /** Sends everything queued so far; resolves once the scheduler has it. */
-  async flush(): Promise<void> {
-    while (this.#flushing) await this.#flushing;
-    if (this.#queue.length === 0) return;
-    this.#flushing = this.#send().finally(() => { this.#flushing = null; });
-    await this.#flushing;
-    if (this.#queue.length) await this.flush();
+  /**
+   * Resolves true once every line given so far is acknowledged, false if the shipper gave up first (the
+   * agent is stopping).
+   */
+  flush(): Promise<boolean> {
+    if (this.#acked >= this.#seq) return Promise.resolve(true);
+    if (this.#signal.aborted) return Promise.resolve(false);
+    const p = new Promise<boolean>((resolve) => this.#waiters.push({ seq: this.#seq, resolve }));
+    this.#kick();
+    return p;
   }
 
-  async #send(): Promise<void> {
-    const batch = this.#queue.slice(0, MAX_BATCH);
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const { stop } = await this.sink.append(batch);
-        this.#queue.splice(0, batch.length);
-        if (stop) this.#onStop();
+  /** Stops shipping and removes the spill file. */
+  close(): void {
+    this.#closed.abort();
+    this.#spill.remove();
+  }
+
+  #kick(): void {
+    if (this.#timer) { clearTimeout(this.#timer); this.#timer = null; }
+    if (this.#pump || this.#signal.aborted) return;
+    this.#pump = this.#run().then(
+      () => {
+        this.#pump = null;
+        // A line given between the loop's last look and now would otherwise wait for the next one.
+        if (this.#memory.length || !this.#spill.empty) this.#kick();
+      },
+      (err: unknown) => {
+        this.#pump = null;
+        if (!this.#signal.aborted) this.#o.onWarn?.('log shipping stopped', err);
+        for (const w of this.#waiters.splice(0)) w.resolve(false);
+      },
+    );
+  }
+
+  /** The one loop that sends: a batch at a time, each until acknowledged, until nothing is left. */
+  async #run(): Promise<void> {
+    while (!this.#signal.aborted) {
+      if (!this.#memory.length && !this.#spill.empty) {
+        for (const l of await this.#spill.take((this.#o.maxMemoryBytes ?? 4 * 1024 * 1024) / 2)) {
+          this.#memory.push(l);
+          this.#memoryBytes += cost(l);
+        }
+      }
+      const batch = this.#memory.slice(0, MAX_BATCH);
+      if (!batch.length) {
+        // Nothing left in memory or on disk: every line given out is acknowledged or was lost.
+        this.#acknowledge(this.#seq);
+        if (this.#reportLost()) continue;
         return;
-      } catch {
-        if (this.signal.aborted) return;
-        await sleep(Math.min(5000, 100 * 2 ** attempt), undefined, { signal: this.signal }).catch(() => {});
       }
+      let stop = false;
+      try {
+        ({ stop } = await retry(() => { this.#sends++; return this.#o.sink.append(batch, this.#signal); }, {
+          retries: Infinity, baseMs: this.#o.baseMs ?? 250, capMs: this.#o.capMs ?? 10_000, jitter: 0.5, signal: this.#signal,
+          ...(this.#o.isRetryable ? { isRetryable: this.#o.isRetryable } : {}),
+          onRetry: (err, n, ms) => { if (n === 1 || n % 10 === 0) this.#o.onWarn?.(`log batch not acknowledged (try ${n}); retrying in ${Math.round(ms)} ms`, err); },
+        }));
+      } catch (err) {
+        if (this.#signal.aborted) return;
+        // Refused for good: those lines will never be taken, and holding them would hold every line after.
+        this.#o.onWarn?.(`log lines ${batch[0]!.seq}..${batch.at(-1)!.seq} refused; dropped: ${errorMessage(err)}`, err);
+      }
+      this.#memory.splice(0, batch.length);
+      for (const l of batch) this.#memoryBytes -= cost(l);
+      this.#reportLost();
+      this.#acknowledge(batch.at(-1)!.seq);
+      if (stop) this.#o.onStop();
     }
   }
-}
 
-/** Splits a byte stream into lines, decoding UTF-8 leniently (binary bytes become U+FFFD, not errors). */
-export function lineSplitter(onLine: (text: string) => void): { write(chunk: Buffer): void; end(): void } {
-  const decoder = new TextDecoder('utf-8', { fatal: false });
-  let rest = '';
-  return {
-    write(chunk) {
-      rest += decoder.decode(chunk, { stream: true });
-      let nl: number;
-      while ((nl = rest.indexOf('\n')) >= 0) {
-        onLine(rest.slice(0, nl).replace(/\r$/, ''));
-        rest = rest.slice(nl + 1);
-      }
-      // A pathological line without newlines is cut so memory stays bounded.
-      while (rest.length > MAX_LINE * 4) { onLine(rest.slice(0, MAX_LINE)); rest = rest.slice(MAX_LINE); }
-    },
-    end() {
-      rest += decoder.decode();
-      if (rest.length) onLine(rest);
-      rest = '';
-    },
-  };
+  #acknowledge(seq: number): void {
+    this.#acked = Math.max(this.#acked, seq);
+    for (const w of this.#waiters.filter((w) => w.seq <= this.#acked)) {
+      this.#waiters.splice(this.#waiters.indexOf(w), 1);
+      w.resolve(true);
+    }
+  }
+
+  /** Lines the spill could not keep are said once the scheduler listens again, in the run's own log. */
+  #reportLost(): boolean {
+    const lost = this.#spill.lost;
+    if (lost <= this.#lostReported) return false;
+    this.line('system', `[trainyard] ${lost - this.#lostReported} log lines were lost: the agent could not keep them (its disk is full?)`);
+    this.#lostReported = lost;
+    return true;
+  }
 }

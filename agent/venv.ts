@@ -8,7 +8,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { ErrorCodes, TrainyardError } from '../shared/errors.js';
-import { lineSplitter } from './log-shipper.js';
+import { lineSplitter } from './lines.js';
 
 export interface VenvOptions {
   venvDir: string;
@@ -24,9 +24,22 @@ export class PackagingError extends TrainyardError {
   }
 }
 
-const building = new Map<string, Promise<string>>();
+/**
+ * A build in progress, shared by every run that needs the same venv. It runs under its own controller,
+ * never under a caller's signal: a caller that is killed only stops waiting, and the build is aborted
+ * when the last waiter has left (so a kill of one run cannot fail another that shares its build).
+ */
+interface SharedBuild {
+  readonly done: Promise<string>;
+  readonly controller: AbortController;
+  /** Each waiter's log: the build's output goes to every run waiting on it. */
+  readonly logs: Set<(line: string) => void>;
+}
+
+const building = new Map<string, SharedBuild>();
 
 export async function ensureVenv(o: VenvOptions, requirementsFile: string | null, log: (line: string) => void, signal: AbortSignal): Promise<string> {
+  signal.throwIfAborted();
   const requirements = requirementsFile && existsSync(requirementsFile) ? await readFile(requirementsFile, 'utf8') : '';
   const normalized = requirements.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')).join('\n');
   const key = createHash('sha256').update(JSON.stringify([o.python, normalized, o.pipIndexUrl, o.pipFindLinks])).digest('hex').slice(0, 24);
@@ -35,14 +48,46 @@ export async function ensureVenv(o: VenvOptions, requirementsFile: string | null
     log(`[trainyard] reusing environment ${key}`);
     return dir;
   }
-  let p = building.get(key);
-  if (!p) {
-    p = build(o, dir, normalized, requirementsFile, log, signal).finally(() => building.delete(key));
-    building.set(key, p);
+  signal.throwIfAborted();
+  let b = building.get(key);
+  if (!b) {
+    const controller = new AbortController();
+    const logs = new Set<(line: string) => void>();
+    const shared: SharedBuild = {
+      controller, logs,
+      done: build(o, dir, normalized, requirementsFile, (l) => { for (const w of logs) w(l); }, controller.signal)
+        .finally(() => { if (building.get(key) === shared) building.delete(key); }),
+    };
+    // Nobody may be left waiting when it settles; the waiters see its outcome through wait().
+    shared.done.catch(() => {});
+    building.set(key, b = shared);
   } else {
     log(`[trainyard] waiting for environment ${key}, being built for another run`);
   }
-  return p;
+  return wait(key, b, log, signal);
+}
+
+/** Waits for a shared build; this waiter's abort rejects only this waiter, and the last one out aborts the build. */
+function wait(key: string, b: SharedBuild, log: (line: string) => void, signal: AbortSignal): Promise<string> {
+  b.logs.add(log);
+  return new Promise<string>((resolve, reject) => {
+    const leave = () => {
+      signal.removeEventListener('abort', onAbort);
+      b.logs.delete(log);
+    };
+    const onAbort = () => {
+      leave();
+      reject(signal.reason);
+      if (b.logs.size === 0) {
+        // Forgotten at once, so a run arriving while this one cleans up starts a fresh build (which
+        // waits on the lock folder) instead of joining one that is being aborted.
+        if (building.get(key) === b) building.delete(key);
+        b.controller.abort(signal.reason);
+      }
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    b.done.then((dir) => { leave(); resolve(dir); }, (err: unknown) => { leave(); reject(err); });
+  });
 }
 
 async function build(o: VenvOptions, dir: string, requirements: string, requirementsFile: string | null, log: (line: string) => void, signal: AbortSignal): Promise<string> {

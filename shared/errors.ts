@@ -12,6 +12,8 @@ export const ErrorCodes = {
   StaleLease: 'STALE_LEASE',
   Unavailable: 'UNAVAILABLE',
   StorageError: 'STORAGE_ERROR',
+  /** Storage said no for good (NoSuchKey, AccessDenied, a size that does not match): retrying cannot help. */
+  StorageRejected: 'STORAGE_REJECTED',
   Cancelled: 'CANCELLED',
   Internal: 'INTERNAL',
 } as const;
@@ -27,6 +29,7 @@ const grpcStatusOf: Record<ErrorCode, GrpcStatus> = {
   STALE_LEASE: GrpcStatus.ABORTED,
   UNAVAILABLE: GrpcStatus.UNAVAILABLE,
   STORAGE_ERROR: GrpcStatus.UNAVAILABLE,
+  STORAGE_REJECTED: GrpcStatus.FAILED_PRECONDITION,
   CANCELLED: GrpcStatus.CANCELLED,
   INTERNAL: GrpcStatus.INTERNAL,
 };
@@ -44,13 +47,54 @@ export const invalid = (message: string) => new TrainyardError(ErrorCodes.Invali
 export const notFound = (message: string) => new TrainyardError(ErrorCodes.NotFound, message);
 export const invalidPackage = (message: string) => new TrainyardError(ErrorCodes.InvalidPackage, message);
 
+/**
+ * Whether an error is worth another try, for every code: `retryable` means the call may not have happened
+ * or the peer is restarting (try again with backoff); `permanent` means the answer will not change (stop,
+ * and end whatever waits on it). `satisfies` makes a new ErrorCode or gRPC status impossible to forget.
+ */
+export type Retryability = 'retryable' | 'permanent';
+
+export const errorCodeRetryability = {
+  INVALID_ARGUMENT: 'permanent',
+  INVALID_PACKAGE: 'permanent',
+  NOT_FOUND: 'permanent',
+  ALREADY_EXISTS: 'permanent',
+  FAILED_PRECONDITION: 'permanent',
+  UNSATISFIABLE: 'permanent',
+  STALE_LEASE: 'permanent', // a newer attempt holds the run: nothing this one sends will ever be accepted
+  UNAVAILABLE: 'retryable',
+  STORAGE_ERROR: 'retryable', // storage retries were spent on a transient error; it may be back later
+  STORAGE_REJECTED: 'permanent', // NoSuchKey, AccessDenied, a size that does not match
+  CANCELLED: 'permanent',
+  INTERNAL: 'retryable', // an unexpected error on the scheduler (a dropped database connection, ...)
+} as const satisfies Record<ErrorCode, Retryability>;
+
+export const grpcStatusRetryability = {
+  [GrpcStatus.OK]: 'permanent',
+  [GrpcStatus.CANCELLED]: 'permanent', // cancelled by us (our own signal) or by the server on purpose
+  [GrpcStatus.UNKNOWN]: 'permanent',
+  [GrpcStatus.INVALID_ARGUMENT]: 'permanent',
+  [GrpcStatus.DEADLINE_EXCEEDED]: 'retryable',
+  [GrpcStatus.NOT_FOUND]: 'permanent',
+  [GrpcStatus.ALREADY_EXISTS]: 'permanent',
+  [GrpcStatus.PERMISSION_DENIED]: 'permanent',
+  [GrpcStatus.RESOURCE_EXHAUSTED]: 'retryable',
+  [GrpcStatus.FAILED_PRECONDITION]: 'permanent',
+  [GrpcStatus.ABORTED]: 'permanent', // STALE_LEASE
+  [GrpcStatus.OUT_OF_RANGE]: 'permanent',
+  [GrpcStatus.UNIMPLEMENTED]: 'permanent',
+  [GrpcStatus.INTERNAL]: 'retryable',
+  [GrpcStatus.UNAVAILABLE]: 'retryable',
+  [GrpcStatus.DATA_LOSS]: 'permanent',
+  [GrpcStatus.UNAUTHENTICATED]: 'permanent',
+} as const satisfies Record<GrpcStatus, Retryability>;
+
 /** gRPC statuses worth retrying: the call may not have happened, or the peer is restarting. */
-export const retryableGrpcStatuses: ReadonlySet<GrpcStatus> = new Set([
-  GrpcStatus.UNAVAILABLE,
-  GrpcStatus.DEADLINE_EXCEEDED,
-  GrpcStatus.RESOURCE_EXHAUSTED,
-  GrpcStatus.INTERNAL,
-]);
+export const retryableGrpcStatuses: ReadonlySet<GrpcStatus> = new Set(
+  (Object.keys(grpcStatusRetryability) as unknown as GrpcStatus[])
+    .map(Number)
+    .filter((s: GrpcStatus) => grpcStatusRetryability[s] === 'retryable'),
+);
 
 const CODE_KEY = 'trainyard-code';
 
@@ -82,9 +126,18 @@ export function fromGrpcError(err: unknown): TrainyardError {
 }
 const grpcStatusByCode = grpcStatusOf;
 
+/**
+ * Whether a failed call is worth another try: a TrainyardError by its code, a gRPC ServiceError by the
+ * server's trainyard code when it sent one (the same answer as its status, by the tables), else by status.
+ * Anything else (a programming error, a local failure) is permanent.
+ */
 export function isRetryableGrpc(err: unknown): boolean {
-  const code = (err as Partial<ServiceError>).code;
-  return typeof code === 'number' && retryableGrpcStatuses.has(code);
+  if (err instanceof TrainyardError) return errorCodeRetryability[err.code] === 'retryable';
+  const e = err as Partial<ServiceError> | null;
+  const wireCode = e?.metadata?.get?.(CODE_KEY)?.[0];
+  if (typeof wireCode === 'string' && wireCode in errorCodeRetryability) return errorCodeRetryability[wireCode as ErrorCode] === 'retryable';
+  const status = e?.code;
+  return typeof status === 'number' && status in grpcStatusRetryability && grpcStatusRetryability[status as GrpcStatus] === 'retryable';
 }
 
 export function errorMessage(err: unknown): string {
