@@ -16,15 +16,26 @@ import { errorMessage } from '../shared/errors.js';
 import { readGpus } from './gpus.js';
 import { Link } from './link.js';
 import { Attempt, type AttemptDeps } from './attempt.js';
+import { loadIdentity } from './identity.js';
 
 export type AgentState = 'STARTING' | 'RUNNING' | 'DRAINING' | 'STOPPED' | 'FAILED';
 const VERSION = '0.1.0';
+/**
+ * Once the agent stops for good, how long the end reports get beyond the kill grace: a scheduler that is
+ * there hears how each attempt ended; one that is away finds the attempts through its agent-loss sweep.
+ */
+const FINAL_REPORT_MS = 3000;
 
 export class AgentDaemon {
   #state: AgentState = 'STARTING';
   readonly #abort = new AbortController();
+  /** Aborted when the agent stops for good: attempts stop retrying their end reports. */
+  readonly #giveUpReports = new AbortController();
+  #giveUpTimer: NodeJS.Timeout | null = null;
   readonly #attempts = new Map<string, Attempt>();
   #session = 0;
+  /** This agent's identity (agent/identity.ts), sent with every Register. */
+  #identity = '';
   #heartbeatMs = 2000;
   #gpus: Gpu[] = [];
   #link: Link;
@@ -49,13 +60,26 @@ export class AgentDaemon {
   async start(): Promise<void> {
     const { settings, log } = this;
     await mkdir(settings.workDir, { recursive: true });
+    this.#identity = await loadIdentity(settings.workDir);
     this.#gpus = await readGpus(settings.nvidiaSmi);
     log.info({ gpus: this.#gpus.map((g) => `${g.index}:${g.name}`), cpus: settings.cpus, memoryMb: settings.memoryMb, labels: settings.labels }, 'capabilities');
     this.#nats = await connect({ servers: settings.natsUrl.split(','), maxReconnectAttempts: -1, reconnectTimeWait: 500, name: `trainyard-agent-${settings.name}` });
     // Subscribed before registering: registering wakes the placer, whose first dispatch must find us listening.
     this.#subscribe(settings.subjectPrefix);
     await this.#nats.flush();
-    const prefix = await this.#register();
+    let prefix: string;
+    try {
+      prefix = await this.#register();
+    } catch (err) {
+      // Refused for good (another live agent holds this name: ALREADY_EXISTS, naming it): nothing runs
+      // here yet, so the agent lets go of its connections and the error ends the process non-zero.
+      log.error({ err: errorMessage(err) }, 'registration refused');
+      this.#setState('FAILED');
+      for (const s of this.#subs.splice(0)) s.unsubscribe();
+      await this.#nats.close().catch(() => {});
+      this.#link.close();
+      throw err;
+    }
     if (prefix !== settings.subjectPrefix) {
       log.warn({ ours: settings.subjectPrefix, scheduler: prefix }, 'subject prefix differs from the scheduler\'s; using the scheduler\'s');
       for (const s of this.#subs.splice(0)) s.unsubscribe();
@@ -81,7 +105,7 @@ export class AgentDaemon {
     const { settings, log } = this;
     const res = await this.#link.register({
       name: settings.name, hostname: os.hostname(), cpus: settings.cpus, memory_mb: settings.memoryMb,
-      gpus: this.#gpus, labels: { ...settings.labels }, version: VERSION, held: this.#held(),
+      gpus: this.#gpus, labels: { ...settings.labels }, version: VERSION, held: this.#held(), identity: this.#identity,
     }, this.#abort.signal, (err) => log.warn({ err: errorMessage(err) }, 'scheduler unreachable; retrying registration'));
     this.#session = res.session;
     this.#heartbeatMs = res.heartbeat_interval_ms || 2000;
@@ -135,6 +159,7 @@ export class AgentDaemon {
       venv: { venvDir: this.settings.venvDir, python: this.settings.python, pipIndexUrl: this.settings.pipIndexUrl, pipFindLinks: this.settings.pipFindLinks },
       killGraceMs: this.settings.killGraceMs, transferRetries: this.settings.transferRetries,
       zipLimits: { maxUnzippedBytes: 4 * 1024 * 1024 * 1024, maxEntries: 100_000 },
+      reportSignal: this.#giveUpReports.signal,
     };
     const attempt = new Attempt(d, deps);
     this.log.info({ run: d.run_id, attempt: d.attempt, lease: d.lease, gpus: d.gpu_indices }, 'dispatch received');
@@ -168,6 +193,7 @@ export class AgentDaemon {
       const deadline = sleep(this.settings.drainTimeoutMs, 'deadline' as const);
       if ((await Promise.race([all.then(() => 'done' as const), deadline])) === 'deadline') {
         for (const a of this.#attempts.values()) a.stop({ outcome: AttemptOutcome.HandedBack, reason: `agent ${this.settings.name} drained` });
+        this.#giveUpReportsSoon('drain deadline');
         await Promise.all([...this.#attempts.values()].map((a) => a.done));
       }
     })();
@@ -188,9 +214,19 @@ export class AgentDaemon {
   async stop(force = false): Promise<void> {
     if (force) {
       for (const a of this.#attempts.values()) a.stop({ outcome: AttemptOutcome.HandedBack, reason: `agent ${this.settings.name} stopped` });
+      this.#giveUpReportsSoon('stopping now');
     }
     this.#stopping ??= this.#stop();
     return this.#stopping;
+  }
+
+  /** The attempts' processes get their kill grace, their end reports a little more; then the agent goes. */
+  #giveUpReportsSoon(why: string): void {
+    if (this.#giveUpTimer || this.#giveUpReports.signal.aborted) return;
+    this.#giveUpTimer = setTimeout(() => {
+      if (this.#attempts.size) this.log.warn({ why, unreported: [...this.#attempts.keys()] }, 'giving up the end reports still pending');
+      this.#giveUpReports.abort();
+    }, this.settings.killGraceMs + FINAL_REPORT_MS);
   }
 
   async #stop(): Promise<void> {
@@ -201,6 +237,7 @@ export class AgentDaemon {
     for (const s of this.#subs) s.unsubscribe();
     await this.#nats?.drain().catch(() => {});
     this.#link.close();
+    if (this.#giveUpTimer) clearTimeout(this.#giveUpTimer);
     this.#setState('STOPPED');
     this.#resolveStopped();
   }

@@ -8,6 +8,7 @@ import { bytes, color, progressBar, statusColor, table } from '../format.js';
 import { invalid } from '../../shared/errors.js';
 import { isTerminal } from '../../shared/run-states.js';
 import type { Run__Output } from '../../shared/proto.js';
+import { runLogs } from './run-logs.js';
 
 export async function runCommand(args: string[], address: string): Promise<number> {
   const [verb, ...rest] = args;
@@ -15,7 +16,7 @@ export async function runCommand(args: string[], address: string): Promise<numbe
     case 'train': return train(rest, address);
     case 'get': return get(rest, address);
     case 'list': return list(rest, address);
-    case 'logs': return logs(rest, address);
+    case 'logs': return runLogs(rest, address);
     case 'outputs': return outputs(rest, address);
     case 'kill': return kill(rest, address);
     default: throw invalid(`unknown command "run ${verb ?? ''}"; expected: run train|get|list|logs|outputs|kill`);
@@ -107,24 +108,6 @@ async function list(args: string[], address: string): Promise<number> {
   else console.log(table(['RUN', 'STATUS', 'PACKAGE', 'DATASET', 'AGENT', 'OUTPUT', 'CREATED'], res.runs.map((r) => [
     r.id, statusColor(r.status), `${r.package} ${r.version}`, r.dataset, r.agent || '-', r.output_version || '-', r.times?.scheduled_at ?? '',
   ])));
-  return 0;
-}
-
-async function logs(args: string[], address: string): Promise<number> {
-  const { values, positionals } = parse(args, { follow: { type: 'boolean', short: 'f' }, json: { type: 'boolean' } });
-  const id = positionals[0] ?? '';
-  if (!id) throw invalid('run logs: give the run id');
-  const api = await Api.connect(address);
-  try {
-    for await (const l of streamOf(api.client.StreamLogs({ run_id: id, follow: !!values.follow }))) {
-      if (values.json) console.log(JSON.stringify(l));
-      else if (l.stream === 'stderr') console.log(color.red(l.text));
-      else if (l.stream === 'system') console.log(color.dim(l.text));
-      else console.log(l.text);
-    }
-  } finally {
-    api.close();
-  }
   return 0;
 }
 

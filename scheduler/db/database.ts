@@ -2,6 +2,7 @@
 import { Kysely, PostgresDialect, type ColumnType, type Generated } from 'kysely';
 import pg from 'pg';
 import type { RunStatus } from '../../shared/run-states.js';
+import type { AgentStatus } from '../agents/status.js';
 
 // Bigints come back as JS numbers: counts and byte sizes stay far below 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -16,9 +17,11 @@ export interface PackageVersionsTable {
 }
 export interface DatasetsTable { name: string; file_count: number; size_bytes: number; created_at: Generated<Date>; updated_at: Timestamp }
 export interface AgentsTable {
-  name: string; hostname: string; version: string; status: 'online' | 'draining' | 'lost' | 'offline'; session: number;
+  name: string; hostname: string; version: string; status: AgentStatus; session: number;
   cpus: number; memory_mb: number; labels: ColumnType<Record<string, string>, string, string>;
   last_heartbeat_at: Timestamp; registered_at: Timestamp; unresponsive_since: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  /** migrations/005: SHA-256 of the agent's work-dir identity (null until its first Register since then); its peer address. */
+  identity_sha256: ColumnType<string | null, string | null | undefined, string | null>; address: Generated<string>;
 }
 export interface AgentGpusTable { agent: string; index: number; uuid: string; name: string; memory_mb: number }
 export interface RunsTable {
@@ -43,6 +46,10 @@ export interface GpuLeasesTable { agent: string; gpu_index: number; run_id: stri
 export interface RunEventsTable { id: Generated<number>; run_id: string; attempt: number; status: RunStatus; detail: string; at: Generated<Date> }
 export interface RunLogsTable { run_id: string; attempt: number; seq: number; stream: string; text: string; at: Timestamp }
 
+export interface InvariantViolationsTable {
+  id: Generated<number>; kind: string; run_id: string; agent: string; detail: string; repaired: boolean; found_at: Generated<Date>;
+}
+
 export interface ProjectLimitsTable { project: string; max_runs: number | null; max_gpus: number | null }
 
 export interface Database {
@@ -56,6 +63,7 @@ export interface Database {
   gpu_leases: GpuLeasesTable;
   run_events: RunEventsTable;
   run_logs: RunLogsTable;
+  invariant_violations: InvariantViolationsTable;
 }
 
 export type Db = Kysely<Database>;

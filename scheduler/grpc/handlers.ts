@@ -41,7 +41,10 @@ export function serverStream<Req, Res>(log: Logger, method: string, fn: (req: Re
       (err: unknown) => {
         if (ac.signal.aborted) return;
         report(log, method, err);
-        call.destroy(Object.assign(new Error((toGrpcStatus(err).details as string) ?? 'error'), toGrpcStatus(err)));
+        // grpc-js sends the status from the stream's 'error' event (then ends the call); destroy() would
+        // tear the stream down before that status is written, leaving the client waiting for ever.
+        const status = toGrpcStatus(err);
+        call.emit('error', Object.assign(new Error(status.details ?? 'error'), status));
       },
     );
   };

@@ -1,0 +1,53 @@
+// `trainyard run logs RUN [--follow] [--after ATTEMPT:SEQ] [--json]`. Lines come in (attempt, seq) order;
+// the command remembers the last one it printed, so when the stream breaks (the scheduler restarted, or the
+// channel failed over to another scheduler) it reconnects and asks for exactly the lines after it: none
+// is printed twice and none is skipped.
+import { Api, streamOf } from '../client.js';
+import { parse } from '../args.js';
+import { color } from '../format.js';
+import { errorMessage, invalid, isRetryableGrpc } from '../../shared/errors.js';
+import { retry } from '../../shared/retry.js';
+import type { LogLine__Output } from '../../shared/proto.js';
+
+/** How long the command keeps trying to get the stream back without receiving a line. */
+const RECONNECT_FOR_MS = 60_000;
+
+function parseAfter(v: string | undefined): { attempt: number; seq: number } {
+  if (v === undefined) return { attempt: 0, seq: 0 };
+  const m = /^(\d+):(\d+)$/.exec(v);
+  if (!m || Number(m[1]) < 1) throw invalid(`--after: expected ATTEMPT:SEQ (as in the --json lines, attempt from 1), got "${v}"`);
+  return { attempt: Number(m[1]), seq: Number(m[2]) };
+}
+
+function print(l: LogLine__Output, json: boolean): void {
+  if (json) console.log(JSON.stringify(l));
+  else if (l.stream === 'stderr') console.log(color.red(l.text));
+  else if (l.stream === 'system') console.log(color.dim(l.text));
+  else console.log(l.text);
+}
+
+export async function runLogs(args: string[], address: string): Promise<number> {
+  const { values, positionals } = parse(args, { follow: { type: 'boolean', short: 'f' }, after: { type: 'string' }, json: { type: 'boolean' } });
+  const id = positionals[0] ?? '';
+  if (!id) throw invalid('run logs: give the run id');
+  let at = parseAfter(values.after);
+  const api = await Api.connect(address);
+  let heardAt = Date.now();
+  try {
+    await retry(async () => {
+      const stream = api.client.StreamLogs({ run_id: id, follow: !!values.follow, after_attempt: at.attempt, after_seq: at.seq });
+      for await (const l of streamOf(stream)) {
+        print(l, !!values.json);
+        at = { attempt: l.attempt, seq: Number(l.seq) };
+        heardAt = Date.now();
+      }
+    }, {
+      retries: Infinity, baseMs: 250, capMs: 5000,
+      isRetryable: (err) => isRetryableGrpc(err) && Date.now() - heardAt < RECONNECT_FOR_MS,
+      onRetry: (err) => console.error(color.dim(`[trainyard: log stream interrupted (${errorMessage(err)}); resuming after attempt ${at.attempt} line ${at.seq}]`)),
+    });
+  } finally {
+    api.close();
+  }
+  return 0;
+}

@@ -1,0 +1,14 @@
+// Heartbeat (AgentLink): the agent is alive, says whether it drains or leaves, and what it holds.
+import type { SchedulerContext } from '../context.js';
+import type { HeartbeatRequest__Output, HeartbeatResponse } from '../../shared/proto.js';
+import { AgentStatus, heartbeat } from './status.js';
+import { reconcile } from './reconcile.js';
+
+export async function agentHeartbeat(ctx: SchedulerContext, req: HeartbeatRequest__Output): Promise<HeartbeatResponse> {
+  const status = await heartbeat(ctx, { name: req.name, session: Number(req.session), draining: req.draining, leaving: req.leaving });
+  // Not current (an older session, or the agent was called lost): it must register again, unless it leaves.
+  if (status === null) return { reregister: !req.leaving, cancel: [], drain: false };
+  if (status === AgentStatus.Offline) return { reregister: false, cancel: [], drain: true };
+  const cancel = await reconcile(ctx, req.name, req.held ?? [], false);
+  return { reregister: false, cancel, drain: status === AgentStatus.Draining };
+}

@@ -1,0 +1,176 @@
+// Agent status, in one place (as scheduler/runs/transitions.ts is for runs). The statuses are one closed
+// list, shared with SQL (the `agents.status` CHECK of migrations/001 names the same four); every change is
+// one function here, one guarded statement, and is logged here once ('agent status'), nowhere else.
+//
+//   (none) ──register──▶ online ──drain──▶ draining ──heartbeat(leaving)──▶ offline
+//                          │  ▲               │                                 │
+//                          │  └──register─────┼──── lost ◀──loseSilent──────────┘ (no heartbeat within
+//                          └──────────────────┴──────▲                               the loss deadline)
+//   register also takes over a lost or offline name, or one held by the same identity (a restart).
+//   Unresponsive is a flag beside the status, not a status: `unresponsive_since` is set when an agent let a
+//   dispatch go unacknowledged (markUnresponsive) and cleared by its next heartbeat or register; the placer
+//   offers such an agent nothing meanwhile.
+import { sql, type RawBuilder } from 'kysely';
+import type { Logger } from 'pino';
+import type { Db } from '../db/database.js';
+import { ErrorCodes, TrainyardError, invalid, notFound } from '../../shared/errors.js';
+
+export const AgentStatus = {
+  /** Registered and heard from: takes runs. */
+  Online: 'online',
+  /** Takes no new runs; running ones finish (`trainyard agents drain`, or SIGTERM on the agent). */
+  Draining: 'draining',
+  /** Not heard from within the loss deadline: its runs went back to the queue. */
+  Lost: 'lost',
+  /** Said it leaves (its last heartbeat): holds nothing. */
+  Offline: 'offline',
+} as const;
+export type AgentStatus = (typeof AgentStatus)[keyof typeof AgentStatus];
+export const agentStatuses: readonly AgentStatus[] = Object.values(AgentStatus);
+/** Statuses of an agent that is (as far as anyone knows) running: heard from, or about to be called lost. */
+export const liveAgentStatuses: readonly AgentStatus[] = [AgentStatus.Online, AgentStatus.Draining];
+
+/** A SQL list of agent statuses, from the one list: `status IN ${agentStates(...)}`. */
+export function agentStates(list: readonly AgentStatus[]): RawBuilder<unknown> {
+  return sql`(${sql.join(list.map((s) => sql.lit(s)))})`;
+}
+const LIVE = agentStates(liveAgentStatuses);
+const lit = (s: AgentStatus) => sql.lit(s);
+
+export interface AgentStatusDeps { db: Db; log: Logger }
+
+/** One change of one agent, as logged. `from` is null for a name registered for the first time. */
+export interface AgentChange { agent: string; from: AgentStatus | null; to: AgentStatus; detail: string; unresponsive?: boolean }
+
+/** The one place agent changes are logged. */
+function announce(log: Logger, changes: AgentChange[]): void {
+  for (const c of changes) {
+    const level = c.to === AgentStatus.Lost || c.unresponsive === true ? 'warn' : 'info';
+    log[level]({ agent: c.agent, from: c.from, to: c.to, detail: c.detail, ...(c.unresponsive !== undefined ? { unresponsive: c.unresponsive } : {}) }, 'agent status');
+  }
+}
+
+export interface Registration {
+  name: string; hostname: string; version: string; cpus: number; memoryMb: number; labels: Record<string, string>;
+  gpus: { index: number; uuid: string; name: string; memory_mb: number }[];
+  /** SHA-256 (hex) of the agent's work-dir identity. */
+  identitySha256: string;
+  /** The peer address it called from. */
+  address: string;
+}
+
+/**
+ * register: the agent is online with these capabilities and a new session (heartbeats from older
+ * sessions are told to register again). Guarded: a name held by a live agent (online or draining, heard
+ * from within the loss deadline) with another identity is refused with ALREADY_EXISTS naming that agent;
+ * the same identity (a restart), a lost or offline holder, or a row from before identities (null) is
+ * taken over. The status row and the agent's GPU rows change in one transaction.
+ */
+export async function register(deps: AgentStatusDeps, r: Registration, lostAfterMs: number): Promise<{ session: number }> {
+  const { session, change } = await deps.db.transaction().execute(async (trx) => {
+    const before = await trx.selectFrom('agents').select(['status', 'identity_sha256', 'address', 'hostname', 'registered_at', 'last_heartbeat_at'])
+      .where('name', '=', r.name).forUpdate().executeTakeFirst();
+    const labels = JSON.stringify(r.labels);
+    const { rows } = await sql<{ session: number }>`
+      INSERT INTO agents AS a (name, hostname, version, status, session, cpus, memory_mb, labels, last_heartbeat_at, registered_at, identity_sha256, address)
+      VALUES (${r.name}, ${r.hostname}, ${r.version}, ${lit(AgentStatus.Online)}, nextval('agent_session_seq'), ${r.cpus}, ${r.memoryMb},
+              ${labels}::jsonb, now(), now(), ${r.identitySha256}, ${r.address})
+      ON CONFLICT (name) DO UPDATE SET
+        hostname = excluded.hostname, version = excluded.version, status = excluded.status, session = excluded.session,
+        cpus = excluded.cpus, memory_mb = excluded.memory_mb, labels = excluded.labels, last_heartbeat_at = now(),
+        registered_at = now(), unresponsive_since = NULL, identity_sha256 = excluded.identity_sha256, address = excluded.address
+      WHERE a.identity_sha256 IS NULL OR a.identity_sha256 = excluded.identity_sha256
+         OR a.status NOT IN ${LIVE}
+         OR a.last_heartbeat_at < now() - make_interval(secs => ${lostAfterMs / 1000})
+      RETURNING a.session`.execute(trx);
+    const row = rows[0];
+    if (!row) {
+      // No row before means another first Register of this name committed while this one waited.
+      const held = before ?? await trx.selectFrom('agents').select(['status', 'identity_sha256', 'address', 'hostname', 'registered_at', 'last_heartbeat_at'])
+        .where('name', '=', r.name).executeTakeFirstOrThrow();
+      const ago = ((Date.now() - new Date(held.last_heartbeat_at).getTime()) / 1000).toFixed(1);
+      throw new TrainyardError(ErrorCodes.AlreadyExists,
+        `agent name "${r.name}" is held by another agent, at ${held.address || 'an unknown address'} (host ${held.hostname || '?'}), ` +
+        `${held.status} since ${new Date(held.registered_at).toISOString()}, last heard ${ago} s ago; ` +
+        'give this agent another name (--name or TRAINYARD_AGENT_NAME), or stop that one first (a name is free once its agent is offline or lost)');
+    }
+    await trx.deleteFrom('agent_gpus').where('agent', '=', r.name).execute();
+    if (r.gpus.length) {
+      await trx.insertInto('agent_gpus').values(r.gpus.map((g) => ({ agent: r.name, index: g.index, uuid: g.uuid, name: g.name, memory_mb: g.memory_mb }))).execute();
+    }
+    const takeover = before && before.identity_sha256 !== null && before.identity_sha256 !== r.identitySha256;
+    const change: AgentChange = {
+      agent: r.name, from: before?.status ?? null, to: AgentStatus.Online,
+      detail: `registered from ${r.address}${takeover ? ` (took the name over from the ${before.status} agent at ${before.address})` : ''}`,
+    };
+    return { session: Number(row.session), change };
+  });
+  announce(deps.log, [change]);
+  return { session };
+}
+
+/**
+ * heartbeat: the agent of this session is alive. Clears the unresponsive flag; `draining` moves an online
+ * agent to draining (a draining one stays draining even when the agent has not heard of its drain yet);
+ * `leaving` moves it offline. Returns its status now, or null when the session is not current or the
+ * agent is no longer live (it must register again).
+ */
+export async function heartbeat(deps: AgentStatusDeps, h: { name: string; session: number; draining: boolean; leaving: boolean }): Promise<AgentStatus | null> {
+  const { rows } = await sql<{ from: AgentStatus; to: AgentStatus; was_unresponsive: boolean }>`
+    UPDATE agents a SET last_heartbeat_at = now(), unresponsive_since = NULL,
+      status = CASE WHEN ${h.leaving} THEN ${lit(AgentStatus.Offline)} WHEN ${h.draining} THEN ${lit(AgentStatus.Draining)} ELSE a.status END
+    FROM (SELECT name, status, unresponsive_since FROM agents
+          WHERE name = ${h.name} AND session = ${h.session} AND status IN ${LIVE} FOR UPDATE) old
+    WHERE a.name = old.name
+    RETURNING old.status AS from, a.status AS to, old.unresponsive_since IS NOT NULL AS was_unresponsive`.execute(deps.db);
+  const r = rows[0];
+  if (!r) return null;
+  if (r.from !== r.to || r.was_unresponsive) {
+    const detail = r.to === AgentStatus.Offline ? 'left' : r.from !== r.to ? 'the agent drains' : 'heard from again';
+    announce(deps.log, [{ agent: h.name, from: r.from, to: r.to, detail, ...(r.was_unresponsive ? { unresponsive: false } : {}) }]);
+  }
+  return r.to;
+}
+
+/** drain: a live agent takes no new runs. Throws NOT_FOUND, or INVALID_ARGUMENT for a lost/offline one. */
+export async function drain(deps: AgentStatusDeps, name: string): Promise<void> {
+  const { rows } = await sql<{ from: AgentStatus }>`
+    UPDATE agents a SET status = ${lit(AgentStatus.Draining)}
+    FROM (SELECT name, status FROM agents WHERE name = ${name} AND status IN ${LIVE} FOR UPDATE) old
+    WHERE a.name = old.name RETURNING old.status AS from`.execute(deps.db);
+  const r = rows[0];
+  if (!r) {
+    const exists = await deps.db.selectFrom('agents').select('status').where('name', '=', name).executeTakeFirst();
+    if (!exists) throw notFound(`agent "${name}" not found`);
+    throw invalid(`agent "${name}" is ${exists.status}; only an online agent can be drained`);
+  }
+  if (r.from !== AgentStatus.Draining) announce(deps.log, [{ agent: name, from: r.from, to: AgentStatus.Draining, detail: 'drain requested' }]);
+}
+
+/** loseSilent: live agents not heard from within `lostAfterMs` are lost. Returns their names. */
+export async function loseSilent(deps: AgentStatusDeps, lostAfterMs: number): Promise<string[]> {
+  const { rows } = await sql<{ name: string; from: AgentStatus; last: Date }>`
+    UPDATE agents a SET status = ${lit(AgentStatus.Lost)}
+    FROM (SELECT name, status FROM agents
+          WHERE status IN ${LIVE} AND last_heartbeat_at < now() - make_interval(secs => ${lostAfterMs / 1000}) FOR UPDATE) old
+    WHERE a.name = old.name
+    RETURNING a.name, old.status AS from, a.last_heartbeat_at AS last`.execute(deps.db);
+  announce(deps.log, rows.map((r) => ({
+    agent: r.name, from: r.from, to: AgentStatus.Lost, detail: `no heartbeat since ${new Date(r.last).toISOString()} (deadline ${lostAfterMs} ms)`,
+  })));
+  return rows.map((r) => r.name);
+}
+
+/**
+ * markUnresponsive: these agents let a dispatch go unacknowledged; they are offered nothing until heard
+ * from again. Returns the ones newly marked (an agent already marked keeps its first time).
+ */
+export async function markUnresponsive(deps: AgentStatusDeps, names: readonly string[]): Promise<string[]> {
+  if (names.length === 0) return [];
+  const rows = await deps.db.updateTable('agents').set({ unresponsive_since: sql<Date>`now()` })
+    .where('name', 'in', [...names]).where('unresponsive_since', 'is', null).returning(['name', 'status']).execute();
+  announce(deps.log, rows.map((r) => ({
+    agent: r.name, from: r.status, to: r.status, unresponsive: true, detail: 'missed a dispatch: offered nothing until heard from',
+  })));
+  return rows.map((r) => r.name);
+}

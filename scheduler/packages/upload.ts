@@ -1,0 +1,46 @@
+// PushPackage: the streamed zip is buffered to a temporary file (a zip is read from its end, so it must be
+// whole before it can be checked), bounded by the configured size, then checked and registered by push.ts.
+// The temporary folder is removed whatever happens.
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { once } from 'node:events';
+import os from 'node:os';
+import path from 'node:path';
+import type { SchedulerContext } from '../context.js';
+import type { PackageVersion, PushPackageChunk__Output } from '../../shared/proto.js';
+import { invalid, invalidPackage } from '../../shared/errors.js';
+import { registerUploadedPackage } from './push.js';
+
+export async function receivePackage(ctx: SchedulerContext, chunks: AsyncIterable<PushPackageChunk__Output>): Promise<PackageVersion> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'trainyard-push-'));
+  try {
+    const file = path.join(dir, 'package.zip');
+    const out = createWriteStream(file);
+    const closed = once(out, 'close');
+    let header: { name: string; description: string } | null = null;
+    try {
+      let bytes = 0;
+      for await (const chunk of chunks) {
+        if (chunk.part === 'header') {
+          if (header) throw invalid('package push: the header must come once, first');
+          header = { name: chunk.header!.name, description: chunk.header!.description };
+        } else if (chunk.part === 'data') {
+          if (!header) throw invalid('package push: the first message must be the header');
+          bytes += chunk.data!.length;
+          if (bytes > ctx.settings.maxPackageBytes) throw invalidPackage(`package zip is larger than ${ctx.settings.maxPackageBytes} bytes (the configured limit)`);
+          if (!out.write(chunk.data)) await once(out, 'drain');
+        }
+      }
+      out.end();
+    } finally {
+      // On an error the file is abandoned; either way the descriptor is closed before the folder goes.
+      if (!out.writableEnded) out.destroy();
+      await closed.catch(() => {});
+    }
+    if (out.errored) throw out.errored;
+    if (!header) throw invalid('package push: no header received');
+    return await registerUploadedPackage(ctx, { name: header.name, description: header.description, file });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,94 @@
+// A run's log: lines appended by the attempt that holds the run (AppendLogs), read back in (attempt, seq)
+// order by StreamLogs. Each attempt numbers its lines from 1, so a position in the log is the pair.
+import { sql } from 'kysely';
+import type { SchedulerContext } from '../context.js';
+import type { AppendLogsRequest__Output, AppendLogsResponse, LogLine } from '../../shared/proto.js';
+import { invalid } from '../../shared/errors.js';
+import { isTerminal } from '../../shared/run-states.js';
+import { getRun } from './read.js';
+import { watchRun } from '../watch.js';
+
+const PAGE = 1000;
+
+export interface LogPosition { attempt: number; seq: number }
+
+export interface StreamLogsOptions {
+  runId: string;
+  follow: boolean;
+  /** The last line the caller has: only lines after it come (proto/trainyard.proto, StreamLogsRequest). */
+  afterAttempt: number;
+  afterSeq: number;
+}
+
+/**
+ * Where to start. after_attempt > 0: right after that line. after_attempt 0 is what older clients send:
+ * with after_seq 0 it means the start; with after_seq N it means line N of the run's current attempt (the
+ * old field's documented meaning), so nothing of earlier attempts.
+ */
+export function startPosition(o: { afterAttempt: number; afterSeq: number }, currentAttempt: number): LogPosition {
+  if (!Number.isInteger(o.afterAttempt) || o.afterAttempt < 0) throw invalid(`after_attempt must be a non-negative integer, got ${o.afterAttempt}`);
+  if (!Number.isInteger(o.afterSeq) || o.afterSeq < 0) throw invalid(`after_seq must be a non-negative integer, got ${o.afterSeq}`);
+  if (o.afterAttempt > 0) return { attempt: o.afterAttempt, seq: o.afterSeq };
+  if (o.afterSeq === 0) return { attempt: 0, seq: 0 };
+  return { attempt: currentAttempt, seq: o.afterSeq };
+}
+
+/**
+ * The lines after the start position, in (attempt, seq) order; with `follow`, then new ones as they land
+ * until the run ends (one more read after the end, for lines that landed just before the final status).
+ */
+export async function* streamLogs(ctx: SchedulerContext, o: StreamLogsOptions, signal: AbortSignal): AsyncGenerator<LogLine> {
+  const run = await getRun(ctx, o.runId);
+  let at = startPosition(o, run.attempt ?? 0);
+  // Subscribed before the first read, so a line appended between reading and waiting still wakes us.
+  const waiter = o.follow ? watchRun(ctx, o.runId) : null;
+  try {
+    let sawEnd = false;
+    while (!signal.aborted) {
+      const { attempt, seq } = at;
+      const lines = await ctx.db.selectFrom('run_logs').selectAll()
+        .where('run_id', '=', o.runId)
+        .where(sql<boolean>`(attempt, seq) > (${attempt}, ${seq})`)
+        .orderBy('attempt').orderBy('seq').limit(PAGE).execute();
+      for (const l of lines) {
+        yield { attempt: l.attempt, seq: l.seq, stream: l.stream, text: l.text, at: l.at.toISOString() };
+        at = { attempt: l.attempt, seq: l.seq };
+      }
+      if (lines.length === PAGE) continue;
+      if (!waiter || sawEnd) return;
+      if (isTerminal((await getRun(ctx, o.runId)).status ?? '')) { sawEnd = true; continue; }
+      await waiter.wait(2000, signal);
+    }
+  } finally {
+    waiter?.close();
+  }
+}
+
+/**
+ * AppendLogs: a batch from the attempt holding the run (checked by its lease), stored idempotently on
+ * (run, attempt, seq). Lines past the per-attempt cap are dropped; the one just past it becomes a marker.
+ * `stop` tells the attempt to end (killed, or no longer placed).
+ */
+export async function appendLogs(ctx: SchedulerContext, req: AppendLogsRequest__Output): Promise<AppendLogsResponse> {
+  const { db } = ctx;
+  const run = await db.selectFrom('runs').select(['lease', 'agent', 'attempt', 'kill_requested']).where('id', '=', req.run_id).executeTakeFirst();
+  if (!run || run.lease !== Number(req.lease)) return { acked_seq: 0, stop: true };
+  const cap = ctx.settings.maxLogLinesPerAttempt;
+  const lines = (req.lines ?? []).filter((l) => l.seq > 0 && l.seq <= cap + 1).map((l) => ({
+    run_id: req.run_id,
+    attempt: run.attempt,
+    seq: l.seq,
+    stream: l.seq === cap + 1 ? 'system' : l.stream || 'stdout',
+    // Postgres text cannot hold NUL; the agent already replaced invalid UTF-8.
+    text: l.seq === cap + 1 ? `[trainyard: log truncated after ${cap} lines]` : l.text.replaceAll('\0', '\uFFFD'),
+    at: l.at ? new Date(l.at) : new Date(),
+  }));
+  let acked = 0;
+  for (const l of req.lines ?? []) acked = Math.max(acked, l.seq);
+  if (lines.length) {
+    await db.insertInto('run_logs').values(lines).onConflict((oc) => oc.columns(['run_id', 'attempt', 'seq']).doNothing()).execute();
+    await db.updateTable('runs').set({ last_log_seq: sql`greatest(last_log_seq, ${acked})` }).where('id', '=', req.run_id).execute();
+    ctx.runChanged(req.run_id);
+  }
+  return { acked_seq: acked, stop: run.agent === null || run.kill_requested };
+}

@@ -1,0 +1,38 @@
+// The run read model: one run, a list, and a run's changes as they happen (WatchRun, `run train --wait`).
+import type { SchedulerContext } from '../context.js';
+import type { Run } from '../../shared/proto.js';
+import { notFound } from '../../shared/errors.js';
+import { RunStatus, isTerminal } from '../../shared/run-states.js';
+import { runToProto } from './to-proto.js';
+import { watchRun } from '../watch.js';
+
+export async function getRun(ctx: SchedulerContext, id: string): Promise<Run> {
+  const r = await ctx.db.selectFrom('runs').selectAll().where('id', '=', id).executeTakeFirst();
+  if (!r) throw notFound(`run ${id} not found`);
+  return runToProto(r);
+}
+
+/** Newest first; `limit` 0 means 50, at most 1000. */
+export async function listRuns(ctx: SchedulerContext, o: { status: string; limit: number }): Promise<Run[]> {
+  let q = ctx.db.selectFrom('runs').selectAll().orderBy('created_at', 'desc').limit(Math.min(Math.max(o.limit || 50, 1), 1000));
+  if (o.status) q = q.where('status', '=', o.status as RunStatus);
+  return (await q.execute()).map(runToProto);
+}
+
+/** The run now, then each time what a user sees of it changes, until it ends or the signal fires. */
+export async function* runChanges(ctx: SchedulerContext, id: string, signal: AbortSignal): AsyncGenerator<Run> {
+  // Subscribed before the first read, so no change is missed between reading and waiting.
+  const waiter = watchRun(ctx, id);
+  try {
+    let last = '';
+    while (!signal.aborted) {
+      const run = await getRun(ctx, id);
+      const key = `${run.status}|${run.attempt}|${run.agent}|${run.status_detail}|${run.kill_requested}`;
+      if (key !== last) { yield run; last = key; }
+      if (isTerminal(run.status!)) return;
+      await waiter.wait(2000, signal);
+    }
+  } finally {
+    waiter.close();
+  }
+}
