@@ -1,10 +1,13 @@
 // The one program: `trainyard scheduler|agent` start the daemons; every other verb is a gRPC client.
-import { schedulerCommand, agentCommand } from './commands/daemons.js';
+// The daemons are imported only when asked for (a dynamic import below): a client verb must not load pg,
+// kysely or nats, which cost start-up time and do not belong on a user's laptop
+// (test/e2e/cli-imports.test.ts checks it; the lint rule trainyard/boundaries forbids a static import).
 import { packageCommand } from './commands/packages.js';
 import { datasetCommand } from './commands/datasets.js';
 import { runCommand } from './commands/runs.js';
 import { agentsCommand } from './commands/agents.js';
 import { projectsCommand } from './commands/projects.js';
+import { doctorCommand } from './commands/doctor.js';
 import { color } from './format.js';
 import { ErrorCodes, TrainyardError } from '../shared/errors.js';
 import { clientSettings, compileSettings, describeSettings } from '../shared/settings.js';
@@ -28,7 +31,7 @@ Runs:
                       [--idempotency-key K] [--wait] [--json]
   trainyard run get ID [--json]
   trainyard run list [--status S] [--limit N] [--json]
-  trainyard run logs ID [--follow]
+  trainyard run logs ID [--follow] [--after ATTEMPT:SEQ] [--json]
   trainyard run outputs ID --to DIR
   trainyard run kill ID
 
@@ -37,6 +40,9 @@ Fleet:
   trainyard agents drain NAME
   trainyard projects [--json]
   trainyard projects set NAME [--max-runs N|none] [--max-gpus N|none]
+
+Operators:
+  trainyard doctor [--repair] [--json]      impossible states now, and what the sweep recorded (exit 1 if any)
 
 Client settings (flag, variable, meaning):
 ${describeSettings(clientSettings)}
@@ -60,8 +66,8 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...args] = argv;
   try {
     switch (cmd) {
-      case 'scheduler': return await schedulerCommand(args);
-      case 'agent': return await agentCommand(args);
+      case 'scheduler': return await (await import('./commands/daemons.js')).schedulerCommand(args);
+      case 'agent': return await (await import('./commands/daemons.js')).agentCommand(args);
       case undefined: case 'help': case '--help': case '-h':
         console.log(HELP);
         return 0;
@@ -73,6 +79,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'run': return await runCommand(rest, address);
       case 'agents': return await agentsCommand(rest, address);
       case 'projects': return await projectsCommand(rest, address);
+      case 'doctor': return await doctorCommand(rest, address);
       default:
         console.error(`${color.red('error')}: unknown command "${cmd}"\n\n${HELP}`);
         return 2;

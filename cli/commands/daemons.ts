@@ -2,8 +2,8 @@
 import { parse } from '../args.js';
 import { agentSettings, compileSettings, describeSettings, schedulerSettings, settingFlags } from '../../shared/settings.js';
 import { createLogger } from '../../shared/logger.js';
-import { Scheduler } from '../../scheduler/scheduler.js';
-import { AgentDaemon } from '../../agent/agent.js';
+// The daemons themselves are imported inside each command (cli/ never imports scheduler/ or agent/
+// statically), so `trainyard scheduler --help` starts without loading pg, kysely or nats.
 
 function onSignals(stop: (force: boolean) => Promise<void>, log: { info(o: object, m: string): void }): Promise<number> {
   return new Promise((resolve) => {
@@ -32,6 +32,7 @@ export async function schedulerCommand(args: string[]): Promise<number> {
   if (values.help) { console.log(`trainyard scheduler [flags]\n\n${describeSettings(schedulerSettings)}`); return 0; }
   const settings = compileSettings(schedulerSettings, values);
   const log = createLogger('trainyard-scheduler', settings.logLevel);
+  const { Scheduler } = await import('../../scheduler/scheduler.js');
   const scheduler = new Scheduler(settings, log);
   await scheduler.start();
   return exitSoon(await onSignals((force) => scheduler.stop(force), log));
@@ -42,6 +43,7 @@ export async function agentCommand(args: string[]): Promise<number> {
   if (values.help) { console.log(`trainyard agent [flags]\n\n${describeSettings(agentSettings)}`); return 0; }
   const settings = compileSettings(agentSettings, values);
   const log = createLogger('trainyard-agent', settings.logLevel, { agent: settings.name });
+  const { AgentDaemon } = await import('../../agent/agent.js');
   const agent = new AgentDaemon(settings, log);
   await agent.start();
   return exitSoon(await Promise.race([onSignals((force) => agent.stop(force), log), agent.stopped.then(() => 0)]));

@@ -24,11 +24,24 @@ const venvDir = path.join(os.homedir(), '.cache', 'trainyard', 'test-venvs');
 
 export interface CliResult { code: number; stdout: string; stderr: string }
 
+/**
+ * How a test expects a daemon to end. 'clean' (the default): it is still running when the stack is torn
+ * down and exits 0 on the stop signals, or it exits 0 on its own (a drained agent). 'any': the test
+ * expects it to fail or takes care of it itself, so nothing is checked. A number: it must exit with that
+ * code (an agent refused at start-up). kill9() marks a daemon 'any': the test chose how it ended.
+ */
+export type ExpectedExit = 'clean' | 'any' | number;
+
 export class Daemon {
   readonly lines: string[] = [];
   readonly exited: Promise<number | null>;
-  constructor(readonly name: string, readonly child: ChildProcess, logFile: string) {
-    const log = createWriteStream(logFile);
+  #expected: ExpectedExit = 'clean';
+  /** Set when stop() had to SIGKILL it after its grace: a hung shutdown the test must not hide. */
+  #forced: string | null = null;
+  constructor(readonly name: string, readonly child: ChildProcess, readonly logFile: string, o: { expectExit?: ExpectedExit } = {}) {
+    if (o.expectExit !== undefined) this.#expected = o.expectExit;
+    // Appended: a daemon restarted under the same name (a fault test, the soak) keeps its earlier log.
+    const log = createWriteStream(logFile, { flags: 'a' });
     let rest = '';
     child.stdout!.on('data', (c: Buffer) => {
       log.write(c);
@@ -71,15 +84,47 @@ export class Daemon {
     });
   }
   get alive(): boolean { return this.child.exitCode === null && this.child.signalCode === null; }
-  async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = 15_000): Promise<number | null> {
+  /** The test expects this daemon to end otherwise than cleanly (see ExpectedExit); say so before it does. */
+  expectExit(expected: ExpectedExit): this { this.#expected = expected; return this; }
+  /**
+   * Sends the signal, sends it again after `againAfterMs` if the process is still there (the daemons' second
+   * signal means "stop now"), and SIGKILLs it after `graceMs`. A SIGKILL is recorded: problems() reports it.
+   */
+  async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = 15_000, o: { againAfterMs?: number } = {}): Promise<number | null> {
     if (!this.alive) return this.child.exitCode;
+    // A test may have frozen it (SIGSTOP); a stopped process handles no signal until it is continued.
+    this.child.kill('SIGCONT');
     this.child.kill(signal);
-    const t = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+    const again = o.againAfterMs === undefined ? undefined : setTimeout(() => { if (this.alive) this.child.kill(signal); }, o.againAfterMs);
+    const t = setTimeout(() => {
+      if (!this.alive) return;
+      this.#forced = `${this.name} did not exit within ${graceMs} ms of ${signal} and was SIGKILLed; see ${this.logFile}`;
+      this.child.kill('SIGKILL');
+    }, graceMs);
     const code = await this.exited;
     clearTimeout(t);
+    clearTimeout(again);
     return code;
   }
-  kill9(): Promise<number | null> { this.child.kill('SIGKILL'); return this.exited; }
+  /** kill -9 on purpose: however it ends now is what the test asked for. */
+  kill9(): Promise<number | null> { this.#expected = 'any'; this.child.kill('SIGKILL'); return this.exited; }
+  /** Why this daemon's end is not what the test expected (empty when it is); call once it has exited. */
+  problems(): string[] {
+    if (this.#expected === 'any') return [];
+    if (this.alive) return [`${this.name} is still running (pid ${this.child.pid})`];
+    if (this.#forced) return [this.#forced];
+    const { exitCode, signalCode } = this.child;
+    const want = this.#expected === 'clean' ? 0 : this.#expected;
+    if (exitCode === want) return [];
+    const how = exitCode === null ? `was killed by ${signalCode}` : `exited ${exitCode}`;
+    return [`${this.name} ${how}, expected exit ${want}; see ${this.logFile}`];
+  }
+}
+
+/** The problems of every daemon that did not end as expected, as one error (or null when there are none). */
+export function teardownError(daemons: Daemon[]): Error | null {
+  const problems = daemons.flatMap((d) => d.problems());
+  return problems.length ? new Error(`teardown: ${problems.join('; ')}`) : null;
 }
 
 /** A free loopback port (bind to 0, read it, close). */
@@ -109,7 +154,25 @@ async function waitForPort(port: number, timeoutMs: number, host = '127.0.0.1'):
 
 const minioBin = process.env.TRAINYARD_MINIO_BIN ?? path.join(os.homedir(), '.cache', 'trainyard', 'bin', 'minio');
 
-export interface AgentOptions { netns?: string; gpus?: string[]; labels?: string; cpus?: number; env?: Record<string, string>; killGraceMs?: number }
+export interface AgentOptions {
+  netns?: string;
+  /** The fake nvidia-smi's records, "index, uuid, name, memory MiB" (see fakeGpus). */
+  gpus?: string[];
+  labels?: string; cpus?: number; env?: Record<string, string>; killGraceMs?: number;
+  /** How the test expects this agent to end (default: cleanly, exit 0); see ExpectedExit. */
+  expectExit?: ExpectedExit;
+  /** Wait for the agent to register (default true); false for an agent the test expects to be refused. */
+  waitForRegistered?: boolean;
+}
+
+/**
+ * Records for the fake nvidia-smi (test/fixtures/bin/nvidia-smi): `count` GPUs of one model, with UUIDs
+ * made from `tag` so that two agents never report the same GPU.
+ */
+export function fakeGpus(count: number, tag: string, o: { model?: string; memoryMb?: number } = {}): string[] {
+  const model = o.model ?? 'NVIDIA H100 80GB HBM3';
+  return Array.from({ length: count }, (_, i) => `${i}, GPU-${tag}-${i}, ${model}, ${o.memoryMb ?? 81559}`);
+}
 
 export class Stack {
   readonly prefix = `ty${id()}`;
@@ -119,6 +182,8 @@ export class Stack {
   databaseUrl = '';
   schedulerAddress = '';
   readonly daemons: Daemon[] = [];
+  /** How long destroy() lets each daemon stop before it SIGKILLs it and fails the test. */
+  stopGraceMs = 15_000;
   readonly pool: pg.Pool;
   minio: Minio.Client;
   #admin = new pg.Pool({ connectionString: adminUrl, max: 1 });
@@ -231,9 +296,9 @@ export class Stack {
     const child = o.netns
       ? spawn('ip', ['netns', 'exec', o.netns, process.execPath, bin, 'agent'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
       : spawn(process.execPath, [bin, 'agent'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const d = new Daemon(name, child, path.join(this.dir, `${name}.log`));
+    const d = new Daemon(name, child, path.join(this.dir, `${name}.log`), { expectExit: o.expectExit });
     this.daemons.push(d);
-    await d.waitFor((l) => l.msg === 'registered', 30_000);
+    if (o.waitForRegistered !== false) await d.waitFor((l) => l.msg === 'registered', 30_000);
     return d;
   }
 
@@ -288,11 +353,19 @@ export class Stack {
     try { return readFileSync(path.join(this.dir, `${name}.log`), 'utf8'); } catch { return ''; }
   }
 
+  /**
+   * Stops everything and removes the database and bucket. Agents stop first (they may still report to a
+   * scheduler), then schedulers, then the private services; each gets SIGTERM, a second SIGTERM a moment
+   * later ("stop now", so a run left going does not make the agent wait out its drain), and a SIGKILL only
+   * after its grace. Then it throws, failing the test, if any daemon had to be SIGKILLed or exited other
+   * than the test said it would (Daemon.expectExit, kill9).
+   */
   async destroy(): Promise<void> {
-    const services = [this.nats, this.minioDaemon];
-    await Promise.all(this.daemons.filter((d) => !services.includes(d)).map((d) => d.stop('SIGTERM', 5000)));
-    // Every daemon a test started must be gone; one still alive is a leak the test should have seen.
-    for (const d of this.daemons) if (d.alive && !services.includes(d)) await d.kill9();
+    const services = [this.nats, this.minioDaemon].filter((d): d is Daemon => d !== null);
+    const stop = (ds: Daemon[]) => Promise.all(ds.map((d) => d.stop('SIGTERM', this.stopGraceMs, { againAfterMs: 1000 })));
+    await stop(this.daemons.filter((d) => !services.includes(d) && !d.name.startsWith('scheduler')));
+    await stop(this.daemons.filter((d) => d.name.startsWith('scheduler')));
+    const error = teardownError(this.daemons.filter((d) => !services.includes(d)));
     await this.pool.end().catch(() => {});
     // Another connection may linger for a moment after the scheduler exits.
     await this.#admin.query(`DROP DATABASE IF EXISTS ${this.dbName} WITH (FORCE)`).catch(() => {});
@@ -302,7 +375,10 @@ export class Stack {
       for (let i = 0; i < keys.length; i += 1000) await this.minio.removeObjects(this.bucket, keys.slice(i, i + 1000));
       if (await this.minio.bucketExists(this.bucket)) await this.minio.removeBucket(this.bucket);
     } catch { /* best effort */ }
-    await Promise.all(services.map((d) => d?.stop('SIGTERM', 5000)));
+    // nats-server exits 1 on SIGTERM and 0 on SIGINT; a service that hangs is still caught (SIGKILL).
+    await Promise.all(services.map((d) => d.stop(d === this.nats ? 'SIGINT' : 'SIGTERM', this.stopGraceMs)));
+    const serviceError = teardownError(services);
+    if (error || serviceError) throw new Error([error?.message, serviceError?.message].filter(Boolean).join('; '));
   }
 }
 

@@ -1,0 +1,103 @@
+// ESLint for `npm test` (test/lint.test.ts runs it and fails on any problem). Two kinds of rules:
+// promises that nobody awaits or catches (typed rules, so they see what returns a promise), and the
+// folder boundaries that match the runtime boundaries: the scheduler and the agent are separate programs
+// on separate machines and share only shared/; the CLI loads a daemon only when asked to start one.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import tseslint from 'typescript-eslint';
+
+const root = path.dirname(fileURLToPath(import.meta.url));
+
+/**
+ * Which top-level folders each folder must not import (by relative path, resolved). `lazy` folders may be
+ * imported only with a dynamic `import()` (or `import type`, which leaves nothing at run time); `packages`
+ * are npm packages a folder must not import statically.
+ */
+export const boundaries = {
+  scheduler: { never: ['agent', 'cli', 'test', 'bench'] },
+  agent: { never: ['scheduler', 'cli', 'test', 'bench'] },
+  shared: { never: ['scheduler', 'agent', 'cli', 'test', 'bench'] },
+  cli: { never: ['test', 'bench'], lazy: ['scheduler', 'agent'], packages: ['pg', 'kysely', 'nats'] },
+};
+
+/** The top-level folder of a file (relative to the project root), or null outside the project. */
+function topFolder(file) {
+  const rel = path.relative(root, file);
+  if (rel.startsWith('..') || path.isAbsolute(rel)) return null;
+  return rel.split(path.sep)[0] ?? null;
+}
+
+const boundaryRule = {
+  meta: {
+    type: 'problem',
+    docs: { description: 'Keep scheduler/, agent/, shared/ and cli/ apart as their programs are (see boundaries).' },
+    schema: [],
+    messages: {
+      never: '{{from}}/ must not import {{to}}/ ("{{spec}}"): {{why}}',
+      lazy: 'cli/ may import {{to}}/ only lazily, with `await import("{{spec}}")`, so client verbs do not load the daemons',
+      pkg: 'cli/ must not import "{{spec}}" statically: it is a daemon dependency; import it lazily in the daemon command',
+    },
+  },
+  create(context) {
+    const from = topFolder(context.filename);
+    const rules = from ? boundaries[from] : undefined;
+    if (!rules) return {};
+    const why = {
+      scheduler: 'the scheduler and the agent run on different machines; share code through shared/',
+      agent: 'the agent and the scheduler run on different machines; share code through shared/',
+      shared: 'shared/ is what both daemons and the CLI use, so it depends on none of them',
+      cli: 'the program must not depend on tests or benchmarks',
+    }[from];
+    /** @param {import('estree').Node} node @param {string} spec @param {'static'|'dynamic'|'type'} kind */
+    function check(node, spec, kind) {
+      if (!spec.startsWith('.')) {
+        const pkg = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
+        if (kind === 'static' && rules.packages?.includes(pkg)) context.report({ node, messageId: 'pkg', data: { spec } });
+        return;
+      }
+      const to = topFolder(path.resolve(path.dirname(context.filename), spec));
+      if (!to || to === from) return;
+      if (rules.never.includes(to)) context.report({ node, messageId: 'never', data: { from, to, spec, why } });
+      else if (kind === 'static' && rules.lazy?.includes(to)) context.report({ node, messageId: 'lazy', data: { to, spec } });
+    }
+    const literal = (n) => (n && n.type === 'Literal' && typeof n.value === 'string' ? n.value : null);
+    const typeOnly = (n) => n.importKind === 'type' || n.exportKind === 'type'
+      || (n.specifiers?.length > 0 && n.specifiers.every((s) => s.importKind === 'type' || s.exportKind === 'type'));
+    const declaration = (n) => { const spec = literal(n.source); if (spec) check(n.source, spec, typeOnly(n) ? 'type' : 'static'); };
+    return {
+      ImportDeclaration: declaration,
+      ExportNamedDeclaration: declaration,
+      ExportAllDeclaration: declaration,
+      ImportExpression(n) { const spec = literal(n.source); if (spec) check(n.source, spec, 'dynamic'); },
+      TSImportType(n) {
+        const arg = n.argument?.type === 'TSLiteralType' ? n.argument.literal : n.source ?? n.argument;
+        const spec = literal(arg);
+        if (spec) check(n, spec, 'type');
+      },
+    };
+  },
+};
+
+export const trainyardPlugin = { meta: { name: 'trainyard' }, rules: { boundaries: boundaryRule } };
+
+export default tseslint.config(
+  { ignores: ['dist/', 'node_modules/', 'shared/proto/gen/', '.tap/', 'coverage/', '.services/', '.demo/'] },
+  {
+    files: ['**/*.ts'],
+    languageOptions: {
+      parser: tseslint.parser,
+      parserOptions: { project: './tsconfig.eslint.json', tsconfigRootDir: root },
+    },
+    linterOptions: { reportUnusedDisableDirectives: 'error' },
+    plugins: { '@typescript-eslint': tseslint.plugin, trainyard: trainyardPlugin },
+    rules: {
+      // tap queues subtests itself: `t.test(...)` at the top of a file is the documented form, not a
+      // forgotten promise.
+      '@typescript-eslint/no-floating-promises': ['error', {
+        allowForKnownSafeCalls: [{ from: 'package', name: 'test', package: '@tapjs/test' }],
+      }],
+      '@typescript-eslint/no-misused-promises': 'error',
+      'trainyard/boundaries': 'error',
+    },
+  },
+);
