@@ -4,7 +4,12 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { customAlphabet } from 'nanoid';
 import pg from 'pg';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { projectRoot } from '../shared/proto.js';
+import type * as P from '../shared/proto.js';
+import { unaryCall, type Api } from '../cli/client.js';
+import { ErrorCodes, TrainyardError } from '../shared/errors.js';
+import type { Stack } from '../test/helpers/stack.js';
 
 const adminUrl = process.env.TRAINYARD_DATABASE_URL ?? 'postgres://trainyard:trainyard@127.0.0.1:5432/trainyard';
 const id = customAlphabet('abcdefghijklmnopqrstuvwxyz0123456789', 8);
@@ -84,4 +89,61 @@ export function median(xs: number[]): number {
 export function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+/** What the scheduler's invariant check says (`trainyard doctor`, the Doctor rpc), flattened for a summary. */
+export interface DoctorResult {
+  available: boolean;
+  /** Why the check could not be made (the rpc is not implemented, the scheduler did not answer). */
+  error?: string;
+  via?: 'cli' | 'rpc';
+  /** "kind run agent: detail", one per violation found by this check. */
+  current: string[];
+  /** Every violation the sweep has recorded since the database was created. */
+  recordedTotal: number;
+  recordedByKind: Record<string, number>;
+  recent: string[];
+}
+
+interface ViolationLike { kind?: string; run_id?: string; agent?: string; detail?: string; repaired?: boolean }
+interface ReportLike { current?: ViolationLike[]; recorded_total?: number | string; recorded_by_kind?: { kind?: string; count?: number | string }[]; recent?: ViolationLike[] }
+
+function flatten(report: ReportLike, via: 'cli' | 'rpc'): DoctorResult {
+  const line = (v: ViolationLike) => `${v.kind ?? '?'} ${v.run_id || '-'} ${v.agent || '-'}: ${v.detail ?? ''}${v.repaired ? ' (repaired)' : ''}`;
+  return {
+    available: true, via,
+    current: (report.current ?? []).map(line),
+    recordedTotal: Number(report.recorded_total ?? 0),
+    recordedByKind: Object.fromEntries((report.recorded_by_kind ?? []).map((k) => [k.kind ?? '?', Number(k.count ?? 0)])),
+    recent: (report.recent ?? []).map(line),
+  };
+}
+
+const looksLikeReport = (x: unknown): x is ReportLike =>
+  typeof x === 'object' && x !== null && Array.isArray((x as ReportLike).current) && 'recorded_total' in x;
+
+/**
+ * Asks the scheduler for its invariant check: `trainyard doctor --json` when the CLI has the verb and
+ * prints the DoctorReport's fields, else the Doctor rpc itself. UNIMPLEMENTED (or any other error) comes
+ * back as available: false, which a caller must count as a failure: no check is not a passed check.
+ */
+export async function doctorCheck(s: Stack, api: Api): Promise<DoctorResult> {
+  const cli = await s.cli(['doctor', '--json'], { timeoutMs: 60_000 });
+  try {
+    const parsed: unknown = JSON.parse(cli.stdout);
+    if (looksLikeReport(parsed)) return flatten(parsed, 'cli');
+  } catch { /* no such verb yet, or not JSON: ask the rpc */ }
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      const report = await unaryCall<P.DoctorRequest, P.DoctorReport__Output>(api.client, api.client.Doctor as never, { repair: false });
+      return flatten(report, 'rpc');
+    } catch (err) {
+      const e = err instanceof TrainyardError ? err : null;
+      if (e?.code === ErrorCodes.Unavailable && Date.now() < deadline) { await new Promise((r) => setTimeout(r, 500)); continue; }
+      const grpcCode = (e?.cause as { code?: number } | undefined)?.code;
+      const why = grpcCode === grpcStatus.UNIMPLEMENTED ? 'the scheduler does not implement Doctor' : e?.message ?? String(err);
+      return { available: false, error: why, current: [], recordedTotal: 0, recordedByKind: {}, recent: [] };
+    }
+  }
 }

@@ -1,16 +1,34 @@
-// The soak test: many runs across several agents while components are killed and restarted at random.
-// Not part of `npm test` (it runs for minutes): `npm run build && node dist/bench/soak.js --seconds 300`.
-// It prints runs submitted, faults injected, runs lost (must be 0) and duplicates (must be 0), and exits
-// non-zero if either is not 0.
+// The soak test: many runs, CPU and GPU, across several agents while components are killed and restarted
+// at random and a client kills runs at random moments, some of them right as their agent is killed -9
+// (so the kill races the requeue). Not part of `npm test` (it runs for minutes):
+//
+//   npm run soak -- --seconds 300 [--agents 3] [--fault-every 6] [--kill-every 3] [--seed N] [--json]
+//
+// At the end it waits (bounded, --settle-seconds) for every run to end, then checks:
+//   lost          runs the clients submitted that are missing, or still not terminal (must be 0)
+//   duplicates    a second run for one idempotency key, or a run with other than one version (must be 0)
+//   kills         every run the soak killed ends Killed, unless the kill came too late: the KillRun reply
+//                 already showed the run Successful or Failed (it had ended before the kill landed). A
+//                 kill the scheduler accepted (reply not terminal, or Killed) that ends otherwise is
+//                 "not honoured" (must be 0)
+//   invariants    the scheduler's own check (`trainyard doctor`, the Doctor rpc): nothing found now and
+//                 nothing ever recorded by the invariant sweep (must be 0; "doctor unavailable" fails)
+//   non-terminal  runs of any kind not in a terminal state at the end (must be 0)
+//   gpus          a run whose CUDA_VISIBLE_DEVICES did not hold exactly the GPUs it asked for fails with
+//                 "asked for N GPUs" (must be 0)
+//   shutdown      every daemon still running stops cleanly at the end (no SIGKILL, exit 0)
+// and exits non-zero unless all of them hold.
 import { parseArgs } from 'node:util';
 import type { Test } from 'tap';
-import { Stack, tempDir, writeTree } from '../test/helpers/stack.js';
+import { Stack, fakeGpus, tempDir, writeTree, type AgentOptions } from '../test/helpers/stack.js';
 import { Api } from '../cli/client.js';
-import { isTerminal } from '../shared/run-states.js';
+import { isTerminal, terminalStatuses } from '../shared/run-states.js';
 import { ErrorCodes, TrainyardError } from '../shared/errors.js';
+import { doctorCheck, type DoctorResult } from './lib.js';
 
 const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '180' }, agents: { type: 'string', default: '3' }, 'fault-every': { type: 'string', default: '6' },
+  'kill-every': { type: 'string', default: '3' }, 'settle-seconds': { type: 'string', default: '300' },
   seed: { type: 'string', default: String(Date.now()) }, json: { type: 'boolean' },
 } });
 const seconds = Number(values.seconds);
@@ -31,18 +49,31 @@ const second = String((await secondDaemon.waitFor((l) => l.msg === 'listening'))
 const addresses = [first, second];
 const addressOf = new Map([[s.daemons.find((d) => d.name === 'scheduler1')!, first], [secondDaemon, second]]);
 s.schedulerAddress = addresses.join(',');
-const agentNames = Array.from({ length: Number(values.agents) }, (_, i) => `soak${i + 1}`);
-for (const name of agentNames) await s.startAgent(name, { cpus: 3, env: { TRAINYARD_LOG_LEVEL: 'info' } });
 
+// A mixed fleet: two of every three agents have two (fake) H100s, the third is CPU only. An agent keeps
+// its GPUs across restarts (the same options every time it is started).
+const agentNames = Array.from({ length: Number(values.agents) }, (_, i) => `soak${i + 1}`);
+const agentOptions = new Map<string, AgentOptions>(agentNames.map((name, i) => [name, {
+  cpus: 3, gpus: i % 3 === 2 ? [] : fakeGpus(2, name), env: { TRAINYARD_LOG_LEVEL: 'info' },
+}]));
+const gpuAgents = agentNames.filter((n) => (agentOptions.get(n)!.gpus ?? []).length > 0).length;
+for (const name of agentNames) await s.startAgent(name, agentOptions.get(name));
+
+// train() checks that it got exactly the GPUs it asked for (a run given someone else's GPU, or none,
+// fails with that reason), then works in steps so that kills and faults land mid-run.
 const train = `
-import os, time, random
+import os, time
 class Main:
     def train(self, d):
+        want = int(os.environ.get("GPUS", "0"))
+        got = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
+        if len(got) != want:
+            raise ValueError("asked for %d GPUs, CUDA_VISIBLE_DEVICES=%r" % (want, os.environ.get("CUDA_VISIBLE_DEVICES")))
         for i in range(int(os.environ.get("STEPS", "5"))):
             print("step", i, flush=True)
             time.sleep(float(os.environ.get("STEP_S", "0.2")))
         os.makedirs(os.environ["artifacts_directory"], exist_ok=True)
-        open(os.path.join(os.environ["artifacts_directory"], "done.txt"), "w").write("ok")
+        open(os.path.join(os.environ["artifacts_directory"], "done.txt"), "w").write(",".join(got) or "cpu")
     def save(self):
         open("model.txt", "w").write("ok")
 `;
@@ -52,27 +83,70 @@ if (pushed.code !== 0 || data.code !== 0) throw new Error(pushed.stderr + data.s
 
 const api = new Api(s.schedulerAddress);
 const submitted = new Set<string>();
+const gpuRuns = new Set<string>();
 let faults = 0;
 const faultLog: string[] = [];
 const end = Date.now() + seconds * 1000;
+
+/** Retries a call while no scheduler answers (one may be down on purpose), for up to a minute. */
+async function whileUnavailable<T>(call: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      return await call();
+    } catch (err) {
+      if (!(err instanceof TrainyardError) || err.code !== ErrorCodes.Unavailable || Date.now() > deadline) throw err;
+      await sleep(300);
+    }
+  }
+}
 
 async function submitLoop(): Promise<void> {
   let n = 0;
   while (Date.now() < end) {
     const key = `soak-${n++}`;
+    // Most runs are CPU only; some want one GPU, a few two (only the GPU agents can take those).
+    const r = random();
+    const gpus = gpuAgents === 0 ? 0 : r < 0.6 ? 0 : r < 0.9 ? 1 : 2;
     // A client retries with the same idempotency key until the scheduler answers: never a second run.
-    for (;;) {
-      try {
-        const run = await api.submitRun({ package: 'soak', dataset: pick(['soakdata', 'soakdata/b']), idempotency_key: key, resources: { cpus: 1 },
-          env: { STEPS: String(2 + Math.floor(random() * 6)), STEP_S: '0.2' } });
-        submitted.add(run.id);
-        break;
-      } catch (err) {
-        if (!(err instanceof TrainyardError) || err.code !== ErrorCodes.Unavailable) throw err;
-        await sleep(300);
-      }
-    }
+    const run = await whileUnavailable(() => api.submitRun({
+      package: 'soak', dataset: pick(['soakdata', 'soakdata/b']), idempotency_key: key, resources: { cpus: 1, gpus },
+      env: { STEPS: String(2 + Math.floor(random() * 6)), STEP_S: '0.2', GPUS: String(gpus) },
+    }));
+    submitted.add(run.id);
+    if (gpus) gpuRuns.add(run.id);
     await sleep(150 + random() * 350);
+  }
+}
+
+// Kills by the client. `reply` is the run's status in KillRun's answer: Successful or Failed there means
+// the run had ended before the kill landed, so it keeps that status; anything else means the scheduler
+// accepted the kill and the run must end Killed.
+interface Kill { reply: string; killRequested: boolean; racing: boolean; error?: string }
+const kills = new Map<string, Kill>();
+const pendingKills: Promise<void>[] = [];
+
+async function killRun(id: string, racing: boolean): Promise<void> {
+  if (kills.has(id)) return;
+  kills.set(id, { reply: '', killRequested: false, racing });
+  try {
+    const run = await whileUnavailable(() => api.killRun(id));
+    kills.set(id, { reply: run.status, killRequested: run.kill_requested, racing });
+  } catch (err) {
+    kills.set(id, { reply: '', killRequested: false, racing, error: err instanceof Error ? err.message : String(err) });
+  }
+}
+
+async function killLoop(): Promise<void> {
+  const every = Number(values['kill-every']) * 1000;
+  if (!(every > 0)) return;
+  while (Date.now() + every < end) {
+    await sleep(every * (0.5 + random()));
+    // A run that has not ended (queued, packaging or running, whichever it is now); the run may still end
+    // before the kill lands, which is the race this is for.
+    const live = (await s.query('SELECT id FROM runs WHERE NOT (status::text = ANY($1))', [[...terminalStatuses]]).catch(() => []))
+      .map((r) => r.id as string).filter((id) => submitted.has(id) && !kills.has(id));
+    if (live.length) await killRun(pick(live), false);
   }
 }
 
@@ -83,11 +157,23 @@ async function faultLoop(): Promise<void> {
     const kind = pick(['agent', 'agent', 'scheduler', 'nats', 'minio']);
     faults++;
     if (kind === 'agent') {
-      const name = pick(agentNames);
+      // Preferably an agent holding runs nobody has killed yet, so that the kills below race a requeue.
+      const holding = (await s.query('SELECT id, agent FROM runs WHERE agent IS NOT NULL'))
+        .filter((r) => !kills.has(r.id as string) && agentNames.includes(r.agent as string));
+      const name = holding.length && random() < 0.8 ? (pick(holding).agent as string) : pick(agentNames);
       const d = s.daemons.filter((x) => x.name === name && x.alive).pop();
+      // The runs it holds: most of them the client kills at a random moment in the next 6 s, while the
+      // scheduler notices the loss (after 4 s) and requeues them, so each kill races a requeue.
+      const held = holding.filter((r) => r.agent === name).map((r) => r.id as string);
       if (d) await d.kill9();
+      const doomed = held.filter(() => random() < 0.7);
+      log(`kill -9 ${name}, which holds ${held.length} run(s); killing ${doomed.length} of them as it is lost`);
+      for (const id of doomed) {
+        const delay = random() * 6000;
+        pendingKills.push(sleep(delay).then(() => killRun(id, true)));
+      }
       await sleep(500 + random() * 3000);
-      await s.startAgent(name, { cpus: 3, env: { TRAINYARD_LOG_LEVEL: 'info' } }).catch((e: unknown) => log(`restart ${name}: ${String(e)}`));
+      await s.startAgent(name, agentOptions.get(name)).catch((e: unknown) => log(`restart ${name}: ${String(e)}`));
     } else if (kind === 'scheduler') {
       const live = s.daemons.filter((x) => x.name.startsWith('scheduler') && x.alive);
       const victim = pick(live);
@@ -109,10 +195,11 @@ async function faultLoop(): Promise<void> {
   }
 }
 
-log(`soaking for ${seconds} s with ${agentNames.length} agents and 2 schedulers (seed ${values.seed})`);
-await Promise.all([submitLoop(), faultLoop()]);
-log(`submitted ${submitted.size} runs; waiting for every run to end`);
-const settleEnd = Date.now() + 300_000;
+log(`soaking for ${seconds} s with ${agentNames.length} agents (${gpuAgents} with GPUs) and 2 schedulers (seed ${values.seed})`);
+await Promise.all([submitLoop(), faultLoop(), killLoop()]);
+await Promise.all(pendingKills);
+log(`submitted ${submitted.size} runs, killed ${kills.size}; waiting for every run to end`);
+const settleEnd = Date.now() + Number(values['settle-seconds']) * 1000;
 let open: string[] = [...submitted];
 while (open.length && Date.now() < settleEnd) {
   const rows = await s.query('SELECT id, status FROM runs WHERE id = ANY($1)', [open]);
@@ -125,6 +212,7 @@ const byStatus: Record<string, number> = {};
 for (const r of rows) byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
 const missing = [...submitted].filter((id) => !rows.some((r) => r.id === id)).length;
 const lost = open.length + missing;
+const nonTerminal = rows.filter((r) => !isTerminal(r.status)).map((r) => `${r.id} (${r.status})`);
 const successful = rows.filter((r) => r.status === 'Successful').map((r) => r.id as string);
 const versionCount = new Map(versions.map((v) => [v.run_id as string, v.n as number]));
 const duplicates = versions.filter((v) => v.n > 1).length
@@ -133,19 +221,60 @@ const duplicates = versions.filter((v) => v.n > 1).length
   + (rows.length - submitted.size); // a run the clients did not submit (a duplicated submission)
 const reasons: Record<string, number> = {};
 for (const r of rows.filter((x) => x.status === 'Failed')) reasons[r.failure_reason] = (reasons[r.failure_reason] ?? 0) + 1;
+// train() fails with this reason when CUDA_VISIBLE_DEVICES does not hold exactly the GPUs it asked for.
+const gpuMismatches = rows.filter((r) => r.status === 'Failed' && String(r.failure_reason).includes('asked for ')).map((r) => `${r.id}: ${r.failure_reason}`);
+
+// The kills' outcomes (see the top of the file).
+const statusOf = new Map(rows.map((r) => [r.id as string, r.status as string]));
+const killOutcome = { killed: 0, endedFirst: 0, notHonoured: [] as string[], unanswered: [] as string[], racing: 0 };
+for (const [id, k] of kills) {
+  if (k.racing) killOutcome.racing++;
+  const final = statusOf.get(id) ?? 'missing';
+  if (k.error) killOutcome.unanswered.push(`${id}: ${k.error}`);
+  else if (final === 'Killed') killOutcome.killed++;
+  else if ((k.reply === 'Successful' || k.reply === 'Failed') && final === k.reply) killOutcome.endedFirst++;
+  else killOutcome.notHonoured.push(`${id}: kill reply ${k.reply}${k.killRequested ? ' (kill_requested)' : ''}, ended ${final}${k.racing ? ' (racing a requeue)' : ''}`);
+}
+
+const doctor: DoctorResult = await doctorCheck(s, api);
+const violations = doctor.available ? doctor.current.length + doctor.recordedTotal : 1;
+
+api.close();
+let shutdownProblems = '';
+for (const c of cleanups.reverse()) {
+  try { await c(); } catch (err) { shutdownProblems = err instanceof Error ? err.message : String(err); }
+}
+
 const summary = {
-  seconds, agents: agentNames.length, schedulers: 2, runsSubmitted: submitted.size, faultsInjected: faults,
+  seconds, seed: values.seed, agents: agentNames.length, gpuAgents, schedulers: 2, runsSubmitted: submitted.size, gpuRuns: gpuRuns.size,
+  faultsInjected: faults,
   faults: Object.fromEntries(['agent', 'scheduler', 'nats', 'minio'].map((k) => [k, faultLog.filter((f) => f === k).length])),
   statuses: byStatus, failureReasons: reasons, retriedRuns: rows.filter((r) => r.attempt > 1).length, runsLost: lost, duplicates,
+  kills: { requested: kills.size, racingRequeue: killOutcome.racing, endedKilled: killOutcome.killed, endedBeforeKill: killOutcome.endedFirst,
+    notHonoured: killOutcome.notHonoured, unanswered: killOutcome.unanswered },
+  gpuMismatches, invariantViolations: violations, doctor, nonTerminalAtEnd: nonTerminal.length, nonTerminal: nonTerminal.slice(0, 20),
+  shutdownProblems,
 };
+const ok = lost === 0 && duplicates === 0 && violations === 0 && nonTerminal.length === 0
+  && killOutcome.notHonoured.length === 0 && killOutcome.unanswered.length === 0 && gpuMismatches.length === 0 && !shutdownProblems;
+const doctorLine = !doctor.available ? `doctor unavailable (${doctor.error})`
+  : `${violations} (via ${doctor.via}: now ${doctor.current.length}, recorded ${doctor.recordedTotal}${doctor.recordedTotal ? ` ${JSON.stringify(doctor.recordedByKind)}` : ''})`;
 console.log(values.json ? JSON.stringify(summary) : [
-  `runs submitted:  ${summary.runsSubmitted}`,
+  `runs submitted:  ${summary.runsSubmitted} (${gpuRuns.size} with GPUs)`,
   `faults injected: ${summary.faultsInjected} ${JSON.stringify(summary.faults)}`,
+  `client kills:    ${kills.size} (${killOutcome.racing} racing a requeue): ${killOutcome.killed} Killed, ${killOutcome.endedFirst} ended before the kill, `
+    + `${killOutcome.notHonoured.length} not honoured, ${killOutcome.unanswered.length} unanswered`,
+  ...[...killOutcome.notHonoured, ...killOutcome.unanswered].slice(0, 10).map((l) => `  ${l}`),
   `final statuses:  ${JSON.stringify(byStatus)}${Object.keys(reasons).length ? ` failures: ${JSON.stringify(reasons)}` : ''}`,
+  `gpu mismatches:  ${gpuMismatches.length}${gpuMismatches.length ? ` ${gpuMismatches.slice(0, 5).join('; ')}` : ''}`,
   `runs retried:    ${summary.retriedRuns}`,
   `runs lost:       ${lost}`,
   `duplicates:      ${duplicates}`,
+  `invariant violations: ${doctorLine}`,
+  ...(doctor.available ? doctor.current.concat(doctor.recent).slice(0, 10).map((v) => `  ${v}`) : []),
+  `non-terminal at end: ${nonTerminal.length}${nonTerminal.length ? ` ${nonTerminal.slice(0, 10).join(', ')}` : ''}`,
+  `shutdown:        ${shutdownProblems || 'clean'}`,
+  `daemon logs:     ${s.dir}`,
+  `result:          ${ok ? 'PASS' : 'FAIL'}`,
 ].join('\n'));
-api.close();
-for (const c of cleanups.reverse()) await c();
-process.exit(lost === 0 && duplicates === 0 ? 0 : 1);
+process.exit(ok ? 0 : 1);
