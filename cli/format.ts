@@ -47,3 +47,13 @@ export function progressBar(label: string, total: number): { update(done: number
     done() { if (enabled) { draw(total); process.stderr.write('\n'); } },
   };
 }
+
+/**
+ * Text that came from elsewhere (log lines, reasons, names) made safe to print on a terminal: escape
+ * sequences (OSC 52 can write the clipboard, others move the cursor or retitle the window) and other
+ * control characters are shown as visible escapes instead of being interpreted. Tabs stay.
+ */
+export function safeText(s: string): string {
+  // C0 controls but tab and newline, DEL, and the C1 range (0x9b is a one-byte CSI on some terminals).
+  return s.replace(/[\x00-\x08\x0a-\x1f\x7f-\x9f]/g, (c) => (c === '\n' ? '\\n' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+}

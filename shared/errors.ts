@@ -16,6 +16,12 @@ export const ErrorCodes = {
   StorageRejected: 'STORAGE_REJECTED',
   Cancelled: 'CANCELLED',
   Internal: 'INTERNAL',
+  /** No credential, or one that is unknown, revoked or expired. */
+  Unauthenticated: 'UNAUTHENTICATED',
+  /** A valid credential that may not do this (the message names the project or the role needed). */
+  PermissionDenied: 'PERMISSION_DENIED',
+  /** A per-caller limit (e.g. concurrent streams) is reached; try again once something ends. */
+  ResourceExhausted: 'RESOURCE_EXHAUSTED',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -32,6 +38,9 @@ const grpcStatusOf: Record<ErrorCode, GrpcStatus> = {
   STORAGE_REJECTED: GrpcStatus.FAILED_PRECONDITION,
   CANCELLED: GrpcStatus.CANCELLED,
   INTERNAL: GrpcStatus.INTERNAL,
+  UNAUTHENTICATED: GrpcStatus.UNAUTHENTICATED,
+  PERMISSION_DENIED: GrpcStatus.PERMISSION_DENIED,
+  RESOURCE_EXHAUSTED: GrpcStatus.RESOURCE_EXHAUSTED,
 };
 
 export class TrainyardError extends Error {
@@ -67,6 +76,9 @@ export const errorCodeRetryability = {
   STORAGE_REJECTED: 'permanent', // NoSuchKey, AccessDenied, a size that does not match
   CANCELLED: 'permanent',
   INTERNAL: 'retryable', // an unexpected error on the scheduler (a dropped database connection, ...)
+  UNAUTHENTICATED: 'permanent', // the same credential will be refused again
+  PERMISSION_DENIED: 'permanent',
+  RESOURCE_EXHAUSTED: 'retryable', // a per-caller limit: free once another stream or call ends
 } as const satisfies Record<ErrorCode, Retryability>;
 
 export const grpcStatusRetryability = {

@@ -1,24 +1,47 @@
 // The environment a run's code sees: AI Center's two documented variables with their defaults, then the
-// user's own. Checked on submit, so a bad name never reaches an agent.
+// user's own. Checked on submit, so a bad name never reaches an agent, and checked again by the agent
+// before it spawns anything (a dispatch is not trusted to have come from a scheduler that checked).
 import { checkEnvName } from './names.js';
 import { invalid } from './errors.js';
 
 export const envDefaults = { artifacts_directory: 'artifacts', save_training_data: 'false' } as const;
 
+/** All of a run's env, names and values together, in UTF-8 bytes. */
+export const MAX_ENV_BYTES = 64 * 1024;
+
+/**
+ * Names a run may not set: the agent's own (TRAINYARD_*), the GPU assignment (CUDA_*, NVIDIA_*), the
+ * loader (LD_*: LD_PRELOAD would run code in every process of the venv), and what locates the interpreter,
+ * its packages and the home folder.
+ */
+const RESERVED_PREFIXES = ['TRAINYARD_', 'CUDA_', 'NVIDIA_', 'LD_'] as const;
+const RESERVED_NAMES: ReadonlySet<string> = new Set(['PYTHONPATH', 'PYTHONHOME', 'PATH', 'HOME', 'VIRTUAL_ENV']);
+
+export function reservedEnvName(name: string): boolean {
+  const upper = name.toUpperCase();
+  return RESERVED_NAMES.has(upper) || RESERVED_PREFIXES.some((p) => upper.startsWith(p));
+}
+
 export function compileRunEnv(user: Readonly<Record<string, string>>): Record<string, string> {
   const env: Record<string, string> = { ...envDefaults };
+  let bytes = 0;
   for (const [k, v] of Object.entries(user)) {
     checkEnvName(k);
+    if (reservedEnvName(k)) {
+      throw invalid(`environment variable ${k} is reserved (TRAINYARD_*, CUDA_*, NVIDIA_*, LD_*, PYTHONPATH, PYTHONHOME, PATH, HOME and VIRTUAL_ENV are set by the agent)`);
+    }
     if (typeof v !== 'string') throw invalid(`environment variable ${k}: expected a string value`);
     if (v.includes('\0')) throw invalid(`environment variable ${k}: value contains a NUL byte`);
+    bytes += Buffer.byteLength(k) + Buffer.byteLength(v) + 2;
     env[k] = v;
   }
+  if (bytes > MAX_ENV_BYTES) throw invalid(`the run's environment is ${bytes} bytes; at most ${MAX_ENV_BYTES} are allowed`);
   if (!/^(true|false)$/i.test(env.save_training_data ?? '')) {
     throw invalid(`save_training_data must be true or false, got "${env.save_training_data}"`);
   }
   const art = env.artifacts_directory ?? '';
-  if (art === '' || art.split(/[\\/]/).includes('..')) {
-    throw invalid(`artifacts_directory "${art}" must be a folder inside the run's working folder (no '..')`);
+  if (art === '' || art.startsWith('/') || art.startsWith('\\') || art.split(/[\\/]/).includes('..')) {
+    throw invalid(`artifacts_directory "${art}" must be a relative folder inside the run's working folder (not absolute, no '..')`);
   }
   return env;
 }

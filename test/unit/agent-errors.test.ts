@@ -20,6 +20,9 @@ const expectedCodes: Record<ErrorCode, 'retryable' | 'permanent'> = {
   STORAGE_REJECTED: 'permanent',
   CANCELLED: 'permanent',
   INTERNAL: 'retryable',
+  UNAUTHENTICATED: 'permanent',
+  PERMISSION_DENIED: 'permanent',
+  RESOURCE_EXHAUSTED: 'retryable',
 };
 
 const expectedStatuses: Record<string, 'retryable' | 'permanent'> = {
