@@ -2,24 +2,29 @@
 // its venv (Packaging), make the data local, run train() and save() through the harness in its own
 // process group, upload every output (Running), and only then report the end. Kill, timeout and drain all
 // end the attempt the same way: its AbortSignal fires, which stops whatever step is running (a transfer,
-// pip, or the process group: SIGTERM, a grace period, then SIGKILL).
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+// pip, or the process group: SIGTERM, a grace period, then SIGKILL). What the run's code executes is
+// contained (agent/containment.ts): its own cgroup, killed whole at the end; a minimal environment; and,
+// with --run-as-user, another user that owns only the run's package folder and home.
+import { constants, existsSync } from 'node:fs';
+import { chmod, chown, mkdir, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type * as Minio from 'minio';
 import type { Logger } from 'pino';
-import type { Dispatch } from '../shared/proto.js';
+import type { Dispatch, Gpu } from '../shared/proto.js';
 import { AttemptOutcome, RunStatus } from '../shared/run-states.js';
 import { diskFullCodes, downloadObject, downloadPrefix, uploadDir, uploadFile, type RetryOptions } from '../shared/storage.js';
 import { extractZip, zipDir } from '../shared/zip.js';
 import { ErrorCodes, errorMessage, isRetryableGrpc, TrainyardError } from '../shared/errors.js';
-import { projectRoot } from '../shared/proto.js';
 import { sha256File } from '../shared/hash.js';
 import { ensureVenv, PackagingError, type VenvOptions } from './venv.js';
 import { LogShipper } from './log-shipper.js';
 import { SupervisedProcess } from './process.js';
 import { planOutputs } from './outputs.js';
 import type { Link } from './link.js';
+import { RunCgroup } from './cgroup.js';
+import { chownTree, staysInside, type Containment } from './containment.js';
+import { asUser } from './run-as.js';
+import { checkRunEnv, gpuUuids, harnessPath, RefusedDispatch, trainEnv } from './run-env.js';
 
 export interface AttemptDeps {
   agentName: string;
@@ -36,6 +41,10 @@ export interface AttemptDeps {
    * the log shipping, which otherwise retry for as long as the scheduler is away, give up. Absent: never.
    */
   reportSignal?: AbortSignal;
+  /** This agent's GPUs (nvidia-smi): a dispatch names indices, train.py gets their UUIDs. */
+  gpus?: readonly Gpu[];
+  /** How runs are contained (agent/containment.ts); absent: process groups only, the agent's own user. */
+  containment?: Containment;
 }
 
 /** The step an attempt is in; a failure's reason names it ("disk full on agent X while <phase>"). */
@@ -61,6 +70,7 @@ export class Attempt {
   #end: EndReason | null = null;
   #phase: Phase = 'fetching_package';
   readonly #dir: string;
+  #cgroup: RunCgroup | null = null;
   readonly done: Promise<void>;
   readonly logs: LogShipper;
 
@@ -108,6 +118,7 @@ export class Attempt {
     this.#phase = 'reporting';
     await this.#finish(result);
     this.logs.close();
+    await this.#cgroup?.destroy().catch((err: unknown) => this.deps.log.warn({ run: this.runId, cgroup: this.#cgroup?.dir, err: errorMessage(err) }, 'could not remove the attempt\'s cgroup'));
     await rm(this.#dir, { recursive: true, force: true }).catch(() => {});
   }
 
@@ -115,15 +126,20 @@ export class Attempt {
     const d = this.dispatch;
     await this.#report(RunStatus.Packaging);
     this.logs.line('system', `[trainyard] attempt ${d.attempt} on agent; package ${d.package} ${d.version}, dataset ${d.dataset}`);
+    // Checked again here, before anything is fetched or spawned: a dispatch is not trusted.
+    const runEnv = checkRunEnv(d.env);
+    const gpus = gpuUuids((d.gpu_indices ?? []).map(Number), this.deps.gpus ?? []);
     await rm(this.#dir, { recursive: true, force: true });
     await mkdir(this.#dir, { recursive: true });
+    // The attempt's folder stays the agent's (a run user cannot rename data/ or swap in links beside it).
+    await chmod(this.#dir, 0o755);
     const pkgDir = await this.#fetchPackage();
     const venv = await this.#buildEnv(pkgDir);
 
     await this.#report(RunStatus.Running);
     const startAt = Date.now() / 1000;
     const dataDir = await this.#fetchData();
-    const trained = await this.#train(venv, pkgDir, dataDir);
+    const trained = await this.#train(venv, pkgDir, dataDir, runEnv, gpus);
     if (!trained.ok) return { outcome: AttemptOutcome.Failed, reason: trained.reason };
     const up = await this.#upload(pkgDir, dataDir);
     return { outcome: AttemptOutcome.Succeeded, reason: '', startAt, endAt: Date.now() / 1000, ...up };
@@ -162,7 +178,7 @@ export class Attempt {
 
   async #buildEnv(pkgDir: string): Promise<string> {
     this.#phase = 'building_env';
-    const venv = await ensureVenv(this.deps.venv, path.join(pkgDir, 'requirements.txt'), (l) => this.logs.line('system', l), this.#abort.signal);
+    const venv = await ensureVenv({ ...this.deps.venv, cgroupBase: this.deps.containment?.cgroupBase ?? null }, path.join(pkgDir, 'requirements.txt'), (l) => this.logs.line('system', l), this.#abort.signal);
     this.#checkStopped();
     return venv;
   }
@@ -179,27 +195,33 @@ export class Attempt {
   }
 
   /** Runs train() and save() in the venv, through the harness. Resolves with the harness's verdict. */
-  async #train(venv: string, pkgDir: string, dataDir: string): Promise<{ ok: true } | { ok: false; reason: string }> {
+  async #train(venv: string, pkgDir: string, dataDir: string, runEnv: Record<string, string>, gpus: string[]): Promise<{ ok: true } | { ok: false; reason: string }> {
     this.#phase = 'training';
     const d = this.dispatch;
-    const resultFile = path.join(this.#dir, 'result.json');
-    const script = path.join(projectRoot(), 'agent', 'harness', 'trainyard_harness.py');
-    const gpus = d.gpu_indices ?? [];
-    const proc = new SupervisedProcess(path.join(venv, 'bin', 'python'), ['-u', script, '--package-dir', pkgDir, '--data-dir', dataDir, '--result-file', resultFile], {
+    const { runAs = null, cgroupBase = null } = this.deps.containment ?? {};
+    // The harness writes its verdict in a folder of its own: with a run user, the only other one it owns.
+    const resultDir = path.join(this.#dir, 'result');
+    const resultFile = path.join(resultDir, 'result.json');
+    await mkdir(resultDir, { mode: 0o700 });
+    // A run user gets a home of its own per attempt: nothing one run leaves there (~/.local packages, caches)
+    // reaches another run.
+    const home = runAs ? path.join(this.#dir, 'home') : (process.env.HOME ?? this.#dir);
+    if (runAs) {
+      await mkdir(home, { mode: 0o700 });
+      for (const dir of [resultDir, home]) await chown(dir, runAs.uid, runAs.gid);
+      await chownTree(pkgDir, runAs.uid, runAs.gid);
+    }
+    const script = harnessPath();
+    const python = path.join(venv, 'bin', 'python');
+    const args = ['-u', script, '--package-dir', pkgDir, '--data-dir', dataDir, '--result-file', resultFile];
+    const cmd = runAs ? asUser(runAs, python, args) : { command: python, args };
+    if (cgroupBase) this.#cgroup = await RunCgroup.create(cgroupBase, `${this.runId}-a${d.attempt}-${process.pid}`);
+    this.#checkStopped();
+    const proc = new SupervisedProcess(cmd.command, cmd.args, {
       cwd: pkgDir,
-      env: {
-        PATH: `${path.join(venv, 'bin')}:${process.env.PATH ?? '/usr/bin:/bin'}`,
-        HOME: process.env.HOME ?? this.#dir,
-        LANG: process.env.LANG ?? 'C.UTF-8',
-        VIRTUAL_ENV: venv,
-        PYTHONUNBUFFERED: '1',
-        ...d.env,
-        // A run sees only the GPUs it was given; a run that asked for none sees none.
-        CUDA_VISIBLE_DEVICES: gpus.join(','),
-        TRAINYARD_RUN_ID: this.runId,
-        TRAINYARD_ATTEMPT: String(d.attempt),
-        training_data_directory: dataDir,
-      },
+      env: trainEnv({ venv, home, user: runAs?.name, runEnv, gpuUuids: gpus, runId: this.runId, attempt: Number(d.attempt), dataDir }),
+      cgroup: this.#cgroup ?? undefined,
+      onWarn: (msg) => this.deps.log.warn({ run: this.runId }, msg),
       onStdout: (l) => this.logs.line('stdout', l),
       onStderr: (l) => this.logs.line('stderr', l),
       killGraceMs: this.deps.killGraceMs,
@@ -211,7 +233,7 @@ export class Attempt {
     const { code, signal } = await proc.exited;
     this.#checkStopped();
     let verdict: { ok: boolean; error?: { summary?: string; message?: string } | null } | null = null;
-    try { verdict = JSON.parse(await readFile(resultFile, 'utf8')); } catch { verdict = null; }
+    try { verdict = JSON.parse(await readNoFollow(resultFile)); } catch { verdict = null; }
     if (code === 0 && verdict?.ok) return { ok: true };
     if (verdict && !verdict.ok && verdict.error) return { ok: false, reason: verdict.error.summary || verdict.error.message || 'train.py failed' };
     return { ok: false, reason: signal ? `train.py was killed by ${signal}` : `train.py exited with code ${code}` };
@@ -223,6 +245,13 @@ export class Attempt {
     const d = this.dispatch;
     const plan = planOutputs(pkgDir, d.output_prefix!, d.env ?? {});
     const { minio } = this.deps;
+    // Before anything is uploaded: train.py may have made the artifacts folder (or a folder above it) a
+    // link to somewhere else (/etc, another run's data); the agent would upload what it can read there.
+    if (existsSync(plan.artifactsDir)) {
+      const inside = await staysInside(plan.artifactsDir, pkgDir);
+      if (!inside.ok) throw new RefusedDispatch(`artifacts_directory "${d.env?.artifacts_directory ?? 'artifacts'}" leaves the run's folder (it resolves to ${inside.real}); nothing was uploaded`);
+    }
+    if (plan.saveTrainingData && !(await staysInside(dataDir, this.#dir)).ok) throw new RefusedDispatch('the data folder leaves the run\'s folder; nothing was uploaded');
     if (existsSync(plan.artifactsDir)) {
       const up = await uploadDir(minio, d.bucket!, plan.artifactsDir, plan.keys.artifacts, this.#transfers());
       this.logs.line('system', `[trainyard] uploaded ${up.files} artifacts (${up.bytes} bytes)`);
@@ -280,4 +309,10 @@ export class Attempt {
       }
     }
   }
+}
+
+/** Reads a file the run's code could have replaced by a link (to a file only the agent may read): never followed. */
+async function readNoFollow(file: string): Promise<string> {
+  const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try { return await fh.readFile('utf8'); } finally { await fh.close(); }
 }

@@ -1,6 +1,9 @@
 // One venv per distinct requirements, reused across runs. Only a venv with its ready marker is reused, so
 // a crash mid-build never leaves a half venv that later runs would trust; concurrent builds of the same
-// requirements (two runs, or two agents sharing the cache) are deduplicated.
+// requirements (two runs, or two agents sharing the cache) are deduplicated. pip runs with a minimal
+// environment (agent/run-env.ts: no storage keys or tokens for a setup.py to find), in a cgroup of its own
+// when the agent has them (what a setup.py starts dies with the build), and a finished venv is left
+// writable by its owner only: runs (another user with --run-as-user) can use it, never change it.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -9,12 +12,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { ErrorCodes, TrainyardError } from '../shared/errors.js';
 import { lineSplitter } from './lines.js';
+import { pipEnv } from './run-env.js';
+import { RunCgroup } from './cgroup.js';
+import { denyWritesByOthers } from './containment.js';
 
 export interface VenvOptions {
   venvDir: string;
   python: string;
   pipIndexUrl: string;
   pipFindLinks: string;
+  /** Where builds' cgroups go (agent/cgroup.ts); absent or null: none. */
+  cgroupBase?: string | null;
 }
 
 export class PackagingError extends TrainyardError {
@@ -99,13 +107,14 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
     if (existsSync(path.join(dir, '.trainyard-ready'))) return dir;
     await rm(dir, { recursive: true, force: true });
     log(`[trainyard] creating environment (${requirements ? requirements.split('\n').length + ' requirements' : 'no requirements'})`);
-    await run(o.python, ['-m', 'venv', ...(requirements ? [] : ['--without-pip']), dir], log, signal, 'python -m venv');
+    await run(o, o.python, ['-m', 'venv', ...(requirements ? [] : ['--without-pip']), dir], log, signal, 'python -m venv');
     if (requirements && requirementsFile) {
       const args = ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', '-r', requirementsFile];
       if (o.pipIndexUrl) args.push('--index-url', o.pipIndexUrl);
       if (o.pipFindLinks) args.push('--find-links', o.pipFindLinks);
-      await run(path.join(dir, 'bin', 'python'), args, log, signal, 'pip install -r requirements.txt');
+      await run(o, path.join(dir, 'bin', 'python'), args, log, signal, 'pip install -r requirements.txt');
     }
+    await denyWritesByOthers(dir);
     // Written last: only a venv with this marker is ever reused.
     await writeFile(path.join(dir, '.trainyard-ready'), new Date().toISOString());
     return dir;
@@ -143,16 +152,30 @@ function alive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM'; }
 }
 
-function run(cmd: string, args: string[], log: (line: string) => void, signal: AbortSignal, what: string): Promise<void> {
+let builds = 0;
+
+async function run(o: VenvOptions, cmd: string, args: string[], log: (line: string) => void, signal: AbortSignal, what: string): Promise<void> {
+  const cg = o.cgroupBase ? await RunCgroup.create(o.cgroupBase, `venv-${++builds}-${process.pid}`) : null;
+  try {
+    await runIn(cg, cmd, args, log, signal, what);
+  } finally {
+    await cg?.destroy().catch((err: unknown) => log(`[trainyard] could not remove the build's cgroup ${cg.dir}: ${(err as Error).message}`));
+  }
+}
+
+function runIn(cg: RunCgroup | null, cmd: string, args: string[], log: (line: string) => void, signal: AbortSignal, what: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const tail: string[] = [];
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], signal, env: { ...process.env, PIP_NO_COLOR: '1', PYTHONUNBUFFERED: '1' } });
+    const line = cg ? cg.wrap(cmd, args) : { command: cmd, args };
+    const child = spawn(line.command, line.args, { stdio: ['ignore', 'pipe', 'pipe'], signal, env: pipEnv() });
     const onLine = (l: string) => { log(l); tail.push(l); if (tail.length > 20) tail.shift(); };
     const out = lineSplitter(onLine);
     const errs = lineSplitter(onLine);
     child.stdout.on('data', (c: Buffer) => out.write(c));
     child.stderr.on('data', (c: Buffer) => errs.write(c));
     child.on('error', (err) => reject(new PackagingError(`${what}: ${err.message}`)));
+    // Whatever the build left behind holds the pipes open; it dies with the build.
+    child.on('exit', () => { void cg?.kill(0); });
     child.on('close', (code, sig) => {
       out.end(); errs.end();
       if (code === 0) return resolve();

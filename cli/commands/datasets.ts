@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Api, connectClient } from '../client.js';
 import { parse, requireString } from '../args.js';
-import { bytes, color, progressBar, table } from '../format.js';
+import { bytes, color, progressBar, safeText, table } from '../format.js';
 import { walkFiles } from '../../shared/storage.js';
 import { fromGrpcError, invalid } from '../../shared/errors.js';
 import type { Dataset__Output } from '../../shared/proto.js';
@@ -47,7 +47,7 @@ async function push(args: string[], address: string): Promise<number> {
   });
   client.close();
   if (values.json) console.log(JSON.stringify(dataset, null, 2));
-  else console.log(`${color.green('✓')} dataset ${color.bold(dataset.name)}: ${files.length} files pushed (${dataset.file_count} files, ${bytes(Number(dataset.size_bytes))} in all)`);
+  else console.log(`${color.green('✓')} dataset ${color.bold(safeText(dataset.name))}: ${files.length} files pushed (${dataset.file_count} files, ${bytes(Number(dataset.size_bytes))} in all)`);
   return 0;
 }
 
@@ -57,6 +57,6 @@ async function list(args: string[], address: string): Promise<number> {
   const res = await api.listDatasets();
   api.close();
   if (values.json) console.log(JSON.stringify(res.datasets, null, 2));
-  else console.log(table(['NAME', 'FILES', 'SIZE', 'UPDATED'], res.datasets.map((d) => [d.name, String(d.file_count), bytes(Number(d.size_bytes)), d.updated_at])));
+  else console.log(table(['NAME', 'FILES', 'SIZE', 'UPDATED'], res.datasets.map((d) => [safeText(d.name), String(d.file_count), bytes(Number(d.size_bytes)), d.updated_at])));
   return 0;
 }

@@ -4,7 +4,7 @@
 // something is, so scripts and monitoring can run it.
 import { Api, unaryCall } from '../client.js';
 import { parse } from '../args.js';
-import { color, table } from '../format.js';
+import { color, safeText, table } from '../format.js';
 import { invalid } from '../../shared/errors.js';
 import type { DoctorRequest, DoctorReport__Output } from '../../shared/proto.js';
 
@@ -40,14 +40,14 @@ export async function doctorCommand(args: string[], address: string): Promise<nu
   if (report.current.length === 0) console.log(color.green('No invariant violations now.'));
   else {
     console.log(table(['KIND', 'RUN', 'AGENT', 'DETAIL', 'REPAIRED'], report.current.map((v) => [
-      color.red(v.kind), v.run_id || '-', v.agent || '-', v.detail, v.repaired ? color.green('yes') : 'no',
+      color.red(safeText(v.kind)), safeText(v.run_id) || '-', safeText(v.agent) || '-', safeText(v.detail), v.repaired ? color.green('yes') : 'no',
     ])));
   }
   console.log('');
   if (report.recorded_by_kind.length === 0) console.log(`Recorded by the sweep: ${report.recorded_total}`);
   else {
     console.log(`Recorded by the sweep: ${report.recorded_total} in all`);
-    console.log(table(['KIND', 'COUNT'], report.recorded_by_kind.map((k) => [k.kind, String(k.count)])));
+    console.log(table(['KIND', 'COUNT'], report.recorded_by_kind.map((k) => [safeText(k.kind), String(k.count)])));
   }
   if (bad) console.error(`${color.red('error')}: ${bad} violation${bad === 1 ? '' : 's'} now${values.repair ? ' left unrepaired' : ' (run `trainyard doctor --repair` to repair what is safe)'}`);
   return bad ? 1 : 0;

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Api, connectClient } from '../client.js';
 import { parse, requireString } from '../args.js';
-import { bytes, color, progressBar, table } from '../format.js';
+import { bytes, color, progressBar, safeText, table } from '../format.js';
 import { zipDir } from '../../shared/zip.js';
 import { fromGrpcError, invalid, invalidPackage } from '../../shared/errors.js';
 import type { PackageVersion__Output } from '../../shared/proto.js';
@@ -55,7 +55,7 @@ async function push(args: string[], address: string): Promise<number> {
     });
     client.close();
     if (values.json) console.log(JSON.stringify(version, null, 2));
-    else console.log(`${color.green('✓')} ${version.package} ${color.bold(version.version)} stored (${bytes(Number(version.size_bytes))}, ${version.object_key})`);
+    else console.log(`${color.green('✓')} ${safeText(version.package)} ${color.bold(safeText(version.version))} stored (${bytes(Number(version.size_bytes))}, ${safeText(version.object_key)})`);
     return 0;
   } finally {
     if (tmp) await rm(tmp, { recursive: true, force: true });
@@ -74,7 +74,7 @@ async function versions(args: string[], address: string): Promise<number> {
     return 0;
   }
   console.log(table(['VERSION', 'SOURCE', 'SIZE', 'CREATED', 'OBJECT'], res.versions.map((v) => [
-    v.version, v.source === 'run' ? `run ${v.run_id} (trained ${v.trained_from})` : 'upload', bytes(Number(v.size_bytes)), v.created_at, v.object_key,
+    safeText(v.version), v.source === 'run' ? safeText(`run ${v.run_id} (trained ${v.trained_from})`) : 'upload', bytes(Number(v.size_bytes)), v.created_at, safeText(v.object_key),
   ])));
   return 0;
 }

@@ -4,7 +4,7 @@
 // is printed twice and none is skipped.
 import { Api, streamOf } from '../client.js';
 import { parse } from '../args.js';
-import { color } from '../format.js';
+import { color, safeText } from '../format.js';
 import { errorMessage, invalid, isRetryableGrpc } from '../../shared/errors.js';
 import { retry } from '../../shared/retry.js';
 import type { LogLine__Output } from '../../shared/proto.js';
@@ -21,9 +21,10 @@ function parseAfter(v: string | undefined): { attempt: number; seq: number } {
 
 function print(l: LogLine__Output, json: boolean): void {
   if (json) console.log(JSON.stringify(l));
-  else if (l.stream === 'stderr') console.log(color.red(l.text));
-  else if (l.stream === 'system') console.log(color.dim(l.text));
-  else console.log(l.text);
+  // A line is the run's own output: an escape sequence in it (OSC 52 writes the clipboard) is shown, not obeyed.
+  else if (l.stream === 'stderr') console.log(color.red(safeText(l.text)));
+  else if (l.stream === 'system') console.log(color.dim(safeText(l.text)));
+  else console.log(safeText(l.text));
 }
 
 export async function runLogs(args: string[], address: string): Promise<number> {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { Api, streamOf } from '../client.js';
 import { intFlag, keyValues, parse, requireString } from '../args.js';
-import { bytes, color, progressBar, statusColor, table } from '../format.js';
+import { bytes, color, progressBar, safeText, statusColor, table } from '../format.js';
 import { invalid } from '../../shared/errors.js';
 import { isTerminal } from '../../shared/run-states.js';
 import type { Run__Output } from '../../shared/proto.js';
@@ -25,10 +25,10 @@ export async function runCommand(args: string[], address: string): Promise<numbe
 
 function summary(r: Run__Output): string {
   const lines = [
-    `${color.bold(r.id)}  ${statusColor(r.status)}${r.status_detail ? color.dim(`  (${r.status_detail})`) : ''}`,
-    `  package   ${r.package} ${r.version}${r.output_version ? `  →  ${color.bold(r.output_version)}` : ''}`,
-    `  dataset   ${r.dataset}`,
-    `  agent     ${r.agent || '-'}${r.gpu_indices.length ? `  GPUs ${r.gpu_indices.join(',')}` : ''}  attempt ${r.attempt}/${r.max_attempts}`,
+    `${color.bold(safeText(r.id))}  ${statusColor(safeText(r.status))}${r.status_detail ? color.dim(`  (${safeText(r.status_detail)})`) : ''}`,
+    `  package   ${safeText(`${r.package} ${r.version}`)}${r.output_version ? `  →  ${color.bold(safeText(r.output_version))}` : ''}`,
+    `  dataset   ${safeText(r.dataset)}`,
+    `  agent     ${safeText(r.agent) || '-'}${r.gpu_indices.length ? `  GPUs ${r.gpu_indices.join(',')}` : ''}  attempt ${r.attempt}/${r.max_attempts}`,
   ];
   const t = r.times;
   if (t) {
@@ -36,8 +36,8 @@ function summary(r: Run__Output): string {
       if (v) lines.push(`  ${k.padEnd(9)} ${v}`);
     }
   }
-  if (r.failure_reason) lines.push(`  reason    ${color.red(r.failure_reason)}`);
-  if (r.results_json) lines.push(`  _results.json\n${JSON.stringify(JSON.parse(r.results_json), null, 2).replace(/^/gm, '    ')}`);
+  if (r.failure_reason) lines.push(`  reason    ${color.red(safeText(r.failure_reason))}`);
+  if (r.results_json) lines.push(`  _results.json\n${JSON.stringify(JSON.parse(r.results_json), null, 2).split('\n').map(safeText).join('\n').replace(/^/gm, '    ')}`);
   return lines.join('\n');
 }
 
@@ -106,7 +106,7 @@ async function list(args: string[], address: string): Promise<number> {
   const res = await api.listRuns({ status: values.status ?? '', limit: intFlag(values.limit, 'limit', 0, 1000) }).finally(() => api.close());
   if (values.json) console.log(JSON.stringify(res.runs.map(runJson), null, 2));
   else console.log(table(['RUN', 'STATUS', 'PACKAGE', 'DATASET', 'AGENT', 'OUTPUT', 'CREATED'], res.runs.map((r) => [
-    r.id, statusColor(r.status), `${r.package} ${r.version}`, r.dataset, r.agent || '-', r.output_version || '-', r.times?.scheduled_at ?? '',
+    safeText(r.id), statusColor(safeText(r.status)), safeText(`${r.package} ${r.version}`), safeText(r.dataset), safeText(r.agent) || '-', safeText(r.output_version) || '-', r.times?.scheduled_at ?? '',
   ])));
   return 0;
 }
@@ -166,6 +166,6 @@ async function kill(args: string[], address: string): Promise<number> {
   const api = await Api.connect(address);
   const run = await api.killRun(id).finally(() => api.close());
   if (values.json) console.log(JSON.stringify(runJson(run), null, 2));
-  else console.log(`${run.id}  ${statusColor(run.status)}${run.kill_requested && !isTerminal(run.status) ? '  (kill sent to its agent)' : ''}`);
+  else console.log(`${safeText(run.id)}  ${statusColor(safeText(run.status))}${run.kill_requested && !isTerminal(run.status) ? '  (kill sent to its agent)' : ''}`);
   return 0;
 }

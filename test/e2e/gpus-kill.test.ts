@@ -11,7 +11,7 @@ class Main:
     def train(self, d):
         os.makedirs(os.environ["artifacts_directory"], exist_ok=True)
         with open(os.path.join(os.environ["artifacts_directory"], "env.json"), "w") as fh:
-            json.dump({"cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}, fh)
+            json.dump({"cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "order": os.environ.get("CUDA_DEVICE_ORDER")}, fh)
         pidfile = os.environ.get("PIDFILE")
         if pidfile:
             child = subprocess.Popen(["sleep", "300"])
@@ -64,7 +64,8 @@ t.test('GPU runs get distinct GPUs, and wait when none is free', async (t) => {
   t.equal(rc!.status, 'Successful', 'the waiting run ran once a GPU was free');
   const cudaOf = async (id: string) => JSON.parse(await s.objectText(`runs/${id}/attempt-1/artifacts/env.json`)).cuda as string;
   const seen = [await cudaOf(a), await cudaOf(b)].sort();
-  t.same(seen, ['0', '1'], 'each concurrent run saw exactly its own GPU in CUDA_VISIBLE_DEVICES');
+  t.equal(JSON.parse(await s.objectText(`runs/${a}/attempt-1/artifacts/env.json`)).order, 'PCI_BUS_ID', 'CUDA_DEVICE_ORDER=PCI_BUS_ID, so UUIDs and indices name the same GPUs as nvidia-smi');
+  t.same(seen, ['GPU-11111111', 'GPU-22222222'], 'each concurrent run saw exactly its own GPU, by UUID, in CUDA_VISIBLE_DEVICES');
   t.same([...ra!.gpu_indices, ...rb!.gpu_indices].sort(), [0, 1]);
   t.same(await s.query('SELECT * FROM gpu_leases'), [], 'every GPU lease is released at the end');
 });

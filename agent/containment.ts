@@ -1,0 +1,58 @@
+// What the agent sets up once, at start, to contain the runs it will execute: the cgroup folder attempts
+// go under (agent/cgroup.ts), and the user train.py runs as (agent/run-as.ts), with the checks that make a
+// misconfiguration fail the start instead of every run.
+import { chmod, lchown, lstat, mkdir, readdir, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { prepareCgroupBase } from './cgroup.js';
+import { ancestors, checkUserReaches, resolveRunAsUser, type RunAsUser } from './run-as.js';
+
+export interface Containment {
+  /** Where attempts' cgroups go; null: no usable cgroup v2, process groups only (warned at start). */
+  cgroupBase: string | null;
+  /** The user train.py runs as; null: the agent's own. */
+  runAs: RunAsUser | null;
+}
+
+export async function prepareContainment(o: { runAsUser: string; workDir: string; venvDir: string; harness: string }, log: Logger): Promise<Containment> {
+  const cg = await prepareCgroupBase();
+  if (cg.base === null) {
+    log.warn({ why: cg.why }, 'runs are contained by process group only: a process that leaves its group (setsid) can outlive its run');
+  } else {
+    log.info({ cgroup: cg.base }, 'each attempt runs in a cgroup of its own');
+  }
+  if (!o.runAsUser) return { cgroupBase: cg.base, runAs: null };
+  const runAs = await resolveRunAsUser(o.runAsUser);
+  await mkdir(o.workDir, { recursive: true });
+  await mkdir(o.venvDir, { recursive: true });
+  // The venv cache is the agent's: a run that could write it could plant code in every later run.
+  await denyWritesByOthers(o.venvDir);
+  await checkUserReaches(runAs, { dirs: [...ancestors(o.workDir), ...ancestors(o.venvDir)], files: [o.harness] });
+  log.info({ user: runAs.name, uid: runAs.uid, gid: runAs.gid }, 'train.py runs as an unprivileged user');
+  return { cgroupBase: cg.base, runAs };
+}
+
+/** Takes group and other write permission off a folder tree (symlinks are left alone, never followed). */
+export async function denyWritesByOthers(dir: string): Promise<void> {
+  const st = await lstat(dir);
+  if (st.isSymbolicLink()) return;
+  if (st.mode & 0o022) await chmod(dir, st.mode & 0o7755);
+  if (!st.isDirectory()) return;
+  for (const e of await readdir(dir, { withFileTypes: true })) await denyWritesByOthers(path.join(dir, e.name));
+}
+
+/** Gives a folder tree to the user (lchown: a symlink is changed itself, never what it points at). */
+export async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  await lchown(dir, uid, gid);
+  if (!(await lstat(dir)).isDirectory()) return;
+  for (const e of await readdir(dir, { withFileTypes: true })) await chownTree(path.join(dir, e.name), uid, gid);
+}
+
+/** Whether `inner`, symlinks resolved, is `outer` or inside it (both must exist). */
+export async function staysInside(inner: string, outer: string): Promise<{ ok: boolean; real: string }> {
+  const [ri, ro] = await Promise.all([realpath(inner), realpath(outer)]);
+  const rel = path.relative(ro, ri);
+  const ok = rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+  // stat proves it is a folder, not a file named like one.
+  return { ok: ok && (await stat(ri)).isDirectory(), real: ri };
+}

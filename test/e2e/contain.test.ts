@@ -1,0 +1,313 @@
+// Runs are contained (issue 8), through the real scheduler, agent and CLI: no process of a run outlives it
+// (a setsid double-forked sleeper dies at success, kill and timeout: the attempt's cgroup); pip and
+// train.py get a minimal environment (a setup.py and a train.py find none of the agent's secrets);
+// --run-as-user runs train.py as another user that cannot read the agent's environ nor write the venv;
+// an artifacts folder that leads out of the run's folder fails the run with nothing uploaded; the
+// agent refuses a reserved env name that reached it; log lines are capped in length by the scheduler;
+// and the CLI shows escape sequences from a run instead of sending them to the terminal.
+import t from 'tap';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { Stack, tempDir, writeTree } from '../helpers/stack.js';
+import { cgroup2Mount, ownCgroupPath } from '../../agent/cgroup.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Running (a zombie nobody reaped counts as gone). */
+const alive = (pid: number) => {
+  try { return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return false; }
+};
+async function waitForPid(file: string): Promise<number> {
+  for (let i = 0; i < 600; i++) {
+    try { const n = Number(readFileSync(file, 'utf8').trim()); if (n > 0) return n; } catch { /* not yet */ }
+    await sleep(100);
+  }
+  throw new Error(`no pid in ${file}`);
+}
+async function goneWithin(pid: number, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(50)) if (!alive(pid)) return true;
+  return !alive(pid);
+}
+
+// train() starts a sleeper that leaves its process group and session (setsid, then a double fork) and
+// writes its pid; then returns once the test opens $GATE, or sleeps (MODE=sleep: to be killed or timed out).
+const escaper = `
+import os, subprocess, time
+class Main:
+    def train(self, d):
+        pidfile = os.environ["PIDFILE"]
+        subprocess.run(["setsid", "sh", "-c", "sleep 300 </dev/null >/dev/null 2>&1 & echo $! > %s" % pidfile],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        print("sleeper started", flush=True)
+        if os.environ.get("MODE") == "sleep":
+            time.sleep(300)
+        gate = os.environ.get("GATE")
+        deadline = time.time() + 120
+        while gate and not os.path.exists(gate) and time.time() < deadline:
+            time.sleep(0.05)
+    def save(self):
+        pass
+`;
+
+t.test('a setsid double-forked sleeper does not outlive its run: success, kill, timeout', async (t) => {
+  const s = await Stack.create(t, { agents: [{ name: 'a1', killGraceMs: 500 }] });
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': escaper }), '--name', 'escaper']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  const submit = async (pidfile: string, extra: string[]) => (await s.cliJson(['run', 'train', '--package', 'escaper', '--dataset', 'd', '--env', `PIDFILE=${pidfile}`, ...extra])).id as string;
+
+  const gate = path.join(tempDir(), 'open');
+  const cases: [string, string[], (id: string) => Promise<unknown>, string][] = [
+    ['success', ['--env', `GATE=${gate}`], async () => writeFileSync(gate, ''), 'Successful'],
+    ['kill', ['--env', 'MODE=sleep'], (id) => s.cliJson(['run', 'kill', id]), 'Killed'],
+    ['timeout', ['--env', 'MODE=sleep', '--timeout', '3'], async () => {}, 'Failed'],
+  ];
+  for (const [name, extra, end, status] of cases) {
+    const pidfile = path.join(tempDir(), 'sleeper.pid');
+    const id = await submit(pidfile, extra);
+    const pid = await waitForPid(pidfile);
+    t.match(readFileSync(`/proc/${pid}/cmdline`, 'utf8'), /^sleep/, `${name}: the sleeper runs`);
+    await end(id);
+    const run = await s.waitForStatus(id, ['Successful', 'Failed', 'Killed'], 60_000);
+    t.equal(run.status, status, `${name}: the run is ${status}`);
+    t.ok(await goneWithin(pid, 2000), `${name}: the sleeper is gone once the run has ended`);
+    if (!alive(pid)) continue;
+    process.kill(pid, 'SIGKILL');
+  }
+  const mount = cgroup2Mount();
+  if (mount) {
+    // Named RUN-aN-AGENTPID (agent/attempt.ts); removed once the attempt has reported its end.
+    const base = path.join(mount, ownCgroupPath(), 'trainyard');
+    const agentPid = s.daemons.find((d) => d.name === 'a1')!.child.pid;
+    const mine = () => (existsSync(base) ? readdirSync(base).filter((n) => n.endsWith(`-${agentPid}`)) : []);
+    for (let i = 0; i < 100 && mine().length; i++) await sleep(50);
+    t.same(mine(), [], 'the attempts\' cgroups were removed');
+  }
+});
+
+// A local source package whose build code (an in-tree PEP 517 backend: what a setup.py is to setuptools,
+// and it needs no setuptools or wheel from an index, so pip runs offline) dumps its environment; train.py
+// dumps its own and what it can read of its ancestors' /proc/PID/environ.
+const canary = `canary-${Math.random().toString(36).slice(2)}`;
+const procDump = `
+import os, json, pwd
+def ancestors():
+    out, pid = [], os.getppid()
+    while pid > 1:
+        try:
+            env = open("/proc/%d/environ" % pid, "rb").read().decode("utf-8", "replace")
+            out.append({"pid": pid, "readable": True, "environ": env})
+        except OSError as e:
+            out.append({"pid": pid, "readable": False, "error": str(e)})
+        with open("/proc/%d/stat" % pid) as fh:
+            pid = int(fh.read().rsplit(")", 1)[1].split()[1])
+    return out
+`;
+const dumpTrain = procDump + `
+class Main:
+    def train(self, d):
+        venv = os.environ["VIRTUAL_ENV"]
+        try:
+            open(os.path.join(venv, "planted.py"), "w").write("x")
+            venv_write = "written"
+        except OSError as e:
+            venv_write = str(e)
+        home = os.environ["HOME"]
+        open(os.path.join(home, "note"), "w").write("mine")
+        os.makedirs(os.environ["artifacts_directory"], exist_ok=True)
+        with open(os.path.join(os.environ["artifacts_directory"], "dump.json"), "w") as fh:
+            json.dump({"uid": os.getuid(), "user": pwd.getpwuid(os.getuid()).pw_name, "env": dict(os.environ),
+                       "ancestors": ancestors(), "venv_write": venv_write, "home": home}, fh)
+    def save(self):
+        open("model.txt", "w").write("ok")
+`;
+
+t.test('pip and train.py see none of the agent\'s secrets', async (t) => {
+  const secret = `secret-${canary}`;
+  const s = await Stack.create(t, { agents: [{ name: 'a1', env: {
+    TRAINYARD_MINIO_ACCESS_KEY: 'minioadmin', TRAINYARD_MINIO_SECRET_KEY: 'minioadmin',
+    // Not a setting of the agent: something an operator's environment might hold.
+    OPERATOR_API_KEY: secret,
+  } }] });
+  const dumpFile = path.join(tempDir(), 'setup-env.json');
+  const sdist = writeTree(tempDir(), {
+    'pyproject.toml': '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
+    'backend.py': `
+import base64, hashlib, json, os, zipfile
+json.dump(dict(os.environ), open(${JSON.stringify(dumpFile)}, "w"))
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    name = "envdump-0.1-py3-none-any.whl"
+    files = {"envdump.py": "", "envdump-0.1.dist-info/METADATA": "Metadata-Version: 2.1\\nName: envdump\\nVersion: 0.1\\n",
+             "envdump-0.1.dist-info/WHEEL": "Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"}
+    record = []
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as z:
+        for path, text in files.items():
+            data = text.encode()
+            z.writestr(path, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append("%s,sha256=%s,%d" % (path, digest, len(data)))
+        record.append("envdump-0.1.dist-info/RECORD,,")
+        z.writestr("envdump-0.1.dist-info/RECORD", "\\n".join(record) + "\\n")
+    return name
+`,
+  });
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': dumpTrain, 'requirements.txt': `--no-index\n${sdist}\n` }), '--name', 'dump']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  const id = (await s.cliJson(['run', 'train', '--package', 'dump', '--dataset', 'd'])).id as string;
+  const run = await s.waitForStatus(id, ['Successful', 'Failed', 'Killed'], 240_000);
+  t.equal(run.status, 'Successful', `the run succeeds (${run.failure_reason ?? ''})`);
+  t.ok(existsSync(dumpFile), 'setup.py ran and dumped its environment');
+  const setupEnv = existsSync(dumpFile) ? readFileSync(dumpFile, 'utf8') : '';
+  t.notMatch(setupEnv, 'minioadmin', 'setup.py does not see the storage keys');
+  t.notMatch(setupEnv, secret, 'nor anything else of the agent\'s environment');
+  t.notMatch(setupEnv, /TRAINYARD_/, 'nor any TRAINYARD_ setting');
+  const dump = JSON.parse(await s.objectText(`runs/${id}/attempt-1/artifacts/dump.json`));
+  const trainEnv = JSON.stringify(dump.env);
+  t.notMatch(trainEnv, 'minioadmin', 'train.py\'s environment holds no storage key');
+  t.notMatch(trainEnv, secret);
+  t.same(Object.keys(dump.env).filter((k: string) => k.startsWith('TRAINYARD_')).sort(), ['TRAINYARD_ATTEMPT', 'TRAINYARD_RUN_ID'], 'only the run\'s own TRAINYARD_ variables');
+  // Without --run-as-user train.py is the agent's user: it can read the agent's /proc/PID/environ. Said,
+  // not hidden (README, Security): this is what --run-as-user is for.
+  const agentPid = s.daemons.find((d) => d.name === 'a1')!.child.pid;
+  const agentEntry = (dump.ancestors as { pid: number; readable: boolean }[]).find((a) => a.pid === agentPid);
+  t.ok(agentEntry, 'train.py\'s parent chain reaches the agent');
+  t.comment(`as the agent's own user, train.py ${agentEntry?.readable ? 'CAN' : 'cannot'} read /proc/${agentPid}/environ`);
+});
+
+t.test('--run-as-user: train.py runs as another user, cannot read the agent\'s environ or write the venv', async (t) => {
+  const user = 'trainyard-run';
+  if (spawnSync('id', ['-u', user]).status !== 0) {
+    const made = spawnSync('useradd', ['-r', '-M', '-s', '/usr/sbin/nologin', user]);
+    if (made.error || made.status !== 0) { await t.skip(`cannot create the user ${user} with useradd: ${made.error?.message ?? made.stderr.toString()}`); return; }
+  }
+  if (spawnSync('setpriv', ['--version']).error) { await t.skip('setpriv (util-linux) is not installed'); return; }
+  // The user must reach the work dir and the venv cache: a folder others may enter (mkdtemp's is 0700).
+  const open = tempDir('ty-runas-');
+  chmodSync(open, 0o755);
+  const work = path.join(open, 'work');
+  const venvs = path.join(open, 'venvs');
+  mkdirSync(work);
+  const secret = `secret-${canary}`;
+  const s = await Stack.create(t, { agents: [{ name: 'a1', env: {
+    TRAINYARD_RUN_AS_USER: user, TRAINYARD_WORK_DIR: work, TRAINYARD_VENV_DIR: venvs,
+    TRAINYARD_MINIO_ACCESS_KEY: 'minioadmin', TRAINYARD_MINIO_SECRET_KEY: 'minioadmin', OPERATOR_API_KEY: secret,
+  } }] });
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': dumpTrain }), '--name', 'dump']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  const id = (await s.cliJson(['run', 'train', '--package', 'dump', '--dataset', 'd'])).id as string;
+  const run = await s.waitForStatus(id, ['Successful', 'Failed', 'Killed'], 120_000);
+  t.equal(run.status, 'Successful', `the run succeeds as ${user}: its folder is writable by it (${run.failure_reason ?? ''})`);
+  const dump = JSON.parse(await s.objectText(`runs/${id}/attempt-1/artifacts/dump.json`));
+  t.equal(dump.user, user, 'train.py ran as the run user');
+  t.not(dump.uid, 0);
+  t.match(dump.venv_write, /Permission denied/, 'the venv is not writable by the run');
+  t.match(dump.home, new RegExp(`^${work}/`), 'its HOME is a folder of the attempt');
+  const agentPid = s.daemons.find((d) => d.name === 'a1')!.child.pid;
+  const chain = dump.ancestors as { pid: number; readable: boolean; environ?: string }[];
+  t.ok(chain.some((a) => a.pid === agentPid), 'train.py\'s parent chain reaches the agent');
+  t.same(chain.filter((a) => a.readable).map((a) => a.pid), [], 'no ancestor\'s /proc/PID/environ is readable, the agent\'s included');
+  t.notMatch(JSON.stringify(dump), 'minioadmin', 'no storage key anywhere train.py looked');
+  t.notMatch(JSON.stringify(dump), secret);
+  const files = await s.objects(`runs/${id}/attempt-1/`);
+  t.ok(files.includes(`runs/${id}/attempt-1/package.zip`), 'the outputs were uploaded');
+});
+
+t.test('--run-as-user that cannot reach the work dir: the agent refuses to start, naming it', async (t) => {
+  const user = 'trainyard-run';
+  if (spawnSync('id', ['-u', user]).status !== 0) { await t.skip(`no user ${user} (the test above creates it)`); return; }
+  const s = await Stack.create(t, { agents: [] });
+  const closed = tempDir('ty-closed-'); // 0700: the user cannot enter it
+  const d = await s.startAgent('a1', { env: { TRAINYARD_RUN_AS_USER: user, TRAINYARD_WORK_DIR: path.join(closed, 'work'), TRAINYARD_VENV_DIR: path.join(closed, 'venvs') }, expectExit: 1, waitForRegistered: false });
+  t.equal(await d.exited, 1, 'the agent exits 1');
+  t.match(s.logOf('a1'), /cannot enter/, 'saying which folder the user cannot enter');
+});
+
+t.test('an artifacts folder that leads out of the run\'s folder fails the run; nothing is uploaded', async (t) => {
+  const s = await Stack.create(t);
+  const above = tempDir('ty-outside-');
+  const outside = path.join(above, 'inner');
+  writeTree(outside, { 'secret.txt': 'not yours' });
+  mkdirSync(path.join(above, 'art'));
+  const linker = `
+import os, shutil
+class Main:
+    def train(self, d):
+        target = os.environ["LINK_TO"]
+        top = os.environ["artifacts_directory"].split("/")[0]
+        shutil.rmtree(top, ignore_errors=True)
+        os.symlink(target, top)
+    def save(self):
+        pass
+`;
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': linker }), '--name', 'linker']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  for (const [what, env] of [['the folder itself', 'artifacts'], ['a folder above it', 'out/art']] as const) {
+    // out/art with out -> ABOVE resolves to ABOVE/art, which exists.
+    const target = what === 'the folder itself' ? outside : above;
+    const id = (await s.cliJson(['run', 'train', '--package', 'linker', '--dataset', 'd', '--env', `artifacts_directory=${env}`, '--env', `LINK_TO=${target}`])).id as string;
+    const run = await s.waitForStatus(id, ['Successful', 'Failed', 'Killed']);
+    t.equal(run.status, 'Failed', `${what} as a link: the run fails`);
+    t.match(run.failure_reason, /leaves the run's folder/, 'saying why');
+    t.same(await s.objects(`runs/${id}/`), [], 'nothing was uploaded');
+  }
+});
+
+t.test('a reserved env name that reached the agent is refused there: Failed, nothing spawned', async (t) => {
+  const s = await Stack.create(t, { agents: [] });
+  const marker = path.join(tempDir(), 'ran');
+  const touch = `
+import os
+open(os.environ["MARKER"], "w").write("spawned")
+class Main:
+    def train(self, d):
+        pass
+    def save(self):
+        pass
+`;
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': touch }), '--name', 'touch']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  const id = (await s.cliJson(['run', 'train', '--package', 'touch', '--dataset', 'd', '--env', `MARKER=${marker}`])).id as string;
+  // As a scheduler that did not check (or a forged row) would hand it out.
+  await s.query(`UPDATE runs SET env = env || '{"LD_PRELOAD": "/nonexistent/evil.so"}'::jsonb WHERE id = $1`, [id]);
+  await s.startAgent('a1');
+  const run = await s.waitForStatus(id, ['Successful', 'Failed', 'Killed']);
+  t.equal(run.status, 'Failed');
+  t.match(run.failure_reason, /LD_PRELOAD is reserved/, 'the reason names the variable');
+  t.notOk(existsSync(marker), 'train.py never ran');
+});
+
+t.test('long lines arrive cut; the CLI shows escape sequences instead of obeying them', async (t) => {
+  const s = await Stack.create(t);
+  const noisy = `
+import sys
+class Main:
+    def train(self, d):
+        print("x" * 40000, flush=True)
+        print("before \\x1b]52;c;aGVsbG8=\\x07 after \\x1b[2J\\x9b31m", flush=True)
+    def save(self):
+        raise ValueError("bad \\x1b]0;retitled\\x07 thing")
+`;
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': noisy }), '--name', 'noisy']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  const id = (await s.cliJson(['run', 'train', '--package', 'noisy', '--dataset', 'd'])).id as string;
+  const run = await s.waitForStatus(id, ['Successful', 'Failed', 'Killed']);
+  t.equal(run.status, 'Failed');
+
+  const json = await s.cli(['run', 'logs', id, '--json']);
+  t.equal(json.code, 0);
+  const lines = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { text: string });
+  const long = lines.filter((l) => l.text.startsWith('xxxx'));
+  t.same(long.map((l) => l.text.length), [16384, 16384, 7232], 'a 40,000-character line arrives as records of at most 16 KiB (the scheduler cuts longer ones: test/unit/log-line-cap.test.ts)');
+  const osc = lines.find((l) => l.text.startsWith('before'));
+  t.equal(osc?.text, 'before \x1b]52;c;aGVsbG8=\x07 after \x1b[2J\x9b31m', '--json keeps the raw text');
+  t.match(json.stdout, '\\u001b]52', 'JSON-escaped');
+
+  const plain = await s.cli(['run', 'logs', id]);
+  t.equal(plain.code, 0);
+  t.notOk(plain.stdout.includes('\x1b'), 'run logs prints no ESC byte');
+  t.notOk(/[\x07\x9b]/.test(plain.stdout), 'nor BEL or a one-byte CSI');
+  t.match(plain.stdout, 'before \\x1b]52;c;aGVsbG8=\\x07 after \\x1b[2J\\x9b31m', 'the sequence is shown as visible escapes');
+
+  const get = await s.cli(['run', 'get', id]);
+  t.notOk(get.stdout.includes('\x1b'), 'run get prints no ESC byte');
+  t.match(get.stdout, 'bad \\x1b]0;retitled\\x07 thing', 'the reason is shown with visible escapes');
+});
