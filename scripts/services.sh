@@ -252,22 +252,72 @@ stop_postgres() {
 
 # -------------------------------------------------------------------------------------------------- nats
 
+# NATS with users and no anonymous access. The passwords are made once and kept in $NATS_ENV (0600), which
+# scripts/test.sh and scripts/demo.sh source; the daemons take TRAINYARD_NATS_USER/_PASSWORD (the scheduler
+# user, then the agent user). Subjects start with the installation's prefix (one token: no dots):
+#   scheduler: publishes anything; subscribes to PREFIX.kick, PREFIX.run.* and its own inboxes
+#   agent:     publishes nothing; subscribes to PREFIX.agent.*.dispatch and PREFIX.agent.*.control (a shared
+#              user sees every agent's subjects: fine, since a dispatch is a doorbell and carries no authority)
+NATS_ENV=$DIR/nats-users.env
+NATS_CONF=$DIR/nats/nats.conf
+
+nats_password() { od -An -tx1 -N24 /dev/urandom | tr -d ' \n'; }
+
+ensure_nats_users() {
+  if [[ ! -s $NATS_ENV ]]; then
+    (umask 077 && printf '%s\n' \
+      'TRAINYARD_NATS_SCHEDULER_USER=trainyard-scheduler' "TRAINYARD_NATS_SCHEDULER_PASSWORD=$(nats_password)" \
+      'TRAINYARD_NATS_AGENT_USER=trainyard-agent' "TRAINYARD_NATS_AGENT_PASSWORD=$(nats_password)" >"$NATS_ENV.tmp") &&
+      mv "$NATS_ENV.tmp" "$NATS_ENV"
+    say "nats: users created; their passwords are in $NATS_ENV (mode 0600)"
+  fi
+  chmod 600 "$NATS_ENV"
+  # shellcheck disable=SC1090
+  source "$NATS_ENV"
+  mkdir -p "$DIR/nats"
+  (umask 077 && cat >"$NATS_CONF.new" <<EOF
+# Written by scripts/services.sh from $NATS_ENV; edits are overwritten.
+listen: 127.0.0.1:$NATS_PORT
+jetstream { store_dir: "$DIR/nats" }
+authorization {
+  users = [
+    { user: "$TRAINYARD_NATS_SCHEDULER_USER", password: "$TRAINYARD_NATS_SCHEDULER_PASSWORD",
+      permissions: { publish: { allow: [">"] }, subscribe: { allow: ["*.kick", "*.run.*", "_INBOX.>"] } } }
+    { user: "$TRAINYARD_NATS_AGENT_USER", password: "$TRAINYARD_NATS_AGENT_PASSWORD",
+      permissions: { publish: { deny: [">"] }, subscribe: { allow: ["*.agent.*.dispatch", "*.agent.*.control"] } } }
+  ]
+}
+EOF
+  )
+  if cmp -s "$NATS_CONF.new" "$NATS_CONF"; then rm -f "$NATS_CONF.new"; else mv "$NATS_CONF.new" "$NATS_CONF"; fi
+}
+
+# The configuration a running nats-server (started here) was started with, by checksum.
+nats_conf_sum() { sha256sum "$NATS_CONF" | cut -d' ' -f1; }
+
 start_nats() {
   local log=$DIR/logs/nats.log
+  ensure_nats_users
   if port_open "$NATS_PORT"; then
     if started_here nats; then
-      say "nats: already running on 127.0.0.1:$NATS_PORT"
+      if [[ -f $DIR/run/nats.conf.sum && $(<"$DIR/run/nats.conf.sum") == "$(nats_conf_sum)" ]]; then
+        say "nats: already running on 127.0.0.1:$NATS_PORT (users in $NATS_ENV)"
+        return
+      fi
+      # Started by an earlier version of this script (no users) or with another configuration.
+      say "nats: restarting with the current configuration ($NATS_CONF)"
+      stop_daemon nats
     else
-      say "nats: reusing the server already on 127.0.0.1:$NATS_PORT (not started by this script; it needs JetStream)"
+      say "nats: reusing the server already on 127.0.0.1:$NATS_PORT (not started by this script; it needs JetStream and the users in $NATS_CONF)"
+      return
     fi
-    return 0
   fi
   command -v nats-server >/dev/null || apt_install nats-server
-  mkdir -p "$DIR/nats"
-  start_daemon nats "$log" nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$DIR/nats"
+  start_daemon nats "$log" nats-server -c "$NATS_CONF"
+  nats_conf_sum >"$DIR/run/nats.conf.sum"
   # nats-server enables JetStream before it accepts clients, so an open port means it is ready.
   wait_until nats "$log" port_open "$NATS_PORT"
-  say "nats: started on 127.0.0.1:$NATS_PORT with JetStream (store $DIR/nats, log $log)"
+  say "nats: started on 127.0.0.1:$NATS_PORT with JetStream and users (store $DIR/nats, config $NATS_CONF, log $log)"
 }
 
 # ------------------------------------------------------------------------------------------------- minio

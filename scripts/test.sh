@@ -52,6 +52,12 @@ npm run build
 export TRAINYARD_DATABASE_URL=${TRAINYARD_DATABASE_URL:-postgres://trainyard:trainyard@127.0.0.1:${TRAINYARD_PG_PORT:-5432}/trainyard}
 export TRAINYARD_NATS_URL=${TRAINYARD_NATS_URL:-nats://127.0.0.1:${TRAINYARD_NATS_PORT:-4222}}
 export TRAINYARD_MINIO_ENDPOINT=${TRAINYARD_MINIO_ENDPOINT:-http://127.0.0.1:${TRAINYARD_MINIO_PORT:-9000}}
+# NATS users (made by services.sh): the test stack gives the scheduler user to schedulers and the agent
+# user to agents (test/helpers/stack.ts).
+set -a
+# shellcheck disable=SC1091
+source "${TRAINYARD_SERVICES_DIR:-$HOME/.local/share/trainyard/services}/nats-users.env"
+set +a
 
 # Arguments that are not options name the files to run; without any, run them all.
 files=()

@@ -6,7 +6,7 @@ export function subjects(prefix: string) {
     kick: `${prefix}.kick`,
     /** A run's status or logs changed (watchers re-read it). */
     run: (runId: string) => `${prefix}.run.${runId}`,
-    /** Scheduler → agent: a new attempt to run (JSON Dispatch). */
+    /** Scheduler → agent: a doorbell naming a placed run (JSON Doorbell); the agent claims it over gRPC. */
     dispatch: (agent: string) => `${prefix}.agent.${agent}.dispatch`,
     /** Scheduler → agent: kill an attempt, or drain. */
     control: (agent: string) => `${prefix}.agent.${agent}.control`,

@@ -1,10 +1,15 @@
 import type { Selectable } from 'kysely';
 import type { RunsTable } from '../db/database.js';
-import type { Dispatch } from '../../shared/proto.js';
+import type { Dispatch, Doorbell } from '../../shared/proto.js';
 import { keys } from '../../shared/storage.js';
 import { formatVersion } from '../../shared/versions.js';
 
-/** The message an agent needs to run a placed run's current attempt. */
+/** NATS's dispatch message is only a doorbell: it names the run; the agent claims the rest over gRPC. */
+export function doorbellFor(r: Pick<Selectable<RunsTable>, 'id' | 'attempt'>): Doorbell {
+  return { run_id: r.id, attempt: r.attempt };
+}
+
+/** ClaimAttempt's answer: what an agent needs to run a placed run's current attempt. */
 export function dispatchFor(r: Selectable<RunsTable>, bucket: string): Dispatch {
   return {
     run_id: r.id,

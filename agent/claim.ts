@@ -1,0 +1,85 @@
+// What an agent accepts before it acts. NATS carries no authority: the dispatch message is a doorbell
+// naming a run, and the attempt's details come from ClaimAttempt over gRPC. Even then every field is
+// checked here before anything touches the disk or the bucket, so a forged or corrupted message can at
+// worst be refused (and logged): ids match their pattern, keys sit under the prefixes the layout gives
+// them (README, "MinIO layout"), GPUs are this agent's own, the env passes the submit-time rules.
+import type { Dispatch, Dispatch__Output } from '../shared/proto.js';
+import { isRunId, MAX_ATTEMPT } from '../shared/ids.js';
+import { checkName, parseDatasetRef } from '../shared/names.js';
+import { compileRunEnv } from '../shared/run-env.js';
+import { keys } from '../shared/storage.js';
+import { errorMessage } from '../shared/errors.js';
+
+/** Why a doorbell or a dispatch was refused (the agent logs it and changes nothing). */
+export class DispatchRefused extends Error {
+  override readonly name = 'DispatchRefused';
+}
+
+export interface Doorbell { readonly runId: string; readonly attempt: number }
+
+/** A dispatch whose every field was checked (only validateDispatch makes one). */
+export type ValidDispatch = Readonly<Dispatch>;
+
+const refuse = (why: string): never => { throw new DispatchRefused(why); };
+const show = (v: unknown) => JSON.stringify(v)?.slice(0, 120) ?? String(v);
+
+function attemptNumber(v: unknown, what: string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1 || n > MAX_ATTEMPT) refuse(`${what} ${show(v)} is not an attempt number (1-${MAX_ATTEMPT})`);
+  return n;
+}
+
+/** The NATS message: `{ run_id, attempt? }`. Anything that is not a run id is refused before any call. */
+export function parseDoorbell(data: Uint8Array): Doorbell {
+  let msg: unknown;
+  try { msg = JSON.parse(new TextDecoder().decode(data)); } catch (err) { return refuse(`unreadable message: ${errorMessage(err)}`); }
+  if (typeof msg !== 'object' || msg === null) return refuse('not a JSON object');
+  const { run_id: runId, attempt } = msg as Record<string, unknown>;
+  if (!isRunId(runId)) return refuse(`run_id ${show(runId)} is not a run id (run_ + 14 of [0-9a-z])`);
+  return { runId, attempt: attempt === undefined || attempt === 0 ? 0 : attemptNumber(attempt, 'attempt') };
+}
+
+const PACKAGE_UPLOAD = /^packages\/([^/]+)\/[0-9a-f]{64}\/package\.zip$/;
+const PACKAGE_FROM_RUN = /^runs\/(run_[0-9a-z]{14})\/attempt-([1-9][0-9]*)\/package\.zip$/;
+
+/**
+ * Checks ClaimAttempt's answer for the doorbell it answers. Throws DispatchRefused naming the first field
+ * that is wrong; returns the dispatch with its env compiled (defaults filled in) otherwise.
+ */
+export function validateDispatch(d: Dispatch__Output, o: { doorbell: Doorbell; bucket: string; gpuIndices: readonly number[] }): ValidDispatch {
+  const runId = d.run_id;
+  if (!isRunId(runId)) refuse(`run_id ${show(runId)} is not a run id`);
+  if (runId !== o.doorbell.runId) refuse(`claimed ${o.doorbell.runId} but was given ${show(runId)}`);
+  const attempt = attemptNumber(d.attempt, 'attempt');
+  if (o.doorbell.attempt && attempt !== o.doorbell.attempt) refuse(`doorbell named attempt ${o.doorbell.attempt}, claim gave ${attempt}`);
+  const lease = Number(d.lease);
+  if (!Number.isSafeInteger(lease) || lease < 1) refuse(`lease ${show(d.lease)} is not a positive integer`);
+  if (d.bucket !== o.bucket) refuse(`bucket ${show(d.bucket)} is not this agent's bucket ${o.bucket}`);
+  const check = (f: () => unknown) => { try { f(); } catch (err) { refuse(errorMessage(err)); } };
+  check(() => checkName('package', d.package));
+  if (!/^[0-9]{1,9}\.[0-9]{1,9}$/.test(d.version)) refuse(`version ${show(d.version)} is not MAJOR.MINOR`);
+  // The package zip: an uploaded version under its own name, or a version a run made (runs/RUN/attempt-N/).
+  const up = PACKAGE_UPLOAD.exec(d.package_object_key);
+  if (up ? up[1] !== d.package : !PACKAGE_FROM_RUN.test(d.package_object_key)) {
+    refuse(`package key ${show(d.package_object_key)} is neither packages/${d.package}/SHA256/package.zip nor runs/RUN/attempt-N/package.zip`);
+  }
+  let dataset = { name: '', sub: '' };
+  check(() => { dataset = parseDatasetRef(d.dataset); });
+  const wantData = keys.datasetPrefix(dataset.name, dataset.sub);
+  if (d.dataset_prefix !== wantData) refuse(`dataset prefix ${show(d.dataset_prefix)} is not ${wantData} (dataset ${d.dataset})`);
+  const wantOut = keys.attemptPrefix(runId, attempt);
+  if (d.output_prefix !== wantOut) refuse(`output prefix ${show(d.output_prefix)} is not ${wantOut}`);
+  const gpus = d.gpu_indices ?? [];
+  if (new Set(gpus).size !== gpus.length || gpus.some((g) => !o.gpuIndices.includes(g))) {
+    refuse(`GPUs ${show(gpus)} are not distinct GPUs of this agent (${o.gpuIndices.join(',') || 'none'})`);
+  }
+  const timeout = Number(d.timeout_seconds ?? 0);
+  if (!Number.isSafeInteger(timeout) || timeout < 0) refuse(`timeout ${show(d.timeout_seconds)} is not a number of seconds`);
+  let env: Record<string, string> = {};
+  check(() => { env = compileRunEnv(d.env ?? {}); });
+  return Object.freeze({
+    run_id: runId, lease, attempt, package: d.package, version: d.version, package_object_key: d.package_object_key,
+    dataset: d.dataset, dataset_prefix: d.dataset_prefix, env, gpu_indices: [...gpus], timeout_seconds: timeout,
+    output_prefix: wantOut, bucket: d.bucket,
+  });
+}

@@ -1,0 +1,68 @@
+// What an agent accepts (agent/claim.ts): a doorbell names only a run id of the right shape, and a claimed
+// dispatch is refused unless every field fits this agent and the bucket layout.
+import t from 'tap';
+import { parseDoorbell, validateDispatch, DispatchRefused } from '../../agent/claim.js';
+import type { Dispatch__Output } from '../../shared/proto.js';
+
+const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+const runId = 'run_0123456789abcd';
+const good: Dispatch__Output = {
+  run_id: runId, lease: 7, attempt: 2, package: 'iris', version: '1.0',
+  package_object_key: `packages/iris/${'ab'.repeat(32)}/package.zip`, dataset: 'iris/train', dataset_prefix: 'datasets/iris/train/',
+  env: { artifacts_directory: 'artifacts', save_training_data: 'false', GREETING: 'hi' }, gpu_indices: [1],
+  timeout_seconds: 0, output_prefix: `runs/${runId}/attempt-2/`, bucket: 'b',
+};
+const opts = { doorbell: { runId, attempt: 2 }, bucket: 'b', gpuIndices: [0, 1] };
+
+t.test('doorbells', async (t) => {
+  t.same(parseDoorbell(enc({ run_id: runId, attempt: 3 })), { runId, attempt: 3 });
+  t.same(parseDoorbell(enc({ run_id: runId })), { runId, attempt: 0 }, 'the attempt is optional');
+  for (const bad of [
+    { run_id: '../../..' }, { run_id: 'run_../../../etc' }, { run_id: `${runId}/x` }, { run_id: 'run_0123456789ABCD' },
+    { run_id: 42 }, { run_id: runId, attempt: -1 }, { run_id: runId, attempt: 1.5 }, { run_id: runId, attempt: '1; rm' }, null, [],
+  ]) {
+    t.throws(() => parseDoorbell(enc(bad)), DispatchRefused, `refused: ${JSON.stringify(bad)}`);
+  }
+  t.throws(() => parseDoorbell(new TextEncoder().encode('{nope')), DispatchRefused, 'unreadable JSON');
+});
+
+t.test('a well-formed dispatch passes, with its env compiled', async (t) => {
+  const d = validateDispatch(good, opts);
+  t.equal(d.run_id, runId);
+  t.equal(d.lease, 7);
+  t.same(d.gpu_indices, [1]);
+  t.equal(d.env!.GREETING, 'hi');
+  const fromRun = validateDispatch({ ...good, package_object_key: 'runs/run_zzzzzzzzzzzzzz/attempt-1/package.zip' }, opts);
+  t.equal(fromRun.package_object_key, 'runs/run_zzzzzzzzzzzzzz/attempt-1/package.zip', 'a version a run made');
+  t.ok(validateDispatch({ ...good, dataset: 'iris', dataset_prefix: 'datasets/iris/' }, opts), 'a whole dataset');
+  t.ok(validateDispatch(good, { ...opts, doorbell: { runId, attempt: 0 } }), 'a doorbell without an attempt');
+});
+
+t.test('each wrong field is refused, naming it', async (t) => {
+  const cases: [string, Partial<Dispatch__Output>, RegExp][] = [
+    ['run id with ../', { run_id: '../../..' }, /run_id/],
+    ['another run than the one claimed', { run_id: 'run_zzzzzzzzzzzzzz', output_prefix: 'runs/run_zzzzzzzzzzzzzz/attempt-2/' }, /claimed/],
+    ['another attempt than the doorbell', { attempt: 3, output_prefix: `runs/${runId}/attempt-3/` }, /attempt/],
+    ['lease 0', { lease: 0 }, /lease/],
+    ['another bucket', { bucket: 'other' }, /bucket/],
+    ['package name with a slash', { package: '../x' }, /package/],
+    ['version not MAJOR.MINOR', { version: '1.0/../..' }, /version/],
+    ['package key of another package', { package_object_key: `packages/victim/${'ab'.repeat(32)}/package.zip` }, /package key/],
+    ['package key outside packages/ and runs/', { package_object_key: 'datasets/iris/x.zip' }, /package key/],
+    ['package key with ..', { package_object_key: `packages/iris/../victim/${'ab'.repeat(32)}/package.zip` }, /package key/],
+    ['dataset prefix of another dataset', { dataset_prefix: 'datasets/secret/' }, /dataset prefix/],
+    ['dataset prefix at the bucket root', { dataset_prefix: '' }, /dataset prefix/],
+    ['dataset with ..', { dataset: 'iris/../secret', dataset_prefix: 'datasets/iris/../secret/' }, /\.\./],
+    ['output prefix over a package', { output_prefix: 'packages/victim/' }, /output prefix/],
+    ['output prefix of another attempt', { output_prefix: `runs/${runId}/attempt-1/` }, /output prefix/],
+    ['output prefix without the slash', { output_prefix: `runs/${runId}/attempt-2` }, /output prefix/],
+    ['a GPU this agent lacks', { gpu_indices: [5] }, /GPUs/],
+    ['one GPU twice', { gpu_indices: [1, 1] }, /GPUs/],
+    ['a reserved env name', { env: { LD_PRELOAD: '/tmp/x.so' } }, /reserved/],
+    ['an absolute artifacts folder', { env: { artifacts_directory: '/etc' } }, /artifacts_directory/],
+    ['a negative timeout', { timeout_seconds: -1 }, /timeout/],
+  ];
+  for (const [what, patch, re] of cases) {
+    t.throws(() => validateDispatch({ ...good, ...patch }, opts), re, what);
+  }
+});
