@@ -8,15 +8,20 @@ import { connect, type NatsConnection, type Subscription } from 'nats';
 import type { Logger } from 'pino';
 import type * as Minio from 'minio';
 import type { Settings, agentSettings } from '../shared/settings.js';
-import type { Dispatch, Gpu } from '../shared/proto.js';
+import type { Dispatch__Output, Gpu } from '../shared/proto.js';
 import { createMinioClient } from '../shared/storage.js';
 import { subjects as makeSubjects, type ControlMessage } from '../shared/subjects.js';
 import { AttemptOutcome } from '../shared/run-states.js';
-import { errorMessage } from '../shared/errors.js';
+import { ErrorCodes, TrainyardError, errorMessage } from '../shared/errors.js';
 import { readGpus } from './gpus.js';
 import { Link } from './link.js';
 import { Attempt, type AttemptDeps } from './attempt.js';
-import { loadIdentity } from './identity.js';
+import { loadCredential, saveCredential } from './identity.js';
+import { prepareContainment, type Containment } from './containment.js';
+import { harnessPath } from './run-env.js';
+import { natsOptions } from '../shared/nats.js';
+import { channelCredentials } from '../shared/tls.js';
+import { parseDoorbell, validateDispatch, type Doorbell, type ValidDispatch } from './claim.js';
 
 export type AgentState = 'STARTING' | 'RUNNING' | 'DRAINING' | 'STOPPED' | 'FAILED';
 const VERSION = '0.1.0';
@@ -25,6 +30,8 @@ const VERSION = '0.1.0';
  * there hears how each attempt ended; one that is away finds the attempts through its agent-loss sweep.
  */
 const FINAL_REPORT_MS = 3000;
+/** How long a claim keeps retrying a scheduler that is away; the ack deadline has requeued the run by then. */
+const CLAIM_TIMEOUT_MS = 30_000;
 
 export class AgentDaemon {
   #state: AgentState = 'STARTING';
@@ -34,10 +41,12 @@ export class AgentDaemon {
   #giveUpTimer: NodeJS.Timeout | null = null;
   readonly #attempts = new Map<string, Attempt>();
   #session = 0;
-  /** This agent's identity (agent/identity.ts), sent with every Register. */
-  #identity = '';
+  /** This agent's credential (agent/identity.ts), presented on every AgentLink call; null until it joined. */
+  #credential: string | null = null;
   #heartbeatMs = 2000;
   #gpus: Gpu[] = [];
+  /** Cgroups and the run user (agent/containment.ts), set up at start. */
+  #containment: Containment = { cgroupBase: null, runAs: null };
   #link: Link;
   #minio: Minio.Client;
   #nats: NatsConnection | null = null;
@@ -46,7 +55,7 @@ export class AgentDaemon {
   #drained: Promise<void> | null = null;
 
   constructor(readonly settings: Settings<typeof agentSettings>, readonly log: Logger) {
-    this.#link = new Link(settings.scheduler);
+    this.#link = new Link(settings.scheduler, channelCredentials(settings));
     this.#minio = createMinioClient(settings);
   }
 
@@ -60,10 +69,11 @@ export class AgentDaemon {
   async start(): Promise<void> {
     const { settings, log } = this;
     await mkdir(settings.workDir, { recursive: true });
-    this.#identity = await loadIdentity(settings.workDir);
+    this.#credential = await loadCredential(settings.workDir);
     this.#gpus = await readGpus(settings.nvidiaSmi);
+    this.#containment = await prepareContainment({ runAsUser: settings.runAsUser, workDir: settings.workDir, venvDir: settings.venvDir, harness: harnessPath() }, log);
     log.info({ gpus: this.#gpus.map((g) => `${g.index}:${g.name}`), cpus: settings.cpus, memoryMb: settings.memoryMb, labels: settings.labels }, 'capabilities');
-    this.#nats = await connect({ servers: settings.natsUrl.split(','), maxReconnectAttempts: -1, reconnectTimeWait: 500, name: `trainyard-agent-${settings.name}` });
+    this.#nats = await connect(natsOptions(settings, `trainyard-agent-${settings.name}`));
     // Subscribed before registering: registering wakes the placer, whose first dispatch must find us listening.
     this.#subscribe(settings.subjectPrefix);
     await this.#nats.flush();
@@ -88,7 +98,15 @@ export class AgentDaemon {
     }
     this.#heartbeatLoop = this.#heartbeat();
     this.#setState('RUNNING');
+    this.#resolveRunning();
   }
+
+  /**
+   * Resolves once registered and RUNNING. Registering wakes the placer, so a doorbell can ring before the
+   * Register answer is processed (the credential a claim presents is only then in place): claims wait.
+   */
+  #resolveRunning: () => void = () => {};
+  readonly #running = new Promise<void>((resolve) => { this.#resolveRunning = resolve; });
 
   #subscribe(prefix: string): void {
     const subjects = makeSubjects(prefix);
@@ -101,12 +119,39 @@ export class AgentDaemon {
     return [...this.#attempts.values()].map((a) => ({ run_id: a.runId, lease: a.lease }));
   }
 
+  /**
+   * Registers with the credential kept in the work dir; without one (or if the scheduler no longer knows
+   * it, a new database say) with the join token, keeping the credential the scheduler then issues.
+   */
   async #register(): Promise<string> {
     const { settings, log } = this;
-    const res = await this.#link.register({
+    const register = () => this.#link.register({
       name: settings.name, hostname: os.hostname(), cpus: settings.cpus, memory_mb: settings.memoryMb,
-      gpus: this.#gpus, labels: { ...settings.labels }, version: VERSION, held: this.#held(), identity: this.#identity,
+      gpus: this.#gpus, labels: { ...settings.labels }, version: VERSION, held: this.#held(), identity: '',
     }, this.#abort.signal, (err) => log.warn({ err: errorMessage(err) }, 'scheduler unreachable; retrying registration'));
+    let res: Awaited<ReturnType<typeof register>> | null = null;
+    if (this.#credential) {
+      this.#link.authenticateAs(settings.name, this.#credential);
+      try {
+        res = await register();
+      } catch (err) {
+        if (!(err instanceof TrainyardError && err.code === ErrorCodes.Unauthenticated && settings.joinToken)) throw err;
+        log.warn({ err: errorMessage(err) }, 'the scheduler refused this agent\'s credential; joining again with the join token');
+      }
+    }
+    if (!res) {
+      if (!settings.joinToken) {
+        throw new TrainyardError(ErrorCodes.Unauthenticated, `this agent has no credential (${settings.workDir}/identity) and no join token: ` +
+          'start it with --join-token or TRAINYARD_JOIN_TOKEN (an admin makes one with: trainyard agents join-token create)');
+      }
+      this.#link.authenticateAs(settings.name, settings.joinToken, { joining: true });
+      res = await register();
+      if (!res.credential) throw new TrainyardError(ErrorCodes.Internal, 'the scheduler accepted the join token but issued no credential');
+      await saveCredential(settings.workDir, res.credential);
+      this.#credential = res.credential;
+      this.#link.authenticateAs(settings.name, res.credential);
+      log.info({ file: `${settings.workDir}/identity` }, 'joined: the agent credential is kept in the work dir');
+    }
     this.#session = res.session;
     this.#heartbeatMs = res.heartbeat_interval_ms || 2000;
     this.#cancel(res.cancel);
@@ -144,22 +189,58 @@ export class AgentDaemon {
     return this.#link.heartbeat({ name: this.settings.name, session: this.#session, held: this.#held(), draining: this.#state === 'DRAINING', leaving });
   }
 
+  /**
+   * A doorbell from NATS: it names a run and nothing an agent acts on. The attempt is claimed from the
+   * scheduler over gRPC (which acknowledges it), validated field by field (agent/claim.ts), and only then
+   * run; anything refused is logged with the reason and touches nothing on disk.
+   */
   #onDispatch(data: Uint8Array): void {
-    let d: Dispatch;
+    let bell: Doorbell;
     try {
-      d = JSON.parse(new TextDecoder().decode(data)) as Dispatch;
+      bell = parseDoorbell(data);
     } catch (err) {
-      this.log.error({ err: errorMessage(err) }, 'unreadable dispatch ignored');
+      this.log.warn({ reason: errorMessage(err) }, 'dispatch refused');
+      return;
+    }
+    const existing = this.#attempts.get(bell.runId);
+    if (existing && (bell.attempt === 0 || Number(existing.dispatch.attempt) === bell.attempt)) return; // a duplicate delivery
+    void this.#claim(bell);
+  }
+
+  async #claim(bell: Doorbell): Promise<void> {
+    const { settings, log } = this;
+    let claimed: Dispatch__Output;
+    await this.#running;
+    try {
+      const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(CLAIM_TIMEOUT_MS)]);
+      claimed = await this.#link.claimAttempt({ agent: settings.name, run_id: bell.runId, attempt: bell.attempt }, signal);
+    } catch (err) {
+      log.warn({ run: bell.runId, attempt: bell.attempt, reason: `claim refused: ${errorMessage(err)}` }, 'dispatch refused');
+      return;
+    }
+    let d: ValidDispatch;
+    try {
+      d = validateDispatch(claimed, { doorbell: bell, bucket: settings.bucket, gpuIndices: this.#gpus.map((g) => Number(g.index)) });
+    } catch (err) {
+      const reason = `agent ${settings.name} refused the dispatch: ${errorMessage(err)}`;
+      log.warn({ run: bell.runId, reason }, 'dispatch refused');
+      // The claim acknowledged it, so no deadline would take it back: the attempt ends Failed with the reason.
+      const lease = Number(claimed.lease);
+      if (Number.isSafeInteger(lease) && lease > 0) {
+        this.#link.finishAttempt({ run_id: bell.runId, lease, outcome: AttemptOutcome.Failed, reason }, this.#giveUpReports.signal)
+          .catch((e: unknown) => log.warn({ run: bell.runId, err: errorMessage(e) }, 'could not report the refused dispatch'));
+      }
       return;
     }
     const existing = this.#attempts.get(d.run_id!);
-    if (existing && existing.lease === Number(d.lease)) return; // a duplicate delivery
+    if (existing && existing.lease === Number(d.lease)) return; // claimed twice (two deliveries)
     const deps: AttemptDeps = {
       agentName: this.settings.name, link: this.#link, minio: this.#minio, log: this.log, workDir: this.settings.workDir,
       venv: { venvDir: this.settings.venvDir, python: this.settings.python, pipIndexUrl: this.settings.pipIndexUrl, pipFindLinks: this.settings.pipFindLinks },
       killGraceMs: this.settings.killGraceMs, transferRetries: this.settings.transferRetries,
       zipLimits: { maxUnzippedBytes: 4 * 1024 * 1024 * 1024, maxEntries: 100_000 },
       reportSignal: this.#giveUpReports.signal,
+      gpus: this.#gpus, containment: this.#containment,
     };
     const attempt = new Attempt(d, deps);
     this.log.info({ run: d.run_id, attempt: d.attempt, lease: d.lease, gpus: d.gpu_indices }, 'dispatch received');

@@ -6,8 +6,9 @@ import { loadProto, channelOptions, grpcTarget } from '../shared/proto.js';
 import type { AgentLinkClient } from '../shared/proto/gen/trainyard/v1/AgentLink.js';
 import { fromGrpcError, isRetryableGrpc } from '../shared/errors.js';
 import { retry } from '../shared/retry.js';
+import { AGENT_NAME_HEADER, authInterceptor, bearer } from '../shared/call-auth.js';
 import type {
-  AppendLogsRequest, AppendLogsResponse__Output, FinishAttemptRequest, FinishAttemptResponse__Output, HeartbeatRequest,
+  AppendLogsRequest, AppendLogsResponse__Output, ClaimAttemptRequest, Dispatch__Output, FinishAttemptRequest, FinishAttemptResponse__Output, HeartbeatRequest,
   HeartbeatResponse__Output, RegisterRequest, RegisterResponse__Output, ReportStatusRequest, ReportStatusResponse__Output,
 } from '../shared/proto.js';
 
@@ -15,10 +16,28 @@ type Unary<Req, Res> = (req: Req, options: grpc.CallOptions, cb: (err: grpc.Serv
 
 export class Link {
   readonly client: AgentLinkClient;
+  /** What every call presents: the agent's name and its credential (or, before it has one, a join token). */
+  #auth: Record<string, string> = {};
 
-  constructor(address: string) {
+  constructor(address: string, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure()) {
     const proto = loadProto();
-    this.client = new proto.trainyard.v1.AgentLink(grpcTarget(address), grpc.credentials.createInsecure(), channelOptions);
+    this.client = new proto.trainyard.v1.AgentLink(grpcTarget(address), credentials, { ...channelOptions, interceptors: [authInterceptor(() => this.#auth)] });
+  }
+
+  #hasCredential: () => void = () => {};
+  /**
+   * Resolves once calls present the agent's own credential. A doorbell can ring as soon as Register
+   * commits, before its answer (the new credential) is here: a claim waits for it rather than be refused.
+   */
+  readonly #credentialReady = new Promise<void>((resolve) => { this.#hasCredential = resolve; });
+
+  /**
+   * Calls from now on present this agent name and secret: its credential, or (`joining`) a join token that
+   * only Register accepts.
+   */
+  authenticateAs(name: string, secret: string, o: { joining?: boolean } = {}): void {
+    this.#auth = { [AGENT_NAME_HEADER]: name, ...bearer(secret) };
+    if (!o.joining) this.#hasCredential();
   }
 
   /** One call with a deadline; the signal cancels it in flight (a stopping agent does not wait 15 s). */
@@ -61,6 +80,11 @@ export class Link {
     this.once<AppendLogsRequest, AppendLogsResponse__Output>(this.client.AppendLogs as never, req, 15_000, signal);
   finishAttempt = (req: FinishAttemptRequest, signal: AbortSignal, onRetry?: (err: unknown) => void) =>
     this.call<FinishAttemptRequest, FinishAttemptResponse__Output>(this.client.FinishAttempt as never, req, signal, onRetry);
+
+  claimAttempt = async (req: ClaimAttemptRequest, signal: AbortSignal) => {
+    await Promise.race([this.#credentialReady, new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }))]);
+    return this.call<ClaimAttemptRequest, Dispatch__Output>(this.client.ClaimAttempt as never, req, signal);
+  };
 
   close(): void { this.client.close(); }
 }

@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { benchEnv, median, percentile, startTrainyard } from './lib.js';
+import { benchAdminToken, benchEnv, benchNats, median, percentile, startTrainyard } from './lib.js';
 import { Api } from '../cli/client.js';
 import { spawnSync } from 'node:child_process';
 import { projectRoot } from '../shared/proto.js';
@@ -16,13 +16,17 @@ const { values } = parseArgs({ options: { runs: { type: 'string', default: '200'
 const n = Number(values.runs);
 
 const bench = await benchEnv({ TRAINYARD_SCHEDULER_LISTEN: '127.0.0.1:0' });
-const scheduler = startTrainyard(['scheduler'], { ...bench.env, TRAINYARD_LOG_LEVEL: 'info' });
+const scheduler = startTrainyard(['scheduler'], { ...bench.env, ...benchNats('scheduler'), TRAINYARD_LOG_LEVEL: 'info' });
 let agent: ReturnType<typeof startTrainyard> | null = null;
 try {
   const address = JSON.parse(await scheduler.waitFor(/"msg":"listening"/)).address as string;
   const work = mkdtempSync(path.join(os.tmpdir(), 'tybench-'));
+  const joiner = new Api(address, { token: benchAdminToken(bench) });
+  const joinToken = (await joiner.createJoinToken({ name: 'bench', expires_in_seconds: 3600 })).token;
+  joiner.close();
   agent = startTrainyard(['agent'], {
-    ...bench.env, TRAINYARD_LOG_LEVEL: 'info', TRAINYARD_SCHEDULER: address, TRAINYARD_AGENT_NAME: 'bench-agent',
+    TRAINYARD_JOIN_TOKEN: joinToken,
+    ...bench.env, ...benchNats('agent'), TRAINYARD_LOG_LEVEL: 'info', TRAINYARD_SCHEDULER: address, TRAINYARD_AGENT_NAME: 'bench-agent',
     TRAINYARD_WORK_DIR: path.join(work, 'work'), TRAINYARD_VENV_DIR: path.join(os.homedir(), '.cache', 'trainyard', 'bench-venvs'),
   });
   await agent.waitFor(/"msg":"registered"/);
@@ -37,7 +41,7 @@ try {
     const r = cli(args);
     if (r.status !== 0) throw new Error(r.stderr);
   }
-  const api = new Api(address);
+  const api = new Api(address, { token: benchAdminToken(bench) });
   const latencies: number[] = [];
   for (let i = 0; i < n + 3; i++) {
     const t0 = Date.now();

@@ -1,6 +1,7 @@
 // What the benchmarks share: a database and bucket of their own, a real scheduler process, and medians.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { customAlphabet } from 'nanoid';
 import pg from 'pg';
@@ -30,6 +31,8 @@ export async function benchEnv(extra: Record<string, string> = {}): Promise<Benc
     env: {
       ...process.env,
       TRAINYARD_DATABASE_URL: u.toString(), TRAINYARD_BUCKET: `tybench-${name.slice(7)}`, TRAINYARD_SUBJECT_PREFIX: name,
+      // Its own token file: the bench's scheduler bootstraps an admin token there, never in the user's.
+      TRAINYARD_TOKEN_FILE: path.join(os.tmpdir(), name, 'token'),
       TRAINYARD_LOG_LEVEL: 'warn', ...extra,
     },
     async drop() {
@@ -39,6 +42,11 @@ export async function benchEnv(extra: Record<string, string> = {}): Promise<Benc
       await c.end();
     },
   };
+}
+
+/** The admin token the bench's scheduler wrote to the bench's token file. */
+export function benchAdminToken(b: BenchEnv): string {
+  return readFileSync(b.env.TRAINYARD_TOKEN_FILE!, 'utf8').trim();
 }
 
 export interface Proc { child: ChildProcess; lines: string[]; waitFor(re: RegExp, timeoutMs?: number): Promise<string>; stop(): Promise<void> }
@@ -146,4 +154,17 @@ export async function doctorCheck(s: Stack, api: Api): Promise<DoctorResult> {
       return { available: false, error: why, current: [], recordedTotal: 0, recordedByKind: {}, recent: [] };
     }
   }
+}
+
+/**
+ * TRAINYARD_NATS_USER/_PASSWORD for a daemon of this role, from the users `npm run services` made
+ * (its nats-users.env), so benchmarks run against the shared NATS as the demo does. Empty if none.
+ */
+export function benchNats(role: 'scheduler' | 'agent'): Record<string, string> {
+  const file = path.join(process.env.TRAINYARD_SERVICES_DIR ?? path.join(os.homedir(), '.local/share/trainyard/services'), 'nats-users.env');
+  let text = '';
+  try { text = readFileSync(file, 'utf8'); } catch { return {}; }
+  const vars = Object.fromEntries(text.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  const R = role.toUpperCase();
+  return vars[`TRAINYARD_NATS_${R}_USER`] ? { TRAINYARD_NATS_USER: vars[`TRAINYARD_NATS_${R}_USER`]!, TRAINYARD_NATS_PASSWORD: vars[`TRAINYARD_NATS_${R}_PASSWORD`] ?? '' } : {};
 }

@@ -9,8 +9,9 @@
 import { parseArgs } from 'node:util';
 import { connect } from 'nats';
 import pg from 'pg';
-import { benchEnv, median, rssMiB, startTrainyard } from './lib.js';
+import { benchAdminToken, benchEnv, benchNats, median, rssMiB, startTrainyard } from './lib.js';
 import { Link } from '../agent/link.js';
+import { Api } from '../cli/client.js';
 
 const { values } = parseArgs({ options: {
   agents: { type: 'string', default: '1000' }, runs: { type: 'string', default: '20000' },
@@ -25,11 +26,15 @@ const cpusPerAgent = Math.max(32, Math.ceil((runs * 2) / agents));
 
 async function once(): Promise<{ seconds: number; perSecond: number; rssMiB: number }> {
   const bench = await benchEnv({ TRAINYARD_AGENT_LOST_AFTER_MS: '3600000', TRAINYARD_DISPATCH_ACK_TIMEOUT_MS: '3600000', TRAINYARD_SCHEDULER_LISTEN: '127.0.0.1:0' });
-  const scheduler = startTrainyard(['scheduler', '--log-level', 'info'], bench.env);
+  const scheduler = startTrainyard(['scheduler', '--log-level', 'info'], { ...bench.env, ...benchNats('scheduler') });
   try {
     const listening = JSON.parse(await scheduler.waitFor(/"msg":"listening"/));
     await scheduler.waitFor(/now places runs/);
+    const admin = new Api(listening.address as string, { token: benchAdminToken(bench) });
+    const join = (await admin.createJoinToken({ name: 'bench', expires_in_seconds: 3600 })).token;
+    admin.close();
     const link = new Link(listening.address as string);
+    link.authenticateAs('bench', join, { joining: true });
     const signal = new AbortController().signal;
     // Register the fleet, 25 at a time, as real agents do.
     for (let i = 0; i < agents; i += 25) {
@@ -39,7 +44,8 @@ async function once(): Promise<{ seconds: number; perSecond: number; rssMiB: num
       }, signal)));
     }
     link.close();
-    const nc = await connect({ servers: process.env.TRAINYARD_NATS_URL ?? 'nats://127.0.0.1:4222' });
+    const agentUser = benchNats('agent'); // the simulated agents listen as the agents' user
+    const nc = await connect({ servers: process.env.TRAINYARD_NATS_URL ?? 'nats://127.0.0.1:4222', user: agentUser.TRAINYARD_NATS_USER, pass: agentUser.TRAINYARD_NATS_PASSWORD });
     let received = 0;
     let done: () => void = () => {};
     const all = new Promise<void>((r) => { done = r; });

@@ -81,7 +81,7 @@ const pushed = await s.cli(['package', 'push', writeTree(tempDir(), { 'train.py'
 const data = await s.cli(['dataset', 'push', writeTree(tempDir(), { 'a.csv': '1\n', 'b/c.csv': '2\n' }), '--name', 'soakdata']);
 if (pushed.code !== 0 || data.code !== 0) throw new Error(pushed.stderr + data.stderr);
 
-const api = new Api(s.schedulerAddress);
+const api = s.api();
 const submitted = new Set<string>();
 const gpuRuns = new Set<string>();
 let faults = 0;

@@ -1,26 +1,31 @@
 // The client side of the Trainyard service, promisified, with server errors turned back into TrainyardErrors.
 import * as grpc from '@grpc/grpc-js';
 import { loadProto, channelOptions, grpcTarget } from '../shared/proto.js';
+import { cliChannelCredentials, tlsHint } from '../shared/tls.js';
 import type { TrainyardClient } from '../shared/proto/gen/trainyard/v1/Trainyard.js';
 import { ErrorCodes, TrainyardError, fromGrpcError } from '../shared/errors.js';
+import { authInterceptor, bearer } from '../shared/call-auth.js';
+import { cliToken } from './token.js';
 
-function newClient(address: string): TrainyardClient {
+/** A client whose every call carries `token` (default: the CLI's, from --token, TRAINYARD_TOKEN or the token file). */
+function newClient(address: string, token?: string): TrainyardClient {
   const proto = loadProto();
-  return new proto.trainyard.v1.Trainyard(grpcTarget(address), grpc.credentials.createInsecure(), channelOptions);
+  const headers = bearer(token ?? cliToken());
+  return new proto.trainyard.v1.Trainyard(grpcTarget(address), cliChannelCredentials(), { ...channelOptions, interceptors: [authInterceptor(() => headers)] });
 }
 
 /** How long a command waits to reach the scheduler before it says it cannot. */
 const CONNECT_TIMEOUT_MS = 10_000;
 
 /** A client whose channel is connected, or a clear error naming the address after CONNECT_TIMEOUT_MS. */
-export async function connectClient(address: string): Promise<TrainyardClient> {
-  const client = newClient(address);
+export async function connectClient(address: string, token?: string): Promise<TrainyardClient> {
+  const client = newClient(address, token);
   await new Promise<void>((resolve, reject) => {
     client.waitForReady(Date.now() + CONNECT_TIMEOUT_MS, (err) => {
       if (!err) return resolve();
       client.close();
       reject(new TrainyardError(ErrorCodes.Unavailable,
-        `cannot reach the scheduler at ${address} within ${CONNECT_TIMEOUT_MS / 1000} s (is \`trainyard scheduler\` running there? set --scheduler or TRAINYARD_SCHEDULER)`));
+        `cannot reach the scheduler at ${address} within ${CONNECT_TIMEOUT_MS / 1000} s (is \`trainyard scheduler\` running there? set --scheduler or TRAINYARD_SCHEDULER${tlsHint()})`));
     });
   });
   return client;
@@ -50,10 +55,13 @@ import type * as P from '../shared/proto.js';
 /** The unary calls, typed one by one (grpc-js's overloads defeat inference through a generic reference). */
 export class Api {
   readonly client: TrainyardClient;
-  /** Without waiting for the connection: calls then wait for it (waitForReady) up to their deadline. */
-  constructor(address: string, client?: TrainyardClient) { this.client = client ?? newClient(address); }
+  /**
+   * Without waiting for the connection: calls then wait for it (waitForReady) up to their deadline.
+   * `token`: what to call with (default: the CLI's token, see cli/token.ts).
+   */
+  constructor(address: string, o: { token?: string; client?: TrainyardClient } = {}) { this.client = o.client ?? newClient(address, o.token); }
   /** Connected, or a clear error within a few seconds: what the CLI uses. */
-  static async connect(address: string): Promise<Api> { return new Api(address, await connectClient(address)); }
+  static async connect(address: string): Promise<Api> { return new Api(address, { client: await connectClient(address) }); }
   #u<Req, Res>(m: unknown, req: Req, timeoutMs?: number): Promise<Res> {
     return unaryCall<Req, Res>(this.client, m as never, req, timeoutMs);
   }
@@ -67,5 +75,9 @@ export class Api {
   drainAgent = (name: string) => this.#u<P.DrainAgentRequest, P.Agent__Output>(this.client.DrainAgent, { name });
   setProjectLimits = (req: P.ProjectLimits) => this.#u<P.ProjectLimits, P.Project__Output>(this.client.SetProjectLimits, req);
   listProjects = () => this.#u<P.ListProjectsRequest, P.ListProjectsResponse__Output>(this.client.ListProjects, {});
+  createToken = (req: P.CreateTokenRequest) => this.#u<P.CreateTokenRequest, P.CreatedToken__Output>(this.client.CreateToken, req);
+  listTokens = () => this.#u<P.ListTokensRequest, P.ListTokensResponse__Output>(this.client.ListTokens, {});
+  revokeToken = (id: string) => this.#u<P.RevokeTokenRequest, P.TokenInfo__Output>(this.client.RevokeToken, { id });
+  createJoinToken = (req: P.CreateJoinTokenRequest) => this.#u<P.CreateJoinTokenRequest, P.CreatedToken__Output>(this.client.CreateJoinToken, req);
   close(): void { this.client.close(); }
 }

@@ -8,7 +8,10 @@ import { runCommand } from './commands/runs.js';
 import { agentsCommand } from './commands/agents.js';
 import { projectsCommand } from './commands/projects.js';
 import { doctorCommand } from './commands/doctor.js';
-import { color } from './format.js';
+import { tokensCommand } from './commands/tokens.js';
+import { takeTokenFlags, tokenHelp } from './token.js';
+import { takeTlsFlags } from './tls.js';
+import { color, safeText } from './format.js';
 import { ErrorCodes, TrainyardError } from '../shared/errors.js';
 import { clientSettings, compileSettings, describeSettings } from '../shared/settings.js';
 
@@ -39,10 +42,18 @@ Fleet:
   trainyard agents [--json]
   trainyard agents drain NAME
   trainyard projects [--json]
-  trainyard projects set NAME [--max-runs N|none] [--max-gpus N|none]
+  trainyard projects set NAME [--max-runs N|none] [--max-gpus N|none] [--max-priority N|none]
 
 Operators:
   trainyard doctor [--repair] [--json]      impossible states now, and what the sweep recorded (exit 1 if any)
+
+Tokens (admin):
+  trainyard tokens create --project P --role member|reader|admin [--name N] [--expires 30d] [--json]
+  trainyard tokens list [--json]            ids, projects, roles, expiry, last use; never a secret
+  trainyard tokens revoke ID
+  trainyard agents join-token create [--expires 1h] [--name N] [--json]
+
+Every client verb calls with --token, else TRAINYARD_TOKEN, else the token file (--token-file).
 
 Client settings (flag, variable, meaning):
 ${describeSettings(clientSettings)}
@@ -72,7 +83,7 @@ export async function main(argv: string[]): Promise<number> {
         console.log(HELP);
         return 0;
     }
-    const { address, rest } = schedulerAddress(args);
+    const { address, rest } = schedulerAddress(takeTlsFlags(takeTokenFlags(args)));
     switch (cmd) {
       case 'package': return await packageCommand(rest, address);
       case 'dataset': return await datasetCommand(rest, address);
@@ -80,6 +91,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'agents': return await agentsCommand(rest, address);
       case 'projects': return await projectsCommand(rest, address);
       case 'doctor': return await doctorCommand(rest, address);
+      case 'tokens': return await tokensCommand(rest, address);
       default:
         console.error(`${color.red('error')}: unknown command "${cmd}"\n\n${HELP}`);
         return 2;
@@ -87,8 +99,9 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof TrainyardError) {
       const json = argv.includes('--json');
-      if (json) console.error(JSON.stringify({ error: { code: err.code, message: err.message } }));
-      else console.error(`${color.red('error')}: ${err.message}`);
+      const help = err.code === ErrorCodes.Unauthenticated ? tokenHelp() : '';
+      if (json) console.error(JSON.stringify({ error: { code: err.code, message: err.message, ...(help ? { help } : {}) } }));
+      else console.error(`${color.red('error')}: ${safeText(err.message)}${help ? `\n${help}` : ''}`);
       return err.code === ErrorCodes.InvalidArgument || err.code === ErrorCodes.InvalidPackage ? 2 : 1;
     }
     throw err;

@@ -8,11 +8,14 @@ import { Placer } from './placement/placer.js';
 import { RunTransitions } from './runs/transitions.js';
 import { clientService } from './grpc/client-service.js';
 import { agentService } from './grpc/agent-service.js';
+import { bootstrapAdminToken } from './auth/bootstrap.js';
 import type { SchedulerContext } from './context.js';
 import { loadProto, channelOptions } from '../shared/proto.js';
 import { createMinioClient, ensureBucket, type RetryOptions } from '../shared/storage.js';
 import { subjects as makeSubjects } from '../shared/subjects.js';
 import type { Settings, schedulerSettings } from '../shared/settings.js';
+import { natsOptions } from '../shared/nats.js';
+import { serverCredentials, servesTls } from '../shared/tls.js';
 
 export type SchedulerState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -40,13 +43,14 @@ export class Scheduler {
       this.#closeDb = () => db.destroy();
       const migrated = await migrate(pool);
       if (migrated.applied.length) log.info({ applied: migrated.applied }, 'migrations applied');
+      await bootstrapAdminToken(db, settings.tokenFile, log);
       const minio = createMinioClient(settings);
       const storageRetry: RetryOptions = {
         retries: 6,
         onRetry: (err, attempt, delayMs) => log.warn({ err: String(err), attempt, delayMs }, 'storage call failed; retrying'),
       };
       await ensureBucket(minio, settings.bucket, storageRetry);
-      const nats = await connect({ servers: settings.natsUrl.split(','), maxReconnectAttempts: -1, reconnectTimeWait: 500, name: 'trainyard-scheduler' });
+      const nats = await connect(natsOptions(settings, 'trainyard-scheduler'));
       this.#nats = nats;
       void (async () => {
         for await (const s of nats.status()) log.info({ type: s.type, data: String(s.data) }, 'nats status');
@@ -79,10 +83,10 @@ export class Scheduler {
       server.addService(proto.trainyard.v1.Trainyard.service, clientService(ctx));
       server.addService(proto.trainyard.v1.AgentLink.service, agentService(ctx));
       this.port = await new Promise<number>((resolve, reject) =>
-        server.bindAsync(settings.listen, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
+        server.bindAsync(settings.listen, serverCredentials(settings), (err, port) => (err ? reject(err) : resolve(port))));
       this.#server = server;
       const host = settings.listen.slice(0, settings.listen.lastIndexOf(':'));
-      log.info({ address: `${host}:${this.port}`, port: this.port }, 'listening');
+      log.info({ address: `${host}:${this.port}`, port: this.port, tls: servesTls(settings), mtls: settings.tlsClientCa !== '' }, 'listening');
       this.#setState('RUNNING');
     } catch (err) {
       this.#setState('FAILED');

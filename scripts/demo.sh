@@ -26,6 +26,11 @@ export TRAINYARD_SCHEDULER_LISTEN=127.0.0.1:50151
 export TRAINYARD_SCHEDULER=127.0.0.1:50151
 export TRAINYARD_AGENT_NAME=demo-agent
 export TRAINYARD_WORK_DIR=$DEMO_DIR/work
+# The demo's own token file: its scheduler bootstraps the admin token there (never over a real one).
+export TRAINYARD_TOKEN_FILE=$DEMO_DIR/admin-token
+# NATS users made by services.sh: the scheduler's may publish, the agent's may only subscribe.
+# shellcheck disable=SC1091
+source "${TRAINYARD_SERVICES_DIR:-$HOME/.local/share/trainyard/services}/nats-users.env"
 
 say "resetting the demo's database and bucket"
 node --input-type=module -e "
@@ -49,16 +54,27 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 say "starting a scheduler and an agent (logs in $DEMO_DIR)"
-node bin/trainyard.js scheduler >"$DEMO_DIR/scheduler.log" 2>&1 & pids+=($!)
+TRAINYARD_NATS_USER=$TRAINYARD_NATS_SCHEDULER_USER TRAINYARD_NATS_PASSWORD=$TRAINYARD_NATS_SCHEDULER_PASSWORD \
+  node bin/trainyard.js scheduler >"$DEMO_DIR/scheduler.log" 2>&1 & pids+=($!)
 for _ in $(seq 1 100); do grep -q '"msg":"listening"' "$DEMO_DIR/scheduler.log" 2>/dev/null && break; sleep 0.2; done
 grep -q '"msg":"listening"' "$DEMO_DIR/scheduler.log" || { cat "$DEMO_DIR/scheduler.log"; echo "the scheduler did not start" >&2; exit 1; }
-node bin/trainyard.js agent >"$DEMO_DIR/agent.log" 2>&1 & pids+=($!)
+ty() { node bin/trainyard.js "$@"; }
+say "tokens: the scheduler wrote an admin token to $TRAINYARD_TOKEN_FILE (mode $(stat -c %a "$TRAINYARD_TOKEN_FILE")); as admin, a join token for the agent and a member token for project iris"
+echo "\$ trainyard agents join-token create --expires 1h"
+JOIN_TOKEN=$(ty agents join-token create --expires 1h --name demo-agent)
+echo "\$ trainyard tokens create --project iris --role member --name demo-user"
+MEMBER_TOKEN=$(ty tokens create --project iris --role member --name demo-user)
+ty tokens list
+TRAINYARD_NATS_USER=$TRAINYARD_NATS_AGENT_USER TRAINYARD_NATS_PASSWORD=$TRAINYARD_NATS_AGENT_PASSWORD TRAINYARD_JOIN_TOKEN=$JOIN_TOKEN \
+  node bin/trainyard.js agent >"$DEMO_DIR/agent.log" 2>&1 & pids+=($!)
 for _ in $(seq 1 100); do grep -q '"msg":"registered"' "$DEMO_DIR/agent.log" 2>/dev/null && break; sleep 0.2; done
 grep -q '"msg":"registered"' "$DEMO_DIR/agent.log" || { cat "$DEMO_DIR/agent.log"; echo "the agent did not register" >&2; exit 1; }
 
-ty() { node bin/trainyard.js "$@"; }
-say "trainyard agents"
+say "trainyard agents (as admin)"
 ty agents
+# From here on the demo acts as the member of project iris: its packages, datasets and runs are iris's.
+export TRAINYARD_TOKEN=$MEMBER_TOKEN
+say "acting as the member of project iris from now on (TRAINYARD_TOKEN=\$MEMBER_TOKEN)"
 say "trainyard package push examples/packages/iris-classifier --name iris-classifier"
 ty package push examples/packages/iris-classifier --name iris-classifier
 say "trainyard dataset push examples/datasets/iris --name iris"

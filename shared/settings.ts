@@ -22,6 +22,11 @@ export const commonSettings = spec({
   logLevel: { env: 'TRAINYARD_LOG_LEVEL', flag: 'log-level', kind: 'string', default: () => 'info', doc: 'pino log level for daemons' },
 });
 
+/** Where the CLI reads its token and where a bootstrapping scheduler writes the first admin token. */
+const tokenFileSetting = {
+  tokenFile: { env: 'TRAINYARD_TOKEN_FILE', flag: 'token-file', kind: 'string', default: () => path.join(home, '.config/trainyard/token'), doc: 'token file: the CLI reads its token here; a scheduler on a database without an admin token writes one here (0600)' },
+} as const satisfies Record<string, SettingSpec>;
+
 export const storageSettings = spec({
   natsUrl: { env: 'TRAINYARD_NATS_URL', flag: 'nats-url', kind: 'string', default: () => 'nats://127.0.0.1:4222', doc: 'NATS server(s), comma-separated' },
   minioEndpoint: { env: 'TRAINYARD_MINIO_ENDPOINT', flag: 'minio-endpoint', kind: 'string', default: () => 'http://127.0.0.1:9000', doc: 'MinIO (S3) endpoint URL' },
@@ -29,11 +34,32 @@ export const storageSettings = spec({
   minioSecretKey: { env: 'TRAINYARD_MINIO_SECRET_KEY', flag: 'minio-secret-key', kind: 'string', default: () => 'minioadmin', doc: 'MinIO secret key' },
   subjectPrefix: { env: 'TRAINYARD_SUBJECT_PREFIX', flag: 'subject-prefix', kind: 'string', default: () => 'trainyard', doc: 'prefix of every NATS subject (isolates several installations on one NATS)' },
   bucket: { env: 'TRAINYARD_BUCKET', flag: 'bucket', kind: 'string', default: () => 'trainyard', doc: 'bucket holding packages, datasets and run outputs' },
+  // NATS credentials are connect options: nats.js ignores user:pass in a URL. `npm run services` makes a
+  // scheduler user (may publish) and an agent user (may only subscribe), in its services dir (nats-users.env).
+  natsUser: { env: 'TRAINYARD_NATS_USER', flag: 'nats-user', kind: 'string', default: () => '', doc: 'NATS user (empty: connect without one)' },
+  natsPassword: { env: 'TRAINYARD_NATS_PASSWORD', flag: 'nats-password', kind: 'string', default: () => '', doc: 'NATS password for --nats-user' },
+  natsCreds: { env: 'TRAINYARD_NATS_CREDS', flag: 'nats-creds', kind: 'string', default: () => '', doc: 'NATS .creds file (JWT + NKey seed; operator-mode servers), instead of user/password' },
+  natsCa: { env: 'TRAINYARD_NATS_CA', flag: 'nats-ca', kind: 'string', default: () => '', doc: 'CA file for a NATS server with TLS (tls:// URLs; empty: the system CAs)' },
 });
+
+/** gRPC TLS on the scheduler's port (shared/tls.ts). Without a certificate the port is plaintext. */
+export const serverTlsSettings = {
+  tlsCert: { env: 'TRAINYARD_TLS_CERT', flag: 'tls-cert', kind: 'string', default: () => '', doc: 'PEM certificate (chain) to serve gRPC over TLS (with --tls-key)' },
+  tlsKey: { env: 'TRAINYARD_TLS_KEY', flag: 'tls-key', kind: 'string', default: () => '', doc: 'PEM private key for --tls-cert' },
+  tlsClientCa: { env: 'TRAINYARD_TLS_CLIENT_CA', flag: 'tls-client-ca', kind: 'string', default: () => '', doc: 'require a client certificate signed by this CA from every caller, agents and CLIs (mTLS)' },
+} as const satisfies Record<string, SettingSpec>;
+
+/** gRPC TLS for whoever dials the scheduler: agents and the CLI. */
+export const clientTlsSettings = {
+  tlsCa: { env: 'TRAINYARD_TLS_CA', flag: 'tls-ca', kind: 'string', default: () => '', doc: 'CA file to verify the scheduler\'s certificate: set, the connection is TLS (empty: plaintext)' },
+  tlsClientCert: { env: 'TRAINYARD_TLS_CLIENT_CERT', flag: 'tls-client-cert', kind: 'string', default: () => '', doc: 'PEM client certificate, for a scheduler started with --tls-client-ca' },
+  tlsClientKey: { env: 'TRAINYARD_TLS_CLIENT_KEY', flag: 'tls-client-key', kind: 'string', default: () => '', doc: 'PEM private key for --tls-client-cert' },
+} as const satisfies Record<string, SettingSpec>;
 
 export const schedulerSettings = spec({
   ...commonSettings,
   ...storageSettings,
+  ...serverTlsSettings,
   databaseUrl: { env: 'TRAINYARD_DATABASE_URL', flag: 'database-url', kind: 'string', default: () => 'postgres://trainyard:trainyard@127.0.0.1:5432/trainyard', doc: 'Postgres connection URL (schema applied at start-up)' },
   listen: { env: 'TRAINYARD_SCHEDULER_LISTEN', flag: 'listen', kind: 'string', default: () => '127.0.0.1:50051', doc: 'gRPC listen address (port 0 picks a free one)' },
   heartbeatIntervalMs: { env: 'TRAINYARD_HEARTBEAT_INTERVAL_MS', flag: 'heartbeat-interval-ms', kind: 'int', default: () => '2000', doc: 'how often agents heartbeat' },
@@ -43,12 +69,16 @@ export const schedulerSettings = spec({
   maxPackageBytes: { env: 'TRAINYARD_MAX_PACKAGE_BYTES', flag: 'max-package-bytes', kind: 'int', default: () => String(512 * 1024 * 1024), doc: 'largest package zip accepted' },
   maxUnzippedBytes: { env: 'TRAINYARD_MAX_UNZIPPED_BYTES', flag: 'max-unzipped-bytes', kind: 'int', default: () => String(2 * 1024 * 1024 * 1024), doc: 'largest total unpacked size of a package zip (zip-bomb guard)' },
   maxZipEntries: { env: 'TRAINYARD_MAX_ZIP_ENTRIES', flag: 'max-zip-entries', kind: 'int', default: () => '20000', doc: 'most entries in a package zip' },
+  ...tokenFileSetting,
+  maxStreamsPerToken: { env: 'TRAINYARD_MAX_STREAMS_PER_TOKEN', flag: 'max-streams-per-token', kind: 'int', default: () => '64', doc: 'concurrent log/watch/download streams one token may hold; more are refused (RESOURCE_EXHAUSTED)' },
   maxLogLinesPerAttempt: { env: 'TRAINYARD_MAX_LOG_LINES', flag: 'max-log-lines', kind: 'int', default: () => '200000', doc: 'log lines kept per attempt; later ones are dropped with a marker' },
 });
 
 export const agentSettings = spec({
   ...commonSettings,
   ...storageSettings,
+  ...clientTlsSettings,
+  joinToken: { env: 'TRAINYARD_JOIN_TOKEN', flag: 'join-token', kind: 'string', default: () => '', doc: 'join token (trainyard agents join-token create), exchanged at the first Register for a credential kept in the work dir' },
   name: { env: 'TRAINYARD_AGENT_NAME', flag: 'name', kind: 'string', default: () => os.hostname(), doc: 'agent name, unique in the fleet' },
   workDir: { env: 'TRAINYARD_WORK_DIR', flag: 'work-dir', kind: 'string', default: () => path.join(home, '.local/share/trainyard/agent'), doc: 'where runs get their package copy and data' },
   venvDir: { env: 'TRAINYARD_VENV_DIR', flag: 'venv-dir', kind: 'string', default: () => path.join(home, '.cache/trainyard/venvs'), doc: 'one venv per distinct requirements.txt, reused' },
@@ -62,9 +92,15 @@ export const agentSettings = spec({
   killGraceMs: { env: 'TRAINYARD_KILL_GRACE_MS', flag: 'kill-grace-ms', kind: 'int', default: () => '10000', doc: 'SIGTERM to SIGKILL grace for a killed run' },
   drainTimeoutMs: { env: 'TRAINYARD_DRAIN_TIMEOUT_MS', flag: 'drain-timeout-ms', kind: 'int', default: () => '600000', doc: 'on SIGTERM, how long running runs may finish before they are handed back' },
   transferRetries: { env: 'TRAINYARD_TRANSFER_RETRIES', flag: 'transfer-retries', kind: 'int', default: () => '6', doc: 'retries per object transfer, with backoff' },
+  runAsUser: { env: 'TRAINYARD_RUN_AS_USER', flag: 'run-as-user', kind: 'string', default: () => '', doc: 'unprivileged user train.py runs as (the agent must be root); empty: the agent\'s own user' },
 });
 
-export const clientSettings = spec({ ...commonSettings });
+export const clientSettings = spec({
+  ...commonSettings,
+  ...clientTlsSettings,
+  token: { env: 'TRAINYARD_TOKEN', flag: 'token', kind: 'string', default: () => '', doc: 'the token to call with (else the token file)' },
+  ...tokenFileSetting,
+});
 
 type Value<K extends Kind> = K extends 'int' ? number : K extends 'labels' ? Readonly<Record<string, string>> : string;
 export type Settings<S extends Record<string, SettingSpec>> = { readonly [K in keyof S]: Value<S[K]['kind']> };

@@ -1,6 +1,6 @@
 import { Api } from '../client.js';
 import { parse } from '../args.js';
-import { table } from '../format.js';
+import { safeText, table } from '../format.js';
 import { invalid } from '../../shared/errors.js';
 
 const capFlag = (v: unknown, flag: string): number => {
@@ -12,7 +12,7 @@ const capFlag = (v: unknown, flag: string): number => {
 const show = (n: number) => (n < 0 ? '-' : String(n));
 
 export async function projectsCommand(args: string[], address: string): Promise<number> {
-  const { values, positionals } = parse(args, { 'max-runs': { type: 'string' }, 'max-gpus': { type: 'string' }, json: { type: 'boolean' } });
+  const { values, positionals } = parse(args, { 'max-runs': { type: 'string' }, 'max-gpus': { type: 'string' }, 'max-priority': { type: 'string' }, json: { type: 'boolean' } });
   const api = await Api.connect(address);
   try {
     if (positionals[0] === 'set') {
@@ -21,18 +21,19 @@ export async function projectsCommand(args: string[], address: string): Promise<
       const current = (await api.listProjects()).projects.find((p) => p.name === project);
       let maxRuns = capFlag(values['max-runs'], 'max-runs');
       let maxGpus = capFlag(values['max-gpus'], 'max-gpus');
-      if (maxRuns === -2 && maxGpus === -2) throw invalid('projects set: give --max-runs and/or --max-gpus (a number, or "none")');
+      const maxPriority = capFlag(values['max-priority'], 'max-priority');
+      if (maxRuns === -2 && maxGpus === -2 && maxPriority === -2) throw invalid('projects set: give --max-runs, --max-gpus and/or --max-priority (a number, or "none")');
       if (maxRuns === -2) maxRuns = current?.max_runs ?? -1;
       if (maxGpus === -2) maxGpus = current?.max_gpus ?? -1;
-      const p = await api.setProjectLimits({ project, max_runs: maxRuns, max_gpus: maxGpus });
-      console.log(values.json ? JSON.stringify(p, null, 2) : `${p.name}: max runs ${show(p.max_runs)}, max GPUs ${show(p.max_gpus)}`);
+      const p = await api.setProjectLimits({ project, max_runs: maxRuns, max_gpus: maxGpus, set_max_priority: maxPriority !== -2, max_priority: maxPriority });
+      console.log(values.json ? JSON.stringify(p, null, 2) : `${safeText(p.name)}: max runs ${show(p.max_runs)}, max GPUs ${show(p.max_gpus)}, max priority ${show(p.max_priority)}`);
       return 0;
     }
     if (positionals.length) throw invalid(`unknown command "projects ${positionals[0]}"; expected: projects, projects set NAME --max-runs N --max-gpus N`);
     const { projects } = await api.listProjects();
     if (values.json) console.log(JSON.stringify(projects, null, 2));
-    else console.log(table(['PROJECT', 'RUNNING', 'GPUS', 'QUEUED', 'MAX RUNS', 'MAX GPUS'], projects.map((p) => [
-      p.name, String(p.running), String(p.gpus), String(p.queued), show(p.max_runs), show(p.max_gpus),
+    else console.log(table(['PROJECT', 'RUNNING', 'GPUS', 'QUEUED', 'MAX RUNS', 'MAX GPUS', 'MAX PRIORITY'], projects.map((p) => [
+      safeText(p.name), String(p.running), String(p.gpus), String(p.queued), show(p.max_runs), show(p.max_gpus), show(p.max_priority),
     ])));
     return 0;
   } finally {

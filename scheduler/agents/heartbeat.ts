@@ -3,8 +3,10 @@ import type { SchedulerContext } from '../context.js';
 import type { HeartbeatRequest__Output, HeartbeatResponse } from '../../shared/proto.js';
 import { AgentStatus, heartbeat } from './status.js';
 import { reconcile } from './reconcile.js';
+import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
 
-export async function agentHeartbeat(ctx: SchedulerContext, req: HeartbeatRequest__Output): Promise<HeartbeatResponse> {
+export async function agentHeartbeat(ctx: SchedulerContext, req: HeartbeatRequest__Output, caller: string): Promise<HeartbeatResponse> {
+  if (req.name !== caller) throw new TrainyardError(ErrorCodes.PermissionDenied, `agent "${caller}" may not heartbeat for agent "${req.name}"`);
   const status = await heartbeat(ctx, { name: req.name, session: Number(req.session), draining: req.draining, leaving: req.leaving });
   // Not current (an older session, or the agent was called lost): it must register again, unless it leaves.
   if (status === null) return { reregister: !req.leaving, cancel: [], drain: false };

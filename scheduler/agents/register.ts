@@ -1,26 +1,45 @@
-// Register (AgentLink): an agent says who it is and what it has. Its identity is a random value kept in
-// its work dir; only the SHA-256 is stored (scheduler/agents/status.ts refuses a name held by a live agent
-// with another identity).
-import { createHash } from 'node:crypto';
+// Register (AgentLink): an agent says who it is and what it has. Who it is was settled by handlers.ts:
+// either its own credential (a restart: the name must be the credential's), or a join token (a new agent):
+// then this issues the agent's credential, returned once and stored only as a SHA-256 in
+// agents.identity_sha256. A join token takes a name only if nobody holds it, or its holder has left
+// (offline) or was lost (scheduler/agents/status.ts refuses a live holder with ALREADY_EXISTS, naming it).
 import type { SchedulerContext } from '../context.js';
 import type { RegisterRequest__Output, RegisterResponse } from '../../shared/proto.js';
 import { checkName } from '../../shared/names.js';
-import { invalid } from '../../shared/errors.js';
+import { ErrorCodes, TrainyardError, invalid } from '../../shared/errors.js';
+import type { Principal } from '../auth/principal.js';
+import { newAgentCredential } from '../auth/secrets.js';
 import { register } from './status.js';
 import { reconcile } from './reconcile.js';
 
-export async function registerAgent(ctx: SchedulerContext, req: RegisterRequest__Output, peer: string): Promise<RegisterResponse> {
+async function identityOf(ctx: SchedulerContext, caller: Principal, name: string): Promise<{ sha256: string; credential: string }> {
+  if (caller.kind === 'joining') {
+    const c = newAgentCredential();
+    return { sha256: c.sha256, credential: c.credential };
+  }
+  if (caller.kind !== 'agent' || caller.agent !== name) {
+    const who = caller.kind === 'agent' ? `agent "${caller.agent}"` : 'a client token';
+    throw new TrainyardError(ErrorCodes.PermissionDenied, `${who}'s credential cannot register agent "${name}"`);
+  }
+  // The credential was checked against this very hash a moment ago (authenticateAgent).
+  const row = await ctx.db.selectFrom('agents').select('identity_sha256').where('name', '=', name).executeTakeFirstOrThrow();
+  return { sha256: row.identity_sha256!, credential: '' };
+}
+
+export async function registerAgent(ctx: SchedulerContext, req: RegisterRequest__Output, caller: Principal, peer: string): Promise<RegisterResponse> {
   const name = checkName('agent', req.name);
   if (req.cpus < 0 || req.memory_mb < 0) throw invalid('cpus and memory_mb must not be negative');
   const gpus = req.gpus ?? [];
   if (new Set(gpus.map((g) => g.index)).size !== gpus.length) throw invalid('GPU indices must be distinct');
   if (req.identity.length > 1024) throw invalid('identity is longer than 1024 characters');
+  const identity = await identityOf(ctx, caller, name);
   const { session } = await register(ctx, {
     name, hostname: req.hostname, version: req.version, cpus: req.cpus, memoryMb: req.memory_mb, labels: req.labels ?? {}, gpus,
-    identitySha256: createHash('sha256').update(req.identity).digest('hex'), address: peer,
+    identitySha256: identity.sha256, address: peer,
   }, ctx.settings.agentLostAfterMs);
   const cancel = await reconcile(ctx, name, req.held ?? [], true);
-  ctx.log.info({ agent: name, session, gpus: gpus.length, cpus: req.cpus, held: req.held?.length ?? 0, cancel: cancel.length }, 'agent registered');
+  ctx.log.info({ agent: name, session, gpus: gpus.length, cpus: req.cpus, held: req.held?.length ?? 0, cancel: cancel.length,
+    joined: caller.kind === 'joining' ? caller.tokenId : undefined }, 'agent registered');
   ctx.kick();
-  return { session, heartbeat_interval_ms: ctx.settings.heartbeatIntervalMs, subject_prefix: ctx.settings.subjectPrefix, cancel };
+  return { session, heartbeat_interval_ms: ctx.settings.heartbeatIntervalMs, subject_prefix: ctx.settings.subjectPrefix, cancel, credential: identity.credential };
 }

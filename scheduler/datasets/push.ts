@@ -7,13 +7,17 @@ import { sql } from 'kysely';
 import type { SchedulerContext } from '../context.js';
 import type { Dataset, PushDatasetChunk__Output } from '../../shared/proto.js';
 import { checkName, checkRelativePath } from '../../shared/names.js';
-import { invalid } from '../../shared/errors.js';
+import { ErrorCodes, TrainyardError, invalid } from '../../shared/errors.js';
 import { keys, listObjects, removePrefix, withStorageRetry } from '../../shared/storage.js';
 import { datasetToProto } from './to-proto.js';
+import type { Principal } from '../auth/principal.js';
+import { Actions, authorize } from '../auth/policy.js';
 
-export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetChunk__Output>): Promise<Dataset> {
+export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetChunk__Output>, caller: Principal): Promise<Dataset> {
   const { db, minio, settings } = ctx;
   let name: string | null = null;
+  // Datasets belong to the project that first pushed them; a new name goes to the caller's project.
+  let project = caller.kind === 'user' ? caller.project : '';
   let existed = false;
   let current: { key: string; stream: PassThrough; done: Promise<unknown>; expected: number; got: number } | null = null;
   let files = 0;
@@ -33,7 +37,10 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
       if (chunk.part === 'header') {
         if (name !== null) throw invalid('dataset push: the header must come once, first');
         name = checkName('dataset', chunk.header!.name);
-        existed = !!(await db.selectFrom('datasets').select('name').where('name', '=', name).executeTakeFirst());
+        const owner = await db.selectFrom('datasets').select('project').where('name', '=', name).executeTakeFirst();
+        existed = !!owner;
+        if (owner) project = owner.project;
+        authorize(caller, Actions.PushDataset, project);
       } else if (name === null) {
         throw invalid('dataset push: the first message must be the header naming the dataset');
       } else if (chunk.part === 'file') {
@@ -63,7 +70,7 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
   } catch (err) {
     const c = current as { stream: PassThrough } | null;
     c?.stream.destroy();
-    if (name !== null && !existed) {
+    if (name !== null && !existed && !(err instanceof TrainyardError && err.code === ErrorCodes.PermissionDenied)) {
       await removePrefix(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch((e: unknown) =>
         ctx.log.warn({ err: e, dataset: name }, 'could not clean up a failed dataset push'));
     }
@@ -72,9 +79,15 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
 
   const all = await listObjects(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry);
   const bytes = all.reduce((n, o) => n + o.size, 0);
-  const row = await db.insertInto('datasets').values({ name, file_count: all.length, size_bytes: bytes, updated_at: new Date() })
-    .onConflict((oc) => oc.column('name').doUpdateSet({ file_count: all.length, size_bytes: bytes, updated_at: sql`now()` }))
-    .returningAll().executeTakeFirstOrThrow();
+  // Guarded by the owner: a first push by another project that committed meanwhile keeps the name.
+  const row = await db.insertInto('datasets').values({ name, file_count: all.length, size_bytes: bytes, updated_at: new Date(), project })
+    .onConflict((oc) => oc.column('name').doUpdateSet({ file_count: all.length, size_bytes: bytes, updated_at: sql`now()` }).where('datasets.project', '=', project))
+    .returningAll().executeTakeFirst();
+  if (!row) {
+    const owner = await db.selectFrom('datasets').select('project').where('name', '=', name).executeTakeFirstOrThrow();
+    authorize(caller, Actions.PushDataset, owner.project);
+    throw new TrainyardError(ErrorCodes.FailedPrecondition, `dataset "${name}" was created by project "${owner.project}" while this push ran`);
+  }
   ctx.log.info({ dataset: name, files, totalFiles: all.length, bytes }, 'dataset pushed');
   return datasetToProto(row);
 }

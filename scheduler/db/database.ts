@@ -9,13 +9,13 @@ pg.types.setTypeParser(20, (v) => Number(v));
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 
-export interface PackagesTable { name: string; description: Generated<string>; created_at: Generated<Date> }
+export interface PackagesTable { name: string; description: Generated<string>; created_at: Generated<Date>; /** migrations/006 */ project: Generated<string> }
 export interface PackageVersionsTable {
   package: string; major: number; minor: number; source: 'upload' | 'run'; run_id: string | null;
   trained_major: number | null; trained_minor: number | null; object_key: string; size_bytes: number; sha256: string;
   created_at: Generated<Date>;
 }
-export interface DatasetsTable { name: string; file_count: number; size_bytes: number; created_at: Generated<Date>; updated_at: Timestamp }
+export interface DatasetsTable { name: string; file_count: number; size_bytes: number; created_at: Generated<Date>; updated_at: Timestamp; /** migrations/006 */ project: Generated<string> }
 export interface AgentsTable {
   name: string; hostname: string; version: string; status: AgentStatus; session: number;
   cpus: number; memory_mb: number; labels: ColumnType<Record<string, string>, string, string>;
@@ -50,7 +50,13 @@ export interface InvariantViolationsTable {
   id: Generated<number>; kind: string; run_id: string; agent: string; detail: string; repaired: boolean; found_at: Generated<Date>;
 }
 
-export interface ProjectLimitsTable { project: string; max_runs: number | null; max_gpus: number | null }
+export interface ProjectLimitsTable { project: string; max_runs: number | null; max_gpus: number | null; /** migrations/006 */ max_priority: ColumnType<number | null, number | null | undefined, number | null> }
+/** migrations/006: client and join tokens; only the secret's SHA-256 is stored. */
+export interface TokensTable {
+  id: string; secret_sha256: string; name: Generated<string>; project: string; role: 'admin' | 'member' | 'reader' | 'join';
+  created_at: Generated<Date>; expires_at: Date | null; revoked_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  last_used_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+}
 
 export interface Database {
   project_limits: ProjectLimitsTable;
@@ -64,6 +70,7 @@ export interface Database {
   run_events: RunEventsTable;
   run_logs: RunLogsTable;
   invariant_violations: InvariantViolationsTable;
+  tokens: TokensTable;
 }
 
 export type Db = Kysely<Database>;

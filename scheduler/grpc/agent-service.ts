@@ -1,23 +1,36 @@
-// The agent API (service AgentLink). Agents may talk to any scheduler; everything they say is checked
-// against Postgres by session (for the agent) and by lease (for an attempt). Each handler is one call into
-// agents/ or runs/.
+// The agent API (service AgentLink). Agents may talk to any scheduler; every call but Register carries the
+// agent's credential (handlers.ts authenticates it: the caller is that agent, by name), and everything an
+// agent says is checked against Postgres by session (for the agent) and by lease and caller (for an
+// attempt: an agent reports only on attempts placed on it). Each handler is one call into agents/ or runs/.
 import type { SchedulerContext } from '../context.js';
 import type { AgentLinkHandlers } from '../../shared/proto/gen/trainyard/v1/AgentLink.js';
-import { unary } from './handlers.js';
+import { unary, type Gate } from './handlers.js';
 import { registerAgent } from '../agents/register.js';
 import { agentHeartbeat } from '../agents/heartbeat.js';
 import { reportStatus } from '../runs/report-status.js';
 import { appendLogs } from '../runs/logs.js';
 import { finishAttempt } from '../runs/complete.js';
+import { claimAttempt } from '../runs/claim.js';
+import { authenticateAgent, authenticateRegister } from '../auth/authenticate.js';
+import type { Principal } from '../auth/principal.js';
+import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
+
+/** The calling agent's name (the agent gate only lets agents through). */
+function agentOf(p: Principal): string {
+  if (p.kind !== 'agent') throw new TrainyardError(ErrorCodes.Unauthenticated, 'this call needs an agent credential');
+  return p.agent;
+}
 
 export function agentService(ctx: SchedulerContext): AgentLinkHandlers {
-  const { log } = ctx;
+  const g: Gate = { log: ctx.log, authenticate: (md) => authenticateAgent(ctx.db, md) };
+  const joining: Gate = { log: ctx.log, authenticate: (md) => authenticateRegister(ctx.db, md) };
   return {
     // The peer address is kept so that a second agent given the same name can be told where the first is.
-    Register: unary(log, 'Register', (req, call) => registerAgent(ctx, req, call.getPeer())),
-    Heartbeat: unary(log, 'Heartbeat', (req) => agentHeartbeat(ctx, req)),
-    ReportStatus: unary(log, 'ReportStatus', (req) => reportStatus(ctx, req)),
-    AppendLogs: unary(log, 'AppendLogs', (req) => appendLogs(ctx, req)),
-    FinishAttempt: unary(log, 'FinishAttempt', (req) => finishAttempt(ctx, req)),
+    Register: unary(joining, 'Register', (req, caller, call) => registerAgent(ctx, req, caller, call.getPeer())),
+    Heartbeat: unary(g, 'Heartbeat', (req, caller) => agentHeartbeat(ctx, req, agentOf(caller))),
+    ReportStatus: unary(g, 'ReportStatus', (req, caller) => reportStatus(ctx, req, agentOf(caller))),
+    AppendLogs: unary(g, 'AppendLogs', (req, caller) => appendLogs(ctx, req, agentOf(caller))),
+    FinishAttempt: unary(g, 'FinishAttempt', (req, caller) => finishAttempt(ctx, req, agentOf(caller))),
+    ClaimAttempt: unary(g, 'ClaimAttempt', (req, caller) => claimAttempt(ctx, req, agentOf(caller))),
   };
 }

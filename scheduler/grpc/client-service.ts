@@ -1,15 +1,16 @@
-// The client API (service Trainyard). Each handler is a thin adapter: one call into runs/, packages/,
-// datasets/, agents/ or projects; handlers.ts turns what they throw into gRPC statuses.
+// The client API (service Trainyard). Each handler is a thin adapter: it asks the policy
+// (scheduler/auth/policy.ts) whether the caller may, then makes one call into runs/, packages/, datasets/,
+// agents/, projects or auth/; handlers.ts authenticated the caller and turns what they throw into statuses.
 import type { SchedulerContext } from '../context.js';
 import type { TrainyardHandlers } from '../../shared/proto/gen/trainyard/v1/Trainyard.js';
 import type { GetRunRequest__Output, DownloadOutputsRequest__Output, LogLine, OutputChunk, Run, StreamLogsRequest__Output } from '../../shared/proto.js';
-import { unary, clientStream, serverStream } from './handlers.js';
+import { unary, clientStream, serverStream, type Gate } from './handlers.js';
 import { receivePackage } from '../packages/upload.js';
 import { listPackageVersions } from '../packages/versions.js';
 import { receiveDataset } from '../datasets/push.js';
 import { listDatasets } from '../datasets/list.js';
 import { submitRun } from '../runs/submit.js';
-import { getRun, listRuns, runChanges } from '../runs/read.js';
+import { authorizeRun, getRun, listRuns, runChanges } from '../runs/read.js';
 import { killRun } from '../runs/kill.js';
 import { streamLogs } from '../runs/logs.js';
 import { runOutputs } from '../runs/outputs.js';
@@ -17,40 +18,98 @@ import { listAgents } from '../agents/list.js';
 import { drainAgent } from '../agents/drain.js';
 import { listProjects, setProjectLimits } from '../projects.js';
 import { doctorReport } from '../doctor-report.js';
+import { authenticateClient } from '../auth/authenticate.js';
+import { Actions, authorize, visibleProject } from '../auth/policy.js';
+import { StreamLimiter } from '../auth/streams.js';
+import { TokenVerifier, checkRole, createToken, listTokens, revokeToken } from '../auth/tokens.js';
+
+/** A join token lives an hour unless asked otherwise: long enough to start a box, short enough to leak. */
+const JOIN_TOKEN_DEFAULT_S = 3600;
 
 export function clientService(ctx: SchedulerContext): TrainyardHandlers {
-  const { log } = ctx;
+  const tokens = new TokenVerifier(ctx.db);
+  const g: Gate = { log: ctx.log, authenticate: (md) => authenticateClient(tokens, md), streams: new StreamLimiter(ctx.settings.maxStreamsPerToken) };
   return {
-    PushPackage: clientStream(log, 'PushPackage', (call) => receivePackage(ctx, call)),
-    ListPackageVersions: unary(log, 'ListPackageVersions', async (req) => ({ versions: await listPackageVersions(ctx, req.name) })),
+    PushPackage: clientStream(g, 'PushPackage', (call, caller) => receivePackage(ctx, call, caller)),
+    ListPackageVersions: unary(g, 'ListPackageVersions', async (req, caller) => ({ versions: await listPackageVersions(ctx, req.name, caller) })),
 
-    PushDataset: clientStream(log, 'PushDataset', (call) => receiveDataset(ctx, call)),
-    ListDatasets: unary(log, 'ListDatasets', async () => ({ datasets: await listDatasets(ctx) })),
+    PushDataset: clientStream(g, 'PushDataset', (call, caller) => receiveDataset(ctx, call, caller)),
+    ListDatasets: unary(g, 'ListDatasets', async (_req, caller) => ({ datasets: await listDatasets(ctx, visibleProject(caller)) })),
 
-    SubmitRun: unary(log, 'SubmitRun', async (req) => getRun(ctx, await submitRun(ctx, req))),
-    GetRun: unary(log, 'GetRun', (req) => getRun(ctx, req.id)),
-    ListRuns: unary(log, 'ListRuns', async (req) => ({ runs: await listRuns(ctx, req) })),
-    KillRun: unary(log, 'KillRun', async (req) => {
+    SubmitRun: unary(g, 'SubmitRun', async (req, caller) => {
+      const id = await submitRun(ctx, req, caller);
+      await authorizeRun(ctx, caller, id, Actions.ReadRun); // an idempotency key may name another project's run
+      return getRun(ctx, id);
+    }),
+    GetRun: unary(g, 'GetRun', async (req, caller) => {
+      await authorizeRun(ctx, caller, req.id, Actions.ReadRun);
+      return getRun(ctx, req.id);
+    }),
+    ListRuns: unary(g, 'ListRuns', async (req, caller) => ({ runs: await listRuns(ctx, { ...req, project: visibleProject(caller) }) })),
+    KillRun: unary(g, 'KillRun', async (req, caller) => {
+      await authorizeRun(ctx, caller, req.id, Actions.KillRun);
       await killRun(ctx, req.id);
       return getRun(ctx, req.id);
     }),
-    StreamLogs: serverStream<StreamLogsRequest__Output, LogLine>(log, 'StreamLogs', async (req, send, signal) => {
+    StreamLogs: serverStream<StreamLogsRequest__Output, LogLine>(g, 'StreamLogs', async (req, caller, send, signal) => {
+      await authorizeRun(ctx, caller, req.run_id, Actions.ReadRun);
       const o = { runId: req.run_id, follow: req.follow, afterAttempt: req.after_attempt, afterSeq: Number(req.after_seq) };
       for await (const line of streamLogs(ctx, o, signal)) await send(line);
     }),
-    WatchRun: serverStream<GetRunRequest__Output, Run>(log, 'WatchRun', async (req, send, signal) => {
+    WatchRun: serverStream<GetRunRequest__Output, Run>(g, 'WatchRun', async (req, caller, send, signal) => {
+      await authorizeRun(ctx, caller, req.id, Actions.ReadRun);
       for await (const run of runChanges(ctx, req.id, signal)) await send(run);
     }),
-    DownloadOutputs: serverStream<DownloadOutputsRequest__Output, OutputChunk>(log, 'DownloadOutputs', async (req, send, signal) => {
+    DownloadOutputs: serverStream<DownloadOutputsRequest__Output, OutputChunk>(g, 'DownloadOutputs', async (req, caller, send, signal) => {
+      await authorizeRun(ctx, caller, req.run_id, Actions.ReadRun);
       for await (const chunk of runOutputs(ctx, req.run_id, signal)) await send(chunk);
     }),
 
-    ListAgents: unary(log, 'ListAgents', async () => ({ agents: await listAgents(ctx) })),
-    DrainAgent: unary(log, 'DrainAgent', (req) => drainAgent(ctx, req.name)),
+    ListAgents: unary(g, 'ListAgents', async (_req, caller) => {
+      authorize(caller, Actions.Admin);
+      return { agents: await listAgents(ctx) };
+    }),
+    DrainAgent: unary(g, 'DrainAgent', (req, caller) => {
+      authorize(caller, Actions.Admin);
+      return drainAgent(ctx, req.name);
+    }),
 
-    SetProjectLimits: unary(log, 'SetProjectLimits', (req) => setProjectLimits(ctx, req)),
-    ListProjects: unary(log, 'ListProjects', async () => ({ projects: await listProjects(ctx) })),
+    SetProjectLimits: unary(g, 'SetProjectLimits', (req, caller) => {
+      authorize(caller, Actions.Admin);
+      return setProjectLimits(ctx, req);
+    }),
+    ListProjects: unary(g, 'ListProjects', async (_req, caller) => {
+      const only = visibleProject(caller);
+      return { projects: (await listProjects(ctx)).filter((p) => only === null || p.name === only) };
+    }),
 
-    Doctor: unary(log, 'Doctor', (req) => doctorReport(ctx, req.repair)),
+    Doctor: unary(g, 'Doctor', (req, caller) => {
+      authorize(caller, Actions.Admin);
+      return doctorReport(ctx, req.repair);
+    }),
+
+    CreateToken: unary(g, 'CreateToken', async (req, caller) => {
+      authorize(caller, Actions.Admin);
+      const t = await createToken(ctx.db, { project: req.project, role: checkRole(req.role), name: req.name, expiresInSeconds: Number(req.expires_in_seconds) });
+      ctx.log.info({ token: t.info.id, project: t.info.project, role: t.info.role, by: caller.kind === 'user' ? caller.tokenId : '' }, 'token created');
+      return t;
+    }),
+    ListTokens: unary(g, 'ListTokens', async (_req, caller) => {
+      authorize(caller, Actions.Admin);
+      return { tokens: await listTokens(ctx.db) };
+    }),
+    RevokeToken: unary(g, 'RevokeToken', async (req, caller) => {
+      authorize(caller, Actions.Admin);
+      const info = await revokeToken(ctx.db, req.id);
+      tokens.forget(req.id);
+      ctx.log.info({ token: info.id, by: caller.kind === 'user' ? caller.tokenId : '' }, 'token revoked');
+      return info;
+    }),
+    CreateJoinToken: unary(g, 'CreateJoinToken', async (req, caller) => {
+      authorize(caller, Actions.Admin);
+      const t = await createToken(ctx.db, { project: 'default', role: 'join', name: req.name, expiresInSeconds: Number(req.expires_in_seconds) || JOIN_TOKEN_DEFAULT_S });
+      ctx.log.info({ token: t.info.id, expiresAt: t.info.expires_at }, 'join token created');
+      return t;
+    }),
   };
 }

@@ -12,12 +12,26 @@ import { checkTrainPy } from './check-train-py.js';
 import type { PackageVersion } from '../../shared/proto.js';
 import { versionToProto } from './to-proto.js';
 import { sha256File } from '../../shared/hash.js';
+import type { Principal } from '../auth/principal.js';
+import { Actions, authorize } from '../auth/policy.js';
+
+/**
+ * Where a push of `name` by `caller` goes: the project that owns the package, or the caller's own for a
+ * new name (packages belong to the project that first pushed them). Throws unless the caller may push there.
+ */
+export async function pushProject(ctx: SchedulerContext, caller: Principal, name: string): Promise<string> {
+  const owner = await ctx.db.selectFrom('packages').select('project').where('name', '=', checkName('package', name)).executeTakeFirst();
+  const project = owner?.project ?? (caller.kind === 'user' ? caller.project : '');
+  authorize(caller, Actions.PushPackage, project);
+  return project;
+}
 
 export async function registerUploadedPackage(
-  ctx: SchedulerContext, input: { name: string; description: string; file: string },
+  ctx: SchedulerContext, input: { name: string; description: string; file: string; caller: Principal },
 ): Promise<PackageVersion> {
   const { db, minio, settings } = ctx;
   const name = checkName('package', input.name);
+  const project = await pushProject(ctx, input.caller, name);
   const { size } = await stat(input.file);
   if (size === 0) throw invalidPackage(`package "${name}": the upload is empty`);
   const info = await inspectZip(input.file, { maxUnzippedBytes: settings.maxUnzippedBytes, maxEntries: settings.maxZipEntries });
@@ -38,8 +52,10 @@ export async function registerUploadedPackage(
   const objectKey = keys.uploadedPackage(name, sha256);
   await withStorageRetry(`upload ${objectKey}`, () => minio.fPutObject(settings.bucket, objectKey, input.file, { 'Content-Type': 'application/zip' }), ctx.storageRetry);
   const row = await db.transaction().execute(async (trx) => {
-    await trx.insertInto('packages').values({ name, description: input.description }).onConflict((oc) => oc.column('name').doNothing()).execute();
-    await trx.selectFrom('packages').select('name').where('name', '=', name).forUpdate().executeTakeFirstOrThrow();
+    await trx.insertInto('packages').values({ name, description: input.description, project }).onConflict((oc) => oc.column('name').doNothing()).execute();
+    const owner = await trx.selectFrom('packages').select('project').where('name', '=', name).forUpdate().executeTakeFirstOrThrow();
+    // Another project may have created the name while the bytes travelled: the first push owns it.
+    if (owner.project !== project) authorize(input.caller, Actions.PushPackage, owner.project);
     const { max } = await trx.selectFrom('package_versions').select(sql<number>`coalesce(max(major), 0)`.as('max'))
       .where('package', '=', name).executeTakeFirstOrThrow();
     return trx.insertInto('package_versions').values({

@@ -9,9 +9,10 @@ import path from 'node:path';
 import type { SchedulerContext } from '../context.js';
 import type { PackageVersion, PushPackageChunk__Output } from '../../shared/proto.js';
 import { invalid, invalidPackage } from '../../shared/errors.js';
-import { registerUploadedPackage } from './push.js';
+import { pushProject, registerUploadedPackage } from './push.js';
+import type { Principal } from '../auth/principal.js';
 
-export async function receivePackage(ctx: SchedulerContext, chunks: AsyncIterable<PushPackageChunk__Output>): Promise<PackageVersion> {
+export async function receivePackage(ctx: SchedulerContext, chunks: AsyncIterable<PushPackageChunk__Output>, caller: Principal): Promise<PackageVersion> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'trainyard-push-'));
   try {
     const file = path.join(dir, 'package.zip');
@@ -24,6 +25,7 @@ export async function receivePackage(ctx: SchedulerContext, chunks: AsyncIterabl
         if (chunk.part === 'header') {
           if (header) throw invalid('package push: the header must come once, first');
           header = { name: chunk.header!.name, description: chunk.header!.description };
+          await pushProject(ctx, caller, header.name); // refused before a byte is buffered
         } else if (chunk.part === 'data') {
           if (!header) throw invalid('package push: the first message must be the header');
           bytes += chunk.data!.length;
@@ -39,7 +41,7 @@ export async function receivePackage(ctx: SchedulerContext, chunks: AsyncIterabl
     }
     if (out.errored) throw out.errored;
     if (!header) throw invalid('package push: no header received');
-    return await registerUploadedPackage(ctx, { name: header.name, description: header.description, file });
+    return await registerUploadedPackage(ctx, { name: header.name, description: header.description, file, caller });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

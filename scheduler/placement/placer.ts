@@ -15,7 +15,7 @@ import type { RunTransitions } from '../runs/transitions.js';
 import { Invariants } from '../invariants.js';
 import { RunStatus } from '../../shared/run-states.js';
 import type { Subjects } from '../../shared/subjects.js';
-import { dispatchFor } from '../runs/dispatch.js';
+import { doorbellFor } from '../runs/dispatch.js';
 import { loseSilent, markUnresponsive } from '../agents/status.js';
 
 const LEADER_LOCK = 7_246_002; // "trainyard placer"
@@ -165,7 +165,7 @@ export class Placer {
     const { placed, failed } = await transitions.assign(chosen);
     for (const p of placed) {
       try {
-        this.deps.nats.publish(this.deps.subjects.dispatch(p.agent!), JSON.stringify(dispatchFor(p, this.deps.bucket)));
+        this.deps.nats.publish(this.deps.subjects.dispatch(p.agent!), JSON.stringify(doorbellFor(p)));
       } catch (err) {
         // Not sent (NATS closed, or a message over its size limit): the ack deadline requeues this run
         // alone; the rest of the pass goes on.

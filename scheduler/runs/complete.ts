@@ -16,30 +16,31 @@ import type { FinishAttemptRequest__Output, FinishAttemptResponse } from '../../
 
 const stale = (id: string) => new TrainyardError(ErrorCodes.StaleLease, `run ${id}: this attempt is no longer current`);
 
-export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptRequest__Output): Promise<FinishAttemptResponse> {
+/** `agent`: the authenticated caller; every transition below is guarded by it as well as by the lease. */
+export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptRequest__Output, agent: string): Promise<FinishAttemptResponse> {
   const { runs } = ctx;
   const outcome = req.outcome as AttemptOutcome;
   let changed: Changed | null = null;
   let outputVersion = '';
   switch (outcome) {
     case AttemptOutcome.Succeeded: {
-      const r = await commitSuccess(ctx, req);
+      const r = await commitSuccess(ctx, req, agent);
       changed = r.changed;
       outputVersion = r.version;
       break;
     }
     case AttemptOutcome.Failed:
     case AttemptOutcome.PackagingFailed:
-      changed = await runs.endAttempt(req.run_id, req.lease, RunStatus.Failed, req.reason || 'failed');
+      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Failed, req.reason || 'failed');
       break;
     case AttemptOutcome.TimedOut:
-      changed = await runs.endAttempt(req.run_id, req.lease, RunStatus.Failed, 'timed out');
+      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Failed, 'timed out');
       break;
     case AttemptOutcome.Killed:
-      changed = await runs.endAttempt(req.run_id, req.lease, RunStatus.Killed, req.reason || 'killed');
+      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Killed, req.reason || 'killed');
       break;
     case AttemptOutcome.HandedBack:
-      changed = await runs.requeue(req.run_id, req.lease, req.reason || 'handed back by its agent', false);
+      changed = await runs.requeue(req.run_id, req.lease, req.reason || 'handed back by its agent', false, agent);
       break;
     default:
       outcome satisfies never;
@@ -47,9 +48,9 @@ export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptReq
   }
   if (changed) return { status: changed.status, output_version: outputVersion };
   // Nothing changed: a retry of a report that already landed, or a stale attempt.
-  const run = await ctx.db.selectFrom('runs').select(['status', 'lease', 'output_major', 'output_minor', 'agent']).where('id', '=', req.run_id).executeTakeFirst();
+  const run = await ctx.db.selectFrom('runs').select(['status', 'lease', 'output_major', 'output_minor', 'agent', 'last_agent']).where('id', '=', req.run_id).executeTakeFirst();
   if (!run) throw notFound(`run ${req.run_id} not found`);
-  if (run.lease === req.lease && run.agent === null && run.status !== RunStatus.Waiting) {
+  if (run.lease === req.lease && run.agent === null && run.last_agent === agent && run.status !== RunStatus.Waiting) {
     const v = run.output_major !== null ? formatVersion({ major: run.output_major, minor: run.output_minor! }) : '';
     return { status: run.status, output_version: v };
   }
@@ -59,15 +60,15 @@ export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptReq
 const SHA256 = /^[0-9a-f]{64}$/;
 const MAX_VERSION_RACES = 20;
 
-async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__Output): Promise<{ changed: Changed | null; version: string }> {
+async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__Output, agent: string): Promise<{ changed: Changed | null; version: string }> {
   const { db, minio, settings, storageRetry, runs } = ctx;
   const run = await db.selectFrom('runs').selectAll().where('id', '=', req.run_id).executeTakeFirst();
   if (!run) throw notFound(`run ${req.run_id} not found`);
-  if (run.lease !== req.lease || run.agent === null || run.status !== RunStatus.Running) return { changed: null, version: '' };
-  const fail = async (reason: string) => ({ changed: await runs.endAttempt(run.id, req.lease, RunStatus.Failed, reason), version: '' });
+  if (run.lease !== req.lease || run.agent !== agent || run.status !== RunStatus.Running) return { changed: null, version: '' };
+  const fail = async (reason: string) => ({ changed: await runs.endAttempt(run.id, req.lease, agent, RunStatus.Failed, reason), version: '' });
   // A kill the scheduler accepted wins over a success that arrives after it: the user was told it is
   // being killed, so it ends Killed and registers nothing.
-  const killed = async () => ({ changed: await runs.endAttempt(run.id, req.lease, RunStatus.Killed, 'killed'), version: '' });
+  const killed = async () => ({ changed: await runs.endAttempt(run.id, req.lease, agent, RunStatus.Killed, 'killed'), version: '' });
   if (run.kill_requested) return killed();
   // The agent hashes the zip it uploaded; the digest is what `package versions` shows and what a later
   // download is checked against, so a report without a real one is refused rather than guessed.
@@ -107,7 +108,7 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
     await withStorageRetry(`upload ${prefix}${outputNames.results}`,
       () => minio.putObject(settings.bucket, prefix + outputNames.results, body, body.length, { 'Content-Type': 'application/json' }), storageRetry);
     try {
-      const changed = await runs.succeed(run.id, req.lease, {
+      const changed = await runs.succeed(run.id, req.lease, agent, {
         package: run.package, major: run.package_major, minor, trainedMajor: run.package_major, trainedMinor: run.package_minor,
         objectKey: prefix + outputNames.package, sizeBytes: size, sha256: req.package_sha256, results,
       });

@@ -10,6 +10,21 @@ import { watchRun } from '../watch.js';
 
 const PAGE = 1000;
 
+/**
+ * The longest log line stored, in UTF-16 units (as the agent cuts them, agent/lines.ts): a longer one, from
+ * an agent that does not cut or from anyone else, is cut here and says so.
+ */
+export const MAX_LOG_LINE_CHARS = 16 * 1024;
+
+export function capLogLine(text: string): string {
+  if (text.length <= MAX_LOG_LINE_CHARS) return text;
+  // Not between the halves of a surrogate pair.
+  let end = MAX_LOG_LINE_CHARS;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${text.slice(0, end)} [trainyard: line cut, ${text.length - end} more characters]`;
+}
+
 export interface LogPosition { attempt: number; seq: number }
 
 export interface StreamLogsOptions {
@@ -69,10 +84,13 @@ export async function* streamLogs(ctx: SchedulerContext, o: StreamLogsOptions, s
  * (run, attempt, seq). Lines past the per-attempt cap are dropped; the one just past it becomes a marker.
  * `stop` tells the attempt to end (killed, or no longer placed).
  */
-export async function appendLogs(ctx: SchedulerContext, req: AppendLogsRequest__Output): Promise<AppendLogsResponse> {
+export async function appendLogs(ctx: SchedulerContext, req: AppendLogsRequest__Output, agent: string): Promise<AppendLogsResponse> {
   const { db } = ctx;
-  const run = await db.selectFrom('runs').select(['lease', 'agent', 'attempt', 'kill_requested']).where('id', '=', req.run_id).executeTakeFirst();
+  const run = await db.selectFrom('runs').select(['lease', 'agent', 'attempt', 'kill_requested', 'status']).where('id', '=', req.run_id).executeTakeFirst();
   if (!run || run.lease !== Number(req.lease)) return { acked_seq: 0, stop: true };
+  // Only the agent holding the attempt writes its lines, and only while the run lives: an ended run's log
+  // is final. (The end report may come just after the last batch, so an agent flushes before it reports.)
+  if (run.agent !== agent || isTerminal(run.status)) return { acked_seq: 0, stop: true };
   const cap = ctx.settings.maxLogLinesPerAttempt;
   const lines = (req.lines ?? []).filter((l) => l.seq > 0 && l.seq <= cap + 1).map((l) => ({
     run_id: req.run_id,
@@ -80,7 +98,7 @@ export async function appendLogs(ctx: SchedulerContext, req: AppendLogsRequest__
     seq: l.seq,
     stream: l.seq === cap + 1 ? 'system' : l.stream || 'stdout',
     // Postgres text cannot hold NUL; the agent already replaced invalid UTF-8.
-    text: l.seq === cap + 1 ? `[trainyard: log truncated after ${cap} lines]` : l.text.replaceAll('\0', '\uFFFD'),
+    text: l.seq === cap + 1 ? `[trainyard: log truncated after ${cap} lines]` : capLogLine(l.text.replaceAll('\0', '\uFFFD')),
     at: l.at ? new Date(l.at) : new Date(),
   }));
   let acked = 0;

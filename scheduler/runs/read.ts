@@ -2,6 +2,8 @@
 import type { SchedulerContext } from '../context.js';
 import type { Run } from '../../shared/proto.js';
 import { notFound } from '../../shared/errors.js';
+import type { Principal } from '../auth/principal.js';
+import { authorize, type Action } from '../auth/policy.js';
 import { RunStatus, isTerminal } from '../../shared/run-states.js';
 import { runToProto } from './to-proto.js';
 import { watchRun } from '../watch.js';
@@ -12,10 +14,18 @@ export async function getRun(ctx: SchedulerContext, id: string): Promise<Run> {
   return runToProto(r);
 }
 
-/** Newest first; `limit` 0 means 50, at most 1000. */
-export async function listRuns(ctx: SchedulerContext, o: { status: string; limit: number }): Promise<Run[]> {
+/** Throws unless the caller may do `action` on the run's project (NOT_FOUND when there is no such run). */
+export async function authorizeRun(ctx: SchedulerContext, caller: Principal, id: string, action: Action): Promise<void> {
+  const r = await ctx.db.selectFrom('runs').select('project').where('id', '=', id).executeTakeFirst();
+  if (!r) throw notFound(`run ${id} not found`);
+  authorize(caller, action, r.project);
+}
+
+/** Newest first; `limit` 0 means 50, at most 1000; `project` null means every project's. */
+export async function listRuns(ctx: SchedulerContext, o: { status: string; limit: number; project?: string | null }): Promise<Run[]> {
   let q = ctx.db.selectFrom('runs').selectAll().orderBy('created_at', 'desc').limit(Math.min(Math.max(o.limit || 50, 1), 1000));
   if (o.status) q = q.where('status', '=', o.status as RunStatus);
+  if (o.project != null) q = q.where('project', '=', o.project);
   return (await q.execute()).map(runToProto);
 }
 

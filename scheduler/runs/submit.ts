@@ -10,11 +10,18 @@ import { keys, withStorageRetry } from '../../shared/storage.js';
 import { describeRequest, type Request } from '../placement/fleet.js';
 import { sql } from 'kysely';
 import { RunStatus } from '../../shared/run-states.js';
+import type { Principal } from '../auth/principal.js';
+import { Actions, allowed, authorize } from '../auth/policy.js';
+
+const denied = (message: string) => new TrainyardError(ErrorCodes.PermissionDenied, message);
 
 const newRunId = customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 14);
 
-export async function submitRun(ctx: SchedulerContext, req: SubmitRunRequest__Output): Promise<string> {
+export async function submitRun(ctx: SchedulerContext, req: SubmitRunRequest__Output, caller: Principal): Promise<string> {
   const { db, settings } = ctx;
+  // The run's project defaults to the token's; anything else must be one the token may submit to.
+  const project = req.project ? checkName('project', req.project) : caller.kind === 'user' ? caller.project : 'default';
+  authorize(caller, Actions.SubmitRun, project);
   if (req.idempotency_key) {
     const existing = await db.selectFrom('runs').select('id').where('idempotency_key', '=', req.idempotency_key).executeTakeFirst();
     if (existing) return existing.id;
@@ -35,7 +42,16 @@ export async function submitRun(ctx: SchedulerContext, req: SubmitRunRequest__Ou
   if (request.cpus < 0 || request.memoryMb < 0 || request.gpuMemoryMb < 0) throw invalid('resources must not be negative');
   if (req.timeout_seconds < 0) throw invalid(`timeout_seconds must be 0 (none) or positive, got ${req.timeout_seconds}`);
   if (req.max_attempts < 0 || req.max_attempts > 20) throw invalid(`max_attempts must be 0 (default) to 20, got ${req.max_attempts}`);
-  const project = req.project ? checkName('project', req.project) : 'default';
+  const limits = await db.selectFrom('project_limits').select('max_priority').where('project', '=', project).executeTakeFirst();
+  if (limits?.max_priority != null && req.priority > limits.max_priority) {
+    throw denied(`priority ${req.priority} is above project "${project}"'s cap of ${limits.max_priority} (trainyard projects set ${project} --max-priority N)`);
+  }
+  // A member runs with its own project's packages and datasets only (an admin, who acts on every
+  // project, may run one project's package in another's run).
+  const owners = await db.selectFrom('packages').select('project').where('name', '=', pkg).executeTakeFirst();
+  if (owners && owners.project !== project && !allowed(caller, Actions.ReadPackage, owners.project)) {
+    throw denied(`package "${pkg}" belongs to project "${owners.project}", not "${project}"`);
+  }
 
   const versions = await db.selectFrom('package_versions').select(['major', 'minor', 'object_key'])
     .where('package', '=', pkg).orderBy('major', 'desc').orderBy('minor', 'desc').execute();
@@ -50,8 +66,9 @@ export async function submitRun(ctx: SchedulerContext, req: SubmitRunRequest__Ou
     version = found;
   }
 
-  const dataset = await db.selectFrom('datasets').select('name').where('name', '=', ds.name).executeTakeFirst();
+  const dataset = await db.selectFrom('datasets').select(['name', 'project']).where('name', '=', ds.name).executeTakeFirst();
   if (!dataset) throw notFound(`dataset "${ds.name}" not found (push it with: trainyard dataset push DIR --name ${ds.name})`);
+  if (dataset.project !== project && !allowed(caller, Actions.ReadDataset, dataset.project)) throw denied(`dataset "${ds.name}" belongs to project "${dataset.project}", not "${project}"`);
   if (ds.sub) {
     const prefix = keys.datasetPrefix(ds.name, ds.sub);
     const hasFile = await withStorageRetry(`list ${prefix}`, async () => {

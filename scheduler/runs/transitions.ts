@@ -3,9 +3,10 @@
 // statement (as graphile-worker's completeJobs/failJobs do), so they commit together or not at all — a
 // scheduler killed at any instant can never leave a lease whose run no longer holds the GPU.
 //
-// Each guard names the state it expects (and, for an agent's attempt, the fencing token `lease`), so a
-// transition that lost a race, or comes from a stale attempt, changes nothing and says so by returning
-// null. The states in SQL come from the one RunStatus list (shared/run-states.ts), never from literals.
+// Each guard names the state it expects (and, for an agent's attempt, the fencing token `lease` and the
+// authenticated agent that reports: `agent = $caller`, so a lease alone is worth nothing to another agent),
+// so a transition that lost a race, comes from a stale attempt or from the wrong agent, changes nothing and
+// says so by returning null. The states in SQL come from the one RunStatus list (shared/run-states.ts), never from literals.
 // Every change goes through one hook (the scheduler logs it and rings the doorbells), after it committed.
 //
 //   Scheduled ──place──▶ Scheduled(agent) ──▶ Packaging ──▶ Running ──▶ Successful
@@ -147,23 +148,23 @@ export class RunTransitions {
   }
 
   /** The agent has the dispatch (first report about the attempt). Not a status change: no event. */
-  async acknowledge(runId: string, lease: number): Promise<boolean> {
+  async acknowledge(runId: string, lease: number, agent: string): Promise<boolean> {
     const r = await sql`UPDATE runs SET acked_at = coalesce(acked_at, now())
-      WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status IN ${PLACED} RETURNING id`.execute(this.db);
+      WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status IN ${PLACED} RETURNING id`.execute(this.db);
     return r.rows.length > 0;
   }
 
-  async startPackaging(runId: string, lease: number): Promise<Changed | null> {
+  async startPackaging(runId: string, lease: number, agent: string): Promise<Changed | null> {
     return this.#one(await apply(this.db, sql`
       UPDATE runs SET status = ${st(RunStatus.Packaging)}, packaging_at = now(), acked_at = coalesce(acked_at, now())
-      WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status = ${st(RunStatus.Scheduled)}
+      WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status = ${st(RunStatus.Scheduled)}
       ${RETURNING}, 'building the environment' AS detail`, false, false));
   }
 
-  async startRunning(runId: string, lease: number): Promise<Changed | null> {
+  async startRunning(runId: string, lease: number, agent: string): Promise<Changed | null> {
     return this.#one(await apply(this.db, sql`
       UPDATE runs SET status = ${st(RunStatus.Running)}, running_at = now()
-      WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status = ${st(RunStatus.Packaging)}
+      WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status = ${st(RunStatus.Packaging)}
       ${RETURNING}, 'train.py started' AS detail`, false, false));
   }
 
@@ -174,7 +175,7 @@ export class RunTransitions {
    * back (the caller reads again and retries). Storage I/O stays outside: _results.json is written first.
    * A run whose kill was accepted never succeeds: the guard refuses, and the caller ends it Killed.
    */
-  async succeed(runId: string, lease: number, v: {
+  async succeed(runId: string, lease: number, agent: string, v: {
     package: string; major: number; minor: number; trainedMajor: number; trainedMinor: number;
     objectKey: string; sizeBytes: number; sha256: string; results: unknown;
   }): Promise<Changed | null> {
@@ -182,7 +183,7 @@ export class RunTransitions {
       WITH r AS (
         UPDATE runs SET status = ${st(RunStatus.Successful)}, ended_at = now(), output_major = ${v.major}, output_minor = ${v.minor},
           results = ${JSON.stringify(v.results)}::json, agent = NULL, status_detail = ''
-        WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status = ${st(RunStatus.Running)} AND NOT kill_requested
+        WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status = ${st(RunStatus.Running)} AND NOT kill_requested
         ${RETURNING}, ${`registered version ${v.major}.${v.minor}`}::text AS detail),
       v AS (
         INSERT INTO package_versions (package, major, minor, source, run_id, trained_major, trained_minor, object_key, size_bytes, sha256)
@@ -194,10 +195,10 @@ export class RunTransitions {
   }
 
   /** An attempt ends badly: Failed (or Killed), whatever placed state it was in. */
-  async endAttempt(runId: string, lease: number, status: typeof RunStatus.Failed | typeof RunStatus.Killed, reason: string): Promise<Changed | null> {
+  async endAttempt(runId: string, lease: number, agent: string, status: typeof RunStatus.Failed | typeof RunStatus.Killed, reason: string): Promise<Changed | null> {
     return this.#one(await apply(this.db, sql`
       UPDATE runs SET status = ${st(status)}, ended_at = now(), failure_reason = ${reason}, agent = NULL, status_detail = ''
-      WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status IN ${PLACED}
+      WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status IN ${PLACED}
       ${RETURNING}, ${reason}::text AS detail`, true, true));
   }
 
@@ -241,8 +242,9 @@ export class RunTransitions {
    * An attempt is taken back from its agent: the agent was lost, never acknowledged the dispatch, or handed
    * the run back while draining. The run queues again for a new attempt, unless a kill was asked (Killed) or
    * the agent-loss budget is spent (Failed). `countsAsLoss` is false for a dispatch the agent never took.
+   * `byAgent`: the agent handing it back (guarded like its other reports); null when the scheduler decides.
    */
-  async requeue(runId: string, lease: number, reason: string, countsAsLoss: boolean): Promise<Changed | null> {
+  async requeue(runId: string, lease: number, reason: string, countsAsLoss: boolean, byAgent: string | null = null): Promise<Changed | null> {
     const loss = countsAsLoss ? 1 : 0;
     const spent = sql`lost_attempts + ${loss} >= max_attempts`;
     return this.#one(await apply(this.db, sql`
@@ -258,6 +260,7 @@ export class RunTransitions {
                              ELSE ${reason} END,
         agent = NULL, gpu_indices = '{}', acked_at = NULL
       WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status IN ${PLACED}
+        ${byAgent === null ? sql`` : sql`AND agent = ${byAgent}`}
       ${RETURNING}, CASE WHEN runs.status = ${st(RunStatus.Failed)} THEN ${reason} || ' (' || runs.status_detail || ')'
                          WHEN runs.status = ${st(RunStatus.Killed)} THEN 'killed' ELSE ${reason}::text END AS detail`, true, true));
   }

@@ -2,7 +2,6 @@
 import t from 'tap';
 import { Stack } from '../helpers/stack.js';
 import { Gate, pushGated, submitGated, waitForAttempt } from '../helpers/packages.js';
-import { Api } from '../../cli/client.js';
 
 t.test('two schedulers, many concurrent submissions: each run dispatched exactly once', async (t) => {
   const s = await Stack.create(t, { agents: [] });
@@ -14,7 +13,7 @@ t.test('two schedulers, many concurrent submissions: each run dispatched exactly
   await pushGated(s);
   const gate = new Gate();
   gate.open();
-  const apis = [new Api(first), new Api(second)];
+  const apis = [s.api(undefined, first), s.api(undefined, second)];
   t.teardown(() => apis.forEach((a) => a.close()));
   const n = 40;
   const submitted = await Promise.all(Array.from({ length: n }, (_, i) => apis[i % 2]!.submitRun({

@@ -32,7 +32,7 @@ async function read(api: Api, req: { run_id: string; after_attempt?: number; aft
 t.test('StreamLogs from a position returns exactly the lines after it, across attempts', async (t) => {
   const s = await Stack.create(t, { agents: [] });
   const id = await queuedRunWithLines(s, [3, 4]);
-  const api = new Api(s.schedulerAddress);
+  const api = s.api();
   t.teardown(() => api.close());
   const all = ['1:1 a1 line 1', '1:2 a1 line 2', '1:3 a1 line 3', '2:1 a2 line 1', '2:2 a2 line 2', '2:3 a2 line 3', '2:4 a2 line 4'];
 

@@ -15,38 +15,52 @@ export class FakeAgent {
   #waiters: ((d: FakeDispatch) => void)[] = [];
   #beat: NodeJS.Timeout | null = null;
   session = 0;
+  /** The credential the scheduler issued at Register (with the stack's join token). */
+  credential = '';
+  /** Resolves once Register returned the credential: a doorbell may ring before that, and claims with it. */
+  #registered: () => void = () => {};
+  readonly #ready = new Promise<void>((resolve) => { this.#registered = resolve; });
+  /** What its calls present; `call(..., { auth })` presents something else (or nothing) for one call. */
+  get auth(): Record<string, string> { return { 'trainyard-agent': this.name, authorization: `Bearer ${this.credential}` }; }
 
   private constructor(readonly name: string, readonly client: AgentLinkClient, readonly nc: NatsConnection) {}
 
   static async start(s: Stack, name: string, o: { cpus?: number; gpus?: number } = {}): Promise<FakeAgent> {
     const proto = loadProto();
     const client = new proto.trainyard.v1.AgentLink(s.schedulerAddress, grpc.credentials.createInsecure(), channelOptions);
-    const nc = await connect({ servers: s.natsUrl });
+    const nc = await connect(s.natsOptions('agent'));
     const a = new FakeAgent(name, client, nc);
     nc.subscribe(`${s.prefix}.agent.${name}.dispatch`, {
       callback: (err, msg) => {
         if (err) return;
-        const d = JSON.parse(new TextDecoder().decode(msg.data)) as FakeDispatch;
-        d.lease = Number(d.lease);
-        a.dispatches.push(d);
-        for (const w of a.#waiters.splice(0)) w(d);
+        // NATS rings the doorbell; the details (and the ack) come from ClaimAttempt, as for a real agent.
+        const bell = JSON.parse(new TextDecoder().decode(msg.data)) as { run_id: string; attempt: number };
+        a.#ready.then(() => a.call<FakeDispatch>('ClaimAttempt', { agent: name, run_id: bell.run_id, attempt: bell.attempt })).then((d) => {
+          d.lease = Number(d.lease);
+          a.dispatches.push(d);
+          for (const w of a.#waiters.splice(0)) w(d);
+        }, () => {});
       },
     });
     await nc.flush();
-    const res = await a.call<{ session: number }>('Register', {
+    const res = await a.call<{ session: number; credential: string }>('Register', {
       name, hostname: 'fake', cpus: o.cpus ?? 4, memory_mb: 4096, labels: {}, version: 'test', held: [],
       identity: randomBytes(16).toString('hex'),
       gpus: Array.from({ length: o.gpus ?? 0 }, (_, i) => ({ index: i, uuid: `GPU-fake-${i}`, name: 'NVIDIA H100 80GB HBM3', memory_mb: 81559, run_id: '' })),
-    });
+    }, { auth: { 'trainyard-agent': name, authorization: `Bearer ${s.joinToken}` } });
     a.session = Number(res.session);
+    a.credential = res.credential;
+    a.#registered();
     a.#beat = setInterval(() => { a.call('Heartbeat', { name, session: a.session, held: [], draining: false, leaving: false }).catch(() => {}); }, 300);
     return a;
   }
 
-  call<T = Record<string, unknown>>(method: string, req: Record<string, unknown>): Promise<T> {
+  call<T = Record<string, unknown>>(method: string, req: Record<string, unknown>, o: { auth?: Record<string, string> } = {}): Promise<T> {
+    const md = new grpc.Metadata();
+    for (const [k, v] of Object.entries(o.auth ?? this.auth)) md.set(k, v);
     return new Promise((resolve, reject) => {
-      const fn = (this.client as unknown as Record<string, (r: unknown, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: T) => void) => void>)[method]!;
-      fn.call(this.client, req, { deadline: Date.now() + 30_000 }, (err, res) => (err ? reject(err) : resolve(res as T)));
+      const fn = (this.client as unknown as Record<string, (r: unknown, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: T) => void) => void>)[method]!;
+      fn.call(this.client, req, md, { deadline: Date.now() + 30_000 }, (err, res) => (err ? reject(err) : resolve(res as T)));
     });
   }
 

@@ -2,7 +2,7 @@
 // subject prefix, a scheduler and agents as real processes, and the CLI run as a user would run it.
 // Everything is torn down when the test file ends, and teardown checks that no process was left behind.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, createWriteStream, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { projectRoot } from '../../shared/proto.js';
@@ -11,6 +11,8 @@ import pg from 'pg';
 import * as Minio from 'minio';
 import type { Test } from 'tap';
 import net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { Api } from '../../cli/client.js';
 
 // Found by walking up to proto/, so this works from test/ (tap) and from dist/ (the soak test).
 export const root = projectRoot();
@@ -19,6 +21,13 @@ const id = customAlphabet('abcdefghijklmnopqrstuvwxyz0123456789', 10);
 const adminUrl = process.env.TRAINYARD_TEST_DATABASE_URL ?? 'postgres://trainyard:trainyard@127.0.0.1:5432/trainyard';
 export const minioEndpoint = process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000';
 const natsUrl = process.env.TRAINYARD_NATS_URL ?? 'nats://127.0.0.1:4222';
+/** NATS users of the shared server (scripts/test.sh exports them from services.sh's nats-users.env). */
+export interface NatsUser { user: string; password: string }
+const sharedNatsUsers = (): { scheduler: NatsUser | null; agent: NatsUser | null } => {
+  const e = process.env;
+  const u = (user?: string, password?: string) => (user ? { user, password: password ?? '' } : null);
+  return { scheduler: u(e.TRAINYARD_NATS_SCHEDULER_USER, e.TRAINYARD_NATS_SCHEDULER_PASSWORD), agent: u(e.TRAINYARD_NATS_AGENT_USER, e.TRAINYARD_NATS_AGENT_PASSWORD) };
+};
 // Venvs are shared across test files: the same requirements build once per machine.
 const venvDir = path.join(os.homedir(), '.cache', 'trainyard', 'test-venvs');
 
@@ -179,6 +188,13 @@ export class Stack {
   readonly dbName = this.prefix;
   readonly bucket = `ty-${this.prefix.slice(2)}`;
   readonly dir = mkdtempSync(path.join(os.tmpdir(), 'trainyard-test-'));
+  /**
+   * The stack's own token file (TRAINYARD_TOKEN_FILE for every daemon and CLI it starts): its first
+   * scheduler writes the bootstrap admin token there, so the CLI in tests acts as admin unless told otherwise.
+   */
+  readonly tokenFile = path.join(this.dir, 'config', 'token');
+  /** A join token its agents register with (made once the first scheduler is up). */
+  joinToken = '';
   databaseUrl = '';
   schedulerAddress = '';
   readonly daemons: Daemon[] = [];
@@ -199,6 +215,18 @@ export class Stack {
   }
 
   natsUrl = natsUrl;
+  /** Which NATS user schedulers and agents connect as (null: anonymous, for a server without users). */
+  natsUsers = sharedNatsUsers();
+  /** TRAINYARD_NATS_USER/_PASSWORD for a daemon of this role. */
+  natsEnv(role: 'scheduler' | 'agent'): Record<string, string> {
+    const u = this.natsUsers[role];
+    return u ? { TRAINYARD_NATS_USER: u.user, TRAINYARD_NATS_PASSWORD: u.password } : {};
+  }
+  /** nats.js connect options as that role (tests that talk to NATS themselves). */
+  natsOptions(role: 'scheduler' | 'agent'): { servers: string; user?: string; pass?: string } {
+    const u = this.natsUsers[role];
+    return u ? { servers: this.natsUrl, user: u.user, pass: u.password } : { servers: this.natsUrl };
+  }
   minioEndpoint = minioEndpoint;
   natsPort = 0;
   minioPort = 0;
@@ -238,7 +266,7 @@ export class Stack {
       PATH: process.env.PATH, HOME: process.env.HOME, LANG: 'C.UTF-8',
       TRAINYARD_DATABASE_URL: this.databaseUrl, TRAINYARD_BUCKET: this.bucket, TRAINYARD_SUBJECT_PREFIX: this.prefix,
       TRAINYARD_NATS_URL: this.natsUrl, TRAINYARD_MINIO_ENDPOINT: this.minioEndpoint, TRAINYARD_SCHEDULER: this.schedulerAddress,
-      TRAINYARD_LOG_LEVEL: 'debug', NO_COLOR: '1',
+      TRAINYARD_LOG_LEVEL: 'debug', NO_COLOR: '1', TRAINYARD_TOKEN_FILE: this.tokenFile,
       ...extra,
     };
   }
@@ -246,7 +274,19 @@ export class Stack {
   async startNats(): Promise<Daemon> {
     const dir = path.join(this.dir, 'nats');
     mkdirSync(dir, { recursive: true });
-    const child = spawn('nats-server', ['-js', '-a', this.host, '-p', String(this.natsPort), '-sd', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // The same users and permissions as scripts/services.sh gives the shared server, with passwords of its own.
+    // Made once per stack: a restarted server (outages.test.ts) takes back the daemons already connected.
+    const conf = path.join(this.dir, 'nats.conf');
+    if (!existsSync(conf)) {
+      const scheduler = { user: 'trainyard-scheduler', password: randomBytes(18).toString('hex') };
+      const agent = { user: 'trainyard-agent', password: randomBytes(18).toString('hex') };
+      this.natsUsers = { scheduler, agent };
+      writeFileSync(conf, `listen: "${this.host}:${this.natsPort}"\njetstream { store_dir: ${JSON.stringify(dir)} }\nauthorization { users = [
+  { user: "${scheduler.user}", password: "${scheduler.password}", permissions: { publish: { allow: [">"] }, subscribe: { allow: ["*.kick", "*.run.*", "_INBOX.>"] } } }
+  { user: "${agent.user}", password: "${agent.password}", permissions: { publish: { deny: [">"] }, subscribe: { allow: ["*.agent.*.dispatch", "*.agent.*.control"] } } }
+] }\n`, { mode: 0o600 });
+    }
+    const child = spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.nats = new Daemon('nats', child, path.join(this.dir, 'nats.log'));
     this.daemons.push(this.nats);
     await waitForPort(this.natsPort, 20_000, this.host);
@@ -273,12 +313,16 @@ export class Stack {
   async startScheduler(extra: Record<string, string> = {}, listen = `${this.host}:0`): Promise<Daemon> {
     const n = this.daemons.filter((d) => d.name.startsWith('scheduler')).length + 1;
     const child = spawn(process.execPath, [bin, 'scheduler', '--listen', listen], {
-      env: this.env({ TRAINYARD_HEARTBEAT_INTERVAL_MS: '500', TRAINYARD_AGENT_LOST_AFTER_MS: '4000', ...extra }), stdio: ['ignore', 'pipe', 'pipe'],
+      env: this.env({ ...this.natsEnv('scheduler'), TRAINYARD_HEARTBEAT_INTERVAL_MS: '500', TRAINYARD_AGENT_LOST_AFTER_MS: '4000', ...extra }), stdio: ['ignore', 'pipe', 'pipe'],
     });
     const d = new Daemon(`scheduler${n}`, child, path.join(this.dir, `scheduler${n}.log`));
     this.daemons.push(d);
     const line = await d.waitFor((l) => l.msg === 'listening', 30_000);
     if (!this.schedulerAddress) this.schedulerAddress = String(line.address);
+    if (!this.joinToken) {
+      const api = this.api();
+      try { this.joinToken = (await api.createJoinToken({ name: 'test agents', expires_in_seconds: 86_400 })).token; } finally { api.close(); }
+    }
     return d;
   }
 
@@ -290,6 +334,8 @@ export class Stack {
       TRAINYARD_NVIDIA_SMI: path.join(root, 'test', 'fixtures', 'bin', 'nvidia-smi'),
       FAKE_NVIDIA_SMI_GPUS: (o.gpus ?? []).join(';'),
       TRAINYARD_LABELS: o.labels ?? '', TRAINYARD_CPUS: String(o.cpus ?? 4), TRAINYARD_KILL_GRACE_MS: String(o.killGraceMs ?? 2000),
+      ...this.natsEnv('agent'),
+      TRAINYARD_JOIN_TOKEN: this.joinToken,
       ...o.env,
     });
     // In a namespace, `ip netns exec` execs node in place, so signals still reach the agent itself.
@@ -301,6 +347,12 @@ export class Stack {
     if (o.waitForRegistered !== false) await d.waitFor((l) => l.msg === 'registered', 30_000);
     return d;
   }
+
+  /** The bootstrap admin token its first scheduler wrote. */
+  get adminToken(): string { return readFileSync(this.tokenFile, 'utf8').trim(); }
+
+  /** An in-process client of this stack's scheduler, calling with `token` (default: the admin token). */
+  api(token = this.adminToken, address = this.schedulerAddress): Api { return new Api(address, { token }); }
 
   /** Runs the CLI against this stack's scheduler. */
   cli(args: string[], o: { timeoutMs?: number } = {}): Promise<CliResult> {

@@ -47,10 +47,12 @@ t.test('each transition writes its event and lease change with it', async (t) =>
   const { placed } = await runs.assign([{ id: id!, agent: 'a', gpuIndices: [0] }]);
   const lease = Number(placed[0]!.lease);
   t.equal((await db.selectFrom('gpu_leases').selectAll().execute()).length, 1, 'placing leases the GPU');
-  t.ok(await runs.startPackaging(id!, lease), 'Packaging');
-  t.equal(await runs.startPackaging(id!, lease + 1), null, 'a stale lease changes nothing');
-  t.ok(await runs.startRunning(id!, lease), 'Running');
-  const ended = await runs.endAttempt(id!, lease, 'Failed', 'boom');
+  t.equal(await runs.startPackaging(id!, lease, 'b'), null, 'another agent with the right lease changes nothing');
+  t.ok(await runs.startPackaging(id!, lease, 'a'), 'Packaging');
+  t.equal(await runs.startPackaging(id!, lease + 1, 'a'), null, 'a stale lease changes nothing');
+  t.ok(await runs.startRunning(id!, lease, 'a'), 'Running');
+  t.equal(await runs.endAttempt(id!, lease, 'b', 'Failed', 'boom'), null, 'nor can another agent end it');
+  const ended = await runs.endAttempt(id!, lease, 'a', 'Failed', 'boom');
   t.equal(ended?.status, 'Failed', 'Failed');
   t.equal(ended?.agent, 'a', 'the change names the agent that held it');
   t.same(await db.selectFrom('gpu_leases').selectAll().execute(), [], 'the lease went with the transition');

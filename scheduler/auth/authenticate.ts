@@ -1,0 +1,55 @@
+// Credentials from gRPC metadata to a Principal: client tokens (`authorization: Bearer tyt_…`) and agent
+// credentials (`authorization: Bearer tya_…` with `trainyard-agent: NAME`). Only scheduler/grpc/handlers.ts
+// calls these, once per call, before any handler runs.
+import type { Metadata } from '@grpc/grpc-js';
+import type { Db } from '../db/database.js';
+import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
+import { verifyToken, type TokenVerifier } from './tokens.js';
+import { matchesHash, tokenId } from './secrets.js';
+import type { Principal } from './principal.js';
+
+import { AGENT_NAME_HEADER as AGENT_HEADER } from '../../shared/call-auth.js';
+const unauthenticated = (message: string) => new TrainyardError(ErrorCodes.Unauthenticated, message);
+
+function bearer(md: Metadata): string | null {
+  const v = md.get('authorization')[0];
+  if (typeof v !== 'string') return null;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(v);
+  return m ? m[1]! : null;
+}
+
+/** A client call: a live admin, member or reader token. */
+export async function authenticateClient(tokens: TokenVerifier, md: Metadata): Promise<Principal> {
+  const token = bearer(md);
+  if (!token) throw unauthenticated('no token: every call needs `authorization: Bearer <token>`');
+  const row = await tokens.verify(token);
+  if (row.role === 'join') throw unauthenticated(`token ${row.id} is an agent join token; it cannot make client calls`);
+  return { kind: 'user', tokenId: row.id, role: row.role, project: row.project };
+}
+
+/** An agent call: the agent's name and the credential the scheduler issued to it. */
+export async function authenticateAgent(db: Db, md: Metadata): Promise<Principal> {
+  const name = md.get(AGENT_HEADER)[0];
+  const credential = bearer(md);
+  if (typeof name !== 'string' || !name || !credential) {
+    throw unauthenticated(`no agent credential: AgentLink calls need \`${AGENT_HEADER}: NAME\` and \`authorization: Bearer <credential>\``);
+  }
+  const row = await db.selectFrom('agents').select('identity_sha256').where('name', '=', name).executeTakeFirst();
+  if (!row || !matchesHash(credential, row.identity_sha256)) throw unauthenticated(`the credential is not agent "${name}"'s`);
+  return { kind: 'agent', agent: name };
+}
+
+/**
+ * Register: either the agent's own credential (a restart), or a join token (a new agent, or one whose
+ * name's holder has left): Register then issues a credential.
+ */
+export async function authenticateRegister(db: Db, md: Metadata): Promise<Principal> {
+  const presented = bearer(md);
+  if (presented && tokenId(presented)) {
+    const row = await verifyToken(db, presented);
+    if (row.role !== 'join') throw unauthenticated(`token ${row.id} is a client token; an agent joins with a join token (trainyard agents join-token create)`);
+    return { kind: 'joining', tokenId: row.id };
+  }
+  if (!presented) throw unauthenticated('no credential and no join token: start the agent with --join-token (trainyard agents join-token create)');
+  return authenticateAgent(db, md);
+}

@@ -1,0 +1,107 @@
+// Issue 8, projects own things: a member of project A works with A's packages, datasets and runs only;
+// B's are refused with PERMISSION_DENIED naming B; lists show A's only; a reader only reads; priority is
+// capped per project. Real scheduler and agent.
+import t from 'tap';
+import { Stack, tempDir, writeTree } from '../helpers/stack.js';
+
+const quick = `
+class Main:
+    def train(self, d):
+        print("trained", flush=True)
+    def save(self):
+        with open("model.txt", "w") as fh:
+            fh.write("ok")
+`;
+
+t.test('project A\'s token on B\'s runs, packages and datasets', async (t) => {
+  const s = await Stack.create(t);
+  const token = async (project: string, role: string) => (await s.cliJson(['tokens', 'create', '--project', project, '--role', role])).token as string;
+  const a = await token('alpha', 'member');
+  const ar = await token('alpha', 'reader');
+  const b = await token('beta', 'member');
+  const as = (tok: string) => (args: string[]) => s.cli([...args, '--token', tok]);
+  const asJson = (tok: string) => async (args: string[]) => {
+    const r = await s.cli([...args, '--json', '--token', tok]);
+    return { code: r.code, out: r.code === 0 ? JSON.parse(r.stdout) : null, err: r.code !== 0 ? JSON.parse(r.stderr || '{}').error : null, stderr: r.stderr };
+  };
+  const A = asJson(a);
+  const B = asJson(b);
+  const R = asJson(ar);
+
+  // Each project pushes its own package and dataset: they belong to it.
+  for (const [who, p] of [[A, 'alpha'], [B, 'beta']] as const) {
+    t.equal((await who(['package', 'push', writeTree(tempDir(), { 'train.py': quick }), '--name', `pkg-${p}`])).code, 0, `${p} pushes its package`);
+    t.equal((await who(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', `data-${p}`])).code, 0, `${p} pushes its dataset`);
+  }
+  t.same(await s.query('SELECT name, project FROM packages ORDER BY name'), [{ name: 'pkg-alpha', project: 'alpha' }, { name: 'pkg-beta', project: 'beta' }], 'packages belong to the project that pushed them');
+  t.same(await s.query('SELECT name, project FROM datasets ORDER BY name'), [{ name: 'data-alpha', project: 'alpha' }, { name: 'data-beta', project: 'beta' }], 'and datasets');
+
+  const runA = await A(['run', 'train', '--package', 'pkg-alpha', '--dataset', 'data-alpha', '--wait']);
+  t.match(runA.out, { status: 'Successful', project: 'alpha' }, 'a member runs with its own package and dataset; the run is its project\'s by default');
+  const runB = await B(['run', 'train', '--package', 'pkg-beta', '--dataset', 'data-beta', '--wait']);
+  t.match(runB.out, { status: 'Successful', project: 'beta' }, 'so does B');
+  const idB = String(runB.out.id);
+  const beforeB = (await s.query('SELECT status, kill_requested FROM runs WHERE id = $1', [idB]))[0];
+
+  // A's token on B's run: get, logs, outputs, kill, follow.
+  for (const args of [['run', 'get', idB], ['run', 'logs', idB], ['run', 'logs', idB, '--follow'], ['run', 'outputs', idB, '--to', tempDir()], ['run', 'kill', idB]]) {
+    const r = await A(args);
+    t.equal(r.code, 1, `A: ${args.slice(0, 2).join(' ')} on B's run exits 1`);
+    t.equal(r.err?.code, 'PERMISSION_DENIED', `A: ${args.slice(0, 2).join(' ')} is PERMISSION_DENIED`);
+    t.match(r.err?.message, /project "beta"/, 'naming project beta');
+  }
+  t.same((await s.query('SELECT status, kill_requested FROM runs WHERE id = $1', [idB]))[0], beforeB, 'B\'s run is unchanged');
+
+  // A's token on B's package and dataset, and with --project beta.
+  const pushB = await A(['package', 'push', writeTree(tempDir(), { 'train.py': quick }), '--name', 'pkg-beta']);
+  t.equal(pushB.err?.code, 'PERMISSION_DENIED', 'A cannot push to B\'s package');
+  t.match(pushB.err?.message, /project "beta"/);
+  t.same((await s.query("SELECT major, minor FROM package_versions WHERE package = 'pkg-beta' AND source = 'upload'")), [{ major: 1, minor: 0 }], 'B\'s package has no new version');
+  const dsB = await A(['dataset', 'push', writeTree(tempDir(), { 'evil.csv': '1\n' }), '--name', 'data-beta']);
+  t.equal(dsB.err?.code, 'PERMISSION_DENIED', 'A cannot push to B\'s dataset');
+  t.notOk((await s.objects('datasets/data-beta/')).includes('datasets/data-beta/evil.csv'), 'nothing was written into it');
+  const withB = await A(['run', 'train', '--package', 'pkg-beta', '--dataset', 'data-alpha']);
+  t.equal(withB.err?.code, 'PERMISSION_DENIED', 'A cannot run with B\'s package');
+  t.match(withB.err?.message, /belongs to project "beta"/);
+  const withBData = await A(['run', 'train', '--package', 'pkg-alpha', '--dataset', 'data-beta']);
+  t.equal(withBData.err?.code, 'PERMISSION_DENIED', 'nor with B\'s dataset');
+  const asB = await A(['run', 'train', '--package', 'pkg-beta', '--dataset', 'data-beta', '--project', 'beta']);
+  t.equal(asB.err?.code, 'PERMISSION_DENIED', 'A cannot submit with --project beta');
+  t.match(asB.err?.message, /project "beta"/, 'naming beta');
+  const versionsB = await A(['package', 'versions', 'pkg-beta']);
+  t.equal(versionsB.err?.code, 'PERMISSION_DENIED', 'A cannot read B\'s package versions');
+  t.equal((await s.query('SELECT count(*)::int AS n FROM runs'))[0]!.n, 2, 'no run was created by a refused request');
+
+  // Lists show A's own.
+  t.same((await A(['run', 'list'])).out.map((r: { id: string }) => r.id), [runA.out.id], 'run list shows only A\'s runs');
+  t.same((await A(['dataset', 'list'])).out.map((d: { name: string }) => d.name), ['data-alpha'], 'dataset list shows only A\'s datasets');
+  t.same((await A(['projects'])).out.map((p: { name: string }) => p.name), ['alpha'], 'projects shows only A');
+  t.same((await asJson(s.adminToken)(['run', 'list'])).out.length, 2, 'an admin sees every run');
+
+  // A's own: outputs download, logs read.
+  t.equal((await A(['run', 'outputs', String(runA.out.id), '--to', tempDir()])).code, 0, 'A downloads its own run\'s outputs');
+  t.match((await as(a)(['run', 'logs', String(runA.out.id)])).stdout, /trained/, 'and reads its logs');
+
+  // A reader reads its project's, and nothing more.
+  t.equal((await R(['run', 'get', String(runA.out.id)])).code, 0, 'a reader reads its project\'s run');
+  t.equal((await R(['package', 'versions', 'pkg-alpha'])).code, 0, 'and its package versions');
+  const readerSubmit = await R(['run', 'train', '--package', 'pkg-alpha', '--dataset', 'data-alpha']);
+  t.equal(readerSubmit.err?.code, 'PERMISSION_DENIED', 'a reader cannot submit');
+  t.match(readerSubmit.err?.message, /reader token only reads/);
+  t.equal((await R(['run', 'kill', String(runA.out.id)])).err?.code, 'PERMISSION_DENIED', 'nor kill');
+  t.equal((await R(['package', 'push', writeTree(tempDir(), { 'train.py': quick }), '--name', 'pkg-alpha'])).err?.code, 'PERMISSION_DENIED', 'nor push');
+  t.equal((await R(['run', 'get', idB])).err?.code, 'PERMISSION_DENIED', 'nor read another project');
+
+  // Priority capped per project (an admin sets it; above it is refused, naming the cap).
+  t.equal((await A(['projects', 'set', 'alpha', '--max-priority', '100'])).err?.code, 'PERMISSION_DENIED', 'a member cannot raise its cap');
+  const set = await asJson(s.adminToken)(['projects', 'set', 'alpha', '--max-priority', '5']);
+  t.match(set.out, { name: 'alpha', max_priority: 5, max_runs: -1 }, 'an admin sets the cap, with the other caps');
+  const high = await A(['run', 'train', '--package', 'pkg-alpha', '--dataset', 'data-alpha', '--priority', '9']);
+  t.equal(high.err?.code, 'PERMISSION_DENIED', 'a priority above the cap is refused');
+  t.match(high.err?.message, /cap of 5/, 'naming the cap');
+  const ok = await A(['run', 'train', '--package', 'pkg-alpha', '--dataset', 'data-alpha', '--priority', '5', '--wait']);
+  t.match(ok.out, { status: 'Successful', priority: 5 }, 'at the cap is fine');
+  const kept = await asJson(s.adminToken)(['projects', 'set', 'alpha', '--max-runs', '3']);
+  t.match(kept.out, { max_priority: 5, max_runs: 3 }, 'setting another cap keeps the priority cap');
+  t.equal((await B(['run', 'train', '--package', 'pkg-beta', '--dataset', 'data-beta', '--priority', '9', '--wait'])).out?.status, 'Successful', 'B has no cap');
+});
