@@ -52,6 +52,17 @@ export class LogSpill {
   async take(maxBytes: number): Promise<ShippedLine[]> {
     this.#writePending();
     if (this.#read >= this.#written) return [];
+    const chunk = await this.#readLines(maxBytes);
+    // The cursor moves only now, after the last await: until the caller has these lines, the spill must
+    // not look empty, or a line given meanwhile would go to memory ahead of them (out of order).
+    this.#read += chunk.length;
+    const lines = chunk.subarray(0, chunk.length - 1).toString('utf8').split('\n').map((l) => JSON.parse(l) as ShippedLine);
+    if (this.#read >= this.#written && !this.#pending.length) this.#reset();
+    return lines;
+  }
+
+  /** The whole lines (with their final newline) from the read cursor, about maxBytes of them. */
+  async #readLines(maxBytes: number): Promise<Buffer> {
     const fh = await open(this.file, 'r');
     try {
       let size = Math.min(maxBytes, this.#written - this.#read);
@@ -59,16 +70,10 @@ export class LogSpill {
         const buf = Buffer.alloc(size);
         const { bytesRead } = await fh.read(buf, 0, size, this.#read);
         const end = buf.subarray(0, bytesRead).lastIndexOf(0x0a);
-        if (end < 0) {
-          // One line longer than maxBytes: read further rather than never making progress.
-          if (size >= this.#written - this.#read) throw new Error(`log spill ${this.file} ends without a newline`);
-          size = Math.min(size * 2, this.#written - this.#read);
-          continue;
-        }
-        this.#read += end + 1;
-        const lines = buf.subarray(0, end).toString('utf8').split('\n').map((l) => JSON.parse(l) as ShippedLine);
-        if (this.#read >= this.#written && !this.#pending.length) this.#reset();
-        return lines;
+        if (end >= 0) return buf.subarray(0, end + 1);
+        // One line longer than maxBytes: read further rather than never making progress.
+        if (size >= this.#written - this.#read) throw new Error(`log spill ${this.file} ends without a newline`);
+        size = Math.min(size * 2, this.#written - this.#read);
       }
     } finally {
       await fh.close();
