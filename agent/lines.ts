@@ -1,4 +1,5 @@
 // Turning a child's byte streams into log lines.
+import { MAX_LOG_LINE_CHARS } from '../shared/log-lines.js';
 
 /** One numbered line of an attempt's output, as shipped (a proto LogLine with the fields always set). */
 export interface ShippedLine {
@@ -8,8 +9,8 @@ export interface ShippedLine {
   at: string;
 }
 
-/** The longest line shipped as one record; longer ones are cut into several. */
-export const MAX_LINE = 16 * 1024;
+/** The longest line shipped as one record (the scheduler's cap too); longer ones are cut into several. */
+export const MAX_LINE = MAX_LOG_LINE_CHARS;
 
 /** Splits a byte stream into lines, decoding UTF-8 leniently (binary bytes become U+FFFD, not errors). */
 export function lineSplitter(onLine: (text: string) => void): { write(chunk: Buffer): void; end(): void } {

@@ -11,7 +11,6 @@ import { retry } from '../shared/retry.js';
 import { LogSpill } from './log-spill.js';
 import { MAX_LINE, type ShippedLine } from './lines.js';
 
-export { lineSplitter } from './lines.js';
 
 const MAX_BATCH = 500;
 

@@ -40,9 +40,6 @@ const QUEUED = states(queuedStatuses);
 const TERMINAL = states([...terminalStatuses]);
 
 export class Invariants {
-  /** Found by this process since it started, by kind (for metrics). */
-  readonly counts = new Map<ViolationKind, number>();
-
   constructor(private readonly deps: InvariantDeps) {}
 
   /**
@@ -148,7 +145,6 @@ export class Invariants {
   async record(found: Violation[]): Promise<void> {
     if (found.length === 0) return;
     for (const v of found) {
-      this.counts.set(v.kind, (this.counts.get(v.kind) ?? 0) + 1);
       this.deps.log.error({ invariant: v.kind, run: v.runId || undefined, agent: v.agent || undefined, detail: v.detail, repaired: v.repaired }, 'invariant violated');
     }
     await this.deps.db.insertInto('invariant_violations')

@@ -66,7 +66,7 @@ export class Scheduler {
         if (c.freed) kick();
       });
       const placer = new Placer({
-        db, runs, databaseUrl: settings.databaseUrl, nats, subjects, log, bucket: settings.bucket,
+        db, runs, databaseUrl: settings.databaseUrl, nats, subjects, log,
         agentLostAfterMs: settings.agentLostAfterMs, dispatchAckTimeoutMs: settings.dispatchAckTimeoutMs,
       });
       this.#placer = placer;

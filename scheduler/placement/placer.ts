@@ -29,7 +29,6 @@ export interface PlacerDeps {
   nats: NatsConnection;
   subjects: Subjects;
   log: Logger;
-  bucket: string;
   agentLostAfterMs: number;
   dispatchAckTimeoutMs: number;
 }

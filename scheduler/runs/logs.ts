@@ -7,14 +7,15 @@ import { invalid } from '../../shared/errors.js';
 import { isTerminal } from '../../shared/run-states.js';
 import { getRun } from './read.js';
 import { watchRun } from '../watch.js';
+import { MAX_LOG_LINE_CHARS } from '../../shared/log-lines.js';
 
 const PAGE = 1000;
 
 /**
- * The longest log line stored, in UTF-16 units (as the agent cuts them, agent/lines.ts): a longer one, from
- * an agent that does not cut or from anyone else, is cut here and says so.
+ * The longest log line stored (shared/log-lines.ts; the agent cuts its output the same way): a longer one,
+ * from an agent that does not cut or from anyone else, is cut here and says so.
  */
-export const MAX_LOG_LINE_CHARS = 16 * 1024;
+export { MAX_LOG_LINE_CHARS };
 
 export function capLogLine(text: string): string {
   if (text.length <= MAX_LOG_LINE_CHARS) return text;
