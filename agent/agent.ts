@@ -6,10 +6,8 @@ import { mkdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type NatsConnection, type Subscription } from 'nats';
 import type { Logger } from 'pino';
-import type * as Minio from 'minio';
 import type { Settings, agentSettings } from '../shared/settings.js';
 import type { Dispatch__Output, Gpu } from '../shared/proto.js';
-import { createMinioClient } from '../shared/storage.js';
 import { subjects as makeSubjects, type ControlMessage } from '../shared/subjects.js';
 import { AttemptOutcome } from '../shared/run-states.js';
 import { ErrorCodes, TrainyardError, errorMessage } from '../shared/errors.js';
@@ -48,7 +46,6 @@ export class AgentDaemon {
   /** Cgroups and the run user (agent/containment.ts), set up at start. */
   #containment: Containment = { cgroupBase: null, runAs: null };
   #link: Link;
-  #minio: Minio.Client;
   #nats: NatsConnection | null = null;
   #subs: Subscription[] = [];
   #heartbeatLoop: Promise<void> | null = null;
@@ -56,7 +53,6 @@ export class AgentDaemon {
 
   constructor(readonly settings: Settings<typeof agentSettings>, readonly log: Logger) {
     this.#link = new Link(settings.scheduler, channelCredentials(settings));
-    this.#minio = createMinioClient(settings);
   }
 
   get state(): AgentState { return this.#state; }
@@ -235,7 +231,7 @@ export class AgentDaemon {
     const existing = this.#attempts.get(d.run_id!);
     if (existing && existing.lease === Number(d.lease)) return; // claimed twice (two deliveries)
     const deps: AttemptDeps = {
-      agentName: this.settings.name, link: this.#link, minio: this.#minio, log: this.log, workDir: this.settings.workDir,
+      agentName: this.settings.name, link: this.#link, minioEndpoint: this.settings.minioEndpoint, log: this.log, workDir: this.settings.workDir,
       venv: { venvDir: this.settings.venvDir, python: this.settings.python, pipIndexUrl: this.settings.pipIndexUrl, pipFindLinks: this.settings.pipFindLinks },
       killGraceMs: this.settings.killGraceMs, transferRetries: this.settings.transferRetries,
       zipLimits: { maxUnzippedBytes: 4 * 1024 * 1024 * 1024, maxEntries: 100_000 },

@@ -9,6 +9,7 @@ import { constants, existsSync } from 'node:fs';
 import { chmod, chown, mkdir, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type * as Minio from 'minio';
+import { createMinioClient } from '../shared/storage.js';
 import type { Logger } from 'pino';
 import type { Dispatch, Gpu } from '../shared/proto.js';
 import { AttemptOutcome, RunStatus } from '../shared/run-states.js';
@@ -25,11 +26,13 @@ import { RunCgroup } from './cgroup.js';
 import { chownTree, staysInside, type Containment } from './containment.js';
 import { asUser } from './run-as.js';
 import { checkRunEnv, gpuUuids, harnessPath, RefusedDispatch, trainEnv } from './run-env.js';
+import { secretMasker, type Redact } from './secrets.js';
 
 export interface AttemptDeps {
   agentName: string;
   link: Link;
-  minio: Minio.Client;
+  /** Where storage is; the keys come with each attempt (ClaimAttempt, RenewStorage), scoped to it. */
+  minioEndpoint: string;
   log: Logger;
   workDir: string;
   venv: VenvOptions;
@@ -60,6 +63,9 @@ const phaseWords = {
 } as const satisfies Record<Phase, string>;
 
 type EndReason = { outcome: AttemptOutcome; reason: string };
+
+/** Credentials this close to their expiry are renewed before the next transfer starts. */
+const RENEW_BEFORE_MS = 5 * 60_000;
 type Result = EndReason & { startAt?: number; endAt?: number; saved?: boolean; size?: number; sha256?: string };
 
 /** The end was decided by stop() (a kill, a timeout, a drain), not by the steps. */
@@ -73,10 +79,16 @@ export class Attempt {
   #cgroup: RunCgroup | null = null;
   readonly done: Promise<void>;
   readonly logs: LogShipper;
+  /** The attempt's storage client and when its keys expire (renewed through the scheduler). */
+  #storageClient: Minio.Client | null = null;
+  #storageExpiresAt = 0;
+  readonly #redact: Redact;
 
   constructor(readonly dispatch: Dispatch, private readonly deps: AttemptDeps) {
     this.#dir = path.join(deps.workDir, `${dispatch.run_id}-a${dispatch.attempt}`);
+    this.#redact = secretMasker(dispatch.secrets ?? {});
     this.logs = new LogShipper({
+      redact: this.#redact,
       sink: {
         append: async (lines, signal) => {
           const res = await deps.link.appendLogs({ run_id: dispatch.run_id, lease: dispatch.lease, lines }, signal);
@@ -164,11 +176,39 @@ export class Attempt {
     };
   }
 
+  /**
+   * The attempt's storage client: built from the keys the claim brought, and rebuilt with fresh ones from
+   * the scheduler when they near their expiry (a long run). The scheduler issues none once the attempt has
+   * ended, so a stale attempt cannot keep writing.
+   */
+  async #storage(): Promise<Minio.Client> {
+    const d = this.dispatch;
+    if (!this.#storageClient) {
+      this.#storageClient = this.#clientFor(d.storage!);
+    } else if (this.#storageExpiresAt - Date.now() < RENEW_BEFORE_MS) {
+      const fresh = await this.deps.link.renewStorage({ run_id: this.runId, lease: this.lease }, this.#abort.signal);
+      this.#storageClient = this.#clientFor(fresh);
+      this.logs.line('system', '[trainyard] storage credentials renewed');
+    }
+    return this.#storageClient;
+  }
+
+  #clientFor(c: { access_key?: string; secret_key?: string; session_token?: string; expires_at_ms?: number | string | { toString(): string } }): Minio.Client {
+    this.#storageExpiresAt = Number(c.expires_at_ms);
+    return createMinioClient({ minioEndpoint: this.deps.minioEndpoint, minioAccessKey: c.access_key ?? '', minioSecretKey: c.secret_key ?? '', sessionToken: c.session_token ?? '' });
+  }
+
   async #fetchPackage(): Promise<string> {
     this.#phase = 'fetching_package';
     const d = this.dispatch;
     const zip = path.join(this.#dir, 'input.zip');
-    await downloadObject(this.deps.minio, d.bucket!, d.package_object_key!, zip, this.#transfers());
+    await downloadObject(await this.#storage(), d.bucket!, d.package_object_key!, zip, this.#transfers());
+    // Before anything is extracted: the zip must be the one the scheduler registered (a zip replaced in
+    // the bucket, or altered on the way, is refused rather than run).
+    const digest = await sha256File(zip);
+    if (digest !== d.package_sha256) {
+      throw new RefusedDispatch(`the package zip ${d.package_object_key} has SHA-256 ${digest}, not the registered ${d.package_sha256}; nothing was run`);
+    }
     const pkgDir = path.join(this.#dir, 'package');
     await extractZip(zip, pkgDir, this.deps.zipLimits);
     await rm(zip);
@@ -187,7 +227,7 @@ export class Attempt {
     this.#phase = 'fetching_data';
     const d = this.dispatch;
     const dataDir = path.join(this.#dir, 'data');
-    const got = await downloadPrefix(this.deps.minio, d.bucket!, d.dataset_prefix!, dataDir, this.#transfers());
+    const got = await downloadPrefix(await this.#storage(), d.bucket!, d.dataset_prefix!, dataDir, this.#transfers());
     await mkdir(dataDir, { recursive: true });
     this.logs.line('system', `[trainyard] dataset ${d.dataset}: ${got.files} files, ${got.bytes} bytes made local`);
     this.#checkStopped();
@@ -219,7 +259,7 @@ export class Attempt {
     this.#checkStopped();
     const proc = new SupervisedProcess(cmd.command, cmd.args, {
       cwd: pkgDir,
-      env: trainEnv({ venv, home, user: runAs?.name, runEnv, gpuUuids: gpus, runId: this.runId, attempt: Number(d.attempt), dataDir }),
+      env: { ...trainEnv({ venv, home, user: runAs?.name, runEnv, gpuUuids: gpus, runId: this.runId, attempt: Number(d.attempt), dataDir }), ...(d.secrets ?? {}) },
       cgroup: this.#cgroup ?? undefined,
       onWarn: (msg) => this.deps.log.warn({ run: this.runId }, msg),
       onStdout: (l) => this.logs.line('stdout', l),
@@ -235,7 +275,7 @@ export class Attempt {
     let verdict: { ok: boolean; error?: { summary?: string; message?: string } | null } | null = null;
     try { verdict = JSON.parse(await readNoFollow(resultFile)); } catch { verdict = null; }
     if (code === 0 && verdict?.ok) return { ok: true };
-    if (verdict && !verdict.ok && verdict.error) return { ok: false, reason: verdict.error.summary || verdict.error.message || 'train.py failed' };
+    if (verdict && !verdict.ok && verdict.error) return { ok: false, reason: this.#redact(verdict.error.summary || verdict.error.message || 'train.py failed') };
     return { ok: false, reason: signal ? `train.py was killed by ${signal}` : `train.py exited with code ${code}` };
   }
 
@@ -244,7 +284,7 @@ export class Attempt {
     this.#phase = 'uploading';
     const d = this.dispatch;
     const plan = planOutputs(pkgDir, d.output_prefix!, d.env ?? {});
-    const { minio } = this.deps;
+    const minio = await this.#storage();
     // Before anything is uploaded: train.py may have made the artifacts folder (or a folder above it) a
     // link to somewhere else (/etc, another run's data); the agent would upload what it can read there.
     if (existsSync(plan.artifactsDir)) {

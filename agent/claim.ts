@@ -6,7 +6,7 @@
 import type { Dispatch, Dispatch__Output } from '../shared/proto.js';
 import { isRunId, MAX_ATTEMPT } from '../shared/ids.js';
 import { checkName, parseDatasetRef } from '../shared/names.js';
-import { compileRunEnv } from '../shared/run-env.js';
+import { checkRunSecrets, compileRunEnv } from '../shared/run-env.js';
 import { keys } from '../shared/storage.js';
 import { errorMessage } from '../shared/errors.js';
 
@@ -77,9 +77,18 @@ export function validateDispatch(d: Dispatch__Output, o: { doorbell: Doorbell; b
   if (!Number.isSafeInteger(timeout) || timeout < 0) refuse(`timeout ${show(d.timeout_seconds)} is not a number of seconds`);
   let env: Record<string, string> = {};
   check(() => { env = compileRunEnv(d.env ?? {}); });
+  let secrets: Record<string, string> = {};
+  check(() => { secrets = checkRunSecrets(d.secrets ?? {}, env); });
+  if (!/^[0-9a-f]{64}$/.test(d.package_sha256)) refuse(`package_sha256 ${show(d.package_sha256)} is not a SHA-256 (64 hex digits)`);
+  // Agents hold no storage keys: an attempt comes with its own, scoped to it (scheduler/storage/).
+  const c = d.storage;
+  if (!c || !c.access_key || !c.secret_key || !c.session_token) refuse('the claim carries no storage credentials');
+  const expires = Number(c!.expires_at_ms);
+  if (!Number.isSafeInteger(expires) || expires <= Date.now()) refuse(`the storage credentials expire at ${show(c!.expires_at_ms)}, not in the future`);
   return Object.freeze({
     run_id: runId, lease, attempt, package: d.package, version: d.version, package_object_key: d.package_object_key,
     dataset: d.dataset, dataset_prefix: d.dataset_prefix, env, gpu_indices: [...gpus], timeout_seconds: timeout,
-    output_prefix: wantOut, bucket: d.bucket,
+    output_prefix: wantOut, bucket: d.bucket, package_sha256: d.package_sha256, secrets,
+    storage: { access_key: c!.access_key, secret_key: c!.secret_key, session_token: c!.session_token, expires_at_ms: expires },
   });
 }

@@ -9,7 +9,8 @@ import { retry } from '../shared/retry.js';
 import { AGENT_NAME_HEADER, authInterceptor, bearer } from '../shared/call-auth.js';
 import type {
   AppendLogsRequest, AppendLogsResponse__Output, ClaimAttemptRequest, Dispatch__Output, FinishAttemptRequest, FinishAttemptResponse__Output, HeartbeatRequest,
-  HeartbeatResponse__Output, RegisterRequest, RegisterResponse__Output, ReportStatusRequest, ReportStatusResponse__Output,
+  HeartbeatResponse__Output, RegisterRequest, RegisterResponse__Output, RenewStorageRequest, ReportStatusRequest, ReportStatusResponse__Output,
+  StorageCredentials__Output,
 } from '../shared/proto.js';
 
 type Unary<Req, Res> = (req: Req, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall;
@@ -80,6 +81,9 @@ export class Link {
     this.once<AppendLogsRequest, AppendLogsResponse__Output>(this.client.AppendLogs as never, req, 15_000, signal);
   finishAttempt = (req: FinishAttemptRequest, signal: AbortSignal, onRetry?: (err: unknown) => void) =>
     this.call<FinishAttemptRequest, FinishAttemptResponse__Output>(this.client.FinishAttempt as never, req, signal, onRetry);
+
+  renewStorage = (req: RenewStorageRequest, signal: AbortSignal) =>
+    this.call<RenewStorageRequest, StorageCredentials__Output>(this.client.RenewStorage as never, req, signal);
 
   claimAttempt = async (req: ClaimAttemptRequest, signal: AbortSignal) => {
     await Promise.race([this.#credentialReady, new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }))]);

@@ -38,6 +38,8 @@ export interface LogShipperOptions {
   capMs?: number;
   /** How long a line waits for company before a batch goes out. Default 100 ms. */
   batchDelayMs?: number;
+  /** Applied to every line before it is kept anywhere (agent/secrets.ts masks the run's secrets). */
+  redact?: (text: string) => string;
 }
 
 /** What a line costs in memory, roughly: UTF-16 text plus the record around it. */
@@ -81,8 +83,9 @@ export class LogShipper {
     return { memoryLines: this.#memory.length, memoryBytes: this.#memoryBytes, spilledBytes: this.#spill.bytes, sends: this.#sends, lost: this.#spill.lost };
   }
 
-  line(stream: 'stdout' | 'stderr' | 'system', text: string): void {
+  line(stream: 'stdout' | 'stderr' | 'system', raw: string): void {
     if (this.#closed.signal.aborted) return;
+    const text = this.#o.redact ? this.#o.redact(raw) : raw;
     const maxMemory = this.#o.maxMemoryBytes ?? 4 * 1024 * 1024;
     for (let i = 0; i === 0 || i < text.length; i += MAX_LINE) {
       const l: ShippedLine = { seq: ++this.#seq, stream, text: text.slice(i, i + MAX_LINE), at: new Date().toISOString() };

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { invalid } from '../shared/errors.js';
 
@@ -22,6 +23,23 @@ export function intFlag(value: unknown, flag: string, min = 0, max = Number.MAX_
   const n = Number(value);
   if (!/^\d+$/.test(String(value)) || n < min || n > max) throw invalid(`--${flag}: expected an integer from ${min} to ${max}, got "${String(value)}"`);
   return n;
+}
+
+/**
+ * `--secret KEY=VALUE` or `--secret KEY=@FILE` (the file's content, less one trailing newline, so a key
+ * file written by an editor or `echo` works). A secret given on the command line is visible to other
+ * users of the machine in `ps`; the @file form is not.
+ */
+export function secretValues(values: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(keyValues(values, 'secret'))) {
+    if (!v.startsWith('@')) { out[k] = v; continue; }
+    const file = v.slice(1);
+    let text: string;
+    try { text = readFileSync(file, 'utf8'); } catch (err) { throw invalid(`--secret ${k}=@${file}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? String(err)})`); }
+    out[k] = text.replace(/\r?\n$/, '');
+  }
+  return out;
 }
 
 export function keyValues(values: unknown, flag: string): Record<string, string> {

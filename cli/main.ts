@@ -30,7 +30,7 @@ Packages and datasets:
 Runs:
   trainyard run train --package NAME [--version X.Y] --dataset NAME[/SUB] [--gpu | --gpus N]
                       [--gpu-model M] [--gpu-memory-mb N] [--cpus N] [--memory-mb N] [--selector k=v]...
-                      [--env KEY=VALUE]... [--timeout SECONDS] [--priority N] [--project P]
+                      [--env KEY=VALUE]... [--secret KEY=VALUE|KEY=@FILE]... [--timeout SECONDS] [--priority N] [--project P]
                       [--idempotency-key K] [--wait] [--json]
   trainyard run get ID [--json]
   trainyard run list [--status S] [--limit N] [--json]

@@ -31,6 +31,10 @@ export TRAINYARD_TOKEN_FILE=$DEMO_DIR/admin-token
 # NATS users made by services.sh: the scheduler's may publish, the agent's may only subscribe.
 # shellcheck disable=SC1091
 source "${TRAINYARD_SERVICES_DIR:-$HOME/.local/share/trainyard/services}/nats-users.env"
+# The scheduler's MinIO user (services.sh made it; not root). The agent gets no storage keys: each
+# attempt comes with STS credentials scoped to it.
+# shellcheck disable=SC1091
+source "${TRAINYARD_SERVICES_DIR:-$HOME/.local/share/trainyard/services}/minio-users.env"
 
 say "resetting the demo's database and bucket"
 node --input-type=module -e "
@@ -41,7 +45,7 @@ await c.query('DROP DATABASE IF EXISTS trainyard_demo WITH (FORCE)');
 await c.query('CREATE DATABASE trainyard_demo');
 await c.end();
 import * as Minio from 'minio';
-const m = new Minio.Client({ endPoint: '127.0.0.1', port: 9000, useSSL: false, accessKey: 'minioadmin', secretKey: 'minioadmin' });
+const m = new Minio.Client({ endPoint: '127.0.0.1', port: 9000, useSSL: false, accessKey: '$TRAINYARD_MINIO_ACCESS_KEY', secretKey: '$TRAINYARD_MINIO_SECRET_KEY' });
 if (await m.bucketExists('trainyard-demo')) {
   const keys = [];
   for await (const o of m.listObjectsV2('trainyard-demo', '', true)) keys.push(o.name);
@@ -55,6 +59,7 @@ trap cleanup EXIT
 
 say "starting a scheduler and an agent (logs in $DEMO_DIR)"
 TRAINYARD_NATS_USER=$TRAINYARD_NATS_SCHEDULER_USER TRAINYARD_NATS_PASSWORD=$TRAINYARD_NATS_SCHEDULER_PASSWORD \
+  TRAINYARD_MINIO_ACCESS_KEY=$TRAINYARD_MINIO_ACCESS_KEY TRAINYARD_MINIO_SECRET_KEY=$TRAINYARD_MINIO_SECRET_KEY \
   node bin/trainyard.js scheduler >"$DEMO_DIR/scheduler.log" 2>&1 & pids+=($!)
 for _ in $(seq 1 100); do grep -q '"msg":"listening"' "$DEMO_DIR/scheduler.log" 2>/dev/null && break; sleep 0.2; done
 grep -q '"msg":"listening"' "$DEMO_DIR/scheduler.log" || { cat "$DEMO_DIR/scheduler.log"; echo "the scheduler did not start" >&2; exit 1; }

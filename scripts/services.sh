@@ -16,10 +16,18 @@ NATS_PORT=${TRAINYARD_NATS_PORT:-4222}
 MINIO_PORT=${TRAINYARD_MINIO_PORT:-9000}
 MINIO_CONSOLE_PORT=${TRAINYARD_MINIO_CONSOLE_PORT:-9001}
 MINIO_BIN=${TRAINYARD_MINIO_BIN:-$HOME/.cache/trainyard/bin/minio}
-MINIO_USER=${TRAINYARD_MINIO_ACCESS_KEY:-minioadmin}
-MINIO_PASSWORD=${TRAINYARD_MINIO_SECRET_KEY:-minioadmin}
+# MinIO's root user: only this script uses it, to make the scheduler's own user (minio-users.env).
+MINIO_USER=${TRAINYARD_MINIO_ROOT_USER:-minioadmin}
+MINIO_PASSWORD=${TRAINYARD_MINIO_ROOT_PASSWORD:-minioadmin}
 # The proxy refuses a bare commit hash; this pseudo-version is upstream commit 7aac2a2c5b7c.
 MINIO_MODULE=github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
+# mc, MinIO's client, makes the scheduler's user and policy (MinIO's admin API encrypts its payloads).
+MC_BIN=${TRAINYARD_MC_BIN:-$HOME/.cache/trainyard/bin/mc}
+MC_MODULE=github.com/minio/mc@v0.0.0-20250313080218-cf909e1063a9
+# The scheduler's MinIO user may use buckets named trainyard* and nothing else: no admin API, no other
+# bucket. Agents get no user at all: per-attempt STS credentials from the scheduler.
+MINIO_SCHEDULER_USER=trainyard-scheduler
+MINIO_BUCKETS=${TRAINYARD_MINIO_BUCKET_PATTERN:-trainyard*}
 # Used when the machine's Go cannot build that MinIO commit.
 MINIO_FALLBACK_TOOLCHAIN=go1.24.8
 READY_TIMEOUT_S=${TRAINYARD_SERVICES_TIMEOUT_S:-90}
@@ -324,26 +332,59 @@ start_nats() {
 
 minio_live() { curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$MINIO_PORT/minio/health/live"; }
 
-# Builds MinIO from source once (there is no Debian package). Never rebuilds an existing binary. The
-# build goes to a temporary folder and is renamed into place, so nobody sees a half-written binary.
-ensure_minio_binary() {
-  [[ -x $MINIO_BIN ]] && return 0
-  command -v go >/dev/null || die "MinIO is not at $MINIO_BIN and there is no Go to build it with"
-  local bindir tmp log=$DIR/logs/minio-build.log
-  bindir=$(dirname "$MINIO_BIN")
+# Builds a Go program from source once (MinIO and mc have no Debian package). Never rebuilds an existing
+# binary. The build goes to a temporary folder and is renamed into place, so nobody sees a half-written one.
+ensure_go_binary() {
+  local name=$1 module=$2 bin=$3
+  [[ -x $bin ]] && return 0
+  command -v go >/dev/null || die "$name is not at $bin and there is no Go to build it with"
+  local bindir tmp log=$DIR/logs/$name-build.log
+  bindir=$(dirname "$bin")
   mkdir -p "$bindir"
   tmp=$(mktemp -d "$bindir/.build.XXXXXX")
-  say "minio: building $MINIO_MODULE into $MINIO_BIN (once; this takes several minutes; log $log)"
-  if ! CGO_ENABLED=0 GOBIN=$tmp go install "$MINIO_MODULE" >>"$log" 2>&1; then
-    say "minio: build failed with $(go env GOVERSION); retrying with GOTOOLCHAIN=$MINIO_FALLBACK_TOOLCHAIN"
-    if ! CGO_ENABLED=0 GOTOOLCHAIN=$MINIO_FALLBACK_TOOLCHAIN GOBIN=$tmp go install "$MINIO_MODULE" >>"$log" 2>&1; then
+  say "$name: building $module into $bin (once; this takes minutes; log $log)"
+  if ! CGO_ENABLED=0 GOBIN=$tmp go install "$module" >>"$log" 2>&1; then
+    say "$name: build failed with $(go env GOVERSION); retrying with GOTOOLCHAIN=$MINIO_FALLBACK_TOOLCHAIN"
+    if ! CGO_ENABLED=0 GOTOOLCHAIN=$MINIO_FALLBACK_TOOLCHAIN GOBIN=$tmp go install "$module" >>"$log" 2>&1; then
       rm -rf "$tmp"
       show_log "$log"
-      die "could not build MinIO; see $log"
+      die "could not build $name; see $log"
     fi
   fi
-  mv "$tmp/minio" "$MINIO_BIN"
+  mv "$tmp/$name" "$bin"
   rm -rf "$tmp"
+}
+
+ensure_minio_binary() { ensure_go_binary minio "$MINIO_MODULE" "$MINIO_BIN"; }
+
+MINIO_ENV=$DIR/minio-users.env
+
+# The scheduler's MinIO user and its policy, made (or brought up to date) on every start: a password
+# kept in $MINIO_ENV (0600) as TRAINYARD_MINIO_ACCESS_KEY/_SECRET_KEY, the variables the scheduler reads.
+ensure_minio_users() {
+  ensure_go_binary mc "$MC_MODULE" "$MC_BIN"
+  if [[ ! -s $MINIO_ENV ]]; then
+    (umask 077 && printf '%s\n' "TRAINYARD_MINIO_ACCESS_KEY=$MINIO_SCHEDULER_USER" "TRAINYARD_MINIO_SECRET_KEY=$(nats_password)" >"$MINIO_ENV.tmp") &&
+      mv "$MINIO_ENV.tmp" "$MINIO_ENV"
+  fi
+  chmod 600 "$MINIO_ENV"
+  local secret policy=$DIR/run/minio-scheduler-policy.json log=$DIR/logs/mc.log out
+  secret=$(sed -n 's/^TRAINYARD_MINIO_SECRET_KEY=//p' "$MINIO_ENV")
+  printf '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":["arn:aws:s3:::%s","arn:aws:s3:::%s/*"]}]}\n' \
+    "$MINIO_BUCKETS" "$MINIO_BUCKETS" >"$policy"
+  # mc reads the server and its root credentials from MC_HOST_<alias>: nothing is written to ~/.mc.
+  local -x MC_HOST_trainyard="http://$MINIO_USER:$MINIO_PASSWORD@127.0.0.1:$MINIO_PORT" MC_CONFIG_DIR=$DIR/mc
+  {
+    "$MC_BIN" admin policy create trainyard "$MINIO_SCHEDULER_USER" "$policy" &&
+      "$MC_BIN" admin user add trainyard "$MINIO_SCHEDULER_USER" "$secret"
+  } >>"$log" 2>&1 || { show_log "$log"; die "could not make the scheduler's MinIO user (is the root user $MINIO_USER? set TRAINYARD_MINIO_ROOT_USER/_PASSWORD); see $log"; }
+  # Attaching twice is refused ("already attached"): that is the state we want.
+  if ! out=$("$MC_BIN" admin policy attach trainyard "$MINIO_SCHEDULER_USER" --user "$MINIO_SCHEDULER_USER" 2>&1) && [[ $out != *already* ]]; then
+    printf '%s\n' "$out" >>"$log"
+    show_log "$log"
+    die "could not attach the scheduler's MinIO policy; see $log"
+  fi
+  say "minio: scheduler user $MINIO_SCHEDULER_USER may use buckets $MINIO_BUCKETS (keys in $MINIO_ENV, mode 0600)"
 }
 
 start_minio() {
@@ -411,6 +452,7 @@ case ${1:-start} in
     start_postgres
     start_nats
     start_minio
+    ensure_minio_users
     say "all services are up (state in $DIR)"
     ;;
   stop)

@@ -57,6 +57,8 @@ export TRAINYARD_MINIO_ENDPOINT=${TRAINYARD_MINIO_ENDPOINT:-http://127.0.0.1:${T
 set -a
 # shellcheck disable=SC1091
 source "${TRAINYARD_SERVICES_DIR:-$HOME/.local/share/trainyard/services}/nats-users.env"
+# shellcheck disable=SC1091
+source "${TRAINYARD_SERVICES_DIR:-$HOME/.local/share/trainyard/services}/minio-users.env"
 set +a
 
 # Arguments that are not options name the files to run; without any, run them all.

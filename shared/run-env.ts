@@ -47,3 +47,28 @@ export function compileRunEnv(user: Readonly<Record<string, string>>): Record<st
 }
 
 export const wantsTrainingData = (env: Readonly<Record<string, string>>) => /^true$/i.test(env.save_training_data ?? '');
+
+/** The most secrets a run may carry. */
+export const MAX_SECRETS = 64;
+/** Values shorter than this are not masked in logs (a 1-character mask would star out every "1" printed). */
+export const MIN_MASKED_SECRET = 4;
+
+/**
+ * A run's secrets: names under the env rules (and not also given as env), values within the same size
+ * budget as the env (counted together with it), no NUL. Returns them as given.
+ */
+export function checkRunSecrets(secrets: Readonly<Record<string, string>>, env: Readonly<Record<string, string>>): Record<string, string> {
+  const names = Object.keys(secrets);
+  if (names.length > MAX_SECRETS) throw invalid(`a run may carry at most ${MAX_SECRETS} secrets, got ${names.length}`);
+  let bytes = Object.entries(env).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v) + 2, 0);
+  for (const [k, v] of Object.entries(secrets)) {
+    checkEnvName(k);
+    if (reservedEnvName(k)) throw invalid(`secret ${k}: the name is reserved (TRAINYARD_*, CUDA_*, NVIDIA_*, LD_*, PYTHONPATH, PYTHONHOME, PATH, HOME and VIRTUAL_ENV are set by the agent)`);
+    if (k in envDefaults || Object.prototype.hasOwnProperty.call(env, k)) throw invalid(`secret ${k}: the name is also given as an environment variable`);
+    if (typeof v !== 'string' || v === '') throw invalid(`secret ${k}: the value is empty`);
+    if (v.includes('\0')) throw invalid(`secret ${k}: value contains a NUL byte`);
+    bytes += Buffer.byteLength(k) + Buffer.byteLength(v) + 2;
+  }
+  if (bytes > MAX_ENV_BYTES) throw invalid(`the run's environment and secrets are ${bytes} bytes; at most ${MAX_ENV_BYTES} are allowed`);
+  return { ...secrets };
+}

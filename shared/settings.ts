@@ -30,8 +30,6 @@ const tokenFileSetting = {
 export const storageSettings = spec({
   natsUrl: { env: 'TRAINYARD_NATS_URL', flag: 'nats-url', kind: 'string', default: () => 'nats://127.0.0.1:4222', doc: 'NATS server(s), comma-separated' },
   minioEndpoint: { env: 'TRAINYARD_MINIO_ENDPOINT', flag: 'minio-endpoint', kind: 'string', default: () => 'http://127.0.0.1:9000', doc: 'MinIO (S3) endpoint URL' },
-  minioAccessKey: { env: 'TRAINYARD_MINIO_ACCESS_KEY', flag: 'minio-access-key', kind: 'string', default: () => 'minioadmin', doc: 'MinIO access key' },
-  minioSecretKey: { env: 'TRAINYARD_MINIO_SECRET_KEY', flag: 'minio-secret-key', kind: 'string', default: () => 'minioadmin', doc: 'MinIO secret key' },
   subjectPrefix: { env: 'TRAINYARD_SUBJECT_PREFIX', flag: 'subject-prefix', kind: 'string', default: () => 'trainyard', doc: 'prefix of every NATS subject (isolates several installations on one NATS)' },
   bucket: { env: 'TRAINYARD_BUCKET', flag: 'bucket', kind: 'string', default: () => 'trainyard', doc: 'bucket holding packages, datasets and run outputs' },
   // NATS credentials are connect options: nats.js ignores user:pass in a URL. `npm run services` makes a
@@ -60,6 +58,11 @@ export const schedulerSettings = spec({
   ...commonSettings,
   ...storageSettings,
   ...serverTlsSettings,
+  // Only the scheduler holds storage keys. `npm run services` makes a non-root MinIO user for it (in its
+  // services dir, minio-users.env); agents get per-attempt STS credentials from it (ClaimAttempt).
+  minioAccessKey: { env: 'TRAINYARD_MINIO_ACCESS_KEY', flag: 'minio-access-key', kind: 'string', default: () => 'minioadmin', doc: 'MinIO access key of the scheduler\'s user (agents hold none: they get per-attempt STS credentials)' },
+  minioSecretKey: { env: 'TRAINYARD_MINIO_SECRET_KEY', flag: 'minio-secret-key', kind: 'string', default: () => 'minioadmin', doc: 'MinIO secret key for --minio-access-key' },
+  storageCredentialSeconds: { env: 'TRAINYARD_STORAGE_CREDENTIAL_SECONDS', flag: 'storage-credential-seconds', kind: 'int', default: () => '3600', doc: 'lifetime of the storage credentials an attempt gets (at least 900, MinIO\'s minimum); agents renew them while the attempt is current' },
   databaseUrl: { env: 'TRAINYARD_DATABASE_URL', flag: 'database-url', kind: 'string', default: () => 'postgres://trainyard:trainyard@127.0.0.1:5432/trainyard', doc: 'Postgres connection URL (schema applied at start-up)' },
   listen: { env: 'TRAINYARD_SCHEDULER_LISTEN', flag: 'listen', kind: 'string', default: () => '127.0.0.1:50051', doc: 'gRPC listen address (port 0 picks a free one)' },
   heartbeatIntervalMs: { env: 'TRAINYARD_HEARTBEAT_INTERVAL_MS', flag: 'heartbeat-interval-ms', kind: 'int', default: () => '2000', doc: 'how often agents heartbeat' },

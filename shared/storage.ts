@@ -12,7 +12,8 @@ export interface StorageOptions {
   minioEndpoint: string;
   minioAccessKey: string;
   minioSecretKey: string;
-  bucket: string;
+  /** With temporary (STS) credentials: the session token that goes with them. */
+  sessionToken?: string;
 }
 
 export function createMinioClient(o: StorageOptions): Minio.Client {
@@ -23,6 +24,7 @@ export function createMinioClient(o: StorageOptions): Minio.Client {
     useSSL: url.protocol === 'https:',
     accessKey: o.minioAccessKey,
     secretKey: o.minioSecretKey,
+    ...(o.sessionToken ? { sessionToken: o.sessionToken } : {}),
     region: 'us-east-1',
   });
 }

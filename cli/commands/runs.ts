@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
 import { Api, streamOf } from '../client.js';
-import { intFlag, keyValues, parse, requireString } from '../args.js';
+import { intFlag, keyValues, parse, requireString, secretValues } from '../args.js';
 import { bytes, color, progressBar, safeText, statusColor, table } from '../format.js';
 import { invalid } from '../../shared/errors.js';
 import { isTerminal } from '../../shared/run-states.js';
@@ -28,6 +28,7 @@ function summary(r: Run__Output): string {
     `${color.bold(safeText(r.id))}  ${statusColor(safeText(r.status))}${r.status_detail ? color.dim(`  (${safeText(r.status_detail)})`) : ''}`,
     `  package   ${safeText(`${r.package} ${r.version}`)}${r.output_version ? `  →  ${color.bold(safeText(r.output_version))}` : ''}`,
     `  dataset   ${safeText(r.dataset)}`,
+    ...(r.secret_names.length ? [`  secrets   ${safeText(r.secret_names.join(', '))} ${color.dim('(values never shown)')}`] : []),
     `  agent     ${safeText(r.agent) || '-'}${r.gpu_indices.length ? `  GPUs ${r.gpu_indices.join(',')}` : ''}  attempt ${r.attempt}/${r.max_attempts}`,
   ];
   const t = r.times;
@@ -48,7 +49,7 @@ async function train(args: string[], address: string): Promise<number> {
     package: { type: 'string' }, version: { type: 'string' }, dataset: { type: 'string' },
     gpu: { type: 'boolean' }, gpus: { type: 'string' }, 'gpu-model': { type: 'string' }, 'gpu-memory-mb': { type: 'string' },
     cpus: { type: 'string' }, 'memory-mb': { type: 'string' }, selector: { type: 'string', multiple: true },
-    env: { type: 'string', multiple: true }, timeout: { type: 'string' }, priority: { type: 'string' }, project: { type: 'string' },
+    env: { type: 'string', multiple: true }, secret: { type: 'string', multiple: true }, timeout: { type: 'string' }, priority: { type: 'string' }, project: { type: 'string' },
     'idempotency-key': { type: 'string' }, 'max-attempts': { type: 'string' }, wait: { type: 'boolean' }, json: { type: 'boolean' },
   });
   const gpus = values.gpus !== undefined ? intFlag(values.gpus, 'gpus', 0, 8) : values.gpu ? 1 : 0;
@@ -62,6 +63,7 @@ async function train(args: string[], address: string): Promise<number> {
       cpus: intFlag(values.cpus, 'cpus', 0, 4096), memory_mb: intFlag(values['memory-mb'], 'memory-mb'), selector: keyValues(values.selector, 'selector'),
     },
     env: keyValues(values.env, 'env'),
+    secrets: secretValues(values.secret),
     timeout_seconds: intFlag(values.timeout, 'timeout', 0, 30 * 86400),
     priority: values.priority !== undefined ? Number(values.priority) | 0 : 0,
     project: values.project ?? '',

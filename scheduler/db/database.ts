@@ -41,7 +41,11 @@ export interface RunsTable {
   results: ColumnType<unknown, string | null, string | null>;
   last_log_seq: Generated<number>;
   created_at: Generated<Date>; waiting_at: Date | null; packaging_at: Date | null; running_at: Date | null; ended_at: Date | null;
+  /** migrations/007 */
+  package_sha256: string | null; secret_names: ColumnType<string[], string[] | undefined, string[]>;
 }
+/** migrations/007: never read by a client API; deleted with the run's end. */
+export interface RunSecretsTable { run_id: string; name: string; value: string }
 export interface GpuLeasesTable { agent: string; gpu_index: number; run_id: string; lease: number }
 export interface RunEventsTable { id: Generated<number>; run_id: string; attempt: number; status: RunStatus; detail: string; at: Generated<Date> }
 export interface RunLogsTable { run_id: string; attempt: number; seq: number; stream: string; text: string; at: Timestamp }
@@ -69,6 +73,7 @@ export interface Database {
   gpu_leases: GpuLeasesTable;
   run_events: RunEventsTable;
   run_logs: RunLogsTable;
+  run_secrets: RunSecretsTable;
   invariant_violations: InvariantViolationsTable;
   tokens: TokensTable;
 }

@@ -10,7 +10,7 @@ import { agentHeartbeat } from '../agents/heartbeat.js';
 import { reportStatus } from '../runs/report-status.js';
 import { appendLogs } from '../runs/logs.js';
 import { finishAttempt } from '../runs/complete.js';
-import { claimAttempt } from '../runs/claim.js';
+import { claimAttempt, renewStorage } from '../runs/claim.js';
 import { authenticateAgent, authenticateRegister } from '../auth/authenticate.js';
 import type { Principal } from '../auth/principal.js';
 import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
@@ -32,5 +32,6 @@ export function agentService(ctx: SchedulerContext): AgentLinkHandlers {
     AppendLogs: unary(g, 'AppendLogs', (req, caller) => appendLogs(ctx, req, agentOf(caller))),
     FinishAttempt: unary(g, 'FinishAttempt', (req, caller) => finishAttempt(ctx, req, agentOf(caller))),
     ClaimAttempt: unary(g, 'ClaimAttempt', (req, caller) => claimAttempt(ctx, req, agentOf(caller))),
+    RenewStorage: unary(g, 'RenewStorage', (req, caller) => renewStorage(ctx, req, agentOf(caller))),
   };
 }

@@ -1,14 +1,18 @@
 // ClaimAttempt (AgentLink): NATS only rings an agent's doorbell with a run's id; the agent takes the
 // attempt's details here. One indexed statement (the primary key) that answers only for a run placed on
 // the calling agent and not started yet, and acknowledges the dispatch in the same write, so the placer's
-// ack deadline leaves it alone (the Packaging report acknowledges too, as before).
-import { sql } from 'kysely';
+// ack deadline leaves it alone (the Packaging report acknowledges too, as before). The answer carries what
+// only the claiming agent may have: storage credentials scoped to this attempt, and the run's secrets.
+import { sql, type Selectable } from 'kysely';
 import type { SchedulerContext } from '../context.js';
-import type { ClaimAttemptRequest__Output, Dispatch } from '../../shared/proto.js';
+import type { RunsTable } from '../db/database.js';
+import type { ClaimAttemptRequest__Output, Dispatch, RenewStorageRequest__Output, StorageCredentials } from '../../shared/proto.js';
 import { ErrorCodes, TrainyardError, invalid, notFound } from '../../shared/errors.js';
-import { RunStatus } from '../../shared/run-states.js';
+import { RunStatus, placedStatuses } from '../../shared/run-states.js';
+import { keys } from '../../shared/storage.js';
 import { dispatchFor } from './dispatch.js';
 import { isRunId } from '../../shared/ids.js';
+import { issueAttemptCredentials, type AttemptScope } from '../storage/attempt-credentials.js';
 
 /**
  * Which agent is asking: the authenticated caller (scheduler/grpc/agent-service.ts passes it). The
@@ -21,6 +25,23 @@ export function claimingAgent(req: ClaimAttemptRequest__Output, authenticated?: 
   return authenticated;
 }
 
+/** What an attempt may touch in the bucket: its package zip and dataset folder (read), its prefix (write). */
+export function attemptScope(r: Pick<Selectable<RunsTable>, 'id' | 'attempt' | 'package_object_key' | 'dataset' | 'dataset_sub'>, bucket: string): AttemptScope {
+  return {
+    bucket,
+    readObjects: [r.package_object_key],
+    readPrefixes: [keys.datasetPrefix(r.dataset, r.dataset_sub)],
+    writePrefix: keys.attemptPrefix(r.id, r.attempt),
+  };
+}
+
+function issue(ctx: SchedulerContext, r: Parameters<typeof attemptScope>[0]): Promise<StorageCredentials> {
+  const s = ctx.settings;
+  return issueAttemptCredentials({
+    minioEndpoint: s.minioEndpoint, accessKey: s.minioAccessKey, secretKey: s.minioSecretKey, durationSeconds: s.storageCredentialSeconds,
+  }, attemptScope(r, s.bucket));
+}
+
 export async function claimAttempt(ctx: SchedulerContext, req: ClaimAttemptRequest__Output, authenticated?: string): Promise<Dispatch> {
   const agent = claimingAgent(req, authenticated);
   if (!isRunId(req.run_id)) throw invalid(`run id "${req.run_id}" is not a run id`);
@@ -31,5 +52,20 @@ export async function claimAttempt(ctx: SchedulerContext, req: ClaimAttemptReque
   if (req.attempt) q = q.where('attempt', '=', req.attempt);
   const row = await q.returningAll().executeTakeFirst();
   if (!row) throw notFound(`run ${req.run_id}${req.attempt ? ` attempt ${req.attempt}` : ''} is not waiting to start on agent ${agent}`);
-  return dispatchFor(row, ctx.settings.bucket);
+  // A claim retried after either of these failed finds the row as before (the write above is idempotent).
+  const [storage, secrets] = await Promise.all([
+    issue(ctx, row),
+    row.secret_names.length === 0 ? Promise.resolve([]) : ctx.db.selectFrom('run_secrets').select(['name', 'value']).where('run_id', '=', row.id).execute(),
+  ]);
+  return { ...dispatchFor(row, ctx.settings.bucket), storage, secrets: Object.fromEntries(secrets.map((s) => [s.name, s.value])) };
+}
+
+/** New credentials for an attempt still current on the calling agent (a long run nearing their expiry). */
+export async function renewStorage(ctx: SchedulerContext, req: RenewStorageRequest__Output, agent: string): Promise<StorageCredentials> {
+  if (!isRunId(req.run_id)) throw invalid(`run id "${req.run_id}" is not a run id`);
+  const row = await ctx.db.selectFrom('runs').select(['id', 'attempt', 'package_object_key', 'dataset', 'dataset_sub'])
+    .where('id', '=', req.run_id).where('lease', '=', Number(req.lease)).where('agent', '=', agent)
+    .where('status', 'in', placedStatuses).where('kill_requested', '=', false).executeTakeFirst();
+  if (!row) throw new TrainyardError(ErrorCodes.StaleLease, `run ${req.run_id}: this attempt is no longer current on agent ${agent}; no new storage credentials`);
+  return issue(ctx, row);
 }

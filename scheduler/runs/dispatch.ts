@@ -25,5 +25,6 @@ export function dispatchFor(r: Selectable<RunsTable>, bucket: string): Dispatch 
     timeout_seconds: r.timeout_seconds,
     output_prefix: keys.attemptPrefix(r.id, r.attempt),
     bucket,
+    package_sha256: r.package_sha256 ?? '',
   };
 }

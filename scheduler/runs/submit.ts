@@ -3,7 +3,7 @@ import { customAlphabet } from 'nanoid';
 import type { SchedulerContext } from '../context.js';
 import type { SubmitRunRequest__Output } from '../../shared/proto.js';
 import { checkName, parseDatasetRef } from '../../shared/names.js';
-import { compileRunEnv } from '../../shared/run-env.js';
+import { checkRunSecrets, compileRunEnv } from '../../shared/run-env.js';
 import { invalid, notFound, ErrorCodes, TrainyardError } from '../../shared/errors.js';
 import { parseVersion, formatVersion } from '../../shared/versions.js';
 import { keys, withStorageRetry } from '../../shared/storage.js';
@@ -29,6 +29,7 @@ export async function submitRun(ctx: SchedulerContext, req: SubmitRunRequest__Ou
   const pkg = checkName('package', req.package);
   const ds = parseDatasetRef(req.dataset);
   const env = compileRunEnv(req.env ?? {});
+  const secrets = checkRunSecrets(req.secrets ?? {}, env);
   const res = req.resources;
   const request: Request = {
     gpus: res?.gpus ?? 0,
@@ -53,7 +54,7 @@ export async function submitRun(ctx: SchedulerContext, req: SubmitRunRequest__Ou
     throw denied(`package "${pkg}" belongs to project "${owners.project}", not "${project}"`);
   }
 
-  const versions = await db.selectFrom('package_versions').select(['major', 'minor', 'object_key'])
+  const versions = await db.selectFrom('package_versions').select(['major', 'minor', 'object_key', 'sha256'])
     .where('package', '=', pkg).orderBy('major', 'desc').orderBy('minor', 'desc').execute();
   if (versions.length === 0) throw notFound(`package "${pkg}" not found (push it with: trainyard package push DIR --name ${pkg})`);
   let version = versions[0]!;
@@ -92,34 +93,44 @@ export async function submitRun(ctx: SchedulerContext, req: SubmitRunRequest__Ou
   }
 
   const id = `run_${newRunId()}`;
-  const inserted = await db.insertInto('runs').values({
-    id,
-    idempotency_key: req.idempotency_key || null,
-    project,
-    priority: req.priority,
-    package: pkg,
-    package_major: version.major,
-    package_minor: version.minor,
-    package_object_key: version.object_key,
-    dataset: ds.name,
-    dataset_sub: ds.sub,
-    gpus: request.gpus,
-    gpu_model: request.gpuModel,
-    gpu_memory_mb: request.gpuMemoryMb,
-    cpus: request.cpus,
-    memory_mb: request.memoryMb,
-    selector: JSON.stringify(request.selector),
-    env: JSON.stringify(env),
-    timeout_seconds: req.timeout_seconds,
-    max_attempts: req.max_attempts || settings.maxAttempts,
-    status: RunStatus.Scheduled,
-  }).onConflict((oc) => oc.column('idempotency_key').doNothing()).returning('id').executeTakeFirst();
+  // One statement: the run, its first event and its secrets exist together or not at all.
+  const secretNames = Object.keys(secrets).sort();
+  const inserted = await db
+    .with('r', (q) => q.insertInto('runs').values({
+      id,
+      idempotency_key: req.idempotency_key || null,
+      project,
+      priority: req.priority,
+      package: pkg,
+      package_major: version.major,
+      package_minor: version.minor,
+      package_object_key: version.object_key,
+      package_sha256: version.sha256,
+      dataset: ds.name,
+      dataset_sub: ds.sub,
+      gpus: request.gpus,
+      gpu_model: request.gpuModel,
+      gpu_memory_mb: request.gpuMemoryMb,
+      cpus: request.cpus,
+      memory_mb: request.memoryMb,
+      selector: JSON.stringify(request.selector),
+      env: JSON.stringify(env),
+      secret_names: secretNames,
+      timeout_seconds: req.timeout_seconds,
+      max_attempts: req.max_attempts || settings.maxAttempts,
+      status: RunStatus.Scheduled,
+    }).onConflict((oc) => oc.column('idempotency_key').doNothing()).returning('id'))
+    .with('e', (q) => q.insertInto('run_events').columns(['run_id', 'attempt', 'status', 'detail'])
+      .expression((eb) => eb.selectFrom('r').select(['r.id', sql.lit(0).as('attempt'), sql<RunStatus>`${sql.lit(RunStatus.Scheduled)}::run_status`.as('status'), sql.lit('submitted').as('detail')])))
+    .with('s', (q) => q.insertInto('run_secrets').columns(['run_id', 'name', 'value'])
+      .expression((eb) => eb.selectFrom(['r', sql<{ name: string; value: string }>`unnest(${sql.val(secretNames)}::text[], ${sql.val(secretNames.map((n) => secrets[n]!))}::text[])`.as<'x'>(sql`x(name, value)`)])
+        .select(['r.id', 'x.name', 'x.value'])))
+    .selectFrom('r').select('id').executeTakeFirst();
   if (!inserted) {
     // Lost a race with a retry carrying the same key: that one's run is the answer.
     const existing = await db.selectFrom('runs').select('id').where('idempotency_key', '=', req.idempotency_key).executeTakeFirstOrThrow();
     return existing.id;
   }
-  await db.insertInto('run_events').values({ run_id: id, attempt: 0, status: RunStatus.Scheduled, detail: 'submitted' }).execute();
   ctx.log.info({ run: id, status: RunStatus.Scheduled, package: pkg, version: formatVersion(version), dataset: req.dataset }, 'run status');
   ctx.kick();
   return id;

@@ -44,6 +44,9 @@ const st = (s: RunStatus) => sql`${sql.lit(s)}::run_status`;
 const PLACED = states(placedStatuses);
 const QUEUED = states(queuedStatuses);
 const LIVE = states([...queuedStatuses, ...placedStatuses]);
+const TERMINAL = states([...terminalStatuses]);
+/** A run's secrets go in the statement that ends it: nothing after the end may read them. */
+const FORGET_SECRETS = sql`s AS (DELETE FROM run_secrets WHERE run_id IN (SELECT id FROM r WHERE status IN ${TERMINAL}))`;
 
 type Row = { id: string; status: RunStatus; attempt: number; agent: string | null; lease: string | number | null; detail: string };
 
@@ -55,7 +58,8 @@ type Row = { id: string; status: RunStatus; attempt: number; agent: string | nul
 async function apply(q: Q, update: RawBuilder<unknown>, releaseGpus: boolean, freed: boolean): Promise<Changed[]> {
   const { rows } = await sql<Row>`
     WITH r AS (${update}),
-    e AS (INSERT INTO run_events (run_id, attempt, status, detail) SELECT id, attempt, status, detail FROM r)
+    e AS (INSERT INTO run_events (run_id, attempt, status, detail) SELECT id, attempt, status, detail FROM r),
+    ${FORGET_SECRETS}
     ${releaseGpus ? sql`, g AS (DELETE FROM gpu_leases WHERE run_id IN (SELECT id FROM r))` : sql``}
     SELECT * FROM r`.execute(q);
   return rows.map((r) => ({ ...r, lease: r.lease === null ? null : Number(r.lease), freed }));
@@ -189,7 +193,8 @@ export class RunTransitions {
         INSERT INTO package_versions (package, major, minor, source, run_id, trained_major, trained_minor, object_key, size_bytes, sha256)
         SELECT ${v.package}, ${v.major}, ${v.minor}, 'run', r.id, ${v.trainedMajor}, ${v.trainedMinor}, ${v.objectKey}, ${v.sizeBytes}, ${v.sha256} FROM r),
       e AS (INSERT INTO run_events (run_id, attempt, status, detail) SELECT id, attempt, status, detail FROM r),
-      g AS (DELETE FROM gpu_leases WHERE run_id IN (SELECT id FROM r))
+      g AS (DELETE FROM gpu_leases WHERE run_id IN (SELECT id FROM r)),
+      ${FORGET_SECRETS}
       SELECT * FROM r`.execute(this.db);
     return this.#one(rows.map((r) => ({ ...r, lease: r.lease === null ? null : Number(r.lease), freed: true })));
   }

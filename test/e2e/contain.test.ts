@@ -124,7 +124,6 @@ class Main:
 t.test('pip and train.py see none of the agent\'s secrets', async (t) => {
   const secret = `secret-${canary}`;
   const s = await Stack.create(t, { agents: [{ name: 'a1', env: {
-    TRAINYARD_MINIO_ACCESS_KEY: 'minioadmin', TRAINYARD_MINIO_SECRET_KEY: 'minioadmin',
     // Not a setting of the agent: something an operator's environment might hold.
     OPERATOR_API_KEY: secret,
   } }] });
@@ -171,6 +170,13 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
   const agentEntry = (dump.ancestors as { pid: number; readable: boolean }[]).find((a) => a.pid === agentPid);
   t.ok(agentEntry, 'train.py\'s parent chain reaches the agent');
   t.comment(`as the agent's own user, train.py ${agentEntry?.readable ? 'CAN' : 'cannot'} read /proc/${agentPid}/environ`);
+  // Every storage credential train.py could find: none. The agent holds no storage keys at all (its
+  // attempt's STS keys live in its memory only), yet the run's outputs are in the bucket.
+  const agentEnviron = (agentEntry as { environ?: string } | undefined)?.environ ?? '';
+  for (const [where, text] of [['train.py\'s env', trainEnv], ['setup.py\'s env', setupEnv], ['the agent\'s environ', agentEnviron]] as const) {
+    t.notMatch(text, /MINIO_(ACCESS|SECRET)_KEY|AWS_(ACCESS_KEY|SECRET)|minioadmin/, `${where}: no storage key`);
+    if (process.env.TRAINYARD_MINIO_SECRET_KEY) t.notMatch(text, process.env.TRAINYARD_MINIO_SECRET_KEY, `${where}: not the scheduler's MinIO secret`);
+  }
 });
 
 t.test('--run-as-user: train.py runs as another user, cannot read the agent\'s environ or write the venv', async (t) => {
@@ -189,7 +195,7 @@ t.test('--run-as-user: train.py runs as another user, cannot read the agent\'s e
   const secret = `secret-${canary}`;
   const s = await Stack.create(t, { agents: [{ name: 'a1', env: {
     TRAINYARD_RUN_AS_USER: user, TRAINYARD_WORK_DIR: work, TRAINYARD_VENV_DIR: venvs,
-    TRAINYARD_MINIO_ACCESS_KEY: 'minioadmin', TRAINYARD_MINIO_SECRET_KEY: 'minioadmin', OPERATOR_API_KEY: secret,
+    OPERATOR_API_KEY: secret,
   } }] });
   await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': dumpTrain }), '--name', 'dump']);
   await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);

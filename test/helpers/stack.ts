@@ -186,7 +186,8 @@ export function fakeGpus(count: number, tag: string, o: { model?: string; memory
 export class Stack {
   readonly prefix = `ty${id()}`;
   readonly dbName = this.prefix;
-  readonly bucket = `ty-${this.prefix.slice(2)}`;
+  // Under the services' bucket pattern (trainyard*), which is all the scheduler's MinIO user may use.
+  readonly bucket = `trainyard-${this.prefix}`;
   readonly dir = mkdtempSync(path.join(os.tmpdir(), 'trainyard-test-'));
   /**
    * The stack's own token file (TRAINYARD_TOKEN_FILE for every daemon and CLI it starts): its first
@@ -310,10 +311,21 @@ export class Stack {
     return this.minioDaemon;
   }
 
+  /**
+   * The scheduler's storage keys: on the shared MinIO, the non-root user scripts/services.sh made (its
+   * minio-users.env, which test.sh exports); on a private MinIO, its root user. Agents get none.
+   */
+  minioSchedulerEnv(): Record<string, string> {
+    const shared = !this.minioDaemon && process.env.TRAINYARD_MINIO_ACCESS_KEY && process.env.TRAINYARD_MINIO_SECRET_KEY;
+    return shared
+      ? { TRAINYARD_MINIO_ACCESS_KEY: process.env.TRAINYARD_MINIO_ACCESS_KEY!, TRAINYARD_MINIO_SECRET_KEY: process.env.TRAINYARD_MINIO_SECRET_KEY! }
+      : { TRAINYARD_MINIO_ACCESS_KEY: 'minioadmin', TRAINYARD_MINIO_SECRET_KEY: 'minioadmin' };
+  }
+
   async startScheduler(extra: Record<string, string> = {}, listen = `${this.host}:0`): Promise<Daemon> {
     const n = this.daemons.filter((d) => d.name.startsWith('scheduler')).length + 1;
     const child = spawn(process.execPath, [bin, 'scheduler', '--listen', listen], {
-      env: this.env({ ...this.natsEnv('scheduler'), TRAINYARD_HEARTBEAT_INTERVAL_MS: '500', TRAINYARD_AGENT_LOST_AFTER_MS: '4000', ...extra }), stdio: ['ignore', 'pipe', 'pipe'],
+      env: this.env({ ...this.natsEnv('scheduler'), ...this.minioSchedulerEnv(), TRAINYARD_HEARTBEAT_INTERVAL_MS: '500', TRAINYARD_AGENT_LOST_AFTER_MS: '4000', ...extra }), stdio: ['ignore', 'pipe', 'pipe'],
     });
     const d = new Daemon(`scheduler${n}`, child, path.join(this.dir, `scheduler${n}.log`));
     this.daemons.push(d);

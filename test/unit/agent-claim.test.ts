@@ -11,6 +11,8 @@ const good: Dispatch__Output = {
   package_object_key: `packages/iris/${'ab'.repeat(32)}/package.zip`, dataset: 'iris/train', dataset_prefix: 'datasets/iris/train/',
   env: { artifacts_directory: 'artifacts', save_training_data: 'false', GREETING: 'hi' }, gpu_indices: [1],
   timeout_seconds: 0, output_prefix: `runs/${runId}/attempt-2/`, bucket: 'b',
+  package_sha256: 'cd'.repeat(32), secrets: { API_KEY: 'sekrit-value' },
+  storage: { access_key: 'AK', secret_key: 'SK', session_token: 'ST', expires_at_ms: String(Date.now() + 3_600_000) as never },
 };
 const opts = { doorbell: { runId, attempt: 2 }, bucket: 'b', gpuIndices: [0, 1] };
 
@@ -32,6 +34,8 @@ t.test('a well-formed dispatch passes, with its env compiled', async (t) => {
   t.equal(d.lease, 7);
   t.same(d.gpu_indices, [1]);
   t.equal(d.env!.GREETING, 'hi');
+  t.same(d.secrets, { API_KEY: 'sekrit-value' }, 'the secrets come through');
+  t.equal(d.storage!.session_token, 'ST', 'and the attempt\'s storage credentials');
   const fromRun = validateDispatch({ ...good, package_object_key: 'runs/run_zzzzzzzzzzzzzz/attempt-1/package.zip' }, opts);
   t.equal(fromRun.package_object_key, 'runs/run_zzzzzzzzzzzzzz/attempt-1/package.zip', 'a version a run made');
   t.ok(validateDispatch({ ...good, dataset: 'iris', dataset_prefix: 'datasets/iris/' }, opts), 'a whole dataset');
@@ -61,6 +65,13 @@ t.test('each wrong field is refused, naming it', async (t) => {
     ['a reserved env name', { env: { LD_PRELOAD: '/tmp/x.so' } }, /reserved/],
     ['an absolute artifacts folder', { env: { artifacts_directory: '/etc' } }, /artifacts_directory/],
     ['a negative timeout', { timeout_seconds: -1 }, /timeout/],
+    ['no package digest', { package_sha256: '' }, /package_sha256/],
+    ['a package digest that is not one', { package_sha256: '../../etc/passwd' }, /package_sha256/],
+    ['no storage credentials', { storage: null }, /storage credentials/],
+    ['storage credentials without a session token', { storage: { ...good.storage!, session_token: '' } }, /storage credentials/],
+    ['expired storage credentials', { storage: { ...good.storage!, expires_at_ms: String(Date.now() - 1000) as never } }, /expire/],
+    ['a reserved secret name', { secrets: { LD_PRELOAD: 'x' } }, /reserved/],
+    ['a secret named like an env variable', { secrets: { GREETING: 'hello' } }, /also given/],
   ];
   for (const [what, patch, re] of cases) {
     t.throws(() => validateDispatch({ ...good, ...patch }, opts), re, what);

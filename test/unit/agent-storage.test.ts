@@ -10,7 +10,7 @@ import { ErrorCodes } from '../../shared/errors.js';
 
 const endpoint = process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000';
 const creds = { minioAccessKey: process.env.TRAINYARD_MINIO_ACCESS_KEY ?? 'minioadmin', minioSecretKey: process.env.TRAINYARD_MINIO_SECRET_KEY ?? 'minioadmin' };
-const bucket = `ty-agent-storage-${process.pid}-${Date.now()}`;
+const bucket = `trainyard-agent-storage-${process.pid}-${Date.now()}`;
 const minio = createMinioClient({ minioEndpoint: endpoint, ...creds, bucket });
 
 t.before(() => ensureBucket(minio, bucket, { retries: 3 }));

@@ -1,0 +1,84 @@
+// Storage credentials for one attempt. Agents hold no storage keys of their own: when an agent claims an
+// attempt (and again when it asks for fresh ones mid-run) the scheduler asks MinIO's STS (AssumeRole, as
+// the scheduler's own user) for temporary keys whose session policy allows exactly what that attempt
+// needs: read its package zip and its dataset folder(s), list those folders, and write under its own
+// attempt prefix. What a train.py (or a setup.py) could steal is worth one attempt's inputs and outputs,
+// for at most the credentials' lifetime; the scheduler issues no new ones once the attempt has ended.
+import { AssumeRoleProvider } from 'minio/dist/esm/AssumeRoleProvider.mjs';
+import type { StorageCredentials } from '../../shared/proto.js';
+import { ErrorCodes, TrainyardError, errorMessage } from '../../shared/errors.js';
+
+/** MinIO refuses a shorter DurationSeconds (InvalidParameterValue). */
+export const MIN_CREDENTIAL_SECONDS = 900;
+/** MinIO refuses a longer session policy. */
+const MAX_POLICY_CHARS = 2048;
+
+export interface AttemptScope {
+  bucket: string;
+  /** Objects the attempt may read: its package zip. */
+  readObjects: readonly string[];
+  /** Folders (ending in '/') it may list and read: its dataset, or dataset/sub folder. */
+  readPrefixes: readonly string[];
+  /** The one folder (ending in '/') it may write: runs/RUN/attempt-N/. */
+  writePrefix: string;
+}
+
+/**
+ * The session policy: the intersection of this and the scheduler user's own policy is all the keys can
+ * do. ListBucketMultipartUploads has no prefix condition because MinIO refuses AssumeRole with one, and
+ * minio-js lists uploads before a multipart put; writes outside writePrefix stay denied all the same.
+ */
+export function sessionPolicy(s: AttemptScope): string {
+  const arn = (key = '') => `arn:aws:s3:::${s.bucket}${key ? `/${key}` : ''}`;
+  for (const p of [...s.readPrefixes, s.writePrefix]) {
+    if (!p.endsWith('/') || p === '/') throw new TrainyardError(ErrorCodes.Internal, `storage scope: "${p}" is not a folder`);
+  }
+  const statements: object[] = [
+    { Effect: 'Allow', Action: ['s3:GetObject'], Resource: [...s.readObjects.map((k) => arn(k)), ...s.readPrefixes.map((p) => arn(`${p}*`))] },
+    { Effect: 'Allow', Action: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'], Resource: [arn(`${s.writePrefix}*`)] },
+    { Effect: 'Allow', Action: ['s3:ListBucketMultipartUploads'], Resource: [arn()] },
+  ];
+  if (s.readPrefixes.length) {
+    statements.push({ Effect: 'Allow', Action: ['s3:ListBucket'], Resource: [arn()], Condition: { StringLike: { 's3:prefix': s.readPrefixes.map((p) => `${p}*`) } } });
+  }
+  const policy = JSON.stringify({ Version: '2012-10-17', Statement: statements });
+  if (policy.length > MAX_POLICY_CHARS) {
+    throw new TrainyardError(ErrorCodes.InvalidArgument, `the attempt's storage policy is ${policy.length} characters, over MinIO's ${MAX_POLICY_CHARS} (package or dataset names too long)`);
+  }
+  return policy;
+}
+
+export interface IssuerOptions {
+  minioEndpoint: string;
+  accessKey: string;
+  secretKey: string;
+  durationSeconds: number;
+}
+
+/** Asks MinIO's STS for keys limited to one attempt's scope. */
+export async function issueAttemptCredentials(o: IssuerOptions, scope: AttemptScope): Promise<StorageCredentials> {
+  const durationSeconds = Math.max(MIN_CREDENTIAL_SECONDS, o.durationSeconds);
+  const provider = new AssumeRoleProvider({
+    stsEndpoint: o.minioEndpoint,
+    accessKey: o.accessKey,
+    secretKey: o.secretKey,
+    durationSeconds,
+    policy: sessionPolicy(scope),
+    region: 'us-east-1',
+  });
+  const asked = Date.now();
+  try {
+    const c = await provider.getCredentials();
+    return {
+      access_key: c.getAccessKey(),
+      secret_key: c.getSecretKey(),
+      session_token: c.getSessionToken() ?? '',
+      // From when it was asked, so the agent's idea of the expiry is never later than MinIO's.
+      expires_at_ms: asked + durationSeconds * 1000,
+    };
+  } catch (err) {
+    // STS unreachable or refusing: the claim fails UNAVAILABLE and the agent retries; the ack deadline
+    // places the run again if it goes on.
+    throw new TrainyardError(ErrorCodes.StorageError, `could not issue storage credentials for the attempt: ${errorMessage(err)}`, { cause: err });
+  }
+}
