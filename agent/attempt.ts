@@ -27,6 +27,7 @@ import { chownTree, staysInside, type Containment } from './containment.js';
 import { asUser } from './run-as.js';
 import { checkRunEnv, gpuUuids, harnessPath, RefusedDispatch, trainEnv } from './run-env.js';
 import { secretMasker, type Redact } from './secrets.js';
+import { makesVersion, parsePipeline, Pipeline } from '../shared/pipelines.js';
 
 export interface AttemptDeps {
   agentName: string;
@@ -66,7 +67,20 @@ type EndReason = { outcome: AttemptOutcome; reason: string };
 
 /** Credentials this close to their expiry are renewed before the next transfer starts. */
 const RENEW_BEFORE_MS = 5 * 60_000;
-type Result = EndReason & { startAt?: number; endAt?: number; saved?: boolean; size?: number; sha256?: string };
+type PhaseTime = { name: string; started_at: number; ended_at: number };
+type Result = EndReason & {
+  startAt?: number; endAt?: number; saved?: boolean; savedTest?: boolean; size?: number; sha256?: string;
+  score?: number | null; phases?: PhaseTime[];
+};
+/** The harness's verdict (agent/harness/trainyard_harness.py, its result file). */
+type Verdict = { ok: boolean; error?: { summary?: string; message?: string } | null; score?: number | null; phases?: PhaseTime[] };
+
+/**
+ * The run's folders (inside the attempt's folder, which stays the agent's): the input data, and for a full
+ * pipeline the training and test folders process_data writes (the evaluation dataset goes to test/, and
+ * then process_data's test split to scratch/).
+ */
+interface Folders { data: string; training: string | null; test: string | null; scratch: string | null }
 
 /** The end was decided by stop() (a kill, a timeout, a drain), not by the steps. */
 class Stopped extends Error {}
@@ -150,11 +164,11 @@ export class Attempt {
 
     await this.#report(RunStatus.Running);
     const startAt = Date.now() / 1000;
-    const dataDir = await this.#fetchData();
-    const trained = await this.#train(venv, pkgDir, dataDir, runEnv, gpus);
-    if (!trained.ok) return { outcome: AttemptOutcome.Failed, reason: trained.reason };
-    const up = await this.#upload(pkgDir, dataDir);
-    return { outcome: AttemptOutcome.Succeeded, reason: '', startAt, endAt: Date.now() / 1000, ...up };
+    const folders = await this.#fetchData();
+    const ran = await this.#train(venv, pkgDir, folders, runEnv, gpus);
+    if (!ran.ok) return { outcome: AttemptOutcome.Failed, reason: ran.reason, phases: ran.phases };
+    const up = await this.#upload(pkgDir, folders, ran.phases);
+    return { outcome: AttemptOutcome.Succeeded, reason: '', startAt, endAt: Date.now() / 1000, score: ran.score, phases: ran.phases, ...up };
   }
 
   /** Tells the scheduler the attempt's status; throws Stopped when the scheduler says it is no longer current. */
@@ -223,19 +237,31 @@ export class Attempt {
     return venv;
   }
 
-  async #fetchData(): Promise<string> {
+  async #fetchData(): Promise<Folders> {
     this.#phase = 'fetching_data';
     const d = this.dispatch;
-    const dataDir = path.join(this.#dir, 'data');
-    const got = await downloadPrefix(await this.#storage(), d.bucket!, d.dataset_prefix!, dataDir, this.#transfers());
-    await mkdir(dataDir, { recursive: true });
+    const data = path.join(this.#dir, 'data');
+    const got = await downloadPrefix(await this.#storage(), d.bucket!, d.dataset_prefix!, data, this.#transfers());
+    await mkdir(data, { recursive: true });
     this.logs.line('system', `[trainyard] dataset ${d.dataset}: ${got.files} files, ${got.bytes} bytes made local`);
+    const folders: Folders = { data, training: null, test: null, scratch: null };
+    if (d.pipeline === Pipeline.Full) {
+      folders.training = path.join(this.#dir, 'training_data');
+      folders.test = path.join(this.#dir, 'test_data');
+      for (const f of [folders.training, folders.test]) await mkdir(f);
+      if (d.eval_dataset) {
+        const ev = await downloadPrefix(await this.#storage(), d.bucket!, d.eval_dataset_prefix!, folders.test, this.#transfers());
+        folders.scratch = path.join(this.#dir, 'process_data_test');
+        await mkdir(folders.scratch);
+        this.logs.line('system', `[trainyard] evaluation dataset ${d.eval_dataset}: ${ev.files} files, ${ev.bytes} bytes made local at test_data_directory (process_data's test split goes elsewhere)`);
+      }
+    }
     this.#checkStopped();
-    return dataDir;
+    return folders;
   }
 
-  /** Runs train() and save() in the venv, through the harness. Resolves with the harness's verdict. */
-  async #train(venv: string, pkgDir: string, dataDir: string, runEnv: Record<string, string>, gpus: string[]): Promise<{ ok: true } | { ok: false; reason: string }> {
+  /** Runs the pipeline's steps in the venv, through the harness. Resolves with the harness's verdict. */
+  async #train(venv: string, pkgDir: string, folders: Folders, runEnv: Record<string, string>, gpus: string[]): Promise<{ ok: true; score: number | null; phases: PhaseTime[] } | { ok: false; reason: string; phases: PhaseTime[] }> {
     this.#phase = 'training';
     const d = this.dispatch;
     const { runAs = null, cgroupBase = null } = this.deps.containment ?? {};
@@ -248,18 +274,23 @@ export class Attempt {
     const home = runAs ? path.join(this.#dir, 'home') : (process.env.HOME ?? this.#dir);
     if (runAs) {
       await mkdir(home, { mode: 0o700 });
-      for (const dir of [resultDir, home]) await chown(dir, runAs.uid, runAs.gid);
+      // The folders process_data writes are the run user's; the input data stays the agent's.
+      for (const dir of [resultDir, home, folders.training, folders.test, folders.scratch]) if (dir) await chown(dir, runAs.uid, runAs.gid);
       await chownTree(pkgDir, runAs.uid, runAs.gid);
     }
     const script = harnessPath();
     const python = path.join(venv, 'bin', 'python');
-    const args = ['-u', script, '--package-dir', pkgDir, '--data-dir', dataDir, '--result-file', resultFile];
+    const pipeline = parsePipeline(d.pipeline);
+    const args = ['-u', script, '--package-dir', pkgDir, '--data-dir', folders.data, '--result-file', resultFile, '--pipeline', pipeline];
+    if (folders.training) args.push('--training-dir', folders.training);
+    if (folders.test) args.push('--test-dir', folders.test);
+    if (folders.scratch) args.push('--test-scratch-dir', folders.scratch);
     const cmd = runAs ? asUser(runAs, python, args) : { command: python, args };
     if (cgroupBase) this.#cgroup = await RunCgroup.create(cgroupBase, `${this.runId}-a${d.attempt}-${process.pid}`);
     this.#checkStopped();
     const proc = new SupervisedProcess(cmd.command, cmd.args, {
       cwd: pkgDir,
-      env: { ...trainEnv({ venv, home, user: runAs?.name, runEnv, gpuUuids: gpus, runId: this.runId, attempt: Number(d.attempt), dataDir }), ...(d.secrets ?? {}) },
+      env: { ...trainEnv({ venv, home, user: runAs?.name, runEnv, gpuUuids: gpus, runId: this.runId, attempt: Number(d.attempt), folders: folderEnv(pipeline, folders) }), ...(d.secrets ?? {}) },
       cgroup: this.#cgroup ?? undefined,
       onWarn: (msg) => this.deps.log.warn({ run: this.runId }, msg),
       onStdout: (l) => this.logs.line('stdout', l),
@@ -272,41 +303,62 @@ export class Attempt {
     this.deps.log.info({ run: this.runId, attempt: d.attempt, pid: proc.pid, at: Date.now() }, 'train.py started');
     const { code, signal } = await proc.exited;
     this.#checkStopped();
-    let verdict: { ok: boolean; error?: { summary?: string; message?: string } | null } | null = null;
-    try { verdict = JSON.parse(await readNoFollow(resultFile)); } catch { verdict = null; }
-    if (code === 0 && verdict?.ok) return { ok: true };
-    if (verdict && !verdict.ok && verdict.error) return { ok: false, reason: this.#redact(verdict.error.summary || verdict.error.message || 'train.py failed') };
-    return { ok: false, reason: signal ? `train.py was killed by ${signal}` : `train.py exited with code ${code}` };
+    let verdict: Verdict | null = null;
+    try { verdict = JSON.parse(await readNoFollow(resultFile)) as Verdict; } catch { verdict = null; }
+    // What the run's own process wrote: numbers are checked before they go anywhere.
+    const phases = (Array.isArray(verdict?.phases) ? verdict.phases : []).slice(0, 8).filter((p) => typeof p?.name === 'string' && typeof p.started_at === 'number' && typeof p.ended_at === 'number')
+      .map((p) => ({ name: p.name, started_at: p.started_at, ended_at: p.ended_at }));
+    if (code === 0 && verdict?.ok) {
+      const score = typeof verdict.score === 'number' && Number.isFinite(verdict.score) ? verdict.score : null;
+      if (pipeline !== Pipeline.Train && score === null) return { ok: false, reason: 'evaluate() returned no score', phases };
+      return { ok: true, score, phases };
+    }
+    if (verdict && !verdict.ok && verdict.error) return { ok: false, reason: this.#redact(verdict.error.summary || verdict.error.message || 'train.py failed'), phases };
+    return { ok: false, reason: signal ? `train.py was killed by ${signal}` : `train.py exited with code ${code}`, phases };
   }
 
   /** Pushes every output to the attempt's prefix (agent/outputs.ts says what goes where). */
-  async #upload(pkgDir: string, dataDir: string): Promise<{ saved: boolean; size: number; sha256: string }> {
+  async #upload(pkgDir: string, folders: Folders, phases: PhaseTime[]): Promise<{ saved: boolean; savedTest: boolean; size: number; sha256: string }> {
     this.#phase = 'uploading';
     const d = this.dispatch;
+    const pipeline = parsePipeline(d.pipeline);
     const plan = planOutputs(pkgDir, d.output_prefix!, d.env ?? {});
     const minio = await this.#storage();
+    // What is uploaded as the training and the test data: for a full pipeline, what process_data wrote
+    // (without process_data, the input data was the training data); for an evaluation, its input data.
+    const ranProcessData = phases.some((p) => p.name === 'process_data');
+    const trainData = !plan.saveTrainingData ? null
+      : pipeline === Pipeline.Train ? folders.data : pipeline === Pipeline.Full ? (ranProcessData ? folders.training : folders.data) : null;
+    const testData = !plan.saveTestData ? null : pipeline === Pipeline.Evaluate ? folders.data : pipeline === Pipeline.Full ? folders.test : null;
     // Before anything is uploaded: train.py may have made the artifacts folder (or a folder above it) a
     // link to somewhere else (/etc, another run's data); the agent would upload what it can read there.
     if (existsSync(plan.artifactsDir)) {
       const inside = await staysInside(plan.artifactsDir, pkgDir);
       if (!inside.ok) throw new RefusedDispatch(`artifacts_directory "${d.env?.artifacts_directory ?? 'artifacts'}" leaves the run's folder (it resolves to ${inside.real}); nothing was uploaded`);
     }
-    if (plan.saveTrainingData && !(await staysInside(dataDir, this.#dir)).ok) throw new RefusedDispatch('the data folder leaves the run\'s folder; nothing was uploaded');
+    for (const dir of [trainData, testData]) {
+      if (dir && !(await staysInside(dir, this.#dir)).ok) throw new RefusedDispatch('a data folder leaves the run\'s folder; nothing was uploaded');
+    }
     if (existsSync(plan.artifactsDir)) {
       const up = await uploadDir(minio, d.bucket!, plan.artifactsDir, plan.keys.artifacts, this.#transfers());
       this.logs.line('system', `[trainyard] uploaded ${up.files} artifacts (${up.bytes} bytes)`);
     }
-    if (plan.saveTrainingData) {
-      const up = await uploadDir(minio, d.bucket!, dataDir, plan.keys.trainData, this.#transfers());
+    if (trainData) {
+      const up = await uploadDir(minio, d.bucket!, trainData, plan.keys.trainData, this.#transfers());
       this.logs.line('system', `[trainyard] saved a copy of the training data (${up.files} files)`);
     }
+    if (testData) {
+      const up = await uploadDir(minio, d.bucket!, testData, plan.keys.testData, this.#transfers());
+      this.logs.line('system', `[trainyard] saved a copy of the test data (${up.files} files)`);
+    }
+    if (!makesVersion(pipeline)) return { saved: false, savedTest: testData !== null, size: 0, sha256: '' };
     const outZip = path.join(this.#dir, 'package.zip');
     await zipDir(pkgDir, outZip, plan.packageExcludes);
     const size = await uploadFile(minio, d.bucket!, plan.keys.package, outZip, this.#transfers());
     const sha256 = await sha256File(outZip);
     this.logs.line('system', `[trainyard] uploaded the new package version (${size} bytes)`);
     // A stop that comes now, with every output in the bucket, changes nothing: the run succeeded.
-    return { saved: plan.saveTrainingData, size, sha256 };
+    return { saved: trainData !== null, savedTest: testData !== null, size, sha256 };
   }
 
   /** The end a failed step means. */
@@ -336,7 +388,8 @@ export class Attempt {
     try {
       const res = await link.finishAttempt({
         run_id: this.runId, lease: this.lease, outcome: r.outcome, reason: r.reason,
-        start_at: r.startAt ?? 0, end_at: r.endAt ?? 0, saved_training_data: r.saved ?? false,
+        start_at: r.startAt ?? 0, end_at: r.endAt ?? 0, saved_training_data: r.saved ?? false, saved_test_data: r.savedTest ?? false,
+        score: r.score ?? 0, has_score: typeof r.score === 'number', phases: r.phases ?? [],
         package_size_bytes: r.size ?? 0, package_sha256: r.sha256 ?? '', last_log_seq: this.logs.lastSeq,
       }, giveUp, (err) => log.warn({ run: this.runId, err: errorMessage(err) }, 'finish report failed; retrying'));
       log.info({ run: this.runId, status: res.status, version: res.output_version }, 'attempt finished');
@@ -355,4 +408,13 @@ export class Attempt {
 async function readNoFollow(file: string): Promise<string> {
   const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
   try { return await fh.readFile('utf8'); } finally { await fh.close(); }
+}
+
+/** The folder variables the run's code gets (AI Center's names; the test folder under both of its names). */
+function folderEnv(pipeline: string, f: Folders): Record<string, string> {
+  if (pipeline === Pipeline.Full) {
+    return { data_directory: f.data, training_data_directory: f.training!, test_data_directory: f.test!, evaluation_data_directory: f.test! };
+  }
+  if (pipeline === Pipeline.Evaluate) return { data_directory: f.data, test_data_directory: f.data, evaluation_data_directory: f.data };
+  return { training_data_directory: f.data };
 }

@@ -7,6 +7,7 @@ import type { Dispatch, Dispatch__Output } from '../shared/proto.js';
 import { isRunId, MAX_ATTEMPT } from '../shared/ids.js';
 import { checkName, parseDatasetRef } from '../shared/names.js';
 import { checkRunSecrets, compileRunEnv } from '../shared/run-env.js';
+import { Pipeline, parsePipeline } from '../shared/pipelines.js';
 import { keys } from '../shared/storage.js';
 import { errorMessage } from '../shared/errors.js';
 
@@ -75,8 +76,20 @@ export function validateDispatch(d: Dispatch__Output, o: { doorbell: Doorbell; b
   }
   const timeout = Number(d.timeout_seconds ?? 0);
   if (!Number.isSafeInteger(timeout) || timeout < 0) refuse(`timeout ${show(d.timeout_seconds)} is not a number of seconds`);
+  let pipeline = Pipeline.Train as Pipeline;
+  check(() => { pipeline = parsePipeline(d.pipeline); });
+  let evalPrefix = '';
+  if (d.eval_dataset) {
+    if (pipeline !== Pipeline.Full) refuse(`an evaluation dataset for a ${pipeline} run`);
+    let ev = { name: '', sub: '' };
+    check(() => { ev = parseDatasetRef(d.eval_dataset, 'eval_dataset'); });
+    evalPrefix = keys.datasetPrefix(ev.name, ev.sub);
+    if (d.eval_dataset_prefix !== evalPrefix) refuse(`eval dataset prefix ${show(d.eval_dataset_prefix)} is not ${evalPrefix} (dataset ${d.eval_dataset})`);
+  } else if (d.eval_dataset_prefix) {
+    refuse(`eval dataset prefix ${show(d.eval_dataset_prefix)} without an evaluation dataset`);
+  }
   let env: Record<string, string> = {};
-  check(() => { env = compileRunEnv(d.env ?? {}); });
+  check(() => { env = compileRunEnv(d.env ?? {}, pipeline); });
   let secrets: Record<string, string> = {};
   check(() => { secrets = checkRunSecrets(d.secrets ?? {}, env); });
   if (!/^[0-9a-f]{64}$/.test(d.package_sha256)) refuse(`package_sha256 ${show(d.package_sha256)} is not a SHA-256 (64 hex digits)`);
@@ -89,6 +102,7 @@ export function validateDispatch(d: Dispatch__Output, o: { doorbell: Doorbell; b
     run_id: runId, lease, attempt, package: d.package, version: d.version, package_object_key: d.package_object_key,
     dataset: d.dataset, dataset_prefix: d.dataset_prefix, env, gpu_indices: [...gpus], timeout_seconds: timeout,
     output_prefix: wantOut, bucket: d.bucket, package_sha256: d.package_sha256, secrets,
+    pipeline, eval_dataset: d.eval_dataset, eval_dataset_prefix: evalPrefix,
     storage: { access_key: c!.access_key, secret_key: c!.secret_key, session_token: c!.session_token, expires_at_ms: expires },
   });
 }

@@ -6,14 +6,16 @@
 // `_results.json` is the scheduler's to write, when the run commits.
 import path from 'node:path';
 import { outputNames } from '../shared/storage.js';
-import { wantsTrainingData } from '../shared/run-env.js';
+import { wantsTestData, wantsTrainingData } from '../shared/run-env.js';
 
 export interface OutputPlan {
   /** Where the code writes its artifacts (absolute; may be inside or outside the package folder). */
   artifactsDir: string;
-  /** Whether the input data is uploaded too. */
+  /** Whether the training data is uploaded too (training and full pipelines). */
   saveTrainingData: boolean;
-  keys: { artifacts: string; trainData: string; package: string };
+  /** Whether the test data is uploaded too (evaluation and full pipelines). */
+  saveTestData: boolean;
+  keys: { artifacts: string; trainData: string; testData: string; package: string };
   /** For zipDir over the package folder: the '/'-separated relative paths left out of package.zip. */
   packageExcludes: (rel: string) => boolean;
 }
@@ -28,9 +30,11 @@ export function planOutputs(pkgDir: string, outputPrefix: string, env: Record<st
   return {
     artifactsDir,
     saveTrainingData: wantsTrainingData(env),
+    saveTestData: wantsTestData(env),
     keys: {
       artifacts: outputPrefix + outputNames.artifacts,
       trainData: outputPrefix + outputNames.trainData,
+      testData: outputPrefix + outputNames.testData,
       package: outputPrefix + outputNames.package,
     },
     packageExcludes: (rel) => rel === '__pycache__' || rel.endsWith('/__pycache__') || rel === artifactsExcluded,

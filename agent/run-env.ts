@@ -71,7 +71,8 @@ export interface TrainEnvOptions {
   gpuUuids: readonly string[];
   runId: string;
   attempt: number;
-  dataDir: string;
+  /** Where the run's data is: training_data_directory and, by pipeline, its other folders. */
+  folders: Readonly<Record<string, string>>;
 }
 
 export function trainEnv(o: TrainEnvOptions): Record<string, string> {
@@ -89,7 +90,7 @@ export function trainEnv(o: TrainEnvOptions): Record<string, string> {
     CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
     TRAINYARD_RUN_ID: o.runId,
     TRAINYARD_ATTEMPT: String(o.attempt),
-    training_data_directory: o.dataDir,
+    ...o.folders,
   };
 }
 

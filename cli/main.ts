@@ -32,6 +32,10 @@ Runs:
                       [--gpu-model M] [--gpu-memory-mb N] [--cpus N] [--memory-mb N] [--selector k=v]...
                       [--env KEY=VALUE]... [--secret KEY=VALUE|KEY=@FILE]... [--timeout SECONDS] [--priority N] [--project P]
                       [--idempotency-key K] [--wait] [--json]
+  trainyard run evaluate --package NAME --version X.Y --dataset NAME[/SUB] [the flags of run train]
+                      (calls Main.evaluate(data); its number is the run's score; no new version)
+  trainyard run full --package NAME [--version X.Y] --dataset NAME[/SUB] [--eval-dataset NAME[/SUB]]
+                      [the flags of run train]   (process_data, train, evaluate, save: a new version and its score)
   trainyard run get ID [--json]
   trainyard run list [--status S] [--limit N] [--json]
   trainyard run logs ID [--follow] [--after ATTEMPT:SEQ] [--json]

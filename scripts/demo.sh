@@ -98,3 +98,13 @@ say "trainyard package versions iris-classifier"
 ty package versions iris-classifier
 version=$(node -e "console.log(JSON.parse(require('fs').readFileSync('$DEMO_DIR/run.json','utf8')).output_version)")
 say "run $id is Successful: iris-classifier $version"
+
+say "trainyard run full --package iris-classifier --dataset iris/train --eval-dataset iris/holdout --wait"
+echo "(a full pipeline: process_data splits iris/train, train, evaluate on the held-out iris/holdout, save)"
+ty run full --package iris-classifier --dataset iris/train --eval-dataset iris/holdout --wait --json >"$DEMO_DIR/full.json" || {
+  cat "$DEMO_DIR/full.json"; exit 1; }
+full=$(node -e "console.log(JSON.parse(require('fs').readFileSync('$DEMO_DIR/full.json','utf8')).id)")
+ty run get "$full"
+score=$(node -e "const r = JSON.parse(require('fs').readFileSync('$DEMO_DIR/full.json','utf8')); console.log(r.score + ' (version ' + r.output_version + ')')")
+say "full pipeline $full is Successful: accuracy on iris/holdout $score"
+ty package versions iris-classifier

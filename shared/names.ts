@@ -33,9 +33,9 @@ export function checkRelativePath(what: string, p: string): string {
 }
 
 /** "NAME" or "NAME/sub/folder" → its parts. */
-export function parseDatasetRef(ref: string): { name: string; sub: string } {
+export function parseDatasetRef(ref: string, what = 'dataset'): { name: string; sub: string } {
   const slash = ref.indexOf('/');
-  const name = checkName('dataset', slash < 0 ? ref : ref.slice(0, slash));
+  const name = checkName(what, slash < 0 ? ref : ref.slice(0, slash));
   const rest = slash < 0 ? '' : ref.slice(slash + 1).replace(/\/+$/, '');
-  return { name, sub: rest === '' ? '' : checkRelativePath('dataset subfolder', rest) };
+  return { name, sub: rest === '' ? '' : checkRelativePath(`${what} subfolder`, rest) };
 }

@@ -3,8 +3,20 @@
 // before it spawns anything (a dispatch is not trusted to have come from a scheduler that checked).
 import { checkEnvName } from './names.js';
 import { invalid } from './errors.js';
+import { Pipeline } from './pipelines.js';
 
+/** AI Center's documented variables, per pipeline, with their defaults; the user may set these. */
 export const envDefaults = { artifacts_directory: 'artifacts', save_training_data: 'false' } as const;
+const pipelineDefaults: Record<Pipeline, Record<string, string>> = {
+  [Pipeline.Train]: envDefaults,
+  [Pipeline.Evaluate]: { artifacts_directory: 'artifacts', save_test_data: 'false' },
+  [Pipeline.Full]: { artifacts_directory: 'artifacts', save_training_data: 'false', save_test_data: 'false' },
+};
+/**
+ * The folders the agent sets for the run's code (AI Center's names; the test folder under both names
+ * AI Center's pages use): the agent decides where they are, so a run may not.
+ */
+export const AGENT_FOLDERS = ['data_directory', 'training_data_directory', 'test_data_directory', 'evaluation_data_directory'] as const;
 
 /** All of a run's env, names and values together, in UTF-8 bytes. */
 export const MAX_ENV_BYTES = 64 * 1024;
@@ -22,22 +34,23 @@ export function reservedEnvName(name: string): boolean {
   return RESERVED_NAMES.has(upper) || RESERVED_PREFIXES.some((p) => upper.startsWith(p));
 }
 
-export function compileRunEnv(user: Readonly<Record<string, string>>): Record<string, string> {
-  const env: Record<string, string> = { ...envDefaults };
+export function compileRunEnv(user: Readonly<Record<string, string>>, pipeline: Pipeline = Pipeline.Train): Record<string, string> {
+  const env: Record<string, string> = { ...pipelineDefaults[pipeline] };
   let bytes = 0;
   for (const [k, v] of Object.entries(user)) {
     checkEnvName(k);
     if (reservedEnvName(k)) {
       throw invalid(`environment variable ${k} is reserved (TRAINYARD_*, CUDA_*, NVIDIA_*, LD_*, PYTHONPATH, PYTHONHOME, PATH, HOME and VIRTUAL_ENV are set by the agent)`);
     }
+    if ((AGENT_FOLDERS as readonly string[]).includes(k)) throw invalid(`environment variable ${k} is set by the agent (it says where the run's data is)`);
     if (typeof v !== 'string') throw invalid(`environment variable ${k}: expected a string value`);
     if (v.includes('\0')) throw invalid(`environment variable ${k}: value contains a NUL byte`);
     bytes += Buffer.byteLength(k) + Buffer.byteLength(v) + 2;
     env[k] = v;
   }
   if (bytes > MAX_ENV_BYTES) throw invalid(`the run's environment is ${bytes} bytes; at most ${MAX_ENV_BYTES} are allowed`);
-  if (!/^(true|false)$/i.test(env.save_training_data ?? '')) {
-    throw invalid(`save_training_data must be true or false, got "${env.save_training_data}"`);
+  for (const flag of ['save_training_data', 'save_test_data']) {
+    if (env[flag] !== undefined && !/^(true|false)$/i.test(env[flag])) throw invalid(`${flag} must be true or false, got "${env[flag]}"`);
   }
   const art = env.artifacts_directory ?? '';
   if (art === '' || art.startsWith('/') || art.startsWith('\\') || art.split(/[\\/]/).includes('..')) {
@@ -47,6 +60,7 @@ export function compileRunEnv(user: Readonly<Record<string, string>>): Record<st
 }
 
 export const wantsTrainingData = (env: Readonly<Record<string, string>>) => /^true$/i.test(env.save_training_data ?? '');
+export const wantsTestData = (env: Readonly<Record<string, string>>) => /^true$/i.test(env.save_test_data ?? '');
 
 /** The most secrets a run may carry. */
 export const MAX_SECRETS = 64;
@@ -64,7 +78,7 @@ export function checkRunSecrets(secrets: Readonly<Record<string, string>>, env: 
   for (const [k, v] of Object.entries(secrets)) {
     checkEnvName(k);
     if (reservedEnvName(k)) throw invalid(`secret ${k}: the name is reserved (TRAINYARD_*, CUDA_*, NVIDIA_*, LD_*, PYTHONPATH, PYTHONHOME, PATH, HOME and VIRTUAL_ENV are set by the agent)`);
-    if (k in envDefaults || Object.prototype.hasOwnProperty.call(env, k)) throw invalid(`secret ${k}: the name is also given as an environment variable`);
+    if ((AGENT_FOLDERS as readonly string[]).includes(k) || Object.prototype.hasOwnProperty.call(env, k)) throw invalid(`secret ${k}: the name is also given as an environment variable`);
     if (typeof v !== 'string' || v === '') throw invalid(`secret ${k}: the value is empty`);
     if (v.includes('\0')) throw invalid(`secret ${k}: value contains a NUL byte`);
     bytes += Buffer.byteLength(k) + Buffer.byteLength(v) + 2;

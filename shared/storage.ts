@@ -42,6 +42,7 @@ export const outputNames = {
   package: 'package.zip',
   artifacts: 'artifacts/',
   trainData: 'train_data/',
+  testData: 'test_data/',
   results: '_results.json',
 } as const;
 

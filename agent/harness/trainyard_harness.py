@@ -1,6 +1,15 @@
-"""Runs an ML package's Main.train() then Main.save() inside the run's venv (stdlib only, Python 3.8+).
+"""Runs an ML package's pipeline inside the run's venv (stdlib only, Python 3.8+).
 
-    python -u trainyard_harness.py --package-dir DIR --data-dir DIR --result-file FILE [--check-only]
+    python -u trainyard_harness.py --package-dir DIR --data-dir DIR --result-file FILE
+        [--pipeline TRAIN_ONLY|EVALUATE_ONLY|FULL_TRAINING] [--training-dir DIR --test-dir DIR
+         [--test-scratch-dir DIR]] [--check-only]
+
+TRAIN_ONLY (the default): Main().train(data dir), then save().
+EVALUATE_ONLY: Main().evaluate(data dir), whose return value is the score (a number; anything else fails).
+FULL_TRAINING: process_data(data dir) when Main has it (it writes into the training and test folders;
+without it the data dir is the training data), train(training dir), evaluate(test dir) -> score, save().
+With --test-scratch-dir (an evaluation dataset is already in the test folder), process_data sees that
+scratch folder as test_data_directory/evaluation_data_directory, so it cannot overwrite the evaluation data.
 
 The agent starts this in its own process group with the package folder as the working directory, and
 reads two things back: the output, line by line, and the result file, which says whether it worked and,
@@ -16,14 +25,17 @@ A run killed by a signal (the agent's SIGTERM on kill or timeout) exits by that 
 then still says the phase it died in, with no error.
 
 The result file is JSON, replaced atomically at every phase change so a reader never sees half of it:
-  {"ok": bool, "phase": "import"|"check"|"init"|"train"|"save",
+  {"ok": bool, "phase": "import"|"check"|"init"|"process_data"|"train"|"evaluate"|"save",
    "error": null | {"type", "message", "summary", "traceback"},
-   "train_started_at": float|null, "train_ended_at": float|null, "save_ended_at": float|null}
+   "train_started_at": float|null, "train_ended_at": float|null, "save_ended_at": float|null,
+   "score": float|null, "phases": [{"name", "started_at", "ended_at"}]}
 error.summary is what the agent shows as the run's failure reason: for user code, the traceback's last
 line ("ValueError: bad data"); for an unusable package, the sentence saying what to fix.
 """
 import argparse
 import json
+import math
+import numbers
 import os
 import signal
 import sys
@@ -142,13 +154,35 @@ def import_train(package_dir):
         raise PackageError("%s: %s" % (where, e), e)
 
 
-def check_main(module):
+SIGNATURES = {"train": "train(self, training_directory)", "save": "save(self)",
+              "evaluate": "evaluate(self, evaluation_directory)"}
+NEEDED = {"TRAIN_ONLY": ("train", "save"), "EVALUATE_ONLY": ("evaluate",), "FULL_TRAINING": ("train", "evaluate", "save")}
+
+
+class ScoreError(Exception):
+    """evaluate() returned something that is not a score."""
+
+
+def score_of(value):
+    # A score is a finite real number: int, float, or a numpy scalar (which registers as numbers.Real).
+    # bool is an int to Python but not a score to anyone.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        raise ScoreError("evaluate() returned %s (a %s), not a number" % (shown, type(value).__name__))
+    f = float(value)
+    if not math.isfinite(f):
+        raise ScoreError("evaluate() returned %r, not a finite number" % f)
+    return f
+
+
+def check_main(module, pipeline="TRAIN_ONLY"):
     main_class = getattr(module, "Main", None)
     if not isinstance(main_class, type):
         raise PackageError("train.py has no class Main")
     # Same wording as the scheduler's static check on push, so a user sees one message for one mistake.
-    missing = [sig for name, sig in (("train", "train(self, training_directory)"), ("save", "save(self)"))
-               if not callable(getattr(main_class, name, None))]
+    missing = [SIGNATURES[name] for name in NEEDED[pipeline] if not callable(getattr(main_class, name, None))]
     if missing:
         raise PackageError("train.py: class Main has no method %s" % " or ".join(missing))
     return main_class
@@ -160,6 +194,10 @@ def parse_args(argv):
     parser.add_argument("--data-dir", required=True, help="passed to Main.train() as training_directory")
     parser.add_argument("--result-file", required=True, help="where to write the JSON verdict")
     parser.add_argument("--check-only", action="store_true", help="import train.py and check Main, then stop")
+    parser.add_argument("--pipeline", default="TRAIN_ONLY", choices=sorted(NEEDED), help="which steps to run")
+    parser.add_argument("--training-dir", help="FULL_TRAINING: where process_data writes the training data")
+    parser.add_argument("--test-dir", help="FULL_TRAINING: where the test data is (process_data's, or the evaluation dataset)")
+    parser.add_argument("--test-scratch-dir", help="FULL_TRAINING with an evaluation dataset: process_data's test folder instead")
     return parser.parse_args(argv)
 
 
@@ -180,7 +218,7 @@ def main(argv=None):
             pass
 
     result = {"ok": False, "phase": "import", "error": None,
-              "train_started_at": None, "train_ended_at": None, "save_ended_at": None}
+              "train_started_at": None, "train_ended_at": None, "save_ended_at": None, "score": None, "phases": []}
 
     def enter(phase):
         # Written at every step, so a run killed mid-train (OOM, timeout) still tells where it died.
@@ -210,7 +248,7 @@ def main(argv=None):
     try:
         module = import_train(package_dir)
         enter("check")
-        main_class = check_main(module)
+        main_class = check_main(module, args.pipeline)
     except PackageError as e:
         tb_text = ""
         if e.cause is not None:
@@ -232,18 +270,60 @@ def main(argv=None):
         write_result(result_file, result)
         return 0
 
+    def step(name, fn, *fn_args):
+        # Each step's times go in the result file as it starts and ends: `run get` shows them, and a run
+        # killed in a step still says which one.
+        phase = {"name": name, "started_at": time.time(), "ended_at": 0}
+        result["phases"].append(phase)
+        enter(name)
+        value = fn(*fn_args)
+        phase["ended_at"] = time.time()
+        return value
+
     try:
         enter("init")
         # User code may write artifacts from __init__ on; the agent uploads whatever lands here.
         os.makedirs(os.environ.get("artifacts_directory", "artifacts"), exist_ok=True)
         model = main_class()
-        result["train_started_at"] = time.time()
-        enter("train")
-        model.train(data_dir)
-        result["train_ended_at"] = time.time()
-        enter("save")
-        model.save()
-        result["save_ended_at"] = time.time()
+        if args.pipeline == "EVALUATE_ONLY":
+            result["score"] = score_of(step("evaluate", model.evaluate, data_dir))
+        elif args.pipeline == "FULL_TRAINING":
+            training_dir = os.path.abspath(args.training_dir or data_dir)
+            test_dir = os.path.abspath(args.test_dir or data_dir)
+            if callable(getattr(model, "process_data", None)):
+                names = ("test_data_directory", "evaluation_data_directory")
+                saved = {n: os.environ.get(n) for n in names}
+                if args.test_scratch_dir:
+                    # The evaluation dataset is already in the test folder: process_data writes its test
+                    # split elsewhere, and evaluate() sees the dataset it was given.
+                    for n in names:
+                        os.environ[n] = os.path.abspath(args.test_scratch_dir)
+                try:
+                    step("process_data", model.process_data, data_dir)
+                finally:
+                    for n, v in saved.items():
+                        if v is not None:
+                            os.environ[n] = v
+            else:
+                # Without process_data the input data is the training data.
+                training_dir = data_dir
+                os.environ["training_data_directory"] = data_dir
+            result["train_started_at"] = time.time()
+            step("train", model.train, training_dir)
+            result["train_ended_at"] = time.time()
+            result["score"] = score_of(step("evaluate", model.evaluate, test_dir))
+            step("save", model.save)
+            result["save_ended_at"] = time.time()
+        else:
+            result["train_started_at"] = time.time()
+            step("train", model.train, data_dir)
+            result["train_ended_at"] = time.time()
+            step("save", model.save)
+            result["save_ended_at"] = time.time()
+    except ScoreError as e:
+        sys.stdout.flush()
+        print(str(e), file=sys.stderr)
+        return fail(EXIT_USER_ERROR, {"type": "ScoreError", "message": str(e), "summary": str(e), "traceback": ""})
     except BaseException as e:  # noqa: user code; a sys.exit() or Ctrl-C before save() is a failure too
         sys.stdout.flush()
         tb_text = format_traceback(e)

@@ -73,8 +73,9 @@ async function versions(args: string[], address: string): Promise<number> {
     console.log(JSON.stringify(res.versions, null, 2));
     return 0;
   }
-  console.log(table(['VERSION', 'SOURCE', 'SIZE', 'CREATED', 'OBJECT'], res.versions.map((v) => [
-    safeText(v.version), v.source === 'run' ? safeText(`run ${v.run_id} (trained ${v.trained_from})`) : 'upload', bytes(Number(v.size_bytes)), v.created_at, safeText(v.object_key),
+  console.log(table(['VERSION', 'SOURCE', 'SCORE', 'SIZE', 'CREATED', 'OBJECT'], res.versions.map((v) => [
+    safeText(v.version), v.source === 'run' ? safeText(`run ${v.run_id} (trained ${v.trained_from})`) : 'upload',
+    v.has_score ? String(Math.round(v.score * 1e6) / 1e6) : '-', bytes(Number(v.size_bytes)), v.created_at, safeText(v.object_key),
   ])));
   return 0;
 }

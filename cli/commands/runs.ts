@@ -9,25 +9,33 @@ import { invalid } from '../../shared/errors.js';
 import { isTerminal } from '../../shared/run-states.js';
 import type { Run__Output } from '../../shared/proto.js';
 import { runLogs } from './run-logs.js';
+import { Pipeline, phaseWords } from '../../shared/pipelines.js';
+
+const verbOf: Record<Pipeline, string> = { [Pipeline.Train]: 'train', [Pipeline.Evaluate]: 'evaluate', [Pipeline.Full]: 'full' };
+const fmtScore = (r: { has_score: boolean; score: number }) => (r.has_score ? String(Math.round(r.score * 1e6) / 1e6) : '');
 
 export async function runCommand(args: string[], address: string): Promise<number> {
   const [verb, ...rest] = args;
   switch (verb) {
-    case 'train': return train(rest, address);
+    case 'train': return submit(rest, address, Pipeline.Train);
+    case 'evaluate': return submit(rest, address, Pipeline.Evaluate);
+    case 'full': return submit(rest, address, Pipeline.Full);
     case 'get': return get(rest, address);
     case 'list': return list(rest, address);
     case 'logs': return runLogs(rest, address);
     case 'outputs': return outputs(rest, address);
     case 'kill': return kill(rest, address);
-    default: throw invalid(`unknown command "run ${verb ?? ''}"; expected: run train|get|list|logs|outputs|kill`);
+    default: throw invalid(`unknown command "run ${verb ?? ''}"; expected: run train|evaluate|full|get|list|logs|outputs|kill`);
   }
 }
 
 function summary(r: Run__Output): string {
   const lines = [
     `${color.bold(safeText(r.id))}  ${statusColor(safeText(r.status))}${r.status_detail ? color.dim(`  (${safeText(r.status_detail)})`) : ''}`,
-    `  package   ${safeText(`${r.package} ${r.version}`)}${r.output_version ? `  →  ${color.bold(safeText(r.output_version))}` : ''}`,
-    `  dataset   ${safeText(r.dataset)}`,
+    `  pipeline  ${safeText(r.pipeline)}`,
+    `  package   ${safeText(`${r.package} ${r.version}`)}${r.output_version ? `  →  ${color.bold(safeText(r.output_version))}  ${color.dim(safeText(r.output_object_key))}` : ''}`,
+    `  dataset   ${safeText(r.dataset)}${r.eval_dataset ? `  (evaluation dataset ${safeText(r.eval_dataset)})` : ''}`,
+    ...(r.has_score ? [`  score     ${color.bold(fmtScore(r))}`] : []),
     ...(r.secret_names.length ? [`  secrets   ${safeText(r.secret_names.join(', '))} ${color.dim('(values never shown)')}`] : []),
     `  agent     ${safeText(r.agent) || '-'}${r.gpu_indices.length ? `  GPUs ${r.gpu_indices.join(',')}` : ''}  attempt ${r.attempt}/${r.max_attempts}`,
   ];
@@ -37,6 +45,10 @@ function summary(r: Run__Output): string {
       if (v) lines.push(`  ${k.padEnd(9)} ${v}`);
     }
   }
+  for (const p of r.phases ?? []) {
+    const took = p.ended_at ? `${(p.ended_at - p.started_at).toFixed(3)} s` : 'did not finish';
+    lines.push(`  ${'phase'.padEnd(9)} ${(phaseWords[p.name] ?? safeText(p.name)).padEnd(16)} ${new Date(p.started_at * 1000).toISOString()}  ${took}`);
+  }
   if (r.failure_reason) lines.push(`  reason    ${color.red(safeText(r.failure_reason))}`);
   if (r.results_json) lines.push(`  _results.json\n${JSON.stringify(JSON.parse(r.results_json), null, 2).split('\n').map(safeText).join('\n').replace(/^/gm, '    ')}`);
   return lines.join('\n');
@@ -44,9 +56,10 @@ function summary(r: Run__Output): string {
 
 const runJson = (r: Run__Output) => ({ ...r, results: r.results_json ? JSON.parse(r.results_json) : null });
 
-async function train(args: string[], address: string): Promise<number> {
+async function submit(args: string[], address: string, pipeline: Pipeline): Promise<number> {
   const { values } = parse(args, {
     package: { type: 'string' }, version: { type: 'string' }, dataset: { type: 'string' },
+    ...(pipeline === Pipeline.Full ? { 'eval-dataset': { type: 'string' } } : {}),
     gpu: { type: 'boolean' }, gpus: { type: 'string' }, 'gpu-model': { type: 'string' }, 'gpu-memory-mb': { type: 'string' },
     cpus: { type: 'string' }, 'memory-mb': { type: 'string' }, selector: { type: 'string', multiple: true },
     env: { type: 'string', multiple: true }, secret: { type: 'string', multiple: true }, timeout: { type: 'string' }, priority: { type: 'string' }, project: { type: 'string' },
@@ -56,8 +69,11 @@ async function train(args: string[], address: string): Promise<number> {
   // The whole request is checked before connecting: a usage error needs no scheduler.
   const request = {
     package: requireString(values.package, 'package'),
-    version: values.version ?? '',
+    // An evaluation scores a version the user names; training defaults to the newest.
+    version: pipeline === Pipeline.Evaluate ? requireString(values.version, 'version') : values.version ?? '',
     dataset: requireString(values.dataset, 'dataset'),
+    pipeline,
+    eval_dataset: typeof values['eval-dataset'] === 'string' ? values['eval-dataset'] : '',
     resources: {
       gpus, gpu_model: values['gpu-model'] ?? '', gpu_memory_mb: intFlag(values['gpu-memory-mb'], 'gpu-memory-mb'),
       cpus: intFlag(values.cpus, 'cpus', 0, 4096), memory_mb: intFlag(values['memory-mb'], 'memory-mb'), selector: keyValues(values.selector, 'selector'),
@@ -107,8 +123,9 @@ async function list(args: string[], address: string): Promise<number> {
   const api = await Api.connect(address);
   const res = await api.listRuns({ status: values.status ?? '', limit: intFlag(values.limit, 'limit', 0, 1000) }).finally(() => api.close());
   if (values.json) console.log(JSON.stringify(res.runs.map(runJson), null, 2));
-  else console.log(table(['RUN', 'STATUS', 'PACKAGE', 'DATASET', 'AGENT', 'OUTPUT', 'CREATED'], res.runs.map((r) => [
-    safeText(r.id), statusColor(safeText(r.status)), safeText(`${r.package} ${r.version}`), safeText(r.dataset), safeText(r.agent) || '-', safeText(r.output_version) || '-', r.times?.scheduled_at ?? '',
+  else console.log(table(['RUN', 'KIND', 'STATUS', 'PACKAGE', 'DATASET', 'AGENT', 'OUTPUT', 'SCORE', 'CREATED'], res.runs.map((r) => [
+    safeText(r.id), verbOf[r.pipeline as Pipeline] ?? safeText(r.pipeline), statusColor(safeText(r.status)), safeText(`${r.package} ${r.version}`), safeText(r.dataset),
+    safeText(r.agent) || '-', safeText(r.output_version) || '-', fmtScore(r) || '-', r.times?.scheduled_at ?? '',
   ])));
   return 0;
 }

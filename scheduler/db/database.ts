@@ -1,4 +1,5 @@
 // Kysely over pg, and the row types of migrations/*.sql.
+import type { Pipeline } from '../../shared/pipelines.js';
 import { Kysely, PostgresDialect, type ColumnType, type Generated } from 'kysely';
 import pg from 'pg';
 import type { RunStatus } from '../../shared/run-states.js';
@@ -14,6 +15,9 @@ export interface PackageVersionsTable {
   package: string; major: number; minor: number; source: 'upload' | 'run'; run_id: string | null;
   trained_major: number | null; trained_minor: number | null; object_key: string; size_bytes: number; sha256: string;
   created_at: Generated<Date>;
+  /** migrations/010 */
+  score: ColumnType<number | null, number | null | undefined, number | null>;
+  has_evaluate: ColumnType<boolean | null, boolean | null | undefined, boolean | null>;
 }
 export interface DatasetsTable { name: string; file_count: number; size_bytes: number; created_at: Generated<Date>; updated_at: Timestamp; /** migrations/006 */ project: Generated<string> }
 export interface AgentsTable {
@@ -43,7 +47,14 @@ export interface RunsTable {
   created_at: Generated<Date>; waiting_at: Date | null; packaging_at: Date | null; running_at: Date | null; ended_at: Date | null;
   /** migrations/007 */
   package_sha256: string | null; secret_names: ColumnType<string[], string[] | undefined, string[]>;
+  /** migrations/010 */
+  pipeline: ColumnType<Pipeline, Pipeline | undefined, Pipeline>;
+  eval_dataset: ColumnType<string | null, string | null | undefined, string | null>;
+  eval_dataset_sub: ColumnType<string, string | undefined, string>;
+  score: ColumnType<number | null, number | null | undefined, number | null>;
+  phases: ColumnType<PhaseRow[], string | undefined, string>;
 }
+export interface PhaseRow { name: string; started_at: number; ended_at: number }
 /** migrations/007: never read by a client API; deleted with the run's end. */
 export interface RunSecretsTable { run_id: string; name: string; value: string }
 export interface GpuLeasesTable { agent: string; gpu_index: number; run_id: string; lease: number }

@@ -60,7 +60,7 @@ export async function registerUploadedPackage(
       .where('package', '=', name).executeTakeFirstOrThrow();
     return trx.insertInto('package_versions').values({
       package: name, major: Number(max) + 1, minor: 0, source: 'upload', run_id: null, trained_major: null, trained_minor: null,
-      object_key: objectKey, size_bytes: size, sha256,
+      object_key: objectKey, size_bytes: size, sha256, has_evaluate: checked === 'skipped' ? null : checked.hasEvaluate,
     }).returningAll().executeTakeFirstOrThrow();
   });
   ctx.log.info({ package: name, version: `${row.major}.${row.minor}`, bytes: size }, 'package version registered');

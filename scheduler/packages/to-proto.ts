@@ -14,5 +14,8 @@ export function versionToProto(v: Selectable<PackageVersionsTable>): PackageVers
     sha256: v.sha256,
     created_at: v.created_at.toISOString(),
     trained_from: v.trained_major !== null ? formatVersion({ major: v.trained_major, minor: v.trained_minor ?? 0 }) : '',
+    score: v.score ?? 0,
+    has_score: v.score !== null && v.score !== undefined,
+    has_evaluate: v.has_evaluate === true ? 'yes' : v.has_evaluate === false ? 'no' : 'unknown',
   };
 }

@@ -26,11 +26,11 @@ export function claimingAgent(req: ClaimAttemptRequest__Output, authenticated?: 
 }
 
 /** What an attempt may touch in the bucket: its package zip and dataset folder (read), its prefix (write). */
-export function attemptScope(r: Pick<Selectable<RunsTable>, 'id' | 'attempt' | 'package_object_key' | 'dataset' | 'dataset_sub'>, bucket: string): AttemptScope {
+export function attemptScope(r: Pick<Selectable<RunsTable>, 'id' | 'attempt' | 'package_object_key' | 'dataset' | 'dataset_sub' | 'eval_dataset' | 'eval_dataset_sub'>, bucket: string): AttemptScope {
   return {
     bucket,
     readObjects: [r.package_object_key],
-    readPrefixes: [keys.datasetPrefix(r.dataset, r.dataset_sub)],
+    readPrefixes: [keys.datasetPrefix(r.dataset, r.dataset_sub), ...(r.eval_dataset ? [keys.datasetPrefix(r.eval_dataset, r.eval_dataset_sub)] : [])],
     writePrefix: keys.attemptPrefix(r.id, r.attempt),
   };
 }
@@ -63,7 +63,7 @@ export async function claimAttempt(ctx: SchedulerContext, req: ClaimAttemptReque
 /** New credentials for an attempt still current on the calling agent (a long run nearing their expiry). */
 export async function renewStorage(ctx: SchedulerContext, req: RenewStorageRequest__Output, agent: string): Promise<StorageCredentials> {
   if (!isRunId(req.run_id)) throw invalid(`run id "${req.run_id}" is not a run id`);
-  const row = await ctx.db.selectFrom('runs').select(['id', 'attempt', 'package_object_key', 'dataset', 'dataset_sub'])
+  const row = await ctx.db.selectFrom('runs').select(['id', 'attempt', 'package_object_key', 'dataset', 'dataset_sub', 'eval_dataset', 'eval_dataset_sub'])
     .where('id', '=', req.run_id).where('lease', '=', Number(req.lease)).where('agent', '=', agent)
     .where('status', 'in', placedStatuses).where('kill_requested', '=', false).executeTakeFirst();
   if (!row) throw new TrainyardError(ErrorCodes.StaleLease, `run ${req.run_id}: this attempt is no longer current on agent ${agent}; no new storage credentials`);

@@ -13,6 +13,16 @@ import { ErrorCodes, TrainyardError, invalid, notFound } from '../../shared/erro
 import { keys, outputNames, withStorageRetry } from '../../shared/storage.js';
 import { formatVersion } from '../../shared/versions.js';
 import type { FinishAttemptRequest__Output, FinishAttemptResponse } from '../../shared/proto.js';
+import type { PhaseRow } from '../db/database.js';
+import { evaluates, makesVersion, phaseWords } from '../../shared/pipelines.js';
+
+/** The harness's phases as the agent reported them, kept only when they are what the harness writes. */
+function phasesOf(req: FinishAttemptRequest__Output): PhaseRow[] {
+  const ok = (n: unknown) => typeof n === 'number' && Number.isFinite(n) && n >= 0;
+  return (req.phases ?? []).slice(0, 8)
+    .filter((p) => Object.hasOwn(phaseWords, p.name) && ok(p.started_at) && ok(p.ended_at))
+    .map((p) => ({ name: p.name, started_at: p.started_at, ended_at: p.ended_at }));
+}
 
 const stale = (id: string) => new TrainyardError(ErrorCodes.StaleLease, `run ${id}: this attempt is no longer current`);
 
@@ -31,13 +41,13 @@ export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptReq
     }
     case AttemptOutcome.Failed:
     case AttemptOutcome.PackagingFailed:
-      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Failed, req.reason || 'failed');
+      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Failed, req.reason || 'failed', phasesOf(req));
       break;
     case AttemptOutcome.TimedOut:
-      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Failed, 'timed out');
+      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Failed, 'timed out', phasesOf(req));
       break;
     case AttemptOutcome.Killed:
-      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Killed, req.reason || 'killed');
+      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Killed, req.reason || 'killed', phasesOf(req));
       break;
     case AttemptOutcome.HandedBack:
       changed = await runs.requeue(req.run_id, req.lease, req.reason || 'handed back by its agent', false, agent);
@@ -70,10 +80,51 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
   // being killed, so it ends Killed and registers nothing.
   const killed = async () => ({ changed: await runs.endAttempt(run.id, req.lease, agent, RunStatus.Killed, 'killed'), version: '' });
   if (run.kill_requested) return killed();
+  const pipeline = run.pipeline;
+  const score = req.has_score ? req.score : null;
+  if (evaluates(pipeline) && (score === null || !Number.isFinite(score))) return fail(`the agent reported no score for a ${pipeline} run`);
+  const phases = phasesOf(req);
+  const prefix = keys.attemptPrefix(run.id, run.attempt);
+  const resultsFor = (outputVersion: string) => buildResults({
+    pipeline,
+    package: run.package,
+    version: formatVersion({ major: run.package_major, minor: run.package_minor }),
+    dataPrefix: keys.datasetPrefix(run.dataset, run.dataset_sub),
+    evalDataPrefix: run.eval_dataset ? keys.datasetPrefix(run.eval_dataset, run.eval_dataset_sub) : null,
+    gpus: run.gpus,
+    env: run.env,
+    outputPrefix: prefix,
+    startAt: req.start_at,
+    endAt: req.end_at,
+    outputVersion,
+    savedTrainingData: req.saved_training_data,
+    savedTestData: req.saved_test_data,
+    score,
+  });
+  // This attempt's own prefix: rewriting it (after a lost race) can touch no other run's outputs.
+  const writeResults = async (results: unknown) => {
+    const body = Buffer.from(JSON.stringify(results, null, 2) + '\n');
+    await withStorageRetry(`upload ${prefix}${outputNames.results}`,
+      () => minio.putObject(settings.bucket, prefix + outputNames.results, body, body.length, { 'Content-Type': 'application/json' }), storageRetry);
+  };
+  // Refused by a transition's guard: a kill landed since the read above (or the attempt is no longer
+  // current, which endAttempt's own lease guard then leaves alone too).
+  const refused = async () => {
+    const now = await db.selectFrom('runs').select('kill_requested').where('id', '=', run.id).executeTakeFirst();
+    return now?.kill_requested ? killed() : { changed: null, version: '' };
+  };
+
+  if (!makesVersion(pipeline)) {
+    // An evaluation: a score, no version.
+    const results = resultsFor('');
+    await writeResults(results);
+    const changed = await runs.succeed(run.id, req.lease, agent, { results, score, phases, version: null });
+    return changed ? { changed, version: '' } : refused();
+  }
+
   // The agent hashes the zip it uploaded; the digest is what `package versions` shows and what a later
   // download is checked against, so a report without a real one is refused rather than guessed.
   if (!SHA256.test(req.package_sha256)) return fail(`the agent reported no valid sha256 for the package zip (got "${req.package_sha256.slice(0, 80)}")`);
-  const prefix = keys.attemptPrefix(run.id, run.attempt);
   // Never Successful before the outputs are durable: the package zip must be there, whole.
   let size: number;
   try {
@@ -91,32 +142,17 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
       .where('package', '=', run.package).where('major', '=', run.package_major).executeTakeFirstOrThrow();
     const minor = Number(max) + 1;
     const version = formatVersion({ major: run.package_major, minor });
-    const results = buildResults({
-      package: run.package,
-      version: formatVersion({ major: run.package_major, minor: run.package_minor }),
-      trainDataPrefix: keys.datasetPrefix(run.dataset, run.dataset_sub),
-      gpus: run.gpus,
-      env: run.env,
-      outputPrefix: prefix,
-      startAt: req.start_at,
-      endAt: req.end_at,
-      outputVersion: version,
-      savedTrainingData: req.saved_training_data,
-    });
-    const body = Buffer.from(JSON.stringify(results, null, 2) + '\n');
-    // This attempt's own prefix: rewriting it (after a lost race) can touch no other run's outputs.
-    await withStorageRetry(`upload ${prefix}${outputNames.results}`,
-      () => minio.putObject(settings.bucket, prefix + outputNames.results, body, body.length, { 'Content-Type': 'application/json' }), storageRetry);
+    const results = resultsFor(version);
+    await writeResults(results);
     try {
       const changed = await runs.succeed(run.id, req.lease, agent, {
-        package: run.package, major: run.package_major, minor, trainedMajor: run.package_major, trainedMinor: run.package_minor,
-        objectKey: prefix + outputNames.package, sizeBytes: size, sha256: req.package_sha256, results,
+        results, score, phases,
+        version: {
+          package: run.package, major: run.package_major, minor, trainedMajor: run.package_major, trainedMinor: run.package_minor,
+          objectKey: prefix + outputNames.package, sizeBytes: size, sha256: req.package_sha256,
+        },
       });
-      if (changed) return { changed, version };
-      // Refused by the guard: a kill landed since the read above (or the attempt is no longer current,
-      // which endAttempt's own lease guard then leaves alone too).
-      const now = await db.selectFrom('runs').select('kill_requested').where('id', '=', run.id).executeTakeFirst();
-      return now?.kill_requested ? killed() : { changed: null, version: '' };
+      return changed ? { changed, version } : refused();
     } catch (err) {
       const pgErr = err as { code?: string; constraint?: string };
       if (pgErr.code === '23505' && pgErr.constraint === 'package_versions_pkey' && race < MAX_VERSION_RACES) continue;

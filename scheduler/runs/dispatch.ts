@@ -26,5 +26,8 @@ export function dispatchFor(r: Selectable<RunsTable>, bucket: string): Dispatch 
     output_prefix: keys.attemptPrefix(r.id, r.attempt),
     bucket,
     package_sha256: r.package_sha256 ?? '',
+    pipeline: r.pipeline,
+    eval_dataset: r.eval_dataset ? (r.eval_dataset_sub ? `${r.eval_dataset}/${r.eval_dataset_sub}` : r.eval_dataset) : '',
+    eval_dataset_prefix: r.eval_dataset ? keys.datasetPrefix(r.eval_dataset, r.eval_dataset_sub) : '',
   };
 }

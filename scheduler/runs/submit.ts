@@ -10,6 +10,7 @@ import { keys, withStorageRetry } from '../../shared/storage.js';
 import { describeRequest, type Request } from '../placement/fleet.js';
 import { sql } from 'kysely';
 import { RunStatus } from '../../shared/run-states.js';
+import { Pipeline, evaluates, parsePipeline } from '../../shared/pipelines.js';
 import type { Principal } from '../auth/principal.js';
 import { Actions, allowed, authorize } from '../auth/policy.js';
 
@@ -27,8 +28,11 @@ export async function submitRun(ctx: SchedulerContext, req: SubmitRunRequest__Ou
     if (existing) return existing.id;
   }
   const pkg = checkName('package', req.package);
+  const pipeline = parsePipeline(req.pipeline);
   const ds = parseDatasetRef(req.dataset);
-  const env = compileRunEnv(req.env ?? {});
+  if (req.eval_dataset && pipeline !== Pipeline.Full) throw invalid(`eval_dataset is only for full pipelines (this is ${pipeline})`);
+  const evalDs = req.eval_dataset ? parseDatasetRef(req.eval_dataset, 'eval_dataset') : null;
+  const env = compileRunEnv(req.env ?? {}, pipeline);
   const secrets = checkRunSecrets(req.secrets ?? {}, env);
   const res = req.resources;
   const request: Request = {
@@ -54,7 +58,7 @@ export async function submitRun(ctx: SchedulerContext, req: SubmitRunRequest__Ou
     throw denied(`package "${pkg}" belongs to project "${owners.project}", not "${project}"`);
   }
 
-  const versions = await db.selectFrom('package_versions').select(['major', 'minor', 'object_key', 'sha256'])
+  const versions = await db.selectFrom('package_versions').select(['major', 'minor', 'object_key', 'sha256', 'has_evaluate'])
     .where('package', '=', pkg).orderBy('major', 'desc').orderBy('minor', 'desc').execute();
   if (versions.length === 0) throw notFound(`package "${pkg}" not found (push it with: trainyard package push DIR --name ${pkg})`);
   let version = versions[0]!;
@@ -66,18 +70,12 @@ export async function submitRun(ctx: SchedulerContext, req: SubmitRunRequest__Ou
     }
     version = found;
   }
-
-  const dataset = await db.selectFrom('datasets').select(['name', 'project']).where('name', '=', ds.name).executeTakeFirst();
-  if (!dataset) throw notFound(`dataset "${ds.name}" not found (push it with: trainyard dataset push DIR --name ${ds.name})`);
-  if (dataset.project !== project && !allowed(caller, Actions.ReadDataset, dataset.project)) throw denied(`dataset "${ds.name}" belongs to project "${dataset.project}", not "${project}"`);
-  if (ds.sub) {
-    const prefix = keys.datasetPrefix(ds.name, ds.sub);
-    const hasFile = await withStorageRetry(`list ${prefix}`, async () => {
-      for await (const _ of ctx.minio.listObjectsV2(settings.bucket, prefix, true)) return true;
-      return false;
-    }, ctx.storageRetry);
-    if (!hasFile) throw notFound(`dataset "${ds.name}" has no subfolder "${ds.sub}" (or it holds no files)`);
+  if (evaluates(pipeline) && version.has_evaluate === false) {
+    throw new TrainyardError(ErrorCodes.FailedPrecondition, `package "${pkg}" ${formatVersion(version)}: class Main has no evaluate(self, evaluation_directory), so it cannot run ${pipeline === Pipeline.Full ? 'a full pipeline' : 'an evaluation'}`);
   }
+
+  await checkDataset(ctx, caller, project, ds, 'dataset');
+  if (evalDs) await checkDataset(ctx, caller, project, evalDs, 'eval_dataset');
 
   // A request that no known agent could ever satisfy is refused now, rather than waiting forever. One
   // query, so submitting stays cheap however large the fleet is.
@@ -106,6 +104,9 @@ export async function submitRun(ctx: SchedulerContext, req: SubmitRunRequest__Ou
       package_minor: version.minor,
       package_object_key: version.object_key,
       package_sha256: version.sha256,
+      pipeline,
+      eval_dataset: evalDs?.name ?? null,
+      eval_dataset_sub: evalDs?.sub ?? '',
       dataset: ds.name,
       dataset_sub: ds.sub,
       gpus: request.gpus,
@@ -134,4 +135,19 @@ export async function submitRun(ctx: SchedulerContext, req: SubmitRunRequest__Ou
   ctx.log.info({ run: id, status: RunStatus.Scheduled, package: pkg, version: formatVersion(version), dataset: req.dataset }, 'run status');
   ctx.kick();
   return id;
+}
+
+/** The dataset (or sub-folder) exists, holds files, and the caller may run with it. `field` names it in errors. */
+async function checkDataset(ctx: SchedulerContext, caller: Principal, project: string, ds: { name: string; sub: string }, field: string): Promise<void> {
+  field = field === 'dataset' ? '' : `${field}: `;
+  const dataset = await ctx.db.selectFrom('datasets').select(['name', 'project']).where('name', '=', ds.name).executeTakeFirst();
+  if (!dataset) throw notFound(`${field}dataset "${ds.name}" not found (push it with: trainyard dataset push DIR --name ${ds.name})`);
+  if (dataset.project !== project && !allowed(caller, Actions.ReadDataset, dataset.project)) throw denied(`${field}dataset "${ds.name}" belongs to project "${dataset.project}", not "${project}"`);
+  if (!ds.sub) return;
+  const prefix = keys.datasetPrefix(ds.name, ds.sub);
+  const hasFile = await withStorageRetry(`list ${prefix}`, async () => {
+    for await (const _ of ctx.minio.listObjectsV2(ctx.settings.bucket, prefix, true)) return true;
+    return false;
+  }, ctx.storageRetry);
+  if (!hasFile) throw notFound(`${field}dataset "${ds.name}" has no subfolder "${ds.sub}" (or it holds no files)`);
 }

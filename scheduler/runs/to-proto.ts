@@ -2,6 +2,7 @@ import type { Selectable } from 'kysely';
 import type { RunsTable } from '../db/database.js';
 import type { Run } from '../../shared/proto.js';
 import { formatVersion } from '../../shared/versions.js';
+import { keys, outputNames } from '../../shared/storage.js';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : '');
 
@@ -31,5 +32,11 @@ export function runToProto(r: Selectable<RunsTable>): Run {
     kill_requested: r.kill_requested,
     status_detail: r.status_detail,
     secret_names: r.secret_names ?? [],
+    pipeline: r.pipeline,
+    eval_dataset: r.eval_dataset ? (r.eval_dataset_sub ? `${r.eval_dataset}/${r.eval_dataset_sub}` : r.eval_dataset) : '',
+    score: r.score ?? 0,
+    has_score: r.score !== null && r.score !== undefined,
+    phases: r.phases ?? [],
+    output_object_key: r.output_major !== null ? keys.attemptPrefix(r.id, r.attempt) + outputNames.package : '',
   };
 }

@@ -16,7 +16,7 @@
 //   (kill, from any state that is not terminal: unplaced → Killed at once; placed → kill_requested, and
 //    the attempt's end — reported, or a requeue — makes it Killed)
 import { sql, type RawBuilder, type Selectable, type Transaction } from 'kysely';
-import type { Database, Db, RunsTable } from '../db/database.js';
+import type { PhaseRow, Database, Db, RunsTable } from '../db/database.js';
 import { RunStatus, placedStatuses, queuedStatuses, terminalStatuses } from '../../shared/run-states.js';
 
 type Q = Db | Transaction<Database>;
@@ -173,25 +173,34 @@ export class RunTransitions {
   }
 
   /**
-   * Running → Successful and the new version, in one statement: the run, its version row, its event and
-   * its GPU leases. The version number is the caller's choice (the next minor it read); if another run
-   * registered that number meanwhile, the insert violates the primary key and the whole statement rolls
-   * back (the caller reads again and retries). Storage I/O stays outside: _results.json is written first.
-   * A run whose kill was accepted never succeeds: the guard refuses, and the caller ends it Killed.
+   * Running → Successful, in one statement: the run (with its results, score and phases), its new version
+   * when the pipeline makes one, its event and its GPU leases. The version number is the caller's choice
+   * (the next minor it read); if another run registered that number meanwhile, the insert violates the
+   * primary key and the whole statement rolls back (the caller reads again and retries). Storage I/O stays
+   * outside: _results.json is written first. A run whose kill was accepted never succeeds: the guard
+   * refuses, and the caller ends it Killed. A version made by a run inherits whether Main has evaluate()
+   * from the version it trained, and carries the run's score (a full pipeline's).
    */
-  async succeed(runId: string, lease: number, agent: string, v: {
-    package: string; major: number; minor: number; trainedMajor: number; trainedMinor: number;
-    objectKey: string; sizeBytes: number; sha256: string; results: unknown;
+  async succeed(runId: string, lease: number, agent: string, o: {
+    results: unknown; score: number | null; phases: PhaseRow[];
+    version: null | {
+      package: string; major: number; minor: number; trainedMajor: number; trainedMinor: number;
+      objectKey: string; sizeBytes: number; sha256: string;
+    };
   }): Promise<Changed | null> {
+    const v = o.version;
+    const detail = v ? `registered version ${v.major}.${v.minor}${o.score !== null ? ` (score ${o.score})` : ''}` : `score ${o.score}`;
     const { rows } = await sql<Row>`
       WITH r AS (
-        UPDATE runs SET status = ${st(RunStatus.Successful)}, ended_at = now(), output_major = ${v.major}, output_minor = ${v.minor},
-          results = ${JSON.stringify(v.results)}::json, agent = NULL, status_detail = ''
+        UPDATE runs SET status = ${st(RunStatus.Successful)}, ended_at = now(), output_major = ${v?.major ?? null}, output_minor = ${v?.minor ?? null},
+          results = ${JSON.stringify(o.results)}::json, score = ${o.score}, phases = ${JSON.stringify(o.phases)}::jsonb, agent = NULL, status_detail = ''
         WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status = ${st(RunStatus.Running)} AND NOT kill_requested
-        ${RETURNING}, ${`registered version ${v.major}.${v.minor}`}::text AS detail),
-      v AS (
-        INSERT INTO package_versions (package, major, minor, source, run_id, trained_major, trained_minor, object_key, size_bytes, sha256)
-        SELECT ${v.package}, ${v.major}, ${v.minor}, 'run', r.id, ${v.trainedMajor}, ${v.trainedMinor}, ${v.objectKey}, ${v.sizeBytes}, ${v.sha256} FROM r),
+        ${RETURNING}, ${detail}::text AS detail),
+      ${v ? sql`v AS (
+        INSERT INTO package_versions (package, major, minor, source, run_id, trained_major, trained_minor, object_key, size_bytes, sha256, score, has_evaluate)
+        SELECT ${v.package}, ${v.major}, ${v.minor}, 'run', r.id, ${v.trainedMajor}, ${v.trainedMinor}, ${v.objectKey}, ${v.sizeBytes}, ${v.sha256}, ${o.score},
+          (SELECT has_evaluate FROM package_versions WHERE package = ${v.package} AND major = ${v.trainedMajor} AND minor = ${v.trainedMinor})
+        FROM r),` : sql``}
       e AS (INSERT INTO run_events (run_id, attempt, status, detail) SELECT id, attempt, status, detail FROM r),
       g AS (DELETE FROM gpu_leases WHERE run_id IN (SELECT id FROM r)),
       ${FORGET_SECRETS}
@@ -200,9 +209,10 @@ export class RunTransitions {
   }
 
   /** An attempt ends badly: Failed (or Killed), whatever placed state it was in. */
-  async endAttempt(runId: string, lease: number, agent: string, status: typeof RunStatus.Failed | typeof RunStatus.Killed, reason: string): Promise<Changed | null> {
+  async endAttempt(runId: string, lease: number, agent: string, status: typeof RunStatus.Failed | typeof RunStatus.Killed, reason: string, phases?: PhaseRow[]): Promise<Changed | null> {
     return this.#one(await apply(this.db, sql`
-      UPDATE runs SET status = ${st(status)}, ended_at = now(), failure_reason = ${reason}, agent = NULL, status_detail = ''
+      UPDATE runs SET status = ${st(status)}, ended_at = now(), failure_reason = ${reason}, agent = NULL, status_detail = '',
+        phases = ${phases?.length ? sql`${JSON.stringify(phases)}::jsonb` : sql`phases`}
       WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status IN ${PLACED}
       ${RETURNING}, ${reason}::text AS detail`, true, true));
   }

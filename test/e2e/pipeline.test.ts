@@ -66,7 +66,8 @@ t.test('a training run end to end', async (t) => {
   t.ok(results.run_summary.execution_time >= 0 && results.run_summary.execution_time < 600);
   const prefix = `runs/${run.id}/attempt-1/`;
   t.equal(results.run_summary.outputs.artifacts_data, `${prefix}artifacts/`);
-  t.equal(results.run_summary.outputs.package, `${prefix}package.zip`);
+  t.equal(results.run_summary.outputs.package, 'counter', 'outputs.package is the package name, as AI Center\'s template has it');
+  t.equal(results.parameters.pipeline, 'TRAIN_ONLY');
   t.equal(results.run_summary.outputs.train_data, `${prefix}train_data/`);
 
   // The objects in MinIO.

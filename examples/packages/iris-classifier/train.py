@@ -1,7 +1,12 @@
 """Iris species from four flower measurements: a random forest trained on every CSV under the dataset.
 
+Every pipeline kind works with it: training (train, save), evaluation (evaluate: the accuracy on the
+data is the score) and full pipelines (process_data splits the input into training and test folders,
+stratified by species, then train, evaluate on the test split, save).
+
 Environment variables (all optional):
   n_estimators         trees in the forest (default 100)
+  test_fraction        the share of rows process_data puts in the test folder (default 0.3)
   artifacts_directory  where metrics.json and confusion_matrix.csv go (default "artifacts")
 """
 import csv
@@ -63,6 +68,14 @@ def positive_int(name, default):
     return value
 
 
+def write_rows(path, rows):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(FEATURES + [LABEL])
+        w.writerows(rows)
+
+
 class Main:
     def __init__(self):
         # An evaluation run starts from a trained package, so the model may already be here.
@@ -114,6 +127,19 @@ class Main:
 
         self.model = RandomForestClassifier(n_estimators=n_estimators, random_state=RANDOM_STATE).fit(X, y)
         print("final model fit on all %d rows" % len(X))
+
+    def process_data(self, input_directory):
+        """Splits the input into the training and test folders the agent gives (a full pipeline)."""
+        fraction = float(os.environ.get("test_fraction", "0.3"))
+        if not 0 < fraction < 1:
+            raise ValueError("test_fraction must be between 0 and 1, got %r" % fraction)
+        X, y, files = read_rows(input_directory)
+        if not X:
+            raise ValueError("no CSV rows under the input directory")
+        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=fraction, random_state=RANDOM_STATE, stratify=y)
+        write_rows(os.path.join(os.environ["training_data_directory"], "train.csv"), [x + [l] for x, l in zip(X_train, y_train)])
+        write_rows(os.path.join(os.environ["test_data_directory"], "test.csv"), [x + [l] for x, l in zip(X_test, y_test)])
+        print("split %d rows from %d files: %d to train, %d to test" % (len(X), len(files), len(X_train), len(X_test)))
 
     def evaluate(self, evaluation_directory):
         if self.model is None:

@@ -1,0 +1,54 @@
+// _results.json in AI Center's three shapes (scheduler/runs/results.ts): every key, by pipeline.
+import t from 'tap';
+import { buildResults, type ResultsInput } from '../../scheduler/runs/results.js';
+import { Pipeline } from '../../shared/pipelines.js';
+
+const out = (r: ReturnType<typeof buildResults>) => r.run_summary.outputs as Record<string, unknown>;
+const inputs = (r: ReturnType<typeof buildResults>) => r.parameters.inputs as Record<string, unknown>;
+
+const base: ResultsInput = {
+  pipeline: Pipeline.Train, package: 'iris', version: '1.0', dataPrefix: 'datasets/iris/train/', evalDataPrefix: null, gpus: 1,
+  env: { artifacts_directory: 'artifacts', save_training_data: 'true', save_test_data: 'true' },
+  outputPrefix: 'runs/run_0123456789abcd/attempt-1/', startAt: 1000.25, endAt: 1012.5, outputVersion: '1.1',
+  savedTrainingData: true, savedTestData: true, score: 0.93,
+};
+const summary = { execution_time: 12.25, start_at: 1000, end_at: 1012 };
+
+t.test('TRAIN_ONLY', async (t) => {
+  t.same(buildResults(base), {
+    parameters: { pipeline: 'TRAIN_ONLY', inputs: { package: 'iris', version: '1.0', train_data: 'datasets/iris/train/', gpu: 'True' }, env: base.env },
+    run_summary: { ...summary, outputs: { train_data: 'runs/run_0123456789abcd/attempt-1/train_data/', artifacts_data: 'runs/run_0123456789abcd/attempt-1/artifacts/', package: 'iris', version: '1.1' } },
+  }, 'every key, outputs.package the name');
+  const r = buildResults({ ...base, savedTrainingData: false, gpus: 0 });
+  t.equal(out(r).train_data, null, 'no data copy: null');
+  t.equal(inputs(r).gpu, 'False');
+});
+
+t.test('EVALUATE_ONLY', async (t) => {
+  t.same(buildResults({ ...base, pipeline: Pipeline.Evaluate, outputVersion: '' }), {
+    parameters: { pipeline: 'EVALUATE_ONLY', inputs: { package: 'iris', version: '1.0', test_data: 'datasets/iris/train/', gpu: 'True' }, env: base.env },
+    run_summary: { ...summary, outputs: { test_data: 'runs/run_0123456789abcd/attempt-1/test_data/', artifacts_data: 'runs/run_0123456789abcd/attempt-1/artifacts/', score: 0.93 } },
+  }, 'inputs.test_data, outputs test_data, artifacts_data, score; no package or version');
+  t.equal(out(buildResults({ ...base, pipeline: Pipeline.Evaluate, savedTestData: false })).test_data, null);
+});
+
+t.test('FULL_TRAINING', async (t) => {
+  t.same(buildResults({ ...base, pipeline: Pipeline.Full, evalDataPrefix: 'datasets/iris/holdout/' }), {
+    parameters: {
+      pipeline: 'FULL_TRAINING',
+      inputs: { package: 'iris', version: '1.0', train_data: 'datasets/iris/train/', test_data: 'datasets/iris/holdout/', gpu: 'True' },
+      env: base.env,
+    },
+    run_summary: {
+      ...summary,
+      outputs: {
+        train_data: 'runs/run_0123456789abcd/attempt-1/train_data/', test_data: 'runs/run_0123456789abcd/attempt-1/test_data/',
+        artifacts_data: 'runs/run_0123456789abcd/attempt-1/artifacts/', package: 'iris', version: '1.1', score: 0.93,
+      },
+    },
+  }, 'every key');
+  const r = buildResults({ ...base, pipeline: Pipeline.Full });
+  t.equal(inputs(r).test_data, null, 'no evaluation dataset: inputs.test_data null');
+  const env = { ...base.env, save_test_data: 'false' };
+  t.equal(out(buildResults({ ...base, pipeline: Pipeline.Full, env })).test_data, null, 'save_test_data=false: null');
+});
