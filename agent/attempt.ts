@@ -27,6 +27,7 @@ import { chownTree, staysInside, type Containment } from './containment.js';
 import { asUser } from './run-as.js';
 import { checkRunEnv, gpuUuids, harnessPath, RefusedDispatch, trainEnv } from './run-env.js';
 import { secretMasker, type Redact } from './secrets.js';
+import { dataManifest, venvInfo, type DataManifest } from './lineage.js';
 import { makesVersion, parsePipeline, Pipeline } from '../shared/pipelines.js';
 
 export interface AttemptDeps {
@@ -70,7 +71,7 @@ const RENEW_BEFORE_MS = 5 * 60_000;
 type PhaseTime = { name: string; started_at: number; ended_at: number };
 type Result = EndReason & {
   startAt?: number; endAt?: number; saved?: boolean; savedTest?: boolean; size?: number; sha256?: string;
-  score?: number | null; phases?: PhaseTime[];
+  score?: number | null; phases?: PhaseTime[]; lineage?: object;
 };
 /** The harness's verdict (agent/harness/trainyard_harness.py, its result file). */
 type Verdict = { ok: boolean; error?: { summary?: string; message?: string } | null; score?: number | null; phases?: PhaseTime[] };
@@ -165,10 +166,12 @@ export class Attempt {
     await this.#report(RunStatus.Running);
     const startAt = Date.now() / 1000;
     const folders = await this.#fetchData();
+    // The lineage is taken before the run's code can touch anything: exactly what was made local.
+    const lineage = await this.#lineage(venv, folders, gpus);
     const ran = await this.#train(venv, pkgDir, folders, runEnv, gpus);
     if (!ran.ok) return { outcome: AttemptOutcome.Failed, reason: ran.reason, phases: ran.phases };
     const up = await this.#upload(pkgDir, folders, ran.phases);
-    return { outcome: AttemptOutcome.Succeeded, reason: '', startAt, endAt: Date.now() / 1000, score: ran.score, phases: ran.phases, ...up };
+    return { outcome: AttemptOutcome.Succeeded, reason: '', startAt, endAt: Date.now() / 1000, score: ran.score, phases: ran.phases, lineage, ...up };
   }
 
   /** Tells the scheduler the attempt's status; throws Stopped when the scheduler says it is no longer current. */
@@ -258,6 +261,22 @@ export class Attempt {
     }
     this.#checkStopped();
     return folders;
+  }
+
+  /** The agent's part of the run's lineage: data manifests, the venv's Python and packages, the GPUs. */
+  async #lineage(venv: string, folders: Folders, gpuUuidList: string[]): Promise<object> {
+    const signal = this.#abort.signal;
+    const manifest = (m: DataManifest) => ({ manifest_sha256: m.sha256, files: m.files, bytes: m.bytes, truncated: m.truncated, manifest: m.entries });
+    const data = await dataManifest(folders.data, signal);
+    // A full pipeline's evaluation dataset is in the test folder until process_data runs.
+    const evalData = this.dispatch.eval_dataset && folders.test ? await dataManifest(folders.test, signal) : null;
+    const env = await venvInfo(venv);
+    const gpus = (this.deps.gpus ?? []).filter((g) => gpuUuidList.includes(g.uuid ?? '')).map((g) => ({ index: g.index, name: g.name, uuid: g.uuid }));
+    this.#checkStopped();
+    return {
+      data: manifest(data), eval_data: evalData ? manifest(evalData) : null,
+      environment: { python: env.python, packages: env.packages }, agent: { name: this.deps.agentName, gpus },
+    };
   }
 
   /** Runs the pipeline's steps in the venv, through the harness. Resolves with the harness's verdict. */
@@ -390,6 +409,7 @@ export class Attempt {
         run_id: this.runId, lease: this.lease, outcome: r.outcome, reason: r.reason,
         start_at: r.startAt ?? 0, end_at: r.endAt ?? 0, saved_training_data: r.saved ?? false, saved_test_data: r.savedTest ?? false,
         score: r.score ?? 0, has_score: typeof r.score === 'number', phases: r.phases ?? [],
+        lineage_json: r.lineage ? JSON.stringify(r.lineage) : '',
         package_size_bytes: r.size ?? 0, package_sha256: r.sha256 ?? '', last_log_seq: this.logs.lastSeq,
       }, giveUp, (err) => log.warn({ run: this.runId, err: errorMessage(err) }, 'finish report failed; retrying'));
       log.info({ run: this.runId, status: res.status, version: res.output_version }, 'attempt finished');

@@ -44,6 +44,7 @@ export const outputNames = {
   trainData: 'train_data/',
   testData: 'test_data/',
   results: '_results.json',
+  lineage: '_lineage.json',
 } as const;
 
 const permanentS3Codes = new Set(['NoSuchKey', 'NoSuchBucket', 'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'NotFound', 'InvalidBucketName']);

@@ -53,6 +53,8 @@ export interface RunsTable {
   eval_dataset_sub: ColumnType<string, string | undefined, string>;
   score: ColumnType<number | null, number | null | undefined, number | null>;
   phases: ColumnType<PhaseRow[], string | undefined, string>;
+  /** migrations/011 */
+  lineage: ColumnType<unknown, string | null | undefined, string | null>;
 }
 export interface PhaseRow { name: string; started_at: number; ended_at: number }
 /** migrations/007: never read by a client API; deleted with the run's end. */

@@ -1,6 +1,7 @@
 // The client API (service Trainyard). Each handler is a thin adapter: it asks the policy
 // (scheduler/auth/policy.ts) whether the caller may, then makes one call into runs/, packages/, datasets/,
 // agents/, projects or auth/; handlers.ts authenticated the caller and turns what they throw into statuses.
+import { packageLineage } from '../runs/lineage.js';
 import type { SchedulerContext } from '../context.js';
 import type { TrainyardHandlers } from '../../shared/proto/gen/trainyard/v1/Trainyard.js';
 import type { GetRunRequest__Output, DownloadOutputsRequest__Output, LogLine, OutputChunk, Run, StreamLogsRequest__Output } from '../../shared/proto.js';
@@ -32,6 +33,7 @@ export function clientService(ctx: SchedulerContext): TrainyardHandlers {
   return {
     PushPackage: clientStream(g, 'PushPackage', (call, caller) => receivePackage(ctx, call, caller)),
     ListPackageVersions: unary(g, 'ListPackageVersions', async (req, caller) => ({ versions: await listPackageVersions(ctx, req.name, caller) })),
+    PackageLineage: unary(g, 'PackageLineage', (req, caller) => packageLineage(ctx, req, caller)),
 
     PushDataset: clientStream(g, 'PushDataset', (call, caller) => receiveDataset(ctx, call, caller)),
     ListDatasets: unary(g, 'ListDatasets', async (_req, caller) => ({ datasets: await listDatasets(ctx, visibleProject(caller)) })),

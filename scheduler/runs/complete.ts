@@ -8,6 +8,7 @@ import { sql } from 'kysely';
 import type { SchedulerContext } from '../context.js';
 import type { Changed } from './transitions.js';
 import { buildResults } from './results.js';
+import { agentLineage, buildLineage } from './lineage.js';
 import { AttemptOutcome, RunStatus } from '../../shared/run-states.js';
 import { ErrorCodes, TrainyardError, invalid, notFound } from '../../shared/errors.js';
 import { keys, outputNames, withStorageRetry } from '../../shared/storage.js';
@@ -101,11 +102,16 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
     savedTestData: req.saved_test_data,
     score,
   });
+  const reported = agentLineage(req.lineage_json);
+  const lineageFor = (output: { version: string; sha256: string } | null) => buildLineage(run, reported, { score, output });
   // This attempt's own prefix: rewriting it (after a lost race) can touch no other run's outputs.
-  const writeResults = async (results: unknown) => {
-    const body = Buffer.from(JSON.stringify(results, null, 2) + '\n');
-    await withStorageRetry(`upload ${prefix}${outputNames.results}`,
-      () => minio.putObject(settings.bucket, prefix + outputNames.results, body, body.length, { 'Content-Type': 'application/json' }), storageRetry);
+  const writeJson = async (name: string, doc: unknown) => {
+    const body = Buffer.from(JSON.stringify(doc, null, 2) + '\n');
+    await withStorageRetry(`upload ${prefix}${name}`,
+      () => minio.putObject(settings.bucket, prefix + name, body, body.length, { 'Content-Type': 'application/json' }), storageRetry);
+  };
+  const writeResults = async (results: unknown, lineage: unknown) => {
+    await Promise.all([writeJson(outputNames.results, results), writeJson(outputNames.lineage, lineage)]);
   };
   // Refused by a transition's guard: a kill landed since the read above (or the attempt is no longer
   // current, which endAttempt's own lease guard then leaves alone too).
@@ -117,8 +123,9 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
   if (!makesVersion(pipeline)) {
     // An evaluation: a score, no version.
     const results = resultsFor('');
-    await writeResults(results);
-    const changed = await runs.succeed(run.id, req.lease, agent, { results, score, phases, version: null });
+    const lineage = lineageFor(null);
+    await writeResults(results, lineage);
+    const changed = await runs.succeed(run.id, req.lease, agent, { results, lineage, score, phases, version: null });
     return changed ? { changed, version: '' } : refused();
   }
 
@@ -143,10 +150,11 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
     const minor = Number(max) + 1;
     const version = formatVersion({ major: run.package_major, minor });
     const results = resultsFor(version);
-    await writeResults(results);
+    const lineage = lineageFor({ version, sha256: req.package_sha256 });
+    await writeResults(results, lineage);
     try {
       const changed = await runs.succeed(run.id, req.lease, agent, {
-        results, score, phases,
+        results, lineage, score, phases,
         version: {
           package: run.package, major: run.package_major, minor, trainedMajor: run.package_major, trainedMinor: run.package_minor,
           objectKey: prefix + outputNames.package, sizeBytes: size, sha256: req.package_sha256,

@@ -11,7 +11,7 @@ import { watchRun } from '../watch.js';
 export async function getRun(ctx: SchedulerContext, id: string): Promise<Run> {
   const r = await ctx.db.selectFrom('runs').selectAll().where('id', '=', id).executeTakeFirst();
   if (!r) throw notFound(`run ${id} not found`);
-  return runToProto(r);
+  return runToProto(r, { lineage: true });
 }
 
 /** Throws unless the caller may do `action` on the run's project (NOT_FOUND when there is no such run). */
@@ -26,7 +26,7 @@ export async function listRuns(ctx: SchedulerContext, o: { status: string; limit
   let q = ctx.db.selectFrom('runs').selectAll().orderBy('created_at', 'desc').limit(Math.min(Math.max(o.limit || 50, 1), 1000));
   if (o.status) q = q.where('status', '=', o.status as RunStatus);
   if (o.project != null) q = q.where('project', '=', o.project);
-  return (await q.execute()).map(runToProto);
+  return (await q.execute()).map((r) => runToProto(r));
 }
 
 /** The run now, then each time what a user sees of it changes, until it ends or the signal fires. */

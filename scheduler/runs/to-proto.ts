@@ -6,7 +6,8 @@ import { keys, outputNames } from '../../shared/storage.js';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : '');
 
-export function runToProto(r: Selectable<RunsTable>): Run {
+/** `lineage`: include _lineage.json (GetRun; lists leave it out, it can be large). */
+export function runToProto(r: Selectable<RunsTable>, o: { lineage?: boolean } = {}): Run {
   return {
     id: r.id,
     status: r.status,
@@ -38,5 +39,6 @@ export function runToProto(r: Selectable<RunsTable>): Run {
     has_score: r.score !== null && r.score !== undefined,
     phases: r.phases ?? [],
     output_object_key: r.output_major !== null ? keys.attemptPrefix(r.id, r.attempt) + outputNames.package : '',
+    lineage_json: o.lineage && r.lineage ? JSON.stringify(r.lineage) : '',
   };
 }

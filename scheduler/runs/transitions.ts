@@ -182,7 +182,7 @@ export class RunTransitions {
    * from the version it trained, and carries the run's score (a full pipeline's).
    */
   async succeed(runId: string, lease: number, agent: string, o: {
-    results: unknown; score: number | null; phases: PhaseRow[];
+    results: unknown; lineage: unknown; score: number | null; phases: PhaseRow[];
     version: null | {
       package: string; major: number; minor: number; trainedMajor: number; trainedMinor: number;
       objectKey: string; sizeBytes: number; sha256: string;
@@ -193,7 +193,7 @@ export class RunTransitions {
     const { rows } = await sql<Row>`
       WITH r AS (
         UPDATE runs SET status = ${st(RunStatus.Successful)}, ended_at = now(), output_major = ${v?.major ?? null}, output_minor = ${v?.minor ?? null},
-          results = ${JSON.stringify(o.results)}::json, score = ${o.score}, phases = ${JSON.stringify(o.phases)}::jsonb, agent = NULL, status_detail = ''
+          results = ${JSON.stringify(o.results)}::json, lineage = ${JSON.stringify(o.lineage)}::jsonb, score = ${o.score}, phases = ${JSON.stringify(o.phases)}::jsonb, agent = NULL, status_detail = ''
         WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status = ${st(RunStatus.Running)} AND NOT kill_requested
         ${RETURNING}, ${detail}::text AS detail),
       ${v ? sql`v AS (

@@ -1,0 +1,59 @@
+// What an attempt can say about its own inputs, for the run's lineage (the scheduler adds what it knows
+// and writes _lineage.json): a manifest of the data made local, every file with its size and SHA-256, and
+// the venv's Python and packages. Two runs of one version on the same data give the same manifest hash.
+import { existsSync } from 'node:fs';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { walkFiles } from '../shared/storage.js';
+import { sha256File } from '../shared/hash.js';
+
+export interface ManifestEntry { path: string; size: number; sha256: string }
+export interface DataManifest { sha256: string; files: number; bytes: number; entries: ManifestEntry[]; truncated: boolean }
+
+/** The manifest keeps at most this many entries (its hash always covers every file). */
+export const MAX_MANIFEST_ENTRIES = 20_000;
+
+/** Every regular file under dir (links are never followed), sorted by path, hashed. */
+export async function dataManifest(dir: string, signal?: AbortSignal): Promise<DataManifest> {
+  const files = await walkFiles(dir);
+  const entries: ManifestEntry[] = [];
+  const whole = createHash('sha256');
+  let bytes = 0;
+  for (const f of files) {
+    signal?.throwIfAborted();
+    const sha256 = await sha256File(path.join(dir, ...f.rel.split('/')));
+    // One line per file, so the hash depends on names, sizes and contents, and on nothing else.
+    whole.update(`${f.rel}\t${f.size}\t${sha256}\n`);
+    bytes += f.size;
+    if (entries.length < MAX_MANIFEST_ENTRIES) entries.push({ path: f.rel, size: f.size, sha256 });
+  }
+  return { sha256: whole.digest('hex'), files: files.length, bytes, entries, truncated: files.length > entries.length };
+}
+
+export interface VenvInfo { python: string; packages: string[] }
+
+const FREEZE = `import sys, json
+from importlib.metadata import distributions
+print(json.dumps({"python": sys.version.split()[0], "packages": sorted({"%s==%s" % (d.metadata["Name"], d.version) for d in distributions() if d.metadata["Name"]}, key=str.lower)}))`;
+
+/**
+ * The venv's Python version and installed packages (what `pip freeze` lists), read once per venv and kept
+ * in it: a venv is made for one requirements.txt and never changes after, and runs cannot write it.
+ */
+export async function venvInfo(venv: string): Promise<VenvInfo> {
+  const cache = path.join(venv, '.trainyard-freeze.json');
+  if (existsSync(cache)) {
+    try { return JSON.parse(await readFile(cache, 'utf8')) as VenvInfo; } catch { /* rewritten below */ }
+  }
+  const out = await new Promise<string>((resolve, reject) => {
+    execFile(path.join(venv, 'bin', 'python'), ['-I', '-c', FREEZE], { timeout: 60_000, maxBuffer: 8 << 20, env: { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' } },
+      (err, stdout) => (err ? reject(err) : resolve(stdout)));
+  });
+  const info = JSON.parse(out) as VenvInfo;
+  const tmp = `${cache}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify(info));
+  await rename(tmp, cache);
+  return info;
+}
