@@ -45,6 +45,11 @@ if ! command -v ip >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2 >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2; }
 fi
 
+# The completion tests check the zsh script with zsh itself (test/e2e/cli-help.test.ts).
+if ! command -v zsh >/dev/null 2>&1; then
+  step 'installing zsh (for the zsh completion test)'
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q zsh >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q zsh; }
+fi
 step 'build'
 npm run build
 

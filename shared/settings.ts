@@ -137,14 +137,4 @@ export function compileSettings<S extends Record<string, SettingSpec>>(
   return Object.freeze(out) as Settings<S>;
 }
 
-/** parseArgs option declarations for a settings table, so every setting is also a flag. */
-export function settingFlags(specs: Record<string, SettingSpec>): Record<string, { type: 'string' }> {
-  return Object.fromEntries(Object.values(specs).map((s) => [s.flag, { type: 'string' as const }]));
-}
-
-export function describeSettings(specs: Record<string, SettingSpec>): string {
-  return Object.values(specs)
-    .map((s) => `  --${s.flag.padEnd(24)} ${s.env.padEnd(34)} ${s.doc} (default: ${s.default() || '""'})`)
-    .join('\n');
-}
 export type { SettingSpec };

@@ -3,25 +3,15 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
 import { Api, streamOf } from '../client.js';
-import { intFlag, keyValues, parse, requireString } from '../args.js';
+import { intFlag, jsonFlag, keyValues, requireString } from '../args.js';
+import { flags, group, verb, type ArgSpec, type Parsed } from '../verb.js';
 import { bytes, color, progressBar, safeText, statusColor, table } from '../format.js';
 import { invalid } from '../../shared/errors.js';
 import { isTerminal } from '../../shared/run-states.js';
 import type { Run__Output } from '../../shared/proto.js';
-import { runLogs } from './run-logs.js';
+import { runLogs, runLogsFlags } from './run-logs.js';
 
-export async function runCommand(args: string[], address: string): Promise<number> {
-  const [verb, ...rest] = args;
-  switch (verb) {
-    case 'train': return train(rest, address);
-    case 'get': return get(rest, address);
-    case 'list': return list(rest, address);
-    case 'logs': return runLogs(rest, address);
-    case 'outputs': return outputs(rest, address);
-    case 'kill': return kill(rest, address);
-    default: throw invalid(`unknown command "run ${verb ?? ''}"; expected: run train|get|list|logs|outputs|kill`);
-  }
-}
+const runArg: ArgSpec = { name: 'RUN', description: 'the run id (trainyard run list shows them)' };
 
 function summary(r: Run__Output): string {
   const lines = [
@@ -43,14 +33,28 @@ function summary(r: Run__Output): string {
 
 const runJson = (r: Run__Output) => ({ ...r, results: r.results_json ? JSON.parse(r.results_json) : null });
 
-async function train(args: string[], address: string): Promise<number> {
-  const { values } = parse(args, {
-    package: { type: 'string' }, version: { type: 'string' }, dataset: { type: 'string' },
-    gpu: { type: 'boolean' }, gpus: { type: 'string' }, 'gpu-model': { type: 'string' }, 'gpu-memory-mb': { type: 'string' },
-    cpus: { type: 'string' }, 'memory-mb': { type: 'string' }, selector: { type: 'string', multiple: true },
-    env: { type: 'string', multiple: true }, timeout: { type: 'string' }, priority: { type: 'string' }, project: { type: 'string' },
-    'idempotency-key': { type: 'string' }, 'max-attempts': { type: 'string' }, wait: { type: 'boolean' }, json: { type: 'boolean' },
-  });
+const trainFlags = flags({
+  package: { type: 'string', value: 'NAME', required: true, description: 'the package to train' },
+  version: { type: 'string', value: 'X.Y', default: 'the newest', description: 'the package version to train' },
+  dataset: { type: 'string', value: 'NAME[/SUB]', required: true, description: 'the dataset, or a folder of it' },
+  gpu: { type: 'boolean', description: 'one GPU (same as --gpus 1)' },
+  gpus: { type: 'string', value: 'N', default: '0', description: 'GPUs, 0 to 8' },
+  'gpu-model': { type: 'string', value: 'MODEL', description: 'GPU model the run needs, e.g. H100 (matched in the name)' },
+  'gpu-memory-mb': { type: 'string', value: 'N', description: 'GPU memory each GPU must have, MiB' },
+  cpus: { type: 'string', value: 'N', description: 'CPUs the run needs' },
+  'memory-mb': { type: 'string', value: 'N', description: 'memory the run needs, MiB' },
+  selector: { type: 'string', multiple: true, value: 'KEY=VALUE', description: 'agent label the run needs' },
+  env: { type: 'string', multiple: true, value: 'KEY=VALUE', description: 'environment variable for train.py' },
+  timeout: { type: 'string', value: 'SECONDS', default: 'none', description: 'kill the run after this long' },
+  priority: { type: 'string', value: 'N', default: '0', description: 'higher is placed first (a project may cap it)' },
+  project: { type: 'string', value: 'P', default: "the token's project", description: 'project the run belongs to' },
+  'idempotency-key': { type: 'string', value: 'K', description: 'a second submit with the same key returns the first run' },
+  'max-attempts': { type: 'string', value: 'N', default: "the scheduler's", description: 'attempts after agent loss before the run fails' },
+  wait: { type: 'boolean', description: 'follow the run until it ends; exit 0 only if Successful' },
+  json: jsonFlag,
+});
+
+async function train({ values }: Parsed<typeof trainFlags>, address: string): Promise<number> {
   const gpus = values.gpus !== undefined ? intFlag(values.gpus, 'gpus', 0, 8) : values.gpu ? 1 : 0;
   // The whole request is checked before connecting: a usage error needs no scheduler.
   const request = {
@@ -90,8 +94,7 @@ async function train(args: string[], address: string): Promise<number> {
   }
 }
 
-async function get(args: string[], address: string): Promise<number> {
-  const { values, positionals } = parse(args, { json: { type: 'boolean' } });
+async function get({ values, positionals }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
   const id = positionals[0] ?? '';
   if (!id) throw invalid('run get: give the run id');
   const api = await Api.connect(address);
@@ -100,8 +103,13 @@ async function get(args: string[], address: string): Promise<number> {
   return 0;
 }
 
-async function list(args: string[], address: string): Promise<number> {
-  const { values } = parse(args, { status: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } });
+const listFlags = flags({
+  status: { type: 'string', value: 'STATUS', description: 'only runs in this status, e.g. Running, "Waiting for resources"' },
+  limit: { type: 'string', value: 'N', default: '50', description: 'at most this many runs, newest first (up to 1000)' },
+  json: jsonFlag,
+});
+
+async function list({ values }: Parsed<typeof listFlags>, address: string): Promise<number> {
   const api = await Api.connect(address);
   const res = await api.listRuns({ status: values.status ?? '', limit: intFlag(values.limit, 'limit', 0, 1000) }).finally(() => api.close());
   if (values.json) console.log(JSON.stringify(res.runs.map(runJson), null, 2));
@@ -111,8 +119,12 @@ async function list(args: string[], address: string): Promise<number> {
   return 0;
 }
 
-async function outputs(args: string[], address: string): Promise<number> {
-  const { values, positionals } = parse(args, { to: { type: 'string' }, json: { type: 'boolean' } });
+const outputsFlags = flags({
+  to: { type: 'string', value: 'DIR', required: true, description: 'folder to write the outputs into (made if missing)' },
+  json: jsonFlag,
+});
+
+async function outputs({ values, positionals }: Parsed<typeof outputsFlags>, address: string): Promise<number> {
   const id = positionals[0] ?? '';
   if (!id) throw invalid('run outputs: give the run id');
   const dest = path.resolve(requireString(values.to, 'to'));
@@ -159,8 +171,7 @@ async function outputs(args: string[], address: string): Promise<number> {
   return 0;
 }
 
-async function kill(args: string[], address: string): Promise<number> {
-  const { values, positionals } = parse(args, { json: { type: 'boolean' } });
+async function kill({ values, positionals }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
   const id = positionals[0] ?? '';
   if (!id) throw invalid('run kill: give the run id');
   const api = await Api.connect(address);
@@ -169,3 +180,18 @@ async function kill(args: string[], address: string): Promise<number> {
   else console.log(`${safeText(run.id)}  ${statusColor(safeText(run.status))}${run.kill_requested && !isTerminal(run.status) ? '  (kill sent to its agent)' : ''}`);
   return 0;
 }
+
+// The run verbs, as the registry (cli/registry.ts) lists them. Last in the file: they name the flag tables above.
+export const runVerbs = [
+  group({ path: ['run'], section: 'Runs', summary: 'submit training runs and follow them' }),
+  verb({
+    path: ['run', 'train'], summary: 'submit a training run of a package version on a dataset', flags: trainFlags, run: train,
+    examples: ['trainyard run train --package iris-classifier --dataset iris/train --wait', 'trainyard run train --package llm --version 2.0 --dataset corpus --gpus 4 --gpu-model H100 --env EPOCHS=3 --priority 5'],
+    details: 'Without --wait it prints the run id and returns; with --wait it follows the run and exits 0 only if it is Successful.',
+  }),
+  verb({ path: ['run', 'get'], summary: 'a run: status, phase times, agent, reason, _results.json', args: [runArg], flags: { json: jsonFlag }, run: get, examples: ['trainyard run get run_qubv5a2mo2syxd'] }),
+  verb({ path: ['run', 'list'], summary: 'runs, newest first, with status, package, dataset and agent', flags: listFlags, run: list, examples: ['trainyard run list --status Running', 'trainyard run list --limit 20 --json'] }),
+  verb({ path: ['run', 'logs'], summary: 'a run\'s stdout and stderr, as it happens with --follow', args: [runArg], flags: runLogsFlags, run: runLogs, examples: ['trainyard run logs run_qubv5a2mo2syxd --follow', 'trainyard run logs run_qubv5a2mo2syxd --after 1:200 --json'] }),
+  verb({ path: ['run', 'outputs'], summary: 'download a run\'s outputs: package.zip, artifacts, data copy, _results.json', args: [runArg], flags: outputsFlags, run: outputs, examples: ['trainyard run outputs run_qubv5a2mo2syxd --to ./out'] }),
+  verb({ path: ['run', 'kill'], summary: 'kill a run (queued: at once; placed: its agent is told)', args: [runArg], flags: { json: jsonFlag }, run: kill, examples: ['trainyard run kill run_qubv5a2mo2syxd'] }),
+];
