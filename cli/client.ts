@@ -81,3 +81,13 @@ export class Api {
   createJoinToken = (req: P.CreateJoinTokenRequest) => this.#u<P.CreateJoinTokenRequest, P.CreatedToken__Output>(this.client.CreateJoinToken, req);
   close(): void { this.client.close(); }
 }
+
+/** Connects (or says clearly why not), runs `fn`, and closes the channel however `fn` ends. */
+export async function withApi<T>(address: string, fn: (api: Api) => Promise<T>): Promise<T> {
+  const api = await Api.connect(address);
+  try {
+    return await fn(api);
+  } finally {
+    api.close();
+  }
+}

@@ -1,4 +1,4 @@
-import { Api } from '../client.js';
+import { withApi } from '../client.js';
 import { jsonFlag } from '../args.js';
 import { verb, type Parsed } from '../verb.js';
 import { color, safeText, table } from '../format.js';
@@ -7,19 +7,15 @@ import { invalid } from '../../shared/errors.js';
 async function drain({ values, positionals }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
   const name = positionals[0];
   if (!name) throw invalid('agents drain: give the agent name');
-  const api = await Api.connect(address);
-  try {
+  return withApi(address, async (api) => {
     const a = await api.drainAgent(name);
     console.log(values.json ? JSON.stringify(a, null, 2) : `${safeText(a.name)}  ${color.yellow(a.status)}`);
     return 0;
-  } finally {
-    api.close();
-  }
+  });
 }
 
 async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
-  const api = await Api.connect(address);
-  try {
+  return withApi(address, async (api) => {
     const { agents } = await api.listAgents();
     if (values.json) {
       console.log(JSON.stringify(agents, null, 2));
@@ -34,9 +30,7 @@ async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: stri
     }
     console.log(table(['AGENT', 'STATUS', 'CPUS', 'MEMORY', 'LABELS', 'GPUS', 'RUNS'], rows));
     return 0;
-  } finally {
-    api.close();
-  }
+  });
 }
 
 export const agentsVerbs = [

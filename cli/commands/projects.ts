@@ -1,4 +1,4 @@
-import { Api } from '../client.js';
+import { withApi } from '../client.js';
 import { jsonFlag } from '../args.js';
 import { flags, verb, type Parsed } from '../verb.js';
 import { safeText, table } from '../format.js';
@@ -22,8 +22,7 @@ const setFlags = flags({
 async function set({ values, positionals }: Parsed<typeof setFlags>, address: string): Promise<number> {
   const project = positionals[0];
   if (!project) throw invalid('projects set: give the project name');
-  const api = await Api.connect(address);
-  try {
+  return withApi(address, async (api) => {
     const current = (await api.listProjects()).projects.find((p) => p.name === project);
     let maxRuns = capFlag(values['max-runs'], 'max-runs');
     let maxGpus = capFlag(values['max-gpus'], 'max-gpus');
@@ -34,23 +33,18 @@ async function set({ values, positionals }: Parsed<typeof setFlags>, address: st
     const p = await api.setProjectLimits({ project, max_runs: maxRuns, max_gpus: maxGpus, set_max_priority: maxPriority !== -2, max_priority: maxPriority });
     console.log(values.json ? JSON.stringify(p, null, 2) : `${safeText(p.name)}: max runs ${show(p.max_runs)}, max GPUs ${show(p.max_gpus)}, max priority ${show(p.max_priority)}`);
     return 0;
-  } finally {
-    api.close();
-  }
+  });
 }
 
 async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
-  const api = await Api.connect(address);
-  try {
+  return withApi(address, async (api) => {
     const { projects } = await api.listProjects();
     if (values.json) console.log(JSON.stringify(projects, null, 2));
     else console.log(table(['PROJECT', 'RUNNING', 'GPUS', 'QUEUED', 'MAX RUNS', 'MAX GPUS', 'MAX PRIORITY'], projects.map((p) => [
       safeText(p.name), String(p.running), String(p.gpus), String(p.queued), show(p.max_runs), show(p.max_gpus), show(p.max_priority),
     ])));
     return 0;
-  } finally {
-    api.close();
-  }
+  });
 }
 
 export const projectsVerbs = [

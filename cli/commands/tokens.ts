@@ -1,6 +1,6 @@
 // `trainyard tokens create|list|revoke` and `trainyard agents join-token create` (admin only: the
 // scheduler refuses anyone else). A new token is printed once; lists never hold a secret.
-import { Api } from '../client.js';
+import { withApi } from '../client.js';
 import { jsonFlag } from '../args.js';
 import { flags, group, verb, type Parsed } from '../verb.js';
 import { color, safeText, table } from '../format.js';
@@ -45,40 +45,31 @@ async function create({ values }: Parsed<typeof createFlags>, address: string): 
   const role = values.role ?? '';
   if (!['member', 'reader', 'admin'].includes(role)) throw invalid(`--role: expected member, reader or admin, got "${role}"`);
   const expires = parseDuration(values.expires, 'expires');
-  const api = await Api.connect(address);
-  try {
+  return withApi(address, async (api) => {
     printCreated(await api.createToken({ project: values.project ?? '', role, name: values.name ?? '', expires_in_seconds: expires }), values.json, 'token');
     return 0;
-  } finally {
-    api.close();
-  }
+  });
 }
 
 async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
-  const api = await Api.connect(address);
-  try {
+  return withApi(address, async (api) => {
     const { tokens } = await api.listTokens();
     if (values.json) console.log(JSON.stringify(tokens, null, 2));
     else console.log(table(['ID', 'NAME', 'PROJECT', 'ROLE', 'CREATED', 'EXPIRES', 'REVOKED', 'LAST USED'], tokens.map((t) => [
       t.id, safeText(t.name) || '-', safeText(t.project), t.role, t.created_at, t.expires_at || 'never', t.revoked_at || '-', t.last_used_at || 'never',
     ])));
     return 0;
-  } finally {
-    api.close();
-  }
+  });
 }
 
 async function revoke({ values, positionals }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
   const id = positionals[0];
   if (!id) throw invalid('tokens revoke: give the token id (trainyard tokens list shows them)');
-  const api = await Api.connect(address);
-  try {
+  return withApi(address, async (api) => {
     const t = await api.revokeToken(id);
     console.log(values.json ? JSON.stringify(t, null, 2) : `${t.id} revoked at ${t.revoked_at}`);
     return 0;
-  } finally {
-    api.close();
-  }
+  });
 }
 
 const joinFlags = flags({
@@ -90,13 +81,10 @@ const joinFlags = flags({
 /** `trainyard agents join-token create`. */
 async function createJoinToken({ values }: Parsed<typeof joinFlags>, address: string): Promise<number> {
   const expires = parseDuration(values.expires, 'expires');
-  const api = await Api.connect(address);
-  try {
+  return withApi(address, async (api) => {
     printCreated(await api.createJoinToken({ name: values.name ?? '', expires_in_seconds: expires }), values.json, 'join token');
     return 0;
-  } finally {
-    api.close();
-  }
+  });
 }
 
 export const tokensVerbs = [
