@@ -58,11 +58,13 @@ function checkFlags(v: VerbSpec, args: string[]): void {
 }
 
 function parseVerb(v: VerbSpec, args: string[]) {
-  checkFlags(v, args);
   try {
     return parseArgs({ args, options: parseOptions(v.flags), allowPositionals: true, strict: true });
   } catch (err) {
-    throw invalid(`${(err as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, '')}; see trainyard ${pathText(v)} --help`);
+    // An unknown flag: name it and the nearest known one. Other errors (a value missing or ambiguous,
+    // a value given to a boolean) keep parseArgs' own words, which say how to write it.
+    if ((err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') checkFlags(v, args);
+    throw invalid(`${(err as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, '').replace(/\s*\n/g, ' ')}; see trainyard ${pathText(v)} --help`);
   }
 }
 
