@@ -1,17 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { invalid } from '../shared/errors.js';
+import type { FlagSpec } from './verb.js';
 
-type Options = NonNullable<ParseArgsConfig['options']>;
-
-/** parseArgs with the project's error style: an unknown flag is a clear usage error, not a stack trace. */
-export function parse<O extends Options>(args: string[], options: O) {
-  try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true });
-  } catch (err) {
-    throw invalid((err as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, ''));
-  }
-}
+/** The --json flag most verbs take. */
+export const jsonFlag = { type: 'boolean', description: 'print JSON, for scripts' } as const satisfies FlagSpec;
 
 export function requireString(value: unknown, flag: string): string {
   if (typeof value !== 'string' || value === '') throw invalid(`missing --${flag}`);

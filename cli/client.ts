@@ -66,6 +66,7 @@ export class Api {
     return unaryCall<Req, Res>(this.client, m as never, req, timeoutMs);
   }
   listPackageVersions = (req: P.ListPackageVersionsRequest) => this.#u<P.ListPackageVersionsRequest, P.ListPackageVersionsResponse__Output>(this.client.ListPackageVersions, req);
+  packageLineage = (req: P.PackageLineageRequest) => this.#u<P.PackageLineageRequest, P.PackageLineageResponse__Output>(this.client.PackageLineage, req);
   listDatasets = () => this.#u<P.ListDatasetsRequest, P.ListDatasetsResponse__Output>(this.client.ListDatasets, {});
   submitRun = (req: P.SubmitRunRequest) => this.#u<P.SubmitRunRequest, P.Run__Output>(this.client.SubmitRun, req);
   getRun = (id: string) => this.#u<P.GetRunRequest, P.Run__Output>(this.client.GetRun, { id });
@@ -80,4 +81,14 @@ export class Api {
   revokeToken = (id: string) => this.#u<P.RevokeTokenRequest, P.TokenInfo__Output>(this.client.RevokeToken, { id });
   createJoinToken = (req: P.CreateJoinTokenRequest) => this.#u<P.CreateJoinTokenRequest, P.CreatedToken__Output>(this.client.CreateJoinToken, req);
   close(): void { this.client.close(); }
+}
+
+/** Connects (or says clearly why not), runs `fn`, and closes the channel however `fn` ends. */
+export async function withApi<T>(address: string, fn: (api: Api) => Promise<T>): Promise<T> {
+  const api = await Api.connect(address);
+  try {
+    return await fn(api);
+  } finally {
+    api.close();
+  }
 }

@@ -9,6 +9,11 @@ import { RunTransitions } from './runs/transitions.js';
 import { clientService } from './grpc/client-service.js';
 import { agentService } from './grpc/agent-service.js';
 import { bootstrapAdminToken } from './auth/bootstrap.js';
+import { reflectionService } from './grpc/reflection.js';
+import { startHttpServer, type HttpServer } from './http/server.js';
+import { healthRoutes } from './http/health-routes.js';
+import { checkReadiness, readiness, type Readiness, type ReadinessDeps } from './readiness.js';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import type { SchedulerContext } from './context.js';
 import { loadProto, channelOptions } from '../shared/proto.js';
 import { createMinioClient, ensureBucket, type RetryOptions } from '../shared/storage.js';
@@ -19,13 +24,24 @@ import { serverCredentials, servesTls } from '../shared/tls.js';
 
 export type SchedulerState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
+/** How often the gRPC health status is brought up to date with the readiness checks (besides each /readyz). */
+const HEALTH_REFRESH_MS = 5_000;
+/** The names grpc.health.v1 answers for: the server as a whole ('') and each of its services. */
+const HEALTH_SERVICES = ['', 'trainyard.v1.Trainyard', 'trainyard.v1.AgentLink'];
+
 export class Scheduler {
   #state: SchedulerState = 'STARTING';
   #server: grpc.Server | null = null;
   #placer: Placer | null = null;
   #nats: NatsConnection | null = null;
   #closeDb: (() => Promise<void>) | null = null;
+  #http: HttpServer | null = null;
+  #readinessDeps: ReadinessDeps | null = null;
+  #health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((s) => [s, 'NOT_SERVING'])));
+  #healthTimer: NodeJS.Timeout | null = null;
   port = 0;
+  /** Where /healthz and /readyz are served ('' when --http-listen is empty). */
+  httpAddress = '';
 
   constructor(readonly settings: Settings<typeof schedulerSettings>, readonly log: Logger) {}
 
@@ -36,9 +52,28 @@ export class Scheduler {
     this.#state = s;
   }
 
+  /**
+   * Ready when RUNNING and Postgres, its migrations, NATS and MinIO all answer (readiness.ts). Each
+   * answer also sets the gRPC health status, so grpc.health.v1 and /readyz agree.
+   */
+  async readiness(): Promise<Readiness> {
+    const deps = this.#readinessDeps;
+    const r = this.#state !== 'RUNNING' || !deps
+      ? readiness({ scheduler: { ok: false, error: `the scheduler is ${this.#state}` } })
+      : await checkReadiness(deps);
+    const status: ServingStatus = r.ready && this.#state === 'RUNNING' ? 'SERVING' : 'NOT_SERVING';
+    for (const s of HEALTH_SERVICES) this.#health.setStatus(s, status);
+    return r;
+  }
+
   async start(): Promise<void> {
     const { settings, log } = this;
     try {
+      // First, so that /healthz answers (and /readyz says why not) while the scheduler waits for its services.
+      if (settings.httpListen) {
+        this.#http = await startHttpServer(settings.httpListen, healthRoutes(() => this.readiness()), log);
+        this.httpAddress = this.#http.address;
+      }
       const { db, pool } = createDb(settings.databaseUrl, 20);
       this.#closeDb = () => db.destroy();
       const migrated = await migrate(pool);
@@ -82,12 +117,24 @@ export class Scheduler {
       const server = new grpc.Server(channelOptions);
       server.addService(proto.trainyard.v1.Trainyard.service, clientService(ctx));
       server.addService(proto.trainyard.v1.AgentLink.service, agentService(ctx));
+      // Health and reflection take no token (handlers.ts authenticates only the services above): a load
+      // balancer or grpcurl may ask whether the scheduler serves, and what, but not call it.
+      this.#health.addToServer(server);
+      reflectionService().addToServer(server);
       this.port = await new Promise<number>((resolve, reject) =>
         server.bindAsync(settings.listen, serverCredentials(settings), (err, port) => (err ? reject(err) : resolve(port))));
       this.#server = server;
       const host = settings.listen.slice(0, settings.listen.lastIndexOf(':'));
-      log.info({ address: `${host}:${this.port}`, port: this.port, tls: servesTls(settings), mtls: settings.tlsClientCa !== '' }, 'listening');
+      this.#readinessDeps = { pool, migration: migrated.current, nats, minio, bucket: settings.bucket };
       this.#setState('RUNNING');
+      await this.readiness();
+      let refreshing = false;
+      this.#healthTimer = setInterval(() => {
+        if (refreshing) return;
+        refreshing = true;
+        this.readiness().catch((err: unknown) => log.warn({ err: String(err) }, 'readiness check failed')).finally(() => { refreshing = false; });
+      }, HEALTH_REFRESH_MS).unref();
+      log.info({ address: `${host}:${this.port}`, port: this.port, http: this.httpAddress, tls: servesTls(settings), mtls: settings.tlsClientCa !== '' }, 'listening');
     } catch (err) {
       this.#setState('FAILED');
       await this.#teardown();
@@ -100,6 +147,8 @@ export class Scheduler {
     if (this.#state === 'STOPPED') return;
     if (this.#state === 'STOPPING' && !force) return;
     this.#setState('STOPPING');
+    // Not ready from now on: a load balancer stops sending calls while in-flight ones finish.
+    for (const s of HEALTH_SERVICES) this.#health.setStatus(s, 'NOT_SERVING');
     const server = this.#server;
     if (server) {
       if (force) server.forceShutdown();
@@ -116,6 +165,8 @@ export class Scheduler {
   }
 
   async #teardown(): Promise<void> {
+    if (this.#healthTimer) clearInterval(this.#healthTimer);
+    await this.#http?.close().catch(() => {});
     await this.#placer?.stop().catch(() => {});
     await this.#nats?.drain().catch(() => {});
     await this.#closeDb?.().catch(() => {});

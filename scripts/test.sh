@@ -45,6 +45,17 @@ if ! command -v ip >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2 >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2; }
 fi
 
+# The completion tests check the zsh script with zsh itself (test/e2e/cli-help.test.ts).
+if ! command -v zsh >/dev/null 2>&1; then
+  step 'installing zsh (for the zsh completion test)'
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q zsh >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q zsh; }
+fi
+# grpcurl, for the tests of the scheduler's gRPC health and reflection (test/e2e/health.test.ts): built
+# once with Go and cached beside MinIO.
+step 'grpcurl'
+TRAINYARD_GRPCURL_BIN=$(bash scripts/grpcurl.sh)
+export TRAINYARD_GRPCURL_BIN
+
 step 'build'
 npm run build
 

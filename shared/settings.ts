@@ -65,6 +65,7 @@ export const schedulerSettings = spec({
   storageCredentialSeconds: { env: 'TRAINYARD_STORAGE_CREDENTIAL_SECONDS', flag: 'storage-credential-seconds', kind: 'int', default: () => '3600', doc: 'lifetime of the storage credentials an attempt gets (at least 900, MinIO\'s minimum); agents renew them while the attempt is current' },
   databaseUrl: { env: 'TRAINYARD_DATABASE_URL', flag: 'database-url', kind: 'string', default: () => 'postgres://trainyard:trainyard@127.0.0.1:5432/trainyard', doc: 'Postgres connection URL (schema applied at start-up)' },
   listen: { env: 'TRAINYARD_SCHEDULER_LISTEN', flag: 'listen', kind: 'string', default: () => '127.0.0.1:50051', doc: 'gRPC listen address (port 0 picks a free one)' },
+  httpListen: { env: 'TRAINYARD_HTTP_LISTEN', flag: 'http-listen', kind: 'string', default: () => '127.0.0.1:8080', doc: 'HTTP listen address for /healthz and /readyz (port 0 picks a free one; empty: no HTTP server)' },
   heartbeatIntervalMs: { env: 'TRAINYARD_HEARTBEAT_INTERVAL_MS', flag: 'heartbeat-interval-ms', kind: 'int', default: () => '2000', doc: 'how often agents heartbeat' },
   agentLostAfterMs: { env: 'TRAINYARD_AGENT_LOST_AFTER_MS', flag: 'agent-lost-after-ms', kind: 'int', default: () => '15000', doc: 'an agent silent this long is marked lost and its runs are placed again' },
   dispatchAckTimeoutMs: { env: 'TRAINYARD_DISPATCH_ACK_TIMEOUT_MS', flag: 'dispatch-ack-timeout-ms', kind: 'int', default: () => '10000', doc: 'a dispatch not acknowledged this long is placed again' },
@@ -140,14 +141,4 @@ export function compileSettings<S extends Record<string, SettingSpec>>(
   return Object.freeze(out) as Settings<S>;
 }
 
-/** parseArgs option declarations for a settings table, so every setting is also a flag. */
-export function settingFlags(specs: Record<string, SettingSpec>): Record<string, { type: 'string' }> {
-  return Object.fromEntries(Object.values(specs).map((s) => [s.flag, { type: 'string' as const }]));
-}
-
-export function describeSettings(specs: Record<string, SettingSpec>): string {
-  return Object.values(specs)
-    .map((s) => `  --${s.flag.padEnd(24)} ${s.env.padEnd(34)} ${s.doc} (default: ${s.default() || '""'})`)
-    .join('\n');
-}
 export type { SettingSpec };

@@ -1,24 +1,21 @@
-import { Api } from '../client.js';
-import { parse } from '../args.js';
+import { withApi } from '../client.js';
+import { jsonFlag } from '../args.js';
+import { verb, type Parsed } from '../verb.js';
 import { color, safeText, table } from '../format.js';
 import { invalid } from '../../shared/errors.js';
-import { joinTokenCommand } from './tokens.js';
 
-export async function agentsCommand(args: string[], address: string): Promise<number> {
-  // `agents join-token ...` has flags of its own.
-  const jt = args.indexOf('join-token');
-  if (jt >= 0 && args.slice(0, jt).every((a) => a.startsWith('-'))) return joinTokenCommand([...args.slice(0, jt), ...args.slice(jt + 1)], address);
-  const { values, positionals } = parse(args, { json: { type: 'boolean' } });
-  const api = await Api.connect(address);
-  try {
-    if (positionals[0] === 'drain') {
-      const name = positionals[1];
-      if (!name) throw invalid('agents drain: give the agent name');
-      const a = await api.drainAgent(name);
-      console.log(values.json ? JSON.stringify(a, null, 2) : `${safeText(a.name)}  ${color.yellow(a.status)}`);
-      return 0;
-    }
-    if (positionals.length) throw invalid(`unknown command "agents ${positionals[0]}"; expected: agents, agents drain NAME`);
+async function drain({ values, positionals }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
+  const name = positionals[0];
+  if (!name) throw invalid('agents drain: give the agent name');
+  return withApi(address, async (api) => {
+    const a = await api.drainAgent(name);
+    console.log(values.json ? JSON.stringify(a, null, 2) : `${safeText(a.name)}  ${color.yellow(a.status)}`);
+    return 0;
+  });
+}
+
+async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
+  return withApi(address, async (api) => {
     const { agents } = await api.listAgents();
     if (values.json) {
       console.log(JSON.stringify(agents, null, 2));
@@ -33,7 +30,14 @@ export async function agentsCommand(args: string[], address: string): Promise<nu
     }
     console.log(table(['AGENT', 'STATUS', 'CPUS', 'MEMORY', 'LABELS', 'GPUS', 'RUNS'], rows));
     return 0;
-  } finally {
-    api.close();
-  }
+  });
 }
+
+export const agentsVerbs = [
+  verb({ path: ['agents'], section: 'Fleet', summary: 'each agent, its GPUs and which run holds each', flags: { json: jsonFlag }, run: list, examples: ['trainyard agents', 'trainyard agents --json'] }),
+  verb({
+    path: ['agents', 'drain'], summary: 'no new runs on an agent; running ones finish; then the agent exits 0',
+    args: [{ name: 'NAME', description: 'the agent name (trainyard agents shows them)' }], flags: { json: jsonFlag }, run: drain,
+    examples: ['trainyard agents drain gpu-box-7'],
+  }),
+];

@@ -1,9 +1,9 @@
 // `trainyard scheduler` and `trainyard agent`: compile settings, start, and shut down in two stages.
-import { parse } from '../args.js';
-import { agentSettings, compileSettings, describeSettings, schedulerSettings, settingFlags } from '../../shared/settings.js';
-import { createLogger } from '../../shared/logger.js';
-// The daemons themselves are imported inside each command (cli/ never imports scheduler/ or agent/
-// statically), so `trainyard scheduler --help` starts without loading pg, kysely or nats.
+import { verb, type Parsed } from '../verb.js';
+import { settingFlag } from '../help.js';
+import { agentSettings, compileSettings, schedulerSettings, type SettingSpec } from '../../shared/settings.js';
+// The daemons themselves, and the logger, are imported inside each command (cli/ never imports
+// scheduler/ or agent/ statically), so `trainyard scheduler --help` starts without loading pg, kysely or nats.
 
 function onSignals(stop: (force: boolean) => Promise<void>, log: { info(o: object, m: string): void }): Promise<number> {
   return new Promise((resolve) => {
@@ -27,10 +27,14 @@ function exitSoon(code: number): number {
   return code;
 }
 
-export async function schedulerCommand(args: string[]): Promise<number> {
-  const { values } = parse(args, { ...settingFlags(schedulerSettings), help: { type: 'boolean' } });
-  if (values.help) { console.log(`trainyard scheduler [flags]\n\n${describeSettings(schedulerSettings)}`); return 0; }
+/** A daemon's flags: one per setting, documented from the settings table (shared/settings.ts). */
+const settingsFlags = (specs: Record<string, SettingSpec>) => Object.fromEntries(Object.values(specs).map((s) => [s.flag, settingFlag(s)]));
+const schedulerFlags = settingsFlags(schedulerSettings);
+const agentFlags = settingsFlags(agentSettings);
+
+async function scheduler({ values }: Parsed<typeof schedulerFlags>): Promise<number> {
   const settings = compileSettings(schedulerSettings, values);
+  const { createLogger } = await import('../../shared/logger.js');
   const log = createLogger('trainyard-scheduler', settings.logLevel);
   const { Scheduler } = await import('../../scheduler/scheduler.js');
   const scheduler = new Scheduler(settings, log);
@@ -38,13 +42,27 @@ export async function schedulerCommand(args: string[]): Promise<number> {
   return exitSoon(await onSignals((force) => scheduler.stop(force), log));
 }
 
-export async function agentCommand(args: string[]): Promise<number> {
-  const { values } = parse(args, { ...settingFlags(agentSettings), help: { type: 'boolean' } });
-  if (values.help) { console.log(`trainyard agent [flags]\n\n${describeSettings(agentSettings)}`); return 0; }
+async function agent({ values }: Parsed<typeof agentFlags>): Promise<number> {
   const settings = compileSettings(agentSettings, values);
+  const { createLogger } = await import('../../shared/logger.js');
   const log = createLogger('trainyard-agent', settings.logLevel, { agent: settings.name });
   const { AgentDaemon } = await import('../../agent/agent.js');
   const agent = new AgentDaemon(settings, log);
   await agent.start();
   return exitSoon(await Promise.race([onSignals((force) => agent.stop(force), log), agent.stopped.then(() => 0)]));
 }
+
+const SETTINGS_NOTE = 'Each flag is also its TRAINYARD_* variable (the flag wins over the variable).';
+
+export const daemonVerbs = [
+  verb({
+    path: ['scheduler'], section: 'Daemons', kind: 'local', summary: 'the scheduler daemon: serves clients and agents (state in Postgres), logs pino JSON',
+    flags: schedulerFlags, run: scheduler, details: SETTINGS_NOTE,
+    examples: ['trainyard scheduler', 'TRAINYARD_DATABASE_URL=postgres://u:p@db/trainyard trainyard scheduler --listen 0.0.0.0:50051 --http-listen 0.0.0.0:8080'],
+  }),
+  verb({
+    path: ['agent'], section: 'Daemons', kind: 'local', summary: 'the agent daemon: runs trainings on this machine\'s GPUs',
+    flags: agentFlags, run: agent, details: SETTINGS_NOTE,
+    examples: ['trainyard agent --scheduler 10.0.0.1:50051 --join-token "$JOIN_TOKEN" --labels zone=a'],
+  }),
+];

@@ -2,21 +2,19 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Api, connectClient } from '../client.js';
-import { parse, requireString } from '../args.js';
+import { jsonFlag, requireString } from '../args.js';
+import { flags, group, verb, type Parsed } from '../verb.js';
 import { bytes, color, progressBar, safeText, table } from '../format.js';
 import { walkFiles } from '../../shared/storage.js';
 import { fromGrpcError, invalid } from '../../shared/errors.js';
 import type { Dataset__Output } from '../../shared/proto.js';
 
-export async function datasetCommand(args: string[], address: string): Promise<number> {
-  const [verb, ...rest] = args;
-  if (verb === 'push') return push(rest, address);
-  if (verb === 'list') return list(rest, address);
-  throw invalid(`unknown command "dataset ${verb ?? ''}"; expected: dataset push DIR --name NAME, dataset list`);
-}
+const pushFlags = flags({
+  name: { type: 'string', value: 'NAME', required: true, description: 'dataset name (runs name it, or a folder of it, with --dataset)' },
+  json: jsonFlag,
+});
 
-async function push(args: string[], address: string): Promise<number> {
-  const { values, positionals } = parse(args, { name: { type: 'string' }, json: { type: 'boolean' } });
+async function push({ values, positionals }: Parsed<typeof pushFlags>, address: string): Promise<number> {
   const dir = positionals[0];
   if (!dir) throw invalid('dataset push: give the folder, e.g. trainyard dataset push ./data --name my-data');
   const name = requireString(values.name, 'name');
@@ -51,8 +49,7 @@ async function push(args: string[], address: string): Promise<number> {
   return 0;
 }
 
-async function list(args: string[], address: string): Promise<number> {
-  const { values } = parse(args, { json: { type: 'boolean' } });
+async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
   const api = await Api.connect(address);
   const res = await api.listDatasets();
   api.close();
@@ -60,3 +57,13 @@ async function list(args: string[], address: string): Promise<number> {
   else console.log(table(['NAME', 'FILES', 'SIZE', 'UPDATED'], res.datasets.map((d) => [safeText(d.name), String(d.file_count), bytes(Number(d.size_bytes)), d.updated_at])));
   return 0;
 }
+
+export const datasetVerbs = [
+  group({ path: ['dataset'], section: 'Packages and datasets', summary: 'datasets: push a folder, list them' }),
+  verb({
+    path: ['dataset', 'push'], summary: 'push a folder of files as a dataset (progress bar on a terminal)',
+    args: [{ name: 'DIR', description: 'the folder to push' }], flags: pushFlags, run: push,
+    examples: ['trainyard dataset push ./data --name my-data'],
+  }),
+  verb({ path: ['dataset', 'list'], summary: 'datasets: files, size, last update', flags: { json: jsonFlag }, run: list, examples: ['trainyard dataset list --json'] }),
+];

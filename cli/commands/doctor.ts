@@ -3,27 +3,23 @@
 // recorded so far. Exit 0 when nothing is wrong now (with --repair: nothing is left unrepaired), 1 when
 // something is, so scripts and monitoring can run it.
 import { Api, unaryCall } from '../client.js';
-import { parse } from '../args.js';
+import { flags, verb, type Parsed } from '../verb.js';
 import { color, safeText, table } from '../format.js';
-import { invalid } from '../../shared/errors.js';
 import type { DoctorRequest, DoctorReport__Output } from '../../shared/proto.js';
 
-export const DOCTOR_HELP = `trainyard doctor [--repair] [--json]
-
-Checks the scheduler's invariants now: a GPU lease whose run does not hold it, a run placed on an agent
+const DOCTOR_DETAILS = `Checks the scheduler's invariants now: a GPU lease whose run does not hold it, a run placed on an agent
 not heard from past the loss deadline, a kill left on a queued run, a run past its attempts, a run
 Running without an agent, ... Prints each violation found (kind, run, agent, detail, repaired) and the
 totals by kind that the placing scheduler's continuous sweep has recorded.
 
-  --repair   repair what is safe to repair (as the sweep does); without it, only look
-  --json     print the DoctorReport as JSON
+For doctor itself: exit 0 when no violation is found (with --repair: none is left unrepaired), 1 otherwise.`;
 
-Exit status: 0 when no violation is found (with --repair: none is left unrepaired), 1 otherwise.`;
+const doctorFlags = flags({
+  repair: { type: 'boolean', description: 'repair what is safe to repair (as the sweep does); without it, only look' },
+  json: { type: 'boolean', description: 'print the DoctorReport as JSON' },
+});
 
-export async function doctorCommand(args: string[], address: string): Promise<number> {
-  const { values, positionals } = parse(args, { repair: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } });
-  if (values.help) { console.log(DOCTOR_HELP); return 0; }
-  if (positionals.length) throw invalid(`doctor takes no arguments, got "${positionals.join(' ')}"; see trainyard doctor --help`);
+async function doctor({ values }: Parsed<typeof doctorFlags>, address: string): Promise<number> {
   const api = await Api.connect(address);
   let report: DoctorReport__Output;
   try {
@@ -52,3 +48,10 @@ export async function doctorCommand(args: string[], address: string): Promise<nu
   if (bad) console.error(`${color.red('error')}: ${bad} violation${bad === 1 ? '' : 's'} now${values.repair ? ' left unrepaired' : ' (run `trainyard doctor --repair` to repair what is safe)'}`);
   return bad ? 1 : 0;
 }
+
+export const doctorVerbs = [
+  verb({
+    path: ['doctor'], section: 'Operators', summary: 'impossible states now, and what the sweep recorded (exit 1 if any)',
+    flags: doctorFlags, run: doctor, details: DOCTOR_DETAILS, examples: ['trainyard doctor', 'trainyard doctor --repair --json'],
+  }),
+];

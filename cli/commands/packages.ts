@@ -2,8 +2,9 @@ import { createReadStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Api, connectClient } from '../client.js';
-import { parse, requireString } from '../args.js';
+import { Api, withApi, connectClient } from '../client.js';
+import { jsonFlag, requireString } from '../args.js';
+import { flags, group, verb, type Parsed } from '../verb.js';
 import { bytes, color, progressBar, safeText, table } from '../format.js';
 import { zipDir } from '../../shared/zip.js';
 import { fromGrpcError, invalid, invalidPackage } from '../../shared/errors.js';
@@ -11,15 +12,13 @@ import type { PackageVersion__Output } from '../../shared/proto.js';
 
 const CHUNK = 1024 * 1024;
 
-export async function packageCommand(args: string[], address: string): Promise<number> {
-  const [verb, ...rest] = args;
-  if (verb === 'push') return push(rest, address);
-  if (verb === 'versions') return versions(rest, address);
-  throw invalid(`unknown command "package ${verb ?? ''}"; expected: package push DIR|ZIP --name NAME, package versions NAME`);
-}
+const pushFlags = flags({
+  name: { type: 'string', value: 'NAME', required: true, description: 'package name; each push of a name makes its next major version' },
+  description: { type: 'string', value: 'TEXT', description: 'what this version is' },
+  json: jsonFlag,
+});
 
-async function push(args: string[], address: string): Promise<number> {
-  const { values, positionals } = parse(args, { name: { type: 'string' }, description: { type: 'string' }, json: { type: 'boolean' } });
+async function push({ values, positionals }: Parsed<typeof pushFlags>, address: string): Promise<number> {
   const source = positionals[0];
   if (!source) throw invalid('package push: give the package folder or zip, e.g. trainyard package push ./my-package --name my-package');
   const name = requireString(values.name, 'name');
@@ -62,8 +61,7 @@ async function push(args: string[], address: string): Promise<number> {
   }
 }
 
-async function versions(args: string[], address: string): Promise<number> {
-  const { values, positionals } = parse(args, { json: { type: 'boolean' } });
+async function versions({ values, positionals }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
   const name = positionals[0];
   if (!name) throw invalid('package versions: give the package name');
   const api = await Api.connect(address);
@@ -79,3 +77,44 @@ async function versions(args: string[], address: string): Promise<number> {
   ])));
   return 0;
 }
+
+async function lineage({ values, positionals }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
+  const [name = '', version = ''] = positionals;
+  const res = await withApi(address, (api) => api.packageLineage({ name, version }));
+  if (values.json) {
+    console.log(JSON.stringify(res, null, 2));
+    return 0;
+  }
+  for (const s of res.steps) {
+    const score = s.has_score ? `  score ${Math.round(s.score * 1e6) / 1e6}` : '';
+    console.log(`${color.bold(safeText(`${res.package} ${s.version}`))}  sha256 ${s.sha256.slice(0, 16)}…${score}  ${color.dim(s.created_at)}`);
+    if (s.source === 'run') {
+      const data = `${safeText(s.dataset)}${s.eval_dataset ? ` + ${safeText(s.eval_dataset)}` : ''}`;
+      const manifest = s.data_manifest_sha256 ? ` (manifest ${s.data_manifest_sha256.slice(0, 16)}…)` : '';
+      console.log(`  ← ${safeText(s.pipeline)} run ${safeText(s.run_id)} on ${safeText(s.agent) || '?'}: ${safeText(s.trained_from)} with data ${data}${manifest}`);
+    } else {
+      console.log('  ← uploaded');
+    }
+  }
+  return 0;
+}
+
+export const packageVerbs = [
+  group({ path: ['package'], section: 'Packages and datasets', summary: 'ML packages: push a version, list versions' }),
+  verb({
+    path: ['package', 'push'], summary: 'push a package folder or zip as the next major version (checked before it is stored)',
+    args: [{ name: 'DIR|ZIP', description: 'the package folder (holding train.py) or a zip of one' }], flags: pushFlags, run: push,
+    examples: ['trainyard package push ./my-package --name my-package', 'trainyard package push ./my-package.zip --name my-package --description "first cut"'],
+  }),
+  verb({
+    path: ['package', 'versions'], summary: 'a package\'s versions and where each came from',
+    args: [{ name: 'NAME', description: 'the package name' }], flags: { json: jsonFlag }, run: versions,
+    examples: ['trainyard package versions my-package'],
+  }),
+  verb({
+    path: ['package', 'lineage'], summary: 'walk back from a version to the upload it descends from, run by run (data, agent, score)',
+    args: [{ name: 'NAME', description: 'the package name' }, { name: 'VERSION', description: 'the version, X.Y' }], flags: { json: jsonFlag }, run: lineage,
+    examples: ['trainyard package lineage iris-classifier 1.2', 'trainyard package lineage iris-classifier 1.2 --json'],
+    details: 'Each run\'s full record (every data file with its SHA-256, the venv\'s packages, the GPUs) is in `trainyard run get RUN --json` (lineage) and _lineage.json beside _results.json.',
+  }),
+];

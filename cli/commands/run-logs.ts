@@ -3,7 +3,7 @@
 // channel failed over to another scheduler) it reconnects and asks for exactly the lines after it: none
 // is printed twice and none is skipped.
 import { Api, streamOf } from '../client.js';
-import { parse } from '../args.js';
+import { flags, type Parsed } from '../verb.js';
 import { color, safeText } from '../format.js';
 import { errorMessage, invalid, isRetryableGrpc } from '../../shared/errors.js';
 import { retry } from '../../shared/retry.js';
@@ -27,8 +27,13 @@ function print(l: LogLine__Output, json: boolean): void {
   else console.log(safeText(l.text));
 }
 
-export async function runLogs(args: string[], address: string): Promise<number> {
-  const { values, positionals } = parse(args, { follow: { type: 'boolean', short: 'f' }, after: { type: 'string' }, json: { type: 'boolean' } });
+export const runLogsFlags = flags({
+  follow: { type: 'boolean', short: 'f', description: 'keep printing lines as they come until the run ends' },
+  after: { type: 'string', value: 'ATTEMPT:SEQ', description: 'only the lines after line SEQ of attempt ATTEMPT (as in the --json lines)' },
+  json: { type: 'boolean', description: 'one JSON object per line: attempt, seq, stream, text' },
+});
+
+export async function runLogs({ values, positionals }: Parsed<typeof runLogsFlags>, address: string): Promise<number> {
   const id = positionals[0] ?? '';
   if (!id) throw invalid('run logs: give the run id');
   let at = parseAfter(values.after);

@@ -3,31 +3,20 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
 import { Api, streamOf } from '../client.js';
-import { intFlag, keyValues, parse, requireString, secretValues } from '../args.js';
+import { intFlag, jsonFlag, keyValues, requireString, secretValues } from '../args.js';
+import { flags, group, verb, type ArgSpec, type Parsed } from '../verb.js';
 import { bytes, color, progressBar, safeText, statusColor, table } from '../format.js';
 import { invalid } from '../../shared/errors.js';
 import { isTerminal } from '../../shared/run-states.js';
 import type { Run__Output } from '../../shared/proto.js';
-import { runLogs } from './run-logs.js';
+import { runLogs, runLogsFlags } from './run-logs.js';
+import { runDiff, runDiffFlags } from './run-diff.js';
 import { Pipeline, phaseWords } from '../../shared/pipelines.js';
 
 const verbOf: Record<Pipeline, string> = { [Pipeline.Train]: 'train', [Pipeline.Evaluate]: 'evaluate', [Pipeline.Full]: 'full' };
 const fmtScore = (r: { has_score: boolean; score: number }) => (r.has_score ? String(Math.round(r.score * 1e6) / 1e6) : '');
 
-export async function runCommand(args: string[], address: string): Promise<number> {
-  const [verb, ...rest] = args;
-  switch (verb) {
-    case 'train': return submit(rest, address, Pipeline.Train);
-    case 'evaluate': return submit(rest, address, Pipeline.Evaluate);
-    case 'full': return submit(rest, address, Pipeline.Full);
-    case 'get': return get(rest, address);
-    case 'list': return list(rest, address);
-    case 'logs': return runLogs(rest, address);
-    case 'outputs': return outputs(rest, address);
-    case 'kill': return kill(rest, address);
-    default: throw invalid(`unknown command "run ${verb ?? ''}"; expected: run train|evaluate|full|get|list|logs|outputs|kill`);
-  }
-}
+const runArg: ArgSpec = { name: 'RUN', description: 'the run id (trainyard run list shows them)' };
 
 function summary(r: Run__Output): string {
   const lines = [
@@ -35,8 +24,8 @@ function summary(r: Run__Output): string {
     `  pipeline  ${safeText(r.pipeline)}`,
     `  package   ${safeText(`${r.package} ${r.version}`)}${r.output_version ? `  →  ${color.bold(safeText(r.output_version))}  ${color.dim(safeText(r.output_object_key))}` : ''}`,
     `  dataset   ${safeText(r.dataset)}${r.eval_dataset ? `  (evaluation dataset ${safeText(r.eval_dataset)})` : ''}`,
-    ...(r.has_score ? [`  score     ${color.bold(fmtScore(r))}`] : []),
     ...(r.secret_names.length ? [`  secrets   ${safeText(r.secret_names.join(', '))} ${color.dim('(values never shown)')}`] : []),
+    ...(r.has_score ? [`  score     ${color.bold(fmtScore(r))}`] : []),
     `  agent     ${safeText(r.agent) || '-'}${r.gpu_indices.length ? `  GPUs ${r.gpu_indices.join(',')}` : ''}  attempt ${r.attempt}/${r.max_attempts}`,
   ];
   const t = r.times;
@@ -54,26 +43,59 @@ function summary(r: Run__Output): string {
   return lines.join('\n');
 }
 
-const runJson = (r: Run__Output) => ({ ...r, results: r.results_json ? JSON.parse(r.results_json) : null });
+const runJson = (r: Run__Output) => ({ ...r, results: r.results_json ? JSON.parse(r.results_json) : null, lineage: r.lineage_json ? JSON.parse(r.lineage_json) : null });
 
-async function submit(args: string[], address: string, pipeline: Pipeline): Promise<number> {
-  const { values } = parse(args, {
-    package: { type: 'string' }, version: { type: 'string' }, dataset: { type: 'string' },
-    ...(pipeline === Pipeline.Full ? { 'eval-dataset': { type: 'string' } } : {}),
-    gpu: { type: 'boolean' }, gpus: { type: 'string' }, 'gpu-model': { type: 'string' }, 'gpu-memory-mb': { type: 'string' },
-    cpus: { type: 'string' }, 'memory-mb': { type: 'string' }, selector: { type: 'string', multiple: true },
-    env: { type: 'string', multiple: true }, secret: { type: 'string', multiple: true }, timeout: { type: 'string' }, priority: { type: 'string' }, project: { type: 'string' },
-    'idempotency-key': { type: 'string' }, 'max-attempts': { type: 'string' }, wait: { type: 'boolean' }, json: { type: 'boolean' },
-  });
+// What every pipeline kind takes; each verb adds its own package and version flags (and full its evaluation dataset).
+const runFlags = {
+  dataset: { type: 'string', value: 'NAME[/SUB]', required: true, description: 'the dataset, or a folder of it' },
+  gpu: { type: 'boolean', description: 'one GPU (same as --gpus 1)' },
+  gpus: { type: 'string', value: 'N', default: '0', description: 'GPUs, 0 to 8' },
+  'gpu-model': { type: 'string', value: 'MODEL', description: 'GPU model the run needs, e.g. H100 (matched in the name)' },
+  'gpu-memory-mb': { type: 'string', value: 'N', description: 'GPU memory each GPU must have, MiB' },
+  cpus: { type: 'string', value: 'N', description: 'CPUs the run needs' },
+  'memory-mb': { type: 'string', value: 'N', description: 'memory the run needs, MiB' },
+  selector: { type: 'string', multiple: true, value: 'KEY=VALUE', description: 'agent label the run needs' },
+  env: { type: 'string', multiple: true, value: 'KEY=VALUE', description: 'environment variable for train.py' },
+  secret: { type: 'string', multiple: true, value: 'KEY=VALUE|KEY=@FILE', description: 'a secret for train.py\'s environment: never returned by any API, masked *** in logs (@FILE: the file\'s content, less a trailing newline; not visible in ps)' },
+  timeout: { type: 'string', value: 'SECONDS', default: 'none', description: 'kill the run after this long' },
+  priority: { type: 'string', value: 'N', default: '0', description: 'higher is placed first (a project may cap it)' },
+  project: { type: 'string', value: 'P', default: "the token's project", description: 'project the run belongs to' },
+  'idempotency-key': { type: 'string', value: 'K', description: 'a second submit with the same key returns the first run' },
+  'max-attempts': { type: 'string', value: 'N', default: "the scheduler's", description: 'attempts after agent loss before the run fails' },
+  wait: { type: 'boolean', description: 'follow the run until it ends; exit 0 only if Successful' },
+  json: jsonFlag,
+} as const;
+const trainFlags = flags({
+  package: { type: 'string', value: 'NAME', required: true, description: 'the package to train' },
+  version: { type: 'string', value: 'X.Y', default: 'the newest', description: 'the package version to train' },
+  ...runFlags,
+});
+const evaluateFlags = flags({
+  package: { type: 'string', value: 'NAME', required: true, description: 'the package to evaluate' },
+  version: { type: 'string', value: 'X.Y', required: true, description: 'the version to score' },
+  ...runFlags,
+});
+const fullFlags = flags({
+  package: { type: 'string', value: 'NAME', required: true, description: 'the package' },
+  version: { type: 'string', value: 'X.Y', default: 'the newest', description: 'the package version to start from' },
+  'eval-dataset': { type: 'string', value: 'NAME[/SUB]', description: 'evaluation dataset, made local at test_data_directory (default: what process_data writes there)' },
+  ...runFlags,
+});
+
+type SubmitValues = Parsed<typeof trainFlags>['values'] & { 'eval-dataset'?: string };
+const train = ({ values }: Parsed<typeof trainFlags>, address: string) => submit(values, address, Pipeline.Train);
+const evaluate = ({ values }: Parsed<typeof evaluateFlags>, address: string) => submit(values, address, Pipeline.Evaluate);
+const full = ({ values }: Parsed<typeof fullFlags>, address: string) => submit(values, address, Pipeline.Full);
+
+async function submit(values: SubmitValues, address: string, pipeline: Pipeline): Promise<number> {
   const gpus = values.gpus !== undefined ? intFlag(values.gpus, 'gpus', 0, 8) : values.gpu ? 1 : 0;
   // The whole request is checked before connecting: a usage error needs no scheduler.
   const request = {
     package: requireString(values.package, 'package'),
-    // An evaluation scores a version the user names; training defaults to the newest.
-    version: pipeline === Pipeline.Evaluate ? requireString(values.version, 'version') : values.version ?? '',
+    version: values.version ?? '',
     dataset: requireString(values.dataset, 'dataset'),
     pipeline,
-    eval_dataset: typeof values['eval-dataset'] === 'string' ? values['eval-dataset'] : '',
+    eval_dataset: values['eval-dataset'] ?? '',
     resources: {
       gpus, gpu_model: values['gpu-model'] ?? '', gpu_memory_mb: intFlag(values['gpu-memory-mb'], 'gpu-memory-mb'),
       cpus: intFlag(values.cpus, 'cpus', 0, 4096), memory_mb: intFlag(values['memory-mb'], 'memory-mb'), selector: keyValues(values.selector, 'selector'),
@@ -108,8 +130,7 @@ async function submit(args: string[], address: string, pipeline: Pipeline): Prom
   }
 }
 
-async function get(args: string[], address: string): Promise<number> {
-  const { values, positionals } = parse(args, { json: { type: 'boolean' } });
+async function get({ values, positionals }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
   const id = positionals[0] ?? '';
   if (!id) throw invalid('run get: give the run id');
   const api = await Api.connect(address);
@@ -118,8 +139,13 @@ async function get(args: string[], address: string): Promise<number> {
   return 0;
 }
 
-async function list(args: string[], address: string): Promise<number> {
-  const { values } = parse(args, { status: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } });
+const listFlags = flags({
+  status: { type: 'string', value: 'STATUS', description: 'only runs in this status, e.g. Running, "Waiting for resources"' },
+  limit: { type: 'string', value: 'N', default: '50', description: 'at most this many runs, newest first (up to 1000)' },
+  json: jsonFlag,
+});
+
+async function list({ values }: Parsed<typeof listFlags>, address: string): Promise<number> {
   const api = await Api.connect(address);
   const res = await api.listRuns({ status: values.status ?? '', limit: intFlag(values.limit, 'limit', 0, 1000) }).finally(() => api.close());
   if (values.json) console.log(JSON.stringify(res.runs.map(runJson), null, 2));
@@ -130,8 +156,12 @@ async function list(args: string[], address: string): Promise<number> {
   return 0;
 }
 
-async function outputs(args: string[], address: string): Promise<number> {
-  const { values, positionals } = parse(args, { to: { type: 'string' }, json: { type: 'boolean' } });
+const outputsFlags = flags({
+  to: { type: 'string', value: 'DIR', required: true, description: 'folder to write the outputs into (made if missing)' },
+  json: jsonFlag,
+});
+
+async function outputs({ values, positionals }: Parsed<typeof outputsFlags>, address: string): Promise<number> {
   const id = positionals[0] ?? '';
   if (!id) throw invalid('run outputs: give the run id');
   const dest = path.resolve(requireString(values.to, 'to'));
@@ -178,8 +208,7 @@ async function outputs(args: string[], address: string): Promise<number> {
   return 0;
 }
 
-async function kill(args: string[], address: string): Promise<number> {
-  const { values, positionals } = parse(args, { json: { type: 'boolean' } });
+async function kill({ values, positionals }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
   const id = positionals[0] ?? '';
   if (!id) throw invalid('run kill: give the run id');
   const api = await Api.connect(address);
@@ -188,3 +217,29 @@ async function kill(args: string[], address: string): Promise<number> {
   else console.log(`${safeText(run.id)}  ${statusColor(safeText(run.status))}${run.kill_requested && !isTerminal(run.status) ? '  (kill sent to its agent)' : ''}`);
   return 0;
 }
+
+// The run verbs, as the registry (cli/registry.ts) lists them. Last in the file: they name the flag tables above.
+export const runVerbs = [
+  group({ path: ['run'], section: 'Runs', summary: 'submit training, evaluation and full pipeline runs, and follow them' }),
+  verb({
+    path: ['run', 'train'], summary: 'submit a training run of a package version on a dataset', flags: trainFlags, run: train,
+    examples: ['trainyard run train --package iris-classifier --dataset iris/train --wait', 'trainyard run train --package llm --version 2.0 --dataset corpus --gpus 4 --gpu-model H100 --env EPOCHS=3 --priority 5'],
+    details: 'Without --wait it prints the run id and returns; with --wait it follows the run and exits 0 only if it is Successful.',
+  }),
+  verb({
+    path: ['run', 'evaluate'], summary: 'score a package version on a dataset: Main.evaluate(data) returns the score; no new version', flags: evaluateFlags, run: evaluate,
+    examples: ['trainyard run evaluate --package iris-classifier --version 1.1 --dataset iris/holdout --wait'],
+    details: 'The data is made local and Main().evaluate(path) is called; it must return a number (anything else fails the run, saying what it returned). artifacts_directory is uploaded; with --env save_test_data=true, a copy of the data too.',
+  }),
+  verb({
+    path: ['run', 'full'], summary: 'a full pipeline: process_data, train, evaluate, save: the next version, with its score', flags: fullFlags, run: full,
+    examples: ['trainyard run full --package iris-classifier --dataset iris/train --eval-dataset iris/holdout --wait'],
+    details: 'The input data is local at data_directory; process_data (when Main has it) writes training_data_directory and test_data_directory (also named evaluation_data_directory); without it the input is the training data. An --eval-dataset is made local at test_data_directory and process_data cannot overwrite it.',
+  }),
+  verb({ path: ['run', 'diff'], summary: 'what differed between two runs: code, data, requirements, env, agent, score', args: [{ name: 'A', description: 'a run id' }, { name: 'B', description: 'another run id' }], flags: runDiffFlags, run: runDiff, examples: ['trainyard run diff run_qubv5a2mo2syxd run_9z1k2m3n4b5v6c'] }),
+  verb({ path: ['run', 'get'], summary: 'a run: status, phase times, agent, reason, _results.json', args: [runArg], flags: { json: jsonFlag }, run: get, examples: ['trainyard run get run_qubv5a2mo2syxd'] }),
+  verb({ path: ['run', 'list'], summary: 'runs, newest first, with status, package, dataset and agent', flags: listFlags, run: list, examples: ['trainyard run list --status Running', 'trainyard run list --limit 20 --json'] }),
+  verb({ path: ['run', 'logs'], summary: 'a run\'s stdout and stderr, as it happens with --follow', args: [runArg], flags: runLogsFlags, run: runLogs, examples: ['trainyard run logs run_qubv5a2mo2syxd --follow', 'trainyard run logs run_qubv5a2mo2syxd --after 1:200 --json'] }),
+  verb({ path: ['run', 'outputs'], summary: 'download a run\'s outputs: package.zip, artifacts, data copy, _results.json', args: [runArg], flags: outputsFlags, run: outputs, examples: ['trainyard run outputs run_qubv5a2mo2syxd --to ./out'] }),
+  verb({ path: ['run', 'kill'], summary: 'kill a run (queued: at once; placed: its agent is told)', args: [runArg], flags: { json: jsonFlag }, run: kill, examples: ['trainyard run kill run_qubv5a2mo2syxd'] }),
+];

@@ -1,28 +1,19 @@
 // `trainyard tokens create|list|revoke` and `trainyard agents join-token create` (admin only: the
 // scheduler refuses anyone else). A new token is printed once; lists never hold a secret.
-import { Api } from '../client.js';
-import { parse } from '../args.js';
+import { withApi } from '../client.js';
+import { jsonFlag } from '../args.js';
+import { flags, group, verb, type Parsed } from '../verb.js';
 import { color, safeText, table } from '../format.js';
 import { invalid } from '../../shared/errors.js';
 import type { CreatedToken__Output } from '../../shared/proto.js';
 
-export const TOKENS_HELP = `trainyard tokens — client tokens (admin only)
-
-  trainyard tokens create --project P --role member|reader|admin [--name N] [--expires 30d] [--json]
-      prints the new token once (tyt_<id>_<secret>); the scheduler keeps only its hash
-  trainyard tokens list [--json]
-      id, name, project, role, created, expires, revoked, last used (never a secret)
-  trainyard tokens revoke ID
-      the token is refused from its next call on
-
+const ROLES = `The token (tyt_<id>_<secret>) is printed once; the scheduler keeps only its hash.
 Roles: admin (the fleet and every project), member (its project's packages, datasets and runs),
-reader (reads its project's). --expires takes a number and a unit: 30s, 15m, 12h, 30d (default: never).`;
+reader (reads its project's). --expires takes a number and a unit: 30s, 15m, 12h, 30d.`;
 
-export const JOIN_TOKEN_HELP = `trainyard agents join-token create [--expires 1h] [--name N] [--json]   (admin only)
-
-  prints a join token once: start an agent with --join-token TOKEN (or TRAINYARD_JOIN_TOKEN). At its first
-  Register the agent exchanges it for its own credential, kept in its work dir (identity, mode 0600).
-  A join token may join several agents until it expires (default 1h) or is revoked (trainyard tokens revoke ID).`;
+const JOIN_DETAILS = `Start an agent with --join-token TOKEN (or TRAINYARD_JOIN_TOKEN). At its first Register the agent
+exchanges it for its own credential, kept in its work dir (identity, mode 0600). A join token may join
+several agents until it expires or is revoked (trainyard tokens revoke ID).`;
 
 const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
@@ -42,52 +33,77 @@ function printCreated(t: CreatedToken__Output, json: boolean | undefined, what: 
     `${i.expires_at ? `, expires ${i.expires_at}` : ', never expires'}. Shown once: keep it now.`));
 }
 
-export async function tokensCommand(args: string[], address: string): Promise<number> {
-  const { values, positionals } = parse(args, {
-    project: { type: 'string' }, role: { type: 'string' }, name: { type: 'string' }, expires: { type: 'string' },
-    json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-  });
-  const verb = positionals[0];
-  if (values.help || verb === undefined || verb === 'help') { console.log(TOKENS_HELP); return values.help || verb === 'help' ? 0 : 2; }
-  if (!['create', 'list', 'revoke'].includes(verb)) throw invalid(`unknown command "tokens ${verb}"; see trainyard tokens --help`);
-  if (verb === 'create') {
-    if (!values.project) throw invalid('tokens create: give --project');
-    if (!values.role) throw invalid('tokens create: give --role member, reader or admin');
-    if (!['member', 'reader', 'admin'].includes(values.role)) throw invalid(`--role: expected member, reader or admin, got "${values.role}"`);
-  }
-  if (verb === 'revoke' && !positionals[1]) throw invalid('tokens revoke: give the token id (trainyard tokens list shows them)');
+const createFlags = flags({
+  project: { type: 'string', value: 'P', required: true, description: 'the project the token acts in' },
+  role: { type: 'string', value: 'member|reader|admin', required: true, description: 'what the token may do' },
+  name: { type: 'string', value: 'N', description: 'a name to recognise it by in tokens list' },
+  expires: { type: 'string', value: 'DURATION', default: 'never', description: 'lifetime: 30s, 15m, 12h, 30d' },
+  json: jsonFlag,
+});
+
+async function create({ values }: Parsed<typeof createFlags>, address: string): Promise<number> {
+  const role = values.role ?? '';
+  if (!['member', 'reader', 'admin'].includes(role)) throw invalid(`--role: expected member, reader or admin, got "${role}"`);
   const expires = parseDuration(values.expires, 'expires');
-  const api = await Api.connect(address);
-  try {
-    if (verb === 'create') {
-      printCreated(await api.createToken({ project: values.project, role: values.role, name: values.name ?? '', expires_in_seconds: expires }), values.json, 'token');
-    } else if (verb === 'list') {
-      const { tokens } = await api.listTokens();
-      if (values.json) console.log(JSON.stringify(tokens, null, 2));
-      else console.log(table(['ID', 'NAME', 'PROJECT', 'ROLE', 'CREATED', 'EXPIRES', 'REVOKED', 'LAST USED'], tokens.map((t) => [
-        t.id, safeText(t.name) || '-', safeText(t.project), t.role, t.created_at, t.expires_at || 'never', t.revoked_at || '-', t.last_used_at || 'never',
-      ])));
-    } else {
-      const t = await api.revokeToken(positionals[1]!);
-      console.log(values.json ? JSON.stringify(t, null, 2) : `${t.id} revoked at ${t.revoked_at}`);
-    }
+  return withApi(address, async (api) => {
+    printCreated(await api.createToken({ project: values.project ?? '', role, name: values.name ?? '', expires_in_seconds: expires }), values.json, 'token');
     return 0;
-  } finally {
-    api.close();
-  }
+  });
 }
 
-/** `trainyard agents join-token create` (args after "join-token"). */
-export async function joinTokenCommand(args: string[], address: string): Promise<number> {
-  const { values, positionals } = parse(args, { name: { type: 'string' }, expires: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } });
-  if (values.help) { console.log(JOIN_TOKEN_HELP); return 0; }
-  if (positionals[0] !== 'create' || positionals.length > 1) throw invalid('expected: trainyard agents join-token create [--expires 1h]; see --help');
+async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
+  return withApi(address, async (api) => {
+    const { tokens } = await api.listTokens();
+    if (values.json) console.log(JSON.stringify(tokens, null, 2));
+    else console.log(table(['ID', 'NAME', 'PROJECT', 'ROLE', 'CREATED', 'EXPIRES', 'REVOKED', 'LAST USED'], tokens.map((t) => [
+      t.id, safeText(t.name) || '-', safeText(t.project), t.role, t.created_at, t.expires_at || 'never', t.revoked_at || '-', t.last_used_at || 'never',
+    ])));
+    return 0;
+  });
+}
+
+async function revoke({ values, positionals }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
+  const id = positionals[0];
+  if (!id) throw invalid('tokens revoke: give the token id (trainyard tokens list shows them)');
+  return withApi(address, async (api) => {
+    const t = await api.revokeToken(id);
+    console.log(values.json ? JSON.stringify(t, null, 2) : `${t.id} revoked at ${t.revoked_at}`);
+    return 0;
+  });
+}
+
+const joinFlags = flags({
+  name: { type: 'string', value: 'N', description: 'a name to recognise it by in tokens list' },
+  expires: { type: 'string', value: 'DURATION', default: '1h', description: 'lifetime: 30s, 15m, 12h, 30d' },
+  json: jsonFlag,
+});
+
+/** `trainyard agents join-token create`. */
+async function createJoinToken({ values }: Parsed<typeof joinFlags>, address: string): Promise<number> {
   const expires = parseDuration(values.expires, 'expires');
-  const api = await Api.connect(address);
-  try {
+  return withApi(address, async (api) => {
     printCreated(await api.createJoinToken({ name: values.name ?? '', expires_in_seconds: expires }), values.json, 'join token');
     return 0;
-  } finally {
-    api.close();
-  }
+  });
 }
+
+export const tokensVerbs = [
+  group({ path: ['tokens'], section: 'Tokens (admin)', summary: 'client tokens (admin only)' }),
+  verb({
+    path: ['tokens', 'create'], summary: 'make a client token, printed once (admin only)',
+    flags: createFlags, run: create, details: ROLES,
+    examples: ['trainyard tokens create --project vision --role member --name ci --expires 30d'],
+  }),
+  verb({ path: ['tokens', 'list'], summary: 'id, name, project, role, created, expires, revoked, last use; never a secret (admin only)', flags: { json: jsonFlag }, run: list, examples: ['trainyard tokens list'] }),
+  verb({
+    path: ['tokens', 'revoke'], summary: 'refuse a token from its next call on (admin only)',
+    args: [{ name: 'ID', description: 'the token id (trainyard tokens list shows them)' }], flags: { json: jsonFlag }, run: revoke,
+    examples: ['trainyard tokens revoke 4f2k9xq7m1ab'],
+  }),
+  group({ path: ['agents', 'join-token'], summary: 'join tokens for new agents (admin only)' }),
+  verb({
+    path: ['agents', 'join-token', 'create'], summary: 'make a join token for TRAINYARD_JOIN_TOKEN on a new agent, printed once (admin only)',
+    flags: joinFlags, run: createJoinToken, details: JOIN_DETAILS,
+    examples: ['trainyard agents join-token create --expires 1h --name rack-3'],
+  }),
+];

@@ -198,6 +198,8 @@ export class Stack {
   joinToken = '';
   databaseUrl = '';
   schedulerAddress = '';
+  /** Where the first scheduler serves /healthz and /readyz (each scheduler picks a free port). */
+  httpAddress = '';
   readonly daemons: Daemon[] = [];
   /** How long destroy() lets each daemon stop before it SIGKILLs it and fails the test. */
   stopGraceMs = 15_000;
@@ -322,15 +324,18 @@ export class Stack {
       : { TRAINYARD_MINIO_ACCESS_KEY: 'minioadmin', TRAINYARD_MINIO_SECRET_KEY: 'minioadmin' };
   }
 
-  async startScheduler(extra: Record<string, string> = {}, listen = `${this.host}:0`): Promise<Daemon> {
+  /** `args`: more flags (they come last, so they win over the stack's own, e.g. `--http-listen ''`). */
+  async startScheduler(extra: Record<string, string> = {}, listen = `${this.host}:0`, args: string[] = []): Promise<Daemon> {
     const n = this.daemons.filter((d) => d.name.startsWith('scheduler')).length + 1;
-    const child = spawn(process.execPath, [bin, 'scheduler', '--listen', listen], {
+    // Port 0: many schedulers run at once across test files; each logs the address it got.
+    const child = spawn(process.execPath, [bin, 'scheduler', '--listen', listen, '--http-listen', `${this.host}:0`, ...args], {
       env: this.env({ ...this.natsEnv('scheduler'), ...this.minioSchedulerEnv(), TRAINYARD_HEARTBEAT_INTERVAL_MS: '500', TRAINYARD_AGENT_LOST_AFTER_MS: '4000', ...extra }), stdio: ['ignore', 'pipe', 'pipe'],
     });
     const d = new Daemon(`scheduler${n}`, child, path.join(this.dir, `scheduler${n}.log`));
     this.daemons.push(d);
     const line = await d.waitFor((l) => l.msg === 'listening', 30_000);
     if (!this.schedulerAddress) this.schedulerAddress = String(line.address);
+    if (!this.httpAddress) this.httpAddress = String(line.http);
     if (!this.joinToken) {
       const api = this.api();
       try { this.joinToken = (await api.createJoinToken({ name: 'test agents', expires_in_seconds: 86_400 })).token; } finally { api.close(); }

@@ -1,0 +1,144 @@
+// The CLI as people use it: every verb and group in the registry answers --help (and `help VERB`, and -h)
+// with its flags, defaults and an example; typos get the nearest verb or flag; usage errors exit 2; the
+// bash and zsh completion scripts are valid and the bash one completes what it should. No scheduler needed.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { root, tempDir } from '../helpers/stack.js';
+import { commands } from '../../cli/registry.js';
+import { isVerb } from '../../cli/verb.js';
+import { globalFlags } from '../../cli/help.js';
+
+const trainyard = (...args: string[]) =>
+  spawnSync(process.execPath, [path.join(root, 'bin', 'trainyard.js'), ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+
+t.test('the registry: every verb is documented', async (t) => {
+  t.ok(commands.length > 20, `the registry lists the verbs (${commands.length})`);
+  const paths = commands.map((c) => c.path.join(' '));
+  t.same(paths.filter((p, i) => paths.indexOf(p) !== i), [], 'no verb is declared twice');
+  for (const c of commands) {
+    const name = c.path.join(' ');
+    t.ok(c.summary.length > 10, `${name}: has a summary`);
+    // A sub-verb's parent exists, so `trainyard PARENT --help` lists it.
+    if (c.path.length > 1) t.ok(paths.includes(c.path.slice(0, -1).join(' ')), `${name}: its parent is declared`);
+    else t.ok(c.section, `${name}: top-level entries say where --help lists them`);
+    if (!isVerb(c)) continue;
+    t.ok(c.examples.every((e) => e.includes(`trainyard ${name}`)), `${name}: each example uses the verb`);
+    for (const [flag, f] of Object.entries(c.flags)) t.ok(f.description.length > 3, `${name} --${flag}: has a description`);
+  }
+});
+
+t.test('every verb and group answers --help, -h and `help VERB`: exit 0, each flag and an example', async (t) => {
+  for (const c of commands) {
+    const name = c.path.join(' ');
+    const r = trainyard(...c.path, '--help');
+    t.equal(r.status, 0, `${name} --help exits 0 ${r.stderr}`);
+    t.match(r.stdout, `trainyard ${name} — ${c.summary}`, `${name} --help: names the verb and what it does`);
+    const via = trainyard('help', ...c.path);
+    t.equal(via.status, 0, `help ${name} exits 0`);
+    t.equal(via.stdout, r.stdout, `help ${name} prints the same as ${name} --help`);
+    if (!isVerb(c)) {
+      for (const sub of commands.filter((x) => x.path.length === c.path.length + 1 && c.path.every((p, i) => x.path[i] === p))) {
+        t.match(r.stdout, `trainyard ${sub.path.join(' ')}`, `${name} --help lists ${sub.path.join(' ')}`);
+      }
+      continue;
+    }
+    for (const flag of Object.keys(c.flags)) t.match(r.stdout, new RegExp(`--${flag}\\b`), `${name} --help mentions --${flag}`);
+    for (const [flag, f] of Object.entries(c.flags)) if (f.default) t.match(r.stdout, `default: ${f.default}`, `${name} --help gives the default of --${flag}`);
+    t.match(r.stdout, c.examples[0], `${name} --help shows an example`);
+    if ((c.kind ?? 'client') === 'client') for (const flag of Object.keys(globalFlags)) t.match(r.stdout, `--${flag}`, `${name} --help mentions the global --${flag}`);
+    const short = trainyard(...c.path, '-h');
+    t.equal(short.status, 0, `${name} -h exits 0`);
+    t.equal(short.stdout, r.stdout, `${name} -h is --help`);
+  }
+});
+
+t.test('the verbs the issue named, and the program\'s own help', async (t) => {
+  for (const args of [['run', 'train', '--help'], ['run', '--help']]) {
+    const r = trainyard(...args);
+    t.equal(r.status, 0, `${args.join(' ')} exits 0`);
+    t.notMatch(r.stderr, /Unknown option/, `${args.join(' ')}: no "Unknown option"`);
+  }
+  t.match(trainyard('run', 'train', '--help').stdout, /--gpus N\s+GPUs, 0 to 8 \(default: 0\)/, 'run train --help: a flag, its value and its default');
+  for (const args of [['--help'], ['-h'], ['help'], []]) {
+    const r = trainyard(...args);
+    t.equal(r.status, 0, `trainyard ${args.join(' ')} exits 0`);
+    for (const c of commands.filter(isVerb)) t.match(r.stdout, `trainyard ${c.path.join(' ')}`, `trainyard ${args.join(' ')} lists ${c.path.join(' ')}`);
+    t.match(r.stdout, /2 on a usage error/, 'it documents the exit statuses');
+  }
+});
+
+t.test('typos and usage errors: the nearest verb or flag, exit 2', async (t) => {
+  const rn = trainyard('rn');
+  t.equal(rn.status, 2, 'rn: exit 2');
+  t.match(rn.stderr, /unknown command "rn" \(did you mean "run"\?\)/);
+  const sub = trainyard('run', 'trian', '--package', 'p');
+  t.equal(sub.status, 2, 'run trian: exit 2');
+  t.match(sub.stderr, /unknown command "run trian" \(did you mean "run train"\?\)/);
+  const drain = trainyard('agents', 'dran', 'box1');
+  t.equal(drain.status, 2);
+  t.match(drain.stderr, /did you mean "agents drain"\?/, 'a verb with sub-verbs of its own suggests them');
+  const flag = trainyard('run', 'train', '--pakage', 'p', '--dataset', 'd');
+  t.equal(flag.status, 2, 'an unknown flag: exit 2');
+  t.match(flag.stderr, /unknown flag --pakage for "trainyard run train" \(did you mean --package\?\)/);
+  const json = trainyard('run', 'list', '--jsn', '--scheduler', '127.0.0.1:1');
+  t.equal(json.status, 2);
+  t.match(json.stderr, /unknown flag --jsn .*did you mean --json\?/, 'after the global flags are taken out');
+  const far = trainyard('frobnicate');
+  t.equal(far.status, 2);
+  t.notMatch(far.stderr, /did you mean/, 'nothing is suggested when nothing is near');
+  const group = trainyard('run');
+  t.equal(group.status, 2, 'a group without its verb: exit 2');
+  t.match(group.stderr, /trainyard run train/, '... and its sub-verbs on stderr');
+  const extra = trainyard('doctor', 'now');
+  t.equal(extra.status, 2);
+  t.match(extra.stderr, /trainyard doctor takes no arguments, got "now"/);
+  const missing = trainyard('tokens', 'create', '--role', 'member');
+  t.equal(missing.status, 2);
+  t.match(missing.stderr, /missing --project/, 'a required flag is checked before any call');
+  const value = trainyard('run', 'logs', 'r1', '--after');
+  t.equal(value.status, 2, 'a flag without its value: exit 2');
+  t.match(value.stderr, /--after/);
+});
+
+t.test('completion: the scripts are valid, and bash completes verbs, sub-verbs and flags', async (t) => {
+  const dir = tempDir('ty-completion-');
+  const bash = trainyard('completion', 'bash');
+  t.equal(bash.status, 0);
+  const bashFile = path.join(dir, 'trainyard.bash');
+  writeFileSync(bashFile, bash.stdout);
+  const n = spawnSync('bash', ['-n', bashFile], { encoding: 'utf8' });
+  t.equal(n.status, 0, `bash -n accepts it ${n.stderr}`);
+  /** What the completion function offers for the words typed so far (the last one being completed). */
+  const complete = (...words: string[]) => {
+    const script = `source ${JSON.stringify(bashFile)}
+COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}
+_trainyard; printf '%s\\n' "\${COMPREPLY[@]}"; complete -p trainyard`;
+    const r = spawnSync('bash', ['-c', script], { encoding: 'utf8' });
+    t.equal(r.status, 0, `completing "${words.join(' ')}" ran ${r.stderr}`);
+    const lines = r.stdout.split('\n').filter(Boolean);
+    t.match(lines.at(-1), /complete .*-F _trainyard trainyard/, 'the script registers the function for trainyard');
+    return lines.slice(0, -1);
+  };
+  t.same(complete('trainyard', 'ru'), ['run'], 'trainyard ru<TAB> → run');
+  t.same(complete('trainyard', 'run', 'tr'), ['train'], 'trainyard run tr<TAB> → train');
+  t.same(complete('trainyard', 'run', 'train', '--pa'), ['--package'], 'trainyard run train --pa<TAB> → --package');
+  t.same(complete('trainyard', 'run', 'train', '--package', 'p', '--da'), ['--dataset'], 'after a flag and its value');
+  t.same(complete('trainyard', 'run', 'outputs', '--to', ''), [], 'a flag\'s value: nothing offered (bash completes files)');
+  t.same(complete('trainyard', 'agents', 'join-token', ''), ['create'], 'three words deep');
+  t.same(complete('trainyard', '').sort(), commands.filter((c) => c.path.length === 1).map((c) => c.path[0]).sort(), 'every top-level verb');
+  t.same(complete('trainyard', 'completion', ''), ['bash', 'zsh']);
+
+  const zsh = trainyard('completion', 'zsh');
+  t.equal(zsh.status, 0);
+  const zshFile = path.join(dir, '_trainyard');
+  writeFileSync(zshFile, zsh.stdout);
+  const hasZsh = spawnSync('zsh', ['--version']).status === 0;
+  t.ok(hasZsh, 'zsh is installed (scripts/test.sh installs it)');
+  if (!hasZsh) return;
+  const zn = spawnSync('zsh', ['-n', zshFile], { encoding: 'utf8' });
+  t.equal(zn.status, 0, `zsh -n accepts it ${zn.stderr}`);
+  const loaded = spawnSync('zsh', ['-f', '-c', `autoload -U compinit && compinit -u -D && source ${JSON.stringify(zshFile)} && print -r -- "$_comps[trainyard]"`], { encoding: 'utf8' });
+  t.equal(loaded.stdout.trim(), '_trainyard', `sourced after compinit, it registers _trainyard for trainyard ${loaded.stderr}`);
+});
