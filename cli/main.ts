@@ -9,6 +9,8 @@ import { agentsCommand } from './commands/agents.js';
 import { projectsCommand } from './commands/projects.js';
 import { doctorCommand } from './commands/doctor.js';
 import { tokensCommand } from './commands/tokens.js';
+import { schedulesCommand } from './commands/schedules.js';
+import { eventsCommand } from './commands/events.js';
 import { takeTokenFlags, tokenHelp } from './token.js';
 import { takeTlsFlags } from './tls.js';
 import { color, safeText } from './format.js';
@@ -33,10 +35,17 @@ Runs:
                       [--env KEY=VALUE]... [--timeout SECONDS] [--priority N] [--project P]
                       [--idempotency-key K] [--wait] [--json]
   trainyard run get ID [--json]
-  trainyard run list [--status S] [--limit N] [--json]
+  trainyard run list [--status S] [--schedule NAME] [--limit N] [--json]
   trainyard run logs ID [--follow] [--after ATTEMPT:SEQ] [--json]
   trainyard run outputs ID --to DIR
   trainyard run kill ID
+
+Schedules (trainyard schedules --help):
+  trainyard schedules create NAME (--cron "EXPR" [--timezone TZ] | --at TIME) -- run train FLAGS...
+  trainyard schedules list|get|pause|resume|delete|run-now [NAME] [--json]
+
+ML log (trainyard events --help):
+  trainyard events [--project P] [--kind K] [--since T] [--limit N] [--follow] [--json]
 
 Fleet:
   trainyard agents [--json]
@@ -92,6 +101,8 @@ export async function main(argv: string[]): Promise<number> {
       case 'projects': return await projectsCommand(rest, address);
       case 'doctor': return await doctorCommand(rest, address);
       case 'tokens': return await tokensCommand(rest, address);
+      case 'schedules': return await schedulesCommand(rest, address);
+      case 'events': return await eventsCommand(rest, address);
       default:
         console.error(`${color.red('error')}: unknown command "${cmd}"\n\n${HELP}`);
         return 2;

@@ -7,7 +7,7 @@ import { intFlag, keyValues, parse, requireString } from '../args.js';
 import { bytes, color, progressBar, safeText, statusColor, table } from '../format.js';
 import { invalid } from '../../shared/errors.js';
 import { isTerminal } from '../../shared/run-states.js';
-import type { Run__Output } from '../../shared/proto.js';
+import type { Run__Output, SubmitRunRequest } from '../../shared/proto.js';
 import { runLogs } from './run-logs.js';
 
 export async function runCommand(args: string[], address: string): Promise<number> {
@@ -43,7 +43,15 @@ function summary(r: Run__Output): string {
 
 const runJson = (r: Run__Output) => ({ ...r, results: r.results_json ? JSON.parse(r.results_json) : null });
 
-async function train(args: string[], address: string): Promise<number> {
+/** The verbs that submit a run (`run train`), each a pipeline; `schedules create ... -- run VERB` takes the same. */
+export const submitVerbs = ['train'] as const;
+
+/**
+ * The flags of `run train` as a SubmitRunRequest, checked before anything connects (a usage error needs no
+ * scheduler); `schedules create` parses what follows its `--` with this same function.
+ */
+export function submitRequestFromArgs(verb: string, args: string[]): { request: SubmitRunRequest; wait: boolean; json: boolean } {
+  if (!(submitVerbs as readonly string[]).includes(verb)) throw invalid(`"run ${verb}" is not a pipeline this trainyard knows; expected run ${submitVerbs.join('|')}`);
   const { values } = parse(args, {
     package: { type: 'string' }, version: { type: 'string' }, dataset: { type: 'string' },
     gpu: { type: 'boolean' }, gpus: { type: 'string' }, 'gpu-model': { type: 'string' }, 'gpu-memory-mb': { type: 'string' },
@@ -52,8 +60,7 @@ async function train(args: string[], address: string): Promise<number> {
     'idempotency-key': { type: 'string' }, 'max-attempts': { type: 'string' }, wait: { type: 'boolean' }, json: { type: 'boolean' },
   });
   const gpus = values.gpus !== undefined ? intFlag(values.gpus, 'gpus', 0, 8) : values.gpu ? 1 : 0;
-  // The whole request is checked before connecting: a usage error needs no scheduler.
-  const request = {
+  const request: SubmitRunRequest = {
     package: requireString(values.package, 'package'),
     version: values.version ?? '',
     dataset: requireString(values.dataset, 'dataset'),
@@ -68,6 +75,11 @@ async function train(args: string[], address: string): Promise<number> {
     idempotency_key: values['idempotency-key'] ?? '',
     max_attempts: intFlag(values['max-attempts'], 'max-attempts', 0, 20),
   };
+  return { request, wait: values.wait === true, json: values.json === true };
+}
+
+async function train(args: string[], address: string): Promise<number> {
+  const { request, ...values } = submitRequestFromArgs('train', args);
   const api = await Api.connect(address);
   try {
     let run = await api.submitRun(request);
@@ -101,9 +113,9 @@ async function get(args: string[], address: string): Promise<number> {
 }
 
 async function list(args: string[], address: string): Promise<number> {
-  const { values } = parse(args, { status: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } });
+  const { values } = parse(args, { status: { type: 'string' }, limit: { type: 'string' }, schedule: { type: 'string' }, json: { type: 'boolean' } });
   const api = await Api.connect(address);
-  const res = await api.listRuns({ status: values.status ?? '', limit: intFlag(values.limit, 'limit', 0, 1000) }).finally(() => api.close());
+  const res = await api.listRuns({ status: values.status ?? '', limit: intFlag(values.limit, 'limit', 0, 1000), schedule: values.schedule ?? '' }).finally(() => api.close());
   if (values.json) console.log(JSON.stringify(res.runs.map(runJson), null, 2));
   else console.log(table(['RUN', 'STATUS', 'PACKAGE', 'DATASET', 'AGENT', 'OUTPUT', 'CREATED'], res.runs.map((r) => [
     safeText(r.id), statusColor(safeText(r.status)), safeText(`${r.package} ${r.version}`), safeText(r.dataset), safeText(r.agent) || '-', safeText(r.output_version) || '-', r.times?.scheduled_at ?? '',

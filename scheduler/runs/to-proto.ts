@@ -30,5 +30,6 @@ export function runToProto(r: Selectable<RunsTable>): Run {
     project: r.project,
     kill_requested: r.kill_requested,
     status_detail: r.status_detail,
+    schedule: r.schedule ?? '',
   };
 }
