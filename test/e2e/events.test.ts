@@ -5,18 +5,10 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { Stack, root, tempDir, testDatabase, writeTree } from '../helpers/stack.js';
-import { gatedTrainPy, waitForAttempt } from '../helpers/packages.js';
+import { gatedTrainPy, quickTrainPy as quick, until, waitForAttempt } from '../helpers/packages.js';
 import { eventKinds } from '../../shared/event-kinds.js';
 import { parseSince } from '../../cli/commands/events.js';
 
-const quick = `
-class Main:
-    def train(self, d):
-        print("trained", flush=True)
-    def save(self):
-        with open("model.txt", "w") as fh:
-            fh.write("ok")
-`;
 const failing = `
 class Main:
     def train(self, d):
@@ -27,15 +19,6 @@ class Main:
 
 interface Ev { id: number; at: string; kind: string; project: string; subject: string; detail: string; data: Record<string, unknown> }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 90_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 t.test('the kinds in shared/event-kinds.ts are the CHECK on events.kind', async (t) => {
   const { db } = await testDatabase(t);

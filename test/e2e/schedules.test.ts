@@ -9,17 +9,10 @@
 import t from 'tap';
 import { Cron } from 'croner';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
+import { quickTrainPy as quick, until } from '../helpers/packages.js';
 import { storedRequest } from '../../scheduler/schedules/request.js';
 import type { SubmitRunRequest__Output } from '../../shared/proto.js';
 
-const quick = `
-class Main:
-    def train(self, d):
-        print("trained", flush=True)
-    def save(self):
-        with open("model.txt", "w") as fh:
-            fh.write("ok")
-`;
 
 async function pushBoth(s: Stack, pkg = 'p', ds = 'd', token?: string): Promise<void> {
   const as = token ? ['--token', token] : [];
@@ -29,16 +22,6 @@ async function pushBoth(s: Stack, pkg = 'p', ds = 'd', token?: string): Promise<
   }
 }
 
-/** Polls Postgres (the test's own wait, not the product's). */
-async function until<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 90_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 const runsOf = (s: Stack, name: string) => s.query<{ id: string; schedule_fire_at: Date }>('SELECT id, schedule_fire_at FROM runs WHERE schedule = $1 ORDER BY schedule_fire_at', [name]);
 const scheduleRow = async (s: Stack, name: string) => (await s.query('SELECT * FROM schedules WHERE name = $1', [name]))[0]!;
