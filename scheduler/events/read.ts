@@ -77,7 +77,6 @@ export async function listEvents(ctx: SchedulerContext, caller: Principal, req: 
 export async function* followEvents(ctx: SchedulerContext, caller: Principal, req: ListEventsRequest__Output, signal: AbortSignal): AsyncGenerator<Event[]> {
   const f = compileFilter(caller, req);
   const { rows: [clock] } = await sql<{ now: Date }>`SELECT now() AS now`.execute(ctx.db);
-  const first = await page(ctx, f);
   // id → time, for the events sent within the look-back window.
   const sent = new Map<number, number>();
   let cursor = clock!.now.getTime();
@@ -86,7 +85,14 @@ export async function* followEvents(ctx: SchedulerContext, caller: Principal, re
     for (const [id, at] of sent) if (at < cursor - LOOKBACK_MS) sent.delete(id);
     return rows.map(eventToProto);
   };
-  if (first.length) yield take(first);
+  // From `since`: every event since then, page by page, before following (not only the first page).
+  let first = await page(ctx, f);
+  for (;;) {
+    if (first.length) yield take(first);
+    const last = first.at(-1);
+    if (!f.since || first.length < f.limit || !last || signal.aborted) break;
+    first = await query(ctx, f).where(sql<boolean>`(at, id) > (${last.at}, ${last.id})`).orderBy('at').orderBy('id').limit(f.limit).execute();
+  }
   let quietSince = Date.now();
   while (!signal.aborted) {
     await new Promise<void>((resolve) => {
