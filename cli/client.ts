@@ -80,6 +80,14 @@ export class Api {
   listTokens = () => this.#u<P.ListTokensRequest, P.ListTokensResponse__Output>(this.client.ListTokens, {});
   revokeToken = (id: string) => this.#u<P.RevokeTokenRequest, P.TokenInfo__Output>(this.client.RevokeToken, { id });
   createJoinToken = (req: P.CreateJoinTokenRequest) => this.#u<P.CreateJoinTokenRequest, P.CreatedToken__Output>(this.client.CreateJoinToken, req);
+  createSchedule = (req: P.CreateScheduleRequest) => this.#u<P.CreateScheduleRequest, P.Schedule__Output>(this.client.CreateSchedule, req);
+  listSchedules = () => this.#u<P.ListSchedulesRequest, P.ListSchedulesResponse__Output>(this.client.ListSchedules, {});
+  getSchedule = (name: string) => this.#u<P.ScheduleRef, P.Schedule__Output>(this.client.GetSchedule, { name });
+  pauseSchedule = (name: string) => this.#u<P.ScheduleRef, P.Schedule__Output>(this.client.PauseSchedule, { name });
+  resumeSchedule = (name: string) => this.#u<P.ScheduleRef, P.Schedule__Output>(this.client.ResumeSchedule, { name });
+  deleteSchedule = (name: string) => this.#u<P.ScheduleRef, P.Schedule__Output>(this.client.DeleteSchedule, { name });
+  runScheduleNow = (name: string) => this.#u<P.ScheduleRef, P.Run__Output>(this.client.RunScheduleNow, { name });
+  listEvents = (req: P.ListEventsRequest) => this.#u<P.ListEventsRequest, P.ListEventsResponse__Output>(this.client.ListEvents, req);
   close(): void { this.client.close(); }
 }
 

@@ -9,6 +9,8 @@ import { agentsVerbs } from './commands/agents.js';
 import { projectsVerbs } from './commands/projects.js';
 import { doctorVerbs } from './commands/doctor.js';
 import { tokensVerbs } from './commands/tokens.js';
+import { scheduleVerbs } from './commands/schedules.js';
+import { eventVerbs } from './commands/events.js';
 import { bashCompletion, zshCompletion } from './completion.js';
 import { helpFor, topHelp } from './help.js';
 import { resolve } from './dispatch.js';
@@ -46,5 +48,5 @@ const shellVerbs = [
 ];
 
 export const commands: readonly Command[] = [
-  ...daemonVerbs, ...packageVerbs, ...datasetVerbs, ...runVerbs, ...agentsVerbs, ...projectsVerbs, ...doctorVerbs, ...tokensVerbs, ...shellVerbs,
+  ...daemonVerbs, ...packageVerbs, ...datasetVerbs, ...runVerbs, ...scheduleVerbs, ...eventVerbs, ...agentsVerbs, ...projectsVerbs, ...doctorVerbs, ...tokensVerbs, ...shellVerbs,
 ];

@@ -21,6 +21,8 @@ import { subjects as makeSubjects } from '../shared/subjects.js';
 import type { Settings, schedulerSettings } from '../shared/settings.js';
 import { natsOptions } from '../shared/nats.js';
 import { serverCredentials, servesTls } from '../shared/tls.js';
+import { ScheduleTicker } from './schedules/ticker.js';
+import { EventRetention } from './events/retention.js';
 
 export type SchedulerState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -33,6 +35,8 @@ export class Scheduler {
   #state: SchedulerState = 'STARTING';
   #server: grpc.Server | null = null;
   #placer: Placer | null = null;
+  #ticker: ScheduleTicker | null = null;
+  #retention: EventRetention | null = null;
   #nats: NatsConnection | null = null;
   #closeDb: (() => Promise<void>) | null = null;
   #http: HttpServer | null = null;
@@ -112,6 +116,10 @@ export class Scheduler {
       };
       nats.subscribe(subjects.kick, { callback: () => placer.kick() });
       placer.start();
+      this.#ticker = new ScheduleTicker(ctx);
+      this.#ticker.start();
+      this.#retention = new EventRetention({ db, log, retentionDays: settings.eventsRetentionDays, isLeader: () => placer.isLeader });
+      this.#retention.start();
 
       const proto = loadProto();
       const server = new grpc.Server(channelOptions);
@@ -167,6 +175,8 @@ export class Scheduler {
   async #teardown(): Promise<void> {
     if (this.#healthTimer) clearInterval(this.#healthTimer);
     await this.#http?.close().catch(() => {});
+    await this.#ticker?.stop().catch(() => {});
+    await this.#retention?.stop().catch(() => {});
     await this.#placer?.stop().catch(() => {});
     await this.#nats?.drain().catch(() => {});
     await this.#closeDb?.().catch(() => {});

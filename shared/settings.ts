@@ -76,6 +76,7 @@ export const schedulerSettings = spec({
   ...tokenFileSetting,
   maxStreamsPerToken: { env: 'TRAINYARD_MAX_STREAMS_PER_TOKEN', flag: 'max-streams-per-token', kind: 'int', default: () => '64', doc: 'concurrent log/watch/download streams one token may hold; more are refused (RESOURCE_EXHAUSTED)' },
   maxLogLinesPerAttempt: { env: 'TRAINYARD_MAX_LOG_LINES', flag: 'max-log-lines', kind: 'int', default: () => '200000', doc: 'log lines kept per attempt; later ones are dropped with a marker' },
+  eventsRetentionDays: { env: 'TRAINYARD_EVENTS_RETENTION_DAYS', flag: 'events-retention-days', kind: 'int', default: () => '30', doc: 'events (trainyard events) older than this many days are deleted by the placing scheduler; 0 keeps them for ever' },
 });
 
 export const agentSettings = spec({

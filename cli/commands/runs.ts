@@ -4,11 +4,12 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { Api, streamOf } from '../client.js';
 import { intFlag, jsonFlag, keyValues, requireString, secretValues } from '../args.js';
-import { flags, group, verb, type ArgSpec, type Parsed } from '../verb.js';
+import { parseArgs } from 'node:util';
+import { flags, group, parseOptions, verb, type ArgSpec, type Flags, type Parsed } from '../verb.js';
 import { bytes, color, progressBar, safeText, statusColor, table } from '../format.js';
 import { invalid } from '../../shared/errors.js';
 import { isTerminal } from '../../shared/run-states.js';
-import type { Run__Output } from '../../shared/proto.js';
+import type { Run__Output, SubmitRunRequest } from '../../shared/proto.js';
 import { runLogs, runLogsFlags } from './run-logs.js';
 import { runDiff, runDiffFlags } from './run-diff.js';
 import { Pipeline, phaseWords } from '../../shared/pipelines.js';
@@ -87,7 +88,8 @@ const train = ({ values }: Parsed<typeof trainFlags>, address: string) => submit
 const evaluate = ({ values }: Parsed<typeof evaluateFlags>, address: string) => submit(values, address, Pipeline.Evaluate);
 const full = ({ values }: Parsed<typeof fullFlags>, address: string) => submit(values, address, Pipeline.Full);
 
-async function submit(values: SubmitValues, address: string, pipeline: Pipeline): Promise<number> {
+/** The request a submit verb's flags make; checked whole before anything connects. */
+function submitRequest(values: SubmitValues, pipeline: Pipeline): SubmitRunRequest {
   const gpus = values.gpus !== undefined ? intFlag(values.gpus, 'gpus', 0, 8) : values.gpu ? 1 : 0;
   // The whole request is checked before connecting: a usage error needs no scheduler.
   const request = {
@@ -108,6 +110,36 @@ async function submit(values: SubmitValues, address: string, pipeline: Pipeline)
     idempotency_key: values['idempotency-key'] ?? '',
     max_attempts: intFlag(values['max-attempts'], 'max-attempts', 0, 20),
   };
+  return request;
+}
+
+/** The verbs that submit a run, each a pipeline kind; `schedules create ... -- run VERB` takes the same. */
+const submitTables: Record<string, { flags: Flags; pipeline: Pipeline }> = {
+  train: { flags: trainFlags, pipeline: Pipeline.Train },
+  evaluate: { flags: evaluateFlags, pipeline: Pipeline.Evaluate },
+  full: { flags: fullFlags, pipeline: Pipeline.Full },
+};
+export const submitVerbs = Object.keys(submitTables);
+
+/**
+ * `run train|evaluate|full FLAGS...` as words (what follows `--` in `schedules create`): parsed against the
+ * same flag tables as the verbs themselves, so a schedule takes exactly what a run takes.
+ */
+export function submitRequestFromArgs(word: string, args: string[]): { request: SubmitRunRequest; wait: boolean; json: boolean } {
+  const table = submitTables[word];
+  if (!table) throw invalid(`"run ${word}" is not a pipeline this trainyard knows; expected run ${submitVerbs.join('|')}`);
+  let values: Record<string, unknown>;
+  try {
+    ({ values } = parseArgs({ args, options: parseOptions(table.flags), allowPositionals: false, strict: true }));
+  } catch (err) {
+    throw invalid(`run ${word}: ${(err as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, '')}`);
+  }
+  for (const [name, spec] of Object.entries(table.flags)) if (spec.required && values[name] === undefined) throw invalid(`run ${word}: missing --${name}`);
+  return { request: submitRequest(values as SubmitValues, table.pipeline), wait: values.wait === true, json: values.json === true };
+}
+
+async function submit(values: SubmitValues, address: string, pipeline: Pipeline): Promise<number> {
+  const request = submitRequest(values, pipeline);
   const api = await Api.connect(address);
   try {
     let run = await api.submitRun(request);
@@ -141,13 +173,14 @@ async function get({ values, positionals }: Parsed<{ json: typeof jsonFlag }>, a
 
 const listFlags = flags({
   status: { type: 'string', value: 'STATUS', description: 'only runs in this status, e.g. Running, "Waiting for resources"' },
+  schedule: { type: 'string', value: 'NAME', description: 'only the runs this schedule fired' },
   limit: { type: 'string', value: 'N', default: '50', description: 'at most this many runs, newest first (up to 1000)' },
   json: jsonFlag,
 });
 
 async function list({ values }: Parsed<typeof listFlags>, address: string): Promise<number> {
   const api = await Api.connect(address);
-  const res = await api.listRuns({ status: values.status ?? '', limit: intFlag(values.limit, 'limit', 0, 1000) }).finally(() => api.close());
+  const res = await api.listRuns({ status: values.status ?? '', limit: intFlag(values.limit, 'limit', 0, 1000), schedule: values.schedule ?? '' }).finally(() => api.close());
   if (values.json) console.log(JSON.stringify(res.runs.map(runJson), null, 2));
   else console.log(table(['RUN', 'KIND', 'STATUS', 'PACKAGE', 'DATASET', 'AGENT', 'OUTPUT', 'SCORE', 'CREATED'], res.runs.map((r) => [
     safeText(r.id), verbOf[r.pipeline as Pipeline] ?? safeText(r.pipeline), statusColor(safeText(r.status)), safeText(`${r.package} ${r.version}`), safeText(r.dataset),

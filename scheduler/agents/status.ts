@@ -1,6 +1,8 @@
 // Agent status, in one place (as scheduler/runs/transitions.ts is for runs). The statuses are one closed
 // list, shared with SQL (the `agents.status` CHECK of migrations/001 names the same four); every change is
-// one function here, one guarded statement, and is logged here once ('agent status'), nowhere else.
+// one function here, one guarded statement, and is logged here once ('agent status'), nowhere else. The
+// changes the ML log reports (joined, draining, drained, lost) write their event in that same statement
+// or transaction.
 //
 //   (none) ──register──▶ online ──drain──▶ draining ──heartbeat(leaving)──▶ offline
 //                          │  ▲               │                                 │
@@ -14,6 +16,8 @@ import { sql, type RawBuilder } from 'kysely';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import { ErrorCodes, TrainyardError, invalid, notFound } from '../../shared/errors.js';
+import { EventKind } from '../../shared/event-kinds.js';
+import { changeWithEvent, fleet, recordEvents } from '../events/record.js';
 
 export const AgentStatus = {
   /** Registered and heard from: takes runs. */
@@ -103,6 +107,14 @@ export async function register(deps: AgentStatusDeps, r: Registration, lostAfter
       agent: r.name, from: before?.status ?? null, to: AgentStatus.Online,
       detail: `registered from ${r.address}${takeover ? ` (took the name over from the ${before.status} agent at ${before.address})` : ''}`,
     };
+    // Joined: new, or back after it was lost or left. A live agent registering again (a scheduler restart,
+    // a new session) has not joined anything.
+    if (!before || !liveAgentStatuses.includes(before.status)) {
+      await recordEvents(trx, [{
+        kind: EventKind.AgentJoined, project: null, subject: r.name, detail: change.detail,
+        data: { hostname: r.hostname, version: r.version, gpus: r.gpus.length, cpus: r.cpus, from: before?.status ?? null },
+      }]);
+    }
     return { session: Number(row.session), change };
   });
   announce(deps.log, [change]);
@@ -116,13 +128,17 @@ export async function register(deps: AgentStatusDeps, r: Registration, lostAfter
  * agent is no longer live (it must register again).
  */
 export async function heartbeat(deps: AgentStatusDeps, h: { name: string; session: number; draining: boolean; leaving: boolean }): Promise<AgentStatus | null> {
-  const { rows } = await sql<{ from: AgentStatus; to: AgentStatus; was_unresponsive: boolean }>`
+  const rows = await changeWithEvent<{ from: AgentStatus; to: AgentStatus; was_unresponsive: boolean }>(deps.db, sql`
     UPDATE agents a SET last_heartbeat_at = now(), unresponsive_since = NULL,
       status = CASE WHEN ${h.leaving} THEN ${lit(AgentStatus.Offline)} WHEN ${h.draining} THEN ${lit(AgentStatus.Draining)} ELSE a.status END
     FROM (SELECT name, status, unresponsive_since FROM agents
           WHERE name = ${h.name} AND session = ${h.session} AND status IN ${LIVE} FOR UPDATE) old
     WHERE a.name = old.name
-    RETURNING old.status AS from, a.status AS to, old.unresponsive_since IS NOT NULL AS was_unresponsive`.execute(deps.db);
+    RETURNING a.name, old.status AS from, a.status AS to, old.unresponsive_since IS NOT NULL AS was_unresponsive`, {
+    kind: sql`CASE WHEN c."to" = ${lit(AgentStatus.Offline)} THEN ${EventKind.AgentDrained} ELSE ${EventKind.AgentDraining} END`,
+    project: fleet, subject: sql`c.name`,
+    detail: sql`CASE WHEN c."to" = ${lit(AgentStatus.Offline)} THEN 'left' ELSE 'the agent drains (it was asked to, or got SIGTERM)' END`,
+  }, sql`c."from" <> c."to"`);
   const r = rows[0];
   if (!r) return null;
   if (r.from !== r.to || r.was_unresponsive) {
@@ -134,10 +150,12 @@ export async function heartbeat(deps: AgentStatusDeps, h: { name: string; sessio
 
 /** drain: a live agent takes no new runs. Throws NOT_FOUND, or INVALID_ARGUMENT for a lost/offline one. */
 export async function drain(deps: AgentStatusDeps, name: string): Promise<void> {
-  const { rows } = await sql<{ from: AgentStatus }>`
+  const rows = await changeWithEvent<{ from: AgentStatus }>(deps.db, sql`
     UPDATE agents a SET status = ${lit(AgentStatus.Draining)}
     FROM (SELECT name, status FROM agents WHERE name = ${name} AND status IN ${LIVE} FOR UPDATE) old
-    WHERE a.name = old.name RETURNING old.status AS from`.execute(deps.db);
+    WHERE a.name = old.name RETURNING a.name, old.status AS from`,
+  { kind: EventKind.AgentDraining, project: fleet, subject: sql`c.name`, detail: sql`'drain requested'` },
+  sql`c."from" <> ${lit(AgentStatus.Draining)}`);
   const r = rows[0];
   if (!r) {
     const exists = await deps.db.selectFrom('agents').select('status').where('name', '=', name).executeTakeFirst();
@@ -149,12 +167,15 @@ export async function drain(deps: AgentStatusDeps, name: string): Promise<void> 
 
 /** loseSilent: live agents not heard from within `lostAfterMs` are lost. Returns their names. */
 export async function loseSilent(deps: AgentStatusDeps, lostAfterMs: number): Promise<string[]> {
-  const { rows } = await sql<{ name: string; from: AgentStatus; last: Date }>`
+  const rows = await changeWithEvent<{ name: string; from: AgentStatus; last: Date }>(deps.db, sql`
     UPDATE agents a SET status = ${lit(AgentStatus.Lost)}
     FROM (SELECT name, status FROM agents
           WHERE status IN ${LIVE} AND last_heartbeat_at < now() - make_interval(secs => ${lostAfterMs / 1000}) FOR UPDATE) old
     WHERE a.name = old.name
-    RETURNING a.name, old.status AS from, a.last_heartbeat_at AS last`.execute(deps.db);
+    RETURNING a.name, old.status AS from, a.last_heartbeat_at AS last`, {
+    kind: EventKind.AgentLost, project: fleet, subject: sql`c.name`,
+    detail: sql`'no heartbeat since ' || to_char(c.last AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ${` (deadline ${lostAfterMs} ms); its runs go back to the queue`}::text`,
+  });
   announce(deps.log, rows.map((r) => ({
     agent: r.name, from: r.from, to: AgentStatus.Lost, detail: `no heartbeat since ${new Date(r.last).toISOString()} (deadline ${lostAfterMs} ms)`,
   })));

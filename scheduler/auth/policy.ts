@@ -3,8 +3,9 @@
 // (or the role) that was missing.
 //
 //   admin   everything, on every project, and the fleet (tokens, join tokens, caps, drain, agents, doctor)
-//   member  its project's packages, datasets and runs: push, submit, read, follow, download, kill
-//   reader  reads its project's packages, datasets and runs
+//   member  its project's packages, datasets, runs and schedules: push, submit, schedule, read, follow,
+//           download, kill; its project's events
+//   reader  reads its project's packages, datasets, runs, schedules and events
 //   agents  nothing on the client API
 import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
 import { describePrincipal, type Principal } from './principal.js';
@@ -17,13 +18,17 @@ export const Actions = {
   PushPackage: 'push packages to',
   ReadDataset: 'read datasets of',
   PushDataset: 'push datasets to',
+  ReadSchedule: 'read schedules of',
+  /** Create, pause, resume, delete and run-now. */
+  ManageSchedule: 'manage schedules of',
+  /** Its events (`trainyard events`); fleet (agent) events need Admin. */
   ReadProject: 'read',
   /** Fleet administration: tokens, join tokens, caps, drain, agents, doctor. The project is irrelevant. */
   Admin: 'administer',
 } as const;
 export type Action = (typeof Actions)[keyof typeof Actions];
 
-const readOnly: ReadonlySet<Action> = new Set([Actions.ReadRun, Actions.ReadPackage, Actions.ReadDataset, Actions.ReadProject]);
+const readOnly: ReadonlySet<Action> = new Set([Actions.ReadRun, Actions.ReadPackage, Actions.ReadDataset, Actions.ReadSchedule, Actions.ReadProject]);
 
 const denied = (message: string) => new TrainyardError(ErrorCodes.PermissionDenied, message);
 

@@ -12,6 +12,8 @@ import { keys, listObjects, removePrefix, withStorageRetry } from '../../shared/
 import { datasetToProto } from './to-proto.js';
 import type { Principal } from '../auth/principal.js';
 import { Actions, authorize } from '../auth/policy.js';
+import { recordEvents } from '../events/record.js';
+import { EventKind } from '../../shared/event-kinds.js';
 
 export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetChunk__Output>, caller: Principal): Promise<Dataset> {
   const { db, minio, settings } = ctx;
@@ -79,10 +81,20 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
 
   const all = await listObjects(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry);
   const bytes = all.reduce((n, o) => n + o.size, 0);
-  // Guarded by the owner: a first push by another project that committed meanwhile keeps the name.
-  const row = await db.insertInto('datasets').values({ name, file_count: all.length, size_bytes: bytes, updated_at: new Date(), project })
-    .onConflict((oc) => oc.column('name').doUpdateSet({ file_count: all.length, size_bytes: bytes, updated_at: sql`now()` }).where('datasets.project', '=', project))
-    .returningAll().executeTakeFirst();
+  // Guarded by the owner: a first push by another project that committed meanwhile keeps the name. The
+  // row and its dataset.pushed event commit together.
+  const row = await db.transaction().execute(async (trx) => {
+    const r = await trx.insertInto('datasets').values({ name, file_count: all.length, size_bytes: bytes, updated_at: new Date(), project })
+      .onConflict((oc) => oc.column('name').doUpdateSet({ file_count: all.length, size_bytes: bytes, updated_at: sql`now()` }).where('datasets.project', '=', project))
+      .returningAll().executeTakeFirst();
+    if (r) {
+      await recordEvents(trx, [{
+        kind: EventKind.DatasetPushed, project, subject: name, detail: `${files} file(s) pushed; ${all.length} in all`,
+        data: { files_pushed: files, files: all.length, size_bytes: bytes },
+      }]);
+    }
+    return r;
+  });
   if (!row) {
     const owner = await db.selectFrom('datasets').select('project').where('name', '=', name).executeTakeFirstOrThrow();
     authorize(caller, Actions.PushDataset, owner.project);

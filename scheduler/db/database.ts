@@ -4,6 +4,8 @@ import { Kysely, PostgresDialect, type ColumnType, type Generated } from 'kysely
 import pg from 'pg';
 import type { RunStatus } from '../../shared/run-states.js';
 import type { AgentStatus } from '../agents/status.js';
+import type { EventKind } from '../../shared/event-kinds.js';
+import type { ScheduleState } from '../../shared/schedule-states.js';
 
 // Bigints come back as JS numbers: counts and byte sizes stay far below 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -55,6 +57,9 @@ export interface RunsTable {
   phases: ColumnType<PhaseRow[], string | undefined, string>;
   /** migrations/011 */
   lineage: ColumnType<unknown, string | null | undefined, string | null>;
+  /** migrations/008: the schedule that fired the run (its name) and the firing it stands for. */
+  schedule: ColumnType<string | null, string | null | undefined, string | null>;
+  schedule_fire_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
 }
 export interface PhaseRow { name: string; started_at: number; ended_at: number }
 /** migrations/007: never read by a client API; deleted with the run's end. */
@@ -75,7 +80,24 @@ export interface TokensTable {
   last_used_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
 }
 
+/** migrations/008: the ML log; kinds in shared/event-kinds.ts. */
+export interface EventsTable {
+  id: Generated<number>; at: Generated<Date>; kind: EventKind; project: string | null; subject: string; detail: Generated<string>;
+  data: ColumnType<Record<string, unknown>, string | undefined, string>;
+}
+/** migrations/008: schedules; states in shared/schedule-states.ts. */
+export interface SchedulesTable {
+  id: string; name: string; project: string; state: ScheduleState; cron: string | null; timezone: string; at: Date | null;
+  request: ColumnType<Record<string, unknown>, string, string>;
+  next_fire_at: Date | null; created_at: Generated<Date>; created_by: Generated<string>;
+  last_fired_at: ColumnType<Date | null, Date | null | undefined, Date | null>; last_run_id: ColumnType<string | null, string | null | undefined, string | null>;
+  last_error: Generated<string>; fired_count: Generated<number>; failed_count: Generated<number>;
+  missed_total: Generated<number>; last_missed: Generated<number>; last_missed_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+}
+
 export interface Database {
+  events: EventsTable;
+  schedules: SchedulesTable;
   project_limits: ProjectLimitsTable;
   packages: PackagesTable;
   package_versions: PackageVersionsTable;

@@ -4,7 +4,9 @@
 import { packageLineage } from '../runs/lineage.js';
 import type { SchedulerContext } from '../context.js';
 import type { TrainyardHandlers } from '../../shared/proto/gen/trainyard/v1/Trainyard.js';
-import type { GetRunRequest__Output, DownloadOutputsRequest__Output, LogLine, OutputChunk, Run, StreamLogsRequest__Output } from '../../shared/proto.js';
+import type {
+  GetRunRequest__Output, DownloadOutputsRequest__Output, ListEventsRequest__Output, ListEventsResponse, LogLine, OutputChunk, Run, StreamLogsRequest__Output,
+} from '../../shared/proto.js';
 import { unary, clientStream, serverStream, type Gate } from './handlers.js';
 import { receivePackage } from '../packages/upload.js';
 import { listPackageVersions } from '../packages/versions.js';
@@ -23,6 +25,11 @@ import { authenticateClient } from '../auth/authenticate.js';
 import { Actions, authorize, visibleProject } from '../auth/policy.js';
 import { StreamLimiter } from '../auth/streams.js';
 import { TokenVerifier, checkRole, createToken, listTokens, revokeToken } from '../auth/tokens.js';
+import { createSchedule } from '../schedules/create.js';
+import { authorizedSchedule, listSchedules, scheduleToProto } from '../schedules/read.js';
+import { deleteSchedule, pauseSchedule, resumeSchedule } from '../schedules/state.js';
+import { fireNow } from '../schedules/fire.js';
+import { followEvents, listEvents } from '../events/read.js';
 
 /** A join token lives an hour unless asked otherwise: long enough to start a box, short enough to leak. */
 const JOIN_TOKEN_DEFAULT_S = 3600;
@@ -112,6 +119,19 @@ export function clientService(ctx: SchedulerContext): TrainyardHandlers {
       const t = await createToken(ctx.db, { project: 'default', role: 'join', name: req.name, expiresInSeconds: Number(req.expires_in_seconds) || JOIN_TOKEN_DEFAULT_S });
       ctx.log.info({ token: t.info.id, expiresAt: t.info.expires_at }, 'join token created');
       return t;
+    }),
+
+    CreateSchedule: unary(g, 'CreateSchedule', (req, caller) => createSchedule(ctx, req, caller)),
+    ListSchedules: unary(g, 'ListSchedules', async (_req, caller) => ({ schedules: await listSchedules(ctx, caller) })),
+    GetSchedule: unary(g, 'GetSchedule', async (req, caller) => scheduleToProto(await authorizedSchedule(ctx, caller, req.name, Actions.ReadSchedule))),
+    PauseSchedule: unary(g, 'PauseSchedule', async (req, caller) => pauseSchedule(ctx, await authorizedSchedule(ctx, caller, req.name, Actions.ManageSchedule))),
+    ResumeSchedule: unary(g, 'ResumeSchedule', async (req, caller) => resumeSchedule(ctx, await authorizedSchedule(ctx, caller, req.name, Actions.ManageSchedule))),
+    DeleteSchedule: unary(g, 'DeleteSchedule', async (req, caller) => deleteSchedule(ctx, await authorizedSchedule(ctx, caller, req.name, Actions.ManageSchedule))),
+    RunScheduleNow: unary(g, 'RunScheduleNow', async (req, caller) => getRun(ctx, await fireNow(ctx, await authorizedSchedule(ctx, caller, req.name, Actions.ManageSchedule)))),
+
+    ListEvents: unary(g, 'ListEvents', async (req, caller) => ({ events: await listEvents(ctx, caller, req) })),
+    FollowEvents: serverStream<ListEventsRequest__Output, ListEventsResponse>(g, 'FollowEvents', async (req, caller, send, signal) => {
+      for await (const events of followEvents(ctx, caller, req, signal)) await send({ events });
     }),
   };
 }

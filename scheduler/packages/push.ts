@@ -14,6 +14,8 @@ import { versionToProto } from './to-proto.js';
 import { sha256File } from '../../shared/hash.js';
 import type { Principal } from '../auth/principal.js';
 import { Actions, authorize } from '../auth/policy.js';
+import { recordEvents } from '../events/record.js';
+import { EventKind } from '../../shared/event-kinds.js';
 
 /**
  * Where a push of `name` by `caller` goes: the project that owns the package, or the caller's own for a
@@ -58,10 +60,15 @@ export async function registerUploadedPackage(
     if (owner.project !== project) authorize(input.caller, Actions.PushPackage, owner.project);
     const { max } = await trx.selectFrom('package_versions').select(sql<number>`coalesce(max(major), 0)`.as('max'))
       .where('package', '=', name).executeTakeFirstOrThrow();
-    return trx.insertInto('package_versions').values({
+    const version = await trx.insertInto('package_versions').values({
       package: name, major: Number(max) + 1, minor: 0, source: 'upload', run_id: null, trained_major: null, trained_minor: null,
       object_key: objectKey, size_bytes: size, sha256, has_evaluate: checked === 'skipped' ? null : checked.hasEvaluate,
     }).returningAll().executeTakeFirstOrThrow();
+    await recordEvents(trx, [{
+      kind: EventKind.PackagePushed, project: owner.project, subject: name, detail: `version ${version.major}.${version.minor}`,
+      data: { version: `${version.major}.${version.minor}`, sha256, size_bytes: size },
+    }]);
+    return version;
   });
   ctx.log.info({ package: name, version: `${row.major}.${row.minor}`, bytes: size }, 'package version registered');
   return versionToProto(row);

@@ -8,11 +8,31 @@ import os from 'node:os';
 import path from 'node:path';
 import type { SchedulerContext } from '../context.js';
 import type { PackageVersion, PushPackageChunk__Output } from '../../shared/proto.js';
-import { invalid, invalidPackage } from '../../shared/errors.js';
+import { ErrorCodes, TrainyardError, invalid, invalidPackage } from '../../shared/errors.js';
+import { EventKind } from '../../shared/event-kinds.js';
+import { recordEvents } from '../events/record.js';
 import { pushProject, registerUploadedPackage } from './push.js';
 import type { Principal } from '../auth/principal.js';
 
+/**
+ * A push the caller was allowed to make (its project is known) but that was refused for what it held
+ * (bad zip, no train.py, too large, ...) is logged as package.refused with the reason. Refusals of the
+ * caller itself (no permission) are not: they would let any token write into another project's log.
+ */
 export async function receivePackage(ctx: SchedulerContext, chunks: AsyncIterable<PushPackageChunk__Output>, caller: Principal): Promise<PackageVersion> {
+  const target: { name: string; project: string } = { name: '', project: '' };
+  try {
+    return await receive(ctx, chunks, caller, target);
+  } catch (err) {
+    if (target.project && err instanceof TrainyardError && (err.code === ErrorCodes.InvalidPackage || err.code === ErrorCodes.InvalidArgument)) {
+      await recordEvents(ctx.db, [{ kind: EventKind.PackageRefused, project: target.project, subject: target.name, detail: err.message, data: { code: err.code, reason: err.message } }])
+        .catch((e: unknown) => ctx.log.warn({ err: String(e), package: target.name }, 'could not log a refused push'));
+    }
+    throw err;
+  }
+}
+
+async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushPackageChunk__Output>, caller: Principal, target: { name: string; project: string }): Promise<PackageVersion> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'trainyard-push-'));
   try {
     const file = path.join(dir, 'package.zip');
@@ -25,7 +45,8 @@ export async function receivePackage(ctx: SchedulerContext, chunks: AsyncIterabl
         if (chunk.part === 'header') {
           if (header) throw invalid('package push: the header must come once, first');
           header = { name: chunk.header!.name, description: chunk.header!.description };
-          await pushProject(ctx, caller, header.name); // refused before a byte is buffered
+          target.project = await pushProject(ctx, caller, header.name); // refused before a byte is buffered
+          target.name = header.name;
         } else if (chunk.part === 'data') {
           if (!header) throw invalid('package push: the first message must be the header');
           bytes += chunk.data!.length;

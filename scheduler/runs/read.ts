@@ -21,10 +21,11 @@ export async function authorizeRun(ctx: SchedulerContext, caller: Principal, id:
   authorize(caller, action, r.project);
 }
 
-/** Newest first; `limit` 0 means 50, at most 1000; `project` null means every project's. */
-export async function listRuns(ctx: SchedulerContext, o: { status: string; limit: number; project?: string | null }): Promise<Run[]> {
+/** Newest first; `limit` 0 means 50, at most 1000; `project` null means every project's; `schedule`: fired by it. */
+export async function listRuns(ctx: SchedulerContext, o: { status: string; limit: number; schedule?: string; project?: string | null }): Promise<Run[]> {
   let q = ctx.db.selectFrom('runs').selectAll().orderBy('created_at', 'desc').limit(Math.min(Math.max(o.limit || 50, 1), 1000));
   if (o.status) q = q.where('status', '=', o.status as RunStatus);
+  if (o.schedule) q = q.where('schedule', '=', o.schedule);
   if (o.project != null) q = q.where('project', '=', o.project);
   return (await q.execute()).map((r) => runToProto(r));
 }

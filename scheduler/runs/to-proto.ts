@@ -40,5 +40,6 @@ export function runToProto(r: Selectable<RunsTable>, o: { lineage?: boolean } = 
     phases: r.phases ?? [],
     output_object_key: r.output_major !== null ? keys.attemptPrefix(r.id, r.attempt) + outputNames.package : '',
     lineage_json: o.lineage && r.lineage ? JSON.stringify(r.lineage) : '',
+    schedule: r.schedule ?? '',
   };
 }

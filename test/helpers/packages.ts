@@ -63,3 +63,24 @@ export async function waitForLog(s: Stack, runId: string, text: string, timeoutM
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** The smallest package that trains: train() prints, save() writes model.txt. */
+export const quickTrainPy = `
+class Main:
+    def train(self, d):
+        print("trained", flush=True)
+    def save(self):
+        with open("model.txt", "w") as fh:
+            fh.write("ok")
+`;
+
+/** Polls until `probe` gives something and returns it (the test's own wait, not the product's). */
+export async function until<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 90_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
