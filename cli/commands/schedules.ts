@@ -65,7 +65,7 @@ async function create({ values, positionals }: Parsed<typeof createFlags>, addre
   // Everything after `--` arrives as positionals: NAME first (before `--`), then `run VERB FLAGS...`.
   const [name, word, verbWord, ...runArgs] = positionals;
   if (!name) throw invalid('schedules create: give the schedule name');
-  if (word !== 'run' || !verbWord) throw invalid(`schedules create: after "--" comes "run ${submitVerbs.join('|')} ..." (what each firing submits): schedules create NAME --cron "0 2 * * *" -- run train --package P --dataset D`);
+  if (word !== 'run' || !verbWord) throw invalid(`schedules create: say what to submit after "--": run ${submitVerbs.join('|')} FLAGS (schedules create NAME --cron "0 2 * * *" -- run train --package P --dataset D)`);
   const { request, wait, json } = submitRequestFromArgs(verbWord, runArgs);
   if (wait) throw invalid('--wait: a schedule\'s runs are not waited for; follow them with trainyard events --follow --kind run');
   if (request.idempotency_key) throw invalid('--idempotency-key: a schedule makes one run per firing; leave it out');

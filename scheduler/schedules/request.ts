@@ -30,7 +30,9 @@ export function storedRequest(req: SubmitRunRequest__Output, project: string): S
     throw invalid('secrets are not stored in schedules: give the run its secrets another way (not --env either), or submit it yourself');
   }
   if (req.idempotency_key) throw invalid('idempotency_key: a schedule makes one run per firing; leave it out');
-  return { ...normalizeRequest(req), project, secrets: {} };
+  // Not even an empty secrets map is kept: the stored form says nothing about secrets at all.
+  const { secrets: _dropped, ...rest } = { ...normalizeRequest(req), project };
+  return rest as SubmitRunRequest__Output;
 }
 
 /**

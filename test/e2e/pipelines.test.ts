@@ -120,6 +120,57 @@ t.test('evaluation and full pipelines', async (t) => {
     t.same((await artifact(r.id, 'evaluate.json')).eval_files, [], 'evaluate() got an empty test folder');
   });
 
+  await t.test('lineage: recorded, the same for the same inputs, walked back, diffed', async (t) => {
+    await push('lin', scorer({ processData: false }));
+    const a = await s.cliJson(['run', 'train', '--package', 'lin', '--version', '1.0', '--dataset', 'd/all', '--env', 'LR=0.1', '--wait']);
+    const b = await s.cliJson(['run', 'train', '--package', 'lin', '--version', '1.0', '--dataset', 'd/all', '--env', 'LR=0.1', '--secret', 'TOKEN=hidden-value-1234', '--wait']);
+    t.equal(a.status, 'Successful');
+    t.equal(b.status, 'Successful');
+    const la = a.lineage;
+    const versions = await s.cliJson(['package', 'versions', 'lin']);
+    const sha = (v: string) => versions.find((x: { version: string }) => x.version === v)?.sha256;
+    t.same(la.input, { package: 'lin', version: '1.0', sha256: sha('1.0') }, 'the input version and its sha256');
+    t.same(la.output, { version: a.output_version, sha256: sha(a.output_version) }, 'the output version and its sha256');
+    t.same(la.data.manifest.map((f: { path: string }) => f.path), ['a.txt', 'b.txt'], 'a manifest of every file made local');
+    t.ok(la.data.manifest.every((f: { size: number; sha256: string }) => f.size > 0 && /^[0-9a-f]{64}$/.test(f.sha256)), 'each with its size and sha256');
+    t.match(la.data.manifest_sha256, /^[0-9a-f]{64}$/);
+    t.equal(b.lineage.data.manifest_sha256, la.data.manifest_sha256, 'two runs of one version on the same data: the same manifest hash');
+    t.match(la.environment.python, /^3\.\d+/, 'the venv\'s Python version');
+    t.same(la.environment.packages, [], 'and its packages (pip freeze): none, as the package has no requirements.txt');
+    t.equal(la.agent.name, 'agent1', 'the agent');
+    t.equal(la.env.LR, '0.1', 'the env');
+    t.same(b.lineage.secrets, ['TOKEN'], 'secrets by name only');
+    t.notMatch(JSON.stringify(b.lineage), 'hidden-value-1234', 'never a secret\'s value');
+    t.same(JSON.parse(await s.objectText(`runs/${a.id}/attempt-1/_lineage.json`)), la, '_lineage.json beside _results.json is the same document');
+
+    const same = await s.cliJson(['run', 'diff', a.id, b.id]);
+    t.same(same.differences.map((d: { what: string }) => d.what), [], 'run diff of two runs with the same inputs: nothing differs');
+    const c = await s.cliJson(['run', 'train', '--package', 'lin', '--version', '1.0', '--dataset', 'd/holdout', '--env', 'LR=0.5', '--env', 'EXTRA=1', '--wait']);
+    const diff = await s.cliJson(['run', 'diff', a.id, c.id]);
+    const what = diff.differences.map((d: { what: string }) => d.what);
+    t.ok(what.includes('dataset') && what.includes('data (manifest sha256)') && what.includes('env'), `run diff names what differed: ${what.join(', ')}`);
+    t.notOk(what.includes('code (input version sha256)'), 'and not what did not (the code)');
+    const data = diff.differences.find((d: { what: string }) => d.what === 'data (manifest sha256)');
+    t.same(data.detail, ['- a.txt', '- b.txt', '+ h.txt'], 'which files');
+    t.same(diff.differences.find((d: { what: string }) => d.what === 'env').detail, ['+ EXTRA=1', '~ LR: 0.1 → 0.5'], 'which variables');
+    const human = await s.cli(['run', 'diff', a.id, c.id]);
+    t.match(human.stdout, /data \(manifest sha256\)/, 'for people too');
+
+    // 1.0 (upload) → a's version → a full run on top of it.
+    const d2 = await s.cliJson(['run', 'full', '--package', 'lin', '--version', a.output_version, '--dataset', 'd/all', '--wait']);
+    t.equal(d2.status, 'Successful');
+    const chain = await s.cliJson(['package', 'lineage', 'lin', d2.output_version]);
+    t.same(chain.steps.map((x: { version: string; source: string }) => [x.version, x.source]), [[d2.output_version, 'run'], [a.output_version, 'run'], ['1.0', 'upload']], 'package lineage walks back to the upload');
+    t.same(chain.steps.map((x: { run_id: string }) => x.run_id), [d2.id, a.id, ''], 'run by run');
+    t.equal(chain.steps[0].pipeline, 'FULL_TRAINING');
+    t.equal(chain.steps[1].data_manifest_sha256, la.data.manifest_sha256, 'each with its data manifest');
+    const text = await s.cli(['package', 'lineage', 'lin', d2.output_version]);
+    t.match(text.stdout, /← uploaded/, 'for people too');
+    const notThere = await s.cli(['package', 'lineage', 'lin', '9.9']);
+    t.equal(notThere.code, 1);
+    t.match(notThere.stderr, /package "lin" has no version 9\.9/);
+  });
+
   await t.test('what goes wrong says why', async (t) => {
     await push('words', scorer({ evaluate: 'return "high"' }));
     const words = await s.cliJson(['run', 'evaluate', '--package', 'words', '--version', '1.0', '--dataset', 'd/holdout']);
