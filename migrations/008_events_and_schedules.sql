@@ -54,7 +54,7 @@ BEGIN
            'attempt', n.attempt, 'status', n.status, 'package', r.package,
            'version', r.package_major || '.' || r.package_minor,
            'output_version', CASE WHEN n.status = 'Successful' AND r.output_major IS NOT NULL THEN r.output_major || '.' || r.output_minor END,
-           'score', CASE WHEN n.status = 'Successful' THEN r.results #> '{run_summary,score}' END))
+           'score', CASE WHEN n.status = 'Successful' THEN to_jsonb(r.score) END))
   FROM new_rows n JOIN runs r ON r.id = n.run_id;
   RETURN NULL;
 END $$;

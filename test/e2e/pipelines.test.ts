@@ -70,6 +70,9 @@ t.test('evaluation and full pipelines', async (t) => {
     const shown = await s.cli(['run', 'get', r.id]);
     t.match(shown.stdout, /score\s+0\.75/, 'run get shows the score');
     t.match(shown.stdout, /phase\s+evaluating/, 'and the phase');
+    const events = await s.cliJson(['events', '--kind', 'run.succeeded']);
+    const ev = events.find((e: { subject: string }) => e.subject === r.id);
+    t.equal(ev?.data?.score, 0.75, 'the ML log\'s run.succeeded event carries the score');
   });
 
   await t.test('run full without an evaluation dataset: process_data splits, a new version with its score', async (t) => {
