@@ -123,6 +123,8 @@ export class AgentDaemon {
     const { settings, log } = this;
     const register = () => this.#link.register({
       name: settings.name, hostname: os.hostname(), cpus: settings.cpus, memory_mb: settings.memoryMb,
+      // Every run is at least a Python process: by default, one slot per advertised CPU.
+      max_runs: settings.maxRuns || Math.max(1, settings.cpus),
       gpus: this.#gpus, labels: { ...settings.labels }, version: VERSION, held: this.#held(), identity: '',
     }, this.#abort.signal, (err) => log.warn({ err: errorMessage(err) }, 'scheduler unreachable; retrying registration'));
     let res: Awaited<ReturnType<typeof register>> | null = null;

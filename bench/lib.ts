@@ -30,7 +30,7 @@ export async function benchEnv(extra: Record<string, string> = {}): Promise<Benc
     databaseUrl: u.toString(),
     env: {
       ...process.env,
-      TRAINYARD_DATABASE_URL: u.toString(), TRAINYARD_BUCKET: `tybench-${name.slice(7)}`, TRAINYARD_SUBJECT_PREFIX: name,
+      TRAINYARD_DATABASE_URL: u.toString(), TRAINYARD_BUCKET: `trainyard-${name}`, TRAINYARD_SUBJECT_PREFIX: name,
       // Its own token file: the bench's scheduler bootstraps an admin token there, never in the user's.
       TRAINYARD_TOKEN_FILE: path.join(os.tmpdir(), name, 'token'),
       TRAINYARD_LOG_LEVEL: 'warn', ...extra,
@@ -160,11 +160,21 @@ export async function doctorCheck(s: Stack, api: Api): Promise<DoctorResult> {
  * TRAINYARD_NATS_USER/_PASSWORD for a daemon of this role, from the users `npm run services` made
  * (its nats-users.env), so benchmarks run against the shared NATS as the demo does. Empty if none.
  */
-export function benchNats(role: 'scheduler' | 'agent'): Record<string, string> {
-  const file = path.join(process.env.TRAINYARD_SERVICES_DIR ?? path.join(os.homedir(), '.local/share/trainyard/services'), 'nats-users.env');
+/** KEY=VALUE lines of a file in the services dir (`npm run services` writes them); empty if it is not there. */
+function servicesEnv(file: string): Record<string, string> {
   let text = '';
-  try { text = readFileSync(file, 'utf8'); } catch { return {}; }
-  const vars = Object.fromEntries(text.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  try { text = readFileSync(path.join(process.env.TRAINYARD_SERVICES_DIR ?? path.join(os.homedir(), '.local/share/trainyard/services'), file), 'utf8'); } catch { return {}; }
+  return Object.fromEntries(text.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+}
+
+/** The scheduler's MinIO user `npm run services` made (minio-users.env); agents get none. Empty if none. */
+export function benchMinio(): Record<string, string> {
+  const vars = servicesEnv('minio-users.env');
+  return vars.TRAINYARD_MINIO_ACCESS_KEY ? { TRAINYARD_MINIO_ACCESS_KEY: vars.TRAINYARD_MINIO_ACCESS_KEY, TRAINYARD_MINIO_SECRET_KEY: vars.TRAINYARD_MINIO_SECRET_KEY ?? '' } : {};
+}
+
+export function benchNats(role: 'scheduler' | 'agent'): Record<string, string> {
+  const vars = servicesEnv('nats-users.env');
   const R = role.toUpperCase();
   return vars[`TRAINYARD_NATS_${R}_USER`] ? { TRAINYARD_NATS_USER: vars[`TRAINYARD_NATS_${R}_USER`]!, TRAINYARD_NATS_PASSWORD: vars[`TRAINYARD_NATS_${R}_PASSWORD`] ?? '' } : {};
 }

@@ -9,7 +9,7 @@
 import { parseArgs } from 'node:util';
 import { connect } from 'nats';
 import pg from 'pg';
-import { benchAdminToken, benchEnv, benchNats, median, rssMiB, startTrainyard } from './lib.js';
+import { benchAdminToken, benchEnv, benchMinio, benchNats, median, rssMiB, startTrainyard } from './lib.js';
 import { Link } from '../agent/link.js';
 import { Api } from '../cli/client.js';
 
@@ -26,7 +26,7 @@ const cpusPerAgent = Math.max(32, Math.ceil((runs * 2) / agents));
 
 async function once(): Promise<{ seconds: number; perSecond: number; rssMiB: number }> {
   const bench = await benchEnv({ TRAINYARD_AGENT_LOST_AFTER_MS: '3600000', TRAINYARD_DISPATCH_ACK_TIMEOUT_MS: '3600000', TRAINYARD_SCHEDULER_LISTEN: '127.0.0.1:0' });
-  const scheduler = startTrainyard(['scheduler', '--log-level', 'info'], { ...bench.env, ...benchNats('scheduler') });
+  const scheduler = startTrainyard(['scheduler', '--log-level', 'info'], { ...bench.env, ...benchNats('scheduler'), ...benchMinio() });
   try {
     const listening = JSON.parse(await scheduler.waitFor(/"msg":"listening"/));
     await scheduler.waitFor(/now places runs/);

@@ -93,6 +93,7 @@ export const agentSettings = spec({
   nvidiaSmi: { env: 'TRAINYARD_NVIDIA_SMI', flag: 'nvidia-smi', kind: 'string', default: () => 'nvidia-smi', doc: 'nvidia-smi to read GPUs from (none when absent)' },
   labels: { env: 'TRAINYARD_LABELS', flag: 'labels', kind: 'labels', default: () => '', doc: 'agent labels, k=v,k=v, matched by run selectors' },
   cpus: { env: 'TRAINYARD_CPUS', flag: 'cpus', kind: 'int', default: () => String(os.availableParallelism()), doc: 'CPUs advertised' },
+  maxRuns: { env: 'TRAINYARD_MAX_RUNS', flag: 'max-runs', kind: 'int', default: () => '0', doc: 'run slots: at most this many runs at once on this agent, whatever CPUs they ask for (0: as many as --cpus)' },
   memoryMb: { env: 'TRAINYARD_MEMORY_MB', flag: 'memory-mb', kind: 'int', default: () => String(Math.floor(os.totalmem() / 1048576)), doc: 'memory advertised, MiB' },
   killGraceMs: { env: 'TRAINYARD_KILL_GRACE_MS', flag: 'kill-grace-ms', kind: 'int', default: () => '10000', doc: 'SIGTERM to SIGKILL grace for a killed run' },
   drainTimeoutMs: { env: 'TRAINYARD_DRAIN_TIMEOUT_MS', flag: 'drain-timeout-ms', kind: 'int', default: () => '600000', doc: 'on SIGTERM, how long running runs may finish before they are handed back' },

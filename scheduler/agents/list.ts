@@ -24,5 +24,6 @@ export async function listAgents(ctx: SchedulerContext): Promise<Agent[]> {
       index: g.index, uuid: g.uuid, name: g.name, memory_mb: g.memory_mb, run_id: holder.get(`${a.name}/${g.index}`) ?? '',
     })),
     run_ids: placed.filter((r) => r.agent === a.name).map((r) => r.id),
+    max_runs: a.max_runs,
   }));
 }

@@ -29,12 +29,13 @@ async function identityOf(ctx: SchedulerContext, caller: Principal, name: string
 export async function registerAgent(ctx: SchedulerContext, req: RegisterRequest__Output, caller: Principal, peer: string): Promise<RegisterResponse> {
   const name = checkName('agent', req.name);
   if (req.cpus < 0 || req.memory_mb < 0) throw invalid('cpus and memory_mb must not be negative');
+  if (!Number.isInteger(req.max_runs) || req.max_runs < 0 || req.max_runs > 100_000) throw invalid(`max_runs must be 0 (no limit) to 100000, got ${req.max_runs}`);
   const gpus = req.gpus ?? [];
   if (new Set(gpus.map((g) => g.index)).size !== gpus.length) throw invalid('GPU indices must be distinct');
   if (req.identity.length > 1024) throw invalid('identity is longer than 1024 characters');
   const identity = await identityOf(ctx, caller, name);
   const { session } = await register(ctx, {
-    name, hostname: req.hostname, version: req.version, cpus: req.cpus, memoryMb: req.memory_mb, labels: req.labels ?? {}, gpus,
+    name, hostname: req.hostname, version: req.version, cpus: req.cpus, memoryMb: req.memory_mb, labels: req.labels ?? {}, gpus, maxRuns: req.max_runs,
     identitySha256: identity.sha256, address: peer,
   }, ctx.settings.agentLostAfterMs);
   const cancel = await reconcile(ctx, name, req.held ?? [], true);

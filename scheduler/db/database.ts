@@ -23,6 +23,8 @@ export interface PackageVersionsTable {
 }
 export interface DatasetsTable { name: string; file_count: number; size_bytes: number; created_at: Generated<Date>; updated_at: Timestamp; /** migrations/006 */ project: Generated<string> }
 export interface AgentsTable {
+  /** migrations/012: run slots (0: no limit). */
+  max_runs: ColumnType<number, number | undefined, number>;
   name: string; hostname: string; version: string; status: AgentStatus; session: number;
   cpus: number; memory_mb: number; labels: ColumnType<Record<string, string>, string, string>;
   last_heartbeat_at: Timestamp; registered_at: Timestamp; unresponsive_since: ColumnType<Date | null, Date | null | undefined, Date | null>;

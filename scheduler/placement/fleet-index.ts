@@ -90,6 +90,8 @@ export class FleetIndex {
 
 function fits(a: AgentCapacity, r: Request): number[] | null {
   if (a.cpus - a.usedCpus < r.cpus || a.memoryMb - a.usedMemoryMb < r.memoryMb || !selectorMatches(a, r)) return null;
+  // Every run takes a slot, whatever it asks for: a burst of 0-CPU runs waits for slots.
+  if (a.maxRuns > 0 && a.usedRuns >= a.maxRuns) return null;
   if (r.gpus === 0) return [];
   const out: number[] = [];
   for (const g of a.gpus) {

@@ -13,6 +13,9 @@ export interface AgentCapacity {
   usedGpus: Set<number>;
   usedCpus: number;
   usedMemoryMb: number;
+  /** Run slots (0: no limit) and how many runs hold one. */
+  maxRuns: number;
+  usedRuns: number;
 }
 
 export interface Request {
@@ -56,4 +59,5 @@ export function take(a: AgentCapacity, r: Request, gpuIndices: number[]): void {
   for (const g of gpuIndices) a.usedGpus.add(g);
   a.usedCpus += r.cpus;
   a.usedMemoryMb += r.memoryMb;
+  a.usedRuns++;
 }

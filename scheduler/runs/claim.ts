@@ -1,13 +1,13 @@
 // ClaimAttempt (AgentLink): NATS only rings an agent's doorbell with a run's id; the agent takes the
-// attempt's details here. One indexed statement (the primary key) that answers only for a run placed on
-// the calling agent and not started yet, and acknowledges the dispatch in the same write, so the placer's
-// ack deadline leaves it alone (the Packaging report acknowledges too, as before). The answer carries what
+// attempt's details here. It answers only for a run placed on the calling agent and not started yet (a
+// read by primary key), and then acknowledges the dispatch with a write guarded by the same attempt, so the
+// placer's ack deadline leaves it alone (the Packaging report acknowledges too, as before). The answer carries what
 // only the claiming agent may have: storage credentials scoped to this attempt, and the run's secrets.
 import { sql, type Selectable } from 'kysely';
 import type { SchedulerContext } from '../context.js';
 import type { RunsTable } from '../db/database.js';
 import type { ClaimAttemptRequest__Output, Dispatch, RenewStorageRequest__Output, StorageCredentials } from '../../shared/proto.js';
-import { ErrorCodes, TrainyardError, invalid, notFound } from '../../shared/errors.js';
+import { ErrorCodes, TrainyardError, errorMessage, invalid, notFound } from '../../shared/errors.js';
 import { RunStatus, placedStatuses } from '../../shared/run-states.js';
 import { keys } from '../../shared/storage.js';
 import { dispatchFor } from './dispatch.js';
@@ -46,17 +46,26 @@ export async function claimAttempt(ctx: SchedulerContext, req: ClaimAttemptReque
   const agent = claimingAgent(req, authenticated);
   if (!isRunId(req.run_id)) throw invalid(`run id "${req.run_id}" is not a run id`);
   if (!agent) throw invalid('the claiming agent is not named');
-  let q = ctx.db.updateTable('runs')
-    .set({ acked_at: sql<Date>`coalesce(acked_at, now())` })
+  let read = ctx.db.selectFrom('runs').selectAll()
     .where('id', '=', req.run_id).where('agent', '=', agent).where('status', '=', RunStatus.Scheduled).where('lease', 'is not', null);
-  if (req.attempt) q = q.where('attempt', '=', req.attempt);
-  const row = await q.returningAll().executeTakeFirst();
+  if (req.attempt) read = read.where('attempt', '=', req.attempt);
+  const row = await read.executeTakeFirst();
   if (!row) throw notFound(`run ${req.run_id}${req.attempt ? ` attempt ${req.attempt}` : ''} is not waiting to start on agent ${agent}`);
-  // A claim retried after either of these failed finds the row as before (the write above is idempotent).
+  // What only the claiming agent may have, before the claim acknowledges the dispatch: if storage cannot
+  // issue credentials now, the dispatch stays unacknowledged, so the agent's retries or the ack deadline
+  // (which places the run again) decide, and no run waits on an agent that gave up.
   const [storage, secrets] = await Promise.all([
-    issue(ctx, row),
+    issue(ctx, row).catch((err: unknown) => {
+      ctx.log.warn({ run: row.id, agent, err: errorMessage(err) }, 'could not issue storage credentials for a claim; the dispatch stays unacknowledged');
+      throw err;
+    }),
     row.secret_names.length === 0 ? Promise.resolve([]) : ctx.db.selectFrom('run_secrets').select(['name', 'value']).where('run_id', '=', row.id).execute(),
   ]);
+  // The acknowledgement, guarded again by the same attempt (a kill or a requeue meanwhile wins).
+  const acked = await ctx.db.updateTable('runs').set({ acked_at: sql<Date>`coalesce(acked_at, now())` })
+    .where('id', '=', row.id).where('agent', '=', agent).where('status', '=', RunStatus.Scheduled).where('lease', '=', row.lease)
+    .returning('id').executeTakeFirst();
+  if (!acked) throw notFound(`run ${req.run_id} attempt ${row.attempt} is no longer waiting to start on agent ${agent}`);
   return { ...dispatchFor(row, ctx.settings.bucket), storage, secrets: Object.fromEntries(secrets.map((s) => [s.name, s.value])) };
 }
 

@@ -2,7 +2,7 @@
 // with its flags, defaults and an example; typos get the nearest verb or flag; usage errors exit 2; the
 // bash and zsh completion scripts are valid and the bash one completes what it should. No scheduler needed.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { root, tempDir } from '../helpers/stack.js';
@@ -12,6 +12,22 @@ import { globalFlags } from '../../cli/help.js';
 
 const trainyard = (...args: string[]) =>
   spawnSync(process.execPath, [path.join(root, 'bin', 'trainyard.js'), ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+
+/** The same, without blocking: several at once keep a hundred help screens from taking minutes. */
+const trainyardAsync = (...args: string[]) => new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+  execFile(process.execPath, [path.join(root, 'bin', 'trainyard.js'), ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } },
+    (err, stdout, stderr) => resolve({ status: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
+});
+
+/** Runs `fn` over `items`, `width` at a time, keeping the order of the results. */
+async function pooled<T, R>(items: readonly T[], width: number, fn: (x: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < items.length) { const i = next++; out[i] = await fn(items[i]!); }
+  }));
+  return out;
+}
 
 t.test('the registry: every verb is documented', async (t) => {
   t.ok(commands.length > 20, `the registry lists the verbs (${commands.length})`);
@@ -30,12 +46,14 @@ t.test('the registry: every verb is documented', async (t) => {
 });
 
 t.test('every verb and group answers --help, -h and `help VERB`: exit 0, each flag and an example', async (t) => {
-  for (const c of commands) {
+  const answers = await pooled(commands, 4, async (c) => ({
+    r: await trainyardAsync(...c.path, '--help'), via: await trainyardAsync('help', ...c.path), short: await trainyardAsync(...c.path, '-h'),
+  }));
+  for (const [i, c] of commands.entries()) {
     const name = c.path.join(' ');
-    const r = trainyard(...c.path, '--help');
+    const { r, via, short } = answers[i]!;
     t.equal(r.status, 0, `${name} --help exits 0 ${r.stderr}`);
     t.match(r.stdout, `trainyard ${name} — ${c.summary}`, `${name} --help: names the verb and what it does`);
-    const via = trainyard('help', ...c.path);
     t.equal(via.status, 0, `help ${name} exits 0`);
     t.equal(via.stdout, r.stdout, `help ${name} prints the same as ${name} --help`);
     if (!isVerb(c)) {
@@ -48,7 +66,6 @@ t.test('every verb and group answers --help, -h and `help VERB`: exit 0, each fl
     for (const [flag, f] of Object.entries(c.flags)) if (f.default) t.match(r.stdout, `default: ${f.default}`, `${name} --help gives the default of --${flag}`);
     t.match(r.stdout, c.examples[0], `${name} --help shows an example`);
     if ((c.kind ?? 'client') === 'client') for (const flag of Object.keys(globalFlags)) t.match(r.stdout, `--${flag}`, `${name} --help mentions the global --${flag}`);
-    const short = trainyard(...c.path, '-h');
     t.equal(short.status, 0, `${name} -h exits 0`);
     t.equal(short.stdout, r.stdout, `${name} -h is --help`);
   }

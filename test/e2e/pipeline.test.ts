@@ -73,6 +73,7 @@ t.test('a training run end to end', async (t) => {
   // The objects in MinIO.
   const objects = await s.objects(prefix);
   t.same(objects, [
+    `${prefix}_lineage.json`,
     `${prefix}_results.json`,
     `${prefix}artifacts/nested/summary.json`,
     `${prefix}package.zip`,

@@ -10,7 +10,7 @@ const prefix = 'runs/run_x/attempt-1/';
 t.test('default layout: artifacts inside the package are uploaded on their own, not in package.zip', async (t) => {
   const p = planOutputs(pkg, prefix, {});
   t.equal(p.artifactsDir, path.join(pkg, 'artifacts'));
-  t.same(p.keys, { artifacts: `${prefix}artifacts/`, trainData: `${prefix}train_data/`, package: `${prefix}package.zip` });
+  t.same(p.keys, { artifacts: `${prefix}artifacts/`, trainData: `${prefix}train_data/`, testData: `${prefix}test_data/`, package: `${prefix}package.zip` });
   t.equal(p.saveTrainingData, false);
   t.ok(p.packageExcludes('artifacts'));
   t.notOk(p.packageExcludes('artifacts.txt'));

@@ -63,7 +63,7 @@ t.test('per-project caps on runs and GPUs', async (t) => {
 
 t.test('the fleet index: best fit, and reservation against fragmentation', async (t) => {
   const agent = (name: string, gpus: number, used: number[] = []): AgentCapacity => ({
-    name, status: 'online', cpus: 64, memoryMb: 512000, labels: {}, usedCpus: 0, usedMemoryMb: 0, usedGpus: new Set(used),
+    name, status: 'online', cpus: 64, memoryMb: 512000, labels: {}, usedCpus: 0, usedMemoryMb: 0, maxRuns: 0, usedRuns: used.length, usedGpus: new Set(used),
     gpus: Array.from({ length: gpus }, (_, i) => ({ index: i, uuid: `${name}-${i}`, name: 'NVIDIA H100', memoryMb: 81559 })),
   });
   const req = (gpus: number) => ({ gpus, gpuModel: '', gpuMemoryMb: 0, cpus: 0, memoryMb: 0, selector: {} });

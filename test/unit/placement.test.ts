@@ -9,7 +9,7 @@ const choose = (agents: AgentCapacity[], r: Request) => new FleetIndex(agents).c
 
 const gpu = (index: number, name = 'NVIDIA H100 80GB HBM3', memoryMb = 81559) => ({ index, uuid: `GPU-${index}`, name, memoryMb });
 const agent = (name: string, gpus: ReturnType<typeof gpu>[], o: Partial<AgentCapacity> = {}): AgentCapacity => ({
-  name, status: 'online', cpus: 16, memoryMb: 64000, labels: {}, gpus, usedGpus: new Set(), usedCpus: 0, usedMemoryMb: 0, ...o,
+  name, status: 'online', cpus: 16, memoryMb: 64000, labels: {}, gpus, usedGpus: new Set(), usedCpus: 0, usedMemoryMb: 0, maxRuns: 0, usedRuns: 0, ...o,
 });
 const req = (o: Partial<Request> = {}): Request => ({ gpus: 0, gpuModel: '', gpuMemoryMb: 0, cpus: 0, memoryMb: 0, selector: {}, ...o });
 
@@ -67,4 +67,18 @@ t.test('agents that are not online take nothing, but still count for "could ever
   const none = choose([], req({ gpus: 1 }));
   t.ok(!none.ok && !none.never, 'with no agents registered yet, waits');
   if (!none.ok) t.match(none.reason, /no agent has registered yet/);
+});
+
+t.test('run slots: an agent takes at most max_runs runs, whatever CPUs they ask for', async (t) => {
+  const fleet = new FleetIndex([agent('two-slots', [], { maxRuns: 2, cpus: 64 }), agent('busy', [], { maxRuns: 1, usedRuns: 1 })]);
+  for (let i = 0; i < 2; i++) {
+    const c = fleet.choose(req());
+    t.ok(c.ok && c.agent === 'two-slots', `0-CPU run ${i + 1} takes a slot on the agent with free slots`);
+    if (c.ok) fleet.take(c.agent, req(), c.gpuIndices);
+  }
+  const third = fleet.choose(req());
+  t.notOk(third.ok, 'a third waits: both slots are taken, though 64 CPUs are free');
+  if (!third.ok) t.equal(third.never, false, 'waiting, not impossible');
+  const unlimited = new FleetIndex([agent('old', [], { maxRuns: 0, usedRuns: 500 })]);
+  t.ok(unlimited.choose(req()).ok, 'max_runs 0 (an agent from before slots): no limit');
 });
