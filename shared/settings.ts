@@ -65,7 +65,7 @@ export const schedulerSettings = spec({
   storageCredentialSeconds: { env: 'TRAINYARD_STORAGE_CREDENTIAL_SECONDS', flag: 'storage-credential-seconds', kind: 'int', default: () => '3600', doc: 'lifetime of the storage credentials an attempt gets (at least 900, MinIO\'s minimum); agents renew them while the attempt is current' },
   databaseUrl: { env: 'TRAINYARD_DATABASE_URL', flag: 'database-url', kind: 'string', default: () => 'postgres://trainyard:trainyard@127.0.0.1:5432/trainyard', doc: 'Postgres connection URL (schema applied at start-up)' },
   listen: { env: 'TRAINYARD_SCHEDULER_LISTEN', flag: 'listen', kind: 'string', default: () => '127.0.0.1:50051', doc: 'gRPC listen address (port 0 picks a free one)' },
-  httpListen: { env: 'TRAINYARD_HTTP_LISTEN', flag: 'http-listen', kind: 'string', default: () => '127.0.0.1:8080', doc: 'HTTP listen address for /healthz and /readyz (port 0 picks a free one; empty: no HTTP server)' },
+  httpListen: { env: 'TRAINYARD_HTTP_LISTEN', flag: 'http-listen', kind: 'string', default: () => '127.0.0.1:8080', doc: 'HTTP listen address for /healthz, /readyz and /metrics (port 0 picks a free one; empty: no HTTP server)' },
   heartbeatIntervalMs: { env: 'TRAINYARD_HEARTBEAT_INTERVAL_MS', flag: 'heartbeat-interval-ms', kind: 'int', default: () => '2000', doc: 'how often agents heartbeat' },
   agentLostAfterMs: { env: 'TRAINYARD_AGENT_LOST_AFTER_MS', flag: 'agent-lost-after-ms', kind: 'int', default: () => '15000', doc: 'an agent silent this long is marked lost and its runs are placed again' },
   dispatchAckTimeoutMs: { env: 'TRAINYARD_DISPATCH_ACK_TIMEOUT_MS', flag: 'dispatch-ack-timeout-ms', kind: 'int', default: () => '10000', doc: 'a dispatch not acknowledged this long is placed again' },
@@ -97,6 +97,7 @@ export const agentSettings = spec({
   killGraceMs: { env: 'TRAINYARD_KILL_GRACE_MS', flag: 'kill-grace-ms', kind: 'int', default: () => '10000', doc: 'SIGTERM to SIGKILL grace for a killed run' },
   drainTimeoutMs: { env: 'TRAINYARD_DRAIN_TIMEOUT_MS', flag: 'drain-timeout-ms', kind: 'int', default: () => '600000', doc: 'on SIGTERM, how long running runs may finish before they are handed back' },
   transferRetries: { env: 'TRAINYARD_TRANSFER_RETRIES', flag: 'transfer-retries', kind: 'int', default: () => '6', doc: 'retries per object transfer, with backoff' },
+  metricsListen: { env: 'TRAINYARD_METRICS_LISTEN', flag: 'metrics-listen', kind: 'string', default: () => '', doc: 'HTTP listen address for Prometheus /metrics, e.g. 127.0.0.1:9464 (empty: not served)' },
   runAsUser: { env: 'TRAINYARD_RUN_AS_USER', flag: 'run-as-user', kind: 'string', default: () => '', doc: 'unprivileged user train.py runs as (the agent must be root); empty: the agent\'s own user' },
 });
 
