@@ -20,6 +20,7 @@ import { harnessPath } from './run-env.js';
 import { natsOptions } from '../shared/nats.js';
 import { channelCredentials } from '../shared/tls.js';
 import { parseDoorbell, validateDispatch, type Doorbell, type ValidDispatch } from './claim.js';
+import { serveMetrics, type MetricsServer } from './metrics.js';
 
 export type AgentState = 'STARTING' | 'RUNNING' | 'DRAINING' | 'STOPPED' | 'FAILED';
 const VERSION = '0.1.0';
@@ -50,6 +51,9 @@ export class AgentDaemon {
   #subs: Subscription[] = [];
   #heartbeatLoop: Promise<void> | null = null;
   #drained: Promise<void> | null = null;
+  #metrics: MetricsServer | null = null;
+  /** Where /metrics is served ('' when --metrics-listen is empty). */
+  metricsAddress = '';
 
   constructor(readonly settings: Settings<typeof agentSettings>, readonly log: Logger) {
     this.#link = new Link(settings.scheduler, channelCredentials(settings));
@@ -69,6 +73,13 @@ export class AgentDaemon {
     this.#gpus = await readGpus(settings.nvidiaSmi);
     this.#containment = await prepareContainment({ runAsUser: settings.runAsUser, workDir: settings.workDir, venvDir: settings.venvDir, harness: harnessPath() }, log);
     log.info({ gpus: this.#gpus.map((g) => `${g.index}:${g.name}`), cpus: settings.cpus, memoryMb: settings.memoryMb, labels: settings.labels }, 'capabilities');
+    if (settings.metricsListen) {
+      this.#metrics = await serveMetrics(settings.metricsListen, {
+        attemptsRunning: () => this.#attempts.size, gpus: () => this.#gpus.length, state: () => this.#state,
+      }, log);
+      this.metricsAddress = this.#metrics.address;
+      log.info({ address: this.metricsAddress }, 'metrics listening');
+    }
     this.#nats = await connect(natsOptions(settings, `trainyard-agent-${settings.name}`));
     // Subscribed before registering: registering wakes the placer, whose first dispatch must find us listening.
     this.#subscribe(settings.subjectPrefix);
@@ -83,6 +94,7 @@ export class AgentDaemon {
       this.#setState('FAILED');
       for (const s of this.#subs.splice(0)) s.unsubscribe();
       await this.#nats.close().catch(() => {});
+      await this.#metrics?.close();
       this.#link.close();
       throw err;
     }
@@ -316,6 +328,7 @@ export class AgentDaemon {
     for (const s of this.#subs) s.unsubscribe();
     await this.#nats?.drain().catch(() => {});
     this.#link.close();
+    await this.#metrics?.close();
     if (this.#giveUpTimer) clearTimeout(this.#giveUpTimer);
     this.#setState('STOPPED');
     this.#resolveStopped();

@@ -6,7 +6,7 @@
 // contained (agent/containment.ts): its own cgroup, killed whole at the end; a minimal environment; and,
 // with --run-as-user, another user that owns only the run's package folder and home.
 import { constants, existsSync } from 'node:fs';
-import { chmod, chown, mkdir, open, readFile, rm } from 'node:fs/promises';
+import { chmod, chown, mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type * as Minio from 'minio';
 import { createMinioClient } from '../shared/storage.js';
@@ -29,6 +29,7 @@ import { checkRunEnv, gpuUuids, harnessPath, RefusedDispatch, trainEnv } from '.
 import { secretMasker, type Redact } from './secrets.js';
 import { dataManifest, venvInfo, type DataManifest } from './lineage.js';
 import { makesVersion, parsePipeline, Pipeline } from '../shared/pipelines.js';
+import { agentMetrics, countTransfer, type Direction } from './metrics.js';
 
 export interface AttemptDeps {
   agentName: string;
@@ -143,6 +144,7 @@ export class Attempt {
     if (this.#end && result.outcome !== AttemptOutcome.Succeeded) result = { ...result, ...this.#end };
     if (result.reason && result.outcome !== AttemptOutcome.Succeeded) this.logs.line('system', `[trainyard] ${result.outcome}: ${result.reason}`);
     this.#phase = 'reporting';
+    agentMetrics.attempts.inc({ outcome: result.outcome });
     await this.#finish(result);
     this.logs.close();
     await this.#cgroup?.destroy().catch((err: unknown) => this.deps.log.warn({ run: this.runId, cgroup: this.#cgroup?.dir, err: errorMessage(err) }, 'could not remove the attempt\'s cgroup'));
@@ -185,12 +187,20 @@ export class Attempt {
     if (this.#end) throw new Stopped(this.#end.reason);
   }
 
-  #transfers(): RetryOptions {
+  #transfers(direction: Direction): RetryOptions {
     return {
       retries: this.deps.transferRetries,
       signal: this.#abort.signal,
-      onRetry: (err, n, ms) => this.logs.line('system', `[trainyard] storage error, retry ${n} in ${Math.round(ms)} ms: ${errorMessage(err)}`),
+      onRetry: (err, n, ms) => {
+        agentMetrics.transferErrors.inc({ direction });
+        this.logs.line('system', `[trainyard] storage error, retry ${n} in ${Math.round(ms)} ms: ${errorMessage(err)}`);
+      },
     };
+  }
+
+  /** A transfer, counted in the agent's metrics (bytes moved, or a failure). */
+  #counted<T>(direction: Direction, work: Promise<T>, bytesOf: (r: T) => number): Promise<T> {
+    return countTransfer(direction, work, bytesOf, this.#abort.signal);
   }
 
   /**
@@ -219,7 +229,7 @@ export class Attempt {
     this.#phase = 'fetching_package';
     const d = this.dispatch;
     const zip = path.join(this.#dir, 'input.zip');
-    await downloadObject(await this.#storage(), d.bucket!, d.package_object_key!, zip, this.#transfers());
+    await this.#counted('download', downloadObject(await this.#storage(), d.bucket!, d.package_object_key!, zip, this.#transfers('download')).then(() => stat(zip)), (s) => s.size);
     // Before anything is extracted: the zip must be the one the scheduler registered (a zip replaced in
     // the bucket, or altered on the way, is refused rather than run).
     const digest = await sha256File(zip);
@@ -244,7 +254,7 @@ export class Attempt {
     this.#phase = 'fetching_data';
     const d = this.dispatch;
     const data = path.join(this.#dir, 'data');
-    const got = await downloadPrefix(await this.#storage(), d.bucket!, d.dataset_prefix!, data, this.#transfers());
+    const got = await this.#counted('download', downloadPrefix(await this.#storage(), d.bucket!, d.dataset_prefix!, data, this.#transfers('download')), (r) => r.bytes);
     await mkdir(data, { recursive: true });
     this.logs.line('system', `[trainyard] dataset ${d.dataset}: ${got.files} files, ${got.bytes} bytes made local`);
     const folders: Folders = { data, training: null, test: null, scratch: null };
@@ -253,7 +263,7 @@ export class Attempt {
       folders.test = path.join(this.#dir, 'test_data');
       for (const f of [folders.training, folders.test]) await mkdir(f);
       if (d.eval_dataset) {
-        const ev = await downloadPrefix(await this.#storage(), d.bucket!, d.eval_dataset_prefix!, folders.test, this.#transfers());
+        const ev = await this.#counted('download', downloadPrefix(await this.#storage(), d.bucket!, d.eval_dataset_prefix!, folders.test, this.#transfers('download')), (r) => r.bytes);
         folders.scratch = path.join(this.#dir, 'process_data_test');
         await mkdir(folders.scratch);
         this.logs.line('system', `[trainyard] evaluation dataset ${d.eval_dataset}: ${ev.files} files, ${ev.bytes} bytes made local at test_data_directory (process_data's test split goes elsewhere)`);
@@ -359,21 +369,21 @@ export class Attempt {
       if (dir && !(await staysInside(dir, this.#dir)).ok) throw new RefusedDispatch('a data folder leaves the run\'s folder; nothing was uploaded');
     }
     if (existsSync(plan.artifactsDir)) {
-      const up = await uploadDir(minio, d.bucket!, plan.artifactsDir, plan.keys.artifacts, this.#transfers());
+      const up = await this.#counted('upload', uploadDir(minio, d.bucket!, plan.artifactsDir, plan.keys.artifacts, this.#transfers('upload')), (r) => r.bytes);
       this.logs.line('system', `[trainyard] uploaded ${up.files} artifacts (${up.bytes} bytes)`);
     }
     if (trainData) {
-      const up = await uploadDir(minio, d.bucket!, trainData, plan.keys.trainData, this.#transfers());
+      const up = await this.#counted('upload', uploadDir(minio, d.bucket!, trainData, plan.keys.trainData, this.#transfers('upload')), (r) => r.bytes);
       this.logs.line('system', `[trainyard] saved a copy of the training data (${up.files} files)`);
     }
     if (testData) {
-      const up = await uploadDir(minio, d.bucket!, testData, plan.keys.testData, this.#transfers());
+      const up = await this.#counted('upload', uploadDir(minio, d.bucket!, testData, plan.keys.testData, this.#transfers('upload')), (r) => r.bytes);
       this.logs.line('system', `[trainyard] saved a copy of the test data (${up.files} files)`);
     }
     if (!makesVersion(pipeline)) return { saved: false, savedTest: testData !== null, size: 0, sha256: '' };
     const outZip = path.join(this.#dir, 'package.zip');
     await zipDir(pkgDir, outZip, plan.packageExcludes);
-    const size = await uploadFile(minio, d.bucket!, plan.keys.package, outZip, this.#transfers());
+    const size = await this.#counted('upload', uploadFile(minio, d.bucket!, plan.keys.package, outZip, this.#transfers('upload')), (n) => n);
     const sha256 = await sha256File(outZip);
     this.logs.line('system', `[trainyard] uploaded the new package version (${size} bytes)`);
     // A stop that comes now, with every output in the bucket, changes nothing: the run succeeded.

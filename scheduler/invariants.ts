@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { Db } from './db/database.js';
 import type { RunTransitions } from './runs/transitions.js';
 import { states } from './runs/transitions.js';
+import { schedulerMetrics } from './metrics.js';
 import { RunStatus, placedStatuses, queuedStatuses, terminalStatuses } from '../shared/run-states.js';
 
 /** The kinds of impossible state, each with what the sweep does about it (README "Reliability"). */
@@ -145,6 +146,7 @@ export class Invariants {
   async record(found: Violation[]): Promise<void> {
     if (found.length === 0) return;
     for (const v of found) {
+      schedulerMetrics.invariantViolations.inc({ kind: v.kind });
       this.deps.log.error({ invariant: v.kind, run: v.runId || undefined, agent: v.agent || undefined, detail: v.detail, repaired: v.repaired }, 'invariant violated');
     }
     await this.deps.db.insertInto('invariant_violations')

@@ -10,6 +10,7 @@ import { clientService } from './grpc/client-service.js';
 import { agentService } from './grpc/agent-service.js';
 import { bootstrapAdminToken } from './auth/bootstrap.js';
 import { reflectionService } from './grpc/reflection.js';
+import { metricsRoutes, schedulerMetrics } from './metrics.js';
 import { startHttpServer, type HttpServer } from './http/server.js';
 import { healthRoutes } from './http/health-routes.js';
 import { checkReadiness, readiness, type Readiness, type ReadinessDeps } from './readiness.js';
@@ -23,6 +24,7 @@ import { natsOptions } from '../shared/nats.js';
 import { serverCredentials, servesTls } from '../shared/tls.js';
 import { ScheduleTicker } from './schedules/ticker.js';
 import { EventRetention } from './events/retention.js';
+import { RunStatus } from '../shared/run-states.js';
 
 export type SchedulerState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -73,13 +75,14 @@ export class Scheduler {
   async start(): Promise<void> {
     const { settings, log } = this;
     try {
-      // First, so that /healthz answers (and /readyz says why not) while the scheduler waits for its services.
-      if (settings.httpListen) {
-        this.#http = await startHttpServer(settings.httpListen, healthRoutes(() => this.readiness()), log);
-        this.httpAddress = this.#http.address;
-      }
+      // The pool connects lazily: made first, so that /metrics can read from it.
       const { db, pool } = createDb(settings.databaseUrl, 20);
       this.#closeDb = () => db.destroy();
+      // First, so that /healthz answers (and /readyz says why not) while the scheduler waits for its services.
+      if (settings.httpListen) {
+        this.#http = await startHttpServer(settings.httpListen, { ...healthRoutes(() => this.readiness()), ...metricsRoutes(db) }, log);
+        this.httpAddress = this.#http.address;
+      }
       const migrated = await migrate(pool);
       if (migrated.applied.length) log.info({ applied: migrated.applied }, 'migrations applied');
       await bootstrapAdminToken(db, settings.tokenFile, log);
@@ -101,6 +104,7 @@ export class Scheduler {
       // doorbell for its watchers, and the placer's when an agent's capacity came free.
       const runs = new RunTransitions(db, (c) => {
         log.info({ run: c.id, status: c.status, attempt: c.attempt, agent: c.agent, detail: c.detail }, 'run status');
+        if (c.status === RunStatus.Running && c.ageSeconds !== undefined) schedulerMetrics.submitToStart.observe(c.ageSeconds);
         publish(subjects.run(c.id));
         if (c.freed) kick();
       });

@@ -1,6 +1,7 @@
 // Settings in layers: each one is declared once here with its default and documentation; a value comes
-// from a command-line flag, else its TRAINYARD_* variable, else the default. compileSettings() validates
-// and freezes, so a daemon never starts on a half-parsed configuration.
+// from a command-line flag, else its TRAINYARD_* variable, else the daemon's config file (--config, keys
+// named as the flags), else the default. compileSettings() validates and freezes, so a daemon never starts
+// on a half-parsed configuration; describeSettings() says where each value came from (--print-config).
 import os from 'node:os';
 import path from 'node:path';
 import { invalid } from './errors.js';
@@ -12,6 +13,8 @@ interface SettingSpec {
   readonly kind: Kind;
   readonly default: () => string;
   readonly doc: string;
+  /** Its value is a secret: --print-config redacts it (test/unit/config-file.test.ts checks every flag naming a password, secret or token). */
+  readonly secret?: true;
 }
 
 const home = os.homedir();
@@ -35,7 +38,7 @@ export const storageSettings = spec({
   // NATS credentials are connect options: nats.js ignores user:pass in a URL. `npm run services` makes a
   // scheduler user (may publish) and an agent user (may only subscribe), in its services dir (nats-users.env).
   natsUser: { env: 'TRAINYARD_NATS_USER', flag: 'nats-user', kind: 'string', default: () => '', doc: 'NATS user (empty: connect without one)' },
-  natsPassword: { env: 'TRAINYARD_NATS_PASSWORD', flag: 'nats-password', kind: 'string', default: () => '', doc: 'NATS password for --nats-user' },
+  natsPassword: { env: 'TRAINYARD_NATS_PASSWORD', flag: 'nats-password', kind: 'string', secret: true, default: () => '', doc: 'NATS password for --nats-user' },
   natsCreds: { env: 'TRAINYARD_NATS_CREDS', flag: 'nats-creds', kind: 'string', default: () => '', doc: 'NATS .creds file (JWT + NKey seed; operator-mode servers), instead of user/password' },
   natsCa: { env: 'TRAINYARD_NATS_CA', flag: 'nats-ca', kind: 'string', default: () => '', doc: 'CA file for a NATS server with TLS (tls:// URLs; empty: the system CAs)' },
 });
@@ -54,18 +57,24 @@ export const clientTlsSettings = {
   tlsClientKey: { env: 'TRAINYARD_TLS_CLIENT_KEY', flag: 'tls-client-key', kind: 'string', default: () => '', doc: 'PEM private key for --tls-client-cert' },
 } as const satisfies Record<string, SettingSpec>;
 
+/** A daemon's config file; itself only a flag or a variable (a config file cannot name another). */
+export const configFileSetting = {
+  config: { env: 'TRAINYARD_CONFIG', flag: 'config', kind: 'string', default: () => '', doc: 'YAML config file of settings keyed by flag name (minio-endpoint: ...); flags and variables win over it' },
+} as const satisfies Record<string, SettingSpec>;
+
 export const schedulerSettings = spec({
   ...commonSettings,
+  ...configFileSetting,
   ...storageSettings,
   ...serverTlsSettings,
   // Only the scheduler holds storage keys. `npm run services` makes a non-root MinIO user for it (in its
   // services dir, minio-users.env); agents get per-attempt STS credentials from it (ClaimAttempt).
   minioAccessKey: { env: 'TRAINYARD_MINIO_ACCESS_KEY', flag: 'minio-access-key', kind: 'string', default: () => 'minioadmin', doc: 'MinIO access key of the scheduler\'s user (agents hold none: they get per-attempt STS credentials)' },
-  minioSecretKey: { env: 'TRAINYARD_MINIO_SECRET_KEY', flag: 'minio-secret-key', kind: 'string', default: () => 'minioadmin', doc: 'MinIO secret key for --minio-access-key' },
+  minioSecretKey: { env: 'TRAINYARD_MINIO_SECRET_KEY', flag: 'minio-secret-key', kind: 'string', secret: true, default: () => 'minioadmin', doc: 'MinIO secret key for --minio-access-key' },
   storageCredentialSeconds: { env: 'TRAINYARD_STORAGE_CREDENTIAL_SECONDS', flag: 'storage-credential-seconds', kind: 'int', default: () => '3600', doc: 'lifetime of the storage credentials an attempt gets (at least 900, MinIO\'s minimum); agents renew them while the attempt is current' },
   databaseUrl: { env: 'TRAINYARD_DATABASE_URL', flag: 'database-url', kind: 'string', default: () => 'postgres://trainyard:trainyard@127.0.0.1:5432/trainyard', doc: 'Postgres connection URL (schema applied at start-up)' },
   listen: { env: 'TRAINYARD_SCHEDULER_LISTEN', flag: 'listen', kind: 'string', default: () => '127.0.0.1:50051', doc: 'gRPC listen address (port 0 picks a free one)' },
-  httpListen: { env: 'TRAINYARD_HTTP_LISTEN', flag: 'http-listen', kind: 'string', default: () => '127.0.0.1:8080', doc: 'HTTP listen address for /healthz and /readyz (port 0 picks a free one; empty: no HTTP server)' },
+  httpListen: { env: 'TRAINYARD_HTTP_LISTEN', flag: 'http-listen', kind: 'string', default: () => '127.0.0.1:8080', doc: 'HTTP listen address for /healthz, /readyz and /metrics (port 0 picks a free one; empty: no HTTP server)' },
   heartbeatIntervalMs: { env: 'TRAINYARD_HEARTBEAT_INTERVAL_MS', flag: 'heartbeat-interval-ms', kind: 'int', default: () => '2000', doc: 'how often agents heartbeat' },
   agentLostAfterMs: { env: 'TRAINYARD_AGENT_LOST_AFTER_MS', flag: 'agent-lost-after-ms', kind: 'int', default: () => '15000', doc: 'an agent silent this long is marked lost and its runs are placed again' },
   dispatchAckTimeoutMs: { env: 'TRAINYARD_DISPATCH_ACK_TIMEOUT_MS', flag: 'dispatch-ack-timeout-ms', kind: 'int', default: () => '10000', doc: 'a dispatch not acknowledged this long is placed again' },
@@ -81,9 +90,10 @@ export const schedulerSettings = spec({
 
 export const agentSettings = spec({
   ...commonSettings,
+  ...configFileSetting,
   ...storageSettings,
   ...clientTlsSettings,
-  joinToken: { env: 'TRAINYARD_JOIN_TOKEN', flag: 'join-token', kind: 'string', default: () => '', doc: 'join token (trainyard agents join-token create), exchanged at the first Register for a credential kept in the work dir' },
+  joinToken: { env: 'TRAINYARD_JOIN_TOKEN', flag: 'join-token', kind: 'string', secret: true, default: () => '', doc: 'join token (trainyard agents join-token create), exchanged at the first Register for a credential kept in the work dir' },
   name: { env: 'TRAINYARD_AGENT_NAME', flag: 'name', kind: 'string', default: () => os.hostname(), doc: 'agent name, unique in the fleet' },
   workDir: { env: 'TRAINYARD_WORK_DIR', flag: 'work-dir', kind: 'string', default: () => path.join(home, '.local/share/trainyard/agent'), doc: 'where runs get their package copy and data' },
   venvDir: { env: 'TRAINYARD_VENV_DIR', flag: 'venv-dir', kind: 'string', default: () => path.join(home, '.cache/trainyard/venvs'), doc: 'one venv per distinct requirements.txt, reused' },
@@ -98,13 +108,14 @@ export const agentSettings = spec({
   killGraceMs: { env: 'TRAINYARD_KILL_GRACE_MS', flag: 'kill-grace-ms', kind: 'int', default: () => '10000', doc: 'SIGTERM to SIGKILL grace for a killed run' },
   drainTimeoutMs: { env: 'TRAINYARD_DRAIN_TIMEOUT_MS', flag: 'drain-timeout-ms', kind: 'int', default: () => '600000', doc: 'on SIGTERM, how long running runs may finish before they are handed back' },
   transferRetries: { env: 'TRAINYARD_TRANSFER_RETRIES', flag: 'transfer-retries', kind: 'int', default: () => '6', doc: 'retries per object transfer, with backoff' },
+  metricsListen: { env: 'TRAINYARD_METRICS_LISTEN', flag: 'metrics-listen', kind: 'string', default: () => '', doc: 'HTTP listen address for Prometheus /metrics, e.g. 127.0.0.1:9464 (empty: not served)' },
   runAsUser: { env: 'TRAINYARD_RUN_AS_USER', flag: 'run-as-user', kind: 'string', default: () => '', doc: 'unprivileged user train.py runs as (the agent must be root); empty: the agent\'s own user' },
 });
 
 export const clientSettings = spec({
   ...commonSettings,
   ...clientTlsSettings,
-  token: { env: 'TRAINYARD_TOKEN', flag: 'token', kind: 'string', default: () => '', doc: 'the token to call with (else the token file)' },
+  token: { env: 'TRAINYARD_TOKEN', flag: 'token', kind: 'string', secret: true, default: () => '', doc: 'the token to call with (else the token file)' },
   ...tokenFileSetting,
 });
 
@@ -121,26 +132,68 @@ export function parseLabels(text: string, what = 'labels'): Record<string, strin
   return out;
 }
 
+/** Values read from a config file, by flag name, as strings (cli/config-file.ts reads and checks it). */
+export interface FileLayer { readonly path: string; readonly values: Readonly<Record<string, string>> }
+type FlagValues = Readonly<Record<string, string | boolean | readonly string[] | readonly boolean[] | undefined>>;
+
+/** Where one setting's value comes from: flag > variable > file > default. */
+function resolve(s: SettingSpec, flags: FlagValues, env: NodeJS.ProcessEnv, file: FileLayer | undefined): { raw: string; source: string } {
+  const fromFlag = flags[s.flag];
+  if (typeof fromFlag === 'string') return { raw: fromFlag, source: `--${s.flag}` };
+  const fromEnv = env[s.env];
+  if (fromEnv !== undefined) return { raw: fromEnv, source: s.env };
+  const fromFile = file?.values[s.flag];
+  if (fromFile !== undefined) return { raw: fromFile, source: file!.path };
+  return { raw: s.default(), source: 'default' };
+}
+
 export function compileSettings<S extends Record<string, SettingSpec>>(
   specs: S,
-  flags: Readonly<Record<string, string | boolean | undefined>>,
+  flags: FlagValues,
   env: NodeJS.ProcessEnv = process.env,
+  file?: FileLayer,
 ): Settings<S> {
   const out: Record<string, unknown> = {};
   for (const [key, s] of Object.entries(specs)) {
-    const fromFlag = flags[s.flag];
-    const raw = typeof fromFlag === 'string' ? fromFlag : (env[s.env] ?? s.default());
-    const source = typeof fromFlag === 'string' ? `--${s.flag}` : env[s.env] !== undefined ? s.env : 'default';
+    const { raw, source } = resolve(s, flags, env, file);
+    const where = source === file?.path ? `${source}: ${s.flag}` : source;
     if (s.kind === 'int') {
-      if (!/^\d+$/.test(raw)) throw invalid(`${source}: expected a non-negative integer, got "${raw}"`);
+      if (!/^\d+$/.test(raw)) throw invalid(`${where}: expected a non-negative integer, got "${raw}"`);
       out[key] = Number(raw);
     } else if (s.kind === 'labels') {
-      out[key] = Object.freeze(parseLabels(raw, source));
+      out[key] = Object.freeze(parseLabels(raw, where));
     } else {
       out[key] = raw;
     }
   }
   return Object.freeze(out) as Settings<S>;
+}
+
+/** A setting whose value is a secret (declared so above): shown redacted. */
+export const isSecretSetting = (s: SettingSpec): boolean => s.secret === true;
+
+const REDACTED = '<redacted>';
+
+/** A URL's password (postgres://user:PASSWORD@host) replaced; any other text unchanged. */
+function redactUrlPasswords(value: string): string {
+  return value.split(',').map((part) => {
+    if (!URL.canParse(part)) return part;
+    const u = new URL(part);
+    if (!u.password) return part;
+    u.password = 'REDACTED'; // (the URL setter would percent-encode <redacted>)
+    return u.toString();
+  }).join(',');
+}
+
+/** Every setting's effective value and where it came from, secrets redacted (--print-config). */
+export function describeSettings(specs: Record<string, SettingSpec>, flags: FlagValues, env: NodeJS.ProcessEnv, file?: FileLayer):
+  { flag: string; kind: Kind; value: string; source: string; redacted: boolean }[] {
+  return Object.values(specs).map((s) => {
+    const { raw, source } = resolve(s, flags, env, file);
+    const secret = isSecretSetting(s) && raw !== '';
+    const value = secret ? REDACTED : redactUrlPasswords(raw);
+    return { flag: s.flag, kind: s.kind, value, source, redacted: secret || value !== raw };
+  });
 }
 
 export type { SettingSpec };

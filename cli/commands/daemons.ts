@@ -1,7 +1,9 @@
 // `trainyard scheduler` and `trainyard agent`: compile settings, start, and shut down in two stages.
-import { verb, type Parsed } from '../verb.js';
+import { verb, type Flags, type Parsed } from '../verb.js';
 import { settingFlag } from '../help.js';
-import { agentSettings, compileSettings, schedulerSettings, type SettingSpec } from '../../shared/settings.js';
+import {
+  agentSettings, compileSettings, configFileSetting, describeSettings, schedulerSettings, type SettingSpec, type Settings,
+} from '../../shared/settings.js';
 // The daemons themselves, and the logger, are imported inside each command (cli/ never imports
 // scheduler/ or agent/ statically), so `trainyard scheduler --help` starts without loading pg, kysely or nats.
 
@@ -29,13 +31,34 @@ function exitSoon(code: number): number {
 
 /** A daemon's flags: one per setting, documented from the settings table (shared/settings.ts). */
 const settingsFlags = (specs: Record<string, SettingSpec>) => Object.fromEntries(Object.values(specs).map((s) => [s.flag, settingFlag(s)]));
-const schedulerFlags = settingsFlags(schedulerSettings);
-const agentFlags = settingsFlags(agentSettings);
+const printConfigFlag = {
+  'print-config': { type: 'boolean', description: 'print the effective configuration (each value and where it came from, secrets redacted) and exit' },
+} as const satisfies Flags;
+const schedulerFlags = { ...settingsFlags(schedulerSettings), ...printConfigFlag };
+const agentFlags = { ...settingsFlags(agentSettings), ...printConfigFlag };
+
+/**
+ * The settings in their layers: flags, TRAINYARD_* variables, then the config file (--config or
+ * TRAINYARD_CONFIG), then defaults. With --print-config they are printed instead (null: exit 0).
+ */
+async function layeredSettings<S extends Record<string, SettingSpec>>(specs: S, values: Readonly<Record<string, string | boolean | undefined>>, daemon: string): Promise<Settings<S> | null> {
+  const flag = values[configFileSetting.config.flag];
+  const path = typeof flag === 'string' ? flag : process.env[configFileSetting.config.env] ?? '';
+  const config = path ? await import('../config-file.js') : null;
+  const file = config?.readConfigFile(path, specs, daemon);
+  const settings = compileSettings(specs, values, process.env, file);
+  if (!values['print-config']) return settings;
+  const { formatConfig } = config ?? await import('../config-file.js');
+  process.stdout.write(formatConfig(describeSettings(specs, values, process.env, file), daemon));
+  return null;
+}
 
 async function scheduler({ values }: Parsed<typeof schedulerFlags>): Promise<number> {
-  const settings = compileSettings(schedulerSettings, values);
+  const settings = await layeredSettings(schedulerSettings, values, 'scheduler');
+  if (!settings) return 0;
   const { createLogger } = await import('../../shared/logger.js');
   const log = createLogger('trainyard-scheduler', settings.logLevel);
+  if (settings.config) log.info({ file: settings.config }, 'config file read');
   const { Scheduler } = await import('../../scheduler/scheduler.js');
   const scheduler = new Scheduler(settings, log);
   await scheduler.start();
@@ -43,26 +66,31 @@ async function scheduler({ values }: Parsed<typeof schedulerFlags>): Promise<num
 }
 
 async function agent({ values }: Parsed<typeof agentFlags>): Promise<number> {
-  const settings = compileSettings(agentSettings, values);
+  const settings = await layeredSettings(agentSettings, values, 'agent');
+  if (!settings) return 0;
   const { createLogger } = await import('../../shared/logger.js');
   const log = createLogger('trainyard-agent', settings.logLevel, { agent: settings.name });
+  if (settings.config) log.info({ file: settings.config }, 'config file read');
   const { AgentDaemon } = await import('../../agent/agent.js');
   const agent = new AgentDaemon(settings, log);
   await agent.start();
   return exitSoon(await Promise.race([onSignals((force) => agent.stop(force), log), agent.stopped.then(() => 0)]));
 }
 
-const SETTINGS_NOTE = 'Each flag is also its TRAINYARD_* variable (the flag wins over the variable).';
+const SETTINGS_NOTE = 'Each flag is also its TRAINYARD_* variable (the flag wins over the variable), and a key of the --config '
+  + 'file (YAML, keyed by flag name: `minio-endpoint: http://minio:9000`), which both win over. Unknown keys are refused. '
+  + '--print-config shows every value and where it came from, secrets redacted.';
 
 export const daemonVerbs = [
   verb({
     path: ['scheduler'], section: 'Daemons', kind: 'local', summary: 'the scheduler daemon: serves clients and agents (state in Postgres), logs pino JSON',
     flags: schedulerFlags, run: scheduler, details: SETTINGS_NOTE,
-    examples: ['trainyard scheduler', 'TRAINYARD_DATABASE_URL=postgres://u:p@db/trainyard trainyard scheduler --listen 0.0.0.0:50051 --http-listen 0.0.0.0:8080'],
+    examples: ['trainyard scheduler', 'TRAINYARD_DATABASE_URL=postgres://u:p@db/trainyard trainyard scheduler --listen 0.0.0.0:50051 --http-listen 0.0.0.0:8080',
+      'trainyard scheduler --config /etc/trainyard/scheduler.yaml --print-config'],
   }),
   verb({
     path: ['agent'], section: 'Daemons', kind: 'local', summary: 'the agent daemon: runs trainings on this machine\'s GPUs',
     flags: agentFlags, run: agent, details: SETTINGS_NOTE,
-    examples: ['trainyard agent --scheduler 10.0.0.1:50051 --join-token "$JOIN_TOKEN" --labels zone=a'],
+    examples: ['trainyard agent --scheduler 10.0.0.1:50051 --join-token "$JOIN_TOKEN" --labels zone=a', 'trainyard agent --config /etc/trainyard/agent.yaml --print-config'],
   }),
 ];

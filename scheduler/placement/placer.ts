@@ -17,6 +17,7 @@ import { RunStatus } from '../../shared/run-states.js';
 import type { Subjects } from '../../shared/subjects.js';
 import { doorbellFor } from '../runs/dispatch.js';
 import { loseSilent, markUnresponsive } from '../agents/status.js';
+import { schedulerMetrics } from '../metrics.js';
 
 const LEADER_LOCK = 7_246_002; // "trainyard placer"
 const BATCH = 2000;
@@ -128,9 +129,19 @@ export class Placer {
 
   /** One placement pass over the queue head. Returns true if it should run again at once. */
   async #pass(): Promise<boolean> {
-    const { db, log } = this.deps;
-    const queue = await queueHead(db, BATCH);
+    const endTimer = schedulerMetrics.placementPass.startTimer();
+    const queue = await queueHead(this.deps.db, BATCH);
     if (queue.length === 0) return false;
+    try {
+      return await this.#place(queue);
+    } finally {
+      endTimer();
+    }
+  }
+
+  /** Places what it can of the queue head (timed by #pass). */
+  async #place(queue: Awaited<ReturnType<typeof queueHead>>): Promise<boolean> {
+    const { db, log } = this.deps;
     const placedNow = await placedRuns(db);
     const [fleet, projects] = await Promise.all([loadFleet(db, placedNow), projectUsage(db, placedNow)]);
     const index = new FleetIndex(fleet.values());
@@ -162,6 +173,9 @@ export class Placer {
     await transitions.setWaitingDetail(details);
     if (chosen.length === 0) return false;
     const { placed, failed } = await transitions.assign(chosen);
+    schedulerMetrics.placements.inc(placed.length);
+    const now = Date.now();
+    for (const p of placed) schedulerMetrics.queueWait.observe(Math.max(0, now - p.created_at.getTime()) / 1000);
     for (const p of placed) {
       try {
         this.deps.nats.publish(this.deps.subjects.dispatch(p.agent!), JSON.stringify(doorbellFor(p)));

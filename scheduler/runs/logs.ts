@@ -1,6 +1,7 @@
 // A run's log: lines appended by the attempt that holds the run (AppendLogs), read back in (attempt, seq)
 // order by StreamLogs. Each attempt numbers its lines from 1, so a position in the log is the pair.
 import { sql } from 'kysely';
+import { schedulerMetrics } from '../metrics.js';
 import type { SchedulerContext } from '../context.js';
 import type { AppendLogsRequest__Output, AppendLogsResponse, LogLine } from '../../shared/proto.js';
 import { invalid } from '../../shared/errors.js';
@@ -105,7 +106,8 @@ export async function appendLogs(ctx: SchedulerContext, req: AppendLogsRequest__
   let acked = 0;
   for (const l of req.lines ?? []) acked = Math.max(acked, l.seq);
   if (lines.length) {
-    await db.insertInto('run_logs').values(lines).onConflict((oc) => oc.columns(['run_id', 'attempt', 'seq']).doNothing()).execute();
+    const stored = await db.insertInto('run_logs').values(lines).onConflict((oc) => oc.columns(['run_id', 'attempt', 'seq']).doNothing()).executeTakeFirst();
+    schedulerMetrics.logLines.inc(Number(stored.numInsertedOrUpdatedRows ?? 0));
     await db.updateTable('runs').set({ last_log_seq: sql`greatest(last_log_seq, ${acked})` }).where('id', '=', req.run_id).execute();
     ctx.runChanged(req.run_id);
   }

@@ -33,6 +33,8 @@ export interface Changed {
   detail: string;
   /** True when the change gave back an agent's capacity (the placer may have work). */
   freed: boolean;
+  /** Seconds since the run was submitted, by the database's clock (the submit→start metric). */
+  ageSeconds?: number;
 }
 export type RunHook = (c: Changed) => void;
 
@@ -48,7 +50,8 @@ const TERMINAL = states([...terminalStatuses]);
 /** A run's secrets go in the statement that ends it: nothing after the end may read them. */
 const FORGET_SECRETS = sql`s AS (DELETE FROM run_secrets WHERE run_id IN (SELECT id FROM r WHERE status IN ${TERMINAL}))`;
 
-type Row = { id: string; status: RunStatus; attempt: number; agent: string | null; lease: string | number | null; detail: string };
+type Row = { id: string; status: RunStatus; attempt: number; agent: string | null; lease: string | number | null; detail: string; age_s: number };
+const changed = ({ age_s: ageSeconds, ...r }: Row, freed: boolean): Changed => ({ ...r, lease: r.lease === null ? null : Number(r.lease), freed, ageSeconds });
 
 /**
  * One statement: `update` must be an UPDATE of runs returning `id, status, attempt, agent, lease, detail`
@@ -62,10 +65,11 @@ async function apply(q: Q, update: RawBuilder<unknown>, releaseGpus: boolean, fr
     ${FORGET_SECRETS}
     ${releaseGpus ? sql`, g AS (DELETE FROM gpu_leases WHERE run_id IN (SELECT id FROM r))` : sql``}
     SELECT * FROM r`.execute(q);
-  return rows.map((r) => ({ ...r, lease: r.lease === null ? null : Number(r.lease), freed }));
+  return rows.map((r) => changed(r, freed));
 }
 
-const RETURNING = sql`RETURNING runs.id, runs.status, runs.attempt, coalesce(runs.agent, runs.last_agent) AS agent, runs.lease`;
+const RETURNING = sql`RETURNING runs.id, runs.status, runs.attempt, coalesce(runs.agent, runs.last_agent) AS agent, runs.lease,
+  extract(epoch FROM now() - runs.created_at)::float8 AS age_s`;
 
 export type KillResult = 'not_found' | 'already_ended' | 'ended' | { agent: string; lease: number };
 export type Placement = { id: string; agent: string; gpuIndices: number[] };
@@ -205,7 +209,7 @@ export class RunTransitions {
       g AS (DELETE FROM gpu_leases WHERE run_id IN (SELECT id FROM r)),
       ${FORGET_SECRETS}
       SELECT * FROM r`.execute(this.db);
-    return this.#one(rows.map((r) => ({ ...r, lease: r.lease === null ? null : Number(r.lease), freed: true })));
+    return this.#one(rows.map((r) => changed(r, true)));
   }
 
   /** An attempt ends badly: Failed (or Killed), whatever placed state it was in. */

@@ -1,0 +1,122 @@
+// What operators copy must be right: the systemd units parse (systemd-analyze verify, where there is one)
+// and have the keys a two-stage shutdown and a drain need; every TRAINYARD_* variable in the example env
+// files, docker-compose.yml and the Dockerfile is a real setting of the daemon that gets it.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'yaml';
+import { agentSettings, schedulerSettings, type SettingSpec } from '../../shared/settings.js';
+import { root, tempDir } from '../helpers/stack.js';
+
+const systemd = path.join(root, 'examples', 'systemd');
+const variablesOf = (specs: Record<string, SettingSpec>) => new Set(Object.values(specs).map((s) => s.env));
+const daemons = { scheduler: variablesOf(schedulerSettings), agent: variablesOf(agentSettings) };
+
+/** A unit file's sections, each key with every value it was given (systemd allows repeats). */
+function parseUnit(text: string): Map<string, Map<string, string[]>> {
+  const sections = new Map<string, Map<string, string[]>>();
+  let current: Map<string, string[]> | null = null;
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#') || line.startsWith(';')) continue;
+    const section = /^\[(\w+)\]$/.exec(line);
+    if (section) { current = new Map(); sections.set(section[1]!, current); continue; }
+    const kv = /^([A-Za-z]+)=(.*)$/.exec(line);
+    if (!kv || !current) throw new Error(`not a unit file line: ${line}`);
+    current.set(kv[1]!, [...(current.get(kv[1]!) ?? []), kv[2]!]);
+  }
+  return sections;
+}
+
+/** KEY=VALUE lines of an env file (comments and blank lines skipped). */
+function parseEnvFile(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    if (!line.trim() || line.trim().startsWith('#')) continue;
+    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line);
+    if (!m) throw new Error(`not an env file line: ${line}`);
+    out.set(m[1]!, m[2]!);
+  }
+  return out;
+}
+
+/** "660", "11min", "10min 30s" → seconds. */
+function seconds(span: string): number {
+  let total = 0;
+  for (const [, n, unit] of span.matchAll(/(\d+)\s*(min|s)?/g)) total += Number(n) * (unit === 'min' ? 60 : 1);
+  return total;
+}
+
+for (const daemon of ['scheduler', 'agent'] as const) {
+  t.test(`trainyard-${daemon}.service and ${daemon}.env`, async (t) => {
+    const unitText = readFileSync(path.join(systemd, `trainyard-${daemon}.service`), 'utf8');
+    const unit = parseUnit(unitText);
+    const service = unit.get('Service');
+    t.ok(service, '[Service] section');
+    const one = (key: string) => service?.get(key)?.at(-1);
+    t.equal(one('Restart'), 'on-failure');
+    t.equal(one('KillMode'), 'mixed', 'SIGTERM to the daemon alone; SIGKILL to the rest only after TimeoutStopSec');
+    t.equal(one('EnvironmentFile'), `/etc/trainyard/${daemon}.env`);
+    t.match(one('ExecStart'), new RegExp(`bin/trainyard\\.js ${daemon}$`), 'starts the daemon');
+    t.same(unit.get('Install')?.get('WantedBy'), ['multi-user.target']);
+
+    const env = parseEnvFile(readFileSync(path.join(systemd, `${daemon}.env`), 'utf8'));
+    t.ok(env.size > 0, `${daemon}.env sets variables`);
+    for (const name of env.keys()) {
+      if (name.startsWith('TRAINYARD_')) t.ok(daemons[daemon].has(name), `${daemon}.env: ${name} is a setting of the ${daemon}`);
+    }
+
+    if (daemon === 'scheduler') {
+      t.ok(one('User') && one('User') !== 'root', `the scheduler runs unprivileged (User=${one('User')})`);
+    } else {
+      t.ok(env.get('TRAINYARD_RUN_AS_USER'), 'agent.env sets --run-as-user');
+      t.equal(one('User') ?? 'root', 'root', 'so the agent runs as root');
+      t.equal(one('Delegate'), 'yes', 'the agent may make cgroups under its own');
+      const drainMs = Number(env.get('TRAINYARD_DRAIN_TIMEOUT_MS') ?? agentSettings.drainTimeoutMs.default());
+      const graceMs = Number(env.get('TRAINYARD_KILL_GRACE_MS') ?? agentSettings.killGraceMs.default());
+      const stopS = seconds(one('TimeoutStopSec') ?? '0');
+      t.ok(stopS * 1000 > drainMs + graceMs + 3000, `TimeoutStopSec ${stopS} s outlasts the drain (${drainMs} ms) + kill grace (${graceMs} ms) + 3 s of last reports`);
+    }
+
+    const verify = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' });
+    if (verify.error) { t.comment('systemd-analyze not found: parsed by the test only'); return; }
+    // A copy whose ExecStart names this node and this checkout, so verify's executable check means something here.
+    const dir = tempDir('ty-units-');
+    mkdirSync(dir, { recursive: true });
+    const copy = path.join(dir, `trainyard-${daemon}.service`);
+    writeFileSync(copy, unitText.replace(/^ExecStart=\S+ \S+/m, `ExecStart=${process.execPath} ${path.join(root, 'bin', 'trainyard.js')}`));
+    const r = spawnSync('systemd-analyze', ['verify', copy], { encoding: 'utf8' });
+    t.equal(r.status, 0, `systemd-analyze verify: exit 0 ${r.stderr}`);
+    // verify only warns (exit 0) about a key or value it cannot parse: any line about our file is a failure.
+    t.same(r.stderr.split('\n').filter((l) => l.includes(`trainyard-${daemon}.service`)), [], 'and says nothing about the unit');
+  });
+}
+
+t.test('docker-compose.yml and the Dockerfile set only real settings', async (t) => {
+  const compose = parse(readFileSync(path.join(root, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
+    services: Record<string, { command?: string[]; environment?: Record<string, unknown> | string[] }>;
+  };
+  const seen = { scheduler: 0, agent: 0 };
+  for (const [name, svc] of Object.entries(compose.services)) {
+    const env = Array.isArray(svc.environment)
+      ? Object.fromEntries(svc.environment.map((e) => [e.split('=')[0]!, e.slice(e.indexOf('=') + 1)]))
+      : svc.environment ?? {};
+    const names = Object.keys(env).filter((k) => k.startsWith('TRAINYARD_'));
+    const daemon = svc.command?.[0];
+    if (daemon !== 'scheduler' && daemon !== 'agent') {
+      t.same(names, [], `${name} is not a Trainyard daemon and sets no TRAINYARD_* variable`);
+      continue;
+    }
+    seen[daemon]++;
+    t.ok(names.length > 0, `${name} (${daemon}) sets TRAINYARD_* variables (merged from the anchors too)`);
+    for (const v of names) t.ok(daemons[daemon].has(v), `${name}: ${v} is a setting of the ${daemon}`);
+  }
+  t.same(seen, { scheduler: 1, agent: 1 }, 'one scheduler and one agent service');
+
+  // The image's ENV applies to both daemons: each variable must be a setting of one of them.
+  const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
+  const envs = [...dockerfile.matchAll(/^ENV\s+(.*)$/gm)].flatMap((m) => [...m[1]!.matchAll(/(TRAINYARD_\w+)=/g)].map((x) => x[1]!));
+  t.ok(envs.length > 0, 'the Dockerfile sets TRAINYARD_* variables');
+  for (const v of envs) t.ok(daemons.scheduler.has(v) || daemons.agent.has(v), `Dockerfile: ${v} is a setting`);
+});
