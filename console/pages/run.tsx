@@ -28,7 +28,7 @@ function Timeline({ run }: { run: Run }) {
     ['Running', t.running_at, t.ended_at],
   ];
   return (
-    <ol class="timeline" data-testid="timeline">
+    <ul class="timeline" data-testid="timeline">
       {steps.filter(([, at]) => at).map(([name, at, end]) => (
         <li key={name}><b>{name}</b> <span class="muted">{time(at)}</span> {duration(at, end || (terminal.has(run.status) ? at : ''))}</li>
       ))}
@@ -36,7 +36,7 @@ function Timeline({ run }: { run: Run }) {
         <li key={p.name} class="phase"><b>{p.name}</b> <span class="muted">{time(phaseIso(p.started_at))}</span> {duration(phaseIso(p.started_at), phaseIso(p.ended_at))}</li>
       ))}
       {t.ended_at ? <li><b>{run.status}</b> <span class="muted">{time(t.ended_at)}</span></li> : null}
-    </ol>
+    </ul>
   );
 }
 

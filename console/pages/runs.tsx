@@ -36,7 +36,8 @@ export function RunsPage({ me, route }: { me: Me; route: Route }) {
     navigate('/runs', next);
   };
   const text = (name: (typeof filters)[number], placeholder: string) => (
-    <label>{name}<input name={name} value={route.query.get(name) ?? ''} placeholder={placeholder}
+    // Uncontrolled: the list is read again every 2 s, and a re-render must not undo what is being typed.
+    <label>{name}<input name={name} defaultValue={route.query.get(name) ?? ''} placeholder={placeholder}
       onChange={(e) => set(name, (e.target as HTMLInputElement).value.trim())} /></label>
   );
   const choice = (name: (typeof filters)[number], options: string[]) => (
