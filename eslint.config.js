@@ -83,15 +83,16 @@ const boundaryRule = {
 
 export const trainyardPlugin = { meta: { name: 'trainyard' }, rules: { boundaries: boundaryRule } };
 
+/** Typed linting with this tsconfig: the daemons, CLI and tests share one; the console (browser code) has its own. */
+const typedBy = (project) => ({ languageOptions: { parser: tseslint.parser, parserOptions: { project, tsconfigRootDir: root } } });
+
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'shared/proto/gen/', '.tap/', 'coverage/', '.services/', '.demo/', '.test-output/'] },
+  { files: ['**/*.ts'], ignores: ['console/**'], ...typedBy('./tsconfig.eslint.json') },
+  // The web console: DOM types and Preact's JSX.
+  { files: ['console/**/*.ts', 'console/**/*.tsx'], ...typedBy('./console/tsconfig.json') },
   {
-    files: ['**/*.ts'],
-    ignores: ['console/**'],
-    languageOptions: {
-      parser: tseslint.parser,
-      parserOptions: { project: './tsconfig.eslint.json', tsconfigRootDir: root },
-    },
+    files: ['**/*.ts', 'console/**/*.tsx'],
     linterOptions: { reportUnusedDisableDirectives: 'error' },
     plugins: { '@typescript-eslint': tseslint.plugin, trainyard: trainyardPlugin },
     rules: {
@@ -100,21 +101,6 @@ export default tseslint.config(
       '@typescript-eslint/no-floating-promises': ['error', {
         allowForKnownSafeCalls: [{ from: 'package', name: 'test', package: '@tapjs/test' }],
       }],
-      '@typescript-eslint/no-misused-promises': 'error',
-      'trainyard/boundaries': 'error',
-    },
-  },
-  // The web console (browser code, its own tsconfig: DOM types and Preact's JSX).
-  {
-    files: ['console/**/*.ts', 'console/**/*.tsx'],
-    languageOptions: {
-      parser: tseslint.parser,
-      parserOptions: { project: './console/tsconfig.json', tsconfigRootDir: root },
-    },
-    linterOptions: { reportUnusedDisableDirectives: 'error' },
-    plugins: { '@typescript-eslint': tseslint.plugin, trainyard: trainyardPlugin },
-    rules: {
-      '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-misused-promises': 'error',
       'trainyard/boundaries': 'error',
     },

@@ -1,7 +1,7 @@
 // Small pieces every page uses: a sortable table, a loader hook, status badges, links, errors.
 import { useEffect, useState, useCallback } from 'preact/hooks';
 import type { ComponentChildren } from 'preact';
-import { ApiError } from './api.js';
+import { api, ApiError } from './api.js';
 
 export interface Column<T> {
   label: string;
@@ -10,7 +10,9 @@ export interface Column<T> {
   cell: (row: T) => ComponentChildren;
 }
 
-export function Table<T>(p: { rows: T[]; columns: Column<T>[]; rowKey: (row: T) => string; initialSort?: { col: number; desc: boolean }; testid?: string; empty?: string }) {
+export interface TableProps<T> { rows: T[]; columns: Column<T>[]; rowKey: (row: T) => string; initialSort?: { col: number; desc: boolean }; testid?: string; empty?: string }
+
+export function Table<T>(p: TableProps<T>) {
   const [sort, setSort] = useState(p.initialSort ?? null);
   let rows = p.rows;
   const by = sort ? p.columns[sort.col]?.sort : undefined;
@@ -75,4 +77,19 @@ export const runLink = (id: string) => <Link to={`/runs/${encodeURIComponent(id)
 
 export function Page(p: { title: string; children: ComponentChildren; actions?: ComponentChildren }) {
   return <section class="page"><header class="page-head"><h1>{p.title}</h1>{p.actions}</header>{p.children}</section>;
+}
+
+/**
+ * A page that is one list: GET `url` (again every `everyMs`, for live lists), `rows` picks the list from
+ * the answer, shown as a sortable table; `children` (filters) go above it.
+ */
+export function ListPage<R, T>(p: { title: string; url: string; everyMs?: number; rows: (answer: R) => T[]; children?: ComponentChildren } & Omit<TableProps<T>, 'rows'>) {
+  const list = useLoad((signal) => api<R>(p.url, { signal }), p.url, p.everyMs ?? 0);
+  return (
+    <Page title={p.title}>
+      {p.children}
+      <ErrorBox error={list.error} />
+      {list.data ? <Table rows={p.rows(list.data)} columns={p.columns} rowKey={p.rowKey} initialSort={p.initialSort} testid={p.testid} empty={p.empty} /> : null}
+    </Page>
+  );
 }

@@ -2,20 +2,16 @@
 import { api } from '../api.js';
 import { bytes, time } from '../format.js';
 import type { Dataset } from '../types.js';
-import { ErrorBox, Link, Page, Table, useLoad } from '../ui.js';
+import { ErrorBox, Link, ListPage, Page, useLoad } from '../ui.js';
 
 export function DatasetsPage() {
-  const list = useLoad((signal) => api<{ datasets: Dataset[] }>('/api/datasets', { signal }), 'datasets');
   return (
-    <Page title="Datasets">
-      <ErrorBox error={list.error} />
-      {list.data ? <Table rows={list.data.datasets} rowKey={(d) => d.name} testid="datasets" empty="No datasets." columns={[
-        { label: 'Dataset', sort: (d) => d.name, cell: (d) => <Link to={`/datasets/${encodeURIComponent(d.name)}`}>{d.name}</Link> },
-        { label: 'Files', sort: (d) => d.file_count, cell: (d) => d.file_count },
-        { label: 'Size', sort: (d) => d.size_bytes, cell: (d) => bytes(d.size_bytes) },
-        { label: 'Updated', sort: (d) => d.updated_at, cell: (d) => time(d.updated_at) },
-      ]} /> : null}
-    </Page>
+    <ListPage title="Datasets" url="/api/datasets" rows={(a: { datasets: Dataset[] }) => a.datasets} rowKey={(d) => d.name} testid="datasets" empty="No datasets." columns={[
+      { label: 'Dataset', sort: (d) => d.name, cell: (d) => <Link to={`/datasets/${encodeURIComponent(d.name)}`}>{d.name}</Link> },
+      { label: 'Files', sort: (d) => d.file_count, cell: (d) => d.file_count },
+      { label: 'Size', sort: (d) => d.size_bytes, cell: (d) => bytes(d.size_bytes) },
+      { label: 'Updated', sort: (d) => d.updated_at, cell: (d) => time(d.updated_at) },
+    ]} />
   );
 }
 

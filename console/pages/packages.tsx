@@ -4,24 +4,20 @@ import { api } from '../api.js';
 import { bytes, score, time } from '../format.js';
 import { navigate, type Route } from '../route.js';
 import type { LineageStep, PackageSummary, PackageVersion } from '../types.js';
-import { ErrorBox, Link, Page, Table, runLink, useLoad } from '../ui.js';
+import { ErrorBox, Link, ListPage, Page, Table, runLink, useLoad } from '../ui.js';
 
 const pkgLink = (name: string) => <Link to={`/packages/${encodeURIComponent(name)}`}>{name}</Link>;
 
 export function PackagesPage() {
-  const list = useLoad((signal) => api<{ packages: PackageSummary[] }>('/api/packages', { signal }), 'packages');
   return (
-    <Page title="Packages">
-      <ErrorBox error={list.error} />
-      {list.data ? <Table rows={list.data.packages} rowKey={(p) => p.name} testid="packages" empty="No packages." initialSort={{ col: 0, desc: false }} columns={[
-        { label: 'Package', sort: (p) => p.name, cell: (p) => pkgLink(p.name) },
-        { label: 'Project', sort: (p) => p.project, cell: (p) => p.project },
-        { label: 'Versions', sort: (p) => p.versions, cell: (p) => p.versions },
-        { label: 'Latest', sort: (p) => p.latest, cell: (p) => p.latest },
-        { label: 'Latest score', sort: (p) => p.latest_score ?? -Infinity, cell: (p) => score(p.latest_score !== null, p.latest_score) },
-        { label: 'Created', sort: (p) => p.created_at, cell: (p) => time(p.created_at) },
-      ]} /> : null}
-    </Page>
+    <ListPage title="Packages" url="/api/packages" rows={(a: { packages: PackageSummary[] }) => a.packages} rowKey={(p) => p.name} testid="packages" empty="No packages." initialSort={{ col: 0, desc: false }} columns={[
+      { label: 'Package', sort: (p) => p.name, cell: (p) => pkgLink(p.name) },
+      { label: 'Project', sort: (p) => p.project, cell: (p) => p.project },
+      { label: 'Versions', sort: (p) => p.versions, cell: (p) => p.versions },
+      { label: 'Latest', sort: (p) => p.latest, cell: (p) => p.latest },
+      { label: 'Latest score', sort: (p) => p.latest_score ?? -Infinity, cell: (p) => score(p.latest_score !== null, p.latest_score) },
+      { label: 'Created', sort: (p) => p.created_at, cell: (p) => time(p.created_at) },
+    ]} />
   );
 }
 
