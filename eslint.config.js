@@ -18,6 +18,8 @@ export const boundaries = {
   agent: { never: ['scheduler', 'cli', 'test', 'bench'] },
   shared: { never: ['scheduler', 'agent', 'cli', 'test', 'bench'] },
   cli: { never: ['test', 'bench'], lazy: ['scheduler', 'agent'], packages: ['pg', 'kysely', 'nats'] },
+  // The web console runs in a browser: it talks to the scheduler over /api/ and shares no code with it.
+  console: { never: ['scheduler', 'agent', 'shared', 'cli', 'test', 'bench'] },
 };
 
 /** The top-level folder of a file (relative to the project root), or null outside the project. */
@@ -47,6 +49,7 @@ const boundaryRule = {
       agent: 'the agent and the scheduler run on different machines; share code through shared/',
       shared: 'shared/ is what both daemons and the CLI use, so it depends on none of them',
       cli: 'the program must not depend on tests or benchmarks',
+      console: 'the console is browser code: it knows the scheduler only through its HTTP API',
     }[from];
     /** @param {import('estree').Node} node @param {string} spec @param {'static'|'dynamic'|'type'} kind */
     function check(node, spec, kind) {
@@ -80,14 +83,16 @@ const boundaryRule = {
 
 export const trainyardPlugin = { meta: { name: 'trainyard' }, rules: { boundaries: boundaryRule } };
 
+/** Typed linting with this tsconfig: the daemons, CLI and tests share one; the console (browser code) has its own. */
+const typedBy = (project) => ({ languageOptions: { parser: tseslint.parser, parserOptions: { project, tsconfigRootDir: root } } });
+
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'shared/proto/gen/', '.tap/', 'coverage/', '.services/', '.demo/'] },
+  { ignores: ['dist/', 'node_modules/', 'shared/proto/gen/', '.tap/', 'coverage/', '.services/', '.demo/', '.test-output/'] },
+  { files: ['**/*.ts'], ignores: ['console/**'], ...typedBy('./tsconfig.eslint.json') },
+  // The web console: DOM types and Preact's JSX.
+  { files: ['console/**/*.ts', 'console/**/*.tsx'], ...typedBy('./console/tsconfig.json') },
   {
-    files: ['**/*.ts'],
-    languageOptions: {
-      parser: tseslint.parser,
-      parserOptions: { project: './tsconfig.eslint.json', tsconfigRootDir: root },
-    },
+    files: ['**/*.ts', 'console/**/*.tsx'],
     linterOptions: { reportUnusedDisableDirectives: 'error' },
     plugins: { '@typescript-eslint': tseslint.plugin, trainyard: trainyardPlugin },
     rules: {

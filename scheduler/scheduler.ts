@@ -13,6 +13,10 @@ import { reflectionService } from './grpc/reflection.js';
 import { metricsRoutes, schedulerMetrics } from './metrics.js';
 import { startHttpServer, type HttpServer } from './http/server.js';
 import { healthRoutes } from './http/health-routes.js';
+import { consoleStaticRoutes } from './http/console-static.js';
+import { consoleApiRoutes, type ConsoleAuth } from './http/console-api.js';
+import { TokenVerifier } from './auth/tokens.js';
+import { StreamLimiter } from './auth/streams.js';
 import { checkReadiness, readiness, type Readiness, type ReadinessDeps } from './readiness.js';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import type { SchedulerContext } from './context.js';
@@ -46,7 +50,7 @@ export class Scheduler {
   #health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((s) => [s, 'NOT_SERVING'])));
   #healthTimer: NodeJS.Timeout | null = null;
   port = 0;
-  /** Where /healthz and /readyz are served ('' when --http-listen is empty). */
+  /** Where /healthz, /readyz and the web console are served ('' when --http-listen is empty). */
   httpAddress = '';
 
   constructor(readonly settings: Settings<typeof schedulerSettings>, readonly log: Logger) {}
@@ -125,9 +129,13 @@ export class Scheduler {
       this.#retention = new EventRetention({ db, log, retentionDays: settings.eventsRetentionDays, isLeader: () => placer.isLeader });
       this.#retention.start();
 
+      // One token verifier and one stream cap for the gRPC API and the web console's API.
+      const auth: ConsoleAuth = { tokens: new TokenVerifier(db), streams: new StreamLimiter(settings.maxStreamsPerToken) };
+      this.#http?.mount({ ...consoleStaticRoutes(), ...consoleApiRoutes(ctx, auth) });
+
       const proto = loadProto();
       const server = new grpc.Server(channelOptions);
-      server.addService(proto.trainyard.v1.Trainyard.service, clientService(ctx));
+      server.addService(proto.trainyard.v1.Trainyard.service, clientService(ctx, auth));
       server.addService(proto.trainyard.v1.AgentLink.service, agentService(ctx));
       // Health and reflection take no token (handlers.ts authenticates only the services above): a load
       // balancer or grpcurl may ask whether the scheduler serves, and what, but not call it.

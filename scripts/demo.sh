@@ -24,6 +24,9 @@ export TRAINYARD_BUCKET=trainyard-demo
 export TRAINYARD_SUBJECT_PREFIX=trainyard-demo
 export TRAINYARD_SCHEDULER_LISTEN=127.0.0.1:50151
 export TRAINYARD_SCHEDULER=127.0.0.1:50151
+# The console (and /healthz, /readyz) on a port of the demo's own, so it does not collide with a scheduler
+# already serving the default 127.0.0.1:8080.
+export TRAINYARD_HTTP_LISTEN=${TRAINYARD_DEMO_HTTP_LISTEN:-127.0.0.1:8151}
 export TRAINYARD_AGENT_NAME=demo-agent
 export TRAINYARD_WORK_DIR=$DEMO_DIR/work
 # The demo's own token file: its scheduler bootstraps the admin token there (never over a real one).
@@ -69,6 +72,8 @@ echo "\$ trainyard agents join-token create --expires 1h"
 JOIN_TOKEN=$(ty agents join-token create --expires 1h --name demo-agent)
 echo "\$ trainyard tokens create --project iris --role member --name demo-user"
 MEMBER_TOKEN=$(ty tokens create --project iris --role member --name demo-user)
+echo "\$ trainyard tokens create --project iris --role reader --name demo-console"
+READER_TOKEN=$(ty tokens create --project iris --role reader --name demo-console)
 ty tokens list
 TRAINYARD_NATS_USER=$TRAINYARD_NATS_AGENT_USER TRAINYARD_NATS_PASSWORD=$TRAINYARD_NATS_AGENT_PASSWORD TRAINYARD_JOIN_TOKEN=$JOIN_TOKEN \
   node bin/trainyard.js agent >"$DEMO_DIR/agent.log" 2>&1 & pids+=($!)
@@ -108,3 +113,17 @@ ty run get "$full"
 score=$(node -e "const r = JSON.parse(require('fs').readFileSync('$DEMO_DIR/full.json','utf8')); console.log(r.score + ' (version ' + r.output_version + ')')")
 say "full pipeline $full is Successful: accuracy on iris/holdout $score"
 ty package versions iris-classifier
+
+say "the web console"
+cat <<EOF
+Open http://$TRAINYARD_HTTP_LISTEN/ and sign in with a token:
+  reader of project iris (sees iris's runs, packages, datasets, schedules and events):
+    $READER_TOKEN
+  member of project iris (the same, and may kill iris's runs):
+    $MEMBER_TOKEN
+  admin (everything, and the Agents page): the token in $TRAINYARD_TOKEN_FILE
+The demo stops its scheduler when it exits; to keep browsing, run it with TRAINYARD_DEMO_KEEP=1 and press Enter to stop.
+EOF
+if [[ ${TRAINYARD_DEMO_KEEP:-} == 1 && -t 0 ]]; then
+  read -r -p "Press Enter to stop the demo's scheduler and agent. " || true
+fi

@@ -50,6 +50,11 @@ if ! command -v zsh >/dev/null 2>&1; then
   step 'installing zsh (for the zsh completion test)'
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q zsh >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q zsh; }
 fi
+# Chromium, for the web console's browser tests (test/e2e/console.test.ts, driven by playwright-core).
+if ! command -v chromium >/dev/null 2>&1; then
+  step 'installing chromium (for the console tests)'
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+fi
 # grpcurl, for the tests of the scheduler's gRPC health and reflection (test/e2e/health.test.ts): built
 # once with Go and cached beside MinIO.
 step 'grpcurl'

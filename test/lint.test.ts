@@ -59,6 +59,13 @@ t.test('the rules catch what they are for', async (t) => {
   ].join('\n'));
   t.same(cli, ['1 trainyard/boundaries', '2 trainyard/boundaries'], 'cli/: a static import of a daemon or pg is refused; a type or a lazy import is fine');
 
+  const browser = await probe('console/api.ts', [
+    "import { keys } from '../shared/storage.js';",
+    "export function go(): void { fetch('/api/me'); }",
+    'export const keep = keys;',
+  ].join('\n'));
+  t.same(browser, ['1 trainyard/boundaries', '2 @typescript-eslint/no-floating-promises'], 'console/ (browser code, its own tsconfig): no import of shared/ or a daemon, no floating promise');
+
   const test = await probe('test/lint.test.ts', "import t from 'tap';\nt.test('top-level subtests are fine', async () => {});\nPromise.resolve(1);");
   t.same(test, ['3 @typescript-eslint/no-floating-promises'], 'tap\'s t.test is allowed at top level; other floating promises are not');
 });

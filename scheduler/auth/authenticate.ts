@@ -1,6 +1,7 @@
 // Credentials from gRPC metadata to a Principal: client tokens (`authorization: Bearer tyt_…`) and agent
 // credentials (`authorization: Bearer tya_…` with `trainyard-agent: NAME`). Only scheduler/grpc/handlers.ts
-// calls these, once per call, before any handler runs.
+// calls these, once per call, before any handler runs; the web console's API (scheduler/http/console-api.ts)
+// authenticates its requests' `authorization` header with the same authenticateBearer.
 import type { Metadata } from '@grpc/grpc-js';
 import type { Db } from '../db/database.js';
 import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
@@ -11,16 +12,21 @@ import type { Principal } from './principal.js';
 import { AGENT_NAME_HEADER as AGENT_HEADER } from '../../shared/call-auth.js';
 const unauthenticated = (message: string) => new TrainyardError(ErrorCodes.Unauthenticated, message);
 
-function bearer(md: Metadata): string | null {
-  const v = md.get('authorization')[0];
-  if (typeof v !== 'string') return null;
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(v);
+function bearerOf(header: unknown): string | null {
+  if (typeof header !== 'string') return null;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
   return m ? m[1]! : null;
 }
+const bearer = (md: Metadata) => bearerOf(md.get('authorization')[0]);
 
 /** A client call: a live admin, member or reader token. */
-export async function authenticateClient(tokens: TokenVerifier, md: Metadata): Promise<Principal> {
-  const token = bearer(md);
+export function authenticateClient(tokens: TokenVerifier, md: Metadata): Promise<Principal> {
+  return authenticateBearer(tokens, md.get('authorization')[0]);
+}
+
+/** The same, from an `authorization` header's value (gRPC metadata or HTTP). */
+export async function authenticateBearer(tokens: TokenVerifier, header: unknown): Promise<Principal> {
+  const token = bearerOf(header);
   if (!token) throw unauthenticated('no token: every call needs `authorization: Bearer <token>`');
   const row = await tokens.verify(token);
   if (row.role === 'join') throw unauthenticated(`token ${row.id} is an agent join token; it cannot make client calls`);

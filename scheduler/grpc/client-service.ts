@@ -23,8 +23,8 @@ import { listProjects, setProjectLimits } from '../projects.js';
 import { doctorReport } from '../doctor-report.js';
 import { authenticateClient } from '../auth/authenticate.js';
 import { Actions, authorize, visibleProject } from '../auth/policy.js';
-import { StreamLimiter } from '../auth/streams.js';
-import { TokenVerifier, checkRole, createToken, listTokens, revokeToken } from '../auth/tokens.js';
+import type { StreamLimiter } from '../auth/streams.js';
+import { type TokenVerifier, checkRole, createToken, listTokens, revokeToken } from '../auth/tokens.js';
 import { createSchedule } from '../schedules/create.js';
 import { authorizedSchedule, listSchedules, scheduleToProto } from '../schedules/read.js';
 import { deleteSchedule, pauseSchedule, resumeSchedule } from '../schedules/state.js';
@@ -34,9 +34,13 @@ import { followEvents, listEvents } from '../events/read.js';
 /** A join token lives an hour unless asked otherwise: long enough to start a box, short enough to leak. */
 const JOIN_TOKEN_DEFAULT_S = 3600;
 
-export function clientService(ctx: SchedulerContext): TrainyardHandlers {
-  const tokens = new TokenVerifier(ctx.db);
-  const g: Gate = { log: ctx.log, authenticate: (md) => authenticateClient(tokens, md), streams: new StreamLimiter(ctx.settings.maxStreamsPerToken) };
+/**
+ * `auth`: the token verifier and stream cap, shared with the web console's API (scheduler/http/), so a
+ * revocation takes effect on both at once and a token's streams are counted across both.
+ */
+export function clientService(ctx: SchedulerContext, auth: { tokens: TokenVerifier; streams: StreamLimiter }): TrainyardHandlers {
+  const { tokens } = auth;
+  const g: Gate = { log: ctx.log, authenticate: (md) => authenticateClient(tokens, md), streams: auth.streams };
   return {
     PushPackage: clientStream(g, 'PushPackage', (call, caller) => receivePackage(ctx, call, caller)),
     ListPackageVersions: unary(g, 'ListPackageVersions', async (req, caller) => ({ versions: await listPackageVersions(ctx, req.name, caller) })),

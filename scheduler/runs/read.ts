@@ -6,6 +6,7 @@ import type { Principal } from '../auth/principal.js';
 import { authorize, type Action } from '../auth/policy.js';
 import { RunStatus, isTerminal } from '../../shared/run-states.js';
 import { runToProto } from './to-proto.js';
+import { parsePipeline } from '../../shared/pipelines.js';
 import { watchRun } from '../watch.js';
 
 export async function getRun(ctx: SchedulerContext, id: string): Promise<Run> {
@@ -21,12 +22,17 @@ export async function authorizeRun(ctx: SchedulerContext, caller: Principal, id:
   authorize(caller, action, r.project);
 }
 
-/** Newest first; `limit` 0 means 50, at most 1000; `project` null means every project's; `schedule`: fired by it. */
-export async function listRuns(ctx: SchedulerContext, o: { status: string; limit: number; schedule?: string; project?: string | null }): Promise<Run[]> {
+/**
+ * Newest first; `limit` 0 means 50, at most 1000; `project` null means every project's; `schedule`: fired
+ * by it; `package` and `pipeline` (the console's filters): of that package, of that kind.
+ */
+export async function listRuns(ctx: SchedulerContext, o: { status: string; limit: number; schedule?: string; project?: string | null; package?: string; pipeline?: string }): Promise<Run[]> {
   let q = ctx.db.selectFrom('runs').selectAll().orderBy('created_at', 'desc').limit(Math.min(Math.max(o.limit || 50, 1), 1000));
   if (o.status) q = q.where('status', '=', o.status as RunStatus);
   if (o.schedule) q = q.where('schedule', '=', o.schedule);
   if (o.project != null) q = q.where('project', '=', o.project);
+  if (o.package) q = q.where('package', '=', o.package);
+  if (o.pipeline) q = q.where('pipeline', '=', parsePipeline(o.pipeline));
   return (await q.execute()).map((r) => runToProto(r));
 }
 

@@ -1,0 +1,319 @@
+// Issue 10, the web console: every page in real headless Chromium (Debian's chromium, driven by
+// playwright-core) against a real stack (scheduler, agent with two fake GPUs, real runs of a stdlib-only
+// package). A reader of one project cannot see another project's run; a member follows a live log, sees a
+// line arrive, previews an image, a CSV and a PDF, downloads a file, kills a run; a 100k-line log stays
+// responsive; an admin sees the fleet. Screenshots of each page go to .test-output/console/.
+import t from 'tap';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { Stack, fakeGpus, root, tempDir, writeTree } from '../helpers/stack.js';
+import { Gate } from '../helpers/packages.js';
+
+const chromiumPath = process.env.TRAINYARD_CHROMIUM ?? ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find((p) => existsSync(p)) ?? 'chromium';
+const shots = path.join(root, '.test-output', 'console');
+
+// train() prints LINES lines, waits for $GATE (when set), then writes artifacts (a real 4x4 PNG, a CSV, a
+// PDF, a text file, an SVG) and prints a line with markup in it, which the console must show as text.
+const trainPy = `
+import os, struct, time, zlib
+def png(w, h, rgb):
+    raw = b"".join(b"\\x00" + bytes(rgb) * w for _ in range(h))
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    return b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+PDF = b"%PDF-1.4\\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\\n3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 100]>>endobj\\ntrailer<</Root 1 0 R>>\\n%%EOF\\n"
+class Main:
+    def train(self, d):
+        n = int(os.environ.get("LINES", "5"))
+        for i in range(1, n + 1):
+            print("line %d" % i, flush=True)
+        gate = os.environ.get("GATE")
+        deadline = time.time() + 300
+        while gate and not os.path.exists(gate) and time.time() < deadline:
+            time.sleep(0.05)
+        a = os.environ["artifacts_directory"]
+        os.makedirs(os.path.join(a, "plots"), exist_ok=True)
+        with open(os.path.join(a, "plots", "chart.png"), "wb") as fh:
+            fh.write(png(4, 4, (220, 40, 40)))
+        with open(os.path.join(a, "metrics.csv"), "w") as fh:
+            fh.write("metric,value\\naccuracy,0.93\\n")
+        with open(os.path.join(a, "report.pdf"), "wb") as fh:
+            fh.write(PDF)
+        with open(os.path.join(a, "notes.txt"), "w") as fh:
+            fh.write("hello from train\\n")
+        with open(os.path.join(a, "logo.svg"), "w") as fh:
+            fh.write('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+        print("<b>trained</b> & done", flush=True)
+    def save(self):
+        with open("model.txt", "w") as fh:
+            fh.write("ok")
+`;
+
+const csv = 'metric,value\naccuracy,0.93\n';
+
+t.test('the web console, page by page, in headless Chromium', async (t) => {
+  mkdirSync(shots, { recursive: true });
+  const s = await Stack.create(t, { agents: [{ gpus: fakeGpus(2, 'console'), labels: 'zone=a,tier=gold' }] });
+  const base = `http://${s.httpAddress}`;
+  const token = async (project: string, role: string) => (await s.cliJson(['tokens', 'create', '--project', project, '--role', role, '--name', `${role}-${project}`])).token as string;
+  const member = await token('vision', 'member');
+  const reader = await token('vision', 'reader');
+  const otherMember = await token('other', 'member');
+  const as = (tok: string) => (args: string[]) => s.cliJson([...args, '--token', tok]);
+  const M = as(member);
+  const O = as(otherMember);
+
+  await M(['package', 'push', writeTree(tempDir(), { 'train.py': trainPy }), '--name', 'viz']);
+  await M(['dataset', 'push', writeTree(tempDir(), { 'a.csv': '1,2\n', 'sub/b.csv': '3,4\n5,6\n' }), '--name', 'd']);
+  await O(['package', 'push', writeTree(tempDir(), { 'train.py': trainPy }), '--name', 'hidden']);
+  await O(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'od']);
+  await s.cliJson(['projects', 'set', 'vision', '--max-runs', '4', '--max-gpus', '2']);
+  await M(['schedules', 'create', 'nightly', '--cron', '0 3 * * *', '--', 'run', 'train', '--package', 'viz', '--dataset', 'd']);
+
+  const gate = new Gate();
+  const runA = (await M(['run', 'train', '--package', 'viz', '--dataset', 'd', '--gpu', '--env', `GATE=${gate.file}`, '--env', 'save_training_data=true'])).id as string;
+  const runB = (await O(['run', 'train', '--package', 'hidden', '--dataset', 'od'])).id as string;
+
+  const browser: Browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] });
+  t.teardown(() => browser.close());
+  const cspViolations: string[] = [];
+  const pageErrors: string[] = [];
+  const signIn = async (tok: string): Promise<Page> => {
+    const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1360, height: 900 } });
+    const page = await context.newPage();
+    page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text()); });
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    await page.goto(`${base}/`);
+    await page.fill('input[name=token]', tok);
+    await page.click('button[type=submit]');
+    await page.waitForSelector('[data-testid=who]');
+    return page;
+  };
+  const shot = (page: Page, name: string) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+  const get = (p: string, tok?: string, method = 'GET') => fetch(`${base}${p}`, { method, headers: tok ? { authorization: `Bearer ${tok}` } : {} });
+
+  await t.test('the page is self-contained and locked down', async (t) => {
+    const res = await get('/');
+    t.equal(res.status, 200, 'GET / serves the console');
+    const csp = res.headers.get('content-security-policy') ?? '';
+    t.match(csp, /script-src 'self'/, 'scripts only from the scheduler');
+    t.notMatch(csp, /unsafe-inline|unsafe-eval/, 'no inline script');
+    t.equal(res.headers.get('x-content-type-options'), 'nosniff');
+    const html = await res.text();
+    t.notMatch(html, /https?:\/\//, 'the page loads nothing from another host (no CDN)');
+    t.notMatch(html, /<script>/, 'and has no inline script');
+    t.equal((await get('/assets/app.js')).status, 200, 'its bundle is served');
+    t.equal((await get('/api/runs')).status, 401, 'the API without a token: 401');
+    t.equal((await get('/api/runs', 'tyt_aaaaaaaaaaaa_' + 'a'.repeat(43))).status, 401, 'with an unknown token: 401');
+  });
+
+  await t.test('a reader sees its project only, and cannot kill', async (t) => {
+    const page = await signIn(reader);
+    t.match(await page.textContent('[data-testid=who]'), /reader of vision/);
+    await page.waitForSelector(`[data-testid=runs] a:text("${runA}")`);
+    t.equal(await page.locator(`[data-testid=runs] a:text("${runB}")`).count(), 0, 'another project\'s run is not listed');
+    await shot(page, 'runs-reader');
+    await page.goto(`${base}/#/runs/${runB}`);
+    const refusal = await page.waitForSelector('[data-testid=error]');
+    t.match(await refusal.textContent(), /may not read runs of project "other"/, 'opening it by id is refused, naming its project');
+    t.equal((await get(`/api/runs/${runB}`, reader)).status, 403, 'the API refuses it too: 403');
+    t.equal((await get(`/api/runs/${runB}/files`, reader)).status, 403, 'and its outputs');
+    t.equal((await get(`/api/runs/${runB}/logs`, reader)).status, 403, 'and its log stream');
+    t.equal((await get('/api/runs?project=other', reader)).status, 403, 'and a list filtered on its project');
+    await page.goto(`${base}/#/runs/${runA}`);
+    await page.waitForSelector('[data-testid=run-facts]');
+    t.equal(await page.locator('[data-testid=kill]').count(), 0, 'a reader gets no Kill button');
+    t.equal((await get(`/api/runs/${runA}/kill`, reader, 'POST')).status, 403, 'and the server refuses a reader\'s kill');
+    t.equal((await get('/api/agents', reader)).status, 403, 'the fleet is for admins');
+    await page.context().close();
+  });
+
+  const admin = await signIn(s.adminToken);
+  await t.test('an admin sees the agents, each GPU and the run that holds it', async (t) => {
+    await admin.goto(`${base}/#/agents`);
+    await admin.waitForSelector(`[data-agent=agent1] [data-testid=gpu-holder] a:text("${runA}")`, { timeout: 120_000 });
+    const card = admin.locator('[data-agent=agent1]');
+    t.match(await card.textContent(), /GPU-console-0/, 'GPU UUIDs are shown');
+    t.match(await card.textContent(), /zone=a/, 'and labels');
+    t.ok(await admin.locator('[data-agent=agent1] [data-testid=heartbeat]').textContent(), 'and the last heartbeat');
+    t.equal(await admin.locator('[data-testid=drain-agent1]').count(), 1, 'Drain is offered');
+    await shot(admin, 'agents');
+  });
+
+  const page = await signIn(member);
+  await t.test('run details: live log, status, GPUs, then outputs with previews and downloads', async (t) => {
+    await page.goto(`${base}/#/runs/${runA}`);
+    await page.waitForSelector('[data-testid=log] .log-line:has-text("line 5")', { timeout: 120_000 });
+    t.equal(await page.textContent('[data-testid=status]'), 'Running', 'the run is Running while train() waits');
+    t.equal(await page.textContent('[data-testid=run-agent]'), 'agent1');
+    t.match(await page.textContent('[data-testid=run-gpus]'), /GPU \d/, 'its GPU');
+    t.equal(await page.locator('[data-testid=kill]').count(), 1, 'a member may kill its project\'s run');
+    t.equal(await page.locator('[data-testid=log] .log-line:has-text("trained")').count(), 0, 'the last line has not come yet');
+    gate.open();
+    // Without a reload: the line arrives over the open stream, and the status follows.
+    const live = await page.waitForSelector('[data-testid=log] .log-line:has-text("<b>trained</b> & done")', { timeout: 120_000 });
+    t.ok(live, 'a new log line arrived live');
+    t.equal(await page.locator('[data-testid=log] b').count(), 0, 'markup in a log line is shown as text, not rendered');
+    await page.waitForSelector('[data-testid=status]:text("Successful")', { timeout: 120_000 });
+    t.pass('the status became Successful without a reload');
+    await page.waitForSelector('[data-testid=results-json]');
+    t.match(await page.textContent('[data-testid=results-json]'), /"pipeline": "TRAIN_ONLY"/, '_results.json is shown');
+    t.ok(await page.locator('[data-testid=lineage-json]').count(), 'and the lineage');
+    t.match(await page.textContent('[data-testid=timeline]'), /Packaging[\s\S]*Running[\s\S]*train/, 'the status and phase timeline');
+
+    const item = (p: string) => page.locator(`[data-path="${p}"]`);
+    await page.waitForSelector('[data-path="artifacts/plots/chart.png"]');
+    t.equal(await item('train_data/sub/b.csv').count(), 1, 'the data copy is in the tree');
+    t.equal(await item('_results.json').count(), 1, 'so are the run\'s own outputs');
+    await item('artifacts/plots/chart.png').locator('button:text("Preview")').click();
+    const img = await page.waitForSelector('[data-testid=preview-image]');
+    await page.waitForFunction(() => (document.querySelector('[data-testid=preview-image]') as HTMLImageElement | null)?.complete === true);
+    t.equal(await img.evaluate((el) => (el as HTMLImageElement).naturalWidth), 4, 'the PNG artifact is previewed (decoded, 4 px wide)');
+    t.match(await img.getAttribute('src'), /^blob:/, 'from a blob: the browser holds no storage URL');
+    await shot(page, 'run-details');
+    await item('artifacts/metrics.csv').locator('button:text("Preview")').click();
+    await page.waitForSelector('[data-testid=preview-csv] td:text("accuracy")');
+    t.pass('the CSV is previewed as a table');
+    await item('artifacts/report.pdf').locator('button:text("Preview")').click();
+    const pdf = await page.waitForSelector('[data-testid=preview-pdf]');
+    t.equal(await pdf.getAttribute('type'), 'application/pdf', 'the PDF is embedded');
+    t.match(await pdf.getAttribute('src'), /^blob:/, 'from a blob too');
+    const served = await get(`/api/runs/${runA}/file?path=${encodeURIComponent('artifacts/report.pdf')}`, member);
+    t.equal(served.headers.get('content-type'), 'application/pdf', 'served as a PDF');
+    t.match(await served.text(), /^%PDF-1\.4/, 'with its bytes');
+    await item('artifacts/notes.txt').locator('button:text("Preview")').click();
+    await page.waitForSelector('[data-testid=preview-text]:has-text("hello from train")');
+    t.equal(await item('artifacts/logo.svg').locator('button:text("Preview")').count(), 0, 'an SVG gets no preview (it could hold script)');
+
+    const [download] = await Promise.all([page.waitForEvent('download'), item('artifacts/metrics.csv').locator('button:text("Download")').click()]);
+    t.equal(download.suggestedFilename(), 'metrics.csv', 'the download is named after the file');
+    t.equal(readFileSync((await download.path())!, 'utf8'), csv, 'and has its bytes');
+
+    const file = await get(`/api/runs/${runA}/file?path=${encodeURIComponent('artifacts/logo.svg')}`, member);
+    t.equal(file.headers.get('content-type'), 'application/octet-stream', 'the server serves an SVG as bytes');
+    t.match(file.headers.get('content-disposition'), /^attachment/, 'as an attachment');
+    t.match(file.headers.get('content-security-policy'), /sandbox/, 'sandboxed');
+    for (const bad of ['../../../packages/viz', 'artifacts/../../attempt-2/x', '/etc/passwd', 'artifacts//x', 'a\\b']) {
+      t.equal((await get(`/api/runs/${runA}/file?path=${encodeURIComponent(bad)}`, member)).status, 400, `path "${bad}" is refused`);
+    }
+    t.equal((await get(`/api/runs/${runA}/file?path=nothing.txt`, member)).status, 404, 'a missing file: 404');
+    t.equal((await get(`/api/runs/${runB}/file?path=_results.json`, member)).status, 403, 'another project\'s file: 403');
+  });
+
+  await t.test('runs list: filters, sorting, live statuses, kill', async (t) => {
+    const runD = (await M(['run', 'train', '--package', 'viz', '--dataset', 'd', '--env', `GATE=${new Gate().file}`])).id as string;
+    await page.goto(`${base}/#/runs`);
+    const row = (id: string) => page.locator(`[data-testid=runs] tr:has(a:text("${id}"))`);
+    await page.waitForSelector(`[data-testid=runs] tr:has(a:text("${runD}"))`);
+    t.equal(await page.locator(`[data-testid=runs] a:text("${runB}")`).count(), 0, 'a member sees its project\'s runs only');
+    // Kill it from its page in a second tab; the list in this one shows the change without a reload.
+    const other = await signIn(member);
+    await other.goto(`${base}/#/runs/${runD}`);
+    await other.click('[data-testid=kill]');
+    await other.click('[data-testid=kill-confirm]');
+    await other.waitForSelector('[data-testid=status]:text("Killed")', { timeout: 60_000 });
+    t.pass('Kill on the run page ends the run Killed');
+    await other.context().close();
+    await row(runD).locator('[data-testid=status]:text("Killed")').waitFor();
+    t.pass('the list shows Killed without a reload');
+
+    await page.selectOption('select[name=status]', 'Successful');
+    await page.waitForFunction((id) => !document.querySelector(`[data-testid=runs]`)?.textContent?.includes(id), runD);
+    t.equal(await row(runA).count(), 1, 'filter by status: the Successful run stays');
+    t.match(page.url(), /status=Successful/, 'the filter is in the URL');
+    await page.selectOption('select[name=status]', '');
+    await page.fill('input[name=package]', 'nope');
+    await page.press('input[name=package]', 'Tab');
+    await page.waitForSelector('[data-testid=runs] td.empty');
+    t.pass('filter by package: none of "nope"');
+    await page.fill('input[name=package]', 'viz');
+    await page.press('input[name=package]', 'Tab');
+    await page.selectOption('select[name=pipeline]', 'TRAIN_ONLY');
+    await page.waitForSelector(`[data-testid=runs] a:text("${runD}")`);
+    await page.click('[data-testid=runs] th:text("Run")');
+    const ids = async () => page.locator('[data-testid=runs] tbody tr td:first-child').allTextContents();
+    t.same(await ids(), [...(await ids())].sort(), 'sorted by run id, ascending');
+    await page.click('[data-testid=runs] th:has-text("Run")');
+    t.same(await ids(), [...(await ids())].sort().reverse(), 'and descending');
+    await shot(page, 'runs');
+    t.equal((await get(`/api/runs?schedule=nightly`, member)).status, 200, 'filter by schedule');
+  });
+
+  await t.test('a 100k-line log follows without freezing the page', async (t) => {
+    const runC = (await M(['run', 'train', '--package', 'viz', '--dataset', 'd', '--env', 'LINES=100000'])).id as string;
+    await page.goto(`${base}/#/runs/${runC}`);
+    await page.waitForSelector('[data-testid=log] .log-line:has-text("line 100000")', { timeout: 300_000 });
+    t.pass('the last of 100,000 lines arrived and is in view (following)');
+    t.ok(Number(/(\d+) lines/.exec((await page.textContent('[data-testid=log-count]')) ?? '')?.[1]) >= 100_000, 'every line is held');
+    const rows = await page.locator('[data-testid=log] .log-line').count();
+    t.ok(rows < 300, `only the rows in view are in the DOM (${rows})`);
+    t.equal(await page.evaluate(() => 1 + 1), 2, 'the page answers');
+    await page.locator('[data-testid=log]').evaluate((el) => { el.scrollTop = 0; });
+    await page.waitForSelector('[data-testid=log] .log-line[data-seq="1:1"]');
+    t.pass('scrolling to the top shows the first line');
+    await shot(page, 'run-logs-100k');
+  });
+
+  await t.test('packages, versions and lineage; datasets; projects; schedules; events', async (t) => {
+    await page.goto(`${base}/#/packages`);
+    await page.waitForSelector('[data-testid=packages] a:text("viz")');
+    t.equal(await page.locator('[data-testid=packages] a:text("hidden")').count(), 0, 'another project\'s package is not listed');
+    await shot(page, 'packages');
+    await page.click('[data-testid=packages] a:text("viz")');
+    await page.waitForSelector('[data-testid=versions]');
+    const versions = await page.textContent('[data-testid=versions]');
+    t.match(versions, new RegExp(runA), 'a version shows the run that made it');
+    t.match(versions, /[0-9a-f]{64}/, 'and its sha256');
+    await page.click('[data-testid=versions] tr:has(a:text("1.1")) button:text("Lineage")');
+    await page.waitForSelector('[data-testid=lineage]');
+    const lineage = await page.textContent('[data-testid=lineage]');
+    t.match(lineage, new RegExp(`viz 1\\.1[\\s\\S]*${runA}[\\s\\S]*from 1\\.0[\\s\\S]*viz 1\\.0[\\s\\S]*uploaded`), 'the lineage chain walks back to the upload');
+    await shot(page, 'package-versions');
+
+    await page.goto(`${base}/#/datasets`);
+    await page.click('[data-testid=datasets] a:text("d")');
+    await page.waitForSelector('[data-testid=dataset-tree] [data-file="b.csv"]');
+    t.match(await page.textContent('[data-testid=dataset-tree]'), /sub\/[\s\S]*b\.csv 8 B/, 'the tree with folders and sizes');
+    await shot(page, 'dataset-tree');
+    t.equal((await get('/api/datasets/od/files', member)).status, 403, 'another project\'s dataset: 403');
+
+    await page.goto(`${base}/#/projects`);
+    await page.waitForSelector('[data-testid=projects] a:text("vision")');
+    const cells = await page.locator('[data-testid=projects] tr:has(a:text("vision")) td').allTextContents();
+    t.same(cells.slice(4, 6), ['4', '2'], 'its caps');
+    t.ok(cells.slice(1, 4).every((c) => /^\d+$/.test(c)), 'and its usage (running, GPUs held, queued)');
+    t.equal(await page.locator('[data-testid=projects] a:text("other")').count(), 0, 'only its own project');
+    await shot(page, 'projects');
+
+    await page.goto(`${base}/#/schedules`);
+    await page.waitForSelector('[data-testid=schedules] a:text("nightly")');
+    t.match(await page.textContent('[data-testid=schedules]'), /0 3 \* \* \*/, 'the schedule and its cron');
+    await shot(page, 'schedules');
+
+    await page.goto(`${base}/#/events`);
+    await page.waitForSelector('[data-testid=events] td:text("run.succeeded")');
+    t.equal(await page.locator(`[data-testid=events] a:text("${runB}")`).count(), 0, 'no event of another project');
+    await page.selectOption('select[name=kind]', 'schedule');
+    await page.waitForSelector('[data-testid=events] td:text("schedule.created")');
+    t.equal(await page.locator('[data-testid=events] td:text("run.succeeded")').count(), 0, 'filtered by kind group');
+    await shot(page, 'events');
+  });
+
+  await t.test('an admin drains the agent from the Agents page', async (t) => {
+    await admin.goto(`${base}/#/agents`);
+    await admin.click('[data-testid=drain-agent1]');
+    await admin.waitForSelector('[data-agent=agent1] .status:text-matches("draining|offline")');
+    t.pass('the agent is draining');
+    const [row] = await s.query("SELECT status FROM agents WHERE name = 'agent1'");
+    t.match(row?.status, /draining|offline/, 'in Postgres too');
+  });
+
+  await page.goto(`${base}/#/runs`);
+  await page.click('button:text("Sign out")');
+  await page.waitForSelector('input[name=token]');
+  t.equal(await page.evaluate(() => sessionStorage.length), 0, 'signing out forgets the token');
+  await shot(page, 'sign-in');
+  t.same(cspViolations, [], 'no Content-Security-Policy violation on any page');
+  t.same(pageErrors, [], 'no uncaught error on any page');
+});
