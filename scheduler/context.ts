@@ -8,7 +8,6 @@ import type { schedulerSettings } from '../shared/settings.js';
 import type { Subjects } from '../shared/subjects.js';
 import type { RetryOptions } from '../shared/storage.js';
 import type { RunTransitions } from './runs/transitions.js';
-import type { AttemptCredentials } from './storage/credential-cache.js';
 
 /** What every scheduler handler is given: its dependencies, passed explicitly. */
 export interface SchedulerContext {
@@ -22,8 +21,6 @@ export interface SchedulerContext {
   readonly storageRetry: RetryOptions;
   /** The run state machine; every change it makes is logged and announced by one hook. */
   readonly runs: RunTransitions;
-  /** Storage credentials for attempts: issued at the claim, or ahead of it when this scheduler placed it. */
-  readonly credentials: AttemptCredentials;
   /** Rings the placement doorbell for every scheduler. */
   kick(): void;
   /** Tells watchers of a run (on any scheduler) that it changed. */

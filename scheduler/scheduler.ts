@@ -29,8 +29,6 @@ import { serverCredentials, servesTls } from '../shared/tls.js';
 import { ScheduleTicker } from './schedules/ticker.js';
 import { EventRetention } from './events/retention.js';
 import { RunStatus } from '../shared/run-states.js';
-import { AttemptCredentials } from './storage/credential-cache.js';
-import { issueAttemptCredentials } from './storage/attempt-credentials.js';
 
 export type SchedulerState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -114,16 +112,13 @@ export class Scheduler {
         publish(subjects.run(c.id));
         if (c.freed) kick();
       });
-      const credentials = new AttemptCredentials((scope) => issueAttemptCredentials({
-        minioEndpoint: settings.minioEndpoint, accessKey: settings.minioAccessKey, secretKey: settings.minioSecretKey, durationSeconds: settings.storageCredentialSeconds,
-      }, scope), settings.bucket);
       const placer = new Placer({
-        db, runs, databaseUrl: settings.databaseUrl, nats, subjects, log, onPlaced: (r) => credentials.prefetch(r),
+        db, runs, databaseUrl: settings.databaseUrl, nats, subjects, log,
         agentLostAfterMs: settings.agentLostAfterMs, dispatchAckTimeoutMs: settings.dispatchAckTimeoutMs,
       });
       this.#placer = placer;
       const ctx: SchedulerContext = {
-        settings, db, pool, minio, nats, subjects, log, storageRetry, runs, credentials,
+        settings, db, pool, minio, nats, subjects, log, storageRetry, runs,
         kick,
         runChanged: (id) => publish(subjects.run(id)),
       };

@@ -6,8 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { NatsConnection } from 'nats';
 import type { Logger } from 'pino';
-import type { Db, RunsTable } from '../db/database.js';
-import type { Selectable } from 'kysely';
+import type { Db } from '../db/database.js';
 import type { Request } from './fleet.js';
 import { FleetIndex } from './fleet-index.js';
 import { queueHead, projectUsage, overLimit } from './queue.js';
@@ -33,8 +32,6 @@ export interface PlacerDeps {
   log: Logger;
   agentLostAfterMs: number;
   dispatchAckTimeoutMs: number;
-  /** Told of each attempt placed, before its doorbell rings (storage credentials start being issued). */
-  onPlaced?: (run: Selectable<RunsTable>) => void;
 }
 
 export class Placer {
@@ -180,7 +177,6 @@ export class Placer {
     const now = Date.now();
     for (const p of placed) schedulerMetrics.queueWait.observe(Math.max(0, now - p.created_at.getTime()) / 1000);
     for (const p of placed) {
-      this.deps.onPlaced?.(p);
       try {
         this.deps.nats.publish(this.deps.subjects.dispatch(p.agent!), JSON.stringify(doorbellFor(p)));
       } catch (err) {
