@@ -69,6 +69,7 @@ export class Api {
   packageLineage = (req: P.PackageLineageRequest) => this.#u<P.PackageLineageRequest, P.PackageLineageResponse__Output>(this.client.PackageLineage, req);
   listDatasets = () => this.#u<P.ListDatasetsRequest, P.ListDatasetsResponse__Output>(this.client.ListDatasets, {});
   submitRun = (req: P.SubmitRunRequest) => this.#u<P.SubmitRunRequest, P.Run__Output>(this.client.SubmitRun, req);
+  submitRuns = (req: P.SubmitRunsRequest) => this.#u<P.SubmitRunsRequest, P.SubmitRunsResponse__Output>(this.client.SubmitRuns, req);
   getRun = (id: string) => this.#u<P.GetRunRequest, P.Run__Output>(this.client.GetRun, { id });
   listRuns = (req: P.ListRunsRequest) => this.#u<P.ListRunsRequest, P.ListRunsResponse__Output>(this.client.ListRuns, req);
   killRun = (id: string) => this.#u<P.KillRunRequest, P.Run__Output>(this.client.KillRun, { id });

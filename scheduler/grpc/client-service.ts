@@ -1,6 +1,7 @@
 // The client API (service Trainyard). Each handler is a thin adapter: it asks the policy
 // (scheduler/auth/policy.ts) whether the caller may, then makes one call into runs/, packages/, datasets/,
 // agents/, projects or auth/; handlers.ts authenticated the caller and turns what they throw into statuses.
+import { submitRuns } from '../runs/submit-batch.js';
 import { packageLineage } from '../runs/lineage.js';
 import type { SchedulerContext } from '../context.js';
 import type { TrainyardHandlers } from '../../shared/proto/gen/trainyard/v1/Trainyard.js';
@@ -53,6 +54,15 @@ export function clientService(ctx: SchedulerContext, auth: { tokens: TokenVerifi
       const id = await submitRun(ctx, req, caller);
       await authorizeRun(ctx, caller, id, Actions.ReadRun); // an idempotency key may name another project's run
       return getRun(ctx, id);
+    }),
+    SubmitRuns: unary(g, 'SubmitRuns', async (req, caller) => {
+      const ids = await submitRuns(ctx, req.runs ?? [], caller);
+      const runs = [];
+      for (const id of ids) {
+        await authorizeRun(ctx, caller, id, Actions.ReadRun);
+        runs.push(await getRun(ctx, id));
+      }
+      return { runs };
     }),
     GetRun: unary(g, 'GetRun', async (req, caller) => {
       await authorizeRun(ctx, caller, req.id, Actions.ReadRun);

@@ -3,7 +3,7 @@
 // sweep) and the agent's (--metrics-listen: transfers, attempts, its state).
 import t from 'tap';
 import { Stack, fakeGpus } from '../helpers/stack.js';
-import { Gate, pushGated, submitGated, waitForAttempt } from '../helpers/packages.js';
+import { Gate, pushGated, submitGated, until, waitForAttempt } from '../helpers/packages.js';
 
 type Series = { name: string; labels: Record<string, string>; value: number };
 
@@ -81,7 +81,12 @@ t.test('scheduler and agent metrics after a GPU run', async (t) => {
   t.ok(logs!.n > 0, `the run logged ${logs!.n} lines`);
   t.equal(after.value('trainyard_log_lines_ingested_total'), logs!.n, 'every stored log line counted once');
 
-  const agentAfter = await scrape(agentAddress);
+  // The run is Successful once the scheduler committed it; the agent is done with the attempt a moment
+  // later (the end report's answer, then its clean-up): the gauge must come back to 0 (or this times out).
+  const agentAfter = await until('the agent to be done with the attempt', async () => {
+    const m = await scrape(agentAddress);
+    return m.value('trainyard_agent_attempts_running') === 0 ? m : null;
+  }, 30_000);
   t.ok(agentAfter.value('trainyard_agent_transfer_bytes_total', { direction: 'download' })! > 0, 'the agent downloaded bytes (package, data)');
   t.ok(agentAfter.value('trainyard_agent_transfer_bytes_total', { direction: 'upload' })! > 0, 'and uploaded bytes (artifacts, the new version)');
   t.equal(agentAfter.value('trainyard_agent_transfer_errors_total', { direction: 'download' }), undefined, 'no transfer failed');
