@@ -10,12 +10,8 @@
 //
 //   node dist/bench/compare.js [--latency-runs 50] [--burst 500] [--submits 2000] [--json]
 import { parseArgs } from 'node:util';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
-import os from 'node:os';
 import path from 'node:path';
-import { benchAdminToken, benchEnv, benchMinio, benchNats, median, percentile, startTrainyard, type BenchEnv, type Proc } from './lib.js';
-import { Api, streamOf } from '../cli/client.js';
+import { enteredAt, median, percentile, startNoopTrainyard, waitEnded } from './lib.js';
 import { projectRoot } from '../shared/proto.js';
 
 const { values } = parseArgs({ options: {
@@ -24,64 +20,21 @@ const { values } = parseArgs({ options: {
 const r1 = (x: number) => Math.round(x * 10) / 10;
 const say = (m: string) => { if (!values.json) console.error(`[compare] ${m}`); };
 
+/** One agent with 2 CPUs, 2 run slots and 2 (fake) GPUs. */
+const COMPARE_AGENT = {
+  TRAINYARD_AGENT_NAME: 'compare-agent', TRAINYARD_CPUS: '2', TRAINYARD_MAX_RUNS: '2', TRAINYARD_NVIDIA_SMI: path.join(projectRoot(), 'test', 'fixtures', 'bin', 'nvidia-smi'),
+  FAKE_NVIDIA_SMI_GPUS: '0, GPU-compare-0, NVIDIA H100 80GB HBM3, 81559;1, GPU-compare-1, NVIDIA H100 80GB HBM3, 81559',
+};
+
 /** Runs `n` calls of `fn`, `width` at a time. */
 async function inFlight(n: number, width: number, fn: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
   await Promise.all(Array.from({ length: width }, async () => { while (next < n) await fn(next++); }));
 }
 
-interface Setup { bench: BenchEnv; scheduler: Proc; agent: Proc | null; address: string; api: Api; cli(args: string[]): void }
-
-async function setup(withAgent: boolean): Promise<Setup> {
-  const bench = await benchEnv({ TRAINYARD_SCHEDULER_LISTEN: '127.0.0.1:0', TRAINYARD_HTTP_LISTEN: '' });
-  const scheduler = startTrainyard(['scheduler'], { ...bench.env, ...benchNats('scheduler'), ...benchMinio(), TRAINYARD_LOG_LEVEL: 'info' });
-  const address = JSON.parse(await scheduler.waitFor(/"msg":"listening"/)).address as string;
-  const api = new Api(address, { token: benchAdminToken(bench) });
-  const work = mkdtempSync(path.join(os.tmpdir(), 'tycompare-'));
-  const cli = (args: string[]) => {
-    const r = spawnSync(process.execPath, [path.join(projectRoot(), 'bin', 'trainyard.js'), ...args, '--scheduler', address], { env: bench.env, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`trainyard ${args.join(' ')}: ${r.stderr}`);
-  };
-  let agent: Proc | null = null;
-  if (withAgent) {
-    const joinToken = (await api.createJoinToken({ name: 'compare', expires_in_seconds: 3600 })).token;
-    agent = startTrainyard(['agent'], {
-      ...bench.env, ...benchNats('agent'), TRAINYARD_LOG_LEVEL: 'info', TRAINYARD_SCHEDULER: address, TRAINYARD_AGENT_NAME: 'compare-agent',
-      TRAINYARD_JOIN_TOKEN: joinToken, TRAINYARD_WORK_DIR: path.join(work, 'work'), TRAINYARD_VENV_DIR: path.join(os.homedir(), '.cache', 'trainyard', 'bench-venvs'),
-      TRAINYARD_CPUS: '2', TRAINYARD_MAX_RUNS: '2', TRAINYARD_NVIDIA_SMI: path.join(projectRoot(), 'test', 'fixtures', 'bin', 'nvidia-smi'),
-      FAKE_NVIDIA_SMI_GPUS: '0, GPU-compare-0, NVIDIA H100 80GB HBM3, 81559;1, GPU-compare-1, NVIDIA H100 80GB HBM3, 81559',
-    });
-    await agent.waitFor(/"msg":"registered"/);
-  }
-  const pkg = path.join(work, 'pkg');
-  const data = path.join(work, 'data');
-  mkdirSync(pkg, { recursive: true });
-  mkdirSync(data, { recursive: true });
-  writeFileSync(path.join(pkg, 'train.py'), 'import time\nclass Main:\n    def train(self, d):\n        print("ENTERED %.6f" % time.time(), flush=True)\n    def save(self):\n        pass\n');
-  writeFileSync(path.join(data, 'x.csv'), '1\n');
-  cli(['package', 'push', pkg, '--name', 'noop']);
-  cli(['dataset', 'push', data, '--name', 'tiny']);
-  return { bench, scheduler, agent, address, api, cli };
-}
-
-async function teardown(s: Setup): Promise<void> {
-  s.api.close();
-  await s.agent?.stop();
-  await s.scheduler.stop();
-  await s.bench.drop();
-}
-
-async function waitEnded(api: Api, id: string): Promise<Awaited<ReturnType<Api['getRun']>>> {
-  for (;;) {
-    const r = await api.getRun(id);
-    if (['Successful', 'Failed', 'Killed'].includes(r.status)) return r;
-    await new Promise((res) => setTimeout(res, 20));
-  }
-}
-
 const out: Record<string, number> = {};
 {
-  const s = await setup(true);
+  const s = await startNoopTrainyard({ agent: COMPARE_AGENT });
   try {
     const n = Number(values['latency-runs']);
     say(`latency: ${n} sequential runs (and 3 to warm the venv)`);
@@ -93,13 +46,7 @@ const out: Record<string, number> = {};
       const end = await waitEnded(s.api, run.id);
       if (end.status !== 'Successful') throw new Error(`run ${run.id} ${end.status}: ${end.failure_reason}`);
       if (i < 3) continue;
-      let entered = 0;
-      for await (const l of streamOf(s.api.client.StreamLogs({ run_id: run.id, follow: false }))) {
-        const m = /^ENTERED (\d+\.\d+)$/.exec(l.text);
-        if (m) entered = Number(m[1]) * 1000;
-      }
-      if (!entered) throw new Error(`run ${run.id}: no ENTERED line`);
-      lat.push(entered - t0);
+      lat.push(await enteredAt(s.api, run.id) - t0);
     }
     out.latencyP50Ms = r1(median(lat));
     out.latencyP95Ms = r1(percentile(lat, 95));
@@ -119,11 +66,11 @@ const out: Record<string, number> = {};
     }
     out.burstRunsPerS = r1(burst / ((last - t0) / 1000));
   } finally {
-    await teardown(s);
+    await s.stop();
   }
 }
 {
-  const s = await setup(false);
+  const s = await startNoopTrainyard({ agent: null });
   try {
     const n = Number(values.submits);
     say(`SubmitRun alone: ${n} submits, 16 in flight, no agent`);
@@ -131,7 +78,7 @@ const out: Record<string, number> = {};
     await inFlight(n, 16, async () => { await s.api.submitRun({ package: 'noop', dataset: 'tiny' }); });
     out.submitRunsPerS = r1(n / ((Date.now() - t0) / 1000));
   } finally {
-    await teardown(s);
+    await s.stop();
   }
 }
 if (values.json) console.log(JSON.stringify(out));

@@ -1,6 +1,6 @@
 // What the benchmarks share: a database and bucket of their own, a real scheduler process, and medians.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { customAlphabet } from 'nanoid';
@@ -8,7 +8,7 @@ import pg from 'pg';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { projectRoot } from '../shared/proto.js';
 import type * as P from '../shared/proto.js';
-import { unaryCall, type Api } from '../cli/client.js';
+import { Api as ApiClient, streamOf, unaryCall, type Api } from '../cli/client.js';
 import { ErrorCodes, TrainyardError } from '../shared/errors.js';
 import type { Stack } from '../test/helpers/stack.js';
 
@@ -177,4 +177,68 @@ export function benchNats(role: 'scheduler' | 'agent'): Record<string, string> {
   const vars = servicesEnv('nats-users.env');
   const R = role.toUpperCase();
   return vars[`TRAINYARD_NATS_${R}_USER`] ? { TRAINYARD_NATS_USER: vars[`TRAINYARD_NATS_${R}_USER`]!, TRAINYARD_NATS_PASSWORD: vars[`TRAINYARD_NATS_${R}_PASSWORD`] ?? '' } : {};
+}
+
+/** A scheduler (and, unless `agent` is null, one agent with these settings) serving one package, `noop`, and one dataset, `tiny`. */
+export interface NoopTrainyard { bench: BenchEnv; scheduler: Proc; agent: Proc | null; address: string; api: ApiClient; stop(): Promise<void> }
+
+/**
+ * What the latency benches share: a real scheduler and agent on the services, a package whose train()
+ * prints `ENTERED <time.time()>` as its first statement (enteredAt reads it back), and a one-file dataset.
+ */
+export async function startNoopTrainyard(o: { agent: Record<string, string> | null }): Promise<NoopTrainyard> {
+  const bench = await benchEnv({ TRAINYARD_SCHEDULER_LISTEN: '127.0.0.1:0', TRAINYARD_HTTP_LISTEN: '' });
+  const scheduler = startTrainyard(['scheduler'], { ...bench.env, ...benchNats('scheduler'), ...benchMinio(), TRAINYARD_LOG_LEVEL: 'info' });
+  const address = JSON.parse(await scheduler.waitFor(/"msg":"listening"/)).address as string;
+  const api = new ApiClient(address, { token: benchAdminToken(bench) });
+  const work = mkdtempSync(path.join(os.tmpdir(), 'tybench-'));
+  let agent: Proc | null = null;
+  if (o.agent) {
+    const joinToken = (await api.createJoinToken({ name: 'bench', expires_in_seconds: 3600 })).token;
+    agent = startTrainyard(['agent'], {
+      ...bench.env, ...benchNats('agent'), TRAINYARD_LOG_LEVEL: 'info', TRAINYARD_SCHEDULER: address, TRAINYARD_AGENT_NAME: 'bench-agent',
+      TRAINYARD_JOIN_TOKEN: joinToken, TRAINYARD_WORK_DIR: path.join(work, 'work'), TRAINYARD_VENV_DIR: path.join(os.homedir(), '.cache', 'trainyard', 'bench-venvs'),
+      ...o.agent,
+    });
+    await agent.waitFor(/"msg":"registered"/);
+  }
+  const pkg = path.join(work, 'pkg');
+  const data = path.join(work, 'data');
+  mkdirSync(pkg, { recursive: true });
+  mkdirSync(data, { recursive: true });
+  writeFileSync(path.join(pkg, 'train.py'), 'import time\nclass Main:\n    def train(self, d):\n        print("ENTERED %.6f" % time.time(), flush=True)\n    def save(self):\n        pass\n');
+  writeFileSync(path.join(data, 'x.csv'), '1\n');
+  for (const args of [['package', 'push', pkg, '--name', 'noop'], ['dataset', 'push', data, '--name', 'tiny']]) {
+    const r = spawnSync(process.execPath, [path.join(projectRoot(), 'bin', 'trainyard.js'), ...args, '--scheduler', address], { env: bench.env, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`trainyard ${args.join(' ')}: ${r.stderr}`);
+  }
+  return {
+    bench, scheduler, agent, address, api,
+    async stop() {
+      api.close();
+      await agent?.stop();
+      await scheduler.stop();
+      await bench.drop();
+    },
+  };
+}
+
+/** Polls until the run has ended; its last state. */
+export async function waitEnded(api: ApiClient, id: string): Promise<P.Run__Output> {
+  for (;;) {
+    const r = await api.getRun(id);
+    if (['Successful', 'Failed', 'Killed'].includes(r.status)) return r;
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}
+
+/** When the noop package's train() was entered (ms since the epoch), from the run's log, read after the run. */
+export async function enteredAt(api: ApiClient, id: string): Promise<number> {
+  let entered = 0;
+  for await (const l of streamOf(api.client.StreamLogs({ run_id: id, follow: false }))) {
+    const m = /^ENTERED (\d+\.\d+)$/.exec(l.text);
+    if (m) entered = Number(m[1]) * 1000;
+  }
+  if (!entered) throw new Error(`run ${id}: no ENTERED line in its log`);
+  return entered;
 }
