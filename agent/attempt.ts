@@ -99,10 +99,13 @@ export class Attempt {
   #storageClient: Minio.Client | null = null;
   #storageExpiresAt = 0;
   readonly #redact: Redact;
+  /** The run's pipeline kind (the dispatch was validated: agent/claim.ts). */
+  readonly #pipeline: Pipeline;
 
   constructor(readonly dispatch: Dispatch, private readonly deps: AttemptDeps) {
     this.#dir = path.join(deps.workDir, `${dispatch.run_id}-a${dispatch.attempt}`);
     this.#redact = secretMasker(dispatch.secrets ?? {});
+    this.#pipeline = parsePipeline(dispatch.pipeline);
     this.logs = new LogShipper({
       redact: this.#redact,
       sink: {
@@ -258,7 +261,7 @@ export class Attempt {
     await mkdir(data, { recursive: true });
     this.logs.line('system', `[trainyard] dataset ${d.dataset}: ${got.files} files, ${got.bytes} bytes made local`);
     const folders: Folders = { data, training: null, test: null, scratch: null };
-    if (d.pipeline === Pipeline.Full) {
+    if (this.#pipeline === Pipeline.Full) {
       folders.training = path.join(this.#dir, 'training_data');
       folders.test = path.join(this.#dir, 'test_data');
       for (const f of [folders.training, folders.test]) await mkdir(f);
@@ -309,7 +312,7 @@ export class Attempt {
     }
     const script = harnessPath();
     const python = path.join(venv, 'bin', 'python');
-    const pipeline = parsePipeline(d.pipeline);
+    const pipeline = this.#pipeline;
     const args = ['-u', script, '--package-dir', pkgDir, '--data-dir', folders.data, '--result-file', resultFile, '--pipeline', pipeline];
     if (folders.training) args.push('--training-dir', folders.training);
     if (folders.test) args.push('--test-dir', folders.test);
@@ -350,7 +353,7 @@ export class Attempt {
   async #upload(pkgDir: string, folders: Folders, phases: PhaseTime[]): Promise<{ saved: boolean; savedTest: boolean; size: number; sha256: string }> {
     this.#phase = 'uploading';
     const d = this.dispatch;
-    const pipeline = parsePipeline(d.pipeline);
+    const pipeline = this.#pipeline;
     const plan = planOutputs(pkgDir, d.output_prefix!, d.env ?? {});
     const minio = await this.#storage();
     // What is uploaded as the training and the test data: for a full pipeline, what process_data wrote

@@ -33,6 +33,11 @@ export function checkRelativePath(what: string, p: string): string {
 }
 
 /** "NAME" or "NAME/sub/folder" → its parts. */
+/** "NAME" or "NAME/sub": parseDatasetRef's inverse, as runs show their datasets. */
+export function formatDatasetRef(name: string, sub: string | null | undefined): string {
+  return sub ? `${name}/${sub}` : name;
+}
+
 export function parseDatasetRef(ref: string, what = 'dataset'): { name: string; sub: string } {
   const slash = ref.indexOf('/');
   const name = checkName(what, slash < 0 ? ref : ref.slice(0, slash));

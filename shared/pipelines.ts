@@ -14,6 +14,11 @@ export const pipelines: readonly Pipeline[] = Object.values(Pipeline);
 /** The words the CLI uses (`trainyard run train|evaluate|full`). */
 const shortNames: Record<string, Pipeline> = { train: Pipeline.Train, evaluate: Pipeline.Evaluate, full: Pipeline.Full };
 
+/** The CLI's word for a pipeline (`run train|evaluate|full`); an unknown name is given back as it is. */
+export function pipelineWord(p: string): string {
+  return Object.entries(shortNames).find(([, v]) => v === p)?.[0] ?? p;
+}
+
 /** A pipeline named either way ('' is training, as before pipelines had kinds). */
 export function parsePipeline(v: string | undefined): Pipeline {
   if (!v) return Pipeline.Train;

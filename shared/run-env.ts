@@ -34,9 +34,13 @@ export function reservedEnvName(name: string): boolean {
   return RESERVED_NAMES.has(upper) || RESERVED_PREFIXES.some((p) => upper.startsWith(p));
 }
 
+/** What variables cost against MAX_ENV_BYTES: name and value in UTF-8, and '=' and NUL as the kernel stores them. */
+function envBytes(vars: Readonly<Record<string, string>>): number {
+  return Object.entries(vars).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v) + 2, 0);
+}
+
 export function compileRunEnv(user: Readonly<Record<string, string>>, pipeline: Pipeline = Pipeline.Train): Record<string, string> {
   const env: Record<string, string> = { ...pipelineDefaults[pipeline] };
-  let bytes = 0;
   for (const [k, v] of Object.entries(user)) {
     checkEnvName(k);
     if (reservedEnvName(k)) {
@@ -45,9 +49,9 @@ export function compileRunEnv(user: Readonly<Record<string, string>>, pipeline: 
     if ((AGENT_FOLDERS as readonly string[]).includes(k)) throw invalid(`environment variable ${k} is set by the agent (it says where the run's data is)`);
     if (typeof v !== 'string') throw invalid(`environment variable ${k}: expected a string value`);
     if (v.includes('\0')) throw invalid(`environment variable ${k}: value contains a NUL byte`);
-    bytes += Buffer.byteLength(k) + Buffer.byteLength(v) + 2;
     env[k] = v;
   }
+  const bytes = envBytes(user);
   if (bytes > MAX_ENV_BYTES) throw invalid(`the run's environment is ${bytes} bytes; at most ${MAX_ENV_BYTES} are allowed`);
   for (const flag of ['save_training_data', 'save_test_data']) {
     if (env[flag] !== undefined && !/^(true|false)$/i.test(env[flag])) throw invalid(`${flag} must be true or false, got "${env[flag]}"`);
@@ -74,15 +78,14 @@ export const MIN_MASKED_SECRET = 4;
 export function checkRunSecrets(secrets: Readonly<Record<string, string>>, env: Readonly<Record<string, string>>): Record<string, string> {
   const names = Object.keys(secrets);
   if (names.length > MAX_SECRETS) throw invalid(`a run may carry at most ${MAX_SECRETS} secrets, got ${names.length}`);
-  let bytes = Object.entries(env).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v) + 2, 0);
   for (const [k, v] of Object.entries(secrets)) {
     checkEnvName(k);
     if (reservedEnvName(k)) throw invalid(`secret ${k}: the name is reserved (TRAINYARD_*, CUDA_*, NVIDIA_*, LD_*, PYTHONPATH, PYTHONHOME, PATH, HOME and VIRTUAL_ENV are set by the agent)`);
     if ((AGENT_FOLDERS as readonly string[]).includes(k) || Object.prototype.hasOwnProperty.call(env, k)) throw invalid(`secret ${k}: the name is also given as an environment variable`);
     if (typeof v !== 'string' || v === '') throw invalid(`secret ${k}: the value is empty`);
     if (v.includes('\0')) throw invalid(`secret ${k}: value contains a NUL byte`);
-    bytes += Buffer.byteLength(k) + Buffer.byteLength(v) + 2;
   }
+  const bytes = envBytes(env) + envBytes(secrets);
   if (bytes > MAX_ENV_BYTES) throw invalid(`the run's environment and secrets are ${bytes} bytes; at most ${MAX_ENV_BYTES} are allowed`);
   return { ...secrets };
 }

@@ -12,9 +12,8 @@ import { isTerminal } from '../../shared/run-states.js';
 import type { Run__Output, SubmitRunRequest } from '../../shared/proto.js';
 import { runLogs, runLogsFlags } from './run-logs.js';
 import { runDiff, runDiffFlags } from './run-diff.js';
-import { Pipeline, phaseWords } from '../../shared/pipelines.js';
+import { Pipeline, phaseWords, pipelineWord } from '../../shared/pipelines.js';
 
-const verbOf: Record<Pipeline, string> = { [Pipeline.Train]: 'train', [Pipeline.Evaluate]: 'evaluate', [Pipeline.Full]: 'full' };
 const fmtScore = (r: { has_score: boolean; score: number }) => (r.has_score ? String(Math.round(r.score * 1e6) / 1e6) : '');
 
 const runArg: ArgSpec = { name: 'RUN', description: 'the run id (trainyard run list shows them)' };
@@ -183,7 +182,7 @@ async function list({ values }: Parsed<typeof listFlags>, address: string): Prom
   const res = await api.listRuns({ status: values.status ?? '', limit: intFlag(values.limit, 'limit', 0, 1000), schedule: values.schedule ?? '' }).finally(() => api.close());
   if (values.json) console.log(JSON.stringify(res.runs.map(runJson), null, 2));
   else console.log(table(['RUN', 'KIND', 'STATUS', 'PACKAGE', 'DATASET', 'AGENT', 'OUTPUT', 'SCORE', 'CREATED'], res.runs.map((r) => [
-    safeText(r.id), verbOf[r.pipeline as Pipeline] ?? safeText(r.pipeline), statusColor(safeText(r.status)), safeText(`${r.package} ${r.version}`), safeText(r.dataset),
+    safeText(r.id), safeText(pipelineWord(r.pipeline)), statusColor(safeText(r.status)), safeText(`${r.package} ${r.version}`), safeText(r.dataset),
     safeText(r.agent) || '-', safeText(r.output_version) || '-', fmtScore(r) || '-', r.times?.scheduled_at ?? '',
   ])));
   return 0;

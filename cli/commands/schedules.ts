@@ -2,6 +2,7 @@
 // parsed by the same function as `trainyard run train` (submitRequestFromArgs), so a schedule takes every
 // flag a run does.
 import { withApi } from '../client.js';
+import { Pipeline, pipelineWord } from '../../shared/pipelines.js';
 import { jsonFlag } from '../args.js';
 import { flags, group, verb, type Parsed } from '../verb.js';
 import { color, safeText, table } from '../format.js';
@@ -14,8 +15,7 @@ const shown = (s: string) => safeText(s) || '-';
 /** What a firing submits, as the command line that would submit it. */
 function describeRun(r: SubmitRunRequest__Output | null): string {
   if (!r) return '-';
-  const word = r.pipeline === 'EVALUATE_ONLY' ? 'evaluate' : r.pipeline === 'FULL_TRAINING' ? 'full' : 'train';
-  const parts = [`run ${word} --package ${r.package}`];
+  const parts = [`run ${pipelineWord(r.pipeline || Pipeline.Train)} --package ${r.package}`];
   if (r.version) parts.push(`--version ${r.version}`);
   parts.push(`--dataset ${r.dataset}`);
   if (r.eval_dataset) parts.push(`--eval-dataset ${r.eval_dataset}`);

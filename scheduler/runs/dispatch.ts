@@ -2,6 +2,7 @@ import type { Selectable } from 'kysely';
 import type { RunsTable } from '../db/database.js';
 import type { Dispatch, Doorbell } from '../../shared/proto.js';
 import { keys } from '../../shared/storage.js';
+import { formatDatasetRef } from '../../shared/names.js';
 import { formatVersion } from '../../shared/versions.js';
 
 /** NATS's dispatch message is only a doorbell: it names the run; the agent claims the rest over gRPC. */
@@ -18,7 +19,7 @@ export function dispatchFor(r: Selectable<RunsTable>, bucket: string): Dispatch 
     package: r.package,
     version: formatVersion({ major: r.package_major, minor: r.package_minor }),
     package_object_key: r.package_object_key,
-    dataset: r.dataset_sub ? `${r.dataset}/${r.dataset_sub}` : r.dataset,
+    dataset: formatDatasetRef(r.dataset, r.dataset_sub),
     dataset_prefix: keys.datasetPrefix(r.dataset, r.dataset_sub),
     env: r.env,
     gpu_indices: r.gpu_indices,
@@ -27,7 +28,7 @@ export function dispatchFor(r: Selectable<RunsTable>, bucket: string): Dispatch 
     bucket,
     package_sha256: r.package_sha256 ?? '',
     pipeline: r.pipeline,
-    eval_dataset: r.eval_dataset ? (r.eval_dataset_sub ? `${r.eval_dataset}/${r.eval_dataset_sub}` : r.eval_dataset) : '',
+    eval_dataset: r.eval_dataset ? formatDatasetRef(r.eval_dataset, r.eval_dataset_sub) : '',
     eval_dataset_prefix: r.eval_dataset ? keys.datasetPrefix(r.eval_dataset, r.eval_dataset_sub) : '',
   };
 }

@@ -7,7 +7,7 @@ import { sql, type Selectable } from 'kysely';
 import type { SchedulerContext } from '../context.js';
 import type { RunsTable } from '../db/database.js';
 import type { LineageStep } from '../../shared/proto.js';
-import { checkName } from '../../shared/names.js';
+import { checkName, formatDatasetRef } from '../../shared/names.js';
 import { notFound } from '../../shared/errors.js';
 import { formatVersion, parseVersion } from '../../shared/versions.js';
 import type { Principal } from '../auth/principal.js';
@@ -34,8 +34,8 @@ export function buildLineage(run: Selectable<RunsTable>, reported: Record<string
     pipeline: run.pipeline,
     project: run.project,
     input: { package: run.package, version: formatVersion({ major: run.package_major, minor: run.package_minor }), sha256: run.package_sha256 },
-    dataset: run.dataset_sub ? `${run.dataset}/${run.dataset_sub}` : run.dataset,
-    eval_dataset: run.eval_dataset ? (run.eval_dataset_sub ? `${run.eval_dataset}/${run.eval_dataset_sub}` : run.eval_dataset) : null,
+    dataset: formatDatasetRef(run.dataset, run.dataset_sub),
+    eval_dataset: run.eval_dataset ? formatDatasetRef(run.eval_dataset, run.eval_dataset_sub) : null,
     data: reported.data ?? null,
     eval_data: reported.eval_data ?? null,
     environment: reported.environment ?? null,
@@ -70,13 +70,12 @@ export async function packageLineage(ctx: SchedulerContext, req: { name: string;
       r.lineage -> 'data' ->> 'manifest_sha256' AS manifest, r.last_agent AS agent, coalesce(c.score, r.score) AS score
     FROM chain c LEFT JOIN runs r ON r.id = c.run_id ORDER BY c.depth`.execute(ctx.db);
   if (rows.length === 0) throw notFound(`package "${name}" has no version ${formatVersion(v)}`);
-  const ref = (d: string | null, sub: string | null) => (d ? (sub ? `${d}/${sub}` : d) : '');
   return {
     package: name,
     steps: rows.map((r) => ({
       version: formatVersion(r), sha256: r.sha256, source: r.source, created_at: r.created_at.toISOString(), run_id: r.run_id ?? '',
       trained_from: r.trained_major !== null ? formatVersion({ major: r.trained_major, minor: r.trained_minor ?? 0 }) : '',
-      pipeline: r.pipeline ?? '', dataset: ref(r.dataset, r.dataset_sub), eval_dataset: ref(r.eval_dataset, r.eval_dataset_sub),
+      pipeline: r.pipeline ?? '', dataset: r.dataset ? formatDatasetRef(r.dataset, r.dataset_sub) : '', eval_dataset: r.eval_dataset ? formatDatasetRef(r.eval_dataset, r.eval_dataset_sub) : '',
       data_manifest_sha256: r.manifest ?? '', agent: r.agent ?? '', score: r.score ?? 0, has_score: r.score !== null,
     })),
   };

@@ -3,6 +3,7 @@ import type { RunsTable } from '../db/database.js';
 import type { Run } from '../../shared/proto.js';
 import { formatVersion } from '../../shared/versions.js';
 import { keys, outputNames } from '../../shared/storage.js';
+import { formatDatasetRef } from '../../shared/names.js';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : '');
 
@@ -13,7 +14,7 @@ export function runToProto(r: Selectable<RunsTable>, o: { lineage?: boolean } = 
     status: r.status,
     package: r.package,
     version: formatVersion({ major: r.package_major, minor: r.package_minor }),
-    dataset: r.dataset_sub ? `${r.dataset}/${r.dataset_sub}` : r.dataset,
+    dataset: formatDatasetRef(r.dataset, r.dataset_sub),
     resources: { gpus: r.gpus, gpu_model: r.gpu_model, gpu_memory_mb: r.gpu_memory_mb, cpus: r.cpus, memory_mb: r.memory_mb, selector: r.selector },
     env: r.env,
     attempt: r.attempt,
@@ -34,7 +35,7 @@ export function runToProto(r: Selectable<RunsTable>, o: { lineage?: boolean } = 
     status_detail: r.status_detail,
     secret_names: r.secret_names ?? [],
     pipeline: r.pipeline,
-    eval_dataset: r.eval_dataset ? (r.eval_dataset_sub ? `${r.eval_dataset}/${r.eval_dataset_sub}` : r.eval_dataset) : '',
+    eval_dataset: r.eval_dataset ? formatDatasetRef(r.eval_dataset, r.eval_dataset_sub) : '',
     score: r.score ?? 0,
     has_score: r.score !== null && r.score !== undefined,
     phases: r.phases ?? [],

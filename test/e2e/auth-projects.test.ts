@@ -3,15 +3,8 @@
 // capped per project. Real scheduler and agent.
 import t from 'tap';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
+import { quickTrainPy as quick } from '../helpers/packages.js';
 
-const quick = `
-class Main:
-    def train(self, d):
-        print("trained", flush=True)
-    def save(self):
-        with open("model.txt", "w") as fh:
-            fh.write("ok")
-`;
 
 t.test('project A\'s token on B\'s runs, packages and datasets', async (t) => {
   const s = await Stack.create(t);
