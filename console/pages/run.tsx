@@ -58,7 +58,11 @@ function KillButton({ run, onKilled }: { run: Run; onKilled: (r: Run) => void })
 }
 
 export function RunPage({ id }: { id: string }) {
-  const [run, setRun] = useState<Run | null>(null);
+  const [run, setRunState] = useState<Run | null>(null);
+  // Two sources answer about this run: its change stream and the kill call's reply. The reply is read
+  // after the kill was accepted and may arrive after the stream already said Killed (and ended): an
+  // ended run never comes back to life, so an older, live snapshot never replaces an ended one.
+  const setRun = (next: Run | null) => setRunState((cur) => (next && cur && cur.id === next.id && terminal.has(cur.status) && !terminal.has(next.status) ? cur : next));
   const [canKill, setCanKill] = useState(false);
   const [error, setError] = useState<Error | null>(null);
   useEffect(() => {
