@@ -5,6 +5,7 @@ import t from 'tap';
 import { createHash } from 'node:crypto';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
+import { until } from '../helpers/packages.js';
 
 const quick = `
 class Main:
@@ -41,8 +42,11 @@ t.test('a GPU lease left by a crash does not stop placement; the sweep finds and
   t.equal((await s.waitForStatus(cpuRun.id, ['Successful', 'Failed'], 60_000)).status, 'Successful', 'a CPU run submitted after it is placed and succeeds');
   t.equal((await s.waitForStatus(gpuRun.id, ['Successful', 'Failed'], 60_000)).status, 'Successful', 'a GPU run gets the GPU and succeeds');
   t.same(await s.query('SELECT * FROM gpu_leases WHERE run_id = $1', [first.id]), [], 'the leftover lease is gone');
-  const found = await s.query("SELECT kind, run_id, repaired FROM invariant_violations WHERE kind = 'orphan_gpu_lease'");
-  t.ok(found.some((f) => f.run_id === first.id && f.repaired), 'the sweep recorded the orphan lease as repaired');
+  const found = await until('the orphan_gpu_lease record', async () => {
+    const rows = await s.query("SELECT kind, run_id, repaired FROM invariant_violations WHERE kind = 'orphan_gpu_lease' AND run_id = $1", [first.id]);
+    return rows.length > 0 ? rows : undefined;
+  }, 30_000);
+  t.ok(found.some((f) => f.repaired), 'the sweep recorded the orphan lease as repaired');
   const doctor = await s.cliJson(['doctor']).catch((err: Error) => ({ error: err.message }));
   t.ok(!('error' in doctor), `trainyard doctor answers (${'error' in doctor ? doctor.error : 'ok'})`);
 });
@@ -58,7 +62,11 @@ t.test('a queued run with a kill requested is ended Killed by the sweep', async 
   await s.query('UPDATE runs SET kill_requested = true WHERE id = $1', [waiting.id]);
   const run = await s.waitForStatus(waiting.id, ['Killed', 'Failed', 'Successful'], 30_000);
   t.equal(run.status, 'Killed', 'ended Killed');
-  const [v] = await s.query("SELECT repaired FROM invariant_violations WHERE kind = 'killed_but_queued' AND run_id = $1", [waiting.id]);
+  // The sweep records what it found after the repair commits, so the Killed status can be seen first.
+  const [v] = await until('the killed_but_queued record', async () => {
+    const rows = await s.query("SELECT repaired FROM invariant_violations WHERE kind = 'killed_but_queued' AND run_id = $1", [waiting.id]);
+    return rows.length > 0 ? rows : undefined;
+  }, 30_000);
   t.equal(v?.repaired, true, 'recorded as a repaired violation');
 });
 
