@@ -1,9 +1,9 @@
 // ClaimAttempt (AgentLink): NATS only rings an agent's doorbell with a run's id; the agent takes the
 // attempt's details here. It answers only for a run placed on the calling agent and not started yet (a
 // read by primary key), and then acknowledges the dispatch with a write guarded by the same attempt, so the
-// placer's ack deadline leaves it alone (the Packaging report acknowledges too, as before). The answer carries what
+// placer's ack deadline leaves it alone: the run is Packaging from then on. The answer carries what
 // only the claiming agent may have: storage credentials scoped to this attempt, and the run's secrets.
-import { sql, type Selectable } from 'kysely';
+import type { Selectable } from 'kysely';
 import type { SchedulerContext } from '../context.js';
 import type { RunsTable } from '../db/database.js';
 import type { ClaimAttemptRequest__Output, Dispatch, RenewStorageRequest__Output, StorageCredentials } from '../../shared/proto.js';
@@ -61,10 +61,9 @@ export async function claimAttempt(ctx: SchedulerContext, req: ClaimAttemptReque
     }),
     row.secret_names.length === 0 ? Promise.resolve([]) : ctx.db.selectFrom('run_secrets').select(['name', 'value']).where('run_id', '=', row.id).execute(),
   ]);
-  // The acknowledgement, guarded again by the same attempt (a kill or a requeue meanwhile wins).
-  const acked = await ctx.db.updateTable('runs').set({ acked_at: sql<Date>`coalesce(acked_at, now())` })
-    .where('id', '=', row.id).where('agent', '=', agent).where('status', '=', RunStatus.Scheduled).where('lease', '=', row.lease)
-    .returning('id').executeTakeFirst();
+  // The acknowledgement is the Packaging transition (the agent fetches the package next), guarded again by
+  // the same attempt (a requeue meanwhile wins): one statement with its event, and one round trip fewer.
+  const acked = await ctx.runs.startPackaging(row.id, Number(row.lease), agent);
   if (!acked) throw notFound(`run ${req.run_id} attempt ${row.attempt} is no longer waiting to start on agent ${agent}`);
   return { ...dispatchFor(row, ctx.settings.bucket), storage, secrets: Object.fromEntries(secrets.map((s) => [s.name, s.value])) };
 }
