@@ -21,6 +21,8 @@ import { natsOptions } from '../shared/nats.js';
 import { channelCredentials } from '../shared/tls.js';
 import { parseDoorbell, validateDispatch, type Doorbell, type ValidDispatch } from './claim.js';
 import { serveMetrics, type MetricsServer } from './metrics.js';
+import { WarmInterpreters } from './warm-interpreter.js';
+import { PackageCache } from './package-cache.js';
 
 export type AgentState = 'STARTING' | 'RUNNING' | 'DRAINING' | 'STOPPED' | 'FAILED';
 const VERSION = '0.1.0';
@@ -46,6 +48,8 @@ export class AgentDaemon {
   #gpus: Gpu[] = [];
   /** Cgroups and the run user (agent/containment.ts), set up at start. */
   #containment: Containment = { cgroupBase: null, runAs: null };
+  readonly #warm: WarmInterpreters;
+  readonly #packages: PackageCache;
   #link: Link;
   #nats: NatsConnection | null = null;
   #subs: Subscription[] = [];
@@ -57,6 +61,8 @@ export class AgentDaemon {
 
   constructor(readonly settings: Settings<typeof agentSettings>, readonly log: Logger) {
     this.#link = new Link(settings.scheduler, channelCredentials(settings));
+    this.#warm = new WarmInterpreters({ max: settings.warmInterpreters, log });
+    this.#packages = new PackageCache(settings.workDir);
   }
 
   get state(): AgentState { return this.#state; }
@@ -250,7 +256,7 @@ export class AgentDaemon {
       killGraceMs: this.settings.killGraceMs, transferRetries: this.settings.transferRetries,
       zipLimits: { maxUnzippedBytes: 4 * 1024 * 1024 * 1024, maxEntries: 100_000 },
       reportSignal: this.#giveUpReports.signal,
-      gpus: this.#gpus, containment: this.#containment,
+      gpus: this.#gpus, containment: this.#containment, warm: this.#warm, packages: this.#packages,
     };
     const attempt = new Attempt(d, deps);
     this.log.info({ run: d.run_id, attempt: d.attempt, lease: d.lease, gpus: d.gpu_indices }, 'dispatch received');
@@ -328,6 +334,7 @@ export class AgentDaemon {
     for (const s of this.#subs) s.unsubscribe();
     await this.#nats?.drain().catch(() => {});
     this.#link.close();
+    this.#warm.close();
     await this.#metrics?.close();
     if (this.#giveUpTimer) clearTimeout(this.#giveUpTimer);
     this.#setState('STOPPED');

@@ -19,7 +19,9 @@ import { ErrorCodes, errorMessage, isRetryableGrpc, TrainyardError } from '../sh
 import { sha256File } from '../shared/hash.js';
 import { ensureVenv, PackagingError, type VenvOptions } from './venv.js';
 import { LogShipper } from './log-shipper.js';
-import { SupervisedProcess } from './process.js';
+import { SupervisedProcess, type SuperviseOptions } from './process.js';
+import { needsFreshInterpreter, type WarmInterpreters } from './warm-interpreter.js';
+import type { PackageCache } from './package-cache.js';
 import { planOutputs } from './outputs.js';
 import type { Link } from './link.js';
 import { RunCgroup } from './cgroup.js';
@@ -51,6 +53,10 @@ export interface AttemptDeps {
   gpus?: readonly Gpu[];
   /** How runs are contained (agent/containment.ts); absent: process groups only, the agent's own user. */
   containment?: Containment;
+  /** Warm interpreters to fork the run's process from (agent/warm-interpreter.ts); absent: each run spawns one. */
+  warm?: WarmInterpreters;
+  /** Package versions already extracted on this agent (agent/package-cache.ts); absent: every run downloads. */
+  packages?: PackageCache;
 }
 
 /** The step an attempt is in; a failure's reason names it ("disk full on agent X while <phase>"). */
@@ -92,6 +98,8 @@ export class Attempt {
   #end: EndReason | null = null;
   #phase: Phase = 'fetching_package';
   readonly #dir: string;
+  /** When each step began (ms since the epoch), logged with the end: where an attempt's time went. */
+  readonly #marks: Record<string, number> = { claimed: Date.now() };
   #cgroup: RunCgroup | null = null;
   readonly done: Promise<void>;
   readonly logs: LogShipper;
@@ -129,6 +137,11 @@ export class Attempt {
   get lease(): number { return Number(this.dispatch.lease); }
   get phase(): Phase { return this.#phase; }
 
+  #enter(phase: Phase): void {
+    this.#phase = phase;
+    this.#marks[phase] = Date.now();
+  }
+
   /** Ends the attempt for the given reason (first reason wins): whatever step runs is aborted. */
   stop(end: EndReason): void {
     if (this.#end) return;
@@ -146,7 +159,7 @@ export class Attempt {
     }
     if (this.#end && result.outcome !== AttemptOutcome.Succeeded) result = { ...result, ...this.#end };
     if (result.reason && result.outcome !== AttemptOutcome.Succeeded) this.logs.line('system', `[trainyard] ${result.outcome}: ${result.reason}`);
-    this.#phase = 'reporting';
+    this.#enter('reporting');
     agentMetrics.attempts.inc({ outcome: result.outcome });
     await this.#finish(result);
     this.logs.close();
@@ -156,7 +169,7 @@ export class Attempt {
 
   async #steps(): Promise<Result> {
     const d = this.dispatch;
-    await this.#report(RunStatus.Packaging);
+    // The claim made the run Packaging (scheduler/runs/claim.ts): nothing to report until Running.
     this.logs.line('system', `[trainyard] attempt ${d.attempt} on agent; package ${d.package} ${d.version}, dataset ${d.dataset}`);
     // Checked again here, before anything is fetched or spawned: a dispatch is not trusted.
     const runEnv = checkRunEnv(d.env);
@@ -168,11 +181,15 @@ export class Attempt {
     const pkgDir = await this.#fetchPackage();
     const venv = await this.#buildEnv(pkgDir);
 
-    await this.#report(RunStatus.Running);
+    // Running is reported while the data is made local; its answer (go on, or stop) is awaited before any
+    // of the run's code starts.
+    const running = this.#report(RunStatus.Running).then(() => { this.#marks.running_reported = Date.now(); });
+    running.catch(() => {}); // awaited below; a data failure first must not leave it unhandled
     const startAt = Date.now() / 1000;
     const folders = await this.#fetchData();
     // The lineage is taken before the run's code can touch anything: exactly what was made local.
     const lineage = await this.#lineage(venv, folders, gpus);
+    await running;
     const ran = await this.#train(venv, pkgDir, folders, runEnv, gpus);
     if (!ran.ok) return { outcome: AttemptOutcome.Failed, reason: ran.reason, phases: ran.phases };
     const up = await this.#upload(pkgDir, folders, ran.phases);
@@ -229,32 +246,41 @@ export class Attempt {
   }
 
   async #fetchPackage(): Promise<string> {
-    this.#phase = 'fetching_package';
+    this.#enter('fetching_package');
     const d = this.dispatch;
-    const zip = path.join(this.#dir, 'input.zip');
-    await this.#counted('download', downloadObject(await this.#storage(), d.bucket!, d.package_object_key!, zip, this.#transfers('download')).then(() => stat(zip)), (s) => s.size);
-    // Before anything is extracted: the zip must be the one the scheduler registered (a zip replaced in
-    // the bucket, or altered on the way, is refused rather than run).
-    const digest = await sha256File(zip);
-    if (digest !== d.package_sha256) {
-      throw new RefusedDispatch(`the package zip ${d.package_object_key} has SHA-256 ${digest}, not the registered ${d.package_sha256}; nothing was run`);
-    }
     const pkgDir = path.join(this.#dir, 'package');
-    await extractZip(zip, pkgDir, this.deps.zipLimits);
-    await rm(zip);
+    const extract = async (into: string) => {
+      const zip = path.join(this.#dir, 'input.zip');
+      await this.#counted('download', downloadObject(await this.#storage(), d.bucket!, d.package_object_key!, zip, this.#transfers('download')).then(() => stat(zip)), (s) => s.size);
+      // Before anything is extracted: the zip must be the one the scheduler registered (a zip replaced in
+      // the bucket, or altered on the way, is refused rather than run).
+      const digest = await sha256File(zip);
+      if (digest !== d.package_sha256) {
+        throw new RefusedDispatch(`the package zip ${d.package_object_key} has SHA-256 ${digest}, not the registered ${d.package_sha256}; nothing was run`);
+      }
+      await extractZip(zip, into, this.deps.zipLimits);
+      await rm(zip);
+    };
+    if (this.deps.packages) {
+      // A version this agent ran before is copied from its cache (agent/package-cache.ts), keyed by that digest.
+      const hit = await this.deps.packages.copyTo(d.package_sha256!, pkgDir, extract);
+      if (hit) this.logs.line('system', `[trainyard] package ${d.package} ${d.version} from this agent's cache (SHA-256 ${d.package_sha256!.slice(0, 12)}…)`);
+    } else {
+      await extract(pkgDir);
+    }
     this.#checkStopped();
     return pkgDir;
   }
 
   async #buildEnv(pkgDir: string): Promise<string> {
-    this.#phase = 'building_env';
+    this.#enter('building_env');
     const venv = await ensureVenv({ ...this.deps.venv, cgroupBase: this.deps.containment?.cgroupBase ?? null }, path.join(pkgDir, 'requirements.txt'), (l) => this.logs.line('system', l), this.#abort.signal);
     this.#checkStopped();
     return venv;
   }
 
   async #fetchData(): Promise<Folders> {
-    this.#phase = 'fetching_data';
+    this.#enter('fetching_data');
     const d = this.dispatch;
     const data = path.join(this.#dir, 'data');
     const got = await this.#counted('download', downloadPrefix(await this.#storage(), d.bucket!, d.dataset_prefix!, data, this.#transfers('download')), (r) => r.bytes);
@@ -294,7 +320,7 @@ export class Attempt {
 
   /** Runs the pipeline's steps in the venv, through the harness. Resolves with the harness's verdict. */
   async #train(venv: string, pkgDir: string, folders: Folders, runEnv: Record<string, string>, gpus: string[]): Promise<{ ok: true; score: number | null; phases: PhaseTime[] } | { ok: false; reason: string; phases: PhaseTime[] }> {
-    this.#phase = 'training';
+    this.#enter('training');
     const d = this.dispatch;
     const { runAs = null, cgroupBase = null } = this.deps.containment ?? {};
     // The harness writes its verdict in a folder of its own: with a run user, the only other one it owns.
@@ -310,19 +336,18 @@ export class Attempt {
       for (const dir of [resultDir, home, folders.training, folders.test, folders.scratch]) if (dir) await chown(dir, runAs.uid, runAs.gid);
       await chownTree(pkgDir, runAs.uid, runAs.gid);
     }
-    const script = harnessPath();
-    const python = path.join(venv, 'bin', 'python');
     const pipeline = this.#pipeline;
-    const args = ['-u', script, '--package-dir', pkgDir, '--data-dir', folders.data, '--result-file', resultFile, '--pipeline', pipeline];
-    if (folders.training) args.push('--training-dir', folders.training);
-    if (folders.test) args.push('--test-dir', folders.test);
-    if (folders.scratch) args.push('--test-scratch-dir', folders.scratch);
-    const cmd = runAs ? asUser(runAs, python, args) : { command: python, args };
+    const harnessArgs = ['--package-dir', pkgDir, '--data-dir', folders.data, '--result-file', resultFile, '--pipeline', pipeline];
+    if (folders.training) harnessArgs.push('--training-dir', folders.training);
+    if (folders.test) harnessArgs.push('--test-dir', folders.test);
+    if (folders.scratch) harnessArgs.push('--test-scratch-dir', folders.scratch);
     if (cgroupBase) this.#cgroup = await RunCgroup.create(cgroupBase, `${this.runId}-a${d.attempt}-${process.pid}`);
     this.#checkStopped();
-    const proc = new SupervisedProcess(cmd.command, cmd.args, {
+    const secrets = d.secrets ?? {};
+    const env = { ...trainEnv({ venv, home, user: runAs?.name, runEnv, gpuUuids: gpus, runId: this.runId, attempt: Number(d.attempt), folders: folderEnv(pipeline, folders) }), ...secrets };
+    const supervise: SuperviseOptions = {
       cwd: pkgDir,
-      env: { ...trainEnv({ venv, home, user: runAs?.name, runEnv, gpuUuids: gpus, runId: this.runId, attempt: Number(d.attempt), folders: folderEnv(pipeline, folders) }), ...(d.secrets ?? {}) },
+      env,
       cgroup: this.#cgroup ?? undefined,
       onWarn: (msg) => this.deps.log.warn({ run: this.runId }, msg),
       onStdout: (l) => this.logs.line('stdout', l),
@@ -331,9 +356,24 @@ export class Attempt {
       timeoutMs: (d.timeout_seconds ?? 0) * 1000,
       onTimeout: () => this.stop({ outcome: AttemptOutcome.TimedOut, reason: 'timed out' }),
       signal: this.#abort.signal,
-    });
-    this.deps.log.info({ run: this.runId, attempt: d.attempt, pid: proc.pid, at: Date.now() }, 'train.py started');
+    };
+    // A child of the venv's warm interpreter when one can be had: the same process, minus the interpreter's start.
+    const forked = this.deps.warm && !needsFreshInterpreter({ ...runEnv, ...secrets })
+      ? await this.deps.warm.fork(venv, { argv: harnessArgs, env, cwd: pkgDir, cgroup: this.#cgroup?.dir ?? null, user: runAs })
+      : null;
+    let proc: SupervisedProcess;
+    if (forked) {
+      proc = new SupervisedProcess(forked, supervise);
+    } else {
+      const python = path.join(venv, 'bin', 'python');
+      const args = ['-u', harnessPath(), ...harnessArgs];
+      const cmd = runAs ? asUser(runAs, python, args) : { command: python, args };
+      proc = SupervisedProcess.spawn(cmd.command, cmd.args, supervise);
+    }
+    this.deps.log.info({ run: this.runId, attempt: d.attempt, pid: proc.pid, warm: forked !== null, at: Date.now() }, 'train.py started');
+    this.#marks.spawned = Date.now();
     const { code, signal } = await proc.exited;
+    this.#marks.exited = Date.now();
     this.#checkStopped();
     let verdict: Verdict | null = null;
     try { verdict = JSON.parse(await readNoFollow(resultFile)) as Verdict; } catch { verdict = null; }
@@ -351,7 +391,7 @@ export class Attempt {
 
   /** Pushes every output to the attempt's prefix (agent/outputs.ts says what goes where). */
   async #upload(pkgDir: string, folders: Folders, phases: PhaseTime[]): Promise<{ saved: boolean; savedTest: boolean; size: number; sha256: string }> {
-    this.#phase = 'uploading';
+    this.#enter('uploading');
     const d = this.dispatch;
     const pipeline = this.#pipeline;
     const plan = planOutputs(pkgDir, d.output_prefix!, d.env ?? {});
@@ -425,7 +465,8 @@ export class Attempt {
         lineage_json: r.lineage ? JSON.stringify(r.lineage) : '',
         package_size_bytes: r.size ?? 0, package_sha256: r.sha256 ?? '', last_log_seq: this.logs.lastSeq,
       }, giveUp, (err) => log.warn({ run: this.runId, err: errorMessage(err) }, 'finish report failed; retrying'));
-      log.info({ run: this.runId, status: res.status, version: res.output_version }, 'attempt finished');
+      this.#marks.finished = Date.now();
+      log.info({ run: this.runId, status: res.status, version: res.output_version, steps: this.#marks }, 'attempt finished');
     } catch (err) {
       if (giveUp.aborted) {
         log.warn({ run: this.runId, attempt: this.dispatch.attempt, outcome: r.outcome }, 'agent stopping: the end of this attempt was not reported; the scheduler will requeue or end it when it finds this agent gone');

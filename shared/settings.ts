@@ -104,6 +104,7 @@ export const agentSettings = spec({
   labels: { env: 'TRAINYARD_LABELS', flag: 'labels', kind: 'labels', default: () => '', doc: 'agent labels, k=v,k=v, matched by run selectors' },
   cpus: { env: 'TRAINYARD_CPUS', flag: 'cpus', kind: 'int', default: () => String(os.availableParallelism()), doc: 'CPUs advertised' },
   maxRuns: { env: 'TRAINYARD_MAX_RUNS', flag: 'max-runs', kind: 'int', default: () => '0', doc: 'run slots: at most this many runs at once on this agent, whatever CPUs they ask for (0: as many as --cpus)' },
+  warmInterpreters: { env: 'TRAINYARD_WARM_INTERPRETERS', flag: 'warm-interpreters', kind: 'int', default: () => '4', doc: 'venvs kept warm: a Python per venv that forks a clean child per run instead of starting an interpreter (0: every run starts its own)' },
   memoryMb: { env: 'TRAINYARD_MEMORY_MB', flag: 'memory-mb', kind: 'int', default: () => String(Math.floor(os.totalmem() / 1048576)), doc: 'memory advertised, MiB' },
   killGraceMs: { env: 'TRAINYARD_KILL_GRACE_MS', flag: 'kill-grace-ms', kind: 'int', default: () => '10000', doc: 'SIGTERM to SIGKILL grace for a killed run' },
   drainTimeoutMs: { env: 'TRAINYARD_DRAIN_TIMEOUT_MS', flag: 'drain-timeout-ms', kind: 'int', default: () => '600000', doc: 'on SIGTERM, how long running runs may finish before they are handed back' },

@@ -204,6 +204,7 @@ t.test('--run-as-user: train.py runs as another user, cannot read the agent\'s e
   t.equal(run.status, 'Successful', `the run succeeds as ${user}: its folder is writable by it (${run.failure_reason ?? ''})`);
   const dump = JSON.parse(await s.objectText(`runs/${id}/attempt-1/artifacts/dump.json`));
   t.equal(dump.user, user, 'train.py ran as the run user');
+  t.match(s.logOf('a1'), new RegExp(`"run":"${id}"[^\\n]*"warm":true[^\\n]*"msg":"train.py started"`), 'forked from the venv\'s warm interpreter (agent/warm-interpreter.ts)');
   t.not(dump.uid, 0);
   t.match(dump.venv_write, /Permission denied/, 'the venv is not writable by the run');
   t.match(dump.home, new RegExp(`^${work}/`), 'its HOME is a folder of the attempt');

@@ -42,7 +42,7 @@ t.test('with a cgroup, nothing a process started outlives it', async (t) => {
   await t.test('the leader exits: the setsid double-forked sleeper dies too, and the cgroup is removed', async (t) => {
     const pidFile = path.join(dir(), 'pid');
     const cg = await RunCgroup.create(base, `unit-exit-${process.pid}`);
-    const p = new SupervisedProcess('bash', ['-c', `${escaper(pidFile)}; echo done`], {
+    const p = SupervisedProcess.spawn('bash', ['-c', `${escaper(pidFile)}; echo done`], {
       cwd: dir(), env: { PATH: process.env.PATH }, onStdout: () => {}, onStderr: () => {}, killGraceMs: 500, cgroup: cg,
     });
     const exit = await p.exited;
@@ -57,7 +57,7 @@ t.test('with a cgroup, nothing a process started outlives it', async (t) => {
   await t.test('a stop (kill, timeout) kills the escaped sleeper while the leader still runs', async (t) => {
     const pidFile = path.join(dir(), 'pid');
     const cg = await RunCgroup.create(base, `unit-stop-${process.pid}`);
-    const p = new SupervisedProcess('bash', ['-c', `${escaper(pidFile)}; echo started; sleep 300`], {
+    const p = SupervisedProcess.spawn('bash', ['-c', `${escaper(pidFile)}; echo started; sleep 300`], {
       cwd: dir(), env: { PATH: process.env.PATH }, onStdout: () => {}, onStderr: () => {}, killGraceMs: 300, cgroup: cg,
     });
     const pid = await waitForPid(pidFile);
@@ -72,7 +72,7 @@ t.test('with a cgroup, nothing a process started outlives it', async (t) => {
 
   await t.test('without a cgroup the same sleeper survives (what the cgroup is for)', async (t) => {
     const pidFile = path.join(dir(), 'pid');
-    const p = new SupervisedProcess('bash', ['-c', `${escaper(pidFile)}; echo done`], {
+    const p = SupervisedProcess.spawn('bash', ['-c', `${escaper(pidFile)}; echo done`], {
       cwd: dir(), env: { PATH: process.env.PATH }, onStdout: () => {}, onStderr: () => {}, killGraceMs: 300,
     });
     await p.exited;

@@ -16,7 +16,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function sh(script: string, o: { signal?: AbortSignal; killGraceMs?: number; timeoutMs?: number; onTimeout?: () => void } = {}) {
   const out: string[] = [];
-  const p = new SupervisedProcess('bash', ['-c', script], {
+  const p = SupervisedProcess.spawn('bash', ['-c', script], {
     cwd: dir(), env: { PATH: process.env.PATH }, onStdout: (l) => out.push(l), onStderr: (l) => out.push(`err: ${l}`),
     killGraceMs: o.killGraceMs ?? 500, ...o,
   });

@@ -1,0 +1,246 @@
+"""A warm interpreter for one venv: it forks a clean child per run, so a run skips the interpreter start.
+
+    python -S -u trainyard_warm.py        (started by the agent, agent/warm-interpreter.ts)
+
+Prefork task queues do this; what makes it safe here is what the parent holds before a fork: the
+standard library and the harness (stdlib only), nothing of the venv. It starts with -S, so not even the
+venv's site-packages (whose .pth files are code a requirement brings) are read in the parent: each child
+runs site.main() itself, after it has become the run's process (own session, cgroup, user). No user code
+and no CUDA are ever imported before a fork.
+
+Protocol, one JSON object per line. The agent writes requests on stdin:
+  {"id": n, "argv": [harness args], "cwd": DIR, "io": SOCKET, "token": HEX,
+   "cgroup": DIR|null, "user": {"name", "uid", "gid"}|null}
+(never the run's environment: it holds secrets, and whatever this parent reads stays in the memory
+every later child starts with)
+and reads on stdout:
+  {"ready": true, "pid": P}                       once, when this interpreter is ready to fork
+  {"id": n, "pid": P} | {"id": n, "error": MSG}   the child is set up (or could not be)
+  {"exit": P, "code": C|null, "signal": NAME|null} a child ended (it is reaped here)
+The child's stdout and stderr are two connections to the agent's socket SOCKET (each starts with
+"TOKEN o" or "TOKEN e" and a newline), so its output goes to the agent directly, never through here; on the first, the agent
+sends the child its environment, one JSON line.
+A child is set up before its pid is reported: its own session and process group (so the agent's kill of
+the group reaches it), inside its cgroup, output connected, privileges dropped (setresgid/setresuid,
+the user's groups, no_new_privs), environment and working directory replaced. Stdin at EOF: no more
+forks; this interpreter exits once the children it has are reaped.
+
+Known difference from a fresh interpreter: children of one warm interpreter share its str hash seed.
+"""
+import ctypes
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import threading
+import atexit
+# Imported, not run: under -S, importing site reads no site-packages (each child calls site.main()).
+import site
+
+import trainyard_harness
+
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+_libc = None
+
+
+def no_new_privs():
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def send(obj):
+    os.write(1, (json.dumps(obj) + "\n").encode())
+
+
+def connect_stream(path, token, which, fd):
+    """Connects fd to the agent's socket; the stdout connection first brings the run's environment back."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.sendall(("%s %s\n" % (token, which)).encode())
+    env = None
+    if which == "o":
+        got = b""
+        while not got.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise OSError("the agent closed the output connection before sending the environment")
+            got += chunk
+        env = json.loads(got)
+    os.dup2(s.fileno(), fd)
+    s.close()
+    return env
+
+
+def become_run(req):
+    """In the child: everything the run's process must be before any of its code runs."""
+    os.setsid()
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    if req.get("cgroup"):
+        # Before anything else can fork: nothing of the run is ever outside its cgroup.
+        with open(os.path.join(req["cgroup"], "cgroup.procs"), "w") as fh:
+            fh.write(str(os.getpid()))
+    null = os.open(os.devnull, os.O_RDONLY)
+    if null != 0:
+        os.dup2(null, 0)
+        os.close(null)
+    # The environment (secrets included) comes from the agent over the run's own connection, never through
+    # this parent: what a parent held stays in the memory of every later child.
+    env = connect_stream(req["io"], req["token"], "o", 1)
+    connect_stream(req["io"], req["token"], "e", 2)
+    user = req.get("user")
+    if user:
+        os.initgroups(user["name"], user["gid"])
+        os.setresgid(user["gid"], user["gid"], user["gid"])
+        os.setresuid(user["uid"], user["uid"], user["uid"])
+        no_new_privs()
+        # As after an exec: the run's user may inspect its own process (setuid left it undumpable).
+        _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(req["cwd"])
+
+
+def run_child(req, ready_w):
+    """The child's whole life; never returns."""
+    code = 1
+    try:
+        try:
+            become_run(req)
+        except BaseException as e:  # noqa: any failure to set up is reported, never run past
+            os.write(ready_w, ("could not set up the run's process: %s: %s" % (type(e).__name__, e)).encode()[:4000])
+            os._exit(126)
+        os.write(ready_w, b"ok")
+        os.close(ready_w)
+        # What `python` without -S does at start, now as the run's user and inside its cgroup.
+        site.main()
+        argv = list(req["argv"])
+        sys.argv = [trainyard_harness.HARNESS_FILE] + argv
+        try:
+            code = trainyard_harness.main(argv)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        # What the interpreter does at exit: wait for the run's threads, run its atexit functions.
+        threading._shutdown()
+        atexit._run_exitfuncs()
+    except BaseException:  # noqa: the harness reports user errors itself; this is its own failure
+        try:
+            import traceback
+            traceback.print_exc()
+        except BaseException:
+            pass
+        code = 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        os._exit(code if isinstance(code, int) and 0 <= code < 256 else 1)
+
+
+def fork_run(req, control_fds):
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(ready_r)
+        for fd in control_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        signal.set_wakeup_fd(-1)
+        run_child(req, ready_w)
+    os.close(ready_w)
+    chunks = []
+    while True:
+        b = os.read(ready_r, 4096)
+        if not b:
+            break
+        chunks.append(b)
+        if b"".join(chunks) == b"ok":
+            break
+    os.close(ready_r)
+    said = b"".join(chunks).decode(errors="replace")
+    if said == "ok":
+        return pid, None
+    return pid, said or "the run's process ended while being set up"
+
+
+children = set()
+
+
+def reap():
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        children.discard(pid)
+        if os.WIFSIGNALED(status):
+            try:
+                name = signal.Signals(os.WTERMSIG(status)).name
+            except ValueError:
+                name = "SIG%d" % os.WTERMSIG(status)
+            send({"exit": pid, "code": None, "signal": name})
+        else:
+            send({"exit": pid, "code": os.waitstatus_to_exitcode(status), "signal": None})
+
+
+def serve():
+    # The agent stops this by closing stdin; its signals to run groups never reach here (own session).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    sel = selectors.DefaultSelector()
+    sel.register(0, selectors.EVENT_READ, "in")
+    sel.register(wake_r, selectors.EVENT_READ, "wake")
+    pending = b""
+    closing = False
+    send({"ready": True, "pid": os.getpid()})
+    while not (closing and not children):
+        for key, _ in sel.select():
+            if key.data == "wake":
+                try:
+                    while os.read(wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+                reap()
+                continue
+            data = os.read(0, 65536)
+            if not data:
+                # The agent closed us (or is gone): no more forks, but the children running now are
+                # still ours to reap, so their exit statuses reach the agent. Then this process ends.
+                sel.unregister(0)
+                closing = True
+                break
+            pending += data
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                if not line.strip():
+                    continue
+                req = None
+                try:
+                    req = json.loads(line)
+                    pid, error = fork_run(req, [0, wake_r, wake_w, sel.fileno()])
+                    children.add(pid)
+                    send({"id": req["id"], "pid": pid} if error is None else {"id": req["id"], "pid": pid, "error": error})
+                except Exception as e:  # noqa: a bad request is answered, never fatal
+                    send({"id": req.get("id") if isinstance(req, dict) else None, "error": "%s: %s" % (type(e).__name__, e)})
+        reap()
+
+
+if __name__ == "__main__":
+    serve()

@@ -1,0 +1,259 @@
+// Warm interpreters: one Python process per venv, started once, that forks a clean child for each run
+// (agent/harness/trainyard_warm.py says what the parent holds and what a child does before the run's code
+// runs). A run then skips the interpreter's start, the largest fixed cost between dispatch and train().
+// The child is what a spawned harness would be: its own session and process group, its cgroup, the run
+// user, the run's environment; its output comes to this agent over a Unix socket of the agent's (IoServer),
+// and its exit status from the warm interpreter, which reaps it. A run whose environment changes what an
+// interpreter reads only at its start (PYTHON*, LANG, LC_*) is spawned fresh instead, as is every run
+// when a warm interpreter cannot be had (then the agent logs why once, and the run does not notice).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { projectRoot } from '../shared/proto.js';
+import { errorMessage } from '../shared/errors.js';
+import type { ProcessExit, RunningChild } from './process.js';
+import type { RunAsUser } from './run-as.js';
+
+export const warmHarnessPath = () => path.join(projectRoot(), 'agent', 'harness', 'trainyard_warm.py');
+
+/** Variables an interpreter reads only when it starts: a run that sets one gets a fresh interpreter. */
+export function needsFreshInterpreter(runEnv: Readonly<Record<string, string>>): boolean {
+  return Object.keys(runEnv).some((k) => (/^PYTHON/i.test(k) && k !== 'PYTHONUNBUFFERED') || /^(LANG|LC_.*)$/i.test(k));
+}
+
+export interface ForkRequest {
+  argv: string[];
+  env: Record<string, string>;
+  cwd: string;
+  /** The attempt's cgroup folder (the child moves itself in before anything else); null: none. */
+  cgroup: string | null;
+  user: RunAsUser | null;
+}
+
+/** Where forked children connect their stdout and stderr: one socket per agent, connections told apart by a token. */
+class IoServer {
+  readonly #dir = mkdtempSync(path.join(os.tmpdir(), 'trainyard-io-'));
+  readonly path = path.join(this.#dir, 'io.sock');
+  readonly #server: net.Server;
+  readonly #waiting = new Map<string, { env: Record<string, string>; o?: net.Socket; e?: net.Socket; done: (s: { o: net.Socket; e: net.Socket }) => void }>();
+  readonly listening: Promise<void>;
+
+  constructor() {
+    this.#server = net.createServer((sock) => this.#accept(sock));
+    this.listening = new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(this.path, () => resolve());
+    });
+  }
+
+  /**
+   * A token, and the child's two streams once it has connected both. The child that presents the token on
+   * its stdout connection is sent `env` there (the warm interpreter itself never sees it).
+   */
+  expect(env: Record<string, string>): { token: string; streams: Promise<{ o: net.Socket; e: net.Socket }>; forget: () => void } {
+    const token = randomBytes(16).toString('hex');
+    const streams = new Promise<{ o: net.Socket; e: net.Socket }>((done) => this.#waiting.set(token, { env, done }));
+    return { token, streams, forget: () => this.#waiting.delete(token) };
+  }
+
+  #accept(sock: net.Socket): void {
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const nl = head.indexOf(10);
+      if (nl < 0) {
+        if (head.length > 64) sock.destroy();
+        return;
+      }
+      sock.off('data', onData);
+      sock.pause();
+      const [token = '', which = ''] = head.subarray(0, nl).toString().split(' ');
+      const w = this.#waiting.get(token);
+      if (!w || (which !== 'o' && which !== 'e') || w[which]) { sock.destroy(); return; }
+      const rest = head.subarray(nl + 1);
+      if (rest.length) sock.unshift(rest);
+      w[which] = sock;
+      if (which === 'o') sock.write(`${JSON.stringify(w.env)}\n`);
+      if (w.o && w.e) {
+        this.#waiting.delete(token);
+        w.done({ o: w.o, e: w.e });
+      }
+    };
+    sock.on('data', onData);
+    sock.on('error', () => {});
+  }
+
+  close(): void {
+    this.#server.close();
+    rmSync(this.#dir, { recursive: true, force: true });
+  }
+}
+
+/** One venv's warm interpreter. */
+class WarmInterpreter {
+  readonly #child: ChildProcess;
+  #nextId = 1;
+  readonly #forks = new Map<number, { resolve: (pid: number) => void; reject: (err: Error) => void }>();
+  readonly #exits = new Map<number, (e: ProcessExit) => void>();
+  /** Exits that came before anyone waited for them (a child that ended at once). */
+  readonly #early = new Map<number, ProcessExit>();
+  #dead: string | null = null;
+  #closing = false;
+  readonly ready: Promise<void>;
+
+  constructor(readonly venv: string, private readonly log: Logger) {
+    const python = path.join(venv, 'bin', 'python');
+    this.#child = spawn(python, ['-S', '-u', warmHarnessPath()], {
+      // Its own session: a signal to the agent's terminal or group does not reach it.
+      detached: true, stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: process.env.LANG ?? 'C.UTF-8', PYTHONUNBUFFERED: '1' },
+    });
+    let rest = '';
+    let onReady: (() => void) | null = null;
+    this.ready = new Promise<void>((resolve, reject) => {
+      onReady = resolve;
+      this.#child.once('error', reject);
+      this.#child.once('exit', (code, sig) => reject(new Error(`it exited before it was ready (${sig ?? `code ${code}`})`)));
+    });
+    this.ready.catch(() => {});
+    let stderr = '';
+    this.#child.stderr!.on('data', (c: Buffer) => { stderr = (stderr + c.toString()).slice(-2000); });
+    this.#child.stdout!.on('data', (c: Buffer) => {
+      rest += c.toString();
+      const lines = rest.split('\n');
+      rest = lines.pop()!;
+      for (const line of lines) {
+        let m: { ready?: boolean; id?: number; pid?: number; error?: string; exit?: number; code?: number | null; signal?: string | null };
+        try { m = JSON.parse(line); } catch { continue; }
+        if (m.ready) onReady?.();
+        else if (m.exit !== undefined) this.#exited(m.exit, { code: m.code ?? null, signal: (m.signal ?? null) as NodeJS.Signals | null });
+        else if (m.id !== undefined) {
+          const f = this.#forks.get(m.id);
+          this.#forks.delete(m.id);
+          if (m.error) f?.reject(new Error(m.error));
+          else f?.resolve(m.pid!);
+        }
+      }
+    });
+    this.#child.on('exit', (code, sig) => {
+      this.#dead = `the warm interpreter of ${venv} exited (${sig ?? `code ${code}`})${stderr ? `: ${stderr.trim().split('\n').pop()}` : ''}`;
+      const err = new Error(this.#dead);
+      for (const f of this.#forks.values()) f.reject(err);
+      this.#forks.clear();
+      // Its children were reparented and cannot be reaped here: they end as a lost exit status (the
+      // attempt fails, saying so), killed by their owners' cgroup and group kills.
+      for (const done of this.#exits.values()) done({ code: null, signal: 'SIGKILL' });
+      this.#exits.clear();
+      if (this.#closing && code === 0) log.info({ venv }, 'warm interpreter closed');
+      else log.warn({ venv, why: this.#dead }, 'warm interpreter ended');
+    });
+    this.#child.stdin!.on('error', () => {});
+  }
+
+  get alive(): boolean { return this.#dead === null; }
+
+  #exited(pid: number, e: ProcessExit): void {
+    const done = this.#exits.get(pid);
+    if (done) { this.#exits.delete(pid); done(e); } else this.#early.set(pid, e);
+  }
+
+  /** Asks for a child; resolves with its pid once it is set up (its own group, cgroup, user, env). */
+  fork(req: Omit<ForkRequest, 'env'> & { io: string; token: string }): Promise<number> {
+    if (this.#dead) return Promise.reject(new Error(this.#dead));
+    const id = this.#nextId++;
+    return new Promise<number>((resolve, reject) => {
+      this.#forks.set(id, { resolve, reject });
+      this.#child.stdin!.write(`${JSON.stringify({ id, ...req })}\n`);
+    });
+  }
+
+  exitOf(pid: number): Promise<ProcessExit> {
+    const early = this.#early.get(pid);
+    if (early) { this.#early.delete(pid); return Promise.resolve(early); }
+    return new Promise((resolve) => this.#exits.set(pid, resolve));
+  }
+
+  close(): void {
+    this.#closing = true;
+    this.#child.stdin!.end();
+  }
+}
+
+/**
+ * The agent's warm interpreters, at most `max`: the least recently used one is closed to make room (it
+ * forks no more and ends once the children it has are reaped, so their exit statuses still come here).
+ */
+export class WarmInterpreters {
+  readonly #byVenv = new Map<string, WarmInterpreter>();
+  #io: IoServer | null = null;
+  /** Why warm interpreters are off for this agent (said once); null: on. */
+  #off: string | null = null;
+
+  constructor(private readonly o: { max: number; log: Logger }) {
+    if (o.max <= 0) this.#off = 'turned off (--warm-interpreters 0)';
+  }
+
+  /**
+   * A child forked from `venv`'s warm interpreter, started if need be; null when none can be had (the
+   * caller spawns instead).
+   */
+  async fork(venv: string, req: ForkRequest): Promise<RunningChild | null> {
+    if (this.#off) return null;
+    let w = this.#byVenv.get(venv);
+    try {
+      this.#io ??= new IoServer();
+      await this.#io.listening;
+      if (!w || !w.alive) {
+        w = new WarmInterpreter(venv, this.o.log);
+        this.#byVenv.set(venv, w);
+        this.#trim();
+      }
+      // Most recently used last.
+      this.#byVenv.delete(venv);
+      this.#byVenv.set(venv, w);
+      await w.ready;
+    } catch (err) {
+      this.#byVenv.delete(venv);
+      this.o.log.warn({ venv, err: errorMessage(err) }, 'no warm interpreter for this venv; runs spawn a fresh one');
+      return null;
+    }
+    const { env, ...rest } = req;
+    const io = this.#io.expect(env);
+    let pid: number;
+    try {
+      pid = await w.fork({ ...rest, io: this.#io.path, token: io.token });
+    } catch (err) {
+      io.forget();
+      // The child may have been made, then failed its set-up (a cgroup it cannot enter): that is the run's
+      // failure to report, not a reason to spawn it again.
+      throw new Error(`could not start the run's process: ${errorMessage(err)}`);
+    }
+    const exit = w.exitOf(pid);
+    const streams = await Promise.race([io.streams, exit.then(() => null)]);
+    if (!streams) {
+      io.forget();
+      throw new Error('the run\'s process ended before its output was connected');
+    }
+    const ended = (s: net.Socket) => new Promise<void>((resolve) => { if (s.destroyed || s.readableEnded) resolve(); else s.once('close', () => resolve()); });
+    const close = exit.then(async (e) => { await Promise.all([ended(streams.o), ended(streams.e)]); return e; });
+    return { pid, stdout: streams.o, stderr: streams.e, exit, close };
+  }
+
+  #trim(): void {
+    while (this.#byVenv.size > this.o.max) {
+      const [venv, w] = this.#byVenv.entries().next().value as [string, WarmInterpreter];
+      this.#byVenv.delete(venv);
+      w.close();
+    }
+  }
+
+  close(): void {
+    for (const w of this.#byVenv.values()) w.close();
+    this.#byVenv.clear();
+    this.#io?.close();
+    this.#io = null;
+  }
+}

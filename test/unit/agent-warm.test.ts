@@ -1,0 +1,151 @@
+// Warm interpreters (agent/warm-interpreter.ts, agent/harness/trainyard_warm.py) on real processes and a
+// real venv: a forked child is what a spawned harness would be (its environment exactly, its own process
+// group, its cgroup, its exit status, its output on its own streams), the parent never holds a run's
+// environment, and when the parent dies the next run gets a new one.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { needsFreshInterpreter, WarmInterpreters } from '../../agent/warm-interpreter.js';
+import { SupervisedProcess, type SuperviseOptions } from '../../agent/process.js';
+import { prepareCgroupBase, RunCgroup } from '../../agent/cgroup.js';
+
+const tmp = (p: string) => mkdtempSync(path.join(os.tmpdir(), p));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const alive = (pid: number) => {
+  try { return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return false; }
+};
+
+const venv = path.join(tmp('ty-warm-venv-'), 'v');
+const made = spawnSync(process.env.TRAINYARD_PYTHON ?? 'python3', ['-m', 'venv', '--without-pip', venv]);
+if (made.status !== 0) throw new Error(`cannot make a venv: ${made.stderr}`);
+
+/** A package whose train() writes what its process looks like to out.json (and prints a line on each stream). */
+function pkg(trainBody: string): { dir: string; data: string; result: string } {
+  const root = tmp('ty-warm-');
+  const dir = path.join(root, 'package');
+  const data = path.join(root, 'data');
+  mkdirSync(dir);
+  mkdirSync(data);
+  writeFileSync(path.join(dir, 'train.py'), `import json, os, sys, time
+class Main:
+    def train(self, d):
+${trainBody.split('\n').map((l) => `        ${l}`).join('\n')}
+    def save(self):
+        pass
+`);
+  return { dir, data, result: path.join(root, 'result.json') };
+}
+
+const describe = `print("out line", flush=True)
+print("err line", file=sys.stderr, flush=True)
+json.dump({"pid": os.getpid(), "pgid": os.getpgid(0), "sid": os.getsid(0), "env": dict(os.environ), "cwd": os.getcwd(),
+           "prefix": sys.prefix, "argv": sys.argv, "ppid": os.getppid()}, open("out.json", "w"))`;
+
+function supervise(o: Partial<SuperviseOptions> & { out?: string[]; err?: string[] } = {}): SuperviseOptions {
+  return {
+    cwd: '/', env: {}, killGraceMs: 2000,
+    onStdout: (l) => o.out?.push(l), onStderr: (l) => o.err?.push(l), ...o,
+  };
+}
+
+const args = (p: { dir: string; data: string; result: string }) => ['--package-dir', p.dir, '--data-dir', p.data, '--result-file', p.result];
+
+t.test('a forked child is the run\'s own process: its environment exactly, its group and session, its streams, its exit', async (t) => {
+  const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }) });
+  t.teardown(() => warm.close());
+  const seen: Record<string, any>[] = [];
+  for (const secret of ['first-secret', 'second-secret']) {
+    const p = pkg(describe);
+    const env = { PATH: `${venv}/bin:/usr/bin:/bin`, HOME: p.dir, API_KEY: secret, PYTHONUNBUFFERED: '1' };
+    const child = await warm.fork(venv, { argv: args(p), env, cwd: p.dir, cgroup: null, user: null });
+    t.ok(child, 'forked');
+    const out: string[] = [];
+    const err: string[] = [];
+    const exit = await new SupervisedProcess(child!, supervise({ out, err })).exited;
+    t.same(exit, { code: 0, signal: null }, 'exit status from the warm interpreter');
+    t.same(out, ['out line'], 'stdout on its own stream');
+    t.same(err, ['err line'], 'stderr on its own stream');
+    const d = JSON.parse(readFileSync(path.join(p.dir, 'out.json'), 'utf8'));
+    t.same(d.env, env, 'the environment is exactly the run\'s (nothing of the agent\'s, nothing of an earlier run\'s)');
+    t.equal(d.pid, child!.pid, 'the pid the agent supervises is train.py\'s process');
+    t.equal(d.pgid, d.pid, 'it leads its own process group');
+    t.equal(d.sid, d.pid, 'and its own session');
+    t.equal(d.cwd, p.dir, 'in the package folder');
+    t.equal(d.prefix, venv, 'site.main() ran in the child: the venv is its prefix');
+    seen.push(d);
+  }
+  t.equal(seen[0]!.ppid, seen[1]!.ppid, 'both came from the same warm interpreter');
+  const parentCmd = readFileSync(`/proc/${seen[0]!.ppid}/cmdline`, 'utf8').split('\0');
+  t.ok(parentCmd.includes('-S'), 'the parent was started without site (no .pth file of the venv ran in it)');
+  const parentEnviron = readFileSync(`/proc/${seen[0]!.ppid}/environ`, 'utf8');
+  t.notMatch(parentEnviron, /secret/, 'the parent\'s environment holds no run\'s variables');
+});
+
+t.test('user code errors, kills and timeouts end a forked child as they end a spawned one', async (t) => {
+  const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }) });
+  t.teardown(() => warm.close());
+  const env = { PATH: '/usr/bin:/bin' };
+  const bad = pkg('raise ValueError("bad data")');
+  const e1 = await new SupervisedProcess((await warm.fork(venv, { argv: args(bad), env, cwd: bad.dir, cgroup: null, user: null }))!, supervise()).exited;
+  t.same(e1, { code: 1, signal: null }, 'an exception in train() exits 1');
+  t.match(JSON.parse(readFileSync(bad.result, 'utf8')).error.summary, 'ValueError: bad data', 'and the verdict says why');
+
+  const slow = pkg('time.sleep(300)');
+  const child = (await warm.fork(venv, { argv: args(slow), env, cwd: slow.dir, cgroup: null, user: null }))!;
+  const proc = new SupervisedProcess(child, supervise());
+  await sleep(300);
+  proc.stop();
+  t.same(await proc.exited, { code: null, signal: 'SIGTERM' }, 'a stop is a SIGTERM to its group');
+  t.notOk(alive(child.pid!), 'it is gone');
+});
+
+t.test('with a cgroup, the child is in it before its code runs, and what it leaves behind dies with it', async (t) => {
+  const prepared = await prepareCgroupBase();
+  if (prepared.base === null) { await t.skip(`no cgroup v2 to manage here: ${prepared.why}`); return; }
+  const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }) });
+  t.teardown(() => warm.close());
+  const p = pkg(`import subprocess
+open("cgroup.txt", "w").write(open("/proc/self/cgroup").read())
+subprocess.Popen(["setsid", "sh", "-c", "sleep 300 </dev/null >/dev/null 2>&1 & echo $! > sleeper.pid"]).wait()`);
+  const cg = await RunCgroup.create(prepared.base, `warm-test-${process.pid}`);
+  t.teardown(() => cg.destroy());
+  const child = (await warm.fork(venv, { argv: args(p), env: { PATH: '/usr/bin:/bin' }, cwd: p.dir, cgroup: cg.dir, user: null }))!;
+  const exit = await new SupervisedProcess(child, supervise({ cgroup: cg })).exited;
+  t.same(exit, { code: 0, signal: null });
+  t.match(readFileSync(path.join(p.dir, 'cgroup.txt'), 'utf8'), path.basename(cg.dir), 'train.py ran inside the attempt\'s cgroup');
+  const sleeper = Number(readFileSync(path.join(p.dir, 'sleeper.pid'), 'utf8'));
+  t.ok(sleeper > 0);
+  t.notOk(alive(sleeper), 'the setsid\'d sleeper it left died with the run');
+});
+
+t.test('a warm interpreter that dies: its running child ends as lost, and the next run gets a new one', async (t) => {
+  const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }) });
+  t.teardown(() => warm.close());
+  const env = { PATH: '/usr/bin:/bin' };
+  const slow = pkg('time.sleep(300)');
+  const child = (await warm.fork(venv, { argv: args(slow), env, cwd: slow.dir, cgroup: null, user: null }))!;
+  const proc = new SupervisedProcess(child, supervise());
+  const parent = Number(readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[2]);
+  process.kill(parent, 'SIGKILL');
+  const exit = await proc.exited;
+  t.equal(exit.signal, 'SIGKILL', 'the child\'s end is reported (its exit status was lost with its parent)');
+  t.notOk(alive(child.pid!), 'and the child was killed, not left running unsupervised');
+  const again = pkg(describe);
+  const next = await warm.fork(venv, { argv: args(again), env, cwd: again.dir, cgroup: null, user: null });
+  t.ok(next, 'the next run forks from a new warm interpreter');
+  t.same(await new SupervisedProcess(next!, supervise()).exited, { code: 0, signal: null });
+  t.not(JSON.parse(readFileSync(path.join(again.dir, 'out.json'), 'utf8')).ppid, parent, 'a new parent');
+});
+
+t.test('a run that sets what an interpreter reads only at its start gets a fresh interpreter', async (t) => {
+  t.ok(needsFreshInterpreter({ PYTHONHASHSEED: '0' }));
+  t.ok(needsFreshInterpreter({ PYTHONIOENCODING: 'latin-1' }));
+  t.ok(needsFreshInterpreter({ LANG: 'de_DE.UTF-8' }));
+  t.ok(needsFreshInterpreter({ LC_ALL: 'C' }));
+  t.notOk(needsFreshInterpreter({ PYTHONUNBUFFERED: '1', EPOCHS: '3', artifacts_directory: 'out' }));
+  const off = new WarmInterpreters({ max: 0, log: pino({ level: 'silent' }) });
+  t.equal(await off.fork(venv, { argv: [], env: {}, cwd: '/', cgroup: null, user: null }), null, '--warm-interpreters 0: every run spawns');
+});
