@@ -225,6 +225,7 @@ export class AgentDaemon {
 
   async #claim(bell: Doorbell): Promise<void> {
     const { settings, log } = this;
+    const rungAt = Date.now();
     let claimed: Dispatch__Output;
     await this.#running;
     try {
@@ -258,7 +259,7 @@ export class AgentDaemon {
       reportSignal: this.#giveUpReports.signal,
       gpus: this.#gpus, containment: this.#containment, warm: this.#warm, packages: this.#packages,
     };
-    const attempt = new Attempt(d, deps);
+    const attempt = new Attempt(d, deps, rungAt);
     this.log.info({ run: d.run_id, attempt: d.attempt, lease: d.lease, gpus: d.gpu_indices }, 'dispatch received');
     if (this.#state !== 'RUNNING') attempt.stop({ outcome: AttemptOutcome.HandedBack, reason: `agent ${this.settings.name} is draining` });
     this.#attempts.set(d.run_id!, attempt);

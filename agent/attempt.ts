@@ -110,7 +110,9 @@ export class Attempt {
   /** The run's pipeline kind (the dispatch was validated: agent/claim.ts). */
   readonly #pipeline: Pipeline;
 
-  constructor(readonly dispatch: Dispatch, private readonly deps: AttemptDeps) {
+  /** `rungAt`: when its doorbell rang (before the claim), for the record of where the time went. */
+  constructor(readonly dispatch: Dispatch, private readonly deps: AttemptDeps, rungAt?: number) {
+    if (rungAt) this.#marks.doorbell = rungAt;
     this.#dir = path.join(deps.workDir, `${dispatch.run_id}-a${dispatch.attempt}`);
     this.#redact = secretMasker(dispatch.secrets ?? {});
     this.#pipeline = parsePipeline(dispatch.pipeline);
