@@ -195,7 +195,14 @@ def reap():
             send({"exit": pid, "code": os.waitstatus_to_exitcode(status), "signal": None})
 
 
+def warm_up():
+    # What the harness imports lazily on its first use (argparse pulls in shutil, gettext and locale when it
+    # builds a parser): done once here, instead of in every child.
+    trainyard_harness.parse_args(["--package-dir", ".", "--data-dir", ".", "--result-file", os.devnull])
+
+
 def serve():
+    warm_up()
     # The agent stops this by closing stdin; its signals to run groups never reach here (own session).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     wake_r, wake_w = os.pipe()
