@@ -343,10 +343,18 @@ export class Attempt {
     if (folders.training) harnessArgs.push('--training-dir', folders.training);
     if (folders.test) harnessArgs.push('--test-dir', folders.test);
     if (folders.scratch) harnessArgs.push('--test-scratch-dir', folders.scratch);
-    if (cgroupBase) this.#cgroup = await RunCgroup.create(cgroupBase, `${this.runId}-a${d.attempt}-${process.pid}`);
     this.#checkStopped();
     const secrets = d.secrets ?? {};
     const env = { ...trainEnv({ venv, home, user: runAs?.name, runEnv, gpuUuids: gpus, runId: this.runId, attempt: Number(d.attempt), folders: folderEnv(pipeline, folders) }), ...secrets };
+    const cgroupName = `${this.runId}-a${d.attempt}-${process.pid}`;
+    // A child of the venv's warm interpreter when one can be had: the same process, minus the interpreter's
+    // start (and, with a spare child, minus the move into a cgroup).
+    const forked = this.deps.warm && !needsFreshInterpreter({ ...runEnv, ...secrets })
+      ? await this.deps.warm.fork(venv, { argv: harnessArgs, env, cwd: pkgDir, cgroupBase, cgroupName, user: runAs })
+      : null;
+    if (forked) this.#cgroup = forked.cgroup;
+    else if (cgroupBase) this.#cgroup = await RunCgroup.create(cgroupBase, cgroupName);
+    this.#marks.cgroup_ready = Date.now();
     const supervise: SuperviseOptions = {
       cwd: pkgDir,
       env,
@@ -359,13 +367,9 @@ export class Attempt {
       onTimeout: () => this.stop({ outcome: AttemptOutcome.TimedOut, reason: 'timed out' }),
       signal: this.#abort.signal,
     };
-    // A child of the venv's warm interpreter when one can be had: the same process, minus the interpreter's start.
-    const forked = this.deps.warm && !needsFreshInterpreter({ ...runEnv, ...secrets })
-      ? await this.deps.warm.fork(venv, { argv: harnessArgs, env, cwd: pkgDir, cgroup: this.#cgroup?.dir ?? null, user: runAs })
-      : null;
     let proc: SupervisedProcess;
     if (forked) {
-      proc = new SupervisedProcess(forked, supervise);
+      proc = new SupervisedProcess(forked.child, supervise);
     } else {
       const python = path.join(venv, 'bin', 'python');
       const args = ['-u', harnessPath(), ...harnessArgs];

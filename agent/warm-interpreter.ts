@@ -17,6 +17,7 @@ import { projectRoot } from '../shared/proto.js';
 import { errorMessage } from '../shared/errors.js';
 import type { ProcessExit, RunningChild } from './process.js';
 import type { RunAsUser } from './run-as.js';
+import { RunCgroup } from './cgroup.js';
 
 export const warmHarnessPath = () => path.join(projectRoot(), 'agent', 'harness', 'trainyard_warm.py');
 
@@ -29,10 +30,15 @@ export interface ForkRequest {
   argv: string[];
   env: Record<string, string>;
   cwd: string;
-  /** The attempt's cgroup folder (the child moves itself in before anything else); null: none. */
-  cgroup: string | null;
+  /** Where the attempt's cgroup goes (agent/cgroup.ts); null: no cgroup. */
+  cgroupBase: string | null;
+  /** The cgroup's name when one is made for this run (a spare child's comes with its own). */
+  cgroupName: string;
   user: RunAsUser | null;
 }
+
+/** What the warm interpreter is sent for a run (never the environment). */
+type RunRequest = { spare: number | null; cgroup: string | null; argv: string[]; cwd: string; user: RunAsUser | null; io: string; token: string };
 
 /** Where forked children connect their stdout and stderr: one socket per agent, connections told apart by a token. */
 class IoServer {
@@ -160,8 +166,17 @@ class WarmInterpreter {
     if (done) { this.#exits.delete(pid); done(e); } else this.#early.set(pid, e);
   }
 
-  /** Asks for a child; resolves with its pid once it is set up (its own group, cgroup, user, env). */
-  fork(req: Omit<ForkRequest, 'env'> & { io: string; token: string }): Promise<number> {
+  /** Asks for the run's process (in a spare, or forked now); resolves with its pid once it is set up. */
+  run(req: RunRequest): Promise<number> {
+    return this.#ask(req);
+  }
+
+  /** Asks for a spare child inside `cgroup` (set up ahead, so a run does not wait for the move). */
+  spare(cgroup: string | null): Promise<number> {
+    return this.#ask({ op: 'spare', cgroup });
+  }
+
+  #ask(req: object): Promise<number> {
     if (this.#dead) return Promise.reject(new Error(this.#dead));
     const id = this.#nextId++;
     return new Promise<number>((resolve, reject) => {
@@ -188,6 +203,10 @@ class WarmInterpreter {
  */
 export class WarmInterpreters {
   readonly #byVenv = new Map<string, WarmInterpreter>();
+  /** At most one spare child per venv, set up in a cgroup of its own, for the next run there. */
+  readonly #spares = new Map<string, { w: WarmInterpreter; pid: number; cgroup: RunCgroup }>();
+  readonly #makingSpare = new Set<string>();
+  #spareSeq = 0;
   #io: IoServer | null = null;
   /** Why warm interpreters are off for this agent (said once); null: on. */
   #off: string | null = null;
@@ -197,10 +216,11 @@ export class WarmInterpreters {
   }
 
   /**
-   * A child forked from `venv`'s warm interpreter, started if need be; null when none can be had (the
+   * The run's process, forked from `venv`'s warm interpreter (started if need be), with the cgroup it runs
+   * in (the caller destroys it at the end, as its own); null when no warm interpreter can be had (the
    * caller spawns instead).
    */
-  async fork(venv: string, req: ForkRequest): Promise<RunningChild | null> {
+  async fork(venv: string, req: ForkRequest): Promise<{ child: RunningChild; cgroup: RunCgroup | null } | null> {
     if (this.#off) return null;
     let w = this.#byVenv.get(venv);
     try {
@@ -220,37 +240,80 @@ export class WarmInterpreters {
       this.o.log.warn({ venv, err: errorMessage(err) }, 'no warm interpreter for this venv; runs spawn a fresh one');
       return null;
     }
-    const { env, ...rest } = req;
-    const io = this.#io.expect(env);
+    let cgroup: RunCgroup | null = null;
+    let spare: number | null = null;
+    if (req.cgroupBase) {
+      const s = this.#spares.get(venv);
+      this.#spares.delete(venv);
+      if (s && s.w === w && w.alive) {
+        spare = s.pid;
+        cgroup = s.cgroup;
+      } else {
+        if (s) void s.cgroup.destroy().catch(() => {});
+        cgroup = await RunCgroup.create(req.cgroupBase, req.cgroupName);
+      }
+      // The next run's spare is made while this one runs.
+      this.#makeSpare(venv, w, req.cgroupBase);
+    }
+    const io = this.#io.expect(req.env);
     let pid: number;
     try {
-      pid = await w.fork({ ...rest, io: this.#io.path, token: io.token });
+      pid = await w.run({ spare, cgroup: cgroup?.dir ?? null, argv: req.argv, cwd: req.cwd, user: req.user, io: this.#io.path, token: io.token });
     } catch (err) {
       io.forget();
-      // The child may have been made, then failed its set-up (a cgroup it cannot enter): that is the run's
-      // failure to report, not a reason to spawn it again.
+      // The child may have been made, then failed its set-up (a folder it cannot enter): that is the run's
+      // failure to report, not a reason to spawn it again. Whatever it left goes with its cgroup.
+      await cgroup?.destroy().catch(() => {});
       throw new Error(`could not start the run's process: ${errorMessage(err)}`);
     }
     const exit = w.exitOf(pid);
     const streams = await Promise.race([io.streams, exit.then(() => null)]);
     if (!streams) {
       io.forget();
+      await cgroup?.destroy().catch(() => {});
       throw new Error('the run\'s process ended before its output was connected');
     }
     const ended = (s: net.Socket) => new Promise<void>((resolve) => { if (s.destroyed || s.readableEnded) resolve(); else s.once('close', () => resolve()); });
     const close = exit.then(async (e) => { await Promise.all([ended(streams.o), ended(streams.e)]); return e; });
-    return { pid, stdout: streams.o, stderr: streams.e, exit, close };
+    return { child: { pid, stdout: streams.o, stderr: streams.e, exit, close }, cgroup };
+  }
+
+  #makeSpare(venv: string, w: WarmInterpreter, base: string): void {
+    if (this.#spares.has(venv) || this.#makingSpare.has(venv)) return;
+    this.#makingSpare.add(venv);
+    void (async () => {
+      // Named like an attempt's (...-AGENTPID), so a crashed agent's spares are swept at its next start.
+      const cgroup = await RunCgroup.create(base, `warm-${++this.#spareSeq}-${process.pid}`);
+      try {
+        const pid = await w.spare(cgroup.dir);
+        if (w.alive && this.#byVenv.get(venv) === w && !this.#spares.has(venv)) this.#spares.set(venv, { w, pid, cgroup });
+        else await cgroup.destroy();
+      } catch (err) {
+        await cgroup.destroy().catch(() => {});
+        this.o.log.debug({ venv, err: errorMessage(err) }, 'no spare child for the next run');
+      }
+    })().catch((err: unknown) => this.o.log.debug({ venv, err: errorMessage(err) }, 'no spare child for the next run'))
+      .finally(() => this.#makingSpare.delete(venv));
   }
 
   #trim(): void {
     while (this.#byVenv.size > this.o.max) {
       const [venv, w] = this.#byVenv.entries().next().value as [string, WarmInterpreter];
       this.#byVenv.delete(venv);
+      this.#dropSpare(venv);
       w.close();
     }
   }
 
+  #dropSpare(venv: string): void {
+    const s = this.#spares.get(venv);
+    this.#spares.delete(venv);
+    // Kills the spare (it ran nothing) and removes its cgroup.
+    if (s) void s.cgroup.destroy().catch(() => {});
+  }
+
   close(): void {
+    for (const venv of [...this.#spares.keys()]) this.#dropSpare(venv);
     for (const w of this.#byVenv.values()) w.close();
     this.#byVenv.clear();
     this.#io?.close();

@@ -47,6 +47,10 @@ try {
     for (const b of breakdown) { console.log(`  ${b.step.padEnd(20)} ${String(b.atMs).padStart(7)}  (+${r1(b.atMs - prev)})`); prev = b.atMs; }
   }
   console.log(values.json ? JSON.stringify({ ...summary, breakdown }) : `submit → train() entered over ${summary.runs} sequential runs: p50 ${summary.p50Ms} ms, p95 ${summary.p95Ms} ms, p99 ${summary.p99Ms} ms (min ${summary.minMs}, max ${summary.maxMs}); submit → train.py spawned: p50 ${summary.spawnP50Ms} ms, p95 ${summary.spawnP95Ms} ms`);
+} catch (err) {
+  // What the agent said last is what a hang or a failure needs to be understood.
+  console.error(s.agent?.lines.slice(-30).join('\n'));
+  throw err;
 } finally {
   await s.stop();
 }

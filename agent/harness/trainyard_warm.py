@@ -9,21 +9,25 @@ runs site.main() itself, after it has become the run's process (own session, cgr
 and no CUDA are ever imported before a fork.
 
 Protocol, one JSON object per line. The agent writes requests on stdin:
-  {"id": n, "argv": [harness args], "cwd": DIR, "io": SOCKET, "token": HEX,
-   "cgroup": DIR|null, "user": {"name", "uid", "gid"}|null}
+  {"id": n, "op": "spare", "cgroup": DIR|null}
+      fork a spare child: its own session and process group, already inside the cgroup DIR (moving a
+      process into a cgroup can wait for an RCU grace period, 10-20 ms, so it is done ahead of the run)
+  {"id": n, "spare": P|null, "cgroup": DIR|null, "argv": [harness args], "cwd": DIR, "io": SOCKET,
+   "token": HEX, "user": {"name", "uid", "gid"}|null}
+      run: in spare P, or in a child forked now (into cgroup DIR)
 (never the run's environment: it holds secrets, and whatever this parent reads stays in the memory
 every later child starts with)
 and reads on stdout:
   {"ready": true, "pid": P}                       once, when this interpreter is ready to fork
-  {"id": n, "pid": P} | {"id": n, "error": MSG}   the child is set up (or could not be)
+  {"id": n, "pid": P} | {"id": n, "error": MSG}   the spare, or the run's process, is set up (or not)
   {"exit": P, "code": C|null, "signal": NAME|null} a child ended (it is reaped here)
 The child's stdout and stderr are two connections to the agent's socket SOCKET (each starts with
-"TOKEN o" or "TOKEN e" and a newline), so its output goes to the agent directly, never through here; on the first, the agent
-sends the child its environment, one JSON line.
-A child is set up before its pid is reported: its own session and process group (so the agent's kill of
-the group reaches it), inside its cgroup, output connected, privileges dropped (setresgid/setresuid,
-the user's groups, no_new_privs), environment and working directory replaced. Stdin at EOF: no more
-forks; this interpreter exits once the children it has are reaped.
+"TOKEN o" or "TOKEN e" and a newline), so its output goes to the agent directly, never through here; on
+the first, the agent sends the child its environment, one JSON line. A run's pid is reported only once
+its process is set up: its own session and process group (so the agent's kill of the group reaches it),
+inside its cgroup, output connected, privileges dropped (setresgid/setresuid, the user's groups,
+no_new_privs), environment and working directory replaced. Stdin at EOF: no more forks, spares end;
+this interpreter exits once the children it has are reaped.
 
 Known difference from a fresh interpreter: children of one warm interpreter share its str hash seed.
 """
@@ -77,15 +81,19 @@ def connect_stream(path, token, which, fd):
     return env
 
 
-def become_run(req):
-    """In the child: everything the run's process must be before any of its code runs."""
+def enter_own_group(cgroup):
+    """In a new child: its own session and process group, default signals, and its cgroup."""
     os.setsid()
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
-    if req.get("cgroup"):
+    if cgroup:
         # Before anything else can fork: nothing of the run is ever outside its cgroup.
-        with open(os.path.join(req["cgroup"], "cgroup.procs"), "w") as fh:
+        with open(os.path.join(cgroup, "cgroup.procs"), "w") as fh:
             fh.write(str(os.getpid()))
+
+
+def become_run(req):
+    """In the child, once its run is known: everything it must be before any of the run's code runs."""
     null = os.open(os.devnull, os.O_RDONLY)
     if null != 0:
         os.dup2(null, 0)
@@ -107,13 +115,33 @@ def become_run(req):
     os.chdir(req["cwd"])
 
 
-def run_child(req, ready_w):
-    """The child's whole life; never returns."""
+def read_all(fd):
+    chunks = []
+    while True:
+        b = os.read(fd, 65536)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+
+
+def child_main(cgroup, req_r, ready_w):
+    """A child's whole life; never returns. It is a spare (set up, in its cgroup) until its run comes."""
     code = 1
     try:
         try:
-            become_run(req)
+            enter_own_group(cgroup)
         except BaseException as e:  # noqa: any failure to set up is reported, never run past
+            os.write(ready_w, ("could not set up the run's process: %s: %s" % (type(e).__name__, e)).encode()[:4000])
+            os._exit(126)
+        os.write(ready_w, b"S")
+        raw = read_all(req_r)
+        os.close(req_r)
+        if not raw:
+            os._exit(0)  # a spare that was not needed
+        req = json.loads(raw)
+        try:
+            become_run(req)
+        except BaseException as e:  # noqa: as above
             os.write(ready_w, ("could not set up the run's process: %s: %s" % (type(e).__name__, e)).encode()[:4000])
             os._exit(126)
         os.write(ready_w, b"ok")
@@ -145,32 +173,65 @@ def run_child(req, ready_w):
         os._exit(code if isinstance(code, int) and 0 <= code < 256 else 1)
 
 
-def fork_run(req, control_fds):
+def read_until(fd, want):
+    """Reads what a child says on its ready pipe: `want`, or why it failed (its end, or an error text)."""
+    got = b""
+    while got != want:
+        b = os.read(fd, 4096)
+        if not b:
+            break
+        got += b
+        if not want.startswith(got):
+            got += read_all(fd)
+            break
+    return None if got == want else (got.decode(errors="replace") or "the run's process ended while being set up")
+
+
+# Spare children: pid -> (request pipe, ready pipe).
+spares = {}
+
+
+def fork_child(cgroup, control_fds):
+    """Forks a child and waits until it is set up as a spare. Returns (pid, request fd, ready fd, error)."""
+    req_r, req_w = os.pipe()
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        os.close(ready_r)
-        for fd in control_fds:
+        for fd in list(control_fds) + [req_w, ready_r] + [f for pair in spares.values() for f in pair]:
             try:
                 os.close(fd)
             except OSError:
                 pass
         signal.set_wakeup_fd(-1)
-        run_child(req, ready_w)
+        child_main(cgroup, req_r, ready_w)
+    os.close(req_r)
     os.close(ready_w)
-    chunks = []
-    while True:
-        b = os.read(ready_r, 4096)
-        if not b:
-            break
-        chunks.append(b)
-        if b"".join(chunks) == b"ok":
-            break
+    error = read_until(ready_r, b"S")
+    if error is not None:
+        os.close(req_w)
+        os.close(ready_r)
+    return pid, req_w, ready_r, error
+
+
+def start_run(req, control_fds):
+    """A run: in the spare named by req["spare"], or in a child forked now. Returns (pid, error)."""
+    spare = req.get("spare")
+    if spare:
+        if spare not in spares:
+            return None, "no spare child %s" % spare
+        pid = spare
+        req_w, ready_r = spares.pop(spare)
+    else:
+        pid, req_w, ready_r, error = fork_child(req.get("cgroup"), control_fds)
+        if error is not None:
+            return pid, error
+    try:
+        os.write(req_w, json.dumps(req).encode())
+    finally:
+        os.close(req_w)
+    error = read_until(ready_r, b"ok")
     os.close(ready_r)
-    said = b"".join(chunks).decode(errors="replace")
-    if said == "ok":
-        return pid, None
-    return pid, said or "the run's process ended while being set up"
+    return pid, error
 
 
 children = set()
@@ -232,6 +293,11 @@ def serve():
                 # still ours to reap, so their exit statuses reach the agent. Then this process ends.
                 sel.unregister(0)
                 closing = True
+                # Spares not needed end at once (they read an empty request).
+                for req_w, ready_r in spares.values():
+                    os.close(req_w)
+                    os.close(ready_r)
+                spares.clear()
                 break
             pending += data
             while b"\n" in pending:
@@ -241,8 +307,17 @@ def serve():
                 req = None
                 try:
                     req = json.loads(line)
-                    pid, error = fork_run(req, [0, wake_r, wake_w, sel.fileno()])
-                    children.add(pid)
+                    control = [0, wake_r, wake_w, sel.fileno()]
+                    if req.get("op") == "spare":
+                        pid, req_w, ready_r, error = fork_child(req.get("cgroup"), control)
+                        if pid:
+                            children.add(pid)
+                        if error is None:
+                            spares[pid] = (req_w, ready_r)
+                    else:
+                        pid, error = start_run(req, control)
+                        if pid:
+                            children.add(pid)
                     send({"id": req["id"], "pid": pid} if error is None else {"id": req["id"], "pid": pid, "error": error})
                 except Exception as e:  # noqa: a bad request is answered, never fatal
                     send({"id": req.get("id") if isinstance(req, dict) else None, "error": "%s: %s" % (type(e).__name__, e)})

@@ -4,13 +4,13 @@
 // environment, and when the parent dies the next run gets a new one.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { needsFreshInterpreter, WarmInterpreters } from '../../agent/warm-interpreter.js';
 import { SupervisedProcess, type SuperviseOptions } from '../../agent/process.js';
-import { prepareCgroupBase, RunCgroup } from '../../agent/cgroup.js';
+import { prepareCgroupBase } from '../../agent/cgroup.js';
 
 const tmp = (p: string) => mkdtempSync(path.join(os.tmpdir(), p));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -60,7 +60,7 @@ t.test('a forked child is the run\'s own process: its environment exactly, its g
   for (const secret of ['first-secret', 'second-secret']) {
     const p = pkg(describe);
     const env = { PATH: `${venv}/bin:/usr/bin:/bin`, HOME: p.dir, API_KEY: secret, PYTHONUNBUFFERED: '1' };
-    const child = await warm.fork(venv, { argv: args(p), env, cwd: p.dir, cgroup: null, user: null });
+    const child = (await warm.fork(venv, { argv: args(p), env, cwd: p.dir, cgroupBase: null, cgroupName: 'x', user: null }))?.child;
     t.ok(child, 'forked');
     const out: string[] = [];
     const err: string[] = [];
@@ -89,12 +89,12 @@ t.test('user code errors, kills and timeouts end a forked child as they end a sp
   t.teardown(() => warm.close());
   const env = { PATH: '/usr/bin:/bin' };
   const bad = pkg('raise ValueError("bad data")');
-  const e1 = await new SupervisedProcess((await warm.fork(venv, { argv: args(bad), env, cwd: bad.dir, cgroup: null, user: null }))!, supervise()).exited;
+  const e1 = await new SupervisedProcess((await warm.fork(venv, { argv: args(bad), env, cwd: bad.dir, cgroupBase: null, cgroupName: 'x', user: null }))!.child, supervise()).exited;
   t.same(e1, { code: 1, signal: null }, 'an exception in train() exits 1');
   t.match(JSON.parse(readFileSync(bad.result, 'utf8')).error.summary, 'ValueError: bad data', 'and the verdict says why');
 
   const slow = pkg('time.sleep(300)');
-  const child = (await warm.fork(venv, { argv: args(slow), env, cwd: slow.dir, cgroup: null, user: null }))!;
+  const child = (await warm.fork(venv, { argv: args(slow), env, cwd: slow.dir, cgroupBase: null, cgroupName: 'x', user: null }))!.child;
   const proc = new SupervisedProcess(child, supervise());
   await sleep(300);
   proc.stop();
@@ -107,18 +107,33 @@ t.test('with a cgroup, the child is in it before its code runs, and what it leav
   if (prepared.base === null) { await t.skip(`no cgroup v2 to manage here: ${prepared.why}`); return; }
   const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }) });
   t.teardown(() => warm.close());
-  const p = pkg(`import subprocess
+  const body = `import subprocess
 open("cgroup.txt", "w").write(open("/proc/self/cgroup").read())
-subprocess.Popen(["setsid", "sh", "-c", "sleep 300 </dev/null >/dev/null 2>&1 & echo $! > sleeper.pid"]).wait()`);
-  const cg = await RunCgroup.create(prepared.base, `warm-test-${process.pid}`);
-  t.teardown(() => cg.destroy());
-  const child = (await warm.fork(venv, { argv: args(p), env: { PATH: '/usr/bin:/bin' }, cwd: p.dir, cgroup: cg.dir, user: null }))!;
-  const exit = await new SupervisedProcess(child, supervise({ cgroup: cg })).exited;
-  t.same(exit, { code: 0, signal: null });
-  t.match(readFileSync(path.join(p.dir, 'cgroup.txt'), 'utf8'), path.basename(cg.dir), 'train.py ran inside the attempt\'s cgroup');
-  const sleeper = Number(readFileSync(path.join(p.dir, 'sleeper.pid'), 'utf8'));
-  t.ok(sleeper > 0);
-  t.notOk(alive(sleeper), 'the setsid\'d sleeper it left died with the run');
+subprocess.Popen(["setsid", "sh", "-c", "sleep 300 </dev/null >/dev/null 2>&1 & echo $! > sleeper.pid"]).wait()`;
+  const names: string[] = [];
+  for (const round of [1, 2, 3]) {
+    const p = pkg(body);
+    if (round > 1) await sleep(200); // the spare for the next run is made while this one runs
+    const forked = (await warm.fork(venv, { argv: args(p), env: { PATH: '/usr/bin:/bin' }, cwd: p.dir, cgroupBase: prepared.base, cgroupName: `warm-test-${round}-${process.pid}`, user: null }))!;
+    const cg = forked.cgroup!;
+    t.ok(cg, 'the run has a cgroup');
+    names.push(path.basename(cg.dir));
+    const exit = await new SupervisedProcess(forked.child, supervise({ cgroup: cg })).exited;
+    t.same(exit, { code: 0, signal: null });
+    t.match(readFileSync(path.join(p.dir, 'cgroup.txt'), 'utf8'), `/${path.basename(cg.dir)}\n`, `round ${round}: train.py ran inside the attempt's cgroup`);
+    const sleeper = Number(readFileSync(path.join(p.dir, 'sleeper.pid'), 'utf8'));
+    t.ok(sleeper > 0);
+    t.notOk(alive(sleeper), 'the setsid\'d sleeper it left died with the run');
+    await cg.destroy();
+    t.notOk(existsSync(cg.dir), 'the cgroup is removed with the attempt');
+  }
+  t.equal(names[0], `warm-test-1-${process.pid}`, 'the first run had no spare: a cgroup made for it');
+  t.match(names[1], /^warm-\d+-\d+$/, 'later runs start in a spare child, already inside a cgroup of its own');
+  t.not(names[1], names[2], 'one spare per run');
+  warm.close();
+  await sleep(300);
+  const left = readdirSync(prepared.base).filter((n) => n.startsWith('warm-') && n.endsWith(`-${process.pid}`));
+  t.same(left, [], 'closing removes the spare and its cgroup');
 });
 
 t.test('a warm interpreter that dies: its running child ends as lost, and the next run gets a new one', async (t) => {
@@ -126,7 +141,7 @@ t.test('a warm interpreter that dies: its running child ends as lost, and the ne
   t.teardown(() => warm.close());
   const env = { PATH: '/usr/bin:/bin' };
   const slow = pkg('time.sleep(300)');
-  const child = (await warm.fork(venv, { argv: args(slow), env, cwd: slow.dir, cgroup: null, user: null }))!;
+  const child = (await warm.fork(venv, { argv: args(slow), env, cwd: slow.dir, cgroupBase: null, cgroupName: 'x', user: null }))!.child;
   const proc = new SupervisedProcess(child, supervise());
   const parent = Number(readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[2]);
   process.kill(parent, 'SIGKILL');
@@ -134,9 +149,9 @@ t.test('a warm interpreter that dies: its running child ends as lost, and the ne
   t.equal(exit.signal, 'SIGKILL', 'the child\'s end is reported (its exit status was lost with its parent)');
   t.notOk(alive(child.pid!), 'and the child was killed, not left running unsupervised');
   const again = pkg(describe);
-  const next = await warm.fork(venv, { argv: args(again), env, cwd: again.dir, cgroup: null, user: null });
+  const next = await warm.fork(venv, { argv: args(again), env, cwd: again.dir, cgroupBase: null, cgroupName: 'x', user: null });
   t.ok(next, 'the next run forks from a new warm interpreter');
-  t.same(await new SupervisedProcess(next!, supervise()).exited, { code: 0, signal: null });
+  t.same(await new SupervisedProcess(next!.child, supervise()).exited, { code: 0, signal: null });
   t.not(JSON.parse(readFileSync(path.join(again.dir, 'out.json'), 'utf8')).ppid, parent, 'a new parent');
 });
 
@@ -147,5 +162,5 @@ t.test('a run that sets what an interpreter reads only at its start gets a fresh
   t.ok(needsFreshInterpreter({ LC_ALL: 'C' }));
   t.notOk(needsFreshInterpreter({ PYTHONUNBUFFERED: '1', EPOCHS: '3', artifacts_directory: 'out' }));
   const off = new WarmInterpreters({ max: 0, log: pino({ level: 'silent' }) });
-  t.equal(await off.fork(venv, { argv: [], env: {}, cwd: '/', cgroup: null, user: null }), null, '--warm-interpreters 0: every run spawns');
+  t.equal(await off.fork(venv, { argv: [], env: {}, cwd: '/', cgroupBase: null, cgroupName: 'x', user: null }), null, '--warm-interpreters 0: every run spawns');
 });
