@@ -335,7 +335,7 @@ export class AgentDaemon {
     for (const s of this.#subs) s.unsubscribe();
     await this.#nats?.drain().catch(() => {});
     this.#link.close();
-    this.#warm.close();
+    await this.#warm.close();
     await this.#metrics?.close();
     if (this.#giveUpTimer) clearTimeout(this.#giveUpTimer);
     this.#setState('STOPPED');

@@ -300,23 +300,25 @@ export class WarmInterpreters {
     while (this.#byVenv.size > this.o.max) {
       const [venv, w] = this.#byVenv.entries().next().value as [string, WarmInterpreter];
       this.#byVenv.delete(venv);
-      this.#dropSpare(venv);
+      void this.#dropSpare(venv);
       w.close();
     }
   }
 
-  #dropSpare(venv: string): void {
+  #dropSpare(venv: string): Promise<void> {
     const s = this.#spares.get(venv);
     this.#spares.delete(venv);
     // Kills the spare (it ran nothing) and removes its cgroup.
-    if (s) void s.cgroup.destroy().catch(() => {});
+    return s ? s.cgroup.destroy().catch(() => {}) : Promise.resolve();
   }
 
-  close(): void {
-    for (const venv of [...this.#spares.keys()]) this.#dropSpare(venv);
+  /** Closes every warm interpreter (each ends once its running children are reaped) and removes the spares. */
+  async close(): Promise<void> {
+    const spares = [...this.#spares.keys()].map((venv) => this.#dropSpare(venv));
     for (const w of this.#byVenv.values()) w.close();
     this.#byVenv.clear();
     this.#io?.close();
     this.#io = null;
+    await Promise.all(spares);
   }
 }

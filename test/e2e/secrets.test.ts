@@ -14,9 +14,12 @@ const inlineSecret = `inline-${randomBytes(12).toString('hex')}`;
 const digest = (v: string) => createHash('sha256').update(v).digest('hex');
 
 const train = `
-import hashlib, os
+import hashlib, os, time
 class Main:
     def train(self, d):
+        gate = os.environ.get("GATE")
+        while gate and not os.path.exists(gate):
+            time.sleep(0.02)
         v = os.environ["API_TOKEN"]
         print("digest", hashlib.sha256(v.encode()).hexdigest(), hashlib.sha256(os.environ["DB_PASSWORD"].encode()).hexdigest())
         print(v)
@@ -34,11 +37,14 @@ t.test('a secret reaches train.py, and is never returned, stored past the run, o
   const file = path.join(tempDir(), 'token');
   writeFileSync(file, `${fileSecret}\n`, { mode: 0o600 });
 
-  const ok = await s.cliJson(['run', 'train', '--package', 'sec', '--dataset', 'd', '--secret', `API_TOKEN=@${file}`, '--secret', `DB_PASSWORD=${inlineSecret}`]);
+  // The first run waits for the gate, so its secrets are certainly still stored when they are looked for.
+  const gate = path.join(tempDir(), 'gate');
+  const ok = await s.cliJson(['run', 'train', '--package', 'sec', '--dataset', 'd', '--env', `GATE=${gate}`, '--secret', `API_TOKEN=@${file}`, '--secret', `DB_PASSWORD=${inlineSecret}`]);
   t.same(ok.secret_names, ['API_TOKEN', 'DB_PASSWORD'], 'the run shows its secrets\' names');
   const bad = await s.cliJson(['run', 'train', '--package', 'sec', '--dataset', 'd', '--env', 'FAIL_WITH_IT=1', '--secret', `API_TOKEN=@${file}`, '--secret', `DB_PASSWORD=${inlineSecret}`]);
   const stored = await s.query('SELECT run_id, name, value FROM run_secrets ORDER BY run_id, name');
-  t.ok(stored.length > 0, 'the secrets are stored while the runs are live');
+  t.ok(stored.some((r) => r.run_id === ok.id), 'the secrets are stored while the runs are live');
+  writeFileSync(gate, '');
 
   const done = await s.waitForStatus(ok.id, ['Successful', 'Failed', 'Killed'], 240_000);
   t.equal(done.status, 'Successful', `the run succeeds (${done.failure_reason ?? ''})`);

@@ -4,6 +4,7 @@
 // environment, and when the parent dies the next run gets a new one.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -57,7 +58,8 @@ t.test('a forked child is the run\'s own process: its environment exactly, its g
   const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }) });
   t.teardown(() => warm.close());
   const seen: Record<string, any>[] = [];
-  for (const secret of ['first-secret', 'second-secret']) {
+  const secrets = [`first-${randomBytes(8).toString('hex')}`, `second-${randomBytes(8).toString('hex')}`];
+  for (const secret of secrets) {
     const p = pkg(describe);
     const env = { PATH: `${venv}/bin:/usr/bin:/bin`, HOME: p.dir, API_KEY: secret, PYTHONUNBUFFERED: '1' };
     const child = (await warm.fork(venv, { argv: args(p), env, cwd: p.dir, cgroupBase: null, cgroupName: 'x', user: null }))?.child;
@@ -81,7 +83,7 @@ t.test('a forked child is the run\'s own process: its environment exactly, its g
   const parentCmd = readFileSync(`/proc/${seen[0]!.ppid}/cmdline`, 'utf8').split('\0');
   t.ok(parentCmd.includes('-S'), 'the parent was started without site (no .pth file of the venv ran in it)');
   const parentEnviron = readFileSync(`/proc/${seen[0]!.ppid}/environ`, 'utf8');
-  t.notMatch(parentEnviron, /secret/, 'the parent\'s environment holds no run\'s variables');
+  for (const secret of secrets) t.notMatch(parentEnviron, secret, 'the parent\'s environment holds no run\'s variables');
 });
 
 t.test('user code errors, kills and timeouts end a forked child as they end a spawned one', async (t) => {
@@ -130,8 +132,7 @@ subprocess.Popen(["setsid", "sh", "-c", "sleep 300 </dev/null >/dev/null 2>&1 & 
   t.equal(names[0], `warm-test-1-${process.pid}`, 'the first run had no spare: a cgroup made for it');
   t.match(names[1], /^warm-\d+-\d+$/, 'later runs start in a spare child, already inside a cgroup of its own');
   t.not(names[1], names[2], 'one spare per run');
-  warm.close();
-  await sleep(300);
+  await warm.close();
   const left = readdirSync(prepared.base).filter((n) => n.startsWith('warm-') && n.endsWith(`-${process.pid}`));
   t.same(left, [], 'closing removes the spare and its cgroup');
 });
