@@ -19,6 +19,9 @@ import type { ProcessExit, RunningChild } from './process.js';
 import type { RunAsUser } from './run-as.js';
 import { RunCgroup } from './cgroup.js';
 
+/** How long a set-up child's output connections may take to be read (they were made before it said so). */
+const STREAMS_TIMEOUT_MS = 10_000;
+
 export const warmHarnessPath = () => path.join(projectRoot(), 'agent', 'harness', 'trainyard_warm.py');
 
 /** Variables an interpreter reads only when it starts: a run that sets one gets a fresh interpreter. */
@@ -267,11 +270,16 @@ export class WarmInterpreters {
       throw new Error(`could not start the run's process: ${errorMessage(err)}`);
     }
     const exit = w.exitOf(pid);
-    const streams = await Promise.race([io.streams, exit.then(() => null)]);
+    // The child reported itself set up only after both connections were made (and the first answered), so
+    // they are here or about to be: the agent may not have read the second one's first line yet, and a
+    // quick run may even have ended by then (its exit status can arrive first). A bound all the same.
+    let timer: NodeJS.Timeout | undefined;
+    const streams = await Promise.race([io.streams, new Promise<null>((resolve) => { timer = setTimeout(() => resolve(null), STREAMS_TIMEOUT_MS); })]);
+    clearTimeout(timer);
     if (!streams) {
       io.forget();
       await cgroup?.destroy().catch(() => {});
-      throw new Error('the run\'s process ended before its output was connected');
+      throw new Error(`the run's output was not connected within ${STREAMS_TIMEOUT_MS} ms of its start`);
     }
     const ended = (s: net.Socket) => new Promise<void>((resolve) => { if (s.destroyed || s.readableEnded) resolve(); else s.once('close', () => resolve()); });
     const close = exit.then(async (e) => { await Promise.all([ended(streams.o), ended(streams.e)]); return e; });

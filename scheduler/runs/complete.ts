@@ -142,29 +142,45 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
   }
   if (size !== req.package_size_bytes) return fail(`the package zip in the bucket has ${size} bytes, the agent uploaded ${req.package_size_bytes}`);
 
-  for (let race = 0; ; race++) {
-    // The next minor, read without a lock; if another run registers it first, the insert below fails on
-    // the primary key and this reads again (rare: only concurrent successes of one package version).
-    const { max } = await db.selectFrom('package_versions').select(sql<number>`coalesce(max(minor), 0)`.as('max'))
-      .where('package', '=', run.package).where('major', '=', run.package_major).executeTakeFirstOrThrow();
-    const minor = Number(max) + 1;
-    const version = formatVersion({ major: run.package_major, minor });
-    const results = resultsFor(version);
-    const lineage = lineageFor({ version, sha256: req.package_sha256 });
-    await writeResults(results, lineage);
-    try {
-      const changed = await runs.succeed(run.id, req.lease, agent, {
-        results, lineage, score, phases,
-        version: {
-          package: run.package, major: run.package_major, minor, trainedMajor: run.package_major, trainedMinor: run.package_minor,
-          objectKey: prefix + outputNames.package, sizeBytes: size, sha256: req.package_sha256,
-        },
-      });
-      return changed ? { changed, version } : refused();
-    } catch (err) {
-      const pgErr = err as { code?: string; constraint?: string };
-      if (pgErr.code === '23505' && pgErr.constraint === 'package_versions_pkey' && race < MAX_VERSION_RACES) continue;
-      throw err;
+  // Successes of one package version in this process take the next minor one after another: in a burst,
+  // two slots finishing together would otherwise both read the same minor, and the loser would write its
+  // _results.json again. Across schedulers the primary key still decides (the loop below).
+  return serially(`${run.package}@${run.package_major}`, async () => {
+    for (let race = 0; ; race++) {
+      // The next minor, read without a lock; if another run registers it first, the insert below fails on
+      // the primary key and this reads again (rare: only concurrent successes of one package version).
+      const { max } = await db.selectFrom('package_versions').select(sql<number>`coalesce(max(minor), 0)`.as('max'))
+        .where('package', '=', run.package).where('major', '=', run.package_major).executeTakeFirstOrThrow();
+      const minor = Number(max) + 1;
+      const version = formatVersion({ major: run.package_major, minor });
+      const results = resultsFor(version);
+      const lineage = lineageFor({ version, sha256: req.package_sha256 });
+      await writeResults(results, lineage);
+      try {
+        const changed = await runs.succeed(run.id, req.lease, agent, {
+          results, lineage, score, phases,
+          version: {
+            package: run.package, major: run.package_major, minor, trainedMajor: run.package_major, trainedMinor: run.package_minor,
+            objectKey: prefix + outputNames.package, sizeBytes: size, sha256: req.package_sha256,
+          },
+        });
+        return changed ? { changed, version } : refused();
+      } catch (err) {
+        const pgErr = err as { code?: string; constraint?: string };
+        if (pgErr.code === '23505' && pgErr.constraint === 'package_versions_pkey' && race < MAX_VERSION_RACES) continue;
+        throw err;
+      }
     }
-  }
+  });
+}
+
+/** The tail of each key's queue: `fn` runs once every earlier call with the same key has settled. */
+const queues = new Map<string, Promise<unknown>>();
+function serially<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  const before = queues.get(key) ?? Promise.resolve();
+  const mine = before.then(fn, fn);
+  const tail = mine.catch(() => {});
+  queues.set(key, tail);
+  void tail.then(() => { if (queues.get(key) === tail) queues.delete(key); });
+  return mine;
 }

@@ -22,7 +22,7 @@ t.test('two schedulers, many concurrent submissions: each run dispatched exactly
   const ids = submitted.map((r) => r.id);
   t.equal(new Set(ids).size, n, `${n} distinct runs, half through each scheduler`);
   for (const id of ids) await s.waitForStatus(id, ['Successful', 'Failed', 'Killed']);
-  const rows = await s.query('SELECT id, status, attempt FROM runs WHERE id = ANY($1)', [ids]);
+  const rows = await s.query('SELECT id, status, attempt, failure_reason FROM runs WHERE id = ANY($1)', [ids]);
   t.same(rows.filter((r) => r.status !== 'Successful' || r.attempt !== 1), [], 'every run Successful on its first attempt');
   const placed = await s.query("SELECT run_id, count(*)::int AS n FROM run_events WHERE detail LIKE 'placed on %' GROUP BY run_id");
   t.same(placed.filter((p) => p.n !== 1), [], 'each run was placed once');

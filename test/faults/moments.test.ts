@@ -24,7 +24,7 @@ t.test('a dispatch its agent never acknowledges is placed again elsewhere', asyn
   }
   await s.startAgent('awake');
   const run = await s.waitForStatus(id, ['Successful', 'Failed']);
-  t.equal(run.status, 'Successful');
+  t.equal(run.status, 'Successful', `the run succeeds (${run.failure_reason ?? ''})`);
   const events = (await s.query('SELECT detail FROM run_events WHERE run_id = $1 ORDER BY id', [id])).map((e) => e.detail as string);
   t.ok(events.includes('placed on frozen'), 'first placed on the frozen agent');
   t.ok(events.includes('dispatch not acknowledged by frozen within 2000 ms'), 'taken back when the ack deadline passed');
