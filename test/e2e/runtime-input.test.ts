@@ -4,7 +4,7 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
@@ -146,8 +146,10 @@ t.test('disk full on the agent: Failed with a clear reason, and the agent keeps 
   const [row] = await s.cliJson<any[]>(['agents']);
   t.equal(row.name, 'small');
   t.equal(row.status, 'online', 'and still online');
-  // (Only the agent's own identity file, which it keeps there from its first start.)
-  t.same(execFileSync('ls', ['-A', mountDir]).toString().trim().split('\n').filter((f) => f && f !== 'identity'), [], 'the failed attempt left nothing in the work dir');
+  // (Only the agent's own identity file, which it keeps there from its first start, and its package cache.)
+  t.same(execFileSync('ls', ['-A', mountDir]).toString().trim().split('\n').filter((f) => f && f !== 'identity' && f !== 'packages'), [], 'the failed attempt left nothing in the work dir');
+  const cached = existsSync(path.join(mountDir, 'packages')) ? readdirSync(path.join(mountDir, 'packages')) : [];
+  t.same(cached.filter((f) => !/^[0-9a-f]{64}$/.test(f)), [], 'nor a half-extracted package in the cache');
 
   const { id: id2 } = await s.cliJson(['run', 'train', '--package', 'reader', '--dataset', 'tiny']);
   const second = await s.waitForStatus(id2 as string, terminal, 120_000);
