@@ -23,6 +23,8 @@ export async function submitRun(ctx: SchedulerContext, req: SubmitRunRequest__Ou
   // The run's project defaults to the token's; anything else must be one the token may submit to.
   const project = req.project ? checkName('project', req.project) : caller.kind === 'user' ? caller.project : 'default';
   authorize(caller, Actions.SubmitRun, project);
+  // Postgres text holds no NUL: refused here, naming the field, rather than failing a query as INTERNAL.
+  if (req.idempotency_key.includes('\0')) throw invalid('idempotency_key contains a NUL byte');
   if (req.idempotency_key) {
     const existing = await db.selectFrom('runs').select('id').where('idempotency_key', '=', req.idempotency_key).executeTakeFirst();
     if (existing) return existing.id;
@@ -43,6 +45,10 @@ export async function submitRun(ctx: SchedulerContext, req: SubmitRunRequest__Ou
     memoryMb: res?.memory_mb ?? 0,
     selector: res?.selector ?? {},
   };
+  if (request.gpuModel.includes('\0')) throw invalid('resources.gpu_model contains a NUL byte');
+  for (const [k, v] of Object.entries(request.selector)) {
+    if (k.includes('\0') || v.includes('\0')) throw invalid(`resources.selector: label ${JSON.stringify(k)} contains a NUL byte`);
+  }
   if (!Number.isInteger(request.gpus) || request.gpus < 0 || request.gpus > 8) throw invalid(`resources.gpus must be 0 to 8, got ${request.gpus}`);
   if (request.cpus < 0 || request.memoryMb < 0 || request.gpuMemoryMb < 0) throw invalid('resources must not be negative');
   if (req.timeout_seconds < 0) throw invalid(`timeout_seconds must be 0 (none) or positive, got ${req.timeout_seconds}`);
