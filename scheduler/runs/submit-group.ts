@@ -17,7 +17,7 @@ import { submitEach, type Outcome, type RunRow } from './submit.js';
 export interface SubmitGroupOptions {
   /** Most calls in one group (default 200): bounds one statement's size and a group's latency. */
   readonly maxGroup?: number;
-  /** Groups running at once (default 2): one checks while another inserts. */
+  /** Groups running at once (default 4): while one waits on Postgres, others check or insert. */
   readonly concurrency?: number;
   /** The placer is rung for new runs at most once in this many ms (default 250); see #kick. */
   readonly kickEveryMs?: number;
@@ -35,7 +35,7 @@ export class SubmitGroup {
 
   constructor(private readonly ctx: SchedulerContext, o: SubmitGroupOptions = {}) {
     this.#maxGroup = o.maxGroup ?? 200;
-    this.#concurrency = o.concurrency ?? 2;
+    this.#concurrency = o.concurrency ?? 4;
     this.#kickEveryMs = o.kickEveryMs ?? 250;
   }
 
