@@ -47,6 +47,8 @@ interface Lookup {
   known: boolean;
   /** For each entry of the shapes sent, whether some live agent could ever hold it. */
   fits: boolean[];
+  /** Whether a dataset sub-folder holds files, asked of MinIO once per check (set in JS, not read). */
+  listed?: Map<string, Promise<boolean>>;
 }
 
 /** One run: submitted, or the run its idempotency key names. Throws the refusal. */
@@ -286,10 +288,17 @@ async function checkDataset(ctx: SchedulerContext, caller: Principal, project: s
   if (owner !== project && !allowed(caller, Actions.ReadDataset, owner)) throw denied(`${field}dataset "${ds.name}" belongs to project "${owner}", not "${project}"`);
   if (!ds.sub) return;
   const prefix = keys.datasetPrefix(ds.name, ds.sub);
-  const hasFile = await withStorageRetry(`list ${prefix}`, async () => {
-    for await (const _ of ctx.minio.listObjectsV2(ctx.settings.bucket, prefix, true)) return true;
-    return false;
-  }, ctx.storageRetry);
+  // A sweep of many runs over one sub-folder lists it once.
+  l.listed ??= new Map();
+  let listing = l.listed.get(prefix);
+  if (!listing) {
+    listing = withStorageRetry(`list ${prefix}`, async () => {
+      for await (const _ of ctx.minio.listObjectsV2(ctx.settings.bucket, prefix, true)) return true;
+      return false;
+    }, ctx.storageRetry);
+    l.listed.set(prefix, listing);
+  }
+  const hasFile = await listing;
   if (!hasFile) throw notFound(`${field}dataset "${ds.name}" has no subfolder "${ds.sub}" (or it holds no files)`);
 }
 
