@@ -1,4 +1,5 @@
 // The scheduler daemon: explicit states, every change logged, two-stage shutdown.
+import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { connect, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
@@ -103,7 +104,10 @@ export class Scheduler {
       })();
       const subjects = makeSubjects(settings.subjectPrefix);
       const publish = (subject: string, data = '') => { try { nats.publish(subject, data); } catch (err) { log.warn({ err: String(err), subject }, 'nats publish failed'); } };
-      const kick = () => { this.#placer?.kick(); publish(subjects.kick); };
+      // The doorbell carries who rang it: this scheduler's own placer was kicked directly, and its echo
+      // from NATS would only start a second pass right after the first.
+      const self = randomUUID();
+      const kick = () => { this.#placer?.kick(); publish(subjects.kick, self); };
       // The one hook every run transition goes through, after it committed: one log line, the run's
       // doorbell for its watchers, and the placer's when an agent's capacity came free.
       const runs = new RunTransitions(db, (c) => {
@@ -122,7 +126,7 @@ export class Scheduler {
         kick,
         runChanged: (id) => publish(subjects.run(id)),
       };
-      nats.subscribe(subjects.kick, { callback: () => placer.kick() });
+      nats.subscribe(subjects.kick, { callback: (_err, m) => { if (m.string() !== self) placer.kick(); } });
       placer.start();
       this.#ticker = new ScheduleTicker(ctx);
       this.#ticker.start();
