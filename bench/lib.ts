@@ -51,8 +51,9 @@ export function benchAdminToken(b: BenchEnv): string {
 
 export interface Proc { child: ChildProcess; lines: string[]; waitFor(re: RegExp, timeoutMs?: number): Promise<string>; stop(): Promise<void> }
 
-export function startTrainyard(args: string[], env: NodeJS.ProcessEnv): Proc {
-  const child = spawn(process.execPath, [path.join(projectRoot(), 'bin', 'trainyard.js'), ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+/** `nodeArgs` go to node itself (`--cpu-prof`: NODE_OPTIONS refuses it). */
+export function startTrainyard(args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = []): Proc {
+  const child = spawn(process.execPath, [...nodeArgs, path.join(projectRoot(), 'bin', 'trainyard.js'), ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   const lines: string[] = [];
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
   let rest = '';
