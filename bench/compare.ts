@@ -8,7 +8,8 @@
 //      (the runs stay queued); runs/s.
 // It prints the table's Trainyard row (and --json the figures).
 //
-//   node dist/bench/compare.js [--latency-runs 50] [--burst 500] [--submits 2000] [--json]
+//   node dist/bench/compare.js [--latency-runs 50] [--burst 500] [--submits 2000] [--only latency|burst|submit] [--json]
+// --only runs one part (comma-separated for several); the others print as —.
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { enteredAt, median, percentile, startNoopTrainyard, waitEnded } from './lib.js';
@@ -16,7 +17,10 @@ import { projectRoot } from '../shared/proto.js';
 
 const { values } = parseArgs({ options: {
   'latency-runs': { type: 'string', default: '50' }, burst: { type: 'string', default: '500' }, submits: { type: 'string', default: '2000' }, json: { type: 'boolean' },
+  only: { type: 'string' },
 } });
+const parts = new Set((values.only ?? 'latency,burst,submit').split(','));
+for (const p of parts) if (!['latency', 'burst', 'submit'].includes(p)) throw new Error(`--only: unknown part "${p}" (latency, burst, submit)`);
 const r1 = (x: number) => Math.round(x * 10) / 10;
 const say = (m: string) => { if (!values.json) console.error(`[compare] ${m}`); };
 
@@ -33,11 +37,11 @@ async function inFlight(n: number, width: number, fn: (i: number) => Promise<voi
 }
 
 const out: Record<string, number> = {};
-{
+if (parts.has('latency') || parts.has('burst')) {
   const s = await startNoopTrainyard({ agent: COMPARE_AGENT });
   try {
-    const n = Number(values['latency-runs']);
-    say(`latency: ${n} sequential runs (and 3 to warm the venv)`);
+    const n = parts.has('latency') ? Number(values['latency-runs']) : 0;
+    if (n > 0) say(`latency: ${n} sequential runs (and 3 to warm the venv)`);
     const lat: number[] = [];
     for (let i = 0; i < n + 3; i++) {
       if (i >= 3) await new Promise((res) => setTimeout(res, Math.random() * 1000));
@@ -48,11 +52,13 @@ const out: Record<string, number> = {};
       if (i < 3) continue;
       lat.push(await enteredAt(s.api, run.id) - t0);
     }
-    out.latencyP50Ms = r1(median(lat));
-    out.latencyP95Ms = r1(percentile(lat, 95));
+    if (n > 0) {
+      out.latencyP50Ms = r1(median(lat));
+      out.latencyP95Ms = r1(percentile(lat, 95));
+    }
 
-    const burst = Number(values.burst);
-    say(`burst: ${burst} runs, 1 CPU + 1 GPU each, one agent with 2 of each`);
+    const burst = parts.has('burst') ? Number(values.burst) : 0;
+    if (burst > 0) say(`burst: ${burst} runs, 1 CPU + 1 GPU each, one agent with 2 of each`);
     const ids: string[] = [];
     const t0 = Date.now();
     await inFlight(burst, 16, async (i) => {
@@ -64,12 +70,12 @@ const out: Record<string, number> = {};
       if (r.status !== 'Successful' || !r.output_version) throw new Error(`burst run ${id} ${r.status}: ${r.failure_reason}`);
       last = Math.max(last, new Date(r.times!.ended_at).getTime());
     }
-    out.burstRunsPerS = r1(burst / ((last - t0) / 1000));
+    if (burst > 0) out.burstRunsPerS = r1(burst / ((last - t0) / 1000));
   } finally {
     await s.stop();
   }
 }
-{
+if (parts.has('submit')) {
   const s = await startNoopTrainyard({ agent: null });
   try {
     const n = Number(values.submits);
@@ -85,6 +91,7 @@ if (values.json) console.log(JSON.stringify(out));
 else {
   console.log('| system | submit → job code starts, p50 / p95 | 500-run burst, 2 slots | SubmitRun, 16 in flight |');
   console.log('|---|---|---|---|');
-  console.log(`| Trainyard (this checkout) | ${out.latencyP50Ms} / ${out.latencyP95Ms} ms | ${out.burstRunsPerS} runs/s | ${out.submitRunsPerS} runs/s |`);
+  const or = (x: number | undefined, unit: string) => (x === undefined ? '—' : `${x} ${unit}`);
+  console.log(`| Trainyard (this checkout) | ${out.latencyP50Ms === undefined ? '—' : `${out.latencyP50Ms} / ${out.latencyP95Ms} ms`} | ${or(out.burstRunsPerS, 'runs/s')} | ${or(out.submitRunsPerS, 'runs/s')} |`);
 }
 process.exit(0);

@@ -51,8 +51,14 @@ export function benchAdminToken(b: BenchEnv): string {
 
 export interface Proc { child: ChildProcess; lines: string[]; waitFor(re: RegExp, timeoutMs?: number): Promise<string>; stop(): Promise<void> }
 
-export function startTrainyard(args: string[], env: NodeJS.ProcessEnv): Proc {
-  const child = spawn(process.execPath, [path.join(projectRoot(), 'bin', 'trainyard.js'), ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+/**
+ * A trainyard daemon. `nodeArgs` go to node itself (`--cpu-prof`: NODE_OPTIONS refuses it), and so do
+ * BENCH_NODE_ARGS (space-separated), to profile what any bench measures:
+ * BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" writes each daemon's CPU profile on exit.
+ */
+export function startTrainyard(args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = []): Proc {
+  nodeArgs = [...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), ...nodeArgs];
+  const child = spawn(process.execPath, [...nodeArgs, path.join(projectRoot(), 'bin', 'trainyard.js'), ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   const lines: string[] = [];
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
   let rest = '';

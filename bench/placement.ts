@@ -5,7 +5,13 @@
 // inserted as queued rows in one go (this measures placement, not submission), then one doorbell
 // starts the clock, which stops when the last dispatch arrives.
 //
-//   node dist/bench/placement.js [--agents 1000] [--runs 20000] [--repeat 3] [--json]
+//   node dist/bench/placement.js [--agents 1000] [--runs 20000] [--repeat 3] [--json] [--cpu-prof DIR]
+//
+// --agents takes a list (10,100,1000,10000): one row per fleet size, the same queue for each, so the
+// rows show what a placement costs as the fleet grows. Each row is the median of --repeat runs, each on a
+// new database and a new scheduler. RSS is the scheduler's at the end; peak is its high-water mark
+// (VmHWM), registration and placement included.
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { connect } from 'nats';
 import pg from 'pg';
@@ -15,18 +21,27 @@ import { Api } from '../cli/client.js';
 
 const { values } = parseArgs({ options: {
   agents: { type: 'string', default: '1000' }, runs: { type: 'string', default: '20000' },
-  repeat: { type: 'string', default: '3' }, json: { type: 'boolean' },
+  repeat: { type: 'string', default: '3' }, json: { type: 'boolean' }, 'cpu-prof': { type: 'string' },
 } });
-const agents = Number(values.agents);
+const fleets = values.agents.split(',').map(Number);
 const runs = Number(values.runs);
-// Every run must fit at once (nothing completes), so a small fleet gets bigger agents: the measure is
-// the per-placement cost against the number of agents to choose from.
-const gpusPerAgent = Math.max(8, Math.ceil((0.3 * runs * 2) / agents));
-const cpusPerAgent = Math.max(32, Math.ceil((runs * 2) / agents));
+const natsUrl = process.env.TRAINYARD_NATS_URL ?? 'nats://127.0.0.1:4222';
 
-async function once(): Promise<{ seconds: number; perSecond: number; rssMiB: number }> {
+interface Result { seconds: number; perSecond: number; rssMiB: number; peakMiB: number }
+
+function peakMiB(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Math.round(Number(m[1]) / 1024) : NaN;
+}
+
+async function once(agents: number): Promise<Result> {
+  // Every run must fit at once (nothing completes), so a small fleet gets bigger agents: the measure is
+  // the per-placement cost against the number of agents to choose from.
+  const gpusPerAgent = Math.max(8, Math.ceil((0.3 * runs * 2) / agents));
+  const cpusPerAgent = Math.max(32, Math.ceil((runs * 2) / agents));
   const bench = await benchEnv({ TRAINYARD_AGENT_LOST_AFTER_MS: '3600000', TRAINYARD_DISPATCH_ACK_TIMEOUT_MS: '3600000', TRAINYARD_SCHEDULER_LISTEN: '127.0.0.1:0' });
-  const scheduler = startTrainyard(['scheduler', '--log-level', 'info'], { ...bench.env, ...benchNats('scheduler'), ...benchMinio() });
+  const prof = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : [];
+  const scheduler = startTrainyard(['scheduler', '--log-level', 'info'], { ...bench.env, ...benchNats('scheduler'), ...benchMinio() }, prof);
   try {
     const listening = JSON.parse(await scheduler.waitFor(/"msg":"listening"/));
     await scheduler.waitFor(/now places runs/);
@@ -44,8 +59,12 @@ async function once(): Promise<{ seconds: number; perSecond: number; rssMiB: num
       }, signal)));
     }
     link.close();
-    const agentUser = benchNats('agent'); // the simulated agents listen as the agents' user
-    const nc = await connect({ servers: process.env.TRAINYARD_NATS_URL ?? 'nats://127.0.0.1:4222', user: agentUser.TRAINYARD_NATS_USER, pass: agentUser.TRAINYARD_NATS_PASSWORD });
+    // The simulated agents listen as the agents' NATS user; the doorbell is rung as a scheduler's (the
+    // agents' user may publish nothing, so a kick sent as it never arrives).
+    const agentUser = benchNats('agent');
+    const schedulerUser = benchNats('scheduler');
+    const nc = await connect({ servers: natsUrl, user: agentUser.TRAINYARD_NATS_USER, pass: agentUser.TRAINYARD_NATS_PASSWORD });
+    const bell = await connect({ servers: natsUrl, user: schedulerUser.TRAINYARD_NATS_USER, pass: schedulerUser.TRAINYARD_NATS_PASSWORD });
     let received = 0;
     let done: () => void = () => {};
     const all = new Promise<void>((r) => { done = r; });
@@ -63,30 +82,44 @@ async function once(): Promise<{ seconds: number; perSecond: number; rssMiB: num
       FROM generate_series(1, $1) AS i`, [runs]);
     await db.end();
     const start = process.hrtime.bigint();
-    nc.publish(`${bench.name}.kick`);
+    bell.publish(`${bench.name}.kick`);
+    await bell.flush();
     await all;
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-    const rss = rssMiB(scheduler.child.pid!);
+    const result = { seconds, perSecond: runs / seconds, rssMiB: rssMiB(scheduler.child.pid!), peakMiB: peakMiB(scheduler.child.pid!) };
     await nc.close();
-    return { seconds, perSecond: runs / seconds, rssMiB: rss };
+    await bell.close();
+    return result;
   } finally {
     await scheduler.stop();
     await bench.drop();
   }
 }
 
-const results = [];
-for (let i = 0; i < Number(values.repeat); i++) {
-  const r = await once();
-  results.push(r);
-  if (!values.json) console.error(`run ${i + 1}: ${runs} placements over ${agents} agents in ${r.seconds.toFixed(2)} s = ${Math.round(r.perSecond)}/s, scheduler RSS ${r.rssMiB} MiB`);
+const rows = [];
+for (const agents of fleets) {
+  const results: Result[] = [];
+  for (let i = 0; i < Number(values.repeat); i++) {
+    const r = await once(agents);
+    results.push(r);
+    if (!values.json) console.error(`run ${i + 1}: ${runs} placements over ${agents} agents in ${r.seconds.toFixed(2)} s = ${Math.round(r.perSecond)}/s, scheduler RSS ${r.rssMiB} MiB (peak ${r.peakMiB} MiB)`);
+  }
+  const perSecond = median(results.map((r) => r.perSecond));
+  const row = {
+    agents, runs,
+    placementsPerSecond: Math.round(perSecond),
+    microsecondsPerPlacement: Math.round(1e6 / perSecond),
+    schedulerRssMiB: median(results.map((r) => r.rssMiB)),
+    schedulerPeakRssMiB: median(results.map((r) => r.peakMiB)),
+    repeats: results.length,
+    all: results.map((r) => Math.round(r.perSecond)),
+  };
+  rows.push(row);
+  if (values.json) console.log(JSON.stringify(row));
+  else console.log(`${agents} agents, ${runs} runs: median ${row.placementsPerSecond} placements/s (${row.microsecondsPerPlacement} µs each; runs: ${row.all.join(', ')}), scheduler RSS ${row.schedulerRssMiB} MiB, peak ${row.schedulerPeakRssMiB} MiB`);
 }
-const summary = {
-  agents, runs,
-  placementsPerSecond: Math.round(median(results.map((r) => r.perSecond))),
-  microsecondsPerPlacement: Math.round(1e6 / median(results.map((r) => r.perSecond))),
-  schedulerRssMiB: median(results.map((r) => r.rssMiB)),
-  repeats: results.length,
-};
-console.log(values.json ? JSON.stringify(summary) : `median: ${summary.placementsPerSecond} placements/s (${summary.microsecondsPerPlacement} µs each), scheduler RSS ${summary.schedulerRssMiB} MiB`);
+if (!values.json && rows.length > 1) {
+  console.log('\n| agents | queued runs | placements/s | µs per placement | scheduler RSS (peak) |\n| --- | --- | --- | --- | --- |');
+  for (const r of rows) console.log(`| ${r.agents.toLocaleString('en')} | ${r.runs.toLocaleString('en')} | ${r.placementsPerSecond.toLocaleString('en')} | ${r.microsecondsPerPlacement} | ${r.schedulerRssMiB} MiB (${r.schedulerPeakRssMiB} MiB) |`);
+}
 process.exit(0);

@@ -23,6 +23,8 @@ export interface SchedulerContext {
   readonly runs: RunTransitions;
   /** Rings the placement doorbell for every scheduler. */
   kick(): void;
+  /** Rings it saying this agent's registration or status changed (the leader reads the agent again). */
+  agentChanged(name: string): void;
   /** Tells watchers of a run (on any scheduler) that it changed. */
   runChanged(runId: string): void;
 }

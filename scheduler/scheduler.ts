@@ -1,4 +1,5 @@
 // The scheduler daemon: explicit states, every change logged, two-stage shutdown.
+import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { connect, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
@@ -22,7 +23,7 @@ import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import type { SchedulerContext } from './context.js';
 import { loadProto, channelOptions } from '../shared/proto.js';
 import { createMinioClient, ensureBucket, type RetryOptions } from '../shared/storage.js';
-import { subjects as makeSubjects } from '../shared/subjects.js';
+import { subjects as makeSubjects, kickSender, parseKick, type KickMessage } from '../shared/subjects.js';
 import type { Settings, schedulerSettings } from '../shared/settings.js';
 import { natsOptions } from '../shared/nats.js';
 import { serverCredentials, servesTls } from '../shared/tls.js';
@@ -103,14 +104,23 @@ export class Scheduler {
       })();
       const subjects = makeSubjects(settings.subjectPrefix);
       const publish = (subject: string, data = '') => { try { nats.publish(subject, data); } catch (err) { log.warn({ err: String(err), subject }, 'nats publish failed'); } };
-      const kick = () => { this.#placer?.kick(); publish(subjects.kick); };
+      // The doorbell says who rang it: this scheduler's own placer is told directly, and its echo from NATS
+      // would only start a second pass right after the first.
+      const self = randomUUID();
+      const kick = () => { this.#placer?.kick(); publish(subjects.kick, JSON.stringify({ from: self })); };
+      // The placer's doorbell saying what changed, for the leader's model of the fleet (this scheduler's
+      // placer at once, any other's through NATS).
+      const fleetChanged = (m: KickMessage) => { this.#placer?.doorbell(m); publish(subjects.kick, JSON.stringify({ ...m, from: self })); };
       // The one hook every run transition goes through, after it committed: one log line, the run's
       // doorbell for its watchers, and the placer's when an agent's capacity came free.
       const runs = new RunTransitions(db, (c) => {
         log.info({ run: c.id, status: c.status, attempt: c.attempt, agent: c.agent, detail: c.detail }, 'run status');
         if (c.status === RunStatus.Running && c.ageSeconds !== undefined) schedulerMetrics.submitToStart.observe(c.ageSeconds);
         publish(subjects.run(c.id));
-        if (c.freed) kick();
+        if (c.freed) {
+          if (c.lease !== null) fleetChanged({ freed: { run: c.id, lease: c.lease } });
+          else kick();
+        }
       });
       const placer = new Placer({
         db, runs, databaseUrl: settings.databaseUrl, nats, subjects, log,
@@ -120,9 +130,13 @@ export class Scheduler {
       const ctx: SchedulerContext = {
         settings, db, pool, minio, nats, subjects, log, storageRetry, runs,
         kick,
+        agentChanged: (name) => fleetChanged({ agent: name }),
         runChanged: (id) => publish(subjects.run(id)),
       };
-      nats.subscribe(subjects.kick, { callback: () => placer.kick() });
+      nats.subscribe(subjects.kick, { callback: (err, m) => {
+        if (!err && kickSender(m.data) === self) return;
+        placer.doorbell(err ? null : parseKick(m.data));
+      } });
       placer.start();
       this.#ticker = new ScheduleTicker(ctx);
       this.#ticker.start();

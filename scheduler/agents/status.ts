@@ -41,16 +41,21 @@ export function agentStates(list: readonly AgentStatus[]): RawBuilder<unknown> {
 const LIVE = agentStates(liveAgentStatuses);
 const lit = (s: AgentStatus) => sql.lit(s);
 
-export interface AgentStatusDeps { db: Db; log: Logger }
+export interface AgentStatusDeps {
+  db: Db; log: Logger;
+  /** Told of every change, after it committed: the placer's model of the fleet reads the agent again. */
+  agentChanged?(name: string): void;
+}
 
 /** One change of one agent, as logged. `from` is null for a name registered for the first time. */
 export interface AgentChange { agent: string; from: AgentStatus | null; to: AgentStatus; detail: string; unresponsive?: boolean }
 
-/** The one place agent changes are logged. */
-function announce(log: Logger, changes: AgentChange[]): void {
+/** The one place agent changes are logged (and told to the placer). */
+function announce(deps: AgentStatusDeps, changes: AgentChange[]): void {
   for (const c of changes) {
     const level = c.to === AgentStatus.Lost || c.unresponsive === true ? 'warn' : 'info';
-    log[level]({ agent: c.agent, from: c.from, to: c.to, detail: c.detail, ...(c.unresponsive !== undefined ? { unresponsive: c.unresponsive } : {}) }, 'agent status');
+    deps.log[level]({ agent: c.agent, from: c.from, to: c.to, detail: c.detail, ...(c.unresponsive !== undefined ? { unresponsive: c.unresponsive } : {}) }, 'agent status');
+    deps.agentChanged?.(c.agent);
   }
 }
 
@@ -119,7 +124,7 @@ export async function register(deps: AgentStatusDeps, r: Registration, lostAfter
     }
     return { session: Number(row.session), change };
   });
-  announce(deps.log, [change]);
+  announce(deps, [change]);
   return { session };
 }
 
@@ -145,7 +150,7 @@ export async function heartbeat(deps: AgentStatusDeps, h: { name: string; sessio
   if (!r) return null;
   if (r.from !== r.to || r.was_unresponsive) {
     const detail = r.to === AgentStatus.Offline ? 'left' : r.from !== r.to ? 'the agent drains' : 'heard from again';
-    announce(deps.log, [{ agent: h.name, from: r.from, to: r.to, detail, ...(r.was_unresponsive ? { unresponsive: false } : {}) }]);
+    announce(deps, [{ agent: h.name, from: r.from, to: r.to, detail, ...(r.was_unresponsive ? { unresponsive: false } : {}) }]);
   }
   return r.to;
 }
@@ -164,7 +169,7 @@ export async function drain(deps: AgentStatusDeps, name: string): Promise<void> 
     if (!exists) throw notFound(`agent "${name}" not found`);
     throw invalid(`agent "${name}" is ${exists.status}; only an online agent can be drained`);
   }
-  if (r.from !== AgentStatus.Draining) announce(deps.log, [{ agent: name, from: r.from, to: AgentStatus.Draining, detail: 'drain requested' }]);
+  if (r.from !== AgentStatus.Draining) announce(deps, [{ agent: name, from: r.from, to: AgentStatus.Draining, detail: 'drain requested' }]);
 }
 
 /** loseSilent: live agents not heard from within `lostAfterMs` are lost. Returns their names. */
@@ -178,7 +183,7 @@ export async function loseSilent(deps: AgentStatusDeps, lostAfterMs: number): Pr
     kind: EventKind.AgentLost, project: fleet, subject: sql`c.name`,
     detail: sql`'no heartbeat since ' || to_char(c.last AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ${` (deadline ${lostAfterMs} ms); its runs go back to the queue`}::text`,
   });
-  announce(deps.log, rows.map((r) => ({
+  announce(deps, rows.map((r) => ({
     agent: r.name, from: r.from, to: AgentStatus.Lost, detail: `no heartbeat since ${new Date(r.last).toISOString()} (deadline ${lostAfterMs} ms)`,
   })));
   return rows.map((r) => r.name);
@@ -192,7 +197,7 @@ export async function markUnresponsive(deps: AgentStatusDeps, names: readonly st
   if (names.length === 0) return [];
   const rows = await deps.db.updateTable('agents').set({ unresponsive_since: sql<Date>`now()` })
     .where('name', 'in', [...names]).where('unresponsive_since', 'is', null).returning(['name', 'status']).execute();
-  announce(deps.log, rows.map((r) => ({
+  announce(deps, rows.map((r) => ({
     agent: r.name, from: r.status, to: r.status, unresponsive: true, detail: 'missed a dispatch: offered nothing until heard from',
   })));
   return rows.map((r) => r.name);

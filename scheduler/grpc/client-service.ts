@@ -13,7 +13,8 @@ import { receivePackage } from '../packages/upload.js';
 import { listPackageVersions } from '../packages/versions.js';
 import { receiveDataset } from '../datasets/push.js';
 import { listDatasets } from '../datasets/list.js';
-import { submitRun } from '../runs/submit.js';
+import { SubmitGroup } from '../runs/submit-group.js';
+import { runToProto } from '../runs/to-proto.js';
 import { authorizeRun, getRun, listRuns, runChanges } from '../runs/read.js';
 import { killRun } from '../runs/kill.js';
 import { streamLogs } from '../runs/logs.js';
@@ -42,6 +43,8 @@ const JOIN_TOKEN_DEFAULT_S = 3600;
 export function clientService(ctx: SchedulerContext, auth: { tokens: TokenVerifier; streams: StreamLimiter }): TrainyardHandlers {
   const { tokens } = auth;
   const g: Gate = { log: ctx.log, authenticate: (md) => authenticateClient(tokens, md), streams: auth.streams };
+  // SubmitRun calls in flight together are committed together (runs/submit-group.ts).
+  const submits = new SubmitGroup(ctx);
   return {
     PushPackage: clientStream(g, 'PushPackage', (call, caller) => receivePackage(ctx, call, caller)),
     ListPackageVersions: unary(g, 'ListPackageVersions', async (req, caller) => ({ versions: await listPackageVersions(ctx, req.name, caller) })),
@@ -50,20 +53,8 @@ export function clientService(ctx: SchedulerContext, auth: { tokens: TokenVerifi
     PushDataset: clientStream(g, 'PushDataset', (call, caller) => receiveDataset(ctx, call, caller)),
     ListDatasets: unary(g, 'ListDatasets', async (_req, caller) => ({ datasets: await listDatasets(ctx, visibleProject(caller)) })),
 
-    SubmitRun: unary(g, 'SubmitRun', async (req, caller) => {
-      const id = await submitRun(ctx, req, caller);
-      await authorizeRun(ctx, caller, id, Actions.ReadRun); // an idempotency key may name another project's run
-      return getRun(ctx, id);
-    }),
-    SubmitRuns: unary(g, 'SubmitRuns', async (req, caller) => {
-      const ids = await submitRuns(ctx, req.runs ?? [], caller);
-      const runs = [];
-      for (const id of ids) {
-        await authorizeRun(ctx, caller, id, Actions.ReadRun);
-        runs.push(await getRun(ctx, id));
-      }
-      return { runs };
-    }),
+    SubmitRun: unary(g, 'SubmitRun', async (req, caller) => runToProto(await submits.submit(req, caller), { lineage: true })),
+    SubmitRuns: unary(g, 'SubmitRuns', async (req, caller) => ({ runs: (await submitRuns(ctx, req.runs ?? [], caller)).map((r) => runToProto(r, { lineage: true })) })),
     GetRun: unary(g, 'GetRun', async (req, caller) => {
       await authorizeRun(ctx, caller, req.id, Actions.ReadRun);
       return getRun(ctx, req.id);

@@ -16,6 +16,11 @@ export interface AgentCapacity {
   /** Run slots (0: no limit) and how many runs hold one. */
   maxRuns: number;
   usedRuns: number;
+  /**
+   * The registration this was read from (agents.session). The place statement is guarded by it, so a
+   * placement computed from an older registration (other GPUs, CPUs or labels) is refused.
+   */
+  session?: number;
 }
 
 export interface Request {
@@ -36,7 +41,15 @@ export function gpuMatches(g: GpuInfo, r: Request): boolean {
 }
 
 export function selectorMatches(a: AgentCapacity, r: Request): boolean {
-  return Object.entries(r.selector).every(([k, v]) => a.labels[k] === v);
+  for (const k in r.selector) if (a.labels[k] !== r.selector[k]) return false;
+  return true;
+}
+
+/** One text per selector, whatever its key order (the same labels make the same key). */
+export function selectorKey(selector: Readonly<Record<string, string>>): string {
+  const keys = Object.keys(selector);
+  if (keys.length === 0) return '';
+  return keys.sort().map((k) => `${k}=${selector[k]}`).join(',');
 }
 
 /** Could this agent run the request if it were idle? */
@@ -55,7 +68,7 @@ export function describeRequest(r: Request): string {
 }
 
 /** Marks a choice as taken, so the next request in the same pass sees it. */
-export function take(a: AgentCapacity, r: Request, gpuIndices: number[]): void {
+export function take(a: AgentCapacity, r: Pick<Request, 'cpus' | 'memoryMb'>, gpuIndices: readonly number[]): void {
   for (const g of gpuIndices) a.usedGpus.add(g);
   a.usedCpus += r.cpus;
   a.usedMemoryMb += r.memoryMb;

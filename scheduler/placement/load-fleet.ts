@@ -1,35 +1,65 @@
+// Reading the fleet for the leader's model (fleet-cache.ts): the agents, their GPUs and what every placed
+// run holds. Three queries, whatever the fleet's size; the whole fleet when the leader starts (and now and
+// then after), only the named agents when they changed.
+import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { AgentCapacity } from './fleet.js';
 
-export type PlacedRun = Awaited<ReturnType<typeof placedRuns>>[number];
-
-/** What every placed run holds: read once per pass, for the fleet and for the projects' usage. */
-export function placedRuns(db: Db) {
-  return db.selectFrom('runs').select(['agent', 'project', 'cpus', 'memory_mb', 'gpus', 'gpu_indices']).where('agent', 'is not', null).execute();
+/** What one placed run holds, and the attempt (lease) that holds it. */
+export interface Holding {
+  readonly run: string;
+  /** 0 while the placement is not committed yet (the leader's own, in flight). */
+  lease: number;
+  readonly agent: string;
+  readonly project: string;
+  readonly cpus: number;
+  readonly memoryMb: number;
+  readonly gpus: number;
+  readonly gpuIndices: readonly number[];
 }
 
-/** Every known agent, with what the placed runs on it hold: two queries, whatever the fleet size. */
-export async function loadFleet(db: Db, used: readonly PlacedRun[]): Promise<Map<string, AgentCapacity>> {
-  const [agents, gpus] = await Promise.all([
-    db.selectFrom('agents').select(['name', 'status', 'cpus', 'memory_mb', 'labels', 'unresponsive_since', 'max_runs']).where('status', '<>', 'offline').execute(),
-    db.selectFrom('agent_gpus').selectAll().execute(),
-  ]);
+export interface FleetRead {
+  /** Agents that are not offline (an offline one holds nothing and takes nothing). */
+  agents: AgentCapacity[];
+  /** Every placed run (on the named agents only, when named), whatever its agent's status. */
+  holdings: Holding[];
+}
+
+/** The whole fleet, or only the named agents; each agent's usage is the sum of its holdings. */
+export async function loadFleet(db: Db, only?: readonly string[]): Promise<FleetRead> {
+  if (only?.length === 0) return { agents: [], holdings: [] };
+  let agentsQ = db.selectFrom('agents').select(['name', 'status', 'cpus', 'memory_mb', 'labels', 'unresponsive_since', 'max_runs', 'session'])
+    .where('status', '<>', 'offline');
+  let gpusQ = db.selectFrom('agent_gpus').select(['agent', 'index', 'uuid', 'name', 'memory_mb']);
+  let runsQ = db.selectFrom('runs').select(['id', 'lease', 'agent', 'project', 'cpus', 'memory_mb', 'gpus', 'gpu_indices']).where('agent', 'is not', null);
+  if (only) {
+    const names = [...only];
+    agentsQ = agentsQ.where(sql<boolean>`name = any(${names}::text[])`);
+    gpusQ = gpusQ.where(sql<boolean>`agent = any(${names}::text[])`);
+    runsQ = runsQ.where(sql<boolean>`agent = any(${names}::text[])`);
+  }
+  const [agents, gpus, runs] = await Promise.all([agentsQ.execute(), gpusQ.execute(), runsQ.execute()]);
   const fleet = new Map<string, AgentCapacity>();
   for (const a of agents) {
     fleet.set(a.name, {
       // An agent that missed a dispatch takes nothing until it is heard from, but still counts for "ever".
       name: a.name, status: a.unresponsive_since ? 'unresponsive' : a.status, cpus: a.cpus, memoryMb: a.memory_mb, labels: a.labels,
-      gpus: [], usedGpus: new Set(), usedCpus: 0, usedMemoryMb: 0, maxRuns: a.max_runs, usedRuns: 0,
+      gpus: [], usedGpus: new Set(), usedCpus: 0, usedMemoryMb: 0, maxRuns: a.max_runs, usedRuns: 0, session: Number(a.session),
     });
   }
   for (const g of gpus) fleet.get(g.agent)?.gpus.push({ index: g.index, uuid: g.uuid, name: g.name, memoryMb: g.memory_mb });
-  for (const u of used) {
-    const a = fleet.get(u.agent!);
+  const holdings: Holding[] = [];
+  for (const r of runs) {
+    const h: Holding = {
+      run: r.id, lease: Number(r.lease), agent: r.agent!, project: r.project, cpus: r.cpus, memoryMb: r.memory_mb, gpus: r.gpus, gpuIndices: r.gpu_indices,
+    };
+    holdings.push(h);
+    const a = fleet.get(h.agent);
     if (!a) continue;
-    a.usedCpus += u.cpus;
-    a.usedMemoryMb += u.memory_mb;
+    a.usedCpus += h.cpus;
+    a.usedMemoryMb += h.memoryMb;
     a.usedRuns++;
-    for (const g of u.gpu_indices) a.usedGpus.add(g);
+    for (const g of h.gpuIndices) a.usedGpus.add(g);
   }
-  return fleet;
+  return { agents: [...fleet.values()], holdings };
 }

@@ -2,16 +2,17 @@
 // others serve clients and agents and take over within a second if the holder dies (its session ends,
 // so the lock is released). A placement pass is event-driven (the kick doorbell), not polled; the timer
 // below only catches failures (lost agents, unacknowledged dispatches).
-import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
+import { setTimeout as sleep, setImmediate as yieldToIo } from 'node:timers/promises';
 import type { NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import type { Request } from './fleet.js';
-import { FleetIndex } from './fleet-index.js';
-import { queueHead, projectUsage, overLimit } from './queue.js';
-import { loadFleet, placedRuns } from './load-fleet.js';
-import type { RunTransitions } from '../runs/transitions.js';
+import { FleetCache } from './fleet-cache.js';
+import type { Holding } from './load-fleet.js';
+import { queueHead, projectCaps, overLimit, type QueuedRun } from './queue.js';
+import { LEADER_LOCK, connectLeaderSession, type LeaderSession } from './leader-session.js';
+import type { Placement, RunTransitions } from '../runs/transitions.js';
+import type { KickMessage } from '../../shared/subjects.js';
 import { Invariants } from '../invariants.js';
 import { RunStatus } from '../../shared/run-states.js';
 import type { Subjects } from '../../shared/subjects.js';
@@ -19,8 +20,13 @@ import { doorbellFor } from '../runs/dispatch.js';
 import { loseSilent, markUnresponsive } from '../agents/status.js';
 import { schedulerMetrics } from '../metrics.js';
 
-const LEADER_LOCK = 7_246_002; // "trainyard placer"
-const BATCH = 2000;
+/** Queued runs read per pass: the head of the queue, in its order. */
+const BATCH = 5000;
+/**
+ * Placements per statement. A pass sends each chunk as soon as it is chosen and goes on choosing while the
+ * database writes it, so the scheduler's CPU and Postgres's work at the same time.
+ */
+const CHUNK = 1000;
 const SAFETY_PASS_EVERY = 5; // sweeps, about a second apart
 
 export interface PlacerDeps {
@@ -42,6 +48,10 @@ export class Placer {
   readonly #abort = new AbortController();
   #done: Promise<void> | null = null;
   readonly #invariants: Invariants;
+  /** The leader's model of the fleet: one per leadership (null while not leading). */
+  #cache: FleetCache | null = null;
+  /** The last pass left runs unplaced: the safety pass then has the model read whole (a doorbell may be lost). */
+  #leftWaiting = false;
 
   constructor(private readonly deps: PlacerDeps) {
     this.#invariants = new Invariants({ db: deps.db, runs: deps.runs, log: deps.log, agentLostAfterMs: deps.agentLostAfterMs });
@@ -59,6 +69,19 @@ export class Placer {
     this.#wake?.();
   }
 
+  /**
+   * The placer's doorbell with what changed (shared/subjects.ts), from this scheduler or another: the
+   * leader's model of the fleet takes it in at its next pass. An empty or unknown message is a plain kick.
+   */
+  doorbell(m: KickMessage | null): void {
+    const cache = this.#cache;
+    if (cache && m) {
+      if ('freed' in m) cache.freed(m.freed.run, m.freed.lease);
+      else if ('agent' in m) cache.agentChanged(m.agent);
+    }
+    this.kick();
+  }
+
   async stop(): Promise<void> {
     this.#abort.abort();
     this.#wake?.();
@@ -68,39 +91,41 @@ export class Placer {
   async #lead(): Promise<void> {
     const signal = this.#abort.signal;
     while (!signal.aborted) {
-      const client = new pg.Client({ connectionString: this.deps.databaseUrl });
-      client.on('error', () => {});
+      let session: LeaderSession | null = null;
       try {
-        await client.connect();
+        session = await connectLeaderSession(this.deps.databaseUrl);
         while (!signal.aborted) {
-          const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [LEADER_LOCK]);
+          const { rows } = await session.client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [LEADER_LOCK]);
           if (rows[0]?.ok) break;
           await sleep(1000, undefined, { signal }).catch(() => {});
         }
         if (signal.aborted) break;
         this.#leader = true;
         this.#leaderSince = Date.now();
+        // A new model for each leadership: another leader may have placed runs meanwhile.
+        this.#cache = new FleetCache();
         this.deps.log.info('placer: this scheduler now places runs');
-        await this.#loop(client);
+        await this.#loop(session);
       } catch (err) {
         if (!signal.aborted) this.deps.log.warn({ err }, 'placer: lost its database session; retrying');
       } finally {
         if (this.#leader) this.deps.log.info('placer: stepped down');
         this.#leader = false;
-        await client.end().catch(() => {});
+        this.#cache = null;
+        await session?.client.end().catch(() => {});
       }
       if (!signal.aborted) await sleep(500, undefined, { signal }).catch(() => {});
     }
   }
 
-  async #loop(leaderClient: pg.Client): Promise<void> {
+  async #loop(session: LeaderSession): Promise<void> {
     const signal = this.#abort.signal;
     let lastSweep = 0;
     let sweeps = 0;
     while (!signal.aborted) {
       if (Date.now() - lastSweep >= 1000) {
         // Proves the leader session is alive: if Postgres restarted, this throws and leadership is retaken.
-        await leaderClient.query('SELECT 1');
+        await session.client.query('SELECT 1');
         await this.#guard('failure sweep', () => this.#sweep());
         lastSweep = Date.now();
         // A doorbell can be missed (NATS down when another scheduler took a submit): a pass every few
@@ -108,6 +133,7 @@ export class Placer {
         // often, after the failure sweep (so what that one repairs is never counted as impossible).
         if (++sweeps % SAFETY_PASS_EVERY === 0) {
           this.#dirty = true;
+          if (this.#leftWaiting) this.#cache?.invalidate();
           await this.#checkInvariants();
         }
       }
@@ -115,8 +141,10 @@ export class Placer {
         this.#dirty = false;
         // A pass that throws (a bad row, a query that failed) is logged and tried again on the next
         // tick; it never costs the placer its leadership, and the sweep above keeps running.
-        const more = await this.#guard('placement pass', () => this.#pass());
+        const more = await this.#guard('placement pass', () => this.#pass(session));
         if (more !== false) this.#dirty = true; // more to place, or a failed pass to try again
+        // A pass that failed may have left provisional holdings or a half-read model: read it whole.
+        if (more === undefined) this.#cache?.invalidate();
         if (more !== undefined) continue;
       }
       await new Promise<void>((resolve) => {
@@ -128,38 +156,51 @@ export class Placer {
   }
 
   /** One placement pass over the queue head. Returns true if it should run again at once. */
-  async #pass(): Promise<boolean> {
+  async #pass(session: LeaderSession): Promise<boolean> {
+    const cache = this.#cache!;
+    const fresh = await cache.sync(session.db);
+    const queue = await queueHead(session.db, BATCH, cache.runningByProject());
+    if (queue.length === 0) {
+      this.#leftWaiting = false;
+      return false;
+    }
     const endTimer = schedulerMetrics.placementPass.startTimer();
-    const queue = await queueHead(this.deps.db, BATCH);
-    if (queue.length === 0) return false;
     try {
-      return await this.#place(queue);
+      return await this.#place(session, cache, queue, fresh);
     } finally {
       endTimer();
     }
   }
 
-  /** Places what it can of the queue head (timed by #pass). */
-  async #place(queue: Awaited<ReturnType<typeof queueHead>>): Promise<boolean> {
-    const { db, log } = this.deps;
-    const placedNow = await placedRuns(db);
-    const [fleet, projects] = await Promise.all([loadFleet(db, placedNow), projectUsage(db, placedNow)]);
-    const index = new FleetIndex(fleet.values());
-    const chosen: { id: string; agent: string; gpuIndices: number[] }[] = [];
+  /** Places what it can of the queue head (timed by #pass). `fresh`: the model was read whole for this pass. */
+  async #place(session: LeaderSession, cache: FleetCache, queue: QueuedRun[], fresh: boolean): Promise<boolean> {
+    const { log } = this.deps;
+    const transitions = this.deps.runs.on(session.db);
+    const caps = await projectCaps(session.db);
+    const index = cache.index;
+    index.beginPass();
+    const requests = new Map<string, Request>();
     const waits: { id: string; detail: string }[] = [];
     const details: { id: string; detail: string }[] = [];
     const never: { id: string; reason: string }[] = [];
+    const outcome: Outcome = { placed: 0, refused: 0, failed: [] };
+    const sent: Promise<void>[] = [];
+    let chunk: Placement[] = [];
+    let holdings: Holding[] = [];
     for (const run of queue) {
-      const req: Request = {
-        gpus: run.gpus, gpuModel: run.gpu_model, gpuMemoryMb: run.gpu_memory_mb, cpus: run.cpus, memoryMb: run.memory_mb, selector: run.selector,
-      };
-      const usage = projects.get(run.project);
-      const limited = overLimit(run.project, usage, run.gpus);
+      const req = requestOf(run, requests);
+      const limited = overLimit(run.project, cache.running(run.project), caps.get(run.project), run.gpus);
       const c = limited ? { ok: false as const, never: false, reason: limited } : index.choose(req);
       if (c.ok) {
-        index.take(c.agent, req, c.gpuIndices);
-        if (usage) { usage.runs++; usage.gpus += run.gpus; }
-        chosen.push({ id: run.id, agent: c.agent, gpuIndices: c.gpuIndices });
+        holdings.push(cache.hold(run.id, run.project, c.agent, req, c.gpuIndices));
+        chunk.push({ id: run.id, agent: c.agent, gpuIndices: c.gpuIndices, session: index.get(c.agent)!.session ?? 0 });
+        if (chunk.length === CHUNK) {
+          sent.push(this.#send(transitions, cache, chunk, holdings, outcome));
+          chunk = [];
+          holdings = [];
+          // Lets the statement go out (and an earlier one's answer in) before choosing the next chunk.
+          await yieldToIo();
+        }
         continue;
       }
       if (c.never) { never.push({ id: run.id, reason: c.reason }); continue; }
@@ -167,35 +208,64 @@ export class Placer {
       if (run.status === RunStatus.Scheduled) waits.push({ id: run.id, detail: c.reason });
       else if (run.status_detail !== c.reason) details.push({ id: run.id, detail: c.reason });
     }
-    const { runs: transitions } = this.deps;
-    for (const n of never) await transitions.endUnplaced(n.id, RunStatus.Failed, n.reason);
+    if (chunk.length) sent.push(this.#send(transitions, cache, chunk, holdings, outcome));
+    await Promise.all(sent);
+    let again = outcome.refused > 0; // the refused runs are still queued, and their agents were read again
+    // "Never" is decided only on a model read whole for this pass: an agent that registered a moment ago
+    // may be the one that fits.
+    if (never.length > 0 && !fresh) {
+      cache.invalidate();
+      again = true;
+    } else {
+      for (const n of never) await transitions.endUnplaced(n.id, RunStatus.Failed, n.reason);
+    }
     await transitions.markWaiting(waits);
     await transitions.setWaitingDetail(details);
-    if (chosen.length === 0) return false;
-    const { placed, failed } = await transitions.assign(chosen);
+    this.#leftWaiting = waits.length + details.length > 0 || outcome.placed < queue.length - never.length;
+    if (outcome.failed.length) {
+      // A lost session is not a refusal by the database: this throws, and the placer steps down.
+      await session.client.query('SELECT 1');
+      // One bad placement never stops the others; the invariant sweep repairs what made it fail (a GPU
+      // lease its run no longer holds), so the run is placed on a later pass.
+      for (const f of outcome.failed) log.error({ run: f.id, err: String(f.error) }, 'placement failed; the run stays queued');
+      await this.#invariants.recordFailedPlacements(outcome.failed);
+      // Another pass at once only if the sweep repaired something: a failure it cannot explain waits for
+      // the next safety pass rather than spinning.
+      if ((await this.#checkInvariants()) > 0) again = true;
+    }
+    log.debug({ placed: outcome.placed, refused: outcome.refused, queued: queue.length }, 'placement pass');
+    return again || (outcome.placed > 0 && queue.length === BATCH);
+  }
+
+  /**
+   * Sends one chunk's place statement, then its doorbells. What the database did not place (refused by the
+   * guard, or failed) gives its capacity back, and its agent is read again before the next pass.
+   */
+  async #send(transitions: RunTransitions, cache: FleetCache, chunk: Placement[], holdings: Holding[], outcome: Outcome): Promise<void> {
+    const { placed, failed } = await transitions.assign(chunk);
+    outcome.placed += placed.length;
+    outcome.failed.push(...failed);
     schedulerMetrics.placements.inc(placed.length);
     const now = Date.now();
-    for (const p of placed) schedulerMetrics.queueWait.observe(Math.max(0, now - p.created_at.getTime()) / 1000);
+    const byRun = new Map<string, number>();
     for (const p of placed) {
+      byRun.set(p.id, p.lease);
+      schedulerMetrics.queueWait.observe(Math.max(0, now - p.created_at.getTime()) / 1000);
       try {
-        this.deps.nats.publish(this.deps.subjects.dispatch(p.agent!), JSON.stringify(doorbellFor(p)));
+        this.deps.nats.publish(this.deps.subjects.dispatch(p.agent), JSON.stringify(doorbellFor(p)));
       } catch (err) {
         // Not sent (NATS closed, or a message over its size limit): the ack deadline requeues this run
         // alone; the rest of the pass goes on.
-        log.warn({ run: p.id, agent: p.agent, err: String(err) }, 'dispatch not sent; the ack deadline will requeue it');
+        this.deps.log.warn({ run: p.id, agent: p.agent, err: String(err) }, 'dispatch not sent; the ack deadline will requeue it');
       }
     }
-    if (failed.length) {
-      // One bad placement never stops the others; the invariant sweep repairs what made it fail (a GPU
-      // lease its run no longer holds), so the run is placed on a later pass.
-      for (const f of failed) log.error({ run: f.id, err: String(f.error) }, 'placement failed; the run stays queued');
-      await this.#invariants.recordFailedPlacements(failed);
-      // Another pass at once only if the sweep repaired something: a failure it cannot explain waits for
-      // the next safety pass rather than spinning.
-      if ((await this.#checkInvariants()) > 0) return true;
+    for (const h of holdings) {
+      const lease = byRun.get(h.run);
+      if (lease !== undefined) { h.lease = lease; continue; }
+      cache.release(h);
+      cache.agentChanged(h.agent);
+      if (!failed.some((f) => f.id === h.run)) outcome.refused++;
     }
-    log.debug({ placed: placed.length, queued: queue.length }, 'placement pass');
-    return queue.length === BATCH;
   }
 
   /** Failure detection: lost agents and unacknowledged dispatches go back to the queue. */
@@ -204,7 +274,7 @@ export class Placer {
     // A scheduler that just took over heard no heartbeats while nobody led: agents get two full deadlines
     // to reconnect before anyone is called lost.
     if (Date.now() - this.#leaderSince >= 2 * agentLostAfterMs) {
-      const lost = await loseSilent(this.deps, agentLostAfterMs); // logs each agent it calls lost
+      const lost = await loseSilent(this.#agentDeps(), agentLostAfterMs); // logs each agent it calls lost
       // Runs on an agent that is lost, or that left without handing them back (its last report never
       // arrived), go back to the queue.
       const stranded = await db.selectFrom('runs').innerJoin('agents', 'agents.name', 'runs.agent')
@@ -225,12 +295,16 @@ export class Placer {
     }
     const silent = [...new Set(stale.map((r) => r.agent!))];
     if (silent.length) {
-      await markUnresponsive(this.deps, silent); // logs each agent it marks
+      await markUnresponsive(this.#agentDeps(), silent); // logs each agent it marks
     }
     if (stale.length > 0) this.kick();
   }
 
-  /** Impossible states: found, repaired where safe, logged and recorded (never fatal to placement). */
+  /** The agent status changes the placer makes itself (lost, unresponsive) reach its model directly. */
+  #agentDeps() {
+    return { db: this.deps.db, log: this.deps.log, agentChanged: (name: string) => this.#cache?.agentChanged(name) };
+  }
+
   /** Runs one unit of the leader's work; an error is logged, not thrown (undefined = it failed). */
   async #guard<T>(what: string, work: () => Promise<T>): Promise<T | undefined> {
     try {
@@ -241,7 +315,7 @@ export class Placer {
     }
   }
 
-  /** Returns how many findings it repaired. */
+  /** Impossible states: found, repaired where safe, logged and recorded (never fatal to placement). Returns how many it repaired. */
   async #checkInvariants(): Promise<number> {
     // Right after a takeover nobody has heard the agents for a while: silence means nothing yet.
     const settled = Date.now() - this.#leaderSince >= 2 * this.deps.agentLostAfterMs;
@@ -253,4 +327,17 @@ export class Placer {
       return 0;
     }
   }
+}
+
+interface Outcome { placed: number; refused: number; failed: { id: string; error: unknown }[] }
+
+/** One request per shape in a pass: the index keys its answers by the request. */
+function requestOf(run: QueuedRun, requests: Map<string, Request>): Request {
+  const key = `${run.gpus}|${run.gpu_model}|${run.gpu_memory_mb}|${run.cpus}|${run.memory_mb}|${run.selector}`;
+  let r = requests.get(key);
+  if (!r) {
+    r = { gpus: run.gpus, gpuModel: run.gpu_model, gpuMemoryMb: run.gpu_memory_mb, cpus: run.cpus, memoryMb: run.memory_mb, selector: JSON.parse(run.selector) as Record<string, string> };
+    requests.set(key, r);
+  }
+  return r;
 }

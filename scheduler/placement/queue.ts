@@ -2,54 +2,74 @@
 // queued runs does not starve one with 3: each project's k-th queued run ranks as if the project had k
 // runs more than it already runs, and lower ranks go first (at equal priority, projects take turns,
 // and a project already holding many agents waits behind one holding few); then age.
+//
+// Only the head is read: for each (priority, project) with queued runs (found by skipping through the
+// runs_queue_heads index, one probe per group), its oldest `limit` runs, which are all it could place in
+// one pass. A pass costs the same with 100 queued runs or 100,000 (it grows with the number of projects
+// that have runs queued, not with how many they queued).
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
-import { RunStatus } from '../../shared/run-states.js';
-import type { PlacedRun } from './load-fleet.js';
+import { queuedStatuses } from '../../shared/run-states.js';
+import { states } from '../runs/transitions.js';
+import type { ProjectRunning } from './fleet-cache.js';
 
 export interface QueuedRun {
   id: string; project: string; status: string; status_detail: string;
-  gpus: number; gpu_model: string; gpu_memory_mb: number; cpus: number; memory_mb: number; selector: Record<string, string>;
+  gpus: number; gpu_model: string; gpu_memory_mb: number; cpus: number; memory_mb: number;
+  /** The selector as jsonb's text, which is the same for the same labels (jsonb orders its keys). */
+  selector: string;
 }
 
-export async function queueHead(db: Db, limit: number): Promise<QueuedRun[]> {
+/** The predicate of the runs_queue_heads index (migrations/013): a killed run never waits in the queue. */
+const QUEUED = sql`agent IS NULL AND status IN ${states(queuedStatuses)} AND NOT kill_requested`;
+
+/**
+ * The first `limit` queued runs in the queue's order, given what each project runs now. The order is
+ * computed on the index alone (ids and ages of each group's oldest runs); only the runs it keeps are read.
+ */
+export async function queueHead(db: Db, limit: number, running: ReadonlyMap<string, ProjectRunning>): Promise<QueuedRun[]> {
+  // A lookup per row: no join with a list that may hold thousands of projects.
+  const counts: Record<string, number> = {};
+  for (const [project, r] of running) counts[project] = r.runs;
   const { rows } = await sql<QueuedRun>`
-    WITH running AS (
-      SELECT project, count(*)::int AS n FROM runs WHERE agent IS NOT NULL GROUP BY project
-    ), queued AS (
-      SELECT id, project, status, status_detail, gpus, gpu_model, gpu_memory_mb, cpus, memory_mb, selector, priority, created_at,
-             row_number() OVER (PARTITION BY project, priority ORDER BY created_at, id) AS k
-      FROM runs
-      WHERE agent IS NULL AND status IN (${RunStatus.Scheduled}, ${RunStatus.Waiting}) AND NOT kill_requested
+    WITH RECURSIVE g AS (
+      (SELECT priority, project FROM runs WHERE ${QUEUED} ORDER BY priority, project LIMIT 1)
+      UNION ALL
+      SELECT n.priority, n.project FROM g CROSS JOIN LATERAL (
+        SELECT priority, project FROM runs WHERE ${QUEUED} AND (priority, project) > (g.priority, g.project)
+        ORDER BY priority, project LIMIT 1) n
+    ), head AS (
+      SELECT h.id, g.priority, h.created_at, h.k + coalesce((${JSON.stringify(counts)}::jsonb ->> g.project)::int, 0) AS rank
+      FROM g CROSS JOIN LATERAL (
+        SELECT id, created_at, row_number() OVER (ORDER BY created_at, id) AS k
+        FROM runs WHERE ${QUEUED} AND priority = g.priority AND project = g.project
+        ORDER BY created_at, id LIMIT ${limit}) h
+      ORDER BY g.priority DESC, rank, h.created_at, h.id
+      LIMIT ${limit}
     )
-    SELECT q.id, q.project, q.status, q.status_detail, q.gpus, q.gpu_model, q.gpu_memory_mb, q.cpus, q.memory_mb, q.selector
-    FROM queued q LEFT JOIN running r USING (project)
-    ORDER BY q.priority DESC, q.k + coalesce(r.n, 0), q.created_at, q.id
-    LIMIT ${limit}`.execute(db);
+    -- One primary-key probe per run kept, never a scan of the queue whatever the statistics say (the same
+    -- fence as the transitions' probe(), scheduler/runs/transitions.ts).
+    SELECT r.id, r.project, r.status, r.status_detail, r.gpus, r.gpu_model, r.gpu_memory_mb, r.cpus, r.memory_mb, r.selector::text AS selector
+    FROM head CROSS JOIN LATERAL (SELECT *, ${QUEUED} AS queued FROM runs WHERE runs.id = head.id OFFSET 0) r
+    WHERE r.queued
+    ORDER BY head.priority DESC, head.rank, head.created_at, head.id`.execute(db);
   return rows;
 }
 
-export interface ProjectUsage { runs: number; gpus: number; maxRuns: number | null; maxGpus: number | null }
+export interface ProjectCaps { maxRuns: number | null; maxGpus: number | null }
 
-/** What each project runs now (from the pass's placed runs), and its caps. */
-export async function projectUsage(db: Db, placed: readonly PlacedRun[]): Promise<Map<string, ProjectUsage>> {
-  const out = new Map<string, ProjectUsage>();
-  for (const l of await db.selectFrom('project_limits').selectAll().execute()) {
-    out.set(l.project, { runs: 0, gpus: 0, maxRuns: l.max_runs, maxGpus: l.max_gpus });
-  }
-  for (const r of placed) {
-    let u = out.get(r.project);
-    if (!u) out.set(r.project, (u = { runs: 0, gpus: 0, maxRuns: null, maxGpus: null }));
-    u.runs++;
-    u.gpus += r.gpus;
-  }
-  return out;
+/** The projects' caps (`trainyard projects set`): a small table, read each pass. */
+export async function projectCaps(db: Db): Promise<Map<string, ProjectCaps>> {
+  const rows = await db.selectFrom('project_limits').select(['project', 'max_runs', 'max_gpus']).execute();
+  return new Map(rows.map((l) => [l.project, { maxRuns: l.max_runs, maxGpus: l.max_gpus }]));
 }
 
 /** Why a project may not start one more run of `gpus` GPUs, or null if it may. */
-export function overLimit(project: string, u: ProjectUsage | undefined, gpus: number): string | null {
-  if (!u) return null;
-  if (u.maxRuns !== null && u.runs + 1 > u.maxRuns) return `project ${project} is at its limit of ${u.maxRuns} concurrent runs`;
-  if (u.maxGpus !== null && gpus > 0 && u.gpus + gpus > u.maxGpus) return `project ${project} is at its limit of ${u.maxGpus} GPUs`;
+export function overLimit(project: string, running: ProjectRunning | undefined, caps: ProjectCaps | undefined, gpus: number): string | null {
+  if (!caps) return null;
+  const runs = running?.runs ?? 0;
+  const used = running?.gpus ?? 0;
+  if (caps.maxRuns !== null && runs + 1 > caps.maxRuns) return `project ${project} is at its limit of ${caps.maxRuns} concurrent runs`;
+  if (caps.maxGpus !== null && gpus > 0 && used + gpus > caps.maxGpus) return `project ${project} is at its limit of ${caps.maxGpus} GPUs`;
   return null;
 }

@@ -15,9 +15,10 @@
 //   Waiting for resources ◀───┘ (agent lost, dispatch not acked, handed back)
 //   (kill, from any state that is not terminal: unplaced → Killed at once; placed → kill_requested, and
 //    the attempt's end — reported, or a requeue — makes it Killed)
-import { sql, type RawBuilder, type Selectable, type Transaction } from 'kysely';
-import type { PhaseRow, Database, Db, RunsTable } from '../db/database.js';
+import { sql, type RawBuilder, type Transaction } from 'kysely';
+import type { PhaseRow, Database, Db } from '../db/database.js';
 import { RunStatus, placedStatuses, queuedStatuses, terminalStatuses } from '../../shared/run-states.js';
+import { AgentStatus } from '../agents/status.js';
 
 type Q = Db | Transaction<Database>;
 
@@ -55,27 +56,52 @@ const changed = ({ age_s: ageSeconds, ...r }: Row, freed: boolean): Changed => (
 
 /**
  * One statement: `update` must be an UPDATE of runs returning `id, status, attempt, agent, lease, detail`
- * (agent as coalesce(agent, last_agent)). Its event row is written by the same statement, and with
- * `releaseGpus` its GPU leases are deleted by it too.
+ * (agent as coalesce(agent, last_agent)). Its event row is written by the same statement, with
+ * `releaseGpus` its GPU leases are deleted by it too, and with `canEnd` (it may leave the run in a terminal
+ * state) its secrets; a transition that never ends a run (a whole pass's markWaiting) does not pay for that.
  */
-async function apply(q: Q, update: RawBuilder<unknown>, releaseGpus: boolean, freed: boolean): Promise<Changed[]> {
+async function apply(q: Q, update: RawBuilder<unknown>, o: { releaseGpus: boolean; freed: boolean; canEnd: boolean }): Promise<Changed[]> {
   const { rows } = await sql<Row>`
     WITH r AS (${update}),
-    e AS (INSERT INTO run_events (run_id, attempt, status, detail) SELECT id, attempt, status, detail FROM r),
-    ${FORGET_SECRETS}
-    ${releaseGpus ? sql`, g AS (DELETE FROM gpu_leases WHERE run_id IN (SELECT id FROM r))` : sql``}
+    e AS (INSERT INTO run_events (run_id, attempt, status, detail) SELECT id, attempt, status, detail FROM r)
+    ${o.canEnd ? sql`, ${FORGET_SECRETS}` : sql``}
+    ${o.releaseGpus ? sql`, g AS (DELETE FROM gpu_leases WHERE run_id IN (SELECT id FROM r))` : sql``}
     SELECT * FROM r`.execute(q);
-  return rows.map((r) => changed(r, freed));
+  return rows.map((r) => changed(r, o.freed));
 }
+const NEVER_ENDS = { releaseGpus: false, freed: false, canEnd: false };
 
 const RETURNING = sql`RETURNING runs.id, runs.status, runs.attempt, coalesce(runs.agent, runs.last_agent) AS agent, runs.lease,
   extract(epoch FROM now() - runs.created_at)::float8 AS age_s`;
 
+/**
+ * The runs a batch names (`b`, with an `id` column), each found by one primary-key probe and kept if it
+ * passes `guard` (a condition on `runs`), with its row's address: `FROM ${probe(...)} w WHERE runs.ctid = w.at
+ * AND runs.id = w.id`. However stale the planner's statistics (a burst of submits not analyzed yet makes
+ * it believe the queue empty), this stays a thousand probes and never becomes a scan of the queue per
+ * batch: the fence (OFFSET 0) keeps the probes apart, and the guard is tested on the row found rather than
+ * in the probe's WHERE, where it would let the planner pick a queue index over the primary key. A run
+ * changed since the statement began is at another address when the UPDATE reaches it, so the UPDATE skips
+ * it: it lost a race, and its guard was not checked against what won.
+ */
+function probe(batch: RawBuilder<unknown>, guard: RawBuilder<unknown>): RawBuilder<unknown> {
+  return sql`(SELECT b.*, x.at FROM ${batch}
+    CROSS JOIN LATERAL (SELECT runs.ctid AS at, ${guard} AS ok FROM runs WHERE runs.id = b.id OFFSET 0) x WHERE x.ok)`;
+}
+
 export type KillResult = 'not_found' | 'already_ended' | 'ended' | { agent: string; lease: number };
-export type Placement = { id: string; agent: string; gpuIndices: number[] };
+/** `session`: the agent's registration the placer chose from (agents.session). */
+export type Placement = { id: string; agent: string; gpuIndices: readonly number[]; session: number };
+/** What a placement returns: enough to send the doorbell and to count the wait. */
+export type Placed = { id: string; status: RunStatus; attempt: number; agent: string; lease: number; created_at: Date };
 
 export class RunTransitions {
   constructor(private readonly db: Db, private readonly hook: RunHook) {}
+
+  /** The same transitions, through another connection (the placer's: the one that holds its lock). */
+  on(db: Db): RunTransitions {
+    return new RunTransitions(db, this.hook);
+  }
 
   /** Tells the hook about changes committed by a caller's transaction (the success commit). */
   announce(changes: Changed[]): void {
@@ -92,9 +118,10 @@ export class RunTransitions {
     if (waits.length === 0) return [];
     const changes = await apply(this.db, sql`
       UPDATE runs SET status = ${st(RunStatus.Waiting)}, status_detail = w.detail, waiting_at = coalesce(waiting_at, now())
-      FROM unnest(${sql.val(waits.map((w) => w.id))}::text[], ${sql.val(waits.map((w) => w.detail))}::text[]) AS w(id, detail)
-      WHERE runs.id = w.id AND runs.agent IS NULL AND runs.status = ${st(RunStatus.Scheduled)} AND NOT runs.kill_requested
-      ${RETURNING}, w.detail`, false, false);
+      FROM ${probe(sql`unnest(${sql.val(waits.map((w) => w.id))}::text[], ${sql.val(waits.map((w) => w.detail))}::text[]) AS b(id, detail)`,
+        sql`runs.agent IS NULL AND runs.status = ${st(RunStatus.Scheduled)} AND NOT runs.kill_requested`)} w
+      WHERE runs.ctid = w.at AND runs.id = w.id
+      ${RETURNING}, w.detail`, NEVER_ENDS);
     this.announce(changes);
     return changes;
   }
@@ -103,25 +130,27 @@ export class RunTransitions {
   async setWaitingDetail(waits: { id: string; detail: string }[]): Promise<void> {
     if (waits.length === 0) return;
     await sql`UPDATE runs SET status_detail = w.detail
-      FROM unnest(${sql.val(waits.map((w) => w.id))}::text[], ${sql.val(waits.map((w) => w.detail))}::text[]) AS w(id, detail)
-      WHERE runs.id = w.id AND runs.agent IS NULL AND runs.status IN ${QUEUED} AND runs.status_detail <> w.detail`.execute(this.db);
+      FROM ${probe(sql`unnest(${sql.val(waits.map((w) => w.id))}::text[], ${sql.val(waits.map((w) => w.detail))}::text[]) AS b(id, detail)`,
+        sql`runs.agent IS NULL AND runs.status IN ${QUEUED} AND runs.status_detail <> b.detail`)} w
+      WHERE runs.ctid = w.at AND runs.id = w.id`.execute(this.db);
   }
 
   /**
    * Places queued runs on agents: for each, a new attempt with a new fencing token and its GPUs leased in
    * gpu_leases (whose primary key forbids giving one GPU to two runs). The whole batch is one statement;
    * if it fails (a GPU is still leased by a row the fleet model did not know of), each placement is tried
-   * on its own, so one bad placement is reported and the others still go out. A run that is no longer
-   * queued (killed meanwhile) is skipped by the guard.
+   * on its own, so one bad placement is reported and the others still go out. The guard skips a run that
+   * is no longer queued (killed meanwhile) and an agent that is no longer online and responsive in the
+   * registration (`session`) the placer read: what the placer believes never outranks the database.
    */
-  async assign(placements: Placement[]): Promise<{ placed: Selectable<RunsTable>[]; failed: { id: string; error: unknown }[] }> {
+  async assign(placements: Placement[]): Promise<{ placed: Placed[]; failed: { id: string; error: unknown }[] }> {
     if (placements.length === 0) return { placed: [], failed: [] };
     try {
       const placed = await this.#assign(placements);
       return { placed, failed: [] };
     } catch (batchError) {
       if (placements.length === 1) return { placed: [], failed: [{ id: placements[0]!.id, error: batchError }] };
-      const placed: Selectable<RunsTable>[] = [];
+      const placed: Placed[] = [];
       const failed: { id: string; error: unknown }[] = [];
       for (const p of placements) {
         try { placed.push(...(await this.#assign([p]))); } catch (error) { failed.push({ id: p.id, error }); }
@@ -130,18 +159,23 @@ export class RunTransitions {
     }
   }
 
-  async #assign(placements: Placement[]): Promise<Selectable<RunsTable>[]> {
-    const { rows } = await sql<Selectable<RunsTable> & { detail: string }>`
-      WITH p AS (
-        SELECT * FROM unnest(${sql.val(placements.map((p) => p.id))}::text[], ${sql.val(placements.map((p) => p.agent))}::text[],
-                             ${sql.val(placements.map((p) => p.gpuIndices.join(',')))}::text[]) AS p(id, agent, gpus)),
+  async #assign(placements: Placement[]): Promise<Placed[]> {
+    const { rows } = await sql<Placed & { detail: string }>`
+      WITH p AS ${probe(sql`unnest(${sql.val(placements.map((p) => p.id))}::text[], ${sql.val(placements.map((p) => p.agent))}::text[],
+                             ${sql.val(placements.map((p) => p.gpuIndices.join(',')))}::text[],
+                             ${sql.val(placements.map((p) => p.session))}::bigint[]) AS b(id, agent, gpus, session)`,
+        sql`runs.agent IS NULL AND runs.status IN ${QUEUED} AND NOT runs.kill_requested`)},
+      -- The agent, one probe each as well: online, responsive, and in the registration the placer read.
+      q AS (SELECT p.* FROM p CROSS JOIN LATERAL (
+        SELECT a.status = ${sql.lit(AgentStatus.Online)} AND a.unresponsive_since IS NULL AND a.session = p.session AS ok
+        FROM agents a WHERE a.name = p.agent OFFSET 0) y WHERE y.ok),
       r AS (
-        UPDATE runs SET status = ${st(RunStatus.Scheduled)}, status_detail = '', agent = p.agent, last_agent = p.agent,
+        UPDATE runs SET status = ${st(RunStatus.Scheduled)}, status_detail = '', agent = q.agent, last_agent = q.agent,
           lease = nextval('lease_seq'), attempt = runs.attempt + 1,
-          gpu_indices = coalesce(string_to_array(nullif(p.gpus, ''), ',')::int[], '{}'), dispatched_at = now(), acked_at = NULL
-        FROM p
-        WHERE runs.id = p.id AND runs.agent IS NULL AND runs.status IN ${QUEUED} AND NOT runs.kill_requested
-        RETURNING runs.*),
+          gpu_indices = coalesce(string_to_array(nullif(q.gpus, ''), ',')::int[], '{}'), dispatched_at = now(), acked_at = NULL
+        FROM q
+        WHERE runs.ctid = q.at AND runs.id = q.id
+        RETURNING runs.id, runs.status, runs.attempt, runs.agent, runs.lease, runs.gpu_indices, runs.created_at),
       e AS (
         INSERT INTO run_events (run_id, attempt, status, detail)
         SELECT id, attempt, status, 'placed on ' || agent || CASE WHEN cardinality(gpu_indices) > 0
@@ -149,10 +183,9 @@ export class RunTransitions {
       l AS (
         INSERT INTO gpu_leases (agent, gpu_index, run_id, lease)
         SELECT r.agent, g, r.id, r.lease FROM r, unnest(r.gpu_indices) AS g)
-      SELECT r.*, 'placed on ' || r.agent AS detail FROM r`.execute(this.db);
-    const placed = rows.map((r) => ({ ...r, lease: r.lease === null ? null : Number(r.lease) }));
-    this.announce(placed.map((r) => ({ id: r.id, status: r.status, attempt: r.attempt, agent: r.agent, lease: r.lease, detail: r.detail, freed: false })));
-    return placed;
+      SELECT r.id, r.status, r.attempt, r.agent, r.lease, r.created_at, 'placed on ' || r.agent AS detail FROM r`.execute(this.db);
+    this.announce(rows.map((r) => ({ id: r.id, status: r.status, attempt: r.attempt, agent: r.agent, lease: r.lease, detail: r.detail, freed: false })));
+    return rows;
   }
 
   /** The agent has the dispatch (first report about the attempt). Not a status change: no event. */
@@ -166,14 +199,14 @@ export class RunTransitions {
     return this.#one(await apply(this.db, sql`
       UPDATE runs SET status = ${st(RunStatus.Packaging)}, packaging_at = now(), acked_at = coalesce(acked_at, now())
       WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status = ${st(RunStatus.Scheduled)}
-      ${RETURNING}, 'building the environment' AS detail`, false, false));
+      ${RETURNING}, 'building the environment' AS detail`, NEVER_ENDS));
   }
 
   async startRunning(runId: string, lease: number, agent: string): Promise<Changed | null> {
     return this.#one(await apply(this.db, sql`
       UPDATE runs SET status = ${st(RunStatus.Running)}, running_at = now()
       WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status = ${st(RunStatus.Packaging)}
-      ${RETURNING}, 'train.py started' AS detail`, false, false));
+      ${RETURNING}, 'train.py started' AS detail`, NEVER_ENDS));
   }
 
   /**
@@ -218,7 +251,7 @@ export class RunTransitions {
       UPDATE runs SET status = ${st(status)}, ended_at = now(), failure_reason = ${reason}, agent = NULL, status_detail = '',
         phases = ${phases?.length ? sql`${JSON.stringify(phases)}::jsonb` : sql`phases`}
       WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status IN ${PLACED}
-      ${RETURNING}, ${reason}::text AS detail`, true, true));
+      ${RETURNING}, ${reason}::text AS detail`, { releaseGpus: true, freed: true, canEnd: true }));
   }
 
   /** A run not yet placed ends without ever starting (it can never be placed). */
@@ -226,7 +259,7 @@ export class RunTransitions {
     return this.#one(await apply(this.db, sql`
       UPDATE runs SET status = ${st(status)}, ended_at = now(), failure_reason = ${reason}, status_detail = ''
       WHERE id = ${runId} AND agent IS NULL AND status IN ${QUEUED}
-      ${RETURNING}, ${reason}::text AS detail`, false, false));
+      ${RETURNING}, ${reason}::text AS detail`, { releaseGpus: false, freed: false, canEnd: true }));
   }
 
   /**
@@ -243,7 +276,7 @@ export class RunTransitions {
         failure_reason = CASE WHEN agent IS NULL THEN 'killed before it started' ELSE failure_reason END,
         status_detail = CASE WHEN agent IS NULL THEN '' ELSE 'kill requested' END
       WHERE id = ${runId} AND status IN ${LIVE} AND NOT (agent IS NOT NULL AND kill_requested)
-      ${RETURNING}, CASE WHEN runs.agent IS NULL THEN 'killed before it started' ELSE 'kill requested' END AS detail`, false, false);
+      ${RETURNING}, CASE WHEN runs.agent IS NULL THEN 'killed before it started' ELSE 'kill requested' END AS detail`, { releaseGpus: false, freed: false, canEnd: true });
     const c = changes[0];
     if (c) {
       this.announce(changes);
@@ -281,6 +314,6 @@ export class RunTransitions {
       WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status IN ${PLACED}
         ${byAgent === null ? sql`` : sql`AND agent = ${byAgent}`}
       ${RETURNING}, CASE WHEN runs.status = ${st(RunStatus.Failed)} THEN ${reason} || ' (' || runs.status_detail || ')'
-                         WHEN runs.status = ${st(RunStatus.Killed)} THEN 'killed' ELSE ${reason}::text END AS detail`, true, true));
+                         WHEN runs.status = ${st(RunStatus.Killed)} THEN 'killed' ELSE ${reason}::text END AS detail`, { releaseGpus: true, freed: true, canEnd: true }));
   }
 }

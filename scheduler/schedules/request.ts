@@ -47,7 +47,7 @@ export function firingPrincipal(project: string, schedule: string): Principal {
 export function submitIn(ctx: SchedulerContext, trx: Transaction<Database>, req: SubmitRunRequest__Output, caller: Principal, o: { quiet?: boolean } = {}): Promise<string> {
   // The placer is kicked by the caller once the transaction committed (a pass before would not see it).
   const inner: SchedulerContext = { ...ctx, db: trx, kick: () => {}, ...(o.quiet ? { log: ctx.log.child({}, { level: 'silent' }) } : {}) };
-  return submitRun(inner, req, caller);
+  return submitRun(inner, req, caller).then((run) => run.id);
 }
 
 class RolledBack extends Error {}

@@ -3,10 +3,18 @@
 import t from 'tap';
 import { sql } from 'kysely';
 import { testDatabase } from '../helpers/stack.js';
-import { queueHead, projectUsage, overLimit } from '../../scheduler/placement/queue.js';
+import { queueHead, projectCaps, overLimit } from '../../scheduler/placement/queue.js';
 import { FleetIndex } from '../../scheduler/placement/fleet-index.js';
-import { placedRuns } from '../../scheduler/placement/load-fleet.js';
+import { FleetCache } from '../../scheduler/placement/fleet-cache.js';
 import type { AgentCapacity } from '../../scheduler/placement/fleet.js';
+import type { Db } from '../../scheduler/db/database.js';
+
+/** What the placer reads: the queue's head, given what each project runs now (from its model of the fleet). */
+async function queueHeadNow(db: Db, n: number) {
+  const cache = new FleetCache();
+  await cache.sync(db);
+  return queueHead(db, n, cache.runningByProject());
+}
 
 async function queue(db: Awaited<ReturnType<typeof testDatabase>>['db'], project: string, n: number, o: { priority?: number; placedOn?: string } = {}) {
   const base = Date.now();
@@ -25,7 +33,7 @@ t.test('fair share: a project with many queued runs does not starve one with few
   const { db } = await testDatabase(t);
   await queue(db, 'big', 300);
   await queue(db, 'small', 3);
-  const head = await queueHead(db, 10);
+  const head = await queueHeadNow(db, 10);
   t.same(head.slice(0, 6).map((r) => r.project).sort(), ['big', 'big', 'big', 'small', 'small', 'small'],
     'the three small runs are among the first six, not behind 300 big ones');
   t.equal(head[0]!.project, 'big', 'ties go to the older run');
@@ -36,7 +44,7 @@ t.test('a project already running a lot waits behind one running little', async 
   await queue(db, 'busy', 5, { placedOn: 'a1' });
   await queue(db, 'busy', 5);
   await queue(db, 'idle', 5);
-  const head = await queueHead(db, 5);
+  const head = await queueHeadNow(db, 5);
   t.same(head.map((r) => r.project), ['idle', 'idle', 'idle', 'idle', 'idle']);
 });
 
@@ -44,7 +52,7 @@ t.test('priority comes before fair share', async (t) => {
   const { db } = await testDatabase(t);
   await queue(db, 'a', 3);
   await queue(db, 'urgent', 1, { priority: 10 });
-  const head = await queueHead(db, 4);
+  const head = await queueHeadNow(db, 4);
   t.equal(head[0]!.project, 'urgent');
 });
 
@@ -52,13 +60,16 @@ t.test('per-project caps on runs and GPUs', async (t) => {
   const { db } = await testDatabase(t);
   await db.insertInto('project_limits').values({ project: 'capped', max_runs: 2, max_gpus: 4 }).execute();
   await queue(db, 'capped', 2, { placedOn: 'a1' });
-  const usage = await projectUsage(db, await placedRuns(db));
-  t.match(overLimit('capped', usage.get('capped'), 0), /project capped is at its limit of 2 concurrent runs/);
-  t.equal(overLimit('free', usage.get('free'), 8), null, 'no cap, no limit');
+  const cache = new FleetCache();
+  await cache.sync(db);
+  const caps = await projectCaps(db);
+  t.same(cache.running('capped'), { runs: 2, gpus: 0 }, 'the model counts what the project runs');
+  t.match(overLimit('capped', cache.running('capped'), caps.get('capped'), 0), /project capped is at its limit of 2 concurrent runs/);
+  t.equal(overLimit('free', cache.running('free'), caps.get('free'), 8), null, 'no cap, no limit');
   await sql`UPDATE project_limits SET max_runs = NULL`.execute(db);
-  const again = await projectUsage(db, await placedRuns(db));
-  t.equal(overLimit('capped', again.get('capped'), 4), null, 'four GPUs fit a cap of four');
-  t.match(overLimit('capped', { ...again.get('capped')!, gpus: 1 }, 4), /at its limit of 4 GPUs/);
+  const again = await projectCaps(db);
+  t.equal(overLimit('capped', cache.running('capped'), again.get('capped'), 4), null, 'four GPUs fit a cap of four');
+  t.match(overLimit('capped', { runs: 2, gpus: 1 }, again.get('capped'), 4), /at its limit of 4 GPUs/);
 });
 
 t.test('the fleet index: best fit, and reservation against fragmentation', async (t) => {

@@ -15,15 +15,21 @@ async function queueRuns(db: Db, n: number, prefix: string): Promise<string[]> {
   return ids;
 }
 
+/** Registered, online agents (session 1): the place statement places only on such an agent. */
+async function onlineAgents(db: Db, names: string[]): Promise<void> {
+  await db.insertInto('agents').values(names.map((name) => ({ name, status: 'online' as const, session: 1, cpus: 8, memory_mb: 1000 }))).execute();
+}
+
 t.test('a kill racing a requeue always ends Killed, with the reason "killed"', async (t) => {
   const { db } = await testDatabase(t);
   const seen: Changed[] = [];
   const runs = new RunTransitions(db, (c) => seen.push(c));
   const ids = await queueRuns(db, 120, 'race');
+  await onlineAgents(db, ids.map((_, i) => `a${i}`));
   // Each run is placed, then a kill and a requeue (its agent lost) are sent at the same moment, on
   // separate connections, in both orders.
   for (const [i, id] of ids.entries()) {
-    const { placed } = await runs.assign([{ id, agent: `a${i}`, gpuIndices: [0] }]);
+    const { placed } = await runs.assign([{ id, agent: `a${i}`, gpuIndices: [0], session: 1 }]);
     const lease = Number(placed[0]!.lease);
     const kill = () => runs.kill(id);
     const requeue = () => runs.requeue(id, lease, 'agent lost', true);
@@ -44,7 +50,8 @@ t.test('each transition writes its event and lease change with it', async (t) =>
   const { db } = await testDatabase(t);
   const runs = new RunTransitions(db, () => {});
   const [id] = await queueRuns(db, 1, 'ev');
-  const { placed } = await runs.assign([{ id: id!, agent: 'a', gpuIndices: [0] }]);
+  await onlineAgents(db, ['a']);
+  const { placed } = await runs.assign([{ id: id!, agent: 'a', gpuIndices: [0], session: 1 }]);
   const lease = Number(placed[0]!.lease);
   t.equal((await db.selectFrom('gpu_leases').selectAll().execute()).length, 1, 'placing leases the GPU');
   t.equal(await runs.startPackaging(id!, lease, 'b'), null, 'another agent with the right lease changes nothing');
@@ -66,13 +73,37 @@ t.test('a batch placement with one bad row places the others', async (t) => {
   const runs = new RunTransitions(db, () => {});
   const ids = await queueRuns(db, 3, 'batch');
   const [stale] = await queueRuns(db, 1, 'gone');
+  await onlineAgents(db, ['x', 'y']);
   // GPU 0 of agent x is still leased (a leftover): giving it to batch0 must fail alone.
   await db.insertInto('gpu_leases').values({ agent: 'x', gpu_index: 0, run_id: stale!, lease: 1 }).execute();
   const { placed, failed } = await runs.assign([
-    { id: ids[0]!, agent: 'x', gpuIndices: [0] }, { id: ids[1]!, agent: 'x', gpuIndices: [1] }, { id: ids[2]!, agent: 'y', gpuIndices: [0] },
+    { id: ids[0]!, agent: 'x', gpuIndices: [0], session: 1 }, { id: ids[1]!, agent: 'x', gpuIndices: [1], session: 1 }, { id: ids[2]!, agent: 'y', gpuIndices: [0], session: 1 },
   ]);
   t.same(placed.map((p) => p.id).sort(), [ids[1], ids[2]], 'the other two are placed');
   t.same(failed.map((f) => f.id), [ids[0]], 'the bad one is reported');
   const [row] = await db.selectFrom('runs').select(['status', 'agent']).where('id', '=', ids[0]!).execute();
   t.same(row, { status: 'Scheduled', agent: null }, 'and stays queued, unchanged');
+});
+
+t.test('the place statement refuses an agent that is not online, not responsive, or registered again', async (t) => {
+  // The placer's model of the fleet is kept between passes; the database's guard decides.
+  const { db } = await testDatabase(t);
+  const runs = new RunTransitions(db, () => {});
+  const ids = await queueRuns(db, 5, 'guard');
+  await onlineAgents(db, ['ok', 'draining', 'silent', 'again']);
+  await db.updateTable('agents').set({ status: 'draining' }).where('name', '=', 'draining').execute();
+  await db.updateTable('agents').set({ unresponsive_since: new Date() }).where('name', '=', 'silent').execute();
+  await db.updateTable('agents').set({ session: 2 }).where('name', '=', 'again').execute();
+  const { placed, failed } = await runs.assign([
+    { id: ids[0]!, agent: 'ok', gpuIndices: [0], session: 1 },
+    { id: ids[1]!, agent: 'draining', gpuIndices: [0], session: 1 },
+    { id: ids[2]!, agent: 'silent', gpuIndices: [0], session: 1 },
+    { id: ids[3]!, agent: 'again', gpuIndices: [0], session: 1 },
+    { id: ids[4]!, agent: 'unknown', gpuIndices: [0], session: 1 },
+  ]);
+  t.same(placed.map((p) => p.id), [ids[0]], 'only the online agent in the registration the placer read gets its run');
+  t.same(failed, [], 'the others are refused, not failed');
+  const queued = await db.selectFrom('runs').select('id').where('agent', 'is', null).orderBy('id').execute();
+  t.same(queued.map((r) => r.id), ids.slice(1).sort(), 'and stay queued');
+  t.same((await db.selectFrom('gpu_leases').select('agent').execute()).map((l) => l.agent), ['ok'], 'no lease for a refused one');
 });

@@ -1,0 +1,30 @@
+// The placer's own database session: the connection that holds the placer's advisory lock (the leader
+// lease). Placement statements run on it, so a placement commits only while this scheduler holds the lock:
+// once its session is gone, so is its lock, and nothing it still believes about the fleet can place a run.
+import pg from 'pg';
+import { Kysely, PostgresDialect } from 'kysely';
+import type { Database, Db } from '../db/database.js';
+
+export const LEADER_LOCK = 7_246_002; // "trainyard placer"
+
+export interface LeaderSession { readonly client: pg.Client; readonly db: Db }
+
+/**
+ * Connects the session, planning joins as nested loops only. Every statement placement sends on it joins
+ * a batch (up to a few thousand runs) to runs and agents by primary key, and run_events' trigger joins its
+ * new rows to runs the same way; a hash join instead reads the whole table, the queue or every run ever,
+ * for every batch, and the planner picks one whenever its statistics make the table look small (they are
+ * always stale after a burst of submits). The statements are written so that the batch drives each join
+ * (probe() in scheduler/runs/transitions.ts, the queue's head in queue.ts): with nested loops a placement
+ * costs the same whatever the tables hold.
+ */
+export async function connectLeaderSession(databaseUrl: string): Promise<LeaderSession> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  client.on('error', () => {}); // a lost session is seen by the next statement, which throws
+  await client.connect();
+  await client.query('SET enable_hashjoin = off; SET enable_mergejoin = off');
+  // kysely over this one connection: it is never released to a pool, and never ended by kysely.
+  const connection = { query: (...args: unknown[]) => (client.query as (...a: unknown[]) => unknown)(...args), release: () => {} };
+  const pool = { connect: async () => connection, end: async () => {} };
+  return { client, db: new Kysely<Database>({ dialect: new PostgresDialect({ pool: pool as unknown as pg.Pool }) }) };
+}
