@@ -111,8 +111,8 @@ export class Attempt {
   readonly #pipeline: Pipeline;
 
   /** `rungAt`: when its doorbell rang (before the claim), for the record of where the time went. */
-  constructor(readonly dispatch: Dispatch, private readonly deps: AttemptDeps, rungAt?: number) {
-    if (rungAt) this.#marks.doorbell = rungAt;
+  constructor(readonly dispatch: Dispatch, private readonly deps: AttemptDeps, rungAt: number) {
+    this.#marks.doorbell = rungAt;
     this.#dir = path.join(deps.workDir, `${dispatch.run_id}-a${dispatch.attempt}`);
     this.#redact = secretMasker(dispatch.secrets ?? {});
     this.#pipeline = parsePipeline(dispatch.pipeline);
@@ -141,7 +141,11 @@ export class Attempt {
 
   #enter(phase: Phase): void {
     this.#phase = phase;
-    this.#marks[phase] = Date.now();
+    this.#mark(phase);
+  }
+
+  #mark(step: string): void {
+    this.#marks[step] = Date.now();
   }
 
   /** Ends the attempt for the given reason (first reason wins): whatever step runs is aborted. */
@@ -185,7 +189,7 @@ export class Attempt {
 
     // Running is reported while the data is made local; its answer (go on, or stop) is awaited before any
     // of the run's code starts.
-    const running = this.#report(RunStatus.Running).then(() => { this.#marks.running_reported = Date.now(); });
+    const running = this.#report(RunStatus.Running).then(() => this.#mark('running_reported'));
     running.catch(() => {}); // awaited below; a data failure first must not leave it unhandled
     const startAt = Date.now() / 1000;
     const folders = await this.#fetchData();
@@ -354,7 +358,6 @@ export class Attempt {
       : null;
     if (forked) this.#cgroup = forked.cgroup;
     else if (cgroupBase) this.#cgroup = await RunCgroup.create(cgroupBase, cgroupName);
-    this.#marks.cgroup_ready = Date.now();
     const supervise: SuperviseOptions = {
       cwd: pkgDir,
       env,
@@ -377,9 +380,9 @@ export class Attempt {
       proc = SupervisedProcess.spawn(cmd.command, cmd.args, supervise);
     }
     this.deps.log.info({ run: this.runId, attempt: d.attempt, pid: proc.pid, warm: forked !== null, at: Date.now() }, 'train.py started');
-    this.#marks.spawned = Date.now();
+    this.#mark('spawned');
     const { code, signal } = await proc.exited;
-    this.#marks.exited = Date.now();
+    this.#mark('exited');
     this.#checkStopped();
     let verdict: Verdict | null = null;
     try { verdict = JSON.parse(await readNoFollow(resultFile)) as Verdict; } catch { verdict = null; }
@@ -471,7 +474,7 @@ export class Attempt {
         lineage_json: r.lineage ? JSON.stringify(r.lineage) : '',
         package_size_bytes: r.size ?? 0, package_sha256: r.sha256 ?? '', last_log_seq: this.logs.lastSeq,
       }, giveUp, (err) => log.warn({ run: this.runId, err: errorMessage(err) }, 'finish report failed; retrying'));
-      this.#marks.finished = Date.now();
+      this.#mark('finished');
       log.info({ run: this.runId, status: res.status, version: res.output_version, steps: this.#marks }, 'attempt finished');
     } catch (err) {
       if (giveUp.aborted) {

@@ -5,7 +5,7 @@
 // user, the run's environment; its output comes to this agent over a Unix socket of the agent's (IoServer),
 // and its exit status from the warm interpreter, which reaps it. A run whose environment changes what an
 // interpreter reads only at its start (PYTHON*, LANG, LC_*) is spawned fresh instead, as is every run
-// when a warm interpreter cannot be had (then the agent logs why once, and the run does not notice).
+// when a warm interpreter cannot be had (the agent logs why; the run does not notice).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -18,6 +18,7 @@ import { errorMessage } from '../shared/errors.js';
 import type { ProcessExit, RunningChild } from './process.js';
 import type { RunAsUser } from './run-as.js';
 import { RunCgroup } from './cgroup.js';
+import { lineSplitter } from './lines.js';
 
 /** How long a set-up child's output connections may take to be read (they were made before it said so). */
 const STREAMS_TIMEOUT_MS = 10_000;
@@ -120,7 +121,6 @@ class WarmInterpreter {
       // Its own session: a signal to the agent's terminal or group does not reach it.
       detached: true, stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: process.env.LANG ?? 'C.UTF-8', PYTHONUNBUFFERED: '1' },
     });
-    let rest = '';
     let onReady: (() => void) | null = null;
     this.ready = new Promise<void>((resolve, reject) => {
       onReady = resolve;
@@ -130,23 +130,19 @@ class WarmInterpreter {
     this.ready.catch(() => {});
     let stderr = '';
     this.#child.stderr!.on('data', (c: Buffer) => { stderr = (stderr + c.toString()).slice(-2000); });
-    this.#child.stdout!.on('data', (c: Buffer) => {
-      rest += c.toString();
-      const lines = rest.split('\n');
-      rest = lines.pop()!;
-      for (const line of lines) {
-        let m: { ready?: boolean; id?: number; pid?: number; error?: string; exit?: number; code?: number | null; signal?: string | null };
-        try { m = JSON.parse(line); } catch { continue; }
-        if (m.ready) onReady?.();
-        else if (m.exit !== undefined) this.#exited(m.exit, { code: m.code ?? null, signal: (m.signal ?? null) as NodeJS.Signals | null });
-        else if (m.id !== undefined) {
-          const f = this.#forks.get(m.id);
-          this.#forks.delete(m.id);
-          if (m.error) f?.reject(new Error(m.error));
-          else f?.resolve(m.pid!);
-        }
+    const replies = lineSplitter((line) => {
+      let m: { ready?: boolean; id?: number; pid?: number; error?: string; exit?: number; code?: number | null; signal?: string | null };
+      try { m = JSON.parse(line); } catch { return; }
+      if (m.ready) onReady?.();
+      else if (m.exit !== undefined) this.#exited(m.exit, { code: m.code ?? null, signal: (m.signal ?? null) as NodeJS.Signals | null });
+      else if (m.id !== undefined) {
+        const f = this.#forks.get(m.id);
+        this.#forks.delete(m.id);
+        if (m.error) f?.reject(new Error(m.error));
+        else f?.resolve(m.pid!);
       }
     });
+    this.#child.stdout!.on('data', (c: Buffer) => replies.write(c));
     this.#child.on('exit', (code, sig) => {
       this.#dead = `the warm interpreter of ${venv} exited (${sig ?? `code ${code}`})${stderr ? `: ${stderr.trim().split('\n').pop()}` : ''}`;
       const err = new Error(this.#dead);
@@ -211,12 +207,9 @@ export class WarmInterpreters {
   readonly #makingSpare = new Set<string>();
   #spareSeq = 0;
   #io: IoServer | null = null;
-  /** Why warm interpreters are off for this agent (said once); null: on. */
-  #off: string | null = null;
 
-  constructor(private readonly o: { max: number; log: Logger }) {
-    if (o.max <= 0) this.#off = 'turned off (--warm-interpreters 0)';
-  }
+  /** `max`: warm interpreters kept at once (0: none, every run is spawned). */
+  constructor(private readonly o: { max: number; log: Logger }) {}
 
   /**
    * The run's process, forked from `venv`'s warm interpreter (started if need be), with the cgroup it runs
@@ -224,7 +217,7 @@ export class WarmInterpreters {
    * caller spawns instead).
    */
   async fork(venv: string, req: ForkRequest): Promise<{ child: RunningChild; cgroup: RunCgroup | null } | null> {
-    if (this.#off) return null;
+    if (this.o.max <= 0) return null;
     let w = this.#byVenv.get(venv);
     try {
       this.#io ??= new IoServer();

@@ -124,26 +124,27 @@ def read_all(fd):
         chunks.append(b)
 
 
+def set_up(ready_w, step, *args):
+    """Runs a set-up step; a failure is said on the ready pipe and ends the child (never run past)."""
+    try:
+        step(*args)
+    except BaseException as e:  # noqa: any failure to set up is reported
+        os.write(ready_w, ("could not set up the run's process: %s: %s" % (type(e).__name__, e)).encode()[:4000])
+        os._exit(126)
+
+
 def child_main(cgroup, req_r, ready_w):
     """A child's whole life; never returns. It is a spare (set up, in its cgroup) until its run comes."""
     code = 1
     try:
-        try:
-            enter_own_group(cgroup)
-        except BaseException as e:  # noqa: any failure to set up is reported, never run past
-            os.write(ready_w, ("could not set up the run's process: %s: %s" % (type(e).__name__, e)).encode()[:4000])
-            os._exit(126)
+        set_up(ready_w, enter_own_group, cgroup)
         os.write(ready_w, b"S")
         raw = read_all(req_r)
         os.close(req_r)
         if not raw:
             os._exit(0)  # a spare that was not needed
         req = json.loads(raw)
-        try:
-            become_run(req)
-        except BaseException as e:  # noqa: as above
-            os.write(ready_w, ("could not set up the run's process: %s: %s" % (type(e).__name__, e)).encode()[:4000])
-            os._exit(126)
+        set_up(ready_w, become_run, req)
         os.write(ready_w, b"ok")
         os.close(ready_w)
         # What `python` without -S does at start, now as the run's user and inside its cgroup.
