@@ -220,13 +220,10 @@ def main(argv=None):
     result = {"ok": False, "phase": "import", "error": None,
               "train_started_at": None, "train_ended_at": None, "save_ended_at": None, "score": None, "phases": []}
 
-    def enter(phase, write=True):
-        # Written as each of the user's steps starts, so a run killed mid-train (OOM, timeout) still tells
-        # where it died and since when. The harness's own steps before them (import, check, init) are not
-        # written on their own: a failure there writes the verdict, and the next write says where it got.
+    def enter(phase):
+        # Written at every step, so a run killed mid-train (OOM, timeout) still tells where it died.
         result["phase"] = phase
-        if write:
-            write_result(result_file, result)
+        write_result(result_file, result)
 
     def fail(code, error):
         sys.stdout.flush()
@@ -234,7 +231,7 @@ def main(argv=None):
         write_result(result_file, result)
         return code
 
-    enter("import", write=False)
+    enter("import")
     if not args.check_only and not os.path.isdir(data_dir):
         msg = "the data directory %s does not exist" % data_dir
         print(msg, file=sys.stderr)
@@ -250,7 +247,7 @@ def main(argv=None):
 
     try:
         module = import_train(package_dir)
-        enter("check", write=False)
+        enter("check")
         main_class = check_main(module, args.pipeline)
     except PackageError as e:
         tb_text = ""
@@ -284,7 +281,7 @@ def main(argv=None):
         return value
 
     try:
-        enter("init", write=False)
+        enter("init")
         # User code may write artifacts from __init__ on; the agent uploads whatever lands here.
         os.makedirs(os.environ.get("artifacts_directory", "artifacts"), exist_ok=True)
         model = main_class()
