@@ -230,7 +230,10 @@ export class AgentDaemon {
     await this.#running;
     try {
       const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(CLAIM_TIMEOUT_MS)]);
-      claimed = await this.#link.claimAttempt({ agent: settings.name, run_id: bell.runId, attempt: bell.attempt }, signal);
+      // The doorbell's package digest, when this agent has that version and its venv ready: the claim then
+      // makes the run Running at once (the scheduler checks the digest against the run).
+      const ready = bell.packageSha256 && this.#packages.isReady(bell.packageSha256) ? bell.packageSha256 : '';
+      claimed = await this.#link.claimAttempt({ agent: settings.name, run_id: bell.runId, attempt: bell.attempt, ready_package_sha256: ready }, signal);
     } catch (err) {
       log.warn({ run: bell.runId, attempt: bell.attempt, reason: `claim refused: ${errorMessage(err)}` }, 'dispatch refused');
       return;

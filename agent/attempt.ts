@@ -20,7 +20,7 @@ import { sha256File } from '../shared/hash.js';
 import { ensureVenv, PackagingError, type VenvOptions } from './venv.js';
 import { LogShipper } from './log-shipper.js';
 import { SupervisedProcess, type SuperviseOptions } from './process.js';
-import { needsFreshInterpreter, type WarmInterpreters } from './warm-interpreter.js';
+import { needsFreshInterpreter, type ForkedRun, type WarmInterpreters } from './warm-interpreter.js';
 import type { PackageCache } from './package-cache.js';
 import { planOutputs } from './outputs.js';
 import type { Link } from './link.js';
@@ -90,6 +90,17 @@ type Verdict = { ok: boolean; error?: { summary?: string; message?: string } | n
  */
 interface Folders { data: string; training: string | null; test: string | null; scratch: string | null }
 
+/** The run's process, set up and not started yet (Attempt.#prepareProcess). */
+interface Prepared {
+  venv: string;
+  pkgDir: string;
+  env: Record<string, string>;
+  harnessArgs: string[];
+  resultFile: string;
+  /** A warm interpreter's child waiting for its environment; null: a fresh interpreter is spawned at the start. */
+  forked: ForkedRun | null;
+}
+
 /** The end was decided by stop() (a kill, a timeout, a drain), not by the steps. */
 class Stopped extends Error {}
 
@@ -101,6 +112,8 @@ export class Attempt {
   /** When each step began (ms since the epoch), logged with the end: where an attempt's time went. */
   readonly #marks: Record<string, number> = { claimed: Date.now() };
   #cgroup: RunCgroup | null = null;
+  /** A warm child set up for this run that has not been started: called off if the attempt ends first. */
+  #unstarted: ForkedRun | null = null;
   readonly done: Promise<void>;
   readonly logs: LogShipper;
   /** The attempt's storage client and when its keys expire (renewed through the scheduler). */
@@ -169,6 +182,7 @@ export class Attempt {
     agentMetrics.attempts.inc({ outcome: result.outcome });
     await this.#finish(result);
     this.logs.close();
+    this.#unstarted?.cancel();
     await this.#cgroup?.destroy().catch((err: unknown) => this.deps.log.warn({ run: this.runId, cgroup: this.#cgroup?.dir, err: errorMessage(err) }, 'could not remove the attempt\'s cgroup'));
     await rm(this.#dir, { recursive: true, force: true }).catch(() => {});
   }
@@ -184,22 +198,49 @@ export class Attempt {
     await mkdir(this.#dir, { recursive: true });
     // The attempt's folder stays the agent's (a run user cannot rename data/ or swap in links beside it).
     await chmod(this.#dir, 0o755);
-    const pkgDir = await this.#fetchPackage();
-    const venv = await this.#buildEnv(pkgDir);
-
-    // Running is reported while the data is made local; its answer (go on, or stop) is awaited before any
-    // of the run's code starts.
-    const running = this.#report(RunStatus.Running).then(() => this.#mark('running_reported'));
-    running.catch(() => {}); // awaited below; a data failure first must not leave it unhandled
+    const folders = folderPaths(this.#dir, this.#pipeline, Boolean(d.eval_dataset));
     const startAt = Date.now() / 1000;
-    const folders = await this.#fetchData();
+    // Two branches at once: the data is made local while the package is fetched, its venv found (or
+    // built) and the run's process set up; Running is reported as soon as the venv is there. The run's code
+    // starts only when both are done and Running was acknowledged.
+    const [, ready] = await this.#together(
+      this.#fetchData(folders).catch((err: unknown) => { if (!this.#abort.signal.aborted) this.#phase = 'fetching_data'; throw err; }),
+      (async () => {
+        const pkgDir = await this.#fetchPackage();
+        const venv = await this.#buildEnv(pkgDir);
+        this.deps.packages?.markReady(d.package_sha256 ?? '');
+        // Claimed ready (the agent held this version and its venv), the claim already made the run Running.
+        const running = d.running ? Promise.resolve() : this.#report(RunStatus.Running).then(() => this.#mark('running_reported'));
+        running.catch(() => {}); // awaited below; a failure first must not leave it unhandled
+        const proc = await this.#prepareProcess(venv, pkgDir, folders, runEnv, gpus);
+        return { pkgDir, venv, running, proc };
+      })(),
+    );
     // The lineage is taken before the run's code can touch anything: exactly what was made local.
-    const lineage = await this.#lineage(venv, folders, gpus);
-    await running;
-    const ran = await this.#train(venv, pkgDir, folders, runEnv, gpus);
+    const lineage = await this.#lineage(ready.venv, folders, gpus);
+    await ready.running;
+    const ran = await this.#train(ready.proc, folders);
     if (!ran.ok) return { outcome: AttemptOutcome.Failed, reason: ran.reason, phases: ran.phases };
-    const up = await this.#upload(pkgDir, folders, ran.phases);
+    const up = await this.#upload(ready.pkgDir, folders, ran.phases);
     return { outcome: AttemptOutcome.Succeeded, reason: '', startAt, endAt: Date.now() / 1000, score: ran.score, phases: ran.phases, lineage, ...up };
+  }
+
+  /**
+   * Both steps' results; the first failure aborts the attempt's work (the other step stops its transfer or
+   * pip) and is thrown once both have settled, so nothing is still writing in the attempt's folder.
+   */
+  async #together<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
+    let first: { err: unknown } | null = null;
+    const failed = (err: unknown): never => {
+      if (!first) {
+        first = { err };
+        if (!this.#abort.signal.aborted) this.#abort.abort(err);
+      }
+      throw err;
+    };
+    const settled = await Promise.allSettled([a.catch(failed), b.catch(failed)]);
+    if (first) throw (first as { err: unknown }).err;
+    return [(settled[0] as PromiseFulfilledResult<A>).value, (settled[1] as PromiseFulfilledResult<B>).value];
   }
 
   /** Tells the scheduler the attempt's status; throws Stopped when the scheduler says it is no longer current. */
@@ -285,27 +326,21 @@ export class Attempt {
     return venv;
   }
 
-  async #fetchData(): Promise<Folders> {
-    this.#enter('fetching_data');
+  /** Makes the dataset (and a full pipeline's evaluation dataset) local in `folders` (folderPaths). */
+  async #fetchData(folders: Folders): Promise<void> {
+    // Not #enter: this step runs beside the package's, whose phase a failure there must name.
+    this.#mark('fetching_data');
     const d = this.dispatch;
-    const data = path.join(this.#dir, 'data');
-    const got = await this.#counted('download', downloadPrefix(await this.#storage(), d.bucket!, d.dataset_prefix!, data, this.#transfers('download')), (r) => r.bytes);
-    await mkdir(data, { recursive: true });
+    const got = await this.#counted('download', downloadPrefix(await this.#storage(), d.bucket!, d.dataset_prefix!, folders.data, this.#transfers('download')), (r) => r.bytes);
+    await mkdir(folders.data, { recursive: true });
     this.logs.line('system', `[trainyard] dataset ${d.dataset}: ${got.files} files, ${got.bytes} bytes made local`);
-    const folders: Folders = { data, training: null, test: null, scratch: null };
-    if (this.#pipeline === Pipeline.Full) {
-      folders.training = path.join(this.#dir, 'training_data');
-      folders.test = path.join(this.#dir, 'test_data');
-      for (const f of [folders.training, folders.test]) await mkdir(f);
-      if (d.eval_dataset) {
-        const ev = await this.#counted('download', downloadPrefix(await this.#storage(), d.bucket!, d.eval_dataset_prefix!, folders.test, this.#transfers('download')), (r) => r.bytes);
-        folders.scratch = path.join(this.#dir, 'process_data_test');
-        await mkdir(folders.scratch);
-        this.logs.line('system', `[trainyard] evaluation dataset ${d.eval_dataset}: ${ev.files} files, ${ev.bytes} bytes made local at test_data_directory (process_data's test split goes elsewhere)`);
-      }
+    for (const f of [folders.training, folders.test, folders.scratch]) if (f) await mkdir(f);
+    if (d.eval_dataset && folders.test) {
+      const ev = await this.#counted('download', downloadPrefix(await this.#storage(), d.bucket!, d.eval_dataset_prefix!, folders.test, this.#transfers('download')), (r) => r.bytes);
+      this.logs.line('system', `[trainyard] evaluation dataset ${d.eval_dataset}: ${ev.files} files, ${ev.bytes} bytes made local at test_data_directory (process_data's test split goes elsewhere)`);
     }
+    this.#mark('data_local');
     this.#checkStopped();
-    return folders;
   }
 
   /** The agent's part of the run's lineage: data manifests, the venv's Python and packages, the GPUs. */
@@ -324,9 +359,12 @@ export class Attempt {
     };
   }
 
-  /** Runs the pipeline's steps in the venv, through the harness. Resolves with the harness's verdict. */
-  async #train(venv: string, pkgDir: string, folders: Folders, runEnv: Record<string, string>, gpus: string[]): Promise<{ ok: true; score: number | null; phases: PhaseTime[] } | { ok: false; reason: string; phases: PhaseTime[] }> {
-    this.#enter('training');
+  /**
+   * Sets up the run's process ahead of its start, while the data is made local: with a warm interpreter,
+   * a child forked and become the run's process (session, cgroup, user, output connected), waiting for its
+   * environment; otherwise the cgroup a fresh interpreter will be spawned in. Nothing of the run's code runs.
+   */
+  async #prepareProcess(venv: string, pkgDir: string, folders: Folders, runEnv: Record<string, string>, gpus: string[]): Promise<Prepared> {
     const d = this.dispatch;
     const { runAs = null, cgroupBase = null } = this.deps.containment ?? {};
     // The harness writes its verdict in a folder of its own: with a run user, the only other one it owns.
@@ -338,8 +376,7 @@ export class Attempt {
     const home = runAs ? path.join(this.#dir, 'home') : (process.env.HOME ?? this.#dir);
     if (runAs) {
       await mkdir(home, { mode: 0o700 });
-      // The folders process_data writes are the run user's; the input data stays the agent's.
-      for (const dir of [resultDir, home, folders.training, folders.test, folders.scratch]) if (dir) await chown(dir, runAs.uid, runAs.gid);
+      for (const dir of [resultDir, home]) await chown(dir, runAs.uid, runAs.gid);
       await chownTree(pkgDir, runAs.uid, runAs.gid);
     }
     const pipeline = this.#pipeline;
@@ -356,11 +393,27 @@ export class Attempt {
     const forked = this.deps.warm && !needsFreshInterpreter({ ...runEnv, ...secrets })
       ? await this.deps.warm.fork(venv, { argv: harnessArgs, env, cwd: pkgDir, cgroupBase, cgroupName, user: runAs })
       : null;
-    if (forked) this.#cgroup = forked.cgroup;
-    else if (cgroupBase) this.#cgroup = await RunCgroup.create(cgroupBase, cgroupName);
+    if (forked) {
+      this.#cgroup = forked.cgroup;
+      this.#unstarted = forked;
+    } else if (cgroupBase) {
+      this.#cgroup = await RunCgroup.create(cgroupBase, cgroupName);
+    }
+    this.#mark('prepared');
+    return { venv, pkgDir, env, harnessArgs, resultFile, forked };
+  }
+
+  /** Starts the run's process (prepared by #prepareProcess) and resolves with the harness's verdict. */
+  async #train(p: Prepared, folders: Folders): Promise<{ ok: true; score: number | null; phases: PhaseTime[] } | { ok: false; reason: string; phases: PhaseTime[] }> {
+    this.#enter('training');
+    const d = this.dispatch;
+    const runAs = this.deps.containment?.runAs ?? null;
+    // The folders process_data writes are the run user's; the input data stays the agent's.
+    if (runAs) for (const dir of [folders.training, folders.test, folders.scratch]) if (dir) await chown(dir, runAs.uid, runAs.gid);
+    this.#checkStopped();
     const supervise: SuperviseOptions = {
-      cwd: pkgDir,
-      env,
+      cwd: p.pkgDir,
+      env: p.env,
       cgroup: this.#cgroup ?? undefined,
       onWarn: (msg) => this.deps.log.warn({ run: this.runId }, msg),
       onStdout: (l) => this.logs.line('stdout', l),
@@ -371,24 +424,27 @@ export class Attempt {
       signal: this.#abort.signal,
     };
     let proc: SupervisedProcess;
-    if (forked) {
-      proc = new SupervisedProcess(forked.child, supervise);
+    if (p.forked) {
+      proc = new SupervisedProcess(p.forked.child, supervise);
+      this.#unstarted = null;
+      p.forked.start();
     } else {
-      const python = path.join(venv, 'bin', 'python');
-      const args = ['-u', harnessPath(), ...harnessArgs];
+      const python = path.join(p.venv, 'bin', 'python');
+      const args = ['-u', harnessPath(), ...p.harnessArgs];
       const cmd = runAs ? asUser(runAs, python, args) : { command: python, args };
       proc = SupervisedProcess.spawn(cmd.command, cmd.args, supervise);
     }
-    this.deps.log.info({ run: this.runId, attempt: d.attempt, pid: proc.pid, warm: forked !== null, at: Date.now() }, 'train.py started');
+    this.deps.log.info({ run: this.runId, attempt: d.attempt, pid: proc.pid, warm: p.forked !== null, at: Date.now() }, 'train.py started');
     this.#mark('spawned');
     const { code, signal } = await proc.exited;
     this.#mark('exited');
     this.#checkStopped();
     let verdict: Verdict | null = null;
-    try { verdict = JSON.parse(await readNoFollow(resultFile)) as Verdict; } catch { verdict = null; }
+    try { verdict = JSON.parse(await readNoFollow(p.resultFile)) as Verdict; } catch { verdict = null; }
     // What the run's own process wrote: numbers are checked before they go anywhere.
-    const phases = (Array.isArray(verdict?.phases) ? verdict.phases : []).slice(0, 8).filter((p) => typeof p?.name === 'string' && typeof p.started_at === 'number' && typeof p.ended_at === 'number')
-      .map((p) => ({ name: p.name, started_at: p.started_at, ended_at: p.ended_at }));
+    const phases = (Array.isArray(verdict?.phases) ? verdict.phases : []).slice(0, 8).filter((x) => typeof x?.name === 'string' && typeof x.started_at === 'number' && typeof x.ended_at === 'number')
+      .map((x) => ({ name: x.name, started_at: x.started_at, ended_at: x.ended_at }));
+    const pipeline = this.#pipeline;
     if (code === 0 && verdict?.ok) {
       const score = typeof verdict.score === 'number' && Number.isFinite(verdict.score) ? verdict.score : null;
       if (pipeline !== Pipeline.Train && score === null) return { ok: false, reason: 'evaluate() returned no score', phases };
@@ -491,6 +547,19 @@ export class Attempt {
 async function readNoFollow(file: string): Promise<string> {
   const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
   try { return await fh.readFile('utf8'); } finally { await fh.close(); }
+}
+
+/**
+ * The run's folders, inside the attempt's folder: the input data; for a full pipeline the training and
+ * test folders process_data writes, and with an evaluation dataset (which goes to the test folder) a
+ * scratch folder for process_data's own test split.
+ */
+function folderPaths(dir: string, pipeline: Pipeline, evalDataset: boolean): Folders {
+  if (pipeline !== Pipeline.Full) return { data: path.join(dir, 'data'), training: null, test: null, scratch: null };
+  return {
+    data: path.join(dir, 'data'), training: path.join(dir, 'training_data'), test: path.join(dir, 'test_data'),
+    scratch: evalDataset ? path.join(dir, 'process_data_test') : null,
+  };
 }
 
 /** The folder variables the run's code gets (AI Center's names; the test folder under both of its names). */

@@ -16,7 +16,8 @@ export class DispatchRefused extends Error {
   override readonly name = 'DispatchRefused';
 }
 
-export interface Doorbell { readonly runId: string; readonly attempt: number }
+/** `packageSha256`: the run's package digest, a hint only ('' when absent or not a digest). */
+export interface Doorbell { readonly runId: string; readonly attempt: number; readonly packageSha256: string }
 
 /** A dispatch whose every field was checked (only validateDispatch makes one). */
 export type ValidDispatch = Readonly<Dispatch>;
@@ -35,9 +36,12 @@ export function parseDoorbell(data: Uint8Array): Doorbell {
   let msg: unknown;
   try { msg = JSON.parse(new TextDecoder().decode(data)); } catch (err) { return refuse(`unreadable message: ${errorMessage(err)}`); }
   if (typeof msg !== 'object' || msg === null) return refuse('not a JSON object');
-  const { run_id: runId, attempt } = msg as Record<string, unknown>;
+  const { run_id: runId, attempt, package_sha256: sha } = msg as Record<string, unknown>;
   if (!isRunId(runId)) return refuse(`run_id ${show(runId)} is not a run id (run_ + 14 of [0-9a-z])`);
-  return { runId, attempt: attempt === undefined || attempt === 0 ? 0 : attemptNumber(attempt, 'attempt') };
+  return {
+    runId, attempt: attempt === undefined || attempt === 0 ? 0 : attemptNumber(attempt, 'attempt'),
+    packageSha256: typeof sha === 'string' && /^[0-9a-f]{64}$/.test(sha) ? sha : '',
+  };
 }
 
 const PACKAGE_UPLOAD = /^packages\/([^/]+)\/[0-9a-f]{64}\/package\.zip$/;
@@ -102,7 +106,7 @@ export function validateDispatch(d: Dispatch__Output, o: { doorbell: Doorbell; b
     run_id: runId, lease, attempt, package: d.package, version: d.version, package_object_key: d.package_object_key,
     dataset: d.dataset, dataset_prefix: d.dataset_prefix, env, gpu_indices: [...gpus], timeout_seconds: timeout,
     output_prefix: wantOut, bucket: d.bucket, package_sha256: d.package_sha256, secrets,
-    pipeline, eval_dataset: d.eval_dataset, eval_dataset_prefix: evalPrefix,
+    pipeline, eval_dataset: d.eval_dataset, eval_dataset_prefix: evalPrefix, running: d.running === true,
     storage: { access_key: c!.access_key, secret_key: c!.secret_key, session_token: c!.session_token, expires_at_ms: expires },
   });
 }

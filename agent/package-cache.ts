@@ -3,22 +3,45 @@
 // unzipping the zip again. What is cached is only ever a zip whose digest matched (checked before it was
 // extracted), so a hit is the same bytes a download would give. The cache is the agent's (mode 0700): a
 // run gets its own copy (save() writes next to the code), never the cached tree, so no run can change
-// what a later one starts from. The least recently used versions go beyond MAX_ENTRIES.
+// what a later one starts from. The least recently used versions go beyond MAX_ENTRIES. The copy for a
+// version's next run is made after each run's (a spare, renamed into place when that run comes), so a
+// run does not wait for the copy; and the cache remembers which versions found their venv ready, so the
+// agent can claim such a run as ready to start (agent/agent.ts).
 import { randomBytes } from 'node:crypto';
 import { cp, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 
 /** How many package versions stay extracted (a version is usually small: code and a requirements file). */
 export const MAX_ENTRIES = 64;
+/** How many versions keep a spare copy for their next run (the most recently used). */
+export const MAX_SPARES = 8;
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
 export class PackageCache {
   readonly #dir: string;
+  /** Spare copies (the agent's, 0700 like the cache), renamed into an attempt's folder: same file system. */
+  readonly #spareDir: string;
   #ready: Promise<void> | null = null;
+  /** Per version, its spare copy's path once made (null: it could not be). */
+  readonly #spares = new Map<string, Promise<string | null>>();
+  #spareSeq = 0;
+  /** Versions whose venv was found ready by a run on this agent. */
+  readonly #venvReady = new Set<string>();
 
   constructor(workDir: string) {
     this.#dir = path.join(workDir, 'packages');
+    this.#spareDir = path.join(workDir, 'package-spares');
+  }
+
+  /** A run of this version found its venv ready (or built it): later runs of it may be claimed ready to start. */
+  markReady(sha256: string): void {
+    if (SHA256.test(sha256)) this.#venvReady.add(sha256);
+  }
+
+  /** Whether this version is extracted here and its venv was ready for an earlier run. */
+  isReady(sha256: string): boolean {
+    return this.#venvReady.has(sha256);
   }
 
   /**
@@ -28,7 +51,11 @@ export class PackageCache {
    */
   async copyTo(sha256: string, dest: string, extract: (into: string) => Promise<void>): Promise<boolean> {
     if (!SHA256.test(sha256)) throw new Error(`"${sha256}" is not a SHA-256 digest`);
-    this.#ready ??= mkdir(this.#dir, { recursive: true, mode: 0o700 }).then(() => {});
+    // Spares left by an earlier agent process are not trusted to be whole: removed at the first use.
+    this.#ready ??= Promise.all([
+      mkdir(this.#dir, { recursive: true, mode: 0o700 }),
+      rm(this.#spareDir, { recursive: true, force: true }).then(() => mkdir(this.#spareDir, { mode: 0o700 })),
+    ]).then(() => {});
     await this.#ready;
     const entry = path.join(this.#dir, sha256);
     const hit = await stat(entry).then((s) => s.isDirectory(), () => false);
@@ -48,8 +75,36 @@ export class PackageCache {
       const now = new Date();
       await utimes(entry, now, now).catch(() => {});
     }
-    await cp(entry, dest, { recursive: true, errorOnExist: true, force: false, preserveTimestamps: true });
+    const spare = await this.#takeSpare(sha256);
+    if (!spare || !(await rename(spare, dest).then(() => true, () => false))) {
+      if (spare) await rm(spare, { recursive: true, force: true });
+      await cp(entry, dest, { recursive: true, errorOnExist: true, force: false, preserveTimestamps: true });
+    }
+    this.#makeSpare(sha256, entry);
     return hit;
+  }
+
+  async #takeSpare(sha256: string): Promise<string | null> {
+    const spare = this.#spares.get(sha256);
+    this.#spares.delete(sha256);
+    return spare ? spare : null;
+  }
+
+  /** Copies the version for its next run, in the background; only the most recent MAX_SPARES keep one. */
+  #makeSpare(sha256: string, entry: string): void {
+    if (this.#spares.has(sha256)) return;
+    const dest = path.join(this.#spareDir, `${sha256}-${++this.#spareSeq}`);
+    this.#spares.set(sha256, cp(entry, dest, { recursive: true, errorOnExist: true, force: false, preserveTimestamps: true })
+      .then(() => dest, async () => { await rm(dest, { recursive: true, force: true }); return null; }));
+    for (const [old] of this.#spares) {
+      if (this.#spares.size <= MAX_SPARES) break;
+      void this.#dropSpare(old);
+    }
+  }
+
+  async #dropSpare(sha256: string): Promise<void> {
+    const spare = await this.#takeSpare(sha256);
+    if (spare) await rm(spare, { recursive: true, force: true });
   }
 
   /** Removes the least recently used entries beyond MAX_ENTRIES (and partial trees left by a crash). */
@@ -68,6 +123,10 @@ export class PackageCache {
       if (s) entries.push({ name, used: s.mtimeMs });
     }
     entries.sort((a, b) => b.used - a.used);
-    for (const e of entries.slice(MAX_ENTRIES)) await rm(path.join(this.#dir, e.name), { recursive: true, force: true });
+    for (const e of entries.slice(MAX_ENTRIES)) {
+      this.#venvReady.delete(e.name);
+      await this.#dropSpare(e.name);
+      await rm(path.join(this.#dir, e.name), { recursive: true, force: true });
+    }
   }
 }

@@ -3,8 +3,9 @@
 // runs). A run then skips the interpreter's start, the largest fixed cost between dispatch and train().
 // The child is what a spawned harness would be: its own session and process group, its cgroup, the run
 // user, the run's environment; its output comes to this agent over a Unix socket of the agent's (IoServer),
-// and its exit status from the warm interpreter, which reaps it. A run whose environment changes what an
-// interpreter reads only at its start (PYTHON*, LANG, LC_*) is spawned fresh instead, as is every run
+// and its exit status from the warm interpreter, which reaps it. It is forked and set up ahead (while the
+// run's data is made local) and waits for its environment, which the attempt sends when the run may start.
+// A run whose environment changes what an interpreter reads only at its start (PYTHON*, LANG, LC_*) is spawned fresh instead, as is every run
 // when a warm interpreter cannot be had (the agent logs why; the run does not notice).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -41,6 +42,16 @@ export interface ForkRequest {
   user: RunAsUser | null;
 }
 
+/** A run's process, set up and waiting for its environment (WarmInterpreters.fork). */
+export interface ForkedRun {
+  child: RunningChild;
+  cgroup: RunCgroup | null;
+  /** Sends the child its environment: the run's code starts. */
+  start(): void;
+  /** Closes its connections: a child not started ends without running anything. */
+  cancel(): void;
+}
+
 /** What the warm interpreter is sent for a run (never the environment). */
 type RunRequest = { spare: number | null; cgroup: string | null; argv: string[]; cwd: string; user: RunAsUser | null; io: string; token: string };
 
@@ -49,7 +60,7 @@ class IoServer {
   readonly #dir = mkdtempSync(path.join(os.tmpdir(), 'trainyard-io-'));
   readonly path = path.join(this.#dir, 'io.sock');
   readonly #server: net.Server;
-  readonly #waiting = new Map<string, { env: Record<string, string>; o?: net.Socket; e?: net.Socket; done: (s: { o: net.Socket; e: net.Socket }) => void }>();
+  readonly #waiting = new Map<string, { o?: net.Socket; e?: net.Socket; done: (s: { o: net.Socket; e: net.Socket }) => void }>();
   readonly listening: Promise<void>;
 
   constructor() {
@@ -62,11 +73,11 @@ class IoServer {
 
   /**
    * A token, and the child's two streams once it has connected both. The child that presents the token on
-   * its stdout connection is sent `env` there (the warm interpreter itself never sees it).
+   * its stdout connection is later sent its environment there (the warm interpreter itself never sees it).
    */
-  expect(env: Record<string, string>): { token: string; streams: Promise<{ o: net.Socket; e: net.Socket }>; forget: () => void } {
+  expect(): { token: string; streams: Promise<{ o: net.Socket; e: net.Socket }>; forget: () => void } {
     const token = randomBytes(16).toString('hex');
-    const streams = new Promise<{ o: net.Socket; e: net.Socket }>((done) => this.#waiting.set(token, { env, done }));
+    const streams = new Promise<{ o: net.Socket; e: net.Socket }>((done) => this.#waiting.set(token, { done }));
     return { token, streams, forget: () => this.#waiting.delete(token) };
   }
 
@@ -87,7 +98,6 @@ class IoServer {
       const rest = head.subarray(nl + 1);
       if (rest.length) sock.unshift(rest);
       w[which] = sock;
-      if (which === 'o') sock.write(`${JSON.stringify(w.env)}\n`);
       if (w.o && w.e) {
         this.#waiting.delete(token);
         w.done({ o: w.o, e: w.e });
@@ -212,11 +222,12 @@ export class WarmInterpreters {
   constructor(private readonly o: { max: number; log: Logger }) {}
 
   /**
-   * The run's process, forked from `venv`'s warm interpreter (started if need be), with the cgroup it runs
-   * in (the caller destroys it at the end, as its own); null when no warm interpreter can be had (the
-   * caller spawns instead).
+   * The run's process, forked from `venv`'s warm interpreter (started if need be) and set up, waiting to
+   * start: `start()` sends it the run's environment and it runs; `cancel()` (or its cgroup's end) ends it
+   * unrun. With the cgroup it runs in (the caller destroys it at the end, as its own); null when no warm
+   * interpreter can be had (the caller spawns instead).
    */
-  async fork(venv: string, req: ForkRequest): Promise<{ child: RunningChild; cgroup: RunCgroup | null } | null> {
+  async fork(venv: string, req: ForkRequest): Promise<ForkedRun | null> {
     if (this.o.max <= 0) return null;
     let w = this.#byVenv.get(venv);
     try {
@@ -251,7 +262,7 @@ export class WarmInterpreters {
       // The next run's spare is made while this one runs.
       this.#makeSpare(venv, w, req.cgroupBase);
     }
-    const io = this.#io.expect(req.env);
+    const io = this.#io.expect();
     let pid: number;
     try {
       pid = await w.run({ spare, cgroup: cgroup?.dir ?? null, argv: req.argv, cwd: req.cwd, user: req.user, io: this.#io.path, token: io.token });
@@ -276,7 +287,11 @@ export class WarmInterpreters {
     }
     const ended = (s: net.Socket) => new Promise<void>((resolve) => { if (s.destroyed || s.readableEnded) resolve(); else s.once('close', () => resolve()); });
     const close = exit.then(async (e) => { await Promise.all([ended(streams.o), ended(streams.e)]); return e; });
-    return { child: { pid, stdout: streams.o, stderr: streams.e, exit, close }, cgroup };
+    return {
+      child: { pid, stdout: streams.o, stderr: streams.e, exit, close }, cgroup,
+      start: () => { streams.o.write(`${JSON.stringify(req.env)}\n`); },
+      cancel: () => { streams.o.destroy(); streams.e.destroy(); },
+    };
   }
 
   #makeSpare(venv: string, w: WarmInterpreter, base: string): void {

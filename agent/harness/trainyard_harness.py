@@ -220,10 +220,13 @@ def main(argv=None):
     result = {"ok": False, "phase": "import", "error": None,
               "train_started_at": None, "train_ended_at": None, "save_ended_at": None, "score": None, "phases": []}
 
-    def enter(phase):
-        # Written at every step, so a run killed mid-train (OOM, timeout) still tells where it died.
+    def enter(phase, write=True):
+        # Written as each of the user's steps starts, so a run killed mid-train (OOM, timeout) still tells
+        # where it died and since when. The harness's own steps before them (import, check, init) are not
+        # written on their own: a failure there writes the verdict, and the next write says where it got.
         result["phase"] = phase
-        write_result(result_file, result)
+        if write:
+            write_result(result_file, result)
 
     def fail(code, error):
         sys.stdout.flush()
@@ -231,7 +234,7 @@ def main(argv=None):
         write_result(result_file, result)
         return code
 
-    enter("import")
+    enter("import", write=False)
     if not args.check_only and not os.path.isdir(data_dir):
         msg = "the data directory %s does not exist" % data_dir
         print(msg, file=sys.stderr)
@@ -247,7 +250,7 @@ def main(argv=None):
 
     try:
         module = import_train(package_dir)
-        enter("check")
+        enter("check", write=False)
         main_class = check_main(module, args.pipeline)
     except PackageError as e:
         tb_text = ""
@@ -281,7 +284,7 @@ def main(argv=None):
         return value
 
     try:
-        enter("init")
+        enter("init", write=False)
         # User code may write artifacts from __init__ on; the agent uploads whatever lands here.
         os.makedirs(os.environ.get("artifacts_directory", "artifacts"), exist_ok=True)
         model = main_class()

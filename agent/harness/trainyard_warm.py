@@ -22,12 +22,14 @@ and reads on stdout:
   {"id": n, "pid": P} | {"id": n, "error": MSG}   the spare, or the run's process, is set up (or not)
   {"exit": P, "code": C|null, "signal": NAME|null} a child ended (it is reaped here)
 The child's stdout and stderr are two connections to the agent's socket SOCKET (each starts with
-"TOKEN o" or "TOKEN e" and a newline), so its output goes to the agent directly, never through here; on
-the first, the agent sends the child its environment, one JSON line. A run's pid is reported only once
-its process is set up: its own session and process group (so the agent's kill of the group reaches it),
-inside its cgroup, output connected, privileges dropped (setresgid/setresuid, the user's groups,
-no_new_privs), environment and working directory replaced. Stdin at EOF: no more forks, spares end;
-this interpreter exits once the children it has are reaped.
+"TOKEN o" or "TOKEN e" and a newline), so its output goes to the agent directly, never through here. A
+run's pid is reported once its process is set up: its own session and process group (so the agent's
+kill of the group reaches it), inside its cgroup, output connected, privileges dropped (setresgid/
+setresuid, the user's groups, no_new_privs), working directory the package's. It then waits: the agent
+sends its environment, one JSON line on the stdout connection, when the run may start (its data local,
+Running acknowledged), so the set-up above is done while the data is fetched. The connection closed
+instead: the run was called off, and the child ends without running anything. Stdin at EOF: no more
+forks, spares end; this interpreter exits once the children it has are reaped.
 
 Known difference from a fresh interpreter: children of one warm interpreter share its str hash seed.
 """
@@ -63,22 +65,23 @@ def send(obj):
 
 
 def connect_stream(path, token, which, fd):
-    """Connects fd to the agent's socket; the stdout connection first brings the run's environment back."""
+    """Connects fd to the agent's socket, presenting the run's token."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(path)
     s.sendall(("%s %s\n" % (token, which)).encode())
-    env = None
-    if which == "o":
-        got = b""
-        while not got.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                raise OSError("the agent closed the output connection before sending the environment")
-            got += chunk
-        env = json.loads(got)
     os.dup2(s.fileno(), fd)
     s.close()
-    return env
+
+
+def await_start():
+    """Waits for the run's environment on the stdout connection (fd 1); None: the run was called off."""
+    got = b""
+    while not got.endswith(b"\n"):
+        chunk = os.read(1, 65536)
+        if not chunk:
+            return None
+        got += chunk
+    return json.loads(got)
 
 
 def enter_own_group(cgroup):
@@ -98,9 +101,7 @@ def become_run(req):
     if null != 0:
         os.dup2(null, 0)
         os.close(null)
-    # The environment (secrets included) comes from the agent over the run's own connection, never through
-    # this parent: what a parent held stays in the memory of every later child.
-    env = connect_stream(req["io"], req["token"], "o", 1)
+    connect_stream(req["io"], req["token"], "o", 1)
     connect_stream(req["io"], req["token"], "e", 2)
     user = req.get("user")
     if user:
@@ -110,8 +111,6 @@ def become_run(req):
         no_new_privs()
         # As after an exec: the run's user may inspect its own process (setuid left it undumpable).
         _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
-    os.environ.clear()
-    os.environ.update(env)
     os.chdir(req["cwd"])
 
 
@@ -147,6 +146,13 @@ def child_main(cgroup, req_r, ready_w):
         set_up(ready_w, become_run, req)
         os.write(ready_w, b"ok")
         os.close(ready_w)
+        # The environment (secrets included) comes from the agent over the run's own connection, never
+        # through this parent: what a parent held stays in the memory of every later child.
+        env = await_start()
+        if env is None:
+            os._exit(0)
+        os.environ.clear()
+        os.environ.update(env)
         # What `python` without -S does at start, now as the run's user and inside its cgroup.
         site.main()
         argv = list(req["argv"])

@@ -63,9 +63,12 @@ export async function claimAttempt(ctx: SchedulerContext, req: ClaimAttemptReque
   ]);
   // The acknowledgement is the Packaging transition (the agent fetches the package next), guarded again by
   // the same attempt (a requeue meanwhile wins): one statement with its event, and one round trip fewer.
-  const acked = await ctx.runs.startPackaging(row.id, Number(row.lease), agent);
+  // An agent that holds this package version and its venv ready (it says which digest; a digest that is not
+  // the run's changes nothing) skips Packaging: the claim makes the run Running, and the agent reports nothing.
+  const ready = row.package_sha256 !== null && req.ready_package_sha256 === row.package_sha256;
+  const acked = ready ? await ctx.runs.startReady(row.id, Number(row.lease), agent) : await ctx.runs.startPackaging(row.id, Number(row.lease), agent);
   if (!acked) throw notFound(`run ${req.run_id} attempt ${row.attempt} is no longer waiting to start on agent ${agent}`);
-  return { ...dispatchFor(row, ctx.settings.bucket), storage, secrets: Object.fromEntries(secrets.map((s) => [s.name, s.value])) };
+  return { ...dispatchFor(row, ctx.settings.bucket), storage, secrets: Object.fromEntries(secrets.map((s) => [s.name, s.value])), running: ready };
 }
 
 /** New credentials for an attempt still current on the calling agent (a long run nearing their expiry). */

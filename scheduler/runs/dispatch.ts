@@ -6,8 +6,10 @@ import { formatDatasetRef } from '../../shared/names.js';
 import { formatVersion } from '../../shared/versions.js';
 
 /** NATS's dispatch message is only a doorbell: it names the run; the agent claims the rest over gRPC. */
-export function doorbellFor(r: Pick<Selectable<RunsTable>, 'id' | 'attempt'>): Doorbell {
-  return { run_id: r.id, attempt: r.attempt };
+export function doorbellFor(r: Pick<Selectable<RunsTable>, 'id' | 'attempt' | 'package_sha256'>): Doorbell {
+  // The package's digest is a hint, nothing to act on: an agent that holds that version ready says so in
+  // its claim, and the scheduler checks it against the run.
+  return { run_id: r.id, attempt: r.attempt, package_sha256: r.package_sha256 ?? '' };
 }
 
 /** ClaimAttempt's answer: what an agent needs to run a placed run's current attempt. */

@@ -93,7 +93,7 @@ export type KillResult = 'not_found' | 'already_ended' | 'ended' | { agent: stri
 /** `session`: the agent's registration the placer chose from (agents.session). */
 export type Placement = { id: string; agent: string; gpuIndices: readonly number[]; session: number };
 /** What a placement returns: enough to send the doorbell and to count the wait. */
-export type Placed = { id: string; status: RunStatus; attempt: number; agent: string; lease: number; created_at: Date };
+export type Placed = { id: string; status: RunStatus; attempt: number; agent: string; lease: number; created_at: Date; package_sha256: string | null };
 
 export class RunTransitions {
   constructor(private readonly db: Db, private readonly hook: RunHook) {}
@@ -175,7 +175,7 @@ export class RunTransitions {
           gpu_indices = coalesce(string_to_array(nullif(q.gpus, ''), ',')::int[], '{}'), dispatched_at = now(), acked_at = NULL
         FROM q
         WHERE runs.ctid = q.at AND runs.id = q.id
-        RETURNING runs.id, runs.status, runs.attempt, runs.agent, runs.lease, runs.gpu_indices, runs.created_at),
+        RETURNING runs.id, runs.status, runs.attempt, runs.agent, runs.lease, runs.gpu_indices, runs.created_at, runs.package_sha256),
       e AS (
         INSERT INTO run_events (run_id, attempt, status, detail)
         SELECT id, attempt, status, 'placed on ' || agent || CASE WHEN cardinality(gpu_indices) > 0
@@ -183,7 +183,7 @@ export class RunTransitions {
       l AS (
         INSERT INTO gpu_leases (agent, gpu_index, run_id, lease)
         SELECT r.agent, g, r.id, r.lease FROM r, unnest(r.gpu_indices) AS g)
-      SELECT r.id, r.status, r.attempt, r.agent, r.lease, r.created_at, 'placed on ' || r.agent AS detail FROM r`.execute(this.db);
+      SELECT r.id, r.status, r.attempt, r.agent, r.lease, r.created_at, r.package_sha256, 'placed on ' || r.agent AS detail FROM r`.execute(this.db);
     this.announce(rows.map((r) => ({ id: r.id, status: r.status, attempt: r.attempt, agent: r.agent, lease: r.lease, detail: r.detail, freed: false })));
     return rows;
   }
@@ -200,6 +200,17 @@ export class RunTransitions {
       UPDATE runs SET status = ${st(RunStatus.Packaging)}, packaging_at = now(), acked_at = coalesce(acked_at, now())
       WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status = ${st(RunStatus.Scheduled)}
       ${RETURNING}, 'building the environment' AS detail`, NEVER_ENDS));
+  }
+
+  /**
+   * The claim of an agent that holds the run's package version and its venv ready: Scheduled → Running in
+   * one step (the Packaging it skips took no time; its moment is the same).
+   */
+  async startReady(runId: string, lease: number, agent: string): Promise<Changed | null> {
+    return this.#one(await apply(this.db, sql`
+      UPDATE runs SET status = ${st(RunStatus.Running)}, packaging_at = now(), running_at = now(), acked_at = coalesce(acked_at, now())
+      WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status = ${st(RunStatus.Scheduled)}
+      ${RETURNING}, 'train.py started (package and environment ready on the agent)' AS detail`, NEVER_ENDS));
   }
 
   async startRunning(runId: string, lease: number, agent: string): Promise<Changed | null> {

@@ -69,6 +69,33 @@ t.test('forged dispatches are refused; a canary beside the work dir and a victim
   t.equal(Number(row!.n), 1, 'no version was added to the victim');
 });
 
+t.test('a claim that holds the package ready starts the run Running; a digest that is not the run\'s changes nothing', async (t) => {
+  const s = await Stack.create(t, { agents: [] });
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': trainPy }), '--name', 'quick']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'a.csv': '1\n' }), '--name', 'd']);
+  const wrong = 'f'.repeat(64);
+  let claimAs = (hint: string) => hint;
+  const box = await FakeAgent.start(s, 'box', { cpus: 4, readyDigest: (hint) => claimAs(hint) });
+  t.teardown(() => box.close());
+  const [pkg] = await s.query<{ sha256: string }>("SELECT sha256 FROM package_versions WHERE package = 'quick'");
+  const statusOf = async (id: string) => (await s.query<{ status: string; packaging: boolean; running: boolean }>(
+    'SELECT status, packaging_at IS NOT NULL AS packaging, running_at IS NOT NULL AS running FROM runs WHERE id = $1', [id]))[0]!;
+
+  const ready = await s.cliJson(['run', 'train', '--package', 'quick', '--dataset', 'd']);
+  const d1 = await box.nextDispatch();
+  t.equal(d1.run_id, ready.id);
+  t.equal(box.bells.at(-1)?.package_sha256, pkg!.sha256, 'the doorbell hints the package digest');
+  t.equal(d1.running, true, 'the claim answers that the run is Running');
+  t.same(await statusOf(ready.id), { status: 'Running', packaging: true, running: true }, 'Running at once, with both moments');
+
+  claimAs = () => wrong;
+  const other = await s.cliJson(['run', 'train', '--package', 'quick', '--dataset', 'd']);
+  const d2 = await box.nextDispatch();
+  t.equal(d2.run_id, other.id);
+  t.notOk(d2.running, 'a digest that is not the run\'s: not Running');
+  t.same(await statusOf(other.id), { status: 'Packaging', packaging: true, running: false }, 'the run is Packaging, as for any claim');
+});
+
 t.test('an agent cannot claim an attempt placed on another agent', async (t) => {
   const s = await Stack.create(t);
   // A second, scripted agent with no CPUs: nothing is placed on it, but it holds a real credential.

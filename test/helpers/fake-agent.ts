@@ -12,6 +12,8 @@ export interface FakeDispatch { run_id: string; lease: number; attempt: number; 
 
 export class FakeAgent {
   readonly dispatches: FakeDispatch[] = [];
+  /** The doorbells it heard, as sent. */
+  readonly bells: { run_id: string; attempt: number; package_sha256?: string }[] = [];
   #waiters: ((d: FakeDispatch) => void)[] = [];
   #beat: NodeJS.Timeout | null = null;
   session = 0;
@@ -25,7 +27,11 @@ export class FakeAgent {
 
   private constructor(readonly name: string, readonly client: AgentLinkClient, readonly nc: NatsConnection) {}
 
-  static async start(s: Stack, name: string, o: { cpus?: number; gpus?: number } = {}): Promise<FakeAgent> {
+  /**
+   * `readyDigest`: what its claims give as ready_package_sha256, from the doorbell's package digest hint
+   * (absent: it claims as an agent that holds nothing ready).
+   */
+  static async start(s: Stack, name: string, o: { cpus?: number; gpus?: number; readyDigest?: (hint: string) => string } = {}): Promise<FakeAgent> {
     const proto = loadProto();
     const client = new proto.trainyard.v1.AgentLink(s.schedulerAddress, grpc.credentials.createInsecure(), channelOptions);
     const nc = await connect(s.natsOptions('agent'));
@@ -34,8 +40,10 @@ export class FakeAgent {
       callback: (err, msg) => {
         if (err) return;
         // NATS rings the doorbell; the details (and the ack) come from ClaimAttempt, as for a real agent.
-        const bell = JSON.parse(new TextDecoder().decode(msg.data)) as { run_id: string; attempt: number };
-        a.#ready.then(() => a.call<FakeDispatch>('ClaimAttempt', { agent: name, run_id: bell.run_id, attempt: bell.attempt })).then((d) => {
+        const bell = JSON.parse(new TextDecoder().decode(msg.data)) as { run_id: string; attempt: number; package_sha256?: string };
+        a.bells.push(bell);
+        const ready = o.readyDigest?.(bell.package_sha256 ?? '') ?? '';
+        a.#ready.then(() => a.call<FakeDispatch>('ClaimAttempt', { agent: name, run_id: bell.run_id, attempt: bell.attempt, ready_package_sha256: ready })).then((d) => {
           d.lease = Number(d.lease);
           a.dispatches.push(d);
           for (const w of a.#waiters.splice(0)) w(d);

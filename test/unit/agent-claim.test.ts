@@ -17,8 +17,13 @@ const good: Dispatch__Output = {
 const opts = { doorbell: { runId, attempt: 2 }, bucket: 'b', gpuIndices: [0, 1] };
 
 t.test('doorbells', async (t) => {
-  t.same(parseDoorbell(enc({ run_id: runId, attempt: 3 })), { runId, attempt: 3 });
-  t.same(parseDoorbell(enc({ run_id: runId })), { runId, attempt: 0 }, 'the attempt is optional');
+  t.same(parseDoorbell(enc({ run_id: runId, attempt: 3 })), { runId, attempt: 3, packageSha256: '' });
+  t.same(parseDoorbell(enc({ run_id: runId })), { runId, attempt: 0, packageSha256: '' }, 'the attempt is optional');
+  const sha = 'ab'.repeat(32);
+  t.same(parseDoorbell(enc({ run_id: runId, attempt: 1, package_sha256: sha })).packageSha256, sha, 'the package digest hint is kept');
+  for (const hint of ['../x', 'AB'.repeat(32), 'ab'.repeat(31), 42, null]) {
+    t.equal(parseDoorbell(enc({ run_id: runId, attempt: 1, package_sha256: hint })).packageSha256, '', `a hint that is not a digest is dropped: ${JSON.stringify(hint)}`);
+  }
   for (const bad of [
     { run_id: '../../..' }, { run_id: 'run_../../../etc' }, { run_id: `${runId}/x` }, { run_id: 'run_0123456789ABCD' },
     { run_id: 42 }, { run_id: runId, attempt: -1 }, { run_id: runId, attempt: 1.5 }, { run_id: runId, attempt: '1; rm' }, null, [],

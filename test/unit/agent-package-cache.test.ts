@@ -61,3 +61,36 @@ t.test('beyond MAX_ENTRIES the least recently used versions are removed', async 
   t.notOk(left.includes(sha(100)), 'the oldest went');
   t.ok(left.includes(sha(100 + MAX_ENTRIES + 2)), 'the newest stayed');
 });
+
+t.test('the next run\'s copy is made ahead and renamed into place; spares of an earlier agent are not trusted', async (t) => {
+  const work = tmp();
+  mkdirSync(path.join(work, 'package-spares', `${sha(7)}-1`), { recursive: true });
+  writeFileSync(path.join(work, 'package-spares', `${sha(7)}-1`, 'train.py'), 'left by a crashed agent\n');
+  const cache = new PackageCache(work);
+  const extract = async (into: string) => { mkdirSync(into); writeFileSync(path.join(into, 'train.py'), 'print(7)\n'); };
+  const spares = () => readdirSync(path.join(work, 'package-spares'));
+  const settle = async () => { for (let i = 0; i < 100 && spares().length === 0; i++) await new Promise((r) => setTimeout(r, 10)); };
+  const a = path.join(work, 'a');
+  await cache.copyTo(sha(7), a, extract);
+  t.equal(readFileSync(path.join(a, 'train.py'), 'utf8'), 'print(7)\n', 'the run got the cached tree, not what an earlier agent left');
+  await settle();
+  const first = spares();
+  t.equal(first.length, 1, 'a spare copy waits for the next run');
+  t.equal(readFileSync(path.join(work, 'package-spares', first[0]!, 'train.py'), 'utf8'), 'print(7)\n');
+  writeFileSync(path.join(a, 'train.py'), 'changed by the first run\n');
+  const b = path.join(work, 'b');
+  await cache.copyTo(sha(7), b, extract);
+  t.equal(readFileSync(path.join(b, 'train.py'), 'utf8'), 'print(7)\n', 'the next run got the spare: the cached bytes');
+  await settle();
+  t.notOk(spares().includes(first[0]!), 'the spare was moved into the run\'s folder');
+  t.equal(spares().length, 1, 'and another made for the run after');
+});
+
+t.test('a version is ready only once a run found its venv ready', async (t) => {
+  const cache = new PackageCache(tmp());
+  t.notOk(cache.isReady(sha(9)));
+  cache.markReady(sha(9));
+  t.ok(cache.isReady(sha(9)), 'marked by the attempt once its venv was there');
+  cache.markReady('../x');
+  t.notOk(cache.isReady('../x'), 'only digests');
+});

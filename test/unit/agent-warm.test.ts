@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFil
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { needsFreshInterpreter, WarmInterpreters } from '../../agent/warm-interpreter.js';
+import { needsFreshInterpreter, WarmInterpreters, type ForkedRun } from '../../agent/warm-interpreter.js';
 import { SupervisedProcess, type SuperviseOptions } from '../../agent/process.js';
 import { prepareCgroupBase } from '../../agent/cgroup.js';
 
@@ -45,6 +45,9 @@ print("err line", file=sys.stderr, flush=True)
 json.dump({"pid": os.getpid(), "pgid": os.getpgid(0), "sid": os.getsid(0), "env": dict(os.environ), "cwd": os.getcwd(),
            "prefix": sys.prefix, "argv": sys.argv, "ppid": os.getppid()}, open("out.json", "w"))`;
 
+/** A forked run's process, started (sent its environment), as the attempt does once its data is local. */
+const started = (f: ForkedRun | null) => { f?.start(); return f?.child; };
+
 function supervise(o: Partial<SuperviseOptions> & { out?: string[]; err?: string[] } = {}): SuperviseOptions {
   return {
     cwd: '/', env: {}, killGraceMs: 2000,
@@ -62,7 +65,7 @@ t.test('a forked child is the run\'s own process: its environment exactly, its g
   for (const secret of secrets) {
     const p = pkg(describe);
     const env = { PATH: `${venv}/bin:/usr/bin:/bin`, HOME: p.dir, API_KEY: secret, PYTHONUNBUFFERED: '1' };
-    const child = (await warm.fork(venv, { argv: args(p), env, cwd: p.dir, cgroupBase: null, cgroupName: 'x', user: null }))?.child;
+    const child = started(await warm.fork(venv, { argv: args(p), env, cwd: p.dir, cgroupBase: null, cgroupName: 'x', user: null }));
     t.ok(child, 'forked');
     const out: string[] = [];
     const err: string[] = [];
@@ -91,12 +94,12 @@ t.test('user code errors, kills and timeouts end a forked child as they end a sp
   t.teardown(() => warm.close());
   const env = { PATH: '/usr/bin:/bin' };
   const bad = pkg('raise ValueError("bad data")');
-  const e1 = await new SupervisedProcess((await warm.fork(venv, { argv: args(bad), env, cwd: bad.dir, cgroupBase: null, cgroupName: 'x', user: null }))!.child, supervise()).exited;
+  const e1 = await new SupervisedProcess(started(await warm.fork(venv, { argv: args(bad), env, cwd: bad.dir, cgroupBase: null, cgroupName: 'x', user: null }))!, supervise()).exited;
   t.same(e1, { code: 1, signal: null }, 'an exception in train() exits 1');
   t.match(JSON.parse(readFileSync(bad.result, 'utf8')).error.summary, 'ValueError: bad data', 'and the verdict says why');
 
   const slow = pkg('time.sleep(300)');
-  const child = (await warm.fork(venv, { argv: args(slow), env, cwd: slow.dir, cgroupBase: null, cgroupName: 'x', user: null }))!.child;
+  const child = started(await warm.fork(venv, { argv: args(slow), env, cwd: slow.dir, cgroupBase: null, cgroupName: 'x', user: null }))!;
   const proc = new SupervisedProcess(child, supervise());
   await sleep(300);
   proc.stop();
@@ -120,7 +123,9 @@ subprocess.Popen(["setsid", "sh", "-c", "sleep 300 </dev/null >/dev/null 2>&1 & 
     const cg = forked.cgroup!;
     t.ok(cg, 'the run has a cgroup');
     names.push(path.basename(cg.dir));
-    const exit = await new SupervisedProcess(forked.child, supervise({ cgroup: cg })).exited;
+    const supervised = new SupervisedProcess(forked.child, supervise({ cgroup: cg }));
+    forked.start();
+    const exit = await supervised.exited;
     t.same(exit, { code: 0, signal: null });
     t.match(readFileSync(path.join(p.dir, 'cgroup.txt'), 'utf8'), `/${path.basename(cg.dir)}\n`, `round ${round}: train.py ran inside the attempt's cgroup`);
     const sleeper = Number(readFileSync(path.join(p.dir, 'sleeper.pid'), 'utf8'));
@@ -137,12 +142,38 @@ subprocess.Popen(["setsid", "sh", "-c", "sleep 300 </dev/null >/dev/null 2>&1 & 
   t.same(left, [], 'closing removes the spare and its cgroup');
 });
 
+t.test('a run\'s process is set up ahead and runs nothing until started; called off, it ends unrun', async (t) => {
+  const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }) });
+  t.teardown(() => warm.close());
+  const marker = `import json, os
+open("imported.txt", "w").write(json.dumps(dict(os.environ)))
+`;
+  const go = pkg(describe);
+  writeFileSync(path.join(go.dir, 'train.py'), marker + readFileSync(path.join(go.dir, 'train.py'), 'utf8'));
+  const env = { PATH: '/usr/bin:/bin', TOKEN: `t-${randomBytes(6).toString('hex')}` };
+  const forked = (await warm.fork(venv, { argv: args(go), env, cwd: go.dir, cgroupBase: null, cgroupName: 'x', user: null }))!;
+  t.ok(alive(forked.child.pid!), 'set up: the process exists');
+  await sleep(300);
+  t.notOk(existsSync(path.join(go.dir, 'imported.txt')), 'but train.py was not imported before start()');
+  const proc = new SupervisedProcess(forked.child, supervise());
+  forked.start();
+  t.same(await proc.exited, { code: 0, signal: null });
+  t.equal(JSON.parse(readFileSync(path.join(go.dir, 'imported.txt'), 'utf8')).TOKEN, env.TOKEN, 'started: it ran with the environment start() sent');
+
+  const off = pkg(describe);
+  writeFileSync(path.join(off.dir, 'train.py'), marker + readFileSync(path.join(off.dir, 'train.py'), 'utf8'));
+  const unstarted = (await warm.fork(venv, { argv: args(off), env, cwd: off.dir, cgroupBase: null, cgroupName: 'x', user: null }))!;
+  unstarted.cancel();
+  t.same(await unstarted.child.exit, { code: 0, signal: null }, 'called off: it ends by itself');
+  t.notOk(existsSync(path.join(off.dir, 'imported.txt')), 'having run nothing of the package');
+});
+
 t.test('a warm interpreter that dies: its running child ends as lost, and the next run gets a new one', async (t) => {
   const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }) });
   t.teardown(() => warm.close());
   const env = { PATH: '/usr/bin:/bin' };
   const slow = pkg('time.sleep(300)');
-  const child = (await warm.fork(venv, { argv: args(slow), env, cwd: slow.dir, cgroupBase: null, cgroupName: 'x', user: null }))!.child;
+  const child = started(await warm.fork(venv, { argv: args(slow), env, cwd: slow.dir, cgroupBase: null, cgroupName: 'x', user: null }))!;
   const proc = new SupervisedProcess(child, supervise());
   const parent = Number(readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[2]);
   process.kill(parent, 'SIGKILL');
@@ -152,7 +183,7 @@ t.test('a warm interpreter that dies: its running child ends as lost, and the ne
   const again = pkg(describe);
   const next = await warm.fork(venv, { argv: args(again), env, cwd: again.dir, cgroupBase: null, cgroupName: 'x', user: null });
   t.ok(next, 'the next run forks from a new warm interpreter');
-  t.same(await new SupervisedProcess(next!.child, supervise()).exited, { code: 0, signal: null });
+  t.same(await new SupervisedProcess(started(next)!, supervise()).exited, { code: 0, signal: null });
   t.not(JSON.parse(readFileSync(path.join(again.dir, 'out.json'), 'utf8')).ppid, parent, 'a new parent');
 });
 
