@@ -13,6 +13,8 @@ export function LogView({ runId }: { runId: string }) {
   const lines = useRef<LogLine[]>([]);
   const box = useRef<HTMLDivElement>(null);
   const stick = useRef(true);
+  /** The scroll position the last scroll event (or the view's own move to the bottom) left. */
+  const lastTop = useRef(0);
   const frame = useRef(0);
   const [, setVersion] = useState(0);
   const [scrollTop, setScrollTop] = useState(0);
@@ -46,13 +48,19 @@ export function LogView({ runId }: { runId: string }) {
     if (el.clientHeight !== height) setHeight(el.clientHeight);
     if (stick.current && el.scrollTop !== el.scrollHeight - el.clientHeight) {
       el.scrollTop = el.scrollHeight;
+      lastTop.current = el.scrollTop;
       setScrollTop(el.scrollTop);
     }
   });
 
   const onScroll = () => {
     const el = box.current!;
-    stick.current = el.scrollTop + el.clientHeight >= el.scrollHeight - ROW_PX;
+    // A scroll event also comes after the view's own move to the bottom, and by then more lines may have
+    // made the log longer, so "not at the bottom" alone does not mean the reader left it: only a move up
+    // stops following; reaching the bottom resumes it.
+    if (el.scrollTop + el.clientHeight >= el.scrollHeight - ROW_PX) stick.current = true;
+    else if (el.scrollTop < lastTop.current) stick.current = false;
+    lastTop.current = el.scrollTop;
     setScrollTop(el.scrollTop);
   };
 

@@ -240,6 +240,29 @@ t.test('the web console, page by page, in headless Chromium', async (t) => {
     t.equal((await get(`/api/runs?schedule=nightly`, member)).status, 200, 'filter by schedule');
   });
 
+  await t.test('the log keeps following when lines arrive between its move to the bottom and that scroll event', async (t) => {
+    const lateGate = new Gate();
+    const runE = (await M(['run', 'train', '--package', 'viz', '--dataset', 'd', '--env', 'LINES=60', '--env', `GATE=${lateGate.file}`])).id as string;
+    await page.goto(`${base}/#/runs/${runE}`);
+    await page.waitForSelector('[data-testid=log] .log-line:has-text("line 60")');
+    // What a busy browser does: the log grew (a batch was painted) after the view moved to the bottom, and
+    // only then does the scroll event of that move arrive, at a position no longer the bottom.
+    await page.locator('[data-testid=log]').evaluate((el) => {
+      const space = el.firstElementChild as HTMLElement;
+      space.style.height = `${space.offsetHeight + 2000}px`;
+      el.dispatchEvent(new Event('scroll'));
+    });
+    lateGate.open();
+    t.equal((await s.waitForStatus(runE, ['Successful', 'Failed', 'Killed'])).status, 'Successful');
+    await page.waitForSelector('[data-testid=log] .log-line:has-text("uploaded the new package version")', { timeout: 60_000 });
+    // Still following: the view is at the bottom of everything that came after (it was not left behind).
+    await page.waitForFunction(() => {
+      const el = document.querySelector('[data-testid=log]')!;
+      return el.scrollTop + el.clientHeight >= el.scrollHeight - 18;
+    }, undefined, { timeout: 10_000 });
+    t.pass('the lines after it are followed: the view is at the bottom');
+  });
+
   await t.test('a 100k-line log follows without freezing the page', async (t) => {
     const runC = (await M(['run', 'train', '--package', 'viz', '--dataset', 'd', '--env', 'LINES=100000'])).id as string;
     await page.goto(`${base}/#/runs/${runC}`);
