@@ -87,7 +87,7 @@ export class PackageCache {
   async #takeSpare(sha256: string): Promise<string | null> {
     const spare = this.#spares.get(sha256);
     this.#spares.delete(sha256);
-    return spare ? spare : null;
+    return spare ?? null;
   }
 
   /** Copies the version for its next run, in the background; only the most recent MAX_SPARES keep one. */

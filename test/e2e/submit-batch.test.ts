@@ -1,15 +1,14 @@
 // SubmitRuns (issue 11, sweeps): many runs in one call, each with its own idempotency key; all created in
 // one transaction or none, the refusal naming the run's index; the same rules as SubmitRun.
 import t from 'tap';
-import { Stack, tempDir, writeTree } from '../helpers/stack.js';
-import { quickTrainPy } from '../helpers/packages.js';
+import { Stack } from '../helpers/stack.js';
+import { pushQuick } from '../helpers/packages.js';
 
 const codeOf = (e: unknown) => (e as { code?: string }).code;
 
 t.test('a sweep in one call: all or nothing, idempotent per run', async (t) => {
   const s = await Stack.create(t, { agents: [] });
-  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': quickTrainPy }), '--name', 'p']);
-  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  await pushQuick(s);
   const api = s.api();
   t.teardown(() => api.close());
   const sweep = [0.1, 0.01, 0.001].map((lr) => ({ package: 'p', dataset: 'd', env: { LR: String(lr) }, idempotency_key: `sweep-lr-${lr}` }));

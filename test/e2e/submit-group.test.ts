@@ -3,15 +3,14 @@
 // refusal with nothing made; the same idempotency key gives one run; events and secrets go with each run.
 import t from 'tap';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
-import { quickTrainPy } from '../helpers/packages.js';
+import { pushQuick, quickTrainPy } from '../helpers/packages.js';
 import type { SubmitRunRequest } from '../../shared/proto.js';
 
 const codeOf = (e: unknown) => (e as { code?: string }).code;
 
 t.test('SubmitRun calls in flight together: each its own run or its own refusal', async (t) => {
   const s = await Stack.create(t, { agents: [] });
-  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': quickTrainPy }), '--name', 'p']);
-  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  await pushQuick(s);
   t.equal((await s.cli(['projects', 'set', 'default', '--max-priority', '5'])).code, 0);
   const reader = (await s.cliJson(['tokens', 'create', '--project', 'default', '--role', 'reader'])).token as string;
   const api = s.api();
@@ -95,8 +94,7 @@ t.test('an idempotency key another project took: refused, not that run', async (
 // group it would have failed every call of the group.
 t.test('NUL bytes in a key, a selector or a GPU model: INVALID_ARGUMENT, naming the field', async (t) => {
   const s = await Stack.create(t, { agents: [] });
-  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': quickTrainPy }), '--name', 'p']);
-  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  await pushQuick(s);
   const api = s.api();
   t.teardown(() => api.close());
   for (const [what, req, message] of [

@@ -74,6 +74,12 @@ class Main:
             fh.write("ok")
 `;
 
+/** Pushes the quick package (as `name`) and a one-file dataset `d`, as pushGated does for the gated one. */
+export async function pushQuick(s: Stack, name = 'p'): Promise<void> {
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': quickTrainPy }), '--name', name]);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+}
+
 /** Polls until `probe` gives something and returns it (the test's own wait, not the product's). */
 export async function until<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 90_000): Promise<T> {
   const end = Date.now() + timeoutMs;
