@@ -7,7 +7,12 @@ import type { Database, Db } from '../db/database.js';
 
 export const LEADER_LOCK = 7_246_002; // "trainyard placer"
 
-export interface LeaderSession { readonly client: pg.Client; readonly db: Db }
+export interface LeaderSession {
+  readonly client: pg.Client;
+  readonly db: Db;
+  /** A statement on the session, after those already sent on it (as `db`'s are). */
+  query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
 
 /**
  * Connects the session, planning joins as nested loops only. Every statement placement sends on it joins
@@ -23,8 +28,20 @@ export async function connectLeaderSession(databaseUrl: string): Promise<LeaderS
   client.on('error', () => {}); // a lost session is seen by the next statement, which throws
   await client.connect();
   await client.query('SET enable_hashjoin = off; SET enable_mergejoin = off');
+  // One statement at a time: a pass reads the fleet with several queries at once and sends a chunk's
+  // statement while it chooses the next, and pg.Client queues a query given while one runs only as a
+  // deprecated behaviour (gone in pg 9). Queued here instead, in the order given, as pg would have.
+  let last: Promise<unknown> = Promise.resolve();
+  const serial = (...args: unknown[]) => {
+    const run = last.then(() => (client.query as (...a: unknown[]) => Promise<unknown>)(...args));
+    last = run.catch(() => {});
+    return run;
+  };
   // kysely over this one connection: it is never released to a pool, and never ended by kysely.
-  const connection = { query: (...args: unknown[]) => (client.query as (...a: unknown[]) => unknown)(...args), release: () => {} };
+  const connection = { query: serial, release: () => {} };
   const pool = { connect: async () => connection, end: async () => {} };
-  return { client, db: new Kysely<Database>({ dialect: new PostgresDialect({ pool: pool as unknown as pg.Pool }) }) };
+  return {
+    client, db: new Kysely<Database>({ dialect: new PostgresDialect({ pool: pool as unknown as pg.Pool }) }),
+    query: <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => serial(text, values) as Promise<pg.QueryResult<R>>,
+  };
 }

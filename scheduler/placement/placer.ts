@@ -95,7 +95,7 @@ export class Placer {
       try {
         session = await connectLeaderSession(this.deps.databaseUrl);
         while (!signal.aborted) {
-          const { rows } = await session.client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [LEADER_LOCK]);
+          const { rows } = await session.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [LEADER_LOCK]);
           if (rows[0]?.ok) break;
           await sleep(1000, undefined, { signal }).catch(() => {});
         }
@@ -125,7 +125,7 @@ export class Placer {
     while (!signal.aborted) {
       if (Date.now() - lastSweep >= 1000) {
         // Proves the leader session is alive: if Postgres restarted, this throws and leadership is retaken.
-        await session.client.query('SELECT 1');
+        await session.query('SELECT 1');
         await this.#guard('failure sweep', () => this.#sweep());
         lastSweep = Date.now();
         // A doorbell can be missed (NATS down when another scheduler took a submit): a pass every few
@@ -224,7 +224,7 @@ export class Placer {
     this.#leftWaiting = waits.length + details.length > 0 || outcome.placed < queue.length - never.length;
     if (outcome.failed.length) {
       // A lost session is not a refusal by the database: this throws, and the placer steps down.
-      await session.client.query('SELECT 1');
+      await session.query('SELECT 1');
       // One bad placement never stops the others; the invariant sweep repairs what made it fail (a GPU
       // lease its run no longer holds), so the run is placed on a later pass.
       for (const f of outcome.failed) log.error({ run: f.id, err: String(f.error) }, 'placement failed; the run stays queued');
