@@ -108,6 +108,8 @@ export class Attempt {
   readonly #abort = new AbortController();
   #end: EndReason | null = null;
   #phase: Phase = 'fetching_package';
+  /** The data download, which runs beside the package's steps: a failure there happened while it ran too. */
+  #data: 'not_started' | 'fetching' | 'local' = 'not_started';
   readonly #dir: string;
   /** When each step began (ms since the epoch), logged with the end: where an attempt's time went. */
   readonly #marks: Record<string, number> = { claimed: Date.now() };
@@ -330,6 +332,7 @@ export class Attempt {
   async #fetchData(folders: Folders): Promise<void> {
     // Not #enter: this step runs beside the package's, whose phase a failure there must name.
     this.#mark('fetching_data');
+    this.#data = 'fetching';
     const d = this.dispatch;
     const got = await this.#counted('download', downloadPrefix(await this.#storage(), d.bucket!, d.dataset_prefix!, folders.data, this.#transfers('download')), (r) => r.bytes);
     await mkdir(folders.data, { recursive: true });
@@ -340,6 +343,7 @@ export class Attempt {
       this.logs.line('system', `[trainyard] evaluation dataset ${d.eval_dataset}: ${ev.files} files, ${ev.bytes} bytes made local at test_data_directory (process_data's test split goes elsewhere)`);
     }
     this.#mark('data_local');
+    this.#data = 'local';
     this.#checkStopped();
   }
 
@@ -498,12 +502,21 @@ export class Attempt {
     return { saved: trainData !== null, savedTest: testData !== null, size, sha256 };
   }
 
+  /**
+   * What the attempt was doing, in words: its phase, and the data download too while that was still
+   * running beside it (a full disk is then as much the download's doing as the step that hit it).
+   */
+  #doing(): string {
+    const words = phaseWords[this.#phase];
+    return this.#data === 'fetching' && this.#phase !== 'fetching_data' ? `${phaseWords.fetching_data} and ${words}` : words;
+  }
+
   /** The end a failed step means. */
   #failure(err: unknown): Result {
     const fsError = (err as { cause?: unknown } | null)?.cause ?? err; // a transfer wraps the fs error
     if (this.#end || err instanceof Stopped) return this.#end ?? { outcome: AttemptOutcome.Killed, reason: 'killed' };
     if (diskFullCodes.has((fsError as NodeJS.ErrnoException).code ?? '')) {
-      return { outcome: AttemptOutcome.Failed, reason: `disk full on agent ${this.deps.agentName} while ${phaseWords[this.#phase]} (work dir ${this.deps.workDir}): ${errorMessage(fsError)}` };
+      return { outcome: AttemptOutcome.Failed, reason: `disk full on agent ${this.deps.agentName} while ${this.#doing()} (work dir ${this.deps.workDir}): ${errorMessage(fsError)}` };
     }
     if (err instanceof PackagingError) return { outcome: AttemptOutcome.PackagingFailed, reason: err.message };
     if (err instanceof TrainyardError) return { outcome: AttemptOutcome.Failed, reason: err.message };
