@@ -8,6 +8,7 @@ import type { schedulerSettings } from '../shared/settings.js';
 import type { Subjects } from '../shared/subjects.js';
 import type { RetryOptions } from '../shared/storage.js';
 import type { RunTransitions } from './runs/transitions.js';
+import type { AttemptCredentials } from './storage/credential-cache.js';
 
 /** What every scheduler handler is given: its dependencies, passed explicitly. */
 export interface SchedulerContext {
@@ -21,6 +22,8 @@ export interface SchedulerContext {
   readonly storageRetry: RetryOptions;
   /** The run state machine; every change it makes is logged and announced by one hook. */
   readonly runs: RunTransitions;
+  /** Storage credentials for attempts: issued at the claim, or started when this scheduler placed it. */
+  readonly credentials: AttemptCredentials;
   /** Rings the placement doorbell for every scheduler. */
   kick(): void;
   /** Rings it saying this agent's registration or status changed (the leader reads the agent again). */

@@ -30,6 +30,8 @@ import { serverCredentials, servesTls } from '../shared/tls.js';
 import { ScheduleTicker } from './schedules/ticker.js';
 import { EventRetention } from './events/retention.js';
 import { RunStatus } from '../shared/run-states.js';
+import { AttemptCredentials } from './storage/credential-cache.js';
+import { issueAttemptCredentials } from './storage/attempt-credentials.js';
 
 export type SchedulerState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -122,13 +124,16 @@ export class Scheduler {
           else kick();
         }
       });
+      const credentials = new AttemptCredentials((scope) => issueAttemptCredentials({
+        minioEndpoint: settings.minioEndpoint, accessKey: settings.minioAccessKey, secretKey: settings.minioSecretKey, durationSeconds: settings.storageCredentialSeconds,
+      }, scope), settings.bucket);
       const placer = new Placer({
-        db, runs, databaseUrl: settings.databaseUrl, nats, subjects, log,
+        db, runs, databaseUrl: settings.databaseUrl, nats, subjects, log, onPlaced: (r) => credentials.prefetch(r),
         agentLostAfterMs: settings.agentLostAfterMs, dispatchAckTimeoutMs: settings.dispatchAckTimeoutMs,
       });
       this.#placer = placer;
       const ctx: SchedulerContext = {
-        settings, db, pool, minio, nats, subjects, log, storageRetry, runs,
+        settings, db, pool, minio, nats, subjects, log, storageRetry, runs, credentials,
         kick,
         agentChanged: (name) => fleetChanged({ agent: name }),
         runChanged: (id) => publish(subjects.run(id)),

@@ -9,9 +9,9 @@ import type { Db } from '../db/database.js';
 import type { Request } from './fleet.js';
 import { FleetCache } from './fleet-cache.js';
 import type { Holding } from './load-fleet.js';
-import { queueHead, projectCaps, overLimit, type QueuedRun } from './queue.js';
+import { queueHead, projectCaps, overLimit, type ProjectCaps, type QueuedRun } from './queue.js';
 import { LEADER_LOCK, connectLeaderSession, type LeaderSession } from './leader-session.js';
-import type { Placement, RunTransitions } from '../runs/transitions.js';
+import type { Placed, Placement, RunTransitions } from '../runs/transitions.js';
 import type { KickMessage } from '../../shared/subjects.js';
 import { Invariants } from '../invariants.js';
 import { RunStatus } from '../../shared/run-states.js';
@@ -38,6 +38,8 @@ export interface PlacerDeps {
   log: Logger;
   agentLostAfterMs: number;
   dispatchAckTimeoutMs: number;
+  /** Told of each attempt placed, just before its doorbell rings (its storage credentials may start being issued). */
+  onPlaced?: (run: Placed) => void;
 }
 
 export class Placer {
@@ -159,6 +161,10 @@ export class Placer {
   async #pass(session: LeaderSession): Promise<boolean> {
     const cache = this.#cache!;
     const fresh = await cache.sync(session.db);
+    // The caps are read beside the queue head, on the pool: the leader session runs one statement at a time,
+    // and they need none of its consistency (an operator's change applies from the next pass either way).
+    const caps = projectCaps(this.deps.db);
+    caps.catch(() => {}); // awaited below when there is a queue; an empty one does not need them
     const queue = await queueHead(session.db, BATCH, cache.runningByProject());
     if (queue.length === 0) {
       this.#leftWaiting = false;
@@ -166,17 +172,16 @@ export class Placer {
     }
     const endTimer = schedulerMetrics.placementPass.startTimer();
     try {
-      return await this.#place(session, cache, queue, fresh);
+      return await this.#place(session, cache, queue, await caps, fresh);
     } finally {
       endTimer();
     }
   }
 
   /** Places what it can of the queue head (timed by #pass). `fresh`: the model was read whole for this pass. */
-  async #place(session: LeaderSession, cache: FleetCache, queue: QueuedRun[], fresh: boolean): Promise<boolean> {
+  async #place(session: LeaderSession, cache: FleetCache, queue: QueuedRun[], caps: Map<string, ProjectCaps>, fresh: boolean): Promise<boolean> {
     const { log } = this.deps;
     const transitions = this.deps.runs.on(session.db);
-    const caps = await projectCaps(session.db);
     const index = cache.index;
     index.beginPass();
     const requests = new Map<string, Request>();
@@ -251,6 +256,7 @@ export class Placer {
     for (const p of placed) {
       byRun.set(p.id, p.lease);
       schedulerMetrics.queueWait.observe(Math.max(0, now - p.created_at.getTime()) / 1000);
+      this.deps.onPlaced?.(p);
       try {
         this.deps.nats.publish(this.deps.subjects.dispatch(p.agent), JSON.stringify(doorbellFor(p)));
       } catch (err) {

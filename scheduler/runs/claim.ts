@@ -3,16 +3,12 @@
 // read by primary key), and then acknowledges the dispatch with a write guarded by the same attempt, so the
 // placer's ack deadline leaves it alone: the run is Packaging from then on. The answer carries what
 // only the claiming agent may have: storage credentials scoped to this attempt, and the run's secrets.
-import type { Selectable } from 'kysely';
 import type { SchedulerContext } from '../context.js';
-import type { RunsTable } from '../db/database.js';
 import type { ClaimAttemptRequest__Output, Dispatch, RenewStorageRequest__Output, StorageCredentials } from '../../shared/proto.js';
 import { ErrorCodes, TrainyardError, errorMessage, invalid, notFound } from '../../shared/errors.js';
 import { RunStatus, placedStatuses } from '../../shared/run-states.js';
-import { keys } from '../../shared/storage.js';
 import { dispatchFor } from './dispatch.js';
 import { isRunId } from '../../shared/ids.js';
-import { issueAttemptCredentials, type AttemptScope } from '../storage/attempt-credentials.js';
 
 /**
  * Which agent is asking: the authenticated caller (scheduler/grpc/agent-service.ts passes it). The
@@ -23,23 +19,6 @@ export function claimingAgent(req: ClaimAttemptRequest__Output, authenticated?: 
   if (authenticated === undefined) return req.agent;
   if (req.agent && req.agent !== authenticated) throw new TrainyardError(ErrorCodes.PermissionDenied, `agent ${authenticated} cannot claim for agent ${req.agent}`);
   return authenticated;
-}
-
-/** What an attempt may touch in the bucket: its package zip and dataset folder (read), its prefix (write). */
-export function attemptScope(r: Pick<Selectable<RunsTable>, 'id' | 'attempt' | 'package_object_key' | 'dataset' | 'dataset_sub' | 'eval_dataset' | 'eval_dataset_sub'>, bucket: string): AttemptScope {
-  return {
-    bucket,
-    readObjects: [r.package_object_key],
-    readPrefixes: [keys.datasetPrefix(r.dataset, r.dataset_sub), ...(r.eval_dataset ? [keys.datasetPrefix(r.eval_dataset, r.eval_dataset_sub)] : [])],
-    writePrefix: keys.attemptPrefix(r.id, r.attempt),
-  };
-}
-
-function issue(ctx: SchedulerContext, r: Parameters<typeof attemptScope>[0]): Promise<StorageCredentials> {
-  const s = ctx.settings;
-  return issueAttemptCredentials({
-    minioEndpoint: s.minioEndpoint, accessKey: s.minioAccessKey, secretKey: s.minioSecretKey, durationSeconds: s.storageCredentialSeconds,
-  }, attemptScope(r, s.bucket));
 }
 
 export async function claimAttempt(ctx: SchedulerContext, req: ClaimAttemptRequest__Output, authenticated?: string): Promise<Dispatch> {
@@ -55,7 +34,7 @@ export async function claimAttempt(ctx: SchedulerContext, req: ClaimAttemptReque
   // issue credentials now, the dispatch stays unacknowledged, so the agent's retries or the ack deadline
   // (which places the run again) decide, and no run waits on an agent that gave up.
   const [storage, secrets] = await Promise.all([
-    issue(ctx, row).catch((err: unknown) => {
+    ctx.credentials.forClaim(row).catch((err: unknown) => {
       ctx.log.warn({ run: row.id, agent, err: errorMessage(err) }, 'could not issue storage credentials for a claim; the dispatch stays unacknowledged');
       throw err;
     }),
@@ -78,5 +57,5 @@ export async function renewStorage(ctx: SchedulerContext, req: RenewStorageReque
     .where('id', '=', req.run_id).where('lease', '=', Number(req.lease)).where('agent', '=', agent)
     .where('status', 'in', placedStatuses).where('kill_requested', '=', false).executeTakeFirst();
   if (!row) throw new TrainyardError(ErrorCodes.StaleLease, `run ${req.run_id}: this attempt is no longer current on agent ${agent}; no new storage credentials`);
-  return issue(ctx, row);
+  return ctx.credentials.issue(row);
 }

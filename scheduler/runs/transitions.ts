@@ -93,7 +93,11 @@ export type KillResult = 'not_found' | 'already_ended' | 'ended' | { agent: stri
 /** `session`: the agent's registration the placer chose from (agents.session). */
 export type Placement = { id: string; agent: string; gpuIndices: readonly number[]; session: number };
 /** What a placement returns: enough to send the doorbell and to count the wait. */
-export type Placed = { id: string; status: RunStatus; attempt: number; agent: string; lease: number; created_at: Date; package_sha256: string | null };
+export type Placed = {
+  id: string; status: RunStatus; attempt: number; agent: string; lease: number; created_at: Date; package_sha256: string | null;
+  /** What the attempt may touch in storage (its credentials are issued from these: storage/credential-cache.ts). */
+  package_object_key: string; dataset: string; dataset_sub: string; eval_dataset: string | null; eval_dataset_sub: string;
+};
 
 export class RunTransitions {
   constructor(private readonly db: Db, private readonly hook: RunHook) {}
@@ -175,7 +179,8 @@ export class RunTransitions {
           gpu_indices = coalesce(string_to_array(nullif(q.gpus, ''), ',')::int[], '{}'), dispatched_at = now(), acked_at = NULL
         FROM q
         WHERE runs.ctid = q.at AND runs.id = q.id
-        RETURNING runs.id, runs.status, runs.attempt, runs.agent, runs.lease, runs.gpu_indices, runs.created_at, runs.package_sha256),
+        RETURNING runs.id, runs.status, runs.attempt, runs.agent, runs.lease, runs.gpu_indices, runs.created_at, runs.package_sha256,
+          runs.package_object_key, runs.dataset, runs.dataset_sub, runs.eval_dataset, runs.eval_dataset_sub),
       e AS (
         INSERT INTO run_events (run_id, attempt, status, detail)
         SELECT id, attempt, status, 'placed on ' || agent || CASE WHEN cardinality(gpu_indices) > 0
@@ -183,7 +188,8 @@ export class RunTransitions {
       l AS (
         INSERT INTO gpu_leases (agent, gpu_index, run_id, lease)
         SELECT r.agent, g, r.id, r.lease FROM r, unnest(r.gpu_indices) AS g)
-      SELECT r.id, r.status, r.attempt, r.agent, r.lease, r.created_at, r.package_sha256, 'placed on ' || r.agent AS detail FROM r`.execute(this.db);
+      SELECT r.id, r.status, r.attempt, r.agent, r.lease, r.created_at, r.package_sha256,
+        r.package_object_key, r.dataset, r.dataset_sub, r.eval_dataset, r.eval_dataset_sub, 'placed on ' || r.agent AS detail FROM r`.execute(this.db);
     this.announce(rows.map((r) => ({ id: r.id, status: r.status, attempt: r.attempt, agent: r.agent, lease: r.lease, detail: r.detail, freed: false })));
     return rows;
   }
