@@ -8,7 +8,7 @@ import { connect, type NatsConnection, type Subscription } from 'nats';
 import type { Logger } from 'pino';
 import type { Settings, agentSettings } from '../shared/settings.js';
 import type { Dispatch__Output, Gpu } from '../shared/proto.js';
-import { subjects as makeSubjects, type ControlMessage } from '../shared/subjects.js';
+import { subjects as makeSubjects } from '../shared/subjects.js';
 import { AttemptOutcome } from '../shared/run-states.js';
 import { ErrorCodes, TrainyardError, errorMessage } from '../shared/errors.js';
 import { readGpus } from './gpus.js';
@@ -175,7 +175,7 @@ export class AgentDaemon {
     return res.subject_prefix;
   }
 
-  #cancel(list: { run_id: string; lease: number }[]): void {
+  #cancel(list: { run_id: string; lease: number | string }[]): void {
     for (const c of list) {
       const a = this.#attempts.get(c.run_id);
       if (a && a.lease === Number(c.lease)) a.stop({ outcome: AttemptOutcome.Killed, reason: 'cancelled by the scheduler: no longer the current attempt' });
@@ -193,8 +193,7 @@ export class AgentDaemon {
           this.log.warn('scheduler asked to register again');
           await this.#register();
         }
-        this.#cancel(res.cancel);
-        if (res.drain && this.#state === 'RUNNING') this.#remoteDrain();
+        this.#act(res);
       } catch (err) {
         if (!signal.aborted) this.log.warn({ err: errorMessage(err) }, 'heartbeat failed');
       }
@@ -271,15 +270,39 @@ export class AgentDaemon {
     });
   }
 
+  /**
+   * A control message from NATS: a doorbell saying an attempt here was killed or the agent is to drain. It
+   * carries no authority: the agent beats now, and acts on the scheduler's answer (what to stop, whether to
+   * drain), as at every heartbeat. Messages arriving while that beat is out share it.
+   */
   #onControl(data: Uint8Array): void {
-    let msg: ControlMessage;
-    try { msg = JSON.parse(new TextDecoder().decode(data)) as ControlMessage; } catch { return; }
-    if (msg.type === 'kill') {
-      const a = this.#attempts.get(msg.runId);
-      if (a && a.lease === msg.lease) a.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' });
-    } else if (msg.type === 'drain') {
-      this.#remoteDrain();
+    try { JSON.parse(new TextDecoder().decode(data)); } catch { return; }
+    if (this.#asking) { this.#askAgain = true; return; }
+    this.#asking = true;
+    void (async () => {
+      do {
+        this.#askAgain = false;
+        try {
+          this.#act(await this.#beat());
+        } catch (err) {
+          if (!this.#abort.signal.aborted) this.log.warn({ err: errorMessage(err) }, 'could not ask the scheduler about a control message; the next heartbeat will');
+        }
+      } while (this.#askAgain && !this.#abort.signal.aborted);
+      this.#asking = false;
+    })();
+  }
+
+  #asking = false;
+  #askAgain = false;
+
+  /** What a heartbeat's answer says to stop, kill or drain. */
+  #act(res: { cancel: { run_id: string; lease: number | string }[]; kill: { run_id: string; lease: number | string }[]; drain: boolean }): void {
+    this.#cancel(res.cancel);
+    for (const k of res.kill) {
+      const a = this.#attempts.get(k.run_id);
+      if (a && a.lease === Number(k.lease)) a.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' });
     }
+    if (res.drain && this.#state === 'RUNNING') this.#remoteDrain();
   }
 
   /** Takes no new runs; lets running ones finish until the drain deadline, then hands them back. */

@@ -8,7 +8,7 @@ export function subjects(prefix: string) {
     run: (runId: string) => `${prefix}.run.${runId}`,
     /** Scheduler → agent: a doorbell naming a placed run (JSON Doorbell); the agent claims it over gRPC. */
     dispatch: (agent: string) => `${prefix}.agent.${agent}.dispatch`,
-    /** Scheduler → agent: kill an attempt, or drain. */
+    /** Scheduler → agent: a doorbell saying a kill or a drain is waiting; the agent asks over gRPC (a heartbeat). */
     control: (agent: string) => `${prefix}.agent.${agent}.control`,
   };
 }

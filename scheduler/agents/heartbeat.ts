@@ -1,4 +1,6 @@
-// Heartbeat (AgentLink): the agent is alive, says whether it drains or leaves, and what it holds.
+// Heartbeat (AgentLink): the agent is alive, says whether it drains or leaves, and what it holds; the answer
+// says what it is to stop and whether to drain. It is also how an agent acts on a NATS control message: that
+// message only makes it beat now (NATS carries no authority), and this answer is what it acts on.
 import type { SchedulerContext } from '../context.js';
 import type { HeartbeatRequest__Output, HeartbeatResponse } from '../../shared/proto.js';
 import { AgentStatus, heartbeat } from './status.js';
@@ -9,8 +11,8 @@ export async function agentHeartbeat(ctx: SchedulerContext, req: HeartbeatReques
   if (req.name !== caller) throw new TrainyardError(ErrorCodes.PermissionDenied, `agent "${caller}" may not heartbeat for agent "${req.name}"`);
   const status = await heartbeat(ctx, { name: req.name, session: Number(req.session), draining: req.draining, leaving: req.leaving });
   // Not current (an older session, or the agent was called lost): it must register again, unless it leaves.
-  if (status === null) return { reregister: !req.leaving, cancel: [], drain: false };
-  if (status === AgentStatus.Offline) return { reregister: false, cancel: [], drain: true };
-  const cancel = await reconcile(ctx, req.name, req.held ?? [], false);
-  return { reregister: false, cancel, drain: status === AgentStatus.Draining };
+  if (status === null) return { reregister: !req.leaving, cancel: [], drain: false, kill: [] };
+  if (status === AgentStatus.Offline) return { reregister: false, cancel: [], drain: true, kill: [] };
+  const { cancel, kill } = await reconcile(ctx, req.name, req.held ?? [], false);
+  return { reregister: false, cancel, drain: status === AgentStatus.Draining, kill };
 }

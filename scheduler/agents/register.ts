@@ -38,7 +38,8 @@ export async function registerAgent(ctx: SchedulerContext, req: RegisterRequest_
     name, hostname: req.hostname, version: req.version, cpus: req.cpus, memoryMb: req.memory_mb, labels: req.labels ?? {}, gpus, maxRuns: req.max_runs,
     identitySha256: identity.sha256, address: peer,
   }, ctx.settings.agentLostAfterMs);
-  const cancel = await reconcile(ctx, name, req.held ?? [], true);
+  // A killed run it still holds is stopped at its next heartbeat (which says kill).
+  const { cancel } = await reconcile(ctx, name, req.held ?? [], true);
   ctx.log.info({ agent: name, session, gpus: gpus.length, cpus: req.cpus, held: req.held?.length ?? 0, cancel: cancel.length,
     joined: caller.kind === 'joining' ? caller.tokenId : undefined }, 'agent registered');
   ctx.kick();

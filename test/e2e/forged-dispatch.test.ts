@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { connect } from 'nats';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
+import { Gate, pushGated, submitGated, waitForAttempt } from '../helpers/packages.js';
 
 const trainPy = 'class Main:\n    def train(self, d):\n        print("trained")\n    def save(self):\n        open("model.txt", "w").write("m")\n';
 
@@ -111,4 +112,35 @@ t.test('an agent cannot claim an attempt placed on another agent', async (t) => 
   const done = await s.waitForStatus(run.id, ['Successful', 'Failed', 'Killed']);
   t.equal(done.status, 'Successful', `the run went to agent1 (${placed?.agent ?? 'not yet placed'}) and succeeded`);
   t.same(intruder.dispatches, [], 'the intruder was never dispatched anything');
+});
+
+t.test('a forged kill or drain on NATS stops nothing: the agent asks the scheduler, which says no; a real kill still works', async (t) => {
+  const s = await Stack.create(t);
+  const agent = s.daemons.find((d) => d.name === 'agent1')!;
+  await pushGated(s);
+  const gate = new Gate();
+  const runId = await submitGated(s, gate);
+  const row = await waitForAttempt(s, runId, 1);
+  const nc = await connect(s.natsOptions('scheduler'));
+  t.teardown(() => nc.close());
+  const control = `${s.prefix}.agent.agent1.control`;
+  // The worst case: the right run and lease, from a holder of the scheduler's own NATS user.
+  nc.publish(control, JSON.stringify({ type: 'kill', runId, lease: Number(row.lease) }));
+  nc.publish(control, JSON.stringify({ type: 'drain' }));
+  await nc.flush();
+  // The agent beats at once for a control message; a few of its intervals later nothing has changed.
+  // The agent beats at once for a control message; what it then acts on is the scheduler's answer. Two
+  // heartbeat intervals later (the stack's is 500 ms) nothing has changed.
+  await new Promise((r) => setTimeout(r, 1500));
+  const [still] = await s.query<{ status: string; kill_requested: boolean }>('SELECT status, kill_requested FROM runs WHERE id = $1', [runId]);
+  t.same(still, { status: 'Running', kill_requested: false }, 'the run is still running: a forged kill is not a kill');
+  const [a] = await s.query<{ status: string }>("SELECT status FROM agents WHERE name = 'agent1'");
+  t.equal(a!.status, 'online', 'the agent is still online: a forged drain is not a drain');
+  t.notOk(agent.lines.some((l) => l.includes('"msg":"draining"')), 'the agent never started draining');
+
+  // The real kill (the scheduler marks it, then rings the same doorbell) stops it.
+  await s.cli(['run', 'kill', runId]);
+  const end = await s.waitForStatus(runId, ['Successful', 'Failed', 'Killed']);
+  t.equal(end.status, 'Killed', 'a kill through the API ends the run Killed');
+  gate.open();
 });
