@@ -1,6 +1,8 @@
 // A dataset push streams files straight into the bucket under datasets/NAME/. Paths are checked before a
 // byte is stored. A push that fails part way removes what it wrote when the dataset is new, so a failed
-// first push leaves no dataset; the row (what users see) is written only once every file is stored.
+// first push leaves no dataset; the row (what users see) is written only once every file is stored. A new
+// name is claimed for the pushing project before anything is stored (dataset_claims), so another
+// project's push of the same name is refused at its header, never after writing into this one's folder.
 import { PassThrough } from 'node:stream';
 import { once } from 'node:events';
 import { sql } from 'kysely';
@@ -15,12 +17,46 @@ import { Actions, authorize } from '../auth/policy.js';
 import { recordEvents } from '../events/record.js';
 import { EventKind } from '../../shared/event-kinds.js';
 
+/** A claim not refreshed for this long belongs to a push that died with its scheduler: it may be taken. */
+const CLAIM_STALE_MS = 10 * 60_000;
+/** A running first push refreshes its claim at most this often (on a file header). */
+const CLAIM_REFRESH_MS = 60_000;
+
+/**
+ * Claims a new dataset name for `project`, or says which project holds it: a claim of another project's
+ * running push, or (read after the claim, so a push that just ended is seen) the dataset itself.
+ */
+async function claimName(ctx: SchedulerContext, name: string, project: string): Promise<{ claimed: true } | { claimed: false; owner: string; pushing: boolean }> {
+  const { db } = ctx;
+  const got = await db.insertInto('dataset_claims').values({ name, project })
+    .onConflict((oc) => oc.column('name').doUpdateSet({ project, claimed_at: sql`now()` })
+      .where((eb) => eb.or([eb('dataset_claims.project', '=', project), eb('dataset_claims.claimed_at', '<', sql<Date>`now() - ${`${CLAIM_STALE_MS} milliseconds`}::interval`)])))
+    .returning('name').executeTakeFirst();
+  if (!got) {
+    const holder = await db.selectFrom('dataset_claims').select('project').where('name', '=', name).executeTakeFirst();
+    if (holder) return { claimed: false, owner: holder.project, pushing: true };
+  }
+  // A first push that committed between our read and this claim: the dataset is now its project's.
+  const owner = await db.selectFrom('datasets').select('project').where('name', '=', name).executeTakeFirst();
+  if (owner) {
+    if (got) await releaseClaim(ctx, name, project);
+    return { claimed: false, owner: owner.project, pushing: false };
+  }
+  return got ? { claimed: true } : claimName(ctx, name, project); // the other claim ended meanwhile
+}
+
+async function releaseClaim(ctx: SchedulerContext, name: string, project: string): Promise<void> {
+  await ctx.db.deleteFrom('dataset_claims').where('name', '=', name).where('project', '=', project).execute();
+}
+
 export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetChunk__Output>, caller: Principal): Promise<Dataset> {
   const { db, minio, settings } = ctx;
   let name: string | null = null;
   // Datasets belong to the project that first pushed them; a new name goes to the caller's project.
   let project = caller.kind === 'user' ? caller.project : '';
   let existed = false;
+  let claimed = false;
+  let claimedAt = 0;
   let current: { key: string; stream: PassThrough; done: Promise<unknown>; expected: number; got: number } | null = null;
   let files = 0;
   const seen = new Set<string>();
@@ -43,10 +79,30 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
         existed = !!owner;
         if (owner) project = owner.project;
         authorize(caller, Actions.PushDataset, project);
+        if (!existed) {
+          const c = await claimName(ctx, name, project);
+          if (!c.claimed) {
+            if (c.owner === project && !c.pushing) existed = true; // our project's push created it meanwhile
+            else {
+              authorize(caller, Actions.PushDataset, c.owner);
+              throw new TrainyardError(ErrorCodes.FailedPrecondition, c.pushing
+                ? `dataset "${name}" is being created by another push (project "${c.owner}"); push again once it has ended`
+                : `dataset "${name}" was created by project "${c.owner}" meanwhile`);
+            }
+          } else {
+            claimed = true;
+            claimedAt = Date.now();
+          }
+        }
       } else if (name === null) {
         throw invalid('dataset push: the first message must be the header naming the dataset');
       } else if (chunk.part === 'file') {
         await finishFile();
+        if (claimed && Date.now() - claimedAt > CLAIM_REFRESH_MS) {
+          // A long first push keeps its claim fresh, so it is never taken as a dead push's.
+          await db.updateTable('dataset_claims').set({ claimed_at: sql`now()` }).where('name', '=', name).where('project', '=', project).execute();
+          claimedAt = Date.now();
+        }
         const rel = checkRelativePath('dataset file path', chunk.file!.path);
         if (seen.has(rel)) throw invalid(`dataset push: file "${rel}" sent twice`);
         seen.add(rel);
@@ -72,9 +128,11 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
   } catch (err) {
     const c = current as { stream: PassThrough } | null;
     c?.stream.destroy();
-    if (name !== null && !existed && !(err instanceof TrainyardError && err.code === ErrorCodes.PermissionDenied)) {
+    // Only a push that holds the name's claim wrote into a new dataset's folder (or could have).
+    if (name !== null && claimed) {
       await removePrefix(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch((e: unknown) =>
         ctx.log.warn({ err: e, dataset: name }, 'could not clean up a failed dataset push'));
+      await releaseClaim(ctx, name, project).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not release a failed push\'s claim; it goes stale'));
     }
     throw err;
   }
@@ -87,6 +145,7 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
     const r = await trx.insertInto('datasets').values({ name, file_count: all.length, size_bytes: bytes, updated_at: new Date(), project })
       .onConflict((oc) => oc.column('name').doUpdateSet({ file_count: all.length, size_bytes: bytes, updated_at: sql`now()` }).where('datasets.project', '=', project))
       .returningAll().executeTakeFirst();
+    await trx.deleteFrom('dataset_claims').where('name', '=', name).where('project', '=', project).execute();
     if (r) {
       await recordEvents(trx, [{
         kind: EventKind.DatasetPushed, project, subject: name, detail: `${files} file(s) pushed; ${all.length} in all`,

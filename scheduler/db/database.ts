@@ -22,6 +22,8 @@ export interface PackageVersionsTable {
   has_evaluate: ColumnType<boolean | null, boolean | null | undefined, boolean | null>;
 }
 export interface DatasetsTable { name: string; file_count: number; size_bytes: number; created_at: Generated<Date>; updated_at: Timestamp; /** migrations/006 */ project: Generated<string> }
+/** migrations/014: a new dataset's name, claimed by the project whose first push is running. */
+export interface DatasetClaimsTable { name: string; project: string; claimed_at: Generated<Date> }
 export interface AgentsTable {
   /** migrations/012: run slots (0: no limit). */
   max_runs: ColumnType<number, number | undefined, number>;
@@ -104,6 +106,7 @@ export interface Database {
   packages: PackagesTable;
   package_versions: PackageVersionsTable;
   datasets: DatasetsTable;
+  dataset_claims: DatasetClaimsTable;
   agents: AgentsTable;
   agent_gpus: AgentGpusTable;
   runs: RunsTable;

@@ -4,6 +4,7 @@
 import t from 'tap';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { quickTrainPy as quick } from '../helpers/packages.js';
+import { connectClient } from '../../cli/client.js';
 
 
 t.test('project A\'s token on B\'s runs, packages and datasets', async (t) => {
@@ -97,4 +98,39 @@ t.test('project A\'s token on B\'s runs, packages and datasets', async (t) => {
   const kept = await asJson(s.adminToken)(['projects', 'set', 'alpha', '--max-runs', '3']);
   t.match(kept.out, { max_priority: 5, max_runs: 3 }, 'setting another cap keeps the priority cap');
   t.equal((await B(['run', 'train', '--package', 'pkg-beta', '--dataset', 'data-beta', '--priority', '9', '--wait'])).out?.status, 'Successful', 'B has no cap');
+});
+
+t.test('a new dataset name is claimed at the header: another project pushing the same name meanwhile is refused before writing', async (t) => {
+  const s = await Stack.create(t, { agents: [] });
+  const token = async (project: string) => (await s.cliJson(['tokens', 'create', '--project', project, '--role', 'member'])).token as string;
+  const a = await token('alpha');
+  const b = await token('beta');
+  // Alpha's first push of "shared" is under way: its header and a first file are sent, and it waits.
+  const client = await connectClient(s.schedulerAddress, a);
+  t.teardown(() => client.close());
+  const pending: (() => void)[] = [];
+  const answer = new Promise<unknown>((resolve, reject) => {
+    const call = client.PushDataset((err, res) => (err ? reject(err) : resolve(res)));
+    call.write({ header: { name: 'shared' } });
+    call.write({ file: { path: 'a.csv', size_bytes: 2 } });
+    call.write({ data: Buffer.from('1\n') });
+    pending.push(() => call.end());
+  });
+  const deadline = Date.now() + 30_000;
+  while ((await s.query("SELECT 1 FROM dataset_claims WHERE name = 'shared'")).length === 0) {
+    if (Date.now() > deadline) throw new Error('alpha\'s push never claimed the name');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  // Beta pushes the same name now.
+  const r = await s.cli(['dataset', 'push', writeTree(tempDir(), { 'evil.csv': 'x\n', 'a.csv': 'evil\n' }), '--name', 'shared', '--json', '--token', b]);
+  t.equal(r.code, 1, 'beta\'s push fails');
+  const err = JSON.parse(r.stderr || '{}').error;
+  t.equal(err?.code, 'PERMISSION_DENIED', `refused: the name is alpha's project's (${String(err?.message)})`);
+  t.match(err?.message, /project "alpha"/, 'naming project alpha');
+  t.same((await s.objects('datasets/shared/')).sort(), [], 'beta wrote nothing into the folder alpha is creating');
+  pending.forEach((end) => end());
+  await answer;
+  t.same(await s.query("SELECT name, project, file_count FROM datasets WHERE name = 'shared'"), [{ name: 'shared', project: 'alpha', file_count: 1 }], 'the dataset is alpha\'s, with alpha\'s one file');
+  t.equal((await s.minio.getObject(s.bucket, 'datasets/shared/a.csv').then((st) => st.toArray())).map(String).join(''), '1\n', 'alpha\'s file is alpha\'s bytes');
+  t.same(await s.query('SELECT * FROM dataset_claims'), [], 'the claim went with the push that ended');
 });
