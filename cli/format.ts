@@ -29,12 +29,14 @@ export function bytes(n: number): string {
 /** A progress bar on stderr, drawn only on a terminal and at most 10 times a second. */
 export function progressBar(label: string, total: number): { update(done: number): void; done(): void } {
   const enabled = process.stderr.isTTY === true;
+  // Labels are file names, some chosen by a run's code: never raw to a terminal.
+  const shown = safeText(label);
   let last = 0;
   const draw = (done: number) => {
     const frac = total > 0 ? Math.min(1, done / total) : 1;
     const width = 30;
     const fill = Math.round(frac * width);
-    process.stderr.write(`\r${label} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${Math.round(frac * 100)}% ${bytes(done)}/${bytes(total)}`);
+    process.stderr.write(`\r${shown} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${Math.round(frac * 100)}% ${bytes(done)}/${bytes(total)}`);
   };
   return {
     update(done) {

@@ -234,7 +234,7 @@ async function outputs({ values, positionals }: Parsed<typeof outputsFlags>, add
   }
   if (values.json) console.log(JSON.stringify({ to: dest, files: written }, null, 2));
   else {
-    for (const w of written) console.log(`${w.path}  ${color.dim(bytes(w.bytes))}`);
+    for (const w of written) console.log(`${safeText(w.path)}  ${color.dim(bytes(w.bytes))}`);
     console.log(`${color.green('✓')} ${written.length} files in ${dest}`);
   }
   return 0;

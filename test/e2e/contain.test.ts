@@ -323,4 +323,22 @@ class Main:
   const get = await s.cli(['run', 'get', id]);
   t.notOk(get.stdout.includes('\x1b'), 'run get prints no ESC byte');
   t.match(get.stdout, 'bad \\x1b]0;retitled\\x07 thing', 'the reason is shown with visible escapes');
+
+  // File names are the run's to choose too: an artifact named with an escape sequence.
+  const namer = `
+import os
+class Main:
+    def train(self, d):
+        os.makedirs(os.environ["artifacts_directory"], exist_ok=True)
+        open(os.path.join(os.environ["artifacts_directory"], "evil\\x1b]52;c;aGk=\\x07.txt"), "w").write("x")
+    def save(self):
+        open("model.txt", "w").write("m")
+`;
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': namer }), '--name', 'namer']);
+  const named = await s.cliJson(['run', 'train', '--package', 'namer', '--dataset', 'd', '--wait']);
+  t.equal(named.status, 'Successful', `the run with an oddly named artifact succeeds (${String(named.failure_reason ?? '')})`);
+  const outs = await s.cli(['run', 'outputs', String(named.id), '--to', tempDir()]);
+  t.equal(outs.code, 0, outs.stderr);
+  t.notOk(/[\x07\x1b\x9b]/.test(outs.stdout + outs.stderr), 'run outputs prints no ESC, BEL or CSI byte for a file name');
+  t.match(outs.stdout, 'evil\\x1b]52;c;aGk=\\x07.txt', 'the name is shown with visible escapes');
 });
