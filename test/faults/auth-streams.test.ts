@@ -5,6 +5,11 @@ import t from 'tap';
 import { status, type ClientReadableStream } from '@grpc/grpc-js';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const quick = 'class Main:\n    def train(self, d):\n        pass\n    def save(self):\n        pass\n';
 const CAP = 64;
@@ -40,6 +45,25 @@ t.test('500 follow streams from one token', async (t) => {
     }
   })();
 
+  // First a burst from another process (another token of the same role): the heartbeats timed here during
+  // it are this stack's answers, not this process's own work on 500 streams.
+  const burstToken = (await s.cliJson(['tokens', 'create', '--project', 'default', '--role', 'reader'])).token as string;
+  const burstFrom = beats.length;
+  const child = spawn(process.execPath, [path.join(projectRoot, 'test', 'helpers', 'stream-burst.mjs'), s.schedulerAddress, burstToken, run.id, '500'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => { child.kill('SIGKILL'); });
+  let last = { refused: 0, other: 0 };
+  let buf = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) { last = JSON.parse(buf.slice(0, i)) as typeof last; buf = buf.slice(i + 1); }
+  });
+  await until('the other process\'s refusals', () => last.refused + last.other >= 500 - CAP);
+  const during = beats.slice(burstFrom);
+  t.equal(last.other, 0, 'the burst from another process: no error but RESOURCE_EXHAUSTED');
+  t.ok(during.length > 0, `heartbeats were sent during that burst (${during.length})`);
+  t.ok(Math.max(...during) < 2000, `every heartbeat during a 500-stream burst is answered within 2 s (max ${Math.max(...during)} ms of ${during.length})`);
+
+  const inProcessFrom = beats.length;
   // Five connections, one token, 100 streams each.
   const apis = Array.from({ length: 5 }, () => s.api(token));
   t.teardown(() => apis.forEach((a) => a.close()));
@@ -67,9 +91,10 @@ t.test('500 follow streams from one token', async (t) => {
   t.match(message, /already has 64 log\/watch streams open/, 'RESOURCE_EXHAUSTED says why');
   t.same(otherErrors, [], 'the others stay open, without error');
 
-  // The agent is still answered promptly while the token holds its maximum. (During the burst itself this
-  // one test process is also creating the 500 streams on the same CPUs, so those times are only reported.)
-  t.comment(`heartbeats during the burst: max ${Math.max(...beats)} ms of ${beats.length}`);
+  // The agent is still answered promptly while the token holds its maximum. (During this in-process burst
+  // the test process itself creates the 500 streams on the same CPUs, so those times are only reported;
+  // the burst from another process above is the one asserted.)
+  t.comment(`heartbeats during the in-process burst: max ${Math.max(...beats.slice(inProcessFrom))} ms of ${beats.length - inProcessFrom}`);
   const held: number[] = [];
   for (let i = 0; i < 10; i++) {
     const t0 = Date.now();
