@@ -5,7 +5,8 @@ import { schedulerMetrics } from '../metrics.js';
 import type { SchedulerContext } from '../context.js';
 import type { AppendLogsRequest__Output, AppendLogsResponse, LogLine } from '../../shared/proto.js';
 import { invalid } from '../../shared/errors.js';
-import { isTerminal } from '../../shared/run-states.js';
+import { isTerminal, terminalStatuses } from '../../shared/run-states.js';
+import { states } from './transitions.js';
 import { getRun } from './read.js';
 import { watchRun } from '../watch.js';
 import { MAX_LOG_LINE_CHARS } from '../../shared/log-lines.js';
@@ -101,14 +102,29 @@ export async function appendLogs(ctx: SchedulerContext, req: AppendLogsRequest__
     stream: l.seq === cap + 1 ? 'system' : l.stream || 'stdout',
     // Postgres text cannot hold NUL; the agent already replaced invalid UTF-8.
     text: l.seq === cap + 1 ? `[trainyard: log truncated after ${cap} lines]` : capLogLine(l.text.replaceAll('\0', '\uFFFD')),
-    at: l.at ? new Date(l.at) : new Date(),
+    at: l.at && Number.isFinite(new Date(l.at).getTime()) ? new Date(l.at) : new Date(),
   }));
   let acked = 0;
   for (const l of req.lines ?? []) acked = Math.max(acked, l.seq);
   if (lines.length) {
-    const stored = await db.insertInto('run_logs').values(lines).onConflict((oc) => oc.columns(['run_id', 'attempt', 'seq']).doNothing()).executeTakeFirst();
-    schedulerMetrics.logLines.inc(Number(stored.numInsertedOrUpdatedRows ?? 0));
-    await db.updateTable('runs').set({ last_log_seq: sql`greatest(last_log_seq, ${acked})` }).where('id', '=', req.run_id).execute();
+    // One statement, guarded by the attempt: the run's row is locked while the lines go in, so an end
+    // report either committed before (nothing is appended: an ended run's log is final) or waits for these
+    // lines. The read above only answers early; this guard is the one that holds.
+    const { rows } = await sql<{ live: boolean; stored: number }>`
+      WITH r AS (SELECT id FROM runs WHERE id = ${req.run_id} AND lease = ${Number(req.lease)} AND agent = ${agent}
+                   AND status NOT IN ${states([...terminalStatuses])} FOR NO KEY UPDATE),
+      ins AS (
+        INSERT INTO run_logs (run_id, attempt, seq, stream, text, at)
+        SELECT ${req.run_id}, ${run.attempt}, l.seq, l.stream, l.text, l.at
+        FROM unnest(${lines.map((l) => l.seq)}::bigint[], ${lines.map((l) => l.stream)}::text[], ${lines.map((l) => l.text)}::text[],
+                    ${lines.map((l) => l.at.toISOString())}::timestamptz[]) AS l(seq, stream, text, at)
+        WHERE EXISTS (SELECT 1 FROM r)
+        ON CONFLICT (run_id, attempt, seq) DO NOTHING RETURNING 1),
+      u AS (UPDATE runs SET last_log_seq = greatest(runs.last_log_seq, ${acked}) FROM r WHERE runs.id = r.id)
+      SELECT EXISTS (SELECT 1 FROM r) AS live, (SELECT count(*) FROM ins)::int AS stored`.execute(db);
+    const { live, stored } = rows[0]!;
+    if (!live) return { acked_seq: 0, stop: true };
+    schedulerMetrics.logLines.inc(stored);
     ctx.runChanged(req.run_id);
   }
   return { acked_seq: acked, stop: run.agent === null || run.kill_requested };

@@ -90,10 +90,41 @@ t.test('an agent reports only on its own attempts, and only with its credential'
   // The agent that holds the attempt: accepted, and its reports move the run.
   t.equal((await one.call<{ stop: boolean }>('ReportStatus', { run_id: run.id, lease: d.lease, status: 'Packaging', detail: '' })).stop, false, 'the holder reports Packaging');
   t.equal(Number((await one.call<{ acked_seq: number }>('AppendLogs', { run_id: run.id, lease: d.lease, lines: [{ attempt: d.attempt, seq: 1, stream: 'stdout', text: 'real line', at: '' }] })).acked_seq), 1, 'and its log lines');
+  // A batch racing the run's end: the end's transaction holds the run's row when the batch comes, and
+  // commits after the batch was read as live. The batch's statement waits for it, then stores nothing.
+  const ending = await s.pool.connect();
+  const [was] = await s.query<{ status: string }>('SELECT status FROM runs WHERE id = $1', [run.id]);
+  try {
+    await ending.query('BEGIN');
+    await ending.query("UPDATE runs SET status = 'Failed', failure_reason = 'ended meanwhile', ended_at = now() WHERE id = $1", [run.id]);
+    const racing = one.call<{ acked_seq: number; stop: boolean }>('AppendLogs', { run_id: run.id, lease: d.lease, lines: [{ attempt: d.attempt, seq: 2, stream: 'stdout', text: 'raced', at: '' }] });
+    const deadline = Date.now() + 20_000;
+    // Wait until the batch's statement is waiting on the row lock (it read the run as live before).
+    while ((await s.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO run_logs%'")).length === 0) {
+      if (Date.now() > deadline) throw new Error('the batch never waited for the end');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await ending.query('ROLLBACK');
+    t.equal((await racing).stop, false, 'rolled back: the run lives, and the batch goes in once the lock is free');
+    await ending.query('BEGIN');
+    await ending.query("UPDATE runs SET status = 'Failed', failure_reason = 'ended meanwhile', ended_at = now() WHERE id = $1", [run.id]);
+    const racing2 = one.call<{ acked_seq: number; stop: boolean }>('AppendLogs', { run_id: run.id, lease: d.lease, lines: [{ attempt: d.attempt, seq: 3, stream: 'stdout', text: 'raced late', at: '' }] });
+    while ((await s.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO run_logs%'")).length === 0) {
+      if (Date.now() > deadline) throw new Error('the batch never waited for the end');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await ending.query('COMMIT');
+    t.equal((await racing2).stop, true, 'committed first: the batch is told to stop');
+    t.same((await s.query('SELECT text FROM run_logs WHERE run_id = $1 ORDER BY seq', [run.id])).map((r) => r.text), ['real line', 'raced'], 'and its line was not stored after the end');
+    // Back as it was, for the end below (this test's own rewind, not something the product does).
+    await ending.query('UPDATE runs SET status = $2, failure_reason = NULL, ended_at = NULL WHERE id = $1', [run.id, was!.status]);
+  } finally {
+    ending.release();
+  }
   await one.call('FinishAttempt', { run_id: run.id, lease: d.lease, outcome: 'failed', reason: 'done here' });
   t.match((await s.query('SELECT status, failure_reason FROM runs WHERE id = $1', [run.id]))[0], { status: 'Failed', failure_reason: 'done here' }, 'and its end');
   // No appends for ended runs, even from the agent that held it, with its lease.
   const late = await one.call<{ acked_seq: number; stop: boolean }>('AppendLogs', { run_id: run.id, lease: d.lease, lines: [{ attempt: d.attempt, seq: 2, stream: 'stdout', text: 'late', at: '' }] });
   t.equal(late.stop, true, 'a line for an ended run is refused');
-  t.same((await s.query('SELECT text FROM run_logs WHERE run_id = $1 ORDER BY seq', [run.id])).map((r) => r.text), ['real line'], 'the ended run\'s log holds only the holder\'s line');
+  t.same((await s.query('SELECT text FROM run_logs WHERE run_id = $1 ORDER BY seq', [run.id])).map((r) => r.text), ['real line', 'raced'], 'the ended run\'s log holds only the holder\'s lines from while it lived');
 });
