@@ -84,6 +84,8 @@ export const schedulerSettings = spec({
   maxZipEntries: { env: 'TRAINYARD_MAX_ZIP_ENTRIES', flag: 'max-zip-entries', kind: 'int', default: () => '20000', doc: 'most entries in a package zip' },
   ...tokenFileSetting,
   maxStreamsPerToken: { env: 'TRAINYARD_MAX_STREAMS_PER_TOKEN', flag: 'max-streams-per-token', kind: 'int', default: () => '64', doc: 'concurrent log/watch/download streams one token may hold; more are refused (RESOURCE_EXHAUSTED)' },
+  maxDatasetPushMb: { env: 'TRAINYARD_MAX_DATASET_PUSH_MB', flag: 'max-dataset-push-mb', kind: 'int', default: () => '262144', doc: 'the most one dataset push may send, in MiB (default 256 GiB); a bigger push is refused and leaves nothing' },
+  maxDatasetPushFiles: { env: 'TRAINYARD_MAX_DATASET_PUSH_FILES', flag: 'max-dataset-push-files', kind: 'int', default: () => '1000000', doc: 'the most files one dataset push may send; more are refused and the push leaves nothing' },
   maxLogLinesPerAttempt: { env: 'TRAINYARD_MAX_LOG_LINES', flag: 'max-log-lines', kind: 'int', default: () => '200000', doc: 'log lines kept per attempt; later ones are dropped with a marker' },
   eventsRetentionDays: { env: 'TRAINYARD_EVENTS_RETENTION_DAYS', flag: 'events-retention-days', kind: 'int', default: () => '30', doc: 'events (trainyard events) older than this many days are deleted by the placing scheduler; 0 keeps them for ever' },
 });

@@ -59,6 +59,7 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
   let claimedAt = 0;
   let current: { key: string; stream: PassThrough; done: Promise<unknown>; expected: number; got: number } | null = null;
   let files = 0;
+  let announced = 0;
   const seen = new Set<string>();
 
   const finishFile = async () => {
@@ -109,6 +110,14 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
         const key = keys.datasetFile(name, rel);
         const stream = new PassThrough();
         const expected = Number(chunk.file!.size_bytes);
+        // Every request has a size limit: a push says each file's size before its bytes, so an oversized
+        // one is refused before they come (and what it stored so far is removed below, as for any failure).
+        if (!Number.isSafeInteger(expected) || expected < 0) throw invalid(`file ${rel}: size ${String(chunk.file!.size_bytes)} is not a number of bytes`);
+        announced += expected;
+        if (files + 1 > settings.maxDatasetPushFiles) throw invalid(`dataset "${name}": a push may send at most ${settings.maxDatasetPushFiles} files (--max-dataset-push-files on the scheduler); push it in parts`);
+        if (announced > settings.maxDatasetPushMb * 1024 * 1024) {
+          throw invalid(`dataset "${name}": a push may send at most ${settings.maxDatasetPushMb} MiB (--max-dataset-push-mb on the scheduler); this one reached ${Math.ceil(announced / 1024 / 1024)} MiB at ${rel}; push it in parts`);
+        }
         // Not retried: a streamed body cannot be replayed; the client retries the push.
         const done = withStorageRetry(`upload ${key}`, () => minio.putObject(settings.bucket, key, stream, expected), { retries: 0 });
         done.catch(() => {});

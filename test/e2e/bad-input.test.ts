@@ -83,3 +83,17 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
   t.match(r.stderr, /has no files/);
   t.same(await s.query("SELECT * FROM datasets WHERE name = 'empty'"), []);
 });
+
+t.test('a dataset push over the scheduler\'s limits is refused at the file that crosses them, and leaves nothing', async (t) => {
+  const s = await Stack.create(t, { agents: [], schedulerEnv: { TRAINYARD_MAX_DATASET_PUSH_MB: '1', TRAINYARD_MAX_DATASET_PUSH_FILES: '3' } });
+  const big = await s.cli(['dataset', 'push', writeTree(tempDir(), { 'a.bin': 'x'.repeat(700_000), 'b.bin': 'y'.repeat(700_000) }), '--name', 'big', '--json']);
+  t.equal(big.code, 2, 'a 1.4 MB push with a 1 MiB limit fails as bad input (exit 2)');
+  t.match(JSON.parse(big.stderr).error, { code: 'INVALID_ARGUMENT', message: /at most 1 MiB .*--max-dataset-push-mb/ }, 'saying which limit and where to change it');
+  const many = await s.cli(['dataset', 'push', writeTree(tempDir(), { '1.csv': '1', '2.csv': '2', '3.csv': '3', '4.csv': '4' }), '--name', 'many', '--json']);
+  t.equal(many.code, 2, 'four files with a limit of three fail');
+  t.match(JSON.parse(many.stderr).error, { code: 'INVALID_ARGUMENT', message: /at most 3 files/ });
+  t.same(await s.objects('datasets/'), [], 'neither push left an object');
+  t.same(await s.query('SELECT name FROM datasets'), [], 'nor a dataset');
+  const ok = await s.cli(['dataset', 'push', writeTree(tempDir(), { '1.csv': '1', '2.csv': '2', '3.csv': '3' }), '--name', 'many', '--json']);
+  t.equal(ok.code, 0, `a push within both limits goes through (${ok.stderr})`);
+});
