@@ -1,9 +1,9 @@
 // Issue 10, the web console: every page in real headless Chromium (Debian's chromium, driven by
 // playwright-core) against a real stack (scheduler, agent with two fake GPUs, real runs of a stdlib-only
 // package). A reader of one project cannot see another project's run; a member follows a live log, sees a
-// line arrive, previews an image, a CSV and a PDF, downloads a file, kills a run; a 100k-line log stays
-// responsive; an admin sees the fleet and filters the runs by project and by schedule. Screenshots of each
-// page go to .test-output/console/.
+// line arrive, previews an image, a CSV and a PDF, downloads a file, kills a run, sees a full run's score
+// and a failed run's reason; a 100k-line log stays responsive; an admin sees the fleet and filters the
+// runs by project and by schedule. Screenshots of each page go to .test-output/console/.
 import t from 'tap';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -14,8 +14,9 @@ import { Gate } from '../helpers/packages.js';
 const chromiumPath = process.env.TRAINYARD_CHROMIUM ?? ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find((p) => existsSync(p)) ?? 'chromium';
 const shots = path.join(root, '.test-output', 'console');
 
-// train() prints LINES lines, waits for $GATE (when set), then writes artifacts (a real 4x4 PNG, a CSV, a
-// PDF, a text file, an SVG) and prints a line with markup in it, which the console must show as text.
+// train() fails at once with $FAIL (when set), prints LINES lines, waits for $GATE (when set), then writes
+// artifacts (a real 4x4 PNG, a CSV, a PDF, a text file, an SVG) and prints a line with markup in it, which
+// the console must show as text. evaluate() scores 0.875 (for a full run).
 const trainPy = `
 import os, struct, time, zlib
 def png(w, h, rgb):
@@ -26,6 +27,8 @@ def png(w, h, rgb):
 PDF = b"%PDF-1.4\\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\\n3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 100]>>endobj\\ntrailer<</Root 1 0 R>>\\n%%EOF\\n"
 class Main:
     def train(self, d):
+        if os.environ.get("FAIL"):
+            raise RuntimeError(os.environ["FAIL"])
         n = int(os.environ.get("LINES", "5"))
         for i in range(1, n + 1):
             print("line %d" % i, flush=True)
@@ -46,6 +49,8 @@ class Main:
         with open(os.path.join(a, "logo.svg"), "w") as fh:
             fh.write('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
         print("<b>trained</b> & done", flush=True)
+    def evaluate(self, d):
+        return 0.875
     def save(self):
         with open("model.txt", "w") as fh:
             fh.write("ok")
@@ -202,11 +207,16 @@ t.test('the web console, page by page, in headless Chromium', async (t) => {
     t.equal((await get(`/api/runs/${runB}/file?path=_results.json`, member)).status, 403, 'another project\'s file: 403');
   });
 
-  // Fired here, once runA has made viz 1.1 (the lineage below is read from it), and left to run while
-  // the list is tested.
+  // Started here, once runA has made viz 1.1 (the lineage below is read from it), and left to finish
+  // while the list is tested: a full run (scored by evaluate()), a run whose train() fails, and a run of
+  // the nightly schedule fired now.
+  let runFull = '';
+  let runFail = '';
   let runFired = '';
   await t.test('runs list: filters, sorting, live statuses, kill', async (t) => {
     const runD = (await M(['run', 'train', '--package', 'viz', '--dataset', 'd', '--env', `GATE=${new Gate().file}`])).id as string;
+    runFull = (await M(['run', 'full', '--package', 'viz', '--dataset', 'd'])).id as string;
+    runFail = (await M(['run', 'train', '--package', 'viz', '--dataset', 'd', '--env', 'FAIL=labels file missing'])).id as string;
     runFired = (await M(['schedules', 'run-now', 'nightly'])).id as string;
     await page.goto(`${base}/#/runs`);
     const row = (id: string) => page.locator(`[data-testid=runs] tr:has(a:text("${id}"))`);
@@ -287,6 +297,23 @@ t.test('the web console, page by page, in headless Chromium', async (t) => {
     t.pass('a schedule that fired nothing: no runs');
   });
 
+  await t.test('run details: the score of a full run, the reason of a failed one', async (t) => {
+    const full = await s.waitForStatus(runFull, ['Successful', 'Failed', 'Killed']);
+    t.equal(full.status, 'Successful', 'the full run succeeded');
+    await page.goto(`${base}/#/runs/${runFull}`);
+    await page.waitForSelector('[data-testid=status]:text("Successful")');
+    t.equal(await page.textContent('[data-testid=run-score]'), '0.875', 'its details show the score evaluate() returned');
+    t.match(await page.textContent('[data-testid=timeline]'), /train[\s\S]*evaluate[\s\S]*save/, 'and its phases, evaluate among them');
+
+    const failed = await s.waitForStatus(runFail, ['Successful', 'Failed', 'Killed']);
+    t.equal(failed.status, 'Failed', 'the run whose train() raised failed');
+    t.match(failed.failure_reason, /labels file missing/, 'with that reason in Postgres');
+    await page.goto(`${base}/#/runs/${runFail}`);
+    await page.waitForSelector('[data-testid=status]:text("Failed")');
+    t.equal(await page.textContent('[data-testid=run-reason]'), failed.failure_reason, 'its details show the reason it failed');
+    t.equal(await page.textContent('[data-testid=run-score]'), '—', 'and no score');
+  });
+
   await t.test('the log keeps following when lines arrive between its move to the bottom and that scroll event', async (t) => {
     const lateGate = new Gate();
     const runE = (await M(['run', 'train', '--package', 'viz', '--dataset', 'd', '--env', 'LINES=60', '--env', `GATE=${lateGate.file}`])).id as string;
@@ -339,6 +366,14 @@ t.test('the web console, page by page, in headless Chromium', async (t) => {
     await page.waitForSelector('[data-testid=lineage]');
     const lineage = await page.textContent('[data-testid=lineage]');
     t.match(lineage, new RegExp(`viz 1\\.1[\\s\\S]*${runA}[\\s\\S]*from 1\\.0[\\s\\S]*viz 1\\.0[\\s\\S]*uploaded`), 'the lineage chain walks back to the upload');
+    // The version the full run made: its score and size, as Postgres has them.
+    const [made] = await s.query('SELECT major, minor, score, size_bytes FROM package_versions WHERE run_id = $1', [runFull]);
+    const madeCells = await page.locator(`[data-testid=versions] tr:has(a:text-is("${made?.major}.${made?.minor}")) td`).allTextContents();
+    t.equal(madeCells[3], '0.875', `version ${made?.major}.${made?.minor} shows the score its full run gave it`);
+    const size = /^([\d.]+) (B|KiB|MiB)$/.exec(madeCells[4] ?? '');
+    const shown = size ? Number(size[1]) * 1024 ** ['B', 'KiB', 'MiB'].indexOf(size[2]!) : NaN;
+    t.ok(made?.size_bytes > 0 && Math.abs(shown - made?.size_bytes) <= made?.size_bytes * 0.05, `and its size (${madeCells[4]} for ${made?.size_bytes} bytes)`);
+    t.equal((await page.locator('[data-testid=versions] tr:has(a:text-is("1.0")) td').allTextContents())[3], '', 'the uploaded 1.0 has no score');
     await shot(page, 'package-versions');
 
     await page.goto(`${base}/#/datasets`);
