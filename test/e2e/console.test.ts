@@ -1,9 +1,9 @@
 // Issue 10, the web console: every page in real headless Chromium (Debian's chromium, driven by
 // playwright-core) against a real stack (scheduler, agent with two fake GPUs, real runs of a stdlib-only
 // package). A reader of one project cannot see another project's run; a member follows a live log, sees a
-// line arrive, previews an image, a CSV and a PDF, downloads a file, kills a run, sees a full run's score
-// and a failed run's reason; a 100k-line log stays responsive; an admin sees the fleet and filters the
-// runs by project and by schedule. Screenshots of each page go to .test-output/console/.
+// line arrive, previews an image, a CSV, a PDF and a JSON file, downloads a file, kills a run, sees a full
+// run's score and a failed run's reason; a 100k-line log stays responsive; an admin sees the fleet and
+// filters the runs by project and by schedule. Screenshots of each page go to .test-output/console/.
 import t from 'tap';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -15,8 +15,8 @@ const chromiumPath = process.env.TRAINYARD_CHROMIUM ?? ['/usr/lib/chromium/chrom
 const shots = path.join(root, '.test-output', 'console');
 
 // train() fails at once with $FAIL (when set), prints LINES lines, waits for $GATE (when set), then writes
-// artifacts (a real 4x4 PNG, a CSV, a PDF, a text file, an SVG) and prints a line with markup in it, which
-// the console must show as text. evaluate() scores 0.875 (for a full run).
+// artifacts (a real 4x4 PNG, a CSV, a PDF, a text file, a JSON file written compact, an SVG) and prints a
+// line with markup in it, which the console must show as text. evaluate() scores 0.875 (for a full run).
 const trainPy = `
 import os, struct, time, zlib
 def png(w, h, rgb):
@@ -46,6 +46,8 @@ class Main:
             fh.write(PDF)
         with open(os.path.join(a, "notes.txt"), "w") as fh:
             fh.write("hello from train\\n")
+        with open(os.path.join(a, "summary.json"), "w") as fh:
+            fh.write('{"accuracy":0.93,"labels":["cat","dog"]}')
         with open(os.path.join(a, "logo.svg"), "w") as fh:
             fh.write('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
         print("<b>trained</b> & done", flush=True)
@@ -190,6 +192,10 @@ t.test('the web console, page by page, in headless Chromium', async (t) => {
     t.match(await served.text(), /^%PDF-1\.4/, 'with its bytes');
     await item('artifacts/notes.txt').locator('button:text("Preview")').click();
     await page.waitForSelector('[data-testid=preview-text]:has-text("hello from train")');
+    await item('artifacts/summary.json').locator('button:text("Preview")').click();
+    const json = await page.waitForSelector('[data-testid=preview-text]:has-text("accuracy")');
+    t.equal(await json.textContent(), '{\n  "accuracy": 0.93,\n  "labels": [\n    "cat",\n    "dog"\n  ]\n}',
+      'the JSON file is previewed with its content, parsed and laid out (it was written on one line)');
     t.equal(await item('artifacts/logo.svg').locator('button:text("Preview")').count(), 0, 'an SVG gets no preview (it could hold script)');
 
     const [download] = await Promise.all([page.waitForEvent('download'), item('artifacts/metrics.csv').locator('button:text("Download")').click()]);
