@@ -1,8 +1,10 @@
 // Issue 10, the web console: every page in real headless Chromium (Debian's chromium, driven by
 // playwright-core) against a real stack (scheduler, agent with two fake GPUs, real runs of a stdlib-only
 // package). A reader of one project cannot see another project's run; a member follows a live log, sees a
-// line arrive, previews an image, a CSV and a PDF, downloads a file, kills a run; a 100k-line log stays
-// responsive; an admin sees the fleet. Screenshots of each page go to .test-output/console/.
+// line arrive, previews an image, a CSV, a PDF and a JSON file, downloads a file, kills a run, sees a full
+// run's score and a failed run's reason; a 100k-line log streams in with no task that holds the page for
+// 1 s or more; an admin sees the fleet and filters the runs by project and by schedule. Screenshots of
+// each page go to .test-output/console/.
 import t from 'tap';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -13,8 +15,9 @@ import { Gate } from '../helpers/packages.js';
 const chromiumPath = process.env.TRAINYARD_CHROMIUM ?? ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find((p) => existsSync(p)) ?? 'chromium';
 const shots = path.join(root, '.test-output', 'console');
 
-// train() prints LINES lines, waits for $GATE (when set), then writes artifacts (a real 4x4 PNG, a CSV, a
-// PDF, a text file, an SVG) and prints a line with markup in it, which the console must show as text.
+// train() fails at once with $FAIL (when set), prints LINES lines, waits for $GATE (when set), then writes
+// artifacts (a real 4x4 PNG, a CSV, a PDF, a text file, a JSON file written compact, an SVG) and prints a
+// line with markup in it, which the console must show as text. evaluate() scores 0.875 (for a full run).
 const trainPy = `
 import os, struct, time, zlib
 def png(w, h, rgb):
@@ -25,6 +28,8 @@ def png(w, h, rgb):
 PDF = b"%PDF-1.4\\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\\n3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 100]>>endobj\\ntrailer<</Root 1 0 R>>\\n%%EOF\\n"
 class Main:
     def train(self, d):
+        if os.environ.get("FAIL"):
+            raise RuntimeError(os.environ["FAIL"])
         n = int(os.environ.get("LINES", "5"))
         for i in range(1, n + 1):
             print("line %d" % i, flush=True)
@@ -42,9 +47,13 @@ class Main:
             fh.write(PDF)
         with open(os.path.join(a, "notes.txt"), "w") as fh:
             fh.write("hello from train\\n")
+        with open(os.path.join(a, "summary.json"), "w") as fh:
+            fh.write('{"accuracy":0.93,"labels":["cat","dog"]}')
         with open(os.path.join(a, "logo.svg"), "w") as fh:
             fh.write('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
         print("<b>trained</b> & done", flush=True)
+    def evaluate(self, d):
+        return 0.875
     def save(self):
         with open("model.txt", "w") as fh:
             fh.write("ok")
@@ -184,6 +193,10 @@ t.test('the web console, page by page, in headless Chromium', async (t) => {
     t.match(await served.text(), /^%PDF-1\.4/, 'with its bytes');
     await item('artifacts/notes.txt').locator('button:text("Preview")').click();
     await page.waitForSelector('[data-testid=preview-text]:has-text("hello from train")');
+    await item('artifacts/summary.json').locator('button:text("Preview")').click();
+    const json = await page.waitForSelector('[data-testid=preview-text]:has-text("accuracy")');
+    t.equal(await json.textContent(), '{\n  "accuracy": 0.93,\n  "labels": [\n    "cat",\n    "dog"\n  ]\n}',
+      'the JSON file is previewed with its content, parsed and laid out (it was written on one line)');
     t.equal(await item('artifacts/logo.svg').locator('button:text("Preview")').count(), 0, 'an SVG gets no preview (it could hold script)');
 
     const [download] = await Promise.all([page.waitForEvent('download'), item('artifacts/metrics.csv').locator('button:text("Download")').click()]);
@@ -201,8 +214,17 @@ t.test('the web console, page by page, in headless Chromium', async (t) => {
     t.equal((await get(`/api/runs/${runB}/file?path=_results.json`, member)).status, 403, 'another project\'s file: 403');
   });
 
+  // Started here, once runA has made viz 1.1 (the lineage below is read from it), and left to finish
+  // while the list is tested: a full run (scored by evaluate()), a run whose train() fails, and a run of
+  // the nightly schedule fired now.
+  let runFull = '';
+  let runFail = '';
+  let runFired = '';
   await t.test('runs list: filters, sorting, live statuses, kill', async (t) => {
     const runD = (await M(['run', 'train', '--package', 'viz', '--dataset', 'd', '--env', `GATE=${new Gate().file}`])).id as string;
+    runFull = (await M(['run', 'full', '--package', 'viz', '--dataset', 'd'])).id as string;
+    runFail = (await M(['run', 'train', '--package', 'viz', '--dataset', 'd', '--env', 'FAIL=labels file missing'])).id as string;
+    runFired = (await M(['schedules', 'run-now', 'nightly'])).id as string;
     await page.goto(`${base}/#/runs`);
     const row = (id: string) => page.locator(`[data-testid=runs] tr:has(a:text("${id}"))`);
     await page.waitForSelector(`[data-testid=runs] tr:has(a:text("${runD}"))`);
@@ -237,7 +259,66 @@ t.test('the web console, page by page, in headless Chromium', async (t) => {
     await page.click('[data-testid=runs] th:has-text("Run")');
     t.same(await ids(), [...(await ids())].sort().reverse(), 'and descending');
     await shot(page, 'runs');
-    t.equal((await get(`/api/runs?schedule=nightly`, member)).status, 200, 'filter by schedule');
+  });
+
+  /** The run ids the Runs page lists, once it lists exactly `want` (or what it lists after 15 s). */
+  const listedOnce = async (p: Page, want: string[]) => {
+    const cells = '[data-testid=runs] tbody tr td:first-child';
+    await p.waitForFunction(([sel, ids]) => JSON.stringify(Array.from(document.querySelectorAll(sel), (td) => td.textContent).sort()) === JSON.stringify(ids),
+      [cells, [...want].sort()] as const, { timeout: 15_000 }).catch(() => undefined);
+    return (await p.locator(cells).allTextContents()).sort();
+  };
+  const column = async (p: Page, label: string) => {
+    const index = (await p.locator('[data-testid=runs] thead th').allTextContents()).findIndex((h) => h.startsWith(label));
+    return p.locator(`[data-testid=runs] tbody tr td:nth-child(${index + 1})`).allTextContents();
+  };
+
+  await t.test('runs list: an admin filters by project, and by schedule', async (t) => {
+    const ids = async (project: string) => ((await get(`/api/runs?project=${project}&limit=500`, s.adminToken).then((r) => r.json())) as { runs: { id: string }[] }).runs.map((r) => r.id);
+    const vision = await ids('vision');
+    const other = await ids('other');
+    t.ok(vision.includes(runA) && other.includes(runB), 'each project has runs the admin sees');
+    await admin.goto(`${base}/#/runs`);
+    await admin.waitForSelector(`[data-testid=runs] a:text("${runB}")`);
+    t.ok(await admin.locator(`[data-testid=runs] a:text("${runA}")`).count(), 'unfiltered, the admin sees both projects\' runs');
+    for (const [project, want] of [['vision', vision], ['other', other]] as const) {
+      await admin.fill('input[name=project]', project);
+      await admin.press('input[name=project]', 'Tab');
+      t.same(await listedOnce(admin, want), [...want].sort(), `filter by project ${project}: exactly its runs are listed`);
+      t.same([...new Set(await column(admin, 'Project'))], [project], 'and every row is of that project');
+      t.match(admin.url(), new RegExp(`project=${project}`), 'the filter is in the URL');
+    }
+    await admin.fill('input[name=project]', '');
+    await admin.press('input[name=project]', 'Tab');
+
+    // The nightly schedule fired once (run-now): filtered by it, the list is that one run, whoever looks.
+    t.same(((await get('/api/runs?schedule=nightly', member).then((r) => r.json())) as { runs: { id: string }[] }).runs.map((r) => r.id), [runFired],
+      'the API filtered by schedule answers the fired run only');
+    await admin.fill('input[name=schedule]', 'nightly');
+    await admin.press('input[name=schedule]', 'Tab');
+    t.same(await listedOnce(admin, [runFired]), [runFired], 'filter by schedule: exactly the run it fired is listed');
+    t.same(await column(admin, 'Schedule'), ['nightly'], 'named after its schedule');
+    await admin.fill('input[name=schedule]', 'no-such-schedule');
+    await admin.press('input[name=schedule]', 'Tab');
+    await admin.waitForSelector('[data-testid=runs] td.empty');
+    t.pass('a schedule that fired nothing: no runs');
+  });
+
+  await t.test('run details: the score of a full run, the reason of a failed one', async (t) => {
+    const full = await s.waitForStatus(runFull, ['Successful', 'Failed', 'Killed']);
+    t.equal(full.status, 'Successful', 'the full run succeeded');
+    await page.goto(`${base}/#/runs/${runFull}`);
+    await page.waitForSelector('[data-testid=status]:text("Successful")');
+    t.equal(await page.textContent('[data-testid=run-score]'), '0.875', 'its details show the score evaluate() returned');
+    t.match(await page.textContent('[data-testid=timeline]'), /train[\s\S]*evaluate[\s\S]*save/, 'and its phases, evaluate among them');
+
+    const failed = await s.waitForStatus(runFail, ['Successful', 'Failed', 'Killed']);
+    t.equal(failed.status, 'Failed', 'the run whose train() raised failed');
+    t.match(failed.failure_reason, /labels file missing/, 'with that reason in Postgres');
+    await page.goto(`${base}/#/runs/${runFail}`);
+    await page.waitForSelector('[data-testid=status]:text("Failed")');
+    t.equal(await page.textContent('[data-testid=run-reason]'), failed.failure_reason, 'its details show the reason it failed');
+    t.equal(await page.textContent('[data-testid=run-score]'), '—', 'and no score');
   });
 
   await t.test('the log keeps following when lines arrive between its move to the bottom and that scroll event', async (t) => {
@@ -264,10 +345,25 @@ t.test('the web console, page by page, in headless Chromium', async (t) => {
   });
 
   await t.test('a 100k-line log follows without freezing the page', async (t) => {
+    // Every task the main thread runs for more than 50 ms is a 'longtask' entry: watched from before the
+    // stream starts (the run's page is opened by a hash change, in this same document) to its end.
+    await page.evaluate(() => {
+      const w = window as unknown as { longTasks: number[] };
+      w.longTasks = [];
+      new PerformanceObserver((list) => { for (const e of list.getEntries()) w.longTasks.push(e.duration); }).observe({ type: 'longtask' });
+    });
     const runC = (await M(['run', 'train', '--package', 'viz', '--dataset', 'd', '--env', 'LINES=100000'])).id as string;
-    await page.goto(`${base}/#/runs/${runC}`);
+    await page.evaluate((id) => { location.hash = `#/runs/${id}`; }, runC);
     await page.waitForSelector('[data-testid=log] .log-line:has-text("line 100000")', { timeout: 300_000 });
     t.pass('the last of 100,000 lines arrived and is in view (following)');
+    const longTasks = await page.evaluate(() => (window as unknown as { longTasks?: number[] }).longTasks);
+    t.ok(longTasks, 'the long tasks were watched in this same page throughout');
+    const longest = Math.max(0, ...(longTasks ?? []));
+    // The bound: on this 2-core machine, shared with other tests (load average 8-10), the virtualized log
+    // gave 0 or 1 long task in each of five runs, the longest 151 ms. The same log rendering every line
+    // (no virtualization) gave 34 long tasks, the longest 4.6 s. 1 s is a freeze anyone would see, more
+    // than six times what a healthy page took at its worst, and far under what a frozen one takes.
+    t.ok(longest < 1000, `no single task held the page for 1 s or more while 100,000 lines streamed in (${longTasks?.length} long tasks, the longest ${longest.toFixed(0)} ms)`);
     t.ok(Number(/(\d+) lines/.exec((await page.textContent('[data-testid=log-count]')) ?? '')?.[1]) >= 100_000, 'every line is held');
     const rows = await page.locator('[data-testid=log] .log-line').count();
     t.ok(rows < 300, `only the rows in view are in the DOM (${rows})`);
@@ -292,6 +388,14 @@ t.test('the web console, page by page, in headless Chromium', async (t) => {
     await page.waitForSelector('[data-testid=lineage]');
     const lineage = await page.textContent('[data-testid=lineage]');
     t.match(lineage, new RegExp(`viz 1\\.1[\\s\\S]*${runA}[\\s\\S]*from 1\\.0[\\s\\S]*viz 1\\.0[\\s\\S]*uploaded`), 'the lineage chain walks back to the upload');
+    // The version the full run made: its score and size, as Postgres has them.
+    const [made] = await s.query('SELECT major, minor, score, size_bytes FROM package_versions WHERE run_id = $1', [runFull]);
+    const madeCells = await page.locator(`[data-testid=versions] tr:has(a:text-is("${made?.major}.${made?.minor}")) td`).allTextContents();
+    t.equal(madeCells[3], '0.875', `version ${made?.major}.${made?.minor} shows the score its full run gave it`);
+    const size = /^([\d.]+) (B|KiB|MiB)$/.exec(madeCells[4] ?? '');
+    const shown = size ? Number(size[1]) * 1024 ** ['B', 'KiB', 'MiB'].indexOf(size[2]!) : NaN;
+    t.ok(made?.size_bytes > 0 && Math.abs(shown - made?.size_bytes) <= made?.size_bytes * 0.05, `and its size (${madeCells[4]} for ${made?.size_bytes} bytes)`);
+    t.equal((await page.locator('[data-testid=versions] tr:has(a:text-is("1.0")) td').allTextContents())[3], '', 'the uploaded 1.0 has no score');
     await shot(page, 'package-versions');
 
     await page.goto(`${base}/#/datasets`);
