@@ -78,7 +78,7 @@ t.test('the web console, page by page, in headless Chromium', async (t) => {
   await O(['package', 'push', writeTree(tempDir(), { 'train.py': trainPy }), '--name', 'hidden']);
   await O(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'od']);
   await s.cliJson(['projects', 'set', 'vision', '--max-runs', '4', '--max-gpus', '2']);
-  await M(['schedules', 'create', 'nightly', '--cron', '0 3 * * *', '--', 'run', 'train', '--package', 'viz', '--dataset', 'd']);
+  await M(['schedules', 'create', 'nightly', '--cron', '0 3 29 2 *', '--', 'run', 'train', '--package', 'viz', '--dataset', 'd']);
 
   const gate = new Gate();
   const runA = (await M(['run', 'train', '--package', 'viz', '--dataset', 'd', '--gpu', '--env', `GATE=${gate.file}`, '--env', 'save_training_data=true'])).id as string;
