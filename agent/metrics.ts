@@ -9,7 +9,8 @@ import type { Logger } from 'pino';
 const registry = new client.Registry();
 client.collectDefaultMetrics({ register: registry });
 
-export type Direction = 'download' | 'upload';
+export const Directions = ['download', 'upload'] as const;
+export type Direction = (typeof Directions)[number];
 
 export const agentMetrics = {
   transferBytes: new client.Counter({
@@ -22,6 +23,13 @@ export const agentMetrics = {
   }),
   attempts: new client.Counter({ name: 'trainyard_agent_attempts_total', help: 'attempts this agent ran, by how they ended', labelNames: ['outcome'], registers: [registry] }),
 };
+
+// Every direction's series exists from the start, at 0: a counter that appears only with its first
+// error reads as "no data" on a dashboard, and rate() or increase() over it misses that first error.
+for (const direction of Directions) {
+  agentMetrics.transferBytes.inc({ direction }, 0);
+  agentMetrics.transferErrors.inc({ direction }, 0);
+}
 
 /** Counts what a transfer moved (bytesOf its result), or that it failed (unless the attempt was stopped). */
 export async function countTransfer<T>(direction: Direction, work: Promise<T>, bytesOf: (r: T) => number, signal: AbortSignal): Promise<T> {

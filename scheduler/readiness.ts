@@ -45,7 +45,9 @@ export interface ReadinessDeps {
 export async function checkReadiness(d: ReadinessDeps): Promise<Readiness> {
   const [db, nats, minio] = await Promise.all([
     bounded(d.pool.query<{ n: number | null }>('SELECT max(id) AS n FROM trainyard_migrations'), 'postgres').then((r) => r.rows[0]?.n ?? 0, (err: unknown) => err as Error),
-    d.nats.isClosed() ? Promise.resolve(failed(new Error('the NATS connection is closed'))) : bounded(d.nats.flush(), 'nats').then(() => ok, failed),
+    // While nats.js reconnects, a flush fails with a bare code (DISCONNECT): say what was tried.
+    d.nats.isClosed() ? Promise.resolve(failed(new Error('the NATS connection is closed')))
+      : bounded(d.nats.flush(), 'nats').then(() => ok, (err: unknown) => failed(new Error(`no round trip to NATS: ${errorMessage(err)}`))),
     bounded(d.minio.bucketExists(d.bucket), 'minio').then((exists) => (exists ? ok : failed(new Error(`bucket ${d.bucket} does not exist`))), failed),
   ]);
   const migrations = db instanceof Error ? failed(new Error('not checked: postgres did not answer'))

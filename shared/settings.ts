@@ -59,7 +59,7 @@ export const clientTlsSettings = {
 
 /** A daemon's config file; itself only a flag or a variable (a config file cannot name another). */
 export const configFileSetting = {
-  config: { env: 'TRAINYARD_CONFIG', flag: 'config', kind: 'string', default: () => '', doc: 'YAML config file of settings keyed by flag name (minio-endpoint: ...); flags and variables win over it' },
+  config: { env: 'TRAINYARD_CONFIG', flag: 'config', kind: 'string', default: () => '', doc: 'config file of settings keyed by flag name, TOML (.toml) or YAML (.yaml, .yml); flags and variables win over it' },
 } as const satisfies Record<string, SettingSpec>;
 
 export const schedulerSettings = spec({

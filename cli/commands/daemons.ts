@@ -78,7 +78,8 @@ async function agent({ values }: Parsed<typeof agentFlags>): Promise<number> {
 }
 
 const SETTINGS_NOTE = 'Each flag is also its TRAINYARD_* variable (the flag wins over the variable), and a key of the --config '
-  + 'file (YAML, keyed by flag name: `minio-endpoint: http://minio:9000`), which both win over. Unknown keys are refused. '
+  + 'file (TOML or YAML by its extension, keyed by flag name: `minio-endpoint = "http://minio:9000"` in a .toml file, '
+  + '`minio-endpoint: http://minio:9000` in a .yaml one), which both win over. Unknown keys are refused. '
   + '--print-config shows every value and where it came from, secrets redacted.';
 
 export const daemonVerbs = [
@@ -86,7 +87,7 @@ export const daemonVerbs = [
     path: ['scheduler'], section: 'Daemons', kind: 'local', summary: 'the scheduler daemon: serves clients and agents (state in Postgres), logs pino JSON',
     flags: schedulerFlags, run: scheduler, details: SETTINGS_NOTE,
     examples: ['trainyard scheduler', 'TRAINYARD_DATABASE_URL=postgres://u:p@db/trainyard trainyard scheduler --listen 0.0.0.0:50051 --http-listen 0.0.0.0:8080',
-      'trainyard scheduler --config /etc/trainyard/scheduler.yaml --print-config'],
+      'trainyard scheduler --config /etc/trainyard/scheduler.toml --print-config'],
   }),
   verb({
     path: ['agent'], section: 'Daemons', kind: 'local', summary: 'the agent daemon: runs trainings on this machine\'s GPUs',

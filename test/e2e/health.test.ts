@@ -21,6 +21,16 @@ async function get(address: string, route: string, method = 'GET'): Promise<{ st
   return { status: res.status, body: await res.json() };
 }
 
+/** /readyz, asked until it answers `status` (a dependency's loss or return is seen within a few checks). */
+async function readyzUntil(address: string, status: number, withinMs = 30_000): Promise<{ status: number; body: any }> {
+  const end = Date.now() + withinMs;
+  for (;;) {
+    const r = await get(address, '/readyz');
+    if (r.status === status || Date.now() > end) return r;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
 const healthOf = (address: string, service = '') => {
   const r = grpcurl('-d', JSON.stringify({ service }), address, 'grpc.health.v1.Health/Check');
   return r.code === 0 ? (JSON.parse(r.stdout) as { status: string }).status : `grpcurl failed: ${r.stderr}`;
@@ -28,8 +38,8 @@ const healthOf = (address: string, service = '') => {
 
 t.test('probes, gRPC health and reflection on a real scheduler', async (t) => {
   t.ok(existsSync(grpcurlBin), `grpcurl is at ${grpcurlBin} (bash scripts/grpcurl.sh builds it)`);
-  // Its own MinIO, so that stopping it (below) disturbs no other test file.
-  const s = await Stack.create(t, { agents: [], privateMinio: true });
+  // Its own NATS and MinIO, so that stopping them (below) disturbs no other test file.
+  const s = await Stack.create(t, { agents: [], privateNats: true, privateMinio: true });
   t.match(s.httpAddress, /^127\.0\.0\.1:\d+$/, 'the scheduler logged the HTTP address it bound (port 0 asked for a free one)');
   t.not(s.httpAddress, '127.0.0.1:8080', 'not the default port: test stacks do not collide');
 
@@ -91,6 +101,22 @@ t.test('probes, gRPC health and reflection on a real scheduler', async (t) => {
   await s.query('INSERT INTO trainyard_migrations (id, name) VALUES ($1, $2)', [last!.id, last!.name]);
   t.equal((await get(s.httpAddress, '/readyz')).status, 200, 'migrations back: 200');
   t.equal(healthOf(s.schedulerAddress), 'SERVING', 'Health/Check: SERVING again');
+
+  // NATS gone, then back: /readyz and gRPC health follow it both ways.
+  await s.nats!.kill9();
+  const noNats = await readyzUntil(s.httpAddress, 503);
+  t.equal(noNats.status, 503, '/readyz: 503 with NATS down');
+  t.same(noNats.body.failed, ['nats'], 'only NATS failed');
+  t.match(noNats.body.checks.nats.error, /NATS/, `the reason is given: ${noNats.body.checks.nats.error}`);
+  t.same(noNats.body.checks.postgres, { ok: true });
+  t.equal(healthOf(s.schedulerAddress), 'NOT_SERVING', 'Health/Check: NOT_SERVING');
+  t.equal(healthOf(s.schedulerAddress, 'trainyard.v1.AgentLink'), 'NOT_SERVING', 'Health/Check for trainyard.v1.AgentLink: NOT_SERVING');
+  t.equal((await get(s.httpAddress, '/healthz')).status, 200, '/healthz: still alive');
+  await s.startNats(); // the same port and users: the scheduler's connection comes back by itself
+  const natsBack = await readyzUntil(s.httpAddress, 200);
+  t.equal(natsBack.status, 200, `NATS back: /readyz 200 ${JSON.stringify(natsBack.body.checks)}`);
+  t.equal(healthOf(s.schedulerAddress), 'SERVING', 'Health/Check: SERVING again');
+  t.equal(healthOf(s.schedulerAddress, 'trainyard.v1.AgentLink'), 'SERVING', 'Health/Check for trainyard.v1.AgentLink: SERVING again');
 
   // MinIO gone.
   await s.minioDaemon!.kill9();

@@ -39,6 +39,11 @@ t.test('scheduler and agent metrics after a GPU run', async (t) => {
   const agentLine = await s.daemons.find((d) => d.name === 'agent1')!.waitFor((l) => l.msg === 'metrics listening');
   const agentAddress = String(agentLine.address);
   t.match(agentAddress, /^127\.0\.0\.1:\d+$/, 'the agent logged where it serves /metrics');
+  const agentBefore = await scrape(agentAddress);
+  for (const direction of ['download', 'upload']) {
+    t.equal(agentBefore.value('trainyard_agent_transfer_errors_total', { direction }), 0, `the ${direction} error series is there from the start, at 0`);
+    t.equal(agentBefore.value('trainyard_agent_transfer_bytes_total', { direction }), 0, `and the ${direction} bytes series`);
+  }
 
   const before = await scrape(s.httpAddress);
   t.match(before.type, /^text\/plain; version=0\.0\.4/, 'the Prometheus text format');
@@ -89,7 +94,8 @@ t.test('scheduler and agent metrics after a GPU run', async (t) => {
   }, 30_000);
   t.ok(agentAfter.value('trainyard_agent_transfer_bytes_total', { direction: 'download' })! > 0, 'the agent downloaded bytes (package, data)');
   t.ok(agentAfter.value('trainyard_agent_transfer_bytes_total', { direction: 'upload' })! > 0, 'and uploaded bytes (artifacts, the new version)');
-  t.equal(agentAfter.value('trainyard_agent_transfer_errors_total', { direction: 'download' }), undefined, 'no transfer failed');
+  t.equal(agentAfter.value('trainyard_agent_transfer_errors_total', { direction: 'download' }), 0, 'no download failed');
+  t.equal(agentAfter.value('trainyard_agent_transfer_errors_total', { direction: 'upload' }), 0, 'no upload failed');
   t.equal(agentAfter.value('trainyard_agent_attempts_total', { outcome: 'succeeded' }), 1, 'one attempt succeeded');
   t.equal(agentAfter.value('trainyard_agent_attempts_running'), 0, 'none running now');
   t.equal((await fetch(`http://${agentAddress}/other`)).status, 404, 'the agent serves nothing else');

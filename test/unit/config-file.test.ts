@@ -1,5 +1,6 @@
 // The daemons' config file (cli/config-file.ts) and the settings layers (shared/settings.ts): precedence
-// flag > variable > file > default, refusals that name the key and the file, redaction in --print-config.
+// flag > variable > file > default, in TOML and in YAML; refusals that name the key and the file (and the
+// line, for a syntax error); redaction in --print-config.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -11,13 +12,19 @@ import { root, tempDir } from '../helpers/stack.js';
 const dir = tempDir('ty-config-');
 const file = (name: string, text: string) => { const p = path.join(dir, name); writeFileSync(p, text); return p; };
 
-t.test('precedence: flag > TRAINYARD_* variable > file > default', async (t) => {
-  const f = readConfigFile(file('s.yaml', 'max-attempts: 5\nmax-zip-entries: 7\nbucket: from-file\nminio-endpoint: http://minio.example:9000\n'), schedulerSettings, 'scheduler');
+// One file per format, the same settings: each is layered the same way.
+const layered = {
+  's.yaml': 'max-attempts: 5\nmax-zip-entries: 7\nbucket: from-file\nminio-endpoint: http://minio.example:9000\n',
+  's.toml': '# /etc/trainyard/scheduler.toml\nmax-attempts = 5\nmax-zip-entries = 7\nbucket = "from-file"\nminio-endpoint = "http://minio.example:9000"\n',
+};
+
+for (const [name, text] of Object.entries(layered)) t.test(`precedence: flag > TRAINYARD_* variable > file > default (${name})`, async (t) => {
+  const f = readConfigFile(file(name, text), schedulerSettings, 'scheduler');
   const env = { TRAINYARD_MAX_ATTEMPTS: '3', TRAINYARD_BUCKET: 'from-env' };
   const s = compileSettings(schedulerSettings, { bucket: 'from-flag' }, env, f);
   t.equal(s.bucket, 'from-flag', 'the flag wins over the variable and the file');
   t.equal(s.maxAttempts, 3, 'the variable wins over the file');
-  t.equal(s.maxZipEntries, 7, 'the file wins over the default (a YAML number taken as an int)');
+  t.equal(s.maxZipEntries, 7, 'the file wins over the default (a number in the file taken as an int)');
   t.equal(s.minioEndpoint, 'http://minio.example:9000', 'a string from the file');
   t.equal(s.maxLogLinesPerAttempt, 200000, 'the default where nothing says otherwise');
   const rows = describeSettings(schedulerSettings, { bucket: 'from-flag' }, env, f);
@@ -26,6 +33,15 @@ t.test('precedence: flag > TRAINYARD_* variable > file > default', async (t) => 
   t.match(row('max-attempts'), { value: '3', source: 'TRAINYARD_MAX_ATTEMPTS' });
   t.match(row('max-zip-entries'), { value: '7', source: f.path });
   t.match(row('max-log-lines'), { value: '200000', source: 'default' });
+});
+
+t.test('TOML: labels as a table or a string; .yml is YAML; an empty file sets nothing', async (t) => {
+  const agent = readConfigFile(file('a.toml', 'cpus = 8\n\n[labels]\nzone = "a"\nrack = "7"\n'), agentSettings, 'agent');
+  t.same(compileSettings(agentSettings, {}, {}, agent).labels, { zone: 'a', rack: '7' }, 'labels as a TOML table');
+  t.equal(compileSettings(agentSettings, {}, {}, agent).cpus, 8);
+  t.same(compileSettings(agentSettings, {}, {}, readConfigFile(file('l.toml', 'labels = "zone=b"\n'), agentSettings, 'agent')).labels, { zone: 'b' });
+  t.equal(compileSettings(agentSettings, {}, {}, readConfigFile(file('y.yml', 'cpus: 6\n'), agentSettings, 'agent')).cpus, 6, '.yml is YAML too');
+  t.same(readConfigFile(file('empty.toml', '# nothing\n'), agentSettings, 'agent').values, {}, 'an empty file sets nothing');
 });
 
 t.test('agent labels as a mapping or a string; an empty file sets nothing', async (t) => {
@@ -53,7 +69,16 @@ t.test('refusals name the key and the file', async (t) => {
   t.match(refused('null.yaml', 'bucket:\n').message, /"bucket" must be a string, got nothing/);
   t.match(refused('notint.yaml', 'max-attempts: many\n').message, /notint\.yaml: max-attempts: expected a non-negative integer, got "many"/, 'a bad value names the file and key');
   t.match(refused('top.yaml', '- a\n- b\n').message, /expected a mapping of settings/);
-  t.match(refused('broken.yaml', 'a: [\n').message, /broken\.yaml: not valid YAML/);
+  t.match(refused('broken.yaml', 'bucket: b\nlabels: [\n').message, /broken\.yaml: not valid YAML at line 3, column 1: Flow sequence/, 'a YAML syntax error names the line');
+  const toml = refused('broken.toml', 'bucket = "b"\nmax-attempts = 3\nnats-url = nats://x:4222\n');
+  t.match(toml.message, `${path.join(dir, 'broken.toml')}: not valid TOML at line 3, column 12: invalid value`, 'a TOML syntax error names the file and the line');
+  t.equal(toml.code, 'INVALID_ARGUMENT');
+  t.match(refused('tomlkey.toml', 'minio-endpont = "http://x:9000"\n').message, /tomlkey\.toml: unknown key "minio-endpont".*did you mean "minio-endpoint"/, 'TOML keys are checked the same way');
+  t.match(refused('date.toml', 'bucket = 1979-05-27\n').message, /date\.toml: "bucket" must be a string, got a date/);
+  t.match(refused('array.toml', 'bucket = ["a"]\n').message, /array\.toml: "bucket" must be a string, got a list/);
+  for (const name of ['settings.json', 'settings.conf', 'settings']) {
+    t.match(refused(name, 'bucket: b\n').message, `${path.join(dir, name)}: a config file is TOML (.toml) or YAML (.yaml, .yml)`, `${name} is refused by its extension`);
+  }
   t.throws(() => readConfigFile(path.join(dir, 'missing.yaml'), schedulerSettings, 'scheduler'), /--config .*missing\.yaml: cannot read it \(ENOENT\)/);
 });
 
@@ -99,4 +124,22 @@ t.test('trainyard scheduler|agent --print-config, a real process', async (t) => 
   const bad = run(['agent', '--config', file('bad.yaml', 'nmae: x\n'), '--print-config']);
   t.equal(bad.status, 2, 'an unknown key: exit 2');
   t.match(bad.stderr, /bad\.yaml: unknown key "nmae".*did you mean "name"/);
+
+  // The same from a TOML file: its values sit under the variables and flags, and its secrets are redacted.
+  const toml = file('print.toml', 'max-attempts = 4\nbucket = "from-file"\nminio-secret-key = "toml-secret"\nnats-password = "toml-nats-pw"\n');
+  const fromToml = run(['scheduler', '--config', toml, '--print-config', '--max-attempts', '6'], { TRAINYARD_BUCKET: 'from-env' });
+  t.equal(fromToml.status, 0, `exit 0 ${fromToml.stderr}`);
+  t.match(fromToml.stdout, /^max-attempts: +6 +# from --max-attempts$/m, 'the flag wins over the TOML file');
+  t.match(fromToml.stdout, /^bucket: +from-env +# from TRAINYARD_BUCKET$/m, 'the variable wins over the TOML file');
+  t.match(fromToml.stdout, /^minio-secret-key: +<redacted> +# from .*print\.toml, redacted$/m);
+  t.match(fromToml.stdout, /^nats-password: +<redacted> +# from .*print\.toml, redacted$/m);
+  for (const secret of ['toml-secret', 'toml-nats-pw']) t.notMatch(fromToml.stdout, secret, `${secret} does not appear`);
+  const viaEnvToml = run(['scheduler', '--print-config'], { TRAINYARD_CONFIG: file('s.toml', 'max-zip-entries = 9\n') });
+  t.match(viaEnvToml.stdout, /^max-zip-entries: +9 +# from .*s\.toml$/m, 'TRAINYARD_CONFIG may name a TOML file');
+  const badToml = run(['scheduler', '--config', file('syntax.toml', 'bucket = "b\n'), '--print-config']);
+  t.equal(badToml.status, 2, 'a TOML syntax error: exit 2');
+  t.match(badToml.stderr, /syntax\.toml: not valid TOML at line 1/);
+  const badExt = run(['scheduler', '--config', file('scheduler.ini', 'bucket = "b"\n'), '--print-config']);
+  t.equal(badExt.status, 2, 'an unknown extension: exit 2');
+  t.match(badExt.stderr, /scheduler\.ini: a config file is TOML \(\.toml\) or YAML \(\.yaml, \.yml\)/);
 });

@@ -2,14 +2,13 @@
 """A small Trainyard client on grpcio: push a package and a dataset, submit a training run, follow its
 logs, wait for its end and download its outputs.
 
-The stubs are generated from proto/trainyard.proto into gen/ (not committed):
-
-    python -m grpc_tools.protoc -I ../../../proto --python_out=gen --grpc_python_out=gen ../../../proto/trainyard.proto
+The stubs are generated from proto/trainyard.proto into gen/ (not committed) by ./build.sh, which also
+makes the venv (.venv) this runs in.
 
 Every call carries `authorization: Bearer <token>` (a member token of the project, from
 `trainyard tokens create --project P --role member`). Usage:
 
-    TRAINYARD_TOKEN=tyt_... python trainyard_client.py --scheduler 127.0.0.1:50051 \\
+    TRAINYARD_TOKEN=tyt_... .venv/bin/python trainyard_client.py --scheduler 127.0.0.1:50051 \\
         --package ./my-package --package-name my-package --dataset ./data --dataset-name my-data --out ./out
 
 Logs go to stderr as they come; the last line of stdout is a JSON summary of the run. Exit status: 0
