@@ -323,7 +323,7 @@ export class Attempt {
 
   async #buildEnv(pkgDir: string): Promise<string> {
     this.#enter('building_env');
-    const venv = await ensureVenv({ ...this.deps.venv, cgroupBase: this.deps.containment?.cgroupBase ?? null }, path.join(pkgDir, 'requirements.txt'), (l) => this.logs.line('system', l), this.#abort.signal);
+    const venv = await ensureVenv({ ...this.deps.venv, cgroupBase: this.deps.containment?.cgroupBase ?? null, runAs: this.deps.containment?.runAs ?? null }, path.join(pkgDir, 'requirements.txt'), (l) => this.logs.line('system', l), this.#abort.signal);
     this.#checkStopped();
     return venv;
   }

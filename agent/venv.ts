@@ -7,14 +7,15 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { ErrorCodes, TrainyardError } from '../shared/errors.js';
 import { lineSplitter } from './lines.js';
 import { pipEnv } from './run-env.js';
 import { RunCgroup } from './cgroup.js';
-import { denyWritesByOthers } from './containment.js';
+import { chownTree, denyWritesByOthers } from './containment.js';
+import { asUser, type RunAsUser } from './run-as.js';
 
 export interface VenvOptions {
   venvDir: string;
@@ -23,6 +24,13 @@ export interface VenvOptions {
   pipFindLinks: string;
   /** Where builds' cgroups go (agent/cgroup.ts); absent or null: none. */
   cgroupBase?: string | null;
+  /**
+   * `--run-as-user`: python -m venv and pip (and so every setup.py and build backend a requirement brings)
+   * run as this user, not as the agent (root): they can read neither the agent's credential in its work dir
+   * nor its /proc environ, as train.py cannot. The finished venv is then given to root and made read-only
+   * to everyone else, so no run can change it afterwards.
+   */
+  runAs?: RunAsUser | null;
 }
 
 export class PackagingError extends TrainyardError {
@@ -103,23 +111,33 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
   // Built where it will live (a venv's scripts record their own path, so a renamed venv breaks pip and
   // every installed tool), under a lock folder other agents sharing the cache wait on.
   const release = await lock(`${dir}.lock`, log, signal);
+  const home = `${dir}.home`;
   try {
     if (existsSync(path.join(dir, '.trainyard-ready'))) return dir;
     await rm(dir, { recursive: true, force: true });
+    await rm(home, { recursive: true, force: true });
     log(`[trainyard] creating environment (${requirements ? requirements.split('\n').length + ' requirements' : 'no requirements'})`);
-    await run(o, o.python, ['-m', 'venv', ...(requirements ? [] : ['--without-pip']), dir], log, signal, 'python -m venv');
+    const u = o.runAs ?? null;
+    if (u) {
+      // The build's folders are the user's while it runs (pip's cache and config go in a home of its own).
+      for (const d of [dir, home]) { await mkdir(d, { mode: 0o755 }); await chown(d, u.uid, u.gid); }
+    }
+    await run(o, o.python, ['-m', 'venv', ...(requirements ? [] : ['--without-pip']), dir], log, signal, 'python -m venv', home);
     if (requirements && requirementsFile) {
       const args = ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', '-r', requirementsFile];
       if (o.pipIndexUrl) args.push('--index-url', o.pipIndexUrl);
       if (o.pipFindLinks) args.push('--find-links', o.pipFindLinks);
-      await run(o, path.join(dir, 'bin', 'python'), args, log, signal, 'pip install -r requirements.txt');
+      await run(o, path.join(dir, 'bin', 'python'), args, log, signal, 'pip install -r requirements.txt', home);
     }
+    // Whoever built it, the venv is root's from now on, and nobody else may write it.
+    if (u) { await chownTree(dir, 0, 0); await rm(home, { recursive: true, force: true }); }
     await denyWritesByOthers(dir);
     // Written last: only a venv with this marker is ever reused.
     await writeFile(path.join(dir, '.trainyard-ready'), new Date().toISOString());
     return dir;
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
+    await rm(home, { recursive: true, force: true });
     throw err;
   } finally {
     await release();
@@ -154,20 +172,22 @@ function alive(pid: number): boolean {
 
 let builds = 0;
 
-async function run(o: VenvOptions, cmd: string, args: string[], log: (line: string) => void, signal: AbortSignal, what: string): Promise<void> {
+async function run(o: VenvOptions, cmd: string, args: string[], log: (line: string) => void, signal: AbortSignal, what: string, home: string): Promise<void> {
   const cg = o.cgroupBase ? await RunCgroup.create(o.cgroupBase, `venv-${++builds}-${process.pid}`) : null;
   try {
-    await runIn(cg, cmd, args, log, signal, what);
+    // As the run user: the privileges are dropped below the root shell that puts it in its cgroup.
+    const line = o.runAs ? asUser(o.runAs, cmd, args) : { command: cmd, args };
+    await runIn(cg, line.command, line.args, log, signal, what, o.runAs ? { ...pipEnv(), HOME: home } : pipEnv());
   } finally {
     await cg?.destroy().catch((err: unknown) => log(`[trainyard] could not remove the build's cgroup ${cg.dir}: ${(err as Error).message}`));
   }
 }
 
-function runIn(cg: RunCgroup | null, cmd: string, args: string[], log: (line: string) => void, signal: AbortSignal, what: string): Promise<void> {
+function runIn(cg: RunCgroup | null, cmd: string, args: string[], log: (line: string) => void, signal: AbortSignal, what: string, env: Record<string, string>): Promise<void> {
   return new Promise((resolve, reject) => {
     const tail: string[] = [];
     const line = cg ? cg.wrap(cmd, args) : { command: cmd, args };
-    const child = spawn(line.command, line.args, { stdio: ['ignore', 'pipe', 'pipe'], signal, env: pipEnv() });
+    const child = spawn(line.command, line.args, { stdio: ['ignore', 'pipe', 'pipe'], signal, env });
     const onLine = (l: string) => { log(l); tail.push(l); if (tail.length > 20) tail.shift(); };
     const out = lineSplitter(onLine);
     const errs = lineSplitter(onLine);

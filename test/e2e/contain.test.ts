@@ -5,8 +5,8 @@
 // an artifacts folder that leads out of the run's folder fails the run with nothing uploaded; the
 // agent refuses a reserved env name that reached it; log lines are capped in length by the scheduler;
 // and the CLI shows escape sequences from a run instead of sending them to the terminal.
-import t from 'tap';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import t, { type Test } from 'tap';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
@@ -90,9 +90,8 @@ t.test('a setsid double-forked sleeper does not outlive its run: success, kill, 
   }
 });
 
-// A local source package whose build code (an in-tree PEP 517 backend: what a setup.py is to setuptools,
-// and it needs no setuptools or wheel from an index, so pip runs offline) dumps its environment; train.py
-// dumps its own and what it can read of its ancestors' /proc/PID/environ.
+// train.py (and, below, a requirement's build code) dumps its environment and what it can read of its
+// ancestors' /proc/PID/environ.
 const canary = `canary-${Math.random().toString(36).slice(2)}`;
 const procDump = `
 import os, json, pwd
@@ -127,18 +126,17 @@ class Main:
         open("model.txt", "w").write("ok")
 `;
 
-t.test('pip and train.py see none of the agent\'s secrets', async (t) => {
-  const secret = `secret-${canary}`;
-  const s = await Stack.create(t, { agents: [{ name: 'a1', env: {
-    // Not a setting of the agent: something an operator's environment might hold.
-    OPERATOR_API_KEY: secret,
-  } }] });
-  const dumpFile = path.join(tempDir(), 'setup-env.json');
-  const sdist = writeTree(tempDir(), {
+/**
+ * A local source package whose build code (an in-tree PEP 517 backend: what a setup.py is to setuptools,
+ * and it needs no setuptools or wheel from an index, so pip runs offline) runs `probe` (Python, with os,
+ * json and procDump's ancestors() in scope) when pip loads it. Its folder is one any user may read.
+ */
+function envdumpSdist(probe: string): string {
+  const dir = writeTree(tempDir(), {
     'pyproject.toml': '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
-    'backend.py': `
-import base64, hashlib, json, os, zipfile
-json.dump(dict(os.environ), open(${JSON.stringify(dumpFile)}, "w"))
+    'backend.py': procDump + `
+import base64, hashlib, zipfile
+${probe}
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     name = "envdump-0.1-py3-none-any.whl"
     files = {"envdump.py": "", "envdump-0.1.dist-info/METADATA": "Metadata-Version: 2.1\\nName: envdump\\nVersion: 0.1\\n",
@@ -155,6 +153,18 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     return name
 `,
   });
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
+t.test('pip and train.py see none of the agent\'s secrets', async (t) => {
+  const secret = `secret-${canary}`;
+  const s = await Stack.create(t, { agents: [{ name: 'a1', env: {
+    // Not a setting of the agent: something an operator's environment might hold.
+    OPERATOR_API_KEY: secret,
+  } }] });
+  const dumpFile = path.join(tempDir(), 'setup-env.json');
+  const sdist = envdumpSdist(`json.dump(dict(os.environ), open(${JSON.stringify(dumpFile)}, "w"))`);
   await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': dumpTrain, 'requirements.txt': `--no-index\n${sdist}\n` }), '--name', 'dump']);
   await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
   const id = (await s.cliJson(['run', 'train', '--package', 'dump', '--dataset', 'd'])).id as string;
@@ -185,19 +195,28 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
   }
 });
 
-t.test('--run-as-user: train.py runs as another user, cannot read the agent\'s environ or write the venv', async (t) => {
+/**
+ * The run user (made with useradd if missing) and folders it can reach: the work dir and the venv cache
+ * under a folder others may enter (mkdtemp's is 0700). Null, with the test skipped, where it cannot be.
+ */
+async function runAsSetup(t: Test): Promise<{ user: string; open: string; work: string; venvs: string } | null> {
   const user = 'trainyard-run';
   if (spawnSync('id', ['-u', user]).status !== 0) {
     const made = spawnSync('useradd', ['-r', '-M', '-s', '/usr/sbin/nologin', user]);
-    if (made.error || made.status !== 0) { await t.skip(`cannot create the user ${user} with useradd: ${made.error?.message ?? made.stderr.toString()}`); return; }
+    if (made.error || made.status !== 0) { await t.skip(`cannot create the user ${user} with useradd: ${made.error?.message ?? made.stderr.toString()}`); return null; }
   }
-  if (spawnSync('setpriv', ['--version']).error) { await t.skip('setpriv (util-linux) is not installed'); return; }
-  // The user must reach the work dir and the venv cache: a folder others may enter (mkdtemp's is 0700).
+  if (spawnSync('setpriv', ['--version']).error) { await t.skip('setpriv (util-linux) is not installed'); return null; }
   const open = tempDir('ty-runas-');
   chmodSync(open, 0o755);
   const work = path.join(open, 'work');
-  const venvs = path.join(open, 'venvs');
   mkdirSync(work);
+  return { user, open, work, venvs: path.join(open, 'venvs') };
+}
+
+t.test('--run-as-user: train.py runs as another user, cannot read the agent\'s environ or write the venv', async (t) => {
+  const setup = await runAsSetup(t);
+  if (!setup) return;
+  const { user, work, venvs } = setup;
   const secret = `secret-${canary}`;
   const s = await Stack.create(t, { agents: [{ name: 'a1', env: {
     TRAINYARD_RUN_AS_USER: user, TRAINYARD_WORK_DIR: work, TRAINYARD_VENV_DIR: venvs,
@@ -222,6 +241,77 @@ t.test('--run-as-user: train.py runs as another user, cannot read the agent\'s e
   t.notMatch(JSON.stringify(dump), secret);
   const files = await s.objects(`runs/${id}/attempt-1/`);
   t.ok(files.includes(`runs/${id}/attempt-1/package.zip`), 'the outputs were uploaded');
+});
+
+t.test('--run-as-user: pip\'s build code and train.py try every credential they can find; each is refused', async (t) => {
+  const setup = await runAsSetup(t);
+  if (!setup) return;
+  const { user, open, work, venvs } = setup;
+  // Where the build code leaves what it found: a folder the run user may write.
+  const drop = path.join(open, 'drop');
+  mkdirSync(drop);
+  chmodSync(drop, 0o777);
+  const found = path.join(drop, 'build.json');
+  const identity = path.join(work, 'identity');
+  const trial = `
+def trial():
+    got = {"uid": os.getuid(), "ancestors_readable": [a["pid"] for a in ancestors() if a["readable"]]}
+    try:
+        open(${JSON.stringify(identity)}).read()
+        got["identity"] = "read"
+    except OSError as e:
+        got["identity"] = e.strerror
+    return got
+`;
+  const sdist = envdumpSdist(`${trial}
+json.dump(trial(), open(${JSON.stringify(found)}, "w"))`);
+  const s = await Stack.create(t, { agents: [{ name: 'a1', env: { TRAINYARD_RUN_AS_USER: user, TRAINYARD_WORK_DIR: work, TRAINYARD_VENV_DIR: venvs } }] });
+  // Another project's dataset and a package: what stolen storage access would be worth.
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'secret.csv': 'theirs\n' }), '--name', 'other']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  const thief = procDump + trial + `
+import urllib.request, urllib.error
+def s3(method, key, body=None):
+    req = urllib.request.Request("%s/%s/%s" % (os.environ["S3"], os.environ["BUCKET"], key), data=body, method=method)
+    try:
+        return urllib.request.urlopen(req, timeout=10).status
+    except urllib.error.HTTPError as e:
+        return e.code
+class Main:
+    def train(self, d):
+        got = trial()
+        # Every credential-looking value it can see; none should be there to try.
+        got["env_keys"] = sorted(k for k, v in os.environ.items() if any(w in k.upper() for w in ("KEY", "SECRET", "TOKEN", "PASS", "CRED")))
+        got["get_other"] = s3("GET", "datasets/other/secret.csv")
+        got["put_package"] = s3("PUT", "packages/stolen/%s/package.zip" % ("0" * 64), b"x")
+        os.makedirs(os.environ["artifacts_directory"], exist_ok=True)
+        json.dump(got, open(os.path.join(os.environ["artifacts_directory"], "found.json"), "w"))
+    def save(self):
+        open("model.txt", "w").write("ok")
+`;
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': thief, 'requirements.txt': `--no-index\n${sdist}\n` }), '--name', 'thief']);
+  const run = await s.cliJson(['run', 'train', '--package', 'thief', '--dataset', 'd', '--env', `S3=${s.minioEndpoint}`, '--env', `BUCKET=${s.bucket}`, '--wait'], { timeoutMs: 180_000 });
+  t.equal(run.status, 'Successful', `the run succeeds (${String(run.failure_reason ?? '')})`);
+  t.ok(existsSync(found), 'the requirement\'s build code ran');
+  const build = JSON.parse(readFileSync(found, 'utf8'));
+  const uid = Number(spawnSync('id', ['-u', user]).stdout.toString().trim());
+  t.equal(build.uid, uid, `pip and the build code run as ${user}, not as the agent's user`);
+  t.equal(build.identity, 'Permission denied', 'the build code cannot read the agent\'s credential');
+  const agentPid = s.daemons.find((d) => d.name === 'a1')!.child.pid;
+  // Its readable ancestors are pip's own processes (the run user's, with pip's minimal environment).
+  t.notOk((build.ancestors_readable as number[]).includes(agentPid!), 'nor the agent\'s /proc/PID/environ');
+  const got = JSON.parse(await s.objectText(`runs/${String(run.id)}/attempt-1/artifacts/found.json`));
+  t.equal(got.uid, uid);
+  t.equal(got.identity, 'Permission denied', 'train.py cannot read the agent\'s credential');
+  t.same(got.ancestors_readable, [], 'nor any ancestor\'s environ');
+  t.same(got.env_keys, [], 'and its environment holds no credential to try');
+  t.equal(got.get_other, 403, 'another dataset: AccessDenied');
+  t.equal(got.put_package, 403, 'a write under packages/: AccessDenied');
+  t.same(await s.objects('packages/stolen/'), [], 'nothing was written');
+  const venv = readdirSync(venvs).find((f) => !f.includes('.'))!;
+  const st = statSync(path.join(venvs, venv, 'bin', 'python'), { throwIfNoEntry: false }) ?? statSync(path.join(venvs, venv));
+  t.equal(statSync(path.join(venvs, venv)).uid, 0, 'the built venv is root\'s once built');
+  t.equal(st.mode & 0o022, 0, 'and nobody else may write it');
 });
 
 t.test('--run-as-user that cannot reach the work dir: the agent refuses to start, naming it', async (t) => {
