@@ -6,6 +6,7 @@ import t from 'tap';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 
 // Stdlib only (no venv to build): "learns" the share of rows labelled yes, and scores by that share.
+// evaluate() records the folder it was given, what both names of the test folder say, and the env flags.
 const scorer = (o: { processData?: boolean; evaluate?: string } = {}) => `
 import json, os
 def rows(d):
@@ -34,7 +35,9 @@ ${o.processData === false ? '' : `    def process_data(self, d):
     def evaluate(self, d):
         r = rows(d)
         os.makedirs(os.environ["artifacts_directory"], exist_ok=True)
-        json.dump({"eval_dir": d, "eval_files": sorted(os.listdir(d)), "env_test": os.environ.get("test_data_directory")},
+        json.dump({"eval_dir": d, "eval_is_dir": os.path.isdir(d), "eval_files": sorted(os.listdir(d)),
+                   "env_test": os.environ.get("test_data_directory"), "env_eval": os.environ.get("evaluation_data_directory"),
+                   "env": {k: os.environ.get(k) for k in ("artifacts_directory", "save_training_data", "save_test_data")}},
                   open(os.path.join(os.environ["artifacts_directory"], "evaluate.json"), "w"))
         ${o.evaluate ?? 'return sum(1 for x in r if x == "yes") / len(r) if r else 0.0'}
     def save(self):
@@ -50,6 +53,9 @@ t.test('evaluation and full pipelines', async (t) => {
   const finish = async (id: string) => s.waitForStatus(id, ['Successful', 'Failed', 'Killed'], 180_000);
   const results = (id: string, attempt = 1) => s.objectText(`runs/${id}/attempt-${attempt}/_results.json`).then((x) => JSON.parse(x));
   const artifact = (id: string, name: string) => s.objectText(`runs/${id}/attempt-1/artifacts/${name}`).then((x) => JSON.parse(x));
+  // Both of AI Center's names for the test folder, as evaluate() saw them: each must be the folder it got.
+  const testFolderNames = (ev: { env_test: string | null; env_eval: string | null }) => ({ test_data_directory: ev.env_test, evaluation_data_directory: ev.env_eval });
+  const bothAre = (dir: string) => ({ test_data_directory: dir, evaluation_data_directory: dir });
 
   await t.test('run evaluate: the score, no new version, the test data copy', async (t) => {
     const r = await s.cliJson(['run', 'evaluate', '--package', 'sc', '--version', '1.0', '--dataset', 'd/holdout', '--env', 'save_test_data=true', '--wait']);
@@ -60,6 +66,11 @@ t.test('evaluation and full pipelines', async (t) => {
     t.equal(r.output_version, '', 'no new version');
     t.same((await s.cliJson(['package', 'versions', 'sc'])).map((v: { version: string }) => v.version), ['1.0'], 'the package still has only 1.0');
     t.same(r.phases.map((p: { name: string }) => p.name), ['evaluate'], 'one phase: evaluating');
+    const ev = await artifact(r.id, 'evaluate.json');
+    t.strictSame(testFolderNames(ev), bothAre(ev.eval_dir), 'test_data_directory and evaluation_data_directory both name the folder evaluate() got');
+    t.strictSame(ev.eval_files, ['h.txt'], 'the dataset made local');
+    t.strictSame(ev.env, { artifacts_directory: 'artifacts', save_training_data: null, save_test_data: 'true' },
+      'an evaluation\'s env: artifacts_directory (its artifacts uploaded: this file) and save_test_data, and no save_training_data');
     const res = await results(r.id);
     t.same(Object.keys(res.parameters.inputs).sort(), ['gpu', 'package', 'test_data', 'version']);
     t.equal(res.parameters.pipeline, 'EVALUATE_ONLY');
@@ -71,8 +82,14 @@ t.test('evaluation and full pipelines', async (t) => {
     t.match(shown.stdout, /score\s+0\.75/, 'run get shows the score');
     t.match(shown.stdout, /phase\s+evaluating/, 'and the phase');
     const events = await s.cliJson(['events', '--kind', 'run.succeeded']);
-    const ev = events.find((e: { subject: string }) => e.subject === r.id);
-    t.equal(ev?.data?.score, 0.75, 'the ML log\'s run.succeeded event carries the score');
+    t.equal(events.find((e: { subject: string }) => e.subject === r.id)?.data?.score, 0.75, 'the ML log\'s run.succeeded event carries the score');
+
+    const plain = await s.cliJson(['run', 'evaluate', '--package', 'sc', '--version', '1.0', '--dataset', 'd/holdout', '--wait']);
+    t.equal(plain.status, 'Successful', `an evaluation with no env set succeeds (${plain.failure_reason})`);
+    t.strictSame((await artifact(plain.id, 'evaluate.json')).env, { artifacts_directory: 'artifacts', save_training_data: null, save_test_data: 'false' },
+      'its defaults: artifacts_directory=artifacts, save_test_data=false');
+    t.strictSame(await s.objects(`runs/${plain.id}/attempt-1/test_data/`), [], 'so no copy of the evaluation data is uploaded');
+    t.strictSame((await results(plain.id)).run_summary.outputs, { test_data: null, artifacts_data: `runs/${plain.id}/attempt-1/artifacts/`, score: 0.75 }, 'and outputs.test_data is null');
   });
 
   await t.test('run full without an evaluation dataset: process_data splits, a new version with its score', async (t) => {
@@ -85,7 +102,8 @@ t.test('evaluation and full pipelines', async (t) => {
     t.same(train.train_files, ['train.txt'], 'train() got the training folder process_data wrote');
     const ev = await artifact(r.id, 'evaluate.json');
     t.same(ev.eval_files, ['from_process_data.txt'], 'evaluate() got the test folder process_data wrote');
-    t.equal(ev.eval_dir, ev.env_test, 'evaluate()\'s folder is test_data_directory');
+    t.strictSame(testFolderNames(ev), bothAre(ev.eval_dir), 'test_data_directory and evaluation_data_directory both name the folder evaluate() got');
+    t.strictSame(ev.env, { artifacts_directory: 'artifacts', save_training_data: 'true', save_test_data: 'true' }, 'a full pipeline\'s env flags');
     t.ok(r.score === 0, `the score: the held-out rows are "no, no" → 0 (got ${r.score})`);
     t.equal(r.output_version, '1.1', 'the next minor version');
     t.equal(r.output_object_key, `runs/${r.id}/attempt-1/package.zip`, 'run get says where its zip is');
@@ -110,6 +128,8 @@ t.test('evaluation and full pipelines', async (t) => {
     t.equal(r.eval_dataset, 'd/holdout');
     const ev = await artifact(r.id, 'evaluate.json');
     t.same(ev.eval_files, ['h.txt'], 'evaluate() saw the evaluation dataset and nothing process_data wrote');
+    t.strictSame(testFolderNames(ev), bothAre(ev.eval_dir), 'and both names of the test folder are that folder again, not process_data\'s scratch folder');
+    t.strictSame(ev.env, { artifacts_directory: 'artifacts', save_training_data: 'false', save_test_data: 'false' }, 'a full pipeline\'s defaults');
     t.ok(r.score === 0.75, `scored on it (got ${r.score})`);
     t.equal((await results(r.id)).parameters.inputs.test_data, 'datasets/d/holdout/', 'inputs.test_data is the evaluation dataset');
   });
@@ -120,7 +140,10 @@ t.test('evaluation and full pipelines', async (t) => {
     t.equal(r.status, 'Successful', `succeeds (${r.failure_reason})`);
     t.same(r.phases.map((p: { name: string }) => p.name), ['train', 'evaluate', 'save']);
     t.same((await artifact(r.id, 'train.json')).train_files, ['a.txt', 'b.txt'], 'train() got the input data');
-    t.same((await artifact(r.id, 'evaluate.json')).eval_files, [], 'evaluate() got an empty test folder');
+    const ev = await artifact(r.id, 'evaluate.json');
+    t.ok(ev.eval_is_dir, 'evaluate() got a test folder that exists');
+    t.strictSame(ev.eval_files, [], 'and is empty');
+    t.strictSame(testFolderNames(ev), bothAre(ev.eval_dir), 'both names of the test folder are that folder');
   });
 
   await t.test('lineage: recorded, the same for the same inputs, walked back, diffed', async (t) => {
