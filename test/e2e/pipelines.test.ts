@@ -75,7 +75,7 @@ t.test('evaluation and full pipelines', async (t) => {
     t.same(Object.keys(res.parameters.inputs).sort(), ['gpu', 'package', 'test_data', 'version']);
     t.equal(res.parameters.pipeline, 'EVALUATE_ONLY');
     t.equal(res.parameters.inputs.test_data, 'datasets/d/holdout/');
-    t.same(res.run_summary.outputs, { test_data: `runs/${r.id}/attempt-1/test_data/`, artifacts_data: `runs/${r.id}/attempt-1/artifacts/`, score: 0.75 });
+    t.strictSame(res.run_summary.outputs, { test_data: `runs/${r.id}/attempt-1/test_data/`, artifacts_data: `runs/${r.id}/attempt-1/artifacts/`, score: 0.75 });
     t.same(await s.objects(`runs/${r.id}/attempt-1/test_data/`), [`runs/${r.id}/attempt-1/test_data/h.txt`], 'save_test_data uploaded the evaluation data');
     t.same(await s.objects(`runs/${r.id}/attempt-1/package.zip`), [], 'and no package zip');
     const shown = await s.cli(['run', 'get', r.id]);
@@ -112,8 +112,8 @@ t.test('evaluation and full pipelines', async (t) => {
     t.ok(v?.has_score && v.score === 0, 'the version carries the score');
     const res = await results(r.id);
     t.equal(res.parameters.pipeline, 'FULL_TRAINING');
-    t.same(res.parameters.inputs, { package: 'sc', version: '1.0', train_data: 'datasets/d/all/', test_data: null, gpu: 'False' });
-    t.same(res.run_summary.outputs, {
+    t.strictSame(res.parameters.inputs, { package: 'sc', version: '1.0', train_data: 'datasets/d/all/', test_data: null, gpu: 'False' });
+    t.strictSame(res.run_summary.outputs, {
       train_data: `runs/${r.id}/attempt-1/train_data/`, test_data: `runs/${r.id}/attempt-1/test_data/`,
       artifacts_data: `runs/${r.id}/attempt-1/artifacts/`, package: 'sc', version: '1.1', score: 0,
     }, 'outputs key by key; package is the name');
@@ -131,7 +131,8 @@ t.test('evaluation and full pipelines', async (t) => {
     t.strictSame(testFolderNames(ev), bothAre(ev.eval_dir), 'and both names of the test folder are that folder again, not process_data\'s scratch folder');
     t.strictSame(ev.env, { artifacts_directory: 'artifacts', save_training_data: 'false', save_test_data: 'false' }, 'a full pipeline\'s defaults');
     t.ok(r.score === 0.75, `scored on it (got ${r.score})`);
-    t.equal((await results(r.id)).parameters.inputs.test_data, 'datasets/d/holdout/', 'inputs.test_data is the evaluation dataset');
+    t.strictSame((await results(r.id)).parameters.inputs, { package: 'sc', version: '1.0', train_data: 'datasets/d/all/', test_data: 'datasets/d/holdout/', gpu: 'False' },
+      'inputs.test_data is the evaluation dataset');
   });
 
   await t.test('a package without process_data trains on its input', async (t) => {
