@@ -184,8 +184,13 @@ t.test('evaluation and full pipelines', async (t) => {
     t.match(human.stdout, /data \(manifest sha256\)/, 'for people too');
 
     // 1.0 (upload) → a's version → a full run on top of it.
-    const d2 = await s.cliJson(['run', 'full', '--package', 'lin', '--version', a.output_version, '--dataset', 'd/all', '--wait']);
+    const d2 = await s.cliJson(['run', 'full', '--package', 'lin', '--version', a.output_version, '--dataset', 'd/all', '--eval-dataset', 'd/holdout', '--wait']);
     t.equal(d2.status, 'Successful');
+    t.ok(d2.score === 0.75 && d2.lineage.score === d2.score, `a full run's lineage has its score (${d2.lineage.score}, run ${d2.score})`);
+    t.strictSame(JSON.parse(await s.objectText(`runs/${d2.id}/attempt-1/_lineage.json`)).score, 0.75, 'in _lineage.json too, a number');
+    t.equal(d2.lineage.eval_dataset, 'd/holdout', 'and its evaluation dataset');
+    t.same(d2.lineage.eval_data.manifest.map((f: { path: string }) => f.path), ['h.txt'], 'with the manifest of the evaluation data made local');
+    t.match(d2.lineage.eval_data.manifest_sha256, /^[0-9a-f]{64}$/);
     const chain = await s.cliJson(['package', 'lineage', 'lin', d2.output_version]);
     t.same(chain.steps.map((x: { version: string; source: string }) => [x.version, x.source]), [[d2.output_version, 'run'], [a.output_version, 'run'], ['1.0', 'upload']], 'package lineage walks back to the upload');
     t.same(chain.steps.map((x: { run_id: string }) => x.run_id), [d2.id, a.id, ''], 'run by run');
