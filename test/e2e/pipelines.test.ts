@@ -7,7 +7,7 @@ import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 
 // Stdlib only (no venv to build): "learns" the share of rows labelled yes, and scores by that share.
 // evaluate() records the folder it was given, what both names of the test folder say, and the env flags.
-const scorer = (o: { processData?: boolean; evaluate?: string } = {}) => `
+const scorer = (o: { processData?: boolean | 'training only'; evaluate?: string } = {}) => `
 import json, os
 def rows(d):
     out = []
@@ -24,8 +24,8 @@ ${o.processData === false ? '' : `    def process_data(self, d):
         cut = len(r) * 2 // 3
         os.makedirs(os.environ["training_data_directory"], exist_ok=True)
         open(os.path.join(os.environ["training_data_directory"], "train.txt"), "w").write("\\n".join(r[:cut]) + "\\n")
-        open(os.path.join(os.environ["test_data_directory"], "from_process_data.txt"), "w").write("\\n".join(r[cut:]) + "\\n")
-        assert os.environ["evaluation_data_directory"] == os.environ["test_data_directory"]
+${o.processData === 'training only' ? '' : `        open(os.path.join(os.environ["test_data_directory"], "from_process_data.txt"), "w").write("\\n".join(r[cut:]) + "\\n")
+`}        assert os.environ["evaluation_data_directory"] == os.environ["test_data_directory"]
         print("processed", len(r), "rows")
 `}    def train(self, d):
         r = rows(d)
@@ -147,6 +147,19 @@ t.test('evaluation and full pipelines', async (t) => {
     t.strictSame(testFolderNames(ev), bothAre(ev.eval_dir), 'both names of the test folder are that folder');
   });
 
+  await t.test('a process_data that writes nothing into the test folder: evaluate() gets it empty', async (t) => {
+    await push('trainonly', scorer({ processData: 'training only' }));
+    const r = await s.cliJson(['run', 'full', '--package', 'trainonly', '--dataset', 'd/all', '--wait']);
+    t.equal(r.status, 'Successful', `succeeds (${r.failure_reason})`);
+    t.same(r.phases.map((p: { name: string }) => p.name), ['process_data', 'train', 'evaluate', 'save'], 'process_data ran');
+    t.same((await artifact(r.id, 'train.json')).train_files, ['train.txt'], 'and wrote the training folder');
+    const ev = await artifact(r.id, 'evaluate.json');
+    t.ok(ev.eval_is_dir, 'evaluate() got a test folder that exists');
+    t.strictSame(ev.eval_files, [], 'and is empty');
+    t.strictSame(testFolderNames(ev), bothAre(ev.eval_dir), 'both names of the test folder are that folder');
+    t.ok(r.score === 0, `the score of no rows (got ${r.score})`);
+  });
+
   await t.test('lineage: recorded, the same for the same inputs, walked back, diffed', async (t) => {
     await push('lin', scorer({ processData: false }));
     const a = await s.cliJson(['run', 'train', '--package', 'lin', '--version', '1.0', '--dataset', 'd/all', '--env', 'LR=0.1', '--wait']);
@@ -207,6 +220,11 @@ t.test('evaluation and full pipelines', async (t) => {
     await push('words', scorer({ evaluate: 'return "high"' }));
     const words = await s.cliJson(['run', 'evaluate', '--package', 'words', '--version', '1.0', '--dataset', 'd/holdout']);
     t.equal((await finish(words.id)).failure_reason, 'evaluate() returned \'high\' (a str), not a number', 'a non-numeric score');
+    await push('yes', scorer({ evaluate: 'return True' }));
+    const yes = await finish((await s.cliJson(['run', 'full', '--package', 'yes', '--dataset', 'd/all'])).id);
+    t.equal(yes.status, 'Failed');
+    t.equal(yes.failure_reason, 'evaluate() returned True (a bool), not a number', 'True: a bool is not a score, and the reason says what came back');
+    t.same(await s.objects(`runs/${yes.id}/attempt-1/package.zip`), [], 'and no version is made');
     await push('nan', scorer({ evaluate: 'return float("nan")' }));
     const nan = await s.cliJson(['run', 'full', '--package', 'nan', '--dataset', 'd/all']);
     t.match((await finish(nan.id)).failure_reason, /evaluate\(\) returned nan, not a finite number/, 'NaN');
