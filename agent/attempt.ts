@@ -194,7 +194,7 @@ export class Attempt {
     // The claim made the run Packaging (scheduler/runs/claim.ts): nothing to report until Running.
     this.logs.line('system', `[trainyard] attempt ${d.attempt} on agent; package ${d.package} ${d.version}, dataset ${d.dataset}`);
     // Checked again here, before anything is fetched or spawned: a dispatch is not trusted.
-    const runEnv = checkRunEnv(d.env);
+    const runEnv = checkRunEnv(d.env, this.#pipeline);
     const gpus = gpuUuids((d.gpu_indices ?? []).map(Number), this.deps.gpus ?? []);
     await rm(this.#dir, { recursive: true, force: true });
     await mkdir(this.#dir, { recursive: true });

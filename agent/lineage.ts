@@ -34,16 +34,25 @@ export async function dataManifest(dir: string, signal?: AbortSignal): Promise<D
 
 export interface VenvInfo { python: string; packages: string[] }
 
-const FREEZE = `import sys, json
+/**
+ * The installed distributions as `pip freeze` lists them: NAME==VERSION, case-insensitively sorted, less
+ * what pip freeze leaves out (pip/_internal/commands/freeze.py _dev_pkgs): pip itself and, on Python
+ * before 3.12, the build tools a venv came with (setuptools, distribute, wheel), by canonical name.
+ */
+const FREEZE = `import sys, json, re
 from importlib.metadata import distributions
-print(json.dumps({"python": sys.version.split()[0], "packages": sorted({"%s==%s" % (d.metadata["Name"], d.version) for d in distributions() if d.metadata["Name"]}, key=str.lower)}))`;
+skip = {"pip"} | ({"setuptools", "distribute", "wheel"} if sys.version_info < (3, 12) else set())
+canonical = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+names = {"%s==%s" % (d.metadata["Name"], d.version) for d in distributions() if d.metadata["Name"] and canonical(d.metadata["Name"]) not in skip}
+print(json.dumps({"python": sys.version.split()[0], "packages": sorted(names, key=str.lower)}))`;
 
 /**
  * The venv's Python version and installed packages (what `pip freeze` lists), read once per venv and kept
- * in it: a venv is made for one requirements.txt and never changes after, and runs cannot write it.
+ * in it: a venv is made for one requirements.txt and never changes after, and runs cannot write it. The
+ * cache's name changes with what FREEZE lists, so a venv read by an older agent is read again.
  */
 export async function venvInfo(venv: string): Promise<VenvInfo> {
-  const cache = path.join(venv, '.trainyard-freeze.json');
+  const cache = path.join(venv, '.trainyard-freeze-2.json');
   if (existsSync(cache)) {
     try { return JSON.parse(await readFile(cache, 'utf8')) as VenvInfo; } catch { /* rewritten below */ }
   }

@@ -4,6 +4,7 @@
 import path from 'node:path';
 import { projectRoot, type Gpu } from '../shared/proto.js';
 import { compileRunEnv } from '../shared/run-env.js';
+import type { Pipeline } from '../shared/pipelines.js';
 import { ErrorCodes, TrainyardError } from '../shared/errors.js';
 
 /**
@@ -42,11 +43,12 @@ export class RefusedDispatch extends TrainyardError {
 
 /**
  * The run's own variables, checked again here as at submit (shared/run-env.ts): a dispatch is not trusted
- * to come from a scheduler that checked it.
+ * to come from a scheduler that checked it. With the run's pipeline, so the defaults filled in are that
+ * pipeline's own (an evaluation gets no save_training_data).
  */
-export function checkRunEnv(env: Readonly<Record<string, string>> | undefined): Record<string, string> {
+export function checkRunEnv(env: Readonly<Record<string, string>> | undefined, pipeline: Pipeline): Record<string, string> {
   try {
-    return compileRunEnv(env ?? {});
+    return compileRunEnv(env ?? {}, pipeline);
   } catch (err) {
     throw new RefusedDispatch(`refused by the agent: ${(err as Error).message}`);
   }

@@ -67,6 +67,12 @@ t.test('GPU runs get distinct GPUs, and wait when none is free', async (t) => {
   t.equal(JSON.parse(await s.objectText(`runs/${a}/attempt-1/artifacts/env.json`)).order, 'PCI_BUS_ID', 'CUDA_DEVICE_ORDER=PCI_BUS_ID, so UUIDs and indices name the same GPUs as nvidia-smi');
   t.same(seen, ['GPU-11111111', 'GPU-22222222'], 'each concurrent run saw exactly its own GPU, by UUID, in CUDA_VISIBLE_DEVICES');
   t.same([...ra!.gpu_indices, ...rb!.gpu_indices].sort(), [0, 1]);
+  // Each run's lineage names the GPU it had, as nvidia-smi reported it: index, name and UUID.
+  const fake = { 0: 'GPU-11111111', 1: 'GPU-22222222' } as Record<number, string>;
+  for (const r of [ra!, rb!]) {
+    const [index] = r.gpu_indices as number[];
+    t.strictSame(r.lineage?.agent, { name: 'gpubox', gpus: [{ index, name: 'NVIDIA H100 80GB HBM3', uuid: fake[index!] }] }, `run ${r.id}'s lineage: the agent and GPU ${index}, by name and UUID`);
+  }
   t.same(await s.query('SELECT * FROM gpu_leases'), [], 'every GPU lease is released at the end');
 });
 

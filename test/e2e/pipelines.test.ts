@@ -6,7 +6,8 @@ import t from 'tap';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 
 // Stdlib only (no venv to build): "learns" the share of rows labelled yes, and scores by that share.
-const scorer = (o: { processData?: boolean; evaluate?: string } = {}) => `
+// evaluate() records the folder it was given, what both names of the test folder say, and the env flags.
+const scorer = (o: { processData?: boolean | 'training only'; evaluate?: string } = {}) => `
 import json, os
 def rows(d):
     out = []
@@ -23,8 +24,8 @@ ${o.processData === false ? '' : `    def process_data(self, d):
         cut = len(r) * 2 // 3
         os.makedirs(os.environ["training_data_directory"], exist_ok=True)
         open(os.path.join(os.environ["training_data_directory"], "train.txt"), "w").write("\\n".join(r[:cut]) + "\\n")
-        open(os.path.join(os.environ["test_data_directory"], "from_process_data.txt"), "w").write("\\n".join(r[cut:]) + "\\n")
-        assert os.environ["evaluation_data_directory"] == os.environ["test_data_directory"]
+${o.processData === 'training only' ? '' : `        open(os.path.join(os.environ["test_data_directory"], "from_process_data.txt"), "w").write("\\n".join(r[cut:]) + "\\n")
+`}        assert os.environ["evaluation_data_directory"] == os.environ["test_data_directory"]
         print("processed", len(r), "rows")
 `}    def train(self, d):
         r = rows(d)
@@ -34,7 +35,9 @@ ${o.processData === false ? '' : `    def process_data(self, d):
     def evaluate(self, d):
         r = rows(d)
         os.makedirs(os.environ["artifacts_directory"], exist_ok=True)
-        json.dump({"eval_dir": d, "eval_files": sorted(os.listdir(d)), "env_test": os.environ.get("test_data_directory")},
+        json.dump({"eval_dir": d, "eval_is_dir": os.path.isdir(d), "eval_files": sorted(os.listdir(d)),
+                   "env_test": os.environ.get("test_data_directory"), "env_eval": os.environ.get("evaluation_data_directory"),
+                   "env": {k: os.environ.get(k) for k in ("artifacts_directory", "save_training_data", "save_test_data")}},
                   open(os.path.join(os.environ["artifacts_directory"], "evaluate.json"), "w"))
         ${o.evaluate ?? 'return sum(1 for x in r if x == "yes") / len(r) if r else 0.0'}
     def save(self):
@@ -50,6 +53,9 @@ t.test('evaluation and full pipelines', async (t) => {
   const finish = async (id: string) => s.waitForStatus(id, ['Successful', 'Failed', 'Killed'], 180_000);
   const results = (id: string, attempt = 1) => s.objectText(`runs/${id}/attempt-${attempt}/_results.json`).then((x) => JSON.parse(x));
   const artifact = (id: string, name: string) => s.objectText(`runs/${id}/attempt-1/artifacts/${name}`).then((x) => JSON.parse(x));
+  // Both of AI Center's names for the test folder, as evaluate() saw them: each must be the folder it got.
+  const testFolderNames = (ev: { env_test: string | null; env_eval: string | null }) => ({ test_data_directory: ev.env_test, evaluation_data_directory: ev.env_eval });
+  const bothAre = (dir: string) => ({ test_data_directory: dir, evaluation_data_directory: dir });
 
   await t.test('run evaluate: the score, no new version, the test data copy', async (t) => {
     const r = await s.cliJson(['run', 'evaluate', '--package', 'sc', '--version', '1.0', '--dataset', 'd/holdout', '--env', 'save_test_data=true', '--wait']);
@@ -60,19 +66,30 @@ t.test('evaluation and full pipelines', async (t) => {
     t.equal(r.output_version, '', 'no new version');
     t.same((await s.cliJson(['package', 'versions', 'sc'])).map((v: { version: string }) => v.version), ['1.0'], 'the package still has only 1.0');
     t.same(r.phases.map((p: { name: string }) => p.name), ['evaluate'], 'one phase: evaluating');
+    const ev = await artifact(r.id, 'evaluate.json');
+    t.strictSame(testFolderNames(ev), bothAre(ev.eval_dir), 'test_data_directory and evaluation_data_directory both name the folder evaluate() got');
+    t.strictSame(ev.eval_files, ['h.txt'], 'the dataset made local');
+    t.strictSame(ev.env, { artifacts_directory: 'artifacts', save_training_data: null, save_test_data: 'true' },
+      'an evaluation\'s env: artifacts_directory (its artifacts uploaded: this file) and save_test_data, and no save_training_data');
     const res = await results(r.id);
     t.same(Object.keys(res.parameters.inputs).sort(), ['gpu', 'package', 'test_data', 'version']);
     t.equal(res.parameters.pipeline, 'EVALUATE_ONLY');
     t.equal(res.parameters.inputs.test_data, 'datasets/d/holdout/');
-    t.same(res.run_summary.outputs, { test_data: `runs/${r.id}/attempt-1/test_data/`, artifacts_data: `runs/${r.id}/attempt-1/artifacts/`, score: 0.75 });
+    t.strictSame(res.run_summary.outputs, { test_data: `runs/${r.id}/attempt-1/test_data/`, artifacts_data: `runs/${r.id}/attempt-1/artifacts/`, score: 0.75 });
     t.same(await s.objects(`runs/${r.id}/attempt-1/test_data/`), [`runs/${r.id}/attempt-1/test_data/h.txt`], 'save_test_data uploaded the evaluation data');
     t.same(await s.objects(`runs/${r.id}/attempt-1/package.zip`), [], 'and no package zip');
     const shown = await s.cli(['run', 'get', r.id]);
     t.match(shown.stdout, /score\s+0\.75/, 'run get shows the score');
     t.match(shown.stdout, /phase\s+evaluating/, 'and the phase');
     const events = await s.cliJson(['events', '--kind', 'run.succeeded']);
-    const ev = events.find((e: { subject: string }) => e.subject === r.id);
-    t.equal(ev?.data?.score, 0.75, 'the ML log\'s run.succeeded event carries the score');
+    t.equal(events.find((e: { subject: string }) => e.subject === r.id)?.data?.score, 0.75, 'the ML log\'s run.succeeded event carries the score');
+
+    const plain = await s.cliJson(['run', 'evaluate', '--package', 'sc', '--version', '1.0', '--dataset', 'd/holdout', '--wait']);
+    t.equal(plain.status, 'Successful', `an evaluation with no env set succeeds (${plain.failure_reason})`);
+    t.strictSame((await artifact(plain.id, 'evaluate.json')).env, { artifacts_directory: 'artifacts', save_training_data: null, save_test_data: 'false' },
+      'its defaults: artifacts_directory=artifacts, save_test_data=false');
+    t.strictSame(await s.objects(`runs/${plain.id}/attempt-1/test_data/`), [], 'so no copy of the evaluation data is uploaded');
+    t.strictSame((await results(plain.id)).run_summary.outputs, { test_data: null, artifacts_data: `runs/${plain.id}/attempt-1/artifacts/`, score: 0.75 }, 'and outputs.test_data is null');
   });
 
   await t.test('run full without an evaluation dataset: process_data splits, a new version with its score', async (t) => {
@@ -85,7 +102,8 @@ t.test('evaluation and full pipelines', async (t) => {
     t.same(train.train_files, ['train.txt'], 'train() got the training folder process_data wrote');
     const ev = await artifact(r.id, 'evaluate.json');
     t.same(ev.eval_files, ['from_process_data.txt'], 'evaluate() got the test folder process_data wrote');
-    t.equal(ev.eval_dir, ev.env_test, 'evaluate()\'s folder is test_data_directory');
+    t.strictSame(testFolderNames(ev), bothAre(ev.eval_dir), 'test_data_directory and evaluation_data_directory both name the folder evaluate() got');
+    t.strictSame(ev.env, { artifacts_directory: 'artifacts', save_training_data: 'true', save_test_data: 'true' }, 'a full pipeline\'s env flags');
     t.ok(r.score === 0, `the score: the held-out rows are "no, no" → 0 (got ${r.score})`);
     t.equal(r.output_version, '1.1', 'the next minor version');
     t.equal(r.output_object_key, `runs/${r.id}/attempt-1/package.zip`, 'run get says where its zip is');
@@ -94,8 +112,8 @@ t.test('evaluation and full pipelines', async (t) => {
     t.ok(v?.has_score && v.score === 0, 'the version carries the score');
     const res = await results(r.id);
     t.equal(res.parameters.pipeline, 'FULL_TRAINING');
-    t.same(res.parameters.inputs, { package: 'sc', version: '1.0', train_data: 'datasets/d/all/', test_data: null, gpu: 'False' });
-    t.same(res.run_summary.outputs, {
+    t.strictSame(res.parameters.inputs, { package: 'sc', version: '1.0', train_data: 'datasets/d/all/', test_data: null, gpu: 'False' });
+    t.strictSame(res.run_summary.outputs, {
       train_data: `runs/${r.id}/attempt-1/train_data/`, test_data: `runs/${r.id}/attempt-1/test_data/`,
       artifacts_data: `runs/${r.id}/attempt-1/artifacts/`, package: 'sc', version: '1.1', score: 0,
     }, 'outputs key by key; package is the name');
@@ -110,8 +128,11 @@ t.test('evaluation and full pipelines', async (t) => {
     t.equal(r.eval_dataset, 'd/holdout');
     const ev = await artifact(r.id, 'evaluate.json');
     t.same(ev.eval_files, ['h.txt'], 'evaluate() saw the evaluation dataset and nothing process_data wrote');
+    t.strictSame(testFolderNames(ev), bothAre(ev.eval_dir), 'and both names of the test folder are that folder again, not process_data\'s scratch folder');
+    t.strictSame(ev.env, { artifacts_directory: 'artifacts', save_training_data: 'false', save_test_data: 'false' }, 'a full pipeline\'s defaults');
     t.ok(r.score === 0.75, `scored on it (got ${r.score})`);
-    t.equal((await results(r.id)).parameters.inputs.test_data, 'datasets/d/holdout/', 'inputs.test_data is the evaluation dataset');
+    t.strictSame((await results(r.id)).parameters.inputs, { package: 'sc', version: '1.0', train_data: 'datasets/d/all/', test_data: 'datasets/d/holdout/', gpu: 'False' },
+      'inputs.test_data is the evaluation dataset');
   });
 
   await t.test('a package without process_data trains on its input', async (t) => {
@@ -120,7 +141,23 @@ t.test('evaluation and full pipelines', async (t) => {
     t.equal(r.status, 'Successful', `succeeds (${r.failure_reason})`);
     t.same(r.phases.map((p: { name: string }) => p.name), ['train', 'evaluate', 'save']);
     t.same((await artifact(r.id, 'train.json')).train_files, ['a.txt', 'b.txt'], 'train() got the input data');
-    t.same((await artifact(r.id, 'evaluate.json')).eval_files, [], 'evaluate() got an empty test folder');
+    const ev = await artifact(r.id, 'evaluate.json');
+    t.ok(ev.eval_is_dir, 'evaluate() got a test folder that exists');
+    t.strictSame(ev.eval_files, [], 'and is empty');
+    t.strictSame(testFolderNames(ev), bothAre(ev.eval_dir), 'both names of the test folder are that folder');
+  });
+
+  await t.test('a process_data that writes nothing into the test folder: evaluate() gets it empty', async (t) => {
+    await push('trainonly', scorer({ processData: 'training only' }));
+    const r = await s.cliJson(['run', 'full', '--package', 'trainonly', '--dataset', 'd/all', '--wait']);
+    t.equal(r.status, 'Successful', `succeeds (${r.failure_reason})`);
+    t.same(r.phases.map((p: { name: string }) => p.name), ['process_data', 'train', 'evaluate', 'save'], 'process_data ran');
+    t.same((await artifact(r.id, 'train.json')).train_files, ['train.txt'], 'and wrote the training folder');
+    const ev = await artifact(r.id, 'evaluate.json');
+    t.ok(ev.eval_is_dir, 'evaluate() got a test folder that exists');
+    t.strictSame(ev.eval_files, [], 'and is empty');
+    t.strictSame(testFolderNames(ev), bothAre(ev.eval_dir), 'both names of the test folder are that folder');
+    t.ok(r.score === 0, `the score of no rows (got ${r.score})`);
   });
 
   await t.test('lineage: recorded, the same for the same inputs, walked back, diffed', async (t) => {
@@ -160,8 +197,13 @@ t.test('evaluation and full pipelines', async (t) => {
     t.match(human.stdout, /data \(manifest sha256\)/, 'for people too');
 
     // 1.0 (upload) → a's version → a full run on top of it.
-    const d2 = await s.cliJson(['run', 'full', '--package', 'lin', '--version', a.output_version, '--dataset', 'd/all', '--wait']);
+    const d2 = await s.cliJson(['run', 'full', '--package', 'lin', '--version', a.output_version, '--dataset', 'd/all', '--eval-dataset', 'd/holdout', '--wait']);
     t.equal(d2.status, 'Successful');
+    t.ok(d2.score === 0.75 && d2.lineage.score === d2.score, `a full run's lineage has its score (${d2.lineage.score}, run ${d2.score})`);
+    t.strictSame(JSON.parse(await s.objectText(`runs/${d2.id}/attempt-1/_lineage.json`)).score, 0.75, 'in _lineage.json too, a number');
+    t.equal(d2.lineage.eval_dataset, 'd/holdout', 'and its evaluation dataset');
+    t.same(d2.lineage.eval_data.manifest.map((f: { path: string }) => f.path), ['h.txt'], 'with the manifest of the evaluation data made local');
+    t.match(d2.lineage.eval_data.manifest_sha256, /^[0-9a-f]{64}$/);
     const chain = await s.cliJson(['package', 'lineage', 'lin', d2.output_version]);
     t.same(chain.steps.map((x: { version: string; source: string }) => [x.version, x.source]), [[d2.output_version, 'run'], [a.output_version, 'run'], ['1.0', 'upload']], 'package lineage walks back to the upload');
     t.same(chain.steps.map((x: { run_id: string }) => x.run_id), [d2.id, a.id, ''], 'run by run');
@@ -178,6 +220,11 @@ t.test('evaluation and full pipelines', async (t) => {
     await push('words', scorer({ evaluate: 'return "high"' }));
     const words = await s.cliJson(['run', 'evaluate', '--package', 'words', '--version', '1.0', '--dataset', 'd/holdout']);
     t.equal((await finish(words.id)).failure_reason, 'evaluate() returned \'high\' (a str), not a number', 'a non-numeric score');
+    await push('yes', scorer({ evaluate: 'return True' }));
+    const yes = await finish((await s.cliJson(['run', 'full', '--package', 'yes', '--dataset', 'd/all'])).id);
+    t.equal(yes.status, 'Failed');
+    t.equal(yes.failure_reason, 'evaluate() returned True (a bool), not a number', 'True: a bool is not a score, and the reason says what came back');
+    t.same(await s.objects(`runs/${yes.id}/attempt-1/package.zip`), [], 'and no version is made');
     await push('nan', scorer({ evaluate: 'return float("nan")' }));
     const nan = await s.cliJson(['run', 'full', '--package', 'nan', '--dataset', 'd/all']);
     t.match((await finish(nan.id)).failure_reason, /evaluate\(\) returned nan, not a finite number/, 'NaN');

@@ -1,6 +1,7 @@
 // What operators copy must be right: the systemd units parse (systemd-analyze verify, where there is one)
 // and have the keys a two-stage shutdown and a drain need; every TRAINYARD_* variable in the example env
-// files, docker-compose.yml and the Dockerfile is a real setting of the daemon that gets it.
+// files, docker-compose.yml and the Dockerfile is a real setting of the daemon that gets it. The example
+// package has what every pipeline kind calls.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -119,4 +120,32 @@ t.test('docker-compose.yml and the Dockerfile set only real settings', async (t)
   const envs = [...dockerfile.matchAll(/^ENV\s+(.*)$/gm)].flatMap((m) => [...m[1]!.matchAll(/(TRAINYARD_\w+)=/g)].map((x) => x[1]!));
   t.ok(envs.length > 0, 'the Dockerfile sets TRAINYARD_* variables');
   for (const v of envs) t.ok(daemons.scheduler.has(v) || daemons.agent.has(v), `Dockerfile: ${v} is a setting`);
+});
+
+// Issue 9: examples/ has a package for every pipeline kind (process_data, train, evaluate, save) that learns
+// something real. Read statically with Python's ast (no scikit-learn needed): Main's methods, their
+// positional parameters, that evaluate() returns a value (the score), and the pinned requirements.
+const PY_METHODS = `import ast, json, sys
+tree = ast.parse(open(sys.argv[1]).read(), sys.argv[1])
+main = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Main")
+out = {}
+for f in main.body:
+    if isinstance(f, ast.FunctionDef):
+        returns = any(isinstance(r, ast.Return) and r.value is not None for r in ast.walk(f))
+        out[f.name] = {"params": [a.arg for a in f.args.args], "returns": returns}
+print(json.dumps(out))`;
+
+t.test('examples/packages/iris-classifier: a Main for every pipeline kind', async (t) => {
+  const pkg = path.join(root, 'examples', 'packages', 'iris-classifier');
+  const r = spawnSync('python3', ['-c', PY_METHODS, path.join(pkg, 'train.py')], { encoding: 'utf8' });
+  t.equal(r.status, 0, `train.py parses and has class Main ${r.stderr}`);
+  const methods = JSON.parse(r.stdout) as Record<string, { params: string[]; returns: boolean }>;
+  const arity = (name: string) => methods[name]?.params.length;
+  t.equal(arity('process_data'), 2, 'process_data(self, input_directory)');
+  t.equal(arity('train'), 2, 'train(self, training_directory)');
+  t.equal(arity('evaluate'), 2, 'evaluate(self, evaluation_directory)');
+  t.equal(arity('save'), 1, 'save(self)');
+  t.ok(methods.evaluate?.returns, 'evaluate() returns a value: the score');
+  const reqs = readFileSync(path.join(pkg, 'requirements.txt'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  t.ok(reqs.some((l) => /^scikit-learn==\d/.test(l)), `it learns with a pinned scikit-learn (${reqs.join(', ')})`);
 });

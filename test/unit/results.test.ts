@@ -15,7 +15,7 @@ const base: ResultsInput = {
 const summary = { execution_time: 12.25, start_at: 1000, end_at: 1012 };
 
 t.test('TRAIN_ONLY', async (t) => {
-  t.same(buildResults(base), {
+  t.strictSame(buildResults(base), {
     parameters: { pipeline: 'TRAIN_ONLY', inputs: { package: 'iris', version: '1.0', train_data: 'datasets/iris/train/', gpu: 'True' }, env: base.env },
     run_summary: { ...summary, outputs: { train_data: 'runs/run_0123456789abcd/attempt-1/train_data/', artifacts_data: 'runs/run_0123456789abcd/attempt-1/artifacts/', package: 'iris', version: '1.1' } },
   }, 'every key, outputs.package the name');
@@ -25,7 +25,7 @@ t.test('TRAIN_ONLY', async (t) => {
 });
 
 t.test('EVALUATE_ONLY', async (t) => {
-  t.same(buildResults({ ...base, pipeline: Pipeline.Evaluate, outputVersion: '' }), {
+  t.strictSame(buildResults({ ...base, pipeline: Pipeline.Evaluate, outputVersion: '' }), {
     parameters: { pipeline: 'EVALUATE_ONLY', inputs: { package: 'iris', version: '1.0', test_data: 'datasets/iris/train/', gpu: 'True' }, env: base.env },
     run_summary: { ...summary, outputs: { test_data: 'runs/run_0123456789abcd/attempt-1/test_data/', artifacts_data: 'runs/run_0123456789abcd/attempt-1/artifacts/', score: 0.93 } },
   }, 'inputs.test_data, outputs test_data, artifacts_data, score; no package or version');
@@ -33,7 +33,7 @@ t.test('EVALUATE_ONLY', async (t) => {
 });
 
 t.test('FULL_TRAINING', async (t) => {
-  t.same(buildResults({ ...base, pipeline: Pipeline.Full, evalDataPrefix: 'datasets/iris/holdout/' }), {
+  t.strictSame(buildResults({ ...base, pipeline: Pipeline.Full, evalDataPrefix: 'datasets/iris/holdout/' }), {
     parameters: {
       pipeline: 'FULL_TRAINING',
       inputs: { package: 'iris', version: '1.0', train_data: 'datasets/iris/train/', test_data: 'datasets/iris/holdout/', gpu: 'True' },
@@ -51,4 +51,9 @@ t.test('FULL_TRAINING', async (t) => {
   t.equal(inputs(r).test_data, null, 'no evaluation dataset: inputs.test_data null');
   const env = { ...base.env, save_test_data: 'false' };
   t.equal(out(buildResults({ ...base, pipeline: Pipeline.Full, env })).test_data, null, 'save_test_data=false: null');
+  const nothingSaved = buildResults({ ...base, pipeline: Pipeline.Full, gpus: 0, savedTrainingData: false, savedTestData: false, score: 0 });
+  t.strictSame({ inputs: inputs(nothingSaved), outputs: out(nothingSaved) }, {
+    inputs: { package: 'iris', version: '1.0', train_data: 'datasets/iris/train/', test_data: null, gpu: 'False' },
+    outputs: { train_data: null, test_data: null, artifacts_data: 'runs/run_0123456789abcd/attempt-1/artifacts/', package: 'iris', version: '1.1', score: 0 },
+  }, 'nothing saved, no evaluation dataset, a score of 0: real nulls and the number 0, every key present');
 });
