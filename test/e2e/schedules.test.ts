@@ -241,3 +241,25 @@ t.test('projects: members manage their schedules, readers read them, other proje
   const kinds = (await s.query("SELECT kind FROM events WHERE subject = 'a-nightly' ORDER BY id")).map((e) => e.kind);
   t.same(kinds, ['schedule.created', 'schedule.paused', 'schedule.resumed', 'schedule.fired', 'schedule.deleted'], 'each change is in the ML log once');
 });
+
+t.test('evaluation and full pipelines on a schedule: each firing is a run of that kind with its datasets', async (t) => {
+  const s = await Stack.create(t);
+  const scorer = 'class Main:\n    def train(self, d):\n        pass\n    def evaluate(self, d):\n        return 0.5\n    def save(self):\n        open("model.txt", "w").write("m")\n';
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': scorer }), '--name', 'sc']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n', 'holdout/h.csv': '2\n' }), '--name', 'd']);
+  await s.cliJson(['schedules', 'create', 'weekly-full', '--cron', '0 4 * * 1', '--', 'run', 'full', '--package', 'sc', '--dataset', 'd', '--eval-dataset', 'd/holdout']);
+  await s.cliJson(['schedules', 'create', 'weekly-eval', '--cron', '0 5 * * 1', '--timezone', 'Europe/Paris', '--', 'run', 'evaluate', '--package', 'sc', '--version', '1.0', '--dataset', 'd/holdout']);
+  const got = await s.cliJson(['schedules', 'get', 'weekly-eval']);
+  t.match(got, { timezone: 'Europe/Paris' }, 'the schedule keeps its time zone');
+  const full = await s.cliJson(['schedules', 'run-now', 'weekly-full']);
+  const evaluation = await s.cliJson(['schedules', 'run-now', 'weekly-eval']);
+  const f = await s.waitForStatus(String(full.id), ['Successful', 'Failed', 'Killed']);
+  const e = await s.waitForStatus(String(evaluation.id), ['Successful', 'Failed', 'Killed']);
+  // The rows as Postgres holds them (runs table: dataset and sub-folder apart).
+  t.match(f, { status: 'Successful', pipeline: 'FULL_TRAINING', schedule: 'weekly-full', dataset: 'd', dataset_sub: '', eval_dataset: 'd', eval_dataset_sub: 'holdout', score: 0.5 },
+    `the full firing ran as a full pipeline with its evaluation dataset (${String(f.failure_reason ?? '')})`);
+  t.same([f.output_major, f.output_minor], [1, 1], 'and made version 1.1');
+  t.match(e, { status: 'Successful', pipeline: 'EVALUATE_ONLY', schedule: 'weekly-eval', dataset: 'd', dataset_sub: 'holdout', eval_dataset: null, score: 0.5 },
+    `the evaluation firing ran as an evaluation of the sub-folder (${String(e.failure_reason ?? '')})`);
+  t.equal(e.output_major, null, 'which makes no version');
+});
