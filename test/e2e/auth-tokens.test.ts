@@ -4,6 +4,8 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { Stack } from '../helpers/stack.js';
 import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
@@ -116,4 +118,20 @@ t.test('bootstrap, create, list, revoke, expire; no token; non-admins', async (t
   t.equal(usage.code, 2, 'a bad role is a usage error (exit 2)');
   const badExpiry = await s.cli(['tokens', 'create', '--project', 'alpha', '--role', 'member', '--expires', '30x']);
   t.equal(badExpiry.code, 2, 'so is a bad --expires');
+
+  // --expires in days; the token from TRAINYARD_TOKEN, which --token overrides.
+  const made = Date.now();
+  const month = (await s.cli(['tokens', 'create', '--project', 'alpha', '--role', 'reader', '--name', 'monthly', '--expires', '30d'])).stdout.trim();
+  const monthly = (await s.cliJson<{ name: string; expires_at: string }[]>(['tokens', 'list'])).find((x) => x.name === 'monthly');
+  const inMs = new Date(String(monthly?.expires_at)).getTime() - made;
+  t.ok(Math.abs(inMs - 30 * 86_400_000) < 120_000, `--expires 30d: it expires 30 days from now (${String(monthly?.expires_at)})`);
+  const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'trainyard.js');
+  const withEnv = (extra: string[], env: Record<string, string>) => spawnSync(process.execPath, [bin, ...extra, '--scheduler', s.schedulerAddress, '--json'], { env: s.env({ TRAINYARD_TOKEN_FILE: path.join(s.dir, 'no-such-token'), ...env }), encoding: 'utf8' });
+  const fromEnv = withEnv(['run', 'list'], { TRAINYARD_TOKEN: month });
+  t.equal(fromEnv.status, 0, `TRAINYARD_TOKEN is the CLI's token (${fromEnv.stderr})`);
+  const readerSubmit = withEnv(['run', 'train', '--package', 'p', '--dataset', 'd'], { TRAINYARD_TOKEN: month });
+  t.equal(JSON.parse(readerSubmit.stderr || '{}').error?.code, 'PERMISSION_DENIED', 'as that reader: submitting is refused');
+  const overridden = withEnv(['run', 'list', '--token', 'ty_not_a_real_token'], { TRAINYARD_TOKEN: month });
+  t.equal(overridden.status, 1, '--token wins over TRAINYARD_TOKEN');
+  t.equal(JSON.parse(overridden.stderr || '{}').error?.code, 'UNAUTHENTICATED');
 });

@@ -290,7 +290,7 @@ class Main:
         open("model.txt", "w").write("ok")
 `;
   await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': thief, 'requirements.txt': `--no-index\n${sdist}\n` }), '--name', 'thief']);
-  const run = await s.cliJson(['run', 'train', '--package', 'thief', '--dataset', 'd', '--env', `S3=${s.minioEndpoint}`, '--env', `BUCKET=${s.bucket}`, '--wait'], { timeoutMs: 180_000 });
+  const run = await s.cliJson(['run', 'train', '--package', 'thief', '--dataset', 'd', '--env', `S3=${s.minioEndpoint}`, '--env', `BUCKET=${s.bucket}`, '--wait']);
   t.equal(run.status, 'Successful', `the run succeeds (${String(run.failure_reason ?? '')})`);
   t.ok(existsSync(found), 'the requirement\'s build code ran');
   const build = JSON.parse(readFileSync(found, 'utf8'));

@@ -203,7 +203,9 @@ export class Stack {
   readonly daemons: Daemon[] = [];
   /** How long destroy() lets each daemon stop before it SIGKILLs it and fails the test. */
   stopGraceMs = 15_000;
-  readonly pool: pg.Pool;
+  pool: pg.Pool;
+  /** The database role the daemons connect as when the stack was made with `plainRole` (dropped with it). */
+  plainRole = '';
   minio: Minio.Client;
   #admin = new pg.Pool({ connectionString: adminUrl, max: 1 });
 
@@ -243,10 +245,28 @@ export class Stack {
   /** Where the private services and the schedulers listen (a veth address for partition tests). */
   host = '127.0.0.1';
 
-  static async create(t: Test, o: { agents?: (AgentOptions & { name?: string })[]; schedulerEnv?: Record<string, string>; privateNats?: boolean; privateMinio?: boolean; host?: string } = {}): Promise<Stack> {
+  /**
+   * `plainRole`: the database is owned by a role of its own with no superuser, CREATEDB or CREATEROLE
+   * rights, and every daemon connects as it (what the README says a scheduler needs).
+   */
+  static async create(t: Test, o: { agents?: (AgentOptions & { name?: string })[]; schedulerEnv?: Record<string, string>; privateNats?: boolean; privateMinio?: boolean; host?: string; plainRole?: boolean } = {}): Promise<Stack> {
     const s = new Stack();
     if (o.host) s.host = o.host;
-    await s.#admin.query(`CREATE DATABASE ${s.dbName}`);
+    if (o.plainRole) {
+      s.plainRole = `${s.prefix}_app`;
+      const password = id();
+      await s.#admin.query(`CREATE ROLE ${s.plainRole} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '${password}'`);
+      await s.#admin.query(`CREATE DATABASE ${s.dbName} OWNER ${s.plainRole}`);
+      const u = new URL(s.databaseUrl);
+      u.username = s.plainRole;
+      u.password = password;
+      s.databaseUrl = u.toString();
+      await s.pool.end();
+      s.pool = new pg.Pool({ connectionString: s.databaseUrl, max: 3 });
+      s.pool.on('error', () => {});
+    } else {
+      await s.#admin.query(`CREATE DATABASE ${s.dbName}`);
+    }
     t.teardown(() => s.destroy());
     if (o.privateNats) {
       s.natsPort = await freePort();
@@ -438,6 +458,7 @@ export class Stack {
     await this.pool.end().catch(() => {});
     // Another connection may linger for a moment after the scheduler exits.
     await this.#admin.query(`DROP DATABASE IF EXISTS ${this.dbName} WITH (FORCE)`).catch(() => {});
+    if (this.plainRole) await this.#admin.query(`DROP ROLE IF EXISTS ${this.plainRole}`).catch(() => {});
     await this.#admin.end();
     try {
       const keys = await this.objects();
