@@ -254,10 +254,16 @@ t.test('the web console, page by page, in headless Chromium', async (t) => {
     await page.selectOption('select[name=pipeline]', 'TRAIN_ONLY');
     await page.waitForSelector(`[data-testid=runs] a:text("${runD}")`);
     await page.click('[data-testid=runs] th:text("Run")');
+    // The click's re-render comes after the click returns: wait for the header it draws with the rows.
+    await page.waitForSelector('[data-testid=runs] th[aria-sort=ascending]:has-text("Run")');
     const ids = async () => page.locator('[data-testid=runs] tbody tr td:first-child').allTextContents();
-    t.same(await ids(), [...(await ids())].sort(), 'sorted by run id, ascending');
+    // The console sorts text as people read it (localeCompare, numeric: "run_6…" before "run_39…"), not by
+    // code unit; with random ids the two orders differ now and then.
+    const byId = (a: string, b: string) => a.localeCompare(b, undefined, { numeric: true });
+    t.same(await ids(), [...(await ids())].sort(byId), 'sorted by run id, ascending');
     await page.click('[data-testid=runs] th:has-text("Run")');
-    t.same(await ids(), [...(await ids())].sort().reverse(), 'and descending');
+    await page.waitForSelector('[data-testid=runs] th[aria-sort=descending]:has-text("Run")');
+    t.same(await ids(), [...(await ids())].sort(byId).reverse(), 'and descending');
     await shot(page, 'runs');
   });
 

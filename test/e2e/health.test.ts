@@ -102,6 +102,22 @@ t.test('probes, gRPC health and reflection on a real scheduler', async (t) => {
   t.equal((await get(s.httpAddress, '/readyz')).status, 200, 'migrations back: 200');
   t.equal(healthOf(s.schedulerAddress), 'SERVING', 'Health/Check: SERVING again');
 
+  // Postgres unreachable for this scheduler (the shared server stays up for the other tests): its database
+  // refuses new connections and the ones it had are ended. Then back.
+  await s.adminQuery(`ALTER DATABASE ${s.dbName} ALLOW_CONNECTIONS false`);
+  await s.adminQuery('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [s.dbName]);
+  const noPg = await readyzUntil(s.httpAddress, 503);
+  t.equal(noPg.status, 503, '/readyz: 503 with Postgres unreachable');
+  t.ok(noPg.body.failed.includes('postgres'), `it names postgres (${JSON.stringify(noPg.body.failed)})`);
+  t.ok(noPg.body.checks.postgres.error, `the reason is given: ${noPg.body.checks.postgres.error}`);
+  t.same(noPg.body.checks.nats, { ok: true }, 'NATS is fine');
+  t.equal(healthOf(s.schedulerAddress), 'NOT_SERVING', 'Health/Check: NOT_SERVING');
+  t.equal((await get(s.httpAddress, '/healthz')).status, 200, '/healthz: still alive');
+  await s.adminQuery(`ALTER DATABASE ${s.dbName} ALLOW_CONNECTIONS true`);
+  const pgBack = await readyzUntil(s.httpAddress, 200);
+  t.equal(pgBack.status, 200, `Postgres back: /readyz 200 ${JSON.stringify(pgBack.body.checks)}`);
+  t.equal(healthOf(s.schedulerAddress), 'SERVING', 'Health/Check: SERVING again');
+
   // NATS gone, then back: /readyz and gRPC health follow it both ways.
   await s.nats!.kill9();
   const noNats = await readyzUntil(s.httpAddress, 503);

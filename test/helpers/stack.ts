@@ -245,6 +245,11 @@ export class Stack {
   /** Where the private services and the schedulers listen (a veth address for partition tests). */
   host = '127.0.0.1';
 
+  /** A statement as the services' admin role, for what only it may do (ALTER DATABASE, ending backends). */
+  async adminQuery<T extends pg.QueryResultRow = Record<string, any>>(text: string, params: unknown[] = []): Promise<T[]> {
+    return (await this.#admin.query<T>(text, params)).rows;
+  }
+
   /**
    * `plainRole`: the database is owned by a role of its own with no superuser, CREATEDB or CREATEROLE
    * rights, and every daemon connects as it (what the README says a scheduler needs).
