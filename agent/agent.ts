@@ -175,11 +175,16 @@ export class AgentDaemon {
     return res.subject_prefix;
   }
 
-  #cancel(list: { run_id: string; lease: number | string }[]): void {
+  /** Stops the held attempts the scheduler named (each by run and lease: another attempt is left alone). */
+  #stopHeld(list: { run_id: string; lease: number | string }[], reason: string): void {
     for (const c of list) {
       const a = this.#attempts.get(c.run_id);
-      if (a && a.lease === Number(c.lease)) a.stop({ outcome: AttemptOutcome.Killed, reason: 'cancelled by the scheduler: no longer the current attempt' });
+      if (a && a.lease === Number(c.lease)) a.stop({ outcome: AttemptOutcome.Killed, reason });
     }
+  }
+
+  #cancel(list: { run_id: string; lease: number | string }[]): void {
+    this.#stopHeld(list, 'cancelled by the scheduler: no longer the current attempt');
   }
 
   async #heartbeat(): Promise<void> {
@@ -298,10 +303,7 @@ export class AgentDaemon {
   /** What a heartbeat's answer says to stop, kill or drain. */
   #act(res: { cancel: { run_id: string; lease: number | string }[]; kill: { run_id: string; lease: number | string }[]; drain: boolean }): void {
     this.#cancel(res.cancel);
-    for (const k of res.kill) {
-      const a = this.#attempts.get(k.run_id);
-      if (a && a.lease === Number(k.lease)) a.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' });
-    }
+    this.#stopHeld(res.kill, 'killed');
     if (res.drain && this.#state === 'RUNNING') this.#remoteDrain();
   }
 
