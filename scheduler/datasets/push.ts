@@ -7,6 +7,7 @@ import { PassThrough } from 'node:stream';
 import { once } from 'node:events';
 import { sql } from 'kysely';
 import type { SchedulerContext } from '../context.js';
+import type { Db } from '../db/database.js';
 import type { Dataset, PushDatasetChunk__Output } from '../../shared/proto.js';
 import { checkName, checkRelativePath } from '../../shared/names.js';
 import { ErrorCodes, TrainyardError, invalid } from '../../shared/errors.js';
@@ -39,14 +40,15 @@ async function claimName(ctx: SchedulerContext, name: string, project: string): 
   // A first push that committed between our read and this claim: the dataset is now its project's.
   const owner = await db.selectFrom('datasets').select('project').where('name', '=', name).executeTakeFirst();
   if (owner) {
-    if (got) await releaseClaim(ctx, name, project);
+    if (got) await releaseClaim(db, name, project);
     return { claimed: false, owner: owner.project, pushing: false };
   }
   return got ? { claimed: true } : claimName(ctx, name, project); // the other claim ended meanwhile
 }
 
-async function releaseClaim(ctx: SchedulerContext, name: string, project: string): Promise<void> {
-  await ctx.db.deleteFrom('dataset_claims').where('name', '=', name).where('project', '=', project).execute();
+/** Gives a claim up: on `db`, or in the transaction that writes the dataset's row. */
+async function releaseClaim(db: Db, name: string, project: string): Promise<void> {
+  await db.deleteFrom('dataset_claims').where('name', '=', name).where('project', '=', project).execute();
 }
 
 export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetChunk__Output>, caller: Principal): Promise<Dataset> {
@@ -141,7 +143,7 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
     if (name !== null && claimed) {
       await removePrefix(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch((e: unknown) =>
         ctx.log.warn({ err: e, dataset: name }, 'could not clean up a failed dataset push'));
-      await releaseClaim(ctx, name, project).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not release a failed push\'s claim; it goes stale'));
+      await releaseClaim(db, name, project).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not release a failed push\'s claim; it goes stale'));
     }
     throw err;
   }
@@ -154,7 +156,7 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
     const r = await trx.insertInto('datasets').values({ name, file_count: all.length, size_bytes: bytes, updated_at: new Date(), project })
       .onConflict((oc) => oc.column('name').doUpdateSet({ file_count: all.length, size_bytes: bytes, updated_at: sql`now()` }).where('datasets.project', '=', project))
       .returningAll().executeTakeFirst();
-    await trx.deleteFrom('dataset_claims').where('name', '=', name).where('project', '=', project).execute();
+    await releaseClaim(trx, name, project);
     if (r) {
       await recordEvents(trx, [{
         kind: EventKind.DatasetPushed, project, subject: name, detail: `${files} file(s) pushed; ${all.length} in all`,
