@@ -89,15 +89,8 @@ export async function* streamLogs(ctx: SchedulerContext, o: StreamLogsOptions, s
  */
 export async function appendLogs(ctx: SchedulerContext, req: AppendLogsRequest__Output, agent: string): Promise<AppendLogsResponse> {
   const { db } = ctx;
-  const run = await db.selectFrom('runs').select(['lease', 'agent', 'attempt', 'kill_requested', 'status']).where('id', '=', req.run_id).executeTakeFirst();
-  if (!run || run.lease !== Number(req.lease)) return { acked_seq: 0, stop: true };
-  // Only the agent holding the attempt writes its lines, and only while the run lives: an ended run's log
-  // is final. (The end report may come just after the last batch, so an agent flushes before it reports.)
-  if (run.agent !== agent || isTerminal(run.status)) return { acked_seq: 0, stop: true };
   const cap = ctx.settings.maxLogLinesPerAttempt;
   const lines = (req.lines ?? []).filter((l) => l.seq > 0 && l.seq <= cap + 1).map((l) => ({
-    run_id: req.run_id,
-    attempt: run.attempt,
     seq: l.seq,
     stream: l.seq === cap + 1 ? 'system' : l.stream || 'stdout',
     // Postgres text cannot hold NUL; the agent already replaced invalid UTF-8.
@@ -106,26 +99,29 @@ export async function appendLogs(ctx: SchedulerContext, req: AppendLogsRequest__
   }));
   let acked = 0;
   for (const l of req.lines ?? []) acked = Math.max(acked, l.seq);
-  if (lines.length) {
-    // One statement, guarded by the attempt: the run's row is locked while the lines go in, so an end
-    // report either committed before (nothing is appended: an ended run's log is final) or waits for these
-    // lines. The read above only answers early; this guard is the one that holds.
-    const { rows } = await sql<{ live: boolean; stored: number }>`
-      WITH r AS (SELECT id FROM runs WHERE id = ${req.run_id} AND lease = ${Number(req.lease)} AND agent = ${agent}
-                   AND status NOT IN ${states([...terminalStatuses])} FOR NO KEY UPDATE),
-      ins AS (
-        INSERT INTO run_logs (run_id, attempt, seq, stream, text, at)
-        SELECT ${req.run_id}, ${run.attempt}, l.seq, l.stream, l.text, l.at
-        FROM unnest(${lines.map((l) => l.seq)}::bigint[], ${lines.map((l) => l.stream)}::text[], ${lines.map((l) => l.text)}::text[],
-                    ${lines.map((l) => l.at.toISOString())}::timestamptz[]) AS l(seq, stream, text, at)
-        WHERE EXISTS (SELECT 1 FROM r)
-        ON CONFLICT (run_id, attempt, seq) DO NOTHING RETURNING 1),
-      u AS (UPDATE runs SET last_log_seq = greatest(runs.last_log_seq, ${acked}) FROM r WHERE runs.id = r.id)
-      SELECT EXISTS (SELECT 1 FROM r) AS live, (SELECT count(*) FROM ins)::int AS stored`.execute(db);
-    const { live, stored } = rows[0]!;
-    if (!live) return { acked_seq: 0, stop: true };
-    schedulerMetrics.logLines.inc(stored);
-    ctx.runChanged(req.run_id);
+  // Only the agent holding the attempt writes its lines, and only while the run lives: an ended run's log
+  // is final. (The end report may come just after the last batch, so an agent flushes before it reports.)
+  if (lines.length === 0) {
+    const run = await db.selectFrom('runs').select(['kill_requested']).where('id', '=', req.run_id).where('lease', '=', Number(req.lease))
+      .where('agent', '=', agent).where('status', 'not in', [...terminalStatuses]).executeTakeFirst();
+    return run ? { acked_seq: acked, stop: run.kill_requested } : { acked_seq: 0, stop: true };
   }
-  return { acked_seq: acked, stop: run.agent === null || run.kill_requested };
+  // One statement, guarded by the attempt: the run's row is locked while the lines go in, so an end report
+  // either committed before (nothing is appended) or waits for these lines.
+  const { rows } = await sql<{ live: boolean; kill_requested: boolean | null; stored: number }>`
+    WITH r AS (SELECT id, attempt, kill_requested FROM runs WHERE id = ${req.run_id} AND lease = ${Number(req.lease)} AND agent = ${agent}
+                 AND status NOT IN ${states([...terminalStatuses])} FOR NO KEY UPDATE),
+    ins AS (
+      INSERT INTO run_logs (run_id, attempt, seq, stream, text, at)
+      SELECT r.id, r.attempt, l.seq, l.stream, l.text, l.at
+      FROM r, unnest(${lines.map((l) => l.seq)}::bigint[], ${lines.map((l) => l.stream)}::text[], ${lines.map((l) => l.text)}::text[],
+                     ${lines.map((l) => l.at.toISOString())}::timestamptz[]) AS l(seq, stream, text, at)
+      ON CONFLICT (run_id, attempt, seq) DO NOTHING RETURNING 1),
+    u AS (UPDATE runs SET last_log_seq = greatest(runs.last_log_seq, ${acked}) FROM r WHERE runs.id = r.id)
+    SELECT EXISTS (SELECT 1 FROM r) AS live, (SELECT kill_requested FROM r) AS kill_requested, (SELECT count(*) FROM ins)::int AS stored`.execute(db);
+  const { live, kill_requested: killRequested, stored } = rows[0]!;
+  if (!live) return { acked_seq: 0, stop: true };
+  schedulerMetrics.logLines.inc(stored);
+  ctx.runChanged(req.run_id);
+  return { acked_seq: acked, stop: killRequested === true };
 }
