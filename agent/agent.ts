@@ -10,7 +10,7 @@ import type { Settings, agentSettings } from '../shared/settings.js';
 import type { Dispatch__Output, Gpu } from '../shared/proto.js';
 import { subjects as makeSubjects } from '../shared/subjects.js';
 import { AttemptOutcome } from '../shared/run-states.js';
-import { ErrorCodes, TrainyardError, errorMessage } from '../shared/errors.js';
+import { ErrorCodes, TrainyardError, errorMessage, fromGrpcError } from '../shared/errors.js';
 import { readGpus } from './gpus.js';
 import { Link } from './link.js';
 import { Attempt, type AttemptDeps } from './attempt.js';
@@ -58,6 +58,8 @@ export class AgentDaemon {
   #metrics: MetricsServer | null = null;
   /** Where /metrics is served ('' when --metrics-listen is empty). */
   metricsAddress = '';
+  /** The process's exit status once stopped: 1 when the scheduler shut this agent out. */
+  exitCode = 0;
 
   constructor(readonly settings: Settings<typeof agentSettings>, readonly log: Logger) {
     this.#link = new Link(settings.scheduler, channelCredentials(settings));
@@ -200,7 +202,17 @@ export class AgentDaemon {
         }
         this.#act(res);
       } catch (err) {
-        if (!signal.aborted) this.log.warn({ err: errorMessage(err) }, 'heartbeat failed');
+        if (signal.aborted) return;
+        if (fromGrpcError(err).code === ErrorCodes.Unauthenticated) {
+          // The scheduler no longer takes this agent's credential: an admin removed it (`trainyard agents
+          // remove --force`). Nothing it runs could be reported or committed any more, so it stops them
+          // and exits non-zero rather than beating in vain.
+          this.log.error({ err: errorMessage(err) }, 'shut out: the scheduler refuses this agent\'s credential (removed by an admin?); stopping its runs and exiting');
+          this.exitCode = 1;
+          void this.stop(true);
+          return;
+        }
+        this.log.warn({ err: errorMessage(err) }, 'heartbeat failed');
       }
     }
   }

@@ -75,6 +75,7 @@ export class Api {
   killRun = (id: string) => this.#u<P.KillRunRequest, P.Run__Output>(this.client.KillRun, { id });
   listAgents = () => this.#u<P.ListAgentsRequest, P.ListAgentsResponse__Output>(this.client.ListAgents, {});
   drainAgent = (name: string) => this.#u<P.DrainAgentRequest, P.Agent__Output>(this.client.DrainAgent, { name });
+  removeAgent = (name: string, force: boolean) => this.#u<P.RemoveAgentRequest, P.RemoveAgentResponse__Output>(this.client.RemoveAgent, { name, force });
   setProjectLimits = (req: P.ProjectLimits) => this.#u<P.ProjectLimits, P.Project__Output>(this.client.SetProjectLimits, req);
   listProjects = () => this.#u<P.ListProjectsRequest, P.ListProjectsResponse__Output>(this.client.ListProjects, {});
   createToken = (req: P.CreateTokenRequest) => this.#u<P.CreateTokenRequest, P.CreatedToken__Output>(this.client.CreateToken, req);

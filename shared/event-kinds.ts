@@ -1,6 +1,6 @@
-// The kinds of the ML log (`trainyard events`): one closed list, mirrored by the CHECK on events.kind in
-// migrations/008_events_and_schedules.sql (test/e2e/events.test.ts compares the two). A kind is
-// `<what>.<happened>`; `--kind run` selects every `run.*` kind.
+// The kinds of the ML log (`trainyard events`): one closed list, mirrored by the CHECK on events.kind
+// (migrations/008_events_and_schedules.sql, as 015 leaves it; test/e2e/events.test.ts compares the two).
+// A kind is `<what>.<happened>`; `--kind run` selects every `run.*` kind.
 export const EventKind = {
   PackagePushed: 'package.pushed',
   /** A push the project was allowed to make, refused for what it held (the reason is the detail). */
@@ -32,6 +32,8 @@ export const EventKind = {
   AgentLost: 'agent.lost',
   AgentDraining: 'agent.draining',
   AgentDrained: 'agent.drained',
+  /** An admin forgot an agent that was gone (`trainyard agents remove`): its name is free again. */
+  AgentRemoved: 'agent.removed',
 } as const;
 export type EventKind = (typeof EventKind)[keyof typeof EventKind];
 export const eventKinds: readonly EventKind[] = Object.values(EventKind);

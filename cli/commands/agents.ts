@@ -4,12 +4,28 @@ import { verb, type Parsed } from '../verb.js';
 import { color, safeText, table } from '../format.js';
 import { invalid } from '../../shared/errors.js';
 
+const forceFlag = { type: 'boolean', description: 'also a live agent: revoke its credential now, call it lost, requeue its runs' } as const;
+
 async function drain({ values, positionals }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
   const name = positionals[0];
   if (!name) throw invalid('agents drain: give the agent name');
   return withApi(address, async (api) => {
     const a = await api.drainAgent(name);
     console.log(values.json ? JSON.stringify(a, null, 2) : `${safeText(a.name)}  ${color.yellow(a.status)}`);
+    return 0;
+  });
+}
+
+async function remove({ values, positionals }: Parsed<{ json: typeof jsonFlag; force: typeof forceFlag }>, address: string): Promise<number> {
+  const name = positionals[0];
+  if (!name) throw invalid('agents remove: give the agent name');
+  return withApi(address, async (api) => {
+    const r = await api.removeAgent(name, values.force === true);
+    if (values.json) console.log(JSON.stringify(r, null, 2));
+    else {
+      console.log(`${safeText(r.name)}  ${color.yellow('removed')} (it was ${r.was})${r.requeued ? `; ${r.requeued} run(s) went back to the queue` : ''}`);
+      console.log(color.dim(`its name is free; its credential is void. A box that still holds a join token can join again: revoke it (trainyard tokens revoke ID).`));
+    }
     return 0;
   });
 }
@@ -40,5 +56,14 @@ export const agentsVerbs = [
     path: ['agents', 'drain'], summary: 'no new runs on an agent; running ones finish; then the agent exits 0',
     args: [{ name: 'NAME', description: 'the agent name (trainyard agents shows them)' }], flags: { json: jsonFlag }, run: drain,
     examples: ['trainyard agents drain gpu-box-7'],
+  }),
+  verb({
+    path: ['agents', 'remove'],
+    summary: 'forget an agent: its name is free for a new agent and its credential is void (admin only)',
+    details: 'An agent that is gone (offline or lost) is forgotten. A live one is refused unless --force, which shuts it out now: its ' +
+      'credential is revoked, it is called lost and its runs go back to the queue. An agent can take a name back only with that name\'s ' +
+      'credential, so this is how a replaced box\'s name is given to a new one.',
+    args: [{ name: 'NAME', description: 'the agent name (trainyard agents shows them)' }], flags: { json: jsonFlag, force: forceFlag }, run: remove,
+    examples: ['trainyard agents remove gpu-box-7', 'trainyard agents remove gpu-box-7 --force'],
   }),
 ];

@@ -74,7 +74,7 @@ async function agent({ values }: Parsed<typeof agentFlags>): Promise<number> {
   const { AgentDaemon } = await import('../../agent/agent.js');
   const agent = new AgentDaemon(settings, log);
   await agent.start();
-  return exitSoon(await Promise.race([onSignals((force) => agent.stop(force), log), agent.stopped.then(() => 0)]));
+  return exitSoon(await Promise.race([onSignals((force) => agent.stop(force), log), agent.stopped.then(() => agent.exitCode)]));
 }
 
 const SETTINGS_NOTE = 'Each flag is also its TRAINYARD_* variable (the flag wins over the variable), and a key of the --config '

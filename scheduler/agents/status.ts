@@ -8,7 +8,10 @@
 //                          │  ▲               │                                 │
 //                          │  └──register─────┼──── lost ◀──loseSilent──────────┘ (no heartbeat within
 //                          └──────────────────┴──────▲                               the loss deadline)
-//   register also takes over a lost or offline name, or one held by the same identity (a restart).
+//   register takes a name over only with that name's credential (a restart, from the agent's work dir);
+//   a new agent (a join token) only takes a name nobody holds. An admin frees the name of an agent that
+//   is gone with `trainyard agents remove` (forget), and shuts a live one out first (revoke: lost, and
+//   its credential stops working).
 //   Unresponsive is a flag beside the status, not a status: `unresponsive_since` is set when an agent let a
 //   dispatch go unacknowledged (markUnresponsive) and cleared by its next heartbeat or register; the placer
 //   offers such an agent nothing meanwhile.
@@ -18,6 +21,7 @@ import type { Db } from '../db/database.js';
 import { ErrorCodes, TrainyardError, invalid, notFound } from '../../shared/errors.js';
 import { EventKind } from '../../shared/event-kinds.js';
 import { changeWithEvent, fleet, recordEvents } from '../events/record.js';
+import { placedStatuses } from '../../shared/run-states.js';
 
 export const AgentStatus = {
   /** Registered and heard from: takes runs. */
@@ -39,6 +43,8 @@ export function agentStates(list: readonly AgentStatus[]): RawBuilder<unknown> {
   return sql`(${sql.join(list.map((s) => sql.lit(s)))})`;
 }
 const LIVE = agentStates(liveAgentStatuses);
+// Spelled here, not taken from runs/transitions.ts, which imports this file.
+const PLACED_RUNS = sql`(${sql.join(placedStatuses.map((s) => sql.lit(s)))})`;
 const lit = (s: AgentStatus) => sql.lit(s);
 
 export interface AgentStatusDeps {
@@ -48,7 +54,7 @@ export interface AgentStatusDeps {
 }
 
 /** One change of one agent, as logged. `from` is null for a name registered for the first time. */
-export interface AgentChange { agent: string; from: AgentStatus | null; to: AgentStatus; detail: string; unresponsive?: boolean }
+export interface AgentChange { agent: string; from: AgentStatus | null; to: AgentStatus | 'removed'; detail: string; unresponsive?: boolean }
 
 /** The one place agent changes are logged (and told to the placer). */
 function announce(deps: AgentStatusDeps, changes: AgentChange[]): void {
@@ -68,19 +74,27 @@ export interface Registration {
   identitySha256: string;
   /** The peer address it called from. */
   address: string;
+  /** A join token introduced it (a new agent): it may take only a name nobody holds. */
+  joining: boolean;
 }
 
 /**
  * register: the agent is online with these capabilities and a new session (heartbeats from older
- * sessions are told to register again). Guarded: a name held by a live agent (online or draining, heard
- * from within the loss deadline) with another identity is refused with ALREADY_EXISTS naming that agent;
- * the same identity (a restart), a lost or offline holder, or a row from before identities (null) is
- * taken over. The status row and the agent's GPU rows change in one transaction.
+ * sessions are told to register again). Guarded: a name is taken over only by the identity that holds it
+ * (a restart from the agent's work dir). A new agent (joining) under a held name is refused with
+ * ALREADY_EXISTS naming the holder, live or not: a join token proves the caller may join the fleet, not
+ * that it is that agent; an admin frees a gone agent's name with `trainyard agents remove`. An agent
+ * presenting its credential for a name that was removed meanwhile is refused too (the row read here is
+ * locked, so a removal either committed before, and is seen, or waits). The status row and the agent's
+ * GPU rows change in one transaction.
  */
-export async function register(deps: AgentStatusDeps, r: Registration, lostAfterMs: number): Promise<{ session: number }> {
+export async function register(deps: AgentStatusDeps, r: Registration): Promise<{ session: number }> {
   const { session, change } = await deps.db.transaction().execute(async (trx) => {
     const before = await trx.selectFrom('agents').select(['status', 'identity_sha256', 'address', 'hostname', 'registered_at', 'last_heartbeat_at'])
       .where('name', '=', r.name).forUpdate().executeTakeFirst();
+    if (!r.joining && before?.identity_sha256 !== r.identitySha256) {
+      throw new TrainyardError(ErrorCodes.Unauthenticated, `the credential is not agent "${r.name}"'s (the agent was removed or revoked meanwhile)`);
+    }
     const labels = JSON.stringify(r.labels);
     const { rows } = await sql<{ session: number }>`
       INSERT INTO agents AS a (name, hostname, version, status, session, cpus, memory_mb, labels, last_heartbeat_at, registered_at, identity_sha256, address, max_runs)
@@ -89,10 +103,8 @@ export async function register(deps: AgentStatusDeps, r: Registration, lostAfter
       ON CONFLICT (name) DO UPDATE SET
         hostname = excluded.hostname, version = excluded.version, status = excluded.status, session = excluded.session,
         cpus = excluded.cpus, memory_mb = excluded.memory_mb, labels = excluded.labels, max_runs = excluded.max_runs, last_heartbeat_at = now(),
-        registered_at = now(), unresponsive_since = NULL, identity_sha256 = excluded.identity_sha256, address = excluded.address
-      WHERE a.identity_sha256 IS NULL OR a.identity_sha256 = excluded.identity_sha256
-         OR a.status NOT IN ${LIVE}
-         OR a.last_heartbeat_at < now() - make_interval(secs => ${lostAfterMs / 1000})
+        registered_at = now(), unresponsive_since = NULL, address = excluded.address
+      WHERE a.identity_sha256 = excluded.identity_sha256
       RETURNING a.session`.execute(trx);
     const row = rows[0];
     if (!row) {
@@ -100,20 +112,20 @@ export async function register(deps: AgentStatusDeps, r: Registration, lostAfter
       const held = before ?? await trx.selectFrom('agents').select(['status', 'identity_sha256', 'address', 'hostname', 'registered_at', 'last_heartbeat_at'])
         .where('name', '=', r.name).executeTakeFirstOrThrow();
       const ago = ((Date.now() - new Date(held.last_heartbeat_at).getTime()) / 1000).toFixed(1);
-      throw new TrainyardError(ErrorCodes.AlreadyExists,
-        `agent name "${r.name}" is held by another agent, at ${held.address || 'an unknown address'} (host ${held.hostname || '?'}), ` +
-        `${held.status} since ${new Date(held.registered_at).toISOString()}, last heard ${ago} s ago; ` +
-        'give this agent another name (--name or TRAINYARD_AGENT_NAME), or stop that one first (a name is free once its agent is offline or lost)');
+      const holder = `at ${held.address || 'an unknown address'} (host ${held.hostname || '?'}), ` +
+        `${held.status} since ${new Date(held.registered_at).toISOString()}, last heard ${ago} s ago`;
+      throw new TrainyardError(ErrorCodes.AlreadyExists, liveAgentStatuses.includes(held.status)
+        ? `agent name "${r.name}" is held by another agent, ${holder}; give this agent another name (--name or TRAINYARD_AGENT_NAME), ` +
+          `or stop that one and have an admin remove it (trainyard agents remove ${r.name})`
+        : `agent name "${r.name}" belongs to the agent that was ${holder}; only that agent's credential (the identity file in its work dir) ` +
+          `registers under it: start that agent again from its work dir, give this one another name (--name), ` +
+          `or have an admin forget the old one (trainyard agents remove ${r.name})`);
     }
     await trx.deleteFrom('agent_gpus').where('agent', '=', r.name).execute();
     if (r.gpus.length) {
       await trx.insertInto('agent_gpus').values(r.gpus.map((g) => ({ agent: r.name, index: g.index, uuid: g.uuid, name: g.name, memory_mb: g.memory_mb }))).execute();
     }
-    const takeover = before && before.identity_sha256 !== null && before.identity_sha256 !== r.identitySha256;
-    const change: AgentChange = {
-      agent: r.name, from: before?.status ?? null, to: AgentStatus.Online,
-      detail: `registered from ${r.address}${takeover ? ` (took the name over from the ${before.status} agent at ${before.address})` : ''}`,
-    };
+    const change: AgentChange = { agent: r.name, from: before?.status ?? null, to: AgentStatus.Online, detail: `registered from ${r.address}` };
     // Joined: new, or back after it was lost or left. A live agent registering again (a scheduler restart,
     // a new session) has not joined anything.
     if (!before || !liveAgentStatuses.includes(before.status)) {
@@ -170,6 +182,53 @@ export async function drain(deps: AgentStatusDeps, name: string): Promise<void> 
     throw invalid(`agent "${name}" is ${exists.status}; only an online agent can be drained`);
   }
   if (r.from !== AgentStatus.Draining) announce(deps, [{ agent: name, from: r.from, to: AgentStatus.Draining, detail: 'drain requested' }]);
+}
+
+/**
+ * revoke: an admin shuts an agent out now (`trainyard agents remove --force`). Its credential stops working
+ * at once (a NULL identity matches no credential, and register takes over no such row), and a live agent
+ * is lost, with the event a loss has: its runs go back to the queue as any lost agent's do. Returns the
+ * status it had, or null when there is no such agent.
+ */
+export async function revoke(deps: AgentStatusDeps, name: string): Promise<AgentStatus | null> {
+  const rows = await changeWithEvent<{ from: AgentStatus }>(deps.db, sql`
+    UPDATE agents a SET identity_sha256 = NULL,
+      status = CASE WHEN old.status IN ${LIVE} THEN ${lit(AgentStatus.Lost)} ELSE a.status END
+    FROM (SELECT name, status FROM agents WHERE name = ${name} FOR UPDATE) old
+    WHERE a.name = old.name RETURNING a.name, old.status AS from`,
+  { kind: EventKind.AgentLost, project: fleet, subject: sql`c.name`, detail: sql`'removed by an admin: its credential is revoked and its runs go back to the queue'` },
+  sql`c."from" IN ${LIVE}`);
+  const r = rows[0];
+  if (!r) return null;
+  if (liveAgentStatuses.includes(r.from)) {
+    announce(deps, [{ agent: name, from: r.from, to: AgentStatus.Lost, detail: 'removed by an admin: credential revoked' }]);
+  }
+  return r.from;
+}
+
+/**
+ * forget: an agent that is gone (offline or lost) and holds no run is deleted, its GPUs with it; its name
+ * is free for a new agent and its credential is worth nothing. Returns the status it had; throws NOT_FOUND,
+ * or FAILED_PRECONDITION naming why it stays (live, or runs still placed on it).
+ */
+export async function forget(deps: AgentStatusDeps, name: string): Promise<AgentStatus> {
+  const rows = await changeWithEvent<{ from: AgentStatus }>(deps.db, sql`
+    DELETE FROM agents a WHERE a.name = ${name} AND a.status NOT IN ${LIVE}
+      AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.agent = a.name AND r.status IN ${PLACED_RUNS})
+    RETURNING a.name, a.status AS from`,
+  { kind: EventKind.AgentRemoved, project: fleet, subject: sql`c.name`, detail: sql`'removed by an admin (it was ' || c."from" || ')'` });
+  const r = rows[0];
+  if (r) {
+    announce(deps, [{ agent: name, from: r.from, to: 'removed', detail: 'removed by an admin' }]);
+    return r.from;
+  }
+  const now = await deps.db.selectFrom('agents').select('status').where('name', '=', name).executeTakeFirst();
+  if (!now) throw notFound(`agent "${name}" not found`);
+  if (liveAgentStatuses.includes(now.status)) {
+    throw new TrainyardError(ErrorCodes.FailedPrecondition, `agent "${name}" is ${now.status}: stop it first (trainyard agents drain ${name}; ` +
+      `it exits once its runs are done), or shut it out now with --force (its credential is revoked, its runs go back to the queue)`);
+  }
+  throw new TrainyardError(ErrorCodes.FailedPrecondition, `agent "${name}" still has runs placed on it; they go back to the queue within the loss deadline: try again then`);
 }
 
 /** loseSilent: live agents not heard from within `lostAfterMs` are lost. Returns their names. */

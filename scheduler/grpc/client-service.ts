@@ -21,6 +21,7 @@ import { streamLogs } from '../runs/logs.js';
 import { runOutputs } from '../runs/outputs.js';
 import { listAgents } from '../agents/list.js';
 import { drainAgent } from '../agents/drain.js';
+import { removeAgent } from '../agents/remove.js';
 import { listProjects, setProjectLimits } from '../projects.js';
 import { doctorReport } from '../doctor-report.js';
 import { authenticateClient } from '../auth/authenticate.js';
@@ -86,6 +87,10 @@ export function clientService(ctx: SchedulerContext, auth: { tokens: TokenVerifi
     DrainAgent: unary(g, 'DrainAgent', (req, caller) => {
       authorize(caller, Actions.Admin);
       return drainAgent(ctx, req.name);
+    }),
+    RemoveAgent: unary(g, 'RemoveAgent', (req, caller) => {
+      authorize(caller, Actions.Admin);
+      return removeAgent(ctx, req);
     }),
 
     SetProjectLimits: unary(g, 'SetProjectLimits', (req, caller) => {

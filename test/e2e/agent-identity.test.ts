@@ -47,11 +47,61 @@ t.test('a second agent under a live name is refused; the first keeps its runs; a
   const next = await submitGated(s, gate);
   t.equal((await s.waitForStatus(next, ['Successful', 'Failed', 'Killed'])).status, 'Successful', 'and it runs work');
 
-  // Once the holder has left (offline), the name is free for another agent.
+  // Once the holder has left (offline), its name is still its own: a join token does not take it over.
   t.equal(await restarted.stop(), 0, 'the first agent leaves cleanly');
-  const third = await s.startAgent('third', { env: { TRAINYARD_AGENT_NAME: 'box' } });
-  await third.waitFor((l) => l.msg === 'registered');
+  const third = await s.startAgent('third', { env: { TRAINYARD_AGENT_NAME: 'box' }, expectExit: 1, waitForRegistered: false });
+  const gone = await third.waitFor((l) => l.msg === 'registration refused', 30_000);
+  t.equal(await third.exited, 1, 'a new agent under an offline agent\'s name exits 1');
+  t.match(String(gone.err), /agent name "box" belongs to the agent that was at .*offline since .*trainyard agents remove box/,
+    'told whose name it is and how an admin frees it');
+  const [kept] = await s.query("SELECT identity_sha256, status FROM agents WHERE name = 'box'");
+  t.same(kept, { identity_sha256: first!.identity_sha256, status: 'offline' }, 'the offline agent keeps its name and credential');
+
+  // An admin forgets it; then a new agent takes the name, and the old credential is worth nothing.
+  const removed = await s.cliJson(['agents', 'remove', 'box']);
+  t.same(removed, { name: 'box', was: 'offline', requeued: 0 }, 'agents remove says what it forgot');
+  t.same(await s.query("SELECT kind FROM events WHERE subject = 'box' AND kind = 'agent.removed'"), [{ kind: 'agent.removed' }], 'the ML log reports it');
+  const fourth = await s.startAgent('fourth', { env: { TRAINYARD_AGENT_NAME: 'box' } });
   const [taken] = await s.query("SELECT identity_sha256, status FROM agents WHERE name = 'box'");
-  t.not(taken!.identity_sha256, first!.identity_sha256, 'another agent took the name over once it was free');
+  t.not(taken!.identity_sha256, first!.identity_sha256, 'a new agent took the freed name, with a credential of its own');
   t.equal(taken!.status, 'online');
+  const old = await s.startAgent('box', { gpus: fakeGpus(1, 'first'), expectExit: 1, waitForRegistered: false });
+  const oldRefused = await old.waitFor((l) => l.msg === 'registration refused', 30_000);
+  t.equal(await old.exited, 1, 'the removed agent, started again from its work dir, is refused');
+  t.match(old.lines.join('\n'), /the scheduler refused this agent's credential/, 'its old credential is refused');
+  t.match(String(oldRefused.err), /agent name "box" is held by another agent/, 'and its join token does not take the name back from the new holder');
+  t.equal(await fourth.stop(), 0);
+});
+
+t.test('agents remove: a live agent only with --force, which shuts it out and hands its runs to another', async (t) => {
+  const s = await Stack.create(t, { agents: [{ name: 'solo', gpus: fakeGpus(1, 'solo') }] });
+  await pushGated(s);
+  const gate = new Gate();
+  const id = await submitGated(s, gate);
+  await waitForAttempt(s, id, 1);
+
+  const refused = await s.cli(['agents', 'remove', 'solo', '--json']);
+  t.equal(refused.code, 1, 'a live agent is not removed without --force');
+  t.equal(JSON.parse(refused.stderr).error?.code, 'FAILED_PRECONDITION');
+  t.match(refused.stderr, /agent \\"solo\\" is online: stop it first .*--force/, 'the refusal says what to do');
+  t.same(await s.query("SELECT status FROM agents WHERE name = 'solo'"), [{ status: 'online' }], 'nothing changed');
+  const missing = await s.cli(['agents', 'remove', 'nobody', '--json']);
+  t.equal(JSON.parse(missing.stderr).error?.code, 'NOT_FOUND', 'an unknown agent: NOT_FOUND');
+  t.equal((await s.cli(['agents', 'remove'])).code, 2, 'no name: a usage error');
+
+  const solo = s.daemons.find((d) => d.name === 'solo')!.expectExit(1);
+  const forced = await s.cliJson(['agents', 'remove', 'solo', '--force']);
+  t.same(forced, { name: 'solo', was: 'online', requeued: 1 }, 'forced: it was online, its run went back to the queue');
+  t.same(await s.query("SELECT * FROM agents WHERE name = 'solo'"), [], 'the agent is forgotten');
+  const [run] = await s.query('SELECT status, agent, lost_attempts FROM runs WHERE id = $1', [id]);
+  t.same(run, { status: 'Waiting for resources', agent: null, lost_attempts: 1 }, 'its run waits for another agent, one attempt spent');
+  t.same((await s.query("SELECT kind, detail FROM events WHERE subject = 'solo' ORDER BY id")).map((e) => e.kind), ['agent.joined', 'agent.lost', 'agent.removed']);
+  await solo.waitFor((l) => String(l.msg).startsWith('shut out'), 15_000);
+  t.equal(await solo.exited, 1, 'the shut-out agent stops its runs and exits 1');
+  t.same(await s.query("SELECT * FROM agents WHERE name = 'solo'"), [], 'its last words (leaving) made no row');
+
+  await s.startAgent('spare', { gpus: fakeGpus(1, 'spare') });
+  gate.open();
+  const done = await s.waitForStatus(id, ['Successful', 'Failed', 'Killed']);
+  t.same([done.status, done.attempt, done.last_agent], ['Successful', 2, 'spare'], 'the run finished on another agent, as its second attempt');
 });

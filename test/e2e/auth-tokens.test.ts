@@ -97,7 +97,7 @@ t.test('bootstrap, create, list, revoke, expire; no token; non-admins', async (t
   for (const [who, tok] of [['member', m2], ['reader', readerToken]] as const) {
     for (const args of [
       ['tokens', 'create', '--project', 'alpha', '--role', 'admin'], ['tokens', 'list'], ['tokens', 'revoke', memberId],
-      ['agents', 'join-token', 'create'], ['agents'], ['agents', 'drain', 'box'], ['projects', 'set', 'alpha', '--max-runs', '9'],
+      ['agents', 'join-token', 'create'], ['agents'], ['agents', 'drain', 'box'], ['agents', 'remove', 'box'], ['agents', 'remove', 'box', '--force'], ['projects', 'set', 'alpha', '--max-runs', '9'],
       ['projects', 'set', 'alpha', '--max-priority', '100'], ['doctor'],
     ]) {
       const r = await s.cli([...args, '--json', '--token', tok]);
@@ -107,6 +107,7 @@ t.test('bootstrap, create, list, revoke, expire; no token; non-admins', async (t
   }
   t.same(await s.query("SELECT count(*)::int AS n FROM tokens WHERE role = 'admin'"), [{ n: 1 }], 'no admin token was made by a non-admin');
   t.same(await s.query('SELECT * FROM project_limits'), [], 'no cap was set');
+  t.same(await s.query("SELECT kind FROM events WHERE kind IN ('agent.draining', 'agent.lost', 'agent.removed')"), [], 'no agent was drained, revoked or removed');
 
   // Every verb answers --help.
   for (const args of [['tokens', '--help'], ['tokens', 'create', '--help'], ['tokens', 'list', '--help'], ['tokens', 'revoke', '--help'], ['agents', 'join-token', 'create', '--help']]) {

@@ -1,12 +1,13 @@
 // Agent status on a real Postgres (scheduler/agents/status.ts): the statuses are the ones the schema
-// allows, each transition is guarded (a name held by a live agent with another identity is refused; a
-// stale session changes nothing; a lost agent is not lost twice), and each change is logged once.
+// allows, each transition is guarded (a name held by another identity is refused, live or gone, until an
+// admin removes it; a stale session changes nothing; a lost agent is not lost twice), and each change is
+// logged once.
 import t from 'tap';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { testDatabase } from '../helpers/stack.js';
 import {
-  AgentStatus, agentStatuses, drain, heartbeat, loseSilent, markUnresponsive, register, type Registration,
+  AgentStatus, agentStatuses, drain, forget, heartbeat, loseSilent, markUnresponsive, register, revoke, type Registration,
 } from '../../scheduler/agents/status.js';
 import { TrainyardError } from '../../shared/errors.js';
 
@@ -18,7 +19,7 @@ function capture() {
 
 const reg = (over: Partial<Registration> = {}): Registration => ({
   name: 'box', hostname: 'h1', version: 'v', cpus: 4, memoryMb: 1024, labels: {}, gpus: [{ index: 0, uuid: 'GPU-a', name: 'H100', memory_mb: 80_000 }],
-  identitySha256: 'a'.repeat(64), address: '10.0.0.1:5000', ...over,
+  identitySha256: 'a'.repeat(64), address: '10.0.0.1:5000', joining: true, ...over,
 });
 const LOST_AFTER = 4000;
 
@@ -34,10 +35,10 @@ t.test('register, heartbeat, drain and leave: guarded, each change logged once',
   const { db } = await testDatabase(t);
   const { log, changes } = capture();
   const deps = { db, log };
-  const { session } = await register(deps, reg(), LOST_AFTER);
+  const { session } = await register(deps, reg());
 
   // Another identity while the first is alive: refused, naming the first; nothing changes.
-  const refused = await register(deps, reg({ identitySha256: 'b'.repeat(64), address: '10.0.0.2:6000', gpus: [] }), LOST_AFTER).catch((e: unknown) => e);
+  const refused = await register(deps, reg({ identitySha256: 'b'.repeat(64), address: '10.0.0.2:6000', gpus: [] })).catch((e: unknown) => e);
   t.ok(refused instanceof TrainyardError && refused.code === 'ALREADY_EXISTS', 'a second identity is refused with ALREADY_EXISTS');
   t.match(String((refused as Error).message), /held by another agent, at 10\.0\.0\.1:5000 \(host h1\), online since /);
   const [row] = await db.selectFrom('agents').selectAll().execute();
@@ -45,7 +46,7 @@ t.test('register, heartbeat, drain and leave: guarded, each change logged once',
   t.equal((await db.selectFrom('agent_gpus').selectAll().execute()).length, 1, 'and so are its GPUs');
 
   // The same identity (a restart): accepted, new session; the old session's heartbeats are refused.
-  const again = await register(deps, reg({ address: '10.0.0.1:5001' }), LOST_AFTER);
+  const again = await register(deps, reg({ joining: false, address: '10.0.0.1:5001' }));
   t.ok(again.session > session);
   t.equal(await heartbeat(deps, { name: 'box', session, draining: false, leaving: false }), null, 'a stale session changes nothing');
   t.equal(await heartbeat(deps, { name: 'box', session: again.session, draining: false, leaving: false }), AgentStatus.Online);
@@ -59,17 +60,60 @@ t.test('register, heartbeat, drain and leave: guarded, each change logged once',
   t.match(String(notLive), /is offline; only an online agent can be drained/);
   t.match(String(await drain(deps, 'nobody').catch((e: unknown) => e)), /agent "nobody" not found/);
 
-  // Once offline, the name is free for another identity.
-  await register(deps, reg({ identitySha256: 'b'.repeat(64), address: '10.0.0.2:6000' }), LOST_AFTER);
-  t.same(changes(), ['box null→online', 'box online→online', 'box online→draining', 'box draining→offline', 'box offline→online']);
+  // Offline, the name is still its holder's: another identity is refused, told how to free it.
+  const gone = await register(deps, reg({ identitySha256: 'b'.repeat(64), address: '10.0.0.2:6000' })).catch((e: unknown) => e);
+  t.ok(gone instanceof TrainyardError && gone.code === 'ALREADY_EXISTS', 'a join under an offline agent\'s name is refused');
+  t.match(String((gone as Error).message), /belongs to the agent that was at 10\.0\.0\.1:5001 \(host h1\), offline since .*trainyard agents remove box/);
+  // Its own credential still restarts it.
+  const back = await register(deps, reg({ joining: false, address: '10.0.0.1:5002' }));
+  t.ok(back.session > again.session, 'the offline agent itself comes back');
+  t.equal(await heartbeat(deps, { name: 'box', session: back.session, draining: true, leaving: true }), AgentStatus.Offline);
+
+  // An admin forgets it: the row and its GPUs go, with an event; then the name is free.
+  t.equal(await forget(deps, 'box'), AgentStatus.Offline);
+  t.equal((await db.selectFrom('agent_gpus').selectAll().execute()).length, 0, 'its GPUs are forgotten with it');
+  t.same((await db.selectFrom('events').select(['kind', 'subject']).where('kind', '=', 'agent.removed').execute()), [{ kind: 'agent.removed', subject: 'box' }]);
+  const stale = await register(deps, reg({ joining: false })).catch((e: unknown) => e);
+  t.ok(stale instanceof TrainyardError && stale.code === 'UNAUTHENTICATED', 'its old credential registers nothing once it is removed');
+  t.equal((await db.selectFrom('agents').selectAll().execute()).length, 0, 'and makes no row');
+  await register(deps, reg({ identitySha256: 'b'.repeat(64), address: '10.0.0.2:6000' }));
+  t.match(String(await forget(deps, 'nobody').catch((e: unknown) => e)), /agent "nobody" not found/);
+  const live = await forget(deps, 'box').catch((e: unknown) => e);
+  t.ok(live instanceof TrainyardError && live.code === 'FAILED_PRECONDITION', 'a live agent is not forgotten');
+  t.match(String(live), /agent "box" is online: stop it first .* or shut it out now with --force/);
+  t.same(changes(), ['box null→online', 'box online→online', 'box online→draining', 'box draining→offline', 'box offline→online', 'box online→offline',
+    'box offline→removed', 'box null→online']);
+});
+
+t.test('revoke: a live agent is lost and its credential is worth nothing; forget then frees the name', async (t) => {
+  const { db } = await testDatabase(t);
+  const { log, changes } = capture();
+  const deps = { db, log };
+  const { session } = await register(deps, reg());
+  t.equal(await revoke(deps, 'nobody'), null);
+  t.equal(await revoke(deps, 'box'), AgentStatus.Online, 'returns the status it had');
+  const row = await db.selectFrom('agents').select(['status', 'identity_sha256']).where('name', '=', 'box').executeTakeFirstOrThrow();
+  t.same(row, { status: 'lost', identity_sha256: null }, 'lost, and no credential matches it');
+  t.equal(await heartbeat(deps, { name: 'box', session, draining: false, leaving: false }), null, 'its session is over');
+  const restart = await register(deps, reg({ joining: false })).catch((e: unknown) => e);
+  t.ok(restart instanceof TrainyardError && restart.code === 'UNAUTHENTICATED', 'its old identity registers nothing');
+  const join = await register(deps, reg({ identitySha256: 'e'.repeat(64) })).catch((e: unknown) => e);
+  t.ok(join instanceof TrainyardError && join.code === 'ALREADY_EXISTS', 'nor does a join under its name, until it is forgotten');
+  t.equal(await revoke(deps, 'box'), AgentStatus.Lost, 'revoking again changes nothing more');
+  const lost = await db.selectFrom('events').select(['kind', 'detail']).where('subject', '=', 'box').orderBy('id').execute();
+  t.same(lost.map((e) => e.kind), ['agent.joined', 'agent.lost'], 'one loss event, not two');
+  t.match(lost[1]!.detail, /removed by an admin: its credential is revoked/);
+  t.equal(await forget(deps, 'box'), AgentStatus.Lost);
+  await register(deps, reg({ identitySha256: 'e'.repeat(64) }));
+  t.same(changes(), ['box null→online', 'box online→lost', 'box lost→removed', 'box null→online']);
 });
 
 t.test('loseSilent and markUnresponsive: only what changes, once', async (t) => {
   const { db } = await testDatabase(t);
   const { log, changes } = capture();
   const deps = { db, log };
-  const a = await register(deps, reg({ name: 'quiet' }), LOST_AFTER);
-  await register(deps, reg({ name: 'chatty', identitySha256: 'c'.repeat(64) }), LOST_AFTER);
+  const a = await register(deps, reg({ name: 'quiet' }));
+  await register(deps, reg({ name: 'chatty', identitySha256: 'c'.repeat(64) }));
   t.same(await loseSilent(deps, LOST_AFTER), [], 'nobody is silent yet');
 
   t.same(await markUnresponsive(deps, ['quiet']), ['quiet']);
@@ -78,12 +122,14 @@ t.test('loseSilent and markUnresponsive: only what changes, once', async (t) => 
   t.equal((await db.selectFrom('agents').select('unresponsive_since').where('name', '=', 'quiet').executeTakeFirstOrThrow()).unresponsive_since, null,
     'a heartbeat clears the flag');
 
-  // A live holder silent past the deadline may be taken over even before the sweep calls it lost.
+  // A lost agent comes back with its own credential (a join under its name would be refused).
   await db.updateTable('agents').set({ last_heartbeat_at: new Date(Date.now() - 60_000) }).where('name', '=', 'quiet').execute();
   t.same(await loseSilent(deps, LOST_AFTER), ['quiet']);
   t.same(await loseSilent(deps, LOST_AFTER), [], 'a lost agent is not lost twice');
   t.equal(await heartbeat(deps, { name: 'quiet', session: a.session, draining: false, leaving: false }), null, 'a lost agent must register again');
-  await register(deps, reg({ name: 'quiet', identitySha256: 'd'.repeat(64) }), LOST_AFTER);
+  const taken = await register(deps, reg({ name: 'quiet', identitySha256: 'd'.repeat(64) })).catch((e: unknown) => e);
+  t.ok(taken instanceof TrainyardError && taken.code === 'ALREADY_EXISTS', 'a join token does not take a lost agent\'s name');
+  await register(deps, reg({ name: 'quiet', joining: false }));
   t.same(changes(), [
     'quiet null→online', 'chatty null→online', 'quiet online→online unresponsive=true', 'quiet online→online unresponsive=false',
     'quiet online→lost', 'quiet lost→online',
