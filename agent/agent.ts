@@ -74,6 +74,9 @@ export class AgentDaemon {
 
   async start(): Promise<void> {
     const { settings, log } = this;
+    // NATS settings that cannot work (--nats-creds with --nats-user, an unreadable creds file) are refused
+    // before the agent touches anything: its work dir, its cgroup, its containment.
+    const natsConnectOptions = natsOptions(settings, `trainyard-agent-${settings.name}`);
     await mkdir(settings.workDir, { recursive: true });
     this.#credential = await loadCredential(settings.workDir);
     this.#gpus = await readGpus(settings.nvidiaSmi);
@@ -86,7 +89,7 @@ export class AgentDaemon {
       this.metricsAddress = this.#metrics.address;
       log.info({ address: this.metricsAddress }, 'metrics listening');
     }
-    this.#nats = await connect(natsOptions(settings, `trainyard-agent-${settings.name}`));
+    this.#nats = await connect(natsConnectOptions);
     // Subscribed before registering: registering wakes the placer, whose first dispatch must find us listening.
     this.#subscribe(settings.subjectPrefix);
     await this.#nats.flush();

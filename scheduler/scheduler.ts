@@ -82,6 +82,9 @@ export class Scheduler {
   async start(): Promise<void> {
     const { settings, log } = this;
     try {
+      // Settings that cannot work (--nats-creds with --nats-user, an unreadable creds file) are refused
+      // before anything else: later, the refusal came after migrations, the bootstrap token and the bucket.
+      const natsConnectOptions = natsOptions(settings, 'trainyard-scheduler');
       // The pool connects lazily: made first, so that /metrics can read from it.
       const { db, pool } = createDb(settings.databaseUrl, 20);
       this.#closeDb = () => db.destroy();
@@ -99,7 +102,7 @@ export class Scheduler {
         onRetry: (err, attempt, delayMs) => log.warn({ err: String(err), attempt, delayMs }, 'storage call failed; retrying'),
       };
       await ensureBucket(minio, settings.bucket, storageRetry);
-      const nats = await connect(natsOptions(settings, 'trainyard-scheduler'));
+      const nats = await connect(natsConnectOptions);
       this.#nats = nats;
       void (async () => {
         for await (const s of nats.status()) log.info({ type: s.type, data: String(s.data) }, 'nats status');
