@@ -4,7 +4,7 @@
 import os from 'node:os';
 import { mkdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect, type NatsConnection, type Subscription } from 'nats';
+import type { NatsConnection, Subscription } from 'nats';
 import type { Logger } from 'pino';
 import type { Settings, agentSettings } from '../shared/settings.js';
 import type { Dispatch__Output, Gpu } from '../shared/proto.js';
@@ -17,7 +17,7 @@ import { Attempt, type AttemptDeps } from './attempt.js';
 import { loadCredential, saveCredential } from './identity.js';
 import { prepareContainment, type Containment } from './containment.js';
 import { harnessPath } from './run-env.js';
-import { natsOptions } from '../shared/nats.js';
+import { connectNats, natsOptions } from '../shared/nats.js';
 import { channelCredentials } from '../shared/tls.js';
 import { parseDoorbell, validateDispatch, type Doorbell, type ValidDispatch } from './claim.js';
 import { serveMetrics, type MetricsServer } from './metrics.js';
@@ -76,6 +76,9 @@ export class AgentDaemon {
 
   async start(): Promise<void> {
     const { settings, log } = this;
+    // NATS settings that cannot work (--nats-creds with --nats-user, an unreadable creds file) are refused
+    // before the agent touches anything: its work dir, its cgroup, its containment.
+    const natsConnectOptions = natsOptions(settings, `trainyard-agent-${settings.name}`);
     await mkdir(settings.workDir, { recursive: true });
     this.#credential = await loadCredential(settings.workDir);
     this.#gpus = await readGpus(settings.nvidiaSmi);
@@ -88,7 +91,7 @@ export class AgentDaemon {
       this.metricsAddress = this.#metrics.address;
       log.info({ address: this.metricsAddress }, 'metrics listening');
     }
-    this.#nats = await connect(natsOptions(settings, `trainyard-agent-${settings.name}`));
+    this.#nats = await connectNats(settings, natsConnectOptions);
     // Subscribed before registering: registering wakes the placer, whose first dispatch must find us listening.
     this.#subscribe(settings.subjectPrefix);
     await this.#nats.flush();

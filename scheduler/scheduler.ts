@@ -1,7 +1,7 @@
 // The scheduler daemon: explicit states, every change logged, two-stage shutdown.
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { connect, type NatsConnection } from 'nats';
+import type { NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import { createDb } from './db/database.js';
 import { migrate } from './db/migrate.js';
@@ -25,7 +25,7 @@ import { loadProto, channelOptions } from '../shared/proto.js';
 import { createMinioClient, ensureBucket, type RetryOptions } from '../shared/storage.js';
 import { subjects as makeSubjects, kickSender, parseKick, type KickMessage } from '../shared/subjects.js';
 import type { Settings, schedulerSettings } from '../shared/settings.js';
-import { natsOptions } from '../shared/nats.js';
+import { connectNats, natsOptions } from '../shared/nats.js';
 import { serverCredentials, servesTls } from '../shared/tls.js';
 import { ScheduleTicker } from './schedules/ticker.js';
 import { EventRetention } from './events/retention.js';
@@ -82,6 +82,9 @@ export class Scheduler {
   async start(): Promise<void> {
     const { settings, log } = this;
     try {
+      // Settings that cannot work (--nats-creds with --nats-user, an unreadable creds file) are refused
+      // before anything else: later, the refusal came after migrations, the bootstrap token and the bucket.
+      const natsConnectOptions = natsOptions(settings, 'trainyard-scheduler');
       // The pool connects lazily: made first, so that /metrics can read from it.
       const { db, pool } = createDb(settings.databaseUrl, 20);
       this.#closeDb = () => db.destroy();
@@ -99,7 +102,7 @@ export class Scheduler {
         onRetry: (err, attempt, delayMs) => log.warn({ err: String(err), attempt, delayMs }, 'storage call failed; retrying'),
       };
       await ensureBucket(minio, settings.bucket, storageRetry);
-      const nats = await connect(natsOptions(settings, 'trainyard-scheduler'));
+      const nats = await connectNats(settings, natsConnectOptions);
       this.#nats = nats;
       void (async () => {
         for await (const s of nats.status()) log.info({ type: s.type, data: String(s.data) }, 'nats status');

@@ -2,8 +2,8 @@
 // part of the URL (nats.js 2.x ignores user:pass there). A server that requires TLS is met with TLS
 // whatever the URL's scheme (nats:// or tls://); --nats-ca verifies it against a private CA.
 import { readFileSync } from 'node:fs';
-import { credsAuthenticator, type ConnectionOptions } from 'nats';
-import { invalid } from './errors.js';
+import { connect, credsAuthenticator, type ConnectionOptions, type NatsConnection } from 'nats';
+import { ErrorCodes, TrainyardError, invalid } from './errors.js';
 
 export interface NatsSettings {
   readonly natsUrl: string;
@@ -26,4 +26,21 @@ export function natsOptions(s: NatsSettings, name: string): ConnectionOptions {
   }
   if (s.natsCa) opts.tls = { caFile: s.natsCa };
   return opts;
+}
+
+/**
+ * Connects with natsOptions' options. nats.js's errors name only the symptom ("unable to verify the first
+ * certificate", "Authorization Violation"), which a daemon that cannot start printed as all it knew: this
+ * says it was NATS and where, and for a certificate what to check.
+ */
+export async function connectNats(s: NatsSettings, opts: ConnectionOptions): Promise<NatsConnection> {
+  try {
+    return await connect(opts);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    const hint = !/certificate|self.signed|ssl|tls/i.test(message) ? ''
+      : s.natsCa ? ` (is --nats-ca ${s.natsCa} the CA that signed the server's certificate?)`
+        : ' (the system CAs do not trust the server\'s certificate; give its CA with --nats-ca)';
+    throw new TrainyardError(ErrorCodes.Unavailable, `NATS ${s.natsUrl}: cannot connect: ${message}${hint}`, { cause: err });
+  }
 }

@@ -3,33 +3,12 @@
 // with a clear error; with --tls-client-ca an agent (or CLI) without a client certificate is refused.
 import t, { type Test } from 'tap';
 import path from 'node:path';
-import { spawn, execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { Stack, tempDir, writeTree, type CliResult } from '../helpers/stack.js';
 import { root } from '../helpers/stack.js';
+import { makePki } from '../helpers/pki.js';
 
 const trainPy = 'class Main:\n    def train(self, d):\n        print("trained over tls")\n    def save(self):\n        open("model.txt", "w").write("m")\n';
-
-interface Pki { dir: string; ca: string; otherCa: string; cert: string; key: string; clientCert: string; clientKey: string }
-
-function makePki(): Pki {
-  const dir = tempDir('ty-pki-');
-  const f = (n: string) => path.join(dir, n);
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  for (const ca of ['ca', 'other-ca']) {
-    ssl('req', '-x509', ...ec, '-keyout', f(`${ca}.key`), '-out', f(`${ca}.pem`), '-days', '2', '-subj', `/CN=trainyard test ${ca}`,
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
-  }
-  const issue = (name: string, ext: string) => {
-    writeFileSync(f(`${name}.ext`), ext);
-    ssl('req', ...ec, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${name}`);
-    ssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f(`${name}.pem`), '-days', '2', '-extfile', f(`${name}.ext`));
-  };
-  issue('server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-  issue('client', 'extendedKeyUsage=clientAuth\n');
-  return { dir, ca: f('ca.pem'), otherCa: f('other-ca.pem'), cert: f('server.pem'), key: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key') };
-}
 
 /** The CLI with TLS settings of its own (the stack's cli() dials plaintext). */
 function cli(s: Stack, args: string[], env: Record<string, string>): Promise<CliResult> {

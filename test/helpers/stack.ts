@@ -183,6 +183,20 @@ export function fakeGpus(count: number, tag: string, o: { model?: string; memory
   return Array.from({ length: count }, (_, i) => `${i}, GPU-${tag}-${i}, ${model}, ${o.memoryMb ?? 81559}`);
 }
 
+/**
+ * A private nats-server other than the stack's usual one (users with passwords, plaintext), for the tests of
+ * NATS's transport and credentials (nats-transport.test.ts).
+ */
+export interface PrivateNats {
+  /** Serve clients over TLS only (nats.conf `tls {}` with this certificate): the stack's URL becomes tls://. */
+  tls?: { cert: string; key: string };
+  /**
+   * nats.conf's authentication instead of the stack's two users (operator mode: `operator`, `resolver`,
+   * `resolver_preload`). The stack then gives its daemons no NATS user: the test gives them credentials.
+   */
+  auth?: string;
+}
+
 export class Stack {
   readonly prefix = `ty${id()}`;
   readonly dbName = this.prefix;
@@ -254,7 +268,7 @@ export class Stack {
    * `plainRole`: the database is owned by a role of its own with no superuser, CREATEDB or CREATEROLE
    * rights, and every daemon connects as it (what the README says a scheduler needs).
    */
-  static async create(t: Test, o: { agents?: (AgentOptions & { name?: string })[]; schedulerEnv?: Record<string, string>; privateNats?: boolean; privateMinio?: boolean; host?: string; plainRole?: boolean } = {}): Promise<Stack> {
+  static async create(t: Test, o: { agents?: (AgentOptions & { name?: string })[]; schedulerEnv?: Record<string, string>; privateNats?: boolean | PrivateNats; privateMinio?: boolean; host?: string; plainRole?: boolean } = {}): Promise<Stack> {
     const s = new Stack();
     if (o.host) s.host = o.host;
     if (o.plainRole) {
@@ -275,8 +289,9 @@ export class Stack {
     t.teardown(() => s.destroy());
     if (o.privateNats) {
       s.natsPort = await freePort();
-      s.natsUrl = `nats://${s.host}:${s.natsPort}`;
-      await s.startNats();
+      const custom = typeof o.privateNats === 'object' ? o.privateNats : {};
+      s.natsUrl = `${custom.tls ? 'tls' : 'nats'}://${s.host}:${s.natsPort}`;
+      await s.startNats(custom);
     }
     if (o.privateMinio) {
       s.minioPort = await freePort();
@@ -299,7 +314,7 @@ export class Stack {
     };
   }
 
-  async startNats(): Promise<Daemon> {
+  async startNats(custom: PrivateNats = {}): Promise<Daemon> {
     const dir = path.join(this.dir, 'nats');
     mkdirSync(dir, { recursive: true });
     // The same users and permissions as scripts/services.sh gives the shared server, with passwords of its own.
@@ -308,11 +323,12 @@ export class Stack {
     if (!existsSync(conf)) {
       const scheduler = { user: 'trainyard-scheduler', password: randomBytes(18).toString('hex') };
       const agent = { user: 'trainyard-agent', password: randomBytes(18).toString('hex') };
-      this.natsUsers = { scheduler, agent };
-      writeFileSync(conf, `listen: "${this.host}:${this.natsPort}"\njetstream { store_dir: ${JSON.stringify(dir)} }\nauthorization { users = [
+      this.natsUsers = custom.auth ? { scheduler: null, agent: null } : { scheduler, agent };
+      const tls = custom.tls ? `tls { cert_file: ${JSON.stringify(custom.tls.cert)}, key_file: ${JSON.stringify(custom.tls.key)} }\n` : '';
+      writeFileSync(conf, `listen: "${this.host}:${this.natsPort}"\njetstream { store_dir: ${JSON.stringify(dir)} }\n${tls}${custom.auth ?? `authorization { users = [
   { user: "${scheduler.user}", password: "${scheduler.password}", permissions: { publish: { allow: [">"] }, subscribe: { allow: ["*.kick", "*.run.*", "_INBOX.>"] } } }
   { user: "${agent.user}", password: "${agent.password}", permissions: { publish: { deny: [">"] }, subscribe: { allow: ["*.agent.*.dispatch", "*.agent.*.control"] } } }
-] }\n`, { mode: 0o600 });
+] }`}\n`, { mode: 0o600 });
     }
     const child = spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.nats = new Daemon('nats', child, path.join(this.dir, 'nats.log'));
