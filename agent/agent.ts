@@ -23,6 +23,7 @@ import { parseDoorbell, validateDispatch, type Doorbell, type ValidDispatch } fr
 import { serveMetrics, type MetricsServer } from './metrics.js';
 import { WarmInterpreters } from './warm-interpreter.js';
 import { PackageCache } from './package-cache.js';
+import { DataCache } from './data-cache.js';
 
 export type AgentState = 'STARTING' | 'RUNNING' | 'DRAINING' | 'STOPPED' | 'FAILED';
 const VERSION = '0.1.0';
@@ -50,6 +51,7 @@ export class AgentDaemon {
   #containment: Containment = { cgroupBase: null, runAs: null };
   readonly #warm: WarmInterpreters;
   readonly #packages: PackageCache;
+  readonly #dataCache: DataCache;
   #link: Link;
   #nats: NatsConnection | null = null;
   #subs: Subscription[] = [];
@@ -65,6 +67,7 @@ export class AgentDaemon {
     this.#link = new Link(settings.scheduler, channelCredentials(settings));
     this.#warm = new WarmInterpreters({ max: settings.warmInterpreters, log });
     this.#packages = new PackageCache(settings.workDir);
+    this.#dataCache = new DataCache(settings.workDir, settings.dataCacheMb * 1024 * 1024);
   }
 
   get state(): AgentState { return this.#state; }
@@ -279,7 +282,7 @@ export class AgentDaemon {
       killGraceMs: this.settings.killGraceMs, transferRetries: this.settings.transferRetries,
       zipLimits: { maxUnzippedBytes: 4 * 1024 * 1024 * 1024, maxEntries: 100_000 },
       reportSignal: this.#giveUpReports.signal,
-      gpus: this.#gpus, containment: this.#containment, warm: this.#warm, packages: this.#packages,
+      gpus: this.#gpus, containment: this.#containment, warm: this.#warm, packages: this.#packages, dataCache: this.#dataCache,
     };
     const attempt = new Attempt(d, deps, rungAt);
     this.log.info({ run: d.run_id, attempt: d.attempt, lease: d.lease, gpus: d.gpu_indices }, 'dispatch received');

@@ -13,7 +13,8 @@ import { createMinioClient } from '../shared/storage.js';
 import type { Logger } from 'pino';
 import type { Dispatch, Gpu } from '../shared/proto.js';
 import { AttemptOutcome, RunStatus } from '../shared/run-states.js';
-import { diskFullCodes, downloadObject, downloadPrefix, uploadDir, uploadFile, type RetryOptions } from '../shared/storage.js';
+import { diskFullCodes, downloadObject, uploadDir, uploadFile, type RetryOptions } from '../shared/storage.js';
+import { DataCache, type MadeLocal } from './data-cache.js';
 import { extractZip, zipDir } from '../shared/zip.js';
 import { ErrorCodes, errorMessage, isRetryableGrpc, TrainyardError } from '../shared/errors.js';
 import { sha256File } from '../shared/hash.js';
@@ -29,7 +30,7 @@ import { chownTree, staysInside, type Containment } from './containment.js';
 import { asUser } from './run-as.js';
 import { checkRunEnv, gpuUuids, harnessPath, RefusedDispatch, trainEnv } from './run-env.js';
 import { secretMasker, type Redact } from './secrets.js';
-import { dataManifest, venvInfo, type DataManifest } from './lineage.js';
+import { manifestOf, venvInfo, type DataManifest, type VenvInfo } from './lineage.js';
 import { makesVersion, parsePipeline, Pipeline } from '../shared/pipelines.js';
 import { agentMetrics, countTransfer, type Direction } from './metrics.js';
 
@@ -57,7 +58,11 @@ export interface AttemptDeps {
   warm?: WarmInterpreters;
   /** Package versions already extracted on this agent (agent/package-cache.ts); absent: every run downloads. */
   packages?: PackageCache;
+  /** Dataset files this agent fetched before (agent/data-cache.ts); absent: every run downloads its data. */
+  dataCache?: DataCache;
 }
+
+const noDataCache = new DataCache('', 0);
 
 /** The step an attempt is in; a failure's reason names it ("disk full on agent X while <phase>"). */
 export type Phase = 'fetching_package' | 'building_env' | 'fetching_data' | 'training' | 'uploading' | 'reporting';
@@ -205,21 +210,22 @@ export class Attempt {
     // Two branches at once: the data is made local while the package is fetched, its venv found (or
     // built) and the run's process set up; Running is reported as soon as the venv is there. The run's code
     // starts only when both are done and Running was acknowledged.
-    const [, ready] = await this.#together(
+    const [made, ready] = await this.#together(
       this.#fetchData(folders).catch((err: unknown) => { if (!this.#abort.signal.aborted) this.#phase = 'fetching_data'; throw err; }),
       (async () => {
         const pkgDir = await this.#fetchPackage();
         const venv = await this.#buildEnv(pkgDir);
+        const env = await venvInfo(venv);
         this.deps.packages?.markReady(d.package_sha256 ?? '');
         // Claimed ready (the agent held this version and its venv), the claim already made the run Running.
         const running = d.running ? Promise.resolve() : this.#report(RunStatus.Running).then(() => this.#mark('running_reported'));
         running.catch(() => {}); // awaited below; a failure first must not leave it unhandled
         const proc = await this.#prepareProcess(venv, pkgDir, folders, runEnv, gpus);
-        return { pkgDir, venv, running, proc };
+        return { pkgDir, venv, env, running, proc };
       })(),
     );
-    // The lineage is taken before the run's code can touch anything: exactly what was made local.
-    const lineage = await this.#lineage(ready.venv, folders, gpus);
+    // The lineage is of exactly what was made local (hashed as it was written), before the run's code starts.
+    const lineage = this.#lineage(ready.env, made, gpus);
     await ready.running;
     const ran = await this.#train(ready.proc, folders);
     if (!ran.ok) return { outcome: AttemptOutcome.Failed, reason: ran.reason, phases: ran.phases };
@@ -328,37 +334,41 @@ export class Attempt {
     return venv;
   }
 
-  /** Makes the dataset (and a full pipeline's evaluation dataset) local in `folders` (folderPaths). */
-  async #fetchData(folders: Folders): Promise<void> {
+  /**
+   * Makes the dataset (and a full pipeline's evaluation dataset) local in `folders` (folderPaths), each file
+   * hashed as it is written: what it returns is the lineage's manifest of exactly what was made local.
+   */
+  async #fetchData(folders: Folders): Promise<{ data: DataManifest; evalData: DataManifest | null }> {
     // Not #enter: this step runs beside the package's, whose phase a failure there must name.
     this.#mark('fetching_data');
     this.#data = 'fetching';
     const d = this.dispatch;
-    const got = await this.#counted('download', downloadPrefix(await this.#storage(), d.bucket!, d.dataset_prefix!, folders.data, this.#transfers('download')), (r) => r.bytes);
+    const cache = this.deps.dataCache ?? noDataCache;
+    const fetch = async (prefix: string, into: string) => this.#counted('download',
+      cache.makeLocal(await this.#storage(), d.bucket!, prefix, into, this.#transfers('download')), (r: MadeLocal) => r.bytes - r.hitBytes);
+    const said = (r: MadeLocal) => `${r.files} files, ${r.bytes} bytes made local${r.hits ? ` (${r.hits} from this agent's cache)` : ''}`;
+    const got = await fetch(d.dataset_prefix!, folders.data);
     await mkdir(folders.data, { recursive: true });
-    this.logs.line('system', `[trainyard] dataset ${d.dataset}: ${got.files} files, ${got.bytes} bytes made local`);
+    this.logs.line('system', `[trainyard] dataset ${d.dataset}: ${said(got)}`);
     for (const f of [folders.training, folders.test, folders.scratch]) if (f) await mkdir(f);
+    let ev: MadeLocal | null = null;
     if (d.eval_dataset && folders.test) {
-      const ev = await this.#counted('download', downloadPrefix(await this.#storage(), d.bucket!, d.eval_dataset_prefix!, folders.test, this.#transfers('download')), (r) => r.bytes);
-      this.logs.line('system', `[trainyard] evaluation dataset ${d.eval_dataset}: ${ev.files} files, ${ev.bytes} bytes made local at test_data_directory (process_data's test split goes elsewhere)`);
+      ev = await fetch(d.eval_dataset_prefix!, folders.test);
+      this.logs.line('system', `[trainyard] evaluation dataset ${d.eval_dataset}: ${said(ev)} at test_data_directory (process_data's test split goes elsewhere)`);
     }
     this.#mark('data_local');
     this.#data = 'local';
     this.#checkStopped();
+    return { data: manifestOf(got.entries), evalData: ev ? manifestOf(ev.entries) : null };
   }
 
   /** The agent's part of the run's lineage: data manifests, the venv's Python and packages, the GPUs. */
-  async #lineage(venv: string, folders: Folders, gpuUuidList: string[]): Promise<object> {
-    const signal = this.#abort.signal;
+  #lineage(env: VenvInfo, made: { data: DataManifest; evalData: DataManifest | null }, gpuUuidList: string[]): object {
     const manifest = (m: DataManifest) => ({ manifest_sha256: m.sha256, files: m.files, bytes: m.bytes, truncated: m.truncated, manifest: m.entries });
-    const data = await dataManifest(folders.data, signal);
-    // A full pipeline's evaluation dataset is in the test folder until process_data runs.
-    const evalData = this.dispatch.eval_dataset && folders.test ? await dataManifest(folders.test, signal) : null;
-    const env = await venvInfo(venv);
     const gpus = (this.deps.gpus ?? []).filter((g) => gpuUuidList.includes(g.uuid ?? '')).map((g) => ({ index: g.index, name: g.name, uuid: g.uuid }));
-    this.#checkStopped();
     return {
-      data: manifest(data), eval_data: evalData ? manifest(evalData) : null,
+      // A full pipeline's evaluation dataset was made local in the test folder (before process_data runs).
+      data: manifest(made.data), eval_data: made.evalData ? manifest(made.evalData) : null,
       environment: { python: env.python, packages: env.packages }, agent: { name: this.deps.agentName, gpus },
     };
   }

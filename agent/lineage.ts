@@ -17,19 +17,37 @@ export const MAX_MANIFEST_ENTRIES = 20_000;
 
 /** Every regular file under dir (links are never followed), sorted by path, hashed. */
 export async function dataManifest(dir: string, signal?: AbortSignal): Promise<DataManifest> {
-  const files = await walkFiles(dir);
-  const entries: ManifestEntry[] = [];
+  const files: ManifestEntry[] = [];
+  for (const f of await walkFiles(dir)) {
+    signal?.throwIfAborted();
+    files.push({ path: f.rel, size: f.size, sha256: await sha256File(path.join(dir, ...f.rel.split('/'))) });
+  }
+  return manifestOf(files);
+}
+
+/** Folder-tree order, as walkFiles lists a folder: by name within each folder, a folder's files where its name sorts. */
+function byTreeOrder(a: ManifestEntry, b: ManifestEntry): number {
+  const x = a.path.split('/');
+  const y = b.path.split('/');
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i]! < y[i]! ? -1 : 1;
+  return x.length - y.length;
+}
+
+/**
+ * The manifest of these files (in any order; hashed by whoever wrote them, agent/data-cache.ts as it
+ * makes them local): the same as dataManifest would give for a folder holding exactly them.
+ */
+export function manifestOf(files: readonly ManifestEntry[]): DataManifest {
+  const sorted = [...files].sort(byTreeOrder);
   const whole = createHash('sha256');
   let bytes = 0;
-  for (const f of files) {
-    signal?.throwIfAborted();
-    const sha256 = await sha256File(path.join(dir, ...f.rel.split('/')));
-    // One line per file, so the hash depends on names, sizes and contents, and on nothing else.
-    whole.update(`${f.rel}\t${f.size}\t${sha256}\n`);
+  // One line per file, so the hash depends on names, sizes and contents, and on nothing else.
+  for (const f of sorted) {
+    whole.update(`${f.path}\t${f.size}\t${f.sha256}\n`);
     bytes += f.size;
-    if (entries.length < MAX_MANIFEST_ENTRIES) entries.push({ path: f.rel, size: f.size, sha256 });
   }
-  return { sha256: whole.digest('hex'), files: files.length, bytes, entries, truncated: files.length > entries.length };
+  const entries = sorted.slice(0, MAX_MANIFEST_ENTRIES);
+  return { sha256: whole.digest('hex'), files: sorted.length, bytes, entries, truncated: sorted.length > entries.length };
 }
 
 export interface VenvInfo { python: string; packages: string[] }

@@ -1,6 +1,7 @@
 // Object storage: the MinIO client, the bucket's key layout (documented in the README), and transfers
 // that retry with backoff and stop on an AbortSignal.
 import * as Minio from 'minio';
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, stat, rename } from 'node:fs/promises';
 import path from 'node:path';
@@ -106,14 +107,16 @@ export async function ensureBucket(client: Minio.Client, bucket: string, retry: 
 export interface ObjectEntry {
   key: string;
   size: number;
+  /** The object's ETag as listed (quotes stripped; '' when the server gave none). */
+  etag: string;
 }
 
 export async function listObjects(client: Minio.Client, bucket: string, prefix: string, retry: RetryOptions): Promise<ObjectEntry[]> {
   return withStorageRetry(`list ${prefix}`, async () => {
     const out: ObjectEntry[] = [];
     const stream = client.listObjectsV2(bucket, prefix, true);
-    for await (const item of stream as AsyncIterable<{ name?: string; size?: number }>) {
-      if (item.name) out.push({ key: item.name, size: item.size ?? 0 });
+    for await (const item of stream as AsyncIterable<{ name?: string; size?: number; etag?: string }>) {
+      if (item.name) out.push({ key: item.name, size: item.size ?? 0, etag: (item.etag ?? '').replace(/^"|"$/g, '') });
     }
     return out;
   }, retry);
@@ -130,33 +133,34 @@ export async function removePrefix(client: Minio.Client, bucket: string, prefix:
 
 export type Progress = (doneBytes: number, totalBytes: number) => void;
 
-/** Downloads every object under `prefix` into `dir` (keys relative to the prefix), atomically per file. */
-export async function downloadPrefix(
-  client: Minio.Client, bucket: string, prefix: string, dir: string, retry: RetryOptions, progress?: Progress,
-): Promise<{ files: number; bytes: number }> {
-  const objects = await listObjects(client, bucket, prefix, retry);
-  const total = objects.reduce((n, o) => n + o.size, 0);
-  let done = 0;
-  for (const o of objects) {
-    const rel = o.key.slice(prefix.length);
-    if (!rel || rel.endsWith('/')) continue;
-    const dest = path.join(dir, ...rel.split('/'));
-    if (!dest.startsWith(path.resolve(dir) + path.sep)) throw new TrainyardError(ErrorCodes.InvalidArgument, `object key ${o.key} leaves ${dir}`);
-    await downloadObject(client, bucket, o.key, dest, retry);
-    done += o.size;
-    progress?.(done, total);
-  }
-  return { files: objects.length, bytes: total };
+/** Where an object under `prefix` goes in `dir` (its key relative to the prefix); null for a folder marker. Refuses a key that leaves `dir`. */
+export function localPathOf(key: string, prefix: string, dir: string): { rel: string; dest: string } | null {
+  const rel = key.slice(prefix.length);
+  if (!rel || rel.endsWith('/')) return null;
+  const dest = path.join(dir, ...rel.split('/'));
+  if (!dest.startsWith(path.resolve(dir) + path.sep)) throw new TrainyardError(ErrorCodes.InvalidArgument, `object key ${key} leaves ${dir}`);
+  return { rel: path.relative(dir, dest).split(path.sep).join('/'), dest };
 }
 
-export async function downloadObject(client: Minio.Client, bucket: string, key: string, dest: string, retry: RetryOptions): Promise<void> {
+/** Downloads one object to `dest`, atomically (a `.part` file renamed); resolves with its size and SHA-256, hashed as it was written. */
+export async function downloadObject(client: Minio.Client, bucket: string, key: string, dest: string, retry: RetryOptions): Promise<{ bytes: number; sha256: string }> {
   await mkdir(path.dirname(dest), { recursive: true });
   const tmp = `${dest}.part`;
-  await withStorageRetry(`download ${key}`, async () => {
+  const got = await withStorageRetry(`download ${key}`, async () => {
     const body = await client.getObject(bucket, key);
-    await pipeline(body, createWriteStream(tmp), { signal: retry.signal });
+    const hash = createHash('sha256');
+    let bytes = 0;
+    await pipeline(body, async function* (src: AsyncIterable<Buffer>) {
+      for await (const c of src) {
+        hash.update(c);
+        bytes += c.length;
+        yield c;
+      }
+    }, createWriteStream(tmp), { signal: retry.signal });
+    return { bytes, sha256: hash.digest('hex') };
   }, retry);
   await rename(tmp, dest);
+  return got;
 }
 
 export async function uploadFile(client: Minio.Client, bucket: string, key: string, file: string, retry: RetryOptions): Promise<number> {

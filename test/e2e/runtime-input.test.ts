@@ -147,8 +147,9 @@ t.test('disk full on the agent: Failed with a clear reason, and the agent keeps 
   t.equal(row.name, 'small');
   t.equal(row.status, 'online', 'and still online');
   // (Only the agent's own identity file, which it keeps there from its first start, its package cache and
-  // the spare copies for the next runs.)
-  t.same(execFileSync('ls', ['-A', mountDir]).toString().trim().split('\n').filter((f) => f && !['identity', 'packages', 'package-spares'].includes(f)), [], 'the failed attempt left nothing in the work dir');
+  // the spare copies for the next runs, and its dataset cache, which keeps nothing of a failed download.)
+  t.same(execFileSync('ls', ['-A', mountDir]).toString().trim().split('\n').filter((f) => f && !['identity', 'packages', 'package-spares', 'data-cache'].includes(f)), [], 'the failed attempt left nothing in the work dir');
+  t.same(execFileSync('ls', ['-A', path.join(mountDir, 'data-cache')]).toString().trim(), '', 'not even a partial cache entry');
   const cached = existsSync(path.join(mountDir, 'packages')) ? readdirSync(path.join(mountDir, 'packages')) : [];
   t.same(cached.filter((f) => !/^[0-9a-f]{64}$/.test(f)), [], 'nor a half-extracted package in the cache');
 

@@ -1,0 +1,131 @@
+// The agent's cache of dataset objects (issue 11): a run of a dataset this agent fetched before copies
+// each unchanged file from here instead of downloading it again. An entry is keyed by bucket, object key,
+// ETag and size, so what the listing (read every run: it says what the dataset is now) shows changed is a
+// miss, and an entry never serves another object's key (one project cannot seed another's data with a
+// file of the same MD5). Every file is hashed (SHA-256) as it is written, and the hash kept in the entry's
+// name, so the run's lineage manifest (agent/lineage.ts manifestOf) needs no second read of the data.
+// The cache folder is the agent's (0700) and a run gets a copy, never the entry, so no run can change
+// what a later one reads. The least recently used entries go beyond --data-cache-mb; 0 keeps nothing.
+import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { copyFile, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
+import path from 'node:path';
+import type * as Minio from 'minio';
+import { downloadObject, listObjects, localPathOf, type RetryOptions } from '../shared/storage.js';
+import type { ManifestEntry } from './lineage.js';
+
+const ENTRY = /^([0-9a-f]{64})-([0-9a-f]{64})$/;
+
+interface Entry { file: string; size: number; sha256: string; used: number }
+
+export interface MadeLocal {
+  files: number;
+  bytes: number;
+  /** From the cache, of `files`, and their bytes (not downloaded). */
+  hits: number;
+  hitBytes: number;
+  /** Each file made local, with the SHA-256 of what was written. */
+  entries: ManifestEntry[];
+}
+
+export class DataCache {
+  readonly #dir: string;
+  readonly #maxBytes: number;
+  readonly #entries = new Map<string, Entry>();
+  #bytes = 0;
+  #ready: Promise<void> | null = null;
+
+  constructor(workDir: string, maxBytes: number) {
+    this.#dir = path.join(workDir, 'data-cache');
+    this.#maxBytes = maxBytes;
+  }
+
+  /** Reads what an earlier agent process left (whole entries only: a partial file has another name). */
+  #load(): Promise<void> {
+    this.#ready ??= (async () => {
+      await mkdir(this.#dir, { recursive: true, mode: 0o700 });
+      for (const name of await readdir(this.#dir)) {
+        const full = path.join(this.#dir, name);
+        const m = ENTRY.exec(name);
+        const s = await stat(full).catch(() => null);
+        if (!m || !s?.isFile()) {
+          await rm(full, { recursive: true, force: true });
+          continue;
+        }
+        this.#entries.set(m[1]!, { file: full, size: s.size, sha256: m[2]!, used: s.mtimeMs });
+        this.#bytes += s.size;
+      }
+    })();
+    return this.#ready;
+  }
+
+  /**
+   * Makes every object under `prefix` local in `dir` (keys relative to the prefix): each a copy of its
+   * cache entry, or downloaded (and then kept). A file whose download is not the size listed fails (the
+   * object changed while it was read) rather than be cached or run on.
+   */
+  async makeLocal(client: Minio.Client, bucket: string, prefix: string, dir: string, retry: RetryOptions): Promise<MadeLocal> {
+    if (this.#maxBytes > 0) await this.#load();
+    const objects = await listObjects(client, bucket, prefix, retry);
+    const out: MadeLocal = { files: 0, bytes: 0, hits: 0, hitBytes: 0, entries: [] };
+    for (const o of objects) {
+      const at = localPathOf(o.key, prefix, dir);
+      if (!at) continue;
+      retry.signal?.throwIfAborted();
+      const id = o.etag ? createHash('sha256').update(`${bucket}\0${o.key}\0${o.etag}\0${o.size}`).digest('hex') : null;
+      const entry = id ? this.#entries.get(id) : undefined;
+      let sha256: string;
+      if (entry && entry.size === o.size) {
+        await mkdir(path.dirname(at.dest), { recursive: true });
+        // A copy (a reflink where the file system has them): the run may write its data, never the entry.
+        await copyFile(entry.file, at.dest, constants.COPYFILE_FICLONE);
+        entry.used = Date.now();
+        void utimes(entry.file, new Date(), new Date()).catch(() => {});
+        sha256 = entry.sha256;
+        out.hits++;
+        out.hitBytes += o.size;
+      } else {
+        const got = await downloadObject(client, bucket, o.key, at.dest, retry);
+        if (got.bytes !== o.size) throw new Error(`${o.key}: downloaded ${got.bytes} bytes, listed ${o.size}: the object changed while it was read`);
+        sha256 = got.sha256;
+        if (id && this.#maxBytes > 0 && o.size <= this.#maxBytes) await this.#keep(id, at.dest, o.size, sha256);
+      }
+      out.files++;
+      out.bytes += o.size;
+      out.entries.push({ path: at.rel, size: o.size, sha256 });
+    }
+    return out;
+  }
+
+  /** Copies a file just downloaded into the cache (atomically: a partial copy has another name), then evicts. */
+  async #keep(id: string, from: string, size: number, sha256: string): Promise<void> {
+    if (this.#entries.has(id)) return;
+    const file = path.join(this.#dir, `${id}-${sha256}`);
+    const tmp = path.join(this.#dir, `.partial-${randomBytes(6).toString('hex')}`);
+    try {
+      await copyFile(from, tmp, constants.COPYFILE_FICLONE);
+      await rename(tmp, file);
+    } catch {
+      await rm(tmp, { force: true });
+      return; // a full disk, say: the run goes on without caching
+    }
+    if (this.#entries.has(id)) return; // another attempt kept the same entry meanwhile (same name)
+    this.#entries.set(id, { file, size, sha256, used: Date.now() });
+    this.#bytes += size;
+    if (this.#bytes > this.#maxBytes) await this.#evict();
+  }
+
+  async #evict(): Promise<void> {
+    const oldest = [...this.#entries].sort((a, b) => a[1].used - b[1].used);
+    for (const [id, e] of oldest) {
+      if (this.#bytes <= this.#maxBytes) break;
+      this.#entries.delete(id);
+      this.#bytes -= e.size;
+      // A copy being made from it finishes on its open file.
+      await rm(e.file, { force: true });
+    }
+  }
+
+  /** For tests and metrics: entries and their bytes. */
+  get size(): { entries: number; bytes: number } { return { entries: this.#entries.size, bytes: this.#bytes }; }
+}

@@ -1,0 +1,96 @@
+// The agent's dataset cache (agent/data-cache.ts) against the real MinIO: a second run of a dataset copies
+// its files from the cache (no GET: the server's own counters are not read here, so the download is told
+// apart by the ETag-keyed entry and by an object replaced under the same key being fetched anew), the
+// manifest it returns is what walking the folder gives, a run's writes to its copy never reach the cache,
+// the cache keeps within its size, and another key with the same bytes is no hit.
+import t from 'tap';
+import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createMinioClient, ensureBucket, removePrefix } from '../../shared/storage.js';
+import { DataCache } from '../../agent/data-cache.js';
+import { dataManifest, manifestOf } from '../../agent/lineage.js';
+
+const endpoint = process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000';
+const creds = { minioAccessKey: process.env.TRAINYARD_MINIO_ACCESS_KEY ?? 'minioadmin', minioSecretKey: process.env.TRAINYARD_MINIO_SECRET_KEY ?? 'minioadmin' };
+const bucket = `trainyard-data-cache-${process.pid}-${Date.now()}`;
+const minio = createMinioClient({ minioEndpoint: endpoint, ...creds, bucket });
+const retry = { retries: 2 };
+const tmp = (p: string) => mkdtempSync(path.join(os.tmpdir(), p));
+
+t.before(() => ensureBucket(minio, bucket, { retries: 3 }));
+t.teardown(async () => {
+  await removePrefix(minio, bucket, '', retry).catch(() => {});
+  await minio.removeBucket(bucket).catch(() => {});
+});
+
+async function put(key: string, body: string | Buffer): Promise<void> {
+  await minio.putObject(bucket, key, Buffer.from(body));
+}
+
+t.test('a second run copies from the cache; a replaced object is fetched anew; the manifest is the folder\'s', async (t) => {
+  await put('datasets/d/a.csv', '1,2\n');
+  await put('datasets/d/sub/b.csv', 'x'.repeat(5000));
+  await put('datasets/d/a.txt', 'dot sorts before slash');
+  await put('datasets/d/empty/', ''); // a folder marker: not a file
+  const work = tmp('ty-dc-');
+  const cache = new DataCache(work, 1 << 20);
+
+  const first = path.join(tmp('ty-run1-'), 'data');
+  const r1 = await cache.makeLocal(minio, bucket, 'datasets/d/', first, retry);
+  t.same([r1.files, r1.bytes, r1.hits], [3, 4 + 5000 + 22, 0], 'first run: every file downloaded');
+  t.same(manifestOf(r1.entries), await dataManifest(first), 'the manifest from the hashes taken while writing is the one walking the folder gives');
+  t.equal(readdirSync(path.join(work, 'data-cache')).length, 3, 'each file is kept');
+  t.equal(statSync(path.join(work, 'data-cache')).mode & 0o777, 0o700, 'the cache is the agent\'s only');
+
+  const second = path.join(tmp('ty-run2-'), 'data');
+  const r2 = await cache.makeLocal(minio, bucket, 'datasets/d/', second, retry);
+  t.same([r2.files, r2.hits, r2.hitBytes], [3, 3, r1.bytes], 'second run: every file from the cache');
+  t.same(manifestOf(r2.entries), manifestOf(r1.entries), 'the same manifest');
+  t.equal(readFileSync(path.join(second, 'sub', 'b.csv'), 'utf8'), 'x'.repeat(5000));
+
+  // A run writes into its copy: the cache, and the next run, are unchanged.
+  writeFileSync(path.join(second, 'a.csv'), 'tampered\n');
+  const third = path.join(tmp('ty-run3-'), 'data');
+  await cache.makeLocal(minio, bucket, 'datasets/d/', third, retry);
+  t.equal(readFileSync(path.join(third, 'a.csv'), 'utf8'), '1,2\n', 'a run\'s write to its data never reaches a later run');
+
+  // The object replaced under the same key (another ETag): downloaded, not served stale.
+  await put('datasets/d/a.csv', '3,4\n');
+  const fourth = path.join(tmp('ty-run4-'), 'data');
+  const r4 = await cache.makeLocal(minio, bucket, 'datasets/d/', fourth, retry);
+  t.equal(r4.hits, 2, 'the replaced file is a miss');
+  t.equal(readFileSync(path.join(fourth, 'a.csv'), 'utf8'), '3,4\n', 'and the run gets the new content');
+  t.same(manifestOf(r4.entries), await dataManifest(fourth));
+
+  // The same bytes under another key (another dataset): not a hit, an entry of its own.
+  await put('datasets/other/a.csv', '3,4\n');
+  const r5 = await cache.makeLocal(minio, bucket, 'datasets/other/', path.join(tmp('ty-run5-'), 'data'), retry);
+  t.equal(r5.hits, 0, 'an entry serves only its own key');
+
+  // A new agent process on the same work dir reads the entries back.
+  const again = new DataCache(work, 1 << 20);
+  const r6 = await again.makeLocal(minio, bucket, 'datasets/d/', path.join(tmp('ty-run6-'), 'data'), retry);
+  t.equal(r6.hits, 3, 'entries survive the agent');
+});
+
+t.test('the cache keeps within its size, least recently used first; 0 keeps nothing', async (t) => {
+  for (const n of [1, 2, 3]) await put(`datasets/big${n}/f`, String(n).repeat(400_000));
+  const work = tmp('ty-dc-');
+  const cache = new DataCache(work, 1_000_000); // room for two of the three
+  const run = async (n: number) => (await cache.makeLocal(minio, bucket, `datasets/big${n}/`, path.join(tmp('ty-big-'), 'data'), retry)).hits;
+  t.same([await run(1), await run(2), await run(3)], [0, 0, 0]);
+  t.ok(cache.size.bytes <= 1_000_000, `within its size (${cache.size.bytes} bytes)`);
+  t.equal(cache.size.entries, 2, 'the oldest entry went');
+  t.equal(await run(3), 1, 'the newest stayed');
+  t.equal(await run(1), 0, 'the oldest was evicted');
+  t.equal(await run(3), 1, 'used last but one: kept when big1 came back');
+  t.equal(await run(2), 0, 'the least recently used went for it');
+  t.equal(readdirSync(path.join(work, 'data-cache')).length, 2, 'on disk as in memory');
+
+  const none = new DataCache(tmp('ty-dc0-'), 0);
+  const n1 = await none.makeLocal(minio, bucket, 'datasets/big1/', path.join(tmp('ty-big-'), 'data'), retry);
+  const n2 = await none.makeLocal(minio, bucket, 'datasets/big1/', path.join(tmp('ty-big-'), 'data'), retry);
+  t.same([n1.hits, n2.hits, n2.files], [0, 0, 1], 'with 0 MiB every run downloads');
+  t.same(none.size, { entries: 0, bytes: 0 });
+});
