@@ -410,6 +410,9 @@ export class Attempt {
     if (forked) {
       this.#cgroup = forked.cgroup;
       this.#unstarted = forked;
+      // Its interpreter start (site-packages) and the harness's set-up overlap the data's fetch; train.py
+      // waits for start().
+      forked.prime();
     } else if (cgroupBase) {
       this.#cgroup = await RunCgroup.create(cgroupBase, cgroupName);
     }

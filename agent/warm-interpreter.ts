@@ -4,7 +4,8 @@
 // The child is what a spawned harness would be: its own session and process group, its cgroup, the run
 // user, the run's environment; its output comes to this agent over a Unix socket of the agent's (IoServer),
 // and its exit status from the warm interpreter, which reaps it. It is forked and set up ahead (while the
-// run's data is made local) and waits for its environment, which the attempt sends when the run may start.
+// run's data is made local), takes its environment and does its interpreter start meanwhile (prime), and
+// runs train.py when the attempt says the run may start.
 // A run whose environment changes what an interpreter reads only at its start (PYTHON*, LANG, LC_*) is spawned fresh instead, as is every run
 // when a warm interpreter cannot be had (the agent logs why; the run does not notice).
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -46,7 +47,12 @@ export interface ForkRequest {
 export interface ForkedRun {
   child: RunningChild;
   cgroup: RunCgroup | null;
-  /** Sends the child its environment: the run's code starts. */
+  /**
+   * Sends the child its environment: it does what an interpreter does at its start (the venv's
+   * site-packages), and waits for start(). Called as soon as the run's process is set up.
+   */
+  prime(): void;
+  /** The run's code starts (primed first if it was not). */
   start(): void;
   /** Closes its connections: a child not started ends without running anything. */
   cancel(): void;
@@ -287,9 +293,15 @@ export class WarmInterpreters {
     }
     const ended = (s: net.Socket) => new Promise<void>((resolve) => { if (s.destroyed || s.readableEnded) resolve(); else s.once('close', () => resolve()); });
     const close = exit.then(async (e) => { await Promise.all([ended(streams.o), ended(streams.e)]); return e; });
+    let primed = false;
+    const prime = () => {
+      if (primed) return;
+      primed = true;
+      streams.o.write(`${JSON.stringify(req.env)}\n`);
+    };
     return {
-      child: { pid, stdout: streams.o, stderr: streams.e, exit, close }, cgroup,
-      start: () => { streams.o.write(`${JSON.stringify(req.env)}\n`); },
+      child: { pid, stdout: streams.o, stderr: streams.e, exit, close }, cgroup, prime,
+      start: () => { prime(); streams.o.write('go\n'); },
       cancel: () => { streams.o.destroy(); streams.e.destroy(); },
     };
   }

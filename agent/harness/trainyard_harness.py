@@ -201,12 +201,14 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def prepare(argv=None):
+    """The harness's own set-up, before any of the run's code: a warm child does it while the data is
+    still being made local (agent/harness/trainyard_warm.py), and main() then starts from its result."""
     args = parse_args(argv)
     # Resolved before anything can chdir: user code may, and these must keep meaning what was asked.
-    package_dir = os.path.abspath(args.package_dir)
-    data_dir = os.path.abspath(args.data_dir)
-    result_file = os.path.abspath(args.result_file)
+    args.package_dir = os.path.abspath(args.package_dir)
+    args.data_dir = os.path.abspath(args.data_dir)
+    args.result_file = os.path.abspath(args.result_file)
 
     # An inherited "ignore" would make the agent's kill a no-op; a kill must kill. User code may still
     # install its own handler, which is its business.
@@ -216,6 +218,12 @@ def main(argv=None):
             stream.reconfigure(line_buffering=True)
         except (AttributeError, ValueError):
             pass
+    return args
+
+
+def main(argv=None, prepared=None):
+    args = prepared if prepared is not None else prepare(argv)
+    package_dir, data_dir, result_file = args.package_dir, args.data_dir, args.result_file
 
     result = {"ok": False, "phase": "import", "error": None,
               "train_started_at": None, "train_ended_at": None, "save_ended_at": None, "score": None, "phases": []}

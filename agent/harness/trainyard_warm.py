@@ -26,9 +26,12 @@ The child's stdout and stderr are two connections to the agent's socket SOCKET (
 run's pid is reported once its process is set up: its own session and process group (so the agent's
 kill of the group reaches it), inside its cgroup, output connected, privileges dropped (setresgid/
 setresuid, the user's groups, no_new_privs), working directory the package's. It then waits: the agent
-sends its environment, one JSON line on the stdout connection, when the run may start (its data local,
-Running acknowledged), so the set-up above is done while the data is fetched. The connection closed
-instead: the run was called off, and the child ends without running anything. Stdin at EOF: no more
+sends its environment, one JSON line on the stdout connection, as soon as the process is set up; the
+child takes it and does what an interpreter does at its start (site.main(): the venv's site-packages and
+their .pth files) and the harness's own set-up, all while the data is fetched; then it waits for the line "go", which the agent sends
+when the run may start (its data local, Running acknowledged), and only then imports train.py. The
+connection closed instead of either line: the run was called off, and the child ends without running
+train.py. Stdin at EOF: no more
 forks, spares end; this interpreter exits once the children it has are reaped.
 
 Known difference from a fresh interpreter: children of one warm interpreter share its str hash seed.
@@ -73,15 +76,30 @@ def connect_stream(path, token, which, fd):
     s.close()
 
 
-def await_start():
-    """Waits for the run's environment on the stdout connection (fd 1); None: the run was called off."""
-    got = b""
-    while not got.endswith(b"\n"):
+_pending = b""
+
+
+def read_line():
+    """The next line the agent sent on the stdout connection (fd 1); None: the connection was closed."""
+    global _pending
+    while b"\n" not in _pending:
         chunk = os.read(1, 65536)
         if not chunk:
             return None
-        got += chunk
-    return json.loads(got)
+        _pending += chunk
+    line, _, _pending = _pending.partition(b"\n")
+    return line
+
+
+def await_start():
+    """Waits for the run's environment on the stdout connection (fd 1); None: the run was called off."""
+    line = read_line()
+    return None if line is None else json.loads(line)
+
+
+def await_go():
+    """Waits for the word that the run may start (its data local, Running acknowledged); False: called off."""
+    return read_line() == b"go"
 
 
 def enter_own_group(cgroup):
@@ -153,12 +171,17 @@ def child_main(cgroup, req_r, ready_w):
             os._exit(0)
         os.environ.clear()
         os.environ.update(env)
-        # What `python` without -S does at start, now as the run's user and inside its cgroup.
+        # What `python` without -S does at start, now as the run's user and inside its cgroup: the
+        # interpreter's start, done while the run's data is still being made local. The run's own code
+        # (train.py) waits for the word go.
         site.main()
         argv = list(req["argv"])
         sys.argv = [trainyard_harness.HARNESS_FILE] + argv
         try:
-            code = trainyard_harness.main(argv)
+            prepared = trainyard_harness.prepare(argv)
+            if not await_go():
+                os._exit(0)
+            code = trainyard_harness.main(argv, prepared)
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         # What the interpreter does at exit: wait for the run's threads, run its atexit functions.

@@ -153,8 +153,9 @@ open("imported.txt", "w").write(json.dumps(dict(os.environ)))
   const env = { PATH: '/usr/bin:/bin', TOKEN: `t-${randomBytes(6).toString('hex')}` };
   const forked = (await warm.fork(venv, { argv: args(go), env, cwd: go.dir, cgroupBase: null, cgroupName: 'x', user: null }))!;
   t.ok(alive(forked.child.pid!), 'set up: the process exists');
+  forked.prime();
   await sleep(300);
-  t.notOk(existsSync(path.join(go.dir, 'imported.txt')), 'but train.py was not imported before start()');
+  t.notOk(existsSync(path.join(go.dir, 'imported.txt')), 'primed (its environment sent, its interpreter start done), train.py is still not imported before start()');
   const proc = new SupervisedProcess(forked.child, supervise());
   forked.start();
   t.same(await proc.exited, { code: 0, signal: null });
@@ -166,6 +167,16 @@ open("imported.txt", "w").write(json.dumps(dict(os.environ)))
   unstarted.cancel();
   t.same(await unstarted.child.exit, { code: 0, signal: null }, 'called off: it ends by itself');
   t.notOk(existsSync(path.join(off.dir, 'imported.txt')), 'having run nothing of the package');
+
+  // Called off after it was primed: the same.
+  const late = pkg(describe);
+  writeFileSync(path.join(late.dir, 'train.py'), marker + readFileSync(path.join(late.dir, 'train.py'), 'utf8'));
+  const primed = (await warm.fork(venv, { argv: args(late), env, cwd: late.dir, cgroupBase: null, cgroupName: 'x', user: null }))!;
+  primed.prime();
+  await sleep(200);
+  primed.cancel();
+  t.same(await primed.child.exit, { code: 0, signal: null }, 'primed, then called off: it ends by itself');
+  t.notOk(existsSync(path.join(late.dir, 'imported.txt')), 'having run nothing of the package');
 });
 
 t.test('a warm interpreter that dies: its running child ends as lost, and the next run gets a new one', async (t) => {
