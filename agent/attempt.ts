@@ -6,7 +6,7 @@
 // contained (agent/containment.ts): its own cgroup, killed whole at the end; a minimal environment; and,
 // with --run-as-user, another user that owns only the run's package folder and home.
 import { constants, existsSync } from 'node:fs';
-import { chmod, chown, mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type * as Minio from 'minio';
 import { createMinioClient } from '../shared/storage.js';
@@ -306,10 +306,10 @@ export class Attempt {
     const pkgDir = path.join(this.#dir, 'package');
     const extract = async (into: string) => {
       const zip = path.join(this.#dir, 'input.zip');
-      await this.#counted('download', downloadObject(await this.#storage(), d.bucket!, d.package_object_key!, zip, this.#transfers('download')).then(() => stat(zip)), (s) => s.size);
+      // Hashed as it is written (no second read of the zip).
+      const { sha256: digest } = await this.#counted('download', downloadObject(await this.#storage(), d.bucket!, d.package_object_key!, zip, this.#transfers('download')), (g) => g.bytes);
       // Before anything is extracted: the zip must be the one the scheduler registered (a zip replaced in
       // the bucket, or altered on the way, is refused rather than run).
-      const digest = await sha256File(zip);
       if (digest !== d.package_sha256) {
         throw new RefusedDispatch(`the package zip ${d.package_object_key} has SHA-256 ${digest}, not the registered ${d.package_sha256}; nothing was run`);
       }
