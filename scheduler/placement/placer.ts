@@ -18,6 +18,7 @@ import { RunStatus } from '../../shared/run-states.js';
 import type { Subjects } from '../../shared/subjects.js';
 import { doorbellFor } from '../runs/dispatch.js';
 import { loseSilent, markUnresponsive } from '../agents/status.js';
+import { requeueStranded } from '../agents/reconcile.js';
 import { schedulerMetrics } from '../metrics.js';
 
 /** Queued runs read per pass: the head of the queue, in its order. */
@@ -281,12 +282,8 @@ export class Placer {
     // to reconnect before anyone is called lost.
     if (Date.now() - this.#leaderSince >= 2 * agentLostAfterMs) {
       const lost = await loseSilent(this.#agentDeps(), agentLostAfterMs); // logs each agent it calls lost
-      // Runs on an agent that is lost, or that left without handing them back (its last report never
-      // arrived), go back to the queue.
-      const stranded = await db.selectFrom('runs').innerJoin('agents', 'agents.name', 'runs.agent')
-        .select(['runs.id', 'runs.lease', 'agents.status']).where('agents.status', 'in', ['lost', 'offline']).execute();
-      for (const r of stranded) await this.deps.runs.requeue(r.id, r.lease!, r.status === 'lost' ? 'agent lost' : 'agent left without reporting', true);
-      if (stranded.length > 0 || lost.length > 0) this.kick();
+      const stranded = await requeueStranded({ db, runs: this.deps.runs });
+      if (stranded.found > 0 || lost.length > 0) this.kick();
     }
     await this.#sweepUnacked();
   }
