@@ -6,8 +6,6 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { walkFiles } from '../shared/storage.js';
-import { sha256File } from '../shared/hash.js';
 
 export interface ManifestEntry { path: string; size: number; sha256: string }
 export interface DataManifest { sha256: string; files: number; bytes: number; entries: ManifestEntry[]; truncated: boolean }
@@ -15,17 +13,7 @@ export interface DataManifest { sha256: string; files: number; bytes: number; en
 /** The manifest keeps at most this many entries (its hash always covers every file). */
 export const MAX_MANIFEST_ENTRIES = 20_000;
 
-/** Every regular file under dir (links are never followed), sorted by path, hashed. */
-export async function dataManifest(dir: string, signal?: AbortSignal): Promise<DataManifest> {
-  const files: ManifestEntry[] = [];
-  for (const f of await walkFiles(dir)) {
-    signal?.throwIfAborted();
-    files.push({ path: f.rel, size: f.size, sha256: await sha256File(path.join(dir, ...f.rel.split('/'))) });
-  }
-  return manifestOf(files);
-}
-
-/** Folder-tree order, as walkFiles lists a folder: by name within each folder, a folder's files where its name sorts. */
+/** Folder-tree order, as shared/storage.ts walkFiles lists a folder: by name within each folder, a folder's files where its name sorts. */
 function byTreeOrder(a: ManifestEntry, b: ManifestEntry): number {
   const x = a.path.split('/');
   const y = b.path.split('/');
@@ -35,7 +23,8 @@ function byTreeOrder(a: ManifestEntry, b: ManifestEntry): number {
 
 /**
  * The manifest of these files (in any order; hashed by whoever wrote them, agent/data-cache.ts as it
- * makes them local): the same as dataManifest would give for a folder holding exactly them.
+ * makes them local): the same as walking a folder holding exactly them and hashing each file would give
+ * (test/unit/agent-data-cache.test.ts checks that).
  */
 export function manifestOf(files: readonly ManifestEntry[]): DataManifest {
   const sorted = [...files].sort(byTreeOrder);

@@ -7,14 +7,15 @@ import t from 'tap';
 import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createMinioClient, ensureBucket, removePrefix } from '../../shared/storage.js';
+import { createMinioClient, ensureBucket, removePrefix, walkFiles } from '../../shared/storage.js';
+import { sha256File } from '../../shared/hash.js';
 import { DataCache } from '../../agent/data-cache.js';
-import { dataManifest, manifestOf } from '../../agent/lineage.js';
+import { manifestOf, type DataManifest } from '../../agent/lineage.js';
 
 const endpoint = process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000';
 const creds = { minioAccessKey: process.env.TRAINYARD_MINIO_ACCESS_KEY ?? 'minioadmin', minioSecretKey: process.env.TRAINYARD_MINIO_SECRET_KEY ?? 'minioadmin' };
 const bucket = `trainyard-data-cache-${process.pid}-${Date.now()}`;
-const minio = createMinioClient({ minioEndpoint: endpoint, ...creds, bucket });
+const minio = createMinioClient({ minioEndpoint: endpoint, ...creds });
 const retry = { retries: 2 };
 const tmp = (p: string) => mkdtempSync(path.join(os.tmpdir(), p));
 
@@ -23,6 +24,13 @@ t.teardown(async () => {
   await removePrefix(minio, bucket, '', retry).catch(() => {});
   await minio.removeBucket(bucket).catch(() => {});
 });
+
+/** The reference: every regular file under dir, as a walk of the folder finds it, read back and hashed. */
+async function dataManifest(dir: string): Promise<DataManifest> {
+  const files = [];
+  for (const f of await walkFiles(dir)) files.push({ path: f.rel, size: f.size, sha256: await sha256File(path.join(dir, ...f.rel.split('/'))) });
+  return manifestOf(files);
+}
 
 async function put(key: string, body: string | Buffer): Promise<void> {
   await minio.putObject(bucket, key, Buffer.from(body));
