@@ -224,17 +224,28 @@ export async function startNoopTrainyard(o: { agent: Record<string, string> | nu
       api.close();
       await agent?.stop();
       await scheduler.stop();
+      // BENCH_LOG_DIR: keep the daemons' JSON logs (where each run's time went: the agent's "attempt finished" steps).
+      const logDir = process.env.BENCH_LOG_DIR;
+      if (logDir) {
+        mkdirSync(logDir, { recursive: true });
+        writeFileSync(path.join(logDir, 'scheduler.log'), scheduler.lines.join('\n') + '\n');
+        if (agent) writeFileSync(path.join(logDir, 'agent.log'), agent.lines.join('\n') + '\n');
+      }
       await bench.drop();
     },
   };
 }
 
-/** Polls until the run has ended; its last state. */
-export async function waitEnded(api: ApiClient, id: string): Promise<P.Run__Output> {
+/**
+ * Polls until the run has ended; its last state. `everyMs`: between polls (20 by default, for a latency
+ * figure read off the clock; a burst, whose figure is the runs' own end times, polls seldom so that the
+ * bench's own calls do not take the CPU the runs need).
+ */
+export async function waitEnded(api: ApiClient, id: string, everyMs = 20): Promise<P.Run__Output> {
   for (;;) {
     const r = await api.getRun(id);
     if (['Successful', 'Failed', 'Killed'].includes(r.status)) return r;
-    await new Promise((res) => setTimeout(res, 20));
+    await new Promise((res) => setTimeout(res, everyMs));
   }
 }
 
