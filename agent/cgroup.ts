@@ -122,6 +122,9 @@ export class RunCgroup {
   /** Kills every process in the cgroup and waits until it is empty (at most `waitMs`). Resolves with whether it is. */
   async kill(waitMs = 10_000): Promise<boolean> {
     const end = Date.now() + waitMs;
+    // Empty (a run whose processes all ended, the usual case): nothing to kill. Nothing can enter the
+    // cgroup meanwhile: only the agent and its warm interpreters put processes in, before a run starts.
+    if (!(await this.populated())) return true;
     const hasKill = await writeFile(path.join(this.dir, 'cgroup.kill'), '1').then(() => true, () => false);
     while (await this.populated()) {
       if (!hasKill) await this.#killEach();
@@ -141,11 +144,13 @@ export class RunCgroup {
 
   /** Kills what is left and removes the cgroup; throws when it could not (a process stuck in the kernel). */
   async destroy(waitMs = 10_000): Promise<void> {
-    try {
-      await readFile(path.join(this.dir, 'cgroup.procs'));
-    } catch {
-      return; // already gone
-    }
+    // The usual case first: empty, so it goes at once (rmdir refuses a cgroup that holds a process: EBUSY).
+    const gone = await rmdir(this.dir).then(() => true, (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return true; // already gone
+      if (err.code === 'EBUSY') return false;
+      throw err;
+    });
+    if (gone) return;
     await this.kill(waitMs);
     await rmdir(this.dir);
   }
