@@ -188,7 +188,19 @@ def check_main(module, pipeline="TRAIN_ONLY"):
     return main_class
 
 
+_parser = None
+
+
 def parse_args(argv):
+    # Built once: a warm interpreter builds it before it forks (trainyard_warm.py warm_up), so a run's
+    # child only parses (building an ArgumentParser is about a millisecond of a run's start).
+    global _parser
+    if _parser is None:
+        _parser = build_parser()
+    return _parser.parse_args(argv)
+
+
+def build_parser():
     parser = argparse.ArgumentParser(description="Run an ML package's Main.train() and Main.save().")
     parser.add_argument("--package-dir", required=True, help="the folder holding train.py")
     parser.add_argument("--data-dir", required=True, help="passed to Main.train() as training_directory")
@@ -198,7 +210,7 @@ def parse_args(argv):
     parser.add_argument("--training-dir", help="FULL_TRAINING: where process_data writes the training data")
     parser.add_argument("--test-dir", help="FULL_TRAINING: where the test data is (process_data's, or the evaluation dataset)")
     parser.add_argument("--test-scratch-dir", help="FULL_TRAINING with an evaluation dataset: process_data's test folder instead")
-    return parser.parse_args(argv)
+    return parser
 
 
 def prepare(argv=None):

@@ -288,7 +288,7 @@ def reap():
 
 def warm_up():
     # What the harness imports lazily on its first use (argparse pulls in shutil, gettext and locale when it
-    # builds a parser): done once here, instead of in every child.
+    # builds a parser), and its parser: done once here, instead of in every child.
     trainyard_harness.parse_args(["--package-dir", ".", "--data-dir", ".", "--result-file", os.devnull])
 
 
