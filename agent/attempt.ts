@@ -106,6 +106,11 @@ interface Prepared {
   forked: ForkedRun | null;
 }
 
+/** Makes a folder of the agent's (0700) that may already be there. */
+async function mkdirOnce(dir: string): Promise<void> {
+  await mkdir(dir, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'EEXIST') throw err; });
+}
+
 /** The end was decided by stop() (a kill, a timeout, a drain), not by the steps. */
 class Stopped extends Error {}
 
@@ -119,6 +124,8 @@ export class Attempt {
   /** When each step began (ms since the epoch), logged with the end: where an attempt's time went. */
   readonly #marks: Record<string, number> = { claimed: Date.now() };
   #cgroup: RunCgroup | null = null;
+  /** The run's process was set up beside the package's copy (a run claimed ready), not after it. */
+  #setUpEarly = false;
   /** A warm child set up for this run that has not been started: called off if the attempt ends first. */
   #unstarted: ForkedRun | null = null;
   readonly done: Promise<void>;
@@ -207,21 +214,41 @@ export class Attempt {
     await chmod(this.#dir, 0o755);
     const folders = folderPaths(this.#dir, this.#pipeline, Boolean(d.eval_dataset));
     const startAt = Date.now() / 1000;
+    // Claimed ready (an earlier run here found this version's venv ready), the run's process is set up and
+    // primed at once, beside the package's copy, instead of after it: the interpreter's start is then done
+    // by the time the data is local. Never rejects (null: set up after the package, as otherwise).
+    const early = this.#earlyProcess(folders, runEnv, gpus);
     // Two branches at once: the data is made local while the package is fetched, its venv found (or
     // built) and the run's process set up; Running is reported as soon as the venv is there. The run's code
     // starts only when both are done and Running was acknowledged.
     const [made, ready] = await this.#together(
       this.#fetchData(folders).catch((err: unknown) => { if (!this.#abort.signal.aborted) this.#phase = 'fetching_data'; throw err; }),
       (async () => {
-        const pkgDir = await this.#fetchPackage();
-        const venv = await this.#buildEnv(pkgDir);
-        const env = await venvInfo(venv);
-        this.deps.packages?.markReady(d.package_sha256 ?? '');
-        // Claimed ready (the agent held this version and its venv), the claim already made the run Running.
-        const running = d.running ? Promise.resolve() : this.#report(RunStatus.Running).then(() => this.#mark('running_reported'));
-        running.catch(() => {}); // awaited below; a failure first must not leave it unhandled
-        const proc = await this.#prepareProcess(venv, pkgDir, folders, runEnv, gpus);
-        return { pkgDir, venv, env, running, proc };
+        try {
+          const pkgDir = await this.#fetchPackage();
+          const venv = await this.#buildEnv(pkgDir);
+          const env = await venvInfo(venv);
+          this.deps.packages?.markReady(d.package_sha256 ?? '', venv);
+          // Claimed ready, the claim already made the run Running.
+          const running = d.running ? Promise.resolve() : this.#report(RunStatus.Running).then(() => this.#mark('running_reported'));
+          running.catch(() => {}); // awaited below; a failure first must not leave it unhandled
+          const runAs = this.deps.containment?.runAs;
+          if (runAs) await chownTree(pkgDir, runAs.uid, runAs.gid);
+          let proc = await early;
+          if (proc) this.#setUpEarly = true;
+          if (proc && proc.venv !== venv) {
+            // The venv is not the one the earlier run found (rebuilt elsewhere): that child is called off.
+            this.deps.log.info({ run: this.runId, expected: proc.venv, venv }, 'the run\'s process was set up for another venv; setting it up again');
+            await this.#callOff();
+            this.#setUpEarly = false;
+            proc = null;
+          }
+          proc ??= await this.#prepareProcess(venv, folders, runEnv, gpus);
+          return { pkgDir, venv, env, running, proc: { ...proc, pkgDir } };
+        } finally {
+          // Settled before the attempt can end: what it set up is then known to #run, which removes it.
+          await early;
+        }
       })(),
     );
     // The lineage is of exactly what was made local (hashed as it was written), before the run's code starts.
@@ -373,25 +400,51 @@ export class Attempt {
     };
   }
 
+  /** #prepareProcess before the package is in place, for a run claimed ready; null when it cannot be. */
+  async #earlyProcess(folders: Folders, runEnv: Record<string, string>, gpus: string[]): Promise<Omit<Prepared, 'pkgDir'> | null> {
+    const d = this.dispatch;
+    const venv = d.running ? this.deps.packages?.venvOf(d.package_sha256 ?? '') : null;
+    if (!venv || !this.deps.warm || needsFreshInterpreter({ ...runEnv, ...(d.secrets ?? {}) })) return null;
+    try {
+      return await this.#prepareProcess(venv, folders, runEnv, gpus);
+    } catch (err) {
+      if (!this.#abort.signal.aborted) this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'could not set up the run\'s process early; setting it up after the package');
+      await this.#callOff();
+      return null;
+    }
+  }
+
+  /** A process set up for this run and not started is called off, and its cgroup removed. */
+  async #callOff(): Promise<void> {
+    this.#unstarted?.cancel();
+    this.#unstarted = null;
+    const cgroup = this.#cgroup;
+    this.#cgroup = null;
+    await cgroup?.destroy().catch((err: unknown) => this.deps.log.warn({ run: this.runId, cgroup: cgroup.dir, err: errorMessage(err) }, 'could not remove a cgroup'));
+  }
+
   /**
    * Sets up the run's process ahead of its start, while the data is made local: with a warm interpreter,
    * a child forked and become the run's process (session, cgroup, user, output connected), waiting for its
    * environment; otherwise the cgroup a fresh interpreter will be spawned in. Nothing of the run's code runs.
    */
-  async #prepareProcess(venv: string, pkgDir: string, folders: Folders, runEnv: Record<string, string>, gpus: string[]): Promise<Prepared> {
+  async #prepareProcess(venv: string, folders: Folders, runEnv: Record<string, string>, gpus: string[]): Promise<Omit<Prepared, 'pkgDir'>> {
     const d = this.dispatch;
     const { runAs = null, cgroupBase = null } = this.deps.containment ?? {};
+    // The package's folder need not be there yet (a run claimed ready sets this up beside the copy); the
+    // harness changes into it before it imports train.py.
+    const pkgDir = path.join(this.#dir, 'package');
     // The harness writes its verdict in a folder of its own: with a run user, the only other one it owns.
+    // (Made once: a process set up again after one was called off finds them.)
     const resultDir = path.join(this.#dir, 'result');
     const resultFile = path.join(resultDir, 'result.json');
-    await mkdir(resultDir, { mode: 0o700 });
+    await mkdirOnce(resultDir);
     // A run user gets a home of its own per attempt: nothing one run leaves there (~/.local packages, caches)
     // reaches another run.
     const home = runAs ? path.join(this.#dir, 'home') : (process.env.HOME ?? this.#dir);
     if (runAs) {
-      await mkdir(home, { mode: 0o700 });
+      await mkdirOnce(home);
       for (const dir of [resultDir, home]) await chown(dir, runAs.uid, runAs.gid);
-      await chownTree(pkgDir, runAs.uid, runAs.gid);
     }
     const pipeline = this.#pipeline;
     const harnessArgs = ['--package-dir', pkgDir, '--data-dir', folders.data, '--result-file', resultFile, '--pipeline', pipeline];
@@ -405,7 +458,7 @@ export class Attempt {
     // A child of the venv's warm interpreter when one can be had: the same process, minus the interpreter's
     // start (and, with a spare child, minus the move into a cgroup).
     const forked = this.deps.warm && !needsFreshInterpreter({ ...runEnv, ...secrets })
-      ? await this.deps.warm.fork(venv, { argv: harnessArgs, env, cwd: pkgDir, cgroupBase, cgroupName, user: runAs })
+      ? await this.deps.warm.fork(venv, { argv: harnessArgs, env, cwd: this.#dir, cgroupBase, cgroupName, user: runAs })
       : null;
     if (forked) {
       this.#cgroup = forked.cgroup;
@@ -417,7 +470,7 @@ export class Attempt {
       this.#cgroup = await RunCgroup.create(cgroupBase, cgroupName);
     }
     this.#mark('prepared');
-    return { venv, pkgDir, env, harnessArgs, resultFile, forked };
+    return { venv, env, harnessArgs, resultFile, forked };
   }
 
   /** Starts the run's process (prepared by #prepareProcess) and resolves with the harness's verdict. */
@@ -451,7 +504,7 @@ export class Attempt {
       const cmd = runAs ? asUser(runAs, python, args) : { command: python, args };
       proc = SupervisedProcess.spawn(cmd.command, cmd.args, supervise);
     }
-    this.deps.log.info({ run: this.runId, attempt: d.attempt, pid: proc.pid, warm: p.forked !== null, at: Date.now() }, 'train.py started');
+    this.deps.log.info({ run: this.runId, attempt: d.attempt, pid: proc.pid, warm: p.forked !== null, early: this.#setUpEarly, at: Date.now() }, 'train.py started');
     this.#mark('spawned');
     const { code, signal } = await proc.exited;
     this.#mark('exited');

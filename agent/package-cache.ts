@@ -26,8 +26,8 @@ export class PackageCache {
   /** Per version, its spare copy's path once made (null: it could not be). */
   readonly #spares = new Map<string, Promise<string | null>>();
   #spareSeq = 0;
-  /** Versions whose venv was found ready by a run on this agent. */
-  readonly #venvReady = new Set<string>();
+  /** Versions whose venv was found ready by a run on this agent, and that venv's folder. */
+  readonly #venvReady = new Map<string, string>();
 
   constructor(workDir: string) {
     this.#dir = path.join(workDir, 'packages');
@@ -35,13 +35,21 @@ export class PackageCache {
   }
 
   /** A run of this version found its venv ready (or built it): later runs of it may be claimed ready to start. */
-  markReady(sha256: string): void {
-    if (SHA256.test(sha256)) this.#venvReady.add(sha256);
+  markReady(sha256: string, venv: string): void {
+    if (SHA256.test(sha256)) this.#venvReady.set(sha256, venv);
   }
 
   /** Whether this version is extracted here and its venv was ready for an earlier run. */
   isReady(sha256: string): boolean {
     return this.#venvReady.has(sha256);
+  }
+
+  /**
+   * The venv an earlier run of this version found ready (null: none did). A hint only, for setting up the
+   * run's process before its package is in place: the attempt still finds the venv itself and checks.
+   */
+  venvOf(sha256: string): string | null {
+    return this.#venvReady.get(sha256) ?? null;
   }
 
   /**

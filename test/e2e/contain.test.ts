@@ -121,7 +121,7 @@ class Main:
         os.makedirs(os.environ["artifacts_directory"], exist_ok=True)
         with open(os.path.join(os.environ["artifacts_directory"], "dump.json"), "w") as fh:
             json.dump({"uid": os.getuid(), "user": pwd.getpwuid(os.getuid()).pw_name, "env": dict(os.environ),
-                       "ancestors": ancestors(), "venv_write": venv_write, "home": home}, fh)
+                       "ancestors": ancestors(), "venv_write": venv_write, "home": home, "cwd": os.getcwd()}, fh)
     def save(self):
         open("model.txt", "w").write("ok")
 `;
@@ -241,6 +241,20 @@ t.test('--run-as-user: train.py runs as another user, cannot read the agent\'s e
   t.notMatch(JSON.stringify(dump), secret);
   const files = await s.objects(`runs/${id}/attempt-1/`);
   t.ok(files.includes(`runs/${id}/attempt-1/package.zip`), 'the outputs were uploaded');
+
+  // Version 1.0's second run is claimed ready: its process is set up before its package is in place
+  // (agent/attempt.ts #earlyProcess). It must be the same process: the run user, its own HOME, the package
+  // folder as working directory.
+  const id2 = (await s.cliJson(['run', 'train', '--package', 'dump', '--version', '1.0', '--dataset', 'd'])).id as string;
+  const run2 = await s.waitForStatus(id2, ['Successful', 'Failed', 'Killed'], 120_000);
+  t.equal(run2.status, 'Successful', `the second run succeeds (${run2.failure_reason ?? ''})`);
+  t.match(s.logOf('a1'), new RegExp(`"run":"${id2}"[^\\n]*"warm":true,"early":true[^\\n]*"msg":"train.py started"`), 'its process was set up early');
+  const dump2 = JSON.parse(await s.objectText(`runs/${id2}/attempt-1/artifacts/dump.json`));
+  t.equal(dump2.user, user, 'as the run user');
+  t.equal(dump2.cwd, path.join(work, `${id2}-a1`, 'package'), 'in its package folder');
+  t.match(dump2.home, new RegExp(`^${work}/${id2}-a1/`), 'with a HOME of its own attempt');
+  t.not(dump2.home, dump.home);
+  t.match(dump2.venv_write, /Permission denied/, 'the venv is still not writable');
 });
 
 t.test('--run-as-user: pip\'s build code and train.py try every credential they can find; each is refused', async (t) => {

@@ -89,8 +89,10 @@ t.test('the next run\'s copy is made ahead and renamed into place; spares of an 
 t.test('a version is ready only once a run found its venv ready', async (t) => {
   const cache = new PackageCache(tmp());
   t.notOk(cache.isReady(sha(9)));
-  cache.markReady(sha(9));
+  t.equal(cache.venvOf(sha(9)), null);
+  cache.markReady(sha(9), '/venvs/a');
   t.ok(cache.isReady(sha(9)), 'marked by the attempt once its venv was there');
-  cache.markReady('../x');
+  t.equal(cache.venvOf(sha(9)), '/venvs/a', 'and which venv it was');
+  cache.markReady('../x', '/venvs/a');
   t.notOk(cache.isReady('../x'), 'only digests');
 });
