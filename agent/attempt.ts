@@ -591,7 +591,8 @@ export class Attempt {
   }
 
   /**
-   * Reports the end: the remaining log lines, then FinishAttempt. Both retry while the scheduler is away,
+   * Reports the end: FinishAttempt, carrying the remaining log lines (or after they were flushed, when
+   * they do not fit one call). It retries while the scheduler is away,
    * for as long as the agent runs; a permanent refusal (a stale lease, a bad request) ends the report at
    * once; when the agent stops for good (reportSignal) it gives up and says so: the scheduler finds the
    * attempt through its agent-loss sweep and requeues or ends it.
@@ -599,7 +600,9 @@ export class Attempt {
   async #finish(r: Result): Promise<void> {
     const { link, log } = this.deps;
     const giveUp = this.deps.reportSignal ?? new AbortController().signal;
-    const shipped = await this.logs.flush();
+    // The last lines go with the report when they can (one call); otherwise they are flushed first.
+    const rest = await this.logs.takeRest();
+    const shipped = rest !== null || await this.logs.flush();
     if (!shipped) log.warn({ run: this.runId, lastSeq: this.logs.lastSeq, ackedSeq: this.logs.ackedSeq }, 'agent stopping: the last log lines of the attempt were not shipped');
     try {
       const res = await link.finishAttempt({
@@ -608,6 +611,7 @@ export class Attempt {
         score: r.score ?? 0, has_score: typeof r.score === 'number', phases: r.phases ?? [],
         lineage_json: r.lineage ? JSON.stringify(r.lineage) : '',
         package_size_bytes: r.size ?? 0, package_sha256: r.sha256 ?? '', last_log_seq: this.logs.lastSeq,
+        lines: rest ?? [], attempt: Number(this.dispatch.attempt),
       }, giveUp, (err) => log.warn({ run: this.runId, err: errorMessage(err) }, 'finish report failed; retrying'));
       this.#mark('finished');
       log.info({ run: this.runId, status: res.status, version: res.output_version, steps: this.#marks }, 'attempt finished');

@@ -61,6 +61,8 @@ export class LogShipper {
   #waiters: { seq: number; resolve: (shipped: boolean) => void }[] = [];
   #sends = 0;
   #lostReported = 0;
+  /** takeRest() is waiting for the batch in flight: no other starts. */
+  #taking = false;
 
   constructor(o: LogShipperOptions) {
     this.#o = o;
@@ -113,6 +115,28 @@ export class LogShipper {
     return p;
   }
 
+  /**
+   * The lines not shipped yet, for the attempt's end report to carry (one call instead of a last batch
+   * and then the report), once no batch is in flight (so the order holds): all of them if they wait in
+   * memory and fit one batch; null if not (a spill, too many, shipping given up): flush() them instead.
+   * The caller answers for the lines it takes: the report is retried as a batch would be.
+   */
+  async takeRest(): Promise<ShippedLine[] | null> {
+    // No new batch starts meanwhile (the loop stops after the one in flight).
+    this.#taking = true;
+    try {
+      if (this.#timer) { clearTimeout(this.#timer); this.#timer = null; }
+      await this.#pump;
+      if (this.#signal.aborted || !this.#spill.empty || this.#memory.length > MAX_BATCH || this.#spill.lost > this.#lostReported) return null;
+      const rest = this.#memory.splice(0);
+      this.#memoryBytes = 0;
+      this.#acknowledge(this.#seq);
+      return rest;
+    } finally {
+      this.#taking = false;
+    }
+  }
+
   /** Stops shipping and removes the spill file. */
   close(): void {
     this.#closed.abort();
@@ -121,7 +145,7 @@ export class LogShipper {
 
   #kick(): void {
     if (this.#timer) { clearTimeout(this.#timer); this.#timer = null; }
-    if (this.#pump || this.#signal.aborted) return;
+    if (this.#pump || this.#taking || this.#signal.aborted) return;
     this.#pump = this.#run().then(
       () => {
         this.#pump = null;
@@ -138,7 +162,7 @@ export class LogShipper {
 
   /** The one loop that sends: a batch at a time, each until acknowledged, until nothing is left. */
   async #run(): Promise<void> {
-    while (!this.#signal.aborted) {
+    while (!this.#signal.aborted && !this.#taking) {
       if (!this.#memory.length && !this.#spill.empty) {
         for (const l of await this.#spill.take((this.#o.maxMemoryBytes ?? 4 * 1024 * 1024) / 2)) {
           this.#memory.push(l);

@@ -8,6 +8,7 @@ import { sql } from 'kysely';
 import type { SchedulerContext } from '../context.js';
 import type { Changed } from './transitions.js';
 import { buildResults } from './results.js';
+import { appendLogs } from './logs.js';
 import { agentLineage, buildLineage } from './lineage.js';
 import { AttemptOutcome, RunStatus } from '../../shared/run-states.js';
 import { ErrorCodes, TrainyardError, invalid, notFound } from '../../shared/errors.js';
@@ -31,6 +32,9 @@ const stale = (id: string) => new TrainyardError(ErrorCodes.StaleLease, `run ${i
 export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptRequest__Output, agent: string): Promise<FinishAttemptResponse> {
   const { runs } = ctx;
   const outcome = req.outcome as AttemptOutcome;
+  // The attempt's last log lines, stored before its end (an ended run's log is final; appendLogs is
+  // guarded by the lease and stores each seq once, so a retried report stores nothing twice).
+  if (req.lines?.length) await appendLogs(ctx, { run_id: req.run_id, lease: req.lease, lines: req.lines }, agent);
   let changed: Changed | null = null;
   let outputVersion = '';
   switch (outcome) {
@@ -73,6 +77,14 @@ const MAX_VERSION_RACES = 20;
 
 async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__Output, agent: string): Promise<{ changed: Changed | null; version: string }> {
   const { db, minio, settings, storageRetry, runs } = ctx;
+  const statZip = (attempt: number) => {
+    const key = keys.attemptPrefix(req.run_id, attempt) + outputNames.package;
+    return withStorageRetry(`stat ${key}`, () => minio.statObject(settings.bucket, key), storageRetry);
+  };
+  // A report with a package zip names its attempt: the zip is looked up while the run is read (checked
+  // below against the run's own attempt, which alone decides).
+  const early = req.attempt > 0 && req.package_sha256 ? { attempt: req.attempt, stat: statZip(req.attempt) } : null;
+  early?.stat.catch(() => {}); // awaited below when it is the run's attempt
   const run = await db.selectFrom('runs').selectAll().where('id', '=', req.run_id).executeTakeFirst();
   if (!run) throw notFound(`run ${req.run_id} not found`);
   if (run.lease !== req.lease || run.agent !== agent || run.status !== RunStatus.Running) return { changed: null, version: '' };
@@ -135,7 +147,7 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
   // Never Successful before the outputs are durable: the package zip must be there, whole.
   let size: number;
   try {
-    size = (await withStorageRetry(`stat ${prefix}${outputNames.package}`, () => minio.statObject(settings.bucket, prefix + outputNames.package), storageRetry)).size;
+    size = (await (early?.attempt === run.attempt ? early.stat : statZip(run.attempt))).size;
   } catch (err) {
     if (err instanceof TrainyardError && err.code === ErrorCodes.StorageRejected) return fail(`the new package version is not in the bucket: ${err.message}`);
     throw err; // transient: the agent retries the report
@@ -145,13 +157,20 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
   // Successes of one package version in this process take the next minor one after another: in a burst,
   // two slots finishing together would otherwise both read the same minor, and the loser would write its
   // _results.json again. Across schedulers the primary key still decides (the loop below).
-  return serially(`${run.package}@${run.package_major}`, async () => {
+  const line = `${run.package}@${run.package_major}`;
+  const known = lastMinorsOf(db);
+  return serially(line, async () => {
     for (let race = 0; ; race++) {
-      // The next minor, read without a lock; if another run registers it first, the insert below fails on
-      // the primary key and this reads again (rare: only concurrent successes of one package version).
-      const { max } = await db.selectFrom('package_versions').select(sql<number>`coalesce(max(minor), 0)`.as('max'))
-        .where('package', '=', run.package).where('major', '=', run.package_major).executeTakeFirstOrThrow();
-      const minor = Number(max) + 1;
+      // The next minor: after the last one this process registered for this major (minors come only from
+      // successes, never pushes, and none is ever deleted), else read without a lock. If another
+      // scheduler registered it first, the insert below fails on the primary key and this reads again.
+      let max = race === 0 ? known.get(line) : undefined;
+      if (max === undefined) {
+        const read = await db.selectFrom('package_versions').select(sql<number>`coalesce(max(minor), 0)`.as('max'))
+          .where('package', '=', run.package).where('major', '=', run.package_major).executeTakeFirstOrThrow();
+        max = Number(read.max);
+      }
+      const minor = max + 1;
       const version = formatVersion({ major: run.package_major, minor });
       const results = resultsFor(version);
       const lineage = lineageFor({ version, sha256: req.package_sha256 });
@@ -164,6 +183,7 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
             objectKey: prefix + outputNames.package, sizeBytes: size, sha256: req.package_sha256,
           },
         });
+        if (changed) remember(known, line, minor);
         return changed ? { changed, version } : refused();
       } catch (err) {
         const pgErr = err as { code?: string; constraint?: string };
@@ -172,6 +192,25 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
       }
     }
   });
+}
+
+/**
+ * The last minor this process registered per package and major (LRU-bounded): the next success of that
+ * line takes the one after without a read. Only ever lower than or equal to the truth (it is set after a
+ * commit), so the worst a stale entry costs is one primary-key conflict and a read.
+ */
+const lastMinors = new WeakMap<object, Map<string, number>>();
+const MAX_LINES_KEPT = 1000;
+/** Per database (a process may hold several schedulers, each on its own). */
+function lastMinorsOf(db: object): Map<string, number> {
+  let m = lastMinors.get(db);
+  if (!m) lastMinors.set(db, m = new Map());
+  return m;
+}
+function remember(known: Map<string, number>, line: string, minor: number): void {
+  known.delete(line);
+  known.set(line, minor);
+  if (known.size > MAX_LINES_KEPT) known.delete(known.keys().next().value!);
 }
 
 /** The tail of each key's queue: `fn` runs once every earlier call with the same key has settled. */

@@ -169,3 +169,47 @@ t.test('a permanent refusal drops that batch and the rest still go; stop=true ca
   t.ok(warnings.some((w) => /refused; dropped/.test(w)), 'the drop is said');
   t.equal(stops, 1, 'onStop when the scheduler says the attempt is no longer current');
 });
+
+t.test('takeRest hands the unshipped lines to the end report, after the batch in flight, or says to flush', async (t) => {
+  const sink = new FakeSink();
+  const s = shipper(sink, { batchDelayMs: 1000 });
+  t.teardown(() => s.close());
+  s.line('stdout', 'one');
+  await s.flush();
+  t.same(sink.received.map((l) => l.text), ['one']);
+  s.line('stdout', 'two');
+  s.line('system', 'three');
+  const rest = await s.takeRest();
+  t.same(rest?.map((l) => [l.seq, l.stream, l.text]), [[2, 'stdout', 'two'], [3, 'system', 'three']], 'the lines not sent, in order, with their seqs');
+  t.equal(sink.calls, 1, 'no batch went out for them');
+  t.equal(s.ackedSeq, 3, 'they count as handed over');
+  t.same(await s.flush(), true, 'nothing is left to flush');
+  await sleep(30);
+  t.equal(sink.calls, 1, 'and nothing is sent later');
+
+  // A batch in flight when the report comes: it lands first, and the rest is what came after it.
+  const slow = new FakeSink();
+  const s2 = shipper(slow, { batchDelayMs: 1 });
+  t.teardown(() => s2.close());
+  slow.failFirst = 1; // the first try fails and is retried 20 ms later: in flight meanwhile
+  s2.line('stdout', 'a');
+  await sleep(5);
+  s2.line('stdout', 'b');
+  const rest2 = await s2.takeRest();
+  const sent = slow.received.map((l) => l.seq);
+  t.ok(sent.includes(1), 'the batch in flight landed before');
+  t.same([...sent, ...(rest2 ?? []).map((l) => l.seq)], [1, 2], 'sent and taken: each line once, in order');
+});
+
+t.test('takeRest refuses (null) when lines wait in the spill file: they are flushed as batches', async (t) => {
+  const sink = new FakeSink();
+  sink.down = true;
+  const s = shipper(sink, { maxMemoryBytes: 2000 });
+  t.teardown(() => s.close());
+  for (let i = 1; i <= 40; i++) s.line('stdout', `line ${i}`);
+  await sleep(10);
+  sink.down = false;
+  t.equal(await s.takeRest(), null, 'some lines are on disk: not handed over');
+  t.equal(await s.flush(), true);
+  assertInOrderOnce(t, sink.received, 40, (i) => `line ${i}`);
+});
