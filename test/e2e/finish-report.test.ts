@@ -1,0 +1,87 @@
+// The end report as a scripted agent sends it (FinishAttempt, scheduler/runs/complete.ts): it carries the
+// attempt's last log lines, stored once each and before the end; the attempt number it names only lets the
+// scheduler look for the zip early (the run's own row decides where); and the next minor version taken
+// after one this scheduler registered stays right when another scheduler registered one meanwhile.
+import t, { type Test } from 'tap';
+import { Stack, tempDir, writeTree } from '../helpers/stack.js';
+import { FakeAgent, type FakeDispatch } from '../helpers/fake-agent.js';
+
+const quick = 'class Main:\n    def train(self, d):\n        pass\n    def save(self):\n        pass\n';
+const sha = 'b'.repeat(64);
+const zip = Buffer.from('0123456789');
+
+async function setUp(t: Test) {
+  const s = await Stack.create(t, { agents: [] });
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': quick }), '--name', 'quick']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  const agent = await FakeAgent.start(s, 'scripted');
+  t.teardown(() => agent.close());
+  const attempt = async (): Promise<FakeDispatch> => {
+    await s.cliJson(['run', 'train', '--package', 'quick', '--version', '1.0', '--dataset', 'd']);
+    const d = await agent.nextDispatch();
+    for (const status of ['Packaging', 'Running']) await agent.call('ReportStatus', { run_id: d.run_id, lease: d.lease, status });
+    return d;
+  };
+  const finish = (d: FakeDispatch, extra: Record<string, unknown> = {}) => agent.call<{ status: string; output_version: string }>('FinishAttempt', {
+    run_id: d.run_id, lease: d.lease, outcome: 'succeeded', reason: '', start_at: 1, end_at: 2, package_sha256: sha, package_size_bytes: zip.length, ...extra,
+  });
+  const line = (seq: number, text: string) => ({ seq, stream: 'system', text, at: new Date().toISOString() });
+  const logs = async (id: string) => (await s.query<{ seq: string; text: string }>('SELECT seq, text FROM run_logs WHERE run_id = $1 ORDER BY seq', [id]))
+    .map((r) => `${r.seq} ${r.text}`);
+  return { s, agent, attempt, finish, line, logs };
+}
+
+t.test('the last log lines come with the end report: stored once each, before the end', async (t) => {
+  const { s, agent, attempt, finish, line, logs } = await setUp(t);
+  const d = await attempt();
+  await agent.call('AppendLogs', { run_id: d.run_id, lease: d.lease, lines: [line(1, 'first')] });
+  await s.minio.putObject(s.bucket, `${d.output_prefix}package.zip`, zip);
+  const r = await finish(d, { attempt: d.attempt, lines: [line(2, 'second'), line(3, 'last')] });
+  t.same(r, { status: 'Successful', output_version: '1.1' });
+  t.same(await logs(d.run_id), ['1 first', '2 second', '3 last'], 'the report\'s lines follow the earlier batch');
+  // The reply was lost and the agent reports again, with the same lines and one more.
+  const again = await finish(d, { attempt: d.attempt, lines: [line(2, 'second'), line(3, 'last'), line(4, 'after the end')] });
+  t.same(again, r, 'the retry gets the same answer');
+  t.same(await logs(d.run_id), ['1 first', '2 second', '3 last'], 'nothing twice, and nothing after the end: the log is final');
+
+  // A failure's report carries its lines too.
+  const f = await attempt();
+  const failed = await finish(f, { outcome: 'failed', reason: 'boom', package_sha256: '', lines: [line(1, 'Traceback'), line(2, 'boom')] });
+  t.equal(failed.status, 'Failed');
+  t.same(await logs(f.run_id), ['1 Traceback', '2 boom']);
+});
+
+t.test('the attempt a report names only says where to look first: the run\'s row decides', async (t) => {
+  const { s, attempt, finish } = await setUp(t);
+  // The zip sits where the run's attempt puts it; the report names another attempt.
+  const d = await attempt();
+  await s.minio.putObject(s.bucket, `${d.output_prefix}package.zip`, zip);
+  t.same(await finish(d, { attempt: d.attempt + 6 }), { status: 'Successful', output_version: '1.1' }, 'found under the run\'s own attempt');
+  // The zip sits only under the attempt the report names, not the run's.
+  const e = await attempt();
+  const elsewhere = `runs/${e.run_id}/attempt-${e.attempt + 6}/package.zip`;
+  await s.minio.putObject(s.bucket, elsewhere, zip);
+  const r = await finish(e, { attempt: e.attempt + 6 });
+  t.equal(r.status, 'Failed', 'a zip under another attempt\'s prefix is not this run\'s output');
+  t.match((await s.waitForStatus(e.run_id, ['Failed'], 10_000)).failure_reason, /not in the bucket/);
+});
+
+t.test('the next minor version stays right when another scheduler registered one meanwhile', async (t) => {
+  const { s, attempt, finish } = await setUp(t);
+  const versions: string[] = [];
+  const succeed = async () => {
+    const d = await attempt();
+    await s.minio.putObject(s.bucket, `${d.output_prefix}package.zip`, zip);
+    versions.push((await finish(d, { attempt: d.attempt })).output_version);
+  };
+  await succeed();
+  await succeed();
+  // What another scheduler's success leaves (this one does not know of it).
+  const [v] = await s.query<{ object_key: string }>("SELECT object_key FROM package_versions WHERE package = 'quick' AND major = 1 AND minor = 2");
+  await s.query(`INSERT INTO package_versions (package, major, minor, source, object_key, size_bytes, sha256, trained_major, trained_minor)
+                 VALUES ('quick', 1, 3, 'run', $1, 10, $2, 1, 0)`, [v!.object_key, sha]);
+  await succeed();
+  t.same(versions, ['1.1', '1.2', '1.4'], 'after 1.3, which it did not register, it takes 1.4');
+  const rows = await s.query<{ minor: number }>("SELECT minor FROM package_versions WHERE package = 'quick' AND major = 1 ORDER BY minor");
+  t.same(rows.map((r) => Number(r.minor)), [0, 1, 2, 3, 4], 'each minor once');
+});
