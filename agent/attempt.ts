@@ -5,6 +5,7 @@
 // pip, or the process group: SIGTERM, a grace period, then SIGKILL). What the run's code executes is
 // contained (agent/containment.ts): its own cgroup, killed whole at the end; a minimal environment; and,
 // with --run-as-user, another user that owns only the run's package folder and home.
+import { createHash } from 'node:crypto';
 import { constants, existsSync } from 'node:fs';
 import { chmod, chown, mkdir, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -13,9 +14,9 @@ import { createMinioClient } from '../shared/storage.js';
 import type { Logger } from 'pino';
 import type { Dispatch, Gpu } from '../shared/proto.js';
 import { AttemptOutcome, RunStatus } from '../shared/run-states.js';
-import { diskFullCodes, downloadObject, uploadDir, uploadFile, type RetryOptions } from '../shared/storage.js';
+import { diskFullCodes, downloadObject, uploadBuffer, uploadDir, uploadFile, type RetryOptions } from '../shared/storage.js';
 import { DataCache, type MadeLocal } from './data-cache.js';
-import { extractZip, zipDir } from '../shared/zip.js';
+import { extractZip, zipDir, zipDirToBuffer } from '../shared/zip.js';
 import { ErrorCodes, errorMessage, isRetryableGrpc, TrainyardError } from '../shared/errors.js';
 import { sha256File } from '../shared/hash.js';
 import { ensureVenv, PackagingError, type VenvOptions } from './venv.js';
@@ -77,6 +78,9 @@ const phaseWords = {
 } as const satisfies Record<Phase, string>;
 
 type EndReason = { outcome: AttemptOutcome; reason: string };
+
+/** A package version whose files come to at most this is zipped in memory (see #upload). */
+const ZIP_IN_MEMORY_BYTES = 8 * 1024 * 1024;
 
 /** Credentials this close to their expiry are renewed before the next transfer starts. */
 const RENEW_BEFORE_MS = 5 * 60_000;
@@ -559,10 +563,19 @@ export class Attempt {
       this.logs.line('system', `[trainyard] saved a copy of the test data (${up.files} files)`);
     }
     if (!makesVersion(pipeline)) return { saved: false, savedTest: testData !== null, size: 0, sha256: '' };
-    const outZip = path.join(this.#dir, 'package.zip');
-    await zipDir(pkgDir, outZip, plan.packageExcludes);
-    const size = await this.#counted('upload', uploadFile(minio, d.bucket!, plan.keys.package, outZip, this.#transfers('upload')), (n) => n);
-    const sha256 = await sha256File(outZip);
+    let size: number;
+    let sha256: string;
+    // A small version is zipped in memory, hashed and sent from there; a larger one through a file.
+    const inMemory = await zipDirToBuffer(pkgDir, plan.packageExcludes, ZIP_IN_MEMORY_BYTES);
+    if (inMemory) {
+      size = await this.#counted('upload', uploadBuffer(minio, d.bucket!, plan.keys.package, inMemory, this.#transfers('upload')), (n) => n);
+      sha256 = createHash('sha256').update(inMemory).digest('hex');
+    } else {
+      const outZip = path.join(this.#dir, 'package.zip');
+      await zipDir(pkgDir, outZip, plan.packageExcludes);
+      size = await this.#counted('upload', uploadFile(minio, d.bucket!, plan.keys.package, outZip, this.#transfers('upload')), (n) => n);
+      sha256 = await sha256File(outZip);
+    }
     this.logs.line('system', `[trainyard] uploaded the new package version (${size} bytes)`);
     // A stop that comes now, with every output in the bucket, changes nothing: the run succeeded.
     return { saved: trainData !== null, savedTest: testData !== null, size, sha256 };

@@ -169,6 +169,12 @@ export async function uploadFile(client: Minio.Client, bucket: string, key: stri
   return size;
 }
 
+/** Uploads bytes held in memory; resolves with their size. */
+export async function uploadBuffer(client: Minio.Client, bucket: string, key: string, body: Buffer, retry: RetryOptions): Promise<number> {
+  await withStorageRetry(`upload ${key}`, () => client.putObject(bucket, key, body, body.length), retry);
+  return body.length;
+}
+
 /** Every regular file under dir, as '/'-separated relative paths; symlinks are skipped, never followed. */
 export async function walkFiles(dir: string, exclude: (rel: string) => boolean = () => false): Promise<{ rel: string; size: number }[]> {
   const out: { rel: string; size: number }[] = [];

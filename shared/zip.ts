@@ -155,6 +155,23 @@ export async function zipDir(dir: string, outFile: string, exclude: (rel: string
   return { files: files.length };
 }
 
+/**
+ * The zip zipDir would write, in memory, when the files under `dir` come to at most `maxBytes` (null: they
+ * do not, and nothing was read). A small package version (code, a small model) then goes to storage, and
+ * is hashed, without a file written and read back twice.
+ */
+export async function zipDirToBuffer(dir: string, exclude: (rel: string) => boolean, maxBytes: number): Promise<Buffer | null> {
+  const files = await walkFiles(dir, exclude);
+  if (files.reduce((n, f) => n + f.size, 0) > maxBytes) return null;
+  const zip = new yazl.ZipFile();
+  const mtime = new Date('2000-01-01T00:00:00Z');
+  for (const f of files) zip.addFile(path.join(dir, ...f.rel.split('/')), f.rel, { mtime, mode: 0o100644 });
+  zip.end();
+  const chunks: Buffer[] = [];
+  for await (const c of zip.outputStream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
 /** Reads one entry's bytes (at most maxBytes) without extracting anything else. */
 export async function readZipEntry(file: string, name: string, maxBytes: number): Promise<Buffer | null> {
   const zip = await openZip(file);
