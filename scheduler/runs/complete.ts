@@ -33,13 +33,16 @@ export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptReq
   const { runs } = ctx;
   const outcome = req.outcome as AttemptOutcome;
   // The attempt's last log lines, stored before its end (an ended run's log is final; appendLogs is
-  // guarded by the lease and stores each seq once, so a retried report stores nothing twice).
-  if (req.lines?.length) await appendLogs(ctx, { run_id: req.run_id, lease: req.lease, lines: req.lines }, agent);
+  // guarded by the lease and stores each seq once, so a retried report stores nothing twice). A success
+  // stores them while it reads the run; every other end waits for them first.
+  const logged = req.lines?.length ? appendLogs(ctx, { run_id: req.run_id, lease: req.lease, lines: req.lines }, agent) : Promise.resolve();
+  logged.catch(() => {}); // awaited below
+  if (outcome !== AttemptOutcome.Succeeded) await logged;
   let changed: Changed | null = null;
   let outputVersion = '';
   switch (outcome) {
     case AttemptOutcome.Succeeded: {
-      const r = await commitSuccess(ctx, req, agent);
+      const r = await commitSuccess(ctx, req, agent, logged);
       changed = r.changed;
       outputVersion = r.version;
       break;
@@ -75,7 +78,8 @@ export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptReq
 const SHA256 = /^[0-9a-f]{64}$/;
 const MAX_VERSION_RACES = 20;
 
-async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__Output, agent: string): Promise<{ changed: Changed | null; version: string }> {
+/** `logged`: the report's log lines being stored; settled before any transition. */
+async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__Output, agent: string, logged: Promise<unknown>): Promise<{ changed: Changed | null; version: string }> {
   const { db, minio, settings, storageRetry, runs } = ctx;
   const statZip = (attempt: number) => {
     const key = keys.attemptPrefix(req.run_id, attempt) + outputNames.package;
@@ -85,7 +89,7 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
   // below against the run's own attempt, which alone decides).
   const early = req.attempt > 0 && req.package_sha256 ? { attempt: req.attempt, stat: statZip(req.attempt) } : null;
   early?.stat.catch(() => {}); // awaited below when it is the run's attempt
-  const run = await db.selectFrom('runs').selectAll().where('id', '=', req.run_id).executeTakeFirst();
+  const [run] = await Promise.all([db.selectFrom('runs').selectAll().where('id', '=', req.run_id).executeTakeFirst(), logged]);
   if (!run) throw notFound(`run ${req.run_id} not found`);
   if (run.lease !== req.lease || run.agent !== agent || run.status !== RunStatus.Running) return { changed: null, version: '' };
   const fail = async (reason: string) => ({ changed: await runs.endAttempt(run.id, req.lease, agent, RunStatus.Failed, reason), version: '' });
