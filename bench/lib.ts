@@ -10,6 +10,7 @@ import { projectRoot } from '../shared/proto.js';
 import type * as P from '../shared/proto.js';
 import { Api as ApiClient, streamOf, unaryCall, type Api } from '../cli/client.js';
 import { ErrorCodes, TrainyardError } from '../shared/errors.js';
+import { createMinioClient, removePrefix } from '../shared/storage.js';
 import type { Stack } from '../test/helpers/stack.js';
 
 const adminUrl = process.env.TRAINYARD_DATABASE_URL ?? 'postgres://trainyard:trainyard@127.0.0.1:5432/trainyard';
@@ -40,6 +41,15 @@ export async function benchEnv(extra: Record<string, string> = {}): Promise<Benc
       await c.connect();
       await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await c.end();
+      // And its bucket: hundreds of left-over buckets (thousands of objects) cost MinIO CPU in the
+      // background (its scanner), which later bench runs on this machine would pay.
+      const keys = benchMinio();
+      const minio = createMinioClient({ minioEndpoint: process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000', minioAccessKey: keys.TRAINYARD_MINIO_ACCESS_KEY ?? 'minioadmin', minioSecretKey: keys.TRAINYARD_MINIO_SECRET_KEY ?? 'minioadmin' });
+      const bucket = `trainyard-${name}`;
+      if (await minio.bucketExists(bucket).catch(() => false)) {
+        await removePrefix(minio, bucket, '', { retries: 2 });
+        await minio.removeBucket(bucket);
+      }
     },
   };
 }
