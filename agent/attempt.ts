@@ -16,7 +16,7 @@ import type { Dispatch, Gpu } from '../shared/proto.js';
 import { AttemptOutcome, RunStatus } from '../shared/run-states.js';
 import { diskFullCodes, downloadObject, uploadBuffer, uploadDir, uploadFile, type RetryOptions } from '../shared/storage.js';
 import { DataCache, type MadeLocal } from './data-cache.js';
-import { extractZip, zipDir, zipDirToBuffer } from '../shared/zip.js';
+import { extractZip, zipDir } from '../shared/zip.js';
 import { ErrorCodes, errorMessage, isRetryableGrpc, TrainyardError } from '../shared/errors.js';
 import { sha256File } from '../shared/hash.js';
 import { ensureVenv, PackagingError, type VenvOptions } from './venv.js';
@@ -167,6 +167,8 @@ export class Attempt {
   }
 
   get runId(): string { return this.dispatch.run_id!; }
+  /** The run's copy of its package (it need not be there yet: see #prepareProcess). */
+  get #pkgDir(): string { return path.join(this.#dir, 'package'); }
   get lease(): number { return Number(this.dispatch.lease); }
   get phase(): Phase { return this.#phase; }
 
@@ -200,8 +202,7 @@ export class Attempt {
     agentMetrics.attempts.inc({ outcome: result.outcome });
     await this.#finish(result);
     this.logs.close();
-    this.#unstarted?.cancel();
-    await this.#cgroup?.destroy().catch((err: unknown) => this.deps.log.warn({ run: this.runId, cgroup: this.#cgroup?.dir, err: errorMessage(err) }, 'could not remove the attempt\'s cgroup'));
+    await this.#releaseProcess();
     await rm(this.#dir, { recursive: true, force: true }).catch(() => {});
   }
 
@@ -243,12 +244,12 @@ export class Attempt {
           if (proc && proc.venv !== venv) {
             // The venv is not the one the earlier run found (rebuilt elsewhere): that child is called off.
             this.deps.log.info({ run: this.runId, expected: proc.venv, venv }, 'the run\'s process was set up for another venv; setting it up again');
-            await this.#callOff();
+            await this.#releaseProcess();
             this.#setUpEarly = false;
             proc = null;
           }
           proc ??= await this.#prepareProcess(venv, folders, runEnv, gpus);
-          return { pkgDir, venv, env, running, proc: { ...proc, pkgDir } };
+          return { pkgDir, venv, env, running, proc };
         } finally {
           // Settled before the attempt can end: what it set up is then known to #run, which removes it.
           await early;
@@ -334,7 +335,7 @@ export class Attempt {
   async #fetchPackage(): Promise<string> {
     this.#enter('fetching_package');
     const d = this.dispatch;
-    const pkgDir = path.join(this.#dir, 'package');
+    const pkgDir = this.#pkgDir;
     const extract = async (into: string) => {
       const zip = path.join(this.#dir, 'input.zip');
       // Hashed as it is written (no second read of the zip).
@@ -405,7 +406,7 @@ export class Attempt {
   }
 
   /** #prepareProcess before the package is in place, for a run claimed ready; null when it cannot be. */
-  async #earlyProcess(folders: Folders, runEnv: Record<string, string>, gpus: string[]): Promise<Omit<Prepared, 'pkgDir'> | null> {
+  async #earlyProcess(folders: Folders, runEnv: Record<string, string>, gpus: string[]): Promise<Prepared | null> {
     const d = this.dispatch;
     const venv = d.running ? this.deps.packages?.venvOf(d.package_sha256 ?? '') : null;
     if (!venv || !this.deps.warm || needsFreshInterpreter({ ...runEnv, ...(d.secrets ?? {}) })) return null;
@@ -413,18 +414,21 @@ export class Attempt {
       return await this.#prepareProcess(venv, folders, runEnv, gpus);
     } catch (err) {
       if (!this.#abort.signal.aborted) this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'could not set up the run\'s process early; setting it up after the package');
-      await this.#callOff();
+      await this.#releaseProcess();
       return null;
     }
   }
 
-  /** A process set up for this run and not started is called off, and its cgroup removed. */
-  async #callOff(): Promise<void> {
+  /**
+   * A process set up for this run and not started is called off (it runs nothing of the package), and the
+   * attempt's cgroup removed: at the attempt's end, or when the one set up early cannot be used.
+   */
+  async #releaseProcess(): Promise<void> {
     this.#unstarted?.cancel();
     this.#unstarted = null;
     const cgroup = this.#cgroup;
     this.#cgroup = null;
-    await cgroup?.destroy().catch((err: unknown) => this.deps.log.warn({ run: this.runId, cgroup: cgroup.dir, err: errorMessage(err) }, 'could not remove a cgroup'));
+    await cgroup?.destroy().catch((err: unknown) => this.deps.log.warn({ run: this.runId, cgroup: cgroup.dir, err: errorMessage(err) }, 'could not remove the attempt\'s cgroup'));
   }
 
   /**
@@ -432,12 +436,12 @@ export class Attempt {
    * a child forked and become the run's process (session, cgroup, user, output connected), waiting for its
    * environment; otherwise the cgroup a fresh interpreter will be spawned in. Nothing of the run's code runs.
    */
-  async #prepareProcess(venv: string, folders: Folders, runEnv: Record<string, string>, gpus: string[]): Promise<Omit<Prepared, 'pkgDir'>> {
+  async #prepareProcess(venv: string, folders: Folders, runEnv: Record<string, string>, gpus: string[]): Promise<Prepared> {
     const d = this.dispatch;
     const { runAs = null, cgroupBase = null } = this.deps.containment ?? {};
     // The package's folder need not be there yet (a run claimed ready sets this up beside the copy); the
     // harness changes into it before it imports train.py.
-    const pkgDir = path.join(this.#dir, 'package');
+    const pkgDir = this.#pkgDir;
     // The harness writes its verdict in a folder of its own: with a run user, the only other one it owns.
     // (Made once: a process set up again after one was called off finds them.)
     const resultDir = path.join(this.#dir, 'result');
@@ -474,7 +478,7 @@ export class Attempt {
       this.#cgroup = await RunCgroup.create(cgroupBase, cgroupName);
     }
     this.#mark('prepared');
-    return { venv, env, harnessArgs, resultFile, forked };
+    return { venv, pkgDir, env, harnessArgs, resultFile, forked };
   }
 
   /** Starts the run's process (prepared by #prepareProcess) and resolves with the harness's verdict. */
@@ -563,19 +567,13 @@ export class Attempt {
       this.logs.line('system', `[trainyard] saved a copy of the test data (${up.files} files)`);
     }
     if (!makesVersion(pipeline)) return { saved: false, savedTest: testData !== null, size: 0, sha256: '' };
-    let size: number;
-    let sha256: string;
     // A small version is zipped in memory, hashed and sent from there; a larger one through a file.
-    const inMemory = await zipDirToBuffer(pkgDir, plan.packageExcludes, ZIP_IN_MEMORY_BYTES);
-    if (inMemory) {
-      size = await this.#counted('upload', uploadBuffer(minio, d.bucket!, plan.keys.package, inMemory, this.#transfers('upload')), (n) => n);
-      sha256 = createHash('sha256').update(inMemory).digest('hex');
-    } else {
-      const outZip = path.join(this.#dir, 'package.zip');
-      await zipDir(pkgDir, outZip, plan.packageExcludes);
-      size = await this.#counted('upload', uploadFile(minio, d.bucket!, plan.keys.package, outZip, this.#transfers('upload')), (n) => n);
-      sha256 = await sha256File(outZip);
-    }
+    const outZip = path.join(this.#dir, 'package.zip');
+    const { buffer } = await zipDir(pkgDir, outZip, plan.packageExcludes, { inMemoryUpTo: ZIP_IN_MEMORY_BYTES });
+    const size = await this.#counted('upload', buffer
+      ? uploadBuffer(minio, d.bucket!, plan.keys.package, buffer, this.#transfers('upload'))
+      : uploadFile(minio, d.bucket!, plan.keys.package, outZip, this.#transfers('upload')), (n) => n);
+    const sha256 = buffer ? createHash('sha256').update(buffer).digest('hex') : await sha256File(outZip);
     this.logs.line('system', `[trainyard] uploaded the new package version (${size} bytes)`);
     // A stop that comes now, with every output in the bucket, changes nothing: the run succeeded.
     return { saved: trainData !== null, savedTest: testData !== null, size, sha256 };

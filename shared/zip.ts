@@ -143,33 +143,26 @@ export async function extractZip(file: string, dest: string, limits: ZipLimits):
   return info;
 }
 
-/** Zips a folder deterministically (sorted paths, fixed mtime); symlinks are skipped, never followed. */
-export async function zipDir(dir: string, outFile: string, exclude: (rel: string) => boolean = () => false): Promise<{ files: number }> {
+/**
+ * Zips a folder deterministically (sorted paths, fixed mtime); symlinks are skipped, never followed.
+ * `inMemoryUpTo`: when the files come to at most this many bytes, the zip is returned as `buffer` and no
+ * file is written (a small package version then goes to storage, and is hashed, without a file written
+ * and read back twice); otherwise it is written to `outFile`.
+ */
+export async function zipDir(dir: string, outFile: string, exclude: (rel: string) => boolean = () => false, o: { inMemoryUpTo?: number } = {}): Promise<{ files: number; buffer?: Buffer }> {
   const files = await walkFiles(dir, exclude);
   const zip = new yazl.ZipFile();
   const mtime = new Date('2000-01-01T00:00:00Z');
   for (const f of files) zip.addFile(path.join(dir, ...f.rel.split('/')), f.rel, { mtime, mode: 0o100644 });
   zip.end();
+  if (o.inMemoryUpTo !== undefined && files.reduce((n, f) => n + f.size, 0) <= o.inMemoryUpTo) {
+    const chunks: Buffer[] = [];
+    for await (const c of zip.outputStream) chunks.push(c as Buffer);
+    return { files: files.length, buffer: Buffer.concat(chunks) };
+  }
   await mkdir(path.dirname(outFile), { recursive: true });
   await pipeline(zip.outputStream, createWriteStream(outFile));
   return { files: files.length };
-}
-
-/**
- * The zip zipDir would write, in memory, when the files under `dir` come to at most `maxBytes` (null: they
- * do not, and nothing was read). A small package version (code, a small model) then goes to storage, and
- * is hashed, without a file written and read back twice.
- */
-export async function zipDirToBuffer(dir: string, exclude: (rel: string) => boolean, maxBytes: number): Promise<Buffer | null> {
-  const files = await walkFiles(dir, exclude);
-  if (files.reduce((n, f) => n + f.size, 0) > maxBytes) return null;
-  const zip = new yazl.ZipFile();
-  const mtime = new Date('2000-01-01T00:00:00Z');
-  for (const f of files) zip.addFile(path.join(dir, ...f.rel.split('/')), f.rel, { mtime, mode: 0o100644 });
-  zip.end();
-  const chunks: Buffer[] = [];
-  for await (const c of zip.outputStream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
 }
 
 /** Reads one entry's bytes (at most maxBytes) without extracting anything else. */

@@ -4,7 +4,7 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { inspectZip, extractZip, zipDir, zipDirToBuffer } from '../../shared/zip.js';
+import { inspectZip, extractZip, zipDir } from '../../shared/zip.js';
 import { tempDir, writeTree } from '../helpers/stack.js';
 
 const limits = { maxUnzippedBytes: 10 * 1024 * 1024, maxEntries: 100 };
@@ -69,12 +69,17 @@ t.test('a folder round-trips, and a single top folder is taken as the root', asy
   t.same(n.entries.map((e) => e.rel).sort(), ['req.txt', 'train.py']);
 });
 
-t.test('zipDirToBuffer gives the bytes zipDir writes, or null past its limit (nothing read)', async (t) => {
+t.test('zipDir with inMemoryUpTo gives the bytes it would write, or writes the file past its limit', async (t) => {
   const dir = writeTree(tempDir(), { 'train.py': 'x = 1\n', 'model/weights.bin': 'w'.repeat(5000), 'skip.me': 'no' });
   const exclude = (rel: string) => rel === 'skip.me';
   const file = path.join(tempDir(), 'out.zip');
   await zipDir(dir, file, exclude);
-  const buf = await zipDirToBuffer(dir, exclude, 1 << 20);
+  const small = path.join(tempDir(), 'small.zip');
+  const { buffer: buf } = await zipDir(dir, small, exclude, { inMemoryUpTo: 1 << 20 });
   t.ok(buf && buf.equals(readFileSync(file)), 'byte for byte the same zip (same digest for the version)');
-  t.equal(await zipDirToBuffer(dir, exclude, 4000), null, 'files over the limit: null');
+  t.notOk(existsSync(small), 'and no file written');
+  const big = path.join(tempDir(), 'big.zip');
+  const over = await zipDir(dir, big, exclude, { inMemoryUpTo: 4000 });
+  t.equal(over.buffer, undefined, 'files over the limit: no buffer');
+  t.ok(readFileSync(big).equals(readFileSync(file)), 'the file written instead');
 });
