@@ -11,15 +11,19 @@ import { notFound } from '../../shared/errors.js';
 import { forget, revoke } from './status.js';
 import { requeueStranded } from './reconcile.js';
 
-export async function removeAgent(ctx: SchedulerContext, req: RemoveAgentRequest__Output): Promise<RemoveAgentResponse> {
+export async function removeAgent(ctx: Pick<SchedulerContext, 'db' | 'log' | 'runs' | 'kick' | 'agentChanged'>, req: RemoveAgentRequest__Output): Promise<RemoveAgentResponse> {
   const name = checkName('agent', req.name);
   let requeued = 0;
   let before: string | null = null;
   if (req.force) {
-    before = await revoke(ctx, name);
-    if (before === null) throw notFound(`agent "${name}" not found`);
+    const revoked = await revoke(ctx, name);
+    if (revoked === null) throw notFound(`agent "${name}" not found`);
+    before = revoked.from;
     // At once, not at the failure sweep's next pass: forget (below) refuses an agent that still holds runs.
-    ({ requeued } = await requeueStranded(ctx, { agent: name, reason: 'agent removed' }));
+    // The sweep may requeue some of them first (the agent is lost from the revoke on); either way each run
+    // the agent held is back in the queue once this returns, so the answer counts what it held.
+    await requeueStranded(ctx, { agent: name, reason: 'agent removed' });
+    requeued = revoked.held;
     if (requeued > 0) ctx.kick();
   }
   const forgotten = await forget(ctx, name);

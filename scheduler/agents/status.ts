@@ -188,14 +188,18 @@ export async function drain(deps: AgentStatusDeps, name: string): Promise<void> 
  * revoke: an admin shuts an agent out now (`trainyard agents remove --force`). Its credential stops working
  * at once (a NULL identity matches no credential, and register takes over no such row), and a live agent
  * is lost, with the event a loss has: its runs go back to the queue as any lost agent's do. Returns the
- * status it had, or null when there is no such agent.
+ * status it had and how many runs were placed on it at that moment (read under the agent's row lock, so
+ * the count does not depend on who requeues them: the caller or the failure sweep, whichever comes
+ * first), or null when there is no such agent.
  */
-export async function revoke(deps: AgentStatusDeps, name: string): Promise<AgentStatus | null> {
-  const rows = await changeWithEvent<{ from: AgentStatus }>(deps.db, sql`
+export async function revoke(deps: AgentStatusDeps, name: string): Promise<{ from: AgentStatus; held: number } | null> {
+  const rows = await changeWithEvent<{ from: AgentStatus; held: number }>(deps.db, sql`
     UPDATE agents a SET identity_sha256 = NULL,
       status = CASE WHEN old.status IN ${LIVE} THEN ${lit(AgentStatus.Lost)} ELSE a.status END
     FROM (SELECT name, status FROM agents WHERE name = ${name} FOR UPDATE) old
-    WHERE a.name = old.name RETURNING a.name, old.status AS from`,
+    WHERE a.name = old.name
+    RETURNING a.name, old.status AS from,
+      (SELECT count(*)::int FROM runs r WHERE r.agent = a.name AND r.status IN ${PLACED_RUNS}) AS held`,
   { kind: EventKind.AgentLost, project: fleet, subject: sql`c.name`, detail: sql`'removed by an admin: its credential is revoked and its runs go back to the queue'` },
   sql`c."from" IN ${LIVE}`);
   const r = rows[0];
@@ -203,7 +207,7 @@ export async function revoke(deps: AgentStatusDeps, name: string): Promise<Agent
   if (liveAgentStatuses.includes(r.from)) {
     announce(deps, [{ agent: name, from: r.from, to: AgentStatus.Lost, detail: 'removed by an admin: credential revoked' }]);
   }
-  return r.from;
+  return { from: r.from, held: r.held };
 }
 
 /**

@@ -10,6 +10,8 @@ import {
   AgentStatus, agentStatuses, drain, forget, heartbeat, loseSilent, markUnresponsive, register, revoke, type Registration,
 } from '../../scheduler/agents/status.js';
 import { TrainyardError } from '../../shared/errors.js';
+import { RunTransitions } from '../../scheduler/runs/transitions.js';
+import { removeAgent } from '../../scheduler/agents/remove.js';
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
@@ -91,7 +93,7 @@ t.test('revoke: a live agent is lost and its credential is worth nothing; forget
   const deps = { db, log };
   const { session } = await register(deps, reg());
   t.equal(await revoke(deps, 'nobody'), null);
-  t.equal(await revoke(deps, 'box'), AgentStatus.Online, 'returns the status it had');
+  t.same(await revoke(deps, 'box'), { from: AgentStatus.Online, held: 0 }, 'returns the status it had, and the runs it held');
   const row = await db.selectFrom('agents').select(['status', 'identity_sha256']).where('name', '=', 'box').executeTakeFirstOrThrow();
   t.same(row, { status: 'lost', identity_sha256: null }, 'lost, and no credential matches it');
   t.equal(await heartbeat(deps, { name: 'box', session, draining: false, leaving: false }), null, 'its session is over');
@@ -99,7 +101,7 @@ t.test('revoke: a live agent is lost and its credential is worth nothing; forget
   t.ok(restart instanceof TrainyardError && restart.code === 'UNAUTHENTICATED', 'its old identity registers nothing');
   const join = await register(deps, reg({ identitySha256: 'e'.repeat(64) })).catch((e: unknown) => e);
   t.ok(join instanceof TrainyardError && join.code === 'ALREADY_EXISTS', 'nor does a join under its name, until it is forgotten');
-  t.equal(await revoke(deps, 'box'), AgentStatus.Lost, 'revoking again changes nothing more');
+  t.same(await revoke(deps, 'box'), { from: AgentStatus.Lost, held: 0 }, 'revoking again changes nothing more');
   const lost = await db.selectFrom('events').select(['kind', 'detail']).where('subject', '=', 'box').orderBy('id').execute();
   t.same(lost.map((e) => e.kind), ['agent.joined', 'agent.lost'], 'one loss event, not two');
   t.match(lost[1]!.detail, /removed by an admin: its credential is revoked/);
@@ -134,4 +136,36 @@ t.test('loseSilent and markUnresponsive: only what changes, once', async (t) => 
     'quiet null→online', 'chatty null→online', 'quiet online→online unresponsive=true', 'quiet online→online unresponsive=false',
     'quiet online→lost', 'quiet lost→online',
   ]);
+});
+
+t.test('agents remove --force counts the runs the agent held, even when the failure sweep requeues them first', async (t) => {
+  const { db } = await testDatabase(t);
+  const { log } = capture();
+  const real = new RunTransitions(db, () => {});
+  const { session } = await register({ db, log }, reg());
+  await db.insertInto('runs').values(['r1', 'r2'].map((id) => ({
+    id, package: 'p', package_major: 1, package_minor: 0, package_object_key: 'k', dataset: 'd', gpus: 0,
+    selector: '{}', env: '{}', max_attempts: 3, timeout_seconds: 0,
+  }))).execute();
+  await real.assign([{ id: 'r1', agent: 'box', gpuIndices: [], session }, { id: 'r2', agent: 'box', gpuIndices: [], session }]);
+  // The agent is lost from the revoke on, so the sweep may requeue its runs between the revoke and the
+  // remove's own requeue: here it wins for r1 (its requeue runs just before the remove's, which then finds
+  // the lease moved on and changes nothing).
+  let sweepWon = 0;
+  const runs = Object.assign(Object.create(real) as RunTransitions, {
+    requeue: async (id: string, lease: number, reason: string, loss: boolean) => {
+      if (id === 'r1') { await real.requeue(id, lease, 'agent lost', true); sweepWon++; }
+      return real.requeue(id, lease, reason, loss);
+    },
+  });
+  let kicks = 0;
+  const res = await removeAgent({ db, log, runs, kick: () => { kicks++; }, agentChanged: () => {} }, { name: 'box', force: true });
+  t.equal(sweepWon, 1, 'the sweep took r1 first');
+  t.same(res, { name: 'box', was: AgentStatus.Online, requeued: 2 }, 'both runs it held are counted as back in the queue');
+  t.same(await db.selectFrom('runs').select(['id', 'status', 'agent', 'lost_attempts']).orderBy('id').execute(), [
+    { id: 'r1', status: 'Waiting for resources', agent: null, lost_attempts: 1 },
+    { id: 'r2', status: 'Waiting for resources', agent: null, lost_attempts: 1 },
+  ], 'each requeued once, one attempt spent');
+  t.equal(kicks, 1, 'the placer is told');
+  t.same(await db.selectFrom('agents').select('name').execute(), [], 'and the agent is forgotten');
 });
