@@ -169,9 +169,9 @@ export async function uploadFile(client: Minio.Client, bucket: string, key: stri
   return size;
 }
 
-/** Uploads bytes held in memory; resolves with their size. */
-export async function uploadBuffer(client: Minio.Client, bucket: string, key: string, body: Buffer, retry: RetryOptions): Promise<number> {
-  await withStorageRetry(`upload ${key}`, () => client.putObject(bucket, key, body, body.length), retry);
+/** Uploads bytes held in memory (`meta`: its metadata, such as Content-Type); resolves with their size. */
+export async function uploadBuffer(client: Minio.Client, bucket: string, key: string, body: Buffer, retry: RetryOptions, meta?: Minio.ItemBucketMetadata): Promise<number> {
+  await withStorageRetry(`upload ${key}`, () => client.putObject(bucket, key, body, body.length, meta), retry);
   return body.length;
 }
 

@@ -12,7 +12,7 @@ import { appendLogs } from './logs.js';
 import { agentLineage, buildLineage } from './lineage.js';
 import { AttemptOutcome, RunStatus } from '../../shared/run-states.js';
 import { ErrorCodes, TrainyardError, invalid, notFound } from '../../shared/errors.js';
-import { keys, outputNames, withStorageRetry } from '../../shared/storage.js';
+import { keys, outputNames, uploadBuffer, withStorageRetry } from '../../shared/storage.js';
 import { formatVersion } from '../../shared/versions.js';
 import type { FinishAttemptRequest__Output, FinishAttemptResponse } from '../../shared/proto.js';
 import type { PhaseRow } from '../db/database.js';
@@ -123,8 +123,7 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
   // This attempt's own prefix: rewriting it (after a lost race) can touch no other run's outputs.
   const writeJson = async (name: string, doc: unknown) => {
     const body = Buffer.from(JSON.stringify(doc, null, 2) + '\n');
-    await withStorageRetry(`upload ${prefix}${name}`,
-      () => minio.putObject(settings.bucket, prefix + name, body, body.length, { 'Content-Type': 'application/json' }), storageRetry);
+    await uploadBuffer(minio, settings.bucket, prefix + name, body, storageRetry, { 'Content-Type': 'application/json' });
   };
   const writeResults = async (results: unknown, lineage: unknown) => {
     await Promise.all([writeJson(outputNames.results, results), writeJson(outputNames.lineage, lineage)]);
