@@ -47,9 +47,10 @@ export class AgentDaemon {
   #credential: string | null = null;
   #heartbeatMs = 2000;
   #gpus: Gpu[] = [];
-  /** Cgroups and the run user (agent/containment.ts), set up at start. */
-  #containment: Containment = { cgroupBase: null, runAs: null };
-  readonly #warm: WarmInterpreters;
+  /** Cgroups, the run uids and the helpers (agent/containment.ts), set up at start. */
+  #containment: Containment | undefined;
+  /** Made at start, once the base interpreter warm interpreters start as is known. */
+  #warm: WarmInterpreters;
   readonly #packages: PackageCache;
   readonly #dataCache: DataCache;
   #link: Link;
@@ -65,12 +66,15 @@ export class AgentDaemon {
 
   constructor(readonly settings: Settings<typeof agentSettings>, readonly log: Logger) {
     this.#link = new Link(settings.scheduler, channelCredentials(settings));
-    this.#warm = new WarmInterpreters({ max: settings.warmInterpreters, log });
+    this.#warm = new WarmInterpreters({ max: 0, log, python: settings.python });
     this.#packages = new PackageCache(settings.workDir);
     this.#dataCache = new DataCache(settings.workDir, settings.dataCacheMb * 1024 * 1024);
   }
 
   get state(): AgentState { return this.#state; }
+
+  /** Run slots. Every run is at least a Python process: by default, one slot per advertised CPU. */
+  get #slots(): number { return this.settings.maxRuns || Math.max(1, this.settings.cpus); }
 
   #setState(s: AgentState): void {
     this.log.info({ from: this.#state, to: s }, 'agent state');
@@ -85,7 +89,11 @@ export class AgentDaemon {
     await mkdir(settings.workDir, { recursive: true });
     this.#credential = await loadCredential(settings.workDir);
     this.#gpus = await readGpus(settings.nvidiaSmi);
-    this.#containment = await prepareContainment({ runAsUser: settings.runAsUser, workDir: settings.workDir, venvDir: settings.venvDir, harness: harnessPath() }, log);
+    this.#containment = await prepareContainment({
+      runUids: settings.runUids, sharedUid: settings.sharedUid, runAsUser: settings.runAsUser, slots: this.#slots,
+      python: settings.python, workDir: settings.workDir, venvDir: settings.venvDir, harness: harnessPath(),
+    }, log);
+    this.#warm = new WarmInterpreters({ max: settings.warmInterpreters, log, python: this.#containment.helpers.python });
     log.info({ gpus: this.#gpus.map((g) => `${g.index}:${g.name}`), cpus: settings.cpus, memoryMb: settings.memoryMb, labels: settings.labels }, 'capabilities');
     if (settings.metricsListen) {
       this.#metrics = await serveMetrics(settings.metricsListen, {
@@ -149,8 +157,7 @@ export class AgentDaemon {
     const { settings, log } = this;
     const register = () => this.#link.register({
       name: settings.name, hostname: os.hostname(), cpus: settings.cpus, memory_mb: settings.memoryMb,
-      // Every run is at least a Python process: by default, one slot per advertised CPU.
-      max_runs: settings.maxRuns || Math.max(1, settings.cpus),
+      max_runs: this.#slots,
       gpus: this.#gpus, labels: { ...settings.labels }, version: VERSION, held: this.#held(), identity: '',
     }, this.#abort.signal, (err) => log.warn({ err: errorMessage(err) }, 'scheduler unreachable; retrying registration'));
     let res: Awaited<ReturnType<typeof register>> | null = null;
@@ -278,7 +285,7 @@ export class AgentDaemon {
     if (existing && existing.lease === Number(d.lease)) return; // claimed twice (two deliveries)
     const deps: AttemptDeps = {
       agentName: this.settings.name, link: this.#link, minioEndpoint: this.settings.minioEndpoint, log: this.log, workDir: this.settings.workDir,
-      venv: { venvDir: this.settings.venvDir, python: this.settings.python, pipIndexUrl: this.settings.pipIndexUrl, pipFindLinks: this.settings.pipFindLinks },
+      venv: { venvDir: this.settings.venvDir, python: this.settings.python, pythonVersion: '', pipIndexUrl: this.settings.pipIndexUrl, pipFindLinks: this.settings.pipFindLinks },
       killGraceMs: this.settings.killGraceMs, transferRetries: this.settings.transferRetries,
       zipLimits: { maxUnzippedBytes: 4 * 1024 * 1024 * 1024, maxEntries: 100_000 },
       reportSignal: this.#giveUpReports.signal,

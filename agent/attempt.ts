@@ -4,7 +4,9 @@
 // end the attempt the same way: its AbortSignal fires, which stops whatever step is running (a transfer,
 // pip, or the process group: SIGTERM, a grace period, then SIGKILL). What the run's code executes is
 // contained (agent/containment.ts): its own cgroup, killed whole at the end; a minimal environment; and,
-// with --run-as-user, another user that owns only the run's package folder and home.
+// on a root agent, a uid of its own (agent/run-uids.ts), leased for the attempt and given back once none of
+// its processes is left: its folder is root's with the uid's group (0750: no other run may enter), and
+// the uid owns only the run's package copy, HOME, TMPDIR, result folder and the folders process_data writes.
 import { createHash } from 'node:crypto';
 import { constants, existsSync } from 'node:fs';
 import { chmod, chown, mkdir, open, readFile, rm } from 'node:fs/promises';
@@ -28,7 +30,8 @@ import { planOutputs } from './outputs.js';
 import type { Link } from './link.js';
 import { RunCgroup } from './cgroup.js';
 import { chownTree, staysInside, type Containment } from './containment.js';
-import { asUser } from './run-as.js';
+import { asUser, type RunAsUser } from './run-as.js';
+import type { RunUidLease } from './run-uids.js';
 import { checkRunEnv, gpuUuids, harnessPath, RefusedDispatch, trainEnv } from './run-env.js';
 import { secretMasker, type Redact } from './secrets.js';
 import { manifestOf, venvInfo, type DataManifest, type VenvInfo } from './lineage.js';
@@ -128,6 +131,8 @@ export class Attempt {
   /** When each step began (ms since the epoch), logged with the end: where an attempt's time went. */
   readonly #marks: Record<string, number> = { claimed: Date.now() };
   #cgroup: RunCgroup | null = null;
+  /** The attempt's run uid (null: runs as the agent's own); given back at the very end of #run. */
+  #uid: RunUidLease | null = null;
   /** The run's process was set up beside the package's copy (a run claimed ready), not after it. */
   #setUpEarly = false;
   /** A warm child set up for this run that has not been started: called off if the attempt ends first. */
@@ -204,7 +209,12 @@ export class Attempt {
     this.logs.close();
     await this.#releaseProcess();
     await rm(this.#dir, { recursive: true, force: true }).catch(() => {});
+    // Last: its cgroup is empty and its folder gone; what is left of the uid elsewhere dies with the lease.
+    await this.#uid?.release().catch((err: unknown) => this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'could not give back the run uid'));
   }
+
+  /** The uid the run's code runs as; null: the agent's own. */
+  get #user(): RunAsUser | null { return this.#uid?.user ?? null; }
 
   async #steps(): Promise<Result> {
     const d = this.dispatch;
@@ -214,9 +224,14 @@ export class Attempt {
     const runEnv = checkRunEnv(d.env, this.#pipeline);
     const gpus = gpuUuids((d.gpu_indices ?? []).map(Number), this.deps.gpus ?? []);
     await rm(this.#dir, { recursive: true, force: true });
+    const pool = this.deps.containment?.pool;
+    if (pool) this.#uid = await pool.lease();
     await mkdir(this.#dir, { recursive: true });
-    // The attempt's folder stays the agent's (a run user cannot rename data/ or swap in links beside it).
-    await chmod(this.#dir, 0o755);
+    // The attempt's folder stays the agent's (the run cannot rename data/ or swap in links beside it), and
+    // only the run's own group may enter it: no other run, whatever its project, can reach its data,
+    // package or outputs.
+    await chmod(this.#dir, this.#user ? 0o750 : 0o700);
+    if (this.#user) await chown(this.#dir, 0, this.#user.gid);
     const folders = folderPaths(this.#dir, this.#pipeline, Boolean(d.eval_dataset));
     const startAt = Date.now() / 1000;
     // Claimed ready (an earlier run here found this version's venv ready), the run's process is set up and
@@ -237,8 +252,8 @@ export class Attempt {
           // Claimed ready, the claim already made the run Running.
           const running = d.running ? Promise.resolve() : this.#report(RunStatus.Running).then(() => this.#mark('running_reported'));
           running.catch(() => {}); // awaited below; a failure first must not leave it unhandled
-          const runAs = this.deps.containment?.runAs;
-          if (runAs) await chownTree(pkgDir, runAs.uid, runAs.gid);
+          const user = this.#user;
+          if (user) await chownTree(pkgDir, user.uid, user.gid);
           let proc = await early;
           if (proc) this.#setUpEarly = true;
           if (proc && proc.venv !== venv) {
@@ -361,7 +376,12 @@ export class Attempt {
 
   async #buildEnv(pkgDir: string): Promise<string> {
     this.#enter('building_env');
-    const venv = await ensureVenv({ ...this.deps.venv, cgroupBase: this.deps.containment?.cgroupBase ?? null, runAs: this.deps.containment?.runAs ?? null }, path.join(pkgDir, 'requirements.txt'), (l) => this.logs.line('system', l), this.#abort.signal);
+    const c = this.deps.containment;
+    const uid = this.#uid;
+    const venv = await ensureVenv({
+      ...this.deps.venv, ...(c ? { python: c.helpers.python, pythonVersion: c.helpers.pythonVersion, helpers: c.helpers } : {}),
+      cgroupBase: c?.cgroupBase ?? null, runAs: uid?.user ?? null, holdUid: uid ? () => uid.hold() : undefined,
+    }, path.join(pkgDir, 'requirements.txt'), (l) => this.logs.line('system', l), this.#abort.signal);
     this.#checkStopped();
     return venv;
   }
@@ -438,7 +458,8 @@ export class Attempt {
    */
   async #prepareProcess(venv: string, folders: Folders, runEnv: Record<string, string>, gpus: string[]): Promise<Prepared> {
     const d = this.dispatch;
-    const { runAs = null, cgroupBase = null } = this.deps.containment ?? {};
+    const { cgroupBase = null } = this.deps.containment ?? {};
+    const runAs = this.#user;
     // The package's folder need not be there yet (a run claimed ready sets this up beside the copy); the
     // harness changes into it before it imports train.py.
     const pkgDir = this.#pkgDir;
@@ -447,12 +468,13 @@ export class Attempt {
     const resultDir = path.join(this.#dir, 'result');
     const resultFile = path.join(resultDir, 'result.json');
     await mkdirOnce(resultDir);
-    // A run user gets a home of its own per attempt: nothing one run leaves there (~/.local packages, caches)
-    // reaches another run.
+    // A run uid gets a HOME and a TMPDIR of its own per attempt: nothing one run leaves there (~/.local
+    // packages, caches, temp files) reaches another run.
     const home = runAs ? path.join(this.#dir, 'home') : (process.env.HOME ?? this.#dir);
+    const tmp = runAs ? path.join(this.#dir, 'tmp') : null;
     if (runAs) {
-      await mkdirOnce(home);
-      for (const dir of [resultDir, home]) await chown(dir, runAs.uid, runAs.gid);
+      for (const dir of [home, tmp!]) await mkdirOnce(dir);
+      for (const dir of [resultDir, home, tmp!]) await chown(dir, runAs.uid, runAs.gid);
     }
     const pipeline = this.#pipeline;
     const harnessArgs = ['--package-dir', pkgDir, '--data-dir', folders.data, '--result-file', resultFile, '--pipeline', pipeline];
@@ -461,7 +483,7 @@ export class Attempt {
     if (folders.scratch) harnessArgs.push('--test-scratch-dir', folders.scratch);
     this.#checkStopped();
     const secrets = d.secrets ?? {};
-    const env = { ...trainEnv({ venv, home, user: runAs?.name, runEnv, gpuUuids: gpus, runId: this.runId, attempt: Number(d.attempt), folders: folderEnv(pipeline, folders) }), ...secrets };
+    const env = { ...trainEnv({ venv, home, tmp, user: runAs?.name, runEnv, gpuUuids: gpus, runId: this.runId, attempt: Number(d.attempt), folders: folderEnv(pipeline, folders) }), ...secrets };
     const cgroupName = `${this.runId}-a${d.attempt}-${process.pid}`;
     // A child of the venv's warm interpreter when one can be had: the same process, minus the interpreter's
     // start (and, with a spare child, minus the move into a cgroup).
@@ -485,8 +507,8 @@ export class Attempt {
   async #train(p: Prepared, folders: Folders): Promise<{ ok: true; score: number | null; phases: PhaseTime[] } | { ok: false; reason: string; phases: PhaseTime[] }> {
     this.#enter('training');
     const d = this.dispatch;
-    const runAs = this.deps.containment?.runAs ?? null;
-    // The folders process_data writes are the run user's; the input data stays the agent's.
+    const runAs = this.#user;
+    // The folders process_data writes are the run uid's; the input data stays the agent's.
     if (runAs) for (const dir of [folders.training, folders.test, folders.scratch]) if (dir) await chown(dir, runAs.uid, runAs.gid);
     this.#checkStopped();
     const supervise: SuperviseOptions = {
@@ -509,7 +531,9 @@ export class Attempt {
     } else {
       const python = path.join(p.venv, 'bin', 'python');
       const args = ['-u', harnessPath(), ...p.harnessArgs];
-      const cmd = runAs ? asUser(runAs, python, args) : { command: python, args };
+      // setpriv by its absolute path: the run's PATH starts with the venv's bin/, where a wheel may put one.
+      const helpers = this.deps.containment?.helpers;
+      const cmd = runAs && helpers ? asUser(helpers, runAs, python, args) : { command: python, args };
       proc = SupervisedProcess.spawn(cmd.command, cmd.args, supervise);
     }
     this.deps.log.info({ run: this.runId, attempt: d.attempt, pid: proc.pid, warm: p.forked !== null, early: this.#setUpEarly, at: Date.now() }, 'train.py started');

@@ -72,7 +72,7 @@ export async function sweepLeftovers(base: string): Promise<string[]> {
   return removed;
 }
 
-function pidAlive(pid: number): boolean {
+export function pidAlive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM'; }
 }
 

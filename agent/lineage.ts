@@ -2,8 +2,7 @@
 // and writes _lineage.json): a manifest of the data made local, every file with its size and SHA-256, and
 // the venv's Python and packages. Two runs of one version on the same data give the same manifest hash.
 import { existsSync } from 'node:fs';
-import { readFile, rename, writeFile } from 'node:fs/promises';
-import { execFile } from 'node:child_process';
+import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 
@@ -41,33 +40,53 @@ export function manifestOf(files: readonly ManifestEntry[]): DataManifest {
 
 export interface VenvInfo { python: string; packages: string[] }
 
-/**
- * The installed distributions as `pip freeze` lists them: NAME==VERSION, case-insensitively sorted, less
- * what pip freeze leaves out (pip/_internal/commands/freeze.py _dev_pkgs): pip itself and, on Python
- * before 3.12, the build tools a venv came with (setuptools, distribute, wheel), by canonical name.
- */
-const FREEZE = `import sys, json, re
-from importlib.metadata import distributions
-skip = {"pip"} | ({"setuptools", "distribute", "wheel"} if sys.version_info < (3, 12) else set())
-canonical = lambda name: re.sub(r"[-_.]+", "-", name).lower()
-names = {"%s==%s" % (d.metadata["Name"], d.version) for d in distributions() if d.metadata["Name"] and canonical(d.metadata["Name"]) not in skip}
-print(json.dumps({"python": sys.version.split()[0], "packages": sorted(names, key=str.lower)}))`;
+/** pip freeze leaves these out (pip/_internal/commands/freeze.py _dev_pkgs), by canonical name: pip, and before 3.12 the build tools a venv came with. */
+const freezeSkips = (version: string): Set<string> => {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return new Set(['pip', ...(major === 3 && minor < 12 ? ['setuptools', 'distribute', 'wheel'] : [])]);
+};
+const canonical = (name: string) => name.replace(/[-_.]+/g, '-').toLowerCase();
+
+/** The headers of a METADATA or PKG-INFO file (RFC 822 style, up to the first blank line). */
+function headers(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split(/\r?\n/)) {
+    if (line === '') break;
+    const m = /^([A-Za-z0-9-]+):\s*(.*)$/.exec(line);
+    if (m && !out.has(m[1]!.toLowerCase())) out.set(m[1]!.toLowerCase(), m[2]!.trim());
+  }
+  return out;
+}
 
 /**
- * The venv's Python version and installed packages (what `pip freeze` lists), read once per venv and kept
- * in it: a venv is made for one requirements.txt and never changes after, and runs cannot write it. The
- * cache's name changes with what FREEZE lists, so a venv read by an older agent is read again.
+ * The venv's Python version and installed packages (what `pip freeze` lists: NAME==VERSION,
+ * case-insensitively sorted), read as data: pyvenv.cfg's `version`, and the Name and Version of each
+ * `*.dist-info/METADATA` (or `*.egg-info/PKG-INFO`) in its site-packages. Never by running the venv's
+ * Python: that would run, as root, every `.pth` file a requirement brought. Read once per venv and kept
+ * in it (a venv never changes once built, and runs cannot write it).
  */
 export async function venvInfo(venv: string): Promise<VenvInfo> {
-  const cache = path.join(venv, '.trainyard-freeze-2.json');
+  const cache = path.join(venv, '.trainyard-freeze-3.json');
   if (existsSync(cache)) {
     try { return JSON.parse(await readFile(cache, 'utf8')) as VenvInfo; } catch { /* rewritten below */ }
   }
-  const out = await new Promise<string>((resolve, reject) => {
-    execFile(path.join(venv, 'bin', 'python'), ['-I', '-c', FREEZE], { timeout: 60_000, maxBuffer: 8 << 20, env: { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' } },
-      (err, stdout) => (err ? reject(err) : resolve(stdout)));
-  });
-  const info = JSON.parse(out) as VenvInfo;
+  const cfg = await readFile(path.join(venv, 'pyvenv.cfg'), 'utf8');
+  const python = /^\s*version\s*=\s*([0-9][^\s]*)\s*$/m.exec(cfg)?.[1] ?? '';
+  const skip = freezeSkips(python);
+  const names = new Set<string>();
+  const lib = path.join(venv, 'lib');
+  for (const pyDir of await readdir(lib).catch(() => [] as string[])) {
+    const site = path.join(lib, pyDir, 'site-packages');
+    for (const e of await readdir(site).catch(() => [] as string[])) {
+      const meta = e.endsWith('.dist-info') ? 'METADATA' : e.endsWith('.egg-info') ? 'PKG-INFO' : null;
+      if (!meta) continue;
+      const h = headers(await readFile(path.join(site, e, meta), 'utf8').catch(() => ''));
+      const name = h.get('name');
+      const version = h.get('version');
+      if (name && version && !skip.has(canonical(name))) names.add(`${name}==${version}`);
+    }
+  }
+  const info: VenvInfo = { python, packages: [...names].sort((a, b) => (a.toLowerCase() < b.toLowerCase() ? -1 : a.toLowerCase() > b.toLowerCase() ? 1 : 0)) };
   const tmp = `${cache}.${process.pid}.tmp`;
   await writeFile(tmp, JSON.stringify(info));
   await rename(tmp, cache);

@@ -67,6 +67,8 @@ export interface TrainEnvOptions {
   agentEnv?: NodeJS.ProcessEnv;
   venv: string;
   home: string;
+  /** The attempt's own temp folder (a run uid's); null: the agent's. */
+  tmp?: string | null;
   /** The user train.py runs as, when not the agent's. */
   user?: string;
   runEnv: Readonly<Record<string, string>>;
@@ -82,6 +84,7 @@ export function trainEnv(o: TrainEnvOptions): Record<string, string> {
   return {
     PATH: `${o.venv}/bin:${basePath(agentEnv)}`,
     HOME: o.home,
+    ...(o.tmp ? { TMPDIR: o.tmp } : {}),
     LANG: agentEnv.LANG ?? 'C.UTF-8',
     ...(o.user ? { USER: o.user, LOGNAME: o.user } : {}),
     VIRTUAL_ENV: o.venv,

@@ -1,43 +1,48 @@
-// One venv per distinct requirements, reused across runs. Only a venv with its ready marker is reused, so
-// a crash mid-build never leaves a half venv that later runs would trust; concurrent builds of the same
-// requirements (two runs, or two agents sharing the cache) are deduplicated. pip runs with a minimal
-// environment (agent/run-env.ts: no storage keys or tokens for a setup.py to find), in a cgroup of its own
-// when the agent has them (what a setup.py starts dies with the build), and a finished venv is left
-// writable by its owner only: runs (another user with --run-as-user) can use it, never change it.
+// One venv per distinct set of inputs (agent/venv-key.ts: the requirements text and every local file it
+// names, the Python, the index settings), reused across runs. Only a venv with its ready marker is reused,
+// so a crash mid-build never leaves a half venv that later runs would trust; concurrent builds of the same
+// key (two runs, or two agents sharing the cache) are deduplicated. pip runs with a minimal environment
+// (agent/run-env.ts: no storage keys or tokens for a setup.py to find), in a cgroup of its own when the
+// agent has them (what a setup.py starts dies with the build), as the run uid of the attempt that started
+// the build (agent/run-uids.ts), never as root. Once built, a venv is sealed before it is marked ready:
+// every file root's, nobody else may write it, no setuid bit, and no symlink leading anywhere a user could
+// change. Root never executes anything in a venv (agent/lineage.ts reads its metadata as data; warm
+// interpreters start from the base Python).
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, lstat, mkdir, readdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
-import { ErrorCodes, TrainyardError } from '../shared/errors.js';
 import { lineSplitter } from './lines.js';
 import { pipEnv } from './run-env.js';
-import { RunCgroup } from './cgroup.js';
+import { pidAlive, RunCgroup } from './cgroup.js';
 import { chownTree, denyWritesByOthers } from './containment.js';
-import { asUser, type RunAsUser } from './run-as.js';
+import { asUser, checkRootOwned, type Helpers, type RunAsUser } from './run-as.js';
+import { PackagingError } from './packaging-error.js';
+import { venvKey } from './venv-key.js';
+
+export { PackagingError };
 
 export interface VenvOptions {
   venvDir: string;
+  /** The base interpreter, by its real path (agent/run-as.ts resolveHelpers). */
   python: string;
+  /** Its version (sys.version), part of the key. */
+  pythonVersion: string;
   pipIndexUrl: string;
   pipFindLinks: string;
   /** Where builds' cgroups go (agent/cgroup.ts); absent or null: none. */
   cgroupBase?: string | null;
+  /** setpriv and sh by absolute paths; absent: the agent's own uid builds (no pool). */
+  helpers?: Helpers;
   /**
-   * `--run-as-user`: python -m venv and pip (and so every setup.py and build backend a requirement brings)
-   * run as this user, not as the agent (root): they can read neither the agent's credential in its work dir
-   * nor its /proc environ, as train.py cannot. The finished venv is then given to root and made read-only
-   * to everyone else, so no run can change it afterwards.
+   * The uid the build runs as (the attempt's, which holds it until the build has ended): python -m venv and
+   * pip (and so every setup.py and build backend a requirement brings) run as it, not as root. Absent or
+   * null: the agent's own uid (an agent without a pool).
    */
   runAs?: RunAsUser | null;
-}
-
-export class PackagingError extends TrainyardError {
-  constructor(message: string) {
-    super(ErrorCodes.FailedPrecondition, message);
-    this.name = 'PackagingError';
-  }
+  /** Called when a build starts as `runAs`; the function it returns, once the build's processes are gone. */
+  holdUid?: () => () => Promise<void>;
 }
 
 /**
@@ -56,9 +61,8 @@ const building = new Map<string, SharedBuild>();
 
 export async function ensureVenv(o: VenvOptions, requirementsFile: string | null, log: (line: string) => void, signal: AbortSignal): Promise<string> {
   signal.throwIfAborted();
-  const requirements = requirementsFile && existsSync(requirementsFile) ? await readFile(requirementsFile, 'utf8') : '';
-  const normalized = requirements.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')).join('\n');
-  const key = createHash('sha256').update(JSON.stringify([o.python, normalized, o.pipIndexUrl, o.pipFindLinks])).digest('hex').slice(0, 24);
+  const file = requirementsFile && existsSync(requirementsFile) ? requirementsFile : null;
+  const { key, requirements: normalized } = await venvKey({ python: o.python, pythonVersion: o.pythonVersion, pipIndexUrl: o.pipIndexUrl, pipFindLinks: o.pipFindLinks, requirementsFile: file });
   const dir = path.join(o.venvDir, key);
   if (existsSync(path.join(dir, '.trainyard-ready'))) {
     log(`[trainyard] reusing environment ${key}`);
@@ -71,7 +75,7 @@ export async function ensureVenv(o: VenvOptions, requirementsFile: string | null
     const logs = new Set<(line: string) => void>();
     const shared: SharedBuild = {
       controller, logs,
-      done: build(o, dir, normalized, requirementsFile, (l) => { for (const w of logs) w(l); }, controller.signal)
+      done: build(o, dir, normalized, file, (l) => { for (const w of logs) w(l); }, controller.signal)
         .finally(() => { if (building.get(key) === shared) building.delete(key); }),
     };
     // Nobody may be left waiting when it settles; the waiters see its outcome through wait().
@@ -112,26 +116,31 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
   // every installed tool), under a lock folder other agents sharing the cache wait on.
   const release = await lock(`${dir}.lock`, log, signal);
   const home = `${dir}.home`;
+  const u = o.runAs ?? null;
+  // The uid stays this build's until its processes are gone, even if the attempt that started it ends.
+  const unhold = u ? o.holdUid?.() : undefined;
   try {
     if (existsSync(path.join(dir, '.trainyard-ready'))) return dir;
     await rm(dir, { recursive: true, force: true });
     await rm(home, { recursive: true, force: true });
     log(`[trainyard] creating environment (${requirements ? requirements.split('\n').length + ' requirements' : 'no requirements'})`);
-    const u = o.runAs ?? null;
     if (u) {
-      // The build's folders are the user's while it runs (pip's cache and config go in a home of its own).
-      for (const d of [dir, home]) { await mkdir(d, { mode: 0o755 }); await chown(d, u.uid, u.gid); }
+      // The build's folders are the uid's while it runs (pip's cache and config go in a home of its own).
+      for (const [d, mode] of [[dir, 0o755], [home, 0o700]] as const) { await mkdir(d, { mode }); await chown(d, u.uid, u.gid); }
     }
-    await run(o, o.python, ['-m', 'venv', ...(requirements ? [] : ['--without-pip']), dir], log, signal, 'python -m venv', home);
+    // pip's working directory is the package folder: `-e .` and `./x.whl` are the package's (and what the
+    // key hashed).
+    const cwd = requirementsFile ? path.dirname(requirementsFile) : o.venvDir;
+    await run(o, o.python, ['-m', 'venv', ...(requirements ? [] : ['--without-pip']), dir], log, signal, 'python -m venv', home, cwd);
     if (requirements && requirementsFile) {
       const args = ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', '-r', requirementsFile];
       if (o.pipIndexUrl) args.push('--index-url', o.pipIndexUrl);
       if (o.pipFindLinks) args.push('--find-links', o.pipFindLinks);
-      await run(o, path.join(dir, 'bin', 'python'), args, log, signal, 'pip install -r requirements.txt', home);
+      await run(o, path.join(dir, 'bin', 'python'), args, log, signal, 'pip install -r requirements.txt', home, cwd);
     }
-    // Whoever built it, the venv is root's from now on, and nobody else may write it.
-    if (u) { await chownTree(dir, 0, 0); await rm(home, { recursive: true, force: true }); }
-    await denyWritesByOthers(dir);
+    // The build's processes are gone (its cgroup was emptied): nothing of it can change the venv now.
+    await seal(dir, u !== null);
+    if (u) await rm(home, { recursive: true, force: true });
     // Written last: only a venv with this marker is ever reused.
     await writeFile(path.join(dir, '.trainyard-ready'), new Date().toISOString());
     return dir;
@@ -140,8 +149,37 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
     await rm(home, { recursive: true, force: true });
     throw err;
   } finally {
+    await unhold?.();
     await release();
   }
+}
+
+/**
+ * Makes a built venv root's and read-only to everyone else (no setuid or setgid bit either), and refuses
+ * one holding a symlink that leads out of it to anything not root's alone (a link the build made to a file
+ * of its uid, which a later holder of that uid could change under every run of this venv).
+ */
+export async function seal(dir: string, chownToRoot: boolean): Promise<void> {
+  if (chownToRoot) await chownTree(dir, 0, 0);
+  await denyWritesByOthers(dir);
+  const realDir = await realpath(dir);
+  const walk = async (p: string): Promise<void> => {
+    const st = await lstat(p);
+    if (st.isSymbolicLink()) {
+      const target = await realpath(p).catch(() => null);
+      // A dangling link is refused too: what it names could be made later, by anyone.
+      if (target === null) throw new PackagingError(`the environment holds a link ${path.relative(dir, p)} to nothing; refused`);
+      const rel = path.relative(realDir, target);
+      if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) return;
+      if (chownToRoot) {
+        await checkRootOwned(`the link ${path.relative(dir, p)} in the environment`, target)
+          .catch((err: unknown) => { throw new PackagingError((err as Error).message); });
+      }
+      return;
+    }
+    if (st.isDirectory()) for (const e of await readdir(p)) await walk(path.join(p, e));
+  };
+  await walk(dir);
 }
 
 /** A lock folder holding its owner's pid; a lock whose owner is dead is taken over. */
@@ -157,7 +195,7 @@ async function lock(lockDir: string, log: (line: string) => void, signal: AbortS
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
     const owner = Number(await readFile(path.join(lockDir, 'pid'), 'utf8').catch(() => '0'));
-    if (owner > 0 && !alive(owner)) {
+    if (owner > 0 && !pidAlive(owner)) {
       await rm(lockDir, { recursive: true, force: true });
       continue;
     }
@@ -166,28 +204,25 @@ async function lock(lockDir: string, log: (line: string) => void, signal: AbortS
   }
 }
 
-function alive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM'; }
-}
-
 let builds = 0;
 
-async function run(o: VenvOptions, cmd: string, args: string[], log: (line: string) => void, signal: AbortSignal, what: string, home: string): Promise<void> {
+async function run(o: VenvOptions, cmd: string, args: string[], log: (line: string) => void, signal: AbortSignal, what: string, home: string, cwd: string): Promise<void> {
   const cg = o.cgroupBase ? await RunCgroup.create(o.cgroupBase, `venv-${++builds}-${process.pid}`) : null;
   try {
-    // As the run user: the privileges are dropped below the root shell that puts it in its cgroup.
-    const line = o.runAs ? asUser(o.runAs, cmd, args) : { command: cmd, args };
-    await runIn(cg, line.command, line.args, log, signal, what, o.runAs ? { ...pipEnv(), HOME: home } : pipEnv());
+    // As the run uid: the privileges are dropped below the root shell that puts it in its cgroup.
+    const line = o.runAs && o.helpers ? asUser(o.helpers, o.runAs, cmd, args) : { command: cmd, args };
+    const env = o.runAs ? { ...pipEnv(), HOME: home, TMPDIR: home, USER: o.runAs.name, LOGNAME: o.runAs.name } : pipEnv();
+    await runIn(cg, line.command, line.args, log, signal, what, env, cwd);
   } finally {
     await cg?.destroy().catch((err: unknown) => log(`[trainyard] could not remove the build's cgroup ${cg.dir}: ${(err as Error).message}`));
   }
 }
 
-function runIn(cg: RunCgroup | null, cmd: string, args: string[], log: (line: string) => void, signal: AbortSignal, what: string, env: Record<string, string>): Promise<void> {
+function runIn(cg: RunCgroup | null, cmd: string, args: string[], log: (line: string) => void, signal: AbortSignal, what: string, env: Record<string, string>, cwd: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const tail: string[] = [];
     const line = cg ? cg.wrap(cmd, args) : { command: cmd, args };
-    const child = spawn(line.command, line.args, { stdio: ['ignore', 'pipe', 'pipe'], signal, env });
+    const child = spawn(line.command, line.args, { stdio: ['ignore', 'pipe', 'pipe'], signal, env, cwd });
     const onLine = (l: string) => { log(l); tail.push(l); if (tail.length > 20) tail.shift(); };
     const out = lineSplitter(onLine);
     const errs = lineSplitter(onLine);

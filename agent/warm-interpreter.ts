@@ -131,9 +131,13 @@ class WarmInterpreter {
   #closing = false;
   readonly ready: Promise<void>;
 
-  constructor(readonly venv: string, private readonly log: Logger) {
-    const python = path.join(venv, 'bin', 'python');
-    this.#child = spawn(python, ['-S', '-u', warmHarnessPath()], {
+  /**
+   * `python`: the base interpreter (agent/run-as.ts resolveHelpers), never the venv's bin/python, which a
+   * requirement could have replaced: this parent may be root. `-I -S`: no environment, no site, nothing of
+   * the venv; each child adds the venv (site-packages, .pth files) itself, once it is the run's uid.
+   */
+  constructor(readonly venv: string, python: string, private readonly log: Logger) {
+    this.#child = spawn(python, ['-I', '-S', '-u', warmHarnessPath(), venv], {
       // Its own session: a signal to the agent's terminal or group does not reach it.
       detached: true, stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: process.env.LANG ?? 'C.UTF-8', PYTHONUNBUFFERED: '1' },
     });
@@ -224,8 +228,8 @@ export class WarmInterpreters {
   #spareSeq = 0;
   #io: IoServer | null = null;
 
-  /** `max`: warm interpreters kept at once (0: none, every run is spawned). */
-  constructor(private readonly o: { max: number; log: Logger }) {}
+  /** `max`: warm interpreters kept at once (0: none, every run is spawned); `python`: the base interpreter they start as. */
+  constructor(private readonly o: { max: number; log: Logger; python: string }) {}
 
   /**
    * The run's process, forked from `venv`'s warm interpreter (started if need be) and set up, waiting to
@@ -240,7 +244,7 @@ export class WarmInterpreters {
       this.#io ??= new IoServer();
       await this.#io.listening;
       if (!w || !w.alive) {
-        w = new WarmInterpreter(venv, this.o.log);
+        w = new WarmInterpreter(venv, this.o.python, this.o.log);
         this.#byVenv.set(venv, w);
         this.#trim();
       }

@@ -113,7 +113,9 @@ export const agentSettings = spec({
   drainTimeoutMs: { env: 'TRAINYARD_DRAIN_TIMEOUT_MS', flag: 'drain-timeout-ms', kind: 'int', default: () => '600000', doc: 'on SIGTERM, how long running runs may finish before they are handed back' },
   transferRetries: { env: 'TRAINYARD_TRANSFER_RETRIES', flag: 'transfer-retries', kind: 'int', default: () => '6', doc: 'retries per object transfer, with backoff' },
   metricsListen: { env: 'TRAINYARD_METRICS_LISTEN', flag: 'metrics-listen', kind: 'string', default: () => '', doc: 'HTTP listen address for Prometheus /metrics, e.g. 127.0.0.1:9464 (empty: not served)' },
-  runAsUser: { env: 'TRAINYARD_RUN_AS_USER', flag: 'run-as-user', kind: 'string', default: () => '', doc: 'unprivileged user train.py runs as (the agent must be root); empty: the agent\'s own user' },
+  runUids: { env: 'TRAINYARD_RUN_UIDS', flag: 'run-uids', kind: 'string', default: () => '61000-61063', doc: 'a root agent\'s pool of run uids, FIRST-LAST: each attempt and its venv build run as a uid no other live attempt holds (users trainyard-UID made when first used; leases in /run/trainyard/run-uids, shared by every agent on the box); "none": runs as the agent\'s own uid (single-tenant)' },
+  sharedUid: { env: 'TRAINYARD_SHARED_UID', flag: 'shared-uid', kind: 'int', default: () => '0', doc: '1: allow more than one run slot while runs share the agent\'s uid (a non-root agent, or --run-uids none): single-tenant only, runs can read each other' },
+  runAsUser: { env: 'TRAINYARD_RUN_AS_USER', flag: 'run-as-user', kind: 'string', default: () => '', doc: 'replaced by --run-uids: an agent given it refuses to start, saying so' },
 });
 
 export const clientSettings = spec({

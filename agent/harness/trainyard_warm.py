@@ -1,12 +1,15 @@
 """A warm interpreter for one venv: it forks a clean child per run, so a run skips the interpreter start.
 
-    python -S -u trainyard_warm.py        (started by the agent, agent/warm-interpreter.ts)
+    BASE_PYTHON -I -S -u trainyard_warm.py VENV      (started by the agent, agent/warm-interpreter.ts)
 
 Prefork task queues do this; what makes it safe here is what the parent holds before a fork: the
-standard library and the harness (stdlib only), nothing of the venv. It starts with -S, so not even the
-venv's site-packages (whose .pth files are code a requirement brings) are read in the parent: each child
-runs site.main() itself, after it has become the run's process (own session, cgroup, user). No user code
-and no CUDA are ever imported before a fork.
+standard library and the harness (stdlib only), nothing of the venv. The parent is the base interpreter
+the venv was made from, never the venv's bin/python (a requirement may have put its own file there, and
+this parent runs as the agent's user, root), and it starts with -I -S: no PYTHON* variables, no site, so
+not even the venv's site-packages (whose .pth files are code a requirement brings) are read here. Each
+child adds the venv itself (site.main() with the venv's python as sys.executable, as a venv's python does
+at its start), after it has become the run's process (own session, cgroup, uid). No user code and no CUDA
+are ever imported before a fork.
 
 Protocol, one JSON object per line. The agent writes requests on stdin:
   {"id": n, "op": "spare", "cgroup": DIR|null}
@@ -48,7 +51,12 @@ import atexit
 # Imported, not run: under -S, importing site reads no site-packages (each child calls site.main()).
 import site
 
-import trainyard_harness
+# -I leaves this script's folder off sys.path: the harness beside it is imported from there explicitly.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import trainyard_harness  # noqa: E402
+
+# The venv this interpreter forks runs for; read by the children only, after they dropped privileges.
+VENV = sys.argv[1] if len(sys.argv) > 1 else None
 
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
@@ -123,7 +131,7 @@ def become_run(req):
     connect_stream(req["io"], req["token"], "e", 2)
     user = req.get("user")
     if user:
-        os.initgroups(user["name"], user["gid"])
+        os.setgroups([])
         os.setresgid(user["gid"], user["gid"], user["gid"])
         os.setresuid(user["uid"], user["uid"], user["uid"])
         no_new_privs()
@@ -171,9 +179,12 @@ def child_main(cgroup, req_r, ready_w):
             os._exit(0)
         os.environ.clear()
         os.environ.update(env)
-        # What `python` without -S does at start, now as the run's user and inside its cgroup: the
-        # interpreter's start, done while the run's data is still being made local. The run's own code
-        # (train.py) waits for the word go.
+        # What the venv's `python` without -S does at start, now as the run's uid and inside its cgroup:
+        # site finds the venv from sys.executable (its pyvenv.cfg), makes it sys.prefix and adds its
+        # site-packages and their .pth files; done while the run's data is still being made local. The
+        # run's own code (train.py) waits for the word go.
+        if VENV:
+            sys.executable = os.path.join(VENV, "bin", "python")
         site.main()
         argv = list(req["argv"])
         sys.argv = [trainyard_harness.HARNESS_FILE] + argv

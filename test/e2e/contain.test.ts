@@ -1,7 +1,8 @@
 // Runs are contained (issue 8), through the real scheduler, agent and CLI: no process of a run outlives it
 // (a setsid double-forked sleeper dies at success, kill and timeout: the attempt's cgroup); pip and
 // train.py get a minimal environment (a setup.py and a train.py find none of the agent's secrets);
-// --run-as-user runs train.py as another user that cannot read the agent's environ nor write the venv;
+// with a pool of run uids (--run-uids), train.py and pip run as a uid that cannot read the agent's
+// environ nor write the venv;
 // an artifacts folder that leads out of the run's folder fails the run with nothing uploaded; the
 // agent refuses a reserved env name that reached it; log lines are capped in length by the scheduler;
 // and the CLI shows escape sequences from a run instead of sending them to the terminal.
@@ -180,8 +181,8 @@ t.test('pip and train.py see none of the agent\'s secrets', async (t) => {
   t.notMatch(trainEnv, 'minioadmin', 'train.py\'s environment holds no storage key');
   t.notMatch(trainEnv, secret);
   t.same(Object.keys(dump.env).filter((k: string) => k.startsWith('TRAINYARD_')).sort(), ['TRAINYARD_ATTEMPT', 'TRAINYARD_RUN_ID'], 'only the run\'s own TRAINYARD_ variables');
-  // Without --run-as-user train.py is the agent's user: it can read the agent's /proc/PID/environ. Said,
-  // not hidden (README, Security): this is what --run-as-user is for.
+  // Without run uids (--run-uids none, as test agents run) train.py is the agent's user: it can read the
+  // agent's /proc/PID/environ. Said, not hidden (README, Security): this is what run uids are for.
   const agentPid = s.daemons.find((d) => d.name === 'a1')!.child.pid;
   const agentEntry = (dump.ancestors as { pid: number; readable: boolean }[]).find((a) => a.pid === agentPid);
   t.ok(agentEntry, 'train.py\'s parent chain reaches the agent');
@@ -195,40 +196,38 @@ t.test('pip and train.py see none of the agent\'s secrets', async (t) => {
   }
 });
 
+/** Run uids' passwd names (agent/run-uids.ts). */
+const runUser = /^trainyard-6\d{4}$/;
+
 /**
- * The run user (made with useradd if missing) and folders it can reach: the work dir and the venv cache
- * under a folder others may enter (mkdtemp's is 0700). Null, with the test skipped, where it cannot be.
+ * A pool of run uids (their users are made by the agent) and folders they can reach: the work dir and the
+ * venv cache under a folder others may enter (mkdtemp's is 0700). Null, with the test skipped, where it
+ * cannot be.
  */
-async function runAsSetup(t: Test): Promise<{ user: string; open: string; work: string; venvs: string } | null> {
-  const user = 'trainyard-run';
-  if (spawnSync('id', ['-u', user]).status !== 0) {
-    const made = spawnSync('useradd', ['-r', '-M', '-s', '/usr/sbin/nologin', user]);
-    if (made.error || made.status !== 0) { await t.skip(`cannot create the user ${user} with useradd: ${made.error?.message ?? made.stderr.toString()}`); return null; }
-  }
+async function runAsSetup(t: Test): Promise<{ env: Record<string, string>; open: string; work: string; venvs: string } | null> {
+  if (process.getuid?.() !== 0) { await t.skip('the agent must be root to run as other uids'); return null; }
   if (spawnSync('setpriv', ['--version']).error) { await t.skip('setpriv (util-linux) is not installed'); return null; }
   const open = tempDir('ty-runas-');
   chmodSync(open, 0o755);
   const work = path.join(open, 'work');
   mkdirSync(work);
-  return { user, open, work, venvs: path.join(open, 'venvs') };
+  const venvs = path.join(open, 'venvs');
+  return { env: { TRAINYARD_RUN_UIDS: '61000-61063', TRAINYARD_SHARED_UID: '0', TRAINYARD_WORK_DIR: work, TRAINYARD_VENV_DIR: venvs }, open, work, venvs };
 }
 
-t.test('--run-as-user: train.py runs as another user, cannot read the agent\'s environ or write the venv', async (t) => {
+t.test('a run uid: train.py runs as a uid of the pool, cannot read the agent\'s environ or write the venv', async (t) => {
   const setup = await runAsSetup(t);
   if (!setup) return;
-  const { user, work, venvs } = setup;
+  const { work } = setup;
   const secret = `secret-${canary}`;
-  const s = await Stack.create(t, { agents: [{ name: 'a1', env: {
-    TRAINYARD_RUN_AS_USER: user, TRAINYARD_WORK_DIR: work, TRAINYARD_VENV_DIR: venvs,
-    OPERATOR_API_KEY: secret,
-  } }] });
+  const s = await Stack.create(t, { agents: [{ name: 'a1', env: { ...setup.env, OPERATOR_API_KEY: secret } }] });
   await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': dumpTrain }), '--name', 'dump']);
   await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
   const id = (await s.cliJson(['run', 'train', '--package', 'dump', '--dataset', 'd'])).id as string;
   const run = await s.waitForStatus(id, ['Successful', 'Failed', 'Killed'], 120_000);
-  t.equal(run.status, 'Successful', `the run succeeds as ${user}: its folder is writable by it (${run.failure_reason ?? ''})`);
+  t.equal(run.status, 'Successful', `the run succeeds as a run uid: its folders are writable by it (${run.failure_reason ?? ''})`);
   const dump = JSON.parse(await s.objectText(`runs/${id}/attempt-1/artifacts/dump.json`));
-  t.equal(dump.user, user, 'train.py ran as the run user');
+  t.match(dump.user, runUser, 'train.py ran as a run uid, with a passwd entry');
   t.match(s.logOf('a1'), new RegExp(`"run":"${id}"[^\\n]*"warm":true[^\\n]*"msg":"train.py started"`), 'forked from the venv\'s warm interpreter (agent/warm-interpreter.ts)');
   t.not(dump.uid, 0);
   t.match(dump.venv_write, /Permission denied/, 'the venv is not writable by the run');
@@ -250,17 +249,17 @@ t.test('--run-as-user: train.py runs as another user, cannot read the agent\'s e
   t.equal(run2.status, 'Successful', `the second run succeeds (${run2.failure_reason ?? ''})`);
   t.match(s.logOf('a1'), new RegExp(`"run":"${id2}"[^\\n]*"warm":true,"early":true[^\\n]*"msg":"train.py started"`), 'its process was set up early');
   const dump2 = JSON.parse(await s.objectText(`runs/${id2}/attempt-1/artifacts/dump.json`));
-  t.equal(dump2.user, user, 'as the run user');
+  t.match(dump2.user, runUser, 'as a run uid');
   t.equal(dump2.cwd, path.join(work, `${id2}-a1`, 'package'), 'in its package folder');
   t.match(dump2.home, new RegExp(`^${work}/${id2}-a1/`), 'with a HOME of its own attempt');
   t.not(dump2.home, dump.home);
   t.match(dump2.venv_write, /Permission denied/, 'the venv is still not writable');
 });
 
-t.test('--run-as-user: pip\'s build code and train.py try every credential they can find; each is refused', async (t) => {
+t.test('a run uid: pip\'s build code and train.py try every credential they can find; each is refused', async (t) => {
   const setup = await runAsSetup(t);
   if (!setup) return;
-  const { user, open, work, venvs } = setup;
+  const { open, work, venvs } = setup;
   // Where the build code leaves what it found: a folder the run user may write.
   const drop = path.join(open, 'drop');
   mkdirSync(drop);
@@ -279,7 +278,7 @@ def trial():
 `;
   const sdist = envdumpSdist(`${trial}
 json.dump(trial(), open(${JSON.stringify(found)}, "w"))`);
-  const s = await Stack.create(t, { agents: [{ name: 'a1', env: { TRAINYARD_RUN_AS_USER: user, TRAINYARD_WORK_DIR: work, TRAINYARD_VENV_DIR: venvs } }] });
+  const s = await Stack.create(t, { agents: [{ name: 'a1', env: setup.env }] });
   // Another project's dataset and a package: what stolen storage access would be worth.
   await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'secret.csv': 'theirs\n' }), '--name', 'other']);
   await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
@@ -308,14 +307,14 @@ class Main:
   t.equal(run.status, 'Successful', `the run succeeds (${String(run.failure_reason ?? '')})`);
   t.ok(existsSync(found), 'the requirement\'s build code ran');
   const build = JSON.parse(readFileSync(found, 'utf8'));
-  const uid = Number(spawnSync('id', ['-u', user]).stdout.toString().trim());
-  t.equal(build.uid, uid, `pip and the build code run as ${user}, not as the agent's user`);
+  const got = JSON.parse(await s.objectText(`runs/${String(run.id)}/attempt-1/artifacts/found.json`));
+  const uid = Number(got.uid);
+  t.ok(uid > 0, 'train.py ran as a run uid');
+  t.equal(build.uid, uid, 'pip and the build code ran as the attempt\'s run uid, not as the agent\'s user');
   t.equal(build.identity, 'Permission denied', 'the build code cannot read the agent\'s credential');
   const agentPid = s.daemons.find((d) => d.name === 'a1')!.child.pid;
   // Its readable ancestors are pip's own processes (the run user's, with pip's minimal environment).
   t.notOk((build.ancestors_readable as number[]).includes(agentPid!), 'nor the agent\'s /proc/PID/environ');
-  const got = JSON.parse(await s.objectText(`runs/${String(run.id)}/attempt-1/artifacts/found.json`));
-  t.equal(got.uid, uid);
   t.equal(got.identity, 'Permission denied', 'train.py cannot read the agent\'s credential');
   t.same(got.ancestors_readable, [], 'nor any ancestor\'s environ');
   t.same(got.env_keys, [], 'and its environment holds no credential to try');
@@ -328,12 +327,11 @@ class Main:
   t.equal(st.mode & 0o022, 0, 'and nobody else may write it');
 });
 
-t.test('--run-as-user that cannot reach the work dir: the agent refuses to start, naming it', async (t) => {
-  const user = 'trainyard-run';
-  if (spawnSync('id', ['-u', user]).status !== 0) { await t.skip(`no user ${user} (the test above creates it)`); return; }
+t.test('run uids that cannot reach the work dir: the agent refuses to start, naming it', async (t) => {
+  if (process.getuid?.() !== 0) { await t.skip('the agent must be root to run as other uids'); return; }
   const s = await Stack.create(t, { agents: [] });
-  const closed = tempDir('ty-closed-'); // 0700: the user cannot enter it
-  const d = await s.startAgent('a1', { env: { TRAINYARD_RUN_AS_USER: user, TRAINYARD_WORK_DIR: path.join(closed, 'work'), TRAINYARD_VENV_DIR: path.join(closed, 'venvs') }, expectExit: 1, waitForRegistered: false });
+  const closed = tempDir('ty-closed-'); // 0700: the run uids cannot enter it
+  const d = await s.startAgent('a1', { env: { TRAINYARD_RUN_UIDS: '61000-61063', TRAINYARD_SHARED_UID: '0', TRAINYARD_WORK_DIR: path.join(closed, 'work'), TRAINYARD_VENV_DIR: path.join(closed, 'venvs') }, expectExit: 1, waitForRegistered: false });
   t.equal(await d.exited, 1, 'the agent exits 1');
   t.match(s.logOf('a1'), /cannot enter/, 'saying which folder the user cannot enter');
 });

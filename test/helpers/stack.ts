@@ -394,6 +394,9 @@ export class Stack {
       TRAINYARD_LABELS: o.labels ?? '', TRAINYARD_CPUS: String(o.cpus ?? 4), TRAINYARD_KILL_GRACE_MS: String(o.killGraceMs ?? 2000),
       ...this.natsEnv('agent'),
       TRAINYARD_JOIN_TOKEN: this.joinToken,
+      // Test agents run as root in private temp folders that run uids could not enter: runs keep the
+      // agent's uid unless a test gives a pool (contain.test.ts, run-uids.test.ts).
+      TRAINYARD_RUN_UIDS: 'none', TRAINYARD_SHARED_UID: '1',
       ...o.env,
     });
     // In a namespace, `ip netns exec` execs node in place, so signals still reach the agent itself.

@@ -3,7 +3,7 @@
 // holds hand-written .dist-info folders, among them the ones pip freeze leaves out.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { venvInfo } from '../../agent/lineage.js';
 import { tempDir } from '../helpers/stack.js';
@@ -41,4 +41,17 @@ t.test('the venv\'s packages leave out what pip freeze leaves out', async (t) =>
 t.test('names are matched as pip matches them (canonical: case, -, _ and . alike)', async (t) => {
   const info = await venvInfo(fakeVenv([['PIP', '24.0'], ['requests', '2.31.0']]));
   t.strictSame(info.packages, ['requests==2.31.0'], 'PIP is pip');
+});
+
+// Issue 19: the lineage is read as data. Running the venv's Python (as the agent, root) to list its
+// packages ran every .pth file a requirement brought, as root.
+t.test('reading the packages runs nothing of the venv: a .pth file is not executed', async (t) => {
+  const venv = fakeVenv([['evil', '0.1']]);
+  const lib = path.join(venv, 'lib');
+  const site = path.join(lib, readdirSync(lib).find((d) => d.startsWith('python'))!, 'site-packages');
+  const marker = path.join(tempDir('ty-pth-'), 'ran');
+  writeFileSync(path.join(site, 'evil.pth'), `import os; open(${JSON.stringify(marker)}, "w").write(str(os.getuid()))\n`);
+  const info = await venvInfo(venv);
+  t.strictSame(info.packages, ['evil==0.1'], 'the package is listed');
+  t.notOk(existsSync(marker), 'and its .pth file never ran');
 });

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ensureVenv, type VenvOptions } from '../../agent/venv.js';
 
-const options = (): VenvOptions => ({ venvDir: mkdtempSync(path.join(os.tmpdir(), 'ty-venv-')), python: 'python3', pipIndexUrl: '', pipFindLinks: '' });
+const options = (): VenvOptions => ({ venvDir: mkdtempSync(path.join(os.tmpdir(), 'ty-venv-')), python: 'python3', pythonVersion: '', pipIndexUrl: '', pipFindLinks: '' });
 
 t.test('killing the run that started a shared build does not fail the other run waiting on it', async (t) => {
   const o = options();

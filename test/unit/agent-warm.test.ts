@@ -13,6 +13,9 @@ import { needsFreshInterpreter, WarmInterpreters, type ForkedRun } from '../../a
 import { SupervisedProcess, type SuperviseOptions } from '../../agent/process.js';
 import { prepareCgroupBase } from '../../agent/cgroup.js';
 
+/** The interpreter the venvs here are made from: warm interpreters start as it, never as a venv's python. */
+const basePython = spawnSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).stdout.trim();
+
 const tmp = (p: string) => mkdtempSync(path.join(os.tmpdir(), p));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const alive = (pid: number) => {
@@ -58,7 +61,7 @@ function supervise(o: Partial<SuperviseOptions> & { out?: string[]; err?: string
 const args = (p: { dir: string; data: string; result: string }) => ['--package-dir', p.dir, '--data-dir', p.data, '--result-file', p.result];
 
 t.test('a forked child is the run\'s own process: its environment exactly, its group and session, its streams, its exit', async (t) => {
-  const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }) });
+  const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }), python: basePython });
   t.teardown(() => warm.close());
   const seen: Record<string, any>[] = [];
   const secrets = [`first-${randomBytes(8).toString('hex')}`, `second-${randomBytes(8).toString('hex')}`];
@@ -90,7 +93,7 @@ t.test('a forked child is the run\'s own process: its environment exactly, its g
 });
 
 t.test('user code errors, kills and timeouts end a forked child as they end a spawned one', async (t) => {
-  const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }) });
+  const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }), python: basePython });
   t.teardown(() => warm.close());
   const env = { PATH: '/usr/bin:/bin' };
   const bad = pkg('raise ValueError("bad data")');
@@ -110,7 +113,7 @@ t.test('user code errors, kills and timeouts end a forked child as they end a sp
 t.test('with a cgroup, the child is in it before its code runs, and what it leaves behind dies with it', async (t) => {
   const prepared = await prepareCgroupBase();
   if (prepared.base === null) { await t.skip(`no cgroup v2 to manage here: ${prepared.why}`); return; }
-  const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }) });
+  const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }), python: basePython });
   t.teardown(() => warm.close());
   const body = `import subprocess
 open("cgroup.txt", "w").write(open("/proc/self/cgroup").read())
@@ -143,7 +146,7 @@ subprocess.Popen(["setsid", "sh", "-c", "sleep 300 </dev/null >/dev/null 2>&1 & 
 });
 
 t.test('a run\'s process is set up ahead and runs nothing until started; called off, it ends unrun', async (t) => {
-  const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }) });
+  const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }), python: basePython });
   t.teardown(() => warm.close());
   const marker = `import json, os
 open("imported.txt", "w").write(json.dumps(dict(os.environ)))
@@ -180,7 +183,7 @@ open("imported.txt", "w").write(json.dumps(dict(os.environ)))
 });
 
 t.test('a warm interpreter that dies: its running child ends as lost, and the next run gets a new one', async (t) => {
-  const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }) });
+  const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }), python: basePython });
   t.teardown(() => warm.close());
   const env = { PATH: '/usr/bin:/bin' };
   const slow = pkg('time.sleep(300)');
@@ -204,6 +207,6 @@ t.test('a run that sets what an interpreter reads only at its start gets a fresh
   t.ok(needsFreshInterpreter({ LANG: 'de_DE.UTF-8' }));
   t.ok(needsFreshInterpreter({ LC_ALL: 'C' }));
   t.notOk(needsFreshInterpreter({ PYTHONUNBUFFERED: '1', EPOCHS: '3', artifacts_directory: 'out' }));
-  const off = new WarmInterpreters({ max: 0, log: pino({ level: 'silent' }) });
+  const off = new WarmInterpreters({ max: 0, log: pino({ level: 'silent' }), python: basePython });
   t.equal(await off.fork(venv, { argv: [], env: {}, cwd: '/', cgroupBase: null, cgroupName: 'x', user: null }), null, '--warm-interpreters 0: every run spawns');
 });

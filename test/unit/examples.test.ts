@@ -71,7 +71,7 @@ for (const daemon of ['scheduler', 'agent'] as const) {
     if (daemon === 'scheduler') {
       t.ok(one('User') && one('User') !== 'root', `the scheduler runs unprivileged (User=${one('User')})`);
     } else {
-      t.ok(env.get('TRAINYARD_RUN_AS_USER'), 'agent.env sets --run-as-user');
+      t.ok(env.get('TRAINYARD_RUN_UIDS'), 'agent.env sets --run-uids');
       t.equal(one('User') ?? 'root', 'root', 'so the agent runs as root');
       t.equal(one('Delegate'), 'yes', 'the agent may make cgroups under its own');
       const drainMs = Number(env.get('TRAINYARD_DRAIN_TIMEOUT_MS') ?? agentSettings.drainTimeoutMs.default());
