@@ -46,6 +46,7 @@ export class Scheduler {
   #placer: Placer | null = null;
   #ticker: ScheduleTicker | null = null;
   #retention: EventRetention | null = null;
+  #streams: StreamLimiter | null = null;
   #nats: NatsConnection | null = null;
   #closeDb: (() => Promise<void>) | null = null;
   #http: HttpServer | null = null;
@@ -152,7 +153,11 @@ export class Scheduler {
       this.#retention.start();
 
       // One token verifier and one stream cap for the gRPC API and the web console's API.
-      const auth: ConsoleAuth = { tokens: new TokenVerifier(db), streams: new StreamLimiter(settings.maxStreamsPerToken) };
+      // The stream registry re-reads open streams' tokens and ends those of a dead one; the verifier then
+      // forgets it too, so a new call with it is refused at once, not after the verifier's cache expires.
+      const tokens = new TokenVerifier(db);
+      const auth: ConsoleAuth = { tokens, streams: new StreamLimiter(settings.maxStreamsPerToken, { db, log, onDead: (id) => tokens.forget(id) }) };
+      this.#streams = auth.streams;
       this.#http?.mount({ ...consoleStaticRoutes(), ...consoleApiRoutes(ctx, auth) });
 
       const proto = loadProto();
@@ -211,6 +216,7 @@ export class Scheduler {
     await this.#http?.close().catch(() => {});
     await this.#ticker?.stop().catch(() => {});
     await this.#retention?.stop().catch(() => {});
+    this.#streams?.stop();
     await this.#placer?.stop().catch(() => {});
     await this.#nats?.drain().catch(() => {});
     await this.#closeDb?.().catch(() => {});
