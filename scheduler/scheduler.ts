@@ -88,10 +88,12 @@ export class Scheduler {
       const natsConnectOptions = natsOptions(settings, 'trainyard-scheduler');
       // The pool connects lazily: made first, so that /metrics can read from it.
       const { db, pool } = createDb(settings.databaseUrl, 20);
+      // One token verifier for /metrics, the gRPC API and the web console's API: a revocation reaches all.
+      const tokens = new TokenVerifier(db);
       this.#closeDb = () => db.destroy();
       // First, so that /healthz answers (and /readyz says why not) while the scheduler waits for its services.
       if (settings.httpListen) {
-        this.#http = await startHttpServer(settings.httpListen, { ...healthRoutes(() => this.readiness()), ...metricsRoutes(db) }, log);
+        this.#http = await startHttpServer(settings.httpListen, { ...healthRoutes(() => this.readiness()), ...metricsRoutes(db, tokens) }, log);
         this.httpAddress = this.#http.address;
       }
       const migrated = await migrate(pool);
@@ -155,7 +157,6 @@ export class Scheduler {
       // One token verifier and one stream cap for the gRPC API and the web console's API.
       // The stream registry re-reads open streams' tokens and ends those of a dead one; the verifier then
       // forgets it too, so a new call with it is refused at once, not after the verifier's cache expires.
-      const tokens = new TokenVerifier(db);
       const auth: ConsoleAuth = { tokens, streams: new StreamLimiter(settings.maxStreamsPerToken, { db, log, onDead: (id) => tokens.forget(id) }) };
       this.#streams = auth.streams;
       this.#http?.mount({ ...consoleStaticRoutes(), ...consoleApiRoutes(ctx, auth) });
