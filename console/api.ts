@@ -66,7 +66,11 @@ export async function readStream(url: string, on: (e: StreamEvent) => void, sign
       if (!data) continue;
       e.data = JSON.parse(data) as unknown;
       if (e.event === 'end') { await reader.cancel().catch(() => {}); return 'end'; }
-      if (e.event === 'error') throw new ApiError(0, (e.data as { error?: string }).error ?? 'stream error');
+      if (e.event === 'error') {
+        const body = e.data as { error?: string; code?: string };
+        // The token was revoked or expired while the stream was open: a 401, as the next request would get.
+        throw new ApiError(body.code === 'UNAUTHENTICATED' ? 401 : 0, body.error ?? 'stream error', body.code ?? '');
+      }
       on(e);
     }
   }

@@ -11,7 +11,12 @@ import type { Db } from './db/database.js';
 import { states } from './runs/transitions.js';
 import { queuedStatuses, RunStatus } from '../shared/run-states.js';
 import { agentStatuses, liveAgentStatuses, agentStates } from './agents/status.js';
-import type { Routes } from './http/server.js';
+import { sendJson, type Routes } from './http/server.js';
+import { httpError } from './http/errors.js';
+import { authenticateBearer } from './auth/authenticate.js';
+import type { TokenVerifier } from './auth/tokens.js';
+import type { Principal } from './auth/principal.js';
+import { visibleProject } from './auth/policy.js';
 
 /** The counters and histograms live as long as the process (one scheduler per process). */
 const source = new client.Registry();
@@ -89,14 +94,39 @@ function databaseGauges(db: Db): { registry: client.Registry; refresh(): Promise
   return { registry, refresh };
 }
 
-/** GET /metrics: the Prometheus text format, the database gauges read now. */
-export function metricsRoutes(db: Db): Routes {
+/**
+ * The samples a non-admin token may see: every series without a `project` label (the fleet's, the
+ * process's) and those of its own project. Project names are label values, which prom-client writes
+ * quoted and escaped, so a sample line names a project only as `project="..."`.
+ */
+export function projectView(text: string, project: string): string {
+  const own = `project=${JSON.stringify(project)}`;
+  return text.split('\n').filter((line) => line.startsWith('#') || !/[{,]project="/.test(line) || line.includes(`{${own}`) || line.includes(`,${own}`)).join('\n');
+}
+
+/**
+ * GET /metrics: the Prometheus text format, the database gauges read now. It takes a token like the
+ * console's API (issue 19: it listed every project with its counts to anyone): an admin token sees every
+ * series; a member's or reader's sees the fleet's and its own project's, never another project's name.
+ * No token, or a dead one: 401. Prometheus sends one with `authorization: { credentials_file: ... }`.
+ */
+export function metricsRoutes(db: Db, tokens: TokenVerifier): Routes {
   const gauges = databaseGauges(db);
   const all = client.Registry.merge([source, gauges.registry]);
   return {
-    'GET /metrics': async (_req, res) => {
+    'GET /metrics': async (req, res) => {
+      let caller: Principal;
+      try {
+        caller = await authenticateBearer(tokens, req.headers.authorization);
+      } catch (err) {
+        const e = httpError(err);
+        if (!e) throw err;
+        res.setHeader('www-authenticate', 'Bearer');
+        return sendJson(res, e.status, e.body);
+      }
       await gauges.refresh();
-      const text = await all.metrics();
+      const only = visibleProject(caller);
+      const text = only === null ? await all.metrics() : projectView(await all.metrics(), only);
       res.writeHead(200, { 'content-type': all.contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
       res.end(text);
     },

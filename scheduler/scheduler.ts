@@ -46,6 +46,7 @@ export class Scheduler {
   #placer: Placer | null = null;
   #ticker: ScheduleTicker | null = null;
   #retention: EventRetention | null = null;
+  #streams: StreamLimiter | null = null;
   #nats: NatsConnection | null = null;
   #closeDb: (() => Promise<void>) | null = null;
   #http: HttpServer | null = null;
@@ -87,10 +88,12 @@ export class Scheduler {
       const natsConnectOptions = natsOptions(settings, 'trainyard-scheduler');
       // The pool connects lazily: made first, so that /metrics can read from it.
       const { db, pool } = createDb(settings.databaseUrl, 20);
+      // One token verifier for /metrics, the gRPC API and the web console's API: a revocation reaches all.
+      const tokens = new TokenVerifier(db);
       this.#closeDb = () => db.destroy();
       // First, so that /healthz answers (and /readyz says why not) while the scheduler waits for its services.
       if (settings.httpListen) {
-        this.#http = await startHttpServer(settings.httpListen, { ...healthRoutes(() => this.readiness()), ...metricsRoutes(db) }, log);
+        this.#http = await startHttpServer(settings.httpListen, { ...healthRoutes(() => this.readiness()), ...metricsRoutes(db, tokens) }, log);
         this.httpAddress = this.#http.address;
       }
       const migrated = await migrate(pool);
@@ -152,7 +155,10 @@ export class Scheduler {
       this.#retention.start();
 
       // One token verifier and one stream cap for the gRPC API and the web console's API.
-      const auth: ConsoleAuth = { tokens: new TokenVerifier(db), streams: new StreamLimiter(settings.maxStreamsPerToken) };
+      // The stream registry re-reads open streams' tokens and ends those of a dead one; the verifier then
+      // forgets it too, so a new call with it is refused at once, not after the verifier's cache expires.
+      const auth: ConsoleAuth = { tokens, streams: new StreamLimiter(settings.maxStreamsPerToken, { db, log, onDead: (id) => tokens.forget(id) }) };
+      this.#streams = auth.streams;
       this.#http?.mount({ ...consoleStaticRoutes(), ...consoleApiRoutes(ctx, auth) });
 
       const proto = loadProto();
@@ -211,6 +217,7 @@ export class Scheduler {
     await this.#http?.close().catch(() => {});
     await this.#ticker?.stop().catch(() => {});
     await this.#retention?.stop().catch(() => {});
+    this.#streams?.stop();
     await this.#placer?.stop().catch(() => {});
     await this.#nats?.drain().catch(() => {});
     await this.#closeDb?.().catch(() => {});

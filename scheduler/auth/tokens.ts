@@ -89,10 +89,31 @@ export async function verifyToken(db: Db, token: string): Promise<Selectable<Tok
   if (!id) throw unauthenticated('the token is malformed (expected tyt_<id>_<secret>)');
   const row = await db.selectFrom('tokens').selectAll().where('id', '=', id).executeTakeFirst();
   if (!row || !matchesHash(token, row.secret_sha256)) throw unauthenticated(`token ${id} is not known to this scheduler`);
-  if (row.revoked_at) throw unauthenticated(`token ${id} was revoked at ${new Date(row.revoked_at).toISOString()}`);
-  if (row.expires_at && new Date(row.expires_at).getTime() <= Date.now()) throw unauthenticated(`token ${id} expired at ${new Date(row.expires_at).toISOString()}`);
+  const dead = whyDead(row);
+  if (dead) throw unauthenticated(dead);
   if (!row.last_used_at || Date.now() - new Date(row.last_used_at).getTime() > 60_000) {
     await db.updateTable('tokens').set({ last_used_at: sql<Date>`now()` }).where('id', '=', id).execute();
   }
   return row;
+}
+
+/** Why a known token may no longer be used (revoked, expired), or null while it may. */
+function whyDead(row: Pick<Selectable<TokensTable>, 'id' | 'revoked_at' | 'expires_at'>): string | null {
+  if (row.revoked_at) return `token ${row.id} was revoked at ${new Date(row.revoked_at).toISOString()}`;
+  if (row.expires_at && new Date(row.expires_at).getTime() <= Date.now()) return `token ${row.id} expired at ${new Date(row.expires_at).toISOString()}`;
+  return null;
+}
+
+/** Of these token ids, the ones that may no longer be used, each with why (one query; open streams ask). */
+export async function deadTokens(db: Db, ids: readonly string[]): Promise<Map<string, string>> {
+  const dead = new Map<string, string>();
+  if (ids.length === 0) return dead;
+  const rows = await db.selectFrom('tokens').select(['id', 'revoked_at', 'expires_at']).where('id', 'in', ids).execute();
+  const known = new Set(rows.map((r) => r.id));
+  for (const r of rows) {
+    const why = whyDead(r);
+    if (why) dead.set(r.id, why);
+  }
+  for (const id of ids) if (!known.has(id)) dead.set(id, `token ${id} is not known to this scheduler`);
+  return dead;
 }

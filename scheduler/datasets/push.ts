@@ -14,7 +14,7 @@ import { ErrorCodes, TrainyardError, invalid } from '../../shared/errors.js';
 import { keys, listObjects, removePrefix, withStorageRetry } from '../../shared/storage.js';
 import { datasetToProto } from './to-proto.js';
 import type { Principal } from '../auth/principal.js';
-import { Actions, authorize } from '../auth/policy.js';
+import { Actions, authorizeName } from '../auth/policy.js';
 import { recordEvents } from '../events/record.js';
 import { EventKind } from '../../shared/event-kinds.js';
 
@@ -81,13 +81,13 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
         const owner = await db.selectFrom('datasets').select('project').where('name', '=', name).executeTakeFirst();
         existed = !!owner;
         if (owner) project = owner.project;
-        authorize(caller, Actions.PushDataset, project);
+        authorizeName(caller, Actions.PushDataset, project, 'dataset', name);
         if (!existed) {
           const c = await claimName(ctx, name, project);
           if (!c.claimed) {
             if (c.owner === project && !c.pushing) existed = true; // our project's push created it meanwhile
             else {
-              authorize(caller, Actions.PushDataset, c.owner);
+              authorizeName(caller, Actions.PushDataset, c.owner, 'dataset', name);
               throw new TrainyardError(ErrorCodes.FailedPrecondition, c.pushing
                 ? `dataset "${name}" is being created by another push (project "${c.owner}"); push again once it has ended`
                 : `dataset "${name}" was created by project "${c.owner}" meanwhile`);
@@ -167,7 +167,7 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
   });
   if (!row) {
     const owner = await db.selectFrom('datasets').select('project').where('name', '=', name).executeTakeFirstOrThrow();
-    authorize(caller, Actions.PushDataset, owner.project);
+    authorizeName(caller, Actions.PushDataset, owner.project, 'dataset', name);
     throw new TrainyardError(ErrorCodes.FailedPrecondition, `dataset "${name}" was created by project "${owner.project}" while this push ran`);
   }
   ctx.log.info({ dataset: name, files, totalFiles: all.length, bytes }, 'dataset pushed');

@@ -121,6 +121,8 @@ export function clientService(ctx: SchedulerContext, auth: { tokens: TokenVerifi
       authorize(caller, Actions.Admin);
       const info = await revokeToken(ctx.db, req.id);
       tokens.forget(req.id);
+      // Its open streams on this scheduler end now; other schedulers' within a re-read (auth/streams.ts).
+      auth.streams.endToken(req.id, `token ${req.id} was revoked at ${info.revoked_at}`);
       ctx.log.info({ token: info.id, by: caller.kind === 'user' ? caller.tokenId : '' }, 'token revoked');
       return info;
     }),

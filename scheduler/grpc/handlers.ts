@@ -40,7 +40,8 @@ export function clientStream<Req, Res>(gate: Gate, method: string, fn: (call: gr
 
 /**
  * A server stream whose producer gets an AbortSignal that fires when the client goes away. It holds one of
- * the caller's stream slots (gate.streams) from authentication until it ends, however it ends.
+ * the caller's stream slots (gate.streams) from authentication until it ends, however it ends, and ends
+ * with UNAUTHENTICATED when the caller's token is revoked or expires meanwhile.
  */
 export function serverStream<Req, Res>(gate: Gate, method: string, fn: (req: Req, caller: Principal, send: (msg: Res) => Promise<void>, signal: AbortSignal) => Promise<void>): grpc.handleServerStreamingCall<Req, Res> {
   return (call) => {
@@ -53,8 +54,16 @@ export function serverStream<Req, Res>(gate: Gate, method: string, fn: (req: Req
       if (ac.signal.aborted) throw new Error('client went away');
       if (!call.write(msg)) await new Promise<void>((resolve) => { call.once('drain', resolve); ac.signal.addEventListener('abort', () => resolve(), { once: true }); });
     };
+    // The caller's token died while the stream was open (auth/streams.ts): the client is told why, with
+    // that status, and the producer is stopped; whatever it then returns or throws is not sent.
+    const end = (err: TrainyardError) => {
+      if (ac.signal.aborted) return;
+      ac.abort();
+      const status = toGrpcStatus(err);
+      call.emit('error', Object.assign(new Error(status.details ?? 'error'), status));
+    };
     gate.authenticate(call.metadata).then((caller) => {
-      if (gate.streams) release = gate.streams.acquire(caller);
+      if (gate.streams) release = gate.streams.acquire(caller, end);
       if (ac.signal.aborted) release();
       return fn(call.request, caller, send, ac.signal);
     }).then(

@@ -6,7 +6,8 @@
 //
 // No cookie is ever read, so a cross-site request carries no credential: there is nothing for CSRF to ride
 // on. Streams (a run's changes, its log) are Server-Sent Events read by the page with fetch() (EventSource
-// cannot send a header); each holds one of the token's stream slots, like gRPC streams.
+// cannot send a header); each holds one of the token's stream slots, like gRPC streams, and ends (an
+// `event: error` with the 401 body) when its token is revoked or expires.
 import type http from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import type { SchedulerContext } from '../context.js';
@@ -94,10 +95,22 @@ function stream(auth: ConsoleAuth, ctx: SchedulerContext, check: (c: Call) => Pr
     let release = () => {};
     let heartbeat: NodeJS.Timeout | undefined;
     let call: Call | undefined;
+    // The token died while the stream was open (auth/streams.ts): `event: error` with the 401 body, the
+    // response ends, and the producer is stopped (what it then returns or throws is not sent).
+    const dead = new AbortController();
+    const end = (err: unknown) => {
+      if (dead.signal.aborted) return;
+      dead.abort();
+      clearInterval(heartbeat);
+      if (!res.headersSent) { refuse(res, err); return; }
+      res.end(`event: error\ndata: ${JSON.stringify(httpError(err)?.body ?? {})}\n\n`);
+    };
     try {
       call = await authenticated(auth, req, res, params);
-      release = auth.streams.acquire(call.caller);
+      call = { ...call, signal: AbortSignal.any([call.signal, dead.signal]) };
+      release = auth.streams.acquire(call.caller, end);
       await check(call);
+      if (dead.signal.aborted) return;
       res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
       res.write(': open\n\n');
       heartbeat = setInterval(() => res.write(': heartbeat\n\n'), STREAM_HEARTBEAT_MS);
@@ -108,6 +121,7 @@ function stream(auth: ConsoleAuth, ctx: SchedulerContext, check: (c: Call) => Pr
         if (!ok) await new Promise<void>((resolve) => { res.once('drain', resolve); signal.addEventListener('abort', () => resolve(), { once: true }); });
       };
       await produce(call, send);
+      if (signal.aborted) return;
       res.end('event: end\ndata: {}\n\n');
     } catch (err) {
       if (call?.signal.aborted) return;
@@ -204,7 +218,8 @@ export function consoleApiRoutes(ctx: SchedulerContext, auth: ConsoleAuth): Rout
       try {
         const c = await authenticated(auth, req, res, params);
         await authorizeRun(ctx, c.caller, param(c, 'id'), Actions.ReadRun);
-        release = auth.streams.acquire(c.caller);
+        // A download lives no longer than its token: cut off mid-body (the length is then short).
+        release = auth.streams.acquire(c.caller, () => res.destroy());
         const rel = c.query.get('path') ?? '';
         const file = await openRunOutput(ctx, param(c, 'id'), rel, c.signal);
         const { type, inline } = outputContentType(rel);

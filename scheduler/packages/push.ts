@@ -13,7 +13,7 @@ import type { PackageVersion } from '../../shared/proto.js';
 import { versionToProto } from './to-proto.js';
 import { sha256File } from '../../shared/hash.js';
 import type { Principal } from '../auth/principal.js';
-import { Actions, authorize } from '../auth/policy.js';
+import { Actions, authorizeName } from '../auth/policy.js';
 import { recordEvents } from '../events/record.js';
 import { EventKind } from '../../shared/event-kinds.js';
 
@@ -24,7 +24,7 @@ import { EventKind } from '../../shared/event-kinds.js';
 export async function pushProject(ctx: SchedulerContext, caller: Principal, name: string): Promise<string> {
   const owner = await ctx.db.selectFrom('packages').select('project').where('name', '=', checkName('package', name)).executeTakeFirst();
   const project = owner?.project ?? (caller.kind === 'user' ? caller.project : '');
-  authorize(caller, Actions.PushPackage, project);
+  authorizeName(caller, Actions.PushPackage, project, 'package', name);
   return project;
 }
 
@@ -57,7 +57,7 @@ export async function registerUploadedPackage(
     await trx.insertInto('packages').values({ name, description: input.description, project }).onConflict((oc) => oc.column('name').doNothing()).execute();
     const owner = await trx.selectFrom('packages').select('project').where('name', '=', name).forUpdate().executeTakeFirstOrThrow();
     // Another project may have created the name while the bytes travelled: the first push owns it.
-    if (owner.project !== project) authorize(input.caller, Actions.PushPackage, owner.project);
+    if (owner.project !== project) authorizeName(input.caller, Actions.PushPackage, owner.project, 'package', name);
     const { max } = await trx.selectFrom('package_versions').select(sql<number>`coalesce(max(major), 0)`.as('max'))
       .where('package', '=', name).executeTakeFirstOrThrow();
     const version = await trx.insertInto('package_versions').values({

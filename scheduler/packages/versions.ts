@@ -5,13 +5,14 @@ import { checkName } from '../../shared/names.js';
 import { notFound } from '../../shared/errors.js';
 import { versionToProto } from './to-proto.js';
 import type { Principal } from '../auth/principal.js';
-import { Actions, authorize } from '../auth/policy.js';
+import { Actions, authorizeObject } from '../auth/policy.js';
 
 export async function listPackageVersions(ctx: SchedulerContext, packageName: string, caller: Principal): Promise<PackageVersion[]> {
   const name = checkName('package', packageName);
   const owner = await ctx.db.selectFrom('packages').select('project').where('name', '=', name).executeTakeFirst();
-  if (owner) authorize(caller, Actions.ReadPackage, owner.project);
+  const missing = () => notFound(`package "${name}" not found`);
+  if (owner) authorizeObject(caller, Actions.ReadPackage, owner.project, missing);
   const rows = await ctx.db.selectFrom('package_versions').selectAll().where('package', '=', name).orderBy('major').orderBy('minor').execute();
-  if (rows.length === 0) throw notFound(`package "${name}" not found`);
+  if (rows.length === 0) throw missing();
   return rows.map(versionToProto);
 }

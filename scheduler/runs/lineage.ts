@@ -11,7 +11,7 @@ import { checkName, formatDatasetRef } from '../../shared/names.js';
 import { notFound } from '../../shared/errors.js';
 import { formatVersion, parseVersion } from '../../shared/versions.js';
 import type { Principal } from '../auth/principal.js';
-import { Actions, authorize } from '../auth/policy.js';
+import { Actions, authorizeObject } from '../auth/policy.js';
 
 /** The agent's part, as reported; what does not parse as an object is left out (the run still succeeds). */
 export function agentLineage(json: string): Record<string, unknown> {
@@ -52,8 +52,9 @@ export async function packageLineage(ctx: SchedulerContext, req: { name: string;
   const name = checkName('package', req.name);
   const v = parseVersion(req.version, 'version');
   const owner = await ctx.db.selectFrom('packages').select('project').where('name', '=', name).executeTakeFirst();
-  if (!owner) throw notFound(`package "${name}" not found`);
-  authorize(caller, Actions.ReadPackage, owner.project);
+  const missing = () => notFound(`package "${name}" not found`);
+  if (!owner) throw missing();
+  authorizeObject(caller, Actions.ReadPackage, owner.project, missing);
   const { rows } = await sql<{
     major: number; minor: number; sha256: string; source: string; created_at: Date; run_id: string | null; trained_major: number | null; trained_minor: number | null;
     pipeline: string | null; dataset: string | null; dataset_sub: string | null; eval_dataset: string | null; eval_dataset_sub: string | null;

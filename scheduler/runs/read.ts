@@ -3,7 +3,7 @@ import type { SchedulerContext } from '../context.js';
 import type { Run } from '../../shared/proto.js';
 import { notFound } from '../../shared/errors.js';
 import type { Principal } from '../auth/principal.js';
-import { authorize, type Action } from '../auth/policy.js';
+import { authorizeObject, type Action } from '../auth/policy.js';
 import { RunStatus, isTerminal } from '../../shared/run-states.js';
 import { runToProto } from './to-proto.js';
 import { parsePipeline } from '../../shared/pipelines.js';
@@ -15,11 +15,12 @@ export async function getRun(ctx: SchedulerContext, id: string): Promise<Run> {
   return runToProto(r, { lineage: true });
 }
 
-/** Throws unless the caller may do `action` on the run's project (NOT_FOUND when there is no such run). */
+/** Throws unless the caller may do `action` on the run's project (NOT_FOUND when there is no such run, or it is another project's). */
 export async function authorizeRun(ctx: SchedulerContext, caller: Principal, id: string, action: Action): Promise<void> {
   const r = await ctx.db.selectFrom('runs').select('project').where('id', '=', id).executeTakeFirst();
-  if (!r) throw notFound(`run ${id} not found`);
-  authorize(caller, action, r.project);
+  const missing = () => notFound(`run ${id} not found`);
+  if (!r) throw missing();
+  authorizeObject(caller, action, r.project, missing);
 }
 
 /**

@@ -59,8 +59,8 @@ export async function submitRun(ctx: SchedulerContext, req: SubmitRunRequest__Ou
 }
 
 /**
- * A batch: every run, in order, or none (a refusal names its index). One transaction, so a run whose
- * idempotency key turns out to be another project's leaves none of the others behind.
+ * A batch: every run, in order, or none (a refusal names its index). One transaction, so a refusal found
+ * late leaves none of the others behind.
  */
 export async function submitAll(ctx: SchedulerContext, reqs: readonly SubmitRunRequest__Output[], caller: Principal): Promise<RunRow[]> {
   const rows = await ctx.db.transaction().execute(async (trx) => {
@@ -104,7 +104,13 @@ function announce(ctx: SchedulerContext, outcomes: readonly Outcome[]): void {
   if (rows.length > 0) ctx.kick();
 }
 
-/** A submission checked: a run to insert, or the existing run its idempotency key names. */
+/**
+ * An idempotency key names a run within its project only (migrations/016): B's use of A's key makes B's
+ * own run and tells B nothing of A's. In memory a key is held with its project (NUL is in neither).
+ */
+const scopedKey = (project: string, key: string) => `${project}\u0000${key}`;
+
+/** A submission checked: a run to insert (`key`: its scoped idempotency key), or the existing run its key names. */
 type Checked = { kind: 'new'; caller: Principal; key: string | null; run: Accepted } | { kind: 'existing'; caller: Principal; row: RunRow };
 
 /** The checks of every submission, with one query for all of them (and one for idempotency keys, if any). */
@@ -132,19 +138,19 @@ async function check(ctx: SchedulerContext, items: readonly Submission[]): Promi
     ok.length > 0 ? lookUp(ctx, ok, [...shapes.values()]) : null,
     idemKeys.length > 0 ? ctx.db.selectFrom('runs').selectAll().where('idempotency_key', 'in', idemKeys).execute() : [],
   ]);
-  const byKey = new Map(existing.map((r) => [r.idempotency_key!, r]));
+  const byKey = new Map(existing.map((r) => [scopedKey(r.project, r.idempotency_key!), r]));
   const fitOf = new Map([...shapes.keys()].map((k, i) => [k, lookup?.fits[i] ?? true]));
   return Promise.all(items.map(async ({ req, caller }, i): Promise<Checked | Error> => {
     const f = first[i]!;
     if (f instanceof Error) return f;
     // A retry of a submission that was made: its run, whatever the request now says (as before any check).
-    const was = req.idempotency_key ? byKey.get(req.idempotency_key) : undefined;
+    const was = req.idempotency_key ? byKey.get(scopedKey(f.project, req.idempotency_key)) : undefined;
     if (was) return { kind: 'existing', caller, row: was };
     const p = parsed[i]!;
     if (p instanceof Error) return p;
     try {
       const run = await accept(ctx, req, caller, p, lookup!, fitOf.get(shapeKey(p.request))!);
-      return { kind: 'new', caller, key: req.idempotency_key || null, run };
+      return { kind: 'new', caller, key: req.idempotency_key ? scopedKey(f.project, req.idempotency_key) : null, run };
     } catch (err) { return err as Error; }
   }));
 }
@@ -221,11 +227,11 @@ async function accept(ctx: SchedulerContext, req: SubmitRunRequest__Output, call
   // A member runs with its own project's packages and datasets only (an admin, who acts on every
   // project, may run one project's package in another's run).
   const owner = l.package_projects[pkg];
-  if (owner !== undefined && owner !== project && !allowed(caller, Actions.ReadPackage, owner)) {
-    throw denied(`package "${pkg}" belongs to project "${owner}", not "${project}"`);
-  }
+  // Another project's package is, to a member, one that does not exist (auth/policy.ts, authorizeObject).
+  const missing = () => notFound(`package "${pkg}" not found (push it with: trainyard package push DIR --name ${pkg})`);
+  if (owner !== undefined && owner !== project && !allowed(caller, Actions.ReadPackage, owner)) throw missing();
   const versions = l.versions.filter((v) => v.package === pkg);
-  if (versions.length === 0) throw notFound(`package "${pkg}" not found (push it with: trainyard package push DIR --name ${pkg})`);
+  if (versions.length === 0) throw missing();
   let version = versions[0]!;
   if (req.version) {
     const want = parseVersion(req.version, 'package version');
@@ -284,8 +290,10 @@ async function accept(ctx: SchedulerContext, req: SubmitRunRequest__Output, call
 async function checkDataset(ctx: SchedulerContext, caller: Principal, project: string, ds: { name: string; sub: string }, field: string, l: Lookup): Promise<void> {
   field = field === 'dataset' ? '' : `${field}: `;
   const owner = l.dataset_projects[ds.name];
-  if (owner === undefined) throw notFound(`${field}dataset "${ds.name}" not found (push it with: trainyard dataset push DIR --name ${ds.name})`);
-  if (owner !== project && !allowed(caller, Actions.ReadDataset, owner)) throw denied(`${field}dataset "${ds.name}" belongs to project "${owner}", not "${project}"`);
+  // Another project's dataset is, to a member, one that does not exist (auth/policy.ts, authorizeObject).
+  if (owner === undefined || (owner !== project && !allowed(caller, Actions.ReadDataset, owner))) {
+    throw notFound(`${field}dataset "${ds.name}" not found (push it with: trainyard dataset push DIR --name ${ds.name})`);
+  }
   if (!ds.sub) return;
   const prefix = keys.datasetPrefix(ds.name, ds.sub);
   // A sweep of many runs over one sub-folder lists it once.
@@ -322,7 +330,7 @@ async function insert(ctx: SchedulerContext, checked: readonly Checked[]): Promi
     }
   }
   const inserted = rows.length === 0 ? [] : await ctx.db
-    .with('r', (q) => q.insertInto('runs').values(rows).onConflict((oc) => oc.column('idempotency_key').doNothing()).returningAll())
+    .with('r', (q) => q.insertInto('runs').values(rows).onConflict((oc) => oc.columns(['project', 'idempotency_key']).doNothing()).returningAll())
     .with('e', (q) => q.insertInto('run_events').columns(['run_id', 'attempt', 'status', 'detail'])
       .expression((eb) => eb.selectFrom('r').select(['r.id', sql.lit(0).as('attempt'), sql<RunStatus>`${sql.lit(RunStatus.Scheduled)}::run_status`.as('status'), sql.lit('submitted').as('detail')])))
     .with('s', (q) => q.insertInto('run_secrets').columns(['run_id', 'name', 'value'])
@@ -331,10 +339,14 @@ async function insert(ctx: SchedulerContext, checked: readonly Checked[]): Promi
     .selectFrom('r').selectAll().execute();
   const byId = new Map(inserted.map((r) => [r.id, r]));
   // Keys whose run this statement did not make: a concurrent call's (or a lost race's) run is the answer.
-  const byKey = new Map(inserted.flatMap((r) => (r.idempotency_key ? [[r.idempotency_key, r] as const] : [])));
+  const byKey = new Map(inserted.flatMap((r) => (r.idempotency_key ? [[scopedKey(r.project, r.idempotency_key), r] as const] : [])));
   const lost = [...taken].filter((k) => !byKey.has(k));
   if (lost.length > 0) {
-    for (const r of await ctx.db.selectFrom('runs').selectAll().where('idempotency_key', 'in', lost).execute()) byKey.set(r.idempotency_key!, r);
+    const rawKeys = [...new Set(lost.map((k) => k.slice(k.indexOf('\u0000') + 1)))];
+    for (const r of await ctx.db.selectFrom('runs').selectAll().where('idempotency_key', 'in', rawKeys).execute()) {
+      const k = scopedKey(r.project, r.idempotency_key!);
+      if (taken.has(k)) byKey.set(k, r);
+    }
   }
   return checked.map((c): Outcome => {
     if (c.kind === 'existing') return answerExisting(c.row, c.caller);
@@ -346,7 +358,7 @@ async function insert(ctx: SchedulerContext, checked: readonly Checked[]): Promi
   });
 }
 
-/** A run found by idempotency key: an answer only for a caller who may read it (it may be another project's). */
+/** A run found by idempotency key (always the submission's own project's): an answer only for a caller who may read it. */
 function answerExisting(row: RunRow, caller: Principal): Outcome {
   try { authorize(caller, Actions.ReadRun, row.project); } catch (error) { return { ok: false, error }; }
   return { ok: true, row, created: false };

@@ -3,7 +3,7 @@
 // still holds the due time (`... AND next_fire_at = $due`, the row taken FOR UPDATE SKIP LOCKED), and
 // that claim commits in the same transaction as the run it submits and its events. Two schedulers that
 // see the same due firing both try; one claim matches, the other finds the row locked or moved and
-// changes nothing. runs_schedule_firing (unique schedule + firing time) backs this in the schema.
+// changes nothing. runs_schedule_firing (unique project + schedule + firing time) backs this in the schema.
 //
 // A firing refused by submit (its package or dataset is gone, a cap was lowered) makes no run: the
 // transaction is rolled back and a second one claims the same firing with the reason (last_error, a

@@ -3,9 +3,9 @@ import type { Selectable } from 'kysely';
 import type { SchedulerContext } from '../context.js';
 import type { SchedulesTable } from '../db/database.js';
 import type { Schedule } from '../../shared/proto.js';
-import { notFound } from '../../shared/errors.js';
+import { invalid, notFound } from '../../shared/errors.js';
 import type { Principal } from '../auth/principal.js';
-import { authorize, visibleProject, type Action } from '../auth/policy.js';
+import { authorizeObject, visibleProject, type Action } from '../auth/policy.js';
 import { normalizeRequest } from './request.js';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : '');
@@ -19,11 +19,24 @@ export function scheduleToProto(s: Selectable<SchedulesTable>): Schedule {
   };
 }
 
-/** The schedule named `name`, if the caller may do `action` on its project (NOT_FOUND when there is none). */
+/**
+ * The schedule named `name`, if the caller may do `action` on its project (NOT_FOUND when there is none).
+ * Names are per project (migrations/016): a token's schedule is its project's; an admin, who sees every
+ * project, names one as `PROJECT/NAME` when several projects have a schedule of that name.
+ */
 export async function authorizedSchedule(ctx: SchedulerContext, caller: Principal, name: string, action: Action): Promise<Selectable<SchedulesTable>> {
-  const s = await ctx.db.selectFrom('schedules').selectAll().where('name', '=', name).executeTakeFirst();
-  if (!s) throw notFound(`schedule "${name}" not found`);
-  authorize(caller, action, s.project);
+  const missing = () => notFound(`schedule "${name}" not found`);
+  const slash = name.indexOf('/');
+  const [project, bare] = slash >= 0 ? [name.slice(0, slash), name.slice(slash + 1)] : [visibleProject(caller), name];
+  let q = ctx.db.selectFrom('schedules').selectAll().where('name', '=', bare).orderBy('project').limit(2);
+  if (project !== null) q = q.where('project', '=', project);
+  const rows = await q.execute();
+  if (rows.length > 1) {
+    throw invalid(`schedule "${bare}" exists in several projects (${rows.map((r) => r.project).join(', ')}, ...): name it as PROJECT/${bare}`);
+  }
+  const s = rows[0];
+  if (!s) throw missing();
+  authorizeObject(caller, action, s.project, missing);
   return s;
 }
 

@@ -1,6 +1,8 @@
 // Issue 8, projects own things: a member of project A works with A's packages, datasets and runs only;
-// B's are refused with PERMISSION_DENIED naming B; lists show A's only; a reader only reads; priority is
-// capped per project. Real scheduler and agent.
+// lists show A's only; a reader only reads; priority is capped per project. Issue 19: B's things are, to
+// A, things that do not exist: NOT_FOUND with the very message a missing id or name gets, never naming B
+// (on main: PERMISSION_DENIED naming project "beta"); a push to B's package or dataset name is refused as a
+// name taken, without saying by whom. Real scheduler and agent.
 import t from 'tap';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { quickTrainPy as quick } from '../helpers/packages.js';
@@ -37,33 +39,47 @@ t.test('project A\'s token on B\'s runs, packages and datasets', async (t) => {
   const idB = String(runB.out.id);
   const beforeB = (await s.query('SELECT status, kill_requested FROM runs WHERE id = $1', [idB]))[0];
 
-  // A's token on B's run: get, logs, outputs, kill, follow.
+  // A's token on B's run: get, logs, outputs, kill, follow. Each answers as for a run that does not exist.
+  const noSuchRun = 'run_nosuchrun0000000';
+  /** The refusal `args` gets, and the one it gets with `real` replaced by a name nothing has, made alike. */
+  const asIfMissing = async (who: typeof A, args: string[], real: string, none: string) => {
+    const [r, missing] = [await who(args), await who(args.map((a) => (a === real ? none : a)))];
+    return { r, missing: { ...missing.err, message: String(missing.err?.message).replaceAll(none, real) } };
+  };
   for (const args of [['run', 'get', idB], ['run', 'logs', idB], ['run', 'logs', idB, '--follow'], ['run', 'outputs', idB, '--to', tempDir()], ['run', 'kill', idB]]) {
-    const r = await A(args);
+    const { r, missing } = await asIfMissing(A, args, idB, noSuchRun);
     t.equal(r.code, 1, `A: ${args.slice(0, 2).join(' ')} on B's run exits 1`);
-    t.equal(r.err?.code, 'PERMISSION_DENIED', `A: ${args.slice(0, 2).join(' ')} is PERMISSION_DENIED`);
-    t.match(r.err?.message, /project "beta"/, 'naming project beta');
+    t.equal(r.err?.code, 'NOT_FOUND', `A: ${args.slice(0, 2).join(' ')} is NOT_FOUND`);
+    t.same(r.err, missing, `A: ${args.slice(0, 2).join(' ')}: the same answer as for a run that does not exist (${String(r.err?.message)})`);
+    t.notMatch(r.err?.message, /beta/, 'not naming project beta');
   }
   t.same((await s.query('SELECT status, kill_requested FROM runs WHERE id = $1', [idB]))[0], beforeB, 'B\'s run is unchanged');
 
   // A's token on B's package and dataset, and with --project beta.
   const pushB = await A(['package', 'push', writeTree(tempDir(), { 'train.py': quick }), '--name', 'pkg-beta']);
-  t.equal(pushB.err?.code, 'PERMISSION_DENIED', 'A cannot push to B\'s package');
-  t.match(pushB.err?.message, /project "beta"/);
+  t.equal(pushB.err?.code, 'ALREADY_EXISTS', 'A cannot push to B\'s package: the name is taken');
+  t.match(pushB.err?.message, /package name "pkg-beta" is taken by another project/);
+  t.notMatch(pushB.err?.message, /project "beta"/, 'not saying whose');
   t.same((await s.query("SELECT major, minor FROM package_versions WHERE package = 'pkg-beta' AND source = 'upload'")), [{ major: 1, minor: 0 }], 'B\'s package has no new version');
   const dsB = await A(['dataset', 'push', writeTree(tempDir(), { 'evil.csv': '1\n' }), '--name', 'data-beta']);
-  t.equal(dsB.err?.code, 'PERMISSION_DENIED', 'A cannot push to B\'s dataset');
+  t.equal(dsB.err?.code, 'ALREADY_EXISTS', 'A cannot push to B\'s dataset: the name is taken');
+  t.match(dsB.err?.message, /dataset name "data-beta" is taken by another project/);
   t.notOk((await s.objects('datasets/data-beta/')).includes('datasets/data-beta/evil.csv'), 'nothing was written into it');
-  const withB = await A(['run', 'train', '--package', 'pkg-beta', '--dataset', 'data-alpha']);
-  t.equal(withB.err?.code, 'PERMISSION_DENIED', 'A cannot run with B\'s package');
-  t.match(withB.err?.message, /belongs to project "beta"/);
-  const withBData = await A(['run', 'train', '--package', 'pkg-alpha', '--dataset', 'data-beta']);
-  t.equal(withBData.err?.code, 'PERMISSION_DENIED', 'nor with B\'s dataset');
+  const withB = await asIfMissing(A, ['run', 'train', '--package', 'pkg-beta', '--dataset', 'data-alpha'], 'pkg-beta', 'pkg-nonesuch');
+  t.equal(withB.r.err?.code, 'NOT_FOUND', 'A cannot run with B\'s package');
+  t.same(withB.r.err, withB.missing, `as if it did not exist (${String(withB.r.err?.message)})`);
+  const withBData = await asIfMissing(A, ['run', 'train', '--package', 'pkg-alpha', '--dataset', 'data-beta'], 'data-beta', 'data-nonesuch');
+  t.equal(withBData.r.err?.code, 'NOT_FOUND', 'nor with B\'s dataset');
+  t.same(withBData.r.err, withBData.missing, `as if it did not exist (${String(withBData.r.err?.message)})`);
+  // A project A names itself is refused naming it: that tells A nothing it did not say.
   const asB = await A(['run', 'train', '--package', 'pkg-beta', '--dataset', 'data-beta', '--project', 'beta']);
   t.equal(asB.err?.code, 'PERMISSION_DENIED', 'A cannot submit with --project beta');
   t.match(asB.err?.message, /project "beta"/, 'naming beta');
-  const versionsB = await A(['package', 'versions', 'pkg-beta']);
-  t.equal(versionsB.err?.code, 'PERMISSION_DENIED', 'A cannot read B\'s package versions');
+  for (const args of [['package', 'versions', 'pkg-beta'], ['package', 'lineage', 'pkg-beta', '1.0']]) {
+    const { r, missing } = await asIfMissing(A, args, 'pkg-beta', 'pkg-nonesuch');
+    t.equal(r.err?.code, 'NOT_FOUND', `A: ${args.join(' ')} of B's package is NOT_FOUND`);
+    t.same(r.err, missing, `as if it did not exist (${String(r.err?.message)})`);
+  }
   t.equal((await s.query('SELECT count(*)::int AS n FROM runs'))[0]!.n, 2, 'no run was created by a refused request');
 
   // Lists show A's own.
@@ -84,7 +100,8 @@ t.test('project A\'s token on B\'s runs, packages and datasets', async (t) => {
   t.match(readerSubmit.err?.message, /reader token only reads/);
   t.equal((await R(['run', 'kill', String(runA.out.id)])).err?.code, 'PERMISSION_DENIED', 'nor kill');
   t.equal((await R(['package', 'push', writeTree(tempDir(), { 'train.py': quick }), '--name', 'pkg-alpha'])).err?.code, 'PERMISSION_DENIED', 'nor push');
-  t.equal((await R(['run', 'get', idB])).err?.code, 'PERMISSION_DENIED', 'nor read another project');
+  const readerB = await asIfMissing(R, ['run', 'get', idB], idB, noSuchRun);
+  t.same([readerB.r.err?.code, readerB.r.err], ['NOT_FOUND', readerB.missing], 'nor read another project\'s run: it is not found');
 
   // Priority capped per project (an admin sets it; above it is refused, naming the cap).
   t.equal((await A(['projects', 'set', 'alpha', '--max-priority', '100'])).err?.code, 'PERMISSION_DENIED', 'a member cannot raise its cap');
@@ -125,8 +142,8 @@ t.test('a new dataset name is claimed at the header: another project pushing the
   const r = await s.cli(['dataset', 'push', writeTree(tempDir(), { 'evil.csv': 'x\n', 'a.csv': 'evil\n' }), '--name', 'shared', '--json', '--token', b]);
   t.equal(r.code, 1, 'beta\'s push fails');
   const err = JSON.parse(r.stderr || '{}').error;
-  t.equal(err?.code, 'PERMISSION_DENIED', `refused: the name is alpha's project's (${String(err?.message)})`);
-  t.match(err?.message, /project "alpha"/, 'naming project alpha');
+  t.equal(err?.code, 'ALREADY_EXISTS', `refused: the name is taken (${String(err?.message)})`);
+  t.notMatch(err?.message, /alpha/, 'without naming project alpha');
   t.same((await s.objects('datasets/shared/')).sort(), [], 'beta wrote nothing into the folder alpha is creating');
   pending.forEach((end) => end());
   await answer;

@@ -125,11 +125,14 @@ t.test('the web console, page by page, in headless Chromium', async (t) => {
     await shot(page, 'runs-reader');
     await page.goto(`${base}/#/runs/${runB}`);
     const refusal = await page.waitForSelector('[data-testid=error]');
-    t.match(await refusal.textContent(), /may not read runs of project "other"/, 'opening it by id is refused, naming its project');
-    t.equal((await get(`/api/runs/${runB}`, reader)).status, 403, 'the API refuses it too: 403');
-    t.equal((await get(`/api/runs/${runB}/files`, reader)).status, 403, 'and its outputs');
-    t.equal((await get(`/api/runs/${runB}/logs`, reader)).status, 403, 'and its log stream');
-    t.equal((await get('/api/runs?project=other', reader)).status, 403, 'and a list filtered on its project');
+    // Issue 19: another project's run is, to this token, a run that does not exist (on main: 403 naming it).
+    t.match(await refusal.textContent(), new RegExp(`run ${runB} not found`), 'opening it by id: not found, as a missing run');
+    t.notMatch(await refusal.textContent(), /other/, 'not naming its project');
+    t.equal((await get(`/api/runs/${runB}`, reader)).status, 404, 'the API answers 404 too');
+    t.same(await (await get(`/api/runs/${runB}`, reader)).json(), JSON.parse(JSON.stringify(await (await get('/api/runs/run_nosuchrun0000000', reader)).json()).replaceAll('run_nosuchrun0000000', runB)), 'with the body a missing run gets');
+    t.equal((await get(`/api/runs/${runB}/files`, reader)).status, 404, 'and its outputs');
+    t.equal((await get(`/api/runs/${runB}/logs`, reader)).status, 404, 'and its log stream');
+    t.equal((await get('/api/runs?project=other', reader)).status, 403, 'a list filtered on a project it names itself: 403');
     await page.goto(`${base}/#/runs/${runA}`);
     await page.waitForSelector('[data-testid=run-facts]');
     t.equal(await page.locator('[data-testid=kill]').count(), 0, 'a reader gets no Kill button');
@@ -211,7 +214,7 @@ t.test('the web console, page by page, in headless Chromium', async (t) => {
       t.equal((await get(`/api/runs/${runA}/file?path=${encodeURIComponent(bad)}`, member)).status, 400, `path "${bad}" is refused`);
     }
     t.equal((await get(`/api/runs/${runA}/file?path=nothing.txt`, member)).status, 404, 'a missing file: 404');
-    t.equal((await get(`/api/runs/${runB}/file?path=_results.json`, member)).status, 403, 'another project\'s file: 403');
+    t.equal((await get(`/api/runs/${runB}/file?path=_results.json`, member)).status, 404, 'another project\'s file: 404, as a missing run');
   });
 
   // Started here, once runA has made viz 1.1 (the lineage below is read from it), and left to finish
@@ -409,7 +412,7 @@ t.test('the web console, page by page, in headless Chromium', async (t) => {
     await page.waitForSelector('[data-testid=dataset-tree] [data-file="b.csv"]');
     t.match(await page.textContent('[data-testid=dataset-tree]'), /sub\/[\s\S]*b\.csv 8 B/, 'the tree with folders and sizes');
     await shot(page, 'dataset-tree');
-    t.equal((await get('/api/datasets/od/files', member)).status, 403, 'another project\'s dataset: 403');
+    t.equal((await get('/api/datasets/od/files', member)).status, 404, 'another project\'s dataset: 404, as a missing one');
 
     await page.goto(`${base}/#/projects`);
     await page.waitForSelector('[data-testid=projects] a:text("vision")');

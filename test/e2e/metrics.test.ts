@@ -2,8 +2,8 @@
 // scrape time, counters and histograms from the placer, the transitions hook, log ingest and the invariant
 // sweep) and the agent's (--metrics-listen: transfers, attempts, its state).
 import t from 'tap';
-import { Stack, fakeGpus } from '../helpers/stack.js';
-import { Gate, pushGated, submitGated, until, waitForAttempt } from '../helpers/packages.js';
+import { Stack, fakeGpus, tempDir, writeTree } from '../helpers/stack.js';
+import { Gate, pushGated, quickTrainPy, submitGated, until, waitForAttempt } from '../helpers/packages.js';
 
 type Series = { name: string; labels: Record<string, string>; value: number };
 
@@ -21,8 +21,8 @@ function parse(text: string): Series[] {
   return out;
 }
 
-async function scrape(address: string): Promise<{ text: string; type: string; value(name: string, labels?: Record<string, string>): number | undefined }> {
-  const res = await fetch(`http://${address}/metrics`);
+async function scrape(address: string, token?: string): Promise<{ text: string; type: string; value(name: string, labels?: Record<string, string>): number | undefined }> {
+  const res = await fetch(`http://${address}/metrics`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
   if (res.status !== 200) throw new Error(`GET /metrics: ${res.status}`);
   const text = await res.text();
   const series = parse(text);
@@ -45,7 +45,7 @@ t.test('scheduler and agent metrics after a GPU run', async (t) => {
     t.equal(agentBefore.value('trainyard_agent_transfer_bytes_total', { direction }), 0, `and the ${direction} bytes series`);
   }
 
-  const before = await scrape(s.httpAddress);
+  const before = await scrape(s.httpAddress, s.adminToken);
   t.match(before.type, /^text\/plain; version=0\.0\.4/, 'the Prometheus text format');
   t.equal(before.value('trainyard_agents', { status: 'online' }), 1, 'one agent online');
   t.equal(before.value('trainyard_agents', { status: 'lost' }), 0, 'every agent status has a series');
@@ -60,7 +60,7 @@ t.test('scheduler and agent metrics after a GPU run', async (t) => {
   const gate = new Gate();
   const runId = await submitGated(s, gate, ['--gpu']);
   await waitForAttempt(s, runId, 1, 'Running');
-  const during = await scrape(s.httpAddress);
+  const during = await scrape(s.httpAddress, s.adminToken);
   t.equal(during.value('trainyard_runs', { status: 'Running', project: 'default' }), 1, 'one run Running');
   t.equal(during.value('trainyard_gpus_in_use', { model: MODEL }), 1, 'one GPU in use');
   t.equal(during.value('trainyard_queue_depth', { project: 'default' }), 0, 'nothing queued');
@@ -72,7 +72,7 @@ t.test('scheduler and agent metrics after a GPU run', async (t) => {
 
   gate.open();
   await s.waitForStatus(runId, ['Successful']);
-  const after = await scrape(s.httpAddress);
+  const after = await scrape(s.httpAddress, s.adminToken);
   t.equal(after.value('trainyard_runs', { status: 'Successful', project: 'default' }), 1, 'trainyard_runs{status="Successful",project="default"} 1');
   t.equal(after.value('trainyard_runs', { status: 'Running', project: 'default' }), 0, 'none Running now');
   t.equal(after.value('trainyard_gpus_in_use', { model: MODEL }), 0, 'the GPU came back');
@@ -106,6 +106,35 @@ t.test('scheduler and agent metrics after a GPU run', async (t) => {
     if (i > 300) throw new Error('the sweep did not repair the leftover lease');
     await new Promise((r) => setTimeout(r, 100));
   }
-  const swept = await scrape(s.httpAddress);
+  const swept = await scrape(s.httpAddress, s.adminToken);
   t.equal(swept.value('trainyard_invariant_violations_total', { kind: 'orphan_gpu_lease' }), 1, 'the violation is counted by kind');
+});
+
+// Issue 19: /metrics listed every project with its counts to anyone who reached the port (on main: 200
+// without a token, and a member saw beta's name). Now it takes a token; only an admin sees every project.
+t.test('the scheduler\'s /metrics takes a token, and shows a member no other project\'s name', async (t) => {
+  const s = await Stack.create(t, { agents: [] });
+  const token = async (project: string, role = 'member') => (await s.cliJson(['tokens', 'create', '--project', project, '--role', role])).token as string;
+  const [alpha, beta] = [await token('alpha'), await token('beta-secret-project')];
+  for (const [tok, p] of [[alpha, 'alpha'], [beta, 'beta-secret-project']] as const) {
+    t.equal((await s.cli(['package', 'push', writeTree(tempDir(), { 'train.py': quickTrainPy }), '--name', `pkg-${p}`, '--token', tok])).code, 0);
+    t.equal((await s.cli(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', `data-${p}`, '--token', tok])).code, 0);
+    t.equal((await s.cli(['run', 'train', '--package', `pkg-${p}`, '--dataset', `data-${p}`, '--token', tok])).code, 0, `a run of ${p}, queued`);
+  }
+  const none = await fetch(`http://${s.httpAddress}/metrics`);
+  t.equal(none.status, 401, 'no token: 401');
+  t.notMatch(await none.text(), /alpha|beta/, 'and no project in the answer');
+  t.equal((await fetch(`http://${s.httpAddress}/metrics`, { headers: { authorization: 'Bearer tyt_aaaaaaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb' } })).status, 401, 'an unknown token: 401');
+
+  const admin = await scrape(s.httpAddress, s.adminToken);
+  t.equal(admin.value('trainyard_queue_depth', { project: 'alpha' }), 1, 'an admin sees alpha\'s queue');
+  t.equal(admin.value('trainyard_queue_depth', { project: 'beta-secret-project' }), 1, 'and beta\'s');
+
+  for (const [who, tok] of [['a member', alpha], ['a reader', await token('alpha', 'reader')]] as const) {
+    const m = await scrape(s.httpAddress, tok);
+    t.equal(m.value('trainyard_queue_depth', { project: 'alpha' }), 1, `${who} of alpha sees its project's queue`);
+    t.notMatch(m.text, /beta-secret-project/, `${who} of alpha sees no other project's name`);
+    t.notMatch(m.text, /project="default"/, 'not even the default project\'s');
+    t.ok(m.value('trainyard_agents', { status: 'online' }) !== undefined, 'the fleet\'s series (no project in them) are there');
+  }
 });

@@ -211,23 +211,35 @@ t.test('projects: members manage their schedules, readers read them, other proje
   t.equal((await R(['schedules', 'get', 'a-nightly'])).out?.name, 'a-nightly', 'a reader reads it');
   t.same((await R(['schedules', 'list'])).out.map((x: { name: string }) => x.name), ['a-nightly'], 'and lists it');
 
+  // Issue 19: to beta, alpha's schedule is one that does not exist (on main: PERMISSION_DENIED naming alpha).
   for (const verb of ['get', 'pause', 'resume', 'delete', 'run-now']) {
     const r = await B(['schedules', verb, 'a-nightly']);
-    t.equal(r.err?.code, 'PERMISSION_DENIED', `project beta cannot ${verb} alpha's schedule`);
-    t.match(r.err?.message, /project "alpha"/, 'naming alpha');
+    const missing = await B(['schedules', verb, 'no-such-schedule']);
+    t.equal(r.err?.code, 'NOT_FOUND', `project beta cannot ${verb} alpha's schedule: not found`);
+    t.equal(r.err?.message, String(missing.err?.message).replaceAll('no-such-schedule', 'a-nightly'), 'the same message as a missing one');
   }
   t.same((await B(['schedules', 'list'])).out, [], 'beta lists none of alpha\'s');
   t.equal((await B(['schedules', 'create', 'b-x', '--cron', '0 3 * * *', '--', 'run', 'train', '--package', 'pb', '--dataset', 'db', '--project', 'alpha'])).err?.code,
     'PERMISSION_DENIED', 'beta cannot create one in alpha');
   const withA = await B(['schedules', 'create', 'b-x', '--cron', '0 3 * * *', ...runA]);
-  t.equal(withA.err?.code, 'PERMISSION_DENIED', 'nor fire alpha\'s package');
-  t.match(withA.err?.message, /belongs to project "alpha"/);
-  const taken = await B(['schedules', 'create', 'a-nightly', '--cron', '0 3 * * *', '--', 'run', 'train', '--package', 'pb', '--dataset', 'db']);
-  t.equal(taken.err?.code, 'ALREADY_EXISTS', 'a name is one schedule');
-  t.notMatch(taken.err?.message, /alpha/, 'without naming a project beta cannot see');
+  t.equal(withA.err?.code, 'NOT_FOUND', 'nor fire alpha\'s package: not found');
+  t.notMatch(withA.err?.message, /alpha/, 'not naming alpha');
+  // Names are per project: beta may name a schedule as alpha did, and alpha's is untouched.
+  const mine = await B(['schedules', 'create', 'a-nightly', '--cron', '0 4 * * *', '--', 'run', 'train', '--package', 'pb', '--dataset', 'db']);
+  t.match(mine.out, { name: 'a-nightly', project: 'beta' }, 'beta creates its own schedule of the same name');
+  t.match((await B(['schedules', 'get', 'a-nightly'])).out, { project: 'beta', cron: '0 4 * * *' }, 'beta\'s name is beta\'s');
+  t.match((await A(['schedules', 'get', 'a-nightly'])).out, { project: 'alpha', cron: '0 3 * * *' }, 'alpha\'s is alpha\'s, as it was');
+  const again = await B(['schedules', 'create', 'a-nightly', '--cron', '0 5 * * *', '--', 'run', 'train', '--package', 'pb', '--dataset', 'db']);
+  t.equal(again.err?.code, 'ALREADY_EXISTS', 'within a project a name is one schedule');
+  const ambiguous = await as(s.adminToken)(['schedules', 'get', 'a-nightly']);
+  t.equal(ambiguous.err?.code, 'INVALID_ARGUMENT', 'an admin naming a name two projects use is asked which');
+  t.match(ambiguous.err?.message, /PROJECT\/a-nightly/);
+  t.match((await as(s.adminToken)(['schedules', 'get', 'alpha/a-nightly'])).out, { project: 'alpha' }, 'PROJECT/NAME picks one');
+  t.match((await as(s.adminToken)(['schedules', 'delete', 'beta/a-nightly'])).out, { project: 'beta' }, 'an admin deletes beta\'s by PROJECT/NAME');
 
   const before = await scheduleRow(s, 'a-nightly');
   t.equal(before.state, 'active', 'nothing beta or the reader asked changed it');
+  t.equal(before.project, 'alpha');
   t.match((await A(['schedules', 'pause', 'a-nightly'])).out, { state: 'paused' }, 'the member pauses it');
   t.match((await A(['schedules', 'resume', 'a-nightly'])).out, { state: 'active' }, 'and resumes it');
   const now = await A(['schedules', 'run-now', 'a-nightly']);
@@ -238,7 +250,7 @@ t.test('projects: members manage their schedules, readers read them, other proje
   t.match((await A(['schedules', 'delete', 'a-nightly'])).out, { name: 'a-nightly' }, 'the member deletes it');
   t.same(await s.query('SELECT name FROM schedules'), [], 'it is gone');
   t.same((await A(['run', 'list', '--schedule', 'a-nightly'])).out.map((r: { id: string }) => r.id), [now.out.id], 'its runs keep its name');
-  const kinds = (await s.query("SELECT kind FROM events WHERE subject = 'a-nightly' ORDER BY id")).map((e) => e.kind);
+  const kinds = (await s.query("SELECT kind FROM events WHERE subject = 'a-nightly' AND project = 'alpha' ORDER BY id")).map((e) => e.kind);
   t.same(kinds, ['schedule.created', 'schedule.paused', 'schedule.resumed', 'schedule.fired', 'schedule.deleted'], 'each change is in the ML log once');
 });
 

@@ -67,7 +67,9 @@ t.test('SubmitRun calls in flight together: each its own run or its own refusal'
   t.same(await s.query(`SELECT count(*)::int AS n FROM events WHERE kind = 'run.submitted'`), [{ n: 31 }], 'and its line in the ML log');
 });
 
-t.test('an idempotency key another project took: refused, not that run', async (t) => {
+// Issue 19: a key names a run within its project only. On main the key was global: B was refused
+// PERMISSION_DENIED, which told B that some other project had used it.
+t.test('an idempotency key another project used: each project gets its own run, and learns nothing of the other', async (t) => {
   const s = await Stack.create(t, { agents: [] });
   const token = async (project: string) => (await s.cliJson(['tokens', 'create', '--project', project, '--role', 'member'])).token as string;
   const [tokA, tokB] = [await token('alpha'), await token('beta')];
@@ -77,17 +79,28 @@ t.test('an idempotency key another project took: refused, not that run', async (
     t.equal((await s.cli(['package', 'push', writeTree(tempDir(), { 'train.py': quickTrainPy }), '--name', `pkg-${p}`, '--token', tok])).code, 0);
     t.equal((await s.cli(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', `data-${p}`, '--token', tok])).code, 0);
   }
-  // In flight together: whichever commits first owns the key; the other project's call is refused.
-  const [ra, rb] = await Promise.allSettled([
+  // In flight together, and then one after the other: each project's call makes (or retries) its own run.
+  const [ra, rb] = await Promise.all([
     a.submitRun({ package: 'pkg-alpha', dataset: 'data-alpha', idempotency_key: 'shared-key' }),
     b.submitRun({ package: 'pkg-beta', dataset: 'data-beta', idempotency_key: 'shared-key' }),
   ]);
-  const won = [ra, rb].filter((x) => x.status === 'fulfilled');
-  const lost = [ra, rb].filter((x) => x.status === 'rejected') as PromiseRejectedResult[];
-  t.equal(won.length, 1, 'one call made the run');
-  t.equal(lost.length, 1, 'the other was refused');
-  t.equal(codeOf(lost[0]?.reason), 'PERMISSION_DENIED', 'as not its project\'s to read');
-  t.same(await s.query('SELECT count(*)::int AS n FROM runs'), [{ n: 1 }], 'one run');
+  t.not(ra.id, rb.id, 'two runs');
+  t.match([ra.project, ra.package], ['alpha', 'pkg-alpha'], 'A\'s run is A\'s');
+  t.match([rb.project, rb.package], ['beta', 'pkg-beta'], 'B\'s run is B\'s');
+  const [ra2, rb2] = [await a.submitRun({ package: 'pkg-alpha', dataset: 'data-alpha', idempotency_key: 'shared-key' }), await b.submitRun({ package: 'pkg-beta', dataset: 'data-beta', idempotency_key: 'shared-key' })];
+  t.equal(ra2.id, ra.id, 'A retrying gets its run back');
+  t.equal(rb2.id, rb.id, 'B retrying gets its own run back, not A\'s');
+  // A third project, after both: a new run of its own; nothing says the key was used before.
+  const tokC = await token('gamma');
+  t.equal((await s.cli(['package', 'push', writeTree(tempDir(), { 'train.py': quickTrainPy }), '--name', 'pkg-gamma', '--token', tokC])).code, 0);
+  t.equal((await s.cli(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'data-gamma', '--token', tokC])).code, 0);
+  const c = s.api(tokC);
+  t.teardown(() => c.close());
+  const rc = await c.submitRun({ package: 'pkg-gamma', dataset: 'data-gamma', idempotency_key: 'shared-key' });
+  t.not(rc.id, ra.id, 'C gets its own run too');
+  t.equal(rc.project, 'gamma');
+  t.same(await s.query('SELECT project, count(*)::int AS n FROM runs GROUP BY project ORDER BY project'),
+    [{ project: 'alpha', n: 1 }, { project: 'beta', n: 1 }, { project: 'gamma', n: 1 }], 'one run per project for the key');
 });
 
 // Postgres text holds no NUL byte: such a request used to reach a query and fail there, INTERNAL; in a
