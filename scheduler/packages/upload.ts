@@ -13,6 +13,7 @@ import { EventKind } from '../../shared/event-kinds.js';
 import { recordEvents } from '../events/record.js';
 import { pushProject, registerUploadedPackage } from './push.js';
 import type { Principal } from '../auth/principal.js';
+import { checkStorage } from '../storage/quota.js';
 
 /**
  * A push the caller was allowed to make (its project is known) but that was refused for what it held
@@ -38,19 +39,23 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushPackageC
     const file = path.join(dir, 'package.zip');
     const out = createWriteStream(file);
     const closed = once(out, 'close');
-    let header: { name: string; description: string } | null = null;
+    let header: { name: string; description: string; announced: number } | null = null;
     try {
       let bytes = 0;
       for await (const chunk of chunks) {
         if (chunk.part === 'header') {
           if (header) throw invalid('package push: the header must come once, first');
-          header = { name: chunk.header!.name, description: chunk.header!.description };
+          header = { name: chunk.header!.name, description: chunk.header!.description, announced: Number(chunk.header!.size_bytes) };
+          if (!Number.isSafeInteger(header.announced) || header.announced < 0) throw invalid(`package push: size_bytes ${String(chunk.header!.size_bytes)} is not a number of bytes`);
           target.project = await pushProject(ctx, caller, header.name); // refused before a byte is buffered
           target.name = header.name;
+          // Over the project's storage quota: refused on the size announced, before a byte is buffered.
+          if (header.announced > 0) await checkStorage(ctx.db, target.project, header.announced, `package "${header.name}"`);
         } else if (chunk.part === 'data') {
           if (!header) throw invalid('package push: the first message must be the header');
           bytes += chunk.data!.length;
           if (bytes > ctx.settings.maxPackageBytes) throw invalidPackage(`package zip is larger than ${ctx.settings.maxPackageBytes} bytes (the configured limit)`);
+          if (header.announced > 0 && bytes > header.announced) throw invalid(`package push: more bytes than the ${header.announced} announced`);
           if (!out.write(chunk.data)) await once(out, 'drain');
         }
       }
