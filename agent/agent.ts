@@ -265,7 +265,9 @@ export class AgentDaemon {
     }
     let d: ValidDispatch;
     try {
-      d = validateDispatch(claimed, { doorbell: bell, bucket: settings.bucket, gpuIndices: this.#gpus.map((g) => Number(g.index)) });
+      d = validateDispatch(claimed, {
+        doorbell: bell, bucket: settings.bucket, gpuIndices: this.#gpus.map((g) => Number(g.index)), acceptProjects: acceptedProjects(settings.acceptProjects),
+      });
     } catch (err) {
       const reason = `agent ${settings.name} refused the dispatch: ${errorMessage(err)}`;
       log.warn({ run: bell.runId, reason }, 'dispatch refused');
