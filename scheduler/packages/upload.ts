@@ -13,11 +13,12 @@ import { EventKind } from '../../shared/event-kinds.js';
 import { recordEvents } from '../events/record.js';
 import { pushProject, registerUploadedPackage } from './push.js';
 import type { Principal } from '../auth/principal.js';
-import { checkStorage } from '../storage/quota.js';
+import { QuotaExceeded, checkStorage } from '../storage/quota.js';
 
 /**
  * A push the caller was allowed to make (its project is known) but that was refused for what it held
- * (bad zip, no train.py, too large, ...) is logged as package.refused with the reason. Refusals of the
+ * (bad zip, no train.py, too large, over the project's storage quota, ...) is logged as package.refused
+ * with the reason. Refusals of the
  * caller itself (no permission) are not: they would let any token write into another project's log.
  */
 export async function receivePackage(ctx: SchedulerContext, chunks: AsyncIterable<PushPackageChunk__Output>, caller: Principal): Promise<PackageVersion> {
@@ -25,7 +26,8 @@ export async function receivePackage(ctx: SchedulerContext, chunks: AsyncIterabl
   try {
     return await receive(ctx, chunks, caller, target);
   } catch (err) {
-    if (target.project && err instanceof TrainyardError && (err.code === ErrorCodes.InvalidPackage || err.code === ErrorCodes.InvalidArgument)) {
+    const refusal = err instanceof QuotaExceeded || (err instanceof TrainyardError && (err.code === ErrorCodes.InvalidPackage || err.code === ErrorCodes.InvalidArgument));
+    if (target.project && refusal) {
       await recordEvents(ctx.db, [{ kind: EventKind.PackageRefused, project: target.project, subject: target.name, detail: err.message, data: { code: err.code, reason: err.message } }])
         .catch((e: unknown) => ctx.log.warn({ err: String(e), package: target.name }, 'could not log a refused push'));
     }

@@ -13,7 +13,7 @@ import { agentLineage, buildLineage } from './lineage.js';
 import { AttemptOutcome, RunStatus } from '../../shared/run-states.js';
 import { ErrorCodes, TrainyardError, invalid, notFound } from '../../shared/errors.js';
 import { keys, listObjects, outputNames, removePrefix, uploadBuffer, withStorageRetry } from '../../shared/storage.js';
-import { checkStorage, withStorageLock } from '../storage/quota.js';
+import { QuotaExceeded, checkStorage, withStorageLock } from '../storage/quota.js';
 import { formatVersion } from '../../shared/versions.js';
 import type { FinishAttemptRequest__Output, FinishAttemptResponse } from '../../shared/proto.js';
 import type { PhaseRow } from '../db/database.js';
@@ -144,7 +144,7 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
   const outputBytes = (await listObjects(minio, settings.bucket, prefix, storageRetry)).reduce((n, o) => n + o.size, 0);
   const what = `run ${run.id}'s outputs`;
   const overQuota = async (err: unknown) => {
-    if (!(err instanceof TrainyardError && err.code === ErrorCodes.FailedPrecondition && err.message.startsWith('storage quota'))) throw err;
+    if (!(err instanceof QuotaExceeded)) throw err;
     await removePrefix(minio, settings.bucket, prefix, storageRetry)
       .catch((e: unknown) => ctx.log.warn({ run: run.id, err: String(e) }, 'could not remove the outputs of a run over its storage quota'));
     return fail(err.message);

@@ -39,17 +39,23 @@ export function formatBytes(n: number): string {
   return i === 0 ? `${n} bytes` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
 }
 
-/** The refusal every quota check throws: names the quota, the usage and what was asked. */
-export function quotaExceeded(project: string, quota: number, used: number, adding: number, what: string): TrainyardError {
-  return new TrainyardError(ErrorCodes.FailedPrecondition,
-    `storage quota of project "${project}" exceeded: ${what} would add ${formatBytes(adding)} to the ${formatBytes(used)} it holds, ` +
-    `over its quota of ${formatBytes(quota)} (an admin raises it with: trainyard projects set ${project} --max-storage-gb N)`);
+/**
+ * The refusal every quota check throws (FAILED_PRECONDITION to clients): names the quota, the usage and
+ * what was asked. Its own class, so a caller can tell it from other refusals (a run's end fails the run).
+ */
+export class QuotaExceeded extends TrainyardError {
+  constructor(project: string, quota: number, used: number, adding: number, what: string) {
+    super(ErrorCodes.FailedPrecondition,
+      `storage quota of project "${project}" exceeded: ${what} would add ${formatBytes(adding)} to the ${formatBytes(used)} it holds, ` +
+      `over its quota of ${formatBytes(quota)} (an admin raises it with: trainyard projects set ${project} --max-storage-gb N)`);
+    this.name = 'QuotaExceeded';
+  }
 }
 
 /** Throws quotaExceeded when `adding` more bytes would take the project over its quota. */
 export async function checkStorage(db: Db | Transaction<Database>, project: string, adding: number, what: string): Promise<void> {
   const { used, quota } = await storageOf(db, project);
-  if (quota !== null && used + adding > quota) throw quotaExceeded(project, quota, used, adding, what);
+  if (quota !== null && used + adding > quota) throw new QuotaExceeded(project, quota, used, adding, what);
 }
 
 /**

@@ -46,6 +46,8 @@ t.test('pushes over the quota are refused up front and leave nothing', async (t)
   t.match(pkg.err?.message, /storage quota of project "alpha" exceeded: package "heavy" would add .* over its quota of 20.0 kB/, `naming the quota (${pkg.err?.message})`);
   t.same(await s.objects('packages/heavy/'), [], 'its zip is not in the bucket');
   t.same(await s.query("SELECT name FROM packages WHERE name = 'heavy'"), [], 'and it has no row');
+  const refusedEvents = await s.query("SELECT detail FROM events WHERE kind = 'package.refused' AND subject = 'heavy'");
+  t.match(refusedEvents[0]?.detail, /^storage quota of project "alpha" exceeded/, 'the refusal is in the ML log as package.refused, with the reason');
 
   const projects = await A(['projects']);
   const alpha = projects.out.find((p: { name: string }) => p.name === 'alpha');
