@@ -24,6 +24,7 @@ import { serveMetrics, type MetricsServer } from './metrics.js';
 import { WarmInterpreters } from './warm-interpreter.js';
 import { PackageCache } from './package-cache.js';
 import { DataCache } from './data-cache.js';
+import { checkName } from '../shared/names.js';
 
 export type AgentState = 'STARTING' | 'RUNNING' | 'DRAINING' | 'STOPPED' | 'FAILED';
 const VERSION = '0.1.0';
@@ -69,6 +70,7 @@ export class AgentDaemon {
     this.#warm = new WarmInterpreters({ max: 0, log, python: settings.python });
     this.#packages = new PackageCache(settings.workDir);
     this.#dataCache = new DataCache(settings.workDir, settings.dataCacheMb * 1024 * 1024);
+    acceptedProjects(settings.acceptProjects); // a malformed name is refused now, not at the first Register
   }
 
   get state(): AgentState { return this.#state; }
@@ -159,6 +161,7 @@ export class AgentDaemon {
       name: settings.name, hostname: os.hostname(), cpus: settings.cpus, memory_mb: settings.memoryMb,
       max_runs: this.#slots,
       gpus: this.#gpus, labels: { ...settings.labels }, version: VERSION, held: this.#held(), identity: '',
+      accept_projects: acceptedProjects(settings.acceptProjects),
     }, this.#abort.signal, (err) => log.warn({ err: errorMessage(err) }, 'scheduler unreachable; retrying registration'));
     let res: Awaited<ReturnType<typeof register>> | null = null;
     if (this.#credential) {
@@ -269,7 +272,9 @@ export class AgentDaemon {
     }
     let d: ValidDispatch;
     try {
-      d = validateDispatch(claimed, { doorbell: bell, bucket: settings.bucket, gpuIndices: this.#gpus.map((g) => Number(g.index)) });
+      d = validateDispatch(claimed, {
+        doorbell: bell, bucket: settings.bucket, gpuIndices: this.#gpus.map((g) => Number(g.index)), acceptProjects: acceptedProjects(settings.acceptProjects),
+      });
     } catch (err) {
       const reason = `agent ${settings.name} refused the dispatch: ${errorMessage(err)}`;
       log.warn({ run: bell.runId, reason }, 'dispatch refused');
@@ -394,4 +399,12 @@ export class AgentDaemon {
     this.#setState('STOPPED');
     this.#resolveStopped();
   }
+}
+
+/**
+ * --accept-projects as sent at Register: the only projects whose runs this agent takes (the scheduler's
+ * placer and its place statement hold to it); empty: every project's. A malformed name is refused at start.
+ */
+export function acceptedProjects(text: string): string[] {
+  return [...new Set(text.split(',').map((s) => s.trim()).filter(Boolean).map((p) => checkName('project', p)))];
 }

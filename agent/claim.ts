@@ -51,7 +51,11 @@ const PACKAGE_FROM_RUN = /^runs\/(run_[0-9a-z]{14})\/attempt-([1-9][0-9]*)\/pack
  * Checks ClaimAttempt's answer for the doorbell it answers. Throws DispatchRefused naming the first field
  * that is wrong; returns the dispatch with its env compiled (defaults filled in) otherwise.
  */
-export function validateDispatch(d: Dispatch__Output, o: { doorbell: Doorbell; bucket: string; gpuIndices: readonly number[] }): ValidDispatch {
+/**
+ * `acceptProjects`: --accept-projects (empty: every project's). The scheduler never places another
+ * project's run here; this is the agent's own check of the same rule, should it ever be asked to.
+ */
+export function validateDispatch(d: Dispatch__Output, o: { doorbell: Doorbell; bucket: string; gpuIndices: readonly number[]; acceptProjects?: readonly string[] }): ValidDispatch {
   const runId = d.run_id;
   if (!isRunId(runId)) refuse(`run_id ${show(runId)} is not a run id`);
   if (runId !== o.doorbell.runId) refuse(`claimed ${o.doorbell.runId} but was given ${show(runId)}`);
@@ -60,6 +64,9 @@ export function validateDispatch(d: Dispatch__Output, o: { doorbell: Doorbell; b
   const lease = Number(d.lease);
   if (!Number.isSafeInteger(lease) || lease < 1) refuse(`lease ${show(d.lease)} is not a positive integer`);
   if (d.bucket !== o.bucket) refuse(`bucket ${show(d.bucket)} is not this agent's bucket ${o.bucket}`);
+  if (o.acceptProjects?.length && !o.acceptProjects.includes(d.project)) {
+    refuse(`project ${show(d.project)} is not one this agent accepts (--accept-projects ${o.acceptProjects.join(',')})`);
+  }
   const check = (f: () => unknown) => { try { f(); } catch (err) { refuse(errorMessage(err)); } };
   check(() => checkName('package', d.package));
   if (!/^[0-9]{1,9}\.[0-9]{1,9}$/.test(d.version)) refuse(`version ${show(d.version)} is not MAJOR.MINOR`);

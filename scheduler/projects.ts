@@ -1,4 +1,6 @@
-// Projects: the fair-share unit. Usage is read from the runs; caps are rows of project_limits.
+// Projects: the fair-share unit, and a tenant. Usage is read from the runs; caps, the agents a project's runs
+// may use (`--agents`), whether they share agents (`--exclusive`) and the storage quota are rows of
+// project_limits (migrations/002, 006, 018).
 import { sql } from 'kysely';
 import type { SchedulerContext } from './context.js';
 import type { Project, ProjectLimits__Output } from '../shared/proto.js';
@@ -6,20 +8,43 @@ import { checkName } from '../shared/names.js';
 import { invalid } from '../shared/errors.js';
 import { queuedStatuses } from '../shared/run-states.js';
 import { states } from './runs/transitions.js';
+import { usedBytes } from './storage/quota.js';
 
-/** Every project that has runs or caps: what it runs now, the GPUs it holds, what it has queued. */
+type Row = {
+  name: string; max_runs: number | null; max_gpus: number | null; max_priority: number | null; running: number; gpus: number; queued: number;
+  agent_labels: Record<string, string> | null; exclusive: boolean | null; max_storage_bytes: string | null; storage_bytes: string;
+};
+
+/** Every project that has runs, caps, packages or datasets: what it runs now, holds, has queued, and its rules. */
 export async function listProjects(ctx: SchedulerContext): Promise<Project[]> {
-  const { rows } = await sql<{ name: string; max_runs: number | null; max_gpus: number | null; max_priority: number | null; running: number; gpus: number; queued: number }>`
-    WITH names AS (SELECT project FROM runs UNION SELECT project FROM project_limits)
-    SELECT n.project AS name, l.max_runs, l.max_gpus, l.max_priority,
+  const { rows } = await sql<Row>`
+    WITH names AS (SELECT project FROM runs UNION SELECT project FROM project_limits UNION SELECT project FROM packages UNION SELECT project FROM datasets)
+    SELECT n.project AS name, l.max_runs, l.max_gpus, l.max_priority, l.agent_labels, l.exclusive, l.max_storage_bytes,
       (SELECT count(*)::int FROM runs r WHERE r.project = n.project AND r.agent IS NOT NULL) AS running,
       (SELECT coalesce(sum(gpus), 0)::int FROM runs r WHERE r.project = n.project AND r.agent IS NOT NULL) AS gpus,
-      (SELECT count(*)::int FROM runs r WHERE r.project = n.project AND r.agent IS NULL AND r.status IN ${states(queuedStatuses)}) AS queued
+      (SELECT count(*)::int FROM runs r WHERE r.project = n.project AND r.agent IS NULL AND r.status IN ${states(queuedStatuses)}) AS queued,
+      ${usedBytes(sql`n.project`)} AS storage_bytes
     FROM names n LEFT JOIN project_limits l USING (project) ORDER BY n.project`.execute(ctx.db);
-  return rows.map((r) => ({ ...r, max_runs: r.max_runs ?? -1, max_gpus: r.max_gpus ?? -1, max_priority: r.max_priority ?? -1 }));
+  return rows.map((r) => ({
+    name: r.name, running: r.running, gpus: r.gpus, queued: r.queued,
+    max_runs: r.max_runs ?? -1, max_gpus: r.max_gpus ?? -1, max_priority: r.max_priority ?? -1,
+    agents: r.agent_labels ?? {}, exclusive: r.exclusive ?? false,
+    max_storage_bytes: r.max_storage_bytes === null ? -1 : Number(r.max_storage_bytes), storage_bytes: Number(r.storage_bytes),
+  }));
 }
 
-/** Sets a project's caps (-1: none) and wakes the placer, since a raised cap may let queued runs start. */
+/** Labels as agents' --labels take them (shared/settings.ts parseLabels): a key, no separators in either. */
+function checkBinding(agents: Record<string, string>): Record<string, string> {
+  for (const [k, v] of Object.entries(agents)) {
+    if (k === '' || /[\0,=]/.test(k) || /[\0,]/.test(v)) throw invalid(`agents: ${JSON.stringify(`${k}=${v}`)} is not a label KEY=VALUE (no NUL or ",", a key without "=")`);
+  }
+  return agents;
+}
+
+/**
+ * Sets a project's caps and rules (each only when asked: a client that knows nothing of one keeps it) and
+ * wakes the placer, since a raised cap or a new binding may let queued runs start.
+ */
 export async function setProjectLimits(ctx: SchedulerContext, req: ProjectLimits__Output): Promise<Project> {
   const project = checkName('project', req.project);
   const cap = (n: number, what: string) => {
@@ -27,11 +52,17 @@ export async function setProjectLimits(ctx: SchedulerContext, req: ProjectLimits
     return n < 0 ? null : n;
   };
   const values = { project, max_runs: cap(req.max_runs, 'max_runs'), max_gpus: cap(req.max_gpus, 'max_gpus') };
-  // The priority cap changes only when asked (set_max_priority), so a client that knows nothing of it keeps it.
-  const priority = req.set_max_priority ? { max_priority: cap(req.max_priority, 'max_priority') } : {};
-  await ctx.db.insertInto('project_limits').values({ ...values, ...priority })
-    .onConflict((oc) => oc.column('project').doUpdateSet({ max_runs: values.max_runs, max_gpus: values.max_gpus, ...priority })).execute();
-  ctx.log.info({ ...values, ...priority }, 'project limits set');
+  const binding = req.set_agents ? checkBinding(req.agents ?? {}) : null;
+  const rest = {
+    ...(req.set_max_priority ? { max_priority: cap(req.max_priority, 'max_priority') } : {}),
+    // An empty binding is none: the project may use any agent again.
+    ...(binding ? { agent_labels: Object.keys(binding).length ? JSON.stringify(binding) : null } : {}),
+    ...(req.set_exclusive ? { exclusive: req.exclusive } : {}),
+    ...(req.set_max_storage ? { max_storage_bytes: cap(req.max_storage_bytes, 'max_storage_bytes') } : {}),
+  };
+  await ctx.db.insertInto('project_limits').values({ ...values, ...rest })
+    .onConflict((oc) => oc.column('project').doUpdateSet({ max_runs: values.max_runs, max_gpus: values.max_gpus, ...rest })).execute();
+  ctx.log.info({ ...values, ...rest }, 'project limits set');
   ctx.kick();
   return (await listProjects(ctx)).find((p) => p.name === project)!;
 }

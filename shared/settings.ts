@@ -105,6 +105,7 @@ export const agentSettings = spec({
   pipFindLinks: { env: 'TRAINYARD_PIP_FIND_LINKS', flag: 'pip-find-links', kind: 'string', default: () => '', doc: 'pip --find-links (a folder of wheels, say)' },
   nvidiaSmi: { env: 'TRAINYARD_NVIDIA_SMI', flag: 'nvidia-smi', kind: 'string', default: () => 'nvidia-smi', doc: 'nvidia-smi to read GPUs from (none when absent)' },
   labels: { env: 'TRAINYARD_LABELS', flag: 'labels', kind: 'labels', default: () => '', doc: 'agent labels, k=v,k=v, matched by run selectors' },
+  acceptProjects: { env: 'TRAINYARD_ACCEPT_PROJECTS', flag: 'accept-projects', kind: 'string', default: () => '', doc: 'p,q: take only these projects\' runs (sent at Register; the scheduler places no other project\'s run here); empty: every project\'s' },
   cpus: { env: 'TRAINYARD_CPUS', flag: 'cpus', kind: 'int', default: () => String(os.availableParallelism()), doc: 'CPUs advertised' },
   maxRuns: { env: 'TRAINYARD_MAX_RUNS', flag: 'max-runs', kind: 'int', default: () => '0', doc: 'run slots: at most this many runs at once on this agent, whatever CPUs they ask for (0: as many as --cpus)' },
   warmInterpreters: { env: 'TRAINYARD_WARM_INTERPRETERS', flag: 'warm-interpreters', kind: 'int', default: () => '4', doc: 'venvs kept warm: a Python per venv that forks a clean child per run instead of starting an interpreter (0: every run starts its own)' },

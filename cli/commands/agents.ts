@@ -42,16 +42,17 @@ async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: stri
       const st = a.status === 'online' ? color.green(a.status) : a.status === 'lost' ? color.red(a.status) : color.yellow(a.status);
       const labels = safeText(Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(',')) || '-';
       const slots = `${a.run_ids.length}/${a.max_runs || '∞'}`;
-      rows.push([safeText(a.name), st, slots, String(a.cpus), `${a.memory_mb} MiB`, labels, a.gpus.length ? '' : '-', safeText(a.run_ids.join(',')) || '-']);
-      for (const g of a.gpus) rows.push(['', '', '', '', '', '', safeText(`GPU ${g.index} ${g.name} ${g.memory_mb} MiB`), safeText(g.run_id) || color.dim('free')]);
+      const accepts = safeText(a.accept_projects.join(',')) || 'all';
+      rows.push([safeText(a.name), st, slots, String(a.cpus), `${a.memory_mb} MiB`, labels, accepts, a.gpus.length ? '' : '-', safeText(a.run_ids.join(',')) || '-']);
+      for (const g of a.gpus) rows.push(['', '', '', '', '', '', '', safeText(`GPU ${g.index} ${g.name} ${g.memory_mb} MiB`), safeText(g.run_id) || color.dim('free')]);
     }
-    console.log(table(['AGENT', 'STATUS', 'SLOTS', 'CPUS', 'MEMORY', 'LABELS', 'GPUS', 'RUNS'], rows));
+    console.log(table(['AGENT', 'STATUS', 'SLOTS', 'CPUS', 'MEMORY', 'LABELS', 'PROJECTS', 'GPUS', 'RUNS'], rows));
     return 0;
   });
 }
 
 export const agentsVerbs = [
-  verb({ path: ['agents'], section: 'Fleet', summary: 'each agent: run slots used/total, its GPUs and which run holds each', flags: { json: jsonFlag }, run: list, examples: ['trainyard agents', 'trainyard agents --json'] }),
+  verb({ path: ['agents'], section: 'Fleet', summary: 'each agent: run slots used/total, the projects it accepts, its GPUs and which run holds each', flags: { json: jsonFlag }, run: list, examples: ['trainyard agents', 'trainyard agents --json'] }),
   verb({
     path: ['agents', 'drain'], summary: 'no new runs on an agent; running ones finish; then the agent exits 0',
     args: [{ name: 'NAME', description: 'the agent name (trainyard agents shows them)' }], flags: { json: jsonFlag }, run: drain,

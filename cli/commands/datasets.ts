@@ -29,7 +29,7 @@ async function push({ values, positionals }: Parsed<typeof pushFlags>, address: 
     const call = client.PushDataset((err, res) => (err ? reject(fromGrpcError(err)) : resolve(res!)));
     const write = async (msg: object) => { if (!call.write(msg)) await new Promise<void>((r) => call.once('drain', () => r())); };
     (async () => {
-      await write({ header: { name } });
+      await write({ header: { name, size_bytes: total } });
       let sent = 0;
       for (const f of files) {
         await write({ file: { path: f.rel, size_bytes: f.size } });

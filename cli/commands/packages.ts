@@ -40,7 +40,7 @@ async function push({ values, positionals }: Parsed<typeof pushFlags>, address: 
     const bar = progressBar(`pushing ${name}`, size);
     const version = await new Promise<PackageVersion__Output>((resolve, reject) => {
       const call = client.PushPackage((err, res) => (err ? reject(fromGrpcError(err)) : resolve(res!)));
-      call.write({ header: { name, description: values.description ?? '' } });
+      call.write({ header: { name, description: values.description ?? '', size_bytes: size } });
       (async () => {
         let sent = 0;
         for await (const chunk of createReadStream(zip, { highWaterMark: CHUNK })) {

@@ -3,6 +3,7 @@ import { jsonFlag } from '../args.js';
 import { flags, verb, type Parsed } from '../verb.js';
 import { safeText, table } from '../format.js';
 import { invalid } from '../../shared/errors.js';
+import { parseLabels } from '../../shared/settings.js';
 
 const capFlag = (v: unknown, flag: string): number => {
   if (v === undefined) return -2;
@@ -11,11 +12,39 @@ const capFlag = (v: unknown, flag: string): number => {
   return Number(v);
 };
 const show = (n: number) => (n < 0 ? '-' : String(n));
+const labelsText = (l: Record<string, string>) => Object.entries(l).map(([k, v]) => `${k}=${v}`).join(',') || '-';
+/** Decimal GB, as the quota is documented: 1 GB = 10^9 bytes. */
+const gb = (bytes: number) => (bytes < 0 ? '-' : `${Number((bytes / 1e9).toFixed(3))} GB`);
+
+/** --agents: KEY=VALUE,... (the labels an agent must all have); "" or "none": any agent. undefined: not given. */
+function agentsFlag(v: unknown): Record<string, string> | undefined {
+  if (v === undefined) return undefined;
+  const text = String(v).trim();
+  if (text === '' || text === 'none') return {};
+  return parseLabels(text, '--agents');
+}
+
+function exclusiveFlag(v: unknown): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'true' || v === 'false') return v === 'true';
+  throw invalid(`--exclusive: expected true or false, got "${String(v)}"`);
+}
+
+/** --max-storage-gb: decimal GB (fractions allowed) as bytes, -1 for "none"; undefined: not given. */
+function storageFlag(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'none') return -1;
+  if (!/^\d+(\.\d+)?$/.test(String(v))) throw invalid(`--max-storage-gb: expected a non-negative number of GB (10^9 bytes) or "none", got "${String(v)}"`);
+  return Math.round(Number(v) * 1e9);
+}
 
 const setFlags = flags({
   'max-runs': { type: 'string', value: 'N|none', description: 'most runs of the project placed at once ("none": no cap)' },
   'max-gpus': { type: 'string', value: 'N|none', description: 'most GPUs the project holds at once ("none": no cap)' },
   'max-priority': { type: 'string', value: 'N|none', description: 'highest --priority the project\'s runs may ask for ("none": no cap)' },
+  agents: { type: 'string', value: 'K=V,...|none', description: 'the project\'s runs go only to agents with all these labels; a run\'s --selector narrows within them, never leaves ("none" or "": any agent)' },
+  exclusive: { type: 'string', value: 'true|false', description: 'true: the project\'s runs never share an agent with another project\'s runs' },
+  'max-storage-gb': { type: 'string', value: 'N|none', description: 'storage quota, GB of 10^9 bytes (packages, datasets, run outputs); pushes and run outputs over it are refused ("none": no quota)' },
   json: jsonFlag,
 });
 
@@ -27,11 +56,21 @@ async function set({ values, positionals }: Parsed<typeof setFlags>, address: st
     let maxRuns = capFlag(values['max-runs'], 'max-runs');
     let maxGpus = capFlag(values['max-gpus'], 'max-gpus');
     const maxPriority = capFlag(values['max-priority'], 'max-priority');
-    if (maxRuns === -2 && maxGpus === -2 && maxPriority === -2) throw invalid('projects set: give --max-runs, --max-gpus and/or --max-priority (a number, or "none")');
+    const agents = agentsFlag(values.agents);
+    const exclusive = exclusiveFlag(values.exclusive);
+    const storage = storageFlag(values['max-storage-gb']);
+    if (maxRuns === -2 && maxGpus === -2 && maxPriority === -2 && agents === undefined && exclusive === undefined && storage === undefined) {
+      throw invalid('projects set: give --max-runs, --max-gpus, --max-priority, --agents, --exclusive and/or --max-storage-gb');
+    }
     if (maxRuns === -2) maxRuns = current?.max_runs ?? -1;
     if (maxGpus === -2) maxGpus = current?.max_gpus ?? -1;
-    const p = await api.setProjectLimits({ project, max_runs: maxRuns, max_gpus: maxGpus, set_max_priority: maxPriority !== -2, max_priority: maxPriority });
-    console.log(values.json ? JSON.stringify(p, null, 2) : `${safeText(p.name)}: max runs ${show(p.max_runs)}, max GPUs ${show(p.max_gpus)}, max priority ${show(p.max_priority)}`);
+    const p = await api.setProjectLimits({
+      project, max_runs: maxRuns, max_gpus: maxGpus, set_max_priority: maxPriority !== -2, max_priority: maxPriority,
+      set_agents: agents !== undefined, agents: agents ?? {}, set_exclusive: exclusive !== undefined, exclusive: exclusive ?? false,
+      set_max_storage: storage !== undefined, max_storage_bytes: storage ?? -1,
+    });
+    console.log(values.json ? JSON.stringify(p, null, 2) : `${safeText(p.name)}: max runs ${show(p.max_runs)}, max GPUs ${show(p.max_gpus)}, max priority ${show(p.max_priority)}, ` +
+      `agents ${safeText(labelsText(p.agents))}, exclusive ${p.exclusive}, storage ${gb(p.storage_bytes)} of ${gb(p.max_storage_bytes)}`);
     return 0;
   });
 }
@@ -40,18 +79,20 @@ async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: stri
   return withApi(address, async (api) => {
     const { projects } = await api.listProjects();
     if (values.json) console.log(JSON.stringify(projects, null, 2));
-    else console.log(table(['PROJECT', 'RUNNING', 'GPUS', 'QUEUED', 'MAX RUNS', 'MAX GPUS', 'MAX PRIORITY'], projects.map((p) => [
+    else console.log(table(['PROJECT', 'RUNNING', 'GPUS', 'QUEUED', 'MAX RUNS', 'MAX GPUS', 'MAX PRIORITY', 'AGENTS', 'EXCLUSIVE', 'STORAGE', 'MAX STORAGE'], projects.map((p) => [
       safeText(p.name), String(p.running), String(p.gpus), String(p.queued), show(p.max_runs), show(p.max_gpus), show(p.max_priority),
+      safeText(labelsText(p.agents)), p.exclusive ? 'yes' : 'no', gb(p.storage_bytes), gb(p.max_storage_bytes),
     ])));
     return 0;
   });
 }
 
 export const projectsVerbs = [
-  verb({ path: ['projects'], section: 'Fleet', summary: 'each project: running, GPUs held, queued, caps', flags: { json: jsonFlag }, run: list, examples: ['trainyard projects'] }),
+  verb({ path: ['projects'], section: 'Fleet', summary: 'each project: running, GPUs held, queued, caps, agents, storage', flags: { json: jsonFlag }, run: list, examples: ['trainyard projects'] }),
   verb({
-    path: ['projects', 'set'], summary: 'set a project\'s caps (admin); a cap not given stays as it is',
+    path: ['projects', 'set'], summary: 'set a project\'s caps, agents and storage quota (admin); what is not given stays as it is',
     args: [{ name: 'NAME', description: 'the project' }], flags: setFlags, run: set,
-    examples: ['trainyard projects set vision --max-runs 4 --max-gpus 8 --max-priority 10', 'trainyard projects set vision --max-gpus none'],
+    examples: ['trainyard projects set vision --max-runs 4 --max-gpus 8 --max-priority 10', 'trainyard projects set vision --max-gpus none',
+      'trainyard projects set vision --agents pool=vision --exclusive true', 'trainyard projects set vision --max-storage-gb 500'],
   }),
 ];

@@ -25,5 +25,6 @@ export async function listAgents(ctx: SchedulerContext): Promise<Agent[]> {
     })),
     run_ids: placed.filter((r) => r.agent === a.name).map((r) => r.id),
     max_runs: a.max_runs,
+    accept_projects: a.accept_projects ?? [],
   }));
 }

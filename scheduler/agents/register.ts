@@ -33,9 +33,12 @@ export async function registerAgent(ctx: SchedulerContext, req: RegisterRequest_
   const gpus = req.gpus ?? [];
   if (new Set(gpus.map((g) => g.index)).size !== gpus.length) throw invalid('GPU indices must be distinct');
   if (req.identity.length > 1024) throw invalid('identity is longer than 1024 characters');
+  if ((req.accept_projects ?? []).length > 1000) throw invalid('accept_projects: at most 1000 projects');
+  // Empty: every project's runs (agents older than the field send none).
+  const accept = req.accept_projects?.length ? [...new Set(req.accept_projects.map((p) => checkName('project', p)))].sort() : null;
   const identity = await identityOf(ctx, caller, name);
   const { session } = await register(ctx, {
-    name, hostname: req.hostname, version: req.version, cpus: req.cpus, memoryMb: req.memory_mb, labels: req.labels ?? {}, gpus, maxRuns: req.max_runs,
+    name, hostname: req.hostname, version: req.version, cpus: req.cpus, memoryMb: req.memory_mb, labels: req.labels ?? {}, gpus, maxRuns: req.max_runs, acceptProjects: accept,
     identitySha256: identity.sha256, address: peer, joining: caller.kind === 'joining',
   });
   // A killed run it still holds is stopped at its next heartbeat (which says kill).

@@ -69,6 +69,8 @@ export interface Registration {
   name: string; hostname: string; version: string; cpus: number; memoryMb: number; labels: Record<string, string>;
   /** Run slots (0 or absent: no limit). */
   maxRuns?: number;
+  /** --accept-projects: the only projects whose runs it takes (null or absent: every project's). */
+  acceptProjects?: string[] | null;
   gpus: { index: number; uuid: string; name: string; memory_mb: number }[];
   /** SHA-256 (hex) of the agent's work-dir identity. */
   identitySha256: string;
@@ -97,12 +99,12 @@ export async function register(deps: AgentStatusDeps, r: Registration): Promise<
     }
     const labels = JSON.stringify(r.labels);
     const { rows } = await sql<{ session: number }>`
-      INSERT INTO agents AS a (name, hostname, version, status, session, cpus, memory_mb, labels, last_heartbeat_at, registered_at, identity_sha256, address, max_runs)
+      INSERT INTO agents AS a (name, hostname, version, status, session, cpus, memory_mb, labels, last_heartbeat_at, registered_at, identity_sha256, address, max_runs, accept_projects)
       VALUES (${r.name}, ${r.hostname}, ${r.version}, ${lit(AgentStatus.Online)}, nextval('agent_session_seq'), ${r.cpus}, ${r.memoryMb},
-              ${labels}::jsonb, now(), now(), ${r.identitySha256}, ${r.address}, ${r.maxRuns ?? 0})
+              ${labels}::jsonb, now(), now(), ${r.identitySha256}, ${r.address}, ${r.maxRuns ?? 0}, ${r.acceptProjects ?? null}::text[])
       ON CONFLICT (name) DO UPDATE SET
         hostname = excluded.hostname, version = excluded.version, status = excluded.status, session = excluded.session,
-        cpus = excluded.cpus, memory_mb = excluded.memory_mb, labels = excluded.labels, max_runs = excluded.max_runs, last_heartbeat_at = now(),
+        cpus = excluded.cpus, memory_mb = excluded.memory_mb, labels = excluded.labels, max_runs = excluded.max_runs, accept_projects = excluded.accept_projects, last_heartbeat_at = now(),
         registered_at = now(), unresponsive_since = NULL, address = excluded.address
       WHERE a.identity_sha256 = excluded.identity_sha256
       RETURNING a.session`.execute(trx);

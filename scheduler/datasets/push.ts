@@ -17,6 +17,7 @@ import type { Principal } from '../auth/principal.js';
 import { Actions, authorizeName } from '../auth/policy.js';
 import { recordEvents } from '../events/record.js';
 import { EventKind } from '../../shared/event-kinds.js';
+import { checkStorage, withStorageLock } from '../storage/quota.js';
 
 /** A claim not refreshed for this long belongs to a push that died with its scheduler: it may be taken. */
 const CLAIM_STALE_MS = 10 * 60_000;
@@ -62,6 +63,8 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
   let current: { key: string; stream: PassThrough; done: Promise<unknown>; expected: number; got: number } | null = null;
   let files = 0;
   let announced = 0;
+  /** The push's total as its header announced it (0: not announced, clients before the storage quota). */
+  let total = 0;
   const seen = new Set<string>();
 
   const finishFile = async () => {
@@ -82,6 +85,11 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
         existed = !!owner;
         if (owner) project = owner.project;
         authorizeName(caller, Actions.PushDataset, project, 'dataset', name);
+        total = Number(chunk.header!.size_bytes);
+        if (!Number.isSafeInteger(total) || total < 0) throw invalid(`dataset push: size_bytes ${String(chunk.header!.size_bytes)} is not a number of bytes`);
+        // Over the project's storage quota: refused on the size announced, before a byte is stored or the
+        // name claimed (files pushed again are counted as new: the check cannot know they replace others).
+        if (total > 0) await checkStorage(db, project, total, `dataset "${name}"`);
         if (!existed) {
           const c = await claimName(ctx, name, project);
           if (!c.claimed) {
@@ -116,6 +124,7 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
         // one is refused before they come (and what it stored so far is removed below, as for any failure).
         if (!Number.isSafeInteger(expected) || expected < 0) throw invalid(`file ${rel}: size ${String(chunk.file!.size_bytes)} is not a number of bytes`);
         announced += expected;
+        if (total > 0 && announced > total) throw invalid(`dataset "${name}": the files add up to more than the ${total} bytes the push announced`);
         if (files + 1 > settings.maxDatasetPushFiles) throw invalid(`dataset "${name}": a push may send at most ${settings.maxDatasetPushFiles} files (--max-dataset-push-files on the scheduler); push it in parts`);
         if (announced > settings.maxDatasetPushMb * 1024 * 1024) {
           throw invalid(`dataset "${name}": a push may send at most ${settings.maxDatasetPushMb} MiB (--max-dataset-push-mb on the scheduler); this one reached ${Math.ceil(announced / 1024 / 1024)} MiB at ${rel}; push it in parts`);
@@ -151,8 +160,11 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
   const all = await listObjects(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry);
   const bytes = all.reduce((n, o) => n + o.size, 0);
   // Guarded by the owner: a first push by another project that committed meanwhile keeps the name. The
-  // row and its dataset.pushed event commit together.
-  const row = await db.transaction().execute(async (trx) => {
+  // row and its dataset.pushed event commit together, under the project's storage lock: the quota is
+  // checked again on what was stored (a push that announced less, or a concurrent one of the project).
+  const row = await withStorageLock(db, project, async (trx) => {
+    const was = await trx.selectFrom('datasets').select('size_bytes').where('name', '=', name).where('project', '=', project).executeTakeFirst();
+    await checkStorage(trx, project, bytes - Number(was?.size_bytes ?? 0), `dataset "${name}"`);
     const r = await trx.insertInto('datasets').values({ name, file_count: all.length, size_bytes: bytes, updated_at: new Date(), project })
       .onConflict((oc) => oc.column('name').doUpdateSet({ file_count: all.length, size_bytes: bytes, updated_at: sql`now()` }).where('datasets.project', '=', project))
       .returningAll().executeTakeFirst();
@@ -164,6 +176,14 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
       }]);
     }
     return r;
+  }).catch(async (err: unknown) => {
+    // A new dataset refused here leaves nothing: its folder and its claim go (as for any failed first push).
+    if (claimed) {
+      await removePrefix(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch((e: unknown) =>
+        ctx.log.warn({ err: e, dataset: name }, 'could not clean up a refused dataset push'));
+      await releaseClaim(db, name, project).catch(() => {});
+    }
+    throw err;
   });
   if (!row) {
     const owner = await db.selectFrom('datasets').select('project').where('name', '=', name).executeTakeFirstOrThrow();

@@ -32,6 +32,8 @@ export interface AgentsTable {
   last_heartbeat_at: Timestamp; registered_at: Timestamp; unresponsive_since: ColumnType<Date | null, Date | null | undefined, Date | null>;
   /** migrations/005: SHA-256 of the agent's work-dir identity (null until its first Register since then); its peer address. */
   identity_sha256: ColumnType<string | null, string | null | undefined, string | null>; address: Generated<string>;
+  /** migrations/018: --accept-projects (null: every project's runs). */
+  accept_projects: ColumnType<string[] | null, string[] | null | undefined, string[] | null>;
 }
 export interface AgentGpusTable { agent: string; index: number; uuid: string; name: string; memory_mb: number }
 export interface RunsTable {
@@ -48,6 +50,8 @@ export interface RunsTable {
   lease: number | null; agent: string | null; last_agent: string | null; gpu_indices: ColumnType<number[], number[] | undefined, number[]>;
   dispatched_at: Date | null; acked_at: Date | null; kill_requested: Generated<boolean>;
   failure_reason: string | null; output_major: number | null; output_minor: number | null;
+  /** migrations/018: bytes under the attempt's prefix at its success (storage quota). */
+  output_bytes: ColumnType<string, number | undefined, number>;
   results: ColumnType<unknown, string | null, string | null>;
   last_log_seq: Generated<number>;
   created_at: Generated<Date>; waiting_at: Date | null; packaging_at: Date | null; running_at: Date | null; ended_at: Date | null;
@@ -76,7 +80,13 @@ export interface InvariantViolationsTable {
   id: Generated<number>; kind: string; run_id: string; agent: string; detail: string; repaired: boolean; found_at: Generated<Date>;
 }
 
-export interface ProjectLimitsTable { project: string; max_runs: number | null; max_gpus: number | null; /** migrations/006 */ max_priority: ColumnType<number | null, number | null | undefined, number | null> }
+export interface ProjectLimitsTable {
+  project: string; max_runs: number | null; max_gpus: number | null; /** migrations/006 */ max_priority: ColumnType<number | null, number | null | undefined, number | null>;
+  /** migrations/018: the agents P's runs may use (labels they must all have; null: any), exclusivity, storage quota. */
+  agent_labels: ColumnType<Record<string, string> | null, string | null | undefined, string | null>;
+  exclusive: ColumnType<boolean, boolean | undefined, boolean>;
+  max_storage_bytes: ColumnType<string | null, number | null | undefined, number | null>;
+}
 /** migrations/006: client and join tokens; only the secret's SHA-256 is stored. */
 export interface TokensTable {
   id: string; secret_sha256: string; name: Generated<string>; project: string; role: 'admin' | 'member' | 'reader' | 'join';

@@ -16,6 +16,7 @@ import type { Principal } from '../auth/principal.js';
 import { Actions, authorizeName } from '../auth/policy.js';
 import { recordEvents } from '../events/record.js';
 import { EventKind } from '../../shared/event-kinds.js';
+import { checkStorage, withStorageLock } from '../storage/quota.js';
 
 /**
  * Where a push of `name` by `caller` goes: the project that owns the package, or the caller's own for a
@@ -46,6 +47,9 @@ export async function registerUploadedPackage(
   const checked = await checkTrainPy(trainPy ?? Buffer.alloc(0));
   if (checked === 'skipped') ctx.log.warn({ package: name }, 'python3 not found on the scheduler: train.py not checked at push');
   const sha256 = await sha256File(input.file);
+  // Over the project's storage quota: refused before the bytes reach the bucket (checked again below, under
+  // the project's storage lock, where a concurrent push cannot slip past it).
+  await checkStorage(db, project, size, `package "${name}"`);
 
   // The bytes go to the bucket first, under their digest: a concurrent push of the same name writes
   // another key (or the same bytes), so no lock needs to be held while up to 512 MiB travel. Then one
@@ -53,7 +57,14 @@ export async function registerUploadedPackage(
   // an object no row points at, which no one sees.
   const objectKey = keys.uploadedPackage(name, sha256);
   await withStorageRetry(`upload ${objectKey}`, () => minio.fPutObject(settings.bucket, objectKey, input.file, { 'Content-Type': 'application/zip' }), ctx.storageRetry);
-  const row = await db.transaction().execute(async (trx) => {
+  const row = await withStorageLock(db, project, async (trx) => {
+    await checkStorage(trx, project, size, `package "${name}"`).catch(async (err: unknown) => {
+      // Refused after its bytes went up: the object goes too, unless a version (the same bytes pushed
+      // before) points at it.
+      const used = await trx.selectFrom('package_versions').select('object_key').where('object_key', '=', objectKey).executeTakeFirst();
+      if (!used) await minio.removeObject(settings.bucket, objectKey).catch((e: unknown) => ctx.log.warn({ err: String(e), key: objectKey }, 'could not remove a refused push\'s zip'));
+      throw err;
+    });
     await trx.insertInto('packages').values({ name, description: input.description, project }).onConflict((oc) => oc.column('name').doNothing()).execute();
     const owner = await trx.selectFrom('packages').select('project').where('name', '=', name).forUpdate().executeTakeFirstOrThrow();
     // Another project may have created the name while the bytes travelled: the first push owns it.

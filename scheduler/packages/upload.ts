@@ -13,10 +13,12 @@ import { EventKind } from '../../shared/event-kinds.js';
 import { recordEvents } from '../events/record.js';
 import { pushProject, registerUploadedPackage } from './push.js';
 import type { Principal } from '../auth/principal.js';
+import { QuotaExceeded, checkStorage } from '../storage/quota.js';
 
 /**
  * A push the caller was allowed to make (its project is known) but that was refused for what it held
- * (bad zip, no train.py, too large, ...) is logged as package.refused with the reason. Refusals of the
+ * (bad zip, no train.py, too large, over the project's storage quota, ...) is logged as package.refused
+ * with the reason. Refusals of the
  * caller itself (no permission) are not: they would let any token write into another project's log.
  */
 export async function receivePackage(ctx: SchedulerContext, chunks: AsyncIterable<PushPackageChunk__Output>, caller: Principal): Promise<PackageVersion> {
@@ -24,7 +26,8 @@ export async function receivePackage(ctx: SchedulerContext, chunks: AsyncIterabl
   try {
     return await receive(ctx, chunks, caller, target);
   } catch (err) {
-    if (target.project && err instanceof TrainyardError && (err.code === ErrorCodes.InvalidPackage || err.code === ErrorCodes.InvalidArgument)) {
+    const refusal = err instanceof QuotaExceeded || (err instanceof TrainyardError && (err.code === ErrorCodes.InvalidPackage || err.code === ErrorCodes.InvalidArgument));
+    if (target.project && refusal) {
       await recordEvents(ctx.db, [{ kind: EventKind.PackageRefused, project: target.project, subject: target.name, detail: err.message, data: { code: err.code, reason: err.message } }])
         .catch((e: unknown) => ctx.log.warn({ err: String(e), package: target.name }, 'could not log a refused push'));
     }
@@ -38,19 +41,23 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushPackageC
     const file = path.join(dir, 'package.zip');
     const out = createWriteStream(file);
     const closed = once(out, 'close');
-    let header: { name: string; description: string } | null = null;
+    let header: { name: string; description: string; announced: number } | null = null;
     try {
       let bytes = 0;
       for await (const chunk of chunks) {
         if (chunk.part === 'header') {
           if (header) throw invalid('package push: the header must come once, first');
-          header = { name: chunk.header!.name, description: chunk.header!.description };
+          header = { name: chunk.header!.name, description: chunk.header!.description, announced: Number(chunk.header!.size_bytes) };
+          if (!Number.isSafeInteger(header.announced) || header.announced < 0) throw invalid(`package push: size_bytes ${String(chunk.header!.size_bytes)} is not a number of bytes`);
           target.project = await pushProject(ctx, caller, header.name); // refused before a byte is buffered
           target.name = header.name;
+          // Over the project's storage quota: refused on the size announced, before a byte is buffered.
+          if (header.announced > 0) await checkStorage(ctx.db, target.project, header.announced, `package "${header.name}"`);
         } else if (chunk.part === 'data') {
           if (!header) throw invalid('package push: the first message must be the header');
           bytes += chunk.data!.length;
           if (bytes > ctx.settings.maxPackageBytes) throw invalidPackage(`package zip is larger than ${ctx.settings.maxPackageBytes} bytes (the configured limit)`);
+          if (header.announced > 0 && bytes > header.announced) throw invalid(`package push: more bytes than the ${header.announced} announced`);
           if (!out.write(chunk.data)) await once(out, 'drain');
         }
       }

@@ -104,6 +104,18 @@ export class FleetCache {
 
   holding(run: string): Holding | undefined { return this.#holdings.get(run); }
 
+  /**
+   * Whether a run of `project` may join what the agent holds now: never beside another project's run when
+   * either project is exclusive (`projects set P --exclusive true`). The place statement checks the same.
+   */
+  admits(agent: string, project: string, exclusive: (project: string) => boolean): boolean {
+    const held = this.#byAgent.get(agent);
+    if (!held) return true;
+    const mine = exclusive(project);
+    for (const h of held) if (h.project !== project && (mine || exclusive(h.project))) return false;
+    return true;
+  }
+
   /** Counts a holding (the agent's usage is the index's business). */
   #add(h: Holding): void {
     const old = this.#holdings.get(h.run);

@@ -7,7 +7,7 @@
 // the first agent found from the tightest level that can hold the request, at the fewest CPUs left over:
 // a choice looks at a handful of agents, never at the whole fleet, so a placement costs the same with 10
 // agents or 10,000. Agents that cannot take a run now (not online, run slots full) are in no level.
-import { couldEverFit, describeRequest, gpuMatches, selectorKey, selectorMatches, take, type AgentCapacity, type Choice, type Request } from './fleet.js';
+import { acceptsProject, couldEverFit, describeRequest, gpuMatches, selectorKey, selectorMatches, take, type AgentCapacity, type Choice, type Request } from './fleet.js';
 
 /** Classes kept beyond this many are dropped when a pass did not use them (distinct selectors come and go). */
 const MAX_CLASSES = 64;
@@ -85,12 +85,17 @@ export class FleetIndex {
   /** Agents held back for a blocked bigger request, so smaller ones cannot keep fragmenting them. */
   readonly #reserved = new Set<string>();
   #pass = 0;
+  /** Agents started with --accept-projects: while there are any, requests carry their project. */
+  #accepting = 0;
 
   constructor(agents: Iterable<AgentCapacity> = []) {
     for (const a of agents) this.upsert(a);
   }
 
   get size(): number { return this.#entries.size; }
+
+  /** Whether some agent takes only some projects' runs (then a request must say its project). */
+  get restrictsProjects(): boolean { return this.#accepting > 0; }
 
   get(name: string): AgentCapacity | undefined { return this.#entries.get(name)?.a; }
 
@@ -117,6 +122,7 @@ export class FleetIndex {
     this.#ever.clear(); // a shape no agent could take may fit this one
     const entry: Entry = { a, members: [] };
     this.#entries.set(a.name, entry);
+    if (a.acceptProjects) this.#accepting++;
     for (const cls of this.#classes.values()) this.#join(entry, cls);
   }
 
@@ -125,11 +131,17 @@ export class FleetIndex {
     if (!e) return;
     for (const m of e.members) this.#unplace(m);
     this.#entries.delete(name);
+    if (e.a.acceptProjects) this.#accepting--;
     this.#reserved.delete(name);
     this.#ever.clear();
   }
 
-  choose(r: Request): Choice {
+  /**
+   * The best agent for the request, or why none. `admit`: a rule of the caller's that an agent must also
+   * pass now (exclusive projects: placer.ts); the request then carries its project, so what is full for
+   * one project is not taken as full for another.
+   */
+  choose(r: Request, admit?: (a: AgentCapacity) => boolean): Choice {
     if (this.#entries.size === 0) return { ok: false, never: false, reason: 'no agent has registered yet' };
     const k = this.#keysOf(r);
     if (!this.#couldEver(k.shape, r)) return { ok: false, never: true, reason: `no registered agent could ever satisfy this request (${describeRequest(r)})` };
@@ -143,6 +155,7 @@ export class FleetIndex {
           for (const m of level.at(keys[i]!)) {
             const a = m.entry.a;
             if (this.#reserved.has(a.name) || a.memoryMb - a.usedMemoryMb < r.memoryMb) continue;
+            if (!acceptsProject(a, r) || (admit && !admit(a))) continue;
             const gpus = pickGpus(a, r, m.matching);
             if (gpus) return { ok: true, agent: a.name, gpuIndices: gpus };
           }
@@ -204,7 +217,8 @@ export class FleetIndex {
       const sel = selectorKey(r.selector);
       const model = r.gpus > 0 ? r.gpuModel.toLowerCase() : '';
       const mem = r.gpus > 0 ? r.gpuMemoryMb : 0;
-      k = { shape: `${r.gpus}|${model}|${mem}|${r.cpus}|${r.memoryMb}|${sel}`, cls: `${model}|${mem}|${sel}`, waiting: null };
+      const project = r.project === undefined ? '' : `|${r.project}`;
+      k = { shape: `${r.gpus}|${model}|${mem}|${r.cpus}|${r.memoryMb}|${sel}${project}`, cls: `${model}|${mem}|${sel}`, waiting: null };
       this.#keys.set(r, k);
     }
     return k;

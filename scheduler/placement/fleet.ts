@@ -21,6 +21,8 @@ export interface AgentCapacity {
    * placement computed from an older registration (other GPUs, CPUs or labels) is refused.
    */
   session?: number;
+  /** --accept-projects: the only projects whose runs it takes (null or absent: every project's). */
+  acceptProjects?: ReadonlySet<string> | null;
 }
 
 export interface Request {
@@ -30,6 +32,11 @@ export interface Request {
   cpus: number;
   memoryMb: number;
   selector: Readonly<Record<string, string>>;
+  /**
+   * The run's project, when the fleet has rules that depend on it (agents that accept only some projects,
+   * exclusive projects): requests of different projects are then told apart. Absent: no such rule applies.
+   */
+  project?: string;
 }
 
 export type Choice =
@@ -52,9 +59,14 @@ export function selectorKey(selector: Readonly<Record<string, string>>): string 
   return keys.sort().map((k) => `${k}=${selector[k]}`).join(',');
 }
 
+/** Does the agent take this request's project's runs at all (--accept-projects)? */
+export function acceptsProject(a: AgentCapacity, r: Request): boolean {
+  return !a.acceptProjects || r.project === undefined || a.acceptProjects.has(r.project);
+}
+
 /** Could this agent run the request if it were idle? */
 export function couldEverFit(a: AgentCapacity, r: Request): boolean {
-  return selectorMatches(a, r) && a.cpus >= r.cpus && a.memoryMb >= r.memoryMb && a.gpus.filter((g) => gpuMatches(g, r)).length >= r.gpus;
+  return selectorMatches(a, r) && acceptsProject(a, r) && a.cpus >= r.cpus && a.memoryMb >= r.memoryMb && a.gpus.filter((g) => gpuMatches(g, r)).length >= r.gpus;
 }
 
 export function describeRequest(r: Request): string {
@@ -64,6 +76,7 @@ export function describeRequest(r: Request): string {
   if (r.memoryMb > 0) parts.push(`${r.memoryMb} MiB memory`);
   const sel = Object.entries(r.selector).map(([k, v]) => `${k}=${v}`);
   if (sel.length) parts.push(`labels ${sel.join(',')}`);
+  if (r.project !== undefined) parts.push(`accepting project ${r.project}'s runs`);
   return parts.length ? parts.join(', ') : 'no special resources';
 }
 

@@ -28,7 +28,7 @@ export interface FleetRead {
 /** The whole fleet, or only the named agents; each agent's usage is the sum of its holdings. */
 export async function loadFleet(db: Db, only?: readonly string[]): Promise<FleetRead> {
   if (only?.length === 0) return { agents: [], holdings: [] };
-  let agentsQ = db.selectFrom('agents').select(['name', 'status', 'cpus', 'memory_mb', 'labels', 'unresponsive_since', 'max_runs', 'session'])
+  let agentsQ = db.selectFrom('agents').select(['name', 'status', 'cpus', 'memory_mb', 'labels', 'unresponsive_since', 'max_runs', 'session', 'accept_projects'])
     .where('status', '<>', 'offline');
   let gpusQ = db.selectFrom('agent_gpus').select(['agent', 'index', 'uuid', 'name', 'memory_mb']);
   let runsQ = db.selectFrom('runs').select(['id', 'lease', 'agent', 'project', 'cpus', 'memory_mb', 'gpus', 'gpu_indices']).where('agent', 'is not', null);
@@ -45,6 +45,7 @@ export async function loadFleet(db: Db, only?: readonly string[]): Promise<Fleet
       // An agent that missed a dispatch takes nothing until it is heard from, but still counts for "ever".
       name: a.name, status: a.unresponsive_since ? 'unresponsive' : a.status, cpus: a.cpus, memoryMb: a.memory_mb, labels: a.labels,
       gpus: [], usedGpus: new Set(), usedCpus: 0, usedMemoryMb: 0, maxRuns: a.max_runs, usedRuns: 0, session: Number(a.session),
+      acceptProjects: a.accept_projects ? new Set(a.accept_projects) : null,
     });
   }
   for (const g of gpus) fleet.get(g.agent)?.gpus.push({ index: g.index, uuid: g.uuid, name: g.name, memoryMb: g.memory_mb });

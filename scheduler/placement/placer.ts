@@ -9,7 +9,7 @@ import type { Db } from '../db/database.js';
 import type { Request } from './fleet.js';
 import { FleetCache } from './fleet-cache.js';
 import type { Holding } from './load-fleet.js';
-import { queueHead, projectCaps, overLimit, type ProjectCaps, type QueuedRun } from './queue.js';
+import { queueHead, projectCaps, overLimit, boundSelector, outsideBinding, type ProjectCaps, type QueuedRun } from './queue.js';
 import { LEADER_LOCK, connectLeaderSession, type LeaderSession } from './leader-session.js';
 import type { Placed, Placement, RunTransitions } from '../runs/transitions.js';
 import type { KickMessage } from '../../shared/subjects.js';
@@ -185,7 +185,7 @@ export class Placer {
     const transitions = this.deps.runs.on(session.db);
     const index = cache.index;
     index.beginPass();
-    const requests = new Map<string, Request>();
+    const requests = new Map<string, Request | null>();
     const waits: { id: string; detail: string }[] = [];
     const details: { id: string; detail: string }[] = [];
     const never: { id: string; reason: string }[] = [];
@@ -193,12 +193,20 @@ export class Placer {
     const sent: Promise<void>[] = [];
     let chunk: Placement[] = [];
     let holdings: Holding[] = [];
+    // Exclusive projects and agents that take only some projects' runs make a choice depend on the run's
+    // project; without them (the common case) requests of every project share their answers.
+    const exclusive = (p: string) => caps.get(p)?.exclusive === true;
+    const anyExclusive = [...caps.values()].some((p) => p.exclusive);
+    const perProject = anyExclusive || index.restrictsProjects;
     for (const run of queue) {
-      const req = requestOf(run, requests);
-      const limited = overLimit(run.project, cache.running(run.project), caps.get(run.project), run.gpus);
-      const c = limited ? { ok: false as const, never: false, reason: limited } : index.choose(req);
+      const cap = caps.get(run.project);
+      const req = requestOf(run, requests, cap?.agents ?? null, perProject);
+      const admit = anyExclusive ? (a: { name: string }) => cache.admits(a.name, run.project, exclusive) : undefined;
+      const limited = req === null ? outsideBinding(run.project, JSON.parse(run.selector) as Record<string, string>, cap!.agents!)
+        : overLimit(run.project, cache.running(run.project), cap, run.gpus);
+      const c = limited || req === null ? { ok: false as const, never: false, reason: limited! } : index.choose(req, admit);
       if (c.ok) {
-        holdings.push(cache.hold(run.id, run.project, c.agent, req, c.gpuIndices));
+        holdings.push(cache.hold(run.id, run.project, c.agent, req!, c.gpuIndices));
         chunk.push({ id: run.id, agent: c.agent, gpuIndices: c.gpuIndices, session: index.get(c.agent)!.session ?? 0 });
         if (chunk.length === CHUNK) {
           sent.push(this.#send(transitions, cache, chunk, holdings, outcome));
@@ -210,7 +218,7 @@ export class Placer {
         continue;
       }
       if (c.never) { never.push({ id: run.id, reason: c.reason }); continue; }
-      if (!limited) index.reserveFor(req);
+      if (!limited) index.reserveFor(req!);
       if (run.status === RunStatus.Scheduled) waits.push({ id: run.id, detail: c.reason });
       else if (run.status_detail !== c.reason) details.push({ id: run.id, detail: c.reason });
     }
@@ -334,12 +342,21 @@ export class Placer {
 
 interface Outcome { placed: number; refused: number; failed: { id: string; error: unknown }[] }
 
-/** One request per shape in a pass: the index keys its answers by the request. */
-function requestOf(run: QueuedRun, requests: Map<string, Request>): Request {
-  const key = `${run.gpus}|${run.gpu_model}|${run.gpu_memory_mb}|${run.cpus}|${run.memory_mb}|${run.selector}`;
+/**
+ * One request per shape in a pass: the index keys its answers by the request. The selector is the run's
+ * within its project's agents (`agents`, the admin's binding); null when the run's own selector leaves them.
+ * `perProject`: the request carries its project (see #place).
+ */
+function requestOf(run: QueuedRun, requests: Map<string, Request | null>, agents: Readonly<Record<string, string>> | null, perProject: boolean): Request | null {
+  const bound = agents || perProject ? run.project : '';
+  const key = `${run.gpus}|${run.gpu_model}|${run.gpu_memory_mb}|${run.cpus}|${run.memory_mb}|${run.selector}|${bound}`;
   let r = requests.get(key);
-  if (!r) {
-    r = { gpus: run.gpus, gpuModel: run.gpu_model, gpuMemoryMb: run.gpu_memory_mb, cpus: run.cpus, memoryMb: run.memory_mb, selector: JSON.parse(run.selector) as Record<string, string> };
+  if (r === undefined) {
+    const selector = boundSelector(JSON.parse(run.selector) as Record<string, string>, agents);
+    r = selector === null ? null : {
+      gpus: run.gpus, gpuModel: run.gpu_model, gpuMemoryMb: run.gpu_memory_mb, cpus: run.cpus, memoryMb: run.memory_mb, selector,
+      ...(perProject ? { project: run.project } : {}),
+    };
     requests.set(key, r);
   }
   return r;

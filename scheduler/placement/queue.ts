@@ -56,12 +56,36 @@ export async function queueHead(db: Db, limit: number, running: ReadonlyMap<stri
   return rows;
 }
 
-export interface ProjectCaps { maxRuns: number | null; maxGpus: number | null }
+export interface ProjectCaps {
+  maxRuns: number | null; maxGpus: number | null;
+  /** The labels every agent that takes the project's runs must have (`--agents`), or null: any agent. */
+  agents: Readonly<Record<string, string>> | null;
+  /** The project's runs never share an agent with another project's (`--exclusive`). */
+  exclusive: boolean;
+}
 
-/** The projects' caps (`trainyard projects set`): a small table, read each pass. */
+/** The projects' caps and rules (`trainyard projects set`): a small table, read each pass. */
 export async function projectCaps(db: Db): Promise<Map<string, ProjectCaps>> {
-  const rows = await db.selectFrom('project_limits').select(['project', 'max_runs', 'max_gpus']).execute();
-  return new Map(rows.map((l) => [l.project, { maxRuns: l.max_runs, maxGpus: l.max_gpus }]));
+  const rows = await db.selectFrom('project_limits').select(['project', 'max_runs', 'max_gpus', 'agent_labels', 'exclusive']).execute();
+  return new Map(rows.map((l) => [l.project, { maxRuns: l.max_runs, maxGpus: l.max_gpus, agents: l.agent_labels, exclusive: l.exclusive }]));
+}
+
+/**
+ * The selector a run is placed with: its own, within its project's agents. A label the run asks for that
+ * the binding sets otherwise can never be met inside the project's agents: null (submit refuses such a
+ * selector; this catches a run queued before the binding changed).
+ */
+export function boundSelector(selector: Readonly<Record<string, string>>, agents: Readonly<Record<string, string>> | null): Readonly<Record<string, string>> | null {
+  if (!agents) return selector;
+  for (const k in agents) if (Object.hasOwn(selector, k) && selector[k] !== agents[k]) return null;
+  return { ...selector, ...agents };
+}
+
+/** Why a selector leaves its project's agents, for the run's waiting detail and submit's refusal. */
+export function outsideBinding(project: string, selector: Readonly<Record<string, string>>, agents: Readonly<Record<string, string>>): string {
+  const clash = Object.keys(agents).filter((k) => Object.hasOwn(selector, k) && selector[k] !== agents[k]).map((k) => `${k}=${selector[k]}`);
+  const bound = Object.entries(agents).map(([k, v]) => `${k}=${v}`).join(',');
+  return `selector ${clash.join(',')} is outside project "${project}"'s agents (${bound}, set by an admin with trainyard projects set ${project} --agents); a selector may only narrow within them`;
 }
 
 /** Why a project may not start one more run of `gpus` GPUs, or null if it may. */

@@ -12,7 +12,8 @@ import { appendLogs } from './logs.js';
 import { agentLineage, buildLineage } from './lineage.js';
 import { AttemptOutcome, RunStatus } from '../../shared/run-states.js';
 import { ErrorCodes, TrainyardError, invalid, notFound } from '../../shared/errors.js';
-import { keys, outputNames, uploadBuffer, withStorageRetry } from '../../shared/storage.js';
+import { keys, listObjects, outputNames, removePrefix, uploadBuffer, withStorageRetry } from '../../shared/storage.js';
+import { QuotaExceeded, checkStorage, withStorageLock } from '../storage/quota.js';
 import { formatVersion } from '../../shared/versions.js';
 import type { FinishAttemptRequest__Output, FinishAttemptResponse } from '../../shared/proto.js';
 import type { PhaseRow } from '../db/database.js';
@@ -135,12 +136,47 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
     return now?.kill_requested ? killed() : { changed: null, version: '' };
   };
 
+  // The project's storage quota, at output time: what the attempt left under its prefix (as the bucket lists
+  // it, not as the agent says) must fit in what the project has left. A run over it fails "storage quota …"
+  // and its objects are removed first, so nothing half-written stays. Checked here, before _results.json is
+  // written, and again under the project's storage lock in the transaction that makes the run Successful
+  // (where two runs ending at once cannot both fit in the same remaining bytes).
+  const outputBytes = (await listObjects(minio, settings.bucket, prefix, storageRetry)).reduce((n, o) => n + o.size, 0);
+  const what = `run ${run.id}'s outputs`;
+  const overQuota = async (err: unknown) => {
+    if (!(err instanceof QuotaExceeded)) throw err;
+    await removePrefix(minio, settings.bucket, prefix, storageRetry)
+      .catch((e: unknown) => ctx.log.warn({ run: run.id, err: String(e) }, 'could not remove the outputs of a run over its storage quota'));
+    return fail(err.message);
+  };
+  try {
+    await checkStorage(db, run.project, outputBytes, what);
+  } catch (err) {
+    return overQuota(err);
+  }
+  /** The success transition inside the storage lock; its changes are told once it committed. */
+  const succeed = async (o: Parameters<typeof runs.succeed>[3]) => {
+    const c = await withStorageLock(db, run.project, async (trx) => {
+      await checkStorage(trx, run.project, outputBytes, what);
+      const t = runs.collecting(trx);
+      await t.runs.succeed(run.id, req.lease, agent, { ...o, outputBytes });
+      return t.changes;
+    });
+    runs.announce(c);
+    return c[0] ?? null;
+  };
+
   if (!makesVersion(pipeline)) {
     // An evaluation: a score, no version.
     const results = resultsFor('');
     const lineage = lineageFor(null);
     await writeResults(results, lineage);
-    const changed = await runs.succeed(run.id, req.lease, agent, { results, lineage, score, phases, version: null });
+    let changed: Changed | null;
+    try {
+      changed = await succeed({ results, lineage, score, phases, version: null });
+    } catch (err) {
+      return overQuota(err);
+    }
     return changed ? { changed, version: '' } : refused();
   }
 
@@ -179,7 +215,7 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
       const lineage = lineageFor({ version, sha256: req.package_sha256 });
       await writeResults(results, lineage);
       try {
-        const changed = await runs.succeed(run.id, req.lease, agent, {
+        const changed = await succeed({
           results, lineage, score, phases,
           version: {
             package: run.package, major: run.package_major, minor, trainedMajor: run.package_major, trainedMinor: run.package_minor,
@@ -191,7 +227,7 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
       } catch (err) {
         const pgErr = err as { code?: string; constraint?: string };
         if (pgErr.code === '23505' && pgErr.constraint === 'package_versions_pkey' && race < MAX_VERSION_RACES) continue;
-        throw err;
+        return overQuota(err);
       }
     }
   });

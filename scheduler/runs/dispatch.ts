@@ -32,5 +32,6 @@ export function dispatchFor(r: Selectable<RunsTable>, bucket: string): Dispatch 
     pipeline: r.pipeline,
     eval_dataset: r.eval_dataset ? formatDatasetRef(r.eval_dataset, r.eval_dataset_sub) : '',
     eval_dataset_prefix: r.eval_dataset ? keys.datasetPrefix(r.eval_dataset, r.eval_dataset_sub) : '',
+    project: r.project,
   };
 }

@@ -14,6 +14,7 @@ import { invalid, notFound, ErrorCodes, TrainyardError } from '../../shared/erro
 import { parseVersion, formatVersion } from '../../shared/versions.js';
 import { keys, withStorageRetry } from '../../shared/storage.js';
 import { describeRequest, type Request } from '../placement/fleet.js';
+import { boundSelector, outsideBinding } from '../placement/queue.js';
 import { RunStatus } from '../../shared/run-states.js';
 import { Pipeline, evaluates, parsePipeline } from '../../shared/pipelines.js';
 import type { Principal } from '../auth/principal.js';
@@ -41,6 +42,8 @@ interface Accepted { values: Insertable<RunsTable> & { id: string }; secrets: Re
 /** What the checks of a set of requests read from Postgres, in one query. */
 interface Lookup {
   caps: Record<string, number>;
+  /** The projects' agent bindings (`projects set P --agents`), where they have one. */
+  bindings: Record<string, Record<string, string>>;
   package_projects: Record<string, string>;
   versions: { package: string; major: number; minor: number; object_key: string; sha256: string; has_evaluate: boolean | null }[];
   dataset_projects: Record<string, string>;
@@ -199,6 +202,8 @@ async function lookUp(ctx: SchedulerContext, ps: Parsed[], shapes: Request[]): P
     SELECT
       (SELECT coalesce(jsonb_object_agg(project, max_priority), '{}') FROM project_limits
         WHERE project = ANY(${projects}::text[]) AND max_priority IS NOT NULL) AS caps,
+      (SELECT coalesce(jsonb_object_agg(project, agent_labels), '{}') FROM project_limits
+        WHERE project = ANY(${projects}::text[]) AND agent_labels IS NOT NULL) AS bindings,
       (SELECT coalesce(jsonb_object_agg(name, project), '{}') FROM packages WHERE name = ANY(${pkgs}::text[])) AS package_projects,
       (SELECT coalesce(jsonb_agg(jsonb_build_object('package', package, 'major', major, 'minor', minor, 'object_key', object_key,
                                                     'sha256', sha256, 'has_evaluate', has_evaluate)
@@ -224,6 +229,9 @@ async function accept(ctx: SchedulerContext, req: SubmitRunRequest__Output, call
   if (cap != null && req.priority > cap) {
     throw denied(`priority ${req.priority} is above project "${project}"'s cap of ${cap} (trainyard projects set ${project} --max-priority N)`);
   }
+  // A selector narrows within the project's agents, never leaves them (the placer merges the two).
+  const agents = l.bindings[project];
+  if (agents && boundSelector(request.selector, agents) === null) throw denied(outsideBinding(project, request.selector, agents));
   // A member runs with its own project's packages and datasets only (an admin, who acts on every
   // project, may run one project's package in another's run).
   const owner = l.package_projects[pkg];

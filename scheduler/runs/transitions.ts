@@ -84,10 +84,23 @@ const RETURNING = sql`RETURNING runs.id, runs.status, runs.attempt, coalesce(run
  * changed since the statement began is at another address when the UPDATE reaches it, so the UPDATE skips
  * it: it lost a race, and its guard was not checked against what won.
  */
-function probe(batch: RawBuilder<unknown>, guard: RawBuilder<unknown>): RawBuilder<unknown> {
-  return sql`(SELECT b.*, x.at FROM ${batch}
-    CROSS JOIN LATERAL (SELECT runs.ctid AS at, ${guard} AS ok FROM runs WHERE runs.id = b.id OFFSET 0) x WHERE x.ok)`;
+function probe(batch: RawBuilder<unknown>, guard: RawBuilder<unknown>, project = false): RawBuilder<unknown> {
+  return sql`(SELECT b.*, x.at${project ? sql`, x.project` : sql``} FROM ${batch}
+    CROSS JOIN LATERAL (SELECT runs.ctid AS at, ${guard} AS ok${project ? sql`, runs.project` : sql``} FROM runs WHERE runs.id = b.id OFFSET 0) x WHERE x.ok)`;
 }
+
+/**
+ * A placement's exclusivity (`projects set P --exclusive true`), checked by the place statement itself: no
+ * run of another project is on the agent now, nor placed on it by the same statement, when either project
+ * is exclusive. Placements are made by the one leader, one statement at a time on the session that holds
+ * its lock, so each statement sees every placement before it: two projects cannot land on one agent at
+ * once. Without an exclusive project (the common case) the first test settles it, once per statement.
+ */
+const EXCLUSIVE_OK = sql`(NOT EXISTS (SELECT 1 FROM project_limits WHERE exclusive) OR (
+  NOT EXISTS (SELECT 1 FROM runs o LEFT JOIN project_limits ol ON ol.project = o.project
+              WHERE o.agent = p.agent AND o.project <> p.project AND (coalesce(pl.exclusive, false) OR coalesce(ol.exclusive, false)))
+  AND NOT EXISTS (SELECT 1 FROM p p2 LEFT JOIN project_limits ol ON ol.project = p2.project
+              WHERE p2.agent = p.agent AND p2.project <> p.project AND (coalesce(pl.exclusive, false) OR coalesce(ol.exclusive, false)))))`;
 
 export type KillResult = 'not_found' | 'already_ended' | 'ended' | { agent: string; lease: number };
 /** `session`: the agent's registration the placer chose from (agents.session). */
@@ -105,6 +118,15 @@ export class RunTransitions {
   /** The same transitions, through another connection (the placer's: the one that holds its lock). */
   on(db: Db): RunTransitions {
     return new RunTransitions(db, this.hook);
+  }
+
+  /**
+   * The same transitions inside a caller's transaction (Db or Transaction): their changes are collected
+   * rather than told, for the caller to announce() once the transaction committed.
+   */
+  collecting(db: Db | Transaction<Database>): { runs: RunTransitions; changes: Changed[] } {
+    const changes: Changed[] = [];
+    return { runs: new RunTransitions(db as Db, (c) => changes.push(c)), changes };
   }
 
   /** Tells the hook about changes committed by a caller's transaction (the success commit). */
@@ -145,7 +167,9 @@ export class RunTransitions {
    * if it fails (a GPU is still leased by a row the fleet model did not know of), each placement is tried
    * on its own, so one bad placement is reported and the others still go out. The guard skips a run that
    * is no longer queued (killed meanwhile) and an agent that is no longer online and responsive in the
-   * registration (`session`) the placer read: what the placer believes never outranks the database.
+   * registration (`session`) the placer read: what the placer believes never outranks the database. The
+   * project's rules are the database's too: the agent has every label of the project's binding, accepts
+   * the project (--accept-projects), and exclusivity holds (EXCLUSIVE_OK).
    */
   async assign(placements: Placement[]): Promise<{ placed: Placed[]; failed: { id: string; error: unknown }[] }> {
     if (placements.length === 0) return { placed: [], failed: [] };
@@ -168,11 +192,14 @@ export class RunTransitions {
       WITH p AS ${probe(sql`unnest(${sql.val(placements.map((p) => p.id))}::text[], ${sql.val(placements.map((p) => p.agent))}::text[],
                              ${sql.val(placements.map((p) => p.gpuIndices.join(',')))}::text[],
                              ${sql.val(placements.map((p) => p.session))}::bigint[]) AS b(id, agent, gpus, session)`,
-        sql`runs.agent IS NULL AND runs.status IN ${QUEUED} AND NOT runs.kill_requested`)},
-      -- The agent, one probe each as well: online, responsive, and in the registration the placer read.
-      q AS (SELECT p.* FROM p CROSS JOIN LATERAL (
-        SELECT a.status = ${sql.lit(AgentStatus.Online)} AND a.unresponsive_since IS NULL AND a.session = p.session AS ok
-        FROM agents a WHERE a.name = p.agent OFFSET 0) y WHERE y.ok),
+        sql`runs.agent IS NULL AND runs.status IN ${QUEUED} AND NOT runs.kill_requested`, true)},
+      -- The agent, one probe each as well: online, responsive, in the registration the placer read, and one
+      -- the run's project may use.
+      q AS (SELECT p.* FROM p LEFT JOIN project_limits pl ON pl.project = p.project CROSS JOIN LATERAL (
+        SELECT a.status = ${sql.lit(AgentStatus.Online)} AND a.unresponsive_since IS NULL AND a.session = p.session
+          AND (a.accept_projects IS NULL OR p.project = ANY(a.accept_projects))
+          AND (pl.agent_labels IS NULL OR a.labels @> pl.agent_labels) AS ok
+        FROM agents a WHERE a.name = p.agent OFFSET 0) y WHERE y.ok AND ${EXCLUSIVE_OK}),
       r AS (
         UPDATE runs SET status = ${st(RunStatus.Scheduled)}, status_detail = '', agent = q.agent, last_agent = q.agent,
           lease = nextval('lease_seq'), attempt = runs.attempt + 1,
@@ -237,6 +264,8 @@ export class RunTransitions {
    */
   async succeed(runId: string, lease: number, agent: string, o: {
     results: unknown; lineage: unknown; score: number | null; phases: PhaseRow[];
+    /** What the attempt left in the bucket, counted against its project's storage quota. */
+    outputBytes?: number;
     version: null | {
       package: string; major: number; minor: number; trainedMajor: number; trainedMinor: number;
       objectKey: string; sizeBytes: number; sha256: string;
@@ -247,7 +276,8 @@ export class RunTransitions {
     const { rows } = await sql<Row>`
       WITH r AS (
         UPDATE runs SET status = ${st(RunStatus.Successful)}, ended_at = now(), output_major = ${v?.major ?? null}, output_minor = ${v?.minor ?? null},
-          results = ${JSON.stringify(o.results)}::json, lineage = ${JSON.stringify(o.lineage)}::jsonb, score = ${o.score}, phases = ${JSON.stringify(o.phases)}::jsonb, agent = NULL, status_detail = ''
+          results = ${JSON.stringify(o.results)}::json, lineage = ${JSON.stringify(o.lineage)}::jsonb, score = ${o.score}, phases = ${JSON.stringify(o.phases)}::jsonb, agent = NULL, status_detail = '',
+          output_bytes = ${o.outputBytes ?? 0}
         WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status = ${st(RunStatus.Running)} AND NOT kill_requested
         ${RETURNING}, ${detail}::text AS detail),
       ${v ? sql`v AS (

@@ -144,6 +144,11 @@ _trainyard; printf '%s\\n' "\${COMPREPLY[@]}"; complete -p trainyard`;
   t.same(complete('trainyard', 'run', 'train', '--package', 'p', '--da'), ['--dataset'], 'after a flag and its value');
   t.same(complete('trainyard', 'run', 'outputs', '--to', ''), [], 'a flag\'s value: nothing offered (bash completes files)');
   t.same(complete('trainyard', 'agents', 'join-token', ''), ['create'], 'three words deep');
+  // Issue 19: a project's agents, exclusivity and storage quota; an agent's accepted projects.
+  t.same(complete('trainyard', 'projects', 'set', 'p', '--ag'), ['--agents'], 'projects set --ag<TAB> → --agents');
+  t.same(complete('trainyard', 'projects', 'set', 'p', '--ex'), ['--exclusive'], 'projects set --ex<TAB> → --exclusive');
+  t.same(complete('trainyard', 'projects', 'set', 'p', '--max-s'), ['--max-storage-gb'], 'projects set --max-s<TAB> → --max-storage-gb');
+  t.same(complete('trainyard', 'agent', '--accept'), ['--accept-projects'], 'agent --accept<TAB> → --accept-projects');
   t.same(complete('trainyard', '').sort(), commands.filter((c) => c.path.length === 1).map((c) => c.path[0]).sort(), 'every top-level verb');
   t.same(complete('trainyard', 'completion', ''), ['bash', 'zsh']);
 

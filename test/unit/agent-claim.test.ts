@@ -7,7 +7,7 @@ import type { Dispatch__Output } from '../../shared/proto.js';
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const runId = 'run_0123456789abcd';
 const good: Dispatch__Output = {
-  run_id: runId, lease: 7, attempt: 2, package: 'iris', version: '1.0',
+  run_id: runId, lease: 7, attempt: 2, package: 'iris', version: '1.0', project: 'vision',
   package_object_key: `packages/iris/${'ab'.repeat(32)}/package.zip`, dataset: 'iris/train', dataset_prefix: 'datasets/iris/train/',
   env: { artifacts_directory: 'artifacts', save_training_data: 'false', GREETING: 'hi' }, gpu_indices: [1],
   timeout_seconds: 0, output_prefix: `runs/${runId}/attempt-2/`, bucket: 'b',
@@ -81,4 +81,12 @@ t.test('each wrong field is refused, naming it', async (t) => {
   for (const [what, patch, re] of cases) {
     t.throws(() => validateDispatch({ ...good, ...patch }, opts), re, what);
   }
+});
+
+t.test('--accept-projects: a dispatch of another project is refused by the agent itself', async (t) => {
+  const only = { ...opts, acceptProjects: ['alpha'] };
+  t.ok(validateDispatch({ ...good, project: 'alpha' }, only), 'an accepted project\'s run passes');
+  t.throws(() => validateDispatch({ ...good, project: 'beta' }, only), /project "beta" is not one this agent accepts \(--accept-projects alpha\)/, 'another project\'s is refused');
+  t.throws(() => validateDispatch({ ...good, project: '' }, only), /is not one this agent accepts/, 'and one that names none');
+  t.ok(validateDispatch({ ...good, project: 'beta' }, { ...opts, acceptProjects: [] }), 'without the flag every project\'s passes');
 });

@@ -107,3 +107,34 @@ t.test('the place statement refuses an agent that is not online, not responsive,
   t.same(queued.map((r) => r.id), ids.slice(1).sort(), 'and stay queued');
   t.same((await db.selectFrom('gpu_leases').select('agent').execute()).map((l) => l.agent), ['ok'], 'no lease for a refused one');
 });
+
+t.test('the place statement keeps a project\'s rules whatever the placer chose (issue 19)', async (t) => {
+  const { db } = await testDatabase(t);
+  const runs = new RunTransitions(db, () => {});
+  const ids = await queueRuns(db, 6, 'tenant');
+  const project = (id: string, p: string) => db.updateTable('runs').set({ project: p, gpus: 0 }).where('id', '=', id).execute();
+  const [a1, a2, b1, b2, c1, d1] = ids as [string, string, string, string, string, string];
+  for (const [id, p] of [[a1, 'alpha'], [a2, 'alpha'], [b1, 'beta'], [b2, 'beta'], [c1, 'gamma'], [d1, 'delta']] as const) await project(id, p);
+  await onlineAgents(db, ['x', 'y', 'pool-a', 'only-delta']);
+  await db.updateTable('agents').set({ labels: JSON.stringify({ pool: 'a' }) }).where('name', '=', 'pool-a').execute();
+  await db.updateTable('agents').set({ accept_projects: ['delta'] }).where('name', '=', 'only-delta').execute();
+  await db.insertInto('project_limits').values([
+    { project: 'alpha', max_runs: null, max_gpus: null, exclusive: true },
+    { project: 'gamma', max_runs: null, max_gpus: null, agent_labels: JSON.stringify({ pool: 'a' }) },
+  ]).execute();
+  const place = async (ps: [string, string][]) => (await runs.assign(ps.map(([id, agent]) => ({ id, agent, gpuIndices: [], session: 1 })))).placed.map((p) => p.id).sort();
+
+  // Exclusive alpha and beta sent to one agent in the same statement: neither lands beside the other.
+  t.same(await place([[a1, 'x'], [b1, 'x']]), [], 'an exclusive project\'s run and another\'s in one statement: both refused');
+  t.same(await place([[a1, 'x'], [a2, 'x']]), [a1, a2].sort(), 'two runs of the exclusive project share the agent');
+  t.same(await place([[b1, 'x']]), [], 'another project\'s run is refused beside them');
+  t.same(await place([[b1, 'y'], [b2, 'y']]), [b1, b2].sort(), 'and placed on another agent');
+  // A binding: gamma may use pool=a agents only.
+  t.same(await place([[c1, 'y']]), [], 'a bound project\'s run on an agent outside its labels is refused');
+  t.same(await place([[c1, 'pool-a']]), [c1], 'and placed on one inside them');
+  // --accept-projects delta.
+  // b2 back in the queue (as a requeue would leave it), to be offered to the delta-only agent.
+  await db.updateTable('runs').set({ agent: null, status: 'Waiting for resources' }).where('id', '=', b2).execute();
+  t.same(await place([[b2, 'only-delta']]), [], 'another project\'s run is refused there');
+  t.same(await place([[d1, 'only-delta']]), [d1], 'delta\'s run is placed');
+});
