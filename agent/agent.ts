@@ -137,9 +137,20 @@ export class AgentDaemon {
     this.#subs.push(this.#nats!.subscribe(subjects.control(name), { callback: (err, msg) => { if (!err) this.#onControl(msg.data); } }));
   }
 
+  /**
+   * What this agent holds, for Register and every Heartbeat: its attempts, and the claims still in flight
+   * (lease 0, the attempt their doorbell named), so an attempt whose claim is being retried is not taken
+   * back meanwhile. The scheduler takes back an acknowledged attempt left out of several beats in a row.
+   */
   #held() {
-    return [...this.#attempts.values()].map((a) => ({ run_id: a.runId, lease: a.lease }));
+    return [
+      ...[...this.#attempts.values()].map((a) => ({ run_id: a.runId, lease: a.lease, attempt: Number(a.dispatch.attempt) })),
+      ...[...this.#claiming].filter(([run]) => !this.#attempts.has(run)).map(([run, attempt]) => ({ run_id: run, lease: 0, attempt })),
+    ];
   }
+
+  /** Runs whose claim is in flight, with the attempt their doorbell named. */
+  readonly #claiming = new Map<string, number>();
 
   /**
    * Registers with the credential kept in the work dir; without one (or if the scheduler no longer knows
@@ -250,6 +261,7 @@ export class AgentDaemon {
     const rungAt = Date.now();
     let claimed: Dispatch__Output;
     await this.#running;
+    if (bell.attempt) this.#claiming.set(bell.runId, bell.attempt);
     try {
       const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(CLAIM_TIMEOUT_MS)]);
       // The doorbell's package digest, when this agent has that version and its venv ready: the claim then
@@ -259,6 +271,9 @@ export class AgentDaemon {
     } catch (err) {
       log.warn({ run: bell.runId, attempt: bell.attempt, reason: `claim refused: ${errorMessage(err)}` }, 'dispatch refused');
       return;
+    } finally {
+      // Synchronously up to #attempts.set below: a beat between the two would not list the run.
+      if (this.#claiming.get(bell.runId) === bell.attempt) this.#claiming.delete(bell.runId);
     }
     let d: ValidDispatch;
     try {

@@ -3,6 +3,7 @@
 // so the lock is released). A placement pass is event-driven (the kick doorbell), not polled; the timer
 // below only catches failures (lost agents, unacknowledged dispatches).
 import { setTimeout as sleep, setImmediate as yieldToIo } from 'node:timers/promises';
+import { sql } from 'kysely';
 import type { NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
@@ -115,7 +116,7 @@ export class Placer {
         if (this.#leader) this.deps.log.info('placer: stepped down');
         this.#leader = false;
         this.#cache = null;
-        await session?.client.end().catch(() => {});
+        await session?.close();
       }
       if (!signal.aborted) await sleep(500, undefined, { signal }).catch(() => {});
     }
@@ -292,9 +293,10 @@ export class Placer {
     const { db, dispatchAckTimeoutMs } = this.deps;
     const stale = await db.selectFrom('runs').select(['id', 'lease', 'agent'])
       .where('agent', 'is not', null).where('acked_at', 'is', null)
-      .where('dispatched_at', '<', new Date(Date.now() - dispatchAckTimeoutMs)).execute();
+      // The database's clock, which wrote dispatched_at: a scheduler whose clock runs ahead takes back nothing early.
+      .where(sql<boolean>`dispatched_at < now() - make_interval(secs => ${dispatchAckTimeoutMs / 1000})`).execute();
     for (const r of stale) {
-      await this.deps.runs.requeue(r.id, r.lease!, `dispatch not acknowledged by ${r.agent} within ${dispatchAckTimeoutMs} ms`, false);
+      await this.deps.runs.requeue(r.id, r.lease!, `dispatch not acknowledged by ${r.agent} within ${dispatchAckTimeoutMs} ms`, false, null, { unacked: true });
     }
     const silent = [...new Set(stale.map((r) => r.agent!))];
     if (silent.length) {
