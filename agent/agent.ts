@@ -294,7 +294,7 @@ export class AgentDaemon {
     const deps: AttemptDeps = {
       agentName: this.settings.name, link: this.#link, minioEndpoint: this.settings.minioEndpoint, log: this.log, workDir: this.settings.workDir,
       venv: { venvDir: this.settings.venvDir, python: this.settings.python, pipIndexUrl: this.settings.pipIndexUrl, pipFindLinks: this.settings.pipFindLinks },
-      killGraceMs: this.settings.killGraceMs, transferRetries: this.settings.transferRetries,
+      killGraceMs: this.settings.killGraceMs, packagingTimeoutMs: this.settings.packagingTimeoutS * 1000, transferRetries: this.settings.transferRetries,
       zipLimits: { maxUnzippedBytes: 4 * 1024 * 1024 * 1024, maxEntries: 100_000 },
       reportSignal: this.#giveUpReports.signal,
       gpus: this.#gpus, containment: this.#containment, warm: this.#warm, packages: this.#packages, dataCache: this.#dataCache,

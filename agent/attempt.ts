@@ -45,6 +45,8 @@ export interface AttemptDeps {
   workDir: string;
   venv: VenvOptions;
   killGraceMs: number;
+  /** The most a run may wait for its environment (built, or built for another run); absent or 0: no limit. */
+  packagingTimeoutMs?: number;
   transferRetries: number;
   zipLimits: { maxUnzippedBytes: number; maxEntries: number };
   /**
@@ -362,9 +364,19 @@ export class Attempt {
 
   async #buildEnv(pkgDir: string): Promise<string> {
     this.#enter('building_env');
-    const venv = await ensureVenv({ ...this.deps.venv, cgroupBase: this.deps.containment?.cgroupBase ?? null, runAs: this.deps.containment?.runAs ?? null }, path.join(pkgDir, 'requirements.txt'), (l) => this.logs.line('system', l), this.#abort.signal);
-    this.#checkStopped();
-    return venv;
+    // Its own deadline: a pip that hangs on an index, or a build lock that is never released, fails the
+    // run saying so (issue 20 #3); train.py's --timeout starts only once the environment is there.
+    const limitMs = this.deps.packagingTimeoutMs ?? 0;
+    const deadline = limitMs > 0 ? AbortSignal.timeout(limitMs) : null;
+    const signal = deadline ? AbortSignal.any([this.#abort.signal, deadline]) : this.#abort.signal;
+    try {
+      const venv = await ensureVenv({ ...this.deps.venv, cgroupBase: this.deps.containment?.cgroupBase ?? null, runAs: this.deps.containment?.runAs ?? null }, path.join(pkgDir, 'requirements.txt'), (l) => this.logs.line('system', l), signal);
+      this.#checkStopped();
+      return venv;
+    } catch (err) {
+      if (deadline?.aborted && !this.#abort.signal.aborted) throw new PackagingError(`the environment was not ready within --packaging-timeout (${limitMs / 1000} s)`);
+      throw err;
+    }
   }
 
   /**

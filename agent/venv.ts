@@ -8,7 +8,6 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { ErrorCodes, TrainyardError } from '../shared/errors.js';
 import { lineSplitter } from './lines.js';
@@ -16,6 +15,7 @@ import { pipEnv } from './run-env.js';
 import { RunCgroup } from './cgroup.js';
 import { chownTree, denyWritesByOthers } from './containment.js';
 import { asUser, type RunAsUser } from './run-as.js';
+import { lockVenv } from './venv-lock.js';
 
 export interface VenvOptions {
   venvDir: string;
@@ -110,7 +110,7 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
   await mkdir(o.venvDir, { recursive: true });
   // Built where it will live (a venv's scripts record their own path, so a renamed venv breaks pip and
   // every installed tool), under a lock folder other agents sharing the cache wait on.
-  const release = await lock(`${dir}.lock`, log, signal);
+  const release = await lockVenv(`${dir}.lock`, signal, () => log('[trainyard] waiting for another agent building the same environment'));
   const home = `${dir}.home`;
   try {
     if (existsSync(path.join(dir, '.trainyard-ready'))) return dir;
@@ -142,32 +142,6 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
   } finally {
     await release();
   }
-}
-
-/** A lock folder holding its owner's pid; a lock whose owner is dead is taken over. */
-async function lock(lockDir: string, log: (line: string) => void, signal: AbortSignal): Promise<() => Promise<void>> {
-  let told = false;
-  for (;;) {
-    signal.throwIfAborted();
-    try {
-      await mkdir(lockDir);
-      await writeFile(path.join(lockDir, 'pid'), String(process.pid));
-      return () => rm(lockDir, { recursive: true, force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const owner = Number(await readFile(path.join(lockDir, 'pid'), 'utf8').catch(() => '0'));
-    if (owner > 0 && !alive(owner)) {
-      await rm(lockDir, { recursive: true, force: true });
-      continue;
-    }
-    if (!told) { log('[trainyard] waiting for another agent building the same environment'); told = true; }
-    await sleep(500, undefined, { signal });
-  }
-}
-
-function alive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM'; }
 }
 
 let builds = 0;

@@ -40,6 +40,8 @@ export interface PlacerDeps {
   log: Logger;
   agentLostAfterMs: number;
   dispatchAckTimeoutMs: number;
+  /** An attempt in Packaging longer than this ends Failed (0: no deadline). */
+  packagingDeadlineMs?: number;
   /** Told of each attempt placed, just before its doorbell rings (its storage credentials may start being issued). */
   onPlaced?: (run: Placed) => void;
 }
@@ -287,6 +289,25 @@ export class Placer {
       if (stranded.found > 0 || lost.length > 0) this.kick();
     }
     await this.#sweepUnacked();
+    await this.#sweepPackaging();
+  }
+
+  /**
+   * The scheduler's own deadline for the Packaging phase (package, environment, data), whatever the agent
+   * believes: an attempt still there past --packaging-deadline ends Failed, and its agent is told to stop
+   * it at its next heartbeat (the lease is no longer current). The agent's --packaging-timeout, shorter,
+   * normally ends it first with a precise reason; this is the backstop for an agent that never does.
+   */
+  async #sweepPackaging(): Promise<void> {
+    const { db, packagingDeadlineMs } = this.deps;
+    if (!packagingDeadlineMs) return;
+    const late = await db.selectFrom('runs').select(['id', 'lease', 'agent'])
+      .where('status', '=', RunStatus.Packaging).where('agent', 'is not', null)
+      .where(sql<boolean>`packaging_at < now() - make_interval(secs => ${packagingDeadlineMs / 1000})`).execute();
+    for (const r of late) {
+      const c = await this.deps.runs.endAttempt(r.id, Number(r.lease), r.agent!, RunStatus.Failed, `packaging did not finish within ${packagingDeadlineMs / 1000} s (the scheduler's --packaging-deadline)`);
+      if (c) this.deps.log.warn({ run: r.id, agent: r.agent }, 'packaging past its deadline; the attempt failed');
+    }
   }
 
   async #sweepUnacked(): Promise<void> {

@@ -4,6 +4,7 @@
 // the attempt at its claim); one schedule whose firing keeps failing does not starve the others.
 // A scripted agent (test/helpers/fake-agent.ts) plays the agent, so each lost reply is exactly placed.
 import t from 'tap';
+import net from 'node:net';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
 import { until } from '../helpers/packages.js';
@@ -129,4 +130,30 @@ t.test('a schedule whose firing keeps failing does not starve the others', async
   t.equal((await s.query<{ state: string }>("SELECT state FROM schedules WHERE name = 'first'"))[0]?.state, 'active', 'the first is still due, tried again each tick');
   await s.query('DROP TRIGGER fail_first ON runs');
   await until('the first to fire once the database takes it', async () => (await s.query<{ state: string }>("SELECT state FROM schedules WHERE name = 'first'"))[0]?.state === 'done', 20_000);
+});
+
+t.test('Packaging has deadlines: the agent\'s own for the environment, and the scheduler\'s for the whole phase', async (t) => {
+  // pip asks an index that accepts the connection and never answers (as a hung proxy does): before, the
+  // run waited in Packaging for pip's own retries, and with a lock never released, for ever.
+  const silent = net.createServer(() => {});
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => { silent.close(); });
+  const port = (silent.address() as net.AddressInfo).port;
+  const s = await Stack.create(t, { agents: [{ name: 'box', env: { TRAINYARD_PACKAGING_TIMEOUT_S: '3' } }], schedulerEnv: { TRAINYARD_PACKAGING_DEADLINE_S: '4' } });
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  const reqs = `--index-url http://127.0.0.1:${port}/simple\nnothing-here-${Date.now()}==1.0\n`;
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': quick, 'requirements.txt': reqs }), '--name', 'hangs']);
+  const run = await s.cliJson(['run', 'train', '--package', 'hangs', '--dataset', 'd']);
+  await until('the run to fail', async () => (await row(s, run.id)).status === 'Failed', 30_000);
+  t.match((await row(s, run.id)).failure_reason, /not ready within --packaging-timeout \(3 s\)/, 'saying which limit');
+
+  // An agent that never reports past Packaging (the scripted one): the scheduler ends the attempt.
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': quick }), '--name', 'quick']);
+  await s.cli(['agents', 'drain', 'box']);
+  const agent = await FakeAgent.start(s, 'scripted');
+  t.teardown(() => agent.close());
+  const stuck = await s.cliJson(['run', 'train', '--package', 'quick', '--dataset', 'd']);
+  await agent.nextDispatch();
+  await until('the scheduler to end the attempt', async () => (await row(s, stuck.id)).status === 'Failed', 20_000);
+  t.match((await row(s, stuck.id)).failure_reason, /packaging did not finish within 4 s \(the scheduler's --packaging-deadline\)/);
 });
