@@ -42,6 +42,8 @@ export interface PlacerDeps {
   dispatchAckTimeoutMs: number;
   /** An attempt in Packaging longer than this ends Failed (0: no deadline). */
   packagingDeadlineMs?: number;
+  /** For the invariant sweep's stranded-attempt check (the heartbeats requeue such attempts themselves). */
+  attemptLeaseBeats?: number;
   /** Told of each attempt placed, just before its doorbell rings (its storage credentials may start being issued). */
   onPlaced?: (run: Placed) => void;
 }
@@ -60,7 +62,7 @@ export class Placer {
   #leftWaiting = false;
 
   constructor(private readonly deps: PlacerDeps) {
-    this.#invariants = new Invariants({ db: deps.db, runs: deps.runs, log: deps.log, agentLostAfterMs: deps.agentLostAfterMs });
+    this.#invariants = new Invariants({ db: deps.db, runs: deps.runs, log: deps.log, agentLostAfterMs: deps.agentLostAfterMs, dispatchAckTimeoutMs: deps.dispatchAckTimeoutMs, attemptLeaseBeats: deps.attemptLeaseBeats, packagingDeadlineMs: deps.packagingDeadlineMs });
   }
 
   get isLeader(): boolean { return this.#leader; }
