@@ -8,6 +8,7 @@ import net from 'node:net';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
 import { until } from '../helpers/packages.js';
+import { startReplyDropper } from '../helpers/reply-dropper.js';
 
 const quick = 'class Main:\n    def train(self, d):\n        pass\n    def save(self):\n        pass\n';
 
@@ -156,4 +157,25 @@ t.test('Packaging has deadlines: the agent\'s own for the environment, and the s
   await agent.nextDispatch();
   await until('the scheduler to end the attempt', async () => (await row(s, stuck.id)).status === 'Failed', 20_000);
   t.match((await row(s, stuck.id)).failure_reason, /packaging did not finish within 4 s \(the scheduler's --packaging-deadline\)/);
+});
+
+t.test('a real agent whose claim and finish replies are lost: one attempt, one version, nothing stranded', async (t) => {
+  const s = await Stack.create(t, { agents: [] });
+  let drops = { ClaimAttempt: 1, FinishAttempt: 1 } as Record<string, number>;
+  const dropper = await startReplyDropper(s.schedulerAddress, (m) => (drops[m] ?? 0) > 0 && drops[m]!-- > 0);
+  t.teardown(() => dropper.close());
+  const agent = await s.startAgent('box', { env: { TRAINYARD_SCHEDULER: dropper.address } });
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': quick }), '--name', 'quick']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  const run = await s.cliJson(['run', 'train', '--package', 'quick', '--dataset', 'd']);
+  // The agent's retry of its end report is answered (the same answer: the run had ended).
+  const finished = await agent.waitFor((l) => l.msg === 'attempt finished' && l.run === run.id);
+  t.equal(finished.status, 'Successful', 'the agent heard the end, from its retry');
+  t.same(dropper.dropped, { ClaimAttempt: 1, FinishAttempt: 1 }, 'a claim reply and a finish reply were lost');
+  const r = await row(s, run.id);
+  t.equal(r.status, 'Successful', 'the run succeeded');
+  t.equal(r.attempt, 1, 'on its first attempt');
+  t.equal(r.lost_attempts, 0, 'nothing lost');
+  t.same(await s.query<{ minor: number }>("SELECT minor FROM package_versions WHERE package = 'quick' ORDER BY minor"), [{ minor: 0 }, { minor: 1 }], 'one new version');
+  drops = {};
 });
