@@ -41,6 +41,10 @@ export class AgentDaemon {
   /** Aborted when the agent stops for good: attempts stop retrying their end reports. */
   readonly #giveUpReports = new AbortController();
   #giveUpTimer: NodeJS.Timeout | null = null;
+  /**
+   * Attempts this agent runs, by run and lease: an attempt the scheduler took back may still be stopping
+   * when the same run's next attempt is placed here, and both must be held, stopped and awaited.
+   */
   readonly #attempts = new Map<string, Attempt>();
   #session = 0;
   /** This agent's credential (agent/identity.ts), presented on every AgentLink call; null until it joined. */
@@ -145,8 +149,14 @@ export class AgentDaemon {
   #held() {
     return [
       ...[...this.#attempts.values()].map((a) => ({ run_id: a.runId, lease: a.lease, attempt: Number(a.dispatch.attempt) })),
-      ...[...this.#claiming].filter(([run]) => !this.#attempts.has(run)).map(([run, attempt]) => ({ run_id: run, lease: 0, attempt })),
+      ...[...this.#claiming].filter(([run, attempt]) => !this.#attemptOf(run, attempt)).map(([run, attempt]) => ({ run_id: run, lease: 0, attempt })),
     ];
+  }
+
+  /** The attempt of this run with this number that this agent runs, if any. */
+  #attemptOf(run: string, attempt: number): Attempt | undefined {
+    for (const a of this.#attempts.values()) if (a.runId === run && Number(a.dispatch.attempt) === attempt) return a;
+    return undefined;
   }
 
   /** Runs whose claim is in flight, with the attempt their doorbell named. */
@@ -197,8 +207,7 @@ export class AgentDaemon {
   /** Stops the held attempts the scheduler named (each by run and lease: another attempt is left alone). */
   #stopHeld(list: { run_id: string; lease: number | string }[], reason: string): void {
     for (const c of list) {
-      const a = this.#attempts.get(c.run_id);
-      if (a && a.lease === Number(c.lease)) a.stop({ outcome: AttemptOutcome.Killed, reason });
+      this.#attempts.get(attemptKey(c.run_id, Number(c.lease)))?.stop({ outcome: AttemptOutcome.Killed, reason });
     }
   }
 
@@ -251,8 +260,7 @@ export class AgentDaemon {
       this.log.warn({ reason: errorMessage(err) }, 'dispatch refused');
       return;
     }
-    const existing = this.#attempts.get(bell.runId);
-    if (existing && (bell.attempt === 0 || Number(existing.dispatch.attempt) === bell.attempt)) return; // a duplicate delivery
+    if (bell.attempt !== 0 && this.#attemptOf(bell.runId, bell.attempt)) return; // a duplicate delivery
     void this.#claim(bell);
   }
 
@@ -289,8 +297,8 @@ export class AgentDaemon {
       }
       return;
     }
-    const existing = this.#attempts.get(d.run_id!);
-    if (existing && existing.lease === Number(d.lease)) return; // claimed twice (two deliveries)
+    const key = attemptKey(d.run_id!, Number(d.lease));
+    if (this.#attempts.has(key)) return; // claimed twice (two deliveries)
     const deps: AttemptDeps = {
       agentName: this.settings.name, link: this.#link, minioEndpoint: this.settings.minioEndpoint, log: this.log, workDir: this.settings.workDir,
       venv: { venvDir: this.settings.venvDir, python: this.settings.python, pipIndexUrl: this.settings.pipIndexUrl, pipFindLinks: this.settings.pipFindLinks },
@@ -302,9 +310,9 @@ export class AgentDaemon {
     const attempt = new Attempt(d, deps, rungAt);
     this.log.info({ run: d.run_id, attempt: d.attempt, lease: d.lease, gpus: d.gpu_indices }, 'dispatch received');
     if (this.#state !== 'RUNNING') attempt.stop({ outcome: AttemptOutcome.HandedBack, reason: `agent ${this.settings.name} is draining` });
-    this.#attempts.set(d.run_id!, attempt);
+    this.#attempts.set(key, attempt);
     void attempt.done.finally(() => {
-      if (this.#attempts.get(d.run_id!) === attempt) this.#attempts.delete(d.run_id!);
+      if (this.#attempts.get(key) === attempt) this.#attempts.delete(key);
     });
   }
 
@@ -403,3 +411,5 @@ export class AgentDaemon {
     this.#resolveStopped();
   }
 }
+
+const attemptKey = (run: string, lease: number) => `${run}:${lease}`;

@@ -28,9 +28,12 @@ export async function reconcile(ctx: SchedulerContext, agent: string, held: Held
       if (r && r.attempt === h.attempt) heldIds.add(r.id);
       continue;
     }
-    heldIds.add(h.run_id!);
+    // Only the current lease holds a run: an older attempt still stopping here does not.
     if (!r || r.lease !== Number(h.lease)) cancel.push({ run_id: h.run_id, lease: h.lease });
-    else if (r.kill_requested) kill.push({ run_id: h.run_id, lease: h.lease });
+    else {
+      heldIds.add(r.id);
+      if (r.kill_requested) kill.push({ run_id: h.run_id, lease: h.lease });
+    }
   }
   const missing = placed.filter((r) => r.acked_at !== null && !heldIds.has(r.id));
   const back = missing.filter((r) => requeueMissing || r.missed_beats + 1 >= ctx.settings.attemptLeaseBeats);

@@ -179,3 +179,34 @@ t.test('a real agent whose claim and finish replies are lost: one attempt, one v
   t.same(await s.query<{ minor: number }>("SELECT minor FROM package_versions WHERE package = 'quick' ORDER BY minor"), [{ minor: 0 }, { minor: 1 }], 'one new version');
   drops = {};
 });
+
+// Issue 20 (suspected, confirmed): the agent kept its attempts by run id, so an attempt the scheduler had
+// taken back, still stopping in its kill grace, dropped out of the agent's held list (and out of what it
+// stops and waits for on shutdown) as soon as the same run's next attempt was placed on the same agent.
+t.test('an attempt still stopping and the same run\'s next attempt are both held', async (t) => {
+  const s = await Stack.create(t, { agents: [] });
+  const held: { run_id: string; lease: number }[][] = [];
+  const proxy = await startReplyDropper(s.schedulerAddress, () => false, (m, req) => {
+    if (m === 'Heartbeat') held.push(((req as { held?: { run_id: string; lease: number | string }[] }).held ?? []).map((h) => ({ run_id: h.run_id, lease: Number(h.lease) })));
+  });
+  t.teardown(() => proxy.close());
+  const agent = await s.startAgent('box', { killGraceMs: 40_000, env: { TRAINYARD_SCHEDULER: proxy.address } });
+  // train() waits; on SIGTERM its first attempt takes 20 s more to stop (saving a checkpoint, say).
+  const slow = 'import os, signal, sys, time\nclass Main:\n    def train(self, d):\n        slow = os.environ["TRAINYARD_ATTEMPT"] == "1"\n        signal.signal(signal.SIGTERM, lambda *a: (time.sleep(20 if slow else 0), sys.exit(1)))\n        print("training", flush=True)\n        while True:\n            time.sleep(0.1)\n    def save(self):\n        pass\n';
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': slow }), '--name', 'slow']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  const run = await s.cliJson(['run', 'train', '--package', 'slow', '--dataset', 'd']);
+  await until('attempt 1\'s train() to run', async () => (await s.query("SELECT 1 FROM run_logs WHERE run_id = $1 AND text = 'training'", [run.id])).length > 0, 60_000);
+  const [{ lease: first }] = await s.query<{ lease: string }>('SELECT lease FROM runs WHERE id = $1', [run.id]);
+  // The scheduler moves on from attempt 1 (as after a partition): the agent is told to cancel it, and the
+  // run, its new lease held by nobody, is taken back and placed on the same agent again as attempt 2.
+  await s.query("UPDATE runs SET lease = nextval('lease_seq') WHERE id = $1", [run.id]);
+  await until('attempt 2 to be placed', async () => (await row(s, run.id)).attempt === 2, 30_000);
+  const [{ lease: second }] = await s.query<{ lease: string }>('SELECT lease FROM runs WHERE id = $1', [run.id]);
+  await until('a heartbeat holding both attempts', async () => held.some((h) => h.some((x) => x.lease === Number(first)) && h.some((x) => x.lease === Number(second))), 15_000);
+  t.pass('attempt 1, stopping, and attempt 2 were held at once');
+  await s.cli(['run', 'kill', run.id]);
+  await until('the run to end', async () => (await row(s, run.id)).status === 'Killed', 60_000);
+  // The agent waits for attempt 1 too before it exits (the proxy it talks through closes after this test).
+  t.equal(await agent.stop('SIGTERM', 40_000), 0, 'the agent stopped cleanly, every attempt ended');
+});

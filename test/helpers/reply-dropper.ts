@@ -14,8 +14,11 @@ export interface ReplyDropper {
   close(): Promise<void>;
 }
 
-/** `drop(method)`: whether to lose this reply (called once per answered call). */
-export async function startReplyDropper(target: string, drop: (method: string) => boolean): Promise<ReplyDropper> {
+/**
+ * `drop(method)`: whether to lose this reply (called once per answered call). `seen(method, request)`: told
+ * of every call as it passes (what an agent says, e.g. each heartbeat's held list).
+ */
+export async function startReplyDropper(target: string, drop: (method: string) => boolean, seen?: (method: string, request: unknown) => void): Promise<ReplyDropper> {
   const service = loadProto().trainyard.v1.AgentLink.service;
   const client = new grpc.Client(grpcTarget(target), grpc.credentials.createInsecure(), channelOptions);
   const dropped: Record<string, number> = {};
@@ -23,6 +26,7 @@ export async function startReplyDropper(target: string, drop: (method: string) =
   for (const [name, m] of Object.entries(service)) {
     if (m.requestStream || m.responseStream) throw new Error(`AgentLink.${name} streams: the reply dropper forwards unary calls only`);
     handlers[name] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      seen?.(name, call.request);
       const deadline = call.getDeadline();
       client.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, call.request, call.metadata, { deadline: deadline === Infinity ? Date.now() + 60_000 : deadline },
         (err, res) => {
