@@ -42,6 +42,10 @@ export class AgentDaemon {
   /** Aborted when the agent stops for good: attempts stop retrying their end reports. */
   readonly #giveUpReports = new AbortController();
   #giveUpTimer: NodeJS.Timeout | null = null;
+  /**
+   * Attempts this agent runs, by run and lease: an attempt the scheduler took back may still be stopping
+   * when the same run's next attempt is placed here, and both must be held, stopped and awaited.
+   */
   readonly #attempts = new Map<string, Attempt>();
   #session = 0;
   /** This agent's credential (agent/identity.ts), presented on every AgentLink call; null until it joined. */
@@ -147,9 +151,26 @@ export class AgentDaemon {
     this.#subs.push(this.#nats!.subscribe(subjects.control(name), { callback: (err, msg) => { if (!err) this.#onControl(msg.data); } }));
   }
 
+  /**
+   * What this agent holds, for Register and every Heartbeat: its attempts, and the claims still in flight
+   * (lease 0, the attempt their doorbell named), so an attempt whose claim is being retried is not taken
+   * back meanwhile. The scheduler takes back an acknowledged attempt left out of several beats in a row.
+   */
   #held() {
-    return [...this.#attempts.values()].map((a) => ({ run_id: a.runId, lease: a.lease }));
+    return [
+      ...[...this.#attempts.values()].map((a) => ({ run_id: a.runId, lease: a.lease, attempt: Number(a.dispatch.attempt) })),
+      ...[...this.#claiming].filter(([run, attempt]) => !this.#attemptOf(run, attempt)).map(([run, attempt]) => ({ run_id: run, lease: 0, attempt })),
+    ];
   }
+
+  /** The attempt of this run with this number that this agent runs, if any. */
+  #attemptOf(run: string, attempt: number): Attempt | undefined {
+    for (const a of this.#attempts.values()) if (a.runId === run && Number(a.dispatch.attempt) === attempt) return a;
+    return undefined;
+  }
+
+  /** Runs whose claim is in flight, with the attempt their doorbell named. */
+  readonly #claiming = new Map<string, number>();
 
   /**
    * Registers with the credential kept in the work dir; without one (or if the scheduler no longer knows
@@ -196,8 +217,7 @@ export class AgentDaemon {
   /** Stops the held attempts the scheduler named (each by run and lease: another attempt is left alone). */
   #stopHeld(list: { run_id: string; lease: number | string }[], reason: string): void {
     for (const c of list) {
-      const a = this.#attempts.get(c.run_id);
-      if (a && a.lease === Number(c.lease)) a.stop({ outcome: AttemptOutcome.Killed, reason });
+      this.#attempts.get(attemptKey(c.run_id, Number(c.lease)))?.stop({ outcome: AttemptOutcome.Killed, reason });
     }
   }
 
@@ -250,8 +270,7 @@ export class AgentDaemon {
       this.log.warn({ reason: errorMessage(err) }, 'dispatch refused');
       return;
     }
-    const existing = this.#attempts.get(bell.runId);
-    if (existing && (bell.attempt === 0 || Number(existing.dispatch.attempt) === bell.attempt)) return; // a duplicate delivery
+    if (bell.attempt !== 0 && this.#attemptOf(bell.runId, bell.attempt)) return; // a duplicate delivery
     void this.#claim(bell);
   }
 
@@ -260,6 +279,7 @@ export class AgentDaemon {
     const rungAt = Date.now();
     let claimed: Dispatch__Output;
     await this.#running;
+    if (bell.attempt) this.#claiming.set(bell.runId, bell.attempt);
     try {
       const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(CLAIM_TIMEOUT_MS)]);
       // The doorbell's package digest, when this agent has that version and its venv ready: the claim then
@@ -269,6 +289,9 @@ export class AgentDaemon {
     } catch (err) {
       log.warn({ run: bell.runId, attempt: bell.attempt, reason: `claim refused: ${errorMessage(err)}` }, 'dispatch refused');
       return;
+    } finally {
+      // Synchronously up to #attempts.set below: a beat between the two would not list the run.
+      if (this.#claiming.get(bell.runId) === bell.attempt) this.#claiming.delete(bell.runId);
     }
     let d: ValidDispatch;
     try {
@@ -286,12 +309,12 @@ export class AgentDaemon {
       }
       return;
     }
-    const existing = this.#attempts.get(d.run_id!);
-    if (existing && existing.lease === Number(d.lease)) return; // claimed twice (two deliveries)
+    const key = attemptKey(d.run_id!, Number(d.lease));
+    if (this.#attempts.has(key)) return; // claimed twice (two deliveries)
     const deps: AttemptDeps = {
       agentName: this.settings.name, link: this.#link, minioEndpoint: this.settings.minioEndpoint, log: this.log, workDir: this.settings.workDir,
       venv: { venvDir: this.settings.venvDir, python: this.settings.python, pythonVersion: '', pipIndexUrl: this.settings.pipIndexUrl, pipFindLinks: this.settings.pipFindLinks },
-      killGraceMs: this.settings.killGraceMs, transferRetries: this.settings.transferRetries,
+      killGraceMs: this.settings.killGraceMs, packagingTimeoutMs: this.settings.packagingTimeoutS * 1000, transferRetries: this.settings.transferRetries,
       zipLimits: { maxUnzippedBytes: 4 * 1024 * 1024 * 1024, maxEntries: 100_000 },
       reportSignal: this.#giveUpReports.signal,
       gpus: this.#gpus, containment: this.#containment, warm: this.#warm, packages: this.#packages, dataCache: this.#dataCache,
@@ -299,9 +322,9 @@ export class AgentDaemon {
     const attempt = new Attempt(d, deps, rungAt);
     this.log.info({ run: d.run_id, attempt: d.attempt, lease: d.lease, gpus: d.gpu_indices }, 'dispatch received');
     if (this.#state !== 'RUNNING') attempt.stop({ outcome: AttemptOutcome.HandedBack, reason: `agent ${this.settings.name} is draining` });
-    this.#attempts.set(d.run_id!, attempt);
+    this.#attempts.set(key, attempt);
     void attempt.done.finally(() => {
-      if (this.#attempts.get(d.run_id!) === attempt) this.#attempts.delete(d.run_id!);
+      if (this.#attempts.get(key) === attempt) this.#attempts.delete(key);
     });
   }
 
@@ -408,3 +431,5 @@ export class AgentDaemon {
 export function acceptedProjects(text: string): string[] {
   return [...new Set(text.split(',').map((s) => s.trim()).filter(Boolean).map((p) => checkName('project', p)))];
 }
+
+const attemptKey = (run: string, lease: number) => `${run}:${lease}`;

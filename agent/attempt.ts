@@ -36,6 +36,7 @@ import { checkRunEnv, gpuUuids, harnessPath, RefusedDispatch, trainEnv } from '.
 import { secretMasker, type Redact } from './secrets.js';
 import { manifestOf, venvInfo, type DataManifest, type VenvInfo } from './lineage.js';
 import { makesVersion, parsePipeline, Pipeline } from '../shared/pipelines.js';
+import type { ShippedLine } from './lines.js';
 import { agentMetrics, countTransfer, type Direction } from './metrics.js';
 
 export interface AttemptDeps {
@@ -47,6 +48,8 @@ export interface AttemptDeps {
   workDir: string;
   venv: VenvOptions;
   killGraceMs: number;
+  /** The most a run may wait for its environment (built, or built for another run); absent or 0: no limit. */
+  packagingTimeoutMs?: number;
   transferRetries: number;
   zipLimits: { maxUnzippedBytes: number; maxEntries: number };
   /**
@@ -378,12 +381,22 @@ export class Attempt {
     this.#enter('building_env');
     const c = this.deps.containment;
     const uid = this.#uid;
-    const venv = await ensureVenv({
-      ...this.deps.venv, ...(c ? { python: c.helpers.python, pythonVersion: c.helpers.pythonVersion, helpers: c.helpers } : {}),
-      cgroupBase: c?.cgroupBase ?? null, runAs: uid?.user ?? null, holdUid: uid ? () => uid.hold() : undefined,
-    }, path.join(pkgDir, 'requirements.txt'), (l) => this.logs.line('system', l), this.#abort.signal);
-    this.#checkStopped();
-    return venv;
+    // Its own deadline: a pip that hangs on an index, or a build lock that is never released, fails the
+    // run saying so (issue 20 #3); train.py's --timeout starts only once the environment is there.
+    const limitMs = this.deps.packagingTimeoutMs ?? 0;
+    const deadline = limitMs > 0 ? AbortSignal.timeout(limitMs) : null;
+    const signal = deadline ? AbortSignal.any([this.#abort.signal, deadline]) : this.#abort.signal;
+    try {
+      const venv = await ensureVenv({
+        ...this.deps.venv, ...(c ? { python: c.helpers.python, pythonVersion: c.helpers.pythonVersion, helpers: c.helpers } : {}),
+        cgroupBase: c?.cgroupBase ?? null, runAs: uid?.user ?? null, holdUid: uid ? () => uid.hold() : undefined,
+      }, path.join(pkgDir, 'requirements.txt'), (l) => this.logs.line('system', l), signal);
+      this.#checkStopped();
+      return venv;
+    } catch (err) {
+      if (deadline?.aborted && !this.#abort.signal.aborted) throw new PackagingError(`the environment was not ready within --packaging-timeout (${limitMs / 1000} s)`);
+      throw err;
+    }
   }
 
   /**
@@ -633,21 +646,22 @@ export class Attempt {
    * attempt through its agent-loss sweep and requeues or ends it.
    */
   async #finish(r: Result): Promise<void> {
-    const { link, log } = this.deps;
+    const { log } = this.deps;
     const giveUp = this.deps.reportSignal ?? new AbortController().signal;
     // The last lines go with the report when they can (one call); otherwise they are flushed first.
     const rest = await this.logs.takeRest();
     const shipped = rest !== null || await this.logs.flush();
     if (!shipped) log.warn({ run: this.runId, lastSeq: this.logs.lastSeq, ackedSeq: this.logs.ackedSeq }, 'agent stopping: the last log lines of the attempt were not shipped');
     try {
-      const res = await link.finishAttempt({
-        run_id: this.runId, lease: this.lease, outcome: r.outcome, reason: r.reason,
-        start_at: r.startAt ?? 0, end_at: r.endAt ?? 0, saved_training_data: r.saved ?? false, saved_test_data: r.savedTest ?? false,
-        score: r.score ?? 0, has_score: typeof r.score === 'number', phases: r.phases ?? [],
-        lineage_json: r.lineage ? JSON.stringify(r.lineage) : '',
-        package_size_bytes: r.size ?? 0, package_sha256: r.sha256 ?? '', last_log_seq: this.logs.lastSeq,
-        lines: rest ?? [], attempt: Number(this.dispatch.attempt),
-      }, giveUp, (err) => log.warn({ run: this.runId, err: errorMessage(err) }, 'finish report failed; retrying'));
+      const res = await this.#sendFinish(r, rest ?? [], giveUp).catch(async (err: unknown) => {
+        // The report itself refused for good, not the attempt (a message too large, a field the scheduler
+        // cannot take): the attempt still ends, Failed with the reason, by a report that carries nothing
+        // else, so the run neither waits for a retry that cannot succeed nor costs a lost attempt.
+        const code = (err as Partial<TrainyardError>).code;
+        if (giveUp.aborted || isRetryableGrpc(err) || code === ErrorCodes.StaleLease || code === ErrorCodes.Unauthenticated || code === ErrorCodes.PermissionDenied) throw err;
+        log.warn({ run: this.runId, err: errorMessage(err), code }, 'finish report refused for good; reporting the attempt Failed instead');
+        return this.#sendFinish({ outcome: AttemptOutcome.Failed, reason: `the end report was refused: ${errorMessage(err)}`, startAt: r.startAt, endAt: r.endAt, phases: r.phases }, [], giveUp);
+      });
       this.#mark('finished');
       log.info({ run: this.runId, status: res.status, version: res.output_version, steps: this.#marks }, 'attempt finished');
     } catch (err) {
@@ -658,6 +672,19 @@ export class Attempt {
         log.warn({ run: this.runId, err: errorMessage(err), code }, code === ErrorCodes.StaleLease ? 'finish report refused (a stale attempt)' : 'finish report refused for good');
       }
     }
+  }
+
+  /** One FinishAttempt call, retried while the scheduler is away (until giveUp). */
+  #sendFinish(r: Result, lines: ShippedLine[], giveUp: AbortSignal) {
+    const { link, log } = this.deps;
+    return link.finishAttempt({
+      run_id: this.runId, lease: this.lease, outcome: r.outcome, reason: r.reason,
+      start_at: r.startAt ?? 0, end_at: r.endAt ?? 0, saved_training_data: r.saved ?? false, saved_test_data: r.savedTest ?? false,
+      score: r.score ?? 0, has_score: typeof r.score === 'number', phases: r.phases ?? [],
+      lineage_json: r.lineage ? JSON.stringify(r.lineage) : '',
+      package_size_bytes: r.size ?? 0, package_sha256: r.sha256 ?? '', last_log_seq: this.logs.lastSeq,
+      lines, attempt: Number(this.dispatch.attempt),
+    }, giveUp, (err) => log.warn({ run: this.runId, err: errorMessage(err) }, 'finish report failed; retrying'));
   }
 }
 

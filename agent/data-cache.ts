@@ -16,7 +16,8 @@ import type { ManifestEntry } from './lineage.js';
 
 const ENTRY = /^([0-9a-f]{64})-([0-9a-f]{64})$/;
 
-interface Entry { file: string; size: number; sha256: string; used: number }
+/** `pins`: copies being made from it now; an entry is never evicted while pinned (a copy would fail ENOENT). */
+interface Entry { file: string; size: number; sha256: string; used: number; pins: number }
 
 export interface MadeLocal {
   files: number;
@@ -52,7 +53,7 @@ export class DataCache {
           await rm(full, { recursive: true, force: true });
           continue;
         }
-        this.#entries.set(m[1]!, { file: full, size: s.size, sha256: m[2]!, used: s.mtimeMs });
+        this.#entries.set(m[1]!, { file: full, size: s.size, sha256: m[2]!, used: s.mtimeMs, pins: 0 });
         this.#bytes += s.size;
       }
     })();
@@ -75,12 +76,7 @@ export class DataCache {
       const id = o.etag ? createHash('sha256').update(`${bucket}\0${o.key}\0${o.etag}\0${o.size}`).digest('hex') : null;
       const entry = id ? this.#entries.get(id) : undefined;
       let sha256: string;
-      if (entry && entry.size === o.size) {
-        await mkdir(path.dirname(at.dest), { recursive: true });
-        // A copy (a reflink where the file system has them): the run may write its data, never the entry.
-        await copyFile(entry.file, at.dest, constants.COPYFILE_FICLONE);
-        entry.used = Date.now();
-        void utimes(entry.file, new Date(), new Date()).catch(() => {});
+      if (entry && entry.size === o.size && await this.#copyOut(entry, at.dest)) {
         sha256 = entry.sha256;
         out.hits++;
         out.hitBytes += o.size;
@@ -97,6 +93,29 @@ export class DataCache {
     return out;
   }
 
+  /**
+   * A copy of the entry at `dest` (a reflink where the file system has them): the run may write its data,
+   * never the entry. Pinned while it is made, so another run's eviction waits; false if the entry's file
+   * is gone all the same (removed by hand), and the caller downloads instead.
+   */
+  async #copyOut(entry: Entry, dest: string): Promise<boolean> {
+    entry.pins++;
+    try {
+      await mkdir(path.dirname(dest), { recursive: true });
+      await copyFile(entry.file, dest, constants.COPYFILE_FICLONE);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      const id = [...this.#entries].find(([, e]) => e === entry)?.[0];
+      if (id !== undefined) { this.#entries.delete(id); this.#bytes -= entry.size; }
+      return false;
+    } finally {
+      entry.pins--;
+    }
+    entry.used = Date.now();
+    void utimes(entry.file, new Date(), new Date()).catch(() => {});
+    return true;
+  }
+
   /** Copies a file just downloaded into the cache (atomically: a partial copy has another name), then evicts. */
   async #keep(id: string, from: string, size: number, sha256: string): Promise<void> {
     if (this.#entries.has(id)) return;
@@ -110,7 +129,7 @@ export class DataCache {
       return; // a full disk, say: the run goes on without caching
     }
     if (this.#entries.has(id)) return; // another attempt kept the same entry meanwhile (same name)
-    this.#entries.set(id, { file, size, sha256, used: Date.now() });
+    this.#entries.set(id, { file, size, sha256, used: Date.now(), pins: 0 });
     this.#bytes += size;
     if (this.#bytes > this.#maxBytes) await this.#evict();
   }
@@ -119,9 +138,9 @@ export class DataCache {
     const oldest = [...this.#entries].sort((a, b) => a[1].used - b[1].used);
     for (const [id, e] of oldest) {
       if (this.#bytes <= this.#maxBytes) break;
+      if (e.pins > 0) continue; // being copied out: the next eviction takes it
       this.#entries.delete(id);
       this.#bytes -= e.size;
-      // A copy being made from it finishes on its open file.
       await rm(e.file, { force: true });
     }
   }

@@ -11,6 +11,14 @@ export interface DataManifest { sha256: string; files: number; bytes: number; en
 
 /** The manifest keeps at most this many entries (its hash always covers every file). */
 export const MAX_MANIFEST_ENTRIES = 20_000;
+/**
+ * And entries of at most about this many bytes in JSON: the lineage travels in the end report, whose gRPC
+ * message may not pass 16 MiB with its last log lines (up to 8 MiB) and up to two manifests (issue 20: 20,000
+ * long paths made a report grpc-js refused, retried for ever). `truncated` says some were left out.
+ */
+export const MAX_MANIFEST_BYTES = 3 * 1024 * 1024;
+/** An entry's JSON beside its path: the keys, the size and the SHA-256. */
+const ENTRY_OVERHEAD = 110;
 
 /** Folder-tree order, as shared/storage.ts walkFiles lists a folder: by name within each folder, a folder's files where its name sorts. */
 function byTreeOrder(a: ManifestEntry, b: ManifestEntry): number {
@@ -34,7 +42,12 @@ export function manifestOf(files: readonly ManifestEntry[]): DataManifest {
     whole.update(`${f.path}\t${f.size}\t${f.sha256}\n`);
     bytes += f.size;
   }
-  const entries = sorted.slice(0, MAX_MANIFEST_ENTRIES);
+  let kept = 0;
+  for (let budget = MAX_MANIFEST_BYTES; kept < Math.min(sorted.length, MAX_MANIFEST_ENTRIES); kept++) {
+    budget -= Buffer.byteLength(JSON.stringify(sorted[kept]!.path)) + ENTRY_OVERHEAD;
+    if (budget < 0) break;
+  }
+  const entries = sorted.slice(0, kept);
   return { sha256: whole.digest('hex'), files: sorted.length, bytes, entries, truncated: sorted.length > entries.length };
 }
 

@@ -11,15 +11,15 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chown, lstat, mkdir, readdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { lineSplitter } from './lines.js';
 import { pipEnv } from './run-env.js';
-import { pidAlive, RunCgroup } from './cgroup.js';
+import { RunCgroup } from './cgroup.js';
 import { chownTree, denyWritesByOthers } from './containment.js';
 import { asUser, checkRootOwned, type Helpers, type RunAsUser } from './run-as.js';
 import { PackagingError } from './packaging-error.js';
 import { venvKey } from './venv-key.js';
+import { lockVenv } from './venv-lock.js';
 
 export { PackagingError };
 
@@ -114,7 +114,7 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
   await mkdir(o.venvDir, { recursive: true });
   // Built where it will live (a venv's scripts record their own path, so a renamed venv breaks pip and
   // every installed tool), under a lock folder other agents sharing the cache wait on.
-  const release = await lock(`${dir}.lock`, log, signal);
+  const release = await lockVenv(`${dir}.lock`, signal, () => log('[trainyard] waiting for another agent building the same environment'));
   const home = `${dir}.home`;
   const u = o.runAs ?? null;
   // The uid stays this build's until its processes are gone, even if the attempt that started it ends.
@@ -180,28 +180,6 @@ export async function seal(dir: string, chownToRoot: boolean): Promise<void> {
     if (st.isDirectory()) for (const e of await readdir(p)) await walk(path.join(p, e));
   };
   await walk(dir);
-}
-
-/** A lock folder holding its owner's pid; a lock whose owner is dead is taken over. */
-async function lock(lockDir: string, log: (line: string) => void, signal: AbortSignal): Promise<() => Promise<void>> {
-  let told = false;
-  for (;;) {
-    signal.throwIfAborted();
-    try {
-      await mkdir(lockDir);
-      await writeFile(path.join(lockDir, 'pid'), String(process.pid));
-      return () => rm(lockDir, { recursive: true, force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const owner = Number(await readFile(path.join(lockDir, 'pid'), 'utf8').catch(() => '0'));
-    if (owner > 0 && !pidAlive(owner)) {
-      await rm(lockDir, { recursive: true, force: true });
-      continue;
-    }
-    if (!told) { log('[trainyard] waiting for another agent building the same environment'); told = true; }
-    await sleep(500, undefined, { signal });
-  }
 }
 
 let builds = 0;

@@ -4,6 +4,9 @@
 //
 //   npm run soak -- --seconds 300 [--agents 3] [--fault-every 6] [--kill-every 3] [--seed N] [--json]
 //
+// Agents reach the schedulers through a proxy that loses a tenth of the claim and finish replies after the
+// scheduler committed them (the agent retries, or forgets the attempt and the scheduler takes it back).
+//
 // At the end it waits (bounded, --settle-seconds) for every run to end, then checks:
 //   lost          runs the clients submitted that are missing, or still not terminal (must be 0)
 //   duplicates    a second run for one idempotency key, or a run with other than one version (must be 0)
@@ -25,6 +28,7 @@ import { Api } from '../cli/client.js';
 import { isTerminal, terminalStatuses } from '../shared/run-states.js';
 import { ErrorCodes, TrainyardError } from '../shared/errors.js';
 import { doctorCheck, type DoctorResult } from './lib.js';
+import { startReplyDropper } from '../test/helpers/reply-dropper.js';
 
 const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '180' }, agents: { type: 'string', default: '3' }, 'fault-every': { type: 'string', default: '6' },
@@ -53,8 +57,12 @@ s.schedulerAddress = addresses.join(',');
 // A mixed fleet: two of every three agents have two (fake) H100s, the third is CPU only. An agent keeps
 // its GPUs across restarts (the same options every time it is started).
 const agentNames = Array.from({ length: Number(values.agents) }, (_, i) => `soak${i + 1}`);
+// Agents reach the schedulers through a proxy that loses one in ten claim and finish replies after the
+// scheduler committed them (test/helpers/reply-dropper.ts): the claim and the end report must be idempotent.
+const dropper = await startReplyDropper(addresses.join(','), (m) => (m === 'ClaimAttempt' || m === 'FinishAttempt') && random() < 0.1);
+cleanups.push(() => dropper.close());
 const agentOptions = new Map<string, AgentOptions>(agentNames.map((name, i) => [name, {
-  cpus: 3, gpus: i % 3 === 2 ? [] : fakeGpus(2, name), env: { TRAINYARD_LOG_LEVEL: 'info' },
+  cpus: 3, gpus: i % 3 === 2 ? [] : fakeGpus(2, name), env: { TRAINYARD_LOG_LEVEL: 'info', TRAINYARD_SCHEDULER: dropper.address },
 }]));
 const gpuAgents = agentNames.filter((n) => (agentOptions.get(n)!.gpus ?? []).length > 0).length;
 for (const name of agentNames) await s.startAgent(name, agentOptions.get(name));
@@ -249,6 +257,7 @@ const summary = {
   seconds, seed: values.seed, agents: agentNames.length, gpuAgents, schedulers: 2, runsSubmitted: submitted.size, gpuRuns: gpuRuns.size,
   faultsInjected: faults,
   faults: Object.fromEntries(['agent', 'scheduler', 'nats', 'minio'].map((k) => [k, faultLog.filter((f) => f === k).length])),
+  repliesDropped: { ...dropper.dropped },
   statuses: byStatus, failureReasons: reasons, retriedRuns: rows.filter((r) => r.attempt > 1).length, runsLost: lost, duplicates,
   kills: { requested: kills.size, racingRequeue: killOutcome.racing, endedKilled: killOutcome.killed, endedBeforeKill: killOutcome.endedFirst,
     notHonoured: killOutcome.notHonoured, unanswered: killOutcome.unanswered },
@@ -262,6 +271,7 @@ const doctorLine = !doctor.available ? `doctor unavailable (${doctor.error})`
 console.log(values.json ? JSON.stringify(summary) : [
   `runs submitted:  ${summary.runsSubmitted} (${gpuRuns.size} with GPUs)`,
   `faults injected: ${summary.faultsInjected} ${JSON.stringify(summary.faults)}`,
+  `replies dropped: ${JSON.stringify(summary.repliesDropped)} (after the scheduler committed)`,
   `client kills:    ${kills.size} (${killOutcome.racing} racing a requeue): ${killOutcome.killed} Killed, ${killOutcome.endedFirst} ended before the kill, `
     + `${killOutcome.notHonoured.length} not honoured, ${killOutcome.unanswered.length} unanswered`,
   ...[...killOutcome.notHonoured, ...killOutcome.unanswered].slice(0, 10).map((l) => `  ${l}`),

@@ -5,7 +5,8 @@ import type { DoctorReport } from '../shared/proto.js';
 import { doctor, type Violation } from './invariants.js';
 
 export async function doctorReport(ctx: SchedulerContext, repair: boolean): Promise<DoctorReport> {
-  const r = await doctor({ db: ctx.db, runs: ctx.runs, log: ctx.log, agentLostAfterMs: ctx.settings.agentLostAfterMs }, repair);
+  const { agentLostAfterMs, dispatchAckTimeoutMs, attemptLeaseBeats, packagingDeadlineS } = ctx.settings;
+  const r = await doctor({ db: ctx.db, runs: ctx.runs, log: ctx.log, agentLostAfterMs, dispatchAckTimeoutMs, attemptLeaseBeats, packagingDeadlineMs: packagingDeadlineS * 1000 }, repair);
   const wire = (v: Violation, at: Date) => ({ kind: v.kind, run_id: v.runId, agent: v.agent, detail: v.detail, repaired: v.repaired, found_at: at.toISOString() });
   const now = new Date();
   return {

@@ -29,12 +29,24 @@ export const ViolationKind = {
   RunningWithoutAgent: 'running_without_agent',
   /** A placement the database refused (the run stays queued; the cause is repaired by the kinds above). */
   PlacementFailed: 'placement_failed',
+  // Stranded attempts (issue 20): each is normally handled as it happens (the ack deadline, the held list
+  // of each heartbeat, the Packaging deadline); one found here is one that handling missed.
+  /** A dispatch unacknowledged for twice the ack deadline: placed again. */
+  DispatchUnacknowledged: 'dispatch_unacknowledged',
+  /** An acknowledged attempt its agent has left out of its heartbeats for the lease: requeued (a lost attempt). */
+  AttemptNotHeld: 'attempt_not_held',
+  /** In Packaging past the scheduler's --packaging-deadline: ended Failed. */
+  PackagingPastDeadline: 'packaging_past_deadline',
 } as const;
 export type ViolationKind = (typeof ViolationKind)[keyof typeof ViolationKind];
 
 export interface Violation { kind: ViolationKind; runId: string; agent: string; detail: string; repaired: boolean }
 
-export interface InvariantDeps { db: Db; runs: RunTransitions; log: Logger; agentLostAfterMs: number }
+export interface InvariantDeps {
+  db: Db; runs: RunTransitions; log: Logger; agentLostAfterMs: number;
+  /** The deadlines stranded attempts are judged by (scheduler settings); absent or 0: that kind is not looked for. */
+  dispatchAckTimeoutMs?: number; attemptLeaseBeats?: number; packagingDeadlineMs?: number;
+}
 
 const PLACED = states(placedStatuses);
 const QUEUED = states(queuedStatuses);
@@ -125,11 +137,41 @@ export class Invariants {
       SELECT id, status, agent FROM runs WHERE agent IS NOT NULL AND status IN ${TERMINAL}`.execute(db);
     for (const r of endedPlaced.rows) add({ kind: ViolationKind.EndedButPlaced, runId: r.id, agent: r.agent, detail: `${r.status} but still placed on ${r.agent}` });
 
+    found.push(...await this.#stranded(o.repair));
+
     const noAgent = await sql<{ id: string; status: string }>`
       SELECT id, status FROM runs WHERE agent IS NULL AND status IN ${states([RunStatus.Packaging, RunStatus.Running])}`.execute(db);
     for (const r of noAgent.rows) add({ kind: ViolationKind.RunningWithoutAgent, runId: r.id, agent: '', detail: `${r.status} without an agent` });
 
     return found;
+  }
+
+  /** Attempts left behind at a handshake (the kinds above DispatchUnacknowledged), repaired when asked. */
+  async #stranded(repair: boolean): Promise<Violation[]> {
+    const { db, runs, dispatchAckTimeoutMs: ackMs = 0, attemptLeaseBeats: beats = 0, packagingDeadlineMs: packMs = 0 } = this.deps;
+    const out: Violation[] = [];
+    const ago = (ms: number) => sql`now() - make_interval(secs => ${ms / 1000})`;
+    const rows = await sql<{ id: string; agent: string; lease: string; kind: ViolationKind; detail: string }>`
+      SELECT id, agent, lease, ${ViolationKind.DispatchUnacknowledged}::text AS kind, 'dispatched to ' || agent || ' at ' || to_char(dispatched_at, 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ', never acknowledged' AS detail
+        FROM runs WHERE ${ackMs > 0} AND agent IS NOT NULL AND acked_at IS NULL AND status = ${sql.lit(RunStatus.Scheduled)}::run_status AND dispatched_at < ${ago(2 * ackMs)}
+      UNION ALL
+      SELECT id, agent, lease, ${ViolationKind.AttemptNotHeld}::text, status || ' on ' || agent || ', left out of its last ' || missed_beats || ' heartbeats'
+        FROM runs WHERE ${beats > 0} AND agent IS NOT NULL AND acked_at IS NOT NULL AND status IN ${PLACED} AND missed_beats >= ${beats}
+      UNION ALL
+      SELECT id, agent, lease, ${ViolationKind.PackagingPastDeadline}::text, 'Packaging on ' || agent || ' since ' || to_char(packaging_at, 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+        FROM runs WHERE ${packMs > 0} AND agent IS NOT NULL AND status = ${sql.lit(RunStatus.Packaging)}::run_status AND packaging_at < ${ago(packMs)}`.execute(db);
+    for (const r of rows.rows) {
+      const lease = Number(r.lease);
+      let repaired = false;
+      if (repair) {
+        const done = r.kind === ViolationKind.DispatchUnacknowledged ? runs.requeue(r.id, lease, 'dispatch never acknowledged (doctor)', false, null, { unacked: true })
+          : r.kind === ViolationKind.AttemptNotHeld ? runs.requeue(r.id, lease, `agent ${r.agent} no longer holds the attempt (doctor)`, true)
+          : runs.endAttempt(r.id, lease, r.agent, RunStatus.Failed, `packaging did not finish within ${packMs / 1000} s (doctor)`);
+        repaired = (await done) !== null;
+      }
+      out.push({ kind: r.kind, runId: r.id, agent: r.agent, detail: r.detail, repaired });
+    }
+    return out;
   }
 
   /** check(), then log and record each finding. Returns what it found. */

@@ -135,7 +135,7 @@ export class Scheduler {
       }, scope), settings.bucket);
       const placer = new Placer({
         db, runs, databaseUrl: settings.databaseUrl, nats, subjects, log, onPlaced: (r) => credentials.prefetch(r),
-        agentLostAfterMs: settings.agentLostAfterMs, dispatchAckTimeoutMs: settings.dispatchAckTimeoutMs,
+        agentLostAfterMs: settings.agentLostAfterMs, dispatchAckTimeoutMs: settings.dispatchAckTimeoutMs, packagingDeadlineMs: settings.packagingDeadlineS * 1000, attemptLeaseBeats: settings.attemptLeaseBeats,
       });
       this.#placer = placer;
       const ctx: SchedulerContext = {

@@ -90,7 +90,9 @@ export const grpcStatusRetryability = {
   [GrpcStatus.NOT_FOUND]: 'permanent',
   [GrpcStatus.ALREADY_EXISTS]: 'permanent',
   [GrpcStatus.PERMISSION_DENIED]: 'permanent',
-  [GrpcStatus.RESOURCE_EXHAUSTED]: 'retryable',
+  // Without a trainyard code it is grpc-js's own: a message over the size limit, which the same message
+  // will exceed again. The scheduler's per-caller limits carry their code (RESOURCE_EXHAUSTED, retryable).
+  [GrpcStatus.RESOURCE_EXHAUSTED]: 'permanent',
   [GrpcStatus.FAILED_PRECONDITION]: 'permanent',
   [GrpcStatus.ABORTED]: 'permanent', // STALE_LEASE
   [GrpcStatus.OUT_OF_RANGE]: 'permanent',

@@ -15,6 +15,8 @@ interface SettingSpec {
   readonly doc: string;
   /** Its value is a secret: --print-config redacts it (test/unit/config-file.test.ts checks every flag naming a password, secret or token). */
   readonly secret?: true;
+  /** For an int: the smallest value that means anything (0 attempts, a 0 ms heartbeat); smaller is refused at start. */
+  readonly min?: number;
 }
 
 const home = os.homedir();
@@ -75,10 +77,12 @@ export const schedulerSettings = spec({
   databaseUrl: { env: 'TRAINYARD_DATABASE_URL', flag: 'database-url', kind: 'string', default: () => 'postgres://trainyard:trainyard@127.0.0.1:5432/trainyard', doc: 'Postgres connection URL (schema applied at start-up)' },
   listen: { env: 'TRAINYARD_SCHEDULER_LISTEN', flag: 'listen', kind: 'string', default: () => '127.0.0.1:50051', doc: 'gRPC listen address (port 0 picks a free one)' },
   httpListen: { env: 'TRAINYARD_HTTP_LISTEN', flag: 'http-listen', kind: 'string', default: () => '127.0.0.1:8080', doc: 'HTTP listen address for /healthz, /readyz and /metrics (port 0 picks a free one; empty: no HTTP server)' },
-  heartbeatIntervalMs: { env: 'TRAINYARD_HEARTBEAT_INTERVAL_MS', flag: 'heartbeat-interval-ms', kind: 'int', default: () => '2000', doc: 'how often agents heartbeat' },
+  heartbeatIntervalMs: { env: 'TRAINYARD_HEARTBEAT_INTERVAL_MS', flag: 'heartbeat-interval-ms', kind: 'int', min: 1, default: () => '2000', doc: 'how often agents heartbeat' },
+  attemptLeaseBeats: { env: 'TRAINYARD_ATTEMPT_LEASE_BEATS', flag: 'attempt-lease-beats', kind: 'int', min: 1, default: () => '3', doc: 'an acknowledged attempt its agent leaves out of this many heartbeats in a row is taken back (requeued as a lost attempt, or Killed if a kill was asked)' },
   agentLostAfterMs: { env: 'TRAINYARD_AGENT_LOST_AFTER_MS', flag: 'agent-lost-after-ms', kind: 'int', default: () => '15000', doc: 'an agent silent this long is marked lost and its runs are placed again' },
   dispatchAckTimeoutMs: { env: 'TRAINYARD_DISPATCH_ACK_TIMEOUT_MS', flag: 'dispatch-ack-timeout-ms', kind: 'int', default: () => '10000', doc: 'a dispatch not acknowledged this long is placed again' },
-  maxAttempts: { env: 'TRAINYARD_MAX_ATTEMPTS', flag: 'max-attempts', kind: 'int', default: () => '2', doc: 'attempts per run after agent loss before it fails' },
+  packagingDeadlineS: { env: 'TRAINYARD_PACKAGING_DEADLINE_S', flag: 'packaging-deadline', kind: 'int', default: () => '7200', doc: 'a run in Packaging (package, environment and data on its agent) this many seconds fails, whatever its agent says (0: no deadline; agents end it first at their --packaging-timeout)' },
+  maxAttempts: { env: 'TRAINYARD_MAX_ATTEMPTS', flag: 'max-attempts', kind: 'int', min: 1, default: () => '2', doc: 'attempts per run after agent loss before it fails (at least 1)' },
   maxPackageBytes: { env: 'TRAINYARD_MAX_PACKAGE_BYTES', flag: 'max-package-bytes', kind: 'int', default: () => String(512 * 1024 * 1024), doc: 'largest package zip accepted' },
   maxUnzippedBytes: { env: 'TRAINYARD_MAX_UNZIPPED_BYTES', flag: 'max-unzipped-bytes', kind: 'int', default: () => String(2 * 1024 * 1024 * 1024), doc: 'largest total unpacked size of a package zip (zip-bomb guard)' },
   maxZipEntries: { env: 'TRAINYARD_MAX_ZIP_ENTRIES', flag: 'max-zip-entries', kind: 'int', default: () => '20000', doc: 'most entries in a package zip' },
@@ -112,6 +116,7 @@ export const agentSettings = spec({
   memoryMb: { env: 'TRAINYARD_MEMORY_MB', flag: 'memory-mb', kind: 'int', default: () => String(Math.floor(os.totalmem() / 1048576)), doc: 'memory advertised, MiB' },
   killGraceMs: { env: 'TRAINYARD_KILL_GRACE_MS', flag: 'kill-grace-ms', kind: 'int', default: () => '10000', doc: 'SIGTERM to SIGKILL grace for a killed run' },
   drainTimeoutMs: { env: 'TRAINYARD_DRAIN_TIMEOUT_MS', flag: 'drain-timeout-ms', kind: 'int', default: () => '600000', doc: 'on SIGTERM, how long running runs may finish before they are handed back' },
+  packagingTimeoutS: { env: 'TRAINYARD_PACKAGING_TIMEOUT_S', flag: 'packaging-timeout', kind: 'int', default: () => '1800', doc: 'the most a run waits for its environment (pip install of its requirements, or another run\'s build of the same), seconds; past it the run fails (0: no limit)' },
   transferRetries: { env: 'TRAINYARD_TRANSFER_RETRIES', flag: 'transfer-retries', kind: 'int', default: () => '6', doc: 'retries per object transfer, with backoff' },
   metricsListen: { env: 'TRAINYARD_METRICS_LISTEN', flag: 'metrics-listen', kind: 'string', default: () => '', doc: 'HTTP listen address for Prometheus /metrics, e.g. 127.0.0.1:9464 (empty: not served)' },
   runUids: { env: 'TRAINYARD_RUN_UIDS', flag: 'run-uids', kind: 'string', default: () => '61000-61063', doc: 'a root agent\'s pool of run uids, FIRST-LAST: each attempt and its venv build run as a uid no other live attempt holds (users trainyard-UID made when first used; leases in /run/trainyard/run-uids, shared by every agent on the box); "none": runs as the agent\'s own uid (single-tenant)' },
@@ -166,6 +171,7 @@ export function compileSettings<S extends Record<string, SettingSpec>>(
     const where = source === file?.path ? `${source}: ${s.flag}` : source;
     if (s.kind === 'int') {
       if (!/^\d+$/.test(raw)) throw invalid(`${where}: expected a non-negative integer, got "${raw}"`);
+      if (s.min !== undefined && Number(raw) < s.min) throw invalid(`${where}: must be at least ${s.min}, got ${raw}`);
       out[key] = Number(raw);
     } else if (s.kind === 'labels') {
       out[key] = Object.freeze(parseLabels(raw, where));

@@ -1,4 +1,5 @@
 // What an agent says it runs, against what Postgres says it should run (on Register and every Heartbeat).
+import { sql } from 'kysely';
 import type { SchedulerContext } from '../context.js';
 import type { Db } from '../db/database.js';
 import type { RunTransitions } from '../runs/transitions.js';
@@ -7,27 +8,49 @@ import { AgentStatus } from './status.js';
 
 /**
  * Attempts the agent holds that are not current are returned (cancel), for the agent to stop, and current
- * ones whose run was killed (kill), for the agent to stop as killed. With
- * `requeueMissing` (a Register: the agent process may have restarted), acknowledged attempts it no longer
- * holds were lost with its old process and go back to the queue.
+ * ones whose run was killed (kill), for the agent to stop as killed. An acknowledged attempt the agent does
+ * not list (nor a claim of it in flight) is gone from its memory, whatever the reason (a claim or finish
+ * reply it never heard, a refusal it gave up on): the scheduler, not the agent, decides. With
+ * `requeueMissing` (a Register: the agent process may have restarted) it goes back to the queue at once;
+ * on a Heartbeat once it has been missing from `leaseBeats` beats in a row (one beat may cross a claim's
+ * reply). Either way it is a lost attempt, or Killed if a kill was asked.
  */
 export async function reconcile(ctx: SchedulerContext, agent: string, held: HeldAttempt[], requeueMissing: boolean): Promise<{ cancel: HeldAttempt[]; kill: HeldAttempt[] }> {
-  const placed = await ctx.db.selectFrom('runs').select(['id', 'lease', 'acked_at', 'kill_requested']).where('agent', '=', agent).execute();
+  const placed = await ctx.db.selectFrom('runs').select(['id', 'lease', 'attempt', 'acked_at', 'kill_requested', 'missed_beats']).where('agent', '=', agent).execute();
   const current = new Map(placed.map((r) => [r.id, r]));
   const heldIds = new Set<string>();
   const cancel: HeldAttempt[] = [];
   const kill: HeldAttempt[] = [];
   for (const h of held) {
-    heldIds.add(h.run_id!);
     const r = current.get(h.run_id!);
-    if (!r || r.lease !== Number(h.lease)) cancel.push({ run_id: h.run_id, lease: h.lease });
-    else if (r.kill_requested) kill.push({ run_id: h.run_id, lease: h.lease });
-  }
-  if (requeueMissing) {
-    for (const r of placed) {
-      if (heldIds.has(r.id) || r.acked_at === null) continue;
-      await ctx.runs.requeue(r.id, r.lease!, `agent ${agent} restarted and lost the attempt`, true);
+    if (Number(h.lease) === 0) {
+      // A claim in flight: it holds nothing to stop yet, and keeps its attempt from being taken back.
+      if (r && r.attempt === h.attempt) heldIds.add(r.id);
+      continue;
     }
+    // Only the current lease holds a run: an older attempt still stopping here does not.
+    if (!r || r.lease !== Number(h.lease)) cancel.push({ run_id: h.run_id, lease: h.lease });
+    else {
+      heldIds.add(r.id);
+      if (r.kill_requested) kill.push({ run_id: h.run_id, lease: h.lease });
+    }
+  }
+  const missing = placed.filter((r) => r.acked_at !== null && !heldIds.has(r.id));
+  const back = missing.filter((r) => requeueMissing || r.missed_beats + 1 >= ctx.settings.attemptLeaseBeats);
+  const counted = missing.filter((r) => !back.includes(r));
+  const listedAgain = placed.filter((r) => r.missed_beats > 0 && heldIds.has(r.id));
+  // One statement, only when a count changes (most beats change none), guarded by the lease it counted.
+  if (counted.length + listedAgain.length > 0) {
+    const ids = [...counted, ...listedAgain].map((r) => r.id);
+    const leases = [...counted, ...listedAgain].map((r) => String(r.lease));
+    await sql`UPDATE runs SET missed_beats = CASE WHEN runs.id = ANY(${counted.map((r) => r.id)}::text[]) THEN missed_beats + 1 ELSE 0 END
+      FROM unnest(${ids}::text[], ${leases}::bigint[]) AS c(id, lease)
+      WHERE runs.id = c.id AND runs.lease = c.lease AND runs.agent = ${agent}`.execute(ctx.db);
+  }
+  for (const r of back) {
+    const why = requeueMissing ? `agent ${agent} restarted and lost the attempt` : `agent ${agent} no longer holds the attempt (missing from ${ctx.settings.attemptLeaseBeats} heartbeats)`;
+    const c = await ctx.runs.requeue(r.id, r.lease!, why, true);
+    if (c) ctx.log.warn({ run: r.id, agent, reason: why, status: c.status }, 'attempt taken back from its agent');
   }
   return { cancel, kill };
 }

@@ -68,6 +68,8 @@ export interface RunsTable {
   /** migrations/008: the schedule that fired the run (its name) and the firing it stands for. */
   schedule: ColumnType<string | null, string | null | undefined, string | null>;
   schedule_fire_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  /** migrations/021: heartbeats in a row whose held list left this acknowledged attempt out (scheduler/agents/reconcile.ts). */
+  missed_beats: Generated<number>;
 }
 export interface PhaseRow { name: string; started_at: number; ended_at: number }
 /** migrations/007: never read by a client API; deleted with the run's end. */

@@ -3,6 +3,7 @@
 // so the lock is released). A placement pass is event-driven (the kick doorbell), not polled; the timer
 // below only catches failures (lost agents, unacknowledged dispatches).
 import { setTimeout as sleep, setImmediate as yieldToIo } from 'node:timers/promises';
+import { sql } from 'kysely';
 import type { NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
@@ -39,6 +40,10 @@ export interface PlacerDeps {
   log: Logger;
   agentLostAfterMs: number;
   dispatchAckTimeoutMs: number;
+  /** An attempt in Packaging longer than this ends Failed (0: no deadline). */
+  packagingDeadlineMs?: number;
+  /** For the invariant sweep's stranded-attempt check (the heartbeats requeue such attempts themselves). */
+  attemptLeaseBeats?: number;
   /** Told of each attempt placed, just before its doorbell rings (its storage credentials may start being issued). */
   onPlaced?: (run: Placed) => void;
 }
@@ -57,7 +62,7 @@ export class Placer {
   #leftWaiting = false;
 
   constructor(private readonly deps: PlacerDeps) {
-    this.#invariants = new Invariants({ db: deps.db, runs: deps.runs, log: deps.log, agentLostAfterMs: deps.agentLostAfterMs });
+    this.#invariants = new Invariants({ db: deps.db, runs: deps.runs, log: deps.log, agentLostAfterMs: deps.agentLostAfterMs, dispatchAckTimeoutMs: deps.dispatchAckTimeoutMs, attemptLeaseBeats: deps.attemptLeaseBeats, packagingDeadlineMs: deps.packagingDeadlineMs });
   }
 
   get isLeader(): boolean { return this.#leader; }
@@ -115,7 +120,7 @@ export class Placer {
         if (this.#leader) this.deps.log.info('placer: stepped down');
         this.#leader = false;
         this.#cache = null;
-        await session?.client.end().catch(() => {});
+        await session?.close();
       }
       if (!signal.aborted) await sleep(500, undefined, { signal }).catch(() => {});
     }
@@ -294,15 +299,35 @@ export class Placer {
       if (stranded.found > 0 || lost.length > 0) this.kick();
     }
     await this.#sweepUnacked();
+    await this.#sweepPackaging();
+  }
+
+  /**
+   * The scheduler's own deadline for the Packaging phase (package, environment, data), whatever the agent
+   * believes: an attempt still there past --packaging-deadline ends Failed, and its agent is told to stop
+   * it at its next heartbeat (the lease is no longer current). The agent's --packaging-timeout, shorter,
+   * normally ends it first with a precise reason; this is the backstop for an agent that never does.
+   */
+  async #sweepPackaging(): Promise<void> {
+    const { db, packagingDeadlineMs } = this.deps;
+    if (!packagingDeadlineMs) return;
+    const late = await db.selectFrom('runs').select(['id', 'lease', 'agent'])
+      .where('status', '=', RunStatus.Packaging).where('agent', 'is not', null)
+      .where(sql<boolean>`packaging_at < now() - make_interval(secs => ${packagingDeadlineMs / 1000})`).execute();
+    for (const r of late) {
+      const c = await this.deps.runs.endAttempt(r.id, Number(r.lease), r.agent!, RunStatus.Failed, `packaging did not finish within ${packagingDeadlineMs / 1000} s (the scheduler's --packaging-deadline)`);
+      if (c) this.deps.log.warn({ run: r.id, agent: r.agent }, 'packaging past its deadline; the attempt failed');
+    }
   }
 
   async #sweepUnacked(): Promise<void> {
     const { db, dispatchAckTimeoutMs } = this.deps;
     const stale = await db.selectFrom('runs').select(['id', 'lease', 'agent'])
       .where('agent', 'is not', null).where('acked_at', 'is', null)
-      .where('dispatched_at', '<', new Date(Date.now() - dispatchAckTimeoutMs)).execute();
+      // The database's clock, which wrote dispatched_at: a scheduler whose clock runs ahead takes back nothing early.
+      .where(sql<boolean>`dispatched_at < now() - make_interval(secs => ${dispatchAckTimeoutMs / 1000})`).execute();
     for (const r of stale) {
-      await this.deps.runs.requeue(r.id, r.lease!, `dispatch not acknowledged by ${r.agent} within ${dispatchAckTimeoutMs} ms`, false);
+      await this.deps.runs.requeue(r.id, r.lease!, `dispatch not acknowledged by ${r.agent} within ${dispatchAckTimeoutMs} ms`, false, null, { unacked: true });
     }
     const silent = [...new Set(stale.map((r) => r.agent!))];
     if (silent.length) {

@@ -5,7 +5,7 @@
 // only the claiming agent may have: storage credentials scoped to this attempt, and the run's secrets.
 import type { SchedulerContext } from '../context.js';
 import type { ClaimAttemptRequest__Output, Dispatch, RenewStorageRequest__Output, StorageCredentials } from '../../shared/proto.js';
-import { ErrorCodes, TrainyardError, errorMessage, invalid, notFound } from '../../shared/errors.js';
+import { ErrorCodes, TrainyardError, errorCodeRetryability, errorMessage, invalid, notFound } from '../../shared/errors.js';
 import { RunStatus, placedStatuses } from '../../shared/run-states.js';
 import { dispatchFor } from './dispatch.js';
 import { isRunId } from '../../shared/ids.js';
@@ -25,21 +25,35 @@ export async function claimAttempt(ctx: SchedulerContext, req: ClaimAttemptReque
   const agent = claimingAgent(req, authenticated);
   if (!isRunId(req.run_id)) throw invalid(`run id "${req.run_id}" is not a run id`);
   if (!agent) throw invalid('the claiming agent is not named');
-  let read = ctx.db.selectFrom('runs').selectAll()
-    .where('id', '=', req.run_id).where('agent', '=', agent).where('status', '=', RunStatus.Scheduled).where('lease', 'is not', null);
-  if (req.attempt) read = read.where('attempt', '=', req.attempt);
-  const row = await read.executeTakeFirst();
+  // Not started yet, or (the same attempt claimed again by the same agent: its first answer was lost)
+  // acknowledged already: a claim is idempotent, so a reply lost after the commit strands nothing.
+  const row = await ctx.db.selectFrom('runs').selectAll()
+    .where('id', '=', req.run_id).where('agent', '=', agent).where('lease', 'is not', null)
+    .where((eb) => req.attempt
+      ? eb.and([eb('attempt', '=', req.attempt), eb.or([eb('status', '=', RunStatus.Scheduled), eb.and([eb('status', 'in', startedStatuses), eb('acked_at', 'is not', null)])])])
+      : eb('status', '=', RunStatus.Scheduled))
+    .executeTakeFirst();
   if (!row) throw notFound(`run ${req.run_id}${req.attempt ? ` attempt ${req.attempt}` : ''} is not waiting to start on agent ${agent}`);
   // What only the claiming agent may have, before the claim acknowledges the dispatch: if storage cannot
   // issue credentials now, the dispatch stays unacknowledged, so the agent's retries or the ack deadline
-  // (which places the run again) decide, and no run waits on an agent that gave up.
+  // (which places the run again) decide, and no run waits on an agent that gave up. A refusal that will
+  // never change (a scope MinIO cannot take) ends the attempt instead, so it is not placed again for ever.
   const [storage, secrets] = await Promise.all([
-    ctx.credentials.forClaim(row).catch((err: unknown) => {
-      ctx.log.warn({ run: row.id, agent, err: errorMessage(err) }, 'could not issue storage credentials for a claim; the dispatch stays unacknowledged');
+    ctx.credentials.forClaim(row).catch(async (err: unknown) => {
+      if (err instanceof TrainyardError && errorCodeRetryability[err.code] === 'permanent') {
+        const reason = `storage credentials cannot be issued for this run: ${err.message}`;
+        await ctx.runs.endAttempt(row.id, Number(row.lease), agent, RunStatus.Failed, reason);
+        ctx.log.warn({ run: row.id, agent, reason }, 'claim refused for good; the run failed');
+      } else {
+        ctx.log.warn({ run: row.id, agent, err: errorMessage(err) }, 'could not issue storage credentials for a claim; the dispatch stays unacknowledged');
+      }
       throw err;
     }),
     row.secret_names.length === 0 ? Promise.resolve([]) : ctx.db.selectFrom('run_secrets').select(['name', 'value']).where('run_id', '=', row.id).execute(),
   ]);
+  const answer = (running: boolean): Dispatch => ({ ...dispatchFor(row, ctx.settings.bucket), storage, secrets: Object.fromEntries(secrets.map((s) => [s.name, s.value])), running });
+  // Claimed again: the same answer as the first time, and no transition (the first one made it).
+  if (row.status !== RunStatus.Scheduled) return answer(row.status === RunStatus.Running);
   // The acknowledgement is the Packaging transition (the agent fetches the package next), guarded again by
   // the same attempt (a requeue meanwhile wins): one statement with its event, and one round trip fewer.
   // An agent that holds this package version and its venv ready (it says which digest; a digest that is not
@@ -47,8 +61,11 @@ export async function claimAttempt(ctx: SchedulerContext, req: ClaimAttemptReque
   const ready = row.package_sha256 !== null && req.ready_package_sha256 === row.package_sha256;
   const acked = ready ? await ctx.runs.startReady(row.id, Number(row.lease), agent) : await ctx.runs.startPackaging(row.id, Number(row.lease), agent);
   if (!acked) throw notFound(`run ${req.run_id} attempt ${row.attempt} is no longer waiting to start on agent ${agent}`);
-  return { ...dispatchFor(row, ctx.settings.bucket), storage, secrets: Object.fromEntries(secrets.map((s) => [s.name, s.value])), running: ready };
+  return answer(ready);
 }
+
+/** States a claimed attempt is in once its claim was acknowledged. */
+const startedStatuses = [RunStatus.Packaging, RunStatus.Running];
 
 /** New credentials for an attempt still current on the calling agent (a long run nearing their expiry). */
 export async function renewStorage(ctx: SchedulerContext, req: RenewStorageRequest__Output, agent: string): Promise<StorageCredentials> {

@@ -15,6 +15,8 @@ import { parseVersion, formatVersion } from '../../shared/versions.js';
 import { keys, withStorageRetry } from '../../shared/storage.js';
 import { describeRequest, type Request } from '../placement/fleet.js';
 import { boundSelector, outsideBinding } from '../placement/queue.js';
+import { sessionPolicy } from '../storage/attempt-credentials.js';
+import { attemptScope } from '../storage/credential-cache.js';
 import { RunStatus } from '../../shared/run-states.js';
 import { Pipeline, evaluates, parsePipeline } from '../../shared/pipelines.js';
 import type { Principal } from '../auth/principal.js';
@@ -261,38 +263,42 @@ async function accept(ctx: SchedulerContext, req: SubmitRunRequest__Output, call
     throw new TrainyardError(ErrorCodes.Unsatisfiable, `no registered agent could ever satisfy this request (${describeRequest(request)})`);
   }
 
-  return {
-    version: formatVersion(version),
-    secrets: p.secrets,
-    values: {
-      id: `run_${newRunId()}`,
-      idempotency_key: req.idempotency_key || null,
-      project,
-      priority: req.priority,
-      package: pkg,
-      package_major: version.major,
-      package_minor: version.minor,
-      package_object_key: version.object_key,
-      package_sha256: version.sha256,
-      pipeline,
-      eval_dataset: evalDs?.name ?? null,
-      eval_dataset_sub: evalDs?.sub ?? '',
-      dataset: ds.name,
-      dataset_sub: ds.sub,
-      gpus: request.gpus,
-      gpu_model: request.gpuModel,
-      gpu_memory_mb: request.gpuMemoryMb,
-      cpus: request.cpus,
-      memory_mb: request.memoryMb,
-      selector: JSON.stringify(request.selector),
-      env: JSON.stringify(p.env),
-      secret_names: Object.keys(p.secrets).sort(),
-      timeout_seconds: req.timeout_seconds,
-      max_attempts: req.max_attempts || ctx.settings.maxAttempts,
-      status: RunStatus.Scheduled,
-    },
+  const values = {
+    id: `run_${newRunId()}`,
+    idempotency_key: req.idempotency_key || null,
+    project,
+    priority: req.priority,
+    package: pkg,
+    package_major: version.major,
+    package_minor: version.minor,
+    package_object_key: version.object_key,
+    package_sha256: version.sha256,
+    pipeline,
+    eval_dataset: evalDs?.name ?? null,
+    eval_dataset_sub: evalDs?.sub ?? '',
+    dataset: ds.name,
+    dataset_sub: ds.sub,
+    gpus: request.gpus,
+    gpu_model: request.gpuModel,
+    gpu_memory_mb: request.gpuMemoryMb,
+    cpus: request.cpus,
+    memory_mb: request.memoryMb,
+    selector: JSON.stringify(request.selector),
+    env: JSON.stringify(p.env),
+    secret_names: Object.keys(p.secrets).sort(),
+    timeout_seconds: req.timeout_seconds,
+    max_attempts: req.max_attempts || ctx.settings.maxAttempts,
+    status: RunStatus.Scheduled,
   };
+  // Every attempt's storage credentials carry a session policy naming the run's folders, and MinIO refuses
+  // one over 2,048 characters: checked now, for the longest attempt number a run could reach, so a run that
+  // could never be claimed is refused here instead of being placed and requeued for ever.
+  sessionPolicy(attemptScope({ ...values, attempt: LONGEST_ATTEMPT }, ctx.settings.bucket));
+  return { version: formatVersion(version), secrets: p.secrets, values };
 }
+
+/** An attempt number no run reaches (each placement is one): the policy check's worst case. */
+const LONGEST_ATTEMPT = 9_999_999;
 
 /** The dataset (or sub-folder) exists, holds files, and the caller may run with it. `field` names it in errors. */
 async function checkDataset(ctx: SchedulerContext, caller: Principal, project: string, ds: { name: string; sub: string }, field: string, l: Lookup): Promise<void> {

@@ -203,7 +203,7 @@ export class RunTransitions {
       r AS (
         UPDATE runs SET status = ${st(RunStatus.Scheduled)}, status_detail = '', agent = q.agent, last_agent = q.agent,
           lease = nextval('lease_seq'), attempt = runs.attempt + 1,
-          gpu_indices = coalesce(string_to_array(nullif(q.gpus, ''), ',')::int[], '{}'), dispatched_at = now(), acked_at = NULL
+          gpu_indices = coalesce(string_to_array(nullif(q.gpus, ''), ',')::int[], '{}'), dispatched_at = now(), acked_at = NULL, missed_beats = 0
         FROM q
         WHERE runs.ctid = q.at AND runs.id = q.id
         RETURNING runs.id, runs.status, runs.attempt, runs.agent, runs.lease, runs.gpu_indices, runs.created_at, runs.package_sha256,
@@ -342,8 +342,10 @@ export class RunTransitions {
    * the run back while draining. The run queues again for a new attempt, unless a kill was asked (Killed) or
    * the agent-loss budget is spent (Failed). `countsAsLoss` is false for a dispatch the agent never took.
    * `byAgent`: the agent handing it back (guarded like its other reports); null when the scheduler decides.
+   * `unacked`: only if the dispatch is still unacknowledged (the ack deadline: a claim that landed after the
+   * sweep read the run wins).
    */
-  async requeue(runId: string, lease: number, reason: string, countsAsLoss: boolean, byAgent: string | null = null): Promise<Changed | null> {
+  async requeue(runId: string, lease: number, reason: string, countsAsLoss: boolean, byAgent: string | null = null, o: { unacked?: boolean } = {}): Promise<Changed | null> {
     const loss = countsAsLoss ? 1 : 0;
     const spent = sql`lost_attempts + ${loss} >= max_attempts`;
     return this.#one(await apply(this.db, sql`
@@ -360,6 +362,7 @@ export class RunTransitions {
         agent = NULL, gpu_indices = '{}', acked_at = NULL
       WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status IN ${PLACED}
         ${byAgent === null ? sql`` : sql`AND agent = ${byAgent}`}
+        ${o.unacked ? sql`AND acked_at IS NULL` : sql``}
       ${RETURNING}, CASE WHEN runs.status = ${st(RunStatus.Failed)} THEN ${reason} || ' (' || runs.status_detail || ')'
                          WHEN runs.status = ${st(RunStatus.Killed)} THEN 'killed' ELSE ${reason}::text END AS detail`, { releaseGpus: true, freed: true, canEnd: true }));
   }

@@ -12,7 +12,7 @@
 import { sql, type Selectable, type Transaction } from 'kysely';
 import type { SchedulerContext } from '../context.js';
 import type { Database, SchedulesTable } from '../db/database.js';
-import { TrainyardError, errorCodeRetryability, notFound } from '../../shared/errors.js';
+import { TrainyardError, errorCodeRetryability, errorMessage, notFound } from '../../shared/errors.js';
 import { EventKind } from '../../shared/event-kinds.js';
 import { ScheduleState } from '../../shared/schedule-states.js';
 import { recordEvents, type NewEvent } from '../events/record.js';
@@ -95,15 +95,24 @@ export async function fire(ctx: SchedulerContext, s: Row, f: Firing): Promise<Fi
   }
 }
 
-/** Fires every schedule that is due now, once each (a catch-up fires once for all it missed). */
-export async function fireDue(ctx: SchedulerContext, now = new Date()): Promise<void> {
-  const due = await ctx.db.selectFrom('schedules').selectAll()
-    .where('state', '=', ScheduleState.Active).where('next_fire_at', '<=', now)
+/**
+ * Fires every schedule that is due now, once each (a catch-up fires once for all it missed). "Now" is the
+ * database's clock, the one next_fire_at was computed against, not this scheduler's. A firing that
+ * throws (a retryable error: it claimed nothing and is tried on the next tick) is logged and the others
+ * still fire: one schedule whose firing keeps failing never starves the rest.
+ */
+export async function fireDue(ctx: SchedulerContext): Promise<void> {
+  const due = await ctx.db.selectFrom('schedules').selectAll().select(sql<Date>`now()`.as('db_now'))
+    .where('state', '=', ScheduleState.Active).where('next_fire_at', '<=', sql<Date>`now()`)
     .orderBy('next_fire_at').limit(100).execute();
-  for (const s of due) {
-    const c = catchUp(s, s.next_fire_at!, now);
-    const outcome = await fire(ctx, s, { kind: 'due', due: s.next_fire_at!, ...c });
-    if (outcome === 'taken') ctx.log.debug({ schedule: s.name, due: s.next_fire_at }, 'schedule firing taken by another scheduler');
+  for (const { db_now: now, ...s } of due) {
+    try {
+      const c = catchUp(s, s.next_fire_at!, now);
+      const outcome = await fire(ctx, s, { kind: 'due', due: s.next_fire_at!, ...c });
+      if (outcome === 'taken') ctx.log.debug({ schedule: s.name, due: s.next_fire_at }, 'schedule firing taken by another scheduler');
+    } catch (err) {
+      ctx.log.warn({ schedule: s.name, due: s.next_fire_at, err: errorMessage(err) }, 'schedule firing failed; tried again on the next tick');
+    }
   }
 }
 

@@ -65,16 +65,14 @@ export class AttemptCredentials {
    * to the claim, which issues again.
    */
   prefetch(r: ScopeRow & { lease: number | string | null }): void {
-    if (r.lease === null || this.#inFlight >= this.#maxInFlight) return;
-    if (this.#ahead.size >= this.#maxEntries) {
-      this.#prune();
-      if (this.#ahead.size >= this.#maxEntries) return;
-    }
+    this.#prune();
+    if (r.lease === null || this.#inFlight >= this.#maxInFlight || this.#ahead.size >= this.#maxEntries) return;
     this.#inFlight++;
     const scope = attemptScope(r, this.bucket);
     const creds = this.issuer(scope);
     creds.catch(() => {}).finally(() => { this.#inFlight--; });
     this.#ahead.set(keyOf(r), { at: Date.now(), scope: JSON.stringify(scope), creds });
+    this.#pruneLater();
   }
 
   /**
@@ -82,6 +80,7 @@ export class AttemptCredentials {
    * read of the run gives (what the placer saw is never trusted over it); otherwise new ones.
    */
   async forClaim(r: ScopeRow & { lease: number | string | null }): Promise<StorageCredentials> {
+    this.#prune();
     const key = keyOf(r);
     const ahead = this.#ahead.get(key);
     this.#ahead.delete(key);
@@ -92,9 +91,22 @@ export class AttemptCredentials {
     return this.issuer(scope);
   }
 
-  /** Drops what waited longer than the TTL: placements whose claim never came here. */
+  /**
+   * Drops what waited longer than the TTL: placements whose claim never came here. Entries are in the order
+   * they were made, so this stops at the first young one. Keys are secrets: none is kept past the TTL, even
+   * when nothing is placed or claimed for a while (a timer, which never holds the process open).
+   */
   #prune(): void {
     const old = Date.now() - this.#ttlMs;
-    for (const [k, v] of this.#ahead) if (v.at < old) this.#ahead.delete(k);
+    for (const [k, v] of this.#ahead) {
+      if (v.at >= old) break;
+      this.#ahead.delete(k);
+    }
+  }
+
+  #timer: NodeJS.Timeout | null = null;
+  #pruneLater(): void {
+    if (this.#timer || this.#ahead.size === 0) return;
+    this.#timer = setTimeout(() => { this.#timer = null; this.#prune(); this.#pruneLater(); }, this.#ttlMs + 10).unref();
   }
 }

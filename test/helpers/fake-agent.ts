@@ -12,6 +12,11 @@ export interface FakeDispatch { run_id: string; lease: number; attempt: number; 
 
 export class FakeAgent {
   readonly dispatches: FakeDispatch[] = [];
+  /**
+   * What its heartbeats say it holds, as a real agent's do: each attempt it claimed, until its
+   * FinishAttempt was answered. A test deletes one to play an agent that forgot it (a lost reply).
+   */
+  readonly held = new Map<string, { lease: number; attempt: number }>();
   /** The doorbells it heard, as sent. */
   readonly bells: { run_id: string; attempt: number; package_sha256?: string }[] = [];
   #waiters: ((d: FakeDispatch) => void)[] = [];
@@ -45,6 +50,7 @@ export class FakeAgent {
         const ready = o.readyDigest?.(bell.package_sha256 ?? '') ?? '';
         a.#ready.then(() => a.call<FakeDispatch>('ClaimAttempt', { agent: name, run_id: bell.run_id, attempt: bell.attempt, ready_package_sha256: ready })).then((d) => {
           d.lease = Number(d.lease);
+          a.held.set(d.run_id, { lease: d.lease, attempt: Number(d.attempt) });
           a.dispatches.push(d);
           for (const w of a.#waiters.splice(0)) w(d);
         }, () => {});
@@ -59,8 +65,13 @@ export class FakeAgent {
     a.session = Number(res.session);
     a.credential = res.credential;
     a.#registered();
-    a.#beat = setInterval(() => { a.call('Heartbeat', { name, session: a.session, held: [], draining: false, leaving: false }).catch(() => {}); }, 300);
+    a.#beat = setInterval(() => { a.call('Heartbeat', { name, session: a.session, held: a.heldList(), draining: false, leaving: false }).catch(() => {}); }, 300);
     return a;
+  }
+
+  /** The held list its heartbeats send. */
+  heldList(): { run_id: string; lease: number; attempt: number }[] {
+    return [...this.held].map(([run_id, h]) => ({ run_id, ...h }));
   }
 
   call<T = Record<string, unknown>>(method: string, req: Record<string, unknown>, o: { auth?: Record<string, string> } = {}): Promise<T> {
@@ -68,7 +79,12 @@ export class FakeAgent {
     for (const [k, v] of Object.entries(o.auth ?? this.auth)) md.set(k, v);
     return new Promise((resolve, reject) => {
       const fn = (this.client as unknown as Record<string, (r: unknown, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: T) => void) => void>)[method]!;
-      fn.call(this.client, req, md, { deadline: Date.now() + 30_000 }, (err, res) => (err ? reject(err) : resolve(res as T)));
+      fn.call(this.client, req, md, { deadline: Date.now() + 30_000 }, (err, res) => {
+        if (err) return reject(err);
+        // An answered end report: the attempt is over, as far as this agent knows.
+        if (method === 'FinishAttempt' && this.held.get(String(req.run_id))?.lease === Number(req.lease)) this.held.delete(String(req.run_id));
+        resolve(res as T);
+      });
     });
   }
 
@@ -81,6 +97,12 @@ export class FakeAgent {
       const t = setTimeout(() => reject(new Error(`${this.name}: no dispatch within ${timeoutMs} ms`)), timeoutMs);
       this.#waiters.push(() => { clearTimeout(t); resolve(this.dispatches[this.#taken++]!); });
     });
+  }
+
+  /** Its own heartbeats stop (the test beats for it, with what it wants the scheduler to hear). */
+  stopBeats(): void {
+    if (this.#beat) clearInterval(this.#beat);
+    this.#beat = null;
   }
 
   async close(): Promise<void> {

@@ -102,3 +102,21 @@ t.test('the cache keeps within its size, least recently used first; 0 keeps noth
   t.same([n1.hits, n2.hits, n2.files], [0, 0, 1], 'with 0 MiB every run downloads');
   t.same(none.size, { entries: 0, bytes: 0 });
 });
+
+// Issue 20 #5: two runs sharing a full cache, one copying an entry out while the other's download evicts
+// it. Before entries were pinned while copied, the copy failed ENOENT ("agent error") in most rounds.
+t.test('an entry being copied out is never evicted under the copy', async (t) => {
+  // Many files per dataset: the copier is mid-way through its hits while the other run's downloads evict.
+  for (const d of ['a', 'b']) for (let i = 0; i < 40; i++) await put(`datasets/evict-${d}/f${i}`, `${d}${i}`.repeat(10_000));
+  for (let round = 0; round < 8; round++) {
+    const cache = new DataCache(tmp('ty-dcr-'), 40 * 30_000); // room for one dataset only
+    await cache.makeLocal(minio, bucket, 'datasets/evict-a/', path.join(tmp('ty-ev-'), 'data'), retry);
+    const dirs = [path.join(tmp('ty-ev-'), 'data'), path.join(tmp('ty-ev-'), 'data')];
+    const [a, b] = await Promise.all([
+      cache.makeLocal(minio, bucket, 'datasets/evict-a/', dirs[0]!, retry),
+      cache.makeLocal(minio, bucket, 'datasets/evict-b/', dirs[1]!, retry),
+    ]);
+    t.same([a.files, b.files], [40, 40], `round ${round}: both runs made every file local`);
+    t.ok(['a', 'b'].every((d, k) => readFileSync(path.join(dirs[k]!, 'f7'), 'utf8') === `${d}7`.repeat(10_000)), `round ${round}: with the right bytes`);
+  }
+});

@@ -143,3 +143,15 @@ t.test('trainyard scheduler|agent --print-config, a real process', async (t) => 
   t.equal(badExt.status, 2, 'an unknown extension: exit 2');
   t.match(badExt.stderr, /scheduler\.ini: a config file is TOML \(\.toml\) or YAML \(\.yaml, \.yml\)/);
 });
+
+// Issue 20 #7: TRAINYARD_MAX_ATTEMPTS=0 was accepted, and the invariant sweep then failed healthy queued
+// runs ("attempts spent: 0 of 0"). A value below what a setting can mean is refused at start, naming it.
+t.test('settings refuse values below their minimum', async (t) => {
+  t.throws(() => compileSettings(schedulerSettings, {}, { TRAINYARD_MAX_ATTEMPTS: '0' }), /TRAINYARD_MAX_ATTEMPTS: must be at least 1, got 0/);
+  t.throws(() => compileSettings(schedulerSettings, { 'heartbeat-interval-ms': '0' }, {}), /--heartbeat-interval-ms: must be at least 1, got 0/);
+  t.throws(() => compileSettings(schedulerSettings, {}, { TRAINYARD_ATTEMPT_LEASE_BEATS: '0' }), /must be at least 1/);
+  t.equal(compileSettings(schedulerSettings, {}, { TRAINYARD_MAX_ATTEMPTS: '1' }).maxAttempts, 1, '1 is fine');
+  const r = spawnSync(process.execPath, [path.join(root, 'bin', 'trainyard.js'), 'scheduler', '--max-attempts', '0'], { encoding: 'utf8', timeout: 30_000 });
+  t.equal(r.status, 2, 'the scheduler does not start');
+  t.match(r.stderr, /--max-attempts: must be at least 1, got 0/);
+});

@@ -74,3 +74,14 @@ t.test('prefetched for another scope than the claim reads: not handed out', asyn
   const got = await cache.forClaim(row('run_aaaaaaaaaaaaaa', 7));
   t.equal(got.access_key, 'AK2', 'the claim issues for the scope it read itself');
 });
+
+// Issue 20 (suspected, confirmed): prefetched credentials were pruned only once 64 were held, so keys for
+// placements never claimed here stayed in memory for as long as the scheduler placed little.
+t.test('prefetched credentials are not kept past their TTL, even when nothing else happens', async (t) => {
+  const cache = new AttemptCredentials(async () => ({ access_key: 'AK', secret_key: 'SK', session_token: 'ST', expires_at_ms: Date.now() + 900_000 }), 'trainyard', { ttlMs: 100 });
+  cache.prefetch(row('run_dddddddddddddd', 1));
+  cache.prefetch(row('run_eeeeeeeeeeeeee', 2));
+  t.equal(cache.held, 2, 'held while their claims may come');
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(cache.held, 0, 'gone after the TTL with no further call');
+});

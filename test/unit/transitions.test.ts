@@ -138,3 +138,20 @@ t.test('the place statement keeps a project\'s rules whatever the placer chose (
   t.same(await place([[b2, 'only-delta']]), [], 'another project\'s run is refused there');
   t.same(await place([[d1, 'only-delta']]), [d1], 'delta\'s run is placed');
 });
+
+// Issue 20 (suspected, confirmed): the ack deadline's requeue had no acked_at guard, so a claim landing
+// between the sweep's read and its requeue lost the attempt the agent had just started.
+t.test('the ack deadline takes back only a dispatch still unacknowledged', async (t) => {
+  const { db } = await testDatabase(t);
+  const runs = new RunTransitions(db, () => {});
+  const [id] = await queueRuns(db, 1, 'ack');
+  await onlineAgents(db, ['a']);
+  const { placed } = await runs.assign([{ id: id!, agent: 'a', gpuIndices: [0], session: 1 }]);
+  const lease = Number(placed[0]!.lease);
+  // The sweep read it unacknowledged; the claim lands before its requeue.
+  t.ok(await runs.startPackaging(id!, lease, 'a'), 'claimed');
+  t.equal(await runs.requeue(id!, lease, 'dispatch not acknowledged', false, null, { unacked: true }), null, 'the deadline\'s requeue changes nothing');
+  const row = await db.selectFrom('runs').select(['status', 'agent']).where('id', '=', id!).executeTakeFirstOrThrow();
+  t.same(row, { status: 'Packaging', agent: 'a' }, 'the attempt stays with its agent');
+  t.ok(await runs.requeue(id!, lease, 'agent lost', true), 'a requeue without the guard (agent lost) still takes it');
+});

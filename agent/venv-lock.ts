@@ -1,0 +1,76 @@
+// The lock on a venv being built, shared by the agents that share a venv cache: a folder made atomically
+// with its owner already inside it. A pid alone did not tell a dead owner (issue 20 #3): after a reboot or a
+// restart in a container (the agent as PID 1 again) the pid was alive — someone else's, or the new agent's
+// own — and the build waited for ever; a crash between making the folder and writing the pid left an
+// owner of 0, never taken over. The owner is now the pid, the kernel's boot id and the process's start
+// time (its 22nd /proc stat field), and the folder appears only with that file in it (made under another
+// name, then renamed), so a lock is stale exactly when its process is not the one running now.
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import path from 'node:path';
+
+interface Owner { pid: number; boot: string; start: string }
+
+/** This boot's id: a pid from another boot is no process of this one. */
+async function bootId(): Promise<string> {
+  return (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '')).trim();
+}
+
+/** When `pid` started, in clock ticks since boot ('' when there is no such process). */
+export async function processStart(pid: number): Promise<string> {
+  const s = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+  const fields = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  return fields[19] ?? '';
+}
+
+async function me(): Promise<Owner> {
+  return { pid: process.pid, boot: await bootId(), start: await processStart(process.pid) };
+}
+
+/** A lock is held while its owner runs: same boot, and that pid started when the owner did. */
+async function stale(lockDir: string, legacyGraceMs: number): Promise<boolean> {
+  const text = await readFile(path.join(lockDir, 'owner'), 'utf8').catch(() => null);
+  if (text !== null) {
+    let o: Partial<Owner>;
+    try { o = JSON.parse(text) as Partial<Owner>; } catch { return true; }
+    if (typeof o.pid !== 'number' || o.boot !== (await bootId())) return true;
+    return (await processStart(o.pid)) !== o.start;
+  }
+  // A lock made by an older agent (a `pid` file written after the folder was made): its owner is dead if
+  // its pid is; one with no pid yet is stale once it is older than a crash between the two steps could be.
+  const pid = Number(await readFile(path.join(lockDir, 'pid'), 'utf8').catch(() => '0'));
+  if (pid > 0) return (await processStart(pid)) === '';
+  const made = await stat(lockDir).catch(() => null);
+  return made === null || Date.now() - made.mtimeMs > legacyGraceMs;
+}
+
+/**
+ * Takes the lock folder `lockDir`, waiting while a live owner holds it and taking over a stale one. Returns
+ * the release. `onWait` is called once, when it first has to wait.
+ */
+export async function lockVenv(lockDir: string, signal: AbortSignal, onWait: () => void, o: { pollMs?: number; legacyGraceMs?: number } = {}): Promise<() => Promise<void>> {
+  const owner = JSON.stringify(await me());
+  let told = false;
+  for (;;) {
+    signal.throwIfAborted();
+    const tmp = `${lockDir}.${randomBytes(6).toString('hex')}.new`;
+    await mkdir(tmp);
+    await writeFile(path.join(tmp, 'owner'), owner);
+    try {
+      await rename(tmp, lockDir); // fails while lockDir exists (a folder with a file in it)
+      return () => rm(lockDir, { recursive: true, force: true });
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true });
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOTDIR') throw err;
+    }
+    if (await stale(lockDir, o.legacyGraceMs ?? 30_000)) {
+      await rm(lockDir, { recursive: true, force: true });
+      continue;
+    }
+    if (!told) { onWait(); told = true; }
+    await sleep(o.pollMs ?? 500, undefined, { signal });
+  }
+}
