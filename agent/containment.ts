@@ -1,7 +1,7 @@
 // What the agent sets up once, at start, to contain the runs it will execute: the cgroup folder attempts
 // go under (agent/cgroup.ts), and the user train.py runs as (agent/run-as.ts), with the checks that make a
 // misconfiguration fail the start instead of every run.
-import { chmod, lchown, lstat, mkdir, readdir, realpath, stat } from 'node:fs/promises';
+import { chmod, lchown, lstat, mkdir, readdir } from 'node:fs/promises';
 import { AnchoredDir, NotPlainPath } from '../shared/anchored-dir.js';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -63,13 +63,4 @@ async function chownBelow(dir: AnchoredDir, uid: number, gid: number): Promise<v
     }
   }
   await dir.handle.chown(uid, gid);
-}
-
-/** Whether `inner`, symlinks resolved, is `outer` or inside it (both must exist). */
-export async function staysInside(inner: string, outer: string): Promise<{ ok: boolean; real: string }> {
-  const [ri, ro] = await Promise.all([realpath(inner), realpath(outer)]);
-  const rel = path.relative(ro, ri);
-  const ok = rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
-  // stat proves it is a folder, not a file named like one.
-  return { ok: ok && (await stat(ri)).isDirectory(), real: ri };
 }
