@@ -1,7 +1,7 @@
 // Issue 19, a run's outputs and its result file, through the real scheduler, agent and CLI: a co-located
-// run of another project that swaps the victim's artifacts folder for a link to the agent's work dir
-// (renameat2 RENAME_EXCHANGE, in a loop, while the agent reads) never gets a file of the agent's into the
-// victim's outputs; a result file replaced by a FIFO fails the run with a reason instead of holding the
+// run of another project that swaps the victim's artifacts folder for a link to the agent's work dir, or
+// for a folder of links to the agent's credential (renameat2 RENAME_EXCHANGE, in a loop, while the agent
+// reads), never gets a file of the agent's into the victim's outputs; a result file replaced by a FIFO fails the run with a reason instead of holding the
 // agent (four such runs, then a kill and a normal run, all end); a result file that is a link is refused;
 // a run that writes past --run-disk-mb fails "disk limit"; outputs over --max-output-mb fail the run with
 // nothing in the bucket.
@@ -56,8 +56,10 @@ class Main:
 `;
 
 // The attacker (another project, same agent, same run user): for every other attempt whose artifacts are
-// DONE, says it is watching, then swaps that artifacts folder with a link to the agent's work dir
-// (RENAME_EXCHANGE) as fast as it can until the attempt's folder is gone; until the test says stop.
+// DONE, says it is watching, then swaps that artifacts folder, with RENAME_EXCHANGE as fast as it can until
+// the attempt's folder is gone, for one of two things (by turns): a link to the agent's work dir, or a
+// folder of links named like the victim's files, each to the agent's credential (<work dir>/identity).
+// Until the test says stop.
 const attacker = `
 import ctypes, os, time
 libc = ctypes.CDLL(None, use_errno=True)
@@ -66,24 +68,30 @@ class Main:
         sync = os.environ["SYNC"]
         mine = os.path.dirname(os.getcwd())
         work = os.path.dirname(mine)
-        swaps = 0
+        swaps, turn = 0, 0
         deadline = time.time() + 280
         while not os.path.exists(os.path.join(sync, "stop")) and time.time() < deadline:
             for name in os.listdir(work):
                 attempt = os.path.join(work, name)
-                if attempt == mine or not os.path.exists(os.path.join(attempt, "package", "artifacts", "DONE")):
+                art = os.path.join(attempt, "package", "artifacts")
+                other = os.path.join(attempt, "package", ".swap")
+                if attempt == mine or not os.path.exists(os.path.join(art, "DONE")) or os.path.lexists(other):
                     continue
                 run = name.rsplit("-a", 1)[0]
-                art = os.path.join(attempt, "package", "artifacts").encode()
-                link = os.path.join(attempt, "package", ".swap")
                 try:
-                    os.symlink(work, link)
+                    if turn % 2 == 0:
+                        os.mkdir(other)
+                        for n in os.listdir(art):
+                            os.symlink(os.path.join(work, "identity"), os.path.join(other, n))
+                    else:
+                        os.symlink(work, other)
                 except OSError:
                     continue
+                turn += 1
                 open(os.path.join(sync, "seen-" + run), "w").close()
                 n = 0
                 while os.path.isdir(attempt) and n < 5000000:
-                    if libc.renameat2(-100, art, -100, link.encode(), 2) == 0:
+                    if libc.renameat2(-100, art.encode(), -100, other.encode(), 2) == 0:
                         n += 1
                 swaps += n
                 open(os.path.join(sync, "swaps-" + run), "w").write(str(n))
