@@ -33,6 +33,8 @@ const VERSION = '0.1.0';
  * there hears how each attempt ended; one that is away finds the attempts through its agent-loss sweep.
  */
 const FINAL_REPORT_MS = 3000;
+
+const MIB = 1024 * 1024;
 /** How long a claim keeps retrying a scheduler that is away; the ack deadline has requeued the run by then. */
 const CLAIM_TIMEOUT_MS = 30_000;
 
@@ -316,6 +318,7 @@ export class AgentDaemon {
       venv: { venvDir: this.settings.venvDir, python: this.settings.python, pythonVersion: '', pipIndexUrl: this.settings.pipIndexUrl, pipFindLinks: this.settings.pipFindLinks },
       killGraceMs: this.settings.killGraceMs, packagingTimeoutMs: this.settings.packagingTimeoutS * 1000, transferRetries: this.settings.transferRetries,
       zipLimits: { maxUnzippedBytes: 4 * 1024 * 1024 * 1024, maxEntries: 100_000 },
+      runDiskBytes: this.settings.runDiskMb * MIB, maxOutputBytes: this.settings.maxOutputMb * MIB,
       reportSignal: this.#giveUpReports.signal,
       gpus: this.#gpus, containment: this.#containment, warm: this.#warm, packages: this.#packages, dataCache: this.#dataCache,
     };

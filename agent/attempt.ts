@@ -8,8 +8,7 @@
 // its processes is left: its folder is root's with the uid's group (0750: no other run may enter), and
 // the uid owns only the run's package copy, HOME, TMPDIR, result folder and the folders process_data writes.
 import { createHash } from 'node:crypto';
-import { constants, existsSync } from 'node:fs';
-import { chmod, chown, mkdir, open, readFile, rm } from 'node:fs/promises';
+import { chmod, chown, mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type * as Minio from 'minio';
 import { createMinioClient } from '../shared/storage.js';
@@ -17,8 +16,9 @@ import type { Logger } from 'pino';
 import type { Dispatch, Gpu } from '../shared/proto.js';
 import { AttemptOutcome, RunStatus } from '../shared/run-states.js';
 import { diskFullCodes, downloadObject, uploadBuffer, uploadDir, uploadFile, type RetryOptions } from '../shared/storage.js';
+import { AnchoredDir, NotPlainPath, removeTree, type AnchoredFile } from '../shared/anchored-dir.js';
 import { DataCache, type MadeLocal } from './data-cache.js';
-import { extractZip, zipDir } from '../shared/zip.js';
+import { extractZip, zipAnchored } from '../shared/zip.js';
 import { ErrorCodes, errorMessage, isRetryableGrpc, TrainyardError } from '../shared/errors.js';
 import { sha256File } from '../shared/hash.js';
 import { ensureVenv, PackagingError, type VenvOptions } from './venv.js';
@@ -27,9 +27,10 @@ import { SupervisedProcess, type SuperviseOptions } from './process.js';
 import { needsFreshInterpreter, type ForkedRun, type WarmInterpreters } from './warm-interpreter.js';
 import type { PackageCache } from './package-cache.js';
 import { planOutputs } from './outputs.js';
+import { DiskWatch } from './run-disk.js';
 import type { Link } from './link.js';
 import { RunCgroup } from './cgroup.js';
-import { chownTree, staysInside, type Containment } from './containment.js';
+import { chownTree, type Containment } from './containment.js';
 import { asUser, type RunAsUser } from './run-as.js';
 import type { RunUidLease } from './run-uids.js';
 import { checkRunEnv, gpuUuids, harnessPath, RefusedDispatch, trainEnv } from './run-env.js';
@@ -52,6 +53,10 @@ export interface AttemptDeps {
   packagingTimeoutMs?: number;
   transferRetries: number;
   zipLimits: { maxUnzippedBytes: number; maxEntries: number };
+  /** --run-disk-mb in bytes: what a run may add to its folder (RLIMIT_FSIZE per file, and measured); 0: no limit. */
+  runDiskBytes?: number;
+  /** --max-output-mb in bytes: the most one attempt uploads; 0: no limit. */
+  maxOutputBytes?: number;
   /**
    * Fires when the agent stops for good (a second signal, or past its drain deadline): the end report and
    * the log shipping, which otherwise retry for as long as the scheduler is away, give up. Absent: never.
@@ -87,6 +92,17 @@ type EndReason = { outcome: AttemptOutcome; reason: string };
 
 /** A package version whose files come to at most this is zipped in memory (see #upload). */
 const ZIP_IN_MEMORY_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The harness's verdict is a few KiB (it caps its own error text): a result file larger than this, or not a
+ * regular file at all, fails the run instead of being read.
+ */
+const RESULT_FILE_MAX_BYTES = 1024 * 1024;
+
+/** How often a run's folder is measured against --run-disk-mb while it runs (and once more at its end). */
+const DISK_SAMPLE_MS = 2000;
+
+const MIB = 1024 * 1024;
 
 /** Credentials this close to their expiry are renewed before the next transfer starts. */
 const RENEW_BEFORE_MS = 5 * 60_000;
@@ -211,7 +227,8 @@ export class Attempt {
     await this.#finish(result);
     this.logs.close();
     await this.#releaseProcess();
-    await rm(this.#dir, { recursive: true, force: true }).catch(() => {});
+    // From descriptors: another run of the same user may still swap a folder in it for a link.
+    await removeTree(this.#dir).catch((err: unknown) => this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'could not remove the attempt\'s folder'));
     // Last: its cgroup is empty and its folder gone; what is left of the uid elsewhere dies with the lease.
     await this.#uid?.release().catch((err: unknown) => this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'could not give back the run uid'));
   }
@@ -226,7 +243,7 @@ export class Attempt {
     // Checked again here, before anything is fetched or spawned: a dispatch is not trusted.
     const runEnv = checkRunEnv(d.env, this.#pipeline);
     const gpus = gpuUuids((d.gpu_indices ?? []).map(Number), this.deps.gpus ?? []);
-    await rm(this.#dir, { recursive: true, force: true });
+    await removeTree(this.#dir);
     const pool = this.deps.containment?.pool;
     if (pool) this.#uid = await pool.lease();
     await mkdir(this.#dir, { recursive: true });
@@ -279,7 +296,7 @@ export class Attempt {
     await ready.running;
     const ran = await this.#train(ready.proc, folders);
     if (!ran.ok) return { outcome: AttemptOutcome.Failed, reason: ran.reason, phases: ran.phases };
-    const up = await this.#upload(ready.pkgDir, folders, ran.phases);
+    const up = await this.#upload(folders, ran.phases);
     return { outcome: AttemptOutcome.Succeeded, reason: '', startAt, endAt: Date.now() / 1000, score: ran.score, phases: ran.phases, lineage, ...up };
   }
 
@@ -494,6 +511,7 @@ export class Attempt {
     if (folders.training) harnessArgs.push('--training-dir', folders.training);
     if (folders.test) harnessArgs.push('--test-dir', folders.test);
     if (folders.scratch) harnessArgs.push('--test-scratch-dir', folders.scratch);
+    if (this.deps.runDiskBytes) harnessArgs.push('--max-file-bytes', String(this.deps.runDiskBytes));
     this.#checkStopped();
     const secrets = d.secrets ?? {};
     const env = { ...trainEnv({ venv, home, tmp, user: runAs?.name, runEnv, gpuUuids: gpus, runId: this.runId, attempt: Number(d.attempt), folders: folderEnv(pipeline, folders) }), ...secrets };
@@ -536,6 +554,10 @@ export class Attempt {
       onTimeout: () => this.stop({ outcome: AttemptOutcome.TimedOut, reason: 'timed out' }),
       signal: this.#abort.signal,
     };
+    // Measured from now: what the package and the data took is the agent's doing, not the run's.
+    const disk = this.deps.runDiskBytes
+      ? await DiskWatch.start(this.#dir, this.deps.runDiskBytes, DISK_SAMPLE_MS, (reason) => this.stop({ outcome: AttemptOutcome.Failed, reason }))
+      : null;
     let proc: SupervisedProcess;
     if (p.forked) {
       proc = new SupervisedProcess(p.forked.child, supervise);
@@ -551,11 +573,20 @@ export class Attempt {
     }
     this.deps.log.info({ run: this.runId, attempt: d.attempt, pid: proc.pid, warm: p.forked !== null, early: this.#setUpEarly, at: Date.now() }, 'train.py started');
     this.#mark('spawned');
+    proc.exited.catch(() => disk?.finish().catch(() => null));
     const { code, signal } = await proc.exited;
     this.#mark('exited');
+    // Every process of the run is gone (proc.exited waits for its cgroup to be empty): one last measure.
+    const overDisk = await disk?.finish();
     this.#checkStopped();
+    if (overDisk) return { ok: false, reason: overDisk, phases: [] };
     let verdict: Verdict | null = null;
-    try { verdict = JSON.parse(await readNoFollow(p.resultFile)) as Verdict; } catch { verdict = null; }
+    try {
+      verdict = JSON.parse((await this.#readResult())?.toString('utf8') ?? 'null') as Verdict | null;
+    } catch (err) {
+      if (err instanceof NotPlainPath) return { ok: false, reason: `the result file was refused: ${err.message}`, phases: [] };
+      verdict = null; // not JSON: as if there were none
+    }
     // What the run's own process wrote: numbers are checked before they go anywhere.
     const phases = (Array.isArray(verdict?.phases) ? verdict.phases : []).slice(0, 8).filter((x) => typeof x?.name === 'string' && typeof x.started_at === 'number' && typeof x.ended_at === 'number')
       .map((x) => ({ name: x.name, started_at: x.started_at, ended_at: x.ended_at }));
@@ -569,51 +600,94 @@ export class Attempt {
     return { ok: false, reason: signal ? `train.py was killed by ${signal}` : `train.py exited with code ${code}`, phases };
   }
 
-  /** Pushes every output to the attempt's prefix (agent/outputs.ts says what goes where). */
-  async #upload(pkgDir: string, folders: Folders, phases: PhaseTime[]): Promise<{ saved: boolean; savedTest: boolean; size: number; sha256: string }> {
+  /**
+   * The harness's result file (#prepareProcess), which the run's code may have replaced with anything: read
+   * from the attempt's folder down without following a link, opened non-blocking (a FIFO cannot hold the
+   * agent, or a thread of its pool), only when it is a regular file of at most RESULT_FILE_MAX_BYTES;
+   * anything else throws NotPlainPath. Null: there is none.
+   */
+  async #readResult(): Promise<Buffer | null> {
+    const root = await AnchoredDir.open(this.#dir);
+    try {
+      const dir = await root.openDir('result');
+      if (!dir) return null;
+      try { return await dir.readSmallFile('result.json', RESULT_FILE_MAX_BYTES); } finally { await dir.close(); }
+    } finally {
+      await root.close();
+    }
+  }
+
+  /**
+   * Pushes every output to the attempt's prefix (agent/outputs.ts says what goes where). Read only once the
+   * run's processes are all gone, and from descriptors (shared/anchored-dir.ts): every folder is opened
+   * from the attempt's own folder down, none of the path followed, and every file from its folder's
+   * descriptor, non-blocking, checked to be the regular file that was listed. A run of the same user still
+   * alive (another attempt here) that swaps a folder for a link meanwhile fails the upload or makes it miss
+   * a file; it cannot make the agent send anything from outside the run's folders. Everything is listed,
+   * and the package version zipped, before the first byte goes out: over --max-output-mb, nothing does.
+   */
+  async #upload(folders: Folders, phases: PhaseTime[]): Promise<{ saved: boolean; savedTest: boolean; size: number; sha256: string }> {
     this.#enter('uploading');
     const d = this.dispatch;
     const pipeline = this.#pipeline;
-    const plan = planOutputs(pkgDir, d.output_prefix!, d.env ?? {});
-    const minio = await this.#storage();
+    const plan = planOutputs(this.#pkgDir, d.output_prefix!, d.env ?? {});
+    if (await this.#cgroup?.populated()) throw new TrainyardError(ErrorCodes.FailedPrecondition, 'processes of the run are still alive after its end; nothing was uploaded');
     // What is uploaded as the training and the test data: for a full pipeline, what process_data wrote
     // (without process_data, the input data was the training data); for an evaluation, its input data.
     const ranProcessData = phases.some((p) => p.name === 'process_data');
     const trainData = !plan.saveTrainingData ? null
       : pipeline === Pipeline.Train ? folders.data : pipeline === Pipeline.Full ? (ranProcessData ? folders.training : folders.data) : null;
     const testData = !plan.saveTestData ? null : pipeline === Pipeline.Evaluate ? folders.data : pipeline === Pipeline.Full ? folders.test : null;
-    // Before anything is uploaded: train.py may have made the artifacts folder (or a folder above it) a
-    // link to somewhere else (/etc, another run's data); the agent would upload what it can read there.
-    if (existsSync(plan.artifactsDir)) {
-      const inside = await staysInside(plan.artifactsDir, pkgDir);
-      if (!inside.ok) throw new RefusedDispatch(`artifacts_directory "${d.env?.artifacts_directory ?? 'artifacts'}" leaves the run's folder (it resolves to ${inside.real}); nothing was uploaded`);
+    const opened: AnchoredDir[] = [];
+    const keep = <T extends AnchoredDir | null>(dir: T): T => { if (dir) opened.push(dir); return dir; };
+    try {
+      const root = keep(await AnchoredDir.open(this.#dir));
+      const pkg = keep(await root.openDir('package'));
+      if (!pkg) throw new RefusedDispatch('the run\'s package folder is gone; nothing was uploaded');
+      const artifactsName = d.env?.artifacts_directory ?? 'artifacts';
+      if (plan.artifactsRel === null) throw new RefusedDispatch(`artifacts_directory "${artifactsName}" leaves the run's folder; nothing was uploaded`);
+      const art = keep(await pkg.openDir(plan.artifactsRel).catch((err: unknown) => {
+        if (err instanceof NotPlainPath) throw new RefusedDispatch(`artifacts_directory "${artifactsName}" leaves the run's folder (${err.message}); nothing was uploaded`);
+        throw err;
+      }));
+      const dataDir = async (dir: string | null) => !dir ? null : keep(await root.openDir(path.relative(this.#dir, dir)).catch((err: unknown) => {
+        if (err instanceof NotPlainPath) throw new RefusedDispatch(`a data folder leaves the run's folder (${err.message}); nothing was uploaded`);
+        throw err;
+      }));
+      const sets: { what: 'artifacts' | 'trainData' | 'testData'; dir: AnchoredDir; files: AnchoredFile[] }[] = [];
+      if (art) sets.push({ what: 'artifacts', dir: art, files: await art.files() });
+      const train = await dataDir(trainData);
+      if (train) sets.push({ what: 'trainData', dir: train, files: await train.files() });
+      const test = await dataDir(testData);
+      if (test) sets.push({ what: 'testData', dir: test, files: await test.files() });
+      // The new version: a small one zipped in memory, hashed and sent from there; a larger one through a
+      // file in the attempt's folder (the agent's: the run cannot write there).
+      const outZip = path.join(this.#dir, 'package.zip');
+      const zipped = makesVersion(pipeline) ? await zipAnchored(pkg, await pkg.files(plan.packageExcludes), outZip, { inMemoryUpTo: ZIP_IN_MEMORY_BYTES }) : null;
+      const zipBytes = !zipped ? 0 : zipped.buffer ? zipped.buffer.length : (await stat(outZip)).size;
+      const total = sets.reduce((n, x) => n + x.files.reduce((m, f) => m + f.size, 0), zipBytes);
+      const limit = this.deps.maxOutputBytes ?? 0;
+      if (limit && total > limit) {
+        throw new TrainyardError(ErrorCodes.ResourceExhausted, `output limit: the outputs come to ${(total / MIB).toFixed(1)} MiB, over the agent's --max-output-mb of ${Math.round(limit / MIB)} MiB; nothing was uploaded`);
+      }
+      const minio = await this.#storage();
+      for (const x of sets) {
+        const up = await this.#counted('upload', uploadDir(minio, d.bucket!, x.dir, x.files, plan.keys[x.what], this.#transfers('upload')), (r) => r.bytes);
+        this.logs.line('system', x.what === 'artifacts' ? `[trainyard] uploaded ${up.files} artifacts (${up.bytes} bytes)`
+          : `[trainyard] saved a copy of the ${x.what === 'trainData' ? 'training' : 'test'} data (${up.files} files)`);
+      }
+      if (!zipped) return { saved: false, savedTest: testData !== null, size: 0, sha256: '' };
+      const { buffer } = zipped;
+      const size = await this.#counted('upload', buffer
+        ? uploadBuffer(minio, d.bucket!, plan.keys.package, buffer, this.#transfers('upload'))
+        : uploadFile(minio, d.bucket!, plan.keys.package, outZip, this.#transfers('upload')), (n) => n);
+      const sha256 = buffer ? createHash('sha256').update(buffer).digest('hex') : await sha256File(outZip);
+      this.logs.line('system', `[trainyard] uploaded the new package version (${size} bytes)`);
+      // A stop that comes now, with every output in the bucket, changes nothing: the run succeeded.
+      return { saved: trainData !== null, savedTest: testData !== null, size, sha256 };
+    } finally {
+      for (const dir of opened) await dir.close();
     }
-    for (const dir of [trainData, testData]) {
-      if (dir && !(await staysInside(dir, this.#dir)).ok) throw new RefusedDispatch('a data folder leaves the run\'s folder; nothing was uploaded');
-    }
-    if (existsSync(plan.artifactsDir)) {
-      const up = await this.#counted('upload', uploadDir(minio, d.bucket!, plan.artifactsDir, plan.keys.artifacts, this.#transfers('upload')), (r) => r.bytes);
-      this.logs.line('system', `[trainyard] uploaded ${up.files} artifacts (${up.bytes} bytes)`);
-    }
-    if (trainData) {
-      const up = await this.#counted('upload', uploadDir(minio, d.bucket!, trainData, plan.keys.trainData, this.#transfers('upload')), (r) => r.bytes);
-      this.logs.line('system', `[trainyard] saved a copy of the training data (${up.files} files)`);
-    }
-    if (testData) {
-      const up = await this.#counted('upload', uploadDir(minio, d.bucket!, testData, plan.keys.testData, this.#transfers('upload')), (r) => r.bytes);
-      this.logs.line('system', `[trainyard] saved a copy of the test data (${up.files} files)`);
-    }
-    if (!makesVersion(pipeline)) return { saved: false, savedTest: testData !== null, size: 0, sha256: '' };
-    // A small version is zipped in memory, hashed and sent from there; a larger one through a file.
-    const outZip = path.join(this.#dir, 'package.zip');
-    const { buffer } = await zipDir(pkgDir, outZip, plan.packageExcludes, { inMemoryUpTo: ZIP_IN_MEMORY_BYTES });
-    const size = await this.#counted('upload', buffer
-      ? uploadBuffer(minio, d.bucket!, plan.keys.package, buffer, this.#transfers('upload'))
-      : uploadFile(minio, d.bucket!, plan.keys.package, outZip, this.#transfers('upload')), (n) => n);
-    const sha256 = buffer ? createHash('sha256').update(buffer).digest('hex') : await sha256File(outZip);
-    this.logs.line('system', `[trainyard] uploaded the new package version (${size} bytes)`);
-    // A stop that comes now, with every output in the bucket, changes nothing: the run succeeded.
-    return { saved: trainData !== null, savedTest: testData !== null, size, sha256 };
   }
 
   /**
@@ -686,12 +760,6 @@ export class Attempt {
       lines, attempt: Number(this.dispatch.attempt),
     }, giveUp, (err) => log.warn({ run: this.runId, err: errorMessage(err) }, 'finish report failed; retrying'));
   }
-}
-
-/** Reads a file the run's code could have replaced by a link (to a file only the agent may read): never followed. */
-async function readNoFollow(file: string): Promise<string> {
-  const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
-  try { return await fh.readFile('utf8'); } finally { await fh.close(); }
 }
 
 /**

@@ -3,6 +3,7 @@
 // absolute path (agent/run-as.ts), with the checks that make a misconfiguration fail the start instead of
 // every run.
 import { chmod, lchown, lstat, mkdir, readdir, realpath, stat } from 'node:fs/promises';
+import { AnchoredDir, NotPlainPath } from '../shared/anchored-dir.js';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { ErrorCodes, TrainyardError } from '../shared/errors.js';
@@ -71,18 +72,25 @@ export async function denyWritesByOthers(dir: string): Promise<void> {
   for (const e of await readdir(dir, { withFileTypes: true })) await denyWritesByOthers(path.join(dir, e.name));
 }
 
-/** Gives a folder tree to the user (lchown: a symlink is changed itself, never what it points at). */
+/**
+ * Gives a folder tree to the user. Walked from descriptors, none of the path followed
+ * (shared/anchored-dir.ts): a folder swapped for a link meanwhile (by a run of the same user) is skipped,
+ * so what a link names is never given away; a link itself is changed (lchown), never what it points at.
+ * Each folder is given away after what is in it, so the user cannot change a folder still being walked.
+ */
 export async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
-  await lchown(dir, uid, gid);
-  if (!(await lstat(dir)).isDirectory()) return;
-  for (const e of await readdir(dir, { withFileTypes: true })) await chownTree(path.join(dir, e.name), uid, gid);
+  const root = await AnchoredDir.open(dir);
+  try { await chownBelow(root, uid, gid); } finally { await root.close(); }
 }
 
-/** Whether `inner`, symlinks resolved, is `outer` or inside it (both must exist). */
-export async function staysInside(inner: string, outer: string): Promise<{ ok: boolean; real: string }> {
-  const [ri, ro] = await Promise.all([realpath(inner), realpath(outer)]);
-  const rel = path.relative(ro, ri);
-  const ok = rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
-  // stat proves it is a folder, not a file named like one.
-  return { ok: ok && (await stat(ri)).isDirectory(), real: ri };
+async function chownBelow(dir: AnchoredDir, uid: number, gid: number): Promise<void> {
+  for (const name of await dir.names()) {
+    const sub = await dir.openDir(name).catch((err: unknown) => { if (err instanceof NotPlainPath) return null; throw err; });
+    if (sub) {
+      try { await chownBelow(sub, uid, gid); } finally { await sub.close(); }
+    } else {
+      await lchown(dir.at(name), uid, gid).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOENT') throw err; });
+    }
+  }
+  await dir.handle.chown(uid, gid);
 }

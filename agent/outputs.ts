@@ -11,6 +11,8 @@ import { wantsTestData, wantsTrainingData } from '../shared/run-env.js';
 export interface OutputPlan {
   /** Where the code writes its artifacts (absolute; may be inside or outside the package folder). */
   artifactsDir: string;
+  /** The same, relative to the package folder ('/'-separated; '' is the folder itself); null: outside it. */
+  artifactsRel: string | null;
   /** Whether the training data is uploaded too (training and full pipelines). */
   saveTrainingData: boolean;
   /** Whether the test data is uploaded too (evaluation and full pipelines). */
@@ -29,6 +31,7 @@ export function planOutputs(pkgDir: string, outputPrefix: string, env: Record<st
   const artifactsExcluded = !insidePkg.startsWith('..') && insidePkg !== '' ? insidePkg.split(path.sep).join('/') : null;
   return {
     artifactsDir,
+    artifactsRel: insidePkg.startsWith('..') || path.isAbsolute(insidePkg) ? null : insidePkg.split(path.sep).join('/'),
     saveTrainingData: wantsTrainingData(env),
     saveTestData: wantsTestData(env),
     keys: {

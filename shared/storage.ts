@@ -3,9 +3,11 @@
 import * as Minio from 'minio';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, stat, rename } from 'node:fs/promises';
+import { mkdir, readdir, stat, rename, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { AnchoredDir, AnchoredFile } from './anchored-dir.js';
 import { ErrorCodes, TrainyardError, errorMessage } from './errors.js';
 import { retry, RetriesExhausted } from './retry.js';
 
@@ -175,7 +177,10 @@ export async function uploadBuffer(client: Minio.Client, bucket: string, key: st
   return body.length;
 }
 
-/** Every regular file under dir, as '/'-separated relative paths; symlinks are skipped, never followed. */
+/**
+ * Every regular file under dir, as '/'-separated relative paths; symlinks are skipped. For a user's own
+ * folder (the CLI's push): a folder a run can still change is walked with AnchoredDir instead.
+ */
 export async function walkFiles(dir: string, exclude: (rel: string) => boolean = () => false): Promise<{ rel: string; size: number }[]> {
   const out: { rel: string; size: number }[] = [];
   async function walk(abs: string, rel: string): Promise<void> {
@@ -192,18 +197,33 @@ export async function walkFiles(dir: string, exclude: (rel: string) => boolean =
   return out;
 }
 
+/**
+ * Uploads the files AnchoredDir.files() found below `dir` to `prefix`, each read from a descriptor opened
+ * from `dir` down (shared/anchored-dir.ts): a folder swapped for a link meanwhile fails the upload instead
+ * of sending what the link names.
+ */
 export async function uploadDir(
-  client: Minio.Client, bucket: string, dir: string, prefix: string, retry: RetryOptions, progress?: Progress,
+  client: Minio.Client, bucket: string, dir: AnchoredDir, files: readonly AnchoredFile[], prefix: string, retry: RetryOptions, progress?: Progress,
 ): Promise<{ files: number; bytes: number }> {
-  const files = await walkFiles(dir);
   const total = files.reduce((n, f) => n + f.size, 0);
   let done = 0;
   for (const f of files) {
-    await uploadFile(client, bucket, prefix + f.rel, path.join(dir, ...f.rel.split('/')), retry);
+    const fh = await dir.openFile(f);
+    try {
+      // A fresh stream per try (a retry starts again from byte 0), of exactly the size that was counted.
+      await withStorageRetry(`upload ${prefix + f.rel}`, () => client.putObject(bucket, prefix + f.rel, bytesOf(fh, f.size), f.size), retry);
+    } finally {
+      await fh.close();
+    }
     done += f.size;
     progress?.(done, total);
   }
   return { files: files.length, bytes: total };
+}
+
+/** The first `size` bytes of an open file, as a stream that leaves the handle open. */
+export function bytesOf(fh: FileHandle, size: number, o: { autoClose?: boolean } = {}): Readable {
+  return size === 0 ? Readable.from([]) : fh.createReadStream({ start: 0, end: size - 1, autoClose: o.autoClose ?? false });
 }
 
 export { createReadStream };

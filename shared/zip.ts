@@ -4,12 +4,13 @@
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename } from 'node:fs/promises';
 import path from 'node:path';
-import { Transform } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as yauzl from 'yauzl';
 import * as yazl from 'yazl';
 import { invalidPackage, TrainyardError } from './errors.js';
-import { walkFiles } from './storage.js';
+import { bytesOf, walkFiles } from './storage.js';
+import type { AnchoredDir, AnchoredFile } from './anchored-dir.js';
 
 export interface ZipLimits {
   maxUnzippedBytes: number;
@@ -147,13 +148,32 @@ export async function extractZip(file: string, dest: string, limits: ZipLimits):
  * Zips a folder deterministically (sorted paths, fixed mtime); symlinks are skipped, never followed.
  * `inMemoryUpTo`: when the files come to at most this many bytes, the zip is returned as `buffer` and no
  * file is written (a small package version then goes to storage, and is hashed, without a file written
- * and read back twice); otherwise it is written to `outFile`.
+ * and read back twice); otherwise it is written to `outFile`. For a user's own folder (the CLI's push).
  */
 export async function zipDir(dir: string, outFile: string, exclude: (rel: string) => boolean = () => false, o: { inMemoryUpTo?: number } = {}): Promise<{ files: number; buffer?: Buffer }> {
   const files = await walkFiles(dir, exclude);
+  return writeZip(files, (zip, f, opts) => zip.addFile(path.join(dir, ...f.rel.split('/')), f.rel, opts), outFile, o);
+}
+
+/**
+ * zipDir over a folder a run could still change (the agent's new package version): the files
+ * AnchoredDir.files() found, each read from a descriptor opened from `dir` down, none of the path followed
+ * (shared/anchored-dir.ts), and of exactly the size that was found (yazl checks it).
+ */
+export async function zipAnchored(dir: AnchoredDir, files: readonly AnchoredFile[], outFile: string, o: { inMemoryUpTo?: number } = {}): Promise<{ files: number; buffer?: Buffer }> {
+  return writeZip(files, (zip, f, opts) => zip.addReadStreamLazy(f.rel, { ...opts, size: f.size }, (cb) => {
+    dir.openFile(f).then((fh) => cb(null, bytesOf(fh, f.size, { autoClose: true })), (err: Error) => cb(err, undefined as never));
+  }), outFile, o);
+}
+
+async function writeZip<F extends { rel: string; size: number }>(
+  files: readonly F[], add: (zip: yazl.ZipFile, f: F, opts: { mtime: Date; mode: number }) => void, outFile: string, o: { inMemoryUpTo?: number },
+): Promise<{ files: number; buffer?: Buffer }> {
   const zip = new yazl.ZipFile();
+  // A file that could not be read (or changed size) fails the zip: the output stream ends with that error.
+  zip.on('error', (err: Error) => (zip.outputStream as Readable).destroy(err));
   const mtime = new Date('2000-01-01T00:00:00Z');
-  for (const f of files) zip.addFile(path.join(dir, ...f.rel.split('/')), f.rel, { mtime, mode: 0o100644 });
+  for (const f of files) add(zip, f, { mtime, mode: 0o100644 });
   zip.end();
   if (o.inMemoryUpTo !== undefined && files.reduce((n, f) => n + f.size, 0) <= o.inMemoryUpTo) {
     const chunks: Buffer[] = [];

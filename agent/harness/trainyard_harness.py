@@ -2,7 +2,7 @@
 
     python -u trainyard_harness.py --package-dir DIR --data-dir DIR --result-file FILE
         [--pipeline TRAIN_ONLY|EVALUATE_ONLY|FULL_TRAINING] [--training-dir DIR --test-dir DIR
-         [--test-scratch-dir DIR]] [--check-only]
+         [--test-scratch-dir DIR]] [--max-file-bytes N] [--check-only]
 
 TRAIN_ONLY (the default): Main().train(data dir), then save().
 EVALUATE_ONLY: Main().evaluate(data dir), whose return value is the score (a number; anything else fails).
@@ -210,6 +210,7 @@ def build_parser():
     parser.add_argument("--training-dir", help="FULL_TRAINING: where process_data writes the training data")
     parser.add_argument("--test-dir", help="FULL_TRAINING: where the test data is (process_data's, or the evaluation dataset)")
     parser.add_argument("--test-scratch-dir", help="FULL_TRAINING with an evaluation dataset: process_data's test folder instead")
+    parser.add_argument("--max-file-bytes", type=int, default=0, help="RLIMIT_FSIZE for this process and its children (the agent's --run-disk-mb); 0: none")
     return parser
 
 
@@ -225,6 +226,12 @@ def prepare(argv=None):
     # An inherited "ignore" would make the agent's kill a no-op; a kill must kill. User code may still
     # install its own handler, which is its business.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # The agent's --run-disk-mb, for a single file: a write past it fails (EFBIG; Python ignores SIGXFSZ).
+    # Soft and hard alike, before any of the run's code: an unprivileged process cannot raise it again. The
+    # agent measures the run's folder as a whole besides.
+    if args.max_file_bytes > 0:
+        import resource
+        resource.setrlimit(resource.RLIMIT_FSIZE, (args.max_file_bytes, args.max_file_bytes))
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.reconfigure(line_buffering=True)

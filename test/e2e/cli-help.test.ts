@@ -78,6 +78,9 @@ t.test('the verbs the issue named, and the program\'s own help', async (t) => {
     t.notMatch(r.stderr, /Unknown option/, `${args.join(' ')}: no "Unknown option"`);
   }
   t.match(trainyard('run', 'train', '--help').stdout, /--gpus N\s+GPUs, 0 to 8 \(default: 0\)/, 'run train --help: a flag, its value and its default');
+  const agentHelp = trainyard('agent', '--help').stdout;
+  t.match(agentHelp, /--run-disk-mb VALUE\s+disk one run may fill .*"disk limit".*\(env TRAINYARD_RUN_DISK_MB; default: 0\)/, 'agent --help: --run-disk-mb (issue 19)');
+  t.match(agentHelp, /--max-output-mb VALUE\s+most one run may upload .*"output limit".*\(env TRAINYARD_MAX_OUTPUT_MB; default: 0\)/, 'agent --help: --max-output-mb (issue 19)');
   for (const args of [['--help'], ['-h'], ['help'], []]) {
     const r = trainyard(...args);
     t.equal(r.status, 0, `trainyard ${args.join(' ')} exits 0`);
@@ -149,6 +152,8 @@ _trainyard; printf '%s\\n' "\${COMPREPLY[@]}"; complete -p trainyard`;
   t.same(complete('trainyard', 'projects', 'set', 'p', '--ex'), ['--exclusive'], 'projects set --ex<TAB> → --exclusive');
   t.same(complete('trainyard', 'projects', 'set', 'p', '--max-s'), ['--max-storage-gb'], 'projects set --max-s<TAB> → --max-storage-gb');
   t.same(complete('trainyard', 'agent', '--accept'), ['--accept-projects'], 'agent --accept<TAB> → --accept-projects');
+  t.same(complete('trainyard', 'agent', '--run-d'), ['--run-disk-mb'], 'an agent setting: --run-disk-mb');
+  t.same(complete('trainyard', 'agent', '--max-o'), ['--max-output-mb'], 'and --max-output-mb');
   t.same(complete('trainyard', '').sort(), commands.filter((c) => c.path.length === 1).map((c) => c.path[0]).sort(), 'every top-level verb');
   t.same(complete('trainyard', 'completion', ''), ['bash', 'zsh']);
 
