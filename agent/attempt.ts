@@ -570,10 +570,13 @@ export class Attempt {
     // A small version is zipped in memory, hashed and sent from there; a larger one through a file.
     const outZip = path.join(this.#dir, 'package.zip');
     const { buffer } = await zipDir(pkgDir, outZip, plan.packageExcludes, { inMemoryUpTo: ZIP_IN_MEMORY_BYTES });
-    const size = await this.#counted('upload', buffer
-      ? uploadBuffer(minio, d.bucket!, plan.keys.package, buffer, this.#transfers('upload'))
-      : uploadFile(minio, d.bucket!, plan.keys.package, outZip, this.#transfers('upload')), (n) => n);
+    // Hashed before it goes up and sent with it (x-amz-checksum-sha256): MinIO refuses a put whose bytes
+    // differ, and the scheduler registers the version by the checksum MinIO kept, not by this report.
     const sha256 = buffer ? createHash('sha256').update(buffer).digest('hex') : await sha256File(outZip);
+    const put = { headers: { 'Content-Type': 'application/zip' }, sha256 };
+    const size = await this.#counted('upload', buffer
+      ? uploadBuffer(minio, d.bucket!, plan.keys.package, buffer, this.#transfers('upload'), put).then((r) => r.bytes)
+      : uploadFile(minio, d.bucket!, plan.keys.package, outZip, this.#transfers('upload'), put), (n) => n);
     this.logs.line('system', `[trainyard] uploaded the new package version (${size} bytes)`);
     // A stop that comes now, with every output in the bucket, changes nothing: the run succeeded.
     return { saved: trainData !== null, savedTest: testData !== null, size, sha256 };

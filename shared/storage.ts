@@ -3,7 +3,7 @@
 import * as Minio from 'minio';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, stat, rename } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, stat, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ErrorCodes, TrainyardError, errorMessage } from './errors.js';
@@ -48,7 +48,7 @@ export const outputNames = {
   lineage: '_lineage.json',
 } as const;
 
-const permanentS3Codes = new Set(['NoSuchKey', 'NoSuchBucket', 'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'NotFound', 'InvalidBucketName']);
+const permanentS3Codes = new Set(['PreconditionFailed', 'XAmzContentChecksumMismatch', 'NoSuchKey', 'NoSuchBucket', 'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'NotFound', 'InvalidBucketName']);
 
 /** Local disk errors that no retry fixes: the transfer stops at once instead of backing off for seconds. */
 export const diskFullCodes: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT']);
@@ -163,16 +163,120 @@ export async function downloadObject(client: Minio.Client, bucket: string, key: 
   return got;
 }
 
-export async function uploadFile(client: Minio.Client, bucket: string, key: string, file: string, retry: RetryOptions): Promise<number> {
-  const { size } = await stat(file);
-  await withStorageRetry(`upload ${key}`, () => client.fPutObject(bucket, key, file, {}), retry);
-  return size;
+/**
+ * Objects larger than this go up in parts of this size. Above MinIO's 5 MiB minimum part, small enough to
+ * hold one part in memory while it is sent.
+ */
+export const PART_BYTES = 16 * 1024 * 1024;
+
+export interface PutOptions {
+  /** Headers sent with the object (Content-Type, say). */
+  headers?: Record<string, string>;
+  /**
+   * The bytes' SHA-256 (hex): sent as x-amz-checksum-sha256, so MinIO refuses the put unless what it
+   * received hashes to it, and keeps it for a HEAD in checksum mode (objectSha256). Single-part puts only:
+   * a multipart upload's checksum would be one of its parts', so none is sent and a reader hashes it.
+   */
+  sha256?: string;
 }
 
-/** Uploads bytes held in memory (`meta`: its metadata, such as Content-Type); resolves with their size. */
-export async function uploadBuffer(client: Minio.Client, bucket: string, key: string, body: Buffer, retry: RetryOptions, meta?: Minio.ItemBucketMetadata): Promise<number> {
-  await withStorageRetry(`upload ${key}`, () => client.putObject(bucket, key, body, body.length, meta), retry);
+const unquote = (etag: string | undefined) => (etag ?? '').replace(/^"|"$/g, '');
+
+/**
+ * One PUT of bytes held in memory. Not minio-js's putObject: that cannot send a checksum header (it turns
+ * unknown headers into x-amz-meta-*), and above its part size it lists the bucket's multipart uploads
+ * first, which an attempt's credentials may not do (README, "Security").
+ */
+async function putOnce(client: Minio.Client, bucket: string, key: string, body: Buffer, o: PutOptions): Promise<string> {
+  const headers: Record<string, string | number> = { ...o.headers, 'Content-Length': body.length };
+  if (o.sha256) headers['x-amz-checksum-sha256'] = Buffer.from(o.sha256, 'hex').toString('base64');
+  const res = await client.makeRequestAsyncOmit({ method: 'PUT', bucketName: bucket, objectName: key, headers }, body);
+  return unquote(res.headers.etag);
+}
+
+/**
+ * A multipart upload by its own upload id: initiate, each part, complete; aborted on failure. Nothing is
+ * listed (minio-js's own multipart put looks for an upload to resume with ListMultipartUploads, which
+ * would need a bucket-wide permission). A part that fails is sent again by withStorageRetry.
+ */
+async function putInParts(client: Minio.Client, bucket: string, key: string, file: string, size: number, o: PutOptions, retry: RetryOptions): Promise<void> {
+  const uploadId = await withStorageRetry(`start ${key}`, () => client.initiateNewMultipartUpload(bucket, key, { ...o.headers }), retry);
+  try {
+    const fh = await open(file, 'r');
+    const etags: { part: number; etag: string }[] = [];
+    try {
+      for (let part = 1, offset = 0; offset < size; part++, offset += PART_BYTES) {
+        const len = Math.min(PART_BYTES, size - offset);
+        const buf = Buffer.alloc(len);
+        for (let got = 0; got < len;) {
+          const { bytesRead } = await fh.read(buf, got, len - got, offset + got);
+          if (bytesRead === 0) throw new TrainyardError(ErrorCodes.StorageError, `${file} shrank while it was uploaded`);
+          got += bytesRead;
+        }
+        const md5 = createHash('md5').update(buf).digest('base64');
+        const etag = await withStorageRetry(`upload ${key} part ${part}`, async () => {
+          const res = await client.makeRequestAsyncOmit({
+            method: 'PUT', bucketName: bucket, objectName: key, query: `partNumber=${part}&uploadId=${encodeURIComponent(uploadId)}`,
+            headers: { 'Content-Length': len, 'Content-MD5': md5 },
+          }, buf);
+          return unquote(res.headers.etag);
+        }, retry);
+        etags.push({ part, etag });
+      }
+    } finally {
+      await fh.close();
+    }
+    await withStorageRetry(`complete ${key}`, () => client.completeMultipartUpload(bucket, key, uploadId, etags), retry);
+  } catch (err) {
+    await client.abortMultipartUpload(bucket, key, uploadId).catch(() => {});
+    throw err;
+  }
+}
+
+export async function uploadFile(client: Minio.Client, bucket: string, key: string, file: string, retry: RetryOptions, o: PutOptions = {}): Promise<number> {
+  const { size } = await stat(file);
+  if (size > PART_BYTES) {
+    await putInParts(client, bucket, key, file, size, o, retry);
+    return size;
+  }
+  const body = await readFile(file);
+  await withStorageRetry(`upload ${key}`, () => putOnce(client, bucket, key, body, o), retry);
   return body.length;
+}
+
+/** Uploads bytes held in memory in one PUT; resolves with their size and the object's ETag. */
+export async function uploadBuffer(client: Minio.Client, bucket: string, key: string, body: Buffer, retry: RetryOptions, o: PutOptions = {}): Promise<{ bytes: number; etag: string }> {
+  const etag = await withStorageRetry(`upload ${key}`, () => putOnce(client, bucket, key, body, o), retry);
+  return { bytes: body.length, etag };
+}
+
+/**
+ * An object's size, ETag and, when MinIO verified one at upload (a single PUT with x-amz-checksum-sha256),
+ * its SHA-256 (hex; '' when it holds none). A HEAD in checksum mode.
+ */
+export async function objectChecksum(client: Minio.Client, bucket: string, key: string, retry: RetryOptions): Promise<{ size: number; etag: string; sha256: string }> {
+  return withStorageRetry(`stat ${key}`, async () => {
+    const res = await client.makeRequestAsyncOmit({ method: 'HEAD', bucketName: bucket, objectName: key, headers: { 'x-amz-checksum-mode': 'ENABLED' } });
+    const sum = res.headers['x-amz-checksum-sha256'];
+    const whole = typeof sum === 'string' && !sum.includes('-') && res.headers['x-amz-checksum-type'] !== 'COMPOSITE';
+    return {
+      size: Number(res.headers['content-length'] ?? 0),
+      etag: unquote(res.headers.etag),
+      sha256: whole ? Buffer.from(sum, 'base64').toString('hex') : '',
+    };
+  }, retry);
+}
+
+/** An object's bytes only while it is still the one with this ETag: a replaced object fails PreconditionFailed (permanent). */
+export async function getObjectIfMatch(client: Minio.Client, bucket: string, key: string, etag: string, retry: RetryOptions): Promise<NodeJS.ReadableStream> {
+  return withStorageRetry(`download ${key}`, () => client.makeRequestAsync({ method: 'GET', bucketName: bucket, objectName: key, headers: { 'If-Match': `"${etag}"` } }), retry);
+}
+
+/** Copies an object inside the bucket, server-side, only while the source still has this ETag. */
+export async function copyObjectIfMatch(client: Minio.Client, bucket: string, from: string, to: string, etag: string, retry: RetryOptions): Promise<void> {
+  const conditions = new Minio.CopyConditions();
+  conditions.setMatchETag(etag);
+  await withStorageRetry(`copy ${from}`, () => client.copyObject(bucket, to, `/${bucket}/${from}`, conditions), retry);
 }
 
 /** Every regular file under dir, as '/'-separated relative paths; symlinks are skipped, never followed. */

@@ -12,10 +12,11 @@ import { appendLogs } from './logs.js';
 import { agentLineage, buildLineage } from './lineage.js';
 import { AttemptOutcome, RunStatus } from '../../shared/run-states.js';
 import { ErrorCodes, TrainyardError, invalid, notFound } from '../../shared/errors.js';
-import { keys, outputNames, uploadBuffer, withStorageRetry } from '../../shared/storage.js';
+import { copyObjectIfMatch, getObjectIfMatch, keys, listObjects, objectChecksum, outputNames, uploadBuffer } from '../../shared/storage.js';
+import { createHash } from 'node:crypto';
 import { formatVersion } from '../../shared/versions.js';
 import type { FinishAttemptRequest__Output, FinishAttemptResponse } from '../../shared/proto.js';
-import type { PhaseRow } from '../db/database.js';
+import type { PhaseRow, RecordedOutput } from '../db/database.js';
 import { evaluates, makesVersion, phaseWords } from '../../shared/pipelines.js';
 
 /** The harness's phases as the agent reported them, kept only when they are what the harness writes. */
@@ -76,15 +77,19 @@ export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptReq
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;
+const schedulerFiles: ReadonlySet<string> = new Set([outputNames.results, outputNames.lineage]);
+
+async function hashObject(body: Promise<NodeJS.ReadableStream>): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of await body) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
 const MAX_VERSION_RACES = 20;
 
 /** `logged`: the report's log lines being stored; settled before any transition. */
 async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__Output, agent: string, logged: Promise<unknown>): Promise<{ changed: Changed | null; version: string }> {
   const { db, minio, settings, storageRetry, runs } = ctx;
-  const statZip = (attempt: number) => {
-    const key = keys.attemptPrefix(req.run_id, attempt) + outputNames.package;
-    return withStorageRetry(`stat ${key}`, () => minio.statObject(settings.bucket, key), storageRetry);
-  };
+  const statZip = (attempt: number) => objectChecksum(minio, settings.bucket, keys.attemptPrefix(req.run_id, attempt) + outputNames.package, storageRetry);
   // A report with a package zip names its attempt: the zip is looked up while the run is read (checked
   // below against the run's own attempt, which alone decides).
   const early = req.attempt > 0 && req.package_sha256 ? { attempt: req.attempt, stat: statZip(req.attempt) } : null;
@@ -120,13 +125,22 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
   });
   const reported = agentLineage(req.lineage_json);
   const lineageFor = (output: { version: string; sha256: string } | null) => buildLineage(run, reported, { score, output });
-  // This attempt's own prefix: rewriting it (after a lost race) can touch no other run's outputs.
-  const writeJson = async (name: string, doc: unknown) => {
+  // What the attempt left under its prefix, listed once now that it has ended: `run outputs` serves these
+  // objects only, each on condition of the ETag recorded here (anything its credentials write later is
+  // never served). The scheduler's own two files are added as they are written.
+  const uploaded = listObjects(minio, settings.bucket, prefix, storageRetry)
+    .then((objects) => objects.filter((o) => !schedulerFiles.has(o.key.slice(prefix.length))).map((o) => ({ path: o.key.slice(prefix.length), size: o.size, etag: o.etag })));
+  uploaded.catch(() => {}); // awaited below
+  // This attempt's own prefix, in the two names its credentials may not write (its session policy denies
+  // them): rewriting them (after a lost race) can touch no other run's outputs.
+  const writeJson = async (name: string, doc: unknown): Promise<RecordedOutput> => {
     const body = Buffer.from(JSON.stringify(doc, null, 2) + '\n');
-    await uploadBuffer(minio, settings.bucket, prefix + name, body, storageRetry, { 'Content-Type': 'application/json' });
+    const { etag } = await uploadBuffer(minio, settings.bucket, prefix + name, body, storageRetry, { headers: { 'Content-Type': 'application/json' } });
+    return { path: name, size: body.length, etag };
   };
-  const writeResults = async (results: unknown, lineage: unknown) => {
-    await Promise.all([writeJson(outputNames.results, results), writeJson(outputNames.lineage, lineage)]);
+  const writeResults = async (results: unknown, lineage: unknown): Promise<RecordedOutput[]> => {
+    const [objects, ...ours] = await Promise.all([uploaded, writeJson(outputNames.results, results), writeJson(outputNames.lineage, lineage)]);
+    return [...objects, ...ours].sort((a, b) => (a.path < b.path ? -1 : 1));
   };
   // Refused by a transition's guard: a kill landed since the read above (or the attempt is no longer
   // current, which endAttempt's own lease guard then leaves alone too).
@@ -139,23 +153,33 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
     // An evaluation: a score, no version.
     const results = resultsFor('');
     const lineage = lineageFor(null);
-    await writeResults(results, lineage);
-    const changed = await runs.succeed(run.id, req.lease, agent, { results, lineage, score, phases, version: null });
+    const outputs = await writeResults(results, lineage);
+    const changed = await runs.succeed(run.id, req.lease, agent, { results, lineage, score, phases, outputs, version: null });
     return changed ? { changed, version: '' } : refused();
   }
 
   // The agent hashes the zip it uploaded; the digest is what `package versions` shows and what a later
   // download is checked against, so a report without a real one is refused rather than guessed.
   if (!SHA256.test(req.package_sha256)) return fail(`the agent reported no valid sha256 for the package zip (got "${req.package_sha256.slice(0, 80)}")`);
-  // Never Successful before the outputs are durable: the package zip must be there, whole.
-  let size: number;
+  // Never Successful before the outputs are durable: the package zip must be there, whole, and be what the
+  // agent says by MinIO's account, not the agent's: the SHA-256 MinIO verified as it received the zip (a
+  // single PUT with x-amz-checksum-sha256), else (a multipart upload) hashed here, read on condition of the
+  // ETag. Then it is copied server-side, on condition of that same ETag, to a key no attempt may write,
+  // and registered there: whatever the attempt's credentials put later changes no version.
+  let zip: { size: number; etag: string; sha256: string };
+  let objectKey: string;
   try {
-    size = (await (early?.attempt === run.attempt ? early.stat : statZip(run.attempt))).size;
+    zip = await (early?.attempt === run.attempt ? early.stat : statZip(run.attempt));
+    if (zip.size !== req.package_size_bytes) return fail(`the package zip in the bucket has ${zip.size} bytes, the agent uploaded ${req.package_size_bytes}`);
+    const zipKey = prefix + outputNames.package;
+    const sha256 = zip.sha256 || await hashObject(getObjectIfMatch(minio, settings.bucket, zipKey, zip.etag, storageRetry));
+    if (sha256 !== req.package_sha256) return fail(`the package zip in the bucket has SHA-256 ${sha256}, not the ${req.package_sha256} the agent reported; no version was registered`);
+    objectKey = keys.uploadedPackage(run.package, sha256);
+    await copyObjectIfMatch(minio, settings.bucket, zipKey, objectKey, zip.etag, storageRetry);
   } catch (err) {
-    if (err instanceof TrainyardError && err.code === ErrorCodes.StorageRejected) return fail(`the new package version is not in the bucket: ${err.message}`);
+    if (err instanceof TrainyardError && err.code === ErrorCodes.StorageRejected) return fail(`the new package version is not in the bucket as uploaded: ${err.message}`);
     throw err; // transient: the agent retries the report
   }
-  if (size !== req.package_size_bytes) return fail(`the package zip in the bucket has ${size} bytes, the agent uploaded ${req.package_size_bytes}`);
 
   // Successes of one package version in this process take the next minor one after another: in a burst,
   // two slots finishing together would otherwise both read the same minor, and the loser would write its
@@ -177,13 +201,13 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
       const version = formatVersion({ major: run.package_major, minor });
       const results = resultsFor(version);
       const lineage = lineageFor({ version, sha256: req.package_sha256 });
-      await writeResults(results, lineage);
+      const outputs = await writeResults(results, lineage);
       try {
         const changed = await runs.succeed(run.id, req.lease, agent, {
-          results, lineage, score, phases,
+          results, lineage, score, phases, outputs,
           version: {
             package: run.package, major: run.package_major, minor, trainedMajor: run.package_major, trainedMinor: run.package_minor,
-            objectKey: prefix + outputNames.package, sizeBytes: size, sha256: req.package_sha256,
+            objectKey, sizeBytes: zip.size, sha256: req.package_sha256,
           },
         });
         if (changed) remember(known, line, minor);

@@ -16,7 +16,7 @@
 //   (kill, from any state that is not terminal: unplaced → Killed at once; placed → kill_requested, and
 //    the attempt's end — reported, or a requeue — makes it Killed)
 import { sql, type RawBuilder, type Transaction } from 'kysely';
-import type { PhaseRow, Database, Db } from '../db/database.js';
+import type { PhaseRow, Database, Db, RecordedOutput } from '../db/database.js';
 import { RunStatus, placedStatuses, queuedStatuses, terminalStatuses } from '../../shared/run-states.js';
 import { AgentStatus } from '../agents/status.js';
 
@@ -237,6 +237,8 @@ export class RunTransitions {
    */
   async succeed(runId: string, lease: number, agent: string, o: {
     results: unknown; lineage: unknown; score: number | null; phases: PhaseRow[];
+    /** What the attempt left under its prefix (complete.ts lists it): run outputs serves these only. */
+    outputs: RecordedOutput[];
     version: null | {
       package: string; major: number; minor: number; trainedMajor: number; trainedMinor: number;
       objectKey: string; sizeBytes: number; sha256: string;
@@ -247,7 +249,8 @@ export class RunTransitions {
     const { rows } = await sql<Row>`
       WITH r AS (
         UPDATE runs SET status = ${st(RunStatus.Successful)}, ended_at = now(), output_major = ${v?.major ?? null}, output_minor = ${v?.minor ?? null},
-          results = ${JSON.stringify(o.results)}::json, lineage = ${JSON.stringify(o.lineage)}::jsonb, score = ${o.score}, phases = ${JSON.stringify(o.phases)}::jsonb, agent = NULL, status_detail = ''
+          results = ${JSON.stringify(o.results)}::json, lineage = ${JSON.stringify(o.lineage)}::jsonb, score = ${o.score}, phases = ${JSON.stringify(o.phases)}::jsonb, agent = NULL, status_detail = '',
+          outputs = ${JSON.stringify(o.outputs)}::jsonb
         WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status = ${st(RunStatus.Running)} AND NOT kill_requested
         ${RETURNING}, ${detail}::text AS detail),
       ${v ? sql`v AS (
