@@ -144,6 +144,7 @@ _trainyard; printf '%s\\n' "\${COMPREPLY[@]}"; complete -p trainyard`;
   t.same(complete('trainyard', 'run', 'train', '--package', 'p', '--da'), ['--dataset'], 'after a flag and its value');
   t.same(complete('trainyard', 'run', 'outputs', '--to', ''), [], 'a flag\'s value: nothing offered (bash completes files)');
   t.same(complete('trainyard', 'agents', 'join-token', ''), ['create'], 'three words deep');
+  t.same(complete('trainyard', 'agents', 'join-token', 'create', '--us'), ['--uses'], 'join-token create --us<TAB> → --uses');
   t.same(complete('trainyard', '').sort(), commands.filter((c) => c.path.length === 1).map((c) => c.path[0]).sort(), 'every top-level verb');
   t.same(complete('trainyard', 'completion', ''), ['bash', 'zsh']);
 
