@@ -16,7 +16,7 @@ import { zipDir } from '../../shared/zip.js';
 const quick = 'class Main:\n    def train(self, d):\n        pass\n    def save(self):\n        pass\n';
 type Creds = { access_key: string; secret_key: string; session_token: string };
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const codeOf = (e: unknown) => (e as { code?: string }).code;
+const codeOf = (e: unknown) => (e as { code?: string } | null)?.code;
 
 function clientFor(s: Stack, c: Creds): Minio.Client {
   const u = new URL(s.minioEndpoint);

@@ -18,7 +18,7 @@ import { PART_BYTES, uploadFile } from '../../shared/storage.js';
 
 const quick = 'class Main:\n    def train(self, d):\n        pass\n    def save(self):\n        pass\n';
 type Creds = { access_key: string; secret_key: string; session_token: string; expires_at_ms: string };
-const codeOf = (e: unknown) => (e as { code?: string | number }).code;
+const codeOf = (e: unknown) => (e as { code?: string | number } | null)?.code;
 
 function clientFor(s: Stack, c: Creds): Minio.Client {
   const u = new URL(s.minioEndpoint);
