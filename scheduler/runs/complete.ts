@@ -168,6 +168,8 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
   // and registered there: whatever the attempt's credentials put later changes no version.
   let zip: { size: number; etag: string; sha256: string };
   let objectKey: string;
+  let copied: Promise<unknown>;
+  const refusedStorage = (err: unknown) => err instanceof TrainyardError && err.code === ErrorCodes.StorageRejected;
   try {
     zip = await (early?.attempt === run.attempt ? early.stat : statZip(run.attempt));
     if (zip.size !== req.package_size_bytes) return fail(`the package zip in the bucket has ${zip.size} bytes, the agent uploaded ${req.package_size_bytes}`);
@@ -175,9 +177,10 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
     const sha256 = zip.sha256 || await hashObject(getObjectIfMatch(minio, settings.bucket, zipKey, zip.etag, storageRetry));
     if (sha256 !== req.package_sha256) return fail(`the package zip in the bucket has SHA-256 ${sha256}, not the ${req.package_sha256} the agent reported; no version was registered`);
     objectKey = keys.uploadedPackage(run.package, sha256);
-    await copyObjectIfMatch(minio, settings.bucket, zipKey, objectKey, zip.etag, storageRetry);
+    // While _results.json and _lineage.json are written (awaited before the version is registered).
+    copied = copyObjectIfMatch(minio, settings.bucket, zipKey, objectKey, zip.etag, storageRetry).then(() => null, (err: unknown) => err);
   } catch (err) {
-    if (err instanceof TrainyardError && err.code === ErrorCodes.StorageRejected) return fail(`the new package version is not in the bucket as uploaded: ${err.message}`);
+    if (refusedStorage(err)) return fail(`the new package version is not in the bucket as uploaded: ${(err as Error).message}`);
     throw err; // transient: the agent retries the report
   }
 
@@ -201,7 +204,9 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
       const version = formatVersion({ major: run.package_major, minor });
       const results = resultsFor(version);
       const lineage = lineageFor({ version, sha256: req.package_sha256 });
-      const outputs = await writeResults(results, lineage);
+      const [outputs, copyError] = await Promise.all([writeResults(results, lineage), copied]);
+      if (copyError && refusedStorage(copyError)) return fail(`the new package version is not in the bucket as uploaded: ${(copyError as Error).message}`);
+      if (copyError) throw copyError; // transient: the agent retries the report
       try {
         const changed = await runs.succeed(run.id, req.lease, agent, {
           results, lineage, score, phases, outputs,
