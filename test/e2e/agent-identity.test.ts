@@ -70,7 +70,7 @@ t.test('a second agent under a live name is refused; the first keeps its runs; a
   const oldRefused = await old.waitFor((l) => l.msg === 'registration refused', 30_000);
   t.equal(await old.exited, 1, 'the removed agent, started again from its work dir, is refused');
   t.match(old.lines.join('\n'), /the scheduler refused this agent's credential/, 'its old credential is refused');
-  t.match(String(oldRefused.err), /agent name "box" is held by another agent/, 'and its join token does not take the name back from the new holder');
+  t.match(String(oldRefused.err), /agent name "box" is taken/, 'and its join token does not take the name back from the new holder');
   t.equal(await fourth.stop(), 0);
 });
 
