@@ -41,6 +41,8 @@ export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptReq
   if (outcome !== AttemptOutcome.Succeeded) await logged;
   let changed: Changed | null = null;
   let outputVersion = '';
+  // What a failed or killed attempt left is recorded as it ends too (run outputs serves only that).
+  const left = () => leftBehind(ctx, req);
   switch (outcome) {
     case AttemptOutcome.Succeeded: {
       const r = await commitSuccess(ctx, req, agent, logged);
@@ -50,13 +52,13 @@ export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptReq
     }
     case AttemptOutcome.Failed:
     case AttemptOutcome.PackagingFailed:
-      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Failed, req.reason || 'failed', phasesOf(req));
+      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Failed, req.reason || 'failed', phasesOf(req), await left());
       break;
     case AttemptOutcome.TimedOut:
-      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Failed, 'timed out', phasesOf(req));
+      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Failed, 'timed out', phasesOf(req), await left());
       break;
     case AttemptOutcome.Killed:
-      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Killed, req.reason || 'killed', phasesOf(req));
+      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Killed, req.reason || 'killed', phasesOf(req), await left());
       break;
     case AttemptOutcome.HandedBack:
       changed = await runs.requeue(req.run_id, req.lease, req.reason || 'handed back by its agent', false, agent);
@@ -74,6 +76,24 @@ export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptReq
     return { status: run.status, output_version: v };
   }
   throw stale(req.run_id);
+}
+
+/**
+ * What the attempt the report names left under its prefix, for an end that is not a success: recorded by
+ * endAttempt only if that attempt is the run's (the report's number is a hint, checked in the statement).
+ * Null when the report names none or the bucket cannot be listed now: the end is not held up for it,
+ * and the run's outputs are then served as its folder lists.
+ */
+async function leftBehind(ctx: SchedulerContext, req: FinishAttemptRequest__Output): Promise<{ attempt: number; outputs: RecordedOutput[] } | null> {
+  if (!(req.attempt > 0)) return null;
+  const prefix = keys.attemptPrefix(req.run_id, req.attempt);
+  try {
+    const objects = await listObjects(ctx.minio, ctx.settings.bucket, prefix, { ...ctx.storageRetry, retries: 1 });
+    return { attempt: req.attempt, outputs: objects.map((o) => ({ path: o.key.slice(prefix.length), size: o.size, etag: o.etag })) };
+  } catch (err) {
+    ctx.log.warn({ run: req.run_id, err: (err as Error).message }, 'could not list what an ended attempt left; its outputs are served as listed');
+    return null;
+  }
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;

@@ -1,11 +1,12 @@
 // A run's outputs: DownloadOutputs (every object the current attempt wrote, as a file header then its
 // bytes), and for the web console the list of those objects and one of them by its path.
 //
-// A successful run's outputs are what its attempt left when it committed (runs.outputs, recorded by
-// complete.ts), each read on condition of its recorded ETag: the attempt's credentials live on for up to
-// their lifetime after the end and may still write under its prefix, but a new object is never listed
-// and a replaced one is refused (FAILED_PRECONDITION naming it), never served. A run that did not succeed
-// (or one from before the record) is served as its prefix lists now.
+// An ended run's outputs are what its attempt left when it ended (runs.outputs, recorded by complete.ts
+// at a success and at an end the agent reported), each read on condition of its recorded ETag: the
+// attempt's credentials live on for up to their lifetime after the end and may still write under its
+// prefix, but a new object is never listed and a replaced one is refused (FAILED_PRECONDITION naming
+// it), never served. A run with no record (running, ended by the scheduler itself, such as lost with no
+// attempts left, or from before the record) is served as its prefix lists now.
 import type { SchedulerContext } from '../context.js';
 import type { OutputChunk } from '../../shared/proto.js';
 import type { RecordedOutput } from '../db/database.js';

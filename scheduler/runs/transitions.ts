@@ -265,11 +265,16 @@ export class RunTransitions {
     return this.#one(rows.map((r) => changed(r, true)));
   }
 
-  /** An attempt ends badly: Failed (or Killed), whatever placed state it was in. */
-  async endAttempt(runId: string, lease: number, agent: string, status: typeof RunStatus.Failed | typeof RunStatus.Killed, reason: string, phases?: PhaseRow[]): Promise<Changed | null> {
+  /**
+   * An attempt ends badly: Failed (or Killed), whatever placed state it was in. `left`: what the attempt
+   * left under its prefix (complete.ts), recorded only when its attempt number is the run's.
+   */
+  async endAttempt(runId: string, lease: number, agent: string, status: typeof RunStatus.Failed | typeof RunStatus.Killed, reason: string, phases?: PhaseRow[],
+    left?: { attempt: number; outputs: RecordedOutput[] } | null): Promise<Changed | null> {
     return this.#one(await apply(this.db, sql`
       UPDATE runs SET status = ${st(status)}, ended_at = now(), failure_reason = ${reason}, agent = NULL, status_detail = '',
-        phases = ${phases?.length ? sql`${JSON.stringify(phases)}::jsonb` : sql`phases`}
+        phases = ${phases?.length ? sql`${JSON.stringify(phases)}::jsonb` : sql`phases`},
+        outputs = ${left ? sql`CASE WHEN attempt = ${left.attempt} THEN ${JSON.stringify(left.outputs)}::jsonb ELSE outputs END` : sql`outputs`}
       WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status IN ${PLACED}
       ${RETURNING}, ${reason}::text AS detail`, { releaseGpus: true, freed: true, canEnd: true }));
   }

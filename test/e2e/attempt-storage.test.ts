@@ -114,6 +114,22 @@ t.test('after the run ended, its credentials change no version, no lineage and n
   t.equal(sha256(await read(next.m, s.bucket, String(next.d.package_object_key))), sha256(zip), 'and reads the zip that was uploaded, not the overwrite');
 });
 
+t.test('a failed run\'s outputs are what its attempt left when it ended', async (t) => {
+  const { s, agent, attempt } = await setUp(t);
+  const { d, m } = await attempt();
+  await uploadBuffer(m, s.bucket, `${d.output_prefix}artifacts/log.txt`, Buffer.from('what went wrong'), { retries: 0 });
+  await agent.call('FinishAttempt', { run_id: d.run_id, lease: d.lease, attempt: d.attempt, outcome: 'failed', reason: 'boom' });
+  t.equal((await s.waitForStatus(d.run_id, ['Failed'], 10_000)).status, 'Failed');
+  await m.putObject(s.bucket, `${d.output_prefix}artifacts/log.txt`, Buffer.from('forged'));
+  await m.putObject(s.bucket, `${d.output_prefix}artifacts/added.txt`, Buffer.from('forged'));
+  const out = tempDir();
+  const r = await s.cli(['run', 'outputs', d.run_id, '--to', out]);
+  t.not(r.code, 0, 'the replaced file is refused');
+  t.match(r.stderr, /artifacts\/log\.txt" is not the object its attempt left/);
+  t.notOk(existsSync(path.join(out, 'artifacts', 'added.txt')), 'a file added after the end is not an output');
+  t.notOk(Object.values(tree(out)).some((v) => v.includes('forged')), 'nothing forged is served');
+});
+
 t.test('a version is registered by the zip in the bucket, not by the digest the agent reports', async (t) => {
   const { s, attempt, finish, zipOf } = await setUp(t);
   const zip = await zipOf(`${quick}# v\n`);
