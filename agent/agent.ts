@@ -6,7 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection, Subscription } from 'nats';
 import type { Logger } from 'pino';
-import type { Settings, agentSettings } from '../shared/settings.js';
+import { agentSettings, type Settings } from '../shared/settings.js';
 import type { Dispatch__Output, Gpu } from '../shared/proto.js';
 import { subjects as makeSubjects } from '../shared/subjects.js';
 import { AttemptOutcome } from '../shared/run-states.js';
@@ -91,6 +91,11 @@ export class AgentDaemon {
 
   async start(): Promise<void> {
     const { settings, log } = this;
+    // The join token is held in settings (memory) from here on, and taken out of the environment before
+    // the agent spawns anything (nvidia-smi, useradd, pip, a run): no child inherits it. The kernel still
+    // shows the environment the agent was started with in /proc/PID/environ, to root and the agent's own
+    // uid only: README, "Security" (a one-use token is worth nothing once this agent has joined).
+    delete process.env[agentSettings.joinToken.env];
     // NATS settings that cannot work (--nats-creds with --nats-user, an unreadable creds file) are refused
     // before the agent touches anything: its work dir, its cgroup, its containment.
     const natsConnectOptions = natsOptions(settings, `trainyard-agent-${settings.name}`);

@@ -678,10 +678,13 @@ export class Attempt {
       }
       if (!zipped) return { saved: false, savedTest: testData !== null, size: 0, sha256: '' };
       const { buffer } = zipped;
-      const size = await this.#counted('upload', buffer
-        ? uploadBuffer(minio, d.bucket!, plan.keys.package, buffer, this.#transfers('upload'))
-        : uploadFile(minio, d.bucket!, plan.keys.package, outZip, this.#transfers('upload')), (n) => n);
+      // Hashed before it goes up and sent with it (x-amz-checksum-sha256): MinIO refuses a put whose bytes
+      // differ, and the scheduler registers the version by the checksum MinIO kept, not by this report.
       const sha256 = buffer ? createHash('sha256').update(buffer).digest('hex') : await sha256File(outZip);
+      const put = { headers: { 'Content-Type': 'application/zip' }, sha256 };
+      const size = await this.#counted('upload', buffer
+        ? uploadBuffer(minio, d.bucket!, plan.keys.package, buffer, this.#transfers('upload'), put).then((r) => r.bytes)
+        : uploadFile(minio, d.bucket!, plan.keys.package, outZip, this.#transfers('upload'), put), (n) => n);
       this.logs.line('system', `[trainyard] uploaded the new package version (${size} bytes)`);
       // A stop that comes now, with every output in the bucket, changes nothing: the run succeeded.
       return { saved: trainData !== null, savedTest: testData !== null, size, sha256 };

@@ -3,7 +3,7 @@
 import * as Minio from 'minio';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, stat, rename, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, stat, rename, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -50,7 +50,7 @@ export const outputNames = {
   lineage: '_lineage.json',
 } as const;
 
-const permanentS3Codes = new Set(['NoSuchKey', 'NoSuchBucket', 'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'NotFound', 'InvalidBucketName']);
+const permanentS3Codes = new Set(['PreconditionFailed', 'XAmzContentChecksumMismatch', 'NoSuchKey', 'NoSuchBucket', 'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'NotFound', 'InvalidBucketName']);
 
 /** Local disk errors that no retry fixes: the transfer stops at once instead of backing off for seconds. */
 export const diskFullCodes: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT']);
@@ -165,16 +165,132 @@ export async function downloadObject(client: Minio.Client, bucket: string, key: 
   return got;
 }
 
-export async function uploadFile(client: Minio.Client, bucket: string, key: string, file: string, retry: RetryOptions): Promise<number> {
-  const { size } = await stat(file);
-  await withStorageRetry(`upload ${key}`, () => client.fPutObject(bucket, key, file, {}), retry);
+/**
+ * Objects larger than this go up in parts of this size. Above MinIO's 5 MiB minimum part, small enough to
+ * hold one part in memory while it is sent.
+ */
+export const PART_BYTES = 16 * 1024 * 1024;
+
+export interface PutOptions {
+  /** Headers sent with the object (Content-Type, say). */
+  headers?: Record<string, string>;
+  /**
+   * The bytes' SHA-256 (hex): sent as x-amz-checksum-sha256, so MinIO refuses the put unless what it
+   * received hashes to it, and keeps it for a HEAD in checksum mode (objectSha256). Single-part puts only:
+   * a multipart upload's checksum would be one of its parts', so none is sent and a reader hashes it.
+   */
+  sha256?: string;
+}
+
+const unquote = (etag: string | undefined) => (etag ?? '').replace(/^"|"$/g, '');
+
+/**
+ * One PUT of bytes held in memory. Not minio-js's putObject: that cannot send a checksum header (it turns
+ * unknown headers into x-amz-meta-*), and above its part size it lists the bucket's multipart uploads
+ * first, which an attempt's credentials may not do (README, "Security").
+ */
+async function putOnce(client: Minio.Client, bucket: string, key: string, body: Buffer, o: PutOptions): Promise<string> {
+  const headers: Record<string, string | number> = { ...o.headers, 'Content-Length': body.length };
+  if (o.sha256) headers['x-amz-checksum-sha256'] = Buffer.from(o.sha256, 'hex').toString('base64');
+  const res = await client.makeRequestAsyncOmit({ method: 'PUT', bucketName: bucket, objectName: key, headers }, body);
+  return unquote(res.headers.etag);
+}
+
+/**
+ * A multipart upload by its own upload id: initiate, each part, complete; aborted on failure. Nothing is
+ * listed (minio-js's own multipart put looks for an upload to resume with ListMultipartUploads, which
+ * would need a bucket-wide permission). A part that fails is sent again by withStorageRetry.
+ */
+async function putInParts(client: Minio.Client, bucket: string, key: string, fh: FileHandle, size: number, o: PutOptions, retry: RetryOptions): Promise<void> {
+  const uploadId = await withStorageRetry(`start ${key}`, () => client.initiateNewMultipartUpload(bucket, key, { ...o.headers }), retry);
+  try {
+    const etags: { part: number; etag: string }[] = [];
+    for (let part = 1, offset = 0; offset < size; part++, offset += PART_BYTES) {
+      const buf = await readAt(fh, offset, Math.min(PART_BYTES, size - offset), key);
+      const md5 = createHash('md5').update(buf).digest('base64');
+      const etag = await withStorageRetry(`upload ${key} part ${part}`, async () => {
+        const res = await client.makeRequestAsyncOmit({
+          method: 'PUT', bucketName: bucket, objectName: key, query: `partNumber=${part}&uploadId=${encodeURIComponent(uploadId)}`,
+          headers: { 'Content-Length': buf.length, 'Content-MD5': md5 },
+        }, buf);
+        return unquote(res.headers.etag);
+      }, retry);
+      etags.push({ part, etag });
+    }
+    await withStorageRetry(`complete ${key}`, () => client.completeMultipartUpload(bucket, key, uploadId, etags), retry);
+  } catch (err) {
+    await client.abortMultipartUpload(bucket, key, uploadId).catch(() => {});
+    throw err;
+  }
+}
+
+/** `len` bytes of an open file from `offset`; a file that ends sooner changed while it was read. */
+async function readAt(fh: FileHandle, offset: number, len: number, key: string): Promise<Buffer> {
+  const buf = Buffer.alloc(len);
+  for (let got = 0; got < len;) {
+    const { bytesRead } = await fh.read(buf, got, len - got, offset + got);
+    if (bytesRead === 0) throw new TrainyardError(ErrorCodes.StorageError, `the file for ${key} shrank while it was uploaded`);
+    got += bytesRead;
+  }
+  return buf;
+}
+
+/**
+ * Uploads the first `size` bytes of an open file: one PUT up to PART_BYTES, else a multipart upload of its
+ * own (nothing listed). The descriptor is the caller's (one opened without following links, say).
+ */
+export async function uploadHandle(client: Minio.Client, bucket: string, key: string, fh: FileHandle, size: number, retry: RetryOptions, o: PutOptions = {}): Promise<number> {
+  if (size > PART_BYTES) {
+    await putInParts(client, bucket, key, fh, size, o, retry);
+    return size;
+  }
+  const body = await readAt(fh, 0, size, key);
+  await withStorageRetry(`upload ${key}`, () => putOnce(client, bucket, key, body, o), retry);
   return size;
 }
 
-/** Uploads bytes held in memory (`meta`: its metadata, such as Content-Type); resolves with their size. */
-export async function uploadBuffer(client: Minio.Client, bucket: string, key: string, body: Buffer, retry: RetryOptions, meta?: Minio.ItemBucketMetadata): Promise<number> {
-  await withStorageRetry(`upload ${key}`, () => client.putObject(bucket, key, body, body.length, meta), retry);
-  return body.length;
+export async function uploadFile(client: Minio.Client, bucket: string, key: string, file: string, retry: RetryOptions, o: PutOptions = {}): Promise<number> {
+  const fh = await open(file, 'r');
+  try {
+    return await uploadHandle(client, bucket, key, fh, (await fh.stat()).size, retry, o);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Uploads bytes held in memory in one PUT; resolves with their size and the object's ETag. */
+export async function uploadBuffer(client: Minio.Client, bucket: string, key: string, body: Buffer, retry: RetryOptions, o: PutOptions = {}): Promise<{ bytes: number; etag: string }> {
+  const etag = await withStorageRetry(`upload ${key}`, () => putOnce(client, bucket, key, body, o), retry);
+  return { bytes: body.length, etag };
+}
+
+/**
+ * An object's size, ETag and, when MinIO verified one at upload (a single PUT with x-amz-checksum-sha256),
+ * its SHA-256 (hex; '' when it holds none). A HEAD in checksum mode.
+ */
+export async function objectChecksum(client: Minio.Client, bucket: string, key: string, retry: RetryOptions): Promise<{ size: number; etag: string; sha256: string }> {
+  return withStorageRetry(`stat ${key}`, async () => {
+    const res = await client.makeRequestAsyncOmit({ method: 'HEAD', bucketName: bucket, objectName: key, headers: { 'x-amz-checksum-mode': 'ENABLED' } });
+    const sum = res.headers['x-amz-checksum-sha256'];
+    const whole = typeof sum === 'string' && !sum.includes('-') && res.headers['x-amz-checksum-type'] !== 'COMPOSITE';
+    return {
+      size: Number(res.headers['content-length'] ?? 0),
+      etag: unquote(res.headers.etag),
+      sha256: whole ? Buffer.from(sum, 'base64').toString('hex') : '',
+    };
+  }, retry);
+}
+
+/** An object's bytes only while it is still the one with this ETag: a replaced object fails PreconditionFailed (permanent). */
+export async function getObjectIfMatch(client: Minio.Client, bucket: string, key: string, etag: string, retry: RetryOptions): Promise<NodeJS.ReadableStream> {
+  return withStorageRetry(`download ${key}`, () => client.makeRequestAsync({ method: 'GET', bucketName: bucket, objectName: key, headers: { 'If-Match': `"${etag}"` } }), retry);
+}
+
+/** Copies an object inside the bucket, server-side, only while the source still has this ETag. */
+export async function copyObjectIfMatch(client: Minio.Client, bucket: string, from: string, to: string, etag: string, retry: RetryOptions): Promise<void> {
+  const conditions = new Minio.CopyConditions();
+  conditions.setMatchETag(etag);
+  await withStorageRetry(`copy ${from}`, () => client.copyObject(bucket, to, `/${bucket}/${from}`, conditions), retry);
 }
 
 /**
@@ -210,8 +326,8 @@ export async function uploadDir(
   for (const f of files) {
     const fh = await dir.openFile(f);
     try {
-      // A fresh stream per try (a retry starts again from byte 0), of exactly the size that was counted.
-      await withStorageRetry(`upload ${prefix + f.rel}`, () => client.putObject(bucket, prefix + f.rel, bytesOf(fh, f.size), f.size), retry);
+      // Exactly the size that was counted, from the descriptor the walk checked.
+      await uploadHandle(client, bucket, prefix + f.rel, fh, f.size, retry);
     } finally {
       await fh.close();
     }

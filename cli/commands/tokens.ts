@@ -12,8 +12,9 @@ Roles: admin (the fleet and every project), member (its project's packages, data
 reader (reads its project's). --expires takes a number and a unit: 30s, 15m, 12h, 30d.`;
 
 const JOIN_DETAILS = `Start an agent with --join-token TOKEN (or TRAINYARD_JOIN_TOKEN). At its first Register the agent
-exchanges it for its own credential, kept in its work dir (identity, mode 0600). A join token may join
-several agents until it expires or is revoked (trainyard tokens revoke ID).`;
+exchanges it for its own credential, kept in its work dir (identity, mode 0600), and drops the token from
+its environment. A join token joins --uses agents (default 1; 0: any number) until it expires or is revoked
+(trainyard tokens revoke ID); a used-up token is refused like a revoked one.`;
 
 const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
@@ -55,8 +56,9 @@ async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: stri
   return withApi(address, async (api) => {
     const { tokens } = await api.listTokens();
     if (values.json) console.log(JSON.stringify(tokens, null, 2));
-    else console.log(table(['ID', 'NAME', 'PROJECT', 'ROLE', 'CREATED', 'EXPIRES', 'REVOKED', 'LAST USED'], tokens.map((t) => [
+    else console.log(table(['ID', 'NAME', 'PROJECT', 'ROLE', 'CREATED', 'EXPIRES', 'REVOKED', 'LAST USED', 'USES LEFT'], tokens.map((t) => [
       t.id, safeText(t.name) || '-', safeText(t.project), t.role, t.created_at, t.expires_at || 'never', t.revoked_at || '-', t.last_used_at || 'never',
+      t.role !== 'join' ? '-' : t.uses_left < 0 ? 'any' : String(t.uses_left),
     ])));
     return 0;
   });
@@ -75,14 +77,17 @@ async function revoke({ values, positionals }: Parsed<{ json: typeof jsonFlag }>
 const joinFlags = flags({
   name: { type: 'string', value: 'N', description: 'a name to recognise it by in tokens list' },
   expires: { type: 'string', value: 'DURATION', default: '1h', description: 'lifetime: 30s, 15m, 12h, 30d' },
+  uses: { type: 'string', value: 'N', default: '1', description: 'how many agents may join with it (0: any number until it expires)' },
   json: jsonFlag,
 });
 
 /** `trainyard agents join-token create`. */
 async function createJoinToken({ values }: Parsed<typeof joinFlags>, address: string): Promise<number> {
   const expires = parseDuration(values.expires, 'expires');
+  const uses = Number(values.uses ?? '1');
+  if (!/^\d+$/.test(values.uses ?? '1') || uses > 100_000) throw invalid(`--uses: expected how many agents may join with it, 0 (any number) to 100000; got "${values.uses ?? ''}"`);
   return withApi(address, async (api) => {
-    printCreated(await api.createJoinToken({ name: values.name ?? '', expires_in_seconds: expires }), values.json, 'join token');
+    printCreated(await api.createJoinToken({ name: values.name ?? '', expires_in_seconds: expires, uses }), values.json, 'join token');
     return 0;
   });
 }
@@ -104,6 +109,6 @@ export const tokensVerbs = [
   verb({
     path: ['agents', 'join-token', 'create'], summary: 'make a join token for TRAINYARD_JOIN_TOKEN on a new agent, printed once (admin only)',
     flags: joinFlags, run: createJoinToken, details: JOIN_DETAILS,
-    examples: ['trainyard agents join-token create --expires 1h --name rack-3'],
+    examples: ['trainyard agents join-token create --expires 1h --name rack-3', 'trainyard agents join-token create --uses 4 --name rack-3'],
   }),
 ];

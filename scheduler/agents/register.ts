@@ -2,7 +2,7 @@
 // either its own credential (a restart: the name must be the credential's), or a join token (a new agent):
 // then this issues the agent's credential, returned once and stored only as a SHA-256 in
 // agents.identity_sha256. A join token takes a name only if nobody holds it (scheduler/agents/status.ts
-// refuses a held one with ALREADY_EXISTS, naming its holder; `trainyard agents remove` frees a gone one's).
+// refuses a held one with ALREADY_EXISTS, saying only that it is taken; `trainyard agents remove` frees a gone one's).
 import type { SchedulerContext } from '../context.js';
 import type { RegisterRequest__Output, RegisterResponse } from '../../shared/proto.js';
 import { checkName } from '../../shared/names.js';
@@ -40,6 +40,7 @@ export async function registerAgent(ctx: SchedulerContext, req: RegisterRequest_
   const { session } = await register(ctx, {
     name, hostname: req.hostname, version: req.version, cpus: req.cpus, memoryMb: req.memory_mb, labels: req.labels ?? {}, gpus, maxRuns: req.max_runs, acceptProjects: accept,
     identitySha256: identity.sha256, address: peer, joining: caller.kind === 'joining',
+    ...(caller.kind === 'joining' ? { joinTokenId: caller.tokenId } : {}),
   });
   // A killed run it still holds is stopped at its next heartbeat (which says kill).
   const { cancel } = await reconcile(ctx, name, req.held ?? [], true);

@@ -22,6 +22,7 @@ import { ErrorCodes, TrainyardError, invalid, notFound } from '../../shared/erro
 import { EventKind } from '../../shared/event-kinds.js';
 import { changeWithEvent, fleet, recordEvents } from '../events/record.js';
 import { placedStatuses } from '../../shared/run-states.js';
+import { takeJoinUse } from '../auth/tokens.js';
 
 export const AgentStatus = {
   /** Registered and heard from: takes runs. */
@@ -78,13 +79,15 @@ export interface Registration {
   address: string;
   /** A join token introduced it (a new agent): it may take only a name nobody holds. */
   joining: boolean;
+  /** The join token it joined with (when joining): one of its uses is taken as the name is. */
+  joinTokenId?: string;
 }
 
 /**
  * register: the agent is online with these capabilities and a new session (heartbeats from older
  * sessions are told to register again). Guarded: a name is taken over only by the identity that holds it
  * (a restart from the agent's work dir). A new agent (joining) under a held name is refused with
- * ALREADY_EXISTS naming the holder, live or not: a join token proves the caller may join the fleet, not
+ * ALREADY_EXISTS, live or not, saying only that the name is taken: a join token proves the caller may join the fleet, not
  * that it is that agent; an admin frees a gone agent's name with `trainyard agents remove`. An agent
  * presenting its credential for a name that was removed meanwhile is refused too (the row read here is
  * locked, so a removal either committed before, and is seen, or waits). The status row and the agent's
@@ -110,19 +113,17 @@ export async function register(deps: AgentStatusDeps, r: Registration): Promise<
       RETURNING a.session`.execute(trx);
     const row = rows[0];
     if (!row) {
-      // No row before means another first Register of this name committed while this one waited.
+      // No row before means another first Register of this name committed while this one waited. Who
+      // holds the name (address, host, times) is the admin's to see (agents list, the log below), not a
+      // join-token holder's: the refusal says only that it is taken and how it is freed.
       const held = before ?? await trx.selectFrom('agents').select(['status', 'identity_sha256', 'address', 'hostname', 'registered_at', 'last_heartbeat_at'])
         .where('name', '=', r.name).executeTakeFirstOrThrow();
-      const ago = ((Date.now() - new Date(held.last_heartbeat_at).getTime()) / 1000).toFixed(1);
-      const holder = `at ${held.address || 'an unknown address'} (host ${held.hostname || '?'}), ` +
-        `${held.status} since ${new Date(held.registered_at).toISOString()}, last heard ${ago} s ago`;
-      throw new TrainyardError(ErrorCodes.AlreadyExists, liveAgentStatuses.includes(held.status)
-        ? `agent name "${r.name}" is held by another agent, ${holder}; give this agent another name (--name or TRAINYARD_AGENT_NAME), ` +
-          `or stop that one and have an admin remove it (trainyard agents remove ${r.name})`
-        : `agent name "${r.name}" belongs to the agent that was ${holder}; only that agent's credential (the identity file in its work dir) ` +
-          `registers under it: start that agent again from its work dir, give this one another name (--name), ` +
-          `or have an admin forget the old one (trainyard agents remove ${r.name})`);
+      deps.log.warn({ agent: r.name, from: r.address, holder: held.address, holderStatus: held.status }, 'a joining agent asked for a name that is taken');
+      throw new TrainyardError(ErrorCodes.AlreadyExists, `agent name "${r.name}" is taken; give this agent another name (--name or TRAINYARD_AGENT_NAME), ` +
+        `or have an admin free it (trainyard agents list shows its holder; trainyard agents remove ${r.name} forgets one that is gone)`);
     }
+    // A new agent spends one use of its join token, in this transaction: a refused join spends none.
+    if (r.joinTokenId) await takeJoinUse(trx, r.joinTokenId);
     await trx.deleteFrom('agent_gpus').where('agent', '=', r.name).execute();
     if (r.gpus.length) {
       await trx.insertInto('agent_gpus').values(r.gpus.map((g) => ({ agent: r.name, index: g.index, uuid: g.uuid, name: g.name, memory_mb: g.memory_mb }))).execute();

@@ -15,6 +15,7 @@ export function tokenToProto(r: Selectable<TokensTable>): TokenInfo {
   return {
     id: r.id, name: r.name, project: r.project, role: r.role, created_at: iso(r.created_at),
     expires_at: iso(r.expires_at), revoked_at: iso(r.revoked_at), last_used_at: iso(r.last_used_at),
+    uses_left: r.uses_left ?? -1,
   };
 }
 
@@ -23,13 +24,17 @@ export function checkRole(role: string): Role {
   return role as Role;
 }
 
-export async function createToken(db: Db, o: { project: string; role: TokenRole; name: string; expiresInSeconds: number }): Promise<{ info: TokenInfo; token: string }> {
+/** `uses` (join tokens): how many agents may join with it; 0 or absent, any number until it expires. */
+export async function createToken(db: Db, o: { project: string; role: TokenRole; name: string; expiresInSeconds: number; uses?: number }): Promise<{ info: TokenInfo; token: string }> {
   const project = checkName('project', o.project);
   if (o.name.length > 200) throw invalid('token name is longer than 200 characters');
   if (!Number.isInteger(o.expiresInSeconds) || o.expiresInSeconds < 0) throw invalid(`expiry must be a non-negative number of seconds, got ${o.expiresInSeconds}`);
+  const uses = o.uses ?? 0;
+  if (!Number.isInteger(uses) || uses < 0 || uses > 100_000) throw invalid(`uses must be 0 (any number) to 100000, got ${uses}`);
+  if (uses > 0 && o.role !== 'join') throw invalid('only a join token has a number of uses');
   const t = newToken();
   const row = await db.insertInto('tokens').values({
-    id: t.id, secret_sha256: t.secretSha256, name: o.name, project, role: o.role,
+    id: t.id, secret_sha256: t.secretSha256, name: o.name, project, role: o.role, uses_left: uses > 0 ? uses : null,
     expires_at: o.expiresInSeconds > 0 ? new Date(Date.now() + o.expiresInSeconds * 1000) : null,
   }).returningAll().executeTakeFirstOrThrow();
   return { info: tokenToProto(row), token: t.token };
@@ -78,6 +83,20 @@ export class TokenVerifier {
 }
 
 const unauthenticated = (message: string) => new TrainyardError(ErrorCodes.Unauthenticated, message);
+const usedUp = (id: string) => unauthenticated(`token ${id} was used up: as many agents joined with it as it allowed (trainyard agents join-token create --uses)`);
+
+/**
+ * Takes one use of a join token, as a new agent joins with it: one guarded statement, in the caller's
+ * transaction (the one that takes the agent's name), so a refused join costs no use and two agents
+ * joining at once with a one-use token cannot both get in. A token with no count (null) is not changed.
+ */
+export async function takeJoinUse(db: Db, id: string): Promise<void> {
+  const row = await db.updateTable('tokens').set({ uses_left: sql<number>`uses_left - 1` })
+    .where('id', '=', id).where('role', '=', 'join').where('revoked_at', 'is', null)
+    .where((eb) => eb.or([eb('uses_left', 'is', null), eb('uses_left', '>', 0)]))
+    .returning('id').executeTakeFirst();
+  if (!row) throw usedUp(id);
+}
 
 /**
  * The live token row a presented token stands for: well-formed, known, the secret's hash matches
@@ -91,6 +110,7 @@ export async function verifyToken(db: Db, token: string): Promise<Selectable<Tok
   if (!row || !matchesHash(token, row.secret_sha256)) throw unauthenticated(`token ${id} is not known to this scheduler`);
   const dead = whyDead(row);
   if (dead) throw unauthenticated(dead);
+  if (row.uses_left === 0) throw usedUp(id);
   if (!row.last_used_at || Date.now() - new Date(row.last_used_at).getTime() > 60_000) {
     await db.updateTable('tokens').set({ last_used_at: sql<Date>`now()` }).where('id', '=', id).execute();
   }

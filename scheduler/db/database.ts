@@ -65,6 +65,8 @@ export interface RunsTable {
   phases: ColumnType<PhaseRow[], string | undefined, string>;
   /** migrations/011 */
   lineage: ColumnType<unknown, string | null | undefined, string | null>;
+  /** migrations/017: what a successful attempt left under its prefix when it committed (run outputs serves these only). */
+  outputs: ColumnType<RecordedOutput[] | null, string | null | undefined, string | null>;
   /** migrations/008: the schedule that fired the run (its name) and the firing it stands for. */
   schedule: ColumnType<string | null, string | null | undefined, string | null>;
   schedule_fire_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
@@ -90,10 +92,15 @@ export interface ProjectLimitsTable {
   max_storage_bytes: ColumnType<string | null, number | null | undefined, number | null>;
 }
 /** migrations/006: client and join tokens; only the secret's SHA-256 is stored. */
+/** One object a successful attempt left, as recorded at its commit. */
+export interface RecordedOutput { path: string; size: number; etag: string }
+
 export interface TokensTable {
   id: string; secret_sha256: string; name: Generated<string>; project: string; role: 'admin' | 'member' | 'reader' | 'join';
   created_at: Generated<Date>; expires_at: Date | null; revoked_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
   last_used_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  /** migrations/017: how many more agents may join with it (join tokens); null: any number. */
+  uses_left: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 /** migrations/008: the ML log; kinds in shared/event-kinds.ts. */

@@ -128,8 +128,8 @@ export function clientService(ctx: SchedulerContext, auth: { tokens: TokenVerifi
     }),
     CreateJoinToken: unary(g, 'CreateJoinToken', async (req, caller) => {
       authorize(caller, Actions.Admin);
-      const t = await createToken(ctx.db, { project: 'default', role: 'join', name: req.name, expiresInSeconds: Number(req.expires_in_seconds) || JOIN_TOKEN_DEFAULT_S });
-      ctx.log.info({ token: t.info.id, expiresAt: t.info.expires_at }, 'join token created');
+      const t = await createToken(ctx.db, { project: 'default', role: 'join', name: req.name, expiresInSeconds: Number(req.expires_in_seconds) || JOIN_TOKEN_DEFAULT_S, uses: req.uses });
+      ctx.log.info({ token: t.info.id, expiresAt: t.info.expires_at, uses: req.uses || 'any' }, 'join token created');
       return t;
     }),
 

@@ -1,7 +1,7 @@
-// The end of an attempt as its agent reports it. A success: the outputs are checked in the bucket and
-// _results.json is written (storage I/O, outside any transaction, so a slow or absent MinIO holds no row
-// lock and no pooled connection), then ONE statement registers the next minor version and turns the run
-// Successful, guarded by the attempt's lease. A retry of the same report after a lost reply gets the same
+// The end of an attempt as its agent reports it. A success: the outputs are checked in the bucket (outside
+// any transaction), then, holding the run's row, _results.json and _lineage.json are written and ONE
+// statement registers the next minor version and turns the run Successful, guarded by the attempt's lease
+// (a second copy of the report waits on the row and writes nothing). A retry of the same report after a lost reply gets the same
 // answer; a report from a stale attempt changes nothing. Storage that refuses for good (the zip is not
 // there, or not the size the agent sent) ends the run Failed with that reason instead of being retried.
 import { sql } from 'kysely';
@@ -12,11 +12,12 @@ import { appendLogs } from './logs.js';
 import { agentLineage, buildLineage } from './lineage.js';
 import { AttemptOutcome, RunStatus } from '../../shared/run-states.js';
 import { ErrorCodes, TrainyardError, invalid, notFound } from '../../shared/errors.js';
-import { keys, listObjects, outputNames, removePrefix, uploadBuffer, withStorageRetry } from '../../shared/storage.js';
+import { copyObjectIfMatch, getObjectIfMatch, keys, listObjects, objectChecksum, outputNames, removePrefix, uploadBuffer } from '../../shared/storage.js';
 import { QuotaExceeded, checkStorage, withStorageLock } from '../storage/quota.js';
+import { createHash } from 'node:crypto';
 import { formatVersion } from '../../shared/versions.js';
 import type { FinishAttemptRequest__Output, FinishAttemptResponse } from '../../shared/proto.js';
-import type { PhaseRow } from '../db/database.js';
+import type { PhaseRow, RecordedOutput } from '../db/database.js';
 import { evaluates, makesVersion, phaseWords } from '../../shared/pipelines.js';
 
 /** The harness's phases as the agent reported them, kept only when they are what the harness writes. */
@@ -41,6 +42,8 @@ export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptReq
   if (outcome !== AttemptOutcome.Succeeded) await logged;
   let changed: Changed | null = null;
   let outputVersion = '';
+  // What a failed or killed attempt left is recorded as it ends too (run outputs serves only that).
+  const left = () => leftBehind(ctx, req);
   switch (outcome) {
     case AttemptOutcome.Succeeded: {
       const r = await commitSuccess(ctx, req, agent, logged);
@@ -50,13 +53,13 @@ export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptReq
     }
     case AttemptOutcome.Failed:
     case AttemptOutcome.PackagingFailed:
-      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Failed, req.reason || 'failed', phasesOf(req));
+      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Failed, req.reason || 'failed', phasesOf(req), await left());
       break;
     case AttemptOutcome.TimedOut:
-      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Failed, 'timed out', phasesOf(req));
+      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Failed, 'timed out', phasesOf(req), await left());
       break;
     case AttemptOutcome.Killed:
-      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Killed, req.reason || 'killed', phasesOf(req));
+      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Killed, req.reason || 'killed', phasesOf(req), await left());
       break;
     case AttemptOutcome.HandedBack:
       changed = await runs.requeue(req.run_id, req.lease, req.reason || 'handed back by its agent', false, agent);
@@ -76,16 +79,38 @@ export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptReq
   throw stale(req.run_id);
 }
 
+/**
+ * What the attempt the report names left under its prefix, for an end that is not a success: recorded by
+ * endAttempt only if that attempt is the run's (the report's number is a hint, checked in the statement).
+ * Null when the report names none or the bucket cannot be listed now: the end is not held up for it,
+ * and the run's outputs are then served as its folder lists.
+ */
+async function leftBehind(ctx: SchedulerContext, req: FinishAttemptRequest__Output): Promise<{ attempt: number; outputs: RecordedOutput[] } | null> {
+  if (!(req.attempt > 0)) return null;
+  const prefix = keys.attemptPrefix(req.run_id, req.attempt);
+  try {
+    const objects = await listObjects(ctx.minio, ctx.settings.bucket, prefix, { ...ctx.storageRetry, retries: 1 });
+    return { attempt: req.attempt, outputs: objects.map((o) => ({ path: o.key.slice(prefix.length), size: o.size, etag: o.etag })) };
+  } catch (err) {
+    ctx.log.warn({ run: req.run_id, err: (err as Error).message }, 'could not list what an ended attempt left; its outputs are served as listed');
+    return null;
+  }
+}
+
 const SHA256 = /^[0-9a-f]{64}$/;
+const schedulerFiles: ReadonlySet<string> = new Set([outputNames.results, outputNames.lineage]);
+
+async function hashObject(body: Promise<NodeJS.ReadableStream>): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of await body) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
 const MAX_VERSION_RACES = 20;
 
 /** `logged`: the report's log lines being stored; settled before any transition. */
 async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__Output, agent: string, logged: Promise<unknown>): Promise<{ changed: Changed | null; version: string }> {
   const { db, minio, settings, storageRetry, runs } = ctx;
-  const statZip = (attempt: number) => {
-    const key = keys.attemptPrefix(req.run_id, attempt) + outputNames.package;
-    return withStorageRetry(`stat ${key}`, () => minio.statObject(settings.bucket, key), storageRetry);
-  };
+  const statZip = (attempt: number) => objectChecksum(minio, settings.bucket, keys.attemptPrefix(req.run_id, attempt) + outputNames.package, storageRetry);
   // A report with a package zip names its attempt: the zip is looked up while the run is read (checked
   // below against the run's own attempt, which alone decides).
   const early = req.attempt > 0 && req.package_sha256 ? { attempt: req.attempt, stat: statZip(req.attempt) } : null;
@@ -121,13 +146,22 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
   });
   const reported = agentLineage(req.lineage_json);
   const lineageFor = (output: { version: string; sha256: string } | null) => buildLineage(run, reported, { score, output });
-  // This attempt's own prefix: rewriting it (after a lost race) can touch no other run's outputs.
-  const writeJson = async (name: string, doc: unknown) => {
+  // What the attempt left under its prefix, listed once now that it has ended: `run outputs` serves these
+  // objects only, each on condition of the ETag recorded here (anything its credentials write later is
+  // never served). The scheduler's own two files are added as they are written.
+  const uploaded = listObjects(minio, settings.bucket, prefix, storageRetry)
+    .then((objects) => objects.filter((o) => !schedulerFiles.has(o.key.slice(prefix.length))).map((o) => ({ path: o.key.slice(prefix.length), size: o.size, etag: o.etag })));
+  uploaded.catch(() => {}); // awaited below
+  // This attempt's own prefix, in the two names its credentials may not write (its session policy denies
+  // them): rewriting them (after a lost race) can touch no other run's outputs.
+  const writeJson = async (name: string, doc: unknown): Promise<RecordedOutput> => {
     const body = Buffer.from(JSON.stringify(doc, null, 2) + '\n');
-    await uploadBuffer(minio, settings.bucket, prefix + name, body, storageRetry, { 'Content-Type': 'application/json' });
+    const { etag } = await uploadBuffer(minio, settings.bucket, prefix + name, body, storageRetry, { headers: { 'Content-Type': 'application/json' } });
+    return { path: name, size: body.length, etag };
   };
-  const writeResults = async (results: unknown, lineage: unknown) => {
-    await Promise.all([writeJson(outputNames.results, results), writeJson(outputNames.lineage, lineage)]);
+  const writeResults = async (results: unknown, lineage: unknown): Promise<RecordedOutput[]> => {
+    const [objects, ...ours] = await Promise.all([uploaded, writeJson(outputNames.results, results), writeJson(outputNames.lineage, lineage)]);
+    return [...objects, ...ours].sort((a, b) => (a.path < b.path ? -1 : 1));
   };
   // Refused by a transition's guard: a kill landed since the read above (or the attempt is no longer
   // current, which endAttempt's own lease guard then leaves alone too).
@@ -141,7 +175,7 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
   // and its objects are removed first, so nothing half-written stays. Checked here, before _results.json is
   // written, and again under the project's storage lock in the transaction that makes the run Successful
   // (where two runs ending at once cannot both fit in the same remaining bytes).
-  const outputBytes = (await listObjects(minio, settings.bucket, prefix, storageRetry)).reduce((n, o) => n + o.size, 0);
+  const outputBytes = (await uploaded).reduce((n, o) => n + o.size, 0);
   const what = `run ${run.id}'s outputs`;
   const overQuota = async (err: unknown) => {
     if (!(err instanceof QuotaExceeded)) throw err;
@@ -154,12 +188,22 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
   } catch (err) {
     return overQuota(err);
   }
-  /** The success transition inside the storage lock; its changes are told once it committed. */
-  const succeed = async (o: Parameters<typeof runs.succeed>[3]) => {
+  /**
+   * The success, in one transaction that holds the run's row (after the project's storage lock, which every
+   * transaction adding bytes takes first): `write` puts _results.json and _lineage.json up inside it, just
+   * before the statement that registers the version they name. A second copy of this report (its first
+   * reply late, sent again to this scheduler or another) waits on the row, then finds the run ended and
+   * writes nothing (issue 20: it used to take the next minor and overwrite both documents with it). Its
+   * changes are told once it committed.
+   */
+  const succeed = async (write: () => Promise<RecordedOutput[]>, o: Omit<Parameters<typeof runs.succeed>[3], 'outputs'>) => {
     const c = await withStorageLock(db, run.project, async (trx) => {
+      const now = await trx.selectFrom('runs').select(['status', 'lease', 'agent', 'kill_requested']).where('id', '=', run.id).forUpdate().executeTakeFirst();
+      if (!now || now.status !== RunStatus.Running || Number(now.lease) !== req.lease || now.agent !== agent || now.kill_requested) return [];
       await checkStorage(trx, run.project, outputBytes, what);
+      const outputs = await write();
       const t = runs.collecting(trx);
-      await t.runs.succeed(run.id, req.lease, agent, { ...o, outputBytes });
+      await t.runs.succeed(run.id, req.lease, agent, { ...o, outputs, outputBytes });
       return t.changes;
     });
     runs.announce(c);
@@ -170,10 +214,9 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
     // An evaluation: a score, no version.
     const results = resultsFor('');
     const lineage = lineageFor(null);
-    await writeResults(results, lineage);
     let changed: Changed | null;
     try {
-      changed = await succeed({ results, lineage, score, phases, version: null });
+      changed = await succeed(() => writeResults(results, lineage), { results, lineage, score, phases, version: null });
     } catch (err) {
       return overQuota(err);
     }
@@ -183,15 +226,28 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
   // The agent hashes the zip it uploaded; the digest is what `package versions` shows and what a later
   // download is checked against, so a report without a real one is refused rather than guessed.
   if (!SHA256.test(req.package_sha256)) return fail(`the agent reported no valid sha256 for the package zip (got "${req.package_sha256.slice(0, 80)}")`);
-  // Never Successful before the outputs are durable: the package zip must be there, whole.
-  let size: number;
+  // Never Successful before the outputs are durable: the package zip must be there, whole, and be what the
+  // agent says by MinIO's account, not the agent's: the SHA-256 MinIO verified as it received the zip (a
+  // single PUT with x-amz-checksum-sha256), else (a multipart upload) hashed here, read on condition of the
+  // ETag. Then it is copied server-side, on condition of that same ETag, to a key no attempt may write,
+  // and registered there: whatever the attempt's credentials put later changes no version.
+  let zip: { size: number; etag: string; sha256: string };
+  let objectKey: string;
+  let copied: Promise<unknown>;
+  const refusedStorage = (err: unknown) => err instanceof TrainyardError && err.code === ErrorCodes.StorageRejected;
   try {
-    size = (await (early?.attempt === run.attempt ? early.stat : statZip(run.attempt))).size;
+    zip = await (early?.attempt === run.attempt ? early.stat : statZip(run.attempt));
+    if (zip.size !== req.package_size_bytes) return fail(`the package zip in the bucket has ${zip.size} bytes, the agent uploaded ${req.package_size_bytes}`);
+    const zipKey = prefix + outputNames.package;
+    const sha256 = zip.sha256 || await hashObject(getObjectIfMatch(minio, settings.bucket, zipKey, zip.etag, storageRetry));
+    if (sha256 !== req.package_sha256) return fail(`the package zip in the bucket has SHA-256 ${sha256}, not the ${req.package_sha256} the agent reported; no version was registered`);
+    objectKey = keys.uploadedPackage(run.package, sha256);
+    // While _results.json and _lineage.json are written (awaited before the version is registered).
+    copied = copyObjectIfMatch(minio, settings.bucket, zipKey, objectKey, zip.etag, storageRetry).then(() => null, (err: unknown) => err);
   } catch (err) {
-    if (err instanceof TrainyardError && err.code === ErrorCodes.StorageRejected) return fail(`the new package version is not in the bucket: ${err.message}`);
+    if (refusedStorage(err)) return fail(`the new package version is not in the bucket as uploaded: ${(err as Error).message}`);
     throw err; // transient: the agent retries the report
   }
-  if (size !== req.package_size_bytes) return fail(`the package zip in the bucket has ${size} bytes, the agent uploaded ${req.package_size_bytes}`);
 
   // Successes of one package version in this process take the next minor one after another: in a burst,
   // two slots finishing together would otherwise both read the same minor, and the loser would write its
@@ -213,13 +269,16 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
       const version = formatVersion({ major: run.package_major, minor });
       const results = resultsFor(version);
       const lineage = lineageFor({ version, sha256: req.package_sha256 });
-      await writeResults(results, lineage);
       try {
-        const changed = await succeed({
+        const changed = await succeed(() => writeResults(results, lineage).then(async (outputs) => {
+          const copyError = await copied;
+          if (copyError) throw copyError;
+          return outputs;
+        }), {
           results, lineage, score, phases,
           version: {
             package: run.package, major: run.package_major, minor, trainedMajor: run.package_major, trainedMinor: run.package_minor,
-            objectKey: prefix + outputNames.package, sizeBytes: size, sha256: req.package_sha256,
+            objectKey, sizeBytes: zip.size, sha256: req.package_sha256,
           },
         });
         if (changed) remember(known, line, minor);
@@ -227,7 +286,8 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
       } catch (err) {
         const pgErr = err as { code?: string; constraint?: string };
         if (pgErr.code === '23505' && pgErr.constraint === 'package_versions_pkey' && race < MAX_VERSION_RACES) continue;
-        return overQuota(err);
+        if (refusedStorage(err)) return fail(`the new package version is not in the bucket as uploaded: ${(err as Error).message}`);
+        return overQuota(err); // transient errors are thrown again from there: the agent retries the report
       }
     }
   });

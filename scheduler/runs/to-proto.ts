@@ -7,6 +7,16 @@ import { formatDatasetRef } from '../../shared/names.js';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : '');
 
+/**
+ * Where the run's new version is registered: the verified zip's copy under packages/ (complete.ts), for a
+ * run that recorded its outputs; the attempt's own package.zip for one from before that.
+ */
+function outputObjectKey(r: Selectable<RunsTable>): string {
+  if (r.output_major === null) return '';
+  const sha256 = (r.lineage as { output?: { sha256?: unknown } } | null)?.output?.sha256;
+  return r.outputs !== null && typeof sha256 === 'string' ? keys.uploadedPackage(r.package, sha256) : keys.attemptPrefix(r.id, r.attempt) + outputNames.package;
+}
+
 /** `lineage`: include _lineage.json (GetRun; lists leave it out, it can be large). */
 export function runToProto(r: Selectable<RunsTable>, o: { lineage?: boolean } = {}): Run {
   return {
@@ -39,7 +49,7 @@ export function runToProto(r: Selectable<RunsTable>, o: { lineage?: boolean } = 
     score: r.score ?? 0,
     has_score: r.score !== null && r.score !== undefined,
     phases: r.phases ?? [],
-    output_object_key: r.output_major !== null ? keys.attemptPrefix(r.id, r.attempt) + outputNames.package : '',
+    output_object_key: outputObjectKey(r),
     lineage_json: o.lineage && r.lineage ? JSON.stringify(r.lineage) : '',
     schedule: r.schedule ?? '',
   };

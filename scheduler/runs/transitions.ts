@@ -16,7 +16,7 @@
 //   (kill, from any state that is not terminal: unplaced → Killed at once; placed → kill_requested, and
 //    the attempt's end — reported, or a requeue — makes it Killed)
 import { sql, type RawBuilder, type Transaction } from 'kysely';
-import type { PhaseRow, Database, Db } from '../db/database.js';
+import type { PhaseRow, Database, Db, RecordedOutput } from '../db/database.js';
 import { RunStatus, placedStatuses, queuedStatuses, terminalStatuses } from '../../shared/run-states.js';
 import { AgentStatus } from '../agents/status.js';
 
@@ -257,8 +257,8 @@ export class RunTransitions {
    * Running → Successful, in one statement: the run (with its results, score and phases), its new version
    * when the pipeline makes one, its event and its GPU leases. The version number is the caller's choice
    * (the next minor it read); if another run registered that number meanwhile, the insert violates the
-   * primary key and the whole statement rolls back (the caller reads again and retries). Storage I/O stays
-   * outside: _results.json is written first. A run whose kill was accepted never succeeds: the guard
+   * primary key and the whole statement rolls back (the caller reads again and retries). The caller writes
+   * _results.json first, holding the run's row (scheduler/runs/complete.ts). A run whose kill was accepted never succeeds: the guard
    * refuses, and the caller ends it Killed. A version made by a run inherits whether Main has evaluate()
    * from the version it trained, and carries the run's score (a full pipeline's).
    */
@@ -266,6 +266,8 @@ export class RunTransitions {
     results: unknown; lineage: unknown; score: number | null; phases: PhaseRow[];
     /** What the attempt left in the bucket, counted against its project's storage quota. */
     outputBytes?: number;
+    /** What the attempt left under its prefix (complete.ts lists it): run outputs serves these only. */
+    outputs: RecordedOutput[];
     version: null | {
       package: string; major: number; minor: number; trainedMajor: number; trainedMinor: number;
       objectKey: string; sizeBytes: number; sha256: string;
@@ -277,7 +279,8 @@ export class RunTransitions {
       WITH r AS (
         UPDATE runs SET status = ${st(RunStatus.Successful)}, ended_at = now(), output_major = ${v?.major ?? null}, output_minor = ${v?.minor ?? null},
           results = ${JSON.stringify(o.results)}::json, lineage = ${JSON.stringify(o.lineage)}::jsonb, score = ${o.score}, phases = ${JSON.stringify(o.phases)}::jsonb, agent = NULL, status_detail = '',
-          output_bytes = ${o.outputBytes ?? 0}
+          output_bytes = ${o.outputBytes ?? 0},
+          outputs = ${JSON.stringify(o.outputs)}::jsonb
         WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status = ${st(RunStatus.Running)} AND NOT kill_requested
         ${RETURNING}, ${detail}::text AS detail),
       ${v ? sql`v AS (
@@ -292,11 +295,16 @@ export class RunTransitions {
     return this.#one(rows.map((r) => changed(r, true)));
   }
 
-  /** An attempt ends badly: Failed (or Killed), whatever placed state it was in. */
-  async endAttempt(runId: string, lease: number, agent: string, status: typeof RunStatus.Failed | typeof RunStatus.Killed, reason: string, phases?: PhaseRow[]): Promise<Changed | null> {
+  /**
+   * An attempt ends badly: Failed (or Killed), whatever placed state it was in. `left`: what the attempt
+   * left under its prefix (complete.ts), recorded only when its attempt number is the run's.
+   */
+  async endAttempt(runId: string, lease: number, agent: string, status: typeof RunStatus.Failed | typeof RunStatus.Killed, reason: string, phases?: PhaseRow[],
+    left?: { attempt: number; outputs: RecordedOutput[] } | null): Promise<Changed | null> {
     return this.#one(await apply(this.db, sql`
       UPDATE runs SET status = ${st(status)}, ended_at = now(), failure_reason = ${reason}, agent = NULL, status_detail = '',
-        phases = ${phases?.length ? sql`${JSON.stringify(phases)}::jsonb` : sql`phases`}
+        phases = ${phases?.length ? sql`${JSON.stringify(phases)}::jsonb` : sql`phases`},
+        outputs = ${left ? sql`CASE WHEN attempt = ${left.attempt} THEN ${JSON.stringify(left.outputs)}::jsonb ELSE outputs END` : sql`outputs`}
       WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status IN ${PLACED}
       ${RETURNING}, ${reason}::text AS detail`, { releaseGpus: true, freed: true, canEnd: true }));
   }

@@ -7,6 +7,10 @@
 import { AssumeRoleProvider } from 'minio/dist/esm/AssumeRoleProvider.mjs';
 import type { StorageCredentials } from '../../shared/proto.js';
 import { ErrorCodes, TrainyardError, errorMessage } from '../../shared/errors.js';
+import { outputNames } from '../../shared/storage.js';
+
+/** The files in an attempt's folder that only the scheduler writes. */
+const schedulerWrites = [outputNames.results, outputNames.lineage];
 
 /** MinIO refuses a shorter DurationSeconds (InvalidParameterValue). */
 export const MIN_CREDENTIAL_SECONDS = 900;
@@ -25,8 +29,11 @@ export interface AttemptScope {
 
 /**
  * The session policy: the intersection of this and the scheduler user's own policy is all the keys can
- * do. ListBucketMultipartUploads has no prefix condition because MinIO refuses AssumeRole with one, and
- * minio-js lists uploads before a multipart put; writes outside writePrefix stay denied all the same.
+ * do. No listing beyond the attempt's read folders: not even of multipart uploads (shared/storage.ts
+ * uploads in parts by its own upload id, so nothing needs the bucket-wide ListBucketMultipartUploads,
+ * which MinIO grants only without a prefix condition). Within its write folder, the scheduler's own files
+ * (_results.json, _lineage.json) are denied outright: they are written when the run commits, and the
+ * credentials outlive the attempt by up to their lifetime.
  */
 export function sessionPolicy(s: AttemptScope): string {
   const arn = (key = '') => `arn:aws:s3:::${s.bucket}${key ? `/${key}` : ''}`;
@@ -36,7 +43,7 @@ export function sessionPolicy(s: AttemptScope): string {
   const statements: object[] = [
     { Effect: 'Allow', Action: ['s3:GetObject'], Resource: [...s.readObjects.map((k) => arn(k)), ...s.readPrefixes.map((p) => arn(`${p}*`))] },
     { Effect: 'Allow', Action: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'], Resource: [arn(`${s.writePrefix}*`)] },
-    { Effect: 'Allow', Action: ['s3:ListBucketMultipartUploads'], Resource: [arn()] },
+    { Effect: 'Deny', Action: ['s3:PutObject'], Resource: schedulerWrites.map((name) => arn(s.writePrefix + name)) },
   ];
   if (s.readPrefixes.length) {
     statements.push({ Effect: 'Allow', Action: ['s3:ListBucket'], Resource: [arn()], Condition: { StringLike: { 's3:prefix': s.readPrefixes.map((p) => `${p}*`) } } });

@@ -154,6 +154,7 @@ _trainyard; printf '%s\\n' "\${COMPREPLY[@]}"; complete -p trainyard`;
   t.same(complete('trainyard', 'agent', '--accept'), ['--accept-projects'], 'agent --accept<TAB> → --accept-projects');
   t.same(complete('trainyard', 'agent', '--run-d'), ['--run-disk-mb'], 'an agent setting: --run-disk-mb');
   t.same(complete('trainyard', 'agent', '--max-o'), ['--max-output-mb'], 'and --max-output-mb');
+  t.same(complete('trainyard', 'agents', 'join-token', 'create', '--us'), ['--uses'], 'join-token create --us<TAB> → --uses');
   t.same(complete('trainyard', '').sort(), commands.filter((c) => c.path.length === 1).map((c) => c.path[0]).sort(), 'every top-level verb');
   t.same(complete('trainyard', 'completion', ''), ['bash', 'zsh']);
 

@@ -3,12 +3,14 @@
 // scheduler look for the zip early (the run's own row decides where); and the next minor version taken
 // after one this scheduler registered stays right when another scheduler registered one meanwhile.
 import t, { type Test } from 'tap';
+import { createHash } from 'node:crypto';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { FakeAgent, type FakeDispatch } from '../helpers/fake-agent.js';
 
 const quick = 'class Main:\n    def train(self, d):\n        pass\n    def save(self):\n        pass\n';
-const sha = 'b'.repeat(64);
 const zip = Buffer.from('0123456789');
+// The zip's real digest: the scheduler checks it against the zip in the bucket.
+const sha = createHash('sha256').update(zip).digest('hex');
 
 async function setUp(t: Test) {
   const s = await Stack.create(t, { agents: [] });

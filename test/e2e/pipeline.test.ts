@@ -2,6 +2,7 @@
 // dataset, train, and check the rows, the objects and _results.json.
 import t from 'tap';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import { readFileSync, existsSync } from 'node:fs';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 
@@ -88,10 +89,13 @@ t.test('a training run end to end', async (t) => {
   t.equal(summary.cuda, '', 'a run without --gpu sees no GPU');
 
   // The rows in Postgres.
-  const versions = await s.query('SELECT major, minor, source, run_id, object_key FROM package_versions WHERE package = $1 ORDER BY major, minor', ['counter']);
+  const versions = await s.query('SELECT major, minor, source, run_id, object_key, sha256 FROM package_versions WHERE package = $1 ORDER BY major, minor', ['counter']);
   t.same(versions.map((v) => `${v.major}.${v.minor}:${v.source}`), ['1.0:upload', '1.1:run', '2.0:upload']);
   t.equal(versions[1]!.run_id, run.id);
-  t.equal(versions[1]!.object_key, `${prefix}package.zip`);
+  t.equal(versions[1]!.object_key, `packages/counter/${versions[1]!.sha256}/package.zip`, 'registered at the copy of the zip the attempt uploaded');
+  const uploaded: Buffer[] = [];
+  for await (const c of await s.minio.getObject(s.bucket, `${prefix}package.zip`)) uploaded.push(c as Buffer);
+  t.equal(createHash('sha256').update(Buffer.concat(uploaded)).digest('hex'), versions[1]!.sha256, 'which is that zip');
   const events = await s.query('SELECT status FROM run_events WHERE run_id = $1 ORDER BY id', [run.id]);
   t.same(events.map((e) => e.status), ['Scheduled', 'Scheduled', 'Packaging', 'Running', 'Successful'], 'every transition is recorded, in order');
 

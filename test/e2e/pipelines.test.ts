@@ -106,7 +106,9 @@ t.test('evaluation and full pipelines', async (t) => {
     t.strictSame(ev.env, { artifacts_directory: 'artifacts', save_training_data: 'true', save_test_data: 'true' }, 'a full pipeline\'s env flags');
     t.ok(r.score === 0, `the score: the held-out rows are "no, no" → 0 (got ${r.score})`);
     t.equal(r.output_version, '1.1', 'the next minor version');
-    t.equal(r.output_object_key, `runs/${r.id}/attempt-1/package.zip`, 'run get says where its zip is');
+    const [made] = await s.query("SELECT object_key, sha256 FROM package_versions WHERE package = 'sc' AND run_id = $1", [r.id]);
+    t.equal(r.output_object_key, `packages/sc/${made!.sha256}/package.zip`, 'run get says where its zip is: the registered copy');
+    t.equal(made!.object_key, r.output_object_key, 'the one the version points at');
     const versions = await s.cliJson(['package', 'versions', 'sc']);
     const v = versions.find((x: { version: string }) => x.version === '1.1');
     t.ok(v?.has_score && v.score === 0, 'the version carries the score');

@@ -5,7 +5,7 @@
 // not MinIO's root either. RenewStorage answers only while the attempt is current.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as Minio from 'minio';
@@ -14,14 +14,15 @@ import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
 import { sessionPolicy } from '../../scheduler/storage/attempt-credentials.js';
 import { zipDir } from '../../shared/zip.js';
+import { PART_BYTES, uploadFile } from '../../shared/storage.js';
 
 const quick = 'class Main:\n    def train(self, d):\n        pass\n    def save(self):\n        pass\n';
 type Creds = { access_key: string; secret_key: string; session_token: string; expires_at_ms: string };
-const codeOf = (e: unknown) => (e as { code?: string | number }).code;
+const codeOf = (e: unknown) => (e as { code?: string | number } | null)?.code;
 
 function clientFor(s: Stack, c: Creds): Minio.Client {
   const u = new URL(s.minioEndpoint);
-  // A 5 MiB part size, so the 6 MiB put below is a multipart upload (which lists uploads first).
+  // A 5 MiB part size: minio-js's own putObject of 6 MiB is then a multipart upload that lists uploads first.
   return new Minio.Client({ endPoint: u.hostname, port: Number(u.port), useSSL: false, accessKey: c.access_key, secretKey: c.secret_key, sessionToken: c.session_token, region: 'us-east-1', partSize: 5 * 1024 * 1024 });
 }
 async function read(m: Minio.Client, bucket: string, key: string): Promise<string> {
@@ -62,8 +63,11 @@ t.test('an attempt\'s credentials reach its package, its data and its prefix, an
   t.same(await list(m, s.bucket, String(d.dataset_prefix)), ['datasets/d/train/a.csv'], 'lists its dataset folder');
   t.equal(await read(m, s.bucket, 'datasets/d/train/a.csv'), 'mine\n', 'reads its data');
   await m.putObject(s.bucket, `${d.output_prefix}artifacts/x.txt`, Buffer.from('out'));
-  await m.putObject(s.bucket, `${d.output_prefix}big.bin`, Buffer.alloc(6 * 1024 * 1024, 1));
-  t.equal((await s.minio.statObject(s.bucket, `${d.output_prefix}big.bin`)).size, 6 * 1024 * 1024, 'writes under its prefix, a multipart upload too');
+  // Larger than a part, the way the agent uploads (shared/storage.ts): in parts, by its own upload id.
+  const bigFile = path.join(tempDir(), 'big.bin');
+  writeFileSync(bigFile, Buffer.alloc(PART_BYTES + 1024 * 1024, 1));
+  await uploadFile(m, s.bucket, `${d.output_prefix}big.bin`, bigFile, { retries: 0 });
+  t.equal((await s.minio.statObject(s.bucket, `${d.output_prefix}big.bin`)).size, PART_BYTES + 1024 * 1024, 'writes under its prefix, a multipart upload (more than one part) too');
 
   // Denied: everything else (AccessDenied from MinIO itself).
   const denied = async (what: string, op: () => Promise<unknown>) => {
@@ -82,7 +86,17 @@ t.test('an attempt\'s credentials reach its package, its data and its prefix, an
   await denied('writing another attempt', () => m.putObject(s.bucket, `runs/${run.id}/attempt-2/package.zip`, Buffer.from('x')));
   await denied('writing another run', () => m.putObject(s.bucket, 'runs/run_zzzzzzzzzzzzzz/attempt-1/package.zip', Buffer.from('x')));
   await denied('writing a dataset', () => m.putObject(s.bucket, 'datasets/d/train/a.csv', Buffer.from('poisoned')));
-  await denied('a multipart upload elsewhere', () => m.putObject(s.bucket, 'datasets/d/big.bin', Buffer.alloc(6 * 1024 * 1024, 2)));
+  await denied('a multipart upload elsewhere', () => uploadFile(m, s.bucket, 'datasets/d/big.bin', bigFile, { retries: 0 }).catch((e: unknown) => { throw (e as { cause?: unknown }).cause ?? e; }));
+  // In-progress uploads are named by key: another project's (begun by the scheduler's own user) stay unseen.
+  const theirs = 'packages/victim/in-progress/package.zip';
+  const uploadId = await s.minio.initiateNewMultipartUpload(s.bucket, theirs, {});
+  t.teardown(() => s.minio.abortMultipartUpload(s.bucket, theirs, uploadId).catch(() => {}));
+  await denied('listing the bucket\'s multipart uploads', () => m.listIncompleteUploadsQuery(s.bucket, '', '', '', ''));
+  await denied('listing another package\'s multipart uploads', () => m.listIncompleteUploadsQuery(s.bucket, 'packages/', '', '', ''));
+  await denied('minio-js\'s own multipart put (it lists uploads first)', () => m.putObject(s.bucket, `${d.output_prefix}big2.bin`, Buffer.alloc(6 * 1024 * 1024, 1)));
+  // The scheduler's own files in its prefix: written when the run commits, never by the attempt.
+  await denied('writing its _results.json', () => m.putObject(s.bucket, `${d.output_prefix}_results.json`, Buffer.from('{}')));
+  await denied('writing its _lineage.json', () => m.putObject(s.bucket, `${d.output_prefix}_lineage.json`, Buffer.from('{}')));
   await denied('making a bucket', () => m.makeBucket(`${s.bucket}-x`, 'us-east-1'));
   const after = await s.minio.statObject(s.bucket, victimKey!);
   t.equal(after.etag, before.etag, 'the victim package is unchanged');

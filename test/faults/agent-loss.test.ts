@@ -21,8 +21,9 @@ t.test('kill -9 of an agent mid-train: attempt 2 runs on another agent', async (
   t.equal(run.lost_attempts, 1);
   const events = await s.query('SELECT status, detail FROM run_events WHERE run_id = $1 ORDER BY id', [id]);
   t.ok(events.some((e) => e.status === 'Waiting for resources' && e.detail === 'agent lost'), 'the loss is recorded');
-  const versions = await s.query('SELECT major, minor, object_key FROM package_versions WHERE run_id = $1', [id]);
-  t.same(versions, [{ major: 1, minor: 1, object_key: `runs/${id}/attempt-2/package.zip` }], 'exactly one version, from attempt 2');
+  const versions = await s.query('SELECT major, minor, object_key, sha256 FROM package_versions WHERE run_id = $1', [id]);
+  t.same(versions, [{ major: 1, minor: 1, object_key: `packages/gated/${versions[0]?.sha256}/package.zip`, sha256: versions[0]?.sha256 }], 'exactly one version, from attempt 2 (registered at its verified copy)');
+  t.ok(await s.objectText(`runs/${id}/attempt-2/package.zip`), 'attempt 2 uploaded it');
   t.equal(await s.objectText(`runs/${id}/attempt-2/artifacts/attempt.txt`), '2');
 });
 
@@ -63,9 +64,9 @@ t.test('a partitioned agent that comes back cannot commit its stale attempt', as
   await stale.waitFor((l) => l.msg === 'finish report refused (a stale attempt)' && l.run === id, 60_000);
   const after = (await s.query('SELECT status, attempt, output_major, output_minor FROM runs WHERE id = $1', [id]))[0];
   t.same(after, { status: 'Successful', attempt: 2, output_major: 1, output_minor: 1 }, 'the stale report changed nothing');
-  const versions = await s.query('SELECT major, minor, run_id, object_key FROM package_versions WHERE package = $1 ORDER BY minor', ['gated']);
+  const versions = await s.query('SELECT major, minor, run_id, object_key, sha256 FROM package_versions WHERE package = $1 ORDER BY minor', ['gated']);
   t.same(versions.map((v) => `${v.major}.${v.minor}`), ['1.0', '1.1'], 'one trained version, no second one');
-  t.equal(versions[1]!.object_key, `runs/${id}/attempt-2/package.zip`);
+  t.equal(versions[1]!.object_key, `packages/gated/${versions[1]!.sha256}/package.zip`, 'registered at its verified copy');
   const results = JSON.parse(await s.objectText(`runs/${id}/attempt-2/_results.json`));
   t.equal(results.run_summary.outputs.package, 'gated', 'outputs.package is the package name (AI Center\'s template)');
   // The agent that came back registers again and is usable.

@@ -35,8 +35,10 @@ t.test('partitioned agent: the run finishes elsewhere, the stale attempt cannot 
   await island.waitFor((l) => l.run === id && (l.msg === 'finish report refused (a stale attempt)'), 120_000);
   const after = (await s.query('SELECT status, attempt, output_major, output_minor FROM runs WHERE id = $1', [id]))[0];
   t.same(after, { status: 'Successful', attempt: 2, output_major: 1, output_minor: 1 }, 'the stale report changed nothing');
-  const versions = await s.query('SELECT major, minor, object_key FROM package_versions WHERE run_id IS NOT NULL');
-  t.same(versions, [{ major: 1, minor: 1, object_key: `runs/${id}/attempt-2/package.zip` }], 'exactly one trained version, from attempt 2');
+  const versions = await s.query('SELECT major, minor, run_id, object_key FROM package_versions WHERE run_id IS NOT NULL');
+  t.same(versions.map((v) => [v.major, v.minor, v.run_id]), [[1, 1, id]], 'exactly one trained version');
+  t.equal((await s.query('SELECT attempt FROM runs WHERE id = $1', [id]))[0]!.attempt, 2, 'from attempt 2');
+  t.match(versions[0]!.object_key, /^packages\/[^/]+\/[0-9a-f]{64}\/package\.zip$/, 'registered at its verified copy');
   await island.waitFor((l) => l.msg === 'registered' && Number(l.session) > 1, 60_000);
   t.pass('the agent registered again once the link was back');
 });
