@@ -87,3 +87,26 @@ t.test('the next minor version stays right when another scheduler registered one
   const rows = await s.query<{ minor: number }>("SELECT minor FROM package_versions WHERE package = 'quick' AND major = 1 ORDER BY minor");
   t.same(rows.map((r) => Number(r.minor)), [0, 1, 2, 3, 4], 'each minor once');
 });
+
+// Issue 20 #4: two copies of one success report at once (the first's reply later than the agent's
+// deadline, during a MinIO restart or a scheduler failover). The second used to read Running, queue
+// behind the first, take version N+1 and overwrite _results.json and _lineage.json with it before its
+// guard refused: the documents named 1.2 while the database had registered 1.1.
+t.test('two copies of a success report at once: one version, and the documents name it', async (t) => {
+  const { s, attempt, finish } = await setUp(t);
+  for (let round = 0; round < 5; round++) {
+    const d = await attempt();
+    await s.minio.putObject(s.bucket, `${d.output_prefix}package.zip`, zip);
+    const [a, b, c] = await Promise.all([finish(d, { attempt: d.attempt }), finish(d, { attempt: d.attempt }), finish(d, { attempt: d.attempt })]);
+    t.same([b, c], [a, a], `round ${round}: every copy gets the same answer`);
+    const versions = await s.query<{ minor: number }>('SELECT minor FROM package_versions WHERE run_id = $1', [d.run_id]);
+    t.same(versions.map((v) => v.minor), [Number(a.output_version.split('.')[1])], `round ${round}: one version, the one answered`);
+    const read = async (name: string) => {
+      const chunks: Buffer[] = [];
+      for await (const ch of await s.minio.getObject(s.bucket, `${d.output_prefix}${name}`)) chunks.push(ch as Buffer);
+      return JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown>;
+    };
+    t.match(JSON.stringify(await read('_results.json')), `"version":"${a.output_version}"`, `round ${round}: _results.json names it`);
+    t.match(JSON.stringify(await read('_lineage.json')), `"version":"${a.output_version}"`, `round ${round}: and _lineage.json`);
+  }
+});
