@@ -20,11 +20,16 @@ const bin = path.join(root, 'bin', 'trainyard.js');
 const id = customAlphabet('abcdefghijklmnopqrstuvwxyz0123456789', 10);
 /**
  * The services' admin role (CREATEDB, CREATEROLE, no superuser), which makes and drops a database per test
- * file: scripts/test.sh exports it from services.sh's postgres.env, whose password is made there.
+ * file: scripts/test.sh exports it from services.sh's postgres.env, whose password is made there; without
+ * test.sh (`npm run soak`), it is read from that file.
  */
 const adminUrl = (): string => {
-  const url = process.env.TRAINYARD_TEST_DATABASE_URL;
-  if (!url) throw new Error('TRAINYARD_TEST_DATABASE_URL is not set: run the tests with npm test (scripts/test.sh exports it from the services\' postgres.env)');
+  let url = process.env.TRAINYARD_TEST_DATABASE_URL;
+  if (!url) {
+    const file = path.join(process.env.TRAINYARD_SERVICES_DIR ?? path.join(os.homedir(), '.local', 'share', 'trainyard', 'services'), 'postgres.env');
+    try { url = /^TRAINYARD_TEST_DATABASE_URL=(.+)$/m.exec(readFileSync(file, 'utf8'))?.[1]; } catch { /* said below */ }
+    if (!url) throw new Error(`TRAINYARD_TEST_DATABASE_URL is not set and ${file} does not give it: run npm run services first`);
+  }
   return url;
 };
 export const minioEndpoint = process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000';
