@@ -252,6 +252,7 @@ ensure_pg_role_and_db() {
   scheduler=$(value_of "$PG_ENV" TRAINYARD_PG_SCHEDULER_PASSWORD)
   admin=$(value_of "$PG_ENV" TRAINYARD_PG_ADMIN_PASSWORD)
   pg_admin <<SQL
+SET client_min_messages = warning; -- not "already a member" on every start
 DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'trainyard') THEN CREATE ROLE trainyard; END IF;
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'trainyard_admin') THEN CREATE ROLE trainyard_admin; END IF;
