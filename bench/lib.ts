@@ -13,12 +13,17 @@ import { ErrorCodes, TrainyardError } from '../shared/errors.js';
 import { createMinioClient, removePrefix } from '../shared/storage.js';
 import type { Stack } from '../test/helpers/stack.js';
 
-const adminUrl = process.env.TRAINYARD_DATABASE_URL ?? 'postgres://trainyard:trainyard@127.0.0.1:5432/trainyard';
+/**
+ * The services' admin role (CREATEDB, no superuser; `npm run services` keeps its password in postgres.env),
+ * which makes and drops each bench's database; the bench's scheduler connects to that database with it.
+ */
+const adminUrl = process.env.TRAINYARD_TEST_DATABASE_URL ?? servicesEnv('postgres.env').TRAINYARD_TEST_DATABASE_URL ?? '';
 const id = customAlphabet('abcdefghijklmnopqrstuvwxyz0123456789', 8);
 
 export interface BenchEnv { name: string; databaseUrl: string; env: NodeJS.ProcessEnv; drop(): Promise<void> }
 
 export async function benchEnv(extra: Record<string, string> = {}): Promise<BenchEnv> {
+  if (!adminUrl) throw new Error('no TRAINYARD_TEST_DATABASE_URL and no postgres.env in the services dir: run npm run services first');
   const name = `tybench${id()}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
@@ -44,7 +49,7 @@ export async function benchEnv(extra: Record<string, string> = {}): Promise<Benc
       // And its bucket: hundreds of left-over buckets (thousands of objects) cost MinIO CPU in the
       // background (its scanner), which later bench runs on this machine would pay.
       const keys = benchMinio();
-      const minio = createMinioClient({ minioEndpoint: process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000', minioAccessKey: keys.TRAINYARD_MINIO_ACCESS_KEY ?? 'minioadmin', minioSecretKey: keys.TRAINYARD_MINIO_SECRET_KEY ?? 'minioadmin' });
+      const minio = createMinioClient({ minioEndpoint: process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000', minioAccessKey: keys.TRAINYARD_MINIO_ACCESS_KEY ?? '', minioSecretKey: keys.TRAINYARD_MINIO_SECRET_KEY ?? '' });
       const bucket = `trainyard-${name}`;
       if (await minio.bucketExists(bucket).catch(() => false)) {
         await removePrefix(minio, bucket, '', { retries: 2 });

@@ -19,7 +19,15 @@ npm run --silent build
 
 DEMO_DIR=${TRAINYARD_DEMO_DIR:-$PWD/.demo}
 rm -rf "$DEMO_DIR" && mkdir -p "$DEMO_DIR"
-export TRAINYARD_DATABASE_URL=postgres://trainyard:trainyard@127.0.0.1:5432/trainyard_demo
+SERVICES_DIR=${TRAINYARD_SERVICES_DIR:-$HOME/.local/share/trainyard/services}
+# Postgres roles made by services.sh (passwords in this 0600 file): the scheduler connects as trainyard (no
+# superuser) to a database of the demo's, which the admin role (CREATEDB, no superuser) resets.
+# shellcheck disable=SC1091
+source "$SERVICES_DIR/postgres.env"
+# Only the scheduler is given it (not exported: the agent and the CLI need no database).
+DEMO_DATABASE_URL=${TRAINYARD_DATABASE_URL%/trainyard}/trainyard_demo
+export TRAINYARD_NATS_URL=nats://127.0.0.1:${TRAINYARD_NATS_PORT:-4222}
+export TRAINYARD_MINIO_ENDPOINT=http://127.0.0.1:${TRAINYARD_MINIO_PORT:-9000}
 export TRAINYARD_BUCKET=trainyard-demo
 export TRAINYARD_SUBJECT_PREFIX=trainyard-demo
 export TRAINYARD_SCHEDULER_LISTEN=127.0.0.1:50151
@@ -33,22 +41,25 @@ export TRAINYARD_WORK_DIR=$DEMO_DIR/work
 export TRAINYARD_TOKEN_FILE=$DEMO_DIR/admin-token
 # NATS users made by services.sh: the scheduler's may publish, the agent's may only subscribe.
 # shellcheck disable=SC1091
-source "${TRAINYARD_SERVICES_DIR:-$HOME/.local/share/trainyard/services}/nats-users.env"
+source "$SERVICES_DIR/nats-users.env"
 # The scheduler's MinIO user (services.sh made it; not root). The agent gets no storage keys: each
 # attempt comes with STS credentials scoped to it.
 # shellcheck disable=SC1091
-source "${TRAINYARD_SERVICES_DIR:-$HOME/.local/share/trainyard/services}/minio-users.env"
+source "$SERVICES_DIR/minio-users.env"
 
 say "resetting the demo's database and bucket"
-node --input-type=module -e "
+# Keys and passwords reach node through its environment, never its command line (any local user reads those).
+TRAINYARD_TEST_DATABASE_URL=$TRAINYARD_TEST_DATABASE_URL TRAINYARD_MINIO_ACCESS_KEY=$TRAINYARD_MINIO_ACCESS_KEY \
+  TRAINYARD_MINIO_SECRET_KEY=$TRAINYARD_MINIO_SECRET_KEY node --input-type=module -e "
 import pg from 'pg';
-const c = new pg.Client('postgres://trainyard:trainyard@127.0.0.1:5432/trainyard');
+const c = new pg.Client(process.env.TRAINYARD_TEST_DATABASE_URL);
 await c.connect();
 await c.query('DROP DATABASE IF EXISTS trainyard_demo WITH (FORCE)');
-await c.query('CREATE DATABASE trainyard_demo');
+await c.query('CREATE DATABASE trainyard_demo OWNER trainyard');
 await c.end();
 import * as Minio from 'minio';
-const m = new Minio.Client({ endPoint: '127.0.0.1', port: 9000, useSSL: false, accessKey: '$TRAINYARD_MINIO_ACCESS_KEY', secretKey: '$TRAINYARD_MINIO_SECRET_KEY' });
+const e = new URL(process.env.TRAINYARD_MINIO_ENDPOINT);
+const m = new Minio.Client({ endPoint: e.hostname, port: Number(e.port), useSSL: false, accessKey: process.env.TRAINYARD_MINIO_ACCESS_KEY, secretKey: process.env.TRAINYARD_MINIO_SECRET_KEY });
 if (await m.bucketExists('trainyard-demo')) {
   const keys = [];
   for await (const o of m.listObjectsV2('trainyard-demo', '', true)) keys.push(o.name);
@@ -61,7 +72,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 say "starting a scheduler and an agent (logs in $DEMO_DIR)"
-TRAINYARD_NATS_USER=$TRAINYARD_NATS_SCHEDULER_USER TRAINYARD_NATS_PASSWORD=$TRAINYARD_NATS_SCHEDULER_PASSWORD \
+TRAINYARD_DATABASE_URL=$DEMO_DATABASE_URL TRAINYARD_NATS_USER=$TRAINYARD_NATS_SCHEDULER_USER TRAINYARD_NATS_PASSWORD=$TRAINYARD_NATS_SCHEDULER_PASSWORD \
   TRAINYARD_MINIO_ACCESS_KEY=$TRAINYARD_MINIO_ACCESS_KEY TRAINYARD_MINIO_SECRET_KEY=$TRAINYARD_MINIO_SECRET_KEY \
   node bin/trainyard.js scheduler >"$DEMO_DIR/scheduler.log" 2>&1 & pids+=($!)
 for _ in $(seq 1 100); do grep -q '"msg":"listening"' "$DEMO_DIR/scheduler.log" 2>/dev/null && break; sleep 0.2; done

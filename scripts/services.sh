@@ -16,9 +16,10 @@ NATS_PORT=${TRAINYARD_NATS_PORT:-4222}
 MINIO_PORT=${TRAINYARD_MINIO_PORT:-9000}
 MINIO_CONSOLE_PORT=${TRAINYARD_MINIO_CONSOLE_PORT:-9001}
 MINIO_BIN=${TRAINYARD_MINIO_BIN:-$HOME/.cache/trainyard/bin/minio}
-# MinIO's root user: only this script uses it, to make the scheduler's own user (minio-users.env).
-MINIO_USER=${TRAINYARD_MINIO_ROOT_USER:-minioadmin}
-MINIO_PASSWORD=${TRAINYARD_MINIO_ROOT_PASSWORD:-minioadmin}
+# MinIO's root user: only this script uses it, to make the scheduler's own user (minio-users.env). Its
+# password is random, made once and kept in $MINIO_ROOT_ENV (0600); TRAINYARD_MINIO_ROOT_USER/_PASSWORD
+# override it, for a MinIO this script did not start.
+MINIO_ROOT_NAME=trainyard-root
 # The proxy refuses a bare commit hash; this pseudo-version is upstream commit 7aac2a2c5b7c.
 MINIO_MODULE=github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
 # mc, MinIO's client, makes the scheduler's user and policy (MinIO's admin API encrypts its payloads).
@@ -34,7 +35,12 @@ READY_TIMEOUT_S=${TRAINYARD_SERVICES_TIMEOUT_S:-90}
 
 PG_DATA=$DIR/postgres
 PG_SOCKET_DIR=$DIR/run/postgres
-PG_URL="postgres://trainyard:trainyard@127.0.0.1:$PG_PORT/trainyard"
+# Two Postgres roles, each with a random password made once and kept in $PG_ENV (0600):
+#   trainyard        the scheduler's: owns database trainyard; no superuser, CREATEDB or CREATEROLE
+#   trainyard_admin  the tests' and the demo's: CREATEDB and CREATEROLE (a database, and for one test a
+#                    role, per test file) and a member of trainyard; no superuser
+# The superuser (postgres) logs in only over the socket, as the OS user that runs this script (peer).
+PG_ENV=$DIR/postgres.env
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -49,6 +55,12 @@ show_log() {
   tail -n 40 "$log" >&2
   printf -- '---\n' >&2
 }
+
+# A random password: 48 hex digits, safe in a URL, in SQL quotes and in a config file.
+random_password() { od -An -tx1 -N24 /dev/urandom | tr -d ' \n'; }
+
+# value_of FILE NAME: NAME's value in a KEY=VALUE file (nothing when it is missing).
+value_of() { if [[ -f $1 ]]; then sed -n "s/^$2=//p" "$1" | tail -n 1; fi; }
 
 port_open() { timeout 2 bash -c "</dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
@@ -193,12 +205,63 @@ pg_admin() {
   PGCONNECT_TIMEOUT=5 "$(pg_bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U postgres -d postgres "$@"
 }
 
+# The two roles' passwords (made once) and their URLs (written again on each start: the port may differ).
+ensure_pg_env() {
+  local scheduler admin
+  scheduler=$(value_of "$PG_ENV" TRAINYARD_PG_SCHEDULER_PASSWORD)
+  admin=$(value_of "$PG_ENV" TRAINYARD_PG_ADMIN_PASSWORD)
+  [[ -n $scheduler ]] || scheduler=$(random_password)
+  [[ -n $admin ]] || admin=$(random_password)
+  (umask 077 && printf '%s\n' \
+    '# Written by scripts/services.sh (the passwords are made once); scripts/test.sh and demo.sh source it.' \
+    "TRAINYARD_PG_SCHEDULER_PASSWORD=$scheduler" "TRAINYARD_PG_ADMIN_PASSWORD=$admin" \
+    "TRAINYARD_DATABASE_URL=postgres://trainyard:$scheduler@127.0.0.1:$PG_PORT/trainyard" \
+    "TRAINYARD_TEST_DATABASE_URL=postgres://trainyard_admin:$admin@127.0.0.1:$PG_PORT/trainyard" >"$PG_ENV.tmp") &&
+    mv "$PG_ENV.tmp" "$PG_ENV"
+  chmod 600 "$PG_ENV"
+}
+
+# Who may log in how, written on every start (a cluster made by an older version of this script trusts
+# everyone, which made any local uid a superuser): over TCP only with a password (SCRAM); over the socket
+# only the superuser, and only as the OS user that runs this script or as postgres (peer, mapped).
+# Returns 0 when a file changed.
+write_pg_hba() {
+  local changed=1 f
+  (
+    umask 077
+    printf '%s\n' '# Written by trainyard scripts/services.sh; edits are overwritten.' \
+      'local  all  postgres                peer map=services' \
+      'host   all  all       127.0.0.1/32  scram-sha-256' \
+      'host   all  all       ::1/128       scram-sha-256' >"$PG_DATA/pg_hba.conf.new"
+    printf '%s\n' '# Written by trainyard scripts/services.sh; edits are overwritten.' \
+      "services  $(id -un)  postgres" 'services  postgres  postgres' >"$PG_DATA/pg_ident.conf.new"
+  )
+  for f in pg_hba.conf pg_ident.conf; do
+    if cmp -s "$PG_DATA/$f.new" "$PG_DATA/$f"; then rm -f "$PG_DATA/$f.new"; else mv "$PG_DATA/$f.new" "$PG_DATA/$f"; changed=0; fi
+    if ((EUID == 0)); then chown postgres: "$PG_DATA/$f"; fi
+  done
+  return $changed
+}
+
+# The roles as described at PG_ENV, brought to that state on every start (a cluster made by an older
+# version of this script has trainyard as a superuser with password trainyard). The passwords go in on
+# stdin, never on a command line, which any local user can read.
 ensure_pg_role_and_db() {
-  pg_admin -c "DO \$\$ BEGIN
-      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'trainyard') THEN
-        CREATE ROLE trainyard SUPERUSER LOGIN PASSWORD 'trainyard';
-      END IF;
-    END \$\$;"
+  ensure_pg_env
+  local scheduler admin
+  scheduler=$(value_of "$PG_ENV" TRAINYARD_PG_SCHEDULER_PASSWORD)
+  admin=$(value_of "$PG_ENV" TRAINYARD_PG_ADMIN_PASSWORD)
+  pg_admin <<SQL
+SET client_min_messages = warning; -- not "already a member" on every start
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'trainyard') THEN CREATE ROLE trainyard; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'trainyard_admin') THEN CREATE ROLE trainyard_admin; END IF;
+END \$\$;
+ALTER ROLE trainyard LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '$scheduler';
+ALTER ROLE trainyard_admin LOGIN NOSUPERUSER CREATEDB CREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '$admin';
+-- So the admin may make databases owned by trainyard (the demo's) and end its sessions (DROP ... WITH (FORCE)).
+GRANT trainyard TO trainyard_admin;
+SQL
   if [[ -z $(pg_admin -tAc "SELECT 1 FROM pg_database WHERE datname = 'trainyard'") ]]; then
     pg_admin -c 'CREATE DATABASE trainyard OWNER trainyard'
   fi
@@ -212,18 +275,26 @@ start_postgres() {
   fi
   if port_open "$PG_PORT"; then
     if [[ -n $here_port ]]; then
+      # The log-in rules first (a reload applies them to new sessions), then the roles.
+      if write_pg_hba; then
+        as_pg "$(pg_bindir)/pg_ctl" reload -D "$PG_DATA" >/dev/null
+        say "postgres: log-in rules rewritten ($PG_DATA/pg_hba.conf: passwords over TCP, peer on the socket)"
+      fi
       ensure_pg_role_and_db
-      say "postgres: already running on 127.0.0.1:$PG_PORT ($PG_DATA)"
+      say "postgres: already running on 127.0.0.1:$PG_PORT ($PG_DATA; passwords in $PG_ENV, mode 0600)"
       return 0
     fi
     ensure_postgres_installed # for psql
-    if err=$(PGCONNECT_TIMEOUT=5 "$(pg_bindir)/psql" -X -q "$PG_URL" -c 'select 1' 2>&1 >/dev/null); then
+    ensure_pg_env
+    # The password goes in psql's environment, not on its command line.
+    if err=$(PGCONNECT_TIMEOUT=5 PGPASSWORD=$(value_of "$PG_ENV" TRAINYARD_PG_ADMIN_PASSWORD) "$(pg_bindir)/psql" -X -q \
+      -h 127.0.0.1 -p "$PG_PORT" -U trainyard_admin -d trainyard -c 'select 1' 2>&1 >/dev/null); then
       say "postgres: reusing the server already on 127.0.0.1:$PG_PORT (not started by this script)"
       return 0
     fi
-    die "port $PG_PORT is taken by $(who_listens "$PG_PORT"), but $PG_URL does not work there:
+    die "port $PG_PORT is taken by $(who_listens "$PG_PORT"), but trainyard_admin cannot log in there:
   $err
-Create role and database trainyard (password trainyard) there, stop that server, or set TRAINYARD_PG_PORT."
+Make there the roles and database described at PG_ENV in $0, with the passwords in $PG_ENV; or stop that server, or set TRAINYARD_PG_PORT."
   fi
   ensure_postgres_installed
   bindir=$(pg_bindir)
@@ -235,10 +306,11 @@ Create role and database trainyard (password trainyard) there, stop that server,
   chmod 700 "$PG_DATA"
   if [[ ! -f $PG_DATA/PG_VERSION ]]; then
     say "postgres: initdb $PG_DATA"
-    # Trust auth: the cluster listens on loopback only and is for tests and development.
-    as_pg "$bindir/initdb" -D "$PG_DATA" --auth=trust --username=postgres --encoding=UTF8 --locale=C \
+    # No trust: a password over TCP, peer on the socket (write_pg_hba below replaces these lines).
+    as_pg "$bindir/initdb" -D "$PG_DATA" --auth-local=peer --auth-host=scram-sha-256 --username=postgres --encoding=UTF8 --locale=C \
       >>"$DIR/logs/initdb.log" 2>&1 || { show_log "$DIR/logs/initdb.log"; die "initdb failed"; }
   fi
+  write_pg_hba || true
   # A throwaway test/dev cluster: durability is traded for speed (fsync off, no synchronous commit), and
   # there is room for many connections, since every test file opens its own pools.
   start_daemon postgres "$log" "${AS_PG[@]}" "$bindir/postgres" -D "$PG_DATA" \
@@ -269,13 +341,11 @@ stop_postgres() {
 NATS_ENV=$DIR/nats-users.env
 NATS_CONF=$DIR/nats/nats.conf
 
-nats_password() { od -An -tx1 -N24 /dev/urandom | tr -d ' \n'; }
-
 ensure_nats_users() {
   if [[ ! -s $NATS_ENV ]]; then
     (umask 077 && printf '%s\n' \
-      'TRAINYARD_NATS_SCHEDULER_USER=trainyard-scheduler' "TRAINYARD_NATS_SCHEDULER_PASSWORD=$(nats_password)" \
-      'TRAINYARD_NATS_AGENT_USER=trainyard-agent' "TRAINYARD_NATS_AGENT_PASSWORD=$(nats_password)" >"$NATS_ENV.tmp") &&
+      'TRAINYARD_NATS_SCHEDULER_USER=trainyard-scheduler' "TRAINYARD_NATS_SCHEDULER_PASSWORD=$(random_password)" \
+      'TRAINYARD_NATS_AGENT_USER=trainyard-agent' "TRAINYARD_NATS_AGENT_PASSWORD=$(random_password)" >"$NATS_ENV.tmp") &&
       mv "$NATS_ENV.tmp" "$NATS_ENV"
     say "nats: users created; their passwords are in $NATS_ENV (mode 0600)"
   fi
@@ -364,7 +434,7 @@ MINIO_ENV=$DIR/minio-users.env
 ensure_minio_users() {
   ensure_go_binary mc "$MC_MODULE" "$MC_BIN"
   if [[ ! -s $MINIO_ENV ]]; then
-    (umask 077 && printf '%s\n' "TRAINYARD_MINIO_ACCESS_KEY=$MINIO_SCHEDULER_USER" "TRAINYARD_MINIO_SECRET_KEY=$(nats_password)" >"$MINIO_ENV.tmp") &&
+    (umask 077 && printf '%s\n' "TRAINYARD_MINIO_ACCESS_KEY=$MINIO_SCHEDULER_USER" "TRAINYARD_MINIO_SECRET_KEY=$(random_password)" >"$MINIO_ENV.tmp") &&
       mv "$MINIO_ENV.tmp" "$MINIO_ENV"
   fi
   chmod 600 "$MINIO_ENV"
@@ -387,26 +457,63 @@ ensure_minio_users() {
   say "minio: scheduler user $MINIO_SCHEDULER_USER may use buckets $MINIO_BUCKETS (keys in $MINIO_ENV, mode 0600)"
 }
 
+MINIO_ROOT_ENV=$DIR/minio-root.env
+MINIO_ROOT_SUM=$DIR/run/minio-root.sum
+
+# Sets MINIO_USER and MINIO_PASSWORD: TRAINYARD_MINIO_ROOT_USER/_PASSWORD when both are set (a MinIO this
+# script did not start), else the root user in $MINIO_ROOT_ENV, made once with a random password. MinIO
+# keeps no copy of its root credentials in its data folder (its IAM files are not encrypted with them), so
+# a data folder made with minioadmin/minioadmin takes the new ones on its next start.
+ensure_minio_root() {
+  if [[ -n ${TRAINYARD_MINIO_ROOT_USER:-} && -n ${TRAINYARD_MINIO_ROOT_PASSWORD:-} ]]; then
+    MINIO_USER=$TRAINYARD_MINIO_ROOT_USER MINIO_PASSWORD=$TRAINYARD_MINIO_ROOT_PASSWORD
+    return
+  fi
+  if [[ ! -s $MINIO_ROOT_ENV ]]; then
+    (umask 077 && printf '%s\n' '# Written by scripts/services.sh: MinIO'"'"'s root user; only services.sh uses it.' \
+      "MINIO_ROOT_USER=$MINIO_ROOT_NAME" "MINIO_ROOT_PASSWORD=$(random_password)" >"$MINIO_ROOT_ENV.tmp") &&
+      mv "$MINIO_ROOT_ENV.tmp" "$MINIO_ROOT_ENV"
+    say "minio: root password made; it is in $MINIO_ROOT_ENV (mode 0600)"
+  fi
+  chmod 600 "$MINIO_ROOT_ENV"
+  MINIO_USER=$(value_of "$MINIO_ROOT_ENV" MINIO_ROOT_USER)
+  MINIO_PASSWORD=$(value_of "$MINIO_ROOT_ENV" MINIO_ROOT_PASSWORD)
+}
+
+# Which root credentials a MinIO started here was started with, by checksum (not the password itself).
+minio_root_sum() { printf '%s:%s' "$MINIO_USER" "$MINIO_PASSWORD" | sha256sum | cut -d' ' -f1; }
+
 start_minio() {
   local log=$DIR/logs/minio.log
+  ensure_minio_root
+  # MinIO writes its users' secret keys in plain JSON under .minio.sys: only its owner may read them.
+  mkdir -p "$DIR/minio"
+  chmod 700 "$DIR/minio"
   if port_open "$MINIO_PORT"; then
     if minio_live; then
-      if started_here minio; then
-        say "minio: already running on 127.0.0.1:$MINIO_PORT"
-      else
+      if ! started_here minio; then
         say "minio: reusing the server already on 127.0.0.1:$MINIO_PORT (not started by this script)"
+        return 0
       fi
-      return 0
+      if [[ -f $MINIO_ROOT_SUM && $(<"$MINIO_ROOT_SUM") == "$(minio_root_sum)" ]]; then
+        say "minio: already running on 127.0.0.1:$MINIO_PORT"
+        return 0
+      fi
+      # Started by an earlier version of this script (root minioadmin/minioadmin) or with other credentials.
+      say "minio: restarting with the root user in $MINIO_ROOT_ENV"
+      stop_daemon minio
+    else
+      die "port $MINIO_PORT is taken by $(who_listens "$MINIO_PORT"), which does not answer MinIO's health check; stop it or set TRAINYARD_MINIO_PORT"
     fi
-    die "port $MINIO_PORT is taken by $(who_listens "$MINIO_PORT"), which does not answer MinIO's health check; stop it or set TRAINYARD_MINIO_PORT"
   fi
   ensure_minio_binary
-  mkdir -p "$DIR/minio"
-  start_daemon minio "$log" env MINIO_ROOT_USER="$MINIO_USER" MINIO_ROOT_PASSWORD="$MINIO_PASSWORD" \
-    MINIO_UPDATE=off "$MINIO_BIN" server "$DIR/minio" \
+  # The credentials go in MinIO's environment (readable by its owner only), not on its command line.
+  MINIO_ROOT_USER=$MINIO_USER MINIO_ROOT_PASSWORD=$MINIO_PASSWORD MINIO_UPDATE=off \
+    start_daemon minio "$log" "$MINIO_BIN" server "$DIR/minio" \
     --address "127.0.0.1:$MINIO_PORT" --console-address "127.0.0.1:$MINIO_CONSOLE_PORT"
+  (umask 077 && minio_root_sum >"$MINIO_ROOT_SUM")
   wait_until minio "$log" minio_live
-  say "minio: started on 127.0.0.1:$MINIO_PORT (data $DIR/minio, log $log)"
+  say "minio: started on 127.0.0.1:$MINIO_PORT (data $DIR/minio, root user in $MINIO_ROOT_ENV, log $log)"
 }
 
 # --------------------------------------------------------------------------------------- stop and status
@@ -442,6 +549,8 @@ status_line() {
 # -------------------------------------------------------------------------------------------------- main
 
 mkdir -p "$DIR/logs" "$DIR/run"
+# A failed statement lands in postgres.log with its text (an ALTER ROLE ... PASSWORD): logs are the owner's.
+chmod 700 "$DIR/logs"
 # One invocation at a time (say, two test runs starting together); daemons do not inherit this lock.
 exec 9>"$DIR/run/services.lock"
 flock -w 900 9 || die "another services.sh has held $DIR/run/services.lock for 15 minutes"

@@ -65,16 +65,25 @@ step 'build'
 npm run build
 
 # The tests connect where the services script put the services (it honours the same port variables).
-export TRAINYARD_DATABASE_URL=${TRAINYARD_DATABASE_URL:-postgres://trainyard:trainyard@127.0.0.1:${TRAINYARD_PG_PORT:-5432}/trainyard}
 export TRAINYARD_NATS_URL=${TRAINYARD_NATS_URL:-nats://127.0.0.1:${TRAINYARD_NATS_PORT:-4222}}
 export TRAINYARD_MINIO_ENDPOINT=${TRAINYARD_MINIO_ENDPOINT:-http://127.0.0.1:${TRAINYARD_MINIO_PORT:-9000}}
-# NATS users (made by services.sh): the test stack gives the scheduler user to schedulers and the agent
-# user to agents (test/helpers/stack.ts).
+# Where services.sh keeps its state (test/e2e/single-box.test.ts checks those files).
+export TRAINYARD_SERVICES_DIR=${TRAINYARD_SERVICES_DIR:-$HOME/.local/share/trainyard/services}
+services_dir=$TRAINYARD_SERVICES_DIR
+# Postgres roles (made by services.sh, passwords in this 0600 file): TRAINYARD_TEST_DATABASE_URL is the
+# admin role (CREATEDB, CREATEROLE, no superuser) that makes a database per test file; the daemons of a
+# test connect to that database (test/helpers/stack.ts). A URL set before `npm test` wins.
+test_database_url=${TRAINYARD_TEST_DATABASE_URL:-}
 set -a
 # shellcheck disable=SC1091
-source "${TRAINYARD_SERVICES_DIR:-$HOME/.local/share/trainyard/services}/nats-users.env"
+source "$services_dir/postgres.env"
+TRAINYARD_TEST_DATABASE_URL=${test_database_url:-$TRAINYARD_TEST_DATABASE_URL}
+# NATS users (made by services.sh): the test stack gives the scheduler user to schedulers and the agent
+# user to agents (test/helpers/stack.ts).
 # shellcheck disable=SC1091
-source "${TRAINYARD_SERVICES_DIR:-$HOME/.local/share/trainyard/services}/minio-users.env"
+source "$services_dir/nats-users.env"
+# shellcheck disable=SC1091
+source "$services_dir/minio-users.env"
 set +a
 
 # Arguments that are not options name the files to run; without any, run them all.

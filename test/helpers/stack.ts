@@ -18,7 +18,20 @@ import { Api } from '../../cli/client.js';
 export const root = projectRoot();
 const bin = path.join(root, 'bin', 'trainyard.js');
 const id = customAlphabet('abcdefghijklmnopqrstuvwxyz0123456789', 10);
-const adminUrl = process.env.TRAINYARD_TEST_DATABASE_URL ?? 'postgres://trainyard:trainyard@127.0.0.1:5432/trainyard';
+/**
+ * The services' admin role (CREATEDB, CREATEROLE, no superuser), which makes and drops a database per test
+ * file: scripts/test.sh exports it from services.sh's postgres.env, whose password is made there; without
+ * test.sh (`npm run soak`), it is read from that file.
+ */
+const adminUrl = (): string => {
+  let url = process.env.TRAINYARD_TEST_DATABASE_URL;
+  if (!url) {
+    const file = path.join(process.env.TRAINYARD_SERVICES_DIR ?? path.join(os.homedir(), '.local', 'share', 'trainyard', 'services'), 'postgres.env');
+    try { url = /^TRAINYARD_TEST_DATABASE_URL=(.+)$/m.exec(readFileSync(file, 'utf8'))?.[1]; } catch { /* said below */ }
+    if (!url) throw new Error(`TRAINYARD_TEST_DATABASE_URL is not set and ${file} does not give it: run npm run services first`);
+  }
+  return url;
+};
 export const minioEndpoint = process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000';
 const natsUrl = process.env.TRAINYARD_NATS_URL ?? 'nats://127.0.0.1:4222';
 /** NATS users of the shared server (scripts/test.sh exports them from services.sh's nats-users.env). */
@@ -221,17 +234,20 @@ export class Stack {
   /** The database role the daemons connect as when the stack was made with `plainRole` (dropped with it). */
   plainRole = '';
   minio: Minio.Client;
-  #admin = new pg.Pool({ connectionString: adminUrl, max: 1 });
+  #admin = new pg.Pool({ connectionString: adminUrl(), max: 1 });
 
   constructor() {
-    const u = new URL(adminUrl);
+    const u = new URL(adminUrl());
     u.pathname = `/${this.dbName}`;
     this.databaseUrl = u.toString();
     this.pool = new pg.Pool({ connectionString: this.databaseUrl, max: 3 });
     this.pool.on('error', () => {});
     const m = new URL(minioEndpoint);
-    this.minio = new Minio.Client({ endPoint: m.hostname, port: Number(m.port || 80), useSSL: false, accessKey: 'minioadmin', secretKey: 'minioadmin' });
+    // The scheduler's user on the shared MinIO (its buckets are trainyard*, as the stack's is): never root.
+    this.minio = new Minio.Client({ endPoint: m.hostname, port: Number(m.port || 80), useSSL: false, accessKey: process.env.TRAINYARD_MINIO_ACCESS_KEY ?? '', secretKey: process.env.TRAINYARD_MINIO_SECRET_KEY ?? '' });
   }
+  /** A private MinIO's root user: a password of its own per stack, like the shared one's. */
+  readonly #privateMinioRoot = { user: 'trainyard-root', password: randomBytes(18).toString('hex') };
 
   natsUrl = natsUrl;
   /** Which NATS user schedulers and agents connect as (null: anonymous, for a server without users). */
@@ -275,6 +291,8 @@ export class Stack {
       s.plainRole = `${s.prefix}_app`;
       const password = id();
       await s.#admin.query(`CREATE ROLE ${s.plainRole} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '${password}'`);
+      // The admin role is no superuser: it may give a database to a role, and later drop it, as its member.
+      await s.#admin.query(`GRANT ${s.plainRole} TO current_user`);
       await s.#admin.query(`CREATE DATABASE ${s.dbName} OWNER ${s.plainRole}`);
       const u = new URL(s.databaseUrl);
       u.username = s.plainRole;
@@ -296,7 +314,7 @@ export class Stack {
     if (o.privateMinio) {
       s.minioPort = await freePort();
       s.minioEndpoint = `http://${s.host}:${s.minioPort}`;
-      s.minio = new Minio.Client({ endPoint: s.host, port: s.minioPort, useSSL: false, accessKey: 'minioadmin', secretKey: 'minioadmin' });
+      s.minio = new Minio.Client({ endPoint: s.host, port: s.minioPort, useSSL: false, accessKey: s.#privateMinioRoot.user, secretKey: s.#privateMinioRoot.password });
       await s.startMinio();
     }
     await s.startScheduler(o.schedulerEnv);
@@ -342,7 +360,7 @@ export class Stack {
     mkdirSync(dir, { recursive: true });
     const console = await freePort();
     const child = spawn(minioBin, ['server', dir, '--quiet', '--address', `${this.host}:${this.minioPort}`, '--console-address', `127.0.0.1:${console}`], {
-      env: { ...process.env, MINIO_ROOT_USER: 'minioadmin', MINIO_ROOT_PASSWORD: 'minioadmin' }, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, MINIO_ROOT_USER: this.#privateMinioRoot.user, MINIO_ROOT_PASSWORD: this.#privateMinioRoot.password }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.minioDaemon = new Daemon('minio', child, path.join(this.dir, 'minio.log'));
     this.daemons.push(this.minioDaemon);
@@ -362,7 +380,7 @@ export class Stack {
     const shared = !this.minioDaemon && process.env.TRAINYARD_MINIO_ACCESS_KEY && process.env.TRAINYARD_MINIO_SECRET_KEY;
     return shared
       ? { TRAINYARD_MINIO_ACCESS_KEY: process.env.TRAINYARD_MINIO_ACCESS_KEY!, TRAINYARD_MINIO_SECRET_KEY: process.env.TRAINYARD_MINIO_SECRET_KEY! }
-      : { TRAINYARD_MINIO_ACCESS_KEY: 'minioadmin', TRAINYARD_MINIO_SECRET_KEY: 'minioadmin' };
+      : { TRAINYARD_MINIO_ACCESS_KEY: this.#privateMinioRoot.user, TRAINYARD_MINIO_SECRET_KEY: this.#privateMinioRoot.password };
   }
 
   /** `args`: more flags (they come last, so they win over the stack's own, e.g. `--http-listen ''`). */
@@ -515,9 +533,9 @@ export async function testDatabase(t: Test): Promise<{ db: import('../../schedul
   const { createDb } = await import('../../scheduler/db/database.js');
   const { migrate } = await import('../../scheduler/db/migrate.js');
   const name = `ty${id()}`;
-  const admin = new pg.Pool({ connectionString: adminUrl, max: 1 });
+  const admin = new pg.Pool({ connectionString: adminUrl(), max: 1 });
   await admin.query(`CREATE DATABASE ${name}`);
-  const u = new URL(adminUrl);
+  const u = new URL(adminUrl());
   u.pathname = `/${name}`;
   const { db, pool } = createDb(u.toString(), 3);
   await migrate(pool);

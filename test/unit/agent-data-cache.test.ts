@@ -13,7 +13,7 @@ import { DataCache } from '../../agent/data-cache.js';
 import { manifestOf, type DataManifest } from '../../agent/lineage.js';
 
 const endpoint = process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000';
-const creds = { minioAccessKey: process.env.TRAINYARD_MINIO_ACCESS_KEY ?? 'minioadmin', minioSecretKey: process.env.TRAINYARD_MINIO_SECRET_KEY ?? 'minioadmin' };
+const creds = { minioAccessKey: process.env.TRAINYARD_MINIO_ACCESS_KEY ?? '', minioSecretKey: process.env.TRAINYARD_MINIO_SECRET_KEY ?? '' };
 const bucket = `trainyard-data-cache-${process.pid}-${Date.now()}`;
 const minio = createMinioClient({ minioEndpoint: endpoint, ...creds });
 const retry = { retries: 2 };

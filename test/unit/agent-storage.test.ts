@@ -9,7 +9,7 @@ import { createMinioClient, downloadObject, ensureBucket, withStorageRetry } fro
 import { ErrorCodes } from '../../shared/errors.js';
 
 const endpoint = process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000';
-const creds = { minioAccessKey: process.env.TRAINYARD_MINIO_ACCESS_KEY ?? 'minioadmin', minioSecretKey: process.env.TRAINYARD_MINIO_SECRET_KEY ?? 'minioadmin' };
+const creds = { minioAccessKey: process.env.TRAINYARD_MINIO_ACCESS_KEY ?? '', minioSecretKey: process.env.TRAINYARD_MINIO_SECRET_KEY ?? '' };
 const bucket = `trainyard-agent-storage-${process.pid}-${Date.now()}`;
 const minio = createMinioClient({ minioEndpoint: endpoint, ...creds, bucket });
 

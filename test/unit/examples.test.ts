@@ -4,7 +4,7 @@
 // package has what every pipeline kind calls.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { agentSettings, schedulerSettings, type SettingSpec } from '../../shared/settings.js';
@@ -148,4 +148,56 @@ t.test('examples/packages/iris-classifier: a Main for every pipeline kind', asyn
   t.ok(methods.evaluate?.returns, 'evaluate() returns a value: the score');
   const reqs = readFileSync(path.join(pkg, 'requirements.txt'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
   t.ok(reqs.some((l) => /^scikit-learn==\d/.test(l)), `it learns with a pinned scikit-learn (${reqs.join(', ')})`);
+});
+
+// Issue 19, single box: the compose file has the NATS users `npm run services` makes (anonymous clients
+// refused; the scheduler's user for the scheduler, the agent's for the agent, each with the password the
+// NATS container gets), and no credential has a default: each is a required variable (`${X:?...}`) that
+// examples/compose/make-env.sh writes, random, to a 0600 .env.
+t.test('docker-compose.yml: NATS users, and every password required and made by make-env.sh', async (t) => {
+  const text = readFileSync(path.join(root, 'docker-compose.yml'), 'utf8');
+  const compose = parse(text, { merge: true }) as {
+    services: Record<string, { command?: string[]; volumes?: string[]; environment?: Record<string, string> }>;
+  };
+  const { nats, scheduler, agent } = compose.services;
+  const conf = nats?.volumes?.find((v) => v.startsWith('./examples/compose/nats.conf:'));
+  t.ok(conf && nats?.command?.includes(conf.split(':')[1]!), 'nats-server runs with examples/compose/nats.conf');
+  const natsConf = readFileSync(path.join(root, 'examples', 'compose', 'nats.conf'), 'utf8');
+  t.match(natsConf, /authorization\s*\{\s*users\s*=/, 'nats.conf has users');
+  t.notMatch(natsConf, /no_auth_user/, 'and no user for anonymous clients');
+  for (const [daemon, svc, user, variable] of [['scheduler', scheduler, 'trainyard-scheduler', 'NATS_SCHEDULER_PASSWORD'], ['agent', agent, 'trainyard-agent', 'NATS_AGENT_PASSWORD']] as const) {
+    t.match(natsConf, new RegExp(`user: "${user}", password: \\$${variable}`), `nats.conf: ${user}'s password is $${variable}`);
+    t.equal(svc?.environment?.TRAINYARD_NATS_USER, user, `the ${daemon} connects as ${user}`);
+    t.equal(svc?.environment?.TRAINYARD_NATS_PASSWORD, nats?.environment?.[variable], `with the password the NATS container gets as ${variable}`);
+  }
+
+  t.notMatch(text, /minioadmin|trainyard:trainyard@|dev-password|dev-secret/, 'no well-known default credential anywhere in the file');
+  const required = new Set<string>();
+  for (const [name, svc] of Object.entries(compose.services)) {
+    for (const [key, value] of Object.entries(svc.environment ?? {})) {
+      const v = String(value);
+      // Credentials: passwords, secret keys and URLs (the join token is the operator's to give, later).
+      if (!/PASSWORD|SECRET|_URL$/.test(key)) continue;
+      for (const m of v.matchAll(/\$\{(\w+)(:?[-?+])?[^}]*\}/g)) {
+        t.equal(m[2], ':?', `${name}: ${key} uses \${${m[1]}} with no default (${v})`);
+        required.add(m[1]!);
+      }
+      if (/PASSWORD|SECRET/.test(key)) t.match(v, /^\$\{\w+:\?[^}]*\}$/, `${name}: ${key} is a required variable`);
+      if (key === 'TRAINYARD_DATABASE_URL') t.match(v, /^postgres:\/\/trainyard:\$\{\w+:\?[^}]*\}@/, `${name}: the database password is a required variable`);
+    }
+  }
+  t.ok(required.size >= 5, `the passwords are variables (${[...required].join(', ')})`);
+
+  // make-env.sh writes every one of them, random and 0600, and keeps an existing .env.
+  const dir = tempDir('ty-compose-env-');
+  const run = () => spawnSync('bash', [path.join(root, 'examples', 'compose', 'make-env.sh'), dir], { encoding: 'utf8' });
+  t.equal(run().status, 0, 'make-env.sh runs');
+  const envFile = path.join(dir, '.env');
+  t.equal((statSync(envFile).mode & 0o777).toString(8), '600', '.env is mode 0600');
+  const env = parseEnvFile(readFileSync(envFile, 'utf8'));
+  for (const name of required) t.match(env.get(name) ?? '', /^[0-9a-f]{48}$/, `.env sets ${name}, random`);
+  const before = readFileSync(envFile, 'utf8');
+  t.equal(run().status, 0, 'a second run succeeds');
+  t.equal(readFileSync(envFile, 'utf8'), before, 'and keeps the passwords (volumes were made with them)');
+  t.match(readFileSync(path.join(root, '.dockerignore'), 'utf8'), /^\.env$/m, '.env stays out of the image');
 });
