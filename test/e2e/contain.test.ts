@@ -13,6 +13,9 @@ import path from 'node:path';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { cgroup2Mount, ownCgroupPath } from '../../agent/cgroup.js';
 
+/** The scheduler's MinIO secret (services.sh's minio-users.env, exported by test.sh): nothing a run can read may hold it. */
+const storageSecret = process.env.TRAINYARD_MINIO_SECRET_KEY || 'minioadmin';
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Running (a zombie nobody reaped counts as gone). */
 const alive = (pid: number) => {
@@ -173,12 +176,12 @@ t.test('pip and train.py see none of the agent\'s secrets', async (t) => {
   t.equal(run.status, 'Successful', `the run succeeds (${run.failure_reason ?? ''})`);
   t.ok(existsSync(dumpFile), 'setup.py ran and dumped its environment');
   const setupEnv = existsSync(dumpFile) ? readFileSync(dumpFile, 'utf8') : '';
-  t.notMatch(setupEnv, 'minioadmin', 'setup.py does not see the storage keys');
+  t.notMatch(setupEnv, storageSecret, 'setup.py does not see the storage keys');
   t.notMatch(setupEnv, secret, 'nor anything else of the agent\'s environment');
   t.notMatch(setupEnv, /TRAINYARD_/, 'nor any TRAINYARD_ setting');
   const dump = JSON.parse(await s.objectText(`runs/${id}/attempt-1/artifacts/dump.json`));
   const trainEnv = JSON.stringify(dump.env);
-  t.notMatch(trainEnv, 'minioadmin', 'train.py\'s environment holds no storage key');
+  t.notMatch(trainEnv, storageSecret, 'train.py\'s environment holds no storage key');
   t.notMatch(trainEnv, secret);
   t.same(Object.keys(dump.env).filter((k: string) => k.startsWith('TRAINYARD_')).sort(), ['TRAINYARD_ATTEMPT', 'TRAINYARD_RUN_ID'], 'only the run\'s own TRAINYARD_ variables');
   // Without run uids (--run-uids none, as test agents run) train.py is the agent's user: it can read the
@@ -236,7 +239,7 @@ t.test('a run uid: train.py runs as a uid of the pool, cannot read the agent\'s 
   const chain = dump.ancestors as { pid: number; readable: boolean; environ?: string }[];
   t.ok(chain.some((a) => a.pid === agentPid), 'train.py\'s parent chain reaches the agent');
   t.same(chain.filter((a) => a.readable).map((a) => a.pid), [], 'no ancestor\'s /proc/PID/environ is readable, the agent\'s included');
-  t.notMatch(JSON.stringify(dump), 'minioadmin', 'no storage key anywhere train.py looked');
+  t.notMatch(JSON.stringify(dump), storageSecret, 'no storage key anywhere train.py looked');
   t.notMatch(JSON.stringify(dump), secret);
   const files = await s.objects(`runs/${id}/attempt-1/`);
   t.ok(files.includes(`runs/${id}/attempt-1/package.zip`), 'the outputs were uploaded');
