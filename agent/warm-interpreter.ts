@@ -125,7 +125,7 @@ class WarmInterpreter {
   #nextId = 1;
   readonly #forks = new Map<number, { resolve: (pid: number) => void; reject: (err: Error) => void }>();
   readonly #exits = new Map<number, (e: ProcessExit) => void>();
-  /** Exits that came before anyone waited for them (a child that ended at once). */
+  /** Exits that came before anyone waited for them (a child that ended at once); forgotten when the pid is forked again. */
   readonly #early = new Map<number, ProcessExit>();
   #dead: string | null = null;
   #closing = false;
@@ -159,7 +159,12 @@ class WarmInterpreter {
         const f = this.#forks.get(m.id);
         this.#forks.delete(m.id);
         if (m.error) f?.reject(new Error(m.error));
-        else f?.resolve(m.pid!);
+        else {
+          // A new child has this pid: an exit kept for an earlier one of the same pid (a spare or a child
+          // nobody waited for) is not this child's, and must not end it at once (issue 20, pid reuse).
+          this.#early.delete(m.pid!);
+          f?.resolve(m.pid!);
+        }
       }
     });
     this.#child.stdout!.on('data', (c: Buffer) => replies.write(c));
