@@ -65,7 +65,9 @@ t.test('forged dispatches are refused; a canary beside the work dir and a victim
   t.equal(after.etag, before.etag, 'the victim object is unchanged');
   t.equal(after.lastModified.getTime(), before.lastModified.getTime(), 'and was not rewritten');
   const added = (await s.objects()).filter((k) => !objectsBefore.includes(k));
-  t.ok(added.length > 0 && added.every((k) => k.startsWith(`runs/${run.id}/attempt-1/`)), `only the real run wrote objects (${added.join(', ')})`);
+  // The real run's outputs, and the copy of its new version the scheduler registers (a key no attempt writes).
+  const [registered] = await s.query<{ object_key: string }>('SELECT object_key FROM package_versions WHERE run_id = $1', [run.id]);
+  t.ok(added.length > 0 && added.every((k) => k.startsWith(`runs/${run.id}/attempt-1/`) || k === registered?.object_key), `only the real run wrote objects (${added.join(', ')})`);
   const [row] = await s.query<{ n: string }>("SELECT count(*) AS n FROM package_versions WHERE package = 'victim'");
   t.equal(Number(row!.n), 1, 'no version was added to the victim');
 });
