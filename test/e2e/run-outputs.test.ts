@@ -55,7 +55,7 @@ class Main:
         pass
 `;
 
-// The attacker (another project, same agent, same run user): for every other attempt whose artifacts are
+// The attacker (another project, same agent, the same uid): for every other attempt whose artifacts are
 // DONE, says it is watching, then swaps that artifacts folder, with RENAME_EXCHANGE as fast as it can until
 // the attempt's folder is gone, for one of two things (by turns): a link to the agent's work dir, or a
 // folder of links named like the victim's files, each to the agent's credential (<work dir>/identity).
@@ -110,7 +110,11 @@ t.test('a co-located run of another project swaps the victim\'s artifacts for a 
   mkdirSync(sync);
   chmodSync(sync, 0o777);
   const s = await Stack.create(t, { agents: [{ name: 'a1', killGraceMs: 500, env: {
-    TRAINYARD_RUN_AS_USER: setup.user, TRAINYARD_WORK_DIR: work, TRAINYARD_VENV_DIR: path.join(setup.open, 'venvs'), TRAINYARD_MAX_RUNS: '2',
+    // Runs share one uid (the agent's: --run-uids none --shared-uid 1, the single-tenant mode): the attacker
+    // can reach the victim's folder, so this tests the agent's own reading. With run uids (the default for a
+    // root agent) it could not even enter it (tenants.test.ts).
+    TRAINYARD_RUN_UIDS: 'none', TRAINYARD_SHARED_UID: '1',
+    TRAINYARD_WORK_DIR: work, TRAINYARD_VENV_DIR: path.join(setup.open, 'venvs'), TRAINYARD_MAX_RUNS: '2',
   } }] });
   const alpha = await member(s, 'alpha');
   const beta = await member(s, 'beta');
