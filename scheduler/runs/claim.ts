@@ -1,7 +1,8 @@
 // ClaimAttempt (AgentLink): NATS only rings an agent's doorbell with a run's id; the agent takes the
 // attempt's details here. It answers only for a run placed on the calling agent and not started yet (a
 // read by primary key), and then acknowledges the dispatch with a write guarded by the same attempt, so the
-// placer's ack deadline leaves it alone: the run is Packaging from then on. The answer carries what
+// placer's ack deadline leaves it alone: the run is Packaging from then on. The same agent claiming the same
+// attempt again (its first answer lost) gets the same answer and changes nothing. The answer carries what
 // only the claiming agent may have: storage credentials scoped to this attempt, and the run's secrets.
 import type { SchedulerContext } from '../context.js';
 import type { ClaimAttemptRequest__Output, Dispatch, RenewStorageRequest__Output, StorageCredentials } from '../../shared/proto.js';
