@@ -219,6 +219,9 @@ export async function startNoopTrainyard(o: { agent: Record<string, string> | nu
     agent = startTrainyard(['agent'], {
       ...bench.env, ...benchNats('agent'), TRAINYARD_LOG_LEVEL: 'info', TRAINYARD_SCHEDULER: address, TRAINYARD_AGENT_NAME: 'bench-agent',
       TRAINYARD_JOIN_TOKEN: joinToken, TRAINYARD_WORK_DIR: path.join(work, 'work'), TRAINYARD_VENV_DIR: path.join(os.homedir(), '.cache', 'trainyard', 'bench-venvs'),
+      // Runs share the agent's uid, as the figures in the README were measured before run uids (a root
+      // agent's default); the bench's work dir is private to root, where no run uid could enter.
+      TRAINYARD_RUN_UIDS: 'none', TRAINYARD_SHARED_UID: '1',
       ...o.agent,
     });
     await agent.waitFor(/"msg":"registered"/);
