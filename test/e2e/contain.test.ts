@@ -69,7 +69,13 @@ t.test('a setsid double-forked sleeper does not outlive its run: success, kill, 
     const pidfile = path.join(tempDir(), 'sleeper.pid');
     const id = await submit(pidfile, extra);
     const pid = await waitForPid(pidfile);
-    t.match(readFileSync(`/proc/${pid}/cmdline`, 'utf8'), /^sleep/, `${name}: the sleeper runs`);
+    // `echo $!` names the forked shell as soon as it exists, a moment before it has become `sleep`.
+    let cmdline = '';
+    for (let i = 0; i < 100 && !/^sleep/.test(cmdline); i++) {
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (!/^sleep/.test(cmdline)) await sleep(20);
+    }
+    t.match(cmdline, /^sleep/, `${name}: the sleeper runs`);
     await end(id);
     const run = await s.waitForStatus(id, ['Successful', 'Failed', 'Killed'], 60_000);
     t.equal(run.status, status, `${name}: the run is ${status}`);
