@@ -321,7 +321,9 @@ export class AgentDaemon {
     const deps: AttemptDeps = {
       agentName: this.settings.name, link: this.#link, minioEndpoint: this.settings.minioEndpoint, log: this.log, workDir: this.settings.workDir,
       venv: { venvDir: this.settings.venvDir, python: this.settings.python, pythonVersion: '', pipIndexUrl: this.settings.pipIndexUrl, pipFindLinks: this.settings.pipFindLinks },
-      killGraceMs: this.settings.killGraceMs, packagingTimeoutMs: this.settings.packagingTimeoutS * 1000, transferRetries: this.settings.transferRetries,
+      killGraceMs: this.settings.killGraceMs, packagingTimeoutMs: this.settings.packagingTimeoutS * 1000,
+      downloadTimeoutMs: this.settings.downloadTimeoutS * 1000, uploadTimeoutMs: this.settings.uploadTimeoutS * 1000, reportTimeoutMs: this.settings.reportTimeoutS * 1000,
+      transferRetries: this.settings.transferRetries,
       zipLimits: { maxUnzippedBytes: 4 * 1024 * 1024 * 1024, maxEntries: 100_000 },
       runDiskBytes: this.settings.runDiskMb * MIB, maxOutputBytes: this.settings.maxOutputMb * MIB,
       reportSignal: this.#giveUpReports.signal,

@@ -51,6 +51,12 @@ export interface AttemptDeps {
   killGraceMs: number;
   /** The most a run may wait for its environment (built, or built for another run); absent or 0: no limit. */
   packagingTimeoutMs?: number;
+  /** --download-timeout: the most fetching the package, and making the data local, may each take; absent or 0: no limit. */
+  downloadTimeoutMs?: number;
+  /** --upload-timeout: the most uploading the outputs may take; absent or 0: no limit. */
+  uploadTimeoutMs?: number;
+  /** --report-timeout: the most the end report is retried; absent or 0: until reportSignal. */
+  reportTimeoutMs?: number;
   transferRetries: number;
   zipLimits: { maxUnzippedBytes: number; maxEntries: number };
   /** --run-disk-mb in bytes: what a run may add to its folder (RLIMIT_FSIZE per file, and measured); 0: no limit. */
@@ -213,6 +219,22 @@ export class Attempt {
     this.#abort.abort(new Stopped(end.reason));
   }
 
+  /**
+   * A phase's own deadline (issue 20: every phase has one): `work` past `limitMs` ends the attempt Failed,
+   * saying which limit, as a kill would (whatever step is running is aborted). Retries of a transfer are
+   * bounded in number, not in time: a store that accepts connections and never answers would otherwise
+   * hold the run, its slot and its GPUs for ever.
+   */
+  async #within<T>(limitMs: number | undefined, flag: string, words: string, work: () => Promise<T>): Promise<T> {
+    if (!limitMs) return work();
+    const timer = setTimeout(() => this.stop({ outcome: AttemptOutcome.Failed, reason: `${words} did not finish within --${flag} (${limitMs / 1000} s)` }), limitMs);
+    try {
+      return await work();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async #run(): Promise<void> {
     let result: Result;
     try {
@@ -262,10 +284,10 @@ export class Attempt {
     // built) and the run's process set up; Running is reported as soon as the venv is there. The run's code
     // starts only when both are done and Running was acknowledged.
     const [made, ready] = await this.#together(
-      this.#fetchData(folders).catch((err: unknown) => { if (!this.#abort.signal.aborted) this.#phase = 'fetching_data'; throw err; }),
+      this.#within(this.deps.downloadTimeoutMs, 'download-timeout', phaseWords.fetching_data, () => this.#fetchData(folders)).catch((err: unknown) => { if (!this.#abort.signal.aborted) this.#phase = 'fetching_data'; throw err; }),
       (async () => {
         try {
-          const pkgDir = await this.#fetchPackage();
+          const pkgDir = await this.#within(this.deps.downloadTimeoutMs, 'download-timeout', phaseWords.fetching_package, () => this.#fetchPackage());
           const venv = await this.#buildEnv(pkgDir);
           const env = await venvInfo(venv);
           this.deps.packages?.markReady(d.package_sha256 ?? '', venv);
@@ -296,7 +318,7 @@ export class Attempt {
     await ready.running;
     const ran = await this.#train(ready.proc, folders);
     if (!ran.ok) return { outcome: AttemptOutcome.Failed, reason: ran.reason, phases: ran.phases };
-    const up = await this.#upload(folders, ran.phases);
+    const up = await this.#within(this.deps.uploadTimeoutMs, 'upload-timeout', phaseWords.uploading, () => this.#upload(folders, ran.phases));
     return { outcome: AttemptOutcome.Succeeded, reason: '', startAt, endAt: Date.now() / 1000, score: ran.score, phases: ran.phases, lineage, ...up };
   }
 
@@ -724,7 +746,11 @@ export class Attempt {
    */
   async #finish(r: Result): Promise<void> {
     const { log } = this.deps;
-    const giveUp = this.deps.reportSignal ?? new AbortController().signal;
+    // Bounded (--report-timeout): past it the attempt is let go, and leaves the agent's held list; the
+    // scheduler takes it back a few heartbeats later (scheduler/agents/reconcile.ts) and places it again.
+    const late = this.deps.reportTimeoutMs ? AbortSignal.timeout(this.deps.reportTimeoutMs) : null;
+    const giveUp = AbortSignal.any([this.deps.reportSignal ?? new AbortController().signal, ...(late ? [late] : [])]);
+    late?.addEventListener('abort', () => this.logs.close(), { once: true });
     // The last lines go with the report when they can (one call); otherwise they are flushed first.
     const rest = await this.logs.takeRest();
     const shipped = rest !== null || await this.logs.flush();
@@ -742,7 +768,9 @@ export class Attempt {
       this.#mark('finished');
       log.info({ run: this.runId, status: res.status, version: res.output_version, steps: this.#marks }, 'attempt finished');
     } catch (err) {
-      if (giveUp.aborted) {
+      if (late?.aborted && !this.deps.reportSignal?.aborted) {
+        log.warn({ run: this.runId, attempt: this.dispatch.attempt, outcome: r.outcome, limitS: this.deps.reportTimeoutMs! / 1000 }, 'the end of this attempt was not reported within --report-timeout; letting it go (the scheduler takes it back when this agent\'s heartbeats no longer hold it)');
+      } else if (giveUp.aborted) {
         log.warn({ run: this.runId, attempt: this.dispatch.attempt, outcome: r.outcome }, 'agent stopping: the end of this attempt was not reported; the scheduler will requeue or end it when it finds this agent gone');
       } else {
         const code = (err as Partial<TrainyardError>).code;

@@ -49,7 +49,7 @@ export async function retry<T>(op: (tryNumber: number) => Promise<T>, o: RetryOp
   for (let n = 1; ; n++) {
     o.signal?.throwIfAborted();
     try {
-      return await op(n);
+      return await (o.signal ? settledOrAborted(op(n), o.signal) : op(n));
     } catch (err) {
       o.signal?.throwIfAborted();
       if (!isRetryable(err)) throw err;
@@ -59,4 +59,18 @@ export async function retry<T>(op: (tryNumber: number) => Promise<T>, o: RetryOp
       await sleep(delay, undefined, o.signal ? { signal: o.signal } : undefined).catch(() => {});
     }
   }
+}
+
+/**
+ * `p`, or the signal's reason as soon as it fires: a try that never settles (a server that accepted the
+ * connection and never answers; no client library here times a request out by itself) must not hold its
+ * caller past an abort, a deadline's included (issue 20). What the try does afterwards is ignored.
+ */
+function settledOrAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) { p.catch(() => {}); return Promise.reject(signal.reason); }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => { p.catch(() => {}); reject(signal.reason); };
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then((v) => { signal.removeEventListener('abort', onAbort); resolve(v); }, (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e); });
+  });
 }

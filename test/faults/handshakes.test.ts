@@ -4,6 +4,7 @@
 // the attempt at its claim); one schedule whose firing keeps failing does not starve the others.
 // A scripted agent (test/helpers/fake-agent.ts) plays the agent, so each lost reply is exactly placed.
 import t from 'tap';
+import http from 'node:http';
 import net from 'node:net';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
@@ -209,4 +210,63 @@ t.test('an attempt still stopping and the same run\'s next attempt are both held
   await until('the run to end', async () => (await row(s, run.id)).status === 'Killed', 60_000);
   // The agent waits for attempt 1 too before it exits (the proxy it talks through closes after this test).
   t.equal(await agent.stop('SIGTERM', 40_000), 0, 'the agent stopped cleanly, every attempt ended');
+});
+
+/** An HTTP proxy to MinIO that takes the requests `stall(method)` picks and never answers them (a hung store). */
+async function stallingStore(t: Parameters<Parameters<typeof t.test>[1]>[0], target: string, stall: (method: string) => boolean): Promise<string> {
+  const up = new URL(target);
+  const server = http.createServer((req, res) => {
+    if (stall(req.method ?? '')) return;
+    const out = http.request({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    out.on('error', () => res.destroy());
+    req.pipe(out);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => { server.closeAllConnections(); server.close(); });
+  return `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+}
+
+// Issue 20, "a deadline for every phase": transfers were bounded in retries only, and a try that never
+// settled (a store that takes the request and never answers) held the run, its slot and GPUs for ever.
+t.test('making the package and data local, and uploading, each have a deadline', async (t) => {
+  const s = await Stack.create(t, { agents: [] });
+  let stall = (m: string) => m !== '';
+  const store = await stallingStore(t, s.minioEndpoint, (m) => stall(m));
+  await s.startAgent('box', { env: { TRAINYARD_MINIO_ENDPOINT: store, TRAINYARD_DOWNLOAD_TIMEOUT_S: '2', TRAINYARD_UPLOAD_TIMEOUT_S: '2' } });
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': quick }), '--name', 'quick']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  const hung = await s.cliJson(['run', 'train', '--package', 'quick', '--dataset', 'd']);
+  await until('the run whose store never answers to fail', async () => (await row(s, hung.id)).status === 'Failed', 30_000);
+  t.match((await row(s, hung.id)).failure_reason, /did not finish within --download-timeout \(2 s\)/, 'the download\'s limit, named');
+  // Reads answered, writes never: the run trains, and its upload is what hangs.
+  stall = (m) => m === 'PUT' || m === 'POST';
+  const up = await s.cliJson(['run', 'train', '--package', 'quick', '--dataset', 'd']);
+  await until('the run whose upload never ends to fail', async () => (await row(s, up.id)).status === 'Failed', 30_000);
+  t.match((await row(s, up.id)).failure_reason, /uploading the outputs did not finish within --upload-timeout \(2 s\)/, 'the upload\'s limit, named');
+  t.same(await s.query("SELECT minor FROM package_versions WHERE package = 'quick' ORDER BY minor"), [{ minor: 0 }], 'no version registered');
+  stall = () => false;
+  const ok = await s.cliJson(['run', 'train', '--package', 'quick', '--dataset', 'd']);
+  await until('a run to succeed once the store answers', async () => (await row(s, ok.id)).status === 'Successful', 30_000);
+  t.pass('the agent went on');
+});
+
+t.test('an end report the scheduler never takes is let go at --report-timeout, and the run placed again', async (t) => {
+  const s = await Stack.create(t, { agents: [] });
+  let refuse = true;
+  const proxy = await startReplyDropper(s.schedulerAddress, () => false, undefined, (m) => refuse && m === 'FinishAttempt');
+  t.teardown(() => proxy.close());
+  const agent = await s.startAgent('box', { env: { TRAINYARD_SCHEDULER: proxy.address, TRAINYARD_REPORT_TIMEOUT_S: '2' } });
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': quick }), '--name', 'quick']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  const run = await s.cliJson(['run', 'train', '--package', 'quick', '--dataset', 'd']);
+  const gaveUp = await agent.waitFor((l) => l.run === run.id && /not reported within --report-timeout/.test(String(l.msg)), 30_000);
+  t.equal(gaveUp.limitS, 2, 'the agent let the attempt go at its limit');
+  refuse = false;
+  await until('the scheduler to take the attempt back and the run to succeed again', async () => (await row(s, run.id)).status === 'Successful', 30_000);
+  const r = await row(s, run.id);
+  t.equal(r.attempt, 2, 'on a second attempt');
+  t.equal(r.lost_attempts, 1, 'the first counted as lost');
 });

@@ -16,9 +16,10 @@ export interface ReplyDropper {
 
 /**
  * `drop(method)`: whether to lose this reply (called once per answered call). `seen(method, request)`: told
- * of every call as it passes (what an agent says, e.g. each heartbeat's held list).
+ * of every call as it passes (what an agent says, e.g. each heartbeat's held list). `refuse(method)`:
+ * whether to answer UNAVAILABLE without forwarding the call at all.
  */
-export async function startReplyDropper(target: string, drop: (method: string) => boolean, seen?: (method: string, request: unknown) => void): Promise<ReplyDropper> {
+export async function startReplyDropper(target: string, drop: (method: string) => boolean, seen?: (method: string, request: unknown) => void, refuse?: (method: string) => boolean): Promise<ReplyDropper> {
   const service = loadProto().trainyard.v1.AgentLink.service;
   const client = new grpc.Client(grpcTarget(target), grpc.credentials.createInsecure(), channelOptions);
   const dropped: Record<string, number> = {};
@@ -27,6 +28,8 @@ export async function startReplyDropper(target: string, drop: (method: string) =
     if (m.requestStream || m.responseStream) throw new Error(`AgentLink.${name} streams: the reply dropper forwards unary calls only`);
     handlers[name] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       seen?.(name, call.request);
+      // Never forwarded: the call did not reach the scheduler (it is away, or a partition cuts this way).
+      if (refuse?.(name)) return callback({ code: grpc.status.UNAVAILABLE, details: `${name} refused before the scheduler (reply dropper)` });
       const deadline = call.getDeadline();
       client.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, call.request, call.metadata, { deadline: deadline === Infinity ? Date.now() + 60_000 : deadline },
         (err, res) => {

@@ -65,3 +65,13 @@ t.test('an already fired signal makes no try at all', async (t) => {
   await t.rejects(retry(async () => { tries++; }, { retries: 3, baseMs: 1, capMs: 1, signal: AbortSignal.abort(new Error('gone')) }), { message: 'gone' });
   t.equal(tries, 0);
 });
+
+// Issue 20: a try that never settles (a store that accepted the connection and never answers) held its
+// caller past an abort, so a phase's deadline could not end the attempt.
+t.test('a try that never settles ends when the signal fires', async (t) => {
+  const ac = new AbortController();
+  setTimeout(() => ac.abort(new Error('deadline')), 50);
+  let tries = 0;
+  await t.rejects(retry(() => { tries++; return new Promise<never>(() => {}); }, { retries: 3, baseMs: 1, capMs: 1, signal: ac.signal }), { message: 'deadline' });
+  t.equal(tries, 1, 'one try, abandoned');
+});
