@@ -119,8 +119,8 @@ class IoServer {
   }
 }
 
-/** One venv's warm interpreter. */
-class WarmInterpreter {
+/** One venv's warm interpreter (exported for its tests; the agent uses WarmInterpreters). */
+export class WarmInterpreter {
   readonly #child: ChildProcess;
   #nextId = 1;
   readonly #forks = new Map<number, { resolve: (pid: number) => void; reject: (err: Error) => void }>();

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFil
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { needsFreshInterpreter, WarmInterpreters, type ForkedRun } from '../../agent/warm-interpreter.js';
+import { needsFreshInterpreter, WarmInterpreter, WarmInterpreters, type ForkedRun } from '../../agent/warm-interpreter.js';
 import { SupervisedProcess, type SuperviseOptions } from '../../agent/process.js';
 import { prepareCgroupBase } from '../../agent/cgroup.js';
 
@@ -209,4 +209,33 @@ t.test('a run that sets what an interpreter reads only at its start gets a fresh
   t.notOk(needsFreshInterpreter({ PYTHONUNBUFFERED: '1', EPOCHS: '3', artifacts_directory: 'out' }));
   const off = new WarmInterpreters({ max: 0, log: pino({ level: 'silent' }), python: basePython });
   t.equal(await off.fork(venv, { argv: [], env: {}, cwd: '/', cgroupBase: null, cgroupName: 'x', user: null }), null, '--warm-interpreters 0: every run spawns');
+});
+
+// Issue 20 (suspected, confirmed): an exit nobody waited for (a spare that died unused) was kept by pid for
+// ever; a later child given the same pid was then ended at once with the dead one's status. The kernel is
+// made to hand out that pid again (ns_last_pid, as CRIU does), so the reuse is exact, not hoped for.
+t.test('an exit kept for a dead child is not taken for a later child with the same pid', async (t) => {
+  const w = new WarmInterpreter(venv, basePython, pino({ level: 'silent' }));
+  t.teardown(() => w.close());
+  await w.ready;
+  const gone = (pid: number) => !existsSync(`/proc/${pid}`);
+  for (let tries = 1; ; tries++) {
+    const dead = await w.spare(null);
+    process.kill(dead, 'SIGKILL');
+    while (!gone(dead)) await sleep(10); // reaped by the warm interpreter, which reports its exit to nobody
+    writeFileSync('/proc/sys/kernel/ns_last_pid', String(dead - 1));
+    const next = await w.spare(null);
+    if (next !== dead) {
+      // Another process on the machine took the pid first: try again.
+      process.kill(next, 'SIGKILL');
+      if (tries < 50) continue;
+      t.fail(`the kernel never gave the pid ${dead} out again in ${tries} tries`);
+      return;
+    }
+    t.ok(alive(next), `a new child has the dead one's pid ${dead} (try ${tries})`);
+    const exit = w.exitOf(next);
+    process.kill(next, 'SIGTERM');
+    t.same(await exit, { code: null, signal: 'SIGTERM' }, 'its exit is its own, not the dead child\'s SIGKILL');
+    return;
+  }
 });
