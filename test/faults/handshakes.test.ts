@@ -66,6 +66,15 @@ t.test('an acknowledged attempt its agent no longer holds is taken back after a 
   agent.stopBeats(); // this test beats for it
   for (let i = 0; i < 6; i++) await beat();
   t.equal((await row(s, run.id)).status, 'Packaging', 'a claim in flight keeps it');
+  // So does a Register listing it (the agent restarted while its claim was in flight), which takes back at
+  // once what it does not list: before, the claim in flight was requeued, spending the retry budget.
+  const again0 = await agent.call<{ session: number }>('Register', {
+    name: 'scripted', hostname: 'fake', cpus: 4, memory_mb: 4096, labels: {}, version: 'test', held: [inFlight], identity: agent.identity, gpus: [],
+  });
+  agent.session = Number(again0.session);
+  const afterRegister = await row(s, run.id);
+  t.equal(afterRegister.status, 'Packaging', 'a Register with the claim in flight keeps it');
+  t.equal(afterRegister.lost_attempts, 0, 'no lost attempt counted');
   // Forgotten: missing from its beats (a finish reply it never heard, a refusal it gave up on).
   const again = await FakeAgent.start(s, 'second');
   t.teardown(() => again.close());

@@ -24,6 +24,8 @@ export class FakeAgent {
   session = 0;
   /** The credential the scheduler issued at Register (with the stack's join token). */
   credential = '';
+  /** What its Register presented as its identity (a restart from its work dir presents it again). */
+  identity = randomBytes(16).toString('hex');
   /** Resolves once Register returned the credential: a doorbell may ring before that, and claims with it. */
   #registered: () => void = () => {};
   readonly #ready = new Promise<void>((resolve) => { this.#registered = resolve; });
@@ -59,7 +61,7 @@ export class FakeAgent {
     await nc.flush();
     const res = await a.call<{ session: number; credential: string }>('Register', {
       name, hostname: 'fake', cpus: o.cpus ?? 4, memory_mb: 4096, labels: {}, version: 'test', held: [],
-      identity: randomBytes(16).toString('hex'),
+      identity: a.identity,
       gpus: Array.from({ length: o.gpus ?? 0 }, (_, i) => ({ index: i, uuid: `GPU-fake-${i}`, name: 'NVIDIA H100 80GB HBM3', memory_mb: 81559, run_id: '' })),
     }, { auth: { 'trainyard-agent': name, authorization: `Bearer ${s.joinToken}` } });
     a.session = Number(res.session);
