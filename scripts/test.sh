@@ -50,6 +50,11 @@ if ! command -v zsh >/dev/null 2>&1; then
   step 'installing zsh (for the zsh completion test)'
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q zsh >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q zsh; }
 fi
+# libfaketime, for the test of a scheduler whose clock runs fast (test/faults/handshakes.test.ts).
+if [[ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]] && command -v apt-get >/dev/null 2>&1; then
+  step 'installing libfaketime (for the clock-skew test)'
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q libfaketime >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libfaketime; }
+fi
 # Chromium, for the web console's browser tests (test/e2e/console.test.ts, driven by playwright-core).
 if ! command -v chromium >/dev/null 2>&1; then
   step 'installing chromium (for the console tests)'

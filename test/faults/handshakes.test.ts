@@ -6,6 +6,7 @@
 import t from 'tap';
 import http from 'node:http';
 import net from 'node:net';
+import { existsSync } from 'node:fs';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
 import { until } from '../helpers/packages.js';
@@ -278,4 +279,27 @@ t.test('an end report the scheduler never takes is let go at --report-timeout, a
   const r = await row(s, run.id);
   t.equal(r.attempt, 2, 'on a second attempt');
   t.equal(r.lost_attempts, 1, 'the first counted as lost');
+});
+
+// Issue 20 (suspected, confirmed): the unacknowledged-dispatch sweep compared the scheduler's clock with the
+// database's dispatched_at, so a scheduler whose clock ran fast took back dispatches its agents were about
+// to claim. The scheduler runs 30 s fast here (libfaketime; timers keep the real monotonic clock).
+const faketime = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
+t.test('a scheduler whose clock runs fast does not take back dispatches about to be claimed', { skip: existsSync(faketime) ? false : `needs ${faketime} (scripts/test.sh installs libfaketime)` }, async (t) => {
+  const s = await Stack.create(t, { agents: [], schedulerEnv: { LD_PRELOAD: faketime, FAKETIME: '+30s', FAKETIME_DONT_FAKE_MONOTONIC: '1', TRAINYARD_DISPATCH_ACK_TIMEOUT_MS: '10000' } });
+  const listening = await s.daemons.find((d) => d.name === 'scheduler1')!.waitFor((l) => l.msg === 'listening');
+  t.ok(Date.parse(String(listening.time)) - Date.now() > 20_000, 'the scheduler\'s clock runs about 30 s fast');
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': quick }), '--name', 'quick']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  // It claims 3 s after each doorbell: well within the 10 s the scheduler allows, by the database's clock.
+  const agent = await FakeAgent.start(s, 'slow', { claimAfterMs: 3000 });
+  t.teardown(() => agent.close());
+  const run = await s.cliJson(['run', 'train', '--package', 'quick', '--dataset', 'd']);
+  const d = await agent.nextDispatch();
+  t.equal(d.run_id, run.id, 'the claim was answered');
+  t.equal(Number(d.attempt), 1, 'on the first attempt');
+  const r = await row(s, run.id);
+  t.equal(r.status, 'Packaging', 'the run is its agent\'s');
+  t.equal(r.lost_attempts, 0, 'and was never taken back');
+  t.same(agent.bells.map((b) => b.run_id), [run.id], 'one doorbell: it was not placed again');
 });

@@ -36,9 +36,10 @@ export class FakeAgent {
 
   /**
    * `readyDigest`: what its claims give as ready_package_sha256, from the doorbell's package digest hint
-   * (absent: it claims as an agent that holds nothing ready).
+   * (absent: it claims as an agent that holds nothing ready). `claimAfterMs`: how long it waits after a
+   * doorbell before it claims (a slow agent).
    */
-  static async start(s: Stack, name: string, o: { cpus?: number; gpus?: number; readyDigest?: (hint: string) => string } = {}): Promise<FakeAgent> {
+  static async start(s: Stack, name: string, o: { cpus?: number; gpus?: number; readyDigest?: (hint: string) => string; claimAfterMs?: number } = {}): Promise<FakeAgent> {
     const proto = loadProto();
     const client = new proto.trainyard.v1.AgentLink(s.schedulerAddress, grpc.credentials.createInsecure(), channelOptions);
     const nc = await connect(s.natsOptions('agent'));
@@ -50,7 +51,7 @@ export class FakeAgent {
         const bell = JSON.parse(new TextDecoder().decode(msg.data)) as { run_id: string; attempt: number; package_sha256?: string };
         a.bells.push(bell);
         const ready = o.readyDigest?.(bell.package_sha256 ?? '') ?? '';
-        a.#ready.then(() => a.call<FakeDispatch>('ClaimAttempt', { agent: name, run_id: bell.run_id, attempt: bell.attempt, ready_package_sha256: ready })).then((d) => {
+        a.#ready.then(() => new Promise((r) => setTimeout(r, o.claimAfterMs ?? 0))).then(() => a.call<FakeDispatch>('ClaimAttempt', { agent: name, run_id: bell.run_id, attempt: bell.attempt, ready_package_sha256: ready })).then((d) => {
           d.lease = Number(d.lease);
           a.held.set(d.run_id, { lease: d.lease, attempt: Number(d.attempt) });
           a.dispatches.push(d);
