@@ -6,6 +6,7 @@ import type { SchedulerContext } from '../context.js';
 import type { EventsTable } from '../db/database.js';
 import type { Event, ListEventsRequest__Output } from '../../shared/proto.js';
 import { invalid } from '../../shared/errors.js';
+import { databaseNow } from '../db/clock.js';
 import { eventKindGroups, eventKinds, type EventKind } from '../../shared/event-kinds.js';
 import type { Principal } from '../auth/principal.js';
 import { Actions, authorize, visibleProject } from '../auth/policy.js';
@@ -76,7 +77,7 @@ export async function listEvents(ctx: SchedulerContext, caller: Principal, req: 
  */
 export async function* followEvents(ctx: SchedulerContext, caller: Principal, req: ListEventsRequest__Output, signal: AbortSignal): AsyncGenerator<Event[]> {
   const f = compileFilter(caller, req);
-  const { rows: [clock] } = await sql<{ now: Date }>`SELECT now() AS now`.execute(ctx.db);
+  const clock = { now: await databaseNow(ctx.db) };
   // id → time, for the events sent within the look-back window.
   const sent = new Map<number, number>();
   let cursor = clock!.now.getTime();

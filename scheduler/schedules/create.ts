@@ -13,6 +13,7 @@ import type { Principal } from '../auth/principal.js';
 import { Actions, authorize } from '../auth/policy.js';
 import { changeWithEvent } from '../events/record.js';
 import { compileTiming, nextFiring } from './timing.js';
+import { databaseNow } from '../db/clock.js';
 import { checkSubmittable, firingPrincipal, storedRequest } from './request.js';
 import { scheduleToProto } from './read.js';
 
@@ -23,7 +24,7 @@ export async function createSchedule(ctx: SchedulerContext, req: CreateScheduleR
   if (!req.run) throw invalid('run: give the request each firing submits (trainyard schedules create NAME --cron ... -- run train ...)');
   const project = req.run.project ? checkName('project', req.run.project) : caller.kind === 'user' ? caller.project : 'default';
   authorize(caller, Actions.ManageSchedule, project);
-  const now = new Date();
+  const now = await databaseNow(ctx.db);
   const timing = compileTiming({ cron: req.cron, timezone: req.timezone, at: req.at }, now);
   const request = storedRequest(req.run, project);
   await checkSubmittable(ctx, request, firingPrincipal(project, name));

@@ -17,6 +17,7 @@ import { EventKind } from '../../shared/event-kinds.js';
 import { ScheduleState } from '../../shared/schedule-states.js';
 import { recordEvents, type NewEvent } from '../events/record.js';
 import { catchUp } from './timing.js';
+import { databaseNow } from '../db/clock.js';
 import { firingPrincipal, normalizeRequest, submitIn } from './request.js';
 
 type Row = Selectable<SchedulesTable>;
@@ -118,7 +119,7 @@ export async function fireDue(ctx: SchedulerContext): Promise<void> {
 
 /** run-now: fires once at once; the refusal of a firing is the caller's error. */
 export async function fireNow(ctx: SchedulerContext, s: Row): Promise<string> {
-  const outcome = await fire(ctx, s, { kind: 'now', fireAt: new Date() });
+  const outcome = await fire(ctx, s, { kind: 'now', fireAt: await databaseNow(ctx.db) });
   if (outcome === 'taken') throw notFound(`schedule "${s.name}" was deleted meanwhile`);
   if ('refused' in outcome) throw new TrainyardError(outcome.refused.code, `schedule "${s.name}" did not fire: ${outcome.refused.message}`);
   return outcome.run;

@@ -10,6 +10,7 @@ import { ScheduleState } from '../../shared/schedule-states.js';
 import { changeWithEvent } from '../events/record.js';
 import { scheduleToProto } from './read.js';
 import { nextFiring } from './timing.js';
+import { databaseNow } from '../db/clock.js';
 
 type Row = Selectable<SchedulesTable>;
 
@@ -31,7 +32,7 @@ export async function pauseSchedule(ctx: SchedulerContext, s: Row): Promise<Sche
 /** A paused cron schedule resumes from now on: what it skipped while paused is not missed, and not fired. */
 export async function resumeSchedule(ctx: SchedulerContext, s: Row): Promise<Schedule> {
   if (s.state === ScheduleState.Done) throw done(s);
-  const next = s.cron ? nextFiring(s, new Date()) : s.at;
+  const next = s.cron ? nextFiring(s, await databaseNow(ctx.db)) : s.at;
   const row = await change(ctx, s, EventKind.ScheduleResumed, sql`
     UPDATE schedules SET state = ${ScheduleState.Active}, next_fire_at = ${next}
     WHERE id = ${s.id} AND state = ${ScheduleState.Paused} RETURNING *`, `resumed; next firing ${next?.toISOString() ?? 'none'}`);

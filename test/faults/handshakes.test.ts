@@ -285,7 +285,7 @@ t.test('an end report the scheduler never takes is let go at --report-timeout, a
 // database's dispatched_at, so a scheduler whose clock ran fast took back dispatches its agents were about
 // to claim. The scheduler runs 30 s fast here (libfaketime; timers keep the real monotonic clock).
 const faketime = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
-t.test('a scheduler whose clock runs fast does not take back dispatches about to be claimed', { skip: existsSync(faketime) ? false : `needs ${faketime} (scripts/test.sh installs libfaketime)` }, async (t) => {
+t.test('a scheduler whose clock runs fast takes back no dispatch about to be claimed, and fires no schedule early', { skip: existsSync(faketime) ? false : `needs ${faketime} (scripts/test.sh installs libfaketime)` }, async (t) => {
   const s = await Stack.create(t, { agents: [], schedulerEnv: { LD_PRELOAD: faketime, FAKETIME: '+30s', FAKETIME_DONT_FAKE_MONOTONIC: '1', TRAINYARD_DISPATCH_ACK_TIMEOUT_MS: '10000' } });
   const listening = await s.daemons.find((d) => d.name === 'scheduler1')!.waitFor((l) => l.msg === 'listening');
   t.ok(Date.parse(String(listening.time)) - Date.now() > 20_000, 'the scheduler\'s clock runs about 30 s fast');
@@ -302,4 +302,11 @@ t.test('a scheduler whose clock runs fast does not take back dispatches about to
   t.equal(r.status, 'Packaging', 'the run is its agent\'s');
   t.equal(r.lost_attempts, 0, 'and was never taken back');
   t.same(agent.bells.map((b) => b.run_id), [run.id], 'one doorbell: it was not placed again');
+  // A schedule is due by the database's clock too: one for 10 s from now (real time), which this
+  // scheduler's clock says is already 20 s past, fires no earlier than asked.
+  const at = new Date(Date.now() + 10_000);
+  t.equal((await s.cli(['schedules', 'create', 'soon', '--at', at.toISOString(), '--', 'run', 'train', '--package', 'quick', '--dataset', 'd'])).code, 0, 'a schedule for 10 s from now is taken');
+  await until('the schedule to fire', async () => (await s.query("SELECT 1 FROM runs WHERE schedule = 'soon'")).length > 0, 40_000);
+  const [fired] = await s.query<{ created_at: Date }>("SELECT created_at FROM runs WHERE schedule = 'soon'");
+  t.ok(fired!.created_at.getTime() >= at.getTime(), `it fired at ${fired!.created_at.toISOString()}, not before ${at.toISOString()}`);
 });
