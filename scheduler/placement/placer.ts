@@ -218,7 +218,9 @@ export class Placer {
       const hold = preemption.holds.get(run.id);
       let c = limited || req === null ? { ok: false as const, never: false, reason: limited! }
         : hold ? index.chooseOn(hold.agent, req) : index.choose(req, admit);
-      if (!c.ok && !c.never && !limited && req !== null) {
+      // Held by a run its own project's caps now hold back: the agent is not kept idle for it.
+      if (hold && limited) preemption.letGo(hold);
+      else if (!c.ok && !c.never && !limited && req !== null) {
         if (hold) { if (!hold.pending) preemption.letGo(hold); }
         else {
           const preempting = await preemption.consider(run.id, run.priority, req, admit);
