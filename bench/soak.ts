@@ -1,8 +1,12 @@
 // The soak test: many runs, CPU and GPU, across several agents while components are killed and restarted
 // at random and a client kills runs at random moments, some of them right as their agent is killed -9
-// (so the kill races the requeue). Not part of `npm test` (it runs for minutes):
+// (so the kill races the requeue), and high-priority runs preempt lower ones on a full fleet (issue 22).
+// Not part of `npm test` (it runs for minutes):
 //
-//   npm run soak -- --seconds 300 [--agents 3] [--fault-every 6] [--kill-every 3] [--seed N] [--json]
+//   npm run soak -- --seconds 300 [--agents 3] [--fault-every 6] [--kill-every 3] [--preempt-every 8] [--seed N] [--json]
+//
+// Preemption: the project is preemptible (--min-runtime 1 s); every --preempt-every seconds a wave of long
+// low-priority GPU runs fills the GPUs, then high-priority GPU runs arrive and must preempt some of them.
 //
 // Agents reach the schedulers through a proxy that loses a tenth of the claim and finish replies after the
 // scheduler committed them (the agent retries, or forgets the attempt and the scheduler takes it back).
@@ -32,7 +36,7 @@ import { startReplyDropper } from '../test/helpers/reply-dropper.js';
 
 const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '180' }, agents: { type: 'string', default: '3' }, 'fault-every': { type: 'string', default: '6' },
-  'kill-every': { type: 'string', default: '3' }, 'settle-seconds': { type: 'string', default: '300' },
+  'kill-every': { type: 'string', default: '3' }, 'preempt-every': { type: 'string', default: '8' }, 'settle-seconds': { type: 'string', default: '300' },
   seed: { type: 'string', default: String(Date.now()) }, json: { type: 'boolean' },
 } });
 const seconds = Number(values.seconds);
@@ -45,7 +49,8 @@ const log = (msg: string) => { if (!values.json) console.error(`[soak ${new Date
 const cleanups: (() => Promise<void> | void)[] = [];
 const fakeTest = { teardown: (fn: () => Promise<void> | void) => cleanups.push(fn) } as unknown as Test;
 
-const schedulerEnv = { TRAINYARD_AGENT_LOST_AFTER_MS: '4000', TRAINYARD_DISPATCH_ACK_TIMEOUT_MS: '4000', TRAINYARD_MAX_ATTEMPTS: '5', TRAINYARD_LOG_LEVEL: 'info' };
+const schedulerEnv = { TRAINYARD_AGENT_LOST_AFTER_MS: '4000', TRAINYARD_DISPATCH_ACK_TIMEOUT_MS: '4000', TRAINYARD_MAX_ATTEMPTS: '5', TRAINYARD_LOG_LEVEL: 'info',
+  TRAINYARD_PREEMPT_MIN_RUNTIME_S: '1' };
 const s = await Stack.create(fakeTest, { agents: [], privateNats: true, privateMinio: true, schedulerEnv });
 const first = s.schedulerAddress;
 const secondDaemon = await s.startScheduler(schedulerEnv);
@@ -88,6 +93,9 @@ class Main:
 const pushed = await s.cli(['package', 'push', writeTree(tempDir(), { 'train.py': train }), '--name', 'soak']);
 const data = await s.cli(['dataset', 'push', writeTree(tempDir(), { 'a.csv': '1\n', 'b/c.csv': '2\n' }), '--name', 'soakdata']);
 if (pushed.code !== 0 || data.code !== 0) throw new Error(pushed.stderr + data.stderr);
+// Every soak run is the admin token's project's ("default"): its runs may be preempted.
+const preemptible = await s.cli(['projects', 'set', 'default', '--preemptible', 'true']);
+if (preemptible.code !== 0) throw new Error(preemptible.stderr);
 
 const api = s.api();
 const submitted = new Set<string>();
@@ -158,6 +166,32 @@ async function killLoop(): Promise<void> {
   }
 }
 
+// Preemption waves: long low-priority GPU runs to fill every GPU, then, once they run, high-priority ones
+// that nothing free can take. Submitted like the others (idempotency keys, retried while unavailable).
+const urgentRuns = new Set<string>();
+async function preemptLoop(): Promise<void> {
+  const every = Number(values['preempt-every']) * 1000;
+  if (!(every > 0) || gpuAgents === 0) return;
+  let wave = 0;
+  while (Date.now() + every < end) {
+    await sleep(every * (0.5 + random()));
+    const w = wave++;
+    const submit = async (key: string, priority: number, steps: number) => {
+      const run = await whileUnavailable(() => api.submitRun({
+        package: 'soak', dataset: 'soakdata', idempotency_key: key, priority, resources: { cpus: 1, gpus: 1 },
+        env: { STEPS: String(steps), STEP_S: '0.2', GPUS: '1' },
+      }));
+      submitted.add(run.id);
+      gpuRuns.add(run.id);
+      return run.id;
+    };
+    for (let i = 0; i < gpuAgents * 2; i++) await submit(`soak-fill-${w}-${i}`, 0, 40);
+    await sleep(2500);
+    for (let i = 0; i < 2; i++) urgentRuns.add(await submit(`soak-urgent-${w}-${i}`, 10, 3));
+    log(`preemption wave ${w + 1}: ${gpuAgents * 2} long runs, then 2 high-priority ones`);
+  }
+}
+
 async function faultLoop(): Promise<void> {
   const every = Number(values['fault-every']) * 1000;
   while (Date.now() + every < end) {
@@ -204,7 +238,7 @@ async function faultLoop(): Promise<void> {
 }
 
 log(`soaking for ${seconds} s with ${agentNames.length} agents (${gpuAgents} with GPUs) and 2 schedulers (seed ${values.seed})`);
-await Promise.all([submitLoop(), faultLoop(), killLoop()]);
+await Promise.all([submitLoop(), faultLoop(), killLoop(), preemptLoop()]);
 await Promise.all(pendingKills);
 log(`submitted ${submitted.size} runs, killed ${kills.size}; waiting for every run to end`);
 const settleEnd = Date.now() + Number(values['settle-seconds']) * 1000;
@@ -244,6 +278,11 @@ for (const [id, k] of kills) {
   else killOutcome.notHonoured.push(`${id}: kill reply ${k.reply}${k.killRequested ? ' (kill_requested)' : ''}, ended ${final}${k.racing ? ' (racing a requeue)' : ''}`);
 }
 
+// Preemptions: how many, and how the preempted runs ended (each must end like any run: none lost).
+const preemptions = await s.query<{ run_id: string; by_run: string }>('SELECT run_id, by_run FROM run_preemptions');
+const preemptedEnds: Record<string, number> = {};
+for (const id of new Set(preemptions.map((p) => p.run_id))) preemptedEnds[statusOf.get(id) ?? 'missing'] = (preemptedEnds[statusOf.get(id) ?? 'missing'] ?? 0) + 1;
+
 const doctor: DoctorResult = await doctorCheck(s, api);
 const violations = doctor.available ? doctor.current.length + doctor.recordedTotal : 1;
 
@@ -255,7 +294,7 @@ for (const c of cleanups.reverse()) {
 
 const summary = {
   seconds, seed: values.seed, agents: agentNames.length, gpuAgents, schedulers: 2, runsSubmitted: submitted.size, gpuRuns: gpuRuns.size,
-  faultsInjected: faults,
+  faultsInjected: faults, urgentRuns: urgentRuns.size, preemptions: preemptions.length, preemptedRunsEnded: preemptedEnds,
   faults: Object.fromEntries(['agent', 'scheduler', 'nats', 'minio'].map((k) => [k, faultLog.filter((f) => f === k).length])),
   repliesDropped: { ...dropper.dropped },
   statuses: byStatus, failureReasons: reasons, retriedRuns: rows.filter((r) => r.attempt > 1).length, runsLost: lost, duplicates,
@@ -271,6 +310,7 @@ const doctorLine = !doctor.available ? `doctor unavailable (${doctor.error})`
 console.log(values.json ? JSON.stringify(summary) : [
   `runs submitted:  ${summary.runsSubmitted} (${gpuRuns.size} with GPUs)`,
   `faults injected: ${summary.faultsInjected} ${JSON.stringify(summary.faults)}`,
+  `preemptions:     ${preemptions.length} by ${urgentRuns.size} high-priority runs; the preempted runs ended ${JSON.stringify(preemptedEnds)}`,
   `replies dropped: ${JSON.stringify(summary.repliesDropped)} (after the scheduler committed)`,
   `client kills:    ${kills.size} (${killOutcome.racing} racing a requeue): ${killOutcome.killed} Killed, ${killOutcome.endedFirst} ended before the kill, `
     + `${killOutcome.notHonoured.length} not honoured, ${killOutcome.unanswered.length} unanswered`,

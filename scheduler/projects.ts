@@ -1,6 +1,6 @@
 // Projects: the fair-share unit, and a tenant. Usage is read from the runs; caps, the agents a project's runs
-// may use (`--agents`), whether they share agents (`--exclusive`) and the storage quota are rows of
-// project_limits (migrations/002, 006, 018).
+// may use (`--agents`), whether they share agents (`--exclusive`), whether they may be preempted (`--preemptible`) and the storage quota are rows of
+// project_limits (migrations/002, 006, 018, 028).
 import { sql } from 'kysely';
 import type { SchedulerContext } from './context.js';
 import type { Project, ProjectLimits__Output } from '../shared/proto.js';
@@ -12,14 +12,14 @@ import { usedBytes } from './storage/quota.js';
 
 type Row = {
   name: string; max_runs: number | null; max_gpus: number | null; max_priority: number | null; running: number; gpus: number; queued: number;
-  agent_labels: Record<string, string> | null; exclusive: boolean | null; max_storage_bytes: string | null; storage_bytes: string;
+  agent_labels: Record<string, string> | null; exclusive: boolean | null; preemptible: boolean | null; max_storage_bytes: string | null; storage_bytes: string;
 };
 
 /** Every project that has runs, caps, packages or datasets: what it runs now, holds, has queued, and its rules. */
 export async function listProjects(ctx: SchedulerContext): Promise<Project[]> {
   const { rows } = await sql<Row>`
     WITH names AS (SELECT project FROM runs UNION SELECT project FROM project_limits UNION SELECT project FROM packages UNION SELECT project FROM datasets)
-    SELECT n.project AS name, l.max_runs, l.max_gpus, l.max_priority, l.agent_labels, l.exclusive, l.max_storage_bytes,
+    SELECT n.project AS name, l.max_runs, l.max_gpus, l.max_priority, l.agent_labels, l.exclusive, l.preemptible, l.max_storage_bytes,
       (SELECT count(*)::int FROM runs r WHERE r.project = n.project AND r.agent IS NOT NULL) AS running,
       (SELECT coalesce(sum(gpus), 0)::int FROM runs r WHERE r.project = n.project AND r.agent IS NOT NULL) AS gpus,
       (SELECT count(*)::int FROM runs r WHERE r.project = n.project AND r.agent IS NULL AND r.status IN ${states(queuedStatuses)}) AS queued,
@@ -28,7 +28,7 @@ export async function listProjects(ctx: SchedulerContext): Promise<Project[]> {
   return rows.map((r) => ({
     name: r.name, running: r.running, gpus: r.gpus, queued: r.queued,
     max_runs: r.max_runs ?? -1, max_gpus: r.max_gpus ?? -1, max_priority: r.max_priority ?? -1,
-    agents: r.agent_labels ?? {}, exclusive: r.exclusive ?? false,
+    agents: r.agent_labels ?? {}, exclusive: r.exclusive ?? false, preemptible: r.preemptible ?? false,
     max_storage_bytes: r.max_storage_bytes === null ? -1 : Number(r.max_storage_bytes), storage_bytes: Number(r.storage_bytes),
   }));
 }
@@ -58,6 +58,8 @@ export async function setProjectLimits(ctx: SchedulerContext, req: ProjectLimits
     // An empty binding is none: the project may use any agent again.
     ...(binding ? { agent_labels: Object.keys(binding).length ? JSON.stringify(binding) : null } : {}),
     ...(req.set_exclusive ? { exclusive: req.exclusive } : {}),
+    // Whether higher-priority runs may preempt this project's runs (scheduler/placement/preemption.ts).
+    ...(req.set_preemptible ? { preemptible: req.preemptible } : {}),
     ...(req.set_max_storage ? { max_storage_bytes: cap(req.max_storage_bytes, 'max_storage_bytes') } : {}),
   };
   await ctx.db.insertInto('project_limits').values({ ...values, ...rest })

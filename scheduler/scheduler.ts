@@ -136,6 +136,7 @@ export class Scheduler {
       const placer = new Placer({
         db, runs, databaseUrl: settings.databaseUrl, nats, subjects, log, onPlaced: (r) => credentials.prefetch(r),
         agentLostAfterMs: settings.agentLostAfterMs, dispatchAckTimeoutMs: settings.dispatchAckTimeoutMs, packagingDeadlineMs: settings.packagingDeadlineS * 1000, attemptLeaseBeats: settings.attemptLeaseBeats,
+        preemptMinRuntimeS: settings.preemptMinRuntimeS,
       });
       this.#placer = placer;
       const ctx: SchedulerContext = {

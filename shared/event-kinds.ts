@@ -16,6 +16,8 @@ export const EventKind = {
   RunSucceeded: 'run.succeeded',
   RunFailed: 'run.failed',
   RunKilled: 'run.killed',
+  /** A lower-priority run's attempt is stopped to make room for another run (scheduler/placement/preemption.ts). */
+  RunPreempted: 'run.preempted',
   /** A run status that has no kind of its own yet. */
   RunChanged: 'run.changed',
   ScheduleCreated: 'schedule.created',

@@ -24,10 +24,10 @@ function agentsFlag(v: unknown): Record<string, string> | undefined {
   return parseLabels(text, '--agents');
 }
 
-function exclusiveFlag(v: unknown): boolean | undefined {
+function boolFlag(v: unknown, flag: string): boolean | undefined {
   if (v === undefined) return undefined;
   if (v === 'true' || v === 'false') return v === 'true';
-  throw invalid(`--exclusive: expected true or false, got "${String(v)}"`);
+  throw invalid(`--${flag}: expected true or false, got "${String(v)}"`);
 }
 
 /** --max-storage-gb: decimal GB (fractions allowed) as bytes, -1 for "none"; undefined: not given. */
@@ -44,6 +44,7 @@ const setFlags = flags({
   'max-priority': { type: 'string', value: 'N|none', description: 'highest --priority the project\'s runs may ask for ("none": no cap)' },
   agents: { type: 'string', value: 'K=V,...|none', description: 'the project\'s runs go only to agents with all these labels; a run\'s --selector narrows within them, never leaves ("none" or "": any agent)' },
   exclusive: { type: 'string', value: 'true|false', description: 'true: the project\'s runs never share an agent with another project\'s runs' },
+  preemptible: { type: 'string', value: 'true|false', description: 'true: a higher-priority run may stop (preempt) the project\'s runs when nothing else is free; they are requeued, not counted as attempts (default false)' },
   'max-storage-gb': { type: 'string', value: 'N|none', description: 'storage quota, GB of 10^9 bytes (packages, datasets, run outputs); pushes and run outputs over it are refused ("none": no quota)' },
   json: jsonFlag,
 });
@@ -57,10 +58,11 @@ async function set({ values, positionals }: Parsed<typeof setFlags>, address: st
     let maxGpus = capFlag(values['max-gpus'], 'max-gpus');
     const maxPriority = capFlag(values['max-priority'], 'max-priority');
     const agents = agentsFlag(values.agents);
-    const exclusive = exclusiveFlag(values.exclusive);
+    const exclusive = boolFlag(values.exclusive, 'exclusive');
+    const preemptible = boolFlag(values.preemptible, 'preemptible');
     const storage = storageFlag(values['max-storage-gb']);
-    if (maxRuns === -2 && maxGpus === -2 && maxPriority === -2 && agents === undefined && exclusive === undefined && storage === undefined) {
-      throw invalid('projects set: give --max-runs, --max-gpus, --max-priority, --agents, --exclusive and/or --max-storage-gb');
+    if (maxRuns === -2 && maxGpus === -2 && maxPriority === -2 && agents === undefined && exclusive === undefined && preemptible === undefined && storage === undefined) {
+      throw invalid('projects set: give --max-runs, --max-gpus, --max-priority, --agents, --exclusive, --preemptible and/or --max-storage-gb');
     }
     if (maxRuns === -2) maxRuns = current?.max_runs ?? -1;
     if (maxGpus === -2) maxGpus = current?.max_gpus ?? -1;
@@ -68,9 +70,10 @@ async function set({ values, positionals }: Parsed<typeof setFlags>, address: st
       project, max_runs: maxRuns, max_gpus: maxGpus, set_max_priority: maxPriority !== -2, max_priority: maxPriority,
       set_agents: agents !== undefined, agents: agents ?? {}, set_exclusive: exclusive !== undefined, exclusive: exclusive ?? false,
       set_max_storage: storage !== undefined, max_storage_bytes: storage ?? -1,
+      set_preemptible: preemptible !== undefined, preemptible: preemptible ?? false,
     });
     console.log(values.json ? JSON.stringify(p, null, 2) : `${safeText(p.name)}: max runs ${show(p.max_runs)}, max GPUs ${show(p.max_gpus)}, max priority ${show(p.max_priority)}, ` +
-      `agents ${safeText(labelsText(p.agents))}, exclusive ${p.exclusive}, storage ${gb(p.storage_bytes)} of ${gb(p.max_storage_bytes)}`);
+      `agents ${safeText(labelsText(p.agents))}, exclusive ${p.exclusive}, preemptible ${p.preemptible}, storage ${gb(p.storage_bytes)} of ${gb(p.max_storage_bytes)}`);
     return 0;
   });
 }
@@ -79,9 +82,9 @@ async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: stri
   return withApi(address, async (api) => {
     const { projects } = await api.listProjects();
     if (values.json) console.log(JSON.stringify(projects, null, 2));
-    else console.log(table(['PROJECT', 'RUNNING', 'GPUS', 'QUEUED', 'MAX RUNS', 'MAX GPUS', 'MAX PRIORITY', 'AGENTS', 'EXCLUSIVE', 'STORAGE', 'MAX STORAGE'], projects.map((p) => [
+    else console.log(table(['PROJECT', 'RUNNING', 'GPUS', 'QUEUED', 'MAX RUNS', 'MAX GPUS', 'MAX PRIORITY', 'AGENTS', 'EXCLUSIVE', 'PREEMPTIBLE', 'STORAGE', 'MAX STORAGE'], projects.map((p) => [
       safeText(p.name), String(p.running), String(p.gpus), String(p.queued), show(p.max_runs), show(p.max_gpus), show(p.max_priority),
-      safeText(labelsText(p.agents)), p.exclusive ? 'yes' : 'no', gb(p.storage_bytes), gb(p.max_storage_bytes),
+      safeText(labelsText(p.agents)), p.exclusive ? 'yes' : 'no', p.preemptible ? 'yes' : 'no', gb(p.storage_bytes), gb(p.max_storage_bytes),
     ])));
     return 0;
   });
@@ -90,9 +93,10 @@ async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: stri
 export const projectsVerbs = [
   verb({ path: ['projects'], section: 'Fleet', summary: 'each project: running, GPUs held, queued, caps, agents, storage', flags: { json: jsonFlag }, run: list, examples: ['trainyard projects'] }),
   verb({
-    path: ['projects', 'set'], summary: 'set a project\'s caps, agents and storage quota (admin); what is not given stays as it is',
+    path: ['projects', 'set'], summary: 'set a project\'s caps, agents, preemptibility and storage quota (admin); what is not given stays as it is',
     args: [{ name: 'NAME', description: 'the project' }], flags: setFlags, run: set,
     examples: ['trainyard projects set vision --max-runs 4 --max-gpus 8 --max-priority 10', 'trainyard projects set vision --max-gpus none',
-      'trainyard projects set vision --agents pool=vision --exclusive true', 'trainyard projects set vision --max-storage-gb 500'],
+      'trainyard projects set vision --agents pool=vision --exclusive true', 'trainyard projects set vision --max-storage-gb 500',
+      'trainyard projects set sweeps --preemptible true'],
   }),
 ];

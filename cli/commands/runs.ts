@@ -38,6 +38,7 @@ function summary(r: Run__Output): string {
     const took = p.ended_at ? `${(p.ended_at - p.started_at).toFixed(3)} s` : 'did not finish';
     lines.push(`  ${'phase'.padEnd(9)} ${(phaseWords[p.name] ?? safeText(p.name)).padEnd(16)} ${new Date(p.started_at * 1000).toISOString()}  ${took}`);
   }
+  for (const p of r.preemptions ?? []) lines.push(`  preempted ${p.at}  attempt ${p.attempt} on ${safeText(p.agent)}, by ${safeText(p.by_run)}`);
   if (r.failure_reason) lines.push(`  reason    ${color.red(safeText(r.failure_reason))}`);
   if (r.results_json) lines.push(`  _results.json\n${JSON.stringify(JSON.parse(r.results_json), null, 2).split('\n').map(safeText).join('\n').replace(/^/gm, '    ')}`);
   return lines.join('\n');

@@ -8,7 +8,7 @@ import { AgentStatus } from './status.js';
 
 /**
  * Attempts the agent holds that are not current are returned (cancel), for the agent to stop, and current
- * ones whose run was killed (kill), for the agent to stop as killed. An acknowledged attempt the agent does
+ * ones whose run was killed or preempted (kill), for the agent to stop as killed. An acknowledged attempt the agent does
  * not list (nor a claim of it in flight) is gone from its memory, whatever the reason (a claim or finish
  * reply it never heard, a refusal it gave up on): the scheduler, not the agent, decides. With
  * `requeueMissing` (a Register: the agent process may have restarted) it goes back to the queue at once;
@@ -16,7 +16,7 @@ import { AgentStatus } from './status.js';
  * reply). Either way it is a lost attempt, or Killed if a kill was asked.
  */
 export async function reconcile(ctx: SchedulerContext, agent: string, held: HeldAttempt[], requeueMissing: boolean): Promise<{ cancel: HeldAttempt[]; kill: HeldAttempt[] }> {
-  const placed = await ctx.db.selectFrom('runs').select(['id', 'lease', 'attempt', 'acked_at', 'kill_requested', 'missed_beats']).where('agent', '=', agent).execute();
+  const placed = await ctx.db.selectFrom('runs').select(['id', 'lease', 'attempt', 'acked_at', 'kill_requested', 'missed_beats', 'preempted_by']).where('agent', '=', agent).execute();
   const current = new Map(placed.map((r) => [r.id, r]));
   const heldIds = new Set<string>();
   const cancel: HeldAttempt[] = [];
@@ -32,7 +32,8 @@ export async function reconcile(ctx: SchedulerContext, agent: string, held: Held
     if (!r || r.lease !== Number(h.lease)) cancel.push({ run_id: h.run_id, lease: h.lease });
     else {
       heldIds.add(r.id);
-      if (r.kill_requested) kill.push({ run_id: h.run_id, lease: h.lease });
+      // A preempted attempt is stopped the same way; its end report then requeues it (runs/complete.ts).
+      if (r.kill_requested || r.preempted_by !== null) kill.push({ run_id: h.run_id, lease: h.lease });
     }
   }
   const missing = placed.filter((r) => r.acked_at !== null && !heldIds.has(r.id));

@@ -57,6 +57,9 @@ export interface RunsTable {
   created_at: Generated<Date>; waiting_at: Date | null; packaging_at: Date | null; running_at: Date | null; ended_at: Date | null;
   /** migrations/007 */
   package_sha256: string | null; secret_names: ColumnType<string[], string[] | undefined, string[]>;
+  /** migrations/028: on a victim, the run it is preempted for (while its agent stops it); on a preemptor, the agent held for it. */
+  preempted_by: ColumnType<string | null, string | null | undefined, string | null>;
+  reserved_agent: ColumnType<string | null, string | null | undefined, string | null>;
   /** migrations/010 */
   pipeline: ColumnType<Pipeline, Pipeline | undefined, Pipeline>;
   eval_dataset: ColumnType<string | null, string | null | undefined, string | null>;
@@ -90,7 +93,11 @@ export interface ProjectLimitsTable {
   agent_labels: ColumnType<Record<string, string> | null, string | null | undefined, string | null>;
   exclusive: ColumnType<boolean, boolean | undefined, boolean>;
   max_storage_bytes: ColumnType<string | null, number | null | undefined, number | null>;
+  /** migrations/028: its runs may be preempted by higher-priority runs (`--preemptible`, default false). */
+  preemptible: ColumnType<boolean, boolean | undefined, boolean>;
 }
+/** migrations/028: each preemption of a run, for `run get`. */
+export interface RunPreemptionsTable { run_id: string; attempt: number; by_run: string; agent: string; at: Generated<Date> }
 /** migrations/006: client and join tokens; only the secret's SHA-256 is stored. */
 /** One object a successful attempt left, as recorded at its commit. */
 export interface RecordedOutput { path: string; size: number; etag: string }
@@ -122,6 +129,7 @@ export interface Database {
   events: EventsTable;
   schedules: SchedulesTable;
   project_limits: ProjectLimitsTable;
+  run_preemptions: RunPreemptionsTable;
   packages: PackagesTable;
   package_versions: PackageVersionsTable;
   datasets: DatasetsTable;

@@ -211,6 +211,26 @@ export class FleetIndex {
     return null;
   }
 
+  /**
+   * Holds an agent back for this pass: no request chooses it (an agent held for a preempting run, whose
+   * victims are leaving it: placer.ts). Only chooseOn places there.
+   */
+  holdBack(name: string): void {
+    if (this.#reserved.has(name)) return;
+    this.#reserved.add(name);
+    this.#full.clear(); // what fits elsewhere has changed
+  }
+
+  /** The request on one named agent (the one held for it), held back or not, or why not now. */
+  chooseOn(name: string, r: Request): Choice {
+    const a = this.#entries.get(name)?.a;
+    const waiting: Choice = { ok: false, never: false, reason: `waiting for the runs it preempted to leave agent ${name}` };
+    if (!a || a.status !== 'online' || (a.maxRuns > 0 && a.usedRuns >= a.maxRuns)) return waiting;
+    if (a.cpus - a.usedCpus < r.cpus || a.memoryMb - a.usedMemoryMb < r.memoryMb || !couldEverFit(a, r)) return waiting;
+    const gpus = pickGpus(a, r, new Set(a.gpus.filter((g) => gpuMatches(g, r)).map((g) => g.index)));
+    return gpus ? { ok: true, agent: a.name, gpuIndices: gpus } : waiting;
+  }
+
   #keysOf(r: Request): Keys {
     let k = this.#keys.get(r);
     if (!k) {

@@ -21,6 +21,7 @@ import { doorbellFor } from '../runs/dispatch.js';
 import { loseSilent, markUnresponsive } from '../agents/status.js';
 import { requeueStranded } from '../agents/reconcile.js';
 import { schedulerMetrics } from '../metrics.js';
+import { PREEMPTING, PreemptionPass } from './preemption-pass.js';
 
 /** Queued runs read per pass: the head of the queue, in its order. */
 const BATCH = 5000;
@@ -44,6 +45,8 @@ export interface PlacerDeps {
   packagingDeadlineMs?: number;
   /** For the invariant sweep's stranded-attempt check (the heartbeats requeue such attempts themselves). */
   attemptLeaseBeats?: number;
+  /** A run is never preempted within this many seconds of its start (--min-runtime; default: the setting's). */
+  preemptMinRuntimeS?: number;
   /** Told of each attempt placed, just before its doorbell rings (its storage credentials may start being issued). */
   onPlaced?: (run: Placed) => void;
 }
@@ -203,13 +206,27 @@ export class Placer {
     const exclusive = (p: string) => caps.get(p)?.exclusive === true;
     const anyExclusive = [...caps.values()].some((p) => p.exclusive);
     const perProject = anyExclusive || index.restrictsProjects;
+    // Agents held for preempting runs are kept from every other run; a run nothing free can take may preempt.
+    const preemption = await PreemptionPass.begin({ db: session.db, nats: this.deps.nats, subjects: this.deps.subjects, log,
+      minRuntimeS: this.deps.preemptMinRuntimeS ?? 600 }, index, [...caps.values()].some((p) => p.preemptible));
     for (const run of queue) {
       const cap = caps.get(run.project);
       const req = requestOf(run, requests, cap?.agents ?? null, perProject);
       const admit = anyExclusive ? (a: { name: string }) => cache.admits(a.name, run.project, exclusive) : undefined;
       const limited = req === null ? outsideBinding(run.project, JSON.parse(run.selector) as Record<string, string>, cap!.agents!)
         : overLimit(run.project, cache.running(run.project), cap, run.gpus);
-      const c = limited || req === null ? { ok: false as const, never: false, reason: limited! } : index.choose(req, admit);
+      const hold = preemption.holds.get(run.id);
+      let c = limited || req === null ? { ok: false as const, never: false, reason: limited! }
+        : hold ? index.chooseOn(hold.agent, req) : index.choose(req, admit);
+      // Held by a run its own project's caps now hold back: the agent is not kept idle for it.
+      if (hold && limited) preemption.letGo(hold);
+      else if (!c.ok && !c.never && !limited && req !== null) {
+        if (hold) { if (!hold.pending) preemption.letGo(hold); }
+        else {
+          const preempting = await preemption.consider(run.id, run.priority, req, admit);
+          if (preempting) c = { ok: false, never: false, reason: preempting };
+        }
+      }
       if (c.ok) {
         holdings.push(cache.hold(run.id, run.project, c.agent, req!, c.gpuIndices));
         chunk.push({ id: run.id, agent: c.agent, gpuIndices: c.gpuIndices, session: index.get(c.agent)!.session ?? 0 });
@@ -223,7 +240,8 @@ export class Placer {
         continue;
       }
       if (c.never) { never.push({ id: run.id, reason: c.reason }); continue; }
-      if (!limited) index.reserveFor(req!);
+      // A run that preempts, or holds an agent already, needs no other agent held back for it.
+      if (!limited && !hold && !c.reason.startsWith(PREEMPTING)) index.reserveFor(req!);
       if (run.status === RunStatus.Scheduled) waits.push({ id: run.id, detail: c.reason });
       else if (run.status_detail !== c.reason) details.push({ id: run.id, detail: c.reason });
     }
@@ -240,6 +258,7 @@ export class Placer {
     }
     await transitions.markWaiting(waits);
     await transitions.setWaitingDetail(details);
+    if (await preemption.finish(transitions)) again = true;
     this.#leftWaiting = waits.length + details.length > 0 || outcome.placed < queue.length - never.length;
     if (outcome.failed.length) {
       // A lost session is not a refusal by the database: this throws, and the placer steps down.

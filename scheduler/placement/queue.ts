@@ -14,7 +14,7 @@ import { states } from '../runs/transitions.js';
 import type { ProjectRunning } from './fleet-cache.js';
 
 export interface QueuedRun {
-  id: string; project: string; status: string; status_detail: string;
+  id: string; project: string; status: string; status_detail: string; priority: number;
   gpus: number; gpu_model: string; gpu_memory_mb: number; cpus: number; memory_mb: number;
   /** The selector as jsonb's text, which is the same for the same labels (jsonb orders its keys). */
   selector: string;
@@ -49,7 +49,7 @@ export async function queueHead(db: Db, limit: number, running: ReadonlyMap<stri
     )
     -- One primary-key probe per run kept, never a scan of the queue whatever the statistics say (the same
     -- fence as the transitions' probe(), scheduler/runs/transitions.ts).
-    SELECT r.id, r.project, r.status, r.status_detail, r.gpus, r.gpu_model, r.gpu_memory_mb, r.cpus, r.memory_mb, r.selector::text AS selector
+    SELECT r.id, r.project, r.status, r.status_detail, r.priority, r.gpus, r.gpu_model, r.gpu_memory_mb, r.cpus, r.memory_mb, r.selector::text AS selector
     FROM head CROSS JOIN LATERAL (SELECT *, ${QUEUED} AS queued FROM runs WHERE runs.id = head.id OFFSET 0) r
     WHERE r.queued
     ORDER BY head.priority DESC, head.rank, head.created_at, head.id`.execute(db);
@@ -62,12 +62,14 @@ export interface ProjectCaps {
   agents: Readonly<Record<string, string>> | null;
   /** The project's runs never share an agent with another project's (`--exclusive`). */
   exclusive: boolean;
+  /** Higher-priority runs may preempt the project's runs (`--preemptible`). */
+  preemptible: boolean;
 }
 
 /** The projects' caps and rules (`trainyard projects set`): a small table, read each pass. */
 export async function projectCaps(db: Db): Promise<Map<string, ProjectCaps>> {
-  const rows = await db.selectFrom('project_limits').select(['project', 'max_runs', 'max_gpus', 'agent_labels', 'exclusive']).execute();
-  return new Map(rows.map((l) => [l.project, { maxRuns: l.max_runs, maxGpus: l.max_gpus, agents: l.agent_labels, exclusive: l.exclusive }]));
+  const rows = await db.selectFrom('project_limits').select(['project', 'max_runs', 'max_gpus', 'agent_labels', 'exclusive', 'preemptible']).execute();
+  return new Map(rows.map((l) => [l.project, { maxRuns: l.max_runs, maxGpus: l.max_gpus, agents: l.agent_labels, exclusive: l.exclusive, preemptible: l.preemptible }]));
 }
 
 /**

@@ -59,7 +59,9 @@ export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptReq
       changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Failed, 'timed out', phasesOf(req), await left());
       break;
     case AttemptOutcome.Killed:
-      changed = await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Killed, req.reason || 'killed', phasesOf(req), await left());
+      // A preempted attempt stopped: the run queues again, not counting an attempt (transitions.ts).
+      changed = await runs.requeuePreempted(req.run_id, req.lease, agent)
+        ?? await runs.endAttempt(req.run_id, req.lease, agent, RunStatus.Killed, req.reason || 'killed', phasesOf(req), await left());
       break;
     case AttemptOutcome.HandedBack:
       changed = await runs.requeue(req.run_id, req.lease, req.reason || 'handed back by its agent', false, agent);

@@ -85,7 +85,7 @@ export async function* streamLogs(ctx: SchedulerContext, o: StreamLogsOptions, s
 /**
  * AppendLogs: a batch from the attempt holding the run (checked by its lease), stored idempotently on
  * (run, attempt, seq). Lines past the per-attempt cap are dropped; the one just past it becomes a marker.
- * `stop` tells the attempt to end (killed, or no longer placed).
+ * `stop` tells the attempt to end (killed or preempted, or no longer placed).
  */
 export async function appendLogs(ctx: SchedulerContext, req: AppendLogsRequest__Output, agent: string): Promise<AppendLogsResponse> {
   const { db } = ctx;
@@ -102,14 +102,14 @@ export async function appendLogs(ctx: SchedulerContext, req: AppendLogsRequest__
   // Only the agent holding the attempt writes its lines, and only while the run lives: an ended run's log
   // is final. (The end report may come just after the last batch, so an agent flushes before it reports.)
   if (lines.length === 0) {
-    const run = await db.selectFrom('runs').select(['kill_requested']).where('id', '=', req.run_id).where('lease', '=', Number(req.lease))
+    const run = await db.selectFrom('runs').select(['kill_requested', 'preempted_by']).where('id', '=', req.run_id).where('lease', '=', Number(req.lease))
       .where('agent', '=', agent).where('status', 'not in', [...terminalStatuses]).executeTakeFirst();
-    return run ? { acked_seq: acked, stop: run.kill_requested } : { acked_seq: 0, stop: true };
+    return run ? { acked_seq: acked, stop: run.kill_requested || run.preempted_by !== null } : { acked_seq: 0, stop: true };
   }
   // One statement, guarded by the attempt: the run's row is locked while the lines go in, so an end report
   // either committed before (nothing is appended) or waits for these lines.
   const { rows } = await sql<{ live: boolean; kill_requested: boolean | null; stored: number }>`
-    WITH r AS (SELECT id, attempt, kill_requested FROM runs WHERE id = ${req.run_id} AND lease = ${Number(req.lease)} AND agent = ${agent}
+    WITH r AS (SELECT id, attempt, kill_requested OR preempted_by IS NOT NULL AS kill_requested FROM runs WHERE id = ${req.run_id} AND lease = ${Number(req.lease)} AND agent = ${agent}
                  AND status NOT IN ${states([...terminalStatuses])} FOR NO KEY UPDATE),
     ins AS (
       INSERT INTO run_logs (run_id, attempt, seq, stream, text, at)

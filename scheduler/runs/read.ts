@@ -12,7 +12,9 @@ import { watchRun } from '../watch.js';
 export async function getRun(ctx: SchedulerContext, id: string): Promise<Run> {
   const r = await ctx.db.selectFrom('runs').selectAll().where('id', '=', id).executeTakeFirst();
   if (!r) throw notFound(`run ${id} not found`);
-  return runToProto(r, { lineage: true });
+  // Each preemption of its attempts (migrations/028): by whom, when; a handful of rows at most.
+  const preemptions = await ctx.db.selectFrom('run_preemptions').select(['by_run', 'at', 'attempt', 'agent']).where('run_id', '=', id).orderBy('at').execute();
+  return { ...runToProto(r, { lineage: true }), preemptions: preemptions.map((p) => ({ by_run: p.by_run, at: p.at.toISOString(), attempt: p.attempt, agent: p.agent })) };
 }
 
 /** Throws unless the caller may do `action` on the run's project (NOT_FOUND when there is no such run, or it is another project's). */

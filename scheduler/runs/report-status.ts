@@ -11,6 +11,6 @@ export async function reportStatus(ctx: SchedulerContext, req: ReportStatusReque
   else if (req.status === RunStatus.Packaging) await ctx.runs.startPackaging(req.run_id, lease, agent);
   else if (req.status === RunStatus.Running) await ctx.runs.startRunning(req.run_id, lease, agent);
   else throw invalid(`unknown status report "${req.status}"`);
-  const run = await ctx.db.selectFrom('runs').select(['lease', 'agent', 'kill_requested']).where('id', '=', req.run_id).executeTakeFirst();
-  return { stop: !run || run.lease !== lease || run.agent !== agent || run.kill_requested };
+  const run = await ctx.db.selectFrom('runs').select(['lease', 'agent', 'kill_requested', 'preempted_by']).where('id', '=', req.run_id).executeTakeFirst();
+  return { stop: !run || run.lease !== lease || run.agent !== agent || run.kill_requested || run.preempted_by !== null };
 }

@@ -13,12 +13,14 @@
 //       │  ▲                  │    │              │            │
 //       ▼  │ requeue          │    └──────────────┴────────────┴──▶ Failed | Killed
 //   Waiting for resources ◀───┘ (agent lost, dispatch not acked, handed back)
+//   (preempt: a Running attempt is stopped for a higher-priority run and goes back to Waiting, not counted)
 //   (kill, from any state that is not terminal: unplaced → Killed at once; placed → kill_requested, and
 //    the attempt's end — reported, or a requeue — makes it Killed)
 import { sql, type RawBuilder, type Transaction } from 'kysely';
 import type { PhaseRow, Database, Db, RecordedOutput } from '../db/database.js';
 import { RunStatus, placedStatuses, queuedStatuses, terminalStatuses } from '../../shared/run-states.js';
 import { AgentStatus } from '../agents/status.js';
+import { EventKind } from '../../shared/event-kinds.js';
 
 type Q = Db | Transaction<Database>;
 
@@ -101,6 +103,13 @@ const EXCLUSIVE_OK = sql`(NOT EXISTS (SELECT 1 FROM project_limits WHERE exclusi
               WHERE o.agent = p.agent AND o.project <> p.project AND (coalesce(pl.exclusive, false) OR coalesce(ol.exclusive, false)))
   AND NOT EXISTS (SELECT 1 FROM p p2 LEFT JOIN project_limits ol ON ol.project = p2.project
               WHERE p2.agent = p.agent AND p2.project <> p.project AND (coalesce(pl.exclusive, false) OR coalesce(ol.exclusive, false)))))`;
+
+/**
+ * An agent held for a preempting run (runs.reserved_agent, set by `preempt`) takes no other run until that
+ * one is placed, killed or lets the hold go: what its victims free is its alone.
+ */
+const NOT_HELD_FOR_ANOTHER = sql`NOT EXISTS (SELECT 1 FROM runs h WHERE h.reserved_agent = p.agent AND h.id <> p.id
+  AND h.agent IS NULL AND h.status IN ${QUEUED} AND NOT h.kill_requested)`;
 
 export type KillResult = 'not_found' | 'already_ended' | 'ended' | { agent: string; lease: number };
 /** `session`: the agent's registration the placer chose from (agents.session). */
@@ -199,11 +208,12 @@ export class RunTransitions {
         SELECT a.status = ${sql.lit(AgentStatus.Online)} AND a.unresponsive_since IS NULL AND a.session = p.session
           AND (a.accept_projects IS NULL OR p.project = ANY(a.accept_projects))
           AND (pl.agent_labels IS NULL OR a.labels @> pl.agent_labels) AS ok
-        FROM agents a WHERE a.name = p.agent OFFSET 0) y WHERE y.ok AND ${EXCLUSIVE_OK}),
+        FROM agents a WHERE a.name = p.agent OFFSET 0) y WHERE y.ok AND ${EXCLUSIVE_OK} AND ${NOT_HELD_FOR_ANOTHER}),
       r AS (
         UPDATE runs SET status = ${st(RunStatus.Scheduled)}, status_detail = '', agent = q.agent, last_agent = q.agent,
           lease = nextval('lease_seq'), attempt = runs.attempt + 1,
-          gpu_indices = coalesce(string_to_array(nullif(q.gpus, ''), ',')::int[], '{}'), dispatched_at = now(), acked_at = NULL, missed_beats = 0
+          gpu_indices = coalesce(string_to_array(nullif(q.gpus, ''), ',')::int[], '{}'), dispatched_at = now(), acked_at = NULL, missed_beats = 0,
+          reserved_agent = NULL
         FROM q
         WHERE runs.ctid = q.at AND runs.id = q.id
         RETURNING runs.id, runs.status, runs.attempt, runs.agent, runs.lease, runs.gpu_indices, runs.created_at, runs.package_sha256,
@@ -367,11 +377,64 @@ export class RunTransitions {
         status_detail = CASE WHEN kill_requested THEN ''
                              WHEN ${spent} THEN 'attempts spent: ' || (lost_attempts + ${loss}) || ' of ' || max_attempts
                              ELSE ${reason} END,
-        agent = NULL, gpu_indices = '{}', acked_at = NULL
+        agent = NULL, gpu_indices = '{}', acked_at = NULL, preempted_by = NULL
       WHERE id = ${runId} AND lease = ${lease} AND agent IS NOT NULL AND status IN ${PLACED}
         ${byAgent === null ? sql`` : sql`AND agent = ${byAgent}`}
         ${o.unacked ? sql`AND acked_at IS NULL` : sql``}
       ${RETURNING}, CASE WHEN runs.status = ${st(RunStatus.Failed)} THEN ${reason} || ' (' || runs.status_detail || ')'
                          WHEN runs.status = ${st(RunStatus.Killed)} THEN 'killed' ELSE ${reason}::text END AS detail`, { releaseGpus: true, freed: true, canEnd: true }));
+  }
+
+  /**
+   * Preemption (scheduler/placement/preemption.ts): the Running `victims` on `agent` make room for the queued
+   * run `by`. One statement, all or nothing: each victim must still be Running there on the attempt (lease)
+   * the placer saw, of a preemptible project, of a lower priority than `by`, neither killed nor preempted
+   * already, and started at least `minRuntimeS` ago; `by` must still be queued, not killed, and hold no agent.
+   * Each victim gets preempted_by (its agent is then told to stop it, as a kill is told), a run_preemptions
+   * row and a run.preempted event; `by` gets the agent held for it (reserved_agent: see NOT_HELD_FOR_ANOTHER).
+   * Returns the victims marked (none when any guard failed).
+   */
+  async preempt(by: string, agent: string, victims: readonly { id: string; lease: number }[], minRuntimeS: number): Promise<{ id: string; lease: number; attempt: number }[]> {
+    if (victims.length === 0) return [];
+    const { rows } = await sql<{ id: string; lease: string; attempt: number }>`
+      WITH me AS (SELECT id, priority FROM runs WHERE id = ${by} AND agent IS NULL AND status IN ${QUEUED} AND NOT kill_requested
+                    AND reserved_agent IS NULL FOR UPDATE),
+      v AS (SELECT runs.id FROM runs
+              JOIN unnest(${victims.map((v) => v.id)}::text[], ${victims.map((v) => String(v.lease))}::bigint[]) AS b(id, lease) ON runs.id = b.id AND runs.lease = b.lease
+              JOIN project_limits pl ON pl.project = runs.project CROSS JOIN me
+            WHERE runs.agent = ${agent} AND runs.status = ${st(RunStatus.Running)} AND NOT runs.kill_requested AND runs.preempted_by IS NULL
+              AND pl.preemptible AND runs.priority < me.priority AND runs.running_at <= now() - make_interval(secs => ${minRuntimeS})
+            FOR UPDATE OF runs),
+      ok AS (SELECT (SELECT count(*) FROM v) = ${victims.length} AS ok),
+      r AS (UPDATE runs SET preempted_by = ${by}, status_detail = ${`preempted by ${by}`}
+            FROM v, ok WHERE ok.ok AND runs.id = v.id RETURNING runs.id, runs.lease, runs.attempt, runs.project),
+      h AS (UPDATE runs SET reserved_agent = ${agent}, status_detail = ${`preempting ${victims.length} run${victims.length > 1 ? 's' : ''} on agent ${agent}`}
+            FROM me, ok WHERE ok.ok AND runs.id = me.id),
+      p AS (INSERT INTO run_preemptions (run_id, attempt, by_run, agent) SELECT id, attempt, ${by}, ${agent} FROM r),
+      e AS (INSERT INTO events (kind, project, subject, detail, data)
+            SELECT ${EventKind.RunPreempted}, project, id, ${`preempted by ${by} on agent ${agent}`},
+              jsonb_build_object('attempt', attempt, 'by', ${by}::text, 'agent', ${agent}::text) FROM r)
+      SELECT id, lease, attempt FROM r`.execute(this.db);
+    return rows.map((r) => ({ id: r.id, lease: Number(r.lease), attempt: r.attempt }));
+  }
+
+  /**
+   * A preempted attempt has stopped (its agent reported it Killed): the run queues again, with the reason
+   * "preempted by RUN", and the attempt is not a lost one (lost_attempts is left alone: preemption never
+   * spends a run's --max-attempts). Null when the run was not being preempted (or a kill was asked: the
+   * caller then ends it Killed).
+   */
+  async requeuePreempted(runId: string, lease: number, agent: string): Promise<Changed | null> {
+    return this.#one(await apply(this.db, sql`
+      UPDATE runs SET status = ${st(RunStatus.Waiting)}, waiting_at = now(), status_detail = 'preempted by ' || preempted_by,
+        agent = NULL, gpu_indices = '{}', acked_at = NULL, preempted_by = NULL
+      WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status IN ${PLACED} AND preempted_by IS NOT NULL AND NOT kill_requested
+      ${RETURNING}, runs.status_detail AS detail`, { releaseGpus: true, freed: true, canEnd: false }));
+  }
+
+  /** A preempting run lets its held agent go (its victims left and it still does not fit there). Not a status change. */
+  async releaseHold(runId: string, agent: string): Promise<boolean> {
+    const r = await sql`UPDATE runs SET reserved_agent = NULL WHERE id = ${runId} AND reserved_agent = ${agent} AND agent IS NULL RETURNING id`.execute(this.db);
+    return r.rows.length > 0;
   }
 }

@@ -151,6 +151,9 @@ _trainyard; printf '%s\\n' "\${COMPREPLY[@]}"; complete -p trainyard`;
   t.same(complete('trainyard', 'projects', 'set', 'p', '--ag'), ['--agents'], 'projects set --ag<TAB> → --agents');
   t.same(complete('trainyard', 'projects', 'set', 'p', '--ex'), ['--exclusive'], 'projects set --ex<TAB> → --exclusive');
   t.same(complete('trainyard', 'projects', 'set', 'p', '--max-s'), ['--max-storage-gb'], 'projects set --max-s<TAB> → --max-storage-gb');
+  // Issue 22: which projects' runs may be preempted; the scheduler's --min-runtime.
+  t.same(complete('trainyard', 'projects', 'set', 'p', '--pre'), ['--preemptible'], 'projects set --pre<TAB> → --preemptible');
+  t.same(complete('trainyard', 'scheduler', '--min-r'), ['--min-runtime'], 'scheduler --min-r<TAB> → --min-runtime');
   t.same(complete('trainyard', 'agent', '--accept'), ['--accept-projects'], 'agent --accept<TAB> → --accept-projects');
   t.same(complete('trainyard', 'agent', '--run-d'), ['--run-disk-mb'], 'an agent setting: --run-disk-mb');
   t.same(complete('trainyard', 'agent', '--max-o'), ['--max-output-mb'], 'and --max-output-mb');
