@@ -69,6 +69,8 @@ export class RunCheckpoints {
   #lastActivity = Date.now();
   #watch: AbortController | null = null;
   #graceTimer: NodeJS.Timeout | null = null;
+  /** When the grace stopping() began ends (ms since the epoch); null while the attempt is not being stopped. */
+  #graceEndsAt: number | null = null;
   #loop: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: CheckpointOptions) {}
@@ -101,6 +103,8 @@ export class RunCheckpoints {
     const ctl = new AbortController();
     this.#watch = ctl;
     this.#lastActivity = Date.now();
+    // Stopped before the process was even watched: the grace is already running.
+    if (this.#graceEndsAt !== null) this.#cutOffAt(this.#graceEndsAt);
     this.#loop = this.#run(w, ctl.signal).catch((err: unknown) => { if (!ctl.signal.aborted) this.o.warn('checkpoint watch ended', err); });
   }
 
@@ -109,9 +113,14 @@ export class RunCheckpoints {
    * `graceMs` from now and are cut off then. Call afterStop() once the run's processes are gone.
    */
   stopping(graceMs: number): void {
-    if (!this.#watch || this.#graceTimer) return;
-    const ctl = this.#watch;
-    this.#graceTimer = setTimeout(() => ctl.abort(new Error('kill grace over')), graceMs);
+    if (this.#graceEndsAt !== null) return;
+    this.#graceEndsAt = Date.now() + graceMs;
+    if (this.#watch) this.#cutOffAt(this.#graceEndsAt);
+  }
+
+  #cutOffAt(at: number): void {
+    const ctl = this.#watch!;
+    this.#graceTimer = setTimeout(() => ctl.abort(new Error('kill grace over')), Math.max(0, at - Date.now()));
     this.#graceTimer.unref();
   }
 
