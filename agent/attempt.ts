@@ -621,13 +621,13 @@ export class Attempt {
     let exit: Awaited<typeof proc.exited>;
     try {
       exit = await proc.exited;
+      this.#mark('exited');
       // Stopped by the agent (kill, drain, stall, timeout): the folder as the run left it, within the grace.
       if (this.#end && this.#end.outcome !== AttemptOutcome.Failed) await this.#checkpoints.afterStop();
     } finally {
       await this.#checkpoints.unwatch();
     }
     const { code, signal } = exit;
-    this.#mark('exited');
     // Every process of the run is gone (proc.exited waits for its cgroup to be empty): one last measure.
     const overDisk = await disk?.finish();
     this.#checkStopped();
