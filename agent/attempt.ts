@@ -39,6 +39,8 @@ import { manifestOf, venvInfo, type DataManifest, type VenvInfo } from './lineag
 import { makesVersion, parsePipeline, Pipeline } from '../shared/pipelines.js';
 import type { ShippedLine } from './lines.js';
 import { agentMetrics, countTransfer, type Direction } from './metrics.js';
+import { RunCheckpoints, resumePointer, type CommitResult } from './checkpoints.js';
+import { resumedFromEnv, type CheckpointPointer } from '../shared/checkpoints.js';
 
 export interface AttemptDeps {
   agentName: string;
@@ -170,6 +172,10 @@ export class Attempt {
   readonly #redact: Redact;
   /** The run's pipeline kind (the dispatch was validated: agent/claim.ts). */
   readonly #pipeline: Pipeline;
+  /** checkpoint_directory, its uploads and the stall watch (agent/checkpoints.ts). */
+  readonly #checkpoints: RunCheckpoints;
+  /** The checkpoint this attempt starts from (the dispatch's pointer, checked in #steps); null: a fresh start. */
+  #resume: CheckpointPointer | null = null;
 
   /** `rungAt`: when its doorbell rang (before the claim), for the record of where the time went. */
   constructor(readonly dispatch: Dispatch, private readonly deps: AttemptDeps, rungAt: number) {
@@ -177,6 +183,13 @@ export class Attempt {
     this.#dir = path.join(deps.workDir, `${dispatch.run_id}-a${dispatch.attempt}`);
     this.#redact = secretMasker(dispatch.secrets ?? {});
     this.#pipeline = parsePipeline(dispatch.pipeline);
+    this.#checkpoints = new RunCheckpoints({
+      runId: dispatch.run_id!, attempt: Number(dispatch.attempt), bucket: dispatch.bucket!, attemptDir: this.#dir, folderName: 'checkpoint',
+      storage: () => this.#storage(),
+      retry: (signal) => ({ ...this.#transfers('upload'), signal }),
+      say: (line) => this.logs.line('system', line),
+      warn: (msg, err) => deps.log.warn({ run: dispatch.run_id, err: errorMessage(err) }, msg),
+    });
     this.logs = new LogShipper({
       redact: this.#redact,
       sink: {
@@ -216,6 +229,8 @@ export class Attempt {
     if (this.#end) return;
     this.#end = end;
     this.deps.log.info({ run: this.runId, outcome: end.outcome, reason: end.reason, phase: this.#phase }, 'stopping attempt');
+    // The run gets SIGTERM now: what it commits in the grace, and the folder as it leaves it, still go up.
+    this.#checkpoints.stopping(this.deps.killGraceMs);
     this.#abort.abort(new Stopped(end.reason));
   }
 
@@ -233,6 +248,15 @@ export class Attempt {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * Uploads checkpoint_directory as a checkpoint now, giving up after `withinMs` (preemption calls this
+   * before it stops the attempt; stop() itself uploads once more, within the kill grace, after the run's
+   * processes are gone).
+   */
+  checkpointNow(withinMs: number): Promise<CommitResult> {
+    return this.#checkpoints.commitNow('now', AbortSignal.timeout(withinMs));
   }
 
   async #run(): Promise<void> {
@@ -265,6 +289,11 @@ export class Attempt {
     // Checked again here, before anything is fetched or spawned: a dispatch is not trusted.
     const runEnv = checkRunEnv(d.env, this.#pipeline);
     const gpus = gpuUuids((d.gpu_indices ?? []).map(Number), this.deps.gpus ?? []);
+    try {
+      this.#resume = resumePointer(d.resume_pointer_json);
+    } catch (err) {
+      throw new RefusedDispatch(`refused by the agent: the checkpoint to resume from: ${errorMessage(err)}`);
+    }
     await removeTree(this.#dir);
     const pool = this.deps.containment?.pool;
     if (pool) this.#uid = await pool.lease();
@@ -274,6 +303,8 @@ export class Attempt {
     // package or outputs.
     await chmod(this.#dir, this.#user ? 0o750 : 0o700);
     if (this.#user) await chown(this.#dir, 0, this.#user.gid);
+    // Empty on a fresh start; a resumed attempt finds its checkpoint there (filled beside the data).
+    await mkdirOnce(this.#checkpoints.folder);
     const folders = folderPaths(this.#dir, this.#pipeline, Boolean(d.eval_dataset));
     const startAt = Date.now() / 1000;
     // Claimed ready (an earlier run here found this version's venv ready), the run's process is set up and
@@ -284,7 +315,10 @@ export class Attempt {
     // built) and the run's process set up; Running is reported as soon as the venv is there. The run's code
     // starts only when both are done and Running was acknowledged.
     const [made, ready] = await this.#together(
-      this.#within(this.deps.downloadTimeoutMs, 'download-timeout', phaseWords.fetching_data, () => this.#fetchData(folders)).catch((err: unknown) => { if (!this.#abort.signal.aborted) this.#phase = 'fetching_data'; throw err; }),
+      this.#within(this.deps.downloadTimeoutMs, 'download-timeout', phaseWords.fetching_data, () => this.#fetchData(folders)).then(async (made) => {
+        if (this.#resume) await this.#checkpoints.restore(this.#resume, this.#abort.signal);
+        return made;
+      }).catch((err: unknown) => { if (!this.#abort.signal.aborted) this.#phase = 'fetching_data'; throw err; }),
       (async () => {
         try {
           const pkgDir = await this.#within(this.deps.downloadTimeoutMs, 'download-timeout', phaseWords.fetching_package, () => this.#fetchPackage());
@@ -536,7 +570,9 @@ export class Attempt {
     if (this.deps.runDiskBytes) harnessArgs.push('--max-file-bytes', String(this.deps.runDiskBytes));
     this.#checkStopped();
     const secrets = d.secrets ?? {};
-    const env = { ...trainEnv({ venv, home, tmp, user: runAs?.name, runEnv, gpuUuids: gpus, runId: this.runId, attempt: Number(d.attempt), folders: folderEnv(pipeline, folders) }), ...secrets };
+    const env = { ...trainEnv({ venv, home, tmp, user: runAs?.name, runEnv, gpuUuids: gpus, runId: this.runId, attempt: Number(d.attempt), folders: {
+      ...folderEnv(pipeline, folders), checkpoint_directory: this.#checkpoints.folder, resumed_from: resumedFromEnv(this.#resume ? { ...this.#resume, files: this.#resume.files.length } : null),
+    } }), ...secrets };
     const cgroupName = `${this.runId}-a${d.attempt}-${process.pid}`;
     // A child of the venv's warm interpreter when one can be had: the same process, minus the interpreter's
     // start (and, with a spare child, minus the move into a cgroup).
@@ -563,14 +599,16 @@ export class Attempt {
     const runAs = this.#user;
     // The folders process_data writes are the run uid's; the input data stays the agent's.
     if (runAs) for (const dir of [folders.training, folders.test, folders.scratch]) if (dir) await chown(dir, runAs.uid, runAs.gid);
+    // checkpoint_directory is the run's to write (with what was resumed into it).
+    if (runAs) await chownTree(this.#checkpoints.folder, runAs.uid, runAs.gid);
     this.#checkStopped();
     const supervise: SuperviseOptions = {
       cwd: p.pkgDir,
       env: p.env,
       cgroup: this.#cgroup ?? undefined,
       onWarn: (msg) => this.deps.log.warn({ run: this.runId }, msg),
-      onStdout: (l) => this.logs.line('stdout', l),
-      onStderr: (l) => this.logs.line('stderr', l),
+      onStdout: (l) => { this.#checkpoints.activity(); this.logs.line('stdout', l); },
+      onStderr: (l) => { this.#checkpoints.activity(); this.logs.line('stderr', l); },
       killGraceMs: this.deps.killGraceMs,
       timeoutMs: (d.timeout_seconds ?? 0) * 1000,
       onTimeout: () => this.stop({ outcome: AttemptOutcome.TimedOut, reason: 'timed out' }),
@@ -596,8 +634,22 @@ export class Attempt {
     this.deps.log.info({ run: this.runId, attempt: d.attempt, pid: proc.pid, warm: p.forked !== null, early: this.#setUpEarly, at: Date.now() }, 'train.py started');
     this.#mark('spawned');
     proc.exited.catch(() => disk?.finish().catch(() => null));
-    const { code, signal } = await proc.exited;
-    this.#mark('exited');
+    const interval = Number(d.checkpoint_interval_seconds ?? 0);
+    this.#checkpoints.watch({
+      intervalMs: interval > 0 ? interval * 1000 : 0,
+      stallMs: Number(d.stall_timeout_seconds ?? 0) * 1000,
+      onStall: (reason) => this.stop({ outcome: AttemptOutcome.Stalled, reason }),
+    });
+    let exit: Awaited<typeof proc.exited>;
+    try {
+      exit = await proc.exited;
+      this.#mark('exited');
+      // Stopped by the agent (kill, drain, stall, timeout): the folder as the run left it, within the grace.
+      if (this.#end && this.#end.outcome !== AttemptOutcome.Failed) await this.#checkpoints.afterStop();
+    } finally {
+      await this.#checkpoints.unwatch();
+    }
+    const { code, signal } = exit;
     // Every process of the run is gone (proc.exited waits for its cgroup to be empty): one last measure.
     const overDisk = await disk?.finish();
     this.#checkStopped();

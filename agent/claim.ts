@@ -4,6 +4,7 @@
 // worst be refused (and logged): ids match their pattern, keys sit under the prefixes the layout gives
 // them (README, "MinIO layout"), GPUs are this agent's own, the env passes the submit-time rules.
 import type { Dispatch, Dispatch__Output } from '../shared/proto.js';
+import { checkpointKeys } from '../shared/checkpoints.js';
 import { isRunId, MAX_ATTEMPT } from '../shared/ids.js';
 import { checkName, parseDatasetRef } from '../shared/names.js';
 import { checkRunSecrets, compileRunEnv } from '../shared/run-env.js';
@@ -87,6 +88,14 @@ export function validateDispatch(d: Dispatch__Output, o: { doorbell: Doorbell; b
   }
   const timeout = Number(d.timeout_seconds ?? 0);
   if (!Number.isSafeInteger(timeout) || timeout < 0) refuse(`timeout ${show(d.timeout_seconds)} is not a number of seconds`);
+  // Checkpoints (agent/checkpoints.ts): where this attempt writes them is its own folder and nowhere else;
+  // the pointer to resume from is checked by the attempt before anything is fetched.
+  const interval = Number(d.checkpoint_interval_seconds ?? 0);
+  if (!Number.isSafeInteger(interval)) refuse(`checkpoint interval ${show(d.checkpoint_interval_seconds)} is not a number of seconds`);
+  const stall = Number(d.stall_timeout_seconds ?? 0);
+  if (!Number.isSafeInteger(stall) || stall < 0) refuse(`stall timeout ${show(d.stall_timeout_seconds)} is not a number of seconds`);
+  const wantCheckpoints = checkpointKeys.attemptPrefix(runId, attempt);
+  if (d.checkpoint_prefix && d.checkpoint_prefix !== wantCheckpoints) refuse(`checkpoint prefix ${show(d.checkpoint_prefix)} is not ${wantCheckpoints}`);
   let pipeline = Pipeline.Train as Pipeline;
   check(() => { pipeline = parsePipeline(d.pipeline); });
   let evalPrefix = '';
@@ -115,5 +124,6 @@ export function validateDispatch(d: Dispatch__Output, o: { doorbell: Doorbell; b
     output_prefix: wantOut, bucket: d.bucket, package_sha256: d.package_sha256, secrets,
     pipeline, eval_dataset: d.eval_dataset, eval_dataset_prefix: evalPrefix, running: d.running === true,
     storage: { access_key: c!.access_key, secret_key: c!.secret_key, session_token: c!.session_token, expires_at_ms: expires },
+    checkpoint_interval_seconds: interval, stall_timeout_seconds: stall, checkpoint_prefix: wantCheckpoints, resume_pointer_json: d.resume_pointer_json ?? '',
   });
 }

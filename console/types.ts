@@ -10,6 +10,8 @@ export interface Run {
   resources: { gpus: number; cpus: number; memory_mb: number; gpu_model: string };
   times: { scheduled_at: string; waiting_at: string; packaging_at: string; running_at: string; ended_at: string };
   phases: Phase[];
+  /** Issue 22: the checkpoint the latest attempt started from (README, "Checkpoints"); absent for a fresh start. */
+  resumed_from?: { run_id: string; attempt: number; seq: number | string; committed_at: number; bytes: number | string; files: number } | null;
 }
 export interface OutputFile { path: string; size_bytes: number }
 export interface PackageSummary { name: string; project: string; created_at: string; versions: number; latest: string; latest_score: number | null }

@@ -24,7 +24,7 @@ export class NotPlainPath extends TrainyardError {
 }
 
 /** A regular file found by AnchoredDir.files(): where it is, and which inode it was then. */
-export interface AnchoredFile { rel: string; size: number; dev: number; ino: number }
+export interface AnchoredFile { rel: string; size: number; dev: number; ino: number; /** When it was last written, as listed (a checkpoint unchanged since its last upload is not sent again). */ mtimeMs?: number }
 
 export class AnchoredDir {
   private constructor(readonly handle: FileHandle, readonly shown: string) {}
@@ -81,7 +81,7 @@ export class AnchoredDir {
    */
   async files(exclude: (rel: string) => boolean = () => false): Promise<AnchoredFile[]> {
     const out: AnchoredFile[] = [];
-    await this.#walk('', exclude, (rel, st) => { if (st.isFile()) out.push({ rel, size: st.size, dev: st.dev, ino: st.ino }); });
+    await this.#walk('', exclude, (rel, st) => { if (st.isFile()) out.push({ rel, size: st.size, dev: st.dev, ino: st.ino, mtimeMs: st.mtimeMs }); });
     return out;
   }
 

@@ -17,6 +17,8 @@ const pipelineDefaults: Record<Pipeline, Record<string, string>> = {
  * AI Center's pages use): the agent decides where they are, so a run may not.
  */
 export const AGENT_FOLDERS = ['data_directory', 'training_data_directory', 'test_data_directory', 'evaluation_data_directory'] as const;
+/** The checkpoint variables the agent sets (README, "Checkpoints"): where to write one, and what was resumed. */
+export const AGENT_CHECKPOINT_VARS = ['checkpoint_directory', 'resumed_from'] as const;
 
 /** All of a run's env, names and values together, in UTF-8 bytes. */
 export const MAX_ENV_BYTES = 64 * 1024;
@@ -47,6 +49,7 @@ export function compileRunEnv(user: Readonly<Record<string, string>>, pipeline: 
       throw invalid(`environment variable ${k} is reserved (TRAINYARD_*, CUDA_*, NVIDIA_*, LD_*, PYTHONPATH, PYTHONHOME, PATH, HOME and VIRTUAL_ENV are set by the agent)`);
     }
     if ((AGENT_FOLDERS as readonly string[]).includes(k)) throw invalid(`environment variable ${k} is set by the agent (it says where the run's data is)`);
+    if ((AGENT_CHECKPOINT_VARS as readonly string[]).includes(k)) throw invalid(`environment variable ${k} is set by the agent (it says where the run's checkpoints are)`);
     if (typeof v !== 'string') throw invalid(`environment variable ${k}: expected a string value`);
     if (v.includes('\0')) throw invalid(`environment variable ${k}: value contains a NUL byte`);
     env[k] = v;
@@ -81,7 +84,7 @@ export function checkRunSecrets(secrets: Readonly<Record<string, string>>, env: 
   for (const [k, v] of Object.entries(secrets)) {
     checkEnvName(k);
     if (reservedEnvName(k)) throw invalid(`secret ${k}: the name is reserved (TRAINYARD_*, CUDA_*, NVIDIA_*, LD_*, PYTHONPATH, PYTHONHOME, PATH, HOME and VIRTUAL_ENV are set by the agent)`);
-    if ((AGENT_FOLDERS as readonly string[]).includes(k) || Object.prototype.hasOwnProperty.call(env, k)) throw invalid(`secret ${k}: the name is also given as an environment variable`);
+    if ((AGENT_FOLDERS as readonly string[]).includes(k) || (AGENT_CHECKPOINT_VARS as readonly string[]).includes(k) || Object.prototype.hasOwnProperty.call(env, k)) throw invalid(`secret ${k}: the name is also given as an environment variable`);
     if (typeof v !== 'string' || v === '') throw invalid(`secret ${k}: the value is empty`);
     if (v.includes('\0')) throw invalid(`secret ${k}: value contains a NUL byte`);
   }

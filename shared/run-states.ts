@@ -29,5 +29,7 @@ export const AttemptOutcome = {
   Killed: 'killed',
   TimedOut: 'timed_out',
   HandedBack: 'handed_back',
+  /** --stall-timeout passed with no log line, checkpoint or progress mark: requeued, counted as an attempt. */
+  Stalled: 'stalled',
 } as const;
 export type AttemptOutcome = (typeof AttemptOutcome)[keyof typeof AttemptOutcome];

@@ -267,6 +267,9 @@ def main(argv=None, prepared=None):
         print(msg, file=sys.stderr)
         return fail(EXIT_USAGE, {"type": "UsageError", "message": msg, "summary": msg, "traceback": ""})
 
+    # The checkpoint helper (stdlib only) is imported from beside this script before that folder leaves
+    # the path: train.py's `import trainyard_checkpoint` then finds it loaded.
+    import trainyard_checkpoint  # noqa: F401,E402
     # Like `python train.py` from the package folder: the package first on the path, and not this
     # script's folder, whose files are none of the user's business.
     if sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(HARNESS_FILE):

@@ -39,6 +39,8 @@ function summary(r: Run__Output): string {
     lines.push(`  ${'phase'.padEnd(9)} ${(phaseWords[p.name] ?? safeText(p.name)).padEnd(16)} ${new Date(p.started_at * 1000).toISOString()}  ${took}`);
   }
   for (const p of r.preemptions ?? []) lines.push(`  preempted ${p.at}  attempt ${p.attempt} on ${safeText(p.agent)}, by ${safeText(p.by_run)}`);
+  const from = r.resumed_from;
+  if (from) lines.push(`  resumed   from checkpoint ${from.seq} of ${safeText(from.run_id)} attempt ${from.attempt}, ${new Date(from.committed_at * 1000).toISOString()}, ${bytes(Number(from.bytes))} in ${from.files} files`);
   if (r.failure_reason) lines.push(`  reason    ${color.red(safeText(r.failure_reason))}`);
   if (r.results_json) lines.push(`  _results.json\n${JSON.stringify(JSON.parse(r.results_json), null, 2).split('\n').map(safeText).join('\n').replace(/^/gm, '    ')}`);
   return lines.join('\n');
@@ -63,6 +65,10 @@ const runFlags = {
   project: { type: 'string', value: 'P', default: "the token's project", description: 'project the run belongs to' },
   'idempotency-key': { type: 'string', value: 'K', description: 'a second submit with the same key returns the first run' },
   'max-attempts': { type: 'string', value: 'N', default: "the scheduler's", description: 'attempts after agent loss before the run fails' },
+  'checkpoint-interval': { type: 'string', value: 'SECONDS|off', default: '600', description: 'upload checkpoint_directory this often while the run runs (also when it asks, and on SIGTERM)' },
+  'stall-timeout': { type: 'string', value: 'SECONDS', default: 'off', description: 'no log line, checkpoint or progress mark this long: kill and requeue the run ("stalled"), resuming from its checkpoint' },
+  'resume-from': { type: 'string', value: 'RUN', description: 'start from the latest checkpoint of this run (same project)' },
+  'keep-checkpoints': { type: 'boolean', description: 'keep the run\'s checkpoints after it succeeds (deleted by default)' },
   wait: { type: 'boolean', description: 'follow the run until it ends; exit 0 only if Successful' },
   json: jsonFlag,
 } as const;
@@ -109,6 +115,11 @@ function submitRequest(values: SubmitValues, pipeline: Pipeline): SubmitRunReque
     project: values.project ?? '',
     idempotency_key: values['idempotency-key'] ?? '',
     max_attempts: intFlag(values['max-attempts'], 'max-attempts', 0, 20),
+    // 0: the scheduler's default (600 s); "off": never on a timer.
+    checkpoint_interval_seconds: values['checkpoint-interval'] === 'off' ? -1 : intFlag(values['checkpoint-interval'], 'checkpoint-interval', 1, 30 * 86400),
+    stall_timeout_seconds: values['stall-timeout'] === 'off' ? 0 : intFlag(values['stall-timeout'], 'stall-timeout', 0, 30 * 86400),
+    resume_from: values['resume-from'] ?? '',
+    keep_checkpoints: values['keep-checkpoints'] === true,
   };
   return request;
 }

@@ -96,6 +96,7 @@ export function RunPage({ id }: { id: string }) {
           <dt>Reason</dt><dd data-testid="run-reason">{reason || '—'}</dd>
           <dt>Score</dt><dd data-testid="run-score">{score(run.has_score, run.score) || '—'}</dd>
           <dt>New version</dt><dd>{run.output_version || '—'}</dd>
+          {run.resumed_from ? <><dt>Resumed from</dt><dd data-testid="run-resumed-from">checkpoint {String(run.resumed_from.seq)} of {run.resumed_from.run_id} attempt {run.resumed_from.attempt}, {new Date(run.resumed_from.committed_at * 1000).toISOString()}, {String(run.resumed_from.bytes)} bytes</dd></> : null}
           {run.schedule ? <><dt>Schedule</dt><dd>{run.schedule}</dd></> : null}
           {run.secret_names.length ? <><dt>Secrets</dt><dd>{run.secret_names.join(', ')}</dd></> : null}
         </dl>

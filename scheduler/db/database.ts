@@ -6,6 +6,7 @@ import type { RunStatus } from '../../shared/run-states.js';
 import type { AgentStatus } from '../agents/status.js';
 import type { EventKind } from '../../shared/event-kinds.js';
 import type { ScheduleState } from '../../shared/schedule-states.js';
+import type { ResumedFrom } from '../../shared/checkpoints.js';
 
 // Bigints come back as JS numbers: counts and byte sizes stay far below 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -75,6 +76,12 @@ export interface RunsTable {
   schedule_fire_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
   /** migrations/021: heartbeats in a row whose held list left this acknowledged attempt out (scheduler/agents/reconcile.ts). */
   missed_beats: Generated<number>;
+  /** migrations/027: checkpoints (shared/checkpoints.ts) and --stall-timeout, as submitted; what the latest attempt resumed from. */
+  checkpoint_interval_seconds: ColumnType<number, number | undefined, number>;
+  stall_timeout_seconds: ColumnType<number, number | undefined, number>;
+  resume_from: ColumnType<string | null, string | null | undefined, string | null>;
+  keep_checkpoints: ColumnType<boolean, boolean | undefined, boolean>;
+  resumed_from: ColumnType<ResumedFrom | null, string | null | undefined, string | null>;
 }
 export interface PhaseRow { name: string; started_at: number; ended_at: number }
 /** migrations/007: never read by a client API; deleted with the run's end. */

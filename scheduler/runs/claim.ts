@@ -10,6 +10,8 @@ import { ErrorCodes, TrainyardError, errorCodeRetryability, errorMessage, invali
 import { RunStatus, placedStatuses } from '../../shared/run-states.js';
 import { dispatchFor } from './dispatch.js';
 import { isRunId } from '../../shared/ids.js';
+import { resumedFromOf } from '../../shared/checkpoints.js';
+import { checkpointForAttempt } from './checkpoints.js';
 
 /**
  * Which agent is asking: the authenticated caller (scheduler/grpc/agent-service.ts passes it). The
@@ -35,6 +37,16 @@ export async function claimAttempt(ctx: SchedulerContext, req: ClaimAttemptReque
       : eb('status', '=', RunStatus.Scheduled))
     .executeTakeFirst();
   if (!row) throw notFound(`run ${req.run_id}${req.attempt ? ` attempt ${req.attempt}` : ''} is not waiting to start on agent ${agent}`);
+  // The checkpoint this attempt starts from (a later attempt, or --resume-from), found before its
+  // credentials are issued: they may read that checkpoint's folder and no other. Recorded on the run
+  // (run get, the lineage) by a write guarded by the attempt's lease; a storage error leaves the dispatch
+  // unacknowledged, as for the credentials below.
+  const resume = row.attempt > 1 || row.resume_from ? await checkpointForAttempt(ctx, row) : null;
+  if (row.attempt > 1 || row.resume_from) {
+    const from = resume ? resumedFromOf(resume) : null;
+    await ctx.db.updateTable('runs').set({ resumed_from: from ? JSON.stringify(from) : null }).where('id', '=', row.id).where('lease', '=', row.lease).execute();
+    row.resumed_from = from;
+  }
   // What only the claiming agent may have, before the claim acknowledges the dispatch: if storage cannot
   // issue credentials now, the dispatch stays unacknowledged, so the agent's retries or the ack deadline
   // (which places the run again) decide, and no run waits on an agent that gave up. A refusal that will
@@ -52,7 +64,10 @@ export async function claimAttempt(ctx: SchedulerContext, req: ClaimAttemptReque
     }),
     row.secret_names.length === 0 ? Promise.resolve([]) : ctx.db.selectFrom('run_secrets').select(['name', 'value']).where('run_id', '=', row.id).execute(),
   ]);
-  const answer = (running: boolean): Dispatch => ({ ...dispatchFor(row, ctx.settings.bucket), storage, secrets: Object.fromEntries(secrets.map((s) => [s.name, s.value])), running });
+  const answer = (running: boolean): Dispatch => ({
+    ...dispatchFor(row, ctx.settings.bucket), storage, secrets: Object.fromEntries(secrets.map((s) => [s.name, s.value])), running,
+    resume_pointer_json: resume ? JSON.stringify(resume) : '',
+  });
   // Claimed again: the same answer as the first time, and no transition (the first one made it).
   if (row.status !== RunStatus.Scheduled) return answer(row.status === RunStatus.Running);
   // The acknowledgement is the Packaging transition (the agent fetches the package next), guarded again by
@@ -71,7 +86,7 @@ const startedStatuses = [RunStatus.Packaging, RunStatus.Running];
 /** New credentials for an attempt still current on the calling agent (a long run nearing their expiry). */
 export async function renewStorage(ctx: SchedulerContext, req: RenewStorageRequest__Output, agent: string): Promise<StorageCredentials> {
   if (!isRunId(req.run_id)) throw invalid(`run id "${req.run_id}" is not a run id`);
-  const row = await ctx.db.selectFrom('runs').select(['id', 'attempt', 'package_object_key', 'dataset', 'dataset_sub', 'eval_dataset', 'eval_dataset_sub'])
+  const row = await ctx.db.selectFrom('runs').select(['id', 'attempt', 'package_object_key', 'dataset', 'dataset_sub', 'eval_dataset', 'eval_dataset_sub', 'resumed_from'])
     .where('id', '=', req.run_id).where('lease', '=', Number(req.lease)).where('agent', '=', agent)
     .where('status', 'in', placedStatuses).where('kill_requested', '=', false).executeTakeFirst();
   if (!row) throw new TrainyardError(ErrorCodes.StaleLease, `run ${req.run_id}: this attempt is no longer current on agent ${agent}; no new storage credentials`);

@@ -19,6 +19,7 @@ import { formatVersion } from '../../shared/versions.js';
 import type { FinishAttemptRequest__Output, FinishAttemptResponse } from '../../shared/proto.js';
 import type { PhaseRow, RecordedOutput } from '../db/database.js';
 import { evaluates, makesVersion, phaseWords } from '../../shared/pipelines.js';
+import { dropCheckpointsAfterSuccess } from './checkpoints.js';
 
 /** The harness's phases as the agent reported them, kept only when they are what the harness writes. */
 function phasesOf(req: FinishAttemptRequest__Output): PhaseRow[] {
@@ -66,10 +67,15 @@ export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptReq
     case AttemptOutcome.HandedBack:
       changed = await runs.requeue(req.run_id, req.lease, req.reason || 'handed back by its agent', false, agent);
       break;
+    case AttemptOutcome.Stalled:
+      // --stall-timeout: requeued like a lost attempt (it counts), and the next one resumes from its checkpoint.
+      changed = await runs.requeue(req.run_id, req.lease, req.reason || 'stalled', true, agent);
+      break;
     default:
       outcome satisfies never;
       throw invalid(`unknown outcome "${req.outcome as string}"`);
   }
+  if (changed?.status === RunStatus.Successful) void dropCheckpointsAfterSuccess(ctx, req.run_id);
   if (changed) return { status: changed.status, output_version: outputVersion };
   // Nothing changed: a retry of a report that already landed, or a stale attempt.
   const run = await ctx.db.selectFrom('runs').select(['status', 'lease', 'output_major', 'output_minor', 'agent', 'last_agent']).where('id', '=', req.run_id).executeTakeFirst();

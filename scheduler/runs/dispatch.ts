@@ -4,6 +4,7 @@ import type { Dispatch, Doorbell } from '../../shared/proto.js';
 import { keys } from '../../shared/storage.js';
 import { formatDatasetRef } from '../../shared/names.js';
 import { formatVersion } from '../../shared/versions.js';
+import { checkpointKeys, DEFAULT_CHECKPOINT_INTERVAL_S } from '../../shared/checkpoints.js';
 
 /** NATS's dispatch message is only a doorbell: it names the run; the agent claims the rest over gRPC. */
 export function doorbellFor(r: Pick<Selectable<RunsTable>, 'id' | 'attempt' | 'package_sha256'>): Doorbell {
@@ -33,5 +34,8 @@ export function dispatchFor(r: Selectable<RunsTable>, bucket: string): Dispatch 
     eval_dataset: r.eval_dataset ? formatDatasetRef(r.eval_dataset, r.eval_dataset_sub) : '',
     eval_dataset_prefix: r.eval_dataset ? keys.datasetPrefix(r.eval_dataset, r.eval_dataset_sub) : '',
     project: r.project,
+    checkpoint_interval_seconds: r.checkpoint_interval_seconds === 0 ? DEFAULT_CHECKPOINT_INTERVAL_S : r.checkpoint_interval_seconds,
+    stall_timeout_seconds: r.stall_timeout_seconds,
+    checkpoint_prefix: checkpointKeys.attemptPrefix(r.id, r.attempt),
   };
 }

@@ -44,6 +44,8 @@ export function buildLineage(run: Selectable<RunsTable>, reported: Record<string
     secrets: run.secret_names,
     score: o.score,
     output: o.output,
+    // The checkpoint the committing attempt started from (README, "Checkpoints"); null for a fresh start.
+    resumed_from: run.resumed_from ?? null,
   };
 }
 

@@ -21,6 +21,8 @@ import { RunStatus } from '../../shared/run-states.js';
 import { Pipeline, evaluates, parsePipeline } from '../../shared/pipelines.js';
 import type { Principal } from '../auth/principal.js';
 import { Actions, allowed, authorize } from '../auth/policy.js';
+import { isRunId } from '../../shared/ids.js';
+import { latestCheckpoint } from './checkpoints.js';
 
 export type RunRow = Selectable<RunsTable>;
 export interface Submission { readonly req: SubmitRunRequest__Output; readonly caller: Principal }
@@ -186,6 +188,8 @@ function parse(req: SubmitRunRequest__Output, project: string): Parsed {
   if (request.cpus < 0 || request.memoryMb < 0 || request.gpuMemoryMb < 0) throw invalid('resources must not be negative');
   if (req.timeout_seconds < 0) throw invalid(`timeout_seconds must be 0 (none) or positive, got ${req.timeout_seconds}`);
   if (req.max_attempts < 0 || req.max_attempts > 20) throw invalid(`max_attempts must be 0 (default) to 20, got ${req.max_attempts}`);
+  if (req.stall_timeout_seconds < 0) throw invalid(`stall_timeout_seconds must be 0 (off) or positive, got ${req.stall_timeout_seconds}`);
+  if (req.resume_from && !isRunId(req.resume_from)) throw invalid(`resume_from "${String(req.resume_from).slice(0, 80)}" is not a run id`);
   return { project, pkg, pipeline, ds, evalDs, env, secrets, request };
 }
 
@@ -256,6 +260,7 @@ async function accept(ctx: SchedulerContext, req: SubmitRunRequest__Output, call
   }
 
   await checkDataset(ctx, caller, project, ds, 'dataset', l);
+  if (req.resume_from) await checkResumeFrom(ctx, project, req.resume_from);
   if (evalDs) await checkDataset(ctx, caller, project, evalDs, 'eval_dataset', l);
 
   // A request that no known agent could ever satisfy is refused now, rather than waiting forever.
@@ -289,12 +294,26 @@ async function accept(ctx: SchedulerContext, req: SubmitRunRequest__Output, call
     timeout_seconds: req.timeout_seconds,
     max_attempts: req.max_attempts || ctx.settings.maxAttempts,
     status: RunStatus.Scheduled,
+    checkpoint_interval_seconds: req.checkpoint_interval_seconds,
+    stall_timeout_seconds: req.stall_timeout_seconds,
+    resume_from: req.resume_from || null,
+    keep_checkpoints: req.keep_checkpoints,
   };
   // Every attempt's storage credentials carry a session policy naming the run's folders, and MinIO refuses
   // one over 2,048 characters: checked now, for the longest attempt number a run could reach, so a run that
   // could never be claimed is refused here instead of being placed and requeued for ever.
-  sessionPolicy(attemptScope({ ...values, attempt: LONGEST_ATTEMPT }, ctx.settings.bucket));
+  sessionPolicy(attemptScope({ ...values, attempt: LONGEST_ATTEMPT, resumed_from: { run_id: values.id, attempt: LONGEST_ATTEMPT, seq: 999_999, committed_at: 0, bytes: 0, files: 0 } }, ctx.settings.bucket));
   return { version: formatVersion(version), secrets: p.secrets, values };
+}
+
+/**
+ * --resume-from: a run of the same project (whatever the caller's role: a checkpoint is the project's own)
+ * with a complete checkpoint. Another project's run is, here, one that does not exist.
+ */
+async function checkResumeFrom(ctx: SchedulerContext, project: string, runId: string): Promise<void> {
+  const src = await ctx.db.selectFrom('runs').select(['id', 'project', 'attempt']).where('id', '=', runId).executeTakeFirst();
+  if (!src || src.project !== project) throw notFound(`resume_from: run ${runId} not found in project "${project}"`);
+  if (!(await latestCheckpoint(ctx, src.id, src.attempt))) throw notFound(`resume_from: run ${runId} has no complete checkpoint`);
 }
 
 /** An attempt number no run reaches (each placement is one): the policy check's worst case. */

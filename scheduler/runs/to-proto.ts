@@ -52,5 +52,10 @@ export function runToProto(r: Selectable<RunsTable>, o: { lineage?: boolean } = 
     output_object_key: outputObjectKey(r),
     lineage_json: o.lineage && r.lineage ? JSON.stringify(r.lineage) : '',
     schedule: r.schedule ?? '',
+    ...(r.resumed_from ? { resumed_from: { run_id: r.resumed_from.run_id, attempt: r.resumed_from.attempt, seq: r.resumed_from.seq, committed_at: r.resumed_from.committed_at, bytes: r.resumed_from.bytes, files: r.resumed_from.files } } : {}),
+    checkpoint_interval_seconds: r.checkpoint_interval_seconds,
+    stall_timeout_seconds: r.stall_timeout_seconds,
+    resume_from: r.resume_from ?? '',
+    keep_checkpoints: r.keep_checkpoints,
   };
 }

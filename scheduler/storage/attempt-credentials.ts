@@ -25,6 +25,8 @@ export interface AttemptScope {
   readPrefixes: readonly string[];
   /** The one folder (ending in '/') it may write: runs/RUN/attempt-N/. */
   writePrefix: string;
+  /** Its checkpoints' folder (ending in '/'), which it may write too: runs/RUN/checkpoints/attempt-N/. */
+  checkpointPrefix?: string;
 }
 
 /**
@@ -37,14 +39,17 @@ export interface AttemptScope {
  */
 export function sessionPolicy(s: AttemptScope): string {
   const arn = (key = '') => `arn:aws:s3:::${s.bucket}${key ? `/${key}` : ''}`;
-  for (const p of [...s.readPrefixes, s.writePrefix]) {
+  const writes = [s.writePrefix, ...(s.checkpointPrefix ? [s.checkpointPrefix] : [])];
+  for (const p of [...s.readPrefixes, ...writes]) {
     if (!p.endsWith('/') || p === '/') throw new TrainyardError(ErrorCodes.Internal, `storage scope: "${p}" is not a folder`);
   }
   const statements: object[] = [
     { Effect: 'Allow', Action: ['s3:GetObject'], Resource: [...s.readObjects.map((k) => arn(k)), ...s.readPrefixes.map((p) => arn(`${p}*`))] },
-    { Effect: 'Allow', Action: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'], Resource: [arn(`${s.writePrefix}*`)] },
+    { Effect: 'Allow', Action: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'], Resource: writes.map((p) => arn(`${p}*`)) },
     { Effect: 'Deny', Action: ['s3:PutObject'], Resource: schedulerWrites.map((name) => arn(s.writePrefix + name)) },
   ];
+  // An attempt replaces its own checkpoints (the older one goes once a newer one is complete), by key.
+  if (s.checkpointPrefix) statements.push({ Effect: 'Allow', Action: ['s3:DeleteObject'], Resource: [arn(`${s.checkpointPrefix}*`)] });
   if (s.readPrefixes.length) {
     statements.push({ Effect: 'Allow', Action: ['s3:ListBucket'], Resource: [arn()], Condition: { StringLike: { 's3:prefix': s.readPrefixes.map((p) => `${p}*`) } } });
   }

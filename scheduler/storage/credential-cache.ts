@@ -14,16 +14,25 @@ import type { RunsTable } from '../db/database.js';
 import type { StorageCredentials } from '../../shared/proto.js';
 import type { AttemptScope } from './attempt-credentials.js';
 import { keys } from '../../shared/storage.js';
+import { checkpointKeys, type ResumedFrom } from '../../shared/checkpoints.js';
 
-export type ScopeRow = Pick<Selectable<RunsTable>, 'id' | 'attempt' | 'package_object_key' | 'dataset' | 'dataset_sub' | 'eval_dataset' | 'eval_dataset_sub'>;
+export type ScopeRow = Pick<Selectable<RunsTable>, 'id' | 'attempt' | 'package_object_key' | 'dataset' | 'dataset_sub' | 'eval_dataset' | 'eval_dataset_sub'>
+  & { resumed_from?: ResumedFrom | null };
 
-/** What an attempt may touch in the bucket: its package zip and dataset folder(s) (read), its prefix (write). */
+/**
+ * What an attempt may touch in the bucket: its package zip and dataset folder(s) (read), the checkpoint it
+ * resumes from (read: the one folder its claim found, shared/checkpoints.ts), its prefix and its
+ * checkpoints' folder (write).
+ */
 export function attemptScope(r: ScopeRow, bucket: string): AttemptScope {
+  const from = r.resumed_from;
   return {
     bucket,
     readObjects: [r.package_object_key],
-    readPrefixes: [keys.datasetPrefix(r.dataset, r.dataset_sub), ...(r.eval_dataset ? [keys.datasetPrefix(r.eval_dataset, r.eval_dataset_sub)] : [])],
+    readPrefixes: [keys.datasetPrefix(r.dataset, r.dataset_sub), ...(r.eval_dataset ? [keys.datasetPrefix(r.eval_dataset, r.eval_dataset_sub)] : []),
+      ...(from ? [checkpointKeys.folder(from.run_id, from.attempt, from.seq)] : [])],
     writePrefix: keys.attemptPrefix(r.id, r.attempt),
+    checkpointPrefix: checkpointKeys.attemptPrefix(r.id, r.attempt),
   };
 }
 

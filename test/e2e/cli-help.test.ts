@@ -78,6 +78,8 @@ t.test('the verbs the issue named, and the program\'s own help', async (t) => {
     t.notMatch(r.stderr, /Unknown option/, `${args.join(' ')}: no "Unknown option"`);
   }
   t.match(trainyard('run', 'train', '--help').stdout, /--gpus N\s+GPUs, 0 to 8 \(default: 0\)/, 'run train --help: a flag, its value and its default');
+  t.match(trainyard('run', 'train', '--help').stdout, /--stall-timeout SECONDS\s+no log line, checkpoint or progress mark .*\(default: off\)/, 'run train --help: --stall-timeout (issue 22)');
+  t.match(trainyard('run', 'train', '--help').stdout, /--checkpoint-interval SECONDS\|off\s+upload checkpoint_directory .*\(default: 600\)/, 'run train --help: --checkpoint-interval (issue 22)');
   const agentHelp = trainyard('agent', '--help').stdout;
   t.match(agentHelp, /--run-disk-mb VALUE\s+disk one run may fill .*"disk limit".*\(env TRAINYARD_RUN_DISK_MB; default: 0\)/, 'agent --help: --run-disk-mb (issue 19)');
   t.match(agentHelp, /--max-output-mb VALUE\s+most one run may upload .*"output limit".*\(env TRAINYARD_MAX_OUTPUT_MB; default: 0\)/, 'agent --help: --max-output-mb (issue 19)');
@@ -158,6 +160,11 @@ _trainyard; printf '%s\\n' "\${COMPREPLY[@]}"; complete -p trainyard`;
   t.same(complete('trainyard', 'agent', '--run-d'), ['--run-disk-mb'], 'an agent setting: --run-disk-mb');
   t.same(complete('trainyard', 'agent', '--max-o'), ['--max-output-mb'], 'and --max-output-mb');
   t.same(complete('trainyard', 'agents', 'join-token', 'create', '--us'), ['--uses'], 'join-token create --us<TAB> → --uses');
+  // Issue 22: checkpoints and stalls, on every run verb.
+  t.same(complete('trainyard', 'run', 'train', '--resume'), ['--resume-from'], 'run train --resume<TAB> → --resume-from');
+  t.same(complete('trainyard', 'run', 'full', '--stall'), ['--stall-timeout'], 'run full --stall<TAB> → --stall-timeout');
+  t.same(complete('trainyard', 'run', 'evaluate', '--checkpoint'), ['--checkpoint-interval'], 'run evaluate --checkpoint<TAB> → --checkpoint-interval');
+  t.same(complete('trainyard', 'run', 'train', '--keep'), ['--keep-checkpoints'], 'run train --keep<TAB> → --keep-checkpoints');
   t.same(complete('trainyard', '').sort(), commands.filter((c) => c.path.length === 1).map((c) => c.path[0]).sort(), 'every top-level verb');
   t.same(complete('trainyard', 'completion', ''), ['bash', 'zsh']);
 

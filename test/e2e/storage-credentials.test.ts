@@ -98,6 +98,19 @@ t.test('an attempt\'s credentials reach its package, its data and its prefix, an
   await denied('writing its _results.json', () => m.putObject(s.bucket, `${d.output_prefix}_results.json`, Buffer.from('{}')));
   await denied('writing its _lineage.json', () => m.putObject(s.bucket, `${d.output_prefix}_lineage.json`, Buffer.from('{}')));
   await denied('making a bucket', () => m.makeBucket(`${s.bucket}-x`, 'us-east-1'));
+  // Issue 22: its checkpoints' folder (d.checkpoint_prefix) is its own to write and to replace; no other
+  // attempt's or run's, and it reads none but the one its claim resumes from (none here).
+  t.equal(d.checkpoint_prefix, `runs/${run.id}/checkpoints/attempt-1/`, 'the dispatch names its checkpoints\' folder');
+  await m.putObject(s.bucket, `${d.checkpoint_prefix}000001/state.json`, Buffer.from('{}'));
+  await m.putObject(s.bucket, `${d.checkpoint_prefix}latest.json`, Buffer.from('{}'));
+  await m.removeObject(s.bucket, `${d.checkpoint_prefix}000001/state.json`);
+  t.pass('writes, and removes, its own checkpoints');
+  await s.minio.putObject(s.bucket, 'runs/run_zzzzzzzzzzzzzz/checkpoints/attempt-1/000001/state.json', Buffer.from('theirs'));
+  await denied('writing another attempt\'s checkpoints', () => m.putObject(s.bucket, `runs/${run.id}/checkpoints/attempt-2/latest.json`, Buffer.from('{}')));
+  await denied('writing another run\'s checkpoint pointer', () => m.putObject(s.bucket, 'runs/run_zzzzzzzzzzzzzz/checkpoints/attempt-1/latest.json', Buffer.from('{}')));
+  await denied('reading another run\'s checkpoint', () => read(m, s.bucket, 'runs/run_zzzzzzzzzzzzzz/checkpoints/attempt-1/000001/state.json'));
+  await denied('deleting another run\'s checkpoint', () => m.removeObject(s.bucket, 'runs/run_zzzzzzzzzzzzzz/checkpoints/attempt-1/000001/state.json'));
+  await denied('deleting its own outputs', () => m.removeObject(s.bucket, `${d.output_prefix}artifacts/x.txt`));
   const after = await s.minio.statObject(s.bucket, victimKey!);
   t.equal(after.etag, before.etag, 'the victim package is unchanged');
   t.equal(await read(s.minio, s.bucket, 'datasets/d/train/a.csv'), 'mine\n', 'the data is unchanged');

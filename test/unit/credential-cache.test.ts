@@ -20,7 +20,7 @@ t.test('prefetched once per attempt, issued again otherwise', async (t) => {
   }, 'trainyard');
   cache.prefetch(row('run_aaaaaaaaaaaaaa', 7));
   t.equal(n, 1, 'placement starts issuing');
-  t.same(scopes[0], { bucket: 'trainyard', readObjects: [`packages/p/${'a'.repeat(64)}/package.zip`], readPrefixes: ['datasets/d/'], writePrefix: 'runs/run_aaaaaaaaaaaaaa/attempt-1/' }, 'scoped to the attempt');
+  t.same(scopes[0], { bucket: 'trainyard', readObjects: [`packages/p/${'a'.repeat(64)}/package.zip`], readPrefixes: ['datasets/d/'], writePrefix: 'runs/run_aaaaaaaaaaaaaa/attempt-1/', checkpointPrefix: 'runs/run_aaaaaaaaaaaaaa/checkpoints/attempt-1/' }, 'scoped to the attempt (and its checkpoints\' folder)');
   t.equal((await cache.forClaim(row('run_aaaaaaaaaaaaaa', 7))).access_key, 'AK1', 'the claim takes the prefetched credentials');
   t.equal(n, 1, 'without asking STS again');
   t.equal((await cache.forClaim(row('run_aaaaaaaaaaaaaa', 7))).access_key, 'AK2', 'taken once: a second claim gets new ones');

@@ -150,6 +150,50 @@ t.test('examples/packages/iris-classifier: a Main for every pipeline kind', asyn
   t.ok(reqs.some((l) => /^scikit-learn==\d/.test(l)), `it learns with a pinned scikit-learn (${reqs.join(', ')})`);
 });
 
+// Issue 22: the example that resumes. Run here as the harness would run it, with a thread standing in for
+// the agent (it takes each commit marker away, as the agent does once the checkpoint is uploaded): a first
+// run stops after 3 epochs, a second one over the same checkpoint_directory goes on from epoch 4.
+const PY_RESUME = String.raw`
+import json, os, sys, threading, time
+pkg, harness, ckpt_dir, data = sys.argv[1:5]
+sys.path[:0] = [pkg, harness]
+os.environ["checkpoint_directory"] = ckpt_dir
+os.environ["EPOCH_SECONDS"] = "0"
+stop = False
+def agent():
+    while not stop:
+        m = os.path.join(ckpt_dir, ".trainyard-commit")
+        if os.path.exists(m):
+            os.remove(m)
+        time.sleep(0.01)
+threading.Thread(target=agent, daemon=True).start()
+import train
+os.environ["EPOCHS"] = "3"
+train.Main().train(data)
+os.environ["EPOCHS"] = "5"
+os.environ["resumed_from"] = json.dumps({"run": "run_x", "attempt": 1})
+m = train.Main()
+m.train(data)
+stop = True
+print("TOTAL %d" % m.total)
+`;
+
+t.test('examples/packages/resumable-counter: resumes from its checkpoint', async (t) => {
+  const pkg = path.join(root, 'examples', 'packages', 'resumable-counter');
+  const dir = tempDir('ty-resumable-');
+  const ckpt = path.join(dir, 'ckpt');
+  const data = path.join(dir, 'data');
+  mkdirSync(ckpt);
+  mkdirSync(data);
+  writeFileSync(path.join(data, 'a.csv'), '1\n');
+  const r = spawnSync('python3', ['-c', PY_RESUME, pkg, path.join(root, 'agent', 'harness'), ckpt, data], { encoding: 'utf8', timeout: 60_000 });
+  t.equal(r.status, 0, `it runs ${r.stderr}`);
+  const lines = r.stdout.split('\n');
+  t.same(lines.filter((l) => l.startsWith('epoch ')).map((l) => Number(l.split(' ')[1])), [1, 2, 3, 4, 5], 'epochs 1-3, then 4-5 after the restart');
+  t.ok(lines.some((l) => l.startsWith('resuming at epoch 3')), 'the second run found the first one\'s checkpoint');
+  t.ok(lines.includes('TOTAL 15'), 'and its state');
+});
+
 // Issue 19, single box: the compose file has the NATS users `npm run services` makes (anonymous clients
 // refused; the scheduler's user for the scheduler, the agent's for the agent, each with the password the
 // NATS container gets), and no credential has a default: each is a required variable (`${X:?...}`) that
