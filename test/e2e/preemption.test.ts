@@ -8,18 +8,25 @@ import path from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { Stack, fakeGpus, tempDir, writeTree } from '../helpers/stack.js';
 
-// Attempt 1 trains until its gate opens; on SIGTERM it "saves a checkpoint" (a log line) and exits. Any
-// later attempt (the run resumed) finishes at once, as does a run started with FAST=1.
+// Attempt 1 trains until its gate opens; on SIGTERM it saves a checkpoint (a file in checkpoint_directory,
+// which the agent uploads in the kill grace) and exits. A later attempt (the run resumed) says what it found
+// there and finishes at once, as does a run started with FAST=1.
 const trainer = `
 import os, signal, sys, time
 class Main:
     def train(self, d):
         attempt = os.environ["TRAINYARD_ATTEMPT"]
+        ckpt = os.environ["checkpoint_directory"]
         def on_term(*a):
+            with open(os.path.join(ckpt, "state.txt"), "w") as f:
+                f.write(f"written by attempt {attempt}")
             print(f"SIGTERM in attempt {attempt}: checkpoint saved", flush=True)
             sys.exit(1)
         signal.signal(signal.SIGTERM, on_term)
         print(f"training, attempt {attempt}", flush=True)
+        state = os.path.join(ckpt, "state.txt")
+        if os.path.exists(state):
+            print(f"resumed: {open(state).read()}", flush=True)
         if attempt != "1" or os.environ.get("FAST"):
             return
         gate = os.environ["GATE"]
@@ -115,6 +122,8 @@ t.test('a priority run preempts the lower run that loses least; it checkpoints i
   t.equal(b!.attempt, 2, 'on its second attempt');
   t.equal(b!.lost_attempts, 0, 'the preemption did not count as a lost attempt');
   t.ok((await logLines(s, newer, 2)).includes('training, attempt 2'), 'attempt 2 trained');
+  t.ok((await logLines(s, newer, 2)).includes('resumed: written by attempt 1'), 'from the checkpoint attempt 1 saved in its grace');
+  t.match((await s.cliJson(['run', 'get', newer])).resumed_from, { run_id: newer, attempt: 1 }, 'run get says which checkpoint it resumed from');
 
   // Events, in order: the victim's preemption, its requeue with the reason, its placement again; the
   // priority run placed only once the victim had left (what it freed was held for it).
