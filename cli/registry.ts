@@ -7,6 +7,7 @@ import { datasetVerbs } from './commands/datasets.js';
 import { runVerbs } from './commands/runs.js';
 import { agentsVerbs } from './commands/agents.js';
 import { projectsVerbs } from './commands/projects.js';
+import { projectUsageVerbs } from './commands/project-usage.js';
 import { doctorVerbs } from './commands/doctor.js';
 import { tokensVerbs } from './commands/tokens.js';
 import { scheduleVerbs } from './commands/schedules.js';
@@ -49,5 +50,5 @@ const shellVerbs = [
 ];
 
 export const commands: readonly Command[] = [
-  ...daemonVerbs, ...packageVerbs, ...datasetVerbs, ...runVerbs, ...scheduleVerbs, ...eventVerbs, ...webhookVerbs, ...agentsVerbs, ...projectsVerbs, ...doctorVerbs, ...tokensVerbs, ...shellVerbs,
+  ...daemonVerbs, ...packageVerbs, ...datasetVerbs, ...runVerbs, ...scheduleVerbs, ...eventVerbs, ...webhookVerbs, ...agentsVerbs, ...projectsVerbs, ...projectUsageVerbs, ...doctorVerbs, ...tokensVerbs, ...shellVerbs,
 ];

@@ -70,3 +70,44 @@ BEGIN
 END $$;
 CREATE TRIGGER events_to_webhook_deliveries AFTER INSERT ON events
   REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION events_to_webhook_deliveries();
+
+-- Issue 23, usage (`trainyard projects usage`): one row per attempt that started on an agent, with what it
+-- held (GPUs and their models, the CPUs it asked for) and when it began and ended there. Written by a
+-- trigger on run_events, so in the very statement of each run transition: an attempt starts when its
+-- agent reports it started (Packaging, or Running for an agent that had everything ready) and ends with
+-- the next transition of that run that is not its own progress: its end (Successful, Failed, Killed) as
+-- its agent reported it, or its requeue (agent lost, attempt taken back, handed back by a draining agent,
+-- at the moment the scheduler took it back). A requeued attempt so counts what it held, and the next one
+-- counts its own.
+CREATE TABLE attempt_usage (
+  run_id     text NOT NULL REFERENCES runs (id),
+  attempt    int NOT NULL,
+  project    text NOT NULL,
+  agent      text NOT NULL,
+  gpu_models text[] NOT NULL DEFAULT '{}',  -- one entry per GPU it held (its model, from agent_gpus)
+  cpus       int NOT NULL,
+  started_at timestamptz NOT NULL,
+  ended_at   timestamptz,                    -- NULL while it runs
+  PRIMARY KEY (run_id, attempt)
+);
+CREATE INDEX attempt_usage_project ON attempt_usage (project, started_at);
+CREATE INDEX attempt_usage_open ON attempt_usage (run_id) WHERE ended_at IS NULL;
+
+CREATE FUNCTION run_events_to_attempt_usage() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  -- First the ends (a row of the run that is not its open attempt's own progress), then the starts.
+  UPDATE attempt_usage u SET ended_at = n.at
+  FROM new_rows n
+  WHERE u.run_id = n.run_id AND u.ended_at IS NULL
+    AND NOT (n.attempt = u.attempt AND n.status IN ('Packaging', 'Running'));
+  INSERT INTO attempt_usage (run_id, attempt, project, agent, gpu_models, cpus, started_at)
+  SELECT n.run_id, n.attempt, r.project, r.agent,
+         COALESCE((SELECT array_agg(g.name ORDER BY g.index) FROM agent_gpus g WHERE g.agent = r.agent AND g.index = ANY (r.gpu_indices)), '{}'),
+         r.cpus, n.at
+  FROM new_rows n JOIN runs r ON r.id = n.run_id
+  WHERE n.status IN ('Packaging', 'Running') AND r.agent IS NOT NULL AND n.attempt = r.attempt
+  ON CONFLICT (run_id, attempt) DO NOTHING;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER run_events_to_attempt_usage AFTER INSERT ON run_events
+  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION run_events_to_attempt_usage();

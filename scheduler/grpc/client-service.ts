@@ -33,6 +33,7 @@ import { authorizedSchedule, listSchedules, scheduleToProto } from '../schedules
 import { deleteSchedule, pauseSchedule, resumeSchedule } from '../schedules/state.js';
 import { fireNow } from '../schedules/fire.js';
 import { followEvents, listEvents } from '../events/read.js';
+import { projectUsage } from '../usage/project-usage.js';
 import { createWebhook, deleteWebhook, listWebhookDeliveries, listWebhooks, testWebhook } from '../webhooks/manage.js';
 
 /** A join token lives an hour unless asked otherwise: long enough to start a box, short enough to leak. */
@@ -152,5 +153,7 @@ export function clientService(ctx: SchedulerContext, auth: { tokens: TokenVerifi
     DeleteWebhook: unary(g, 'DeleteWebhook', (req, caller) => deleteWebhook(ctx, caller, req.name)),
     TestWebhook: unary(g, 'TestWebhook', (req, caller) => testWebhook(ctx, caller, req.name)),
     ListWebhookDeliveries: unary(g, 'ListWebhookDeliveries', async (req, caller) => ({ deliveries: await listWebhookDeliveries(ctx, caller, req) })),
+
+    ProjectUsage: unary(g, 'ProjectUsage', (req, caller) => projectUsage(ctx, caller, req)),
   };
 }

@@ -86,6 +86,7 @@ t.test('the verbs the issue named, and the program\'s own help', async (t) => {
   t.match(hooks, /--events KIND,\.\.\.\s+event kinds to send/, 'webhooks create --help: --events (issue 23)');
   t.match(hooks, /--format json\|slack\s+.*\(default: json\)/, 'webhooks create --help: --format (issue 23)');
   t.match(trainyard('webhooks', 'deliveries', '--help').stdout, /--limit N\s+the latest N deliveries/, 'webhooks deliveries --help: --limit (issue 23)');
+  t.match(trainyard('projects', 'usage', '--help').stdout, /--since 30d\|RFC3339\s+count from then.*\(default: 30d\)/, 'projects usage --help: --since (issue 23)');
   const schedulerHelp = trainyard('scheduler', '--help').stdout;
   for (const flag of ['webhook-allow-hosts', 'webhook-timeout-ms', 'webhook-backoff-ms', 'webhook-retry-minutes']) {
     t.match(schedulerHelp, new RegExp(`--${flag} VALUE\\s+.*\\(env TRAINYARD_${flag.toUpperCase().replaceAll('-', '_')}[;)]`), `scheduler --help: --${flag} (issue 23)`);
