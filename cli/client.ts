@@ -89,6 +89,12 @@ export class Api {
   resumeSchedule = (name: string) => this.#u<P.ScheduleRef, P.Schedule__Output>(this.client.ResumeSchedule, { name });
   deleteSchedule = (name: string) => this.#u<P.ScheduleRef, P.Schedule__Output>(this.client.DeleteSchedule, { name });
   runScheduleNow = (name: string) => this.#u<P.ScheduleRef, P.Run__Output>(this.client.RunScheduleNow, { name });
+  createWebhook = (req: P.CreateWebhookRequest) => this.#u<P.CreateWebhookRequest, P.CreatedWebhook__Output>(this.client.CreateWebhook, req);
+  listWebhooks = () => this.#u<P.ListWebhooksRequest, P.ListWebhooksResponse__Output>(this.client.ListWebhooks, {});
+  deleteWebhook = (name: string) => this.#u<P.WebhookRef, P.Webhook__Output>(this.client.DeleteWebhook, { name });
+  testWebhook = (name: string) => this.#u<P.WebhookRef, P.WebhookDelivery__Output>(this.client.TestWebhook, { name });
+  projectUsage = (req: P.ProjectUsageRequest) => this.#u<P.ProjectUsageRequest, P.ProjectUsageResponse__Output>(this.client.ProjectUsage, req);
+  listWebhookDeliveries = (req: P.ListWebhookDeliveriesRequest) => this.#u<P.ListWebhookDeliveriesRequest, P.ListWebhookDeliveriesResponse__Output>(this.client.ListWebhookDeliveries, req);
   listEvents = (req: P.ListEventsRequest) => this.#u<P.ListEventsRequest, P.ListEventsResponse__Output>(this.client.ListEvents, req);
   close(): void { this.client.close(); }
 }

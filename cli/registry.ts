@@ -7,10 +7,12 @@ import { datasetVerbs } from './commands/datasets.js';
 import { runVerbs } from './commands/runs.js';
 import { agentsVerbs } from './commands/agents.js';
 import { projectsVerbs } from './commands/projects.js';
+import { projectUsageVerbs } from './commands/project-usage.js';
 import { doctorVerbs } from './commands/doctor.js';
 import { tokensVerbs } from './commands/tokens.js';
 import { scheduleVerbs } from './commands/schedules.js';
 import { eventVerbs } from './commands/events.js';
+import { webhookVerbs } from './commands/webhooks.js';
 import { bashCompletion, zshCompletion } from './completion.js';
 import { helpFor, topHelp } from './help.js';
 import { resolve } from './dispatch.js';
@@ -48,5 +50,5 @@ const shellVerbs = [
 ];
 
 export const commands: readonly Command[] = [
-  ...daemonVerbs, ...packageVerbs, ...datasetVerbs, ...runVerbs, ...scheduleVerbs, ...eventVerbs, ...agentsVerbs, ...projectsVerbs, ...doctorVerbs, ...tokensVerbs, ...shellVerbs,
+  ...daemonVerbs, ...packageVerbs, ...datasetVerbs, ...runVerbs, ...scheduleVerbs, ...eventVerbs, ...webhookVerbs, ...agentsVerbs, ...projectsVerbs, ...projectUsageVerbs, ...doctorVerbs, ...tokensVerbs, ...shellVerbs,
 ];

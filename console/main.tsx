@@ -13,11 +13,12 @@ import { PackagePage, PackagesPage } from './pages/packages.js';
 import { DatasetPage, DatasetsPage } from './pages/datasets.js';
 import { AgentsPage } from './pages/agents.js';
 import { ProjectsPage } from './pages/projects.js';
+import { UsagePage } from './pages/usage.js';
 import { SchedulesPage } from './pages/schedules.js';
 import { EventsPage } from './pages/events.js';
 
 const nav: [string, string][] = [
-  ['runs', 'Runs'], ['packages', 'Packages'], ['datasets', 'Datasets'], ['agents', 'Agents'], ['projects', 'Projects'], ['schedules', 'Schedules'], ['events', 'Events'],
+  ['runs', 'Runs'], ['packages', 'Packages'], ['datasets', 'Datasets'], ['agents', 'Agents'], ['projects', 'Projects'], ['usage', 'Usage'], ['schedules', 'Schedules'], ['events', 'Events'],
 ];
 
 function SignIn({ error, onToken }: { error: Error | null; onToken: (t: string) => void }) {
@@ -57,6 +58,7 @@ function App() {
     case 'datasets': body = arg ? <DatasetPage name={arg} /> : <DatasetsPage />; break;
     case 'agents': body = <AgentsPage />; break;
     case 'projects': body = <ProjectsPage />; break;
+    case 'usage': body = <UsagePage route={route} />; break;
     case 'schedules': body = <SchedulesPage />; break;
     case 'events': body = <EventsPage me={me} route={route} />; break;
     default: body = <p class="error">No page "{page}".</p>;

@@ -29,6 +29,8 @@ import { connectNats, natsOptions } from '../shared/nats.js';
 import { serverCredentials, servesTls } from '../shared/tls.js';
 import { ScheduleTicker } from './schedules/ticker.js';
 import { EventRetention } from './events/retention.js';
+import { WebhookOutbox } from './webhooks/outbox.js';
+import { outboxOptions } from './webhooks/manage.js';
 import { RunStatus } from '../shared/run-states.js';
 import { AttemptCredentials } from './storage/credential-cache.js';
 import { issueAttemptCredentials } from './storage/attempt-credentials.js';
@@ -46,6 +48,7 @@ export class Scheduler {
   #placer: Placer | null = null;
   #ticker: ScheduleTicker | null = null;
   #retention: EventRetention | null = null;
+  #webhooks: WebhookOutbox | null = null;
   #streams: StreamLimiter | null = null;
   #nats: NatsConnection | null = null;
   #closeDb: (() => Promise<void>) | null = null;
@@ -154,6 +157,9 @@ export class Scheduler {
       this.#ticker.start();
       this.#retention = new EventRetention({ db, log, retentionDays: settings.eventsRetentionDays, isLeader: () => placer.isLeader });
       this.#retention.start();
+      // Every scheduler delivers webhooks; the outbox's claims share the work out (webhooks/outbox.ts).
+      this.#webhooks = new WebhookOutbox(outboxOptions(ctx));
+      this.#webhooks.start();
 
       // One token verifier and one stream cap for the gRPC API and the web console's API.
       // The stream registry re-reads open streams' tokens and ends those of a dead one; the verifier then
@@ -218,6 +224,7 @@ export class Scheduler {
     await this.#http?.close().catch(() => {});
     await this.#ticker?.stop().catch(() => {});
     await this.#retention?.stop().catch(() => {});
+    await this.#webhooks?.stop().catch(() => {});
     this.#streams?.stop();
     await this.#placer?.stop().catch(() => {});
     await this.#nats?.drain().catch(() => {});

@@ -29,3 +29,5 @@ await build({
 });
 copyFileSync(path.join(src, 'index.html'), path.join(out, 'index.html'));
 copyFileSync(path.join(src, 'app.css'), path.join(out, 'app.css'));
+// uPlot's own stylesheet (its legend and cursor), for the charts (pages/usage.tsx).
+copyFileSync(path.join(root, 'node_modules', 'uplot', 'dist', 'uPlot.min.css'), path.join(out, 'uplot.css'));

@@ -92,6 +92,12 @@ export const schedulerSettings = spec({
   maxDatasetPushMb: { env: 'TRAINYARD_MAX_DATASET_PUSH_MB', flag: 'max-dataset-push-mb', kind: 'int', default: () => '262144', doc: 'the most one dataset push may send, in MiB (default 256 GiB); a bigger push is refused and leaves nothing' },
   maxDatasetPushFiles: { env: 'TRAINYARD_MAX_DATASET_PUSH_FILES', flag: 'max-dataset-push-files', kind: 'int', default: () => '1000000', doc: 'the most files one dataset push may send; more are refused and the push leaves nothing' },
   maxLogLinesPerAttempt: { env: 'TRAINYARD_MAX_LOG_LINES', flag: 'max-log-lines', kind: 'int', default: () => '200000', doc: 'log lines kept per attempt; later ones are dropped with a marker' },
+  // Webhooks (scheduler/webhooks/): delivery tries, their backoff and how long they go on, and which
+  // otherwise refused addresses (loopback, link-local, private) a hook may still reach.
+  webhookAllowHosts: { env: 'TRAINYARD_WEBHOOK_ALLOW_HOSTS', flag: 'webhook-allow-hosts', kind: 'string', default: () => '', doc: 'comma-separated host names, IPs or CIDRs (127.0.0.1, 10.0.0.0/8, hooks.internal) a webhook may reach although they are loopback, link-local or private; empty: none (no SSRF into the box or its network)' },
+  webhookTimeoutMs: { env: 'TRAINYARD_WEBHOOK_TIMEOUT_MS', flag: 'webhook-timeout-ms', kind: 'int', min: 100, default: () => '10000', doc: 'a webhook POST not answered this long counts as failed (and is tried again)' },
+  webhookBackoffMs: { env: 'TRAINYARD_WEBHOOK_BACKOFF_MS', flag: 'webhook-backoff-ms', kind: 'int', min: 1, default: () => '5000', doc: 'wait before the first retry of a failed webhook delivery; each later retry waits twice the one before, at most 30 minutes' },
+  webhookRetryMinutes: { env: 'TRAINYARD_WEBHOOK_RETRY_MINUTES', flag: 'webhook-retry-minutes', kind: 'int', min: 1, default: () => '1440', doc: 'a webhook delivery not accepted (2xx) this many minutes after its event is given up (state failed)' },
   eventsRetentionDays: { env: 'TRAINYARD_EVENTS_RETENTION_DAYS', flag: 'events-retention-days', kind: 'int', default: () => '30', doc: 'events (trainyard events) older than this many days are deleted by the placing scheduler; 0 keeps them for ever' },
 });
 

@@ -8,8 +8,8 @@
 //
 //   admin   everything, on every project, and the fleet (tokens, join tokens, caps, drain, agents, doctor)
 //   member  its project's packages, datasets, runs and schedules: push, submit, schedule, read, follow,
-//           download, kill; its project's events
-//   reader  reads its project's packages, datasets, runs, schedules and events
+//           download, kill; its project's events and webhooks
+//   reader  reads its project's packages, datasets, runs, schedules and events (not its webhooks)
 //   agents  nothing on the client API
 import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
 import { describePrincipal, type Principal } from './principal.js';
@@ -25,6 +25,8 @@ export const Actions = {
   ReadSchedule: 'read schedules of',
   /** Create, pause, resume, delete and run-now. */
   ManageSchedule: 'manage schedules of',
+  /** Its webhooks: create, list, delete, test, deliveries. Not for readers: a hook's URL may hold a capability. Fleet-wide hooks need Admin. */
+  ManageWebhooks: 'manage webhooks of',
   /** Its events (`trainyard events`); fleet (agent) events need Admin. */
   ReadProject: 'read',
   /** Fleet administration: tokens, join tokens, caps, drain, agents, doctor. The project is irrelevant. */

@@ -33,6 +33,8 @@ import { authorizedSchedule, listSchedules, scheduleToProto } from '../schedules
 import { deleteSchedule, pauseSchedule, resumeSchedule } from '../schedules/state.js';
 import { fireNow } from '../schedules/fire.js';
 import { followEvents, listEvents } from '../events/read.js';
+import { projectUsage } from '../usage/project-usage.js';
+import { createWebhook, deleteWebhook, listWebhookDeliveries, listWebhooks, testWebhook } from '../webhooks/manage.js';
 
 /** A join token lives an hour unless asked otherwise: long enough to start a box, short enough to leak. */
 const JOIN_TOKEN_DEFAULT_S = 3600;
@@ -145,5 +147,13 @@ export function clientService(ctx: SchedulerContext, auth: { tokens: TokenVerifi
     FollowEvents: serverStream<ListEventsRequest__Output, ListEventsResponse>(g, 'FollowEvents', async (req, caller, send, signal) => {
       for await (const events of followEvents(ctx, caller, req, signal)) await send({ events });
     }),
+
+    CreateWebhook: unary(g, 'CreateWebhook', (req, caller) => createWebhook(ctx, req, caller)),
+    ListWebhooks: unary(g, 'ListWebhooks', async (_req, caller) => ({ webhooks: await listWebhooks(ctx, caller) })),
+    DeleteWebhook: unary(g, 'DeleteWebhook', (req, caller) => deleteWebhook(ctx, caller, req.name)),
+    TestWebhook: unary(g, 'TestWebhook', (req, caller) => testWebhook(ctx, caller, req.name)),
+    ListWebhookDeliveries: unary(g, 'ListWebhookDeliveries', async (req, caller) => ({ deliveries: await listWebhookDeliveries(ctx, caller, req) })),
+
+    ProjectUsage: unary(g, 'ProjectUsage', (req, caller) => projectUsage(ctx, caller, req)),
   };
 }

@@ -31,6 +31,7 @@ import { datasetFiles } from '../datasets/files.js';
 import { listAgents } from '../agents/list.js';
 import { drainAgent } from '../agents/drain.js';
 import { listProjects } from '../projects.js';
+import { projectUsage } from '../usage/project-usage.js';
 import { listSchedules } from '../schedules/read.js';
 import { listEvents } from '../events/read.js';
 import { RunStatus } from '../../shared/run-states.js';
@@ -256,6 +257,10 @@ export function consoleApiRoutes(ctx: SchedulerContext, auth: ConsoleAuth): Rout
       const only = visibleProject(caller);
       return { projects: (await listProjects(ctx)).filter((p) => only === null || p.name === only) };
     }),
+    // The Usage page: the same figures as `trainyard projects usage`, asked of the policy the same way.
+    'GET /api/usage': json(auth, async ({ caller, query }) => projectUsage(ctx, caller, {
+      since: query.get('since') ?? '', project: query.get('project') ?? '', bucket_hours: Number(query.get('bucket_hours') ?? 0) || 0,
+    })),
     'GET /api/schedules': json(auth, async ({ caller }) => ({ schedules: await listSchedules(ctx, caller) })),
     'GET /api/events': json(auth, async ({ caller, query }) => ({
       events: await listEvents(ctx, caller, {

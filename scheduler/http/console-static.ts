@@ -24,6 +24,7 @@ const files = [
   ['/', 'index.html', 'text/html; charset=utf-8'],
   ['/assets/app.js', 'app.js', 'text/javascript; charset=utf-8'],
   ['/assets/app.css', 'app.css', 'text/css; charset=utf-8'],
+  ['/assets/uplot.css', 'uplot.css', 'text/css; charset=utf-8'],
 ] as const;
 
 export function consoleStaticRoutes(dir = path.join(projectRoot(), 'dist', 'console')): Routes {

@@ -83,6 +83,16 @@ t.test('the verbs the issue named, and the program\'s own help', async (t) => {
   const agentHelp = trainyard('agent', '--help').stdout;
   t.match(agentHelp, /--run-disk-mb VALUE\s+disk one run may fill .*"disk limit".*\(env TRAINYARD_RUN_DISK_MB; default: 0\)/, 'agent --help: --run-disk-mb (issue 19)');
   t.match(agentHelp, /--max-output-mb VALUE\s+most one run may upload .*"output limit".*\(env TRAINYARD_MAX_OUTPUT_MB; default: 0\)/, 'agent --help: --max-output-mb (issue 19)');
+  const hooks = trainyard('webhooks', 'create', '--help').stdout;
+  t.match(hooks, /--url URL\s+http\(s\) URL to POST to/, 'webhooks create --help: --url (issue 23)');
+  t.match(hooks, /--events KIND,\.\.\.\s+event kinds to send/, 'webhooks create --help: --events (issue 23)');
+  t.match(hooks, /--format json\|slack\s+.*\(default: json\)/, 'webhooks create --help: --format (issue 23)');
+  t.match(trainyard('webhooks', 'deliveries', '--help').stdout, /--limit N\s+the latest N deliveries/, 'webhooks deliveries --help: --limit (issue 23)');
+  t.match(trainyard('projects', 'usage', '--help').stdout, /--since 30d\|RFC3339\s+count from then.*\(default: 30d\)/, 'projects usage --help: --since (issue 23)');
+  const schedulerHelp = trainyard('scheduler', '--help').stdout;
+  for (const flag of ['webhook-allow-hosts', 'webhook-timeout-ms', 'webhook-backoff-ms', 'webhook-retry-minutes']) {
+    t.match(schedulerHelp, new RegExp(`--${flag} VALUE\\s+.*\\(env TRAINYARD_${flag.toUpperCase().replaceAll('-', '_')}[;)]`), `scheduler --help: --${flag} (issue 23)`);
+  }
   for (const args of [['--help'], ['-h'], ['help'], []]) {
     const r = trainyard(...args);
     t.equal(r.status, 0, `trainyard ${args.join(' ')} exits 0`);

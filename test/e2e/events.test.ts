@@ -5,17 +5,9 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { Stack, root, tempDir, testDatabase, writeTree } from '../helpers/stack.js';
-import { gatedTrainPy, quickTrainPy as quick, until, waitForAttempt } from '../helpers/packages.js';
+import { gatedTrainPy, quickTrainPy as quick, until, waitForAttempt, failingTrainPy as failing } from '../helpers/packages.js';
 import { eventKinds } from '../../shared/event-kinds.js';
 import { parseSince } from '../../cli/commands/events.js';
-
-const failing = `
-class Main:
-    def train(self, d):
-        raise ValueError("bad data")
-    def save(self):
-        pass
-`;
 
 interface Ev { id: number; at: string; kind: string; project: string; subject: string; detail: string; data: Record<string, unknown> }
 

@@ -74,6 +74,15 @@ class Main:
             fh.write("ok")
 `;
 
+/** train() raises ValueError("bad data"): the run fails with that reason. */
+export const failingTrainPy = `
+class Main:
+    def train(self, d):
+        raise ValueError("bad data")
+    def save(self):
+        pass
+`;
+
 /** Pushes the quick package (as `name`) and a one-file dataset `d`, as pushGated does for the gated one. */
 export async function pushQuick(s: Stack, name = 'p'): Promise<void> {
   await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': quickTrainPy }), '--name', name]);
