@@ -155,6 +155,10 @@ _trainyard; printf '%s\\n' "\${COMPREPLY[@]}"; complete -p trainyard`;
   t.same(complete('trainyard', 'agent', '--run-d'), ['--run-disk-mb'], 'an agent setting: --run-disk-mb');
   t.same(complete('trainyard', 'agent', '--max-o'), ['--max-output-mb'], 'and --max-output-mb');
   t.same(complete('trainyard', 'agents', 'join-token', 'create', '--us'), ['--uses'], 'join-token create --us<TAB> → --uses');
+  // Issue 23: run metrics and the scheduler's point cap.
+  t.same(complete('trainyard', 'run', 'me'), ['metrics'], 'run me<TAB> → metrics');
+  t.same(complete('trainyard', 'run', 'metrics', 'r1', '--c'), ['--csv'], 'run metrics --c<TAB> → --csv');
+  t.same(complete('trainyard', 'scheduler', '--max-m'), ['--max-metric-points'], 'scheduler --max-m<TAB> → --max-metric-points');
   t.same(complete('trainyard', '').sort(), commands.filter((c) => c.path.length === 1).map((c) => c.path[0]).sort(), 'every top-level verb');
   t.same(complete('trainyard', 'completion', ''), ['bash', 'zsh']);
 
