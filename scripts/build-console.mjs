@@ -2,7 +2,7 @@
 // own tsconfig (browser code: DOM types, Preact's JSX), bundles it with esbuild into one script (Preact
 // included: nothing is loaded from a CDN, so the console works offline) and copies the page and its CSS.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -28,4 +28,5 @@ await build({
   logLevel: 'warning',
 });
 copyFileSync(path.join(src, 'index.html'), path.join(out, 'index.html'));
-copyFileSync(path.join(src, 'app.css'), path.join(out, 'app.css'));
+// uPlot's own styles (its charts' legend and cursor) ahead of the console's, in the one stylesheet served.
+writeFileSync(path.join(out, 'app.css'), readFileSync(path.join(root, 'node_modules', 'uplot', 'dist', 'uPlot.min.css'), 'utf8') + '\n' + readFileSync(path.join(src, 'app.css'), 'utf8'));
