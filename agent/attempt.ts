@@ -24,6 +24,7 @@ import { sha256File } from '../shared/hash.js';
 import { ensureVenv, PackagingError, type VenvOptions } from './venv.js';
 import { LogShipper } from './log-shipper.js';
 import { RunMetrics } from './run-metrics.js';
+import { startSampler } from './run-sampler.js';
 import { SupervisedProcess, type SuperviseOptions } from './process.js';
 import { needsFreshInterpreter, type ForkedRun, type WarmInterpreters } from './warm-interpreter.js';
 import type { PackageCache } from './package-cache.js';
@@ -63,6 +64,8 @@ export interface AttemptDeps {
    * the log shipping, which otherwise retry for as long as the scheduler is away, give up. Absent: never.
    */
   reportSignal?: AbortSignal;
+  /** The agent's samples of a running attempt (agent/run-sampler.ts); absent or everyMs 0: none. */
+  sysSample?: { nvidiaSmi: string; everyMs: number };
   /** This agent's GPUs (nvidia-smi): a dispatch names indices, train.py gets their UUIDs. */
   gpus?: readonly Gpu[];
   /** How runs are contained (agent/containment.ts); absent: process groups only, the agent's own user. */
@@ -594,8 +597,12 @@ export class Attempt {
     this.deps.log.info({ run: this.runId, attempt: d.attempt, pid: proc.pid, warm: p.forked !== null, early: this.#setUpEarly, at: Date.now() }, 'train.py started');
     this.#mark('spawned');
     this.metrics.start();
+    const sys = this.deps.sysSample;
+    const stopSampler = sys && sys.everyMs > 0
+      ? startSampler({ cgroupDir: this.#cgroup?.dir ?? null, nvidiaSmi: sys.nvidiaSmi || null, gpuUuids: (p.env.CUDA_VISIBLE_DEVICES ?? '').split(',').filter(Boolean), everyMs: sys.everyMs, onSample: (v) => this.metrics.sample(v) })
+      : null;
     proc.exited.catch(() => disk?.finish().catch(() => null));
-    const { code, signal } = await proc.exited;
+    const { code, signal } = await proc.exited.finally(() => stopSampler?.());
     this.#mark('exited');
     await this.metrics.finish();
     // Every process of the run is gone (proc.exited waits for its cgroup to be empty): one last measure.

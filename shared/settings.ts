@@ -109,6 +109,7 @@ export const agentSettings = spec({
   pipIndexUrl: { env: 'TRAINYARD_PIP_INDEX_URL', flag: 'pip-index-url', kind: 'string', default: () => '', doc: 'pip --index-url for requirements (empty: pip\'s own default)' },
   pipFindLinks: { env: 'TRAINYARD_PIP_FIND_LINKS', flag: 'pip-find-links', kind: 'string', default: () => '', doc: 'pip --find-links (a folder of wheels, say)' },
   nvidiaSmi: { env: 'TRAINYARD_NVIDIA_SMI', flag: 'nvidia-smi', kind: 'string', default: () => 'nvidia-smi', doc: 'nvidia-smi to read GPUs from (none when absent)' },
+  sysSampleSeconds: { env: 'TRAINYARD_SYS_SAMPLE_SECONDS', flag: 'sys-sample-seconds', kind: 'int', default: () => '5', doc: 'how often the agent samples a running run\'s GPUs (nvidia-smi), cgroup CPU, memory and I/O into its metrics (sys/...), seconds (0: never)' },
   labels: { env: 'TRAINYARD_LABELS', flag: 'labels', kind: 'labels', default: () => '', doc: 'agent labels, k=v,k=v, matched by run selectors' },
   acceptProjects: { env: 'TRAINYARD_ACCEPT_PROJECTS', flag: 'accept-projects', kind: 'string', default: () => '', doc: 'p,q: take only these projects\' runs (sent at Register; the scheduler places no other project\'s run here); empty: every project\'s' },
   cpus: { env: 'TRAINYARD_CPUS', flag: 'cpus', kind: 'int', default: () => String(os.availableParallelism()), doc: 'CPUs advertised' },

@@ -2,7 +2,8 @@
 // `trainyard run metrics`. What the package logged comes back exactly (CSV), live with --follow, once and
 // in order across an agent kill and a resumed attempt, and never to another project's token.
 import t from 'tap';
-import { Stack, tempDir, writeTree } from '../helpers/stack.js';
+import { existsSync } from 'node:fs';
+import { Stack, fakeGpus, tempDir, writeTree } from '../helpers/stack.js';
 import { Gate, until, waitForAttempt } from '../helpers/packages.js';
 
 /**
@@ -195,4 +196,55 @@ t.test('another project\'s metrics are NOT_FOUND, as a run that does not exist',
   const asB = await s.cli(['run', 'metrics', id, '--json', '--token', beta]);
   t.equal(asB.code, 0, 'beta\'s own token reads them');
   t.match(JSON.parse(asB.stdout), { run_id: id, series: [], live: true });
+});
+
+t.test('system metrics: the run\'s own GPU and cgroup, sampled by the agent; train.py cannot write sys/ series', async (t) => {
+  const s = await Stack.create(t, { agents: [{ gpus: fakeGpus(2, 'sys'), env: { TRAINYARD_SYS_SAMPLE_SECONDS: '1', FAKE_NVIDIA_SMI_UTIL: '61', FAKE_NVIDIA_SMI_MEM_USED: '2048' } }] });
+  // Waits for the gate (the test opens it once samples are stored); first it tries to forge a GPU sample by
+  // writing the metrics file itself, and to log a sys/ name through the module (refused).
+  const sysTrainPy = `
+import json, os, time
+import trainyard
+class Main:
+    def train(self, d):
+        with open(os.environ["TRAINYARD_METRICS_FILE"], "a") as fh:
+            fh.write(json.dumps([["sys/gpu0_util_pct", None, 99.0, time.time()], ["loss", 0, 1.0, time.time()]]) + "\\n")
+        try:
+            trainyard.log(**{"sys/gpu0_util_pct": 99.0})
+            print("sys name accepted", flush=True)
+        except ValueError as e:
+            print("refused: %s" % e, flush=True)
+        gate = os.environ["GATE"]
+        deadline = time.time() + 300
+        while not os.path.exists(gate) and time.time() < deadline:
+            sum(i * i for i in range(20000))
+    def save(self):
+        open("model.txt", "w").write("ok")
+`;
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': sysTrainPy }), '--name', 'sys']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  const gate = new Gate();
+  t.teardown(() => gate.open());
+  const { id } = await s.cliJson(['run', 'train', '--package', 'sys', '--dataset', 'd', '--gpus', '1', '--env', `GATE=${gate.file}`]);
+  await until('three GPU samples', async () => {
+    const [r] = await s.query(`SELECT points FROM run_metric_series WHERE run_id = $1 AND name = 'sys/gpu0_util_pct'`, [id]);
+    return r && Number(r.points) >= 3;
+  });
+  gate.open();
+  const run = await s.waitForStatus(id, ['Successful', 'Failed']);
+  t.equal(run.status, 'Successful', String(run.failure_reason));
+  const m = await s.cliJson(['run', 'metrics', id]);
+  const byName = new Map((m.series as { name: string; values: number[]; steps: number[] }[]).map((x) => [x.name, x]));
+  t.ok(byName.get('sys/gpu0_util_pct')!.values.every((v) => v === 61), 'the run\'s GPU: its utilisation as nvidia-smi reports it, never the forged 99');
+  t.ok(byName.get('sys/gpu0_mem_mb')!.values.every((v) => v === 2048), 'and its memory used');
+  t.notOk(byName.has('sys/gpu1_util_pct'), 'only the GPUs the run was given');
+  const steps = byName.get('sys/gpu0_util_pct')!.steps;
+  t.same(steps, steps.map((_, i) => i), 'samples on their own step axis, 0, 1, 2, ...');
+  t.same(byName.get('loss')?.values, [1], 'the run\'s own point in the same forged line is kept');
+  const logs = (await s.cli(['run', 'logs', id])).stdout;
+  t.match(logs, /refused: trainyard: 'sys\/gpu0_util_pct' is not a metric name/, 'the module refuses a sys/ name');
+  t.match(logs, /metrics: dropped a point that is not \[name, step, value, time\]/, 'the agent drops a forged one and says so in the run\'s log');
+  if (existsSync('/sys/fs/cgroup/unified/cgroup.procs') || existsSync('/sys/fs/cgroup/cgroup.procs')) {
+    t.ok(byName.get('sys/cpu_pct')?.values.some((v) => v > 0), 'the run\'s cgroup CPU, busy while it computed');
+  }
 });

@@ -43,9 +43,20 @@ _pid = None
 
 
 def _value(name, v):
+    # The common cases first, without the numbers ABCs (slow): log() is in training's inner loop.
+    t = type(v)
+    if t is float:
+        return v if v - v == 0 else _special(v)
+    if t is int:
+        return float(v)
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise TypeError("trainyard: %s must be a number, got %s" % (name, type(v).__name__))
-    v = float(v)
+    return _special(float(v))
+
+
+def _special(v):
+    if v - v == 0:
+        return v
     if math.isnan(v):
         return "NaN"
     if math.isinf(v):
@@ -77,7 +88,7 @@ def _start():
 
 def log(step=None, **scalars):
     """Records named scalars at `step` (an int >= 0, above the name's previous step; None: the next)."""
-    if step is not None and (isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0):
+    if step is not None and not (type(step) is int and step >= 0) and (isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0):
         raise ValueError("trainyard: step must be a non-negative integer, got %r" % (step,))
     now = time.time()
     points = []
