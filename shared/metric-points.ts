@@ -24,7 +24,7 @@ function decodeValue(v: unknown): number | null {
   return null;
 }
 
-/** Whether a name may name a series: printable, no separators a CSV or a URL would trip on. */
+/** Whether a name may name a series: ASCII letters, digits and _ . - / : @ (nothing a CSV or a terminal trips on). */
 export function validMetricName(name: unknown): name is string {
   return typeof name === 'string' && name.length > 0 && name.length <= MAX_METRIC_NAME && /^[\w.\-/:@]+$/u.test(name);
 }

@@ -30,6 +30,7 @@ tryit(lambda: trainyard.log(step=3, loss="high"))
 tryit(lambda: trainyard.log(step=3, loss=True))
 tryit(lambda: trainyard.log(**{"sys/gpu0_util_pct": 1.0}))
 tryit(lambda: trainyard.log(**{"a,b": 1.0}))
+tryit(lambda: trainyard.log(**{"perte_é": 1.0}))
 tryit(lambda: trainyard.log(step=3, loss=1.0))
 tryit(lambda: trainyard.log(step=3, loss=2.0))
 tryit(lambda: trainyard.log(step=2, loss=2.0))
@@ -42,8 +43,9 @@ tryit(lambda: trainyard.summary(best=0.5))
     'ValueError trainyard: step must be a non-negative integer, got 1.5',
     'TypeError trainyard: loss must be a number, got str',
     'TypeError trainyard: loss must be a number, got bool',
-    "ValueError trainyard: 'sys/gpu0_util_pct' is not a metric name (letters, digits, _ . - / : @; at most 200; not sys/...)",
-    "ValueError trainyard: 'a,b' is not a metric name (letters, digits, _ . - / : @; at most 200; not sys/...)",
+    "ValueError trainyard: 'sys/gpu0_util_pct' is not a metric name (ASCII letters, digits, _ . - / : @; at most 200; not sys/...)",
+    "ValueError trainyard: 'a,b' is not a metric name (ASCII letters, digits, _ . - / : @; at most 200; not sys/...)",
+    "ValueError trainyard: 'perte_é' is not a metric name (ASCII letters, digits, _ . - / : @; at most 200; not sys/...)",
     'accepted',
     'ValueError trainyard: step 3 of loss is not above its previous step 3',
     'ValueError trainyard: step 2 of loss is not above its previous step 3',

@@ -71,8 +71,8 @@ def _check_name(name):
     # Checked once per name: log() is called in training's inner loop.
     if name in _good_names:
         return
-    if not name or len(name) > 200 or not all(c.isalnum() or c in "_.-/:@" for c in name) or name.startswith("sys/"):
-        raise ValueError("trainyard: %r is not a metric name (letters, digits, _ . - / : @; at most 200; not sys/...)" % (name,))
+    if not name or len(name) > 200 or not all((c.isascii() and c.isalnum()) or c in "_.-/:@" for c in name) or name.startswith("sys/"):
+        raise ValueError("trainyard: %r is not a metric name (ASCII letters, digits, _ . - / : @; at most 200; not sys/...)" % (name,))
     _good_names.add(name)
 
 
