@@ -327,6 +327,7 @@ export class AgentDaemon {
       zipLimits: { maxUnzippedBytes: 4 * 1024 * 1024 * 1024, maxEntries: 100_000 },
       runDiskBytes: this.settings.runDiskMb * MIB, maxOutputBytes: this.settings.maxOutputMb * MIB,
       reportSignal: this.#giveUpReports.signal,
+      sysSample: { nvidiaSmi: this.settings.nvidiaSmi, everyMs: this.settings.sysSampleSeconds * 1000 },
       gpus: this.#gpus, containment: this.#containment, warm: this.#warm, packages: this.#packages, dataCache: this.#dataCache,
     };
     const attempt = new Attempt(d, deps, rungAt);

@@ -23,6 +23,8 @@ import { ErrorCodes, errorMessage, isRetryableGrpc, TrainyardError } from '../sh
 import { sha256File } from '../shared/hash.js';
 import { ensureVenv, PackagingError, type VenvOptions } from './venv.js';
 import { LogShipper } from './log-shipper.js';
+import { RunMetrics } from './run-metrics.js';
+import { startSampler } from './run-sampler.js';
 import { SupervisedProcess, type SuperviseOptions } from './process.js';
 import { needsFreshInterpreter, type ForkedRun, type WarmInterpreters } from './warm-interpreter.js';
 import type { PackageCache } from './package-cache.js';
@@ -70,6 +72,8 @@ export interface AttemptDeps {
    * the log shipping, which otherwise retry for as long as the scheduler is away, give up. Absent: never.
    */
   reportSignal?: AbortSignal;
+  /** The agent's samples of a running attempt (agent/run-sampler.ts); absent or everyMs 0: none. */
+  sysSample?: { nvidiaSmi: string; everyMs: number };
   /** This agent's GPUs (nvidia-smi): a dispatch names indices, train.py gets their UUIDs. */
   gpus?: readonly Gpu[];
   /** How runs are contained (agent/containment.ts); absent: process groups only, the agent's own user. */
@@ -166,6 +170,8 @@ export class Attempt {
   #unstarted: ForkedRun | null = null;
   readonly done: Promise<void>;
   readonly logs: LogShipper;
+  /** What train.py logs with `import trainyard` (agent/run-metrics.ts). */
+  readonly metrics: RunMetrics;
   /** The attempt's storage client and when its keys expire (renewed through the scheduler). */
   #storageClient: Minio.Client | null = null;
   #storageExpiresAt = 0;
@@ -205,6 +211,20 @@ export class Attempt {
       isRetryable: isRetryableGrpc,
       onStop: () => this.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' }),
       onWarn: (msg, err) => deps.log.warn({ run: dispatch.run_id, err: errorMessage(err) }, msg),
+    });
+    this.metrics = new RunMetrics({
+      sink: {
+        append: async (records, signal) => {
+          const res = await deps.link.appendMetrics({ run_id: dispatch.run_id, lease: dispatch.lease, records: records.map((r) => ({ seq: r.seq, points_json: r.text })) }, signal);
+          return { stop: res.stop };
+        },
+      },
+      spillFile: `${this.#dir}.metrics-spill.jsonl`,
+      signal: deps.reportSignal ?? new AbortController().signal,
+      isRetryable: isRetryableGrpc,
+      onStop: () => this.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' }),
+      onWarn: (msg, err) => deps.log.warn({ run: dispatch.run_id, err: errorMessage(err) }, `metrics: ${msg}`),
+      onRunWarning: (msg) => this.logs.line('system', msg),
     });
     this.done = this.#run();
   }
@@ -272,6 +292,7 @@ export class Attempt {
     agentMetrics.attempts.inc({ outcome: result.outcome });
     await this.#finish(result);
     this.logs.close();
+    this.metrics.close();
     await this.#releaseProcess();
     // From descriptors: another run of the same user may still swap a folder in it for a link.
     await removeTree(this.#dir).catch((err: unknown) => this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'could not remove the attempt\'s folder'));
@@ -554,6 +575,8 @@ export class Attempt {
     const resultDir = path.join(this.#dir, 'result');
     const resultFile = path.join(resultDir, 'result.json');
     await mkdirOnce(resultDir);
+    const metricsFile = path.join(resultDir, 'metrics.jsonl');
+    await this.metrics.create(metricsFile, runAs);
     // A run uid gets a HOME and a TMPDIR of its own per attempt: nothing one run leaves there (~/.local
     // packages, caches, temp files) reaches another run.
     const home = runAs ? path.join(this.#dir, 'home') : (process.env.HOME ?? this.#dir);
@@ -572,7 +595,7 @@ export class Attempt {
     const secrets = d.secrets ?? {};
     const env = { ...trainEnv({ venv, home, tmp, user: runAs?.name, runEnv, gpuUuids: gpus, runId: this.runId, attempt: Number(d.attempt), folders: {
       ...folderEnv(pipeline, folders), checkpoint_directory: this.#checkpoints.folder, resumed_from: resumedFromEnv(this.#resume ? { ...this.#resume, files: this.#resume.files.length } : null),
-    } }), ...secrets };
+    } }), ...secrets, TRAINYARD_METRICS_FILE: metricsFile };
     const cgroupName = `${this.runId}-a${d.attempt}-${process.pid}`;
     // A child of the venv's warm interpreter when one can be had: the same process, minus the interpreter's
     // start (and, with a spare child, minus the move into a cgroup).
@@ -633,6 +656,11 @@ export class Attempt {
     }
     this.deps.log.info({ run: this.runId, attempt: d.attempt, pid: proc.pid, warm: p.forked !== null, early: this.#setUpEarly, at: Date.now() }, 'train.py started');
     this.#mark('spawned');
+    this.metrics.start();
+    const sys = this.deps.sysSample;
+    const stopSampler = sys && sys.everyMs > 0
+      ? startSampler({ cgroupDir: this.#cgroup?.dir ?? null, nvidiaSmi: sys.nvidiaSmi || null, gpuUuids: (p.env.CUDA_VISIBLE_DEVICES ?? '').split(',').filter(Boolean), everyMs: sys.everyMs, onSample: (v) => this.metrics.sample(v) })
+      : null;
     proc.exited.catch(() => disk?.finish().catch(() => null));
     const interval = Number(d.checkpoint_interval_seconds ?? 0);
     this.#checkpoints.watch({
@@ -642,8 +670,9 @@ export class Attempt {
     });
     let exit: Awaited<typeof proc.exited>;
     try {
-      exit = await proc.exited;
+      exit = await proc.exited.finally(() => stopSampler?.());
       this.#mark('exited');
+      await this.metrics.finish();
       // Stopped by the agent (kill, drain, stall, timeout): the folder as the run left it, within the grace.
       if (this.#end && this.#end.outcome !== AttemptOutcome.Failed) await this.#checkpoints.afterStop();
     } finally {
@@ -804,6 +833,9 @@ export class Attempt {
     const giveUp = AbortSignal.any([this.deps.reportSignal ?? new AbortController().signal, ...(late ? [late] : [])]);
     late?.addEventListener('abort', () => this.logs.close(), { once: true });
     // The last lines go with the report when they can (one call); otherwise they are flushed first.
+    // The points train.py logged are stored before the end is (an ended run takes none).
+    await this.metrics.finish();
+    if (!await this.metrics.flush()) log.warn({ run: this.runId, ...this.metrics.stats() }, 'agent stopping: the last metric points of the attempt were not shipped');
     const rest = await this.logs.takeRest();
     const shipped = rest !== null || await this.logs.flush();
     if (!shipped) log.warn({ run: this.runId, lastSeq: this.logs.lastSeq, ackedSeq: this.logs.ackedSeq }, 'agent stopping: the last log lines of the attempt were not shipped');

@@ -8,7 +8,7 @@ import { fromGrpcError, isRetryableGrpc } from '../shared/errors.js';
 import { retry } from '../shared/retry.js';
 import { AGENT_NAME_HEADER, authInterceptor, bearer } from '../shared/call-auth.js';
 import type {
-  AppendLogsRequest, AppendLogsResponse__Output, ClaimAttemptRequest, Dispatch__Output, FinishAttemptRequest, FinishAttemptResponse__Output, HeartbeatRequest,
+  AppendLogsRequest, AppendLogsResponse__Output, AppendMetricsRequest, ClaimAttemptRequest, Dispatch__Output, FinishAttemptRequest, FinishAttemptResponse__Output, HeartbeatRequest,
   HeartbeatResponse__Output, RegisterRequest, RegisterResponse__Output, RenewStorageRequest, ReportStatusRequest, ReportStatusResponse__Output,
   StorageCredentials__Output,
 } from '../shared/proto.js';
@@ -79,6 +79,8 @@ export class Link {
     this.call<ReportStatusRequest, ReportStatusResponse__Output>(this.client.ReportStatus as never, req, signal);
   appendLogs = (req: AppendLogsRequest, signal?: AbortSignal) =>
     this.once<AppendLogsRequest, AppendLogsResponse__Output>(this.client.AppendLogs as never, req, 15_000, signal);
+  appendMetrics = (req: AppendMetricsRequest, signal?: AbortSignal) =>
+    this.once<AppendMetricsRequest, AppendLogsResponse__Output>(this.client.AppendMetrics as never, req, 15_000, signal);
   finishAttempt = (req: FinishAttemptRequest, signal: AbortSignal, onRetry?: (err: unknown) => void) =>
     this.call<FinishAttemptRequest, FinishAttemptResponse__Output>(this.client.FinishAttempt as never, req, signal, onRetry);
 

@@ -71,6 +71,7 @@ export class Api {
   submitRun = (req: P.SubmitRunRequest) => this.#u<P.SubmitRunRequest, P.Run__Output>(this.client.SubmitRun, req);
   submitRuns = (req: P.SubmitRunsRequest) => this.#u<P.SubmitRunsRequest, P.SubmitRunsResponse__Output>(this.client.SubmitRuns, req);
   getRun = (id: string) => this.#u<P.GetRunRequest, P.Run__Output>(this.client.GetRun, { id });
+  getRunMetrics = (req: P.GetRunMetricsRequest) => this.#u<P.GetRunMetricsRequest, P.RunMetrics__Output>(this.client.GetRunMetrics, req);
   listRuns = (req: P.ListRunsRequest) => this.#u<P.ListRunsRequest, P.ListRunsResponse__Output>(this.client.ListRuns, req);
   killRun = (id: string) => this.#u<P.KillRunRequest, P.Run__Output>(this.client.KillRun, { id });
   listAgents = () => this.#u<P.ListAgentsRequest, P.ListAgentsResponse__Output>(this.client.ListAgents, {});

@@ -40,6 +40,7 @@ export const schedulerMetrics = {
     buckets: LATENCY_BUCKETS, registers: [source],
   }),
   logLines: new client.Counter({ name: 'trainyard_log_lines_ingested_total', help: 'run log lines stored by this scheduler (duplicates resent by an agent are not counted)', registers: [source] }),
+  metricPoints: new client.Counter({ name: 'trainyard_metric_points_ingested_total', help: 'run metric points stored by this scheduler (resent and already-stored steps are not counted)', registers: [source] }),
   invariantViolations: new client.Counter({
     name: 'trainyard_invariant_violations_total', help: 'impossible states found by this scheduler\'s sweep (and doctor --repair), by kind', labelNames: ['kind'], registers: [source],
   }),

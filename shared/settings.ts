@@ -98,6 +98,7 @@ export const schedulerSettings = spec({
   webhookTimeoutMs: { env: 'TRAINYARD_WEBHOOK_TIMEOUT_MS', flag: 'webhook-timeout-ms', kind: 'int', min: 100, default: () => '10000', doc: 'a webhook POST not answered this long counts as failed (and is tried again)' },
   webhookBackoffMs: { env: 'TRAINYARD_WEBHOOK_BACKOFF_MS', flag: 'webhook-backoff-ms', kind: 'int', min: 1, default: () => '5000', doc: 'wait before the first retry of a failed webhook delivery; each later retry waits twice the one before, at most 30 minutes' },
   webhookRetryMinutes: { env: 'TRAINYARD_WEBHOOK_RETRY_MINUTES', flag: 'webhook-retry-minutes', kind: 'int', min: 1, default: () => '1440', doc: 'a webhook delivery not accepted (2xx) this many minutes after its event is given up (state failed)' },
+  maxMetricPointsPerRun: { env: 'TRAINYARD_MAX_METRIC_POINTS', flag: 'max-metric-points', kind: 'int', default: () => '5000000', doc: 'metric points kept per run (all names, attempts and system samples together); later ones are dropped and counted (run metrics: dropped)' },
   eventsRetentionDays: { env: 'TRAINYARD_EVENTS_RETENTION_DAYS', flag: 'events-retention-days', kind: 'int', default: () => '30', doc: 'events (trainyard events) older than this many days are deleted by the placing scheduler; 0 keeps them for ever' },
 });
 
@@ -115,6 +116,7 @@ export const agentSettings = spec({
   pipIndexUrl: { env: 'TRAINYARD_PIP_INDEX_URL', flag: 'pip-index-url', kind: 'string', default: () => '', doc: 'pip --index-url for requirements (empty: pip\'s own default)' },
   pipFindLinks: { env: 'TRAINYARD_PIP_FIND_LINKS', flag: 'pip-find-links', kind: 'string', default: () => '', doc: 'pip --find-links (a folder of wheels, say)' },
   nvidiaSmi: { env: 'TRAINYARD_NVIDIA_SMI', flag: 'nvidia-smi', kind: 'string', default: () => 'nvidia-smi', doc: 'nvidia-smi to read GPUs from (none when absent)' },
+  sysSampleSeconds: { env: 'TRAINYARD_SYS_SAMPLE_SECONDS', flag: 'sys-sample-seconds', kind: 'int', default: () => '5', doc: 'how often the agent samples a running run\'s GPUs (nvidia-smi), cgroup CPU, memory and I/O into its metrics (sys/...), seconds (0: never)' },
   labels: { env: 'TRAINYARD_LABELS', flag: 'labels', kind: 'labels', default: () => '', doc: 'agent labels, k=v,k=v, matched by run selectors' },
   acceptProjects: { env: 'TRAINYARD_ACCEPT_PROJECTS', flag: 'accept-projects', kind: 'string', default: () => '', doc: 'p,q: take only these projects\' runs (sent at Register; the scheduler places no other project\'s run here); empty: every project\'s' },
   cpus: { env: 'TRAINYARD_CPUS', flag: 'cpus', kind: 'int', default: () => String(os.availableParallelism()), doc: 'CPUs advertised' },

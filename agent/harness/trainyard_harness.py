@@ -47,6 +47,8 @@ EXIT_USAGE = 2
 EXIT_BAD_PACKAGE = 3
 
 HARNESS_FILE = os.path.abspath(__file__)
+# trainyard.py (run metrics), put on every run's path by main().
+METRICS_LIB_DIR = os.path.join(os.path.dirname(HARNESS_FILE), "lib")
 # A runaway recursion or a chatty exception must not turn the result file into megabytes; the whole
 # traceback still goes to stderr, and so to the run's logs.
 MAX_TRACEBACK_CHARS = 64 * 1024
@@ -257,6 +259,7 @@ def main(argv=None, prepared=None):
 
     def fail(code, error):
         sys.stdout.flush()
+        flush_metrics()
         result["error"] = error
         write_result(result_file, result)
         return code
@@ -275,6 +278,8 @@ def main(argv=None, prepared=None):
     if sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(HARNESS_FILE):
         sys.path.pop(0)
     sys.path.insert(0, package_dir)
+    # `import trainyard` (metrics) works in every run, after the package's own modules.
+    sys.path.insert(1, METRICS_LIB_DIR)
     # As in AI Center, the package folder is the working directory: save() writes next to the code.
     os.chdir(package_dir)
 
@@ -364,9 +369,21 @@ def main(argv=None, prepared=None):
         return fail(EXIT_USER_ERROR, error_of(e, tb_text))
 
     sys.stdout.flush()
+    flush_metrics()
     result["ok"] = True
     write_result(result_file, result)
     return 0
+
+
+def flush_metrics():
+    # The points train.py logged are on the agent's side before the verdict is (a warm child ends with
+    # os._exit, which runs no atexit handler). Only the module this harness put on the path, if imported.
+    m = sys.modules.get("trainyard")
+    if m is not None and os.path.dirname(os.path.abspath(getattr(m, "__file__", "") or "")) == METRICS_LIB_DIR:
+        try:
+            m.flush()
+        except Exception as e:  # noqa: a metrics problem must not change the run's verdict
+            print("[trainyard] could not write the last metrics: %s" % e, file=sys.stderr)
 
 
 if __name__ == "__main__":

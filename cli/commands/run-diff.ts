@@ -1,6 +1,6 @@
 // `trainyard run diff A B`: what differed between two runs, from their lineage (scheduler/runs/lineage.ts):
 // the code (the input version's SHA-256), the data (the manifests: which files were added, removed or
-// changed), the venv's packages, the env, the agent and GPUs, and the score.
+// changed), the venv's packages, the env, the agent and GPUs, the score, and the metrics summaries.
 import { withApi } from '../client.js';
 import { jsonFlag } from '../args.js';
 import { flags, type Parsed } from '../verb.js';
@@ -60,6 +60,13 @@ export function diffLineage(a: Lineage, b: Lineage): Difference[] {
   return out;
 }
 
+/** The runs' metrics summaries (trainyard.summary in train.py), key by key. */
+export function diffSummary(a: { name: string; value: number }[], b: { name: string; value: number }[]): Difference[] {
+  const ma = new Map(a.map((x) => [x.name, x.value])); const mb = new Map(b.map((x) => [x.name, x.value]));
+  const keys = [...new Set([...ma.keys(), ...mb.keys()])].sort();
+  return keys.filter((k) => !Object.is(ma.get(k), mb.get(k))).map((k) => ({ what: `summary ${k}`, a: ma.get(k) ?? null, b: mb.get(k) ?? null }));
+}
+
 const lineageOf = (r: Run__Output): Lineage => {
   if (!r.lineage_json) throw invalid(`run ${r.id} has no lineage (${r.status}): only a Successful run records one`);
   return JSON.parse(r.lineage_json) as Lineage;
@@ -68,8 +75,9 @@ const lineageOf = (r: Run__Output): Lineage => {
 export async function runDiff({ values, positionals }: Parsed<typeof runDiffFlags>, address: string): Promise<number> {
   const [a = '', b = ''] = positionals;
   if (!a || !b) throw invalid('run diff: give two run ids');
-  const [ra, rb] = await withApi(address, (api) => Promise.all([api.getRun(a), api.getRun(b)]));
-  const diffs = diffLineage(lineageOf(ra), lineageOf(rb));
+  const [ra, rb, ma, mb] = await withApi(address, (api) => Promise.all([api.getRun(a), api.getRun(b),
+    api.getRunMetrics({ run_id: a, max_points: 8, names: [] }), api.getRunMetrics({ run_id: b, max_points: 8, names: [] })]));
+  const diffs = [...diffLineage(lineageOf(ra), lineageOf(rb)), ...diffSummary(ma.summary, mb.summary)];
   if (values.json) {
     console.log(JSON.stringify({ a, b, same: diffs.length === 0, differences: diffs }, null, 2));
     return 0;

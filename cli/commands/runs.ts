@@ -12,6 +12,7 @@ import { isTerminal } from '../../shared/run-states.js';
 import type { Run__Output, SubmitRunRequest } from '../../shared/proto.js';
 import { runLogs, runLogsFlags } from './run-logs.js';
 import { runDiff, runDiffFlags } from './run-diff.js';
+import { runMetrics, runMetricsFlags, summaryText } from './run-metrics.js';
 import { Pipeline, phaseWords, pipelineWord } from '../../shared/pipelines.js';
 
 const fmtScore = (r: { has_score: boolean; score: number }) => (r.has_score ? String(Math.round(r.score * 1e6) / 1e6) : '');
@@ -177,8 +178,11 @@ async function get({ values, positionals }: Parsed<{ json: typeof jsonFlag }>, a
   const id = positionals[0] ?? '';
   if (!id) throw invalid('run get: give the run id');
   const api = await Api.connect(address);
-  const run = await api.getRun(id).finally(() => api.close());
-  console.log(values.json ? JSON.stringify(runJson(run), null, 2) : summary(run));
+  // The run's metrics summary (trainyard.summary in train.py) beside it.
+  const [run, metrics] = await Promise.all([api.getRun(id), api.getRunMetrics({ run_id: id, max_points: 8, names: [] })]).finally(() => api.close());
+  const metricSummary = Object.fromEntries(metrics.summary.map((x) => [x.name, x.value]));
+  if (values.json) console.log(JSON.stringify({ ...runJson(run), metrics_summary: metricSummary }, null, 2));
+  else console.log([summary(run), ...(metrics.summary.length ? ['  metrics summary', ...summaryText(metrics).map((l) => `  ${l}`)] : [])].join('\n'));
   return 0;
 }
 
@@ -284,6 +288,7 @@ export const runVerbs = [
   verb({ path: ['run', 'get'], summary: 'a run: status, phase times, agent, reason, _results.json', args: [runArg], flags: { json: jsonFlag }, run: get, examples: ['trainyard run get run_qubv5a2mo2syxd'] }),
   verb({ path: ['run', 'list'], summary: 'runs, newest first, with status, package, dataset and agent', flags: listFlags, run: list, examples: ['trainyard run list --status Running', 'trainyard run list --limit 20 --json'] }),
   verb({ path: ['run', 'logs'], summary: 'a run\'s stdout and stderr, as it happens with --follow', args: [runArg], flags: runLogsFlags, run: runLogs, examples: ['trainyard run logs run_qubv5a2mo2syxd --follow', 'trainyard run logs run_qubv5a2mo2syxd --after 1:200 --json'] }),
+  verb({ path: ['run', 'metrics'], summary: 'what train.py logged with `import trainyard` and the agent sampled (sys/...): curves and summary', args: [runArg], flags: runMetricsFlags, run: runMetrics, examples: ['trainyard run metrics run_qubv5a2mo2syxd', 'trainyard run metrics run_qubv5a2mo2syxd --name loss --csv', 'trainyard run metrics run_qubv5a2mo2syxd --follow'] }),
   verb({ path: ['run', 'outputs'], summary: 'download a run\'s outputs: package.zip, artifacts, data copy, _results.json', args: [runArg], flags: outputsFlags, run: outputs, examples: ['trainyard run outputs run_qubv5a2mo2syxd --to ./out'] }),
   verb({ path: ['run', 'kill'], summary: 'kill a run (queued: at once; placed: its agent is told)', args: [runArg], flags: { json: jsonFlag }, run: kill, examples: ['trainyard run kill run_qubv5a2mo2syxd'] }),
 ];

@@ -7,6 +7,7 @@ import { api, follow } from '../api.js';
 import { duration, score, time } from '../format.js';
 import type { Run } from '../types.js';
 import { LogView } from '../log-view.js';
+import { MetricCharts } from '../metric-charts.js';
 import { Artifacts } from '../artifacts.js';
 import { ErrorBox, Link, Page, Status } from '../ui.js';
 
@@ -102,6 +103,8 @@ export function RunPage({ id }: { id: string }) {
         </dl>
         <div><h2>Timeline</h2><Timeline run={run} /></div>
       </div>
+      <h2>Metrics</h2>
+      <MetricCharts runId={run.id} live={!terminal.has(run.status)} />
       <h2>Logs</h2>
       <LogView runId={run.id} />
       <h2>Outputs</h2>

@@ -9,6 +9,7 @@ import { registerAgent } from '../agents/register.js';
 import { agentHeartbeat } from '../agents/heartbeat.js';
 import { reportStatus } from '../runs/report-status.js';
 import { appendLogs } from '../runs/logs.js';
+import { appendMetrics } from '../runs/metrics-ingest.js';
 import { finishAttempt } from '../runs/complete.js';
 import { claimAttempt, renewStorage } from '../runs/claim.js';
 import { authenticateAgent, authenticateRegister } from '../auth/authenticate.js';
@@ -30,6 +31,7 @@ export function agentService(ctx: SchedulerContext): AgentLinkHandlers {
     Heartbeat: unary(g, 'Heartbeat', (req, caller) => agentHeartbeat(ctx, req, agentOf(caller))),
     ReportStatus: unary(g, 'ReportStatus', (req, caller) => reportStatus(ctx, req, agentOf(caller))),
     AppendLogs: unary(g, 'AppendLogs', (req, caller) => appendLogs(ctx, req, agentOf(caller))),
+    AppendMetrics: unary(g, 'AppendMetrics', (req, caller) => appendMetrics(ctx, req, agentOf(caller))),
     FinishAttempt: unary(g, 'FinishAttempt', (req, caller) => finishAttempt(ctx, req, agentOf(caller))),
     ClaimAttempt: unary(g, 'ClaimAttempt', (req, caller) => claimAttempt(ctx, req, agentOf(caller))),
     RenewStorage: unary(g, 'RenewStorage', (req, caller) => renewStorage(ctx, req, agentOf(caller))),

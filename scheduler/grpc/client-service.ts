@@ -16,6 +16,7 @@ import { listDatasets } from '../datasets/list.js';
 import { SubmitGroup } from '../runs/submit-group.js';
 import { runToProto } from '../runs/to-proto.js';
 import { authorizeRun, getRun, listRuns, runChanges } from '../runs/read.js';
+import { getRunMetrics } from '../runs/metrics-read.js';
 import { killRun } from '../runs/kill.js';
 import { streamLogs } from '../runs/logs.js';
 import { runOutputs } from '../runs/outputs.js';
@@ -76,6 +77,10 @@ export function clientService(ctx: SchedulerContext, auth: { tokens: TokenVerifi
     WatchRun: serverStream<GetRunRequest__Output, Run>(g, 'WatchRun', async (req, caller, send, signal) => {
       await authorizeRun(ctx, caller, req.id, Actions.ReadRun);
       for await (const run of runChanges(ctx, req.id, signal)) await send(run);
+    }),
+    GetRunMetrics: unary(g, 'GetRunMetrics', async (req, caller) => {
+      await authorizeRun(ctx, caller, req.run_id, Actions.ReadRun);
+      return getRunMetrics(ctx, req);
     }),
     DownloadOutputs: serverStream<DownloadOutputsRequest__Output, OutputChunk>(g, 'DownloadOutputs', async (req, caller, send, signal) => {
       await authorizeRun(ctx, caller, req.run_id, Actions.ReadRun);

@@ -21,6 +21,7 @@ import type { Principal } from '../auth/principal.js';
 import { Actions, allowed, authorize, visibleProject } from '../auth/policy.js';
 import { authorizeRun, getRun, listRuns, runChanges } from '../runs/read.js';
 import { streamLogs } from '../runs/logs.js';
+import { getRunMetrics } from '../runs/metrics-read.js';
 import { listRunOutputs, openRunOutput } from '../runs/outputs.js';
 import { killRun } from '../runs/kill.js';
 import { listPackages } from '../packages/list.js';
@@ -208,6 +209,12 @@ export function consoleApiRoutes(ctx: SchedulerContext, auth: ConsoleAuth): Rout
           clearTimeout(timer);
         }
       }),
+    // The run's metrics for its charts, downsampled per name to max_points (default 2,000) on the server.
+    'GET /api/runs/:id/metrics': json(auth, async (c) => {
+      await authorizeRun(ctx, c.caller, param(c, 'id'), Actions.ReadRun);
+      const max = c.query.get('max_points');
+      return getRunMetrics(ctx, { run_id: param(c, 'id'), names: c.query.getAll('name'), max_points: max === null ? 2000 : Number(max), after: [] });
+    }),
     'GET /api/runs/:id/files': json(auth, async (c) => {
       await authorizeRun(ctx, c.caller, param(c, 'id'), Actions.ReadRun);
       return listRunOutputs(ctx, param(c, 'id'), c.signal);

@@ -175,6 +175,11 @@ _trainyard; printf '%s\\n' "\${COMPREPLY[@]}"; complete -p trainyard`;
   t.same(complete('trainyard', 'run', 'full', '--stall'), ['--stall-timeout'], 'run full --stall<TAB> → --stall-timeout');
   t.same(complete('trainyard', 'run', 'evaluate', '--checkpoint'), ['--checkpoint-interval'], 'run evaluate --checkpoint<TAB> → --checkpoint-interval');
   t.same(complete('trainyard', 'run', 'train', '--keep'), ['--keep-checkpoints'], 'run train --keep<TAB> → --keep-checkpoints');
+  // Issue 23: run metrics and the scheduler's point cap.
+  t.same(complete('trainyard', 'run', 'me'), ['metrics'], 'run me<TAB> → metrics');
+  t.same(complete('trainyard', 'run', 'metrics', 'r1', '--c'), ['--csv'], 'run metrics --c<TAB> → --csv');
+  t.same(complete('trainyard', 'scheduler', '--max-m'), ['--max-metric-points'], 'scheduler --max-m<TAB> → --max-metric-points');
+  t.same(complete('trainyard', 'agent', '--sys'), ['--sys-sample-seconds'], 'agent --sys<TAB> → --sys-sample-seconds');
   t.same(complete('trainyard', '').sort(), commands.filter((c) => c.path.length === 1).map((c) => c.path[0]).sort(), 'every top-level verb');
   t.same(complete('trainyard', 'completion', ''), ['bash', 'zsh']);
 
