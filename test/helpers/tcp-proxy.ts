@@ -12,11 +12,16 @@ export interface TcpProxy {
   readonly up: number;
   /** The most connections open at once. */
   readonly maxOpen: number;
+  /**
+   * Connections that carried a request since the last reset: a serial client reuses one keep-alive
+   * connection, a parallel one opens several (idle ones kept from before do not count).
+   */
+  readonly used: number;
   /** Connections cut by dropAfter. */
   readonly dropped: number;
   /** Cut the next connection through which the server has sent more than `bytes` (once). */
   dropAfter(bytes: number): void;
-  /** Forget the counts (not the drop armed). */
+  /** Forget the counts (not the drop armed); maxOpen starts again from the connections open now. */
   reset(): void;
   close(): Promise<void>;
 }
@@ -24,6 +29,7 @@ export interface TcpProxy {
 export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
   let down = 0, up = 0, open = 0, maxOpen = 0, dropped = 0;
   let drop: number | null = null;
+  let used = new Set<net.Socket>();
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
     const upstream = net.connect(target.port, target.host);
@@ -42,7 +48,7 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
       sockets.delete(client);
       sockets.delete(upstream);
     };
-    client.on('data', (c: Buffer) => { up += c.length; upstream.write(c); });
+    client.on('data', (c: Buffer) => { up += c.length; used.add(client); upstream.write(c); });
     upstream.on('data', (c: Buffer) => {
       sent += c.length;
       if (drop !== null && sent > drop) {
@@ -70,9 +76,10 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     get down() { return down; },
     get up() { return up; },
     get maxOpen() { return maxOpen; },
+    get used() { return used.size; },
     get dropped() { return dropped; },
     dropAfter(bytes) { drop = bytes; },
-    reset() { down = 0; up = 0; maxOpen = open; },
+    reset() { down = 0; up = 0; maxOpen = open; used = new Set(); },
     close: () => new Promise<void>((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }),
   };
 }

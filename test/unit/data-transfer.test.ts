@@ -1,14 +1,20 @@
 // Data transfers at the machine's speed (issue 21), against the real MinIO through a TCP proxy that
 // counts bytes and connections and can cut one mid-object: a large object comes in parallel ranges and a
 // dropped connection continues its range (the object is not fetched again), the file is whole and its
-// SHA-256 right; many small files come several at once, their manifest in the listing's order.
+// SHA-256 right; many small files come several at once, their manifest in the listing's order. Uploads
+// likewise: a file over the part size goes up in parts sent at once, a folder's files several at once,
+// and a new package version zipped straight into the bucket is the very zip the agent wrote to disk before.
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { createMinioClient, ensureBucket, removePrefix, uploadBuffer } from '../../shared/storage.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createMinioClient, ensureBucket, listObjects, PART_BYTES, removePrefix, uploadBuffer, uploadDir, uploadFile } from '../../shared/storage.js';
+import { uploadStream } from '../../shared/stream-upload.js';
+import { zipAnchored, zipAnchoredStream } from '../../shared/zip.js';
+import { AnchoredDir } from '../../shared/anchored-dir.js';
 import { downloadRanged } from '../../shared/ranged-download.js';
 import { DataCache } from '../../agent/data-cache.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
@@ -75,6 +81,67 @@ t.test('many small files come several at once, the manifest in the listing\'s or
   t.equal(made.hits, 0);
   const again = await cache.makeLocal(via, bucket, 'datasets/many/', path.join(work, 'data2'), { retries: 2 });
   t.equal(again.hits, files.length, 'a second run copies every file from the cache');
+});
+
+async function objectBytes(key: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of await direct.getObject(bucket, key)) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+t.test('a file over the part size goes up in parts sent at once; a folder\'s files several at once', async (t) => {
+  const dir = tmp();
+  const big = randomBytes(2 * PART_BYTES + 4321);
+  writeFileSync(path.join(dir, 'big.bin'), big);
+  const proxy = await startTcpProxy({ host: endpoint.hostname, port: Number(endpoint.port) });
+  t.teardown(() => proxy.close());
+  const via = createMinioClient({ minioEndpoint: proxy.endpoint, ...creds });
+  await uploadFile(via, bucket, 'datasets/up/big.bin', path.join(dir, 'big.bin'), { retries: 1 });
+  t.ok(proxy.maxOpen > 1, `the parts went at once (${proxy.maxOpen} connections at once)`);
+  t.ok((await objectBytes('datasets/up/big.bin')).equals(big), 'the object is the file');
+  const small = path.join(dir, 'small');
+  mkdirSync(small);
+  for (let i = 0; i < 40; i++) writeFileSync(path.join(small, `${i}.txt`), `file ${i}\n`.repeat(100 + i));
+  proxy.reset();
+  const anchored = await AnchoredDir.open(small);
+  t.teardown(() => anchored.close());
+  const files = await anchored.files();
+  const up = await uploadDir(via, bucket, anchored, files, 'datasets/many-up/', { retries: 1 });
+  t.equal(up.files, 40);
+  t.ok(proxy.maxOpen > 1, `the files went several at once (${proxy.maxOpen} connections at once)`);
+  for (const f of files) if (!(await objectBytes(`datasets/many-up/${f.rel}`)).equals(readFileSync(path.join(small, f.rel)))) t.fail(`${f.rel} differs`);
+});
+
+t.test('a package version zipped straight into the bucket is the zip the agent wrote to disk before', async (t) => {
+  const pkg = tmp();
+  writeFileSync(path.join(pkg, 'train.py'), 'def train():\n    pass\n');
+  mkdirSync(path.join(pkg, 'model'));
+  writeFileSync(path.join(pkg, 'model', 'weights.bin'), randomBytes(6 * MIB)); // incompressible: several parts
+  writeFileSync(path.join(pkg, 'model', 'notes.txt'), 'x'.repeat(200_000));
+  const dir = await AnchoredDir.open(pkg);
+  t.teardown(() => dir.close());
+  const files = await dir.files();
+  const onDisk = path.join(tmp(), 'package.zip');
+  await zipAnchored(dir, files, onDisk);
+  const want = readFileSync(onDisk);
+  const got = await uploadStream(direct, bucket, 'runs/r/attempt-1/package.zip', zipAnchoredStream(dir, files), { retries: 1 }, { partBytes: 5 * MIB, headers: { 'Content-Type': 'application/zip' } });
+  t.equal(got.bytes, want.length);
+  t.equal(got.sha256, sha(want), 'hashed as it went up');
+  t.ok(want.length > 5 * MIB, 'more than one part');
+  t.ok((await objectBytes('runs/r/attempt-1/package.zip')).equals(want), 'the object is byte for byte the zip it replaces');
+  // One within a part is a single PUT that carries its SHA-256.
+  const one = await uploadStream(direct, bucket, 'runs/r/attempt-2/package.zip', zipAnchoredStream(dir, files.filter((f) => f.rel === 'train.py')), { retries: 1 });
+  t.equal(one.sha256, sha(await objectBytes('runs/r/attempt-2/package.zip')));
+});
+
+t.test('a streamed upload past its limit stores nothing, not even an unfinished multipart upload', async (t) => {
+  const parts = (async function* () { for (let i = 0; i < 4; i++) yield randomBytes(3 * MIB); })();
+  const err = await uploadStream(direct, bucket, 'runs/r/attempt-3/package.zip', parts, { retries: 1 }, { partBytes: 5 * MIB, maxBytes: 10 * MIB }).catch((e: unknown) => e);
+  t.match(err, { code: 'RESOURCE_EXHAUSTED', message: /more than 10485760 bytes; nothing of it was stored/ });
+  t.same(await listObjects(direct, bucket, 'runs/r/attempt-3/', { retries: 1 }), [], 'no object');
+  const pending: unknown[] = [];
+  for await (const u of direct.listIncompleteUploads(bucket, 'runs/r/attempt-3/', true)) pending.push(u);
+  t.same(pending, [], 'no multipart upload left open');
 });
 
 function readdir(dir: string): string[] {
