@@ -323,7 +323,7 @@ export class AgentDaemon {
       venv: { venvDir: this.settings.venvDir, python: this.settings.python, pythonVersion: '', pipIndexUrl: this.settings.pipIndexUrl, pipFindLinks: this.settings.pipFindLinks },
       killGraceMs: this.settings.killGraceMs, packagingTimeoutMs: this.settings.packagingTimeoutS * 1000, transferRetries: this.settings.transferRetries,
       zipLimits: { maxUnzippedBytes: 4 * 1024 * 1024 * 1024, maxEntries: 100_000 },
-      runDiskBytes: this.settings.runDiskMb * MIB, maxOutputBytes: this.settings.maxOutputMb * MIB,
+      runDiskBytes: this.settings.runDiskMb * MIB, maxOutputBytes: this.settings.maxOutputMb * MIB, logSpillBytes: this.settings.logSpillMb * MIB,
       reportSignal: this.#giveUpReports.signal,
       gpus: this.#gpus, containment: this.#containment, warm: this.#warm, packages: this.#packages, dataCache: this.#dataCache,
     };
