@@ -81,6 +81,7 @@ t.test('the verbs the issue named, and the program\'s own help', async (t) => {
   const agentHelp = trainyard('agent', '--help').stdout;
   t.match(agentHelp, /--run-disk-mb VALUE\s+disk one run may fill .*"disk limit".*\(env TRAINYARD_RUN_DISK_MB; default: 0\)/, 'agent --help: --run-disk-mb (issue 19)');
   t.match(agentHelp, /--max-output-mb VALUE\s+most one run may upload .*"output limit".*\(env TRAINYARD_MAX_OUTPUT_MB; default: 0\)/, 'agent --help: --max-output-mb (issue 19)');
+  t.match(agentHelp, /--log-spill-mb VALUE\s+a run's log lines kept on disk .*\(env TRAINYARD_LOG_SPILL_MB; default: 1024\)/, 'agent --help: --log-spill-mb (issue 21)');
   for (const args of [['--help'], ['-h'], ['help'], []]) {
     const r = trainyard(...args);
     t.equal(r.status, 0, `trainyard ${args.join(' ')} exits 0`);
@@ -154,6 +155,7 @@ _trainyard; printf '%s\\n' "\${COMPREPLY[@]}"; complete -p trainyard`;
   t.same(complete('trainyard', 'agent', '--accept'), ['--accept-projects'], 'agent --accept<TAB> → --accept-projects');
   t.same(complete('trainyard', 'agent', '--run-d'), ['--run-disk-mb'], 'an agent setting: --run-disk-mb');
   t.same(complete('trainyard', 'agent', '--max-o'), ['--max-output-mb'], 'and --max-output-mb');
+  t.same(complete('trainyard', 'agent', '--log-s'), ['--log-spill-mb'], 'and --log-spill-mb (issue 21)');
   t.same(complete('trainyard', 'agents', 'join-token', 'create', '--us'), ['--uses'], 'join-token create --us<TAB> → --uses');
   t.same(complete('trainyard', '').sort(), commands.filter((c) => c.path.length === 1).map((c) => c.path[0]).sort(), 'every top-level verb');
   t.same(complete('trainyard', 'completion', ''), ['bash', 'zsh']);
