@@ -325,7 +325,7 @@ export class AgentDaemon {
       downloadTimeoutMs: this.settings.downloadTimeoutS * 1000, uploadTimeoutMs: this.settings.uploadTimeoutS * 1000, reportTimeoutMs: this.settings.reportTimeoutS * 1000,
       transferRetries: this.settings.transferRetries,
       zipLimits: { maxUnzippedBytes: 4 * 1024 * 1024 * 1024, maxEntries: 100_000 },
-      runDiskBytes: this.settings.runDiskMb * MIB, maxOutputBytes: this.settings.maxOutputMb * MIB,
+      runDiskBytes: this.settings.runDiskMb * MIB, maxOutputBytes: this.settings.maxOutputMb * MIB, logSpillBytes: this.settings.logSpillMb * MIB,
       reportSignal: this.#giveUpReports.signal,
       sysSample: { nvidiaSmi: this.settings.nvidiaSmi, everyMs: this.settings.sysSampleSeconds * 1000 },
       gpus: this.#gpus, containment: this.#containment, warm: this.#warm, packages: this.#packages, dataCache: this.#dataCache,

@@ -8,19 +8,19 @@
 // its processes is left: its folder is root's with the uid's group (0750: no other run may enter), and
 // the uid owns only the run's package copy, HOME, TMPDIR, result folder and the folders process_data writes.
 import { createHash } from 'node:crypto';
-import { chmod, chown, mkdir, rm, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type * as Minio from 'minio';
 import { createMinioClient } from '../shared/storage.js';
 import type { Logger } from 'pino';
 import type { Dispatch, Gpu } from '../shared/proto.js';
 import { AttemptOutcome, RunStatus } from '../shared/run-states.js';
-import { diskFullCodes, downloadObject, uploadBuffer, uploadDir, uploadFile, type RetryOptions } from '../shared/storage.js';
+import { diskFullCodes, downloadObject, uploadBuffer, uploadDir, type RetryOptions } from '../shared/storage.js';
+import { uploadStream } from '../shared/stream-upload.js';
 import { AnchoredDir, NotPlainPath, removeTree, type AnchoredFile } from '../shared/anchored-dir.js';
 import { DataCache, type MadeLocal } from './data-cache.js';
-import { extractZip, zipAnchored } from '../shared/zip.js';
+import { extractZip, zipAnchored, zipAnchoredStream } from '../shared/zip.js';
 import { ErrorCodes, errorMessage, isRetryableGrpc, TrainyardError } from '../shared/errors.js';
-import { sha256File } from '../shared/hash.js';
 import { ensureVenv, PackagingError, type VenvOptions } from './venv.js';
 import { LogShipper } from './log-shipper.js';
 import { RunMetrics } from './run-metrics.js';
@@ -67,6 +67,8 @@ export interface AttemptDeps {
   runDiskBytes?: number;
   /** --max-output-mb in bytes: the most one attempt uploads; 0: no limit. */
   maxOutputBytes?: number;
+  /** --log-spill-mb in bytes: the most of the run's log lines kept on disk while the scheduler is away; 0: no cap. */
+  logSpillBytes?: number;
   /**
    * Fires when the agent stops for good (a second signal, or past its drain deadline): the end report and
    * the log shipping, which otherwise retry for as long as the scheduler is away, give up. Absent: never.
@@ -206,6 +208,7 @@ export class Attempt {
       },
       // Beside the attempt's folder, which the first step empties.
       spillFile: `${this.#dir}.log-spill.jsonl`,
+      ...(deps.logSpillBytes ? { maxSpillBytes: deps.logSpillBytes } : {}),
       // Lines keep going out after a kill (the last ones say why it ended), until the agent gives up.
       signal: deps.reportSignal ?? new AbortController().signal,
       isRetryable: isRetryableGrpc,
@@ -726,8 +729,9 @@ export class Attempt {
    * from the attempt's own folder down, none of the path followed, and every file from its folder's
    * descriptor, non-blocking, checked to be the regular file that was listed. A run of the same user still
    * alive (another attempt here) that swaps a folder for a link meanwhile fails the upload or makes it miss
-   * a file; it cannot make the agent send anything from outside the run's folders. Everything is listed,
-   * and the package version zipped, before the first byte goes out: over --max-output-mb, nothing does.
+   * a file; it cannot make the agent send anything from outside the run's folders. Everything is listed
+   * before the first byte goes out: over --max-output-mb, nothing does (a large version, zipped as it goes
+   * up, is sent first and aborted, nothing stored, if its zip outgrows what the limit leaves it).
    */
   async #upload(folders: Folders, phases: PhaseTime[]): Promise<{ saved: boolean; savedTest: boolean; size: number; sha256: string }> {
     this.#enter('uploading');
@@ -763,31 +767,48 @@ export class Attempt {
       if (train) sets.push({ what: 'trainData', dir: train, files: await train.files() });
       const test = await dataDir(testData);
       if (test) sets.push({ what: 'testData', dir: test, files: await test.files() });
-      // The new version: a small one zipped in memory, hashed and sent from there; a larger one through a
-      // file in the attempt's folder (the agent's: the run cannot write there).
-      const outZip = path.join(this.#dir, 'package.zip');
-      const zipped = makesVersion(pipeline) ? await zipAnchored(pkg, await pkg.files(plan.packageExcludes), outZip, { inMemoryUpTo: ZIP_IN_MEMORY_BYTES }) : null;
-      const zipBytes = !zipped ? 0 : zipped.buffer ? zipped.buffer.length : (await stat(outZip)).size;
-      const total = sets.reduce((n, x) => n + x.files.reduce((m, f) => m + f.size, 0), zipBytes);
+      // The new version: a small one zipped in memory, hashed and sent from there; a larger one zipped
+      // straight into the bucket (shared/stream-upload.ts), its parts sent while the next are zipped and
+      // nothing written to disk to be read back (issue 21).
+      const pkgFiles = makesVersion(pipeline) ? await pkg.files(plan.packageExcludes) : null;
+      const pkgBytes = pkgFiles ? pkgFiles.reduce((n, f) => n + f.size, 0) : 0;
+      const zipped = pkgFiles && pkgBytes <= ZIP_IN_MEMORY_BYTES ? await zipAnchored(pkg, pkgFiles, path.join(this.#dir, 'package.zip'), { inMemoryUpTo: ZIP_IN_MEMORY_BYTES }) : null;
+      const setsBytes = sets.reduce((n, x) => n + x.files.reduce((m, f) => m + f.size, 0), 0);
+      // A streamed zip is counted by its files' bytes here (its own size is known once it is made) and
+      // held to what is left of the limit as it goes up: past it, its upload is aborted and nothing stored.
+      const total = setsBytes + (zipped?.buffer ? zipped.buffer.length : pkgBytes);
       const limit = this.deps.maxOutputBytes ?? 0;
-      if (limit && total > limit) {
-        throw new TrainyardError(ErrorCodes.ResourceExhausted, `output limit: the outputs come to ${(total / MIB).toFixed(1)} MiB, over the agent's --max-output-mb of ${Math.round(limit / MIB)} MiB; nothing was uploaded`);
-      }
+      const overLimit = (n: number) => new TrainyardError(ErrorCodes.ResourceExhausted, `output limit: the outputs come to ${(n / MIB).toFixed(1)} MiB, over the agent's --max-output-mb of ${Math.round(limit / MIB)} MiB; nothing was uploaded`);
+      if (limit && total > limit) throw overLimit(total);
       const minio = await this.#storage();
+      const put = { headers: { 'Content-Type': 'application/zip' } };
+      // Streamed first: a zip that outgrows the limit fails before any other output has gone out.
+      const streamed = pkgFiles && !zipped?.buffer
+        ? await this.#counted('upload', uploadStream(minio, d.bucket!, plan.keys.package, zipAnchoredStream(pkg, pkgFiles), this.#transfers('upload'),
+          { ...put, ...(limit ? { maxBytes: limit - setsBytes } : {}) }).catch((err: unknown) => {
+          throw err instanceof TrainyardError && err.code === ErrorCodes.ResourceExhausted
+            ? new TrainyardError(ErrorCodes.ResourceExhausted, `output limit: the new package version's zip grew past what the agent's --max-output-mb of ${Math.round(limit / MIB)} MiB leaves for it as it was made; nothing was uploaded`)
+            : err;
+        }), (r) => r.bytes)
+        : null;
       for (const x of sets) {
         const up = await this.#counted('upload', uploadDir(minio, d.bucket!, x.dir, x.files, plan.keys[x.what], this.#transfers('upload')), (r) => r.bytes);
         this.logs.line('system', x.what === 'artifacts' ? `[trainyard] uploaded ${up.files} artifacts (${up.bytes} bytes)`
           : `[trainyard] saved a copy of the ${x.what === 'trainData' ? 'training' : 'test'} data (${up.files} files)`);
       }
-      if (!zipped) return { saved: false, savedTest: testData !== null, size: 0, sha256: '' };
-      const { buffer } = zipped;
-      // Hashed before it goes up and sent with it (x-amz-checksum-sha256): MinIO refuses a put whose bytes
-      // differ, and the scheduler registers the version by the checksum MinIO kept, not by this report.
-      const sha256 = buffer ? createHash('sha256').update(buffer).digest('hex') : await sha256File(outZip);
-      const put = { headers: { 'Content-Type': 'application/zip' }, sha256 };
-      const size = await this.#counted('upload', buffer
-        ? uploadBuffer(minio, d.bucket!, plan.keys.package, buffer, this.#transfers('upload'), put).then((r) => r.bytes)
-        : uploadFile(minio, d.bucket!, plan.keys.package, outZip, this.#transfers('upload'), put), (n) => n);
+      if (!pkgFiles) return { saved: false, savedTest: testData !== null, size: 0, sha256: '' };
+      // Hashed as it was made and sent with a single PUT (x-amz-checksum-sha256): MinIO refuses a put whose
+      // bytes differ, and the scheduler registers the version by the checksum MinIO kept (or, for a
+      // multipart upload, by hashing the object), not by this report.
+      let size: number;
+      let sha256: string;
+      if (streamed) {
+        ({ bytes: size, sha256 } = streamed);
+      } else {
+        const buffer = zipped!.buffer!;
+        sha256 = createHash('sha256').update(buffer).digest('hex');
+        size = await this.#counted('upload', uploadBuffer(minio, d.bucket!, plan.keys.package, buffer, this.#transfers('upload'), { ...put, sha256 }).then((r) => r.bytes), (n) => n);
+      }
       this.logs.line('system', `[trainyard] uploaded the new package version (${size} bytes)`);
       // A stop that comes now, with every output in the bucket, changes nothing: the run succeeded.
       return { saved: trainData !== null, savedTest: testData !== null, size, sha256 };

@@ -31,6 +31,8 @@ export interface LogShipperOptions {
   onWarn?: (msg: string, err: unknown) => void;
   /** Whether a failed append is worth another try; a permanent refusal drops that batch. Default: all are. */
   isRetryable?: (err: unknown) => boolean;
+  /** The most bytes the spill file holds unread (agent/log-spill.ts); absent: no cap. */
+  maxSpillBytes?: number;
   /** Bytes of line text kept in memory before lines go to the spill file. Default 4 MiB. */
   maxMemoryBytes?: number;
   /** The backoff between tries of one batch. Defaults: 250 ms doubling to 10 s, ±50 %. */
@@ -67,7 +69,7 @@ export class LogShipper {
   constructor(o: LogShipperOptions) {
     this.#o = o;
     this.#signal = AbortSignal.any([o.signal, this.#closed.signal]);
-    this.#spill = new LogSpill(o.spillFile, (err) => o.onWarn?.('could not spill log lines to disk; they are lost', err));
+    this.#spill = new LogSpill(o.spillFile, (err) => o.onWarn?.('could not spill log lines to disk; they are lost', err), o.maxSpillBytes);
     this.#signal.addEventListener('abort', () => {
       if (this.#timer) clearTimeout(this.#timer);
       this.#timer = null;

@@ -1,13 +1,18 @@
 // A first-in first-out queue of log lines on disk, for the lines that do not fit in memory while the
 // scheduler is away: appended as JSON lines, read back in order from a byte cursor, and truncated once
 // read to the end. Writes are synchronous so a line is on disk (or counted as lost) before line() returns,
-// and buffered so a chatty train.py costs one write per WRITE_CHUNK, not one per line.
+// and buffered so a chatty train.py costs one write per WRITE_CHUNK, not one per line. The file holds at
+// most `maxBytes` (--log-spill-mb): a run that prints gigabytes while the scheduler is away must
+// not fill the agent's disk (and fail every other run on it); lines past the cap are lost and counted.
 import { appendFileSync, mkdirSync, rmSync, truncateSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import type { ShippedLine } from './lines.js';
 
 const WRITE_CHUNK = 256 * 1024;
+
+/** The spill is at its cap: the lines that did not fit are lost (counted in `lost`). */
+export class LogSpillFull extends Error {}
 
 export class LogSpill {
   #pending: string[] = [];
@@ -16,7 +21,7 @@ export class LogSpill {
   #read = 0; // bytes of the file already read back
   #lost = 0;
 
-  constructor(readonly file: string, private readonly onError: (err: unknown) => void = () => {}) {}
+  constructor(readonly file: string, private readonly onError: (err: unknown) => void = () => {}, private readonly maxBytes = Infinity) {}
 
   /** Lines on disk (or about to be) that have not been read back. */
   get empty(): boolean { return this.#pendingBytes === 0 && this.#read >= this.#written; }
@@ -38,10 +43,16 @@ export class LogSpill {
     const lines = this.#pending.length;
     this.#pending = [];
     this.#pendingBytes = 0;
+    const size = Buffer.byteLength(data);
+    if (this.#written + size > this.maxBytes) {
+      this.#lost += lines;
+      this.onError(new LogSpillFull(`the log spill holds its cap of ${this.maxBytes} bytes (--log-spill-mb); ${lines} line(s) dropped`));
+      return;
+    }
     try {
       if (this.#written === 0) mkdirSync(path.dirname(this.file), { recursive: true });
       appendFileSync(this.file, data);
-      this.#written += Buffer.byteLength(data);
+      this.#written += size;
     } catch (err) {
       this.#lost += lines;
       this.onError(err);

@@ -111,6 +111,7 @@ export const agentSettings = spec({
   name: { env: 'TRAINYARD_AGENT_NAME', flag: 'name', kind: 'string', default: () => os.hostname(), doc: 'agent name, unique in the fleet' },
   workDir: { env: 'TRAINYARD_WORK_DIR', flag: 'work-dir', kind: 'string', default: () => path.join(home, '.local/share/trainyard/agent'), doc: 'where runs get their package copy and data' },
   dataCacheMb: { env: 'TRAINYARD_DATA_CACHE_MB', flag: 'data-cache-mb', kind: 'int', default: () => '10240', doc: 'dataset files kept in <work dir>/data-cache (by object key and ETag) for later runs, MiB; least recently used go first (0: none)' },
+  logSpillMb: { env: 'TRAINYARD_LOG_SPILL_MB', flag: 'log-spill-mb', kind: 'int', default: () => '1024', doc: 'a run\'s log lines kept on disk (<work dir>/*.log-spill.jsonl) while the scheduler is away, MiB per run; lines past it are dropped and counted in the run\'s log (0: no cap)' },
   venvDir: { env: 'TRAINYARD_VENV_DIR', flag: 'venv-dir', kind: 'string', default: () => path.join(home, '.cache/trainyard/venvs'), doc: 'one venv per distinct requirements.txt, reused' },
   python: { env: 'TRAINYARD_PYTHON', flag: 'python', kind: 'string', default: () => 'python3', doc: 'Python used to create venvs' },
   pipIndexUrl: { env: 'TRAINYARD_PIP_INDEX_URL', flag: 'pip-index-url', kind: 'string', default: () => '', doc: 'pip --index-url for requirements (empty: pip\'s own default)' },

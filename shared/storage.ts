@@ -10,6 +10,10 @@ import { pipeline } from 'node:stream/promises';
 import type { AnchoredDir, AnchoredFile } from './anchored-dir.js';
 import { ErrorCodes, TrainyardError, errorMessage } from './errors.js';
 import { retry, RetriesExhausted } from './retry.js';
+import { mapBounded } from './bounded.js';
+
+/** Files of a folder uploaded at once (uploadDir). */
+export const UPLOADS_IN_FLIGHT = 8;
 
 export interface StorageOptions {
   minioEndpoint: string;
@@ -189,39 +193,75 @@ const unquote = (etag: string | undefined) => (etag ?? '').replace(/^"|"$/g, '')
  * unknown headers into x-amz-meta-*), and above its part size it lists the bucket's multipart uploads
  * first, which an attempt's credentials may not do (README, "Security").
  */
-async function putOnce(client: Minio.Client, bucket: string, key: string, body: Buffer, o: PutOptions): Promise<string> {
+export async function putOnce(client: Minio.Client, bucket: string, key: string, body: Buffer, o: PutOptions): Promise<string> {
   const headers: Record<string, string | number> = { ...o.headers, 'Content-Length': body.length };
   if (o.sha256) headers['x-amz-checksum-sha256'] = Buffer.from(o.sha256, 'hex').toString('base64');
   const res = await client.makeRequestAsyncOmit({ method: 'PUT', bucketName: bucket, objectName: key, headers }, body);
   return unquote(res.headers.etag);
 }
 
+/** Parts of one multipart upload sent at once: one PUT stream is bound by one connection. */
+export const PARTS_IN_FLIGHT = 4;
+
 /**
- * A multipart upload by its own upload id: initiate, each part, complete; aborted on failure. Nothing is
- * listed (minio-js's own multipart put looks for an upload to resume with ListMultipartUploads, which
- * would need a bucket-wide permission). A part that fails is sent again by withStorageRetry.
+ * A multipart upload by its own upload id: initiate, the parts `next` gives (in order, read one at a time)
+ * sent up to `inFlight` at once, complete; aborted on any failure, so no half object is ever visible.
+ * Nothing is listed (minio-js's own multipart put looks for an upload to resume with
+ * ListMultipartUploads, which would need a bucket-wide permission). A part that fails is sent again by
+ * withStorageRetry. Resolves with the bytes sent.
  */
-async function putInParts(client: Minio.Client, bucket: string, key: string, fh: FileHandle, size: number, o: PutOptions, retry: RetryOptions): Promise<void> {
+export async function putParts(
+  client: Minio.Client, bucket: string, key: string, next: () => Promise<Buffer | null>, o: PutOptions, retry: RetryOptions, inFlight = PARTS_IN_FLIGHT,
+): Promise<number> {
   const uploadId = await withStorageRetry(`start ${key}`, () => client.initiateNewMultipartUpload(bucket, key, { ...o.headers }), retry);
+  const etags: { part: number; etag: string }[] = [];
+  const running = new Set<Promise<void>>();
+  let failed: { err: unknown } | null = null;
+  let bytes = 0;
+  const send = async (part: number, buf: Buffer) => {
+    const md5 = createHash('md5').update(buf).digest('base64');
+    const etag = await withStorageRetry(`upload ${key} part ${part}`, async () => {
+      const res = await client.makeRequestAsyncOmit({
+        method: 'PUT', bucketName: bucket, objectName: key, query: `partNumber=${part}&uploadId=${encodeURIComponent(uploadId)}`,
+        headers: { 'Content-Length': buf.length, 'Content-MD5': md5 },
+      }, buf);
+      return unquote(res.headers.etag);
+    }, retry);
+    etags.push({ part, etag });
+  };
   try {
-    const etags: { part: number; etag: string }[] = [];
-    for (let part = 1, offset = 0; offset < size; part++, offset += PART_BYTES) {
-      const buf = await readAt(fh, offset, Math.min(PART_BYTES, size - offset), key);
-      const md5 = createHash('md5').update(buf).digest('base64');
-      const etag = await withStorageRetry(`upload ${key} part ${part}`, async () => {
-        const res = await client.makeRequestAsyncOmit({
-          method: 'PUT', bucketName: bucket, objectName: key, query: `partNumber=${part}&uploadId=${encodeURIComponent(uploadId)}`,
-          headers: { 'Content-Length': buf.length, 'Content-MD5': md5 },
-        }, buf);
-        return unquote(res.headers.etag);
-      }, retry);
-      etags.push({ part, etag });
+    try {
+      for (let part = 1; !failed; part++) {
+        const buf = await next();
+        if (!buf) break;
+        bytes += buf.length;
+        const p: Promise<void> = send(part, buf).catch((err: unknown) => { failed ??= { err }; }).finally(() => running.delete(p));
+        running.add(p);
+        if (running.size >= inFlight) await Promise.race(running);
+      }
+    } catch (err) {
+      failed ??= { err }; // the source failed: the parts in flight are awaited before the upload is aborted
     }
+    await Promise.all(running);
+    if (failed) throw (failed as { err: unknown }).err;
+    etags.sort((a, b) => a.part - b.part);
     await withStorageRetry(`complete ${key}`, () => client.completeMultipartUpload(bucket, key, uploadId, etags), retry);
+    return bytes;
   } catch (err) {
     await client.abortMultipartUpload(bucket, key, uploadId).catch(() => {});
     throw err;
   }
+}
+
+/** The first `size` bytes of an open file as parts (putParts), read one after the other. */
+async function putInParts(client: Minio.Client, bucket: string, key: string, fh: FileHandle, size: number, o: PutOptions, retry: RetryOptions): Promise<void> {
+  let offset = 0;
+  await putParts(client, bucket, key, async () => {
+    if (offset >= size) return null;
+    const buf = await readAt(fh, offset, Math.min(PART_BYTES, size - offset), key);
+    offset += buf.length;
+    return buf;
+  }, o, retry);
 }
 
 /** `len` bytes of an open file from `offset`; a file that ends sooner changed while it was read. */
@@ -314,8 +354,8 @@ export async function walkFiles(dir: string, exclude: (rel: string) => boolean =
 }
 
 /**
- * Uploads the files AnchoredDir.files() found below `dir` to `prefix`, each read from a descriptor opened
- * from `dir` down (shared/anchored-dir.ts): a folder swapped for a link meanwhile fails the upload instead
+ * Uploads the files AnchoredDir.files() found below `dir` to `prefix` (UPLOADS_IN_FLIGHT at once), each
+ * read from a descriptor opened from `dir` down (shared/anchored-dir.ts): a folder swapped for a link meanwhile fails the upload instead
  * of sending what the link names.
  */
 export async function uploadDir(
@@ -323,7 +363,8 @@ export async function uploadDir(
 ): Promise<{ files: number; bytes: number }> {
   const total = files.reduce((n, f) => n + f.size, 0);
   let done = 0;
-  for (const f of files) {
+  // Several files at once: many small files are bound by round trips, not bytes.
+  await mapBounded(files, UPLOADS_IN_FLIGHT, async (f) => {
     const fh = await dir.openFile(f);
     try {
       // Exactly the size that was counted, from the descriptor the walk checked.
@@ -333,7 +374,7 @@ export async function uploadDir(
     }
     done += f.size;
     progress?.(done, total);
-  }
+  }, retry.signal);
   return { files: files.length, bytes: total };
 }
 

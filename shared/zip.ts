@@ -161,27 +161,45 @@ export async function zipDir(dir: string, outFile: string, exclude: (rel: string
  * (shared/anchored-dir.ts), and of exactly the size that was found (yazl checks it).
  */
 export async function zipAnchored(dir: AnchoredDir, files: readonly AnchoredFile[], outFile: string, o: { inMemoryUpTo?: number } = {}): Promise<{ files: number; buffer?: Buffer }> {
-  return writeZip(files, (zip, f, opts) => zip.addReadStreamLazy(f.rel, { ...opts, size: f.size }, (cb) => {
-    dir.openFile(f).then((fh) => cb(null, bytesOf(fh, f.size, { autoClose: true })), (err: Error) => cb(err, undefined as never));
-  }), outFile, o);
+  return writeZip(files, addAnchored(dir), outFile, o);
 }
 
-async function writeZip<F extends { rel: string; size: number }>(
-  files: readonly F[], add: (zip: yazl.ZipFile, f: F, opts: { mtime: Date; mode: number }) => void, outFile: string, o: { inMemoryUpTo?: number },
-): Promise<{ files: number; buffer?: Buffer }> {
+/** Adds a file found by AnchoredDir.files(), read from its own descriptor when yazl comes to it. */
+function addAnchored(dir: AnchoredDir) {
+  return (zip: yazl.ZipFile, f: AnchoredFile, opts: { mtime: Date; mode: number }) => zip.addReadStreamLazy(f.rel, { ...opts, size: f.size }, (cb) => {
+    dir.openFile(f).then((fh) => cb(null, bytesOf(fh, f.size, { autoClose: true })), (err: Error) => cb(err, undefined as never));
+  });
+}
+
+/**
+ * zipAnchored as a stream, nothing written locally: the agent sends a large new package version straight
+ * to the bucket (shared/stream-upload.ts). The same bytes zipAnchored writes (the zip is deterministic).
+ */
+export function zipAnchoredStream(dir: AnchoredDir, files: readonly AnchoredFile[]): Readable {
+  return buildZip(files, addAnchored(dir));
+}
+
+function buildZip<F extends { rel: string; size: number }>(files: readonly F[], add: (zip: yazl.ZipFile, f: F, opts: { mtime: Date; mode: number }) => void): Readable {
   const zip = new yazl.ZipFile();
   // A file that could not be read (or changed size) fails the zip: the output stream ends with that error.
   zip.on('error', (err: Error) => (zip.outputStream as Readable).destroy(err));
   const mtime = new Date('2000-01-01T00:00:00Z');
   for (const f of files) add(zip, f, { mtime, mode: 0o100644 });
   zip.end();
+  return zip.outputStream as Readable;
+}
+
+async function writeZip<F extends { rel: string; size: number }>(
+  files: readonly F[], add: (zip: yazl.ZipFile, f: F, opts: { mtime: Date; mode: number }) => void, outFile: string, o: { inMemoryUpTo?: number },
+): Promise<{ files: number; buffer?: Buffer }> {
+  const out = buildZip(files, add);
   if (o.inMemoryUpTo !== undefined && files.reduce((n, f) => n + f.size, 0) <= o.inMemoryUpTo) {
     const chunks: Buffer[] = [];
-    for await (const c of zip.outputStream) chunks.push(c as Buffer);
+    for await (const c of out) chunks.push(c as Buffer);
     return { files: files.length, buffer: Buffer.concat(chunks) };
   }
   await mkdir(path.dirname(outFile), { recursive: true });
-  await pipeline(zip.outputStream, createWriteStream(outFile));
+  await pipeline(out, createWriteStream(outFile));
   return { files: files.length };
 }
 

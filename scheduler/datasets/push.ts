@@ -11,7 +11,8 @@ import type { Db } from '../db/database.js';
 import type { Dataset, PushDatasetChunk__Output } from '../../shared/proto.js';
 import { checkName, checkRelativePath } from '../../shared/names.js';
 import { ErrorCodes, TrainyardError, invalid } from '../../shared/errors.js';
-import { keys, listObjects, removePrefix, withStorageRetry } from '../../shared/storage.js';
+import { keys, listObjects, PART_BYTES, removePrefix } from '../../shared/storage.js';
+import { uploadStream } from '../../shared/stream-upload.js';
 import { datasetToProto } from './to-proto.js';
 import type { Principal } from '../auth/principal.js';
 import { Actions, authorizeName } from '../auth/policy.js';
@@ -23,6 +24,12 @@ import { checkStorage, withStorageLock } from '../storage/quota.js';
 const CLAIM_STALE_MS = 10 * 60_000;
 /** A running first push refreshes its claim at most this often (on a file header). */
 const CLAIM_REFRESH_MS = 60_000;
+/**
+ * Small files stored at once while the push goes on (issue 21): each is a round trip to MinIO, so one
+ * after the other a push of thousands waits on latency, not bytes. A file of a part or more is stored on
+ * its own, its parts sent in parallel (shared/stream-upload.ts), so what is held in memory stays bounded.
+ */
+const PUSH_FILES_IN_FLIGHT = 16;
 
 /**
  * Claims a new dataset name for `project`, or says which project holds it: a claim of another project's
@@ -67,13 +74,22 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
   let total = 0;
   const seen = new Set<string>();
 
+  // Files whose bytes have all come and whose puts are still going; the first failure among them.
+  const storing = new Set<Promise<void>>();
+  let storeFailed: { err: unknown } | null = null;
+  const settle = async (upTo: number) => {
+    while (storing.size > upTo) await Promise.race(storing);
+    if (storeFailed) throw (storeFailed as { err: unknown }).err;
+  };
   const finishFile = async () => {
     if (!current) return;
     const c = current;
+    if (c.got !== c.expected) throw invalid(`file ${c.key}: expected ${c.expected} bytes, received ${c.got}`);
     current = null;
     c.stream.end();
-    await c.done;
-    if (c.got !== c.expected) throw invalid(`file ${c.key}: expected ${c.expected} bytes, received ${c.got}`);
+    const p: Promise<void> = c.done.then(() => {}, (err: unknown) => { storeFailed ??= { err }; }).finally(() => storing.delete(p));
+    storing.add(p);
+    await settle(c.expected >= PART_BYTES ? 0 : PUSH_FILES_IN_FLIGHT - 1);
   };
 
   try {
@@ -129,8 +145,10 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
         if (announced > settings.maxDatasetPushMb * 1024 * 1024) {
           throw invalid(`dataset "${name}": a push may send at most ${settings.maxDatasetPushMb} MiB (--max-dataset-push-mb on the scheduler); this one reached ${Math.ceil(announced / 1024 / 1024)} MiB at ${rel}; push it in parts`);
         }
-        // Not retried: a streamed body cannot be replayed; the client retries the push.
-        const done = withStorageRetry(`upload ${key}`, () => minio.putObject(settings.bucket, key, stream, expected), { retries: 0 });
+        // A large file waits for the puts in flight and goes alone (its parts in parallel); the parts are
+        // held in memory, so each is retried on its own.
+        if (expected >= PART_BYTES) await settle(0);
+        const done = uploadStream(minio, settings.bucket, key, stream, ctx.storageRetry, { maxBytes: expected });
         done.catch(() => {});
         current = { key, stream, done, expected, got: 0 };
         files++;
@@ -143,11 +161,14 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
       }
     }
     await finishFile();
+    await settle(0);
     if (name === null) throw invalid('dataset push: no header received');
     if (files === 0) throw invalid(`dataset "${name}": the folder has no files; nothing to push`);
   } catch (err) {
-    const c = current as { stream: PassThrough } | null;
+    const c = current as { stream: PassThrough; done: Promise<unknown> } | null;
     c?.stream.destroy();
+    await c?.done.catch(() => {});
+    await Promise.all(storing); // nothing still writing into the folder that is removed below
     // Only a push that holds the name's claim wrote into a new dataset's folder (or could have).
     if (name !== null && claimed) {
       await removePrefix(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch((e: unknown) =>

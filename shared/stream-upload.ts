@@ -1,0 +1,68 @@
+// An object uploaded from a stream of unknown length (issue 21): a package version zipped straight into
+// the bucket instead of written whole to disk and read back. The stream is cut into PART_BYTES parts,
+// hashed as they are cut, and sent PARTS_IN_FLIGHT at once while the next ones are made (the zip is being
+// written while its first parts go up). A stream that ends within one part is one PUT carrying its
+// SHA-256 (MinIO checks it and keeps it, as for uploadBuffer); a longer one is a multipart upload of its
+// own, completed only once every part is in: a failure, or a stream past `maxBytes`, aborts it and
+// nothing is stored.
+import { createHash } from 'node:crypto';
+import type * as Minio from 'minio';
+import { ErrorCodes, TrainyardError } from './errors.js';
+import { PART_BYTES, putOnce, putParts, withStorageRetry, type PutOptions, type RetryOptions } from './storage.js';
+
+export interface StreamUploadOptions extends Omit<PutOptions, 'sha256'> {
+  /** More bytes than this fail the upload (nothing stored); default none. */
+  maxBytes?: number;
+  /** Part size (tests use a small one, at least MinIO's 5 MiB); default PART_BYTES. */
+  partBytes?: number;
+}
+
+/** Uploads everything `source` yields to `key`; resolves with its size and SHA-256 (hex). */
+export async function uploadStream(
+  client: Minio.Client, bucket: string, key: string, source: AsyncIterable<Buffer>, retry: RetryOptions, o: StreamUploadOptions = {},
+): Promise<{ bytes: number; sha256: string }> {
+  const partBytes = o.partBytes ?? PART_BYTES;
+  const hash = createHash('sha256');
+  const it = source[Symbol.asyncIterator]();
+  let carry: Buffer[] = [];
+  let carried = 0;
+  let total = 0;
+  let ended = false;
+  /** The next part: partBytes bytes, fewer at the end, null once nothing is left. */
+  const next = async (): Promise<Buffer | null> => {
+    while (!ended && carried < partBytes) {
+      retry.signal?.throwIfAborted();
+      const r = await it.next();
+      if (r.done) { ended = true; break; }
+      const c = r.value;
+      total += c.length;
+      if (o.maxBytes !== undefined && total > o.maxBytes) {
+        throw new TrainyardError(ErrorCodes.ResourceExhausted, `${key}: more than ${o.maxBytes} bytes; nothing of it was stored`);
+      }
+      hash.update(c);
+      carry.push(c);
+      carried += c.length;
+    }
+    if (carried === 0) return null;
+    const all = carry.length === 1 ? carry[0]! : Buffer.concat(carry, carried);
+    const part = all.subarray(0, Math.min(partBytes, carried));
+    const rest = all.subarray(part.length);
+    carry = rest.length ? [rest] : [];
+    carried = rest.length;
+    return part;
+  };
+  try {
+    const first = (await next()) ?? Buffer.alloc(0);
+    const second = await next();
+    if (!second) {
+      const sha256 = hash.digest('hex');
+      await withStorageRetry(`upload ${key}`, () => putOnce(client, bucket, key, first, { ...(o.headers ? { headers: o.headers } : {}), sha256 }), retry);
+      return { bytes: first.length, sha256 };
+    }
+    const queue: (Buffer | null)[] = [first, second];
+    const bytes = await putParts(client, bucket, key, async () => (queue.length ? queue.shift()! : next()), o.headers ? { headers: o.headers } : {}, retry);
+    return { bytes, sha256: hash.digest('hex') };
+  } finally {
+    if (!ended) await it.return?.().catch(() => {});
+  }
+}
