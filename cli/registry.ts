@@ -11,6 +11,7 @@ import { doctorVerbs } from './commands/doctor.js';
 import { tokensVerbs } from './commands/tokens.js';
 import { scheduleVerbs } from './commands/schedules.js';
 import { eventVerbs } from './commands/events.js';
+import { datasetDeleteVerb, packageDeleteVerb, runDeleteVerb } from './commands/deletes.js';
 import { bashCompletion, zshCompletion } from './completion.js';
 import { helpFor, topHelp } from './help.js';
 import { resolve } from './dispatch.js';
@@ -48,5 +49,5 @@ const shellVerbs = [
 ];
 
 export const commands: readonly Command[] = [
-  ...daemonVerbs, ...packageVerbs, ...datasetVerbs, ...runVerbs, ...scheduleVerbs, ...eventVerbs, ...agentsVerbs, ...projectsVerbs, ...doctorVerbs, ...tokensVerbs, ...shellVerbs,
+  ...daemonVerbs, ...packageVerbs, packageDeleteVerb, ...datasetVerbs, datasetDeleteVerb, ...runVerbs, runDeleteVerb, ...scheduleVerbs, ...eventVerbs, ...agentsVerbs, ...projectsVerbs, ...doctorVerbs, ...tokensVerbs, ...shellVerbs,
 ];

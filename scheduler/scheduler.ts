@@ -29,6 +29,7 @@ import { connectNats, natsOptions } from '../shared/nats.js';
 import { serverCredentials, servesTls } from '../shared/tls.js';
 import { ScheduleTicker } from './schedules/ticker.js';
 import { EventRetention } from './events/retention.js';
+import { StorageJanitor } from './storage/janitor.js';
 import { RunStatus } from '../shared/run-states.js';
 import { AttemptCredentials } from './storage/credential-cache.js';
 import { issueAttemptCredentials } from './storage/attempt-credentials.js';
@@ -46,6 +47,7 @@ export class Scheduler {
   #placer: Placer | null = null;
   #ticker: ScheduleTicker | null = null;
   #retention: EventRetention | null = null;
+  #janitor: StorageJanitor | null = null;
   #streams: StreamLimiter | null = null;
   #nats: NatsConnection | null = null;
   #closeDb: (() => Promise<void>) | null = null;
@@ -153,6 +155,8 @@ export class Scheduler {
       this.#ticker.start();
       this.#retention = new EventRetention({ db, log, retentionDays: settings.eventsRetentionDays, isLeader: () => placer.isLeader });
       this.#retention.start();
+      this.#janitor = new StorageJanitor({ ...ctx, intervalS: settings.storageJanitorIntervalS, isLeader: () => placer.isLeader });
+      this.#janitor.start();
 
       // One token verifier and one stream cap for the gRPC API and the web console's API.
       // The stream registry re-reads open streams' tokens and ends those of a dead one; the verifier then
@@ -217,6 +221,7 @@ export class Scheduler {
     await this.#http?.close().catch(() => {});
     await this.#ticker?.stop().catch(() => {});
     await this.#retention?.stop().catch(() => {});
+    await this.#janitor?.stop().catch(() => {});
     this.#streams?.stop();
     await this.#placer?.stop().catch(() => {});
     await this.#nats?.drain().catch(() => {});

@@ -91,6 +91,7 @@ export const schedulerSettings = spec({
   maxDatasetPushMb: { env: 'TRAINYARD_MAX_DATASET_PUSH_MB', flag: 'max-dataset-push-mb', kind: 'int', default: () => '262144', doc: 'the most one dataset push may send, in MiB (default 256 GiB); a bigger push is refused and leaves nothing' },
   maxDatasetPushFiles: { env: 'TRAINYARD_MAX_DATASET_PUSH_FILES', flag: 'max-dataset-push-files', kind: 'int', default: () => '1000000', doc: 'the most files one dataset push may send; more are refused and the push leaves nothing' },
   maxLogLinesPerAttempt: { env: 'TRAINYARD_MAX_LOG_LINES', flag: 'max-log-lines', kind: 'int', default: () => '200000', doc: 'log lines kept per attempt; later ones are dropped with a marker' },
+  storageJanitorIntervalS: { env: 'TRAINYARD_STORAGE_JANITOR_INTERVAL_S', flag: 'storage-janitor-interval-s', kind: 'int', min: 1, default: () => '60', doc: 'how often the placing scheduler finishes interrupted deletes and applies the projects\' retention (--keep-runs, --keep-versions), up to 100 of each a pass' },
   eventsRetentionDays: { env: 'TRAINYARD_EVENTS_RETENTION_DAYS', flag: 'events-retention-days', kind: 'int', default: () => '30', doc: 'events (trainyard events) older than this many days are deleted by the placing scheduler; 0 keeps them for ever' },
 });
 

@@ -20,8 +20,14 @@ export interface PackageVersionsTable {
   /** migrations/010 */
   score: ColumnType<number | null, number | null | undefined, number | null>;
   has_evaluate: ColumnType<boolean | null, boolean | null | undefined, boolean | null>;
+  /** migrations/024: marked for deletion (scheduler/storage/deletion.ts): no read sees it; its objects go, then the row. */
+  deleting_at: ColumnType<Date | null, Date | null | undefined, Date | string | null>; deleted_by: ColumnType<string | null, string | null | undefined, string | null>;
 }
-export interface DatasetsTable { name: string; file_count: number; size_bytes: number; created_at: Generated<Date>; updated_at: Timestamp; /** migrations/006 */ project: Generated<string> }
+export interface DatasetsTable {
+  name: string; file_count: number; size_bytes: number; created_at: Generated<Date>; updated_at: Timestamp; /** migrations/006 */ project: Generated<string>;
+  /** migrations/024: marked for deletion (scheduler/storage/deletion.ts): no read sees it; its objects go, then the row. */
+  deleting_at: ColumnType<Date | null, Date | null | undefined, Date | string | null>; deleted_by: ColumnType<string | null, string | null | undefined, string | null>;
+}
 /** migrations/014: a new dataset's name, claimed by the project whose first push is running. */
 export interface DatasetClaimsTable { name: string; project: string; claimed_at: Generated<Date> }
 export interface AgentsTable {
@@ -72,6 +78,8 @@ export interface RunsTable {
   schedule_fire_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
   /** migrations/021: heartbeats in a row whose held list left this acknowledged attempt out (scheduler/agents/reconcile.ts). */
   missed_beats: Generated<number>;
+  /** migrations/024: marked for deletion (scheduler/storage/deletion.ts): no read sees it; its objects go, then the row. */
+  deleting_at: ColumnType<Date | null, Date | null | undefined, Date | string | null>; deleted_by: ColumnType<string | null, string | null | undefined, string | null>;
 }
 export interface PhaseRow { name: string; started_at: number; ended_at: number }
 /** migrations/007: never read by a client API; deleted with the run's end. */
@@ -90,6 +98,9 @@ export interface ProjectLimitsTable {
   agent_labels: ColumnType<Record<string, string> | null, string | null | undefined, string | null>;
   exclusive: ColumnType<boolean, boolean | undefined, boolean>;
   max_storage_bytes: ColumnType<string | null, number | null | undefined, number | null>;
+  /** migrations/024: retention (null: keep for ever). */
+  keep_runs_seconds: ColumnType<number | null, number | null | undefined, number | null>;
+  keep_versions: ColumnType<number | null, number | null | undefined, number | null>;
 }
 /** migrations/006: client and join tokens; only the secret's SHA-256 is stored. */
 /** One object a successful attempt left, as recorded at its commit. */
