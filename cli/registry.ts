@@ -13,6 +13,7 @@ import { tokensVerbs } from './commands/tokens.js';
 import { scheduleVerbs } from './commands/schedules.js';
 import { eventVerbs } from './commands/events.js';
 import { webhookVerbs } from './commands/webhooks.js';
+import { datasetDeleteVerb, packageDeleteVerb, runDeleteVerb } from './commands/deletes.js';
 import { bashCompletion, zshCompletion } from './completion.js';
 import { helpFor, topHelp } from './help.js';
 import { resolve } from './dispatch.js';
@@ -50,5 +51,5 @@ const shellVerbs = [
 ];
 
 export const commands: readonly Command[] = [
-  ...daemonVerbs, ...packageVerbs, ...datasetVerbs, ...runVerbs, ...scheduleVerbs, ...eventVerbs, ...webhookVerbs, ...agentsVerbs, ...projectsVerbs, ...projectUsageVerbs, ...doctorVerbs, ...tokensVerbs, ...shellVerbs,
+  ...daemonVerbs, ...packageVerbs, packageDeleteVerb, ...datasetVerbs, datasetDeleteVerb, ...runVerbs, runDeleteVerb, ...scheduleVerbs, ...eventVerbs, ...webhookVerbs, ...agentsVerbs, ...projectsVerbs, ...projectUsageVerbs, ...doctorVerbs, ...tokensVerbs, ...shellVerbs,
 ];

@@ -3,6 +3,7 @@
 import type { SchedulerContext } from './context.js';
 import type { DoctorReport } from '../shared/proto.js';
 import { doctor, type Violation } from './invariants.js';
+import { auditStorage } from './storage/storage-audit.js';
 
 export async function doctorReport(ctx: SchedulerContext, repair: boolean): Promise<DoctorReport> {
   const { agentLostAfterMs, dispatchAckTimeoutMs, attemptLeaseBeats, packagingDeadlineS } = ctx.settings;
@@ -15,4 +16,10 @@ export async function doctorReport(ctx: SchedulerContext, repair: boolean): Prom
     recorded_by_kind: r.recordedByKind,
     recent: r.recent.map((v) => wire(v, v.foundAt)),
   };
+}
+
+/** `doctor --storage`: the bucket against the rows (storage/storage-audit.ts), in the same report. */
+export async function storageDoctorReport(ctx: SchedulerContext, repair: boolean, graceS: number): Promise<DoctorReport> {
+  const storage = await auditStorage(ctx, { repair, graceS });
+  return { current: [], recorded_total: 0, recorded_by_kind: [], recent: [], storage };
 }

@@ -13,13 +13,14 @@ import { usedBytes } from './storage/quota.js';
 type Row = {
   name: string; max_runs: number | null; max_gpus: number | null; max_priority: number | null; running: number; gpus: number; queued: number;
   agent_labels: Record<string, string> | null; exclusive: boolean | null; preemptible: boolean | null; max_storage_bytes: string | null; storage_bytes: string;
+  keep_runs_seconds: number | null; keep_versions: number | null;
 };
 
 /** Every project that has runs, caps, packages or datasets: what it runs now, holds, has queued, and its rules. */
 export async function listProjects(ctx: SchedulerContext): Promise<Project[]> {
   const { rows } = await sql<Row>`
     WITH names AS (SELECT project FROM runs UNION SELECT project FROM project_limits UNION SELECT project FROM packages UNION SELECT project FROM datasets)
-    SELECT n.project AS name, l.max_runs, l.max_gpus, l.max_priority, l.agent_labels, l.exclusive, l.preemptible, l.max_storage_bytes,
+    SELECT n.project AS name, l.max_runs, l.max_gpus, l.max_priority, l.agent_labels, l.exclusive, l.preemptible, l.max_storage_bytes, l.keep_runs_seconds, l.keep_versions,
       (SELECT count(*)::int FROM runs r WHERE r.project = n.project AND r.agent IS NOT NULL) AS running,
       (SELECT coalesce(sum(gpus), 0)::int FROM runs r WHERE r.project = n.project AND r.agent IS NOT NULL) AS gpus,
       (SELECT count(*)::int FROM runs r WHERE r.project = n.project AND r.agent IS NULL AND r.status IN ${states(queuedStatuses)}) AS queued,
@@ -30,6 +31,7 @@ export async function listProjects(ctx: SchedulerContext): Promise<Project[]> {
     max_runs: r.max_runs ?? -1, max_gpus: r.max_gpus ?? -1, max_priority: r.max_priority ?? -1,
     agents: r.agent_labels ?? {}, exclusive: r.exclusive ?? false, preemptible: r.preemptible ?? false,
     max_storage_bytes: r.max_storage_bytes === null ? -1 : Number(r.max_storage_bytes), storage_bytes: Number(r.storage_bytes),
+    keep_runs_seconds: r.keep_runs_seconds ?? -1, keep_versions: r.keep_versions ?? -1,
   }));
 }
 
@@ -51,6 +53,11 @@ export async function setProjectLimits(ctx: SchedulerContext, req: ProjectLimits
     if (!Number.isInteger(n) || n < -1) throw invalid(`${what} must be -1 (no cap) or a non-negative integer, got ${n}`);
     return n < 0 ? null : n;
   };
+  const retention = (n: number, what: string) => {
+    if (n === -1) return null;
+    if (!Number.isSafeInteger(n) || n < 1) throw invalid(`${what} must be -1 (keep everything) or at least 1, got ${n}`);
+    return n;
+  };
   const values = { project, max_runs: cap(req.max_runs, 'max_runs'), max_gpus: cap(req.max_gpus, 'max_gpus') };
   const binding = req.set_agents ? checkBinding(req.agents ?? {}) : null;
   const rest = {
@@ -61,6 +68,9 @@ export async function setProjectLimits(ctx: SchedulerContext, req: ProjectLimits
     // Whether higher-priority runs may preempt this project's runs (scheduler/placement/preemption.ts).
     ...(req.set_preemptible ? { preemptible: req.preemptible } : {}),
     ...(req.set_max_storage ? { max_storage_bytes: cap(req.max_storage_bytes, 'max_storage_bytes') } : {}),
+    // Retention (storage/retention.ts): applied by the leader; -1 keeps everything.
+    ...(req.set_keep_runs ? { keep_runs_seconds: retention(Number(req.keep_runs_seconds), 'keep_runs_seconds') } : {}),
+    ...(req.set_keep_versions ? { keep_versions: retention(req.keep_versions, 'keep_versions') } : {}),
   };
   await ctx.db.insertInto('project_limits').values({ ...values, ...rest })
     .onConflict((oc) => oc.column('project').doUpdateSet({ max_runs: values.max_runs, max_gpus: values.max_gpus, ...rest })).execute();

@@ -31,6 +31,7 @@ import { ScheduleTicker } from './schedules/ticker.js';
 import { EventRetention } from './events/retention.js';
 import { WebhookOutbox } from './webhooks/outbox.js';
 import { outboxOptions } from './webhooks/manage.js';
+import { StorageJanitor } from './storage/janitor.js';
 import { RunStatus } from '../shared/run-states.js';
 import { AttemptCredentials } from './storage/credential-cache.js';
 import { issueAttemptCredentials } from './storage/attempt-credentials.js';
@@ -49,6 +50,7 @@ export class Scheduler {
   #ticker: ScheduleTicker | null = null;
   #retention: EventRetention | null = null;
   #webhooks: WebhookOutbox | null = null;
+  #janitor: StorageJanitor | null = null;
   #streams: StreamLimiter | null = null;
   #nats: NatsConnection | null = null;
   #closeDb: (() => Promise<void>) | null = null;
@@ -160,6 +162,8 @@ export class Scheduler {
       // Every scheduler delivers webhooks; the outbox's claims share the work out (webhooks/outbox.ts).
       this.#webhooks = new WebhookOutbox(outboxOptions(ctx));
       this.#webhooks.start();
+      this.#janitor = new StorageJanitor({ ...ctx, intervalS: settings.storageJanitorIntervalS, isLeader: () => placer.isLeader });
+      this.#janitor.start();
 
       // One token verifier and one stream cap for the gRPC API and the web console's API.
       // The stream registry re-reads open streams' tokens and ends those of a dead one; the verifier then
@@ -225,6 +229,7 @@ export class Scheduler {
     await this.#ticker?.stop().catch(() => {});
     await this.#retention?.stop().catch(() => {});
     await this.#webhooks?.stop().catch(() => {});
+    await this.#janitor?.stop().catch(() => {});
     this.#streams?.stop();
     await this.#placer?.stop().catch(() => {});
     await this.#nats?.drain().catch(() => {});

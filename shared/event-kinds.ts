@@ -1,5 +1,5 @@
 // The kinds of the ML log (`trainyard events`): one closed list, mirrored by the CHECK on events.kind
-// (migrations/008_events_and_schedules.sql, as 015 leaves it; test/e2e/events.test.ts compares the two).
+// (migrations/008_events_and_schedules.sql, as 029 leaves it; test/e2e/events.test.ts compares the two).
 // A kind is `<what>.<happened>`; `--kind run` selects every `run.*` kind.
 export const EventKind = {
   PackagePushed: 'package.pushed',
@@ -36,6 +36,13 @@ export const EventKind = {
   AgentDrained: 'agent.drained',
   /** An admin forgot an agent that was gone (`trainyard agents remove`): its name is free again. */
   AgentRemoved: 'agent.removed',
+  // Issue 21: written in the transaction that deletes the row, once its objects are gone (migrations/024).
+  /** A run and everything under its prefixes (`run delete`, or the project's retention). */
+  RunDeleted: 'run.deleted',
+  /** A package version (`package delete`, or the project's retention). */
+  PackageDeleted: 'package.deleted',
+  /** A dataset and its files (`dataset delete`). */
+  DatasetDeleted: 'dataset.deleted',
 } as const;
 export type EventKind = (typeof EventKind)[keyof typeof EventKind];
 export const eventKinds: readonly EventKind[] = Object.values(EventKind);

@@ -99,6 +99,7 @@ export const schedulerSettings = spec({
   webhookBackoffMs: { env: 'TRAINYARD_WEBHOOK_BACKOFF_MS', flag: 'webhook-backoff-ms', kind: 'int', min: 1, default: () => '5000', doc: 'wait before the first retry of a failed webhook delivery; each later retry waits twice the one before, at most 30 minutes' },
   webhookRetryMinutes: { env: 'TRAINYARD_WEBHOOK_RETRY_MINUTES', flag: 'webhook-retry-minutes', kind: 'int', min: 1, default: () => '1440', doc: 'a webhook delivery not accepted (2xx) this many minutes after its event is given up (state failed)' },
   maxMetricPointsPerRun: { env: 'TRAINYARD_MAX_METRIC_POINTS', flag: 'max-metric-points', kind: 'int', default: () => '5000000', doc: 'metric points kept per run (all names, attempts and system samples together); later ones are dropped and counted (run metrics: dropped)' },
+  storageJanitorIntervalS: { env: 'TRAINYARD_STORAGE_JANITOR_INTERVAL_S', flag: 'storage-janitor-interval-s', kind: 'int', min: 1, default: () => '60', doc: 'how often the placing scheduler finishes interrupted deletes and applies the projects\' retention (--keep-runs, --keep-versions), up to 100 of each a pass' },
   eventsRetentionDays: { env: 'TRAINYARD_EVENTS_RETENTION_DAYS', flag: 'events-retention-days', kind: 'int', default: () => '30', doc: 'events (trainyard events) older than this many days are deleted by the placing scheduler; 0 keeps them for ever' },
 });
 

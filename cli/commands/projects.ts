@@ -46,8 +46,30 @@ const setFlags = flags({
   exclusive: { type: 'string', value: 'true|false', description: 'true: the project\'s runs never share an agent with another project\'s runs' },
   preemptible: { type: 'string', value: 'true|false', description: 'true: a higher-priority run may stop (preempt) the project\'s runs when nothing else is free; they are requeued, not counted as attempts (default false)' },
   'max-storage-gb': { type: 'string', value: 'N|none', description: 'storage quota, GB of 10^9 bytes (packages, datasets, run outputs); pushes and run outputs over it are refused ("none": no quota)' },
+  'keep-runs': { type: 'string', value: 'AGE|none', description: 'ended runs older than this (e.g. 90d, 12h, 30m, 45s) are deleted with their objects by the placing scheduler ("none": kept)' },
+  'keep-versions': { type: 'string', value: 'N|none', description: 'each package keeps its newest N versions (at least 1); older ones are deleted unless a live run or a schedule names them ("none": all kept)' },
   json: jsonFlag,
 });
+
+/** --keep-runs: an age (90d, 12h, 30m, 45s) in seconds, -1 for "none"; undefined: not given. */
+function keepRunsFlag(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'none') return -1;
+  const m = /^(\d+)([smhd])$/.exec(String(v));
+  if (!m || Number(m[1]) === 0) throw invalid(`--keep-runs: expected an age such as 90d, 12h, 30m or 45s (more than 0), or "none", got "${String(v)}"`);
+  return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+/** --keep-versions: N >= 1, -1 for "none"; undefined: not given. */
+function keepVersionsFlag(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'none') return -1;
+  if (!/^\d+$/.test(String(v)) || Number(v) < 1) throw invalid(`--keep-versions: expected a number of versions (at least 1: the newest is always kept) or "none", got "${String(v)}"`);
+  return Number(v);
+}
+
+/** An age in seconds as people write it: 90d, 12h. */
+const age = (s: number) => (s < 0 ? '-' : s % 86_400 === 0 ? `${s / 86_400}d` : s % 3600 === 0 ? `${s / 3600}h` : s % 60 === 0 ? `${s / 60}m` : `${s}s`);
 
 async function set({ values, positionals }: Parsed<typeof setFlags>, address: string): Promise<number> {
   const project = positionals[0];
@@ -61,8 +83,10 @@ async function set({ values, positionals }: Parsed<typeof setFlags>, address: st
     const exclusive = boolFlag(values.exclusive, 'exclusive');
     const preemptible = boolFlag(values.preemptible, 'preemptible');
     const storage = storageFlag(values['max-storage-gb']);
-    if (maxRuns === -2 && maxGpus === -2 && maxPriority === -2 && agents === undefined && exclusive === undefined && preemptible === undefined && storage === undefined) {
-      throw invalid('projects set: give --max-runs, --max-gpus, --max-priority, --agents, --exclusive, --preemptible and/or --max-storage-gb');
+    const keepRuns = keepRunsFlag(values['keep-runs']);
+    const keepVersions = keepVersionsFlag(values['keep-versions']);
+    if (maxRuns === -2 && maxGpus === -2 && maxPriority === -2 && agents === undefined && exclusive === undefined && preemptible === undefined && storage === undefined && keepRuns === undefined && keepVersions === undefined) {
+      throw invalid('projects set: give --max-runs, --max-gpus, --max-priority, --agents, --exclusive, --preemptible, --max-storage-gb, --keep-runs and/or --keep-versions');
     }
     if (maxRuns === -2) maxRuns = current?.max_runs ?? -1;
     if (maxGpus === -2) maxGpus = current?.max_gpus ?? -1;
@@ -71,9 +95,11 @@ async function set({ values, positionals }: Parsed<typeof setFlags>, address: st
       set_agents: agents !== undefined, agents: agents ?? {}, set_exclusive: exclusive !== undefined, exclusive: exclusive ?? false,
       set_max_storage: storage !== undefined, max_storage_bytes: storage ?? -1,
       set_preemptible: preemptible !== undefined, preemptible: preemptible ?? false,
+      set_keep_runs: keepRuns !== undefined, keep_runs_seconds: keepRuns ?? -1, set_keep_versions: keepVersions !== undefined, keep_versions: keepVersions ?? -1,
     });
     console.log(values.json ? JSON.stringify(p, null, 2) : `${safeText(p.name)}: max runs ${show(p.max_runs)}, max GPUs ${show(p.max_gpus)}, max priority ${show(p.max_priority)}, ` +
-      `agents ${safeText(labelsText(p.agents))}, exclusive ${p.exclusive}, preemptible ${p.preemptible}, storage ${gb(p.storage_bytes)} of ${gb(p.max_storage_bytes)}`);
+      `agents ${safeText(labelsText(p.agents))}, exclusive ${p.exclusive}, preemptible ${p.preemptible}, storage ${gb(p.storage_bytes)} of ${gb(p.max_storage_bytes)}, ` +
+      `keep runs ${age(Number(p.keep_runs_seconds))}, keep versions ${show(p.keep_versions)}`);
     return 0;
   });
 }
@@ -82,9 +108,9 @@ async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: stri
   return withApi(address, async (api) => {
     const { projects } = await api.listProjects();
     if (values.json) console.log(JSON.stringify(projects, null, 2));
-    else console.log(table(['PROJECT', 'RUNNING', 'GPUS', 'QUEUED', 'MAX RUNS', 'MAX GPUS', 'MAX PRIORITY', 'AGENTS', 'EXCLUSIVE', 'PREEMPTIBLE', 'STORAGE', 'MAX STORAGE'], projects.map((p) => [
+    else console.log(table(['PROJECT', 'RUNNING', 'GPUS', 'QUEUED', 'MAX RUNS', 'MAX GPUS', 'MAX PRIORITY', 'AGENTS', 'EXCLUSIVE', 'PREEMPTIBLE', 'STORAGE', 'MAX STORAGE', 'KEEP RUNS', 'KEEP VERSIONS'], projects.map((p) => [
       safeText(p.name), String(p.running), String(p.gpus), String(p.queued), show(p.max_runs), show(p.max_gpus), show(p.max_priority),
-      safeText(labelsText(p.agents)), p.exclusive ? 'yes' : 'no', p.preemptible ? 'yes' : 'no', gb(p.storage_bytes), gb(p.max_storage_bytes),
+      safeText(labelsText(p.agents)), p.exclusive ? 'yes' : 'no', p.preemptible ? 'yes' : 'no', gb(p.storage_bytes), gb(p.max_storage_bytes), age(Number(p.keep_runs_seconds)), show(p.keep_versions),
     ])));
     return 0;
   });
@@ -93,10 +119,10 @@ async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: stri
 export const projectsVerbs = [
   verb({ path: ['projects'], section: 'Fleet', summary: 'each project: running, GPUs held, queued, caps, agents, storage', flags: { json: jsonFlag }, run: list, examples: ['trainyard projects'] }),
   verb({
-    path: ['projects', 'set'], summary: 'set a project\'s caps, agents, preemptibility and storage quota (admin); what is not given stays as it is',
+    path: ['projects', 'set'], summary: 'set a project\'s caps, agents, preemptibility, storage quota and retention (admin); what is not given stays as it is',
     args: [{ name: 'NAME', description: 'the project' }], flags: setFlags, run: set,
     examples: ['trainyard projects set vision --max-runs 4 --max-gpus 8 --max-priority 10', 'trainyard projects set vision --max-gpus none',
       'trainyard projects set vision --agents pool=vision --exclusive true', 'trainyard projects set vision --max-storage-gb 500',
-      'trainyard projects set sweeps --preemptible true'],
+      'trainyard projects set sweeps --preemptible true', 'trainyard projects set vision --keep-runs 90d --keep-versions 20'],
   }),
 ];

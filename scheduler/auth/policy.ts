@@ -8,7 +8,7 @@
 //
 //   admin   everything, on every project, and the fleet (tokens, join tokens, caps, drain, agents, doctor)
 //   member  its project's packages, datasets, runs and schedules: push, submit, schedule, read, follow,
-//           download, kill; its project's events and webhooks
+//           download, kill, delete; its project's events and webhooks
 //   reader  reads its project's packages, datasets, runs, schedules and events (not its webhooks)
 //   agents  nothing on the client API
 import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
@@ -23,6 +23,10 @@ export const Actions = {
   ReadDataset: 'read datasets of',
   PushDataset: 'push datasets to',
   ReadSchedule: 'read schedules of',
+  /** `run delete`, `package delete`, `dataset delete` (issue 21): members of the project, never readers. */
+  DeleteRun: 'delete runs of',
+  DeletePackage: 'delete packages of',
+  DeleteDataset: 'delete datasets of',
   /** Create, pause, resume, delete and run-now. */
   ManageSchedule: 'manage schedules of',
   /** Its webhooks: create, list, delete, test, deliveries. Not for readers: a hook's URL may hold a capability. Fleet-wide hooks need Admin. */

@@ -97,10 +97,12 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
       if (chunk.part === 'header') {
         if (name !== null) throw invalid('dataset push: the header must come once, first');
         name = checkName('dataset', chunk.header!.name);
-        const owner = await db.selectFrom('datasets').select('project').where('name', '=', name).executeTakeFirst();
+        const owner = await db.selectFrom('datasets').select(['project', 'deleting_at']).where('name', '=', name).executeTakeFirst();
         existed = !!owner;
         if (owner) project = owner.project;
         authorizeName(caller, Actions.PushDataset, project, 'dataset', name);
+        // Its files are going (storage/deletion.ts): nothing may be added under the prefix being removed.
+        if (owner?.deleting_at) throw new TrainyardError(ErrorCodes.FailedPrecondition, `dataset "${name}" is being deleted; push again once it is gone`);
         total = Number(chunk.header!.size_bytes);
         if (!Number.isSafeInteger(total) || total < 0) throw invalid(`dataset push: size_bytes ${String(chunk.header!.size_bytes)} is not a number of bytes`);
         // Over the project's storage quota: refused on the size announced, before a byte is stored or the

@@ -21,8 +21,14 @@ export interface PackageVersionsTable {
   /** migrations/010 */
   score: ColumnType<number | null, number | null | undefined, number | null>;
   has_evaluate: ColumnType<boolean | null, boolean | null | undefined, boolean | null>;
+  /** migrations/024: marked for deletion (scheduler/storage/deletion.ts): no read sees it; its objects go, then the row. */
+  deleting_at: ColumnType<Date | null, Date | null | undefined, Date | string | null>; deleted_by: ColumnType<string | null, string | null | undefined, string | null>;
 }
-export interface DatasetsTable { name: string; file_count: number; size_bytes: number; created_at: Generated<Date>; updated_at: Timestamp; /** migrations/006 */ project: Generated<string> }
+export interface DatasetsTable {
+  name: string; file_count: number; size_bytes: number; created_at: Generated<Date>; updated_at: Timestamp; /** migrations/006 */ project: Generated<string>;
+  /** migrations/024: marked for deletion (scheduler/storage/deletion.ts): no read sees it; its objects go, then the row. */
+  deleting_at: ColumnType<Date | null, Date | null | undefined, Date | string | null>; deleted_by: ColumnType<string | null, string | null | undefined, string | null>;
+}
 /** migrations/014: a new dataset's name, claimed by the project whose first push is running. */
 export interface DatasetClaimsTable { name: string; project: string; claimed_at: Generated<Date> }
 export interface AgentsTable {
@@ -82,6 +88,8 @@ export interface RunsTable {
   resume_from: ColumnType<string | null, string | null | undefined, string | null>;
   keep_checkpoints: ColumnType<boolean, boolean | undefined, boolean>;
   resumed_from: ColumnType<ResumedFrom | null, string | null | undefined, string | null>;
+  /** migrations/024: marked for deletion (scheduler/storage/deletion.ts): no read sees it; its objects go, then the row. */
+  deleting_at: ColumnType<Date | null, Date | null | undefined, Date | string | null>; deleted_by: ColumnType<string | null, string | null | undefined, string | null>;
 }
 export interface PhaseRow { name: string; started_at: number; ended_at: number }
 /** migrations/007: never read by a client API; deleted with the run's end. */
@@ -102,6 +110,9 @@ export interface ProjectLimitsTable {
   max_storage_bytes: ColumnType<string | null, number | null | undefined, number | null>;
   /** migrations/028: its runs may be preempted by higher-priority runs (`--preemptible`, default false). */
   preemptible: ColumnType<boolean, boolean | undefined, boolean>;
+  /** migrations/024: retention (null: keep for ever). */
+  keep_runs_seconds: ColumnType<number | null, number | null | undefined, number | null>;
+  keep_versions: ColumnType<number | null, number | null | undefined, number | null>;
 }
 /** migrations/028: each preemption of a run, for `run get`. */
 export interface RunPreemptionsTable { run_id: string; attempt: number; by_run: string; agent: string; at: Generated<Date> }

@@ -24,7 +24,7 @@ import { listAgents } from '../agents/list.js';
 import { drainAgent } from '../agents/drain.js';
 import { removeAgent } from '../agents/remove.js';
 import { listProjects, setProjectLimits } from '../projects.js';
-import { doctorReport } from '../doctor-report.js';
+import { doctorReport, storageDoctorReport } from '../doctor-report.js';
 import { authenticateClient } from '../auth/authenticate.js';
 import { Actions, authorize, visibleProject } from '../auth/policy.js';
 import type { StreamLimiter } from '../auth/streams.js';
@@ -36,6 +36,7 @@ import { fireNow } from '../schedules/fire.js';
 import { followEvents, listEvents } from '../events/read.js';
 import { projectUsage } from '../usage/project-usage.js';
 import { createWebhook, deleteWebhook, listWebhookDeliveries, listWebhooks, testWebhook } from '../webhooks/manage.js';
+import { deleteDatasetRequest, deletePackageRequest, deleteRunRequest } from '../storage/delete-requests.js';
 
 /** A join token lives an hour unless asked otherwise: long enough to start a box, short enough to leak. */
 const JOIN_TOKEN_DEFAULT_S = 3600;
@@ -111,7 +112,7 @@ export function clientService(ctx: SchedulerContext, auth: { tokens: TokenVerifi
 
     Doctor: unary(g, 'Doctor', (req, caller) => {
       authorize(caller, Actions.Admin);
-      return doctorReport(ctx, req.repair);
+      return req.storage ? storageDoctorReport(ctx, req.repair, Number(req.storage_grace_seconds)) : doctorReport(ctx, req.repair);
     }),
 
     CreateToken: unary(g, 'CreateToken', async (req, caller) => {
@@ -160,5 +161,8 @@ export function clientService(ctx: SchedulerContext, auth: { tokens: TokenVerifi
     ListWebhookDeliveries: unary(g, 'ListWebhookDeliveries', async (req, caller) => ({ deliveries: await listWebhookDeliveries(ctx, caller, req) })),
 
     ProjectUsage: unary(g, 'ProjectUsage', (req, caller) => projectUsage(ctx, caller, req)),
+    DeleteRun: unary(g, 'DeleteRun', (req, caller) => deleteRunRequest(ctx, caller, req.id)),
+    DeletePackage: unary(g, 'DeletePackage', (req, caller) => deletePackageRequest(ctx, caller, req.name, req.version)),
+    DeleteDataset: unary(g, 'DeleteDataset', (req, caller) => deleteDatasetRequest(ctx, caller, req.name)),
   };
 }

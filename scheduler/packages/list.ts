@@ -11,10 +11,10 @@ export interface PackageSummary {
 export async function listPackages(ctx: SchedulerContext, project: string | null): Promise<PackageSummary[]> {
   const { rows } = await sql<{ name: string; project: string; created_at: Date; versions: number; major: number | null; minor: number | null; score: number | null }>`
     SELECT p.name, p.project, p.created_at,
-      (SELECT count(*)::int FROM package_versions v WHERE v.package = p.name) AS versions,
+      (SELECT count(*)::int FROM package_versions v WHERE v.package = p.name AND v.deleting_at IS NULL) AS versions,
       l.major, l.minor, l.score
     FROM packages p
-    LEFT JOIN LATERAL (SELECT major, minor, score FROM package_versions v WHERE v.package = p.name ORDER BY major DESC, minor DESC LIMIT 1) l ON true
+    LEFT JOIN LATERAL (SELECT major, minor, score FROM package_versions v WHERE v.package = p.name AND v.deleting_at IS NULL ORDER BY major DESC, minor DESC LIMIT 1) l ON true
     WHERE ${project === null ? sql`true` : sql`p.project = ${project}`}
     ORDER BY p.name`.execute(ctx.db);
   return rows.map((r) => ({

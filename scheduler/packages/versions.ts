@@ -12,7 +12,7 @@ export async function listPackageVersions(ctx: SchedulerContext, packageName: st
   const owner = await ctx.db.selectFrom('packages').select('project').where('name', '=', name).executeTakeFirst();
   const missing = () => notFound(`package "${name}" not found`);
   if (owner) authorizeObject(caller, Actions.ReadPackage, owner.project, missing);
-  const rows = await ctx.db.selectFrom('package_versions').selectAll().where('package', '=', name).orderBy('major').orderBy('minor').execute();
+  const rows = await ctx.db.selectFrom('package_versions').selectAll().where('package', '=', name).where('deleting_at', 'is', null).orderBy('major').orderBy('minor').execute();
   if (rows.length === 0) throw missing();
   return rows.map(versionToProto);
 }

@@ -30,7 +30,8 @@ export async function authorizeRun(ctx: SchedulerContext, caller: Principal, id:
  * by it; `package` and `pipeline` (the console's filters): of that package, of that kind.
  */
 export async function listRuns(ctx: SchedulerContext, o: { status: string; limit: number; schedule?: string; project?: string | null; package?: string; pipeline?: string }): Promise<Run[]> {
-  let q = ctx.db.selectFrom('runs').selectAll().orderBy('created_at', 'desc').limit(Math.min(Math.max(o.limit || 50, 1), 1000));
+  // A run being deleted (storage/deletion.ts) is listed no more.
+  let q = ctx.db.selectFrom('runs').selectAll().where('deleting_at', 'is', null).orderBy('created_at', 'desc').limit(Math.min(Math.max(o.limit || 50, 1), 1000));
   if (o.status) q = q.where('status', '=', o.status as RunStatus);
   if (o.schedule) q = q.where('schedule', '=', o.schedule);
   if (o.project != null) q = q.where('project', '=', o.project);

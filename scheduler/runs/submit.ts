@@ -214,8 +214,8 @@ async function lookUp(ctx: SchedulerContext, ps: Parsed[], shapes: Request[]): P
       (SELECT coalesce(jsonb_agg(jsonb_build_object('package', package, 'major', major, 'minor', minor, 'object_key', object_key,
                                                     'sha256', sha256, 'has_evaluate', has_evaluate)
                                  ORDER BY package, major DESC, minor DESC), '[]')
-        FROM package_versions WHERE package = ANY(${pkgs}::text[])) AS versions,
-      (SELECT coalesce(jsonb_object_agg(name, project), '{}') FROM datasets WHERE name = ANY(${datasets}::text[])) AS dataset_projects,
+        FROM package_versions WHERE package = ANY(${pkgs}::text[]) AND deleting_at IS NULL) AS versions,
+      (SELECT coalesce(jsonb_object_agg(name, project), '{}') FROM datasets WHERE name = ANY(${datasets}::text[]) AND deleting_at IS NULL) AS dataset_projects,
       EXISTS (SELECT 1 FROM agents WHERE status <> 'offline') AS known,
       ARRAY(SELECT EXISTS (SELECT 1 FROM agents a
                            WHERE a.status <> 'offline' AND a.cpus >= q.cpus AND a.memory_mb >= q.memory_mb AND a.labels @> q.selector

@@ -182,6 +182,16 @@ _trainyard; printf '%s\\n' "\${COMPREPLY[@]}"; complete -p trainyard`;
   t.same(complete('trainyard', 'run', 'metrics', 'r1', '--c'), ['--csv'], 'run metrics --c<TAB> → --csv');
   t.same(complete('trainyard', 'scheduler', '--max-m'), ['--max-metric-points'], 'scheduler --max-m<TAB> → --max-metric-points');
   t.same(complete('trainyard', 'agent', '--sys'), ['--sys-sample-seconds'], 'agent --sys<TAB> → --sys-sample-seconds');
+  // Issue 21: deletes, retention, doctor --storage.
+  t.same(complete('trainyard', 'run', 'del'), ['delete'], 'run del<TAB> → delete');
+  t.same(complete('trainyard', 'package', 'de'), ['delete'], 'package de<TAB> → delete');
+  t.same(complete('trainyard', 'dataset', 'de'), ['delete'], 'dataset de<TAB> → delete');
+  t.same(complete('trainyard', 'run', 'delete', 'r1', '--y'), ['--yes'], 'run delete --y<TAB> → --yes');
+  t.same(complete('trainyard', 'projects', 'set', 'p', '--keep-r'), ['--keep-runs'], 'projects set --keep-r<TAB> → --keep-runs');
+  t.same(complete('trainyard', 'projects', 'set', 'p', '--keep-v'), ['--keep-versions'], 'projects set --keep-v<TAB> → --keep-versions');
+  t.same(complete('trainyard', 'doctor', '--st'), ['--storage'], 'doctor --st<TAB> → --storage');
+  t.same(complete('trainyard', 'doctor', '--gr'), ['--grace'], 'doctor --gr<TAB> → --grace');
+  t.same(complete('trainyard', 'scheduler', '--storage-j'), ['--storage-janitor-interval-s'], 'a scheduler setting: --storage-janitor-interval-s');
   t.same(complete('trainyard', '').sort(), commands.filter((c) => c.path.length === 1).map((c) => c.path[0]).sort(), 'every top-level verb');
   t.same(complete('trainyard', 'completion', ''), ['bash', 'zsh']);
 
