@@ -283,7 +283,8 @@ export class AgentDaemon {
   }
 
   #beat(leaving = false) {
-    return this.#link.heartbeat({ name: this.settings.name, session: this.#session, held: this.#held(), draining: this.#state === 'DRAINING', leaving });
+    return this.#link.heartbeat({ name: this.settings.name, session: this.#session, held: this.#held(), draining: this.#state === 'DRAINING', leaving,
+      cache_use: { venv_bytes: this.#venvCap.usedBytes, venv_cap_bytes: this.#venvCap.capBytes } });
   }
 
   /**
