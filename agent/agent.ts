@@ -25,6 +25,9 @@ import { WarmInterpreters } from './warm-interpreter.js';
 import { PackageCache } from './package-cache.js';
 import { DataCache } from './data-cache.js';
 import { checkName } from '../shared/names.js';
+import { findUv, parseInstaller, type Installer } from './uv.js';
+import { VenvCacheCap } from './venv-cache-cap.js';
+import { buildsUnderWay } from './venv.js';
 
 export type AgentState = 'STARTING' | 'RUNNING' | 'DRAINING' | 'STOPPED' | 'FAILED';
 const VERSION = '0.1.0';
@@ -60,6 +63,14 @@ export class AgentDaemon {
   #warm: WarmInterpreters;
   readonly #packages: PackageCache;
   readonly #dataCache: DataCache;
+  readonly #installer: Installer;
+  /** The venv dir's cap (--venv-cache-gb) and what each attempt holds of it. */
+  readonly #venvCap: VenvCacheCap;
+  /**
+   * The uv venvs are built with (agent/uv.ts), looked for (or installed) in the background from the start,
+   * so registering never waits on an index; the first build waits for it. null: pip.
+   */
+  #uv: Promise<string | null> = Promise.resolve(null);
   #link: Link;
   #nats: NatsConnection | null = null;
   #subs: Subscription[] = [];
@@ -77,6 +88,9 @@ export class AgentDaemon {
     this.#packages = new PackageCache(settings.workDir);
     this.#dataCache = new DataCache(settings.workDir, settings.dataCacheMb * 1024 * 1024);
     acceptedProjects(settings.acceptProjects); // a malformed name is refused now, not at the first Register
+    this.#installer = parseInstaller(settings.installer);
+    this.#venvCap = new VenvCacheCap(settings.venvDir, parseVenvCacheGb(settings.venvCacheGb) * 2 ** 30,
+      { busy: (dir) => this.#warm.has(dir), building: buildsUnderWay, removed: (dir) => this.#packages.forgetVenv(dir) });
   }
 
   get state(): AgentState { return this.#state; }
@@ -107,6 +121,14 @@ export class AgentDaemon {
       python: settings.python, workDir: settings.workDir, venvDir: settings.venvDir, harness: harnessPath(),
     }, log);
     this.#warm = new WarmInterpreters({ max: settings.warmInterpreters, log, python: this.#containment.helpers.python });
+    void this.#venvCap.enforce().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not measure the venv dir'));
+    if (this.#installer === 'uv') {
+      this.#uv = findUv({ workDir: settings.workDir, python: this.#containment.helpers.python, pipIndexUrl: settings.pipIndexUrl, pipFindLinks: settings.pipFindLinks, checkOwner: process.getuid?.() === 0, log })
+        .catch((err: unknown) => { log.warn({ err: errorMessage(err) }, 'could not look for uv; venvs are built with pip'); return null; });
+      void this.#uv.then((uv) => log.info({ installer: uv ? 'uv' : 'pip', uv }, `venvs are built with ${uv ? 'uv' : 'pip'}`));
+    } else {
+      log.info({ installer: 'pip' }, 'venvs are built with pip (--installer pip)');
+    }
     log.info({ gpus: this.#gpus.map((g) => `${g.index}:${g.name}`), cpus: settings.cpus, memoryMb: settings.memoryMb, labels: settings.labels }, 'capabilities');
     if (settings.metricsListen) {
       this.#metrics = await serveMetrics(settings.metricsListen, {
@@ -261,7 +283,8 @@ export class AgentDaemon {
   }
 
   #beat(leaving = false) {
-    return this.#link.heartbeat({ name: this.settings.name, session: this.#session, held: this.#held(), draining: this.#state === 'DRAINING', leaving });
+    return this.#link.heartbeat({ name: this.settings.name, session: this.#session, held: this.#held(), draining: this.#state === 'DRAINING', leaving,
+      cache_use: { venv_bytes: this.#venvCap.usedBytes, venv_cap_bytes: this.#venvCap.capBytes } });
   }
 
   /**
@@ -318,9 +341,10 @@ export class AgentDaemon {
     }
     const key = attemptKey(d.run_id!, Number(d.lease));
     if (this.#attempts.has(key)) return; // claimed twice (two deliveries)
+    const venvHolder = this.#venvCap.holder();
     const deps: AttemptDeps = {
       agentName: this.settings.name, link: this.#link, minioEndpoint: this.settings.minioEndpoint, log: this.log, workDir: this.settings.workDir,
-      venv: { venvDir: this.settings.venvDir, python: this.settings.python, pythonVersion: '', pipIndexUrl: this.settings.pipIndexUrl, pipFindLinks: this.settings.pipFindLinks },
+      venv: { venvDir: this.settings.venvDir, python: this.settings.python, pythonVersion: '', pipIndexUrl: this.settings.pipIndexUrl, pipFindLinks: this.settings.pipFindLinks, installer: this.#installer, uv: this.#uv, cap: this.#venvCap, hold: venvHolder.hold },
       killGraceMs: this.settings.killGraceMs, packagingTimeoutMs: this.settings.packagingTimeoutS * 1000,
       downloadTimeoutMs: this.settings.downloadTimeoutS * 1000, uploadTimeoutMs: this.settings.uploadTimeoutS * 1000, reportTimeoutMs: this.settings.reportTimeoutS * 1000,
       transferRetries: this.settings.transferRetries,
@@ -335,6 +359,7 @@ export class AgentDaemon {
     if (this.#state !== 'RUNNING') attempt.stop({ outcome: AttemptOutcome.HandedBack, reason: `agent ${this.settings.name} is draining` });
     this.#attempts.set(key, attempt);
     void attempt.done.finally(() => {
+      venvHolder.releaseAll();
       if (this.#attempts.get(key) === attempt) this.#attempts.delete(key);
     });
   }
@@ -444,3 +469,10 @@ export function acceptedProjects(text: string): string[] {
 }
 
 const attemptKey = (run: string, lease: number) => `${run}:${lease}`;
+
+/** `--venv-cache-gb`: GiB, decimals allowed, 0 for no cap. */
+export function parseVenvCacheGb(text: string): number {
+  const gb = Number(text);
+  if (text.trim() === '' || !Number.isFinite(gb) || gb < 0) throw new TrainyardError(ErrorCodes.InvalidArgument, `--venv-cache-gb "${text}": expected a number of GiB, 0 or more (0: no cap)`);
+  return gb;
+}

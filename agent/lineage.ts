@@ -73,7 +73,7 @@ function headers(text: string): Map<string, string> {
 
 /**
  * The venv's Python version and installed packages (what `pip freeze` lists: NAME==VERSION,
- * case-insensitively sorted), read as data: pyvenv.cfg's `version`, and the Name and Version of each
+ * case-insensitively sorted), read as data: pyvenv.cfg's `version` (`version_info` in a venv uv made), and the Name and Version of each
  * `*.dist-info/METADATA` (or `*.egg-info/PKG-INFO`) in its site-packages. Never by running the venv's
  * Python: that would run, as root, every `.pth` file a requirement brought. Read once per venv and kept
  * in it (a venv never changes once built, and runs cannot write it).
@@ -84,7 +84,7 @@ export async function venvInfo(venv: string): Promise<VenvInfo> {
     try { return JSON.parse(await readFile(cache, 'utf8')) as VenvInfo; } catch { /* rewritten below */ }
   }
   const cfg = await readFile(path.join(venv, 'pyvenv.cfg'), 'utf8');
-  const python = /^\s*version\s*=\s*([0-9][^\s]*)\s*$/m.exec(cfg)?.[1] ?? '';
+  const python = /^\s*version(?:_info)?\s*=\s*([0-9][^\s]*)\s*$/m.exec(cfg)?.[1] ?? '';
   const skip = freezeSkips(python);
   const names = new Set<string>();
   const lib = path.join(venv, 'lib');

@@ -39,6 +39,11 @@ export class PackageCache {
     if (SHA256.test(sha256)) this.#venvReady.set(sha256, venv);
   }
 
+  /** The venv at `dir` was removed (the venv cache's cap): no version is claimed ready on its account. */
+  forgetVenv(dir: string): void {
+    for (const [sha, v] of this.#venvReady) if (v === dir) this.#venvReady.delete(sha);
+  }
+
   /** Whether this version is extracted here and its venv was ready for an earlier run. */
   isReady(sha256: string): boolean {
     return this.#venvReady.has(sha256);

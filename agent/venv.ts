@@ -20,6 +20,9 @@ import { asUser, checkRootOwned, type Helpers, type RunAsUser } from './run-as.j
 import { PackagingError } from './packaging-error.js';
 import { venvKey } from './venv-key.js';
 import { lockVenv } from './venv-lock.js';
+import { sharedCacheDir, sharedCacheEligible, uvInstall, uvVenv } from './venv-uv.js';
+import type { Installer } from './uv.js';
+import type { VenvCacheCap } from './venv-cache-cap.js';
 
 export { PackagingError };
 
@@ -43,6 +46,14 @@ export interface VenvOptions {
   runAs?: RunAsUser | null;
   /** Called when a build starts as `runAs`; the function it returns, once the build's processes are gone. */
   holdUid?: () => () => Promise<void>;
+  /** `--installer`: uv (default) when `uv` is set, else pip. */
+  installer?: Installer;
+  /** The uv binary (agent/uv.ts findUv), by absolute path, or the lookup that gives it; absent or null: pip builds. */
+  uv?: string | null | Promise<string | null>;
+  /** The venv dir's size cap (agent/venv-cache-cap.ts): measured and enforced after each build. */
+  cap?: VenvCacheCap;
+  /** Marks the venv handed out in use (the attempt's holder), before anything can remove it. */
+  hold?: (dir: string) => void;
 }
 
 /**
@@ -55,7 +66,12 @@ interface SharedBuild {
   readonly controller: AbortController;
   /** Each waiter's log: the build's output goes to every run waiting on it. */
   readonly logs: Set<(line: string) => void>;
+  /** Each waiter's hold: called as the build ends, before anything else can run, so no cap removes it. */
+  readonly holds: Set<(dir: string) => void>;
 }
+
+/** Whether a build is under way in this agent (the cap then leaves the shared uv cache alone). */
+export const buildsUnderWay = (): boolean => building.size > 0;
 
 const building = new Map<string, SharedBuild>();
 
@@ -64,7 +80,8 @@ export async function ensureVenv(o: VenvOptions, requirementsFile: string | null
   const file = requirementsFile && existsSync(requirementsFile) ? requirementsFile : null;
   const { key, requirements: normalized } = await venvKey({ python: o.python, pythonVersion: o.pythonVersion, pipIndexUrl: o.pipIndexUrl, pipFindLinks: o.pipFindLinks, requirementsFile: file });
   const dir = path.join(o.venvDir, key);
-  if (existsSync(path.join(dir, '.trainyard-ready'))) {
+  if (existsSync(path.join(dir, '.trainyard-ready')) && !o.cap?.evicting(dir)) {
+    o.hold?.(dir);
     log(`[trainyard] reusing environment ${key}`);
     return dir;
   }
@@ -73,9 +90,11 @@ export async function ensureVenv(o: VenvOptions, requirementsFile: string | null
   if (!b) {
     const controller = new AbortController();
     const logs = new Set<(line: string) => void>();
+    const holds = new Set<(dir: string) => void>();
     const shared: SharedBuild = {
-      controller, logs,
+      controller, logs, holds,
       done: build(o, dir, normalized, file, (l) => { for (const w of logs) w(l); }, controller.signal)
+        .then((d) => { for (const h of holds) h(d); void o.cap?.enforce().catch(() => {}); return d; })
         .finally(() => { if (building.get(key) === shared) building.delete(key); }),
     };
     // Nobody may be left waiting when it settles; the waiters see its outcome through wait().
@@ -84,16 +103,18 @@ export async function ensureVenv(o: VenvOptions, requirementsFile: string | null
   } else {
     log(`[trainyard] waiting for environment ${key}, being built for another run`);
   }
-  return wait(key, b, log, signal);
+  return wait(key, b, log, signal, o.hold);
 }
 
 /** Waits for a shared build; this waiter's abort rejects only this waiter, and the last one out aborts the build. */
-function wait(key: string, b: SharedBuild, log: (line: string) => void, signal: AbortSignal): Promise<string> {
+function wait(key: string, b: SharedBuild, log: (line: string) => void, signal: AbortSignal, hold?: (dir: string) => void): Promise<string> {
   b.logs.add(log);
+  if (hold) b.holds.add(hold);
   return new Promise<string>((resolve, reject) => {
     const leave = () => {
       signal.removeEventListener('abort', onAbort);
       b.logs.delete(log);
+      if (hold) b.holds.delete(hold);
     };
     const onAbort = () => {
       leave();
@@ -124,20 +145,52 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
     await rm(dir, { recursive: true, force: true });
     await rm(home, { recursive: true, force: true });
     log(`[trainyard] creating environment (${requirements ? requirements.split('\n').length + ' requirements' : 'no requirements'})`);
-    if (u) {
-      // The build's folders are the uid's while it runs (pip's cache and config go in a home of its own).
-      for (const [d, mode] of [[dir, 0o755], [home, 0o700]] as const) { await mkdir(d, { mode }); await chown(d, u.uid, u.gid); }
+    const uv = o.installer === 'pip' ? null : (await o.uv) ?? null;
+    if (uv && sharedCacheEligible(requirements)) {
+      // Wheels only, by the agent, through the shared cache (agent/venv-uv.ts says why that is safe).
+      try {
+        await buildShared(o, uv, dir, requirements, log, signal);
+        await seal(dir, u !== null);
+        await writeFile(path.join(dir, '.trainyard-ready'), new Date().toISOString());
+        return dir;
+      } catch (err) {
+        if (signal.aborted) throw err;
+        log(`[trainyard] not every requirement is a wheel of an index (${(err as Error).message.slice(0, 300)}); building as the run's user`);
+        await rm(dir, { recursive: true, force: true });
+      }
     }
+    // The build's folders are the uid's while it runs (pip's cache and config go in a home of its own).
+    const fresh = async () => {
+      await rm(dir, { recursive: true, force: true });
+      await rm(home, { recursive: true, force: true });
+      if (u) for (const [d, mode] of [[dir, 0o755], [home, 0o700]] as const) { await mkdir(d, { mode }); await chown(d, u.uid, u.gid); }
+    };
+    await fresh();
     // pip's working directory is the package folder: `-e .` and `./x.whl` are the package's (and what the
     // key hashed).
     const cwd = requirementsFile ? path.dirname(requirementsFile) : o.venvDir;
-    await run(o, o.python, ['-m', 'venv', ...(requirements ? [] : ['--without-pip']), dir], log, signal, 'python -m venv', home, cwd);
-    if (requirements && requirementsFile) {
-      const args = ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', '-r', requirementsFile];
-      if (o.pipIndexUrl) args.push('--index-url', o.pipIndexUrl);
-      if (o.pipFindLinks) args.push('--find-links', o.pipFindLinks);
-      await run(o, path.join(dir, 'bin', 'python'), args, log, signal, 'pip install -r requirements.txt', home, cwd);
+    let built = false;
+    if (uv) {
+      // As the run's uid, with a uv cache of its own in the build's private home (removed with it).
+      try {
+        const cache = path.join(home, 'uv-cache');
+        const v = uvVenv(uv, o.python, dir, cache);
+        await run(o, v.command, v.args, log, signal, 'uv venv', home, cwd);
+        if (requirements && requirementsFile) {
+          const i = uvInstall(uv, { dir, requirementsFile, cacheDir: cache, pipIndexUrl: o.pipIndexUrl, pipFindLinks: o.pipFindLinks, wheelsOnly: false });
+          await run(o, i.command, i.args, log, signal, 'uv pip install -r requirements.txt', home, cwd);
+        }
+        built = true;
+      } catch (err) {
+        // uv reads some requirements files pip reads otherwise (`--find-links wheels`, a bare relative
+        // folder, is no URL to uv): pip, the fallback, gets its turn before the run fails.
+        if (signal.aborted) throw err;
+        log(`[trainyard] uv could not build the environment (${(err as Error).message.slice(0, 300)}); trying pip`);
+        await fresh();
+      }
     }
+    if (!built) await buildWithPip(o, dir, requirements, requirementsFile, log, signal, home, cwd);
+
     // The build's processes are gone (its cgroup was emptied): nothing of it can change the venv now.
     await seal(dir, u !== null);
     if (u) await rm(home, { recursive: true, force: true });
@@ -151,6 +204,39 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
   } finally {
     await unhold?.();
     await release();
+  }
+}
+
+async function buildWithPip(o: VenvOptions, dir: string, requirements: string, requirementsFile: string | null, log: (line: string) => void, signal: AbortSignal, home: string, cwd: string): Promise<void> {
+  await run(o, o.python, ['-m', 'venv', ...(requirements ? [] : ['--without-pip']), dir], log, signal, 'python -m venv', home, cwd);
+  if (requirements && requirementsFile) {
+    const args = ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', '-r', requirementsFile];
+    if (o.pipIndexUrl) args.push('--index-url', o.pipIndexUrl);
+    if (o.pipFindLinks) args.push('--find-links', o.pipFindLinks);
+    await run(o, path.join(dir, 'bin', 'python'), args, log, signal, 'pip install -r requirements.txt', home, cwd);
+  }
+}
+
+/**
+ * The agent's own build, wheels only, through the shared cache: `uv venv` and `uv pip install --no-build`
+ * as the agent (never as a run's uid: the cache is the agent's alone), from a copy of the requirements
+ * the agent checked (sharedCacheEligible), so nothing can change them between the check and the install.
+ */
+async function buildShared(o: VenvOptions, uv: string, dir: string, requirements: string, log: (line: string) => void, signal: AbortSignal): Promise<void> {
+  const cache = sharedCacheDir(o.venvDir);
+  await mkdir(cache, { recursive: true, mode: 0o700 });
+  const agent = { ...o, runAs: null };
+  log(`[trainyard] installing with uv (wheels only, shared cache)`);
+  const v = uvVenv(uv, o.python, dir, cache);
+  await run(agent, v.command, v.args, log, signal, 'uv venv', o.venvDir, o.venvDir);
+  if (!requirements) return;
+  const checked = `${dir}.requirements.txt`;
+  await writeFile(checked, requirements + '\n', { mode: 0o600 });
+  try {
+    const i = uvInstall(uv, { dir, requirementsFile: checked, cacheDir: cache, pipIndexUrl: o.pipIndexUrl, pipFindLinks: o.pipFindLinks, wheelsOnly: true });
+    await run(agent, i.command, i.args, log, signal, 'uv pip install --no-build', o.venvDir, o.venvDir);
+  } finally {
+    await rm(checked, { force: true });
   }
 }
 

@@ -242,6 +242,11 @@ export class WarmInterpreters {
    * unrun. With the cgroup it runs in (the caller destroys it at the end, as its own); null when no warm
    * interpreter can be had (the caller spawns instead).
    */
+  /** Whether a warm interpreter runs from `venv` (the venv cache's cap leaves such a venv alone). */
+  has(venv: string): boolean {
+    return this.#byVenv.has(venv);
+  }
+
   async fork(venv: string, req: ForkRequest): Promise<ForkedRun | null> {
     if (this.o.max <= 0) return null;
     let w = this.#byVenv.get(venv);

@@ -117,6 +117,8 @@ export const agentSettings = spec({
   python: { env: 'TRAINYARD_PYTHON', flag: 'python', kind: 'string', default: () => 'python3', doc: 'Python used to create venvs' },
   pipIndexUrl: { env: 'TRAINYARD_PIP_INDEX_URL', flag: 'pip-index-url', kind: 'string', default: () => '', doc: 'pip --index-url for requirements (empty: pip\'s own default)' },
   pipFindLinks: { env: 'TRAINYARD_PIP_FIND_LINKS', flag: 'pip-find-links', kind: 'string', default: () => '', doc: 'pip --find-links (a folder of wheels, say)' },
+  installer: { env: 'TRAINYARD_INSTALLER', flag: 'installer', kind: 'string', default: () => 'uv', doc: 'what builds venvs: uv (the one in PATH, else installed once into <work dir>/tools/uv from the index above; requirements that are all wheels of an index go through a shared cache only the agent writes) or pip; pip also when no uv can be had' },
+  venvCacheGb: { env: 'TRAINYARD_VENV_CACHE_GB', flag: 'venv-cache-gb', kind: 'string', default: () => '50', doc: 'the most disk the venv dir (venvs and the shared uv cache) may use, GiB (decimals allowed); past it the least recently used venvs no run is using are removed (0: no cap)' },
   nvidiaSmi: { env: 'TRAINYARD_NVIDIA_SMI', flag: 'nvidia-smi', kind: 'string', default: () => 'nvidia-smi', doc: 'nvidia-smi to read GPUs from (none when absent)' },
   sysSampleSeconds: { env: 'TRAINYARD_SYS_SAMPLE_SECONDS', flag: 'sys-sample-seconds', kind: 'int', default: () => '5', doc: 'how often the agent samples a running run\'s GPUs (nvidia-smi), cgroup CPU, memory and I/O into its metrics (sys/...), seconds (0: never)' },
   labels: { env: 'TRAINYARD_LABELS', flag: 'labels', kind: 'labels', default: () => '', doc: 'agent labels, k=v,k=v, matched by run selectors' },

@@ -30,6 +30,13 @@ async function remove({ values, positionals }: Parsed<{ json: typeof jsonFlag; f
   });
 }
 
+/** The venv dir's use against its cap (--venv-cache-gb), as the agent's last heartbeat said; '-' before one. */
+function venvCache(c: { venv_bytes?: unknown; venv_cap_bytes?: unknown } | null | undefined): string {
+  if (!c) return '-';
+  const gib = (v: unknown) => (Number(v) < 2 ** 30 ? `${(Number(v) / 2 ** 20).toFixed(1)} MiB` : `${(Number(v) / 2 ** 30).toFixed(2)} GiB`);
+  return `${gib(c.venv_bytes)} / ${Number(c.venv_cap_bytes) > 0 ? gib(c.venv_cap_bytes) : 'no cap'}`;
+}
+
 async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
   return withApi(address, async (api) => {
     const { agents } = await api.listAgents();
@@ -43,16 +50,16 @@ async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: stri
       const labels = safeText(Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(',')) || '-';
       const slots = `${a.run_ids.length}/${a.max_runs || '∞'}`;
       const accepts = safeText(a.accept_projects.join(',')) || 'all';
-      rows.push([safeText(a.name), st, slots, String(a.cpus), `${a.memory_mb} MiB`, labels, accepts, a.gpus.length ? '' : '-', safeText(a.run_ids.join(',')) || '-']);
-      for (const g of a.gpus) rows.push(['', '', '', '', '', '', '', safeText(`GPU ${g.index} ${g.name} ${g.memory_mb} MiB`), safeText(g.run_id) || color.dim('free')]);
+      rows.push([safeText(a.name), st, slots, String(a.cpus), `${a.memory_mb} MiB`, labels, accepts, venvCache(a.cache_use), a.gpus.length ? '' : '-', safeText(a.run_ids.join(',')) || '-']);
+      for (const g of a.gpus) rows.push(['', '', '', '', '', '', '', '', safeText(`GPU ${g.index} ${g.name} ${g.memory_mb} MiB`), safeText(g.run_id) || color.dim('free')]);
     }
-    console.log(table(['AGENT', 'STATUS', 'SLOTS', 'CPUS', 'MEMORY', 'LABELS', 'PROJECTS', 'GPUS', 'RUNS'], rows));
+    console.log(table(['AGENT', 'STATUS', 'SLOTS', 'CPUS', 'MEMORY', 'LABELS', 'PROJECTS', 'VENV CACHE', 'GPUS', 'RUNS'], rows));
     return 0;
   });
 }
 
 export const agentsVerbs = [
-  verb({ path: ['agents'], section: 'Fleet', summary: 'each agent: run slots used/total, the projects it accepts, its GPUs and which run holds each', flags: { json: jsonFlag }, run: list, examples: ['trainyard agents', 'trainyard agents --json'] }),
+  verb({ path: ['agents'], section: 'Fleet', summary: 'each agent: run slots used/total, the projects it accepts, its venv cache use against its cap, its GPUs and which run holds each', flags: { json: jsonFlag }, run: list, examples: ['trainyard agents', 'trainyard agents --json'] }),
   verb({
     path: ['agents', 'drain'], summary: 'no new runs on an agent; running ones finish; then the agent exits 0',
     args: [{ name: 'NAME', description: 'the agent name (trainyard agents shows them)' }], flags: { json: jsonFlag }, run: drain,

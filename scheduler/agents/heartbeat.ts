@@ -9,7 +9,11 @@ import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
 
 export async function agentHeartbeat(ctx: SchedulerContext, req: HeartbeatRequest__Output, caller: string): Promise<HeartbeatResponse> {
   if (req.name !== caller) throw new TrainyardError(ErrorCodes.PermissionDenied, `agent "${caller}" may not heartbeat for agent "${req.name}"`);
-  const status = await heartbeat(ctx, { name: req.name, session: Number(req.session), draining: req.draining, leaving: req.leaving });
+  const c = req.cache_use;
+  // Sizes a caller could send as anything: kept only when they are whole numbers of bytes, 0 or more.
+  const bytes = (v: unknown) => { const n = Number(v); return Number.isSafeInteger(n) && n >= 0 ? n : null; };
+  const cacheUse = c && bytes(c.venv_bytes) !== null && bytes(c.venv_cap_bytes) !== null ? { venv_bytes: bytes(c.venv_bytes)!, venv_cap_bytes: bytes(c.venv_cap_bytes)! } : null;
+  const status = await heartbeat(ctx, { name: req.name, session: Number(req.session), draining: req.draining, leaving: req.leaving, cacheUse });
   // Not current (an older session, or the agent was called lost): it must register again, unless it leaves.
   if (status === null) return { reregister: !req.leaving, cancel: [], drain: false, kill: [] };
   if (status === AgentStatus.Offline) return { reregister: false, cancel: [], drain: true, kill: [] };

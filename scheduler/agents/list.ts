@@ -26,5 +26,6 @@ export async function listAgents(ctx: SchedulerContext): Promise<Agent[]> {
     run_ids: placed.filter((r) => r.agent === a.name).map((r) => r.id),
     max_runs: a.max_runs,
     accept_projects: a.accept_projects ?? [],
+    ...(a.cache_use ? { cache_use: { venv_bytes: a.cache_use.venv_bytes, venv_cap_bytes: a.cache_use.venv_cap_bytes } } : {}),
   }));
 }

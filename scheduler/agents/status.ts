@@ -149,9 +149,10 @@ export async function register(deps: AgentStatusDeps, r: Registration): Promise<
  * `leaving` moves it offline. Returns its status now, or null when the session is not current or the
  * agent is no longer live (it must register again).
  */
-export async function heartbeat(deps: AgentStatusDeps, h: { name: string; session: number; draining: boolean; leaving: boolean }): Promise<AgentStatus | null> {
+export async function heartbeat(deps: AgentStatusDeps, h: { name: string; session: number; draining: boolean; leaving: boolean; cacheUse?: { venv_bytes: number; venv_cap_bytes: number } | null }): Promise<AgentStatus | null> {
+  const cacheUse = h.cacheUse ? JSON.stringify(h.cacheUse) : null;
   const rows = await changeWithEvent<{ from: AgentStatus; to: AgentStatus; was_unresponsive: boolean }>(deps.db, sql`
-    UPDATE agents a SET last_heartbeat_at = now(), unresponsive_since = NULL,
+    UPDATE agents a SET last_heartbeat_at = now(), unresponsive_since = NULL, cache_use = COALESCE(${cacheUse}::jsonb, a.cache_use),
       status = CASE WHEN ${h.leaving} THEN ${lit(AgentStatus.Offline)} WHEN ${h.draining} THEN ${lit(AgentStatus.Draining)} ELSE a.status END
     FROM (SELECT name, status, unresponsive_since FROM agents
           WHERE name = ${h.name} AND session = ${h.session} AND status IN ${LIVE} FOR UPDATE) old

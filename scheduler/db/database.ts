@@ -41,6 +41,8 @@ export interface AgentsTable {
   identity_sha256: ColumnType<string | null, string | null | undefined, string | null>; address: Generated<string>;
   /** migrations/018: --accept-projects (null: every project's runs). */
   accept_projects: ColumnType<string[] | null, string[] | null | undefined, string[] | null>;
+  /** migrations/022: the agent's disk caches, from its last heartbeat (null: not reported). */
+  cache_use: ColumnType<{ venv_bytes: number; venv_cap_bytes: number } | null, string | null | undefined, string | null>;
 }
 export interface AgentGpusTable { agent: string; index: number; uuid: string; name: string; memory_mb: number }
 export interface RunsTable {

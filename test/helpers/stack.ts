@@ -415,6 +415,8 @@ export class Stack {
       // Test agents run as root in private temp folders that run uids could not enter: runs keep the
       // agent's uid unless a test gives a pool (contain.test.ts, run-uids.test.ts).
       TRAINYARD_RUN_UIDS: 'none', TRAINYARD_SHARED_UID: '1',
+      // pip, as before issue 21: no test file fetches uv from PyPI unless it tests uv (venv-uv.test.ts).
+      TRAINYARD_INSTALLER: 'pip',
       ...o.env,
     });
     // In a namespace, `ip netns exec` execs node in place, so signals still reach the agent itself.

@@ -55,3 +55,12 @@ t.test('reading the packages runs nothing of the venv: a .pth file is not execut
   t.strictSame(info.packages, ['evil==0.1'], 'the package is listed');
   t.notOk(existsSync(marker), 'and its .pth file never ran');
 });
+
+// Issue 21: a venv uv made names its Python `version_info` in pyvenv.cfg, not `version`.
+t.test('the Python version of a venv uv made is read too', async (t) => {
+  const venv = fakeVenv([['numpy', '1.26.4']]);
+  writeFileSync(path.join(venv, 'pyvenv.cfg'), 'home = /usr/bin\nimplementation = CPython\nuv = 0.13.9\nversion_info = 3.11.7\ninclude-system-site-packages = false\n');
+  const info = await venvInfo(venv);
+  t.equal(info.python, '3.11.7', 'from version_info');
+  t.same(info.packages, ['numpy==1.26.4']);
+});

@@ -1,0 +1,78 @@
+// npm run bench:venv (issue 21): the environment part of a first run's Packaging phase, for a package
+// needing pandas==2.2.3 and scikit-learn==1.5.2, with warm caches, three ways, interleaved, medians of
+// BENCH_RUNS (default 5) each:
+//   trainyard  the agent's own build (agent/venv.ts ensureVenv, --installer uv): uv venv, uv pip install
+//              --no-build through the shared cache, the seal (every file root's, read-only) and the marker;
+//   uv by hand `uv venv` and `uv pip install -r` into a fresh venv, the same uv and the same warm cache;
+//   pip        `python -m venv` and `pip install -r` into a fresh venv, pip's own warm cache.
+// Each round's requirements differ by one no-op specifier (numpy>=1.23.N, which every numpy 2 meets), so
+// each is a first run (a venv key no earlier round made) while every wheel is already in the caches.
+// Needs PyPI once (the warm-up rounds fill the caches). Target: trainyard within 1.5x of uv by hand.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { ensureVenv } from '../agent/venv.js';
+import { findUv } from '../agent/uv.js';
+import { sharedCacheDir } from '../agent/venv-uv.js';
+import { median } from './lib.js';
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const python = spawnSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).stdout.trim();
+const base = mkdtempSync(path.join(os.tmpdir(), 'ty-bench-venv-'));
+const venvDir = path.join(base, 'venvs');
+const log = pino({ level: 'warn' });
+
+let round = 0;
+function requirements(): string {
+  const file = path.join(base, `requirements-${++round}.txt`);
+  writeFileSync(file, `pandas==2.2.3\nscikit-learn==1.5.2\nnumpy>=1.23.${10 + round}\n`);
+  return file;
+}
+
+function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): void {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'pipe'] });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
+}
+
+async function main(): Promise<void> {
+  const uv = await findUv({ workDir: path.join(base, 'work'), python, pipIndexUrl: '', pipFindLinks: '', checkOwner: false, log });
+  if (!uv) throw new Error('no uv: not in PATH and not installable from PyPI');
+  const cache = sharedCacheDir(venvDir);
+  const ways: Record<string, () => Promise<void>> = {
+    trainyard: async () => {
+      await ensureVenv({ venvDir, python, pythonVersion: '', pipIndexUrl: '', pipFindLinks: '', installer: 'uv', uv }, requirements(), () => {}, new AbortController().signal);
+    },
+    'uv by hand': async () => {
+      const dir = mkdtempSync(path.join(venvDir, 'byhand-'));
+      sh(uv, ['venv', '-q', '--python', python, '--cache-dir', cache, '--allow-existing', dir]);
+      sh(uv, ['pip', 'install', '-q', '--cache-dir', cache, '--python', path.join(dir, 'bin', 'python'), '-r', requirements()]);
+    },
+    pip: async () => {
+      const dir = mkdtempSync(path.join(base, 'pip-'));
+      sh(python, ['-m', 'venv', dir]);
+      sh(path.join(dir, 'bin', 'python'), ['-m', 'pip', 'install', '-q', '--disable-pip-version-check', '-r', requirements()]);
+    },
+  };
+  const times: Record<string, number[]> = Object.fromEntries(Object.keys(ways).map((k) => [k, []]));
+  // Warm-up: fills uv's and pip's caches (downloads), not counted.
+  for (const f of Object.values(ways)) await f();
+  for (let i = 0; i < RUNS; i++) {
+    for (const [name, f] of Object.entries(ways)) {
+      const t0 = performance.now();
+      await f();
+      times[name]!.push((performance.now() - t0) / 1000);
+    }
+  }
+  const uvMedian = median(times['uv by hand']!);
+  console.log(`venv with pandas==2.2.3 + scikit-learn==1.5.2, warm caches, ${RUNS} runs each (interleaved), ${os.cpus().length} CPUs`);
+  console.log('| how | median s | min s | max s | × uv by hand |');
+  console.log('|---|---|---|---|---|');
+  for (const [name, xs] of Object.entries(times)) {
+    console.log(`| ${name} | ${median(xs).toFixed(2)} | ${Math.min(...xs).toFixed(2)} | ${Math.max(...xs).toFixed(2)} | ${(median(xs) / uvMedian).toFixed(2)} |`);
+  }
+  sh('rm', ['-rf', base]);
+}
+
+main().catch((err: unknown) => { console.error(err); process.exit(1); });
