@@ -62,15 +62,22 @@ export async function retry<T>(op: (tryNumber: number) => Promise<T>, o: RetryOp
 }
 
 /**
- * `p`, or the signal's reason as soon as it fires: a try that never settles (a server that accepted the
+ * `p`, or the signal's reason once it fired: a try that never settles (a server that accepted the
  * connection and never answers; no client library here times a request out by itself) must not hold its
- * caller past an abort, a deadline's included (issue 20). What the try does afterwards is ignored.
+ * caller past an abort, a deadline's included (issue 20). A try that honours the signal settles at once,
+ * and is waited for (up to ABANDON_AFTER_MS), so that nothing it does is left running after its caller
+ * moved on (a file still being written into a folder being removed); only a hung one is abandoned.
  */
+const ABANDON_AFTER_MS = 2000;
 function settledOrAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) { p.catch(() => {}); return Promise.reject(signal.reason); }
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => { p.catch(() => {}); reject(signal.reason); };
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then((v) => { signal.removeEventListener('abort', onAbort); resolve(v); }, (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e); });
+    let timer: NodeJS.Timeout | undefined;
+    const onAbort = () => {
+      timer = setTimeout(() => reject(signal.reason), ABANDON_AFTER_MS);
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    const done = () => { clearTimeout(timer); signal.removeEventListener('abort', onAbort); };
+    p.then((v) => { done(); resolve(v); }, (e: unknown) => { done(); reject(signal.aborted ? signal.reason : e); });
   });
 }

@@ -2,7 +2,7 @@
 // zip bombs) and a deterministic writer. The scheduler inspects every pushed zip; the agent extracts with
 // the same rules, so a zip that slipped past one side still cannot escape on the other.
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename } from 'node:fs/promises';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -137,6 +137,11 @@ export async function extractZip(file: string, dest: string, limits: ZipLimits):
       });
       await pipeline(stream, counter, createWriteStream(target, { mode: 0o644 }));
     });
+  } catch (err) {
+    // Nothing half-extracted stays behind (a full disk mid-extraction, a bad entry): the caller removes
+    // only `dest`, which is never made.
+    await rm(tmp, { recursive: true, force: true }).catch(() => {});
+    throw err;
   } finally {
     zip.close();
   }

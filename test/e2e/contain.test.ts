@@ -189,7 +189,7 @@ t.test('pip and train.py see none of the agent\'s secrets', async (t) => {
   const trainEnv = JSON.stringify(dump.env);
   t.notMatch(trainEnv, storageSecret, 'train.py\'s environment holds no storage key');
   t.notMatch(trainEnv, secret);
-  t.same(Object.keys(dump.env).filter((k: string) => k.startsWith('TRAINYARD_')).sort(), ['TRAINYARD_ATTEMPT', 'TRAINYARD_RUN_ID'], 'only the run\'s own TRAINYARD_ variables');
+  t.same(Object.keys(dump.env).filter((k: string) => k.startsWith('TRAINYARD_')).sort(), ['TRAINYARD_ATTEMPT', 'TRAINYARD_METRICS_FILE', 'TRAINYARD_RUN_ID'], 'only the run\'s own TRAINYARD_ variables (its id, attempt, and where trainyard.log writes)');
   // Without run uids (--run-uids none, as test agents run) train.py is the agent's user: it can read the
   // agent's /proc/PID/environ. Said, not hidden (README, Security): this is what run uids are for.
   const agentPid = s.daemons.find((d) => d.name === 'a1')!.child.pid;

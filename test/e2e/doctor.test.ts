@@ -54,5 +54,5 @@ t.test('doctor finds an orphan GPU lease, and --repair removes it', async (t) =>
 
   const help = await s.cli(['doctor', '--help']);
   t.equal(help.code, 0);
-  t.match(help.stdout, /trainyard doctor \[--repair\] \[--json\]/);
+  t.match(help.stdout, /trainyard doctor \[--repair\] \[--storage\] \[--grace AGE\] \[--json\]/);
 });
