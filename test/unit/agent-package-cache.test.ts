@@ -69,7 +69,11 @@ t.test('the next run\'s copy is made ahead and renamed into place; spares of an 
   const cache = new PackageCache(work);
   const extract = async (into: string) => { mkdirSync(into); writeFileSync(path.join(into, 'train.py'), 'print(7)\n'); };
   const spares = () => readdirSync(path.join(work, 'package-spares'));
-  const settle = async () => { for (let i = 0; i < 100 && spares().length === 0; i++) await new Promise((r) => setTimeout(r, 10)); };
+  // The spare's folder appears when its copy starts: it is settled once its file is there too.
+  const made = () => {
+    try { return spares().length > 0 && readFileSync(path.join(work, 'package-spares', spares()[0]!, 'train.py'), 'utf8') === 'print(7)\n'; } catch { return false; }
+  };
+  const settle = async () => { for (let i = 0; i < 300 && !made(); i++) await new Promise((r) => setTimeout(r, 10)); };
   const a = path.join(work, 'a');
   await cache.copyTo(sha(7), a, extract);
   t.equal(readFileSync(path.join(a, 'train.py'), 'utf8'), 'print(7)\n', 'the run got the cached tree, not what an earlier agent left');
