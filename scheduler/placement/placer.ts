@@ -21,7 +21,7 @@ import { doorbellFor } from '../runs/dispatch.js';
 import { loseSilent, markUnresponsive } from '../agents/status.js';
 import { requeueStranded } from '../agents/reconcile.js';
 import { schedulerMetrics } from '../metrics.js';
-import { PREEMPTING, PreemptionPass } from './preemption-pass.js';
+import { PREEMPTING, PreemptionPass, type HoldsSeen } from './preemption-pass.js';
 
 /** Queued runs read per pass: the head of the queue, in its order. */
 const BATCH = 5000;
@@ -61,6 +61,8 @@ export class Placer {
   readonly #invariants: Invariants;
   /** The leader's model of the fleet: one per leadership (null while not leading). */
   #cache: FleetCache | null = null;
+  /** Whether agents may be held for preempting runs (preemption-pass.ts): one per leadership. */
+  #holds: HoldsSeen = { mayExist: true };
   /** The last pass left runs unplaced: the safety pass then has the model read whole (a doorbell may be lost). */
   #leftWaiting = false;
 
@@ -115,6 +117,7 @@ export class Placer {
         this.#leaderSince = Date.now();
         // A new model for each leadership: another leader may have placed runs meanwhile.
         this.#cache = new FleetCache();
+        this.#holds = { mayExist: true };
         this.deps.log.info('placer: this scheduler now places runs');
         await this.#loop(session);
       } catch (err) {
@@ -208,7 +211,7 @@ export class Placer {
     const perProject = anyExclusive || index.restrictsProjects;
     // Agents held for preempting runs are kept from every other run; a run nothing free can take may preempt.
     const preemption = await PreemptionPass.begin({ db: session.db, nats: this.deps.nats, subjects: this.deps.subjects, log,
-      minRuntimeS: this.deps.preemptMinRuntimeS ?? 600 }, index, [...caps.values()].some((p) => p.preemptible));
+      minRuntimeS: this.deps.preemptMinRuntimeS ?? 600 }, index, [...caps.values()].some((p) => p.preemptible), this.#holds);
     for (const run of queue) {
       const cap = caps.get(run.project);
       const req = requestOf(run, requests, cap?.agents ?? null, perProject);

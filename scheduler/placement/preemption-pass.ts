@@ -17,6 +17,12 @@ export const PREEMPTING = 'preempting ';
 
 export interface PreemptionDeps { db: Db; nats: NatsConnection; subjects: Subjects; log: Logger; minRuntimeS: number }
 
+/**
+ * Whether agents may be held for preempting runs: one per leadership (placer.ts), true at its start (an
+ * earlier leader may have made holds), false once a read finds none, true again when this leader preempts.
+ */
+export interface HoldsSeen { mayExist: boolean }
+
 export class PreemptionPass {
   /** Read at the first run that could preempt (most passes never need it). */
   #candidates: Map<string, Candidate[]> | null = null;
@@ -25,13 +31,19 @@ export class PreemptionPass {
   readonly #letGo: Hold[] = [];
 
   private constructor(private readonly deps: PreemptionDeps, private readonly index: FleetIndex, readonly holds: ReadonlyMap<string, Hold>,
-    private readonly enabled: boolean) {
+    private readonly enabled: boolean, private readonly seen: HoldsSeen) {
     for (const h of holds.values()) this.#hold(h.agent);
   }
 
-  /** The pass's start: the holds are read and their agents kept from other runs. `enabled`: some project is preemptible. */
-  static async begin(deps: PreemptionDeps, index: FleetIndex, enabled: boolean): Promise<PreemptionPass> {
-    return new PreemptionPass(deps, index, await readHolds(deps.db), enabled);
+  /**
+   * The pass's start: the holds are read and their agents kept from other runs. `enabled`: some project is
+   * preemptible. `holds.mayExist` false (the leader's last read found none and it has made none since: only
+   * the leader's own passes make holds) skips the read, one round trip off every placement's path.
+   */
+  static async begin(deps: PreemptionDeps, index: FleetIndex, enabled: boolean, holds: HoldsSeen): Promise<PreemptionPass> {
+    const read = holds.mayExist ? await readHolds(deps.db) : new Map<string, Hold>();
+    holds.mayExist = read.size > 0;
+    return new PreemptionPass(deps, index, read, enabled, holds);
   }
 
   #hold(agent: string): void {
@@ -75,6 +87,8 @@ export class PreemptionPass {
       }
     }
     for (const { run, plan } of this.#plans) {
+      // Set before the statement: a hold it made and a reply lost must still be read by the next pass.
+      this.seen.mayExist = true;
       const marked = await runs.preempt(run, plan.agent, plan.victims, this.deps.minRuntimeS);
       if (marked.length === 0) {
         this.deps.log.info({ run, agent: plan.agent }, 'preemption refused by the database (a victim or the run changed); choosing again');
