@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events';
 // Placement throughput at fleet scale, against a real scheduler process, Postgres and NATS.
 //
 // Simulated agents register over gRPC like real ones and take their dispatches from NATS (one
@@ -12,6 +11,7 @@ import { setMaxListeners } from 'node:events';
 // rows show what a placement costs as the fleet grows. Each row is the median of --repeat runs, each on a
 // new database and a new scheduler. RSS is the scheduler's at the end; peak is its high-water mark
 // (VmHWM), registration and placement included.
+import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { connect } from 'nats';
