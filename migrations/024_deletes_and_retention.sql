@@ -22,13 +22,5 @@ ALTER TABLE project_limits
   ADD COLUMN keep_runs_seconds bigint CHECK (keep_runs_seconds IS NULL OR keep_runs_seconds > 0),
   ADD COLUMN keep_versions integer CHECK (keep_versions IS NULL OR keep_versions >= 1);
 
--- The ML log reports each deletion (shared/event-kinds.ts holds the same list).
-ALTER TABLE events DROP CONSTRAINT events_kind_check;
-ALTER TABLE events ADD CONSTRAINT events_kind_check CHECK (kind IN (
-  'package.pushed', 'package.refused', 'dataset.pushed',
-  'run.submitted', 'run.waiting', 'run.placed', 'run.packaging', 'run.started', 'run.kill_requested',
-  'run.succeeded', 'run.failed', 'run.killed', 'run.changed',
-  'schedule.created', 'schedule.paused', 'schedule.resumed', 'schedule.deleted',
-  'schedule.fired', 'schedule.missed', 'schedule.failed',
-  'agent.joined', 'agent.lost', 'agent.draining', 'agent.drained', 'agent.removed',
-  'run.deleted', 'package.deleted', 'dataset.deleted'));
+-- The ML log's new kinds ('run.deleted', 'package.deleted' and 'dataset.deleted') join events.kind's CHECK in 029, with those of the
+-- other migrations built beside this one (one list, not one rewrite each).

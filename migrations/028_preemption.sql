@@ -22,12 +22,5 @@ CREATE TABLE run_preemptions (
 );
 CREATE INDEX run_preemptions_run ON run_preemptions (run_id, at);
 
--- The ML log gains 'run.preempted' (shared/event-kinds.ts holds the same list).
-ALTER TABLE events DROP CONSTRAINT events_kind_check;
-ALTER TABLE events ADD CONSTRAINT events_kind_check CHECK (kind IN (
-  'package.pushed', 'package.refused', 'dataset.pushed',
-  'run.submitted', 'run.waiting', 'run.placed', 'run.packaging', 'run.started', 'run.kill_requested',
-  'run.succeeded', 'run.failed', 'run.killed', 'run.changed', 'run.preempted',
-  'schedule.created', 'schedule.paused', 'schedule.resumed', 'schedule.deleted',
-  'schedule.fired', 'schedule.missed', 'schedule.failed',
-  'agent.joined', 'agent.lost', 'agent.draining', 'agent.drained', 'agent.removed'));
+-- The ML log's new kinds ('run.preempted') join events.kind's CHECK in 029, with those of the
+-- other migrations built beside this one (one list, not one rewrite each).

@@ -1,6 +1,6 @@
--- Issues 21, 22 and 23 were built side by side: 024 (deletes) and 028 (preemption) each rewrote the CHECK on
--- events.kind from the list they knew. This one is the whole list again (shared/event-kinds.ts holds the
--- same; test/e2e/events.test.ts compares them).
+-- Issues 21, 22 and 23 were built side by side, and each added kinds to the ML log: 024 (deletes) and 028
+-- (preemption) leave the CHECK on events.kind to this migration, which writes the whole list once
+-- (shared/event-kinds.ts holds the same; test/e2e/events.test.ts compares them).
 ALTER TABLE events DROP CONSTRAINT events_kind_check;
 ALTER TABLE events ADD CONSTRAINT events_kind_check CHECK (kind IN (
   'package.pushed', 'package.refused', 'dataset.pushed',
