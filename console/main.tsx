@@ -16,6 +16,7 @@ import { ProjectsPage } from './pages/projects.js';
 import { UsagePage } from './pages/usage.js';
 import { SchedulesPage } from './pages/schedules.js';
 import { EventsPage } from './pages/events.js';
+import { ComparePage } from './pages/compare.js';
 
 const nav: [string, string][] = [
   ['runs', 'Runs'], ['packages', 'Packages'], ['datasets', 'Datasets'], ['agents', 'Agents'], ['projects', 'Projects'], ['usage', 'Usage'], ['schedules', 'Schedules'], ['events', 'Events'],
@@ -60,6 +61,7 @@ function App() {
     case 'projects': body = <ProjectsPage />; break;
     case 'usage': body = <UsagePage route={route} />; break;
     case 'schedules': body = <SchedulesPage />; break;
+    case 'compare': body = <ComparePage route={route} />; break;
     case 'events': body = <EventsPage me={me} route={route} />; break;
     default: body = <p class="error">No page "{page}".</p>;
   }

@@ -157,7 +157,7 @@ export class Scheduler {
       placer.start();
       this.#ticker = new ScheduleTicker(ctx);
       this.#ticker.start();
-      this.#retention = new EventRetention({ db, log, retentionDays: settings.eventsRetentionDays, isLeader: () => placer.isLeader });
+      this.#retention = new EventRetention({ db, log, retentionDays: settings.eventsRetentionDays, webhookLogRetentionDays: settings.webhookLogRetentionDays, isLeader: () => placer.isLeader });
       this.#retention.start();
       // Every scheduler delivers webhooks; the outbox's claims share the work out (webhooks/outbox.ts).
       this.#webhooks = new WebhookOutbox(outboxOptions(ctx));

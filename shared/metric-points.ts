@@ -26,8 +26,14 @@ function decodeValue(v: unknown): number | null {
 
 /** Whether a name may name a series: ASCII letters, digits and _ . - / : @ (nothing a CSV or a terminal trips on). */
 export function validMetricName(name: unknown): name is string {
-  return typeof name === 'string' && name.length > 0 && name.length <= MAX_METRIC_NAME && /^[\w.\-/:@]+$/u.test(name);
+  if (typeof name !== 'string') return false;
+  if (goodNames.has(name)) return true;
+  const ok = name.length > 0 && name.length <= MAX_METRIC_NAME && /^[\w.\-/:@]+$/u.test(name);
+  // Checked once per name: a batch holds 100,000s of points under a handful of names.
+  if (ok && goodNames.size < 10_000) goodNames.add(name);
+  return ok;
 }
+const goodNames = new Set<string>();
 
 /** One point as train.py (through the agent) gave it, checked; null when it is not a point. */
 export function toMetricPoint(x: unknown): MetricPoint | null {

@@ -1,6 +1,7 @@
 // Runs: every run the token sees, newest first, filtered by status, package, project, pipeline kind and
 // schedule (kept in the URL), sortable by any column; the list is read again every 2 s, so statuses move
-// without a reload.
+// without a reload. Runs ticked in the Compare column open the Compare page (pages/compare.tsx).
+import { useState } from 'preact/hooks';
 import { api } from '../api.js';
 import { duration, score, time } from '../format.js';
 import { navigate, type Route } from '../route.js';
@@ -29,6 +30,13 @@ export function RunsPage({ me, route }: { me: Me; route: Route }) {
   const q = new URLSearchParams();
   for (const f of filters) { const v = route.query.get(f); if (v) q.set(f, v); }
   q.set('limit', '500');
+  const [picked, setPicked] = useState<string[]>([]);
+  const pick = (id: string, on: boolean) => setPicked((p) => (on ? [...p.filter((x) => x !== id), id] : p.filter((x) => x !== id)));
+  const pickColumn: Column<Run> = {
+    label: 'Compare',
+    cell: (r) => <input type="checkbox" data-testid="compare-pick" value={r.id} aria-label={`compare ${r.id}`} checked={picked.includes(r.id)}
+      onChange={(e) => pick(r.id, (e.target as HTMLInputElement).checked)} />,
+  };
   const runs = useLoad((signal) => api<{ runs: Run[] }>(`/api/runs?${q.toString()}`, { signal }), q.toString(), REFRESH_MS);
   const set = (name: string, value: string) => {
     const next = new URLSearchParams(route.query);
@@ -46,7 +54,9 @@ export function RunsPage({ me, route }: { me: Me; route: Route }) {
     </select></label>
   );
   return (
-    <Page title="Runs">
+    <Page title="Runs" actions={
+      <button type="button" data-testid="compare" disabled={picked.length < 2}
+        onClick={() => navigate('/compare', new URLSearchParams({ runs: picked.join(',') }))}>Compare{picked.length ? ` (${picked.length})` : ''}</button>}>
       <form class="filters" onSubmit={(e) => e.preventDefault()} data-testid="run-filters">
         {choice('status', me.statuses)}
         {text('package', 'any package')}
@@ -55,7 +65,7 @@ export function RunsPage({ me, route }: { me: Me; route: Route }) {
         {text('schedule', 'any schedule')}
       </form>
       <ErrorBox error={runs.error} />
-      {runs.data ? <Table rows={runs.data.runs} columns={columns} rowKey={(r) => r.id} testid="runs" empty="No runs match." /> : null}
+      {runs.data ? <Table rows={runs.data.runs} columns={[pickColumn, ...columns]} rowKey={(r) => r.id} testid="runs" empty="No runs match." /> : null}
     </Page>
   );
 }

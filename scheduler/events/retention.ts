@@ -1,11 +1,12 @@
 // Retention of the ML log: the placing scheduler (one at a time, the placer's leader) deletes events older
 // than --events-retention-days (0 keeps them), once when it starts leading and every 10 minutes after.
-// Only the events table is pruned: run history (run_events, run_logs), runs, versions and schedules are
-// kept as they are.
+// Only the events table and the webhook delivery log (webhooks/retention.ts, --webhook-log-retention-days)
+// are pruned: run history (run_events, run_logs), runs, versions and schedules are kept as they are.
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import { periodic } from '../periodic.js';
+import { pruneWebhookDeliveries } from '../webhooks/retention.js';
 
 const PRUNE_EVERY_MS = 10 * 60_000;
 /** Deleted per statement, so a large backlog never holds a long lock. */
@@ -27,7 +28,7 @@ export class EventRetention {
   readonly #abort = new AbortController();
   #done: Promise<void> | null = null;
 
-  constructor(private readonly deps: { db: Db; log: Logger; retentionDays: number; isLeader: () => boolean }) {}
+  constructor(private readonly deps: { db: Db; log: Logger; retentionDays: number; webhookLogRetentionDays: number; isLeader: () => boolean }) {}
 
   start(): void {
     let last = 0;
@@ -36,9 +37,10 @@ export class EventRetention {
       if (!this.deps.isLeader()) { wasLeader = false; return; }
       if (wasLeader && Date.now() - last < PRUNE_EVERY_MS) return;
       const n = await pruneEvents(this.deps.db, this.deps.retentionDays);
+      const deliveries = await pruneWebhookDeliveries(this.deps.db, this.deps.webhookLogRetentionDays);
       wasLeader = true;
       last = Date.now();
-      this.deps.log.info({ deleted: n, retentionDays: this.deps.retentionDays }, 'events pruned');
+      this.deps.log.info({ deleted: n, retentionDays: this.deps.retentionDays, webhookDeliveriesDeleted: deliveries, webhookLogRetentionDays: this.deps.webhookLogRetentionDays }, 'events pruned');
     });
   }
 

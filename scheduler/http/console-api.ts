@@ -22,6 +22,7 @@ import { Actions, allowed, authorize, visibleProject } from '../auth/policy.js';
 import { authorizeRun, getRun, listRuns, runChanges } from '../runs/read.js';
 import { streamLogs } from '../runs/logs.js';
 import { getRunMetrics } from '../runs/metrics-read.js';
+import { compareRuns } from '../runs/compare.js';
 import { listRunOutputs, openRunOutput } from '../runs/outputs.js';
 import { killRun } from '../runs/kill.js';
 import { listPackages } from '../packages/list.js';
@@ -214,6 +215,14 @@ export function consoleApiRoutes(ctx: SchedulerContext, auth: ConsoleAuth): Rout
       await authorizeRun(ctx, c.caller, param(c, 'id'), Actions.ReadRun);
       const max = c.query.get('max_points');
       return getRunMetrics(ctx, { run_id: param(c, 'id'), names: c.query.getAll('name'), max_points: max === null ? 2000 : Number(max), after: [] });
+    }),
+    // What differs from run `against` to this one (the console's Compare page; `run diff` shows the same).
+    'GET /api/runs/:id/diff': json(auth, async (c) => {
+      const against = c.query.get('against') ?? '';
+      if (!against) throw invalid('give the run to compare with: ?against=RUN');
+      await authorizeRun(ctx, c.caller, param(c, 'id'), Actions.ReadRun);
+      await authorizeRun(ctx, c.caller, against, Actions.ReadRun);
+      return compareRuns(ctx, against, param(c, 'id'));
     }),
     'GET /api/runs/:id/files': json(auth, async (c) => {
       await authorizeRun(ctx, c.caller, param(c, 'id'), Actions.ReadRun);

@@ -90,7 +90,7 @@ t.test('the verbs the issue named, and the program\'s own help', async (t) => {
   t.match(trainyard('webhooks', 'deliveries', '--help').stdout, /--limit N\s+the latest N deliveries/, 'webhooks deliveries --help: --limit (issue 23)');
   t.match(trainyard('projects', 'usage', '--help').stdout, /--since 30d\|RFC3339\s+count from then.*\(default: 30d\)/, 'projects usage --help: --since (issue 23)');
   const schedulerHelp = trainyard('scheduler', '--help').stdout;
-  for (const flag of ['webhook-allow-hosts', 'webhook-timeout-ms', 'webhook-backoff-ms', 'webhook-retry-minutes']) {
+  for (const flag of ['webhook-allow-hosts', 'webhook-timeout-ms', 'webhook-backoff-ms', 'webhook-retry-minutes', 'webhook-log-retention-days']) {
     t.match(schedulerHelp, new RegExp(`--${flag} VALUE\\s+.*\\(env TRAINYARD_${flag.toUpperCase().replaceAll('-', '_')}[;)]`), `scheduler --help: --${flag} (issue 23)`);
   }
   t.match(agentHelp, /--log-spill-mb VALUE\s+a run's log lines kept on disk .*\(env TRAINYARD_LOG_SPILL_MB; default: 1024\)/, 'agent --help: --log-spill-mb (issue 21)');

@@ -3,14 +3,10 @@
 // 1,000,000-point series drawn without a main-thread task of 200 ms or more (the server downsamples it).
 // Screenshots go to .test-output/console/.
 import t from 'tap';
-import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
-import { Stack, root, tempDir, writeTree } from '../helpers/stack.js';
+import { tempDir, writeTree } from '../helpers/stack.js';
 import { Gate, until } from '../helpers/packages.js';
-
-const chromiumPath = process.env.TRAINYARD_CHROMIUM ?? ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find((p) => existsSync(p)) ?? 'chromium';
-const shots = path.join(root, '.test-output', 'console');
+import { consoleProject, consoleShots as shots } from '../helpers/console-project.js';
 
 // 50 steps of loss and acc, then (with $GATE) a wait for the gate, then 50 more.
 const trainPy = `
@@ -30,28 +26,14 @@ class Main:
 `;
 
 t.test('run page charts: live while the run logs, hover, and a million points without a long task', async (t) => {
-  mkdirSync(shots, { recursive: true });
-  const s = await Stack.create(t);
-  const base = `http://${s.httpAddress}`;
-  const member = (await s.cliJson(['tokens', 'create', '--project', 'vision', '--role', 'member'])).token as string;
-  const other = (await s.cliJson(['tokens', 'create', '--project', 'other', '--role', 'reader'])).token as string;
-  const M = (args: string[]) => s.cliJson([...args, '--token', member]);
+  const { s, base, other, M, signIn, pageErrors } = await consoleProject(t);
   await M(['package', 'push', writeTree(tempDir(), { 'train.py': trainPy }), '--name', 'curves']);
   await M(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
   const gate = new Gate();
   t.teardown(() => gate.open());
   const id = (await M(['run', 'train', '--package', 'curves', '--dataset', 'd', '--env', `GATE=${gate.file}`])).id as string;
 
-  const browser: Browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] });
-  t.teardown(() => browser.close());
-  const pageErrors: string[] = [];
-  const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
-  const page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  await page.goto(`${base}/`);
-  await page.fill('input[name=token]', member);
-  await page.click('button[type=submit]');
-  await page.waitForSelector('[data-testid=who]');
+  const page = await signIn({ width: 1360, height: 900 });
 
   // Live: the chart shows the first 50 steps, then the rest arrive on the same page.
   await page.goto(`${base}/#/runs/${id}`);

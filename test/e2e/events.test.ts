@@ -127,10 +127,17 @@ t.test('the ML log: what happened, to whom it shows, follow and retention', asyn
   await s.query(`INSERT INTO events (at, kind, project, subject) VALUES
     (now() - interval '31 days', 'dataset.pushed', 'alpha', 'too-old'), (now() - interval '29 days', 'dataset.pushed', 'alpha', 'kept')`);
   const runEvents = (await s.query('SELECT count(*)::int AS n FROM run_events'))[0]!.n;
+  // The webhook delivery log goes in the same pass (--webhook-log-retention-days, 30): finished and old only.
+  await s.query(`INSERT INTO webhooks (id, name, project, url, events, format, secret)
+    VALUES ('wh_retention', 'retention', 'alpha', 'https://hooks.example/x', '{run.failed}', 'json', 'sixteen-chars-secret')`);
+  await s.query(`INSERT INTO webhook_deliveries (id, webhook_id, kind, subject, state, created_at) VALUES
+    ('dlv_too_old', 'wh_retention', 'run.failed', 'r', 'delivered', now() - interval '31 days'),
+    ('dlv_kept', 'wh_retention', 'run.failed', 'r', 'delivered', now() - interval '29 days')`);
   await s.daemons.find((d) => d.name === 'scheduler1')!.stop();
   const restarted = await s.startScheduler({ TRAINYARD_MAX_STREAMS_PER_TOKEN: '1' }, s.schedulerAddress);
   await restarted.waitFor((l) => l.msg === 'events pruned');
   t.same((await s.query("SELECT subject FROM events WHERE subject IN ('too-old', 'kept')")).map((r) => r.subject), ['kept'], 'the 31-day-old event is pruned, the 29-day-old one kept');
+  t.same((await s.query("SELECT id FROM webhook_deliveries WHERE webhook_id = 'wh_retention'")).map((r) => r.id), ['dlv_kept'], 'the 31-day-old webhook delivery is pruned by the leader, the 29-day-old one kept');
   t.equal((await s.query('SELECT count(*)::int AS n FROM run_events'))[0]!.n, runEvents, 'run history is not pruned');
   t.ok((await s.query(`SELECT 1 FROM events WHERE subject = $1`, [good.id])).length > 0, 'recent events stay');
 });
