@@ -42,6 +42,8 @@ export interface CheckpointOptions {
   /** A line in the run's log. */
   say: (line: string) => void;
   warn: (msg: string, err: unknown) => void;
+  /** Told of each checkpoint once it is complete (its pointer written), before commit() returns to the run. */
+  committed?: (p: CheckpointPointer) => Promise<void>;
 }
 
 export interface WatchOptions {
@@ -216,6 +218,7 @@ export class RunCheckpoints {
       this.#lastSignature = signature;
       this.activity();
       this.o.say(`[trainyard] checkpoint ${seq} committed (${trigger}): ${pointer.files.length} files, ${pointer.bytes} bytes`);
+      await this.o.committed?.(pointer);
       return 'committed';
     } catch (err) {
       const why = err instanceof NotPlainPath ? `checkpoint_directory ${err.message}` : errorMessage(err);
