@@ -109,6 +109,8 @@ type EndReason = { outcome: AttemptOutcome; reason: string };
 
 /** How long a checkpoint's report to the scheduler is tried (the checkpoint itself is already safe). */
 const CHECKPOINT_REPORT_MS = 30_000;
+/** How long the "released" report is tried before the upload goes on without it. */
+const RELEASE_REPORT_MS = 30_000;
 
 /** A package version whose files come to at most this is zipped in memory (see #upload). */
 const ZIP_IN_MEMORY_BYTES = 8 * 1024 * 1024;
@@ -420,7 +422,11 @@ export class Attempt {
     if (!place) return;
     this.#pendingPlace = place;
     try {
-      await this.#report('released');
+      // Bounded: a scheduler that is away must not hold the upload; the GPUs then go back with the end.
+      const res = await this.deps.link.reportStatus({ run_id: this.runId, lease: this.lease, status: 'released' },
+        AbortSignal.any([this.#abort.signal, AbortSignal.timeout(RELEASE_REPORT_MS)]));
+      if (res.stop) this.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' });
+      this.#checkStopped();
       this.#mark('released');
       this.deps.log.info({ run: this.runId, attempt: this.dispatch.attempt, at: Date.now() }, 'GPUs and slot released; uploading');
     } catch (err) {
