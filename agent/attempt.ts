@@ -207,7 +207,7 @@ export class Attempt {
       retry: (signal) => ({ ...this.#transfers('upload'), signal }),
       say: (line) => this.logs.line('system', line),
       warn: (msg, err) => deps.log.warn({ run: dispatch.run_id, err: errorMessage(err) }, msg),
-      committed: (p) => this.#reportCheckpoint(p),
+      committed: (p, signal) => this.#reportCheckpoint(p, signal),
     });
     this.logs = new LogShipper({
       redact: this.#redact,
@@ -436,10 +436,10 @@ export class Attempt {
   }
 
   /** A checkpoint is complete in the bucket: the scheduler learns its time and size (checkpoint-report.ts). Best effort. */
-  async #reportCheckpoint(p: CheckpointPointer): Promise<void> {
+  async #reportCheckpoint(p: CheckpointPointer, signal: AbortSignal): Promise<void> {
     try {
       await this.deps.link.reportStatus({ run_id: this.runId, lease: this.lease, status: 'checkpointed', checkpoint_at: p.committed_at, checkpoint_bytes: p.bytes },
-        AbortSignal.timeout(CHECKPOINT_REPORT_MS));
+        AbortSignal.any([signal, AbortSignal.timeout(CHECKPOINT_REPORT_MS)]));
     } catch (err) {
       this.deps.log.warn({ run: this.runId, seq: p.seq, err: errorMessage(err) }, 'could not report a committed checkpoint to the scheduler');
     }
