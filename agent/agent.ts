@@ -28,6 +28,7 @@ import { checkName } from '../shared/names.js';
 import { findUv, parseInstaller, type Installer } from './uv.js';
 import { VenvCacheCap } from './venv-cache-cap.js';
 import { buildsUnderWay } from './venv.js';
+import { PendingUploads } from './pending-uploads.js';
 
 export type AgentState = 'STARTING' | 'RUNNING' | 'DRAINING' | 'STOPPED' | 'FAILED';
 const VERSION = '0.1.0';
@@ -52,6 +53,8 @@ export class AgentDaemon {
    * when the same run's next attempt is placed here, and both must be held, stopped and awaited.
    */
   readonly #attempts = new Map<string, Attempt>();
+  /** --max-pending-uploads: finished attempts uploading with their GPUs given back (agent/pending-uploads.ts). */
+  readonly #pendingUploads: PendingUploads;
   #session = 0;
   /** This agent's credential (agent/identity.ts), presented on every AgentLink call; null until it joined. */
   #credential: string | null = null;
@@ -84,6 +87,7 @@ export class AgentDaemon {
 
   constructor(readonly settings: Settings<typeof agentSettings>, readonly log: Logger) {
     this.#link = new Link(settings.scheduler, channelCredentials(settings));
+    this.#pendingUploads = new PendingUploads(settings.maxPendingUploads);
     this.#warm = new WarmInterpreters({ max: 0, log, python: settings.python });
     this.#packages = new PackageCache(settings.workDir);
     this.#dataCache = new DataCache(settings.workDir, settings.dataCacheMb * 1024 * 1024);
@@ -353,6 +357,7 @@ export class AgentDaemon {
       reportSignal: this.#giveUpReports.signal,
       sysSample: { nvidiaSmi: this.settings.nvidiaSmi, everyMs: this.settings.sysSampleSeconds * 1000 },
       gpus: this.#gpus, containment: this.#containment, warm: this.#warm, packages: this.#packages, dataCache: this.#dataCache,
+      pendingUploads: this.#pendingUploads,
     };
     const attempt = new Attempt(d, deps, rungAt);
     this.log.info({ run: d.run_id, attempt: d.attempt, lease: d.lease, gpus: d.gpu_indices }, 'dispatch received');

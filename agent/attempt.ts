@@ -43,6 +43,7 @@ import type { ShippedLine } from './lines.js';
 import { agentMetrics, countTransfer, type Direction } from './metrics.js';
 import { RunCheckpoints, resumePointer, type CommitResult } from './checkpoints.js';
 import { resumedFromEnv, type CheckpointPointer } from '../shared/checkpoints.js';
+import type { PendingPlace, PendingUploads } from './pending-uploads.js';
 
 export interface AttemptDeps {
   agentName: string;
@@ -86,6 +87,8 @@ export interface AttemptDeps {
   packages?: PackageCache;
   /** Dataset files this agent fetched before (agent/data-cache.ts); absent: every run downloads its data. */
   dataCache?: DataCache;
+  /** --max-pending-uploads (agent/pending-uploads.ts): GPUs given back at process exit; absent: held until the end. */
+  pendingUploads?: PendingUploads;
 }
 
 const noDataCache = new DataCache('', 0);
@@ -103,6 +106,11 @@ const phaseWords = {
 } as const satisfies Record<Phase, string>;
 
 type EndReason = { outcome: AttemptOutcome; reason: string };
+
+/** How long a checkpoint's report to the scheduler is tried (the checkpoint itself is already safe). */
+const CHECKPOINT_REPORT_MS = 30_000;
+/** How long the "released" report is tried before the upload goes on without it. */
+const RELEASE_REPORT_MS = 30_000;
 
 /** A package version whose files come to at most this is zipped in memory (see #upload). */
 const ZIP_IN_MEMORY_BYTES = 8 * 1024 * 1024;
@@ -184,6 +192,8 @@ export class Attempt {
   readonly #checkpoints: RunCheckpoints;
   /** The checkpoint this attempt starts from (the dispatch's pointer, checked in #steps); null: a fresh start. */
   #resume: CheckpointPointer | null = null;
+  /** Its place among the agent's pending uploads once its GPUs were given back at process exit (#releaseCapacity). */
+  #pendingPlace: PendingPlace | null = null;
 
   /** `rungAt`: when its doorbell rang (before the claim), for the record of where the time went. */
   constructor(readonly dispatch: Dispatch, private readonly deps: AttemptDeps, rungAt: number) {
@@ -197,6 +207,7 @@ export class Attempt {
       retry: (signal) => ({ ...this.#transfers('upload'), signal }),
       say: (line) => this.logs.line('system', line),
       warn: (msg, err) => deps.log.warn({ run: dispatch.run_id, err: errorMessage(err) }, msg),
+      committed: (p, signal) => this.#reportCheckpoint(p, signal),
     });
     this.logs = new LogShipper({
       redact: this.#redact,
@@ -294,6 +305,7 @@ export class Attempt {
     this.#enter('reporting');
     agentMetrics.attempts.inc({ outcome: result.outcome });
     await this.#finish(result);
+    this.#pendingPlace?.release();
     this.logs.close();
     this.metrics.close();
     await this.#releaseProcess();
@@ -376,6 +388,7 @@ export class Attempt {
     await ready.running;
     const ran = await this.#train(ready.proc, folders);
     if (!ran.ok) return { outcome: AttemptOutcome.Failed, reason: ran.reason, phases: ran.phases };
+    await this.#releaseCapacity();
     const up = await this.#within(this.deps.uploadTimeoutMs, 'upload-timeout', phaseWords.uploading, () => this.#upload(folders, ran.phases));
     return { outcome: AttemptOutcome.Succeeded, reason: '', startAt, endAt: Date.now() / 1000, score: ran.score, phases: ran.phases, lineage, ...up };
   }
@@ -396,6 +409,40 @@ export class Attempt {
     const settled = await Promise.allSettled([a.catch(failed), b.catch(failed)]);
     if (first) throw (first as { err: unknown }).err;
     return [(settled[0] as PromiseFulfilledResult<A>).value, (settled[1] as PromiseFulfilledResult<B>).value];
+  }
+
+  /**
+   * Every process of the run has exited (#train waits for its cgroup to be empty): its GPUs and slot go back
+   * to the scheduler now, so the next run starts while this one's outputs upload. Only with a place among
+   * the agent's pending uploads (--max-pending-uploads; waited for, GPUs still held, when all are taken).
+   * A refused or failed report is not the attempt's failure: it then keeps them until its end, as before.
+   */
+  async #releaseCapacity(): Promise<void> {
+    const place = await this.deps.pendingUploads?.take(this.#abort.signal);
+    if (!place) return;
+    this.#pendingPlace = place;
+    try {
+      // Bounded: a scheduler that is away must not hold the upload; the GPUs then go back with the end.
+      const res = await this.deps.link.reportStatus({ run_id: this.runId, lease: this.lease, status: 'released' },
+        AbortSignal.any([this.#abort.signal, AbortSignal.timeout(RELEASE_REPORT_MS)]));
+      if (res.stop) this.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' });
+      this.#checkStopped();
+      this.#mark('released');
+      this.deps.log.info({ run: this.runId, attempt: this.dispatch.attempt, at: Date.now() }, 'GPUs and slot released; uploading');
+    } catch (err) {
+      if (err instanceof Stopped) throw err;
+      this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'could not release the attempt\'s GPUs before its upload; they go back with its end');
+    }
+  }
+
+  /** A checkpoint is complete in the bucket: the scheduler learns its time and size (checkpoint-report.ts). Best effort. */
+  async #reportCheckpoint(p: CheckpointPointer, signal: AbortSignal): Promise<void> {
+    try {
+      await this.deps.link.reportStatus({ run_id: this.runId, lease: this.lease, status: 'checkpointed', checkpoint_at: p.committed_at, checkpoint_bytes: p.bytes },
+        AbortSignal.any([signal, AbortSignal.timeout(CHECKPOINT_REPORT_MS)]));
+    } catch (err) {
+      this.deps.log.warn({ run: this.runId, seq: p.seq, err: errorMessage(err) }, 'could not report a committed checkpoint to the scheduler');
+    }
   }
 
   /** Tells the scheduler the attempt's status; throws Stopped when the scheduler says it is no longer current. */

@@ -42,6 +42,8 @@ export interface CheckpointOptions {
   /** A line in the run's log. */
   say: (line: string) => void;
   warn: (msg: string, err: unknown) => void;
+  /** Told of each checkpoint once it is complete (its pointer written), before commit() returns to the run. */
+  committed?: (p: CheckpointPointer, signal: AbortSignal) => Promise<void>;
 }
 
 export interface WatchOptions {
@@ -216,6 +218,8 @@ export class RunCheckpoints {
       this.#lastSignature = signature;
       this.activity();
       this.o.say(`[trainyard] checkpoint ${seq} committed (${trigger}): ${pointer.files.length} files, ${pointer.bytes} bytes`);
+      // Within the same signal: in the kill grace, the report never outlasts what is left of it.
+      await this.o.committed?.(pointer, signal);
       return 'committed';
     } catch (err) {
       const why = err instanceof NotPlainPath ? `checkpoint_directory ${err.message}` : errorMessage(err);

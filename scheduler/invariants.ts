@@ -87,7 +87,7 @@ export class Invariants {
 
     const missing = await sql<{ id: string; agent: string; gpu_index: number; lease: number }>`
       SELECT r.id, r.agent, g AS gpu_index, r.lease FROM runs r, unnest(r.gpu_indices) AS g
-      WHERE r.agent IS NOT NULL AND r.status IN ${PLACED}
+      WHERE r.agent IS NOT NULL AND r.status IN ${PLACED} AND r.released_at IS NULL
         AND NOT EXISTS (SELECT 1 FROM gpu_leases l WHERE l.run_id = r.id AND l.agent = r.agent AND l.gpu_index = g AND l.lease = r.lease)`.execute(db);
     for (const m of missing.rows) {
       let repaired = false;

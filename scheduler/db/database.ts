@@ -90,6 +90,12 @@ export interface RunsTable {
   resume_from: ColumnType<string | null, string | null | undefined, string | null>;
   keep_checkpoints: ColumnType<boolean, boolean | undefined, boolean>;
   resumed_from: ColumnType<ResumedFrom | null, string | null | undefined, string | null>;
+  /** migrations/033: capacity released at process exit (uploading); the newest reported checkpoint, and what the run's checkpoints hold. */
+  released_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  checkpoint_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  checkpoint_bytes: ColumnType<string, number | undefined, number>;
+  checkpoint_attempt: ColumnType<number, number | undefined, number>;
+  checkpoint_attempt_bytes: ColumnType<string, number | undefined, number>;
   /** migrations/024: marked for deletion (scheduler/storage/deletion.ts): no read sees it; its objects go, then the row. */
   deleting_at: ColumnType<Date | null, Date | null | undefined, Date | string | null>; deleted_by: ColumnType<string | null, string | null | undefined, string | null>;
 }

@@ -31,7 +31,9 @@ export async function loadFleet(db: Db, only?: readonly string[]): Promise<Fleet
   let agentsQ = db.selectFrom('agents').select(['name', 'status', 'cpus', 'memory_mb', 'labels', 'unresponsive_since', 'max_runs', 'session', 'accept_projects'])
     .where('status', '<>', 'offline');
   let gpusQ = db.selectFrom('agent_gpus').select(['agent', 'index', 'uuid', 'name', 'memory_mb']);
-  let runsQ = db.selectFrom('runs').select(['id', 'lease', 'agent', 'project', 'cpus', 'memory_mb', 'gpus', 'gpu_indices']).where('agent', 'is not', null);
+  let runsQ = db.selectFrom('runs').select(['id', 'lease', 'agent', 'project', 'cpus', 'memory_mb', 'gpus', 'gpu_indices']).where('agent', 'is not', null)
+    // A run whose processes exited and whose agent released its capacity holds nothing while it uploads.
+    .where('released_at', 'is', null);
   if (only) {
     const names = [...only];
     agentsQ = agentsQ.where(sql<boolean>`name = any(${names}::text[])`);

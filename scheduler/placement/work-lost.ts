@@ -1,12 +1,12 @@
 // How much work preempting a run would throw away: the time since it last saved what it did. That is its
-// newest checkpoint when one is known (the checkpoint work feeds `checkpointAt`), else the start of its
+// newest checkpoint when one is known (its agent reports each one committed: runs.checkpoint_at), else the start of its
 // train.py (so, without checkpoints, the shortest-running run loses least). The placer preempts the runs
 // that lose least first (scheduler/placement/preemption.ts).
 
 export interface SavedWork {
   /** When the attempt's train.py started. */
   runningAt: Date;
-  /** Its newest complete checkpoint, if any is known (null until checkpoints are recorded). */
+  /** Its newest complete checkpoint of this attempt, as its agent reported it; null: none yet. */
   checkpointAt: Date | null;
 }
 

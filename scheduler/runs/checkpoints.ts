@@ -8,6 +8,7 @@ import type { RunsTable } from '../db/database.js';
 import { checkpointKeys, MAX_POINTER_BYTES, parsePointer, type CheckpointPointer } from '../../shared/checkpoints.js';
 import { errorMessage } from '../../shared/errors.js';
 import { removePrefix, withStorageRetry } from '../../shared/storage.js';
+import { checkpointsDeleted } from './checkpoint-report.js';
 
 /** One attempt's pointer: null when it wrote none (or one that does not hold up, which is logged and never used). */
 async function readPointer(ctx: SchedulerContext, runId: string, attempt: number): Promise<CheckpointPointer | null> {
@@ -70,6 +71,7 @@ export async function dropCheckpointsAfterSuccess(ctx: SchedulerContext, runId: 
     const run = await ctx.db.selectFrom('runs').select(['keep_checkpoints']).where('id', '=', runId).executeTakeFirst();
     if (!run || run.keep_checkpoints) return;
     const n = await removePrefix(ctx.minio, ctx.settings.bucket, checkpointKeys.runPrefix(runId), ctx.storageRetry);
+    await checkpointsDeleted(ctx.db, runId);
     if (n > 0) ctx.log.info({ run: runId, objects: n }, 'checkpoints deleted after success');
   } catch (err) {
     ctx.log.warn({ run: runId, err: errorMessage(err) }, 'could not delete the checkpoints of a successful run');

@@ -100,7 +100,7 @@ function probe(batch: RawBuilder<unknown>, guard: RawBuilder<unknown>, project =
  */
 const EXCLUSIVE_OK = sql`(NOT EXISTS (SELECT 1 FROM project_limits WHERE exclusive) OR (
   NOT EXISTS (SELECT 1 FROM runs o LEFT JOIN project_limits ol ON ol.project = o.project
-              WHERE o.agent = p.agent AND o.project <> p.project AND (coalesce(pl.exclusive, false) OR coalesce(ol.exclusive, false)))
+              WHERE o.agent = p.agent AND o.released_at IS NULL AND o.project <> p.project AND (coalesce(pl.exclusive, false) OR coalesce(ol.exclusive, false)))
   AND NOT EXISTS (SELECT 1 FROM p p2 LEFT JOIN project_limits ol ON ol.project = p2.project
               WHERE p2.agent = p.agent AND p2.project <> p.project AND (coalesce(pl.exclusive, false) OR coalesce(ol.exclusive, false)))))`;
 
@@ -213,7 +213,7 @@ export class RunTransitions {
         UPDATE runs SET status = ${st(RunStatus.Scheduled)}, status_detail = '', agent = q.agent, last_agent = q.agent,
           lease = nextval('lease_seq'), attempt = runs.attempt + 1,
           gpu_indices = coalesce(string_to_array(nullif(q.gpus, ''), ',')::int[], '{}'), dispatched_at = now(), acked_at = NULL, missed_beats = 0,
-          reserved_agent = NULL
+          reserved_agent = NULL, released_at = NULL
         FROM q
         WHERE runs.ctid = q.at AND runs.id = q.id
         RETURNING runs.id, runs.status, runs.attempt, runs.agent, runs.lease, runs.gpu_indices, runs.created_at, runs.package_sha256,
@@ -261,6 +261,21 @@ export class RunTransitions {
       UPDATE runs SET status = ${st(RunStatus.Running)}, running_at = now()
       WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status = ${st(RunStatus.Packaging)}
       ${RETURNING}, 'train.py started' AS detail`, NEVER_ENDS));
+  }
+
+  /**
+   * Every process of a Running attempt has exited (its cgroup is empty) and its agent gives back what it
+   * held: its GPU leases go, and released_at makes the placer stop counting its GPUs, CPUs, memory and slot
+   * (load-fleet.ts), while the run stays Running (uploading) until its end report. Guarded like every
+   * report of the attempt (lease, agent, Running, not released already); the end (succeed, endAttempt,
+   * requeue) is unchanged, so an upload that fails, or an agent lost while uploading, ends or requeues the
+   * run as before, and nothing is freed twice (the lease rows are gone; the placer frees a holding once).
+   */
+  async releaseCapacity(runId: string, lease: number, agent: string): Promise<Changed | null> {
+    return this.#one(await apply(this.db, sql`
+      UPDATE runs SET released_at = now(), status_detail = 'uploading the outputs (GPUs and slot released)'
+      WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status = ${st(RunStatus.Running)} AND released_at IS NULL
+      ${RETURNING}, 'train.py exited; its GPUs and slot released while its outputs upload' AS detail`, { releaseGpus: true, freed: true, canEnd: false }));
   }
 
   /**
@@ -403,6 +418,7 @@ export class RunTransitions {
               JOIN unnest(${victims.map((v) => v.id)}::text[], ${victims.map((v) => String(v.lease))}::bigint[]) AS b(id, lease) ON runs.id = b.id AND runs.lease = b.lease
               JOIN project_limits pl ON pl.project = runs.project CROSS JOIN me
             WHERE runs.agent = ${agent} AND runs.status = ${st(RunStatus.Running)} AND NOT runs.kill_requested AND runs.preempted_by IS NULL
+              AND runs.released_at IS NULL
               AND pl.preemptible AND runs.priority < me.priority AND runs.running_at <= now() - make_interval(secs => ${minRuntimeS})
             FOR UPDATE OF runs),
       ok AS (SELECT (SELECT count(*) FROM v) = ${victims.length} AS ok),

@@ -1,6 +1,6 @@
 // A project's storage quota (`trainyard projects set P --max-storage-gb N`): what it holds in the bucket,
 // counted in Postgres from the rows that point at the bytes (uploaded package versions, datasets, the
-// outputs of its successful runs), against project_limits.max_storage_bytes.
+// outputs of its successful runs, the checkpoints its runs keep: runs.checkpoint_bytes), against project_limits.max_storage_bytes.
 //
 // Every write that adds to a project's usage checks it twice: up front, from the size the client announced
 // (so an honest push over the quota stores nothing), and again in the transaction that makes the bytes
@@ -13,14 +13,14 @@ import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
 
 /**
  * The bytes the project `project` (a value, or a column of the enclosing query) holds, as a SQL expression:
- * its uploaded package versions, its datasets and its runs' outputs. A run's new package version is one of
+ * its uploaded package versions, its datasets, its runs' outputs and their kept checkpoints. A run's new package version is one of
  * its outputs: counted there, not twice.
  */
 export function usedBytes(project: RawBuilder<unknown> | string): RawBuilder<number> {
   return sql<number>`((SELECT coalesce(sum(v.size_bytes), 0) FROM package_versions v JOIN packages pk ON pk.name = v.package
       WHERE pk.project = ${project} AND v.source = 'upload')
     + (SELECT coalesce(sum(d.size_bytes), 0) FROM datasets d WHERE d.project = ${project})
-    + (SELECT coalesce(sum(r.output_bytes), 0) FROM runs r WHERE r.project = ${project}))`;
+    + (SELECT coalesce(sum(r.output_bytes + r.checkpoint_bytes), 0) FROM runs r WHERE r.project = ${project}))`;
 }
 
 /** The bytes a project holds now, and its quota (null: none). */

@@ -94,6 +94,7 @@ t.test('the verbs the issue named, and the program\'s own help', async (t) => {
     t.match(schedulerHelp, new RegExp(`--${flag} VALUE\\s+.*\\(env TRAINYARD_${flag.toUpperCase().replaceAll('-', '_')}[;)]`), `scheduler --help: --${flag} (issue 23)`);
   }
   t.match(agentHelp, /--log-spill-mb VALUE\s+a run's log lines kept on disk .*\(env TRAINYARD_LOG_SPILL_MB; default: 1024\)/, 'agent --help: --log-spill-mb (issue 21)');
+  t.match(agentHelp, /--max-pending-uploads VALUE\s+finished runs that may upload .*\(env TRAINYARD_MAX_PENDING_UPLOADS; default: 2\)/, 'agent --help: --max-pending-uploads (issue 22)');
   for (const args of [['--help'], ['-h'], ['help'], []]) {
     const r = trainyard(...args);
     t.equal(r.status, 0, `trainyard ${args.join(' ')} exits 0`);
@@ -171,6 +172,7 @@ _trainyard; printf '%s\\n' "\${COMPREPLY[@]}"; complete -p trainyard`;
   t.same(complete('trainyard', 'agent', '--run-d'), ['--run-disk-mb'], 'an agent setting: --run-disk-mb');
   t.same(complete('trainyard', 'agent', '--max-o'), ['--max-output-mb'], 'and --max-output-mb');
   t.same(complete('trainyard', 'agent', '--log-s'), ['--log-spill-mb'], 'and --log-spill-mb (issue 21)');
+  t.same(complete('trainyard', 'agent', '--max-p'), ['--max-pending-uploads'], 'and --max-pending-uploads (issue 22)');
   t.same(complete('trainyard', 'agents', 'join-token', 'create', '--us'), ['--uses'], 'join-token create --us<TAB> → --uses');
   // Issue 22: checkpoints and stalls, on every run verb.
   t.same(complete('trainyard', 'run', 'train', '--resume'), ['--resume-from'], 'run train --resume<TAB> → --resume-from');
