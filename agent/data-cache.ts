@@ -184,6 +184,9 @@ export class DataCache {
     }
   }
 
+  /** --data-cache-mb in bytes (0: nothing kept). */
+  get capBytes(): number { return this.#maxBytes; }
+
   /** For tests and metrics: entries and their bytes. */
   get size(): { entries: number; bytes: number } { return { entries: this.#entries.size, bytes: this.#bytes }; }
 }
