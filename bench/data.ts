@@ -42,7 +42,17 @@ const minio = createMinioClient({ minioEndpoint: endpoint.href, minioAccessKey: 
 const work = mkdtempSync(path.join(os.tmpdir(), 'tybench-data-'));
 const mcEnv = { ...process.env, MC_HOST_bench: `${endpoint.protocol}//${encodeURIComponent(keys.TRAINYARD_MINIO_ACCESS_KEY ?? '')}:${encodeURIComponent(keys.TRAINYARD_MINIO_SECRET_KEY ?? '')}@${endpoint.host}`, MC_CONFIG_DIR: path.join(work, 'mc') };
 
+/**
+ * Each measured step starts with the disk's dirty pages written out: otherwise a step pays for the writes
+ * of the one before it (the kernel makes a writer wait once dirty pages pile up), and whichever of mc and
+ * Trainyard went second would look slower for the other's gigabyte.
+ */
+function settle(): void {
+  spawnSync('sync');
+}
+
 function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): number {
+  settle();
   const t0 = performance.now();
   const r = spawnSync(cmd, args, { env, encoding: 'utf8', maxBuffer: 64 * MIB });
   const ms = performance.now() - t0;
@@ -53,6 +63,7 @@ const trainyard = (args: string[]) => timed(process.execPath, [path.join(project
 
 /** submit → train() entered, in ms (train()'s own timestamp, read from its log after the run). */
 async function toTrain(dataset: string): Promise<number> {
+  settle();
   const t0 = Date.now();
   const run = await s.api.submitRun({ package: 'noop', dataset });
   const end = await waitEnded(s.api, run.id);
