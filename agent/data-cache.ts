@@ -102,7 +102,16 @@ export class DataCache {
       const opts = { parallel: rangesEach, ...ranged };
       if (id && this.#maxBytes > 0 && o.size <= this.#maxBytes) {
         const got = await this.#fetchInto(id, () => downloadRanged(client, bucket, o.key, path.join(this.#dir, `${id}.got`), o.size, o.etag, retry, { ...opts, resume: true }));
-        const copied = await this.#copyOut(got.entry, at.dest);
+        // A copy out that fails (a full disk, say) takes the entry this call just made with it: the disk
+        // gets its space back, and the cache keeps nothing of a pull whose run failed on it.
+        const copied = await this.#copyOut(got.entry, at.dest).catch(async (err: unknown) => {
+          if (got.resumedFrom !== null && this.#entries.get(id) === got.entry && got.entry.pins === 0) {
+            this.#entries.delete(id);
+            this.#bytes -= got.entry.size;
+            await rm(got.entry.file, { force: true });
+          }
+          throw err;
+        });
         if (this.#bytes > this.#maxBytes) await this.#evict();
         if (copied) return { rel: at.rel, size: o.size, sha256: got.entry.sha256, hit: got.resumedFrom === null, resumed: got.resumedFrom ?? 0 };
       }
