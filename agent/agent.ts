@@ -288,7 +288,8 @@ export class AgentDaemon {
 
   #beat(leaving = false) {
     return this.#link.heartbeat({ name: this.settings.name, session: this.#session, held: this.#held(), draining: this.#state === 'DRAINING', leaving,
-      cache_use: { venv_bytes: this.#venvCap.usedBytes, venv_cap_bytes: this.#venvCap.capBytes } });
+      cache_use: { venv_bytes: this.#venvCap.usedBytes, venv_cap_bytes: this.#venvCap.capBytes,
+        data_bytes: this.#dataCache.size.bytes, data_cap_bytes: this.#dataCache.capBytes, package_bytes: this.#packages.usedBytes } });
   }
 
   /**

@@ -6,6 +6,10 @@
 // name, so the run's lineage manifest (agent/lineage.ts manifestOf) needs no second read of the data.
 // The cache folder is the agent's (0700) and a run gets a copy, never the entry, so no run can change
 // what a later one reads. The least recently used entries go beyond --data-cache-mb; 0 keeps nothing.
+// A file to be kept is downloaded into the cache folder first, as `<entry id>.got.part` (the id names the
+// key, ETag and size), then copied out: a pull cut off by a dropped connection or an agent restart leaves
+// that prefix, and the next pull of the same object continues it (shared/ranged-download.ts); an object
+// changed since has another id and starts afresh. Partial files nobody continued for a day go.
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { copyFile, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
@@ -13,7 +17,7 @@ import path from 'node:path';
 import type * as Minio from 'minio';
 import { listObjects, localPathOf, type RetryOptions } from '../shared/storage.js';
 import { mapBounded } from '../shared/bounded.js';
-import { downloadRanged, type RangedOptions } from '../shared/ranged-download.js';
+import { downloadRanged, RANGE_BYTES, RANGES_IN_FLIGHT, type Downloaded, type RangedOptions } from '../shared/ranged-download.js';
 import type { ManifestEntry } from './lineage.js';
 
 /**
@@ -23,6 +27,10 @@ import type { ManifestEntry } from './lineage.js';
 export const FILES_IN_FLIGHT = 16;
 
 const ENTRY = /^([0-9a-f]{64})-([0-9a-f]{64})$/;
+/** A download into the cache not finished yet (downloadRanged's `.part` of `<id>.got`). */
+const PARTIAL = /^[0-9a-f]{64}\.got\.part$/;
+/** A partial download not continued for this long is given up at the agent's start. */
+const PARTIAL_KEEP_MS = 24 * 3600 * 1000;
 
 /** `pins`: copies being made from it now; an entry is never evicted while pinned (a copy would fail ENOENT). */
 interface Entry { file: string; size: number; sha256: string; used: number; pins: number }
@@ -33,6 +41,8 @@ export interface MadeLocal {
   /** From the cache, of `files`, and their bytes (not downloaded). */
   hits: number;
   hitBytes: number;
+  /** Of the bytes downloaded, those an earlier, cut-off pull had already brought (continued, not fetched). */
+  resumedBytes: number;
   /** Each file made local, with the SHA-256 of what was written. */
   entries: ManifestEntry[];
 }
@@ -41,6 +51,8 @@ export class DataCache {
   readonly #dir: string;
   readonly #maxBytes: number;
   readonly #entries = new Map<string, Entry>();
+  /** Downloads into the cache in progress, by entry id. */
+  readonly #fetching = new Map<string, Promise<{ entry: Entry; resumedFrom: number | null }>>();
   #bytes = 0;
   #ready: Promise<void> | null = null;
 
@@ -57,6 +69,7 @@ export class DataCache {
         const full = path.join(this.#dir, name);
         const m = ENTRY.exec(name);
         const s = await stat(full).catch(() => null);
+        if (PARTIAL.test(name) && s?.isFile() && Date.now() - s.mtimeMs < PARTIAL_KEEP_MS) continue;
         if (!m || !s?.isFile()) {
           await rm(full, { recursive: true, force: true });
           continue;
@@ -78,20 +91,39 @@ export class DataCache {
     if (this.#maxBytes > 0) await this.#load();
     const objects = await listObjects(client, bucket, prefix, retry);
     const wanted = objects.flatMap((obj) => { const at = localPathOf(obj.key, prefix, dir); return at ? [{ o: obj, at }] : []; });
+    // Ranges only where files alone do not fill the connections: several large files at once already do,
+    // and each split into ranges too would only add requests and out-of-order bytes held in memory.
+    const large = wanted.filter(({ o }) => o.size > (ranged.rangeBytes ?? RANGE_BYTES)).length;
+    const rangesEach = Math.max(1, Math.floor(RANGES_IN_FLIGHT / Math.max(1, large)));
     const made = await mapBounded(wanted, FILES_IN_FLIGHT, async ({ o, at }) => {
       const id = o.etag ? createHash('sha256').update(`${bucket}\0${o.key}\0${o.etag}\0${o.size}`).digest('hex') : null;
       const entry = id ? this.#entries.get(id) : undefined;
-      if (entry && entry.size === o.size && await this.#copyOut(entry, at.dest)) return { rel: at.rel, size: o.size, sha256: entry.sha256, hit: true };
-      const got = await downloadRanged(client, bucket, o.key, at.dest, o.size, o.etag, retry, ranged);
-      if (got.bytes !== o.size) throw new Error(`${o.key}: downloaded ${got.bytes} bytes, listed ${o.size}: the object changed while it was read`);
-      if (id && this.#maxBytes > 0 && o.size <= this.#maxBytes) await this.#keep(id, at.dest, o.size, got.sha256);
-      return { rel: at.rel, size: o.size, sha256: got.sha256, hit: false };
+      if (entry && entry.size === o.size && await this.#copyOut(entry, at.dest)) return { rel: at.rel, size: o.size, sha256: entry.sha256, hit: true, resumed: 0 };
+      const opts = { parallel: rangesEach, ...ranged };
+      if (id && this.#maxBytes > 0 && o.size <= this.#maxBytes) {
+        const got = await this.#fetchInto(id, () => downloadRanged(client, bucket, o.key, path.join(this.#dir, `${id}.got`), o.size, o.etag, retry, { ...opts, resume: true }));
+        // A copy out that fails (a full disk, say) takes the entry this call just made with it: the disk
+        // gets its space back, and the cache keeps nothing of a pull whose run failed on it.
+        const copied = await this.#copyOut(got.entry, at.dest).catch(async (err: unknown) => {
+          if (got.resumedFrom !== null && this.#entries.get(id) === got.entry && got.entry.pins === 0) {
+            this.#entries.delete(id);
+            this.#bytes -= got.entry.size;
+            await rm(got.entry.file, { force: true });
+          }
+          throw err;
+        });
+        if (this.#bytes > this.#maxBytes) await this.#evict();
+        if (copied) return { rel: at.rel, size: o.size, sha256: got.entry.sha256, hit: got.resumedFrom === null, resumed: got.resumedFrom ?? 0 };
+      }
+      const got = await downloadRanged(client, bucket, o.key, at.dest, o.size, o.etag, retry, opts);
+      return { rel: at.rel, size: o.size, sha256: got.sha256, hit: false, resumed: 0 };
     }, retry.signal);
-    const out: MadeLocal = { files: 0, bytes: 0, hits: 0, hitBytes: 0, entries: [] };
+    const out: MadeLocal = { files: 0, bytes: 0, hits: 0, hitBytes: 0, resumedBytes: 0, entries: [] };
     for (const m of made) {
       out.files++;
       out.bytes += m.size;
       if (m.hit) { out.hits++; out.hitBytes += m.size; }
+      out.resumedBytes += m.resumed;
       out.entries.push({ path: m.rel, size: m.size, sha256: m.sha256 });
     }
     return out;
@@ -120,22 +152,34 @@ export class DataCache {
     return true;
   }
 
-  /** Copies a file just downloaded into the cache (atomically: a partial copy has another name), then evicts. */
-  async #keep(id: string, from: string, size: number, sha256: string): Promise<void> {
-    if (this.#entries.has(id)) return;
-    const file = path.join(this.#dir, `${id}-${sha256}`);
-    const tmp = path.join(this.#dir, `.partial-${randomBytes(6).toString('hex')}`);
-    try {
-      await copyFile(from, tmp, constants.COPYFILE_FICLONE);
-      await rename(tmp, file);
-    } catch {
-      await rm(tmp, { force: true });
-      return; // a full disk, say: the run goes on without caching
-    }
-    if (this.#entries.has(id)) return; // another attempt kept the same entry meanwhile (same name)
-    this.#entries.set(id, { file, size, sha256, used: Date.now(), pins: 0 });
-    this.#bytes += size;
-    if (this.#bytes > this.#maxBytes) await this.#evict();
+  /**
+   * Downloads entry `id` into the cache (`fetch` writes `<id>.got`, continuing its `.part`) and keeps it
+   * under its name; one download per entry at a time (two runs of one dataset wait for the same one, and
+   * never write one `.part` together). Resolves with the entry and the bytes an earlier pull had brought
+   * (null: not downloaded by this call, another's download of it had just ended).
+   */
+  #fetchInto(id: string, fetch: () => Promise<Downloaded>): Promise<{ entry: Entry; resumedFrom: number | null }> {
+    const running = this.#fetching.get(id);
+    // Declared first: the body below compares it once it has run past an await (p is set by then).
+    let p: Promise<{ entry: Entry; resumedFrom: number | null }> | undefined = undefined;
+    p = (async () => {
+      if (running) await running.catch(() => {});
+      const had = this.#entries.get(id);
+      if (had) return { entry: had, resumedFrom: null }; // another run's download of it just ended
+      try {
+        const got = await fetch();
+        const file = path.join(this.#dir, `${id}-${got.sha256}`);
+        await rename(path.join(this.#dir, `${id}.got`), file);
+        const entry: Entry = { file, size: got.bytes, sha256: got.sha256, used: Date.now(), pins: 0 };
+        this.#entries.set(id, entry);
+        this.#bytes += got.bytes;
+        return { entry, resumedFrom: got.resumedFrom };
+      } finally {
+        if (this.#fetching.get(id) === p) this.#fetching.delete(id);
+      }
+    })();
+    this.#fetching.set(id, p);
+    return p;
   }
 
   async #evict(): Promise<void> {
@@ -148,6 +192,9 @@ export class DataCache {
       await rm(e.file, { force: true });
     }
   }
+
+  /** --data-cache-mb in bytes (0: nothing kept). */
+  get capBytes(): number { return this.#maxBytes; }
 
   /** For tests and metrics: entries and their bytes. */
   get size(): { entries: number; bytes: number } { return { entries: this.#entries.size, bytes: this.#bytes }; }

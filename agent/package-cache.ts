@@ -10,6 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { cp, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
+import { diskUse } from './venv-cache-cap.js';
 
 /** How many package versions stay extracted (a version is usually small: code and a requirements file). */
 export const MAX_ENTRIES = 64;
@@ -20,6 +21,8 @@ const SHA256 = /^[0-9a-f]{64}$/;
 
 export class PackageCache {
   readonly #dir: string;
+  /** The cache's bytes on disk, as last measured (after the last new entry); 0 before. */
+  usedBytes = 0;
   /** Spare copies (the agent's, 0700 like the cache), renamed into an attempt's folder: same file system. */
   readonly #spareDir: string;
   #ready: Promise<void> | null = null;
@@ -141,5 +144,7 @@ export class PackageCache {
       await this.#dropSpare(e.name);
       await rm(path.join(this.#dir, e.name), { recursive: true, force: true });
     }
+    // Measured here, after each new entry's eviction pass: what `trainyard agents` shows (heartbeat).
+    this.usedBytes = await diskUse(this.#dir);
   }
 }

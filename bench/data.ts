@@ -7,7 +7,10 @@
 // Two datasets: --big-mb MiB in 4 files, and --small-files files of 4 KiB. Each measurement --runs times,
 // a fresh dataset name per run (so the cache is empty for it); medians printed.
 //
-//   npm run bench:data -- [--runs 3] [--big-mb 1024] [--small-files 20000] [--json]
+//   npm run bench:data -- [--runs 1] [--big-mb 1024] [--small-files 20000] [--json]
+//
+// The default is one run of each (a few minutes on a quiet machine: 20,000 files pushed twice and pulled
+// three times dominate); --runs 3 for medians. The load average is printed at the start and the end.
 //
 // mc: TRAINYARD_MC_BIN, else ~/.cache/trainyard/bin/mc (scripts/services.sh builds it beside MinIO).
 import { spawnSync } from 'node:child_process';
@@ -21,12 +24,15 @@ import { createMinioClient, removePrefix } from '../shared/storage.js';
 import { benchMinio, enteredAt, median, startNoopTrainyard, waitEnded } from './lib.js';
 
 const { values } = parseArgs({ options: {
-  runs: { type: 'string', default: '3' }, 'big-mb': { type: 'string', default: '1024' }, 'small-files': { type: 'string', default: '20000' }, json: { type: 'boolean' },
+  runs: { type: 'string', default: '1' }, 'big-mb': { type: 'string', default: '1024' }, 'small-files': { type: 'string', default: '20000' }, json: { type: 'boolean' },
 } });
 const runs = Number(values.runs);
 const mc = process.env.TRAINYARD_MC_BIN ?? path.join(os.homedir(), '.cache', 'trainyard', 'bin', 'mc');
 const MIB = 1024 * 1024;
 
+const load = () => os.loadavg().map((l) => l.toFixed(1)).join(' ');
+const loadAtStart = load();
+console.error(`load average at start: ${loadAtStart} (${os.cpus().length} cores)`);
 const s = await startNoopTrainyard({ agent: {} });
 const keys = benchMinio();
 const endpoint = new URL(process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000');
@@ -36,7 +42,17 @@ const minio = createMinioClient({ minioEndpoint: endpoint.href, minioAccessKey: 
 const work = mkdtempSync(path.join(os.tmpdir(), 'tybench-data-'));
 const mcEnv = { ...process.env, MC_HOST_bench: `${endpoint.protocol}//${encodeURIComponent(keys.TRAINYARD_MINIO_ACCESS_KEY ?? '')}:${encodeURIComponent(keys.TRAINYARD_MINIO_SECRET_KEY ?? '')}@${endpoint.host}`, MC_CONFIG_DIR: path.join(work, 'mc') };
 
+/**
+ * Each measured step starts with the disk's dirty pages written out: otherwise a step pays for the writes
+ * of the one before it (the kernel makes a writer wait once dirty pages pile up), and whichever of mc and
+ * Trainyard went second would look slower for the other's gigabyte.
+ */
+function settle(): void {
+  spawnSync('sync');
+}
+
 function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): number {
+  settle();
   const t0 = performance.now();
   const r = spawnSync(cmd, args, { env, encoding: 'utf8', maxBuffer: 64 * MIB });
   const ms = performance.now() - t0;
@@ -47,6 +63,7 @@ const trainyard = (args: string[]) => timed(process.execPath, [path.join(project
 
 /** submit → train() entered, in ms (train()'s own timestamp, read from its log after the run). */
 async function toTrain(dataset: string): Promise<number> {
+  settle();
   const t0 = Date.now();
   const run = await s.api.submitRun({ package: 'noop', dataset });
   const end = await waitEnded(s.api, run.id);
@@ -101,9 +118,11 @@ try {
   }
   const med = (xs: number[] | undefined) => Math.round(median(xs ?? [NaN]));
   const summary = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([m, xs]) => [m, med(xs)]))]));
-  if (values.json) console.log(JSON.stringify({ runs, summary, results }));
+  const loadavg = { start: loadAtStart, end: load(), cores: os.cpus().length };
+  if (values.json) console.log(JSON.stringify({ runs, loadavg, summary, results }));
   else {
-    console.log(`median of ${runs} runs (ms); empty-dataset submit → train(): ${summary.empty!.toTrainWarm} ms`);
+    console.log(`median of ${runs} runs (ms); load average (1, 5, 15 min) ${loadavg.start} at the start, ${loadavg.end} at the end, ${loadavg.cores} cores`);
+    console.log(`empty-dataset submit → train(): ${summary.empty!.toTrainWarm} ms`);
     for (const set of sets) {
       const m = summary[set.name]!;
       const x = (a: number, b: number) => `${(a / b).toFixed(2)}x`;

@@ -30,12 +30,20 @@ async function remove({ values, positionals }: Parsed<{ json: typeof jsonFlag; f
   });
 }
 
+const gib = (v: unknown) => (Number(v) < 2 ** 30 ? `${(Number(v) / 2 ** 20).toFixed(1)} MiB` : `${(Number(v) / 2 ** 30).toFixed(2)} GiB`);
+
 /** The venv dir's use against its cap (--venv-cache-gb), as the agent's last heartbeat said; '-' before one. */
 function venvCache(c: { venv_bytes?: unknown; venv_cap_bytes?: unknown } | null | undefined): string {
   if (!c) return '-';
-  const gib = (v: unknown) => (Number(v) < 2 ** 30 ? `${(Number(v) / 2 ** 20).toFixed(1)} MiB` : `${(Number(v) / 2 ** 30).toFixed(2)} GiB`);
   return `${gib(c.venv_bytes)} / ${Number(c.venv_cap_bytes) > 0 ? gib(c.venv_cap_bytes) : 'no cap'}`;
 }
+
+/** The data cache's use against --data-cache-mb ('off' at 0), and the package cache's use; '-' before a heartbeat. */
+function dataCache(c: { data_bytes?: unknown; data_cap_bytes?: unknown } | null | undefined): string {
+  if (!c) return '-';
+  return Number(c.data_cap_bytes) > 0 ? `${gib(c.data_bytes)} / ${gib(c.data_cap_bytes)}` : 'off';
+}
+const packageCache = (c: { package_bytes?: unknown } | null | undefined) => (c ? gib(c.package_bytes) : '-');
 
 async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: string): Promise<number> {
   return withApi(address, async (api) => {
@@ -50,10 +58,10 @@ async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: stri
       const labels = safeText(Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(',')) || '-';
       const slots = `${a.run_ids.length}/${a.max_runs || '∞'}`;
       const accepts = safeText(a.accept_projects.join(',')) || 'all';
-      rows.push([safeText(a.name), st, slots, String(a.cpus), `${a.memory_mb} MiB`, labels, accepts, venvCache(a.cache_use), a.gpus.length ? '' : '-', safeText(a.run_ids.join(',')) || '-']);
-      for (const g of a.gpus) rows.push(['', '', '', '', '', '', '', '', safeText(`GPU ${g.index} ${g.name} ${g.memory_mb} MiB`), safeText(g.run_id) || color.dim('free')]);
+      rows.push([safeText(a.name), st, slots, String(a.cpus), `${a.memory_mb} MiB`, labels, accepts, venvCache(a.cache_use), dataCache(a.cache_use), packageCache(a.cache_use), a.gpus.length ? '' : '-', safeText(a.run_ids.join(',')) || '-']);
+      for (const g of a.gpus) rows.push(['', '', '', '', '', '', '', '', '', '', safeText(`GPU ${g.index} ${g.name} ${g.memory_mb} MiB`), safeText(g.run_id) || color.dim('free')]);
     }
-    console.log(table(['AGENT', 'STATUS', 'SLOTS', 'CPUS', 'MEMORY', 'LABELS', 'PROJECTS', 'VENV CACHE', 'GPUS', 'RUNS'], rows));
+    console.log(table(['AGENT', 'STATUS', 'SLOTS', 'CPUS', 'MEMORY', 'LABELS', 'PROJECTS', 'VENV CACHE', 'DATA CACHE', 'PACKAGES', 'GPUS', 'RUNS'], rows));
     return 0;
   });
 }

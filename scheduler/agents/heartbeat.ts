@@ -12,7 +12,11 @@ export async function agentHeartbeat(ctx: SchedulerContext, req: HeartbeatReques
   const c = req.cache_use;
   // Sizes a caller could send as anything: kept only when they are whole numbers of bytes, 0 or more.
   const bytes = (v: unknown) => { const n = Number(v); return Number.isSafeInteger(n) && n >= 0 ? n : null; };
-  const cacheUse = c && bytes(c.venv_bytes) !== null && bytes(c.venv_cap_bytes) !== null ? { venv_bytes: bytes(c.venv_bytes)!, venv_cap_bytes: bytes(c.venv_cap_bytes)! } : null;
+  const cacheUse = c && bytes(c.venv_bytes) !== null && bytes(c.venv_cap_bytes) !== null ? {
+    venv_bytes: bytes(c.venv_bytes)!, venv_cap_bytes: bytes(c.venv_cap_bytes)!,
+    // The data and package caches (issue 21): 0 from an agent older than these fields.
+    data_bytes: bytes(c.data_bytes) ?? 0, data_cap_bytes: bytes(c.data_cap_bytes) ?? 0, package_bytes: bytes(c.package_bytes) ?? 0,
+  } : null;
   const status = await heartbeat(ctx, { name: req.name, session: Number(req.session), draining: req.draining, leaving: req.leaving, cacheUse });
   // Not current (an older session, or the agent was called lost): it must register again, unless it leaves.
   if (status === null) return { reregister: !req.leaving, cancel: [], drain: false, kill: [] };

@@ -26,6 +26,9 @@ export async function listAgents(ctx: SchedulerContext): Promise<Agent[]> {
     run_ids: placed.filter((r) => r.agent === a.name).map((r) => r.id),
     max_runs: a.max_runs,
     accept_projects: a.accept_projects ?? [],
-    ...(a.cache_use ? { cache_use: { venv_bytes: a.cache_use.venv_bytes, venv_cap_bytes: a.cache_use.venv_cap_bytes } } : {}),
+    ...(a.cache_use ? { cache_use: {
+      venv_bytes: a.cache_use.venv_bytes, venv_cap_bytes: a.cache_use.venv_cap_bytes,
+      data_bytes: a.cache_use.data_bytes ?? 0, data_cap_bytes: a.cache_use.data_cap_bytes ?? 0, package_bytes: a.cache_use.package_bytes ?? 0,
+    } } : {}),
   }));
 }

@@ -17,7 +17,7 @@
 //   offers such an agent nothing meanwhile.
 import { sql, type RawBuilder } from 'kysely';
 import type { Logger } from 'pino';
-import type { Db } from '../db/database.js';
+import type { CacheUseRow, Db } from '../db/database.js';
 import { ErrorCodes, TrainyardError, invalid, notFound } from '../../shared/errors.js';
 import { EventKind } from '../../shared/event-kinds.js';
 import { changeWithEvent, fleet, recordEvents } from '../events/record.js';
@@ -149,7 +149,7 @@ export async function register(deps: AgentStatusDeps, r: Registration): Promise<
  * `leaving` moves it offline. Returns its status now, or null when the session is not current or the
  * agent is no longer live (it must register again).
  */
-export async function heartbeat(deps: AgentStatusDeps, h: { name: string; session: number; draining: boolean; leaving: boolean; cacheUse?: { venv_bytes: number; venv_cap_bytes: number } | null }): Promise<AgentStatus | null> {
+export async function heartbeat(deps: AgentStatusDeps, h: { name: string; session: number; draining: boolean; leaving: boolean; cacheUse?: CacheUseRow | null }): Promise<AgentStatus | null> {
   const cacheUse = h.cacheUse ? JSON.stringify(h.cacheUse) : null;
   const rows = await changeWithEvent<{ from: AgentStatus; to: AgentStatus; was_unresponsive: boolean }>(deps.db, sql`
     UPDATE agents a SET last_heartbeat_at = now(), unresponsive_since = NULL, cache_use = COALESCE(${cacheUse}::jsonb, a.cache_use),

@@ -42,8 +42,10 @@ export interface AgentsTable {
   /** migrations/018: --accept-projects (null: every project's runs). */
   accept_projects: ColumnType<string[] | null, string[] | null | undefined, string[] | null>;
   /** migrations/022: the agent's disk caches, from its last heartbeat (null: not reported). */
-  cache_use: ColumnType<{ venv_bytes: number; venv_cap_bytes: number } | null, string | null | undefined, string | null>;
+  cache_use: ColumnType<CacheUseRow | null, string | null | undefined, string | null>;
 }
+/** agents.cache_use (jsonb): the venv cache (migrations/022); the data and package caches (issue 21, absent in older rows). */
+export interface CacheUseRow { venv_bytes: number; venv_cap_bytes: number; data_bytes?: number; data_cap_bytes?: number; package_bytes?: number }
 export interface AgentGpusTable { agent: string; index: number; uuid: string; name: string; memory_mb: number }
 export interface RunsTable {
   id: string; idempotency_key: string | null; project: string; priority: number;
