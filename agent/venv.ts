@@ -54,6 +54,8 @@ export interface VenvOptions {
   cap?: VenvCacheCap;
   /** Marks the venv handed out in use (the attempt's holder), before anything can remove it. */
   hold?: (dir: string) => void;
+  /** Each step of a build as it ends, with its milliseconds (bench/venv.ts profiles the build with it). */
+  onStep?: (step: string, ms: number) => void;
 }
 
 /**
@@ -75,10 +77,17 @@ export const buildsUnderWay = (): boolean => building.size > 0;
 
 const building = new Map<string, SharedBuild>();
 
+/** `work`, reported to `o.onStep` as `step` with its duration. */
+async function timed<T>(o: Pick<VenvOptions, 'onStep'>, step: string, work: () => Promise<T>): Promise<T> {
+  if (!o.onStep) return work();
+  const t0 = performance.now();
+  try { return await work(); } finally { o.onStep(step, performance.now() - t0); }
+}
+
 export async function ensureVenv(o: VenvOptions, requirementsFile: string | null, log: (line: string) => void, signal: AbortSignal): Promise<string> {
   signal.throwIfAborted();
   const file = requirementsFile && existsSync(requirementsFile) ? requirementsFile : null;
-  const { key, requirements: normalized } = await venvKey({ python: o.python, pythonVersion: o.pythonVersion, pipIndexUrl: o.pipIndexUrl, pipFindLinks: o.pipFindLinks, requirementsFile: file });
+  const { key, requirements: normalized } = await timed(o, 'key', () => venvKey({ python: o.python, pythonVersion: o.pythonVersion, pipIndexUrl: o.pipIndexUrl, pipFindLinks: o.pipFindLinks, requirementsFile: file }));
   const dir = path.join(o.venvDir, key);
   if (existsSync(path.join(dir, '.trainyard-ready')) && !o.cap?.evicting(dir)) {
     o.hold?.(dir);
@@ -135,7 +144,7 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
   await mkdir(o.venvDir, { recursive: true });
   // Built where it will live (a venv's scripts record their own path, so a renamed venv breaks pip and
   // every installed tool), under a lock folder other agents sharing the cache wait on.
-  const release = await lockVenv(`${dir}.lock`, signal, () => log('[trainyard] waiting for another agent building the same environment'));
+  const release = await timed(o, 'lock', () => lockVenv(`${dir}.lock`, signal, () => log('[trainyard] waiting for another agent building the same environment')));
   const home = `${dir}.home`;
   const u = o.runAs ?? null;
   // The uid stays this build's until its processes are gone, even if the attempt that started it ends.
@@ -150,7 +159,7 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
       // Wheels only, by the agent, through the shared cache (agent/venv-uv.ts says why that is safe).
       try {
         await buildShared(o, uv, dir, requirements, log, signal);
-        await seal(dir, u !== null);
+        await timed(o, 'seal', () => seal(dir, u !== null, o.onStep));
         await writeFile(path.join(dir, '.trainyard-ready'), new Date().toISOString());
         return dir;
       } catch (err) {
@@ -245,9 +254,9 @@ async function buildShared(o: VenvOptions, uv: string, dir: string, requirements
  * one holding a symlink that leads out of it to anything not root's alone (a link the build made to a file
  * of its uid, which a later holder of that uid could change under every run of this venv).
  */
-export async function seal(dir: string, chownToRoot: boolean): Promise<void> {
-  if (chownToRoot) await chownTree(dir, 0, 0);
-  await denyWritesByOthers(dir);
+export async function seal(dir: string, chownToRoot: boolean, onStep?: VenvOptions['onStep']): Promise<void> {
+  if (chownToRoot) await timed({ onStep }, 'seal: chown', () => chownTree(dir, 0, 0));
+  await timed({ onStep }, 'seal: chmod', () => denyWritesByOthers(dir));
   const realDir = await realpath(dir);
   const walk = async (p: string): Promise<void> => {
     const st = await lstat(p);
@@ -265,20 +274,20 @@ export async function seal(dir: string, chownToRoot: boolean): Promise<void> {
     }
     if (st.isDirectory()) for (const e of await readdir(p)) await walk(path.join(p, e));
   };
-  await walk(dir);
+  await timed({ onStep }, 'seal: links', () => walk(dir));
 }
 
 let builds = 0;
 
 async function run(o: VenvOptions, cmd: string, args: string[], log: (line: string) => void, signal: AbortSignal, what: string, home: string, cwd: string): Promise<void> {
-  const cg = o.cgroupBase ? await RunCgroup.create(o.cgroupBase, `venv-${++builds}-${process.pid}`) : null;
+  const cg = o.cgroupBase ? await timed(o, 'cgroup', () => RunCgroup.create(o.cgroupBase!, `venv-${++builds}-${process.pid}`)) : null;
   try {
     // As the run uid: the privileges are dropped below the root shell that puts it in its cgroup.
     const line = o.runAs && o.helpers ? asUser(o.helpers, o.runAs, cmd, args) : { command: cmd, args };
     const env = o.runAs ? { ...pipEnv(), HOME: home, TMPDIR: home, USER: o.runAs.name, LOGNAME: o.runAs.name } : pipEnv();
-    await runIn(cg, line.command, line.args, log, signal, what, env, cwd);
+    await timed(o, what, () => runIn(cg, line.command, line.args, log, signal, what, env, cwd));
   } finally {
-    await cg?.destroy().catch((err: unknown) => log(`[trainyard] could not remove the build's cgroup ${cg.dir}: ${(err as Error).message}`));
+    if (cg) await timed(o, 'cgroup', () => cg.destroy()).catch((err: unknown) => log(`[trainyard] could not remove the build's cgroup ${cg.dir}: ${(err as Error).message}`));
   }
 }
 
