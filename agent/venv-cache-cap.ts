@@ -12,6 +12,7 @@
 import { lstat, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { lockVenv } from './venv-lock.js';
+import { walkTree } from './tree-walk.js';
 import { sharedCacheDir } from './venv-uv.js';
 
 const KEY = /^[0-9a-f]{24}$/;
@@ -135,15 +136,13 @@ export class VenvCacheCap {
 export async function diskUse(dir: string, ownOnly = false): Promise<number> {
   const seen = new Set<string>();
   let bytes = 0;
-  const walk = async (p: string): Promise<void> => {
-    const st = await lstat(p, { bigint: false }).catch(() => null);
-    if (!st) return;
+  // Files come and go meanwhile (builds, removals): what cannot be read is not counted.
+  await walkTree(dir, async (_p, st) => {
     const id = `${st.dev}:${st.ino}`;
-    if (seen.has(id)) return;
+    if (seen.has(id)) return false;
     seen.add(id);
     if (!ownOnly || st.isDirectory() || st.nlink <= 1) bytes += st.blocks * 512;
-    if (st.isDirectory()) for (const e of await readdir(p).catch(() => [] as string[])) await walk(path.join(p, e));
-  };
-  await walk(dir);
+    return true;
+  }, { skipUnreadable: true });
   return bytes;
 }

@@ -6,20 +6,20 @@
 // agent has them (what a setup.py starts dies with the build), as the run uid of the attempt that started
 // the build (agent/run-uids.ts), never as root. Once built, a venv is sealed before it is marked ready:
 // every file root's, nobody else may write it, no setuid bit, and no symlink leading anywhere a user could
-// change. Root never executes anything in a venv (agent/lineage.ts reads its metadata as data; warm
+// change (agent/venv-seal.ts). Root never executes anything in a venv (agent/lineage.ts reads its metadata as data; warm
 // interpreters start from the base Python).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chown, lstat, mkdir, readdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { lineSplitter } from './lines.js';
 import { pipEnv } from './run-env.js';
 import { RunCgroup } from './cgroup.js';
-import { chownTree, denyWritesByOthers } from './containment.js';
-import { asUser, checkRootOwned, type Helpers, type RunAsUser } from './run-as.js';
+import { asUser, type Helpers, type RunAsUser } from './run-as.js';
 import { PackagingError } from './packaging-error.js';
 import { venvKey } from './venv-key.js';
 import { lockVenv } from './venv-lock.js';
+import { seal } from './venv-seal.js';
 import { sharedCacheDir, sharedCacheEligible, uvInstall, uvVenv } from './venv-uv.js';
 import type { Installer } from './uv.js';
 import type { VenvCacheCap } from './venv-cache-cap.js';
@@ -159,7 +159,8 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
       // Wheels only, by the agent, through the shared cache (agent/venv-uv.ts says why that is safe).
       try {
         await buildShared(o, uv, dir, requirements, log, signal);
-        await timed(o, 'seal', () => seal(dir, u !== null, o.onStep));
+        // Only the agent wrote it (as root where runs have uids of their own): nothing to give to root.
+        await timed(o, 'seal', () => seal(dir, { chownToRoot: false, rootOnlyLinks: u !== null, onStep: o.onStep }));
         await writeFile(path.join(dir, '.trainyard-ready'), new Date().toISOString());
         return dir;
       } catch (err) {
@@ -201,7 +202,7 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
     if (!built) await buildWithPip(o, dir, requirements, requirementsFile, log, signal, home, cwd);
 
     // The build's processes are gone (its cgroup was emptied): nothing of it can change the venv now.
-    await seal(dir, u !== null);
+    await timed(o, 'seal', () => seal(dir, { chownToRoot: u !== null, rootOnlyLinks: u !== null, onStep: o.onStep }));
     if (u) await rm(home, { recursive: true, force: true });
     // Written last: only a venv with this marker is ever reused.
     await writeFile(path.join(dir, '.trainyard-ready'), new Date().toISOString());
@@ -247,34 +248,6 @@ async function buildShared(o: VenvOptions, uv: string, dir: string, requirements
   } finally {
     await rm(checked, { force: true });
   }
-}
-
-/**
- * Makes a built venv root's and read-only to everyone else (no setuid or setgid bit either), and refuses
- * one holding a symlink that leads out of it to anything not root's alone (a link the build made to a file
- * of its uid, which a later holder of that uid could change under every run of this venv).
- */
-export async function seal(dir: string, chownToRoot: boolean, onStep?: VenvOptions['onStep']): Promise<void> {
-  if (chownToRoot) await timed({ onStep }, 'seal: chown', () => chownTree(dir, 0, 0));
-  await timed({ onStep }, 'seal: chmod', () => denyWritesByOthers(dir));
-  const realDir = await realpath(dir);
-  const walk = async (p: string): Promise<void> => {
-    const st = await lstat(p);
-    if (st.isSymbolicLink()) {
-      const target = await realpath(p).catch(() => null);
-      // A dangling link is refused too: what it names could be made later, by anyone.
-      if (target === null) throw new PackagingError(`the environment holds a link ${path.relative(dir, p)} to nothing; refused`);
-      const rel = path.relative(realDir, target);
-      if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) return;
-      if (chownToRoot) {
-        await checkRootOwned(`the link ${path.relative(dir, p)} in the environment`, target)
-          .catch((err: unknown) => { throw new PackagingError((err as Error).message); });
-      }
-      return;
-    }
-    if (st.isDirectory()) for (const e of await readdir(p)) await walk(path.join(p, e));
-  };
-  await timed({ onStep }, 'seal: links', () => walk(dir));
 }
 
 let builds = 0;
