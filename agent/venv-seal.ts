@@ -6,15 +6,14 @@
 // awaiting one system call at a time. Now a venv only the agent built (uv through the shared cache, as
 // root: nothing in it can be anyone else's) is not chowned, and the chmod and link checks are one pass:
 // find(1) lists the entries that need a look (a link, or a mode with a write bit for group or others, or
-// setuid/setgid) at a tenth of the CPU a walk from Node takes (one lstat through libuv's thread pool per
-// entry), and only those are checked and changed here. Without a usable find, one walk from Node with
+// setuid/setgid) at a tenth of the CPU a walk from Node takes (agent/fs-tools.ts), and only those are
+// checked and changed here. Without a usable find, one walk from Node with
 // several calls in flight (agent/tree-walk.ts). Either way nothing else can change the tree meanwhile:
 // it is root's (built by root, or chowned first) and the build's processes are gone.
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { chmod, lstat, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { chownTree } from './containment.js';
+import { fsTool, toolOutput } from './fs-tools.js';
 import { PackagingError } from './packaging-error.js';
 import { checkRootOwned } from './run-as.js';
 import { walkTree } from './tree-walk.js';
@@ -76,44 +75,20 @@ async function checkLink(dir: string, realDir: string, p: string, rootOnlyLinks:
   }
 }
 
-let findProgram: Promise<string | null> | null = null;
-
-/**
- * find(1) by absolute path, root's alone when the agent is root (root executes it: agent/run-as.ts); null
- * when there is none such (the walk from Node then).
- */
-function theFind(): Promise<string | null> {
-  findProgram ??= (async () => {
-    const at = ['/usr/bin/find', '/bin/find'].find((p) => existsSync(p));
-    if (!at) return null;
-    return process.getuid?.() === 0 ? checkRootOwned('find', at).catch(() => null) : at;
-  })();
-  return findProgram;
-}
-
 /**
  * The entries of `dir` that are links or have a group/other write bit or setuid/setgid, as raw names
  * (a name need not be UTF-8), links not followed; null when find is not there or fails (the walk then).
  */
 async function needingALook(dir: string): Promise<Buffer[] | null> {
-  const find = await theFind();
-  if (!find) return null;
-  return new Promise((resolve) => {
-    const child = spawn(find, ['-P', dir, '(', '-type', 'l', '-o', '-perm', '/6022', ')', '-print0'], { stdio: ['ignore', 'pipe', 'ignore'], env: {} });
-    const chunks: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => chunks.push(c));
-    child.on('error', () => resolve(null));
-    child.on('close', (code) => {
-      if (code !== 0) return resolve(null);
-      const all = Buffer.concat(chunks);
-      const out: Buffer[] = [];
-      for (let at = 0; at < all.length;) {
-        const end = all.indexOf(0, at);
-        if (end < 0) return resolve(null); // cut short: not trusted
-        out.push(all.subarray(at, end));
-        at = end + 1;
-      }
-      resolve(out);
-    });
-  });
+  const find = await fsTool('find');
+  const all = find ? await toolOutput(find, ['-P', dir, '(', '-type', 'l', '-o', '-perm', '/6022', ')', '-print0']) : null;
+  if (!all) return null;
+  const out: Buffer[] = [];
+  for (let at = 0; at < all.length;) {
+    const end = all.indexOf(0, at);
+    if (end < 0) return null; // cut short: not trusted
+    out.push(all.subarray(at, end));
+    at = end + 1;
+  }
+  return out;
 }
