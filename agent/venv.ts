@@ -6,20 +6,20 @@
 // agent has them (what a setup.py starts dies with the build), as the run uid of the attempt that started
 // the build (agent/run-uids.ts), never as root. Once built, a venv is sealed before it is marked ready:
 // every file root's, nobody else may write it, no setuid bit, and no symlink leading anywhere a user could
-// change. Root never executes anything in a venv (agent/lineage.ts reads its metadata as data; warm
+// change (agent/venv-seal.ts). Root never executes anything in a venv (agent/lineage.ts reads its metadata as data; warm
 // interpreters start from the base Python).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chown, lstat, mkdir, readdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { lineSplitter } from './lines.js';
 import { pipEnv } from './run-env.js';
 import { RunCgroup } from './cgroup.js';
-import { chownTree, denyWritesByOthers } from './containment.js';
-import { asUser, checkRootOwned, type Helpers, type RunAsUser } from './run-as.js';
+import { asUser, type Helpers, type RunAsUser } from './run-as.js';
 import { PackagingError } from './packaging-error.js';
 import { venvKey } from './venv-key.js';
 import { lockVenv } from './venv-lock.js';
+import { seal } from './venv-seal.js';
 import { sharedCacheDir, sharedCacheEligible, uvInstall, uvVenv } from './venv-uv.js';
 import type { Installer } from './uv.js';
 import type { VenvCacheCap } from './venv-cache-cap.js';
@@ -54,6 +54,8 @@ export interface VenvOptions {
   cap?: VenvCacheCap;
   /** Marks the venv handed out in use (the attempt's holder), before anything can remove it. */
   hold?: (dir: string) => void;
+  /** Each step of a build as it ends, with its milliseconds (bench/venv.ts profiles the build with it). */
+  onStep?: (step: string, ms: number) => void;
 }
 
 /**
@@ -75,10 +77,17 @@ export const buildsUnderWay = (): boolean => building.size > 0;
 
 const building = new Map<string, SharedBuild>();
 
+/** `work`, reported to `o.onStep` as `step` with its duration. */
+async function timed<T>(o: Pick<VenvOptions, 'onStep'>, step: string, work: () => Promise<T>): Promise<T> {
+  if (!o.onStep) return work();
+  const t0 = performance.now();
+  try { return await work(); } finally { o.onStep(step, performance.now() - t0); }
+}
+
 export async function ensureVenv(o: VenvOptions, requirementsFile: string | null, log: (line: string) => void, signal: AbortSignal): Promise<string> {
   signal.throwIfAborted();
   const file = requirementsFile && existsSync(requirementsFile) ? requirementsFile : null;
-  const { key, requirements: normalized } = await venvKey({ python: o.python, pythonVersion: o.pythonVersion, pipIndexUrl: o.pipIndexUrl, pipFindLinks: o.pipFindLinks, requirementsFile: file });
+  const { key, requirements: normalized } = await timed(o, 'key', () => venvKey({ python: o.python, pythonVersion: o.pythonVersion, pipIndexUrl: o.pipIndexUrl, pipFindLinks: o.pipFindLinks, requirementsFile: file }));
   const dir = path.join(o.venvDir, key);
   if (existsSync(path.join(dir, '.trainyard-ready')) && !o.cap?.evicting(dir)) {
     o.hold?.(dir);
@@ -135,7 +144,7 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
   await mkdir(o.venvDir, { recursive: true });
   // Built where it will live (a venv's scripts record their own path, so a renamed venv breaks pip and
   // every installed tool), under a lock folder other agents sharing the cache wait on.
-  const release = await lockVenv(`${dir}.lock`, signal, () => log('[trainyard] waiting for another agent building the same environment'));
+  const release = await timed(o, 'lock', () => lockVenv(`${dir}.lock`, signal, () => log('[trainyard] waiting for another agent building the same environment')));
   const home = `${dir}.home`;
   const u = o.runAs ?? null;
   // The uid stays this build's until its processes are gone, even if the attempt that started it ends.
@@ -150,7 +159,8 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
       // Wheels only, by the agent, through the shared cache (agent/venv-uv.ts says why that is safe).
       try {
         await buildShared(o, uv, dir, requirements, log, signal);
-        await seal(dir, u !== null);
+        // Only the agent wrote it (as root where runs have uids of their own): nothing to give to root.
+        await timed(o, 'seal', () => seal(dir, { chownToRoot: false, rootOnlyLinks: u !== null, onStep: o.onStep }));
         await writeFile(path.join(dir, '.trainyard-ready'), new Date().toISOString());
         return dir;
       } catch (err) {
@@ -192,7 +202,7 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
     if (!built) await buildWithPip(o, dir, requirements, requirementsFile, log, signal, home, cwd);
 
     // The build's processes are gone (its cgroup was emptied): nothing of it can change the venv now.
-    await seal(dir, u !== null);
+    await timed(o, 'seal', () => seal(dir, { chownToRoot: u !== null, rootOnlyLinks: u !== null, onStep: o.onStep }));
     if (u) await rm(home, { recursive: true, force: true });
     // Written last: only a venv with this marker is ever reused.
     await writeFile(path.join(dir, '.trainyard-ready'), new Date().toISOString());
@@ -240,45 +250,17 @@ async function buildShared(o: VenvOptions, uv: string, dir: string, requirements
   }
 }
 
-/**
- * Makes a built venv root's and read-only to everyone else (no setuid or setgid bit either), and refuses
- * one holding a symlink that leads out of it to anything not root's alone (a link the build made to a file
- * of its uid, which a later holder of that uid could change under every run of this venv).
- */
-export async function seal(dir: string, chownToRoot: boolean): Promise<void> {
-  if (chownToRoot) await chownTree(dir, 0, 0);
-  await denyWritesByOthers(dir);
-  const realDir = await realpath(dir);
-  const walk = async (p: string): Promise<void> => {
-    const st = await lstat(p);
-    if (st.isSymbolicLink()) {
-      const target = await realpath(p).catch(() => null);
-      // A dangling link is refused too: what it names could be made later, by anyone.
-      if (target === null) throw new PackagingError(`the environment holds a link ${path.relative(dir, p)} to nothing; refused`);
-      const rel = path.relative(realDir, target);
-      if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) return;
-      if (chownToRoot) {
-        await checkRootOwned(`the link ${path.relative(dir, p)} in the environment`, target)
-          .catch((err: unknown) => { throw new PackagingError((err as Error).message); });
-      }
-      return;
-    }
-    if (st.isDirectory()) for (const e of await readdir(p)) await walk(path.join(p, e));
-  };
-  await walk(dir);
-}
-
 let builds = 0;
 
 async function run(o: VenvOptions, cmd: string, args: string[], log: (line: string) => void, signal: AbortSignal, what: string, home: string, cwd: string): Promise<void> {
-  const cg = o.cgroupBase ? await RunCgroup.create(o.cgroupBase, `venv-${++builds}-${process.pid}`) : null;
+  const cg = o.cgroupBase ? await timed(o, 'cgroup', () => RunCgroup.create(o.cgroupBase!, `venv-${++builds}-${process.pid}`)) : null;
   try {
     // As the run uid: the privileges are dropped below the root shell that puts it in its cgroup.
     const line = o.runAs && o.helpers ? asUser(o.helpers, o.runAs, cmd, args) : { command: cmd, args };
     const env = o.runAs ? { ...pipEnv(), HOME: home, TMPDIR: home, USER: o.runAs.name, LOGNAME: o.runAs.name } : pipEnv();
-    await runIn(cg, line.command, line.args, log, signal, what, env, cwd);
+    await timed(o, what, () => runIn(cg, line.command, line.args, log, signal, what, env, cwd));
   } finally {
-    await cg?.destroy().catch((err: unknown) => log(`[trainyard] could not remove the build's cgroup ${cg.dir}: ${(err as Error).message}`));
+    if (cg) await timed(o, 'cgroup', () => cg.destroy()).catch((err: unknown) => log(`[trainyard] could not remove the build's cgroup ${cg.dir}: ${(err as Error).message}`));
   }
 }
 

@@ -99,3 +99,13 @@ t.test('ensureVenv holds the venv it hands out, built or reused, until each run 
   t.same(r.removed, [path.basename(dir)], 'then removed');
   t.notOk(existsSync(dir), 'gone');
 });
+
+t.test('du and the walk from Node measure the same: allocated blocks, a hard-linked file once', async (t) => {
+  const venvDir = mkdtempSync(path.join(os.tmpdir(), 'ty-cap-'));
+  const a = fakeVenv(venvDir, key('a'), 1, 0);
+  fakeVenv(venvDir, key('b'), 2, 0);
+  linkSync(path.join(a, 'lib', 'big.bin'), path.join(venvDir, 'linked.bin'));
+  const walked = await diskUse(venvDir, false, false);
+  t.ok(walked > 3 * MIB, `the walk counts the files (${walked} bytes)`);
+  t.equal(await diskUse(venvDir), walked, 'du says the same');
+});
