@@ -56,6 +56,10 @@ export class Spool {
   #pos: SpoolPos = { offset: 0, seq: 0 };
   #posWritten = 0;
   #posTimer: NodeJS.Timeout | null = null;
+  /** One write of the position at a time; another asked for meanwhile follows it. */
+  #posWriting: Promise<void> | null = null;
+  #posDirty = false;
+  #closed = false;
   exit: ProcessExit | null = null;
 
   constructor(o: SpoolOptions) { this.#o = o; }
@@ -156,8 +160,17 @@ export class Spool {
     this.#marks.splice(0, i);
     this.#pos = { offset, seq: s };
     const wait = this.#posWritten + POS_EVERY_MS - Date.now();
-    if (wait <= 0) void this.#writePos();
-    else this.#posTimer ??= setTimeout(() => { this.#posTimer = null; void this.#writePos(); }, wait);
+    if (wait <= 0) this.#savePos();
+    else this.#posTimer ??= setTimeout(() => { this.#posTimer = null; this.#savePos(); }, wait);
+  }
+
+  #savePos(): void {
+    if (this.#closed) return;
+    if (this.#posWriting) { this.#posDirty = true; return; }
+    this.#posWriting = this.#writePos().finally(() => {
+      this.#posWriting = null;
+      if (this.#posDirty) { this.#posDirty = false; this.#savePos(); }
+    });
   }
 
   async #writePos(): Promise<void> {
@@ -178,8 +191,10 @@ export class Spool {
   /** Closes the files; `remove`: the spool and its position go too (the attempt has ended here). */
   async close(remove: boolean): Promise<void> {
     this.#stopped = true;
+    this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#posTimer) clearTimeout(this.#posTimer);
+    await this.#posWriting;
     if (this.#writeFd !== null) { try { closeSync(this.#writeFd); } catch { /* closed */ } this.#writeFd = null; }
     await this.#read?.close().catch(() => {});
     this.#read = null;

@@ -28,6 +28,15 @@ import sys
 
 # A pathological line without newlines is cut so memory stays bounded (as agent/lines.ts does).
 MAX_PENDING = 4 * 1024 * 1024
+PR_SET_DUMPABLE = 4
+
+
+def _not_dumpable():
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except OSError:
+        pass
 
 
 def _write_all(fd, data):
@@ -89,6 +98,10 @@ def supervise(spool_path, run_in_child):
         os._exit(1)
     os.close(out_w)
     os.close(err_w)
+    # Not the run's to inspect, though it may share the run's uid (a warm child dropped privileges first):
+    # its /proc/PID/environ and memory are root's (the run's processes may read no ancestor's; README,
+    # "Runs are contained").
+    _not_dumpable()
     # Nothing of this process goes to the agent any more: its connections are the run's no longer.
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
