@@ -14,7 +14,7 @@
 // that are gone (agent/cgroup.ts sweepLeftovers). A reattachable run's cgroup is named in a folder every
 // agent on the box reads (/run/trainyard/reattachable/NAME, holding the work dir) and is left alone by
 // every agent but the one of that work dir.
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatch } from '../shared/proto.js';
@@ -51,7 +51,7 @@ export async function saveRecord(attemptDir: string, rec: ReattachRecord): Promi
   await writeFile(`${file}.tmp`, JSON.stringify(rec), { mode: 0o600 });
   await rename(`${file}.tmp`, file);
   await mkdir(REATTACH_REGISTRY, { recursive: true, mode: 0o755 });
-  await writeFile(path.join(REATTACH_REGISTRY, path.basename(rec.cgroup)), path.dirname(attemptDir), { mode: 0o644 });
+  await writeFile(path.join(REATTACH_REGISTRY, path.basename(rec.cgroup)), JSON.stringify({ workDir: path.dirname(attemptDir), cgroup: rec.cgroup }), { mode: 0o644 });
 }
 
 /** The attempt has ended here: its record and its cgroup's name in the registry go. */
@@ -60,9 +60,23 @@ export async function dropRecord(attemptDir: string, cgroup: string | null): Pro
   if (cgroup) await rm(path.join(REATTACH_REGISTRY, path.basename(cgroup)), { force: true });
 }
 
-/** The names in the registry (read once per sweep). */
+/**
+ * The names in the registry (read once per sweep). A name whose cgroup is gone, or empty (then removed:
+ * rmdir takes only an empty cgroup), is dropped first: its run has ended, and the agent that comes back
+ * for it finds its exit in the spool; only an agent that never came back leaves such names.
+ */
 export async function registryNames(): Promise<Set<string>> {
-  return new Set(await readdir(REATTACH_REGISTRY).catch(() => []));
+  const names = new Set<string>();
+  for (const name of await readdir(REATTACH_REGISTRY).catch(() => [] as string[])) {
+    const file = path.join(REATTACH_REGISTRY, name);
+    const cgroup = await readFile(file, 'utf8').then((t) => (JSON.parse(t) as { cgroup?: unknown }).cgroup, () => null);
+    if (typeof cgroup === 'string' && path.isAbsolute(cgroup) && path.basename(cgroup) === name) {
+      const gone = await rmdir(cgroup).then(() => true, (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
+      if (gone) { await rm(file, { force: true }); continue; }
+    }
+    names.add(name);
+  }
+  return names;
 }
 
 /**
