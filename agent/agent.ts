@@ -2,7 +2,8 @@
 // Attempt. Explicit states, every change logged; SIGTERM drains (no new runs, running ones finish or are
 // handed back after the drain deadline), a second SIGTERM stops at once.
 import os from 'node:os';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection, Subscription } from 'nats';
 import type { Logger } from 'pino';
@@ -29,6 +30,7 @@ import { findUv, parseInstaller, type Installer } from './uv.js';
 import { VenvCacheCap } from './venv-cache-cap.js';
 import { buildsUnderWay } from './venv.js';
 import { PendingUploads } from './pending-uploads.js';
+import { readRecords } from './reattach.js';
 
 export type AgentState = 'STARTING' | 'RUNNING' | 'DRAINING' | 'STOPPED' | 'FAILED';
 const VERSION = '0.1.0';
@@ -125,6 +127,8 @@ export class AgentDaemon {
       python: settings.python, workDir: settings.workDir, venvDir: settings.venvDir, harness: harnessPath(),
     }, log);
     this.#warm = new WarmInterpreters({ max: settings.warmInterpreters, log, python: this.#containment.helpers.python });
+    // Before registering: the attempts taken over are listed as held at Register.
+    await this.#readopt();
     void this.#venvCap.enforce().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not measure the venv dir'));
     if (this.#installer === 'uv') {
       this.#uv = findUv({ workDir: settings.workDir, python: this.#containment.helpers.python, pipIndexUrl: settings.pipIndexUrl, pipFindLinks: settings.pipFindLinks, checkOwner: process.getuid?.() === 0, log })
@@ -347,7 +351,47 @@ export class AgentDaemon {
     const key = attemptKey(d.run_id!, Number(d.lease));
     if (this.#attempts.has(key)) return; // claimed twice (two deliveries)
     const venvHolder = this.#venvCap.holder();
-    const deps: AttemptDeps = {
+    const attempt = new Attempt(d, this.#attemptDeps(venvHolder), rungAt);
+    this.log.info({ run: d.run_id, attempt: d.attempt, lease: d.lease, gpus: d.gpu_indices }, 'dispatch received');
+    if (this.#state !== 'RUNNING') attempt.stop({ outcome: AttemptOutcome.HandedBack, reason: `agent ${this.settings.name} is draining` });
+    this.#hold(key, attempt, venvHolder);
+  }
+
+  /** Holds an attempt until it is done (listed at every beat). */
+  #hold(key: string, attempt: Attempt, venvHolder: ReturnType<VenvCacheCap['holder']>): void {
+    this.#attempts.set(key, attempt);
+    void attempt.done.finally(() => {
+      venvHolder.releaseAll();
+      if (this.#attempts.get(key) === attempt) this.#attempts.delete(key);
+    });
+  }
+
+  /**
+   * The attempts a killed or restarted agent of this work dir left running (agent/reattach.ts): each is
+   * held again before the agent registers (so the scheduler neither takes it back nor requeues it) and
+   * taken over once it has.
+   */
+  async #readopt(): Promise<void> {
+    const { settings, log } = this;
+    const { records, bad } = await readRecords(settings.workDir);
+    for (const b of bad) log.warn({ record: b }, 'an attempt left by an earlier agent could not be read; its run is not taken over');
+    const kept = new Set(records.map((r) => `${r.dir}.spool`));
+    // Spools of attempts that had not started their run when their agent went: nothing to take over.
+    for (const name of await readdir(settings.workDir).catch(() => [] as string[])) {
+      const file = path.join(settings.workDir, name);
+      if (/\.spool(\.pos(\.tmp)?)?$/.test(name) && !kept.has(file.replace(/\.pos(\.tmp)?$/, ''))) await rm(file, { force: true });
+    }
+    for (const { rec } of records) {
+      const d = rec.dispatch;
+      const venvHolder = this.#venvCap.holder();
+      const attempt = new Attempt(d, { ...this.#attemptDeps(venvHolder), linkReady: this.#running }, Date.now(), rec);
+      log.info({ run: d.run_id, attempt: d.attempt, lease: d.lease, pid: rec.pid, cgroup: rec.cgroup }, 'attempt taken over from the agent before this one');
+      this.#hold(attemptKey(d.run_id!, Number(d.lease)), attempt, venvHolder);
+    }
+  }
+
+  #attemptDeps(venvHolder: ReturnType<VenvCacheCap['holder']>): AttemptDeps {
+    return {
       agentName: this.settings.name, link: this.#link, minioEndpoint: this.settings.minioEndpoint, log: this.log, workDir: this.settings.workDir,
       venv: { venvDir: this.settings.venvDir, python: this.settings.python, pythonVersion: '', pipIndexUrl: this.settings.pipIndexUrl, pipFindLinks: this.settings.pipFindLinks, installer: this.#installer, uv: this.#uv, cap: this.#venvCap, hold: venvHolder.hold },
       killGraceMs: this.settings.killGraceMs, packagingTimeoutMs: this.settings.packagingTimeoutS * 1000,
@@ -360,14 +404,6 @@ export class AgentDaemon {
       gpus: this.#gpus, containment: this.#containment, warm: this.#warm, packages: this.#packages, dataCache: this.#dataCache,
       pendingUploads: this.#pendingUploads,
     };
-    const attempt = new Attempt(d, deps, rungAt);
-    this.log.info({ run: d.run_id, attempt: d.attempt, lease: d.lease, gpus: d.gpu_indices }, 'dispatch received');
-    if (this.#state !== 'RUNNING') attempt.stop({ outcome: AttemptOutcome.HandedBack, reason: `agent ${this.settings.name} is draining` });
-    this.#attempts.set(key, attempt);
-    void attempt.done.finally(() => {
-      venvHolder.releaseAll();
-      if (this.#attempts.get(key) === attempt) this.#attempts.delete(key);
-    });
   }
 
   /**

@@ -25,7 +25,7 @@ import { ensureVenv, PackagingError, type VenvOptions } from './venv.js';
 import { LogShipper } from './log-shipper.js';
 import { RunMetrics } from './run-metrics.js';
 import { startSampler } from './run-sampler.js';
-import { SupervisedProcess, type SuperviseOptions } from './process.js';
+import { SupervisedProcess, type ProcessExit, type SuperviseOptions } from './process.js';
 import { needsFreshInterpreter, type ForkedRun, type WarmInterpreters } from './warm-interpreter.js';
 import type { PackageCache } from './package-cache.js';
 import { planOutputs } from './outputs.js';
@@ -35,7 +35,7 @@ import { RunCgroup } from './cgroup.js';
 import { chownTree, type Containment } from './containment.js';
 import { asUser, type RunAsUser } from './run-as.js';
 import type { RunUidLease } from './run-uids.js';
-import { checkRunEnv, gpuUuids, harnessPath, RefusedDispatch, trainEnv } from './run-env.js';
+import { checkRunEnv, gpuUuids, harnessPath, RefusedDispatch, supervisorPath, trainEnv } from './run-env.js';
 import { secretMasker, type Redact } from './secrets.js';
 import { manifestOf, venvInfo, type DataManifest, type VenvInfo } from './lineage.js';
 import { makesVersion, parsePipeline, Pipeline } from '../shared/pipelines.js';
@@ -44,6 +44,8 @@ import { agentMetrics, countTransfer, type Direction } from './metrics.js';
 import { RunCheckpoints, resumePointer, type CommitResult } from './checkpoints.js';
 import { resumedFromEnv, type CheckpointPointer } from '../shared/checkpoints.js';
 import type { PendingPlace, PendingUploads } from './pending-uploads.js';
+import { readPos, Spool } from './spool.js';
+import { AdoptedProcess, dropRecord, saveRecord, type ReattachRecord } from './reattach.js';
 
 export interface AttemptDeps {
   agentName: string;
@@ -89,6 +91,8 @@ export interface AttemptDeps {
   dataCache?: DataCache;
   /** --max-pending-uploads (agent/pending-uploads.ts): GPUs given back at process exit; absent: held until the end. */
   pendingUploads?: PendingUploads;
+  /** An adopted attempt (agent/reattach.ts) waits for this (the agent registered) before it calls the scheduler. */
+  linkReady?: Promise<void>;
 }
 
 const noDataCache = new DataCache('', 0);
@@ -194,9 +198,21 @@ export class Attempt {
   #resume: CheckpointPointer | null = null;
   /** Its place among the agent's pending uploads once its GPUs were given back at process exit (#releaseCapacity). */
   #pendingPlace: PendingPlace | null = null;
+  /**
+   * The attempt's spool (agent/spool.ts): every line of its log goes there first, the run's output and exit
+   * status too (its supervisor's), so the run outlives the agent (agent/reattach.ts). Null without a
+   * cgroup: a restarted agent could not tell whether the run still lives, so nothing is kept for one.
+   */
+  readonly #spool: Spool | null = null;
+  /** Taken over from an agent that was restarted (agent/reattach.ts); null: claimed by this agent. */
+  readonly #adopted: ReattachRecord | null;
+  /** Learnt before the run's start, written down for an agent that takes it over. */
+  #startAt = 0;
+  #lineageObj: object = {};
 
   /** `rungAt`: when its doorbell rang (before the claim), for the record of where the time went. */
-  constructor(readonly dispatch: Dispatch, private readonly deps: AttemptDeps, rungAt: number) {
+  constructor(readonly dispatch: Dispatch, private readonly deps: AttemptDeps, rungAt: number, adopted: ReattachRecord | null = null) {
+    this.#adopted = adopted;
     this.#marks.doorbell = rungAt;
     this.#dir = path.join(deps.workDir, `${dispatch.run_id}-a${dispatch.attempt}`);
     this.#redact = secretMasker(dispatch.secrets ?? {});
@@ -225,7 +241,23 @@ export class Attempt {
       isRetryable: isRetryableGrpc,
       onStop: () => this.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' }),
       onWarn: (msg, err) => deps.log.warn({ run: dispatch.run_id, err: errorMessage(err) }, msg),
+      onAcked: (seq) => this.#spool?.acked(seq),
     });
+    if (deps.containment?.cgroupBase) {
+      this.#spool = new Spool({
+        file: `${this.#dir}.spool`,
+        give: (stream, text) => { this.logs.give(stream, text); return this.logs.lastSeq; },
+        onRunOutput: () => this.#checkpoints.activity(),
+        onWarn: (msg, err) => deps.log.warn({ run: dispatch.run_id, err: errorMessage(err) }, msg),
+      });
+      // An adopted attempt's spool is read on from its position once the agent has registered (#adopt).
+      if (!adopted) {
+        this.#spool.create();
+        this.#spool.start();
+      }
+      const spool = this.#spool;
+      this.logs.tee = (stream, text) => spool.write(stream, text);
+    }
     this.metrics = new RunMetrics({
       sink: {
         append: async (records, signal) => {
@@ -296,7 +328,7 @@ export class Attempt {
   async #run(): Promise<void> {
     let result: Result;
     try {
-      result = await this.#steps();
+      result = this.#adopted ? await this.#adopt(this.#adopted) : await this.#steps();
     } catch (err) {
       result = this.#failure(err);
     }
@@ -308,6 +340,9 @@ export class Attempt {
     this.#pendingPlace?.release();
     this.logs.close();
     this.metrics.close();
+    // Reported (or given up on): no agent takes this attempt over any more.
+    await dropRecord(this.#dir, this.#cgroup?.dir ?? this.#adopted?.cgroup ?? null).catch(() => {});
+    await this.#spool?.close(true);
     await this.#releaseProcess();
     // From descriptors: another run of the same user may still swap a folder in it for a link.
     await removeTree(this.#dir).catch((err: unknown) => this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'could not remove the attempt\'s folder'));
@@ -385,12 +420,67 @@ export class Attempt {
     );
     // The lineage is of exactly what was made local (hashed as it was written), before the run's code starts.
     const lineage = this.#lineage(ready.env, made, gpus);
+    this.#startAt = startAt;
+    this.#lineageObj = lineage;
     await ready.running;
     const ran = await this.#train(ready.proc, folders);
     if (!ran.ok) return { outcome: AttemptOutcome.Failed, reason: ran.reason, phases: ran.phases };
     await this.#releaseCapacity();
     const up = await this.#within(this.deps.uploadTimeoutMs, 'upload-timeout', phaseWords.uploading, () => this.#upload(folders, ran.phases));
     return { outcome: AttemptOutcome.Succeeded, reason: '', startAt, endAt: Date.now() / 1000, score: ran.score, phases: ran.phases, lineage, ...up };
+  }
+
+  /**
+   * An attempt taken over from an agent that was restarted (agent/reattach.ts): its run went on under its
+   * supervisor meanwhile. Its log is shipped on from where the scheduler had acknowledged it, the run is
+   * watched until its cgroup is empty (it may have ended already: its exit is in the spool), and the rest
+   * is as for a run started here: the result file, the uploads, the end report. A stop (a kill asked
+   * while the agent was away, the lease lost) stops the run as any.
+   */
+  async #adopt(rec: ReattachRecord): Promise<Result> {
+    const d = this.dispatch;
+    await this.deps.linkReady;
+    this.#enter('training');
+    this.#startAt = rec.startAt;
+    this.#lineageObj = rec.lineage;
+    const spool = this.#spool;
+    if (!spool) throw new TrainyardError(ErrorCodes.FailedPrecondition, 'the agent restarted without cgroups: the run it had started cannot be watched, and was not taken over');
+    const pos = await readPos(spool.file);
+    this.logs.resumeAt(pos.seq);
+    spool.reopen(pos);
+    spool.start();
+    const cgroup = RunCgroup.existing(rec.cgroup);
+    this.#cgroup = cgroup;
+    this.logs.line('system', `[trainyard] agent ${this.deps.agentName} restarted; the run went on meanwhile and is taken over (attempt ${d.attempt})`);
+    const timeoutMs = Number(d.timeout_seconds ?? 0) * 1000;
+    const proc = new AdoptedProcess(cgroup, spool, {
+      killGraceMs: this.deps.killGraceMs, signal: this.#abort.signal,
+      deadlineMs: timeoutMs > 0 ? rec.startedAtMs + timeoutMs : 0,
+      onTimeout: () => this.stop({ outcome: AttemptOutcome.TimedOut, reason: 'timed out' }),
+      onWarn: (msg) => this.deps.log.warn({ run: this.runId }, msg),
+    });
+    const interval = Number(d.checkpoint_interval_seconds ?? 0);
+    this.#checkpoints.watch({
+      intervalMs: interval > 0 ? interval * 1000 : 0,
+      stallMs: Number(d.stall_timeout_seconds ?? 0) * 1000,
+      onStall: (reason) => this.stop({ outcome: AttemptOutcome.Stalled, reason }),
+    });
+    let exit: ProcessExit;
+    try {
+      exit = await proc.exited;
+      this.#mark('exited');
+      if (this.#end && this.#end.outcome !== AttemptOutcome.Failed) await this.#checkpoints.afterStop();
+    } finally {
+      await this.#checkpoints.unwatch();
+    }
+    this.#checkStopped();
+    const ran = await this.#verdict(exit.code, exit.signal);
+    if (!ran.ok) return { outcome: AttemptOutcome.Failed, reason: ran.reason, phases: ran.phases };
+    // As for a run started here: its GPUs go back before its outputs go up.
+    await this.#releaseCapacity();
+    const folders = folderPaths(this.#dir, this.#pipeline, Boolean(d.eval_dataset));
+    const up = await this.#within(this.deps.uploadTimeoutMs, 'upload-timeout', phaseWords.uploading, () => this.#upload(folders, ran.phases));
+    return { outcome: AttemptOutcome.Succeeded, reason: '', startAt: rec.startAt, endAt: Date.now() / 1000, score: ran.score, phases: ran.phases, lineage: rec.lineage, ...up };
   }
 
   /**
@@ -647,10 +737,15 @@ export class Attempt {
       ...folderEnv(pipeline, folders), checkpoint_directory: this.#checkpoints.folder, resumed_from: resumedFromEnv(this.#resume ? { ...this.#resume, files: this.#resume.files.length } : null),
     } }), ...secrets, TRAINYARD_METRICS_FILE: metricsFile };
     const cgroupName = `${this.runId}-a${d.attempt}-${process.pid}`;
+    // The run's supervisor writes the spool; with a run uid it is that uid's (a warm child drops privileges first).
+    if (this.#spool && runAs) {
+      await chown(this.#spool.file, 0, runAs.gid);
+      await chmod(this.#spool.file, 0o620);
+    }
     // A child of the venv's warm interpreter when one can be had: the same process, minus the interpreter's
     // start (and, with a spare child, minus the move into a cgroup).
     const forked = this.deps.warm && !needsFreshInterpreter({ ...runEnv, ...secrets })
-      ? await this.deps.warm.fork(venv, { argv: harnessArgs, env, cwd: this.#dir, cgroupBase, cgroupName, user: runAs })
+      ? await this.deps.warm.fork(venv, { argv: harnessArgs, env, cwd: this.#dir, cgroupBase, cgroupName, user: runAs, spool: this.#spool?.file ?? null })
       : null;
     if (forked) {
       this.#cgroup = forked.cgroup;
@@ -701,8 +796,16 @@ export class Attempt {
       const args = ['-u', harnessPath(), ...p.harnessArgs];
       // setpriv by its absolute path: the run's PATH starts with the venv's bin/, where a wheel may put one.
       const helpers = this.deps.containment?.helpers;
-      const cmd = runAs && helpers ? asUser(helpers, runAs, python, args) : { command: python, args };
+      let cmd = runAs && helpers ? asUser(helpers, runAs, python, args) : { command: python, args };
+      // Under its supervisor (agent/reattach.ts), which keeps the output and the exit status in the spool.
+      if (this.#spool && helpers) cmd = { command: helpers.python, args: ['-I', '-S', '-u', supervisorPath(), this.#spool.file, '--', cmd.command, ...cmd.args] };
       proc = SupervisedProcess.spawn(cmd.command, cmd.args, supervise);
+    }
+    if (this.#spool && this.#cgroup && proc.pid) {
+      // From here the run outlives this agent: a restarted one takes it over from this record.
+      await saveRecord(this.#dir, {
+        version: 1, dispatch: d, cgroup: this.#cgroup.dir, pid: proc.pid, startedAtMs: Date.now(), startAt: this.#startAt, lineage: this.#lineageObj, user: runAs,
+      }).catch((err: unknown) => this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'could not write the attempt down for a restarted agent; the run ends with this agent'));
     }
     this.deps.log.info({ run: this.runId, attempt: d.attempt, pid: proc.pid, warm: p.forked !== null, early: this.#setUpEarly, at: Date.now() }, 'train.py started');
     this.#mark('spawned');
@@ -733,6 +836,11 @@ export class Attempt {
     const overDisk = await disk?.finish();
     this.#checkStopped();
     if (overDisk) return { ok: false, reason: overDisk, phases: [] };
+    return this.#verdict(code, signal);
+  }
+
+  /** What the run's exit and its result file say (once every process of the run is gone). */
+  async #verdict(code: number | null, signal: NodeJS.Signals | null): Promise<{ ok: true; score: number | null; phases: PhaseTime[] } | { ok: false; reason: string; phases: PhaseTime[] }> {
     let verdict: Verdict | null = null;
     try {
       verdict = JSON.parse((await this.#readResult())?.toString('utf8') ?? 'null') as Verdict | null;
@@ -903,6 +1011,8 @@ export class Attempt {
     // The last lines go with the report when they can (one call); otherwise they are flushed first.
     // The points train.py logged are stored before the end is (an ended run takes none).
     await this.metrics.finish();
+    // Every record of the spool is given to the shipper; lines from here on go to it directly.
+    await this.#spool?.stop();
     if (!await this.metrics.flush()) log.warn({ run: this.runId, ...this.metrics.stats() }, 'agent stopping: the last metric points of the attempt were not shipped');
     const rest = await this.logs.takeRest();
     const shipped = rest !== null || await this.logs.flush();

@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
+import { registryNames } from './reattach.js';
 
 /** The mount point of the cgroup v2 hierarchy, or null when there is none. */
 export function cgroup2Mount(mounts = readText('/proc/self/mounts')): string | null {
@@ -63,9 +64,11 @@ export async function prepareCgroupBase(): Promise<{ base: string } | { base: nu
  */
 export async function sweepLeftovers(base: string): Promise<string[]> {
   const removed: string[] = [];
+  // Runs that outlive their agent (agent/reattach.ts): only the agent of their work dir ends them.
+  const kept = await registryNames();
   for (const e of await readdir(base, { withFileTypes: true }).catch(() => [])) {
     const owner = Number(/-(\d+)$/.exec(e.name)?.[1] ?? 0);
-    if (!e.isDirectory() || owner <= 0 || owner === process.pid || pidAlive(owner)) continue;
+    if (!e.isDirectory() || owner <= 0 || owner === process.pid || pidAlive(owner) || kept.has(e.name)) continue;
     const cg = await RunCgroup.create(base, e.name).catch(() => null);
     if (cg && (await cg.destroy().then(() => true, () => false))) removed.push(e.name);
   }
@@ -79,6 +82,11 @@ export function pidAlive(pid: number): boolean {
 /** The cgroup of one attempt (or one venv build), named ...-AGENTPID (see sweepLeftovers). */
 export class RunCgroup {
   private constructor(readonly dir: string) {}
+
+  /** A cgroup made earlier (an adopted run's, agent/reattach.ts). */
+  static existing(dir: string): RunCgroup {
+    return new RunCgroup(dir);
+  }
 
   static async create(base: string, name: string): Promise<RunCgroup> {
     const dir = path.join(base, name.replace(/[^A-Za-z0-9_.-]/g, '_'));

@@ -42,6 +42,8 @@ export interface LogShipperOptions {
   batchDelayMs?: number;
   /** Applied to every line before it is kept anywhere (agent/secrets.ts masks the run's secrets). */
   redact?: (text: string) => string;
+  /** Told each sequence number up to which every line is acknowledged (agent/spool.ts writes its position down). */
+  onAcked?: (seq: number) => void;
 }
 
 /** What a line costs in memory, roughly: UTF-16 text plus the record around it. */
@@ -87,7 +89,25 @@ export class LogShipper {
     return { memoryLines: this.#memory.length, memoryBytes: this.#memoryBytes, spilledBytes: this.#spill.bytes, sends: this.#sends, lost: this.#spill.lost };
   }
 
+  /**
+   * Where line() sends a line first, when set (agent/spool.ts: the attempt's spool file, read back in one
+   * order and given here); returning false gives it here at once (the spool no longer reads).
+   */
+  tee: ((stream: 'stdout' | 'stderr' | 'system', raw: string) => boolean) | null = null;
+
+  /** An adopted attempt (agent/reattach.ts): the scheduler holds every line up to `seq`; numbering goes on from there. */
+  resumeAt(seq: number): void {
+    this.#seq = Math.max(this.#seq, seq);
+    this.#acked = Math.max(this.#acked, seq);
+  }
+
   line(stream: 'stdout' | 'stderr' | 'system', raw: string): void {
+    if (this.tee?.(stream, raw)) return;
+    this.give(stream, raw);
+  }
+
+  /** Numbers a line and queues it for shipping (line() without the spool). */
+  give(stream: 'stdout' | 'stderr' | 'system', raw: string): void {
     if (this.#closed.signal.aborted) return;
     const text = this.#o.redact ? this.#o.redact(raw) : raw;
     const maxMemory = this.#o.maxMemoryBytes ?? 4 * 1024 * 1024;
@@ -200,6 +220,7 @@ export class LogShipper {
 
   #acknowledge(seq: number): void {
     this.#acked = Math.max(this.#acked, seq);
+    this.#o.onAcked?.(this.#acked);
     for (const w of this.#waiters.filter((w) => w.seq <= this.#acked)) {
       this.#waiters.splice(this.#waiters.indexOf(w), 1);
       w.resolve(true);

@@ -41,6 +41,8 @@ export interface ForkRequest {
   /** The cgroup's name when one is made for this run (a spare child's comes with its own). */
   cgroupName: string;
   user: RunAsUser | null;
+  /** The attempt's spool file (agent/spool.ts): the child becomes the run's supervisor at its start; absent: output over the sockets. */
+  spool?: string | null;
 }
 
 /** A run's process, set up and waiting for its environment (WarmInterpreters.fork). */
@@ -59,7 +61,7 @@ export interface ForkedRun {
 }
 
 /** What the warm interpreter is sent for a run (never the environment). */
-type RunRequest = { spare: number | null; cgroup: string | null; argv: string[]; cwd: string; user: RunAsUser | null; io: string; token: string };
+type RunRequest = { spare: number | null; cgroup: string | null; argv: string[]; cwd: string; user: RunAsUser | null; io: string; token: string; spool: string | null };
 
 /** Where forked children connect their stdout and stderr: one socket per agent, connections told apart by a token. */
 class IoServer {
@@ -285,7 +287,7 @@ export class WarmInterpreters {
     const io = this.#io.expect();
     let pid: number;
     try {
-      pid = await w.run({ spare, cgroup: cgroup?.dir ?? null, argv: req.argv, cwd: req.cwd, user: req.user, io: this.#io.path, token: io.token });
+      pid = await w.run({ spare, cgroup: cgroup?.dir ?? null, argv: req.argv, cwd: req.cwd, user: req.user, io: this.#io.path, token: io.token, spool: req.spool ?? null });
     } catch (err) {
       io.forget();
       // The child may have been made, then failed its set-up (a folder it cannot enter): that is the run's

@@ -8,6 +8,10 @@
 // Preemption: the project is preemptible (--min-runtime 1 s); every --preempt-every seconds a wave of long
 // low-priority GPU runs fills the GPUs, then high-priority GPU runs arrive and must preempt some of them.
 //
+// Agent-daemon restarts (issue 22): besides the agent kills above (whose runs race client kills), an agent
+// is killed -9 and started again at once; the runs it had training are counted, and whether each ended on
+// that same attempt (taken over by the restarted agent) or was requeued ("agent restarts" in the summary).
+//
 // Agents reach the schedulers through a proxy that loses a tenth of the claim and finish replies after the
 // scheduler committed them (the agent retries, or forgets the attempt and the scheduler takes it back).
 //
@@ -25,6 +29,8 @@
 //                 "asked for N GPUs" (must be 0)
 //   shutdown      every daemon still running stops cleanly at the end (no SIGKILL, exit 0)
 // and exits non-zero unless all of them hold.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Test } from 'tap';
 import { Stack, fakeGpus, tempDir, writeTree, type AgentOptions } from '../test/helpers/stack.js';
@@ -196,7 +202,7 @@ async function faultLoop(): Promise<void> {
   const every = Number(values['fault-every']) * 1000;
   while (Date.now() + every < end) {
     await sleep(every * (0.5 + random()));
-    const kind = pick(['agent', 'agent', 'scheduler', 'nats', 'minio']);
+    const kind = pick(['agent', 'agent', 'restart', 'restart', 'scheduler', 'nats', 'minio']);
     faults++;
     if (kind === 'agent') {
       // Preferably an agent holding runs nobody has killed yet, so that the kills below race a requeue.
@@ -216,6 +222,8 @@ async function faultLoop(): Promise<void> {
       }
       await sleep(500 + random() * 3000);
       await s.startAgent(name, agentOptions.get(name)).catch((e: unknown) => log(`restart ${name}: ${String(e)}`));
+    } else if (kind === 'restart') {
+      await restartAgent();
     } else if (kind === 'scheduler') {
       const live = s.daemons.filter((x) => x.name.startsWith('scheduler') && x.alive);
       const victim = pick(live);
@@ -235,6 +243,26 @@ async function faultLoop(): Promise<void> {
     faultLog.push(kind);
     log(`fault ${faults}: ${kind}`);
   }
+}
+
+// Agent-daemon restarts (issue 22): kill -9 of an agent and the same agent (name, work dir) started again
+// at once, no client kills. Its runs that had started training (their attempt written down in the work dir,
+// agent/reattach.ts) must be taken over by the restarted agent: they end on the same attempt, not requeued.
+const restarts: { agent: string; startMs: number; runs: { id: string; attempt: number }[] }[] = [];
+async function restartAgent(): Promise<void> {
+  const holding = (await s.query('SELECT id, agent, attempt FROM runs WHERE agent IS NOT NULL AND status = \'Running\''))
+    .filter((r) => agentNames.includes(r.agent as string));
+  const name = holding.length ? (pick(holding).agent as string) : pick(agentNames);
+  const work = path.join(s.dir, `work-${name}`);
+  const runs = holding.filter((r) => r.agent === name && existsSync(path.join(work, `${r.id}-a${r.attempt}.reattach.json`)))
+    .map((r) => ({ id: r.id as string, attempt: r.attempt as number }));
+  const d = s.daemons.filter((x) => x.name === name && x.alive).pop();
+  if (d) await d.kill9();
+  await sleep(200 + random() * 800);
+  const t0 = Date.now();
+  await s.startAgent(name, agentOptions.get(name)).catch((e: unknown) => log(`restart ${name}: ${String(e)}`));
+  restarts.push({ agent: name, startMs: Date.now() - t0, runs });
+  log(`restarted ${name} (kill -9, started again in ${Date.now() - t0} ms) with ${runs.length} run(s) training`);
 }
 
 log(`soaking for ${seconds} s with ${agentNames.length} agents (${gpuAgents} with GPUs) and 2 schedulers (seed ${values.seed})`);
@@ -280,8 +308,17 @@ for (const [id, k] of kills) {
 
 // Preemptions: how many, and how the preempted runs ended (each must end like any run: none lost).
 const preemptions = await s.query<{ run_id: string; by_run: string }>('SELECT run_id, by_run FROM run_preemptions');
+const preemptedIds = new Set(preemptions.map((p) => p.run_id));
 const preemptedEnds: Record<string, number> = {};
 for (const id of new Set(preemptions.map((p) => p.run_id))) preemptedEnds[statusOf.get(id) ?? 'missing'] = (preemptedEnds[statusOf.get(id) ?? 'missing'] ?? 0) + 1;
+
+// Restarts: each run that was training when its agent was killed and started again ended on that attempt
+// (taken over), unless the restart outlasted the scheduler's loss deadline (then it is lost and requeued,
+// as any agent loss is: said with the restart's time).
+const attemptOf = new Map(rows.map((r) => [r.id as string, r.attempt as number]));
+const restartRuns = restarts.flatMap((r) => r.runs.map((x) => ({ ...x, agent: r.agent, startMs: r.startMs })));
+const requeuedAfterRestart = restartRuns.filter((x) => attemptOf.get(x.id) !== x.attempt && !preemptedIds.has(x.id))
+  .map((x) => `${x.id}: attempt ${x.attempt} on ${x.agent} (restarted in ${x.startMs} ms) ended as attempt ${attemptOf.get(x.id)}`);
 
 const doctor: DoctorResult = await doctorCheck(s, api);
 const violations = doctor.available ? doctor.current.length + doctor.recordedTotal : 1;
@@ -295,7 +332,8 @@ for (const c of cleanups.reverse()) {
 const summary = {
   seconds, seed: values.seed, agents: agentNames.length, gpuAgents, schedulers: 2, runsSubmitted: submitted.size, gpuRuns: gpuRuns.size,
   faultsInjected: faults, urgentRuns: urgentRuns.size, preemptions: preemptions.length, preemptedRunsEnded: preemptedEnds,
-  faults: Object.fromEntries(['agent', 'scheduler', 'nats', 'minio'].map((k) => [k, faultLog.filter((f) => f === k).length])),
+  agentRestarts: { restarts: restarts.length, runsTraining: restartRuns.length, takenOver: restartRuns.length - requeuedAfterRestart.length, requeued: requeuedAfterRestart },
+  faults: Object.fromEntries(['agent', 'restart', 'scheduler', 'nats', 'minio'].map((k) => [k, faultLog.filter((f) => f === k).length])),
   repliesDropped: { ...dropper.dropped },
   statuses: byStatus, failureReasons: reasons, retriedRuns: rows.filter((r) => r.attempt > 1).length, runsLost: lost, duplicates,
   kills: { requested: kills.size, racingRequeue: killOutcome.racing, endedKilled: killOutcome.killed, endedBeforeKill: killOutcome.endedFirst,
@@ -311,6 +349,8 @@ console.log(values.json ? JSON.stringify(summary) : [
   `runs submitted:  ${summary.runsSubmitted} (${gpuRuns.size} with GPUs)`,
   `faults injected: ${summary.faultsInjected} ${JSON.stringify(summary.faults)}`,
   `preemptions:     ${preemptions.length} by ${urgentRuns.size} high-priority runs; the preempted runs ended ${JSON.stringify(preemptedEnds)}`,
+  `agent restarts:  ${restarts.length} (kill -9, started again): ${restartRuns.length} run(s) training then, ${restartRuns.length - requeuedAfterRestart.length} ended on the same attempt (taken over), ${requeuedAfterRestart.length} requeued`,
+  ...requeuedAfterRestart.slice(0, 10).map((l) => `  ${l}`),
   `replies dropped: ${JSON.stringify(summary.repliesDropped)} (after the scheduler committed)`,
   `client kills:    ${kills.size} (${killOutcome.racing} racing a requeue): ${killOutcome.killed} Killed, ${killOutcome.endedFirst} ended before the kill, `
     + `${killOutcome.notHonoured.length} not honoured, ${killOutcome.unanswered.length} unanswered`,

@@ -16,8 +16,9 @@ Protocol, one JSON object per line. The agent writes requests on stdin:
       fork a spare child: its own session and process group, already inside the cgroup DIR (moving a
       process into a cgroup can wait for an RCU grace period, 10-20 ms, so it is done ahead of the run)
   {"id": n, "spare": P|null, "cgroup": DIR|null, "argv": [harness args], "cwd": DIR, "io": SOCKET,
-   "token": HEX, "user": {"name", "uid", "gid"}|null}
-      run: in spare P, or in a child forked now (into cgroup DIR)
+   "token": HEX, "user": {"name", "uid", "gid"}|null, "spool": FILE|null}
+      run: in spare P, or in a child forked now (into cgroup DIR); with a spool file the child, once told
+      "go", becomes the run's supervisor (trainyard_supervisor.py) and forks the run below it
 (never the run's environment: it holds secrets, and whatever this parent reads stays in the memory
 every later child starts with)
 and reads on stdout:
@@ -54,6 +55,7 @@ import site
 # -I leaves this script's folder off sys.path: the harness beside it is imported from there explicitly.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import trainyard_harness  # noqa: E402
+import trainyard_supervisor  # noqa: E402
 
 # The venv this interpreter forks runs for; read by the children only, after they dropped privileges.
 VENV = sys.argv[1] if len(sys.argv) > 1 else None
@@ -72,7 +74,12 @@ def no_new_privs():
 
 
 def send(obj):
-    os.write(1, (json.dumps(obj) + "\n").encode())
+    try:
+        os.write(1, (json.dumps(obj) + "\n").encode())
+    except BrokenPipeError:
+        # The agent is gone (killed, restarting): its runs go on under their supervisors, whose spool
+        # files hold their exit statuses; this parent still reaps its children, then ends.
+        pass
 
 
 def connect_stream(path, token, which, fd):
@@ -192,26 +199,55 @@ def child_main(cgroup, req_r, ready_w):
             prepared = trainyard_harness.prepare(argv)
             if not await_go():
                 os._exit(0)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        else:
+            if req.get("spool"):
+                # This child becomes the run's supervisor (trainyard_supervisor.py): the run is forked once
+                # more, its output goes to the spool file and its exit status too, so it outlives the agent.
+                trainyard_supervisor.supervise(req["spool"], lambda: run_harness(argv, prepared))
+            run_harness(argv, prepared)
+    except BaseException:  # noqa: the harness reports user errors itself; this is its own failure
+        code = own_failure()
+    finally:
+        exit_now(code)
+
+
+def run_harness(argv, prepared):
+    """The run itself (in the child, or below its supervisor); never returns."""
+    code = 1
+    try:
+        try:
             code = trainyard_harness.main(argv, prepared)
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         # What the interpreter does at exit: wait for the run's threads, run its atexit functions.
         threading._shutdown()
         atexit._run_exitfuncs()
-    except BaseException:  # noqa: the harness reports user errors itself; this is its own failure
+    except BaseException:  # noqa: as in child_main
+        code = own_failure()
+    finally:
+        exit_now(code)
+
+
+def own_failure():
+    """A failure of the child's own (not the run's, which the harness reports): its traceback; exit code 1."""
+    try:
+        import traceback
+        traceback.print_exc()
+    except BaseException:
+        pass
+    return 1
+
+
+def exit_now(code):
+    """Ends the child: what it printed goes out, and no parent's cleanup runs."""
+    for stream in (sys.stdout, sys.stderr):
         try:
-            import traceback
-            traceback.print_exc()
+            stream.flush()
         except BaseException:
             pass
-        code = 1
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except BaseException:
-                pass
-        os._exit(code if isinstance(code, int) and 0 <= code < 256 else 1)
+    os._exit(code if isinstance(code, int) and 0 <= code < 256 else 1)
 
 
 def read_until(fd, want):
