@@ -43,6 +43,8 @@ export interface AgentsTable {
   accept_projects: ColumnType<string[] | null, string[] | null | undefined, string[] | null>;
   /** migrations/022: the agent's disk caches, from its last heartbeat (null: not reported). */
   cache_use: ColumnType<{ venv_bytes: number; venv_cap_bytes: number } | null, string | null | undefined, string | null>;
+  /** migrations/035: --advertise-addr and --rendezvous-ports (a gang's MASTER_ADDR and MASTER_PORT when rank 0 is here). */
+  advertise_addr: Generated<string>; rendezvous_lo: Generated<number>; rendezvous_hi: Generated<number>;
 }
 export interface AgentGpusTable { agent: string; index: number; uuid: string; name: string; memory_mb: number }
 export interface RunsTable {
@@ -92,6 +94,13 @@ export interface RunsTable {
   resumed_from: ColumnType<ResumedFrom | null, string | null | undefined, string | null>;
   /** migrations/024: marked for deletion (scheduler/storage/deletion.ts): no read sees it; its objects go, then the row. */
   deleting_at: ColumnType<Date | null, Date | null | undefined, Date | string | null>; deleted_by: ColumnType<string | null, string | null | undefined, string | null>;
+  /** migrations/035: a gang run's members and processes per member; the rendezvous port of its current attempt. */
+  agents: Generated<number>; procs_per_agent: Generated<number>; master_port: Generated<number | null>;
+}
+/** migrations/035: a gang run's members of node rank >= 1 (rank 0 is the run's own agent). */
+export interface RunMembersTable {
+  run_id: string; node_rank: number; lease: number; agent: string; gpu_indices: number[];
+  acked_at: Date | null; ended_at: Date | null; outcome: string | null;
 }
 export interface PhaseRow { name: string; started_at: number; ended_at: number }
 /** migrations/007: never read by a client API; deleted with the run's end. */
@@ -157,6 +166,7 @@ export interface Database {
   agents: AgentsTable;
   agent_gpus: AgentGpusTable;
   runs: RunsTable;
+  run_members: RunMembersTable;
   gpu_leases: GpuLeasesTable;
   run_events: RunEventsTable;
   run_logs: RunLogsTable;

@@ -9,6 +9,7 @@ import { registerAgent } from '../agents/register.js';
 import { agentHeartbeat } from '../agents/heartbeat.js';
 import { reportStatus } from '../runs/report-status.js';
 import { appendLogs } from '../runs/logs.js';
+import { finishGang, memberAppendLogs, memberAppendMetrics, memberReport } from '../runs/gang-member.js';
 import { appendMetrics } from '../runs/metrics-ingest.js';
 import { finishAttempt } from '../runs/complete.js';
 import { claimAttempt, renewStorage } from '../runs/claim.js';
@@ -29,10 +30,11 @@ export function agentService(ctx: SchedulerContext): AgentLinkHandlers {
     // The peer address is kept so that a second agent given the same name can be told where the first is.
     Register: unary(joining, 'Register', (req, caller, call) => registerAgent(ctx, req, caller, call.getPeer())),
     Heartbeat: unary(g, 'Heartbeat', (req, caller) => agentHeartbeat(ctx, req, agentOf(caller))),
-    ReportStatus: unary(g, 'ReportStatus', (req, caller) => reportStatus(ctx, req, agentOf(caller))),
-    AppendLogs: unary(g, 'AppendLogs', (req, caller) => appendLogs(ctx, req, agentOf(caller))),
-    AppendMetrics: unary(g, 'AppendMetrics', (req, caller) => appendMetrics(ctx, req, agentOf(caller))),
-    FinishAttempt: unary(g, 'FinishAttempt', (req, caller) => finishAttempt(ctx, req, agentOf(caller))),
+    // A gang's members of node rank >= 1 (scheduler/runs/gang-member.ts) first, then the ordinary paths.
+    ReportStatus: unary(g, 'ReportStatus', async (req, caller) => (await memberReport(ctx, req, agentOf(caller))) ?? reportStatus(ctx, req, agentOf(caller))),
+    AppendLogs: unary(g, 'AppendLogs', async (req, caller) => (await memberAppendLogs(ctx, req, agentOf(caller))) ?? appendLogs(ctx, req, agentOf(caller))),
+    AppendMetrics: unary(g, 'AppendMetrics', async (req, caller) => (await memberAppendMetrics(ctx, req, agentOf(caller))) ?? appendMetrics(ctx, req, agentOf(caller))),
+    FinishAttempt: unary(g, 'FinishAttempt', async (req, caller) => (await finishGang(ctx, req, agentOf(caller))) ?? finishAttempt(ctx, req, agentOf(caller))),
     ClaimAttempt: unary(g, 'ClaimAttempt', (req, caller) => claimAttempt(ctx, req, agentOf(caller))),
     RenewStorage: unary(g, 'RenewStorage', (req, caller) => renewStorage(ctx, req, agentOf(caller))),
   };
