@@ -235,7 +235,7 @@ export class RunTransitions {
    * Places a gang run (scheduler/placement/gang.ts) on all its members at once, or not at all: ONE
    * statement. Member 0 becomes the run's agent and GPUs (as `assign` does), members 1.. run_members rows,
    * every member's GPUs gpu_leases rows of the run, and MASTER_PORT the lowest port of member 0's agent's
-   * --rendezvous-ports no other placed run there uses. Guarded like `assign` for every member's agent; the
+   * --rendezvous-ports no other placed run there uses (after the one its last attempt used). Guarded like `assign` for every member's agent; the
    * run is changed only when all N passed (and a port was free), so a refused member leaves nothing held.
    */
   async assignGang(runId: string, members: readonly Omit<Placement, 'id'>[]): Promise<Placed | null> {
@@ -250,9 +250,12 @@ export class RunTransitions {
               AND (pl.agent_labels IS NULL OR a.labels @> pl.agent_labels)
               AND ${EXCLUSIVE_OK} AND NOT EXISTS (SELECT 1 FROM runs h WHERE h.reserved_agent = p.agent AND h.id <> ${runId}
                 AND h.agent IS NULL AND h.status IN ${QUEUED} AND NOT h.kill_requested)),
-      port AS (SELECT min(g) AS port FROM agents a0 CROSS JOIN generate_series(a0.rendezvous_lo, a0.rendezvous_hi) AS g
+      -- The first free port after the one the run's last attempt used (wrapping): a requeued gang's ranks
+      -- never meet the last attempt's rank 0 while it is still being stopped, when the range has another.
+      port AS (SELECT g AS port FROM agents a0 CROSS JOIN generate_series(a0.rendezvous_lo, a0.rendezvous_hi) AS g
                WHERE a0.name = ${members[0]!.agent}
-                 AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.agent = a0.name AND o.master_port = g)),
+                 AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.agent = a0.name AND o.master_port = g)
+               ORDER BY g <= coalesce((SELECT master_port FROM runs WHERE id = ${runId}), 0), g LIMIT 1),
       ok AS (SELECT (SELECT count(DISTINCT agent) FROM q) = ${n} AND (SELECT port FROM port) IS NOT NULL AS ok),
       r AS (
         UPDATE runs SET status = ${st(RunStatus.Scheduled)}, status_detail = '', agent = q.agent, last_agent = q.agent,

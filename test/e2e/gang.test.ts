@@ -16,7 +16,7 @@ async function gangStack(t: Tap.Test, n: number) {
   for (let i = 0; i < n; i++) {
     const port = await freePort();
     agents.push({ name: `a${i + 1}`, cpus: 2, gpus: fakeGpus(2, `gang${i}`),
-      env: { TRAINYARD_ADVERTISE_ADDR: `127.0.0.${i + 2}`, TRAINYARD_RENDEZVOUS_PORTS: `${port}-${port}` } });
+      env: { TRAINYARD_ADVERTISE_ADDR: `127.0.0.${i + 2}`, TRAINYARD_RENDEZVOUS_PORTS: `${port}-${port + 1}` } });
   }
   const s = await Stack.create(t, { agents });
   await s.cliJson(['package', 'push', example, '--name', 'gang']);

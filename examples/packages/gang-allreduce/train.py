@@ -38,7 +38,16 @@ def all_reduce_sum(value, rank, world, addr, port, timeout=120):
     if rank == 0:
         srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind((addr, port))
+        deadline = time.time() + timeout
+        while True:
+            try:
+                srv.bind((addr, port))
+                break
+            except OSError:
+                # A previous attempt's rank 0 may still be stopping on this port.
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
         srv.listen(world)
         srv.settimeout(timeout)
         peers = []
@@ -55,15 +64,15 @@ def all_reduce_sum(value, rank, world, addr, port, timeout=120):
     while True:
         try:
             conn = socket.create_connection((addr, port), timeout=5)
-            break
+            conn.settimeout(timeout)
+            conn.sendall(b"%r\n" % float(value))
+            return float(recv_line(conn)), [conn], None
         except OSError:
-            # Rank 0 may not listen yet: torchrun's workers retry the store the same way.
+            # Rank 0 may not listen yet (torchrun's workers retry the store the same way), or a previous
+            # attempt's rank 0, still being stopped, took the connection and died: try again.
             if time.time() > deadline:
                 raise
             time.sleep(0.2)
-    conn.settimeout(timeout)
-    conn.sendall(b"%r\n" % float(value))
-    return float(recv_line(conn)), [conn], None
 
 
 class Main:
