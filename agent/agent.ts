@@ -1,6 +1,7 @@
 // The agent daemon: registers its capabilities, heartbeats, takes dispatches from NATS and runs each as an
 // Attempt. Explicit states, every change logged; SIGTERM drains (no new runs, running ones finish or are
 // handed back after the drain deadline), a second SIGTERM stops at once.
+import { parsePortRange } from './gang-env.js';
 import os from 'node:os';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -94,6 +95,7 @@ export class AgentDaemon {
     this.#packages = new PackageCache(settings.workDir);
     this.#dataCache = new DataCache(settings.workDir, settings.dataCacheMb * 1024 * 1024);
     acceptedProjects(settings.acceptProjects); // a malformed name is refused now, not at the first Register
+    this.#rendezvous = parsePortRange(settings.rendezvousPorts);
     this.#installer = parseInstaller(settings.installer);
     this.#venvCap = new VenvCacheCap(settings.venvDir, parseVenvCacheGb(settings.venvCacheGb) * 2 ** 30,
       { busy: (dir) => this.#warm.has(dir), building: buildsUnderWay, removed: (dir) => this.#packages.forgetVenv(dir) });
@@ -206,6 +208,9 @@ export class AgentDaemon {
     return undefined;
   }
 
+  /** --rendezvous-ports (multi-agent runs: agent/gang-env.ts). */
+  readonly #rendezvous: { lo: number; hi: number };
+
   /** Runs whose claim is in flight, with the attempt their doorbell named. */
   readonly #claiming = new Map<string, number>();
 
@@ -220,6 +225,7 @@ export class AgentDaemon {
       max_runs: this.#slots,
       gpus: this.#gpus, labels: { ...settings.labels }, version: VERSION, held: this.#held(), identity: '',
       accept_projects: acceptedProjects(settings.acceptProjects),
+      advertise_addr: settings.advertiseAddr, rendezvous_port_lo: this.#rendezvous.lo, rendezvous_port_hi: this.#rendezvous.hi,
     }, this.#abort.signal, (err) => log.warn({ err: errorMessage(err) }, 'scheduler unreachable; retrying registration'));
     let res: Awaited<ReturnType<typeof register>> | null = null;
     if (this.#credential) {

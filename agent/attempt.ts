@@ -29,6 +29,7 @@ import { SupervisedProcess, type ProcessExit, type SuperviseOptions } from './pr
 import { needsFreshInterpreter, type ForkedRun, type WarmInterpreters } from './warm-interpreter.js';
 import type { PackageCache } from './package-cache.js';
 import { planOutputs } from './outputs.js';
+import { gangEnv, memberOutputPrefix } from './gang-env.js';
 import { DiskWatch } from './run-disk.js';
 import type { Link } from './link.js';
 import { RunCgroup } from './cgroup.js';
@@ -735,7 +736,7 @@ export class Attempt {
     const secrets = d.secrets ?? {};
     const env = { ...trainEnv({ venv, home, tmp, user: runAs?.name, runEnv, gpuUuids: gpus, runId: this.runId, attempt: Number(d.attempt), folders: {
       ...folderEnv(pipeline, folders), checkpoint_directory: this.#checkpoints.folder, resumed_from: resumedFromEnv(this.#resume ? { ...this.#resume, files: this.#resume.files.length } : null),
-    } }), ...secrets, TRAINYARD_METRICS_FILE: metricsFile };
+    } }), ...secrets, TRAINYARD_METRICS_FILE: metricsFile, ...this.#gangEnv() };
     const cgroupName = `${this.runId}-a${d.attempt}-${process.pid}`;
     // The run's supervisor writes the spool; with a run uid it is that uid's (a warm child drops privileges first).
     if (this.#spool && runAs) {
@@ -759,6 +760,15 @@ export class Attempt {
     this.#mark('prepared');
     return { venv, pkgDir, env, harnessArgs, resultFile, forked };
   }
+
+  /** A gang run's member (agent/gang-env.ts): torchrun's environment for the harness; none for an ordinary run. */
+  #gangEnv(): Record<string, string> {
+    const g = this.dispatch.gang;
+    return g ? gangEnv({ nodeRank: g.node_rank!, nnodes: g.nnodes!, procs: g.procs_per_agent!, masterAddr: g.master_addr!, masterPort: g.master_port! }, this.runId, Number(this.dispatch.attempt)) : {};
+  }
+
+  /** A gang's member of node rank >= 1: it makes no version and copies no data; its artifacts go under node-K/. */
+  get #memberRank(): number { return this.dispatch.gang?.node_rank ?? 0; }
 
   /** Starts the run's process (prepared by #prepareProcess) and resolves with the harness's verdict. */
   async #train(p: Prepared, folders: Folders): Promise<{ ok: true; score: number | null; phases: PhaseTime[] } | { ok: false; reason: string; phases: PhaseTime[] }> {
@@ -892,7 +902,8 @@ export class Attempt {
     this.#enter('uploading');
     const d = this.dispatch;
     const pipeline = this.#pipeline;
-    const plan = planOutputs(this.#pkgDir, d.output_prefix!, d.env ?? {});
+    const member = this.#memberRank;
+    const plan = planOutputs(this.#pkgDir, memberOutputPrefix(d.output_prefix!, member), member > 0 ? { ...d.env, save_training_data: 'false', save_test_data: 'false' } : d.env ?? {});
     if (await this.#cgroup?.populated()) throw new TrainyardError(ErrorCodes.FailedPrecondition, 'processes of the run are still alive after its end; nothing was uploaded');
     // What is uploaded as the training and the test data: for a full pipeline, what process_data wrote
     // (without process_data, the input data was the training data); for an evaluation, its input data.
@@ -925,7 +936,7 @@ export class Attempt {
       // The new version: a small one zipped in memory, hashed and sent from there; a larger one zipped
       // straight into the bucket (shared/stream-upload.ts), its parts sent while the next are zipped and
       // nothing written to disk to be read back (issue 21).
-      const pkgFiles = makesVersion(pipeline) ? await pkg.files(plan.packageExcludes) : null;
+      const pkgFiles = makesVersion(pipeline) && member === 0 ? await pkg.files(plan.packageExcludes) : null;
       const pkgBytes = pkgFiles ? pkgFiles.reduce((n, f) => n + f.size, 0) : 0;
       const zipped = pkgFiles && pkgBytes <= ZIP_IN_MEMORY_BYTES ? await zipAnchored(pkg, pkgFiles, path.join(this.#dir, 'package.zip'), { inMemoryUpTo: ZIP_IN_MEMORY_BYTES }) : null;
       const setsBytes = sets.reduce((n, x) => n + x.files.reduce((m, f) => m + f.size, 0), 0);

@@ -11,6 +11,7 @@ import { checkRunSecrets, compileRunEnv } from '../shared/run-env.js';
 import { Pipeline, parsePipeline } from '../shared/pipelines.js';
 import { keys } from '../shared/storage.js';
 import { errorMessage } from '../shared/errors.js';
+import { checkGangPlace } from './gang-env.js';
 
 /** Why a doorbell or a dispatch was refused (the agent logs it and changes nothing). */
 export class DispatchRefused extends Error {
@@ -86,6 +87,9 @@ export function validateDispatch(d: Dispatch__Output, o: { doorbell: Doorbell; b
   if (new Set(gpus).size !== gpus.length || gpus.some((g) => !o.gpuIndices.includes(g))) {
     refuse(`GPUs ${show(gpus)} are not distinct GPUs of this agent (${o.gpuIndices.join(',') || 'none'})`);
   }
+  // A gang run's member (agent/gang-env.ts): its place in the gang, checked like the rest.
+  const gang = checkGangPlace(d.gang, gpus.length);
+  if (typeof gang === 'string') refuse(gang);
   const timeout = Number(d.timeout_seconds ?? 0);
   if (!Number.isSafeInteger(timeout) || timeout < 0) refuse(`timeout ${show(d.timeout_seconds)} is not a number of seconds`);
   // Checkpoints (agent/checkpoints.ts): where this attempt writes them is its own folder and nowhere else;
@@ -125,5 +129,6 @@ export function validateDispatch(d: Dispatch__Output, o: { doorbell: Doorbell; b
     pipeline, eval_dataset: d.eval_dataset, eval_dataset_prefix: evalPrefix, running: d.running === true,
     storage: { access_key: c!.access_key, secret_key: c!.secret_key, session_token: c!.session_token, expires_at_ms: expires },
     checkpoint_interval_seconds: interval, stall_timeout_seconds: stall, checkpoint_prefix: wantCheckpoints, resume_pointer_json: d.resume_pointer_json ?? '',
+    ...(gang && typeof gang !== 'string' ? { gang: { node_rank: gang.nodeRank, nnodes: gang.nnodes, procs_per_agent: gang.procs, master_addr: gang.masterAddr, master_port: gang.masterPort } } : {}),
   });
 }

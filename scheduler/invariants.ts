@@ -72,8 +72,11 @@ export class Invariants {
              WHEN r.lease <> l.lease THEN 'the run is on attempt lease ' || r.lease || ', the lease is ' || l.lease
              ELSE 'the run holds GPUs ' || array_to_string(r.gpu_indices, ',') END AS why
       FROM gpu_leases l LEFT JOIN runs r ON r.id = l.run_id
-      WHERE r.id IS NULL OR r.agent IS DISTINCT FROM l.agent OR r.lease IS DISTINCT FROM l.lease
-         OR NOT (l.gpu_index = ANY (r.gpu_indices))`.execute(db);
+      WHERE (r.id IS NULL OR r.agent IS DISTINCT FROM l.agent OR r.lease IS DISTINCT FROM l.lease
+         OR NOT (l.gpu_index = ANY (r.gpu_indices)))
+        -- A gang's member of node rank >= 1 (placement/gang.ts) holds its GPUs on its own agent.
+        AND NOT (r.agent IS NOT NULL AND r.lease = l.lease AND EXISTS (SELECT 1 FROM run_members m
+          WHERE m.run_id = l.run_id AND m.lease = l.lease AND m.agent = l.agent AND l.gpu_index = ANY (m.gpu_indices)))`.execute(db);
     for (const l of orphans.rows) {
       let repaired = false;
       if (o.repair) {

@@ -273,6 +273,12 @@ def main(argv=None, prepared=None):
     # The checkpoint helper (stdlib only) is imported from beside this script before that folder leaves
     # the path: train.py's `import trainyard_checkpoint` then finds it loaded.
     import trainyard_checkpoint  # noqa: F401,E402
+    # A gang run (trainyard_gang.py): this process takes its rank, and the member's first harness starts
+    # the member's other local ranks, each a harness with its own result file.
+    import trainyard_gang  # noqa: E402
+    gang_children = []
+    if trainyard_gang.active():
+        gang_children = trainyard_gang.set_up(lambda k: child_argv(args, k))
     # Like `python train.py` from the package folder: the package first on the path, and not this
     # script's folder, whose files are none of the user's business.
     if sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(HARNESS_FILE):
@@ -349,15 +355,18 @@ def main(argv=None, prepared=None):
             result["train_started_at"] = time.time()
             step("train", model.train, training_dir)
             result["train_ended_at"] = time.time()
-            result["score"] = score_of(step("evaluate", model.evaluate, test_dir))
-            step("save", model.save)
-            result["save_ended_at"] = time.time()
+            # In a gang only global rank 0 evaluates and saves: one version, one score.
+            if not trainyard_gang.active() or trainyard_gang.rank() == 0:
+                result["score"] = score_of(step("evaluate", model.evaluate, test_dir))
+                step("save", model.save)
+                result["save_ended_at"] = time.time()
         else:
             result["train_started_at"] = time.time()
             step("train", model.train, data_dir)
             result["train_ended_at"] = time.time()
-            step("save", model.save)
-            result["save_ended_at"] = time.time()
+            if not trainyard_gang.active() or trainyard_gang.rank() == 0:
+                step("save", model.save)
+                result["save_ended_at"] = time.time()
     except ScoreError as e:
         sys.stdout.flush()
         print(str(e), file=sys.stderr)
@@ -366,13 +375,31 @@ def main(argv=None, prepared=None):
         sys.stdout.flush()
         tb_text = format_traceback(e)
         sys.stderr.write(tb_text)
+        trainyard_gang.stop_local_ranks(gang_children)
         return fail(EXIT_USER_ERROR, error_of(e, tb_text))
 
+    failed = trainyard_gang.wait_local_ranks(gang_children)
+    if failed:
+        print(failed, file=sys.stderr)
+        return fail(EXIT_USER_ERROR, {"type": "GangError", "message": failed, "summary": failed, "traceback": ""})
     sys.stdout.flush()
     flush_metrics()
     result["ok"] = True
     write_result(result_file, result)
     return 0
+
+
+def child_argv(args, local_rank):
+    """The command line of a gang member's local rank `local_rank` (trainyard_gang.py): this harness's own,
+    with a result file of its own beside this one's."""
+    argv = [HARNESS_FILE, "--package-dir", args.package_dir, "--data-dir", args.data_dir,
+            "--result-file", "%s.rank-%d" % (args.result_file, local_rank), "--pipeline", args.pipeline]
+    for flag, value in (("--training-dir", args.training_dir), ("--test-dir", args.test_dir), ("--test-scratch-dir", args.test_scratch_dir)):
+        if value:
+            argv += [flag, value]
+    if args.max_file_bytes:
+        argv += ["--max-file-bytes", str(args.max_file_bytes)]
+    return argv
 
 
 def flush_metrics():

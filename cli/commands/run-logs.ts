@@ -31,19 +31,23 @@ export const runLogsFlags = flags({
   follow: { type: 'boolean', short: 'f', description: 'keep printing lines as they come until the run ends' },
   after: { type: 'string', value: 'ATTEMPT:SEQ', description: 'only the lines after line SEQ of attempt ATTEMPT (as in the --json lines)' },
   json: { type: 'boolean', description: 'one JSON object per line: attempt, seq, stream, text' },
+  rank: { type: 'string', value: 'R', description: 'a multi-agent run: only the lines of global rank R (they start "[rank R] ")' },
 });
 
 export async function runLogs({ values, positionals }: Parsed<typeof runLogsFlags>, address: string): Promise<number> {
   const id = positionals[0] ?? '';
   if (!id) throw invalid('run logs: give the run id');
   let at = parseAfter(values.after);
+  if (values.rank !== undefined && !/^\d{1,4}$/.test(values.rank)) throw invalid(`--rank: expected a rank (0, 1, ...), got "${values.rank}"`);
+  // Every line a gang's rank prints starts with its rank (agent/harness/trainyard_gang.py).
+  const mine = values.rank === undefined ? null : `[rank ${Number(values.rank)}] `;
   const api = await Api.connect(address);
   let heardAt = Date.now();
   try {
     await retry(async () => {
       const stream = api.client.StreamLogs({ run_id: id, follow: !!values.follow, after_attempt: at.attempt, after_seq: at.seq });
       for await (const l of streamOf(stream)) {
-        print(l, !!values.json);
+        if (mine === null || l.text.startsWith(mine)) print(l, !!values.json);
         at = { attempt: l.attempt, seq: Number(l.seq) };
         heardAt = Date.now();
       }

@@ -73,10 +73,17 @@ const runFlags = {
   wait: { type: 'boolean', description: 'follow the run until it ends; exit 0 only if Successful' },
   json: jsonFlag,
 } as const;
+// Multi-agent runs (README, "Multi-agent runs"): train and full only (an evaluation makes no gang).
+const gangFlags = {
+  agents: { type: 'string', value: 'N', default: '1', description: 'members: run on N agents at once, placed all or nothing (torchrun-style ranks)' },
+  'procs-per-agent': { type: 'string', value: 'P', default: '1', description: 'processes (ranks) on each agent; WORLD_SIZE = N x P' },
+  'gpus-per-agent': { type: 'string', value: 'G', default: 'P with --gpu', description: 'GPUs each member needs (same as --gpus for a gang)' },
+} as const;
 const trainFlags = flags({
   package: { type: 'string', value: 'NAME', required: true, description: 'the package to train' },
   version: { type: 'string', value: 'X.Y', default: 'the newest', description: 'the package version to train' },
   ...runFlags,
+  ...gangFlags,
 });
 const evaluateFlags = flags({
   package: { type: 'string', value: 'NAME', required: true, description: 'the package to evaluate' },
@@ -88,6 +95,7 @@ const fullFlags = flags({
   version: { type: 'string', value: 'X.Y', default: 'the newest', description: 'the package version to start from' },
   'eval-dataset': { type: 'string', value: 'NAME[/SUB]', description: 'evaluation dataset, made local at test_data_directory (default: what process_data writes there)' },
   ...runFlags,
+  ...gangFlags,
 });
 
 type SubmitValues = Parsed<typeof trainFlags>['values'] & { 'eval-dataset'?: string };
@@ -97,7 +105,13 @@ const full = ({ values }: Parsed<typeof fullFlags>, address: string) => submit(v
 
 /** The request a submit verb's flags make; checked whole before anything connects. */
 function submitRequest(values: SubmitValues, pipeline: Pipeline): SubmitRunRequest {
-  const gpus = values.gpus !== undefined ? intFlag(values.gpus, 'gpus', 0, 8) : values.gpu ? 1 : 0;
+  const agents = intFlag(values.agents ?? '1', 'agents', 1, 64);
+  const procs = intFlag(values['procs-per-agent'] ?? '1', 'procs-per-agent', 1, 16);
+  if (values['gpus-per-agent'] !== undefined && values.gpus !== undefined) throw invalid('--gpus-per-agent and --gpus say the same thing (GPUs per member): give one');
+  // Each process of a member has its own GPU: --gpu means one per process.
+  const gpus = values['gpus-per-agent'] !== undefined ? intFlag(values['gpus-per-agent'], 'gpus-per-agent', 0, 8)
+    : values.gpus !== undefined ? intFlag(values.gpus, 'gpus', 0, 8) : values.gpu ? procs : 0;
+  if (gpus > 0 && gpus % procs !== 0) throw invalid(`--gpus-per-agent ${gpus} is not a multiple of --procs-per-agent ${procs} (each process gets its own GPUs)`);
   // The whole request is checked before connecting: a usage error needs no scheduler.
   const request = {
     package: requireString(values.package, 'package'),
@@ -121,6 +135,8 @@ function submitRequest(values: SubmitValues, pipeline: Pipeline): SubmitRunReque
     stall_timeout_seconds: values['stall-timeout'] === 'off' ? 0 : intFlag(values['stall-timeout'], 'stall-timeout', 0, 30 * 86400),
     resume_from: values['resume-from'] ?? '',
     keep_checkpoints: values['keep-checkpoints'] === true,
+    agents,
+    procs_per_agent: procs,
   };
   return request;
 }

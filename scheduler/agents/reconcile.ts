@@ -5,6 +5,7 @@ import type { Db } from '../db/database.js';
 import type { RunTransitions } from '../runs/transitions.js';
 import type { HeldAttempt } from '../../shared/proto.js';
 import { AgentStatus } from './status.js';
+import { membersOn } from '../runs/gang-member.js';
 
 /**
  * Attempts the agent holds that are not current are returned (cancel), for the agent to stop, and current
@@ -16,8 +17,16 @@ import { AgentStatus } from './status.js';
  * reply). Either way it is a lost attempt, or Killed if a kill was asked.
  */
 export async function reconcile(ctx: SchedulerContext, agent: string, held: HeldAttempt[], requeueMissing: boolean): Promise<{ cancel: HeldAttempt[]; kill: HeldAttempt[] }> {
-  const placed = await ctx.db.selectFrom('runs').select(['id', 'lease', 'attempt', 'acked_at', 'kill_requested', 'missed_beats', 'preempted_by']).where('agent', '=', agent).execute();
+  const [placed, members] = await Promise.all([
+    ctx.db.selectFrom('runs').select(['id', 'lease', 'attempt', 'acked_at', 'kill_requested', 'missed_beats', 'preempted_by']).where('agent', '=', agent).execute(),
+    membersOn(ctx.db, agent),
+  ]);
   const current = new Map(placed.map((r) => [r.id, r]));
+  // A gang's members of node rank >= 1 here (runs/gang-member.ts) are current too. One missing from a
+  // heartbeat is not counted here: the member's end report, or its agent's loss, requeues the gang.
+  for (const m of members) {
+    current.set(m.id, { id: m.id, lease: m.lease, attempt: m.attempt, acked_at: null, kill_requested: m.kill, missed_beats: 0, preempted_by: null });
+  }
   const heldIds = new Set<string>();
   const cancel: HeldAttempt[] = [];
   const kill: HeldAttempt[] = [];

@@ -36,10 +36,15 @@ export async function registerAgent(ctx: SchedulerContext, req: RegisterRequest_
   if ((req.accept_projects ?? []).length > 1000) throw invalid('accept_projects: at most 1000 projects');
   // Empty: every project's runs (agents older than the field send none).
   const accept = req.accept_projects?.length ? [...new Set(req.accept_projects.map((p) => checkName('project', p)))].sort() : null;
+  // Multi-agent runs (placement/gang.ts): where other members reach it, and the ports a rank 0 here may use.
+  const lo = req.rendezvous_port_lo || 29500;
+  const hi = req.rendezvous_port_hi || (req.rendezvous_port_lo ? lo : 29599);
+  if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 1 || hi > 65535 || lo > hi) throw invalid(`rendezvous ports ${lo}-${hi} are not a range of ports (1-65535, first <= last)`);
+  if (req.advertise_addr.length > 255 || /[\s/]/.test(req.advertise_addr)) throw invalid(`advertise_addr "${req.advertise_addr.slice(0, 80)}" is not a host name or address`);
   const identity = await identityOf(ctx, caller, name);
   const { session } = await register(ctx, {
     name, hostname: req.hostname, version: req.version, cpus: req.cpus, memoryMb: req.memory_mb, labels: req.labels ?? {}, gpus, maxRuns: req.max_runs, acceptProjects: accept,
-    identitySha256: identity.sha256, address: peer, joining: caller.kind === 'joining',
+    identitySha256: identity.sha256, address: peer, joining: caller.kind === 'joining', advertiseAddr: req.advertise_addr, rendezvous: { lo, hi },
     ...(caller.kind === 'joining' ? { joinTokenId: caller.tokenId } : {}),
   });
   // A killed run it still holds is stopped at its next heartbeat (which says kill).

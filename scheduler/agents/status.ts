@@ -79,6 +79,8 @@ export interface Registration {
   address: string;
   /** A join token introduced it (a new agent): it may take only a name nobody holds. */
   joining: boolean;
+  /** --advertise-addr ('' : the peer address) and --rendezvous-ports (migrations/035; absent: 29500-29599). */
+  advertiseAddr?: string; rendezvous?: { lo: number; hi: number };
   /** The join token it joined with (when joining): one of its uses is taken as the name is. */
   joinTokenId?: string;
 }
@@ -102,13 +104,16 @@ export async function register(deps: AgentStatusDeps, r: Registration): Promise<
     }
     const labels = JSON.stringify(r.labels);
     const { rows } = await sql<{ session: number }>`
-      INSERT INTO agents AS a (name, hostname, version, status, session, cpus, memory_mb, labels, last_heartbeat_at, registered_at, identity_sha256, address, max_runs, accept_projects)
+      INSERT INTO agents AS a (name, hostname, version, status, session, cpus, memory_mb, labels, last_heartbeat_at, registered_at, identity_sha256, address, max_runs, accept_projects,
+                            advertise_addr, rendezvous_lo, rendezvous_hi)
       VALUES (${r.name}, ${r.hostname}, ${r.version}, ${lit(AgentStatus.Online)}, nextval('agent_session_seq'), ${r.cpus}, ${r.memoryMb},
-              ${labels}::jsonb, now(), now(), ${r.identitySha256}, ${r.address}, ${r.maxRuns ?? 0}, ${r.acceptProjects ?? null}::text[])
+              ${labels}::jsonb, now(), now(), ${r.identitySha256}, ${r.address}, ${r.maxRuns ?? 0}, ${r.acceptProjects ?? null}::text[],
+              ${r.advertiseAddr ?? ''}, ${r.rendezvous?.lo ?? 29500}, ${r.rendezvous?.hi ?? 29599})
       ON CONFLICT (name) DO UPDATE SET
         hostname = excluded.hostname, version = excluded.version, status = excluded.status, session = excluded.session,
         cpus = excluded.cpus, memory_mb = excluded.memory_mb, labels = excluded.labels, max_runs = excluded.max_runs, accept_projects = excluded.accept_projects, last_heartbeat_at = now(),
-        registered_at = now(), unresponsive_since = NULL, address = excluded.address
+        registered_at = now(), unresponsive_since = NULL, address = excluded.address,
+        advertise_addr = excluded.advertise_addr, rendezvous_lo = excluded.rendezvous_lo, rendezvous_hi = excluded.rendezvous_hi
       WHERE a.identity_sha256 = excluded.identity_sha256
       RETURNING a.session`.execute(trx);
     const row = rows[0];

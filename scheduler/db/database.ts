@@ -43,6 +43,8 @@ export interface AgentsTable {
   accept_projects: ColumnType<string[] | null, string[] | null | undefined, string[] | null>;
   /** migrations/022: the agent's disk caches, from its last heartbeat (null: not reported). */
   cache_use: ColumnType<CacheUseRow | null, string | null | undefined, string | null>;
+  /** migrations/035: --advertise-addr and --rendezvous-ports (a gang's MASTER_ADDR and MASTER_PORT when rank 0 is here). */
+  advertise_addr: Generated<string>; rendezvous_lo: Generated<number>; rendezvous_hi: Generated<number>;
 }
 /** agents.cache_use (jsonb): the venv cache (migrations/022); the data and package caches (issue 21, absent in older rows). */
 export interface CacheUseRow { venv_bytes: number; venv_cap_bytes: number; data_bytes?: number; data_cap_bytes?: number; package_bytes?: number }
@@ -100,6 +102,13 @@ export interface RunsTable {
   checkpoint_attempt_bytes: ColumnType<string, number | undefined, number>;
   /** migrations/024: marked for deletion (scheduler/storage/deletion.ts): no read sees it; its objects go, then the row. */
   deleting_at: ColumnType<Date | null, Date | null | undefined, Date | string | null>; deleted_by: ColumnType<string | null, string | null | undefined, string | null>;
+  /** migrations/035: a gang run's members and processes per member; the rendezvous port of its current attempt. */
+  agents: Generated<number>; procs_per_agent: Generated<number>; master_port: Generated<number | null>;
+}
+/** migrations/035: a gang run's members of node rank >= 1 (rank 0 is the run's own agent). */
+export interface RunMembersTable {
+  run_id: string; node_rank: number; lease: number; agent: string; gpu_indices: number[];
+  acked_at: Date | null; ended_at: Date | null; outcome: string | null;
 }
 export interface PhaseRow { name: string; started_at: number; ended_at: number }
 /** migrations/007: never read by a client API; deleted with the run's end. */
@@ -165,6 +174,7 @@ export interface Database {
   agents: AgentsTable;
   agent_gpus: AgentGpusTable;
   runs: RunsTable;
+  run_members: RunMembersTable;
   gpu_leases: GpuLeasesTable;
   run_events: RunEventsTable;
   run_logs: RunLogsTable;

@@ -9,6 +9,7 @@ import { registerAgent } from '../agents/register.js';
 import { agentHeartbeat } from '../agents/heartbeat.js';
 import { reportStatus } from '../runs/report-status.js';
 import { appendLogs } from '../runs/logs.js';
+import { finishGang, memberAppendLogs, memberAppendMetrics, memberReport } from '../runs/gang-member.js';
 import { appendMetrics } from '../runs/metrics-ingest.js';
 import { finishAttempt } from '../runs/complete.js';
 import { claimAttempt, renewStorage } from '../runs/claim.js';
@@ -22,6 +23,11 @@ function agentOf(p: Principal): string {
   return p.agent;
 }
 
+/** The ordinary answer, unless it refused the caller (stop) and the caller is a gang member the member path knows. */
+async function orMember<T extends { stop?: boolean }>(ordinary: T, member: () => Promise<T | null>): Promise<T> {
+  return ordinary.stop ? (await member()) ?? ordinary : ordinary;
+}
+
 export function agentService(ctx: SchedulerContext): AgentLinkHandlers {
   const g: Gate = { log: ctx.log, authenticate: (md) => authenticateAgent(ctx.db, md) };
   const joining: Gate = { log: ctx.log, authenticate: (md) => authenticateRegister(ctx.db, md) };
@@ -29,10 +35,13 @@ export function agentService(ctx: SchedulerContext): AgentLinkHandlers {
     // The peer address is kept so that a second agent given the same name can be told where the first is.
     Register: unary(joining, 'Register', (req, caller, call) => registerAgent(ctx, req, caller, call.getPeer())),
     Heartbeat: unary(g, 'Heartbeat', (req, caller) => agentHeartbeat(ctx, req, agentOf(caller))),
-    ReportStatus: unary(g, 'ReportStatus', (req, caller) => reportStatus(ctx, req, agentOf(caller))),
-    AppendLogs: unary(g, 'AppendLogs', (req, caller) => appendLogs(ctx, req, agentOf(caller))),
-    AppendMetrics: unary(g, 'AppendMetrics', (req, caller) => appendMetrics(ctx, req, agentOf(caller))),
-    FinishAttempt: unary(g, 'FinishAttempt', (req, caller) => finishAttempt(ctx, req, agentOf(caller))),
+    // A gang's members of node rank >= 1 (scheduler/runs/gang-member.ts) hold a lease of run_members, not
+    // the run's: the ordinary path refuses them (its statements are guarded by the run's lease) and says stop,
+    // and only then is the member path asked. Every other run's report costs no member lookup.
+    ReportStatus: unary(g, 'ReportStatus', async (req, caller) => orMember(await reportStatus(ctx, req, agentOf(caller)), () => memberReport(ctx, req, agentOf(caller)))),
+    AppendLogs: unary(g, 'AppendLogs', async (req, caller) => orMember(await appendLogs(ctx, req, agentOf(caller)), () => memberAppendLogs(ctx, req, agentOf(caller)))),
+    AppendMetrics: unary(g, 'AppendMetrics', async (req, caller) => orMember(await appendMetrics(ctx, req, agentOf(caller)), () => memberAppendMetrics(ctx, req, agentOf(caller)))),
+    FinishAttempt: unary(g, 'FinishAttempt', async (req, caller) => (await finishGang(ctx, req, agentOf(caller))) ?? finishAttempt(ctx, req, agentOf(caller))),
     ClaimAttempt: unary(g, 'ClaimAttempt', (req, caller) => claimAttempt(ctx, req, agentOf(caller))),
     RenewStorage: unary(g, 'RenewStorage', (req, caller) => renewStorage(ctx, req, agentOf(caller))),
   };

@@ -19,6 +19,7 @@
 //   queued, agent online and responsive in the registration this model read, GPU leases unique) and runs
 //   on the session that holds the placer's lock. A refusal drops the provisional holding and has the
 //   agent read again.
+import { memberKey } from './gang.js';
 import type { Db } from '../db/database.js';
 import type { Request } from './fleet.js';
 import { FleetIndex } from './fleet-index.js';
@@ -77,6 +78,12 @@ export class FleetCache {
     for (const f of freed) {
       const h = this.#holdings.get(f.run);
       if (h && h.lease === f.lease) this.release(h);
+      // A gang's other members (placement/gang.ts) were freed by the same statement.
+      for (let rank = 1; ; rank++) {
+        const m = this.#holdings.get(memberKey(f.run, rank));
+        if (!m) break;
+        if (m.lease === f.lease) this.release(m);
+      }
     }
     return whole;
   }

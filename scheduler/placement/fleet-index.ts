@@ -141,30 +141,41 @@ export class FleetIndex {
    * pass now (exclusive projects: placer.ts); the request then carries its project, so what is full for
    * one project is not taken as full for another.
    */
-  choose(r: Request, admit?: (a: AgentCapacity) => boolean): Choice {
+  choose(r: Request, admit?: (a: AgentCapacity) => boolean, except?: ReadonlySet<string>): Choice {
     if (this.#entries.size === 0) return { ok: false, never: false, reason: 'no agent has registered yet' };
     const k = this.#keysOf(r);
     if (!this.#couldEver(k.shape, r)) return { ok: false, never: true, reason: `no registered agent could ever satisfy this request (${describeRequest(r)})` };
+    // A gang's later members (placement/gang.ts) skip the agents its earlier ones took: a shape full for
+    // them is not full for an ordinary run, so it is not recorded as full.
+    if (except?.size) return this.#scan(r, k, admit, except) ?? { ok: false, never: false, reason: `waiting for a free agent with ${describeRequest(r)}` };
     if (!this.#full.has(k.shape)) {
-      const cls = this.#classOf(k.cls, r);
-      for (let f = r.gpus; f < cls.levels.length; f++) {
-        const level = cls.levels[f];
-        if (!level) continue;
-        const keys = level.keys;
-        for (let i = lowerBound(keys, r.cpus); i < keys.length; i++) {
-          for (const m of level.at(keys[i]!)) {
-            const a = m.entry.a;
-            if (this.#reserved.has(a.name) || a.memoryMb - a.usedMemoryMb < r.memoryMb) continue;
-            if (!acceptsProject(a, r) || (admit && !admit(a))) continue;
-            const gpus = pickGpus(a, r, m.matching);
-            if (gpus) return { ok: true, agent: a.name, gpuIndices: gpus };
-          }
-        }
-      }
+      const c = this.#scan(r, k, admit);
+      if (c) return c;
       this.#full.add(k.shape);
     }
     k.waiting ??= `waiting for a free agent with ${describeRequest(r)}`;
     return { ok: false, never: false, reason: k.waiting };
+  }
+
+  /** The first agent of the request's class that fits it now (none in `except`), or null. */
+  #scan(r: Request, k: Keys, admit: ((a: AgentCapacity) => boolean) | undefined, except?: ReadonlySet<string>): Choice | null {
+    if (this.#full.has(k.shape)) return null;
+    const cls = this.#classOf(k.cls, r);
+    for (let f = r.gpus; f < cls.levels.length; f++) {
+      const level = cls.levels[f];
+      if (!level) continue;
+      const keys = level.keys;
+      for (let i = lowerBound(keys, r.cpus); i < keys.length; i++) {
+        for (const m of level.at(keys[i]!)) {
+          const a = m.entry.a;
+          if (except?.has(a.name) || this.#reserved.has(a.name) || a.memoryMb - a.usedMemoryMb < r.memoryMb) continue;
+          if (!acceptsProject(a, r) || (admit && !admit(a))) continue;
+          const gpus = pickGpus(a, r, m.matching);
+          if (gpus) return { ok: true, agent: a.name, gpuIndices: gpus };
+        }
+      }
+    }
+    return null;
   }
 
   /** Marks a choice as taken, so the next request sees it. */

@@ -37,6 +37,11 @@ export interface Request {
    * exclusive projects): requests of different projects are then told apart. Absent: no such rule applies.
    */
   project?: string;
+  /**
+   * A gang run (scheduler/placement/gang.ts): this many distinct agents, each giving all of the above to
+   * one member. Absent or 1: an ordinary run. The index chooses one member at a time and ignores it.
+   */
+  members?: number;
 }
 
 export type Choice =
@@ -77,7 +82,8 @@ export function describeRequest(r: Request): string {
   const sel = Object.entries(r.selector).map(([k, v]) => `${k}=${v}`);
   if (sel.length) parts.push(`labels ${sel.join(',')}`);
   if (r.project !== undefined) parts.push(`accepting project ${r.project}'s runs`);
-  return parts.length ? parts.join(', ') : 'no special resources';
+  const what = parts.length ? parts.join(', ') : 'no special resources';
+  return (r.members ?? 1) > 1 ? `${r.members} agents, each with ${what}` : what;
 }
 
 /** Marks a choice as taken, so the next request in the same pass sees it. */

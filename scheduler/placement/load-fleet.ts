@@ -4,6 +4,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { AgentCapacity } from './fleet.js';
+import { memberKey } from './gang.js';
 
 /** What one placed run holds, and the attempt (lease) that holds it. */
 export interface Holding {
@@ -40,7 +41,11 @@ export async function loadFleet(db: Db, only?: readonly string[]): Promise<Fleet
     gpusQ = gpusQ.where(sql<boolean>`agent = any(${names}::text[])`);
     runsQ = runsQ.where(sql<boolean>`agent = any(${names}::text[])`);
   }
-  const [agents, gpus, runs] = await Promise.all([agentsQ.execute(), gpusQ.execute(), runsQ.execute()]);
+  // A gang's members of node rank >= 1 (placement/gang.ts) hold the run's resources on their own agents.
+  let membersQ = db.selectFrom('run_members as m').innerJoin('runs as r', (j) => j.onRef('r.id', '=', 'm.run_id').onRef('r.lease', '=', 'm.lease'))
+    .select(['m.run_id as id', 'm.node_rank', 'm.lease', 'm.agent', 'r.project', 'r.cpus', 'r.memory_mb', 'r.gpus', 'm.gpu_indices']).where('r.agent', 'is not', null);
+  if (only) membersQ = membersQ.where(sql<boolean>`m.agent = any(${[...only]}::text[])`);
+  const [agents, gpus, runs, members] = await Promise.all([agentsQ.execute(), gpusQ.execute(), runsQ.execute(), membersQ.execute()]);
   const fleet = new Map<string, AgentCapacity>();
   for (const a of agents) {
     fleet.set(a.name, {
@@ -52,7 +57,7 @@ export async function loadFleet(db: Db, only?: readonly string[]): Promise<Fleet
   }
   for (const g of gpus) fleet.get(g.agent)?.gpus.push({ index: g.index, uuid: g.uuid, name: g.name, memoryMb: g.memory_mb });
   const holdings: Holding[] = [];
-  for (const r of runs) {
+  for (const r of [...runs, ...members.map((m) => ({ ...m, id: memberKey(m.id, m.node_rank) }))]) {
     const h: Holding = {
       run: r.id, lease: Number(r.lease), agent: r.agent!, project: r.project, cpus: r.cpus, memoryMb: r.memory_mb, gpus: r.gpus, gpuIndices: r.gpu_indices,
     };

@@ -20,8 +20,10 @@ import type { Subjects } from '../../shared/subjects.js';
 import { doorbellFor } from '../runs/dispatch.js';
 import { loseSilent, markUnresponsive } from '../agents/status.js';
 import { requeueStranded } from '../agents/reconcile.js';
+import { requeueStrandedMembers } from '../runs/gang-member.js';
 import { schedulerMetrics } from '../metrics.js';
 import { PREEMPTING, PreemptionPass, type HoldsSeen } from './preemption-pass.js';
+import { chooseGang, memberKey } from './gang.js';
 
 /** Queued runs read per pass: the head of the queue, in its order. */
 const BATCH = 5000;
@@ -218,6 +220,15 @@ export class Placer {
       const admit = anyExclusive ? (a: { name: string }) => cache.admits(a.name, run.project, exclusive) : undefined;
       const limited = req === null ? outsideBinding(run.project, JSON.parse(run.selector) as Record<string, string>, cap!.agents!)
         : overLimit(run.project, cache.running(run.project), cap, run.gpus);
+      if (run.agents > 1 && req !== null && !limited) {
+        // A gang: all its members now or none (placement/gang.ts); it never preempts, nor holds an agent.
+        const gang = await this.#placeGang(transitions, cache, run, { ...req, members: run.agents }, admit);
+        if (gang === true) { outcome.placed++; continue; }
+        if (gang.never) { never.push({ id: run.id, reason: gang.reason }); continue; }
+        if (run.status === RunStatus.Scheduled) waits.push({ id: run.id, detail: gang.reason });
+        else if (run.status_detail !== gang.reason) details.push({ id: run.id, detail: gang.reason });
+        continue;
+      }
       const hold = preemption.holds.get(run.id);
       let c = limited || req === null ? { ok: false as const, never: false, reason: limited! }
         : hold ? index.chooseOn(hold.agent, req) : index.choose(req, admit);
@@ -310,6 +321,42 @@ export class Placer {
     }
   }
 
+  /**
+   * A gang run: its members chosen on distinct agents in the model (each held as soon as chosen), then
+   * placed by one statement; a member that does not fit, or a statement that refuses, gives every holding
+   * back at once. True when placed; otherwise why it waits (or never fits).
+   */
+  async #placeGang(transitions: RunTransitions, cache: FleetCache, run: QueuedRun, req: Request,
+    admit: ((a: { name: string }) => boolean) | undefined): Promise<true | { never: boolean; reason: string }> {
+    const holdings: Holding[] = [];
+    const giveBack = () => { for (const h of holdings.splice(0)) cache.release(h); };
+    const c = chooseGang(cache.index, req, admit,
+      (rank, m) => holdings.push(cache.hold(memberKey(run.id, rank), run.project, m.agent, req, m.gpuIndices)), giveBack);
+    if (!c.ok) return c;
+    const index = cache.index;
+    let placed: Placed | null = null;
+    try {
+      placed = await transitions.assignGang(run.id, c.members.map((m) => ({ agent: m.agent, gpuIndices: m.gpuIndices, session: index.get(m.agent)?.session ?? 0 })));
+    } catch (err) {
+      this.deps.log.error({ run: run.id, err: String(err) }, 'gang placement failed; the run stays queued');
+    }
+    if (!placed) {
+      giveBack();
+      for (const m of c.members) cache.agentChanged(m.agent);
+      return { never: false, reason: `waiting for ${req.members} agents at once (a member's agent changed)` };
+    }
+    for (const h of holdings) h.lease = Number(placed.lease);
+    schedulerMetrics.placements.inc(1);
+    this.deps.onPlaced?.(placed);
+    const bell = JSON.stringify(doorbellFor(placed));
+    for (const m of c.members) {
+      try { this.deps.nats.publish(this.deps.subjects.dispatch(m.agent), bell); } catch (err) {
+        this.deps.log.warn({ run: run.id, agent: m.agent, err: String(err) }, 'gang doorbell not sent; the ack deadline or the member heartbeats will requeue it');
+      }
+    }
+    return true;
+  }
+
   /** Failure detection: lost agents and unacknowledged dispatches go back to the queue. */
   async #sweep(): Promise<void> {
     const { db, agentLostAfterMs } = this.deps;
@@ -318,7 +365,8 @@ export class Placer {
     if (Date.now() - this.#leaderSince >= 2 * agentLostAfterMs) {
       const lost = await loseSilent(this.#agentDeps(), agentLostAfterMs); // logs each agent it calls lost
       const stranded = await requeueStranded({ db, runs: this.deps.runs });
-      if (stranded.found > 0 || lost.length > 0) this.kick();
+      const gangs = await requeueStrandedMembers(db, this.deps.runs, this.deps.dispatchAckTimeoutMs);
+      if (stranded.found > 0 || lost.length > 0 || gangs > 0) this.kick();
     }
     await this.#sweepUnacked();
     await this.#sweepPackaging();

@@ -18,6 +18,8 @@ export interface QueuedRun {
   gpus: number; gpu_model: string; gpu_memory_mb: number; cpus: number; memory_mb: number;
   /** The selector as jsonb's text, which is the same for the same labels (jsonb orders its keys). */
   selector: string;
+  /** Members of a gang run (1: an ordinary run; placement/gang.ts). */
+  agents: number;
 }
 
 /** The predicate of the runs_queue_heads index (migrations/013): a killed run never waits in the queue. */
@@ -49,7 +51,7 @@ export async function queueHead(db: Db, limit: number, running: ReadonlyMap<stri
     )
     -- One primary-key probe per run kept, never a scan of the queue whatever the statistics say (the same
     -- fence as the transitions' probe(), scheduler/runs/transitions.ts).
-    SELECT r.id, r.project, r.status, r.status_detail, r.priority, r.gpus, r.gpu_model, r.gpu_memory_mb, r.cpus, r.memory_mb, r.selector::text AS selector
+    SELECT r.id, r.project, r.status, r.status_detail, r.priority, r.gpus, r.gpu_model, r.gpu_memory_mb, r.cpus, r.memory_mb, r.selector::text AS selector, r.agents
     FROM head CROSS JOIN LATERAL (SELECT *, ${QUEUED} AS queued FROM runs WHERE runs.id = head.id OFFSET 0) r
     WHERE r.queued
     ORDER BY head.priority DESC, head.rank, head.created_at, head.id`.execute(db);

@@ -9,6 +9,7 @@ import type { ClaimAttemptRequest__Output, Dispatch, RenewStorageRequest__Output
 import { ErrorCodes, TrainyardError, errorCodeRetryability, errorMessage, invalid, notFound } from '../../shared/errors.js';
 import { RunStatus, placedStatuses } from '../../shared/run-states.js';
 import { dispatchFor } from './dispatch.js';
+import { claimMember, currentMember, gangPlace } from './gang-member.js';
 import { isRunId } from '../../shared/ids.js';
 import { resumedFromOf } from '../../shared/checkpoints.js';
 import { checkpointForAttempt } from './checkpoints.js';
@@ -36,7 +37,12 @@ export async function claimAttempt(ctx: SchedulerContext, req: ClaimAttemptReque
       ? eb.and([eb('attempt', '=', req.attempt), eb.or([eb('status', '=', RunStatus.Scheduled), eb.and([eb('status', 'in', startedStatuses), eb('acked_at', 'is not', null)])])])
       : eb('status', '=', RunStatus.Scheduled))
     .executeTakeFirst();
-  if (!row) throw notFound(`run ${req.run_id}${req.attempt ? ` attempt ${req.attempt}` : ''} is not waiting to start on agent ${agent}`);
+  if (!row) {
+    // A gang's member of node rank >= 1 (gang-member.ts) claims the same attempt without moving the run.
+    const member = await claimMember(ctx, req, agent);
+    if (member) return member;
+    throw notFound(`run ${req.run_id}${req.attempt ? ` attempt ${req.attempt}` : ''} is not waiting to start on agent ${agent}`);
+  }
   // The checkpoint this attempt starts from (a later attempt, or --resume-from), found before its
   // credentials are issued: they may read that checkpoint's folder and no other. Recorded on the run
   // (run get, the lineage) by a write guarded by the attempt's lease; a storage error leaves the dispatch
@@ -64,8 +70,9 @@ export async function claimAttempt(ctx: SchedulerContext, req: ClaimAttemptReque
     }),
     row.secret_names.length === 0 ? Promise.resolve([]) : ctx.db.selectFrom('run_secrets').select(['name', 'value']).where('run_id', '=', row.id).execute(),
   ]);
+  const gang = await gangPlace(ctx.db, row, 0);
   const answer = (running: boolean): Dispatch => ({
-    ...dispatchFor(row, ctx.settings.bucket), storage, secrets: Object.fromEntries(secrets.map((s) => [s.name, s.value])), running,
+    ...dispatchFor(row, ctx.settings.bucket), gang, storage, secrets: Object.fromEntries(secrets.map((s) => [s.name, s.value])), running,
     resume_pointer_json: resume ? JSON.stringify(resume) : '',
   });
   // Claimed again: the same answer as the first time, and no transition (the first one made it).
@@ -89,6 +96,13 @@ export async function renewStorage(ctx: SchedulerContext, req: RenewStorageReque
   const row = await ctx.db.selectFrom('runs').select(['id', 'attempt', 'package_object_key', 'dataset', 'dataset_sub', 'eval_dataset', 'eval_dataset_sub', 'resumed_from'])
     .where('id', '=', req.run_id).where('lease', '=', Number(req.lease)).where('agent', '=', agent)
     .where('status', 'in', placedStatuses).where('kill_requested', '=', false).executeTakeFirst();
-  if (!row) throw new TrainyardError(ErrorCodes.StaleLease, `run ${req.run_id}: this attempt is no longer current on agent ${agent}; no new storage credentials`);
+  if (!row) {
+    // A gang's member of node rank >= 1 renews the same attempt's credentials.
+    const member = await currentMember(ctx.db, req.run_id, Number(req.lease), agent);
+    const run = member ? await ctx.db.selectFrom('runs').select(['id', 'attempt', 'package_object_key', 'dataset', 'dataset_sub', 'eval_dataset', 'eval_dataset_sub', 'resumed_from'])
+      .where('id', '=', req.run_id).where('lease', '=', Number(req.lease)).executeTakeFirst() : undefined;
+    if (run && !member!.kill) return ctx.credentials.issue(run);
+    throw new TrainyardError(ErrorCodes.StaleLease, `run ${req.run_id}: this attempt is no longer current on agent ${agent}; no new storage credentials`);
+  }
   return ctx.credentials.issue(row);
 }

@@ -3,6 +3,7 @@
 // submit-group.ts; a schedule's one): one query reads what every request's checks need, and one statement
 // inserts every accepted run with its first event and its secrets, and returns the rows, so nothing is
 // read back. A single statement commits all its runs or none.
+import { checkGang } from '../placement/gang.js';
 import { customAlphabet } from 'nanoid';
 import { sql, type Insertable, type Selectable } from 'kysely';
 import type { SchedulerContext } from '../context.js';
@@ -179,6 +180,7 @@ function parse(req: SubmitRunRequest__Output, project: string): Parsed {
     cpus: res?.cpus ?? 0,
     memoryMb: res?.memory_mb ?? 0,
     selector: res?.selector ?? {},
+    members: req.agents || 1,
   };
   if (request.gpuModel.includes('\0')) throw invalid('resources.gpu_model contains a NUL byte');
   for (const [k, v] of Object.entries(request.selector)) {
@@ -189,11 +191,12 @@ function parse(req: SubmitRunRequest__Output, project: string): Parsed {
   if (req.timeout_seconds < 0) throw invalid(`timeout_seconds must be 0 (none) or positive, got ${req.timeout_seconds}`);
   if (req.max_attempts < 0 || req.max_attempts > 20) throw invalid(`max_attempts must be 0 (default) to 20, got ${req.max_attempts}`);
   if (req.stall_timeout_seconds < 0) throw invalid(`stall_timeout_seconds must be 0 (off) or positive, got ${req.stall_timeout_seconds}`);
+  checkGang(req.agents, req.procs_per_agent, request.gpus);
   if (req.resume_from && !isRunId(req.resume_from)) throw invalid(`resume_from "${String(req.resume_from).slice(0, 80)}" is not a run id`);
   return { project, pkg, pipeline, ds, evalDs, env, secrets, request };
 }
 
-const shapeKey = (r: Request) => JSON.stringify([r.gpus, r.gpuModel, r.gpuMemoryMb, r.cpus, r.memoryMb, Object.entries(r.selector).sort()]);
+const shapeKey = (r: Request) => JSON.stringify([r.members ?? 1, r.gpus, r.gpuModel, r.gpuMemoryMb, r.cpus, r.memoryMb, Object.entries(r.selector).sort()]);
 
 /**
  * The caps, package owners and versions, dataset owners and, per resource shape, whether any live agent
@@ -217,13 +220,14 @@ async function lookUp(ctx: SchedulerContext, ps: Parsed[], shapes: Request[]): P
         FROM package_versions WHERE package = ANY(${pkgs}::text[]) AND deleting_at IS NULL) AS versions,
       (SELECT coalesce(jsonb_object_agg(name, project), '{}') FROM datasets WHERE name = ANY(${datasets}::text[]) AND deleting_at IS NULL) AS dataset_projects,
       EXISTS (SELECT 1 FROM agents WHERE status <> 'offline') AS known,
-      ARRAY(SELECT EXISTS (SELECT 1 FROM agents a
+      -- A gang (members > 1) needs that many distinct agents that could each hold one member.
+      ARRAY(SELECT (SELECT count(*) FROM (SELECT 1 FROM agents a
                            WHERE a.status <> 'offline' AND a.cpus >= q.cpus AND a.memory_mb >= q.memory_mb AND a.labels @> q.selector
                              AND (SELECT count(*) FROM agent_gpus g WHERE g.agent = a.name AND g.memory_mb >= q.gpu_memory_mb
-                                  AND strpos(lower(g.name), lower(q.gpu_model)) > 0) >= q.gpus)
+                                  AND strpos(lower(g.name), lower(q.gpu_model)) > 0) >= q.gpus LIMIT q.members) x) >= q.members
             FROM unnest(${col((r) => r.cpus)}::float8[], ${col((r) => r.memoryMb)}::float8[], ${col((r) => JSON.stringify(r.selector))}::jsonb[],
-                        ${col((r) => r.gpuMemoryMb)}::float8[], ${col((r) => r.gpuModel)}::text[], ${col((r) => r.gpus)}::int[])
-                 WITH ORDINALITY AS q(cpus, memory_mb, selector, gpu_memory_mb, gpu_model, gpus, i)
+                        ${col((r) => r.gpuMemoryMb)}::float8[], ${col((r) => r.gpuModel)}::text[], ${col((r) => r.gpus)}::int[], ${col((r) => r.members ?? 1)}::int[])
+                 WITH ORDINALITY AS q(cpus, memory_mb, selector, gpu_memory_mb, gpu_model, gpus, members, i)
             ORDER BY q.i) AS fits`.execute(ctx.db);
   return row!;
 }
@@ -265,7 +269,9 @@ async function accept(ctx: SchedulerContext, req: SubmitRunRequest__Output, call
 
   // A request that no known agent could ever satisfy is refused now, rather than waiting forever.
   if (l.known && !fits) {
-    throw new TrainyardError(ErrorCodes.Unsatisfiable, `no registered agent could ever satisfy this request (${describeRequest(request)})`);
+    throw new TrainyardError(ErrorCodes.Unsatisfiable, (request.members ?? 1) > 1
+      ? `no ${request.members} registered agents could ever satisfy this request (${describeRequest(request)})`
+      : `no registered agent could ever satisfy this request (${describeRequest(request)})`);
   }
 
   const values = {
@@ -298,6 +304,8 @@ async function accept(ctx: SchedulerContext, req: SubmitRunRequest__Output, call
     stall_timeout_seconds: req.stall_timeout_seconds,
     resume_from: req.resume_from || null,
     keep_checkpoints: req.keep_checkpoints,
+    agents: request.members ?? 1,
+    procs_per_agent: req.procs_per_agent || 1,
   };
   // Every attempt's storage credentials carry a session policy naming the run's folders, and MinIO refuses
   // one over 2,048 characters: checked now, for the longest attempt number a run could reach, so a run that

@@ -57,5 +57,7 @@ export function runToProto(r: Selectable<RunsTable>, o: { lineage?: boolean } = 
     stall_timeout_seconds: r.stall_timeout_seconds,
     resume_from: r.resume_from ?? '',
     keep_checkpoints: r.keep_checkpoints,
+    agents: r.agents,
+    procs_per_agent: r.procs_per_agent,
   };
 }

@@ -231,6 +231,58 @@ export class RunTransitions {
     return rows;
   }
 
+  /**
+   * Places a gang run (scheduler/placement/gang.ts) on all its members at once, or not at all: ONE
+   * statement. Member 0 becomes the run's agent and GPUs (as `assign` does), members 1.. run_members rows,
+   * every member's GPUs gpu_leases rows of the run, and MASTER_PORT the lowest port of member 0's agent's
+   * --rendezvous-ports no other placed run there uses (after the one its last attempt used). Guarded like `assign` for every member's agent; the
+   * run is changed only when all N passed (and a port was free), so a refused member leaves nothing held.
+   */
+  async assignGang(runId: string, members: readonly Omit<Placement, 'id'>[]): Promise<Placed | null> {
+    const n = members.length;
+    const { rows } = await sql<Placed & { detail: string }>`
+      WITH run AS (SELECT id, project FROM runs WHERE id = ${runId} AND agent IS NULL AND status IN ${QUEUED} AND NOT kill_requested AND agents = ${n}),
+      p AS (SELECT m.*, run.project FROM run, unnest(${sql.val(members.map((m) => m.agent))}::text[], ${sql.val(members.map((m) => m.gpuIndices.join(',')))}::text[],
+              ${sql.val(members.map((m) => m.session))}::bigint[]) WITH ORDINALITY AS m(agent, gpus, session, rank)),
+      q AS (SELECT p.* FROM p LEFT JOIN project_limits pl ON pl.project = p.project JOIN agents a ON a.name = p.agent
+            WHERE a.status = ${sql.lit(AgentStatus.Online)} AND a.unresponsive_since IS NULL AND a.session = p.session
+              AND (a.accept_projects IS NULL OR p.project = ANY(a.accept_projects))
+              AND (pl.agent_labels IS NULL OR a.labels @> pl.agent_labels)
+              AND ${EXCLUSIVE_OK} AND NOT EXISTS (SELECT 1 FROM runs h WHERE h.reserved_agent = p.agent AND h.id <> ${runId}
+                AND h.agent IS NULL AND h.status IN ${QUEUED} AND NOT h.kill_requested)),
+      -- The first free port after the one the run's last attempt used (wrapping): a requeued gang's ranks
+      -- never meet the last attempt's rank 0 while it is still being stopped, when the range has another.
+      port AS (SELECT g AS port FROM agents a0 CROSS JOIN generate_series(a0.rendezvous_lo, a0.rendezvous_hi) AS g
+               WHERE a0.name = ${members[0]!.agent}
+                 AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.agent = a0.name AND o.master_port = g)
+               ORDER BY g <= coalesce((SELECT master_port FROM runs WHERE id = ${runId}), 0), g LIMIT 1),
+      ok AS (SELECT (SELECT count(DISTINCT agent) FROM q) = ${n} AND (SELECT port FROM port) IS NOT NULL AS ok),
+      r AS (
+        UPDATE runs SET status = ${st(RunStatus.Scheduled)}, status_detail = '', agent = q.agent, last_agent = q.agent,
+          lease = nextval('lease_seq'), attempt = runs.attempt + 1, master_port = (SELECT port FROM port),
+          gpu_indices = coalesce(string_to_array(nullif(q.gpus, ''), ',')::int[], '{}'), dispatched_at = now(), acked_at = NULL, missed_beats = 0,
+          reserved_agent = NULL
+        FROM q, ok WHERE ok.ok AND q.rank = 1 AND runs.id = ${runId}
+        RETURNING runs.id, runs.status, runs.attempt, runs.agent, runs.lease, runs.gpu_indices, runs.created_at, runs.package_sha256,
+          runs.package_object_key, runs.dataset, runs.dataset_sub, runs.eval_dataset, runs.eval_dataset_sub),
+      m AS (
+        INSERT INTO run_members (run_id, node_rank, lease, agent, gpu_indices)
+        SELECT r.id, q.rank - 1, r.lease, q.agent, coalesce(string_to_array(nullif(q.gpus, ''), ',')::int[], '{}') FROM r, q WHERE q.rank > 1
+        ON CONFLICT (run_id, node_rank) DO UPDATE SET lease = excluded.lease, agent = excluded.agent, gpu_indices = excluded.gpu_indices,
+          acked_at = NULL, ended_at = NULL, outcome = NULL),
+      e AS (
+        INSERT INTO run_events (run_id, attempt, status, detail)
+        SELECT r.id, r.attempt, r.status, 'placed on ' || (SELECT string_agg(q.agent || CASE WHEN q.gpus <> '' THEN ' (GPUs ' || q.gpus || ')' ELSE '' END, ', ' ORDER BY q.rank) FROM q)
+        FROM r),
+      l AS (
+        INSERT INTO gpu_leases (agent, gpu_index, run_id, lease)
+        SELECT q.agent, g::int, r.id, r.lease FROM r, q, unnest(string_to_array(nullif(q.gpus, ''), ',')) AS g)
+      SELECT r.id, r.status, r.attempt, r.agent, r.lease, r.created_at, r.package_sha256,
+        r.package_object_key, r.dataset, r.dataset_sub, r.eval_dataset, r.eval_dataset_sub, 'placed on ' || ${members.map((m) => m.agent).join(', ')}::text AS detail FROM r`.execute(this.db);
+    this.announce(rows.map((r) => ({ id: r.id, status: r.status, attempt: r.attempt, agent: r.agent, lease: r.lease, detail: r.detail, freed: false })));
+    return rows[0] ?? null;
+  }
+
   /** The agent has the dispatch (first report about the attempt). Not a status change: no event. */
   async acknowledge(runId: string, lease: number, agent: string): Promise<boolean> {
     const r = await sql`UPDATE runs SET acked_at = coalesce(acked_at, now())
@@ -275,6 +327,8 @@ export class RunTransitions {
     return this.#one(await apply(this.db, sql`
       UPDATE runs SET released_at = now(), status_detail = 'uploading the outputs (GPUs and slot released)'
       WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status = ${st(RunStatus.Running)} AND released_at IS NULL
+        -- A gang's leases are every member's: its rank 0 leaving first must not free the others' GPUs.
+        AND agents = 1
       ${RETURNING}, 'train.py exited; its GPUs and slot released while its outputs upload' AS detail`, { releaseGpus: true, freed: true, canEnd: false }));
   }
 

@@ -179,6 +179,14 @@ _trainyard; printf '%s\\n' "\${COMPREPLY[@]}"; complete -p trainyard`;
   t.same(complete('trainyard', 'run', 'full', '--stall'), ['--stall-timeout'], 'run full --stall<TAB> → --stall-timeout');
   t.same(complete('trainyard', 'run', 'evaluate', '--checkpoint'), ['--checkpoint-interval'], 'run evaluate --checkpoint<TAB> → --checkpoint-interval');
   t.same(complete('trainyard', 'run', 'train', '--keep'), ['--keep-checkpoints'], 'run train --keep<TAB> → --keep-checkpoints');
+  // Issue 24: multi-agent (gang) runs, on train and full; the agent's rendezvous settings; logs of one rank.
+  t.same(complete('trainyard', 'run', 'train', '--agen'), ['--agents'], 'run train --agen<TAB> → --agents');
+  t.same(complete('trainyard', 'run', 'full', '--procs'), ['--procs-per-agent'], 'run full --procs<TAB> → --procs-per-agent');
+  t.same(complete('trainyard', 'run', 'train', '--gpus-'), ['--gpus-per-agent'], 'run train --gpus-<TAB> → --gpus-per-agent');
+  t.same(complete('trainyard', 'run', 'evaluate', '--agen'), [], 'an evaluation makes no gang');
+  t.same(complete('trainyard', 'agent', '--adv'), ['--advertise-addr'], 'agent --adv<TAB> → --advertise-addr');
+  t.same(complete('trainyard', 'agent', '--rendez'), ['--rendezvous-ports'], 'agent --rendez<TAB> → --rendezvous-ports');
+  t.same(complete('trainyard', 'run', 'logs', 'r1', '--ra'), ['--rank'], 'run logs --ra<TAB> → --rank');
   // Issue 23: run metrics and the scheduler's point cap.
   t.same(complete('trainyard', 'run', 'me'), ['metrics'], 'run me<TAB> → metrics');
   t.same(complete('trainyard', 'run', 'metrics', 'r1', '--c'), ['--csv'], 'run metrics --c<TAB> → --csv');

@@ -80,6 +80,22 @@ t.test('released at process exit: fenced, counted by no one, the GPU placed agai
   t.same((await loadFleet(db)).holdings.map((h) => h.run), [second], 'and the fleet read counts it');
 });
 
+t.test('a gang run gives nothing back at its rank 0\'s exit: its leases are every member\'s', async (t) => {
+  const { db } = await testDatabase(t);
+  const runs = new RunTransitions(db, () => {});
+  await db.insertInto('agents').values([{ name: 'box', status: 'online' as const, session: 1, cpus: 8, memory_mb: 1000, max_runs: 1 }]).execute();
+  await db.insertInto('agent_gpus').values([{ agent: 'box', index: 0, uuid: 'GPU-0', name: 'H100', memory_mb: 81559 }]).execute();
+  const id = await queue(db, 'run_gang');
+  const lease = await running(runs, id, 'box', 0);
+  // A two-agent gang (migrations/035) whose rank 0 is here; its other member's leases are the run's too.
+  await db.updateTable('runs').set({ agents: 2 }).where('id', '=', id).execute();
+  t.equal(await runs.releaseCapacity(id, lease, 'box'), null, 'the release is refused');
+  const r = await db.selectFrom('runs').select(['released_at']).where('id', '=', id).executeTakeFirstOrThrow();
+  t.equal(r.released_at, null, 'not marked released');
+  const leases = await db.selectFrom('gpu_leases').selectAll().where('run_id', '=', id).execute();
+  t.equal(leases.length, 1, 'its GPU lease stays');
+});
+
 t.test('a reported checkpoint: fenced, and the victim with the newer checkpoint is the one preempted', async (t) => {
   const { db } = await testDatabase(t);
   const runs = new RunTransitions(db, () => {});

@@ -1,0 +1,150 @@
+// Multi-agent (gang) runs (issue 24): agents on this machine on their own loopback addresses
+// (--advertise-addr 127.0.0.2, 127.0.0.3) run examples/packages/gang-allreduce, whose ranks meet at
+// MASTER_ADDR:MASTER_PORT with the standard library alone, all-reduce a number, and rank 0 saves the sum;
+// a member killed with SIGKILL mid-run requeues the whole gang, which then succeeds; two gangs racing
+// for too few agents never deadlock (one runs, the other holds nothing while it waits).
+import t from 'tap';
+import path from 'node:path';
+import { Stack, freePort, fakeGpus, tempDir, writeTree, root } from '../helpers/stack.js';
+import { Gate, until, waitForLog } from '../helpers/packages.js';
+
+const example = path.join(root, 'examples', 'packages', 'gang-allreduce');
+
+/** Agents a1.. on 127.0.0.2, 127.0.0.3, ...; each with one fake GPU of its own and its own rendezvous ports. */
+async function gangStack(t: Tap.Test, n: number) {
+  const agents = [];
+  for (let i = 0; i < n; i++) {
+    const port = await freePort();
+    agents.push({ name: `a${i + 1}`, cpus: 2, gpus: fakeGpus(2, `gang${i}`),
+      env: { TRAINYARD_ADVERTISE_ADDR: `127.0.0.${i + 2}`, TRAINYARD_RENDEZVOUS_PORTS: `${port}-${port + 1}` } });
+  }
+  const s = await Stack.create(t, { agents });
+  await s.cliJson(['package', 'push', example, '--name', 'gang']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  return s;
+}
+
+/** The pid of global rank `rank` of the run's current attempt, as the example prints it ("[rank R] pid N"). */
+async function pidOfRank(s: Stack, runId: string, rank: number): Promise<number | null> {
+  const rows = await s.query<{ text: string }>(`SELECT l.text FROM run_logs l JOIN runs r ON r.id = l.run_id AND r.attempt = l.attempt
+    WHERE l.run_id = $1 AND l.text LIKE $2`, [runId, `[rank ${rank}] pid %`]);
+  return rows.length ? Number(rows[0]!.text.split(' ').pop()) : null;
+}
+
+/** On failure, what the run said (its reason and log), for whoever reads the test's output. */
+async function explain(t: Tap.Test, s: Stack, runId: string): Promise<void> {
+  const [r] = await s.query('SELECT status, failure_reason FROM runs WHERE id = $1', [runId]);
+  if (r?.status === 'Successful') return;
+  const logs = await s.query<{ attempt: number; text: string }>('SELECT attempt, text FROM run_logs WHERE run_id = $1 ORDER BY attempt, seq', [runId]);
+  const events = await s.query<{ detail: string }>('SELECT detail FROM run_events WHERE run_id = $1 ORDER BY id', [runId]);
+  t.comment(`${runId} ${r?.status}: ${r?.failure_reason}\n${events.map((e) => e.detail).join('\n')}\n${logs.map((l) => `${l.attempt}: ${l.text}`).join('\n')}`);
+}
+
+t.test('2 agents x 2 processes: every rank gets torchrun\'s env, they all-reduce at MASTER_ADDR:MASTER_PORT, rank 0 saves the sum', async (t) => {
+  const s = await gangStack(t, 2);
+  const run = await s.cliJson(['run', 'train', '--package', 'gang', '--dataset', 'd', '--agents', '2', '--procs-per-agent', '2', '--gpu']);
+  t.equal(run.agents, 2, 'the run has 2 members');
+  t.equal(run.procs_per_agent, 2, 'of 2 processes each');
+  t.equal(run.resources.gpus, 2, '--gpu with 2 processes: one GPU per process, 2 per member');
+  const done = await s.waitForStatus(run.id, ['Successful', 'Failed', 'Killed']);
+  await explain(t, s, run.id);
+  t.equal(done.status, 'Successful', `the gang succeeded (${done.failure_reason ?? ''})`);
+  const [row] = await s.query('SELECT last_agent AS agent, master_port, attempt FROM runs WHERE id = $1', [run.id]);
+  const prefix = `runs/${run.id}/attempt-${row!.attempt}/`;
+  const ranks = [];
+  for (const key of [`${prefix}artifacts/rank-0.json`, `${prefix}artifacts/rank-1.json`, `${prefix}node-1/artifacts/rank-2.json`, `${prefix}node-1/artifacts/rank-3.json`]) {
+    ranks.push(JSON.parse(await s.objectText(key)) as { rank: number; sum: number; env: Record<string, string> });
+  }
+  const uuids = new Set<string>();
+  for (const [i, r] of ranks.entries()) {
+    t.equal(r.rank, i, `rank ${i} wrote its own file`);
+    t.equal(r.sum, 10, `rank ${i} got the all-reduced sum 1+2+3+4`);
+    t.equal(r.env.WORLD_SIZE, '4');
+    t.equal(r.env.NNODES, '2');
+    t.equal(r.env.LOCAL_WORLD_SIZE, '2');
+    t.equal(r.env.LOCAL_RANK, String(i % 2));
+    t.equal(r.env.NODE_RANK, String(Math.floor(i / 2)));
+    t.equal(r.env.GROUP_RANK, String(Math.floor(i / 2)));
+    t.equal(r.env.MASTER_ADDR, row!.agent === 'a1' ? '127.0.0.2' : '127.0.0.3', 'MASTER_ADDR is rank 0\'s agent\'s --advertise-addr');
+    t.equal(r.env.MASTER_PORT, String(row!.master_port), 'MASTER_PORT is the port rank 0\'s agent gave the attempt');
+    t.equal(r.env.TORCHELASTIC_RUN_ID, `${run.id}-${row!.attempt}`);
+    t.match(r.env.CUDA_VISIBLE_DEVICES, /^GPU-gang\d-\d$/, 'each process sees one GPU, by UUID');
+    uuids.add(r.env.CUDA_VISIBLE_DEVICES);
+  }
+  t.equal(uuids.size, 4, 'no two ranks share a GPU');
+  const logs = await s.query<{ text: string }>('SELECT text FROM run_logs WHERE run_id = $1', [run.id]);
+  for (let r = 0; r < 4; r++) t.ok(logs.some((l) => l.text === `[rank ${r}] all-reduce sum 10.0`), `rank ${r}'s lines are in the run's log, with its rank`);
+  const versions = await s.query('SELECT major, minor FROM package_versions WHERE package = $1 AND run_id = $2', ['gang', run.id]);
+  t.equal(versions.length, 1, 'one version: only global rank 0 saved');
+  const only = await s.cli(['run', 'logs', run.id, '--rank', '3']);
+  t.equal(only.code, 0, only.stderr);
+  t.match(only.stdout, /\[rank 3\] all-reduce sum 10\.0/, 'run logs --rank 3 shows rank 3\'s lines');
+  t.notMatch(only.stdout, /\[rank [012]\]/, 'and no other rank\'s');
+  t.equal((await s.query('SELECT 1 FROM gpu_leases WHERE run_id = $1', [run.id])).length, 0, 'every member\'s GPUs were given back');
+});
+
+t.test('a member killed with SIGKILL mid-run stops the gang; it is requeued whole (one attempt counted) and succeeds', async (t) => {
+  const s = await gangStack(t, 2);
+  const hold = new Gate();
+  const run = await s.cliJson(['run', 'train', '--package', 'gang', '--dataset', 'd', '--agents', '2', '--env', 'HOLD_SECONDS=600', '--env', `HOLD_FILE=${hold.file}`]);
+  await waitForLog(s, run.id, '[rank 1] all-reduce sum 3.0');
+  const pid = await until('rank 1\'s process', async () => pidOfRank(s, run.id, 1));
+  const first0 = await until('rank 0\'s process', async () => pidOfRank(s, run.id, 0));
+  process.kill(pid, 'SIGKILL');
+  const again = await until('the second attempt', async () => (await s.query('SELECT attempt, lost_attempts, status FROM runs WHERE id = $1 AND attempt >= 2', [run.id]))[0]);
+  t.equal(again.lost_attempts, 1, 'the first attempt counts once');
+  // The first attempt's other member was told to stop: its rank 0 process goes away without the hold ending.
+  await until('rank 0 of attempt 1 to be stopped', async () => { try { process.kill(first0, 0); return false; } catch { return true; } }, 60_000);
+  hold.open();
+  const done = await s.waitForStatus(run.id, ['Successful', 'Failed', 'Killed']);
+  await explain(t, s, run.id);
+  t.equal(done.status, 'Successful', `the requeued gang succeeded (${done.failure_reason ?? ''})`);
+  const events = await s.query<{ detail: string }>('SELECT detail FROM run_events WHERE run_id = $1 ORDER BY id', [run.id]);
+  t.ok(events.some((e) => /gang member/.test(e.detail)), `the requeue names the member (${events.map((e) => e.detail).join(' | ')})`);
+});
+
+t.test('two 2-agent gangs on 3 agents never deadlock: one runs, the other waits holding nothing (repeated)', async (t) => {
+  const s = await gangStack(t, 3);
+  let samples = 0;
+  for (let round = 0; round < 3; round++) {
+    const hold = new Gate();
+    const submit = () => s.cliJson(['run', 'train', '--package', 'gang', '--dataset', 'd', '--agents', '2', '--gpus-per-agent', '2', '--cpus', '2',
+      '--env', 'HOLD_SECONDS=600', '--env', `HOLD_FILE=${hold.file}`]);
+    const ids = (await Promise.all([submit(), submit()])).map((r) => r.id as string);
+    // Sampled until one gang runs: at every instant each gang holds all its members' GPUs or none.
+    let running: string | null = null;
+    while (!running) {
+      const rows = await s.query<{ id: string; agent: string | null; status: string; leases: number; members: number }>(`
+        SELECT r.id, r.agent, r.status,
+          (SELECT count(*)::int FROM gpu_leases l WHERE l.run_id = r.id) AS leases,
+          (SELECT count(*)::int FROM run_members m WHERE m.run_id = r.id AND m.lease = r.lease AND r.agent IS NOT NULL) AS members
+        FROM runs r WHERE r.id = ANY($1::text[])`, [ids]);
+      samples++;
+      for (const r of rows) {
+        if (r.agent === null) t.same([r.leases, r.members], [0, 0], `round ${round}: unplaced gang ${r.id} holds no GPU and no member`, { diagnostic: false });
+        else t.same([r.leases, r.members], [4, 1], `round ${round}: placed gang ${r.id} holds both members' GPUs`, { diagnostic: false });
+      }
+      running = rows.find((r) => r.status === 'Running')?.id ?? null;
+      if (!running) await new Promise((r) => setTimeout(r, 50));
+    }
+    const other = ids.find((id) => id !== running)!;
+    const waiting = await s.waitForStatus(other, ['Waiting for resources'], 60_000);
+    t.match(waiting.status_detail, /2 agents/, `round ${round}: the other gang waits, saying why (${waiting.status_detail})`);
+    t.same(await s.query('SELECT 1 FROM gpu_leases WHERE run_id = $1', [other]), [], `round ${round}: and holds no GPU`);
+    hold.open();
+    for (const id of ids) await s.waitForStatus(id, ['Successful', 'Failed', 'Killed']).then(() => explain(t, s, id));
+    for (const id of ids) t.equal((await s.waitForStatus(id, ['Successful', 'Failed', 'Killed'])).status, 'Successful', `round ${round}: ${id} succeeded`);
+  }
+  t.ok(samples > 0, `${samples} samples of the database`);
+});
+
+t.test('a gang is refused at submit when fewer agents than it asks for could ever take it', async (t) => {
+  const s = await gangStack(t, 2);
+  const r = await s.cli(['run', 'train', '--package', 'gang', '--dataset', 'd', '--agents', '3']);
+  t.not(r.code, 0);
+  t.match(r.stderr, /no 3 registered agents could ever satisfy this request \(3 agents, each with/, 'naming the reason');
+  const bad = await s.cli(['run', 'train', '--package', 'gang', '--dataset', 'd', '--agents', '2', '--procs-per-agent', '2', '--gpus-per-agent', '3']);
+  t.not(bad.code, 0);
+  t.match(bad.stderr, /--gpus-per-agent 3 is not a multiple of --procs-per-agent 2/);
+  t.equal((await s.query('SELECT 1 FROM runs')).length, 0, 'nothing was made');
+});
