@@ -8,6 +8,7 @@ of the GPUs (one UUID each with one GPU per process). Every line a rank prints s
 Only global rank 0 calls save() (and evaluate(), for a full pipeline), so a gang makes one version.
 Standard library only.
 """
+import atexit
 import os
 import subprocess
 import sys
@@ -26,24 +27,34 @@ def rank():
 
 
 class _Prefixed:
-    """A text stream whose every line starts with "[rank R] " (the rank on each log line)."""
+    """A text stream whose every line starts with "[rank R] " (the rank on each log line). The member's
+    local ranks share one output: each line is written whole, in one write (print() writes a line's text
+    and its newline apart), so two ranks' lines never interleave; a line without its newline yet waits
+    for it, or for the process's exit."""
 
     def __init__(self, stream, prefix):
         self._stream = stream
         self._prefix = prefix
-        self._at_start = True
+        self._pending = ""
 
     def write(self, text):
         if not text:
             return 0
-        out = []
-        for part in text.splitlines(keepends=True):
-            if self._at_start:
-                out.append(self._prefix)
-            out.append(part)
-            self._at_start = part.endswith("\n")
-        self._stream.write("".join(out))
+        self._pending += text
+        if "\n" in self._pending:
+            done, _, self._pending = self._pending.rpartition("\n")
+            self._stream.write("".join(self._prefix + line + "\n" for line in done.split("\n")))
         return len(text)
+
+    def flush(self):
+        self._stream.flush()
+
+    def finish(self):
+        """The process leaves: a last line without its newline still goes out."""
+        if self._pending:
+            rest, self._pending = self._pending, ""
+            self._stream.write(self._prefix + rest + "\n")
+            self._stream.flush()
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
@@ -70,6 +81,8 @@ def set_up(argv_of_child):
     prefix = "[rank %s] " % os.environ["RANK"]
     sys.stdout = _Prefixed(sys.stdout, prefix)
     sys.stderr = _Prefixed(sys.stderr, prefix)
+    atexit.register(sys.stderr.finish)
+    atexit.register(sys.stdout.finish)
     return children
 
 

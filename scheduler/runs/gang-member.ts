@@ -28,6 +28,22 @@ export async function currentMember(db: Db, runId: string, lease: number, agent:
   return row ? { node_rank: row.node_rank, gpu_indices: row.gpu_indices, kill: row.kill_requested || row.preempted_by !== null } : null;
 }
 
+/**
+ * As currentMember, for log lines: also once the run has ended in that same attempt (its lease unchanged).
+ * Member 0's end report ends the run, and the other members' last lines (printed as the ranks leave
+ * together) are often still on their way then; a requeue changes the lease, so a stale attempt's lines
+ * are still refused. The member is told to stop unless the run ended Successful.
+ */
+async function logMember(db: Db, runId: string, lease: number, agent: string): Promise<{ node_rank: number; kill: boolean } | null> {
+  const row = await db.selectFrom('run_members as m').innerJoin('runs as r', 'r.id', 'm.run_id')
+    .select(['m.node_rank', 'r.kill_requested', 'r.preempted_by', 'r.status'])
+    .where('m.run_id', '=', runId).where('m.lease', '=', lease).where('m.agent', '=', agent)
+    .where('r.lease', '=', lease).executeTakeFirst();
+  if (!row) return null;
+  const live = (placedStatuses as readonly string[]).includes(row.status);
+  return { node_rank: row.node_rank, kill: row.kill_requested || row.preempted_by !== null || (!live && row.status !== RunStatus.Successful) };
+}
+
 /** A gang's place for member `nodeRank` (the Dispatch's gang field): torchrun's rendezvous, from the run's row. */
 export async function gangPlace(db: Db, r: Selectable<RunsTable>, nodeRank: number): Promise<GangPlace | undefined> {
   if (r.agents <= 1 || !r.agent) return undefined;
@@ -81,7 +97,7 @@ export async function memberReport(ctx: SchedulerContext, req: ReportStatusReque
  * that holds no current member is told to stop, as the ordinary path tells a stale attempt.
  */
 export async function memberAppendLogs(ctx: SchedulerContext, req: AppendLogsRequest__Output, agent: string): Promise<AppendLogsResponse | null> {
-  const m = await currentMember(ctx.db, req.run_id, Number(req.lease), agent);
+  const m = await logMember(ctx.db, req.run_id, Number(req.lease), agent);
   if (!m) return null;
   const cap = ctx.settings.maxLogLinesPerAttempt;
   const lines = (req.lines ?? []).filter((l) => l.seq > 0 && l.seq <= cap);
@@ -129,6 +145,9 @@ export async function finishGang(ctx: SchedulerContext, req: FinishAttemptReques
     const c = await ctx.runs.requeue(req.run_id, lease, `gang member 0 on ${agent} ${req.outcome}: ${req.reason || 'failed'}`, true, agent);
     return { status: c?.status ?? RunStatus.Waiting, output_version: '' };
   }
+  // Its last lines come with its end report: stored first (as AppendLogs from it would be), also when
+  // member 0's end report ended the run a moment before.
+  if ((req.lines ?? []).length) await memberAppendLogs(ctx, { run_id: req.run_id, lease: req.lease, lines: req.lines }, agent);
   const m = await currentMember(ctx.db, req.run_id, lease, agent);
   if (!m) return { status: '', output_version: '' };
   if (req.outcome === 'succeeded') {
