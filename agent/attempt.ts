@@ -512,19 +512,20 @@ export class Attempt {
     const place = await this.deps.pendingUploads?.take(this.#abort.signal);
     if (!place) return;
     this.#pendingPlace = place;
-    try {
-      // Bounded: a scheduler that is away must not hold the upload; the GPUs then go back with the end.
-      const res = await this.deps.link.reportStatus({ run_id: this.runId, lease: this.lease, status: 'released' },
-        AbortSignal.any([this.#abort.signal, AbortSignal.timeout(RELEASE_REPORT_MS)]));
-      if (res.stop) this.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' });
-      this.#checkStopped();
+    // Beside the upload, not before it: a scheduler that is away (or slow) must not hold the outputs back,
+    // nor delay the end report by a round trip. A stop it answers aborts the upload as any stop does.
+    // Bounded, and a late one changes nothing (the release is guarded by Running).
+    void this.deps.link.reportStatus({ run_id: this.runId, lease: this.lease, status: 'released' },
+      AbortSignal.any([this.#abort.signal, AbortSignal.timeout(RELEASE_REPORT_MS)])).then((res) => {
+      if (res.stop) { this.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' }); return; }
       this.#mark('released');
       this.deps.log.info({ run: this.runId, attempt: this.dispatch.attempt, at: Date.now() }, 'GPUs and slot released; uploading');
-    } catch (err) {
-      if (err instanceof Stopped) throw err;
+    }, (err: unknown) => {
+      if (this.#abort.signal.aborted) return;
       this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'could not release the attempt\'s GPUs before its upload; they go back with its end');
-    }
+    });
   }
+
 
   /** A checkpoint is complete in the bucket: the scheduler learns its time and size (checkpoint-report.ts). Best effort. */
   async #reportCheckpoint(p: CheckpointPointer, signal: AbortSignal): Promise<void> {

@@ -65,7 +65,7 @@ export function RunsPage({ me, route }: { me: Me; route: Route }) {
         {text('schedule', 'any schedule')}
       </form>
       <ErrorBox error={runs.error} />
-      {runs.data ? <Table rows={runs.data.runs} columns={[pickColumn, ...columns]} rowKey={(r) => r.id} testid="runs" empty="No runs match." /> : null}
+      {runs.data ? <Table rows={runs.data.runs} columns={[...columns, pickColumn]} rowKey={(r) => r.id} testid="runs" empty="No runs match." /> : null}
     </Page>
   );
 }

@@ -100,7 +100,7 @@ function probe(batch: RawBuilder<unknown>, guard: RawBuilder<unknown>, project =
  */
 const EXCLUSIVE_OK = sql`(NOT EXISTS (SELECT 1 FROM project_limits WHERE exclusive) OR (
   NOT EXISTS (SELECT 1 FROM runs o LEFT JOIN project_limits ol ON ol.project = o.project
-              WHERE o.agent = p.agent AND o.released_at IS NULL AND o.project <> p.project AND (coalesce(pl.exclusive, false) OR coalesce(ol.exclusive, false)))
+              WHERE o.agent = p.agent AND o.project <> p.project AND (coalesce(pl.exclusive, false) OR coalesce(ol.exclusive, false)))
   AND NOT EXISTS (SELECT 1 FROM p p2 LEFT JOIN project_limits ol ON ol.project = p2.project
               WHERE p2.agent = p.agent AND p2.project <> p.project AND (coalesce(pl.exclusive, false) OR coalesce(ol.exclusive, false)))))`;
 
@@ -324,13 +324,20 @@ export class RunTransitions {
    * run as before, and nothing is freed twice (the lease rows are gone; the placer frees a holding once).
    */
   async releaseCapacity(runId: string, lease: number, agent: string): Promise<Changed | null> {
-    return this.#one(await apply(this.db, sql`
-      UPDATE runs SET released_at = now(), status_detail = 'uploading the outputs (GPUs and slot released)'
-      WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status = ${st(RunStatus.Running)} AND released_at IS NULL
-        -- A gang's leases are every member's: its rank 0 leaving first must not free the others' GPUs.
-        AND agents = 1
-      ${RETURNING}, 'train.py exited; its GPUs and slot released while its outputs upload' AS detail`, { releaseGpus: true, freed: true, canEnd: false }));
+    // Not a transition (the run stays Running): no run_events row, so no second run.started in the ML
+    // log and no Running → Running in the run's history; the GPU leases go in the same statement.
+    const { rows } = await sql<Row>`
+      WITH r AS (UPDATE runs SET released_at = now(), status_detail = 'uploading the outputs (GPUs and slot released)'
+        WHERE id = ${runId} AND lease = ${lease} AND agent = ${agent} AND status = ${st(RunStatus.Running)} AND released_at IS NULL
+          -- A gang's leases are every member's: its rank 0 leaving first must not free the others' GPUs.
+          AND agents = 1
+        ${RETURNING}),
+      g AS (DELETE FROM gpu_leases WHERE run_id IN (SELECT id FROM r))
+      SELECT * FROM r`.execute(this.db);
+    // No age: the run did not start now (the submit→start histogram counts each start once).
+    return this.#one(rows.map((r) => ({ ...changed(r, true), detail: 'train.py exited; its GPUs and slot released while its outputs upload', ageSeconds: undefined })));
   }
+
 
   /**
    * Running → Successful, in one statement: the run (with its results, score and phases), its new version
