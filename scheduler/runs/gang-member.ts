@@ -19,13 +19,21 @@ import { states, type RunTransitions } from './transitions.js';
 /** Log lines of node rank k are stored at seq k x this + their own seq: one log per attempt, ranks apart. */
 export const MEMBER_SEQ_STRIDE = 1_000_000_000;
 
+/** The member row `agent` holds under `lease`, with its run, when that lease is still the run's; null otherwise. */
+async function memberRow(db: Db, runId: string, lease: number, agent: string) {
+  const row = await db.selectFrom('run_members as m').innerJoin('runs as r', 'r.id', 'm.run_id')
+    .select(['m.node_rank', 'm.gpu_indices', 'r.kill_requested', 'r.preempted_by', 'r.status', 'r.agent'])
+    .where('m.run_id', '=', runId).where('m.lease', '=', lease).where('m.agent', '=', agent)
+    .where('r.lease', '=', lease).executeTakeFirst();
+  if (!row) return null;
+  const placed = row.agent !== null && (placedStatuses as readonly string[]).includes(row.status);
+  return { node_rank: row.node_rank, gpu_indices: row.gpu_indices, placed, status: row.status, kill: row.kill_requested || row.preempted_by !== null };
+}
+
 /** The member of node rank >= 1 that `agent` holds in the run's current attempt (`lease`), or null. */
 export async function currentMember(db: Db, runId: string, lease: number, agent: string): Promise<{ node_rank: number; gpu_indices: number[]; kill: boolean } | null> {
-  const row = await db.selectFrom('run_members as m').innerJoin('runs as r', 'r.id', 'm.run_id')
-    .select(['m.node_rank', 'm.gpu_indices', 'r.kill_requested', 'r.preempted_by'])
-    .where('m.run_id', '=', runId).where('m.lease', '=', lease).where('m.agent', '=', agent)
-    .where('r.lease', '=', lease).where('r.agent', 'is not', null).where('r.status', 'in', placedStatuses).executeTakeFirst();
-  return row ? { node_rank: row.node_rank, gpu_indices: row.gpu_indices, kill: row.kill_requested || row.preempted_by !== null } : null;
+  const m = await memberRow(db, runId, lease, agent);
+  return m?.placed ? { node_rank: m.node_rank, gpu_indices: m.gpu_indices, kill: m.kill } : null;
 }
 
 /**
@@ -35,13 +43,9 @@ export async function currentMember(db: Db, runId: string, lease: number, agent:
  * are still refused. The member is told to stop unless the run ended Successful.
  */
 async function logMember(db: Db, runId: string, lease: number, agent: string): Promise<{ node_rank: number; kill: boolean } | null> {
-  const row = await db.selectFrom('run_members as m').innerJoin('runs as r', 'r.id', 'm.run_id')
-    .select(['m.node_rank', 'r.kill_requested', 'r.preempted_by', 'r.status'])
-    .where('m.run_id', '=', runId).where('m.lease', '=', lease).where('m.agent', '=', agent)
-    .where('r.lease', '=', lease).executeTakeFirst();
-  if (!row) return null;
-  const live = (placedStatuses as readonly string[]).includes(row.status);
-  return { node_rank: row.node_rank, kill: row.kill_requested || row.preempted_by !== null || (!live && row.status !== RunStatus.Successful) };
+  const m = await memberRow(db, runId, lease, agent);
+  if (!m) return null;
+  return { node_rank: m.node_rank, kill: m.kill || (!m.placed && m.status !== RunStatus.Successful) };
 }
 
 /** A gang's place for member `nodeRank` (the Dispatch's gang field): torchrun's rendezvous, from the run's row. */
