@@ -71,7 +71,9 @@ export async function downloadRanged(
   const tmp = `${dest}.part`;
   const hash = createHash('sha256');
   const from = o.resume ? await hashPrefix(tmp, size, hash, retry.signal) : 0;
-  const fh = await open(tmp, from > 0 ? 'r+' : 'w', 0o600);
+  // Readable as downloadObject's files are (0644): a run uid reads its data through the attempt folder's
+  // group (the folder keeps others out); 0600 left every file of a run uid's data unreadable to it.
+  const fh = await open(tmp, from > 0 ? 'r+' : 'w', 0o644);
   try {
     if (from > 0) await fh.truncate(from); // nothing past the prefix that was hashed
     await fetchInOrder(client, bucket, key, fh, hash, from, size, etag, retry, {

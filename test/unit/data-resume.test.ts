@@ -58,6 +58,7 @@ for (const c of [{ how: 'one GET', ranged: {}, cut: 2 * MIB }, { how: 'parallel 
     t.equal(made.resumedBytes, had, 'continued from the bytes on disk');
     t.ok(fetched < body.length - had + 64 * 1024, `fewer bytes fetched the second time: ${fetched} for the ${body.length - had} missing`);
     t.ok(readFileSync(path.join(work, 'run2', 'blob.bin')).equals(body), 'the file is whole and right');
+    t.equal(statSync(path.join(work, 'run2', 'blob.bin')).mode & 0o044, 0o044, 'readable by the run\'s group and others, as downloadObject writes (a run uid reads it through the folder\'s group)');
     t.equal(made.entries[0]!.sha256, sha(body), 'its hash covers the resumed prefix too');
     t.same(partials(work), [], 'no partial file left');
     // And it is a cache entry now: a third pull downloads nothing.
