@@ -126,19 +126,28 @@ t.test('2 agents x 2 processes: every rank gets torchrun\'s env, they all-reduce
 
 /**
  * On attempt 1, global rank SILENT_RANK sleeps without a line or a progress mark while every other rank
- * prints twice a second; on attempt 2 every rank prints for a second and ends.
+ * prints twice a second (each rank's first line is its pid); on attempt 2 every rank prints for a second and ends. With PROGRESS=1 the silent
+ * rank marks progress (trainyard_checkpoint.progress()) every second for 8 s instead, and the others print
+ * for 8 s: nothing stalls.
  */
 const silentRankTrainPy = `
 import os, time
+import trainyard_checkpoint as ckpt
 
 class Main:
     def train(self, d):
         rank = os.environ["RANK"]
         first = os.environ["TORCHELASTIC_RUN_ID"].endswith("-1")
+        marks = os.environ.get("PROGRESS") == "1"
+        print("pid %d" % os.getpid(), flush=True)
         if first and rank == os.environ.get("SILENT_RANK"):
-            time.sleep(600)
+            for _ in range(8 if marks else 0):
+                ckpt.progress()
+                time.sleep(1)
+            if not marks:
+                time.sleep(600)
             return
-        end = time.time() + (600 if first else 1)
+        end = time.time() + ((8 if marks else 600) if first else 1)
         while time.time() < end:
             print("step", flush=True)
             time.sleep(0.5)
@@ -167,7 +176,20 @@ t.test('--stall-timeout per gang: one silent rank stalls the whole gang, even wh
       'with reason "stalled", naming the silent rank and its member');
     const firstLines = await s.query<{ text: string }>('SELECT text FROM run_logs WHERE run_id = $1 AND attempt = 1', [run.id]);
     t.ok(firstLines.some((l) => l.text.startsWith(`[rank ${silent ^ 1}] step`)), `rank ${silent ^ 1}, beside it, printed meanwhile`);
+    // The gang was stopped on every member: no process of attempt 1 is left, the silent one included.
+    const pids = firstLines.flatMap((l) => /^\[rank \d\] pid (\d+)$/.exec(l.text)?.[1] ?? []).map(Number);
+    t.equal(pids.length, 4, `rank ${silent} silent: every rank of attempt 1 said its pid`);
+    const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+    await until(`attempt 1's processes to be gone (${pids.join(',')})`, async () => !pids.some(alive), 60_000).then(
+      () => t.pass(`rank ${silent} silent: every process of attempt 1 is gone, on both members`), (err: unknown) => t.fail(String(err)));
   }
+  // A rank's own progress marks keep it alive without a line.
+  const quiet = await s.cliJson(['run', 'train', '--package', 'silent', '--dataset', 'd', '--agents', '2', '--procs-per-agent', '2',
+    '--env', 'SILENT_RANK=1', '--env', 'PROGRESS=1', '--stall-timeout', '5', '--max-attempts', '1']);
+  const q = await s.waitForStatus(quiet.id, ['Successful', 'Failed', 'Killed']);
+  await explain(t, s, quiet.id);
+  t.equal(q.status, 'Successful', `eight seconds of rank 1's progress marks and no line do not stall (${q.failure_reason ?? ''})`);
+  t.equal(q.attempt, 1, 'in one attempt');
 });
 
 t.test('a member killed with SIGKILL mid-run stops the gang; it is requeued whole (one attempt counted) and succeeds', async (t) => {
