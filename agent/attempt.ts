@@ -30,6 +30,7 @@ import { needsFreshInterpreter, type ForkedRun, type WarmInterpreters } from './
 import type { PackageCache } from './package-cache.js';
 import { planOutputs } from './outputs.js';
 import { gangEnv, memberOutputPrefix } from './gang-env.js';
+import { memberRanks } from './rank-activity.js';
 import { DiskWatch } from './run-disk.js';
 import type { Link } from './link.js';
 import { RunCgroup } from './cgroup.js';
@@ -225,6 +226,8 @@ export class Attempt {
       say: (line) => this.logs.line('system', line),
       warn: (msg, err) => deps.log.warn({ run: dispatch.run_id, err: errorMessage(err) }, msg),
       committed: (p, signal) => this.#reportCheckpoint(p, signal),
+      // A gang's member: each of its ranks is watched for silence (--stall-timeout: one silent rank stalls the gang).
+      ranks: memberRanks(dispatch.gang ? { nodeRank: dispatch.gang.node_rank!, procs: dispatch.gang.procs_per_agent! } : null),
     });
     this.logs = new LogShipper({
       redact: this.#redact,
@@ -248,7 +251,7 @@ export class Attempt {
       this.#spool = new Spool({
         file: `${this.#dir}.spool`,
         give: (stream, text) => { this.logs.give(stream, text); return this.logs.lastSeq; },
-        onRunOutput: () => this.#checkpoints.activity(),
+        onRunOutput: (line) => this.#checkpoints.activity(line),
         onWarn: (msg, err) => deps.log.warn({ run: dispatch.run_id, err: errorMessage(err) }, msg),
       });
       // An adopted attempt's spool is read on from its position once the agent has registered (#adopt).
@@ -786,8 +789,8 @@ export class Attempt {
       env: p.env,
       cgroup: this.#cgroup ?? undefined,
       onWarn: (msg) => this.deps.log.warn({ run: this.runId }, msg),
-      onStdout: (l) => { this.#checkpoints.activity(); this.logs.line('stdout', l); },
-      onStderr: (l) => { this.#checkpoints.activity(); this.logs.line('stderr', l); },
+      onStdout: (l) => { this.#checkpoints.activity(l); this.logs.line('stdout', l); },
+      onStderr: (l) => { this.#checkpoints.activity(l); this.logs.line('stderr', l); },
       killGraceMs: this.deps.killGraceMs,
       timeoutMs: (d.timeout_seconds ?? 0) * 1000,
       onTimeout: () => this.stop({ outcome: AttemptOutcome.TimedOut, reason: 'timed out' }),

@@ -5,7 +5,7 @@
 // here once the checkpoint is complete), every --checkpoint-interval, and once more when the agent stops
 // the attempt (kill, drain, --stall-timeout, preemption), within what is left of the kill grace after the
 // run's processes are gone. The same loop watches for stalls: no log line, checkpoint or progress mark
-// (trainyard_checkpoint.progress()) for --stall-timeout.
+// (trainyard_checkpoint.progress()) for --stall-timeout, per rank in a gang (agent/rank-activity.ts).
 //
 // The folder is the run uid's and the run is alive while it is read: it is read as outputs are, from
 // descriptors (shared/anchored-dir.ts), none of its path followed, each file checked to be the regular file
@@ -22,6 +22,7 @@ import {
 } from '../shared/checkpoints.js';
 import { ErrorCodes, errorMessage, TrainyardError } from '../shared/errors.js';
 import { downloadObject, uploadBuffer, uploadDir, withStorageRetry, type RetryOptions } from '../shared/storage.js';
+import { RankActivity } from './rank-activity.js';
 
 /** How often the folder is looked at for the helper's markers (and the timer and the stall checked). */
 const POLL_MS = 500;
@@ -44,6 +45,8 @@ export interface CheckpointOptions {
   warn: (msg: string, err: unknown) => void;
   /** Told of each checkpoint once it is complete (its pointer written), before commit() returns to the run. */
   committed?: (p: CheckpointPointer, signal: AbortSignal) => Promise<void>;
+  /** A gang member's global ranks, each watched for silence on its own (agent/rank-activity.ts); none: an ordinary run. */
+  ranks?: readonly number[];
 }
 
 export interface WatchOptions {
@@ -61,6 +64,13 @@ export function resumePointer(json: string | undefined): CheckpointPointer | nul
   return parsePointer(json, String(head.run_id), Number(head.attempt));
 }
 
+/** Whose progress mark `name` is: null for the unnamed one, R for ".trainyard-progress.R", undefined for any other name. */
+function progressRank(name: string): number | null | undefined {
+  if (name === checkpointMarkers.progress) return null;
+  const m = name.startsWith(`${checkpointMarkers.progress}.`) ? /^(\d{1,6})$/.exec(name.slice(checkpointMarkers.progress.length + 1)) : null;
+  return m ? Number(m[1]) : undefined;
+}
+
 export class RunCheckpoints {
   #seq = 0;
   /** What the last complete checkpoint held (paths, sizes, inodes, times): the same folder is not sent twice. */
@@ -68,14 +78,16 @@ export class RunCheckpoints {
   /** The keys of the last complete checkpoint: removed once a newer one is complete. */
   #lastKeys: string[] = [];
   #chain: Promise<unknown> = Promise.resolve();
-  #lastActivity = Date.now();
+  readonly #activity: RankActivity;
   #watch: AbortController | null = null;
   #graceTimer: NodeJS.Timeout | null = null;
   /** When the grace stopping() began ends (ms since the epoch); null while the attempt is not being stopped. */
   #graceEndsAt: number | null = null;
   #loop: Promise<void> = Promise.resolve();
 
-  constructor(private readonly o: CheckpointOptions) {}
+  constructor(private readonly o: CheckpointOptions) {
+    this.#activity = new RankActivity(o.ranks ?? []);
+  }
 
   get folder(): string { return path.join(this.o.attemptDir, this.o.folderName); }
 
@@ -95,16 +107,17 @@ export class RunCheckpoints {
     return resumedFromOf(p);
   }
 
-  /** A sign of life from the run (a log line). */
-  activity(): void {
-    this.#lastActivity = Date.now();
+  /** A sign of life from the run: a line of its output (for the rank it names), or, without one, of every rank. */
+  activity(line?: string): void {
+    if (line === undefined) this.#activity.rank(null);
+    else this.#activity.line(line);
   }
 
   /** Starts watching the folder while the run's process lives. */
   watch(w: WatchOptions): void {
     const ctl = new AbortController();
     this.#watch = ctl;
-    this.#lastActivity = Date.now();
+    this.#activity.reset();
     // Stopped before the process was even watched: the grace is already running.
     if (this.#graceEndsAt !== null) this.#cutOffAt(this.#graceEndsAt);
     this.#loop = this.#run(w, ctl.signal).catch((err: unknown) => { if (!ctl.signal.aborted) this.o.warn('checkpoint watch ended', err); });
@@ -158,8 +171,8 @@ export class RunCheckpoints {
     while (!signal.aborted) {
       await sleep(POLL_MS, undefined, { signal }).catch(() => {});
       if (signal.aborted) return;
-      const seen = await this.#markers().catch((err: unknown) => { this.o.warn('could not look at checkpoint_directory', err); return { commit: false, progress: false }; });
-      if (seen.progress) this.activity();
+      const seen = await this.#markers().catch((err: unknown) => { this.o.warn('could not look at checkpoint_directory', err); return { commit: false, progress: [] }; });
+      for (const rank of seen.progress) this.#activity.rank(rank);
       if (seen.commit) {
         await this.commitNow('commit', signal);
         // Removed whatever became of the upload: the run's commit() waits for that, and the log says how it went.
@@ -169,21 +182,31 @@ export class RunCheckpoints {
         await this.commitNow('interval', signal);
         lastTimed = Date.now();
       }
-      if (!stalled && w.stallMs > 0 && Date.now() - this.#lastActivity >= w.stallMs) {
+      const silent = !stalled && w.stallMs > 0 ? this.#activity.silent(w.stallMs) : undefined;
+      if (silent) {
         stalled = true;
-        w.onStall(`stalled: no log line, checkpoint or progress mark for ${Math.round(w.stallMs / 1000)} s`);
+        const who = silent.rank === null ? '' : `rank ${silent.rank}: `;
+        w.onStall(`stalled: ${who}no log line, checkpoint or progress mark for ${Math.round(w.stallMs / 1000)} s`);
       }
     }
   }
 
-  /** The helper's markers in the folder; a progress mark is taken (removed) as it is seen. */
-  async #markers(): Promise<{ commit: boolean; progress: boolean }> {
+  /**
+   * The helper's markers in the folder; each progress mark is taken (removed) as it is seen, and says whose
+   * it is: a gang's rank R leaves ".trainyard-progress.R" (null: unnamed, every rank's).
+   */
+  async #markers(): Promise<{ commit: boolean; progress: (number | null)[] }> {
     const dir = await this.#open();
-    if (!dir) return { commit: false, progress: false };
+    if (!dir) return { commit: false, progress: [] };
     try {
       const names = new Set(await dir.names());
-      const progress = names.has(checkpointMarkers.progress);
-      if (progress) await unlink(dir.at(checkpointMarkers.progress)).catch(() => {});
+      const progress: (number | null)[] = [];
+      for (const name of names) {
+        const rank = progressRank(name);
+        if (rank === undefined) continue;
+        progress.push(rank);
+        await unlink(dir.at(name)).catch(() => {});
+      }
       return { commit: names.has(checkpointMarkers.commit), progress };
     } finally {
       await dir.close();

@@ -38,7 +38,7 @@ export interface SpoolOptions {
   /** The run's exit record. */
   onExit?: (exit: ProcessExit) => void;
   /** A line of the run's (stdout or stderr) was read: the stall watch counts it. */
-  onRunOutput?: () => void;
+  onRunOutput?: (line: string) => void;
   onWarn?: (msg: string, err: unknown) => void;
 }
 
@@ -131,8 +131,9 @@ export class Spool {
     const body = rec.subarray(2);
     let seq: number | null = null;
     if (tag === 'o ' || tag === 'e ') {
-      seq = this.#o.give(tag === 'o ' ? 'stdout' : 'stderr', new TextDecoder('utf-8', { fatal: false }).decode(body));
-      this.#o.onRunOutput?.();
+      const text = new TextDecoder('utf-8', { fatal: false }).decode(body);
+      seq = this.#o.give(tag === 'o ' ? 'stdout' : 'stderr', text);
+      this.#o.onRunOutput?.(text);
     } else if (tag === 'a ') {
       try {
         const a = JSON.parse(body.toString('utf8')) as { s: SpoolStream; t: string };

@@ -12,6 +12,13 @@ export interface Run {
   phases: Phase[];
   /** Issue 22: the checkpoint the latest attempt started from (README, "Checkpoints"); absent for a fresh start. */
   resumed_from?: { run_id: string; attempt: number; seq: number | string; committed_at: number; bytes: number | string; files: number } | null;
+  /** Issue 24: a gang's members of its current (or last) attempt (GetRun only; empty for an ordinary run). */
+  members?: RunMember[];
+  agents?: number; procs_per_agent?: number;
+}
+/** One member of a gang run: node rank, agent, GPUs (UUIDs "" where unknown), global ranks first..last, state. */
+export interface RunMember {
+  node_rank: number; agent: string; gpu_indices: number[]; gpu_uuids: string[]; first_rank: number; last_rank: number; state: string; ended_at: string;
 }
 export interface OutputFile { path: string; size_bytes: number }
 export interface PackageSummary { name: string; project: string; created_at: string; versions: number; latest: string; latest_score: number | null }

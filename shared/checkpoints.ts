@@ -33,7 +33,7 @@ export const MAX_POINTER_BYTES = 2 * 1024 * 1024;
 export const checkpointMarkers = {
   /** trainyard_checkpoint.commit(): upload now; the agent removes it once the checkpoint is complete. */
   commit: '.trainyard-commit',
-  /** trainyard_checkpoint.progress(): the run is alive (--stall-timeout); the agent removes it when seen. */
+  /** trainyard_checkpoint.progress(): the run is alive (--stall-timeout; a gang's rank R writes `.trainyard-progress.R`); the agent removes it when seen. */
   progress: '.trainyard-progress',
 } as const;
 export const isMarker = (rel: string) => rel === checkpointMarkers.commit || rel === checkpointMarkers.progress

@@ -60,5 +60,7 @@ def commit(timeout=3600.0):
 
 
 def progress():
-    """Tells the agent the run is alive (--stall-timeout), without a log line or a checkpoint."""
-    _mark(PROGRESS_MARKER)
+    """Tells the agent the run is alive (--stall-timeout), without a log line or a checkpoint. In a gang
+    (one silent rank stalls it) the mark names this process's rank, so it counts for this rank alone."""
+    rank = os.environ.get("RANK", "") if os.environ.get("TRAINYARD_GANG") == "1" else ""
+    _mark(PROGRESS_MARKER + ("." + rank if rank.isdigit() else ""))

@@ -9,7 +9,7 @@ import { flags, group, parseOptions, verb, type ArgSpec, type Flags, type Parsed
 import { bytes, color, progressBar, safeText, statusColor, table } from '../format.js';
 import { invalid } from '../../shared/errors.js';
 import { isTerminal } from '../../shared/run-states.js';
-import type { Run__Output, SubmitRunRequest } from '../../shared/proto.js';
+import type { RunMember__Output, Run__Output, SubmitRunRequest } from '../../shared/proto.js';
 import { runLogs, runLogsFlags } from './run-logs.js';
 import { runDiff, runDiffFlags } from './run-diff.js';
 import { runMetrics, runMetricsFlags, summaryText } from './run-metrics.js';
@@ -29,6 +29,7 @@ function summary(r: Run__Output): string {
     ...(r.has_score ? [`  score     ${color.bold(fmtScore(r))}`] : []),
     `  agent     ${safeText(r.agent) || '-'}${r.gpu_indices.length ? `  GPUs ${r.gpu_indices.join(',')}` : ''}  attempt ${r.attempt}/${r.max_attempts}`,
   ];
+  if (r.members?.length) lines.push(membersTable(r.members));
   const t = r.times;
   if (t) {
     for (const [k, v] of [['scheduled', t.scheduled_at], ['waiting', t.waiting_at], ['packaging', t.packaging_at], ['running', t.running_at], ['ended', t.ended_at]] as const) {
@@ -45,6 +46,17 @@ function summary(r: Run__Output): string {
   if (r.failure_reason) lines.push(`  reason    ${color.red(safeText(r.failure_reason))}`);
   if (r.results_json) lines.push(`  _results.json\n${JSON.stringify(JSON.parse(r.results_json), null, 2).split('\n').map(safeText).join('\n').replace(/^/gm, '    ')}`);
   return lines.join('\n');
+}
+
+/** A gang's members (README, "Multi-agent runs"): each GPU by UUID where the agent registered one, else by index. */
+function membersTable(members: RunMember__Output[]): string {
+  const rows = members.map((m) => [
+    String(m.node_rank), safeText(m.agent),
+    m.gpu_indices.map((g, i) => safeText(m.gpu_uuids[i] || String(g))).join(',') || '-',
+    m.first_rank === m.last_rank ? String(m.first_rank) : `${m.first_rank}-${m.last_rank}`,
+    statusColor(safeText(m.state)) + (m.ended_at ? color.dim(`  ${m.ended_at}`) : ''),
+  ]);
+  return `  members\n${table(['node', 'agent', 'GPUs', 'ranks', 'state'], rows).replace(/^/gm, '    ')}`;
 }
 
 const runJson = (r: Run__Output) => ({ ...r, results: r.results_json ? JSON.parse(r.results_json) : null, lineage: r.lineage_json ? JSON.parse(r.lineage_json) : null });
@@ -301,7 +313,7 @@ export const runVerbs = [
     details: 'The input data is local at data_directory; process_data (when Main has it) writes training_data_directory and test_data_directory (also named evaluation_data_directory); without it the input is the training data. An --eval-dataset is made local at test_data_directory and process_data cannot overwrite it.',
   }),
   verb({ path: ['run', 'diff'], summary: 'what differed between two runs: code, data, requirements, env, agent, score', args: [{ name: 'A', description: 'a run id' }, { name: 'B', description: 'another run id' }], flags: runDiffFlags, run: runDiff, examples: ['trainyard run diff run_qubv5a2mo2syxd run_9z1k2m3n4b5v6c'] }),
-  verb({ path: ['run', 'get'], summary: 'a run: status, phase times, agent, reason, _results.json', args: [runArg], flags: { json: jsonFlag }, run: get, examples: ['trainyard run get run_qubv5a2mo2syxd'] }),
+  verb({ path: ['run', 'get'], summary: 'a run: status, phase times, agent (a gang: each member, its GPUs and ranks), reason, _results.json', args: [runArg], flags: { json: jsonFlag }, run: get, examples: ['trainyard run get run_qubv5a2mo2syxd'] }),
   verb({ path: ['run', 'list'], summary: 'runs, newest first, with status, package, dataset and agent', flags: listFlags, run: list, examples: ['trainyard run list --status Running', 'trainyard run list --limit 20 --json'] }),
   verb({ path: ['run', 'logs'], summary: 'a run\'s stdout and stderr, as it happens with --follow', args: [runArg], flags: runLogsFlags, run: runLogs, examples: ['trainyard run logs run_qubv5a2mo2syxd --follow', 'trainyard run logs run_qubv5a2mo2syxd --after 1:200 --json'] }),
   verb({ path: ['run', 'metrics'], summary: 'what train.py logged with `import trainyard` and the agent sampled (sys/...): curves and summary', args: [runArg], flags: runMetricsFlags, run: runMetrics, examples: ['trainyard run metrics run_qubv5a2mo2syxd', 'trainyard run metrics run_qubv5a2mo2syxd --name loss --csv', 'trainyard run metrics run_qubv5a2mo2syxd --follow'] }),

@@ -1,5 +1,5 @@
 // One run, as AI Center's pipeline details page shows it: status and phase timeline (kept up to date by
-// the run's change stream), agent and GPUs, reason, score, _results.json and lineage, the live log, the
+// the run's change stream), agent and GPUs (a gang's members: console/members.tsx), reason, score, _results.json and lineage, the live log, the
 // outputs tree with previews and downloads, and Kill for a member or admin of the run's project (the
 // server checks again).
 import { useEffect, useState } from 'preact/hooks';
@@ -9,6 +9,7 @@ import type { Run } from '../types.js';
 import { LogView } from '../log-view.js';
 import { MetricCharts } from '../metric-charts.js';
 import { Artifacts } from '../artifacts.js';
+import { Members } from '../members.js';
 import { ErrorBox, Link, Page, Status } from '../ui.js';
 
 const terminal = new Set(['Successful', 'Failed', 'Killed']);
@@ -103,6 +104,7 @@ export function RunPage({ id }: { id: string }) {
         </dl>
         <div><h2>Timeline</h2><Timeline run={run} /></div>
       </div>
+      {run.members?.length ? <><h2>Members</h2><Members members={run.members} /></> : null}
       <h2>Metrics</h2>
       <MetricCharts runId={run.id} live={!terminal.has(run.status)} />
       <h2>Logs</h2>

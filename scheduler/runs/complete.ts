@@ -10,6 +10,7 @@ import type { Changed } from './transitions.js';
 import { buildResults } from './results.js';
 import { appendLogs } from './logs.js';
 import { agentLineage, buildLineage } from './lineage.js';
+import { gangMembers, memberRecords } from './members.js';
 import { AttemptOutcome, RunStatus } from '../../shared/run-states.js';
 import { ErrorCodes, TrainyardError, invalid, notFound } from '../../shared/errors.js';
 import { copyObjectIfMatch, getObjectIfMatch, keys, listObjects, objectChecksum, outputNames, removePrefix, uploadBuffer } from '../../shared/storage.js';
@@ -136,6 +137,8 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
   if (evaluates(pipeline) && (score === null || !Number.isFinite(score))) return fail(`the agent reported no score for a ${pipeline} run`);
   const phases = phasesOf(req);
   const prefix = keys.attemptPrefix(run.id, run.attempt);
+  // A gang's members (node rank, agent, GPUs, ranks) go in both documents; an ordinary run's are as before.
+  const members = run.agents > 1 ? memberRecords(await gangMembers(db, run)) : null;
   const resultsFor = (outputVersion: string) => buildResults({
     pipeline,
     package: run.package,
@@ -151,9 +154,10 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
     savedTrainingData: req.saved_training_data,
     savedTestData: req.saved_test_data,
     score,
+    members,
   });
   const reported = agentLineage(req.lineage_json);
-  const lineageFor = (output: { version: string; sha256: string } | null) => buildLineage(run, reported, { score, output });
+  const lineageFor = (output: { version: string; sha256: string } | null) => buildLineage(run, reported, { score, output, members });
   // What the attempt left under its prefix, listed once now that it has ended: `run outputs` serves these
   // objects only, each on condition of the ETag recorded here (anything its credentials write later is
   // never served). The scheduler's own two files are added as they are written.

@@ -2,7 +2,9 @@
 // claim, reports, log lines, storage renewals and end. Member 0 is the run's own agent and goes through the
 // ordinary paths; these are the same calls from an agent that holds a current run_members row instead.
 // Each is guarded like the ordinary ones: the run's lease, the member's lease equal to it, the caller
-// being the member's agent, and the run still placed.
+// being the member's agent, and the run still placed. A stall (--stall-timeout) is one silent rank: every
+// member's agent watches each of its own ranks (agent/rank-activity.ts) and reports the attempt stalled,
+// which requeues the whole gang once, as any member's failure does (finishGang).
 import { sql } from 'kysely';
 import type { Selectable } from 'kysely';
 import type { SchedulerContext } from '../context.js';
@@ -11,7 +13,7 @@ import type {
   AppendLogsRequest__Output, AppendLogsResponse, AppendMetricsRequest__Output, ClaimAttemptRequest__Output, Dispatch, FinishAttemptRequest__Output, FinishAttemptResponse,
   GangPlace, ReportStatusRequest__Output, ReportStatusResponse,
 } from '../../shared/proto.js';
-import { RunStatus, placedStatuses } from '../../shared/run-states.js';
+import { AttemptOutcome, RunStatus, placedStatuses } from '../../shared/run-states.js';
 import { AgentStatus } from '../agents/status.js';
 import { dispatchFor } from './dispatch.js';
 import { states, type RunTransitions } from './transitions.js';
@@ -143,24 +145,40 @@ export async function finishGang(ctx: SchedulerContext, req: FinishAttemptReques
   const lease = Number(req.lease);
   const run = await ctx.db.selectFrom('runs').select(['agent', 'agents', 'kill_requested', 'preempted_by']).where('id', '=', req.run_id).where('lease', '=', lease).executeTakeFirst();
   if (!run || run.agents <= 1) return null;
-  const failed = req.outcome !== 'succeeded' && req.outcome !== 'killed' && req.outcome !== 'handed_back';
+  const failed = req.outcome !== AttemptOutcome.Succeeded && req.outcome !== AttemptOutcome.Killed && req.outcome !== AttemptOutcome.HandedBack;
   if (run.agent === agent) {
     if (!failed || run.kill_requested || run.preempted_by !== null) return null;
-    const c = await ctx.runs.requeue(req.run_id, lease, `gang member 0 on ${agent} ${req.outcome}: ${req.reason || 'failed'}`, true, agent);
+    const c = await ctx.runs.requeue(req.run_id, lease, gangEndReason(req, 0, agent), true, agent);
     return { status: c?.status ?? RunStatus.Waiting, output_version: '' };
   }
   // Its last lines come with its end report: stored first (as AppendLogs from it would be), also when
   // member 0's end report ended the run a moment before.
   if ((req.lines ?? []).length) await memberAppendLogs(ctx, { run_id: req.run_id, lease: req.lease, lines: req.lines }, agent);
-  const m = await currentMember(ctx.db, req.run_id, lease, agent);
-  if (!m) return { status: '', output_version: '' };
-  if (req.outcome === 'succeeded') {
+  const row = await memberRow(ctx.db, req.run_id, lease, agent);
+  if (req.outcome === AttemptOutcome.Succeeded && row && (row.placed || row.status === RunStatus.Successful)) {
+    // Also once member 0's success ended the run in this same attempt (the ranks leave together and this
+    // report often comes a moment after): run get then shows this member's own end too.
     await ctx.db.updateTable('run_members').set({ ended_at: sql`now()`, outcome: RunStatus.Successful })
-      .where('run_id', '=', req.run_id).where('lease', '=', lease).where('agent', '=', agent).execute();
-    return { status: RunStatus.Running, output_version: '' };
+      .where('run_id', '=', req.run_id).where('lease', '=', lease).where('agent', '=', agent).where('ended_at', 'is', null).execute();
+    return { status: row.placed ? RunStatus.Running : row.status, output_version: '' };
   }
-  const c = await requeueForMember(ctx.runs, req.run_id, lease, `gang member ${m.node_rank} on ${agent} ${req.outcome}: ${req.reason || 'ended'}`);
+  const m = row?.placed ? row : null;
+  if (!m) return { status: '', output_version: '' };
+  // Its own end, for run get (the requeue below makes the attempt no longer current, so it is written first).
+  const outcome = (Object.values(AttemptOutcome) as string[]).includes(req.outcome) ? req.outcome : 'ended';
+  await ctx.db.updateTable('run_members').set({ ended_at: sql`now()`, outcome })
+    .where('run_id', '=', req.run_id).where('lease', '=', lease).where('agent', '=', agent).where('ended_at', 'is', null).execute();
+  const c = await requeueForMember(ctx.runs, req.run_id, lease, gangEndReason(req, m.node_rank, agent));
   return { status: c?.status ?? '', output_version: '' };
+}
+
+/**
+ * Why a member's end requeues the gang. A stall reads as a single run's does ("stalled: rank R: no log
+ * line ...", README, "Checkpoints"), naming the member after it: one silent rank stalled the whole gang.
+ */
+function gangEndReason(req: FinishAttemptRequest__Output, nodeRank: number, agent: string): string {
+  if (req.outcome === AttemptOutcome.Stalled) return `${req.reason || 'stalled'} (gang member ${nodeRank} on ${agent})`;
+  return `gang member ${nodeRank} on ${agent} ${req.outcome}: ${req.reason || 'ended'}`;
 }
 
 const requeueForMember = (runs: RunTransitions, runId: string, lease: number, why: string) => runs.requeue(runId, lease, why, true);

@@ -12,6 +12,7 @@ import { notFound } from '../../shared/errors.js';
 import { formatVersion, parseVersion } from '../../shared/versions.js';
 import type { Principal } from '../auth/principal.js';
 import { Actions, authorizeObject } from '../auth/policy.js';
+import type { MemberRecord } from './members.js';
 
 /** The agent's part, as reported; what does not parse as an object is left out (the run still succeeds). */
 export function agentLineage(json: string): Record<string, unknown> {
@@ -28,8 +29,10 @@ export function agentLineage(json: string): Record<string, unknown> {
 
 export function buildLineage(run: Selectable<RunsTable>, reported: Record<string, unknown>, o: {
   score: number | null; output: { version: string; sha256: string } | null;
+  /** A gang's members; null for an ordinary run (no `members` key: its shape is as before). */
+  members?: MemberRecord[] | null;
 }) {
-  return {
+  const lineage = {
     run_id: run.id,
     pipeline: run.pipeline,
     project: run.project,
@@ -47,6 +50,7 @@ export function buildLineage(run: Selectable<RunsTable>, reported: Record<string
     // The checkpoint the committing attempt started from (README, "Checkpoints"); null for a fresh start.
     resumed_from: run.resumed_from ?? null,
   };
+  return o.members ? { ...lineage, members: o.members } : lineage;
 }
 
 /** From a version back to the upload it descends from, newest first; one query (a recursive CTE). */

@@ -7,6 +7,7 @@ import type { Principal } from '../auth/principal.js';
 import { authorizeObject, type Action } from '../auth/policy.js';
 import { RunStatus, isTerminal } from '../../shared/run-states.js';
 import { runToProto } from './to-proto.js';
+import { gangMembers, membersToProto } from './members.js';
 import { parsePipeline } from '../../shared/pipelines.js';
 import { watchRun } from '../watch.js';
 
@@ -22,7 +23,12 @@ export async function getRun(ctx: SchedulerContext, id: string): Promise<Run> {
     .where('id', '=', id).executeTakeFirst();
   if (!row) throw notFound(`run ${id} not found`);
   const { preemptions_json: preemptions, ...r } = row;
-  return { ...runToProto(r, { lineage: true }), preemptions: preemptions.map((p) => ({ by_run: p.by_run, at: new Date(p.at).toISOString(), attempt: p.attempt, agent: p.agent })) };
+  // A gang's members: a second read, for gangs only (an ordinary run's GetRun stays one statement).
+  const members = membersToProto(await gangMembers(ctx.db, r));
+  return {
+    ...runToProto(r, { lineage: true }), members,
+    preemptions: preemptions.map((p) => ({ by_run: p.by_run, at: new Date(p.at).toISOString(), attempt: p.attempt, agent: p.agent })),
+  };
 }
 
 /** Throws unless the caller may do `action` on the run's project (NOT_FOUND when there is no such run, or it is another project's). */

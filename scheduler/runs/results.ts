@@ -4,6 +4,7 @@
 import { outputNames } from '../../shared/storage.js';
 import { wantsTestData, wantsTrainingData } from '../../shared/run-env.js';
 import { Pipeline } from '../../shared/pipelines.js';
+import type { MemberRecord } from './members.js';
 
 export interface ResultsInput {
   pipeline: Pipeline;
@@ -24,9 +25,17 @@ export interface ResultsInput {
   savedTrainingData: boolean;
   savedTestData: boolean;
   score: number | null;
+  /** A gang run's members (scheduler/runs/members.ts), recorded as `members`; null (left out) for an ordinary run. */
+  members?: MemberRecord[] | null;
 }
 
 export function buildResults(i: ResultsInput) {
+  const results = resultsShape(i);
+  // Beside AI Center's keys, for gangs only: a reader of the single-agent shape sees nothing new.
+  return i.members ? { ...results, members: i.members } : results;
+}
+
+function resultsShape(i: ResultsInput) {
   const round = (n: number) => Math.round(n * 1000) / 1000;
   const trainOut = i.savedTrainingData && wantsTrainingData(i.env) ? i.outputPrefix + outputNames.trainData : null;
   const testOut = i.savedTestData && wantsTestData(i.env) ? i.outputPrefix + outputNames.testData : null;

@@ -2,11 +2,14 @@
 // (--advertise-addr 127.0.0.2, 127.0.0.3) run examples/packages/gang-allreduce, whose ranks meet at
 // MASTER_ADDR:MASTER_PORT with the standard library alone, all-reduce a number, and rank 0 saves the sum;
 // a member killed with SIGKILL mid-run requeues the whole gang, which then succeeds; two gangs racing
-// for too few agents never deadlock (one runs, the other holds nothing while it waits).
+// for too few agents never deadlock (one runs, the other holds nothing while it waits); every member is in
+// run get, _results.json and _lineage.json; one silent rank stalls the whole gang (--stall-timeout), even
+// while the other ranks of its own agent print.
 import t from 'tap';
 import path from 'node:path';
 import { Stack, freePort, fakeGpus, tempDir, writeTree, root } from '../helpers/stack.js';
 import { Gate, until, waitForLog } from '../helpers/packages.js';
+import { signedInPage } from '../helpers/console-project.js';
 
 const example = path.join(root, 'examples', 'packages', 'gang-allreduce');
 
@@ -84,6 +87,109 @@ t.test('2 agents x 2 processes: every rank gets torchrun\'s env, they all-reduce
   t.match(only.stdout, /\[rank 3\] all-reduce sum 10\.0/, 'run logs --rank 3 shows rank 3\'s lines');
   t.notMatch(only.stdout, /\[rank [012]\]/, 'and no other rank\'s');
   t.equal((await s.query('SELECT 1 FROM gpu_leases WHERE run_id = $1', [run.id])).length, 0, 'every member\'s GPUs were given back');
+
+  // Every member, in run get and in both of the scheduler's documents.
+  // Member 1's own end report may come just after rank 0's ended the run.
+  const got = await until('member 1\'s end', async () => {
+    const r = await s.cliJson(['run', 'get', run.id]);
+    return r.members?.[1]?.state === 'Successful' ? r : null;
+  }, 30_000);
+  const other = row!.agent === 'a1' ? 'a2' : 'a1';
+  const gpuOf = (agent: string) => `GPU-gang${Number(agent.slice(1)) - 1}-`;
+  t.match(got.members, [
+    { node_rank: 0, agent: row!.agent, first_rank: 0, last_rank: 1, state: 'Successful' },
+    { node_rank: 1, agent: other, first_rank: 2, last_rank: 3, state: 'Successful' },
+  ], 'run get --json: both members, their ranks and their ends');
+  for (const m of got.members as { agent: string; gpu_indices: number[]; gpu_uuids: string[] }[]) {
+    t.equal(m.gpu_indices.length, 2, `${m.agent}: two GPUs`);
+    t.ok(m.gpu_uuids.every((u) => u.startsWith(gpuOf(m.agent))), `${m.agent}: its own GPUs, by UUID (${m.gpu_uuids.join(',')})`);
+  }
+  const table = await s.cli(['run', 'get', run.id]);
+  t.match(table.stdout, /members\n\s+node\s+agent\s+GPUs\s+ranks\s+state/, 'run get: a members table');
+  t.match(table.stdout, new RegExp(`\\n\\s+1\\s+${other}\\s+${gpuOf(other)}\\d,${gpuOf(other)}\\d\\s+2-3\\s+Successful`), 'with member 1\'s agent, GPUs and ranks 2-3');
+  const recorded = (await s.cliJson(['run', 'get', run.id])).members.map((m: { node_rank: number; agent: string; gpu_indices: number[]; gpu_uuids: string[]; first_rank: number; last_rank: number }) => ({
+    node_rank: m.node_rank, agent: m.agent, gpus: m.gpu_indices.map((index, i) => ({ index, uuid: m.gpu_uuids[i] })), first_rank: m.first_rank, last_rank: m.last_rank,
+  }));
+  t.same(JSON.parse(await s.objectText(`${prefix}_results.json`)).members, recorded, '_results.json records every member');
+  t.same(JSON.parse(await s.objectText(`${prefix}_lineage.json`)).members, recorded, '_lineage.json records every member');
+  t.same(got.lineage.members, recorded, 'and so does the lineage run get returns');
+
+  // The console's run page: a Members table, one row per member with its agent, GPUs and ranks.
+  const pageErrors: string[] = [];
+  const page = await signedInPage(t, `http://${s.httpAddress}`, s.adminToken, { width: 1360, height: 900 }, pageErrors);
+  await page.goto(`http://${s.httpAddress}/#/runs/${run.id}`);
+  await page.waitForSelector('[data-testid=member-1]');
+  t.match(await page.textContent('[data-testid=member-0]'), new RegExp(`^0${row!.agent}${gpuOf(row!.agent)}\\d, ${gpuOf(row!.agent)}\\dranks 0-1Successful`), 'the console: member 0, its GPUs and ranks 0-1');
+  t.match(await page.textContent('[data-testid=member-1]'), new RegExp(`^1${other}${gpuOf(other)}\\d, ${gpuOf(other)}\\dranks 2-3Successful`), 'member 1, its GPUs and ranks 2-3');
+  t.same(pageErrors, [], 'no script error on the page');
+});
+
+/**
+ * On attempt 1, global rank SILENT_RANK sleeps without a line or a progress mark while every other rank
+ * prints twice a second (each rank's first line is its pid); on attempt 2 every rank prints for a second and ends. With PROGRESS=1 the silent
+ * rank marks progress (trainyard_checkpoint.progress()) every second for 8 s instead, and the others print
+ * for 8 s: nothing stalls.
+ */
+const silentRankTrainPy = `
+import os, time
+import trainyard_checkpoint as ckpt
+
+class Main:
+    def train(self, d):
+        rank = os.environ["RANK"]
+        first = os.environ["TORCHELASTIC_RUN_ID"].endswith("-1")
+        marks = os.environ.get("PROGRESS") == "1"
+        print("pid %d" % os.getpid(), flush=True)
+        if first and rank == os.environ.get("SILENT_RANK"):
+            for _ in range(8 if marks else 0):
+                ckpt.progress()
+                time.sleep(1)
+            if not marks:
+                time.sleep(600)
+            return
+        end = time.time() + ((8 if marks else 600) if first else 1)
+        while time.time() < end:
+            print("step", flush=True)
+            time.sleep(0.5)
+
+    def save(self):
+        with open("done.txt", "w") as fh:
+            fh.write("ok")
+`;
+
+t.test('--stall-timeout per gang: one silent rank stalls the whole gang, even while its own agent\'s other rank prints', async (t) => {
+  const s = await gangStack(t, 2);
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': silentRankTrainPy }), '--name', 'silent']);
+  // Rank 1 shares member 0's agent and output with rank 0, which prints; rank 3 is on member 1.
+  for (const silent of [1, 3]) {
+    const run = await s.cliJson(['run', 'train', '--package', 'silent', '--dataset', 'd', '--agents', '2', '--procs-per-agent', '2',
+      '--env', `SILENT_RANK=${silent}`, '--stall-timeout', '5', '--max-attempts', '2']);
+    const done = await s.waitForStatus(run.id, ['Successful', 'Failed', 'Killed']);
+    await explain(t, s, run.id);
+    t.equal(done.status, 'Successful', `rank ${silent} silent: the requeued gang succeeded (${done.failure_reason ?? ''})`);
+    const [row] = await s.query('SELECT attempt, lost_attempts FROM runs WHERE id = $1', [run.id]);
+    t.same(row, { attempt: 2, lost_attempts: 1 }, `rank ${silent} silent: one attempt counted`);
+    const events = await s.query<{ status: string; detail: string }>('SELECT status, detail FROM run_events WHERE run_id = $1 ORDER BY id', [run.id]);
+    const requeues = events.filter((e) => e.status === 'Waiting for resources' && e.detail.startsWith('stalled'));
+    t.equal(requeues.length, 1, `rank ${silent} silent: requeued once (${events.map((e) => e.detail).join(' | ')})`);
+    t.match(requeues[0]?.detail, new RegExp(`^stalled: rank ${silent}: no log line, checkpoint or progress mark for 5 s \\(gang member ${silent >> 1} on a\\d\\)$`),
+      'with reason "stalled", naming the silent rank and its member');
+    const firstLines = await s.query<{ text: string }>('SELECT text FROM run_logs WHERE run_id = $1 AND attempt = 1', [run.id]);
+    t.ok(firstLines.some((l) => l.text.startsWith(`[rank ${silent ^ 1}] step`)), `rank ${silent ^ 1}, beside it, printed meanwhile`);
+    // The gang was stopped on every member: no process of attempt 1 is left, the silent one included.
+    const pids = firstLines.flatMap((l) => /^\[rank \d\] pid (\d+)$/.exec(l.text)?.[1] ?? []).map(Number);
+    t.equal(pids.length, 4, `rank ${silent} silent: every rank of attempt 1 said its pid`);
+    const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+    await until(`attempt 1's processes to be gone (${pids.join(',')})`, async () => !pids.some(alive), 60_000).then(
+      () => t.pass(`rank ${silent} silent: every process of attempt 1 is gone, on both members`), (err: unknown) => t.fail(String(err)));
+  }
+  // A rank's own progress marks keep it alive without a line.
+  const quiet = await s.cliJson(['run', 'train', '--package', 'silent', '--dataset', 'd', '--agents', '2', '--procs-per-agent', '2',
+    '--env', 'SILENT_RANK=1', '--env', 'PROGRESS=1', '--stall-timeout', '5', '--max-attempts', '1']);
+  const q = await s.waitForStatus(quiet.id, ['Successful', 'Failed', 'Killed']);
+  await explain(t, s, quiet.id);
+  t.equal(q.status, 'Successful', `eight seconds of rank 1's progress marks and no line do not stall (${q.failure_reason ?? ''})`);
+  t.equal(q.attempt, 1, 'in one attempt');
 });
 
 t.test('a member killed with SIGKILL mid-run stops the gang; it is requeued whole (one attempt counted) and succeeds', async (t) => {

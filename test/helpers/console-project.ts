@@ -25,16 +25,19 @@ export async function consoleProject(t: Test): Promise<ConsoleProject> {
   const member = (await s.cliJson(['tokens', 'create', '--project', 'vision', '--role', 'member'])).token as string;
   const other = (await s.cliJson(['tokens', 'create', '--project', 'other', '--role', 'reader'])).token as string;
   const pageErrors: string[] = [];
-  const signIn = async (viewport: { width: number; height: number }) => {
-    const browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] });
-    t.teardown(() => browser.close());
-    const page = await (await browser.newContext({ viewport })).newPage();
-    page.on('pageerror', (e) => pageErrors.push(e.message));
-    await page.goto(`${base}/`);
-    await page.fill('input[name=token]', member);
-    await page.click('button[type=submit]');
-    await page.waitForSelector('[data-testid=who]');
-    return page;
-  };
+  const signIn = (viewport: { width: number; height: number }) => signedInPage(t, base, member, viewport, pageErrors);
   return { s, base, member, other, M: (args) => s.cliJson([...args, '--token', member]), signIn, pageErrors };
+}
+
+/** A headless Chromium page of the console at `base`, signed in with `token`; its script errors go in `pageErrors`. */
+export async function signedInPage(t: Test, base: string, token: string, viewport: { width: number; height: number }, pageErrors: string[]): Promise<Page> {
+  const browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] });
+  t.teardown(() => browser.close());
+  const page = await (await browser.newContext({ viewport })).newPage();
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  await page.goto(`${base}/`);
+  await page.fill('input[name=token]', token);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('[data-testid=who]');
+  return page;
 }

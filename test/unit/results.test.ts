@@ -57,3 +57,15 @@ t.test('FULL_TRAINING', async (t) => {
     outputs: { train_data: null, test_data: null, artifacts_data: 'runs/run_0123456789abcd/attempt-1/artifacts/', package: 'iris', version: '1.1', score: 0 },
   }, 'nothing saved, no evaluation dataset, a score of 0: real nulls and the number 0, every key present');
 });
+
+t.test('a gang run: its members beside AI Center\'s keys; an ordinary run has no members key', async (t) => {
+  const members = [
+    { node_rank: 0, agent: 'a1', gpus: [{ index: 0, uuid: 'GPU-a' }, { index: 1, uuid: 'GPU-b' }], first_rank: 0, last_rank: 1 },
+    { node_rank: 1, agent: 'a2', gpus: [{ index: 3, uuid: '' }], first_rank: 2, last_rank: 3 },
+  ];
+  const r = buildResults({ ...base, members }) as ReturnType<typeof buildResults> & { members?: unknown };
+  t.strictSame(r.members, members, 'every member: node rank, agent, GPUs (UUIDs where known), rank range');
+  t.strictSame(Object.keys(r), ['parameters', 'run_summary', 'members']);
+  t.notOk('members' in buildResults(base), 'without members: the shape as before');
+  t.notOk('members' in buildResults({ ...base, members: null }));
+});
