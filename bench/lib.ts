@@ -1,5 +1,6 @@
 // What the benchmarks share: a database and bucket of their own, a real scheduler process, and medians.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { setMaxListeners } from 'node:events';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,6 +13,8 @@ import { Api as ApiClient, streamOf, unaryCall, type Api } from '../cli/client.j
 import { ErrorCodes, TrainyardError } from '../shared/errors.js';
 import { createMinioClient, removePrefix } from '../shared/storage.js';
 import type { Stack } from '../test/helpers/stack.js';
+import { connect, type NatsConnection } from 'nats';
+import { Link } from '../agent/link.js';
 
 /**
  * The services' admin role (CREATEDB, no superuser; `npm run services` keeps its password in postgres.env),
@@ -276,4 +279,69 @@ export async function enteredAt(api: ApiClient, id: string): Promise<number> {
   }
   if (!entered) throw new Error(`run ${id}: no ENTERED line in its log`);
   return entered;
+}
+
+/**
+ * A fleet of simulated agents for the placement benches: a real scheduler process on a database of its
+ * own; `agents` agents registered over gRPC as real ones register (25 at a time), which never run
+ * anything; a NATS subscription on every agent's dispatch subject (`onDispatch` hears each doorbell, as
+ * the agent's name and the run's id); and `kick()`, the placer's doorbell rung as a scheduler rings it.
+ * Runs are inserted by the bench as queued rows (`databaseUrl`), which measures placement, not submission.
+ */
+export interface SimulatedFleet { bench: BenchEnv; scheduler: Proc; kick(): Promise<void>; stop(): Promise<void> }
+
+export async function startSimulatedFleet(o: { agents: number; gpusPerAgent: number; cpusPerAgent: number; nodeArgs?: string[];
+  onDispatch(agent: string, runId: string): void }): Promise<SimulatedFleet> {
+  const natsUrl = process.env.TRAINYARD_NATS_URL ?? 'nats://127.0.0.1:4222';
+  const bench = await benchEnv({ TRAINYARD_AGENT_LOST_AFTER_MS: '3600000', TRAINYARD_DISPATCH_ACK_TIMEOUT_MS: '3600000', TRAINYARD_SCHEDULER_LISTEN: '127.0.0.1:0' });
+  const scheduler = startTrainyard(['scheduler', '--log-level', 'info'], { ...bench.env, ...benchNats('scheduler'), ...benchMinio() }, o.nodeArgs);
+  let nc: NatsConnection | null = null;
+  let bell: NatsConnection | null = null;
+  const stop = async () => {
+    await nc?.close();
+    await bell?.close();
+    await scheduler.stop();
+    await bench.drop();
+  };
+  try {
+    const listening = JSON.parse(await scheduler.waitFor(/"msg":"listening"/));
+    await scheduler.waitFor(/now places runs/);
+    const admin = new ApiClient(listening.address as string, { token: benchAdminToken(bench) });
+    const join = (await admin.createJoinToken({ name: 'bench', expires_in_seconds: 3600 })).token;
+    admin.close();
+    const link = new Link(listening.address as string);
+    link.authenticateAs('bench', join, { joining: true });
+    const signal = new AbortController().signal;
+    // 25 registrations at once listen on it (agent/link.ts): not a leak, so no MaxListenersExceededWarning.
+    setMaxListeners(50, signal);
+    for (let i = 0; i < o.agents; i += 25) {
+      await Promise.all(Array.from({ length: Math.min(25, o.agents - i) }, (_, j) => link.register({
+        name: `sim${i + j}`, hostname: 'bench', cpus: o.cpusPerAgent, memory_mb: 256_000, labels: { zone: (i + j) % 2 ? 'a' : 'b' }, version: 'bench', held: [],
+        gpus: Array.from({ length: o.gpusPerAgent }, (_, g) => ({ index: g, uuid: `GPU-${i + j}-${g}`, name: 'NVIDIA H100 80GB HBM3', memory_mb: 81559, run_id: '' })),
+      }, signal)));
+    }
+    link.close();
+    // The simulated agents listen as the agents' NATS user; the doorbell is rung as a scheduler's (the
+    // agents' user may publish nothing, so a kick sent as it never arrives).
+    const agentUser = benchNats('agent');
+    const schedulerUser = benchNats('scheduler');
+    nc = await connect({ servers: natsUrl, user: agentUser.TRAINYARD_NATS_USER, pass: agentUser.TRAINYARD_NATS_PASSWORD });
+    bell = await connect({ servers: natsUrl, user: schedulerUser.TRAINYARD_NATS_USER, pass: schedulerUser.TRAINYARD_NATS_PASSWORD });
+    const subjectAgent = new RegExp(`^${bench.name}\\.agent\\.(.+)\\.dispatch$`);
+    nc.subscribe(`${bench.name}.agent.*.dispatch`, { callback: (_err, m) => {
+      o.onDispatch(subjectAgent.exec(m.subject)?.[1] ?? '', (m.json() as { run_id: string }).run_id);
+    } });
+    await nc.flush();
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const b = bell;
+  return {
+    bench, scheduler, stop,
+    async kick() {
+      b.publish(`${bench.name}.kick`);
+      await b.flush();
+    },
+  };
 }

@@ -11,14 +11,10 @@
 // rows show what a placement costs as the fleet grows. Each row is the median of --repeat runs, each on a
 // new database and a new scheduler. RSS is the scheduler's at the end; peak is its high-water mark
 // (VmHWM), registration and placement included.
-import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { connect } from 'nats';
 import pg from 'pg';
-import { benchAdminToken, benchEnv, benchMinio, benchNats, median, rssMiB, startTrainyard } from './lib.js';
-import { Link } from '../agent/link.js';
-import { Api } from '../cli/client.js';
+import { median, rssMiB, startSimulatedFleet } from './lib.js';
 
 const { values } = parseArgs({ options: {
   agents: { type: 'string', default: '1000' }, runs: { type: 'string', default: '20000' },
@@ -26,7 +22,6 @@ const { values } = parseArgs({ options: {
 } });
 const fleets = values.agents.split(',').map(Number);
 const runs = Number(values.runs);
-const natsUrl = process.env.TRAINYARD_NATS_URL ?? 'nats://127.0.0.1:4222';
 
 interface Result { seconds: number; perSecond: number; rssMiB: number; peakMiB: number }
 
@@ -40,42 +35,15 @@ async function once(agents: number): Promise<Result> {
   // the per-placement cost against the number of agents to choose from.
   const gpusPerAgent = Math.max(8, Math.ceil((0.3 * runs * 2) / agents));
   const cpusPerAgent = Math.max(32, Math.ceil((runs * 2) / agents));
-  const bench = await benchEnv({ TRAINYARD_AGENT_LOST_AFTER_MS: '3600000', TRAINYARD_DISPATCH_ACK_TIMEOUT_MS: '3600000', TRAINYARD_SCHEDULER_LISTEN: '127.0.0.1:0' });
-  const prof = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : [];
-  const scheduler = startTrainyard(['scheduler', '--log-level', 'info'], { ...bench.env, ...benchNats('scheduler'), ...benchMinio() }, prof);
+  let received = 0;
+  let done: () => void = () => {};
+  const all = new Promise<void>((r) => { done = r; });
+  const fleet = await startSimulatedFleet({ agents, gpusPerAgent, cpusPerAgent,
+    nodeArgs: values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : [],
+    onDispatch: () => { if (++received === runs) done(); } });
   try {
-    const listening = JSON.parse(await scheduler.waitFor(/"msg":"listening"/));
-    await scheduler.waitFor(/now places runs/);
-    const admin = new Api(listening.address as string, { token: benchAdminToken(bench) });
-    const join = (await admin.createJoinToken({ name: 'bench', expires_in_seconds: 3600 })).token;
-    admin.close();
-    const link = new Link(listening.address as string);
-    link.authenticateAs('bench', join, { joining: true });
-    const signal = new AbortController().signal;
-    // 25 registrations at once listen on it (agent/link.ts): not a leak, so no MaxListenersExceededWarning.
-    setMaxListeners(50, signal);
-    // Register the fleet, 25 at a time, as real agents do.
-    for (let i = 0; i < agents; i += 25) {
-      await Promise.all(Array.from({ length: Math.min(25, agents - i) }, (_, j) => link.register({
-        name: `sim${i + j}`, hostname: 'bench', cpus: cpusPerAgent, memory_mb: 256_000, labels: { zone: (i + j) % 2 ? 'a' : 'b' }, version: 'bench', held: [],
-        gpus: Array.from({ length: gpusPerAgent }, (_, g) => ({ index: g, uuid: `GPU-${i + j}-${g}`, name: 'NVIDIA H100 80GB HBM3', memory_mb: 81559, run_id: '' })),
-      }, signal)));
-    }
-    link.close();
-    // The simulated agents listen as the agents' NATS user; the doorbell is rung as a scheduler's (the
-    // agents' user may publish nothing, so a kick sent as it never arrives).
-    const agentUser = benchNats('agent');
-    const schedulerUser = benchNats('scheduler');
-    const nc = await connect({ servers: natsUrl, user: agentUser.TRAINYARD_NATS_USER, pass: agentUser.TRAINYARD_NATS_PASSWORD });
-    const bell = await connect({ servers: natsUrl, user: schedulerUser.TRAINYARD_NATS_USER, pass: schedulerUser.TRAINYARD_NATS_PASSWORD });
-    let received = 0;
-    let done: () => void = () => {};
-    const all = new Promise<void>((r) => { done = r; });
-    nc.subscribe(`${bench.name}.agent.*.dispatch`, { callback: () => { if (++received === runs) done(); } });
-    await nc.flush();
-
     // The queue: 30% ask for one GPU, the rest for one CPU; a quarter carry a selector.
-    const db = new pg.Client({ connectionString: bench.databaseUrl });
+    const db = new pg.Client({ connectionString: fleet.bench.databaseUrl });
     await db.connect();
     await db.query(`
       INSERT INTO runs (id, project, package, package_major, package_minor, package_object_key, dataset, gpus, cpus, selector, env, max_attempts, created_at)
@@ -85,17 +53,13 @@ async function once(agents: number): Promise<Result> {
       FROM generate_series(1, $1) AS i`, [runs]);
     await db.end();
     const start = process.hrtime.bigint();
-    bell.publish(`${bench.name}.kick`);
-    await bell.flush();
+    await fleet.kick();
     await all;
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-    const result = { seconds, perSecond: runs / seconds, rssMiB: rssMiB(scheduler.child.pid!), peakMiB: peakMiB(scheduler.child.pid!) };
-    await nc.close();
-    await bell.close();
-    return result;
+    const pid = fleet.scheduler.child.pid!;
+    return { seconds, perSecond: runs / seconds, rssMiB: rssMiB(pid), peakMiB: peakMiB(pid) };
   } finally {
-    await scheduler.stop();
-    await bench.drop();
+    await fleet.stop();
   }
 }
 

@@ -3,7 +3,7 @@
 // (so the kill races the requeue), and high-priority runs preempt lower ones on a full fleet (issue 22).
 // Not part of `npm test` (it runs for minutes):
 //
-//   npm run soak -- --seconds 300 [--agents 3] [--fault-every 6] [--kill-every 3] [--preempt-every 8] [--seed N] [--json]
+//   npm run soak -- --seconds 300 [--agents 6] [--fault-every 6] [--kill-every 3] [--preempt-every 8] [--gang-every 4] [--seed N] [--json]
 //
 // Preemption: the project is preemptible (--min-runtime 1 s); every --preempt-every seconds a wave of long
 // low-priority GPU runs fills the GPUs, then high-priority GPU runs arrive and must preempt some of them.
@@ -14,6 +14,13 @@
 //
 // Agents reach the schedulers through a proxy that loses a tenth of the claim and finish replies after the
 // scheduler committed them (the agent retries, or forgets the attempt and the scheduler takes it back).
+//
+// Gangs (issue 24): every --gang-every seconds a multi-agent run of examples/packages/gang-allreduce (2, 3
+// or 4 agents, 1 or 2 processes on each, some with a GPU per process), whose ranks meet at rank 0's
+// MASTER_ADDR:MASTER_PORT (each agent advertises its own loopback address, 127.0.0.2 and up) and all-reduce
+// RANK+1. They take the client kills and faults as the other runs do. Throughout, the soak samples the
+// database twice a second for a partial gang (scheduler/invariants.ts partialGangs: a gang run holding GPUs
+// on some of its members but not all, or while it waits), which must never be seen.
 //
 // At the end it waits (bounded, --settle-seconds) for every run to end, then checks:
 //   lost          runs the clients submitted that are missing, or still not terminal (must be 0)
@@ -27,22 +34,27 @@
 //   non-terminal  runs of any kind not in a terminal state at the end (must be 0)
 //   gpus          a run whose CUDA_VISIBLE_DEVICES did not hold exactly the GPUs it asked for fails with
 //                 "asked for N GPUs" (must be 0)
+//   gangs         every gang ended like any run (counted in lost, duplicates, kills above); each Successful
+//                 one's rank 0 summed 1+2+...+WORLD_SIZE (its rank-0.json), so every rank ran; no sampled
+//                 instant showed a partial gang (must be 0)
 //   shutdown      every daemon still running stops cleanly at the end (no SIGKILL, exit 0)
 // and exits non-zero unless all of them hold.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Test } from 'tap';
-import { Stack, fakeGpus, tempDir, writeTree, type AgentOptions } from '../test/helpers/stack.js';
+import { Stack, fakeGpus, freePort, root, tempDir, writeTree, type AgentOptions } from '../test/helpers/stack.js';
 import { Api } from '../cli/client.js';
 import { isTerminal, terminalStatuses } from '../shared/run-states.js';
 import { ErrorCodes, TrainyardError } from '../shared/errors.js';
 import { doctorCheck, type DoctorResult } from './lib.js';
 import { startReplyDropper } from '../test/helpers/reply-dropper.js';
+import { createDb } from '../scheduler/db/database.js';
+import { partialGangs } from '../scheduler/invariants.js';
 
 const { values } = parseArgs({ options: {
-  seconds: { type: 'string', default: '180' }, agents: { type: 'string', default: '3' }, 'fault-every': { type: 'string', default: '6' },
-  'kill-every': { type: 'string', default: '3' }, 'preempt-every': { type: 'string', default: '8' }, 'settle-seconds': { type: 'string', default: '300' },
+  seconds: { type: 'string', default: '180' }, agents: { type: 'string', default: '6' }, 'fault-every': { type: 'string', default: '6' },
+  'kill-every': { type: 'string', default: '3' }, 'preempt-every': { type: 'string', default: '8' }, 'gang-every': { type: 'string', default: '4' }, 'settle-seconds': { type: 'string', default: '300' },
   seed: { type: 'string', default: String(Date.now()) }, json: { type: 'boolean' },
 } });
 const seconds = Number(values.seconds);
@@ -66,14 +78,18 @@ const addressOf = new Map([[s.daemons.find((d) => d.name === 'scheduler1')!, fir
 s.schedulerAddress = addresses.join(',');
 
 // A mixed fleet: two of every three agents have two (fake) H100s, the third is CPU only. An agent keeps
-// its GPUs across restarts (the same options every time it is started).
+// its GPUs across restarts (the same options every time it is started). Each advertises its own loopback
+// address (a gang's MASTER_ADDR when it is rank 0) and its own rendezvous ports, as agents on their own
+// hosts would.
 const agentNames = Array.from({ length: Number(values.agents) }, (_, i) => `soak${i + 1}`);
 // Agents reach the schedulers through a proxy that loses one in ten claim and finish replies after the
 // scheduler committed them (test/helpers/reply-dropper.ts): the claim and the end report must be idempotent.
 const dropper = await startReplyDropper(addresses.join(','), (m) => (m === 'ClaimAttempt' || m === 'FinishAttempt') && random() < 0.1);
 cleanups.push(() => dropper.close());
+const rendezvous = await Promise.all(agentNames.map(() => freePort()));
 const agentOptions = new Map<string, AgentOptions>(agentNames.map((name, i) => [name, {
-  cpus: 3, gpus: i % 3 === 2 ? [] : fakeGpus(2, name), env: { TRAINYARD_LOG_LEVEL: 'info', TRAINYARD_SCHEDULER: dropper.address },
+  cpus: 3, gpus: i % 3 === 2 ? [] : fakeGpus(2, name), env: { TRAINYARD_LOG_LEVEL: 'info', TRAINYARD_SCHEDULER: dropper.address,
+    TRAINYARD_ADVERTISE_ADDR: `127.0.0.${i + 2}`, TRAINYARD_RENDEZVOUS_PORTS: `${rendezvous[i]}-${rendezvous[i]! + 7}` },
 }]));
 const gpuAgents = agentNames.filter((n) => (agentOptions.get(n)!.gpus ?? []).length > 0).length;
 for (const name of agentNames) await s.startAgent(name, agentOptions.get(name));
@@ -98,7 +114,8 @@ class Main:
 `;
 const pushed = await s.cli(['package', 'push', writeTree(tempDir(), { 'train.py': train }), '--name', 'soak']);
 const data = await s.cli(['dataset', 'push', writeTree(tempDir(), { 'a.csv': '1\n', 'b/c.csv': '2\n' }), '--name', 'soakdata']);
-if (pushed.code !== 0 || data.code !== 0) throw new Error(pushed.stderr + data.stderr);
+const gangPushed = await s.cli(['package', 'push', path.join(root, 'examples', 'packages', 'gang-allreduce'), '--name', 'soakgang']);
+if (pushed.code !== 0 || data.code !== 0 || gangPushed.code !== 0) throw new Error(pushed.stderr + data.stderr + gangPushed.stderr);
 // Every soak run is the admin token's project's ("default"): its runs may be preempted.
 const preemptible = await s.cli(['projects', 'set', 'default', '--preemptible', 'true']);
 if (preemptible.code !== 0) throw new Error(preemptible.stderr);
@@ -106,6 +123,8 @@ if (preemptible.code !== 0) throw new Error(preemptible.stderr);
 const api = s.api();
 const submitted = new Set<string>();
 const gpuRuns = new Set<string>();
+/** Gang runs by id: members (N) and processes on each (P). */
+const gangs = new Map<string, { agents: number; procs: number; gpus: number }>();
 let faults = 0;
 const faultLog: string[] = [];
 const end = Date.now() + seconds * 1000;
@@ -198,6 +217,49 @@ async function preemptLoop(): Promise<void> {
   }
 }
 
+// Gangs: 2, 3 or 4 members (4 only CPU: 4 of the 6 agents have GPUs), 1 or 2 processes on each, half
+// with a GPU per process; each rank holds a moment after the all-reduce, so that faults and kills land
+// while the gang runs.
+async function gangLoop(): Promise<void> {
+  const every = Number(values['gang-every']) * 1000;
+  if (!(every > 0)) return;
+  let n = 0;
+  while (Date.now() < end) {
+    await sleep(every * (0.5 + random()));
+    if (Date.now() >= end) break;
+    const gpu = gpuAgents >= 3 && random() < 0.5;
+    const agents = gpu ? pick([2, 2, 3]) : pick([2, 3, 4].filter((k) => k <= agentNames.length));
+    const procs = pick([1, 2]);
+    const gpus = gpu ? procs : 0;
+    const key = `soak-gang-${n++}`;
+    const run = await whileUnavailable(() => api.submitRun({
+      package: 'soakgang', dataset: 'soakdata', idempotency_key: key, resources: { cpus: 1, gpus }, agents, procs_per_agent: procs,
+      env: { HOLD_SECONDS: (0.5 + random() * 2).toFixed(1) },
+    }));
+    submitted.add(run.id);
+    gangs.set(run.id, { agents, procs, gpus });
+    if (gpus) gpuRuns.add(run.id);
+  }
+}
+
+// The partial-gang sampler: one read of the database (one instant) every half second, from the first
+// submission until every run has ended. `placed` counts the samples that saw a gang holding GPUs, so that
+// 0 violations means something.
+const gangSampling = { samples: 0, withGangHoldingGpus: 0, errors: 0, violations: new Map<string, string>() };
+const sampleDb = createDb(s.databaseUrl, 2);
+let sampling = true;
+async function sampleLoop(): Promise<void> {
+  while (sampling) {
+    try {
+      for (const g of await partialGangs(sampleDb.db)) gangSampling.violations.set(`${g.id}: ${g.detail}`, new Date().toISOString());
+      const [row] = await s.query('SELECT count(DISTINCT l.run_id)::int AS n FROM gpu_leases l JOIN runs r ON r.id = l.run_id AND r.agents > 1');
+      gangSampling.samples++;
+      if (row!.n > 0) gangSampling.withGangHoldingGpus++;
+    } catch { gangSampling.errors++; }
+    await sleep(500);
+  }
+}
+
 async function faultLoop(): Promise<void> {
   const every = Number(values['fault-every']) * 1000;
   while (Date.now() + every < end) {
@@ -266,7 +328,8 @@ async function restartAgent(): Promise<void> {
 }
 
 log(`soaking for ${seconds} s with ${agentNames.length} agents (${gpuAgents} with GPUs) and 2 schedulers (seed ${values.seed})`);
-await Promise.all([submitLoop(), faultLoop(), killLoop(), preemptLoop()]);
+const sampler = sampleLoop();
+await Promise.all([submitLoop(), faultLoop(), killLoop(), preemptLoop(), gangLoop()]);
 await Promise.all(pendingKills);
 log(`submitted ${submitted.size} runs, killed ${kills.size}; waiting for every run to end`);
 const settleEnd = Date.now() + Number(values['settle-seconds']) * 1000;
@@ -276,6 +339,9 @@ while (open.length && Date.now() < settleEnd) {
   open = open.filter((id) => { const r = rows.find((x) => x.id === id); return !r || !isTerminal(r.status); });
   if (open.length) await sleep(1000);
 }
+sampling = false;
+await sampler;
+await sampleDb.db.destroy();
 const rows = await s.query('SELECT id, status, failure_reason, attempt FROM runs');
 const versions = await s.query('SELECT run_id, count(*)::int AS n FROM package_versions WHERE run_id IS NOT NULL GROUP BY run_id');
 const byStatus: Record<string, number> = {};
@@ -320,6 +386,27 @@ const restartRuns = restarts.flatMap((r) => r.runs.map((x) => ({ ...x, agent: r.
 const requeuedAfterRestart = restartRuns.filter((x) => attemptOf.get(x.id) !== x.attempt && !preemptedIds.has(x.id))
   .map((x) => `${x.id}: attempt ${x.attempt} on ${x.agent} (restarted in ${x.startMs} ms) ended as attempt ${attemptOf.get(x.id)}`);
 
+// Gangs: each ended like any run; each Successful one's rank 0 got every rank's RANK+1 (its rank-0.json,
+// uploaded before the success was committed), which it could only have if every rank ran and met it.
+const gangIds = [...gangs.keys()];
+// One version for a Successful gang (rank 0's save() alone), none otherwise.
+const gangDuplicates = gangIds.filter((id) => (versionCount.get(id) ?? 0) !== (statusOf.get(id) === 'Successful' ? 1 : 0));
+const gangLost = gangIds.filter((id) => open.includes(id) || !statusOf.has(id));
+const gangEnds: Record<string, number> = {};
+for (const id of gangIds) gangEnds[statusOf.get(id) ?? 'missing'] = (gangEnds[statusOf.get(id) ?? 'missing'] ?? 0) + 1;
+const gangRanksMissing: string[] = [];
+for (const id of gangIds.filter((x) => statusOf.get(x) === 'Successful')) {
+  const g = gangs.get(id)!;
+  const world = g.agents * g.procs;
+  try {
+    const r0 = JSON.parse(await s.objectText(`runs/${id}/attempt-${attemptOf.get(id)}/artifacts/rank-0.json`)) as { sum: number; env: Record<string, string> };
+    if (r0.sum !== (world * (world + 1)) / 2 || r0.env.WORLD_SIZE !== String(world)) gangRanksMissing.push(`${id}: rank 0 summed ${r0.sum} over WORLD_SIZE ${r0.env.WORLD_SIZE}, want ${(world * (world + 1)) / 2} over ${world}`);
+  } catch (err) {
+    gangRanksMissing.push(`${id}: rank-0.json of attempt ${attemptOf.get(id)} unreadable (${err instanceof Error ? err.message : String(err)})`);
+  }
+}
+const partialGangViolations = [...gangSampling.violations.keys()];
+
 const doctor: DoctorResult = await doctorCheck(s, api);
 const violations = doctor.available ? doctor.current.length + doctor.recordedTotal : 1;
 
@@ -338,15 +425,21 @@ const summary = {
   statuses: byStatus, failureReasons: reasons, retriedRuns: rows.filter((r) => r.attempt > 1).length, runsLost: lost, duplicates,
   kills: { requested: kills.size, racingRequeue: killOutcome.racing, endedKilled: killOutcome.killed, endedBeforeKill: killOutcome.endedFirst,
     notHonoured: killOutcome.notHonoured, unanswered: killOutcome.unanswered },
+  gangs: { submitted: gangs.size, bySize: Object.fromEntries([2, 3, 4].map((k) => [k, [...gangs.values()].filter((g) => g.agents === k).length])),
+    withGpus: [...gangs.values()].filter((g) => g.gpus > 0).length, ended: gangEnds, succeeded: gangEnds.Successful ?? 0,
+    retried: gangIds.filter((id) => (attemptOf.get(id) ?? 0) > 1).length, lost: gangLost.length, duplicates: gangDuplicates.length,
+    ranksMissing: gangRanksMissing, partialGangViolations: partialGangViolations.length, samples: gangSampling.samples,
+    samplesWithGangHoldingGpus: gangSampling.withGangHoldingGpus, sampleErrors: gangSampling.errors },
   gpuMismatches, invariantViolations: violations, doctor, nonTerminalAtEnd: nonTerminal.length, nonTerminal: nonTerminal.slice(0, 20),
   shutdownProblems,
 };
 const ok = lost === 0 && duplicates === 0 && violations === 0 && nonTerminal.length === 0
-  && killOutcome.notHonoured.length === 0 && killOutcome.unanswered.length === 0 && gpuMismatches.length === 0 && !shutdownProblems;
+  && killOutcome.notHonoured.length === 0 && killOutcome.unanswered.length === 0 && gpuMismatches.length === 0 && !shutdownProblems
+  && gangLost.length === 0 && gangDuplicates.length === 0 && gangRanksMissing.length === 0 && partialGangViolations.length === 0;
 const doctorLine = !doctor.available ? `doctor unavailable (${doctor.error})`
   : `${violations} (via ${doctor.via}: now ${doctor.current.length}, recorded ${doctor.recordedTotal}${doctor.recordedTotal ? ` ${JSON.stringify(doctor.recordedByKind)}` : ''})`;
 console.log(values.json ? JSON.stringify(summary) : [
-  `runs submitted:  ${summary.runsSubmitted} (${gpuRuns.size} with GPUs)`,
+  `runs submitted:  ${summary.runsSubmitted} (${gpuRuns.size} with GPUs; ${summary.runsSubmitted - gangs.size} single runs, ${gangs.size} gangs)`,
   `faults injected: ${summary.faultsInjected} ${JSON.stringify(summary.faults)}`,
   `preemptions:     ${preemptions.length} by ${urgentRuns.size} high-priority runs; the preempted runs ended ${JSON.stringify(preemptedEnds)}`,
   `agent restarts:  ${restarts.length} (kill -9, started again): ${restartRuns.length} run(s) training then, ${restartRuns.length - requeuedAfterRestart.length} ended on the same attempt (taken over), ${requeuedAfterRestart.length} requeued`,
@@ -355,6 +448,11 @@ console.log(values.json ? JSON.stringify(summary) : [
   `client kills:    ${kills.size} (${killOutcome.racing} racing a requeue): ${killOutcome.killed} Killed, ${killOutcome.endedFirst} ended before the kill, `
     + `${killOutcome.notHonoured.length} not honoured, ${killOutcome.unanswered.length} unanswered`,
   ...[...killOutcome.notHonoured, ...killOutcome.unanswered].slice(0, 10).map((l) => `  ${l}`),
+  `gangs:           ${gangs.size} submitted (${summary.gangs.withGpus} with GPUs; by members ${JSON.stringify(summary.gangs.bySize)}), `
+    + `${summary.gangs.succeeded} succeeded with every rank in the all-reduce, ${summary.gangs.retried} retried, ended ${JSON.stringify(gangEnds)}; `
+    + `${gangLost.length} lost, ${gangDuplicates.length} duplicates, ${gangRanksMissing.length} missing a rank, `
+    + `${partialGangViolations.length} partial-gang violations in ${gangSampling.samples} samples (${gangSampling.withGangHoldingGpus} with a gang holding GPUs${gangSampling.errors ? `, ${gangSampling.errors} unread` : ''})`,
+  ...[...gangRanksMissing, ...partialGangViolations].slice(0, 10).map((l) => `  ${l}`),
   `final statuses:  ${JSON.stringify(byStatus)}${Object.keys(reasons).length ? ` failures: ${JSON.stringify(reasons)}` : ''}`,
   `gpu mismatches:  ${gpuMismatches.length}${gpuMismatches.length ? ` ${gpuMismatches.slice(0, 5).join('; ')}` : ''}`,
   `runs retried:    ${summary.retriedRuns}`,

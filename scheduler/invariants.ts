@@ -37,6 +37,12 @@ export const ViolationKind = {
   AttemptNotHeld: 'attempt_not_held',
   /** In Packaging past the scheduler's --packaging-deadline: ended Failed. */
   PackagingPastDeadline: 'packaging_past_deadline',
+  /**
+   * A gang run (placement/gang.ts) holding GPUs on some of its members but not all of them, or while not
+   * placed: the state all-or-nothing placement exists to rule out. Reported only: its causes (a lease left
+   * over, one missing) are repaired by the lease kinds above, and the run's own transitions free the rest.
+   */
+  PartialGang: 'partial_gang',
 } as const;
 export type ViolationKind = (typeof ViolationKind)[keyof typeof ViolationKind];
 
@@ -142,6 +148,8 @@ export class Invariants {
 
     found.push(...await this.#stranded(o.repair));
 
+    for (const g of await partialGangs(db)) add({ kind: ViolationKind.PartialGang, runId: g.id, agent: g.agent ?? '', detail: g.detail });
+
     const noAgent = await sql<{ id: string; status: string }>`
       SELECT id, status FROM runs WHERE agent IS NULL AND status IN ${states([RunStatus.Packaging, RunStatus.Running])}`.execute(db);
     for (const r of noAgent.rows) add({ kind: ViolationKind.RunningWithoutAgent, runId: r.id, agent: '', detail: `${r.status} without an agent` });
@@ -197,6 +205,33 @@ export class Invariants {
     await this.deps.db.insertInto('invariant_violations')
       .values(found.map((v) => ({ kind: v.kind, run_id: v.runId, agent: v.agent, detail: v.detail, repaired: v.repaired }))).execute();
   }
+}
+
+/** A gang run found holding GPUs as only part of a gang; `detail` says what it holds against what it should. */
+export interface PartialGang { id: string; agent: string | null; detail: string }
+
+/**
+ * Gang runs holding GPUs as a partial gang, in one read (so one instant of the database): a gang run holds
+ * either every member's GPUs (placed, its N members current, N x gpus leases on N agents) or none. The
+ * invariant sweep looks for them, and the soak samples this between sweeps (bench/soak.ts).
+ */
+export async function partialGangs(db: Db): Promise<PartialGang[]> {
+  // Driven by the leases (few) rather than the runs (many). A placed run's leases of another attempt are
+  // orphans (reported as such above); a run not placed holds none at all.
+  const { rows } = await sql<PartialGang>`
+    WITH h AS (
+      SELECT l.run_id, count(DISTINCT l.agent)::int AS agents, count(*)::int AS gpus
+      FROM gpu_leases l JOIN runs r ON r.id = l.run_id AND r.agents > 1
+      WHERE r.agent IS NULL OR r.status NOT IN ${PLACED} OR l.lease = r.lease
+      GROUP BY l.run_id)
+    SELECT r.id, r.agent,
+      r.status || CASE WHEN r.agent IS NULL THEN ' and placed nowhere' ELSE ' on ' || r.agent END
+        || ': GPU leases on ' || h.agents || ' agents for its ' || r.agents || ' members (' || h.gpus || ' GPUs of '
+        || r.agents * r.gpus || '), ' || 1 + m.members || ' members current' AS detail
+    FROM h JOIN runs r ON r.id = h.run_id
+    CROSS JOIN LATERAL (SELECT count(*)::int AS members FROM run_members m WHERE m.run_id = r.id AND m.lease = r.lease) m
+    WHERE r.agent IS NULL OR r.status NOT IN ${PLACED} OR h.agents <> r.agents OR h.gpus <> r.agents * r.gpus OR 1 + m.members <> r.agents`.execute(db);
+  return rows;
 }
 
 /** `trainyard doctor`: a check now (repairing when asked) and what the sweep has recorded so far. */
