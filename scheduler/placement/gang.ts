@@ -16,6 +16,16 @@
 //   chosen one after another on distinct agents; if one does not fit, the ones chosen are given back in
 //   the same pass, before anything is sent, and the gang waits ("waiting for N agents, each with ...").
 //
+// - Waiting, and no starvation. A gang that does not fit holds nothing; small runs backfill the agents it
+//   wants. Once one has waited --gang-reserve-after, the placer reserves agents for one gang (reservingGang:
+//   the oldest of the highest priority that waited that long): reserveGang picks the N agents that would
+//   fit it soonest, and the placer holds them back in its index from every other run, from pass to pass,
+//   until the gang is placed by the same one statement. A hold in the model, never a GPU lease: nothing
+//   to give back if the leader dies, and no running run is stopped for it.
+//
+// - Preferences (preferredGroups): --prefer-same LABEL and one GPU model across members are narrower
+//   requests tried before the mixed choice, so a preference never makes a gang wait that could run now.
+//
 // - Running. Each member's agent is rung on the NATS doorbell like any run and claims the attempt
 //   (ClaimAttempt); a member's claim answers with its own GPUs and a GangPlace (node rank, NNODES, P,
 //   MASTER_ADDR = rank 0's agent's --advertise-addr, MASTER_PORT = a port of rank 0's agent's
@@ -170,11 +180,12 @@ export function reserveGang(index: FleetIndex, r: Request, admit: ((a: AgentCapa
  * --gang-reserve-after), the one of the highest priority, then the oldest (then the smallest id). Null: none.
  */
 export function reservingGang(queue: readonly QueuedRun[], cutoff: number): string | null {
-  let best: QueuedRun | null = null;
+  let best: { id: string; priority: number; at: number } | null = null;
   for (const r of queue) {
-    if (r.agents < 2 || r.created_at.getTime() > cutoff) continue;
-    if (!best || r.priority > best.priority || (r.priority === best.priority
-      && (r.created_at.getTime() < best.created_at.getTime() || (r.created_at.getTime() === best.created_at.getTime() && r.id < best.id)))) best = r;
+    if (r.agents < 2 || !r.created_at) continue;
+    const at = r.created_at.getTime();
+    if (at > cutoff) continue;
+    if (!best || r.priority > best.priority || (r.priority === best.priority && (at < best.at || (at === best.at && r.id < best.id)))) best = { id: r.id, priority: r.priority, at };
   }
   return best?.id ?? null;
 }

@@ -22,8 +22,8 @@ export interface QueuedRun {
   agents: number;
   /** A gang's --prefer-same label ('' = none). */
   prefer_same: string;
-  /** Submitted: how long a gang has waited, for --gang-reserve-after. */
-  created_at: Date;
+  /** A gang's submission, for --gang-reserve-after (null for an ordinary run: no timestamp parsed per run). */
+  created_at: Date | null;
 }
 
 /** The predicate of the runs_queue_heads index (migrations/013): a killed run never waits in the queue. */
@@ -55,7 +55,8 @@ export async function queueHead(db: Db, limit: number, running: ReadonlyMap<stri
     )
     -- One primary-key probe per run kept, never a scan of the queue whatever the statistics say (the same
     -- fence as the transitions' probe(), scheduler/runs/transitions.ts).
-    SELECT r.id, r.project, r.status, r.status_detail, r.priority, r.gpus, r.gpu_model, r.gpu_memory_mb, r.cpus, r.memory_mb, r.selector::text AS selector, r.agents, r.prefer_same, r.created_at
+    SELECT r.id, r.project, r.status, r.status_detail, r.priority, r.gpus, r.gpu_model, r.gpu_memory_mb, r.cpus, r.memory_mb, r.selector::text AS selector, r.agents, r.prefer_same,
+      CASE WHEN r.agents > 1 THEN r.created_at END AS created_at
     FROM head CROSS JOIN LATERAL (SELECT *, ${QUEUED} AS queued FROM runs WHERE runs.id = head.id OFFSET 0) r
     WHERE r.queued
     ORDER BY head.priority DESC, head.rank, head.created_at, head.id`.execute(db);
