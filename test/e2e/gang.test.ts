@@ -202,8 +202,8 @@ class SmallStream {
   openAll(): void { for (const g of this.#gates.values()) g.open(); }
 }
 
-t.test('a gang waiting --gang-reserve-after gets agents reserved: small runs that keep arriving stop going there, and the gang runs', async (t) => {
-  const s = await gangStack(t, 3, { TRAINYARD_GANG_RESERVE_AFTER_S: '1' });
+/** 3 small runs keep the 3 agents busy (one more queued), then a 2-agent gang of a whole agent each is submitted. */
+async function busyWithGang(t: Tap.Test, s: Stack): Promise<{ stream: SmallStream; gangId: string }> {
   let gangId = '';
   const stream = await SmallStream.start(s, () => gangId);
   t.teardown(() => stream.openAll());
@@ -211,6 +211,12 @@ t.test('a gang waiting --gang-reserve-after gets agents reserved: small runs tha
   await until('3 small runs running, one on each agent', async () => (await stream.running()).length === 3);
   const gang = await s.cliJson(['run', 'train', '--package', 'gang', '--dataset', 'd', '--agents', '2', '--gpus-per-agent', '2', '--cpus', '2']);
   gangId = gang.id as string;
+  return { stream, gangId };
+}
+
+t.test('a gang waiting --gang-reserve-after gets agents reserved: small runs that keep arriving stop going there, and the gang runs', async (t) => {
+  const s = await gangStack(t, 3, { TRAINYARD_GANG_RESERVE_AFTER_S: '1' });
+  const { stream, gangId } = await busyWithGang(t, s);
   const seen: string[] = [];
   for (let i = 0; i < 12 && !seen.includes('gang'); i++) {
     seen.push(await stream.step());
@@ -241,13 +247,7 @@ t.test('a gang waiting --gang-reserve-after gets agents reserved: small runs tha
 
 t.test('before --gang-reserve-after, small runs backfill the agents a waiting gang wants', async (t) => {
   const s = await gangStack(t, 3, { TRAINYARD_GANG_RESERVE_AFTER_S: '3600' });
-  let gangId = '';
-  const stream = await SmallStream.start(s, () => gangId);
-  t.teardown(() => stream.openAll());
-  for (let i = 0; i < 3; i++) await stream.submit();
-  await until('3 small runs running, one on each agent', async () => (await stream.running()).length === 3);
-  const gang = await s.cliJson(['run', 'train', '--package', 'gang', '--dataset', 'd', '--agents', '2', '--gpus-per-agent', '2', '--cpus', '2']);
-  gangId = gang.id as string;
+  const { stream, gangId } = await busyWithGang(t, s);
   const seen: string[] = [];
   for (let i = 0; i < 3; i++) seen.push(await stream.step());
   t.same(seen, ['small', 'small', 'small'], 'each freed agent went to the next small run');
