@@ -36,7 +36,9 @@ export interface Agent {
   name: string; status: string; cpus: number; memory_mb: number; labels: Record<string, string>; last_heartbeat_at: string;
   hostname: string; version: string; gpus: AgentGpu[]; run_ids: string[];
 }
-export interface Project { name: string; running: number; gpus: number; queued: number; max_runs: number; max_gpus: number; max_priority: number }
+export interface Project { name: string; running: number; gpus: number; queued: number; max_runs: number; max_gpus: number; max_priority: number; waiting_gangs?: WaitingGang[] }
+/** A queued multi-agent run and what it waits for (the placer's words). */
+export interface WaitingGang { run_id: string; agents: number; priority: number; waited_seconds: number; waiting_for: string }
 export interface Schedule {
   name: string; project: string; state: string; cron: string; timezone: string; at: string; next_fire_at: string; last_fired_at: string;
   last_run_id: string; last_error: string; fired: number; failed: number; missed_total: number;

@@ -3,7 +3,7 @@
 // project_limits (migrations/002, 006, 018, 028).
 import { sql } from 'kysely';
 import type { SchedulerContext } from './context.js';
-import type { Project, ProjectLimits__Output } from '../shared/proto.js';
+import type { Project, ProjectLimits__Output, WaitingGang } from '../shared/proto.js';
 import { checkName } from '../shared/names.js';
 import { invalid } from '../shared/errors.js';
 import { queuedStatuses } from '../shared/run-states.js';
@@ -26,13 +26,34 @@ export async function listProjects(ctx: SchedulerContext): Promise<Project[]> {
       (SELECT count(*)::int FROM runs r WHERE r.project = n.project AND r.agent IS NULL AND r.status IN ${states(queuedStatuses)}) AS queued,
       ${usedBytes(sql`n.project`)} AS storage_bytes
     FROM names n LEFT JOIN project_limits l USING (project) ORDER BY n.project`.execute(ctx.db);
+  const gangs = await waitingGangs(ctx);
   return rows.map((r) => ({
     name: r.name, running: r.running, gpus: r.gpus, queued: r.queued,
     max_runs: r.max_runs ?? -1, max_gpus: r.max_gpus ?? -1, max_priority: r.max_priority ?? -1,
     agents: r.agent_labels ?? {}, exclusive: r.exclusive ?? false, preemptible: r.preemptible ?? false,
     max_storage_bytes: r.max_storage_bytes === null ? -1 : Number(r.max_storage_bytes), storage_bytes: Number(r.storage_bytes),
     keep_runs_seconds: r.keep_runs_seconds ?? -1, keep_versions: r.keep_versions ?? -1,
+    waiting_gangs: gangs.get(r.name) ?? [],
   }));
+}
+
+/**
+ * Each project's queued multi-agent runs (README, "Multi-agent runs"): how long each has waited and what
+ * for, in the placer's words (its status_detail names the agents reserved for it, --gang-reserve-after).
+ * The predicate is the queue index's (migrations/013), so this reads the queued runs only.
+ */
+async function waitingGangs(ctx: SchedulerContext): Promise<Map<string, WaitingGang[]>> {
+  const { rows } = await sql<{ project: string; run_id: string; agents: number; priority: number; waited_seconds: number; waiting_for: string }>`
+    SELECT project, id AS run_id, agents, priority, extract(epoch FROM now() - created_at)::float8 AS waited_seconds, status_detail AS waiting_for
+    FROM runs WHERE agent IS NULL AND status IN ${states(queuedStatuses)} AND NOT kill_requested AND agents > 1
+    ORDER BY project, priority DESC, created_at, id`.execute(ctx.db);
+  const out = new Map<string, WaitingGang[]>();
+  for (const { project, ...g } of rows) {
+    let list = out.get(project);
+    if (!list) out.set(project, (list = []));
+    list.push(g);
+  }
+  return out;
 }
 
 /** Labels as agents' --labels take them (shared/settings.ts parseLabels): a key, no separators in either. */

@@ -141,7 +141,7 @@ export class Scheduler {
       const placer = new Placer({
         db, runs, databaseUrl: settings.databaseUrl, nats, subjects, log, onPlaced: (r) => credentials.prefetch(r),
         agentLostAfterMs: settings.agentLostAfterMs, dispatchAckTimeoutMs: settings.dispatchAckTimeoutMs, packagingDeadlineMs: settings.packagingDeadlineS * 1000, attemptLeaseBeats: settings.attemptLeaseBeats,
-        preemptMinRuntimeS: settings.preemptMinRuntimeS,
+        preemptMinRuntimeS: settings.preemptMinRuntimeS, gangReserveAfterS: settings.gangReserveAfterS,
       });
       this.#placer = placer;
       const ctx: SchedulerContext = {

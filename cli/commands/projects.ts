@@ -69,6 +69,8 @@ function keepVersionsFlag(v: unknown): number | undefined {
 }
 
 /** An age in seconds as people write it: 90d, 12h. */
+/** A wait, rounded to what a reader needs: 42s, 7m 5s, 3h 20m. */
+const waited = (s: number) => (s < 60 ? `${Math.floor(s)}s` : s < 3600 ? `${Math.floor(s / 60)}m ${Math.floor(s % 60)}s` : `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`);
 const age = (s: number) => (s < 0 ? '-' : s % 86_400 === 0 ? `${s / 86_400}d` : s % 3600 === 0 ? `${s / 3600}h` : s % 60 === 0 ? `${s / 60}m` : `${s}s`);
 
 async function set({ values, positionals }: Parsed<typeof setFlags>, address: string): Promise<number> {
@@ -112,12 +114,15 @@ async function list({ values }: Parsed<{ json: typeof jsonFlag }>, address: stri
       safeText(p.name), String(p.running), String(p.gpus), String(p.queued), show(p.max_runs), show(p.max_gpus), show(p.max_priority),
       safeText(labelsText(p.agents)), p.exclusive ? 'yes' : 'no', p.preemptible ? 'yes' : 'no', gb(p.storage_bytes), gb(p.max_storage_bytes), age(Number(p.keep_runs_seconds)), show(p.keep_versions),
     ])));
+    // Multi-agent runs that wait, and what for (README, "Multi-agent runs"): a second table, only when any.
+    const gangs = values.json ? [] : projects.flatMap((p) => (p.waiting_gangs ?? []).map((g) => [safeText(p.name), safeText(g.run_id), String(g.agents), String(g.priority), waited(g.waited_seconds), safeText(g.waiting_for || 'not looked at by the placer yet')]));
+    if (gangs.length) console.log(`\nWaiting multi-agent runs:\n${table(['PROJECT', 'RUN', 'AGENTS', 'PRIORITY', 'WAITED', 'WAITING FOR'], gangs)}`);
     return 0;
   });
 }
 
 export const projectsVerbs = [
-  verb({ path: ['projects'], section: 'Fleet', summary: 'each project: running, GPUs held, queued, caps, agents, storage', flags: { json: jsonFlag }, run: list, examples: ['trainyard projects'] }),
+  verb({ path: ['projects'], section: 'Fleet', summary: 'each project: running, GPUs held, queued, caps, agents, storage, and its waiting multi-agent runs (how long, what for)', flags: { json: jsonFlag }, run: list, examples: ['trainyard projects'] }),
   verb({
     path: ['projects', 'set'], summary: 'set a project\'s caps, agents, preemptibility, storage quota and retention (admin); what is not given stays as it is',
     args: [{ name: 'NAME', description: 'the project' }], flags: setFlags, run: set,

@@ -90,6 +90,7 @@ const gangFlags = {
   agents: { type: 'string', value: 'N', default: '1', description: 'members: run on N agents at once, placed all or nothing (torchrun-style ranks)' },
   'procs-per-agent': { type: 'string', value: 'P', default: '1', description: 'processes (ranks) on each agent; WORLD_SIZE = N x P' },
   'gpus-per-agent': { type: 'string', value: 'G', default: 'P with --gpu', description: 'GPUs each member needs (same as --gpus for a gang)' },
+  'prefer-same': { type: 'string', value: 'LABEL', description: 'put the members on agents sharing this label\'s value (e.g. rack) when such a group fits now; else mixed (members share a GPU model the same way)' },
 } as const;
 const trainFlags = flags({
   package: { type: 'string', value: 'NAME', required: true, description: 'the package to train' },
@@ -124,6 +125,9 @@ function submitRequest(values: SubmitValues, pipeline: Pipeline): SubmitRunReque
   const gpus = values['gpus-per-agent'] !== undefined ? intFlag(values['gpus-per-agent'], 'gpus-per-agent', 0, 8)
     : values.gpus !== undefined ? intFlag(values.gpus, 'gpus', 0, 8) : values.gpu ? procs : 0;
   if (gpus > 0 && gpus % procs !== 0) throw invalid(`--gpus-per-agent ${gpus} is not a multiple of --procs-per-agent ${procs} (each process gets its own GPUs)`);
+  const preferSame = values['prefer-same'];
+  if (preferSame !== undefined && (preferSame === '' || /[\0,=\s]/.test(preferSame))) throw invalid(`--prefer-same needs an agent label key (no ",", "=" or spaces), got ${JSON.stringify(preferSame)}`);
+  if (preferSame !== undefined && agents < 2) throw invalid('--prefer-same is for multi-agent runs: give --agents 2 or more');
   // The whole request is checked before connecting: a usage error needs no scheduler.
   const request = {
     package: requireString(values.package, 'package'),
@@ -149,6 +153,7 @@ function submitRequest(values: SubmitValues, pipeline: Pipeline): SubmitRunReque
     keep_checkpoints: values['keep-checkpoints'] === true,
     agents,
     procs_per_agent: procs,
+    prefer_same: preferSame ?? '',
   };
   return request;
 }

@@ -1,8 +1,13 @@
-// Projects: what each runs now, the GPUs it holds, what it has queued, and its caps.
-import type { Project } from '../types.js';
-import { ListPage } from '../ui.js';
+// Projects: what each runs now, the GPUs it holds, what it has queued, its caps, and its waiting
+// multi-agent runs (how long, and what for: the agents reserved for one, --gang-reserve-after).
+import type { Project, WaitingGang } from '../types.js';
+import { ListPage, runLink } from '../ui.js';
 
 const cap = (n: number) => (n < 0 ? 'none' : String(n));
+const minutes = (s: number) => (s < 60 ? `${Math.floor(s)}s` : `${Math.floor(s / 60)}m`);
+const gang = (g: WaitingGang) => (
+  <div key={g.run_id} data-testid="waiting-gang">{runLink(g.run_id)} {g.agents} agents, waited {minutes(g.waited_seconds)}: {g.waiting_for || 'not looked at yet'}</div>
+);
 
 export function ProjectsPage() {
   return (
@@ -14,6 +19,7 @@ export function ProjectsPage() {
       { label: 'Max runs', sort: (p) => p.max_runs, cell: (p) => cap(p.max_runs) },
       { label: 'Max GPUs', sort: (p) => p.max_gpus, cell: (p) => cap(p.max_gpus) },
       { label: 'Max priority', sort: (p) => p.max_priority, cell: (p) => cap(p.max_priority) },
+      { label: 'Waiting multi-agent runs', sort: (p) => p.waiting_gangs?.length ?? 0, cell: (p) => (p.waiting_gangs ?? []).map(gang) },
     ]} />
   );
 }

@@ -104,6 +104,8 @@ export interface RunsTable {
   deleting_at: ColumnType<Date | null, Date | null | undefined, Date | string | null>; deleted_by: ColumnType<string | null, string | null | undefined, string | null>;
   /** migrations/035: a gang run's members and processes per member; the rendezvous port of its current attempt. */
   agents: Generated<number>; procs_per_agent: Generated<number>; master_port: Generated<number | null>;
+  /** migrations/036: a gang's --prefer-same label ('' = none). */
+  prefer_same: Generated<string>;
 }
 /** migrations/035: a gang run's members of node rank >= 1 (rank 0 is the run's own agent). */
 export interface RunMembersTable {

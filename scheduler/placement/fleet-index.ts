@@ -7,7 +7,7 @@
 // the first agent found from the tightest level that can hold the request, at the fewest CPUs left over:
 // a choice looks at a handful of agents, never at the whole fleet, so a placement costs the same with 10
 // agents or 10,000. Agents that cannot take a run now (not online, run slots full) are in no level.
-import { acceptsProject, couldEverFit, describeRequest, gpuMatches, selectorKey, selectorMatches, take, type AgentCapacity, type Choice, type Request } from './fleet.js';
+import { acceptsProject, couldEverFit, describeRequest, gpuMatches, selectorKey, selectorMatches, take, type AgentCapacity, type Choice, type GpuInfo, type Request } from './fleet.js';
 
 /** Classes kept beyond this many are dropped when a pass did not use them (distinct selectors come and go). */
 const MAX_CLASSES = 64;
@@ -224,12 +224,58 @@ export class FleetIndex {
 
   /**
    * Holds an agent back for this pass: no request chooses it (an agent held for a preempting run, whose
-   * victims are leaving it: placer.ts). Only chooseOn places there.
+   * victims are leaving it, or reserved for a gang: placer.ts). Only chooseOn places there, or the gang
+   * once letGo gives its agents back to it. False when it was held back already (by someone else).
    */
-  holdBack(name: string): void {
-    if (this.#reserved.has(name)) return;
+  holdBack(name: string): boolean {
+    if (this.#reserved.has(name)) return false;
     this.#reserved.add(name);
     this.#full.clear(); // what fits elsewhere has changed
+    return true;
+  }
+
+  /** Agents held back (holdBack) are choosable again: a reserving gang tries its own (placer.ts). */
+  letGo(names: Iterable<string>): void {
+    for (const n of names) this.#reserved.delete(n);
+    this.#full.clear(); // more may fit now
+  }
+
+  /**
+   * The agents that could take one member of the request now (free matching GPUs, CPUs, memory, a run slot),
+   * none held back, each with its free matching GPUs: what a gang's preferences group (placement/gang.ts).
+   * Walks the request's class from its tightest level, so it costs the agents that fit, not the fleet.
+   */
+  fitNow(r: Request, admit?: (a: AgentCapacity) => boolean): { a: AgentCapacity; free: GpuInfo[] }[] {
+    if (this.#entries.size === 0) return [];
+    const cls = this.#classOf(this.#keysOf(r).cls, r);
+    const out: { a: AgentCapacity; free: GpuInfo[] }[] = [];
+    for (let f = r.gpus; f < cls.levels.length; f++) {
+      const level = cls.levels[f];
+      if (!level) continue;
+      for (let i = lowerBound(level.keys, r.cpus); i < level.keys.length; i++) {
+        for (const m of level.at(level.keys[i]!)) {
+          const a = m.entry.a;
+          if (this.#reserved.has(a.name) || a.memoryMb - a.usedMemoryMb < r.memoryMb) continue;
+          if (!acceptsProject(a, r) || (admit && !admit(a))) continue;
+          out.push({ a, free: a.gpus.filter((g) => !a.usedGpus.has(g.index) && (m.matching === null || m.matching.has(g.index))) });
+        }
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Every online agent that could ever take one member of the request, none held back by someone else:
+   * what a gang's reservation chooses from (placement/gang.ts reserveGang). A walk of the fleet, done for
+   * one gang per pass at most.
+   */
+  couldServe(r: Request, admit?: (a: AgentCapacity) => boolean): AgentCapacity[] {
+    const out: AgentCapacity[] = [];
+    for (const { a } of this.#entries.values()) {
+      if (a.status !== 'online' || this.#reserved.has(a.name) || !couldEverFit(a, r) || (admit && !admit(a))) continue;
+      out.push(a);
+    }
+    return out;
   }
 
   /** The request on one named agent (the one held for it), held back or not, or why not now. */

@@ -42,6 +42,11 @@ export interface Request {
    * one member. Absent or 1: an ordinary run. The index chooses one member at a time and ignores it.
    */
   members?: number;
+  /**
+   * A gang's --prefer-same LABEL: its members on agents sharing that label's value when some such group
+   * fits (placement/gang.ts preferredGroups). Absent or '': no preference. The index ignores it.
+   */
+  preferSame?: string;
 }
 
 export type Choice =

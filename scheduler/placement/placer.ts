@@ -23,7 +23,7 @@ import { requeueStranded } from '../agents/reconcile.js';
 import { requeueStrandedMembers } from '../runs/gang-member.js';
 import { schedulerMetrics } from '../metrics.js';
 import { PREEMPTING, PreemptionPass, type HoldsSeen } from './preemption-pass.js';
-import { chooseGang, memberKey } from './gang.js';
+import { chooseGang, memberKey, reserveGang, reservingGang, reservingText } from './gang.js';
 
 /** Queued runs read per pass: the head of the queue, in its order. */
 const BATCH = 5000;
@@ -49,6 +49,8 @@ export interface PlacerDeps {
   attemptLeaseBeats?: number;
   /** A run is never preempted within this many seconds of its start (--min-runtime; default: the setting's). */
   preemptMinRuntimeS?: number;
+  /** A gang waiting this many seconds has agents reserved for it (--gang-reserve-after; default: the setting's). */
+  gangReserveAfterS?: number;
   /** Told of each attempt placed, just before its doorbell rings (its storage credentials may start being issued). */
   onPlaced?: (run: Placed) => void;
 }
@@ -67,6 +69,8 @@ export class Placer {
   #holds: HoldsSeen = { mayExist: true };
   /** The last pass left runs unplaced: the safety pass then has the model read whole (a doorbell may be lost). */
   #leftWaiting = false;
+  /** The gang agents are reserved for (--gang-reserve-after), from pass to pass: one per leadership. */
+  #reservation: Reservation | null = null;
 
   constructor(private readonly deps: PlacerDeps) {
     this.#invariants = new Invariants({ db: deps.db, runs: deps.runs, log: deps.log, agentLostAfterMs: deps.agentLostAfterMs, dispatchAckTimeoutMs: deps.dispatchAckTimeoutMs, attemptLeaseBeats: deps.attemptLeaseBeats, packagingDeadlineMs: deps.packagingDeadlineMs });
@@ -120,6 +124,7 @@ export class Placer {
         // A new model for each leadership: another leader may have placed runs meanwhile.
         this.#cache = new FleetCache();
         this.#holds = { mayExist: true };
+        this.#reservation = null;
         this.deps.log.info('placer: this scheduler now places runs');
         await this.#loop(session);
       } catch (err) {
@@ -214,6 +219,13 @@ export class Placer {
     // Agents held for preempting runs are kept from every other run; a run nothing free can take may preempt.
     const preemption = await PreemptionPass.begin({ db: session.db, nats: this.deps.nats, subjects: this.deps.subjects, log,
       minRuntimeS: this.deps.preemptMinRuntimeS ?? 600 }, index, [...caps.values()].some((p) => p.preemptible), this.#holds);
+    // The gang that has waited --gang-reserve-after (the oldest of the highest priority) keeps the agents it
+    // reserved in the last pass from every other run from the start of this pass, whatever the queue's
+    // order; only the gang itself may use them (placement/gang.ts reserveGang). Any other gang: none held.
+    const reserver = reservingGang(queue, Date.now() - (this.deps.gangReserveAfterS ?? 300) * 1000);
+    const last = this.#reservation?.run === reserver ? this.#reservation : null;
+    const held = last ? last.agents.filter((a) => index.holdBack(a)) : [];
+    this.#reservation = null;
     for (const run of queue) {
       const cap = caps.get(run.project);
       const req = requestOf(run, requests, cap?.agents ?? null, perProject);
@@ -221,12 +233,23 @@ export class Placer {
       const limited = req === null ? outsideBinding(run.project, JSON.parse(run.selector) as Record<string, string>, cap!.agents!)
         : overLimit(run.project, cache.running(run.project), cap, run.gpus);
       if (run.agents > 1 && req !== null && !limited) {
-        // A gang: all its members now or none (placement/gang.ts); it never preempts, nor holds an agent.
-        const gang = await this.#placeGang(transitions, cache, run, { ...req, members: run.agents }, admit);
+        // A gang: all its members now or none (placement/gang.ts); it never preempts, and holds no GPU while
+        // it waits: the one that has waited long enough only keeps other runs off the agents it reserves.
+        const reserving = run.id === reserver;
+        if (reserving) index.letGo(held);
+        const greq: Request = { ...req, members: run.agents, preferSame: run.prefer_same };
+        const gang = await this.#placeGang(transitions, cache, run, greq, admit);
         if (gang === true) { outcome.placed++; continue; }
         if (gang.never) { never.push({ id: run.id, reason: gang.reason }); continue; }
-        if (run.status === RunStatus.Scheduled) waits.push({ id: run.id, detail: gang.reason });
-        else if (run.status_detail !== gang.reason) details.push({ id: run.id, detail: gang.reason });
+        let reason = gang.reason;
+        if (reserving) {
+          const agents = reserveGang(index, greq, admit, last?.agents ?? []);
+          for (const a of agents) index.holdBack(a);
+          this.#reservation = { run: run.id, agents, since: last?.since ?? Date.now() };
+          reason = `${reason}; ${reservingText(agents, this.#reservation.since)}`;
+        }
+        if (run.status === RunStatus.Scheduled) waits.push({ id: run.id, detail: reason });
+        else if (run.status_detail !== reason) details.push({ id: run.id, detail: reason });
         continue;
       }
       const hold = preemption.holds.get(run.id);
@@ -436,6 +459,9 @@ export class Placer {
 }
 
 interface Outcome { placed: number; refused: number; failed: { id: string; error: unknown }[] }
+
+/** Agents reserved for a waiting gang (--gang-reserve-after): which, and since when (ms, this leader's clock). */
+interface Reservation { run: string; agents: string[]; since: number }
 
 /**
  * One request per shape in a pass: the index keys its answers by the request. The selector is the run's

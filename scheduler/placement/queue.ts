@@ -20,6 +20,10 @@ export interface QueuedRun {
   selector: string;
   /** Members of a gang run (1: an ordinary run; placement/gang.ts). */
   agents: number;
+  /** A gang's --prefer-same label ('' = none). */
+  prefer_same: string;
+  /** A gang's submission, for --gang-reserve-after (null for an ordinary run: no timestamp parsed per run). */
+  created_at: Date | null;
 }
 
 /** The predicate of the runs_queue_heads index (migrations/013): a killed run never waits in the queue. */
@@ -51,7 +55,8 @@ export async function queueHead(db: Db, limit: number, running: ReadonlyMap<stri
     )
     -- One primary-key probe per run kept, never a scan of the queue whatever the statistics say (the same
     -- fence as the transitions' probe(), scheduler/runs/transitions.ts).
-    SELECT r.id, r.project, r.status, r.status_detail, r.priority, r.gpus, r.gpu_model, r.gpu_memory_mb, r.cpus, r.memory_mb, r.selector::text AS selector, r.agents
+    SELECT r.id, r.project, r.status, r.status_detail, r.priority, r.gpus, r.gpu_model, r.gpu_memory_mb, r.cpus, r.memory_mb, r.selector::text AS selector, r.agents, r.prefer_same,
+      CASE WHEN r.agents > 1 THEN r.created_at END AS created_at
     FROM head CROSS JOIN LATERAL (SELECT *, ${QUEUED} AS queued FROM runs WHERE runs.id = head.id OFFSET 0) r
     WHERE r.queued
     ORDER BY head.priority DESC, head.rank, head.created_at, head.id`.execute(db);

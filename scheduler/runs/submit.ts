@@ -3,7 +3,7 @@
 // submit-group.ts; a schedule's one): one query reads what every request's checks need, and one statement
 // inserts every accepted run with its first event and its secrets, and returns the rows, so nothing is
 // read back. A single statement commits all its runs or none.
-import { checkGang } from '../placement/gang.js';
+import { checkGang, checkPreferSame } from '../placement/gang.js';
 import { customAlphabet } from 'nanoid';
 import { sql, type Insertable, type Selectable } from 'kysely';
 import type { SchedulerContext } from '../context.js';
@@ -192,6 +192,7 @@ function parse(req: SubmitRunRequest__Output, project: string): Parsed {
   if (req.max_attempts < 0 || req.max_attempts > 20) throw invalid(`max_attempts must be 0 (default) to 20, got ${req.max_attempts}`);
   if (req.stall_timeout_seconds < 0) throw invalid(`stall_timeout_seconds must be 0 (off) or positive, got ${req.stall_timeout_seconds}`);
   checkGang(req.agents, req.procs_per_agent, request.gpus);
+  checkPreferSame(req.prefer_same ?? '', req.agents);
   if (req.resume_from && !isRunId(req.resume_from)) throw invalid(`resume_from "${String(req.resume_from).slice(0, 80)}" is not a run id`);
   return { project, pkg, pipeline, ds, evalDs, env, secrets, request };
 }
@@ -306,6 +307,7 @@ async function accept(ctx: SchedulerContext, req: SubmitRunRequest__Output, call
     keep_checkpoints: req.keep_checkpoints,
     agents: request.members ?? 1,
     procs_per_agent: req.procs_per_agent || 1,
+    prefer_same: req.prefer_same ?? '',
   };
   // Every attempt's storage credentials carry a session policy naming the run's folders, and MinIO refuses
   // one over 2,048 characters: checked now, for the longest attempt number a run could reach, so a run that

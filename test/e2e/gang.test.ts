@@ -8,20 +8,20 @@
 import t from 'tap';
 import path from 'node:path';
 import { Stack, freePort, fakeGpus, tempDir, writeTree, root } from '../helpers/stack.js';
-import { Gate, until, waitForLog } from '../helpers/packages.js';
+import { Gate, gatedTrainPy, until, waitForLog } from '../helpers/packages.js';
 import { signedInPage } from '../helpers/console-project.js';
 
 const example = path.join(root, 'examples', 'packages', 'gang-allreduce');
 
 /** Agents a1.. on 127.0.0.2, 127.0.0.3, ...; each with one fake GPU of its own and its own rendezvous ports. */
-async function gangStack(t: Tap.Test, n: number) {
+async function gangStack(t: Tap.Test, n: number, schedulerEnv: Record<string, string> = {}) {
   const agents = [];
   for (let i = 0; i < n; i++) {
     const port = await freePort();
     agents.push({ name: `a${i + 1}`, cpus: 2, gpus: fakeGpus(2, `gang${i}`),
       env: { TRAINYARD_ADVERTISE_ADDR: `127.0.0.${i + 2}`, TRAINYARD_RENDEZVOUS_PORTS: `${port}-${port + 1}` } });
   }
-  const s = await Stack.create(t, { agents });
+  const s = await Stack.create(t, { agents, schedulerEnv });
   await s.cliJson(['package', 'push', example, '--name', 'gang']);
   await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
   return s;
@@ -255,5 +255,111 @@ t.test('a gang is refused at submit when fewer agents than it asks for could eve
   const bad = await s.cli(['run', 'train', '--package', 'gang', '--dataset', 'd', '--agents', '2', '--procs-per-agent', '2', '--gpus-per-agent', '3']);
   t.not(bad.code, 0);
   t.match(bad.stderr, /--gpus-per-agent 3 is not a multiple of --procs-per-agent 2/);
+  for (const [args, why] of [[['--agents', '2', '--prefer-same', ''], /--prefer-same needs an agent label key/], [['--agents', '2', '--prefer-same', 'rack=a'], /--prefer-same needs an agent label key/],
+    [['--prefer-same', 'rack'], /--prefer-same is for multi-agent runs/]] as const) {
+    const r = await s.cli(['run', 'train', '--package', 'gang', '--dataset', 'd', ...args]);
+    t.not(r.code, 0, `refused: ${args.join(' ')}`);
+    t.match(r.stderr, why);
+  }
   t.equal((await s.query('SELECT 1 FROM runs')).length, 0, 'nothing was made');
+});
+
+/**
+ * A stream of small runs that keeps every agent busy (each takes a whole agent: 2 GPUs, 2 CPUs), one always
+ * queued: step() submits the next, then lets the oldest running one end, and waits until the placer has
+ * dealt with the agent it freed (a small run took it, or the gang did, or the gang reserved it).
+ */
+class SmallStream {
+  readonly #gates = new Map<string, Gate>();
+  constructor(private readonly s: Stack, private readonly gang: () => string) {}
+
+  static async start(s: Stack, gang: () => string): Promise<SmallStream> {
+    await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': gatedTrainPy }), '--name', 'small']);
+    return new SmallStream(s, gang);
+  }
+
+  async submit(): Promise<string> {
+    const gate = new Gate();
+    const run = await this.s.cliJson(['run', 'train', '--package', 'small', '--dataset', 'd', '--gpus', '2', '--cpus', '2', '--env', `GATE=${gate.file}`]);
+    this.#gates.set(run.id as string, gate);
+    return run.id as string;
+  }
+
+  async running(): Promise<{ id: string; agent: string }[]> {
+    return this.s.query(`SELECT id, agent FROM runs WHERE package = 'small' AND status = 'Running' ORDER BY created_at, id`);
+  }
+
+  /** What became of the agent the oldest running small run freed: 'small' (backfilled), 'gang' (placed), 'reserved'. */
+  async step(): Promise<'small' | 'gang' | 'reserved'> {
+    await this.submit();
+    const [oldest] = await this.running();
+    if (!oldest) throw new Error('no small run is running');
+    this.#gates.get(oldest.id)!.open();
+    await this.s.waitForStatus(oldest.id, ['Successful', 'Failed', 'Killed']);
+    return until(`the placer to use agent ${oldest.agent}`, async () => {
+      const [g] = await this.s.query<{ agent: string | null; status_detail: string }>('SELECT agent, status_detail FROM runs WHERE id = $1', [this.gang()]);
+      if (g!.agent !== null) return 'gang' as const;
+      if ((await this.running()).some((r) => r.agent === oldest.agent)) return 'small' as const;
+      return new RegExp(`reserving [^;]*\\b${oldest.agent}\\b`).test(g!.status_detail) ? 'reserved' as const : null;
+    }, 120_000);
+  }
+
+  /** Lets every small run end (the test's cleanup). */
+  openAll(): void { for (const g of this.#gates.values()) g.open(); }
+}
+
+/** 3 small runs keep the 3 agents busy (one more queued), then a 2-agent gang of a whole agent each is submitted. */
+async function busyWithGang(t: Tap.Test, s: Stack): Promise<{ stream: SmallStream; gangId: string }> {
+  let gangId = '';
+  const stream = await SmallStream.start(s, () => gangId);
+  t.teardown(() => stream.openAll());
+  for (let i = 0; i < 3; i++) await stream.submit();
+  await until('3 small runs running, one on each agent', async () => (await stream.running()).length === 3);
+  const gang = await s.cliJson(['run', 'train', '--package', 'gang', '--dataset', 'd', '--agents', '2', '--gpus-per-agent', '2', '--cpus', '2']);
+  gangId = gang.id as string;
+  return { stream, gangId };
+}
+
+t.test('a gang waiting --gang-reserve-after gets agents reserved: small runs that keep arriving stop going there, and the gang runs', async (t) => {
+  const s = await gangStack(t, 3, { TRAINYARD_GANG_RESERVE_AFTER_S: '1' });
+  const { stream, gangId } = await busyWithGang(t, s);
+  const seen: string[] = [];
+  for (let i = 0; i < 12 && !seen.includes('gang'); i++) {
+    seen.push(await stream.step());
+    if (seen.at(-1) === 'reserved' && !seen.slice(0, -1).includes('reserved')) {
+      // While it waits: what it waits for, in `projects` (text and --json).
+      const [row] = await s.query('SELECT status_detail FROM runs WHERE id = $1', [gangId]);
+      t.match(row!.status_detail, /^waiting for .*; reserving a\d, a\d since \d\d:\d\d:\d\dZ$/, `the gang says what it waits for (${row!.status_detail})`);
+      const projects = await s.cliJson(['projects']);
+      const mine = (projects as { waiting_gangs: { run_id: string; agents: number; waited_seconds: number; waiting_for: string }[] }[]).flatMap((p) => p.waiting_gangs);
+      const g = mine.find((x) => x.run_id === gangId);
+      t.ok(g && g.agents === 2 && g.waited_seconds >= 1 && /reserving/.test(g.waiting_for), `projects --json lists the waiting gang (${JSON.stringify(mine)})`);
+      const text = await s.cli(['projects']);
+      t.match(text.stdout, new RegExp(`Waiting multi-agent runs:[\\s\\S]*${gangId}\\s+2\\s+0\\s+[\\dhms ]+?\\s+waiting for`), 'and its text shows it too');
+      t.same(await s.query('SELECT 1 FROM gpu_leases WHERE run_id = $1', [gangId]), [], 'a reserving gang holds no GPU');
+    }
+  }
+  t.ok(seen.includes('reserved'), `an agent freed after the gang waited 1 s was reserved for it (${seen.join(', ')})`);
+  t.equal(seen.at(-1), 'gang', `the gang was placed while small runs kept arriving (${seen.join(', ')})`);
+  const queued = await s.query(`SELECT 1 FROM runs WHERE package = 'small' AND agent IS NULL AND status IN ('Scheduled', 'Waiting for resources')`);
+  t.ok(queued.length >= 1, 'small runs were still queued when it was placed: the reservation, not a lull, let it in');
+  const done = await s.waitForStatus(gangId, ['Successful', 'Failed', 'Killed']);
+  await explain(t, s, gangId);
+  t.equal(done.status, 'Successful', 'and it succeeded');
+  // The reservation ends with the gang: the queued small runs go on to every agent again.
+  await until('the small runs to use every agent again', async () => new Set((await stream.running()).map((r) => r.agent)).size === 3 || null);
+  t.pass('small runs run on all 3 agents again');
+});
+
+t.test('before --gang-reserve-after, small runs backfill the agents a waiting gang wants', async (t) => {
+  const s = await gangStack(t, 3, { TRAINYARD_GANG_RESERVE_AFTER_S: '3600' });
+  const { stream, gangId } = await busyWithGang(t, s);
+  const seen: string[] = [];
+  for (let i = 0; i < 3; i++) seen.push(await stream.step());
+  t.same(seen, ['small', 'small', 'small'], 'each freed agent went to the next small run');
+  const [row] = await s.query('SELECT agent, status_detail FROM runs WHERE id = $1', [gangId]);
+  t.equal(row!.agent, null, 'the gang still waits');
+  t.notMatch(row!.status_detail, /reserving/, `with nothing reserved (${row!.status_detail})`);
+  t.same(await s.query('SELECT 1 FROM gpu_leases WHERE run_id = $1', [gangId]), [], 'and holds no GPU');
+  await s.cliJson(['run', 'kill', gangId]);
 });

@@ -151,6 +151,9 @@ t.test('settings refuse values below their minimum', async (t) => {
   t.throws(() => compileSettings(schedulerSettings, { 'heartbeat-interval-ms': '0' }, {}), /--heartbeat-interval-ms: must be at least 1, got 0/);
   t.throws(() => compileSettings(schedulerSettings, {}, { TRAINYARD_ATTEMPT_LEASE_BEATS: '0' }), /must be at least 1/);
   t.equal(compileSettings(schedulerSettings, {}, { TRAINYARD_MAX_ATTEMPTS: '1' }).maxAttempts, 1, '1 is fine');
+  t.throws(() => compileSettings(schedulerSettings, { 'gang-reserve-after': '-1' }, {}), /--gang-reserve-after: expected a non-negative integer, got "-1"/, 'a negative --gang-reserve-after is refused');
+  t.equal(compileSettings(schedulerSettings, { 'gang-reserve-after': '0' }, {}).gangReserveAfterS, 0, '0: reserve at once');
+  t.equal(compileSettings(schedulerSettings, {}, {}).gangReserveAfterS, 300, 'the documented default, 5 minutes');
   const r = spawnSync(process.execPath, [path.join(root, 'bin', 'trainyard.js'), 'scheduler', '--max-attempts', '0'], { encoding: 'utf8', timeout: 30_000 });
   t.equal(r.status, 2, 'the scheduler does not start');
   t.match(r.stderr, /--max-attempts: must be at least 1, got 0/);
