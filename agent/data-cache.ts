@@ -72,6 +72,8 @@ export class DataCache {
   readonly #stageDir: string;
   #stageReady: Promise<void> | null = null;
   #staged: Staged | null = null;
+  /** A stage under way: a run's make-local of the same dataset waits for it rather than copy it twice. */
+  #staging: { bucket: string; prefix: string; done: Promise<void> } | null = null;
 
   constructor(workDir: string, maxBytes: number) {
     this.#dir = path.join(workDir, 'data-cache');
@@ -88,6 +90,17 @@ export class DataCache {
     this.#stageReady ??= rm(this.#stageDir, { recursive: true, force: true }).then(() => mkdir(this.#stageDir, { mode: 0o700 })).then(() => {});
     await this.#stageReady;
     await this.dropStaged();
+    const done = this.#stage(client, bucket, prefix, retry);
+    const staging = { bucket, prefix, done: done.catch(() => {}) };
+    this.#staging = staging;
+    try {
+      await done;
+    } finally {
+      if (this.#staging === staging) this.#staging = null;
+    }
+  }
+
+  async #stage(client: Minio.Client, bucket: string, prefix: string, retry: RetryOptions): Promise<void> {
     // 0755 like a folder makeLocal makes: once in the attempt's folder, the run's uid reads it.
     const dir = path.join(this.#stageDir, randomBytes(8).toString('hex'));
     await mkdir(dir, { mode: 0o755 });
@@ -153,6 +166,9 @@ export class DataCache {
   /** makeLocal, with the listing it made it from; `takeStaged`: a folder staged for it is taken if it still matches. */
   async #make(client: Minio.Client, bucket: string, prefix: string, dir: string, retry: RetryOptions, ranged: RangedOptions, takeStaged = false): Promise<{ made: MadeLocal; objects: StoredObject[] }> {
     if (this.#maxBytes > 0) await this.#load();
+    // The run expected next, claimed while its folder is being staged: the staging's copy is this run's.
+    const staging = this.#staging;
+    if (takeStaged && staging?.bucket === bucket && staging.prefix === prefix) await staging.done;
     const objects = await listObjects(client, bucket, prefix, retry);
     const staged = takeStaged ? await this.#takeStaged(bucket, prefix, objects, dir) : null;
     if (staged) return { made: staged, objects };

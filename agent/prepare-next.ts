@@ -56,7 +56,7 @@ export interface PrepareDeps {
 export class NextRunPreparer {
   /** The run whose caches were warmed last ('' none): asked again, the scheduler issues no keys for it. */
   #prepared = '';
-  #current: { runId: string; controller: AbortController; claimed: boolean } | null = null;
+  #current: { runId: string; controller: AbortController } | null = null;
   #lastAsk = 0;
   readonly #stop = new AbortController();
   #loop: Promise<void> | null = null;
@@ -69,13 +69,12 @@ export class NextRunPreparer {
 
   /**
    * A run was claimed here. A preparation for another run is called off: it would compete with this one's
-   * own make-local. One for this run goes on (the run's downloads and build join it where they overlap).
+   * own make-local. One for this run goes on: the run's make-local waits for its staged folder, and its
+   * package copy and venv build join the preparation's where they overlap.
    */
   claimed(runId: string): void {
     const c = this.#current;
-    if (!c) return;
-    if (c.runId === runId) c.claimed = true;
-    else c.controller.abort(new Error(`run ${runId} was claimed`));
+    if (c && c.runId !== runId) c.controller.abort(new Error(`run ${runId} was claimed`));
   }
 
   /** Calls off a preparation under way, waits for it, and removes a staged folder no run took. */
@@ -108,7 +107,7 @@ export class NextRunPreparer {
       deps.log.warn({ run: next.run_id, reason: refused }, 'the next run\'s preparation was refused');
       return;
     }
-    const current = { runId: next.run_id, controller: new AbortController(), claimed: false };
+    const current = { runId: next.run_id, controller: new AbortController() };
     this.#current = current;
     const signal = AbortSignal.any([agentSignal, current.controller.signal]);
     const t0 = Date.now();
@@ -123,8 +122,6 @@ export class NextRunPreparer {
         deps.dataCache.stage(client, next.bucket, next.dataset_prefix, retry).catch(fail),
         this.#packageAndVenv(client, next, retry).catch(fail),
       ]);
-      // Claimed while it was being made: the run made its data local on its own, and nothing takes the folder.
-      if (current.claimed) await deps.dataCache.dropStaged();
       this.#prepared = next.run_id;
       deps.log.info({ run: next.run_id, ms: Date.now() - t0 }, 'next run prepared: data staged, package unpacked, venv ready');
     } catch (err) {
