@@ -113,7 +113,7 @@ export class DataCache {
     }
   }
 
-  /** Removes the staged folder (the run it was for was claimed before it was ready, or the agent stops). */
+  /** Removes the staged folder no run took (a preparation failed or called off, or the agent stops). */
   async dropStaged(): Promise<void> {
     const s = this.#staged;
     this.#staged = null;
