@@ -13,6 +13,8 @@ import { FakeAgent } from '../helpers/fake-agent.js';
 import { Gate, gatedTrainPy, until, waitForAttempt } from '../helpers/packages.js';
 import { wheel } from '../helpers/wheel.js';
 import { RunStatus } from '../../shared/run-states.js';
+import { holdingStore } from '../helpers/holding-store.js';
+import { readdirSync } from 'node:fs';
 
 const gpu = ['0, GPU-22222222, NVIDIA H100 80GB HBM3, 81559'];
 
@@ -55,6 +57,31 @@ t.test('run 2, queued while run 1 trains on a 1-GPU agent, is prepared before ru
   // The claim found the version ready (package unpacked, venv built): no Packaging step at all.
   const events = (await s.query('SELECT status FROM run_events WHERE run_id = $1 ORDER BY id', [second.id])).map((r) => r.status as string);
   t.notOk(events.includes('Packaging'), `run 2 went from its claim straight to Running (${events.join(' → ')})`);
+});
+
+t.test('a preparation is called off when another run is claimed, and leaves nothing staged', async (t) => {
+  const s = await Stack.create(t, { agents: [] });
+  // The agent reads the store through a proxy that holds run 2's dataset reads: its preparation hangs there.
+  const store = await holdingStore(t, s.minioEndpoint);
+  const agent = await s.startAgent('gpubox', { gpus: gpu, env: { TRAINYARD_MINIO_ENDPOINT: store.endpoint } });
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': gatedTrainPy }), '--name', 'gated']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'y.csv': '2\n' }), '--name', 'held']);
+  const gate = new Gate();
+  const first = await s.cliJson(['run', 'train', '--package', 'gated', '--dataset', 'd', '--gpu', '--env', `GATE=${gate.file}`]);
+  await waitForAttempt(s, first.id, 1, 'Running');
+  store.hold((req) => req.method === 'GET' && (req.url ?? '').includes('/datasets/held/'));
+  const second = await s.cliJson(['run', 'train', '--package', 'gated', '--dataset', 'held', '--gpu', '--env', `GATE=${gate.file}`]);
+  await agent.waitFor((l) => l.msg === 'preparing the next run while this one trains' && l.run === second.id, 120_000);
+  await until('the preparation\'s read to be held', async () => store.held > 0);
+  // A run without a GPU is placed beside run 1 at once: its claim calls the preparation off.
+  const third = await s.cliJson(['run', 'train', '--package', 'gated', '--dataset', 'd', '--env', `GATE=${gate.file}`]);
+  const off = await agent.waitFor((l) => l.msg === 'preparation of the next run called off' && l.run === second.id, 60_000);
+  t.match(String(off.why), new RegExp(`run ${third.id} was claimed`), 'called off by the claim of run 3');
+  t.same(readdirSync(path.join(s.dir, 'work-gpubox', 'data-staged')), [], 'nothing is left staged');
+  store.letGo();
+  gate.open();
+  for (const r of [first, second, third]) t.equal((await s.waitForStatus(r.id, ['Successful', 'Failed', 'Killed'])).status, 'Successful', `${r.id} succeeds`);
 });
 
 t.test('an agent learns only runs it could be placed, and the keys only read that run\'s inputs', async (t) => {
