@@ -29,9 +29,10 @@ import { DataCache } from './data-cache.js';
 import { checkName } from '../shared/names.js';
 import { findUv, parseInstaller, type Installer } from './uv.js';
 import { VenvCacheCap } from './venv-cache-cap.js';
-import { buildsUnderWay } from './venv.js';
+import { buildsUnderWay, type VenvOptions } from './venv.js';
 import { PendingUploads } from './pending-uploads.js';
 import { readRecords } from './reattach.js';
+import { NextRunPreparer, parsePrepareNext } from './prepare-next.js';
 
 export type AgentState = 'STARTING' | 'RUNNING' | 'DRAINING' | 'STOPPED' | 'FAILED';
 const VERSION = '0.1.0';
@@ -42,6 +43,8 @@ const VERSION = '0.1.0';
 const FINAL_REPORT_MS = 3000;
 
 const MIB = 1024 * 1024;
+/** What a package zip may unpack to (an attempt's, and a preparation's). */
+const ZIP_LIMITS = { maxUnzippedBytes: 4 * 1024 * 1024 * 1024, maxEntries: 100_000 };
 /** How long a claim keeps retrying a scheduler that is away; the ack deadline has requeued the run by then. */
 const CLAIM_TIMEOUT_MS = 30_000;
 
@@ -83,6 +86,8 @@ export class AgentDaemon {
   #heartbeatLoop: Promise<void> | null = null;
   #drained: Promise<void> | null = null;
   #metrics: MetricsServer | null = null;
+  /** --prepare-next (agent/prepare-next.ts); null: off. */
+  readonly #prepare: NextRunPreparer | null;
   /** Where /metrics is served ('' when --metrics-listen is empty). */
   metricsAddress = '';
   /** The process's exit status once stopped: 1 when the scheduler shut this agent out. */
@@ -99,6 +104,12 @@ export class AgentDaemon {
     this.#installer = parseInstaller(settings.installer);
     this.#venvCap = new VenvCacheCap(settings.venvDir, parseVenvCacheGb(settings.venvCacheGb) * 2 ** 30,
       { busy: (dir) => this.#warm.has(dir), building: buildsUnderWay, removed: (dir) => this.#packages.forgetVenv(dir) });
+    this.#prepare = parsePrepareNext(settings.prepareNext) ? new NextRunPreparer({
+      agentName: settings.name, link: this.#link, log, minioEndpoint: settings.minioEndpoint, bucket: settings.bucket, workDir: settings.workDir,
+      acceptProjects: acceptedProjects(settings.acceptProjects), packages: this.#packages, dataCache: this.#dataCache, venvCap: this.#venvCap,
+      venv: () => this.#venvOptions(() => {}), containment: () => this.#containment, zipLimits: ZIP_LIMITS, transferRetries: settings.transferRetries,
+      training: () => this.#state === 'RUNNING' && [...this.#attempts.values()].some((a) => a.phase === 'training'),
+    }) : null;
   }
 
   get state(): AgentState { return this.#state; }
@@ -174,6 +185,7 @@ export class AgentDaemon {
     this.#heartbeatLoop = this.#heartbeat();
     this.#setState('RUNNING');
     this.#resolveRunning();
+    this.#prepare?.start();
   }
 
   /**
@@ -356,6 +368,7 @@ export class AgentDaemon {
     }
     const key = attemptKey(d.run_id!, Number(d.lease));
     if (this.#attempts.has(key)) return; // claimed twice (two deliveries)
+    this.#prepare?.claimed(d.run_id!);
     const venvHolder = this.#venvCap.holder();
     const attempt = new Attempt(d, this.#attemptDeps(venvHolder), rungAt);
     this.log.info({ run: d.run_id, attempt: d.attempt, lease: d.lease, gpus: d.gpu_indices }, 'dispatch received');
@@ -399,17 +412,23 @@ export class AgentDaemon {
   #attemptDeps(venvHolder: ReturnType<VenvCacheCap['holder']>): AttemptDeps {
     return {
       agentName: this.settings.name, link: this.#link, minioEndpoint: this.settings.minioEndpoint, log: this.log, workDir: this.settings.workDir,
-      venv: { venvDir: this.settings.venvDir, python: this.settings.python, pythonVersion: '', pipIndexUrl: this.settings.pipIndexUrl, pipFindLinks: this.settings.pipFindLinks, installer: this.#installer, uv: this.#uv, cap: this.#venvCap, hold: venvHolder.hold },
+      venv: this.#venvOptions(venvHolder.hold),
       killGraceMs: this.settings.killGraceMs, packagingTimeoutMs: this.settings.packagingTimeoutS * 1000,
       downloadTimeoutMs: this.settings.downloadTimeoutS * 1000, uploadTimeoutMs: this.settings.uploadTimeoutS * 1000, reportTimeoutMs: this.settings.reportTimeoutS * 1000,
       transferRetries: this.settings.transferRetries,
-      zipLimits: { maxUnzippedBytes: 4 * 1024 * 1024 * 1024, maxEntries: 100_000 },
+      zipLimits: ZIP_LIMITS,
       runDiskBytes: this.settings.runDiskMb * MIB, maxOutputBytes: this.settings.maxOutputMb * MIB, logSpillBytes: this.settings.logSpillMb * MIB,
       reportSignal: this.#giveUpReports.signal,
       sysSample: { nvidiaSmi: this.settings.nvidiaSmi, everyMs: this.settings.sysSampleSeconds * 1000 },
       gpus: this.#gpus, containment: this.#containment, warm: this.#warm, packages: this.#packages, dataCache: this.#dataCache,
       pendingUploads: this.#pendingUploads,
     };
+  }
+
+  /** How venvs are built here; `hold` marks the one handed out in use (an attempt's holder). */
+  #venvOptions(hold: (dir: string) => void): VenvOptions {
+    const s = this.settings;
+    return { venvDir: s.venvDir, python: s.python, pythonVersion: '', pipIndexUrl: s.pipIndexUrl, pipFindLinks: s.pipFindLinks, installer: this.#installer, uv: this.#uv, cap: this.#venvCap, hold };
   }
 
   /**
@@ -448,6 +467,7 @@ export class AgentDaemon {
   drain(why: string): Promise<void> {
     if (this.#drained) return this.#drained;
     this.#setState('DRAINING');
+    const prepared = this.#prepare?.stop();
     this.log.info({ why, running: this.#attempts.size }, 'draining');
     // Tell the scheduler at once, so it places nothing more here.
     this.#beat().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'could not tell the scheduler about the drain'));
@@ -459,6 +479,7 @@ export class AgentDaemon {
         this.#giveUpReportsSoon('drain deadline');
         await Promise.all([...this.#attempts.values()].map((a) => a.done));
       }
+      await prepared;
     })();
     return this.#drained;
   }

@@ -21,13 +21,13 @@ import { AnchoredDir, NotPlainPath, removeTree, type AnchoredFile } from '../sha
 import { DataCache, type MadeLocal } from './data-cache.js';
 import { extractZip, zipAnchored, zipAnchoredStream } from '../shared/zip.js';
 import { ErrorCodes, errorMessage, isRetryableGrpc, TrainyardError } from '../shared/errors.js';
-import { ensureVenv, PackagingError, type VenvOptions } from './venv.js';
+import { contained, ensureVenv, PackagingError, type VenvOptions } from './venv.js';
 import { LogShipper } from './log-shipper.js';
 import { RunMetrics } from './run-metrics.js';
 import { startSampler } from './run-sampler.js';
 import { SupervisedProcess, type ProcessExit, type SuperviseOptions } from './process.js';
 import { needsFreshInterpreter, type ForkedRun, type WarmInterpreters } from './warm-interpreter.js';
-import type { PackageCache } from './package-cache.js';
+import { extractPackage, type PackageCache } from './package-cache.js';
 import { planOutputs } from './outputs.js';
 import { gangEnv, memberOutputPrefix } from './gang-env.js';
 import { memberRanks } from './rank-activity.js';
@@ -593,18 +593,10 @@ export class Attempt {
     this.#enter('fetching_package');
     const d = this.dispatch;
     const pkgDir = this.#pkgDir;
-    const extract = async (into: string) => {
-      const zip = path.join(this.#dir, 'input.zip');
-      // Hashed as it is written (no second read of the zip).
-      const { sha256: digest } = await this.#counted('download', downloadObject(await this.#storage(), d.bucket!, d.package_object_key!, zip, this.#transfers('download')), (g) => g.bytes);
-      // Before anything is extracted: the zip must be the one the scheduler registered (a zip replaced in
-      // the bucket, or altered on the way, is refused rather than run).
-      if (digest !== d.package_sha256) {
-        throw new RefusedDispatch(`the package zip ${d.package_object_key} has SHA-256 ${digest}, not the registered ${d.package_sha256}; nothing was run`);
-      }
-      await extractZip(zip, into, this.deps.zipLimits);
-      await rm(zip);
-    };
+    const extract = async (into: string) => extractPackage({
+      client: await this.#storage(), bucket: d.bucket!, key: d.package_object_key!, sha256: d.package_sha256!, zip: path.join(this.#dir, 'input.zip'),
+      into, limits: this.deps.zipLimits, retry: this.#transfers('download'), counted: (work) => this.#counted('download', work, (g) => g.bytes),
+    });
     if (this.deps.packages) {
       // A version this agent ran before is copied from its cache (agent/package-cache.ts), keyed by that digest.
       const hit = await this.deps.packages.copyTo(d.package_sha256!, pkgDir, extract);
@@ -626,10 +618,7 @@ export class Attempt {
     const deadline = limitMs > 0 ? AbortSignal.timeout(limitMs) : null;
     const signal = deadline ? AbortSignal.any([this.#abort.signal, deadline]) : this.#abort.signal;
     try {
-      const venv = await ensureVenv({
-        ...this.deps.venv, ...(c ? { python: c.helpers.python, pythonVersion: c.helpers.pythonVersion, helpers: c.helpers } : {}),
-        cgroupBase: c?.cgroupBase ?? null, runAs: uid?.user ?? null, holdUid: uid ? () => uid.hold() : undefined,
-      }, path.join(pkgDir, 'requirements.txt'), (l) => this.logs.line('system', l), signal);
+      const venv = await ensureVenv(contained(this.deps.venv, c, uid), path.join(pkgDir, 'requirements.txt'), (l) => this.logs.line('system', l), signal);
       this.#checkStopped();
       return venv;
     } catch (err) {
@@ -650,7 +639,7 @@ export class Attempt {
     const cache = this.deps.dataCache ?? noDataCache;
     const fetch = async (prefix: string, into: string) => this.#counted('download',
       cache.makeLocal(await this.#storage(), d.bucket!, prefix, into, this.#transfers('download')), (r: MadeLocal) => r.bytes - r.hitBytes);
-    const said = (r: MadeLocal) => `${r.files} files, ${r.bytes} bytes made local${r.hits ? ` (${r.hits} from this agent's cache)` : ''}`;
+    const said = (r: MadeLocal) => `${r.files} files, ${r.bytes} bytes made local${r.staged ? ' (prepared while the run before it trained)' : r.hits ? ` (${r.hits} from this agent's cache)` : ''}`;
     const got = await fetch(d.dataset_prefix!, folders.data);
     await mkdir(folders.data, { recursive: true });
     this.logs.line('system', `[trainyard] dataset ${d.dataset}: ${said(got)}`);

@@ -10,9 +10,14 @@
 // key, ETag and size), then copied out: a pull cut off by a dropped connection or an agent restart leaves
 // that prefix, and the next pull of the same object continues it (shared/ranged-download.ts); an object
 // changed since has another id and starts afresh. Partial files nobody continued for a day go.
+// The next run's data folder can be made before its claim (stage: agent/prepare-next.ts, issue 22), in a
+// folder of the agent's beside the cache; the run's own make-local then renames it into the attempt's
+// folder (one rename, same file system) if the dataset's listing is still the one it was made from, and
+// otherwise makes it local as usual. One such folder at most, dropped when another is staged or unused.
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { copyFile, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
+import type { ObjectEntry as StoredObject } from '../shared/storage.js';
 import path from 'node:path';
 import type * as Minio from 'minio';
 import { listObjects, localPathOf, type RetryOptions } from '../shared/storage.js';
@@ -45,7 +50,15 @@ export interface MadeLocal {
   resumedBytes: number;
   /** Each file made local, with the SHA-256 of what was written. */
   entries: ManifestEntry[];
+  /** The whole folder was made before the run's claim (stage), and moved into place. */
+  staged?: boolean;
 }
+
+/** A data folder made ahead for the next run (DataCache.stage). */
+interface Staged { bucket: string; prefix: string; listing: string; dir: string; made: MadeLocal }
+
+/** What a folder made local was made from: every object's key, ETag and size, in the listing's order. */
+const listingOf = (objects: readonly StoredObject[]) => JSON.stringify(objects.map((o) => [o.key, o.etag, o.size]));
 
 export class DataCache {
   readonly #dir: string;
@@ -55,10 +68,69 @@ export class DataCache {
   readonly #fetching = new Map<string, Promise<{ entry: Entry; resumedFrom: number | null }>>();
   #bytes = 0;
   #ready: Promise<void> | null = null;
+  /** Where staged folders go (the agent's, 0700), emptied at the first stage of this process. */
+  readonly #stageDir: string;
+  #stageReady: Promise<void> | null = null;
+  #staged: Staged | null = null;
+  /** A stage under way: a run's make-local of the same dataset waits for it rather than copy it twice. */
+  #staging: { bucket: string; prefix: string; done: Promise<void> } | null = null;
 
   constructor(workDir: string, maxBytes: number) {
     this.#dir = path.join(workDir, 'data-cache');
+    this.#stageDir = path.join(workDir, 'data-staged');
     this.#maxBytes = maxBytes;
+  }
+
+  /**
+   * Makes the dataset under `prefix` local in a folder of the agent's, for the run expected next: its
+   * make-local takes that folder (makeLocal) if nothing under the prefix changed meanwhile. Files come
+   * through the cache as any run's do (its cap holds). Replaces the folder staged before, if any.
+   */
+  async stage(client: Minio.Client, bucket: string, prefix: string, retry: RetryOptions): Promise<void> {
+    this.#stageReady ??= rm(this.#stageDir, { recursive: true, force: true }).then(() => mkdir(this.#stageDir, { mode: 0o700 })).then(() => {});
+    await this.#stageReady;
+    await this.dropStaged();
+    const done = this.#stage(client, bucket, prefix, retry);
+    const staging = { bucket, prefix, done: done.catch(() => {}) };
+    this.#staging = staging;
+    try {
+      await done;
+    } finally {
+      if (this.#staging === staging) this.#staging = null;
+    }
+  }
+
+  async #stage(client: Minio.Client, bucket: string, prefix: string, retry: RetryOptions): Promise<void> {
+    // 0755 like a folder makeLocal makes: once in the attempt's folder, the run's uid reads it.
+    const dir = path.join(this.#stageDir, randomBytes(8).toString('hex'));
+    await mkdir(dir, { mode: 0o755 });
+    try {
+      const { made, objects } = await this.#make(client, bucket, prefix, dir, retry, {});
+      this.#staged = { bucket, prefix, listing: listingOf(objects), dir, made };
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** Removes the staged folder no run took (a preparation failed or called off, or the agent stops). */
+  async dropStaged(): Promise<void> {
+    const s = this.#staged;
+    this.#staged = null;
+    if (s) await rm(s.dir, { recursive: true, force: true });
+  }
+
+  /** The folder staged for this dataset, moved to `dir`, if its listing is `objects`; null otherwise. */
+  async #takeStaged(bucket: string, prefix: string, objects: readonly StoredObject[], dir: string): Promise<MadeLocal | null> {
+    const s = this.#staged;
+    if (!s || s.bucket !== bucket || s.prefix !== prefix) return null;
+    this.#staged = null;
+    // Nothing of it is downloaded by the run: counted as the cache's.
+    if (s.listing === listingOf(objects) && await rename(s.dir, dir).then(() => true, () => false)) {
+      return { ...s.made, hits: s.made.files, hitBytes: s.made.bytes, resumedBytes: 0, staged: true };
+    }
+    await rm(s.dir, { recursive: true, force: true });
+    return null;
   }
 
   /** Reads what an earlier agent process left (whole entries only: a partial file has another name). */
@@ -88,8 +160,18 @@ export class DataCache {
    * large one in parallel ranges; the manifest keeps the listing's order whatever order they end in.
    */
   async makeLocal(client: Minio.Client, bucket: string, prefix: string, dir: string, retry: RetryOptions, ranged: RangedOptions = {}): Promise<MadeLocal> {
+    return (await this.#make(client, bucket, prefix, dir, retry, ranged, true)).made;
+  }
+
+  /** makeLocal, with the listing it made it from; `takeStaged`: a folder staged for it is taken if it still matches. */
+  async #make(client: Minio.Client, bucket: string, prefix: string, dir: string, retry: RetryOptions, ranged: RangedOptions, takeStaged = false): Promise<{ made: MadeLocal; objects: StoredObject[] }> {
     if (this.#maxBytes > 0) await this.#load();
+    // The run expected next, claimed while its folder is being staged: the staging's copy is this run's.
+    const staging = this.#staging;
+    if (takeStaged && staging?.bucket === bucket && staging.prefix === prefix) await staging.done;
     const objects = await listObjects(client, bucket, prefix, retry);
+    const staged = takeStaged ? await this.#takeStaged(bucket, prefix, objects, dir) : null;
+    if (staged) return { made: staged, objects };
     const wanted = objects.flatMap((obj) => { const at = localPathOf(obj.key, prefix, dir); return at ? [{ o: obj, at }] : []; });
     // Ranges only where files alone do not fill the connections: several large files at once already do,
     // and each split into ranges too would only add requests and out-of-order bytes held in memory.
@@ -126,7 +208,7 @@ export class DataCache {
       out.resumedBytes += m.resumed;
       out.entries.push({ path: m.rel, size: m.size, sha256: m.sha256 });
     }
-    return out;
+    return { made: out, objects };
   }
 
   /**

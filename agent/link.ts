@@ -10,7 +10,7 @@ import { AGENT_NAME_HEADER, authInterceptor, bearer } from '../shared/call-auth.
 import type {
   AppendLogsRequest, AppendLogsResponse__Output, AppendMetricsRequest, ClaimAttemptRequest, Dispatch__Output, FinishAttemptRequest, FinishAttemptResponse__Output, HeartbeatRequest,
   HeartbeatResponse__Output, RegisterRequest, RegisterResponse__Output, RenewStorageRequest, ReportStatusRequest, ReportStatusResponse__Output,
-  StorageCredentials__Output,
+  StorageCredentials__Output, PeekNextRunRequest, NextRun__Output,
 } from '../shared/proto.js';
 
 type Unary<Req, Res> = (req: Req, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall;
@@ -86,6 +86,10 @@ export class Link {
 
   renewStorage = (req: RenewStorageRequest, signal: AbortSignal) =>
     this.call<RenewStorageRequest, StorageCredentials__Output>(this.client.RenewStorage as never, req, signal);
+
+  /** One try: a preparation is a guess, and is asked again on the next round rather than retried. */
+  peekNextRun = (req: PeekNextRunRequest, signal: AbortSignal) =>
+    this.once<PeekNextRunRequest, NextRun__Output>(this.client.PeekNextRun as never, req, 15_000, signal);
 
   claimAttempt = async (req: ClaimAttemptRequest, signal: AbortSignal) => {
     await Promise.race([this.#credentialReady, new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }))]);

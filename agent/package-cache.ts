@@ -10,7 +10,11 @@
 import { randomBytes } from 'node:crypto';
 import { cp, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
+import type * as Minio from 'minio';
 import { diskUse } from './venv-cache-cap.js';
+import { downloadObject, type RetryOptions } from '../shared/storage.js';
+import { extractZip, type ZipLimits } from '../shared/zip.js';
+import { RefusedDispatch } from './run-env.js';
 
 /** How many package versions stay extracted (a version is usually small: code and a requirements file). */
 export const MAX_ENTRIES = 64;
@@ -18,6 +22,22 @@ export const MAX_ENTRIES = 64;
 export const MAX_SPARES = 8;
 
 const SHA256 = /^[0-9a-f]{64}$/;
+
+/**
+ * A version's zip downloaded to `zip`, hashed as it is written, and extracted into `into` only if it is the
+ * one the scheduler registered (a zip replaced in the bucket, or altered on the way, is refused rather than
+ * run): what copyTo's `extract` does for an attempt, and for a preparation (agent/prepare-next.ts).
+ */
+export async function extractPackage(o: {
+  client: Minio.Client; bucket: string; key: string; sha256: string; zip: string; into: string; limits: ZipLimits; retry: RetryOptions;
+  counted?: <T extends { bytes: number }>(work: Promise<T>) => Promise<T>;
+}): Promise<void> {
+  const download = downloadObject(o.client, o.bucket, o.key, o.zip, o.retry);
+  const { sha256: digest } = await (o.counted ? o.counted(download) : download);
+  if (digest !== o.sha256) throw new RefusedDispatch(`the package zip ${o.key} has SHA-256 ${digest}, not the registered ${o.sha256}; nothing was run`);
+  await extractZip(o.zip, o.into, o.limits);
+  await rm(o.zip);
+}
 
 export class PackageCache {
   readonly #dir: string;

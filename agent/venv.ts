@@ -23,6 +23,8 @@ import { seal } from './venv-seal.js';
 import { sharedCacheDir, sharedCacheEligible, uvInstall, uvVenv } from './venv-uv.js';
 import type { Installer } from './uv.js';
 import type { VenvCacheCap } from './venv-cache-cap.js';
+import type { Containment } from './containment.js';
+import type { RunUidLease } from './run-uids.js';
 
 export { PackagingError };
 
@@ -56,6 +58,17 @@ export interface VenvOptions {
   hold?: (dir: string) => void;
   /** Each step of a build as it ends, with its milliseconds (bench/venv.ts profiles the build with it). */
   onStep?: (step: string, ms: number) => void;
+}
+
+/**
+ * The options a build takes on this agent: its containment's interpreter, helpers and cgroups, and the uid
+ * it runs as (a run uid's lease: the attempt's, or a preparation's; null: the agent's own).
+ */
+export function contained(o: VenvOptions, c: Containment | undefined, uid: RunUidLease | null): VenvOptions {
+  return {
+    ...o, ...(c ? { python: c.helpers.python, pythonVersion: c.helpers.pythonVersion, helpers: c.helpers } : {}),
+    cgroupBase: c?.cgroupBase ?? null, runAs: uid?.user ?? null, holdUid: uid ? () => uid.hold() : undefined,
+  };
 }
 
 /**

@@ -77,13 +77,17 @@ try {
   }
   cli(['dataset', 'push', data, '--name', 'big']);
 
+  // When run 2's train() began, and whether its data folder was staged while run 1 trained (--prepare-next).
   const entered = async (id: string) => {
+    let prepared = false;
     for await (const l of streamOf(api.client.StreamLogs({ run_id: id, follow: false }))) {
+      if (l.text.includes('(prepared while the run before it trained)')) prepared = true;
       const m = /^ENTERED (\d+\.\d+)$/.exec(l.text);
-      if (m) return Number(m[1]) * 1000;
+      if (m) return { at: Number(m[1]) * 1000, prepared };
     }
     throw new Error(`run ${id}: no ENTERED line`);
   };
+  let prepared = 0;
   const gaps: number[] = [];
   const uploads: number[] = [];
   for (let i = 0; i < rounds; i++) {
@@ -96,13 +100,15 @@ try {
     }
     const fin = JSON.parse(await agent!.waitFor(new RegExp(`"run":"${first.id}".*"msg":"attempt finished"`), 60_000)) as { steps: Record<string, number> };
     const exited = fin.steps.exited!;
-    gaps.push(await entered(second.id) - exited);
+    const e = await entered(second.id);
+    gaps.push(e.at - exited);
+    if (e.prepared) prepared++;
     uploads.push((fin.steps.finished ?? exited) - exited);
   }
   const r0 = (x: number) => Math.round(x);
-  const summary = { rounds, dataMb, outputMb, gapMsMedian: r0(median(gaps)), gapsMs: gaps.map(r0), run1ExitToEndReportMsMedian: r0(median(uploads)) };
+  const summary = { rounds, dataMb, outputMb, gapMsMedian: r0(median(gaps)), gapsMs: gaps.map(r0), run2DataPrepared: prepared, run1ExitToEndReportMsMedian: r0(median(uploads)) };
   console.log(values.json ? JSON.stringify(summary)
-    : `GPU idle, run 1's process exit → run 2's train(): median ${summary.gapMsMedian} ms over ${rounds} pairs (${summary.gapsMs.join(', ')} ms); ` +
+    : `GPU idle, run 1's process exit → run 2's train(): median ${summary.gapMsMedian} ms over ${rounds} pairs (${summary.gapsMs.join(', ')} ms; run 2's data staged while run 1 trained in ${prepared}); ` +
       `run 1's exit → its end report: median ${summary.run1ExitToEndReportMsMedian} ms (${dataMb} MiB read, ${outputMb} MiB written per run)`);
 } catch (err) {
   console.error(s.agent?.lines.slice(-30).join('\n'));

@@ -13,6 +13,7 @@ import { finishGang, memberAppendLogs, memberAppendMetrics, memberReport } from 
 import { appendMetrics } from '../runs/metrics-ingest.js';
 import { finishAttempt } from '../runs/complete.js';
 import { claimAttempt, renewStorage } from '../runs/claim.js';
+import { peekNextRun } from '../runs/next-run.js';
 import { authenticateAgent, authenticateRegister } from '../auth/authenticate.js';
 import type { Principal } from '../auth/principal.js';
 import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
@@ -44,5 +45,6 @@ export function agentService(ctx: SchedulerContext): AgentLinkHandlers {
     FinishAttempt: unary(g, 'FinishAttempt', async (req, caller) => (await finishGang(ctx, req, agentOf(caller))) ?? finishAttempt(ctx, req, agentOf(caller))),
     ClaimAttempt: unary(g, 'ClaimAttempt', (req, caller) => claimAttempt(ctx, req, agentOf(caller))),
     RenewStorage: unary(g, 'RenewStorage', (req, caller) => renewStorage(ctx, req, agentOf(caller))),
+    PeekNextRun: unary(g, 'PeekNextRun', (req, caller) => peekNextRun(ctx, req, agentOf(caller))),
   };
 }

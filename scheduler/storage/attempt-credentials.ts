@@ -23,8 +23,8 @@ export interface AttemptScope {
   readObjects: readonly string[];
   /** Folders (ending in '/') it may list and read: its dataset, or dataset/sub folder. */
   readPrefixes: readonly string[];
-  /** The one folder (ending in '/') it may write: runs/RUN/attempt-N/. */
-  writePrefix: string;
+  /** The one folder (ending in '/') it may write: runs/RUN/attempt-N/; null: nothing (a preparation's read-only keys). */
+  writePrefix: string | null;
   /** Its checkpoints' folder (ending in '/'), which it may write too: runs/RUN/checkpoints/attempt-N/. */
   checkpointPrefix?: string;
 }
@@ -39,15 +39,15 @@ export interface AttemptScope {
  */
 export function sessionPolicy(s: AttemptScope): string {
   const arn = (key = '') => `arn:aws:s3:::${s.bucket}${key ? `/${key}` : ''}`;
-  const writes = [s.writePrefix, ...(s.checkpointPrefix ? [s.checkpointPrefix] : [])];
+  const writes = [...(s.writePrefix ? [s.writePrefix] : []), ...(s.checkpointPrefix ? [s.checkpointPrefix] : [])];
   for (const p of [...s.readPrefixes, ...writes]) {
     if (!p.endsWith('/') || p === '/') throw new TrainyardError(ErrorCodes.Internal, `storage scope: "${p}" is not a folder`);
   }
   const statements: object[] = [
     { Effect: 'Allow', Action: ['s3:GetObject'], Resource: [...s.readObjects.map((k) => arn(k)), ...s.readPrefixes.map((p) => arn(`${p}*`))] },
-    { Effect: 'Allow', Action: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'], Resource: writes.map((p) => arn(`${p}*`)) },
-    { Effect: 'Deny', Action: ['s3:PutObject'], Resource: schedulerWrites.map((name) => arn(s.writePrefix + name)) },
   ];
+  if (writes.length) statements.push({ Effect: 'Allow', Action: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'], Resource: writes.map((p) => arn(`${p}*`)) });
+  if (s.writePrefix) statements.push({ Effect: 'Deny', Action: ['s3:PutObject'], Resource: schedulerWrites.map((name) => arn(s.writePrefix + name)) });
   // An attempt replaces its own checkpoints (the older one goes once a newer one is complete), by key.
   if (s.checkpointPrefix) statements.push({ Effect: 'Allow', Action: ['s3:DeleteObject'], Resource: [arn(`${s.checkpointPrefix}*`)] });
   if (s.readPrefixes.length) {

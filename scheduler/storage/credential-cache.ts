@@ -36,6 +36,14 @@ export function attemptScope(r: ScopeRow, bucket: string): AttemptScope {
   };
 }
 
+/**
+ * What an agent preparing a queued run (scheduler/runs/next-run.ts) may touch: read its package zip and
+ * dataset folder(s), as its attempt will; nothing written, no checkpoint read (the claim finds that one).
+ */
+export function readScope(r: ScopeRow, bucket: string): AttemptScope {
+  return { bucket, readObjects: [r.package_object_key], readPrefixes: attemptScope({ ...r, resumed_from: null }, bucket).readPrefixes, writePrefix: null };
+}
+
 /** One attempt on one lease (a bigint column: a string from the claim's read, a number from the placer). */
 const keyOf = (r: { id: string; lease: number | string | null }) => `${r.id}:${Number(r.lease)}`;
 
@@ -64,6 +72,11 @@ export class AttemptCredentials {
 
   issue(r: ScopeRow): Promise<StorageCredentials> {
     return this.issuer(attemptScope(r, this.bucket));
+  }
+
+  /** Read-only keys for an agent preparing a queued run (readScope). */
+  issueRead(r: ScopeRow): Promise<StorageCredentials> {
+    return this.issuer(readScope(r, this.bucket));
   }
 
   /** Prefetched entries held now (for tests and metrics). */

@@ -1,12 +1,11 @@
 // Issue 22, "GPUs never idle between runs": a run's GPUs and slot go back when its processes have exited,
 // not when its outputs are in the bucket. The agent talks to a store whose writes are held (a slow uplink
-// made total): the first run's upload waits there, and the next run must get the GPU meanwhile, while the
-// first stays Running (uploading) until its version commits.
+// made total: test/helpers/holding-store.ts): the first run's upload waits there, and the next run must
+// get the GPU meanwhile, while the first stays Running (uploading) until its version commits.
 import t from 'tap';
-import http from 'node:http';
-import type net from 'node:net';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { until } from '../helpers/packages.js';
+import { holdingStore } from '../helpers/holding-store.js';
 
 const quick = `
 class Main:
@@ -18,36 +17,9 @@ class Main:
 `;
 const gpus = ['0, GPU-11111111, NVIDIA H100 80GB HBM3, 81559'];
 
-/** A proxy to MinIO that holds every write (PUT, POST) while `holding`, and sends them on when let go. */
-async function writeHoldingStore(t: Parameters<Parameters<typeof t.test>[1]>[0], target: string) {
-  const up = new URL(target);
-  let holding = false;
-  let held: (() => void)[] = [];
-  const server = http.createServer((req, res) => {
-    const forward = () => {
-      const out = http.request({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
-        res.writeHead(r.statusCode ?? 502, r.headers);
-        r.pipe(res);
-      });
-      out.on('error', () => res.destroy());
-      req.pipe(out);
-    };
-    if (holding && (req.method === 'PUT' || req.method === 'POST')) held.push(forward);
-    else forward();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => { server.closeAllConnections(); server.close(); });
-  return {
-    endpoint: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    hold: () => { holding = true; },
-    get held() { return held.length; },
-    letGo: () => { holding = false; const h = held; held = []; for (const f of h) f(); },
-  };
-}
-
 t.test('a GPU freed at process exit is given to the next run before the first run\'s upload ends', async (t) => {
   const s = await Stack.create(t, { agents: [] });
-  const store = await writeHoldingStore(t, s.minioEndpoint);
+  const store = await holdingStore(t, s.minioEndpoint);
   await s.startAgent('gpubox', { gpus, env: { TRAINYARD_MINIO_ENDPOINT: store.endpoint } });
   await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': quick }), '--name', 'quick']);
   await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
@@ -80,7 +52,7 @@ t.test('a GPU freed at process exit is given to the next run before the first ru
 
 t.test('an upload that fails after the GPU was released fails the run, and the GPU stays the next run\'s', async (t) => {
   const s = await Stack.create(t, { agents: [] });
-  const store = await writeHoldingStore(t, s.minioEndpoint);
+  const store = await holdingStore(t, s.minioEndpoint);
   await s.startAgent('gpubox', { gpus, env: { TRAINYARD_MINIO_ENDPOINT: store.endpoint, TRAINYARD_UPLOAD_TIMEOUT_S: '3' } });
   await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': quick }), '--name', 'quick']);
   await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);

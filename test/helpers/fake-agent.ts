@@ -39,7 +39,9 @@ export class FakeAgent {
    * (absent: it claims as an agent that holds nothing ready). `claimAfterMs`: how long it waits after a
    * doorbell before it claims (a slow agent).
    */
-  static async start(s: Stack, name: string, o: { cpus?: number; gpus?: number; readyDigest?: (hint: string) => string; claimAfterMs?: number } = {}): Promise<FakeAgent> {
+  static async start(s: Stack, name: string, o: {
+    cpus?: number; gpus?: number; readyDigest?: (hint: string) => string; claimAfterMs?: number; labels?: Record<string, string>; acceptProjects?: string[];
+  } = {}): Promise<FakeAgent> {
     const proto = loadProto();
     const client = new proto.trainyard.v1.AgentLink(s.schedulerAddress, grpc.credentials.createInsecure(), channelOptions);
     const nc = await connect(s.natsOptions('agent'));
@@ -61,7 +63,7 @@ export class FakeAgent {
     });
     await nc.flush();
     const res = await a.call<{ session: number; credential: string }>('Register', {
-      name, hostname: 'fake', cpus: o.cpus ?? 4, memory_mb: 4096, labels: {}, version: 'test', held: [],
+      name, hostname: 'fake', cpus: o.cpus ?? 4, memory_mb: 4096, labels: o.labels ?? {}, version: 'test', held: [], accept_projects: o.acceptProjects ?? [],
       identity: a.identity,
       gpus: Array.from({ length: o.gpus ?? 0 }, (_, i) => ({ index: i, uuid: `GPU-fake-${i}`, name: 'NVIDIA H100 80GB HBM3', memory_mb: 81559, run_id: '' })),
     }, { auth: { 'trainyard-agent': name, authorization: `Bearer ${s.joinToken}` } });

@@ -120,3 +120,37 @@ t.test('an entry being copied out is never evicted under the copy', async (t) =>
     t.ok(['a', 'b'].every((d, k) => readFileSync(path.join(dirs[k]!, 'f7'), 'utf8') === `${d}7`.repeat(10_000)), `round ${round}: with the right bytes`);
   }
 });
+
+t.test('a staged folder is taken by the next make-local of its dataset, unless the dataset changed meanwhile', async (t) => {
+  await put('datasets/s/a.csv', 'a'.repeat(3000));
+  await put('datasets/s/sub/b.csv', 'b');
+  await put('datasets/other/c.csv', 'c');
+  const work = tmp('ty-stage-');
+  const cache = new DataCache(work, 1 << 20);
+  const staged = () => readdirSync(path.join(work, 'data-staged'));
+
+  await cache.stage(minio, bucket, 'datasets/s/', retry);
+  t.equal(staged().length, 1, 'one staged folder');
+  const elsewhere = await cache.makeLocal(minio, bucket, 'datasets/other/', path.join(tmp('ty-o-'), 'data'), retry);
+  t.notOk(elsewhere.staged, 'another dataset\'s make-local does not take it');
+  t.equal(staged().length, 1, 'and leaves it');
+  const dest = path.join(tmp('ty-s1-'), 'data');
+  const r = await cache.makeLocal(minio, bucket, 'datasets/s/', dest, retry);
+  t.equal(r.staged, true, 'the dataset\'s make-local takes the staged folder');
+  t.same([r.files, r.bytes, r.hits, r.hitBytes], [2, 3001, 2, 3001], 'counted as the cache\'s: nothing downloaded by the run');
+  t.same(manifestOf(r.entries), await dataManifest(dest), 'its manifest is the folder\'s');
+  t.equal(statSync(dest).mode & 0o777, 0o755, 'the folder is readable by a run uid, as a made-local one');
+  t.same(staged(), [], 'nothing is left staged');
+
+  await cache.stage(minio, bucket, 'datasets/s/', retry);
+  await put('datasets/s/sub/b.csv', 'changed');
+  const dest2 = path.join(tmp('ty-s2-'), 'data');
+  const r2 = await cache.makeLocal(minio, bucket, 'datasets/s/', dest2, retry);
+  t.notOk(r2.staged, 'a dataset changed since it was staged is made local afresh');
+  t.equal(readFileSync(path.join(dest2, 'sub', 'b.csv'), 'utf8'), 'changed', 'with the new bytes');
+  t.same(staged(), [], 'and the stale staged folder is removed');
+
+  await cache.stage(minio, bucket, 'datasets/s/', retry);
+  await cache.dropStaged();
+  t.same(staged(), [], 'dropStaged removes a folder no run took');
+});
