@@ -29,6 +29,7 @@ function summary(r: Run__Output): string {
     ...(r.has_score ? [`  score     ${color.bold(fmtScore(r))}`] : []),
     `  agent     ${safeText(r.agent) || '-'}${r.gpu_indices.length ? `  GPUs ${r.gpu_indices.join(',')}` : ''}  attempt ${r.attempt}/${r.max_attempts}`,
   ];
+  if (r.agents > 1) lines.push(`  gang      ${r.agents} agents x ${r.procs_per_agent || 1} processes = ${r.agents * (r.procs_per_agent || 1)} ranks${r.prefer_same ? `, members prefer the same ${safeText(r.prefer_same)}` : ''}`);
   if (r.members?.length) lines.push(membersTable(r.members));
   const t = r.times;
   if (t) {

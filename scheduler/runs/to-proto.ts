@@ -59,5 +59,6 @@ export function runToProto(r: Selectable<RunsTable>, o: { lineage?: boolean } = 
     keep_checkpoints: r.keep_checkpoints,
     agents: r.agents,
     procs_per_agent: r.procs_per_agent,
+    prefer_same: r.prefer_same ?? '',
   };
 }

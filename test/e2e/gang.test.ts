@@ -45,8 +45,10 @@ async function explain(t: Tap.Test, s: Stack, runId: string): Promise<void> {
 
 t.test('2 agents x 2 processes: every rank gets torchrun\'s env, they all-reduce at MASTER_ADDR:MASTER_PORT, rank 0 saves the sum', async (t) => {
   const s = await gangStack(t, 2);
-  const run = await s.cliJson(['run', 'train', '--package', 'gang', '--dataset', 'd', '--agents', '2', '--procs-per-agent', '2', '--gpu']);
+  // --prefer-same names a label neither agent has: the gang is placed mixed (README) rather than wait.
+  const run = await s.cliJson(['run', 'train', '--package', 'gang', '--dataset', 'd', '--agents', '2', '--procs-per-agent', '2', '--gpu', '--prefer-same', 'rack']);
   t.equal(run.agents, 2, 'the run has 2 members');
+  t.equal(run.prefer_same, 'rack', 'run get --json says which label its members prefer to share');
   t.equal(run.procs_per_agent, 2, 'of 2 processes each');
   t.equal(run.resources.gpus, 2, '--gpu with 2 processes: one GPU per process, 2 per member');
   const done = await s.waitForStatus(run.id, ['Successful', 'Failed', 'Killed']);
@@ -105,6 +107,7 @@ t.test('2 agents x 2 processes: every rank gets torchrun\'s env, they all-reduce
     t.ok(m.gpu_uuids.every((u) => u.startsWith(gpuOf(m.agent))), `${m.agent}: its own GPUs, by UUID (${m.gpu_uuids.join(',')})`);
   }
   const table = await s.cli(['run', 'get', run.id]);
+  t.match(table.stdout, /gang\s+2 agents x 2 processes = 4 ranks, members prefer the same rack/, 'run get: the gang\'s shape and its preference');
   t.match(table.stdout, /members\n\s+node\s+agent\s+GPUs\s+ranks\s+state/, 'run get: a members table');
   t.match(table.stdout, new RegExp(`\\n\\s+1\\s+${other}\\s+${gpuOf(other)}\\d,${gpuOf(other)}\\d\\s+2-3\\s+Successful`), 'with member 1\'s agent, GPUs and ranks 2-3');
   const recorded = (await s.cliJson(['run', 'get', run.id])).members.map((m: { node_rank: number; agent: string; gpu_indices: number[]; gpu_uuids: string[]; first_rank: number; last_rank: number }) => ({
