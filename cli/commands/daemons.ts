@@ -7,16 +7,18 @@ import {
 // The daemons themselves, and the logger, are imported inside each command (cli/ never imports
 // scheduler/ or agent/ statically), so `trainyard scheduler --help` starts without loading pg, kysely or nats.
 
-function onSignals(stop: (force: boolean) => Promise<void>, log: { info(o: object, m: string): void }): Promise<number> {
+function onSignals(stop: (force: boolean) => Promise<void>, log: { info(o: object, m: string): void }, detach?: (force: boolean) => Promise<void>): Promise<number> {
   return new Promise((resolve) => {
     let count = 0;
     const handler = (sig: NodeJS.Signals) => {
       count++;
       log.info({ signal: sig, forceful: count > 1 }, count > 1 ? 'second signal: stopping now' : 'shutting down gracefully (signal again to force)');
-      stop(count > 1).then(() => resolve(0), () => resolve(1));
+      (sig === 'SIGUSR2' ? detach! : stop)(count > 1).then(() => resolve(0), () => resolve(1));
     };
     process.on('SIGTERM', handler);
     process.on('SIGINT', handler);
+    // The agent's: detach now, whatever --on-stop says (agent/detach.ts).
+    if (detach) process.on('SIGUSR2', handler);
   });
 }
 
@@ -74,7 +76,7 @@ async function agent({ values }: Parsed<typeof agentFlags>): Promise<number> {
   const { AgentDaemon } = await import('../../agent/agent.js');
   const agent = new AgentDaemon(settings, log);
   await agent.start();
-  return exitSoon(await Promise.race([onSignals((force) => agent.stop(force), log), agent.stopped.then(() => agent.exitCode)]));
+  return exitSoon(await Promise.race([onSignals((force) => agent.onSignal(force), log, (force) => agent.detach(force)), agent.stopped.then(() => agent.exitCode)]));
 }
 
 const SETTINGS_NOTE = 'Each flag is also its TRAINYARD_* variable (the flag wins over the variable), and a key of the --config '
