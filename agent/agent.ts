@@ -505,7 +505,9 @@ export class AgentDaemon {
 
   /** SIGTERM or SIGINT (a second one: force): drains and stops, or detaches with --on-stop detach. */
   onSignal(force: boolean): Promise<void> {
-    return this.onStop === 'detach' ? this.detach(force) : this.stop(force);
+    // A second signal while a drain is under way (one that could not detach, or a remote drain) forces it, as ever.
+    const draining = this.#stopping !== null && !this.#detaching;
+    return this.onStop === 'detach' && !(force && draining) ? this.detach(force) : this.stop(force);
   }
 
   /** First call: drain, then stop. force: stop now (runs are handed back). */
@@ -527,8 +529,8 @@ export class AgentDaemon {
    */
   detach(force = false): Promise<void> {
     if (this.#stopping) {
-      if (this.#detaching && force) this.#giveUpReports.abort();
-      else if (!this.#detaching) this.log.warn({ state: this.#state }, 'already draining or stopping: not detached');
+      if (!this.#detaching) this.log.warn({ state: this.#state }, 'already draining or stopping: not detached');
+      else if (force) this.#giveUpReports.abort();
       return this.#stopping;
     }
     this.#stopping = this.#detach();

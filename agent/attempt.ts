@@ -338,8 +338,10 @@ export class Attempt {
       if (giveUp.aborted) resolve(false);
       giveUp.addEventListener('abort', () => resolve(false), { once: true });
     });
-    const shipped = await Promise.race([this.logs.flush(), gaveUp]);
+    // The metric points read so far too: the next agent does not read the run's metrics file again.
+    const [shipped, points] = await Promise.all([Promise.race([this.logs.flush(), gaveUp]), Promise.race([this.metrics.flush(), gaveUp])]);
     if (!shipped) this.deps.log.warn({ run: this.runId, lastSeq: this.logs.lastSeq, ackedSeq: this.logs.ackedSeq }, 'detaching: not every log line read was shipped; the agent that takes the run over ships them from the spool');
+    if (!points) this.deps.log.warn({ run: this.runId, ...this.metrics.stats() }, 'detaching: the last metric points of the attempt were not shipped');
     this.logs.close();
     this.metrics.close();
     await spool.close(false);

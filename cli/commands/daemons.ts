@@ -9,15 +9,18 @@ import {
 
 function onSignals(stop: (force: boolean) => Promise<void>, log: { info(o: object, m: string): void }, detach?: (force: boolean) => Promise<void>): Promise<number> {
   return new Promise((resolve) => {
-    let count = 0;
+    const counts = { stop: 0, detach: 0 };
     const handler = (sig: NodeJS.Signals) => {
-      count++;
-      log.info({ signal: sig, forceful: count > 1 }, count > 1 ? 'second signal: stopping now' : 'shutting down gracefully (signal again to force)');
-      (sig === 'SIGUSR2' ? detach! : stop)(count > 1).then(() => resolve(0), () => resolve(1));
+      // SIGUSR2 (the agent's: detach now, whatever --on-stop says; agent/detach.ts) is counted apart: it
+      // never forces a drain under way into handing its runs back.
+      const which = sig === 'SIGUSR2' ? 'detach' : 'stop';
+      const force = ++counts[which] > 1;
+      const words = which === 'detach' ? ['detaching', 'second SIGUSR2: detaching now'] : ['shutting down gracefully (signal again to force)', 'second signal: stopping now'];
+      log.info({ signal: sig, forceful: force }, words[force ? 1 : 0]!);
+      (which === 'detach' ? detach! : stop)(force).then(() => resolve(0), () => resolve(1));
     };
     process.on('SIGTERM', handler);
     process.on('SIGINT', handler);
-    // The agent's: detach now, whatever --on-stop says (agent/detach.ts).
     if (detach) process.on('SIGUSR2', handler);
   });
 }
@@ -93,7 +96,9 @@ export const daemonVerbs = [
   }),
   verb({
     path: ['agent'], section: 'Daemons', kind: 'local', summary: 'the agent daemon: runs trainings on this machine\'s GPUs',
-    flags: agentFlags, run: agent, details: SETTINGS_NOTE,
+    flags: agentFlags, run: agent, details: `${SETTINGS_NOTE} Signals: SIGTERM and SIGINT drain, or detach with --on-stop detach (a second one `
+      + 'forces); SIGUSR2 detaches whatever --on-stop says: the agent exits 0 at once and its runs go on, for the agent started again with '
+      + 'the same --name and --work-dir to take over.',
     examples: ['trainyard agent --scheduler 10.0.0.1:50051 --join-token "$JOIN_TOKEN" --labels zone=a', 'trainyard agent --config /etc/trainyard/agent.yaml --print-config'],
   }),
 ];
