@@ -1,6 +1,8 @@
 // The agent daemon: registers its capabilities, heartbeats, takes dispatches from NATS and runs each as an
 // Attempt. Explicit states, every change logged; SIGTERM drains (no new runs, running ones finish or are
-// handed back after the drain deadline), a second SIGTERM stops at once.
+// handed back after the drain deadline), a second SIGTERM stops at once; with --on-stop detach, and on
+// SIGUSR2 whatever it says, the agent detaches instead: it leaves its runs to the agent restarted after it
+// (agent/detach.ts).
 import { parsePortRange } from './gang-env.js';
 import os from 'node:os';
 import { mkdir, readdir, rm } from 'node:fs/promises';
@@ -33,8 +35,9 @@ import { buildsUnderWay, type VenvOptions } from './venv.js';
 import { PendingUploads } from './pending-uploads.js';
 import { readRecords } from './reattach.js';
 import { NextRunPreparer, parsePrepareNext } from './prepare-next.js';
+import { parseOnStop, type OnStop } from './detach.js';
 
-export type AgentState = 'STARTING' | 'RUNNING' | 'DRAINING' | 'STOPPED' | 'FAILED';
+export type AgentState = 'STARTING' | 'RUNNING' | 'DRAINING' | 'DETACHING' | 'STOPPED' | 'FAILED';
 const VERSION = '0.1.0';
 /**
  * Once the agent stops for good, how long the end reports get beyond the kill grace: a scheduler that is
@@ -86,6 +89,8 @@ export class AgentDaemon {
   #heartbeatLoop: Promise<void> | null = null;
   #drained: Promise<void> | null = null;
   #metrics: MetricsServer | null = null;
+  /** --on-stop: what SIGTERM does (agent/detach.ts). */
+  readonly onStop: OnStop;
   /** --prepare-next (agent/prepare-next.ts); null: off. */
   readonly #prepare: NextRunPreparer | null;
   /** Where /metrics is served ('' when --metrics-listen is empty). */
@@ -102,6 +107,7 @@ export class AgentDaemon {
     acceptedProjects(settings.acceptProjects); // a malformed name is refused now, not at the first Register
     this.#rendezvous = parsePortRange(settings.rendezvousPorts);
     this.#installer = parseInstaller(settings.installer);
+    this.onStop = parseOnStop(settings.onStop);
     this.#venvCap = new VenvCacheCap(settings.venvDir, parseVenvCacheGb(settings.venvCacheGb) * 2 ** 30,
       { busy: (dir) => this.#warm.has(dir), building: buildsUnderWay, removed: (dir) => this.#packages.forgetVenv(dir) });
     this.#prepare = parsePrepareNext(settings.prepareNext) ? new NextRunPreparer({
@@ -140,6 +146,9 @@ export class AgentDaemon {
       python: settings.python, workDir: settings.workDir, venvDir: settings.venvDir, harness: harnessPath(),
     }, log);
     this.#warm = new WarmInterpreters({ max: settings.warmInterpreters, log, python: this.#containment.helpers.python });
+    if (!this.#containment.cgroupBase) {
+      log.warn({ onStop: this.onStop }, 'no cgroups: runs here are not under a supervisor and cannot outlive this agent; a detach (SIGUSR2, or SIGTERM with --on-stop detach) drains instead');
+    }
     // Before registering: the attempts taken over are listed as held at Register.
     await this.#readopt();
     void this.#venvCap.enforce().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not measure the venv dir'));
@@ -494,6 +503,13 @@ export class AgentDaemon {
   readonly stopped: Promise<void> = new Promise((resolve) => { this.#resolveStopped = resolve; });
   #stopping: Promise<void> | null = null;
 
+  /** SIGTERM or SIGINT (a second one: force): drains and stops, or detaches with --on-stop detach. */
+  onSignal(force: boolean): Promise<void> {
+    // A second signal while a drain is under way (one that could not detach, or a remote drain) forces it, as ever.
+    const draining = this.#stopping !== null && !this.#detaching;
+    return this.onStop === 'detach' && !(force && draining) ? this.detach(force) : this.stop(force);
+  }
+
   /** First call: drain, then stop. force: stop now (runs are handed back). */
   async stop(force = false): Promise<void> {
     if (force) {
@@ -502,6 +518,46 @@ export class AgentDaemon {
     }
     this.#stopping ??= this.#stop();
     return this.#stopping;
+  }
+
+  #detaching = false;
+
+  /**
+   * SIGUSR2, or SIGTERM with --on-stop detach (agent/detach.ts): leaves now, its runs going on, without
+   * telling the scheduler (which then sees a restart). force (a second signal): gives up the log flush and
+   * end reports still pending now. An agent already draining or stopping goes on doing so.
+   */
+  detach(force = false): Promise<void> {
+    if (this.#stopping) {
+      if (!this.#detaching) this.log.warn({ state: this.#state }, 'already draining or stopping: not detached');
+      else if (force) this.#giveUpReports.abort();
+      return this.#stopping;
+    }
+    this.#stopping = this.#detach();
+    return this.#stopping;
+  }
+
+  async #detach(): Promise<void> {
+    const attempts = [...this.#attempts.values()].map((a) => ({ a, what: a.onDetach }));
+    const orphans = attempts.filter((x) => x.what === 'drain').map((x) => x.a.runId);
+    if (orphans.length) {
+      this.log.warn({ runs: orphans }, 'cannot detach: these runs are not under a supervisor (no cgroups) and would be orphaned; draining instead');
+      return this.#stop();
+    }
+    this.#detaching = true;
+    this.#setState('DETACHING');
+    // No new claim, no heartbeat, no registration from here: the scheduler hears nothing more from this agent.
+    this.#abort.abort();
+    const prepared = this.#prepare?.stop();
+    this.log.info({ leave: attempts.filter((x) => x.what === 'leave').map((x) => x.a.runId) }, 'detaching: runs go on under their supervisors; the agent restarted with this name and work dir takes them over');
+    for (const { a, what } of attempts) {
+      if (what === 'hand back') a.stop({ outcome: AttemptOutcome.HandedBack, reason: `agent ${this.settings.name} detached before the run started` });
+    }
+    this.#giveUpReportsSoon('detaching');
+    await Promise.all(attempts.map(({ a, what }) => (what === 'leave' ? a.detach(this.#giveUpReports.signal) : a.done)));
+    await prepared;
+    await this.#heartbeatLoop;
+    await this.#letGo();
   }
 
   /** The attempts' processes get their kill grace, their end reports a little more; then the agent goes. */
@@ -518,9 +574,15 @@ export class AgentDaemon {
     this.#abort.abort();
     await this.#heartbeatLoop;
     await this.#beat(true).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'could not tell the scheduler it leaves'));
+    await this.#letGo();
+  }
+
+  /** The last of a stop or a detach: connections, interpreters and the metrics server go; STOPPED. */
+  async #letGo(): Promise<void> {
     for (const s of this.#subs) s.unsubscribe();
     await this.#nats?.drain().catch(() => {});
     this.#link.close();
+    // Idle interpreters end; a run forked from one (detached, not stopped) is its own supervisor (setsid) and goes on.
     await this.#warm.close();
     await this.#metrics?.close();
     if (this.#giveUpTimer) clearTimeout(this.#giveUpTimer);

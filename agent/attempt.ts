@@ -48,6 +48,7 @@ import { resumedFromEnv, type CheckpointPointer } from '../shared/checkpoints.js
 import type { PendingPlace, PendingUploads } from './pending-uploads.js';
 import { readPos, Spool } from './spool.js';
 import { AdoptedProcess, dropRecord, saveRecord, type ReattachRecord } from './reattach.js';
+import type { OnDetach } from './detach.js';
 
 export interface AttemptDeps {
   agentName: string;
@@ -208,6 +209,12 @@ export class Attempt {
   readonly #spool: Spool | null = null;
   /** Taken over from an agent that was restarted (agent/reattach.ts); null: claimed by this agent. */
   readonly #adopted: ReattachRecord | null;
+  /** The spool is being read and shipped (an adopted attempt's only once the agent has registered). */
+  #spoolRead = false;
+  /** The run's process was started here. */
+  #spawned = false;
+  /** Written down for an agent that takes it over (agent/reattach.ts): taken over, or its record saved. */
+  #recorded: boolean;
   /** Learnt before the run's start, written down for an agent that takes it over. */
   #startAt = 0;
   #lineageObj: object = {};
@@ -215,6 +222,7 @@ export class Attempt {
   /** `rungAt`: when its doorbell rang (before the claim), for the record of where the time went. */
   constructor(readonly dispatch: Dispatch, private readonly deps: AttemptDeps, rungAt: number, adopted: ReattachRecord | null = null) {
     this.#adopted = adopted;
+    this.#recorded = adopted !== null;
     this.#marks.doorbell = rungAt;
     this.#dir = path.join(deps.workDir, `${dispatch.run_id}-a${dispatch.attempt}`);
     this.#redact = secretMasker(dispatch.secrets ?? {});
@@ -258,6 +266,7 @@ export class Attempt {
       if (!adopted) {
         this.#spool.create();
         this.#spool.start();
+        this.#spoolRead = true;
       }
       const spool = this.#spool;
       this.logs.tee = (stream, text) => spool.write(stream, text);
@@ -302,6 +311,40 @@ export class Attempt {
     // The run gets SIGTERM now: what it commits in the grace, and the folder as it leaves it, still go up.
     this.#checkpoints.stopping(this.deps.killGraceMs);
     this.#abort.abort(new Stopped(end.reason));
+  }
+
+  /** What a detaching agent does with this attempt (agent/detach.ts). */
+  get onDetach(): OnDetach {
+    if (this.#phase === 'reporting') return 'finish';
+    if (this.#recorded) return 'leave';
+    return this.#spawned ? 'drain' : 'hand back';
+  }
+
+  /**
+   * The agent detaches (agent/detach.ts), leaving this attempt's run to the agent restarted after it: what
+   * was read of the spool is shipped (until `giveUp`), then nothing more. Every line this agent shipped
+   * is one of the spool's, numbered by its place there, and the position the scheduler acknowledged is
+   * written down: the next agent reads on from it, so no line is lost or stored twice. Nothing is stopped:
+   * the run, its supervisor and its cgroup go on, and the process ends with the agent's.
+   */
+  async detach(giveUp: AbortSignal): Promise<void> {
+    const spool = this.#spool;
+    // Not read yet (taken over, the agent not registered): spool and position are left as they are.
+    if (!spool || !this.#spoolRead) return;
+    // The agent's own lines from here on go only to the spool, never straight to the shipper.
+    this.logs.tee = (stream, text) => { spool.write(stream, text); return true; };
+    await spool.pause();
+    const gaveUp = new Promise<boolean>((resolve) => {
+      if (giveUp.aborted) resolve(false);
+      giveUp.addEventListener('abort', () => resolve(false), { once: true });
+    });
+    // The metric points read so far too: the next agent does not read the run's metrics file again.
+    const [shipped, points] = await Promise.all([Promise.race([this.logs.flush(), gaveUp]), Promise.race([this.metrics.flush(), gaveUp])]);
+    if (!shipped) this.deps.log.warn({ run: this.runId, lastSeq: this.logs.lastSeq, ackedSeq: this.logs.ackedSeq }, 'detaching: not every log line read was shipped; the agent that takes the run over ships them from the spool');
+    if (!points) this.deps.log.warn({ run: this.runId, ...this.metrics.stats() }, 'detaching: the last metric points of the attempt were not shipped');
+    this.logs.close();
+    this.metrics.close();
+    await spool.close(false);
   }
 
   /**
@@ -453,6 +496,7 @@ export class Attempt {
     this.logs.resumeAt(pos.seq);
     spool.reopen(pos);
     spool.start();
+    this.#spoolRead = true;
     const cgroup = RunCgroup.existing(rec.cgroup);
     this.#cgroup = cgroup;
     this.logs.line('system', `[trainyard] agent ${this.deps.agentName} restarted; the run went on meanwhile and is taken over (attempt ${d.attempt})`);
@@ -804,11 +848,12 @@ export class Attempt {
       if (this.#spool && helpers) cmd = { command: helpers.python, args: ['-I', '-S', '-u', supervisorPath(), this.#spool.file, '--', cmd.command, ...cmd.args] };
       proc = SupervisedProcess.spawn(cmd.command, cmd.args, supervise);
     }
+    this.#spawned = true;
     if (this.#spool && this.#cgroup && proc.pid) {
       // From here the run outlives this agent: a restarted one takes it over from this record.
       await saveRecord(this.#dir, {
         version: 1, dispatch: d, cgroup: this.#cgroup.dir, pid: proc.pid, startedAtMs: Date.now(), startAt: this.#startAt, lineage: this.#lineageObj, user: runAs,
-      }).catch((err: unknown) => this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'could not write the attempt down for a restarted agent; the run ends with this agent'));
+      }).then(() => { this.#recorded = true; }, (err: unknown) => this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'could not write the attempt down for a restarted agent; the run ends with this agent'));
     }
     this.deps.log.info({ run: this.runId, attempt: d.attempt, pid: proc.pid, warm: p.forked !== null, early: this.#setUpEarly, at: Date.now() }, 'train.py started');
     this.#mark('spawned');

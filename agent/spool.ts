@@ -60,6 +60,8 @@ export class Spool {
   #posWriting: Promise<void> | null = null;
   #posDirty = false;
   #closed = false;
+  /** The agent detaches (agent/detach.ts): no more polling; its own lines still go in, for the next agent. */
+  #paused = false;
   exit: ProcessExit | null = null;
 
   constructor(o: SpoolOptions) { this.#o = o; }
@@ -96,7 +98,7 @@ export class Spool {
   }
 
   #schedule(): void {
-    if (this.#stopped || this.#timer) return;
+    if (this.#stopped || this.#paused || this.#timer) return;
     this.#timer = setTimeout(() => {
       this.#timer = null;
       void this.readNow().finally(() => this.#schedule());
@@ -181,6 +183,17 @@ export class Spool {
       .catch((err: unknown) => this.#o.onWarn?.('could not write the spool\'s position', err));
   }
 
+  /**
+   * The agent detaches: reads to the end of what is there now and stops polling. Lines appended from here
+   * on (the run's, the agent's own) stay in the file, unread: the agent that takes the run over reads them.
+   */
+  async pause(): Promise<void> {
+    this.#paused = true;
+    if (this.#timer) { clearTimeout(this.#timer); this.#timer = null; }
+    await this.#reading;
+    await this.readNow();
+  }
+
   /** Reads to the end of what is there, then stops reading (the agent's own lines still go in until close). */
   async stop(): Promise<void> {
     this.#stopped = true;
@@ -192,10 +205,12 @@ export class Spool {
   /** Closes the files; `remove`: the spool and its position go too (the attempt has ended here). */
   async close(remove: boolean): Promise<void> {
     this.#stopped = true;
-    this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
-    if (this.#posTimer) clearTimeout(this.#posTimer);
+    if (this.#posTimer) { clearTimeout(this.#posTimer); this.#posTimer = null; }
     await this.#posWriting;
+    // Kept for a restarted agent: the position acknowledged last is written down now, not POS_EVERY_MS later.
+    if (!remove && !this.#closed) await this.#writePos();
+    this.#closed = true;
     if (this.#writeFd !== null) { try { closeSync(this.#writeFd); } catch { /* closed */ } this.#writeFd = null; }
     await this.#read?.close().catch(() => {});
     this.#read = null;

@@ -7,16 +7,21 @@ import {
 // The daemons themselves, and the logger, are imported inside each command (cli/ never imports
 // scheduler/ or agent/ statically), so `trainyard scheduler --help` starts without loading pg, kysely or nats.
 
-function onSignals(stop: (force: boolean) => Promise<void>, log: { info(o: object, m: string): void }): Promise<number> {
+function onSignals(stop: (force: boolean) => Promise<void>, log: { info(o: object, m: string): void }, detach?: (force: boolean) => Promise<void>): Promise<number> {
   return new Promise((resolve) => {
-    let count = 0;
+    const counts = { stop: 0, detach: 0 };
     const handler = (sig: NodeJS.Signals) => {
-      count++;
-      log.info({ signal: sig, forceful: count > 1 }, count > 1 ? 'second signal: stopping now' : 'shutting down gracefully (signal again to force)');
-      stop(count > 1).then(() => resolve(0), () => resolve(1));
+      // SIGUSR2 (the agent's: detach now, whatever --on-stop says; agent/detach.ts) is counted apart: it
+      // never forces a drain under way into handing its runs back.
+      const which = sig === 'SIGUSR2' ? 'detach' : 'stop';
+      const force = ++counts[which] > 1;
+      const words = which === 'detach' ? ['detaching', 'second SIGUSR2: detaching now'] : ['shutting down gracefully (signal again to force)', 'second signal: stopping now'];
+      log.info({ signal: sig, forceful: force }, words[force ? 1 : 0]!);
+      (which === 'detach' ? detach! : stop)(force).then(() => resolve(0), () => resolve(1));
     };
     process.on('SIGTERM', handler);
     process.on('SIGINT', handler);
+    if (detach) process.on('SIGUSR2', handler);
   });
 }
 
@@ -74,7 +79,7 @@ async function agent({ values }: Parsed<typeof agentFlags>): Promise<number> {
   const { AgentDaemon } = await import('../../agent/agent.js');
   const agent = new AgentDaemon(settings, log);
   await agent.start();
-  return exitSoon(await Promise.race([onSignals((force) => agent.stop(force), log), agent.stopped.then(() => agent.exitCode)]));
+  return exitSoon(await Promise.race([onSignals((force) => agent.onSignal(force), log, (force) => agent.detach(force)), agent.stopped.then(() => agent.exitCode)]));
 }
 
 const SETTINGS_NOTE = 'Each flag is also its TRAINYARD_* variable (the flag wins over the variable), and a key of the --config '
@@ -91,7 +96,9 @@ export const daemonVerbs = [
   }),
   verb({
     path: ['agent'], section: 'Daemons', kind: 'local', summary: 'the agent daemon: runs trainings on this machine\'s GPUs',
-    flags: agentFlags, run: agent, details: SETTINGS_NOTE,
+    flags: agentFlags, run: agent, details: `${SETTINGS_NOTE} Signals: SIGTERM and SIGINT drain, or detach with --on-stop detach (a second one `
+      + 'forces); SIGUSR2 detaches whatever --on-stop says: the agent exits 0 at once and its runs go on, for the agent started again with '
+      + 'the same --name and --work-dir to take over.',
     examples: ['trainyard agent --scheduler 10.0.0.1:50051 --join-token "$JOIN_TOKEN" --labels zone=a', 'trainyard agent --config /etc/trainyard/agent.yaml --print-config'],
   }),
 ];

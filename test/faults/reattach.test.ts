@@ -7,7 +7,7 @@ import t from 'tap';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Stack } from '../helpers/stack.js';
-import { Gate, pushGated, submitGated, until, waitForAttempt, waitForLog } from '../helpers/packages.js';
+import { expectTakenOver, Gate, pushGated, submitGated, until, waitForAttempt, waitForLog } from '../helpers/packages.js';
 
 // Restarting an agent under load can take seconds: the scheduler's loss deadline must not be what is tested.
 const schedulerEnv = { TRAINYARD_AGENT_LOST_AFTER_MS: '60000' };
@@ -34,21 +34,7 @@ t.test('kill -9 of the agent mid-run: the run goes on, and ends Successful on th
   await again.waitFor((l) => l.msg === 'attempt taken over from the agent before this one' && l.run === id, 30_000);
   await waitForLog(s, id, `line ${lines}`);
   gate.open();
-  const run = await s.waitForStatus(id, ['Successful', 'Failed', 'Killed']);
-  t.equal(run.status, 'Successful');
-  t.equal(run.attempt, 1, 'the same attempt');
-  t.equal(run.lost_attempts, 0, 'no attempt lost');
-  t.equal(String(run.lease), String(before.lease), 'the same lease');
-  const texts = await logTexts(s, id);
-  for (let i = 1; i <= lines; i++) t.equal(texts.filter((x) => x === `line ${i}`).length, 1, `line ${i} exactly once`);
-  const numbered = texts.filter((x) => /^line \d+$/.test(x)).map((x) => Number(x.slice(5)));
-  t.same(numbered, Array.from({ length: lines }, (_, i) => i + 1), 'in order');
-  t.equal(texts.filter((x) => x === 'trained').length, 1);
-  const seqs = (await s.query('SELECT seq FROM run_logs WHERE run_id = $1 ORDER BY seq', [id])).map((r) => Number(r.seq));
-  t.same(seqs, Array.from({ length: seqs.length }, (_, i) => i + 1), 'the log is numbered without a gap');
-  const events = await s.query('SELECT status FROM run_events WHERE run_id = $1 ORDER BY id', [id]);
-  t.notOk(events.some((e) => e.status === 'Waiting for resources' && events.indexOf(e) > 1), 'never requeued');
-  t.equal(await s.objectText(`runs/${id}/attempt-1/artifacts/attempt.txt`), '1', 'attempt 1 uploaded its outputs');
+  await expectTakenOver(t, s, id, lines, before.lease);
   t.notOk(existsSync(recordOf(s, 'box', id)), 'the record is gone once the end is reported');
   t.notOk(existsSync(spoolOf(s, 'box', id)), 'and the spool');
 });

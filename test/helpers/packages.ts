@@ -1,6 +1,7 @@
 // Packages the fault tests share.
 import { writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
+import type { Test } from 'tap';
 import { Stack, tempDir, writeTree } from './stack.js';
 
 /**
@@ -98,4 +99,28 @@ export async function until<T>(what: string, probe: () => Promise<T | undefined 
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/**
+ * A gated run of `lines` numbered lines that an agent took over from the one before it (reattach.test.ts,
+ * detach.test.ts): ended Successful on attempt 1 and `lease`, never requeued, every line once and in order,
+ * the log numbered without a gap. Returns the log's texts.
+ */
+export async function expectTakenOver(t: Test, s: Stack, id: string, lines: number, lease: unknown): Promise<string[]> {
+  const run = await s.waitForStatus(id, ['Successful', 'Failed', 'Killed']);
+  t.equal(run.status, 'Successful');
+  t.equal(run.attempt, 1, 'the same attempt');
+  t.equal(run.lost_attempts, 0, 'no attempt lost');
+  t.equal(String(run.lease), String(lease), 'the same lease');
+  const texts = (await s.query('SELECT text FROM run_logs WHERE run_id = $1 ORDER BY attempt, seq', [id])).map((r) => String(r.text));
+  for (let i = 1; i <= lines; i++) t.equal(texts.filter((x) => x === `line ${i}`).length, 1, `line ${i} exactly once`);
+  const numbered = texts.filter((x) => /^line \d+$/.test(x)).map((x) => Number(x.slice(5)));
+  t.same(numbered, Array.from({ length: lines }, (_, i) => i + 1), 'in order');
+  t.equal(texts.filter((x) => x === 'trained').length, 1);
+  const seqs = (await s.query('SELECT seq FROM run_logs WHERE run_id = $1 ORDER BY seq', [id])).map((r) => Number(r.seq));
+  t.same(seqs, Array.from({ length: seqs.length }, (_, i) => i + 1), 'the log is numbered without a gap');
+  const events = await s.query('SELECT status FROM run_events WHERE run_id = $1 ORDER BY id', [id]);
+  t.notOk(events.some((e) => e.status === 'Waiting for resources' && events.indexOf(e) > 1), 'never requeued');
+  t.equal(await s.objectText(`runs/${id}/attempt-1/artifacts/attempt.txt`), '1', 'attempt 1 uploaded its outputs');
+  return texts;
 }

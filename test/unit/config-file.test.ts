@@ -3,7 +3,7 @@
 // line, for a syntax error); redaction in --print-config.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readConfigFile, formatConfig } from '../../cli/config-file.js';
 import { agentSettings, clientSettings, compileSettings, describeSettings, isSecretSetting, schedulerSettings } from '../../shared/settings.js';
@@ -157,4 +157,17 @@ t.test('settings refuse values below their minimum', async (t) => {
   const r = spawnSync(process.execPath, [path.join(root, 'bin', 'trainyard.js'), 'scheduler', '--max-attempts', '0'], { encoding: 'utf8', timeout: 30_000 });
   t.equal(r.status, 2, 'the scheduler does not start');
   t.match(r.stderr, /--max-attempts: must be at least 1, got 0/);
+});
+
+t.test('--on-stop: drain (the default) or detach; anything else is refused, exit 2, before the agent touches anything', async (t) => {
+  t.equal(compileSettings(agentSettings, {}, {}).onStop, 'drain', 'the documented default');
+  t.equal(compileSettings(agentSettings, {}, { TRAINYARD_ON_STOP: 'detach' }).onStop, 'detach');
+  const bin = path.join(root, 'bin', 'trainyard.js');
+  const work = path.join(dir, 'on-stop-work');
+  for (const [args, env] of [[['--on-stop', 'restart'], {}], [[], { TRAINYARD_ON_STOP: 'Detach' }]] as const) {
+    const r = spawnSync(process.execPath, [bin, 'agent', '--work-dir', work, ...args], { encoding: 'utf8', timeout: 30_000, env: { PATH: process.env.PATH, HOME: dir, ...env } });
+    t.equal(r.status, 2, `${JSON.stringify({ ...env, args })}: the agent does not start`);
+    t.match(r.stderr, /--on-stop "(restart|Detach)": expected drain or detach/);
+  }
+  t.notOk(existsSync(work), 'no work dir made');
 });
