@@ -67,7 +67,11 @@ const log = (msg: string) => { if (!values.json) console.error(`[soak ${new Date
 const cleanups: (() => Promise<void> | void)[] = [];
 const fakeTest = { teardown: (fn: () => Promise<void> | void) => cleanups.push(fn) } as unknown as Test;
 
-const schedulerEnv = { TRAINYARD_AGENT_LOST_AFTER_MS: '4000', TRAINYARD_DISPATCH_ACK_TIMEOUT_MS: '4000', TRAINYARD_MAX_ATTEMPTS: '5', TRAINYARD_LOG_LEVEL: 'info',
+// The scheduler's loss deadline: longer than an agent daemon's restart takes on a busy 2-core box with six
+// agents (4-8 s from kill -9 to registered: Node's start under load), so a restart is a restart (its runs
+// taken over) and not a loss; an "agent" fault stays down longer than it, so it is a real loss.
+const LOST_MS = 10_000;
+const schedulerEnv = { TRAINYARD_AGENT_LOST_AFTER_MS: String(LOST_MS), TRAINYARD_DISPATCH_ACK_TIMEOUT_MS: '4000', TRAINYARD_MAX_ATTEMPTS: '5', TRAINYARD_LOG_LEVEL: 'info',
   TRAINYARD_PREEMPT_MIN_RUNTIME_S: '1' };
 const s = await Stack.create(fakeTest, { agents: [], privateNats: true, privateMinio: true, schedulerEnv });
 const first = s.schedulerAddress;
@@ -272,17 +276,18 @@ async function faultLoop(): Promise<void> {
         .filter((r) => !kills.has(r.id as string) && agentNames.includes(r.agent as string));
       const name = holding.length && random() < 0.8 ? (pick(holding).agent as string) : pick(agentNames);
       const d = s.daemons.filter((x) => x.name === name && x.alive).pop();
-      // The runs it holds: most of them the client kills at a random moment in the next 6 s, while the
-      // scheduler notices the loss (after 4 s) and requeues them, so each kill races a requeue.
+      // The runs it holds: most of them the client kills at a random moment in the next LOST_MS + 2 s,
+      // while the scheduler notices the loss (after LOST_MS) and requeues them, so each kill races a requeue.
       const held = holding.filter((r) => r.agent === name).map((r) => r.id as string);
       if (d) await d.kill9();
       const doomed = held.filter(() => random() < 0.7);
       log(`kill -9 ${name}, which holds ${held.length} run(s); killing ${doomed.length} of them as it is lost`);
       for (const id of doomed) {
-        const delay = random() * 6000;
+        const delay = random() * (LOST_MS + 2000);
         pendingKills.push(sleep(delay).then(() => killRun(id, true)));
       }
-      await sleep(500 + random() * 3000);
+      // Down past the loss deadline: the scheduler requeues its runs (a restart in time is the "restart" fault).
+      await sleep(LOST_MS + 500 + random() * 3000);
       await s.startAgent(name, agentOptions.get(name)).catch((e: unknown) => log(`restart ${name}: ${String(e)}`));
     } else if (kind === 'restart') {
       await restartAgent();
