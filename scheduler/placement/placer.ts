@@ -10,7 +10,7 @@ import type { Db } from '../db/database.js';
 import type { Request } from './fleet.js';
 import { FleetCache } from './fleet-cache.js';
 import type { Holding } from './load-fleet.js';
-import { queueHead, projectCaps, overLimit, boundSelector, outsideBinding, type ProjectCaps, type QueuedRun } from './queue.js';
+import { queueHead, projectCaps, overLimit, outsideBinding, requestOf, type ProjectCaps, type QueuedRun } from './queue.js';
 import { LEADER_LOCK, connectLeaderSession, type LeaderSession } from './leader-session.js';
 import type { Placed, Placement, RunTransitions } from '../runs/transitions.js';
 import type { KickMessage } from '../../shared/subjects.js';
@@ -462,23 +462,3 @@ interface Outcome { placed: number; refused: number; failed: { id: string; error
 
 /** Agents reserved for a waiting gang (--gang-reserve-after): which, and since when (ms, this leader's clock). */
 interface Reservation { run: string; agents: string[]; since: number }
-
-/**
- * One request per shape in a pass: the index keys its answers by the request. The selector is the run's
- * within its project's agents (`agents`, the admin's binding); null when the run's own selector leaves them.
- * `perProject`: the request carries its project (see #place).
- */
-function requestOf(run: QueuedRun, requests: Map<string, Request | null>, agents: Readonly<Record<string, string>> | null, perProject: boolean): Request | null {
-  const bound = agents || perProject ? run.project : '';
-  const key = `${run.gpus}|${run.gpu_model}|${run.gpu_memory_mb}|${run.cpus}|${run.memory_mb}|${run.selector}|${bound}`;
-  let r = requests.get(key);
-  if (r === undefined) {
-    const selector = boundSelector(JSON.parse(run.selector) as Record<string, string>, agents);
-    r = selector === null ? null : {
-      gpus: run.gpus, gpuModel: run.gpu_model, gpuMemoryMb: run.gpu_memory_mb, cpus: run.cpus, memoryMb: run.memory_mb, selector,
-      ...(perProject ? { project: run.project } : {}),
-    };
-    requests.set(key, r);
-  }
-  return r;
-}

@@ -12,6 +12,7 @@ import type { Db } from '../db/database.js';
 import { queuedStatuses } from '../../shared/run-states.js';
 import { states } from '../runs/transitions.js';
 import type { ProjectRunning } from './fleet-cache.js';
+import type { Request } from './fleet.js';
 
 export interface QueuedRun {
   id: string; project: string; status: string; status_detail: string; priority: number;
@@ -105,4 +106,24 @@ export function overLimit(project: string, running: ProjectRunning | undefined, 
   if (caps.maxRuns !== null && runs + 1 > caps.maxRuns) return `project ${project} is at its limit of ${caps.maxRuns} concurrent runs`;
   if (caps.maxGpus !== null && gpus > 0 && used + gpus > caps.maxGpus) return `project ${project} is at its limit of ${caps.maxGpus} GPUs`;
   return null;
+}
+
+/**
+ * One request per shape in a pass: the index keys its answers by the request. The selector is the run's
+ * within its project's agents (`agents`, the admin's binding); null when the run's own selector leaves them.
+ * `perProject`: the request carries its project (see #place).
+ */
+export function requestOf(run: QueuedRun, requests: Map<string, Request | null>, agents: Readonly<Record<string, string>> | null, perProject: boolean): Request | null {
+  const bound = agents || perProject ? run.project : '';
+  const key = `${run.gpus}|${run.gpu_model}|${run.gpu_memory_mb}|${run.cpus}|${run.memory_mb}|${run.selector}|${bound}`;
+  let r = requests.get(key);
+  if (r === undefined) {
+    const selector = boundSelector(JSON.parse(run.selector) as Record<string, string>, agents);
+    r = selector === null ? null : {
+      gpus: run.gpus, gpuModel: run.gpu_model, gpuMemoryMb: run.gpu_memory_mb, cpus: run.cpus, memoryMb: run.memory_mb, selector,
+      ...(perProject ? { project: run.project } : {}),
+    };
+    requests.set(key, r);
+  }
+  return r;
 }

@@ -15,7 +15,7 @@ import type { NextRun, PeekNextRunRequest__Output } from '../../shared/proto.js'
 import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
 import { keys } from '../../shared/storage.js';
 import { loadFleet } from '../placement/load-fleet.js';
-import { boundSelector, projectCaps, queueHead } from '../placement/queue.js';
+import { projectCaps, queueHead, requestOf } from '../placement/queue.js';
 import { couldEverFit } from '../placement/fleet.js';
 
 /** How much of the queue's head is looked at for a run this agent could take. */
@@ -32,10 +32,8 @@ export async function peekNextRun(ctx: SchedulerContext, req: PeekNextRunRequest
   const head = await queueHead(ctx.db, LOOK_AHEAD, new Map());
   const next = head.find((run) => {
     if (run.agents > 1) return false; // a gang's members are placed together; not guessed at
-    const selector = boundSelector(JSON.parse(run.selector) as Record<string, string>, caps.get(run.project)?.agents ?? null);
-    return selector !== null && couldEverFit(me, {
-      gpus: run.gpus, gpuModel: run.gpu_model, gpuMemoryMb: run.gpu_memory_mb, cpus: run.cpus, memoryMb: run.memory_mb, selector, project: run.project,
-    });
+    const req = requestOf(run, new Map(), caps.get(run.project)?.agents ?? null, true);
+    return req !== null && couldEverFit(me, req);
   });
   if (!next) return none;
   const r = await ctx.db.selectFrom('runs')
