@@ -145,6 +145,8 @@ export class AgentDaemon {
       runUids: settings.runUids, sharedUid: settings.sharedUid, runAsUser: settings.runAsUser, slots: this.#slots,
       python: settings.python, workDir: settings.workDir, venvDir: settings.venvDir, harness: harnessPath(),
     }, log);
+    // A run with a uid of its own cannot write a file of the agent's: it may be handed the cache's entry itself.
+    this.#dataCache.linksForRuns = this.#containment.pool !== null;
     this.#warm = new WarmInterpreters({ max: settings.warmInterpreters, log, python: this.#containment.helpers.python });
     if (!this.#containment.cgroupBase) {
       log.warn({ onStop: this.onStop }, 'no cgroups: runs here are not under a supervisor and cannot outlive this agent; a detach (SIGUSR2, or SIGTERM with --on-stop detach) drains instead');

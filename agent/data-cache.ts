@@ -4,8 +4,13 @@
 // miss, and an entry never serves another object's key (one project cannot seed another's data with a
 // file of the same MD5). Every file is hashed (SHA-256) as it is written, and the hash kept in the entry's
 // name, so the run's lineage manifest (agent/lineage.ts manifestOf) needs no second read of the data.
-// The cache folder is the agent's (0700) and a run gets a copy, never the entry, so no run can change
-// what a later one reads. The least recently used entries go beyond --data-cache-mb; 0 keeps nothing.
+// The cache folder is the agent's (0700) and no run can change what a later one reads: where runs have
+// uids of their own (a root agent's --run-uids, the default) a run's file is a hard link to the entry,
+// which is the agent's and 0644, so the run reads it and can neither write it nor change its mode (the
+// same as a copy the agent made, which is how its input data is handed over anyway), and a warm run of
+// 20,000 files costs 20,000 link() calls instead of 20,000 copies; where runs share the agent's uid
+// (single-tenant) a run could write through a link, so it gets a copy (a reflink where the file system
+// has them). An entry evicted while a run holds a link to it keeps its blocks until that run's folder goes. The least recently used entries go beyond --data-cache-mb; 0 keeps nothing.
 // A file to be kept is downloaded into the cache folder first, as `<entry id>.got.part` (the id names the
 // key, ETag and size), then copied out: a pull cut off by a dropped connection or an agent restart leaves
 // that prefix, and the next pull of the same object continues it (shared/ranged-download.ts); an object
@@ -16,7 +21,7 @@
 // otherwise makes it local as usual. One such folder at most, dropped when another is staged or unused.
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { copyFile, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
+import { copyFile, link, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import type { ObjectEntry as StoredObject } from '../shared/storage.js';
 import path from 'node:path';
 import type * as Minio from 'minio';
@@ -36,9 +41,15 @@ const ENTRY = /^([0-9a-f]{64})-([0-9a-f]{64})$/;
 const PARTIAL = /^[0-9a-f]{64}\.got\.part$/;
 /** A partial download not continued for this long is given up at the agent's start. */
 const PARTIAL_KEEP_MS = 24 * 3600 * 1000;
+/**
+ * An entry's mtime (its last use across agent restarts, for the least-recently-used order) is written at
+ * most this often: a warm run of 20,000 files would otherwise pay 20,000 utimes() calls for an order that
+ * only needs to be right to within minutes. In memory it is exact.
+ */
+const TOUCH_EVERY_MS = 10 * 60 * 1000;
 
 /** `pins`: copies being made from it now; an entry is never evicted while pinned (a copy would fail ENOENT). */
-interface Entry { file: string; size: number; sha256: string; used: number; pins: number }
+interface Entry { file: string; size: number; sha256: string; used: number; pins: number; /** the file's mtime as last written */ touched?: number }
 
 export interface MadeLocal {
   files: number;
@@ -74,6 +85,8 @@ export class DataCache {
   #staged: Staged | null = null;
   /** A stage under way: a run's make-local of the same dataset waits for it rather than copy it twice. */
   #staging: { bucket: string; prefix: string; done: Promise<void> } | null = null;
+  /** Hand runs hard links to the entries instead of copies: only where runs never have the agent's uid. */
+  #links = false;
 
   constructor(workDir: string, maxBytes: number) {
     this.#dir = path.join(workDir, 'data-cache');
@@ -133,6 +146,13 @@ export class DataCache {
     return null;
   }
 
+  /**
+   * Runs get hard links to the cache's entries rather than copies: set by the agent when every run has a
+   * uid of its own (agent/containment.ts, a pool of run uids), so none can write an entry (it is the
+   * agent's, 0644). Never for runs that share the agent's uid.
+   */
+  set linksForRuns(on: boolean) { this.#links = on; }
+
   /** Reads what an earlier agent process left (whole entries only: a partial file has another name). */
   #load(): Promise<void> {
     this.#ready ??= (async () => {
@@ -177,16 +197,24 @@ export class DataCache {
     // and each split into ranges too would only add requests and out-of-order bytes held in memory.
     const large = wanted.filter(({ o }) => o.size > (ranged.rangeBytes ?? RANGE_BYTES)).length;
     const rangesEach = Math.max(1, Math.floor(RANGES_IN_FLIGHT / Math.max(1, large)));
+    // Each folder made once per make-local, not once per file (20,000 files in a few folders).
+    const folders = new Map<string, Promise<unknown>>();
+    const folderOf = (dest: string) => {
+      const d = path.dirname(dest);
+      let p = folders.get(d);
+      if (!p) { p = mkdir(d, { recursive: true }); folders.set(d, p); }
+      return p;
+    };
     const made = await mapBounded(wanted, FILES_IN_FLIGHT, async ({ o, at }) => {
       const id = o.etag ? createHash('sha256').update(`${bucket}\0${o.key}\0${o.etag}\0${o.size}`).digest('hex') : null;
       const entry = id ? this.#entries.get(id) : undefined;
-      if (entry && entry.size === o.size && await this.#copyOut(entry, at.dest)) return { rel: at.rel, size: o.size, sha256: entry.sha256, hit: true, resumed: 0 };
+      if (entry && entry.size === o.size && await this.#copyOut(entry, at.dest, folderOf)) return { rel: at.rel, size: o.size, sha256: entry.sha256, hit: true, resumed: 0 };
       const opts = { parallel: rangesEach, ...ranged };
       if (id && this.#maxBytes > 0 && o.size <= this.#maxBytes) {
         const got = await this.#fetchInto(id, () => downloadRanged(client, bucket, o.key, path.join(this.#dir, `${id}.got`), o.size, o.etag, retry, { ...opts, resume: true }));
         // A copy out that fails (a full disk, say) takes the entry this call just made with it: the disk
         // gets its space back, and the cache keeps nothing of a pull whose run failed on it.
-        const copied = await this.#copyOut(got.entry, at.dest).catch(async (err: unknown) => {
+        const copied = await this.#copyOut(got.entry, at.dest, folderOf).catch(async (err: unknown) => {
           if (got.resumedFrom !== null && this.#entries.get(id) === got.entry && got.entry.pins === 0) {
             this.#entries.delete(id);
             this.#bytes -= got.entry.size;
@@ -212,15 +240,21 @@ export class DataCache {
   }
 
   /**
-   * A copy of the entry at `dest` (a reflink where the file system has them): the run may write its data,
-   * never the entry. Pinned while it is made, so another run's eviction waits; false if the entry's file
+   * The entry at `dest`: a hard link where runs have uids of their own (linksForRuns; the entry is the
+   * agent's and 0644, so the run can only read it), else a copy (a reflink where the file system has them)
+   * the run may write. Pinned while it is made, so another run's eviction waits; false if the entry's file
    * is gone all the same (removed by hand), and the caller downloads instead.
    */
-  async #copyOut(entry: Entry, dest: string): Promise<boolean> {
+  async #copyOut(entry: Entry, dest: string, folderOf: (dest: string) => Promise<unknown>): Promise<boolean> {
     entry.pins++;
     try {
-      await mkdir(path.dirname(dest), { recursive: true });
-      await copyFile(entry.file, dest, constants.COPYFILE_FICLONE);
+      await folderOf(dest);
+      // EXDEV (another file system), EMLINK (too many links), EPERM (hard links refused): copy instead.
+      const linked = this.#links && await link(entry.file, dest).then(() => true, (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EXDEV' || err.code === 'EMLINK' || err.code === 'EPERM') return false;
+        throw err;
+      });
+      if (!linked) await copyFile(entry.file, dest, constants.COPYFILE_FICLONE);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       const id = [...this.#entries].find(([, e]) => e === entry)?.[0];
@@ -229,8 +263,12 @@ export class DataCache {
     } finally {
       entry.pins--;
     }
-    entry.used = Date.now();
-    void utimes(entry.file, new Date(), new Date()).catch(() => {});
+    const now = Date.now();
+    if (now - (entry.touched ?? entry.used) > TOUCH_EVERY_MS) {
+      entry.touched = now;
+      void utimes(entry.file, new Date(now), new Date(now)).catch(() => {});
+    }
+    entry.used = now;
     return true;
   }
 

@@ -154,3 +154,46 @@ t.test('a staged folder is taken by the next make-local of its dataset, unless t
   await cache.dropStaged();
   t.same(staged(), [], 'dropStaged removes a folder no run took');
 });
+
+t.test('runs with uids of their own get hard links to the entries, which such a uid can read but not change', async (t) => {
+  await put('datasets/l/a.csv', 'a,b\n');
+  await put('datasets/l/deep/er/b.bin', Buffer.alloc(70_000, 7));
+  const work = tmp('ty-dcl-');
+  const cache = new DataCache(work, 1 << 20);
+  cache.linksForRuns = true;
+  const runRoot = tmp('ty-runl-');
+  const first = path.join(runRoot, 'one');
+  await cache.makeLocal(minio, bucket, 'datasets/l/', first, retry);
+  const second = path.join(runRoot, 'two');
+  const r2 = await cache.makeLocal(minio, bucket, 'datasets/l/', second, retry);
+  t.equal(r2.hits, 2, 'the second run is served by the cache');
+  const entries = readdirSync(path.join(work, 'data-cache')).map((n) => statSync(path.join(work, 'data-cache', n)));
+  for (const rel of ['a.csv', 'deep/er/b.bin']) {
+    const s = statSync(path.join(second, rel));
+    t.ok(entries.some((e) => e.ino === s.ino), `${rel} is the cache's entry itself (a link, not a copy)`);
+    t.equal(s.mode & 0o777, 0o644, `${rel}: readable by all, written only by its owner`);
+    t.equal(s.uid, process.getuid!(), `${rel}: the agent's`);
+  }
+  t.same(manifestOf(r2.entries), await dataManifest(second), 'the manifest is the folder\'s');
+
+  // Without linksForRuns (runs share the agent's uid): a copy, which such a run may write.
+  const copies = new DataCache(work, 1 << 20);
+  const third = path.join(runRoot, 'three');
+  await copies.makeLocal(minio, bucket, 'datasets/l/', third, retry);
+  t.notOk(entries.some((e) => e.ino === statSync(path.join(third, 'a.csv')).ino), 'runs sharing the agent\'s uid get copies');
+
+  if (process.getuid?.() !== 0) { void t.skip('a run uid\'s write needs root to switch to it'); return; }
+  // As a run uid would (another uid, not the owner): reading works, writing, truncating and chmod do not.
+  const { spawnSync } = await import('node:child_process');
+  const { chmodSync } = await import('node:fs');
+  chmodSync(runRoot, 0o755);
+  const as = (script: string) => spawnSync('setpriv', ['--reuid=61999', '--regid=61999', '--clear-groups', 'sh', '-c', script], { encoding: 'utf8' });
+  const file = path.join(second, 'a.csv');
+  t.equal(as(`cat ${file}`).stdout, 'a,b\n', 'another uid reads its data');
+  t.not(as(`echo tampered >> ${file}`).status, 0, 'another uid cannot append to it');
+  t.not(as(`: > ${file}`).status, 0, 'nor truncate it');
+  t.not(as(`chmod 666 ${file}`).status, 0, 'nor make it writable');
+  const fresh = path.join(runRoot, 'four');
+  await cache.makeLocal(minio, bucket, 'datasets/l/', fresh, retry);
+  t.equal(readFileSync(path.join(fresh, 'a.csv'), 'utf8'), 'a,b\n', 'the next run reads what the dataset holds');
+});
