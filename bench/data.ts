@@ -7,7 +7,10 @@
 // Two datasets: --big-mb MiB in 4 files, and --small-files files of 4 KiB. Each measurement --runs times,
 // a fresh dataset name per run (so the cache is empty for it); medians printed.
 //
-//   npm run bench:data -- [--runs 1] [--big-mb 1024] [--small-files 20000] [--json]
+//   npm run bench:data -- [--runs 1] [--big-mb 1024] [--small-files 20000] [--shared-uid] [--json]
+//
+// The agent runs as a root agent does by default, a uid per run (so a warm run's files are hard links to
+// the cache's entries); --shared-uid measures runs that share the agent's uid (copies), as before.
 //
 // The default is one run of each (a few minutes on a quiet machine: 20,000 files pushed twice and pulled
 // three times dominate); --runs 3 for medians. The load average is printed at the start and the end.
@@ -24,7 +27,7 @@ import { createMinioClient, removePrefix } from '../shared/storage.js';
 import { benchMinio, enteredAt, median, startNoopTrainyard, waitEnded } from './lib.js';
 
 const { values } = parseArgs({ options: {
-  runs: { type: 'string', default: '1' }, 'big-mb': { type: 'string', default: '1024' }, 'small-files': { type: 'string', default: '20000' }, json: { type: 'boolean' },
+  runs: { type: 'string', default: '1' }, 'big-mb': { type: 'string', default: '1024' }, 'small-files': { type: 'string', default: '20000' }, 'shared-uid': { type: 'boolean' }, json: { type: 'boolean' },
 } });
 const runs = Number(values.runs);
 const mc = process.env.TRAINYARD_MC_BIN ?? path.join(os.homedir(), '.cache', 'trainyard', 'bin', 'mc');
@@ -33,7 +36,7 @@ const MIB = 1024 * 1024;
 const load = () => os.loadavg().map((l) => l.toFixed(1)).join(' ');
 const loadAtStart = load();
 console.error(`load average at start: ${loadAtStart} (${os.cpus().length} cores)`);
-const s = await startNoopTrainyard({ agent: {} });
+const s = await startNoopTrainyard({ agent: {}, runUids: !values['shared-uid'] && process.getuid?.() === 0 });
 const keys = benchMinio();
 const endpoint = new URL(process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000');
 const bucket = s.bench.env.TRAINYARD_BUCKET!;
@@ -121,7 +124,7 @@ try {
   const loadavg = { start: loadAtStart, end: load(), cores: os.cpus().length };
   if (values.json) console.log(JSON.stringify({ runs, loadavg, summary, results }));
   else {
-    console.log(`median of ${runs} runs (ms); load average (1, 5, 15 min) ${loadavg.start} at the start, ${loadavg.end} at the end, ${loadavg.cores} cores`);
+    console.log(`median of ${runs} runs (ms); load average (1, 5, 15 min) ${loadavg.start} at the start, ${loadavg.end} at the end, ${loadavg.cores} cores; runs ${values['shared-uid'] || process.getuid?.() !== 0 ? 'share the agent\'s uid (copies from the cache)' : 'have uids of their own (links to the cache)'}`);
     console.log(`empty-dataset submit → train(): ${summary.empty!.toTrainWarm} ms`);
     for (const set of sets) {
       const m = summary[set.name]!;

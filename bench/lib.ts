@@ -1,7 +1,7 @@
 // What the benchmarks share: a database and bucket of their own, a real scheduler process, and medians.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { customAlphabet } from 'nanoid';
@@ -210,12 +210,14 @@ export interface NoopTrainyard { bench: BenchEnv; scheduler: Proc; agent: Proc |
  * What the latency benches share: a real scheduler and agent on the services, a package whose train()
  * prints `ENTERED <time.time()>` as its first statement (enteredAt reads it back), and a one-file dataset.
  */
-export async function startNoopTrainyard(o: { agent: Record<string, string> | null }): Promise<NoopTrainyard> {
+export async function startNoopTrainyard(o: { agent: Record<string, string> | null; runUids?: boolean }): Promise<NoopTrainyard> {
   const bench = await benchEnv({ TRAINYARD_SCHEDULER_LISTEN: '127.0.0.1:0', TRAINYARD_HTTP_LISTEN: '' });
   const scheduler = startTrainyard(['scheduler'], { ...bench.env, ...benchNats('scheduler'), ...benchMinio(), TRAINYARD_LOG_LEVEL: 'info' });
   const address = JSON.parse(await scheduler.waitFor(/"msg":"listening"/)).address as string;
   const api = new ApiClient(address, { token: benchAdminToken(bench) });
   const work = mkdtempSync(path.join(os.tmpdir(), 'tybench-'));
+  // runUids: a root agent's default, a uid per run; its runs enter the work dir and read their venv there.
+  if (o.runUids) chmodSync(work, 0o755);
   let agent: Proc | null = null;
   if (o.agent) {
     const joinToken = (await api.createJoinToken({ name: 'bench', expires_in_seconds: 3600 })).token;
@@ -225,6 +227,7 @@ export async function startNoopTrainyard(o: { agent: Record<string, string> | nu
       // Runs share the agent's uid, as the figures in the README were measured before run uids (a root
       // agent's default); the bench's work dir is private to root, where no run uid could enter.
       TRAINYARD_RUN_UIDS: 'none', TRAINYARD_SHARED_UID: '1',
+      ...(o.runUids ? { TRAINYARD_RUN_UIDS: '61000-61063', TRAINYARD_SHARED_UID: '0', TRAINYARD_VENV_DIR: path.join(work, 'venvs') } : {}),
       ...o.agent,
     });
     await agent.waitFor(/"msg":"registered"/);
