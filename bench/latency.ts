@@ -4,14 +4,17 @@
 // started" record (the process spawn) is reported too, to show where the time goes. Each run finishes
 // before the next is submitted, after a random 0-1 s pause (issue 11's protocol).
 //
-//   node dist/bench/latency.js [--runs 50] [--json]
+//   node dist/bench/latency.js [--runs 50] [--run-uids] [--json]
+//
+// By default the runs share the agent's uid, as the README's earlier figures were measured; --run-uids
+// runs the agent as a root agent runs by default (a uid leased per run, its folders chowned to it).
 import { parseArgs } from 'node:util';
 import { enteredAt, median, percentile, startNoopTrainyard, waitEnded } from './lib.js';
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '50' }, json: { type: 'boolean' }, 'no-pause': { type: 'boolean' } } });
+const { values } = parseArgs({ options: { runs: { type: 'string', default: '50' }, json: { type: 'boolean' }, 'no-pause': { type: 'boolean' }, 'run-uids': { type: 'boolean' } } });
 const n = Number(values.runs);
 
-const s = await startNoopTrainyard({ agent: {} });
+const s = await startNoopTrainyard({ agent: {}, runUids: values['run-uids'] === true });
 try {
   const { api, agent } = s;
   const latencies: number[] = [];

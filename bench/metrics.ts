@@ -8,7 +8,11 @@
 //    logging --log-points points spread evenly through it, alternated, --rounds times each; the figure is
 //    train()'s own duration (the harness's phase times), median per variant.
 //
-//   node dist/bench/metrics.js [--points 1000000] [--seconds 60] [--log-points 100000] [--rounds 3] [--json]
+//   node dist/bench/metrics.js [--points 1000000] [--seconds 60] [--log-points 100000] [--rounds 3] [--pin-run CPU] [--json]
+//
+// --pin-run CPU: the overhead runs' train() pins itself to that CPU, as a run on a training box has cores
+// of its own; pin everything else to the others to measure the run's own cost apart from its neighbours'
+// (README: `taskset -c 0 node dist/bench/metrics.js --pin-run 1 …` with the services moved to CPU 0).
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -21,7 +25,7 @@ import { projectRoot } from '../shared/proto.js';
 const { values } = parseArgs({
   options: {
     points: { type: 'string', default: '1000000' }, seconds: { type: 'string', default: '60' }, 'log-points': { type: 'string', default: '100000' },
-    rounds: { type: 'string', default: '3' }, json: { type: 'boolean' },
+    rounds: { type: 'string', default: '3' }, 'pin-run': { type: 'string' }, json: { type: 'boolean' },
   },
 });
 const points = Number(values.points);
@@ -34,6 +38,8 @@ import os, time
 import trainyard
 class Main:
     def train(self, d):
+        if os.environ.get("PIN_CPU"):
+            os.sched_setaffinity(0, {int(os.environ["PIN_CPU"])})
         mode = os.environ["MODE"]
         if mode == "flood":
             n = int(os.environ["POINTS"]) // 2
@@ -102,8 +108,9 @@ try {
   const iters = Math.max(1, Math.round((perSecond * seconds) / blocks));
   const withLog: number[] = []; const without: number[] = [];
   for (let i = 0; i < rounds; i++) {
-    without.push(await trainSeconds(await run({ MODE: 'plain', BLOCKS: String(blocks), ITERS: String(iters) })));
-    withLog.push(await trainSeconds(await run({ MODE: 'log', BLOCKS: String(blocks), ITERS: String(iters) })));
+    const pin: Record<string, string> = values['pin-run'] !== undefined ? { PIN_CPU: values['pin-run'] } : {};
+    without.push(await trainSeconds(await run({ MODE: 'plain', BLOCKS: String(blocks), ITERS: String(iters), ...pin })));
+    withLog.push(await trainSeconds(await run({ MODE: 'log', BLOCKS: String(blocks), ITERS: String(iters), ...pin })));
   }
   const r2 = (x: number) => Math.round(x * 100) / 100;
   const out = {
@@ -113,7 +120,7 @@ try {
   if (values.json) console.log(JSON.stringify(out));
   else {
     console.log(`ingest: ${points} points stored in ${out.ingest.spanMs} ms after the first: ${ingestPerSecond} points/s (one scheduler, one agent)`);
-    console.log(`overhead: train() with ${logPoints} points logged: median ${out.overhead.withLogS} s; without: ${out.overhead.withoutS} s (ratio ${out.overhead.ratio}; ${rounds} rounds each, alternated)`);
+    console.log(`overhead: train() with ${logPoints} points logged: median ${out.overhead.withLogS} s; without: ${out.overhead.withoutS} s (ratio ${out.overhead.ratio}; ${rounds} rounds each, alternated: with ${out.overhead.allWith.join(', ')}; without ${out.overhead.allWithout.join(', ')})`);
   }
 } finally {
   await db.end();
