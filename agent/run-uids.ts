@@ -48,11 +48,15 @@ async function passwd(): Promise<PasswdEntry[]> {
     .map((f) => ({ name: f[0]!, uid: Number(f[2]), gid: Number(f[3]) }));
 }
 
+/** How long giving a uid back keeps killing what is left of it before it lets the uid go all the same. */
+const RELEASE_PATIENCE_MS = 5000;
 /** /proc/PID/status files read between two turns of the event loop. */
 const PROC_READS_PER_TURN = 64;
 
 /**
- * Pids of live processes whose real, effective, saved or filesystem uid is `uid`. On every run's path (the
+ * Pids of live processes whose real, effective, saved or filesystem uid is `uid`: a zombie (exited, not
+ * yet reaped by its parent) is not one, it runs nothing and holds nothing, and no kill makes it go. On
+ * every run's path (the
  * lease) and at its end: the status files are read synchronously, which procfs answers from memory (about
  * 1 ms for 150 processes here), where an async read is four trips through libuv's thread pool per file and
  * one file after the other took 24-30 ms; the loop lets the event loop turn every 64 files, so a box with
@@ -66,7 +70,7 @@ export async function processesOf(uid: number): Promise<number[]> {
     let status = '';
     try { status = readFileSync(`/proc/${pids[i]}/status`, 'utf8'); } catch { /* gone since the listing */ }
     const ids = /^Uid:\s+(.*)$/m.exec(status)?.[1]?.split(/\s+/).map(Number) ?? [];
-    if (ids.includes(uid)) out.push(Number(pids[i]));
+    if (ids.includes(uid) && !/^State:\s+[ZX]/m.test(status)) out.push(Number(pids[i]));
   }
   return out;
 }
@@ -160,9 +164,12 @@ export class RunUidPool {
   }
 
   async #release(uid: number): Promise<void> {
-    for (let round = 0; round < 50; round++) {
+    // Given time, not a number of rounds: a scan takes about a millisecond, and a process SIGKILLed on a
+    // loaded box can take longer than 50 of them to be gone.
+    const until = Date.now() + RELEASE_PATIENCE_MS;
+    for (;;) {
       const left = await processesOf(uid);
-      if (left.length === 0) break;
+      if (left.length === 0 || Date.now() > until) break;
       for (const pid of left) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
       await new Promise((r) => setTimeout(r, 20));
     }

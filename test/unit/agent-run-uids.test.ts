@@ -4,7 +4,7 @@
 // of it and removes its files from /tmp.
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { processesOf, RunUidPool } from '../../agent/run-uids.js';
 
@@ -65,4 +65,28 @@ t.test('two pools over one range, a busy uid, a hold, and what giving back does'
   t.equal(c.user.uid, LAST, 'a uid with a live process is not leased');
   t.ok(alive(busy), 'and that process is left alone');
   await c.release();
+});
+
+t.test('a zombie of the uid (exited, its parent never reaps it) is not a live process of it', async (t) => {
+  if (process.getuid?.() !== 0) { await t.skip('needs root (setpriv)'); return; }
+  // A root shell starts a child as the uid, which exits at once, then becomes `sleep`, which never waits:
+  // the child stays a zombie of the uid for as long as the sleep lives.
+  const parent = spawn('/bin/sh', ['-c', `/usr/bin/setpriv --reuid ${LAST} --regid ${LAST} --clear-groups -- /bin/true & exec sleep 300`], { stdio: 'ignore', detached: true });
+  parent.unref();
+  t.teardown(() => { try { process.kill(parent.pid!, 'SIGKILL'); } catch { /* gone */ } });
+  const zombieOfUid = () => {
+    for (const e of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+      try {
+        const st = readFileSync(`/proc/${e}/status`, 'utf8');
+        if (/^State:\s+Z/m.test(st) && new RegExp(`^Uid:\\s+${LAST}\\b`, 'm').test(st) && new RegExp(`^PPid:\\s+${parent.pid}$`, 'm').test(st)) return true;
+      } catch { /* gone */ }
+    }
+    return false;
+  };
+  await until('the uid\'s child is a zombie of the root parent', () => zombieOfUid());
+  t.same(await processesOf(LAST), [], 'a zombie is not counted: the uid can be leased');
+  const pool = await RunUidPool.open(`${LAST}`);
+  const lease = await pool.lease();
+  t.equal(lease.user.uid, LAST, 'and is leased');
+  await lease.release();
 });
