@@ -10,9 +10,10 @@
 // same as a copy the agent made, which is how its input data is handed over anyway), and a warm run of
 // 20,000 files costs 20,000 link() calls instead of 20,000 copies; where runs share the agent's uid
 // (single-tenant) a run could write through a link, so it gets a copy (a reflink where the file system
-// has them). An entry evicted while a run holds a link to it keeps its blocks until that run's folder goes. The least recently used entries go beyond --data-cache-mb; 0 keeps nothing.
+// has them). An entry evicted while a run holds a link to it keeps its blocks until that run's folder
+// goes. The least recently used entries go beyond --data-cache-mb; 0 keeps nothing.
 // A file to be kept is downloaded into the cache folder first, as `<entry id>.got.part` (the id names the
-// key, ETag and size), then copied out: a pull cut off by a dropped connection or an agent restart leaves
+// key, ETag and size), then linked or copied out: a pull cut off by a dropped connection or an agent restart leaves
 // that prefix, and the next pull of the same object continues it (shared/ranged-download.ts); an object
 // changed since has another id and starts afresh. Partial files nobody continued for a day go.
 // The next run's data folder can be made before its claim (stage: agent/prepare-next.ts, issue 22), in a
@@ -49,7 +50,7 @@ const PARTIAL_KEEP_MS = 24 * 3600 * 1000;
 const TOUCH_EVERY_MS = 10 * 60 * 1000;
 
 /** `pins`: copies being made from it now; an entry is never evicted while pinned (a copy would fail ENOENT). */
-interface Entry { file: string; size: number; sha256: string; used: number; pins: number; /** the file's mtime as last written */ touched?: number }
+interface Entry { file: string; size: number; sha256: string; used: number; pins: number; /** the file's mtime as last written */ touched: number }
 
 export interface MadeLocal {
   files: number;
@@ -166,7 +167,7 @@ export class DataCache {
           await rm(full, { recursive: true, force: true });
           continue;
         }
-        this.#entries.set(m[1]!, { file: full, size: s.size, sha256: m[2]!, used: s.mtimeMs, pins: 0 });
+        this.#entries.set(m[1]!, { file: full, size: s.size, sha256: m[2]!, used: s.mtimeMs, pins: 0, touched: s.mtimeMs });
         this.#bytes += s.size;
       }
     })();
@@ -264,7 +265,7 @@ export class DataCache {
       entry.pins--;
     }
     const now = Date.now();
-    if (now - (entry.touched ?? entry.used) > TOUCH_EVERY_MS) {
+    if (now - entry.touched > TOUCH_EVERY_MS) {
       entry.touched = now;
       void utimes(entry.file, new Date(now), new Date(now)).catch(() => {});
     }
@@ -290,7 +291,8 @@ export class DataCache {
         const got = await fetch();
         const file = path.join(this.#dir, `${id}-${got.sha256}`);
         await rename(path.join(this.#dir, `${id}.got`), file);
-        const entry: Entry = { file, size: got.bytes, sha256: got.sha256, used: Date.now(), pins: 0 };
+        const now = Date.now();
+        const entry: Entry = { file, size: got.bytes, sha256: got.sha256, used: now, pins: 0, touched: now };
         this.#entries.set(id, entry);
         this.#bytes += got.bytes;
         return { entry, resumedFrom: got.resumedFrom };

@@ -55,12 +55,11 @@ const PROC_READS_PER_TURN = 64;
 
 /**
  * Pids of live processes whose real, effective, saved or filesystem uid is `uid`: a zombie (exited, not
- * yet reaped by its parent) is not one, it runs nothing and holds nothing, and no kill makes it go. On
- * every run's path (the
- * lease) and at its end: the status files are read synchronously, which procfs answers from memory (about
- * 1 ms for 150 processes here), where an async read is four trips through libuv's thread pool per file and
- * one file after the other took 24-30 ms; the loop lets the event loop turn every 64 files, so a box with
- * thousands of processes does not hold the agent's other work.
+ * yet reaped by its parent) is not one, it runs nothing and holds nothing, and no kill makes it go.
+ * On every run's path (the lease) and at its end: the status files are read synchronously, which procfs
+ * answers from memory (about 1 ms for 150 processes here), where an async read is four trips through
+ * libuv's thread pool per file and one file after the other took 24-30 ms; the loop lets the event loop
+ * turn every 64 files, so a box with thousands of processes does not hold the agent's other work.
  */
 export async function processesOf(uid: number): Promise<number[]> {
   const out: number[] = [];

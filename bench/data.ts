@@ -36,7 +36,9 @@ const MIB = 1024 * 1024;
 const load = () => os.loadavg().map((l) => l.toFixed(1)).join(' ');
 const loadAtStart = load();
 console.error(`load average at start: ${loadAtStart} (${os.cpus().length} cores)`);
-const s = await startNoopTrainyard({ agent: {}, runUids: !values['shared-uid'] && process.getuid?.() === 0 });
+// A uid per run needs a root agent; otherwise (or with --shared-uid) runs share the agent's uid.
+const runUids = !values['shared-uid'] && process.getuid?.() === 0;
+const s = await startNoopTrainyard({ agent: {}, runUids });
 const keys = benchMinio();
 const endpoint = new URL(process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000');
 const bucket = s.bench.env.TRAINYARD_BUCKET!;
@@ -124,7 +126,7 @@ try {
   const loadavg = { start: loadAtStart, end: load(), cores: os.cpus().length };
   if (values.json) console.log(JSON.stringify({ runs, loadavg, summary, results }));
   else {
-    console.log(`median of ${runs} runs (ms); load average (1, 5, 15 min) ${loadavg.start} at the start, ${loadavg.end} at the end, ${loadavg.cores} cores; runs ${values['shared-uid'] || process.getuid?.() !== 0 ? 'share the agent\'s uid (copies from the cache)' : 'have uids of their own (links to the cache)'}`);
+    console.log(`median of ${runs} runs (ms); load average (1, 5, 15 min) ${loadavg.start} at the start, ${loadavg.end} at the end, ${loadavg.cores} cores; runs ${runUids ? 'have uids of their own (links to the cache)' : 'share the agent\'s uid (copies from the cache)'}`);
     console.log(`empty-dataset submit → train(): ${summary.empty!.toTrainWarm} ms`);
     for (const set of sets) {
       const m = summary[set.name]!;

@@ -223,11 +223,12 @@ export async function startNoopTrainyard(o: { agent: Record<string, string> | nu
     const joinToken = (await api.createJoinToken({ name: 'bench', expires_in_seconds: 3600 })).token;
     agent = startTrainyard(['agent'], {
       ...bench.env, ...benchNats('agent'), TRAINYARD_LOG_LEVEL: 'info', TRAINYARD_SCHEDULER: address, TRAINYARD_AGENT_NAME: 'bench-agent',
-      TRAINYARD_JOIN_TOKEN: joinToken, TRAINYARD_WORK_DIR: path.join(work, 'work'), TRAINYARD_VENV_DIR: path.join(os.homedir(), '.cache', 'trainyard', 'bench-venvs'),
-      // Runs share the agent's uid, as the figures in the README were measured before run uids (a root
-      // agent's default); the bench's work dir is private to root, where no run uid could enter.
-      TRAINYARD_RUN_UIDS: 'none', TRAINYARD_SHARED_UID: '1',
-      ...(o.runUids ? { TRAINYARD_RUN_UIDS: '61000-61063', TRAINYARD_SHARED_UID: '0', TRAINYARD_VENV_DIR: path.join(work, 'venvs') } : {}),
+      TRAINYARD_JOIN_TOKEN: joinToken, TRAINYARD_WORK_DIR: path.join(work, 'work'),
+      // Unless runUids: runs share the agent's uid, as the README's figures were measured before run uids
+      // (a root agent's default), and the venvs stay under root's home, where no run uid could enter.
+      ...(o.runUids
+        ? { TRAINYARD_RUN_UIDS: '61000-61063', TRAINYARD_SHARED_UID: '0', TRAINYARD_VENV_DIR: path.join(work, 'venvs') }
+        : { TRAINYARD_RUN_UIDS: 'none', TRAINYARD_SHARED_UID: '1', TRAINYARD_VENV_DIR: path.join(os.homedir(), '.cache', 'trainyard', 'bench-venvs') }),
       ...o.agent,
     });
     await agent.waitFor(/"msg":"registered"/);

@@ -107,8 +107,8 @@ try {
   const blocks = logPoints;
   const iters = Math.max(1, Math.round((perSecond * seconds) / blocks));
   const withLog: number[] = []; const without: number[] = [];
+  const pin: Record<string, string> = values['pin-run'] !== undefined ? { PIN_CPU: values['pin-run'] } : {};
   for (let i = 0; i < rounds; i++) {
-    const pin: Record<string, string> = values['pin-run'] !== undefined ? { PIN_CPU: values['pin-run'] } : {};
     without.push(await trainSeconds(await run({ MODE: 'plain', BLOCKS: String(blocks), ITERS: String(iters), ...pin })));
     withLog.push(await trainSeconds(await run({ MODE: 'log', BLOCKS: String(blocks), ITERS: String(iters), ...pin })));
   }
