@@ -6,7 +6,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { processesOf, RunUidPool } from '../../agent/run-uids.js';
+import { entriesOwnedBy, processesOf, RunUidPool } from '../../agent/run-uids.js';
 
 // A range of its own, so the e2e tests' agents (61000-61063) are not in the way.
 const RANGE = '61200-61201';
@@ -89,4 +89,21 @@ t.test('a zombie of the uid (exited, its parent never reaps it) is not a live pr
   const lease = await pool.lease();
   t.equal(lease.user.uid, LAST, 'and is leased');
   await lease.release();
+});
+
+t.test("a uid's entries in the shared temp folders, among many others' (looked at a batch per turn)", async (t) => {
+  const { mkdtempSync, writeFileSync, mkdirSync, chownSync, rmSync } = await import('node:fs');
+  const os = await import('node:os');
+  const dirs = [mkdtempSync(path.join(os.tmpdir(), 'ty-owned-')), mkdtempSync(path.join(os.tmpdir(), 'ty-owned-'))];
+  t.teardown(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+  const mine: string[] = [];
+  // More entries than one turn looks at, the uid's spread among them, a folder of its own among them too.
+  for (let i = 0; i < 300; i++) {
+    const p = path.join(dirs[i % 2]!, `e${i}`);
+    if (i % 97 === 5) { mkdirSync(p); chownSync(p, FIRST, FIRST); mine.push(p); continue; }
+    writeFileSync(p, '');
+    if (i % 41 === 3) { chownSync(p, FIRST, FIRST); mine.push(p); } else if (i % 7 === 0) chownSync(p, LAST, LAST);
+  }
+  t.same((await entriesOwnedBy(FIRST, [...dirs, '/nonexistent-ty'])).sort(), mine.sort(), "exactly the uid's entries, none of another uid's or root's");
+  t.same(await entriesOwnedBy(FIRST + 5, dirs), [], 'none for a uid that owns nothing');
 });
