@@ -15,14 +15,26 @@ export interface StreamUploadOptions extends Omit<PutOptions, 'sha256'> {
   maxBytes?: number;
   /** Part size (tests use a small one, at least MinIO's 5 MiB); default PART_BYTES. */
   partBytes?: number;
+  /**
+   * false: a multipart upload's SHA-256 of the whole is not computed (sha256 null): each part carries a
+   * checksum of its own, and the whole's is a second pass over every byte on this thread, for a caller
+   * that has no use for it (a dataset push). Default true.
+   */
+  sha256?: boolean;
 }
 
 /** Uploads everything `source` yields to `key`; resolves with its size and SHA-256 (hex). */
 export async function uploadStream(
+  client: Minio.Client, bucket: string, key: string, source: AsyncIterable<Buffer>, retry: RetryOptions, o?: StreamUploadOptions & { sha256?: true },
+): Promise<{ bytes: number; sha256: string }>;
+export async function uploadStream(
+  client: Minio.Client, bucket: string, key: string, source: AsyncIterable<Buffer>, retry: RetryOptions, o: StreamUploadOptions,
+): Promise<{ bytes: number; sha256: string | null }>;
+export async function uploadStream(
   client: Minio.Client, bucket: string, key: string, source: AsyncIterable<Buffer>, retry: RetryOptions, o: StreamUploadOptions = {},
-): Promise<{ bytes: number; sha256: string }> {
+): Promise<{ bytes: number; sha256: string | null }> {
   const partBytes = o.partBytes ?? PART_BYTES;
-  const hash = createHash('sha256');
+  const hash = o.sha256 === false ? null : createHash('sha256');
   const it = source[Symbol.asyncIterator]();
   let carry: Buffer[] = [];
   let carried = 0;
@@ -39,7 +51,7 @@ export async function uploadStream(
       if (o.maxBytes !== undefined && total > o.maxBytes) {
         throw new TrainyardError(ErrorCodes.ResourceExhausted, `${key}: more than ${o.maxBytes} bytes; nothing of it was stored`);
       }
-      hash.update(c);
+      hash?.update(c);
       carry.push(c);
       carried += c.length;
     }
@@ -55,13 +67,13 @@ export async function uploadStream(
     const first = (await next()) ?? Buffer.alloc(0);
     const second = await next();
     if (!second) {
-      const sha256 = hash.digest('hex');
+      const sha256 = hash ? hash.digest('hex') : createHash('sha256').update(first).digest('hex');
       await withStorageRetry(`upload ${key}`, () => putOnce(client, bucket, key, first, { ...(o.headers ? { headers: o.headers } : {}), sha256 }), retry);
       return { bytes: first.length, sha256 };
     }
     const queue: (Buffer | null)[] = [first, second];
     const bytes = await putParts(client, bucket, key, async () => (queue.length ? queue.shift()! : next()), o.headers ? { headers: o.headers } : {}, retry);
-    return { bytes, sha256: hash.digest('hex') };
+    return { bytes, sha256: hash ? hash.digest('hex') : null };
   } finally {
     if (!ended) await it.return?.().catch(() => {});
   }

@@ -150,7 +150,7 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
         // A large file waits for the puts in flight and goes alone (its parts in parallel); the parts are
         // held in memory, so each is retried on its own.
         if (expected >= PART_BYTES) await settle(0);
-        const done = uploadStream(minio, settings.bucket, key, stream, ctx.storageRetry, { maxBytes: expected });
+        const done = uploadStream(minio, settings.bucket, key, stream, ctx.storageRetry, { maxBytes: expected, sha256: false });
         done.catch(() => {});
         current = { key, stream, done, expected, got: 0 };
         files++;

@@ -1,7 +1,9 @@
 // A TCP proxy in front of MinIO for transfer tests (issue 21): it counts the bytes each way and the most
 // connections open at once (parallel transfers open several; a serial one reuses one keep-alive
 // connection), and can cut one connection once the server has sent a given number of bytes through it —
-// a dropped connection in the middle of an object.
+// a dropped connection in the middle of an object. Started with tamperBodiesOver, it also changes one
+// byte of every request body of at least that many bytes on its way to the server: a body altered in
+// transit, which MinIO must refuse (the bodies are not signed; their checksums are, shared/storage.ts).
 import net from 'node:net';
 
 export interface TcpProxy {
@@ -19,6 +21,8 @@ export interface TcpProxy {
   readonly used: number;
   /** Connections cut by dropAfter. */
   readonly dropped: number;
+  /** Request bodies changed on the way (tamperBodiesOver). */
+  readonly tampered: number;
   /** Cut the next connection through which the server has sent more than `bytes` (once). */
   dropAfter(bytes: number): void;
   /** Forget the counts (not the drop armed); maxOpen starts again from the connections open now. */
@@ -26,8 +30,40 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
-  let down = 0, up = 0, open = 0, maxOpen = 0, dropped = 0;
+/**
+ * Changes the first body byte of each HTTP/1.1 request (Content-Length framed, as minio-js sends) with a
+ * body of at least `over` bytes, following the requests of one keep-alive connection one after another.
+ */
+function bodyTamperer(over: number, onTamper: () => void): (c: Buffer) => Buffer {
+  let head = Buffer.alloc(0);
+  let body = 0; // body bytes of the current request still to pass
+  let flip = false;
+  return (c) => {
+    const out: Buffer[] = [];
+    while (c.length > 0) {
+      if (body > 0) {
+        const take = c.subarray(0, Math.min(body, c.length));
+        if (flip) { const b = Buffer.from(take); b[0]! ^= 0xff; out.push(b); flip = false; onTamper(); } else out.push(take);
+        body -= take.length;
+        c = c.subarray(take.length);
+        continue;
+      }
+      head = Buffer.concat([head, c]);
+      const at = head.indexOf('\r\n\r\n');
+      if (at < 0) return Buffer.concat(out); // the head is not all here yet: held until it is
+      const text = head.subarray(0, at).toString('latin1');
+      out.push(head.subarray(0, at + 4));
+      c = head.subarray(at + 4);
+      head = Buffer.alloc(0);
+      body = Number(/\r\ncontent-length:\s*(\d+)/i.exec(text)?.[1] ?? 0);
+      flip = body >= over;
+    }
+    return Buffer.concat(out);
+  };
+}
+
+export async function startTcpProxy(target: { host: string; port: number }, o: { tamperBodiesOver?: number } = {}): Promise<TcpProxy> {
+  let down = 0, up = 0, open = 0, maxOpen = 0, dropped = 0, tampered = 0;
   let drop: number | null = null;
   let used = new Set<net.Socket>();
   const sockets = new Set<net.Socket>();
@@ -39,6 +75,7 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     maxOpen = Math.max(maxOpen, open);
     let sent = 0;
     let closed = false;
+    const tamper = o.tamperBodiesOver === undefined ? null : bodyTamperer(o.tamperBodiesOver, () => tampered++);
     const end = () => {
       if (closed) return;
       closed = true;
@@ -48,7 +85,7 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
       sockets.delete(client);
       sockets.delete(upstream);
     };
-    client.on('data', (c: Buffer) => { up += c.length; used.add(client); upstream.write(c); });
+    client.on('data', (c: Buffer) => { up += c.length; used.add(client); upstream.write(tamper ? tamper(c) : c); });
     upstream.on('data', (c: Buffer) => {
       sent += c.length;
       if (drop !== null && sent > drop) {
@@ -78,6 +115,7 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     get maxOpen() { return maxOpen; },
     get used() { return used.size; },
     get dropped() { return dropped; },
+    get tampered() { return tampered; },
     dropAfter(bytes) { drop = bytes; },
     reset() { down = 0; up = 0; maxOpen = open; used = new Set(); },
     close: () => new Promise<void>((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }),

@@ -11,7 +11,7 @@ import os from 'node:os';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createMinioClient, ensureBucket, listObjects, PART_BYTES, removePrefix, uploadBuffer, uploadDir, uploadFile } from '../../shared/storage.js';
+import { createMinioClient, ensureBucket, listObjects, objectChecksum, PART_BYTES, removePrefix, uploadBuffer, uploadDir, uploadFile } from '../../shared/storage.js';
 import { uploadStream } from '../../shared/stream-upload.js';
 import { zipAnchored, zipAnchoredStream } from '../../shared/zip.js';
 import { AnchoredDir } from '../../shared/anchored-dir.js';
@@ -147,3 +147,30 @@ t.test('a streamed upload past its limit stores nothing, not even an unfinished 
 function readdir(dir: string): string[] {
   return execFileSync('ls', ['-A', dir]).toString().split('\n').filter(Boolean);
 }
+
+t.test('a body changed on its way to MinIO is refused: every PUT of data carries a checksum MinIO checks', async (t) => {
+  // The bodies are not signed (UNSIGNED-PAYLOAD, shared/storage.ts): what makes a changed byte fail is the
+  // signed x-amz-checksum-sha256 each single PUT and each part carries.
+  const proxy = await startTcpProxy({ host: endpoint.hostname, port: Number(endpoint.port) }, { tamperBodiesOver: 4096 });
+  t.teardown(() => proxy.close());
+  const via = createMinioClient({ minioEndpoint: proxy.endpoint, ...creds });
+  const retry = { retries: 1, baseDelayMs: 5 };
+  const one = randomBytes(64 * 1024);
+  const err = await uploadBuffer(via, bucket, 'datasets/tamper/one.bin', one, retry).catch((e: unknown) => e);
+  t.ok(err instanceof Error, `a single PUT whose body changed fails (${String((err as Error).message).slice(0, 120)})`);
+  const parts = async function* () { yield randomBytes(5 * MIB); yield randomBytes(5 * MIB); yield randomBytes(1000); };
+  const err2 = await uploadStream(via, bucket, 'datasets/tamper/parts.bin', parts(), retry, { partBytes: 5 * MIB, sha256: false }).catch((e: unknown) => e);
+  t.ok(err2 instanceof Error, 'a multipart upload whose parts changed fails');
+  t.ok(proxy.tampered >= 2, `bodies were changed on the way (${proxy.tampered})`);
+  t.same(await listObjects(direct, bucket, 'datasets/tamper/', { retries: 1 }), [], 'and nothing of either was stored');
+
+  // Untouched, the same puts go through, and a single PUT's checksum is what MinIO kept.
+  const clean = await startTcpProxy({ host: endpoint.hostname, port: Number(endpoint.port) });
+  t.teardown(() => clean.close());
+  const ok = createMinioClient({ minioEndpoint: clean.endpoint, ...creds });
+  await uploadBuffer(ok, bucket, 'datasets/clean/one.bin', one, retry);
+  t.equal((await objectChecksum(direct, bucket, 'datasets/clean/one.bin', retry)).sha256, sha(one), "the SHA-256 MinIO checked and kept is the body's");
+  const got = await uploadStream(ok, bucket, 'datasets/clean/parts.bin', parts(), retry, { partBytes: 5 * MIB, sha256: false });
+  t.equal(got.bytes, 10 * MIB + 1000, 'the multipart upload went through whole');
+  t.equal(got.sha256, null, "and its whole SHA-256 was not computed, as asked (its parts' were)");
+});
