@@ -9,11 +9,14 @@
 // run of the same user, may swap any folder in them for a link to the agent's own files.
 import { constants } from 'node:fs';
 import { lstat, open, readdir, rmdir, unlink, type FileHandle } from 'node:fs/promises';
+import { mapBounded } from './bounded.js';
 import { ErrorCodes, TrainyardError } from './errors.js';
 
 const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK } = constants;
 const DIR_FLAGS = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK;
 const FILE_FLAGS = O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
+/** Entries of one folder removed at once (removeBelow). */
+const REMOVES_IN_FLIGHT = 8;
 
 /** A path that is not what the reader was told it is: a link, a FIFO, a folder swapped out meanwhile. */
 export class NotPlainPath extends TrainyardError {
@@ -165,16 +168,28 @@ export class AnchoredDir {
    * path-based rm -r can be sent into another folder by a folder swapped for a link while it runs).
    */
   async removeBelow(): Promise<void> {
-    for (const name of await this.names()) {
+    // Each name is unlinked first: unlink never follows a link, and it is the one call a file (nearly every
+    // entry) needs, where opening each as a folder first failed, with an error made and explained, for
+    // every file (20,000 files: 1.2 s of the agent's thread at a run's end, while the next run was being
+    // made ready, issue 21). Only a folder (EISDIR; EPERM in POSIX's words) is opened and emptied. Several
+    // at once: each call is a trip through libuv's threads, which do the file system's work in parallel.
+    await mapBounded(await readdir(`/proc/self/fd/${this.handle.fd}`), REMOVES_IN_FLIGHT, async (name) => {
+      const isDir = await unlink(this.at(name)).then(() => false, (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return false;
+        if (err.code === 'EISDIR' || err.code === 'EPERM') return true;
+        throw err;
+      });
+      if (!isDir) return;
       const sub = await this.openDir(name).catch((err: unknown) => { if (err instanceof NotPlainPath) return null; throw err; });
       if (sub) {
         try { await sub.removeBelow(); } finally { await sub.close(); }
         // Swapped for a link meanwhile: ENOTDIR, left for the next pass (removeTree).
         await rmdir(this.at(name)).catch(ignoreCodes('ENOENT', 'ENOTDIR', 'ENOTEMPTY'));
       } else {
-        await unlink(this.at(name)).catch(ignoreCodes('ENOENT', 'EISDIR'));
+        // A folder swapped for a link (or a file) since the unlink: the link itself goes.
+        await unlink(this.at(name)).catch(ignoreCodes('ENOENT', 'EISDIR', 'EPERM'));
       }
-    }
+    });
   }
 
   async close(): Promise<void> {

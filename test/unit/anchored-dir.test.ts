@@ -4,9 +4,9 @@
 // anything of that other folder.
 import t from 'tap';
 import { spawn, execFileSync } from 'node:child_process';
-import { chownSync, lstatSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, lstatSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { AnchoredDir, NotPlainPath } from '../../shared/anchored-dir.js';
+import { AnchoredDir, NotPlainPath, removeTree } from '../../shared/anchored-dir.js';
 import { chownTree } from '../../agent/containment.js';
 import { tempDir, writeTree } from '../helpers/stack.js';
 
@@ -115,4 +115,39 @@ t.test('chownTree gives away the tree, never what a link (or a folder swapped fo
   t.ok((await s.done) > 0, 'the folder was swapped');
   const owners = (p: string): number[] => [statSync(p).uid, ...(statSync(p).isDirectory() ? readdirSync(p).flatMap((n) => owners(path.join(p, n))) : [])];
   t.same([...new Set(owners(outside))], [0], 'nothing in the other folder changed owner');
+});
+
+t.test('removeTree removes files, folders, links and FIFOs below, and nothing a link names', async (t) => {
+  const outside = writeTree(tempDir(), { 'keep.txt': 'KEEP', 'sub/keep2.txt': 'KEEP' });
+  const files: Record<string, string> = {};
+  for (let i = 0; i < 150; i++) files[`d${i % 3}/f${i}.bin`] = String(i);
+  const dir = writeTree(tempDir(), { ...files, 'top.txt': 'x', 'deep/a/b/c.txt': 'y' });
+  symlinkSync(outside, path.join(dir, 'to-dir'));
+  symlinkSync(path.join(outside, 'keep.txt'), path.join(dir, 'd1', 'to-file'));
+  execFileSync('mkfifo', [path.join(dir, 'deep', 'fifo')]);
+  await removeTree(dir);
+  t.throws(() => lstatSync(dir), /ENOENT/, 'the folder is gone');
+  t.same(readdirSync(outside).sort(), ['keep.txt', 'sub'], 'what the links named is all there');
+  t.equal(readFileSync(path.join(outside, 'sub', 'keep2.txt'), 'utf8'), 'KEEP');
+  await removeTree(dir); // gone already: not an error
+});
+
+t.test('removeTree while a folder in it is swapped for a link in a loop: never removes what the link names', async (t) => {
+  const outside = writeTree(tempDir(), { 'keep.txt': 'KEEP', 'more/keep2.txt': 'KEEP' });
+  let swaps = 0;
+  for (let round = 0; round < 5; round++) {
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 200; i++) files[`art/f${i}.txt`] = 'mine';
+    const dir = writeTree(tempDir(), files);
+    symlinkSync(outside, path.join(dir, 'swap'));
+    const stop = path.join(tempDir(), 'stop');
+    const s = swapper(path.join(dir, 'art'), path.join(dir, 'swap'), stop);
+    await s.started;
+    await removeTree(dir).catch((err: unknown) => t.comment(`round ${round}: ${String(err)}`));
+    writeFileSync(stop, '');
+    swaps += await s.done;
+  }
+  t.ok(swaps > 0, `the folder was swapped (${swaps} times)`);
+  t.same(readdirSync(outside).sort(), ['keep.txt', 'more'], 'nothing the link named was removed');
+  t.equal(readFileSync(path.join(outside, 'more', 'keep2.txt'), 'utf8'), 'KEEP');
 });
