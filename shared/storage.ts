@@ -125,15 +125,76 @@ export interface ObjectEntry {
   etag: string;
 }
 
+/**
+ * Every object under `prefix` (recursive), in the listing's (key) order: ListObjectsV2 pages of 1,000.
+ * Not minio-js's listObjectsV2: its general XML parser took 250-370 ms of the agent's thread for the
+ * 20 pages of a 20,000-file dataset, on every run of it (issue 21); the listing's few fields are read
+ * straight from the page (parseListPage), about ten times faster.
+ */
 export async function listObjects(client: Minio.Client, bucket: string, prefix: string, retry: RetryOptions): Promise<ObjectEntry[]> {
   return withStorageRetry(`list ${prefix}`, async () => {
     const out: ObjectEntry[] = [];
-    const stream = client.listObjectsV2(bucket, prefix, true);
-    for await (const item of stream as AsyncIterable<{ name?: string; size?: number; etag?: string }>) {
-      if (item.name) out.push({ key: item.name, size: item.size ?? 0, etag: (item.etag ?? '').replace(/^"|"$/g, '') });
+    for (let token = ''; ;) {
+      // Sorted, as minio-js signs a query; keys come URL-encoded (encoding-type=url), any byte in them safe.
+      const query = ['list-type=2', 'encoding-type=url', `prefix=${encodeKeyPart(prefix)}`, 'max-keys=1000',
+        ...(token ? [`continuation-token=${encodeKeyPart(token)}`] : [])].sort().join('&');
+      const res = await client.makeRequestAsync({ method: 'GET', bucketName: bucket, query });
+      const page = parseListPage(await readText(res));
+      for (const o of page.objects) out.push(o);
+      if (!page.truncated) return out;
+      if (!page.next || page.next === token) throw new TrainyardError(ErrorCodes.StorageError, `list ${prefix}: a truncated page without a new continuation token`);
+      token = page.next;
     }
-    return out;
   }, retry);
+}
+
+/** minio-js's uriEscape: RFC 3986 unreserved characters kept, every other byte %XX. */
+function encodeKeyPart(s: string): string {
+  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+async function readText(res: AsyncIterable<Buffer>): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const XML_ENTITIES: Record<string, string> = { quot: '"', amp: '&', lt: '<', gt: '>', apos: "'" };
+function xmlText(s: string): string {
+  if (!s.includes('&')) return s;
+  return s.replace(/&(#x[0-9a-fA-F]+|#\d+|quot|amp|lt|gt|apos);/g, (_, e: string) =>
+    e[0] === '#' ? String.fromCodePoint(e[1] === 'x' ? parseInt(e.slice(2), 16) : Number(e.slice(1))) : XML_ENTITIES[e]!);
+}
+
+/**
+ * One ListObjectsV2 page (encoding-type=url): its objects' key, size and ETag, whether it is truncated and
+ * the token for the next. Exported for its test; what is not one of these fields is not looked at.
+ */
+export function parseListPage(xml: string): { objects: ObjectEntry[]; truncated: boolean; next: string } {
+  if (!xml.includes('<ListBucketResult')) throw new TrainyardError(ErrorCodes.StorageError, `a listing that is not a ListBucketResult: ${xml.slice(0, 200)}`);
+  const objects: ObjectEntry[] = [];
+  const field = (block: string, tag: string) => {
+    const at = block.indexOf(`<${tag}>`);
+    if (at < 0) return null;
+    const end = block.indexOf(`</${tag}>`, at);
+    return end < 0 ? null : block.slice(at + tag.length + 2, end);
+  };
+  for (let at = xml.indexOf('<Contents>'); at >= 0; at = xml.indexOf('<Contents>', at)) {
+    const end = xml.indexOf('</Contents>', at);
+    if (end < 0) throw new TrainyardError(ErrorCodes.StorageError, 'a listing cut off inside an object');
+    const block = xml.slice(at + 10, end);
+    at = end + 11;
+    const key = field(block, 'Key');
+    if (!key) continue;
+    // encoding-type=url: '+' is a space, as minio-js decodes it.
+    objects.push({
+      key: decodeURIComponent(xmlText(key).replace(/\+/g, ' ')),
+      size: Number(field(block, 'Size') ?? 0),
+      etag: xmlText(field(block, 'ETag') ?? '').replace(/^"|"$/g, ''),
+    });
+  }
+  const next = field(xml, 'NextContinuationToken');
+  return { objects, truncated: field(xml, 'IsTruncated') === 'true', next: next === null ? '' : xmlText(next) };
 }
 
 export async function removePrefix(client: Minio.Client, bucket: string, prefix: string, retry: RetryOptions): Promise<number> {
