@@ -4,12 +4,13 @@
 // manifest it returns is what walking the folder gives, a run's writes to its copy never reach the cache,
 // the cache keeps within its size, and another key with the same bytes is no hit.
 import t from 'tap';
-import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createMinioClient, ensureBucket, removePrefix, walkFiles } from '../../shared/storage.js';
 import { sha256File } from '../../shared/hash.js';
 import { DataCache } from '../../agent/data-cache.js';
+import { mapBounded } from '../../shared/bounded.js';
 import { manifestOf, type DataManifest } from '../../agent/lineage.js';
 
 const endpoint = process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000';
@@ -196,4 +197,30 @@ t.test('runs with uids of their own get hard links to the entries, which such a 
   const fresh = path.join(runRoot, 'four');
   await cache.makeLocal(minio, bucket, 'datasets/l/', fresh, retry);
   t.equal(readFileSync(path.join(fresh, 'a.csv'), 'utf8'), 'a,b\n', 'the next run reads what the dataset holds');
+});
+
+t.test('a warm run of many files is linked a batch per turn; an entry removed by hand is fetched again', async (t) => {
+  const n = 600; // more than one turn's batch of links
+  await mapBounded(Array.from({ length: n }, (_, i) => i), 32, (i) => put(`datasets/many/d${i % 4}/f${i}.txt`, `file ${i}\n`));
+  const work = tmp('ty-dcm-');
+  const cache = new DataCache(work, 1 << 20);
+  cache.linksForRuns = true;
+  const runRoot = tmp('ty-runm-');
+  await cache.makeLocal(minio, bucket, 'datasets/many/', path.join(runRoot, 'one'), retry);
+  const two = path.join(runRoot, 'two');
+  const r2 = await cache.makeLocal(minio, bucket, 'datasets/many/', two, retry);
+  t.equal(r2.hits, n, 'every file served by the cache');
+  const entryInodes = new Set(readdirSync(path.join(work, 'data-cache')).map((e) => statSync(path.join(work, 'data-cache', e)).ino));
+  t.ok(r2.entries.every((e) => entryInodes.has(statSync(path.join(two, e.path)).ino)), 'each one a link to its entry');
+  t.same(manifestOf(r2.entries), await dataManifest(two), 'the manifest is the folder\'s');
+
+  // An entry's file removed behind the cache's back: that file is downloaded again, the others linked.
+  const victim = r2.entries.find((e) => e.path === 'd1/f5.txt')!;
+  const entryFile = readdirSync(path.join(work, 'data-cache')).find((e) => e.endsWith(`-${victim.sha256}`))!;
+  rmSync(path.join(work, 'data-cache', entryFile));
+  const three = path.join(runRoot, 'three');
+  const r3 = await cache.makeLocal(minio, bucket, 'datasets/many/', three, retry);
+  t.equal(r3.hits, n - 1, 'all but the removed one from the cache');
+  t.equal(readFileSync(path.join(three, 'd1', 'f5.txt'), 'utf8'), 'file 5\n', 'and that one fetched anew, right');
+  t.same(manifestOf(r3.entries), await dataManifest(three));
 });
