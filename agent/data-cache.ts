@@ -209,11 +209,12 @@ export class DataCache {
       return p;
     };
     const ids = wanted.map(({ o }) => (o.etag ? createHash('sha256').update(`${bucket}\0${o.key}\0${o.etag}\0${o.size}`).digest('hex') : null));
-    const linked = this.#links ? await this.#linkHits(wanted, ids) : new Set<number>();
+    const linked = this.#links ? await this.#linkHits(wanted, ids) : new Map<number, string>();
     const made = await mapBounded(wanted, FILES_IN_FLIGHT, async ({ o, at }, i) => {
       const id = ids[i]!;
+      const sha256 = linked.get(i);
+      if (sha256 !== undefined) return { rel: at.rel, size: o.size, sha256, hit: true, resumed: 0 };
       const entry = id ? this.#entries.get(id) : undefined;
-      if (linked.has(i)) return { rel: at.rel, size: o.size, sha256: entry!.sha256, hit: true, resumed: 0 };
       if (entry && entry.size === o.size && await this.#copyOut(entry, at.dest, folderOf)) return { rel: at.rel, size: o.size, sha256: entry.sha256, hit: true, resumed: 0 };
       const opts = { parallel: rangesEach, ...ranged };
       if (id && this.#maxBytes > 0 && o.size <= this.#maxBytes) {
@@ -247,19 +248,22 @@ export class DataCache {
 
   /**
    * Links every wanted file the cache holds to its entry, synchronously, LINKS_PER_TURN between two turns
-   * of the event loop; resolves with the indexes of those linked. What it cannot link (EXDEV, EMLINK,
-   * EPERM; an entry's file removed by hand) is left to #copyOut, which copies or downloads it. A warm run
+   * of the event loop; resolves with the indexes of those linked and their entries' SHA-256, taken while
+   * they are pinned (once unpinned an entry may be evicted by a download further down the same listing).
+   * What it cannot link (an entry's file removed by hand, one at the file system's link limit; after EXDEV
+   * or EPERM nothing more: the cache is on another file system, or links are refused) is left to #copyOut,
+   * which copies or downloads it. A warm run
    * of 20,000 files is 20,000 links: one promise link after another through libuv's threads cost about
    * 300 ms of the agent's thread and as much of waiting, where link(2) itself takes microseconds (issue 21).
    * The entries are pinned until every link is made, so no eviction between two turns takes one.
    */
-  async #linkHits(wanted: readonly { o: StoredObject; at: { dest: string } }[], ids: readonly (string | null)[]): Promise<Set<number>> {
+  async #linkHits(wanted: readonly { o: StoredObject; at: { dest: string } }[], ids: readonly (string | null)[]): Promise<Map<number, string>> {
     const hits: { i: number; entry: Entry }[] = [];
     for (let i = 0; i < wanted.length; i++) {
       const entry = ids[i] ? this.#entries.get(ids[i]!) : undefined;
       if (entry && entry.size === wanted[i]!.o.size) hits.push({ i, entry });
     }
-    const linked = new Set<number>();
+    const linked = new Map<number, string>();
     if (hits.length === 0) return linked;
     for (const h of hits) h.entry.pins++;
     try {
@@ -275,10 +279,11 @@ export class DataCache {
           linkSync(entry.file, dest);
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
-          if (code === 'EXDEV' || code === 'EMLINK' || code === 'EPERM' || code === 'ENOENT') continue;
+          if (code === 'ENOENT' || code === 'EMLINK') continue;
+          if (code === 'EXDEV' || code === 'EPERM') break;
           throw err;
         }
-        linked.add(i);
+        linked.set(i, entry.sha256);
         if (now - entry.touched > TOUCH_EVERY_MS) {
           entry.touched = now;
           void utimes(entry.file, new Date(now), new Date(now)).catch(() => {});

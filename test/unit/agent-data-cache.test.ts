@@ -224,3 +224,22 @@ t.test('a warm run of many files is linked a batch per turn; an entry removed by
   t.equal(readFileSync(path.join(three, 'd1', 'f5.txt'), 'utf8'), 'file 5\n', 'and that one fetched anew, right');
   t.same(manifestOf(r3.entries), await dataManifest(three));
 });
+
+t.test('an entry linked, then evicted by a download further down the same listing, is still this run\'s file', async (t) => {
+  // The cached file sorts last, past the files in flight, and the cache holds three files: by the time its
+  // turn comes, the downloads before it have evicted its entry (the least recently used).
+  await put('datasets/ev/z-cached.txt', Buffer.alloc(10_000, 1));
+  const work = tmp('ty-dce-');
+  const cache = new DataCache(work, 30_000);
+  cache.linksForRuns = true;
+  const runRoot = tmp('ty-rune-');
+  await cache.makeLocal(minio, bucket, 'datasets/ev/', path.join(runRoot, 'one'), retry);
+  await mapBounded(Array.from({ length: 20 }, (_, i) => i), 20, (i) => put(`datasets/ev/a${String(i).padStart(2, '0')}.txt`, Buffer.alloc(10_000, 2 + i)));
+  const two = path.join(runRoot, 'two');
+  const r = await cache.makeLocal(minio, bucket, 'datasets/ev/', two, retry);
+  t.equal(r.files, 21, 'every file made local');
+  t.equal(r.hits, 1, 'the cached one linked');
+  t.same(manifestOf(r.entries), await dataManifest(two), 'and the manifest is the folder\'s, its hash included');
+  const zSha = r.entries.find((e) => e.path === 'z-cached.txt')!.sha256;
+  t.notOk(readdirSync(path.join(work, 'data-cache')).some((n) => n.endsWith(`-${zSha}`)), 'its entry was evicted meanwhile (the case this is about)');
+});
