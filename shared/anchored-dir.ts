@@ -171,15 +171,18 @@ export class AnchoredDir {
     // Each name is unlinked first: unlink never follows a link, and it is the one call a file (nearly every
     // entry) needs, where opening each as a folder first failed, with an error made and explained, for
     // every file (20,000 files: 1.2 s of the agent's thread at a run's end, while the next run was being
-    // made ready, issue 21). Only a folder (EISDIR; EPERM in POSIX's words) is opened and emptied. Several
-    // at once: each call is a trip through libuv's threads, which do the file system's work in parallel.
+    // made ready, issue 21). Several at once: each call is a trip through libuv's threads, which do the
+    // file system's work in parallel. Only then the folders (EISDIR; EPERM in POSIX's words), one after
+    // another: a descriptor is held for each folder on the way down, so the folders open at once are the
+    // tree's depth, never a fan-out a run could make as wide as it likes.
+    const folders: string[] = [];
     await mapBounded(await readdir(`/proc/self/fd/${this.handle.fd}`), REMOVES_IN_FLIGHT, async (name) => {
-      const isDir = await unlink(this.at(name)).then(() => false, (err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT') return false;
-        if (err.code === 'EISDIR' || err.code === 'EPERM') return true;
-        throw err;
+      await unlink(this.at(name)).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'EISDIR' || err.code === 'EPERM') folders.push(name);
+        else if (err.code !== 'ENOENT') throw err;
       });
-      if (!isDir) return;
+    });
+    for (const name of folders) {
       const sub = await this.openDir(name).catch((err: unknown) => { if (err instanceof NotPlainPath) return null; throw err; });
       if (sub) {
         try { await sub.removeBelow(); } finally { await sub.close(); }
@@ -189,7 +192,7 @@ export class AnchoredDir {
         // A folder swapped for a link (or a file) since the unlink: the link itself goes.
         await unlink(this.at(name)).catch(ignoreCodes('ENOENT', 'EISDIR', 'EPERM'));
       }
-    });
+    }
   }
 
   async close(): Promise<void> {

@@ -4,7 +4,7 @@
 // anything of that other folder.
 import t from 'tap';
 import { spawn, execFileSync } from 'node:child_process';
-import { chownSync, lstatSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { AnchoredDir, NotPlainPath, removeTree } from '../../shared/anchored-dir.js';
 import { chownTree } from '../../agent/containment.js';
@@ -150,4 +150,23 @@ t.test('removeTree while a folder in it is swapped for a link in a loop: never r
   t.ok(swaps > 0, `the folder was swapped (${swaps} times)`);
   t.same(readdirSync(outside).sort(), ['keep.txt', 'more'], 'nothing the link named was removed');
   t.equal(readFileSync(path.join(outside, 'more', 'keep2.txt'), 'utf8'), 'KEEP');
+});
+
+t.test('removeTree holds a descriptor per level of the tree, not per folder, however wide a run made it', async (t) => {
+  const dir = tempDir();
+  const make = (at: string, depth: number) => {
+    if (depth === 0) { writeFileSync(path.join(at, 'f'), 'x'); return; }
+    for (let i = 0; i < 6; i++) { const sub = path.join(at, `d${i}`); mkdirSync(sub); make(sub, depth - 1); }
+  };
+  make(dir, 4); // 1,554 folders, 6 wide and 4 deep
+  const fds = () => readdirSync('/proc/self/fd').length;
+  const before = fds();
+  let most = before;
+  let sampling = true;
+  const sample = () => { most = Math.max(most, fds()); if (sampling) setImmediate(sample); };
+  sample();
+  await removeTree(dir);
+  sampling = false;
+  t.throws(() => lstatSync(dir), /ENOENT/, 'the tree is gone');
+  t.ok(most - before <= 16, `at most a few descriptors more while it ran (${most - before}), not one per folder`);
 });
