@@ -25,7 +25,7 @@ export interface StorageOptions {
 
 export function createMinioClient(o: StorageOptions): Minio.Client {
   const url = new URL(o.minioEndpoint);
-  const client = new Minio.Client({
+  const make = () => new Minio.Client({
     endPoint: url.hostname,
     port: url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80,
     useSSL: url.protocol === 'https:',
@@ -34,15 +34,25 @@ export function createMinioClient(o: StorageOptions): Minio.Client {
     ...(o.sessionToken ? { sessionToken: o.sessionToken } : {}),
     region: 'us-east-1',
   });
-  // Bodies are not part of the signature (x-amz-content-sha256: UNSIGNED-PAYLOAD, as minio-js does over
-  // https): on plain http minio-js would hash every byte sent with SHA-256 to sign it, and a body that is
-  // data then carried a second and third hash (Content-MD5, the checksum). Profiled (issue 21): a 1 GiB
-  // dataset push spent 3.9 s of the scheduler's one thread in hashes. Every PUT of data carries its own
-  // x-amz-checksum-sha256 instead (putOnce, putParts), a signed header that MinIO checks before it keeps
-  // the bytes: a body changed on the way is refused all the same, for one hash instead of three.
-  client.enableSHA256 = false;
+  const client = make();
+  // Data goes up through a twin whose bodies are not part of the signature (x-amz-content-sha256:
+  // UNSIGNED-PAYLOAD, as minio-js does over https): on plain http minio-js would hash every byte sent with
+  // SHA-256 to sign it, and a body that is data then carried a second and third hash (Content-MD5, the
+  // checksum). Profiled (issue 21): a 1 GiB dataset push spent 3.9 s of the scheduler's one thread in
+  // hashes. Every PUT of data (putOnce, putParts) carries its own x-amz-checksum-sha256 instead, a signed
+  // header that MinIO checks before it keeps the bytes: a body changed on the way is refused all the same,
+  // for one hash instead of three. Everything else stays signed whole on the client itself (the list that
+  // completes a multipart upload is checked by the ETag it results in: putParts).
+  const data = make();
+  data.enableSHA256 = false;
+  unsignedTwins.set(client, data);
   return client;
 }
+
+/** The unsigned-payload twin of each client createMinioClient made (for putOnce and putParts). */
+const unsignedTwins = new WeakMap<Minio.Client, Minio.Client>();
+/** The client to send a body of data through: the unsigned twin when there is one. */
+const dataClient = (client: Minio.Client) => unsignedTwins.get(client) ?? client;
 
 /** The bucket's layout, in one place. */
 export const keys = {
@@ -134,6 +144,7 @@ export interface ObjectEntry {
 export async function listObjects(client: Minio.Client, bucket: string, prefix: string, retry: RetryOptions): Promise<ObjectEntry[]> {
   return withStorageRetry(`list ${prefix}`, async () => {
     const out: ObjectEntry[] = [];
+    const seen = new Set<string>();
     for (let token = ''; ;) {
       // Sorted, as minio-js signs a query; keys come URL-encoded (encoding-type=url), any byte in them safe.
       const query = ['list-type=2', 'encoding-type=url', `prefix=${encodeKeyPart(prefix)}`, 'max-keys=1000',
@@ -142,7 +153,8 @@ export async function listObjects(client: Minio.Client, bucket: string, prefix: 
       const page = parseListPage(await readText(res));
       for (const o of page.objects) out.push(o);
       if (!page.truncated) return out;
-      if (!page.next || page.next === token) throw new TrainyardError(ErrorCodes.StorageError, `list ${prefix}: a truncated page without a new continuation token`);
+      if (!page.next || seen.has(page.next)) throw new TrainyardError(ErrorCodes.StorageError, `list ${prefix}: a truncated page without a new continuation token`);
+      seen.add(page.next);
       token = page.next;
     }
   }, retry);
@@ -172,6 +184,8 @@ function xmlText(s: string): string {
  */
 export function parseListPage(xml: string): { objects: ObjectEntry[]; truncated: boolean; next: string } {
   if (!xml.includes('<ListBucketResult')) throw new TrainyardError(ErrorCodes.StorageError, `a listing that is not a ListBucketResult: ${xml.slice(0, 200)}`);
+  // Cut off between two objects it would still read as a page, a shorter one.
+  if (!xml.trimEnd().endsWith('</ListBucketResult>')) throw new TrainyardError(ErrorCodes.StorageError, 'a listing cut off before its end');
   const objects: ObjectEntry[] = [];
   const field = (block: string, tag: string) => {
     const at = block.indexOf(`<${tag}>`);
@@ -250,7 +264,7 @@ export interface PutOptions {
   /**
    * The bytes' SHA-256 (hex), when the caller has it already: sent as x-amz-checksum-sha256, so MinIO
    * refuses the put unless what it received hashes to it, and keeps it for a HEAD in checksum mode
-   * (objectSha256). Without it, putOnce hashes the body itself: every PUT carries one (createMinioClient).
+   * (objectSha256). Without it, putOnce hashes the body itself: every data PUT carries one (createMinioClient).
    * Single-part puts only: each part of a multipart upload carries its own.
    */
   sha256?: string;
@@ -269,7 +283,7 @@ const unquote = (etag: string | undefined) => (etag ?? '').replace(/^"|"$/g, '')
 export async function putOnce(client: Minio.Client, bucket: string, key: string, body: Buffer, o: PutOptions): Promise<string> {
   const headers: Record<string, string | number> = { ...o.headers, 'Content-Length': body.length };
   headers['x-amz-checksum-sha256'] = o.sha256 ? Buffer.from(o.sha256, 'hex').toString('base64') : sha256Base64(body);
-  const res = await client.makeRequestAsyncOmit({ method: 'PUT', bucketName: bucket, objectName: key, headers }, body);
+  const res = await dataClient(client).makeRequestAsyncOmit({ method: 'PUT', bucketName: bucket, objectName: key, headers }, body);
   return unquote(res.headers.etag);
 }
 
@@ -292,11 +306,11 @@ export async function putParts(
   let failed: { err: unknown } | null = null;
   let bytes = 0;
   const send = async (part: number, buf: Buffer) => {
-    // SHA-256, not Content-MD5: the body is not signed (createMinioClient), so this is what MinIO checks
+    // SHA-256, not Content-MD5: the body goes unsigned (createMinioClient), so this is what MinIO checks
     // the part against, and SHA-256 is the faster of the two here (1.1 GB/s against MD5's 0.65).
     const sum = sha256Base64(buf);
     const etag = await withStorageRetry(`upload ${key} part ${part}`, async () => {
-      const res = await client.makeRequestAsyncOmit({
+      const res = await dataClient(client).makeRequestAsyncOmit({
         method: 'PUT', bucketName: bucket, objectName: key, query: `partNumber=${part}&uploadId=${encodeURIComponent(uploadId)}`,
         headers: { 'Content-Length': buf.length, 'x-amz-checksum-sha256': sum },
       }, buf);
@@ -320,7 +334,20 @@ export async function putParts(
     await Promise.all(running);
     if (failed) throw (failed as { err: unknown }).err;
     etags.sort((a, b) => a.part - b.part);
-    await withStorageRetry(`complete ${key}`, () => client.completeMultipartUpload(bucket, key, uploadId, etags), retry);
+    const done = await withStorageRetry(`complete ${key}`, () => client.completeMultipartUpload(bucket, key, uploadId, etags), retry);
+    // MinIO checks neither a signature's payload hash nor a Content-MD5 on the list that completes the
+    // upload (tried: both accepted a list with its last part dropped), so a list changed on the way would
+    // store a shorter object. The object's ETag is the MD5 of its parts' MD5s; where it is not (a bucket
+    // that encrypts has ETags of another kind), its size must be the bytes sent. Otherwise it is refused,
+    // and the object goes.
+    const expected = `${createHash('md5').update(Buffer.concat(etags.map((e) => Buffer.from(e.etag, 'hex')))).digest('hex')}-${etags.length}`;
+    if (unquote(done.etag) !== expected) {
+      const stored = await withStorageRetry(`stat ${key}`, () => client.statObject(bucket, key), retry);
+      if (stored.size !== bytes) {
+        await client.removeObject(bucket, key).catch(() => {});
+        throw new TrainyardError(ErrorCodes.StorageError, `upload ${key}: the stored object is ${stored.size} bytes, not the ${bytes} of the ${etags.length} parts sent (the list that completed it changed on the way?); removed`);
+      }
+    }
     return bytes;
   } catch (err) {
     await client.abortMultipartUpload(bucket, key, uploadId).catch(() => {});

@@ -2,8 +2,9 @@
 // connections open at once (parallel transfers open several; a serial one reuses one keep-alive
 // connection), and can cut one connection once the server has sent a given number of bytes through it —
 // a dropped connection in the middle of an object. Started with tamperBodiesOver, it also changes one
-// byte of every request body of at least that many bytes on its way to the server: a body altered in
-// transit, which MinIO must refuse (the bodies are not signed; their checksums are, shared/storage.ts).
+// byte of every request body of at least that many bytes on its way to the server, and with rewritePost
+// it rewrites every POST's body: requests altered in transit, which MinIO must refuse (the bodies are not
+// signed; their checksums are, shared/storage.ts).
 import net from 'node:net';
 
 export interface TcpProxy {
@@ -21,7 +22,7 @@ export interface TcpProxy {
   readonly used: number;
   /** Connections cut by dropAfter. */
   readonly dropped: number;
-  /** Request bodies changed on the way (tamperBodiesOver). */
+  /** Request bodies changed on the way (tamperBodiesOver, rewritePost). */
   readonly tampered: number;
   /** Cut the next connection through which the server has sent more than `bytes` (once). */
   dropAfter(bytes: number): void;
@@ -31,38 +32,53 @@ export interface TcpProxy {
 }
 
 /**
- * Changes the first body byte of each HTTP/1.1 request (Content-Length framed, as minio-js sends) with a
- * body of at least `over` bytes, following the requests of one keep-alive connection one after another.
+ * Changes requests on their way up, following the requests of one keep-alive connection one after another
+ * (HTTP/1.1, Content-Length framed, as minio-js sends them): the first body byte of each request with a
+ * body of at least `over` bytes is flipped; a POST's whole body is given to `rewritePost` and replaced by
+ * what it returns (its Content-Length set to match).
  */
-function bodyTamperer(over: number, onTamper: () => void): (c: Buffer) => Buffer {
+function requestTamperer(o: { over?: number; rewritePost?: (body: string) => string }, onTamper: () => void): (c: Buffer) => Buffer {
   let head = Buffer.alloc(0);
   let body = 0; // body bytes of the current request still to pass
   let flip = false;
+  let held: { head: string; parts: Buffer[] } | null = null; // a POST being gathered for rewritePost
   return (c) => {
     const out: Buffer[] = [];
     while (c.length > 0) {
       if (body > 0) {
         const take = c.subarray(0, Math.min(body, c.length));
-        if (flip) { const b = Buffer.from(take); b[0]! ^= 0xff; out.push(b); flip = false; onTamper(); } else out.push(take);
         body -= take.length;
         c = c.subarray(take.length);
+        if (held) {
+          held.parts.push(take);
+          if (body === 0) {
+            const was = Buffer.concat(held.parts).toString('latin1');
+            const now = Buffer.from(o.rewritePost!(was), 'latin1');
+            if (now.toString('latin1') !== was) onTamper();
+            out.push(Buffer.from(held.head.replace(/\r\ncontent-length:\s*\d+/i, `\r\nContent-Length: ${now.length}`) + '\r\n\r\n', 'latin1'), now);
+            held = null;
+          }
+          continue;
+        }
+        if (flip) { const b = Buffer.from(take); b[0]! ^= 0xff; out.push(b); flip = false; onTamper(); } else out.push(take);
         continue;
       }
       head = Buffer.concat([head, c]);
       const at = head.indexOf('\r\n\r\n');
       if (at < 0) return Buffer.concat(out); // the head is not all here yet: held until it is
       const text = head.subarray(0, at).toString('latin1');
-      out.push(head.subarray(0, at + 4));
       c = head.subarray(at + 4);
       head = Buffer.alloc(0);
       body = Number(/\r\ncontent-length:\s*(\d+)/i.exec(text)?.[1] ?? 0);
-      flip = body >= over;
+      if (o.rewritePost && text.startsWith('POST ') && body > 0) { held = { head: text, parts: [] }; continue; }
+      out.push(Buffer.from(`${text}\r\n\r\n`, 'latin1'));
+      flip = o.over !== undefined && body >= o.over;
     }
     return Buffer.concat(out);
   };
 }
 
-export async function startTcpProxy(target: { host: string; port: number }, o: { tamperBodiesOver?: number } = {}): Promise<TcpProxy> {
+export async function startTcpProxy(target: { host: string; port: number }, o: { tamperBodiesOver?: number; rewritePost?: (body: string) => string } = {}): Promise<TcpProxy> {
   let down = 0, up = 0, open = 0, maxOpen = 0, dropped = 0, tampered = 0;
   let drop: number | null = null;
   let used = new Set<net.Socket>();
@@ -75,7 +91,8 @@ export async function startTcpProxy(target: { host: string; port: number }, o: {
     maxOpen = Math.max(maxOpen, open);
     let sent = 0;
     let closed = false;
-    const tamper = o.tamperBodiesOver === undefined ? null : bodyTamperer(o.tamperBodiesOver, () => tampered++);
+    const tamper = o.tamperBodiesOver === undefined && !o.rewritePost ? null
+      : requestTamperer({ ...(o.tamperBodiesOver !== undefined ? { over: o.tamperBodiesOver } : {}), ...(o.rewritePost ? { rewritePost: o.rewritePost } : {}) }, () => tampered++);
     const end = () => {
       if (closed) return;
       closed = true;

@@ -164,6 +164,17 @@ t.test('a body changed on its way to MinIO is refused: every PUT of data carries
   t.ok(proxy.tampered >= 2, `bodies were changed on the way (${proxy.tampered})`);
   t.same(await listObjects(direct, bucket, 'datasets/tamper/', { retries: 1 }), [], 'and nothing of either was stored');
 
+  // The list of parts that completes a multipart upload, its last part dropped on the way: without a
+  // checksum of its own that would store a shorter object (the parts' checksums do not cover the list).
+  const lists = await startTcpProxy({ host: endpoint.hostname, port: Number(endpoint.port) },
+    { rewritePost: (body) => (body.includes('<CompleteMultipartUpload') ? body.replace(/<Part>(?:(?!<Part>)[\s\S])*<\/Part>(?=\s*<\/CompleteMultipartUpload>)/, '') : body) });
+  t.teardown(() => lists.close());
+  const viaLists = createMinioClient({ minioEndpoint: lists.endpoint, ...creds });
+  const err3 = await uploadStream(viaLists, bucket, 'datasets/tamper/list.bin', parts(), retry, { partBytes: 5 * MIB, sha256: false }).catch((e: unknown) => e);
+  t.ok(lists.tampered >= 1, 'the list of parts was cut on the way');
+  t.ok(err3 instanceof Error, `the upload whose list of parts changed fails (${String((err3 as Error).message).slice(0, 100)})`);
+  t.same(await listObjects(direct, bucket, 'datasets/tamper/', { retries: 1 }), [], 'and stores nothing');
+
   // Untouched, the same puts go through, and a single PUT's checksum is what MinIO kept.
   const clean = await startTcpProxy({ host: endpoint.hostname, port: Number(endpoint.port) });
   t.teardown(() => clean.close());

@@ -33,12 +33,13 @@ t.test('several pages, and keys that need escaping, listed exactly as minio-js l
   t.same(got, await minioJsListing('datasets/my set+1/'), 'the same keys, sizes and ETags, in the same order, as minio-js');
   t.same(got.map((o) => o.key).sort(), [...keys].sort(), 'every key decoded back to what was stored');
   t.ok(got.every((o) => /^[0-9a-f]{32}$/.test(o.etag)), 'ETags without their quotes');
-  t.same(await listObjects(client, bucket, 'datasets/none/', { retries: 1 }), [], 'an empty prefix lists nothing');
+  t.same(await listObjects(client, bucket, 'datasets/none/', { retries: 1 }), [], 'a prefix with no objects under it lists nothing');
 });
 
 t.test('a page that is not a listing, or is cut off, is an error, not an empty dataset', async (t) => {
   t.throws(() => parseListPage('<html>proxy error</html>'), /not a ListBucketResult/);
   t.throws(() => parseListPage('<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>a</Key>'), /cut off/);
+  t.throws(() => parseListPage('<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>a</Key><Size>1</Size></Contents>'), /cut off/, 'cut off between two objects');
   const page = parseListPage('<?xml version="1.0"?><ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>t&amp;1</NextContinuationToken><Contents><Key>a%20b</Key><ETag>&#34;x&#34;</ETag><Size>3</Size></Contents></ListBucketResult>');
   t.same(page, { objects: [{ key: 'a b', size: 3, etag: 'x' }], truncated: true, next: 't&1' });
 });
