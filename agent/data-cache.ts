@@ -252,10 +252,10 @@ export class DataCache {
    * they are pinned (once unpinned an entry may be evicted by a download further down the same listing).
    * What it cannot link (an entry's file removed by hand, one at the file system's link limit; after EXDEV
    * or EPERM nothing more: the cache is on another file system, or links are refused) is left to #copyOut,
-   * which copies or downloads it. A warm run
-   * of 20,000 files is 20,000 links: one promise link after another through libuv's threads cost about
-   * 300 ms of the agent's thread and as much of waiting, where link(2) itself takes microseconds (issue 21).
-   * The entries are pinned until every link is made, so no eviction between two turns takes one.
+   * which copies or downloads it. A warm run of 20,000 files is 20,000 links: one promise link after
+   * another through libuv's threads cost about 300 ms of the agent's thread and as much of waiting, where
+   * link(2) itself takes microseconds (issue 21). The entries are pinned until every link is made, so no
+   * eviction between two turns takes one.
    */
   async #linkHits(wanted: readonly { o: StoredObject; at: { dest: string } }[], ids: readonly (string | null)[]): Promise<Map<number, string>> {
     const hits: { i: number; entry: Entry }[] = [];
@@ -284,11 +284,7 @@ export class DataCache {
           throw err;
         }
         linked.set(i, entry.sha256);
-        if (now - entry.touched > TOUCH_EVERY_MS) {
-          entry.touched = now;
-          void utimes(entry.file, new Date(now), new Date(now)).catch(() => {});
-        }
-        entry.used = now;
+        this.#markUsed(entry, now);
       }
     } finally {
       for (const h of hits) h.entry.pins--;
@@ -320,13 +316,20 @@ export class DataCache {
     } finally {
       entry.pins--;
     }
-    const now = Date.now();
+    this.#markUsed(entry, Date.now());
+    return true;
+  }
+
+  /**
+   * An entry handed to a run at `now`: the most recently used for eviction, and its file's mtime (the
+   * order an agent restart reads back) written at most every TOUCH_EVERY_MS, not once per run.
+   */
+  #markUsed(entry: Entry, now: number): void {
     if (now - entry.touched > TOUCH_EVERY_MS) {
       entry.touched = now;
       void utimes(entry.file, new Date(now), new Date(now)).catch(() => {});
     }
     entry.used = now;
-    return true;
   }
 
   /**
