@@ -29,6 +29,7 @@ import { WarmInterpreters } from './warm-interpreter.js';
 import { PackageCache } from './package-cache.js';
 import { DataCache } from './data-cache.js';
 import { checkName } from '../shared/names.js';
+import { deadline } from '../shared/deadline.js';
 import { findUv, parseInstaller, type Installer } from './uv.js';
 import { VenvCacheCap } from './venv-cache-cap.js';
 import { buildsUnderWay, type VenvOptions } from './venv.js';
@@ -349,7 +350,7 @@ export class AgentDaemon {
     await this.#running;
     if (bell.attempt) this.#claiming.set(bell.runId, bell.attempt);
     try {
-      const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(CLAIM_TIMEOUT_MS)]);
+      const signal = deadline(CLAIM_TIMEOUT_MS, this.#abort.signal);
       // The doorbell's package digest, when this agent has that version and its venv ready: the claim then
       // makes the run Running at once (the scheduler checks the digest against the run).
       const ready = bell.packageSha256 && this.#packages.isReady(bell.packageSha256) ? bell.packageSha256 : '';

@@ -12,6 +12,7 @@ import { chmod, chown, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type * as Minio from 'minio';
 import { createMinioClient } from '../shared/storage.js';
+import { deadline } from '../shared/deadline.js';
 import type { Logger } from 'pino';
 import type { Dispatch, Gpu } from '../shared/proto.js';
 import { AttemptOutcome, RunStatus } from '../shared/run-states.js';
@@ -563,7 +564,7 @@ export class Attempt {
     // nor delay the end report by a round trip. A stop it answers aborts the upload as any stop does.
     // Bounded, and a late one changes nothing (the release is guarded by Running).
     void this.deps.link.reportStatus({ run_id: this.runId, lease: this.lease, status: 'released' },
-      AbortSignal.any([this.#abort.signal, AbortSignal.timeout(RELEASE_REPORT_MS)])).then((res) => {
+      deadline(RELEASE_REPORT_MS, this.#abort.signal)).then((res) => {
       if (res.stop) { this.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' }); return; }
       this.#mark('released');
       this.deps.log.info({ run: this.runId, attempt: this.dispatch.attempt, at: Date.now() }, 'GPUs and slot released; uploading');
@@ -578,7 +579,7 @@ export class Attempt {
   async #reportCheckpoint(p: CheckpointPointer, signal: AbortSignal): Promise<void> {
     try {
       await this.deps.link.reportStatus({ run_id: this.runId, lease: this.lease, status: 'checkpointed', checkpoint_at: p.committed_at, checkpoint_bytes: p.bytes },
-        AbortSignal.any([signal, AbortSignal.timeout(CHECKPOINT_REPORT_MS)]));
+        deadline(CHECKPOINT_REPORT_MS, signal));
     } catch (err) {
       this.deps.log.warn({ run: this.runId, seq: p.seq, err: errorMessage(err) }, 'could not report a committed checkpoint to the scheduler');
     }

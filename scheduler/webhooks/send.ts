@@ -11,6 +11,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { LookupFunction } from 'node:net';
 import { checkTarget, parseWebhookUrl, type AllowList } from './address-guard.js';
+import { deadline } from '../../shared/deadline.js';
 
 export interface DeliveryToSend {
   id: string; webhook: string; url: string; secret: string; format: string;
@@ -56,7 +57,7 @@ export async function sendDelivery(d: DeliveryToSend, o: { allow: AllowList; tim
     if (opts.all) cb(null, [{ address: target.address, family: target.family }]);
     else cb(null, target.address, target.family);
   };
-  const signal = o.signal ? AbortSignal.any([o.signal, AbortSignal.timeout(o.timeoutMs)]) : AbortSignal.timeout(o.timeoutMs);
+  const signal = deadline(o.timeoutMs, o.signal);
   const client = target.url.protocol === 'https:' ? https : http;
   return new Promise<TryResult>((resolve) => {
     const req = client.request(target.url, {
