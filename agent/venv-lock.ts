@@ -60,17 +60,43 @@ export async function lockVenv(lockDir: string, signal: AbortSignal, onWait: () 
     await writeFile(path.join(tmp, 'owner'), owner);
     try {
       await rename(tmp, lockDir); // fails while lockDir exists (a folder with a file in it)
-      return () => rm(lockDir, { recursive: true, force: true });
+      return () => removeAside(lockDir);
     } catch (err) {
       await rm(tmp, { recursive: true, force: true });
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOTDIR') throw err;
     }
+    const judged = await stat(lockDir).catch(() => null);
+    if (judged === null) continue; // released meanwhile
     if (await stale(lockDir, o.legacyGraceMs ?? 30_000)) {
-      await rm(lockDir, { recursive: true, force: true });
+      await removeAside(lockDir, judged.ino);
       continue;
     }
     if (!told) { onWait(); told = true; }
     await sleep(o.pollMs ?? 500, undefined, { signal });
   }
+}
+
+/**
+ * Removes a lock folder in one step: renamed aside, then removed. A recursive rm empties the folder before
+ * its rmdir, and another taker's rename onto the emptied folder in between succeeds (a rename replaces an
+ * empty folder): the rmdir then failed ENOTEMPTY on that taker's lock, or a stale takeover removed a live
+ * lock. With `ino` (a stale takeover), the folder moved aside must be the one judged stale; another taker
+ * may have taken it over and put its live lock there since, and that one goes back. Gone already: done.
+ */
+async function removeAside(lockDir: string, ino?: number): Promise<void> {
+  const old = `${lockDir}.${randomBytes(6).toString('hex')}.old`;
+  try {
+    await rename(lockDir, old);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (ino !== undefined && (await stat(old)).ino !== ino) {
+    // Back where it was. Should a third taker have got in within these microseconds (only after a crashed
+    // owner's lock, with three takers at once), two builds overlap: rare enough to take over a lock server.
+    await rename(old, lockDir).catch(() => {});
+    return;
+  }
+  await rm(old, { recursive: true, force: true });
 }

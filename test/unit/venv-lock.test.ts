@@ -4,14 +4,16 @@
 import t from 'tap';
 import { mkdirSync, readFileSync, utimesSync, writeFileSync, existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
 import path from 'node:path';
 import { lockVenv, processStart } from '../../agent/venv-lock.js';
 import { tempDir } from '../helpers/stack.js';
+import { deadline } from '../../shared/deadline.js';
 
 const never = new AbortController().signal;
 const fast = { pollMs: 20, legacyGraceMs: 1000 };
 /** Takes the lock within 5 s, or fails saying it waited (the old code waited for ever). */
-const take = (dir: string) => lockVenv(dir, AbortSignal.any([never, AbortSignal.timeout(5000)]), () => {}, fast);
+const take = (dir: string) => lockVenv(dir, deadline(5000, never), () => {}, fast);
 
 t.test('a lock held by a live owner is waited for; released, it is taken', async (t) => {
   const dir = path.join(tempDir('ty-lock-'), 'v.lock');
@@ -24,6 +26,73 @@ t.test('a lock held by a live owner is waited for; released, it is taken', async
   await release();
   await (await second)();
   t.notOk(existsSync(dir), 'released');
+});
+
+/**
+ * Another taker on a thread of its own, renaming its lock folder onto `dir` as fast as it can (nothing but
+ * the rename in the loop) until one rename goes through. Resolves with whether it did within `ms`.
+ */
+function racer(dir: string, ms: number, owner = '{"racer":true}'): { ready: Promise<void>; done: Promise<boolean> } {
+  const w = new Worker(`
+    const { mkdirSync, writeFileSync, renameSync } = require('node:fs');
+    const { workerData: { dir, ms, owner }, parentPort } = require('node:worker_threads');
+    const tmp = dir + '.racer';
+    mkdirSync(tmp); writeFileSync(tmp + '/owner', owner);
+    parentPort.postMessage('ready');
+    const end = Date.now() + ms;
+    let won = false;
+    while (!won && Date.now() < end) { try { renameSync(tmp, dir); won = true; } catch {} }
+    parentPort.postMessage(won);`, { eval: true, workerData: { dir, ms, owner } });
+  let ready!: () => void;
+  const readyP = new Promise<void>((r) => { ready = r; });
+  const done = new Promise<boolean>((resolve, reject) => {
+    w.on('message', (m) => { if (m === 'ready') ready(); else resolve(m as boolean); });
+    w.on('error', reject);
+  });
+  return { ready: readyP, done };
+}
+
+t.test('a release raced by a taker on another thread: the release never fails and the taker\'s lock stays whole', async (t) => {
+  // The release used to empty the folder, then rmdir it; a rename onto the emptied folder in between
+  // succeeded (rename replaces an empty folder) and the rmdir failed ENOTEMPTY on the other taker's lock,
+  // seen in the suite under load. A taker on its own thread hits that window nearly every time.
+  for (let round = 0; round < 30; round++) {
+    const dir = path.join(tempDir('ty-lock-'), 'v.lock');
+    const release = await take(dir);
+    const r = racer(dir, 5000);
+    await r.ready;
+    const released = await release().then(() => null, (err: Error) => err);
+    if (released) { t.fail(`round ${round}: the release failed: ${released.message}`); return; }
+    t.equal(await r.done, true, `round ${round}: the other taker got the lock once it was free`);
+    if (readFileSync(path.join(dir, 'owner'), 'utf8') !== '{"racer":true}') { t.fail(`round ${round}: the taker's lock lost its owner`); return; }
+  }
+});
+
+t.test('a stale lock taken over while another taker races for it: no error, and never two holders', async (t) => {
+  // The takeover removed the stale folder with a recursive rm too: the racer's rename onto the emptied
+  // folder made the takeover fail ENOTEMPTY. The racer's owner is this live process, so its lock holds.
+  const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  // Marked, since this taker's owner is the same process: only the mark tells the two locks apart.
+  const live = JSON.stringify({ pid: process.pid, boot, start: await processStart(process.pid), racer: true });
+  for (let round = 0; round < 10; round++) {
+    const dir = path.join(tempDir('ty-lock-'), 'v.lock');
+    mkdirSync(dir);
+    writeFileSync(path.join(dir, 'owner'), JSON.stringify({ pid: 1, boot: 'another-boot', start: '1' }));
+    const r = racer(dir, 5000, live);
+    await r.ready;
+    const got = await lockVenv(dir, deadline(150), () => {}, fast).then((release) => release, (err: Error) => err);
+    if (got instanceof Error && got.name !== 'TimeoutError' && got.name !== 'AbortError') { t.fail(`round ${round}: the takeover failed: ${got.message}`); return; }
+    if (got instanceof Error) {
+      // The racer won: its lock is whole, and this taker waited on it.
+      t.equal(await r.done, true, `round ${round}: the racer holds it`);
+      t.equal(readFileSync(path.join(dir, 'owner'), 'utf8'), live, `round ${round}: the racer's lock is whole`);
+    } else {
+      // This taker won: the racer cannot have, until the release.
+      t.not(readFileSync(path.join(dir, 'owner'), 'utf8'), live, `round ${round}: this taker's lock, not the racer's`);
+      await got();
+      t.equal(await r.done, true, `round ${round}: the racer takes it after the release`);
+    }
+  }
 });
 
 t.test('a lock whose pid is alive but is another process (pid reuse) is taken over', async (t) => {
