@@ -40,8 +40,8 @@ export async function uploadStream(
   let carried = 0;
   let total = 0;
   let ended = false;
-  /** The next part: partBytes bytes, fewer at the end, null once nothing is left. */
-  const next = async (): Promise<Buffer | null> => {
+  /** The next part, as the chunks it came in: partBytes bytes, fewer at the end, null once nothing is left. */
+  const next = async (): Promise<Buffer[] | null> => {
     while (!ended && carried < partBytes) {
       retry.signal?.throwIfAborted();
       const r = await it.next();
@@ -56,22 +56,26 @@ export async function uploadStream(
       carried += c.length;
     }
     if (carried === 0) return null;
-    const all = carry.length === 1 ? carry[0]! : Buffer.concat(carry, carried);
-    const part = all.subarray(0, Math.min(partBytes, carried));
-    const rest = all.subarray(part.length);
-    carry = rest.length ? [rest] : [];
-    carried = rest.length;
+    // Not copied into one buffer: the chunks go as they are (putParts), the last one cut where the part ends.
+    const part: Buffer[] = [];
+    let need = partBytes;
+    while (need > 0 && carry.length) {
+      const c = carry[0]!;
+      if (c.length <= need) { part.push(c); carry.shift(); need -= c.length; } else { part.push(c.subarray(0, need)); carry[0] = c.subarray(need); need = 0; }
+    }
+    carried -= partBytes - need;
     return part;
   };
   try {
-    const first = (await next()) ?? Buffer.alloc(0);
+    const firstChunks = await next();
     const second = await next();
     if (!second) {
+      const first = !firstChunks ? Buffer.alloc(0) : firstChunks.length === 1 ? firstChunks[0]! : Buffer.concat(firstChunks);
       const sha256 = hash ? hash.digest('hex') : createHash('sha256').update(first).digest('hex');
       await withStorageRetry(`upload ${key}`, () => putOnce(client, bucket, key, first, { ...(o.headers ? { headers: o.headers } : {}), sha256 }), retry);
       return { bytes: first.length, sha256 };
     }
-    const queue: (Buffer | null)[] = [first, second];
+    const queue: (Buffer[] | null)[] = [firstChunks, second];
     const bytes = await putParts(client, bucket, key, async () => (queue.length ? queue.shift()! : next()), o.headers ? { headers: o.headers } : {}, retry);
     return { bytes, sha256: hash ? hash.digest('hex') : null };
   } finally {

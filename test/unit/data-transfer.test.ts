@@ -134,6 +134,18 @@ t.test('a package version zipped straight into the bucket is the zip the agent w
   t.equal(one.sha256, sha(await objectBytes('runs/r/attempt-2/package.zip')));
 });
 
+t.test('a stream\'s chunks go up as they came, cut where a part ends: one larger than a part, odd sizes, one byte', async (t) => {
+  // The parts are the chunks themselves, not a copy of them in one buffer (shared/stream-upload.ts).
+  const pieces = [randomBytes(12 * MIB + 7), randomBytes(1), randomBytes(3 * MIB - 5), randomBytes(777_777), randomBytes(1)];
+  const whole = Buffer.concat(pieces);
+  const got = await uploadStream(direct, bucket, 'runs/r/attempt-4/out.bin', (async function* () { yield* pieces; })(), { retries: 1 }, { partBytes: 5 * MIB });
+  t.equal(got.bytes, whole.length);
+  t.equal(got.sha256, sha(whole));
+  t.ok((await objectBytes('runs/r/attempt-4/out.bin')).equals(whole), 'the object is byte for byte the stream');
+  const stat = await direct.statObject(bucket, 'runs/r/attempt-4/out.bin');
+  t.match(stat.etag, /-4$/, 'in four parts: 5 + 5 + 5 MiB and the rest');
+});
+
 t.test('a streamed upload past its limit stores nothing, not even an unfinished multipart upload', async (t) => {
   const parts = (async function* () { for (let i = 0; i < 4; i++) yield randomBytes(3 * MIB); })();
   const err = await uploadStream(direct, bucket, 'runs/r/attempt-3/package.zip', parts, { retries: 1 }, { partBytes: 5 * MIB, maxBytes: 10 * MIB }).catch((e: unknown) => e);
@@ -150,7 +162,7 @@ function readdir(dir: string): string[] {
 
 t.test('a body changed on its way to MinIO is refused: every PUT of data carries a checksum MinIO checks', async (t) => {
   // The bodies are not signed (UNSIGNED-PAYLOAD, shared/storage.ts): what makes a changed byte fail is the
-  // signed x-amz-checksum-sha256 each single PUT and each part carries.
+  // signed checksum each single PUT (x-amz-checksum-sha256) and each part (x-amz-checksum-crc32) carries.
   const proxy = await startTcpProxy({ host: endpoint.hostname, port: Number(endpoint.port) }, { tamperBodiesOver: 4096 });
   t.teardown(() => proxy.close());
   const via = createMinioClient({ minioEndpoint: proxy.endpoint, ...creds });
@@ -161,6 +173,7 @@ t.test('a body changed on its way to MinIO is refused: every PUT of data carries
   const parts = async function* () { yield randomBytes(5 * MIB); yield randomBytes(5 * MIB); yield randomBytes(1000); };
   const err2 = await uploadStream(via, bucket, 'datasets/tamper/parts.bin', parts(), retry, { partBytes: 5 * MIB, sha256: false }).catch((e: unknown) => e);
   t.ok(err2 instanceof Error, 'a multipart upload whose parts changed fails');
+  t.match(String((err2 as Error).message), /checksum/i, `refused for its checksum (${String((err2 as Error).message).slice(0, 120)})`);
   t.ok(proxy.tampered >= 2, `bodies were changed on the way (${proxy.tampered})`);
   t.same(await listObjects(direct, bucket, 'datasets/tamper/', { retries: 1 }), [], 'and nothing of either was stored');
 
