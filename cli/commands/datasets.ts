@@ -1,6 +1,5 @@
-import { createReadStream } from 'node:fs';
+import type * as grpc from '@grpc/grpc-js';
 import { stat } from 'node:fs/promises';
-import path from 'node:path';
 import { Api, connectClient } from '../client.js';
 import { jsonFlag, requireString } from '../args.js';
 import { flags, group, verb, type Parsed } from '../verb.js';
@@ -8,6 +7,7 @@ import { bytes, color, progressBar, safeText, table } from '../format.js';
 import { walkFiles } from '../../shared/storage.js';
 import { fromGrpcError, invalid } from '../../shared/errors.js';
 import type { Dataset__Output } from '../../shared/proto.js';
+import { pushMessages, type PushMessage } from '../dataset-push.js';
 
 const pushFlags = flags({
   name: { type: 'string', value: 'NAME', required: true, description: 'dataset name (runs name it, or a folder of it, with --dataset)' },
@@ -25,23 +25,22 @@ async function push({ values, positionals }: Parsed<typeof pushFlags>, address: 
   const total = files.reduce((n, f) => n + f.size, 0);
   const client = await connectClient(address);
   const bar = progressBar(`pushing ${name}`, total);
+  // The service's own serializer for the header and file starts; data messages come encoded (cli/dataset-push.ts).
+  const method = (client.constructor as grpc.ServiceClientConstructor).service.PushDataset as grpc.MethodDefinition<object, Dataset__Output>;
+  const serialize = (m: PushMessage) => (Buffer.isBuffer(m) ? m : method.requestSerialize(m));
   const dataset = await new Promise<Dataset__Output>((resolve, reject) => {
-    const call = client.PushDataset((err, res) => (err ? reject(fromGrpcError(err)) : resolve(res!)));
-    const write = async (msg: object) => { if (!call.write(msg)) await new Promise<void>((r) => call.once('drain', () => r())); };
+    const call = client.makeClientStreamRequest<PushMessage, Dataset__Output>(method.path, serialize, method.responseDeserialize,
+      (err, res) => (err ? reject(fromGrpcError(err)) : resolve(res!)));
     (async () => {
-      await write({ header: { name, size_bytes: total } });
       let sent = 0;
-      for (const f of files) {
-        await write({ file: { path: f.rel, size_bytes: f.size } });
-        for await (const chunk of createReadStream(path.join(dir, ...f.rel.split('/')), { highWaterMark: 1024 * 1024 })) {
-          await write({ data: chunk });
-          sent += (chunk as Buffer).length;
-          bar.update(sent);
-        }
+      for await (const { message, bytes } of pushMessages(dir, name, files)) {
+        if (!call.write(message)) await new Promise<void>((r) => call.once('drain', () => r()));
+        sent += bytes;
+        if (bytes) bar.update(sent);
       }
       bar.done();
       call.end();
-    })().catch(reject);
+    })().catch((err: unknown) => { call.cancel(); reject(err as Error); });
   });
   client.close();
   if (values.json) console.log(JSON.stringify(dataset, null, 2));
