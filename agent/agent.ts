@@ -29,7 +29,7 @@ import { WarmInterpreters } from './warm-interpreter.js';
 import { PackageCache } from './package-cache.js';
 import { DataCache } from './data-cache.js';
 import { checkName } from '../shared/names.js';
-import { deadline } from '../shared/deadline.js';
+import { after, deadline, type LongTimer } from '../shared/deadline.js';
 import { findUv, parseInstaller, type Installer } from './uv.js';
 import { VenvCacheCap } from './venv-cache-cap.js';
 import { buildsUnderWay, type VenvOptions } from './venv.js';
@@ -485,8 +485,11 @@ export class AgentDaemon {
     this.#beat().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'could not tell the scheduler about the drain'));
     this.#drained = (async () => {
       const all = Promise.all([...this.#attempts.values()].map((a) => a.done));
-      const deadline = sleep(this.settings.drainTimeoutMs, 'deadline' as const);
-      if ((await Promise.race([all.then(() => 'done' as const), deadline])) === 'deadline') {
+      let timer: LongTimer | undefined;
+      const late = new Promise<'deadline'>((resolve) => { timer = after(this.settings.drainTimeoutMs, () => resolve('deadline')); });
+      const outcome = await Promise.race([all.then(() => 'done' as const), late]);
+      timer?.cancel();
+      if (outcome === 'deadline') {
         for (const a of this.#attempts.values()) a.stop({ outcome: AttemptOutcome.HandedBack, reason: `agent ${this.settings.name} drained` });
         this.#giveUpReportsSoon('drain deadline');
         await Promise.all([...this.#attempts.values()].map((a) => a.done));

@@ -660,14 +660,14 @@ export class Attempt {
     // Its own deadline: a pip that hangs on an index, or a build lock that is never released, fails the
     // run saying so (issue 20 #3); train.py's --timeout starts only once the environment is there.
     const limitMs = this.deps.packagingTimeoutMs ?? 0;
-    const deadline = limitMs > 0 ? AbortSignal.timeout(limitMs) : null;
-    const signal = deadline ? AbortSignal.any([this.#abort.signal, deadline]) : this.#abort.signal;
+    const limit = limitMs > 0 ? deadline(limitMs) : null;
+    const signal = limit ? AbortSignal.any([this.#abort.signal, limit]) : this.#abort.signal;
     try {
       const venv = await ensureVenv(contained(this.deps.venv, c, uid), path.join(pkgDir, 'requirements.txt'), (l) => this.logs.line('system', l), signal);
       this.#checkStopped();
       return venv;
     } catch (err) {
-      if (deadline?.aborted && !this.#abort.signal.aborted) throw new PackagingError(`the environment was not ready within --packaging-timeout (${limitMs / 1000} s)`);
+      if (limit?.aborted && !this.#abort.signal.aborted) throw new PackagingError(`the environment was not ready within --packaging-timeout (${limitMs / 1000} s)`);
       throw err;
     }
   }
@@ -1055,7 +1055,7 @@ export class Attempt {
     const { log } = this.deps;
     // Bounded (--report-timeout): past it the attempt is let go, and leaves the agent's held list; the
     // scheduler takes it back a few heartbeats later (scheduler/agents/reconcile.ts) and places it again.
-    const late = this.deps.reportTimeoutMs ? AbortSignal.timeout(this.deps.reportTimeoutMs) : null;
+    const late = this.deps.reportTimeoutMs ? deadline(this.deps.reportTimeoutMs) : null;
     const giveUp = AbortSignal.any([this.deps.reportSignal ?? new AbortController().signal, ...(late ? [late] : [])]);
     late?.addEventListener('abort', () => this.logs.close(), { once: true });
     // The last lines go with the report when they can (one call); otherwise they are flushed first.

@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { lineSplitter } from './lines.js';
 import type { RunCgroup } from './cgroup.js';
+import { after } from '../shared/deadline.js';
 
 export interface ProcessExit {
   code: number | null;
@@ -91,7 +92,8 @@ export class SupervisedProcess {
     // resume(): a forked child's sockets come paused (their first line was the agent's to read).
     child.stdout.on('data', (c: Buffer) => out.write(c)).resume();
     child.stderr.on('data', (c: Buffer) => err.write(c)).resume();
-    const timeout = o.timeoutMs ? setTimeout(() => o.onTimeout?.(), o.timeoutMs) : null;
+    // after(), not setTimeout: a --timeout past 24.8 days would fire at once (shared/deadline.ts).
+    const timeout = o.timeoutMs ? after(o.timeoutMs, () => o.onTimeout?.()) : null;
     const onAbort = () => this.stop();
     o.signal?.addEventListener('abort', onAbort, { once: true });
     // The leader is gone; anything it left in the group goes with it. At once, not when the output
@@ -108,7 +110,7 @@ export class SupervisedProcess {
     }).finally(() => {
       out.end();
       err.end();
-      if (timeout) clearTimeout(timeout);
+      timeout?.cancel();
       if (this.#killTimer) clearTimeout(this.#killTimer);
       o.signal?.removeEventListener('abort', onAbort);
       if (child.pid) signalGroup(child.pid, 'SIGKILL');

@@ -21,6 +21,7 @@ import type { Dispatch } from '../shared/proto.js';
 import type { ProcessExit } from './process.js';
 import type { RunCgroup } from './cgroup.js';
 import type { Spool } from './spool.js';
+import { after } from '../shared/deadline.js';
 
 /** Where the cgroups of runs that outlive their agent are named (one folder per box, like run-uid leases). */
 export const REATTACH_REGISTRY = process.env.TRAINYARD_REATTACH_REGISTRY || '/run/trainyard/reattachable';
@@ -115,7 +116,7 @@ export class AdoptedProcess {
   constructor(readonly cgroup: RunCgroup, spool: Spool, private readonly o: { killGraceMs: number; signal: AbortSignal; deadlineMs: number; onTimeout: () => void; onWarn: (msg: string) => void }) {
     const onAbort = () => this.stop();
     o.signal.addEventListener('abort', onAbort, { once: true });
-    const timeout = o.deadlineMs > 0 ? setTimeout(() => o.onTimeout(), Math.max(0, o.deadlineMs - Date.now())) : null;
+    const timeout = o.deadlineMs > 0 ? after(o.deadlineMs - Date.now(), () => o.onTimeout()) : null;
     this.exited = (async () => {
       for (;;) {
         await spool.readNow();
@@ -132,7 +133,7 @@ export class AdoptedProcess {
       return spool.exit ?? { code: null, signal: 'SIGKILL' as NodeJS.Signals };
     })().finally(() => {
       this.#done = true;
-      if (timeout) clearTimeout(timeout);
+      timeout?.cancel();
       o.signal.removeEventListener('abort', onAbort);
     });
     if (o.signal.aborted) this.stop();

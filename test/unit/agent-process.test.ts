@@ -60,6 +60,15 @@ t.test('a timeout is handed to the owner, who decides to stop', async (t) => {
   t.ok(timedOut);
 });
 
+t.test('a timeout longer than setTimeout can hold (30 days, the CLI\'s maximum) does not fire at once', async (t) => {
+  // setTimeout sets a delay past 2^31 - 1 ms to 1 ms: a run submitted with --timeout 2592000 was "timed out"
+  // as it started.
+  let timedOut = false;
+  const { p } = sh('sleep 0.3; exit 0', { timeoutMs: 30 * 86400 * 1000, onTimeout: () => { timedOut = true; p.stop(); } });
+  t.same(await p.exited, { code: 0, signal: null }, 'it ran to its end');
+  t.notOk(timedOut, 'and was not timed out');
+});
+
 t.test('what the leader leaves behind in its group is killed when it exits', async (t) => {
   const pidFile = path.join(dir(), 'orphan');
   const { p } = sh(`sleep 60 & echo $! > ${pidFile}; exit 0`);
