@@ -192,6 +192,7 @@ export class Attempt {
   readonly metrics: RunMetrics;
   /** The attempt's storage client and when its keys expire (renewed through the scheduler). */
   #storageClient: Minio.Client | null = null;
+  #readKeys: { client: Promise<Minio.Client>; expiresAt: number | null } | null = null;
   #storageExpiresAt = 0;
   readonly #redact: Redact;
   /** The run's pipeline kind (the dispatch was validated: agent/claim.ts). */
@@ -629,6 +630,26 @@ export class Attempt {
     return this.#storageClient;
   }
 
+  /**
+   * Read-only keys for the GETs of a pull of many files (DataCache READ_KEYS_FROM_FILES): asked for once
+   * (the files in flight share the answer), again when they near their expiry, as #storage's are.
+   */
+  #readStorage(): Promise<Minio.Client> {
+    const held = this.#readKeys;
+    // null: still being asked for (the files in flight share that one call).
+    if (held && (held.expiresAt === null || held.expiresAt - Date.now() >= RENEW_BEFORE_MS)) return held.client;
+    const entry: { client: Promise<Minio.Client>; expiresAt: number | null } = {
+      client: this.deps.link.renewStorage({ run_id: this.runId, lease: this.lease, read_only: true }, this.#abort.signal).then((c) => {
+        entry.expiresAt = Number(c.expires_at_ms);
+        return createMinioClient({ minioEndpoint: this.deps.minioEndpoint, minioAccessKey: c.access_key, minioSecretKey: c.secret_key, sessionToken: c.session_token });
+      }),
+      expiresAt: null,
+    };
+    entry.client.catch(() => { if (this.#readKeys === entry) this.#readKeys = null; });
+    this.#readKeys = entry;
+    return entry.client;
+  }
+
   #clientFor(c: { access_key?: string; secret_key?: string; session_token?: string; expires_at_ms?: number | string | { toString(): string } }): Minio.Client {
     this.#storageExpiresAt = Number(c.expires_at_ms);
     return createMinioClient({ minioEndpoint: this.deps.minioEndpoint, minioAccessKey: c.access_key ?? '', minioSecretKey: c.secret_key ?? '', sessionToken: c.session_token ?? '' });
@@ -683,8 +704,8 @@ export class Attempt {
     const d = this.dispatch;
     const cache = this.deps.dataCache ?? noDataCache;
     const fetch = async (prefix: string, into: string) => this.#counted('download',
-      cache.makeLocal(await this.#storage(), d.bucket!, prefix, into, this.#transfers('download')), (r: MadeLocal) => r.bytes - r.hitBytes);
-    const said = (r: MadeLocal) => `${r.files} files, ${r.bytes} bytes made local${r.staged ? ' (prepared while the run before it trained)' : r.hits ? ` (${r.hits} from this agent's cache)` : ''}`;
+      cache.makeLocal(await this.#storage(), d.bucket!, prefix, into, this.#transfers('download'), {}, { readClient: () => this.#readStorage() }), (r: MadeLocal) => r.bytes - r.hitBytes);
+    const said = (r: MadeLocal) => `${r.files} files, ${r.bytes} bytes made local${r.staged ? ' (prepared while the run before it trained)' : r.hits ? ` (${r.hits} from this agent's cache)` : ''}${r.readKeys ? ' with read-only keys' : ''}`;
     const got = await fetch(d.dataset_prefix!, folders.data);
     await mkdir(folders.data, { recursive: true });
     this.logs.line('system', `[trainyard] dataset ${d.dataset}: ${said(got)}`);

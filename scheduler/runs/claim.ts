@@ -90,7 +90,10 @@ export async function claimAttempt(ctx: SchedulerContext, req: ClaimAttemptReque
 /** States a claimed attempt is in once its claim was acknowledged. */
 const startedStatuses = [RunStatus.Packaging, RunStatus.Running];
 
-/** New credentials for an attempt still current on the calling agent (a long run nearing their expiry). */
+/**
+ * New credentials for an attempt still current on the calling agent (a long run nearing their expiry), or
+ * read-only ones (readScope) for a pull of many files: the same checks, a shorter session policy.
+ */
 export async function renewStorage(ctx: SchedulerContext, req: RenewStorageRequest__Output, agent: string): Promise<StorageCredentials> {
   if (!isRunId(req.run_id)) throw invalid(`run id "${req.run_id}" is not a run id`);
   const row = await ctx.db.selectFrom('runs').select(['id', 'attempt', 'package_object_key', 'dataset', 'dataset_sub', 'eval_dataset', 'eval_dataset_sub', 'resumed_from'])
@@ -101,8 +104,8 @@ export async function renewStorage(ctx: SchedulerContext, req: RenewStorageReque
     const member = await currentMember(ctx.db, req.run_id, Number(req.lease), agent);
     const run = member ? await ctx.db.selectFrom('runs').select(['id', 'attempt', 'package_object_key', 'dataset', 'dataset_sub', 'eval_dataset', 'eval_dataset_sub', 'resumed_from'])
       .where('id', '=', req.run_id).where('lease', '=', Number(req.lease)).executeTakeFirst() : undefined;
-    if (run && !member!.kill) return ctx.credentials.issue(run);
+    if (run && !member!.kill) return req.read_only ? ctx.credentials.issueRead(run) : ctx.credentials.issue(run);
     throw new TrainyardError(ErrorCodes.StaleLease, `run ${req.run_id}: this attempt is no longer current on agent ${agent}; no new storage credentials`);
   }
-  return ctx.credentials.issue(row);
+  return req.read_only ? ctx.credentials.issueRead(row) : ctx.credentials.issue(row);
 }

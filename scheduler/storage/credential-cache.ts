@@ -39,6 +39,8 @@ export function attemptScope(r: ScopeRow, bucket: string): AttemptScope {
 /**
  * What an agent preparing a queued run (scheduler/runs/next-run.ts) may touch: read its package zip and
  * dataset folder(s), as its attempt will; nothing written, no checkpoint read (the claim finds that one).
+ * Also the read-only keys an attempt asks for to pull many files (RenewStorage read_only): the shorter
+ * policy costs MinIO less on each GET.
  */
 export function readScope(r: ScopeRow, bucket: string): AttemptScope {
   return { bucket, readObjects: [r.package_object_key], readPrefixes: attemptScope({ ...r, resumed_from: null }, bucket).readPrefixes, writePrefix: null };
@@ -74,7 +76,7 @@ export class AttemptCredentials {
     return this.issuer(attemptScope(r, this.bucket));
   }
 
-  /** Read-only keys for an agent preparing a queued run (readScope). */
+  /** Read-only keys (readScope): for an agent preparing a queued run, or an attempt's pull of many files. */
   issueRead(r: ScopeRow): Promise<StorageCredentials> {
     return this.issuer(readScope(r, this.bucket));
   }

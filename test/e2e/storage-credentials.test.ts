@@ -2,7 +2,8 @@
 // whose session policy allows one attempt: read its package zip and dataset folder, write its attempt
 // prefix. Through the real scheduler (as the non-root MinIO user scripts/services.sh made) and real MinIO,
 // a scripted agent claims a run and tries its credentials on everything else; the scheduler's own user is
-// not MinIO's root either. RenewStorage answers only while the attempt is current.
+// not MinIO's root either. RenewStorage answers only while the attempt is current, its read-only keys
+// (for a pull of many files) read what the attempt reads and write nothing.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -118,13 +119,27 @@ t.test('an attempt\'s credentials reach its package, its data and its prefix, an
   // RenewStorage: for the attempt on its agent only, and only while it is current.
   const fresh = await agent.call<Creds>('RenewStorage', { run_id: run.id, lease: d.lease });
   t.ok(fresh.session_token && fresh.access_key !== creds.access_key, 'renewal gives new credentials');
+  // Read-only keys (asked for a pull of many files, agent/data-cache.ts): the attempt's reads, nothing else.
+  const ro = clientFor(s, await agent.call<Creds>('RenewStorage', { run_id: run.id, lease: d.lease, read_only: true }));
+  t.equal(await read(ro, s.bucket, 'datasets/d/train/a.csv'), 'mine\n', 'read-only keys read its data');
+  t.same(await list(ro, s.bucket, String(d.dataset_prefix)), ['datasets/d/train/a.csv'], 'and list its dataset folder');
+  t.ok((await read(ro, s.bucket, String(d.package_object_key))).length > 0, 'and read its package zip');
+  await denied('read-only keys: writing under its prefix', () => ro.putObject(s.bucket, `${d.output_prefix}artifacts/y.txt`, Buffer.from('out')));
+  await denied('read-only keys: writing its checkpoints', () => ro.putObject(s.bucket, `${d.checkpoint_prefix}latest.json`, Buffer.from('{}')));
+  await denied('read-only keys: another folder of its dataset', () => read(ro, s.bucket, 'datasets/d/test/b.csv'));
+  await denied('read-only keys: another dataset', () => read(ro, s.bucket, 'datasets/other/c.csv'));
+  await denied('read-only keys: writing a dataset', () => ro.putObject(s.bucket, 'datasets/d/train/a.csv', Buffer.from('poisoned')));
   const other = await FakeAgent.start(s, 'two');
   t.teardown(() => other.close());
   const stolen = await other.call('RenewStorage', { run_id: run.id, lease: d.lease }).catch((e: unknown) => e);
   t.equal(codeOf(stolen), status.ABORTED, 'another agent with the right lease gets none');
+  const stolenRo = await other.call('RenewStorage', { run_id: run.id, lease: d.lease, read_only: true }).catch((e: unknown) => e);
+  t.equal(codeOf(stolenRo), status.ABORTED, 'nor read-only ones');
   await agent.call('FinishAttempt', { run_id: run.id, lease: d.lease, outcome: 'failed', reason: 'test ends it' });
   const late = await agent.call('RenewStorage', { run_id: run.id, lease: d.lease }).catch((e: unknown) => e);
   t.equal(codeOf(late), status.ABORTED, 'none once the attempt has ended');
+  const lateRo = await agent.call('RenewStorage', { run_id: run.id, lease: d.lease, read_only: true }).catch((e: unknown) => e);
+  t.equal(codeOf(lateRo), status.ABORTED, 'read-only ones neither');
 });
 
 t.test('the scheduler\'s MinIO user (scripts/services.sh) is not root: no admin API, no other bucket', async (t) => {

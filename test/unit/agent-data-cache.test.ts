@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createMinioClient, ensureBucket, removePrefix, walkFiles } from '../../shared/storage.js';
 import { sha256File } from '../../shared/hash.js';
-import { DataCache } from '../../agent/data-cache.js';
+import { DataCache, READ_KEYS_FROM_FILES } from '../../agent/data-cache.js';
 import { mapBounded } from '../../shared/bounded.js';
 import { manifestOf, type DataManifest } from '../../agent/lineage.js';
 
@@ -242,4 +242,38 @@ t.test('an entry linked, then evicted by a download further down the same listin
   t.same(manifestOf(r.entries), await dataManifest(two), 'and the manifest is the folder\'s, its hash included');
   const zSha = r.entries.find((e) => e.path === 'z-cached.txt')!.sha256;
   t.notOk(readdirSync(path.join(work, 'data-cache')).some((n) => n.endsWith(`-${zSha}`)), 'its entry was evicted meanwhile (the case this is about)');
+});
+
+t.test('a cache folder removed by hand while the agent runs is made again by the next download', async (t) => {
+  // The cache's folder is made once (a pull of thousands does not make it once per file), so a download
+  // that finds it gone makes it again rather than failing the run.
+  await put('datasets/gone/a.csv', 'first\n');
+  await put('datasets/gone2/b.csv', 'second\n');
+  const work = tmp('ty-dc-gone-');
+  const cache = new DataCache(work, 1 << 20);
+  await cache.makeLocal(minio, bucket, 'datasets/gone/', path.join(tmp('ty-run-'), 'data'), retry);
+  rmSync(work, { recursive: true, force: true });
+  const into = path.join(tmp('ty-run-'), 'data');
+  const r = await cache.makeLocal(minio, bucket, 'datasets/gone2/', into, retry);
+  t.equal(r.files, 1);
+  t.equal(readFileSync(path.join(into, 'b.csv'), 'utf8'), 'second\n', 'made local all the same');
+});
+
+t.test('a pull of many files takes its GETs\' client from readClient, and one that cannot be had falls back', async (t) => {
+  const n = READ_KEYS_FROM_FILES;
+  await mapBounded(Array.from({ length: n }, (_, i) => i), 16, (i) => put(`datasets/readkeys/f${i}.txt`, `${i}\n`));
+  let asked = 0;
+  const withKeys = await new DataCache(tmp('ty-dc-rk-'), 1 << 24).makeLocal(minio, bucket, 'datasets/readkeys/', path.join(tmp('ty-run-'), 'data'), retry, {},
+    { readClient: async () => { asked++; return minio; } });
+  t.equal(withKeys.readKeys, true, `${n} files: read-only keys`);
+  t.equal(asked, n + 1, 'asked once up front, then once per file (so they may be renewed)');
+  const refused = await new DataCache(tmp('ty-dc-rk-'), 1 << 24).makeLocal(minio, bucket, 'datasets/readkeys/', path.join(tmp('ty-run-'), 'data'), retry, {},
+    { readClient: () => Promise.reject(new Error('no read-only keys today')) });
+  t.equal(refused.files, n, 'keys refused: the pull goes on with the listing\'s client');
+  t.notOk(refused.readKeys);
+  let few = 0;
+  const small = await new DataCache(tmp('ty-dc-rk-'), 1 << 24).makeLocal(minio, bucket, 'datasets/gone2/', path.join(tmp('ty-run-'), 'data'), retry, {},
+    { readClient: async () => { few++; return minio; } });
+  t.equal(few, 0, 'one file: not asked');
+  t.notOk(small.readKeys);
 });
