@@ -2,7 +2,7 @@
 // that retry with backoff and stop on an AbortSignal.
 import * as Minio from 'minio';
 import { createHash } from 'node:crypto';
-import { crc32 } from 'node:zlib';
+import * as zlib from 'node:zlib';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, stat, rename, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -41,22 +41,22 @@ export function createMinioClient(o: StorageOptions): Minio.Client {
   // UNSIGNED-PAYLOAD, as minio-js does over https): on plain http minio-js would hash every byte sent with
   // SHA-256 to sign it, and a body that is data then carried a second and third hash (Content-MD5, the
   // checksum). Profiled (issue 21): a 1 GiB dataset push spent 3.9 s of the scheduler's one thread in
-  // hashes. Every PUT of data carries a checksum of its own instead (putOnce x-amz-checksum-sha256, each
-  // part of putParts x-amz-checksum-crc32), a signed header that MinIO checks before it keeps the bytes: a
-  // body changed on the way is refused all the same, for one checksum instead of three hashes. Everything else stays signed whole on the client itself (the list that
+  // hashes. Every PUT of data carries a checksum of its own instead (x-amz-checksum-sha256; a part over
+  // TLS a CRC-32: partChecksum), a signed header that MinIO checks before it keeps the bytes: a body changed
+  // on the way is refused all the same, for one checksum instead of three hashes. Everything else stays signed whole on the client itself (the list that
   // completes a multipart upload is checked by the ETag it results in: putParts).
   // minio-js's own retry of a 5xx would send a part's stream again once it is spent (putParts):
   // withStorageRetry retries every data PUT anyway, with a fresh body.
   const data = make({ disableRetry: true });
   data.enableSHA256 = false;
-  unsignedTwins.set(client, data);
+  unsignedTwins.set(client, { data, tls: url.protocol === 'https:' });
   return client;
 }
 
-/** The unsigned-payload twin of each client createMinioClient made (for putOnce and putParts). */
-const unsignedTwins = new WeakMap<Minio.Client, Minio.Client>();
+/** The unsigned-payload twin of each client createMinioClient made (for putOnce and putParts), and whether it speaks TLS. */
+const unsignedTwins = new WeakMap<Minio.Client, { data: Minio.Client; tls: boolean }>();
 /** The client to send a body of data through: the unsigned twin when there is one. */
-const dataClient = (client: Minio.Client) => unsignedTwins.get(client) ?? client;
+const dataClient = (client: Minio.Client) => unsignedTwins.get(client)?.data ?? client;
 
 /** The bucket's layout, in one place. */
 export const keys = {
@@ -277,11 +277,27 @@ export interface PutOptions {
 /** The SHA-256 of `body`, base64, as x-amz-checksum-sha256 carries it. */
 const sha256Base64 = (body: Buffer) => createHash('sha256').update(body).digest('base64');
 
-/** The CRC-32 of `body` (its pieces in order), base64 of its four bytes big-endian, as x-amz-checksum-crc32 carries it. */
-function crc32Base64(body: readonly Buffer[]): string {
-  const sum = Buffer.alloc(4);
-  sum.writeUInt32BE(body.reduce((crc, piece) => crc32(piece, crc), 0));
-  return sum.toString('base64');
+/** zlib's CRC-32 (Node 20.15 and later; undefined before, and parts then carry SHA-256). */
+const crc32 = (zlib as { crc32?: (data: Buffer, value?: number) => number }).crc32;
+
+/**
+ * The checksum header a part of a multipart upload carries, over its body (its pieces in order). The body
+ * goes unsigned (createMinioClient), so this header, which the signature covers, is what MinIO checks it
+ * against. Over plain http it is also all that keeps a body from being changed on the way, so it is
+ * SHA-256: a CRC-32 can be matched by whoever changes the bytes. Over TLS, which already keeps the bytes
+ * from being changed, the part carries a CRC-32 against accidents (what the AWS SDKs send by default):
+ * on this machine zlib's CRC-32 runs at 2.3 GB/s against SHA-256's 1.2, the scheduler's largest cost in a
+ * 1 GiB push after its garbage collection.
+ */
+export function partChecksum(body: readonly Buffer[], tls: boolean): Record<string, string> {
+  if (tls && crc32) {
+    const sum = Buffer.alloc(4);
+    sum.writeUInt32BE(body.reduce((crc, piece) => crc32(piece, crc), 0));
+    return { 'x-amz-checksum-crc32': sum.toString('base64') };
+  }
+  const h = createHash('sha256');
+  for (const piece of body) h.update(piece);
+  return { 'x-amz-checksum-sha256': h.digest('base64') };
 }
 
 const unquote = (etag: string | undefined) => (etag ?? '').replace(/^"|"$/g, '');
@@ -323,16 +339,12 @@ export async function putParts(
   let failed: { err: unknown } | null = null;
   let bytes = 0;
   const send = async (part: number, body: readonly Buffer[], length: number) => {
-    // The body goes unsigned (createMinioClient), so this is what MinIO checks the part against: CRC-32,
-    // as the AWS SDKs send by default, since a part's checksum is kept by nobody and guards only the wire
-    // (TLS and the signed headers guard the rest). On this machine zlib's CRC-32 runs at 2.3 GB/s against
-    // SHA-256's 1.2 (MD5's 0.65); it was the scheduler's largest cost in a 1 GiB push after its GC.
-    const sum = crc32Base64(body);
+    const sum = partChecksum(body, unsignedTwins.get(client)?.tls ?? false);
     const etag = await withStorageRetry(`upload ${key} part ${part}`, async () => {
       const c = dataClient(client);
       const req = {
         method: 'PUT', bucketName: bucket, objectName: key, query: `partNumber=${part}&uploadId=${encodeURIComponent(uploadId)}`,
-        headers: { 'Content-Length': length, 'x-amz-checksum-crc32': sum },
+        headers: { 'Content-Length': length, ...sum },
       };
       // A client that signs bodies (one createMinioClient did not make, over http) needs the whole to hash.
       if (c.enableSHA256) return unquote((await c.makeRequestAsyncOmit(req, Buffer.concat(body))).headers.etag);

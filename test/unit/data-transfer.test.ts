@@ -6,12 +6,13 @@
 // and a new package version zipped straight into the bucket is the very zip the agent wrote to disk before.
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
+import * as zlib from 'node:zlib';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createMinioClient, ensureBucket, listObjects, objectChecksum, PART_BYTES, removePrefix, uploadBuffer, uploadDir, uploadFile } from '../../shared/storage.js';
+import { createMinioClient, ensureBucket, listObjects, objectChecksum, PART_BYTES, partChecksum, removePrefix, uploadBuffer, uploadDir, uploadFile } from '../../shared/storage.js';
 import { uploadStream } from '../../shared/stream-upload.js';
 import { zipAnchored, zipAnchoredStream } from '../../shared/zip.js';
 import { AnchoredDir } from '../../shared/anchored-dir.js';
@@ -197,4 +198,13 @@ t.test('a body changed on its way to MinIO is refused: every PUT of data carries
   const got = await uploadStream(ok, bucket, 'datasets/clean/parts.bin', parts(), retry, { partBytes: 5 * MIB, sha256: false });
   t.equal(got.bytes, 10 * MIB + 1000, 'the multipart upload went through whole');
   t.equal(got.sha256, null, "and its whole SHA-256 was not computed, as asked (its parts' were)");
+});
+
+t.test('a part carries SHA-256 over plain http (a CRC-32 could be matched by whoever changes the bytes), a CRC-32 only over TLS', async (t) => {
+  const pieces = [randomBytes(1000), randomBytes(1), randomBytes(70_000)];
+  const whole = Buffer.concat(pieces);
+  t.same(partChecksum(pieces, false), { 'x-amz-checksum-sha256': createHash('sha256').update(whole).digest('base64') }, 'http: the SHA-256 of the pieces in order');
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(zlib.crc32(whole));
+  t.same(partChecksum(pieces, true), { 'x-amz-checksum-crc32': crc.toString('base64') }, 'TLS: the CRC-32 of the pieces in order, as one');
 });
