@@ -136,6 +136,8 @@ const MIB = 1024 * 1024;
 
 /** Credentials this close to their expiry are renewed before the next transfer starts. */
 const RENEW_BEFORE_MS = 5 * 60_000;
+/** How long an attempt waits for read-only keys (a pull of many files) before it goes on with its own. */
+const READ_KEYS_WITHIN_MS = 10_000;
 type PhaseTime = { name: string; started_at: number; ended_at: number };
 type Result = EndReason & {
   startAt?: number; endAt?: number; saved?: boolean; savedTest?: boolean; size?: number; sha256?: string;
@@ -193,6 +195,8 @@ export class Attempt {
   /** The attempt's storage client and when its keys expire (renewed through the scheduler). */
   #storageClient: Minio.Client | null = null;
   #readKeys: { client: Promise<Minio.Client>; expiresAt: number | null } | null = null;
+  /** Why read-only keys could not be had: asked once per attempt, not once per file. */
+  #readKeysRefused: Error | null = null;
   #storageExpiresAt = 0;
   readonly #redact: Redact;
   /** The run's pipeline kind (the dispatch was validated: agent/claim.ts). */
@@ -635,17 +639,27 @@ export class Attempt {
    * (the files in flight share the answer), again when they near their expiry, as #storage's are.
    */
   #readStorage(): Promise<Minio.Client> {
+    if (this.#readKeysRefused) return Promise.reject(this.#readKeysRefused);
     const held = this.#readKeys;
     // null: still being asked for (the files in flight share that one call).
     if (held && (held.expiresAt === null || held.expiresAt - Date.now() >= RENEW_BEFORE_MS)) return held.client;
+    // Bounded: the link retries a scheduler that is away for as long as the attempt lasts, and a pull that
+    // can go on with the attempt's own keys must not wait on it.
+    const asked = this.deps.link.renewStorage({ run_id: this.runId, lease: this.lease, read_only: true }, deadline(READ_KEYS_WITHIN_MS, this.#abort.signal));
     const entry: { client: Promise<Minio.Client>; expiresAt: number | null } = {
-      client: this.deps.link.renewStorage({ run_id: this.runId, lease: this.lease, read_only: true }, this.#abort.signal).then((c) => {
+      client: asked.then((c) => {
         entry.expiresAt = Number(c.expires_at_ms);
         return createMinioClient({ minioEndpoint: this.deps.minioEndpoint, minioAccessKey: c.access_key, minioSecretKey: c.secret_key, sessionToken: c.session_token });
       }),
       expiresAt: null,
     };
-    entry.client.catch(() => { if (this.#readKeys === entry) this.#readKeys = null; });
+    entry.client.catch((err: unknown) => {
+      if (this.#readKeys !== entry) return;
+      // Not asked again by every later file of the pull (thousands): the attempt's keys serve the rest.
+      this.#readKeys = null;
+      this.#readKeysRefused = err instanceof Error ? err : new Error(String(err));
+      if (!this.#abort.signal.aborted) this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'no read-only storage keys for a pull of many files; it goes on with the attempt\'s own');
+    });
     this.#readKeys = entry;
     return entry.client;
   }

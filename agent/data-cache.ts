@@ -236,7 +236,9 @@ export class DataCache {
     // Many files to fetch: their GETs with read-only keys, if they can be had (the listing's otherwise).
     let readKeys = false;
     const { readClient } = local;
-    const getter = readClient && wanted.length - linked.size >= READ_KEYS_FROM_FILES
+    // Files to download: neither linked nor held by the cache (copied out: runs that share the agent's uid).
+    const toFetch = wanted.reduce((n, w, i) => n + (linked.has(i) || (ids[i] && this.#entries.get(ids[i]!)?.size === w.o.size) ? 0 : 1), 0);
+    const getter = readClient && toFetch >= READ_KEYS_FROM_FILES
       ? await readClient().then(() => { readKeys = true; return () => readClient().catch(() => client); }, () => null)
       : null;
     const clientNow = getter ?? (() => Promise.resolve(client));

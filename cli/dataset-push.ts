@@ -11,7 +11,7 @@ import { invalid } from '../shared/errors.js';
 
 /** The most bytes of a file one data message carries; a file no larger is read whole, ahead of its turn. */
 export const CHUNK_BYTES = 1024 * 1024;
-/** Small files read ahead of the one being sent (so at most this many CHUNK_BYTES held). */
+/** Small files read ahead of the one being sent (so at most this many and one more CHUNK_BYTES held). */
 const READ_AHEAD = 8;
 /** Room before a chunk's bytes for its message's tag and length (a varint of up to 2^35). */
 const HEADROOM = 6;

@@ -12,6 +12,7 @@ import { sha256File } from '../../shared/hash.js';
 import { DataCache, READ_KEYS_FROM_FILES } from '../../agent/data-cache.js';
 import { mapBounded } from '../../shared/bounded.js';
 import { manifestOf, type DataManifest } from '../../agent/lineage.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
 
 const endpoint = process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000';
 const creds = { minioAccessKey: process.env.TRAINYARD_MINIO_ACCESS_KEY ?? '', minioSecretKey: process.env.TRAINYARD_MINIO_SECRET_KEY ?? '' };
@@ -262,11 +263,17 @@ t.test('a cache folder removed by hand while the agent runs is made again by the
 t.test('a pull of many files takes its GETs\' client from readClient, and one that cannot be had falls back', async (t) => {
   const n = READ_KEYS_FROM_FILES;
   await mapBounded(Array.from({ length: n }, (_, i) => i), 16, (i) => put(`datasets/readkeys/f${i}.txt`, `${i}\n`));
+  // The read client goes through a proxy that counts its connections: the GETs are seen to use it.
+  const u = new URL(endpoint);
+  const proxy = await startTcpProxy({ host: u.hostname, port: Number(u.port) });
+  t.teardown(() => proxy.close());
+  const readOnly = createMinioClient({ minioEndpoint: proxy.endpoint, ...creds });
   let asked = 0;
   const withKeys = await new DataCache(tmp('ty-dc-rk-'), 1 << 24).makeLocal(minio, bucket, 'datasets/readkeys/', path.join(tmp('ty-run-'), 'data'), retry, {},
-    { readClient: async () => { asked++; return minio; } });
+    { readClient: async () => { asked++; return readOnly; } });
   t.equal(withKeys.readKeys, true, `${n} files: read-only keys`);
   t.equal(asked, n + 1, 'asked once up front, then once per file (so they may be renewed)');
+  t.ok(proxy.used > 0, `the GETs went through the read client (${proxy.used} connections)`);
   const refused = await new DataCache(tmp('ty-dc-rk-'), 1 << 24).makeLocal(minio, bucket, 'datasets/readkeys/', path.join(tmp('ty-run-'), 'data'), retry, {},
     { readClient: () => Promise.reject(new Error('no read-only keys today')) });
   t.equal(refused.files, n, 'keys refused: the pull goes on with the listing\'s client');
