@@ -66,10 +66,10 @@ export async function lockVenv(lockDir: string, signal: AbortSignal, onWait: () 
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOTDIR') throw err;
     }
-    const judged = await stat(lockDir).catch(() => null);
+    const judged = await fingerprint(lockDir);
     if (judged === null) continue; // released meanwhile
     if (await stale(lockDir, o.legacyGraceMs ?? 30_000)) {
-      await removeAside(lockDir, judged.ino);
+      await removeAside(lockDir, judged);
       continue;
     }
     if (!told) { onWait(); told = true; }
@@ -78,13 +78,24 @@ export async function lockVenv(lockDir: string, signal: AbortSignal, onWait: () 
 }
 
 /**
+ * What tells one lock folder from another: its inode and what it holds. The inode alone does not: one
+ * freed by a removal is handed to the next folder made (ext4), so a live lock can have the stale one's.
+ */
+async function fingerprint(dir: string): Promise<string | null> {
+  const s = await stat(dir).catch(() => null);
+  if (!s) return null;
+  const read = (name: string) => readFile(path.join(dir, name), 'utf8').catch(() => '');
+  return JSON.stringify([s.ino, await read('owner'), await read('pid')]);
+}
+
+/**
  * Removes a lock folder in one step: renamed aside, then removed. A recursive rm empties the folder before
  * its rmdir, and another taker's rename onto the emptied folder in between succeeds (a rename replaces an
  * empty folder): the rmdir then failed ENOTEMPTY on that taker's lock, or a stale takeover removed a live
- * lock. With `ino` (a stale takeover), the folder moved aside must be the one judged stale; another taker
+ * lock. With `judged` (a stale takeover), the folder moved aside must be the one judged stale; another taker
  * may have taken it over and put its live lock there since, and that one goes back. Gone already: done.
  */
-async function removeAside(lockDir: string, ino?: number): Promise<void> {
+async function removeAside(lockDir: string, judged?: string): Promise<void> {
   const old = `${lockDir}.${randomBytes(6).toString('hex')}.old`;
   try {
     await rename(lockDir, old);
@@ -92,7 +103,7 @@ async function removeAside(lockDir: string, ino?: number): Promise<void> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw err;
   }
-  if (ino !== undefined && (await stat(old)).ino !== ino) {
+  if (judged !== undefined && (await fingerprint(old)) !== judged) {
     // Back where it was. Should a third taker have got in within these microseconds (only after a crashed
     // owner's lock, with three takers at once), two builds overlap: rare enough to take over a lock server.
     await rename(old, lockDir).catch(() => {});

@@ -87,8 +87,10 @@ t.test('a stale lock taken over while another taker races for it: no error, and 
       t.equal(await r.done, true, `round ${round}: the racer holds it`);
       t.equal(readFileSync(path.join(dir, 'owner'), 'utf8'), live, `round ${round}: the racer's lock is whole`);
     } else {
-      // This taker won: the racer cannot have, until the release.
+      // This taker won: the racer cannot have, until the release (had the takeover removed a lock the
+      // racer had won, both would hold it: the racer's done would be in already).
       t.not(readFileSync(path.join(dir, 'owner'), 'utf8'), live, `round ${round}: this taker's lock, not the racer's`);
+      t.equal(await Promise.race([r.done, new Promise((res) => setTimeout(() => res('still racing'), 30))]), 'still racing', `round ${round}: the racer holds nothing`);
       await got();
       t.equal(await r.done, true, `round ${round}: the racer takes it after the release`);
     }
