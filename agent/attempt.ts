@@ -649,7 +649,7 @@ export class Attempt {
     const entry: { client: Promise<Minio.Client>; expiresAt: number | null } = {
       client: asked.then((c) => {
         entry.expiresAt = Number(c.expires_at_ms);
-        return createMinioClient({ minioEndpoint: this.deps.minioEndpoint, minioAccessKey: c.access_key, minioSecretKey: c.secret_key, sessionToken: c.session_token });
+        return this.#newClient(c);
       }),
       expiresAt: null,
     };
@@ -666,6 +666,11 @@ export class Attempt {
 
   #clientFor(c: { access_key?: string; secret_key?: string; session_token?: string; expires_at_ms?: number | string | { toString(): string } }): Minio.Client {
     this.#storageExpiresAt = Number(c.expires_at_ms);
+    return this.#newClient(c);
+  }
+
+  /** A storage client with these keys (the attempt's, or its read-only ones). */
+  #newClient(c: { access_key?: string; secret_key?: string; session_token?: string }): Minio.Client {
     return createMinioClient({ minioEndpoint: this.deps.minioEndpoint, minioAccessKey: c.access_key ?? '', minioSecretKey: c.secret_key ?? '', sessionToken: c.session_token ?? '' });
   }
 
