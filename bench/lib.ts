@@ -1,7 +1,7 @@
 // What the benchmarks share: a database and bucket of their own, a real scheduler process, and medians.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { customAlphabet } from 'nanoid';
@@ -257,6 +257,8 @@ export async function startNoopTrainyard(o: { agent: Record<string, string> | nu
         if (agent) writeFileSync(path.join(logDir, 'agent.log'), agent.lines.join('\n') + '\n');
       }
       await bench.drop();
+      // The agent's data cache, venvs and work dirs: a data bench leaves gigabytes here otherwise.
+      rmSync(work, { recursive: true, force: true });
     },
   };
 }

@@ -19,7 +19,13 @@ const HEADROOM = 6;
 const DATA_TAG = (3 << 3) | 2;
 
 /** A message to send: the header or a file's start as an object, a data message already encoded. */
-export type PushMessage = { header: { name: string; size_bytes: number } } | { file: { path: string; size_bytes: number } } | Buffer;
+export type PushMessage = { header: { name: string; size_bytes: number } } | { file: { path: string; size_bytes: number; upload_id?: string } } | Buffer;
+
+/** The files stored directly (cli/dataset-direct.ts): each one's upload, or null to send it here after all. */
+export interface DirectFiles {
+  uploadOf(rel: string): Promise<string | null>;
+  handedOver(uploadId: string): void;
+}
 
 /**
  * The data message for the `n` bytes that sit in `buf` from HEADROOM on: its tag and length are written
@@ -74,8 +80,11 @@ async function* largeFile(abs: string, rel: string, size: number): AsyncGenerato
   }
 }
 
-/** Every message of a push of `files` (relative to `dir`), each with the file bytes it carries. */
-export async function* pushMessages(dir: string, name: string, files: readonly { rel: string; size: number }[]): AsyncGenerator<{ message: PushMessage; bytes: number }> {
+/**
+ * Every message of a push of `files` (relative to `dir`), each with the file bytes it carries. Files in
+ * `direct` are named by their upload once it is complete (put them last, so the others stream meanwhile).
+ */
+export async function* pushMessages(dir: string, name: string, files: readonly { rel: string; size: number }[], direct?: { files: ReadonlySet<string>; store: DirectFiles }): AsyncGenerator<{ message: PushMessage; bytes: number }> {
   yield { message: { header: { name, size_bytes: files.reduce((n, f) => n + f.size, 0) } }, bytes: 0 };
   const abs = (rel: string) => path.join(dir, ...rel.split('/'));
   const ahead = new Map<number, Promise<Buffer | null>>();
@@ -91,6 +100,14 @@ export async function* pushMessages(dir: string, name: string, files: readonly {
         ahead.set(next, p);
       }
       const f = files[i]!;
+      if (direct?.files.has(f.rel)) {
+        const uploadId = await direct.store.uploadOf(f.rel);
+        if (uploadId !== null) {
+          yield { message: { file: { path: f.rel, size_bytes: f.size, upload_id: uploadId } }, bytes: 0 };
+          direct.store.handedOver(uploadId);
+          continue;
+        }
+      }
       yield { message: { file: { path: f.rel, size_bytes: f.size } }, bytes: 0 };
       const read = ahead.get(i);
       if (read) {

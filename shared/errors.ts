@@ -22,6 +22,8 @@ export const ErrorCodes = {
   PermissionDenied: 'PERMISSION_DENIED',
   /** A per-caller limit (e.g. concurrent streams) is reached; try again once something ends. */
   ResourceExhausted: 'RESOURCE_EXHAUSTED',
+  /** This scheduler does not do that (an older one, or a feature set off): the caller takes another way. */
+  Unimplemented: 'UNIMPLEMENTED',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -41,6 +43,7 @@ const grpcStatusOf: Record<ErrorCode, GrpcStatus> = {
   UNAUTHENTICATED: GrpcStatus.UNAUTHENTICATED,
   PERMISSION_DENIED: GrpcStatus.PERMISSION_DENIED,
   RESOURCE_EXHAUSTED: GrpcStatus.RESOURCE_EXHAUSTED,
+  UNIMPLEMENTED: GrpcStatus.UNIMPLEMENTED,
 };
 
 export class TrainyardError extends Error {
@@ -79,6 +82,7 @@ export const errorCodeRetryability = {
   UNAUTHENTICATED: 'permanent', // the same credential will be refused again
   PERMISSION_DENIED: 'permanent',
   RESOURCE_EXHAUSTED: 'retryable', // a per-caller limit: free once another stream or call ends
+  UNIMPLEMENTED: 'permanent',
 } as const satisfies Record<ErrorCode, Retryability>;
 
 export const grpcStatusRetryability = {
@@ -136,6 +140,8 @@ export function fromGrpcError(err: unknown): TrainyardError {
     return new TrainyardError(ErrorCodes.Unavailable, `scheduler unreachable: ${e.details ?? e.message}`, { cause: err });
   }
   if (e.code === GrpcStatus.CANCELLED) return new TrainyardError(ErrorCodes.Cancelled, 'cancelled', { cause: err });
+  // A method the scheduler does not have (an older one): the caller may know another way.
+  if (e.code === GrpcStatus.UNIMPLEMENTED) return new TrainyardError(ErrorCodes.Unimplemented, e.details ?? 'not implemented by the scheduler', { cause: err });
   return new TrainyardError(ErrorCodes.Internal, e.details ?? e.message ?? String(err), { cause: err });
 }
 const grpcStatusByCode = grpcStatusOf;

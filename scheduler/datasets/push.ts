@@ -11,7 +11,7 @@ import type { Db } from '../db/database.js';
 import type { Dataset, PushDatasetChunk__Output } from '../../shared/proto.js';
 import { checkName, checkRelativePath } from '../../shared/names.js';
 import { ErrorCodes, TrainyardError, invalid } from '../../shared/errors.js';
-import { keys, listObjects, PART_BYTES, removePrefix } from '../../shared/storage.js';
+import { keys, listObjects, PART_BYTES, removePrefix, withStorageRetry } from '../../shared/storage.js';
 import { uploadStream } from '../../shared/stream-upload.js';
 import { datasetToProto } from './to-proto.js';
 import type { Principal } from '../auth/principal.js';
@@ -59,6 +59,30 @@ async function releaseClaim(db: Db, name: string, project: string): Promise<void
   await db.deleteFrom('dataset_claims').where('name', '=', name).where('project', '=', project).execute();
 }
 
+/**
+ * Completes a file the client stored by parts, once they are checked: numbered 1 to N with none missing and
+ * `expected` bytes in all (a client's URLs are each bound to its part's bytes, but which parts it stored
+ * is only known here). Anything else gives the upload up and fails the push.
+ */
+async function completeDirect(ctx: SchedulerContext, key: string, uploadId: string, expected: number): Promise<void> {
+  const { minio, settings } = ctx;
+  const listed = await withStorageRetry(`list the parts of ${key}`, () => (minio as unknown as { listParts(b: string, k: string, id: string): Promise<{ part: number; etag: string; size: number }[]> })
+    .listParts(settings.bucket, key, uploadId), ctx.storageRetry).catch((err: unknown) => {
+    if ((err as { code?: string }).code === 'NoSuchUpload' || (err as { cause?: { code?: string } }).cause?.code === 'NoSuchUpload') {
+      throw invalid(`file ${key}: upload ${uploadId.slice(0, 40)} is not one of this file's (unknown, completed or given up)`);
+    }
+    throw err;
+  });
+  const parts = [...listed].sort((a, b) => a.part - b.part);
+  const bytes = parts.reduce((n, p) => n + p.size, 0);
+  const numbered = parts.every((p, i) => p.part === i + 1);
+  if (!numbered || bytes !== expected || parts.length === 0) {
+    await minio.abortMultipartUpload(settings.bucket, key, uploadId).catch(() => {});
+    throw invalid(`file ${key}: its upload holds ${parts.length} part(s), ${bytes} bytes${numbered ? '' : ' with parts missing'}; the push announced ${expected} bytes`);
+  }
+  await withStorageRetry(`complete ${key}`, () => minio.completeMultipartUpload(settings.bucket, key, uploadId, parts.map((p) => ({ part: p.part, etag: p.etag }))), ctx.storageRetry);
+}
+
 export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetChunk__Output>, caller: Principal): Promise<Dataset> {
   const { db, minio, settings } = ctx;
   let name: string | null = null;
@@ -73,6 +97,8 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
   /** The push's total as its header announced it (0: not announced, clients before the storage quota). */
   let total = 0;
   const seen = new Set<string>();
+  /** Files stored by the client through PresignDatasetParts, not yet completed: given up if the push fails. */
+  const direct = new Map<string, string>(); // upload id -> key
 
   // Files whose bytes have all come and whose puts are still going; the first failure among them.
   const storing = new Set<Promise<void>>();
@@ -136,7 +162,6 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
         if (seen.has(rel)) throw invalid(`dataset push: file "${rel}" sent twice`);
         seen.add(rel);
         const key = keys.datasetFile(name, rel);
-        const stream = new PassThrough();
         const expected = Number(chunk.file!.size_bytes);
         // Every request has a size limit: a push says each file's size before its bytes, so an oversized
         // one is refused before they come (and what it stored so far is removed below, as for any failure).
@@ -147,13 +172,25 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
         if (announced > settings.maxDatasetPushMb * 1024 * 1024) {
           throw invalid(`dataset "${name}": a push may send at most ${settings.maxDatasetPushMb} MiB (--max-dataset-push-mb on the scheduler); this one reached ${Math.ceil(announced / 1024 / 1024)} MiB at ${rel}; push it in parts`);
         }
+        files++;
+        if (chunk.file!.upload_id) {
+          // Stored already, part by part, by the client (datasets/presign-parts.ts): completed here, now
+          // that the push's checks have been made, and only if its parts add up to the size announced.
+          const uploadId = chunk.file!.upload_id;
+          direct.set(uploadId, key);
+          const p: Promise<void> = completeDirect(ctx, key, uploadId, expected).then(() => { direct.delete(uploadId); }, (err: unknown) => { storeFailed ??= { err }; })
+            .finally(() => storing.delete(p));
+          storing.add(p);
+          await settle(PUSH_FILES_IN_FLIGHT - 1);
+          continue;
+        }
         // A large file waits for the puts in flight and goes alone (its parts in parallel); the parts are
         // held in memory, so each is retried on its own.
         if (expected >= PART_BYTES) await settle(0);
+        const stream = new PassThrough();
         const done = uploadStream(minio, settings.bucket, key, stream, ctx.storageRetry, { maxBytes: expected, sha256: false });
         done.catch(() => {});
         current = { key, stream, done, expected, got: 0 };
-        files++;
       } else if (chunk.part === 'data') {
         if (!current) throw invalid('dataset push: data before any file header');
         const c: { stream: PassThrough; got: number; expected: number; key: string } = current;
@@ -171,6 +208,9 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
     c?.stream.destroy();
     await c?.done.catch(() => {});
     await Promise.all(storing); // nothing still writing into the folder that is removed below
+    // Parts a client stored for this push and that were not completed go too (whatever the dataset).
+    await Promise.all([...direct].map(([uploadId, key]) => minio.abortMultipartUpload(settings.bucket, key, uploadId).catch((e: unknown) =>
+      ctx.log.warn({ err: e, key }, 'could not give up a failed push\'s upload; MinIO drops it with its stale uploads'))));
     // Only a push that holds the name's claim wrote into a new dataset's folder (or could have).
     if (name !== null && claimed) {
       await removePrefix(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch((e: unknown) =>

@@ -36,6 +36,7 @@ import { fireNow } from '../schedules/fire.js';
 import { followEvents, listEvents } from '../events/read.js';
 import { projectUsage } from '../usage/project-usage.js';
 import { createWebhook, deleteWebhook, listWebhookDeliveries, listWebhooks, testWebhook } from '../webhooks/manage.js';
+import { presignDatasetParts } from '../datasets/presign-parts.js';
 import { deleteDatasetRequest, deletePackageRequest, deleteRunRequest } from '../storage/delete-requests.js';
 
 /** A join token lives an hour unless asked otherwise: long enough to start a box, short enough to leak. */
@@ -56,6 +57,7 @@ export function clientService(ctx: SchedulerContext, auth: { tokens: TokenVerifi
     PackageLineage: unary(g, 'PackageLineage', (req, caller) => packageLineage(ctx, req, caller)),
 
     PushDataset: clientStream(g, 'PushDataset', (call, caller) => receiveDataset(ctx, call, caller)),
+    PresignDatasetParts: unary(g, 'PresignDatasetParts', (req, caller) => presignDatasetParts(ctx, req, caller)),
     ListDatasets: unary(g, 'ListDatasets', async (_req, caller) => ({ datasets: await listDatasets(ctx, visibleProject(caller)) })),
 
     SubmitRun: unary(g, 'SubmitRun', async (req, caller) => runToProto(await submits.submit(req, caller), { lineage: true })),

@@ -17,6 +17,7 @@ const httpStatusOf = {
   UNAUTHENTICATED: 401,
   PERMISSION_DENIED: 403,
   RESOURCE_EXHAUSTED: 429,
+  UNIMPLEMENTED: 501,
 } as const satisfies Record<ErrorCode, number>;
 
 /** The status and body for a refusal; null for an error that is not a TrainyardError (a 500, logged). */

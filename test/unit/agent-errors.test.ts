@@ -23,6 +23,7 @@ const expectedCodes: Record<ErrorCode, 'retryable' | 'permanent'> = {
   UNAUTHENTICATED: 'permanent',
   PERMISSION_DENIED: 'permanent',
   RESOURCE_EXHAUSTED: 'retryable',
+  UNIMPLEMENTED: 'permanent',
 };
 
 const expectedStatuses: Record<string, 'retryable' | 'permanent'> = {
