@@ -4,7 +4,7 @@ import * as Minio from 'minio';
 import { createHash } from 'node:crypto';
 import * as zlib from 'node:zlib';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, stat, rename, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, stat, rename, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
@@ -475,26 +475,6 @@ export async function copyObjectIfMatch(client: Minio.Client, bucket: string, fr
 }
 
 /**
- * Every regular file under dir, as '/'-separated relative paths; symlinks are skipped. For a user's own
- * folder (the CLI's push): a folder a run can still change is walked with AnchoredDir instead.
- */
-export async function walkFiles(dir: string, exclude: (rel: string) => boolean = () => false): Promise<{ rel: string; size: number }[]> {
-  const out: { rel: string; size: number }[] = [];
-  async function walk(abs: string, rel: string): Promise<void> {
-    const entries = await readdir(abs, { withFileTypes: true });
-    entries.sort((a, b) => (a.name < b.name ? -1 : 1));
-    for (const e of entries) {
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      if (exclude(r)) continue;
-      if (e.isDirectory()) await walk(path.join(abs, e.name), r);
-      else if (e.isFile()) out.push({ rel: r, size: (await stat(path.join(abs, e.name))).size });
-    }
-  }
-  await walk(dir, '');
-  return out;
-}
-
-/**
  * Uploads the files AnchoredDir.files() found below `dir` to `prefix` (UPLOADS_IN_FLIGHT at once), each
  * read from a descriptor opened from `dir` down (shared/anchored-dir.ts): a folder swapped for a link meanwhile fails the upload instead
  * of sending what the link names.
@@ -517,11 +497,6 @@ export async function uploadDir(
     progress?.(done, total);
   }, retry.signal);
   return { files: files.length, bytes: total };
-}
-
-/** The first `size` bytes of an open file, as a stream that leaves the handle open. */
-export function bytesOf(fh: FileHandle, size: number, o: { autoClose?: boolean } = {}): Readable {
-  return size === 0 ? Readable.from([]) : fh.createReadStream({ start: 0, end: size - 1, autoClose: o.autoClose ?? false });
 }
 
 export { createReadStream };

@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import * as yauzl from 'yauzl';
 import * as yazl from 'yazl';
 import { invalidPackage, TrainyardError } from './errors.js';
-import { bytesOf, walkFiles } from './storage.js';
+import { bytesOf, walkFiles } from './local-files.js';
 import type { AnchoredDir, AnchoredFile } from './anchored-dir.js';
 
 export interface ZipLimits {

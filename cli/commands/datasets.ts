@@ -4,7 +4,7 @@ import { Api, connectClient } from '../client.js';
 import { jsonFlag, requireString } from '../args.js';
 import { flags, group, verb, type Parsed } from '../verb.js';
 import { bytes, color, progressBar, safeText, table } from '../format.js';
-import { walkFiles } from '../../shared/storage.js';
+import { walkFiles } from '../../shared/local-files.js';
 import { fromGrpcError, invalid } from '../../shared/errors.js';
 import type { Dataset__Output, PresignDatasetPartsRequest, PresignDatasetPartsResponse__Output } from '../../shared/proto.js';
 import { pushMessages, type PushMessage } from '../dataset-push.js';

@@ -6,7 +6,7 @@ import { appendFileSync, truncateSync } from 'node:fs';
 import path from 'node:path';
 import { CHUNK_BYTES, pushMessages } from '../../cli/dataset-push.js';
 import { loadProto } from '../../shared/proto.js';
-import { walkFiles } from '../../shared/storage.js';
+import { walkFiles } from '../../shared/local-files.js';
 import { tempDir, writeTree } from '../helpers/stack.js';
 
 const method = loadProto().trainyard.v1.Trainyard.service.PushDataset;
