@@ -26,7 +26,7 @@ import { copyFile, link, mkdir, readdir, rename, rm, stat, utimes } from 'node:f
 import type { ObjectEntry as StoredObject } from '../shared/storage.js';
 import path from 'node:path';
 import type * as Minio from 'minio';
-import { listObjects, localPathOf, type RetryOptions } from '../shared/storage.js';
+import { listHints, listObjects, localPathOf, type RetryOptions } from '../shared/storage.js';
 import { mapBounded } from '../shared/bounded.js';
 import { downloadRanged, RANGE_BYTES, RANGES_IN_FLIGHT, type Downloaded, type RangedOptions } from '../shared/ranged-download.js';
 import type { ManifestEntry } from './lineage.js';
@@ -51,6 +51,8 @@ export const READ_KEYS_FROM_FILES = 256;
 const RESUME_FROM_BYTES = 1024 * 1024;
 /** Cache entries linked into a run's folder between two turns of the event loop (#linkHits). */
 const LINKS_PER_TURN = 256;
+/** Datasets (bucket and prefix) whose listing hints are kept: a few strings each, one per 1,000 files. */
+const LIST_HINT_PREFIXES = 256;
 
 const ENTRY = /^([0-9a-f]{64})-([0-9a-f]{64})$/;
 /** A download into the cache not finished yet (downloadRanged's `.part` of `<id>.got`). */
@@ -105,6 +107,12 @@ export class DataCache {
   readonly #fetching = new Map<string, Promise<{ entry: Entry; resumedFrom: number | null }>>();
   #bytes = 0;
   #ready: Promise<void> | null = null;
+  /**
+   * Per bucket and prefix, where the last listing of it crossed into a new page (shared/storage.ts
+   * listHints): the next listing of a dataset seen before is listed in ranges at once, not page after page.
+   * In memory only, the most recently listed LIST_HINT_PREFIXES.
+   */
+  readonly #listHints = new Map<string, string[]>();
   /** Where staged folders go (the agent's, 0700), emptied at the first stage of this process. */
   readonly #stageDir: string;
   #stageReady: Promise<void> | null = null;
@@ -215,7 +223,14 @@ export class DataCache {
     // The run expected next, claimed while its folder is being staged: the staging's copy is this run's.
     const staging = this.#staging;
     if (takeStaged && staging?.bucket === bucket && staging.prefix === prefix) await staging.done;
-    const objects = await listObjects(client, bucket, prefix, retry);
+    const hintKey = `${bucket}\0${prefix}`;
+    const objects = await listObjects(client, bucket, prefix, retry, this.#listHints.get(hintKey));
+    this.#listHints.delete(hintKey);
+    this.#listHints.set(hintKey, listHints(objects));
+    for (const k of this.#listHints.keys()) {
+      if (this.#listHints.size <= LIST_HINT_PREFIXES) break;
+      this.#listHints.delete(k);
+    }
     const staged = takeStaged ? await this.#takeStaged(bucket, prefix, objects, dir) : null;
     if (staged) return { made: staged, objects };
     const wanted = objects.flatMap((obj) => { const at = localPathOf(obj.key, prefix, dir); return at ? [{ o: obj, at }] : []; });

@@ -3,7 +3,7 @@
 // escaping on the way out (the prefix, the continuation token) and decoding on the way back (spaces, '+',
 // '&', '%', quotes, '<', non-ASCII), it must give exactly what minio-js's own listing gives.
 import t from 'tap';
-import { createMinioClient, ensureBucket, listObjects, parseListPage, removePrefix, uploadBuffer } from '../../shared/storage.js';
+import { compareKeys, createMinioClient, ensureBucket, listHints, listObjects, parseListPage, removePrefix, uploadBuffer } from '../../shared/storage.js';
 import { mapBounded } from '../../shared/bounded.js';
 
 const endpoint = process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000';
@@ -42,4 +42,42 @@ t.test('a page that is not a listing, or is cut off, is an error, not an empty d
   t.throws(() => parseListPage('<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>a</Key><Size>1</Size></Contents>'), /cut off/, 'cut off between two objects');
   const page = parseListPage('<?xml version="1.0"?><ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>t&amp;1</NextContinuationToken><Contents><Key>a%20b</Key><ETag>&#34;x&#34;</ETag><Size>3</Size></Contents></ListBucketResult>');
   t.same(page, { objects: [{ key: 'a b', size: 3, etag: 'x' }], truncated: true, next: 't&1' });
+});
+
+t.test('a listing with hints from an earlier one is listed in ranges at once, and is the listing as it is now', async (t) => {
+  const prefix = 'datasets/hinted/';
+  // U+FB00 sorts before U+1D11E in UTF-8 (what S3 orders by), after it in JavaScript's UTF-16 order.
+  const keys = ['\uFB00 ligature.txt', '\u{1D11E} clef.txt', ...Array.from({ length: 2500 }, (_, i) => `many/f${String(i).padStart(5, '0')}.bin`)].map((k) => prefix + k);
+  await mapBounded(keys, 32, (k, i) => uploadBuffer(client, bucket, k, Buffer.from(`body ${i}`), { retries: 2 }));
+  const first = await listObjects(client, bucket, prefix, { retries: 1 });
+  t.same(first, await minioJsListing(prefix), 'without hints: minio-js\'s listing');
+  t.ok(first.findIndex((o) => o.key.includes('\uFB00')) < first.findIndex((o) => o.key.includes('\u{1D11E}')), 'in UTF-8 order');
+  t.ok(compareKeys('\uFB00', '\u{1D11E}') < 0 && '\uFB00' > '\u{1D11E}', 'which compareKeys follows and < does not');
+  const hints = listHints(first);
+  t.same(hints, [first[999]!.key, first[1999]!.key], 'a hint where each page of 1,000 ended');
+
+  // Count the requests and what they asked for (the client is the real one, only watched).
+  const queries: string[] = [];
+  const watched = Object.create(client) as typeof client;
+  watched.makeRequestAsync = ((o: { query?: string }, ...rest: unknown[]) => {
+    queries.push(o.query ?? '');
+    return (client.makeRequestAsync as (...a: unknown[]) => unknown)(o, ...rest);
+  }) as typeof client.makeRequestAsync;
+  t.same(await listObjects(watched, bucket, prefix, { retries: 1 }, hints), first, 'unchanged: the same listing');
+  t.equal(queries.length, 3, `one page per range, none wasted (${queries.length} requests)`);
+  t.equal(queries.filter((q) => q.includes('start-after=')).length, 2, 'two ranges began after a hint');
+
+  // Changed behind the hints' back: a hint's own key gone, keys added before, inside (a range of two
+  // pages now) and after them, some removed.
+  await client.removeObject(bucket, hints[0]!);
+  await client.removeObjects(bucket, [first[5]!.key, first[1500]!.key, first[2501]!.key]);
+  const added = [`${prefix}many/f00003a.bin`, ...Array.from({ length: 1200 }, (_, i) => `${prefix}many/f01500-${String(i).padStart(4, '0')}.bin`), `${prefix}zzz/last.bin`];
+  await mapBounded(added, 32, (k) => uploadBuffer(client, bucket, k, Buffer.from('new'), { retries: 2 }));
+  queries.length = 0;
+  const now = await listObjects(watched, bucket, prefix, { retries: 1 }, hints);
+  t.same(now, await minioJsListing(prefix), 'changed: exactly what minio-js lists now');
+  t.equal(now.length, keys.length - 4 + added.length, 'every key added is in it and every key removed is not');
+  t.ok(queries.length >= 4, `the range that grew past a page took another (${queries.length} requests)`);
+  t.same(await listObjects(client, bucket, prefix, { retries: 1 }, ['datasets/elsewhere/x', `${prefix}zzzz-after-everything`, `${prefix}0-before-everything`]), now,
+    'hints outside the prefix, or past or before every key, change nothing');
 });
