@@ -5,9 +5,11 @@
 // once across the push's files. The push's stream then names each file's upload and the scheduler
 // completes it (scheduler/datasets/push.ts): nothing becomes part of the dataset until then.
 //
-// When storage cannot be reached from here (the scheduler signs for the address it was given, which may be
-// an internal one), or the scheduler does not offer it, the first failure turns direct storing off for the
-// push and its large files go through the stream as before: a push never fails for want of a shortcut.
+// When storage cannot be used from here (the scheduler signs for the address it was given, which may be an
+// internal one, behind a firewall or a proxy), or the scheduler does not offer it, the first part's failure
+// turns direct storing off for the push and its large files go through the stream as before: a push never
+// fails for want of a shortcut. Once a part has been stored, storage is known to work from here, and a
+// failure is retried and then fails the push, saying how to push without it.
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { createHash } from 'node:crypto';
@@ -15,17 +17,22 @@ import { open } from 'node:fs/promises';
 import { ErrorCodes, TrainyardError, errorMessage } from '../shared/errors.js';
 import type { PresignDatasetPartsRequest, PresignDatasetPartsResponse__Output } from '../shared/proto.js';
 
-/** Files of at least this many bytes are stored directly; and it is their part size (S3's minimum is 5 MiB). */
+/** Files of at least this many bytes are stored directly, in parts of this size (S3's minimum is 5 MiB). */
 export const DIRECT_PART_BYTES = 16 * 1024 * 1024;
+const MIB = 1024 * 1024;
+/** S3's most parts in one upload: a file over 156 GiB has larger parts. */
+const MAX_PARTS = 10_000;
+/** The part size for a file of `size` bytes: 16 MiB, or whole MiB enough to stay within MAX_PARTS. */
+export const partBytesFor = (size: number) => Math.max(DIRECT_PART_BYTES, Math.ceil(size / MAX_PARTS / MIB) * MIB);
 /** Parts being read, hashed or sent at once, across the push's files (each held in memory meanwhile). */
 const PARTS_IN_FLIGHT = 4;
 /** Tries of one part's PUT (a dropped connection, a 5xx) before the push fails. */
 const PART_TRIES = 4;
-/** A PUT not answered this long is tried again (16 MiB at under 270 KB/s). */
+/** A PUT whose connection is idle this long is tried again. */
 const PART_TIMEOUT_MS = 60_000;
-
-/** Errors that say storage cannot be reached from here at all, rather than that a part failed. */
-const unreachable = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'CERT_HAS_EXPIRED', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'ERR_TLS_CERT_ALTNAME_INVALID']);
+/** Before any part has been stored: idle this long, storage is taken as out of reach (a firewall that drops). */
+const PROBE_TIMEOUT_MS = 15_000;
+const HINT = 'push with --via-scheduler to send every byte through the scheduler';
 
 export type Presigner = (req: PresignDatasetPartsRequest) => Promise<PresignDatasetPartsResponse__Output>;
 
@@ -34,43 +41,43 @@ export interface LargeFile { rel: string; abs: string; size: number }
 /** Why direct storing was turned off for a push: shown once, so a user knows what the push is doing. */
 export type FallbackReason = string;
 
-class Unreachable extends Error {}
-
 const agents = { http: new http.Agent({ keepAlive: true, maxSockets: PARTS_IN_FLIGHT }), https: new https.Agent({ keepAlive: true, maxSockets: PARTS_IN_FLIGHT }) };
 
-/** PUTs `body` to `url`; resolves with the ETag, or throws (Unreachable when nothing answered at all). */
-function putPart(url: string, body: Buffer): Promise<string> {
+/** PUTs `body` to `url`; throws with `status` when storage answered, without when the connection failed. */
+function putPart(url: string, body: Buffer, idleMs: number): Promise<void> {
   const u = new URL(url);
   const mod = u.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
-    const req = mod.request(u, { method: 'PUT', agent: u.protocol === 'https:' ? agents.https : agents.http, headers: { 'content-length': body.length }, timeout: PART_TIMEOUT_MS }, (res) => {
+    const req = mod.request(u, { method: 'PUT', agent: u.protocol === 'https:' ? agents.https : agents.http, headers: { 'content-length': body.length }, timeout: idleMs }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);
       res.on('end', () => {
+        if (res.statusCode === 200) return resolve();
         const text = Buffer.concat(chunks).toString('utf8');
-        if (res.statusCode === 200 && res.headers.etag) return resolve(res.headers.etag.replace(/"/g, ''));
         const code = /<Code>([^<]+)<\/Code>/.exec(text)?.[1] ?? `HTTP ${res.statusCode}`;
         const message = /<Message>([^<]+)<\/Message>/.exec(text)?.[1] ?? '';
-        reject(Object.assign(new Error(`storage refused a part: ${code}${message ? ` (${message})` : ''}`), { status: res.statusCode, s3: code }));
+        reject(Object.assign(new Error(`${u.host} refused a part: ${code}${message ? ` (${message})` : ''}`), { status: res.statusCode }));
       });
     });
-    req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer from storage in ${PART_TIMEOUT_MS / 1000} s`), { code: 'ETIMEDOUT' })));
-    req.on('error', (err: NodeJS.ErrnoException) => reject(err.code && unreachable.has(err.code) ? new Unreachable(`${u.host}: ${err.code}`) : err));
+    req.on('timeout', () => req.destroy(Object.assign(new Error(`${u.host}: no answer in ${idleMs / 1000} s`), { code: 'ETIMEDOUT' })));
+    req.on('error', (err: NodeJS.ErrnoException) => reject(Object.assign(new Error(`${u.host}: ${err.code ?? err.message}`), { code: err.code })));
     req.end(body);
   });
 }
 
-/** A part's PUT, tried again on a dropped connection or a 5xx; a 4xx (a refused signature, a changed file) is final. */
+/** A part's PUT, tried again on a dropped connection or a 5xx; a 4xx (a refused signature) is final. */
 async function putWithRetry(url: string, body: Buffer, signal: AbortSignal): Promise<void> {
   for (let tryNo = 1; ; tryNo++) {
     signal.throwIfAborted();
     try {
-      await putPart(url, body);
+      await putPart(url, body, PART_TIMEOUT_MS);
       return;
     } catch (err) {
       const status = (err as { status?: number }).status;
-      if (err instanceof Unreachable || (status !== undefined && status < 500) || tryNo >= PART_TRIES) throw err;
+      if ((status !== undefined && status < 500) || tryNo >= PART_TRIES) {
+        throw new TrainyardError(ErrorCodes.StorageError, `dataset push: ${errorMessage(err)}${tryNo > 1 ? ` (${tryNo} tries)` : ''}; ${HINT}`, { cause: err });
+      }
       await new Promise((r) => setTimeout(r, 250 * 2 ** tryNo));
     }
   }
@@ -84,6 +91,8 @@ async function putWithRetry(url: string, body: Buffer, signal: AbortSignal): Pro
  */
 export function storeDirect(files: readonly LargeFile[], dataset: string, presignParts: Presigner, o: { onBytes: (n: number) => void; onFallback: (why: FallbackReason) => void; signal: AbortSignal }) {
   let off = false;
+  /** A part has been stored: storage works from here, and a failure is no longer a reason to go around it. */
+  let proven = false;
   /** The first failure that is not about reaching storage: the push fails with it, the other parts stop. */
   let stopped: { err: unknown } | null = null;
   const aborts = new Map<string, string>(); // upload id -> abort URL, until the push takes the upload
@@ -97,7 +106,7 @@ export function storeDirect(files: readonly LargeFile[], dataset: string, presig
   };
 
   for (const file of files) {
-    const parts = Math.ceil(file.size / DIRECT_PART_BYTES);
+    const parts = Math.ceil(file.size / partBytesFor(file.size));
     // The first part starts the upload (its presign returns the id); the others wait for it.
     let firstDone!: (id: string | null) => void;
     const uploadId = new Promise<string | null>((r) => { firstDone = r; });
@@ -123,14 +132,16 @@ export function storeDirect(files: readonly LargeFile[], dataset: string, presig
     results.set(file.rel, all);
   }
 
-  const runJob = async (job: Job & { first: ((id: string | null) => void) | null; settle: (ok: boolean) => void; fail: (err: unknown) => void }, buffer: Buffer) => {
+  const runJob = async (job: Job & { first: ((id: string | null) => void) | null; settle: (ok: boolean) => void; fail: (err: unknown) => void }, buffers: { b: Buffer }) => {
     try {
       if (stopped) throw stopped.err;
       if (off) { job.first?.(null); return job.settle(false); }
       const { file, part } = job;
-      const start = (part - 1) * DIRECT_PART_BYTES;
-      const n = Math.min(DIRECT_PART_BYTES, file.size - start);
-      const body = buffer.subarray(0, n);
+      const partBytes = partBytesFor(file.size);
+      const start = (part - 1) * partBytes;
+      const n = Math.min(partBytes, file.size - start);
+      if (buffers.b.length < n) buffers.b = Buffer.allocUnsafe(partBytes);
+      const body = buffers.b.subarray(0, n);
       const fh = await open(file.abs, 'r');
       try {
         for (let got = 0; got < n;) {
@@ -145,7 +156,7 @@ export function storeDirect(files: readonly LargeFile[], dataset: string, presig
         await fh.close();
       }
       const sha = createHash('sha256').update(body).digest('hex');
-      const base = { dataset, path: file.rel, size_bytes: file.size, part_bytes: DIRECT_PART_BYTES, first_part: part, part_sha256: [sha] };
+      const base = { dataset, path: file.rel, size_bytes: file.size, part_bytes: partBytes, first_part: part, part_sha256: [sha] };
       let url: string;
       if (job.first) {
         let res: PresignDatasetPartsResponse__Output;
@@ -160,12 +171,17 @@ export function storeDirect(files: readonly LargeFile[], dataset: string, presig
         }
         aborts.set(res.upload_id, res.abort_url);
         url = res.part_urls[0]!;
-        try {
-          await putWithRetry(url, body, o.signal);
-        } catch (err) {
-          if (err instanceof Unreachable) { job.first(turnOff(`storage is not reachable from here (${err.message}); large files go through the scheduler`)); return job.settle(false); }
-          job.first(null);
-          throw err;
+        if (proven) await putWithRetry(url, body, o.signal);
+        else {
+          // The probe: anything but success (refused, unknown host, a firewall's silence, a proxy's page or
+          // a signature it broke) means storage is not usable from here, and the push goes around it.
+          try {
+            await putPart(url, body, PROBE_TIMEOUT_MS);
+          } catch (err) {
+            if (!proven) { job.first(turnOff(`storage is not usable from here (${errorMessage(err)}); large files go through the scheduler`)); return job.settle(false); }
+            await putWithRetry(url, body, o.signal); // another file's part got through meanwhile: a real failure, retried
+          }
+          proven = true;
         }
         job.first(res.upload_id);
         job.first = null;
@@ -191,10 +207,10 @@ export function storeDirect(files: readonly LargeFile[], dataset: string, presig
   // before the worker takes the next).
   let nextJob = 0;
   const workers = Array.from({ length: Math.min(PARTS_IN_FLIGHT, jobs.length) }, async () => {
-    const buffer = Buffer.allocUnsafe(DIRECT_PART_BYTES);
+    const buffers = { b: Buffer.alloc(0) };
     while (nextJob < jobs.length) {
       const job = jobs[nextJob++] as Parameters<typeof runJob>[0];
-      await runJob(job, buffer);
+      await runJob(job, buffers);
     }
   });
   const finished = Promise.all(workers);

@@ -40,20 +40,30 @@ async function push({ values, positionals }: Parsed<typeof pushFlags>, address: 
   });
   const store = storeDirect(large.map((f) => ({ ...f, abs: path.join(dir, ...f.rel.split('/')) })), name, presign, {
     signal: stop.signal,
-    onBytes: (n) => { sent += n; bar.update(sent); },
+    onBytes: (n) => { sent += n; bar.update(Math.min(sent, total)); },
     onFallback: (why) => { if (!values.json) process.stderr.write(`${color.yellow('!')} ${safeText(why)}\n`); },
   });
   // The service's own serializer for the header and file starts; data messages come encoded (cli/dataset-push.ts).
   const method = (client.constructor as grpc.ServiceClientConstructor).service.PushDataset as grpc.MethodDefinition<object, Dataset__Output>;
   const serialize = (m: PushMessage) => (Buffer.isBuffer(m) ? m : method.requestSerialize(m));
   const dataset = await new Promise<Dataset__Output>((resolve, reject) => {
-    const call = client.makeClientStreamRequest<PushMessage, Dataset__Output>(method.path, serialize, method.responseDeserialize,
-      (err, res) => (err ? reject(fromGrpcError(err)) : resolve(res!)));
+    // Once the call has its answer (a refusal, say), nothing more is read or sent: the loop below stops.
+    let answered!: () => void;
+    const ended = new Promise<void>((r) => { answered = r; });
+    let done = false;
+    const call = client.makeClientStreamRequest<PushMessage, Dataset__Output>(method.path, serialize, method.responseDeserialize, (err, res) => {
+      done = true;
+      answered();
+      if (err) reject(fromGrpcError(err));
+      else resolve(res!);
+    });
     (async () => {
       for await (const { message, bytes } of pushMessages(dir, name, ordered, { files: largeSet, store })) {
-        if (!call.write(message)) await new Promise<void>((r) => call.once('drain', () => r()));
+        if (done) return;
+        if (!call.write(message)) await Promise.race([new Promise<void>((r) => call.once('drain', () => r())), ended]);
         sent += bytes;
-        if (bytes) bar.update(sent);
+        // A file that went through the stream after some of its parts had been stored directly counts twice.
+        if (bytes) bar.update(Math.min(sent, total));
       }
       bar.done();
       call.end();

@@ -65,22 +65,29 @@ async function releaseClaim(db: Db, name: string, project: string): Promise<void
  * is only known here). Anything else gives the upload up and fails the push.
  */
 async function completeDirect(ctx: SchedulerContext, key: string, uploadId: string, expected: number): Promise<void> {
-  const { minio, settings } = ctx;
+  const { db, minio, settings } = ctx;
+  // Only an upload this scheduler began for this very file (PresignDatasetParts recorded it).
+  const row = await db.selectFrom('dataset_uploads').select('object_key').where('upload_id', '=', uploadId).executeTakeFirst();
+  if (row?.object_key !== key) throw invalid(`file ${key}: upload ${uploadId.slice(0, 80)} is not one begun for this file (unknown, ended, or another's)`);
   const listed = await withStorageRetry(`list the parts of ${key}`, () => (minio as unknown as { listParts(b: string, k: string, id: string): Promise<{ part: number; etag: string; size: number }[]> })
-    .listParts(settings.bucket, key, uploadId), ctx.storageRetry).catch((err: unknown) => {
-    if ((err as { code?: string }).code === 'NoSuchUpload' || (err as { cause?: { code?: string } }).cause?.code === 'NoSuchUpload') {
-      throw invalid(`file ${key}: upload ${uploadId.slice(0, 40)} is not one of this file's (unknown, completed or given up)`);
-    }
-    throw err;
-  });
+    .listParts(settings.bucket, key, uploadId), ctx.storageRetry);
   const parts = [...listed].sort((a, b) => a.part - b.part);
   const bytes = parts.reduce((n, p) => n + p.size, 0);
   const numbered = parts.every((p, i) => p.part === i + 1);
   if (!numbered || bytes !== expected || parts.length === 0) {
-    await minio.abortMultipartUpload(settings.bucket, key, uploadId).catch(() => {});
     throw invalid(`file ${key}: its upload holds ${parts.length} part(s), ${bytes} bytes${numbered ? '' : ' with parts missing'}; the push announced ${expected} bytes`);
   }
   await withStorageRetry(`complete ${key}`, () => minio.completeMultipartUpload(settings.bucket, key, uploadId, parts.map((p) => ({ part: p.part, etag: p.etag }))), ctx.storageRetry);
+  // Stored now: counted as the dataset's, no longer as an open upload.
+  await db.deleteFrom('dataset_uploads').where('upload_id', '=', uploadId).execute();
+}
+
+/** Gives up an upload the push took and did not complete: MinIO drops its parts, its record goes. */
+async function giveUp(ctx: SchedulerContext, key: string, uploadId: string): Promise<void> {
+  await ctx.minio.abortMultipartUpload(ctx.settings.bucket, key, uploadId).catch((e: unknown) =>
+    ctx.log.warn({ err: e, key }, 'could not give up a failed push\'s upload; MinIO drops it with its stale uploads'));
+  await ctx.db.deleteFrom('dataset_uploads').where('upload_id', '=', uploadId).where('object_key', '=', key).execute()
+    .catch((e: unknown) => ctx.log.warn({ err: e, key }, 'could not forget a failed push\'s upload; it is forgotten after a day'));
 }
 
 export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetChunk__Output>, caller: Principal): Promise<Dataset> {
@@ -209,8 +216,7 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
     await c?.done.catch(() => {});
     await Promise.all(storing); // nothing still writing into the folder that is removed below
     // Parts a client stored for this push and that were not completed go too (whatever the dataset).
-    await Promise.all([...direct].map(([uploadId, key]) => minio.abortMultipartUpload(settings.bucket, key, uploadId).catch((e: unknown) =>
-      ctx.log.warn({ err: e, key }, 'could not give up a failed push\'s upload; MinIO drops it with its stale uploads'))));
+    await Promise.all([...direct].map(([uploadId, key]) => giveUp(ctx, key, uploadId)));
     // Only a push that holds the name's claim wrote into a new dataset's folder (or could have).
     if (name !== null && claimed) {
       await removePrefix(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch((e: unknown) =>

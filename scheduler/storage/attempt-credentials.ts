@@ -69,13 +69,25 @@ export interface IssuerOptions {
 
 /** Asks MinIO's STS for keys limited to one attempt's scope. */
 export async function issueAttemptCredentials(o: IssuerOptions, scope: AttemptScope): Promise<StorageCredentials> {
+  return assumeRole(o, sessionPolicy(scope), 'the attempt');
+}
+
+/** Keys that may only write `key` (PutObject, AbortMultipartUpload): what a dataset push's part URLs are signed with. */
+export async function issueWriteOneCredentials(o: IssuerOptions, bucket: string, key: string): Promise<StorageCredentials> {
+  const policy = JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: ['s3:PutObject', 's3:AbortMultipartUpload'], Resource: [`arn:aws:s3:::${bucket}/${key}`] }] });
+  if (policy.length > MAX_POLICY_CHARS) throw new TrainyardError(ErrorCodes.InvalidArgument, `the file's storage policy is ${policy.length} characters, over MinIO's ${MAX_POLICY_CHARS} (its path is too long)`);
+  return assumeRole(o, policy, `${key}`);
+}
+
+/** AssumeRole (as the scheduler's user) with a session `policy`; `what` names whose keys they are in an error. */
+async function assumeRole(o: IssuerOptions, policy: string, what: string): Promise<StorageCredentials> {
   const durationSeconds = Math.max(MIN_CREDENTIAL_SECONDS, o.durationSeconds);
   const provider = new AssumeRoleProvider({
     stsEndpoint: o.minioEndpoint,
     accessKey: o.accessKey,
     secretKey: o.secretKey,
     durationSeconds,
-    policy: sessionPolicy(scope),
+    policy,
     region: 'us-east-1',
   });
   const asked = Date.now();
@@ -91,6 +103,6 @@ export async function issueAttemptCredentials(o: IssuerOptions, scope: AttemptSc
   } catch (err) {
     // STS unreachable or refusing: the claim fails UNAVAILABLE and the agent retries; the ack deadline
     // places the run again if it goes on.
-    throw new TrainyardError(ErrorCodes.StorageError, `could not issue storage credentials for the attempt: ${errorMessage(err)}`, { cause: err });
+    throw new TrainyardError(ErrorCodes.StorageError, `could not issue storage credentials for ${what}: ${errorMessage(err)}`, { cause: err });
   }
 }
