@@ -8,6 +8,8 @@ CREATE TABLE dataset_uploads (
   project    text NOT NULL,
   object_key text NOT NULL,
   size_bytes bigint NOT NULL,
+  part_bytes bigint NOT NULL,  -- every part's length but the last's; each URL is signed for its part's length, so
+                               -- URLs for another part size would let the upload hold more than size_bytes
   started_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX dataset_uploads_project ON dataset_uploads (project, started_at);

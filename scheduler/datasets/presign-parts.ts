@@ -104,14 +104,15 @@ export async function presignDatasetParts(ctx: SchedulerContext, req: PresignDat
       }
       await checkStorage(trx, project, size + Number(open.bytes), `dataset "${name}" (with the project's ${open.n} other uploads open)`);
       const id = await withStorageRetry(`start ${key}`, () => ctx.minio.initiateNewMultipartUpload(settings.bucket, key, {}), ctx.storageRetry);
-      await trx.insertInto('dataset_uploads').values({ upload_id: id, project, object_key: key, size_bytes: size }).execute();
+      await trx.insertInto('dataset_uploads').values({ upload_id: id, project, object_key: key, size_bytes: size, part_bytes: Number(req.part_bytes) }).execute();
       return id;
     });
   } else {
-    // More URLs for an upload this scheduler began, for this file, of this size.
-    const row = await db.selectFrom('dataset_uploads').select(['object_key', 'size_bytes']).where('upload_id', '=', uploadId).executeTakeFirst();
-    if (!row || row.object_key !== key || Number(row.size_bytes) !== size) {
-      throw invalid(`${what}: upload ${uploadId.slice(0, 80)} is not one begun for this file at this size (unknown, ended, or another's)`);
+    // More URLs for an upload this scheduler began, for this file, of this size, cut into parts of the
+    // same size (each URL's signed length comes from it: other parts would let an upload hold more).
+    const row = await db.selectFrom('dataset_uploads').select(['object_key', 'size_bytes', 'part_bytes']).where('upload_id', '=', uploadId).executeTakeFirst();
+    if (!row || row.object_key !== key || Number(row.size_bytes) !== size || Number(row.part_bytes) !== Number(req.part_bytes)) {
+      throw invalid(`${what}: upload ${uploadId.slice(0, 80)} is not one begun for this file at this size and part size (unknown, ended, or another's)`);
     }
   }
   const creds = await writeKeys(ctx, key);

@@ -32,7 +32,7 @@ export interface DatasetsTable {
 /** migrations/014: a new dataset's name, claimed by the project whose first push is running. */
 export interface DatasetClaimsTable { name: string; project: string; claimed_at: Generated<Date> }
 /** migrations/037: multipart uploads begun for a push's large files, open until the push completes or gives them up. */
-export interface DatasetUploadsTable { upload_id: string; project: string; object_key: string; size_bytes: number; started_at: Generated<Date> }
+export interface DatasetUploadsTable { upload_id: string; project: string; object_key: string; size_bytes: number; part_bytes: number; started_at: Generated<Date> }
 export interface AgentsTable {
   /** migrations/012: run slots (0: no limit). */
   max_runs: ColumnType<number, number | undefined, number>;

@@ -149,6 +149,8 @@ t.test('PresignDatasetParts refuses what a caller may not do and input that is w
   t.match(elsewhere.details, /not one begun for this file/);
   const resized = await presign(alpha, { size_bytes: 7 * MIB, upload_id: ok.res!.upload_id });
   t.equal(resized.code, 3, 'and for another size');
+  const reparted = await presign(alpha, { part_bytes: 6 * MIB, part_sha256: [sha(Buffer.alloc(1))], upload_id: ok.res!.upload_id });
+  t.equal(reparted.code, 3, 'and for another part size (each URL is signed for its part\'s length)');
 
   // A URL stores exactly its part's bytes, at its part number of its upload, and nothing else.
   const url = ok.res!.part_urls[0]!;
