@@ -27,7 +27,7 @@ import type { ObjectEntry as StoredObject } from '../shared/storage.js';
 import path from 'node:path';
 import type * as Minio from 'minio';
 import { listHints, listObjects, localPathOf, type RetryOptions } from '../shared/storage.js';
-import { mapBounded } from '../shared/bounded.js';
+import { mapBounded, setRecent } from '../shared/bounded.js';
 import { downloadRanged, RANGE_BYTES, RANGES_IN_FLIGHT, type Downloaded, type RangedOptions } from '../shared/ranged-download.js';
 import type { ManifestEntry } from './lineage.js';
 
@@ -225,12 +225,7 @@ export class DataCache {
     if (takeStaged && staging?.bucket === bucket && staging.prefix === prefix) await staging.done;
     const hintKey = `${bucket}\0${prefix}`;
     const objects = await listObjects(client, bucket, prefix, retry, this.#listHints.get(hintKey));
-    this.#listHints.delete(hintKey);
-    this.#listHints.set(hintKey, listHints(objects));
-    for (const k of this.#listHints.keys()) {
-      if (this.#listHints.size <= LIST_HINT_PREFIXES) break;
-      this.#listHints.delete(k);
-    }
+    setRecent(this.#listHints, hintKey, listHints(objects), LIST_HINT_PREFIXES);
     const staged = takeStaged ? await this.#takeStaged(bucket, prefix, objects, dir) : null;
     if (staged) return { made: staged, objects };
     const wanted = objects.flatMap((obj) => { const at = localPathOf(obj.key, prefix, dir); return at ? [{ o: obj, at }] : []; });

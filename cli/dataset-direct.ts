@@ -32,6 +32,8 @@ const PART_TRIES = 4;
 const PART_TIMEOUT_MS = 60_000;
 /** Before any part has been stored: idle this long, storage is taken as out of reach (a firewall that drops). */
 const PROBE_TIMEOUT_MS = 15_000;
+/** An upload not given up within this long is left for MinIO to drop. */
+const ABORT_TIMEOUT_MS = 10_000;
 const HINT = 'push with --via-scheduler to send every byte through the scheduler';
 
 export type Presigner = (req: PresignDatasetPartsRequest) => Promise<PresignDatasetPartsResponse__Output>;
@@ -43,26 +45,26 @@ export type FallbackReason = string;
 
 const agents = { http: new http.Agent({ keepAlive: true, maxSockets: PARTS_IN_FLIGHT }), https: new https.Agent({ keepAlive: true, maxSockets: PARTS_IN_FLIGHT }) };
 
-/** PUTs `body` to `url`; throws with `status` when storage answered, without when the connection failed. */
-function putPart(url: string, body: Buffer, idleMs: number): Promise<void> {
+/** Sends `method` (a part's PUT with its `body`, an upload's DELETE) to a signed URL; throws with `status` when storage answered, without when the connection failed. */
+function send(method: 'PUT' | 'DELETE', url: string, body: Buffer | null, idleMs: number): Promise<void> {
   const u = new URL(url);
   const mod = u.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
-    const req = mod.request(u, { method: 'PUT', agent: u.protocol === 'https:' ? agents.https : agents.http, headers: { 'content-length': body.length }, timeout: idleMs }, (res) => {
+    const req = mod.request(u, { method, agent: u.protocol === 'https:' ? agents.https : agents.http, headers: { 'content-length': body?.length ?? 0 }, timeout: idleMs }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);
       res.on('end', () => {
-        if (res.statusCode === 200) return resolve();
+        if (res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300) return resolve();
         const text = Buffer.concat(chunks).toString('utf8');
         const code = /<Code>([^<]+)<\/Code>/.exec(text)?.[1] ?? `HTTP ${res.statusCode}`;
         const message = /<Message>([^<]+)<\/Message>/.exec(text)?.[1] ?? '';
-        reject(Object.assign(new Error(`${u.host} refused a part: ${code}${message ? ` (${message})` : ''}`), { status: res.statusCode }));
+        reject(Object.assign(new Error(`${u.host} refused ${method === 'PUT' ? 'a part' : 'to give an upload up'}: ${code}${message ? ` (${message})` : ''}`), { status: res.statusCode }));
       });
     });
     req.on('timeout', () => req.destroy(Object.assign(new Error(`${u.host}: no answer in ${idleMs / 1000} s`), { code: 'ETIMEDOUT' })));
     req.on('error', (err: NodeJS.ErrnoException) => reject(Object.assign(new Error(`${u.host}: ${err.code ?? err.message}`), { code: err.code })));
-    req.end(body);
+    req.end(body ?? undefined);
   });
 }
 
@@ -71,7 +73,7 @@ async function putWithRetry(url: string, body: Buffer, signal: AbortSignal): Pro
   for (let tryNo = 1; ; tryNo++) {
     signal.throwIfAborted();
     try {
-      await putPart(url, body, PART_TIMEOUT_MS);
+      await send('PUT', url, body, PART_TIMEOUT_MS);
       return;
     } catch (err) {
       const status = (err as { status?: number }).status;
@@ -176,7 +178,7 @@ export function storeDirect(files: readonly LargeFile[], dataset: string, presig
           // The probe: anything but success (refused, unknown host, a firewall's silence, a proxy's page or
           // a signature it broke) means storage is not usable from here, and the push goes around it.
           try {
-            await putPart(url, body, PROBE_TIMEOUT_MS);
+            await send('PUT', url, body, PROBE_TIMEOUT_MS);
           } catch (err) {
             if (!proven) { job.first(turnOff(`storage is not usable from here (${errorMessage(err)}); large files go through the scheduler`)); return job.settle(false); }
             await putWithRetry(url, body, o.signal); // another file's part got through meanwhile: a real failure, retried
@@ -224,13 +226,8 @@ export function storeDirect(files: readonly LargeFile[], dataset: string, presig
     abort: async () => {
       off = true;
       await finished;
-      await Promise.all([...aborts.values()].map((url) => new Promise<void>((resolve) => {
-        const u = new URL(url);
-        const req = (u.protocol === 'https:' ? https : http).request(u, { method: 'DELETE', timeout: 10_000 }, (res) => { res.resume(); res.on('end', resolve); });
-        req.on('error', () => resolve());
-        req.on('timeout', () => req.destroy());
-        req.end();
-      })));
+      // Best effort: what is not given up here, MinIO drops with its stale uploads.
+      await Promise.all([...aborts.values()].map((url) => send('DELETE', url, null, ABORT_TIMEOUT_MS).catch(() => {})));
       aborts.clear();
     },
   };

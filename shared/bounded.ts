@@ -30,3 +30,16 @@ export async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (
   if (failed) throw (failed as { err: unknown }).err;
   return out;
 }
+
+/**
+ * Sets `key` in `map` as its most recent entry (a Map iterates in insertion order) and drops the oldest
+ * beyond `max`: a cache of the last `max` things seen, for what is cheap to make again.
+ */
+export function setRecent<K, V>(map: Map<K, V>, key: K, value: V, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  for (const k of map.keys()) {
+    if (map.size <= max) break;
+    map.delete(k);
+  }
+}

@@ -201,8 +201,8 @@ async function listRange(client: Minio.Client, bucket: string, prefix: string, a
   }, retry);
 }
 
-/** minio-js's uriEscape: RFC 3986 unreserved characters kept, every other byte %XX. */
-function encodeKeyPart(s: string): string {
+/** minio-js's uriEscape (what SigV4 wants): RFC 3986 unreserved characters kept, every other byte %XX. */
+export function encodeKeyPart(s: string): string {
   return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 

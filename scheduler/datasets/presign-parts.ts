@@ -17,6 +17,7 @@ import { checkStorage, withStorageLock } from '../storage/quota.js';
 import { presign } from '../storage/presign.js';
 import { issueWriteOneCredentials } from '../storage/attempt-credentials.js';
 import { sql } from 'kysely';
+import { setRecent } from '../../shared/bounded.js';
 
 /** S3's (and MinIO's) bounds on a multipart upload. */
 export const MIN_PART_BYTES = 5 * 1024 * 1024;
@@ -136,11 +137,6 @@ async function writeKeys(ctx: SchedulerContext, key: string): Promise<StorageCre
   if (kept && kept.until > Date.now()) return kept.creds;
   const { settings } = ctx;
   const creds = await issueWriteOneCredentials({ minioEndpoint: settings.minioEndpoint, accessKey: settings.minioAccessKey, secretKey: settings.minioSecretKey, durationSeconds: KEY_SECONDS }, settings.bucket, key);
-  keysFor.delete(key);
-  keysFor.set(key, { creds, until: Date.now() + KEY_REUSE_LEFT_MS });
-  for (const k of keysFor.keys()) {
-    if (keysFor.size <= 1024) break;
-    keysFor.delete(k);
-  }
+  setRecent(keysFor, key, { creds, until: Date.now() + KEY_REUSE_LEFT_MS }, 1024);
   return creds;
 }

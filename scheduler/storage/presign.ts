@@ -10,6 +10,7 @@
 // no Content-Length, hence this one. The upload is completed by the scheduler (datasets/push.ts) once the
 // push's stream names it; once completed (or aborted), its URLs store nothing more.
 import { createHash, createHmac } from 'node:crypto';
+import { encodeKeyPart } from '../../shared/storage.js';
 
 export interface SigningKeys {
   endpoint: string;
@@ -29,8 +30,6 @@ export interface PresignOptions {
   now?: Date;
 }
 
-/** RFC 3986 encoding as SigV4 wants it (encodeURIComponent leaves !'()* alone). */
-const encode = (s: string) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
 const hmac = (key: Buffer | string, data: string) => createHmac('sha256', key).update(data).digest();
 
@@ -52,8 +51,8 @@ export function presign(k: SigningKeys, method: string, bucket: string, key: str
   };
   if (k.sessionToken) params['X-Amz-Security-Token'] = k.sessionToken;
   if (o.payloadSha256) params['X-Amz-Content-Sha256'] = o.payloadSha256;
-  const canonicalQuery = Object.keys(params).sort().map((n) => `${encode(n)}=${encode(params[n]!)}`).join('&');
-  const path = `/${encode(bucket)}/${key.split('/').map(encode).join('/')}`;
+  const canonicalQuery = Object.keys(params).sort().map((n) => `${encodeKeyPart(n)}=${encodeKeyPart(params[n]!)}`).join('&');
+  const path = `/${encodeKeyPart(bucket)}/${key.split('/').map(encodeKeyPart).join('/')}`;
   const headers = `${o.contentLength === undefined ? '' : `content-length:${o.contentLength}\n`}host:${url.host}\n`;
   const canonical = [method, path, canonicalQuery, headers, signedHeaders, o.payloadSha256 ?? 'UNSIGNED-PAYLOAD'].join('\n');
   const toSign = ['AWS4-HMAC-SHA256', amzDate, scope, createHash('sha256').update(canonical).digest('hex')].join('\n');
