@@ -133,10 +133,12 @@ export async function presignDatasetParts(ctx: SchedulerContext, req: PresignDat
 /** STS keys that may only write `key`, kept while they have an URL's life and more left (the next parts of the same file). */
 const keysFor = new Map<string, { creds: StorageCredentials; until: number }>();
 async function writeKeys(ctx: SchedulerContext, key: string): Promise<StorageCredentials> {
-  const kept = keysFor.get(key);
-  if (kept && kept.until > Date.now()) return kept.creds;
   const { settings } = ctx;
+  // By MinIO and bucket too: the map is the process's, and keys for one bucket's object write no other's.
+  const cacheKey = `${settings.minioEndpoint}\0${settings.bucket}\0${key}`;
+  const kept = keysFor.get(cacheKey);
+  if (kept && kept.until > Date.now()) return kept.creds;
   const creds = await issueWriteOneCredentials({ minioEndpoint: settings.minioEndpoint, accessKey: settings.minioAccessKey, secretKey: settings.minioSecretKey, durationSeconds: KEY_SECONDS }, settings.bucket, key);
-  setRecent(keysFor, key, { creds, until: Date.now() + KEY_REUSE_LEFT_MS }, 1024);
+  setRecent(keysFor, cacheKey, { creds, until: Date.now() + KEY_REUSE_LEFT_MS }, 1024);
   return creds;
 }
