@@ -42,6 +42,13 @@ import sys
 import time
 import traceback
 
+# Imported here, from beside this script, not in main(): a warm interpreter then imports them once, before
+# it forks, rather than every run after its "go" (trainyard_gang's subprocess and threading were about
+# 2 ms of each warm run's path to train()). The checkpoint helper (stdlib only) is loaded before this
+# folder leaves the path, so train.py's `import trainyard_checkpoint` finds it.
+import trainyard_checkpoint  # noqa: F401,E402
+import trainyard_gang  # noqa: E402
+
 EXIT_USER_ERROR = 1
 EXIT_USAGE = 2
 EXIT_BAD_PACKAGE = 3
@@ -270,12 +277,8 @@ def main(argv=None, prepared=None):
         print(msg, file=sys.stderr)
         return fail(EXIT_USAGE, {"type": "UsageError", "message": msg, "summary": msg, "traceback": ""})
 
-    # The checkpoint helper (stdlib only) is imported from beside this script before that folder leaves
-    # the path: train.py's `import trainyard_checkpoint` then finds it loaded.
-    import trainyard_checkpoint  # noqa: F401,E402
     # A gang run (trainyard_gang.py): this process takes its rank, and the member's first harness starts
     # the member's other local ranks, each a harness with its own result file.
-    import trainyard_gang  # noqa: E402
     gang_children = []
     if trainyard_gang.active():
         gang_children = trainyard_gang.set_up(lambda k: child_argv(args, k))
