@@ -77,8 +77,9 @@ class _Stream:
             self.pending = b""
 
 
-def supervise(spool_path, run_in_child):
-    """Forks `run_in_child()` (which must never return) with its output piped here; never returns."""
+def supervise(spool_path, run_in_child, parent_closes=()):
+    """Forks `run_in_child()` (which must never return) with its output piped here; never returns.
+    `parent_closes`: descriptors the run keeps and this process closes once it has forked it."""
     spool = os.open(spool_path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -98,6 +99,8 @@ def supervise(spool_path, run_in_child):
         os._exit(1)
     os.close(out_w)
     os.close(err_w)
+    for fd in parent_closes:
+        os.close(fd)
     # Not the run's to inspect, though it may share the run's uid (a warm child dropped privileges first):
     # its /proc/PID/environ and memory are root's (the run's processes may read no ancestor's; README,
     # "Runs are contained").

@@ -17,8 +17,9 @@ Protocol, one JSON object per line. The agent writes requests on stdin:
       process into a cgroup can wait for an RCU grace period, 10-20 ms, so it is done ahead of the run)
   {"id": n, "spare": P|null, "cgroup": DIR|null, "argv": [harness args], "cwd": DIR, "io": SOCKET,
    "token": HEX, "user": {"name", "uid", "gid"}|null, "spool": FILE|null}
-      run: in spare P, or in a child forked now (into cgroup DIR); with a spool file the child, once told
-      "go", becomes the run's supervisor (trainyard_supervisor.py) and forks the run below it
+      run: in spare P, or in a child forked now (into cgroup DIR); with a spool file the child, once
+      prepared, becomes the run's supervisor (trainyard_supervisor.py) and forks the run below it, which
+      waits for "go"
 (never the run's environment: it holds secrets, and whatever this parent reads stays in the memory
 every later child starts with)
 and reads on stdout:
@@ -94,11 +95,11 @@ def connect_stream(path, token, which, fd):
 _pending = b""
 
 
-def read_line():
-    """The next line the agent sent on the stdout connection (fd 1); None: the connection was closed."""
+def read_line(fd=1):
+    """The next line the agent sent on the stdout connection (fd 1, or a dup of it); None: it was closed."""
     global _pending
     while b"\n" not in _pending:
-        chunk = os.read(1, 65536)
+        chunk = os.read(fd, 65536)
         if not chunk:
             return None
         _pending += chunk
@@ -112,9 +113,9 @@ def await_start():
     return None if line is None else json.loads(line)
 
 
-def await_go():
+def await_go(fd=1):
     """Waits for the word that the run may start (its data local, Running acknowledged); False: called off."""
-    return read_line() == b"go"
+    return read_line(fd) == b"go"
 
 
 def enter_own_group(cgroup):
@@ -197,20 +198,37 @@ def child_main(cgroup, req_r, ready_w):
         sys.argv = [trainyard_harness.HARNESS_FILE] + argv
         try:
             prepared = trainyard_harness.prepare(argv)
-            if not await_go():
-                os._exit(0)
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         else:
             if req.get("spool"):
                 # This child becomes the run's supervisor (trainyard_supervisor.py): the run is forked once
                 # more, its output goes to the spool file and its exit status too, so it outlives the agent.
-                trainyard_supervisor.supervise(req["spool"], lambda: run_harness(argv, prepared))
+                # Forked before the go, while the data is still being made local, so the fork and the
+                # supervisor's set-up are off the path to train() (1.5-2.5 ms of it on this 2-core VM). The
+                # run below it waits for the go on a copy of the stdout connection: its own fd 1 is the
+                # supervisor's pipe by then. Called off, it exits 0 unstarted, and the supervisor with it.
+                go_fd = os.dup(1)
+                trainyard_supervisor.supervise(req["spool"], lambda: go_then_run(argv, prepared, go_fd), parent_closes=(go_fd,))
+            if not await_go():
+                os._exit(0)
             run_harness(argv, prepared)
     except BaseException:  # noqa: the harness reports user errors itself; this is its own failure
         code = own_failure()
     finally:
         exit_now(code)
+
+
+def go_then_run(argv, prepared, go_fd):
+    """Below a supervisor forked before the go: waits for it on `go_fd`, then runs; never returns."""
+    try:
+        go = await_go(go_fd)
+        os.close(go_fd)
+    except BaseException:  # noqa: as in child_main
+        exit_now(own_failure())
+    if not go:
+        exit_now(0)
+    run_harness(argv, prepared)
 
 
 def run_harness(argv, prepared):

@@ -182,6 +182,49 @@ open("imported.txt", "w").write(json.dumps(dict(os.environ)))
   t.notOk(existsSync(path.join(late.dir, 'imported.txt')), 'having run nothing of the package');
 });
 
+t.test('with a spool file the supervisor is forked before the go: the run waits below it, and called off both end unrun', async (t) => {
+  const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }), python: basePython });
+  t.teardown(() => warm.close());
+  const marker = `import json, os
+open("imported.txt", "w").write(json.dumps(dict(os.environ)))
+`;
+  const env = { PATH: '/usr/bin:/bin', TOKEN: `t-${randomBytes(6).toString('hex')}` };
+  const children = (pid: number) => readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  const withSpool = () => {
+    const p = pkg(describe);
+    writeFileSync(path.join(p.dir, 'train.py'), marker + readFileSync(path.join(p.dir, 'train.py'), 'utf8'));
+    const spool = path.join(path.dirname(p.dir), 'attempt.spool');
+    writeFileSync(spool, '');
+    return { ...p, spool };
+  };
+
+  const go = withSpool();
+  const forked = (await warm.fork(venv, { argv: args(go), env, cwd: go.dir, cgroupBase: null, cgroupName: 'x', user: null, spool: go.spool }))!;
+  forked.prime();
+  let below: number[] = [];
+  for (let i = 0; i < 100 && below.length === 0; i++) { await sleep(20); below = children(forked.child.pid!); }
+  t.equal(below.length, 1, 'primed: the child is the run\'s supervisor already, with the run forked below it');
+  t.notOk(existsSync(path.join(go.dir, 'imported.txt')), 'the run below it imports nothing before start()');
+  const proc = new SupervisedProcess(forked.child, supervise());
+  forked.start();
+  t.same(await proc.exited, { code: 0, signal: null }, 'started: it runs, and the supervisor exits as the run did');
+  t.equal(JSON.parse(readFileSync(path.join(go.dir, 'imported.txt'), 'utf8')).TOKEN, env.TOKEN, 'with the environment start() sent');
+  const out = JSON.parse(readFileSync(path.join(go.dir, 'out.json'), 'utf8')) as { ppid: number };
+  t.equal(out.ppid, forked.child.pid, 'the run is the supervisor\'s child');
+  const records = readFileSync(go.spool, 'utf8').split('\n').filter(Boolean);
+  t.ok(records.includes('o out line') && records.includes('e err line'), 'its output went to the spool');
+  t.same(JSON.parse(records.at(-1)!.slice(2)), { code: 0, signal: null }, 'and its exit, last');
+
+  const off = withSpool();
+  const unstarted = (await warm.fork(venv, { argv: args(off), env, cwd: off.dir, cgroupBase: null, cgroupName: 'x', user: null, spool: off.spool }))!;
+  unstarted.prime();
+  await sleep(200);
+  unstarted.cancel();
+  t.same(await unstarted.child.exit, { code: 0, signal: null }, 'primed with its supervisor, then called off: it ends by itself');
+  t.notOk(existsSync(path.join(off.dir, 'imported.txt')), 'having run nothing of the package');
+  t.notOk(readFileSync(off.spool, 'utf8').split('\n').some((l) => l.startsWith('o ') || l.startsWith('e ')), 'and written no output');
+});
+
 t.test('a warm interpreter that dies: its running child ends as lost, and the next run gets a new one', async (t) => {
   const warm = new WarmInterpreters({ max: 2, log: pino({ level: 'silent' }), python: basePython });
   t.teardown(() => warm.close());
