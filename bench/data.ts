@@ -26,9 +26,17 @@ import { projectRoot } from '../shared/proto.js';
 import { createMinioClient, removePrefix } from '../shared/storage.js';
 import { benchMinio, enteredAt, median, startNoopTrainyard, waitEnded } from './lib.js';
 
+const USAGE = `usage: npm run bench:data -- [--runs N] [--big-mb MIB] [--small-files N] [--shared-uid] [--json]
+  push and pull of --big-mb MiB in 4 files and of --small-files files of 4 KiB, against mc mirror on the
+  same MinIO; each measurement --runs times (medians). Needs the services (npm run services) running.`;
 const { values } = parseArgs({ options: {
   runs: { type: 'string', default: '1' }, 'big-mb': { type: 'string', default: '1024' }, 'small-files': { type: 'string', default: '20000' }, 'shared-uid': { type: 'boolean' }, json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
 } });
+if (values.help) { console.log(USAGE); process.exit(0); }
+for (const k of ['runs', 'big-mb', 'small-files'] as const) {
+  if (!/^[1-9][0-9]*$/.test(values[k])) { console.error(`--${k} must be a whole number of at least 1, not ${JSON.stringify(values[k])}\n${USAGE}`); process.exit(2); }
+}
 const runs = Number(values.runs);
 const mc = process.env.TRAINYARD_MC_BIN ?? path.join(os.homedir(), '.cache', 'trainyard', 'bin', 'mc');
 const MIB = 1024 * 1024;
