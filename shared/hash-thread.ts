@@ -65,6 +65,8 @@ parentPort.on('message', (m) => {
 `;
 
 interface Job {
+  /** The worker the job is open on: only its own worker's death fails it. */
+  worker: Worker;
   /** Resolves the wait for a slot (or the digest); rejects all of them when the worker dies. */
   onDone(slot: number): void;
   onDigest(hex: string | null): void;
@@ -97,10 +99,11 @@ function theWorker(): Worker {
   });
   const fail = (err: Error) => {
     if (worker === w) worker = null;
-    const held = [...jobs.values()];
-    jobs.clear();
+    // Only this worker's jobs: after its 'error' a new worker may already hold jobs when its 'exit' comes.
+    const held = [...jobs].filter(([, j]) => j.worker === w);
+    for (const [id] of held) jobs.delete(id);
     refWhileBusy();
-    for (const j of held) j.onError(err);
+    for (const [, j] of held) j.onError(err);
   };
   w.on('error', (err) => fail(err));
   w.on('exit', (code) => fail(new Error(`hash thread exited (code ${code})`)));
@@ -125,6 +128,7 @@ export function threadHash(): ByteHash {
   let waiting: { slot: number; resolve: () => void; reject: (e: Error) => void } | null = null;
   let digestWait: { resolve: (hex: string) => void; reject: (e: Error) => void } | null = null;
   jobs.set(id, {
+    worker: w,
     onDone(s) {
       busy[s] = false;
       if (waiting?.slot === s) { const wt = waiting; waiting = null; wt.resolve(); }
@@ -201,6 +205,15 @@ export function threadHash(): ByteHash {
       waiting = null;
     },
   };
+}
+
+/**
+ * Ends the hash thread now; the jobs open on it fail (their downloads fail, and are retried, as when the
+ * thread dies), and the next job starts a new one. For tests, and a process that wants no thread left.
+ */
+export async function stopHashThread(): Promise<void> {
+  const w = worker;
+  if (w) await w.terminate();
 }
 
 /** The hash for an object of `size` bytes: on the hash thread when it is large. */

@@ -1,10 +1,11 @@
 // The hash thread (shared/hash-thread.ts) must give exactly the SHA-256 the main thread would: whatever the
 // chunk sizes (smaller than a slot, across slots, several slots long), with several jobs interleaved on
 // its one worker, and with the caller reusing its buffers once update() resolves. A job given up refuses
-// more, and the worker goes on serving the others.
+// more, and the worker goes on serving the others; a worker that dies fails the jobs open on it (none
+// is left waiting) and the next job gets a new one.
 import { createHash, randomBytes } from 'node:crypto';
 import t from 'tap';
-import { hashFor, inThreadHash, threadHash, HASH_THREAD_MIN_BYTES } from '../../shared/hash-thread.js';
+import { hashFor, inThreadHash, stopHashThread, threadHash, HASH_THREAD_MIN_BYTES } from '../../shared/hash-thread.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -72,4 +73,18 @@ t.test('hashFor: small objects on the calling thread, large on the worker, the s
     await h.update([d]);
     t.equal(await h.digest(), sha(d));
   }
+});
+
+t.test('a hash thread that dies fails its open jobs, and the next job gets a new one', async (t) => {
+  const waiting = threadHash();
+  const big = randomBytes(8 * 1024 * 1024);
+  const open = threadHash();
+  await open.update([randomBytes(1024)]);
+  await stopHashThread();
+  await t.rejects(open.digest(), /hash thread exited/, 'a digest asked of a dead thread fails');
+  await t.rejects(waiting.update([big]), /hash thread exited/, 'a job open on it fails its next update too');
+  const next = threadHash();
+  const d = randomBytes(3 * 1024 * 1024);
+  await next.update([d]);
+  t.equal(await next.digest(), sha(d), 'a new thread serves the next job');
 });
