@@ -4,14 +4,18 @@
 // its agent-loss sweep and the run still ends once, Successful.
 import t, { type Test } from 'tap';
 import { Stack } from '../helpers/stack.js';
-import { Gate, pushGated, submitGated, waitForAttempt } from '../helpers/packages.js';
+import { Gate, pushGated, submitGated, waitForAttempt, waitForLog } from '../helpers/packages.js';
 
 async function finishedWhileSchedulerAway(t: Test, agentEnv: Record<string, string> = {}) {
   const s = await Stack.create(t, { agents: [{ name: 'stranded', killGraceMs: 2000, env: agentEnv }] });
   await pushGated(s);
   const gate = new Gate();
-  const id = await submitGated(s, gate);
+  const id = await submitGated(s, gate, ['--env', 'LINES=1']);
   await waitForAttempt(s, id, 1);
+  // train.py is really running (its first line reached the scheduler), not only Running in the table: a
+  // scheduler killed between committing Running and the agent hearing so leaves a run the agent has not
+  // started, and this test, whose scheduler stays away, would wait for an upload that cannot come.
+  await waitForLog(s, id, 'line 1');
   await s.daemons.find((d) => d.name === 'scheduler1')!.kill9();
   gate.open(); // train() ends, the outputs go up, and the end report (its last log lines first) finds no scheduler
   const agent = s.daemons.find((d) => d.name === 'stranded')!;
