@@ -76,15 +76,11 @@ interface Job {
 let worker: Worker | null = null;
 const jobs = new Map<number, Job>();
 let nextId = 1;
-let busyWorker = false;
 
-/** Holds the process open while any job is open, and no longer. */
+/** Holds the process open while any job is open, and no longer (ref and unref are idempotent). */
 function refWhileBusy(): void {
-  const w = worker;
-  if (!w || busyWorker === jobs.size > 0) return;
-  busyWorker = jobs.size > 0;
-  if (busyWorker) w.ref();
-  else w.unref();
+  if (jobs.size > 0) worker?.ref();
+  else worker?.unref();
 }
 
 function theWorker(): Worker {
@@ -110,7 +106,6 @@ function theWorker(): Worker {
   // After the listeners: a 'message' listener refs the worker's port again.
   w.unref();
   worker = w;
-  busyWorker = false;
   return w;
 }
 

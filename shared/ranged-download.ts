@@ -79,42 +79,37 @@ export async function downloadRanged(
   const rangeBytes = o.rangeBytes ?? RANGE_BYTES;
   if (!o.folderMade) await mkdir(path.dirname(dest), { recursive: true });
   const tmp = `${dest}.part`;
-  // Large objects are hashed on the hash thread (shared/hash-thread.ts), off the thread reading sockets.
+  // Large objects are hashed on the hash thread (shared/hash-thread.ts), off the thread reading sockets;
+  // given up however the download ends (a no-op once digested).
   const hash = hashFor(size);
-  let from = 0;
   try {
-    from = o.resume ? await hashPrefix(tmp, size, hash, retry.signal) : 0;
-  } catch (err) {
-    hash.close();
-    throw err;
-  }
-  // Readable as downloadObject's files are (0644): a run uid reads its data through the attempt folder's
-  // group (the folder keeps others out); 0600 left every file of a run uid's data unreadable to it.
-  const openPart = () => open(tmp, from > 0 ? 'r+' : 'w', 0o644);
-  const fh = await openPart().catch(async (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT' || !o.folderMade) throw err;
-    await mkdir(path.dirname(dest), { recursive: true }); // removed meanwhile (by hand): made again
-    return openPart();
-  }).catch((err: unknown) => {
-    hash.close();
-    throw err;
-  });
-  let sha256: string;
-  try {
-    if (from > 0) await fh.truncate(from); // nothing past the prefix that was hashed
-    await fetchInOrder(client, bucket, key, fh, hash, from, size, etag, retry, {
-      rangeBytes, parallel: size - from <= rangeBytes ? 1 : Math.max(1, o.parallel ?? RANGES_IN_FLIGHT),
+    const from = o.resume ? await hashPrefix(tmp, size, hash, retry.signal) : 0;
+    // Readable as downloadObject's files are (0644): a run uid reads its data through the attempt folder's
+    // group (the folder keeps others out); 0600 left every file of a run uid's data unreadable to it.
+    const openPart = () => open(tmp, from > 0 ? 'r+' : 'w', 0o644);
+    const fh = await openPart().catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT' || !o.folderMade) throw err;
+      await mkdir(path.dirname(dest), { recursive: true }); // removed meanwhile (by hand): made again
+      return openPart();
     });
-    await fh.close();
-    sha256 = await hash.digest();
-  } catch (err) {
+    let sha256: string;
+    try {
+      if (from > 0) await fh.truncate(from); // nothing past the prefix that was hashed
+      await fetchInOrder(client, bucket, key, fh, hash, from, size, etag, retry, {
+        rangeBytes, parallel: size - from <= rangeBytes ? 1 : Math.max(1, o.parallel ?? RANGES_IN_FLIGHT),
+      });
+      await fh.close();
+      sha256 = await hash.digest();
+    } catch (err) {
+      await fh.close().catch(() => {});
+      if (!o.resume || isPermanentStorageError((err as { cause?: unknown }).cause ?? err)) await rm(tmp, { force: true });
+      throw err;
+    }
+    await rename(tmp, dest);
+    return { bytes: size, sha256, resumedFrom: from };
+  } finally {
     hash.close();
-    await fh.close().catch(() => {});
-    if (!o.resume || isPermanentStorageError((err as { cause?: unknown }).cause ?? err)) await rm(tmp, { force: true });
-    throw err;
   }
-  await rename(tmp, dest);
-  return { bytes: size, sha256, resumedFrom: from };
 }
 
 /**

@@ -30,7 +30,6 @@ export interface PresignOptions {
   now?: Date;
 }
 
-
 const hmac = (key: Buffer | string, data: string) => createHmac('sha256', key).update(data).digest();
 
 /** A presigned URL for `method` on bucket/key with `query` (e.g. partNumber, uploadId). */
