@@ -148,6 +148,7 @@ export class AgentDaemon {
     }, log);
     // A run with a uid of its own cannot write a file of the agent's: it may be handed the cache's entry itself.
     this.#dataCache.linksForRuns = this.#containment.pool !== null;
+    this.#dataCache.spares = this.#containment.pool !== null;
     this.#warm = new WarmInterpreters({ max: settings.warmInterpreters, log, python: this.#containment.helpers.python });
     if (!this.#containment.cgroupBase) {
       log.warn({ onStop: this.onStop }, 'no cgroups: runs here are not under a supervisor and cannot outlive this agent; a detach (SIGUSR2, or SIGTERM with --on-stop detach) drains instead');
@@ -590,6 +591,8 @@ export class AgentDaemon {
     this.#link.close();
     // Idle interpreters end; a run forked from one (detached, not stopped) is its own supervisor (setsid) and goes on.
     await this.#warm.close();
+    // A folder staged or left spare for a next run that will not come here (prepare-next drops its own).
+    await this.#dataCache.dropStaged().catch(() => {});
     await this.#metrics?.close();
     if (this.#giveUpTimer) clearTimeout(this.#giveUpTimer);
     this.#setState('STOPPED');

@@ -724,7 +724,7 @@ export class Attempt {
     const cache = this.deps.dataCache ?? noDataCache;
     const fetch = async (prefix: string, into: string) => this.#counted('download',
       cache.makeLocal(await this.#storage(), d.bucket!, prefix, into, this.#transfers('download'), {}, { readClient: () => this.#readStorage() }), (r: MadeLocal) => r.bytes - r.hitBytes);
-    const said = (r: MadeLocal) => `${r.files} files, ${r.bytes} bytes made local${r.staged ? ' (prepared while the run before it trained)' : r.hits ? ` (${r.hits} from this agent's cache)` : ''}${r.readKeys ? ' with read-only keys' : ''}`;
+    const said = (r: MadeLocal) => `${r.files} files, ${r.bytes} bytes made local${r.spare ? ' (linked ahead from this agent\'s cache after the last run of it)' : r.staged ? ' (prepared while the run before it trained)' : r.hits ? ` (${r.hits} from this agent's cache)` : ''}${r.readKeys ? ' with read-only keys' : ''}`;
     const got = await fetch(d.dataset_prefix!, folders.data);
     await mkdir(folders.data, { recursive: true });
     this.logs.line('system', `[trainyard] dataset ${d.dataset}: ${said(got)}`);

@@ -20,6 +20,11 @@
 // folder of the agent's beside the cache; the run's own make-local then renames it into the attempt's
 // folder (one rename, same file system) if the dataset's listing is still the one it was made from, and
 // otherwise makes it local as usual. One such folder at most, dropped when another is staged or unused.
+// Where runs get links (and `spares` is on: the agent's default there), a run's make-local of a dataset of
+// SPARE_FROM_FILES files or more leaves such a folder behind it for the next run of the same dataset, linked
+// from the listing it has just read (no second listing, nothing downloaded): a warm run of 20,000 files spent
+// 0.3 s of the agent's thread on its links, now made while the run before it trains. Only when nothing else
+// is staged: the next run prepare-next knows of takes precedence.
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, linkSync, mkdirSync } from 'node:fs';
 import { copyFile, link, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
@@ -49,6 +54,11 @@ export const READ_KEYS_FROM_FILES = 256;
  * looking for a `.part` costs more than fetching it again (a pull of 20,000 files made 20,000 stat calls).
  */
 const RESUME_FROM_BYTES = 1024 * 1024;
+/**
+ * A make-local of at least this many files leaves a spare folder of links for the next run of its dataset
+ * (DataCache.spares). Fewer are linked in a few milliseconds on the run's own path: not worth a folder.
+ */
+export const SPARE_FROM_FILES = 256;
 /** Cache entries linked into a run's folder between two turns of the event loop (#linkHits). */
 const LINKS_PER_TURN = 256;
 /** Datasets (bucket and prefix) whose listing hints are kept: a few strings each, one per 1,000 files. */
@@ -81,6 +91,8 @@ export interface MadeLocal {
   entries: ManifestEntry[];
   /** The whole folder was made before the run's claim (stage), and moved into place. */
   staged?: boolean;
+  /** That folder was the spare the last run of this dataset left (DataCache.spares), not a stage for this run. */
+  spare?: boolean;
   /** Its GETs used read-only keys (MakeLocalOptions readClient). */
   readKeys?: boolean;
 }
@@ -93,8 +105,8 @@ export interface MakeLocalOptions {
   readClient?: () => Promise<Minio.Client>;
 }
 
-/** A data folder made ahead for the next run (DataCache.stage). */
-interface Staged { bucket: string; prefix: string; listing: string; dir: string; made: MadeLocal }
+/** A data folder made ahead for the next run (DataCache.stage), or left by a run for the next like it (spares). */
+interface Staged { bucket: string; prefix: string; listing: string; dir: string; made: MadeLocal; spare: boolean }
 
 /** What a folder made local was made from: every object's key, ETag and size, in the listing's order. */
 const listingOf = (objects: readonly StoredObject[]) => JSON.stringify(objects.map((o) => [o.key, o.etag, o.size]));
@@ -121,6 +133,12 @@ export class DataCache {
   #staging: { bucket: string; prefix: string; done: Promise<void> } | null = null;
   /** Hand runs hard links to the entries instead of copies: only where runs never have the agent's uid. */
   #links = false;
+  /** Leave a spare folder of links after a make-local of many files (only with #links: copies would cost the bytes). */
+  #spares = false;
+  /** Bumped by every stage and drop: a spare still being linked when it changes is not installed. */
+  #stageSeq = 0;
+  /** A spare being linked (#spare); settles, never rejects, once it is installed or removed. */
+  #sparing: Promise<void> | null = null;
 
   constructor(workDir: string, maxBytes: number) {
     this.#dir = path.join(workDir, 'data-cache');
@@ -134,8 +152,7 @@ export class DataCache {
    * through the cache as any run's do (its cap holds). Replaces the folder staged before, if any.
    */
   async stage(client: Minio.Client, bucket: string, prefix: string, retry: RetryOptions): Promise<void> {
-    this.#stageReady ??= rm(this.#stageDir, { recursive: true, force: true }).then(() => mkdir(this.#stageDir, { mode: 0o700 })).then(() => {});
-    await this.#stageReady;
+    await this.#stageFolder();
     await this.dropStaged();
     const done = this.#stage(client, bucket, prefix, retry);
     const staging = { bucket, prefix, done: done.catch(() => {}) };
@@ -153,15 +170,23 @@ export class DataCache {
     await mkdir(dir, { mode: 0o755 });
     try {
       const { made, objects } = await this.#make(client, bucket, prefix, dir, retry, {});
-      this.#staged = { bucket, prefix, listing: listingOf(objects), dir, made };
+      this.#staged = { bucket, prefix, listing: listingOf(objects), dir, made, spare: false };
     } catch (err) {
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
   }
 
-  /** Removes the staged folder no run took (a preparation failed or called off, or the agent stops). */
+  /** The folder staged folders go in, emptied of what an earlier agent process left, once per process. */
+  #stageFolder(): Promise<void> {
+    this.#stageReady ??= rm(this.#stageDir, { recursive: true, force: true }).then(() => mkdir(this.#stageDir, { mode: 0o700 })).then(() => {});
+    return this.#stageReady;
+  }
+
+  /** Removes the staged folder no run took (a preparation failed or called off, or the agent stops); a spare being linked is not kept. */
   async dropStaged(): Promise<void> {
+    this.#stageSeq++;
+    await this.#sparing; // it sees the new number and removes what it linked
     const s = this.#staged;
     this.#staged = null;
     if (s) await rm(s.dir, { recursive: true, force: true });
@@ -174,7 +199,7 @@ export class DataCache {
     this.#staged = null;
     // Nothing of it is downloaded by the run: counted as the cache's.
     if (s.listing === listingOf(objects) && await rename(s.dir, dir).then(() => true, () => false)) {
-      return { ...s.made, hits: s.made.files, hitBytes: s.made.bytes, resumedBytes: 0, staged: true };
+      return { ...s.made, hits: s.made.files, hitBytes: s.made.bytes, resumedBytes: 0, staged: true, ...(s.spare ? { spare: true } : {}) };
     }
     await rm(s.dir, { recursive: true, force: true });
     return null;
@@ -186,6 +211,52 @@ export class DataCache {
    * agent's, 0644). Never for runs that share the agent's uid.
    */
   set linksForRuns(on: boolean) { this.#links = on; }
+
+  /**
+   * After a make-local of SPARE_FROM_FILES files or more, link a spare folder of the same listing for the
+   * next run of that dataset (only where linksForRuns is on). Set by the agent wherever runs get links.
+   */
+  set spares(on: boolean) { this.#spares = on; }
+
+  /**
+   * Starts linking a spare folder of `objects` (the listing a make-local just used) in the background, if
+   * nothing is staged or being staged: a stage (prepare-next's, for the run it knows is next) or a drop
+   * started meanwhile wins, and the spare is removed instead of kept. A file the cache no longer holds
+   * (evicted meanwhile) gives the spare up: a spare is all links or nothing. Never fails the run.
+   */
+  #spare(bucket: string, prefix: string, objects: readonly StoredObject[]): void {
+    if (!this.#links || !this.#spares || objects.length < SPARE_FROM_FILES || this.#staging || this.#staged) return;
+    const seq = ++this.#stageSeq;
+    const done = (async () => {
+      await this.#stageFolder();
+      const dir = path.join(this.#stageDir, randomBytes(8).toString('hex'));
+      await mkdir(dir, { mode: 0o755 });
+      let kept = false;
+      try {
+        const wanted = objects.flatMap((obj) => { const at = localPathOf(obj.key, prefix, dir); return at ? [{ o: obj, at }] : []; });
+        const linked = await this.#linkHits(wanted, wanted.map(({ o }) => this.#idOf(bucket, o)));
+        if (linked.size !== wanted.length || seq !== this.#stageSeq || this.#staged) return;
+        const made: MadeLocal = { files: 0, bytes: 0, hits: 0, hitBytes: 0, resumedBytes: 0, entries: [] };
+        wanted.forEach(({ o, at }, i) => { made.files++; made.bytes += o.size; made.entries.push({ path: at.rel, size: o.size, sha256: linked.get(i)! }); });
+        this.#staged = { bucket, prefix, listing: listingOf(objects), dir, made, spare: true };
+        kept = true;
+      } finally {
+        if (!kept) await rm(dir, { recursive: true, force: true });
+      }
+    })().catch(() => {});
+    const staging = { bucket, prefix, done };
+    this.#staging = staging;
+    this.#sparing = done;
+    void done.finally(() => {
+      if (this.#staging === staging) this.#staging = null;
+      if (this.#sparing === done) this.#sparing = null;
+    });
+  }
+
+  /** The cache entry an object would be kept under: bucket, key, ETag and size (null without an ETag: not kept). */
+  #idOf(bucket: string, o: StoredObject): string | null {
+    return o.etag ? createHash('sha256').update(`${bucket}\0${o.key}\0${o.etag}\0${o.size}`).digest('hex') : null;
+  }
 
   /** Reads what an earlier agent process left (whole entries only: a partial file has another name). */
   #load(): Promise<void> {
@@ -227,7 +298,10 @@ export class DataCache {
     const objects = await listObjects(client, bucket, prefix, retry, this.#listHints.get(hintKey));
     setRecent(this.#listHints, hintKey, listHints(objects), LIST_HINT_PREFIXES);
     const staged = takeStaged ? await this.#takeStaged(bucket, prefix, objects, dir) : null;
-    if (staged) return { made: staged, objects };
+    if (staged) {
+      this.#spare(bucket, prefix, objects);
+      return { made: staged, objects };
+    }
     const wanted = objects.flatMap((obj) => { const at = localPathOf(obj.key, prefix, dir); return at ? [{ o: obj, at }] : []; });
     // Ranges only where files alone do not fill the connections: several large files at once already do,
     // and each split into ranges too would only add requests and out-of-order bytes held in memory.
@@ -241,7 +315,7 @@ export class DataCache {
       if (!p) { p = mkdir(d, { recursive: true }); folders.set(d, p); }
       return p;
     };
-    const ids = wanted.map(({ o }) => (o.etag ? createHash('sha256').update(`${bucket}\0${o.key}\0${o.etag}\0${o.size}`).digest('hex') : null));
+    const ids = wanted.map(({ o }) => this.#idOf(bucket, o));
     const linked = this.#links ? await this.#linkHits(wanted, ids) : new Map<number, string>();
     // Many files to fetch: their GETs with read-only keys, if they can be had (the listing's otherwise).
     let readKeys = false;
@@ -288,6 +362,7 @@ export class DataCache {
       out.resumedBytes += m.resumed;
       out.entries.push({ path: m.rel, size: m.size, sha256: m.sha256 });
     }
+    if (takeStaged) this.#spare(bucket, prefix, objects);
     return { made: out, objects };
   }
 
@@ -410,13 +485,18 @@ export class DataCache {
 
   async #evict(): Promise<void> {
     const oldest = [...this.#entries].sort((a, b) => a[1].used - b[1].used);
+    let evicted = false;
     for (const [id, e] of oldest) {
       if (this.#bytes <= this.#maxBytes) break;
       if (e.pins > 0) continue; // being copied out: the next eviction takes it
       this.#entries.delete(id);
       this.#bytes -= e.size;
+      evicted = true;
       await rm(e.file, { force: true });
     }
+    // A spare's links would keep the evicted entries' blocks past the cap; it is cheap to make again. One
+    // still being linked is dropped too: it may hold a link made before the eviction.
+    if (evicted && (this.#staged?.spare || this.#sparing)) await this.dropStaged();
   }
 
   /** --data-cache-mb in bytes (0: nothing kept). */

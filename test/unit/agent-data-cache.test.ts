@@ -10,7 +10,7 @@ import path from 'node:path';
 import { createMinioClient, ensureBucket, removePrefix } from '../../shared/storage.js';
 import { walkFiles } from '../../shared/local-files.js';
 import { sha256File } from '../../shared/hash.js';
-import { DataCache, READ_KEYS_FROM_FILES } from '../../agent/data-cache.js';
+import { DataCache, READ_KEYS_FROM_FILES, SPARE_FROM_FILES } from '../../agent/data-cache.js';
 import { mapBounded } from '../../shared/bounded.js';
 import { manifestOf, type DataManifest } from '../../agent/lineage.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
@@ -284,4 +284,87 @@ t.test('a pull of many files takes its GETs\' client from readClient, and one th
     { readClient: async () => { few++; return minio; } });
   t.equal(few, 0, 'one file: not asked');
   t.notOk(small.readKeys);
+});
+
+t.test('a make-local of many files leaves a spare folder of links that the next run of its dataset takes', async (t) => {
+  const n = SPARE_FROM_FILES + 20;
+  await mapBounded(Array.from({ length: n }, (_, i) => i), 32, (i) => put(`datasets/spare/d${i % 3}/f${i}.txt`, `row ${i}\n`));
+  await put('datasets/spare-few/a.txt', 'a');
+  await put('datasets/spare-few/b.txt', 'b');
+  const work = tmp('ty-dcs-');
+  const cache = new DataCache(work, 1 << 20);
+  cache.linksForRuns = true;
+  cache.spares = true;
+  const staged = () => readdirSync(path.join(work, 'data-staged'));
+  const runRoot = tmp('ty-runs-');
+  const one = await cache.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'one'), retry);
+  t.equal(one.hits, 0, 'the first run downloads');
+
+  // The second run waits for the spare being linked (if it is not done yet) and takes it whole.
+  const two = path.join(runRoot, 'two');
+  const r2 = await cache.makeLocal(minio, bucket, 'datasets/spare/', two, retry);
+  t.same([r2.staged, r2.spare, r2.files, r2.hits], [true, true, n, n], 'the next run takes the spare: every file from the cache');
+  const entryInodes = new Set(readdirSync(path.join(work, 'data-cache')).map((e) => statSync(path.join(work, 'data-cache', e)).ino));
+  t.ok(r2.entries.every((e) => entryInodes.has(statSync(path.join(two, e.path)).ino)), 'each file a link to its entry');
+  t.same(manifestOf(r2.entries), await dataManifest(two), 'the manifest is the folder\'s, in the listing\'s order');
+  t.same(r2.entries.map((e) => e.path), one.entries.map((e) => e.path), 'the same files as the run before');
+  t.equal(statSync(two).mode & 0o777, 0o755, 'the folder is readable by a run uid, as a made-local one');
+
+  // A changed object: the spare the second run left no longer matches the listing, and is not used.
+  const r3pre = await cache.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'three'), retry);
+  t.equal(r3pre.spare, true, 'each run leaves a spare for the next');
+  await put('datasets/spare/d1/f1.txt', 'changed\n');
+  const four = path.join(runRoot, 'four');
+  const r4 = await cache.makeLocal(minio, bucket, 'datasets/spare/', four, retry);
+  t.notOk(r4.staged, 'a dataset changed since its spare was linked is made local afresh');
+  t.equal(r4.hits, n - 1, 'every unchanged file still from the cache');
+  t.equal(readFileSync(path.join(four, 'd1', 'f1.txt'), 'utf8'), 'changed\n', 'the changed file with its new bytes');
+
+  // Few files: linked on the run's path, no spare.
+  await cache.dropStaged();
+  await cache.makeLocal(minio, bucket, 'datasets/spare-few/', path.join(runRoot, 'f1'), retry);
+  const few = await cache.makeLocal(minio, bucket, 'datasets/spare-few/', path.join(runRoot, 'f2'), retry);
+  t.same([few.staged, few.hits], [undefined, 2], `under ${SPARE_FROM_FILES} files no spare: linked by the run`);
+  t.same(staged(), [], 'and no spare folder left');
+
+  // A stage (the run prepare-next knows is next) is never replaced by a spare.
+  await cache.stage(minio, bucket, 'datasets/spare-few/', retry);
+  await cache.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'five'), retry);
+  const fromStage = await cache.makeLocal(minio, bucket, 'datasets/spare-few/', path.join(runRoot, 'f3'), retry);
+  t.same([fromStage.staged, fromStage.spare], [true, undefined], 'the staged folder survived the many-file run and was taken');
+  t.same(staged(), [], 'the many-file run left no spare while a stage was there');
+
+  // A drop while a spare is being linked: it is not kept.
+  await cache.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'six'), retry);
+  await cache.dropStaged();
+  const seven = await cache.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'seven'), retry);
+  t.notOk(seven.staged, 'a spare dropped while it was linked is not taken');
+  t.equal(seven.hits, n, 'the run links its files itself');
+
+  // Without links (runs that share the agent's uid get copies): no spare, whatever `spares` says.
+  const copies = new DataCache(work, 1 << 20);
+  copies.spares = true;
+  await copies.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'c1'), retry);
+  const c2 = await copies.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'c2'), retry);
+  t.notOk(c2.staged, 'copies: no spare');
+});
+
+t.test('an eviction drops the spare, whose links would keep the evicted entries\' blocks', async (t) => {
+  const n = SPARE_FROM_FILES;
+  await mapBounded(Array.from({ length: n }, (_, i) => i), 32, (i) => put(`datasets/spare-ev/f${i}.txt`, Buffer.alloc(100, i % 256)));
+  await put('datasets/spare-big/big.bin', Buffer.alloc(40_000, 9));
+  const work = tmp('ty-dcse-');
+  const cache = new DataCache(work, n * 100 + 20_000);
+  cache.linksForRuns = true;
+  cache.spares = true;
+  const runRoot = tmp('ty-runse-');
+  await cache.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'one'), retry);
+  const two = await cache.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'two'), retry);
+  t.equal(two.spare, true, 'a spare was there');
+  // two left a spare too (being linked, or linked by now: either way it goes).
+  await cache.makeLocal(minio, bucket, 'datasets/spare-big/', path.join(runRoot, 'big'), retry);
+  t.same(readdirSync(path.join(work, 'data-staged')), [], 'a download that evicted entries dropped the spare');
+  const three = await cache.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'three'), retry);
+  t.notOk(three.staged, 'the next run makes its folder itself');
+  t.same(manifestOf(three.entries), await dataManifest(path.join(runRoot, 'three')), 'right, evicted files fetched again');
 });
