@@ -59,6 +59,8 @@ const RESUME_FROM_BYTES = 1024 * 1024;
  * (DataCache.spares). Fewer are linked in a few milliseconds on the run's own path: not worth a folder.
  */
 export const SPARE_FROM_FILES = 256;
+/** A spare starts this long after its run's make-local, off that run's start (the agent's one thread). */
+const SPARE_DELAY_MS = 500;
 /** Cache entries linked into a run's folder between two turns of the event loop (#linkHits). */
 const LINKS_PER_TURN = 256;
 /** Datasets (bucket and prefix) whose listing hints are kept: a few strings each, one per 1,000 files. */
@@ -106,10 +108,17 @@ export interface MakeLocalOptions {
 }
 
 /** A data folder made ahead for the next run (DataCache.stage), or left by a run for the next like it (spares). */
-interface Staged { bucket: string; prefix: string; listing: string; dir: string; made: MadeLocal; spare: boolean }
+interface Staged { bucket: string; prefix: string; listing: readonly StoredObject[]; dir: string; made: MadeLocal; spare: boolean }
 
-/** What a folder made local was made from: every object's key, ETag and size, in the listing's order. */
-const listingOf = (objects: readonly StoredObject[]) => JSON.stringify(objects.map((o) => [o.key, o.etag, o.size]));
+/** Whether two listings name the same objects (key, ETag, size) in the same order: a folder made from one is the other's. */
+function sameListing(a: readonly StoredObject[], b: readonly StoredObject[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!, y = b[i]!;
+    if (x.key !== y.key || x.etag !== y.etag || x.size !== y.size) return false;
+  }
+  return true;
+}
 
 export class DataCache {
   readonly #dir: string;
@@ -139,6 +148,8 @@ export class DataCache {
   #stageSeq = 0;
   /** A spare being linked (#spare); settles, never rejects, once it is installed or removed. */
   #sparing: Promise<void> | null = null;
+  /** A spare waiting SPARE_DELAY_MS to start (off the run's own start); `start` starts it now. */
+  #pendingSpare: { bucket: string; prefix: string; timer: NodeJS.Timeout; start: () => void } | null = null;
 
   constructor(workDir: string, maxBytes: number) {
     this.#dir = path.join(workDir, 'data-cache');
@@ -170,7 +181,7 @@ export class DataCache {
     await mkdir(dir, { mode: 0o755 });
     try {
       const { made, objects } = await this.#make(client, bucket, prefix, dir, retry, {});
-      this.#staged = { bucket, prefix, listing: listingOf(objects), dir, made, spare: false };
+      this.#staged = { bucket, prefix, listing: objects, dir, made, spare: false };
     } catch (err) {
       await rm(dir, { recursive: true, force: true });
       throw err;
@@ -186,6 +197,7 @@ export class DataCache {
   /** Removes the staged folder no run took (a preparation failed or called off, or the agent stops); a spare being linked is not kept. */
   async dropStaged(): Promise<void> {
     this.#stageSeq++;
+    if (this.#pendingSpare) { clearTimeout(this.#pendingSpare.timer); this.#pendingSpare = null; }
     await this.#sparing; // it sees the new number and removes what it linked
     const s = this.#staged;
     this.#staged = null;
@@ -198,7 +210,7 @@ export class DataCache {
     if (!s || s.bucket !== bucket || s.prefix !== prefix) return null;
     this.#staged = null;
     // Nothing of it is downloaded by the run: counted as the cache's.
-    if (s.listing === listingOf(objects) && await rename(s.dir, dir).then(() => true, () => false)) {
+    if (sameListing(s.listing, objects) && await rename(s.dir, dir).then(() => true, () => false)) {
       return { ...s.made, hits: s.made.files, hitBytes: s.made.bytes, resumedBytes: 0, staged: true, ...(s.spare ? { spare: true } : {}) };
     }
     await rm(s.dir, { recursive: true, force: true });
@@ -219,13 +231,27 @@ export class DataCache {
   set spares(on: boolean) { this.#spares = on; }
 
   /**
-   * Starts linking a spare folder of `objects` (the listing a make-local just used) in the background, if
-   * nothing is staged or being staged: a stage (prepare-next's, for the run it knows is next) or a drop
-   * started meanwhile wins, and the spare is removed instead of kept. A file the cache no longer holds
-   * (evicted meanwhile) gives the spare up: a spare is all links or nothing. Never fails the run.
+   * Links a spare folder of `objects` (the listing a make-local just used) in the background, SPARE_DELAY_MS
+   * later (the run that made it local is starting meanwhile, on the same thread) or as soon as a run of the
+   * same dataset asks for it (#make), if nothing is staged or being staged then: a stage (prepare-next's,
+   * for the run it knows is next) or a drop started meanwhile wins, and the spare is removed instead of
+   * kept. A file the cache no longer holds (evicted meanwhile) gives the spare up: all links or nothing.
+   * Linked LINKS_PER_TURN at a time, as a run's own links are. Never fails a run.
    */
   #spare(bucket: string, prefix: string, objects: readonly StoredObject[]): void {
-    if (!this.#links || !this.#spares || objects.length < SPARE_FROM_FILES || this.#staging || this.#staged) return;
+    if (!this.#links || !this.#spares || objects.length < SPARE_FROM_FILES) return;
+    if (this.#pendingSpare) clearTimeout(this.#pendingSpare.timer);
+    const start = () => {
+      if (this.#pendingSpare !== pending) return;
+      clearTimeout(pending.timer);
+      this.#pendingSpare = null;
+      if (!this.#staging && !this.#staged) this.#startSpare(bucket, prefix, objects);
+    };
+    const pending = { bucket, prefix, timer: setTimeout(start, SPARE_DELAY_MS).unref(), start };
+    this.#pendingSpare = pending;
+  }
+
+  #startSpare(bucket: string, prefix: string, objects: readonly StoredObject[]): void {
     const seq = ++this.#stageSeq;
     const done = (async () => {
       await this.#stageFolder();
@@ -234,11 +260,16 @@ export class DataCache {
       let kept = false;
       try {
         const wanted = objects.flatMap((obj) => { const at = localPathOf(obj.key, prefix, dir); return at ? [{ o: obj, at }] : []; });
-        const linked = await this.#linkHits(wanted, wanted.map(({ o }) => this.#idOf(bucket, o)));
+        const ids: (string | null)[] = [];
+        for (const { o } of wanted) {
+          if (ids.length > 0 && ids.length % LINKS_PER_TURN === 0) await new Promise<void>((r) => setImmediate(r));
+          ids.push(this.#idOf(bucket, o));
+        }
+        const linked = await this.#linkHits(wanted, ids);
         if (linked.size !== wanted.length || seq !== this.#stageSeq || this.#staged) return;
         const made: MadeLocal = { files: 0, bytes: 0, hits: 0, hitBytes: 0, resumedBytes: 0, entries: [] };
         wanted.forEach(({ o, at }, i) => { made.files++; made.bytes += o.size; made.entries.push({ path: at.rel, size: o.size, sha256: linked.get(i)! }); });
-        this.#staged = { bucket, prefix, listing: listingOf(objects), dir, made, spare: true };
+        this.#staged = { bucket, prefix, listing: objects, dir, made, spare: true };
         kept = true;
       } finally {
         if (!kept) await rm(dir, { recursive: true, force: true });
@@ -251,6 +282,12 @@ export class DataCache {
       if (this.#staging === staging) this.#staging = null;
       if (this.#sparing === done) this.#sparing = null;
     });
+  }
+
+  /** Cancels a spare waiting to start, discards one being linked, and removes one linked; a stage is left. */
+  async #dropSpare(): Promise<void> {
+    if (this.#pendingSpare) { clearTimeout(this.#pendingSpare.timer); this.#pendingSpare = null; }
+    if (this.#sparing || this.#staged?.spare) await this.dropStaged();
   }
 
   /** The cache entry an object would be kept under: bucket, key, ETag and size (null without an ETag: not kept). */
@@ -291,6 +328,8 @@ export class DataCache {
   /** makeLocal, with the listing it made it from; `takeStaged`: a folder staged for it is taken if it still matches. */
   async #make(client: Minio.Client, bucket: string, prefix: string, dir: string, retry: RetryOptions, ranged: RangedOptions, takeStaged = false, local: MakeLocalOptions = {}): Promise<{ made: MadeLocal; objects: StoredObject[] }> {
     if (this.#maxBytes > 0) await this.#load();
+    // A spare for this dataset waiting to start: this run is what it was for, so it starts now.
+    if (takeStaged && this.#pendingSpare?.bucket === bucket && this.#pendingSpare.prefix === prefix) this.#pendingSpare.start();
     // The run expected next, claimed while its folder is being staged: the staging's copy is this run's.
     const staging = this.#staging;
     if (takeStaged && staging?.bucket === bucket && staging.prefix === prefix) await staging.done;
@@ -496,7 +535,7 @@ export class DataCache {
     }
     // A spare's links would keep the evicted entries' blocks past the cap; it is cheap to make again. One
     // still being linked is dropped too: it may hold a link made before the eviction.
-    if (evicted && (this.#staged?.spare || this.#sparing)) await this.dropStaged();
+    if (evicted) await this.#dropSpare();
   }
 
   /** --data-cache-mb in bytes (0: nothing kept). */

@@ -263,10 +263,19 @@ export async function removePrefix(client: Minio.Client, bucket: string, prefix:
 
 export type Progress = (doneBytes: number, totalBytes: number) => void;
 
+/** A relative key that path.join would change: a leading or doubled '/', or a '.' or '..' segment. */
+const UNCLEAN_KEY = /^\/|\/\/|(^|\/)\.{1,2}(\/|$)/;
+
 /** Where an object under `prefix` goes in `dir` (its key relative to the prefix); null for a folder marker. Refuses a key that leaves `dir`. */
 export function localPathOf(key: string, prefix: string, dir: string): { rel: string; dest: string } | null {
   const rel = key.slice(prefix.length);
   if (!rel || rel.endsWith('/')) return null;
+  // A key with no empty, '.' or '..' segment under an absolute folder is the folder and the key, as is: the
+  // general path below (join, resolve, relative) cost 114 ms for the 20,000 keys of a warm run.
+  if (path.sep === '/' && path.isAbsolute(dir) && !UNCLEAN_KEY.test(rel)) {
+    const root = path.normalize(dir);
+    return { rel, dest: root.endsWith('/') ? root + rel : `${root}/${rel}` };
+  }
   const dest = path.join(dir, ...rel.split('/'));
   if (!dest.startsWith(path.resolve(dir) + path.sep)) throw new TrainyardError(ErrorCodes.InvalidArgument, `object key ${key} leaves ${dir}`);
   return { rel: path.relative(dir, dest).split(path.sep).join('/'), dest };
