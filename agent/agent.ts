@@ -591,8 +591,8 @@ export class AgentDaemon {
     this.#link.close();
     // Idle interpreters end; a run forked from one (detached, not stopped) is its own supervisor (setsid) and goes on.
     await this.#warm.close();
-    // A folder staged or left spare for a next run that will not come here (prepare-next drops its own).
-    await this.#dataCache.dropStaged().catch(() => {});
+    // No spare folder for a next run that will not come here, and none made after (prepare-next drops its own).
+    await this.#dataCache.close().catch(() => {});
     await this.#metrics?.close();
     if (this.#giveUpTimer) clearTimeout(this.#giveUpTimer);
     this.#setState('STOPPED');

@@ -22,9 +22,10 @@
 // otherwise makes it local as usual. One such folder at most, dropped when another is staged or unused.
 // Where runs get links (and `spares` is on: the agent's default there), a run's make-local of a dataset of
 // SPARE_FROM_FILES files or more leaves such a folder behind it for the next run of the same dataset, linked
-// from the listing it has just read (no second listing, nothing downloaded): a warm run of 20,000 files spent
-// 0.3 s of the agent's thread on its links, now made while the run before it trains. Only when nothing else
-// is staged: the next run prepare-next knows of takes precedence.
+// from the listing it has just read (no second listing, nothing downloaded) half a second later, off that
+// run's start: a warm run of 20,000 files spent 0.3 s of the agent's thread on its links, now made while
+// the run before it trains. Only when the cache holds every file and nothing else is staged: the next run
+// prepare-next knows of takes precedence.
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, linkSync, mkdirSync } from 'node:fs';
 import { copyFile, link, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
@@ -108,7 +109,11 @@ export interface MakeLocalOptions {
 }
 
 /** A data folder made ahead for the next run (DataCache.stage), or left by a run for the next like it (spares). */
-interface Staged { bucket: string; prefix: string; listing: readonly StoredObject[]; dir: string; made: MadeLocal; spare: boolean }
+interface Staged {
+  bucket: string; prefix: string; listing: readonly StoredObject[]; dir: string; made: MadeLocal; spare: boolean;
+  /** A spare's cache entries: an eviction of one of them drops the spare (its link would keep the blocks). */
+  ids?: ReadonlySet<string>;
+}
 
 /** Whether two listings name the same objects (key, ETag, size) in the same order: a folder made from one is the other's. */
 function sameListing(a: readonly StoredObject[], b: readonly StoredObject[]): boolean {
@@ -148,6 +153,8 @@ export class DataCache {
   #stageSeq = 0;
   /** A spare being linked (#spare); settles, never rejects, once it is installed or removed. */
   #sparing: Promise<void> | null = null;
+  /** stage() calls under way: no spare starts or is kept meanwhile (the stage is for the run known to be next). */
+  #stagesInFlight = 0;
   /** A spare waiting SPARE_DELAY_MS to start (off the run's own start); `start` starts it now. */
   #pendingSpare: { bucket: string; prefix: string; timer: NodeJS.Timeout; start: () => void } | null = null;
 
@@ -163,15 +170,20 @@ export class DataCache {
    * through the cache as any run's do (its cap holds). Replaces the folder staged before, if any.
    */
   async stage(client: Minio.Client, bucket: string, prefix: string, retry: RetryOptions): Promise<void> {
-    await this.#stageFolder();
-    await this.dropStaged();
-    const done = this.#stage(client, bucket, prefix, retry);
-    const staging = { bucket, prefix, done: done.catch(() => {}) };
-    this.#staging = staging;
+    this.#stagesInFlight++;
     try {
-      await done;
+      await this.#stageFolder();
+      await this.dropStaged();
+      const done = this.#stage(client, bucket, prefix, retry);
+      const staging = { bucket, prefix, done: done.catch(() => {}) };
+      this.#staging = staging;
+      try {
+        await done;
+      } finally {
+        if (this.#staging === staging) this.#staging = null;
+      }
     } finally {
-      if (this.#staging === staging) this.#staging = null;
+      this.#stagesInFlight--;
     }
   }
 
@@ -181,6 +193,8 @@ export class DataCache {
     await mkdir(dir, { mode: 0o755 });
     try {
       const { made, objects } = await this.#make(client, bucket, prefix, dir, retry, {});
+      const before = this.#staged; // none: the drop above, and no spare is kept while a stage runs
+      if (before) void rm(before.dir, { recursive: true, force: true }).catch(() => {});
       this.#staged = { bucket, prefix, listing: objects, dir, made, spare: false };
     } catch (err) {
       await rm(dir, { recursive: true, force: true });
@@ -192,6 +206,12 @@ export class DataCache {
   #stageFolder(): Promise<void> {
     this.#stageReady ??= rm(this.#stageDir, { recursive: true, force: true }).then(() => mkdir(this.#stageDir, { mode: 0o700 })).then(() => {});
     return this.#stageReady;
+  }
+
+  /** No more spares, and the staged folder removed: the agent stops. */
+  async close(): Promise<void> {
+    this.#spares = false;
+    await this.dropStaged();
   }
 
   /** Removes the staged folder no run took (a preparation failed or called off, or the agent stops); a spare being linked is not kept. */
@@ -213,7 +233,8 @@ export class DataCache {
     if (sameListing(s.listing, objects) && await rename(s.dir, dir).then(() => true, () => false)) {
       return { ...s.made, hits: s.made.files, hitBytes: s.made.bytes, resumedBytes: 0, staged: true, ...(s.spare ? { spare: true } : {}) };
     }
-    await rm(s.dir, { recursive: true, force: true });
+    // Off the run's path: a spare of 20,000 links takes a while to remove.
+    void rm(s.dir, { recursive: true, force: true }).catch(() => {});
     return null;
   }
 
@@ -233,19 +254,20 @@ export class DataCache {
   /**
    * Links a spare folder of `objects` (the listing a make-local just used) in the background, SPARE_DELAY_MS
    * later (the run that made it local is starting meanwhile, on the same thread) or as soon as a run of the
-   * same dataset asks for it (#make), if nothing is staged or being staged then: a stage (prepare-next's,
+   * same dataset asks for it (#make), if nothing is staged or being staged then. A stage (prepare-next's,
    * for the run it knows is next) or a drop started meanwhile wins, and the spare is removed instead of
-   * kept. A file the cache no longer holds (evicted meanwhile) gives the spare up: all links or nothing.
-   * Linked LINKS_PER_TURN at a time, as a run's own links are. Never fails a run.
+   * kept. Only when the cache holds every file (all links or nothing); the entries are pinned while they
+   * are linked, so none is evicted under it, and an eviction of one afterwards drops it (#evict). Linked
+   * LINKS_PER_TURN at a time, as a run's own links are. One spare waits at a time: the first (a run's
+   * dataset, not its evaluation dataset after it). Never fails a run.
    */
   #spare(bucket: string, prefix: string, objects: readonly StoredObject[]): void {
-    if (!this.#links || !this.#spares || objects.length < SPARE_FROM_FILES) return;
-    if (this.#pendingSpare) clearTimeout(this.#pendingSpare.timer);
+    if (!this.#links || !this.#spares || objects.length < SPARE_FROM_FILES || this.#pendingSpare) return;
     const start = () => {
       if (this.#pendingSpare !== pending) return;
       clearTimeout(pending.timer);
       this.#pendingSpare = null;
-      if (!this.#staging && !this.#staged) this.#startSpare(bucket, prefix, objects);
+      if (this.#spares && !this.#staging && !this.#staged && this.#stagesInFlight === 0) this.#startSpare(bucket, prefix, objects);
     };
     const pending = { bucket, prefix, timer: setTimeout(start, SPARE_DELAY_MS).unref(), start };
     this.#pendingSpare = pending;
@@ -256,20 +278,24 @@ export class DataCache {
     const done = (async () => {
       await this.#stageFolder();
       const dir = path.join(this.#stageDir, randomBytes(8).toString('hex'));
+      const wanted = objects.flatMap((obj) => { const at = localPathOf(obj.key, prefix, dir); return at ? [{ o: obj, at }] : []; });
+      const ids: (string | null)[] = [];
+      for (const { o } of wanted) {
+        if (ids.length > 0 && ids.length % LINKS_PER_TURN === 0) await new Promise<void>((r) => setImmediate(r));
+        const id = this.#idOf(bucket, o);
+        // A file the cache does not hold (over its cap, evicted, no ETag): the spare could not be whole.
+        if (!id || this.#entries.get(id)?.size !== o.size) return;
+        ids.push(id);
+      }
+      if (seq !== this.#stageSeq) return;
       await mkdir(dir, { mode: 0o755 });
       let kept = false;
       try {
-        const wanted = objects.flatMap((obj) => { const at = localPathOf(obj.key, prefix, dir); return at ? [{ o: obj, at }] : []; });
-        const ids: (string | null)[] = [];
-        for (const { o } of wanted) {
-          if (ids.length > 0 && ids.length % LINKS_PER_TURN === 0) await new Promise<void>((r) => setImmediate(r));
-          ids.push(this.#idOf(bucket, o));
-        }
         const linked = await this.#linkHits(wanted, ids);
-        if (linked.size !== wanted.length || seq !== this.#stageSeq || this.#staged) return;
+        if (linked.size !== wanted.length || seq !== this.#stageSeq || this.#staged || this.#stagesInFlight > 0) return;
         const made: MadeLocal = { files: 0, bytes: 0, hits: 0, hitBytes: 0, resumedBytes: 0, entries: [] };
         wanted.forEach(({ o, at }, i) => { made.files++; made.bytes += o.size; made.entries.push({ path: at.rel, size: o.size, sha256: linked.get(i)! }); });
-        this.#staged = { bucket, prefix, listing: objects, dir, made, spare: true };
+        this.#staged = { bucket, prefix, listing: objects, dir, made, spare: true, ids: new Set(ids as string[]) };
         kept = true;
       } finally {
         if (!kept) await rm(dir, { recursive: true, force: true });
@@ -282,12 +308,6 @@ export class DataCache {
       if (this.#staging === staging) this.#staging = null;
       if (this.#sparing === done) this.#sparing = null;
     });
-  }
-
-  /** Cancels a spare waiting to start, discards one being linked, and removes one linked; a stage is left. */
-  async #dropSpare(): Promise<void> {
-    if (this.#pendingSpare) { clearTimeout(this.#pendingSpare.timer); this.#pendingSpare = null; }
-    if (this.#sparing || this.#staged?.spare) await this.dropStaged();
   }
 
   /** The cache entry an object would be kept under: bucket, key, ETag and size (null without an ETag: not kept). */
@@ -524,18 +544,19 @@ export class DataCache {
 
   async #evict(): Promise<void> {
     const oldest = [...this.#entries].sort((a, b) => a[1].used - b[1].used);
-    let evicted = false;
+    const evicted: string[] = [];
     for (const [id, e] of oldest) {
       if (this.#bytes <= this.#maxBytes) break;
       if (e.pins > 0) continue; // being copied out: the next eviction takes it
       this.#entries.delete(id);
       this.#bytes -= e.size;
-      evicted = true;
+      evicted.push(id);
       await rm(e.file, { force: true });
     }
-    // A spare's links would keep the evicted entries' blocks past the cap; it is cheap to make again. One
-    // still being linked is dropped too: it may hold a link made before the eviction.
-    if (evicted) await this.#dropSpare();
+    // A spare's links would keep the evicted entries' blocks past the cap; it is cheap to make again. (One
+    // being linked has its entries pinned; one waiting to start checks that the cache holds every file.)
+    const spare = this.#staged?.spare ? this.#staged : null;
+    if (spare && evicted.some((id) => spare.ids?.has(id))) await this.dropStaged();
   }
 
   /** --data-cache-mb in bytes (0: nothing kept). */

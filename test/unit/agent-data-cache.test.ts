@@ -151,6 +151,8 @@ t.test('a staged folder is taken by the next make-local of its dataset, unless t
   const r2 = await cache.makeLocal(minio, bucket, 'datasets/s/', dest2, retry);
   t.notOk(r2.staged, 'a dataset changed since it was staged is made local afresh');
   t.equal(readFileSync(path.join(dest2, 'sub', 'b.csv'), 'utf8'), 'changed', 'with the new bytes');
+  // Removed off the run's path (a spare of 20,000 links takes a while): soon after, not before the run goes on.
+  for (const until = Date.now() + 10_000; staged().length > 0 && Date.now() < until;) await new Promise((r) => setTimeout(r, 10));
   t.same(staged(), [], 'and the stale staged folder is removed');
 
   await cache.stage(minio, bucket, 'datasets/s/', retry);
@@ -325,25 +327,35 @@ t.test('a make-local of many files leaves a spare folder of links that the next 
   await cache.makeLocal(minio, bucket, 'datasets/spare-few/', path.join(runRoot, 'f1'), retry);
   const few = await cache.makeLocal(minio, bucket, 'datasets/spare-few/', path.join(runRoot, 'f2'), retry);
   t.same([few.staged, few.hits], [undefined, 2], `under ${SPARE_FROM_FILES} files no spare: linked by the run`);
+  // r4's stale spare is removed off its path: wait for that (a few-file spare, wrongly made, would stay).
+  await new Promise((r) => setTimeout(r, 700));
+  for (const until = Date.now() + 10_000; staged().length > 0 && Date.now() < until;) await new Promise((r) => setTimeout(r, 10));
   t.same(staged(), [], 'and no spare folder left');
 
-  // A stage (the run prepare-next knows is next) is never replaced by a spare.
+  // A stage (the run prepare-next knows is next) is never replaced by a spare: the next run of the many-file
+  // dataset starts the spare its last run left waiting, which finds the stage there and makes nothing.
   await cache.stage(minio, bucket, 'datasets/spare-few/', retry);
   await cache.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'five'), retry);
-  await new Promise((r) => setTimeout(r, 700)); // past the spare's delay: it would have started by now
-  t.equal(staged().length, 1, 'the many-file run left no spare beside the stage');
+  const six = await cache.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'six'), retry);
+  t.notOk(six.staged, 'no spare was made beside the stage');
+  t.equal(staged().length, 1, 'the stage is still the one staged folder');
   const fromStage = await cache.makeLocal(minio, bucket, 'datasets/spare-few/', path.join(runRoot, 'f3'), retry);
-  t.same([fromStage.staged, fromStage.spare], [true, undefined], 'the staged folder survived the many-file run and was taken');
+  t.same([fromStage.staged, fromStage.spare], [true, undefined], 'the staged folder survived the many-file runs and was taken');
 
-  // A drop while a spare is being linked: it is not kept.
-  await cache.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'six'), retry);
+  // A drop once a spare has started (being linked or linked): it is not kept.
+  await cache.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'six-b'), retry);
+  const until = Date.now() + 20_000;
+  while (staged().length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+  t.equal(staged().length, 1, 'the spare started (after its delay)');
   await cache.dropStaged();
   const seven = await cache.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'seven'), retry);
-  t.notOk(seven.staged, 'a spare dropped while it was linked is not taken');
+  t.notOk(seven.staged, 'a dropped spare is not taken');
   t.equal(seven.hits, n, 'the run links its files itself');
+  await cache.close();
+  t.same(staged(), [], 'close removes what seven left and makes no more');
 
   // Without links (runs that share the agent's uid get copies): no spare, whatever `spares` says.
-  const copies = new DataCache(work, 1 << 20);
+  const copies = new DataCache(tmp('ty-dcs-copies-'), 1 << 20);
   copies.spares = true;
   await copies.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'c1'), retry);
   const c2 = await copies.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'c2'), retry);
@@ -376,4 +388,15 @@ t.test('an eviction drops the spare, whose links would keep the evicted entries\
   const three = await cache.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'three'), retry);
   t.notOk(three.staged, 'the next run makes its folder itself');
   t.same(manifestOf(three.entries), await dataManifest(path.join(runRoot, 'three')), 'right, evicted files fetched again');
+
+  // A cache that cannot hold the whole dataset makes no spare (it could not be whole).
+  const halfWork = tmp('ty-dcsh-');
+  const half = new DataCache(halfWork, n * 100 / 2);
+  half.linksForRuns = true;
+  half.spares = true;
+  await half.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'h1'), retry);
+  await new Promise((r) => setTimeout(r, 700)); // past the spare's delay
+  const h2 = await half.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'h2'), retry);
+  t.notOk(h2.staged, 'half the dataset cached: no spare');
+  t.same(readdirSync(path.join(halfWork, 'data-staged'), { withFileTypes: true }).length, 0, 'and nothing is left staged');
 });
