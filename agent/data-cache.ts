@@ -61,7 +61,7 @@ const RESUME_FROM_BYTES = 1024 * 1024;
  */
 export const SPARE_FROM_FILES = 256;
 /** A spare starts this long after its run's make-local, off that run's start (the agent's one thread). */
-const SPARE_DELAY_MS = 500;
+const SPARE_DELAY_MS = 100;
 /** Cache entries linked into a run's folder between two turns of the event loop (#linkHits). */
 const LINKS_PER_TURN = 256;
 /** Datasets (bucket and prefix) whose listing hints are kept: a few strings each, one per 1,000 files. */
@@ -254,9 +254,9 @@ export class DataCache {
   /**
    * Links a spare folder of `objects` (the listing a make-local just used) in the background, SPARE_DELAY_MS
    * later (the run that made it local is starting meanwhile, on the same thread) or as soon as a run of the
-   * same dataset asks for it (#make), if nothing is staged or being staged then. A stage (prepare-next's,
-   * for the run it knows is next) or a drop started meanwhile wins, and the spare is removed instead of
-   * kept. Only when the cache holds every file (all links or nothing); the entries are pinned while they
+   * same dataset asks for it (#make), if nothing but an older spare (which it replaces) is staged or being
+   * staged then. A stage (prepare-next's, for the run it knows is next) or a drop started meanwhile wins,
+   * and the spare is removed instead of kept. Only when the cache holds every file (all links or nothing); the entries are pinned while they
    * are linked, so none is evicted under it, and an eviction of one afterwards drops it (#evict). Linked
    * LINKS_PER_TURN at a time, as a run's own links are. One spare waits at a time: the first (a run's
    * dataset, not its evaluation dataset after it). Never fails a run.
@@ -267,7 +267,15 @@ export class DataCache {
       if (this.#pendingSpare !== pending) return;
       clearTimeout(pending.timer);
       this.#pendingSpare = null;
-      if (this.#spares && !this.#staging && !this.#staged && this.#stagesInFlight === 0) this.#startSpare(bucket, prefix, objects);
+      // An older spare (of this dataset or another) gives way to the newest: the dataset run last is the
+      // best guess for the next. A stage, for the run prepare-next knows is next, never does.
+      const older = this.#staged?.spare ? this.#staged : null;
+      if (!this.#spares || this.#staging || (this.#staged && !older) || this.#stagesInFlight > 0) return;
+      if (older) {
+        this.#staged = null;
+        void rm(older.dir, { recursive: true, force: true }).catch(() => {});
+      }
+      this.#startSpare(bucket, prefix, objects);
     };
     const pending = { bucket, prefix, timer: setTimeout(start, SPARE_DELAY_MS).unref(), start };
     this.#pendingSpare = pending;

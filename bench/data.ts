@@ -25,6 +25,7 @@ import { parseArgs } from 'node:util';
 import { projectRoot } from '../shared/proto.js';
 import { createMinioClient, removePrefix } from '../shared/storage.js';
 import { benchMinio, enteredAt, median, startNoopTrainyard, waitEnded } from './lib.js';
+import { streamOf } from '../cli/client.js';
 
 const USAGE = `usage: npm run bench:data -- [--runs N] [--big-mb MIB] [--small-files N] [--shared-uid] [--json]
   push and pull of --big-mb MiB in 4 files and of --small-files files of 4 KiB, against mc mirror on the
@@ -74,14 +75,26 @@ function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): number {
 }
 const trainyard = (args: string[]) => timed(process.execPath, [path.join(projectRoot(), 'bin', 'trainyard.js'), ...args, '--scheduler', s.address], s.bench.env);
 
+/** The last run toTrain measured. */
+let lastRun = '';
 /** submit → train() entered, in ms (train()'s own timestamp, read from its log after the run). */
 async function toTrain(dataset: string): Promise<number> {
   settle();
   const t0 = Date.now();
   const run = await s.api.submitRun({ package: 'noop', dataset });
+  lastRun = run.id;
   const end = await waitEnded(s.api, run.id);
   if (end.status !== 'Successful') throw new Error(`run ${run.id} ${end.status}: ${end.failure_reason}`);
   return (await enteredAt(s.api, run.id)) - t0;
+}
+
+/** How the run's data was made local, from the agent's line in its log: "spare", "staged", "cache" (some files) or "downloaded". */
+async function madeLocalHow(id: string): Promise<string> {
+  for await (const l of streamOf(s.api.client.StreamLogs({ run_id: id, follow: false }))) {
+    if (!/^\[trainyard\] dataset .* made local/.test(l.text)) continue;
+    return l.text.includes('linked ahead') ? 'spare' : l.text.includes('prepared while') ? 'staged' : l.text.includes('from this agent\'s cache') ? 'cache' : 'downloaded';
+  }
+  return 'unknown';
 }
 
 function makeDataset(dir: string, files: number, bytes: number): void {
@@ -102,6 +115,8 @@ const sets = [
   { name: 'small', label: `${values['small-files']} files of 4 KiB`, files: Number(values['small-files']), bytes: 4096 },
 ];
 const results: Record<string, Record<string, number[]>> = {};
+/** Per set, how each warm run's data was made local (a spare folder, staged, linked from the cache). */
+const warmHow: Record<string, string[]> = {};
 try {
   // The empty-dataset latency (the one-file `tiny`), warm: the reference for a warm cache.
   await toTrain('tiny');
@@ -122,17 +137,18 @@ try {
       rmSync(into, { recursive: true, force: true });
       r.toTrainEmpty!.push(await toTrain(name));
       r.toTrainWarm!.push(await toTrain(name));
+      warmHow[set.name] = [...(warmHow[set.name] ?? []), await madeLocalHow(lastRun)];
       // What this run stored goes, so the disk holds one run's worth (the agent's cache keeps its entries).
       await removePrefix(minio, bucket, `mc/${name}/`, { retries: 2 });
     }
     rmSync(src, { recursive: true, force: true });
     // Each set's figures as soon as they are in (a long run cut short still leaves them).
-    console.error(JSON.stringify({ set: set.name, ...r }));
+    console.error(JSON.stringify({ set: set.name, ...r, warmHow: warmHow[set.name] }));
   }
   const med = (xs: number[] | undefined) => Math.round(median(xs ?? [NaN]));
   const summary = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, Object.fromEntries(Object.entries(v).map(([m, xs]) => [m, med(xs)]))]));
   const loadavg = { start: loadAtStart, end: load(), cores: os.cpus().length };
-  if (values.json) console.log(JSON.stringify({ runs, loadavg, summary, results }));
+  if (values.json) console.log(JSON.stringify({ runs, loadavg, summary, results, warmHow }));
   else {
     console.log(`median of ${runs} runs (ms); load average (1, 5, 15 min) ${loadavg.start} at the start, ${loadavg.end} at the end, ${loadavg.cores} cores; runs ${runUids ? 'have uids of their own (links to the cache)' : 'share the agent\'s uid (copies from the cache)'}`);
     console.log(`empty-dataset submit → train(): ${summary.empty!.toTrainWarm} ms`);
@@ -142,7 +158,7 @@ try {
       console.log(`${set.label}:`);
       console.log(`  dataset push ${m.push} ms vs mc mirror ${m.mcPush} ms (${x(m.push!, m.mcPush!)})`);
       console.log(`  submit → train(), empty agent cache ${m.toTrainEmpty} ms vs mc mirror pull ${m.mcPull} ms (${x(m.toTrainEmpty!, m.mcPull!)})`);
-      console.log(`  submit → train(), warm agent cache ${m.toTrainWarm} ms (${x(m.toTrainWarm!, summary.empty!.toTrainWarm!)} the empty-dataset latency; ${x(m.toTrainWarm!, m.mcPull!)} mc mirror pull)`);
+      console.log(`  submit → train(), warm agent cache ${m.toTrainWarm} ms (${x(m.toTrainWarm!, summary.empty!.toTrainWarm!)} the empty-dataset latency; ${x(m.toTrainWarm!, m.mcPull!)} mc mirror pull; data: ${(warmHow[set.name] ?? []).join(', ')})`);
     }
   }
 } catch (err) {

@@ -400,3 +400,28 @@ t.test('an eviction drops the spare, whose links would keep the evicted entries\
   t.notOk(h2.staged, 'half the dataset cached: no spare');
   t.same(readdirSync(path.join(halfWork, 'data-staged'), { withFileTypes: true }).length, 0, 'and nothing is left staged');
 });
+
+t.test('a spare gives way to the spare of the dataset run after it', async (t) => {
+  // Datasets of the tests above: spare-ev (SPARE_FROM_FILES files) and spare (more).
+  const work = tmp('ty-dcsr-');
+  const cache = new DataCache(work, 1 << 22);
+  cache.linksForRuns = true;
+  cache.spares = true;
+  const runRoot = tmp('ty-runsr-');
+  const stagedDir = path.join(work, 'data-staged');
+  await cache.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'a1'), retry);
+  const a2 = await cache.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'a2'), retry);
+  t.equal(a2.spare, true, 'the first dataset\'s spare was taken');
+  // a2 leaves a spare of its own: wait until it is linked whole, so it is there when the other dataset's run ends.
+  const until = Date.now() + 20_000;
+  const linked = async () => (await Promise.all(readdirSync(stagedDir).map((d) => walkFiles(path.join(stagedDir, d))))).some((f) => f.length === SPARE_FROM_FILES);
+  while (!(await linked()) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  t.ok(await linked(), 'its next spare is linked');
+  await cache.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'b1'), retry);
+  const b2 = await cache.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'b2'), retry);
+  t.equal(b2.spare, true, 'the other dataset, run last, got the spare');
+  const a3 = await cache.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'a3'), retry);
+  t.notOk(a3.staged, 'the first dataset\'s older spare was given up');
+  t.same(manifestOf(a3.entries), await dataManifest(path.join(runRoot, 'a3')), 'and its run made its folder itself, right');
+  await cache.close();
+});
