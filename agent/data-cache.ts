@@ -22,10 +22,10 @@
 // otherwise makes it local as usual. One such folder at most, dropped when another is staged or unused.
 // Where runs get links (and `spares` is on: the agent's default there), a run's make-local of a dataset of
 // SPARE_FROM_FILES files or more leaves such a folder behind it for the next run of the same dataset, linked
-// from the listing it has just read (no second listing, nothing downloaded) half a second later, off that
+// from the listing it has just read (no second listing, nothing downloaded) SPARE_DELAY_MS later, off that
 // run's start: a warm run of 20,000 files spent 0.3 s of the agent's thread on its links, now made while
-// the run before it trains. Only when the cache holds every file and nothing else is staged: the next run
-// prepare-next knows of takes precedence.
+// the run before it trains. Only when the cache holds every file and nothing but an older spare is staged:
+// the next run prepare-next knows of takes precedence.
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, linkSync, mkdirSync } from 'node:fs';
 import { copyFile, link, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
@@ -256,10 +256,10 @@ export class DataCache {
    * later (the run that made it local is starting meanwhile, on the same thread) or as soon as a run of the
    * same dataset asks for it (#make), if nothing but an older spare (which it replaces) is staged or being
    * staged then. A stage (prepare-next's, for the run it knows is next) or a drop started meanwhile wins,
-   * and the spare is removed instead of kept. Only when the cache holds every file (all links or nothing); the entries are pinned while they
-   * are linked, so none is evicted under it, and an eviction of one afterwards drops it (#evict). Linked
-   * LINKS_PER_TURN at a time, as a run's own links are. One spare waits at a time: the first (a run's
-   * dataset, not its evaluation dataset after it). Never fails a run.
+   * and the spare is removed instead of kept. Only when the cache holds every file (all links or nothing);
+   * the entries are pinned while they are linked, so none is evicted under it, and an eviction of one
+   * afterwards drops it (#evict). Linked LINKS_PER_TURN at a time, as a run's own links are. One spare
+   * waits at a time: the first (a run's dataset, not its evaluation dataset after it). Never fails a run.
    */
   #spare(bucket: string, prefix: string, objects: readonly StoredObject[]): void {
     if (!this.#links || !this.#spares || objects.length < SPARE_FROM_FILES || this.#pendingSpare) return;

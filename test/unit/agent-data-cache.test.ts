@@ -35,6 +35,14 @@ async function dataManifest(dir: string): Promise<DataManifest> {
   return manifestOf(files);
 }
 
+/** Waits (up to 20 s) until a folder in `work`'s data-staged holds `files` files: a spare linked whole. */
+async function spareLinked(work: string, files: number): Promise<boolean> {
+  const stagedDir = path.join(work, 'data-staged');
+  const linked = async () => (await Promise.all(readdirSync(stagedDir).map((d) => walkFiles(path.join(stagedDir, d))))).some((f) => f.length === files);
+  for (const until = Date.now() + 20_000; !(await linked()) && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
+  return linked();
+}
+
 async function put(key: string, body: string | Buffer): Promise<void> {
   await minio.putObject(bucket, key, Buffer.from(body));
 }
@@ -375,14 +383,7 @@ t.test('an eviction drops the spare, whose links would keep the evicted entries\
   const two = await cache.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'two'), retry);
   t.equal(two.spare, true, 'a spare was there');
   // two leaves a spare too: once it is linked whole (all n files), a download that evicts must drop it.
-  const stagedDir = path.join(work, 'data-staged');
-  const linkedWhole = async () => {
-    for (const d of readdirSync(stagedDir)) if ((await walkFiles(path.join(stagedDir, d))).length === n) return true;
-    return false;
-  };
-  const until = Date.now() + 20_000;
-  while (!(await linkedWhole()) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-  t.ok(await linkedWhole(), 'two\'s spare was linked');
+  t.ok(await spareLinked(work, n), 'two\'s spare was linked');
   await cache.makeLocal(minio, bucket, 'datasets/spare-big/', path.join(runRoot, 'big'), retry);
   t.same(readdirSync(path.join(work, 'data-staged')), [], 'a download that evicted entries dropped the spare');
   const three = await cache.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'three'), retry);
@@ -408,15 +409,11 @@ t.test('a spare gives way to the spare of the dataset run after it', async (t) =
   cache.linksForRuns = true;
   cache.spares = true;
   const runRoot = tmp('ty-runsr-');
-  const stagedDir = path.join(work, 'data-staged');
   await cache.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'a1'), retry);
   const a2 = await cache.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'a2'), retry);
   t.equal(a2.spare, true, 'the first dataset\'s spare was taken');
   // a2 leaves a spare of its own: wait until it is linked whole, so it is there when the other dataset's run ends.
-  const until = Date.now() + 20_000;
-  const linked = async () => (await Promise.all(readdirSync(stagedDir).map((d) => walkFiles(path.join(stagedDir, d))))).some((f) => f.length === SPARE_FROM_FILES);
-  while (!(await linked()) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-  t.ok(await linked(), 'its next spare is linked');
+  t.ok(await spareLinked(work, SPARE_FROM_FILES), 'its next spare is linked');
   await cache.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'b1'), retry);
   const b2 = await cache.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'b2'), retry);
   t.equal(b2.spare, true, 'the other dataset, run last, got the spare');
