@@ -111,9 +111,15 @@ export class RunCgroup {
     return text.split('\n').filter(Boolean).map(Number);
   }
 
-  /** Sends a signal to every process in the cgroup (a SIGTERM before the kill, so each may clean up). */
-  async signal(sig: NodeJS.Signals): Promise<void> {
+  /**
+   * Sends a signal to every process in the cgroup (a SIGTERM before the kill, so each may clean up).
+   * `exceptGroup`: skips the processes of that process group, which the caller has just signalled itself:
+   * a process must get one SIGTERM, not two a few ms apart (a second one runs a Python handler again inside
+   * the first, so a checkpoint being saved in the grace starts over, or never ends).
+   */
+  async signal(sig: NodeJS.Signals, o: { exceptGroup?: number } = {}): Promise<void> {
     for (const pid of await this.pids()) {
+      if (o.exceptGroup !== undefined && await processGroupOf(pid) === o.exceptGroup) continue;
       try { process.kill(pid, sig); } catch { /* gone */ }
     }
   }
@@ -162,4 +168,13 @@ export class RunCgroup {
     await this.kill(waitMs);
     await rmdir(this.dir);
   }
+}
+
+/** The process group of `pid` (field 5 of /proc/PID/stat, after the name in parentheses); null: gone. */
+async function processGroupOf(pid: number): Promise<number | null> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+  if (stat === null) return null;
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const pgrp = Number(fields[2]);
+  return Number.isSafeInteger(pgrp) ? pgrp : null;
 }

@@ -127,7 +127,8 @@ export class SupervisedProcess {
     const pid = this.#child.pid;
     if (!pid || !this.running || this.#killTimer) return;
     signalGroup(pid, 'SIGTERM');
-    void this.#cgroup?.signal('SIGTERM');
+    // The processes that left the group: each process of the run gets one SIGTERM.
+    void this.#cgroup?.signal('SIGTERM', { exceptGroup: pid });
     this.#killTimer = setTimeout(() => {
       signalGroup(pid, 'SIGKILL');
       void this.#cgroup?.kill(0);

@@ -23,6 +23,16 @@ async function waitForPid(file: string): Promise<number> {
   throw new Error(`no pid in ${file}`);
 }
 
+const shq = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
+
+async function waitForFile(file: string): Promise<void> {
+  for (let i = 0; i < 250; i++) {
+    if (existsSync(file)) return;
+    await sleep(20);
+  }
+  throw new Error(`${file} never appeared`);
+}
+
 /** A setsid'ed, double-forked sleeper whose pid lands in `pidFile`; its output goes nowhere, so no pipe holds the parent. */
 const escaper = (pidFile: string) => `setsid sh -c 'sleep 300 </dev/null >/dev/null 2>&1 & echo $! > ${pidFile}' </dev/null >/dev/null 2>&1`;
 
@@ -68,6 +78,38 @@ t.test('with a cgroup, nothing a process started outlives it', async (t) => {
     t.notOk(alive(pid), 'the sleeper died with the stop');
     await cg.destroy();
     t.notOk(existsSync(cg.dir));
+  });
+
+  await t.test('a stop is one SIGTERM to each process of the run, in the process group or out of it', async (t) => {
+    // A second SIGTERM a few ms after the first runs a Python handler again inside itself: a checkpoint
+    // being saved in the grace is started over (or its print raises "reentrant call"). Each process here
+    // counts the SIGTERMs it got, taking 300 ms over each (as a save would), then exits.
+    const d = dir();
+    const counter = (name: string) => `import signal, time, os, sys
+n = 0
+def on_term(*a):
+    global n
+    n += 1
+    with open(os.path.join(${JSON.stringify(d)}, "${name}"), "a") as f: f.write("TERM\\n")
+    time.sleep(0.3)
+    if n == 1: sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+open(os.path.join(${JSON.stringify(d)}, "${name}.ready"), "w").close()
+while True: time.sleep(0.05)
+`;
+    const cg = await RunCgroup.create(base, `unit-term-${process.pid}`);
+    const leader = counter('leader');
+    // The escaper leaves the process group (setsid) but stays in the cgroup.
+    const script = `setsid python3 -c ${shq(counter('escaped'))} </dev/null >/dev/null 2>&1 & exec python3 -c ${shq(leader)}`;
+    const p = SupervisedProcess.spawn('bash', ['-c', script], {
+      cwd: d, env: { PATH: process.env.PATH }, onStdout: () => {}, onStderr: () => {}, killGraceMs: 5000, cgroup: cg,
+    });
+    for (const f of ['leader.ready', 'escaped.ready']) await waitForFile(path.join(d, f));
+    p.stop();
+    await p.exited;
+    t.equal(readFileSync(path.join(d, 'leader'), 'utf8'), 'TERM\n', 'the leader got one SIGTERM, not one from its group and one from its cgroup');
+    t.equal(readFileSync(path.join(d, 'escaped'), 'utf8'), 'TERM\n', 'the process outside the group got one too (from the cgroup)');
+    await cg.destroy();
   });
 
   await t.test('without a cgroup the same sleeper survives (what the cgroup is for)', async (t) => {
