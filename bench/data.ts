@@ -1,7 +1,8 @@
 // Data at the machine's speed (issue 21), against `mc mirror` (MinIO's own client) on the same MinIO, in
 // the same run, alternating so both see the same contention:
 //   push: `trainyard dataset push DIR` (the CLI's start included) vs `mc mirror DIR` into the same bucket;
-//   pull: `mc mirror` of the dataset to an empty folder, the reference for the agent's pull;
+//   pull: `mc mirror` of the dataset to an empty folder, the reference for the agent's pull; for the
+//   large set also the floor of any pull in Node here (the objects read by this process and dropped);
 //   submit → train() entered on that dataset, with an empty agent cache (a dataset the agent never saw)
 //   and with a warm one (the same dataset again), and on a one-file dataset (the empty-dataset latency).
 // Two datasets: --big-mb MiB in 4 files, and --small-files files of 4 KiB. Each measurement --runs times,
@@ -97,6 +98,26 @@ async function madeLocalHow(id: string): Promise<string> {
   return 'unknown';
 }
 
+/**
+ * The floor of a pull in Node on this machine: the large set's objects fetched by this process as the agent
+ * fetches them (one GET each, all at once), their bytes counted and dropped: nothing written, nothing
+ * hashed. What the agent adds to it is the writes, the hash and the run; `mc mirror` splices (the bytes go
+ * from the socket to the file in the kernel), which no Node program can.
+ */
+async function nodeReadOnly(name: string, files: number): Promise<number> {
+  const prefix = `datasets/${name}/`;
+  const keys: string[] = [];
+  for await (const o of minio.listObjectsV2(bucket, prefix, true) as AsyncIterable<{ name?: string }>) if (o.name) keys.push(o.name);
+  if (keys.length !== files) throw new Error(`${prefix}: listed ${keys.length} objects, pushed ${files}`);
+  settle();
+  const t0 = performance.now();
+  await Promise.all(keys.map(async (key) => {
+    const res = await minio.getObject(bucket, key);
+    await new Promise<void>((resolve, reject) => { res.on('data', () => {}); res.on('end', resolve); res.on('error', reject); });
+  }));
+  return performance.now() - t0;
+}
+
 function makeDataset(dir: string, files: number, bytes: number): void {
   mkdirSync(dir, { recursive: true });
   const block = randomBytes(Math.min(bytes, 16 * MIB));
@@ -126,7 +147,7 @@ try {
   for (const set of sets) {
     const src = path.join(work, set.name);
     makeDataset(src, set.files, set.bytes);
-    const r: Record<string, number[]> = { push: [], mcPush: [], mcPull: [], toTrainEmpty: [], toTrainWarm: [] };
+    const r: Record<string, number[]> = { push: [], mcPush: [], mcPull: [], toTrainEmpty: [], toTrainWarm: [], ...(set.name === 'big' ? { nodeRead: [] } : {}) };
     results[set.name] = r;
     for (let i = 0; i < runs; i++) {
       const name = `${set.name}-${i}`;
@@ -135,6 +156,7 @@ try {
       const into = path.join(work, `pull-${name}`);
       r.mcPull!.push(timed(mc, ['mirror', '--quiet', `bench/${bucket}/datasets/${name}`, into], mcEnv));
       rmSync(into, { recursive: true, force: true });
+      r.nodeRead?.push(await nodeReadOnly(name, set.files));
       r.toTrainEmpty!.push(await toTrain(name));
       r.toTrainWarm!.push(await toTrain(name));
       warmHow[set.name] = [...(warmHow[set.name] ?? []), await madeLocalHow(lastRun)];
@@ -158,6 +180,7 @@ try {
       console.log(`${set.label}:`);
       console.log(`  dataset push ${m.push} ms vs mc mirror ${m.mcPush} ms (${x(m.push!, m.mcPush!)})`);
       console.log(`  submit → train(), empty agent cache ${m.toTrainEmpty} ms vs mc mirror pull ${m.mcPull} ms (${x(m.toTrainEmpty!, m.mcPull!)})`);
+      if (m.nodeRead !== undefined) console.log(`  (the floor in Node: the same objects read by this process and dropped, nothing written or hashed, ${m.nodeRead} ms: ${x(m.nodeRead, m.mcPull!)} mc mirror pull)`);
       console.log(`  submit → train(), warm agent cache ${m.toTrainWarm} ms (${x(m.toTrainWarm!, summary.empty!.toTrainWarm!)} the empty-dataset latency; ${x(m.toTrainWarm!, m.mcPull!)} mc mirror pull; data: ${(warmHow[set.name] ?? []).join(', ')})`);
     }
   }
