@@ -44,7 +44,7 @@ import { manifestOf, venvInfo, type DataManifest, type VenvInfo } from './lineag
 import { makesVersion, parsePipeline, Pipeline } from '../shared/pipelines.js';
 import type { ShippedLine } from './lines.js';
 import { agentMetrics, countTransfer, type Direction } from './metrics.js';
-import { RunCheckpoints, resumePointer, type CommitResult } from './checkpoints.js';
+import { RunCheckpoints, resumePointer } from './checkpoints.js';
 import { resumedFromEnv, type CheckpointPointer } from '../shared/checkpoints.js';
 import type { PendingPlace, PendingUploads } from './pending-uploads.js';
 import { readPos, Spool } from './spool.js';
@@ -367,15 +367,6 @@ export class Attempt {
     } finally {
       clearTimeout(timer);
     }
-  }
-
-  /**
-   * Uploads checkpoint_directory as a checkpoint now, giving up after `withinMs` (preemption calls this
-   * before it stops the attempt; stop() itself uploads once more, within the kill grace, after the run's
-   * processes are gone).
-   */
-  checkpointNow(withinMs: number): Promise<CommitResult> {
-    return this.#checkpoints.commitNow('now', AbortSignal.timeout(withinMs));
   }
 
   async #run(): Promise<void> {
