@@ -165,10 +165,18 @@ export async function listObjects(client: Minio.Client, bucket: string, prefix: 
 const LIST_RANGES_IN_FLIGHT = 4;
 const LIST_PAGE_KEYS = 1000;
 
-/** S3's key order: by UTF-8 bytes (JavaScript's < compares UTF-16 units, which differs past U+FFFF). */
+/**
+ * S3's key order: by UTF-8 bytes. JavaScript's < compares UTF-16 units, which is the same order for keys
+ * without surrogates (every character below U+10000: the units are the code points, whose order UTF-8
+ * keeps) and differs past U+FFFF; only keys with surrogates are encoded to compare. A listing's range
+ * compares every key with its bound: two buffers a key had cost 14-48 ms of the agent's thread per
+ * 20,000 keys.
+ */
 export function compareKeys(a: string, b: string): number {
+  if (!SURROGATE.test(a) && !SURROGATE.test(b)) return a < b ? -1 : a > b ? 1 : 0;
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
+const SURROGATE = /[\uD800-\uDFFF]/;
 
 /** The keys of `objects` (a whole listing) at which a new page of LIST_PAGE_KEYS began: hints for the next listing. */
 export function listHints(objects: readonly ObjectEntry[]): string[] {

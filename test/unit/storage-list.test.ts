@@ -44,6 +44,29 @@ t.test('a page that is not a listing, or is cut off, is an error, not an empty d
   t.same(page, { objects: [{ key: 'a b', size: 3, etag: 'x' }], truncated: true, next: 't&1' });
 });
 
+t.test('compareKeys is the order of the keys\' UTF-8 bytes, with surrogates or without', async (t) => {
+  // Characters from each part of the range where the two orders differ or could: ASCII, the rest of the
+  // BMP below and above the surrogates, pairs (past U+FFFF) and lone surrogates (which UTF-8 cannot hold:
+  // Buffer.from writes U+FFFD for them, as S3 would receive).
+  const alphabet = ['a', 'z', '/', '~', '\u00e9', '\u07ff', '\u0800', '\ud7ff', '\ue000', '\ufb00', '\uffff', '\u{10000}', '\u{1d11e}', '\u{10ffff}', '\ud800', '\udfff'];
+  let seed = 7;
+  const rand = (n: number) => { seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5; return (seed >>> 0) % n; }; // xorshift32
+  const word = () => Array.from({ length: 1 + rand(5) }, () => alphabet[rand(alphabet.length)]).join('');
+  let wrong = 0;
+  let fast = 0;
+  for (let i = 0; i < 5000; i++) {
+    const a = word();
+    const b = rand(4) === 0 ? a : rand(2) ? word() : a + word();
+    const want = Math.sign(Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    if (Math.sign(compareKeys(a, b)) !== want) wrong++;
+    if (!/[\uD800-\uDFFF]/.test(a + b)) fast++;
+  }
+  t.equal(wrong, 0, 'the same sign as comparing the UTF-8 bytes, for 5,000 pairs');
+  t.ok(fast > 500 && fast < 4500, `pairs with surrogates and pairs without them, both many (${fast} without)`);
+  t.ok(compareKeys('\uffff', '\u{10000}') < 0 && '\uffff' > '\u{10000}', 'U+FFFF before U+10000, as UTF-8 orders them and < does not');
+  t.equal(compareKeys('datasets/a/f1', 'datasets/a/f1'), 0, 'equal keys');
+});
+
 t.test('a listing with hints from an earlier one is listed in ranges at once, and is the listing as it is now', async (t) => {
   const prefix = 'datasets/hinted/';
   // U+FB00 sorts before U+1D11E in UTF-8 (what S3 orders by), after it in JavaScript's UTF-16 order.
