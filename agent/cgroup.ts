@@ -118,10 +118,15 @@ export class RunCgroup {
    * the first, so a checkpoint being saved in the grace starts over, or never ends).
    */
   async signal(sig: NodeJS.Signals, o: { exceptGroup?: number } = {}): Promise<void> {
-    for (const pid of await this.pids()) {
-      if (o.exceptGroup !== undefined && await processGroupOf(pid) === o.exceptGroup) continue;
+    const pids = await this.pids();
+    // Every group read before the first signal, all at once: the pids are signalled as soon after the
+    // listing as they were before (a pid freed and taken by another process meanwhile is the risk), and
+    // one that is gone by now (no stat) is not signalled at all.
+    const groups = o.exceptGroup === undefined ? null : await Promise.all(pids.map(processGroupOf));
+    pids.forEach((pid, i) => {
+      if (groups && (groups[i] === null || groups[i] === o.exceptGroup)) return;
       try { process.kill(pid, sig); } catch { /* gone */ }
-    }
+    });
   }
 
   async populated(): Promise<boolean> {
