@@ -24,7 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { projectRoot } from '../shared/proto.js';
-import { createMinioClient, removePrefix } from '../shared/storage.js';
+import { createMinioClient, listObjects, removePrefix } from '../shared/storage.js';
 import { benchMinio, enteredAt, median, startNoopTrainyard, waitEnded } from './lib.js';
 import { streamOf } from '../cli/client.js';
 
@@ -106,8 +106,7 @@ async function madeLocalHow(id: string): Promise<string> {
  */
 async function nodeReadOnly(name: string, files: number): Promise<number> {
   const prefix = `datasets/${name}/`;
-  const keys: string[] = [];
-  for await (const o of minio.listObjectsV2(bucket, prefix, true) as AsyncIterable<{ name?: string }>) if (o.name) keys.push(o.name);
+  const keys = (await listObjects(minio, bucket, prefix, { retries: 2 })).map((o) => o.key);
   if (keys.length !== files) throw new Error(`${prefix}: listed ${keys.length} objects, pushed ${files}`);
   settle();
   const t0 = performance.now();

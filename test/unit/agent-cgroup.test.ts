@@ -2,7 +2,7 @@
 // a process that left the process group (setsid, a double fork) dies when the leader exits, when the
 // process is stopped, and the cgroup is gone afterwards. Skipped where no cgroup v2 can be managed.
 import t from 'tap';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { cgroup2Mount, ownCgroupPath, prepareCgroupBase, RunCgroup, sweepLeftovers } from '../../agent/cgroup.js';
@@ -21,16 +21,6 @@ async function waitForPid(file: string): Promise<number> {
     await sleep(20);
   }
   throw new Error(`no pid in ${file}`);
-}
-
-const shq = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
-
-async function waitForFile(file: string): Promise<void> {
-  for (let i = 0; i < 250; i++) {
-    if (existsSync(file)) return;
-    await sleep(20);
-  }
-  throw new Error(`${file} never appeared`);
 }
 
 /** A setsid'ed, double-forked sleeper whose pid lands in `pidFile`; its output goes nowhere, so no pipe holds the parent. */
@@ -82,29 +72,30 @@ t.test('with a cgroup, nothing a process started outlives it', async (t) => {
 
   await t.test('a stop is one SIGTERM to each process of the run, in the process group or out of it', async (t) => {
     // A second SIGTERM a few ms after the first runs a Python handler again inside itself: a checkpoint
-    // being saved in the grace is started over (or its print raises "reentrant call"). Each process here
-    // counts the SIGTERMs it got, taking 300 ms over each (as a save would), then exits.
+    // being saved in the grace is started over, and a handler that exits on its first call only never
+    // exits. Each process here counts the SIGTERMs it got, taking 300 ms over each (as a save would), and
+    // writes its pid once its handler is in place.
     const d = dir();
-    const counter = (name: string) => `import signal, time, os, sys
+    for (const name of ['leader', 'escaped']) {
+      writeFileSync(path.join(d, `${name}.py`), `import signal, time, os, sys
 n = 0
 def on_term(*a):
     global n
     n += 1
-    with open(os.path.join(${JSON.stringify(d)}, "${name}"), "a") as f: f.write("TERM\\n")
+    with open("${name}", "a") as f: f.write("TERM\\n")
     time.sleep(0.3)
     if n == 1: sys.exit(0)
 signal.signal(signal.SIGTERM, on_term)
-open(os.path.join(${JSON.stringify(d)}, "${name}.ready"), "w").close()
+with open("${name}.pid", "w") as f: f.write(str(os.getpid()))
 while True: time.sleep(0.05)
-`;
+`);
+    }
     const cg = await RunCgroup.create(base, `unit-term-${process.pid}`);
-    const leader = counter('leader');
     // The escaper leaves the process group (setsid) but stays in the cgroup.
-    const script = `setsid python3 -c ${shq(counter('escaped'))} </dev/null >/dev/null 2>&1 & exec python3 -c ${shq(leader)}`;
-    const p = SupervisedProcess.spawn('bash', ['-c', script], {
+    const p = SupervisedProcess.spawn('bash', ['-c', 'setsid python3 escaped.py </dev/null >/dev/null 2>&1 & exec python3 leader.py'], {
       cwd: d, env: { PATH: process.env.PATH }, onStdout: () => {}, onStderr: () => {}, killGraceMs: 5000, cgroup: cg,
     });
-    for (const f of ['leader.ready', 'escaped.ready']) await waitForFile(path.join(d, f));
+    for (const name of ['leader', 'escaped']) await waitForPid(path.join(d, `${name}.pid`));
     p.stop();
     await p.exited;
     t.equal(readFileSync(path.join(d, 'leader'), 'utf8'), 'TERM\n', 'the leader got one SIGTERM, not one from its group and one from its cgroup');
