@@ -52,7 +52,10 @@ export async function saveRecord(attemptDir: string, rec: ReattachRecord): Promi
   await writeFile(`${file}.tmp`, JSON.stringify(rec), { mode: 0o600 });
   await rename(`${file}.tmp`, file);
   await mkdir(REATTACH_REGISTRY, { recursive: true, mode: 0o755 });
-  await writeFile(path.join(REATTACH_REGISTRY, path.basename(rec.cgroup)), JSON.stringify({ workDir: path.dirname(attemptDir), cgroup: rec.cgroup }), { mode: 0o644 });
+  // Written whole and renamed into place: another agent's sweep reads the registry at any moment.
+  const entry = path.join(REATTACH_REGISTRY, path.basename(rec.cgroup));
+  await writeFile(`${entry}.tmp`, JSON.stringify({ workDir: path.dirname(attemptDir), cgroup: rec.cgroup }), { mode: 0o644 });
+  await rename(`${entry}.tmp`, entry);
 }
 
 /** The attempt has ended here: its record and its cgroup's name in the registry go. */
@@ -70,7 +73,9 @@ export async function registryNames(): Promise<Set<string>> {
   const names = new Set<string>();
   for (const name of await readdir(REATTACH_REGISTRY).catch(() => [] as string[])) {
     const file = path.join(REATTACH_REGISTRY, name);
-    const cgroup = await readFile(file, 'utf8').then((t) => (JSON.parse(t) as { cgroup?: unknown }).cgroup, () => null);
+    // An entry that cannot be read or parsed is kept, not swept, and never fails the sweep (it failed the
+    // agent's cgroups: an entry read while another agent wrote it was empty).
+    const cgroup = await readFile(file, 'utf8').then((t) => (JSON.parse(t) as { cgroup?: unknown }).cgroup).catch(() => null);
     if (typeof cgroup === 'string' && path.isAbsolute(cgroup) && path.basename(cgroup) === name) {
       const gone = await rmdir(cgroup).then(() => true, (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
       if (gone) { await rm(file, { force: true }); continue; }
