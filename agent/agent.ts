@@ -32,7 +32,7 @@ import { checkName } from '../shared/names.js';
 import { after, deadline, type LongTimer } from '../shared/deadline.js';
 import { findUv, parseInstaller, type Installer } from './uv.js';
 import { VenvCacheCap } from './venv-cache-cap.js';
-import { buildsUnderWay, type VenvOptions } from './venv.js';
+import { buildsUnderWay, stopBackgroundCompiles, type VenvOptions } from './venv.js';
 import { PendingUploads } from './pending-uploads.js';
 import { readRecords } from './reattach.js';
 import { NextRunPreparer, parsePrepareNext } from './prepare-next.js';
@@ -591,6 +591,7 @@ export class AgentDaemon {
     this.#link.close();
     // Idle interpreters end; a run forked from one (detached, not stopped) is its own supervisor (setsid) and goes on.
     await this.#warm.close();
+    await stopBackgroundCompiles();
     // No spare folder for a next run that will not come here, and none made after (prepare-next drops its own).
     await this.#dataCache.close().catch(() => {});
     await this.#metrics?.close();

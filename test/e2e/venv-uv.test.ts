@@ -118,6 +118,26 @@ t.test('uv through a cache only the agent writes: a run cannot poison what anoth
   t.equal(venvs.length, 3, 'three venvs');
   for (const v of venvs) t.notOk(existsSync(path.join(f.venvs, v, 'bin', 'pip')), `${v} was built by uv (no pip in it)`);
   t.match(s.logOf('a1'), /"installer":"uv"/, 'the agent says it builds with uv');
+
+  // uv installs no bytecode and runs cannot write their sealed venv: the agent compiles it after the venv
+  // is ready (else every run compiles every module it imports, every time). The files it adds are as
+  // sealed as the rest: root's, nobody else may write them.
+  for (const v of venvs) {
+    const site = readdirSync(path.join(f.venvs, v, 'lib')).map((py) => path.join(f.venvs, v, 'lib', py, 'site-packages'))[0]!;
+    const cacheDir = path.join(site, '__pycache__');
+    let pyc: string | undefined;
+    for (let i = 0; i < 300 && !pyc; i++) {
+      pyc = existsSync(cacheDir) ? readdirSync(cacheDir).find((n) => /^tiny\.cpython-\d+\.pyc$/.test(n)) : undefined;
+      if (!pyc) await new Promise((r) => setTimeout(r, 100));
+    }
+    t.ok(pyc, `${v}: tiny.py is compiled to bytecode in the venv`);
+    if (!pyc) continue;
+    for (const p of [cacheDir, path.join(cacheDir, pyc)]) {
+      const ps = statSync(p);
+      t.equal(ps.uid, 0, `${path.basename(p)} is root's`);
+      t.equal(ps.mode & 0o022, 0, `${path.basename(p)} is writable by nobody else (mode ${(ps.mode & 0o777).toString(8)})`);
+    }
+  }
 });
 
 t.test('--installer pip builds with pip; so does an agent that cannot get uv', async (t) => {
