@@ -4,7 +4,7 @@
 // empty, JSON.parse threw out of the sweep, and the agent ran without cgroups (no supervisor, no spool, no
 // reattach). This file uses a registry of its own, so nothing it plants is seen by other tests' agents.
 import t from 'tap';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -12,10 +12,11 @@ const registry = mkdtempSync(path.join(os.tmpdir(), 'ty-registry-'));
 process.env.TRAINYARD_REATTACH_REGISTRY = registry;
 // Imported after the variable is set: the registry's folder is read when agent/reattach.ts loads.
 const { REATTACH_REGISTRY, registryNames, saveRecord } = await import('../../agent/reattach.js');
-const { prepareCgroupBase, RunCgroup, sweepLeftovers } = await import('../../agent/cgroup.js');
+const { cgroup2Mount, ownCgroupPath, RunCgroup, sweepLeftovers } = await import('../../agent/cgroup.js');
 
 t.equal(REATTACH_REGISTRY, registry, 'the test runs against its own registry');
-// Each test starts from an empty registry (what one plants is not another's).
+// Each test starts from an empty registry (what one plants is not another's). Nothing here calls
+// prepareCgroupBase: it sweeps the agents' shared base, which this registry does not describe.
 t.beforeEach(() => { for (const name of readdirSync(registry)) rmSync(path.join(registry, name)); });
 
 t.test('entries that cannot be parsed are kept and never fail the read', async (t) => {
@@ -52,21 +53,23 @@ t.test('an entry is written whole: no temporary file is left, and it parses', as
   t.same(readdirSync(registry).filter((n) => n.endsWith('.tmp')), [], 'no temporary entry is left');
 });
 
-t.test('with unparsable entries in the registry, an agent still gets its cgroups', async (t) => {
-  const clean = await prepareCgroupBase(); // with an empty registry: whether this host has cgroups at all
-  if (clean.base === null) { await t.skip(`no cgroup v2 to manage here: ${clean.why}`); return; }
+t.test('with unparsable entries in the registry, the cgroup sweep still runs (an agent keeps its cgroups)', async (t) => {
+  // A base of this test's own below the agents' one: the sweep of the shared base with this test's nearly
+  // empty registry would kill what other tests' detached runs left (kept only by the real registry).
+  const mount = cgroup2Mount();
+  if (!mount) { await t.skip('no cgroup v2 hierarchy is mounted'); return; }
+  const base = path.join(mount, ownCgroupPath(), 'trainyard', `test-registry-${process.pid}`);
+  try { mkdirSync(base, { recursive: true }); } catch (err) { await t.skip(`no cgroup v2 to manage here: ${(err as Error).message}`); return; }
+  t.teardown(() => { try { rmdirSync(base); } catch { /* what a failed assertion left */ } });
   writeFileSync(path.join(registry, 'run_empty-a2-1'), '');
-  const prepared = await prepareCgroupBase();
-  t.not(prepared.base, null, `the cgroup base is usable (${'why' in prepared ? prepared.why : 'ok'})`);
-
-  // The sweep still runs: a dead agent's cgroup no entry names is removed, one an unparsable entry names
-  // is left (its run may still be wanted by the agent of its work dir).
+  // A dead agent's cgroup no entry names is removed; one an unparsable entry names is left (its run may
+  // still be wanted by the agent of its work dir).
   const { spawnSync } = await import('node:child_process');
   const deadPid = spawnSync('sh', ['-c', 'echo $$'], { encoding: 'utf8' }).stdout.trim();
-  const swept = await RunCgroup.create(clean.base, `run_swept-a1-${deadPid}`);
-  const kept = await RunCgroup.create(clean.base, `run_kept-a1-${deadPid}`);
+  const swept = await RunCgroup.create(base, `run_swept-a1-${deadPid}`);
+  const kept = await RunCgroup.create(base, `run_kept-a1-${deadPid}`);
   writeFileSync(path.join(registry, `run_kept-a1-${deadPid}`), '');
-  const removed = await sweepLeftovers(clean.base);
+  const removed = await sweepLeftovers(base);
   t.ok(removed.includes(`run_swept-a1-${deadPid}`), 'the dead agent\'s cgroup is swept');
   t.notOk(existsSync(swept.dir));
   t.notOk(removed.includes(`run_kept-a1-${deadPid}`), 'the one an unparsable entry names is not');
