@@ -441,7 +441,7 @@ export class AgentDaemon {
   /** How venvs are built here; `hold` marks the one handed out in use (an attempt's holder). */
   #venvOptions(hold: (dir: string) => void): VenvOptions {
     const s = this.settings;
-    return { venvDir: s.venvDir, python: s.python, pythonVersion: '', pipIndexUrl: s.pipIndexUrl, pipFindLinks: s.pipFindLinks, installer: this.#installer, uv: this.#uv, cap: this.#venvCap, hold };
+    return { venvDir: s.venvDir, python: s.python, pythonVersion: '', pipIndexUrl: s.pipIndexUrl, pipFindLinks: s.pipFindLinks, installer: this.#installer, uv: this.#uv, cap: this.#venvCap, hold, warn: (msg) => this.log.warn(msg) };
   }
 
   /**

@@ -101,5 +101,7 @@ export function trainEnv(o: TrainEnvOptions): Record<string, string> {
 
 /** The Python side of an attempt (agent/harness/trainyard_harness.py). */
 export const harnessPath = () => path.join(projectRoot(), 'agent', 'harness', 'trainyard_harness.py');
+/** A sealed venv's bytecode compiler (agent/venv.ts compileVenvBytecode), run by root with the base interpreter. */
+export const compilerPath = () => path.join(projectRoot(), 'agent', 'harness', 'trainyard_compile.py');
 /** The run's supervisor (agent/reattach.ts), started by the base interpreter for a spawned run. */
 export const supervisorPath = () => path.join(projectRoot(), 'agent', 'harness', 'trainyard_supervisor.py');

@@ -13,12 +13,13 @@ import { existsSync } from 'node:fs';
 import { chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { lineSplitter } from './lines.js';
-import { pipEnv } from './run-env.js';
+import { compilerPath, pipEnv } from './run-env.js';
 import { RunCgroup } from './cgroup.js';
 import { asUser, type Helpers, type RunAsUser } from './run-as.js';
 import { PackagingError } from './packaging-error.js';
 import { venvKey } from './venv-key.js';
 import { lockVenv } from './venv-lock.js';
+import { deadline } from '../shared/deadline.js';
 import { seal } from './venv-seal.js';
 import { sharedCacheDir, sharedCacheEligible, uvInstall, uvVenv } from './venv-uv.js';
 import type { Installer } from './uv.js';
@@ -58,6 +59,8 @@ export interface VenvOptions {
   hold?: (dir: string) => void;
   /** Each step of a build as it ends, with its milliseconds (bench/venv.ts profiles the build with it). */
   onStep?: (step: string, ms: number) => void;
+  /** Failures of what runs after a build in the background (its bytecode), for the agent's log. */
+  warn?: (msg: string) => void;
 }
 
 /**
@@ -105,6 +108,8 @@ export async function ensureVenv(o: VenvOptions, requirementsFile: string | null
   if (existsSync(path.join(dir, '.trainyard-ready')) && !o.cap?.evicting(dir)) {
     o.hold?.(dir);
     log(`[trainyard] reusing environment ${key}`);
+    // A compile stopped before it ended (the agent stopped), or a venv built before there was one.
+    if (!existsSync(path.join(dir, COMPILED))) compileInBackground(o, dir, null);
     return dir;
   }
   signal.throwIfAborted();
@@ -176,7 +181,7 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
         // Only the agent wrote it (as root where runs have uids of their own): nothing to give to root.
         await timed(o, 'seal', () => seal(dir, { chownToRoot: false, rootOnlyLinks: u !== null, onStep: o.onStep }));
         await writeFile(path.join(dir, '.trainyard-ready'), new Date().toISOString());
-        compileAfter = requirements !== '';
+        compileAfter = true;
         return dir;
       } catch (err) {
         if (signal.aborted) throw err;
@@ -219,9 +224,11 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
     // The build's processes are gone (its cgroup was emptied): nothing of it can change the venv now.
     await timed(o, 'seal', () => seal(dir, { chownToRoot: u !== null, rootOnlyLinks: u !== null, onStep: o.onStep }));
     if (u) await rm(home, { recursive: true, force: true });
+    // pip compiles what it installs; uv does not (compiled below, after the ready marker).
+    if (!built) await writeFile(path.join(dir, COMPILED), 'pip\n');
     // Written last: only a venv with this marker is ever reused.
     await writeFile(path.join(dir, '.trainyard-ready'), new Date().toISOString());
-    compileAfter = requirements !== '';
+    compileAfter = built;
     return dir;
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
@@ -231,49 +238,69 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
     await unhold?.();
     // The venv is ready and the run goes on; its bytecode is compiled meanwhile, under the build's lock
     // (so the cache cap cannot remove the venv under it), which is released after.
-    if (compileAfter) {
-      void compileInBackground(o, dir, log).then(release).catch((err: unknown) => log(`[trainyard] could not release the build's lock: ${(err as Error).message}`));
-    } else {
-      await release();
-    }
+    if (compileAfter) compileInBackground(o, dir, release);
+    else await release();
   }
 }
 
-/** Background bytecode compiles under way (agent stop ends them: stopBackgroundCompiles). */
-const compiles = new Map<Promise<void>, AbortController>();
+/** Written once a venv's bytecode is compiled (or pip compiled it): a venv without it is compiled when next used. */
+const COMPILED = '.trainyard-compiled';
+
+/** Background bytecode compiles under way, by venv dir: each the whole chain, the lock's release included. */
+const compiles = new Map<string, { done: Promise<void>; ac: AbortController }>();
 
 /** Resolves when no background compile is running (bench/venv.ts waits, so the next build it times has the CPU). */
 export async function backgroundCompiles(): Promise<void> {
-  while (compiles.size > 0) await Promise.all(compiles.keys());
+  while (compiles.size > 0) await Promise.all([...compiles.values()].map((c) => c.done));
 }
 
-/** Ends every background compile (the agent is stopping); what was compiled stays, the rest is compiled at import. */
+/** Ends every background compile (the agent is stopping); what was compiled stays, and the rest is compiled at the venv's next use. */
 export async function stopBackgroundCompiles(): Promise<void> {
-  for (const c of compiles.values()) c.abort(new Error('the agent is stopping'));
+  for (const c of compiles.values()) c.ac.abort(new Error('the agent is stopping'));
   await backgroundCompiles();
 }
 
 /**
  * The venv's bytecode. uv installs no .pyc files (pip does), and a sealed venv is read-only to its runs, so
- * without them every run compiles every module it imports, every time (importing pandas and
- * sklearn took a run uid 3.8 s against 1.4 s with bytecode: README, Benchmarks). Compiled once, after the venv is marked
+ * without them every run compiles every module it imports, every time (importing pandas and sklearn took
+ * a run uid 3.8 s against 1.4 s with bytecode: README, Benchmarks). Compiled once, after the venv is marked
  * ready (the first run does not wait for it; `uv pip install --compile-bytecode` made the build 6-8 s
- * longer), by the base interpreter (root never runs the venv's own python), isolated (-I -S: nothing of
- * the venv or the site is imported; compiling reads the sources as text, it runs none of them), at the
- * lowest CPU priority, with umask 022: the files it adds are the agent's and nobody else may write them,
- * like the rest of the sealed venv. A compile that fails or is stopped leaves the venv as it was: usable,
- * with modules compiled at import. Python checks each .pyc against its source's mtime and size.
+ * longer), in the background, under the venv's build lock (so the cache cap does not remove it meanwhile):
+ * `lock`, the build's own, is handed over; null: taken here if free at once (else a later use tries again).
  */
-async function compileInBackground(o: VenvOptions, dir: string, log: (line: string) => void): Promise<void> {
+function compileInBackground(o: VenvOptions, dir: string, lock: (() => Promise<void>) | null): void {
+  if (compiles.has(dir)) { if (lock) void lock().catch(() => {}); return; }
   const ac = new AbortController();
-  const script = 'import compileall, os, sys\nos.umask(0o022)\nos.nice(19)\ncompileall.compile_dir(sys.argv[1], quiet=2, workers=0)\n';
-  const done = run({ ...o, runAs: null }, o.python, ['-I', '-S', '-c', script, path.join(dir, 'lib')], () => {}, ac.signal, 'compile bytecode (after ready)', o.venvDir, o.venvDir)
-    .catch((err: unknown) => {
-      if (!ac.signal.aborted) log(`[trainyard] could not compile the environment's bytecode (its runs compile what they import): ${(err as Error).message.slice(0, 300)}`);
-    })
-    .finally(() => { compiles.delete(done); });
-  compiles.set(done, ac);
-  return done;
+  const done = (async () => {
+    let release = lock;
+    try {
+      release ??= await lockVenv(`${dir}.lock`, deadline(200, ac.signal), () => {}).catch(() => null);
+      if (!release || !existsSync(path.join(dir, '.trainyard-ready')) || existsSync(path.join(dir, COMPILED)) || o.cap?.evicting(dir)) return;
+      await compileVenvBytecode(o, dir, ac.signal);
+      await writeFile(path.join(dir, COMPILED), new Date().toISOString());
+    } catch (err) {
+      if (!ac.signal.aborted) o.warn?.(`could not compile the bytecode of ${dir} (its runs compile what they import): ${(err as Error).message.slice(0, 300)}`);
+    } finally {
+      await release?.().catch((err: unknown) => o.warn?.(`could not release the lock of ${dir}: ${(err as Error).message}`));
+      compiles.delete(dir);
+    }
+    // The .pyc files count against the cap too.
+    if (!ac.signal.aborted) void o.cap?.enforce().catch(() => {});
+  })();
+  compiles.set(dir, { done, ac });
+}
+
+/**
+ * Compiles a sealed venv's modules (agent/harness/trainyard_compile.py) as the agent, with the base
+ * interpreter isolated (-I -S: root never runs the venv's own python, and nothing of the venv or the site
+ * is imported; compiling reads the sources as text), one process at nice 19 (in a cgroup of its own where
+ * the agent has them), umask 022: what it adds is the agent's and nobody else may write it, like the rest
+ * of the venv. Only plain files in plain folders, never through a link (the script says why). A compile
+ * that fails or is stopped leaves the venv usable as it was; Python checks each .pyc against its source's
+ * mtime and size.
+ */
+export async function compileVenvBytecode(o: Pick<VenvOptions, 'python' | 'cgroupBase' | 'venvDir' | 'onStep'>, dir: string, signal: AbortSignal): Promise<void> {
+  await run({ ...o, runAs: null }, o.python, ['-I', '-S', compilerPath(), path.join(dir, 'lib')], () => {}, signal, 'compile bytecode (after ready)', o.venvDir, o.venvDir);
 }
 
 async function buildWithPip(o: VenvOptions, dir: string, requirements: string, requirementsFile: string | null, log: (line: string) => void, signal: AbortSignal, home: string, cwd: string): Promise<void> {
@@ -311,7 +338,7 @@ async function buildShared(o: VenvOptions, uv: string, dir: string, requirements
 
 let builds = 0;
 
-async function run(o: VenvOptions, cmd: string, args: string[], log: (line: string) => void, signal: AbortSignal, what: string, home: string, cwd: string): Promise<void> {
+async function run(o: Pick<VenvOptions, 'cgroupBase' | 'runAs' | 'helpers' | 'onStep'>, cmd: string, args: string[], log: (line: string) => void, signal: AbortSignal, what: string, home: string, cwd: string): Promise<void> {
   const cg = o.cgroupBase ? await timed(o, 'cgroup', () => RunCgroup.create(o.cgroupBase!, `venv-${++builds}-${process.pid}`)) : null;
   try {
     // As the run uid: the privileges are dropped below the root shell that puts it in its cgroup.
