@@ -263,7 +263,7 @@ export async function stopBackgroundCompiles(): Promise<void> {
 /**
  * The venv's bytecode. uv installs no .pyc files (pip does), and a sealed venv is read-only to its runs, so
  * without them every run compiles every module it imports, every time (importing pandas and sklearn took
- * a run uid 3.8 s against 1.4 s with bytecode: README, Benchmarks). Compiled once, after the venv is marked
+ * a run uid 3.9 s against 1.3 s with bytecode: README, Benchmarks). Compiled once, after the venv is marked
  * ready (the first run does not wait for it; `uv pip install --compile-bytecode` made the build 6-8 s
  * longer), in the background, under the venv's build lock (so the cache cap does not remove it meanwhile):
  * `lock`, the build's own, is handed over; null: taken here if free at once (else a later use tries again).
