@@ -48,9 +48,11 @@ async function stale(lockDir: string, legacyGraceMs: number): Promise<boolean> {
 
 /**
  * Takes the lock folder `lockDir`, waiting while a live owner holds it and taking over a stale one. Returns
- * the release. `onWait` is called once, when it first has to wait.
+ * the release. `onWait` is called once, when it first has to wait. `doneWhen`: checked while waiting; once
+ * it holds, the wait ends without the lock (the release then does nothing): a venv another agent built is
+ * ready while that agent, still holding the lock, compiles its bytecode (agent/venv.ts).
  */
-export async function lockVenv(lockDir: string, signal: AbortSignal, onWait: () => void, o: { pollMs?: number; legacyGraceMs?: number } = {}): Promise<() => Promise<void>> {
+export async function lockVenv(lockDir: string, signal: AbortSignal, onWait: () => void, o: { pollMs?: number; legacyGraceMs?: number; doneWhen?: () => boolean } = {}): Promise<() => Promise<void>> {
   const owner = JSON.stringify(await me());
   let told = false;
   for (;;) {
@@ -72,6 +74,7 @@ export async function lockVenv(lockDir: string, signal: AbortSignal, onWait: () 
       await removeAside(lockDir, judged);
       continue;
     }
+    if (o.doneWhen?.()) return async () => {};
     if (!told) { onWait(); told = true; }
     await sleep(o.pollMs ?? 500, undefined, { signal });
   }

@@ -162,7 +162,10 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
   await mkdir(o.venvDir, { recursive: true });
   // Built where it will live (a venv's scripts record their own path, so a renamed venv breaks pip and
   // every installed tool), under a lock folder other agents sharing the cache wait on.
-  const release = await timed(o, 'lock', () => lockVenv(`${dir}.lock`, signal, () => log('[trainyard] waiting for another agent building the same environment')));
+  // A venv another agent made ready while this one waited is used at once, not after that agent's
+  // bytecode compile, which holds the lock (the check below then returns it).
+  const release = await timed(o, 'lock', () => lockVenv(`${dir}.lock`, signal, () => log('[trainyard] waiting for another agent building the same environment'),
+    { doneWhen: () => existsSync(path.join(dir, '.trainyard-ready')) }));
   const home = `${dir}.home`;
   const u = o.runAs ?? null;
   // The uid stays this build's until its processes are gone, even if the attempt that started it ends.

@@ -52,6 +52,22 @@ function racer(dir: string, ms: number, owner = '{"racer":true}'): { ready: Prom
   return { ready: readyP, done };
 }
 
+t.test('a taker whose doneWhen comes true stops waiting, without the lock, and its release leaves the holder\'s', async (t) => {
+  // A venv another agent made ready is used at once, not after that agent's bytecode compile (agent/venv.ts).
+  const dir = path.join(tempDir('ty-lock-'), 'v.lock');
+  const release = await take(dir);
+  let ready = false;
+  const second = lockVenv(dir, deadline(5000, never), () => {}, { ...fast, doneWhen: () => ready });
+  await new Promise((r) => setTimeout(r, 100));
+  ready = true;
+  const none = await second;
+  await none();
+  t.ok(existsSync(dir), 'the holder still holds the lock');
+  t.equal(JSON.parse(readFileSync(path.join(dir, 'owner'), 'utf8')).pid, process.pid);
+  await release();
+  t.notOk(existsSync(dir), 'and releases it');
+});
+
 t.test('a release raced by a taker on another thread: the release never fails and the taker\'s lock stays whole', async (t) => {
   // The release used to empty the folder, then rmdir it; a rename onto the emptied folder in between
   // succeeded (rename replaces an empty folder) and the rmdir failed ENOTEMPTY on the other taker's lock,
