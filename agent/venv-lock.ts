@@ -46,11 +46,14 @@ async function stale(lockDir: string, legacyGraceMs: number): Promise<boolean> {
   return made === null || Date.now() - made.mtimeMs > legacyGraceMs;
 }
 
+/** What lockVenv returns when its `doneWhen` ended the wait: a release that does nothing (no lock is held). */
+export const lockNotTaken = async (): Promise<void> => {};
+
 /**
  * Takes the lock folder `lockDir`, waiting while a live owner holds it and taking over a stale one. Returns
  * the release. `onWait` is called once, when it first has to wait. `doneWhen`: checked while waiting; once
- * it holds, the wait ends without the lock (the release then does nothing): a venv another agent built is
- * ready while that agent, still holding the lock, compiles its bytecode (agent/venv.ts).
+ * it holds, the wait ends without the lock (lockNotTaken is returned): a venv another agent built is ready
+ * while that agent, still holding the lock, compiles its bytecode (agent/venv.ts).
  */
 export async function lockVenv(lockDir: string, signal: AbortSignal, onWait: () => void, o: { pollMs?: number; legacyGraceMs?: number; doneWhen?: () => boolean } = {}): Promise<() => Promise<void>> {
   const owner = JSON.stringify(await me());
@@ -74,7 +77,7 @@ export async function lockVenv(lockDir: string, signal: AbortSignal, onWait: () 
       await removeAside(lockDir, judged);
       continue;
     }
-    if (o.doneWhen?.()) return async () => {};
+    if (o.doneWhen?.()) return lockNotTaken;
     if (!told) { onWait(); told = true; }
     await sleep(o.pollMs ?? 500, undefined, { signal });
   }

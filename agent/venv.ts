@@ -18,7 +18,7 @@ import { RunCgroup } from './cgroup.js';
 import { asUser, type Helpers, type RunAsUser } from './run-as.js';
 import { PackagingError } from './packaging-error.js';
 import { venvKey } from './venv-key.js';
-import { lockVenv } from './venv-lock.js';
+import { lockNotTaken, lockVenv } from './venv-lock.js';
 import { deadline } from '../shared/deadline.js';
 import { seal } from './venv-seal.js';
 import { sharedCacheDir, sharedCacheEligible, uvInstall, uvVenv } from './venv-uv.js';
@@ -162,10 +162,16 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
   await mkdir(o.venvDir, { recursive: true });
   // Built where it will live (a venv's scripts record their own path, so a renamed venv breaks pip and
   // every installed tool), under a lock folder other agents sharing the cache wait on.
+  const ready = () => existsSync(path.join(dir, '.trainyard-ready')) && !o.cap?.evicting(dir);
+  const waiting = () => log('[trainyard] waiting for another agent building the same environment');
   // A venv another agent made ready while this one waited is used at once, not after that agent's
-  // bytecode compile, which holds the lock (the check below then returns it).
-  const release = await timed(o, 'lock', () => lockVenv(`${dir}.lock`, signal, () => log('[trainyard] waiting for another agent building the same environment'),
-    { doneWhen: () => existsSync(path.join(dir, '.trainyard-ready')) }));
+  // bytecode compile, which holds the lock. Gone again by the time it is looked at (evicted), the wait
+  // for the lock goes on: nothing is built without it.
+  let release = await timed(o, 'lock', () => lockVenv(`${dir}.lock`, signal, waiting, { doneWhen: ready }));
+  if (release === lockNotTaken) {
+    if (ready()) return dir;
+    release = await timed(o, 'lock', () => lockVenv(`${dir}.lock`, signal, waiting));
+  }
   const home = `${dir}.home`;
   const u = o.runAs ?? null;
   // The uid stays this build's until its processes are gone, even if the attempt that started it ends.
@@ -238,11 +244,14 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
     await rm(home, { recursive: true, force: true });
     throw err;
   } finally {
-    await unhold?.();
-    // The venv is ready and the run goes on; its bytecode is compiled meanwhile, under the build's lock
-    // (so the cache cap cannot remove the venv under it), which is released after.
-    if (compileAfter) compileInBackground(o, dir, release);
-    else await release();
+    try {
+      await unhold?.();
+    } finally {
+      // The venv is ready and the run goes on; its bytecode is compiled meanwhile, under the build's lock
+      // (so the cache cap cannot remove the venv under it), which is released after.
+      if (compileAfter) compileInBackground(o, dir, release);
+      else await release();
+    }
   }
 }
 
@@ -271,16 +280,25 @@ export async function stopBackgroundCompiles(): Promise<void> {
  * longer), in the background, under the venv's build lock (so the cache cap does not remove it meanwhile):
  * `lock`, the build's own, is handed over; null: taken here if free at once (else a later use tries again).
  */
-function compileInBackground(o: VenvOptions, dir: string, lock: (() => Promise<void>) | null): void {
+export function compileInBackground(o: VenvOptions, dir: string, lock: (() => Promise<void>) | null): void {
   if (compiles.has(dir)) { if (lock) void lock().catch(() => {}); return; }
   const ac = new AbortController();
   const done = (async () => {
     let release = lock;
     try {
-      release ??= await lockVenv(`${dir}.lock`, deadline(200, ac.signal), () => {}).catch(() => null);
+      // Free at once, or held by a build or an eviction (a later use tries again).
+      release ??= await lockVenv(`${dir}.lock`, deadline(200, ac.signal), () => {}).catch((err: unknown) => {
+        if ((err as Error).name !== 'TimeoutError' && !ac.signal.aborted) o.warn?.(`could not take the lock of ${dir} to compile its bytecode: ${(err as Error).message}`);
+        return null;
+      });
       if (!release || !existsSync(path.join(dir, '.trainyard-ready')) || existsSync(path.join(dir, COMPILED)) || o.cap?.evicting(dir)) return;
-      await compileVenvBytecode(o, dir, ac.signal);
-      await writeFile(path.join(dir, COMPILED), new Date().toISOString());
+      const said = await compileVenvBytecode(o, dir, ac.signal).catch((err: unknown) => {
+        if (ac.signal.aborted) throw err;
+        // Refused or failed for good (a lib/ that is a link): said once, marked, not tried at every use.
+        return `not compiled: ${(err as Error).message.slice(0, 300)}`;
+      });
+      await writeFile(path.join(dir, COMPILED), `${new Date().toISOString()} ${said}\n`);
+      if (!said.startsWith('compiled') || /^compiled 0 of [1-9]/.test(said)) o.warn?.(`the bytecode of ${dir} was not compiled (its runs compile what they import): ${said}`);
     } catch (err) {
       if (!ac.signal.aborted) o.warn?.(`could not compile the bytecode of ${dir} (its runs compile what they import): ${(err as Error).message.slice(0, 300)}`);
     } finally {
@@ -300,10 +318,12 @@ function compileInBackground(o: VenvOptions, dir: string, lock: (() => Promise<v
  * the agent has them), umask 022: what it adds is the agent's and nobody else may write it, like the rest
  * of the venv. Only plain files in plain folders, never through a link (the script says why). A compile
  * that fails or is stopped leaves the venv usable as it was; Python checks each .pyc against its source's
- * mtime and size.
+ * mtime and size. Resolves with the script's last line ("compiled N of M files").
  */
-export async function compileVenvBytecode(o: Pick<VenvOptions, 'python' | 'cgroupBase' | 'venvDir' | 'onStep'>, dir: string, signal: AbortSignal): Promise<void> {
-  await run({ ...o, runAs: null }, o.python, ['-I', '-S', compilerPath(), path.join(dir, 'lib')], () => {}, signal, 'compile bytecode (after ready)', o.venvDir, o.venvDir);
+export async function compileVenvBytecode(o: Pick<VenvOptions, 'python' | 'cgroupBase' | 'venvDir' | 'onStep'>, dir: string, signal: AbortSignal): Promise<string> {
+  let said = '';
+  await run({ ...o, runAs: null }, o.python, ['-I', '-S', compilerPath(), path.join(dir, 'lib')], (l) => { said = l; }, signal, 'compile bytecode (after ready)', o.venvDir, o.venvDir);
+  return said;
 }
 
 async function buildWithPip(o: VenvOptions, dir: string, requirements: string, requirementsFile: string | null, log: (line: string) => void, signal: AbortSignal, home: string, cwd: string): Promise<void> {

@@ -11,8 +11,9 @@
 import os
 import py_compile
 import stat
+import struct
 import sys
-from importlib.util import cache_from_source
+from importlib.util import MAGIC_NUMBER, cache_from_source
 
 
 def sources(top):
@@ -36,6 +37,20 @@ def sources(top):
     return found
 
 
+def up_to_date(src, cfile):
+    """Whether `cfile` is a plain file already holding `src`'s bytecode (as pip leaves it): not rewritten."""
+    try:
+        cst = os.lstat(cfile)
+        if not stat.S_ISREG(cst.st_mode):
+            return False
+        sst = os.lstat(src)
+        with open(cfile, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return False
+    return head == MAGIC_NUMBER + b"\0\0\0\0" + struct.pack("<II", int(sst.st_mtime) & 0xFFFFFFFF, sst.st_size & 0xFFFFFFFF)
+
+
 def compile_one(src):
     """Compiles `src` into its own __pycache__ (a plain folder); False when it cannot or must not."""
     cfile = cache_from_source(src)
@@ -50,6 +65,8 @@ def compile_one(src):
             return False
     if not stat.S_ISDIR(st.st_mode):
         return False
+    if up_to_date(src, cfile):
+        return True
     try:
         py_compile.compile(src, cfile=cfile, doraise=True)
         return True

@@ -137,6 +137,10 @@ t.test('uv through a cache only the agent writes: a run cannot poison what anoth
       t.equal(ps.uid, 0, `${path.basename(p)} is root's`);
       t.equal(ps.mode & 0o022, 0, `${path.basename(p)} is writable by nobody else (mode ${(ps.mode & 0o777).toString(8)})`);
     }
+    // The compile held the build's lock and gives it back once it has marked the venv.
+    for (let i = 0; i < 100 && (existsSync(`${path.join(f.venvs, v)}.lock`) || !existsSync(path.join(f.venvs, v, '.trainyard-compiled'))); i++) await new Promise((r) => setTimeout(r, 100));
+    t.ok(existsSync(path.join(f.venvs, v, '.trainyard-compiled')), `${v} is marked compiled`);
+    t.notOk(existsSync(`${path.join(f.venvs, v)}.lock`), `and its lock is released`);
   }
 });
 

@@ -4,11 +4,11 @@
 // to, not through a .py link to a file the run could not read, not down a linked folder, and not at all
 // when the venv's lib/ is a link.
 import t from 'tap';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { backgroundCompiles, compileVenvBytecode, ensureVenv } from '../../agent/venv.js';
+import { backgroundCompiles, compileInBackground, compileVenvBytecode, ensureVenv, stopBackgroundCompiles } from '../../agent/venv.js';
 
 const python = spawnSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).stdout.trim();
 const tag = spawnSync(python, ['-c', 'import sys; print(sys.implementation.cache_tag)'], { encoding: 'utf8' }).stdout.trim();
@@ -29,7 +29,14 @@ const compile = (dir: string) => compileVenvBytecode({ python, cgroupBase: null,
 
 t.test('plain modules are compiled, each into its own __pycache__, writable by nobody else', async (t) => {
   const { dir, site } = venv({ 'plain.py': 'X = 1\n', 'pkg/__init__.py': '', 'pkg/mod.py': 'def f():\n    return 2\n', 'broken.py': 'def (\n' });
-  await compile(dir);
+  // A source anyone may write, and an agent started with umask 0: the compile's own umask decides.
+  chmodSync(path.join(site, 'plain.py'), 0o666);
+  const umask = process.umask(0);
+  try {
+    t.match(await compile(dir), /^compiled 3 of 4 files$/, 'it says how many it compiled');
+  } finally {
+    process.umask(umask);
+  }
   for (const p of ['__pycache__', 'pkg/__pycache__']) {
     const st = statSync(path.join(site, p));
     t.equal(st.mode & 0o777, 0o755, `${p} is 755`);
@@ -85,4 +92,24 @@ t.test('a ready venv whose compile never finished is compiled at its next use', 
   t.ok(existsSync(path.join(site, '__pycache__', `late.${tag}.pyc`)), 'and compiled in the background');
   t.ok(existsSync(path.join(dir, '.trainyard-compiled')), 'then marked, so the next use does not compile again');
   t.notOk(existsSync(`${dir}.lock`), 'and its lock is released');
+});
+
+t.test('an agent that stops ends the compile: no marker, the lock released, compiled at the next use', async (t) => {
+  const o = { venvDir: mkdtempSync(path.join(os.tmpdir(), 'ty-venv-')), python, pythonVersion: '', pipIndexUrl: '', pipFindLinks: '', installer: 'pip' as const };
+  const dir = await ensureVenv(o, null, () => {}, new AbortController().signal);
+  rmSync(path.join(dir, '.trainyard-compiled'));
+  // A compiler that takes its time: the "python" the compile runs is a script that sleeps.
+  const slow = path.join(mkdtempSync(path.join(os.tmpdir(), 'ty-slow-')), 'python');
+  writeFileSync(slow, '#!/bin/sh\nexec sleep 30\n', { mode: 0o755 });
+  compileInBackground({ ...o, python: slow }, dir, null);
+  await new Promise((r) => setTimeout(r, 300));
+  t.ok(existsSync(`${dir}.lock`), 'the compile holds the venv\'s lock');
+  const t0 = Date.now();
+  await stopBackgroundCompiles();
+  t.ok(Date.now() - t0 < 10_000, `the stop ended it at once (${Date.now() - t0} ms), not after its 30 s`);
+  t.notOk(existsSync(path.join(dir, '.trainyard-compiled')), 'not marked compiled');
+  t.notOk(existsSync(`${dir}.lock`), 'the lock is released');
+  await ensureVenv(o, null, () => {}, new AbortController().signal);
+  await backgroundCompiles();
+  t.ok(existsSync(path.join(dir, '.trainyard-compiled')), 'the next use compiles it');
 });
