@@ -15,9 +15,9 @@ import { fsTool, toolOutput } from './fs-tools.js';
 import { lockVenv } from './venv-lock.js';
 import { walkTree } from './tree-walk.js';
 import { sharedCacheDir } from './venv-uv.js';
+import { READY } from './venv.js';
 
 const KEY = /^[0-9a-f]{24}$/;
-const READY = '.trainyard-ready';
 
 export interface CapResult { removed: string[]; bytes: number; cacheCleared: boolean }
 

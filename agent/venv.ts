@@ -88,6 +88,12 @@ interface SharedBuild {
   readonly holds: Set<(dir: string) => void>;
 }
 
+/** The marker a venv gets last: only a venv with it is ever reused (agent/venv-cache-cap.ts reads its mtime). */
+export const READY = '.trainyard-ready';
+
+/** A venv that may be handed out: marked ready and not being removed by this agent's cache cap. */
+const usable = (o: VenvOptions, dir: string) => existsSync(path.join(dir, READY)) && !o.cap?.evicting(dir);
+
 /** Whether a build is under way in this agent (the cap then leaves the shared uv cache alone). */
 export const buildsUnderWay = (): boolean => building.size > 0 || compiles.size > 0;
 
@@ -105,7 +111,7 @@ export async function ensureVenv(o: VenvOptions, requirementsFile: string | null
   const file = requirementsFile && existsSync(requirementsFile) ? requirementsFile : null;
   const { key, requirements: normalized } = await timed(o, 'key', () => venvKey({ python: o.python, pythonVersion: o.pythonVersion, pipIndexUrl: o.pipIndexUrl, pipFindLinks: o.pipFindLinks, requirementsFile: file }));
   const dir = path.join(o.venvDir, key);
-  if (existsSync(path.join(dir, '.trainyard-ready')) && !o.cap?.evicting(dir)) {
+  if (usable(o, dir)) {
     o.hold?.(dir);
     log(`[trainyard] reusing environment ${key}`);
     // A compile stopped before it ended (the agent stopped), or a venv built before there was one.
@@ -162,14 +168,13 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
   await mkdir(o.venvDir, { recursive: true });
   // Built where it will live (a venv's scripts record their own path, so a renamed venv breaks pip and
   // every installed tool), under a lock folder other agents sharing the cache wait on.
-  const ready = () => existsSync(path.join(dir, '.trainyard-ready')) && !o.cap?.evicting(dir);
   const waiting = () => log('[trainyard] waiting for another agent building the same environment');
   // A venv another agent made ready while this one waited is used at once, not after that agent's
   // bytecode compile, which holds the lock. Gone again by the time it is looked at (evicted), the wait
   // for the lock goes on: nothing is built without it.
-  let release = await timed(o, 'lock', () => lockVenv(`${dir}.lock`, signal, waiting, { doneWhen: ready }));
+  let release = await timed(o, 'lock', () => lockVenv(`${dir}.lock`, signal, waiting, { doneWhen: () => usable(o, dir) }));
   if (release === lockNotTaken) {
-    if (ready()) return dir;
+    if (usable(o, dir)) return dir;
     release = await timed(o, 'lock', () => lockVenv(`${dir}.lock`, signal, waiting));
   }
   const home = `${dir}.home`;
@@ -178,7 +183,7 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
   const unhold = u ? o.holdUid?.() : undefined;
   let compileAfter = false;
   try {
-    if (existsSync(path.join(dir, '.trainyard-ready'))) return dir;
+    if (existsSync(path.join(dir, READY))) return dir;
     await rm(dir, { recursive: true, force: true });
     await rm(home, { recursive: true, force: true });
     log(`[trainyard] creating environment (${requirements ? requirements.split('\n').length + ' requirements' : 'no requirements'})`);
@@ -189,7 +194,7 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
         await buildShared(o, uv, dir, requirements, log, signal);
         // Only the agent wrote it (as root where runs have uids of their own): nothing to give to root.
         await timed(o, 'seal', () => seal(dir, { chownToRoot: false, rootOnlyLinks: u !== null, onStep: o.onStep }));
-        await writeFile(path.join(dir, '.trainyard-ready'), new Date().toISOString());
+        await writeFile(path.join(dir, READY), new Date().toISOString());
         compileAfter = true;
         return dir;
       } catch (err) {
@@ -236,7 +241,7 @@ async function build(o: VenvOptions, dir: string, requirements: string, requirem
     // pip compiles what it installs; uv does not (compiled below, after the ready marker).
     if (!built) await writeFile(path.join(dir, COMPILED), 'pip\n');
     // Written last: only a venv with this marker is ever reused.
-    await writeFile(path.join(dir, '.trainyard-ready'), new Date().toISOString());
+    await writeFile(path.join(dir, READY), new Date().toISOString());
     compileAfter = built;
     return dir;
   } catch (err) {
@@ -291,7 +296,7 @@ export function compileInBackground(o: VenvOptions, dir: string, lock: (() => Pr
         if ((err as Error).name !== 'TimeoutError' && !ac.signal.aborted) o.warn?.(`could not take the lock of ${dir} to compile its bytecode: ${(err as Error).message}`);
         return null;
       });
-      if (!release || !existsSync(path.join(dir, '.trainyard-ready')) || existsSync(path.join(dir, COMPILED)) || o.cap?.evicting(dir)) return;
+      if (!release || !usable(o, dir) || existsSync(path.join(dir, COMPILED))) return;
       const said = await compileVenvBytecode(o, dir, ac.signal).catch((err: unknown) => {
         if (ac.signal.aborted) throw err;
         // Refused or failed for good (a lib/ that is a link): said once, marked, not tried at every use.

@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { wheel } from '../helpers/wheel.js';
+import { until } from '../helpers/packages.js';
 
 const RANGE = '61000-61063';
 
@@ -125,11 +126,8 @@ t.test('uv through a cache only the agent writes: a run cannot poison what anoth
   for (const v of venvs) {
     const site = readdirSync(path.join(f.venvs, v, 'lib')).map((py) => path.join(f.venvs, v, 'lib', py, 'site-packages'))[0]!;
     const cacheDir = path.join(site, '__pycache__');
-    let pyc: string | undefined;
-    for (let i = 0; i < 300 && !pyc; i++) {
-      pyc = existsSync(cacheDir) ? readdirSync(cacheDir).find((n) => /^tiny\.cpython-\d+\.pyc$/.test(n)) : undefined;
-      if (!pyc) await new Promise((r) => setTimeout(r, 100));
-    }
+    const pyc = await until(`${v}'s bytecode`, async () => existsSync(cacheDir) && readdirSync(cacheDir).find((n) => /^tiny\.cpython-\d+\.pyc$/.test(n)), 30_000)
+      .catch(() => undefined);
     t.ok(pyc, `${v}: tiny.py is compiled to bytecode in the venv`);
     if (!pyc) continue;
     for (const p of [cacheDir, path.join(cacheDir, pyc)]) {
@@ -138,7 +136,8 @@ t.test('uv through a cache only the agent writes: a run cannot poison what anoth
       t.equal(ps.mode & 0o022, 0, `${path.basename(p)} is writable by nobody else (mode ${(ps.mode & 0o777).toString(8)})`);
     }
     // The compile held the build's lock and gives it back once it has marked the venv.
-    for (let i = 0; i < 100 && (existsSync(`${path.join(f.venvs, v)}.lock`) || !existsSync(path.join(f.venvs, v, '.trainyard-compiled'))); i++) await new Promise((r) => setTimeout(r, 100));
+    await until(`${v} marked and unlocked`, async () => existsSync(path.join(f.venvs, v, '.trainyard-compiled')) && !existsSync(`${path.join(f.venvs, v)}.lock`), 10_000)
+      .catch(() => null);
     t.ok(existsSync(path.join(f.venvs, v, '.trainyard-compiled')), `${v} is marked compiled`);
     t.notOk(existsSync(`${path.join(f.venvs, v)}.lock`), `and its lock is released`);
   }
