@@ -46,9 +46,27 @@ t.test('two runs\' samplers share the reader and each gets its own GPUs', async 
   const smi = fakeSmi(t);
   const reader = new GpuUseReader(smi.bin, 500);
   const got: Record<string, number>[][] = [[], []];
-  const stops = [['GPU-b'], ['GPU-a']].map((uuids, i) => startSampler({ cgroupDir: null, gpuUse: reader, gpuUuids: uuids, everyMs: 60_000, onSample: (v) => got[i]!.push(v) }));
-  await sleep(300);
+  const stops = [['GPU-b'], ['GPU-a']].map((uuids, i) => startSampler({ cgroupDir: null, gpuUse: reader, gpuUuids: uuids, everyMs: 250, onSample: (v) => got[i]!.push(v) }));
+  await sleep(400);
   for (const stop of stops) stop();
   t.same(got, [[{ 'sys/gpu0_util_pct': 20, 'sys/gpu0_mem_mb': 200 }], [{ 'sys/gpu0_util_pct': 10, 'sys/gpu0_mem_mb': 100 }]], 'each run sees its own GPU as its gpu0');
   t.equal(smi.runs(), 1, 'both first samples came from one nvidia-smi (each run ran its own before)');
+});
+
+t.test('the first sample is one interval in, with the CPU used over that interval', async (t) => {
+  const cg = mkdtempSync(path.join(tmpdir(), 'trainyard-test-cg-'));
+  t.teardown(() => rmSync(cg, { recursive: true, force: true }));
+  writeFileSync(path.join(cg, 'cpu.stat'), 'usage_usec 5000000\nuser_usec 1\n');
+  writeFileSync(path.join(cg, 'memory.current'), String(64 * 1024 * 1024));
+  const got: Record<string, number>[] = [];
+  const stop = startSampler({ cgroupDir: cg, gpuUse: null, gpuUuids: [], everyMs: 400, onSample: (v) => got.push(v) });
+  t.teardown(stop);
+  await sleep(150);
+  t.same(got, [], 'nothing at the start (a run shorter than the interval costs no metrics call)');
+  // 200 ms of CPU over the 400 ms interval: 50 (100 = one core).
+  writeFileSync(path.join(cg, 'cpu.stat'), 'usage_usec 5200000\nuser_usec 1\n');
+  await sleep(400);
+  t.equal(got.length, 1, 'one sample after one interval');
+  t.equal(got[0]!['sys/mem_mb'], 64);
+  t.ok(got[0]!['sys/cpu_pct']! > 10 && got[0]!['sys/cpu_pct']! <= 50, `and its CPU figure over the interval (${got[0]!['sys/cpu_pct']})`);
 });
