@@ -71,8 +71,8 @@ export class AgentDaemon {
   #credential: string | null = null;
   #heartbeatMs = 2000;
   #gpus: Gpu[] = [];
-  // Shared by every run's sampler; an answer is reused for at most half a sample interval (and 1 s), so a
-  // run's next sample always asks again.
+  // Shared by every run's sampler; an answer is reused for at most half a sample interval (and 1 s) after
+  // it came, so a run's next sample asks again unless nvidia-smi took longer than half an interval.
   readonly #gpuUse: GpuUseReader | null;
   /** Cgroups, the run uids and the helpers (agent/containment.ts), set up at start. */
   #containment: Containment | undefined;

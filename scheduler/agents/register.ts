@@ -21,9 +21,11 @@ async function identityOf(ctx: SchedulerContext, caller: Principal, name: string
     const who = caller.kind === 'agent' ? `agent "${caller.agent}"` : 'a client token';
     throw new TrainyardError(ErrorCodes.PermissionDenied, `${who}'s credential cannot register agent "${name}"`);
   }
-  // The credential was checked against this very hash a moment ago (authenticateAgent).
-  const row = await ctx.db.selectFrom('agents').select('identity_sha256').where('name', '=', name).executeTakeFirstOrThrow();
-  return { sha256: row.identity_sha256!, credential: '' };
+  // The hash of the credential it presented, checked against the row a moment ago (authenticateAgent), and
+  // again by register() under the row's lock. Not the row's hash read again: if the name was removed and
+  // taken by a new agent between the two, the row's would be the new agent's, and would match itself.
+  if (!caller.identitySha256) throw new TrainyardError(ErrorCodes.Unauthenticated, `agent "${name}" presented no credential`);
+  return { sha256: caller.identitySha256, credential: '' };
 }
 
 export async function registerAgent(ctx: SchedulerContext, req: RegisterRequest__Output, caller: Principal, peer: string): Promise<RegisterResponse> {

@@ -11,9 +11,9 @@
 // - Every change of an identity (register, revoke, forget: agents/status.ts announce) forgets it here at
 //   once, and on every other scheduler as soon as the placer's doorbell reaches it over NATS
 //   (scheduler.ts); a lost message is covered by the TTL (2 s).
-// - Only a match is remembered. A credential that does not match the remembered hash is checked against
-//   Postgres before it is refused, and an unknown or revoked agent is never remembered, so a refusal is
-//   always Postgres's answer, and an agent that just registered is never refused for a stale entry.
+// - A refusal is always Postgres's answer: a credential that does not match the remembered hash is
+//   checked against the row before it is refused, and an unknown or revoked agent (no hash) is never
+//   remembered, so an agent that just registered is never refused for a stale entry.
 // - Register never uses it (authenticateRegister reads the row): registration takes over the name's row on
 //   the strength of this check, so it must be made against the row as it is now.
 // - A read that started before a forget is not remembered (the epoch below), so it cannot put back what

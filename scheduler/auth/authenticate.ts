@@ -6,7 +6,7 @@ import type { Metadata } from '@grpc/grpc-js';
 import type { Db } from '../db/database.js';
 import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
 import { verifyToken, type TokenVerifier } from './tokens.js';
-import { tokenId } from './secrets.js';
+import { sha256Hex, tokenId } from './secrets.js';
 import type { Principal } from './principal.js';
 import type { AgentIdentities } from './agent-identities.js';
 
@@ -47,7 +47,7 @@ export async function authenticateAgent(identities: AgentIdentities, md: Metadat
   }
   const ok = now ? await identities.matchesNow(name, credential) : await identities.matches(name, credential);
   if (!ok) throw unauthenticated(`the credential is not agent "${name}"'s`);
-  return { kind: 'agent', agent: name };
+  return { kind: 'agent', agent: name, identitySha256: sha256Hex(credential) };
 }
 
 /**

@@ -121,7 +121,6 @@ t.test('an agent removed on one scheduler is refused at once by another that rem
   const listening = await b.waitFor((l) => l.msg === 'listening');
   const fake = await FakeAgent.start(s, 'remote');
   t.teardown(() => fake.close());
-  fake.stopBeats();
   const onB = new (loadProto().trainyard.v1.AgentLink)(String(listening.address), grpc.credentials.createInsecure(), channelOptions) as AgentLinkClient;
   t.teardown(() => onB.close());
   const beatB = () => new Promise<unknown>((resolve, reject) => {

@@ -81,3 +81,26 @@ t.test('a read in flight when the identity is forgotten is not remembered', asyn
   await setIdentity(db, 'box', null);
   t.notOk(await ids.matches('box', box.credential), 'the next call reads the row');
 });
+
+// Register keeps a name's row for the credential the caller presented, not for whatever the row holds by
+// the time it looks again: a name removed and taken by a new agent between the caller's authentication
+// and its registration must not be taken over by the old holder (it would match the new agent's hash
+// against itself).
+t.test('Register keeps the name only for the credential presented', async (t) => {
+  const { db } = await testDatabase(t);
+  const { registerAgent } = await import('../../scheduler/agents/register.js');
+  const { RunTransitions } = await import('../../scheduler/runs/transitions.js');
+  const ctx = {
+    db, log, runs: new RunTransitions(db), kick: () => {}, agentChanged: () => {},
+    settings: { heartbeatIntervalMs: 1000, subjectPrefix: 'test', attemptLeaseBeats: 3 },
+  } as unknown as Parameters<typeof registerAgent>[0];
+  const req = { name: 'box', hostname: 'h2', version: 'v', cpus: 1, memory_mb: 1, labels: {}, gpus: [], max_runs: 0, identity: '', accept_projects: [], advertise_addr: '', rendezvous_port_lo: 0, rendezvous_port_hi: 0, held: [] };
+  const old = newAgentCredential();
+  const taken = await agent(db, 'box'); // the name's holder now: a new agent
+  const stale = { kind: 'agent' as const, agent: 'box', identitySha256: old.sha256 };
+  await t.rejects(registerAgent(ctx, req as never, stale, '10.0.0.2:1'), { code: 'UNAUTHENTICATED' }, 'the old holder\'s Register is refused');
+  const [row] = await db.selectFrom('agents').select(['identity_sha256', 'hostname']).where('name', '=', 'box').execute();
+  t.same(row, { identity_sha256: taken.sha256, hostname: 'h' }, 'and the new holder\'s row is untouched');
+  const own = { kind: 'agent' as const, agent: 'box', identitySha256: taken.sha256 };
+  t.ok((await registerAgent(ctx, req as never, own, '10.0.0.3:1')).session, 'the holder itself registers again');
+});
