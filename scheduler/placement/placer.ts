@@ -31,7 +31,7 @@ const BATCH = 5000;
  * How long a placer keeps the projects' caps it read, at most (#projectCaps). Tests make it long, to show
  * that `projects set` reaches every placer by its doorbell and not by this time running out.
  */
-const CAPS_KEPT_MS = ((v) => (Number.isFinite(v) && v >= 0 ? v : 5000))(Number(process.env.TRAINYARD_PLACER_CAPS_KEPT_MS ?? 'x'));
+const CAPS_KEPT_MS = Number(process.env.TRAINYARD_PLACER_CAPS_KEPT_MS) || 5000;
 /**
  * Placements per statement. A pass sends each chunk as soon as it is chosen and goes on choosing while the
  * database writes it, so the scheduler's CPU and Postgres's work at the same time.
@@ -70,7 +70,7 @@ export class Placer {
   readonly #invariants: Invariants;
   /** The leader's model of the fleet: one per leadership (null while not leading). */
   #cache: FleetCache | null = null;
-  #caps: { caps: Map<string, ProjectCaps>; at: number } | null = null; // at: performance.now()
+  #caps: { caps: Map<string, ProjectCaps>; at: number } | null = null;
   #capsEpoch = 0;
   /** Whether agents may be held for preempting runs (preemption-pass.ts): one per leadership. */
   #holds: HoldsSeen = { mayExist: true };
@@ -131,7 +131,6 @@ export class Placer {
         this.#leaderSince = Date.now();
         // A new model for each leadership: another leader may have placed runs meanwhile.
         this.#cache = new FleetCache();
-        this.#forgetCaps(); // a doorbell may have been missed while it did not lead
         this.#holds = { mayExist: true };
         this.#reservation = null;
         this.deps.log.info('placer: this scheduler now places runs');
@@ -190,14 +189,13 @@ export class Placer {
    * run in a burst), and they change only by `projects set`, which rings every placer's doorbell saying so
    * (#forgetCaps); the time bounds a doorbell lost with NATS. A read in flight when they changed is not kept.
    */
-  #projectCaps(): Promise<{ caps: Map<string, ProjectCaps>; read: boolean }> {
+  #projectCaps(): Promise<Map<string, ProjectCaps>> {
     const kept = this.#caps;
-    if (kept && performance.now() - kept.at < CAPS_KEPT_MS) return Promise.resolve({ caps: kept.caps, read: false });
+    if (kept && Date.now() - kept.at < CAPS_KEPT_MS) return Promise.resolve(kept.caps);
     const epoch = this.#capsEpoch;
-    return projectCaps(this.deps.db).then((caps) => {
-      if (epoch === this.#capsEpoch) this.#caps = { caps, at: performance.now() };
-      return { caps, read: true };
-    });
+    const read = projectCaps(this.deps.db);
+    read.then((caps) => { if (epoch === this.#capsEpoch) this.#caps = { caps, at: Date.now() }; }, () => {});
+    return read;
   }
 
   #forgetCaps(): void {
@@ -220,18 +218,14 @@ export class Placer {
     }
     const endTimer = schedulerMetrics.placementPass.startTimer();
     try {
-      const { caps: kept, read } = await caps;
-      return await this.#place(session, cache, queue, kept, fresh, read);
+      return await this.#place(session, cache, queue, await caps, fresh);
     } finally {
       endTimer();
     }
   }
 
-  /**
-   * Places what it can of the queue head (timed by #pass). `fresh`: the model was read whole for this pass;
-   * `capsRead`: so were the projects' caps (not kept from an earlier one).
-   */
-  async #place(session: LeaderSession, cache: FleetCache, queue: QueuedRun[], caps: Map<string, ProjectCaps>, fresh: boolean, capsRead: boolean): Promise<boolean> {
+  /** Places what it can of the queue head (timed by #pass). `fresh`: the model was read whole for this pass. */
+  async #place(session: LeaderSession, cache: FleetCache, queue: QueuedRun[], caps: Map<string, ProjectCaps>, fresh: boolean): Promise<boolean> {
     const { log } = this.deps;
     const transitions = this.deps.runs.on(session.db);
     const index = cache.index;
@@ -318,14 +312,10 @@ export class Placer {
     if (chunk.length) sent.push(this.#send(transitions, cache, chunk, holdings, outcome));
     await Promise.all(sent);
     let again = outcome.refused > 0; // the refused runs are still queued, and their agents were read again
-    // The database refused what this pass chose: the caps it kept may be older than the database's (a
-    // projects set whose doorbell was lost), so the next pass reads them again rather than choose the same.
-    if (outcome.refused > 0) this.#forgetCaps();
-    // "Never" is decided only on a model and caps read whole for this pass: an agent that registered a
-    // moment ago may be the one that fits, and a project's agents may have changed since the caps were read.
-    if (never.length > 0 && !(fresh && capsRead)) {
-      if (!fresh) cache.invalidate();
-      if (!capsRead) this.#forgetCaps();
+    // "Never" is decided only on a model read whole for this pass: an agent that registered a moment ago
+    // may be the one that fits.
+    if (never.length > 0 && !fresh) {
+      cache.invalidate();
       again = true;
     } else {
       for (const n of never) await transitions.endUnplaced(n.id, RunStatus.Failed, n.reason);
