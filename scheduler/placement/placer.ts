@@ -28,11 +28,6 @@ import { chooseGang, memberKey, reserveGang, reservingGang, reservingText } from
 /** Queued runs read per pass: the head of the queue, in its order. */
 const BATCH = 5000;
 /**
- * How long a placer keeps the projects' caps it read, at most (#projectCaps). Tests make it long, to show
- * that `projects set` reaches every placer by its doorbell and not by this time running out.
- */
-const CAPS_KEPT_MS = Number(process.env.TRAINYARD_PLACER_CAPS_KEPT_MS) || 5000;
-/**
  * Placements per statement. A pass sends each chunk as soon as it is chosen and goes on choosing while the
  * database writes it, so the scheduler's CPU and Postgres's work at the same time.
  */
@@ -70,8 +65,6 @@ export class Placer {
   readonly #invariants: Invariants;
   /** The leader's model of the fleet: one per leadership (null while not leading). */
   #cache: FleetCache | null = null;
-  #caps: { caps: Map<string, ProjectCaps>; at: number } | null = null;
-  #capsEpoch = 0;
   /** Whether agents may be held for preempting runs (preemption-pass.ts): one per leadership. */
   #holds: HoldsSeen = { mayExist: true };
   /** The last pass left runs unplaced: the safety pass then has the model read whole (a doorbell may be lost). */
@@ -100,7 +93,6 @@ export class Placer {
    * leader's model of the fleet takes it in at its next pass. An empty or unknown message is a plain kick.
    */
   doorbell(m: KickMessage | null): void {
-    if (m && 'limits' in m) this.#forgetCaps();
     const cache = this.#cache;
     if (cache && m) {
       if ('freed' in m) cache.freed(m.freed.run, m.freed.lease);
@@ -184,32 +176,13 @@ export class Placer {
     }
   }
 
-  /**
-   * The projects' caps and rules, kept for up to CAPS_KEPT_MS: every pass read them (a statement, twice a
-   * run in a burst), and they change only by `projects set`, which rings every placer's doorbell saying so
-   * (#forgetCaps); the time bounds a doorbell lost with NATS. A read in flight when they changed is not kept.
-   */
-  #projectCaps(): Promise<Map<string, ProjectCaps>> {
-    const kept = this.#caps;
-    if (kept && Date.now() - kept.at < CAPS_KEPT_MS) return Promise.resolve(kept.caps);
-    const epoch = this.#capsEpoch;
-    const read = projectCaps(this.deps.db);
-    read.then((caps) => { if (epoch === this.#capsEpoch) this.#caps = { caps, at: Date.now() }; }, () => {});
-    return read;
-  }
-
-  #forgetCaps(): void {
-    this.#caps = null;
-    this.#capsEpoch++;
-  }
-
   /** One placement pass over the queue head. Returns true if it should run again at once. */
   async #pass(session: LeaderSession): Promise<boolean> {
     const cache = this.#cache!;
     const fresh = await cache.sync(session.db);
     // The caps are read beside the queue head, on the pool: the leader session runs one statement at a time,
     // and they need none of its consistency (an operator's change applies from the next pass either way).
-    const caps = this.#projectCaps();
+    const caps = projectCaps(this.deps.db);
     caps.catch(() => {}); // awaited below when there is a queue; an empty one does not need them
     const queue = await queueHead(session.db, BATCH, cache.runningByProject());
     if (queue.length === 0) {
