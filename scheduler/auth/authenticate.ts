@@ -6,7 +6,7 @@ import type { Metadata } from '@grpc/grpc-js';
 import type { Db } from '../db/database.js';
 import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
 import { verifyToken, type TokenVerifier } from './tokens.js';
-import { matchesHash, sha256Hex, tokenId } from './secrets.js';
+import { digestMatches, sha256Hex, tokenId } from './secrets.js';
 import type { Principal } from './principal.js';
 
 import { AGENT_NAME_HEADER as AGENT_HEADER } from '../../shared/call-auth.js';
@@ -41,8 +41,10 @@ export async function authenticateAgent(db: Db, md: Metadata): Promise<Principal
     throw unauthenticated(`no agent credential: AgentLink calls need \`${AGENT_HEADER}: NAME\` and \`authorization: Bearer <credential>\``);
   }
   const row = await db.selectFrom('agents').select('identity_sha256').where('name', '=', name).executeTakeFirst();
-  if (!row || !matchesHash(credential, row.identity_sha256)) throw unauthenticated(`the credential is not agent "${name}"'s`);
-  return { kind: 'agent', agent: name, identitySha256: sha256Hex(credential) };
+  // Hashed once: compared here, and kept for Register (agents/register.ts).
+  const identitySha256 = sha256Hex(credential);
+  if (!row || !digestMatches(identitySha256, row.identity_sha256)) throw unauthenticated(`the credential is not agent "${name}"'s`);
+  return { kind: 'agent', agent: name, identitySha256 };
 }
 
 /**

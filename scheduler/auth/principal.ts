@@ -8,7 +8,7 @@ export type Role = (typeof Roles)[number];
 export type Principal =
   | { readonly kind: 'user'; readonly tokenId: string; readonly role: Role; readonly project: string }
   // identitySha256: the SHA-256 of the credential it presented (Register keeps the name's row only for it).
-  | { readonly kind: 'agent'; readonly agent: string; readonly identitySha256?: string }
+  | { readonly kind: 'agent'; readonly agent: string; readonly identitySha256: string }
   | { readonly kind: 'joining'; readonly tokenId: string };
 
 /** How a principal is named in logs and refusals (never with a secret). */

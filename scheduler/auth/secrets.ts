@@ -28,6 +28,11 @@ export function newAgentCredential(): { credential: string; sha256: string } {
 
 /** Whether `presented` hashes to `storedHex`, in time that does not depend on where they differ. */
 export function matchesHash(presented: string, storedHex: string | null): boolean {
+  return digestMatches(sha256Hex(presented), storedHex);
+}
+
+/** The same, for a presented secret already hashed (`sha256Hex`). */
+export function digestMatches(presentedHex: string, storedHex: string | null): boolean {
   if (!storedHex || !/^[0-9a-f]{64}$/.test(storedHex)) return false;
-  return timingSafeEqual(Buffer.from(sha256Hex(presented), 'hex'), Buffer.from(storedHex, 'hex'));
+  return timingSafeEqual(Buffer.from(presentedHex, 'hex'), Buffer.from(storedHex, 'hex'));
 }
