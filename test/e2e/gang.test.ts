@@ -300,8 +300,9 @@ class SmallStream {
     this.#gates.get(oldest.id)!.open();
     await this.s.waitForStatus(oldest.id, ['Successful', 'Failed', 'Killed']);
     return until(`the placer to use agent ${oldest.agent}`, async () => {
-      const [g] = await this.s.query<{ agent: string | null; status_detail: string }>('SELECT agent, status_detail FROM runs WHERE id = $1', [this.gang()]);
-      if (g!.agent !== null) return 'gang' as const;
+      // Placed is attempt 1, not an agent: the gang's ranks exit at once, and a run that ended has none.
+      const [g] = await this.s.query<{ attempt: number; status_detail: string }>('SELECT attempt, status_detail FROM runs WHERE id = $1', [this.gang()]);
+      if (g!.attempt > 0) return 'gang' as const;
       if ((await this.running()).some((r) => r.agent === oldest.agent)) return 'small' as const;
       return new RegExp(`reserving [^;]*\\b${oldest.agent}\\b`).test(g!.status_detail) ? 'reserved' as const : null;
     }, 120_000);
@@ -344,8 +345,14 @@ t.test('a gang waiting --gang-reserve-after gets agents reserved: small runs tha
   }
   t.ok(seen.includes('reserved'), `an agent freed after the gang waited 1 s was reserved for it (${seen.join(', ')})`);
   t.equal(seen.at(-1), 'gang', `the gang was placed while small runs kept arriving (${seen.join(', ')})`);
-  const queued = await s.query(`SELECT 1 FROM runs WHERE package = 'small' AND agent IS NULL AND status IN ('Scheduled', 'Waiting for resources')`);
-  t.ok(queued.length >= 1, 'small runs were still queued when it was placed: the reservation, not a lull, let it in');
+  // Small runs submitted before the gang's placement and placed after it (or not yet), by the order of the
+  // run events: the gang may have ended, and those runs started, before this reads them.
+  const [{ queued }] = await s.query<{ queued: number }>(`
+    WITH placed AS (SELECT min(id) AS id FROM run_events WHERE run_id = $1 AND attempt > 0)
+    SELECT count(*)::int AS queued FROM runs r, placed p WHERE r.package = 'small'
+      AND (SELECT min(e.id) FROM run_events e WHERE e.run_id = r.id) < p.id
+      AND coalesce((SELECT min(e.id) FROM run_events e WHERE e.run_id = r.id AND e.attempt > 0), p.id + 1) > p.id`, [gangId]) as [{ queued: number }];
+  t.ok(queued >= 1, `small runs were still queued when it was placed (${queued}): the reservation, not a lull, let it in`);
   const done = await s.waitForStatus(gangId, ['Successful', 'Failed', 'Killed']);
   await explain(t, s, gangId);
   t.equal(done.status, 'Successful', 'and it succeeded');
