@@ -37,6 +37,7 @@ import { PendingUploads } from './pending-uploads.js';
 import { readRecords } from './reattach.js';
 import { NextRunPreparer, parsePrepareNext } from './prepare-next.js';
 import { parseOnStop, type OnStop } from './detach.js';
+import { GpuUseReader } from './run-sampler.js';
 
 export type AgentState = 'STARTING' | 'RUNNING' | 'DRAINING' | 'DETACHING' | 'STOPPED' | 'FAILED';
 const VERSION = '0.1.0';
@@ -70,6 +71,9 @@ export class AgentDaemon {
   #credential: string | null = null;
   #heartbeatMs = 2000;
   #gpus: Gpu[] = [];
+  // Shared by every run's sampler; an answer is reused for at most half a sample interval (and 1 s) after
+  // it came, so a run's next sample asks again unless nvidia-smi took longer than half an interval.
+  readonly #gpuUse: GpuUseReader | null;
   /** Cgroups, the run uids and the helpers (agent/containment.ts), set up at start. */
   #containment: Containment | undefined;
   /** Made at start, once the base interpreter warm interpreters start as is known. */
@@ -105,6 +109,7 @@ export class AgentDaemon {
     this.#warm = new WarmInterpreters({ max: 0, log, python: settings.python });
     this.#packages = new PackageCache(settings.workDir);
     this.#dataCache = new DataCache(settings.workDir, settings.dataCacheMb * 1024 * 1024);
+    this.#gpuUse = settings.nvidiaSmi ? new GpuUseReader(settings.nvidiaSmi, Math.min(1000, settings.sysSampleSeconds * 500)) : null;
     acceptedProjects(settings.acceptProjects); // a malformed name is refused now, not at the first Register
     this.#rendezvous = parsePortRange(settings.rendezvousPorts);
     this.#installer = parseInstaller(settings.installer);
@@ -432,7 +437,7 @@ export class AgentDaemon {
       zipLimits: ZIP_LIMITS,
       runDiskBytes: this.settings.runDiskMb * MIB, maxOutputBytes: this.settings.maxOutputMb * MIB, logSpillBytes: this.settings.logSpillMb * MIB,
       reportSignal: this.#giveUpReports.signal,
-      sysSample: { nvidiaSmi: this.settings.nvidiaSmi, everyMs: this.settings.sysSampleSeconds * 1000 },
+      sysSample: { gpuUse: this.#gpuUse, everyMs: this.settings.sysSampleSeconds * 1000 },
       gpus: this.#gpus, containment: this.#containment, warm: this.#warm, packages: this.#packages, dataCache: this.#dataCache,
       pendingUploads: this.#pendingUploads,
     };

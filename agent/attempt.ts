@@ -25,7 +25,7 @@ import { ErrorCodes, errorMessage, isRetryableGrpc, TrainyardError } from '../sh
 import { contained, ensureVenv, PackagingError, type VenvOptions } from './venv.js';
 import { LogShipper } from './log-shipper.js';
 import { RunMetrics } from './run-metrics.js';
-import { startSampler } from './run-sampler.js';
+import { startSampler, type GpuUseReader } from './run-sampler.js';
 import { SupervisedProcess, type ProcessExit, type SuperviseOptions } from './process.js';
 import { needsFreshInterpreter, type ForkedRun, type WarmInterpreters } from './warm-interpreter.js';
 import { extractPackage, type PackageCache } from './package-cache.js';
@@ -82,7 +82,7 @@ export interface AttemptDeps {
    */
   reportSignal?: AbortSignal;
   /** The agent's samples of a running attempt (agent/run-sampler.ts); absent or everyMs 0: none. */
-  sysSample?: { nvidiaSmi: string; everyMs: number };
+  sysSample?: { gpuUse: GpuUseReader | null; everyMs: number };
   /** This agent's GPUs (nvidia-smi): a dispatch names indices, train.py gets their UUIDs. */
   gpus?: readonly Gpu[];
   /** How runs are contained (agent/containment.ts); absent: process groups only, the agent's own user. */
@@ -892,7 +892,7 @@ export class Attempt {
     this.metrics.start();
     const sys = this.deps.sysSample;
     const stopSampler = sys && sys.everyMs > 0
-      ? startSampler({ cgroupDir: this.#cgroup?.dir ?? null, nvidiaSmi: sys.nvidiaSmi || null, gpuUuids: (p.env.CUDA_VISIBLE_DEVICES ?? '').split(',').filter(Boolean), everyMs: sys.everyMs, onSample: (v) => this.metrics.sample(v) })
+      ? startSampler({ cgroupDir: this.#cgroup?.dir ?? null, gpuUse: sys.gpuUse, gpuUuids: (p.env.CUDA_VISIBLE_DEVICES ?? '').split(',').filter(Boolean), everyMs: sys.everyMs, onSample: (v) => this.metrics.sample(v) })
       : null;
     proc.exited.catch(() => disk?.finish().catch(() => null));
     const interval = Number(d.checkpoint_interval_seconds ?? 0);

@@ -15,8 +15,8 @@ const MIB = 1024 * 1024;
 export interface SamplerOptions {
   /** The run's cgroup (v2) folder, or null. */
   cgroupDir: string | null;
-  /** nvidia-smi to ask, or null; with the run's GPUs' UUIDs, in the run's order. */
-  nvidiaSmi: string | null;
+  /** The agent's nvidia-smi (shared by its runs), or null; with the run's GPUs' UUIDs, in the run's order. */
+  gpuUse: GpuUseReader | null;
   gpuUuids: readonly string[];
   everyMs: number;
   onSample: (values: Record<string, number>) => void;
@@ -32,11 +32,36 @@ export function parseGpuUse(csv: string): Map<string, { util: number; memMb: num
   return out;
 }
 
-function gpuUse(nvidiaSmi: string): Promise<Map<string, { util: number; memMb: number }>> {
+type GpuUse = Map<string, { util: number; memMb: number }>;
+
+function gpuUse(nvidiaSmi: string): Promise<GpuUse> {
   return new Promise((resolve) => {
     execFile(nvidiaSmi, ['--query-gpu=uuid,utilization.gpu,memory.used', '--format=csv,noheader,nounits'], { timeout: 5000 },
       (err, stdout) => resolve(err ? new Map() : parseGpuUse(stdout)));
   });
+}
+
+/**
+ * One nvidia-smi for all of an agent's runs: it reports every GPU at once, so the runs' samplers share an
+ * answer up to `maxAgeMs` old, and one query in flight. Each run asking for its own was a process spawned
+ * per run and per sample: in a burst of short runs, the first sample of each run alone cost the agent's
+ * thread 9 ms a run (forking a large Node process), and on a busy GPU box nvidia-smi itself is slow.
+ */
+export class GpuUseReader {
+  #last: { use: Promise<GpuUse>; at: number | null } | null = null;
+  /** How many times nvidia-smi was run (tests). */
+  queries = 0;
+  constructor(readonly nvidiaSmi: string, readonly maxAgeMs = 1000) {}
+
+  read(): Promise<GpuUse> {
+    const last = this.#last;
+    if (last && (last.at === null || Date.now() - last.at < this.maxAgeMs)) return last.use;
+    this.queries++;
+    const entry: { use: Promise<GpuUse>; at: number | null } = { use: gpuUse(this.nvidiaSmi), at: null };
+    void entry.use.then(() => { entry.at = Date.now(); });
+    this.#last = entry;
+    return entry.use;
+  }
 }
 
 async function cgroupUse(dir: string): Promise<{ cpuUsec: number | null; memBytes: number | null; read: number | null; written: number | null }> {
@@ -70,8 +95,8 @@ export function startSampler(o: SamplerOptions): () => void {
       if (c.read !== null) values['sys/read_mb'] = Math.round((c.read / MIB) * 100) / 100;
       if (c.written !== null) values['sys/write_mb'] = Math.round((c.written / MIB) * 100) / 100;
     }
-    if (o.nvidiaSmi && o.gpuUuids.length) {
-      const use = await gpuUse(o.nvidiaSmi);
+    if (o.gpuUse && o.gpuUuids.length) {
+      const use = await o.gpuUse.read();
       o.gpuUuids.forEach((uuid, i) => {
         const g = use.get(uuid);
         if (g) { values[`sys/gpu${i}_util_pct`] = g.util; values[`sys/gpu${i}_mem_mb`] = g.memMb; }

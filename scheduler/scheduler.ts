@@ -17,6 +17,7 @@ import { healthRoutes } from './http/health-routes.js';
 import { consoleStaticRoutes } from './http/console-static.js';
 import { consoleApiRoutes, type ConsoleAuth } from './http/console-api.js';
 import { TokenVerifier } from './auth/tokens.js';
+import { AgentIdentities } from './auth/agent-identities.js';
 import { StreamLimiter } from './auth/streams.js';
 import { checkReadiness, readiness, type Readiness, type ReadinessDeps } from './readiness.js';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
@@ -94,7 +95,10 @@ export class Scheduler {
       // The pool connects lazily: made first, so that /metrics can read from it.
       const { db, pool } = createDb(settings.databaseUrl, 20);
       // One token verifier for /metrics, the gRPC API and the web console's API: a revocation reaches all.
-      const tokens = new TokenVerifier(db);
+      const tokens = new TokenVerifier(db, settings.authCacheMs);
+      // Agents' identities, remembered for AgentLink calls; every change of an agent (register, revoke,
+      // forget), here or on another scheduler, forgets its identity (auth/agent-identities.ts).
+      const identities = new AgentIdentities(db, settings.authCacheMs);
       this.#closeDb = () => db.destroy();
       // First, so that /healthz answers (and /readyz says why not) while the scheduler waits for its services.
       if (settings.httpListen) {
@@ -147,12 +151,14 @@ export class Scheduler {
       const ctx: SchedulerContext = {
         settings, db, pool, minio, nats, subjects, log, storageRetry, runs, credentials,
         kick,
-        agentChanged: (name) => fleetChanged({ agent: name }),
+        agentChanged: (name) => { identities.forget(name); fleetChanged({ agent: name }); },
         runChanged: (id) => publish(subjects.run(id)),
       };
       nats.subscribe(subjects.kick, { callback: (err, m) => {
         if (!err && kickSender(m.data) === self) return;
-        placer.doorbell(err ? null : parseKick(m.data));
+        const kicked = err ? null : parseKick(m.data);
+        if (kicked && 'agent' in kicked) identities.forget(kicked.agent);
+        placer.doorbell(kicked);
       } });
       placer.start();
       this.#ticker = new ScheduleTicker(ctx);
@@ -175,7 +181,7 @@ export class Scheduler {
       const proto = loadProto();
       const server = new grpc.Server(channelOptions);
       server.addService(proto.trainyard.v1.Trainyard.service, clientService(ctx, auth));
-      server.addService(proto.trainyard.v1.AgentLink.service, agentService(ctx));
+      server.addService(proto.trainyard.v1.AgentLink.service, agentService(ctx, identities));
       // Health and reflection take no token (handlers.ts authenticates only the services above): a load
       // balancer or grpcurl may ask whether the scheduler serves, and what, but not call it.
       this.#health.addToServer(server);

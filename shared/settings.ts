@@ -90,6 +90,7 @@ export const schedulerSettings = spec({
   maxUnzippedBytes: { env: 'TRAINYARD_MAX_UNZIPPED_BYTES', flag: 'max-unzipped-bytes', kind: 'int', default: () => String(2 * 1024 * 1024 * 1024), doc: 'largest total unpacked size of a package zip (zip-bomb guard)' },
   maxZipEntries: { env: 'TRAINYARD_MAX_ZIP_ENTRIES', flag: 'max-zip-entries', kind: 'int', default: () => '20000', doc: 'most entries in a package zip' },
   ...tokenFileSetting,
+  authCacheMs: { env: 'TRAINYARD_AUTH_CACHE_MS', flag: 'auth-cache-ms', kind: 'int', min: 0, default: () => '2000', doc: 'how long a scheduler trusts a client token or an agent credential it has checked before reading it again (a token revoked on another scheduler works here this long at most; an agent removed or registered anywhere is forgotten at once); 0: read on every call' },
   maxStreamsPerToken: { env: 'TRAINYARD_MAX_STREAMS_PER_TOKEN', flag: 'max-streams-per-token', kind: 'int', default: () => '64', doc: 'concurrent log/watch/download streams one token may hold; more are refused (RESOURCE_EXHAUSTED)' },
   maxDatasetPushMb: { env: 'TRAINYARD_MAX_DATASET_PUSH_MB', flag: 'max-dataset-push-mb', kind: 'int', default: () => '262144', doc: 'the most one dataset push may send, in MiB (default 256 GiB); a bigger push is refused and leaves nothing' },
   maxDatasetPushFiles: { env: 'TRAINYARD_MAX_DATASET_PUSH_FILES', flag: 'max-dataset-push-files', kind: 'int', default: () => '1000000', doc: 'the most files one dataset push may send; more are refused and the push leaves nothing' },

@@ -215,6 +215,9 @@ export async function revoke(deps: AgentStatusDeps, name: string): Promise<{ fro
   if (!r) return null;
   if (liveAgentStatuses.includes(r.from)) {
     announce(deps, [{ agent: name, from: r.from, to: AgentStatus.Lost, detail: 'removed by an admin: credential revoked' }]);
+  } else {
+    // No status change to log, but its credential changed: schedulers that remember it forget it now.
+    deps.agentChanged?.(name);
   }
   return { from: r.from, held: r.held };
 }

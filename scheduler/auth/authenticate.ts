@@ -6,8 +6,9 @@ import type { Metadata } from '@grpc/grpc-js';
 import type { Db } from '../db/database.js';
 import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
 import { verifyToken, type TokenVerifier } from './tokens.js';
-import { digestMatches, sha256Hex, tokenId } from './secrets.js';
+import { sha256Hex, tokenId } from './secrets.js';
 import type { Principal } from './principal.js';
+import type { AgentIdentities } from './agent-identities.js';
 
 import { AGENT_NAME_HEADER as AGENT_HEADER } from '../../shared/call-auth.js';
 const unauthenticated = (message: string) => new TrainyardError(ErrorCodes.Unauthenticated, message);
@@ -33,17 +34,21 @@ export async function authenticateBearer(tokens: TokenVerifier, header: unknown)
   return { kind: 'user', tokenId: row.id, role: row.role, project: row.project };
 }
 
-/** An agent call: the agent's name and the credential the scheduler issued to it. */
-export async function authenticateAgent(db: Db, md: Metadata): Promise<Principal> {
+/**
+ * An agent call: the agent's name and the credential the scheduler issued to it, checked against the
+ * remembered identity (agent-identities.ts says why that is safe); `now` checks it against the row as it
+ * is (Register).
+ */
+export async function authenticateAgent(identities: AgentIdentities, md: Metadata, now = false): Promise<Principal> {
   const name = md.get(AGENT_HEADER)[0];
   const credential = bearer(md);
   if (typeof name !== 'string' || !name || !credential) {
     throw unauthenticated(`no agent credential: AgentLink calls need \`${AGENT_HEADER}: NAME\` and \`authorization: Bearer <credential>\``);
   }
-  const row = await db.selectFrom('agents').select('identity_sha256').where('name', '=', name).executeTakeFirst();
   // Hashed once: compared here, and kept for Register (agents/register.ts).
   const identitySha256 = sha256Hex(credential);
-  if (!row || !digestMatches(identitySha256, row.identity_sha256)) throw unauthenticated(`the credential is not agent "${name}"'s`);
+  const ok = now ? await identities.matchesNow(name, identitySha256) : await identities.matches(name, identitySha256);
+  if (!ok) throw unauthenticated(`the credential is not agent "${name}"'s`);
   return { kind: 'agent', agent: name, identitySha256 };
 }
 
@@ -51,7 +56,7 @@ export async function authenticateAgent(db: Db, md: Metadata): Promise<Principal
  * Register: either the agent's own credential (a restart), or a join token (a new agent, or one whose
  * name's holder has left): Register then issues a credential.
  */
-export async function authenticateRegister(db: Db, md: Metadata): Promise<Principal> {
+export async function authenticateRegister(db: Db, identities: AgentIdentities, md: Metadata): Promise<Principal> {
   const presented = bearer(md);
   if (presented && tokenId(presented)) {
     const row = await verifyToken(db, presented);
@@ -59,5 +64,5 @@ export async function authenticateRegister(db: Db, md: Metadata): Promise<Princi
     return { kind: 'joining', tokenId: row.id };
   }
   if (!presented) throw unauthenticated('no credential and no join token: start the agent with --join-token (trainyard agents join-token create)');
-  return authenticateAgent(db, md);
+  return authenticateAgent(identities, md, true);
 }

@@ -16,6 +16,7 @@ import { claimAttempt, renewStorage } from '../runs/claim.js';
 import { peekNextRun } from '../runs/next-run.js';
 import { authenticateAgent, authenticateRegister } from '../auth/authenticate.js';
 import type { Principal } from '../auth/principal.js';
+import type { AgentIdentities } from '../auth/agent-identities.js';
 import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
 
 /** The calling agent's name (the agent gate only lets agents through). */
@@ -29,9 +30,9 @@ async function orMember<T extends { stop?: boolean }>(ordinary: T, member: () =>
   return ordinary.stop ? (await member()) ?? ordinary : ordinary;
 }
 
-export function agentService(ctx: SchedulerContext): AgentLinkHandlers {
-  const g: Gate = { log: ctx.log, authenticate: (md) => authenticateAgent(ctx.db, md) };
-  const joining: Gate = { log: ctx.log, authenticate: (md) => authenticateRegister(ctx.db, md) };
+export function agentService(ctx: SchedulerContext, identities: AgentIdentities): AgentLinkHandlers {
+  const g: Gate = { log: ctx.log, authenticate: (md) => authenticateAgent(identities, md) };
+  const joining: Gate = { log: ctx.log, authenticate: (md) => authenticateRegister(ctx.db, identities, md) };
   return {
     // The peer address is kept so that a second agent given the same name can be told where the first is.
     Register: unary(joining, 'Register', (req, caller, call) => registerAgent(ctx, req, caller, call.getPeer())),

@@ -6,6 +6,10 @@ import path from 'node:path';
 import { statSync } from 'node:fs';
 import { Stack, fakeGpus } from '../helpers/stack.js';
 import { Gate, pushGated, submitGated, waitForAttempt } from '../helpers/packages.js';
+import * as grpc from '@grpc/grpc-js';
+import { FakeAgent } from '../helpers/fake-agent.js';
+import { channelOptions, loadProto } from '../../shared/proto.js';
+import type { AgentLinkClient } from '../../shared/proto/gen/trainyard/v1/AgentLink.js';
 
 t.test('a second agent under a live name is refused; the first keeps its runs; a restart is accepted', async (t) => {
   const s = await Stack.create(t, { agents: [{ name: 'box', gpus: fakeGpus(1, 'first') }] });
@@ -105,4 +109,43 @@ t.test('agents remove: a live agent only with --force, which shuts it out and ha
   gate.open();
   const done = await s.waitForStatus(id, ['Successful', 'Failed', 'Killed']);
   t.same([done.status, done.attempt, done.last_agent], ['Successful', 2, 'spare'], 'the run finished on another agent, as its second attempt');
+});
+
+// Schedulers remember a checked agent credential (--auth-cache-ms, scheduler/auth/agent-identities.ts).
+// A removal on one scheduler must reach another that remembers it at once, not when its memory expires:
+// the TTL here is ten minutes, so only the message between the schedulers can refuse it in time.
+t.test('an agent removed on one scheduler is refused at once by another that remembered its credential', async (t) => {
+  const ttl = { TRAINYARD_AUTH_CACHE_MS: '600000' };
+  const s = await Stack.create(t, { schedulerEnv: ttl });
+  const b = await s.startScheduler(ttl);
+  const listening = await b.waitFor((l) => l.msg === 'listening');
+  const fake = await FakeAgent.start(s, 'remote');
+  t.teardown(() => fake.close());
+  const onB = new (loadProto().trainyard.v1.AgentLink)(String(listening.address), grpc.credentials.createInsecure(), channelOptions) as AgentLinkClient;
+  t.teardown(() => onB.close());
+  const beatB = () => new Promise<unknown>((resolve, reject) => {
+    const md = new grpc.Metadata();
+    for (const [k, v] of Object.entries(fake.auth)) md.set(k, v);
+    onB.Heartbeat({ name: 'remote', session: fake.session, held: [], draining: false, leaving: false }, md, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+  t.ok(await beatB(), 'the other scheduler takes the agent\'s call');
+  // Changed behind both schedulers' backs (no message): the other one goes on trusting what it remembered,
+  // so what refuses the agent below is the removal's message, not a read of the row.
+  const [{ identity_sha256: sha }] = await s.query("SELECT identity_sha256 FROM agents WHERE name = 'remote'");
+  await s.query("UPDATE agents SET identity_sha256 = NULL WHERE name = 'remote'");
+  t.ok(await beatB(), 'a change no scheduler announced: still remembered');
+  await s.query("UPDATE agents SET identity_sha256 = $1 WHERE name = 'remote'", [sha]);
+
+  t.same(await s.cliJson(['agents', 'remove', 'remote', '--force']), { name: 'remote', was: 'online', requeued: 0 }, 'removed through the first scheduler');
+  await t.rejects(fake.call('Heartbeat', { name: 'remote', session: fake.session, held: [], draining: false, leaving: false }),
+    { code: grpc.status.UNAUTHENTICATED }, 'the scheduler that removed it refuses it');
+  // The message is on its way as the CLI returns; a few seconds at most, against the ten minutes of the TTL.
+  const deadline = Date.now() + 5_000;
+  let last: unknown = null;
+  while (Date.now() < deadline) {
+    last = await beatB().then(() => null, (err: unknown) => err);
+    if ((last as { code?: number } | null)?.code === grpc.status.UNAUTHENTICATED) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  t.match(last, { code: grpc.status.UNAUTHENTICATED, details: /the credential is not agent "remote"'s/ }, 'and so does the other, at once');
 });

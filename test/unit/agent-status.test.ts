@@ -171,3 +171,14 @@ t.test('agents remove --force counts the runs the agent held, even when the fail
   t.equal(kicks, 1, 'the placer is told');
   t.same(await db.selectFrom('agents').select('name').execute(), [], 'and the agent is forgotten');
 });
+
+t.test('revoking an agent that is not live still says its identity changed (schedulers forget its credential)', async (t) => {
+  const { db } = await testDatabase(t);
+  const changed: string[] = [];
+  const deps = { db, log: capture().log, agentChanged: (n: string) => changed.push(n) };
+  const { session } = await register(deps, reg());
+  await heartbeat(deps, { name: 'box', session, draining: false, leaving: true });
+  changed.length = 0;
+  t.same(await revoke(deps, 'box'), { from: AgentStatus.Offline, held: 0 });
+  t.same(changed, ['box'], 'told once, though no status changed');
+});
