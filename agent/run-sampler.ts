@@ -78,11 +78,16 @@ async function cgroupUse(dir: string): Promise<{ cpuUsec: number | null; memByte
   return { cpuUsec: usage ? Number(usage[1]) : null, memBytes: mem !== null && mem.trim() !== '' ? Number(mem) : null, read, written };
 }
 
-/** Samples until the returned stop() is called; the first sample is taken at once (no CPU figure yet). */
+/**
+ * Samples every `everyMs` until the returned stop() is called. The first sample is one interval in, with
+ * the CPU figure over that interval (the cgroup's CPU time is read at once as its baseline): a sample at
+ * the start said nothing (no memory, I/O or CPU yet) and cost every run, however short, an AppendMetrics
+ * call and its ten statements; in a burst of short runs that was a quarter of the scheduler's statements.
+ */
 export function startSampler(o: SamplerOptions): () => void {
   let last: { at: number; cpuUsec: number } | null = null;
   let stopped = false;
-  const sample = async () => {
+  const sample = async (ship = true) => {
     const values: Record<string, number> = {};
     if (o.cgroupDir) {
       const c = await cgroupUse(o.cgroupDir);
@@ -95,6 +100,7 @@ export function startSampler(o: SamplerOptions): () => void {
       if (c.read !== null) values['sys/read_mb'] = Math.round((c.read / MIB) * 100) / 100;
       if (c.written !== null) values['sys/write_mb'] = Math.round((c.written / MIB) * 100) / 100;
     }
+    if (!ship) return;
     if (o.gpuUse && o.gpuUuids.length) {
       const use = await o.gpuUse.read();
       o.gpuUuids.forEach((uuid, i) => {
@@ -104,7 +110,7 @@ export function startSampler(o: SamplerOptions): () => void {
     }
     if (!stopped && Object.keys(values).length) o.onSample(values);
   };
-  void sample();
+  if (o.cgroupDir) void sample(false);
   const timer = setInterval(() => { void sample(); }, o.everyMs);
   return () => { stopped = true; clearInterval(timer); };
 }

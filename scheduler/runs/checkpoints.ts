@@ -61,17 +61,24 @@ export async function checkpointForAttempt(ctx: SchedulerContext, r: Pick<Select
   return latestCheckpoint(ctx, src.id, src.attempt);
 }
 
+/** What the success read of a run's checkpoints: whether it keeps them, and the bytes they count. */
+export interface RunCheckpoints { keep: boolean; bytes: number }
+
 /**
  * Retention: a run that ended Successful loses its checkpoints unless it was submitted with
  * --keep-checkpoints. Best effort, after the success committed: a failure is logged and leaves them (they
  * are still under the run's prefix, which deleting the run removes).
  */
-export async function dropCheckpointsAfterSuccess(ctx: SchedulerContext, runId: string): Promise<void> {
+export async function dropCheckpointsAfterSuccess(ctx: SchedulerContext, runId: string, known?: RunCheckpoints): Promise<void> {
   try {
-    const run = await ctx.db.selectFrom('runs').select(['keep_checkpoints']).where('id', '=', runId).executeTakeFirst();
-    if (!run || run.keep_checkpoints) return;
+    // The success read the run a moment before (a statement less per run; --keep-checkpoints is the submit's).
+    const run = known ?? await ctx.db.selectFrom('runs').select(['keep_checkpoints as keep', 'checkpoint_bytes as bytes']).where('id', '=', runId).executeTakeFirst()
+      .then((r) => r && { keep: r.keep, bytes: Number(r.bytes) });
+    if (!run || run.keep) return;
+    // Listed even when no checkpoint was reported: a report can be lost after its upload.
     const n = await removePrefix(ctx.minio, ctx.settings.bucket, checkpointKeys.runPrefix(runId), ctx.storageRetry);
-    await checkpointsDeleted(ctx.db, runId);
+    // Nothing removed and nothing counted: nothing to set to zero (a run that wrote no checkpoint, most).
+    if (n > 0 || run.bytes !== 0) await checkpointsDeleted(ctx.db, runId);
     if (n > 0) ctx.log.info({ run: runId, objects: n }, 'checkpoints deleted after success');
   } catch (err) {
     ctx.log.warn({ run: runId, err: errorMessage(err) }, 'could not delete the checkpoints of a successful run');

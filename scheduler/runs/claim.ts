@@ -9,7 +9,7 @@ import type { ClaimAttemptRequest__Output, Dispatch, RenewStorageRequest__Output
 import { ErrorCodes, TrainyardError, errorCodeRetryability, errorMessage, invalid, notFound } from '../../shared/errors.js';
 import { RunStatus, placedStatuses } from '../../shared/run-states.js';
 import { dispatchFor } from './dispatch.js';
-import { claimMember, currentMember, gangPlace } from './gang-member.js';
+import { claimMember, claimedOrdinary, currentMember, gangPlace } from './gang-member.js';
 import { isRunId } from '../../shared/ids.js';
 import { resumedFromOf } from '../../shared/checkpoints.js';
 import { checkpointForAttempt } from './checkpoints.js';
@@ -71,6 +71,7 @@ export async function claimAttempt(ctx: SchedulerContext, req: ClaimAttemptReque
     row.secret_names.length === 0 ? Promise.resolve([]) : ctx.db.selectFrom('run_secrets').select(['name', 'value']).where('run_id', '=', row.id).execute(),
   ]);
   const gang = await gangPlace(ctx.db, row, 0);
+  if (row.agents <= 1) claimedOrdinary(row.id);
   const answer = (running: boolean): Dispatch => ({
     ...dispatchFor(row, ctx.settings.bucket), gang, storage, secrets: Object.fromEntries(secrets.map((s) => [s.name, s.value])), running,
     resume_pointer_json: resume ? JSON.stringify(resume) : '',

@@ -20,7 +20,7 @@ import { formatVersion } from '../../shared/versions.js';
 import type { FinishAttemptRequest__Output, FinishAttemptResponse } from '../../shared/proto.js';
 import type { PhaseRow, RecordedOutput } from '../db/database.js';
 import { evaluates, makesVersion, phaseWords } from '../../shared/pipelines.js';
-import { dropCheckpointsAfterSuccess } from './checkpoints.js';
+import { dropCheckpointsAfterSuccess, type RunCheckpoints } from './checkpoints.js';
 
 /** The harness's phases as the agent reported them, kept only when they are what the harness writes. */
 function phasesOf(req: FinishAttemptRequest__Output): PhaseRow[] {
@@ -44,13 +44,16 @@ export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptReq
   if (outcome !== AttemptOutcome.Succeeded) await logged;
   let changed: Changed | null = null;
   let outputVersion = '';
+  let checkpoints: RunCheckpoints | undefined;
   // What a failed or killed attempt left is recorded as it ends too (run outputs serves only that).
   const left = () => leftBehind(ctx, req);
   switch (outcome) {
     case AttemptOutcome.Succeeded: {
-      const r = await commitSuccess(ctx, req, agent, logged);
+      const seen: { checkpoints?: RunCheckpoints } = {};
+      const r = await commitSuccess(ctx, req, agent, logged, seen);
       changed = r.changed;
       outputVersion = r.version;
+      checkpoints = seen.checkpoints;
       break;
     }
     case AttemptOutcome.Failed:
@@ -76,7 +79,7 @@ export async function finishAttempt(ctx: SchedulerContext, req: FinishAttemptReq
       outcome satisfies never;
       throw invalid(`unknown outcome "${req.outcome as string}"`);
   }
-  if (changed?.status === RunStatus.Successful) void dropCheckpointsAfterSuccess(ctx, req.run_id);
+  if (changed?.status === RunStatus.Successful) void dropCheckpointsAfterSuccess(ctx, req.run_id, checkpoints);
   if (changed) return { status: changed.status, output_version: outputVersion };
   // Nothing changed: a retry of a report that already landed, or a stale attempt.
   const run = await ctx.db.selectFrom('runs').select(['status', 'lease', 'output_major', 'output_minor', 'agent', 'last_agent']).where('id', '=', req.run_id).executeTakeFirst();
@@ -117,7 +120,8 @@ async function hashObject(body: Promise<NodeJS.ReadableStream>): Promise<string>
 const MAX_VERSION_RACES = 20;
 
 /** `logged`: the report's log lines being stored; settled before any transition. */
-async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__Output, agent: string, logged: Promise<unknown>): Promise<{ changed: Changed | null; version: string }> {
+/** `seen`: what it read of the run's checkpoints, for their retention after the success (checkpoints.ts). */
+async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__Output, agent: string, logged: Promise<unknown>, seen: { checkpoints?: RunCheckpoints }): Promise<{ changed: Changed | null; version: string }> {
   const { db, minio, settings, storageRetry, runs } = ctx;
   const statZip = (attempt: number) => objectChecksum(minio, settings.bucket, keys.attemptPrefix(req.run_id, attempt) + outputNames.package, storageRetry);
   // A report with a package zip names its attempt: the zip is looked up while the run is read (checked
@@ -127,6 +131,7 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
   const [run] = await Promise.all([db.selectFrom('runs').selectAll().where('id', '=', req.run_id).executeTakeFirst(), logged]);
   if (!run) throw notFound(`run ${req.run_id} not found`);
   if (run.lease !== req.lease || run.agent !== agent || run.status !== RunStatus.Running) return { changed: null, version: '' };
+  seen.checkpoints = { keep: run.keep_checkpoints, bytes: Number(run.checkpoint_bytes) };
   const fail = async (reason: string) => ({ changed: await runs.endAttempt(run.id, req.lease, agent, RunStatus.Failed, reason), version: '' });
   // A kill the scheduler accepted wins over a success that arrives after it: the user was told it is
   // being killed, so it ends Killed and registers nothing.

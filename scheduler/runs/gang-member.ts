@@ -134,6 +134,18 @@ export async function memberAppendMetrics(ctx: SchedulerContext, req: AppendMetr
 }
 
 /**
+ * Runs this process saw claimed as ordinary (one agent): their end reports skip finishGang's read (a
+ * statement per run). A run's member count never changes after its submit, so an entry cannot go stale;
+ * a run claimed through another scheduler is not here and is read as before. Bounded, oldest out first.
+ */
+const ordinaryRuns = new Set<string>();
+const ORDINARY_KEPT = 10_000;
+export function claimedOrdinary(runId: string): void {
+  ordinaryRuns.add(runId);
+  if (ordinaryRuns.size > ORDINARY_KEPT) ordinaryRuns.delete(ordinaryRuns.values().next().value!);
+}
+
+/**
  * FinishAttempt for a gang. From a member of node rank >= 1: a success is recorded on its row (member 0's
  * success ends the run); any other end requeues the whole gang as one lost attempt. From member 0: a
  * failure (not a success, nor a kill) requeues the gang as well, since a rank that fails first is often only
@@ -142,6 +154,7 @@ export async function memberAppendMetrics(ctx: SchedulerContext, req: AppendMetr
  * Null: the ordinary path decides (not a gang, or member 0's success or kill).
  */
 export async function finishGang(ctx: SchedulerContext, req: FinishAttemptRequest__Output, agent: string): Promise<FinishAttemptResponse | null> {
+  if (ordinaryRuns.delete(req.run_id)) return null;
   const lease = Number(req.lease);
   const run = await ctx.db.selectFrom('runs').select(['agent', 'agents', 'kill_requested', 'preempted_by']).where('id', '=', req.run_id).where('lease', '=', lease).executeTakeFirst();
   if (!run || run.agents <= 1) return null;

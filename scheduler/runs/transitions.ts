@@ -38,6 +38,11 @@ export interface Changed {
   freed: boolean;
   /** Seconds since the run was submitted, by the database's clock (the submit→start metric). */
   ageSeconds?: number;
+  /**
+   * A kill or a preemption was asked of the run, as the changed row says (the statement's own RETURNING):
+   * the agent's report is answered "stop" without reading the run again.
+   */
+  stopAsked?: boolean;
 }
 export type RunHook = (c: Changed) => void;
 
@@ -53,8 +58,9 @@ const TERMINAL = states([...terminalStatuses]);
 /** A run's secrets go in the statement that ends it: nothing after the end may read them. */
 const FORGET_SECRETS = sql`s AS (DELETE FROM run_secrets WHERE run_id IN (SELECT id FROM r WHERE status IN ${TERMINAL}))`;
 
-type Row = { id: string; status: RunStatus; attempt: number; agent: string | null; lease: string | number | null; detail: string; age_s: number };
-const changed = ({ age_s: ageSeconds, ...r }: Row, freed: boolean): Changed => ({ ...r, lease: r.lease === null ? null : Number(r.lease), freed, ageSeconds });
+type Row = { id: string; status: RunStatus; attempt: number; agent: string | null; lease: string | number | null; detail: string; age_s: number; stop_asked?: boolean };
+const changed = ({ age_s: ageSeconds, stop_asked: stopAsked, ...r }: Row, freed: boolean): Changed =>
+  ({ ...r, lease: r.lease === null ? null : Number(r.lease), freed, ageSeconds, ...(stopAsked !== undefined ? { stopAsked } : {}) });
 
 /**
  * One statement: `update` must be an UPDATE of runs returning `id, status, attempt, agent, lease, detail`
@@ -74,7 +80,7 @@ async function apply(q: Q, update: RawBuilder<unknown>, o: { releaseGpus: boolea
 const NEVER_ENDS = { releaseGpus: false, freed: false, canEnd: false };
 
 const RETURNING = sql`RETURNING runs.id, runs.status, runs.attempt, coalesce(runs.agent, runs.last_agent) AS agent, runs.lease,
-  extract(epoch FROM now() - runs.created_at)::float8 AS age_s`;
+  extract(epoch FROM now() - runs.created_at)::float8 AS age_s, runs.kill_requested OR runs.preempted_by IS NOT NULL AS stop_asked`;
 
 /**
  * The runs a batch names (`b`, with an `id` column), each found by one primary-key probe and kept if it

@@ -110,3 +110,24 @@ t.test('two copies of a success report at once: one version, and the documents n
     t.match(JSON.stringify(await read('_lineage.json')), `"version":"${a.output_version}"`, `round ${round}: and _lineage.json`);
   }
 });
+
+// ReportStatus answers "stop" from the row its transition changed (its RETURNING), without reading the run
+// again; a report that changes nothing (sent again, or stale) still reads it.
+t.test('a status report says stop when a kill or a preemption was asked, from the changed row or a read', async (t) => {
+  const { s, agent } = await setUp(t);
+  await s.cliJson(['run', 'train', '--package', 'quick', '--version', '1.0', '--dataset', 'd']);
+  const d = await agent.nextDispatch();
+  const report = async (status: string, lease = d.lease) => (await agent.call<{ stop: boolean }>('ReportStatus', { run_id: d.run_id, lease, status })).stop;
+  t.equal(await report('Packaging'), false, 'an ordinary report: go on');
+  // A kill accepted meanwhile (as `run kill` marks it; the agent hears of it at its next heartbeat).
+  await s.query('UPDATE runs SET kill_requested = true WHERE id = $1', [d.run_id]);
+  t.equal(await report('Running'), true, 'the next report, which still changes the run, says stop');
+  t.equal((await s.query('SELECT status FROM runs WHERE id = $1', [d.run_id]))[0]!.status, 'Running', 'the transition was made (the answer came from its row)');
+  t.equal(await report('released'), true, 'and so does the release');
+  t.equal(await report('Running'), true, 'a report sent again changes nothing and reads the run: stop');
+  await s.query('UPDATE runs SET kill_requested = false, preempted_by = $2 WHERE id = $1', [d.run_id, d.run_id]);
+  t.equal(await report('Running'), true, 'a preemption asked: stop');
+  await s.query('UPDATE runs SET preempted_by = NULL WHERE id = $1', [d.run_id]);
+  t.equal(await report('Running'), false, 'neither: go on');
+  t.equal(await report('Running', d.lease + 1), true, 'a stale lease: stop');
+});

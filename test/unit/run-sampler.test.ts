@@ -17,6 +17,9 @@ function fakeSmi(t: Parameters<Parameters<typeof t.test>[1]>[0], sleepS = 0) {
   return { bin, runs: () => (existsSync(count) ? readFileSync(count, 'utf8').split('\n').filter(Boolean).length : 0) };
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until(ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !ok(); i++) await sleep(25);
+}
 
 t.test('concurrent reads share one nvidia-smi; a fresh answer is reused, an old one is not', async (t) => {
   const smi = fakeSmi(t);
@@ -46,9 +49,28 @@ t.test('two runs\' samplers share the reader and each gets its own GPUs', async 
   const smi = fakeSmi(t);
   const reader = new GpuUseReader(smi.bin, 500);
   const got: Record<string, number>[][] = [[], []];
-  const stops = [['GPU-b'], ['GPU-a']].map((uuids, i) => startSampler({ cgroupDir: null, gpuUse: reader, gpuUuids: uuids, everyMs: 60_000, onSample: (v) => got[i]!.push(v) }));
-  await sleep(300);
+  const stops = [['GPU-b'], ['GPU-a']].map((uuids, i) => startSampler({ cgroupDir: null, gpuUse: reader, gpuUuids: uuids, everyMs: 250, onSample: (v) => got[i]!.push(v) }));
+  // Until both have sampled (a loaded machine may take a while to run the script).
+  for (let i = 0; i < 100 && got.some((g) => g.length === 0); i++) await sleep(50);
   for (const stop of stops) stop();
-  t.same(got, [[{ 'sys/gpu0_util_pct': 20, 'sys/gpu0_mem_mb': 200 }], [{ 'sys/gpu0_util_pct': 10, 'sys/gpu0_mem_mb': 100 }]], 'each run sees its own GPU as its gpu0');
-  t.equal(smi.runs(), 1, 'both first samples came from one nvidia-smi (each run ran its own before)');
+  t.same(got.map((g) => g[0]), [{ 'sys/gpu0_util_pct': 20, 'sys/gpu0_mem_mb': 200 }, { 'sys/gpu0_util_pct': 10, 'sys/gpu0_mem_mb': 100 }], 'each run sees its own GPU as its gpu0');
+  t.ok(reader.queries <= Math.max(...got.map((g) => g.length)), `both runs' samples came from one nvidia-smi each time (${reader.queries} for ${got.map((g) => g.length).join(' and ')}; each run ran its own before)`);
+});
+
+t.test('the first sample is one interval in, with the CPU used over that interval', async (t) => {
+  const cg = mkdtempSync(path.join(tmpdir(), 'trainyard-test-cg-'));
+  t.teardown(() => rmSync(cg, { recursive: true, force: true }));
+  writeFileSync(path.join(cg, 'cpu.stat'), 'usage_usec 5000000\nuser_usec 1\n');
+  writeFileSync(path.join(cg, 'memory.current'), String(64 * 1024 * 1024));
+  const got: Record<string, number>[] = [];
+  const stop = startSampler({ cgroupDir: cg, gpuUse: null, gpuUuids: [], everyMs: 1000, onSample: (v) => got.push(v) });
+  t.teardown(stop);
+  await sleep(150);
+  t.same(got, [], 'nothing at the start (a run shorter than the interval costs no metrics call)');
+  // 200 ms of CPU over the 1 s interval: 20 (100 = one core).
+  writeFileSync(path.join(cg, 'cpu.stat'), 'usage_usec 5200000\nuser_usec 1\n');
+  await until(() => got.length > 0);
+  t.equal(got.length, 1, 'one sample after one interval');
+  t.equal(got[0]!['sys/mem_mb'], 64);
+  t.ok(got[0]!['sys/cpu_pct']! > 5 && got[0]!['sys/cpu_pct']! <= 22, `and its CPU figure over the interval (${got[0]!['sys/cpu_pct']})`);
 });
