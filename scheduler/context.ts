@@ -28,6 +28,8 @@ export interface SchedulerContext {
   kick(): void;
   /** Rings it saying this agent's registration or status changed (the leader reads the agent again). */
   agentChanged(name: string): void;
+  /** Rings it saying a project's caps or rules changed (every placer reads them again). */
+  limitsChanged(): void;
   /** Tells watchers of a run (on any scheduler) that it changed. */
   runChanged(runId: string): void;
 }

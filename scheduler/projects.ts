@@ -96,6 +96,6 @@ export async function setProjectLimits(ctx: SchedulerContext, req: ProjectLimits
   await ctx.db.insertInto('project_limits').values({ ...values, ...rest })
     .onConflict((oc) => oc.column('project').doUpdateSet({ max_runs: values.max_runs, max_gpus: values.max_gpus, ...rest })).execute();
   ctx.log.info({ ...values, ...rest }, 'project limits set');
-  ctx.kick();
+  ctx.limitsChanged();
   return (await listProjects(ctx)).find((p) => p.name === project)!;
 }

@@ -152,6 +152,7 @@ export class Scheduler {
         settings, db, pool, minio, nats, subjects, log, storageRetry, runs, credentials,
         kick,
         agentChanged: (name) => { identities.forget(name); fleetChanged({ agent: name }); },
+        limitsChanged: () => fleetChanged({ limits: true }),
         runChanged: (id) => publish(subjects.run(id)),
       };
       nats.subscribe(subjects.kick, { callback: (err, m) => {

@@ -25,7 +25,9 @@ export type ControlMessage =
  */
 export type KickMessage =
   | { freed: { run: string; lease: number } }
-  | { agent: string };
+  | { agent: string }
+  // A project's caps or rules changed (`projects set`): the placer reads them again (it keeps them a while).
+  | { limits: true };
 
 /** Which scheduler rang a kick (its `from`), or null: its own echo is ignored, it told its placer directly. */
 export function kickSender(data: Uint8Array): string | null {
@@ -46,6 +48,7 @@ export function parseKick(data: Uint8Array): KickMessage | null {
     const f = m.freed as Record<string, unknown> | undefined;
     if (f && typeof f.run === 'string' && typeof f.lease === 'number') return { freed: { run: f.run, lease: f.lease } };
     if (typeof m.agent === 'string') return { agent: m.agent };
+    if (m.limits === true) return { limits: true };
   } catch {
     // not ours: a plain kick
   }

@@ -28,6 +28,11 @@ import { chooseGang, memberKey, reserveGang, reservingGang, reservingText } from
 /** Queued runs read per pass: the head of the queue, in its order. */
 const BATCH = 5000;
 /**
+ * How long a placer keeps the projects' caps it read, at most (#projectCaps). Tests make it long, to show
+ * that `projects set` reaches every placer by its doorbell and not by this time running out.
+ */
+const CAPS_KEPT_MS = ((v) => (Number.isFinite(v) && v >= 0 ? v : 5000))(Number(process.env.TRAINYARD_PLACER_CAPS_KEPT_MS ?? 'x'));
+/**
  * Placements per statement. A pass sends each chunk as soon as it is chosen and goes on choosing while the
  * database writes it, so the scheduler's CPU and Postgres's work at the same time.
  */
@@ -65,6 +70,8 @@ export class Placer {
   readonly #invariants: Invariants;
   /** The leader's model of the fleet: one per leadership (null while not leading). */
   #cache: FleetCache | null = null;
+  #caps: { caps: Map<string, ProjectCaps>; at: number } | null = null; // at: performance.now()
+  #capsEpoch = 0;
   /** Whether agents may be held for preempting runs (preemption-pass.ts): one per leadership. */
   #holds: HoldsSeen = { mayExist: true };
   /** The last pass left runs unplaced: the safety pass then has the model read whole (a doorbell may be lost). */
@@ -93,6 +100,7 @@ export class Placer {
    * leader's model of the fleet takes it in at its next pass. An empty or unknown message is a plain kick.
    */
   doorbell(m: KickMessage | null): void {
+    if (m && 'limits' in m) this.#forgetCaps();
     const cache = this.#cache;
     if (cache && m) {
       if ('freed' in m) cache.freed(m.freed.run, m.freed.lease);
@@ -123,6 +131,7 @@ export class Placer {
         this.#leaderSince = Date.now();
         // A new model for each leadership: another leader may have placed runs meanwhile.
         this.#cache = new FleetCache();
+        this.#forgetCaps(); // a doorbell may have been missed while it did not lead
         this.#holds = { mayExist: true };
         this.#reservation = null;
         this.deps.log.info('placer: this scheduler now places runs');
@@ -176,13 +185,33 @@ export class Placer {
     }
   }
 
+  /**
+   * The projects' caps and rules, kept for up to CAPS_KEPT_MS: every pass read them (a statement, twice a
+   * run in a burst), and they change only by `projects set`, which rings every placer's doorbell saying so
+   * (#forgetCaps); the time bounds a doorbell lost with NATS. A read in flight when they changed is not kept.
+   */
+  #projectCaps(): Promise<{ caps: Map<string, ProjectCaps>; read: boolean }> {
+    const kept = this.#caps;
+    if (kept && performance.now() - kept.at < CAPS_KEPT_MS) return Promise.resolve({ caps: kept.caps, read: false });
+    const epoch = this.#capsEpoch;
+    return projectCaps(this.deps.db).then((caps) => {
+      if (epoch === this.#capsEpoch) this.#caps = { caps, at: performance.now() };
+      return { caps, read: true };
+    });
+  }
+
+  #forgetCaps(): void {
+    this.#caps = null;
+    this.#capsEpoch++;
+  }
+
   /** One placement pass over the queue head. Returns true if it should run again at once. */
   async #pass(session: LeaderSession): Promise<boolean> {
     const cache = this.#cache!;
     const fresh = await cache.sync(session.db);
     // The caps are read beside the queue head, on the pool: the leader session runs one statement at a time,
     // and they need none of its consistency (an operator's change applies from the next pass either way).
-    const caps = projectCaps(this.deps.db);
+    const caps = this.#projectCaps();
     caps.catch(() => {}); // awaited below when there is a queue; an empty one does not need them
     const queue = await queueHead(session.db, BATCH, cache.runningByProject());
     if (queue.length === 0) {
@@ -191,14 +220,18 @@ export class Placer {
     }
     const endTimer = schedulerMetrics.placementPass.startTimer();
     try {
-      return await this.#place(session, cache, queue, await caps, fresh);
+      const { caps: kept, read } = await caps;
+      return await this.#place(session, cache, queue, kept, fresh, read);
     } finally {
       endTimer();
     }
   }
 
-  /** Places what it can of the queue head (timed by #pass). `fresh`: the model was read whole for this pass. */
-  async #place(session: LeaderSession, cache: FleetCache, queue: QueuedRun[], caps: Map<string, ProjectCaps>, fresh: boolean): Promise<boolean> {
+  /**
+   * Places what it can of the queue head (timed by #pass). `fresh`: the model was read whole for this pass;
+   * `capsRead`: so were the projects' caps (not kept from an earlier one).
+   */
+  async #place(session: LeaderSession, cache: FleetCache, queue: QueuedRun[], caps: Map<string, ProjectCaps>, fresh: boolean, capsRead: boolean): Promise<boolean> {
     const { log } = this.deps;
     const transitions = this.deps.runs.on(session.db);
     const index = cache.index;
@@ -285,10 +318,14 @@ export class Placer {
     if (chunk.length) sent.push(this.#send(transitions, cache, chunk, holdings, outcome));
     await Promise.all(sent);
     let again = outcome.refused > 0; // the refused runs are still queued, and their agents were read again
-    // "Never" is decided only on a model read whole for this pass: an agent that registered a moment ago
-    // may be the one that fits.
-    if (never.length > 0 && !fresh) {
-      cache.invalidate();
+    // The database refused what this pass chose: the caps it kept may be older than the database's (a
+    // projects set whose doorbell was lost), so the next pass reads them again rather than choose the same.
+    if (outcome.refused > 0) this.#forgetCaps();
+    // "Never" is decided only on a model and caps read whole for this pass: an agent that registered a
+    // moment ago may be the one that fits, and a project's agents may have changed since the caps were read.
+    if (never.length > 0 && !(fresh && capsRead)) {
+      if (!fresh) cache.invalidate();
+      if (!capsRead) this.#forgetCaps();
       again = true;
     } else {
       for (const n of never) await transitions.endUnplaced(n.id, RunStatus.Failed, n.reason);

@@ -74,7 +74,7 @@ export interface ProjectCaps {
   preemptible: boolean;
 }
 
-/** The projects' caps and rules (`trainyard projects set`): a small table, read each pass. */
+/** The projects' caps and rules (`trainyard projects set`): a small table; the placer keeps it a few seconds (placer.ts #projectCaps). */
 export async function projectCaps(db: Db): Promise<Map<string, ProjectCaps>> {
   const rows = await db.selectFrom('project_limits').select(['project', 'max_runs', 'max_gpus', 'agent_labels', 'exclusive', 'preemptible']).execute();
   return new Map(rows.map((l) => [l.project, { maxRuns: l.max_runs, maxGpus: l.max_gpus, agents: l.agent_labels, exclusive: l.exclusive, preemptible: l.preemptible }]));
