@@ -4,7 +4,7 @@
 import { useState } from 'preact/hooks';
 import { api } from '../api.js';
 import { duration, score, time } from '../format.js';
-import { navigate, type Route } from '../route.js';
+import { currentRoute, navigate, type Route } from '../route.js';
 import type { Me, Run } from '../types.js';
 import { ErrorBox, Page, Status, Table, runLink, useLoad, type Column } from '../ui.js';
 
@@ -39,7 +39,9 @@ export function RunsPage({ me, route }: { me: Me; route: Route }) {
   };
   const runs = useLoad((signal) => api<{ runs: Run[] }>(`/api/runs?${q.toString()}`, { signal }), q.toString(), REFRESH_MS);
   const set = (name: string, value: string) => {
-    const next = new URLSearchParams(route.query);
+    // From the URL as it is now, not as last drawn: a second change before the redraw (which waits for
+    // hashchange) would otherwise put back what the first one changed.
+    const next = new URLSearchParams(currentRoute().query);
     if (value) next.set(name, value); else next.delete(name);
     navigate('/runs', next);
   };
