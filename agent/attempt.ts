@@ -248,7 +248,8 @@ export class Attempt {
       sink: {
         append: async (lines, signal) => {
           const res = await deps.link.appendLogs({ run_id: dispatch.run_id, lease: dispatch.lease, lines }, signal);
-          return { stop: res.stop };
+          // The scheduler acknowledges the highest seq it stored, 0 for an attempt it no longer holds.
+          return { stop: res.stop, taken: Number(res.acked_seq) >= lines.at(-1)!.seq };
         },
       },
       // Beside the attempt's folder, which the first step empties.

@@ -15,8 +15,11 @@ import { MAX_LINE, type ShippedLine } from './lines.js';
 const MAX_BATCH = 500;
 
 export interface LogSink {
-  /** Appends a batch; `stop` says the attempt is no longer current. The signal cancels a call in flight. */
-  append(lines: ShippedLine[], signal: AbortSignal): Promise<{ stop: boolean }>;
+  /**
+   * Appends a batch; `stop` says the attempt is no longer current (or is to stop); `taken: false`, that the
+   * scheduler stored none of it (the attempt had ended or been taken back). The signal cancels a call in flight.
+   */
+  append(lines: ShippedLine[], signal: AbortSignal): Promise<{ stop: boolean; taken?: boolean }>;
 }
 
 export interface LogShipperOptions {
@@ -199,8 +202,9 @@ export class LogShipper {
         return;
       }
       let stop = false;
+      let taken: boolean | undefined = true;
       try {
-        ({ stop } = await retry(() => { this.#sends++; return this.#o.sink.append(batch, this.#signal); }, {
+        ({ stop, taken } = await retry(() => { this.#sends++; return this.#o.sink.append(batch, this.#signal); }, {
           retries: Infinity, baseMs: this.#o.baseMs ?? 250, capMs: this.#o.capMs ?? 10_000, jitter: 0.5, signal: this.#signal,
           ...(this.#o.isRetryable ? { isRetryable: this.#o.isRetryable } : {}),
           onRetry: (err, n, ms) => { if (n === 1 || n % 10 === 0) this.#o.onWarn?.(`log batch not acknowledged (try ${n}); retrying in ${Math.round(ms)} ms`, err); },
@@ -210,6 +214,8 @@ export class LogShipper {
         // Refused for good: those lines will never be taken, and holding them would hold every line after.
         this.#o.onWarn?.(`log lines ${batch[0]!.seq}..${batch.at(-1)!.seq} refused; dropped: ${errorMessage(err)}`, err);
       }
+      // Answered, but not stored: no later try can store them either, so they are dropped, and said so.
+      if (taken === false) this.#o.onWarn?.(`log lines ${batch[0]!.seq}..${batch.at(-1)!.seq} not stored: the scheduler no longer holds this attempt as current (it ended or was taken back); dropped`, null);
       this.#memory.splice(0, batch.length);
       for (const l of batch) this.#memoryBytes -= cost(l);
       this.#reportLost();

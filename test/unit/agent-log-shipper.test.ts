@@ -170,6 +170,23 @@ t.test('a permanent refusal drops that batch and the rest still go; stop=true ca
   t.equal(stops, 1, 'onStop when the scheduler says the attempt is no longer current');
 });
 
+t.test('a batch answered but not stored (the attempt no longer current) is dropped and said so, once', async (t) => {
+  const warnings: string[] = [];
+  let stops = 0;
+  const sink = { calls: 0, async append() { this.calls++; return { stop: true, taken: false }; } };
+  const s = shipper(sink as unknown as FakeSink, { onStop: () => { stops++; }, onWarn: (m) => warnings.push(m) });
+  for (let i = 1; i <= 3; i++) s.line('stdout', `p${i}`);
+  t.equal(await s.flush(), true, 'flush ends: no later try could store them');
+  t.equal(sink.calls, 1, 'not sent again');
+  t.same(warnings.filter((w) => /not stored/.test(w)), ['log lines 1..3 not stored: the scheduler no longer holds this attempt as current (it ended or was taken back); dropped'], 'the drop is said, with the lines');
+  t.equal(stops, 1, 'and the attempt is told to stop');
+  const quiet: string[] = [];
+  const ok = shipper(new FakeSink(), { onWarn: (m) => quiet.push(m) });
+  ok.line('stdout', 'x');
+  t.equal(await ok.flush(), true);
+  t.same(quiet, [], 'a sink that does not say (taken absent) drops nothing and says nothing');
+});
+
 t.test('takeRest hands the unshipped lines to the end report, after the batch in flight, or says to flush', async (t) => {
   const sink = new FakeSink();
   const s = shipper(sink, { batchDelayMs: 1000 });
