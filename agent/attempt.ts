@@ -259,7 +259,7 @@ export class Attempt {
       signal: deps.reportSignal ?? new AbortController().signal,
       isRetryable: isRetryableGrpc,
       onStop: () => this.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' }),
-      onWarn: (msg, err) => deps.log.warn({ run: dispatch.run_id, err: errorMessage(err) }, msg),
+      onWarn: (msg, err) => deps.log.warn({ run: dispatch.run_id, ...(err === undefined ? {} : { err: errorMessage(err) }) }, msg),
       onAcked: (seq) => this.#spool?.acked(seq),
     });
     if (deps.containment?.cgroupBase) {
@@ -267,7 +267,7 @@ export class Attempt {
         file: `${this.#dir}.spool`,
         give: (stream, text) => { this.logs.give(stream, text); return this.logs.lastSeq; },
         onRunOutput: (line) => this.#checkpoints.activity(line),
-        onWarn: (msg, err) => deps.log.warn({ run: dispatch.run_id, err: errorMessage(err) }, msg),
+        onWarn: (msg, err) => deps.log.warn({ run: dispatch.run_id, ...(err === undefined ? {} : { err: errorMessage(err) }) }, msg),
       });
       // An adopted attempt's spool is read on from its position once the agent has registered (#adopt).
       if (!adopted) {

@@ -67,6 +67,8 @@ export class LogShipper {
   #timer: NodeJS.Timeout | null = null;
   #waiters: { seq: number; resolve: (shipped: boolean) => void }[] = [];
   #sends = 0;
+  /** The scheduler answered a batch without storing it: this attempt is no longer current there. */
+  #notCurrent = false;
   #lostReported = 0;
   /** takeRest() is waiting for the batch in flight: no other starts. */
   #taking = false;
@@ -203,19 +205,26 @@ export class LogShipper {
       }
       let stop = false;
       let taken: boolean | undefined = true;
-      try {
-        ({ stop, taken } = await retry(() => { this.#sends++; return this.#o.sink.append(batch, this.#signal); }, {
-          retries: Infinity, baseMs: this.#o.baseMs ?? 250, capMs: this.#o.capMs ?? 10_000, jitter: 0.5, signal: this.#signal,
-          ...(this.#o.isRetryable ? { isRetryable: this.#o.isRetryable } : {}),
-          onRetry: (err, n, ms) => { if (n === 1 || n % 10 === 0) this.#o.onWarn?.(`log batch not acknowledged (try ${n}); retrying in ${Math.round(ms)} ms`, err); },
-        }));
-      } catch (err) {
-        if (this.#signal.aborted) return;
-        // Refused for good: those lines will never be taken, and holding them would hold every line after.
-        this.#o.onWarn?.(`log lines ${batch[0]!.seq}..${batch.at(-1)!.seq} refused; dropped: ${errorMessage(err)}`, err);
+      // Nothing more of this attempt would be stored (the warning below said so once): not sent.
+      if (!this.#notCurrent) {
+        try {
+          ({ stop, taken } = await retry(() => { this.#sends++; return this.#o.sink.append(batch, this.#signal); }, {
+            retries: Infinity, baseMs: this.#o.baseMs ?? 250, capMs: this.#o.capMs ?? 10_000, jitter: 0.5, signal: this.#signal,
+            ...(this.#o.isRetryable ? { isRetryable: this.#o.isRetryable } : {}),
+            onRetry: (err, n, ms) => { if (n === 1 || n % 10 === 0) this.#o.onWarn?.(`log batch not acknowledged (try ${n}); retrying in ${Math.round(ms)} ms`, err); },
+          }));
+        } catch (err) {
+          if (this.#signal.aborted) return;
+          // Refused for good: those lines will never be taken, and holding them would hold every line after.
+          this.#o.onWarn?.(`log lines ${batch[0]!.seq}..${batch.at(-1)!.seq} refused; dropped: ${errorMessage(err)}`, err);
+        }
       }
-      // Answered, but not stored: no later try can store them either, so they are dropped, and said so.
-      if (taken === false) this.#o.onWarn?.(`log lines ${batch[0]!.seq}..${batch.at(-1)!.seq} not stored: the scheduler no longer holds this attempt as current (it ended or was taken back); dropped`, null);
+      // Answered, but not stored: no later try can store them or any later line, so they are dropped, and
+      // said so once.
+      if (taken === false) {
+        this.#notCurrent = true;
+        this.#o.onWarn?.(`log lines from ${batch[0]!.seq} not stored: the scheduler no longer holds this attempt as current (it ended or was taken back); they and any later lines of it are dropped`, undefined);
+      }
       this.#memory.splice(0, batch.length);
       for (const l of batch) this.#memoryBytes -= cost(l);
       this.#reportLost();

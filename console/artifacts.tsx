@@ -112,7 +112,7 @@ export function Artifacts({ runId, version }: { runId: string; version: string }
                 return (
                   <li key={f.path} style={{ paddingLeft: `${depth * 16}px` }} data-path={f.path}>
                     <span class="file-name">{rel}</span> <span class="muted">{bytes(f.size_bytes)}</span>
-                    {previewOf(f.path) ? <button type="button" onClick={() => setOpen(open === f.path ? null : f.path)}>{open === f.path ? 'Hide' : 'Preview'}</button> : null}
+                    {previewOf(f.path) ? <button type="button" onClick={() => setOpen((o) => (o === f.path ? null : f.path))}>{open === f.path ? 'Hide' : 'Preview'}</button> : null}
                     <button type="button" onClick={() => { setError(null); download(runId, f.path).catch((e: unknown) => setError(e instanceof Error ? e : new Error(String(e)))); }}>Download</button>
                     {open === f.path ? <div class="preview"><Preview runId={runId} path={f.path} /></div> : null}
                   </li>

@@ -28,7 +28,7 @@ export function Table<T>(p: TableProps<T>) {
     <table class="grid" data-testid={p.testid}>
       <thead><tr>{p.columns.map((c, i) => (
         <th key={c.label} class={c.sort ? 'sortable' : ''} aria-sort={sort?.col === i ? (sort.desc ? 'descending' : 'ascending') : undefined}
-          onClick={c.sort ? () => setSort(sort?.col === i ? { col: i, desc: !sort.desc } : { col: i, desc: false }) : undefined}>
+          onClick={c.sort ? () => setSort((s) => (s?.col === i ? { col: i, desc: !s.desc } : { col: i, desc: false })) : undefined}>
           {c.label}{sort?.col === i ? (sort.desc ? ' ▼' : ' ▲') : ''}
         </th>))}</tr></thead>
       <tbody>

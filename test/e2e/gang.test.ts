@@ -367,8 +367,8 @@ t.test('before --gang-reserve-after, small runs backfill the agents a waiting ga
   const seen: string[] = [];
   for (let i = 0; i < 3; i++) seen.push(await stream.step());
   t.same(seen, ['small', 'small', 'small'], 'each freed agent went to the next small run');
-  const [row] = await s.query('SELECT agent, status_detail FROM runs WHERE id = $1', [gangId]);
-  t.equal(row!.agent, null, 'the gang still waits');
+  const [row] = await s.query('SELECT attempt, status_detail FROM runs WHERE id = $1', [gangId]);
+  t.equal(row!.attempt, 0, 'the gang still waits, never placed');
   t.notMatch(row!.status_detail, /reserving/, `with nothing reserved (${row!.status_detail})`);
   t.same(await s.query('SELECT 1 FROM gpu_leases WHERE run_id = $1', [gangId]), [], 'and holds no GPU');
   await s.cliJson(['run', 'kill', gangId]);

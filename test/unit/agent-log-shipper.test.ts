@@ -178,7 +178,10 @@ t.test('a batch answered but not stored (the attempt no longer current) is dropp
   for (let i = 1; i <= 3; i++) s.line('stdout', `p${i}`);
   t.equal(await s.flush(), true, 'flush ends: no later try could store them');
   t.equal(sink.calls, 1, 'not sent again');
-  t.same(warnings.filter((w) => /not stored/.test(w)), ['log lines 1..3 not stored: the scheduler no longer holds this attempt as current (it ended or was taken back); dropped'], 'the drop is said, with the lines');
+  for (let i = 4; i <= 1200; i++) s.line('stdout', `p${i}`);
+  t.equal(await s.flush(), true);
+  t.equal(sink.calls, 1, 'nor are the lines after them (three batches\' worth), which would not be stored either');
+  t.same(warnings.filter((w) => /not stored/.test(w)), ['log lines from 1 not stored: the scheduler no longer holds this attempt as current (it ended or was taken back); they and any later lines of it are dropped'], 'the drop is said once, from which line');
   t.equal(stops, 1, 'and the attempt is told to stop');
   const quiet: string[] = [];
   const ok = shipper(new FakeSink(), { onWarn: (m) => quiet.push(m) });
