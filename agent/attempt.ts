@@ -233,12 +233,14 @@ export class Attempt {
     this.#dir = path.join(deps.workDir, `${dispatch.run_id}-a${dispatch.attempt}`);
     this.#redact = secretMasker(dispatch.secrets ?? {});
     this.#pipeline = parsePipeline(dispatch.pipeline);
+    // The attempt's parts warn in the agent's log under its run; `err` only when there is one.
+    const warn = (msg: string, err?: unknown) => deps.log.warn({ run: dispatch.run_id, ...(err === undefined ? {} : { err: errorMessage(err) }) }, msg);
     this.#checkpoints = new RunCheckpoints({
       runId: dispatch.run_id!, attempt: Number(dispatch.attempt), bucket: dispatch.bucket!, attemptDir: this.#dir, folderName: 'checkpoint',
       storage: () => this.#storage(),
       retry: (signal) => ({ ...this.#transfers('upload'), signal }),
       say: (line) => this.logs.line('system', line),
-      warn: (msg, err) => deps.log.warn({ run: dispatch.run_id, err: errorMessage(err) }, msg),
+      warn,
       committed: (p, signal) => this.#reportCheckpoint(p, signal),
       // A gang's member: each of its ranks is watched for silence (--stall-timeout: one silent rank stalls the gang).
       ranks: memberRanks(dispatch.gang ? { nodeRank: dispatch.gang.node_rank!, procs: dispatch.gang.procs_per_agent! } : null),
@@ -259,7 +261,7 @@ export class Attempt {
       signal: deps.reportSignal ?? new AbortController().signal,
       isRetryable: isRetryableGrpc,
       onStop: () => this.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' }),
-      onWarn: (msg, err) => deps.log.warn({ run: dispatch.run_id, ...(err === undefined ? {} : { err: errorMessage(err) }) }, msg),
+      onWarn: warn,
       onAcked: (seq) => this.#spool?.acked(seq),
     });
     if (deps.containment?.cgroupBase) {
@@ -267,7 +269,7 @@ export class Attempt {
         file: `${this.#dir}.spool`,
         give: (stream, text) => { this.logs.give(stream, text); return this.logs.lastSeq; },
         onRunOutput: (line) => this.#checkpoints.activity(line),
-        onWarn: (msg, err) => deps.log.warn({ run: dispatch.run_id, ...(err === undefined ? {} : { err: errorMessage(err) }) }, msg),
+        onWarn: warn,
       });
       // An adopted attempt's spool is read on from its position once the agent has registered (#adopt).
       if (!adopted) {
@@ -289,7 +291,7 @@ export class Attempt {
       signal: deps.reportSignal ?? new AbortController().signal,
       isRetryable: isRetryableGrpc,
       onStop: () => this.stop({ outcome: AttemptOutcome.Killed, reason: 'killed' }),
-      onWarn: (msg, err) => deps.log.warn({ run: dispatch.run_id, err: errorMessage(err) }, `metrics: ${msg}`),
+      onWarn: (msg, err) => warn(`metrics: ${msg}`, err),
       onRunWarning: (msg) => this.logs.line('system', msg),
     });
     this.done = this.#run();

@@ -31,7 +31,7 @@ export interface LogShipperOptions {
   /** The scheduler said the attempt is no longer current. */
   onStop: () => void;
   /** Problems worth a line in the agent's log (retries, lines that could not be kept). */
-  onWarn?: (msg: string, err: unknown) => void;
+  onWarn?: (msg: string, err?: unknown) => void;
   /** Whether a failed append is worth another try; a permanent refusal drops that batch. Default: all are. */
   isRetryable?: (err: unknown) => boolean;
   /** The most bytes the spill file holds unread (agent/log-spill.ts); absent: no cap. */
@@ -223,7 +223,7 @@ export class LogShipper {
       // said so once.
       if (taken === false) {
         this.#notCurrent = true;
-        this.#o.onWarn?.(`log lines from ${batch[0]!.seq} not stored: the scheduler no longer holds this attempt as current (it ended or was taken back); they and any later lines of it are dropped`, undefined);
+        this.#o.onWarn?.(`log lines from ${batch[0]!.seq} not stored: the scheduler no longer holds this attempt as current (it ended or was taken back); they and any later lines of it are dropped`);
       }
       this.#memory.splice(0, batch.length);
       for (const l of batch) this.#memoryBytes -= cost(l);
