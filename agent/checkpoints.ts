@@ -21,7 +21,8 @@ import {
   checkpointKeys, checkpointMarkers, isMarker, MAX_CHECKPOINT_FILES, parsePointer, resumedFromOf, type CheckpointPointer, type ResumedFrom,
 } from '../shared/checkpoints.js';
 import { ErrorCodes, errorMessage, TrainyardError } from '../shared/errors.js';
-import { downloadObject, uploadBuffer, uploadDir, withStorageRetry, type RetryOptions } from '../shared/storage.js';
+import { uploadBuffer, uploadDir, withStorageRetry, type RetryOptions } from '../shared/storage.js';
+import { downloadRanged } from '../shared/ranged-download.js';
 import { RankActivity } from './rank-activity.js';
 
 /** How often the folder is looked at for the helper's markers (and the timer and the stall checked). */
@@ -97,11 +98,10 @@ export class RunCheckpoints {
    */
   async restore(p: CheckpointPointer, signal: AbortSignal): Promise<ResumedFrom> {
     const client = await this.o.storage();
+    // Each file as a dataset's large file comes (parallel ranges read into reused memory, hashed off the
+    // main thread), checked to be of the size its pointer lists: one that is not fails as STORAGE_REJECTED.
     for (const f of p.files) {
-      const got = await downloadObject(client, this.o.bucket, p.prefix + f.path, path.join(this.folder, ...f.path.split('/')), this.o.retry(signal));
-      if (got.bytes !== f.size) {
-        throw new TrainyardError(ErrorCodes.StorageRejected, `checkpoint file ${f.path} has ${got.bytes} bytes in the bucket, its pointer says ${f.size}`);
-      }
+      await downloadRanged(client, this.o.bucket, p.prefix + f.path, path.join(this.folder, ...f.path.split('/')), f.size, '', this.o.retry(signal));
     }
     this.o.say(`[trainyard] resumed from checkpoint ${p.seq} of ${p.run_id} attempt ${p.attempt} (${p.files.length} files, ${p.bytes} bytes, committed ${new Date(p.committed_at * 1000).toISOString()})`);
     return resumedFromOf(p);

@@ -12,12 +12,16 @@
 // every chunk into it, wrote it at its offset and then hashed it: on a busy 2-core machine that was 3-5x
 // slower than one plain GET per object (the copies, 8 MiB allocations and their GC, and write and hash
 // queued behind whole ranges). Chunks are now kept as they came off the socket and written as they come.
+// A large object's ranges are read from their sockets into reused slabs (rawGet, shared/raw-get.ts): the
+// fresh 64 KiB Buffer Node allocates for each socket read, and the collection of them, had been most of
+// the agent's CPU in a 1 GiB pull (about 3 of its 6 s). Each range is then a connection of its own.
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type * as Minio from 'minio';
 import { mapBounded } from './bounded.js';
 import { hashFor, type ByteHash } from './hash-thread.js';
+import { rawGet } from './raw-get.js';
 import { isPermanentStorageError, withStorageRetry, type RetryOptions } from './storage.js';
 
 /** Objects above this are fetched in ranges of this size. Big enough that a range's request is noise. */
@@ -53,6 +57,36 @@ export interface Downloaded { bytes: number; sha256: string; resumedFrom: number
 const WRITE_BYTES = 512 * 1024;
 /** What the range being written may hold before its socket waits for the disk. */
 const BATCH_BYTES = 2 * 1024 * 1024;
+/**
+ * A range's bytes are read from its socket into slabs of this size, each filled from its start until less
+ * than MIN_READ is left and then given to the range as one chunk; a slab is reused once written.
+ */
+const SLAB_BYTES = 256 * 1024;
+const MIN_READ = 64 * 1024;
+/** Slabs kept for reuse (16 MiB, for every download of the process); more in flight are left to the collector. */
+const SLABS_KEPT = 64;
+/**
+ * Objects from this size up are fetched with rawGet. A smaller one is a socket read or a few: it goes
+ * through the client, whose connections are kept alive (a pull of 20,000 small files would otherwise
+ * open 20,000 connections).
+ */
+export const RAW_GET_MIN_BYTES = 1024 * 1024;
+const slabPool: Buffer[] = [];
+/** The slabs' memory (a chunk is given back only if it is one of them). */
+const slabMemory = new WeakSet<ArrayBufferLike>();
+function takeSlab(): Buffer {
+  const s = slabPool.pop();
+  if (s) return s;
+  const b = Buffer.allocUnsafeSlow(SLAB_BYTES);
+  slabMemory.add(b.buffer);
+  return b;
+}
+/** Gives back the slab that `c` is a view of, once nothing reads it (written and hashed, or never used). */
+function giveSlab(c: Buffer): void {
+  if (slabPool.length < SLABS_KEPT && slabMemory.has(c.buffer)) slabPool.push(Buffer.from(c.buffer, 0, SLAB_BYTES));
+}
+/** How long a range's presigned URL is good for: it is signed just before it is sent. */
+const PRESIGN_SECONDS = 300;
 
 /** Writes `bufs` (`n` bytes) at `at`, all of them (a short write continues). */
 async function writeAll(fh: FileHandle, bufs: Buffer[], n: number, at: number): Promise<void> {
@@ -168,6 +202,7 @@ async function fetchInOrder(
             // The hash takes its copy while the write is under way (on its own thread for a large object).
             await Promise.all([writeAll(fh, batch, n, written), hash.update(batch)]);
             written += n;
+            for (const c of batch) giveSlab(c);
           } else if (r.done) {
             head++;
             wakeAll();
@@ -205,29 +240,99 @@ async function fetchInOrder(
     const r = ranges[i]!;
     const end = r.start + r.len - 1;
     await withStorageRetry(`download ${key} bytes ${r.start}-${end}`, async () => {
-      const headers: Record<string, string> = { Range: `bytes=${r.start + r.got}-${end}` };
+      const from = r.start + r.got;
+      const headers: Record<string, string> = { Range: `bytes=${from}-${end}` };
       if (etag) headers['If-Match'] = `"${etag}"`;
-      const res = await client.makeRequestAsync({ method: 'GET', bucketName: bucket, objectName: key, headers }, '', [206]);
-      try {
-        for await (const c of res as AsyncIterable<Buffer>) {
-          retry.signal?.throwIfAborted();
-          if (r.got + c.length > r.len) throw new Error(`${key}: the server sent more than the range asked`);
-          r.chunks.push(c);
-          r.got += c.length;
-          r.held += c.length;
-          // The range being written starts a write once it holds WRITE_BYTES, and waits for the disk once
-          // it holds a batch's worth (backpressure); one ahead of it only holds its chunks. What is left
-          // when the range ends is written by the drain after it.
-          if (i === head) {
-            if (r.held >= BATCH_BYTES) await drain();
-            else if (r.held >= WRITE_BYTES) void drain().catch(() => {}); // a failed write fails the next awaited drain too
-          }
-        }
-      } finally {
-        res.destroy();
-      }
+      if (size >= RAW_GET_MIN_BYTES) await getRaw(i, headers);
+      else await getViaClient(i, headers);
       if (r.got < r.len) throw new ShortRange(`${key}: range ${r.start}-${end} ended after ${r.got} bytes`);
     }, retry);
     r.done = true;
+  }
+
+  /**
+   * The response is the bytes asked for (`bytes=A-B`), of an object of the size listed: without an ETag to
+   * match (a checkpoint's file), this is what tells another object. Permanent, as a failed If-Match is: no
+   * retry changes it.
+   */
+  function checkRange(got: string | undefined, asked: string): void {
+    const want = `bytes ${asked.slice('bytes='.length)}/${size}`;
+    if (got !== want) throw Object.assign(new Error(`${key}: asked for ${want}, the server sent ${JSON.stringify(got ?? null)}`), { code: 'PreconditionFailed' });
+  }
+
+  /**
+   * Range `i` holds more: the range being written starts a write once it holds WRITE_BYTES, and holds its
+   * socket for the disk (the promise) once it holds a batch's worth; one ahead of it only holds its
+   * chunks. What is left when the range ends is written by the drain after it.
+   */
+  function grew(i: number): Promise<void> | undefined {
+    if (i !== head) return undefined;
+    const held = ranges[i]!.held;
+    if (held >= BATCH_BYTES) return drain();
+    if (held >= WRITE_BYTES) void drain().catch(() => {}); // a failed write fails the next awaited drain too
+    return undefined;
+  }
+
+  /**
+   * A large object's range: signed here, each try (a retry after a long backoff gets a fresh signature),
+   * and sent by rawGet, which reads the body into slabs instead of a fresh Buffer per socket read.
+   */
+  async function getRaw(i: number, headers: Record<string, string>): Promise<void> {
+    const r = ranges[i]!;
+    const url = await client.presignedUrl('GET', bucket, key, PRESIGN_SECONDS);
+    let slab: Buffer | null = null;
+    let open = 0; // slab[open, fill) holds this range's bytes not given to it yet
+    let fill = 0;
+    const seal = () => {
+      if (slab && fill > open) {
+        const c = slab.subarray(open, fill);
+        r.chunks.push(c);
+        r.held += c.length;
+      } else if (slab) giveSlab(slab);
+      slab = null;
+    };
+    try {
+      await rawGet(url, headers, [206], {
+        next: () => {
+          if (!slab) { slab = takeSlab(); open = fill = 0; }
+          return slab.subarray(fill);
+        },
+        head: (_status, h) => checkRange(h.get('content-range'), headers.Range!),
+        body: (b) => {
+          if (r.got + b.length > r.len) throw new Error(`${key}: the server sent more than the range asked`);
+          // b lies in the slab at `fill` or, the response's first bytes, after its head (whose bytes are
+          // left unused).
+          const at = b.byteOffset - slab!.byteOffset;
+          if (fill === open) open = at;
+          fill = at + b.length;
+          r.got += b.length;
+          if (SLAB_BYTES - fill >= MIN_READ) return undefined;
+          seal();
+          return grew(i);
+        },
+      }, retry.signal ? { signal: retry.signal } : {});
+    } finally {
+      seal();
+    }
+  }
+
+  /** A small object (one range): through the client, whose connections are kept alive from one file to the next. */
+  async function getViaClient(i: number, headers: Record<string, string>): Promise<void> {
+    const r = ranges[i]!;
+    const res = await client.makeRequestAsync({ method: 'GET', bucketName: bucket, objectName: key, headers }, '', [206]);
+    try {
+      checkRange(res.headers['content-range'], headers.Range!);
+      for await (const c of res as AsyncIterable<Buffer>) {
+        retry.signal?.throwIfAborted();
+        if (r.got + c.length > r.len) throw new Error(`${key}: the server sent more than the range asked`);
+        r.chunks.push(c);
+        r.got += c.length;
+        r.held += c.length;
+        const wait = grew(i);
+        if (wait) await wait;
+      }
+    } finally {
+      res.destroy();
+    }
   }
 }

@@ -65,6 +65,21 @@ t.test('an object replaced between its ranges fails instead of stitching two ver
   t.same(readdir(dir), [], 'no partial file left');
 });
 
+t.test('a large object not of the size listed fails rather than coming down cut to that size', async (t) => {
+  const body = randomBytes(3 * MIB);
+  await uploadBuffer(direct, bucket, 'datasets/grown/blob.bin', body, { retries: 1 });
+  const dir = tmp();
+  // No ETag to match (as for a checkpoint's file): the size is all there is to tell another object by.
+  const err = await downloadRanged(direct, bucket, 'datasets/grown/blob.bin', path.join(dir, 'b'), 2 * MIB, '', { retries: 3, baseDelayMs: 10 }, { rangeBytes: MIB }).catch((e: unknown) => e);
+  t.match(err, { code: 'STORAGE_REJECTED', message: /asked for bytes \d+-\d+\/2097152, the server sent "bytes \d+-\d+\/3145728"/ }, 'refused at once: permanent');
+  t.same(readdir(dir), [], 'no file, whole or partial, left');
+  // A small one (fetched through the client, one range) the same.
+  await uploadBuffer(direct, bucket, 'datasets/grown/small.bin', randomBytes(5000), { retries: 1 });
+  const small = await downloadRanged(direct, bucket, 'datasets/grown/small.bin', path.join(dir, 's'), 4000, '', { retries: 3, baseDelayMs: 10 }).catch((e: unknown) => e);
+  t.match(small, { code: 'STORAGE_REJECTED', message: /asked for bytes 0-3999\/4000, the server sent "bytes 0-3999\/5000"/ });
+  t.same(readdir(dir), [], 'nothing left of it either');
+});
+
 t.test('many small files come several at once, the manifest in the listing\'s order, each hash right', async (t) => {
   const files = Array.from({ length: 60 }, (_, i) => ({ rel: `f/${String(i).padStart(3, '0')}.bin`, body: randomBytes(4096 + i) }));
   for (const f of files) await uploadBuffer(direct, bucket, `datasets/many/${f.rel}`, f.body, { retries: 1 });
