@@ -21,7 +21,7 @@ import {
   checkpointKeys, checkpointMarkers, isMarker, MAX_CHECKPOINT_FILES, parsePointer, resumedFromOf, type CheckpointPointer, type ResumedFrom,
 } from '../shared/checkpoints.js';
 import { ErrorCodes, errorMessage, TrainyardError } from '../shared/errors.js';
-import { uploadBuffer, uploadDir, withStorageRetry, type RetryOptions } from '../shared/storage.js';
+import { downloadObject, uploadBuffer, uploadDir, withStorageRetry, type RetryOptions } from '../shared/storage.js';
 import { downloadRanged } from '../shared/ranged-download.js';
 import { RankActivity } from './rank-activity.js';
 
@@ -99,9 +99,17 @@ export class RunCheckpoints {
   async restore(p: CheckpointPointer, signal: AbortSignal): Promise<ResumedFrom> {
     const client = await this.o.storage();
     // Each file as a dataset's large file comes (parallel ranges read into reused memory, hashed off the
-    // main thread), checked to be of the size its pointer lists: one that is not fails as STORAGE_REJECTED.
+    // main thread), checked to be of the size its pointer lists: one that is not, or is gone, fails as
+    // STORAGE_REJECTED. An empty file has no range to ask for; it is fetched whole, so it must be there too.
     for (const f of p.files) {
-      await downloadRanged(client, this.o.bucket, p.prefix + f.path, path.join(this.folder, ...f.path.split('/')), f.size, '', this.o.retry(signal));
+      const key = p.prefix + f.path;
+      const dest = path.join(this.folder, ...f.path.split('/'));
+      if (f.size > 0) {
+        await downloadRanged(client, this.o.bucket, key, dest, f.size, '', this.o.retry(signal));
+        continue;
+      }
+      const got = await downloadObject(client, this.o.bucket, key, dest, this.o.retry(signal));
+      if (got.bytes !== 0) throw new TrainyardError(ErrorCodes.StorageRejected, `checkpoint file ${f.path} has ${got.bytes} bytes in the bucket, its pointer says 0`);
     }
     this.o.say(`[trainyard] resumed from checkpoint ${p.seq} of ${p.run_id} attempt ${p.attempt} (${p.files.length} files, ${p.bytes} bytes, committed ${new Date(p.committed_at * 1000).toISOString()})`);
     return resumedFromOf(p);

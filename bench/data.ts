@@ -100,10 +100,10 @@ async function madeLocalHow(id: string): Promise<string> {
 }
 
 /**
- * The floor of a pull on this machine: the large set's objects fetched by this process as the agent
- * fetches them (one GET each, all at once, read into memory that is reused: `shared/raw-get.ts`), their
- * bytes counted and dropped: nothing written, nothing hashed. What the agent adds to it is the writes, the
- * hash and the run.
+ * The floor of a pull on this machine: the large set's objects fetched by this process with the agent's
+ * reader (`shared/raw-get.ts`: one whole-object GET each, all at once, each read into one reused buffer;
+ * the agent asks for ranges and reads into slabs), their bytes counted and dropped: nothing written,
+ * nothing hashed. What the agent adds to it is the writes, the hash and the run.
  */
 async function nodeReadOnly(name: string, files: number): Promise<number> {
   const prefix = `datasets/${name}/`;
@@ -181,7 +181,7 @@ try {
       console.log(`${set.label}:`);
       console.log(`  dataset push ${m.push} ms vs mc mirror ${m.mcPush} ms (${x(m.push!, m.mcPush!)})`);
       console.log(`  submit → train(), empty agent cache ${m.toTrainEmpty} ms vs mc mirror pull ${m.mcPull} ms (${x(m.toTrainEmpty!, m.mcPull!)})`);
-      if (m.nodeRead !== undefined) console.log(`  (the floor: the same objects read by this process as the agent reads them, and dropped, nothing written or hashed, ${m.nodeRead} ms: ${x(m.nodeRead, m.mcPull!)} mc mirror pull)`);
+      if (m.nodeRead !== undefined) console.log(`  (the floor: the same objects read by this process with the agent's reader, one reused buffer each, and dropped, nothing written or hashed, ${m.nodeRead} ms: ${x(m.nodeRead, m.mcPull!)} mc mirror pull)`);
       console.log(`  submit → train(), warm agent cache ${m.toTrainWarm} ms (${x(m.toTrainWarm!, summary.empty!.toTrainWarm!)} the empty-dataset latency; ${x(m.toTrainWarm!, m.mcPull!)} mc mirror pull; data: ${(warmHow[set.name] ?? []).join(', ')})`);
     }
   }

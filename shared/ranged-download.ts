@@ -85,8 +85,12 @@ function takeSlab(): Buffer {
 function giveSlab(c: Buffer): void {
   if (slabPool.length < SLABS_KEPT && slabMemory.has(c.buffer)) slabPool.push(Buffer.from(c.buffer, 0, SLAB_BYTES));
 }
-/** How long a range's presigned URL is good for: it is signed just before it is sent. */
-const PRESIGN_SECONDS = 300;
+/**
+ * How long a range's presigned URL is good for. It is signed just before it is sent and never leaves the
+ * process; the length is for an agent whose clock is behind MinIO's (a request signed in headers is taken
+ * 15 minutes either side; a presigned one is refused, AccessDenied, once its time is up by MinIO's clock).
+ */
+const PRESIGN_SECONDS = 6 * 3600;
 
 /** Writes `bufs` (`n` bytes) at `at`, all of them (a short write continues). */
 async function writeAll(fh: FileHandle, bufs: Buffer[], n: number, at: number): Promise<void> {

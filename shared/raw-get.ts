@@ -79,7 +79,8 @@ export function rawGet(url: string, headers: Record<string, string>, expect: rea
     let errBody: Buffer[] | null = null; // an unexpected status: its body, to a bound
     let errBytes = 0;
     let settled = false;
-    let held = false;
+    let holds = 0; // the sink's promises not settled yet: reading waits for them
+    let complete = false; // the whole body is in
     let current: Buffer | null = null; // what the read in progress goes into
 
     const finish = (err: Error | null) => {
@@ -158,20 +159,25 @@ export function rawGet(url: string, headers: Record<string, string>, expect: rea
         return false;
       }
       if (got === length) {
+        // All of it is in: from here only the sink's last promise decides (a close, or the idle time
+        // passing while it writes, is no longer a failure).
+        complete = true;
+        sock.setTimeout(0);
         if (wait) wait.then(() => finish(null), (err: Error) => finish(err));
         else finish(null);
         return false;
       }
-      if (!wait) return true;
-      held = true;
-      sock.setTimeout(0);
-      wait.then(() => {
-        held = false;
-        if (settled) return;
-        sock.setTimeout(o.idleMs ?? IDLE_MS);
-        sock.resume();
-      }, (err: Error) => finish(err));
-      return false;
+      if (wait) {
+        // Held until every promise the sink gave settles: over TLS, records already decrypted are still
+        // handed over after the socket is paused, and one may come with a promise of its own.
+        if (holds++ === 0) sock.setTimeout(0);
+        wait.then(() => {
+          if (--holds > 0 || settled) return;
+          sock.setTimeout(o.idleMs ?? IDLE_MS);
+          sock.resume();
+        }, (err: Error) => finish(err));
+      }
+      return holds === 0;
     };
 
     const onread = {
@@ -189,7 +195,7 @@ export function rawGet(url: string, headers: Record<string, string>, expect: rea
     // handshake per range).
     if (secure) sock.on('session', (s: Buffer) => { sessions.set(server, s); });
     sock.setNoDelay(true);
-    sock.setTimeout(o.idleMs ?? IDLE_MS, () => { if (!held) finish(new Error(`GET ${u.pathname}: nothing received for ${(o.idleMs ?? IDLE_MS) / 1000} s`)); });
+    sock.setTimeout(o.idleMs ?? IDLE_MS, () => { if (holds === 0 && !complete) finish(new Error(`GET ${u.pathname}: nothing received for ${(o.idleMs ?? IDLE_MS) / 1000} s`)); });
     sock.once(secure ? 'secureConnect' : 'connect', () => {
       const lines = [`GET ${u.pathname}${u.search} HTTP/1.1`, `Host: ${u.host}`, 'Connection: close', 'User-Agent: trainyard'];
       for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
@@ -200,7 +206,7 @@ export function rawGet(url: string, headers: Record<string, string>, expect: rea
     // connection. ('end' is not relied on: with `onread` the socket is never read as a stream.)
     sock.on('close', () => {
       if (errBody) failStatus();
-      else finish(new ShortBody(`GET ${u.pathname}: the connection closed after ${got} of ${length < 0 ? '?' : length} bytes of the body`));
+      else if (!complete) finish(new ShortBody(`GET ${u.pathname}: the connection closed after ${got} of ${length < 0 ? '?' : length} bytes of the body`));
     });
     o.signal?.addEventListener('abort', onAbort, { once: true });
   });

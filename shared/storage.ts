@@ -76,7 +76,8 @@ export const outputNames = {
   lineage: '_lineage.json',
 } as const;
 
-const permanentS3Codes = new Set(['PreconditionFailed', 'XAmzContentChecksumMismatch', 'NoSuchKey', 'NoSuchBucket', 'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'NotFound', 'InvalidBucketName']);
+// InvalidRange: a range past the end of an object listed longer than it is now (no retry makes it longer).
+const permanentS3Codes = new Set(['PreconditionFailed', 'InvalidRange', 'XAmzContentChecksumMismatch', 'NoSuchKey', 'NoSuchBucket', 'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'NotFound', 'InvalidBucketName']);
 
 /** Local disk errors that no retry fixes: the transfer stops at once instead of backing off for seconds. */
 export const diskFullCodes: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT']);

@@ -138,6 +138,22 @@ t.test('a sink that holds the socket gets nothing more until it lets go, and the
   t.ok(sink.all().equals(body), 'and all of it came after');
 });
 
+t.test('a body all in while the sink still holds it is a success, however long the sink takes or the server closes', async (t) => {
+  const pki = makePki();
+  const body = randomBytes(200_000);
+  const reply = (sock: net.Socket) => sock.end(Buffer.concat([Buffer.from(head('200 OK', body.length)), body]));
+  for (const secure of [false, true]) {
+    const srv = await server(reply, secure ? { key: pki.key, cert: pki.cert } : undefined);
+    t.teardown(() => srv.close());
+    const sink = keeper(1024 * 1024);
+    // Every read is held 150 ms: longer than the idle time, and the server has closed long before.
+    const res = await rawGet(srv.url('/x'), {}, [200], { next: sink.next, body: (b) => { void sink.body(b); return new Promise<void>((r) => setTimeout(r, 150)); } },
+      { idleMs: 60, ...(secure ? { tls: { ca: readFileSync(pki.ca) } } : {}) });
+    t.equal(res.status, 200, `${secure ? 'TLS' : 'TCP'}: resolved`);
+    t.ok(sink.all().equals(body), `${secure ? 'TLS' : 'TCP'}: the body whole`);
+  }
+});
+
 t.test('an abort ends the GET with its reason; a sink that throws ends it with its error', async (t) => {
   const srv = await server((sock) => sock.write(head('200 OK', 1_000_000) + 'z'.repeat(1000))); // and then nothing
   t.teardown(() => srv.close());
