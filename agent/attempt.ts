@@ -1109,6 +1109,8 @@ export class Attempt {
         const code = (err as Partial<TrainyardError>).code;
         if (giveUp.aborted || isRetryableGrpc(err) || code === ErrorCodes.StaleLease || code === ErrorCodes.Unauthenticated || code === ErrorCodes.PermissionDenied) throw err;
         log.warn({ run: this.runId, err: errorMessage(err), code }, 'finish report refused for good; reporting the attempt Failed instead');
+        // The last lines it carried go on their own first (before, they were lost with it).
+        if (rest?.length) await this.logs.sendTaken(rest, giveUp);
         return this.#sendFinish({ outcome: AttemptOutcome.Failed, reason: `the end report was refused: ${errorMessage(err)}`, startAt: r.startAt, endAt: r.endAt, phases: r.phases }, [], giveUp);
       });
       this.#mark('finished');

@@ -164,6 +164,29 @@ export class LogShipper {
     }
   }
 
+  /**
+   * Sends lines takeRest() gave out after all: the end report that was to carry them was refused for good
+   * (a field of its own, not the lines). Retried as a batch is, until `signal`; refused for good in turn,
+   * they are said to be dropped. Resolves true once the scheduler took them.
+   */
+  async sendTaken(lines: ShippedLine[], signal: AbortSignal): Promise<boolean> {
+    let all = true;
+    for (let i = 0; i < lines.length; i += MAX_BATCH) {
+      const batch = lines.slice(i, i + MAX_BATCH);
+      try {
+        const { taken } = await retry(() => { this.#sends++; return this.#o.sink.append(batch, signal); }, {
+          retries: Infinity, baseMs: this.#o.baseMs ?? 250, capMs: this.#o.capMs ?? 10_000, jitter: 0.5, signal,
+          ...(this.#o.isRetryable ? { isRetryable: this.#o.isRetryable } : {}),
+        });
+        if (taken === false) throw new Error('the scheduler no longer holds this attempt as current');
+      } catch (err) {
+        all = false;
+        if (!signal.aborted) this.#o.onWarn?.(`log lines ${batch[0]!.seq}..${batch.at(-1)!.seq} refused; dropped: ${errorMessage(err)}`, err);
+      }
+    }
+    return all;
+  }
+
   /** Stops shipping and removes the spill file. */
   close(): void {
     this.#closed.abort();

@@ -113,7 +113,10 @@ t.test('a priority run preempts the lower run that loses least; it checkpoints i
   // The newer run (least work lost) was preempted, alone; the older one trains on, undisturbed.
   t.equal((await s.query('SELECT 1 FROM run_preemptions WHERE run_id = $1', [older])).length, 0, 'the run with more work to lose was not preempted');
   t.equal((await s.query('SELECT attempt FROM runs WHERE id = $1', [older]))[0]?.attempt, 1, 'it is still on its first attempt');
-  t.ok((await logLines(s, newer, 1)).some((l) => l === 'SIGTERM in attempt 1: checkpoint saved'), 'the victim\'s train.py got SIGTERM and used its grace period');
+  // Waited for, not read once: the victim's GPU is freed when its process exits, so the priority run can be
+  // placed and end before the victim's end report (which carries its last lines) is stored.
+  const sigterm = await until('the victim\'s SIGTERM line', async () => (await logLines(s, newer, 1)).some((l) => l === 'SIGTERM in attempt 1: checkpoint saved'), 30_000).then(() => true, () => false);
+  t.ok(sigterm, 'the victim\'s train.py got SIGTERM and used its grace period');
 
   writeFileSync(gate, '');
   const [a, b] = await Promise.all([s.waitForStatus(older, ['Successful', 'Failed', 'Killed']), s.waitForStatus(newer, ['Successful', 'Failed', 'Killed'])]);

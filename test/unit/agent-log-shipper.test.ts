@@ -221,6 +221,31 @@ t.test('takeRest hands the unshipped lines to the end report, after the batch in
   t.same([...sent, ...(rest2 ?? []).map((l) => l.seq)], [1, 2], 'sent and taken: each line once, in order');
 });
 
+t.test('lines takeRest gave out, whose end report was refused for good, are sent on their own, in order, once', async (t) => {
+  const sink = new FakeSink();
+  const s = shipper(sink, { batchDelayMs: 1000 });
+  t.teardown(() => s.close());
+  s.line('stdout', 'one');
+  await s.flush();
+  s.line('stdout', 'two');
+  s.line('stderr', 'three');
+  const rest = await s.takeRest();
+  t.equal(rest?.length, 2);
+  sink.failFirst = sink.failures + 2; // the scheduler away for two tries: retried
+  t.equal(await s.sendTaken(rest!, new AbortController().signal), true, 'taken');
+  t.same(sink.received.map((l) => [l.seq, l.text]), [[1, 'one'], [2, 'two'], [3, 'three']], 'every line once, in order');
+
+  // Refused for good in turn: said, and not retried forever.
+  const warns: string[] = [];
+  const s2 = shipper(sink, { onWarn: (m) => warns.push(m) });
+  t.teardown(() => s2.close());
+  sink.permanentFor.add(1);
+  s2.line('stdout', 'x');
+  const rest2 = await s2.takeRest();
+  t.equal(await s2.sendTaken(rest2!, new AbortController().signal), false, 'not taken');
+  t.match(warns.join('\n'), /log lines 1\.\.1 refused; dropped/);
+});
+
 t.test('takeRest refuses (null) when lines wait in the spill file: they are flushed as batches', async (t) => {
   const sink = new FakeSink();
   sink.down = true;
