@@ -170,6 +170,19 @@ export class LogShipper {
    * they are said to be dropped. Resolves true once the scheduler took them.
    */
   async sendTaken(lines: ShippedLine[], signal: AbortSignal): Promise<boolean> {
+    // No batch of lines given since goes out meanwhile (they come after these): the loop waits, as for
+    // takeRest, and is kicked after.
+    this.#taking = true;
+    try {
+      await this.#pump;
+      return await this.#sendTaken(lines, signal);
+    } finally {
+      this.#taking = false;
+      this.#kick();
+    }
+  }
+
+  async #sendTaken(lines: ShippedLine[], signal: AbortSignal): Promise<boolean> {
     let all = true;
     for (let i = 0; i < lines.length; i += MAX_BATCH) {
       const batch = lines.slice(i, i + MAX_BATCH);

@@ -244,6 +244,9 @@ async function fetchInOrder(
     const r = ranges[i]!;
     const end = r.start + r.len - 1;
     await withStorageRetry(`download ${key} bytes ${r.start}-${end}`, async () => {
+      // All of it came and something after failed (a write: sticky, thrown again by the drain after this):
+      // there is nothing left to ask for.
+      if (r.got === r.len) return;
       const from = r.start + r.got;
       const headers: Record<string, string> = { Range: `bytes=${from}-${end}` };
       if (etag) headers['If-Match'] = `"${etag}"`;

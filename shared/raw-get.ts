@@ -81,6 +81,7 @@ export function rawGet(url: string, headers: Record<string, string>, expect: rea
     let settled = false;
     let holds = 0; // the sink's promises not settled yet: reading waits for them
     let complete = false; // the whole body is in
+    const pending = new Set<Promise<void>>(); // the sink's promises not settled yet
     let current: Buffer | null = null; // what the read in progress goes into
 
     const finish = (err: Error | null) => {
@@ -159,20 +160,23 @@ export function rawGet(url: string, headers: Record<string, string>, expect: rea
         return false;
       }
       if (got === length) {
-        // All of it is in: from here only the sink's last promise decides (a close, or the idle time
-        // passing while it writes, is no longer a failure).
+        // All of it is in: from here only the sink's promises decide (a close, or the idle time passing
+        // while it writes, is no longer a failure).
         complete = true;
         sock.setTimeout(0);
-        if (wait) wait.then(() => finish(null), (err: Error) => finish(err));
-        else finish(null);
+        // Done once every promise the sink gave has settled, not only this last one's.
+        Promise.all([...pending, ...(wait ? [wait] : [])]).then(() => finish(null), (err: Error) => finish(err));
         return false;
       }
       if (wait) {
         // Held until every promise the sink gave settles: over TLS, records already decrypted are still
         // handed over after the socket is paused, and one may come with a promise of its own.
         if (holds++ === 0) sock.setTimeout(0);
-        wait.then(() => {
-          if (--holds > 0 || settled) return;
+        const w = wait;
+        pending.add(w);
+        w.then(() => {
+          pending.delete(w);
+          if (--holds > 0 || settled || complete) return;
           sock.setTimeout(o.idleMs ?? IDLE_MS);
           sock.resume();
         }, (err: Error) => finish(err));
@@ -201,7 +205,8 @@ export function rawGet(url: string, headers: Record<string, string>, expect: rea
       for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
       sock.write(lines.join('\r\n') + '\r\n\r\n');
     });
-    sock.on('error', (err) => finish(err));
+    // Once the whole body is in, only the sink's promises decide (a reset after the last byte is no failure).
+    sock.on('error', (err) => { if (!complete) finish(err); });
     // A body cut short is a ShortBody (what came is good); an error body without a length ends with the
     // connection. ('end' is not relied on: with `onread` the socket is never read as a stream.)
     sock.on('close', () => {

@@ -235,6 +235,20 @@ t.test('lines takeRest gave out, whose end report was refused for good, are sent
   t.equal(await s.sendTaken(rest!, new AbortController().signal), true, 'taken');
   t.same(sink.received.map((l) => [l.seq, l.text]), [[1, 'one'], [2, 'two'], [3, 'three']], 'every line once, in order');
 
+  // A line given meanwhile goes after them, though they are still being retried when it comes.
+  const ordered = new FakeSink();
+  const s3 = shipper(ordered, { batchDelayMs: 1 });
+  t.teardown(() => s3.close());
+  s3.line('stdout', 'a');
+  s3.line('stdout', 'b');
+  const rest3 = await s3.takeRest();
+  ordered.failFirst = 3;
+  const sending = s3.sendTaken(rest3!, new AbortController().signal);
+  s3.line('system', 'c');
+  await sending;
+  t.equal(await s3.flush(), true);
+  t.same(ordered.received.map((l) => l.text), ['a', 'b', 'c'], 'in seq order');
+
   // Refused for good in turn: said, and not retried forever.
   const warns: string[] = [];
   const s2 = shipper(sink, { onWarn: (m) => warns.push(m) });
