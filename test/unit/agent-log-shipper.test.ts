@@ -22,6 +22,7 @@ class FakeSink {
   down = false;
   failFirst = 0;
   permanentFor = new Set<number>(); // first seqs of batches refused for good
+  failTimes = new Map<number, number>(); // first seq of a batch -> tries of it that fail (the scheduler away for it alone)
   stopAfter = Infinity;
   calls = 0;
   failures = 0;
@@ -35,6 +36,11 @@ class FakeSink {
       throw Object.assign(new Error('14 UNAVAILABLE: scheduler unreachable'), { code: 14 });
     }
     if (this.permanentFor.has(lines[0]!.seq)) throw Object.assign(new Error('3 INVALID_ARGUMENT'), { code: 3 });
+    const fails = this.failTimes.get(lines[0]!.seq) ?? 0;
+    if (fails > 0) {
+      this.failTimes.set(lines[0]!.seq, fails - 1);
+      throw Object.assign(new Error('14 UNAVAILABLE: scheduler unreachable'), { code: 14 });
+    }
     // Idempotent on seq, as the scheduler's ON CONFLICT DO NOTHING: a repeat would show up as a gap/dupe below.
     this.received.push(...lines.map((l) => ({ ...l })));
     this.batches.push(lines.length);
@@ -242,7 +248,7 @@ t.test('lines takeRest gave out, whose end report was refused for good, are sent
   s3.line('stdout', 'a');
   s3.line('stdout', 'b');
   const rest3 = await s3.takeRest();
-  ordered.failFirst = 3;
+  ordered.failTimes.set(1, 3); // the taken lines' batch is retried; a batch of 'c' alone would go at once
   const sending = s3.sendTaken(rest3!, new AbortController().signal);
   s3.line('system', 'c');
   await sending;
