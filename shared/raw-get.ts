@@ -79,9 +79,8 @@ export function rawGet(url: string, headers: Record<string, string>, expect: rea
     let errBody: Buffer[] | null = null; // an unexpected status: its body, to a bound
     let errBytes = 0;
     let settled = false;
-    let holds = 0; // the sink's promises not settled yet: reading waits for them
     let complete = false; // the whole body is in
-    const pending = new Set<Promise<void>>(); // the sink's promises not settled yet
+    const pending = new Set<Promise<void>>(); // the sink's promises not settled yet: reading waits for them
     let current: Buffer | null = null; // what the read in progress goes into
 
     const finish = (err: Error | null) => {
@@ -171,17 +170,17 @@ export function rawGet(url: string, headers: Record<string, string>, expect: rea
       if (wait) {
         // Held until every promise the sink gave settles: over TLS, records already decrypted are still
         // handed over after the socket is paused, and one may come with a promise of its own.
-        if (holds++ === 0) sock.setTimeout(0);
+        if (pending.size === 0) sock.setTimeout(0);
         const w = wait;
         pending.add(w);
         w.then(() => {
           pending.delete(w);
-          if (--holds > 0 || settled || complete) return;
+          if (pending.size > 0 || settled || complete) return;
           sock.setTimeout(o.idleMs ?? IDLE_MS);
           sock.resume();
         }, (err: Error) => finish(err));
       }
-      return holds === 0;
+      return pending.size === 0;
     };
 
     const onread = {
@@ -199,7 +198,7 @@ export function rawGet(url: string, headers: Record<string, string>, expect: rea
     // handshake per range).
     if (secure) sock.on('session', (s: Buffer) => { sessions.set(server, s); });
     sock.setNoDelay(true);
-    sock.setTimeout(o.idleMs ?? IDLE_MS, () => { if (holds === 0 && !complete) finish(new Error(`GET ${u.pathname}: nothing received for ${(o.idleMs ?? IDLE_MS) / 1000} s`)); });
+    sock.setTimeout(o.idleMs ?? IDLE_MS, () => { if (pending.size === 0 && !complete) finish(new Error(`GET ${u.pathname}: nothing received for ${(o.idleMs ?? IDLE_MS) / 1000} s`)); });
     sock.once(secure ? 'secureConnect' : 'connect', () => {
       const lines = [`GET ${u.pathname}${u.search} HTTP/1.1`, `Host: ${u.host}`, 'Connection: close', 'User-Agent: trainyard'];
       for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
