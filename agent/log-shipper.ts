@@ -187,10 +187,7 @@ export class LogShipper {
     for (let i = 0; i < lines.length; i += MAX_BATCH) {
       const batch = lines.slice(i, i + MAX_BATCH);
       try {
-        const { taken } = await retry(() => { this.#sends++; return this.#o.sink.append(batch, signal); }, {
-          retries: Infinity, baseMs: this.#o.baseMs ?? 250, capMs: this.#o.capMs ?? 10_000, jitter: 0.5, signal,
-          ...(this.#o.isRetryable ? { isRetryable: this.#o.isRetryable } : {}),
-        });
+        const { taken } = await this.#append(batch, signal);
         if (taken === false) throw new Error('the scheduler no longer holds this attempt as current');
       } catch (err) {
         all = false;
@@ -198,6 +195,15 @@ export class LogShipper {
       }
     }
     return all;
+  }
+
+  /** Appends one batch, retried with capped, jittered backoff until acknowledged, refused for good, or `signal`. */
+  #append(batch: ShippedLine[], signal: AbortSignal, onRetry?: (err: unknown, n: number, ms: number) => void) {
+    return retry(() => { this.#sends++; return this.#o.sink.append(batch, signal); }, {
+      retries: Infinity, baseMs: this.#o.baseMs ?? 250, capMs: this.#o.capMs ?? 10_000, jitter: 0.5, signal,
+      ...(this.#o.isRetryable ? { isRetryable: this.#o.isRetryable } : {}),
+      ...(onRetry ? { onRetry } : {}),
+    });
   }
 
   /** Stops shipping and removes the spill file. */
@@ -244,10 +250,8 @@ export class LogShipper {
       // Nothing more of this attempt would be stored (the warning below said so once): not sent.
       if (!this.#notCurrent) {
         try {
-          ({ stop, taken } = await retry(() => { this.#sends++; return this.#o.sink.append(batch, this.#signal); }, {
-            retries: Infinity, baseMs: this.#o.baseMs ?? 250, capMs: this.#o.capMs ?? 10_000, jitter: 0.5, signal: this.#signal,
-            ...(this.#o.isRetryable ? { isRetryable: this.#o.isRetryable } : {}),
-            onRetry: (err, n, ms) => { if (n === 1 || n % 10 === 0) this.#o.onWarn?.(`log batch not acknowledged (try ${n}); retrying in ${Math.round(ms)} ms`, err); },
+          ({ stop, taken } = await this.#append(batch, this.#signal, (err, n, ms) => {
+            if (n === 1 || n % 10 === 0) this.#o.onWarn?.(`log batch not acknowledged (try ${n}); retrying in ${Math.round(ms)} ms`, err);
           }));
         } catch (err) {
           if (this.#signal.aborted) return;
