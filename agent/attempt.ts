@@ -40,7 +40,7 @@ import { asUser, type RunAsUser } from './run-as.js';
 import type { RunUidLease } from './run-uids.js';
 import { checkRunEnv, gpuUuids, harnessPath, RefusedDispatch, supervisorPath, trainEnv } from './run-env.js';
 import { secretMasker, type Redact } from './secrets.js';
-import { manifestOf, venvInfo, type DataManifest, type VenvInfo } from './lineage.js';
+import { manifestOf, manifestOfFolder, venvInfo, type DataManifest, type VenvInfo } from './lineage.js';
 import { makesVersion, parsePipeline, Pipeline } from '../shared/pipelines.js';
 import type { ShippedLine } from './lines.js';
 import { agentMetrics, countTransfer, type Direction } from './metrics.js';
@@ -224,6 +224,14 @@ export class Attempt {
   /** Learnt before the run's start, written down for an agent that takes it over. */
   #startAt = 0;
   #lineageObj: object = {};
+  /** The lineage's data manifest is still being hashed (deferred hashes): written down so, then again once in. */
+  #dataPending = false;
+  /** What the record for a restarted agent holds besides the lineage, once the run's process is started. */
+  #recordBase: Omit<ReattachRecord, 'lineage' | 'dataPending'> | null = null;
+  /** The record's writes, one after another (each writes the same temporary file). */
+  #recordWrites: Promise<void> = Promise.resolve();
+  /** The attempt has ended: its record is dropped, and no write may bring it back. */
+  #recordOver = false;
 
   /** `rungAt`: when its doorbell rang (before the claim), for the record of where the time went. */
   constructor(readonly dispatch: Dispatch, private readonly deps: AttemptDeps, rungAt: number, adopted: ReattachRecord | null = null) {
@@ -388,6 +396,8 @@ export class Attempt {
     this.logs.close();
     this.metrics.close();
     // Reported (or given up on): no agent takes this attempt over any more.
+    this.#recordOver = true;
+    await this.#recordWrites;
     await dropRecord(this.#dir, this.#cgroup?.dir ?? this.#adopted?.cgroup ?? null).catch(() => {});
     await this.#spool?.close(true);
     await this.#releaseProcess();
@@ -465,16 +475,25 @@ export class Attempt {
         }
       })(),
     );
-    // The lineage is of exactly what was made local (hashed as it was written), before the run's code starts.
-    const lineage = this.#lineage(ready.env, made, gpus);
+    // The lineage is of exactly what was made local: hashed as it was written, or (a large file pulled into
+    // the cache, deferred hashes) from the cache's entry, which the run cannot write, while the run starts.
+    const pending = made.data instanceof Promise ? made.data : null;
+    this.#lineageObj = this.#lineage(ready.env, pending ? null : made.data as DataManifest, made.evalData, gpus);
+    this.#dataPending = pending !== null;
+    const lineageIn = pending?.then((m) => {
+      this.#lineageObj = this.#lineage(ready.env, m, made.evalData, gpus);
+      this.#dataPending = false;
+      void this.#writeRecord(false).catch((err: unknown) => this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'could not write the run\'s lineage down for a restarted agent; one would hash its data folder again'));
+    });
+    lineageIn?.catch(() => {}); // awaited below; a run that fails first does not wait for it
     this.#startAt = startAt;
-    this.#lineageObj = lineage;
     await ready.running;
     const ran = await this.#train(ready.proc, folders);
     if (!ran.ok) return { outcome: AttemptOutcome.Failed, reason: ran.reason, phases: ran.phases };
     await this.#releaseCapacity();
     const up = await this.#within(this.deps.uploadTimeoutMs, 'upload-timeout', phaseWords.uploading, () => this.#upload(folders, ran.phases));
-    return { outcome: AttemptOutcome.Succeeded, reason: '', startAt, endAt: Date.now() / 1000, score: ran.score, phases: ran.phases, lineage, ...up };
+    await lineageIn;
+    return { outcome: AttemptOutcome.Succeeded, reason: '', startAt, endAt: Date.now() / 1000, score: ran.score, phases: ran.phases, lineage: this.#lineageObj, ...up };
   }
 
   /**
@@ -528,7 +547,9 @@ export class Attempt {
     await this.#releaseCapacity();
     const folders = folderPaths(this.#dir, this.#pipeline, Boolean(d.eval_dataset));
     const up = await this.#within(this.deps.uploadTimeoutMs, 'upload-timeout', phaseWords.uploading, () => this.#upload(folders, ran.phases));
-    return { outcome: AttemptOutcome.Succeeded, reason: '', startAt: rec.startAt, endAt: Date.now() / 1000, score: ran.score, phases: ran.phases, lineage: rec.lineage, ...up };
+    // The agent before stopped while the pull's hashes were still coming: the data folder is hashed here.
+    const lineage = rec.dataPending ? { ...rec.lineage, data: manifestJson(await manifestOfFolder(folders.data)) } : rec.lineage;
+    return { outcome: AttemptOutcome.Succeeded, reason: '', startAt: rec.startAt, endAt: Date.now() / 1000, score: ran.score, phases: ran.phases, lineage, ...up };
   }
 
   /**
@@ -710,37 +731,65 @@ export class Attempt {
    * Makes the dataset (and a full pipeline's evaluation dataset) local in `folders` (folderPaths), each file
    * hashed as it is written: what it returns is the lineage's manifest of exactly what was made local.
    */
-  async #fetchData(folders: Folders): Promise<{ data: DataManifest; evalData: DataManifest | null }> {
+  async #fetchData(folders: Folders): Promise<{ data: DataManifest | Promise<DataManifest>; evalData: DataManifest | null }> {
     // Not #enter: this step runs beside the package's, whose phase a failure there must name.
     this.#mark('fetching_data');
     this.#data = 'fetching';
     const d = this.dispatch;
     const cache = this.deps.dataCache ?? noDataCache;
-    const fetch = async (prefix: string, into: string) => this.#counted('download',
-      cache.makeLocal(await this.#storage(), d.bucket!, prefix, into, this.#transfers('download'), {}, { readClient: () => this.#readStorage() }), (r: MadeLocal) => r.bytes - r.hitBytes);
+    const fetch = async (prefix: string, into: string, deferHashes: boolean) => this.#counted('download',
+      cache.makeLocal(await this.#storage(), d.bucket!, prefix, into, this.#transfers('download'), {}, { readClient: () => this.#readStorage(), deferHashes }), (r: MadeLocal) => r.bytes - r.hitBytes);
     const said = (r: MadeLocal) => `${r.files} files, ${r.bytes} bytes made local${r.spare ? ' (linked ahead from this agent\'s cache after the last run of it)' : r.staged ? ' (prepared while the run before it trained)' : r.hits ? ` (${r.hits} from this agent's cache)` : ''}${r.readKeys ? ' with read-only keys' : ''}`;
-    const got = await fetch(d.dataset_prefix!, folders.data);
+    // The dataset's large files may be hashed after the pull (MakeLocalOptions deferHashes); the evaluation
+    // dataset's never: its folder is the test folder, which process_data writes beside.
+    const got = await fetch(d.dataset_prefix!, folders.data, true);
     await mkdir(folders.data, { recursive: true });
     this.logs.line('system', `[trainyard] dataset ${d.dataset}: ${said(got)}`);
     for (const f of [folders.training, folders.test, folders.scratch]) if (f) await mkdir(f);
     let ev: MadeLocal | null = null;
     if (d.eval_dataset && folders.test) {
-      ev = await fetch(d.eval_dataset_prefix!, folders.test);
+      ev = await fetch(d.eval_dataset_prefix!, folders.test, false);
       this.logs.line('system', `[trainyard] evaluation dataset ${d.eval_dataset}: ${said(ev)} at test_data_directory (process_data's test split goes elsewhere)`);
     }
     this.#mark('data_local');
     this.#data = 'local';
     this.#checkStopped();
-    return { data: manifestOf(got.entries), evalData: ev ? manifestOf(ev.entries) : null };
+    const hashedFrom = Date.now();
+    const data = got.hashed
+      ? got.hashed.then(() => {
+        this.deps.log.info({ run: this.runId, files: got.hashedAfter, ms: Date.now() - hashedFrom }, 'the hashes of the pull\'s large files are in (hashed after it, for the lineage)');
+        return manifestOf(got.entries);
+      }, (err: unknown) => {
+        this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'a file of the pull could not be hashed from the cache; hashing the run\'s data folder');
+        return manifestOfFolder(folders.data);
+      })
+      : manifestOf(got.entries);
+    if (data instanceof Promise) data.catch(() => {}); // the attempt may end before it is asked for
+    return { data, evalData: ev ? manifestOf(ev.entries) : null };
+  }
+
+  /**
+   * Writes the record a restarted agent takes the run over from (agent/reattach.ts), with the lineage as it
+   * is now: `first` when the run's process has just started; again once the pull's hashes are in, if that
+   * first write was made. Never after the attempt has ended (its record is dropped then).
+   */
+  #writeRecord(first: boolean): Promise<void> {
+    const write = this.#recordWrites.then(async () => {
+      if (this.#recordOver || !this.#recordBase || (!first && !this.#recorded)) return;
+      await saveRecord(this.#dir, { ...this.#recordBase, lineage: this.#lineageObj, ...(this.#dataPending ? { dataPending: true } : {}) });
+      this.#recorded = true;
+    });
+    this.#recordWrites = write.catch(() => {});
+    return write;
   }
 
   /** The agent's part of the run's lineage: data manifests, the venv's Python and packages, the GPUs. */
-  #lineage(env: VenvInfo, made: { data: DataManifest; evalData: DataManifest | null }, gpuUuidList: string[]): object {
-    const manifest = (m: DataManifest) => ({ manifest_sha256: m.sha256, files: m.files, bytes: m.bytes, truncated: m.truncated, manifest: m.entries });
+  #lineage(env: VenvInfo, data: DataManifest | null, evalData: DataManifest | null, gpuUuidList: string[]): object {
     const gpus = (this.deps.gpus ?? []).filter((g) => gpuUuidList.includes(g.uuid ?? '')).map((g) => ({ index: g.index, name: g.name, uuid: g.uuid }));
     return {
       // A full pipeline's evaluation dataset was made local in the test folder (before process_data runs).
-      data: manifest(made.data), eval_data: made.evalData ? manifest(made.evalData) : null,
+      // data: null only in a record written while its hashes were still coming (#dataPending).
+      data: data ? manifestJson(data) : null, eval_data: evalData ? manifestJson(evalData) : null,
       environment: { python: env.python, packages: env.packages }, agent: { name: this.deps.agentName, gpus },
     };
   }
@@ -886,9 +935,8 @@ export class Attempt {
     this.#spawned = true;
     if (this.#spool && this.#cgroup && proc.pid) {
       // From here the run outlives this agent: a restarted one takes it over from this record.
-      await saveRecord(this.#dir, {
-        version: 1, dispatch: d, cgroup: this.#cgroup.dir, pid: proc.pid, startedAtMs: Date.now(), startAt: this.#startAt, lineage: this.#lineageObj, user: runAs,
-      }).then(() => { this.#recorded = true; }, (err: unknown) => this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'could not write the attempt down for a restarted agent; the run ends with this agent'));
+      this.#recordBase = { version: 1, dispatch: d, cgroup: this.#cgroup.dir, pid: proc.pid, startedAtMs: Date.now(), startAt: this.#startAt, user: runAs };
+      await this.#writeRecord(true).catch((err: unknown) => this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'could not write the attempt down for a restarted agent; the run ends with this agent'));
     }
     this.deps.log.info({ run: this.runId, attempt: d.attempt, pid: proc.pid, warm: p.forked !== null, early: this.#setUpEarly, at: Date.now() }, 'train.py started');
     this.#mark('spawned');
@@ -1146,6 +1194,11 @@ export class Attempt {
  * test folders process_data writes, and with an evaluation dataset (which goes to the test folder) a
  * scratch folder for process_data's own test split.
  */
+/** A data manifest as the lineage holds it. */
+function manifestJson(m: DataManifest): object {
+  return { manifest_sha256: m.sha256, files: m.files, bytes: m.bytes, truncated: m.truncated, manifest: m.entries };
+}
+
 function folderPaths(dir: string, pipeline: Pipeline, evalDataset: boolean): Folders {
   if (pipeline !== Pipeline.Full) return { data: path.join(dir, 'data'), training: null, test: null, scratch: null };
   return {

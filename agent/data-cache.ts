@@ -3,7 +3,9 @@
 // ETag and size, so what the listing (read every run: it says what the dataset is now) shows changed is a
 // miss, and an entry never serves another object's key (one project cannot seed another's data with a
 // file of the same MD5). Every file is hashed (SHA-256) as it is written, and the hash kept in the entry's
-// name, so the run's lineage manifest (agent/lineage.ts manifestOf) needs no second read of the data.
+// name, so the run's lineage manifest (agent/lineage.ts manifestOf) needs no second read of the data; a
+// large file where runs get links is hashed instead right after the make-local, from its entry, on a thread
+// of its own while the run starts (MakeLocalOptions deferHashes): its pull is then the download alone.
 // The cache folder is the agent's (0700) and no run can change what a later one reads: where runs have
 // uids of their own (a root agent's --run-uids, the default) a run's file is a hard link to the entry,
 // which is the agent's and 0644, so the run reads it and can neither write it nor change its mode (the
@@ -34,6 +36,7 @@ import path from 'node:path';
 import type * as Minio from 'minio';
 import { listHints, listObjects, localPathOf, type RetryOptions } from '../shared/storage.js';
 import { mapBounded, setRecent } from '../shared/bounded.js';
+import { hashFile } from '../shared/hash-thread.js';
 import { downloadRanged, RANGE_BYTES, RANGES_IN_FLIGHT, type Downloaded, type RangedOptions } from '../shared/ranged-download.js';
 import type { ManifestEntry } from './lineage.js';
 
@@ -62,6 +65,12 @@ const RESUME_FROM_BYTES = 1024 * 1024;
 export const SPARE_FROM_FILES = 256;
 /** A spare starts this long after its run's make-local, off that run's start (the agent's one thread). */
 const SPARE_DELAY_MS = 100;
+/**
+ * A file of this size or more downloaded into the cache by a make-local with deferHashes is hashed after it,
+ * from its entry (hashFile, shared/hash-thread.ts). On this 2-core machine the SHA-256 of a 1 GiB pull,
+ * done as the bytes came, shared the cores with MinIO and the writes and made the pull 0.5-1 s longer.
+ */
+export const DEFER_HASH_FROM_BYTES = 4 * 1024 * 1024;
 /** Cache entries linked into a run's folder between two turns of the event loop (#linkHits). */
 const LINKS_PER_TURN = 256;
 /** Datasets (bucket and prefix) whose listing hints are kept: a few strings each, one per 1,000 files. */
@@ -79,8 +88,36 @@ const PARTIAL_KEEP_MS = 24 * 3600 * 1000;
  */
 const TOUCH_EVERY_MS = 10 * 60 * 1000;
 
-/** `pins`: copies being made from it now; an entry is never evicted while pinned (a copy would fail ENOENT). */
-interface Entry { file: string; size: number; sha256: string; used: number; pins: number; /** the file's mtime as last written */ touched: number }
+/**
+ * `pins`: copies being made from it now; an entry is never evicted while pinned (a copy would fail ENOENT).
+ * An entry downloaded without its hash (MakeLocalOptions deferHashes) is `<id>.got` with `sha256` '' while
+ * `hashing`; once hashed it is renamed `<id>-<sha256>` (`moved` while the rename is under way).
+ */
+interface Entry {
+  file: string; size: number; sha256: string; used: number; pins: number; /** the file's mtime as last written */ touched: number;
+  hashing?: Promise<string> | null; moved?: Promise<void> | null;
+}
+
+/** An entry's SHA-256, or the promise of it while it is hashed after its download. */
+const shaOf = (e: Entry): string | Promise<string> => e.hashing ?? e.sha256;
+
+/**
+ * MadeLocal's entries from files whose hashes may still be coming: those are '' until `hashed` resolves
+ * (it fills them in, in place), and `hashed` rejects if one of them cannot be had.
+ */
+function withHashes(out: MadeLocal, files: readonly { rel: string; size: number; sha256: string | Promise<string> }[]): void {
+  const later: Promise<void>[] = [];
+  for (const f of files) {
+    const e: ManifestEntry = { path: f.rel, size: f.size, sha256: typeof f.sha256 === 'string' ? f.sha256 : '' };
+    out.entries.push(e);
+    if (typeof f.sha256 !== 'string') later.push(f.sha256.then((h) => { e.sha256 = h; }));
+  }
+  if (later.length > 0) {
+    out.hashedAfter = later.length;
+    out.hashed = Promise.all(later).then(() => {});
+    out.hashed.catch(() => {}); // the run may end before anyone asks
+  }
+}
 
 export interface MadeLocal {
   files: number;
@@ -90,8 +127,15 @@ export interface MadeLocal {
   hitBytes: number;
   /** Of the bytes downloaded, those an earlier, cut-off pull had already brought (continued, not fetched). */
   resumedBytes: number;
-  /** Each file made local, with the SHA-256 of what was written. */
+  /**
+   * Each file made local, with the SHA-256 of what was written; '' for a file still being hashed (deferHashes)
+   * until `hashed` resolves.
+   */
   entries: ManifestEntry[];
+  /** Set when some entries' hashes come after the make-local (deferHashes): resolves once they are all in. */
+  hashed?: Promise<void>;
+  /** How many entries `hashed` waits for. */
+  hashedAfter?: number;
   /** The whole folder was made before the run's claim (stage), and moved into place. */
   staged?: boolean;
   /** That folder was the spare the last run of this dataset left (DataCache.spares), not a stage for this run. */
@@ -106,6 +150,13 @@ export interface MakeLocalOptions {
    * Called for each file (so it may renew them); when it fails, the pull goes on with the listing's client.
    */
   readClient?: () => Promise<Minio.Client>;
+  /**
+   * Files of DEFER_HASH_FROM_BYTES or more downloaded into the cache are hashed after the make-local, from
+   * their entry, on a thread of their own (MadeLocal.hashed), instead of as they come: the pull's own path
+   * is then the download. Only where runs get links (an entry is the agent's and the run's uid cannot write
+   * it, so what is hashed later is what was made local); elsewhere ignored.
+   */
+  deferHashes?: boolean;
 }
 
 /** A data folder made ahead for the next run (DataCache.stage), or left by a run for the next like it (spares). */
@@ -302,7 +353,8 @@ export class DataCache {
         const linked = await this.#linkHits(wanted, ids);
         if (linked.size !== wanted.length || seq !== this.#stageSeq || this.#staged || this.#stagesInFlight > 0) return;
         const made: MadeLocal = { files: 0, bytes: 0, hits: 0, hitBytes: 0, resumedBytes: 0, entries: [] };
-        wanted.forEach(({ o, at }, i) => { made.files++; made.bytes += o.size; made.entries.push({ path: at.rel, size: o.size, sha256: linked.get(i)! }); });
+        for (const { o } of wanted) { made.files++; made.bytes += o.size; }
+        withHashes(made, wanted.map(({ o, at }, i) => ({ rel: at.rel, size: o.size, sha256: linked.get(i)! })));
         this.#staged = { bucket, prefix, listing: objects, dir, made, spare: true, ids: new Set(ids as string[]) };
         kept = true;
       } finally {
@@ -383,12 +435,13 @@ export class DataCache {
       return p;
     };
     const ids = wanted.map(({ o }) => this.#idOf(bucket, o));
-    const linked = this.#links ? await this.#linkHits(wanted, ids) : new Map<number, string>();
+    const linked = this.#links ? await this.#linkHits(wanted, ids) : new Map<number, string | Promise<string>>();
     // Many files to fetch: their GETs with read-only keys, if they can be had (the listing's otherwise).
     let readKeys = false;
     const { readClient } = local;
     // Files to download: neither linked nor held by the cache (copied out: runs that share the agent's uid).
     const toFetch = wanted.reduce((n, w, i) => n + (linked.has(i) || (ids[i] && this.#entries.get(ids[i]!)?.size === w.o.size) ? 0 : 1), 0);
+    const defer = Boolean(local.deferHashes) && this.#links;
     const getter = readClient && toFetch >= READ_KEYS_FROM_FILES
       ? await readClient().then(() => { readKeys = true; return () => readClient().catch(() => client); }, () => null)
       : null;
@@ -398,12 +451,12 @@ export class DataCache {
       const sha256 = linked.get(i);
       if (sha256 !== undefined) return { rel: at.rel, size: o.size, sha256, hit: true, resumed: 0 };
       const entry = id ? this.#entries.get(id) : undefined;
-      if (entry && entry.size === o.size && await this.#copyOut(entry, at.dest, folderOf)) return { rel: at.rel, size: o.size, sha256: entry.sha256, hit: true, resumed: 0 };
+      if (entry && entry.size === o.size && await this.#copyOut(entry, at.dest, folderOf)) return { rel: at.rel, size: o.size, sha256: shaOf(entry), hit: true, resumed: 0 };
       const opts = { parallel: rangesEach, ...ranged };
       if (id && this.#maxBytes > 0 && o.size <= this.#maxBytes) {
         const get = await clientNow();
         const got = await this.#fetchInto(id, () => downloadRanged(get, bucket, o.key, path.join(this.#dir, `${id}.got`), o.size, o.etag, retry,
-          { ...opts, resume: o.size > RESUME_FROM_BYTES, folderMade: true }));
+          { ...opts, resume: o.size > RESUME_FROM_BYTES, folderMade: true, hash: !(defer && o.size >= DEFER_HASH_FROM_BYTES) }));
         // A copy out that fails (a full disk, say) takes the entry this call just made with it: the disk
         // gets its space back, and the cache keeps nothing of a pull whose run failed on it.
         const copied = await this.#copyOut(got.entry, at.dest, folderOf).catch(async (err: unknown) => {
@@ -415,11 +468,11 @@ export class DataCache {
           throw err;
         });
         if (this.#bytes > this.#maxBytes) await this.#evict();
-        if (copied) return { rel: at.rel, size: o.size, sha256: got.entry.sha256, hit: got.resumedFrom === null, resumed: got.resumedFrom ?? 0 };
+        if (copied) return { rel: at.rel, size: o.size, sha256: shaOf(got.entry), hit: got.resumedFrom === null, resumed: got.resumedFrom ?? 0 };
       }
       await folderOf(at.dest);
       const got = await downloadRanged(await clientNow(), bucket, o.key, at.dest, o.size, o.etag, retry, { ...opts, folderMade: true });
-      return { rel: at.rel, size: o.size, sha256: got.sha256, hit: false, resumed: 0 };
+      return { rel: at.rel, size: o.size, sha256: got.sha256!, hit: false, resumed: 0 };
     }, retry.signal);
     const out: MadeLocal = { files: 0, bytes: 0, hits: 0, hitBytes: 0, resumedBytes: 0, entries: [], ...(readKeys ? { readKeys } : {}) };
     for (const m of made) {
@@ -427,8 +480,8 @@ export class DataCache {
       out.bytes += m.size;
       if (m.hit) { out.hits++; out.hitBytes += m.size; }
       out.resumedBytes += m.resumed;
-      out.entries.push({ path: m.rel, size: m.size, sha256: m.sha256 });
     }
+    withHashes(out, made);
     if (takeStaged) this.#spare(bucket, prefix, objects);
     return { made: out, objects };
   }
@@ -444,13 +497,13 @@ export class DataCache {
    * link(2) itself takes microseconds (issue 21). The entries are pinned until every link is made, so no
    * eviction between two turns takes one.
    */
-  async #linkHits(wanted: readonly { o: StoredObject; at: { dest: string } }[], ids: readonly (string | null)[]): Promise<Map<number, string>> {
+  async #linkHits(wanted: readonly { o: StoredObject; at: { dest: string } }[], ids: readonly (string | null)[]): Promise<Map<number, string | Promise<string>>> {
     const hits: { i: number; entry: Entry }[] = [];
     for (let i = 0; i < wanted.length; i++) {
       const entry = ids[i] ? this.#entries.get(ids[i]!) : undefined;
       if (entry && entry.size === wanted[i]!.o.size) hits.push({ i, entry });
     }
-    const linked = new Map<number, string>();
+    const linked = new Map<number, string | Promise<string>>();
     if (hits.length === 0) return linked;
     for (const h of hits) h.entry.pins++;
     try {
@@ -466,11 +519,12 @@ export class DataCache {
           linkSync(entry.file, dest);
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
+          // ENOENT: removed by hand, or renamed as its hash came in (#hashLater): #copyOut sees which.
           if (code === 'ENOENT' || code === 'EMLINK') continue;
           if (code === 'EXDEV' || code === 'EPERM') break;
           throw err;
         }
-        linked.set(i, entry.sha256);
+        linked.set(i, shaOf(entry));
         this.#markUsed(entry, now);
       }
     } finally {
@@ -489,12 +543,22 @@ export class DataCache {
     entry.pins++;
     try {
       await folderOf(dest);
-      // EXDEV (another file system), EMLINK (too many links), EPERM (hard links refused): copy instead.
-      const linked = this.#links && await link(entry.file, dest).then(() => true, (err: NodeJS.ErrnoException) => {
-        if (err.code === 'EXDEV' || err.code === 'EMLINK' || err.code === 'EPERM') return false;
-        throw err;
-      });
-      if (!linked) await copyFile(entry.file, dest, constants.COPYFILE_FICLONE);
+      for (;;) {
+        const file = entry.file;
+        try {
+          // EXDEV (another file system), EMLINK (too many links), EPERM (hard links refused): copy instead.
+          const linked = this.#links && await link(file, dest).then(() => true, (err: NodeJS.ErrnoException) => {
+            if (err.code === 'EXDEV' || err.code === 'EMLINK' || err.code === 'EPERM') return false;
+            throw err;
+          });
+          if (!linked) await copyFile(file, dest, constants.COPYFILE_FICLONE);
+          break;
+        } catch (err) {
+          // Renamed under it as its hash came in (#hashLater): again, by its new name.
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !(entry.moved || entry.file !== file)) throw err;
+          await entry.moved;
+        }
+      }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       const id = [...this.#entries].find(([, e]) => e === entry)?.[0];
@@ -535,10 +599,15 @@ export class DataCache {
       if (had) return { entry: had, resumedFrom: null }; // another run's download of it just ended
       try {
         const got = await fetch();
-        const file = path.join(this.#dir, `${id}-${got.sha256}`);
-        await rename(path.join(this.#dir, `${id}.got`), file);
+        const downloaded = path.join(this.#dir, `${id}.got`);
+        const file = got.sha256 === null ? downloaded : path.join(this.#dir, `${id}-${got.sha256}`);
+        if (got.sha256 !== null) await rename(downloaded, file);
         const now = Date.now();
-        const entry: Entry = { file, size: got.bytes, sha256: got.sha256, used: now, pins: 0, touched: now };
+        const entry: Entry = { file, size: got.bytes, sha256: got.sha256 ?? '', used: now, pins: 0, touched: now };
+        if (got.sha256 === null) {
+          entry.hashing = this.#hashLater(id, entry);
+          entry.hashing.catch(() => {}); // each run that took the entry sees the failure through its own MadeLocal.hashed
+        }
         this.#entries.set(id, entry);
         this.#bytes += got.bytes;
         return { entry, resumedFrom: got.resumedFrom };
@@ -548,6 +617,44 @@ export class DataCache {
     })();
     this.#fetching.set(id, p);
     return p;
+  }
+
+  /**
+   * Hashes entry `id`, downloaded without its hash, from its file on the file hasher's thread, and renames it
+   * `<id>-<sha256>` (the name an agent restart reads back; `<id>.got` is not kept across one). Pinned
+   * meanwhile: not evicted. A file that cannot be hashed, or is not the size it was downloaded at, leaves
+   * the cache (and the promise rejects); one that cannot be renamed leaves it too, its hash good all the same.
+   */
+  async #hashLater(id: string, entry: Entry): Promise<string> {
+    entry.pins++;
+    const drop = async () => {
+      if (this.#entries.get(id) === entry) { this.#entries.delete(id); this.#bytes -= entry.size; }
+      await rm(entry.file, { force: true }).catch(() => {});
+    };
+    try {
+      const got = await hashFile(entry.file).catch(async (err: unknown) => { await drop(); throw err; });
+      if (got.size !== entry.size) {
+        await drop();
+        throw new Error(`${entry.file} held ${got.size} bytes when hashed, not the ${entry.size} downloaded`);
+      }
+      const file = path.join(this.#dir, `${id}-${got.sha256}`);
+      let moved = () => {};
+      entry.moved = new Promise<void>((r) => { moved = r; });
+      try {
+        await rename(entry.file, file);
+        entry.file = file;
+      } catch {
+        await drop();
+      } finally {
+        entry.moved = null;
+        moved();
+      }
+      entry.sha256 = got.sha256;
+      entry.hashing = null;
+      return got.sha256;
+    } finally {
+      entry.pins--;
+    }
   }
 
   async #evict(): Promise<void> {

@@ -5,6 +5,9 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
+import { mapBounded } from '../shared/bounded.js';
+import { hashFile } from '../shared/hash-thread.js';
+import { walkFiles } from '../shared/local-files.js';
 
 export interface ManifestEntry { path: string; size: number; sha256: string }
 export interface DataManifest { sha256: string; files: number; bytes: number; entries: ManifestEntry[]; truncated: boolean }
@@ -49,6 +52,18 @@ export function manifestOf(files: readonly ManifestEntry[]): DataManifest {
   }
   const entries = sorted.slice(0, kept);
   return { sha256: whole.digest('hex'), files: sorted.length, bytes, entries, truncated: sorted.length > entries.length };
+}
+
+/**
+ * The manifest of a data folder the agent made and the run cannot write (links to the cache's entries, a
+ * run uid's data), each file hashed from disk on the file hasher's thread: for a run taken over by a
+ * restarted agent before the hashes of its pull were in (agent/data-cache.ts, deferred hashes), and where
+ * a hash after the pull failed. The same manifest as manifestOf of the files made local there.
+ */
+export async function manifestOfFolder(dir: string): Promise<DataManifest> {
+  const files = await walkFiles(dir);
+  const entries = await mapBounded(files, 4, async (f) => ({ path: f.rel, size: f.size, sha256: (await hashFile(path.join(dir, f.rel))).sha256 }));
+  return manifestOf(entries);
 }
 
 export interface VenvInfo { python: string; packages: string[] }

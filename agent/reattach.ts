@@ -41,6 +41,12 @@ export interface ReattachRecord {
   /** The end report's start time and lineage, learnt before the start. */
   startAt: number;
   lineage: object;
+  /**
+   * The lineage's data manifest was still being hashed when this was written (a large pull's hashes come
+   * after it: agent/data-cache.ts, deferred hashes; rewritten once they are in): the agent that takes the run
+   * over hashes the run's data folder for it.
+   */
+  dataPending?: boolean;
   /** The run uid's name, uid and gid, if it had one. */
   user: { name: string; uid: number; gid: number } | null;
 }

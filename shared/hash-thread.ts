@@ -27,6 +27,8 @@ export interface ByteHash {
 export const HASH_THREAD_MIN_BYTES = 4 * 1024 * 1024;
 /** One slot: what the worker hashes per message. */
 const SLOT_BYTES = 1024 * 1024;
+/** What the file hasher reads at a time (hashFile). */
+const FILE_READ_BYTES = 1024 * 1024;
 /** Slots per job: enough that the copy into one never waits for the hash of another in the steady state. */
 const SLOTS = 4;
 
@@ -202,6 +204,71 @@ export function threadHash(): ByteHash {
   };
 }
 
+// The file hasher's whole program: a job names a file, the worker reads and hashes it with blocking reads
+// into one buffer of its own (no byte of it crosses to the main thread) and answers with the digest. Jobs
+// run one after another; a second worker, so that a file being hashed never holds up a download's hash.
+const FILE_WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const fs = require('node:fs');
+const buf = Buffer.allocUnsafeSlow(${FILE_READ_BYTES});
+parentPort.on('message', (m) => {
+  let fd = -1;
+  try {
+    fd = fs.openSync(m.file, 'r');
+    const h = createHash('sha256');
+    let size = 0;
+    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; size += n) h.update(buf.subarray(0, n));
+    parentPort.postMessage({ id: m.id, hex: h.digest('hex'), size });
+  } catch (err) {
+    parentPort.postMessage({ id: m.id, message: String(err && err.message || err), code: err && err.code });
+  } finally {
+    if (fd >= 0) try { fs.closeSync(fd); } catch {}
+  }
+});
+`;
+
+let fileWorker: Worker | null = null;
+const fileJobs = new Map<number, { resolve: (r: { sha256: string; size: number }) => void; reject: (e: Error) => void; worker: Worker }>();
+
+function theFileWorker(): Worker {
+  if (fileWorker) return fileWorker;
+  const w = new Worker(FILE_WORKER_SOURCE, { eval: true });
+  w.on('message', (m: { id: number; hex?: string; size?: number; message?: string; code?: string }) => {
+    const j = fileJobs.get(m.id);
+    if (!j) return;
+    fileJobs.delete(m.id);
+    if (fileJobs.size === 0) w.unref();
+    if (m.hex !== undefined) j.resolve({ sha256: m.hex, size: m.size! });
+    else j.reject(Object.assign(new Error(`hash thread: ${m.message}`), m.code ? { code: m.code } : {}));
+  });
+  const fail = (err: Error) => {
+    if (fileWorker === w) fileWorker = null;
+    const held = [...fileJobs].filter(([, j]) => j.worker === w);
+    for (const [id, j] of held) { fileJobs.delete(id); j.reject(err); }
+  };
+  w.on('error', fail);
+  w.on('exit', (code) => fail(new Error(`file hash thread exited (code ${code})`)));
+  w.unref();
+  fileWorker = w;
+  return w;
+}
+
+/**
+ * The SHA-256 of a file and the bytes it had, read and hashed on a thread of the process's own: nothing of
+ * it on the calling thread. A large download is hashed this way after it is made local (agent/data-cache.ts,
+ * deferred hashes) instead of as it comes. Rejects with the read's error (its `code`, ENOENT say).
+ */
+export function hashFile(file: string): Promise<{ sha256: string; size: number }> {
+  const w = theFileWorker();
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    fileJobs.set(id, { resolve, reject, worker: w });
+    w.ref();
+    w.postMessage({ id, file });
+  });
+}
+
 /**
  * Ends the hash thread now; the jobs open on it fail (their downloads fail, and are retried, as when the
  * thread dies), and the next job starts a new one. For tests, and a process that wants no thread left.
@@ -209,6 +276,8 @@ export function threadHash(): ByteHash {
 export async function stopHashThread(): Promise<void> {
   const w = worker;
   if (w) await w.terminate();
+  const f = fileWorker;
+  if (f) await f.terminate();
 }
 
 /** The hash for an object of `size` bytes: on the hash thread when it is large. */

@@ -45,10 +45,19 @@ export interface RangedOptions {
    * (a pull of 20,000 files spent 20,000 mkdir calls on one folder). Made after all if it is gone.
    */
   folderMade?: boolean;
+  /**
+   * Hash the bytes as they are written (the default). false: not hashed (`sha256` null), for a caller that
+   * hashes the file later, off the pull's path (agent/data-cache.ts, deferred hashes); a `.part` continued
+   * is then taken by its length, not read.
+   */
+  hash?: boolean;
 }
 
-/** What a download did: the file's bytes and SHA-256, and how many of them came from a `.part` already there. */
-export interface Downloaded { bytes: number; sha256: string; resumedFrom: number }
+/**
+ * What a download did: the file's bytes and SHA-256 (null when not asked for: RangedOptions hash), and how
+ * many of them came from a `.part` already there.
+ */
+export interface Downloaded { bytes: number; sha256: string | null; resumedFrom: number }
 
 /**
  * What the range being written holds before a write starts. One `writev` per socket chunk (64 KiB) cost
@@ -119,9 +128,10 @@ export async function downloadRanged(
   const tmp = `${dest}.part`;
   // Large objects are hashed on the hash thread (shared/hash-thread.ts), off the thread reading sockets;
   // given up however the download ends (a no-op once digested).
-  const hash = hashFor(size);
+  const hashed = o.hash !== false;
+  const hash = hashed ? hashFor(size) : noHash;
   try {
-    const from = o.resume ? await hashPrefix(tmp, size, hash, retry.signal) : 0;
+    const from = !o.resume ? 0 : hashed ? await hashPrefix(tmp, size, hash, retry.signal) : await prefixLength(tmp, size);
     // Readable as downloadObject's files are (0644): a run uid reads its data through the attempt folder's
     // group (the folder keeps others out); 0600 left every file of a run uid's data unreadable to it.
     const openPart = () => open(tmp, from > 0 ? 'r+' : 'w', 0o644);
@@ -130,14 +140,14 @@ export async function downloadRanged(
       await mkdir(path.dirname(dest), { recursive: true }); // removed meanwhile (by hand): made again
       return openPart();
     });
-    let sha256: string;
+    let sha256: string | null = null;
     try {
       if (from > 0) await fh.truncate(from); // nothing past the prefix that was hashed
       await fetchInOrder(client, bucket, key, fh, hash, from, size, etag, retry, {
         rangeBytes, parallel: size - from <= rangeBytes ? 1 : Math.max(1, o.parallel ?? RANGES_IN_FLIGHT),
       });
       await fh.close();
-      sha256 = await hash.digest();
+      if (hashed) sha256 = await hash.digest();
     } catch (err) {
       await fh.close().catch(() => {});
       if (!o.resume || isPermanentStorageError((err as { cause?: unknown }).cause ?? err)) await rm(tmp, { force: true });
@@ -148,6 +158,15 @@ export async function downloadRanged(
   } finally {
     hash.close();
   }
+}
+
+/** The hash of a download asked not to hash (RangedOptions hash: false): takes nothing. */
+const noHash: ByteHash = { update: async () => {}, digest: async () => '', close: () => {} };
+
+/** The length of an earlier try's `.part` (a prefix of the object), unread; 0 as hashPrefix gives it. */
+async function prefixLength(file: string, size: number): Promise<number> {
+  const s = await stat(file).catch(() => null);
+  return !s?.isFile() || s.size > size ? 0 : s.size;
 }
 
 /**

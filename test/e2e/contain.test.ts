@@ -9,9 +9,11 @@
 import t, { type Test } from 'tap';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { cgroup2Mount, ownCgroupPath } from '../../agent/cgroup.js';
+import { DEFER_HASH_FROM_BYTES } from '../../agent/data-cache.js';
 
 /** The scheduler's MinIO secret (services.sh's minio-users.env, exported by test.sh): nothing a run can read may hold it. */
 const storageSecret = process.env.TRAINYARD_MINIO_SECRET_KEY || 'minioadmin';
@@ -263,6 +265,19 @@ t.test('a run uid: train.py runs as a uid of the pool, cannot read the agent\'s 
   t.match(dump2.home, new RegExp(`^${work}/${id2}-a1/`), 'with a HOME of its own attempt');
   t.not(dump2.home, dump.home);
   t.match(dump2.venv_write, /Permission denied/, 'the venv is still not writable');
+
+  // Runs get links to the cache's entries here, so a large file's hash comes after the pull, from its entry
+  // (agent/data-cache.ts deferHashes): the lineage still says each file as pushed.
+  const big = { 'big.bin': randomBytes(DEFER_HASH_FROM_BYTES + 12_345), 'small.csv': Buffer.from('1,2\n') };
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), big), '--name', 'big']);
+  const id3 = (await s.cliJson(['run', 'train', '--package', 'dump', '--version', '1.0', '--dataset', 'big'])).id as string;
+  const run3 = await s.waitForStatus(id3, ['Successful', 'Failed', 'Killed'], 120_000);
+  t.equal(run3.status, 'Successful', `a run over a large file succeeds (${run3.failure_reason ?? ''})`);
+  const agent = s.daemons.find((d) => d.name === 'a1')!;
+  const after = await agent.waitFor((l) => l.msg === 'the hashes of the pull\'s large files are in (hashed after it, for the lineage)' && l.run === id3, 5_000);
+  t.equal(after.files, 1, 'the large file was hashed after the pull, the small one as it came');
+  const lineage = JSON.parse(await s.objectText(`runs/${id3}/attempt-1/_lineage.json`)) as { data: { manifest: { path: string; size: number; sha256: string }[] } };
+  t.same(lineage.data.manifest, Object.entries(big).map(([p, b]) => ({ path: p, size: b.length, sha256: createHash('sha256').update(b).digest('hex') })), 'the lineage: each file as pushed');
 });
 
 t.test('a run uid: pip\'s build code and train.py try every credential they can find; each is refused', async (t) => {

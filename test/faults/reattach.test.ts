@@ -4,7 +4,7 @@
 // and reported on restart; a run killed meanwhile is killed on restart. The runs here print numbered lines
 // for a few seconds (not the issue's 60 s: outliving the restart by a few seconds is what shows it).
 import t from 'tap';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Stack } from '../helpers/stack.js';
 import { expectTakenOver, Gate, pushGated, submitGated, until, waitForAttempt, waitForLog } from '../helpers/packages.js';
@@ -51,6 +51,12 @@ t.test('a run that ended while the agent was down is uploaded and reported on re
   // Its supervisor wrote its exit status to the spool.
   await until('the run\'s exit in the spool', async () => /\nx \{"code": 0/.test(readFileSync(spoolOf(s, 'box', id), 'utf8')));
   t.equal((await s.query('SELECT status FROM runs WHERE id = $1', [id]))[0]!.status, 'Running', 'nobody has reported it yet');
+  // As if the agent had died before the hashes of its pull were in (a large file's come after the pull,
+  // agent/data-cache.ts deferHashes): the record says so, and the agent that takes the run over hashes the
+  // run's data folder for the lineage.
+  const rec = JSON.parse(readFileSync(recordOf(s, 'box', id), 'utf8'));
+  t.ok(rec.lineage.data, 'the record holds the data manifest (nothing was pending)');
+  writeFileSync(recordOf(s, 'box', id), JSON.stringify({ ...rec, dataPending: true, lineage: { ...rec.lineage, data: null } }));
   await s.startAgent('box');
   const run = await s.waitForStatus(id, ['Successful', 'Failed', 'Killed']);
   t.equal(run.status, 'Successful');
@@ -61,6 +67,8 @@ t.test('a run that ended while the agent was down is uploaded and reported on re
   t.equal(texts.filter((x) => x === 'trained').length, 1, 'the line printed while no agent was there, once');
   const versions = await s.query('SELECT major, minor FROM package_versions WHERE run_id = $1', [id]);
   t.same(versions, [{ major: 1, minor: 1 }], 'its version registered once');
+  const lineage = JSON.parse(await s.objectText(`runs/${id}/attempt-1/_lineage.json`));
+  t.same(lineage.data, rec.lineage.data, 'the lineage\'s data manifest, hashed from the run\'s folder, is the one the pull had');
 });
 
 t.test('a run killed while the agent was down is killed on restart', async (t) => {

@@ -10,7 +10,9 @@ import path from 'node:path';
 import { createMinioClient, ensureBucket, removePrefix } from '../../shared/storage.js';
 import { walkFiles } from '../../shared/local-files.js';
 import { sha256File } from '../../shared/hash.js';
-import { DataCache, READ_KEYS_FROM_FILES, SPARE_FROM_FILES } from '../../agent/data-cache.js';
+import { DataCache, DEFER_HASH_FROM_BYTES, READ_KEYS_FROM_FILES, SPARE_FROM_FILES } from '../../agent/data-cache.js';
+import { hashFile } from '../../shared/hash-thread.js';
+import { createHash, randomBytes } from 'node:crypto';
 import { mapBounded } from '../../shared/bounded.js';
 import { manifestOf, type DataManifest } from '../../agent/lineage.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
@@ -421,4 +423,74 @@ t.test('a spare gives way to the spare of the dataset run after it', async (t) =
   t.notOk(a3.staged, 'the first dataset\'s older spare was given up');
   t.same(manifestOf(a3.entries), await dataManifest(path.join(runRoot, 'a3')), 'and its run made its folder itself, right');
   await cache.close();
+});
+
+t.test('deferHashes: a large file is hashed after the make-local, from its entry, which is then named by its hash', async (t) => {
+  const big = randomBytes(4 * DEFER_HASH_FROM_BYTES + 99);
+  const big2 = randomBytes(DEFER_HASH_FROM_BYTES);
+  await put('datasets/dh/big.bin', big);
+  await put('datasets/dh/sub/big2.bin', big2);
+  await put('datasets/dh/small.csv', 'a,b\n');
+  const work = tmp('ty-dch-');
+  const cache = new DataCache(work, 1 << 30);
+  cache.linksForRuns = true;
+  const runs = tmp('ty-runh-');
+  const first = path.join(runs, 'one');
+  const r1 = await cache.makeLocal(minio, bucket, 'datasets/dh/', first, retry, {}, { deferHashes: true });
+  t.ok(r1.hashed, 'some hashes come after the make-local');
+  t.equal(r1.hashedAfter, 2, 'the two large files\'');
+  t.match(r1.entries.find((e) => e.path === 'small.csv')?.sha256, /^[0-9a-f]{64}$/, 'a small file\'s hash is there at once');
+  await r1.hashed;
+  t.same(manifestOf(r1.entries), await dataManifest(first), 'once in, the manifest is the folder\'s');
+  const names = readdirSync(path.join(work, 'data-cache'));
+  t.equal(names.length, 3, `three entries (${names.join(', ')})`);
+  t.ok(names.every((n) => /^[0-9a-f]{64}-[0-9a-f]{64}$/.test(n)), 'each under the name a restart reads back (no .got left)');
+  const want = createHash('sha256').update(big).digest('hex');
+  t.ok(names.some((n) => n.endsWith(`-${want}`)), 'the large file\'s entry named by its hash');
+
+  // Runs that take the entries while their hash is still coming get it too, across the rename: a make-local
+  // of a fresh copy of the dataset, and several more as soon as it is local.
+  await put('datasets/dh2/big.bin', big);
+  const second = new DataCache(tmp('ty-dch2-'), 1 << 30);
+  second.linksForRuns = true;
+  const a = await second.makeLocal(minio, bucket, 'datasets/dh2/', path.join(runs, 'a'), retry, {}, { deferHashes: true });
+  const more = await Promise.all([1, 2, 3, 4, 5].map((i) => second.makeLocal(minio, bucket, 'datasets/dh2/', path.join(runs, `b${i}`), retry, {}, { deferHashes: true })));
+  for (const m of [a, ...more]) await m.hashed;
+  t.same([a, ...more].map((m) => m.entries[0]?.sha256), Array(6).fill(want), 'every run has the large file\'s hash');
+  t.same(more.map((m) => m.hits), [1, 1, 1, 1, 1], 'the later runs were served by the cache');
+
+  // An agent restarted on the same work dir finds the entries by their names: hits, hashes known at once.
+  const restarted = new DataCache(work, 1 << 30);
+  restarted.linksForRuns = true;
+  const r2 = await restarted.makeLocal(minio, bucket, 'datasets/dh/', path.join(runs, 'two'), retry, {}, { deferHashes: true });
+  t.equal(r2.hits, 3, 'every file from the cache');
+  t.notOk(r2.hashed, 'nothing left to hash');
+  t.same(manifestOf(r2.entries), manifestOf(r1.entries));
+
+  // Runs that share the agent's uid get copies, which they could write: their hashes are taken as the bytes come.
+  const copies = new DataCache(tmp('ty-dch3-'), 1 << 30);
+  const r3 = await copies.makeLocal(minio, bucket, 'datasets/dh/', path.join(runs, 'three'), retry, {}, { deferHashes: true });
+  t.notOk(r3.hashed, 'without links deferHashes is not taken');
+  t.same(manifestOf(r3.entries), manifestOf(r1.entries));
+});
+
+t.test('deferHashes: an entry whose file is gone before it is hashed leaves the cache, and the make-local says its hash failed', async (t) => {
+  await put('datasets/dg/big.bin', randomBytes(DEFER_HASH_FROM_BYTES * 2));
+  const work = tmp('ty-dcg-');
+  const cache = new DataCache(work, 1 << 30);
+  cache.linksForRuns = true;
+  // The file hasher is kept busy with a large file first, so the entry is still `<id>.got` when it is removed.
+  const busy = path.join(tmp('ty-busy-'), 'f');
+  writeFileSync(busy, randomBytes(64 * 1024 * 1024));
+  const hashing = hashFile(busy);
+  const r = await cache.makeLocal(minio, bucket, 'datasets/dg/', path.join(tmp('ty-rung-'), 'data'), retry, {}, { deferHashes: true });
+  const got = readdirSync(path.join(work, 'data-cache')).filter((n) => n.endsWith('.got'));
+  t.equal(got.length, 1, 'the entry waits for its hash under its download name');
+  rmSync(path.join(work, 'data-cache', got[0]!));
+  await hashing;
+  await t.rejects(r.hashed!, { code: 'ENOENT' }, 'the make-local\'s hashes fail');
+  const again = await cache.makeLocal(minio, bucket, 'datasets/dg/', path.join(tmp('ty-rung-'), 'data'), retry, {}, { deferHashes: true });
+  t.equal(again.hits, 0, 'the entry left the cache: the next run downloads it again');
+  await again.hashed;
+  t.match(again.entries[0]?.sha256, /^[0-9a-f]{64}$/);
 });

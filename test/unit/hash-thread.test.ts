@@ -4,8 +4,11 @@
 // more, and the worker goes on serving the others; a worker that dies fails the jobs open on it (none
 // is left waiting) and the next job gets a new one.
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import t from 'tap';
-import { hashFor, inThreadHash, stopHashThread, threadHash, HASH_THREAD_MIN_BYTES } from '../../shared/hash-thread.js';
+import { hashFile, hashFor, inThreadHash, stopHashThread, threadHash, HASH_THREAD_MIN_BYTES } from '../../shared/hash-thread.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -87,4 +90,22 @@ t.test('a hash thread that dies fails its open jobs, and the next job gets a new
   const d = randomBytes(3 * 1024 * 1024);
   await next.update([d]);
   t.equal(await next.digest(), sha(d), 'a new thread serves the next job');
+});
+
+t.test('hashFile: a file read and hashed on its own thread, with the bytes it had; a missing file fails with its code', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ty-hashfile-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  // Across the thread's 1 MiB reads and not a multiple of them; and nothing at all.
+  for (const size of [3 * 1024 * 1024 + 77, 0, 10]) {
+    const data = randomBytes(size);
+    const file = path.join(dir, `f${size}`);
+    writeFileSync(file, data);
+    t.same(await hashFile(file), { sha256: sha(data), size }, `${size} bytes`);
+  }
+  // Several at once come back each with its own digest (the jobs run one after another on the thread).
+  const files = [1, 2, 3].map((i) => { const d = randomBytes(i * 700_000); const f = path.join(dir, `m${i}`); writeFileSync(f, d); return { f, want: sha(d) }; });
+  t.same((await Promise.all(files.map(({ f }) => hashFile(f)))).map((r) => r.sha256), files.map((x) => x.want));
+  await t.rejects(hashFile(path.join(dir, 'nope')), { code: 'ENOENT' });
+  // The thread goes on after a failed job.
+  t.equal((await hashFile(files[0]!.f)).sha256, files[0]!.want);
 });
