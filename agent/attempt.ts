@@ -483,6 +483,12 @@ export class Attempt {
     const lineageIn = pending?.then((m) => {
       this.#lineageObj = this.#lineage(ready.env, m, made.evalData, gpus);
       this.#dataPending = false;
+    }, (err: unknown) => {
+      // Neither the cache's entries nor the run's own folder could be read (the agent's disk): the run's
+      // outcome stands, its lineage has no data manifest, and says why in the log.
+      this.logs.line('system', `[trainyard] the lineage's data manifest could not be made: ${errorMessage(err)}`);
+      this.#dataPending = false;
+    }).then(() => {
       void this.#writeRecord(false).catch((err: unknown) => this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'could not write the run\'s lineage down for a restarted agent; one would hash its data folder again'));
     });
     lineageIn?.catch(() => {}); // awaited below; a run that fails first does not wait for it
@@ -548,7 +554,10 @@ export class Attempt {
     const folders = folderPaths(this.#dir, this.#pipeline, Boolean(d.eval_dataset));
     const up = await this.#within(this.deps.uploadTimeoutMs, 'upload-timeout', phaseWords.uploading, () => this.#upload(folders, ran.phases));
     // The agent before stopped while the pull's hashes were still coming: the data folder is hashed here.
-    const lineage = rec.dataPending ? { ...rec.lineage, data: manifestJson(await manifestOfFolder(folders.data)) } : rec.lineage;
+    const lineage = !rec.dataPending ? rec.lineage : { ...rec.lineage, data: await manifestOfFolder(folders.data).then(manifestJson, (err: unknown) => {
+      this.logs.line('system', `[trainyard] the lineage's data manifest could not be made: ${errorMessage(err)}`);
+      return null;
+    }) };
     return { outcome: AttemptOutcome.Succeeded, reason: '', startAt: rec.startAt, endAt: Date.now() / 1000, score: ran.score, phases: ran.phases, lineage, ...up };
   }
 
@@ -765,6 +774,16 @@ export class Attempt {
       })
       : manifestOf(got.entries);
     if (data instanceof Promise) data.catch(() => {}); // the attempt may end before it is asked for
+    // The evaluation dataset's own downloads are hashed as they come, but a file it shares with a pull whose
+    // hash is still coming (the same dataset, say) waits for that hash: its manifest is whole before
+    // process_data can write beside it.
+    if (ev?.hashed) {
+      const e = ev;
+      await e.hashed!.catch(async (err: unknown) => {
+        this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'a file of the evaluation data could not be hashed from the cache; hashing its folder');
+        e.entries = (await manifestOfFolder(folders.test!)).entries;
+      });
+    }
     return { data, evalData: ev ? manifestOf(ev.entries) : null };
   }
 
@@ -1189,16 +1208,16 @@ export class Attempt {
   }
 }
 
-/**
- * The run's folders, inside the attempt's folder: the input data; for a full pipeline the training and
- * test folders process_data writes, and with an evaluation dataset (which goes to the test folder) a
- * scratch folder for process_data's own test split.
- */
 /** A data manifest as the lineage holds it. */
 function manifestJson(m: DataManifest): object {
   return { manifest_sha256: m.sha256, files: m.files, bytes: m.bytes, truncated: m.truncated, manifest: m.entries };
 }
 
+/**
+ * The run's folders, inside the attempt's folder: the input data; for a full pipeline the training and
+ * test folders process_data writes, and with an evaluation dataset (which goes to the test folder) a
+ * scratch folder for process_data's own test split.
+ */
 function folderPaths(dir: string, pipeline: Pipeline, evalDataset: boolean): Folders {
   if (pipeline !== Pipeline.Full) return { data: path.join(dir, 'data'), training: null, test: null, scratch: null };
   return {

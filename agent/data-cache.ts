@@ -91,11 +91,13 @@ const TOUCH_EVERY_MS = 10 * 60 * 1000;
 /**
  * `pins`: copies being made from it now; an entry is never evicted while pinned (a copy would fail ENOENT).
  * An entry downloaded without its hash (MakeLocalOptions deferHashes) is `<id>.got` with `sha256` '' while
- * `hashing`; once hashed it is renamed `<id>-<sha256>` (`moved` while the rename is under way).
+ * `hashing` (pinned meanwhile); once hashed it is linked as `<id>-<sha256>`, `file` set to that name, and
+ * only then `<id>.got` removed, so whoever read `file` before finds one name or the other (#copyOut).
+ * `dropWhenHashed`: the run that downloaded it could not use it (a full disk): it leaves once hashed.
  */
 interface Entry {
   file: string; size: number; sha256: string; used: number; pins: number; /** the file's mtime as last written */ touched: number;
-  hashing?: Promise<string> | null; moved?: Promise<void> | null;
+  hashing?: Promise<string> | null; dropWhenHashed?: boolean;
 }
 
 /** An entry's SHA-256, or the promise of it while it is hashed after its download. */
@@ -209,7 +211,11 @@ export class DataCache {
   /** A spare waiting SPARE_DELAY_MS to start (off the run's own start); `start` starts it now. */
   #pendingSpare: { bucket: string; prefix: string; timer: NodeJS.Timeout; start: () => void } | null = null;
 
-  constructor(workDir: string, maxBytes: number) {
+  /** What hashes a file of an entry downloaded unhashed (deferHashes); tests hold it to see what waits for it. */
+  readonly #hashFile: (file: string) => Promise<{ sha256: string; size: number }>;
+
+  constructor(workDir: string, maxBytes: number, o: { hashFile?: (file: string) => Promise<{ sha256: string; size: number }> } = {}) {
+    this.#hashFile = o.hashFile ?? hashFile;
     this.#dir = path.join(workDir, 'data-cache');
     this.#stageDir = path.join(workDir, 'data-staged');
     this.#maxBytes = maxBytes;
@@ -460,6 +466,8 @@ export class DataCache {
         // A copy out that fails (a full disk, say) takes the entry this call just made with it: the disk
         // gets its space back, and the cache keeps nothing of a pull whose run failed on it.
         const copied = await this.#copyOut(got.entry, at.dest, folderOf).catch(async (err: unknown) => {
+          // One still being hashed (pinned by its hash) goes once hashed.
+          if (got.resumedFrom !== null && got.entry.hashing) got.entry.dropWhenHashed = true;
           if (got.resumedFrom !== null && this.#entries.get(id) === got.entry && got.entry.pins === 0) {
             this.#entries.delete(id);
             this.#bytes -= got.entry.size;
@@ -519,7 +527,7 @@ export class DataCache {
           linkSync(entry.file, dest);
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
-          // ENOENT: removed by hand, or renamed as its hash came in (#hashLater): #copyOut sees which.
+          // ENOENT: removed by hand, or named anew as its hash came in (#hashLater): #copyOut sees which.
           if (code === 'ENOENT' || code === 'EMLINK') continue;
           if (code === 'EXDEV' || code === 'EPERM') break;
           throw err;
@@ -554,9 +562,8 @@ export class DataCache {
           if (!linked) await copyFile(file, dest, constants.COPYFILE_FICLONE);
           break;
         } catch (err) {
-          // Renamed under it as its hash came in (#hashLater): again, by its new name.
-          if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !(entry.moved || entry.file !== file)) throw err;
-          await entry.moved;
+          // Named anew as its hash came in (#hashLater): again, by its new name.
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || entry.file === file) throw err;
         }
       }
     } catch (err) {
@@ -620,10 +627,13 @@ export class DataCache {
   }
 
   /**
-   * Hashes entry `id`, downloaded without its hash, from its file on the file hasher's thread, and renames it
-   * `<id>-<sha256>` (the name an agent restart reads back; `<id>.got` is not kept across one). Pinned
-   * meanwhile: not evicted. A file that cannot be hashed, or is not the size it was downloaded at, leaves
-   * the cache (and the promise rejects); one that cannot be renamed leaves it too, its hash good all the same.
+   * Hashes entry `id`, downloaded without its hash, from its file (the file hasher's thread), and names it
+   * `<id>-<sha256>` (the name an agent restart reads back; `<id>.got` is not kept across one): a link under
+   * the new name, `file` set to it, then the old name removed, so a link or copy of the entry that read
+   * `file` before finds the file under one name or the other (#copyOut tries again by the new name). Pinned
+   * meanwhile: not evicted; the cap is seen to once it is done. A file that cannot be hashed, or is not the
+   * size it was downloaded at, leaves the cache (and the promise rejects); one that cannot be named anew
+   * leaves it too, its hash good all the same.
    */
   async #hashLater(id: string, entry: Entry): Promise<string> {
     entry.pins++;
@@ -632,28 +642,27 @@ export class DataCache {
       await rm(entry.file, { force: true }).catch(() => {});
     };
     try {
-      const got = await hashFile(entry.file).catch(async (err: unknown) => { await drop(); throw err; });
+      const got = await Promise.resolve().then(() => this.#hashFile(entry.file)).catch(async (err: unknown) => { await drop(); throw err; });
       if (got.size !== entry.size) {
         await drop();
         throw new Error(`${entry.file} held ${got.size} bytes when hashed, not the ${entry.size} downloaded`);
       }
+      const old = entry.file;
       const file = path.join(this.#dir, `${id}-${got.sha256}`);
-      let moved = () => {};
-      entry.moved = new Promise<void>((r) => { moved = r; });
       try {
-        await rename(entry.file, file);
+        await link(old, file);
         entry.file = file;
+        await rm(old, { force: true });
       } catch {
         await drop();
-      } finally {
-        entry.moved = null;
-        moved();
       }
       entry.sha256 = got.sha256;
       entry.hashing = null;
+      if (entry.dropWhenHashed && entry.pins === 1) await drop();
       return got.sha256;
     } finally {
       entry.pins--;
+      if (this.#bytes > this.#maxBytes) void this.#evict().catch(() => {});
     }
   }
 
@@ -663,6 +672,7 @@ export class DataCache {
     for (const [id, e] of oldest) {
       if (this.#bytes <= this.#maxBytes) break;
       if (e.pins > 0) continue; // being copied out: the next eviction takes it
+      if (this.#entries.get(id) !== e) continue; // another eviction under way took it
       this.#entries.delete(id);
       this.#bytes -= e.size;
       evicted.push(id);

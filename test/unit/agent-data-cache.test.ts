@@ -448,17 +448,6 @@ t.test('deferHashes: a large file is hashed after the make-local, from its entry
   const want = createHash('sha256').update(big).digest('hex');
   t.ok(names.some((n) => n.endsWith(`-${want}`)), 'the large file\'s entry named by its hash');
 
-  // Runs that take the entries while their hash is still coming get it too, across the rename: a make-local
-  // of a fresh copy of the dataset, and several more as soon as it is local.
-  await put('datasets/dh2/big.bin', big);
-  const second = new DataCache(tmp('ty-dch2-'), 1 << 30);
-  second.linksForRuns = true;
-  const a = await second.makeLocal(minio, bucket, 'datasets/dh2/', path.join(runs, 'a'), retry, {}, { deferHashes: true });
-  const more = await Promise.all([1, 2, 3, 4, 5].map((i) => second.makeLocal(minio, bucket, 'datasets/dh2/', path.join(runs, `b${i}`), retry, {}, { deferHashes: true })));
-  for (const m of [a, ...more]) await m.hashed;
-  t.same([a, ...more].map((m) => m.entries[0]?.sha256), Array(6).fill(want), 'every run has the large file\'s hash');
-  t.same(more.map((m) => m.hits), [1, 1, 1, 1, 1], 'the later runs were served by the cache');
-
   // An agent restarted on the same work dir finds the entries by their names: hits, hashes known at once.
   const restarted = new DataCache(work, 1 << 30);
   restarted.linksForRuns = true;
@@ -474,23 +463,63 @@ t.test('deferHashes: a large file is hashed after the make-local, from its entry
   t.same(manifestOf(r3.entries), manifestOf(r1.entries));
 });
 
-t.test('deferHashes: an entry whose file is gone before it is hashed leaves the cache, and the make-local says its hash failed', async (t) => {
-  await put('datasets/dg/big.bin', randomBytes(DEFER_HASH_FROM_BYTES * 2));
-  const work = tmp('ty-dcg-');
-  const cache = new DataCache(work, 1 << 30);
+/** A file hasher for DataCache that holds each file until the test lets it go (or fails it). */
+function heldHasher() {
+  const held: { file: string; go: (fail?: boolean) => void }[] = [];
+  const hasher = (file: string) => new Promise<{ sha256: string; size: number }>((resolve, reject) => {
+    held.push({ file, go: (fail) => (fail ? reject(Object.assign(new Error('read failed'), { code: 'EIO' })) : hashFile(file).then(resolve, reject)) });
+  });
+  return { held, hasher };
+}
+
+t.test('deferHashes: runs that take an entry while its hash is held get it once in; a failed hash drops the entry', async (t) => {
+  const big = randomBytes(DEFER_HASH_FROM_BYTES + 5);
+  const want = createHash('sha256').update(big).digest('hex');
+  await put('datasets/dw/big.bin', big);
+  const work = tmp('ty-dcw-');
+  const { held, hasher } = heldHasher();
+  const cache = new DataCache(work, 1 << 30, { hashFile: hasher });
   cache.linksForRuns = true;
-  // The file hasher is kept busy with a large file first, so the entry is still `<id>.got` when it is removed.
-  const busy = path.join(tmp('ty-busy-'), 'f');
-  writeFileSync(busy, randomBytes(64 * 1024 * 1024));
-  const hashing = hashFile(busy);
-  const r = await cache.makeLocal(minio, bucket, 'datasets/dg/', path.join(tmp('ty-rung-'), 'data'), retry, {}, { deferHashes: true });
-  const got = readdirSync(path.join(work, 'data-cache')).filter((n) => n.endsWith('.got'));
-  t.equal(got.length, 1, 'the entry waits for its hash under its download name');
-  rmSync(path.join(work, 'data-cache', got[0]!));
-  await hashing;
-  await t.rejects(r.hashed!, { code: 'ENOENT' }, 'the make-local\'s hashes fail');
-  const again = await cache.makeLocal(minio, bucket, 'datasets/dg/', path.join(tmp('ty-rung-'), 'data'), retry, {}, { deferHashes: true });
-  t.equal(again.hits, 0, 'the entry left the cache: the next run downloads it again');
+  const runs = tmp('ty-runw-');
+  const local = (name: string, prefix = 'datasets/dw/') => cache.makeLocal(minio, bucket, prefix, path.join(runs, name), retry, {}, { deferHashes: true });
+  const first = await local('a');
+  t.equal(held.length, 1, 'its hash is asked for once');
+  t.equal(first.entries[0]?.sha256, '', 'not in yet');
+  const more = await Promise.all(['b', 'c', 'd'].map((n) => local(n)));
+  t.same(more.map((m) => [m.hits, Boolean(m.hashed), m.entries[0]?.sha256]), Array(3).fill([1, true, '']), 'runs linking the entry meanwhile wait for the same hash');
+  t.equal(held.length, 1, 'still one hash');
+  t.ok(readdirSync(path.join(work, 'data-cache')).some((n) => n.endsWith('.got')), 'the entry keeps its download name meanwhile');
+  held[0]!.go();
+  for (const m of [first, ...more]) await m.hashed;
+  t.same([first, ...more].map((m) => m.entries[0]?.sha256), Array(4).fill(want), 'each gets the hash');
+  t.same(readdirSync(path.join(work, 'data-cache')).map((n) => n.slice(65)), [want], 'the entry is named by it, the download name gone');
+  const later = await local('e');
+  t.same([later.hits, later.hashed, later.entries[0]?.sha256], [1, undefined, want], 'a later run has it at once');
+
+  await put('datasets/df/big.bin', randomBytes(DEFER_HASH_FROM_BYTES));
+  const failing = await local('f', 'datasets/df/');
+  held[1]!.go(true);
+  await t.rejects(failing.hashed!, { code: 'EIO' }, 'a hash that fails fails the make-local\'s hashes');
+  t.equal(readdirSync(path.join(work, 'data-cache')).length, 1, 'and its entry left the cache, file and all');
+  const again = await local('g', 'datasets/df/');
+  t.equal(again.hits, 0, 'the next run downloads it again');
+  held[2]!.go();
   await again.hashed;
   t.match(again.entries[0]?.sha256, /^[0-9a-f]{64}$/);
+});
+
+t.test('deferHashes: entries held by their hash past the cap are evicted once hashed', async (t) => {
+  for (const n of ['x', 'y', 'z']) await put(`datasets/dcap/${n}.bin`, randomBytes(DEFER_HASH_FROM_BYTES));
+  const { held, hasher } = heldHasher();
+  const cap = 2 * DEFER_HASH_FROM_BYTES;
+  const work = tmp('ty-dcc-');
+  const cache = new DataCache(work, cap, { hashFile: hasher });
+  cache.linksForRuns = true;
+  const r = await cache.makeLocal(minio, bucket, 'datasets/dcap/', path.join(tmp('ty-runc-'), 'data'), retry, {}, { deferHashes: true });
+  t.equal(cache.size.bytes, 3 * DEFER_HASH_FROM_BYTES, 'over the cap while the hashes are held (an entry being hashed is not evicted)');
+  for (const h of held) h.go();
+  await r.hashed;
+  for (const until = Date.now() + 5000; cache.size.bytes > cap && Date.now() < until;) await new Promise((res) => setTimeout(res, 10));
+  t.ok(cache.size.bytes <= cap, `within the cap once hashed (${cache.size.bytes} bytes)`);
+  t.equal(readdirSync(path.join(work, 'data-cache')).length, cache.size.entries, 'and the files evicted are gone');
 });
