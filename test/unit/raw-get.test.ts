@@ -95,6 +95,26 @@ t.test('an unexpected status is an error with the S3 Code, judged as minio-js\'s
   t.notOk(isPermanentStorageError(err5), 'a 503 without a Code is retried');
 });
 
+t.test('an unexpected status with a large body (the whole object, a Range ignored) fails without reading it to its end', async (t) => {
+  const size = 64 * 1024 * 1024;
+  let sent = 0;
+  let closedAt = -1;
+  const srv = await server((sock) => {
+    sock.write(head('200 OK', size));
+    const chunk = Buffer.alloc(64 * 1024, 1);
+    sock.on('close', () => { closedAt = sent; });
+    const more = () => { while (sent < size && !sock.destroyed) { sent += chunk.length; if (!sock.write(chunk)) { sock.once('drain', more); return; } } if (sent >= size) sock.end(); };
+    more();
+  });
+  t.teardown(() => srv.close());
+  const sink = keeper();
+  const err = await rawGet(srv.url('/x'), { Range: 'bytes=0-1023' }, [206], sink).catch((e: unknown) => e);
+  t.match(err, { status: 200, code: 'HTTP200' });
+  t.equal(sink.got.length, 0, 'nothing of it reached the sink');
+  for (const until = Date.now() + 5000; closedAt < 0 && Date.now() < until;) await new Promise((r) => setTimeout(r, 10));
+  t.ok(closedAt >= 0 && closedAt < size, `the connection was closed before the server had sent it all (${closedAt} of ${size} bytes)`);
+});
+
 t.test('a body cut short is a ShortBody, with what came kept; more than the Content-Length is refused', async (t) => {
   const srv = await server((sock) => { sock.write(head('206 Partial Content', 1000) + 'x'.repeat(400)); setTimeout(() => sock.destroy(), 20); });
   t.teardown(() => srv.close());
