@@ -12,7 +12,7 @@
 // that was listed and sent at exactly the size listed, so a run cannot make the agent upload anything from
 // outside it. A file the run rewrites while it is sent makes that checkpoint fail or hold a torn file: a
 // run that wants a consistent one writes it and calls commit(), which returns once it is in the bucket.
-import { unlink } from 'node:fs/promises';
+import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type * as Minio from 'minio';
@@ -21,7 +21,7 @@ import {
   checkpointKeys, checkpointMarkers, isMarker, MAX_CHECKPOINT_FILES, parsePointer, resumedFromOf, type CheckpointPointer, type ResumedFrom,
 } from '../shared/checkpoints.js';
 import { ErrorCodes, errorMessage, TrainyardError } from '../shared/errors.js';
-import { downloadObject, uploadBuffer, uploadDir, withStorageRetry, type RetryOptions } from '../shared/storage.js';
+import { uploadBuffer, uploadDir, withStorageRetry, type RetryOptions } from '../shared/storage.js';
 import { downloadRanged } from '../shared/ranged-download.js';
 import { RankActivity } from './rank-activity.js';
 
@@ -98,18 +98,21 @@ export class RunCheckpoints {
    */
   async restore(p: CheckpointPointer, signal: AbortSignal): Promise<ResumedFrom> {
     const client = await this.o.storage();
-    // Each file as a dataset's large file comes (parallel ranges read into reused memory, hashed off the
-    // main thread), checked to be of the size its pointer lists: one that is not, or is gone, fails as
-    // STORAGE_REJECTED. An empty file has no range to ask for; it is fetched whole, so it must be there too.
+    // Each file as a dataset's large file comes (parallel ranges read into reused memory; not hashed: no
+    // lineage names a checkpoint's bytes), checked to be of the size its pointer lists: one that is not, or
+    // is gone, fails as STORAGE_REJECTED. An empty file has no range to ask for: its object is looked at
+    // (HEAD), so it must be there and empty too, and one that is not is never downloaded.
     for (const f of p.files) {
       const key = p.prefix + f.path;
       const dest = path.join(this.folder, ...f.path.split('/'));
       if (f.size > 0) {
-        await downloadRanged(client, this.o.bucket, key, dest, f.size, '', this.o.retry(signal));
+        await downloadRanged(client, this.o.bucket, key, dest, f.size, '', this.o.retry(signal), { hash: false });
         continue;
       }
-      const got = await downloadObject(client, this.o.bucket, key, dest, this.o.retry(signal));
-      if (got.bytes !== 0) throw new TrainyardError(ErrorCodes.StorageRejected, `checkpoint file ${f.path} has ${got.bytes} bytes in the bucket, its pointer says 0`);
+      const stored = await withStorageRetry(`stat ${key}`, () => client.statObject(this.o.bucket, key), this.o.retry(signal));
+      if (stored.size !== 0) throw new TrainyardError(ErrorCodes.StorageRejected, `checkpoint file ${f.path} has ${stored.size} bytes in the bucket, its pointer says 0`);
+      await mkdir(path.dirname(dest), { recursive: true });
+      await writeFile(dest, '', { mode: 0o644 });
     }
     this.o.say(`[trainyard] resumed from checkpoint ${p.seq} of ${p.run_id} attempt ${p.attempt} (${p.files.length} files, ${p.bytes} bytes, committed ${new Date(p.committed_at * 1000).toISOString()})`);
     return resumedFromOf(p);

@@ -4,7 +4,7 @@
 // (permanent: no retry changes it) rather than coming down cut, padded or missing.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { RunCheckpoints } from '../../agent/checkpoints.js';
@@ -65,7 +65,12 @@ t.test('a file not of the size listed, or gone, fails the restore as STORAGE_REJ
     ['listed empty, not empty', { path: 'b.bin', size: 0 }],
   ];
   for (const [what, f] of cases) {
-    const err = await checkpoints([]).restore(pointer(prefix, [f]), new AbortController().signal).catch((e: unknown) => e);
+    const c = checkpoints([]);
+    const err = await c.restore(pointer(prefix, [f]), new AbortController().signal).catch((e: unknown) => e);
     t.match(err, { code: 'STORAGE_REJECTED' }, `${what}: ${String((err as Error).message).slice(0, 140)}`);
+    if (f.size === 0) t.same(existsSync(c.folder) ? readdirSync(c.folder) : [], [], `${what}: nothing of it was downloaded`);
   }
+  const c = checkpoints([]);
+  await t.rejects(c.restore(pointer(prefix, [{ path: 'a.bin', size: 0 }]), new AbortController().signal), { code: 'STORAGE_REJECTED', message: /has 2097152 bytes in the bucket, its pointer says 0/ });
+  t.same(existsSync(c.folder) ? readdirSync(c.folder) : [], [], 'a large object listed empty is refused without being downloaded');
 });
