@@ -40,18 +40,22 @@ export interface AttemptScope {
 export function sessionPolicy(s: AttemptScope): string {
   const arn = (key = '') => `arn:aws:s3:::${s.bucket}${key ? `/${key}` : ''}`;
   const writes = [...(s.writePrefix ? [s.writePrefix] : []), ...(s.checkpointPrefix ? [s.checkpointPrefix] : [])];
-  for (const p of [...s.readPrefixes, ...writes]) {
+  // Each folder once: MinIO's STS refuses a policy naming one resource twice (InvalidParameterValue,
+  // "duplicate value found"), and a full pipeline may evaluate on the dataset it trains on.
+  const readPrefixes = [...new Set(s.readPrefixes)];
+  const readObjects = [...new Set(s.readObjects)];
+  for (const p of [...readPrefixes, ...writes]) {
     if (!p.endsWith('/') || p === '/') throw new TrainyardError(ErrorCodes.Internal, `storage scope: "${p}" is not a folder`);
   }
   const statements: object[] = [
-    { Effect: 'Allow', Action: ['s3:GetObject'], Resource: [...s.readObjects.map((k) => arn(k)), ...s.readPrefixes.map((p) => arn(`${p}*`))] },
+    { Effect: 'Allow', Action: ['s3:GetObject'], Resource: [...readObjects.map((k) => arn(k)), ...readPrefixes.map((p) => arn(`${p}*`))] },
   ];
   if (writes.length) statements.push({ Effect: 'Allow', Action: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'], Resource: writes.map((p) => arn(`${p}*`)) });
   if (s.writePrefix) statements.push({ Effect: 'Deny', Action: ['s3:PutObject'], Resource: schedulerWrites.map((name) => arn(s.writePrefix + name)) });
   // An attempt replaces its own checkpoints (the older one goes once a newer one is complete), by key.
   if (s.checkpointPrefix) statements.push({ Effect: 'Allow', Action: ['s3:DeleteObject'], Resource: [arn(`${s.checkpointPrefix}*`)] });
-  if (s.readPrefixes.length) {
-    statements.push({ Effect: 'Allow', Action: ['s3:ListBucket'], Resource: [arn()], Condition: { StringLike: { 's3:prefix': s.readPrefixes.map((p) => `${p}*`) } } });
+  if (readPrefixes.length) {
+    statements.push({ Effect: 'Allow', Action: ['s3:ListBucket'], Resource: [arn()], Condition: { StringLike: { 's3:prefix': readPrefixes.map((p) => `${p}*`) } } });
   }
   const policy = JSON.stringify({ Version: '2012-10-17', Statement: statements });
   if (policy.length > MAX_POLICY_CHARS) {

@@ -13,7 +13,7 @@ import * as Minio from 'minio';
 import { status } from '@grpc/grpc-js';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
-import { sessionPolicy } from '../../scheduler/storage/attempt-credentials.js';
+import { issueAttemptCredentials, sessionPolicy } from '../../scheduler/storage/attempt-credentials.js';
 import { zipDir } from '../../shared/zip.js';
 import { PART_BYTES, uploadFile } from '../../shared/storage.js';
 
@@ -166,6 +166,19 @@ t.test('the session policy stays within MinIO\'s limit, or the claim says why', 
   t.ok(policy.Statement.length >= 3, 'a policy of several statements');
   t.throws(() => sessionPolicy({ ...scope, readPrefixes: [`datasets/${'x'.repeat(2100)}/`] }), /2048/, 'too long: refused naming the limit');
   t.throws(() => sessionPolicy({ ...scope, writePrefix: 'runs/x' }), /not a folder/, 'a prefix that is not a folder is refused');
+});
+
+t.test('a run that evaluates on the dataset it trains on gets its keys: each folder named once (MinIO refuses a duplicate)', async (t) => {
+  // A full pipeline's evaluation dataset may be its dataset: the scope names the folder twice. MinIO's STS
+  // refused such a policy ("duplicate value found"), and the run's claim failed at every placement, for ever.
+  const scope = { bucket: 'trainyard', readObjects: ['packages/p/x/package.zip'], readPrefixes: ['datasets/d/', 'datasets/d/'], writePrefix: 'runs/run_0123456789abcd/attempt-1/' };
+  const policy = JSON.parse(sessionPolicy(scope)) as { Statement: { Resource: string[]; Condition?: { StringLike: { 's3:prefix': string[] } } }[] };
+  t.same(policy.Statement[0]!.Resource, ['arn:aws:s3:::trainyard/packages/p/x/package.zip', 'arn:aws:s3:::trainyard/datasets/d/*'], 'the folder once among what may be read');
+  t.same(policy.Statement.find((x) => x.Condition)?.Condition?.StringLike['s3:prefix'], ['datasets/d/*'], 'and among what may be listed');
+  const keys = await issueAttemptCredentials({
+    minioEndpoint: process.env.TRAINYARD_MINIO_ENDPOINT ?? 'http://127.0.0.1:9000', accessKey: process.env.TRAINYARD_MINIO_ACCESS_KEY ?? '', secretKey: process.env.TRAINYARD_MINIO_SECRET_KEY ?? '', durationSeconds: 900,
+  }, scope);
+  t.ok(keys.access_key && keys.session_token, 'MinIO issues the keys');
 });
 
 t.test('a package zip replaced in the bucket is refused by the agent before anything is extracted or run', async (t) => {
