@@ -777,14 +777,17 @@ export class Attempt {
     // The evaluation dataset's own downloads are hashed as they come, but a file it shares with a pull whose
     // hash is still coming (the same dataset, say) waits for that hash: its manifest is whole before
     // process_data can write beside it.
-    if (ev?.hashed) {
+    // (At most the hashing of the files it shares, on the hasher's thread: about a second per GiB.)
+    let evalData: DataManifest | null = null;
+    if (ev) {
       const e = ev;
-      await e.hashed!.catch(async (err: unknown) => {
+      evalData = await (e.hashed ?? Promise.resolve()).then(() => manifestOf(e.entries), (err: unknown) => {
         this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'a file of the evaluation data could not be hashed from the cache; hashing its folder');
-        e.entries = (await manifestOfFolder(folders.test!)).entries;
+        return manifestOfFolder(folders.test!);
       });
+      this.#checkStopped();
     }
-    return { data, evalData: ev ? manifestOf(ev.entries) : null };
+    return { data, evalData };
   }
 
   /**

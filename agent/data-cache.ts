@@ -650,7 +650,9 @@ export class DataCache {
       const old = entry.file;
       const file = path.join(this.#dir, `${id}-${got.sha256}`);
       try {
-        await link(old, file);
+        // A file of that name left behind (an entry dropped by hand's ENOENT, say) is the same object's bytes
+        // with this hash: kept, and counted as this entry's.
+        await link(old, file).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'EEXIST') throw err; });
         entry.file = file;
         await rm(old, { force: true });
       } catch {

@@ -278,6 +278,18 @@ t.test('a run uid: train.py runs as a uid of the pool, cannot read the agent\'s 
   t.equal(after.files, 1, 'the large file was hashed after the pull, the small one as it came');
   const lineage = JSON.parse(await s.objectText(`runs/${id3}/attempt-1/_lineage.json`)) as { data: { manifest: { path: string; size: number; sha256: string }[] } };
   t.same(lineage.data.manifest, Object.entries(big).map(([p, b]) => ({ path: p, size: b.length, sha256: createHash('sha256').update(b).digest('hex') })), 'the lineage: each file as pushed');
+
+  // A full pipeline whose evaluation dataset is its dataset: the evaluation pull links the entries whose
+  // hashes are still coming from the pull just before it, and its manifest waits for them (it is always
+  // whole before process_data, which writes beside it, runs).
+  const fresh = { 'big.bin': randomBytes(DEFER_HASH_FROM_BYTES + 777) };
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), fresh), '--name', 'both']);
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': 'class Main:\n    def train(self, d):\n        pass\n    def evaluate(self, d):\n        return 0.5\n    def save(self):\n        open("model.txt", "w").write("m")\n' }), '--name', 'ev']);
+  const full = await s.cliJson(['run', 'full', '--package', 'ev', '--dataset', 'both', '--eval-dataset', 'both', '--wait']);
+  t.equal(full.status, 'Successful', `the full run succeeds (${full.failure_reason ?? ''})`);
+  const want = [{ path: 'big.bin', size: fresh['big.bin'].length, sha256: createHash('sha256').update(fresh['big.bin']).digest('hex') }];
+  t.same(full.lineage.data.manifest, want, 'its data manifest');
+  t.same(full.lineage.eval_data.manifest, want, 'and its evaluation data\'s, with the hash that came after the pull');
 });
 
 t.test('a run uid: pip\'s build code and train.py try every credential they can find; each is refused', async (t) => {

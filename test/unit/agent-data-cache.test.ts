@@ -22,7 +22,10 @@ const creds = { minioAccessKey: process.env.TRAINYARD_MINIO_ACCESS_KEY ?? '', mi
 const bucket = `trainyard-data-cache-${process.pid}-${Date.now()}`;
 const minio = createMinioClient({ minioEndpoint: endpoint, ...creds });
 const retry = { retries: 2 };
-const tmp = (p: string) => mkdtempSync(path.join(os.tmpdir(), p));
+/** Temporary folders, removed when the file's tests end. */
+const made: string[] = [];
+const tmp = (p: string) => { const d = mkdtempSync(path.join(os.tmpdir(), p)); made.push(d); return d; };
+t.teardown(() => { for (const d of made) rmSync(d, { recursive: true, force: true }); });
 
 t.before(() => ensureBucket(minio, bucket, { retries: 3 }));
 t.teardown(async () => {
@@ -467,7 +470,7 @@ t.test('deferHashes: a large file is hashed after the make-local, from its entry
 function heldHasher() {
   const held: { file: string; go: (fail?: boolean) => void }[] = [];
   const hasher = (file: string) => new Promise<{ sha256: string; size: number }>((resolve, reject) => {
-    held.push({ file, go: (fail) => (fail ? reject(Object.assign(new Error('read failed'), { code: 'EIO' })) : hashFile(file).then(resolve, reject)) });
+    held.push({ file, go: (fail) => { if (fail) reject(Object.assign(new Error('read failed'), { code: 'EIO' })); else void hashFile(file).then(resolve, reject); } });
   });
   return { held, hasher };
 }
@@ -519,7 +522,8 @@ t.test('deferHashes: entries held by their hash past the cap are evicted once ha
   t.equal(cache.size.bytes, 3 * DEFER_HASH_FROM_BYTES, 'over the cap while the hashes are held (an entry being hashed is not evicted)');
   for (const h of held) h.go();
   await r.hashed;
-  for (const until = Date.now() + 5000; cache.size.bytes > cap && Date.now() < until;) await new Promise((res) => setTimeout(res, 10));
+  const files = () => readdirSync(path.join(work, 'data-cache')).length;
+  for (const until = Date.now() + 5000; (cache.size.bytes > cap || files() !== cache.size.entries) && Date.now() < until;) await new Promise((res) => setTimeout(res, 10));
   t.ok(cache.size.bytes <= cap, `within the cap once hashed (${cache.size.bytes} bytes)`);
   t.equal(readdirSync(path.join(work, 'data-cache')).length, cache.size.entries, 'and the files evicted are gone');
 });
