@@ -282,7 +282,8 @@ t.test('a run uid: train.py runs as a uid of the pool, cannot read the agent\'s 
   // A full pipeline whose evaluation dataset is its dataset: the evaluation pull links the entries whose
   // hashes are still coming from the pull just before it, and its manifest waits for them (it is always
   // whole before process_data, which writes beside it, runs).
-  const fresh = { 'big.bin': randomBytes(DEFER_HASH_FROM_BYTES + 777) };
+  // Large enough that its hash (tens of ms) is most likely still coming when the evaluation pull links it.
+  const fresh = { 'big.bin': randomBytes(8 * DEFER_HASH_FROM_BYTES + 777) };
   await s.cliJson(['dataset', 'push', writeTree(tempDir(), fresh), '--name', 'both']);
   await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': 'class Main:\n    def train(self, d):\n        pass\n    def evaluate(self, d):\n        return 0.5\n    def save(self):\n        open("model.txt", "w").write("m")\n' }), '--name', 'ev']);
   const full = await s.cliJson(['run', 'full', '--package', 'ev', '--dataset', 'both', '--eval-dataset', 'both', '--wait']);
