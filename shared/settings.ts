@@ -17,6 +17,8 @@ interface SettingSpec {
   readonly secret?: true;
   /** For an int: the smallest value that means anything (0 attempts, a 0 ms heartbeat); smaller is refused at start. */
   readonly min?: number;
+  /** For an int: the largest value that can work (what a service it is handed to takes); larger is refused at start. */
+  readonly max?: number;
 }
 
 const home = os.homedir();
@@ -74,7 +76,7 @@ export const schedulerSettings = spec({
   minioAccessKey: { env: 'TRAINYARD_MINIO_ACCESS_KEY', flag: 'minio-access-key', kind: 'string', default: () => 'minioadmin', doc: 'MinIO access key of the scheduler\'s user (agents hold none: they get per-attempt STS credentials)' },
   minioSecretKey: { env: 'TRAINYARD_MINIO_SECRET_KEY', flag: 'minio-secret-key', kind: 'string', secret: true, default: () => 'minioadmin', doc: 'MinIO secret key for --minio-access-key' },
   clientStorageUrl: { env: 'TRAINYARD_CLIENT_STORAGE_URL', flag: 'client-storage-url', kind: 'string', default: () => '', doc: 'MinIO URL as clients reach it: `dataset push` stores large files there directly, by URLs the scheduler signs for each part (empty: --minio-endpoint; "none": every byte goes through the scheduler)' },
-  storageCredentialSeconds: { env: 'TRAINYARD_STORAGE_CREDENTIAL_SECONDS', flag: 'storage-credential-seconds', kind: 'int', default: () => '900', doc: 'lifetime of the storage credentials an attempt gets (at least 900, MinIO\'s minimum); agents renew them while the attempt is current' },
+  storageCredentialSeconds: { env: 'TRAINYARD_STORAGE_CREDENTIAL_SECONDS', flag: 'storage-credential-seconds', kind: 'int', max: 31_536_000, default: () => '900', doc: 'lifetime of the storage credentials an attempt gets (at least 900, MinIO\'s minimum; at most 31536000, its longest: 365 days); agents renew them while the attempt is current' },
   databaseUrl: { env: 'TRAINYARD_DATABASE_URL', flag: 'database-url', kind: 'string', default: () => 'postgres://trainyard@127.0.0.1:5432/trainyard', doc: 'Postgres connection URL (schema applied at start-up); with no password in it, PGPASSWORD or ~/.pgpass gives it (`npm run services` writes the URL with its password to postgres.env)' },
   listen: { env: 'TRAINYARD_SCHEDULER_LISTEN', flag: 'listen', kind: 'string', default: () => '127.0.0.1:50051', doc: 'gRPC listen address (port 0 picks a free one)' },
   httpListen: { env: 'TRAINYARD_HTTP_LISTEN', flag: 'http-listen', kind: 'string', default: () => '127.0.0.1:8080', doc: 'HTTP listen address for /healthz, /readyz and /metrics (port 0 picks a free one; empty: no HTTP server)' },
@@ -199,6 +201,7 @@ export function compileSettings<S extends Record<string, SettingSpec>>(
     if (s.kind === 'int') {
       if (!/^\d+$/.test(raw)) throw invalid(`${where}: expected a non-negative integer, got "${raw}"`);
       if (s.min !== undefined && Number(raw) < s.min) throw invalid(`${where}: must be at least ${s.min}, got ${raw}`);
+      if (s.max !== undefined && Number(raw) > s.max) throw invalid(`${where}: must be at most ${s.max}, got ${raw}`);
       out[key] = Number(raw);
     } else if (s.kind === 'labels') {
       out[key] = Object.freeze(parseLabels(raw, where));

@@ -150,6 +150,9 @@ t.test('settings refuse values below their minimum', async (t) => {
   t.throws(() => compileSettings(schedulerSettings, {}, { TRAINYARD_MAX_ATTEMPTS: '0' }), /TRAINYARD_MAX_ATTEMPTS: must be at least 1, got 0/);
   t.throws(() => compileSettings(schedulerSettings, { 'heartbeat-interval-ms': '0' }, {}), /--heartbeat-interval-ms: must be at least 1, got 0/);
   t.throws(() => compileSettings(schedulerSettings, {}, { TRAINYARD_ATTEMPT_LEASE_BEATS: '0' }), /must be at least 1/);
+  // MinIO's STS refuses a lifetime past 365 days (InvalidParameterValue): every claim would fail its run.
+  t.throws(() => compileSettings(schedulerSettings, { 'storage-credential-seconds': '31536001' }, {}), /--storage-credential-seconds: must be at most 31536000, got 31536001/);
+  t.equal(compileSettings(schedulerSettings, { 'storage-credential-seconds': '31536000' }, {}).storageCredentialSeconds, 31_536_000, 'MinIO\'s longest is taken');
   t.equal(compileSettings(schedulerSettings, {}, { TRAINYARD_MAX_ATTEMPTS: '1' }).maxAttempts, 1, '1 is fine');
   t.throws(() => compileSettings(schedulerSettings, { 'gang-reserve-after': '-1' }, {}), /--gang-reserve-after: expected a non-negative integer, got "-1"/, 'a negative --gang-reserve-after is refused');
   t.equal(compileSettings(schedulerSettings, { 'gang-reserve-after': '0' }, {}).gangReserveAfterS, 0, '0: reserve at once');
