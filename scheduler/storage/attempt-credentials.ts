@@ -106,11 +106,7 @@ async function assumeRole(o: IssuerOptions, policy: string, what: string): Promi
     };
   } catch (err) {
     // STS unreachable or refusing: the claim fails UNAVAILABLE and the agent retries; the ack deadline
-    // places the run again if it goes on. A policy STS will never take (InvalidParameterValue: a resource
-    // named twice, say; MalformedPolicyDocument) is permanent: a claim fails its run saying so
-    // (scheduler/runs/claim.ts) instead of placing it again for ever.
-    const msg = errorMessage(err);
-    const never = /\b(InvalidParameterValue|MalformedPolicyDocument)\b/.test(msg);
-    throw new TrainyardError(never ? ErrorCodes.InvalidArgument : ErrorCodes.StorageError, `could not issue storage credentials for ${what}: ${msg}`, { cause: err });
+    // places the run again if it goes on.
+    throw new TrainyardError(ErrorCodes.StorageError, `could not issue storage credentials for ${what}: ${errorMessage(err)}`, { cause: err });
   }
 }
