@@ -763,16 +763,7 @@ export class Attempt {
     this.#mark('data_local');
     this.#data = 'local';
     this.#checkStopped();
-    const hashedFrom = Date.now();
-    const data = got.hashed
-      ? got.hashed.then(() => {
-        this.deps.log.info({ run: this.runId, files: got.hashedAfter, ms: Date.now() - hashedFrom }, 'the hashes of the pull\'s large files are in (hashed after it, for the lineage)');
-        return manifestOf(got.entries);
-      }, (err: unknown) => {
-        this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'a file of the pull could not be hashed from the cache; hashing the run\'s data folder');
-        return manifestOfFolder(folders.data);
-      })
-      : manifestOf(got.entries);
+    const data = this.#manifestOf(got, folders.data, 'the pull');
     if (data instanceof Promise) data.catch(() => {}); // the attempt may end before it is asked for
     // The evaluation dataset's own downloads are hashed as they come, but a file it shares with a pull whose
     // hash is still coming (the same dataset, say) waits for that hash: its manifest is whole before
@@ -780,14 +771,26 @@ export class Attempt {
     // (At most the hashing of the files it shares, on the hasher's thread: about a second per GiB.)
     let evalData: DataManifest | null = null;
     if (ev) {
-      const e = ev;
-      evalData = await (e.hashed ?? Promise.resolve()).then(() => manifestOf(e.entries), (err: unknown) => {
-        this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'a file of the evaluation data could not be hashed from the cache; hashing its folder');
-        return manifestOfFolder(folders.test!);
-      });
+      evalData = await this.#manifestOf(ev, folders.test!, 'the evaluation data');
       this.#checkStopped();
     }
     return { data, evalData };
+  }
+
+  /**
+   * The manifest of what a make-local put in `folder`: at once, or once the hashes that come after it are in
+   * (MadeLocal.hashed); if one of those cannot be had, the folder hashed from disk instead.
+   */
+  #manifestOf(made: MadeLocal, folder: string, what: string): DataManifest | Promise<DataManifest> {
+    if (!made.hashed) return manifestOf(made.entries);
+    const from = Date.now();
+    return made.hashed.then(() => {
+      this.deps.log.info({ run: this.runId, files: made.hashedAfter, ms: Date.now() - from, what }, 'the hashes of the pull\'s large files are in (hashed after it, for the lineage)');
+      return manifestOf(made.entries);
+    }, (err: unknown) => {
+      this.deps.log.warn({ run: this.runId, err: errorMessage(err), what }, 'a file could not be hashed from the cache; hashing its folder');
+      return manifestOfFolder(folder);
+    });
   }
 
   /**

@@ -174,10 +174,10 @@ async function prefixLength(file: string, size: number): Promise<number> {
  * 0 when there is none, or it is longer than the object (not this object's: started afresh).
  */
 async function hashPrefix(file: string, size: number, hash: ByteHash, signal?: AbortSignal): Promise<number> {
-  const s = await stat(file).catch(() => null);
-  if (!s?.isFile() || s.size === 0 || s.size > size) return 0;
+  const len = await prefixLength(file, size);
+  if (len === 0) return 0;
   let n = 0;
-  for await (const c of createReadStream(file, { end: s.size - 1, ...(signal ? { signal } : {}) }) as AsyncIterable<Buffer>) {
+  for await (const c of createReadStream(file, { end: len - 1, ...(signal ? { signal } : {}) }) as AsyncIterable<Buffer>) {
     await hash.update([c]);
     n += c.length;
   }
