@@ -19,6 +19,7 @@ import { Actions, authorizeName } from '../auth/policy.js';
 import { recordEvents } from '../events/record.js';
 import { EventKind } from '../../shared/event-kinds.js';
 import { checkStorage, withStorageLock } from '../storage/quota.js';
+import { beginChange, endChange, nextGeneration } from './generation.js';
 
 /** A claim not refreshed for this long belongs to a push that died with its scheduler: it may be taken. */
 const CLAIM_STALE_MS = 10 * 60_000;
@@ -98,6 +99,8 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
   let existed = false;
   let claimed = false;
   let claimedAt = 0;
+  /** An existing dataset's generation was made negative (generation.ts): a failure gives it a new one. */
+  let changing = false;
   let current: { key: string; stream: PassThrough; done: Promise<unknown>; expected: number; got: number } | null = null;
   let files = 0;
   let announced = 0;
@@ -155,6 +158,11 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
             claimed = true;
             claimedAt = Date.now();
           }
+        }
+        // Before a file is stored: agents list an existing dataset while its files change (generation.ts).
+        if (existed) {
+          await beginChange(db, name);
+          changing = true;
         }
       } else if (name === null) {
         throw invalid('dataset push: the first message must be the header naming the dataset');
@@ -223,6 +231,9 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
         ctx.log.warn({ err: e, dataset: name }, 'could not clean up a failed dataset push'));
       await releaseClaim(db, name, project).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not release a failed push\'s claim; it goes stale'));
     }
+    if (name !== null && changing) {
+      await endChange(db, name).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not end a failed push\'s change; agents list the dataset until the next push ends'));
+    }
     throw err;
   }
 
@@ -235,7 +246,7 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
     const was = await trx.selectFrom('datasets').select('size_bytes').where('name', '=', name).where('project', '=', project).executeTakeFirst();
     await checkStorage(trx, project, bytes - Number(was?.size_bytes ?? 0), `dataset "${name}"`);
     const r = await trx.insertInto('datasets').values({ name, file_count: all.length, size_bytes: bytes, updated_at: new Date(), project })
-      .onConflict((oc) => oc.column('name').doUpdateSet({ file_count: all.length, size_bytes: bytes, updated_at: sql`now()` }).where('datasets.project', '=', project))
+      .onConflict((oc) => oc.column('name').doUpdateSet({ file_count: all.length, size_bytes: bytes, updated_at: sql`now()`, generation: nextGeneration }).where('datasets.project', '=', project))
       .returningAll().executeTakeFirst();
     await releaseClaim(trx, name, project);
     if (r) {
@@ -252,6 +263,8 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
         ctx.log.warn({ err: e, dataset: name }, 'could not clean up a refused dataset push'));
       await releaseClaim(db, name, project).catch(() => {});
     }
+    // An existing dataset's files were stored all the same: a new generation says so.
+    if (changing) await endChange(db, name).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not end a refused push\'s change; agents list the dataset until the next push ends'));
     throw err;
   });
   if (!row) {

@@ -28,6 +28,8 @@ export interface DatasetsTable {
   name: string; file_count: number; size_bytes: number; created_at: Generated<Date>; updated_at: Timestamp; /** migrations/006 */ project: Generated<string>;
   /** migrations/024: marked for deletion (scheduler/storage/deletion.ts): no read sees it; its objects go, then the row. */
   deleting_at: ColumnType<Date | null, Date | null | undefined, Date | string | null>; deleted_by: ColumnType<string | null, string | null | undefined, string | null>;
+  /** migrations/038: a new one at every change Trainyard makes to its objects; negative while a push changes them (datasets/generation.ts). */
+  generation: Generated<number>;
 }
 /** migrations/014: a new dataset's name, claimed by the project whose first push is running. */
 export interface DatasetClaimsTable { name: string; project: string; claimed_at: Generated<Date> }

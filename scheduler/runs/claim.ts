@@ -13,6 +13,7 @@ import { claimMember, claimedOrdinary, currentMember, gangPlace } from './gang-m
 import { isRunId } from '../../shared/ids.js';
 import { resumedFromOf } from '../../shared/checkpoints.js';
 import { checkpointForAttempt } from './checkpoints.js';
+import { claimGeneration } from '../datasets/generation.js';
 
 /**
  * Which agent is asking: the authenticated caller (scheduler/grpc/agent-service.ts passes it). The
@@ -32,6 +33,7 @@ export async function claimAttempt(ctx: SchedulerContext, req: ClaimAttemptReque
   // Not started yet, or (the same attempt claimed again by the same agent: its first answer was lost)
   // acknowledged already: a claim is idempotent, so a reply lost after the commit strands nothing.
   const row = await ctx.db.selectFrom('runs').selectAll()
+    .select([claimGeneration('runs.dataset').as('dataset_generation'), claimGeneration('runs.eval_dataset').as('eval_dataset_generation')])
     .where('id', '=', req.run_id).where('agent', '=', agent).where('lease', 'is not', null)
     .where((eb) => req.attempt
       ? eb.and([eb('attempt', '=', req.attempt), eb.or([eb('status', '=', RunStatus.Scheduled), eb.and([eb('status', 'in', startedStatuses), eb('acked_at', 'is not', null)])])])

@@ -13,8 +13,11 @@ export function doorbellFor(r: Pick<Selectable<RunsTable>, 'id' | 'attempt' | 'p
   return { run_id: r.id, attempt: r.attempt, package_sha256: r.package_sha256 ?? '' };
 }
 
+/** The run's datasets' generations, read by its claim (datasets/generation.ts claimGeneration). */
+export interface DataGenerations { dataset_generation: number | null; eval_dataset_generation: number | null }
+
 /** ClaimAttempt's answer: what an agent needs to run a placed run's current attempt. */
-export function dispatchFor(r: Selectable<RunsTable>, bucket: string): Dispatch {
+export function dispatchFor(r: Selectable<RunsTable> & DataGenerations, bucket: string): Dispatch {
   return {
     run_id: r.id,
     lease: r.lease!,
@@ -37,5 +40,7 @@ export function dispatchFor(r: Selectable<RunsTable>, bucket: string): Dispatch 
     checkpoint_interval_seconds: r.checkpoint_interval_seconds === 0 ? DEFAULT_CHECKPOINT_INTERVAL_S : r.checkpoint_interval_seconds,
     stall_timeout_seconds: r.stall_timeout_seconds,
     checkpoint_prefix: checkpointKeys.attemptPrefix(r.id, r.attempt),
+    dataset_generation: r.dataset_generation ?? 0,
+    eval_dataset_generation: r.eval_dataset_generation ?? 0,
   };
 }

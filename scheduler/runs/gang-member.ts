@@ -16,6 +16,7 @@ import type {
 import { AttemptOutcome, RunStatus, placedStatuses } from '../../shared/run-states.js';
 import { AgentStatus } from '../agents/status.js';
 import { dispatchFor } from './dispatch.js';
+import { claimGeneration } from '../datasets/generation.js';
 import { states, type RunTransitions } from './transitions.js';
 
 /** Log lines of node rank k are stored at seq k x this + their own seq: one log per attempt, ranks apart. */
@@ -73,7 +74,9 @@ function hostOf(peer: string): string {
  * transition: member 0 moves the run. Null when the caller holds no member of this run's attempt.
  */
 export async function claimMember(ctx: SchedulerContext, req: ClaimAttemptRequest__Output, agent: string): Promise<Dispatch | null> {
-  const row = await ctx.db.selectFrom('runs').selectAll().where('id', '=', req.run_id).where('lease', 'is not', null).where('agent', 'is not', null)
+  const row = await ctx.db.selectFrom('runs').selectAll()
+    .select([claimGeneration('runs.dataset').as('dataset_generation'), claimGeneration('runs.eval_dataset').as('eval_dataset_generation')])
+    .where('id', '=', req.run_id).where('lease', 'is not', null).where('agent', 'is not', null)
     .where('status', 'in', placedStatuses).where('kill_requested', '=', false).executeTakeFirst();
   if (!row || row.agents <= 1 || (req.attempt && row.attempt !== req.attempt)) return null;
   const member = await currentMember(ctx.db, row.id, Number(row.lease), agent);

@@ -1,0 +1,9 @@
+-- Issue 21, a warm run of a large dataset without its listing: every change Trainyard makes to a dataset's
+-- objects gives it a new generation, and a run's claim carries the generation it was placed under
+-- (scheduler/datasets/generation.ts). An agent that listed the dataset under that generation a moment ago
+-- uses that listing again instead of listing 20,000 objects (agent/data-cache.ts, --listing-trust-seconds).
+-- Numbers come from one sequence, never reused: a dataset deleted and pushed again under the same name
+-- cannot meet an agent's listing of the one before. A push in progress (or one whose scheduler died part
+-- way) holds the generation negative: no agent trusts a listing of a dataset whose objects are changing.
+CREATE SEQUENCE dataset_generations;
+ALTER TABLE datasets ADD COLUMN generation bigint NOT NULL DEFAULT nextval('dataset_generations');
