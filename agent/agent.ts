@@ -108,7 +108,7 @@ export class AgentDaemon {
     this.#pendingUploads = new PendingUploads(settings.maxPendingUploads);
     this.#warm = new WarmInterpreters({ max: 0, log, python: settings.python });
     this.#packages = new PackageCache(settings.workDir);
-    this.#dataCache = new DataCache(settings.workDir, settings.dataCacheMb * 1024 * 1024);
+    this.#dataCache = new DataCache(settings.workDir, settings.dataCacheMb * 1024 * 1024, { listingTrustMs: settings.listingTrustSeconds * 1000 });
     this.#gpuUse = settings.nvidiaSmi ? new GpuUseReader(settings.nvidiaSmi, Math.min(1000, settings.sysSampleSeconds * 500)) : null;
     acceptedProjects(settings.acceptProjects); // a malformed name is refused now, not at the first Register
     this.#rendezvous = parsePortRange(settings.rendezvousPorts);

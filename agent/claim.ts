@@ -112,6 +112,14 @@ export function validateDispatch(d: Dispatch__Output, o: { doorbell: Doorbell; b
   } else if (d.eval_dataset_prefix) {
     refuse(`eval dataset prefix ${show(d.eval_dataset_prefix)} without an evaluation dataset`);
   }
+  // A dataset's generation only lets the agent use a listing it made itself again (agent/data-cache.ts).
+  const generation = (v: unknown, what: string) => {
+    const n = Number(v ?? 0);
+    if (!Number.isSafeInteger(n) || n < 0) refuse(`${what} generation ${show(v)} is not a whole number of at least 0`);
+    return n;
+  };
+  const dataGeneration = generation(d.dataset_generation, 'dataset');
+  const evalGeneration = evalPrefix ? generation(d.eval_dataset_generation, 'eval dataset') : 0;
   let env: Record<string, string> = {};
   check(() => { env = compileRunEnv(d.env ?? {}, pipeline); });
   let secrets: Record<string, string> = {};
@@ -124,7 +132,7 @@ export function validateDispatch(d: Dispatch__Output, o: { doorbell: Doorbell; b
   if (!Number.isSafeInteger(expires) || expires <= Date.now()) refuse(`the storage credentials expire at ${show(c!.expires_at_ms)}, not in the future`);
   return Object.freeze({
     run_id: runId, lease, attempt, package: d.package, version: d.version, package_object_key: d.package_object_key,
-    dataset: d.dataset, dataset_prefix: d.dataset_prefix, env, gpu_indices: [...gpus], timeout_seconds: timeout,
+    dataset: d.dataset, dataset_prefix: d.dataset_prefix, dataset_generation: dataGeneration, eval_dataset_generation: evalGeneration, env, gpu_indices: [...gpus], timeout_seconds: timeout,
     output_prefix: wantOut, bucket: d.bucket, package_sha256: d.package_sha256, secrets,
     pipeline, eval_dataset: d.eval_dataset, eval_dataset_prefix: evalPrefix, running: d.running === true,
     storage: { access_key: c!.access_key, secret_key: c!.secret_key, session_token: c!.session_token, expires_at_ms: expires },

@@ -38,7 +38,7 @@ import { listHints, listObjects, localPathOf, type RetryOptions } from '../share
 import { mapBounded, setRecent } from '../shared/bounded.js';
 import { hashFile } from '../shared/hash-thread.js';
 import { downloadRanged, RANGE_BYTES, RANGES_IN_FLIGHT, type Downloaded, type RangedOptions } from '../shared/ranged-download.js';
-import type { ManifestEntry } from './lineage.js';
+import { manifestOf, type DataManifest, type ManifestEntry } from './lineage.js';
 
 /**
  * Files made local at once. Many small files are bound by round trips, not bytes: this many requests in
@@ -75,6 +75,8 @@ export const DEFER_HASH_FROM_BYTES = 4 * 1024 * 1024;
 const LINKS_PER_TURN = 256;
 /** Datasets (bucket and prefix) whose listing hints are kept: a few strings each, one per 1,000 files. */
 const LIST_HINT_PREFIXES = 256;
+/** Objects in the listings kept for runs of the same dataset generation (DataCache #trusted), all datasets together. */
+const TRUSTED_OBJECTS = 200_000;
 
 const ENTRY = /^([0-9a-f]{64})-([0-9a-f]{64})$/;
 /** A download into the cache not finished yet (downloadRanged's `.part` of `<id>.got`). */
@@ -144,6 +146,10 @@ export interface MadeLocal {
   spare?: boolean;
   /** Its GETs used read-only keys (MakeLocalOptions readClient). */
   readKeys?: boolean;
+  /** manifestOf(entries), made ahead (a spare folder's, while the run before it trained); absent: make it. */
+  manifest?: DataManifest;
+  /** Made from a listing of the same dataset generation made shortly before (MakeLocalOptions generation), not a new one. */
+  listingTrusted?: boolean;
 }
 
 export interface MakeLocalOptions {
@@ -159,7 +165,15 @@ export interface MakeLocalOptions {
    * it, so what is hashed later is what was made local); elsewhere ignored.
    */
   deferHashes?: boolean;
+  /**
+   * The dataset's generation at the run's claim (Dispatch.dataset_generation; 0: unknown). A listing made
+   * under the same generation within --listing-trust-seconds is used again instead of listing the dataset.
+   */
+  generation?: number;
 }
+
+/** A listing that may be used again for runs of the same dataset generation (DataCache #trusted). */
+interface TrustedListing { generation: number; objects: StoredObject[]; at: number }
 
 /** A data folder made ahead for the next run (DataCache.stage), or left by a run for the next like it (spares). */
 interface Staged {
@@ -192,6 +206,14 @@ export class DataCache {
    * In memory only, the most recently listed LIST_HINT_PREFIXES.
    */
   readonly #listHints = new Map<string, string[]>();
+  /**
+   * Per bucket and prefix, its last listing made for a run with a dataset generation (MakeLocalOptions
+   * generation), and when that listing began: a run of the same generation within #trustMs uses it. At
+   * most TRUSTED_OBJECTS objects in all (about 200 bytes each), the most recently listed first.
+   */
+  readonly #trusted = new Map<string, TrustedListing>();
+  /** --listing-trust-seconds in ms (0: every run lists its dataset). */
+  readonly #trustMs: number;
   /** Where staged folders go (the agent's, 0700), emptied at the first stage of this process. */
   readonly #stageDir: string;
   #stageReady: Promise<void> | null = null;
@@ -214,8 +236,9 @@ export class DataCache {
   /** What hashes a file of an entry downloaded unhashed (deferHashes); tests hold it to see what waits for it. */
   readonly #hashFile: (file: string) => Promise<{ sha256: string; size: number }>;
 
-  constructor(workDir: string, maxBytes: number, o: { hashFile?: (file: string) => Promise<{ sha256: string; size: number }> } = {}) {
+  constructor(workDir: string, maxBytes: number, o: { hashFile?: (file: string) => Promise<{ sha256: string; size: number }>; listingTrustMs?: number } = {}) {
     this.#hashFile = o.hashFile ?? hashFile;
+    this.#trustMs = o.listingTrustMs ?? 0;
     this.#dir = path.join(workDir, 'data-cache');
     this.#stageDir = path.join(workDir, 'data-staged');
     this.#maxBytes = maxBytes;
@@ -250,6 +273,7 @@ export class DataCache {
     await mkdir(dir, { mode: 0o755 });
     try {
       const { made, objects } = await this.#make(client, bucket, prefix, dir, retry, {});
+      if (!made.hashed) made.manifest = manifestOf(made.entries); // off the run's start, as a spare's
       const before = this.#staged; // none: the drop above, and no spare is kept while a stage runs
       if (before) void rm(before.dir, { recursive: true, force: true }).catch(() => {});
       this.#staged = { bucket, prefix, listing: objects, dir, made, spare: false };
@@ -361,6 +385,9 @@ export class DataCache {
         const made: MadeLocal = { files: 0, bytes: 0, hits: 0, hitBytes: 0, resumedBytes: 0, entries: [] };
         for (const { o } of wanted) { made.files++; made.bytes += o.size; }
         withHashes(made, wanted.map(({ o, at }, i) => ({ rel: at.rel, size: o.size, sha256: linked.get(i)! })));
+        // Its manifest too, now, while the run before it trains: sorting and hashing 20,000 entries took
+        // 30 ms of the agent's thread on the next run's start.
+        if (!made.hashed) made.manifest = manifestOf(made.entries);
         this.#staged = { bucket, prefix, listing: objects, dir, made, spare: true, ids: new Set(ids as string[]) };
         kept = true;
       } finally {
@@ -408,11 +435,53 @@ export class DataCache {
    * large one in parallel ranges; the manifest keeps the listing's order whatever order they end in.
    */
   async makeLocal(client: Minio.Client, bucket: string, prefix: string, dir: string, retry: RetryOptions, ranged: RangedOptions = {}, o: MakeLocalOptions = {}): Promise<MadeLocal> {
-    return (await this.#make(client, bucket, prefix, dir, retry, ranged, true, o)).made;
+    const trusted = this.#trustedListing(bucket, prefix, o.generation);
+    if (!trusted) return (await this.#make(client, bucket, prefix, dir, retry, ranged, true, o)).made;
+    try {
+      const made = (await this.#make(client, bucket, prefix, dir, retry, ranged, true, o, trusted)).made;
+      made.listingTrusted = true;
+      return made;
+    } catch (err) {
+      if (retry.signal?.aborted) throw err;
+      // The bucket changed behind Trainyard's back (an object gone or replaced: a failed If-Match), or
+      // anything else: the listing is not trusted again, and the pull starts over from a fresh one.
+      this.#trusted.delete(`${bucket}\0${prefix}`);
+      const left = await readdir(dir).catch(() => []);
+      await Promise.all(left.map((e) => rm(path.join(dir, e), { recursive: true, force: true })));
+      return (await this.#make(client, bucket, prefix, dir, retry, ranged, true, o)).made;
+    }
+  }
+
+  /** The listing a make-local of `generation` may use instead of listing the dataset, if there is one. */
+  #trustedListing(bucket: string, prefix: string, generation: number | undefined): StoredObject[] | null {
+    if (!generation || generation <= 0 || this.#trustMs <= 0) return null;
+    const t = this.#trusted.get(`${bucket}\0${prefix}`);
+    return t && t.generation === generation && Date.now() - t.at <= this.#trustMs ? t.objects : null;
+  }
+
+  /**
+   * Keeps the listing just made for runs of the same generation; a listing made without one (a stage: its
+   * run's generation is not known yet) that differs from the kept one drops it.
+   */
+  #listed(key: string, objects: StoredObject[], at: number, generation: number | undefined): void {
+    if (generation && generation > 0 && this.#trustMs > 0) {
+      setRecent(this.#trusted, key, { generation, objects, at }, Number.MAX_SAFE_INTEGER);
+      let total = 0;
+      // The newest last (setRecent's order): drop from the oldest until what is kept fits.
+      for (const t of this.#trusted.values()) total += t.objects.length;
+      for (const [k, t] of this.#trusted) {
+        if (total <= TRUSTED_OBJECTS || k === key) break;
+        this.#trusted.delete(k);
+        total -= t.objects.length;
+      }
+      return;
+    }
+    const kept = this.#trusted.get(key);
+    if (kept && !sameListing(kept.objects, objects)) this.#trusted.delete(key);
   }
 
   /** makeLocal, with the listing it made it from; `takeStaged`: a folder staged for it is taken if it still matches. */
-  async #make(client: Minio.Client, bucket: string, prefix: string, dir: string, retry: RetryOptions, ranged: RangedOptions, takeStaged = false, local: MakeLocalOptions = {}): Promise<{ made: MadeLocal; objects: StoredObject[] }> {
+  async #make(client: Minio.Client, bucket: string, prefix: string, dir: string, retry: RetryOptions, ranged: RangedOptions, takeStaged = false, local: MakeLocalOptions = {}, trusted: StoredObject[] | null = null): Promise<{ made: MadeLocal; objects: StoredObject[] }> {
     if (this.#maxBytes > 0) await this.#load();
     // A spare for this dataset waiting to start: this run is what it was for, so it starts now.
     if (takeStaged && this.#pendingSpare?.bucket === bucket && this.#pendingSpare.prefix === prefix) this.#pendingSpare.start();
@@ -420,8 +489,13 @@ export class DataCache {
     const staging = this.#staging;
     if (takeStaged && staging?.bucket === bucket && staging.prefix === prefix) await staging.done;
     const hintKey = `${bucket}\0${prefix}`;
-    const objects = await listObjects(client, bucket, prefix, retry, this.#listHints.get(hintKey));
-    setRecent(this.#listHints, hintKey, listHints(objects), LIST_HINT_PREFIXES);
+    let objects = trusted;
+    if (!objects) {
+      const at = Date.now(); // what is trusted is what the bucket held when the listing began, at the latest
+      objects = await listObjects(client, bucket, prefix, retry, this.#listHints.get(hintKey));
+      setRecent(this.#listHints, hintKey, listHints(objects), LIST_HINT_PREFIXES);
+      this.#listed(hintKey, objects, at, local.generation);
+    }
     const staged = takeStaged ? await this.#takeStaged(bucket, prefix, objects, dir) : null;
     if (staged) {
       this.#spare(bucket, prefix, objects);

@@ -45,6 +45,8 @@ t.test('a well-formed dispatch passes, with its env compiled', async (t) => {
   t.equal(fromRun.package_object_key, 'runs/run_zzzzzzzzzzzzzz/attempt-1/package.zip', 'a version a run made');
   t.ok(validateDispatch({ ...good, dataset: 'iris', dataset_prefix: 'datasets/iris/' }, opts), 'a whole dataset');
   t.ok(validateDispatch(good, { ...opts, doorbell: { runId, attempt: 0 } }), 'a doorbell without an attempt');
+  t.equal(validateDispatch({ ...good, dataset_generation: '12' as never }, opts).dataset_generation, 12, 'the dataset\'s generation, as a number');
+  t.equal(validateDispatch(good, opts).dataset_generation, 0, 'none from a scheduler before generations: 0, list it');
 });
 
 t.test('each wrong field is refused, naming it', async (t) => {
@@ -77,6 +79,8 @@ t.test('each wrong field is refused, naming it', async (t) => {
     ['expired storage credentials', { storage: { ...good.storage!, expires_at_ms: String(Date.now() - 1000) as never } }, /expire/],
     ['a reserved secret name', { secrets: { LD_PRELOAD: 'x' } }, /reserved/],
     ['a secret named like an env variable', { secrets: { GREETING: 'hello' } }, /also given/],
+    ['a negative dataset generation', { dataset_generation: -3 as never }, /dataset generation/],
+    ['a dataset generation that is not a number', { dataset_generation: 'x' as never }, /dataset generation/],
   ];
   for (const [what, patch, re] of cases) {
     t.throws(() => validateDispatch({ ...good, ...patch }, opts), re, what);

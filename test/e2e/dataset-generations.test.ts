@@ -1,0 +1,77 @@
+// Issue 21, a warm run without its dataset's listing (scheduler/datasets/generation.ts): every dataset push
+// gives the dataset a new generation, a run's claim carries it, and an agent that listed that generation
+// shortly before (--listing-trust-seconds) uses that listing instead of listing again. Checked here with a
+// real scheduler, agent and MinIO: a file written into the bucket behind Trainyard's back is not seen by a
+// run of the same generation (that is the trade, documented), a push is seen by the very next run, and
+// while a push is under way (or after one failed part way) no listing is trusted.
+import t from 'tap';
+import type { ClientWritableStream } from '@grpc/grpc-js';
+import { Stack, tempDir, writeTree } from '../helpers/stack.js';
+import { quickTrainPy } from '../helpers/packages.js';
+
+t.test('a push is a new generation: the next run sees it; a run of the same generation uses the listing of a moment ago', async (t) => {
+  const s = await Stack.create(t, { agents: ['one'] });
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': quickTrainPy }), '--name', 'p']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'a.csv': '1\n' }), '--name', 'g']);
+  const generation = async () => Number((await s.query<{ generation: string }>('SELECT generation FROM datasets WHERE name = $1', ['g']))[0]!.generation);
+  const g1 = await generation();
+  t.ok(g1 > 0, `a pushed dataset has a generation (${g1})`);
+
+  const run = async () => {
+    const r = await s.cliJson(['run', 'train', '--package', 'p', '--dataset', 'g']);
+    const done = await s.waitForStatus(String(r.id), ['Successful', 'Failed']);
+    t.equal(done.status, 'Successful', `run ${r.id} succeeded (${done.failure_reason ?? ''})`);
+    const lineage = JSON.parse(await s.objectText(`runs/${r.id}/attempt-1/_lineage.json`)) as { data: { manifest: { path: string }[] } };
+    return { logs: (await s.cli(['run', 'logs', String(r.id)])).stdout, files: lineage.data.manifest.map((f) => f.path).sort() };
+  };
+  const trusted = /listed this generation of it shortly before/;
+  const first = await run();
+  t.notMatch(first.logs, trusted, 'the first run lists the dataset');
+  t.same(first.files, ['a.csv']);
+
+  // Behind Trainyard's back: not a new generation, so not seen within the agent's trust (60 s by default).
+  await s.minio.putObject(s.bucket, 'datasets/g/behind.csv', Buffer.from('2\n'));
+  const second = await run();
+  t.match(second.logs, trusted, 'the second run uses the listing the first one made');
+  t.same(second.files, ['a.csv'], 'so the file written behind Trainyard\'s back is not in it, and its lineage says what it had');
+
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'b.csv': '3\n' }), '--name', 'g']);
+  const g2 = await generation();
+  t.ok(g2 > 0 && g2 !== g1, `the push gave a new generation (${g1} -> ${g2})`);
+  const third = await run();
+  t.notMatch(third.logs, trusted, 'the run after the push lists the dataset');
+  t.same(third.files, ['a.csv', 'b.csv', 'behind.csv'], 'and sees the push, and what was written behind its back');
+
+  // A push under way: the generation is negative from its header on, and a run claimed meanwhile lists.
+  const client = s.api().client;
+  let answer!: (err: Error | null) => void;
+  const pushed = new Promise<Error | null>((r) => { answer = r; });
+  const call = client.PushDataset((err: Error | null) => answer(err)) as ClientWritableStream<unknown>;
+  call.write({ header: { name: 'g', size_bytes: 2 } });
+  call.write({ file: { path: 'c.csv', size_bytes: 2 } });
+  for (const until = Date.now() + 10_000; await generation() > 0 && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
+  t.ok(await generation() < 0, 'while the push runs its generation is negative');
+  t.equal(Number((await s.query('SELECT count(*) AS n FROM datasets WHERE name = $1 AND generation > 0', ['g']))[0]!.n), 0, 'no positive generation is left for a claim to hand out');
+  await s.minio.putObject(s.bucket, 'datasets/g/during.csv', Buffer.from('4\n'));
+  const during = await run();
+  t.notMatch(during.logs, trusted, 'a run claimed while the push runs lists the dataset');
+  t.ok(during.files.includes('during.csv'), 'and so sees what is in the bucket now');
+  call.write({ data: Buffer.from('5\n') });
+  call.end();
+  t.equal(await pushed, null, 'the push ends');
+  const g3 = await generation();
+  t.ok(g3 > 0 && g3 !== g2, `and gives a new generation (${g3})`);
+
+  // A push that fails part way changed what it stored: a new generation too.
+  let failed!: (err: Error | null) => void;
+  const refused = new Promise<Error | null>((r) => { failed = r; });
+  const bad = client.PushDataset((err: Error | null) => failed(err)) as ClientWritableStream<unknown>;
+  bad.write({ header: { name: 'g', size_bytes: 0 } });
+  bad.write({ file: { path: 'd.csv', size_bytes: 2 } });
+  bad.write({ data: Buffer.from('6\n') });
+  bad.write({ file: { path: 'd.csv', size_bytes: 2 } }); // the same path twice: refused
+  bad.end();
+  t.match(String((await refused)?.message), /sent twice/, 'the bad push is refused');
+  const g4 = await generation();
+  t.ok(g4 > 0 && g4 !== g3, `a failed push of an existing dataset leaves a new generation, not a negative one (${g3} -> ${g4})`);
+});
