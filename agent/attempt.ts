@@ -747,17 +747,22 @@ export class Attempt {
     const d = this.dispatch;
     const cache = this.deps.dataCache ?? noDataCache;
     const fetch = async (prefix: string, into: string, deferHashes: boolean, generation: number) => this.#counted('download',
-      cache.makeLocal(await this.#storage(), d.bucket!, prefix, into, this.#transfers('download'), {}, { readClient: () => this.#readStorage(), deferHashes, generation }), (r: MadeLocal) => r.bytes - r.hitBytes);
+      cache.makeLocal(await this.#storage(), d.bucket!, prefix, into, this.#transfers('download'), {}, { readClient: () => this.#readStorage(), deferHashes, generation, claimedAfter: this.#marks.doorbell }), (r: MadeLocal) => r.bytes - r.hitBytes);
     const said = (r: MadeLocal) => `${r.files} files, ${r.bytes} bytes made local${r.spare ? ' (linked ahead from this agent\'s cache after the last run of it)' : r.staged ? ' (prepared while the run before it trained)' : r.hits ? ` (${r.hits} from this agent's cache)` : ''}${r.readKeys ? ' with read-only keys' : ''}${r.listingTrusted ? ', as this agent listed this generation of it shortly before' : ''}`;
     // The dataset's large files may be hashed after the pull (MakeLocalOptions deferHashes); the evaluation
     // dataset's never: its folder is the test folder, which process_data writes beside.
     const got = await fetch(d.dataset_prefix!, folders.data, true, Number(d.dataset_generation ?? 0));
     await mkdir(folders.data, { recursive: true });
+    const relisted = (r: MadeLocal, what: string) => {
+      if (r.relisted) this.logs.line('system', `[trainyard] ${what}: this agent's listing of a moment ago was out of date (${r.relisted}); listed it again`);
+    };
+    relisted(got, `dataset ${d.dataset}`);
     this.logs.line('system', `[trainyard] dataset ${d.dataset}: ${said(got)}`);
     for (const f of [folders.training, folders.test, folders.scratch]) if (f) await mkdir(f);
     let ev: MadeLocal | null = null;
     if (d.eval_dataset && folders.test) {
       ev = await fetch(d.eval_dataset_prefix!, folders.test, false, Number(d.eval_dataset_generation ?? 0));
+      relisted(ev, `evaluation dataset ${d.eval_dataset}`);
       this.logs.line('system', `[trainyard] evaluation dataset ${d.eval_dataset}: ${said(ev)} at test_data_directory (process_data's test split goes elsewhere)`);
     }
     this.#mark('data_local');

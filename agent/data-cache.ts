@@ -36,6 +36,7 @@ import path from 'node:path';
 import type * as Minio from 'minio';
 import { listHints, listObjects, localPathOf, type RetryOptions } from '../shared/storage.js';
 import { mapBounded, setRecent } from '../shared/bounded.js';
+import { errorMessage } from '../shared/errors.js';
 import { hashFile } from '../shared/hash-thread.js';
 import { downloadRanged, RANGE_BYTES, RANGES_IN_FLIGHT, type Downloaded, type RangedOptions } from '../shared/ranged-download.js';
 import { manifestOf, type DataManifest, type ManifestEntry } from './lineage.js';
@@ -150,6 +151,8 @@ export interface MadeLocal {
   manifest?: DataManifest;
   /** Made from a listing of the same dataset generation made shortly before (MakeLocalOptions generation), not a new one. */
   listingTrusted?: boolean;
+  /** Why such a listing turned out out of date (a GET found an object gone or replaced), and the pull began again from a fresh one. */
+  relisted?: string;
 }
 
 export interface MakeLocalOptions {
@@ -170,10 +173,25 @@ export interface MakeLocalOptions {
    * under the same generation within --listing-trust-seconds is used again instead of listing the dataset.
    */
   generation?: number;
+  /**
+   * A moment before the run's claim was sent (its doorbell): only a listing that ended before it may be
+   * used (DataCache #trustedListing). Without it, the dataset is listed.
+   */
+  claimedAfter?: number;
 }
 
 /** A listing that may be used again for runs of the same dataset generation (DataCache #trusted). */
-interface TrustedListing { generation: number; objects: StoredObject[]; at: number }
+interface TrustedListing { generation: number; objects: StoredObject[]; at: number; end: number }
+
+/** A GET that says the listing it came from is out of date: the object is gone, or another one (If-Match). */
+function staleListing(err: unknown): boolean {
+  for (let e = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (code === 'PreconditionFailed' || code === 'NoSuchKey' || code === 'NotFound') return true;
+    if (e instanceof Error && /: wrote \d+ bytes of \d+$/.test(e.message)) return true;
+  }
+  return false;
+}
 
 /** A data folder made ahead for the next run (DataCache.stage), or left by a run for the next like it (spares). */
 interface Staged {
@@ -435,53 +453,65 @@ export class DataCache {
    * large one in parallel ranges; the manifest keeps the listing's order whatever order they end in.
    */
   async makeLocal(client: Minio.Client, bucket: string, prefix: string, dir: string, retry: RetryOptions, ranged: RangedOptions = {}, o: MakeLocalOptions = {}): Promise<MadeLocal> {
-    const trusted = this.#trustedListing(bucket, prefix, o.generation);
-    if (!trusted) return (await this.#make(client, bucket, prefix, dir, retry, ranged, true, o)).made;
+    const trust = { used: false };
     try {
-      const made = (await this.#make(client, bucket, prefix, dir, retry, ranged, true, o, trusted)).made;
-      made.listingTrusted = true;
+      const made = (await this.#make(client, bucket, prefix, dir, retry, ranged, true, o, trust)).made;
+      if (trust.used) made.listingTrusted = true;
       return made;
     } catch (err) {
-      if (retry.signal?.aborted) throw err;
-      // The bucket changed behind Trainyard's back (an object gone or replaced: a failed If-Match), or
-      // anything else: the listing is not trusted again, and the pull starts over from a fresh one.
+      if (!trust.used || retry.signal?.aborted || !staleListing(err)) throw err;
+      // An object of the listing gone or replaced behind Trainyard's back (its GET's If-Match failed): the
+      // listing is not trusted again, and the pull starts over in an emptied folder from a fresh one.
       this.#trusted.delete(`${bucket}\0${prefix}`);
       const left = await readdir(dir).catch(() => []);
       await Promise.all(left.map((e) => rm(path.join(dir, e), { recursive: true, force: true })));
-      return (await this.#make(client, bucket, prefix, dir, retry, ranged, true, o)).made;
+      const made = (await this.#make(client, bucket, prefix, dir, retry, ranged, true, o)).made;
+      made.relisted = errorMessage(err);
+      return made;
     }
-  }
-
-  /** The listing a make-local of `generation` may use instead of listing the dataset, if there is one. */
-  #trustedListing(bucket: string, prefix: string, generation: number | undefined): StoredObject[] | null {
-    if (!generation || generation <= 0 || this.#trustMs <= 0) return null;
-    const t = this.#trusted.get(`${bucket}\0${prefix}`);
-    return t && t.generation === generation && Date.now() - t.at <= this.#trustMs ? t.objects : null;
   }
 
   /**
-   * Keeps the listing just made for runs of the same generation; a listing made without one (a stage: its
-   * run's generation is not known yet) that differs from the kept one drops it.
+   * The listing a make-local may use instead of listing the dataset: one made under the run's generation,
+   * begun within --listing-trust-seconds, and ended before the run's claim was sent. The claim read the
+   * generation after the listing, the run that kept it read the same one before it, and a generation is
+   * never given twice: no push began or ended in between, and none was under way (claims say 0 then).
    */
-  #listed(key: string, objects: StoredObject[], at: number, generation: number | undefined): void {
-    if (generation && generation > 0 && this.#trustMs > 0) {
-      setRecent(this.#trusted, key, { generation, objects, at }, Number.MAX_SAFE_INTEGER);
-      let total = 0;
-      // The newest last (setRecent's order): drop from the oldest until what is kept fits.
-      for (const t of this.#trusted.values()) total += t.objects.length;
-      for (const [k, t] of this.#trusted) {
-        if (total <= TRUSTED_OBJECTS || k === key) break;
-        this.#trusted.delete(k);
-        total -= t.objects.length;
-      }
-      return;
-    }
-    const kept = this.#trusted.get(key);
-    if (kept && !sameListing(kept.objects, objects)) this.#trusted.delete(key);
+  #trustedListing(key: string, o: MakeLocalOptions): StoredObject[] | null {
+    const { generation, claimedAfter } = o;
+    if (!generation || generation <= 0 || claimedAfter === undefined || this.#trustMs <= 0) return null;
+    const t = this.#trusted.get(key);
+    if (!t || Date.now() - t.at > this.#trustMs) return null;
+    return t.generation === generation && t.end < claimedAfter ? t.objects : null;
   }
 
-  /** makeLocal, with the listing it made it from; `takeStaged`: a folder staged for it is taken if it still matches. */
-  async #make(client: Minio.Client, bucket: string, prefix: string, dir: string, retry: RetryOptions, ranged: RangedOptions, takeStaged = false, local: MakeLocalOptions = {}, trusted: StoredObject[] | null = null): Promise<{ made: MadeLocal; objects: StoredObject[] }> {
+  /**
+   * Keeps the listing just made (begun at `at`) for runs of the same generation, if it fits; a listing made
+   * without one (a stage: its run's generation is not known yet) that differs from the kept one drops it.
+   */
+  #listed(key: string, objects: StoredObject[], at: number, generation: number | undefined): void {
+    const kept = this.#trusted.get(key);
+    if (!generation || generation <= 0 || this.#trustMs <= 0) {
+      if (kept && !sameListing(kept.objects, objects)) this.#trusted.delete(key);
+      return;
+    }
+    this.#trusted.delete(key);
+    const now = Date.now();
+    // The newest last (setRecent's order): what has aged past the trust goes, then the oldest until it fits.
+    let total = objects.length;
+    for (const [k, t] of this.#trusted) {
+      if (now - t.at > this.#trustMs) this.#trusted.delete(k);
+      else total += t.objects.length;
+    }
+    for (const [k, t] of this.#trusted) {
+      if (total <= TRUSTED_OBJECTS) break;
+      this.#trusted.delete(k);
+      total -= t.objects.length;
+    }
+    if (total <= TRUSTED_OBJECTS) setRecent(this.#trusted, key, { generation, objects, at, end: now }, Number.MAX_SAFE_INTEGER);
+  }
+
+  async #make(client: Minio.Client, bucket: string, prefix: string, dir: string, retry: RetryOptions, ranged: RangedOptions, takeStaged = false, local: MakeLocalOptions = {}, trust: { used: boolean } | null = null): Promise<{ made: MadeLocal; objects: StoredObject[] }> {
     if (this.#maxBytes > 0) await this.#load();
     // A spare for this dataset waiting to start: this run is what it was for, so it starts now.
     if (takeStaged && this.#pendingSpare?.bucket === bucket && this.#pendingSpare.prefix === prefix) this.#pendingSpare.start();
@@ -489,8 +519,10 @@ export class DataCache {
     const staging = this.#staging;
     if (takeStaged && staging?.bucket === bucket && staging.prefix === prefix) await staging.done;
     const hintKey = `${bucket}\0${prefix}`;
-    let objects = trusted;
-    if (!objects) {
+    // Looked up after the waits above: a stage waited for may have listed the dataset changed meanwhile.
+    let objects = trust ? this.#trustedListing(hintKey, local) : null;
+    if (objects) trust!.used = true;
+    else {
       const at = Date.now(); // what is trusted is what the bucket held when the listing began, at the latest
       objects = await listObjects(client, bucket, prefix, retry, this.#listHints.get(hintKey));
       setRecent(this.#listHints, hintKey, listHints(objects), LIST_HINT_PREFIXES);

@@ -3,7 +3,11 @@
 -- (scheduler/datasets/generation.ts). An agent that listed the dataset under that generation a moment ago
 -- uses that listing again instead of listing 20,000 objects (agent/data-cache.ts, --listing-trust-seconds).
 -- Numbers come from one sequence, never reused: a dataset deleted and pushed again under the same name
--- cannot meet an agent's listing of the one before. A push in progress (or one whose scheduler died part
--- way) holds the generation negative: no agent trusts a listing of a dataset whose objects are changing.
+-- cannot meet an agent's listing of the one before. While pushes store files into it (pushes_open, each
+-- alive while push_seen_at is fresh: a running push touches it every minute) claims hand out 0: no agent
+-- trusts a listing of a dataset whose objects are changing.
 CREATE SEQUENCE dataset_generations;
-ALTER TABLE datasets ADD COLUMN generation bigint NOT NULL DEFAULT nextval('dataset_generations');
+ALTER TABLE datasets
+  ADD COLUMN generation bigint NOT NULL DEFAULT nextval('dataset_generations'),
+  ADD COLUMN pushes_open integer NOT NULL DEFAULT 0,
+  ADD COLUMN push_seen_at timestamptz;

@@ -19,12 +19,7 @@ import { Actions, authorizeName } from '../auth/policy.js';
 import { recordEvents } from '../events/record.js';
 import { EventKind } from '../../shared/event-kinds.js';
 import { checkStorage, withStorageLock } from '../storage/quota.js';
-import { beginChange, endChange, nextGeneration } from './generation.js';
-
-/** A claim not refreshed for this long belongs to a push that died with its scheduler: it may be taken. */
-const CLAIM_STALE_MS = 10 * 60_000;
-/** A running first push refreshes its claim at most this often (on a file header). */
-const CLAIM_REFRESH_MS = 60_000;
+import { beginChange, endChange, endedPush, nextGeneration, PUSH_REFRESH_MS, PUSH_STALE_MS, touchChange } from './generation.js';
 /**
  * Small files stored at once while the push goes on (issue 21): each is a round trip to MinIO, so one
  * after the other a push of thousands waits on latency, not bytes. A file of a part or more is stored on
@@ -39,8 +34,10 @@ const PUSH_FILES_IN_FLIGHT = 16;
 async function claimName(ctx: SchedulerContext, name: string, project: string): Promise<{ claimed: true } | { claimed: false; owner: string; pushing: boolean }> {
   const { db } = ctx;
   const got = await db.insertInto('dataset_claims').values({ name, project })
+    // Only a dead push's claim is taken, whatever its project: two first pushes of one name at once would
+    // each take the other's files for their own (and a failed one remove them).
     .onConflict((oc) => oc.column('name').doUpdateSet({ project, claimed_at: sql`now()` })
-      .where((eb) => eb.or([eb('dataset_claims.project', '=', project), eb('dataset_claims.claimed_at', '<', sql<Date>`now() - ${`${CLAIM_STALE_MS} milliseconds`}::interval`)])))
+      .where('dataset_claims.claimed_at', '<', sql<Date>`now() - ${`${PUSH_STALE_MS} milliseconds`}::interval`))
     .returning('name').executeTakeFirst();
   if (!got) {
     const holder = await db.selectFrom('dataset_claims').select('project').where('name', '=', name).executeTakeFirst();
@@ -92,13 +89,25 @@ async function giveUp(ctx: SchedulerContext, key: string, uploadId: string): Pro
 }
 
 export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetChunk__Output>, caller: Principal): Promise<Dataset> {
+  const alive: { timer: NodeJS.Timeout | null } = { timer: null };
+  try {
+    return await receive(ctx, chunks, caller, alive);
+  } finally {
+    if (alive.timer) clearInterval(alive.timer);
+  }
+}
+
+/**
+ * receiveDataset; `alive.timer`, once the push holds a claim or has begun changing an existing dataset,
+ * says every PUSH_REFRESH_MS that it still runs (a large file may take many minutes, with no header between).
+ */
+async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetChunk__Output>, caller: Principal, alive: { timer: NodeJS.Timeout | null }): Promise<Dataset> {
   const { db, minio, settings } = ctx;
   let name: string | null = null;
   // Datasets belong to the project that first pushed them; a new name goes to the caller's project.
   let project = caller.kind === 'user' ? caller.project : '';
   let existed = false;
   let claimed = false;
-  let claimedAt = 0;
   /** An existing dataset's generation was made negative (generation.ts): a failure gives it a new one. */
   let changing = false;
   let current: { key: string; stream: PassThrough; done: Promise<unknown>; expected: number; got: number } | null = null;
@@ -156,7 +165,6 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
             }
           } else {
             claimed = true;
-            claimedAt = Date.now();
           }
         }
         // Before a file is stored: agents list an existing dataset while its files change (generation.ts).
@@ -164,15 +172,19 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
           await beginChange(db, name);
           changing = true;
         }
+        const pushed = name;
+        alive.timer = setInterval(() => {
+          // Never taken for a dead push's: its claim (a new dataset), or its part in the dataset's pushes.
+          const touch = claimed
+            ? db.updateTable('dataset_claims').set({ claimed_at: sql`now()` }).where('name', '=', pushed).where('project', '=', project).execute()
+            : touchChange(db, pushed);
+          touch.catch((e: unknown) => ctx.log.warn({ err: e, dataset: pushed }, 'could not say a running push is alive; it is taken for dead if this goes on'));
+        }, PUSH_REFRESH_MS);
+        alive.timer.unref();
       } else if (name === null) {
         throw invalid('dataset push: the first message must be the header naming the dataset');
       } else if (chunk.part === 'file') {
         await finishFile();
-        if (claimed && Date.now() - claimedAt > CLAIM_REFRESH_MS) {
-          // A long first push keeps its claim fresh, so it is never taken as a dead push's.
-          await db.updateTable('dataset_claims').set({ claimed_at: sql`now()` }).where('name', '=', name).where('project', '=', project).execute();
-          claimedAt = Date.now();
-        }
         const rel = checkRelativePath('dataset file path', chunk.file!.path);
         if (seen.has(rel)) throw invalid(`dataset push: file "${rel}" sent twice`);
         seen.add(rel);
@@ -232,12 +244,23 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
       await releaseClaim(db, name, project).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not release a failed push\'s claim; it goes stale'));
     }
     if (name !== null && changing) {
-      await endChange(db, name).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not end a failed push\'s change; agents list the dataset until the next push ends'));
+      await endChange(db, name).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not end a failed push\'s change; agents list the dataset until it is taken for dead'));
     }
     throw err;
   }
 
-  const all = await listObjects(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry);
+  const refused = async (err: unknown): Promise<never> => {
+    // A new dataset refused here leaves nothing: its folder and its claim go (as for any failed first push).
+    if (claimed) {
+      await removePrefix(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch((e: unknown) =>
+        ctx.log.warn({ err: e, dataset: name }, 'could not clean up a refused dataset push'));
+      await releaseClaim(db, name, project).catch(() => {});
+    }
+    // An existing dataset's files were stored all the same: a new generation says so.
+    if (changing) await endChange(db, name).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not end a refused push\'s change; agents list the dataset until it is taken for dead'));
+    throw err;
+  };
+  const all = await listObjects(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch(refused);
   const bytes = all.reduce((n, o) => n + o.size, 0);
   // Guarded by the owner: a first push by another project that committed meanwhile keeps the name. The
   // row and its dataset.pushed event commit together, under the project's storage lock: the quota is
@@ -246,7 +269,7 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
     const was = await trx.selectFrom('datasets').select('size_bytes').where('name', '=', name).where('project', '=', project).executeTakeFirst();
     await checkStorage(trx, project, bytes - Number(was?.size_bytes ?? 0), `dataset "${name}"`);
     const r = await trx.insertInto('datasets').values({ name, file_count: all.length, size_bytes: bytes, updated_at: new Date(), project })
-      .onConflict((oc) => oc.column('name').doUpdateSet({ file_count: all.length, size_bytes: bytes, updated_at: sql`now()`, generation: nextGeneration }).where('datasets.project', '=', project))
+      .onConflict((oc) => oc.column('name').doUpdateSet({ file_count: all.length, size_bytes: bytes, updated_at: sql`now()`, ...(changing ? endedPush : { generation: nextGeneration }) }).where('datasets.project', '=', project))
       .returningAll().executeTakeFirst();
     await releaseClaim(trx, name, project);
     if (r) {
@@ -256,17 +279,7 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
       }]);
     }
     return r;
-  }).catch(async (err: unknown) => {
-    // A new dataset refused here leaves nothing: its folder and its claim go (as for any failed first push).
-    if (claimed) {
-      await removePrefix(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch((e: unknown) =>
-        ctx.log.warn({ err: e, dataset: name }, 'could not clean up a refused dataset push'));
-      await releaseClaim(db, name, project).catch(() => {});
-    }
-    // An existing dataset's files were stored all the same: a new generation says so.
-    if (changing) await endChange(db, name).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not end a refused push\'s change; agents list the dataset until the next push ends'));
-    throw err;
-  });
+  }).catch(refused);
   if (!row) {
     const owner = await db.selectFrom('datasets').select('project').where('name', '=', name).executeTakeFirstOrThrow();
     authorizeName(caller, Actions.PushDataset, owner.project, 'dataset', name);

@@ -30,6 +30,8 @@ export interface DatasetsTable {
   deleting_at: ColumnType<Date | null, Date | null | undefined, Date | string | null>; deleted_by: ColumnType<string | null, string | null | undefined, string | null>;
   /** migrations/038: a new one at every change Trainyard makes to its objects; negative while a push changes them (datasets/generation.ts). */
   generation: Generated<number>;
+  /** migrations/038: pushes storing files into it now, and when one was last heard of. */
+  pushes_open: Generated<number>; push_seen_at: ColumnType<Date | null, Date | null | undefined, Date | string | null>;
 }
 /** migrations/014: a new dataset's name, claimed by the project whose first push is running. */
 export interface DatasetClaimsTable { name: string; project: string; claimed_at: Generated<Date> }

@@ -42,25 +42,57 @@ t.test('a push is a new generation: the next run sees it; a run of the same gene
   t.notMatch(third.logs, trusted, 'the run after the push lists the dataset');
   t.same(third.files, ['a.csv', 'b.csv', 'behind.csv'], 'and sees the push, and what was written behind its back');
 
-  // A push under way: the generation is negative from its header on, and a run claimed meanwhile lists.
+  // Two pushes under way at once: from the first's header on, claims hand out 0 ("list it"), and still
+  // do once the first has ended while the second stores files.
   const client = s.api().client;
-  let answer!: (err: Error | null) => void;
-  const pushed = new Promise<Error | null>((r) => { answer = r; });
-  const call = client.PushDataset((err: Error | null) => answer(err)) as ClientWritableStream<unknown>;
-  call.write({ header: { name: 'g', size_bytes: 2 } });
-  call.write({ file: { path: 'c.csv', size_bytes: 2 } });
-  for (const until = Date.now() + 10_000; await generation() > 0 && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
-  t.ok(await generation() < 0, 'while the push runs its generation is negative');
-  t.equal(Number((await s.query('SELECT count(*) AS n FROM datasets WHERE name = $1 AND generation > 0', ['g']))[0]!.n), 0, 'no positive generation is left for a claim to hand out');
+  const open = (file: string) => {
+    let answer!: (err: Error | null) => void;
+    const ended = new Promise<Error | null>((r) => { answer = r; });
+    const call = client.PushDataset((err: Error | null) => answer(err)) as ClientWritableStream<unknown>;
+    call.write({ header: { name: 'g', size_bytes: 2 } });
+    call.write({ file: { path: file, size_bytes: 2 } });
+    return { call, ended };
+  };
+  const opened = async (n: number) => {
+    for (const until = Date.now() + 10_000; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
+      if (Number((await s.query('SELECT pushes_open FROM datasets WHERE name = $1', ['g']))[0]!.pushes_open) === n) return true;
+    }
+    return false;
+  };
+  const pushA = open('c.csv');
+  t.ok(await opened(1), 'a push under way is counted');
+  const pushB = open('c2.csv');
+  t.ok(await opened(2), 'and a second one beside it');
   await s.minio.putObject(s.bucket, 'datasets/g/during.csv', Buffer.from('4\n'));
   const during = await run();
-  t.notMatch(during.logs, trusted, 'a run claimed while the push runs lists the dataset');
+  t.notMatch(during.logs, trusted, 'a run claimed while pushes run lists the dataset');
   t.ok(during.files.includes('during.csv'), 'and so sees what is in the bucket now');
-  call.write({ data: Buffer.from('5\n') });
-  call.end();
-  t.equal(await pushed, null, 'the push ends');
+  pushA.call.write({ data: Buffer.from('5\n') });
+  pushA.call.end();
+  t.equal(await pushA.ended, null, 'the first push ends');
+  t.ok(await opened(1), 'one push is still under way');
+  // Two runs: were the first one's listing kept for a generation, the second would use it.
+  t.notMatch((await run()).logs, trusted, 'a run claimed while the second push still runs lists the dataset');
+  await s.minio.putObject(s.bucket, 'datasets/g/during2.csv', Buffer.from('6\n'));
+  const between = await run();
+  t.notMatch(between.logs, trusted, 'and so does the run after it');
+  t.ok(between.files.includes('during2.csv'), 'which sees what is in the bucket now');
+  pushB.call.write({ data: Buffer.from('7\n') });
+  pushB.call.end();
+  t.equal(await pushB.ended, null, 'the second push ends');
   const g3 = await generation();
-  t.ok(g3 > 0 && g3 !== g2, `and gives a new generation (${g3})`);
+  t.ok(g3 > 0 && g3 !== g2, `and the dataset has a new generation (${g3})`);
+  t.equal(Number((await s.query('SELECT pushes_open FROM datasets WHERE name = $1', ['g']))[0]!.pushes_open), 0, 'no push is counted as under way');
+
+  // Two first pushes of one new name at once, even by one project: the second is refused at its header
+  // (each would take the other's files for its own, and a failed one remove them).
+  const newA = client.PushDataset(() => {}) as ClientWritableStream<unknown>;
+  newA.write({ header: { name: 'fresh', size_bytes: 0 } });
+  for (const until = Date.now() + 10_000; (await s.query("SELECT 1 FROM dataset_claims WHERE name = 'fresh'")).length === 0 && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
+  const again = await s.cli(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'fresh']);
+  t.not(again.code, 0, 'a second first push of the name is refused');
+  t.match(again.stderr, /being created by another push/, 'saying why');
+  newA.cancel();
 
   // A push that fails part way changed what it stored: a new generation too.
   let failed!: (err: Error | null) => void;
@@ -73,5 +105,6 @@ t.test('a push is a new generation: the next run sees it; a run of the same gene
   bad.end();
   t.match(String((await refused)?.message), /sent twice/, 'the bad push is refused');
   const g4 = await generation();
-  t.ok(g4 > 0 && g4 !== g3, `a failed push of an existing dataset leaves a new generation, not a negative one (${g3} -> ${g4})`);
+  t.ok(g4 > 0 && g4 !== g3, `a failed push of an existing dataset leaves a new generation (${g3} -> ${g4})`);
+  t.equal(Number((await s.query('SELECT pushes_open FROM datasets WHERE name = $1', ['g']))[0]!.pushes_open), 0, 'and is no longer counted as under way');
 });

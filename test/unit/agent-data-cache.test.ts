@@ -529,13 +529,16 @@ t.test('deferHashes: entries held by their hash past the cap are evicted once ha
 });
 
 t.test('a run of the generation listed shortly before uses that listing; another generation, a stale one or a changed object lists again', async (t) => {
+  const rm = (key: string) => minio.removeObject(bucket, key);
   await put('datasets/gen/a.csv', 'one\n');
   await put('datasets/gen/b.csv', 'two\n');
   const work = tmp('ty-dc-gen-');
   const cache = new DataCache(work, 1 << 20, { listingTrustMs: 60_000 });
-  const run = async (generation: number) => {
+  // Each run's claim is sent after the run before ended (a moment later), as one slot's runs are.
+  const claim = async () => { await new Promise((r) => setTimeout(r, 2)); return Date.now(); };
+  const run = async (generation: number, claimedAfter?: number) => {
     const dir = path.join(tmp('ty-gen-run-'), 'data');
-    const made = await cache.makeLocal(minio, bucket, 'datasets/gen/', dir, retry, {}, { generation });
+    const made = await cache.makeLocal(minio, bucket, 'datasets/gen/', dir, retry, {}, { generation, claimedAfter: claimedAfter ?? await claim() });
     return { made, files: (await walkFiles(dir)).map((f) => f.rel).sort(), dir };
   };
   const first = await run(7);
@@ -548,41 +551,56 @@ t.test('a run of the generation listed shortly before uses that listing; another
   t.same(same.files, ['a.csv', 'b.csv'], 'the same generation within the trust: the listing of a moment ago, without c.csv');
   t.ok(same.made.listingTrusted, 'and says so');
   t.same(manifestOf(same.made.entries), manifestOf(first.made.entries), 'its manifest is what it made local');
+  // ...nor does one claimed before that listing ended: its claim may have read the generation before a
+  // push that the listing saw part of...
+  const early = await run(7, 0);
+  t.notOk(early.made.listingTrusted, 'a run claimed before the listing ended lists');
+  t.same(early.files, ['a.csv', 'b.csv', 'c.csv']);
+  await put('datasets/gen/c2.csv', 'three and a bit\n');
+  t.same((await run(7, undefined)).files, ['a.csv', 'b.csv', 'c.csv'], '(and its listing is the one kept now)');
   // ...a new generation (a push) does at once...
   const next = await run(8);
-  t.same(next.files, ['a.csv', 'b.csv', 'c.csv'], 'a new generation lists the dataset again');
+  t.same(next.files, ['a.csv', 'b.csv', 'c.csv', 'c2.csv'], 'a new generation lists the dataset again');
   t.notOk(next.made.listingTrusted);
   // ...and no generation (0: a push in progress) always lists, and drops a kept listing it differs from.
   await put('datasets/gen/d.csv', 'four\n');
   const none = await run(0);
-  t.same(none.files, ['a.csv', 'b.csv', 'c.csv', 'd.csv'], 'generation 0 lists');
+  t.same(none.files, ['a.csv', 'b.csv', 'c.csv', 'c2.csv', 'd.csv'], 'generation 0 lists');
   const after = await run(8);
-  t.same(after.files, ['a.csv', 'b.csv', 'c.csv', 'd.csv'], 'a listing made without a generation that differs drops the kept one');
+  t.same(after.files, ['a.csv', 'b.csv', 'c.csv', 'c2.csv', 'd.csv'], 'a listing made without a generation that differs drops the kept one');
+  t.notOk(after.made.listingTrusted);
+  await rm('datasets/gen/c2.csv');
+  await rm('datasets/gen/d.csv');
 
-  // An object replaced behind Trainyard's back whose entry is not cached: the trusted listing's ETag fails
-  // the GET (If-Match), and the pull starts again from a fresh listing.
-  const small = new DataCache(tmp('ty-dc-gen0-'), 0, { listingTrustMs: 60_000 });
+  // An object replaced behind Trainyard's back that the cache does not hold (larger than its cap): the
+  // trusted listing's ETag fails its GET (If-Match), and the pull starts again, in an emptied folder (the
+  // first try's links are gone: linked again they would exist already), from a fresh listing.
+  await put('datasets/gen/big.bin', 'x'.repeat(4096));
+  const small = new DataCache(tmp('ty-dc-gen0-'), 1024, { listingTrustMs: 60_000 });
+  small.linksForRuns = true;
   const dirA = path.join(tmp('ty-gen-a-'), 'data');
-  await small.makeLocal(minio, bucket, 'datasets/gen/', dirA, retry, {}, { generation: 9 });
-  await put('datasets/gen/a.csv', 'ONE, replaced\n');
+  await small.makeLocal(minio, bucket, 'datasets/gen/', dirA, retry, {}, { generation: 9, claimedAfter: await claim() });
+  await put('datasets/gen/big.bin', 'y'.repeat(5000));
   const dirB = path.join(tmp('ty-gen-b-'), 'data');
-  const replaced = await small.makeLocal(minio, bucket, 'datasets/gen/', dirB, retry, {}, { generation: 9 });
-  t.equal(readFileSync(path.join(dirB, 'a.csv'), 'utf8'), 'ONE, replaced\n', 'the replaced object, from a fresh listing');
+  const replaced = await small.makeLocal(minio, bucket, 'datasets/gen/', dirB, retry, {}, { generation: 9, claimedAfter: await claim() });
+  t.equal(readFileSync(path.join(dirB, 'big.bin'), 'utf8'), 'y'.repeat(5000), 'the replaced object, from a fresh listing');
   t.notOk(replaced.listingTrusted, 'not from the trusted listing');
+  t.match(replaced.relisted, /pre-conditions you specified did not hold/, 'and says why it listed again');
   t.same(manifestOf(replaced.entries), await dataManifest(dirB), 'its manifest is the folder\'s');
-  t.same((await walkFiles(dirB)).map((f) => f.rel).sort(), ['a.csv', 'b.csv', 'c.csv', 'd.csv'], 'nothing of the failed try is left over');
+  t.same((await walkFiles(dirB)).map((f) => f.rel).sort(), ['a.csv', 'b.csv', 'big.bin', 'c.csv'], 'each file once');
+  await rm('datasets/gen/big.bin');
 
   // Past the trust, or with none (0 s), a run lists.
   await put('datasets/gen/e.csv', 'five\n');
   const brief = new DataCache(tmp('ty-dc-gen1-'), 1 << 20, { listingTrustMs: 1 });
-  await brief.makeLocal(minio, bucket, 'datasets/gen/', path.join(tmp('ty-gen-c-'), 'data'), retry, {}, { generation: 10 });
+  await brief.makeLocal(minio, bucket, 'datasets/gen/', path.join(tmp('ty-gen-c-'), 'data'), retry, {}, { generation: 10, claimedAfter: await claim() });
   await put('datasets/gen/f.csv', 'six\n');
   await new Promise((r) => setTimeout(r, 5));
-  const late = await brief.makeLocal(minio, bucket, 'datasets/gen/', path.join(tmp('ty-gen-d-'), 'data'), retry, {}, { generation: 10 });
-  t.equal(late.files, 6, 'a listing older than the trust is not used');
+  const late = await brief.makeLocal(minio, bucket, 'datasets/gen/', path.join(tmp('ty-gen-d-'), 'data'), retry, {}, { generation: 10, claimedAfter: await claim() });
+  t.equal(late.files, 5, 'a listing older than the trust is not used');
   const off = new DataCache(tmp('ty-dc-gen2-'), 1 << 20);
-  await off.makeLocal(minio, bucket, 'datasets/gen/', path.join(tmp('ty-gen-e-'), 'data'), retry, {}, { generation: 11 });
+  await off.makeLocal(minio, bucket, 'datasets/gen/', path.join(tmp('ty-gen-e-'), 'data'), retry, {}, { generation: 11, claimedAfter: await claim() });
   await put('datasets/gen/g.csv', 'seven\n');
-  const offAgain = await off.makeLocal(minio, bucket, 'datasets/gen/', path.join(tmp('ty-gen-f-'), 'data'), retry, {}, { generation: 11 });
-  t.equal(offAgain.files, 7, 'no trust (the default of a DataCache made without one): every run lists');
+  const offAgain = await off.makeLocal(minio, bucket, 'datasets/gen/', path.join(tmp('ty-gen-f-'), 'data'), retry, {}, { generation: 11, claimedAfter: await claim() });
+  t.equal(offAgain.files, 6, 'no trust (the default of a DataCache made without one): every run lists');
 });
