@@ -1,6 +1,7 @@
 // The agent's cache of dataset objects (issue 11): a run of a dataset this agent fetched before copies
 // each unchanged file from here instead of downloading it again. An entry is keyed by bucket, object key,
-// ETag and size, so what the listing (read every run: it says what the dataset is now) shows changed is a
+// ETag and size, so what the listing (it says what the dataset is now: read every run, or kept for runs of
+// the same dataset generation for a short while, MakeLocalOptions generation) shows changed is a
 // miss, and an entry never serves another object's key (one project cannot seed another's data with a
 // file of the same MD5). Every file is hashed (SHA-256) as it is written, and the hash kept in the entry's
 // name, so the run's lineage manifest (agent/lineage.ts manifestOf) needs no second read of the data; a
@@ -496,6 +497,7 @@ export class DataCache {
       return;
     }
     this.#trusted.delete(key);
+    if (objects.length > TRUSTED_OBJECTS) return; // never kept, and takes no other's place
     const now = Date.now();
     // The newest last (setRecent's order): what has aged past the trust goes, then the oldest until it fits.
     let total = objects.length;

@@ -11,3 +11,6 @@ ALTER TABLE datasets
   ADD COLUMN generation bigint NOT NULL DEFAULT nextval('dataset_generations'),
   ADD COLUMN pushes_open integer NOT NULL DEFAULT 0,
   ADD COLUMN push_seen_at timestamptz;
+-- Which push holds a new name's claim (scheduler/datasets/push.ts): a live push whose claim another took,
+-- taken for dead, finds out from this and stops, rather than write into, or remove, the other's folder.
+ALTER TABLE dataset_claims ADD COLUMN push_id text;

@@ -4,6 +4,7 @@
 // name is claimed for the pushing project before anything is stored (dataset_claims), so another
 // project's push of the same name is refused at its header, never after writing into this one's folder.
 import { PassThrough } from 'node:stream';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { sql } from 'kysely';
 import type { SchedulerContext } from '../context.js';
@@ -28,17 +29,19 @@ import { beginChange, endChange, endedPush, nextGeneration, PUSH_REFRESH_MS, PUS
 const PUSH_FILES_IN_FLIGHT = 16;
 
 /**
- * Claims a new dataset name for `project`, or says which project holds it: a claim of another project's
- * running push, or (read after the claim, so a push that just ended is seen) the dataset itself.
+ * Claims a new dataset name for `project` as push `pushId`, or says which project holds it: a claim of a
+ * running push, or (read after the claim, so a push that just ended is seen) the dataset itself. A dead
+ * push's claim (not refreshed for PUSH_STALE_MS) is taken, and what it stored is removed first: the new
+ * dataset is this push's files only.
  */
-async function claimName(ctx: SchedulerContext, name: string, project: string): Promise<{ claimed: true } | { claimed: false; owner: string; pushing: boolean }> {
+async function claimName(ctx: SchedulerContext, name: string, project: string, pushId: string): Promise<{ claimed: true } | { claimed: false; owner: string; pushing: boolean }> {
   const { db } = ctx;
-  const got = await db.insertInto('dataset_claims').values({ name, project })
+  const got = await db.insertInto('dataset_claims').values({ name, project, push_id: pushId })
     // Only a dead push's claim is taken, whatever its project: two first pushes of one name at once would
     // each take the other's files for their own (and a failed one remove them).
-    .onConflict((oc) => oc.column('name').doUpdateSet({ project, claimed_at: sql`now()` })
+    .onConflict((oc) => oc.column('name').doUpdateSet({ project, claimed_at: sql`now()`, push_id: pushId })
       .where('dataset_claims.claimed_at', '<', sql<Date>`now() - ${`${PUSH_STALE_MS} milliseconds`}::interval`))
-    .returning('name').executeTakeFirst();
+    .returning(['name', sql<boolean>`xmax <> 0`.as('taken')]).executeTakeFirst();
   if (!got) {
     const holder = await db.selectFrom('dataset_claims').select('project').where('name', '=', name).executeTakeFirst();
     if (holder) return { claimed: false, owner: holder.project, pushing: true };
@@ -46,15 +49,21 @@ async function claimName(ctx: SchedulerContext, name: string, project: string): 
   // A first push that committed between our read and this claim: the dataset is now its project's.
   const owner = await db.selectFrom('datasets').select('project').where('name', '=', name).executeTakeFirst();
   if (owner) {
-    if (got) await releaseClaim(db, name, project);
+    if (got) await releaseClaim(db, name, pushId);
     return { claimed: false, owner: owner.project, pushing: false };
   }
-  return got ? { claimed: true } : claimName(ctx, name, project); // the other claim ended meanwhile
+  if (!got) return claimName(ctx, name, project, pushId); // the other claim ended meanwhile
+  if (got.taken) {
+    ctx.log.warn({ dataset: name, project }, 'took the name claim of a push not heard of for minutes; removing what it stored');
+    await removePrefix(ctx.minio, ctx.settings.bucket, keys.datasetPrefix(name), ctx.storageRetry);
+  }
+  return { claimed: true };
 }
 
-/** Gives a claim up: on `db`, or in the transaction that writes the dataset's row. */
-async function releaseClaim(db: Db, name: string, project: string): Promise<void> {
-  await db.deleteFrom('dataset_claims').where('name', '=', name).where('project', '=', project).execute();
+/** Gives push `pushId`'s claim up (on `db`, or in the transaction that writes the dataset's row); false: it holds none (taken). */
+async function releaseClaim(db: Db, name: string, pushId: string): Promise<boolean> {
+  const r = await db.deleteFrom('dataset_claims').where('name', '=', name).where('push_id', '=', pushId).executeTakeFirst();
+  return r.numDeletedRows > 0n;
 }
 
 /**
@@ -88,27 +97,42 @@ async function giveUp(ctx: SchedulerContext, key: string, uploadId: string): Pro
     .catch((e: unknown) => ctx.log.warn({ err: e, key }, 'could not forget a failed push\'s upload; it is forgotten after a day'));
 }
 
-export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetChunk__Output>, caller: Principal): Promise<Dataset> {
-  const alive: { timer: NodeJS.Timeout | null } = { timer: null };
+/**
+ * `cancelled`: the call's end by its client (or deadline). A push stuck on storage is then no longer said
+ * to be alive: its claim goes stale, and a push again is not refused for it for ever.
+ */
+export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetChunk__Output>, caller: Principal, cancelled?: AbortSignal): Promise<Dataset> {
+  const alive: Alive = { timer: null, lost: false };
+  const stop = () => { if (alive.timer) clearInterval(alive.timer); alive.timer = null; };
+  cancelled?.addEventListener('abort', stop, { once: true });
   try {
     return await receive(ctx, chunks, caller, alive);
   } finally {
-    if (alive.timer) clearInterval(alive.timer);
+    stop();
+    cancelled?.removeEventListener('abort', stop);
   }
 }
+
+/** A running push's liveness: the timer that says so, and whether its claim was taken meanwhile (it was taken for dead). */
+interface Alive { timer: NodeJS.Timeout | null; lost: boolean }
+
+/** What a push whose claim was taken fails with: another push owns the name's folder now. */
+const claimLost = (name: string) => new TrainyardError(ErrorCodes.FailedPrecondition,
+  `dataset "${name}": this push was not heard of for ${PUSH_STALE_MS / 60_000} minutes (the scheduler could not reach its database?) and another push took the name; push again`);
 
 /**
  * receiveDataset; `alive.timer`, once the push holds a claim or has begun changing an existing dataset,
  * says every PUSH_REFRESH_MS that it still runs (a large file may take many minutes, with no header between).
  */
-async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetChunk__Output>, caller: Principal, alive: { timer: NodeJS.Timeout | null }): Promise<Dataset> {
+async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetChunk__Output>, caller: Principal, alive: Alive): Promise<Dataset> {
   const { db, minio, settings } = ctx;
+  const pushId = randomBytes(12).toString('hex');
   let name: string | null = null;
   // Datasets belong to the project that first pushed them; a new name goes to the caller's project.
   let project = caller.kind === 'user' ? caller.project : '';
   let existed = false;
   let claimed = false;
-  /** An existing dataset's generation was made negative (generation.ts): a failure gives it a new one. */
+  /** This push is counted among an existing dataset's pushes (generation.ts beginChange): its end must uncount it. */
   let changing = false;
   let current: { key: string; stream: PassThrough; done: Promise<unknown>; expected: number; got: number } | null = null;
   let files = 0;
@@ -154,7 +178,7 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetC
         // name claimed (files pushed again are counted as new: the check cannot know they replace others).
         if (total > 0) await checkStorage(db, project, total, `dataset "${name}"`);
         if (!existed) {
-          const c = await claimName(ctx, name, project);
+          const c = await claimName(ctx, name, project, pushId);
           if (!c.claimed) {
             if (c.owner === project && !c.pushing) existed = true; // our project's push created it meanwhile
             else {
@@ -176,13 +200,16 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetC
         alive.timer = setInterval(() => {
           // Never taken for a dead push's: its claim (a new dataset), or its part in the dataset's pushes.
           const touch = claimed
-            ? db.updateTable('dataset_claims').set({ claimed_at: sql`now()` }).where('name', '=', pushed).where('project', '=', project).execute()
+            ? db.updateTable('dataset_claims').set({ claimed_at: sql`now()` }).where('name', '=', pushed).where('push_id', '=', pushId).executeTakeFirst()
+              .then((r) => { if (r.numUpdatedRows === 0n) alive.lost = true; })
             : touchChange(db, pushed);
           touch.catch((e: unknown) => ctx.log.warn({ err: e, dataset: pushed }, 'could not say a running push is alive; it is taken for dead if this goes on'));
         }, PUSH_REFRESH_MS);
         alive.timer.unref();
       } else if (name === null) {
         throw invalid('dataset push: the first message must be the header naming the dataset');
+      } else if (alive.lost) {
+        throw claimLost(name);
       } else if (chunk.part === 'file') {
         await finishFile();
         const rel = checkRelativePath('dataset file path', chunk.file!.path);
@@ -237,11 +264,12 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetC
     await Promise.all(storing); // nothing still writing into the folder that is removed below
     // Parts a client stored for this push and that were not completed go too (whatever the dataset).
     await Promise.all([...direct].map(([uploadId, key]) => giveUp(ctx, key, uploadId)));
-    // Only a push that holds the name's claim wrote into a new dataset's folder (or could have).
-    if (name !== null && claimed) {
+    // Only a push that holds the name's claim wrote into a new dataset's folder (or could have); one whose
+    // claim was taken leaves the folder to the push that took it.
+    if (name !== null && claimed && !alive.lost) {
       await removePrefix(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch((e: unknown) =>
         ctx.log.warn({ err: e, dataset: name }, 'could not clean up a failed dataset push'));
-      await releaseClaim(db, name, project).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not release a failed push\'s claim; it goes stale'));
+      await releaseClaim(db, name, pushId).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not release a failed push\'s claim; it goes stale'));
     }
     if (name !== null && changing) {
       await endChange(db, name).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not end a failed push\'s change; agents list the dataset until it is taken for dead'));
@@ -250,16 +278,18 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetC
   }
 
   const refused = async (err: unknown): Promise<never> => {
-    // A new dataset refused here leaves nothing: its folder and its claim go (as for any failed first push).
-    if (claimed) {
+    // A new dataset refused here leaves nothing: its folder and its claim go (as for any failed first push),
+    // unless the claim was taken: the folder is the other push's then.
+    if (claimed && !alive.lost) {
       await removePrefix(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch((e: unknown) =>
         ctx.log.warn({ err: e, dataset: name }, 'could not clean up a refused dataset push'));
-      await releaseClaim(db, name, project).catch(() => {});
+      await releaseClaim(db, name, pushId).catch(() => {});
     }
     // An existing dataset's files were stored all the same: a new generation says so.
     if (changing) await endChange(db, name).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not end a refused push\'s change; agents list the dataset until it is taken for dead'));
     throw err;
   };
+  if (alive.lost) await refused(claimLost(name));
   const all = await listObjects(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch(refused);
   const bytes = all.reduce((n, o) => n + o.size, 0);
   // Guarded by the owner: a first push by another project that committed meanwhile keeps the name. The
@@ -271,7 +301,11 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetC
     const r = await trx.insertInto('datasets').values({ name, file_count: all.length, size_bytes: bytes, updated_at: new Date(), project })
       .onConflict((oc) => oc.column('name').doUpdateSet({ file_count: all.length, size_bytes: bytes, updated_at: sql`now()`, ...(changing ? endedPush : { generation: nextGeneration }) }).where('datasets.project', '=', project))
       .returningAll().executeTakeFirst();
-    await releaseClaim(trx, name, project);
+    // A first push commits only while it still holds its claim (another push may have taken it for dead).
+    if (claimed && !(await releaseClaim(trx, name, pushId))) {
+      alive.lost = true;
+      throw claimLost(name);
+    }
     if (r) {
       await recordEvents(trx, [{
         kind: EventKind.DatasetPushed, project, subject: name, detail: `${files} file(s) pushed; ${all.length} in all`,
@@ -281,6 +315,8 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetC
     return r;
   }).catch(refused);
   if (!row) {
+    // The name is another project's now (deleted and pushed again by it meanwhile): this push's count goes.
+    if (changing) await endChange(db, name).catch(() => {});
     const owner = await db.selectFrom('datasets').select('project').where('name', '=', name).executeTakeFirstOrThrow();
     authorizeName(caller, Actions.PushDataset, owner.project, 'dataset', name);
     throw new TrainyardError(ErrorCodes.FailedPrecondition, `dataset "${name}" was created by project "${owner.project}" while this push ran`);

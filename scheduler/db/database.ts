@@ -28,13 +28,13 @@ export interface DatasetsTable {
   name: string; file_count: number; size_bytes: number; created_at: Generated<Date>; updated_at: Timestamp; /** migrations/006 */ project: Generated<string>;
   /** migrations/024: marked for deletion (scheduler/storage/deletion.ts): no read sees it; its objects go, then the row. */
   deleting_at: ColumnType<Date | null, Date | null | undefined, Date | string | null>; deleted_by: ColumnType<string | null, string | null | undefined, string | null>;
-  /** migrations/038: a new one at every change Trainyard makes to its objects; negative while a push changes them (datasets/generation.ts). */
+  /** migrations/038: a new one at every change Trainyard makes to its objects (datasets/generation.ts). */
   generation: Generated<number>;
   /** migrations/038: pushes storing files into it now, and when one was last heard of. */
   pushes_open: Generated<number>; push_seen_at: ColumnType<Date | null, Date | null | undefined, Date | string | null>;
 }
 /** migrations/014: a new dataset's name, claimed by the project whose first push is running. */
-export interface DatasetClaimsTable { name: string; project: string; claimed_at: Generated<Date> }
+export interface DatasetClaimsTable { name: string; project: string; claimed_at: Generated<Date>; /** migrations/038: the push holding it */ push_id: ColumnType<string | null, string | null | undefined, string | null> }
 /** migrations/037: multipart uploads begun for a push's large files, open until the push completes or gives them up. */
 export interface DatasetUploadsTable { upload_id: string; project: string; object_key: string; size_bytes: number; part_bytes: number; started_at: Generated<Date> }
 export interface AgentsTable {

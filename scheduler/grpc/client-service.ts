@@ -56,7 +56,11 @@ export function clientService(ctx: SchedulerContext, auth: { tokens: TokenVerifi
     ListPackageVersions: unary(g, 'ListPackageVersions', async (req, caller) => ({ versions: await listPackageVersions(ctx, req.name, caller) })),
     PackageLineage: unary(g, 'PackageLineage', (req, caller) => packageLineage(ctx, req, caller)),
 
-    PushDataset: clientStream(g, 'PushDataset', (call, caller) => receiveDataset(ctx, call, caller)),
+    PushDataset: clientStream(g, 'PushDataset', (call, caller) => {
+      const cancelled = new AbortController();
+      call.once('cancelled', () => cancelled.abort());
+      return receiveDataset(ctx, call, caller, cancelled.signal);
+    }),
     PresignDatasetParts: unary(g, 'PresignDatasetParts', (req, caller) => presignDatasetParts(ctx, req, caller)),
     ListDatasets: unary(g, 'ListDatasets', async (_req, caller) => ({ datasets: await listDatasets(ctx, visibleProject(caller)) })),
 

@@ -3,7 +3,8 @@
 // shortly before (--listing-trust-seconds) uses that listing instead of listing again. Checked here with a
 // real scheduler, agent and MinIO: a file written into the bucket behind Trainyard's back is not seen by a
 // run of the same generation (that is the trade, documented), a push is seen by the very next run, and
-// while a push is under way (or after one failed part way) no listing is trusted.
+// while pushes are under way (or after one failed part way) no listing is trusted; a dead push's name
+// claim is taken with its files removed, and a push whose claim was taken fails without touching them.
 import t from 'tap';
 import type { ClientWritableStream } from '@grpc/grpc-js';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
@@ -107,4 +108,24 @@ t.test('a push is a new generation: the next run sees it; a run of the same gene
   const g4 = await generation();
   t.ok(g4 > 0 && g4 !== g3, `a failed push of an existing dataset leaves a new generation (${g3} -> ${g4})`);
   t.equal(Number((await s.query('SELECT pushes_open FROM datasets WHERE name = $1', ['g']))[0]!.pushes_open), 0, 'and is no longer counted as under way');
+
+  // A dead push's claim (not refreshed for 3 minutes) is taken, and what it stored goes first.
+  await s.query("INSERT INTO dataset_claims (name, project, claimed_at, push_id) VALUES ('stale', 'default', now() - interval '10 minutes', 'dead')");
+  await s.minio.putObject(s.bucket, 'datasets/stale/leftover.csv', Buffer.from('dead push\n'));
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'stale']);
+  t.same(await s.objects('datasets/stale/'), ['datasets/stale/x.csv'], 'a dead push\'s claim is taken, and its files removed first');
+
+  // A push whose claim another took meanwhile (it was taken for dead) fails, and leaves the folder alone.
+  let lostAnswer!: (err: Error | null) => void;
+  const lostEnded = new Promise<Error | null>((r) => { lostAnswer = r; });
+  const lost = client.PushDataset((err: Error | null) => lostAnswer(err)) as ClientWritableStream<unknown>;
+  lost.write({ header: { name: 'taken', size_bytes: 2 } });
+  lost.write({ file: { path: 'mine.csv', size_bytes: 2 } });
+  for (const until = Date.now() + 10_000; (await s.query("SELECT 1 FROM dataset_claims WHERE name = 'taken'")).length === 0 && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
+  await s.query("UPDATE dataset_claims SET push_id = 'another' WHERE name = 'taken'");
+  lost.write({ data: Buffer.from('8\n') });
+  lost.end();
+  t.match(String((await lostEnded)?.message), /another push took the name/, 'the push whose claim was taken fails, saying why');
+  t.same(await s.query("SELECT name FROM datasets WHERE name = 'taken'"), [], 'no dataset row is written for it');
+  t.same(await s.objects('datasets/taken/'), ['datasets/taken/mine.csv'], 'and the folder, the other push\'s now, is left as it is');
 });
