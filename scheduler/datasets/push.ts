@@ -55,7 +55,10 @@ async function claimName(ctx: SchedulerContext, name: string, project: string, p
   if (!got) return claimName(ctx, name, project, pushId); // the other claim ended meanwhile
   if (got.taken) {
     ctx.log.warn({ dataset: name, project }, 'took the name claim of a push not heard of for minutes; removing what it stored');
-    await removePrefix(ctx.minio, ctx.settings.bucket, keys.datasetPrefix(name), ctx.storageRetry);
+    await removePrefix(ctx.minio, ctx.settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch(async (err: unknown) => {
+      await releaseClaim(db, name, pushId).catch(() => {});
+      throw err;
+    });
   }
   return { claimed: true };
 }
@@ -102,7 +105,7 @@ async function giveUp(ctx: SchedulerContext, key: string, uploadId: string): Pro
  * to be alive: its claim goes stale, and a push again is not refused for it for ever.
  */
 export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetChunk__Output>, caller: Principal, cancelled?: AbortSignal): Promise<Dataset> {
-  const alive: Alive = { timer: null, lost: false };
+  const alive: Alive = { timer: null, lost: false, okAt: 0 };
   const stop = () => { if (alive.timer) clearInterval(alive.timer); alive.timer = null; };
   cancelled?.addEventListener('abort', stop, { once: true });
   try {
@@ -114,7 +117,7 @@ export async function receiveDataset(ctx: SchedulerContext, chunks: AsyncIterabl
 }
 
 /** A running push's liveness: the timer that says so, and whether its claim was taken meanwhile (it was taken for dead). */
-interface Alive { timer: NodeJS.Timeout | null; lost: boolean }
+interface Alive { timer: NodeJS.Timeout | null; lost: boolean; /** when the claim was last made or refreshed */ okAt: number }
 
 /** What a push whose claim was taken fails with: another push owns the name's folder now. */
 const claimLost = (name: string) => new TrainyardError(ErrorCodes.FailedPrecondition,
@@ -127,6 +130,14 @@ const claimLost = (name: string) => new TrainyardError(ErrorCodes.FailedPrecondi
 async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetChunk__Output>, caller: Principal, alive: Alive): Promise<Dataset> {
   const { db, minio, settings } = ctx;
   const pushId = randomBytes(12).toString('hex');
+  /**
+   * Whether this push still holds its name's claim, which is then kept fresh a while longer: asked right
+   * before a failed first push removes its folder, which is another push's once the claim was taken (a
+   * push whose refreshes failed for minutes, or one stuck on storage after its client went). Unknown
+   * (the database away) is no: the folder stays, and the push that takes the stale claim removes it.
+   */
+  const holdsClaim = async (name: string): Promise<boolean> => !alive.lost && await db.updateTable('dataset_claims').set({ claimed_at: sql`now()` })
+    .where('name', '=', name).where('push_id', '=', pushId).executeTakeFirst().then((r) => r.numUpdatedRows > 0n, () => false);
   let name: string | null = null;
   // Datasets belong to the project that first pushed them; a new name goes to the caller's project.
   let project = caller.kind === 'user' ? caller.project : '';
@@ -189,6 +200,7 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetC
             }
           } else {
             claimed = true;
+            alive.okAt = Date.now();
           }
         }
         // Before a file is stored: agents list an existing dataset while its files change (generation.ts).
@@ -201,14 +213,16 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetC
           // Never taken for a dead push's: its claim (a new dataset), or its part in the dataset's pushes.
           const touch = claimed
             ? db.updateTable('dataset_claims').set({ claimed_at: sql`now()` }).where('name', '=', pushed).where('push_id', '=', pushId).executeTakeFirst()
-              .then((r) => { if (r.numUpdatedRows === 0n) alive.lost = true; })
+              .then((r) => { if (r.numUpdatedRows === 0n) alive.lost = true; else alive.okAt = Date.now(); })
             : touchChange(db, pushed);
           touch.catch((e: unknown) => ctx.log.warn({ err: e, dataset: pushed }, 'could not say a running push is alive; it is taken for dead if this goes on'));
         }, PUSH_REFRESH_MS);
         alive.timer.unref();
       } else if (name === null) {
         throw invalid('dataset push: the first message must be the header naming the dataset');
-      } else if (alive.lost) {
+      } else if (alive.lost || (claimed && Date.now() - alive.okAt > PUSH_STALE_MS - PUSH_REFRESH_MS)) {
+        // Lost, or not refreshed for so long that it may be taken before the next refresh: nothing more
+        // is stored into a folder that may be another push's.
         throw claimLost(name);
       } else if (chunk.part === 'file') {
         await finishFile();
@@ -266,7 +280,7 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetC
     await Promise.all([...direct].map(([uploadId, key]) => giveUp(ctx, key, uploadId)));
     // Only a push that holds the name's claim wrote into a new dataset's folder (or could have); one whose
     // claim was taken leaves the folder to the push that took it.
-    if (name !== null && claimed && !alive.lost) {
+    if (name !== null && claimed && await holdsClaim(name)) {
       await removePrefix(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch((e: unknown) =>
         ctx.log.warn({ err: e, dataset: name }, 'could not clean up a failed dataset push'));
       await releaseClaim(db, name, pushId).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not release a failed push\'s claim; it goes stale'));
@@ -280,7 +294,7 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetC
   const refused = async (err: unknown): Promise<never> => {
     // A new dataset refused here leaves nothing: its folder and its claim go (as for any failed first push),
     // unless the claim was taken: the folder is the other push's then.
-    if (claimed && !alive.lost) {
+    if (claimed && await holdsClaim(name)) {
       await removePrefix(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch((e: unknown) =>
         ctx.log.warn({ err: e, dataset: name }, 'could not clean up a refused dataset push'));
       await releaseClaim(db, name, pushId).catch(() => {});
@@ -296,16 +310,17 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetC
   // row and its dataset.pushed event commit together, under the project's storage lock: the quota is
   // checked again on what was stored (a push that announced less, or a concurrent one of the project).
   const row = await withStorageLock(db, project, async (trx) => {
+    // A first push commits only while it still holds its claim (another push may have taken it for dead);
+    // checked first, so that no other refusal below is taken for this push's own.
+    if (claimed && !(await releaseClaim(trx, name, pushId))) {
+      alive.lost = true;
+      throw claimLost(name);
+    }
     const was = await trx.selectFrom('datasets').select('size_bytes').where('name', '=', name).where('project', '=', project).executeTakeFirst();
     await checkStorage(trx, project, bytes - Number(was?.size_bytes ?? 0), `dataset "${name}"`);
     const r = await trx.insertInto('datasets').values({ name, file_count: all.length, size_bytes: bytes, updated_at: new Date(), project })
       .onConflict((oc) => oc.column('name').doUpdateSet({ file_count: all.length, size_bytes: bytes, updated_at: sql`now()`, ...(changing ? endedPush : { generation: nextGeneration }) }).where('datasets.project', '=', project))
       .returningAll().executeTakeFirst();
-    // A first push commits only while it still holds its claim (another push may have taken it for dead).
-    if (claimed && !(await releaseClaim(trx, name, pushId))) {
-      alive.lost = true;
-      throw claimLost(name);
-    }
     if (r) {
       await recordEvents(trx, [{
         kind: EventKind.DatasetPushed, project, subject: name, detail: `${files} file(s) pushed; ${all.length} in all`,
@@ -315,8 +330,9 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetC
     return r;
   }).catch(refused);
   if (!row) {
-    // The name is another project's now (deleted and pushed again by it meanwhile): this push's count goes.
-    if (changing) await endChange(db, name).catch(() => {});
+    // The name is another project's now (deleted and pushed again by it meanwhile). Whether this push was
+    // counted on the new row or the deleted one is not known: a count too many only makes runs list for
+    // PUSH_STALE_MS, a count too few could let one trust a listing while that project's push runs.
     const owner = await db.selectFrom('datasets').select('project').where('name', '=', name).executeTakeFirstOrThrow();
     authorizeName(caller, Actions.PushDataset, owner.project, 'dataset', name);
     throw new TrainyardError(ErrorCodes.FailedPrecondition, `dataset "${name}" was created by project "${owner.project}" while this push ran`);

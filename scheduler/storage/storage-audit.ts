@@ -18,6 +18,7 @@ import type { StorageFinding } from '../../shared/proto.js';
 import { withStorageRetry } from '../../shared/storage.js';
 import { errorMessage } from '../../shared/errors.js';
 import { finishDataset, finishRun, finishVersion, markDataset, markVersions, type DeletionDeps } from './deletion.js';
+import { PUSH_STALE_MS } from '../datasets/generation.js';
 
 /** Orphans younger than this are kept by --repair unless the request says otherwise. */
 export const DEFAULT_GRACE_S = 3600;
@@ -45,7 +46,9 @@ export async function auditStorage(d: DeletionDeps, o: { repair: boolean; graceS
   // The rows first, then the bucket: an object stored after the rows were read is younger than any grace.
   const versions = await d.db.selectFrom('package_versions').select(['package', 'major', 'minor', 'object_key', 'deleting_at']).execute();
   const datasets = await d.db.selectFrom('datasets').select(['name', 'deleting_at']).execute();
-  const claims = await d.db.selectFrom('dataset_claims').select('name').execute();
+  // A running first push's claim keeps its files from being orphans; a dead push's (stale) does not.
+  const claims = await d.db.selectFrom('dataset_claims').select('name')
+    .where('claimed_at', '>=', sql<Date>`now() - ${`${PUSH_STALE_MS} milliseconds`}::interval`).execute();
   const runs = await d.db.selectFrom('runs').select(['id', 'attempt', 'outputs', 'deleting_at']).execute();
   const objects = [...await listAll(d, 'packages/'), ...await listAll(d, 'datasets/'), ...await listAll(d, 'runs/')];
   const keys = new Set(objects.map((x) => x.key));

@@ -121,11 +121,33 @@ t.test('a push is a new generation: the next run sees it; a run of the same gene
   const lost = client.PushDataset((err: Error | null) => lostAnswer(err)) as ClientWritableStream<unknown>;
   lost.write({ header: { name: 'taken', size_bytes: 2 } });
   lost.write({ file: { path: 'mine.csv', size_bytes: 2 } });
-  for (const until = Date.now() + 10_000; (await s.query("SELECT 1 FROM dataset_claims WHERE name = 'taken'")).length === 0 && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
+  const claimOf = async (name: string) => {
+    for (const until = Date.now() + 10_000; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
+      if ((await s.query('SELECT 1 FROM dataset_claims WHERE name = $1', [name])).length > 0) return true;
+    }
+    return false;
+  };
+  t.ok(await claimOf('taken'), 'the first push of "taken" holds its claim');
   await s.query("UPDATE dataset_claims SET push_id = 'another' WHERE name = 'taken'");
   lost.write({ data: Buffer.from('8\n') });
   lost.end();
   t.match(String((await lostEnded)?.message), /another push took the name/, 'the push whose claim was taken fails, saying why');
   t.same(await s.query("SELECT name FROM datasets WHERE name = 'taken'"), [], 'no dataset row is written for it');
   t.same(await s.objects('datasets/taken/'), ['datasets/taken/mine.csv'], 'and the folder, the other push\'s now, is left as it is');
+
+  // The same, the push failing for a reason of its own (too many bytes) before it noticed: the folder,
+  // the other push's, is not removed as a failed first push's would be.
+  let badAnswer!: (err: Error | null) => void;
+  const badEnded = new Promise<Error | null>((r) => { badAnswer = r; });
+  const badFirst = client.PushDataset((err: Error | null) => badAnswer(err)) as ClientWritableStream<unknown>;
+  badFirst.write({ header: { name: 'taken2', size_bytes: 0 } });
+  badFirst.write({ file: { path: 'mine.csv', size_bytes: 2 } });
+  t.ok(await claimOf('taken2'), 'the first push of "taken2" holds its claim');
+  await s.query("UPDATE dataset_claims SET push_id = 'another' WHERE name = 'taken2'");
+  await s.minio.putObject(s.bucket, 'datasets/taken2/theirs.csv', Buffer.from('the other push\n'));
+  badFirst.write({ data: Buffer.from('too many') });
+  badFirst.end();
+  t.match(String((await badEnded)?.message), /more bytes than the 2 announced/, 'the push fails for its own reason');
+  t.same(await s.objects('datasets/taken2/'), ['datasets/taken2/theirs.csv'], 'and the other push\'s file stays');
+  t.same(await s.query("SELECT push_id FROM dataset_claims WHERE name = 'taken2'"), [{ push_id: 'another' }], 'as does its claim');
 });
