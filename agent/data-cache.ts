@@ -510,7 +510,7 @@ export class DataCache {
       this.#trusted.delete(k);
       total -= t.objects.length;
     }
-    if (total <= TRUSTED_OBJECTS) setRecent(this.#trusted, key, { generation, objects, at, end: now }, Number.MAX_SAFE_INTEGER);
+    if (total <= TRUSTED_OBJECTS) this.#trusted.set(key, { generation, objects, at, end: now }); // deleted above: it goes last, the newest
   }
 
   async #make(client: Minio.Client, bucket: string, prefix: string, dir: string, retry: RetryOptions, ranged: RangedOptions, takeStaged = false, local: MakeLocalOptions = {}, trust: { used: boolean } | null = null): Promise<{ made: MadeLocal; objects: StoredObject[] }> {

@@ -13,21 +13,22 @@ import type { Db } from '../db/database.js';
 export const PUSH_REFRESH_MS = 60_000;
 /** A push not heard of for this long died with its scheduler: its dataset's generation may be handed out, its claim taken. */
 export const PUSH_STALE_MS = 3 * PUSH_REFRESH_MS;
-const stale = sql<Date>`now() - ${`${PUSH_STALE_MS} milliseconds`}::interval`;
+/** The time before which a push (or a new name's claim) not heard of since is dead: now less PUSH_STALE_MS. */
+export const pushStaleBefore = sql<Date>`now() - ${`${PUSH_STALE_MS} milliseconds`}::interval`;
 
 /**
  * The generation of the dataset named by column `ref` of the outer query, as a claim hands it out: 0 (list
  * it) while a push changes it, while it is being deleted, or with no such dataset (no evaluation dataset).
  */
 export function claimGeneration(ref: string): RawBuilder<number | null> {
-  return sql<number | null>`(SELECT CASE WHEN d.deleting_at IS NULL AND (d.pushes_open = 0 OR d.push_seen_at < ${stale}) THEN d.generation ELSE 0 END FROM datasets d WHERE d.name = ${sql.ref(ref)})`;
+  return sql<number | null>`(SELECT CASE WHEN d.deleting_at IS NULL AND (d.pushes_open = 0 OR d.push_seen_at < ${pushStaleBefore}) THEN d.generation ELSE 0 END FROM datasets d WHERE d.name = ${sql.ref(ref)})`;
 }
 
 /** A push is about to store files into an existing dataset: no listing is trusted until it (and any other) ends. */
 export async function beginChange(db: Db, name: string): Promise<void> {
   await db.updateTable('datasets').set({
     // Pushes counted before are gone if none was heard of for PUSH_STALE_MS (their scheduler died).
-    pushes_open: sql<number>`CASE WHEN pushes_open > 0 AND push_seen_at >= ${stale} THEN pushes_open + 1 ELSE 1 END`,
+    pushes_open: sql<number>`CASE WHEN pushes_open > 0 AND push_seen_at >= ${pushStaleBefore} THEN pushes_open + 1 ELSE 1 END`,
     push_seen_at: sql<Date>`now()`,
     generation: nextGeneration,
   }).where('name', '=', name).execute();

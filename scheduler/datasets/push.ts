@@ -20,7 +20,7 @@ import { Actions, authorizeName } from '../auth/policy.js';
 import { recordEvents } from '../events/record.js';
 import { EventKind } from '../../shared/event-kinds.js';
 import { checkStorage, withStorageLock } from '../storage/quota.js';
-import { beginChange, endChange, endedPush, nextGeneration, PUSH_REFRESH_MS, PUSH_STALE_MS, touchChange } from './generation.js';
+import { beginChange, endChange, endedPush, nextGeneration, PUSH_REFRESH_MS, PUSH_STALE_MS, pushStaleBefore, touchChange } from './generation.js';
 /**
  * Small files stored at once while the push goes on (issue 21): each is a round trip to MinIO, so one
  * after the other a push of thousands waits on latency, not bytes. A file of a part or more is stored on
@@ -40,7 +40,7 @@ async function claimName(ctx: SchedulerContext, name: string, project: string, p
     // Only a dead push's claim is taken, whatever its project: two first pushes of one name at once would
     // each take the other's files for their own (and a failed one remove them).
     .onConflict((oc) => oc.column('name').doUpdateSet({ project, claimed_at: sql`now()`, push_id: pushId })
-      .where('dataset_claims.claimed_at', '<', sql<Date>`now() - ${`${PUSH_STALE_MS} milliseconds`}::interval`))
+      .where('dataset_claims.claimed_at', '<', pushStaleBefore))
     .returning(['name', sql<boolean>`xmax <> 0`.as('taken')]).executeTakeFirst();
   if (!got) {
     const holder = await db.selectFrom('dataset_claims').select('project').where('name', '=', name).executeTakeFirst();
@@ -130,14 +130,31 @@ const claimLost = (name: string) => new TrainyardError(ErrorCodes.FailedPrecondi
 async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetChunk__Output>, caller: Principal, alive: Alive): Promise<Dataset> {
   const { db, minio, settings } = ctx;
   const pushId = randomBytes(12).toString('hex');
+  /** Keeps this push's claim on `name` fresh; false: it holds none (another push took it for dead). */
+  const refreshClaim = async (name: string): Promise<boolean> => (await db.updateTable('dataset_claims').set({ claimed_at: sql`now()` })
+    .where('name', '=', name).where('push_id', '=', pushId).executeTakeFirst()).numUpdatedRows > 0n;
   /**
-   * Whether this push still holds its name's claim, which is then kept fresh a while longer: asked right
-   * before a failed first push removes its folder, which is another push's once the claim was taken (a
-   * push whose refreshes failed for minutes, or one stuck on storage after its client went). Unknown
-   * (the database away) is no: the folder stays, and the push that takes the stale claim removes it.
+   * Whether this push still holds its name's claim: asked right before a failed first push removes its
+   * folder, which is another push's once the claim was taken (a push whose refreshes failed for minutes,
+   * or one stuck on storage after its client went). Unknown (the database away) is no: the folder stays,
+   * and the push that takes the stale claim removes it.
    */
-  const holdsClaim = async (name: string): Promise<boolean> => !alive.lost && await db.updateTable('dataset_claims').set({ claimed_at: sql`now()` })
-    .where('name', '=', name).where('push_id', '=', pushId).executeTakeFirst().then((r) => r.numUpdatedRows > 0n, () => false);
+  const holdsClaim = async (name: string): Promise<boolean> => !alive.lost && await refreshClaim(name).catch(() => false);
+  /**
+   * What a push that failed (or was refused at its end) leaves: a new dataset nothing, its folder and its
+   * claim gone, unless the claim was taken (the folder is the other push's then); an existing dataset the
+   * files stored all the same, under a new generation, this push no longer counted among its pushes.
+   */
+  const abandon = async (name: string, how: 'failed' | 'refused'): Promise<void> => {
+    if (claimed && await holdsClaim(name)) {
+      await removePrefix(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch((e: unknown) =>
+        ctx.log.warn({ err: e, dataset: name }, `could not clean up a ${how} dataset push`));
+      await releaseClaim(db, name, pushId).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, `could not release a ${how} push's claim; it goes stale`));
+    }
+    if (changing) {
+      await endChange(db, name).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, `could not end a ${how} push's change; agents list the dataset until it is taken for dead`));
+    }
+  };
   let name: string | null = null;
   // Datasets belong to the project that first pushed them; a new name goes to the caller's project.
   let project = caller.kind === 'user' ? caller.project : '';
@@ -212,8 +229,7 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetC
         alive.timer = setInterval(() => {
           // Never taken for a dead push's: its claim (a new dataset), or its part in the dataset's pushes.
           const touch = claimed
-            ? db.updateTable('dataset_claims').set({ claimed_at: sql`now()` }).where('name', '=', pushed).where('push_id', '=', pushId).executeTakeFirst()
-              .then((r) => { if (r.numUpdatedRows === 0n) alive.lost = true; else alive.okAt = Date.now(); })
+            ? refreshClaim(pushed).then((held) => { if (held) alive.okAt = Date.now(); else alive.lost = true; })
             : touchChange(db, pushed);
           touch.catch((e: unknown) => ctx.log.warn({ err: e, dataset: pushed }, 'could not say a running push is alive; it is taken for dead if this goes on'));
         }, PUSH_REFRESH_MS);
@@ -278,29 +294,12 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetC
     await Promise.all(storing); // nothing still writing into the folder that is removed below
     // Parts a client stored for this push and that were not completed go too (whatever the dataset).
     await Promise.all([...direct].map(([uploadId, key]) => giveUp(ctx, key, uploadId)));
-    // Only a push that holds the name's claim wrote into a new dataset's folder (or could have); one whose
-    // claim was taken leaves the folder to the push that took it.
-    if (name !== null && claimed && await holdsClaim(name)) {
-      await removePrefix(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch((e: unknown) =>
-        ctx.log.warn({ err: e, dataset: name }, 'could not clean up a failed dataset push'));
-      await releaseClaim(db, name, pushId).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not release a failed push\'s claim; it goes stale'));
-    }
-    if (name !== null && changing) {
-      await endChange(db, name).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not end a failed push\'s change; agents list the dataset until it is taken for dead'));
-    }
+    if (name !== null) await abandon(name, 'failed');
     throw err;
   }
 
   const refused = async (err: unknown): Promise<never> => {
-    // A new dataset refused here leaves nothing: its folder and its claim go (as for any failed first push),
-    // unless the claim was taken: the folder is the other push's then.
-    if (claimed && await holdsClaim(name)) {
-      await removePrefix(minio, settings.bucket, keys.datasetPrefix(name), ctx.storageRetry).catch((e: unknown) =>
-        ctx.log.warn({ err: e, dataset: name }, 'could not clean up a refused dataset push'));
-      await releaseClaim(db, name, pushId).catch(() => {});
-    }
-    // An existing dataset's files were stored all the same: a new generation says so.
-    if (changing) await endChange(db, name).catch((e: unknown) => ctx.log.warn({ err: e, dataset: name }, 'could not end a refused push\'s change; agents list the dataset until it is taken for dead'));
+    await abandon(name, 'refused');
     throw err;
   };
   if (alive.lost) await refused(claimLost(name));

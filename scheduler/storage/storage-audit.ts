@@ -18,7 +18,7 @@ import type { StorageFinding } from '../../shared/proto.js';
 import { withStorageRetry } from '../../shared/storage.js';
 import { errorMessage } from '../../shared/errors.js';
 import { finishDataset, finishRun, finishVersion, markDataset, markVersions, type DeletionDeps } from './deletion.js';
-import { PUSH_STALE_MS } from '../datasets/generation.js';
+import { pushStaleBefore } from '../datasets/generation.js';
 
 /** Orphans younger than this are kept by --repair unless the request says otherwise. */
 export const DEFAULT_GRACE_S = 3600;
@@ -48,7 +48,7 @@ export async function auditStorage(d: DeletionDeps, o: { repair: boolean; graceS
   const datasets = await d.db.selectFrom('datasets').select(['name', 'deleting_at']).execute();
   // A running first push's claim keeps its files from being orphans; a dead push's (stale) does not.
   const claims = await d.db.selectFrom('dataset_claims').select('name')
-    .where('claimed_at', '>=', sql<Date>`now() - ${`${PUSH_STALE_MS} milliseconds`}::interval`).execute();
+    .where('claimed_at', '>=', pushStaleBefore).execute();
   const runs = await d.db.selectFrom('runs').select(['id', 'attempt', 'outputs', 'deleting_at']).execute();
   const objects = [...await listAll(d, 'packages/'), ...await listAll(d, 'datasets/'), ...await listAll(d, 'runs/')];
   const keys = new Set(objects.map((x) => x.key));

@@ -46,20 +46,24 @@ t.test('a push is a new generation: the next run sees it; a run of the same gene
   // Two pushes under way at once: from the first's header on, claims hand out 0 ("list it"), and still
   // do once the first has ended while the second stores files.
   const client = s.api().client;
-  const open = (file: string) => {
+  /** A push of `name` over gRPC, left open after its header and the start of a 2-byte `file`; `ended`: its answer. */
+  const open = (file: string, name = 'g', sizeBytes = 2) => {
     let answer!: (err: Error | null) => void;
     const ended = new Promise<Error | null>((r) => { answer = r; });
     const call = client.PushDataset((err: Error | null) => answer(err)) as ClientWritableStream<unknown>;
-    call.write({ header: { name: 'g', size_bytes: 2 } });
+    call.write({ header: { name, size_bytes: sizeBytes } });
     call.write({ file: { path: file, size_bytes: 2 } });
     return { call, ended };
   };
-  const opened = async (n: number) => {
+  /** Whether `cond` came true within 10 s (polled). */
+  const within10s = async (cond: () => Promise<boolean>) => {
     for (const until = Date.now() + 10_000; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
-      if (Number((await s.query('SELECT pushes_open FROM datasets WHERE name = $1', ['g']))[0]!.pushes_open) === n) return true;
+      if (await cond()) return true;
     }
     return false;
   };
+  const opened = (n: number) => within10s(async () => Number((await s.query('SELECT pushes_open FROM datasets WHERE name = $1', ['g']))[0]!.pushes_open) === n);
+  const claimOf = (name: string) => within10s(async () => (await s.query('SELECT 1 FROM dataset_claims WHERE name = $1', [name])).length > 0);
   const pushA = open('c.csv');
   t.ok(await opened(1), 'a push under way is counted');
   const pushB = open('c2.csv');
@@ -89,22 +93,18 @@ t.test('a push is a new generation: the next run sees it; a run of the same gene
   // (each would take the other's files for its own, and a failed one remove them).
   const newA = client.PushDataset(() => {}) as ClientWritableStream<unknown>;
   newA.write({ header: { name: 'fresh', size_bytes: 0 } });
-  for (const until = Date.now() + 10_000; (await s.query("SELECT 1 FROM dataset_claims WHERE name = 'fresh'")).length === 0 && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
+  t.ok(await claimOf('fresh'), 'the first push of "fresh" holds its claim');
   const again = await s.cli(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'fresh']);
   t.not(again.code, 0, 'a second first push of the name is refused');
   t.match(again.stderr, /being created by another push/, 'saying why');
   newA.cancel();
 
   // A push that fails part way changed what it stored: a new generation too.
-  let failed!: (err: Error | null) => void;
-  const refused = new Promise<Error | null>((r) => { failed = r; });
-  const bad = client.PushDataset((err: Error | null) => failed(err)) as ClientWritableStream<unknown>;
-  bad.write({ header: { name: 'g', size_bytes: 0 } });
-  bad.write({ file: { path: 'd.csv', size_bytes: 2 } });
-  bad.write({ data: Buffer.from('6\n') });
-  bad.write({ file: { path: 'd.csv', size_bytes: 2 } }); // the same path twice: refused
-  bad.end();
-  t.match(String((await refused)?.message), /sent twice/, 'the bad push is refused');
+  const bad = open('d.csv', 'g', 0);
+  bad.call.write({ data: Buffer.from('6\n') });
+  bad.call.write({ file: { path: 'd.csv', size_bytes: 2 } }); // the same path twice: refused
+  bad.call.end();
+  t.match(String((await bad.ended)?.message), /sent twice/, 'the bad push is refused');
   const g4 = await generation();
   t.ok(g4 > 0 && g4 !== g3, `a failed push of an existing dataset leaves a new generation (${g3} -> ${g4})`);
   t.equal(Number((await s.query('SELECT pushes_open FROM datasets WHERE name = $1', ['g']))[0]!.pushes_open), 0, 'and is no longer counted as under way');
@@ -116,38 +116,24 @@ t.test('a push is a new generation: the next run sees it; a run of the same gene
   t.same(await s.objects('datasets/stale/'), ['datasets/stale/x.csv'], 'a dead push\'s claim is taken, and its files removed first');
 
   // A push whose claim another took meanwhile (it was taken for dead) fails, and leaves the folder alone.
-  let lostAnswer!: (err: Error | null) => void;
-  const lostEnded = new Promise<Error | null>((r) => { lostAnswer = r; });
-  const lost = client.PushDataset((err: Error | null) => lostAnswer(err)) as ClientWritableStream<unknown>;
-  lost.write({ header: { name: 'taken', size_bytes: 2 } });
-  lost.write({ file: { path: 'mine.csv', size_bytes: 2 } });
-  const claimOf = async (name: string) => {
-    for (const until = Date.now() + 10_000; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
-      if ((await s.query('SELECT 1 FROM dataset_claims WHERE name = $1', [name])).length > 0) return true;
-    }
-    return false;
-  };
+  const lost = open('mine.csv', 'taken');
   t.ok(await claimOf('taken'), 'the first push of "taken" holds its claim');
   await s.query("UPDATE dataset_claims SET push_id = 'another' WHERE name = 'taken'");
-  lost.write({ data: Buffer.from('8\n') });
-  lost.end();
-  t.match(String((await lostEnded)?.message), /another push took the name/, 'the push whose claim was taken fails, saying why');
+  lost.call.write({ data: Buffer.from('8\n') });
+  lost.call.end();
+  t.match(String((await lost.ended)?.message), /another push took the name/, 'the push whose claim was taken fails, saying why');
   t.same(await s.query("SELECT name FROM datasets WHERE name = 'taken'"), [], 'no dataset row is written for it');
   t.same(await s.objects('datasets/taken/'), ['datasets/taken/mine.csv'], 'and the folder, the other push\'s now, is left as it is');
 
   // The same, the push failing for a reason of its own (too many bytes) before it noticed: the folder,
   // the other push's, is not removed as a failed first push's would be.
-  let badAnswer!: (err: Error | null) => void;
-  const badEnded = new Promise<Error | null>((r) => { badAnswer = r; });
-  const badFirst = client.PushDataset((err: Error | null) => badAnswer(err)) as ClientWritableStream<unknown>;
-  badFirst.write({ header: { name: 'taken2', size_bytes: 0 } });
-  badFirst.write({ file: { path: 'mine.csv', size_bytes: 2 } });
+  const badFirst = open('mine.csv', 'taken2', 0);
   t.ok(await claimOf('taken2'), 'the first push of "taken2" holds its claim');
   await s.query("UPDATE dataset_claims SET push_id = 'another' WHERE name = 'taken2'");
   await s.minio.putObject(s.bucket, 'datasets/taken2/theirs.csv', Buffer.from('the other push\n'));
-  badFirst.write({ data: Buffer.from('too many') });
-  badFirst.end();
-  t.match(String((await badEnded)?.message), /more bytes than the 2 announced/, 'the push fails for its own reason');
+  badFirst.call.write({ data: Buffer.from('too many') });
+  badFirst.call.end();
+  t.match(String((await badFirst.ended)?.message), /more bytes than the 2 announced/, 'the push fails for its own reason');
   t.same(await s.objects('datasets/taken2/'), ['datasets/taken2/theirs.csv'], 'and the other push\'s file stays');
   t.same(await s.query("SELECT push_id FROM dataset_claims WHERE name = 'taken2'"), [{ push_id: 'another' }], 'as does its claim');
 });
