@@ -178,6 +178,8 @@ export class Attempt {
   #phase: Phase = 'fetching_package';
   /** The data download, which runs beside the package's steps: a failure there happened while it ran too. */
   #data: 'not_started' | 'fetching' | 'local' = 'not_started';
+  /** The dataset as made local (whole) in its folder: DataCache.recycle may keep that folder once the run is over. */
+  #dataMade: { made: MadeLocal; dir: string } | null = null;
   readonly #dir: string;
   /** When each step began (ms since the epoch), logged with the end: where an attempt's time went. */
   readonly #marks: Record<string, number> = { claimed: Date.now() };
@@ -401,6 +403,11 @@ export class Attempt {
     await dropRecord(this.#dir, this.#cgroup?.dir ?? this.#adopted?.cgroup ?? null).catch(() => {});
     await this.#spool?.close(true);
     await this.#releaseProcess();
+    // Its processes gone, its data folder (which its uid could not write) may be the next run's spare
+    // rather than thousands of unlinks now beside that run's start, and as many links after it.
+    if (this.#dataMade && await this.deps.dataCache?.recycle(this.#dataMade.made, this.#dataMade.dir)) {
+      this.deps.log.info({ run: this.runId, files: this.#dataMade.made.files }, 'the run\'s data folder is kept for the next run of its dataset');
+    }
     // From descriptors: another run of the same user may still swap a folder in it for a link.
     await removeTree(this.#dir).catch((err: unknown) => this.deps.log.warn({ run: this.runId, err: errorMessage(err) }, 'could not remove the attempt\'s folder'));
     // Last: its cgroup is empty and its folder gone; what is left of the uid elsewhere dies with the lease.
@@ -752,7 +759,8 @@ export class Attempt {
     // The dataset's large files may be hashed after the pull (MakeLocalOptions deferHashes); the evaluation
     // dataset's never: its folder is the test folder, which process_data writes beside.
     const got = await fetch(d.dataset_prefix!, folders.data, true, Number(d.dataset_generation ?? 0));
-    await mkdir(folders.data, { recursive: true });
+    await mkdir(folders.data, { recursive: true, mode: 0o755 });
+    this.#dataMade = { made: got, dir: folders.data };
     const relisted = (r: MadeLocal, what: string) => {
       if (r.relisted) this.logs.line('system', `[trainyard] ${what}: this agent's listing of a moment ago was out of date (${r.relisted}); listed it again`);
     };
@@ -787,11 +795,12 @@ export class Attempt {
    * (MadeLocal.hashed); if one of those cannot be had, the folder hashed from disk instead.
    */
   #manifestOf(made: MadeLocal, folder: string, what: string): DataManifest | Promise<DataManifest> {
-    if (!made.hashed) return made.manifest ?? manifestOf(made.entries);
+    // Kept on `made`: a folder kept for the next run (DataCache.recycle) carries its manifest along.
+    if (!made.hashed) return made.manifest ??= manifestOf(made.entries);
     const from = Date.now();
     return made.hashed.then(() => {
       this.deps.log.info({ run: this.runId, files: made.hashedAfter, ms: Date.now() - from, what }, 'the hashes of the pull\'s large files are in (hashed after it, for the lineage)');
-      return manifestOf(made.entries);
+      return made.manifest ??= manifestOf(made.entries);
     }, (err: unknown) => {
       this.deps.log.warn({ run: this.runId, err: errorMessage(err), what }, 'a file could not be hashed from the cache; hashing its folder');
       return manifestOfFolder(folder);

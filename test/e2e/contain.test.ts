@@ -13,7 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { cgroup2Mount, ownCgroupPath } from '../../agent/cgroup.js';
-import { DEFER_HASH_FROM_BYTES } from '../../agent/data-cache.js';
+import { DEFER_HASH_FROM_BYTES, SPARE_FROM_FILES } from '../../agent/data-cache.js';
 
 /** The scheduler's MinIO secret (services.sh's minio-users.env, exported by test.sh): nothing a run can read may hold it. */
 const storageSecret = process.env.TRAINYARD_MINIO_SECRET_KEY || 'minioadmin';
@@ -207,6 +207,39 @@ t.test('pip and train.py see none of the agent\'s secrets', async (t) => {
   }
 });
 
+/** Tries every change to its data folder it can think of, then hashes every file there (artifacts/tamper.json). */
+const tamperTrain = `
+import os, json, hashlib
+class Main:
+    def train(self, d):
+        tried = {}
+        def attempt(name, fn):
+            try:
+                fn()
+                tried[name] = "done"
+            except OSError as e:
+                tried[name] = type(e).__name__
+        sub = os.path.join(d, sorted(x for x in os.listdir(d) if os.path.isdir(os.path.join(d, x)))[0])
+        first = os.path.join(sub, sorted(os.listdir(sub))[0])
+        attempt("append", lambda: open(first, "a").write("x"))
+        attempt("create", lambda: open(os.path.join(d, "new.txt"), "w").write("x"))
+        attempt("create_below", lambda: open(os.path.join(sub, "new.txt"), "w").write("x"))
+        attempt("unlink", lambda: os.unlink(first))
+        attempt("rename", lambda: os.rename(first, first + ".moved"))
+        attempt("chmod", lambda: os.chmod(first, 0o666))
+        attempt("mkdir", lambda: os.mkdir(os.path.join(sub, "more")))
+        files = {}
+        for root, _, names in os.walk(d):
+            for n in names:
+                p = os.path.join(root, n)
+                files[os.path.relpath(p, d)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+        os.makedirs(os.environ["artifacts_directory"], exist_ok=True)
+        with open(os.path.join(os.environ["artifacts_directory"], "tamper.json"), "w") as fh:
+            json.dump({"tried": tried, "files": files}, fh)
+    def save(self):
+        open("model.txt", "w").write("m")
+`;
+
 /** Run uids' passwd names (agent/run-uids.ts). */
 const runUser = /^trainyard-6\d{4}$/;
 
@@ -291,6 +324,27 @@ t.test('a run uid: train.py runs as a uid of the pool, cannot read the agent\'s 
   const want = [{ path: 'big.bin', size: fresh['big.bin'].length, sha256: createHash('sha256').update(fresh['big.bin']).digest('hex') }];
   t.same(full.lineage.data.manifest, want, 'its data manifest');
   t.same(full.lineage.eval_data.manifest, want, 'and its evaluation data\'s, with the hash that came after the pull');
+
+  // A run cannot change its data folder (the agent's, 0755, its files links to the cache's entries): what the
+  // agent counts on to keep that folder, once the run is over, as the next run's spare (DataCache.recycle).
+  // Each run tries every change it can think of, then hashes every file it sees; the second run gets the
+  // first one's very folder, and sees exactly what was pushed.
+  const many: Record<string, Buffer> = {};
+  for (let i = 0; i < SPARE_FROM_FILES + 4; i++) many[`d${i % 2}/f${i}.txt`] = Buffer.from(`row ${i}\n`);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), many), '--name', 'many']);
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': tamperTrain }), '--name', 'tamper']);
+  const pushed = Object.fromEntries(Object.entries(many).map(([p, b]) => [p, createHash('sha256').update(b).digest('hex')]));
+  for (const nth of [1, 2]) {
+    const r = await s.cliJson(['run', 'train', '--package', 'tamper', '--dataset', 'many', '--wait']);
+    t.equal(r.status, 'Successful', `tampering run ${nth} ends (${r.failure_reason ?? ''})`);
+    const seen = JSON.parse(await s.objectText(`runs/${r.id}/attempt-1/artifacts/tamper.json`)) as { tried: Record<string, string>; files: Record<string, string> };
+    t.same(Object.entries(seen.tried).filter(([, how]) => how !== 'PermissionError'), [], `run ${nth}: every change to its data folder is refused`);
+    t.equal(Object.keys(seen.tried).length, 7, 'seven were tried');
+    t.same(seen.files, pushed, `run ${nth} sees exactly what was pushed`);
+    const kept = await agent.waitFor((l) => l.msg === 'the run\'s data folder is kept for the next run of its dataset' && l.run === r.id, 10_000);
+    t.equal(kept.files, SPARE_FROM_FILES + 4, `run ${nth}'s folder is kept for the next run`);
+    if (nth === 2) t.match((await s.cli(['run', 'logs', String(r.id)])).stdout, /linked ahead from this agent's cache/, 'the second run got it as its spare');
+  }
 });
 
 t.test('a run uid: pip\'s build code and train.py try every credential they can find; each is refused', async (t) => {

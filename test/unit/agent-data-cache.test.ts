@@ -4,13 +4,13 @@
 // manifest it returns is what walking the folder gives, a run's writes to its copy never reach the cache,
 // the cache keeps within its size, and another key with the same bytes is no hit.
 import t from 'tap';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createMinioClient, ensureBucket, removePrefix } from '../../shared/storage.js';
 import { walkFiles } from '../../shared/local-files.js';
 import { sha256File } from '../../shared/hash.js';
-import { DataCache, DEFER_HASH_FROM_BYTES, READ_KEYS_FROM_FILES, SPARE_FROM_FILES } from '../../agent/data-cache.js';
+import { DataCache, DEFER_HASH_FROM_BYTES, READ_KEYS_FROM_FILES, SPARE_DELAY_MS, SPARE_FROM_FILES } from '../../agent/data-cache.js';
 import { hashFile } from '../../shared/hash-thread.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { mapBounded } from '../../shared/bounded.js';
@@ -405,6 +405,72 @@ t.test('an eviction drops the spare, whose links would keep the evicted entries\
   const h2 = await half.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'h2'), retry);
   t.notOk(h2.staged, 'half the dataset cached: no spare');
   t.same(readdirSync(path.join(halfWork, 'data-staged'), { withFileTypes: true }).length, 0, 'and nothing is left staged');
+});
+
+t.test('a run\'s folder, once the run is over, becomes the next run\'s spare instead of being removed', async (t) => {
+  // Datasets of the tests above: spare (more than SPARE_FROM_FILES files), spare-few (two), spare-ev.
+  const work = tmp('ty-dcrc-');
+  const cache = new DataCache(work, 1 << 22);
+  cache.linksForRuns = true;
+  cache.spares = true;
+  const staged = () => readdirSync(path.join(work, 'data-staged'));
+  const runRoot = tmp('ty-runsrc-');
+  const one = path.join(runRoot, 'one');
+  const r1 = await cache.makeLocal(minio, bucket, 'datasets/spare/', one, retry);
+  const inode = statSync(one).ino;
+  t.ok(await cache.recycle(r1, one), 'the ended run\'s folder is taken');
+  t.notOk(existsSync(one), 'moved away from the run\'s folder');
+  // The spare r1's make-local set waiting is called off: this folder is it (nothing linked after the delay).
+  await new Promise((r) => setTimeout(r, SPARE_DELAY_MS + 300));
+  t.equal(staged().length, 1, 'one spare, no other linked after the delay');
+  const two = path.join(runRoot, 'two');
+  const r2 = await cache.makeLocal(minio, bucket, 'datasets/spare/', two, retry);
+  t.same([r2.staged, r2.spare, r2.files, r2.hits], [true, true, r1.files, r1.files], 'the next run takes it as its spare');
+  t.equal(statSync(two).ino, inode, 'the very folder the run before had');
+  t.same(manifestOf(r2.entries), await dataManifest(two), 'its manifest is the folder\'s');
+  t.same(r2.manifest, manifestOf(r1.entries), 'and the one made for the run before, carried along');
+
+  // A spare of the dataset already there (linked after the delay, while the run trained): that one stays.
+  t.ok(await spareLinked(work, r1.files), 'two\'s run leaves a spare linked after the delay');
+  const before = staged();
+  t.notOk(await cache.recycle(r2, two), 'a spare of the dataset already there: not taken');
+  t.ok(existsSync(two), 'the folder is left to the caller');
+  t.same(staged(), before, 'and the spare there is the same');
+
+  // A stage (the run prepare-next knows is next) is never replaced.
+  const three = path.join(runRoot, 'three');
+  const r3 = await cache.makeLocal(minio, bucket, 'datasets/spare/', three, retry);
+  await cache.stage(minio, bucket, 'datasets/spare-few/', retry);
+  t.notOk(await cache.recycle(r3, three), 'a stage there: not taken');
+  t.ok(existsSync(three));
+  await cache.close();
+  t.notOk(await cache.recycle(r3, three), 'nor once the cache is closed (the agent stops)');
+
+  // Few files: not worth a folder, as for a spare. Copies (runs that share the agent's uid): never.
+  const few = new DataCache(tmp('ty-dcrf-'), 1 << 20);
+  few.linksForRuns = true;
+  few.spares = true;
+  const f1 = path.join(runRoot, 'f1');
+  t.notOk(await few.recycle(await few.makeLocal(minio, bucket, 'datasets/spare-few/', f1, retry), f1), `under ${SPARE_FROM_FILES} files: not taken`);
+  const copies = new DataCache(tmp('ty-dcrcp-'), 1 << 20);
+  copies.spares = true;
+  const c1 = path.join(runRoot, 'c1');
+  const rc = await copies.makeLocal(minio, bucket, 'datasets/spare/', c1, retry);
+  t.notOk(await copies.recycle(rc, c1), 'copies the run could write: never taken');
+  t.ok(existsSync(c1));
+
+  // An entry evicted while the run ran: the folder's link would keep its blocks past the cap; not taken.
+  const n = SPARE_FROM_FILES;
+  const capped = new DataCache(tmp('ty-dcre-'), n * 100 + 20_000);
+  capped.linksForRuns = true;
+  capped.spares = true;
+  const e1 = path.join(runRoot, 'e1');
+  const re = await capped.makeLocal(minio, bucket, 'datasets/spare-ev/', e1, retry);
+  await capped.makeLocal(minio, bucket, 'datasets/spare-big/', path.join(runRoot, 'e-big'), retry);
+  t.notOk(await capped.recycle(re, e1), 'an entry of it evicted: not taken');
+  await few.close();
+  await copies.close();
+  await capped.close();
 });
 
 t.test('a spare gives way to the spare of the dataset run after it', async (t) => {
