@@ -262,7 +262,7 @@ export class DataCache {
   /** stage() calls under way: no spare starts or is kept meanwhile (the stage is for the run known to be next). */
   #stagesInFlight = 0;
   /** A spare waiting SPARE_DELAY_MS to start (off the run's own start); `start` starts it now. */
-  #pendingSpare: { bucket: string; prefix: string; timer: NodeJS.Timeout; start: () => void } | null = null;
+  #pendingSpare: { bucket: string; prefix: string; listing: readonly StoredObject[]; timer: NodeJS.Timeout; start: () => void } | null = null;
 
   /** What hashes a file of an entry downloaded unhashed (deferHashes); tests hold it to see what waits for it. */
   readonly #hashFile: (file: string) => Promise<{ sha256: string; size: number }>;
@@ -366,13 +366,16 @@ export class DataCache {
     const { bucket, prefix, listing } = from;
     const free = () => {
       const st = this.#staged, p = this.#pendingSpare;
-      return !this.#staging && this.#stagesInFlight === 0
+      return this.#links && this.#spares && !this.#staging && this.#stagesInFlight === 0
         && (!st || (st.spare && (st.bucket !== bucket || st.prefix !== prefix)))
-        && (!p || (p.bucket === bucket && p.prefix === prefix));
+        // A spare waiting to start is called off only for a folder of the same listing (a run that ended
+        // after a push of its dataset leaves a folder of the listing before it).
+        && (!p || (p.bucket === bucket && p.prefix === prefix && sameListing(p.listing, listing)));
     };
     if (!free()) return false;
-    // Its lineage's hashes (a large pull's come after it) are what the next run's lineage says.
-    if (made.hashed && !(await made.hashed.then(() => true, () => false))) return false;
+    // Every hash in (a large pull's come after it, and are not waited for here: the attempt's end would
+    // wait on them): the next run's lineage says what the carried entries say.
+    if (made.entries.some((e) => !e.sha256)) return false;
     const ids = from.ids instanceof Set ? from.ids : (from.ids as readonly (string | null)[]).every(Boolean) ? new Set(from.ids as readonly string[]) : null;
     if (!ids) return false;
     const cached = () => { for (const id of ids) if (!this.#entries.has(id)) return false; return true; };
@@ -396,6 +399,10 @@ export class DataCache {
     const older = this.#staged;
     if (older) void rm(older.dir, { recursive: true, force: true }).catch(() => {});
     this.#stageSeq++;
+    // Used by this run, as a run's links mark them: the least recently used go first, and a dataset run
+    // again and again from its kept folder must not look unused.
+    const now = Date.now();
+    for (const id of ids) this.#markUsed(this.#entries.get(id)!, now);
     const spare: MadeLocal = { files: made.files, bytes: made.bytes, hits: 0, hitBytes: 0, resumedBytes: 0, entries: made.entries, manifest, from: { bucket, prefix, listing, ids } };
     this.#staged = { bucket, prefix, listing, dir: into, made: spare, spare: true, ids };
     return true;
@@ -440,7 +447,7 @@ export class DataCache {
       }
       this.#startSpare(bucket, prefix, objects);
     };
-    const pending = { bucket, prefix, timer: setTimeout(start, SPARE_DELAY_MS).unref(), start };
+    const pending = { bucket, prefix, listing: objects, timer: setTimeout(start, SPARE_DELAY_MS).unref(), start };
     this.#pendingSpare = pending;
   }
 

@@ -341,10 +341,12 @@ t.test('a run uid: train.py runs as a uid of the pool, cannot read the agent\'s 
     t.same(Object.entries(seen.tried).filter(([, how]) => how !== 'PermissionError'), [], `run ${nth}: every change to its data folder is refused`);
     t.equal(Object.keys(seen.tried).length, 7, 'seven were tried');
     t.same(seen.files, pushed, `run ${nth} sees exactly what was pushed`);
-    const kept = await agent.waitFor((l) => l.msg === 'the run\'s data folder is kept for the next run of its dataset' && l.run === r.id, 10_000);
-    t.equal(kept.files, SPARE_FROM_FILES + 4, `run ${nth}'s folder is kept for the next run`);
-    if (nth === 2) t.match((await s.cli(['run', 'logs', String(r.id)])).stdout, /linked ahead from this agent's cache/, 'the second run got it as its spare');
+    if (nth === 2) t.match((await s.cli(['run', 'logs', String(r.id)])).stdout, /linked ahead from this agent's cache/, 'the second run got a spare');
   }
+  // The first run's own folder, unless it ran past the spare's delay (a loaded machine): then a spare was
+  // linked meanwhile and the second run saw that one (test/unit/agent-data-cache.test.ts covers both ways).
+  const kept = s.logOf('a1').includes('the run\'s data folder is kept for the next run of its dataset');
+  t.comment(kept ? 'the second run got the first run\'s folder' : 'the first run outlasted the spare\'s delay: the second got a linked spare');
 });
 
 t.test('a run uid: pip\'s build code and train.py try every credential they can find; each is refused', async (t) => {

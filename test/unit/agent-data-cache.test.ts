@@ -341,7 +341,7 @@ t.test('a make-local of many files leaves a spare folder of links that the next 
   const few = await cache.makeLocal(minio, bucket, 'datasets/spare-few/', path.join(runRoot, 'f2'), retry);
   t.same([few.staged, few.hits], [undefined, 2], `under ${SPARE_FROM_FILES} files no spare: linked by the run`);
   // r4's stale spare is removed off its path: wait for that (a few-file spare, wrongly made, would stay).
-  await new Promise((r) => setTimeout(r, 700));
+  await new Promise((r) => setTimeout(r, SPARE_DELAY_MS + 300));
   for (const until = Date.now() + 10_000; staged().length > 0 && Date.now() < until;) await new Promise((r) => setTimeout(r, 10));
   t.same(staged(), [], 'and no spare folder left');
 
@@ -401,7 +401,7 @@ t.test('an eviction drops the spare, whose links would keep the evicted entries\
   half.linksForRuns = true;
   half.spares = true;
   await half.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'h1'), retry);
-  await new Promise((r) => setTimeout(r, 700)); // past the spare's delay
+  await new Promise((r) => setTimeout(r, SPARE_DELAY_MS + 300)); // past the spare's delay
   const h2 = await half.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'h2'), retry);
   t.notOk(h2.staged, 'half the dataset cached: no spare');
   t.same(readdirSync(path.join(halfWork, 'data-staged'), { withFileTypes: true }).length, 0, 'and nothing is left staged');
@@ -458,6 +458,22 @@ t.test('a run\'s folder, once the run is over, becomes the next run\'s spare ins
   const rc = await copies.makeLocal(minio, bucket, 'datasets/spare/', c1, retry);
   t.notOk(await copies.recycle(rc, c1), 'copies the run could write: never taken');
   t.ok(existsSync(c1));
+
+  // A run that ended after a push of its dataset: its folder is of the listing before, and the spare the
+  // newer run left waiting (of the new listing) is not called off for it.
+  const newer = new DataCache(tmp('ty-dcrn-'), 1 << 22);
+  newer.linksForRuns = true;
+  newer.spares = true;
+  const o1 = path.join(runRoot, 'o1');
+  const ro = await newer.makeLocal(minio, bucket, 'datasets/spare/', o1, retry);
+  await put('datasets/spare/d2/f2.txt', 'pushed again\n');
+  const o2 = path.join(runRoot, 'o2');
+  await newer.makeLocal(minio, bucket, 'datasets/spare/', o2, retry);
+  t.notOk(await newer.recycle(ro, o1), 'a folder of the listing before: not taken');
+  const o3 = path.join(runRoot, 'o3');
+  const r3n = await newer.makeLocal(minio, bucket, 'datasets/spare/', o3, retry);
+  t.same([r3n.spare, readFileSync(path.join(o3, 'd2', 'f2.txt'), 'utf8')], [true, 'pushed again\n'], 'the next run gets the new listing\'s spare');
+  await newer.close();
 
   // An entry evicted while the run ran: the folder's link would keep its blocks past the cap; not taken.
   const n = SPARE_FROM_FILES;
