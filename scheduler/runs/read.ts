@@ -6,7 +6,7 @@ import { notFound } from '../../shared/errors.js';
 import type { Principal } from '../auth/principal.js';
 import { authorizeObject, type Action } from '../auth/policy.js';
 import { RunStatus, isTerminal } from '../../shared/run-states.js';
-import { runToProto } from './to-proto.js';
+import { runLean, runToProto } from './to-proto.js';
 import { gangMembers, membersToProto } from './members.js';
 import { parsePipeline } from '../../shared/pipelines.js';
 import { watchRun } from '../watch.js';
@@ -17,7 +17,7 @@ interface Preempted { by_run: string; at: string; attempt: number; agent: string
 export async function getRun(ctx: SchedulerContext, id: string): Promise<Run> {
   // With each preemption of its attempts (migrations/028: by whom, when; a handful of rows at most) in the
   // same statement: clients poll GetRun, and a second round trip each time showed in the latency bench.
-  const row = await ctx.db.selectFrom('runs').selectAll()
+  const row = await ctx.db.selectFrom('runs').select(runLean(true))
     .select(sql<Preempted[]>`(SELECT coalesce(json_agg(json_build_object('by_run', p.by_run, 'at', p.at, 'attempt', p.attempt, 'agent', p.agent) ORDER BY p.at), '[]'::json)
       FROM run_preemptions p WHERE p.run_id = runs.id)`.as('preemptions_json'))
     .where('id', '=', id).executeTakeFirst();
@@ -45,7 +45,7 @@ export async function authorizeRun(ctx: SchedulerContext, caller: Principal, id:
  */
 export async function listRuns(ctx: SchedulerContext, o: { status: string; limit: number; schedule?: string; project?: string | null; package?: string; pipeline?: string }): Promise<Run[]> {
   // A run being deleted (storage/deletion.ts) is listed no more.
-  let q = ctx.db.selectFrom('runs').selectAll().where('deleting_at', 'is', null).orderBy('created_at', 'desc').limit(Math.min(Math.max(o.limit || 50, 1), 1000));
+  let q = ctx.db.selectFrom('runs').select(runLean(false)).where('deleting_at', 'is', null).orderBy('created_at', 'desc').limit(Math.min(Math.max(o.limit || 50, 1), 1000));
   if (o.status) q = q.where('status', '=', o.status as RunStatus);
   if (o.schedule) q = q.where('schedule', '=', o.schedule);
   if (o.project != null) q = q.where('project', '=', o.project);
