@@ -8,6 +8,7 @@
 //
 // Each figure is the median of --reads calls from this process (the gRPC reply decoded included).
 import { parseArgs } from 'node:util';
+import { isDeepStrictEqual } from 'node:util';
 import pg from 'pg';
 import { median, startNoopTrainyard, waitEnded } from './lib.js';
 
@@ -35,23 +36,31 @@ try {
   const db = new pg.Client({ connectionString: s.bench.databaseUrl });
   await db.connect();
   try {
-    await db.query(`UPDATE runs SET lineage = jsonb_set(lineage, '{data}', jsonb_build_object('files', $1::int, 'manifest',
+    // The data manifest as a run records it (agent/attempt.ts manifestJson), of --files entries.
+    await db.query(`UPDATE runs SET lineage = jsonb_set(lineage, '{data}', jsonb_build_object('manifest_sha256', repeat('0', 64), 'files', $1::int,
+      'bytes', 4096 * $1::bigint, 'truncated', false, 'manifest',
       (SELECT jsonb_agg(jsonb_build_object('path', 'd' || (i / 1000) || '/f' || i || '.bin', 'size', 4096, 'sha256', md5(i::text) || md5((i + 1)::text)))
        FROM generate_series(1, $1::int) i))) WHERE id = ANY($2)`, [files, ids]);
-  } finally {
+  } catch (err) {
     await db.end();
+    throw err;
   }
   const timed = async (f: () => Promise<unknown>) => { const t0 = performance.now(); await f(); return performance.now() - t0; };
   const list: number[] = [];
   const get: number[] = [];
   for (let i = 0; i < reads; i++) list.push(await timed(() => s.api.listRuns({ limit: runs })));
   for (let i = 0; i < reads; i++) get.push(await timed(() => s.api.getRun(ids[i % ids.length]!)));
-  // The reads must still say what they said: the lineage whole in GetRun, none in a list.
+  // The reads must still say what they said: GetRun's lineage is the stored one, a list has none, and each
+  // run's output key is its version's object.
   const one = await s.api.getRun(ids[0]!);
-  const manifest = (JSON.parse(one.lineage_json) as { data: { manifest: unknown[] } }).data.manifest;
-  if (manifest.length !== files) throw new Error(`GetRun's lineage has ${manifest.length} manifest entries, not ${files}`);
+  const stored = (await db.query<{ lineage: unknown }>('SELECT lineage FROM runs WHERE id = $1', [ids[0]])).rows[0]!.lineage;
+  if (!isDeepStrictEqual(JSON.parse(one.lineage_json), stored)) throw new Error('GetRun\'s lineage is not the one stored');
+  const keys = new Map((await db.query<{ run_id: string; object_key: string }>('SELECT run_id, object_key FROM package_versions WHERE run_id = ANY($1)', [ids])).rows.map((r) => [r.run_id, r.object_key]));
+  await db.end();
   const listed = await s.api.listRuns({ limit: runs });
-  if (listed.runs.length !== runs || listed.runs.some((r) => r.lineage_json !== '' || !r.output_object_key)) throw new Error('ListRuns: not every run listed, or a lineage in the list, or no output key');
+  if (listed.runs.length !== runs) throw new Error(`ListRuns listed ${listed.runs.length} runs, not ${runs}`);
+  const wrong = listed.runs.filter((r) => r.lineage_json !== '' || r.output_object_key !== keys.get(r.id));
+  if (wrong.length > 0) throw new Error(`ListRuns: ${wrong.length} runs with a lineage, or an output key that is not their version's object`);
   const figures = { runs, files, lineageBytes: one.lineage_json.length, listRunsMs: Math.round(median(list)), getRunMs: Math.round(median(get)) };
   if (values.json) console.log(JSON.stringify({ ...figures, list, get }));
   else {

@@ -64,8 +64,8 @@ export function clientService(ctx: SchedulerContext, auth: { tokens: TokenVerifi
     PresignDatasetParts: unary(g, 'PresignDatasetParts', (req, caller) => presignDatasetParts(ctx, req, caller)),
     ListDatasets: unary(g, 'ListDatasets', async (_req, caller) => ({ datasets: await listDatasets(ctx, visibleProject(caller)) })),
 
-    SubmitRun: unary(g, 'SubmitRun', async (req, caller) => runToProto(await submits.submit(req, caller), { lineage: true })),
-    SubmitRuns: unary(g, 'SubmitRuns', async (req, caller) => ({ runs: (await submitRuns(ctx, req.runs ?? [], caller)).map((r) => runToProto(r, { lineage: true })) })),
+    SubmitRun: unary(g, 'SubmitRun', async (req, caller) => runToProto(await submits.submit(req, caller))),
+    SubmitRuns: unary(g, 'SubmitRuns', async (req, caller) => ({ runs: (await submitRuns(ctx, req.runs ?? [], caller)).map((r) => runToProto(r)) })),
     GetRun: unary(g, 'GetRun', async (req, caller) => {
       await authorizeRun(ctx, caller, req.id, Actions.ReadRun);
       return getRun(ctx, req.id);

@@ -7,7 +7,7 @@ import type { AppendLogsRequest__Output, AppendLogsResponse, LogLine } from '../
 import { invalid } from '../../shared/errors.js';
 import { isTerminal, terminalStatuses } from '../../shared/run-states.js';
 import { states } from './transitions.js';
-import { getRun } from './read.js';
+import { runState } from './read.js';
 import { watchRun } from '../watch.js';
 import { MAX_LOG_LINE_CHARS } from '../../shared/log-lines.js';
 
@@ -56,7 +56,7 @@ export function startPosition(o: { afterAttempt: number; afterSeq: number }, cur
  * until the run ends (one more read after the end, for lines that landed just before the final status).
  */
 export async function* streamLogs(ctx: SchedulerContext, o: StreamLogsOptions, signal: AbortSignal): AsyncGenerator<LogLine> {
-  const run = await getRun(ctx, o.runId);
+  const run = await runState(ctx, o.runId);
   let at = startPosition(o, run.attempt ?? 0);
   // Subscribed before the first read, so a line appended between reading and waiting still wakes us.
   const waiter = o.follow ? watchRun(ctx, o.runId) : null;
@@ -74,7 +74,7 @@ export async function* streamLogs(ctx: SchedulerContext, o: StreamLogsOptions, s
       }
       if (lines.length === PAGE) continue;
       if (!waiter || sawEnd) return;
-      if (isTerminal((await getRun(ctx, o.runId)).status ?? '')) { sawEnd = true; continue; }
+      if (isTerminal((await runState(ctx, o.runId)).status)) { sawEnd = true; continue; }
       await waiter.wait(2000, signal);
     }
   } finally {

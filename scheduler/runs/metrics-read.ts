@@ -7,7 +7,7 @@ import type { SchedulerContext } from '../context.js';
 import type { GetRunMetricsRequest__Output, MetricSeries, RunMetrics } from '../../shared/proto.js';
 import { invalid } from '../../shared/errors.js';
 import { isTerminal } from '../../shared/run-states.js';
-import { getRun } from './read.js';
+import { runState } from './read.js';
 
 /** The most points one series answers with, downsampled or not. */
 export const MAX_POINTS_PER_SERIES = 1_000_000;
@@ -19,7 +19,7 @@ export async function getRunMetrics(ctx: SchedulerContext, req: GetRunMetricsReq
   if (!Number.isInteger(max) || max < 0) throw invalid(`max_points must be a non-negative integer, got ${max}`);
   if (max > 0 && max < 8) throw invalid('max_points must be 0 (every point) or at least 8');
   const limit = max === 0 ? MAX_POINTS_PER_SERIES : Math.min(max, MAX_POINTS_PER_SERIES);
-  const run = await getRun(ctx, req.run_id);
+  const run = await runState(ctx, req.run_id);
   const names = req.names ?? [];
   const after = new Map((req.after ?? []).map((c) => [c.name, Number(c.after_step)]));
   const { rows: list } = await sql<{ id: string; name: string; points: string; last_step: string }>`

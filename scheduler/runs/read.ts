@@ -26,7 +26,7 @@ export async function getRun(ctx: SchedulerContext, id: string): Promise<Run> {
   // A gang's members: a second read, for gangs only (an ordinary run's GetRun stays one statement).
   const members = membersToProto(await gangMembers(ctx.db, r));
   return {
-    ...runToProto(r, { lineage: true }), members,
+    ...runToProto(r), members,
     preemptions: preemptions.map((p) => ({ by_run: p.by_run, at: new Date(p.at).toISOString(), attempt: p.attempt, agent: p.agent })),
   };
 }
@@ -52,6 +52,13 @@ export async function listRuns(ctx: SchedulerContext, o: { status: string; limit
   if (o.package) q = q.where('package', '=', o.package);
   if (o.pipeline) q = q.where('pipeline', '=', parsePipeline(o.pipeline));
   return (await q.execute()).map((r) => runToProto(r));
+}
+
+/** A run's status and attempt, for the reads that need nothing else (its lineage can be MiBs). */
+export async function runState(ctx: SchedulerContext, id: string): Promise<{ status: RunStatus; attempt: number }> {
+  const r = await ctx.db.selectFrom('runs').select(['status', 'attempt']).where('id', '=', id).executeTakeFirst();
+  if (!r) throw notFound(`run ${id} not found`);
+  return r;
 }
 
 /** The run now, then each time what a user sees of it changes, until it ends or the signal fires. */

@@ -5,9 +5,10 @@
 // read back. A single statement commits all its runs or none.
 import { checkGang, checkPreferSame } from '../placement/gang.js';
 import { customAlphabet } from 'nanoid';
-import { sql, type Insertable, type Selectable } from 'kysely';
+import { sql, type Insertable } from 'kysely';
 import type { SchedulerContext } from '../context.js';
 import type { RunsTable } from '../db/database.js';
+import { runLean, type RunView } from './to-proto.js';
 import type { SubmitRunRequest__Output } from '../../shared/proto.js';
 import { checkName, parseDatasetRef } from '../../shared/names.js';
 import { checkRunSecrets, compileRunEnv } from '../../shared/run-env.js';
@@ -25,7 +26,7 @@ import { Actions, allowed, authorize } from '../auth/policy.js';
 import { isRunId } from '../../shared/ids.js';
 import { latestCheckpoint } from './checkpoints.js';
 
-export type RunRow = Selectable<RunsTable>;
+export type RunRow = RunView;
 export interface Submission { readonly req: SubmitRunRequest__Output; readonly caller: Principal }
 /** One submission's answer: its run (new, or the one its idempotency key names), or why it was refused. */
 /** `created`: this call inserted it (and so logs it and rings the placer). */
@@ -144,7 +145,7 @@ async function check(ctx: SchedulerContext, items: readonly Submission[]): Promi
   for (const p of ok) shapes.set(shapeKey(p.request), p.request);
   const [lookup, existing] = await Promise.all([
     ok.length > 0 ? lookUp(ctx, ok, [...shapes.values()]) : null,
-    idemKeys.length > 0 ? ctx.db.selectFrom('runs').selectAll().where('idempotency_key', 'in', idemKeys).execute() : [],
+    idemKeys.length > 0 ? ctx.db.selectFrom('runs').select(runLean(true)).where('idempotency_key', 'in', idemKeys).execute() : [],
   ]);
   const byKey = new Map(existing.map((r) => [scopedKey(r.project, r.idempotency_key!), r]));
   const fitOf = new Map([...shapes.keys()].map((k, i) => [k, lookup?.fits[i] ?? true]));
@@ -379,14 +380,14 @@ async function insert(ctx: SchedulerContext, checked: readonly Checked[]): Promi
     .with('s', (q) => q.insertInto('run_secrets').columns(['run_id', 'name', 'value'])
       .expression((eb) => eb.selectFrom(['r', sql<{ run_id: string; name: string; value: string }>`unnest(${secrets.id}::text[], ${secrets.name}::text[], ${secrets.value}::text[])`.as<'x'>(sql`x(run_id, name, value)`)])
         .whereRef('x.run_id', '=', 'r.id').select(['r.id', 'x.name', 'x.value'])))
-    .selectFrom('r').selectAll().execute();
+    .selectFrom('r').select(runLean(true)).execute();
   const byId = new Map(inserted.map((r) => [r.id, r]));
   // Keys whose run this statement did not make: a concurrent call's (or a lost race's) run is the answer.
   const byKey = new Map(inserted.flatMap((r) => (r.idempotency_key ? [[scopedKey(r.project, r.idempotency_key), r] as const] : [])));
   const lost = [...taken].filter((k) => !byKey.has(k));
   if (lost.length > 0) {
     const rawKeys = [...new Set(lost.map((k) => k.slice(k.indexOf('\u0000') + 1)))];
-    for (const r of await ctx.db.selectFrom('runs').selectAll().where('idempotency_key', 'in', rawKeys).execute()) {
+    for (const r of await ctx.db.selectFrom('runs').select(runLean(true)).where('idempotency_key', 'in', rawKeys).execute()) {
       const k = scopedKey(r.project, r.idempotency_key!);
       if (taken.has(k)) byKey.set(k, r);
     }

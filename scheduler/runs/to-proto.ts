@@ -1,5 +1,5 @@
 import { sql, type Selectable } from 'kysely';
-import type { RecordedOutput, RunsTable } from '../db/database.js';
+import type { RunsTable } from '../db/database.js';
 import type { Run } from '../../shared/proto.js';
 import { formatVersion } from '../../shared/versions.js';
 import { keys, outputNames } from '../../shared/storage.js';
@@ -8,22 +8,12 @@ import { formatDatasetRef } from '../../shared/names.js';
 const iso = (d: Date | null) => (d ? d.toISOString() : '');
 
 /**
- * Where the run's new version is registered: the verified zip's copy under packages/ (complete.ts), for a
- * run that recorded its outputs; the attempt's own package.zip for one from before that.
- */
-function outputObjectKey(r: Selectable<RunsTable>): string {
-  if (r.output_major === null) return '';
-  const sha256 = (r.lineage as { output?: { sha256?: unknown } } | null)?.output?.sha256;
-  return r.outputs !== null && typeof sha256 === 'string' ? keys.uploadedPackage(r.package, sha256) : keys.attemptPrefix(r.id, r.attempt) + outputNames.package;
-}
-
-/**
  * Every column of runs but the two that grow with the run: its lineage (a data manifest of up to 20,000
  * files, MiBs of JSON) and its outputs (every file it uploaded). A read of runs for clients takes these and
  * `runLean` in their place: a list of 50 runs of a 20,000-file dataset read, parsed and dropped 115 MB of
  * lineage, and GetRun parsed a lineage only to write it out again.
  */
-const LEAN_COLUMNS = [
+export const LEAN_COLUMNS = [
   'id', 'idempotency_key', 'project', 'priority', 'package', 'package_major', 'package_minor', 'package_object_key',
   'dataset', 'dataset_sub', 'gpus', 'gpu_model', 'gpu_memory_mb', 'cpus', 'memory_mb', 'selector', 'env',
   'timeout_seconds', 'max_attempts', 'status', 'status_detail', 'attempt', 'lost_attempts', 'lease', 'agent',
@@ -40,25 +30,40 @@ type Unlisted = Exclude<keyof RunsTable, (typeof LEAN_COLUMNS)[number] | 'lineag
 const everyColumn: [Unlisted] extends [never] ? true : Unlisted = true;
 void everyColumn;
 
+/** A run as a client is shown it (runToProto): the lean columns, and what it is shown of the lineage and the outputs. */
+export type RunView = Pick<Selectable<RunsTable>, (typeof LEAN_COLUMNS)[number]> & {
+  /** The new version's zip SHA-256 (the lineage's output.sha256); null without one. */
+  output_sha256: string | null;
+  /** The run recorded its outputs (runs.outputs is not NULL). */
+  has_outputs: boolean;
+  /** _lineage.json as Postgres writes it, passed through to the client as it is; null in a list, or none. */
+  lineage_text: string | null;
+};
+
 /**
- * The columns of a run as runToProto reads it, in a select of runs: LEAN_COLUMNS, of the lineage only the
- * output's sha256 (outputObjectKey), of the outputs only whether they were recorded, and the lineage as
- * Postgres writes it (`lineage_text`, passed through to the client as it is) where `withLineage`.
+ * The select of a run (from runs, or a CTE of its rows) as a RunView: LEAN_COLUMNS, and the lineage whole
+ * only `withLineage` (GetRun, a submit's answer; a list leaves it out).
  */
 export function runLean(withLineage: boolean) {
   return [
     ...LEAN_COLUMNS,
-    sql<unknown>`CASE WHEN lineage IS NULL THEN NULL ELSE jsonb_build_object('output', jsonb_build_object('sha256', lineage->'output'->'sha256')) END`.as('lineage'),
-    sql<RecordedOutput[] | null>`CASE WHEN outputs IS NULL THEN NULL ELSE '[]'::jsonb END`.as('outputs'),
+    sql<string | null>`lineage->'output'->>'sha256'`.as('output_sha256'),
+    sql<boolean>`outputs IS NOT NULL`.as('has_outputs'),
     (withLineage ? sql<string | null>`lineage::text` : sql<string | null>`NULL::text`).as('lineage_text'),
   ] as const;
 }
 
 /**
- * `lineage`: include _lineage.json (GetRun; lists leave it out, it can be large): `lineage_text` as read by
- * runLean(true), else the row's own.
+ * Where the run's new version is registered: the verified zip's copy under packages/ (complete.ts), for a
+ * run that recorded its outputs; the attempt's own package.zip for one from before that.
  */
-export function runToProto(r: Selectable<RunsTable> & { lineage_text?: string | null }, o: { lineage?: boolean } = {}): Run {
+function outputObjectKey(r: RunView): string {
+  if (r.output_major === null) return '';
+  return r.has_outputs && r.output_sha256 !== null ? keys.uploadedPackage(r.package, r.output_sha256) : keys.attemptPrefix(r.id, r.attempt) + outputNames.package;
+}
+
+/** The run as clients get it; its lineage as runLean read it (none in a list). */
+export function runToProto(r: RunView): Run {
   return {
     id: r.id,
     status: r.status,
@@ -90,7 +95,7 @@ export function runToProto(r: Selectable<RunsTable> & { lineage_text?: string | 
     has_score: r.score !== null && r.score !== undefined,
     phases: r.phases ?? [],
     output_object_key: outputObjectKey(r),
-    lineage_json: !o.lineage ? '' : r.lineage_text !== undefined ? r.lineage_text ?? '' : r.lineage ? JSON.stringify(r.lineage) : '',
+    lineage_json: r.lineage_text ?? '',
     schedule: r.schedule ?? '',
     ...(r.resumed_from ? { resumed_from: { run_id: r.resumed_from.run_id, attempt: r.resumed_from.attempt, seq: r.resumed_from.seq, committed_at: r.resumed_from.committed_at, bytes: r.resumed_from.bytes, files: r.resumed_from.files } } : {}),
     checkpoint_interval_seconds: r.checkpoint_interval_seconds,
