@@ -362,12 +362,13 @@ export class DataCache {
    */
   async recycle(made: MadeLocal, dir: string): Promise<boolean> {
     const from = made.from;
-    if (!from || !this.#links || !this.#spares || from.listing.length < SPARE_FROM_FILES) return false;
+    if (!from || from.listing.length < SPARE_FROM_FILES) return false;
     const { bucket, prefix, listing } = from;
     const free = () => {
       const st = this.#staged, p = this.#pendingSpare;
-      return this.#links && this.#spares && !this.#staging && this.#stagesInFlight === 0
-        && (!st || (st.spare && (st.bucket !== bucket || st.prefix !== prefix)))
+      return this.#links && this.#spareMayGoIn()
+        // An older spare of another dataset gives way; one of this dataset (linked while the run trained) stays.
+        && (!st || st.bucket !== bucket || st.prefix !== prefix)
         // A spare waiting to start is called off only for a folder of the same listing (a run that ended
         // after a push of its dataset leaves a folder of the listing before it).
         && (!p || (p.bucket === bucket && p.prefix === prefix && sameListing(p.listing, listing)));
@@ -439,8 +440,8 @@ export class DataCache {
       this.#pendingSpare = null;
       // An older spare (of this dataset or another) gives way to the newest: the dataset run last is the
       // best guess for the next. A stage, for the run prepare-next knows is next, never does.
-      const older = this.#staged?.spare ? this.#staged : null;
-      if (!this.#spares || this.#staging || (this.#staged && !older) || this.#stagesInFlight > 0) return;
+      if (!this.#spareMayGoIn()) return;
+      const older = this.#staged;
       if (older) {
         this.#staged = null;
         void rm(older.dir, { recursive: true, force: true }).catch(() => {});
@@ -449,6 +450,14 @@ export class DataCache {
     };
     const pending = { bucket, prefix, listing: objects, timer: setTimeout(start, SPARE_DELAY_MS).unref(), start };
     this.#pendingSpare = pending;
+  }
+
+  /**
+   * Whether a spare (linked, or a run's own folder: recycle) may be staged now: spares are on, no stage is
+   * under way, and nothing is staged but an older spare, which gives way to it.
+   */
+  #spareMayGoIn(): boolean {
+    return this.#spares && !this.#staging && this.#stagesInFlight === 0 && (!this.#staged || this.#staged.spare);
   }
 
   #startSpare(bucket: string, prefix: string, objects: readonly StoredObject[]): void {

@@ -41,32 +41,30 @@ try {
       'bytes', 4096 * $1::bigint, 'truncated', false, 'manifest',
       (SELECT jsonb_agg(jsonb_build_object('path', 'd' || (i / 1000) || '/f' || i || '.bin', 'size', 4096, 'sha256', md5(i::text) || md5((i + 1)::text)))
        FROM generate_series(1, $1::int) i))) WHERE id = ANY($2)`, [files, ids]);
-  } catch (err) {
+    const timed = async (f: () => Promise<unknown>) => { const t0 = performance.now(); await f(); return performance.now() - t0; };
+    const list: number[] = [];
+    const get: number[] = [];
+    for (let i = 0; i < reads; i++) list.push(await timed(() => s.api.listRuns({ limit: runs })));
+    for (let i = 0; i < reads; i++) get.push(await timed(() => s.api.getRun(ids[i % ids.length]!)));
+    // The reads must still say what they said: GetRun's lineage is the stored one, a list has none, and each
+    // run's output key is its version's object.
+    const one = await s.api.getRun(ids[0]!);
+    const stored = (await db.query<{ lineage: unknown }>('SELECT lineage FROM runs WHERE id = $1', [ids[0]])).rows[0]!.lineage;
+    if (!isDeepStrictEqual(JSON.parse(one.lineage_json), stored)) throw new Error('GetRun\'s lineage is not the one stored');
+    const keys = new Map((await db.query<{ run_id: string; object_key: string }>('SELECT run_id, object_key FROM package_versions WHERE run_id = ANY($1)', [ids])).rows.map((r) => [r.run_id, r.object_key]));
+    const listed = await s.api.listRuns({ limit: runs });
+    if (listed.runs.length !== runs) throw new Error(`ListRuns listed ${listed.runs.length} runs, not ${runs}`);
+    const wrong = listed.runs.filter((r) => r.lineage_json !== '' || r.output_object_key !== keys.get(r.id));
+    if (wrong.length > 0) throw new Error(`ListRuns: ${wrong.length} runs with a lineage, or an output key that is not their version's object`);
+    const figures = { runs, files, lineageBytes: one.lineage_json.length, listRunsMs: Math.round(median(list)), getRunMs: Math.round(median(get)) };
+    if (values.json) console.log(JSON.stringify({ ...figures, list, get }));
+    else {
+      console.log(`${runs} runs, each lineage with a manifest of ${files} files (${(figures.lineageBytes / 1e6).toFixed(2)} MB of JSON); medians of ${reads}:`);
+      console.log(`  ListRuns (${runs} runs): ${figures.listRunsMs} ms [${list.map(Math.round).join(', ')}]`);
+      console.log(`  GetRun (one run, its lineage whole): ${figures.getRunMs} ms [${get.map(Math.round).join(', ')}]`);
+    }
+  } finally {
     await db.end();
-    throw err;
-  }
-  const timed = async (f: () => Promise<unknown>) => { const t0 = performance.now(); await f(); return performance.now() - t0; };
-  const list: number[] = [];
-  const get: number[] = [];
-  for (let i = 0; i < reads; i++) list.push(await timed(() => s.api.listRuns({ limit: runs })));
-  for (let i = 0; i < reads; i++) get.push(await timed(() => s.api.getRun(ids[i % ids.length]!)));
-  // The reads must still say what they said: GetRun's lineage is the stored one, a list has none, and each
-  // run's output key is its version's object.
-  const one = await s.api.getRun(ids[0]!);
-  const stored = (await db.query<{ lineage: unknown }>('SELECT lineage FROM runs WHERE id = $1', [ids[0]])).rows[0]!.lineage;
-  if (!isDeepStrictEqual(JSON.parse(one.lineage_json), stored)) throw new Error('GetRun\'s lineage is not the one stored');
-  const keys = new Map((await db.query<{ run_id: string; object_key: string }>('SELECT run_id, object_key FROM package_versions WHERE run_id = ANY($1)', [ids])).rows.map((r) => [r.run_id, r.object_key]));
-  await db.end();
-  const listed = await s.api.listRuns({ limit: runs });
-  if (listed.runs.length !== runs) throw new Error(`ListRuns listed ${listed.runs.length} runs, not ${runs}`);
-  const wrong = listed.runs.filter((r) => r.lineage_json !== '' || r.output_object_key !== keys.get(r.id));
-  if (wrong.length > 0) throw new Error(`ListRuns: ${wrong.length} runs with a lineage, or an output key that is not their version's object`);
-  const figures = { runs, files, lineageBytes: one.lineage_json.length, listRunsMs: Math.round(median(list)), getRunMs: Math.round(median(get)) };
-  if (values.json) console.log(JSON.stringify({ ...figures, list, get }));
-  else {
-    console.log(`${runs} runs, each lineage with a manifest of ${files} files (${(figures.lineageBytes / 1e6).toFixed(2)} MB of JSON); medians of ${reads}:`);
-    console.log(`  ListRuns (${runs} runs): ${figures.listRunsMs} ms [${list.map(Math.round).join(', ')}]`);
-    console.log(`  GetRun (one run, its lineage whole): ${figures.getRunMs} ms [${get.map(Math.round).join(', ')}]`);
   }
 } finally {
   await s.stop();

@@ -48,6 +48,14 @@ async function spareLinked(work: string, files: number): Promise<boolean> {
   return linked();
 }
 
+/** A cache as a root agent with run uids has it (agent/agent.ts): runs get links to its entries, and spares. */
+function sparingCache(workDir: string, capBytes: number): DataCache {
+  const cache = new DataCache(workDir, capBytes);
+  cache.linksForRuns = true;
+  cache.spares = true;
+  return cache;
+}
+
 async function put(key: string, body: string | Buffer): Promise<void> {
   await minio.putObject(bucket, key, Buffer.from(body));
 }
@@ -307,9 +315,7 @@ t.test('a make-local of many files leaves a spare folder of links that the next 
   await put('datasets/spare-few/a.txt', 'a');
   await put('datasets/spare-few/b.txt', 'b');
   const work = tmp('ty-dcs-');
-  const cache = new DataCache(work, 1 << 20);
-  cache.linksForRuns = true;
-  cache.spares = true;
+  const cache = sparingCache(work, 1 << 20);
   const staged = () => readdirSync(path.join(work, 'data-staged'));
   const runRoot = tmp('ty-runs-');
   const one = await cache.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'one'), retry);
@@ -380,9 +386,7 @@ t.test('an eviction drops the spare, whose links would keep the evicted entries\
   await mapBounded(Array.from({ length: n }, (_, i) => i), 32, (i) => put(`datasets/spare-ev/f${i}.txt`, Buffer.alloc(100, i % 256)));
   await put('datasets/spare-big/big.bin', Buffer.alloc(40_000, 9));
   const work = tmp('ty-dcse-');
-  const cache = new DataCache(work, n * 100 + 20_000);
-  cache.linksForRuns = true;
-  cache.spares = true;
+  const cache = sparingCache(work, n * 100 + 20_000);
   const runRoot = tmp('ty-runse-');
   await cache.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'one'), retry);
   const two = await cache.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'two'), retry);
@@ -397,9 +401,7 @@ t.test('an eviction drops the spare, whose links would keep the evicted entries\
 
   // A cache that cannot hold the whole dataset makes no spare (it could not be whole).
   const halfWork = tmp('ty-dcsh-');
-  const half = new DataCache(halfWork, n * 100 / 2);
-  half.linksForRuns = true;
-  half.spares = true;
+  const half = sparingCache(halfWork, n * 100 / 2);
   await half.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'h1'), retry);
   await new Promise((r) => setTimeout(r, SPARE_DELAY_MS + 300)); // past the spare's delay
   const h2 = await half.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'h2'), retry);
@@ -410,9 +412,7 @@ t.test('an eviction drops the spare, whose links would keep the evicted entries\
 t.test('a run\'s folder, once the run is over, becomes the next run\'s spare instead of being removed', async (t) => {
   // Datasets of the tests above: spare (more than SPARE_FROM_FILES files), spare-few (two), spare-ev.
   const work = tmp('ty-dcrc-');
-  const cache = new DataCache(work, 1 << 22);
-  cache.linksForRuns = true;
-  cache.spares = true;
+  const cache = sparingCache(work, 1 << 22);
   const staged = () => readdirSync(path.join(work, 'data-staged'));
   const runRoot = tmp('ty-runsrc-');
   const one = path.join(runRoot, 'one');
@@ -447,9 +447,7 @@ t.test('a run\'s folder, once the run is over, becomes the next run\'s spare ins
   t.notOk(await cache.recycle(r3, three), 'nor once the cache is closed (the agent stops)');
 
   // Few files: not worth a folder, as for a spare. Copies (runs that share the agent's uid): never.
-  const few = new DataCache(tmp('ty-dcrf-'), 1 << 20);
-  few.linksForRuns = true;
-  few.spares = true;
+  const few = sparingCache(tmp('ty-dcrf-'), 1 << 20);
   const f1 = path.join(runRoot, 'f1');
   t.notOk(await few.recycle(await few.makeLocal(minio, bucket, 'datasets/spare-few/', f1, retry), f1), `under ${SPARE_FROM_FILES} files: not taken`);
   const copies = new DataCache(tmp('ty-dcrcp-'), 1 << 20);
@@ -461,9 +459,7 @@ t.test('a run\'s folder, once the run is over, becomes the next run\'s spare ins
 
   // A run that ended after a push of its dataset: its folder is of the listing before, and the spare the
   // newer run left waiting (of the new listing) is not called off for it.
-  const newer = new DataCache(tmp('ty-dcrn-'), 1 << 22);
-  newer.linksForRuns = true;
-  newer.spares = true;
+  const newer = sparingCache(tmp('ty-dcrn-'), 1 << 22);
   const o1 = path.join(runRoot, 'o1');
   const ro = await newer.makeLocal(minio, bucket, 'datasets/spare/', o1, retry);
   await put('datasets/spare/d2/f2.txt', 'pushed again\n');
@@ -477,9 +473,7 @@ t.test('a run\'s folder, once the run is over, becomes the next run\'s spare ins
 
   // An entry evicted while the run ran: the folder's link would keep its blocks past the cap; not taken.
   const n = SPARE_FROM_FILES;
-  const capped = new DataCache(tmp('ty-dcre-'), n * 100 + 20_000);
-  capped.linksForRuns = true;
-  capped.spares = true;
+  const capped = sparingCache(tmp('ty-dcre-'), n * 100 + 20_000);
   const e1 = path.join(runRoot, 'e1');
   const re = await capped.makeLocal(minio, bucket, 'datasets/spare-ev/', e1, retry);
   await capped.makeLocal(minio, bucket, 'datasets/spare-big/', path.join(runRoot, 'e-big'), retry);
@@ -492,9 +486,7 @@ t.test('a run\'s folder, once the run is over, becomes the next run\'s spare ins
 t.test('a spare gives way to the spare of the dataset run after it', async (t) => {
   // Datasets of the tests above: spare-ev (SPARE_FROM_FILES files) and spare (more).
   const work = tmp('ty-dcsr-');
-  const cache = new DataCache(work, 1 << 22);
-  cache.linksForRuns = true;
-  cache.spares = true;
+  const cache = sparingCache(work, 1 << 22);
   const runRoot = tmp('ty-runsr-');
   await cache.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'a1'), retry);
   const a2 = await cache.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'a2'), retry);
