@@ -227,7 +227,8 @@ export class AgentDaemon {
    */
   #held() {
     return [
-      ...[...this.#attempts.values()].map((a) => ({ run_id: a.runId, lease: a.lease, attempt: Number(a.dispatch.attempt) })),
+      // An attempt whose end is reported is no longer the scheduler's current one: its teardown is not held.
+      ...[...this.#attempts.values()].filter((a) => !a.reported).map((a) => ({ run_id: a.runId, lease: a.lease, attempt: Number(a.dispatch.attempt) })),
       ...[...this.#claiming].filter(([run, attempt]) => !this.#attemptOf(run, attempt)).map(([run, attempt]) => ({ run_id: run, lease: 0, attempt })),
     ];
   }

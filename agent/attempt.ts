@@ -175,6 +175,11 @@ class Stopped extends Error {}
 export class Attempt {
   readonly #abort = new AbortController();
   #end: EndReason | null = null;
+  /**
+   * The end report is done (or given up on): the scheduler no longer counts this attempt as current, so
+   * the teardown after it (processes, folders, the uid) is not listed as held nor stopped by a cancel.
+   */
+  #reported = false;
   #phase: Phase = 'fetching_package';
   /** The data download, which runs beside the package's steps: a failure there happened while it ran too. */
   #data: 'not_started' | 'fetching' | 'local' = 'not_started';
@@ -324,13 +329,18 @@ export class Attempt {
 
   /** Ends the attempt for the given reason (first reason wins): whatever step runs is aborted. */
   stop(end: EndReason): void {
-    if (this.#end) return;
+    // Once reported there is nothing left to stop: the teardown goes on either way, and a "stopping" line
+    // (with a cancel's "killed") would be logged for a run that had ended as reported.
+    if (this.#end || this.#reported) return;
     this.#end = end;
     this.deps.log.info({ run: this.runId, outcome: end.outcome, reason: end.reason, phase: this.#phase }, 'stopping attempt');
     // The run gets SIGTERM now: what it commits in the grace, and the folder as it leaves it, still go up.
     this.#checkpoints.stopping(this.deps.killGraceMs);
     this.#abort.abort(new Stopped(end.reason));
   }
+
+  /** Whether its end report is done (or given up on): only its teardown is left. */
+  get reported(): boolean { return this.#reported; }
 
   /** What a detaching agent does with this attempt (agent/detach.ts). */
   get onDetach(): OnDetach {
@@ -394,6 +404,7 @@ export class Attempt {
     this.#enter('reporting');
     agentMetrics.attempts.inc({ outcome: result.outcome });
     await this.#finish(result);
+    this.#reported = true;
     this.#pendingPlace?.release();
     this.logs.close();
     this.metrics.close();

@@ -125,3 +125,37 @@ t.test('the same idempotency key gives the same run', async (t) => {
   t.equal((await s.query('SELECT id FROM runs')).length, 1, 'one run row');
   await s.waitForStatus(one.id, ['Successful']);
 });
+
+t.test('an attempt whose end is reported is neither held nor stopped while it is torn down', async (t) => {
+  const s = await Stack.create(t);
+  // Files beside the package that are no output: the teardown after the end report removes them, which
+  // takes long enough for several heartbeats (500 ms apart here) to be answered meanwhile.
+  const litter = [
+    'import os',
+    'class Main:',
+    '    def train(self, d):',
+    '        scratch = os.path.join(os.path.dirname(os.getcwd()), "scratch")',
+    '        os.makedirs(scratch)',
+    '        for i in range(100000):',
+    '            open(os.path.join(scratch, str(i)), "w").close()',
+    '    def save(self):',
+    '        pass',
+    '',
+  ].join('\n');
+  await s.cliJson(['package', 'push', writeTree(tempDir(), { 'train.py': litter }), '--name', 'litter']);
+  await s.cliJson(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'd']);
+  const agent = s.daemons.find((d) => d.name === 'agent1')!;
+  const id = (await s.cliJson(['run', 'train', '--package', 'litter', '--dataset', 'd'])).id as string;
+  const finished = await agent.waitFor((l) => l.run === id && l.msg === 'attempt finished', 120_000);
+  t.equal(finished.status, 'Successful');
+  const dir = path.join(s.dir, 'work-agent1', `${id}-a1`);
+  const end = Date.now() + 60_000;
+  while (existsSync(dir) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  t.notOk(existsSync(dir), 'the attempt\'s folder was removed');
+  // The premise: heartbeats were answered while the reported attempt was torn down.
+  const took = Date.now() - Date.parse(String(finished.time));
+  t.ok(took >= 1000, `the teardown took ${took} ms: a heartbeat or more was answered in it (500 ms apart)`);
+  const stopped = agent.lines.filter((l) => l.includes('"stopping attempt"') && l.includes(id));
+  t.same(stopped, [], 'no "stopping attempt" (a cancel\'s "killed") for a run that ended Successful');
+  t.equal((await s.waitForStatus(id, ['Successful'])).status, 'Successful');
+});
