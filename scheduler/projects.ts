@@ -9,6 +9,7 @@ import { invalid } from '../shared/errors.js';
 import { queuedStatuses } from '../shared/run-states.js';
 import { states } from './runs/transitions.js';
 import { usedBytes } from './storage/quota.js';
+import { KEEP_RUNS_MAX_S } from '../shared/storage.js';
 
 type Row = {
   name: string; max_runs: number | null; max_gpus: number | null; max_priority: number | null; running: number; gpus: number; queued: number;
@@ -68,6 +69,12 @@ function checkBinding(agents: Record<string, string>): Record<string, string> {
  * Sets a project's caps and rules (each only when asked: a client that knows nothing of one keeps it) and
  * wakes the placer, since a raised cap or a new binding may let queued runs start.
  */
+/** At most KEEP_RUNS_MAX_S (100 years). */
+function keepRunsSeconds(n: number | null): number | null {
+  if (n !== null && n > KEEP_RUNS_MAX_S) throw invalid(`keep_runs_seconds must be at most ${KEEP_RUNS_MAX_S} (100 years), got ${n}; -1 keeps everything`);
+  return n;
+}
+
 export async function setProjectLimits(ctx: SchedulerContext, req: ProjectLimits__Output): Promise<Project> {
   const project = checkName('project', req.project);
   const cap = (n: number, what: string) => {
@@ -90,7 +97,7 @@ export async function setProjectLimits(ctx: SchedulerContext, req: ProjectLimits
     ...(req.set_preemptible ? { preemptible: req.preemptible } : {}),
     ...(req.set_max_storage ? { max_storage_bytes: cap(req.max_storage_bytes, 'max_storage_bytes') } : {}),
     // Retention (storage/retention.ts): applied by the leader; -1 keeps everything.
-    ...(req.set_keep_runs ? { keep_runs_seconds: retention(Number(req.keep_runs_seconds), 'keep_runs_seconds') } : {}),
+    ...(req.set_keep_runs ? { keep_runs_seconds: keepRunsSeconds(retention(Number(req.keep_runs_seconds), 'keep_runs_seconds')) } : {}),
     ...(req.set_keep_versions ? { keep_versions: retention(req.keep_versions, 'keep_versions') } : {}),
   };
   await ctx.db.insertInto('project_limits').values({ ...values, ...rest })

@@ -25,13 +25,16 @@ export function claimGeneration(ref: string): RawBuilder<number | null> {
 }
 
 /** A push is about to store files into an existing dataset: no listing is trusted until it (and any other) ends. */
-export async function beginChange(db: Db, name: string): Promise<void> {
-  await db.updateTable('datasets').set({
+export async function beginChange(db: Db, name: string): Promise<boolean> {
+  // Not into a dataset being deleted (its row locked and marked by storage/deletion.ts markDataset, which
+  // refuses while a push is counted here): false, and the push is refused before it stores a file.
+  const r = await db.updateTable('datasets').set({
     // Pushes counted before are gone if none was heard of for PUSH_STALE_MS (their scheduler died).
     pushes_open: sql<number>`CASE WHEN pushes_open > 0 AND push_seen_at >= ${pushStaleBefore} THEN pushes_open + 1 ELSE 1 END`,
     push_seen_at: sql<Date>`now()`,
     generation: nextGeneration,
-  }).where('name', '=', name).execute();
+  }).where('name', '=', name).where('deleting_at', 'is', null).executeTakeFirst();
+  return Number(r.numUpdatedRows) > 0;
 }
 
 /** A running push of an existing dataset is still alive (every PUSH_REFRESH_MS). */

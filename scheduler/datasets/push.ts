@@ -222,7 +222,7 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetC
         }
         // Before a file is stored: agents list an existing dataset while its files change (generation.ts).
         if (existed) {
-          await beginChange(db, name);
+          if (!(await beginChange(db, name))) throw new TrainyardError(ErrorCodes.FailedPrecondition, `dataset "${name}" is being deleted; push again once it is gone`);
           changing = true;
         }
         const pushed = name;
@@ -317,9 +317,14 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetC
     }
     const was = await trx.selectFrom('datasets').select('size_bytes').where('name', '=', name).where('project', '=', project).executeTakeFirst();
     await checkStorage(trx, project, bytes - Number(was?.size_bytes ?? 0), `dataset "${name}"`);
-    const r = await trx.insertInto('datasets').values({ name, file_count: all.length, size_bytes: bytes, updated_at: new Date(), project })
-      .onConflict((oc) => oc.column('name').doUpdateSet({ file_count: all.length, size_bytes: bytes, updated_at: sql`now()`, ...(changing ? endedPush : { generation: nextGeneration }) }).where('datasets.project', '=', project))
-      .returningAll().executeTakeFirst();
+    // A push into a dataset that existed only updates it: were the row gone (deleted meanwhile), an insert
+    // would bring the name back over a prefix the delete emptied.
+    const r = changing
+      ? await trx.updateTable('datasets').set({ file_count: all.length, size_bytes: bytes, updated_at: sql`now()`, ...endedPush })
+        .where('name', '=', name).where('project', '=', project).where('deleting_at', 'is', null).returningAll().executeTakeFirst()
+      : await trx.insertInto('datasets').values({ name, file_count: all.length, size_bytes: bytes, updated_at: new Date(), project })
+        .onConflict((oc) => oc.column('name').doUpdateSet({ file_count: all.length, size_bytes: bytes, updated_at: sql`now()`, generation: nextGeneration }).where('datasets.project', '=', project))
+        .returningAll().executeTakeFirst();
     if (r) {
       await recordEvents(trx, [{
         kind: EventKind.DatasetPushed, project, subject: name, detail: `${files} file(s) pushed; ${all.length} in all`,
@@ -328,6 +333,11 @@ async function receive(ctx: SchedulerContext, chunks: AsyncIterable<PushDatasetC
     }
     return r;
   }).catch(refused);
+  if (!row && changing) {
+    // Deleted while this push ran (its count had lapsed: nothing said it was alive for PUSH_STALE_MS). What
+    // it stored under the prefix is no dataset's: `doctor --storage --repair` removes it.
+    throw new TrainyardError(ErrorCodes.FailedPrecondition, `dataset "${name}" was deleted while this push ran; push it again`);
+  }
   if (!row) {
     // The name is another project's now (deleted and pushed again by it meanwhile). Whether this push was
     // counted on the new row or the deleted one is not known: a count too many only makes runs list for

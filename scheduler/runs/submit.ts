@@ -322,7 +322,8 @@ async function accept(ctx: SchedulerContext, req: SubmitRunRequest__Output, call
  * with a complete checkpoint. Another project's run is, here, one that does not exist.
  */
 async function checkResumeFrom(ctx: SchedulerContext, project: string, runId: string): Promise<void> {
-  const src = await ctx.db.selectFrom('runs').select(['id', 'project', 'attempt']).where('id', '=', runId).executeTakeFirst();
+  // A run being deleted is one that does not exist (its checkpoints are going).
+  const src = await ctx.db.selectFrom('runs').select(['id', 'project', 'attempt']).where('id', '=', runId).where('deleting_at', 'is', null).executeTakeFirst();
   if (!src || src.project !== project) throw notFound(`resume_from: run ${runId} not found in project "${project}"`);
   if (!(await latestCheckpoint(ctx, src.id, src.attempt))) throw notFound(`resume_from: run ${runId} has no complete checkpoint`);
 }

@@ -8,6 +8,7 @@ import type { Database } from '../db/database.js';
 import type { SubmitRunRequest, SubmitRunRequest__Output } from '../../shared/proto.js';
 import { loadProto } from '../../shared/proto.js';
 import { invalid } from '../../shared/errors.js';
+import { formatVersion, parseVersion } from '../../shared/versions.js';
 import type { Principal } from '../auth/principal.js';
 import { submitRun } from '../runs/submit.js';
 
@@ -32,6 +33,8 @@ export function storedRequest(req: SubmitRunRequest__Output, project: string): S
   if (req.idempotency_key) throw invalid('idempotency_key: a schedule makes one run per firing; leave it out');
   // Not even an empty secrets map is kept: the stored form says nothing about secrets at all.
   const { secrets: _dropped, ...rest } = { ...normalizeRequest(req), project };
+  // The version as deletes and retention compare it ("1.00" and "01.0" fire 1.0, and must keep it).
+  if (rest.version) rest.version = formatVersion(parseVersion(rest.version, 'version'));
   return rest as SubmitRunRequest__Output;
 }
 

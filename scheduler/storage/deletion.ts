@@ -13,7 +13,7 @@
 // A scheduler that dies between the steps leaves rows marked deleting, pointing at objects that may be half
 // gone but that nothing reads; the leader finishes them (storage/janitor.ts) with the same `finish*`
 // functions, which are idempotent (a removed object is removed again without error, a deleted row is gone).
-import { sql, type Transaction } from 'kysely';
+import { sql, type RawBuilder, type Transaction } from 'kysely';
 import type * as Minio from 'minio';
 import type { Logger } from 'pino';
 import type { Database, Db } from '../db/database.js';
@@ -24,6 +24,7 @@ import { formatVersion, parseVersion } from '../../shared/versions.js';
 import { states } from '../runs/transitions.js';
 import { recordEvents, type NewEvent } from '../events/record.js';
 import { EventKind } from '../../shared/event-kinds.js';
+import { pushStaleBefore } from '../datasets/generation.js';
 
 /** What deletion needs: the scheduler's context has all of it. */
 export interface DeletionDeps { db: Db; minio: Minio.Client; settings: { bucket: string }; storageRetry: RetryOptions; log: Logger }
@@ -65,12 +66,23 @@ async function dropRows(d: DeletionDeps, drop: (trx: Transaction<Database>) => P
 /** Step 1 for a run: only an ended one. A run already marked is answered as marked (its delete goes on). */
 export async function markRun(db: Db, id: string, by: string): Promise<void> {
   const { rows } = await sql`UPDATE runs SET deleting_at = now(), deleted_by = ${by}
-    WHERE id = ${id} AND status IN ${ENDED} AND deleting_at IS NULL RETURNING id`.execute(db);
+    WHERE id = ${id} AND status IN ${ENDED} AND deleting_at IS NULL AND NOT EXISTS (${resumersOf(sql`runs.id`)}) RETURNING id`.execute(db);
   if (rows.length > 0) return;
   const run = await db.selectFrom('runs').select(['status', 'deleting_at']).where('id', '=', id).executeTakeFirst();
   if (!run) throw notFound(`run ${id} not found`);
   if (run.deleting_at) return;
-  throw refused(`run ${id} is ${run.status}: only an ended run can be deleted (stop it first: trainyard run kill ${id})`);
+  if (!terminalStatuses.has(run.status as RunStatus)) throw refused(`run ${id} is ${run.status}: only an ended run can be deleted (stop it first: trainyard run kill ${id})`);
+  // Its checkpoints are what a live run, or a schedule that can still fire, resumes from (--resume-from).
+  const { rows: blockers } = await sql<{ why: string }>`${resumersOf(sql`${id}::text`)} LIMIT 5`.execute(db);
+  if (blockers.length > 0) throw refused(`run ${id} is still needed: ${blockers.map((b) => b.why).join('; ')} from its checkpoint`);
+  throw refused(`run ${id} changed while it was being deleted; try again`);
+}
+
+/** What resumes from run `id`'s checkpoints and so keeps it: a live run, or a schedule that can still fire. */
+export function resumersOf(id: RawBuilder<unknown>): RawBuilder<{ why: string }> {
+  return sql<{ why: string }>`SELECT 'run ' || b.id || ' (' || b.status || ') resumes' AS why FROM runs b WHERE b.resume_from = ${id} AND b.status IN ${LIVE}
+    UNION ALL
+    SELECT 'schedule "' || s.name || '" (' || s.state || ') resumes' AS why FROM schedules s WHERE s.state <> 'done' AND s.request->>'resume_from' = ${id}`;
 }
 
 /** Steps 2 and 3 for a run marked deleting: null when it was already finished (by another scheduler). */
@@ -173,6 +185,9 @@ export async function markDataset(db: Db, name: string, by: string): Promise<voi
     if (!ds) throw notFound(`dataset "${name}" not found`);
     if (ds.deleting_at) return;
     const { rows: blockers } = await sql<{ why: string }>`
+      SELECT 'a push into it is under way' AS why FROM datasets
+        WHERE name = ${name} AND pushes_open > 0 AND push_seen_at >= ${pushStaleBefore}
+      UNION ALL
       SELECT 'run ' || id || ' (' || status || ') reads it' AS why FROM runs
         WHERE status IN ${LIVE} AND (dataset = ${name} OR eval_dataset = ${name})
       UNION ALL

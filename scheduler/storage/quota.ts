@@ -14,11 +14,11 @@ import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
 /**
  * The bytes the project `project` (a value, or a column of the enclosing query) holds, as a SQL expression:
  * its uploaded package versions, its datasets, its runs' outputs and their kept checkpoints. A run's new package version is one of
- * its outputs: counted there, not twice.
+ * its outputs: counted there, not twice; once that run is deleted (the version outlives it), as a version.
  */
 export function usedBytes(project: RawBuilder<unknown> | string): RawBuilder<number> {
   return sql<number>`((SELECT coalesce(sum(v.size_bytes), 0) FROM package_versions v JOIN packages pk ON pk.name = v.package
-      WHERE pk.project = ${project} AND v.source = 'upload')
+      WHERE pk.project = ${project} AND (v.source = 'upload' OR NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = v.run_id)))
     + (SELECT coalesce(sum(d.size_bytes), 0) FROM datasets d WHERE d.project = ${project})
     + (SELECT coalesce(sum(r.output_bytes + r.checkpoint_bytes), 0) FROM runs r WHERE r.project = ${project}))`;
 }

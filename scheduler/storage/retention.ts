@@ -1,6 +1,7 @@
 // Retention per project (`projects set P --keep-runs 90d --keep-versions 20`, migrations/024): what the
 // leader deletes on each pass, a small batch at a time so a large backlog never holds a long lock or a long
-// pass. Ended runs older than keep_runs_seconds (never a live run), and each package's versions beyond its
+// pass. Ended runs older than keep_runs_seconds (never a live run, nor one a live run or a schedule resumes
+// from), and each package's versions beyond its
 // newest keep_versions (never the newest, never one a live run uses or a schedule names: the candidates
 // leave those out, and the mark of storage/deletion.ts refuses them again). Each goes through the same three
 // steps as a delete a member asks for, logged as deleted by "retention of project P".
@@ -8,7 +9,7 @@ import { sql } from 'kysely';
 import { ErrorCodes, TrainyardError } from '../../shared/errors.js';
 import { RunStatus, terminalStatuses } from '../../shared/run-states.js';
 import { states } from '../runs/transitions.js';
-import { finishRun, finishVersion, markRun, markVersions, type DeletionDeps } from './deletion.js';
+import { finishRun, finishVersion, markRun, markVersions, resumersOf, type DeletionDeps } from './deletion.js';
 
 const LIVE = states(Object.values(RunStatus).filter((s) => !terminalStatuses.has(s)));
 const ENDED = states([...terminalStatuses]);
@@ -19,6 +20,7 @@ export async function applyRetention(d: DeletionDeps, batch: number): Promise<{ 
     SELECT r.id, r.project FROM project_limits l JOIN runs r ON r.project = l.project
     WHERE l.keep_runs_seconds IS NOT NULL AND r.ended_at IS NOT NULL AND r.status IN ${ENDED} AND r.deleting_at IS NULL
       AND r.ended_at < now() - make_interval(secs => l.keep_runs_seconds)
+      AND NOT EXISTS (${resumersOf(sql`r.id`)})
     ORDER BY r.ended_at LIMIT ${batch}`.execute(d.db);
   let doneRuns = 0;
   for (const r of runs) {

@@ -45,10 +45,12 @@ export async function auditStorage(d: DeletionDeps, o: { repair: boolean; graceS
   const graceS = o.graceS > 0 ? o.graceS : DEFAULT_GRACE_S;
   // The rows first, then the bucket: an object stored after the rows were read is younger than any grace.
   const versions = await d.db.selectFrom('package_versions').select(['package', 'major', 'minor', 'object_key', 'deleting_at']).execute();
-  const datasets = await d.db.selectFrom('datasets').select(['name', 'deleting_at']).execute();
-  // A running first push's claim keeps its files from being orphans; a dead push's (stale) does not.
+  // A running first push's claim keeps its files from being orphans; a dead push's (stale) does not. The
+  // claims before the datasets: a first push's end writes its row and drops its claim in one commit, which
+  // read between the two would leave its dataset in neither (and its files taken for orphans).
   const claims = await d.db.selectFrom('dataset_claims').select('name')
     .where('claimed_at', '>=', pushStaleBefore).execute();
+  const datasets = await d.db.selectFrom('datasets').select(['name', 'deleting_at']).execute();
   const runs = await d.db.selectFrom('runs').select(['id', 'attempt', 'outputs', 'deleting_at']).execute();
   const objects = [...await listAll(d, 'packages/'), ...await listAll(d, 'datasets/'), ...await listAll(d, 'runs/')];
   const keys = new Set(objects.map((x) => x.key));
@@ -89,9 +91,11 @@ export async function auditStorage(d: DeletionDeps, o: { repair: boolean; graceS
     await tryRepair(f, async () => { await markVersions(d.db, v.package, version, BY); await finishVersion(d, v.package, v.major, v.minor); });
     out.push(f);
   }
+  // Each dataset that has a file, found once (not a scan of every object per dataset).
+  const holding = new Set(objects.filter((x) => x.key.startsWith('datasets/')).map((x) => x.key.split('/')[1]));
   for (const ds of datasets) {
     const prefix = `datasets/${ds.name}/`;
-    if (ds.deleting_at || objects.some((x) => x.key.startsWith(prefix))) continue;
+    if (ds.deleting_at || holding.has(ds.name)) continue;
     const f = finding({ kind: 'missing_object', key: prefix, row: `dataset ${ds.name}`, detail: 'the dataset has no file left in the bucket' });
     await tryRepair(f, async () => { await markDataset(d.db, ds.name, BY); await finishDataset(d, ds.name); });
     out.push(f);
@@ -104,11 +108,14 @@ export async function auditStorage(d: DeletionDeps, o: { repair: boolean; graceS
     if (missing.length === 0 || !o.repair) continue;
     // The record keeps what is still there; the quota stops counting what is gone. One guarded statement.
     const paths = missing.map((m) => m.path);
-    await sql`UPDATE runs SET
+    // Guarded: the run as read (not being deleted, the same attempt) and the paths still recorded, so a
+    // second --repair at once does not take their bytes off twice; repaired only if it changed the row.
+    const { numAffectedRows } = await sql`UPDATE runs SET
         outputs = (SELECT coalesce(jsonb_agg(x), '[]'::jsonb) FROM jsonb_array_elements(outputs) x WHERE NOT (x->>'path' = ANY(${paths}::text[]))),
         output_bytes = greatest(output_bytes - ${missing.reduce((n, m) => n + m.size, 0)}, 0)
-      WHERE id = ${r.id} AND attempt = ${r.attempt} AND deleting_at IS NULL`.execute(d.db);
-    for (const f of out.slice(-missing.length)) f.repaired = true;
+      WHERE id = ${r.id} AND attempt = ${r.attempt} AND deleting_at IS NULL
+        AND EXISTS (SELECT 1 FROM jsonb_array_elements(outputs) x WHERE x->>'path' = ANY(${paths}::text[]))`.execute(d.db);
+    if (Number(numAffectedRows ?? 0) > 0) for (const f of out.slice(-missing.length)) f.repaired = true;
   }
 
   const staleBefore = now - STALE_MARK_S * 1000;

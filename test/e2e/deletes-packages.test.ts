@@ -5,6 +5,7 @@
 // delete in their project, readers are refused, another project's things are answered as missing. Runs are
 // submitted with no agent (they stay queued, so they are live) and killed to end them: no run executes.
 import t, { type Test } from 'tap';
+import type { ClientWritableStream } from '@grpc/grpc-js';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { as, snapshot, trainPy } from '../helpers/deletes.js';
 
@@ -81,5 +82,43 @@ async function datasetDelete(t: Test, s: Stack): Promise<void> {
   t.same((await M(['dataset', 'list'])).out.map((d: any) => d.name).filter((n: string) => n.startsWith('e')), ['e2'], 'dataset list shows e2, not e');
   const submit = await M(['run', 'train', '--package', 'p', '--dataset', 'e']);
   t.equal(submit.err?.code, 'NOT_FOUND', 'a run naming it is refused: not found');
+
+  // A push under way into a dataset keeps it: deleted beside it, the push's end would bring the name back.
+  t.equal((await M(['dataset', 'push', writeTree(tempDir(), { 'a.csv': '1\n' }), '--name', 'f'])).code, 0, 'dataset f pushed');
+  const client = s.api().client;
+  const open = (name: string) => {
+    let answer!: (err: Error | null) => void;
+    const ended = new Promise<Error | null>((r) => { answer = r; });
+    const call = client.PushDataset((err: Error | null) => answer(err)) as ClientWritableStream<unknown>;
+    call.write({ header: { name, size_bytes: 2 } });
+    call.write({ file: { path: 'b.csv', size_bytes: 2 } });
+    return { call, ended };
+  };
+  const counted = async (name: string) => {
+    for (const until = Date.now() + 10_000; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
+      if (Number((await s.query('SELECT pushes_open FROM datasets WHERE name = $1', [name]))[0]?.pushes_open) === 1) return true;
+    }
+    return false;
+  };
+  const push = open('f');
+  t.ok(await counted('f'), 'a push into f is under way');
+  const during = await M(['dataset', 'delete', 'f']);
+  t.equal(during.err?.code, 'FAILED_PRECONDITION', 'deleting a dataset a push is storing into is refused');
+  t.match(during.err?.message, /dataset "f" is still needed: a push into it is under way/, during.err?.message);
+  push.call.write({ data: Buffer.from('2\n') });
+  push.call.end();
+  t.equal(await push.ended, null, 'the push ends');
+  t.match(await s.query("SELECT file_count, deleting_at FROM datasets WHERE name = 'f'"), [{ file_count: 2, deleting_at: null }], 'with both files, the dataset not deleted');
+
+  // A push taken for dead (nothing said it was alive for minutes) no longer keeps it: the delete goes on,
+  // and the push's end is refused rather than make the dataset again over the emptied prefix.
+  const late = open('f');
+  t.ok(await counted('f'), 'another push into f is under way');
+  await s.query("UPDATE datasets SET push_seen_at = now() - interval '10 minutes' WHERE name = 'f'");
+  t.equal((await M(['dataset', 'delete', 'f'])).code, 0, 'f is deleted (its push taken for dead)');
+  late.call.write({ data: Buffer.from('3\n') });
+  late.call.end();
+  t.match(String((await late.ended)?.message), /dataset "f" was deleted while this push ran; push it again/, 'the push\'s end is refused');
+  t.same(await s.query("SELECT name FROM datasets WHERE name = 'f'"), [], 'and f stays deleted');
 }
 

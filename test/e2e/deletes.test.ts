@@ -7,7 +7,7 @@ import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { Stack, root, tempDir, writeTree } from '../helpers/stack.js';
-import { as, put, snapshot, trainPy } from '../helpers/deletes.js';
+import { as, fakeCheckpoint, put, snapshot, trainPy } from '../helpers/deletes.js';
 
 /** The CLI on a pseudo-terminal (script(1)), as the stack's admin, `input` typed at it. */
 function onTerminal(s: Stack, args: string[], input: string): Promise<{ code: number; out: string }> {
@@ -27,7 +27,37 @@ t.test('runs, and who may delete', async (t) => {
   const s = await Stack.create(t, { agents: [] });
   await t.test('run delete: an ended run\'s rows and everything under runs/RUN/; a live run is refused', (t) => runDelete(t, s));
   await t.test('who may delete: members of the project; readers are refused; other projects see nothing', (t) => whoMay(t, s));
+  await t.test('a run that a live run or a schedule resumes from is kept', (t) => resumedFrom(t, s));
 });
+
+async function resumedFrom(t: Test, s: Stack): Promise<void> {
+  const M = await as(s, 'alpha', 'member');
+  t.equal((await M(['package', 'push', writeTree(tempDir(), { 'train.py': trainPy }), '--name', 'rp'])).code, 0, 'package pushed');
+  t.equal((await M(['dataset', 'push', writeTree(tempDir(), { 'x.csv': '1\n' }), '--name', 'rd'])).code, 0, 'dataset pushed');
+  const src = (await M(['run', 'train', '--package', 'rp', '--dataset', 'rd'])).out.id as string;
+  t.equal((await M(['run', 'kill', src])).code, 0, 'the source run ended');
+  await fakeCheckpoint(s, src);
+  const resumer = await M(['run', 'train', '--package', 'rp', '--dataset', 'rd', '--resume-from', src]);
+  t.equal(resumer.code, 0, 'a run resuming from its checkpoint is queued');
+
+  let before = await snapshot(s);
+  const byRun = await M(['run', 'delete', src]);
+  t.equal(byRun.err?.code, 'FAILED_PRECONDITION', 'the source of a live run\'s --resume-from is refused');
+  t.match(byRun.err?.message, new RegExp(`run ${src} is still needed: run ${resumer.out.id} \\((Scheduled|Waiting for resources)\\) resumes from its checkpoint`), byRun.err?.message);
+  t.same(await snapshot(s), before, 'the refusal changed nothing, its checkpoint included');
+  t.equal((await M(['run', 'kill', resumer.out.id])).code, 0, 'the resuming run is killed');
+
+  t.equal((await M(['schedules', 'create', 'resumes', '--cron', '0 3 * * *', '--', 'run', 'train', '--package', 'rp', '--dataset', 'rd', '--resume-from', src])).code, 0, 'a schedule resumes from it');
+  before = await snapshot(s);
+  const bySchedule = await M(['run', 'delete', src]);
+  t.match(bySchedule.err?.message, new RegExp(`run ${src} is still needed: schedule "resumes" \\(active\\) resumes from its checkpoint`), 'so is the source of a schedule\'s');
+  t.same(await snapshot(s), before, 'and changed nothing');
+  t.equal((await M(['schedules', 'delete', 'resumes'])).code, 0, 'the schedule is deleted');
+  t.equal((await M(['run', 'delete', src])).code, 0, 'then the run is deleted');
+  t.same(await s.objects(`runs/${src}/`), [], 'with its checkpoint');
+  const after = await M(['run', 'train', '--package', 'rp', '--dataset', 'rd', '--resume-from', src]);
+  t.equal(after.err?.code, 'NOT_FOUND', 'and nothing can resume from it any more');
+}
 
 async function runDelete(t: Test, s: Stack): Promise<void> {
   const M = await as(s, 'alpha', 'member');
@@ -51,6 +81,10 @@ async function runDelete(t: Test, s: Stack): Promise<void> {
   t.match(tty.out, new RegExp(`Delete run ${ended} and its objects in the bucket\\? This cannot be undone\\. \\[y/N\\]`), 'a terminal is asked');
   t.match(tty.out, /not deleted/, 'answered no: not deleted');
   t.equal(tty.code, 1, 'exit 1');
+  t.same(await snapshot(s), before, 'and nothing changed');
+  const ttyJson = await onTerminal(s, ['run', 'delete', ended, '--json'], 'n\n');
+  t.match(ttyJson.out, /This cannot be undone\. \[y\/N\]/, '--json on a terminal is asked too (only --yes skips the question)');
+  t.equal(ttyJson.code, 1, 'answered no: exit 1');
   t.same(await snapshot(s), before, 'and nothing changed');
 
   const done = await M(['run', 'delete', ended]);

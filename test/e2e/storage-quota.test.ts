@@ -75,4 +75,13 @@ t.test('a run whose outputs do not fit fails "storage quota" and its objects are
   t.match(row?.failure_reason, /^storage quota of project "alpha" exceeded: run run_\w+'s outputs would add .* over its quota of 30.0 kB/, `with the reason (${row?.failure_reason})`);
   t.same(await s.objects(`runs/${row?.id}/`), [], 'none of its uploaded objects are left in the bucket');
   t.same(await s.query("SELECT 1 FROM package_versions WHERE run_id = $1", [row?.id]), [], 'and it registered no version');
+
+  // The version the small run made outlives the run's delete, and so does its zip: still counted.
+  const held = async () => Number((await s.cliJson<any[]>(['projects'])).find((p) => p.name === 'alpha').storage_bytes);
+  const before = await held();
+  const [version] = await s.query('SELECT size_bytes::int AS n, object_key FROM package_versions WHERE run_id = $1', [small.out?.id]);
+  t.ok(version, 'the small run registered a version');
+  t.equal((await A(['run', 'delete', small.out?.id, '--yes'])).code, 0, 'the small run is deleted');
+  t.ok((await s.objects('packages/p/')).includes(version!.object_key), 'its version\'s zip is still in the bucket');
+  t.equal(await held(), before - counted!.n + version!.n, 'alpha holds that zip still: counted as a version once its run is gone');
 });

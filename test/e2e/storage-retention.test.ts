@@ -6,6 +6,7 @@
 import t from 'tap';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { until } from '../helpers/packages.js';
+import { fakeCheckpoint } from '../helpers/deletes.js';
 
 const trainPy = (tag: string) => `
 class Main:
@@ -31,15 +32,24 @@ t.test('retention deletes old runs and old versions, and keeps what is still nee
   const recent = await submit('alpha', 'p', '4.0');
   const live = await submit('alpha', 'p', '2.0');
   const otherOld = await submit('beta', 'q', '1.0');
-  for (const id of [old, recent, otherOld]) t.equal((await s.cli(['run', 'kill', id])).code, 0, `${id} ended`);
-  await s.query("UPDATE runs SET ended_at = now() - interval '3 days' WHERE id = ANY($1)", [[old, otherOld]]);
+  const resumed = await submit('alpha', 'p', '4.0');
+  for (const id of [old, recent, otherOld, resumed]) t.equal((await s.cli(['run', 'kill', id])).code, 0, `${id} ended`);
+  await s.query("UPDATE runs SET ended_at = now() - interval '3 days' WHERE id = ANY($1)", [[old, otherOld, resumed]]);
+  // An old run whose checkpoint a queued run resumes from: kept while that run lives.
+  await fakeCheckpoint(s, resumed);
+  const resumer = (await s.cliJson(['run', 'train', '--package', 'p', '--version', '4.0', '--dataset', 'd', '--project', 'alpha', '--resume-from', resumed])).id as string;
   for (const id of [old, recent, otherOld]) await s.minio.putObject(s.bucket, `runs/${id}/attempt-1/artifacts/a.txt`, Buffer.from('x'));
-  t.equal((await s.cli(['schedules', 'create', 'weekly', '--cron', '0 3 * * 1', '--', 'run', 'train', '--package', 'p', '--version', '1.0', '--dataset', 'd', '--project', 'alpha'])).code, 0, 'a schedule names p 1.0');
+  t.equal((await s.cli(['schedules', 'create', 'weekly', '--cron', '0 3 * * 1', '--', 'run', 'train', '--package', 'p', '--version', '1.00', '--dataset', 'd', '--project', 'alpha'])).code, 0, 'a schedule names p 1.0 (written 1.00)');
   const zip = async (version: string) => (await s.query("SELECT object_key FROM package_versions WHERE package = 'p' AND major || '.' || minor = $1", [version]))[0]?.object_key as string;
   const zip3 = await zip('3.0');
 
   t.equal((await s.cli(['projects', 'set', 'alpha', '--keep-runs', '12x'])).code, 2, 'an age that is not one is a usage error');
   t.equal((await s.cli(['projects', 'set', 'alpha', '--keep-versions', '0'])).code, 2, 'keeping 0 versions is a usage error (the newest is always kept)');
+  const far = await s.cli(['projects', 'set', 'alpha', '--keep-runs', '40000d']);
+  t.equal(far.code, 2, 'an age over 100 years is a usage error');
+  t.match(far.stderr, /--keep-runs: at most 36500d \(100 years\)/, far.stderr);
+  const farApi = await s.api().setProjectLimits({ project: 'alpha', max_runs: -1, max_gpus: -1, set_keep_runs: true, keep_runs_seconds: 4e9 } as never).catch((e: Error) => e);
+  t.match(String(farApi), /keep_runs_seconds must be at most 3153600000 \(100 years\)/, 'and refused by the scheduler too: an age Postgres cannot subtract would stop every project\'s retention');
   const set = await s.cliJson(['projects', 'set', 'alpha', '--keep-runs', '1d', '--keep-versions', '1']);
   t.match(set, { keep_runs_seconds: 86_400, keep_versions: 1 }, 'the retention is stored');
 
@@ -47,8 +57,9 @@ t.test('retention deletes old runs and old versions, and keeps what is still nee
   await until('p 3.0 is deleted', async () => !(await zip('3.0')), 60_000);
   t.same(await s.objects(`runs/${old}/`), [], 'the old run\'s objects are gone');
   t.same(await s.query('SELECT 1 FROM run_events WHERE run_id = $1', [old]), [], 'and its events');
-  t.same((await s.query('SELECT id FROM runs WHERE id = ANY($1) ORDER BY id', [[recent, live, otherOld]])).map((r) => r.id), [recent, live, otherOld].sort(),
-    'a recent ended run, a live run and another project\'s old run are kept');
+  t.same((await s.query('SELECT id FROM runs WHERE id = ANY($1) ORDER BY id', [[recent, live, otherOld, resumed, resumer]])).map((r) => r.id), [recent, live, otherOld, resumed, resumer].sort(),
+    'a recent ended run, a live run, another project\'s old run and an old run a live run resumes from are kept');
+  t.equal((await s.objects(`runs/${resumed}/checkpoints/`)).length, 2, 'that one with its checkpoint');
   t.same(await s.objects(`runs/${otherOld}/`), [`runs/${otherOld}/attempt-1/artifacts/a.txt`], 'with their objects');
   t.same((await s.query("SELECT major || '.' || minor AS v FROM package_versions WHERE package = 'p' ORDER BY major")).map((r) => r.v), ['1.0', '2.0', '4.0'],
     'p keeps 4.0 (the newest), 2.0 (a live run\'s) and 1.0 (a schedule\'s); 3.0 is deleted');

@@ -35,3 +35,16 @@ export async function snapshot(s: Stack) {
   };
 }
 
+
+/**
+ * Gives ended run `id` a complete checkpoint of attempt 1, as its agent would have left it (the pointer
+ * names it), so that a run may be submitted with --resume-from it. The run is made to have had attempt 1.
+ */
+export async function fakeCheckpoint(s: Stack, id: string): Promise<void> {
+  await s.query('UPDATE runs SET attempt = 1 WHERE id = $1', [id]);
+  const prefix = `runs/${id}/checkpoints/attempt-1/000001/`;
+  await put(s, `${prefix}model.pt`);
+  await put(s, `runs/${id}/checkpoints/attempt-1/latest.json`, JSON.stringify({
+    version: 1, run_id: id, attempt: 1, seq: 1, prefix, files: [{ path: 'model.pt', size: 1 }], bytes: 1, committed_at: Date.now() / 1000,
+  }));
+}
