@@ -2,16 +2,17 @@
 // and the environment torchrun would give, for the harness (agent/harness/trainyard_harness.py), which
 // starts the member's P processes and gives each its RANK, LOCAL_RANK and own GPUs.
 import type { GangPlace__Output } from '../shared/proto.js';
+import { invalid } from '../shared/errors.js';
 
 /** A gang part whose every field was checked (only checkGangPlace makes one). */
 export interface ValidGang { nodeRank: number; nnodes: number; procs: number; masterAddr: string; masterPort: number }
 
-/** --rendezvous-ports "LO-HI" (or one port). Throws a plain message naming what is wrong. */
+/** --rendezvous-ports "LO-HI" (or one port). Throws a usage error naming what is wrong. */
 export function parsePortRange(text: string): { lo: number; hi: number } {
   const m = /^\s*(\d{1,5})\s*(?:-\s*(\d{1,5})\s*)?$/.exec(text);
   const lo = m ? Number(m[1]) : NaN;
   const hi = m ? Number(m[2] ?? m[1]) : NaN;
-  if (!m || lo < 1 || hi > 65535 || lo > hi) throw new Error(`--rendezvous-ports "${text}" is not LO-HI, two ports from 1 to 65535 with LO <= HI`);
+  if (!m || lo < 1 || hi > 65535 || lo > hi) throw invalid(`--rendezvous-ports "${text}" is not LO-HI, two ports from 1 to 65535 with LO <= HI`);
   return { lo, hi };
 }
 

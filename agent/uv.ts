@@ -11,13 +11,14 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { exec, checkRootOwned } from './run-as.js';
 import { pipEnv } from './run-env.js';
+import { invalid } from '../shared/errors.js';
 
 export type Installer = 'uv' | 'pip';
 
 /** `--installer`: uv (the default) or pip; anything else is refused at the agent's start. */
 export function parseInstaller(text: string): Installer {
   if (text === 'uv' || text === 'pip') return text;
-  throw new Error(`--installer "${text}": expected uv or pip`);
+  throw invalid(`--installer "${text}": expected uv or pip`);
 }
 
 export interface FindUvOptions {

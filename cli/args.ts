@@ -17,6 +17,16 @@ export function intFlag(value: unknown, flag: string, min = 0, max = Number.MAX_
   return n;
 }
 
+/** A signed 32-bit integer flag (--priority); undefined: `fallback`. */
+export function signedIntFlag(value: unknown, flag: string, fallback = 0): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!/^-?\d+$/.test(String(value)) || n < -2_147_483_648 || n > 2_147_483_647) {
+    throw invalid(`--${flag}: expected a whole number from -2147483648 to 2147483647, got "${String(value)}"`);
+  }
+  return n;
+}
+
 /**
  * `--secret KEY=VALUE` or `--secret KEY=@FILE` (the file's content, less one trailing newline, so a key
  * file written by an editor or `echo` works). A secret given on the command line is visible to other

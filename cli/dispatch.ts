@@ -16,10 +16,14 @@ function schedulerAddress(args: string[]): { address: string; rest: string[] } {
   let flag: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
-    if (a === '--scheduler') flag = args[++i];
-    else if (a.startsWith('--scheduler=')) flag = a.slice('--scheduler='.length);
+    if (a === '--scheduler') {
+      flag = args[++i];
+      // Not the next flag taken for an address, nor the default used in silence.
+      if (flag === undefined || isFlag(flag)) throw invalid('--scheduler: give the address, e.g. --scheduler 10.0.0.5:50051');
+    } else if (a.startsWith('--scheduler=')) flag = a.slice('--scheduler='.length);
     else rest.push(a);
   }
+  if (flag !== undefined && flag.trim() === '') throw invalid('--scheduler: give the address, e.g. --scheduler 10.0.0.5:50051');
   const s = compileSettings(clientSettings, { scheduler: flag });
   return { address: s.scheduler, rest };
 }
@@ -91,6 +95,11 @@ export async function dispatch(all: readonly Command[], argv: readonly string[])
   if (values.help) { console.log(helpFor(v, all)); return 0; }
   for (const [name, f] of Object.entries(v.flags)) {
     if (f.required && (values[name] === undefined || values[name] === '')) throw invalid(`missing --${name}; see trainyard ${pathText(v)} --help`);
+  }
+  const needed = (v.args ?? []).filter((a) => !a.optional && !a.variadic);
+  if (positionals.length < needed.length) {
+    const missing = needed.slice(positionals.length).map((a) => a.name).join(' ');
+    throw invalid(`trainyard ${pathText(v)}: missing ${missing} (usage: trainyard ${pathText(v)} ${needed.map((a) => a.name).join(' ')}); see trainyard ${pathText(v)} --help`);
   }
   const most = v.args?.at(-1)?.variadic ? Infinity : v.args?.length ?? 0;
   if (positionals.length > most) {

@@ -20,11 +20,14 @@ const flagName = (name: string, f: FlagSpec) => `--${name}${f.type === 'string' 
 /** `trainyard doctor [--repair] [--json]`, wrapped under its first words when long. */
 export function usageLine(v: VerbSpec): string {
   const words = [`trainyard ${pathText(v)}`];
-  for (const a of v.args ?? []) words.push(a.optional ? `[${a.name}]` : a.name);
+  // What follows a `--` goes last, after the verb's own flags (which must come before it).
+  const afterDashes = (a: { name: string }) => a.name.startsWith('--');
+  for (const a of (v.args ?? []).filter((x) => !afterDashes(x))) words.push(a.optional ? `[${a.name}]` : a.name);
   for (const [name, f] of Object.entries(v.flags)) {
     const w = flagName(name, f) + (f.multiple ? '...' : '');
     words.push(f.required ? w : `[${w}]`);
   }
+  for (const a of (v.args ?? []).filter(afterDashes)) words.push(a.optional ? `[${a.name}]` : a.name);
   const indent = ' '.repeat(words[0]!.length + 1);
   const lines: string[] = [];
   let line = '';

@@ -19,6 +19,8 @@ interface SettingSpec {
   readonly min?: number;
   /** For an int: the largest value that can work (what a service it is handed to takes); larger is refused at start. */
   readonly max?: number;
+  /** For a string: the only values it takes; another is refused at start (and by --print-config). */
+  readonly oneOf?: readonly string[];
 }
 
 const home = os.homedir();
@@ -26,7 +28,7 @@ const spec = <T extends Record<string, SettingSpec>>(s: T) => s;
 
 export const commonSettings = spec({
   scheduler: { env: 'TRAINYARD_SCHEDULER', flag: 'scheduler', kind: 'string', default: () => '127.0.0.1:50051', doc: 'scheduler gRPC address that clients and agents dial' },
-  logLevel: { env: 'TRAINYARD_LOG_LEVEL', flag: 'log-level', kind: 'string', default: () => 'info', doc: 'pino log level for daemons' },
+  logLevel: { env: 'TRAINYARD_LOG_LEVEL', flag: 'log-level', kind: 'string', default: () => 'info', doc: 'pino log level for daemons', oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
 });
 
 /** Where the CLI reads its token and where a bootstrapping scheduler writes the first admin token. */
@@ -124,7 +126,7 @@ export const agentSettings = spec({
   python: { env: 'TRAINYARD_PYTHON', flag: 'python', kind: 'string', default: () => 'python3', doc: 'Python used to create venvs' },
   pipIndexUrl: { env: 'TRAINYARD_PIP_INDEX_URL', flag: 'pip-index-url', kind: 'string', default: () => '', doc: 'pip --index-url for requirements (empty: pip\'s own default)' },
   pipFindLinks: { env: 'TRAINYARD_PIP_FIND_LINKS', flag: 'pip-find-links', kind: 'string', default: () => '', doc: 'pip --find-links (a folder of wheels, say)' },
-  installer: { env: 'TRAINYARD_INSTALLER', flag: 'installer', kind: 'string', default: () => 'uv', doc: 'what builds venvs: uv (the one in PATH, else installed once into <work dir>/tools/uv from the index above; requirements that are all wheels of an index go through a shared cache only the agent writes) or pip; pip also when no uv can be had' },
+  installer: { env: 'TRAINYARD_INSTALLER', flag: 'installer', kind: 'string', default: () => 'uv', doc: 'what builds venvs: uv (the one in PATH, else installed once into <work dir>/tools/uv from the index above; requirements that are all wheels of an index go through a shared cache only the agent writes) or pip; pip also when no uv can be had', oneOf: ['uv', 'pip'] },
   venvCacheGb: { env: 'TRAINYARD_VENV_CACHE_GB', flag: 'venv-cache-gb', kind: 'string', default: () => '50', doc: 'the most disk the venv dir (venvs and the shared uv cache) may use, GiB (decimals allowed); past it the least recently used venvs no run is using are removed (0: no cap)' },
   nvidiaSmi: { env: 'TRAINYARD_NVIDIA_SMI', flag: 'nvidia-smi', kind: 'string', default: () => 'nvidia-smi', doc: 'nvidia-smi to read GPUs from (none when absent)' },
   sysSampleSeconds: { env: 'TRAINYARD_SYS_SAMPLE_SECONDS', flag: 'sys-sample-seconds', kind: 'int', default: () => '5', doc: 'how often the agent samples a running run\'s GPUs (nvidia-smi), cgroup CPU, memory and I/O into its metrics (sys/...), seconds (0: never)' },
@@ -207,6 +209,7 @@ export function compileSettings<S extends Record<string, SettingSpec>>(
     } else if (s.kind === 'labels') {
       out[key] = Object.freeze(parseLabels(raw, where));
     } else {
+      if (s.oneOf && !s.oneOf.includes(raw)) throw invalid(`${where}: expected one of ${s.oneOf.join(', ')}, got "${raw}"`);
       out[key] = raw;
     }
   }

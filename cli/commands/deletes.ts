@@ -23,7 +23,8 @@ Members of the project may delete; readers may not. On a terminal it asks first 
 type Call = (api: Api) => Promise<P.DeleteResponse__Output>;
 
 async function run(what: string, values: { yes?: boolean | undefined; json?: boolean | undefined }, address: string, call: Call): Promise<number> {
-  if (!(await confirm(`Delete ${what} and its objects in the bucket? This cannot be undone.`, !!values.yes || !!values.json))) {
+  // Only --yes skips the question: --json says how to print, not that the person agreed.
+  if (!(await confirm(`Delete ${what} and its objects in the bucket? This cannot be undone.`, !!values.yes))) {
     console.error('not deleted');
     return 1;
   }

@@ -26,7 +26,7 @@ const doctorFlags = flags({
   repair: { type: 'boolean', description: 'repair what is safe to repair (as the sweep does); without it, only look' },
   storage: { type: 'boolean', description: 'check the bucket against the rows: orphan objects, rows whose objects are gone, unfinished deletes' },
   grace: { type: 'string', value: 'AGE', default: '1h', description: 'with --storage --repair: orphan objects younger than this are kept (an upload may be in flight); 45s, 30m, 1h, 2d' },
-  json: { type: 'boolean', description: 'print the DoctorReport as JSON' },
+  json: { type: 'boolean', description: 'print the DoctorReport as JSON (with --storage: its list of storage findings)' },
 });
 
 /** --grace: 45s, 30m, 1h, 2d in seconds. */

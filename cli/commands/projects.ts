@@ -4,6 +4,7 @@ import { flags, verb, type Parsed } from '../verb.js';
 import { safeText, table } from '../format.js';
 import { invalid } from '../../shared/errors.js';
 import { parseLabels } from '../../shared/settings.js';
+import { KEEP_RUNS_MAX_S } from '../../shared/storage.js';
 
 const capFlag = (v: unknown, flag: string): number => {
   if (v === undefined) return -2;
@@ -57,7 +58,9 @@ function keepRunsFlag(v: unknown): number | undefined {
   if (v === 'none') return -1;
   const m = /^(\d+)([smhd])$/.exec(String(v));
   if (!m || Number(m[1]) === 0) throw invalid(`--keep-runs: expected an age such as 90d, 12h, 30m or 45s (more than 0), or "none", got "${String(v)}"`);
-  return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as 's' | 'm' | 'h' | 'd'];
+  const seconds = Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as 's' | 'm' | 'h' | 'd'];
+  if (seconds > KEEP_RUNS_MAX_S) throw invalid(`--keep-runs: at most 36500d (100 years), got "${String(v)}"; "none" keeps everything`);
+  return seconds;
 }
 
 /** --keep-versions: N >= 1, -1 for "none"; undefined: not given. */
@@ -68,7 +71,6 @@ function keepVersionsFlag(v: unknown): number | undefined {
   return Number(v);
 }
 
-/** An age in seconds as people write it: 90d, 12h. */
 /** A wait, rounded to what a reader needs: 42s, 7m 5s, 3h 20m. */
 const waited = (s: number) => (s < 60 ? `${Math.floor(s)}s` : s < 3600 ? `${Math.floor(s / 60)}m ${Math.floor(s % 60)}s` : `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`);
 const age = (s: number) => (s < 0 ? '-' : s % 86_400 === 0 ? `${s / 86_400}d` : s % 3600 === 0 ? `${s / 3600}h` : s % 60 === 0 ? `${s / 60}m` : `${s}s`);
@@ -76,9 +78,8 @@ const age = (s: number) => (s < 0 ? '-' : s % 86_400 === 0 ? `${s / 86_400}d` : 
 async function set({ values, positionals }: Parsed<typeof setFlags>, address: string): Promise<number> {
   const project = positionals[0];
   if (!project) throw invalid('projects set: give the project name');
-  return withApi(address, async (api) => {
-    const current = (await api.listProjects()).projects.find((p) => p.name === project);
-    let maxRuns = capFlag(values['max-runs'], 'max-runs');
+  // Every flag checked before the scheduler is called: a typo fails at once, whether or not it is reachable.
+  let maxRuns = capFlag(values['max-runs'], 'max-runs');
     let maxGpus = capFlag(values['max-gpus'], 'max-gpus');
     const maxPriority = capFlag(values['max-priority'], 'max-priority');
     const agents = agentsFlag(values.agents);
@@ -90,6 +91,8 @@ async function set({ values, positionals }: Parsed<typeof setFlags>, address: st
     if (maxRuns === -2 && maxGpus === -2 && maxPriority === -2 && agents === undefined && exclusive === undefined && preemptible === undefined && storage === undefined && keepRuns === undefined && keepVersions === undefined) {
       throw invalid('projects set: give --max-runs, --max-gpus, --max-priority, --agents, --exclusive, --preemptible, --max-storage-gb, --keep-runs and/or --keep-versions');
     }
+  return withApi(address, async (api) => {
+    const current = maxRuns === -2 || maxGpus === -2 ? (await api.listProjects()).projects.find((p) => p.name === project) : undefined;
     if (maxRuns === -2) maxRuns = current?.max_runs ?? -1;
     if (maxGpus === -2) maxGpus = current?.max_gpus ?? -1;
     const p = await api.setProjectLimits({

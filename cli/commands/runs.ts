@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
 import { Api, streamOf } from '../client.js';
-import { intFlag, jsonFlag, keyValues, requireString, secretValues } from '../args.js';
+import { intFlag, jsonFlag, keyValues, requireString, secretValues, signedIntFlag } from '../args.js';
 import { parseArgs } from 'node:util';
 import { flags, group, parseOptions, verb, type ArgSpec, type Flags, type Parsed } from '../verb.js';
 import { bytes, color, progressBar, safeText, statusColor, table } from '../format.js';
@@ -143,7 +143,7 @@ function submitRequest(values: SubmitValues, pipeline: Pipeline): SubmitRunReque
     env: keyValues(values.env, 'env'),
     secrets: secretValues(values.secret),
     timeout_seconds: intFlag(values.timeout, 'timeout', 0, 30 * 86400),
-    priority: values.priority !== undefined ? Number(values.priority) | 0 : 0,
+    priority: signedIntFlag(values.priority, 'priority'),
     project: values.project ?? '',
     idempotency_key: values['idempotency-key'] ?? '',
     max_attempts: intFlag(values['max-attempts'], 'max-attempts', 0, 20),
@@ -228,8 +228,9 @@ const listFlags = flags({
 });
 
 async function list({ values }: Parsed<typeof listFlags>, address: string): Promise<number> {
+  const limit = intFlag(values.limit, 'limit', 0, 1000);
   const api = await Api.connect(address);
-  const res = await api.listRuns({ status: values.status ?? '', limit: intFlag(values.limit, 'limit', 0, 1000), schedule: values.schedule ?? '' }).finally(() => api.close());
+  const res = await api.listRuns({ status: values.status ?? '', limit, schedule: values.schedule ?? '' }).finally(() => api.close());
   if (values.json) console.log(JSON.stringify(res.runs.map(runJson), null, 2));
   else console.log(table(['RUN', 'KIND', 'STATUS', 'PACKAGE', 'DATASET', 'AGENT', 'OUTPUT', 'SCORE', 'CREATED'], res.runs.map((r) => [
     safeText(r.id), safeText(pipelineWord(r.pipeline)), statusColor(safeText(r.status)), safeText(`${r.package} ${r.version}`), safeText(r.dataset),

@@ -26,8 +26,9 @@ function readSecret(v: string | undefined): string {
 
 async function create({ values, positionals }: Parsed<typeof createFlags>, address: string): Promise<number> {
   const name = positionals[0] ?? '';
+  const secret = readSecret(values.secret); // before the call: a bad --secret fails at once
   const created = await withApi(address, (api) => api.createWebhook({
-    name, project: values.project ?? '', url: values.url ?? '', events: (values.events ?? '').split(','), secret: readSecret(values.secret), format: values.format ?? 'json',
+    name, project: values.project ?? '', url: values.url ?? '', events: (values.events ?? '').split(','), secret, format: values.format ?? 'json',
   }));
   if (values.json) { console.log(JSON.stringify(created, null, 2)); return 0; }
   const w = created.webhook!;
@@ -68,7 +69,7 @@ const deliveriesFlags = flags({
 
 async function deliveries({ values, positionals }: Parsed<typeof deliveriesFlags>, address: string): Promise<number> {
   const limit = values.limit === undefined ? 50 : Number(values.limit);
-  if (!Number.isInteger(limit) || limit < 1) throw invalid(`--limit "${values.limit}": expected a whole number from 1 to 1000`);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw invalid(`--limit "${values.limit}": expected a whole number from 1 to 1000`);
   const r = await withApi(address, (api) => api.listWebhookDeliveries({ name: positionals[0] ?? '', limit }));
   if (values.json) console.log(JSON.stringify(r.deliveries, null, 2));
   else console.log(table(['DELIVERY', 'EVENT', 'SUBJECT', 'STATE', 'TRIES', 'CODES', 'LAST', 'NEXT TRY', 'AT'], r.deliveries.map((d) => [

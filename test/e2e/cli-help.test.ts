@@ -136,6 +136,49 @@ t.test('typos and usage errors: the nearest verb or flag, exit 2', async (t) => 
   t.match(value.stderr, /--after/);
 });
 
+// Each of these was taken, or answered only after trying the scheduler (at an address where none listens,
+// so a check made after connecting would say "cannot reach" and exit 1 instead).
+t.test('bad values and missing arguments are refused before any call: exit 2, saying what is wrong', async (t) => {
+  const none = ['--scheduler', '127.0.0.1:1'];
+  const cases: [string[], RegExp][] = [
+    [['run', 'train', '--package', 'p', '--dataset', 'd', '--priority', 'abc', ...none], /--priority: expected a whole number from -2147483648 to 2147483647, got "abc"/],
+    [['run', 'train', '--package', 'p', '--dataset', 'd', '--priority', '1.5', ...none], /--priority: expected a whole number/],
+    [['run', 'train', '--package', 'p', '--dataset', 'd', '--priority', '3000000000', ...none], /--priority: expected a whole number/],
+    [['run', 'list', '--limit', '5000', ...none], /--limit: expected an integer from 0 to 1000, got "5000"/],
+    [['projects', 'set', 'vision', '--keep-runs', '9x', ...none], /--keep-runs: expected an age/],
+    [['projects', 'set', 'vision', ...none], /projects set: give --max-runs/],
+    [['webhooks', 'create', 'w', '--url', 'http://x', '--events', 'run.failed', '--secret', 'plain', ...none], /--secret: give it as @FILE/],
+    [['webhooks', 'deliveries', 'w', '--limit', '5000', ...none], /--limit "5000": expected a whole number from 1 to 1000/],
+    [['schedules', 'get', ...none], /trainyard schedules get: missing NAME/],
+    [['webhooks', 'test', ...none], /trainyard webhooks test: missing NAME/],
+    [['package', 'lineage', 'p', ...none], /trainyard package lineage: missing VERSION/],
+    [['run', 'list', '--scheduler'], /--scheduler: give the address/],
+    [['run', 'list', '--scheduler', '--json'], /--scheduler: give the address/],
+    [['run', 'list', '--scheduler='], /--scheduler: give the address/],
+  ];
+  const results = await pooled(cases, 4, ([args]) => trainyardAsync(...args));
+  for (const [i, [args, want]] of cases.entries()) {
+    const r = results[i]!;
+    t.equal(r.status, 2, `${args.join(' ')}: exit 2`);
+    t.match(r.stderr, want, `${args.join(' ')}: ${r.stderr.trim()}`);
+    t.notMatch(r.stderr, /cannot reach|UNAVAILABLE/, 'without trying the scheduler');
+  }
+  // The daemons' values are checked with the settings (so --print-config refuses them too): no stack trace.
+  for (const [args, want] of [
+    [['agent', '--log-level', 'verbose', '--print-config'], /--log-level: expected one of fatal, error, warn, info, debug, trace, silent, got "verbose"|expected one of fatal/],
+    [['agent', '--installer', 'conda', '--print-config'], /expected one of uv, pip, got "conda"/],
+    [['scheduler', '--log-level', 'loud', '--print-config'], /expected one of fatal/],
+  ] as [string[], RegExp][]) {
+    const r = await trainyardAsync(...args);
+    t.equal(r.status, 2, `${args.join(' ')}: exit 2`);
+    t.match(r.stderr, want, r.stderr.trim());
+    t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  }
+  // `--` and what follows it come after the verb's own flags, as they must be written.
+  const usage = trainyard('schedules', 'create', '--help').stdout;
+  t.match(usage, /\[--json\] -- run VERB FLAGS/, 'schedules create --help: the -- part last');
+});
+
 t.test('completion: the scripts are valid, and bash completes verbs, sub-verbs and flags', async (t) => {
   const dir = tempDir('ty-completion-');
   const bash = trainyard('completion', 'bash');
