@@ -31,7 +31,7 @@
 // the next run prepare-next knows of takes precedence.
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, linkSync, mkdirSync } from 'node:fs';
-import { copyFile, link, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import type { ObjectEntry as StoredObject } from '../shared/storage.js';
 import path from 'node:path';
 import type * as Minio from 'minio';
@@ -160,10 +160,14 @@ export interface MadeLocal {
   listingTrusted?: boolean;
   /**
    * What the folder was made from, where runs get links: the listing and each file's cache entry (null for
-   * a file that is not one). Its folder may then become the next run's spare once its run is over
-   * (DataCache.recycle).
+   * a file that is not one), by id and as the entry itself (`entries`: an id evicted and fetched again is
+   * another entry, another file, while the folder still links the old one). Its folder may then become the
+   * next run's spare once its run is over (DataCache.recycle).
    */
-  from?: { bucket: string; prefix: string; listing: readonly StoredObject[]; ids: readonly (string | null)[] | ReadonlySet<string> };
+  from?: {
+    bucket: string; prefix: string; listing: readonly StoredObject[]; ids: readonly (string | null)[] | ReadonlySet<string>;
+    entries: ReadonlyMap<string, object>;
+  };
   /** Why such a listing turned out out of date (a GET found an object gone or replaced), and the pull began again from a fresh one. */
   relisted?: string;
 }
@@ -262,7 +266,7 @@ export class DataCache {
   /** stage() calls under way: no spare starts or is kept meanwhile (the stage is for the run known to be next). */
   #stagesInFlight = 0;
   /** A spare waiting SPARE_DELAY_MS to start (off the run's own start); `start` starts it now. */
-  #pendingSpare: { bucket: string; prefix: string; listing: readonly StoredObject[]; timer: NodeJS.Timeout; start: () => void } | null = null;
+  #pendingSpare: { bucket: string; prefix: string; listing: readonly StoredObject[]; generation: number; timer: NodeJS.Timeout; start: () => void } | null = null;
 
   /** What hashes a file of an entry downloaded unhashed (deferHashes); tests hold it to see what waits for it. */
   readonly #hashFile: (file: string) => Promise<{ sha256: string; size: number }>;
@@ -379,7 +383,9 @@ export class DataCache {
     if (made.entries.some((e) => !e.sha256)) return false;
     const ids = from.ids instanceof Set ? from.ids : (from.ids as readonly (string | null)[]).every(Boolean) ? new Set(from.ids as readonly string[]) : null;
     if (!ids) return false;
-    const cached = () => { for (const id of ids) if (!this.#entries.has(id)) return false; return true; };
+    // The very entries the folder links: an entry evicted meanwhile and fetched again under the same id is
+    // another file, and the folder would keep the old one's blocks outside the cache's cap.
+    const cached = () => { for (const id of ids) if (from.entries.get(id) === undefined || this.#entries.get(id) !== from.entries.get(id)) return false; return true; };
     if (!cached()) return false;
     const manifest = made.manifest ?? manifestOf(made.entries);
     try {
@@ -404,7 +410,7 @@ export class DataCache {
     // again and again from its kept folder must not look unused.
     const now = Date.now();
     for (const id of ids) this.#markUsed(this.#entries.get(id)!, now);
-    const spare: MadeLocal = { files: made.files, bytes: made.bytes, hits: 0, hitBytes: 0, resumedBytes: 0, entries: made.entries, manifest, from: { bucket, prefix, listing, ids } };
+    const spare: MadeLocal = { files: made.files, bytes: made.bytes, hits: 0, hitBytes: 0, resumedBytes: 0, entries: made.entries, manifest, from: { bucket, prefix, listing, ids, entries: from.entries } };
     this.#staged = { bucket, prefix, listing, dir: into, made: spare, spare: true, ids };
     return true;
   }
@@ -432,7 +438,7 @@ export class DataCache {
    * afterwards drops it (#evict). Linked LINKS_PER_TURN at a time, as a run's own links are. One spare
    * waits at a time: the first (a run's dataset, not its evaluation dataset after it). Never fails a run.
    */
-  #spare(bucket: string, prefix: string, objects: readonly StoredObject[]): void {
+  #spare(bucket: string, prefix: string, objects: readonly StoredObject[], generation = 0): void {
     if (!this.#links || !this.#spares || objects.length < SPARE_FROM_FILES || this.#pendingSpare) return;
     const start = () => {
       if (this.#pendingSpare !== pending) return;
@@ -448,7 +454,7 @@ export class DataCache {
       }
       this.#startSpare(bucket, prefix, objects);
     };
-    const pending = { bucket, prefix, listing: objects, timer: setTimeout(start, SPARE_DELAY_MS).unref(), start };
+    const pending = { bucket, prefix, listing: objects, generation, timer: setTimeout(start, SPARE_DELAY_MS).unref(), start };
     this.#pendingSpare = pending;
   }
 
@@ -487,7 +493,7 @@ export class DataCache {
         // 30 ms of the agent's thread on the next run's start.
         if (!made.hashed) made.manifest = manifestOf(made.entries);
         const idSet = new Set(ids as string[]);
-        made.from = { bucket, prefix, listing: objects, ids: idSet };
+        made.from = { bucket, prefix, listing: objects, ids: idSet, entries: this.#entriesOf(ids) };
         this.#staged = { bucket, prefix, listing: objects, dir, made, spare: true, ids: idSet };
         kept = true;
       } finally {
@@ -503,6 +509,16 @@ export class DataCache {
     });
   }
 
+  /** The entries the cache holds now under `ids` (MadeLocal.from.entries). */
+  #entriesOf(ids: readonly (string | null)[]): Map<string, object> {
+    const out = new Map<string, object>();
+    for (const id of ids) {
+      const e = id ? this.#entries.get(id) : undefined;
+      if (e) out.set(id!, e);
+    }
+    return out;
+  }
+
   /** The cache entry an object would be kept under: bucket, key, ETag and size (null without an ETag: not kept). */
   #idOf(bucket: string, o: StoredObject): string | null {
     return o.etag ? createHash('sha256').update(`${bucket}\0${o.key}\0${o.etag}\0${o.size}`).digest('hex') : null;
@@ -512,6 +528,9 @@ export class DataCache {
   #load(): Promise<void> {
     this.#ready ??= (async () => {
       await mkdir(this.#dir, { recursive: true, mode: 0o700 });
+      // The agent's alone whatever made it (an earlier agent, or a folder made again after it was removed
+      // by hand): every run uid can reach the work dir, and the entries are 0644.
+      await chmod(this.#dir, 0o700);
       for (const name of await readdir(this.#dir)) {
         const full = path.join(this.#dir, name);
         const m = ENTRY.exec(name);
@@ -596,8 +615,14 @@ export class DataCache {
 
   async #make(client: Minio.Client, bucket: string, prefix: string, dir: string, retry: RetryOptions, ranged: RangedOptions, takeStaged = false, local: MakeLocalOptions = {}, trust: { used: boolean } | null = null): Promise<{ made: MadeLocal; objects: StoredObject[] }> {
     if (this.#maxBytes > 0) await this.#load();
-    // A spare for this dataset waiting to start: this run is what it was for, so it starts now.
-    if (takeStaged && this.#pendingSpare?.bucket === bucket && this.#pendingSpare.prefix === prefix) this.#pendingSpare.start();
+    // A spare for this dataset waiting to start: this run is what it was for, so it starts now, beside the
+    // listing. Unless the run was claimed under another generation of the dataset (a push since, or one
+    // under way): its listing is then another, and the spare would be linked only to be thrown away.
+    const pending = this.#pendingSpare;
+    if (takeStaged && pending?.bucket === bucket && pending.prefix === prefix) {
+      if (pending.generation > 0 && local.generation !== pending.generation) { clearTimeout(pending.timer); this.#pendingSpare = null; }
+      else pending.start();
+    }
     // The run expected next, claimed while its folder is being staged: the staging's copy is this run's.
     const staging = this.#staging;
     if (takeStaged && staging?.bucket === bucket && staging.prefix === prefix) await staging.done;
@@ -613,7 +638,7 @@ export class DataCache {
     }
     const staged = takeStaged ? await this.#takeStaged(bucket, prefix, objects, dir) : null;
     if (staged) {
-      this.#spare(bucket, prefix, objects);
+      this.#spare(bucket, prefix, objects, local.generation);
       return { made: staged, objects };
     }
     const wanted = objects.flatMap((obj) => { const at = localPathOf(obj.key, prefix, dir); return at ? [{ o: obj, at }] : []; });
@@ -652,7 +677,7 @@ export class DataCache {
       if (id && this.#maxBytes > 0 && o.size <= this.#maxBytes) {
         const get = await clientNow();
         const got = await this.#fetchInto(id, () => downloadRanged(get, bucket, o.key, path.join(this.#dir, `${id}.got`), o.size, o.etag, retry,
-          { ...opts, resume: o.size > RESUME_FROM_BYTES, folderMade: true, hash: !(defer && o.size >= DEFER_HASH_FROM_BYTES) }));
+          { ...opts, resume: o.size > RESUME_FROM_BYTES, folderMade: true, folderMode: 0o700, hash: !(defer && o.size >= DEFER_HASH_FROM_BYTES) }));
         // A copy out that fails (a full disk, say) takes the entry this call just made with it: the disk
         // gets its space back, and the cache keeps nothing of a pull whose run failed on it.
         const copied = await this.#copyOut(got.entry, at.dest, folderOf).catch(async (err: unknown) => {
@@ -669,7 +694,7 @@ export class DataCache {
         if (copied) return { rel: at.rel, size: o.size, sha256: shaOf(got.entry), hit: got.resumedFrom === null, resumed: got.resumedFrom ?? 0 };
       }
       await folderOf(at.dest);
-      const got = await downloadRanged(await clientNow(), bucket, o.key, at.dest, o.size, o.etag, retry, { ...opts, folderMade: true });
+      const got = await downloadRanged(await clientNow(), bucket, o.key, at.dest, o.size, o.etag, retry, { ...opts, folderMade: true, folderMode: 0o755 });
       return { rel: at.rel, size: o.size, sha256: got.sha256!, hit: false, resumed: 0 };
     }, retry.signal);
     const out: MadeLocal = { files: 0, bytes: 0, hits: 0, hitBytes: 0, resumedBytes: 0, entries: [], ...(readKeys ? { readKeys } : {}) };
@@ -680,8 +705,8 @@ export class DataCache {
       out.resumedBytes += m.resumed;
     }
     withHashes(out, made);
-    if (this.#links) out.from = { bucket, prefix, listing: objects, ids };
-    if (takeStaged) this.#spare(bucket, prefix, objects);
+    if (this.#links) out.from = { bucket, prefix, listing: objects, ids, entries: this.#entriesOf(ids) };
+    if (takeStaged) this.#spare(bucket, prefix, objects, local.generation);
     return { made: out, objects };
   }
 

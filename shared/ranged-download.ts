@@ -46,6 +46,11 @@ export interface RangedOptions {
    */
   folderMade?: boolean;
   /**
+   * The mode `dest`'s folder is made with, when this call makes it (the umask applies): a cache the agent
+   * keeps to itself (0700) must not come back 0755 after it was removed by hand.
+   */
+  folderMode?: number;
+  /**
    * Hash the bytes as they are written (the default). false: not hashed (`sha256` null), for a caller that
    * hashes the file later, off the pull's path (agent/data-cache.ts, deferred hashes); a `.part` continued
    * is then taken by its length, not read.
@@ -124,7 +129,8 @@ export async function downloadRanged(
   client: Minio.Client, bucket: string, key: string, dest: string, size: number, etag: string, retry: RetryOptions, o: RangedOptions = {},
 ): Promise<Downloaded> {
   const rangeBytes = o.rangeBytes ?? RANGE_BYTES;
-  if (!o.folderMade) await mkdir(path.dirname(dest), { recursive: true });
+  const folderOpts = { recursive: true, ...(o.folderMode !== undefined ? { mode: o.folderMode } : {}) };
+  if (!o.folderMade) await mkdir(path.dirname(dest), folderOpts);
   const tmp = `${dest}.part`;
   // Large objects are hashed on the hash thread (shared/hash-thread.ts), off the thread reading sockets;
   // given up however the download ends (a no-op once digested).
@@ -137,7 +143,7 @@ export async function downloadRanged(
     const openPart = () => open(tmp, from > 0 ? 'r+' : 'w', 0o644);
     const fh = await openPart().catch(async (err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT' || !o.folderMade) throw err;
-      await mkdir(path.dirname(dest), { recursive: true }); // removed meanwhile (by hand): made again
+      await mkdir(path.dirname(dest), folderOpts); // removed meanwhile (by hand): made again
       return openPart();
     });
     let sha256: string | null = null;

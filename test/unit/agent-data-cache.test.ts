@@ -4,7 +4,7 @@
 // manifest it returns is what walking the folder gives, a run's writes to its copy never reach the cache,
 // the cache keeps within its size, and another key with the same bytes is no hit.
 import t from 'tap';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createMinioClient, ensureBucket, removePrefix } from '../../shared/storage.js';
@@ -282,6 +282,12 @@ t.test('a cache folder removed by hand while the agent runs is made again by the
   const r = await cache.makeLocal(minio, bucket, 'datasets/gone2/', into, retry);
   t.equal(r.files, 1);
   t.equal(readFileSync(path.join(into, 'b.csv'), 'utf8'), 'second\n', 'made local all the same');
+  // Made again as the agent's alone: the entries are 0644 and any run uid can reach the work dir.
+  t.equal(statSync(path.join(work, 'data-cache')).mode & 0o777, 0o700, 'the cache folder made again is 0700, not the umask\'s 0755');
+  // And one found open (left so by the above before this fix, or by hand) is closed at the agent's start.
+  chmodSync(path.join(work, 'data-cache'), 0o755);
+  await new DataCache(work, 1 << 20).makeLocal(minio, bucket, 'datasets/gone2/', path.join(tmp('ty-run-'), 'data'), retry);
+  t.equal(statSync(path.join(work, 'data-cache')).mode & 0o777, 0o700, 'a cache folder found 0755 at the start is made 0700');
 });
 
 t.test('a pull of many files takes its GETs\' client from readClient, and one that cannot be had falls back', async (t) => {
@@ -471,6 +477,24 @@ t.test('a run\'s folder, once the run is over, becomes the next run\'s spare ins
   t.same([r3n.spare, readFileSync(path.join(o3, 'd2', 'f2.txt'), 'utf8')], [true, 'pushed again\n'], 'the next run gets the new listing\'s spare');
   await newer.close();
 
+  // A run claimed under a newer generation of the dataset (pushed since) does not have the spare waiting
+  // for the listing before linked, only to throw it away: no folder is staged while it is made local.
+  const gensWork = tmp('ty-dcrg-');
+  const gens = sparingCache(gensWork, 1 << 22);
+  await gens.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'h1'), retry, {}, { generation: 7 });
+  await put('datasets/spare/d2/f3.txt', 'pushed once more\n');
+  const stagedDir = path.join(gensWork, 'data-staged');
+  let seen = 0;
+  let watching = true;
+  const watch = (async () => { while (watching) { seen = Math.max(seen, existsSync(stagedDir) ? readdirSync(stagedDir).length : 0); await new Promise((r) => setImmediate(r)); } })();
+  const h2 = await gens.makeLocal(minio, bucket, 'datasets/spare/', path.join(runRoot, 'h2'), retry, {}, { generation: 8 });
+  watching = false;
+  await watch;
+  t.equal(readFileSync(path.join(runRoot, 'h2', 'd2', 'f3.txt'), 'utf8'), 'pushed once more\n', 'the run of the new generation has the push');
+  t.equal(seen, 0, 'and no spare of the listing before was linked beside it');
+  t.notOk(h2.spare, 'it made its folder itself');
+  await gens.close();
+
   // An entry evicted while the run ran: the folder's link would keep its blocks past the cap; not taken.
   const n = SPARE_FROM_FILES;
   const capped = sparingCache(tmp('ty-dcre-'), n * 100 + 20_000);
@@ -478,6 +502,16 @@ t.test('a run\'s folder, once the run is over, becomes the next run\'s spare ins
   const re = await capped.makeLocal(minio, bucket, 'datasets/spare-ev/', e1, retry);
   await capped.makeLocal(minio, bucket, 'datasets/spare-big/', path.join(runRoot, 'e-big'), retry);
   t.notOk(await capped.recycle(re, e1), 'an entry of it evicted: not taken');
+  // Evicted, then fetched again by the next run of the dataset: the ids are the cache's again, but their
+  // files are new ones; the folder still links the old ones, and is not taken either.
+  const refetch = sparingCache(tmp('ty-dcrr-'), n * 100 + 20_000);
+  const g1 = path.join(runRoot, 'g1');
+  const rg = await refetch.makeLocal(minio, bucket, 'datasets/spare-ev/', g1, retry);
+  await refetch.makeLocal(minio, bucket, 'datasets/spare-big/', path.join(runRoot, 'g-big'), retry);
+  const again = await refetch.makeLocal(minio, bucket, 'datasets/spare-ev/', path.join(runRoot, 'g2'), retry);
+  t.ok(again.files - again.hits > 0, `the next run fetched evicted files again (${again.files - again.hits})`);
+  t.notOk(await refetch.recycle(rg, g1), 'a folder linking entries evicted and fetched again: not taken');
+  await refetch.close();
   await few.close();
   await copies.close();
   await capped.close();
