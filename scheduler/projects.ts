@@ -9,7 +9,7 @@ import { invalid } from '../shared/errors.js';
 import { queuedStatuses } from '../shared/run-states.js';
 import { states } from './runs/transitions.js';
 import { usedBytes } from './storage/quota.js';
-import { KEEP_RUNS_MAX_S } from '../shared/storage.js';
+import { KEEP_RUNS_MAX_S } from '../shared/retention.js';
 
 type Row = {
   name: string; max_runs: number | null; max_gpus: number | null; max_priority: number | null; running: number; gpus: number; queued: number;

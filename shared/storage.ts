@@ -555,9 +555,3 @@ export async function uploadDir(
 }
 
 export { createReadStream };
-
-/**
- * The longest `--keep-runs` (retention, scheduler/storage/retention.ts): 100 years. Further back than
- * Postgres's dates go, retention's one statement (for every project) would fail at each pass.
- */
-export const KEEP_RUNS_MAX_S = 36_500 * 86_400;

@@ -60,6 +60,7 @@ async function storageDoctor(values: Parsed<typeof doctorFlags>['values'], addre
 
 async function doctor({ values }: Parsed<typeof doctorFlags>, address: string): Promise<number> {
   if (values.storage) return storageDoctor(values, address);
+  if (values.grace !== undefined) throw invalid('--grace is for doctor --storage --repair (the age under which orphan objects are kept)');
   const api = await Api.connect(address);
   let report: DoctorReport__Output;
   try {

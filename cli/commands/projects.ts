@@ -4,7 +4,7 @@ import { flags, verb, type Parsed } from '../verb.js';
 import { safeText, table } from '../format.js';
 import { invalid } from '../../shared/errors.js';
 import { parseLabels } from '../../shared/settings.js';
-import { KEEP_RUNS_MAX_S } from '../../shared/storage.js';
+import { KEEP_RUNS_MAX_S } from '../../shared/retention.js';
 
 const capFlag = (v: unknown, flag: string): number => {
   if (v === undefined) return -2;

@@ -4,7 +4,7 @@ import { withApi } from '../client.js';
 import { jsonFlag } from '../args.js';
 import { flags, type Parsed } from '../verb.js';
 import { color, safeText } from '../format.js';
-import { invalid } from '../../shared/errors.js';
+import { ErrorCodes, TrainyardError, invalid } from '../../shared/errors.js';
 import type { Run__Output } from '../../shared/proto.js';
 import { diffLineage, diffSummary, type Lineage } from '../../shared/run-diff.js';
 
@@ -13,7 +13,8 @@ export { diffLineage, diffSummary, type Difference } from '../../shared/run-diff
 export const runDiffFlags = flags({ json: jsonFlag });
 
 const lineageOf = (r: Run__Output): Lineage => {
-  if (!r.lineage_json) throw invalid(`run ${r.id} has no lineage (${r.status}): only a Successful run records one`);
+  // The run's state, not the command line: exit 1, as any refusal of what is there.
+  if (!r.lineage_json) throw new TrainyardError(ErrorCodes.FailedPrecondition, `run ${r.id} has no lineage (${r.status}): only a Successful run records one`);
   return JSON.parse(r.lineage_json) as Lineage;
 };
 

@@ -11,7 +11,9 @@ export async function listPackageVersions(ctx: SchedulerContext, packageName: st
   const name = checkName('package', packageName);
   const owner = await ctx.db.selectFrom('packages').select('project').where('name', '=', name).executeTakeFirst();
   const missing = () => notFound(`package "${name}" not found`);
-  if (owner) authorizeObject(caller, Actions.ReadPackage, owner.project, missing);
+  // No row, no second read: a name taken by another project and one never pushed take the same time.
+  if (!owner) throw missing();
+  authorizeObject(caller, Actions.ReadPackage, owner.project, missing);
   const rows = await ctx.db.selectFrom('package_versions').selectAll().where('package', '=', name).where('deleting_at', 'is', null).orderBy('major').orderBy('minor').execute();
   if (rows.length === 0) throw missing();
   return rows.map(versionToProto);

@@ -13,6 +13,7 @@ import type {
   AppendLogsRequest__Output, AppendLogsResponse, AppendMetricsRequest__Output, ClaimAttemptRequest__Output, Dispatch, FinishAttemptRequest__Output, FinishAttemptResponse,
   GangPlace, ReportStatusRequest__Output, ReportStatusResponse,
 } from '../../shared/proto.js';
+import { capLogLine, logStream } from './logs.js';
 import { AttemptOutcome, RunStatus, placedStatuses } from '../../shared/run-states.js';
 import { AgentStatus } from '../agents/status.js';
 import { dispatchFor } from './dispatch.js';
@@ -115,8 +116,8 @@ export async function memberAppendLogs(ctx: SchedulerContext, req: AppendLogsReq
   if (lines.length) {
     await sql`INSERT INTO run_logs (run_id, attempt, seq, stream, text, at)
       SELECT r.id, r.attempt, l.seq + ${m.node_rank * MEMBER_SEQ_STRIDE}, l.stream, l.text, l.at
-      FROM runs r, unnest(${lines.map((l) => Number(l.seq))}::bigint[], ${lines.map((l) => l.stream || 'stdout')}::text[],
-        ${lines.map((l) => l.text.replaceAll('\0', '\uFFFD'))}::text[], ${lines.map((l) => (l.at && Number.isFinite(new Date(l.at).getTime()) ? new Date(l.at) : new Date()).toISOString())}::timestamptz[]) AS l(seq, stream, text, at)
+      FROM runs r, unnest(${lines.map((l) => Number(l.seq))}::bigint[], ${lines.map((l) => logStream(l.stream))}::text[],
+        ${lines.map((l) => capLogLine(l.text.replaceAll('\0', '\uFFFD')))}::text[], ${lines.map((l) => (l.at && Number.isFinite(new Date(l.at).getTime()) ? new Date(l.at) : new Date()).toISOString())}::timestamptz[]) AS l(seq, stream, text, at)
       WHERE r.id = ${req.run_id} AND r.lease = ${Number(req.lease)}
       ON CONFLICT (run_id, attempt, seq) DO NOTHING`.execute(ctx.db);
     ctx.runChanged(req.run_id);

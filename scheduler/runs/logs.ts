@@ -28,6 +28,9 @@ export function capLogLine(text: string): string {
   return `${text.slice(0, end)} [trainyard: line cut, ${text.length - end} more characters]`;
 }
 
+/** A line's stream as stored: stdout, stderr or system; anything else an agent sends is stdout. */
+export const logStream = (s: string): string => (s === 'stderr' || s === 'system' ? s : 'stdout');
+
 export interface LogPosition { attempt: number; seq: number }
 
 export interface StreamLogsOptions {
@@ -92,7 +95,7 @@ export async function appendLogs(ctx: SchedulerContext, req: AppendLogsRequest__
   const cap = ctx.settings.maxLogLinesPerAttempt;
   const lines = (req.lines ?? []).filter((l) => l.seq > 0 && l.seq <= cap + 1).map((l) => ({
     seq: l.seq,
-    stream: l.seq === cap + 1 ? 'system' : l.stream || 'stdout',
+    stream: l.seq === cap + 1 ? 'system' : logStream(l.stream),
     // Postgres text cannot hold NUL; the agent already replaced invalid UTF-8.
     text: l.seq === cap + 1 ? `[trainyard: log truncated after ${cap} lines]` : capLogLine(l.text.replaceAll('\0', '\uFFFD')),
     at: l.at && Number.isFinite(new Date(l.at).getTime()) ? new Date(l.at) : new Date(),

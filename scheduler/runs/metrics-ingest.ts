@@ -10,8 +10,8 @@
 // that logs again from its last checkpoint does not store the steps already there (no duplicate), and its
 // curve continues where the stored one ends (no gap, no offset).
 //
-// Bounded: a run keeps at most maxMetricPointsPerRun points (all names together); later ones are counted as
-// dropped, not stored.
+// Bounded: a run keeps at most maxMetricPointsPerRun points (all names together) and MAX_SUMMARY_NAMES summary
+// values; later ones are counted as dropped, not stored.
 import { sql } from 'kysely';
 import type { SchedulerContext } from '../context.js';
 import type { AppendLogsResponse, AppendMetricsRequest__Output } from '../../shared/proto.js';
@@ -23,6 +23,9 @@ import { parseMetricRecord, type MetricPoint } from '../../shared/metric-points.
 import { numberArray } from '../db/number-array.js';
 
 interface Series { id: number | null; name: string; lastStep: number; points: number; added: number }
+
+/** The most summary values (trainyard.summary names) a run keeps; later new names are counted as dropped. */
+export const MAX_SUMMARY_NAMES = 1000;
 
 export async function appendMetrics(ctx: SchedulerContext, req: AppendMetricsRequest__Output, agent: string): Promise<AppendLogsResponse> {
   const records = [...(req.records ?? [])].sort((a, b) => Number(a.seq) - Number(b.seq));
@@ -94,10 +97,25 @@ export async function appendMetrics(ctx: SchedulerContext, req: AppendMetricsReq
     if (summaries.length) {
       // The last value per key wins (a later call in the same batch too).
       const last = new Map(summaries.map((p) => [p.name, p.value]));
-      await sql`
-        INSERT INTO run_metric_summary (run_id, name, value, attempt)
-        SELECT ${req.run_id}, n, v, ${run.attempt} FROM unnest(${[...last.keys()]}::text[], ${[...last.values()]}::float8[]) AS x(n, v)
-        ON CONFLICT (run_id, name) DO UPDATE SET value = excluded.value, attempt = excluded.attempt`.execute(trx);
+      // Bounded as the points are: a name the run holds is updated, a new one only while it holds fewer
+      // than MAX_SUMMARY_NAMES (train.py is the run's code: millions of names would otherwise grow the
+      // database, and every read of the run's metrics, without a bound). The rest are counted as dropped.
+      const { rows: [had] } = await sql<{ n: string; held: string[] }>`
+        SELECT count(*) AS n, coalesce(array_agg(name) FILTER (WHERE name = ANY(${[...last.keys()]}::text[])), '{}') AS held
+        FROM run_metric_summary WHERE run_id = ${req.run_id}`.execute(trx);
+      const held = new Set(had!.held);
+      let newRoom = Math.max(0, MAX_SUMMARY_NAMES - Number(had!.n));
+      for (const name of [...last.keys()]) {
+        if (held.has(name)) continue;
+        if (newRoom > 0) newRoom--;
+        else { last.delete(name); dropped++; }
+      }
+      if (last.size) {
+        await sql`
+          INSERT INTO run_metric_summary (run_id, name, value, attempt)
+          SELECT ${req.run_id}, n, v, ${run.attempt} FROM unnest(${[...last.keys()]}::text[], ${[...last.values()]}::float8[]) AS x(n, v)
+          ON CONFLICT (run_id, name) DO UPDATE SET value = excluded.value, attempt = excluded.attempt`.execute(trx);
+      }
     }
     await sql`UPDATE run_metric_cursors SET last_seq = ${fresh.at(-1)!.seq}, dropped = dropped + ${dropped}
       WHERE run_id = ${req.run_id} AND attempt = ${run.attempt}`.execute(trx);

@@ -2,7 +2,7 @@
 import { sql } from 'kysely';
 import type { SchedulerContext } from '../context.js';
 import type { Run } from '../../shared/proto.js';
-import { notFound } from '../../shared/errors.js';
+import { invalid, notFound } from '../../shared/errors.js';
 import type { Principal } from '../auth/principal.js';
 import { authorizeObject, type Action } from '../auth/policy.js';
 import { RunStatus, isTerminal } from '../../shared/run-states.js';
@@ -33,8 +33,10 @@ export async function getRun(ctx: SchedulerContext, id: string): Promise<Run> {
 
 /** Throws unless the caller may do `action` on the run's project (NOT_FOUND when there is no such run, or it is another project's). */
 export async function authorizeRun(ctx: SchedulerContext, caller: Principal, id: string, action: Action): Promise<void> {
-  const r = await ctx.db.selectFrom('runs').select('project').where('id', '=', id).executeTakeFirst();
   const missing = () => notFound(`run ${id} not found`);
+  // Postgres text cannot hold NUL (the read would fail as INTERNAL): no run has such an id.
+  if (id.includes('\0')) throw notFound('run not found');
+  const r = await ctx.db.selectFrom('runs').select('project').where('id', '=', id).executeTakeFirst();
   if (!r) throw missing();
   authorizeObject(caller, action, r.project, missing);
 }
@@ -46,7 +48,10 @@ export async function authorizeRun(ctx: SchedulerContext, caller: Principal, id:
 export async function listRuns(ctx: SchedulerContext, o: { status: string; limit: number; schedule?: string; project?: string | null; package?: string; pipeline?: string }): Promise<Run[]> {
   // A run being deleted (storage/deletion.ts) is listed no more.
   let q = ctx.db.selectFrom('runs').select(runLean(false)).where('deleting_at', 'is', null).orderBy('created_at', 'desc').limit(Math.min(Math.max(o.limit || 50, 1), 1000));
-  if (o.status) q = q.where('status', '=', o.status as RunStatus);
+  if (o.status) {
+    if (!(Object.values(RunStatus) as string[]).includes(o.status)) throw invalid(`status "${o.status}" is not one of: ${Object.values(RunStatus).join(', ')}`);
+    q = q.where('status', '=', o.status as RunStatus);
+  }
   if (o.schedule) q = q.where('schedule', '=', o.schedule);
   if (o.project != null) q = q.where('project', '=', o.project);
   if (o.package) q = q.where('package', '=', o.package);

@@ -131,6 +131,8 @@ async function check(ctx: SchedulerContext, items: readonly Submission[]): Promi
       authorize(caller, Actions.SubmitRun, project);
       // Postgres text holds no NUL: refused here, not as a failed query.
       if (req.idempotency_key.includes('\0')) throw invalid('idempotency_key contains a NUL byte');
+      // Its unique index takes keys up to about 2.7 kB; a longer one failed as INTERNAL (its whole batch too).
+      if (req.idempotency_key.length > 256) throw invalid(`idempotency_key is ${req.idempotency_key.length} characters; at most 256`);
       return { project };
     } catch (err) { return err as Error; }
   });

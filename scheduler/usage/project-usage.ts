@@ -30,7 +30,7 @@ export async function projectUsage(ctx: SchedulerContext, caller: Principal, req
     authorize(caller, Actions.ReadProject, req.project);
     only = req.project;
   }
-  if (!Number.isInteger(req.bucket_hours) || req.bucket_hours < 0) throw invalid(`bucket_hours must be 0 (a day) or more, got ${req.bucket_hours}`);
+  if (!Number.isInteger(req.bucket_hours) || req.bucket_hours < 0 || req.bucket_hours > 8760) throw invalid(`bucket_hours must be 0 (a day) to 8760 (a year), got ${req.bucket_hours}`);
   const stepHours = req.bucket_hours || 24;
   if ((now.getTime() - since.getTime()) / 3_600_000 / stepHours > MAX_POINTS) throw invalid(`the window holds more than ${MAX_POINTS} buckets of ${stepHours} h: take a later --since or larger buckets`);
 

@@ -77,6 +77,16 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
   }
   t.same(await s.query('SELECT id FROM runs'), [], 'no run was created by any refused submission');
 
+  // Values that reached Postgres unchecked and came back INTERNAL, with the database's own words.
+  const api = s.api();
+  t.teardown(() => api.close());
+  const code = (p: Promise<unknown>) => p.then(() => 'OK', (e: { code?: string; message?: string }) => `${e.code}: ${e.message}`);
+  t.match(await code(api.listRuns({ status: 'bogus', limit: 0, schedule: '' })), /^INVALID_ARGUMENT: status "bogus" is not one of: Scheduled, /, 'run list --status that is no status');
+  t.match(await code(api.submitRun({ package: 'good', dataset: 'data', idempotency_key: 'k'.repeat(4000) } as never)), /^INVALID_ARGUMENT: idempotency_key is 4000 characters; at most 256/, 'an idempotency key longer than its index takes');
+  t.match(await code(api.getRun('run_a\0b')), /^NOT_FOUND: run not found/, 'a run id with a NUL byte is a run that does not exist');
+  t.match(await code(api.projectUsage({ bucket_hours: 1e12 } as never)), /^INVALID_ARGUMENT: bucket_hours must be 0 \(a day\) to 8760/, 'a usage bucket past a year');
+  t.same(await s.query('SELECT id FROM runs'), [], 'and nothing was created');
+
   // An empty dataset folder.
   r = await s.cli(['dataset', 'push', tempDir(), '--name', 'empty']);
   t.equal(r.code, 2);

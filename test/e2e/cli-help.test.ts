@@ -155,6 +155,7 @@ t.test('bad values and missing arguments are refused before any call: exit 2, sa
     [['run', 'list', '--scheduler'], /--scheduler: give the address/],
     [['run', 'list', '--scheduler', '--json'], /--scheduler: give the address/],
     [['run', 'list', '--scheduler='], /--scheduler: give the address/],
+    [['doctor', '--grace', '45s', ...none], /--grace is for doctor --storage --repair/],
   ];
   const results = await pooled(cases, 4, ([args]) => trainyardAsync(...args));
   for (const [i, [args, want]] of cases.entries()) {

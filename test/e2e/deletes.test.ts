@@ -39,6 +39,9 @@ async function resumedFrom(t: Test, s: Stack): Promise<void> {
   await fakeCheckpoint(s, src);
   const resumer = await M(['run', 'train', '--package', 'rp', '--dataset', 'rd', '--resume-from', src]);
   t.equal(resumer.code, 0, 'a run resuming from its checkpoint is queued');
+  const diff = await M(['run', 'diff', src, resumer.out.id]);
+  t.same([diff.code, diff.err?.code], [1, 'FAILED_PRECONDITION'], 'run diff of runs with no lineage: refused by what they are (exit 1), not a usage error');
+  t.match(diff.err?.message, new RegExp(`run ${src} has no lineage \\(Killed\\)`));
 
   let before = await snapshot(s);
   const byRun = await M(['run', 'delete', src]);

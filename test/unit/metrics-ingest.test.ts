@@ -5,7 +5,7 @@
 import t from 'tap';
 import { sql } from 'kysely';
 import { testDatabase } from '../helpers/stack.js';
-import { appendMetrics } from '../../scheduler/runs/metrics-ingest.js';
+import { appendMetrics, MAX_SUMMARY_NAMES } from '../../scheduler/runs/metrics-ingest.js';
 import type { SchedulerContext } from '../../scheduler/context.js';
 
 const TRICKY = [0.1, 1 / 3, -2.5e-308, 5e-324, 1.7976931348623157e308, 123456789.123456789, -42, 2 ** 53 + 2, NaN, Infinity, -Infinity];
@@ -38,6 +38,18 @@ t.test('AppendMetrics stores what the agent sent, once, within the cap; a delete
   t.equal((await stored('acc')).length, 17, 'stored up to the cap');
   const { rows: [cur] } = await sql<{ last_seq: string; dropped: string }>`SELECT last_seq, dropped FROM run_metric_cursors WHERE run_id = 'run_ingest'`.execute(db);
   t.same([Number(cur!.last_seq), Number(cur!.dropped)], [3, 3], 'the cursor moved and the dropped points are counted with it');
+
+  // Summary values (trainyard.summary, "=name") are bounded too: new names past MAX_SUMMARY_NAMES are
+  // dropped and counted; a name already held is still updated.
+  await send([{ seq: 4, points: Array.from({ length: MAX_SUMMARY_NAMES + 5 }, (_, i) => [`=s${i}`, null, i, t0]) }]);
+  const summaries = async () => (await sql<{ name: string; value: number }>`SELECT name, value FROM run_metric_summary WHERE run_id = 'run_ingest'`.execute(db)).rows;
+  t.equal((await summaries()).length, MAX_SUMMARY_NAMES, `${MAX_SUMMARY_NAMES} summary names kept of ${MAX_SUMMARY_NAMES + 5}`);
+  await send([{ seq: 5, points: [['=s0', null, 99, t0], ['=late', null, 1, t0]] }]);
+  const after = await summaries();
+  t.equal(after.find((r) => r.name === 's0')?.value, 99, 'a name already held is updated');
+  t.notOk(after.some((r) => r.name === 'late'), 'a new one past the bound is not stored');
+  const { rows: [cur2] } = await sql<{ dropped: string }>`SELECT dropped FROM run_metric_cursors WHERE run_id = 'run_ingest'`.execute(db);
+  t.equal(Number(cur2!.dropped), 3 + 5 + 1, 'and each one left out is counted as dropped');
 
   await sql`DELETE FROM runs WHERE id = 'run_ingest'`.execute(db);
   const { rows: [left] } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM run_metric_points`.execute(db);
