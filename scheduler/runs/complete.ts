@@ -196,9 +196,15 @@ async function commitSuccess(ctx: SchedulerContext, req: FinishAttemptRequest__O
   const what = `run ${run.id}'s outputs`;
   const overQuota = async (err: unknown) => {
     if (!(err instanceof QuotaExceeded)) throw err;
-    await removePrefix(minio, settings.bucket, prefix, storageRetry)
-      .catch((e: unknown) => ctx.log.warn({ run: run.id, err: String(e) }, 'could not remove the outputs of a run over its storage quota'));
-    return fail(err.message);
+    // Only the report that ends the run Failed removes its outputs. A second copy of a success report
+    // (sent again while the first was committing) read the run Running before that commit, and counts
+    // the run's own outputs twice once it did: it must not delete a Successful run's outputs.
+    const failed = await fail(err.message);
+    if (failed.changed) {
+      await removePrefix(minio, settings.bucket, prefix, storageRetry)
+        .catch((e: unknown) => ctx.log.warn({ run: run.id, err: String(e) }, 'could not remove the outputs of a run over its storage quota'));
+    }
+    return failed;
   };
   try {
     await checkStorage(db, run.project, outputBytes, what);

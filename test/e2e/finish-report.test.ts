@@ -4,6 +4,7 @@
 // after one this scheduler registered stays right when another scheduler registered one meanwhile.
 import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
+import pg from 'pg';
 import { Stack, tempDir, writeTree } from '../helpers/stack.js';
 import { FakeAgent, type FakeDispatch } from '../helpers/fake-agent.js';
 
@@ -109,6 +110,41 @@ t.test('two copies of a success report at once: one version, and the documents n
     t.match(JSON.stringify(await read('_results.json')), `"version":"${a.output_version}"`, `round ${round}: _results.json names it`);
     t.match(JSON.stringify(await read('_lineage.json')), `"version":"${a.output_version}"`, `round ${round}: and _lineage.json`);
   }
+});
+
+// A second copy of a success report that read the run Running while the first was committing (its log
+// lines wait on the run's row), then checked the project's quota after that commit: it counted the run's
+// own outputs twice, took itself for over the quota, and removed the outputs of a run that had just ended
+// Successful (its end, refused by the guard, changed nothing).
+t.test('a second copy of a success report near the storage quota leaves the Successful run\'s outputs', async (t) => {
+  const { s, attempt, finish, line } = await setUp(t);
+  const d = await attempt();
+  const big = Buffer.alloc(50_000, 1);
+  await s.minio.putObject(s.bucket, `${d.output_prefix}package.zip`, zip);
+  await s.minio.putObject(s.bucket, `${d.output_prefix}artifacts/model.bin`, big);
+  const used = Number((await s.cliJson<any[]>(['projects'])).find((p) => p.name === 'default')?.storage_bytes ?? 0);
+  // Room for this run's outputs once (with its two documents), not twice.
+  await s.query(`INSERT INTO project_limits (project, max_storage_bytes) VALUES ('default', $1)
+                 ON CONFLICT (project) DO UPDATE SET max_storage_bytes = excluded.max_storage_bytes`, [used + big.length + 20_000]);
+  // The first copy's version insert waits on a row this test holds uncommitted, holding the run's row.
+  const holder = new pg.Client({ connectionString: s.databaseUrl });
+  await holder.connect();
+  t.teardown(() => holder.end());
+  await holder.query('BEGIN');
+  await holder.query(`INSERT INTO package_versions (package, major, minor, source, object_key, size_bytes, sha256) VALUES ('quick', 1, 1, 'upload', 'held', 1, $1)`, [sha]);
+  const lines = [line(1, 'done')];
+  const first = finish(d, { attempt: d.attempt, lines });
+  const waiting = async () => (await s.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%package_versions%' AND pid <> $1", [holder.processID])).length > 0;
+  for (const until = Date.now() + 10_000; !(await waiting()) && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
+  t.ok(await waiting(), 'the first copy waits, holding the run');
+  const second = finish(d, { attempt: d.attempt, lines });
+  await new Promise((r) => setTimeout(r, 500)); // the second has read the run and waits on its row
+  await holder.query('ROLLBACK');
+  const [a, b] = await Promise.all([first, second]);
+  t.equal(a.status, 'Successful', 'the first copy succeeds');
+  t.same(b, a, 'the second gets the same answer');
+  const left = await s.objects(d.output_prefix);
+  t.ok(left.includes(`${d.output_prefix}artifacts/model.bin`) && left.includes(`${d.output_prefix}_results.json`), `the run's outputs are all still there (${left.length})`);
 });
 
 // ReportStatus answers "stop" from the row its transition changed (its RETURNING), without reading the run
