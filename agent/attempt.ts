@@ -1205,7 +1205,7 @@ export class Attempt {
         // cannot take): the attempt still ends, Failed with the reason, by a report that carries nothing
         // else, so the run neither waits for a retry that cannot succeed nor costs a lost attempt.
         const code = (err as Partial<TrainyardError>).code;
-        if (giveUp.aborted || isRetryableGrpc(err) || code === ErrorCodes.StaleLease || code === ErrorCodes.Unauthenticated || code === ErrorCodes.PermissionDenied) throw err;
+        if (giveUp.aborted || isRetryableGrpc(err) || code === ErrorCodes.StaleLease || code === ErrorCodes.Unauthenticated || code === ErrorCodes.PermissionDenied || code === ErrorCodes.Cancelled) throw err;
         log.warn({ run: this.runId, err: errorMessage(err), code }, 'finish report refused for good; reporting the attempt Failed instead');
         // The last lines it carried go on their own first (before, they were lost with it).
         if (rest?.length) await this.logs.sendTaken(rest, giveUp);

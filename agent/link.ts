@@ -61,8 +61,12 @@ export class Link {
    */
   async call<Req, Res>(method: Unary<Req, Res>, req: Req, signal: AbortSignal, onRetry?: (err: unknown) => void): Promise<Res> {
     try {
+      // A CANCELLED this agent did not cause (its signal is not aborted) is the scheduler's: a scheduler
+      // shutting down cancels the calls still in flight after its grace. Retried, as the scheduler that
+      // answers next may be another (taken as permanent, it turned a good run's success report into Failed).
+      const retryable = (err: unknown) => isRetryableGrpc(err) || (!signal.aborted && (err as { code?: unknown } | null)?.code === grpc.status.CANCELLED);
       return await retry(() => this.once(method, req, 15_000, signal), {
-        retries: Infinity, baseMs: 100, capMs: 5000, jitter: 0.25, signal, isRetryable: isRetryableGrpc,
+        retries: Infinity, baseMs: 100, capMs: 5000, jitter: 0.25, signal, isRetryable: retryable,
         ...(onRetry ? { onRetry: (err: unknown) => onRetry(err) } : {}),
       });
     } catch (err) {

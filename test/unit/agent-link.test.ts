@@ -67,6 +67,14 @@ t.test('transient failures (UNAVAILABLE, STORAGE_ERROR, INTERNAL) are retried wi
   t.ok(gaps[2]! >= gaps[0]!, `delays grow: ${gaps.join(', ')} ms`);
 });
 
+t.test('a call the scheduler cancelled (its shutdown cut it) is retried, not taken for a refusal', async (t) => {
+  const answers: Answer[] = [{ code: grpc.status.CANCELLED }, 'ok'];
+  const { link, calls } = await fakeScheduler(t, () => answers.shift()!);
+  const res = await link.finishAttempt(finishReq, new AbortController().signal);
+  t.equal(res.status, 'Successful', 'the success report goes through on the next try');
+  t.equal(calls.length, 2, 'two tries');
+});
+
 t.test('a scheduler that keeps failing: retried until the agent gives up, then the call ends with the signal', async (t) => {
   const { link, calls } = await fakeScheduler(t, () => ({ code: grpc.status.UNAVAILABLE }));
   const giveUp = new AbortController();
