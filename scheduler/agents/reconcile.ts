@@ -46,6 +46,17 @@ export async function reconcile(ctx: SchedulerContext, agent: string, held: Held
     }
   }
   const missing = placed.filter((r) => r.acked_at !== null && !heldIds.has(r.id));
+  // A gang's member this agent acknowledged and, registering again, no longer holds (it restarted, and the
+  // member had no record to be taken over from): the gang goes back whole, as for a lost member's agent.
+  // Its other ranks would otherwise wait at their rendezvous, holding their GPUs, for a rank that is gone.
+  // (Between registrations a member's missing beats are not counted; its rank 0's stall or its own end is.)
+  if (requeueMissing) {
+    for (const m of members.filter((x) => x.acked_at !== null && !heldIds.has(x.id))) {
+      const why = `gang member on agent ${agent}: the agent restarted and lost it`;
+      const c = await ctx.runs.requeue(m.id, m.lease, why, true);
+      if (c) ctx.log.warn({ run: m.id, agent, reason: why, status: c.status }, 'multi-agent run taken back: a member\'s agent lost it');
+    }
+  }
   const back = missing.filter((r) => requeueMissing || r.missed_beats + 1 >= ctx.settings.attemptLeaseBeats);
   const counted = missing.filter((r) => !back.includes(r));
   const listedAgain = placed.filter((r) => r.missed_beats > 0 && heldIds.has(r.id));
