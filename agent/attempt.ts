@@ -175,11 +175,6 @@ class Stopped extends Error {}
 export class Attempt {
   readonly #abort = new AbortController();
   #end: EndReason | null = null;
-  /**
-   * The end report is done (or given up on): the scheduler no longer counts this attempt as current, so
-   * the teardown after it (processes, folders, the uid) is not listed as held nor stopped by a cancel.
-   */
-  #reported = false;
   #phase: Phase = 'fetching_package';
   /** The data download, which runs beside the package's steps: a failure there happened while it ran too. */
   #data: 'not_started' | 'fetching' | 'local' = 'not_started';
@@ -237,8 +232,12 @@ export class Attempt {
   #recordBase: Omit<ReattachRecord, 'lineage' | 'dataPending'> | null = null;
   /** The record's writes, one after another (each writes the same temporary file). */
   #recordWrites: Promise<void> = Promise.resolve();
-  /** The attempt has ended: its record is dropped, and no write may bring it back. */
-  #recordOver = false;
+  /**
+   * The end report is done (or given up on): the scheduler no longer counts this attempt as current, so
+   * no agent takes it over (its record is dropped, and no write may bring it back), and the teardown after
+   * it (processes, folders, the uid) is neither listed as held nor stopped by a cancel.
+   */
+  #reported = false;
 
   /** `rungAt`: when its doorbell rang (before the claim), for the record of where the time went. */
   constructor(readonly dispatch: Dispatch, private readonly deps: AttemptDeps, rungAt: number, adopted: ReattachRecord | null = null) {
@@ -408,8 +407,6 @@ export class Attempt {
     this.#pendingPlace?.release();
     this.logs.close();
     this.metrics.close();
-    // Reported (or given up on): no agent takes this attempt over any more.
-    this.#recordOver = true;
     await this.#recordWrites;
     await dropRecord(this.#dir, this.#cgroup?.dir ?? this.#adopted?.cgroup ?? null).catch(() => {});
     await this.#spool?.close(true);
@@ -825,7 +822,7 @@ export class Attempt {
    */
   #writeRecord(first: boolean): Promise<void> {
     const write = this.#recordWrites.then(async () => {
-      if (this.#recordOver || !this.#recordBase || (!first && !this.#recorded)) return;
+      if (this.#reported || !this.#recordBase || (!first && !this.#recorded)) return;
       await saveRecord(this.#dir, { ...this.#recordBase, lineage: this.#lineageObj, ...(this.#dataPending ? { dataPending: true } : {}) });
       this.#recorded = true;
     });

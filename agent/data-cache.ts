@@ -385,7 +385,13 @@ export class DataCache {
     if (!ids) return false;
     // The very entries the folder links: an entry evicted meanwhile and fetched again under the same id is
     // another file, and the folder would keep the old one's blocks outside the cache's cap.
-    const cached = () => { for (const id of ids) if (from.entries.get(id) === undefined || this.#entries.get(id) !== from.entries.get(id)) return false; return true; };
+    const cached = () => {
+      for (const id of ids) {
+        const linked = from.entries.get(id);
+        if (!linked || this.#entries.get(id) !== linked) return false;
+      }
+      return true;
+    };
     if (!cached()) return false;
     const manifest = made.manifest ?? manifestOf(made.entries);
     try {

@@ -65,16 +65,16 @@ function checkBinding(agents: Record<string, string>): Record<string, string> {
   return agents;
 }
 
-/**
- * Sets a project's caps and rules (each only when asked: a client that knows nothing of one keeps it) and
- * wakes the placer, since a raised cap or a new binding may let queued runs start.
- */
 /** At most KEEP_RUNS_MAX_S (100 years). */
 function keepRunsSeconds(n: number | null): number | null {
   if (n !== null && n > KEEP_RUNS_MAX_S) throw invalid(`keep_runs_seconds must be at most ${KEEP_RUNS_MAX_S} (100 years), got ${n}; -1 keeps everything`);
   return n;
 }
 
+/**
+ * Sets a project's caps and rules (each only when asked: a client that knows nothing of one keeps it) and
+ * wakes the placer, since a raised cap or a new binding may let queued runs start.
+ */
 export async function setProjectLimits(ctx: SchedulerContext, req: ProjectLimits__Output): Promise<Project> {
   const project = checkName('project', req.project);
   const cap = (n: number, what: string) => {

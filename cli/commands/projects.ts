@@ -80,17 +80,17 @@ async function set({ values, positionals }: Parsed<typeof setFlags>, address: st
   if (!project) throw invalid('projects set: give the project name');
   // Every flag checked before the scheduler is called: a typo fails at once, whether or not it is reachable.
   let maxRuns = capFlag(values['max-runs'], 'max-runs');
-    let maxGpus = capFlag(values['max-gpus'], 'max-gpus');
-    const maxPriority = capFlag(values['max-priority'], 'max-priority');
-    const agents = agentsFlag(values.agents);
-    const exclusive = boolFlag(values.exclusive, 'exclusive');
-    const preemptible = boolFlag(values.preemptible, 'preemptible');
-    const storage = storageFlag(values['max-storage-gb']);
-    const keepRuns = keepRunsFlag(values['keep-runs']);
-    const keepVersions = keepVersionsFlag(values['keep-versions']);
-    if (maxRuns === -2 && maxGpus === -2 && maxPriority === -2 && agents === undefined && exclusive === undefined && preemptible === undefined && storage === undefined && keepRuns === undefined && keepVersions === undefined) {
-      throw invalid('projects set: give --max-runs, --max-gpus, --max-priority, --agents, --exclusive, --preemptible, --max-storage-gb, --keep-runs and/or --keep-versions');
-    }
+  let maxGpus = capFlag(values['max-gpus'], 'max-gpus');
+  const maxPriority = capFlag(values['max-priority'], 'max-priority');
+  const agents = agentsFlag(values.agents);
+  const exclusive = boolFlag(values.exclusive, 'exclusive');
+  const preemptible = boolFlag(values.preemptible, 'preemptible');
+  const storage = storageFlag(values['max-storage-gb']);
+  const keepRuns = keepRunsFlag(values['keep-runs']);
+  const keepVersions = keepVersionsFlag(values['keep-versions']);
+  if (maxRuns === -2 && maxGpus === -2 && maxPriority === -2 && agents === undefined && exclusive === undefined && preemptible === undefined && storage === undefined && keepRuns === undefined && keepVersions === undefined) {
+    throw invalid('projects set: give --max-runs, --max-gpus, --max-priority, --agents, --exclusive, --preemptible, --max-storage-gb, --keep-runs and/or --keep-versions');
+  }
   return withApi(address, async (api) => {
     const current = maxRuns === -2 || maxGpus === -2 ? (await api.listProjects()).projects.find((p) => p.name === project) : undefined;
     if (maxRuns === -2) maxRuns = current?.max_runs ?? -1;
